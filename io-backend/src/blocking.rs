@@ -1,0 +1,250 @@
+//! The portable disk engine: `std::fs` on a small bounded pool of threads.
+//!
+//! Used when io_uring cannot be set up (containers often forbid it) or by configuration. The job
+//! queue is bounded; a stalled operation occupies one thread and the others keep serving.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::{Disk, DiskError, DiskFile, DiskOp, DiskResult, OpenMode};
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Jobs waiting for a thread, per thread; past this, submitters wait (backpressure).
+const QUEUE_PER_THREAD: usize = 64;
+
+/// A bounded pool of OS threads that run blocking file operations.
+#[derive(Clone)]
+pub struct BlockingPool {
+    jobs: async_channel::Sender<Job>,
+}
+
+impl BlockingPool {
+    pub fn new(threads: usize, name: &str) -> Self {
+        let threads = threads.max(1);
+        let (tx, rx) = async_channel::bounded::<Job>(threads * QUEUE_PER_THREAD);
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rx.recv_blocking() {
+                        job();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a disk thread");
+            }
+        }
+        BlockingPool { jobs: tx }
+    }
+
+    /// Run `f` on a pool thread and wait for its result.
+    pub async fn run<T, F>(&self, op: DiskOp, path: &Path, f: F) -> DiskResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> std::io::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        let gone = || {
+            DiskError::new(
+                op,
+                path,
+                std::io::Error::other("the disk thread pool has shut down"),
+            )
+        };
+        self.jobs.send(job).await.map_err(|_| gone())?;
+        rx.await
+            .map_err(|_| gone())?
+            .map_err(|e| DiskError::new(op, path, e))
+    }
+}
+
+/// `std::fs` on a [`BlockingPool`].
+#[derive(Clone)]
+pub struct BlockingDisk {
+    pool: BlockingPool,
+}
+
+impl BlockingDisk {
+    pub fn new(threads: usize) -> Self {
+        BlockingDisk {
+            pool: BlockingPool::new(threads, "disk"),
+        }
+    }
+
+    pub fn with_pool(pool: BlockingPool) -> Self {
+        BlockingDisk { pool }
+    }
+}
+
+pub(crate) fn open_std(path: &Path, mode: OpenMode) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true);
+    match mode {
+        OpenMode::Existing => {}
+        OpenMode::Create => {
+            opts.create(true);
+        }
+        OpenMode::Truncate => {
+            opts.create(true).truncate(true);
+        }
+    }
+    opts.open(path)
+}
+
+pub(crate) fn list_std(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+pub(crate) fn sync_dir_std(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+pub(crate) fn read_at_std(file: &File, len: usize, offset: u64) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+#[async_trait]
+impl Disk for BlockingDisk {
+    async fn create_dir_all(&self, path: &Path) -> DiskResult<()> {
+        let p = path.to_path_buf();
+        self.pool
+            .run(DiskOp::CreateDir, path, move || std::fs::create_dir_all(p))
+            .await
+    }
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> DiskResult<Arc<dyn DiskFile>> {
+        let p = path.to_path_buf();
+        let file = self
+            .pool
+            .run(DiskOp::Open, path, move || open_std(&p, mode))
+            .await?;
+        Ok(Arc::new(BlockingFile {
+            file: Arc::new(file),
+            path: path.to_path_buf(),
+            pool: self.pool.clone(),
+        }))
+    }
+
+    async fn list(&self, dir: &Path) -> DiskResult<Vec<String>> {
+        let p = dir.to_path_buf();
+        self.pool.run(DiskOp::List, dir, move || list_std(&p)).await
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> DiskResult<()> {
+        let (f, t) = (from.to_path_buf(), to.to_path_buf());
+        self.pool
+            .run(DiskOp::Rename, from, move || std::fs::rename(f, t))
+            .await
+    }
+
+    async fn remove_file(&self, path: &Path) -> DiskResult<()> {
+        let p = path.to_path_buf();
+        self.pool
+            .run(DiskOp::Remove, path, move || std::fs::remove_file(p))
+            .await
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> DiskResult<()> {
+        let p = path.to_path_buf();
+        self.pool
+            .run(DiskOp::Remove, path, move || std::fs::remove_dir_all(p))
+            .await
+    }
+
+    async fn sync_dir(&self, path: &Path) -> DiskResult<()> {
+        let p = path.to_path_buf();
+        self.pool
+            .run(DiskOp::SyncDir, path, move || sync_dir_std(&p))
+            .await
+    }
+
+    async fn exists(&self, path: &Path) -> DiskResult<bool> {
+        let p = path.to_path_buf();
+        self.pool
+            .run(DiskOp::Open, path, move || p.try_exists())
+            .await
+    }
+
+    fn engine(&self) -> &'static str {
+        "blocking"
+    }
+}
+
+struct BlockingFile {
+    file: Arc<File>,
+    path: PathBuf,
+    pool: BlockingPool,
+}
+
+#[async_trait]
+impl DiskFile for BlockingFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write_at(&self, data: Bytes, offset: u64) -> DiskResult<()> {
+        let f = self.file.clone();
+        self.pool
+            .run(DiskOp::WriteAt, &self.path, move || {
+                f.write_all_at(&data, offset)
+            })
+            .await
+    }
+
+    async fn read_at(&self, len: usize, offset: u64) -> DiskResult<Bytes> {
+        let f = self.file.clone();
+        self.pool
+            .run(DiskOp::ReadAt, &self.path, move || {
+                read_at_std(&f, len, offset)
+            })
+            .await
+    }
+
+    async fn sync_data(&self) -> DiskResult<()> {
+        let f = self.file.clone();
+        self.pool
+            .run(DiskOp::SyncData, &self.path, move || f.sync_data())
+            .await
+    }
+
+    async fn truncate(&self, len: u64) -> DiskResult<()> {
+        let f = self.file.clone();
+        self.pool
+            .run(DiskOp::Truncate, &self.path, move || f.set_len(len))
+            .await
+    }
+
+    async fn len(&self) -> DiskResult<u64> {
+        let f = self.file.clone();
+        self.pool
+            .run(DiskOp::Len, &self.path, move || Ok(f.metadata()?.len()))
+            .await
+    }
+}

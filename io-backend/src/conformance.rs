@@ -1,0 +1,249 @@
+//! One conformance suite for every [`Disk`] implementation (uring, blocking, and the simulator's
+//! disk): what the broker relies on, checked the same way against each.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{Disk, DiskOp, OpenMode};
+
+type Check = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+fn fail<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Run every check under `root` (an empty directory). Returns the first failure.
+pub async fn run_all(disk: Arc<dyn Disk>, root: &Path) -> Check {
+    write_read_at_offsets(&*disk, root).await?;
+    concurrent_writes_distinct_offsets(disk.clone(), root).await?;
+    sync_then_reopen(&*disk, root).await?;
+    truncate_and_len(&*disk, root).await?;
+    rename_list_remove(&*disk, root).await?;
+    errors_name_file_and_operation(&*disk, root).await?;
+    Ok(())
+}
+
+pub async fn write_read_at_offsets(disk: &dyn Disk, root: &Path) -> Check {
+    let dir = root.join("offsets");
+    disk.create_dir_all(&dir)
+        .await
+        .map_err(fail("create_dir_all"))?;
+    let f = disk
+        .open(&dir.join("a"), OpenMode::Create)
+        .await
+        .map_err(fail("open"))?;
+    f.write_at(Bytes::from_static(b"hello"), 0)
+        .await
+        .map_err(fail("write 0"))?;
+    f.write_at(Bytes::from_static(b"world"), 10)
+        .await
+        .map_err(fail("write 10"))?;
+    // A write at an offset must not move anything else (failure mode 2: offset reset to 0).
+    f.write_at(Bytes::from_static(b"HE"), 0)
+        .await
+        .map_err(fail("overwrite"))?;
+    let got = f.read_at(15, 0).await.map_err(fail("read"))?;
+    ensure!(&got[..] == b"HEllo\0\0\0\0\0world", "read back {:?}", got);
+    let tail = f.read_at(100, 12).await.map_err(fail("read past end"))?;
+    ensure!(
+        &tail[..] == b"rld",
+        "short read at end of file gave {:?}",
+        tail
+    );
+    let none = f.read_at(10, 1000).await.map_err(fail("read beyond end"))?;
+    ensure!(none.is_empty(), "read beyond end gave {} bytes", none.len());
+    ensure!(
+        f.len().await.map_err(fail("len"))? == 15,
+        "length after writes"
+    );
+    Ok(())
+}
+
+pub async fn concurrent_writes_distinct_offsets(disk: Arc<dyn Disk>, root: &Path) -> Check {
+    const WRITES: usize = 256;
+    const SIZE: usize = 512;
+    let dir = root.join("concurrent");
+    disk.create_dir_all(&dir)
+        .await
+        .map_err(fail("create_dir_all"))?;
+    let f = disk
+        .open(&dir.join("c"), OpenMode::Create)
+        .await
+        .map_err(fail("open"))?;
+    let mut tasks = Vec::new();
+    for i in 0..WRITES {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = Bytes::from(vec![(i % 251) as u8; SIZE]);
+            f.write_at(data, (i * SIZE) as u64).await
+        }));
+    }
+    for t in tasks {
+        t.await
+            .map_err(fail("join"))?
+            .map_err(fail("concurrent write"))?;
+    }
+    f.sync_data().await.map_err(fail("sync"))?;
+    let all = f.read_at(WRITES * SIZE, 0).await.map_err(fail("read"))?;
+    ensure!(all.len() == WRITES * SIZE, "length {}", all.len());
+    for i in 0..WRITES {
+        let chunk = &all[i * SIZE..(i + 1) * SIZE];
+        ensure!(
+            chunk.iter().all(|b| *b == (i % 251) as u8),
+            "write {i} is not where it was written"
+        );
+    }
+    Ok(())
+}
+
+pub async fn sync_then_reopen(disk: &dyn Disk, root: &Path) -> Check {
+    let dir = root.join("reopen");
+    disk.create_dir_all(&dir)
+        .await
+        .map_err(fail("create_dir_all"))?;
+    let path = dir.join("r");
+    {
+        let f = disk
+            .open(&path, OpenMode::Create)
+            .await
+            .map_err(fail("open"))?;
+        f.write_at(Bytes::from_static(b"durable"), 0)
+            .await
+            .map_err(fail("write"))?;
+        f.sync_data().await.map_err(fail("sync_data"))?;
+    }
+    disk.sync_dir(&dir).await.map_err(fail("sync_dir"))?;
+    let f = disk
+        .open(&path, OpenMode::Existing)
+        .await
+        .map_err(fail("reopen"))?;
+    let got = f.read_at(7, 0).await.map_err(fail("read"))?;
+    ensure!(&got[..] == b"durable", "after reopen read {:?}", got);
+    let f = disk
+        .open(&path, OpenMode::Truncate)
+        .await
+        .map_err(fail("open truncate"))?;
+    ensure!(
+        f.len().await.map_err(fail("len"))? == 0,
+        "Truncate mode keeps data"
+    );
+    Ok(())
+}
+
+pub async fn truncate_and_len(disk: &dyn Disk, root: &Path) -> Check {
+    let dir = root.join("truncate");
+    disk.create_dir_all(&dir)
+        .await
+        .map_err(fail("create_dir_all"))?;
+    let f = disk
+        .open(&dir.join("t"), OpenMode::Create)
+        .await
+        .map_err(fail("open"))?;
+    f.write_at(Bytes::from(vec![7u8; 1000]), 0)
+        .await
+        .map_err(fail("write"))?;
+    f.truncate(300).await.map_err(fail("truncate"))?;
+    ensure!(
+        f.len().await.map_err(fail("len"))? == 300,
+        "length after truncate"
+    );
+    let got = f.read_at(1000, 0).await.map_err(fail("read"))?;
+    ensure!(
+        got.len() == 300,
+        "read after truncate gave {} bytes",
+        got.len()
+    );
+    f.write_at(Bytes::from_static(b"x"), 300)
+        .await
+        .map_err(fail("append"))?;
+    ensure!(
+        f.len().await.map_err(fail("len"))? == 301,
+        "length after append"
+    );
+    Ok(())
+}
+
+pub async fn rename_list_remove(disk: &dyn Disk, root: &Path) -> Check {
+    let dir = root.join("names");
+    disk.create_dir_all(&dir.join("sub"))
+        .await
+        .map_err(fail("create_dir_all"))?;
+    for name in ["b.log", "a.log", "c.tmp"] {
+        disk.open(&dir.join(name), OpenMode::Create)
+            .await
+            .map_err(fail("create"))?;
+    }
+    disk.rename(&dir.join("c.tmp"), &dir.join("c.log"))
+        .await
+        .map_err(fail("rename"))?;
+    let names = disk.list(&dir).await.map_err(fail("list"))?;
+    ensure!(
+        names == ["a.log", "b.log", "c.log", "sub"],
+        "list gave {:?}",
+        names
+    );
+    disk.remove_file(&dir.join("a.log"))
+        .await
+        .map_err(fail("remove"))?;
+    ensure!(
+        !disk
+            .exists(&dir.join("a.log"))
+            .await
+            .map_err(fail("exists"))?,
+        "removed file exists"
+    );
+    ensure!(
+        disk.exists(&dir.join("b.log"))
+            .await
+            .map_err(fail("exists"))?,
+        "kept file is gone"
+    );
+    disk.remove_dir_all(&dir)
+        .await
+        .map_err(fail("remove_dir_all"))?;
+    ensure!(
+        !disk.exists(&dir).await.map_err(fail("exists"))?,
+        "removed dir exists"
+    );
+    Ok(())
+}
+
+pub async fn errors_name_file_and_operation(disk: &dyn Disk, root: &Path) -> Check {
+    let missing = root.join("no-such-dir").join("file");
+    let err = match disk.open(&missing, OpenMode::Existing).await {
+        Ok(_) => return Err("opening a missing file succeeded".into()),
+        Err(e) => e,
+    };
+    ensure!(err.op == DiskOp::Open, "error names op {}", err.op);
+    ensure!(
+        err.path == missing,
+        "error names path {}",
+        err.path.display()
+    );
+    ensure!(
+        err.kind() == std::io::ErrorKind::NotFound,
+        "error kind {:?}",
+        err.kind()
+    );
+    let text = err.to_string();
+    ensure!(
+        text.contains("open") && text.contains("no-such-dir"),
+        "message {text:?}"
+    );
+    let err = match disk.list(&root.join("absent")).await {
+        Ok(_) => return Err("listing a missing directory succeeded".into()),
+        Err(e) => e,
+    };
+    ensure!(err.op == DiskOp::List, "list error names op {}", err.op);
+    Ok(())
+}

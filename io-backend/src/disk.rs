@@ -1,0 +1,62 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::DiskResult;
+
+/// How a file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Open an existing file for reading and writing; fail with `NotFound` if it is missing.
+    Existing,
+    /// Open for reading and writing, creating the file if it is missing.
+    Create,
+    /// Create a new empty file, truncating any existing one.
+    Truncate,
+}
+
+/// Directories and files. Buffers are owned (`Bytes` in, `Bytes` out) because io_uring needs a
+/// buffer to live until the kernel is done with it.
+///
+/// Every operation returns a [`DiskError`](crate::DiskError) naming the file and the operation.
+/// Operations may take arbitrarily long (a disk can stall); callers put deadlines around them.
+#[async_trait]
+pub trait Disk: Send + Sync + 'static {
+    /// Create a directory and its parents; succeed if it exists.
+    async fn create_dir_all(&self, path: &Path) -> DiskResult<()>;
+    /// Open a file for positional reads and writes.
+    async fn open(&self, path: &Path, mode: OpenMode) -> DiskResult<Arc<dyn DiskFile>>;
+    /// Names of the entries of a directory, sorted.
+    async fn list(&self, dir: &Path) -> DiskResult<Vec<String>>;
+    /// Atomically rename a file (replacing the target).
+    async fn rename(&self, from: &Path, to: &Path) -> DiskResult<()>;
+    /// Remove a file.
+    async fn remove_file(&self, path: &Path) -> DiskResult<()>;
+    /// Remove a directory and everything in it.
+    async fn remove_dir_all(&self, path: &Path) -> DiskResult<()>;
+    /// Make the directory's entries (creations, renames, removals) durable.
+    async fn sync_dir(&self, path: &Path) -> DiskResult<()>;
+    /// Whether a path exists.
+    async fn exists(&self, path: &Path) -> DiskResult<bool>;
+    /// Which implementation this is (`uring`, `blocking`, `sim`), for logs and metrics.
+    fn engine(&self) -> &'static str;
+}
+
+/// An open file. Writes and reads are positional; there is no file cursor to get wrong.
+#[async_trait]
+pub trait DiskFile: Send + Sync + 'static {
+    /// The path the file was opened at (for error messages).
+    fn path(&self) -> &Path;
+    /// Write all of `data` at byte `offset`.
+    async fn write_at(&self, data: Bytes, offset: u64) -> DiskResult<()>;
+    /// Read exactly `len` bytes at `offset`; fewer only at end of file.
+    async fn read_at(&self, len: usize, offset: u64) -> DiskResult<Bytes>;
+    /// Make the data written so far (writes that completed before this call) durable.
+    async fn sync_data(&self) -> DiskResult<()>;
+    /// Cut or extend the file to `len` bytes.
+    async fn truncate(&self, len: u64) -> DiskResult<()>;
+    /// The file's current length in bytes.
+    async fn len(&self) -> DiskResult<u64>;
+}
