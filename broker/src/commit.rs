@@ -1,0 +1,1033 @@
+//! The group-commit pipeline and the store it serves: one per data directory.
+//!
+//! One task owns every file of the directory. Request handlers queue appends on a bounded
+//! channel (backpressure means "queue full", never "lock busy"). The task takes everything
+//! queued, writes it (one write per partition, all partitions in flight together), syncs every
+//! file it wrote (the syncs in flight together), makes the data visible, then answers the
+//! waiters. While it waits for a sync, the next batch gathers in the queue; when nothing is
+//! queued it sleeps, so an idle broker does no disk work and a lone write is committed at once.
+//!
+//! Every disk operation has a deadline ([`Io::run`]). When one passes, the directory is declared
+//! failed: the round's waiters and every later append get a retriable error at once, and the
+//! directory heals — active segments cut back to what was committed, then synced — after the
+//! stalled operations end.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use io_backend::{DiskOp, Env, OpenMode};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::batch::{self, BatchHeader};
+use crate::config::Config;
+use crate::io::{Health, Io, StorageError};
+use crate::log::{self, index::IndexEntry, LogConfig, Partition, Segment};
+use crate::metrics::Metrics;
+
+/// Appends taken into one commit round at most (the rest wait for the next round).
+const ROUND_APPENDS_MAX: usize = 4096;
+const ROUND_BYTES_MAX: usize = 32 << 20;
+const META_DIR: &str = ".meta";
+
+/// A topic and its partitions.
+pub struct Topic {
+    pub name: String,
+    pub id: u128,
+    pub config: LogConfig,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicMeta {
+    name: String,
+    id: String,
+    partitions: i32,
+    config: LogConfig,
+}
+
+/// A committed append.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic already exists")]
+    Exists,
+    #[error("unknown topic")]
+    Unknown,
+    #[error("invalid topic name: {0}")]
+    InvalidName(String),
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+pub struct Append {
+    partition: Arc<Partition>,
+    payload: Bytes,
+    headers: Vec<BatchHeader>,
+    /// `None` for acks=0: nobody waits.
+    reply: Option<Reply<Result<Appended, StorageError>>>,
+}
+
+enum Command {
+    Append(Append),
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        config: LogConfig,
+        reply: Reply<Result<Arc<Topic>, TopicError>>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: Reply<Result<(), TopicError>>,
+    },
+    Retention,
+}
+
+/// What handlers and the pipeline share.
+struct Shared {
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    io: Io,
+    data_dir: PathBuf,
+    commits: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+    env: Env,
+}
+
+/// The data directory as request handlers see it.
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+    pub defaults: LogConfig,
+}
+
+/// Kafka's rule for topic names.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "the name is {} characters long; at most 249 are allowed",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not allowed"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "the character {c:?} is not allowed (only ASCII letters, digits, '.', '_', '-')"
+        ));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Open the data directory (recovering every partition) and start its commit pipeline.
+    pub async fn open(
+        env: Env,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Store>, StorageError> {
+        let io = Io {
+            disk: env.disk.clone(),
+            clock: env.clock.clone(),
+            deadline: config.io_deadline(),
+            health: Health::new(metrics.clone()),
+            metrics: metrics.clone(),
+        };
+        let data_dir = config.data_dir.clone();
+        let meta_dir = data_dir.join(META_DIR);
+        let disk = io.disk.clone();
+        let m = meta_dir.clone();
+        io.run(DiskOp::CreateDir, &meta_dir, async move {
+            disk.create_dir_all(&m).await
+        })
+        .await?;
+        let disk = io.disk.clone();
+        let m = meta_dir.clone();
+        let names = io
+            .run(DiskOp::List, &meta_dir, async move { disk.list(&m).await })
+            .await?;
+        let mut topics = HashMap::new();
+        for name in names {
+            let path = meta_dir.join(&name);
+            if name.ends_with(".tmp") {
+                // A topic creation that did not finish: its meta file never became real.
+                let disk = io.disk.clone();
+                let p = path.clone();
+                io.run(
+                    DiskOp::Remove,
+                    &path,
+                    async move { disk.remove_file(&p).await },
+                )
+                .await?;
+                continue;
+            }
+            if !name.ends_with(".topic") {
+                continue;
+            }
+            let meta = read_meta(&io, &path).await?;
+            let mut partitions = Vec::new();
+            for p in 0..meta.partitions {
+                let dir = data_dir.join(format!("{}-{p}", meta.name));
+                let part = log::recover(&io, &dir, &meta.name, p, meta.config).await?;
+                partitions.push(Arc::new(part));
+            }
+            let id = u128::from_str_radix(&meta.id, 16).unwrap_or(0);
+            tracing::info!(topic = %meta.name, partitions = meta.partitions, "recovered topic");
+            topics.insert(
+                meta.name.clone(),
+                Arc::new(Topic {
+                    name: meta.name,
+                    id,
+                    config: meta.config,
+                    partitions,
+                }),
+            );
+        }
+        let (tx, rx) = mpsc::channel(config.append_queue_capacity);
+        let (commits, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            topics: RwLock::new(topics),
+            io,
+            data_dir,
+            commits,
+            metrics,
+            env,
+        });
+        let (heal_tx, heal_rx) = mpsc::channel(1);
+        let pipeline = Pipeline {
+            shared: shared.clone(),
+            rx,
+            heal_tx,
+            heal_rx,
+            healing: false,
+        };
+        tokio::spawn(pipeline.run());
+        let store = Arc::new(Store {
+            shared,
+            tx,
+            defaults: config.topic_defaults(),
+        });
+        if config.retention_check_interval_ms > 0 {
+            tokio::spawn(retention_ticker(
+                Arc::downgrade(&store),
+                Duration::from_millis(config.retention_check_interval_ms),
+            ));
+        }
+        Ok(store)
+    }
+
+    pub fn io(&self) -> &Io {
+        &self.shared.io
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.shared
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self
+            .shared
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Wakes whenever a commit round made new data visible (for Fetch long-polls).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.shared.commits.subscribe()
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), StorageError> {
+        self.shared
+            .metrics
+            .append_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        self.tx.send(cmd).await.map_err(|_| {
+            self.shared
+                .metrics
+                .append_queue_depth
+                .fetch_sub(1, Ordering::Relaxed);
+            StorageError::DirFailed("the commit pipeline has stopped".into())
+        })
+    }
+
+    /// Queue validated batches for a partition. With `wait`, the returned receiver answers once
+    /// they are durable (or failed); the pipeline answers every waiter within the I/O deadline.
+    pub async fn append(
+        &self,
+        partition: Arc<Partition>,
+        payload: Bytes,
+        headers: Vec<BatchHeader>,
+        wait: bool,
+    ) -> Result<Option<oneshot::Receiver<Result<Appended, StorageError>>>, StorageError> {
+        self.shared.io.health.check()?;
+        let (reply, rx) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.send(Command::Append(Append {
+            partition,
+            payload,
+            headers,
+            reply,
+        }))
+        .await?;
+        Ok(rx)
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        config: LogConfig,
+    ) -> Result<Arc<Topic>, TopicError> {
+        check_topic_name(name).map_err(TopicError::InvalidName)?;
+        if !(1..=10_000).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(partitions));
+        }
+        if self.topic(name).is_some() {
+            return Err(TopicError::Exists);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            config,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| {
+            TopicError::Storage(StorageError::DirFailed(
+                "the commit pipeline has stopped".into(),
+            ))
+        })?
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        if self.topic(name).is_none() {
+            return Err(TopicError::Unknown);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::DeleteTopic {
+            name: name.to_string(),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| {
+            TopicError::Storage(StorageError::DirFailed(
+                "the commit pipeline has stopped".into(),
+            ))
+        })?
+    }
+
+    /// Ask the pipeline to apply retention now (normally done by a timer).
+    pub fn check_retention(&self) {
+        self.shared
+            .metrics
+            .append_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send(Command::Retention).is_err() {
+            self.shared
+                .metrics
+                .append_queue_depth
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn retention_ticker(store: std::sync::Weak<Store>, every: Duration) {
+    let clock = match store.upgrade() {
+        Some(s) => s.shared.env.clock.clone(),
+        None => return,
+    };
+    loop {
+        clock.sleep(every).await;
+        match store.upgrade() {
+            Some(s) => s.check_retention(),
+            None => return,
+        }
+    }
+}
+
+async fn read_meta(io: &Io, path: &Path) -> Result<TopicMeta, StorageError> {
+    let corrupt = |reason: String| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let f = log::open(io, path, OpenMode::Existing).await?;
+    let g = f.clone();
+    let len = io
+        .run(DiskOp::Len, path, async move { g.len().await })
+        .await?;
+    let data = io
+        .run(DiskOp::ReadAt, path, async move {
+            f.read_at(len as usize, 0).await
+        })
+        .await?;
+    let text = std::str::from_utf8(&data).map_err(|e| corrupt(e.to_string()))?;
+    let (body, crc_line) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .ok_or_else(|| corrupt("no checksum line".into()))?;
+    let stored = crc_line
+        .strip_prefix("crc32=")
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| corrupt(format!("bad checksum line {crc_line:?}")))?;
+    let computed = crc32fast::hash(body.as_bytes());
+    if stored != computed {
+        return Err(corrupt(format!(
+            "checksum {stored:08x} does not match {computed:08x}"
+        )));
+    }
+    serde_json::from_str(body).map_err(|e| corrupt(e.to_string()))
+}
+
+/// One partition's share of a commit round.
+struct Planned {
+    partition: Arc<Partition>,
+    file: Arc<dyn io_backend::DiskFile>,
+    segment_base: i64,
+    position: u64,
+    data: Bytes,
+    next_offset: i64,
+    entries: Vec<IndexEntry>,
+    max_timestamp: i64,
+    records: u64,
+    waiters: Vec<(Option<Reply<Result<Appended, StorageError>>>, i64)>,
+}
+
+struct Pipeline {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Command>,
+    heal_tx: mpsc::Sender<()>,
+    heal_rx: mpsc::Receiver<()>,
+    healing: bool,
+}
+
+impl Pipeline {
+    fn io(&self) -> &Io {
+        &self.shared.io
+    }
+
+    async fn run(mut self) {
+        loop {
+            let first = tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => return,
+                },
+                _ = self.shared.io.health.failed_signal.notified(), if !self.healing => {
+                    self.start_healing();
+                    continue;
+                }
+                Some(()) = self.heal_rx.recv() => {
+                    self.heal().await;
+                    continue;
+                }
+            };
+            let mut taken = vec![first];
+            let mut bytes = 0usize;
+            while taken.len() < ROUND_APPENDS_MAX && bytes < ROUND_BYTES_MAX {
+                match self.rx.try_recv() {
+                    Ok(cmd) => {
+                        if let Command::Append(a) = &cmd {
+                            bytes += a.payload.len();
+                        }
+                        taken.push(cmd)
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.shared
+                .metrics
+                .append_queue_depth
+                .fetch_sub(taken.len() as i64, Ordering::Relaxed);
+            let mut appends = Vec::new();
+            for cmd in taken {
+                match cmd {
+                    Command::Append(a) => appends.push(a),
+                    admin => {
+                        // Keep order: appends queued before an admin command commit first.
+                        self.commit(std::mem::take(&mut appends)).await;
+                        self.admin(admin).await;
+                    }
+                }
+            }
+            self.commit(appends).await;
+        }
+    }
+
+    /// Wait (off the pipeline) for stalled operations to end, then heal.
+    fn start_healing(&mut self) {
+        self.healing = true;
+        let shared = self.shared.clone();
+        let heal_tx = self.heal_tx.clone();
+        tokio::spawn(async move {
+            shared.io.health.stalled_operations_ended().await;
+            let _ = heal_tx.send(()).await;
+        });
+    }
+
+    /// Cut every active segment back to its committed size and sync it; then accept writes.
+    async fn heal(&mut self) {
+        let topics: Vec<Arc<Topic>> = self
+            .shared
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut result = Ok(());
+        'all: for t in &topics {
+            for p in &t.partitions {
+                let (file, size) = {
+                    let st = p.state();
+                    (st.active().file.clone(), st.active().size)
+                };
+                let path = file.path().to_path_buf();
+                let f = file.clone();
+                let cut = self
+                    .io()
+                    .run(
+                        DiskOp::Truncate,
+                        &path,
+                        async move { f.truncate(size).await },
+                    )
+                    .await;
+                let f = file.clone();
+                let synced = match cut {
+                    Ok(()) => {
+                        self.io()
+                            .run(DiskOp::SyncData, &path, async move { f.sync_data().await })
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = synced {
+                    result = Err(e);
+                    break 'all;
+                }
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.healing = false;
+                self.shared.io.health.heal();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "data directory could not heal yet; retrying");
+                let heal_tx = self.heal_tx.clone();
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    shared.io.health.stalled_operations_ended().await;
+                    shared.env.clock.sleep(Duration::from_secs(1)).await;
+                    let _ = heal_tx.send(()).await;
+                });
+            }
+        }
+    }
+
+    fn fail(&self, err: &StorageError) {
+        let (op, path) = match err {
+            StorageError::Disk(d) => (Some(d.op), Some(d.path.clone())),
+            StorageError::Stalled { op, path, .. } => (Some(*op), Some(path.clone())),
+            _ => (None, None),
+        };
+        self.shared
+            .io
+            .health
+            .fail(err.to_string(), op, path, self.shared.env.clock.now());
+    }
+
+    async fn commit(&mut self, appends: Vec<Append>) {
+        if appends.is_empty() {
+            return;
+        }
+        if let Err(e) = self.shared.io.health.check() {
+            answer_all(appends.into_iter().map(|a| a.reply), &e);
+            return;
+        }
+        // Group by partition, keeping each partition's arrival order.
+        let mut order: Vec<Arc<Partition>> = Vec::new();
+        let mut groups: HashMap<usize, Vec<Append>> = HashMap::new();
+        for a in appends {
+            let key = Arc::as_ptr(&a.partition) as usize;
+            let g = groups.entry(key).or_default();
+            if g.is_empty() {
+                order.push(a.partition.clone());
+            }
+            g.push(a);
+        }
+        let mut plans = Vec::with_capacity(order.len());
+        for partition in order {
+            let group = groups
+                .remove(&(Arc::as_ptr(&partition) as usize))
+                .unwrap_or_default();
+            match self.plan(&partition, group).await {
+                Ok(p) => plans.push(p),
+                Err((e, waiters)) => {
+                    self.fail(&e);
+                    answer_all(waiters, &e);
+                    answer_all(
+                        plans
+                            .into_iter()
+                            .flat_map(|p: Planned| p.waiters.into_iter().map(|w| w.0)),
+                        &e,
+                    );
+                    return;
+                }
+            }
+        }
+        let io = self.io().clone();
+        let writes = plans.iter().map(|p| {
+            let (f, data, pos) = (p.file.clone(), p.data.clone(), p.position);
+            io.run(DiskOp::WriteAt, p.file.path(), async move {
+                f.write_at(data, pos).await
+            })
+        });
+        let mut outcome: Result<(), StorageError> = join_all(writes).await.into_iter().collect();
+        if outcome.is_ok() {
+            crate::fault_point!("commit.before_sync");
+            let started = self.shared.env.clock.now();
+            let syncs = plans.iter().map(|p| {
+                let f = p.file.clone();
+                io.run(DiskOp::SyncData, p.file.path(), async move {
+                    f.sync_data().await
+                })
+            });
+            outcome = join_all(syncs).await.into_iter().collect();
+            self.shared
+                .metrics
+                .observe_sync(self.shared.env.clock.now() - started);
+            crate::fault_point!("commit.after_sync");
+        }
+        if let Err(e) = outcome {
+            self.fail(&e);
+            answer_all(
+                plans
+                    .into_iter()
+                    .flat_map(|p| p.waiters.into_iter().map(|w| w.0)),
+                &e,
+            );
+            return;
+        }
+        let now_ms = self.shared.env.clock.wall_ms();
+        let mut appended = 0u64;
+        for p in plans {
+            let log_start_offset = {
+                let mut st = p.partition.state_mut();
+                let seg = st.active_mut();
+                // The pipeline is the only writer: nothing moved since the plan.
+                assert_eq!(
+                    seg.base_offset, p.segment_base,
+                    "active segment changed under the pipeline"
+                );
+                assert_eq!(
+                    seg.size, p.position,
+                    "segment size changed under the pipeline"
+                );
+                seg.size += p.data.len() as u64;
+                seg.next_offset = p.next_offset;
+                seg.entries.extend_from_slice(&p.entries);
+                seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
+                seg.roll_base_ms.get_or_insert(now_ms);
+                st.log_start_offset
+            };
+            Metrics::inc(&self.shared.metrics.produced_records, p.records);
+            Metrics::inc(&self.shared.metrics.produced_bytes, p.data.len() as u64);
+            appended += p.waiters.len() as u64;
+            for (reply, base_offset) in p.waiters {
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(Appended {
+                        base_offset,
+                        log_start_offset,
+                    }));
+                }
+            }
+        }
+        Metrics::inc(&self.shared.metrics.commit_rounds, 1);
+        Metrics::inc(&self.shared.metrics.commit_appends, appended);
+        self.shared.commits.send_modify(|g| *g += 1);
+    }
+
+    /// Assign offsets and lay out one partition's appends of this round (rolling first if due).
+    #[allow(clippy::type_complexity)]
+    async fn plan(
+        &mut self,
+        partition: &Arc<Partition>,
+        group: Vec<Append>,
+    ) -> Result<
+        Planned,
+        (
+            StorageError,
+            Vec<Option<Reply<Result<Appended, StorageError>>>>,
+        ),
+    > {
+        let bytes: usize = group.iter().map(|a| a.payload.len()).sum();
+        let now_ms = self.shared.env.clock.wall_ms();
+        let roll_due = {
+            let st = partition.state();
+            let a = st.active();
+            a.size > 0
+                && (a.size + bytes as u64 > partition.config.segment_bytes
+                    || a.roll_base_ms
+                        .is_some_and(|t| now_ms.saturating_sub(t) >= partition.config.segment_ms))
+        };
+        if roll_due {
+            if let Err(e) = self.roll(partition).await {
+                return Err((e, group.into_iter().map(|a| a.reply).collect()));
+            }
+        }
+        let st = partition.state();
+        let seg = st.active();
+        let interval = partition.config.index_interval_bytes;
+        let mut last_entry = seg.entries.last().map(|e| e.position as u64);
+        let mut max_ts = seg.max_timestamp;
+        let mut next = seg.next_offset;
+        let mut data = BytesMut::with_capacity(bytes);
+        let mut entries = Vec::new();
+        let mut records = 0u64;
+        let mut waiters = Vec::with_capacity(group.len());
+        for a in group {
+            let base_offset = next;
+            let mut from = 0usize;
+            for h in &a.headers {
+                let pos = seg.size + data.len() as u64;
+                if last_entry.is_none_or(|l| pos - l >= interval) {
+                    entries.push(IndexEntry {
+                        relative_offset: (next - seg.base_offset) as u32,
+                        position: pos as u32,
+                        prefix_max_timestamp: max_ts,
+                    });
+                    last_entry = Some(pos);
+                }
+                max_ts = max_ts.max(h.max_timestamp);
+                let one = &a.payload[from..from + h.size];
+                next = batch::assign_offsets(one, std::slice::from_ref(h), next, &mut data);
+                from += h.size;
+            }
+            records += batch::record_count(&a.headers) as u64;
+            waiters.push((a.reply, base_offset));
+        }
+        Ok(Planned {
+            partition: partition.clone(),
+            file: seg.file.clone(),
+            segment_base: seg.base_offset,
+            position: seg.size,
+            data: data.freeze(),
+            next_offset: next,
+            entries,
+            max_timestamp: max_ts,
+            records,
+            waiters,
+        })
+    }
+
+    /// Close the active segment (write and sync its index) and start a new one.
+    async fn roll(&mut self, partition: &Arc<Partition>) -> Result<(), StorageError> {
+        let closing: Segment = partition.state().active().clone();
+        log::write_index(self.io(), &partition.dir, &closing).await?;
+        let base = closing.next_offset;
+        let path = partition.dir.join(log::segment_name(base, "log"));
+        let file = log::open(self.io(), &path, OpenMode::Create).await?;
+        let disk = self.io().disk.clone();
+        let dir = partition.dir.clone();
+        self.io()
+            .run(DiskOp::SyncDir, &partition.dir, async move {
+                disk.sync_dir(&dir).await
+            })
+            .await?;
+        partition
+            .state_mut()
+            .segments
+            .insert(base, Segment::empty(base, file));
+        tracing::debug!(topic = %partition.topic, partition = partition.index, base_offset = base, "rolled segment");
+        Ok(())
+    }
+
+    async fn admin(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append(a) => self.commit(vec![a]).await,
+            Command::CreateTopic {
+                name,
+                partitions,
+                config,
+                reply,
+            } => {
+                let r = match self.shared.io.health.check() {
+                    Err(e) => Err(e.into()),
+                    Ok(()) => self.create_topic(&name, partitions, config).await,
+                };
+                if let Err(TopicError::Storage(e)) = &r {
+                    if matches!(e, StorageError::Disk(_) | StorageError::Stalled { .. }) {
+                        self.fail(e);
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            Command::DeleteTopic { name, reply } => {
+                let r = match self.shared.io.health.check() {
+                    Err(e) => Err(e.into()),
+                    Ok(()) => self.delete_topic(&name).await,
+                };
+                let _ = reply.send(r);
+            }
+            Command::Retention => {
+                if self.shared.io.health.check().is_ok() {
+                    self.retention().await;
+                }
+            }
+        }
+    }
+
+    async fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        config: LogConfig,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if self
+            .shared
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
+        {
+            return Err(TopicError::Exists);
+        }
+        let io = self.io().clone();
+        let data_dir = self.shared.data_dir.clone();
+        let mut parts = Vec::new();
+        for p in 0..partitions {
+            let dir = data_dir.join(format!("{name}-{p}"));
+            // A leftover directory (a creation that crashed before its meta file) is stale.
+            let disk = io.disk.clone();
+            let d = dir.clone();
+            if io
+                .run(DiskOp::Open, &dir, async move { disk.exists(&d).await })
+                .await?
+            {
+                let disk = io.disk.clone();
+                let d = dir.clone();
+                io.run(DiskOp::Remove, &dir, async move {
+                    disk.remove_dir_all(&d).await
+                })
+                .await?;
+            }
+            parts.push(Arc::new(log::recover(&io, &dir, name, p, config).await?));
+        }
+        let disk = io.disk.clone();
+        let d = data_dir.clone();
+        io.run(DiskOp::SyncDir, &data_dir, async move {
+            disk.sync_dir(&d).await
+        })
+        .await?;
+        let hi = self.shared.env.rng.next_u64() as u128;
+        let lo = self.shared.env.rng.next_u64() as u128;
+        let id = (hi << 64) | lo;
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: format!("{id:032x}"),
+            partitions,
+            config,
+        };
+        let body =
+            serde_json::to_string(&meta).map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
+        let text = format!("{body}\ncrc32={:08x}\n", crc32fast::hash(body.as_bytes()));
+        let meta_dir = data_dir.join(META_DIR);
+        let tmp = meta_dir.join(format!("{name}.topic.tmp"));
+        let path = meta_dir.join(format!("{name}.topic"));
+        let f = log::open(&io, &tmp, OpenMode::Truncate).await?;
+        let g = f.clone();
+        io.run(DiskOp::WriteAt, &tmp, async move {
+            g.write_at(Bytes::from(text), 0).await
+        })
+        .await?;
+        io.run(DiskOp::SyncData, &tmp, async move { f.sync_data().await })
+            .await?;
+        let disk = io.disk.clone();
+        let (from, to) = (tmp.clone(), path.clone());
+        io.run(DiskOp::Rename, &tmp, async move {
+            disk.rename(&from, &to).await
+        })
+        .await?;
+        let disk = io.disk.clone();
+        let m = meta_dir.clone();
+        io.run(DiskOp::SyncDir, &meta_dir, async move {
+            disk.sync_dir(&m).await
+        })
+        .await?;
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            config,
+            partitions: parts,
+        });
+        self.shared
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    async fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
+        let topic = self
+            .shared
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .ok_or(TopicError::Unknown)?;
+        let io = self.io().clone();
+        let data_dir = self.shared.data_dir.clone();
+        let meta_dir = data_dir.join(META_DIR);
+        let path = meta_dir.join(format!("{name}.topic"));
+        let disk = io.disk.clone();
+        let p = path.clone();
+        io.run(
+            DiskOp::Remove,
+            &path,
+            async move { disk.remove_file(&p).await },
+        )
+        .await?;
+        let disk = io.disk.clone();
+        let m = meta_dir.clone();
+        io.run(DiskOp::SyncDir, &meta_dir, async move {
+            disk.sync_dir(&m).await
+        })
+        .await?;
+        for p in &topic.partitions {
+            let disk = io.disk.clone();
+            let d = p.dir.clone();
+            io.run(DiskOp::Remove, &p.dir, async move {
+                disk.remove_dir_all(&d).await
+            })
+            .await?;
+        }
+        let disk = io.disk.clone();
+        let d = data_dir.clone();
+        io.run(DiskOp::SyncDir, &data_dir, async move {
+            disk.sync_dir(&d).await
+        })
+        .await?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Delete whole closed segments past `retention.bytes` or `retention.ms` (Kafka semantics:
+    /// the oldest first, never the active segment).
+    async fn retention(&mut self) {
+        let now_ms = self.shared.env.clock.wall_ms();
+        let topics: Vec<Arc<Topic>> = self
+            .shared
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for t in topics {
+            for p in &t.partitions {
+                let doomed: Vec<Segment> = {
+                    let mut st = p.state_mut();
+                    let mut total = st.size_bytes() as i64;
+                    let closed: Vec<&Segment> = st
+                        .segments
+                        .values()
+                        .rev()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    let mut doomed = Vec::new();
+                    for seg in closed {
+                        let by_size = p.config.retention_bytes >= 0
+                            && total - seg.size as i64 >= p.config.retention_bytes;
+                        let by_time = p.config.retention_ms >= 0
+                            && seg.max_timestamp >= 0
+                            && now_ms - seg.max_timestamp > p.config.retention_ms;
+                        if !(by_size || by_time) {
+                            break;
+                        }
+                        total -= seg.size as i64;
+                        doomed.push(seg.clone());
+                    }
+                    for seg in &doomed {
+                        st.segments.remove(&seg.base_offset);
+                    }
+                    if let Some(first) = st.segments.keys().next().copied() {
+                        st.log_start_offset = st.log_start_offset.max(first);
+                    }
+                    doomed
+                };
+                for seg in doomed {
+                    tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
+                    for ext in ["log", "index", "timeindex"] {
+                        let path = p.dir.join(log::segment_name(seg.base_offset, ext));
+                        let disk = self.io().disk.clone();
+                        let q = path.clone();
+                        if let Err(e) = self
+                            .io()
+                            .run(
+                                DiskOp::Remove,
+                                &path,
+                                async move { disk.remove_file(&q).await },
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not delete a segment file");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn answer_all(
+    replies: impl IntoIterator<Item = Option<Reply<Result<Appended, StorageError>>>>,
+    err: &StorageError,
+) {
+    for r in replies.into_iter().flatten() {
+        let _ = r.send(Err(err.clone()));
+    }
+}

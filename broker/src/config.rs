@@ -1,0 +1,337 @@
+//! Broker configuration: built-in defaults, then a TOML file, then `STILLWATER_*` environment
+//! variables, then command-line flags (each later source wins). Unknown keys and bad values are
+//! refused with a message that names them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use io_backend::IoEngine;
+use serde::{Deserialize, Serialize};
+
+/// Everything the broker can be told. Defaults start one node on 127.0.0.1:9092 with `./data`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This broker's id in Metadata responses.
+    pub node_id: i32,
+    /// Address the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to; defaults to `listen`.
+    pub advertised_listener: Option<String>,
+    /// The data directory (one commit pipeline per directory).
+    pub data_dir: PathBuf,
+    /// Disk engine: `uring`, `blocking` or `auto`.
+    pub io_engine: String,
+    /// Threads of the blocking disk pool (and of the uring engine's metadata pool).
+    pub disk_threads: usize,
+    /// Deadline of every disk operation; when it passes the data directory is declared failed.
+    /// 0 switches deadlines off (the legacy behaviour that froze Node 1; for simulation only).
+    pub io_deadline_ms: u64,
+    /// Address of the Prometheus metrics endpoint; empty to disable.
+    pub metrics_listen: String,
+    /// Create unknown topics on Metadata and Produce (Kafka's `auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic (`num.partitions`).
+    pub default_partitions: i32,
+    pub max_connections: usize,
+    /// Largest request frame accepted (`socket.request.max.bytes`).
+    pub max_frame_bytes: usize,
+    /// Requests read from one connection before its responses are written.
+    pub max_in_flight_per_connection: usize,
+    /// Connections idle this long are closed (`connections.max.idle.ms`).
+    pub idle_connection_timeout_ms: u64,
+    /// Appends queued for the commit pipeline before producers wait (backpressure).
+    pub append_queue_capacity: usize,
+    /// Largest record batch accepted (`message.max.bytes`).
+    pub max_message_bytes: usize,
+    /// Bytes of log between two sparse index entries (`index.interval.bytes`).
+    pub index_interval_bytes: u64,
+    /// Default topic settings; CreateTopics may override them per topic.
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    /// How often retention is checked (`log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
+    /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: None,
+            data_dir: PathBuf::from("./data"),
+            io_engine: "auto".into(),
+            disk_threads: 4,
+            io_deadline_ms: 5_000,
+            metrics_listen: "127.0.0.1:9644".into(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_connections: 1024,
+            max_frame_bytes: 100 * 1024 * 1024,
+            max_in_flight_per_connection: 64,
+            idle_connection_timeout_ms: 600_000,
+            append_queue_capacity: 8192,
+            max_message_bytes: 1_048_588,
+            index_interval_bytes: 4096,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_check_interval_ms: 300_000,
+            seed: 0,
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("setting {key}: {message}")]
+    Setting { key: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Where configuration comes from, lowest priority first.
+#[derive(Debug, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// `(key, value)` pairs from the environment, e.g. from `STILLWATER_DATA_DIR`.
+    pub env: Vec<(String, String)>,
+    /// `(key, value)` pairs from flags.
+    pub flags: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// Settings found in the process environment as `STILLWATER_<KEY>`.
+    pub fn env_from_process() -> Vec<(String, String)> {
+        std::env::vars()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("STILLWATER_")?.to_ascii_lowercase();
+                // The binary's own knobs that are not settings.
+                (key != "log" && key != "config").then_some((key, v))
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// Merge the sources over the defaults and check the result.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = &sources.file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            table = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            // Check the file alone first so its errors name the file.
+            Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+                ConfigError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        }
+        for (key, value) in sources.env.iter().chain(&sources.flags) {
+            let key = key.replace('-', "_");
+            table.insert(key.clone(), setting_value(&key, value));
+            Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+                ConfigError::Setting {
+                    key: key.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        }
+        let config = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.io_engine.parse::<IoEngine>().is_err() {
+            return bad(format!(
+                "io_engine = {:?}: expected uring, blocking or auto",
+                self.io_engine
+            ));
+        }
+        if self.default_partitions < 1 {
+            return bad("default_partitions must be at least 1".into());
+        }
+        if self.disk_threads == 0 || self.max_connections == 0 {
+            return bad("disk_threads and max_connections must be at least 1".into());
+        }
+        if self.max_in_flight_per_connection == 0 || self.append_queue_capacity == 0 {
+            return bad(
+                "max_in_flight_per_connection and append_queue_capacity must be at least 1".into(),
+            );
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > i32::MAX as usize {
+            return bad(format!(
+                "max_frame_bytes = {} is out of range",
+                self.max_frame_bytes
+            ));
+        }
+        if self.segment_bytes < 1024 || self.segment_bytes > i32::MAX as u64 {
+            return bad(format!(
+                "segment_bytes = {} must be between 1 KiB and 2 GiB (index positions are 32-bit)",
+                self.segment_bytes
+            ));
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return bad(format!(
+                "metrics_listen = {:?} is not an address",
+                self.metrics_listen
+            ));
+        }
+        if let Some(adv) = &self.advertised_listener {
+            parse_host_port(adv).map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> IoEngine {
+        self.io_engine.parse().unwrap_or_default()
+    }
+
+    /// `None` when deadlines are off.
+    pub fn io_deadline(&self) -> Option<Duration> {
+        (self.io_deadline_ms > 0).then(|| Duration::from_millis(self.io_deadline_ms))
+    }
+
+    /// Host and port given to clients in Metadata.
+    pub fn advertised(&self) -> (String, i32) {
+        match self.advertised_listener.as_deref().map(parse_host_port) {
+            Some(Ok(hp)) => hp,
+            _ => (self.listen.ip().to_string(), self.listen.port() as i32),
+        }
+    }
+
+    pub fn topic_defaults(&self) -> crate::log::LogConfig {
+        crate::log::LogConfig {
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            index_interval_bytes: self.index_interval_bytes,
+        }
+    }
+}
+
+/// A setting's text as a TOML value: numbers and booleans as such, everything else a string.
+fn setting_value(key: &str, text: &str) -> toml::Value {
+    let is_text_key = matches!(
+        key,
+        "listen" | "advertised_listener" | "data_dir" | "io_engine" | "metrics_listen"
+    );
+    if !is_text_key {
+        if let Ok(v) = text.parse::<i64>() {
+            return toml::Value::Integer(v);
+        }
+        if let Ok(v) = text.parse::<bool>() {
+            return toml::Value::Boolean(v);
+        }
+    }
+    toml::Value::String(text.to_string())
+}
+
+fn parse_host_port(s: &str) -> Result<(String, i32), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?} has an invalid port"))?;
+    if host.is_empty() {
+        return Err(format!("{s:?} has an empty host"));
+    }
+    Ok((host.to_string(), port as i32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_start_one_node_on_9092_with_data() {
+        let c = Config::load(&Sources::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
+    }
+
+    #[test]
+    fn later_sources_win_and_values_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(
+            &path,
+            "node_id = 3\ndata_dir = \"/file\"\nio_deadline_ms = 100\n",
+        )
+        .unwrap();
+        let c = Config::load(&Sources {
+            file: Some(path),
+            env: vec![
+                ("data_dir".into(), "/env".into()),
+                ("node_id".into(), "4".into()),
+            ],
+            flags: vec![("data-dir".into(), "/flag".into())],
+        })
+        .unwrap();
+        assert_eq!(c.node_id, 4);
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+        assert_eq!(c.io_deadline_ms, 100);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = Config::load(&Sources {
+            flags: vec![("no_such_key".into(), "1".into())],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no_such_key"), "{err}");
+        let err = Config::load(&Sources {
+            env: vec![("io_engine".into(), "floppy".into())],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("floppy"), "{err}");
+        let err = Config::load(&Sources {
+            flags: vec![("listen".into(), "nowhere".into())],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "node_id = \"x\"\n").unwrap();
+        let err = Config::load(&Sources {
+            file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("bad.toml"), "{err}");
+    }
+}

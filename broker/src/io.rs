@@ -1,0 +1,186 @@
+//! Disk operations with deadlines, and the health of a data directory.
+//!
+//! Every disk operation the broker issues goes through [`Io::run`]. With a deadline configured,
+//! the operation runs as its own task and the caller waits at most the deadline: when it passes,
+//! the data directory is declared failed (naming the file and the operation), the caller gets a
+//! retriable error, and the stalled operation is kept so the directory can heal once it ends.
+//! Without a deadline (the legacy configuration, for simulation only) the caller waits for as
+//! long as the disk takes — which is how Node 1 froze.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use io_backend::{Clock, Disk, DiskError, DiskOp};
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+
+/// A storage failure as request handlers see it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0}")]
+    Disk(Arc<DiskError>),
+    #[error("{op} on {} did not finish within {after:?}", path.display())]
+    Stalled {
+        op: DiskOp,
+        path: PathBuf,
+        after: Duration,
+    },
+    #[error("data directory is failed: {0}")]
+    DirFailed(String),
+    #[error("corrupt data in {}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl From<DiskError> for StorageError {
+    fn from(e: DiskError) -> Self {
+        StorageError::Disk(Arc::new(e))
+    }
+}
+
+/// Why a data directory was declared failed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reason: String,
+    pub op: Option<DiskOp>,
+    pub path: Option<PathBuf>,
+    pub since: Instant,
+}
+
+/// Whether a data directory can be written, and the operations that stalled it.
+pub struct Health {
+    failure: Mutex<Option<Failure>>,
+    /// Tasks of operations that missed their deadline; the directory heals after they end.
+    stalled: Mutex<Vec<JoinHandle<()>>>,
+    /// Woken when the directory fails (so the pipeline starts healing).
+    pub failed_signal: Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl Health {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Health> {
+        Arc::new(Health {
+            failure: Mutex::new(None),
+            stalled: Mutex::new(Vec::new()),
+            failed_signal: Notify::new(),
+            metrics,
+        })
+    }
+
+    /// The current failure, if any.
+    pub fn failure(&self) -> Option<Failure> {
+        lock(&self.failure).clone()
+    }
+
+    pub fn check(&self) -> Result<(), StorageError> {
+        match lock(&self.failure).as_ref() {
+            None => Ok(()),
+            Some(f) => Err(StorageError::DirFailed(f.reason.clone())),
+        }
+    }
+
+    /// Declare the directory failed. The first failure is kept as the reason.
+    pub fn fail(&self, reason: String, op: Option<DiskOp>, path: Option<PathBuf>, now: Instant) {
+        let mut f = lock(&self.failure);
+        if f.is_none() {
+            tracing::error!(%reason, "data directory declared failed: produce requests get KAFKA_STORAGE_ERROR until it heals");
+            *f = Some(Failure {
+                reason,
+                op,
+                path,
+                since: now,
+            });
+            self.metrics.failed_log_dirs.store(1, Ordering::Relaxed);
+            self.failed_signal.notify_one();
+        }
+    }
+
+    /// The directory works again.
+    pub fn heal(&self) {
+        let mut f = lock(&self.failure);
+        if let Some(old) = f.take() {
+            tracing::warn!(reason = %old.reason, "data directory healed; accepting writes again");
+        }
+        self.metrics.failed_log_dirs.store(0, Ordering::Relaxed);
+    }
+
+    fn keep_stalled(&self, task: JoinHandle<()>) {
+        lock(&self.stalled).push(task);
+    }
+
+    /// Wait until every stalled operation has ended (however long the disk takes). Used only by
+    /// the healing step of the pipeline, never by a request.
+    pub async fn stalled_operations_ended(&self) {
+        loop {
+            let tasks: Vec<_> = std::mem::take(&mut *lock(&self.stalled));
+            if tasks.is_empty() {
+                return;
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere; the data (a flag, a list) is still valid.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The disk, the clock and the deadline of one data directory.
+#[derive(Clone)]
+pub struct Io {
+    pub disk: Arc<dyn Disk>,
+    pub clock: Arc<dyn Clock>,
+    pub deadline: Option<Duration>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Io {
+    /// Run one disk operation under the deadline. A missed deadline fails the directory.
+    pub async fn run<T, F>(&self, op: DiskOp, path: &Path, fut: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, DiskError>> + Send + 'static,
+    {
+        let Some(limit) = self.deadline else {
+            return fut.await.map_err(StorageError::from);
+        };
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        match self.clock.timeout(limit, rx).await {
+            Ok(Ok(result)) => result.map_err(StorageError::from),
+            Ok(Err(_)) => Err(StorageError::DirFailed(format!(
+                "{op} on {} was abandoned",
+                path.display()
+            ))),
+            Err(_) => {
+                self.metrics
+                    .io_deadline_expired
+                    .fetch_add(1, Ordering::Relaxed);
+                let err = StorageError::Stalled {
+                    op,
+                    path: path.to_path_buf(),
+                    after: limit,
+                };
+                self.health.keep_stalled(task);
+                self.health.fail(
+                    err.to_string(),
+                    Some(op),
+                    Some(path.to_path_buf()),
+                    self.clock.now(),
+                );
+                Err(err)
+            }
+        }
+    }
+}

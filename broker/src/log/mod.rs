@@ -1,0 +1,601 @@
+//! Partition logs in Kafka's on-disk model: a directory per partition holding segments named by
+//! their base offset (`00000000000000000000.log`) with a sparse offset index and a time index.
+//!
+//! Architecture invariant: the commit pipeline (`crate::commit`) is the only writer of these
+//! files. Readers (Fetch, ListOffsets) take a snapshot of a segment's committed size under a
+//! short lock and then read without it; no lock is held across an await.
+
+pub mod index;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::{Buf, Bytes};
+use io_backend::{DiskFile, DiskOp, OpenMode};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::io::{Io, StorageError};
+use index::IndexEntry;
+
+/// Per-topic log settings, with Kafka's meaning (`segment.bytes`, `retention.ms`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    /// -1: keep forever.
+    pub retention_ms: i64,
+    /// -1: no size limit.
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u64,
+}
+
+/// Bytes read at a time while scanning a segment (recovery, fetch).
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+pub fn segment_name(base_offset: i64, ext: &str) -> String {
+    format!("{base_offset:020}.{ext}")
+}
+
+/// One segment file with its in-memory sparse index. Sizes and offsets are *committed* values:
+/// everything below `size` is synced and visible to readers.
+#[derive(Clone)]
+pub struct Segment {
+    pub base_offset: i64,
+    pub file: Arc<dyn DiskFile>,
+    pub size: u64,
+    pub next_offset: i64,
+    pub entries: Vec<IndexEntry>,
+    pub max_timestamp: i64,
+    /// When the segment's first batch arrived (wall ms): the start of `segment.ms`.
+    pub roll_base_ms: Option<i64>,
+}
+
+impl Segment {
+    pub fn empty(base_offset: i64, file: Arc<dyn DiskFile>) -> Segment {
+        Segment {
+            base_offset,
+            file,
+            size: 0,
+            next_offset: base_offset,
+            entries: Vec::new(),
+            max_timestamp: -1,
+            roll_base_ms: None,
+        }
+    }
+}
+
+pub struct PartitionState {
+    pub segments: BTreeMap<i64, Segment>,
+    pub log_start_offset: i64,
+}
+
+impl PartitionState {
+    pub fn active(&self) -> &Segment {
+        // Invariant: a partition always has at least one segment (recovery creates one).
+        self.segments
+            .values()
+            .next_back()
+            .expect("a partition always has an active segment")
+    }
+
+    pub fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a partition always has an active segment")
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+}
+
+/// One partition's log.
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    state: RwLock<PartitionState>,
+}
+
+/// Records for a fetch, plus the partition's offsets at the time of the read.
+#[derive(Debug, Clone)]
+pub struct FetchData {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset {offset} is outside [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        high_watermark: i64,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl Partition {
+    pub fn new(
+        topic: &str,
+        index: i32,
+        dir: PathBuf,
+        config: LogConfig,
+        state: PartitionState,
+    ) -> Self {
+        Partition {
+            topic: topic.to_string(),
+            index,
+            dir,
+            config,
+            state: RwLock::new(state),
+        }
+    }
+
+    pub fn state(&self) -> RwLockReadGuard<'_, PartitionState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// For the commit pipeline only (the single writer).
+    pub fn state_mut(&self) -> RwLockWriteGuard<'_, PartitionState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.state().high_watermark()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.state().log_start_offset
+    }
+
+    /// Read whole batches starting with the one that holds `offset`, at most `max_bytes` unless
+    /// the first batch alone is larger (then just that batch, as Kafka does).
+    pub async fn read(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchData, ReadError> {
+        let (file, start, end, high_watermark, log_start_offset) = {
+            let st = self.state();
+            let hw = st.high_watermark();
+            if offset < st.log_start_offset || offset > hw {
+                return Err(ReadError::OffsetOutOfRange {
+                    offset,
+                    log_start: st.log_start_offset,
+                    high_watermark: hw,
+                });
+            }
+            let seg = st.segments.range(..=offset).next_back().map(|(_, s)| s);
+            match seg {
+                Some(seg) if offset < seg.next_offset => {
+                    let rel = (offset - seg.base_offset) as u32;
+                    let pos = index::lookup_offset(&seg.entries, rel) as u64;
+                    (seg.file.clone(), pos, seg.size, hw, st.log_start_offset)
+                }
+                _ => {
+                    return Ok(FetchData {
+                        records: Bytes::new(),
+                        high_watermark: hw,
+                        log_start_offset: st.log_start_offset,
+                    })
+                }
+            }
+        };
+        let records = read_from(
+            io,
+            &file,
+            start,
+            end,
+            |h| h.next_offset() > offset,
+            max_bytes,
+        )
+        .await?;
+        Ok(FetchData {
+            records,
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// The first record with a timestamp ≥ `ts`, as `(offset, timestamp)`; `None` if there is none.
+    pub async fn offset_for_timestamp(
+        &self,
+        io: &Io,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let found = {
+            let st = self.state();
+            st.segments
+                .values()
+                .find(|s| s.size > 0 && s.max_timestamp >= ts)
+                .map(|s| {
+                    (
+                        s.file.clone(),
+                        index::lookup_time(&s.entries, ts) as u64,
+                        s.size,
+                    )
+                })
+        };
+        let Some((file, start, end)) = found else {
+            return Ok(None);
+        };
+        let first = read_from(io, &file, start, end, |h| h.max_timestamp >= ts, 1).await?;
+        let Ok(h) = batch::parse_header(&first) else {
+            return Ok(None);
+        };
+        if h.compression() == 0 {
+            if let Some(hit) = first_record_at_or_after(&first[..h.size.min(first.len())], &h, ts) {
+                return Ok(Some(hit));
+            }
+        }
+        // A compressed batch is stored as produced and not decompressed: answer with the batch.
+        Ok(Some((h.base_offset, h.max_timestamp)))
+    }
+}
+
+/// Read whole batches from `file` in `[start, end)`, beginning with the first batch for which
+/// `wanted(header)` holds, up to `max_bytes` (at least one batch).
+async fn read_from(
+    io: &Io,
+    file: &Arc<dyn DiskFile>,
+    start: u64,
+    end: u64,
+    wanted: impl Fn(&BatchHeader) -> bool,
+    max_bytes: usize,
+) -> Result<Bytes, StorageError> {
+    let want = (max_bytes.max(64 * 1024) + 64 * 1024).min(SCAN_CHUNK_BYTES.max(max_bytes));
+    let mut chunk = Bytes::new();
+    let mut chunk_pos = start;
+    let mut pos = start;
+    while pos < end {
+        let rel = (pos - chunk_pos) as usize;
+        if pos < chunk_pos || rel + HEADER_BYTES > chunk.len() {
+            let len = (end - pos).min(want as u64) as usize;
+            chunk = read_at(io, file, len, pos).await?;
+            chunk_pos = pos;
+            if chunk.len() < HEADER_BYTES {
+                return Err(corrupt(file, pos, "batch header cut short"));
+            }
+            continue;
+        }
+        let h =
+            batch::parse_header(&chunk[rel..]).map_err(|e| corrupt(file, pos, &e.to_string()))?;
+        if !wanted(&h) {
+            pos += h.size as u64;
+            continue;
+        }
+        // Gather complete batches from here that fit.
+        let mut total = 0usize;
+        for (_, next) in batch::scan(&chunk.slice(rel..)) {
+            if total > 0 && total + next.size > max_bytes {
+                break;
+            }
+            if pos + (total + next.size) as u64 > end {
+                break;
+            }
+            total += next.size;
+        }
+        if total == 0 {
+            // The first batch is larger than the chunk: read exactly it.
+            return read_at(io, file, h.size, pos).await;
+        }
+        return Ok(chunk.slice(rel..rel + total));
+    }
+    Ok(Bytes::new())
+}
+
+async fn read_at(
+    io: &Io,
+    file: &Arc<dyn DiskFile>,
+    len: usize,
+    pos: u64,
+) -> Result<Bytes, StorageError> {
+    let f = file.clone();
+    io.run(DiskOp::ReadAt, file.path(), async move {
+        f.read_at(len, pos).await
+    })
+    .await
+}
+
+fn corrupt(file: &Arc<dyn DiskFile>, pos: u64, why: &str) -> StorageError {
+    StorageError::Corrupt {
+        path: file.path().to_path_buf(),
+        reason: format!("at byte {pos}: {why}"),
+    }
+}
+
+/// Walk the records of an uncompressed batch for the first with timestamp ≥ `ts`.
+fn first_record_at_or_after(batch: &[u8], h: &BatchHeader, ts: i64) -> Option<(i64, i64)> {
+    let mut buf = batch.get(HEADER_BYTES..)?;
+    for _ in 0..h.record_count {
+        let len = get_varint(&mut buf)? as usize;
+        let mut rec = buf.get(..len)?;
+        buf = &buf[len..];
+        let _attributes = rec.get_i8();
+        let ts_delta = get_varint(&mut rec)?;
+        let offset_delta = get_varint(&mut rec)?;
+        let record_ts = h.first_timestamp + ts_delta;
+        if record_ts >= ts {
+            return Some((h.base_offset + offset_delta, record_ts));
+        }
+    }
+    None
+}
+
+fn get_varint(buf: &mut &[u8]) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.first()?;
+        *buf = &buf[1..];
+        z |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+/// What scanning a segment found: the valid prefix and its index.
+struct Scanned {
+    valid_len: u64,
+    next_offset: i64,
+    entries: Vec<IndexEntry>,
+    max_timestamp: i64,
+    first_timestamp: Option<i64>,
+}
+
+/// Scan a segment from the start, validating every batch (CRC-32C, header, offsets continuing
+/// from the previous batch). Stops at the first invalid or incomplete batch. Reads a chunk at a
+/// time, so memory stays bounded however long the log is.
+async fn scan_segment(
+    io: &Io,
+    file: &Arc<dyn DiskFile>,
+    base_offset: i64,
+    len: u64,
+    interval: u64,
+) -> Result<Scanned, StorageError> {
+    let mut s = Scanned {
+        valid_len: 0,
+        next_offset: base_offset,
+        entries: Vec::new(),
+        max_timestamp: -1,
+        first_timestamp: None,
+    };
+    let mut chunk = Bytes::new();
+    let mut chunk_pos = 0u64;
+    let mut pos = 0u64;
+    while pos < len {
+        let rel = (pos - chunk_pos) as usize;
+        let have = chunk.len().saturating_sub(rel);
+        let header = match chunk.get(rel..).map(batch::parse_header) {
+            Some(Ok(h)) => Some(h),
+            // A full header that does not parse: corrupt from here on.
+            Some(Err(_)) if have >= HEADER_BYTES => break,
+            _ => None,
+        };
+        if let Some(h) = header {
+            if h.size as u64 > len - pos {
+                break; // The batch claims more bytes than the file has: a torn write.
+            }
+        }
+        let Some(h) = header.filter(|h| h.size <= have) else {
+            // The next batch (or its header) is not all in the chunk: read from here.
+            if rel == 0 && have as u64 >= len - pos {
+                break; // Everything up to the end is here and it is not a whole batch.
+            }
+            let need = header
+                .map(|h| h.size)
+                .unwrap_or(HEADER_BYTES)
+                .max(SCAN_CHUNK_BYTES);
+            chunk = read_at(io, file, (len - pos).min(need as u64) as usize, pos).await?;
+            chunk_pos = pos;
+            if chunk.is_empty() {
+                break;
+            }
+            continue;
+        };
+        if batch::validate(&chunk[rel..rel + h.size]).is_err() || h.base_offset != s.next_offset {
+            break;
+        }
+        let due = s
+            .entries
+            .last()
+            .map(|e| pos - e.position as u64 >= interval)
+            .unwrap_or(true);
+        if due {
+            s.entries.push(IndexEntry {
+                relative_offset: (h.base_offset - base_offset) as u32,
+                position: pos as u32,
+                prefix_max_timestamp: s.max_timestamp,
+            });
+        }
+        s.first_timestamp.get_or_insert(h.max_timestamp);
+        s.max_timestamp = s.max_timestamp.max(h.max_timestamp);
+        s.next_offset = h.next_offset();
+        pos += h.size as u64;
+        s.valid_len = pos;
+    }
+    Ok(s)
+}
+
+async fn read_whole(io: &Io, path: &Path) -> Result<Option<Bytes>, StorageError> {
+    let disk = io.disk.clone();
+    let p = path.to_path_buf();
+    let exists = io
+        .run(DiskOp::Open, path, async move { disk.exists(&p).await })
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let f = open(io, path, OpenMode::Existing).await?;
+    let g = f.clone();
+    let len = io
+        .run(DiskOp::Len, path, async move { g.len().await })
+        .await?;
+    Ok(Some(read_at(io, &f, len as usize, 0).await?))
+}
+
+pub async fn open(io: &Io, path: &Path, mode: OpenMode) -> Result<Arc<dyn DiskFile>, StorageError> {
+    let disk = io.disk.clone();
+    let p = path.to_path_buf();
+    io.run(DiskOp::Open, path, async move { disk.open(&p, mode).await })
+        .await
+}
+
+/// Write a closed segment's index files and sync them.
+pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), StorageError> {
+    let next_rel = (seg.next_offset - seg.base_offset) as u32;
+    let (offsets, times) = index::encode(&seg.entries, seg.max_timestamp, next_rel);
+    for (ext, data) in [("index", offsets), ("timeindex", times)] {
+        let path = dir.join(segment_name(seg.base_offset, ext));
+        let f = open(io, &path, OpenMode::Truncate).await?;
+        let g = f.clone();
+        io.run(
+            DiskOp::WriteAt,
+            &path,
+            async move { g.write_at(data, 0).await },
+        )
+        .await?;
+        io.run(DiskOp::SyncData, &path, async move { f.sync_data().await })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Open a partition directory after a start or a crash: load closed segments through their
+/// index files (rebuilding an index that fails its checks), scan the active segment, and cut a
+/// torn or corrupt tail off it.
+pub async fn recover(
+    io: &Io,
+    dir: &Path,
+    topic: &str,
+    index_no: i32,
+    config: LogConfig,
+) -> Result<Partition, StorageError> {
+    let disk = io.disk.clone();
+    let d = dir.to_path_buf();
+    io.run(DiskOp::CreateDir, dir, async move {
+        disk.create_dir_all(&d).await
+    })
+    .await?;
+    let disk = io.disk.clone();
+    let d = dir.to_path_buf();
+    let names = io
+        .run(DiskOp::List, dir, async move { disk.list(&d).await })
+        .await?;
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
+        .collect();
+    bases.sort_unstable();
+    let mut segments = BTreeMap::new();
+    if bases.is_empty() {
+        let path = dir.join(segment_name(0, "log"));
+        let file = open(io, &path, OpenMode::Create).await?;
+        let disk = io.disk.clone();
+        let d = dir.to_path_buf();
+        io.run(DiskOp::SyncDir, dir, async move { disk.sync_dir(&d).await })
+            .await?;
+        segments.insert(0, Segment::empty(0, file));
+    }
+    for (i, &base) in bases.iter().enumerate() {
+        let path = dir.join(segment_name(base, "log"));
+        let file = open(io, &path, OpenMode::Existing).await?;
+        let f = file.clone();
+        let len = io
+            .run(DiskOp::Len, &path, async move { f.len().await })
+            .await?;
+        let is_active = i + 1 == bases.len();
+        if !is_active {
+            let offsets = read_whole(io, &dir.join(segment_name(base, "index"))).await?;
+            let times = read_whole(io, &dir.join(segment_name(base, "timeindex"))).await?;
+            let loaded = match (offsets, times) {
+                (Some(o), Some(t)) => index::decode(&o, &t, len),
+                _ => None,
+            };
+            if let Some(l) = loaded.filter(|l| base + l.next_relative as i64 == bases[i + 1]) {
+                segments.insert(
+                    base,
+                    Segment {
+                        base_offset: base,
+                        file,
+                        size: len,
+                        next_offset: base + l.next_relative as i64,
+                        entries: l.entries,
+                        max_timestamp: l.max_timestamp,
+                        roll_base_ms: None,
+                    },
+                );
+                continue;
+            }
+            tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
+        }
+        let s = scan_segment(io, &file, base, len, config.index_interval_bytes).await?;
+        if s.valid_len < len {
+            tracing::warn!(
+                segment = %path.display(),
+                valid_bytes = s.valid_len,
+                file_bytes = len,
+                "truncating a torn or corrupt tail"
+            );
+            let f = file.clone();
+            let valid = s.valid_len;
+            io.run(
+                DiskOp::Truncate,
+                &path,
+                async move { f.truncate(valid).await },
+            )
+            .await?;
+            let f = file.clone();
+            io.run(DiskOp::SyncData, &path, async move { f.sync_data().await })
+                .await?;
+        }
+        let seg = Segment {
+            base_offset: base,
+            file,
+            size: s.valid_len,
+            next_offset: s.next_offset,
+            entries: s.entries,
+            max_timestamp: s.max_timestamp,
+            roll_base_ms: s.first_timestamp,
+        };
+        if !is_active {
+            if s.valid_len < len || base + (s.next_offset - base) != bases[i + 1] {
+                // A closed segment with a hole: later segments would not continue it.
+                return Err(StorageError::Corrupt {
+                    path,
+                    reason: format!(
+                        "closed segment ends at offset {} but the next segment starts at {}",
+                        s.next_offset,
+                        bases[i + 1]
+                    ),
+                });
+            }
+            write_index(io, dir, &seg).await?;
+        }
+        segments.insert(base, seg);
+    }
+    let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+    Ok(Partition::new(
+        topic,
+        index_no,
+        dir.to_path_buf(),
+        config,
+        PartitionState {
+            segments,
+            log_start_offset,
+        },
+    ))
+}

@@ -1,0 +1,142 @@
+//! The `broker` binary: configuration from a TOML file, `STILLWATER_*` environment variables
+//! and flags; logs to stderr (`STILLWATER_LOG` or `RUST_LOG` set the filter).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use broker::config::{Config, Sources};
+use clap::Parser;
+use io_backend::Env;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "broker",
+    version,
+    about = "Stillwater: a Kafka-compatible broker"
+)]
+struct Cli {
+    /// TOML configuration file (keys as in `Config`, e.g. `listen = "0.0.0.0:9092"`).
+    #[arg(long, env = "STILLWATER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of the Kafka listener.
+    #[arg(long)]
+    listen: Option<String>,
+    /// host:port given to clients in Metadata.
+    #[arg(long)]
+    advertised_listener: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Disk engine: uring, blocking or auto.
+    #[arg(long)]
+    io_engine: Option<String>,
+    /// Address of the Prometheus endpoint ("" disables it).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Deadline of every disk operation in ms.
+    #[arg(long)]
+    io_deadline_ms: Option<String>,
+    /// Any other setting, as key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl Cli {
+    fn flags(&self) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        let named = [
+            ("listen", &self.listen),
+            ("advertised_listener", &self.advertised_listener),
+            ("data_dir", &self.data_dir),
+            ("io_engine", &self.io_engine),
+            ("metrics_listen", &self.metrics_listen),
+            ("node_id", &self.node_id),
+            ("io_deadline_ms", &self.io_deadline_ms),
+        ];
+        for (k, v) in named {
+            if let Some(v) = v {
+                out.push((k.to_string(), v.clone()));
+            }
+        }
+        for kv in &self.set {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        Ok(out)
+    }
+}
+
+fn main() -> ExitCode {
+    let filter = std::env::var("STILLWATER_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let config = match cli.flags().map_err(|e| e.to_string()).and_then(|flags| {
+        Config::load(&Sources {
+            file: cli.config.clone(),
+            env: Sources::env_from_process(),
+            flags,
+        })
+        .map_err(|e| e.to_string())
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("broker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let seed = if config.seed != 0 {
+        config.seed
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    };
+    let result = runtime.block_on(async move {
+        let env = Env::production(config.engine(), config.disk_threads, seed)?;
+        broker::server::run_until(env, config, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("broker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

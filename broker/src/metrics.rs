@@ -1,0 +1,325 @@
+//! Counters and gauges, rendered in the Prometheus text format, and the disk wrapper that
+//! counts every write and sync (so a test can prove an idle broker does no disk work).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use io_backend::{Disk, DiskFile, DiskResult, OpenMode};
+
+/// Upper bounds (seconds) of the sync latency histogram buckets.
+const SYNC_BUCKETS_S: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0, 10.0,
+];
+/// API keys counted per key; larger keys are counted under "other".
+const API_SLOTS: usize = 128;
+
+/// Every figure the broker exports. Plain atomics: updating one never waits.
+pub struct Metrics {
+    requests: Vec<AtomicU64>,
+    pub request_errors: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub produced_records: AtomicU64,
+    pub produced_bytes: AtomicU64,
+    pub fetched_bytes: AtomicU64,
+    pub commit_rounds: AtomicU64,
+    pub commit_appends: AtomicU64,
+    pub append_queue_depth: AtomicI64,
+    pub failed_log_dirs: AtomicI64,
+    pub connections: AtomicI64,
+    pub connections_rejected: AtomicU64,
+    pub malformed_requests: AtomicU64,
+    pub disk_write_ops: AtomicU64,
+    pub disk_write_bytes: AtomicU64,
+    pub disk_sync_ops: AtomicU64,
+    pub io_deadline_expired: AtomicU64,
+    sync_buckets: [AtomicU64; SYNC_BUCKETS_S.len()],
+    sync_count: AtomicU64,
+    sync_sum_us: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: (0..=API_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            request_errors: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            produced_records: AtomicU64::new(0),
+            produced_bytes: AtomicU64::new(0),
+            fetched_bytes: AtomicU64::new(0),
+            commit_rounds: AtomicU64::new(0),
+            commit_appends: AtomicU64::new(0),
+            append_queue_depth: AtomicI64::new(0),
+            failed_log_dirs: AtomicI64::new(0),
+            connections: AtomicI64::new(0),
+            connections_rejected: AtomicU64::new(0),
+            malformed_requests: AtomicU64::new(0),
+            disk_write_ops: AtomicU64::new(0),
+            disk_write_bytes: AtomicU64::new(0),
+            disk_sync_ops: AtomicU64::new(0),
+            io_deadline_expired: AtomicU64::new(0),
+            sync_buckets: Default::default(),
+            sync_count: AtomicU64::new(0),
+            sync_sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub fn request(&self, api_key: i16) {
+        let slot = (api_key.max(0) as usize).min(API_SLOTS);
+        add(&self.requests[slot], 1);
+    }
+
+    pub fn inc(counter: &AtomicU64, n: u64) {
+        add(counter, n)
+    }
+
+    pub fn observe_sync(&self, took: Duration) {
+        let s = took.as_secs_f64();
+        for (bound, bucket) in SYNC_BUCKETS_S.iter().zip(&self.sync_buckets) {
+            if s <= *bound {
+                add(bucket, 1);
+            }
+        }
+        add(&self.sync_count, 1);
+        add(&self.sync_sum_us, took.as_micros() as u64);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_requests_total Kafka requests received, by API."
+        );
+        let _ = writeln!(out, "# TYPE stillwater_requests_total counter");
+        for (key, c) in self.requests.iter().enumerate() {
+            let n = get(c);
+            if n == 0 {
+                continue;
+            }
+            let name = if key == API_SLOTS {
+                "other".to_string()
+            } else {
+                kafka_protocol::messages::ApiKey::try_from(key as i16)
+                    .map(|k| format!("{k:?}"))
+                    .unwrap_or_else(|_| format!("unknown_{key}"))
+            };
+            let _ = writeln!(out, "stillwater_requests_total{{api=\"{name}\"}} {n}");
+        }
+        let counters: [(&str, &str, &AtomicU64); 14] = [
+            (
+                "request_errors_total",
+                "Requests answered with an error or dropped.",
+                &self.request_errors,
+            ),
+            (
+                "network_bytes_in_total",
+                "Bytes of request frames read.",
+                &self.bytes_in,
+            ),
+            (
+                "network_bytes_out_total",
+                "Bytes of response frames written.",
+                &self.bytes_out,
+            ),
+            (
+                "produced_records_total",
+                "Records appended to partition logs.",
+                &self.produced_records,
+            ),
+            (
+                "produced_bytes_total",
+                "Record batch bytes appended.",
+                &self.produced_bytes,
+            ),
+            (
+                "fetched_bytes_total",
+                "Record batch bytes returned by Fetch.",
+                &self.fetched_bytes,
+            ),
+            (
+                "commit_rounds_total",
+                "Group-commit rounds (write + sync of a batch of appends).",
+                &self.commit_rounds,
+            ),
+            (
+                "commit_appends_total",
+                "Appends committed; divided by rounds gives the commit batch size.",
+                &self.commit_appends,
+            ),
+            (
+                "connections_rejected_total",
+                "Connections refused at the connection limit.",
+                &self.connections_rejected,
+            ),
+            (
+                "malformed_requests_total",
+                "Frames that could not be decoded.",
+                &self.malformed_requests,
+            ),
+            (
+                "disk_write_ops_total",
+                "Disk write operations issued.",
+                &self.disk_write_ops,
+            ),
+            (
+                "disk_write_bytes_total",
+                "Bytes written to disk.",
+                &self.disk_write_bytes,
+            ),
+            (
+                "disk_sync_ops_total",
+                "fdatasync / directory sync operations issued.",
+                &self.disk_sync_ops,
+            ),
+            (
+                "io_deadline_expired_total",
+                "Disk operations that missed their deadline.",
+                &self.io_deadline_expired,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(out, "# HELP stillwater_{name} {help}");
+            let _ = writeln!(out, "# TYPE stillwater_{name} counter");
+            let _ = writeln!(out, "stillwater_{name} {}", get(c));
+        }
+        let gauges: [(&str, &str, &AtomicI64); 3] = [
+            (
+                "append_queue_depth",
+                "Appends waiting for the commit pipeline.",
+                &self.append_queue_depth,
+            ),
+            (
+                "failed_log_dirs",
+                "Data directories declared failed.",
+                &self.failed_log_dirs,
+            ),
+            ("connections", "Open client connections.", &self.connections),
+        ];
+        for (name, help, g) in gauges {
+            let _ = writeln!(out, "# HELP stillwater_{name} {help}");
+            let _ = writeln!(out, "# TYPE stillwater_{name} gauge");
+            let _ = writeln!(out, "stillwater_{name} {}", g.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_sync_latency_seconds Latency of fdatasync in the commit pipeline."
+        );
+        let _ = writeln!(out, "# TYPE stillwater_sync_latency_seconds histogram");
+        for (bound, bucket) in SYNC_BUCKETS_S.iter().zip(&self.sync_buckets) {
+            let _ = writeln!(
+                out,
+                "stillwater_sync_latency_seconds_bucket{{le=\"{bound}\"}} {}",
+                get(bucket)
+            );
+        }
+        let count = get(&self.sync_count);
+        let _ = writeln!(
+            out,
+            "stillwater_sync_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "stillwater_sync_latency_seconds_sum {}",
+            get(&self.sync_sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(out, "stillwater_sync_latency_seconds_count {count}");
+        out
+    }
+}
+
+/// A [`Disk`] that counts writes and syncs into [`Metrics`].
+pub struct CountingDisk {
+    inner: Arc<dyn Disk>,
+    metrics: Arc<Metrics>,
+}
+
+impl CountingDisk {
+    pub fn wrap(inner: Arc<dyn Disk>, metrics: Arc<Metrics>) -> Arc<dyn Disk> {
+        Arc::new(CountingDisk { inner, metrics })
+    }
+}
+
+#[async_trait]
+impl Disk for CountingDisk {
+    async fn create_dir_all(&self, path: &Path) -> DiskResult<()> {
+        add(&self.metrics.disk_write_ops, 1);
+        self.inner.create_dir_all(path).await
+    }
+    async fn open(&self, path: &Path, mode: OpenMode) -> DiskResult<Arc<dyn DiskFile>> {
+        let inner = self.inner.open(path, mode).await?;
+        Ok(Arc::new(CountingFile {
+            inner,
+            metrics: self.metrics.clone(),
+        }))
+    }
+    async fn list(&self, dir: &Path) -> DiskResult<Vec<String>> {
+        self.inner.list(dir).await
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> DiskResult<()> {
+        add(&self.metrics.disk_write_ops, 1);
+        self.inner.rename(from, to).await
+    }
+    async fn remove_file(&self, path: &Path) -> DiskResult<()> {
+        add(&self.metrics.disk_write_ops, 1);
+        self.inner.remove_file(path).await
+    }
+    async fn remove_dir_all(&self, path: &Path) -> DiskResult<()> {
+        add(&self.metrics.disk_write_ops, 1);
+        self.inner.remove_dir_all(path).await
+    }
+    async fn sync_dir(&self, path: &Path) -> DiskResult<()> {
+        add(&self.metrics.disk_sync_ops, 1);
+        self.inner.sync_dir(path).await
+    }
+    async fn exists(&self, path: &Path) -> DiskResult<bool> {
+        self.inner.exists(path).await
+    }
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+}
+
+struct CountingFile {
+    inner: Arc<dyn DiskFile>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl DiskFile for CountingFile {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    async fn write_at(&self, data: Bytes, offset: u64) -> DiskResult<()> {
+        add(&self.metrics.disk_write_ops, 1);
+        add(&self.metrics.disk_write_bytes, data.len() as u64);
+        self.inner.write_at(data, offset).await
+    }
+    async fn read_at(&self, len: usize, offset: u64) -> DiskResult<Bytes> {
+        self.inner.read_at(len, offset).await
+    }
+    async fn sync_data(&self) -> DiskResult<()> {
+        add(&self.metrics.disk_sync_ops, 1);
+        self.inner.sync_data().await
+    }
+    async fn truncate(&self, len: u64) -> DiskResult<()> {
+        add(&self.metrics.disk_write_ops, 1);
+        self.inner.truncate(len).await
+    }
+    async fn len(&self) -> DiskResult<u64> {
+        self.inner.len().await
+    }
+}

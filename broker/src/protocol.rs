@@ -1,0 +1,271 @@
+//! Kafka framing and request decoding (with the `kafka-protocol` crate), version negotiation,
+//! and response encoding.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    api_versions_response::ApiVersion, ApiKey, ApiVersionsResponse, RequestHeader, RequestKind,
+    ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// The APIs this broker serves and the versions it speaks. Every advertised version is one the
+/// broker handles (failure mode 24: advertising a version and then refusing it).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, lo, hi)| (*lo, *hi))
+}
+
+/// Kafka error codes used by the broker.
+pub mod error {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+/// Why a frame could not be turned into a request. Each closes the connection with a log line.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame of {0} bytes is too short for a request header")]
+    Short(usize),
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    #[error("{api:?} v{version} is not supported (supported: v{min}..=v{max})")]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// A decoded request.
+pub struct Request {
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+    pub body: RequestKind,
+}
+
+/// What to do with a frame whose header could be read.
+pub enum Decoded {
+    Request(Request),
+    /// ApiVersions at a version we do not speak: answer in the v0 format with
+    /// UNSUPPORTED_VERSION, as clients expect, and keep the connection.
+    ApiVersionsUnsupported {
+        correlation_id: i32,
+    },
+}
+
+/// Decode one frame (without its length prefix).
+pub fn decode(mut frame: Bytes) -> Result<Decoded, DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError::Short(frame.len()));
+    }
+    let key = (&frame[0..2]).get_i16();
+    let version = (&frame[2..4]).get_i16();
+    let correlation_id = (&frame[4..8]).get_i32();
+    let api = ApiKey::try_from(key).map_err(|_| DecodeError::UnknownApi(key))?;
+    let Some((min, max)) = supported_range(api) else {
+        return Err(DecodeError::UnknownApi(key));
+    };
+    if version < min || version > max {
+        if api == ApiKey::ApiVersions {
+            return Ok(Decoded::ApiVersionsUnsupported { correlation_id });
+        }
+        return Err(DecodeError::UnsupportedVersion {
+            api,
+            version,
+            min,
+            max,
+        });
+    }
+    let malformed = |reason: String| DecodeError::Malformed {
+        api,
+        version,
+        reason,
+    };
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| malformed(format!("header: {e:#}")))?;
+    let body =
+        RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
+    Ok(Decoded::Request(Request {
+        api,
+        version,
+        correlation_id,
+        client_id: header.client_id.map(|s| s.to_string()),
+        body,
+    }))
+}
+
+/// The ApiVersions response body listing everything in [`SUPPORTED`].
+pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error_code;
+    r.api_keys = SUPPORTED
+        .iter()
+        .map(|(k, lo, hi)| {
+            let mut v = ApiVersion::default();
+            v.api_key = *k as i16;
+            v.min_version = *lo;
+            v.max_version = *hi;
+            v
+        })
+        .collect();
+    r
+}
+
+/// Encode a response frame (length prefix, header, body).
+pub fn encode_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> anyhow::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    header.encode(&mut buf, api.response_header_version(version))?;
+    body.encode(&mut buf, version)?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// The v0 ApiVersions error reply for a version we do not speak.
+pub fn api_versions_unsupported(correlation_id: i32) -> anyhow::Result<Bytes> {
+    encode_response(
+        ApiKey::ApiVersions,
+        0,
+        correlation_id,
+        &ResponseKind::ApiVersions(api_versions(error::UNSUPPORTED_VERSION)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{MetadataRequest, ProduceRequest};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn frame_of(api: ApiKey, version: i16, body: &RequestKind) -> Bytes {
+        let mut buf = BytesMut::new();
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = 42;
+        h.client_id = Some(StrBytes::from_static_str("t"));
+        h.encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn every_supported_version_round_trips() {
+        for &(api, lo, hi) in SUPPORTED {
+            for v in lo..=hi {
+                let body = match api {
+                    ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
+                    ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+                    ApiKey::ApiVersions => RequestKind::ApiVersions(Default::default()),
+                    ApiKey::Fetch => RequestKind::Fetch(Default::default()),
+                    ApiKey::ListOffsets => RequestKind::ListOffsets(Default::default()),
+                    ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
+                    ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
+                    other => panic!("no sample for {other:?}"),
+                };
+                match decode(frame_of(api, v, &body)) {
+                    Ok(Decoded::Request(r)) => {
+                        assert_eq!((r.api, r.version, r.correlation_id), (api, v, 42));
+                        assert_eq!(r.body, body, "{api:?} v{v}");
+                    }
+                    _ => panic!("{api:?} v{v} did not decode"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_versions_and_unknown_keys_are_refused() {
+        let body = RequestKind::Metadata(MetadataRequest::default());
+        let mut f = BytesMut::from(&frame_of(ApiKey::Metadata, 4, &body)[..]);
+        f[2..4].copy_from_slice(&99i16.to_be_bytes());
+        assert!(matches!(
+            decode(f.freeze()),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
+        let mut f = BytesMut::from(&frame_of(ApiKey::Metadata, 4, &body)[..]);
+        f[0..2].copy_from_slice(&9999i16.to_be_bytes());
+        assert!(matches!(
+            decode(f.freeze()),
+            Err(DecodeError::UnknownApi(9999))
+        ));
+        assert!(matches!(
+            decode(Bytes::from_static(b"abc")),
+            Err(DecodeError::Short(3))
+        ));
+    }
+
+    #[test]
+    fn api_versions_at_an_unknown_version_gets_the_v0_error_reply() {
+        let mut f = BytesMut::new();
+        f.put_i16(ApiKey::ApiVersions as i16);
+        f.put_i16(77);
+        f.put_i32(7);
+        f.put_i16(-1);
+        let Ok(Decoded::ApiVersionsUnsupported { correlation_id }) = decode(f.freeze()) else {
+            panic!("expected the unsupported-version path");
+        };
+        let reply = api_versions_unsupported(correlation_id).unwrap();
+        let mut b = &reply[4..];
+        assert_eq!(b.get_i32(), 7);
+        let resp = ApiVersionsResponse::decode(&mut b, 0).unwrap();
+        assert_eq!(resp.error_code, error::UNSUPPORTED_VERSION);
+        assert!(resp
+            .api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::Produce as i16));
+    }
+
+    #[test]
+    fn truncated_bodies_are_malformed_not_panics() {
+        let body = RequestKind::Metadata(MetadataRequest::default());
+        let full = frame_of(ApiKey::Metadata, 9, &body);
+        for cut in 8..full.len() {
+            let _ = decode(full.slice(..cut));
+        }
+    }
+}

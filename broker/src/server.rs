@@ -1,0 +1,356 @@
+//! Wiring: the Kafka listener, one task per connection, the metrics endpoint, shutdown.
+//!
+//! Each connection has a reader task (frames into a bounded channel) and a writer loop that
+//! dispatches requests in arrival order and writes responses in the same order, with at most
+//! `max_in_flight_per_connection` requests outstanding. A slow or malicious client only ever
+//! stalls its own connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{FuturesOrdered, StreamExt};
+use io_backend::{Clock, Connection, Env, Listener};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::Instrument;
+
+use crate::commit::Store;
+use crate::config::Config;
+use crate::handlers::{count_connection, Broker, Reply, ResponseFuture};
+use crate::metrics::{CountingDisk, Metrics};
+use crate::protocol::{self, Decoded};
+
+/// How long shutdown waits for open requests to finish.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// A started broker node.
+pub struct Running {
+    pub kafka_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub broker: Arc<Broker>,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop accepting, let open requests finish (bounded), and return.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+
+    /// Resolves when the node has stopped.
+    pub fn stopped(&mut self) -> &mut tokio::task::JoinHandle<()> {
+        &mut self.done
+    }
+}
+
+/// Open the data directory, bind the listeners and start serving.
+pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::default());
+    let env = Env {
+        disk: CountingDisk::wrap(env.disk.clone(), metrics.clone()),
+        ..env
+    };
+    tracing::info!(data_dir = %config.data_dir.display(), engine = env.disk.engine(), "opening data directory");
+    let store = Store::open(env.clone(), &config, metrics.clone())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+    let broker = Arc::new(Broker {
+        config: config.clone(),
+        store,
+        metrics: metrics.clone(),
+        clock: env.clock.clone(),
+    });
+    let listener = env
+        .net
+        .listen(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let kafka_addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let metrics_addr = if config.metrics_listen.is_empty() {
+        None
+    } else {
+        let addr: SocketAddr = config.metrics_listen.parse()?;
+        let l = env
+            .net
+            .listen(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+        let bound = l.local_addr()?;
+        tokio::spawn(serve_metrics(
+            l,
+            metrics.clone(),
+            env.clock.clone(),
+            stop_rx.clone(),
+        ));
+        Some(bound)
+    };
+    tracing::info!(%kafka_addr, ?metrics_addr, node_id = config.node_id, "broker serving");
+    let done = tokio::spawn(accept_loop(
+        listener,
+        broker.clone(),
+        env.clock.clone(),
+        stop_rx,
+    ));
+    Ok(Running {
+        kafka_addr,
+        metrics_addr,
+        broker,
+        stop,
+        done,
+    })
+}
+
+/// Run until `signal` resolves, then shut down gracefully.
+pub async fn run_until(
+    env: Env,
+    config: Config,
+    signal: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut running = start(env, config).await?;
+    tokio::select! {
+        _ = signal => {
+            tracing::info!("shutting down");
+            running.shutdown().await;
+        }
+        _ = running.stopped() => {}
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: Box<dyn Listener>,
+    broker: Arc<Broker>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max = broker.config.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => break,
+            a = listener.accept() => a,
+        };
+        let (conn, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                // Out of file descriptors and the like: do not spin.
+                clock.sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            Metrics::inc(&broker.metrics.connections_rejected, 1);
+            tracing::warn!(%peer, max, "connection limit reached; closing the new connection");
+            drop(conn);
+            continue;
+        };
+        let b = broker.clone();
+        let span = tracing::info_span!("conn", %peer);
+        tokio::spawn(
+            async move {
+                count_connection(&b.metrics, 1);
+                serve_connection(b.clone(), conn, peer).await;
+                count_connection(&b.metrics, -1);
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    // Drain: wait (bounded) for open connections to finish their requests.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = clock.timeout(DRAIN_TIME, slots.acquire_many(all)).await;
+}
+
+enum FrameError {
+    TooLarge(i64),
+    Truncated { want: usize, got: usize },
+    Idle,
+    Io(std::io::Error),
+}
+
+/// Read one length-prefixed frame. `Ok(None)` is a clean close between frames.
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    max: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let mut len_buf = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match rd.read(&mut len_buf[got..]).await {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Truncated { want: 4, got }),
+            Ok(n) => got += n,
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    let len = i32::from_be_bytes(len_buf) as i64;
+    if len < 0 || len as usize > max {
+        return Err(FrameError::TooLarge(len));
+    }
+    let len = len as usize;
+    // Grow with what arrives: a client that announces a large frame and sends little
+    // does not make us reserve the whole size.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    let n = rd
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await
+        .map_err(FrameError::Io)?;
+    if n < len {
+        return Err(FrameError::Truncated { want: len, got: n });
+    }
+    Ok(Some(Bytes::from(body)))
+}
+
+async fn serve_connection(broker: Arc<Broker>, conn: Box<dyn Connection>, peer: SocketAddr) {
+    let cfg = &broker.config;
+    let (mut rd, mut wr) = tokio::io::split(conn);
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(cfg.max_in_flight_per_connection);
+    let max_frame = cfg.max_frame_bytes;
+    let idle = Duration::from_millis(cfg.idle_connection_timeout_ms.max(1));
+    let clock = broker.clock.clone();
+    let metrics = broker.metrics.clone();
+    let reader = tokio::spawn(
+        async move {
+            loop {
+                let frame = match clock.timeout(idle, read_frame(&mut rd, max_frame)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(FrameError::Idle),
+                };
+                match frame {
+                    Ok(Some(f)) => {
+                        Metrics::inc(&metrics.bytes_in, f.len() as u64 + 4);
+                        if frames_tx.send(f).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        Metrics::inc(&metrics.malformed_requests, !matches!(e, FrameError::Idle | FrameError::Io(_)) as u64);
+                        match e {
+                            FrameError::TooLarge(n) => tracing::warn!(%peer, frame_bytes = n, max_frame, "closing connection: frame size out of bounds"),
+                            FrameError::Truncated { want, got } => tracing::warn!(%peer, want, got, "closing connection: truncated frame"),
+                            FrameError::Idle => tracing::info!(%peer, "closing idle connection"),
+                            FrameError::Io(e) => tracing::debug!(%peer, error = %e, "connection read error"),
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    let mut in_flight: FuturesOrdered<ResponseFuture> = FuturesOrdered::new();
+    let max_in_flight = cfg.max_in_flight_per_connection;
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            frame = frames_rx.recv(), if reading && in_flight.len() < max_in_flight => {
+                let Some(frame) = frame else {
+                    reading = false;
+                    if in_flight.is_empty() { break; }
+                    continue;
+                };
+                match protocol::decode(frame) {
+                    Ok(Decoded::Request(req)) => {
+                        let fut = broker.dispatch(req).await;
+                        in_flight.push_back(fut);
+                    }
+                    Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => {
+                        tracing::info!(%peer, "ApiVersions at an unsupported version; answering in v0 format");
+                        let reply = match protocol::api_versions_unsupported(correlation_id) {
+                            Ok(b) => Reply::Send(b),
+                            Err(_) => Reply::Close,
+                        };
+                        in_flight.push_back(Box::pin(async move { reply }));
+                    }
+                    Err(e) => {
+                        Metrics::inc(&broker.metrics.malformed_requests, 1);
+                        tracing::warn!(%peer, error = %e, "closing connection: bad request");
+                        break;
+                    }
+                }
+            }
+            Some(resp) = in_flight.next(), if !in_flight.is_empty() => {
+                match resp {
+                    Reply::Send(bytes) => {
+                        Metrics::inc(&broker.metrics.bytes_out, bytes.len() as u64);
+                        if let Err(e) = wr.write_all(&bytes).await {
+                            tracing::debug!(%peer, error = %e, "write failed; closing");
+                            break;
+                        }
+                    }
+                    Reply::Silent => {}
+                    Reply::Close => break,
+                }
+                if !reading && in_flight.is_empty() { break; }
+            }
+            else => break,
+        }
+    }
+    reader.abort();
+    let _ = wr.shutdown().await;
+}
+
+async fn serve_metrics(
+    listener: Box<dyn Listener>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((mut conn, _peer)) = accepted else {
+            clock.sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let mut req = Vec::with_capacity(1024);
+            let mut buf = [0u8; 1024];
+            let read_head = async {
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+            };
+            if clock
+                .timeout(Duration::from_secs(5), read_head)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let (status, body) = if req.starts_with(b"GET /metrics") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "try /metrics\n".to_string())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes()).await;
+            let _ = conn.write_all(body.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
+}
