@@ -1,0 +1,584 @@
+//! The log and the commit pipeline through the public `Store` API, on the real blocking disk
+//! with a fault-injecting wrapper (stalled or slow syncs).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use broker::batch;
+use broker::commit::Store;
+use broker::config::Config;
+use broker::io::StorageError;
+use broker::log::ReadError;
+use broker::metrics::Metrics;
+use bytes::{BufMut, Bytes, BytesMut};
+use io_backend::{
+    blocking::BlockingDisk, Disk, DiskFile, DiskResult, Env, EnvRng, OpenMode, SystemClock, TcpNet,
+};
+use tokio::sync::watch;
+
+/// Syncs wait while the gate is closed, and take `delay` when open.
+#[derive(Clone)]
+struct Gate {
+    open: watch::Sender<bool>,
+    delay: Arc<std::sync::Mutex<Duration>>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Gate {
+            open: watch::channel(true).0,
+            delay: Arc::new(std::sync::Mutex::new(Duration::ZERO)),
+        }
+    }
+    fn close(&self) {
+        self.open.send_replace(false);
+    }
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+    async fn pass(&self) {
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
+        let d = *self.delay.lock().unwrap();
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+}
+
+struct GatedDisk {
+    inner: Arc<dyn Disk>,
+    gate: Gate,
+}
+
+#[async_trait]
+impl Disk for GatedDisk {
+    async fn create_dir_all(&self, p: &Path) -> DiskResult<()> {
+        self.inner.create_dir_all(p).await
+    }
+    async fn open(&self, p: &Path, m: OpenMode) -> DiskResult<Arc<dyn DiskFile>> {
+        Ok(Arc::new(GatedFile {
+            inner: self.inner.open(p, m).await?,
+            gate: self.gate.clone(),
+        }))
+    }
+    async fn list(&self, d: &Path) -> DiskResult<Vec<String>> {
+        self.inner.list(d).await
+    }
+    async fn rename(&self, a: &Path, b: &Path) -> DiskResult<()> {
+        self.inner.rename(a, b).await
+    }
+    async fn remove_file(&self, p: &Path) -> DiskResult<()> {
+        self.inner.remove_file(p).await
+    }
+    async fn remove_dir_all(&self, p: &Path) -> DiskResult<()> {
+        self.inner.remove_dir_all(p).await
+    }
+    async fn sync_dir(&self, p: &Path) -> DiskResult<()> {
+        self.inner.sync_dir(p).await
+    }
+    async fn exists(&self, p: &Path) -> DiskResult<bool> {
+        self.inner.exists(p).await
+    }
+    fn engine(&self) -> &'static str {
+        "gated"
+    }
+}
+
+struct GatedFile {
+    inner: Arc<dyn DiskFile>,
+    gate: Gate,
+}
+
+#[async_trait]
+impl DiskFile for GatedFile {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    async fn write_at(&self, d: Bytes, o: u64) -> DiskResult<()> {
+        self.inner.write_at(d, o).await
+    }
+    async fn read_at(&self, l: usize, o: u64) -> DiskResult<Bytes> {
+        self.inner.read_at(l, o).await
+    }
+    async fn sync_data(&self) -> DiskResult<()> {
+        self.gate.pass().await;
+        self.inner.sync_data().await
+    }
+    async fn truncate(&self, l: u64) -> DiskResult<()> {
+        self.inner.truncate(l).await
+    }
+    async fn len(&self) -> DiskResult<u64> {
+        self.inner.len().await
+    }
+}
+
+fn env_with(gate: &Gate) -> Env {
+    Env {
+        disk: Arc::new(GatedDisk {
+            inner: Arc::new(BlockingDisk::new(4)),
+            gate: gate.clone(),
+        }),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(7),
+    }
+}
+
+fn config(dir: &Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        retention_check_interval_ms: 0,
+        ..Config::default()
+    }
+}
+
+/// A valid uncompressed batch of `count` records with the given timestamp and value bytes.
+fn make_batch(count: i32, timestamp: i64, value: &[u8]) -> Bytes {
+    fn varint(buf: &mut BytesMut, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            buf.put_u8((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+        buf.put_u8(z as u8);
+    }
+    let mut records = BytesMut::new();
+    for i in 0..count {
+        let mut rec = BytesMut::new();
+        rec.put_i8(0);
+        varint(&mut rec, 0);
+        varint(&mut rec, i as i64);
+        varint(&mut rec, -1);
+        varint(&mut rec, value.len() as i64);
+        rec.extend_from_slice(value);
+        varint(&mut rec, 0);
+        varint(&mut records, rec.len() as i64);
+        records.extend_from_slice(&rec);
+    }
+    let mut body = BytesMut::new();
+    body.put_i16(0);
+    body.put_i32(count - 1);
+    body.put_i64(timestamp);
+    body.put_i64(timestamp);
+    body.put_i64(-1);
+    body.put_i16(-1);
+    body.put_i32(-1);
+    body.put_i32(count);
+    body.extend_from_slice(&records);
+    let mut out = BytesMut::new();
+    out.put_i64(0);
+    out.put_i32((9 + body.len()) as i32);
+    out.put_i32(0);
+    out.put_i8(2);
+    out.put_u32(crc32c::crc32c(&body));
+    out.extend_from_slice(&body);
+    out.freeze()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn append(store: &Store, topic: &str, b: Bytes) -> Result<i64, StorageError> {
+    let t = store.topic(topic).expect("topic");
+    let headers = batch::validate_all(&b, 1 << 20).expect("valid batch");
+    let rx = store
+        .append(t.partitions[0].clone(), b, headers, true)
+        .await?;
+    let res = tokio::time::timeout(Duration::from_secs(20), rx.expect("waiter"))
+        .await
+        .expect("an append must be answered, never hang")
+        .expect("pipeline alive")?;
+    Ok(res.base_offset)
+}
+
+async fn open_store(
+    dir: &Path,
+    gate: &Gate,
+    tweak: impl FnOnce(&mut Config),
+) -> (Arc<Store>, Arc<Metrics>) {
+    let mut c = config(dir);
+    tweak(&mut c);
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::open(env_with(gate), &c, metrics.clone())
+        .await
+        .expect("open store");
+    (store, metrics)
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_dense_and_reads_return_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    let defaults = store.defaults;
+    store.create_topic("t", 1, defaults).await.unwrap();
+    let mut expected = Vec::new();
+    let mut next = 0;
+    for i in 0..50 {
+        let b = make_batch(1 + i % 3, 1000 + i as i64, format!("v{i}").as_bytes());
+        let off = append(&store, "t", b.clone()).await.unwrap();
+        assert_eq!(off, next, "offsets are assigned densely");
+        next += (1 + i % 3) as i64;
+        expected.push((off, b));
+    }
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(p.high_watermark(), next);
+    for (off, b) in &expected {
+        let data = p.read(store.io(), *off, 1).await.unwrap();
+        let h = batch::validate(&data.records).unwrap();
+        assert_eq!(h.base_offset, *off);
+        assert_eq!(
+            &data.records[12..],
+            &b[12..],
+            "stored as produced, base offset patched"
+        );
+    }
+    assert!(matches!(
+        p.read(store.io(), next + 1, 100).await,
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+    assert!(p
+        .read(store.io(), next, 100)
+        .await
+        .unwrap()
+        .records
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_write_commits_at_once_and_a_crowd_shares_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, metrics) = open_store(dir.path(), &gate, |_| {}).await;
+    store.create_topic("t", 1, store.defaults).await.unwrap();
+    append(&store, "t", make_batch(1, 1, b"x")).await.unwrap();
+    assert_eq!(
+        metrics.commit_rounds.load(Ordering::Relaxed),
+        1,
+        "one write, one round"
+    );
+    // Slow syncs: while one is in flight, the others gather into the next round.
+    *gate.delay.lock().unwrap() = Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            append(&s, "t", make_batch(1, i, b"y")).await
+        }));
+    }
+    let mut offsets = Vec::new();
+    for t in tasks {
+        offsets.push(t.await.unwrap().unwrap());
+    }
+    offsets.sort();
+    assert_eq!(offsets, (1..=200).collect::<Vec<i64>>());
+    let rounds = metrics.commit_rounds.load(Ordering::Relaxed) - 1;
+    assert!(
+        rounds < 50,
+        "200 appends took {rounds} commit rounds: no group commit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, metrics) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 300).await;
+    store.create_topic("t", 1, store.defaults).await.unwrap();
+    assert_eq!(
+        append(&store, "t", make_batch(2, 1, b"ok")).await.unwrap(),
+        0
+    );
+    gate.close();
+    let err = append(&store, "t", make_batch(1, 2, b"stalls"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Stalled { .. }), "got {err}");
+    assert!(
+        err.to_string().contains("sync_data") && err.to_string().contains(".log"),
+        "names op and file: {err}"
+    );
+    assert_eq!(metrics.failed_log_dirs.load(Ordering::Relaxed), 1);
+    // Later produce requests fail at once with a retriable error instead of queueing.
+    let err = append(&store, "t", make_batch(1, 3, b"refused"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::DirFailed(_)), "got {err}");
+    let failure = store.io().health.failure().expect("failure recorded");
+    assert!(failure.path.unwrap().to_string_lossy().ends_with(".log"));
+    // The stall ends: the directory heals and accepts writes again, continuing after what was
+    // acknowledged.
+    gate.open();
+    let mut healed = false;
+    for _ in 0..100 {
+        if store.io().health.failure().is_none() {
+            healed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healed, "the directory did not heal after the stall ended");
+    assert_eq!(metrics.failed_log_dirs.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        append(&store, "t", make_batch(1, 4, b"after"))
+            .await
+            .unwrap(),
+        2
+    );
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    let data = p.read(store.io(), 2, 1 << 20).await.unwrap();
+    assert!(data.records.windows(5).any(|w| w == b"after"));
+    assert!(
+        !data.records.windows(6).any(|w| w == b"stalls"),
+        "the failed write is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_append_queue_is_bounded_and_full_means_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    // No deadline here, so the stalled sync holds the pipeline and the queue fills.
+    let (store, metrics) = open_store(dir.path(), &gate, |c| {
+        c.io_deadline_ms = 0;
+        c.append_queue_capacity = 4;
+    })
+    .await;
+    store.create_topic("t", 1, store.defaults).await.unwrap();
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    gate.close();
+    let b = make_batch(1, 1, b"q");
+    let h = batch::validate_all(&b, 1 << 20).unwrap();
+    // The first append is taken by the pipeline and stalls in its sync.
+    let _first = store
+        .append(p.clone(), b.clone(), h.clone(), true)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        let rx = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.append(p.clone(), b.clone(), h.clone(), true),
+        )
+        .await
+        .expect("room in the queue: no wait")
+        .unwrap();
+        waiting.push(rx);
+    }
+    assert_eq!(metrics.append_queue_depth.load(Ordering::Relaxed), 4);
+    let blocked = tokio::time::timeout(
+        Duration::from_millis(200),
+        store.append(p.clone(), b.clone(), h.clone(), true),
+    )
+    .await;
+    assert!(blocked.is_err(), "a full queue must make the producer wait");
+    gate.open();
+    for rx in waiting {
+        tokio::time::timeout(Duration::from_secs(10), rx.unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    {
+        let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+        store.create_topic("t", 1, store.defaults).await.unwrap();
+        for i in 0..10 {
+            append(&store, "t", make_batch(2, now_ms() + i, b"keep"))
+                .await
+                .unwrap();
+        }
+    }
+    let seg = segment_files(&dir.path().join("t-0")).pop().unwrap();
+    let good_len = std::fs::metadata(&seg).unwrap().len();
+    // A torn write: half of a batch after the good data.
+    let torn = make_batch(3, 99, b"torn");
+    let mut data = std::fs::read(&seg).unwrap();
+    data.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(&seg, &data).unwrap();
+    {
+        let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+        let p = store.topic("t").unwrap().partitions[0].clone();
+        assert_eq!(p.high_watermark(), 20);
+        assert_eq!(
+            std::fs::metadata(&seg).unwrap().len(),
+            good_len,
+            "torn tail truncated"
+        );
+        assert_eq!(
+            append(&store, "t", make_batch(1, now_ms(), b"next"))
+                .await
+                .unwrap(),
+            20
+        );
+    }
+    assert_eq!(
+        segment_files(&dir.path().join("t-0")),
+        vec![seg.clone()],
+        "no roll expected"
+    );
+    // A flipped bit inside the last batch: that batch goes, the ones before stay.
+    let mut data = std::fs::read(&seg).unwrap();
+    let last = data.len() - 3;
+    data[last] ^= 0x10;
+    std::fs::write(&seg, &data).unwrap();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(p.high_watermark(), 20);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), good_len);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_whole_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let tweak = |c: &mut Config| {
+        c.segment_bytes = 4096;
+        c.index_interval_bytes = 256;
+    };
+    let value = vec![b'z'; 200];
+    {
+        let (store, _) = open_store(dir.path(), &gate, tweak).await;
+        store.create_topic("t", 1, store.defaults).await.unwrap();
+        for i in 0..100 {
+            append(&store, "t", make_batch(1, 1_000 + i, &value))
+                .await
+                .unwrap();
+        }
+    }
+    let pdir = dir.path().join("t-0");
+    let segments = segment_files(&pdir);
+    assert!(
+        segments.len() >= 5,
+        "expected several segments, got {}",
+        segments.len()
+    );
+    for s in &segments[..segments.len() - 1] {
+        assert!(s.with_extension("index").exists() && s.with_extension("timeindex").exists());
+    }
+    let (store, _) = open_store(dir.path(), &gate, tweak).await;
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(p.high_watermark(), 100);
+    // Every offset is found through the loaded indexes.
+    for off in 0..100 {
+        let d = p.read(store.io(), off, 1).await.unwrap();
+        assert_eq!(batch::validate(&d.records).unwrap().base_offset, off);
+    }
+    // Time lookups: first record with timestamp >= t.
+    assert_eq!(
+        p.offset_for_timestamp(store.io(), 1_042).await.unwrap(),
+        Some((42, 1_042))
+    );
+    assert_eq!(
+        p.offset_for_timestamp(store.io(), 0).await.unwrap(),
+        Some((0, 1_000))
+    );
+    assert_eq!(
+        p.offset_for_timestamp(store.io(), 5_000).await.unwrap(),
+        None
+    );
+    drop(store);
+    // Size retention: keep about 8 KiB.
+    let (store, _) = open_store(dir.path(), &gate, |c| {
+        tweak(c);
+        c.retention_bytes = 8192;
+    })
+    .await;
+    // The topic keeps the settings it was created with; retention.bytes comes from CreateTopics.
+    store.delete_topic("t").await.unwrap();
+    assert!(!pdir.exists(), "deleted topic's directory is gone");
+    let mut cfg = store.defaults;
+    cfg.retention_bytes = 8192;
+    cfg.retention_ms = -1;
+    store.create_topic("r", 1, cfg).await.unwrap();
+    for i in 0..100 {
+        append(&store, "r", make_batch(1, 1_000 + i, &value))
+            .await
+            .unwrap();
+    }
+    let p = store.topic("r").unwrap().partitions[0].clone();
+    let before = segment_files(&dir.path().join("r-0")).len();
+    store.check_retention();
+    let mut start = 0;
+    for _ in 0..100 {
+        start = p.log_start_offset();
+        if start > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(start > 0, "retention did not move the log start");
+    let after = segment_files(&dir.path().join("r-0"));
+    assert!(after.len() < before, "segments were not deleted");
+    let sizes: Vec<(i64, u64)> = p
+        .state()
+        .segments
+        .values()
+        .map(|s| (s.base_offset, s.size))
+        .collect();
+    assert!(
+        p.state().size_bytes() >= 8192 - 4096,
+        "retention deleted too much: {sizes:?} (before: {before} files)"
+    );
+    assert!(matches!(
+        p.read(store.io(), 0, 100).await,
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(
+        batch::validate(&p.read(store.io(), start, 1).await.unwrap().records)
+            .unwrap()
+            .base_offset,
+        start
+    );
+    // Time retention: everything older than 1 ms (the timestamps are from 1970).
+    drop(store);
+    let (store, _) = open_store(dir.path(), &gate, tweak).await;
+    store.delete_topic("r").await.unwrap();
+    let mut cfg = store.defaults;
+    cfg.retention_ms = 1;
+    store.create_topic("old", 1, cfg).await.unwrap();
+    for i in 0..60 {
+        append(&store, "old", make_batch(1, 1_000 + i, &value))
+            .await
+            .unwrap();
+    }
+    store.check_retention();
+    let p = store.topic("old").unwrap().partitions[0].clone();
+    for _ in 0..100 {
+        if p.state().segments.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        p.state().segments.len(),
+        1,
+        "only the active segment is kept"
+    );
+    assert_eq!(p.high_watermark(), 60);
+}
