@@ -9,6 +9,7 @@
 //! configuration file read at start-up is the one exception); all of it goes through the
 //! [`io_backend::Env`] handed to [`server::start`], so the same code runs under simulation.
 
+mod alloc;
 pub mod batch;
 pub mod commit;
 pub mod config;
@@ -18,6 +19,10 @@ pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: alloc::LazyLargeAlloc = alloc::LazyLargeAlloc;
 
 /// A named point in a critical section where the simulator may delay or yield. It compiles to
 /// nothing in a normal build; the simulation issue gives it a body under `--cfg madsim`.

@@ -197,16 +197,7 @@ mod tests {
     fn every_supported_version_round_trips() {
         for &(api, lo, hi) in SUPPORTED {
             for v in lo..=hi {
-                let body = match api {
-                    ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
-                    ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
-                    ApiKey::ApiVersions => RequestKind::ApiVersions(Default::default()),
-                    ApiKey::Fetch => RequestKind::Fetch(Default::default()),
-                    ApiKey::ListOffsets => RequestKind::ListOffsets(Default::default()),
-                    ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
-                    ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
-                    other => panic!("no sample for {other:?}"),
-                };
+                let body = sample(api);
                 match decode(frame_of(api, v, &body)) {
                     Ok(Decoded::Request(r)) => {
                         assert_eq!((r.api, r.version, r.correlation_id), (api, v, 42));
@@ -258,6 +249,47 @@ mod tests {
             .api_keys
             .iter()
             .any(|k| k.api_key == ApiKey::Produce as i16));
+    }
+
+    proptest::proptest! {
+        /// The fuzz target for request decoding: arbitrary bytes never panic.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = decode(Bytes::from(bytes));
+        }
+
+        /// Valid frames of every supported API and version, damaged at random, never panic.
+        #[test]
+        fn decoding_damaged_valid_frames_never_panics(
+            which in 0usize..SUPPORTED.len(),
+            version_pick in 0i16..20,
+            flips in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 1..8),
+            cut in 0usize..400,
+        ) {
+            let (api, lo, hi) = SUPPORTED[which];
+            let v = lo + version_pick % (hi - lo + 1);
+            let body = sample(api);
+            let mut f = BytesMut::from(&frame_of(api, v, &body)[..]);
+            for (at, x) in flips {
+                let n = f.len();
+                if n > 8 { f[8 + at % (n - 8)] ^= x; }
+            }
+            let n = f.len();
+            let _ = decode(f.freeze().slice(..n.min(8 + cut)));
+        }
+    }
+
+    fn sample(api: ApiKey) -> RequestKind {
+        match api {
+            ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
+            ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+            ApiKey::ApiVersions => RequestKind::ApiVersions(Default::default()),
+            ApiKey::Fetch => RequestKind::Fetch(Default::default()),
+            ApiKey::ListOffsets => RequestKind::ListOffsets(Default::default()),
+            ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
+            ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
+            other => panic!("no sample for {other:?}"),
+        }
     }
 
     #[test]

@@ -157,11 +157,12 @@ async fn accept_loop(
             continue;
         };
         let b = broker.clone();
+        let stop_conn = stop.clone();
         let span = tracing::info_span!("conn", %peer);
         tokio::spawn(
             async move {
                 count_connection(&b.metrics, 1);
-                serve_connection(b.clone(), conn, peer).await;
+                serve_connection(b.clone(), conn, peer, stop_conn).await;
                 count_connection(&b.metrics, -1);
                 drop(permit);
             }
@@ -214,7 +215,12 @@ async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(Bytes::from(body)))
 }
 
-async fn serve_connection(broker: Arc<Broker>, conn: Box<dyn Connection>, peer: SocketAddr) {
+async fn serve_connection(
+    broker: Arc<Broker>,
+    conn: Box<dyn Connection>,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
     let cfg = &broker.config;
     let (mut rd, mut wr) = tokio::io::split(conn);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(cfg.max_in_flight_per_connection);
@@ -282,6 +288,11 @@ async fn serve_connection(broker: Arc<Broker>, conn: Box<dyn Connection>, peer: 
                         break;
                     }
                 }
+            }
+            _ = stop.changed(), if reading => {
+                // Shutdown: answer what was received, then close.
+                reading = false;
+                if in_flight.is_empty() { break; }
             }
             Some(resp) = in_flight.next(), if !in_flight.is_empty() => {
                 match resp {

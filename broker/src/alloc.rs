@@ -1,0 +1,108 @@
+//! The process allocator: the system allocator, except that very large allocations are mapped
+//! lazily (`MAP_NORESERVE`) instead of being refused.
+//!
+//! Why: `kafka-protocol` 0.18 pre-allocates arrays from a length read off the wire
+//! (`Vec::with_capacity(n)` before any element is decoded; upstream PRs #152/#161/#200 are not
+//! merged). A 20-byte request can declare two billion elements; the system allocator refuses the
+//! tens of gigabytes and Rust aborts the whole process — one client would kill the broker. Mapped
+//! lazily, such a reservation costs only address space: decoding then fails on the missing bytes
+//! and the mapping is released untouched. Pages are committed only as real elements are decoded,
+//! and those are bounded by the frame size limit.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+/// Allocations at least this large are mapped lazily.
+const LAZY_BYTES_MIN: usize = 256 << 20;
+const PAGE_BYTES: usize = 4096;
+
+pub struct LazyLargeAlloc;
+
+fn is_lazy(layout: &Layout) -> bool {
+    layout.size() >= LAZY_BYTES_MIN && layout.align() <= PAGE_BYTES
+}
+
+fn mapped_len(size: usize) -> usize {
+    size.div_ceil(PAGE_BYTES) * PAGE_BYTES
+}
+
+unsafe fn map(size: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping with no address hint; the kernel picks the place.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            mapped_len(size),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+// SAFETY: every pointer handed out is valid for `layout`; lazily mapped blocks are page aligned
+// (≥ the required alignment, checked in `is_lazy`) and zero-filled by the kernel, and are
+// returned with `munmap` of the same length; all others go to and come back from `System`.
+unsafe impl GlobalAlloc for LazyLargeAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if is_lazy(&layout) {
+            unsafe { map(layout.size()) }
+        } else {
+            unsafe { System.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if is_lazy(&layout) {
+            unsafe { map(layout.size()) }
+        } else {
+            unsafe { System.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if is_lazy(&layout) {
+            unsafe {
+                libc::munmap(ptr.cast(), mapped_len(layout.size()));
+            }
+        } else {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return std::ptr::null_mut();
+        };
+        if !is_lazy(&layout) && !is_lazy(&new_layout) {
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_huge_reservation_does_not_abort_and_small_ones_work() {
+        let v: Vec<[u8; 64]> = Vec::with_capacity(1 << 30); // 64 GiB of address space
+        assert!(v.capacity() >= 1 << 30);
+        drop(v);
+        let mut grow: Vec<u8> = Vec::new();
+        for i in 0..(300usize << 20) / 4096 {
+            grow.extend_from_slice(&[i as u8; 4096]); // crosses the lazy threshold by realloc
+        }
+        assert_eq!(grow[(299 << 20) + 5], ((299usize << 20) / 4096) as u8);
+    }
+}

@@ -1,0 +1,300 @@
+//! Every advertised API version against an in-process broker: the request decodes, the broker
+//! answers, and the response decodes with the `kafka-protocol` crate at the same version
+//! (failure mode 24: advertising a version and then refusing or mis-encoding it).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::config::Config;
+use broker::protocol::{error, SUPPORTED};
+use broker::server;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start(dir: &std::path::Path) -> server::Running {
+    let env = Env {
+        disk: Arc::new(BlockingDisk::new(2)),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(1),
+    };
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: String::new(),
+        ..Config::default()
+    };
+    server::start(env, config).await.unwrap()
+}
+
+struct Client {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            next_id: 1,
+        }
+    }
+
+    async fn call(&mut self, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        self.next_id += 1;
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = self.next_id;
+        h.client_id = Some(StrBytes::from_static_str("wire-test"));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        h.encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf).await.unwrap();
+        let mut len = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut len))
+            .await
+            .unwrap_or_else(|_| panic!("{api:?} v{version}: no response"))
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: connection closed: {e}"));
+        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut frame).await.unwrap();
+        let mut frame = Bytes::from(frame);
+        let header =
+            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.next_id);
+        let resp = ResponseKind::decode(api, &mut frame, version)
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: response does not decode: {e:#}"));
+        assert!(
+            !frame.has_remaining(),
+            "{api:?} v{version}: {} trailing bytes",
+            frame.remaining()
+        );
+        resp
+    }
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn batch(value: &str) -> Bytes {
+    let mut buf = BytesMut::new();
+    let records = [Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: Some(Bytes::from_static(b"k")),
+        value: Some(Bytes::from(value.to_string())),
+        headers: Default::default(),
+        delete_horizon: false,
+    }];
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    for &(api, lo, hi) in SUPPORTED {
+        for v in lo..=hi {
+            match api {
+                ApiKey::ApiVersions => {
+                    let ResponseKind::ApiVersions(r) = c
+                        .call(api, v, RequestKind::ApiVersions(Default::default()))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0);
+                    assert_eq!(r.api_keys.len(), SUPPORTED.len());
+                }
+                ApiKey::Metadata => {
+                    let mut req = MetadataRequest::default();
+                    let mut t = metadata_request::MetadataRequestTopic::default();
+                    t.name = Some(topic("wire"));
+                    req.topics = Some(vec![t]);
+                    req.allow_auto_topic_creation = true;
+                    let ResponseKind::Metadata(r) =
+                        c.call(api, v, RequestKind::Metadata(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.brokers.len(), 1);
+                    assert_eq!(r.topics[0].error_code, 0, "v{v}");
+                    assert_eq!(r.topics[0].partitions.len(), 1);
+                }
+                ApiKey::CreateTopics => {
+                    let mut req = CreateTopicsRequest::default();
+                    let mut t = create_topics_request::CreatableTopic::default();
+                    t.name = topic(&format!("created-{v}"));
+                    t.num_partitions = 2;
+                    t.replication_factor = 1;
+                    req.topics = vec![t];
+                    req.timeout_ms = 5000;
+                    let ResponseKind::CreateTopics(r) =
+                        c.call(api, v, RequestKind::CreateTopics(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.topics[0].error_code, 0, "v{v}");
+                }
+                ApiKey::Produce => {
+                    let mut req = ProduceRequest::default();
+                    req.acks = -1;
+                    req.timeout_ms = 5000;
+                    let mut t = produce_request::TopicProduceData::default();
+                    t.name = topic("wire");
+                    let mut p = produce_request::PartitionProduceData::default();
+                    p.index = 0;
+                    p.records = Some(batch(&format!("produce v{v}")));
+                    t.partition_data = vec![p];
+                    req.topic_data = vec![t];
+                    let ResponseKind::Produce(r) = c.call(api, v, RequestKind::Produce(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "v{v}");
+                }
+                ApiKey::Fetch => {
+                    let mut req = FetchRequest::default();
+                    req.max_wait_ms = 10;
+                    req.max_bytes = 1 << 20;
+                    req.replica_id = BrokerId(-1);
+                    let mut t = fetch_request::FetchTopic::default();
+                    t.topic = topic("wire");
+                    let mut p = fetch_request::FetchPartition::default();
+                    p.partition = 0;
+                    p.fetch_offset = 0;
+                    p.partition_max_bytes = 1 << 20;
+                    t.partitions = vec![p];
+                    req.topics = vec![t];
+                    let ResponseKind::Fetch(r) = c.call(api, v, RequestKind::Fetch(req)).await
+                    else {
+                        panic!()
+                    };
+                    let pd = &r.responses[0].partitions[0];
+                    assert_eq!(pd.error_code, 0, "v{v}");
+                    assert!(pd.high_watermark > 0);
+                    assert!(!pd.records.as_ref().unwrap().is_empty());
+                }
+                ApiKey::ListOffsets => {
+                    for (ts, want_positive) in [(-1i64, true), (-2, false)] {
+                        let mut req = ListOffsetsRequest::default();
+                        req.replica_id = BrokerId(-1);
+                        let mut t = list_offsets_request::ListOffsetsTopic::default();
+                        t.name = topic("wire");
+                        let mut p = list_offsets_request::ListOffsetsPartition::default();
+                        p.partition_index = 0;
+                        p.timestamp = ts;
+                        t.partitions = vec![p];
+                        req.topics = vec![t];
+                        let ResponseKind::ListOffsets(r) =
+                            c.call(api, v, RequestKind::ListOffsets(req)).await
+                        else {
+                            panic!()
+                        };
+                        let pr = &r.topics[0].partitions[0];
+                        assert_eq!(pr.error_code, 0);
+                        assert_eq!(
+                            pr.offset > 0,
+                            want_positive,
+                            "v{v} ts {ts}: offset {}",
+                            pr.offset
+                        );
+                    }
+                }
+                ApiKey::DeleteTopics => {
+                    let name = format!("created-{}", 2 + (v - lo));
+                    let mut req = DeleteTopicsRequest::default();
+                    req.timeout_ms = 5000;
+                    if v >= 6 {
+                        let mut s = delete_topics_request::DeleteTopicState::default();
+                        s.name = Some(topic(&name));
+                        req.topics = vec![s];
+                    } else {
+                        req.topic_names = vec![topic(&name)];
+                    }
+                    let ResponseKind::DeleteTopics(r) =
+                        c.call(api, v, RequestKind::DeleteTopics(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.responses[0].error_code, 0, "v{v} deleting {name}");
+                }
+                other => panic!("no wire test for {other:?}"),
+            }
+        }
+    }
+    drop(c);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_produce_data_and_names_get_errors_and_the_connection_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let mut bad = BytesMut::from(&batch("corrupt me")[..]);
+    let last = bad.len() - 2;
+    bad[last] ^= 0xff;
+    for (name, records, want) in [
+        ("ok-name", bad.freeze(), error::CORRUPT_MESSAGE),
+        ("bad/name", batch("x"), error::INVALID_TOPIC_EXCEPTION),
+        (
+            "ok-name",
+            Bytes::from_static(b"\0\0\0\0"),
+            error::INVALID_RECORD,
+        ),
+    ] {
+        let mut req = ProduceRequest::default();
+        req.acks = 1;
+        req.timeout_ms = 5000;
+        let mut t = produce_request::TopicProduceData::default();
+        t.name = topic(name);
+        let mut p = produce_request::PartitionProduceData::default();
+        p.records = Some(records);
+        t.partition_data = vec![p];
+        req.topic_data = vec![t];
+        let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 7, RequestKind::Produce(req)).await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, want,
+            "{name}"
+        );
+    }
+    // Nothing was stored for the corrupt batch.
+    let t = running.broker.store.topic("ok-name").unwrap();
+    assert_eq!(t.partitions[0].high_watermark(), 0);
+    drop(c);
+    running.shutdown().await;
+}
