@@ -1,1 +1,100 @@
-fn main() {}
+//! `cargo xtask …`: the commands people type to test and benchmark Stillwater.
+//!
+//! - `cargo xtask test` (alias `ci`): unit tests, the broker binary, the integration tests.
+//! - `cargo xtask bench produce | fetch`: load a running broker (or one it spawns) and print a
+//!   table of throughput, latency, group-commit batching and how busy the machine was.
+//!
+//! xtask runs the other crates as processes; it never links the broker.
+
+mod bench;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Stillwater project automation",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every test: unit and property tests (nextest), then the integration tests (pytest)
+    /// against a freshly built broker binary.
+    Test(test::TestArgs),
+    /// What CI runs: the same as `test`.
+    Ci(test::TestArgs),
+    /// Load a broker and report throughput, latency and commit batching.
+    Bench(Box<bench::BenchArgs>),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Test(args) | Command::Ci(args) => test::run(&args),
+        Command::Bench(args) => bench::run(*args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line with the whole cause chain; a backtrace would only show xtask's own code.
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: xtask lives one directory below it.
+fn repo_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` if set (relative paths are relative to the
+/// workspace root, where xtask runs cargo), else `<repo>/target`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => repo_root().join(dir),
+        _ => repo_root().join("target"),
+    }
+}
+
+/// The cargo that invoked us (`cargo xtask` sets `CARGO`), so toolchain overrides carry over.
+fn cargo() -> std::process::Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(repo_root());
+    command
+}
+
+/// The command line as the user typed it, for pasting next to the figures it produced.
+fn invocation() -> String {
+    let mut line = String::from("cargo xtask");
+    for arg in std::env::args().skip(1) {
+        line.push(' ');
+        let plain = !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+        if plain {
+            line.push_str(&arg);
+        } else {
+            line.push('\'');
+            line.push_str(&arg.replace('\'', r"'\''"));
+            line.push('\'');
+        }
+    }
+    line
+}

@@ -1,0 +1,180 @@
+//! `--spawn-broker`: a release broker of our own for one benchmark run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::time::Instant;
+
+use super::BrokerArgs;
+use crate::{cargo, target_dir};
+
+/// A release broker started for one benchmark run on free ports and a fresh data directory.
+///
+/// The data directory lives under the target directory, on the same disk as the build, rather
+/// than in /tmp, which may be a tmpfs where fsync costs nothing.
+pub struct SpawnedBroker {
+    pub child: Child,
+    pub binary: PathBuf,
+    pub addr: String,
+    pub metrics_addr: String,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl SpawnedBroker {
+    pub async fn start(args: &BrokerArgs) -> Result<Self> {
+        let binary = match &args.broker_bin {
+            Some(binary) => binary.clone(),
+            None => {
+                println!("xtask: cargo build --release -p broker");
+                let status = cargo()
+                    .args(["build", "--release", "-p", "broker", "--bin", "broker"])
+                    .status()
+                    .context("running cargo build")?;
+                if !status.success() {
+                    bail!("cargo build --release -p broker failed ({status})");
+                }
+                target_dir().join("release").join("broker")
+            }
+        };
+        if !binary.is_file() {
+            bail!("broker binary {} does not exist", binary.display());
+        }
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let metrics_addr = format!("127.0.0.1:{}", free_port()?);
+        let run_name = format!(
+            "broker-{}-{}",
+            std::process::id(),
+            super::produce::unix_time_ms()
+        );
+        let bench_dir = target_dir().join("bench");
+        let data_dir = bench_dir.join(&run_name);
+        let log_path = bench_dir.join(format!("{run_name}.log"));
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let mut command = Command::new(&binary);
+        command
+            .arg("--listen")
+            .arg(&addr)
+            .arg("--metrics-listen")
+            .arg(&metrics_addr)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&args.broker_arg)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        println!("xtask: starting {command:?} (log: {})", log_path.display());
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut broker = Self {
+            child,
+            binary,
+            addr,
+            metrics_addr,
+            data_dir,
+            log_path,
+        };
+        broker.wait_until_listening().await?;
+        Ok(broker)
+    }
+
+    async fn wait_until_listening(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .context("checking the broker process")?
+            {
+                bail!(
+                    "the broker exited ({status}) before listening on {}; its log {}:\n{}",
+                    self.addr,
+                    self.log_path.display(),
+                    log_tail(&self.log_path)
+                );
+            }
+            if tokio::net::TcpStream::connect(&self.addr).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the broker is not listening on {} after 30 s; its log {}:\n{}",
+                    self.addr,
+                    self.log_path.display(),
+                    log_tail(&self.log_path)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM for a graceful shutdown, SIGKILL after 10 s; then removes the data directory.
+    pub async fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        // std has no SIGTERM and xtask has no libc dependency; kill(1) is everywhere.
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().context("waiting for the broker")? {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let result = match status {
+            Some(_) => Ok(()),
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                Err(anyhow!(
+                    "the broker did not stop within 10 s of SIGTERM and was killed; log: {}",
+                    self.log_path.display()
+                ))
+            }
+        };
+        remove_data_dir(&self.data_dir);
+        result
+    }
+}
+
+impl Drop for SpawnedBroker {
+    fn drop(&mut self) {
+        // Only reached without `stop` on an early error: never leave a broker running.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            remove_data_dir(&self.data_dir);
+        }
+    }
+}
+
+fn remove_data_dir(data_dir: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(data_dir) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            eprintln!("xtask: could not remove {}: {error}", data_dir.display());
+        }
+    }
+}
+
+/// A port the kernel just handed out; free again once the listener is dropped.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr().context("finding a free port")?.port())
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}

@@ -1,0 +1,562 @@
+//! A minimal Kafka client for the benchmarks: frame IO, version negotiation, request encoding and
+//! response decoding with `kafka-protocol`, topic set-up (CreateTopics, Metadata, ListOffsets),
+//! record batch encoding and header walking.
+//!
+//! It speaks to one broker over one connection with one request in flight, which is all a
+//! benchmark needs and keeps the client's own CPU cost (it shares the machine with the broker)
+//! small and predictable.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+};
+use kafka_protocol::ResponseError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// The protocol versions the benchmarks speak, (lowest, highest); the newest the broker also
+/// supports is used. All are non-flexible encodings (Produce v8, Fetch v11 against a current
+/// broker).
+pub const PRODUCE_VERSIONS: (i16, i16) = (3, 8);
+pub const FETCH_VERSIONS: (i16, i16) = (4, 11);
+pub const METADATA_VERSIONS: (i16, i16) = (1, 8);
+pub const CREATE_TOPICS_VERSIONS: (i16, i16) = (2, 4);
+pub const LIST_OFFSETS_VERSIONS: (i16, i16) = (1, 5);
+
+const CLIENT_ID: &str = "stillwater-xtask-bench";
+
+/// Byte offset of the correlation id in an encoded request frame: after the 4-byte length prefix,
+/// the 2-byte API key and the 2-byte API version. The same in every request header version.
+const CORRELATION_ID_AT: usize = 8;
+
+/// One TCP connection to a broker.
+pub struct Connection {
+    stream: TcpStream,
+    addr: String,
+    next_correlation_id: i32,
+    /// Deadline for each response; a broker that stops answering fails the benchmark loudly.
+    response_timeout: Duration,
+    /// Bound on an incoming frame, so a corrupt length prefix cannot make us allocate gigabytes.
+    frame_bytes_max: usize,
+}
+
+impl Connection {
+    pub async fn connect(addr: &str, response_timeout: Duration) -> Result<Self> {
+        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow!("connecting to {addr}: no answer within 10 s"))?
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream
+            .set_nodelay(true)
+            .with_context(|| format!("setting TCP_NODELAY on the connection to {addr}"))?;
+        Ok(Self {
+            stream,
+            addr: addr.to_string(),
+            next_correlation_id: 1,
+            response_timeout,
+            frame_bytes_max: 64 << 20,
+        })
+    }
+
+    pub fn set_frame_bytes_max(&mut self, frame_bytes_max: usize) {
+        self.frame_bytes_max = frame_bytes_max;
+    }
+
+    pub fn take_correlation_id(&mut self) -> i32 {
+        let id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Sends one request and waits for its response.
+    pub async fn call<R: Request>(&mut self, version: i16, request: &R) -> Result<R::Response> {
+        let correlation_id = self.take_correlation_id();
+        let frame = encode_request(request, version, correlation_id)?;
+        self.write_frame(&frame).await?;
+        let response = self.read_frame().await?;
+        decode_response::<R>(response, version, correlation_id)
+            .with_context(|| format!("decoding the {:?} v{version} response", api_name::<R>()))
+    }
+
+    pub async fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.stream
+            .write_all(frame)
+            .await
+            .with_context(|| format!("sending a request to {}", self.addr))
+    }
+
+    /// Reads one length-prefixed response frame (without its length prefix).
+    pub async fn read_frame(&mut self) -> Result<Bytes> {
+        let deadline = self.response_timeout;
+        let addr = self.addr.clone();
+        tokio::time::timeout(deadline, self.read_frame_unbounded())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "no response from {addr} within {} s",
+                    deadline.as_secs_f64()
+                )
+            })?
+    }
+
+    async fn read_frame_unbounded(&mut self) -> Result<Bytes> {
+        let length = self
+            .stream
+            .read_i32()
+            .await
+            .with_context(|| format!("reading a response length from {}", self.addr))?;
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&length| length >= 4 && length <= self.frame_bytes_max)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} sent a response frame of {length} bytes (expected 4..={})",
+                    self.addr,
+                    self.frame_bytes_max
+                )
+            })?;
+        let mut frame = BytesMut::zeroed(length);
+        self.stream
+            .read_exact(&mut frame)
+            .await
+            .with_context(|| format!("reading a {length}-byte response from {}", self.addr))?;
+        Ok(frame.freeze())
+    }
+}
+
+/// Encodes a request as a complete frame: length prefix, header, body.
+pub fn encode_request<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+) -> Result<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    header
+        .encode(&mut frame, R::header_version(version))
+        .context("encoding a request header")?;
+    request
+        .encode(&mut frame, version)
+        .with_context(|| format!("encoding a {:?} v{version} request", api_name::<R>()))?;
+    let length = i32::try_from(frame.len() - 4).context("request frame larger than 2 GiB")?;
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+    Ok(frame)
+}
+
+/// Overwrites the correlation id of an already encoded request frame, so a pre-built frame can be
+/// sent again without re-encoding it.
+pub fn set_correlation_id(frame: &mut [u8], correlation_id: i32) {
+    frame[CORRELATION_ID_AT..CORRELATION_ID_AT + 4].copy_from_slice(&correlation_id.to_be_bytes());
+}
+
+pub fn decode_response<R: Request>(
+    mut frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> Result<R::Response> {
+    let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
+        .context("decoding the response header")?;
+    ensure!(
+        header.correlation_id == correlation_id,
+        "response correlation id {} does not match request {}",
+        header.correlation_id,
+        correlation_id
+    );
+    let response = R::Response::decode(&mut frame, version)?;
+    Ok(response)
+}
+
+fn api_name<R: Request>() -> String {
+    ApiKey::try_from(R::KEY)
+        .map(|key| format!("{key:?}"))
+        .unwrap_or_else(|_| format!("api key {}", R::KEY))
+}
+
+/// A Kafka error code as `Name (code)`.
+pub fn error_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        None => "none (0)".to_string(),
+        Some(ResponseError::Unknown(code)) => format!("unknown error ({code})"),
+        Some(error) => format!("{error} ({code})"),
+    }
+}
+
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+/// The API versions one broker supports, from ApiVersions.
+pub struct ApiVersions {
+    ranges: HashMap<i16, (i16, i16)>,
+}
+
+impl ApiVersions {
+    /// Asks the broker; v0 of the request is the one every broker answers.
+    pub async fn fetch(connection: &mut Connection) -> Result<Self> {
+        let response = connection
+            .call(0, &ApiVersionsRequest::default())
+            .await
+            .context("ApiVersions")?;
+        if response.error_code != 0 {
+            bail!("ApiVersions failed: {}", error_name(response.error_code));
+        }
+        let ranges = response
+            .api_keys
+            .iter()
+            .map(|api| (api.api_key, (api.min_version, api.max_version)))
+            .collect();
+        Ok(Self { ranges })
+    }
+
+    pub fn supports(&self, api: ApiKey) -> bool {
+        self.ranges.contains_key(&(api as i16))
+    }
+
+    /// The highest version both we (`lowest..=highest`) and the broker support.
+    pub fn pick(&self, api: ApiKey, lowest: i16, highest: i16) -> Result<i16> {
+        let (broker_min, broker_max) = *self
+            .ranges
+            .get(&(api as i16))
+            .ok_or_else(|| anyhow!("the broker does not support {api:?} (not in ApiVersions)"))?;
+        let version = highest.min(broker_max);
+        if version < lowest.max(broker_min) {
+            bail!(
+                "no common {api:?} version: the broker supports v{broker_min}..=v{broker_max}, \
+                 the benchmark v{lowest}..=v{highest}"
+            );
+        }
+        Ok(version)
+    }
+}
+
+/// Makes sure `topic` exists with a leader for every partition and returns its partition count.
+/// Creates it with CreateTopics when the broker has that API (an existing topic is fine), else
+/// relies on auto-creation through Metadata.
+pub async fn prepare_topic(
+    connection: &mut Connection,
+    versions: &ApiVersions,
+    topic: &str,
+    partitions: i32,
+    replication_factor: Option<i16>,
+) -> Result<i32> {
+    let topic_name = || TopicName(StrBytes::from_string(topic.to_string()));
+    if versions.supports(ApiKey::CreateTopics) {
+        let version = versions.pick(
+            ApiKey::CreateTopics,
+            CREATE_TOPICS_VERSIONS.0,
+            CREATE_TOPICS_VERSIONS.1,
+        )?;
+        // -1 (the broker's default) exists from v4 on.
+        let replication_factor = replication_factor.unwrap_or(if version >= 4 { -1 } else { 1 });
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name())
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor)]);
+        let response = connection
+            .call(version, &request)
+            .await
+            .context("CreateTopics")?;
+        for result in &response.topics {
+            if result.error_code != 0 && result.error_code != TOPIC_ALREADY_EXISTS {
+                bail!(
+                    "creating topic {topic}: {}{}",
+                    error_name(result.error_code),
+                    result
+                        .error_message
+                        .as_ref()
+                        .map(|message| format!(": {}", message.as_str()))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    let version = versions.pick(ApiKey::Metadata, METADATA_VERSIONS.0, METADATA_VERSIONS.1)?;
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name()))
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last_problem;
+    loop {
+        let response = connection
+            .call(version, &request)
+            .await
+            .context("Metadata")?;
+        let found = response.topics.iter().find(|candidate| {
+            candidate
+                .name
+                .as_ref()
+                .is_some_and(|name| name.0.as_str() == topic)
+        });
+        last_problem = match found {
+            None => "not in the Metadata response".to_string(),
+            Some(found) if found.error_code != 0 => error_name(found.error_code),
+            Some(found) if found.partitions.is_empty() => "no partitions".to_string(),
+            Some(found) => match found
+                .partitions
+                .iter()
+                .find(|partition| partition.error_code != 0 || partition.leader_id.0 < 0)
+            {
+                Some(partition) => format!(
+                    "partition {} has no leader ({})",
+                    partition.partition_index,
+                    error_name(partition.error_code)
+                ),
+                None => {
+                    let count =
+                        i32::try_from(found.partitions.len()).context("absurd partition count")?;
+                    if count < partitions {
+                        println!(
+                            "xtask: topic {topic} already exists with {count} partitions \
+                             (asked for {partitions}); using {count}"
+                        );
+                    }
+                    return Ok(count);
+                }
+            },
+        };
+        if Instant::now() >= deadline {
+            bail!("topic {topic} is not ready after 15 s: {last_problem}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// ListOffsets for every partition: `timestamp` -1 gives the end offset, -2 the log start.
+pub async fn list_offsets(
+    connection: &mut Connection,
+    versions: &ApiVersions,
+    topic: &str,
+    partitions: i32,
+    timestamp: i64,
+) -> Result<Vec<i64>> {
+    let version = versions.pick(
+        ApiKey::ListOffsets,
+        LIST_OFFSETS_VERSIONS.0,
+        LIST_OFFSETS_VERSIONS.1,
+    )?;
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(
+                (0..partitions)
+                    .map(|partition| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(partition)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )]);
+    let response = connection
+        .call(version, &request)
+        .await
+        .context("ListOffsets")?;
+    let mut offsets = vec![None; partitions as usize];
+    for partition in response
+        .topics
+        .iter()
+        .filter(|candidate| candidate.name.0.as_str() == topic)
+        .flat_map(|candidate| candidate.partitions.iter())
+    {
+        if partition.error_code != 0 {
+            bail!(
+                "ListOffsets for {topic}-{}: {}",
+                partition.partition_index,
+                error_name(partition.error_code)
+            );
+        }
+        if let Some(slot) = usize::try_from(partition.partition_index)
+            .ok()
+            .and_then(|index| offsets.get_mut(index))
+        {
+            *slot = Some(partition.offset);
+        }
+    }
+    offsets
+        .into_iter()
+        .enumerate()
+        .map(|(index, offset)| {
+            offset.ok_or_else(|| anyhow!("ListOffsets returned nothing for {topic}-{index}"))
+        })
+        .collect()
+}
+
+/// One uncompressed, non-idempotent record batch (magic 2) of `count` records of `value_bytes`.
+pub fn encode_record_batch(count: usize, value_bytes: usize, timestamp_ms: i64) -> Result<Bytes> {
+    ensure!(count > 0, "a record batch needs at least one record");
+    let value = Bytes::from(vec![b'x'; value_bytes]);
+    let records: Vec<Record> = (0..count)
+        .map(|offset_delta| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: offset_delta as i64,
+            // The encoder starts a new batch whenever `offset - sequence` changes; with
+            // `sequence = offset - 1` the batch's base sequence is -1 (no sequence) and all
+            // records stay in one batch.
+            sequence: offset_delta as i32 - 1,
+            timestamp: timestamp_ms,
+            key: None,
+            value: Some(value.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .context("encoding a record batch")?;
+    Ok(batch.freeze())
+}
+
+/// The header fields of one record batch (magic 2) that the fetch benchmark needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub record_count: i64,
+    /// The whole batch including its 12-byte offset and length prefix.
+    pub size_bytes: usize,
+}
+
+/// Record batch v2 layout: baseOffset int64 @0, batchLength int32 @8, partitionLeaderEpoch @12,
+/// magic int8 @16, crc @17, attributes @21, lastOffsetDelta int32 @23, …, recordCount int32 @57.
+const BATCH_HEADER_BYTES: usize = 61;
+
+/// Walks the complete record batches in a fetch response's record set. A trailing partial batch
+/// (the broker may cut the set at the size limit) is ignored, as Kafka clients do.
+pub fn walk_batches(mut records: &[u8]) -> Result<Vec<BatchHeader>> {
+    let mut batches = Vec::new();
+    while records.len() >= 12 {
+        let base_offset = (&records[0..8]).get_i64();
+        let batch_length = (&records[8..12]).get_i32();
+        let size_bytes = usize::try_from(batch_length)
+            .ok()
+            .and_then(|length| length.checked_add(12))
+            .filter(|&size| size >= BATCH_HEADER_BYTES)
+            .ok_or_else(|| {
+                anyhow!("record batch at offset {base_offset} has a bad length {batch_length}")
+            })?;
+        if records.len() < size_bytes {
+            break;
+        }
+        let magic = records[16];
+        ensure!(
+            magic == 2,
+            "record batch at offset {base_offset} has magic {magic}, expected 2"
+        );
+        let last_offset_delta = (&records[23..27]).get_i32();
+        let record_count = (&records[57..61]).get_i32();
+        ensure!(
+            last_offset_delta >= 0 && record_count >= 0,
+            "record batch at offset {base_offset}: last offset delta {last_offset_delta}, \
+             record count {record_count}"
+        );
+        batches.push(BatchHeader {
+            base_offset,
+            last_offset: base_offset + i64::from(last_offset_delta),
+            record_count: i64::from(record_count),
+            size_bytes,
+        });
+        records = &records[size_bytes..];
+    }
+    Ok(batches)
+}
+
+/// Builds a complete Produce request frame for one partition; the correlation id is patched in
+/// with [`set_correlation_id`] before each send.
+pub fn produce_frame(
+    version: i16,
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    timeout_ms: i32,
+    batch: Bytes,
+) -> Result<BytesMut> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TopicName;
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
+    encode_request(&request, version, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_batch_is_one_batch_with_all_records() -> Result<()> {
+        let batch = encode_record_batch(1000, 100, 1)?;
+        let headers = walk_batches(&batch)?;
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[0].record_count, 1000);
+        assert_eq!(headers[0].last_offset, 999);
+        assert_eq!(headers[0].size_bytes, batch.len());
+        // Non-idempotent: producer id -1 @43, epoch -1 @51, base sequence -1 @53.
+        assert_eq!((&batch[43..51]).get_i64(), -1);
+        assert_eq!((&batch[51..53]).get_i16(), -1);
+        assert_eq!((&batch[53..57]).get_i32(), -1);
+        Ok(())
+    }
+
+    #[test]
+    fn walk_stops_at_a_partial_batch() -> Result<()> {
+        let one = encode_record_batch(3, 10, 1)?;
+        let mut two = BytesMut::new();
+        two.extend_from_slice(&one);
+        two.extend_from_slice(&one[..one.len() - 5]);
+        let headers = walk_batches(&two)?;
+        assert_eq!(headers.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn correlation_id_patch_matches_the_header() -> Result<()> {
+        let mut frame = produce_frame(8, "t", 0, 1, 1000, encode_record_batch(1, 1, 1)?)?;
+        set_correlation_id(&mut frame, 0x0102_0304);
+        let mut body = frame.freeze().slice(4..);
+        let header = RequestHeader::decode(&mut body, ProduceRequest::header_version(8))?;
+        assert_eq!(header.correlation_id, 0x0102_0304);
+        assert_eq!(header.request_api_key, ApiKey::Produce as i16);
+        let request = ProduceRequest::decode(&mut body, 8)?;
+        assert_eq!(request.acks, 1);
+        Ok(())
+    }
+}

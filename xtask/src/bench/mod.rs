@@ -1,0 +1,437 @@
+//! `cargo xtask bench produce | fetch`: load a broker and print a table of the results.
+//!
+//! Every table carries the exact command line, the workload, the measured window, the broker's
+//! group-commit and fsync counters over that window, and how busy the machine was — on a small
+//! shared machine the last matters as much as the throughput.
+
+mod broker_process;
+mod fetch;
+mod kafka;
+#[cfg(test)]
+mod produce;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use tokio::time::Instant;
+
+use broker_process::SpawnedBroker;
+use stats::{CpuTimes, MetricsSample, Table};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Subcommand)]
+enum Workload {
+    /// Concurrent producers, one request in flight each.
+    Produce(produce::ProduceArgs),
+    /// Consumers reading the topic from its start (filling it first if it is nearly empty).
+    Fetch(fetch::FetchArgs),
+}
+
+/// Which broker to load, and how to reach its metrics.
+#[derive(Args, Clone, Debug)]
+struct BrokerArgs {
+    /// Kafka listener of the broker.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    addr: String,
+    /// The broker's Prometheus endpoint (host:port; GET /metrics).
+    #[arg(long, default_value = "127.0.0.1:9644")]
+    metrics_addr: String,
+    /// Build and start the release broker on free ports and a fresh data directory, run the
+    /// benchmark against it, then stop it (ignores --addr and --metrics-addr).
+    #[arg(long)]
+    spawn_broker: bool,
+    /// The broker binary --spawn-broker starts [default: <target>/release/broker, built first].
+    #[arg(long, requires = "spawn_broker")]
+    broker_bin: Option<PathBuf>,
+    /// Extra argument for the spawned broker (repeatable), e.g. `--broker-arg --io-engine=blocking`.
+    #[arg(long, requires = "spawn_broker", allow_hyphen_values = true)]
+    broker_arg: Vec<String>,
+    /// Deadline for each response; a broker that stops answering fails the run.
+    #[arg(long, default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// Seconds of load before the measured window starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_secs: f64,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        match args.workload {
+            Workload::Produce(args) => produce::produce_bench(args).await,
+            Workload::Fetch(args) => fetch::fetch_bench(args).await,
+        }
+    })
+}
+
+/// Starts the measured window for all workers at once.
+///
+/// Each worker warms up, then arrives at the gate and waits; once every worker has arrived (or
+/// failed), nothing is in flight, the coordinator samples the broker's counters and opens the
+/// gate. So the counters' deltas cover exactly the measured requests, and requests buffered during
+/// the warm-up (acks=0) do not leak into the window.
+pub struct StartGate {
+    workers: usize,
+    arrived: tokio::sync::watch::Sender<usize>,
+    opened: tokio::sync::watch::Sender<Option<Instant>>,
+}
+
+impl StartGate {
+    pub fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Self {
+            workers,
+            arrived: tokio::sync::watch::Sender::new(0),
+            opened: tokio::sync::watch::Sender::new(None),
+        })
+    }
+
+    /// A worker's place at the gate; dropping it unused (the worker failed) counts as arriving,
+    /// so a failed worker cannot keep the others waiting.
+    pub fn ticket(self: &Arc<Self>) -> GateTicket {
+        GateTicket {
+            gate: Arc::clone(self),
+            arrived: false,
+        }
+    }
+
+    /// Coordinator: wait until every worker has arrived or failed.
+    pub async fn all_arrived(&self) -> Result<()> {
+        let workers = self.workers;
+        self.arrived
+            .subscribe()
+            .wait_for(|&arrived| arrived >= workers)
+            .await
+            .map_err(|_| anyhow!("start gate closed"))?;
+        Ok(())
+    }
+
+    /// Coordinator: start the measured window now.
+    pub fn open(&self) -> Instant {
+        let now = Instant::now();
+        self.opened.send_replace(Some(now));
+        now
+    }
+
+    /// When the window started, once open.
+    pub fn opened_at(&self) -> Option<Instant> {
+        *self.opened.borrow()
+    }
+}
+
+pub struct GateTicket {
+    gate: Arc<StartGate>,
+    arrived: bool,
+}
+
+impl GateTicket {
+    /// Worker: arrive and wait for the window to open; returns when it opened.
+    pub async fn arrive_and_wait(&mut self) -> Result<Instant> {
+        if !self.arrived {
+            self.arrived = true;
+            self.gate.arrived.send_modify(|arrived| *arrived += 1);
+        }
+        let mut opened = self.gate.opened.subscribe();
+        let start = opened
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| anyhow!("start gate closed"))?;
+        (*start).ok_or_else(|| anyhow!("start gate opened without a time"))
+    }
+}
+
+impl Drop for GateTicket {
+    fn drop(&mut self) {
+        if !self.arrived {
+            self.gate.arrived.send_modify(|arrived| *arrived += 1);
+        }
+    }
+}
+
+/// Where the broker under test is, and the process if we started it.
+struct Target {
+    addr: String,
+    metrics_addr: String,
+    spawned: Option<SpawnedBroker>,
+}
+
+impl Target {
+    async fn new(args: &BrokerArgs) -> Result<Self> {
+        if !args.spawn_broker {
+            return Ok(Self {
+                addr: args.addr.clone(),
+                metrics_addr: args.metrics_addr.clone(),
+                spawned: None,
+            });
+        }
+        let spawned = SpawnedBroker::start(args).await?;
+        Ok(Self {
+            addr: spawned.addr.clone(),
+            metrics_addr: spawned.metrics_addr.clone(),
+            spawned: Some(spawned),
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.spawned {
+            None => self.addr.clone(),
+            Some(spawned) => format!(
+                "{} (spawned {}, data {})",
+                self.addr,
+                spawned.binary.display(),
+                spawned.data_dir.display()
+            ),
+        }
+    }
+
+    async fn stop(self) -> Result<()> {
+        match self.spawned {
+            Some(spawned) => spawned.stop().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Counters sampled at the start and at the end of the measured window.
+struct Snapshot {
+    cpu: Option<CpuTimes>,
+    metrics: Result<MetricsSample>,
+    broker_cpu: Option<Duration>,
+    at: Instant,
+}
+
+impl Snapshot {
+    async fn take(target: &Target) -> Self {
+        let at = Instant::now();
+        let cpu = CpuTimes::now().ok();
+        let broker_cpu = target
+            .spawned
+            .as_ref()
+            .and_then(|spawned| stats::process_cpu_time(spawned.child.id()).ok());
+        let metrics = stats::scrape_metrics(&target.metrics_addr).await;
+        Self {
+            cpu,
+            metrics,
+            broker_cpu,
+            at,
+        }
+    }
+}
+
+/// The rows every benchmark prints about the broker and the machine.
+fn environment_rows(table: &mut Table, target: &Target, before: &Snapshot, after: &Snapshot) {
+    match (&before.metrics, &after.metrics) {
+        (Ok(start), Ok(end)) => {
+            let appends = stats::metric_delta(start, end, stats::COMMIT_APPENDS);
+            let rounds = stats::metric_delta(start, end, stats::COMMIT_ROUNDS);
+            let syncs = stats::metric_delta(start, end, stats::DISK_SYNC_OPS);
+            let shown = |delta: Option<f64>| delta.map_or("n/a".to_string(), stats::thousands);
+            let per_round = match (appends, rounds) {
+                (Some(appends), Some(rounds)) if rounds > 0.0 => {
+                    format!("{:.1} appends/round", appends / rounds)
+                }
+                _ => "n/a".to_string(),
+            };
+            table.row(
+                "group commit",
+                format!(
+                    "{} appends in {} rounds = {per_round}",
+                    shown(appends),
+                    shown(rounds)
+                ),
+            );
+            let seconds = after.at.saturating_duration_since(before.at).as_secs_f64();
+            let sync_rate = match syncs {
+                Some(syncs) if seconds > 0.0 => {
+                    format!(" ({}/s)", stats::thousands(syncs / seconds))
+                }
+                _ => String::new(),
+            };
+            table.row("disk syncs", format!("{}{sync_rate}", shown(syncs)));
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            table.row(
+                "broker metrics",
+                format!("unavailable from {}: {error:#}", target.metrics_addr),
+            );
+        }
+    }
+    if let (Some(start), Some(end)) = (before.cpu, after.cpu) {
+        if let Some(usage) = stats::cpu_usage(start, end) {
+            table.row(
+                "machine CPU",
+                format!(
+                    "{:.1} % busy of {} CPUs (iowait {:.1} %, steal {:.1} %)",
+                    usage.busy_percent,
+                    stats::cpu_count(),
+                    usage.iowait_percent,
+                    usage.steal_percent
+                ),
+            );
+        }
+    }
+    if let (Some(start), Some(end)) = (before.broker_cpu, after.broker_cpu) {
+        let seconds = after.at.saturating_duration_since(before.at).as_secs_f64();
+        if seconds > 0.0 {
+            let cores = end.saturating_sub(start).as_secs_f64() / seconds;
+            table.row("broker CPU", format!("{cores:.2} cores"));
+        }
+    }
+    table.row(
+        "load average",
+        format!("{} (1, 5, 15 min, at end)", stats::load_average()),
+    );
+}
+
+/// Waits until every worker has warmed up (or failed), samples the counters while nothing is in
+/// flight, and opens the measured window.
+async fn open_window<T>(
+    target: &Target,
+    gate: &StartGate,
+    workers: &mut tokio::task::JoinHandle<Result<T>>,
+) -> Result<Snapshot> {
+    tokio::select! {
+        arrived = gate.all_arrived() => arrived?,
+        finished = &mut *workers => {
+            finished.map_err(|error| anyhow!("worker tasks failed: {error}"))??;
+            bail!("the workers finished before the measured window opened");
+        }
+    }
+    let snapshot = Snapshot::take(target).await;
+    gate.open();
+    Ok(snapshot)
+}
+
+fn latency_rows(table: &mut Table, latency: &stats::Latency) {
+    if latency.count() == 0 {
+        table.row("latency", "n/a");
+        return;
+    }
+    table.row(
+        "latency p50",
+        format!("{:.2} ms", latency.quantile_ms(0.50)),
+    );
+    table.row(
+        "latency p99",
+        format!("{:.2} ms", latency.quantile_ms(0.99)),
+    );
+    table.row(
+        "latency p99.9",
+        format!("{:.2} ms", latency.quantile_ms(0.999)),
+    );
+    table.row("latency max", format!("{:.2} ms", latency.max_ms()));
+}
+
+/// `1 partition`, `3 partitions`.
+fn count(n: i64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+fn seconds(secs: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow!("{what} must be a non-negative number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        workload: Workload,
+    }
+
+    fn bench(args: &[&str]) -> Result<()> {
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))?;
+        run(BenchArgs {
+            workload: cli.workload,
+        })
+    }
+
+    /// The broker binary that `cargo test --workspace` has just built.
+    fn broker_bin() -> String {
+        std::env::var("STILLWATER_BROKER_BIN").unwrap_or_else(|_| {
+            crate::target_dir()
+                .join("debug/broker")
+                .display()
+                .to_string()
+        })
+    }
+
+    #[test]
+    fn produce_and_fetch_against_the_real_broker() -> Result<()> {
+        let bin = broker_bin();
+        assert!(
+            std::path::Path::new(&bin).exists(),
+            "{bin} is missing: run through `cargo test --workspace`, which builds it"
+        );
+        let spawn = [
+            "--spawn-broker",
+            "--broker-bin",
+            &bin,
+            "--warmup-secs",
+            "0.1",
+        ];
+        let run_with = |first: &str, extra: &[&str]| {
+            let args: Vec<&str> = [first].iter().chain(&spawn).chain(extra).copied().collect();
+            bench(&args)
+        };
+        run_with(
+            "produce",
+            &[
+                "--producers",
+                "4",
+                "--partitions",
+                "2",
+                "--duration-secs",
+                "0.5",
+            ],
+        )?;
+        run_with(
+            "produce",
+            &[
+                "--producers",
+                "3",
+                "--batch",
+                "10",
+                "--messages-per-producer",
+                "95",
+            ],
+        )?;
+        run_with(
+            "produce",
+            &[
+                "--producers",
+                "2",
+                "--acks",
+                "0",
+                "--messages-per-producer",
+                "1000",
+            ],
+        )?;
+        run_with(
+            "fetch",
+            &[
+                "--consumers",
+                "2",
+                "--duration-secs",
+                "0.3",
+                "--fill-mb",
+                "2",
+            ],
+        )
+    }
+}
