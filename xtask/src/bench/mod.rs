@@ -7,7 +7,6 @@
 mod broker_process;
 mod fetch;
 mod kafka;
-#[cfg(test)]
 mod produce;
 mod stats;
 
