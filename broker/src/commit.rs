@@ -75,13 +75,15 @@ pub enum TopicError {
 }
 
 type Reply<T> = oneshot::Sender<T>;
+/// Where an append's outcome goes; `None` for acks=0.
+type Waiter = Option<Reply<Result<Appended, StorageError>>>;
 
 pub struct Append {
     partition: Arc<Partition>,
     payload: Bytes,
     headers: Vec<BatchHeader>,
     /// `None` for acks=0: nobody waits.
-    reply: Option<Reply<Result<Appended, StorageError>>>,
+    reply: Waiter,
 }
 
 enum Command {
@@ -428,7 +430,7 @@ struct Planned {
     entries: Vec<IndexEntry>,
     max_timestamp: i64,
     records: u64,
-    waiters: Vec<(Option<Reply<Result<Appended, StorageError>>>, i64)>,
+    waiters: Vec<(Waiter, i64)>,
 }
 
 struct Pipeline {
@@ -687,7 +689,6 @@ impl Pipeline {
     }
 
     /// Assign offsets and lay out one partition's appends of this round (rolling first if due).
-    #[allow(clippy::type_complexity)]
     async fn plan(
         &mut self,
         partition: &Arc<Partition>,

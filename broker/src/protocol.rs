@@ -80,7 +80,7 @@ pub struct Request {
 
 /// What to do with a frame whose header could be read.
 pub enum Decoded {
-    Request(Request),
+    Request(Box<Request>),
     /// ApiVersions at a version we do not speak: answer in the v0 format with
     /// UNSUPPORTED_VERSION, as clients expect, and keep the connection.
     ApiVersionsUnsupported {
@@ -120,13 +120,13 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, DecodeError> {
         .map_err(|e| malformed(format!("header: {e:#}")))?;
     let body =
         RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
-    Ok(Decoded::Request(Request {
+    Ok(Decoded::Request(Box::new(Request {
         api,
         version,
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
         body,
-    }))
+    })))
 }
 
 /// The ApiVersions response body listing everything in [`SUPPORTED`].

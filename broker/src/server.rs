@@ -271,7 +271,7 @@ async fn serve_connection(
                 };
                 match protocol::decode(frame) {
                     Ok(Decoded::Request(req)) => {
-                        let fut = broker.dispatch(req).await;
+                        let fut = broker.dispatch(*req).await;
                         in_flight.push_back(fut);
                     }
                     Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => {

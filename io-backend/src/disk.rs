@@ -46,6 +46,7 @@ pub trait Disk: Send + Sync + 'static {
 
 /// An open file. Writes and reads are positional; there is no file cursor to get wrong.
 #[async_trait]
+#[allow(clippy::len_without_is_empty)] // An async length; "empty" is not a question callers ask.
 pub trait DiskFile: Send + Sync + 'static {
     /// The path the file was opened at (for error messages).
     fn path(&self) -> &Path;

@@ -57,7 +57,9 @@ pub struct LoadedIndex {
 /// Decode and check a closed segment's index files against the segment's length.
 /// `None` means "do not trust it: rebuild by scanning".
 pub fn decode(offsets: &[u8], times: &[u8], segment_len: u64) -> Option<LoadedIndex> {
-    if offsets.len() % OFFSET_ENTRY_BYTES != 0 || times.len() % TIME_ENTRY_BYTES != 0 {
+    if !offsets.len().is_multiple_of(OFFSET_ENTRY_BYTES)
+        || !times.len().is_multiple_of(TIME_ENTRY_BYTES)
+    {
         return None;
     }
     let n = offsets.len() / OFFSET_ENTRY_BYTES;
