@@ -31,7 +31,7 @@ use crate::log::{self, index::IndexEntry, LogConfig, Partition, Segment};
 use crate::metrics::Metrics;
 
 /// Appends taken into one commit round at most (the rest wait for the next round).
-const ROUND_APPENDS_MAX: usize = 4096;
+pub const ROUND_APPENDS_MAX: usize = 4096;
 const ROUND_BYTES_MAX: usize = 32 << 20;
 const META_DIR: &str = ".meta";
 
@@ -273,17 +273,15 @@ impl Store {
     }
 
     async fn send(&self, cmd: Command) -> Result<(), StorageError> {
-        self.shared
-            .metrics
-            .append_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
-        self.tx.send(cmd).await.map_err(|_| {
-            self.shared
-                .metrics
-                .append_queue_depth
-                .fetch_sub(1, Ordering::Relaxed);
-            StorageError::DirFailed("the commit pipeline has stopped".into())
-        })
+        // Reserve first: a producer that gives up while waiting leaves the gauge exact.
+        let permit = self
+            .tx
+            .reserve()
+            .await
+            .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))?;
+        self.shared.metrics.append_queue_depth.fetch_add(1, Ordering::Relaxed);
+        permit.send(cmd);
+        Ok(())
     }
 
     /// Queue validated batches for a partition. With `wait`, the returned receiver answers once

@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use io_backend::{Clock, Connection, Env, Listener};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use crate::commit::Store;
@@ -174,131 +174,122 @@ async fn accept_loop(
     let _ = clock.timeout(DRAIN_TIME, slots.acquire_many(all)).await;
 }
 
-enum FrameError {
-    TooLarge(i64),
-    Truncated { want: usize, got: usize },
-    Idle,
-    Io(std::io::Error),
-}
-
-/// Read one length-prefixed frame. `Ok(None)` is a clean close between frames.
-async fn read_frame<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    max: usize,
-) -> Result<Option<Bytes>, FrameError> {
-    let mut len_buf = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match rd.read(&mut len_buf[got..]).await {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(FrameError::Truncated { want: 4, got }),
-            Ok(n) => got += n,
-            Err(e) => return Err(FrameError::Io(e)),
-        }
+/// Take one complete frame off the front of `buf`, if there is one. The error is a length
+/// prefix out of bounds (negative or above `max`).
+fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, i64> {
+    if buf.len() < 4 {
+        return Ok(None);
     }
-    let len = i32::from_be_bytes(len_buf) as i64;
+    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as i64;
     if len < 0 || len as usize > max {
-        return Err(FrameError::TooLarge(len));
+        return Err(len);
     }
     let len = len as usize;
-    // Grow with what arrives: a client that announces a large frame and sends little
-    // does not make us reserve the whole size.
-    let mut body = Vec::with_capacity(len.min(64 * 1024));
-    let n = rd
-        .take(len as u64)
-        .read_to_end(&mut body)
-        .await
-        .map_err(FrameError::Io)?;
-    if n < len {
-        return Err(FrameError::Truncated { want: len, got: n });
+    if buf.len() < 4 + len {
+        // Grow with what arrives: a client that announces a large frame and sends little
+        // does not make us reserve the whole size.
+        buf.reserve((4 + len - buf.len()).min(READ_CHUNK_BYTES));
+        return Ok(None);
     }
-    Ok(Some(Bytes::from(body)))
+    let mut frame = buf.split_to(4 + len);
+    let _ = frame.split_to(4);
+    Ok(Some(frame.freeze()))
 }
 
+/// Bytes read from a socket at a time (at least).
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// One task per connection: read frames (cancel-safe `read_buf` into a buffer), dispatch them in
+/// arrival order, write responses in the same order, with at most `max_in_flight_per_connection`
+/// requests outstanding. One task instead of a reader/writer pair saves a hop per request.
 async fn serve_connection(
     broker: Arc<Broker>,
-    conn: Box<dyn Connection>,
+    mut conn: Box<dyn Connection>,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
     let cfg = &broker.config;
-    let (mut rd, mut wr) = tokio::io::split(conn);
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(cfg.max_in_flight_per_connection);
     let max_frame = cfg.max_frame_bytes;
+    let max_in_flight = cfg.max_in_flight_per_connection;
     let idle = Duration::from_millis(cfg.idle_connection_timeout_ms.max(1));
     let clock = broker.clock.clone();
     let metrics = broker.metrics.clone();
-    let reader = tokio::spawn(
-        async move {
-            loop {
-                let frame = match clock.timeout(idle, read_frame(&mut rd, max_frame)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(FrameError::Idle),
-                };
-                match frame {
-                    Ok(Some(f)) => {
-                        Metrics::inc(&metrics.bytes_in, f.len() as u64 + 4);
-                        if frames_tx.send(f).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(e) => {
-                        Metrics::inc(&metrics.malformed_requests, !matches!(e, FrameError::Idle | FrameError::Io(_)) as u64);
-                        match e {
-                            FrameError::TooLarge(n) => tracing::warn!(%peer, frame_bytes = n, max_frame, "closing connection: frame size out of bounds"),
-                            FrameError::Truncated { want, got } => tracing::warn!(%peer, want, got, "closing connection: truncated frame"),
-                            FrameError::Idle => tracing::info!(%peer, "closing idle connection"),
-                            FrameError::Io(e) => tracing::debug!(%peer, error = %e, "connection read error"),
-                        }
-                        return;
-                    }
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut in_flight: FuturesOrdered<ResponseFuture> = FuturesOrdered::new();
+    let mut reading = true;
+    let mut last_input = clock.now();
+    let mut idle_timer = clock.sleep(idle);
+    'conn: loop {
+        // Dispatch every complete frame already buffered (bounded by the in-flight window).
+        while reading && in_flight.len() < max_in_flight {
+            let frame = match next_frame(&mut buf, max_frame) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(frame_bytes) => {
+                    Metrics::inc(&metrics.malformed_requests, 1);
+                    tracing::warn!(%peer, frame_bytes, max_frame, "closing connection: frame size out of bounds");
+                    break 'conn;
+                }
+            };
+            Metrics::inc(&metrics.bytes_in, frame.len() as u64 + 4);
+            match protocol::decode(frame) {
+                Ok(Decoded::Request(req)) => {
+                    let fut = broker.dispatch(*req).await;
+                    in_flight.push_back(fut);
+                }
+                Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => {
+                    tracing::info!(%peer, "ApiVersions at an unsupported version; answering in v0 format");
+                    let reply = match protocol::api_versions_unsupported(correlation_id) {
+                        Ok(b) => Reply::Send(b),
+                        Err(_) => Reply::Close,
+                    };
+                    in_flight.push_back(Box::pin(async move { reply }));
+                }
+                Err(e) => {
+                    Metrics::inc(&metrics.malformed_requests, 1);
+                    tracing::warn!(%peer, error = %e, "closing connection: bad request");
+                    break 'conn;
                 }
             }
         }
-        .in_current_span(),
-    );
-    let mut in_flight: FuturesOrdered<ResponseFuture> = FuturesOrdered::new();
-    let max_in_flight = cfg.max_in_flight_per_connection;
-    let mut reading = true;
-    loop {
+        if !reading && in_flight.is_empty() {
+            break;
+        }
         tokio::select! {
-            frame = frames_rx.recv(), if reading && in_flight.len() < max_in_flight => {
-                let Some(frame) = frame else {
-                    reading = false;
-                    if in_flight.is_empty() { break; }
-                    continue;
-                };
-                match protocol::decode(frame) {
-                    Ok(Decoded::Request(req)) => {
-                        let fut = broker.dispatch(*req).await;
-                        in_flight.push_back(fut);
+            read = conn.read_buf(&mut buf), if reading && in_flight.len() < max_in_flight => {
+                match read {
+                    Ok(0) => {
+                        reading = false;
+                        if !buf.is_empty() {
+                            let want = next_frame_len(&buf);
+                            Metrics::inc(&metrics.malformed_requests, 1);
+                            tracing::warn!(%peer, want, got = buf.len(), "connection closed in the middle of a frame");
+                        }
                     }
-                    Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => {
-                        tracing::info!(%peer, "ApiVersions at an unsupported version; answering in v0 format");
-                        let reply = match protocol::api_versions_unsupported(correlation_id) {
-                            Ok(b) => Reply::Send(b),
-                            Err(_) => Reply::Close,
-                        };
-                        in_flight.push_back(Box::pin(async move { reply }));
-                    }
+                    Ok(_) => last_input = clock.now(),
                     Err(e) => {
-                        Metrics::inc(&broker.metrics.malformed_requests, 1);
-                        tracing::warn!(%peer, error = %e, "closing connection: bad request");
+                        tracing::debug!(%peer, error = %e, "connection read error");
                         break;
                     }
                 }
             }
+            _ = &mut idle_timer, if reading => {
+                let quiet = clock.now() - last_input;
+                if quiet >= idle && in_flight.is_empty() {
+                    tracing::info!(%peer, "closing idle connection");
+                    break;
+                }
+                idle_timer = clock.sleep(idle.saturating_sub(quiet).max(Duration::from_millis(1)));
+            }
             _ = stop.changed(), if reading => {
                 // Shutdown: answer what was received, then close.
                 reading = false;
-                if in_flight.is_empty() { break; }
             }
             Some(resp) = in_flight.next(), if !in_flight.is_empty() => {
                 match resp {
                     Reply::Send(bytes) => {
-                        Metrics::inc(&broker.metrics.bytes_out, bytes.len() as u64);
-                        if let Err(e) = wr.write_all(&bytes).await {
+                        Metrics::inc(&metrics.bytes_out, bytes.len() as u64);
+                        if let Err(e) = conn.write_all(&bytes).await {
                             tracing::debug!(%peer, error = %e, "write failed; closing");
                             break;
                         }
@@ -306,13 +297,18 @@ async fn serve_connection(
                     Reply::Silent => {}
                     Reply::Close => break,
                 }
-                if !reading && in_flight.is_empty() { break; }
             }
-            else => break,
         }
     }
-    reader.abort();
-    let _ = wr.shutdown().await;
+    let _ = conn.shutdown().await;
+}
+
+fn next_frame_len(buf: &[u8]) -> usize {
+    if buf.len() < 4 {
+        4
+    } else {
+        4 + i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]).max(0) as usize
+    }
 }
 
 async fn serve_metrics(

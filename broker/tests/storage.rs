@@ -367,30 +367,28 @@ async fn the_append_queue_is_bounded_and_full_means_wait() {
     gate.close();
     let b = make_batch(1, 1, b"q");
     let h = batch::validate_all(&b, 1 << 20).unwrap();
-    // The first append is taken by the pipeline and stalls in its sync.
-    let _first = store
-        .append(p.clone(), b.clone(), h.clone(), true)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The pipeline takes appends while the first sync stalls, up to its bound on written-but-
+    // unsynced data; then the queue fills, and a full queue makes the producer wait.
+    let bound = 2 * broker::commit::ROUND_APPENDS_MAX + 4 + 1;
     let mut waiting = Vec::new();
-    for _ in 0..4 {
-        let rx = tokio::time::timeout(
-            Duration::from_secs(5),
+    let mut blocked = false;
+    for _ in 0..bound + 1 {
+        match tokio::time::timeout(
+            Duration::from_millis(500),
             store.append(p.clone(), b.clone(), h.clone(), true),
         )
         .await
-        .expect("room in the queue: no wait")
-        .unwrap();
-        waiting.push(rx);
+        {
+            Ok(rx) => waiting.push(rx.unwrap()),
+            Err(_) => {
+                blocked = true;
+                break;
+            }
+        }
     }
+    assert!(blocked, "{} appends were accepted with a stalled disk: no bound", waiting.len());
+    assert!(waiting.len() >= 4, "blocked before the queue was full");
     assert_eq!(metrics.append_queue_depth.load(Ordering::Relaxed), 4);
-    let blocked = tokio::time::timeout(
-        Duration::from_millis(200),
-        store.append(p.clone(), b.clone(), h.clone(), true),
-    )
-    .await;
-    assert!(blocked.is_err(), "a full queue must make the producer wait");
     gate.open();
     for rx in waiting {
         tokio::time::timeout(Duration::from_secs(10), rx.unwrap())
