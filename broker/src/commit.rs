@@ -279,7 +279,10 @@ impl Store {
             .reserve()
             .await
             .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))?;
-        self.shared.metrics.append_queue_depth.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .append_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
         permit.send(cmd);
         Ok(())
     }
@@ -649,6 +652,7 @@ impl Pipeline {
         }
         let now_ms = self.shared.env.clock.wall_ms();
         let mut appended = 0u64;
+        let mut answers = Vec::with_capacity(plans.len());
         for p in plans {
             let log_start_offset = {
                 let mut st = p.partition.state_mut();
@@ -672,7 +676,14 @@ impl Pipeline {
             Metrics::inc(&self.shared.metrics.produced_records, p.records);
             Metrics::inc(&self.shared.metrics.produced_bytes, p.data.len() as u64);
             appended += p.waiters.len() as u64;
-            for (reply, base_offset) in p.waiters {
+            answers.push((p.waiters, log_start_offset));
+        }
+        // Count and publish before answering, so whoever hears back sees the round counted.
+        Metrics::inc(&self.shared.metrics.commit_rounds, 1);
+        Metrics::inc(&self.shared.metrics.commit_appends, appended);
+        self.shared.commits.send_modify(|g| *g += 1);
+        for (waiters, log_start_offset) in answers {
+            for (reply, base_offset) in waiters {
                 if let Some(r) = reply {
                     let _ = r.send(Ok(Appended {
                         base_offset,
@@ -681,9 +692,6 @@ impl Pipeline {
                 }
             }
         }
-        Metrics::inc(&self.shared.metrics.commit_rounds, 1);
-        Metrics::inc(&self.shared.metrics.commit_appends, appended);
-        self.shared.commits.send_modify(|g| *g += 1);
     }
 
     /// Assign offsets and lay out one partition's appends of this round (rolling first if due).

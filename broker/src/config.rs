@@ -56,6 +56,8 @@ pub struct Config {
     pub retention_check_interval_ms: u64,
     /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
     pub seed: u64,
+    /// Async worker threads; 0 means one per CPU.
+    pub worker_threads: usize,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
             seed: 0,
+            worker_threads: 0,
         }
     }
 }
@@ -115,19 +118,37 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Settings found in the process environment as `STILLWATER_<KEY>`.
-    pub fn env_from_process() -> Vec<(String, String)> {
-        std::env::vars()
-            .filter_map(|(k, v)| {
-                let key = k.strip_prefix("STILLWATER_")?.to_ascii_lowercase();
-                // The binary's own knobs that are not settings.
-                (key != "log" && key != "config").then_some((key, v))
-            })
-            .collect()
+    /// Settings found in the process environment as `STILLWATER_<KEY>`, for keys that exist.
+    /// Other `STILLWATER_*` variables (test harness knobs, typos) are returned apart, so the
+    /// binary can warn about them without refusing to start.
+    pub fn env_from_process() -> (Vec<(String, String)>, Vec<String>) {
+        let known = Config::keys();
+        let mut settings = Vec::new();
+        let mut ignored = Vec::new();
+        for (k, v) in std::env::vars() {
+            let Some(key) = k.strip_prefix("STILLWATER_").map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            if known.contains(&key) {
+                settings.push((key, v));
+            } else if key != "log" && key != "config" {
+                ignored.push(k);
+            }
+        }
+        (settings, ignored)
     }
 }
 
 impl Config {
+    /// Every setting's key.
+    pub fn keys() -> Vec<String> {
+        // JSON keeps `None` fields (as null), which TOML would drop.
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Merge the sources over the defaults and check the result.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         let mut table = toml::Table::new();
@@ -298,6 +319,20 @@ mod tests {
         assert_eq!(c.node_id, 4);
         assert_eq!(c.data_dir, PathBuf::from("/flag"));
         assert_eq!(c.io_deadline_ms, 100);
+    }
+
+    #[test]
+    fn every_field_is_a_known_key() {
+        let keys = Config::keys();
+        for k in [
+            "listen",
+            "advertised_listener",
+            "data_dir",
+            "io_deadline_ms",
+            "worker_threads",
+        ] {
+            assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use io_backend::{Clock, Disk, DiskError, DiskOp};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -145,7 +145,7 @@ pub struct Io {
 
 impl Io {
     /// Run one disk operation under the deadline. A missed deadline fails the directory.
-    pub async fn run<T, F>(&self, op: DiskOp, path: &Path, fut: F) -> Result<T, StorageError>
+    pub async fn run<T, F>(&self, disk_op: DiskOp, path: &Path, fut: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, DiskError>> + Send + 'static,
@@ -153,29 +153,27 @@ impl Io {
         let Some(limit) = self.deadline else {
             return fut.await.map_err(StorageError::from);
         };
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        match self.clock.timeout(limit, rx).await {
-            Ok(Ok(result)) => result.map_err(StorageError::from),
-            Ok(Err(_)) => Err(StorageError::DirFailed(format!(
-                "{op} on {} was abandoned",
-                path.display()
-            ))),
+        // Poll the operation here; only if it misses the deadline does it move to a task of its
+        // own, kept so the directory can heal once it ends.
+        let mut op = Box::pin(fut);
+        match self.clock.timeout(limit, &mut op).await {
+            Ok(result) => result.map_err(StorageError::from),
             Err(_) => {
                 self.metrics
                     .io_deadline_expired
                     .fetch_add(1, Ordering::Relaxed);
                 let err = StorageError::Stalled {
-                    op,
+                    op: disk_op,
                     path: path.to_path_buf(),
                     after: limit,
                 };
+                let task = tokio::spawn(async move {
+                    let _ = op.await;
+                });
                 self.health.keep_stalled(task);
                 self.health.fail(
                     err.to_string(),
-                    Some(op),
+                    Some(disk_op),
                     Some(path.to_path_buf()),
                     self.clock.now(),
                 );

@@ -80,10 +80,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let (env_settings, ignored) = Sources::env_from_process();
+    for var in ignored {
+        tracing::warn!(%var, "ignoring an environment variable that names no setting");
+    }
     let config = match cli.flags().map_err(|e| e.to_string()).and_then(|flags| {
         Config::load(&Sources {
             file: cli.config.clone(),
-            env: Sources::env_from_process(),
+            env: env_settings,
             flags,
         })
         .map_err(|e| e.to_string())

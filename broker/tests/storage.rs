@@ -386,7 +386,11 @@ async fn the_append_queue_is_bounded_and_full_means_wait() {
             }
         }
     }
-    assert!(blocked, "{} appends were accepted with a stalled disk: no bound", waiting.len());
+    assert!(
+        blocked,
+        "{} appends were accepted with a stalled disk: no bound",
+        waiting.len()
+    );
     assert!(waiting.len() >= 4, "blocked before the queue was full");
     assert_eq!(metrics.append_queue_depth.load(Ordering::Relaxed), 4);
     gate.open();

@@ -179,6 +179,17 @@ async fn produce_against(
         },
     );
     environment_rows(&mut table, target, &before, &after);
+    match fdatasync_baseline(200) {
+        Ok((p50, dir)) => table.row(
+            "fdatasync p50",
+            format!(
+                "{:.3} ms (the disk alone: 200 × 100 B append + fdatasync in {}, after the run)",
+                p50.as_secs_f64() * 1e3,
+                dir.display()
+            ),
+        ),
+        Err(e) => table.row("fdatasync p50", format!("not measured: {e:#}")),
+    }
     println!("Stillwater produce benchmark");
     table.print();
     Ok(())
@@ -482,4 +493,27 @@ pub fn unix_time_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The latency of one small append + fdatasync on this disk, as the yardstick for a lone
+/// producer's latency (which cannot beat one sync). Measured in the target directory, where the
+/// spawned broker keeps its data (not /tmp, which may be memory).
+fn fdatasync_baseline(rounds: usize) -> Result<(Duration, std::path::PathBuf)> {
+    use std::io::Write;
+    let dir = crate::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("fdatasync-baseline-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path)?;
+    let record = [b'x'; 100];
+    let mut took = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = std::time::Instant::now();
+        file.write_all(&record)?;
+        file.sync_data()?;
+        took.push(start.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    took.sort();
+    Ok((took[took.len() / 2], dir))
 }
