@@ -427,6 +427,9 @@ struct Planned {
     segment_base: i64,
     position: u64,
     data: Bytes,
+    /// Zeros to write ahead of the data `(offset, len)`, and the file's written length after.
+    zero_fill: Option<(u64, usize)>,
+    allocated: u64,
     next_offset: i64,
     entries: Vec<IndexEntry>,
     max_timestamp: i64,
@@ -546,6 +549,9 @@ impl Pipeline {
                     result = Err(e);
                     break 'all;
                 }
+                let mut st = p.state_mut();
+                let seg = st.active_mut();
+                seg.allocated = seg.size;
             }
         }
         match result {
@@ -618,11 +624,22 @@ impl Pipeline {
             }
         }
         let io = self.io().clone();
-        let writes = plans.iter().map(|p| {
-            let (f, data, pos) = (p.file.clone(), p.data.clone(), p.position);
-            io.run(DiskOp::WriteAt, p.file.path(), async move {
-                f.write_at(data, pos).await
-            })
+        let mut ops = Vec::with_capacity(plans.len());
+        for p in &plans {
+            ops.push((p.file.clone(), p.data.clone(), p.position));
+            if let Some((at, len)) = p.zero_fill {
+                ops.push((p.file.clone(), Bytes::from(vec![0u8; len]), at));
+            }
+        }
+        let writes = ops.into_iter().map(|(f, data, pos)| {
+            let path = f.path().to_path_buf();
+            let io = io.clone();
+            async move {
+                io.run(DiskOp::WriteAt, &path, async move {
+                    f.write_at(data, pos).await
+                })
+                .await
+            }
         });
         let mut outcome: Result<(), StorageError> = join_all(writes).await.into_iter().collect();
         if outcome.is_ok() {
@@ -667,6 +684,7 @@ impl Pipeline {
                     "segment size changed under the pipeline"
                 );
                 seg.size += p.data.len() as u64;
+                seg.allocated = seg.allocated.max(p.allocated);
                 seg.next_offset = p.next_offset;
                 seg.entries.extend_from_slice(&p.entries);
                 seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
@@ -752,11 +770,25 @@ impl Pipeline {
             records += batch::record_count(&a.headers) as u64;
             waiters.push((a.reply, base_offset));
         }
+        let end = seg.size + data.len() as u64;
+        let ahead = partition.config.preallocate_bytes;
+        let (zero_fill, allocated) = if ahead > 0 && end > seg.allocated {
+            let from = seg.allocated.max(end);
+            let to = (end + ahead).min(partition.config.segment_bytes.max(end));
+            (
+                (to > from).then(|| (from, (to - from) as usize)),
+                to.max(end),
+            )
+        } else {
+            (None, seg.allocated.max(end))
+        };
         Ok(Planned {
             partition: partition.clone(),
             file: seg.file.clone(),
             segment_base: seg.base_offset,
             position: seg.size,
+            zero_fill,
+            allocated,
             data: data.freeze(),
             next_offset: next,
             entries,
@@ -769,6 +801,22 @@ impl Pipeline {
     /// Close the active segment (write and sync its index) and start a new one.
     async fn roll(&mut self, partition: &Arc<Partition>) -> Result<(), StorageError> {
         let closing: Segment = partition.state().active().clone();
+        if closing.allocated > closing.size {
+            // A closed segment holds exactly its data: cut the zeros written ahead.
+            let (f, len) = (closing.file.clone(), closing.size);
+            let path = f.path().to_path_buf();
+            self.io()
+                .run(
+                    DiskOp::Truncate,
+                    &path,
+                    async move { f.truncate(len).await },
+                )
+                .await?;
+            let f = closing.file.clone();
+            self.io()
+                .run(DiskOp::SyncData, &path, async move { f.sync_data().await })
+                .await?;
+        }
         log::write_index(self.io(), &partition.dir, &closing).await?;
         let base = closing.next_offset;
         let path = partition.dir.join(log::segment_name(base, "log"));

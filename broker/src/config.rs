@@ -47,6 +47,9 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Bytes of log between two sparse index entries (`index.interval.bytes`).
     pub index_interval_bytes: u64,
+    /// Zeros written ahead of each active segment's end, so that most syncs overwrite blocks
+    /// the file already has (no journal commit for a size change). 0 disables.
+    pub preallocate_bytes: u64,
     /// Default topic settings; CreateTopics may override them per topic.
     pub segment_bytes: u64,
     pub segment_ms: i64,
@@ -80,6 +83,7 @@ impl Default for Config {
             append_queue_capacity: 8192,
             max_message_bytes: 1_048_588,
             index_interval_bytes: 4096,
+            preallocate_bytes: 4 << 20,
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
             retention_ms: 7 * 24 * 3600 * 1000,
@@ -252,6 +256,7 @@ impl Config {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             index_interval_bytes: self.index_interval_bytes,
+            preallocate_bytes: self.preallocate_bytes,
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct LogConfig {
     /// -1: no size limit.
     pub retention_bytes: i64,
     pub index_interval_bytes: u64,
+    /// Zeros written ahead of the active segment's end (0: none).
+    #[serde(default)]
+    pub preallocate_bytes: u64,
 }
 
 /// Bytes read at a time while scanning a segment (recovery, fetch).
@@ -50,6 +53,10 @@ pub struct Segment {
     pub max_timestamp: i64,
     /// When the segment's first batch arrived (wall ms): the start of `segment.ms`.
     pub roll_base_ms: Option<i64>,
+    /// Bytes of the file already written (data, then zeros written ahead by the pipeline).
+    /// Overwriting written blocks lets fdatasync skip the journal commit that a growing file
+    /// needs; past `size` the file holds zeros, which recovery reads as the end of the log.
+    pub allocated: u64,
 }
 
 impl Segment {
@@ -62,6 +69,7 @@ impl Segment {
             entries: Vec::new(),
             max_timestamp: -1,
             roll_base_ms: None,
+            allocated: 0,
         }
     }
 }
@@ -536,6 +544,7 @@ pub async fn recover(
                         entries: l.entries,
                         max_timestamp: l.max_timestamp,
                         roll_base_ms: None,
+                        allocated: len,
                     },
                 );
                 continue;
@@ -570,6 +579,7 @@ pub async fn recover(
             entries: s.entries,
             max_timestamp: s.max_timestamp,
             roll_base_ms: s.first_timestamp,
+            allocated: s.valid_len,
         };
         if !is_active {
             if s.valid_len < len || base + (s.next_offset - base) != bases[i + 1] {
