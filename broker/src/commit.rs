@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
-use io_backend::{DiskOp, Env, OpenMode};
+use io_backend::{Env, OpenMode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -159,30 +159,14 @@ impl Store {
         };
         let data_dir = config.data_dir.clone();
         let meta_dir = data_dir.join(META_DIR);
-        let disk = io.disk.clone();
-        let m = meta_dir.clone();
-        io.run(DiskOp::CreateDir, &meta_dir, async move {
-            disk.create_dir_all(&m).await
-        })
-        .await?;
-        let disk = io.disk.clone();
-        let m = meta_dir.clone();
-        let names = io
-            .run(DiskOp::List, &meta_dir, async move { disk.list(&m).await })
-            .await?;
+        io.create_dir_all(&meta_dir).await?;
+        let names = io.list(&meta_dir).await?;
         let mut topics = HashMap::new();
         for name in names {
             let path = meta_dir.join(&name);
             if name.ends_with(".tmp") {
                 // A topic creation that did not finish: its meta file never became real.
-                let disk = io.disk.clone();
-                let p = path.clone();
-                io.run(
-                    DiskOp::Remove,
-                    &path,
-                    async move { disk.remove_file(&p).await },
-                )
-                .await?;
+                io.remove_file(&path).await?;
                 continue;
             }
             if !name.ends_with(".topic") {
@@ -392,16 +376,9 @@ async fn read_meta(io: &Io, path: &Path) -> Result<TopicMeta, StorageError> {
         path: path.to_path_buf(),
         reason,
     };
-    let f = log::open(io, path, OpenMode::Existing).await?;
-    let g = f.clone();
-    let len = io
-        .run(DiskOp::Len, path, async move { g.len().await })
-        .await?;
-    let data = io
-        .run(DiskOp::ReadAt, path, async move {
-            f.read_at(len as usize, 0).await
-        })
-        .await?;
+    let data = log::read_whole(io, path)
+        .await?
+        .ok_or_else(|| corrupt("the file is gone".into()))?;
     let text = std::str::from_utf8(&data).map_err(|e| corrupt(e.to_string()))?;
     let (body, crc_line) = text
         .trim_end()
@@ -526,23 +503,8 @@ impl Pipeline {
                     let st = p.state();
                     (st.active().file.clone(), st.active().size)
                 };
-                let path = file.path().to_path_buf();
-                let f = file.clone();
-                let cut = self
-                    .io()
-                    .run(
-                        DiskOp::Truncate,
-                        &path,
-                        async move { f.truncate(size).await },
-                    )
-                    .await;
-                let f = file.clone();
-                let synced = match cut {
-                    Ok(()) => {
-                        self.io()
-                            .run(DiskOp::SyncData, &path, async move { f.sync_data().await })
-                            .await
-                    }
+                let synced = match self.io().truncate(&file, size).await {
+                    Ok(()) => self.io().sync_data(&file).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = synced {
@@ -632,25 +594,14 @@ impl Pipeline {
             }
         }
         let writes = ops.into_iter().map(|(f, data, pos)| {
-            let path = f.path().to_path_buf();
             let io = io.clone();
-            async move {
-                io.run(DiskOp::WriteAt, &path, async move {
-                    f.write_at(data, pos).await
-                })
-                .await
-            }
+            async move { io.write_at(&f, data, pos).await }
         });
         let mut outcome: Result<(), StorageError> = join_all(writes).await.into_iter().collect();
         if outcome.is_ok() {
             crate::fault_point!("commit.before_sync");
             let started = self.shared.env.clock.now();
-            let syncs = plans.iter().map(|p| {
-                let f = p.file.clone();
-                io.run(DiskOp::SyncData, p.file.path(), async move {
-                    f.sync_data().await
-                })
-            });
+            let syncs = plans.iter().map(|p| io.sync_data(&p.file));
             outcome = join_all(syncs).await.into_iter().collect();
             self.shared
                 .metrics
@@ -803,31 +754,14 @@ impl Pipeline {
         let closing: Segment = partition.state().active().clone();
         if closing.allocated > closing.size {
             // A closed segment holds exactly its data: cut the zeros written ahead.
-            let (f, len) = (closing.file.clone(), closing.size);
-            let path = f.path().to_path_buf();
-            self.io()
-                .run(
-                    DiskOp::Truncate,
-                    &path,
-                    async move { f.truncate(len).await },
-                )
-                .await?;
-            let f = closing.file.clone();
-            self.io()
-                .run(DiskOp::SyncData, &path, async move { f.sync_data().await })
-                .await?;
+            self.io().truncate(&closing.file, closing.size).await?;
+            self.io().sync_data(&closing.file).await?;
         }
         log::write_index(self.io(), &partition.dir, &closing).await?;
         let base = closing.next_offset;
         let path = partition.dir.join(log::segment_name(base, "log"));
-        let file = log::open(self.io(), &path, OpenMode::Create).await?;
-        let disk = self.io().disk.clone();
-        let dir = partition.dir.clone();
-        self.io()
-            .run(DiskOp::SyncDir, &partition.dir, async move {
-                disk.sync_dir(&dir).await
-            })
-            .await?;
+        let file = self.io().open(&path, OpenMode::Create).await?;
+        self.io().sync_dir(&partition.dir).await?;
         partition
             .state_mut()
             .segments
@@ -892,27 +826,12 @@ impl Pipeline {
         for p in 0..partitions {
             let dir = data_dir.join(format!("{name}-{p}"));
             // A leftover directory (a creation that crashed before its meta file) is stale.
-            let disk = io.disk.clone();
-            let d = dir.clone();
-            if io
-                .run(DiskOp::Open, &dir, async move { disk.exists(&d).await })
-                .await?
-            {
-                let disk = io.disk.clone();
-                let d = dir.clone();
-                io.run(DiskOp::Remove, &dir, async move {
-                    disk.remove_dir_all(&d).await
-                })
-                .await?;
+            if io.exists(&dir).await? {
+                io.remove_dir_all(&dir).await?;
             }
             parts.push(Arc::new(log::recover(&io, &dir, name, p, config).await?));
         }
-        let disk = io.disk.clone();
-        let d = data_dir.clone();
-        io.run(DiskOp::SyncDir, &data_dir, async move {
-            disk.sync_dir(&d).await
-        })
-        .await?;
+        io.sync_dir(&data_dir).await?;
         let hi = self.shared.env.rng.next_u64() as u128;
         let lo = self.shared.env.rng.next_u64() as u128;
         let id = (hi << 64) | lo;
@@ -928,26 +847,11 @@ impl Pipeline {
         let meta_dir = data_dir.join(META_DIR);
         let tmp = meta_dir.join(format!("{name}.topic.tmp"));
         let path = meta_dir.join(format!("{name}.topic"));
-        let f = log::open(&io, &tmp, OpenMode::Truncate).await?;
-        let g = f.clone();
-        io.run(DiskOp::WriteAt, &tmp, async move {
-            g.write_at(Bytes::from(text), 0).await
-        })
-        .await?;
-        io.run(DiskOp::SyncData, &tmp, async move { f.sync_data().await })
-            .await?;
-        let disk = io.disk.clone();
-        let (from, to) = (tmp.clone(), path.clone());
-        io.run(DiskOp::Rename, &tmp, async move {
-            disk.rename(&from, &to).await
-        })
-        .await?;
-        let disk = io.disk.clone();
-        let m = meta_dir.clone();
-        io.run(DiskOp::SyncDir, &meta_dir, async move {
-            disk.sync_dir(&m).await
-        })
-        .await?;
+        let f = io.open(&tmp, OpenMode::Truncate).await?;
+        io.write_at(&f, Bytes::from(text), 0).await?;
+        io.sync_data(&f).await?;
+        io.rename(&tmp, &path).await?;
+        io.sync_dir(&meta_dir).await?;
         let topic = Arc::new(Topic {
             name: name.to_string(),
             id,
@@ -975,34 +879,12 @@ impl Pipeline {
         let data_dir = self.shared.data_dir.clone();
         let meta_dir = data_dir.join(META_DIR);
         let path = meta_dir.join(format!("{name}.topic"));
-        let disk = io.disk.clone();
-        let p = path.clone();
-        io.run(
-            DiskOp::Remove,
-            &path,
-            async move { disk.remove_file(&p).await },
-        )
-        .await?;
-        let disk = io.disk.clone();
-        let m = meta_dir.clone();
-        io.run(DiskOp::SyncDir, &meta_dir, async move {
-            disk.sync_dir(&m).await
-        })
-        .await?;
+        io.remove_file(&path).await?;
+        io.sync_dir(&meta_dir).await?;
         for p in &topic.partitions {
-            let disk = io.disk.clone();
-            let d = p.dir.clone();
-            io.run(DiskOp::Remove, &p.dir, async move {
-                disk.remove_dir_all(&d).await
-            })
-            .await?;
+            io.remove_dir_all(&p.dir).await?;
         }
-        let disk = io.disk.clone();
-        let d = data_dir.clone();
-        io.run(DiskOp::SyncDir, &data_dir, async move {
-            disk.sync_dir(&d).await
-        })
-        .await?;
+        io.sync_dir(&data_dir).await?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -1058,17 +940,7 @@ impl Pipeline {
                     tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
                     for ext in ["log", "index", "timeindex"] {
                         let path = p.dir.join(log::segment_name(seg.base_offset, ext));
-                        let disk = self.io().disk.clone();
-                        let q = path.clone();
-                        if let Err(e) = self
-                            .io()
-                            .run(
-                                DiskOp::Remove,
-                                &path,
-                                async move { disk.remove_file(&q).await },
-                            )
-                            .await
-                        {
+                        if let Err(e) = self.io().remove_file(&path).await {
                             tracing::warn!(error = %e, "could not delete a segment file");
                         }
                     }

@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use io_backend::{Clock, Disk, DiskError, DiskOp};
+use bytes::Bytes;
+use io_backend::{Clock, Disk, DiskError, DiskFile, DiskOp, OpenMode};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -180,5 +181,126 @@ impl Io {
                 Err(err)
             }
         }
+    }
+}
+
+/// Every disk operation the broker uses, each under the deadline of [`Io::run`].
+impl Io {
+    pub async fn create_dir_all(&self, path: &Path) -> Result<(), StorageError> {
+        let (disk, p) = (self.disk.clone(), path.to_path_buf());
+        self.run(DiskOp::CreateDir, path, async move {
+            disk.create_dir_all(&p).await
+        })
+        .await
+    }
+
+    pub async fn open(
+        &self,
+        path: &Path,
+        mode: OpenMode,
+    ) -> Result<Arc<dyn DiskFile>, StorageError> {
+        let (disk, p) = (self.disk.clone(), path.to_path_buf());
+        self.run(DiskOp::Open, path, async move { disk.open(&p, mode).await })
+            .await
+    }
+
+    pub async fn list(&self, dir: &Path) -> Result<Vec<String>, StorageError> {
+        let (disk, p) = (self.disk.clone(), dir.to_path_buf());
+        self.run(DiskOp::List, dir, async move { disk.list(&p).await })
+            .await
+    }
+
+    pub async fn exists(&self, path: &Path) -> Result<bool, StorageError> {
+        let (disk, p) = (self.disk.clone(), path.to_path_buf());
+        self.run(DiskOp::Open, path, async move { disk.exists(&p).await })
+            .await
+    }
+
+    pub async fn rename(&self, from: &Path, to: &Path) -> Result<(), StorageError> {
+        let (disk, f, t) = (self.disk.clone(), from.to_path_buf(), to.to_path_buf());
+        self.run(
+            DiskOp::Rename,
+            from,
+            async move { disk.rename(&f, &t).await },
+        )
+        .await
+    }
+
+    pub async fn remove_file(&self, path: &Path) -> Result<(), StorageError> {
+        let (disk, p) = (self.disk.clone(), path.to_path_buf());
+        self.run(
+            DiskOp::Remove,
+            path,
+            async move { disk.remove_file(&p).await },
+        )
+        .await
+    }
+
+    pub async fn remove_dir_all(&self, path: &Path) -> Result<(), StorageError> {
+        let (disk, p) = (self.disk.clone(), path.to_path_buf());
+        self.run(DiskOp::Remove, path, async move {
+            disk.remove_dir_all(&p).await
+        })
+        .await
+    }
+
+    pub async fn sync_dir(&self, path: &Path) -> Result<(), StorageError> {
+        let (disk, p) = (self.disk.clone(), path.to_path_buf());
+        self.run(
+            DiskOp::SyncDir,
+            path,
+            async move { disk.sync_dir(&p).await },
+        )
+        .await
+    }
+
+    pub async fn write_at(
+        &self,
+        file: &Arc<dyn DiskFile>,
+        data: Bytes,
+        offset: u64,
+    ) -> Result<(), StorageError> {
+        let f = file.clone();
+        self.run(DiskOp::WriteAt, file.path(), async move {
+            f.write_at(data, offset).await
+        })
+        .await
+    }
+
+    pub async fn read_at(
+        &self,
+        file: &Arc<dyn DiskFile>,
+        len: usize,
+        offset: u64,
+    ) -> Result<Bytes, StorageError> {
+        let f = file.clone();
+        self.run(DiskOp::ReadAt, file.path(), async move {
+            f.read_at(len, offset).await
+        })
+        .await
+    }
+
+    pub async fn sync_data(&self, file: &Arc<dyn DiskFile>) -> Result<(), StorageError> {
+        let f = file.clone();
+        self.run(
+            DiskOp::SyncData,
+            file.path(),
+            async move { f.sync_data().await },
+        )
+        .await
+    }
+
+    pub async fn truncate(&self, file: &Arc<dyn DiskFile>, len: u64) -> Result<(), StorageError> {
+        let f = file.clone();
+        self.run(DiskOp::Truncate, file.path(), async move {
+            f.truncate(len).await
+        })
+        .await
+    }
+
+    pub async fn len(&self, file: &Arc<dyn DiskFile>) -> Result<u64, StorageError> {
+        let f = file.clone();
+        self.run(DiskOp::Len, file.path(), async move { f.len().await })
+            .await
     }
 }

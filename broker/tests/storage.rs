@@ -13,11 +13,14 @@ use broker::config::Config;
 use broker::io::StorageError;
 use broker::log::ReadError;
 use broker::metrics::Metrics;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use io_backend::{
     blocking::BlockingDisk, Disk, DiskFile, DiskResult, Env, EnvRng, OpenMode, SystemClock, TcpNet,
 };
 use tokio::sync::watch;
+
+mod common;
+use common::make_batch;
 
 /// Syncs wait while the gate is closed, and take `delay` when open.
 #[derive(Clone)]
@@ -134,49 +137,6 @@ fn config(dir: &Path) -> Config {
         retention_check_interval_ms: 0,
         ..Config::default()
     }
-}
-
-/// A valid uncompressed batch of `count` records with the given timestamp and value bytes.
-fn make_batch(count: i32, timestamp: i64, value: &[u8]) -> Bytes {
-    fn varint(buf: &mut BytesMut, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        while z >= 0x80 {
-            buf.put_u8((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
-        buf.put_u8(z as u8);
-    }
-    let mut records = BytesMut::new();
-    for i in 0..count {
-        let mut rec = BytesMut::new();
-        rec.put_i8(0);
-        varint(&mut rec, 0);
-        varint(&mut rec, i as i64);
-        varint(&mut rec, -1);
-        varint(&mut rec, value.len() as i64);
-        rec.extend_from_slice(value);
-        varint(&mut rec, 0);
-        varint(&mut records, rec.len() as i64);
-        records.extend_from_slice(&rec);
-    }
-    let mut body = BytesMut::new();
-    body.put_i16(0);
-    body.put_i32(count - 1);
-    body.put_i64(timestamp);
-    body.put_i64(timestamp);
-    body.put_i64(-1);
-    body.put_i16(-1);
-    body.put_i32(-1);
-    body.put_i32(count);
-    body.extend_from_slice(&records);
-    let mut out = BytesMut::new();
-    out.put_i64(0);
-    out.put_i32((9 + body.len()) as i32);
-    out.put_i32(0);
-    out.put_i8(2);
-    out.put_u32(crc32c::crc32c(&body));
-    out.extend_from_slice(&body);
-    out.freeze()
 }
 
 fn now_ms() -> i64 {

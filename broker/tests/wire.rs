@@ -13,11 +13,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod common;
 
 async fn start(dir: &std::path::Path) -> server::Running {
     let env = Env {
@@ -90,32 +89,7 @@ fn topic(name: &str) -> TopicName {
 }
 
 fn batch(value: &str) -> Bytes {
-    let mut buf = BytesMut::new();
-    let records = [Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: Some(Bytes::from_static(b"k")),
-        value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-        delete_horizon: false,
-    }];
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    common::make_batch(1, 1_700_000_000_000, value.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::blocking::{list_std, open_std, sync_dir_std, BlockingPool};
+use crate::blocking::{open_std, BlockingDisk, BlockingPool};
 use crate::{Disk, DiskError, DiskFile, DiskOp, DiskResult, OpenMode};
 
 /// Commands queued for the ring before submitters wait.
@@ -62,6 +62,8 @@ struct RingFile {
 #[derive(Clone)]
 pub struct UringDisk {
     ring: mpsc::Sender<Cmd>,
+    /// Directory operations go to the blocking engine; its pool also serves truncate and len.
+    meta: BlockingDisk,
     pool: BlockingPool,
     next_id: Arc<AtomicU64>,
 }
@@ -91,9 +93,11 @@ impl UringDisk {
         ready_rx
             .recv()
             .map_err(|_| std::io::Error::other("the io_uring thread exited during set-up"))??;
+        let pool = BlockingPool::new(meta_threads, "disk-meta");
         Ok(UringDisk {
             ring: tx,
-            pool: BlockingPool::new(meta_threads, "disk-meta"),
+            meta: BlockingDisk::with_pool(pool.clone()),
+            pool,
             next_id: Arc::new(AtomicU64::new(1)),
         })
     }
@@ -193,10 +197,7 @@ fn ring_gone() -> std::io::Error {
 #[async_trait]
 impl Disk for UringDisk {
     async fn create_dir_all(&self, path: &Path) -> DiskResult<()> {
-        let p = path.to_path_buf();
-        self.pool
-            .run(DiskOp::CreateDir, path, move || std::fs::create_dir_all(p))
-            .await
+        self.meta.create_dir_all(path).await
     }
 
     async fn open(&self, path: &Path, mode: OpenMode) -> DiskResult<Arc<dyn DiskFile>> {
@@ -224,43 +225,27 @@ impl Disk for UringDisk {
     }
 
     async fn list(&self, dir: &Path) -> DiskResult<Vec<String>> {
-        let p = dir.to_path_buf();
-        self.pool.run(DiskOp::List, dir, move || list_std(&p)).await
+        self.meta.list(dir).await
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> DiskResult<()> {
-        let (f, t) = (from.to_path_buf(), to.to_path_buf());
-        self.pool
-            .run(DiskOp::Rename, from, move || std::fs::rename(f, t))
-            .await
+        self.meta.rename(from, to).await
     }
 
     async fn remove_file(&self, path: &Path) -> DiskResult<()> {
-        let p = path.to_path_buf();
-        self.pool
-            .run(DiskOp::Remove, path, move || std::fs::remove_file(p))
-            .await
+        self.meta.remove_file(path).await
     }
 
     async fn remove_dir_all(&self, path: &Path) -> DiskResult<()> {
-        let p = path.to_path_buf();
-        self.pool
-            .run(DiskOp::Remove, path, move || std::fs::remove_dir_all(p))
-            .await
+        self.meta.remove_dir_all(path).await
     }
 
     async fn sync_dir(&self, path: &Path) -> DiskResult<()> {
-        let p = path.to_path_buf();
-        self.pool
-            .run(DiskOp::SyncDir, path, move || sync_dir_std(&p))
-            .await
+        self.meta.sync_dir(path).await
     }
 
     async fn exists(&self, path: &Path) -> DiskResult<bool> {
-        let p = path.to_path_buf();
-        self.pool
-            .run(DiskOp::Open, path, move || p.try_exists())
-            .await
+        self.meta.exists(path).await
     }
 
     fn engine(&self) -> &'static str {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Buf, Bytes};
-use io_backend::{DiskFile, DiskOp, OpenMode};
+use io_backend::{DiskFile, OpenMode};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
@@ -271,7 +271,7 @@ async fn read_from(
         let rel = (pos - chunk_pos) as usize;
         if pos < chunk_pos || rel + HEADER_BYTES > chunk.len() {
             let len = (end - pos).min(want as u64) as usize;
-            chunk = read_at(io, file, len, pos).await?;
+            chunk = io.read_at(file, len, pos).await?;
             chunk_pos = pos;
             if chunk.len() < HEADER_BYTES {
                 return Err(corrupt(file, pos, "batch header cut short"));
@@ -297,24 +297,11 @@ async fn read_from(
         }
         if total == 0 {
             // The first batch is larger than the chunk: read exactly it.
-            return read_at(io, file, h.size, pos).await;
+            return io.read_at(file, h.size, pos).await;
         }
         return Ok(chunk.slice(rel..rel + total));
     }
     Ok(Bytes::new())
-}
-
-async fn read_at(
-    io: &Io,
-    file: &Arc<dyn DiskFile>,
-    len: usize,
-    pos: u64,
-) -> Result<Bytes, StorageError> {
-    let f = file.clone();
-    io.run(DiskOp::ReadAt, file.path(), async move {
-        f.read_at(len, pos).await
-    })
-    .await
 }
 
 fn corrupt(file: &Arc<dyn DiskFile>, pos: u64, why: &str) -> StorageError {
@@ -407,7 +394,9 @@ async fn scan_segment(
                 .map(|h| h.size)
                 .unwrap_or(HEADER_BYTES)
                 .max(SCAN_CHUNK_BYTES);
-            chunk = read_at(io, file, (len - pos).min(need as u64) as usize, pos).await?;
+            chunk = io
+                .read_at(file, (len - pos).min(need as u64) as usize, pos)
+                .await?;
             chunk_pos = pos;
             if chunk.is_empty() {
                 break;
@@ -438,28 +427,15 @@ async fn scan_segment(
     Ok(s)
 }
 
-async fn read_whole(io: &Io, path: &Path) -> Result<Option<Bytes>, StorageError> {
-    let disk = io.disk.clone();
-    let p = path.to_path_buf();
-    let exists = io
-        .run(DiskOp::Open, path, async move { disk.exists(&p).await })
-        .await?;
+/// A whole small file (index, metadata), or `None` if it does not exist.
+pub async fn read_whole(io: &Io, path: &Path) -> Result<Option<Bytes>, StorageError> {
+    let exists = io.exists(path).await?;
     if !exists {
         return Ok(None);
     }
-    let f = open(io, path, OpenMode::Existing).await?;
-    let g = f.clone();
-    let len = io
-        .run(DiskOp::Len, path, async move { g.len().await })
-        .await?;
-    Ok(Some(read_at(io, &f, len as usize, 0).await?))
-}
-
-pub async fn open(io: &Io, path: &Path, mode: OpenMode) -> Result<Arc<dyn DiskFile>, StorageError> {
-    let disk = io.disk.clone();
-    let p = path.to_path_buf();
-    io.run(DiskOp::Open, path, async move { disk.open(&p, mode).await })
-        .await
+    let f = io.open(path, OpenMode::Existing).await?;
+    let len = io.len(&f).await?;
+    Ok(Some(io.read_at(&f, len as usize, 0).await?))
 }
 
 /// Write a closed segment's index files and sync them.
@@ -468,16 +444,9 @@ pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), Stora
     let (offsets, times) = index::encode(&seg.entries, seg.max_timestamp, next_rel);
     for (ext, data) in [("index", offsets), ("timeindex", times)] {
         let path = dir.join(segment_name(seg.base_offset, ext));
-        let f = open(io, &path, OpenMode::Truncate).await?;
-        let g = f.clone();
-        io.run(
-            DiskOp::WriteAt,
-            &path,
-            async move { g.write_at(data, 0).await },
-        )
-        .await?;
-        io.run(DiskOp::SyncData, &path, async move { f.sync_data().await })
-            .await?;
+        let f = io.open(&path, OpenMode::Truncate).await?;
+        io.write_at(&f, data, 0).await?;
+        io.sync_data(&f).await?;
     }
     Ok(())
 }
@@ -492,17 +461,8 @@ pub async fn recover(
     index_no: i32,
     config: LogConfig,
 ) -> Result<Partition, StorageError> {
-    let disk = io.disk.clone();
-    let d = dir.to_path_buf();
-    io.run(DiskOp::CreateDir, dir, async move {
-        disk.create_dir_all(&d).await
-    })
-    .await?;
-    let disk = io.disk.clone();
-    let d = dir.to_path_buf();
-    let names = io
-        .run(DiskOp::List, dir, async move { disk.list(&d).await })
-        .await?;
+    io.create_dir_all(dir).await?;
+    let names = io.list(dir).await?;
     let mut bases: Vec<i64> = names
         .iter()
         .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
@@ -511,20 +471,14 @@ pub async fn recover(
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         let path = dir.join(segment_name(0, "log"));
-        let file = open(io, &path, OpenMode::Create).await?;
-        let disk = io.disk.clone();
-        let d = dir.to_path_buf();
-        io.run(DiskOp::SyncDir, dir, async move { disk.sync_dir(&d).await })
-            .await?;
+        let file = io.open(&path, OpenMode::Create).await?;
+        io.sync_dir(dir).await?;
         segments.insert(0, Segment::empty(0, file));
     }
     for (i, &base) in bases.iter().enumerate() {
         let path = dir.join(segment_name(base, "log"));
-        let file = open(io, &path, OpenMode::Existing).await?;
-        let f = file.clone();
-        let len = io
-            .run(DiskOp::Len, &path, async move { f.len().await })
-            .await?;
+        let file = io.open(&path, OpenMode::Existing).await?;
+        let len = io.len(&file).await?;
         let is_active = i + 1 == bases.len();
         if !is_active {
             let offsets = read_whole(io, &dir.join(segment_name(base, "index"))).await?;
@@ -559,17 +513,8 @@ pub async fn recover(
                 file_bytes = len,
                 "truncating a torn or corrupt tail"
             );
-            let f = file.clone();
-            let valid = s.valid_len;
-            io.run(
-                DiskOp::Truncate,
-                &path,
-                async move { f.truncate(valid).await },
-            )
-            .await?;
-            let f = file.clone();
-            io.run(DiskOp::SyncData, &path, async move { f.sync_data().await })
-                .await?;
+            io.truncate(&file, s.valid_len).await?;
+            io.sync_data(&file).await?;
         }
         let seg = Segment {
             base_offset: base,
