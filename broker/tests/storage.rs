@@ -563,3 +563,34 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
     );
     assert_eq!(p.high_watermark(), 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_roll_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    let mut cfg = store.defaults;
+    cfg.segment_ms = 50;
+    store.create_topic("aged", 1, cfg).await.unwrap();
+    append(&store, "aged", make_batch(1, now_ms(), b"first"))
+        .await
+        .unwrap();
+    append(&store, "aged", make_batch(1, now_ms(), b"same segment"))
+        .await
+        .unwrap();
+    assert_eq!(segment_files(&dir.path().join("aged-0")).len(), 1);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(
+        append(&store, "aged", make_batch(1, now_ms(), b"rolled"))
+            .await
+            .unwrap(),
+        2
+    );
+    let files = segment_files(&dir.path().join("aged-0"));
+    assert_eq!(files.len(), 2, "the old segment rolled: {files:?}");
+    assert!(files[1].ends_with("00000000000000000002.log"));
+    // The closed segment was cut to its data (no zeros written ahead remain).
+    let p = store.topic("aged").unwrap().partitions[0].clone();
+    let closed = p.state().segments.values().next().unwrap().size;
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), closed);
+}

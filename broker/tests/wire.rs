@@ -19,6 +19,10 @@ use tokio::net::TcpStream;
 mod common;
 
 async fn start(dir: &std::path::Path) -> server::Running {
+    start_with(dir, |_| {}).await
+}
+
+async fn start_with(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> server::Running {
     let env = Env {
         disk: Arc::new(BlockingDisk::new(2)),
         net: Arc::new(TcpNet),
@@ -31,6 +35,8 @@ async fn start(dir: &std::path::Path) -> server::Running {
         metrics_listen: String::new(),
         ..Config::default()
     };
+    let mut config = config;
+    tweak(&mut config);
     server::start(env, config).await.unwrap()
 }
 
@@ -270,5 +276,73 @@ async fn bad_produce_data_and_names_get_errors_and_the_connection_lives() {
     let t = running.broker.store.topic("ok-name").unwrap();
     assert_eq!(t.partitions[0].high_watermark(), 0);
     drop(c);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_and_the_others_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_with(dir.path(), |c| c.max_connections = 2).await;
+    let mut a = Client::connect(running.kafka_addr).await;
+    let mut b = Client::connect(running.kafka_addr).await;
+    a.call(
+        ApiKey::ApiVersions,
+        3,
+        RequestKind::ApiVersions(Default::default()),
+    )
+    .await;
+    b.call(
+        ApiKey::ApiVersions,
+        3,
+        RequestKind::ApiVersions(Default::default()),
+    )
+    .await;
+    // The third connection is accepted by the kernel and closed by the broker at once.
+    let mut c = TcpStream::connect(running.kafka_addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), c.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "over-limit connection not closed: {read:?}"
+    );
+    a.call(
+        ApiKey::ApiVersions,
+        3,
+        RequestKind::ApiVersions(Default::default()),
+    )
+    .await;
+    assert_eq!(
+        running
+            .broker
+            .metrics
+            .connections_rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Closing one frees its slot.
+    drop(b);
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut d = Client::connect(running.kafka_addr).await;
+        let mut h = RequestHeader::default();
+        h.request_api_key = ApiKey::ApiVersions as i16;
+        h.request_api_version = 0;
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        h.encode(&mut buf, 1).unwrap();
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        d.stream.write_all(&buf).await.unwrap();
+        let mut len = [0u8; 4];
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_secs(2), d.stream.read_exact(&mut len)).await
+        {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "a freed slot was not reused");
+    drop(a);
     running.shutdown().await;
 }
