@@ -52,6 +52,8 @@ pub struct Connection {
     response_timeout: Duration,
     /// Bound on an incoming frame, so a corrupt length prefix cannot make us allocate gigabytes.
     frame_bytes_max: usize,
+    /// Bytes read but not yet returned: a response usually arrives in one read, so one syscall.
+    read_buf: BytesMut,
 }
 
 impl Connection {
@@ -69,6 +71,7 @@ impl Connection {
             next_correlation_id: 1,
             response_timeout,
             frame_bytes_max: 64 << 20,
+            read_buf: BytesMut::with_capacity(64 * 1024),
         })
     }
 
@@ -114,27 +117,40 @@ impl Connection {
     }
 
     async fn read_frame_unbounded(&mut self) -> Result<Bytes> {
-        let length = self
-            .stream
-            .read_i32()
-            .await
-            .with_context(|| format!("reading a response length from {}", self.addr))?;
-        let length = usize::try_from(length)
-            .ok()
-            .filter(|&length| length >= 4 && length <= self.frame_bytes_max)
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} sent a response frame of {length} bytes (expected 4..={})",
-                    self.addr,
-                    self.frame_bytes_max
-                )
-            })?;
-        let mut frame = BytesMut::zeroed(length);
-        self.stream
-            .read_exact(&mut frame)
-            .await
-            .with_context(|| format!("reading a {length}-byte response from {}", self.addr))?;
-        Ok(frame.freeze())
+        loop {
+            if self.read_buf.len() >= 4 {
+                let length = i32::from_be_bytes([
+                    self.read_buf[0],
+                    self.read_buf[1],
+                    self.read_buf[2],
+                    self.read_buf[3],
+                ]);
+                let length = usize::try_from(length)
+                    .ok()
+                    .filter(|&length| length >= 4 && length <= self.frame_bytes_max)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{} sent a response frame of {length} bytes (expected 4..={})",
+                            self.addr,
+                            self.frame_bytes_max
+                        )
+                    })?;
+                if self.read_buf.len() >= 4 + length {
+                    let mut frame = self.read_buf.split_to(4 + length);
+                    let _ = frame.split_to(4);
+                    return Ok(frame.freeze());
+                }
+                self.read_buf.reserve(4 + length - self.read_buf.len());
+            }
+            let read = self
+                .stream
+                .read_buf(&mut self.read_buf)
+                .await
+                .with_context(|| format!("reading a response from {}", self.addr))?;
+            if read == 0 {
+                bail!("{} closed the connection mid-response", self.addr);
+            }
+        }
     }
 }
 
