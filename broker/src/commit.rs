@@ -585,29 +585,22 @@ impl Pipeline {
                 }
             }
         }
+        // Per file: its writes, then its sync, as one operation; all files in flight together.
         let io = self.io().clone();
-        let mut ops = Vec::with_capacity(plans.len());
-        for p in &plans {
-            ops.push((p.file.clone(), p.data.clone(), p.position));
+        crate::fault_point!("commit.before_sync");
+        let started = self.shared.env.clock.now();
+        let rounds = plans.iter().map(|p| {
+            let mut writes = vec![(p.data.clone(), p.position)];
             if let Some((at, len)) = p.zero_fill {
-                ops.push((p.file.clone(), Bytes::from(vec![0u8; len]), at));
+                writes.push((Bytes::from(vec![0u8; len]), at));
             }
-        }
-        let writes = ops.into_iter().map(|(f, data, pos)| {
-            let io = io.clone();
-            async move { io.write_at(&f, data, pos).await }
+            io.write_all_and_sync(&p.file, writes)
         });
-        let mut outcome: Result<(), StorageError> = join_all(writes).await.into_iter().collect();
-        if outcome.is_ok() {
-            crate::fault_point!("commit.before_sync");
-            let started = self.shared.env.clock.now();
-            let syncs = plans.iter().map(|p| io.sync_data(&p.file));
-            outcome = join_all(syncs).await.into_iter().collect();
-            self.shared
-                .metrics
-                .observe_sync(self.shared.env.clock.now() - started);
-            crate::fault_point!("commit.after_sync");
-        }
+        let outcome: Result<(), StorageError> = join_all(rounds).await.into_iter().collect();
+        self.shared
+            .metrics
+            .observe_sync(self.shared.env.clock.now() - started);
+        crate::fault_point!("commit.after_sync");
         if let Err(e) = outcome {
             self.fail(&e);
             answer_all(

@@ -290,6 +290,18 @@ impl Io {
         .await
     }
 
+    pub async fn write_all_and_sync(
+        &self,
+        file: &Arc<dyn DiskFile>,
+        writes: Vec<(Bytes, u64)>,
+    ) -> Result<(), StorageError> {
+        let f = file.clone();
+        self.run(DiskOp::WriteSync, file.path(), async move {
+            f.write_all_and_sync(writes).await
+        })
+        .await
+    }
+
     pub async fn truncate(&self, file: &Arc<dyn DiskFile>, len: u64) -> Result<(), StorageError> {
         let f = file.clone();
         self.run(DiskOp::Truncate, file.path(), async move {

@@ -216,7 +216,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP stillwater_sync_latency_seconds Latency of fdatasync in the commit pipeline."
+            "# HELP stillwater_sync_latency_seconds Latency of a commit round's write + fdatasync."
         );
         let _ = writeln!(out, "# TYPE stillwater_sync_latency_seconds histogram");
         for (bound, bucket) in SYNC_BUCKETS_S.iter().zip(&self.sync_buckets) {
@@ -314,6 +314,13 @@ impl DiskFile for CountingFile {
     async fn sync_data(&self) -> DiskResult<()> {
         add(&self.metrics.disk_sync_ops, 1);
         self.inner.sync_data().await
+    }
+    async fn write_all_and_sync(&self, writes: Vec<(Bytes, u64)>) -> DiskResult<()> {
+        add(&self.metrics.disk_write_ops, writes.len() as u64);
+        let bytes: usize = writes.iter().map(|(d, _)| d.len()).sum();
+        add(&self.metrics.disk_write_bytes, bytes as u64);
+        add(&self.metrics.disk_sync_ops, 1);
+        self.inner.write_all_and_sync(writes).await
     }
     async fn truncate(&self, len: u64) -> DiskResult<()> {
         add(&self.metrics.disk_write_ops, 1);

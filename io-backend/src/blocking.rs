@@ -234,6 +234,19 @@ impl DiskFile for BlockingFile {
             .await
     }
 
+    async fn write_all_and_sync(&self, writes: Vec<(Bytes, u64)>) -> DiskResult<()> {
+        let f = self.file.clone();
+        // One job: the pool thread goes straight from the writes to the fdatasync.
+        self.pool
+            .run(DiskOp::WriteSync, &self.path, move || {
+                for (data, offset) in &writes {
+                    f.write_all_at(data, *offset)?;
+                }
+                f.sync_data()
+            })
+            .await
+    }
+
     async fn truncate(&self, len: u64) -> DiskResult<()> {
         let f = self.file.clone();
         self.pool

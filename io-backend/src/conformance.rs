@@ -28,6 +28,7 @@ pub async fn run_all(disk: Arc<dyn Disk>, root: &Path) -> Check {
     concurrent_writes_distinct_offsets(disk.clone(), root).await?;
     sync_then_reopen(&*disk, root).await?;
     truncate_and_len(&*disk, root).await?;
+    write_all_and_sync(&*disk, root).await?;
     rename_list_remove(&*disk, root).await?;
     errors_name_file_and_operation(&*disk, root).await?;
     Ok(())
@@ -137,6 +138,34 @@ pub async fn sync_then_reopen(disk: &dyn Disk, root: &Path) -> Check {
         f.len().await.map_err(fail("len"))? == 0,
         "Truncate mode keeps data"
     );
+    Ok(())
+}
+
+pub async fn write_all_and_sync(disk: &dyn Disk, root: &Path) -> Check {
+    let dir = root.join("write-sync");
+    disk.create_dir_all(&dir)
+        .await
+        .map_err(fail("create_dir_all"))?;
+    let path = dir.join("w");
+    let f = disk
+        .open(&path, OpenMode::Create)
+        .await
+        .map_err(fail("open"))?;
+    f.write_all_and_sync(vec![
+        (Bytes::from_static(b"tail"), 6),
+        (Bytes::from_static(b"head"), 0),
+    ])
+    .await
+    .map_err(fail("write_all_and_sync"))?;
+    let again = disk
+        .open(&path, OpenMode::Existing)
+        .await
+        .map_err(fail("reopen"))?;
+    let got = again.read_at(10, 0).await.map_err(fail("read"))?;
+    ensure!(&got[..] == b"head\0\0tail", "read back {:?}", got);
+    f.write_all_and_sync(Vec::new())
+        .await
+        .map_err(fail("sync alone"))?;
     Ok(())
 }
 

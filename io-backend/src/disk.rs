@@ -56,6 +56,14 @@ pub trait DiskFile: Send + Sync + 'static {
     async fn read_at(&self, len: usize, offset: u64) -> DiskResult<Bytes>;
     /// Make the data written so far (writes that completed before this call) durable.
     async fn sync_data(&self) -> DiskResult<()>;
+    /// Write every `(data, offset)`, then make the file's data durable, as one operation: an
+    /// engine that can do both without a round trip to the caller in between does so.
+    async fn write_all_and_sync(&self, writes: Vec<(Bytes, u64)>) -> DiskResult<()> {
+        for (data, offset) in writes {
+            self.write_at(data, offset).await?;
+        }
+        self.sync_data().await
+    }
     /// Cut or extend the file to `len` bytes.
     async fn truncate(&self, len: u64) -> DiskResult<()>;
     /// The file's current length in bytes.

@@ -13,6 +13,8 @@ pub enum DiskOp {
     WriteAt,
     ReadAt,
     SyncData,
+    /// Writes followed by a sync of the same file, as one operation.
+    WriteSync,
     Truncate,
     Len,
 }
@@ -29,6 +31,7 @@ impl fmt::Display for DiskOp {
             DiskOp::WriteAt => "write_at",
             DiskOp::ReadAt => "read_at",
             DiskOp::SyncData => "sync_data",
+            DiskOp::WriteSync => "write_at+sync_data",
             DiskOp::Truncate => "truncate",
             DiskOp::Len => "len",
         };

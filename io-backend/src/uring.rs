@@ -46,6 +46,11 @@ enum Cmd {
         id: u64,
         reply: oneshot::Sender<std::io::Result<()>>,
     },
+    WriteSync {
+        id: u64,
+        writes: Vec<(Bytes, u64)>,
+        reply: oneshot::Sender<std::io::Result<()>>,
+    },
     Close {
         id: u64,
     },
@@ -150,6 +155,35 @@ async fn ring_loop(mut rx: mpsc::Receiver<Cmd>) {
                 };
                 tokio_uring::spawn(async move {
                     let _ = reply.send(read_full(&f.file, len, offset).await);
+                });
+            }
+            Cmd::WriteSync { id, writes, reply } => {
+                let Some(f) = lookup(id) else {
+                    let _ = reply.send(Err(closed()));
+                    continue;
+                };
+                // Writes and sync in one ring task: no round trip to the caller in between.
+                tokio_uring::spawn(async move {
+                    let written = {
+                        let _shared = f.barrier.read().await;
+                        let mut result = Ok(());
+                        for (data, offset) in writes {
+                            let (res, _) = f.file.write_all_at(data, offset).await;
+                            if res.is_err() {
+                                result = res;
+                                break;
+                            }
+                        }
+                        result
+                    };
+                    let result = match written {
+                        Ok(()) => {
+                            drop(f.barrier.write().await);
+                            f.file.sync_data().await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(result);
                 });
             }
             Cmd::Sync { id, reply } => {
@@ -318,6 +352,16 @@ impl DiskFile for UringFile {
         let id = self.id;
         self.ask(DiskOp::SyncData, |reply| Cmd::Sync { id, reply })
             .await
+    }
+
+    async fn write_all_and_sync(&self, writes: Vec<(Bytes, u64)>) -> DiskResult<()> {
+        let id = self.id;
+        self.ask(DiskOp::WriteSync, |reply| Cmd::WriteSync {
+            id,
+            writes,
+            reply,
+        })
+        .await
     }
 
     async fn truncate(&self, len: u64) -> DiskResult<()> {
