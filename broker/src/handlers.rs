@@ -46,6 +46,10 @@ pub enum Reply {
 /// A response being computed.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
+/// Most record bytes one Fetch response carries, whatever the client asks (Kafka's
+/// `fetch.max.bytes` default is 55 MB).
+const FETCH_BYTES_MAX: usize = 64 << 20;
+
 /// Longest a Fetch may long-poll, whatever the client asks.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 
@@ -301,7 +305,7 @@ impl Broker {
         let mut resp = FetchResponse::default();
         let mut total = 0usize;
         let mut errors = false;
-        let max_total = req.max_bytes.max(0) as usize;
+        let max_total = (req.max_bytes.max(0) as usize).min(FETCH_BYTES_MAX);
         for t in &req.topics {
             let mut tr = FetchableTopicResponse::default();
             tr.topic = t.topic.clone();

@@ -279,7 +279,9 @@ async fn serve_connection(
                     tracing::info!(%peer, "closing idle connection");
                     break;
                 }
-                idle_timer = clock.sleep(idle.saturating_sub(quiet).max(Duration::from_millis(1)));
+                // Quiet while a request is still being answered (a long poll) is not idle.
+                let next = if quiet >= idle { idle } else { idle - quiet };
+                idle_timer = clock.sleep(next);
             }
             _ = stop.changed(), if reading => {
                 // Shutdown: answer what was received, then close.
