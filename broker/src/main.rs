@@ -1,6 +1,8 @@
 //! The `broker` binary: configuration from a TOML file, `STILLWATER_*` environment variables
 //! and flags; logs to stderr (`STILLWATER_LOG` or `RUST_LOG` set the filter).
 
+#![cfg_attr(madsim, allow(dead_code, unused_imports))]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,6 +72,14 @@ impl Cli {
     }
 }
 
+/// Under `--cfg madsim` the broker runs inside the simulator (the `sim` crate), not as a binary.
+#[cfg(madsim)]
+fn main() -> ExitCode {
+    eprintln!("broker: this build is for simulation (--cfg madsim); run the simulator instead");
+    ExitCode::FAILURE
+}
+
+#[cfg(not(madsim))]
 fn main() -> ExitCode {
     let filter = std::env::var("STILLWATER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -130,6 +140,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(not(madsim))]
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {

@@ -1,5 +1,6 @@
 //! The log and the commit pipeline through the public `Store` API, on the real blocking disk
 //! with a fault-injecting wrapper (stalled or slow syncs).
+#![cfg(not(madsim))] // These run the real disk and network; the simulator has its own tests.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -1,6 +1,7 @@
 //! Every advertised API version against an in-process broker: the request decodes, the broker
 //! answers, and the response decodes with the `kafka-protocol` crate at the same version
 //! (failure mode 24: advertising a version and then refusing or mis-encoding it).
+#![cfg(not(madsim))] // These run the real disk and network; the simulator has its own tests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,2 +1,9 @@
-//! The simulation testbed. It is built by the simulation issue; until then it is an empty crate
-//! so that the workspace layout of DESIGN.md exists from the start.
+//! The simulation testbed: the broker's second world (`../shared/DESIGN.md`, "The simulator").
+//!
+//! Built only with `--cfg madsim` (`cargo xtask test` does this in its own target directory);
+//! in a normal build this crate is empty.
+//!
+//! So far: [`disk`], the simulated disk (madsim's own `fs` cannot lose data, stall or fail).
+
+#[cfg(madsim)]
+pub mod disk;

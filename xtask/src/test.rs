@@ -3,9 +3,11 @@
 //! Steps, in order, stopping at the first failure:
 //! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`
 //!    (or `cargo test --workspace` when cargo-nextest is not installed);
-//! 2. the broker binary: `cargo build -p broker --bin broker`;
-//! 3. the integration tests: `python3 -m pytest tests/integration -q`, with
-//!    `STILLWATER_BROKER_BIN` pointing at the binary from step 2.
+//! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
+//!    directory (`<target>/madsim`) so the two builds never invalidate each other;
+//! 3. the broker binary: `cargo build -p broker --bin broker`;
+//! 4. the integration tests: `python3 -m pytest tests/integration -q`, with
+//!    `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -21,6 +23,9 @@ pub struct TestArgs {
     /// Skip the unit tests (nextest / cargo test).
     #[arg(long)]
     skip_unit: bool,
+    /// Skip the simulation tests (the `sim` crate under `--cfg madsim`).
+    #[arg(long)]
+    skip_sim: bool,
     /// Skip building the broker and running the pytest integration tests.
     #[arg(long)]
     skip_integration: bool,
@@ -32,6 +37,11 @@ pub fn run(args: &TestArgs) -> Result<()> {
         println!("xtask: skipping unit tests (--skip-unit)");
     } else {
         unit_tests()?;
+    }
+    if args.skip_sim {
+        println!("xtask: skipping simulation tests (--skip-sim)");
+    } else {
+        sim_tests()?;
     }
     if args.skip_integration {
         println!("xtask: skipping integration tests (--skip-integration)");
@@ -57,6 +67,24 @@ fn unit_tests() -> Result<()> {
         command.args(["test", "--workspace"]);
         step("unit tests (cargo test --workspace)", command)
     }
+}
+
+/// The `sim` crate's tests, compiled with `--cfg madsim`. Nobody types RUSTFLAGS.
+fn sim_tests() -> Result<()> {
+    let mut command = cargo();
+    command
+        .args(["test", "-p", "sim"])
+        .env("RUSTFLAGS", "--cfg madsim")
+        .env("CARGO_TARGET_DIR", sim_target_dir());
+    step(
+        "simulation tests (cargo test -p sim, --cfg madsim)",
+        command,
+    )
+}
+
+/// Where `--cfg madsim` builds go: beside the normal ones, never mixed with them.
+pub fn sim_target_dir() -> std::path::PathBuf {
+    target_dir().join("madsim")
 }
 
 fn nextest_available() -> bool {

@@ -1,0 +1,624 @@
+//! The simulated disk: per-node files that survive a crash of that node, with what is durable
+//! kept apart from what was written since the last sync.
+//!
+//! Semantics (what the broker must be robust to):
+//! - `write_at`/`truncate` change what reads see at once, and are remembered as *pending* until
+//!   the file's next `sync_data`. A crash drops pending changes, or (`Crash::Torn`) keeps a
+//!   prefix of them, the last one possibly cut in the middle.
+//! - Names (creation, rename, removal of files and directories) are durable only after
+//!   `sync_dir` of the parent directory; a crash brings back the last synced names.
+//! - Faults: a sync that stalls for a given simulated time; a sync that fails with EIO and drops
+//!   the dirty data ("fsyncgate"); latency on every operation; a capacity after which writes fail
+//!   with ENOSPC; bit flips on read.
+//!
+//! Time is madsim's (tokio's under `--cfg madsim`), so stalls cost no wall time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use io_backend::{Disk, DiskError, DiskFile, DiskOp, DiskResult, EnvRng, OpenMode};
+
+/// A change not yet made durable by `sync_data`.
+#[derive(Clone)]
+enum Pending {
+    Write { offset: u64, data: Bytes },
+    Truncate(u64),
+}
+
+/// One file's contents (an inode: open handles keep it across renames and removals).
+#[derive(Default)]
+struct Inode {
+    durable: Vec<u8>,
+    current: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+impl Inode {
+    fn apply(bytes: &mut Vec<u8>, change: &Pending) {
+        match change {
+            Pending::Write { offset, data } => {
+                let end = *offset as usize + data.len();
+                if bytes.len() < end {
+                    bytes.resize(end, 0);
+                }
+                bytes[*offset as usize..end].copy_from_slice(data);
+            }
+            Pending::Truncate(len) => bytes.resize(*len as usize, 0),
+        }
+    }
+}
+
+type InodeRef = Arc<Mutex<Inode>>;
+
+/// What a crash does to data written since the last sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// Every pending change is lost.
+    DropUnsynced,
+    /// A random prefix of the pending changes survives, the last one possibly torn.
+    Torn,
+}
+
+/// Faults in force; change them at any time (from a scenario's schedule or at random).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Syncs started before this simulated instant wait until it (a stalled fsync).
+    pub sync_stall_until: Option<tokio::time::Instant>,
+    /// The next this-many syncs fail with EIO and drop the file's dirty data.
+    pub sync_eio_next: u32,
+    /// Each operation takes a time drawn uniformly from this range.
+    pub latency: Option<(Duration, Duration)>,
+    /// Total bytes the disk holds; a write that would grow past it fails with ENOSPC.
+    pub capacity_bytes: Option<u64>,
+    /// Chance (per million) that a read returns one flipped bit.
+    pub read_bitflip_per_million: u32,
+}
+
+#[derive(Default)]
+struct State {
+    /// The names the running node sees.
+    files: BTreeMap<PathBuf, InodeRef>,
+    dirs: BTreeSet<PathBuf>,
+    /// The names a crash comes back to.
+    durable_files: BTreeMap<PathBuf, InodeRef>,
+    durable_dirs: BTreeSet<PathBuf>,
+    faults: Faults,
+    /// Counters a test or a liveness report can read.
+    syncs: u64,
+    /// Syncs that have started and not finished, with when they started.
+    syncs_in_flight: BTreeMap<u64, (PathBuf, tokio::time::Instant)>,
+    next_sync_id: u64,
+}
+
+/// One node's disk. Cloning shares it; keep a clone outside the node so it survives a crash.
+#[derive(Clone)]
+pub struct SimDisk {
+    state: Arc<Mutex<State>>,
+    rng: EnvRng,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn err(op: DiskOp, path: &Path, kind: io::ErrorKind, what: &str) -> DiskError {
+    DiskError::new(op, path, io::Error::new(kind, what.to_string()))
+}
+
+fn parent(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// A pending sync, for liveness reports: which file, since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncInFlight {
+    pub path: PathBuf,
+    pub since: tokio::time::Instant,
+}
+
+impl SimDisk {
+    /// An empty disk whose random draws (latency, torn prefixes, bit flips) come from `seed`.
+    pub fn new(seed: u64) -> SimDisk {
+        let mut state = State::default();
+        state.dirs.insert(PathBuf::from("/"));
+        state.durable_dirs.insert(PathBuf::from("/"));
+        SimDisk {
+            state: Arc::new(Mutex::new(state)),
+            rng: EnvRng::seeded(seed),
+        }
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.state).faults = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.state).faults.clone()
+    }
+
+    /// Syncs completed so far.
+    pub fn syncs(&self) -> u64 {
+        lock(&self.state).syncs
+    }
+
+    /// Syncs started and not finished (a stalled fsync shows here).
+    pub fn syncs_in_flight(&self) -> Vec<SyncInFlight> {
+        lock(&self.state)
+            .syncs_in_flight
+            .values()
+            .map(|(path, since)| SyncInFlight {
+                path: path.clone(),
+                since: *since,
+            })
+            .collect()
+    }
+
+    /// The node crashed: unsynced data and names are lost (or torn). Handles opened before the
+    /// crash must not be used again; the restarted node opens the files anew.
+    pub fn crash(&self, how: Crash) {
+        let mut st = lock(&self.state);
+        let durable_files = st.durable_files.clone();
+        let mut seen: Vec<*const Mutex<Inode>> = Vec::new();
+        for inode in st.files.values().chain(durable_files.values()) {
+            if seen.contains(&Arc::as_ptr(inode)) {
+                continue;
+            }
+            seen.push(Arc::as_ptr(inode));
+            let mut f = lock(inode);
+            let mut survivor = f.durable.clone();
+            if how == Crash::Torn && !f.pending.is_empty() {
+                let keep = self.rng.range_u64(0, f.pending.len() as u64 + 1) as usize;
+                for change in &f.pending[..keep] {
+                    Inode::apply(&mut survivor, change);
+                }
+                if let Some(Pending::Write { offset, data }) = f.pending.get(keep) {
+                    let cut = self.rng.range_u64(0, data.len() as u64 + 1) as usize;
+                    Inode::apply(
+                        &mut survivor,
+                        &Pending::Write {
+                            offset: *offset,
+                            data: data.slice(..cut),
+                        },
+                    );
+                }
+            }
+            f.durable = survivor.clone();
+            f.current = survivor;
+            f.pending.clear();
+        }
+        st.files = durable_files;
+        st.dirs = st.durable_dirs.clone();
+        st.syncs_in_flight.clear();
+    }
+
+    fn used_bytes(st: &State) -> u64 {
+        let mut seen: Vec<*const Mutex<Inode>> = Vec::new();
+        let mut total = 0u64;
+        for inode in st.files.values() {
+            if !seen.contains(&Arc::as_ptr(inode)) {
+                seen.push(Arc::as_ptr(inode));
+                total += lock(inode).current.len() as u64;
+            }
+        }
+        total
+    }
+
+    /// Wait the configured latency for one operation.
+    async fn delay(&self) {
+        let latency = lock(&self.state).faults.latency;
+        if let Some((low, high)) = latency {
+            let nanos = self
+                .rng
+                .range_u64(low.as_nanos() as u64, high.as_nanos() as u64 + 1);
+            tokio::time::sleep(Duration::from_nanos(nanos)).await;
+        }
+    }
+
+    fn check_dir(st: &State, op: DiskOp, path: &Path) -> DiskResult<()> {
+        let dir = parent(path);
+        if dir.as_os_str().is_empty() || st.dirs.contains(&dir) {
+            Ok(())
+        } else {
+            Err(err(op, path, io::ErrorKind::NotFound, "no such directory"))
+        }
+    }
+}
+
+#[async_trait]
+impl Disk for SimDisk {
+    async fn create_dir_all(&self, path: &Path) -> DiskResult<()> {
+        self.delay().await;
+        let mut st = lock(&self.state);
+        for dir in path.ancestors() {
+            if !dir.as_os_str().is_empty() {
+                st.dirs.insert(dir.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> DiskResult<Arc<dyn DiskFile>> {
+        self.delay().await;
+        let mut st = lock(&self.state);
+        Self::check_dir(&st, DiskOp::Open, path)?;
+        let inode = match (st.files.get(path).cloned(), mode) {
+            (Some(inode), OpenMode::Truncate) => {
+                let mut f = lock(&inode);
+                f.current.clear();
+                f.pending.push(Pending::Truncate(0));
+                drop(f);
+                inode
+            }
+            (Some(inode), _) => inode,
+            (None, OpenMode::Existing) => {
+                return Err(err(
+                    DiskOp::Open,
+                    path,
+                    io::ErrorKind::NotFound,
+                    "no such file",
+                ))
+            }
+            (None, _) => {
+                let inode = InodeRef::default();
+                st.files.insert(path.to_path_buf(), inode.clone());
+                inode
+            }
+        };
+        Ok(Arc::new(SimFile {
+            path: path.to_path_buf(),
+            inode,
+            disk: self.clone(),
+        }))
+    }
+
+    async fn list(&self, dir: &Path) -> DiskResult<Vec<String>> {
+        self.delay().await;
+        let st = lock(&self.state);
+        if !st.dirs.contains(dir) {
+            return Err(err(
+                DiskOp::List,
+                dir,
+                io::ErrorKind::NotFound,
+                "no such directory",
+            ));
+        }
+        let children = st
+            .files
+            .keys()
+            .map(|p| p.as_path())
+            .chain(st.dirs.iter().map(|p| p.as_path()))
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        let mut names: Vec<String> = children.collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> DiskResult<()> {
+        self.delay().await;
+        let mut st = lock(&self.state);
+        Self::check_dir(&st, DiskOp::Rename, to)?;
+        let inode = st.files.remove(from).ok_or_else(|| {
+            err(
+                DiskOp::Rename,
+                from,
+                io::ErrorKind::NotFound,
+                "no such file",
+            )
+        })?;
+        st.files.insert(to.to_path_buf(), inode);
+        Ok(())
+    }
+
+    async fn remove_file(&self, path: &Path) -> DiskResult<()> {
+        self.delay().await;
+        let mut st = lock(&self.state);
+        st.files.remove(path).map(|_| ()).ok_or_else(|| {
+            err(
+                DiskOp::Remove,
+                path,
+                io::ErrorKind::NotFound,
+                "no such file",
+            )
+        })
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> DiskResult<()> {
+        self.delay().await;
+        let mut st = lock(&self.state);
+        if !st.dirs.contains(path) {
+            return Err(err(
+                DiskOp::Remove,
+                path,
+                io::ErrorKind::NotFound,
+                "no such directory",
+            ));
+        }
+        st.files.retain(|p, _| !p.starts_with(path));
+        st.dirs.retain(|p| !p.starts_with(path));
+        Ok(())
+    }
+
+    async fn sync_dir(&self, path: &Path) -> DiskResult<()> {
+        self.delay().await;
+        let mut st = lock(&self.state);
+        if !st.dirs.contains(path) {
+            return Err(err(
+                DiskOp::SyncDir,
+                path,
+                io::ErrorKind::NotFound,
+                "no such directory",
+            ));
+        }
+        // The directory's entries as they are now become what a crash comes back to.
+        let st = &mut *st;
+        st.durable_files.retain(|p, _| p.parent() != Some(path));
+        for (p, inode) in &st.files {
+            if p.parent() == Some(path) {
+                st.durable_files.insert(p.clone(), inode.clone());
+            }
+        }
+        st.durable_dirs.retain(|p| p.parent() != Some(path));
+        for d in &st.dirs {
+            if d.parent() == Some(path) {
+                st.durable_dirs.insert(d.clone());
+            }
+        }
+        st.durable_dirs.insert(path.to_path_buf());
+        Ok(())
+    }
+
+    async fn exists(&self, path: &Path) -> DiskResult<bool> {
+        self.delay().await;
+        let st = lock(&self.state);
+        Ok(st.files.contains_key(path) || st.dirs.contains(path))
+    }
+
+    fn engine(&self) -> &'static str {
+        "sim"
+    }
+}
+
+struct SimFile {
+    path: PathBuf,
+    inode: InodeRef,
+    disk: SimDisk,
+}
+
+#[async_trait]
+impl DiskFile for SimFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write_at(&self, data: Bytes, offset: u64) -> DiskResult<()> {
+        self.disk.delay().await;
+        let st = lock(&self.disk.state);
+        let mut f = lock(&self.inode);
+        let grows = (offset + data.len() as u64).saturating_sub(f.current.len() as u64);
+        if let Some(cap) = st.faults.capacity_bytes {
+            drop(f);
+            let used = SimDisk::used_bytes(&st);
+            if used + grows > cap {
+                return Err(err(
+                    DiskOp::WriteAt,
+                    &self.path,
+                    io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ));
+            }
+            f = lock(&self.inode);
+        }
+        let change = Pending::Write { offset, data };
+        Inode::apply(&mut f.current, &change);
+        f.pending.push(change);
+        Ok(())
+    }
+
+    async fn read_at(&self, len: usize, offset: u64) -> DiskResult<Bytes> {
+        self.disk.delay().await;
+        let flip = lock(&self.disk.state).faults.read_bitflip_per_million;
+        let f = lock(&self.inode);
+        let start = (offset as usize).min(f.current.len());
+        let end = (start + len).min(f.current.len());
+        let mut out = f.current[start..end].to_vec();
+        drop(f);
+        if flip > 0 && !out.is_empty() && self.disk.rng.range_u64(0, 1_000_000) < flip as u64 {
+            let bit = self.disk.rng.range_u64(0, out.len() as u64 * 8);
+            out[(bit / 8) as usize] ^= 1 << (bit % 8);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    async fn sync_data(&self) -> DiskResult<()> {
+        let (id, stall, eio) = {
+            let mut st = lock(&self.disk.state);
+            let id = st.next_sync_id;
+            st.next_sync_id += 1;
+            st.syncs_in_flight
+                .insert(id, (self.path.clone(), tokio::time::Instant::now()));
+            let eio = st.faults.sync_eio_next > 0;
+            if eio {
+                st.faults.sync_eio_next -= 1;
+            }
+            (id, st.faults.sync_stall_until, eio)
+        };
+        self.disk.delay().await;
+        if let Some(until) = stall {
+            tokio::time::sleep_until(until).await;
+        }
+        let mut st = lock(&self.disk.state);
+        st.syncs_in_flight.remove(&id);
+        let mut f = lock(&self.inode);
+        if eio {
+            // fsyncgate: the dirty pages are gone; what reads see falls back to the durable data.
+            f.current = f.durable.clone();
+            f.pending.clear();
+            return Err(err(
+                DiskOp::SyncData,
+                &self.path,
+                io::ErrorKind::Other,
+                "EIO: input/output error",
+            ));
+        }
+        f.durable = f.current.clone();
+        f.pending.clear();
+        st.syncs += 1;
+        Ok(())
+    }
+
+    async fn truncate(&self, len: u64) -> DiskResult<()> {
+        self.disk.delay().await;
+        let mut f = lock(&self.inode);
+        let change = Pending::Truncate(len);
+        Inode::apply(&mut f.current, &change);
+        f.pending.push(change);
+        Ok(())
+    }
+
+    async fn len(&self) -> DiskResult<u64> {
+        self.disk.delay().await;
+        Ok(lock(&self.inode).current.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn disk() -> (SimDisk, Arc<dyn Disk>) {
+        let d = SimDisk::new(7);
+        let dyn_disk: Arc<dyn Disk> = Arc::new(d.clone());
+        (d, dyn_disk)
+    }
+
+    #[madsim::test]
+    async fn conforms_to_the_disk_contract() {
+        let (_, d) = disk();
+        d.create_dir_all(Path::new("/root")).await.unwrap();
+        io_backend::conformance::run_all(d, Path::new("/root"))
+            .await
+            .unwrap();
+    }
+
+    #[madsim::test]
+    async fn a_crash_keeps_synced_data_and_drops_the_rest() {
+        let (sim, d) = disk();
+        let dir = Path::new("/data");
+        d.create_dir_all(dir).await.unwrap();
+        let f = d.open(&dir.join("a"), OpenMode::Create).await.unwrap();
+        d.sync_dir(dir).await.unwrap();
+        d.sync_dir(Path::new("/")).await.unwrap();
+        f.write_at(Bytes::from_static(b"durable"), 0).await.unwrap();
+        f.sync_data().await.unwrap();
+        f.write_at(Bytes::from_static(b"-lost"), 7).await.unwrap();
+        // A file created but never made durable by a directory sync disappears.
+        d.open(&dir.join("unsynced-name"), OpenMode::Create)
+            .await
+            .unwrap();
+        sim.crash(Crash::DropUnsynced);
+        let f = d.open(&dir.join("a"), OpenMode::Existing).await.unwrap();
+        assert_eq!(&f.read_at(100, 0).await.unwrap()[..], b"durable");
+        assert!(!d.exists(&dir.join("unsynced-name")).await.unwrap());
+    }
+
+    #[madsim::test]
+    async fn a_torn_crash_keeps_a_prefix_of_the_unsynced_writes() {
+        let mut saw_partial = false;
+        for seed in 0..40 {
+            let sim = SimDisk::new(seed);
+            let d: Arc<dyn Disk> = Arc::new(sim.clone());
+            d.create_dir_all(Path::new("/d")).await.unwrap();
+            let f = d.open(Path::new("/d/f"), OpenMode::Create).await.unwrap();
+            d.sync_dir(Path::new("/d")).await.unwrap();
+            d.sync_dir(Path::new("/")).await.unwrap();
+            f.write_at(Bytes::from_static(b"aaaa"), 0).await.unwrap();
+            f.write_at(Bytes::from_static(b"bbbb"), 4).await.unwrap();
+            sim.crash(Crash::Torn);
+            let f = d.open(Path::new("/d/f"), OpenMode::Existing).await.unwrap();
+            let got = f.read_at(100, 0).await.unwrap();
+            assert!(b"aaaabbbb".starts_with(&got), "not a prefix: {got:?}");
+            saw_partial |= !got.is_empty() && got.len() < 8;
+        }
+        assert!(saw_partial, "no seed tore a write");
+    }
+
+    #[madsim::test]
+    async fn an_eio_sync_drops_the_dirty_data() {
+        let (sim, d) = disk();
+        d.create_dir_all(Path::new("/d")).await.unwrap();
+        let f = d.open(Path::new("/d/f"), OpenMode::Create).await.unwrap();
+        f.write_at(Bytes::from_static(b"kept"), 0).await.unwrap();
+        f.sync_data().await.unwrap();
+        f.write_at(Bytes::from_static(b"gone"), 4).await.unwrap();
+        sim.set_faults(Faults {
+            sync_eio_next: 1,
+            ..Faults::default()
+        });
+        let e = f.sync_data().await.unwrap_err();
+        assert_eq!(e.op, DiskOp::SyncData);
+        assert_eq!(&f.read_at(100, 0).await.unwrap()[..], b"kept");
+        f.sync_data().await.unwrap();
+    }
+
+    #[madsim::test]
+    async fn a_stalled_sync_takes_simulated_time_and_is_reported() {
+        let (sim, d) = disk();
+        d.create_dir_all(Path::new("/d")).await.unwrap();
+        let f = d.open(Path::new("/d/f"), OpenMode::Create).await.unwrap();
+        let stall = Duration::from_secs(3 * 3600 + 40 * 60);
+        let start = tokio::time::Instant::now();
+        sim.set_faults(Faults {
+            sync_stall_until: Some(start + stall),
+            ..Faults::default()
+        });
+        let syncing = tokio::spawn(async move { f.sync_data().await });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let pending = sim.syncs_in_flight();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].path, Path::new("/d/f"));
+        assert!(pending[0].since - start < Duration::from_millis(1));
+        syncing.await.unwrap().unwrap();
+        assert!(tokio::time::Instant::now() - start >= stall);
+        assert!(sim.syncs_in_flight().is_empty());
+    }
+
+    #[madsim::test]
+    async fn a_full_disk_refuses_growth() {
+        let (sim, d) = disk();
+        d.create_dir_all(Path::new("/d")).await.unwrap();
+        let f = d.open(Path::new("/d/f"), OpenMode::Create).await.unwrap();
+        sim.set_faults(Faults {
+            capacity_bytes: Some(10),
+            ..Faults::default()
+        });
+        f.write_at(Bytes::from_static(b"12345678"), 0)
+            .await
+            .unwrap();
+        let e = f.write_at(Bytes::from_static(b"abc"), 8).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        f.write_at(Bytes::from_static(b"xy"), 0).await.unwrap(); // overwriting is fine
+    }
+
+    #[madsim::test]
+    async fn bit_flips_on_read_change_one_bit() {
+        let (sim, d) = disk();
+        d.create_dir_all(Path::new("/d")).await.unwrap();
+        let f = d.open(Path::new("/d/f"), OpenMode::Create).await.unwrap();
+        f.write_at(Bytes::from(vec![0u8; 64]), 0).await.unwrap();
+        sim.set_faults(Faults {
+            read_bitflip_per_million: 1_000_000,
+            ..Faults::default()
+        });
+        let got = f.read_at(64, 0).await.unwrap();
+        let ones: u32 = got.iter().map(|b| b.count_ones()).sum();
+        assert_eq!(ones, 1);
+    }
+}
