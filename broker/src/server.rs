@@ -291,7 +291,13 @@ async fn serve_connection(
                 match resp {
                     Reply::Send(bytes) => {
                         Metrics::inc(&metrics.bytes_out, bytes.len() as u64);
-                        if let Err(e) = conn.write_all(&bytes).await {
+                        // AsyncWrite's contract: bytes may sit in a buffer until flushed
+                        // (they do in the simulator's TCP; the kernel's flush is a no-op).
+                        let sent = match conn.write_all(&bytes).await {
+                            Ok(()) => conn.flush().await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = sent {
                             tracing::debug!(%peer, error = %e, "write failed; closing");
                             break;
                         }
@@ -359,6 +365,7 @@ async fn serve_metrics(
             );
             let _ = conn.write_all(head.as_bytes()).await;
             let _ = conn.write_all(body.as_bytes()).await;
+            let _ = conn.flush().await;
             let _ = conn.shutdown().await;
         });
     }

@@ -3,7 +3,13 @@
 //! Built only with `--cfg madsim` (`cargo xtask test` does this in its own target directory);
 //! in a normal build this crate is empty.
 //!
-//! So far: [`disk`], the simulated disk (madsim's own `fs` cannot lose data, stall or fail).
+//! So far: [`disk`], the simulated disk (madsim's own `fs` cannot lose data, stall or fail);
+//! [`clock`], a node's clock with offset and drift; [`client`], a Kafka client on the real wire
+//! protocol. The network is madsim's, through `io_backend::TcpNet` unchanged.
 
+#[cfg(madsim)]
+pub mod client;
+#[cfg(madsim)]
+pub mod clock;
 #[cfg(madsim)]
 pub mod disk;

@@ -1,0 +1,234 @@
+//! A small Kafka client for simulated workloads: it speaks the real wire protocol (encoded with
+//! `kafka-protocol`) over the simulated network to the unchanged broker.
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    fetch_request, produce_request, ApiKey, BrokerId, FetchRequest, ProduceRequest, RequestHeader,
+    RequestKind, ResponseHeader, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PRODUCE_VERSION: i16 = 8;
+const FETCH_VERSION: i16 = 11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The broker answered with a Kafka error code.
+    #[error("broker error code {0}")]
+    Kafka(i16),
+}
+
+/// One connection to a broker.
+pub struct Client {
+    stream: TcpStream,
+    read_buf: BytesMut,
+    next_id: i32,
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        Ok(Client {
+            stream,
+            read_buf: BytesMut::new(),
+            next_id: 1,
+        })
+    }
+
+    /// Send one request and wait for its response.
+    pub async fn call(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind, ClientError> {
+        let correlation_id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let mut header = RequestHeader::default();
+        header.request_api_key = api as i16;
+        header.request_api_version = version;
+        header.correlation_id = correlation_id;
+        header.client_id = Some(StrBytes::from_static_str("sim-client"));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        let encoded = header
+            .encode(&mut buf, api.request_header_version(version))
+            .and_then(|_| body.encode(&mut buf, version));
+        encoded.map_err(|e| ClientError::Protocol(format!("encode {api:?}: {e:#}")))?;
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf).await?;
+        self.stream.flush().await?;
+        let mut frame = self.read_frame().await?;
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+            .map_err(|e| ClientError::Protocol(format!("response header: {e:#}")))?;
+        if header.correlation_id != correlation_id {
+            return Err(ClientError::Protocol(format!(
+                "correlation id {} for request {correlation_id}",
+                header.correlation_id
+            )));
+        }
+        ResponseKind::decode(api, &mut frame, version)
+            .map_err(|e| ClientError::Protocol(format!("decode {api:?} response: {e:#}")))
+    }
+
+    async fn read_frame(&mut self) -> Result<Bytes, ClientError> {
+        loop {
+            if self.read_buf.len() >= 4 {
+                let len = (&self.read_buf[..4]).get_i32();
+                if !(0..=64 << 20).contains(&len) {
+                    return Err(ClientError::Protocol(format!(
+                        "response frame of {len} bytes"
+                    )));
+                }
+                let len = len as usize;
+                if self.read_buf.len() >= 4 + len {
+                    let mut frame = self.read_buf.split_to(4 + len);
+                    frame.advance(4);
+                    return Ok(frame.freeze());
+                }
+            }
+            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+                return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// Produce `values` as one uncompressed batch; the base offset on success.
+    pub async fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        acks: i16,
+        timestamp: i64,
+        values: &[Bytes],
+    ) -> Result<i64, ClientError> {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32 - 1,
+                timestamp,
+                key: None,
+                value: Some(v.clone()),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut batch = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut batch,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| ClientError::Protocol(format!("encode batch: {e:#}")))?;
+        let mut p = produce_request::PartitionProduceData::default();
+        p.index = partition;
+        p.records = Some(batch.freeze());
+        let mut t = produce_request::TopicProduceData::default();
+        t.name = topic_name(topic);
+        t.partition_data = vec![p];
+        let mut req = ProduceRequest::default();
+        req.acks = acks;
+        req.timeout_ms = 30_000;
+        req.topic_data = vec![t];
+        match self
+            .call(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
+            .await?
+        {
+            ResponseKind::Produce(r) => {
+                let p = r
+                    .responses
+                    .first()
+                    .and_then(|t| t.partition_responses.first())
+                    .ok_or_else(|| ClientError::Protocol("empty produce response".into()))?;
+                if p.error_code != 0 {
+                    return Err(ClientError::Kafka(p.error_code));
+                }
+                Ok(p.base_offset)
+            }
+            other => Err(ClientError::Protocol(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// Fetch from `offset`: the records `(offset, value)` and the high watermark.
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+    ) -> Result<(Vec<(i64, Bytes)>, i64), ClientError> {
+        let mut p = fetch_request::FetchPartition::default();
+        p.partition = partition;
+        p.fetch_offset = offset;
+        p.partition_max_bytes = 1 << 20;
+        let mut t = fetch_request::FetchTopic::default();
+        t.topic = topic_name(topic);
+        t.partitions = vec![p];
+        let mut req = FetchRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.max_wait_ms = max_wait_ms;
+        req.min_bytes = 1;
+        req.max_bytes = 1 << 20;
+        req.topics = vec![t];
+        let resp = match self
+            .call(ApiKey::Fetch, FETCH_VERSION, RequestKind::Fetch(req))
+            .await?
+        {
+            ResponseKind::Fetch(r) => r,
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected response {other:?}"
+                )))
+            }
+        };
+        let pd = resp
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("empty fetch response".into()))?;
+        if pd.error_code != 0 {
+            return Err(ClientError::Kafka(pd.error_code));
+        }
+        let mut out = Vec::new();
+        let mut records = pd.records.clone().unwrap_or_default();
+        while records.has_remaining() {
+            let set = RecordBatchDecoder::decode(&mut records)
+                .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
+            for r in set.records {
+                if r.offset >= offset {
+                    out.push((r.offset, r.value.unwrap_or_default()));
+                }
+            }
+        }
+        Ok((out, pd.high_watermark))
+    }
+}

@@ -1,0 +1,286 @@
+//! The unchanged broker inside madsim: a broker node on the simulated disk, network and clock,
+//! a client node on the real wire protocol. Addresses are simulated inside the process; nothing
+//! leaves it.
+#![cfg(madsim)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::config::Config;
+use bytes::Bytes;
+use io_backend::{Env, EnvRng, TcpNet};
+use madsim::runtime::{Handle, Runtime};
+use sim::client::{Client, ClientError};
+use sim::clock::SimClock;
+use sim::disk::{Crash, Faults, SimDisk};
+
+const BROKER: &str = "10.77.0.1:9092";
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("STILLWATER_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .with_test_writer()
+        .try_init();
+}
+
+fn broker_addr() -> SocketAddr {
+    BROKER.parse().unwrap()
+}
+
+/// Start a broker node whose disk outlives the node (kept by the caller).
+fn broker_node(
+    handle: &Handle,
+    disk: &SimDisk,
+    tweak: fn(&mut Config),
+) -> madsim::runtime::NodeHandle {
+    let disk = disk.clone();
+    handle
+        .create_node()
+        .name("broker-1")
+        .ip(broker_addr().ip())
+        .init(move || {
+            let disk = disk.clone();
+            async move {
+                let env = Env {
+                    disk: Arc::new(disk),
+                    net: Arc::new(TcpNet),
+                    clock: Arc::new(SimClock::new()),
+                    rng: EnvRng::seeded(1),
+                };
+                let mut config = Config {
+                    listen: broker_addr(),
+                    metrics_listen: String::new(),
+                    data_dir: "/data".into(),
+                    seed: 1,
+                    ..Config::default()
+                };
+                tweak(&mut config);
+                let mut running = broker::server::start(env, config)
+                    .await
+                    .expect("broker starts");
+                let _ = running.stopped().await;
+            }
+        })
+        .build()
+}
+
+async fn connect() -> Client {
+    for _ in 0..100 {
+        if let Ok(c) = Client::connect(broker_addr()).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the broker never accepted a connection");
+}
+
+fn value(i: usize) -> Bytes {
+    Bytes::from(format!("value-{i}"))
+}
+
+#[test]
+fn produce_and_fetch_through_the_unchanged_broker() {
+    logs();
+    let rt = Runtime::with_seed_and_config(1, madsim::Config::default());
+    rt.block_on(async {
+        let handle = Handle::current();
+        let disk = SimDisk::new(1);
+        let _node = broker_node(&handle, &disk, |_| {});
+        let client = handle
+            .create_node()
+            .name("client")
+            .ip("10.77.0.2".parse().unwrap())
+            .build();
+        client
+            .spawn(async move {
+                let mut c = connect().await;
+                for i in 0..50 {
+                    let off = c
+                        .produce("t", 0, 1, 1_000 + i as i64, &[value(i)])
+                        .await
+                        .unwrap();
+                    assert_eq!(off, i as i64);
+                }
+                let (records, hw) = c.fetch("t", 0, 0, 100).await.unwrap();
+                assert_eq!(hw, 50);
+                let values: Vec<Bytes> = records.into_iter().map(|(_, v)| v).collect();
+                assert_eq!(values, (0..50).map(value).collect::<Vec<_>>());
+            })
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn acknowledged_writes_survive_a_crash_that_loses_unsynced_data() {
+    for seed in 1..=5u64 {
+        let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(async move {
+            let handle = Handle::current();
+            let disk = SimDisk::new(seed);
+            let node = broker_node(&handle, &disk, |_| {});
+            let client = handle
+                .create_node()
+                .name("client")
+                .ip("10.77.0.2".parse().unwrap())
+                .build();
+            let acked = client
+                .spawn(async move {
+                    let mut c = connect().await;
+                    let mut acked = Vec::new();
+                    for i in 0..30 {
+                        let off = c.produce("t", 0, 1, 1, &[value(i)]).await.unwrap();
+                        acked.push((off, value(i)));
+                    }
+                    acked
+                })
+                .await
+                .unwrap();
+            // Kill the node and lose (or tear) everything not synced; restart it.
+            handle.kill(node.id());
+            disk.crash(if seed % 2 == 0 {
+                Crash::Torn
+            } else {
+                Crash::DropUnsynced
+            });
+            handle.restart(node.id());
+            let client = handle
+                .create_node()
+                .name("reader")
+                .ip("10.77.0.3".parse().unwrap())
+                .build();
+            client
+                .spawn(async move {
+                    let mut c = connect().await;
+                    let (records, hw) = c.fetch("t", 0, 0, 100).await.unwrap();
+                    assert!(hw >= acked.len() as i64, "seed {seed}: high watermark {hw}");
+                    for (off, v) in &acked {
+                        assert_eq!(
+                            records.get(*off as usize),
+                            Some(&(*off, v.clone())),
+                            "seed {seed}: offset {off}"
+                        );
+                    }
+                })
+                .await
+                .unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_stalled_fsync_gets_retriable_errors_within_the_deadline_and_the_node_recovers() {
+    let rt = Runtime::with_seed_and_config(7, madsim::Config::default());
+    rt.block_on(async {
+        let handle = Handle::current();
+        let disk = SimDisk::new(7);
+        let _node = broker_node(&handle, &disk, |c| c.io_deadline_ms = 5_000);
+        let client = handle
+            .create_node()
+            .name("client")
+            .ip("10.77.0.2".parse().unwrap())
+            .build();
+        let sim_disk = disk.clone();
+        client
+            .spawn(async move {
+                let mut c = connect().await;
+                assert_eq!(c.produce("t", 0, 1, 1, &[value(0)]).await.unwrap(), 0);
+                // The founding incident: an fsync that stalls for 3 h 40 min.
+                let stall = Duration::from_secs(3 * 3600 + 40 * 60);
+                let start = tokio::time::Instant::now();
+                sim_disk.set_faults(Faults {
+                    sync_stall_until: Some(start + stall),
+                    ..Faults::default()
+                });
+                let err = c.produce("t", 0, 1, 1, &[value(1)]).await.unwrap_err();
+                assert!(matches!(err, ClientError::Kafka(56)), "got {err}");
+                let waited = tokio::time::Instant::now() - start;
+                assert!(
+                    waited <= Duration::from_secs(6),
+                    "answered after {waited:?}"
+                );
+                assert!(
+                    !sim_disk.syncs_in_flight().is_empty(),
+                    "the stalled fsync is visible"
+                );
+                // While stalled: immediate retriable errors, not hangs.
+                let t = tokio::time::Instant::now();
+                let err = c.produce("t", 0, 1, 1, &[value(2)]).await.unwrap_err();
+                assert!(matches!(err, ClientError::Kafka(56)), "got {err}");
+                assert!(tokio::time::Instant::now() - t < Duration::from_secs(1));
+                // After the stall ends the node serves again; acknowledged data is intact.
+                tokio::time::sleep_until(start + stall + Duration::from_secs(5)).await;
+                sim_disk.set_faults(Faults::default());
+                // The broker closed the idle connection during the hours of stall: reconnect.
+                let mut c = connect().await;
+                let mut next = None;
+                for _ in 0..60 {
+                    match c.produce("t", 0, 1, 1, &[value(3)]).await {
+                        Ok(off) => {
+                            next = Some(off);
+                            break;
+                        }
+                        Err(ClientError::Kafka(56)) => {
+                            tokio::time::sleep(Duration::from_secs(1)).await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                let off = next.expect("the node never served again after the stall");
+                let (records, _) = c.fetch("t", 0, 0, 100).await.unwrap();
+                assert_eq!(records[0], (0, value(0)));
+                assert_eq!(records.last(), Some(&(off, value(3))));
+            })
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn without_io_deadlines_the_stalled_fsync_freezes_the_node() {
+    logs();
+    let rt = Runtime::with_seed_and_config(7, madsim::Config::default());
+    rt.block_on(async {
+        let handle = Handle::current();
+        let disk = SimDisk::new(7);
+        // The legacy configuration: no deadline on disk operations.
+        let _node = broker_node(&handle, &disk, |c| c.io_deadline_ms = 0);
+        let client = handle
+            .create_node()
+            .name("client")
+            .ip("10.77.0.2".parse().unwrap())
+            .build();
+        let sim_disk = disk.clone();
+        client
+            .spawn(async move {
+                let mut c = connect().await;
+                assert_eq!(c.produce("t", 0, 1, 1, &[value(0)]).await.unwrap(), 0);
+                let start = tokio::time::Instant::now();
+                sim_disk.set_faults(Faults {
+                    sync_stall_until: Some(start + Duration::from_secs(3 * 3600 + 40 * 60)),
+                    ..Faults::default()
+                });
+                // For an hour, no produce succeeds: each waits out its request timeout behind
+                // the stalled fsync (REQUEST_TIMED_OUT), none is refused quickly and retriably.
+                let hour = Duration::from_secs(3600);
+                while tokio::time::Instant::now() - start < hour {
+                    let t = tokio::time::Instant::now();
+                    let r = c.produce("t", 0, 1, 1, &[value(1)]).await;
+                    assert!(matches!(r, Err(ClientError::Kafka(7))), "got {r:?}");
+                    assert!(tokio::time::Instant::now() - t >= Duration::from_secs(30));
+                }
+                let stuck = sim_disk.syncs_in_flight();
+                assert_eq!(stuck.len(), 1, "exactly the one stalled fsync: {stuck:?}");
+                assert!(
+                    stuck[0].path.ends_with("t-0/00000000000000000000.log"),
+                    "{stuck:?}"
+                );
+                assert!(tokio::time::Instant::now() - stuck[0].since >= hour);
+            })
+            .await
+            .unwrap();
+    });
+}
