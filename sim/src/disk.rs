@@ -141,6 +141,11 @@ impl SimDisk {
         lock(&self.state).faults.clone()
     }
 
+    /// Bytes the files hold now.
+    pub fn used_bytes(&self) -> u64 {
+        Self::used(&lock(&self.state))
+    }
+
     /// Syncs completed so far.
     pub fn syncs(&self) -> u64 {
         lock(&self.state).syncs
@@ -196,7 +201,7 @@ impl SimDisk {
         st.syncs_in_flight.clear();
     }
 
-    fn used_bytes(st: &State) -> u64 {
+    fn used(st: &State) -> u64 {
         let mut seen: Vec<*const Mutex<Inode>> = Vec::new();
         let mut total = 0u64;
         for inode in st.files.values() {
@@ -404,7 +409,7 @@ impl DiskFile for SimFile {
         let grows = (offset + data.len() as u64).saturating_sub(f.current.len() as u64);
         if let Some(cap) = st.faults.capacity_bytes {
             drop(f);
-            let used = SimDisk::used_bytes(&st);
+            let used = SimDisk::used(&st);
             if used + grows > cap {
                 return Err(err(
                     DiskOp::WriteAt,

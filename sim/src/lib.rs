@@ -13,3 +13,7 @@ pub mod client;
 pub mod clock;
 #[cfg(madsim)]
 pub mod disk;
+#[cfg(madsim)]
+pub mod run;
+#[cfg(madsim)]
+pub mod scenario;

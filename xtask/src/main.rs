@@ -3,10 +3,12 @@
 //! - `cargo xtask test` (alias `ci`): unit tests, the broker binary, the integration tests.
 //! - `cargo xtask bench produce | fetch`: load a running broker (or one it spawns) and print a
 //!   table of throughput, latency, group-commit batching and how busy the machine was.
+//! - `cargo xtask sim run | sweep …`: the deterministic simulator (built with `--cfg madsim`).
 //!
 //! xtask runs the other crates as processes; it never links the broker.
 
 mod bench;
+mod sim;
 mod test;
 
 use std::path::PathBuf;
@@ -35,6 +37,8 @@ enum Command {
     Ci(test::TestArgs),
     /// Load a broker and report throughput, latency and commit batching.
     Bench(Box<bench::BenchArgs>),
+    /// Run the simulator: `run <scenario> --seed N`, `sweep <scenario|all> --seeds A..B`.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test(args) | Command::Ci(args) => test::run(&args),
         Command::Bench(args) => bench::run(*args),
+        Command::Sim(args) => sim::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,8 @@
 //! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`
 //!    (or `cargo test --workspace` when cargo-nextest is not installed);
 //! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
-//!    directory (`<target>/madsim`) so the two builds never invalidate each other;
+//!    directory (`<target>/madsim`) so the two builds never invalidate each other, then a bounded
+//!    sweep of every scenario in `scenarios/`;
 //! 3. the broker binary: `cargo build -p broker --bin broker`;
 //! 4. the integration tests: `python3 -m pytest tests/integration -q`, with
 //!    `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
@@ -79,7 +80,14 @@ fn sim_tests() -> Result<()> {
     step(
         "simulation tests (cargo test -p sim, --cfg madsim)",
         command,
-    )
+    )?;
+    // A bounded sweep of every scenario: each seed must end as its scenario expects.
+    let bin = crate::sim::build()?;
+    let mut sweep = Command::new(bin);
+    sweep
+        .args(["sweep", "all", "--seeds", "1..4", "--jobs", "2"])
+        .current_dir(repo_root());
+    step("scenario sweep (sim sweep all --seeds 1..4)", sweep)
 }
 
 /// Where `--cfg madsim` builds go: beside the normal ones, never mixed with them.
