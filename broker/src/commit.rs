@@ -611,6 +611,9 @@ impl Pipeline {
             );
             return;
         }
+        // Just before the partitions' state is updated (the lock is taken below, never across
+        // this pause).
+        crate::fault_point!("partition.publish");
         let now_ms = self.shared.env.clock.wall_ms();
         let mut appended = 0u64;
         let mut answers = Vec::with_capacity(plans.len());

@@ -77,6 +77,7 @@ impl Broker {
     /// Handle a request: ordered part now, the rest in the returned future.
     pub async fn dispatch(self: &Arc<Self>, req: Request) -> ResponseFuture {
         self.metrics.request(req.api as i16);
+        crate::fault_point!("request.dispatch");
         let (api, version, cid) = (req.api, req.version, req.correlation_id);
         let this = self.clone();
         let respond = move |body: ResponseKind| -> Reply {

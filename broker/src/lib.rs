@@ -24,9 +24,49 @@ pub mod server;
 #[global_allocator]
 static ALLOCATOR: alloc::LazyLargeAlloc = alloc::LazyLargeAlloc;
 
-/// A named point in a critical section where the simulator may delay or yield. It compiles to
-/// nothing in a normal build; the simulation issue gives it a body under `--cfg madsim`.
+/// A named point in a critical section where the simulator may delay or yield (to create lock
+/// contention and unusual interleavings). Use it only in async code, never while holding a lock.
+/// It compiles to nothing in a normal build; under `--cfg madsim` it asks [`fault::delay`].
+#[cfg(not(madsim))]
 #[macro_export]
 macro_rules! fault_point {
     ($name:literal) => {};
+}
+
+#[cfg(madsim)]
+#[macro_export]
+macro_rules! fault_point {
+    ($name:literal) => {
+        if let Some(pause) = $crate::fault::delay($name) {
+            ::tokio::time::sleep(pause).await;
+        }
+    };
+}
+
+/// The simulator's hook behind [`fault_point!`]: only in `--cfg madsim` builds.
+#[cfg(madsim)]
+pub mod fault {
+    use std::cell::RefCell;
+    use std::time::Duration;
+
+    type Hook = Box<dyn Fn(&'static str) -> Option<Duration>>;
+
+    thread_local! {
+        // Per thread: each simulated run has its own thread, so runs never share a hook.
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Install the function that decides, per fault point hit, how long to pause there.
+    pub fn set_hook(hook: impl Fn(&'static str) -> Option<Duration> + 'static) {
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    pub fn clear_hook() {
+        HOOK.with(|h| *h.borrow_mut() = None);
+    }
+
+    /// How long to pause at `point` (none without a hook).
+    pub fn delay(point: &'static str) -> Option<Duration> {
+        HOOK.with(|h| h.borrow().as_ref().and_then(|f| f(point)))
+    }
 }

@@ -65,6 +65,11 @@ pub enum Finding {
         healed_s: u64,
         deadline_s: u64,
     },
+    /// Produce requests were refused where the scenario allows none.
+    Refused {
+        count: usize,
+        first_code: i16,
+    },
 }
 
 impl Finding {
@@ -100,6 +105,10 @@ impl std::fmt::Display for Finding {
                 } else {
                     stalled_syncs.join(", ")
                 }
+            ),
+            Finding::Refused { count, first_code } => write!(
+                f,
+                "{count} produce request(s) refused (first error code {first_code}) although the append queue never filled"
             ),
             Finding::NoProgressAfterHeal { healed_s, deadline_s } => write!(
                 f,
@@ -165,6 +174,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
 
 fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     let config = broker_config(scenario)?;
+    match &scenario.fault_points {
+        Some(fp) => {
+            let (chance, max) = (fp.chance_percent as u64, fp.max_delay_ms);
+            let rng = EnvRng::seeded(seed ^ 0xfa17);
+            broker::fault::set_hook(move |_point| {
+                (rng.range_u64(0, 100) < chance)
+                    .then(|| Duration::from_millis(rng.range_u64(0, max + 1)))
+            });
+        }
+        None => broker::fault::clear_hook(),
+    }
     let wall = std::time::Instant::now();
     let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     let sc = scenario.clone();
@@ -251,6 +271,21 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     findings.extend(check_safety(&history, &final_read));
     if let Some(f) = check_progress_after_heal(scenario, &history) {
         findings.push(f);
+    }
+    if scenario.expect.no_refusals {
+        let refused: Vec<i16> = history
+            .iter()
+            .filter_map(|op| match op.outcome {
+                OpOutcome::Failed(code) => Some(code),
+                _ => None,
+            })
+            .collect();
+        if let Some(&first_code) = refused.first() {
+            findings.push(Finding::Refused {
+                count: refused.len(),
+                first_code,
+            });
+        }
     }
     let count = |pred: fn(&OpOutcome) -> bool| history.iter().filter(|o| pred(&o.outcome)).count();
     Ok(RunReport {

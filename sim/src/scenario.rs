@@ -19,7 +19,19 @@ pub struct Scenario {
     pub workload: Workload,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Delays at the broker's fault points (`fault_point!`), for the whole run.
+    #[serde(default)]
+    pub fault_points: Option<FaultPoints>,
     pub expect: Expect,
+}
+
+/// Each time the broker passes a fault point, it pauses with this chance, for a time drawn up to
+/// `max_delay_ms`: lock contention and unusual interleavings on demand.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPoints {
+    pub chance_percent: u32,
+    pub max_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +119,10 @@ pub struct Expect {
     pub response_deadline_s: u64,
     /// After the last fault heals, a write must succeed within this time.
     pub liveness_deadline_s: u64,
+    /// No produce may be refused (the append queue never fills in these scenarios, so a refusal
+    /// would be contention mistaken for backpressure — failure mode of the legacy system).
+    #[serde(default)]
+    pub no_refusals: bool,
 }
 
 impl Scenario {
