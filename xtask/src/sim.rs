@@ -19,10 +19,19 @@ pub struct SimArgs {
     args: Vec<String>,
 }
 
-/// Build the `sim` binary (debug profile, shared with `cargo xtask test`'s simulation tests).
+/// Build the `sim` binary (profile `sim`, shared with `cargo xtask test`'s simulation tests).
 pub fn build() -> Result<std::path::PathBuf> {
     let status = cargo()
-        .args(["build", "--quiet", "-p", "sim", "--bin", "sim"])
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "sim",
+            "-p",
+            "sim",
+            "--bin",
+            "sim",
+        ])
         .env("RUSTFLAGS", "--cfg madsim")
         .env("CARGO_TARGET_DIR", crate::test::sim_target_dir())
         .current_dir(repo_root())
@@ -31,7 +40,7 @@ pub fn build() -> Result<std::path::PathBuf> {
     if !status.success() {
         bail!("building the simulator failed ({status})");
     }
-    Ok(crate::test::sim_target_dir().join("debug").join("sim"))
+    Ok(crate::test::sim_target_dir().join("sim").join("sim"))
 }
 
 pub fn run(args: &SimArgs) -> Result<()> {

@@ -74,20 +74,20 @@ fn unit_tests() -> Result<()> {
 fn sim_tests() -> Result<()> {
     let mut command = cargo();
     command
-        .args(["test", "-p", "sim"])
+        .args(["test", "--profile", "sim", "-p", "sim"])
         .env("RUSTFLAGS", "--cfg madsim")
         .env("CARGO_TARGET_DIR", sim_target_dir());
     step(
-        "simulation tests (cargo test -p sim, --cfg madsim)",
+        "simulation tests (cargo test --profile sim -p sim, --cfg madsim)",
         command,
     )?;
     // A bounded sweep of every scenario: each seed must end as its scenario expects.
     let bin = crate::sim::build()?;
     let mut sweep = Command::new(bin);
     sweep
-        .args(["sweep", "all", "--seeds", "1..4", "--jobs", "2"])
+        .args(["sweep", "all", "--seeds", "1..41", "--jobs", "2"])
         .current_dir(repo_root());
-    step("scenario sweep (sim sweep all --seeds 1..4)", sweep)
+    step("scenario sweep (sim sweep all --seeds 1..41)", sweep)
 }
 
 /// Where `--cfg madsim` builds go: beside the normal ones, never mixed with them.
