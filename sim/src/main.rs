@@ -1,5 +1,9 @@
-//! The `sim` binary: run, sweep and replay scenarios. Use it through `cargo xtask sim …`, which
+//! The `sim` binary: run, check and sweep scenarios. Use it through `cargo xtask sim …`, which
 //! builds it with `--cfg madsim`.
+//!
+//! Every seed of `check` and `sweep` runs in a process of its own, exactly as `run` replays it:
+//! state that outlives a run inside one process (madsim numbers tasks process-wide) can change
+//! the interleaving, so in-process repetition would not be a faithful replay.
 
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
@@ -15,8 +19,8 @@ fn main() -> std::process::ExitCode {
 #[cfg(madsim)]
 mod cli {
     use std::path::{Path, PathBuf};
-    use std::process::ExitCode;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::process::{Command as Process, ExitCode};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use clap::{Parser, Subcommand};
@@ -37,8 +41,20 @@ mod cli {
             scenario: PathBuf,
             #[arg(long, default_value_t = 1)]
             seed: u64,
+            /// Print one machine-readable line (for `check` and `sweep`).
+            #[arg(long, hide = true)]
+            summary: bool,
+            /// Write the trace, one event a line, to this file.
+            #[arg(long)]
+            trace_out: Option<PathBuf>,
         },
-        /// Run many seeds of a scenario (or of every scenario in a directory with `all`).
+        /// Run one seed twice (in two processes) and compare the traces.
+        Check {
+            scenario: PathBuf,
+            #[arg(long, default_value_t = 1)]
+            seed: u64,
+        },
+        /// Run many seeds of a scenario (or of every scenario in `scenarios/` with `all`).
         Sweep {
             scenario: String,
             /// Seeds as A..B (B excluded).
@@ -62,7 +78,13 @@ mod cli {
             .with_writer(std::io::stderr)
             .try_init();
         match Cli::parse().command {
-            Command::Run { scenario, seed } => run_one(&scenario, seed),
+            Command::Run {
+                scenario,
+                seed,
+                summary,
+                trace_out,
+            } => run_one(&scenario, seed, summary, trace_out.as_deref()),
+            Command::Check { scenario, seed } => check(&scenario, seed),
             Command::Sweep {
                 scenario,
                 seeds,
@@ -103,33 +125,158 @@ mod cli {
         for f in &r.findings {
             println!("  {f}");
         }
+        println!("  trace hash {:016x}", r.trace_hash());
         if !r.as_expected() {
             println!("  replay: {}", replay(path, r.seed));
         }
     }
 
-    fn run_one(path: &Path, seed: u64) -> ExitCode {
-        let scenario = match Scenario::load(path) {
+    fn load(path: &Path) -> Result<Scenario, ExitCode> {
+        Scenario::load(path).map_err(|e| {
+            eprintln!("sim: {e:#}");
+            ExitCode::from(2)
+        })
+    }
+
+    fn run_one(path: &Path, seed: u64, summary: bool, trace_out: Option<&Path>) -> ExitCode {
+        let scenario = match load(path) {
             Ok(s) => s,
+            Err(code) => return code,
+        };
+        let r = match run(&scenario, seed) {
+            Ok(r) => r,
             Err(e) => {
                 eprintln!("sim: {e:#}");
-                return ExitCode::from(2);
+                return ExitCode::FAILURE;
             }
         };
-        match run(&scenario, seed) {
-            Ok(r) => {
-                print_report(path, &r);
-                if r.as_expected() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-            Err(e) => {
-                eprintln!("sim: {e:#}");
-                ExitCode::FAILURE
+        if let Some(out) = trace_out {
+            if let Err(e) = std::fs::write(out, r.trace.join("\n")) {
+                eprintln!("sim: cannot write {}: {e}", out.display());
             }
         }
+        if summary {
+            let first = r
+                .findings
+                .first()
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "SUMMARY\t{}\t{}\t{}\t{:016x}\t{}",
+                u8::from(r.as_expected()),
+                r.simulated_s,
+                r.wall_s,
+                r.trace_hash(),
+                first.replace('\t', " ")
+            );
+        } else {
+            print_report(path, &r);
+        }
+        if r.as_expected() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+
+    type SeedOutcome = (u64, Result<Summary, String>);
+
+    /// One seed's outcome, as a child process reported it.
+    struct Summary {
+        as_expected: bool,
+        simulated_s: f64,
+        hash: String,
+        first_finding: String,
+    }
+
+    /// Run one seed in a child process.
+    fn child(path: &Path, seed: u64, trace_out: Option<&Path>) -> Result<Summary, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut cmd = Process::new(exe);
+        cmd.arg("run")
+            .arg(path)
+            .args(["--seed", &seed.to_string(), "--summary"]);
+        if let Some(out) = trace_out {
+            cmd.arg("--trace-out").arg(out);
+        }
+        let output = cmd.output().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("SUMMARY\t"))
+            .ok_or_else(|| {
+                format!(
+                    "seed {seed} ended without a summary: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })?;
+        let fields: Vec<&str> = line.split('\t').collect();
+        if fields.len() < 6 {
+            return Err(format!("bad summary line {line:?}"));
+        }
+        Ok(Summary {
+            as_expected: fields[1] == "1",
+            simulated_s: fields[2].parse().unwrap_or(0.0),
+            hash: fields[4].to_string(),
+            first_finding: fields[5].to_string(),
+        })
+    }
+
+    fn check(path: &Path, seed: u64) -> ExitCode {
+        let scenario = match load(path) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        let dir = std::env::temp_dir();
+        let traces = [
+            dir.join(format!(
+                "sim-check-{}-{seed}-a-{}",
+                scenario.name,
+                std::process::id()
+            )),
+            dir.join(format!(
+                "sim-check-{}-{seed}-b-{}",
+                scenario.name,
+                std::process::id()
+            )),
+        ];
+        let runs: Vec<_> = traces.iter().map(|t| child(path, seed, Some(t))).collect();
+        let (a, b) = match (&runs[0], &runs[1]) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let (ta, tb) = (read(&traces[0]), read(&traces[1]));
+        for t in &traces {
+            let _ = std::fs::remove_file(t);
+        }
+        if a.hash == b.hash {
+            println!(
+                "{} seed {seed}: deterministic — trace hash {} ({} events) both times",
+                scenario.name,
+                a.hash,
+                ta.lines().count()
+            );
+            return ExitCode::SUCCESS;
+        }
+        let (la, lb): (Vec<&str>, Vec<&str>) = (ta.lines().collect(), tb.lines().collect());
+        let at = la
+            .iter()
+            .zip(&lb)
+            .position(|(x, y)| x != y)
+            .unwrap_or(la.len().min(lb.len()));
+        println!(
+            "{} seed {seed}: NOT deterministic — hashes {} and {}; first difference at event {at}:\n  first run:  {}\n  second run: {}",
+            scenario.name,
+            a.hash,
+            b.hash,
+            la.get(at).copied().unwrap_or("(end of trace)"),
+            lb.get(at).copied().unwrap_or("(end of trace)"),
+        );
+        ExitCode::FAILURE
     }
 
     fn parse_range(text: &str) -> Option<(u64, u64)> {
@@ -137,24 +284,23 @@ mod cli {
         Some((a.parse().ok()?, b.parse().ok()?))
     }
 
+    fn parse_shard(shard: Option<&str>) -> Option<(u64, u64)> {
+        let Some(text) = shard else {
+            return Some((1, 1));
+        };
+        let (i, n) = text.split_once('/')?;
+        let (i, n) = (i.parse::<u64>().ok()?, n.parse::<u64>().ok()?);
+        (i >= 1 && i <= n).then_some((i, n))
+    }
+
     fn sweep(which: &str, seeds: &str, jobs: usize, shard: Option<&str>) -> ExitCode {
         let Some((first, end)) = parse_range(seeds) else {
             eprintln!("sim: --seeds {seeds:?}: expected A..B");
             return ExitCode::from(2);
         };
-        let (index, count) = match shard.map(|s| s.split_once('/')) {
-            None => (1, 1),
-            Some(Some((i, n))) => match (i.parse::<u64>(), n.parse::<u64>()) {
-                (Ok(i), Ok(n)) if i >= 1 && i <= n => (i, n),
-                _ => {
-                    eprintln!("sim: --shard {shard:?}: expected i/n with 1 <= i <= n");
-                    return ExitCode::from(2);
-                }
-            },
-            Some(None) => {
-                eprintln!("sim: --shard {shard:?}: expected i/n");
-                return ExitCode::from(2);
-            }
+        let Some((index, count)) = parse_shard(shard) else {
+            eprintln!("sim: --shard {shard:?}: expected i/n with 1 <= i <= n");
+            return ExitCode::from(2);
         };
         let paths: Vec<PathBuf> = if which == "all" {
             let mut v: Vec<PathBuf> = std::fs::read_dir("scenarios")
@@ -166,53 +312,38 @@ mod cli {
         } else {
             vec![PathBuf::from(which)]
         };
-        let mut all_ok = true;
-        println!(
-            "{:<24} {:>6} {:>6} {:>6} {:>12} {:>9} {:>10}",
-            "scenario", "seeds", "ok", "bad", "simulated s", "wall s", "speed-up"
+        let my_seeds: Arc<Vec<u64>> = Arc::new(
+            (first..end)
+                .filter(|s| (s - first) % count == index - 1)
+                .collect(),
         );
         let mut rows = Vec::new();
-        let mut failures = Vec::new();
+        let mut unexpected = Vec::new();
         for path in &paths {
-            let scenario = match Scenario::load(path) {
+            let scenario = match load(path) {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("sim: {e:#}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
-            let my_seeds: Vec<u64> = (first..end)
-                .filter(|s| (s - first) % count == index - 1)
-                .collect();
-            let next = Arc::new(AtomicU64::new(0));
-            let results: Arc<Mutex<Vec<RunReport>>> = Arc::default();
+            let next = Arc::new(AtomicUsize::new(0));
+            let results: Arc<Mutex<Vec<SeedOutcome>>> = Arc::default();
             let started = std::time::Instant::now();
-            let total = my_seeds.len();
-            let my_seeds = Arc::new(my_seeds);
             let workers: Vec<_> = (0..jobs.max(1))
                 .map(|_| {
-                    let (next, results, my_seeds, scenario) = (
+                    let (next, results, my_seeds, path, name) = (
                         next.clone(),
                         results.clone(),
                         my_seeds.clone(),
-                        scenario.clone(),
+                        path.clone(),
+                        scenario.name.clone(),
                     );
                     std::thread::spawn(move || loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                        let Some(&seed) = my_seeds.get(i) else { return };
-                        match run(&scenario, seed) {
-                            Ok(r) => {
-                                let mut all = results.lock().unwrap_or_else(|p| p.into_inner());
-                                all.push(r);
-                                eprint!(
-                                    "\r{:<24} {}/{} seeds",
-                                    scenario.name,
-                                    all.len(),
-                                    my_seeds.len()
-                                );
-                            }
-                            Err(e) => eprintln!("\nsim: {} seed {seed}: {e:#}", scenario.name),
-                        }
+                        let Some(&seed) = my_seeds.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            return;
+                        };
+                        let outcome = child(&path, seed, None);
+                        let mut all = results.lock().unwrap_or_else(|p| p.into_inner());
+                        all.push((seed, outcome));
+                        eprint!("\r{name:<24} {}/{} seeds", all.len(), my_seeds.len());
                     })
                 })
                 .collect();
@@ -221,42 +352,51 @@ mod cli {
             }
             eprintln!();
             let wall = started.elapsed().as_secs_f64();
-            let results = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
-            let ok = results.iter().filter(|r| r.as_expected()).count();
-            let simulated: f64 = results.iter().map(|r| r.simulated_s).sum();
-            all_ok &= ok == total;
+            let mut results =
+                std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
+            results.sort_by_key(|(seed, _)| *seed);
+            let ok = results
+                .iter()
+                .filter(|(_, r)| matches!(r, Ok(s) if s.as_expected))
+                .count();
+            let simulated: f64 = results
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().ok())
+                .map(|s| s.simulated_s)
+                .sum();
             rows.push(format!(
                 "{:<24} {:>6} {:>6} {:>6} {:>12.0} {:>9.1} {:>9.0}×",
                 scenario.name,
-                total,
+                results.len(),
                 ok,
-                total - ok,
+                results.len() - ok,
                 simulated,
                 wall,
                 simulated / wall.max(1e-9)
             ));
-            for r in results.iter().filter(|r| !r.as_expected()) {
-                failures.push((
-                    path.clone(),
-                    r.seed,
-                    r.findings
-                        .first()
-                        .map(|f| f.to_string())
-                        .unwrap_or_else(|| "no finding where one was expected".into()),
-                ));
+            for (seed, r) in results {
+                match r {
+                    Ok(s) if s.as_expected => {}
+                    Ok(s) => unexpected.push((path.clone(), seed, s.first_finding)),
+                    Err(e) => unexpected.push((path.clone(), seed, e)),
+                }
             }
         }
+        println!(
+            "{:<24} {:>6} {:>6} {:>6} {:>12} {:>9} {:>10}",
+            "scenario", "seeds", "ok", "bad", "simulated s", "wall s", "speed-up"
+        );
         for row in rows {
             println!("{row}");
         }
-        for (path, seed, why) in &failures {
+        for (path, seed, why) in &unexpected {
             println!(
                 "UNEXPECTED {} seed {seed}: {why}\n  replay: {}",
                 path.display(),
                 replay(path, *seed)
             );
         }
-        if all_ok {
+        if unexpected.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

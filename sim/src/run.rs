@@ -129,9 +129,24 @@ pub struct RunReport {
     pub simulated_s: f64,
     pub wall_s: f64,
     pub expected: Expected,
+    /// Every client-visible event in order (operations with their simulated times and outcomes,
+    /// findings): what two runs of the same seed must agree on.
+    pub trace: Vec<String>,
 }
 
 impl RunReport {
+    /// FNV-1a over the trace: stable across processes and platforms (unlike std's hasher).
+    pub fn trace_hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for event in &self.trace {
+            for b in event.bytes().chain(std::iter::once(b'\n')) {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
     /// Whether the outcome is the one the scenario expects.
     pub fn as_expected(&self) -> bool {
         let safety = self.findings.iter().any(|f| !f.is_liveness());
@@ -288,7 +303,19 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         }
     }
     let count = |pred: fn(&OpOutcome) -> bool| history.iter().filter(|o| pred(&o.outcome)).count();
+    let mut trace: Vec<String> = history
+        .iter()
+        .map(|op| {
+            format!(
+                "{:.6} {:.6} {:?} {:?}",
+                op.invoked_s, op.completed_s, op.value, op.outcome
+            )
+        })
+        .collect();
+    trace.push(format!("read {} records", final_read.len()));
+    trace.extend(findings.iter().map(|f| f.to_string()));
     Ok(RunReport {
+        trace,
         scenario: scenario.name.clone(),
         seed,
         acked: count(|o| matches!(o, OpOutcome::Ok(_))),

@@ -3,6 +3,7 @@
 //!
 //! - `cargo xtask sim run <scenario.toml> --seed N`
 //! - `cargo xtask sim sweep <scenario.toml|all> --seeds A..B [--jobs J] [--shard i/n]`
+//! - `cargo xtask sim check <scenario.toml> --seed N` (the same seed twice: same trace?)
 
 use std::process::Command;
 

@@ -4,8 +4,8 @@
 //! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`
 //!    (or `cargo test --workspace` when cargo-nextest is not installed);
 //! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
-//!    directory (`<target>/madsim`) so the two builds never invalidate each other, then a bounded
-//!    sweep of every scenario in `scenarios/`;
+//!    directory (`<target>/madsim`) so the two builds never invalidate each other, then a
+//!    determinism check of one seed per scenario and a bounded sweep of every scenario;
 //! 3. the broker binary: `cargo build -p broker --bin broker`;
 //! 4. the integration tests: `python3 -m pytest tests/integration -q`, with
 //!    `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
@@ -83,6 +83,25 @@ fn sim_tests() -> Result<()> {
     )?;
     // A bounded sweep of every scenario: each seed must end as its scenario expects.
     let bin = crate::sim::build()?;
+    // One seed of each scenario twice: the same seed must give the same trace.
+    let mut scenarios: Vec<_> = std::fs::read_dir(repo_root().join("scenarios"))
+        .context("listing scenarios/")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    scenarios.sort();
+    for scenario in &scenarios {
+        let mut check = Command::new(&bin);
+        check
+            .arg("check")
+            .arg(scenario)
+            .args(["--seed", "1"])
+            .current_dir(repo_root());
+        step(
+            &format!("determinism check ({})", scenario.display()),
+            check,
+        )?;
+    }
     let mut sweep = Command::new(bin);
     sweep
         .args(["sweep", "all", "--seeds", "1..41", "--jobs", "2"])
