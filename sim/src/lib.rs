@@ -14,6 +14,8 @@ pub mod clock;
 #[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]
+pub mod report;
+#[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]
 pub mod scenario;

@@ -47,7 +47,12 @@ mod cli {
             /// Write the trace, one event a line, to this file.
             #[arg(long)]
             trace_out: Option<PathBuf>,
+            /// Write a report (JSON, Markdown page, SVG timeline) into this directory.
+            #[arg(long)]
+            report: Option<PathBuf>,
         },
+        /// Run the scenario and seed a JSON report names, again.
+        Replay { report: PathBuf },
         /// Run one seed twice (in two processes) and compare the traces.
         Check {
             scenario: PathBuf,
@@ -83,7 +88,15 @@ mod cli {
                 seed,
                 summary,
                 trace_out,
-            } => run_one(&scenario, seed, summary, trace_out.as_deref()),
+                report,
+            } => run_one(
+                &scenario,
+                seed,
+                summary,
+                trace_out.as_deref(),
+                report.as_deref(),
+            ),
+            Command::Replay { report } => replay_report(&report),
             Command::Check { scenario, seed } => check(&scenario, seed),
             Command::Sweep {
                 scenario,
@@ -138,7 +151,36 @@ mod cli {
         })
     }
 
-    fn run_one(path: &Path, seed: u64, summary: bool, trace_out: Option<&Path>) -> ExitCode {
+    fn replay_report(report: &Path) -> ExitCode {
+        let parsed = std::fs::read_to_string(report)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()));
+        let value = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("sim: {}: {e}", report.display());
+                return ExitCode::from(2);
+            }
+        };
+        let (Some(file), Some(seed)) = (value["scenario_file"].as_str(), value["seed"].as_u64())
+        else {
+            eprintln!("sim: {}: no scenario_file and seed", report.display());
+            return ExitCode::from(2);
+        };
+        let code = run_one(Path::new(file), seed, false, None, None);
+        if let Some(hash) = value["trace_hash"].as_str() {
+            println!("  the report's trace hash: {hash}");
+        }
+        code
+    }
+
+    fn run_one(
+        path: &Path,
+        seed: u64,
+        summary: bool,
+        trace_out: Option<&Path>,
+        report: Option<&Path>,
+    ) -> ExitCode {
         let scenario = match load(path) {
             Ok(s) => s,
             Err(code) => return code,
@@ -153,6 +195,12 @@ mod cli {
         if let Some(out) = trace_out {
             if let Err(e) = std::fs::write(out, r.trace.join("\n")) {
                 eprintln!("sim: cannot write {}: {e}", out.display());
+            }
+        }
+        if let Some(dir) = report {
+            match sim::report::Report::new(path, &scenario, &r).write(dir) {
+                Ok(json) => eprintln!("sim: report written to {}", json.display()),
+                Err(e) => eprintln!("sim: cannot write the report into {}: {e}", dir.display()),
             }
         }
         if summary {

@@ -129,6 +129,8 @@ pub struct RunReport {
     pub simulated_s: f64,
     pub wall_s: f64,
     pub expected: Expected,
+    /// The client's operations, for reports.
+    pub history: Vec<Op>,
     /// Every client-visible event in order (operations with their simulated times and outcomes,
     /// findings): what two runs of the same seed must agree on.
     pub trace: Vec<String>,
@@ -325,6 +327,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         simulated_s,
         wall_s: wall.elapsed().as_secs_f64(),
         expected: scenario.expect.outcome,
+        history,
     })
 }
 

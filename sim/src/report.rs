@@ -1,0 +1,317 @@
+//! Reports of one run: machine-readable JSON and a human page (Markdown) with a timeline picture
+//! (SVG) of throughput and latency, fault windows shaded.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::run::{OpOutcome, RunReport};
+use crate::scenario::{Fault, Scenario};
+
+/// One time bucket of the client-visible series.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bucket {
+    pub start_s: f64,
+    pub acked_per_s: f64,
+    pub refused_per_s: f64,
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p99: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultWindow {
+    pub kind: String,
+    pub from_s: u64,
+    pub until_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub scenario_file: String,
+    pub seed: u64,
+    pub outcome: String,
+    pub expected: String,
+    pub as_expected: bool,
+    pub findings: Vec<String>,
+    pub faults: Vec<FaultWindow>,
+    pub acknowledged: usize,
+    pub refused: usize,
+    pub unknown: usize,
+    pub simulated_s: f64,
+    pub wall_s: f64,
+    pub trace_hash: String,
+    pub replay: String,
+    /// Per node: the series its clients saw (one broker node so far).
+    pub nodes: Vec<NodeSeries>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSeries {
+    pub node: String,
+    pub buckets: Vec<Bucket>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    Some(sorted[i.min(sorted.len() - 1)])
+}
+
+impl Report {
+    pub fn new(path: &Path, scenario: &Scenario, r: &RunReport) -> Report {
+        let buckets_wanted = 200.0;
+        let width = (r.simulated_s / buckets_wanted).max(1.0);
+        let n = (r.simulated_s / width).ceil() as usize + 1;
+        let mut acked = vec![0usize; n];
+        let mut refused = vec![0usize; n];
+        let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); n];
+        for op in &r.history {
+            let b = ((op.completed_s / width) as usize).min(n - 1);
+            match op.outcome {
+                OpOutcome::Ok(_) => acked[b] += 1,
+                _ => refused[b] += 1,
+            }
+            latencies[b].push((op.completed_s - op.invoked_s) * 1e3);
+        }
+        let buckets = (0..n)
+            .map(|i| {
+                let mut l = std::mem::take(&mut latencies[i]);
+                l.sort_by(|a, b| a.total_cmp(b));
+                Bucket {
+                    start_s: i as f64 * width,
+                    acked_per_s: acked[i] as f64 / width,
+                    refused_per_s: refused[i] as f64 / width,
+                    latency_ms_p50: percentile(&l, 0.5),
+                    latency_ms_p99: percentile(&l, 0.99),
+                }
+            })
+            .collect();
+        let faults = scenario
+            .faults
+            .iter()
+            .map(|f| FaultWindow {
+                kind: fault_name(f).into(),
+                from_s: f.at_s(),
+                until_s: f.healed_at_s().max(f.at_s() + 1),
+            })
+            .collect();
+        Report {
+            scenario: r.scenario.clone(),
+            scenario_file: path.display().to_string(),
+            seed: r.seed,
+            outcome: if r.findings.is_empty() {
+                "pass"
+            } else {
+                "failure"
+            }
+            .into(),
+            expected: format!("{:?}", r.expected),
+            as_expected: r.as_expected(),
+            findings: r.findings.iter().map(|f| f.to_string()).collect(),
+            faults,
+            acknowledged: r.acked,
+            refused: r.failed,
+            unknown: r.unknown,
+            simulated_s: r.simulated_s,
+            wall_s: r.wall_s,
+            trace_hash: format!("{:016x}", r.trace_hash()),
+            replay: format!("cargo xtask sim run {} --seed {}", path.display(), r.seed),
+            nodes: vec![NodeSeries {
+                node: "broker-1".into(),
+                buckets,
+            }],
+        }
+    }
+
+    /// Write `<dir>/<scenario>-seed<N>.{json,md,svg}`; returns the JSON path.
+    pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let stem = format!("{}-seed{}", self.scenario, self.seed);
+        let json = dir.join(format!("{stem}.json"));
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&json, text + "\n")?;
+        std::fs::write(dir.join(format!("{stem}.svg")), self.svg())?;
+        std::fs::write(dir.join(format!("{stem}.md")), self.markdown(&stem))?;
+        Ok(json)
+    }
+
+    fn markdown(&self, stem: &str) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# {} — seed {}\n", self.scenario, self.seed);
+        let _ = writeln!(
+            md,
+            "**Outcome:** {} ({}; expected {}). {} acknowledged, {} refused, {} unknown. \
+             {:.0} s simulated in {:.2} s of wall time. Trace hash `{}`.\n",
+            self.outcome,
+            if self.as_expected {
+                "as expected"
+            } else {
+                "UNEXPECTED"
+            },
+            self.expected,
+            self.acknowledged,
+            self.refused,
+            self.unknown,
+            self.simulated_s,
+            self.wall_s,
+            self.trace_hash
+        );
+        let _ = writeln!(md, "Replay: `{}`\n", self.replay);
+        let _ = writeln!(md, "## Findings\n");
+        if self.findings.is_empty() {
+            let _ = writeln!(md, "None.\n");
+        }
+        for f in &self.findings {
+            let _ = writeln!(md, "- {f}");
+        }
+        let _ = writeln!(md, "\n## Faults\n");
+        if self.faults.is_empty() {
+            let _ = writeln!(md, "None.\n");
+        }
+        for f in &self.faults {
+            let _ = writeln!(
+                md,
+                "- {} from t={} s until t={} s",
+                f.kind, f.from_s, f.until_s
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n## Timeline\n\nThroughput (acknowledged and refused produces per second) and produce latency \
+             (p50, p99) as the clients of node broker-1 saw them; fault windows shaded.\n\n![timeline]({stem}.svg)"
+        );
+        md
+    }
+
+    /// Two stacked panels: throughput and latency (log scale), fault windows shaded.
+    pub fn svg(&self) -> String {
+        let (w, h, left, top, panel_h, gap) = (900.0, 420.0, 72.0, 20.0, 160.0, 40.0);
+        let plot_w = w - left - 20.0;
+        let buckets = &self.nodes[0].buckets;
+        let t_max = self.simulated_s.max(1.0);
+        let x = |t: f64| left + plot_w * (t / t_max);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+        );
+        let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+        for (panel, title) in [
+            (0.0, "produces per second"),
+            (1.0, "produce latency, ms (log)"),
+        ] {
+            let y0 = top + panel * (panel_h + gap);
+            for f in &self.faults {
+                let (x1, x2) = (x(f.from_s as f64), x((f.until_s as f64).min(t_max)));
+                let _ = writeln!(
+                    s,
+                    r##"<rect x="{x1:.1}" y="{y0:.1}" width="{:.1}" height="{panel_h}" fill="#f4a3a3" fill-opacity="0.35"><title>{}</title></rect>"##,
+                    (x2 - x1).max(1.0),
+                    f.kind
+                );
+            }
+            let _ = writeln!(
+                s,
+                r##"<rect x="{left}" y="{y0:.1}" width="{plot_w}" height="{panel_h}" fill="none" stroke="#888"/><text x="{left}" y="{:.1}">{title}</text>"##,
+                y0 - 5.0
+            );
+        }
+        // Throughput panel.
+        let max_rate = buckets
+            .iter()
+            .map(|b| b.acked_per_s.max(b.refused_per_s))
+            .fold(1.0, f64::max);
+        let y_rate = |v: f64| top + panel_h - panel_h * (v / max_rate);
+        for (color, pick) in [("#2b7bb9", 0), ("#d95f02", 1)] {
+            let pts: Vec<String> = buckets
+                .iter()
+                .map(|b| {
+                    let v = if pick == 0 {
+                        b.acked_per_s
+                    } else {
+                        b.refused_per_s
+                    };
+                    format!("{:.1},{:.1}", x(b.start_s), y_rate(v))
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                r##"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"##,
+                pts.join(" ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{max_rate:.0}/s</text><text x="{:.1}" y="{:.1}" fill="#2b7bb9">acknowledged</text><text x="{:.1}" y="{:.1}" fill="#d95f02">refused</text>"##,
+            left - 4.0,
+            top + 10.0,
+            left + plot_w - 150.0,
+            top + 14.0,
+            left + plot_w - 60.0,
+            top + 14.0
+        );
+        // Latency panel (log scale, 0.1 ms .. max).
+        let y1 = top + panel_h + gap;
+        let max_lat = buckets
+            .iter()
+            .filter_map(|b| b.latency_ms_p99)
+            .fold(1.0, f64::max);
+        let (lo, hi) = (0.1f64.ln(), max_lat.max(1.0).ln());
+        let y_lat =
+            |v: f64| y1 + panel_h - panel_h * ((v.max(0.1).ln() - lo) / (hi - lo).max(1e-9));
+        for (color, p99) in [("#1b9e77", false), ("#7570b3", true)] {
+            let pts: Vec<String> = buckets
+                .iter()
+                .filter_map(|b| {
+                    let v = if p99 {
+                        b.latency_ms_p99
+                    } else {
+                        b.latency_ms_p50
+                    }?;
+                    Some(format!("{:.1},{:.1}", x(b.start_s), y_lat(v)))
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                r##"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"##,
+                pts.join(" ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{max_lat:.0} ms</text><text x="{:.1}" y="{:.1}" text-anchor="end">0.1 ms</text><text x="{:.1}" y="{:.1}" fill="#1b9e77">p50</text><text x="{:.1}" y="{:.1}" fill="#7570b3">p99</text>"##,
+            left - 4.0,
+            y1 + 10.0,
+            left - 4.0,
+            y1 + panel_h,
+            left + plot_w - 90.0,
+            y1 + 14.0,
+            left + plot_w - 60.0,
+            y1 + 14.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{left}" y="{:.1}">t = 0</text><text x="{:.1}" y="{:.1}" text-anchor="end">t = {:.0} s (simulated)</text>"#,
+            y1 + panel_h + 16.0,
+            left + plot_w,
+            y1 + panel_h + 16.0,
+            t_max
+        );
+        let _ = writeln!(s, "</svg>");
+        s
+    }
+}
+
+fn fault_name(f: &Fault) -> &'static str {
+    match f {
+        Fault::FsyncStall { .. } => "fsync-stall",
+        Fault::FsyncEio { .. } => "fsync-eio",
+        Fault::Crash { .. } => "crash",
+        Fault::SlowDisk { .. } => "slow-disk",
+        Fault::DiskFull { .. } => "disk-full",
+    }
+}
