@@ -310,31 +310,33 @@ impl Store {
         if self.topic(name).is_some() {
             return Err(TopicError::Exists);
         }
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::CreateTopic {
+        self.ask(|reply| Command::CreateTopic {
             name: name.to_string(),
             partitions,
             config,
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| {
-            TopicError::Storage(StorageError::DirFailed(
-                "the commit pipeline has stopped".into(),
-            ))
-        })?
+        .await
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         if self.topic(name).is_none() {
             return Err(TopicError::Unknown);
         }
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::DeleteTopic {
+        self.ask(|reply| Command::DeleteTopic {
             name: name.to_string(),
             reply,
         })
-        .await?;
+        .await
+    }
+
+    /// Send an admin command to the pipeline and wait for its answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(Reply<Result<T, TopicError>>) -> Command,
+    ) -> Result<T, TopicError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
         rx.await.map_err(|_| {
             TopicError::Storage(StorageError::DirFailed(
                 "the commit pipeline has stopped".into(),

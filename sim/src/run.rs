@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::client::{Client, ClientError};
 use crate::clock::SimClock;
-use crate::disk::{Crash, SimDisk};
+use crate::disk::{Crash, Faults, SimDisk};
 use crate::scenario::{Expected, Fault, Scenario};
 
 /// Simulated addresses inside madsim; nothing leaves the process.
@@ -367,35 +367,46 @@ async fn apply(
             max_ms,
             ..
         } => {
-            let mut f = disk.faults();
-            f.latency = Some((
+            let latency = (
                 Duration::from_millis(*min_ms),
                 Duration::from_millis(*max_ms),
-            ));
-            disk.set_faults(f);
-            let disk = disk.clone();
-            let for_s = *for_s;
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(for_s)).await;
-                let mut f = disk.faults();
-                f.latency = None;
-                disk.set_faults(f);
-            });
+            );
+            for_a_while(
+                disk,
+                *for_s,
+                move |f| f.latency = Some(latency),
+                |f| f.latency = None,
+            );
         }
         Fault::DiskFull { for_s, .. } => {
-            let mut f = disk.faults();
-            f.capacity_bytes = Some(disk.used_bytes());
-            disk.set_faults(f);
-            let disk = disk.clone();
-            let for_s = *for_s;
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(for_s)).await;
-                let mut f = disk.faults();
-                f.capacity_bytes = None;
-                disk.set_faults(f);
-            });
+            let full = disk.used_bytes();
+            for_a_while(
+                disk,
+                *for_s,
+                move |f| f.capacity_bytes = Some(full),
+                |f| f.capacity_bytes = None,
+            );
         }
     }
+}
+
+/// Change the disk's faults now and change them back after `for_s` simulated seconds.
+fn for_a_while(
+    disk: &SimDisk,
+    for_s: u64,
+    set: impl FnOnce(&mut Faults),
+    reset: impl FnOnce(&mut Faults) + Send + 'static,
+) {
+    let mut f = disk.faults();
+    set(&mut f);
+    disk.set_faults(f);
+    let disk = disk.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(for_s)).await;
+        let mut f = disk.faults();
+        reset(&mut f);
+        disk.set_faults(f);
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
