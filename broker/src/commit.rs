@@ -605,11 +605,12 @@ impl Pipeline {
         crate::fault_point!("commit.after_sync");
         if let Err(e) = outcome {
             self.fail(&e);
+            // The bytes went to the disk: their fate is unknown to the waiters (indefinite).
             answer_all(
                 plans
                     .into_iter()
                     .flat_map(|p| p.waiters.into_iter().map(|w| w.0)),
-                &e,
+                &StorageError::Unconfirmed(Box::new(e)),
             );
             return;
         }

@@ -69,8 +69,16 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-fn storage_code(_: &StorageError) -> i16 {
-    error::KAFKA_STORAGE_ERROR
+/// KAFKA_STORAGE_ERROR says the append was not written (a definite failure: retrying cannot
+/// duplicate it); REQUEST_TIMED_OUT says it was written but not confirmed durable, as Kafka
+/// answers a produce whose replication did not finish in time (indefinite: it may be in the
+/// log). Both are retriable for clients.
+fn storage_code(e: &StorageError) -> i16 {
+    if e.indefinite() {
+        error::REQUEST_TIMED_OUT
+    } else {
+        error::KAFKA_STORAGE_ERROR
+    }
 }
 
 impl Broker {
@@ -268,8 +276,9 @@ impl Broker {
                                     p.error_message = Some(StrBytes::from_string(e.to_string()));
                                 }
                             }
-                            Ok(Err(_)) => p.error_code = error::KAFKA_STORAGE_ERROR,
-                            Err(_) => p.error_code = error::REQUEST_TIMED_OUT,
+                            // The pipeline dropped the answer (it stopped): whether the bytes
+                            // were written is unknown, as when the request's time runs out.
+                            Ok(Err(_)) | Err(_) => p.error_code = error::REQUEST_TIMED_OUT,
                         }
                     }
                 }

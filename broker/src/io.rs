@@ -36,6 +36,40 @@ pub enum StorageError {
     DirFailed(String),
     #[error("corrupt data in {}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// The append's bytes were handed to the disk but the sync covering them failed or missed
+    /// its deadline: the record may or may not survive (a crash can keep a torn prefix of
+    /// unsynced writes). Every other error means the append was never written.
+    #[error("written but not confirmed durable: {0}")]
+    Unconfirmed(Box<StorageError>),
+}
+
+impl StorageError {
+    /// Whether the failed append may still be in the log: true only for [`StorageError::Unconfirmed`].
+    pub fn indefinite(&self) -> bool {
+        matches!(self, StorageError::Unconfirmed(_))
+    }
+
+    /// Whether trying again later may succeed: a stalled or failing disk (EIO, a full disk) may
+    /// recover; corrupt data, a missing directory or a permission problem will not by itself.
+    pub fn transient(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            StorageError::Stalled { .. } | StorageError::DirFailed(_) => true,
+            StorageError::Disk(d) => !matches!(
+                d.kind(),
+                NotFound
+                    | PermissionDenied
+                    | InvalidInput
+                    | InvalidData
+                    | Unsupported
+                    | ReadOnlyFilesystem
+                    | NotADirectory
+                    | IsADirectory
+            ),
+            StorageError::Corrupt { .. } => false,
+            StorageError::Unconfirmed(cause) => cause.transient(),
+        }
+    }
 }
 
 impl From<DiskError> for StorageError {

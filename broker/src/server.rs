@@ -56,14 +56,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         ..env
     };
     tracing::info!(data_dir = %config.data_dir.display(), engine = env.disk.engine(), "opening data directory");
-    let store = Store::open(env.clone(), &config, metrics.clone())
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open data directory {}: {e}",
-                config.data_dir.display()
-            )
-        })?;
+    let store = open_store(&env, &config, &metrics).await?;
     let broker = Arc::new(Broker {
         config: config.clone(),
         store,
@@ -112,12 +105,49 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
 }
 
 /// Run until `signal` resolves, then shut down gracefully.
+/// Open (and recover) the data directory. A disk that stalls or fails while the node starts may
+/// recover — a stalled fsync ends, a full disk gets space — so a transient failure is retried
+/// with a growing pause (each attempt logged), as it would be while serving; corrupt data or a
+/// misconfigured directory stops the start with the reason.
+async fn open_store(
+    env: &Env,
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<Store>> {
+    const PAUSE_MAX: Duration = Duration::from_secs(30);
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match Store::open(env.clone(), config, metrics.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(e) if e.transient() => {
+                tracing::warn!(data_dir = %config.data_dir.display(), error = %e, retry_in = ?pause, "cannot open the data directory yet");
+                env.clock.sleep(pause).await;
+                pause = (pause * 2).min(PAUSE_MAX);
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot open data directory {}: {e}",
+                    config.data_dir.display()
+                ))
+            }
+        }
+    }
+}
+
 pub async fn run_until(
     env: Env,
     config: Config,
     signal: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut running = start(env, config).await?;
+    tokio::pin!(signal);
+    // A signal while the node is still starting (recovering, or waiting for its disk) stops it.
+    let mut running = tokio::select! {
+        started = start(env, config) => started?,
+        _ = &mut signal => {
+            tracing::info!("shutting down before the node started");
+            return Ok(());
+        }
+    };
     tokio::select! {
         _ = signal => {
             tracing::info!("shutting down");

@@ -272,7 +272,12 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
     let err = append(&store, "t", make_batch(1, 2, b"stalls"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StorageError::Stalled { .. }), "got {err}");
+    // Its bytes were written before the sync stalled: the failure is indefinite.
+    assert!(
+        matches!(&err, StorageError::Unconfirmed(cause) if matches!(**cause, StorageError::Stalled { .. })),
+        "got {err}"
+    );
+    assert!(err.indefinite());
     assert!(
         err.to_string().contains("sync_data") && err.to_string().contains(".log"),
         "names op and file: {err}"
@@ -283,6 +288,7 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::DirFailed(_)), "got {err}");
+    assert!(!err.indefinite(), "refused before anything was written");
     let failure = store.io().health.failure().expect("failure recorded");
     assert!(failure.path.unwrap().to_string_lossy().ends_with(".log"));
     // The stall ends: the directory heals and accepts writes again, continuing after what was

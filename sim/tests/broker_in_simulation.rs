@@ -195,8 +195,10 @@ fn a_stalled_fsync_gets_retriable_errors_within_the_deadline_and_the_node_recove
                     sync_stall_until: Some(start + stall),
                     ..Faults::default()
                 });
+                // Its bytes were written but the sync stalled: an indefinite, retriable answer
+                // (REQUEST_TIMED_OUT), within the deadline.
                 let err = c.produce("t", 0, 1, 1, &[value(1)]).await.unwrap_err();
-                assert!(matches!(err, ClientError::Kafka(56)), "got {err}");
+                assert!(matches!(err, ClientError::Kafka(7)), "got {err}");
                 let waited = tokio::time::Instant::now() - start;
                 assert!(
                     waited <= Duration::from_secs(6),
@@ -206,7 +208,8 @@ fn a_stalled_fsync_gets_retriable_errors_within_the_deadline_and_the_node_recove
                     !sim_disk.syncs_in_flight().is_empty(),
                     "the stalled fsync is visible"
                 );
-                // While stalled: immediate retriable errors, not hangs.
+                // While stalled: immediate, definite retriable errors (KAFKA_STORAGE_ERROR:
+                // not written), not hangs.
                 let t = tokio::time::Instant::now();
                 let err = c.produce("t", 0, 1, 1, &[value(2)]).await.unwrap_err();
                 assert!(matches!(err, ClientError::Kafka(56)), "got {err}");
