@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    fetch_request, produce_request, ApiKey, BrokerId, FetchRequest, ProduceRequest, RequestHeader,
-    RequestKind, ResponseHeader, ResponseKind, TopicName,
+    create_topics_request, fetch_request, produce_request, ApiKey, BrokerId, CreateTopicsRequest,
+    DeleteTopicsRequest, FetchRequest, ProduceRequest, RequestHeader, RequestKind, ResponseHeader,
+    ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -17,6 +18,15 @@ use tokio::net::TcpStream;
 
 const PRODUCE_VERSION: i16 = 8;
 const FETCH_VERSION: i16 = 11;
+const CREATE_TOPICS_VERSION: i16 = 4;
+const DELETE_TOPICS_VERSION: i16 = 4;
+
+/// Kafka's TOPIC_ALREADY_EXISTS.
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+/// One partition's answer to a fetch: its records `(offset, value)` from the requested offset
+/// on, and the high watermark; or the partition's error code.
+pub type FetchedPartition = Result<(Vec<(i64, Bytes)>, i64), i16>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -34,6 +44,8 @@ pub struct Client {
     stream: TcpStream,
     read_buf: BytesMut,
     next_id: i32,
+    /// The `timeout_ms` of produce and admin requests (Kafka's `request.timeout.ms`).
+    pub request_timeout_ms: i32,
 }
 
 fn topic_name(name: &str) -> TopicName {
@@ -47,6 +59,7 @@ impl Client {
             stream,
             read_buf: BytesMut::new(),
             next_id: 1,
+            request_timeout_ms: 30_000,
         })
     }
 
@@ -57,6 +70,27 @@ impl Client {
         version: i16,
         body: RequestKind,
     ) -> Result<ResponseKind, ClientError> {
+        let correlation_id = self.send(api, version, body).await?;
+        let mut frame = self.read_frame().await?;
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+            .map_err(|e| ClientError::Protocol(format!("response header: {e:#}")))?;
+        if header.correlation_id != correlation_id {
+            return Err(ClientError::Protocol(format!(
+                "correlation id {} for request {correlation_id}",
+                header.correlation_id
+            )));
+        }
+        ResponseKind::decode(api, &mut frame, version)
+            .map_err(|e| ClientError::Protocol(format!("decode {api:?} response: {e:#}")))
+    }
+
+    /// Write one request; its correlation id.
+    async fn send(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<i32, ClientError> {
         let correlation_id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let mut header = RequestHeader::default();
@@ -74,17 +108,7 @@ impl Client {
         buf[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&buf).await?;
         self.stream.flush().await?;
-        let mut frame = self.read_frame().await?;
-        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
-            .map_err(|e| ClientError::Protocol(format!("response header: {e:#}")))?;
-        if header.correlation_id != correlation_id {
-            return Err(ClientError::Protocol(format!(
-                "correlation id {} for request {correlation_id}",
-                header.correlation_id
-            )));
-        }
-        ResponseKind::decode(api, &mut frame, version)
-            .map_err(|e| ClientError::Protocol(format!("decode {api:?} response: {e:#}")))
+        Ok(correlation_id)
     }
 
     async fn read_frame(&mut self) -> Result<Bytes, ClientError> {
@@ -109,7 +133,8 @@ impl Client {
         }
     }
 
-    /// Produce `values` as one uncompressed batch; the base offset on success.
+    /// Produce `values` as one uncompressed batch; the base offset on success (-1 with acks=0,
+    /// where the broker does not answer).
     pub async fn produce(
         &mut self,
         topic: &str,
@@ -155,8 +180,13 @@ impl Client {
         t.partition_data = vec![p];
         let mut req = ProduceRequest::default();
         req.acks = acks;
-        req.timeout_ms = 30_000;
+        req.timeout_ms = self.request_timeout_ms;
         req.topic_data = vec![t];
+        if acks == 0 {
+            self.send(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
+                .await?;
+            return Ok(-1);
+        }
         match self
             .call(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
             .await?
@@ -186,13 +216,35 @@ impl Client {
         offset: i64,
         max_wait_ms: i32,
     ) -> Result<(Vec<(i64, Bytes)>, i64), ClientError> {
-        let mut p = fetch_request::FetchPartition::default();
-        p.partition = partition;
-        p.fetch_offset = offset;
-        p.partition_max_bytes = 1 << 20;
+        let mut answers = self
+            .fetch_many(topic, &[(partition, offset)], max_wait_ms)
+            .await?;
+        match answers.pop() {
+            Some((_, Ok(r))) => Ok(r),
+            Some((_, Err(code))) => Err(ClientError::Kafka(code)),
+            None => Err(ClientError::Protocol("empty fetch response".into())),
+        }
+    }
+
+    /// Fetch several partitions of a topic in one request, each from its own offset.
+    pub async fn fetch_many(
+        &mut self,
+        topic: &str,
+        positions: &[(i32, i64)],
+        max_wait_ms: i32,
+    ) -> Result<Vec<(i32, FetchedPartition)>, ClientError> {
         let mut t = fetch_request::FetchTopic::default();
         t.topic = topic_name(topic);
-        t.partitions = vec![p];
+        t.partitions = positions
+            .iter()
+            .map(|&(partition, offset)| {
+                let mut p = fetch_request::FetchPartition::default();
+                p.partition = partition;
+                p.fetch_offset = offset;
+                p.partition_max_bytes = 1 << 20;
+                p
+            })
+            .collect();
         let mut req = FetchRequest::default();
         req.replica_id = BrokerId(-1);
         req.max_wait_ms = max_wait_ms;
@@ -210,25 +262,85 @@ impl Client {
                 )))
             }
         };
-        let pd = resp
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| ClientError::Protocol("empty fetch response".into()))?;
-        if pd.error_code != 0 {
-            return Err(ClientError::Kafka(pd.error_code));
-        }
         let mut out = Vec::new();
-        let mut records = pd.records.clone().unwrap_or_default();
-        while records.has_remaining() {
-            let set = RecordBatchDecoder::decode(&mut records)
-                .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
-            for r in set.records {
-                if r.offset >= offset {
-                    out.push((r.offset, r.value.unwrap_or_default()));
-                }
+        for pd in resp.responses.iter().flat_map(|t| t.partitions.iter()) {
+            if pd.error_code != 0 {
+                out.push((pd.partition_index, Err(pd.error_code)));
+                continue;
             }
+            let from = positions
+                .iter()
+                .find(|(p, _)| *p == pd.partition_index)
+                .map(|(_, o)| *o)
+                .unwrap_or(0);
+            let mut records = Vec::new();
+            let mut data = pd.records.clone().unwrap_or_default();
+            while data.has_remaining() {
+                let set = RecordBatchDecoder::decode(&mut data)
+                    .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
+                // A fetch returns whole batches: skip records before the requested offset.
+                records.extend(
+                    set.records
+                        .into_iter()
+                        .filter(|r| r.offset >= from)
+                        .map(|r| (r.offset, r.value.unwrap_or_default())),
+                );
+            }
+            out.push((pd.partition_index, Ok((records, pd.high_watermark))));
         }
-        Ok((out, pd.high_watermark))
+        Ok(out)
+    }
+
+    /// Create a topic (CreateTopics); a Kafka error code if the broker refuses, e.g.
+    /// [`TOPIC_ALREADY_EXISTS`].
+    pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<(), ClientError> {
+        let mut t = create_topics_request::CreatableTopic::default();
+        t.name = topic_name(name);
+        t.num_partitions = partitions;
+        t.replication_factor = 1;
+        let mut req = CreateTopicsRequest::default();
+        req.topics = vec![t];
+        req.timeout_ms = self.request_timeout_ms;
+        match self
+            .call(
+                ApiKey::CreateTopics,
+                CREATE_TOPICS_VERSION,
+                RequestKind::CreateTopics(req),
+            )
+            .await?
+        {
+            ResponseKind::CreateTopics(r) => match r.topics.first() {
+                Some(t) if t.error_code == 0 => Ok(()),
+                Some(t) => Err(ClientError::Kafka(t.error_code)),
+                None => Err(ClientError::Protocol("empty CreateTopics response".into())),
+            },
+            other => Err(ClientError::Protocol(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// Delete a topic (DeleteTopics).
+    pub async fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
+        let mut req = DeleteTopicsRequest::default();
+        req.topic_names = vec![topic_name(name)];
+        req.timeout_ms = self.request_timeout_ms;
+        match self
+            .call(
+                ApiKey::DeleteTopics,
+                DELETE_TOPICS_VERSION,
+                RequestKind::DeleteTopics(req),
+            )
+            .await?
+        {
+            ResponseKind::DeleteTopics(r) => match r.responses.first() {
+                Some(t) if t.error_code == 0 => Ok(()),
+                Some(t) => Err(ClientError::Kafka(t.error_code)),
+                None => Err(ClientError::Protocol("empty DeleteTopics response".into())),
+            },
+            other => Err(ClientError::Protocol(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! A node's clock in simulation: madsim's time plus a per-node wall-clock offset and a drift.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -8,12 +9,25 @@ use io_backend::Clock;
 use tokio::time::Instant;
 
 /// Simulated time as one node sees it. `offset_ms` skews its wall clock (Kafka timestamps);
-/// `drift_ppm` makes its timers run fast (negative) or slow (positive) by that many parts per
-/// million, and its wall clock drift the same way.
+/// `drift_ppm` makes its timers run slow (positive) or fast (negative) by that many parts per
+/// million, and its wall clock drift the same way from the moment the drift is set.
 pub struct SimClock {
-    started: Instant,
     offset_ms: AtomicI64,
-    drift_ppm: AtomicI64,
+    drift: Mutex<Drift>,
+}
+
+/// Drift accumulates: changing the rate keeps what the wall clock gained or lost so far.
+struct Drift {
+    ppm: i64,
+    since: Instant,
+    accumulated_ms: i64,
+}
+
+impl Drift {
+    fn gained_ms(&self, now: Instant) -> i64 {
+        let elapsed_ms = (now - self.since).as_millis() as i64;
+        self.accumulated_ms + elapsed_ms * self.ppm / 1_000_000
+    }
 }
 
 impl Default for SimClock {
@@ -25,9 +39,12 @@ impl Default for SimClock {
 impl SimClock {
     pub fn new() -> SimClock {
         SimClock {
-            started: Instant::now(),
             offset_ms: AtomicI64::new(0),
-            drift_ppm: AtomicI64::new(0),
+            drift: Mutex::new(Drift {
+                ppm: 0,
+                since: Instant::now(),
+                accumulated_ms: 0,
+            }),
         }
     }
 
@@ -36,11 +53,15 @@ impl SimClock {
     }
 
     pub fn set_drift_ppm(&self, drift_ppm: i64) {
-        self.drift_ppm.store(drift_ppm, Ordering::Relaxed);
+        let mut d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        d.accumulated_ms = d.gained_ms(now);
+        d.since = now;
+        d.ppm = drift_ppm;
     }
 
     fn drifted(&self, d: Duration) -> Duration {
-        let ppm = self.drift_ppm.load(Ordering::Relaxed);
+        let ppm = self.drift.lock().unwrap_or_else(|p| p.into_inner()).ppm;
         let nanos = d.as_nanos() as i128 * (1_000_000 + ppm as i128) / 1_000_000;
         Duration::from_nanos(nanos.max(0) as u64)
     }
@@ -58,8 +79,11 @@ impl Clock for SimClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let elapsed = Instant::now() - self.started;
-        let drift = self.drifted(elapsed).as_millis() as i64 - elapsed.as_millis() as i64;
+        let drift = self
+            .drift
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .gained_ms(Instant::now());
         base + self.offset_ms.load(Ordering::Relaxed) + drift
     }
 

@@ -3,10 +3,16 @@
 //! Built only with `--cfg madsim` (`cargo xtask test` does this in its own target directory);
 //! in a normal build this crate is empty.
 //!
-//! So far: [`disk`], the simulated disk (madsim's own `fs` cannot lose data, stall or fail);
-//! [`clock`], a node's clock with offset and drift; [`client`], a Kafka client on the real wire
-//! protocol. The network is madsim's, through `io_backend::TcpNet` unchanged.
+//! - [`disk`]: the simulated disk (madsim's own `fs` cannot lose data, stall or fail);
+//! - [`clock`]: a node's clock with offset and drift;
+//! - [`client`]: a Kafka client on the real wire protocol; the network is madsim's, through
+//!   `io_backend::TcpNet` unchanged;
+//! - [`scenario`]: scenario files; [`workload`]: the simulated producers, consumers and admin
+//!   client; [`history`]: what they recorded; [`checker`]: safety and liveness checks;
+//! - [`run`]: one seed of a scenario; [`report`]: its JSON report, page and timeline.
 
+#[cfg(madsim)]
+pub mod checker;
 #[cfg(madsim)]
 pub mod client;
 #[cfg(madsim)]
@@ -14,8 +20,12 @@ pub mod clock;
 #[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]
+pub mod history;
+#[cfg(madsim)]
 pub mod report;
 #[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]
 pub mod scenario;
+#[cfg(madsim)]
+pub mod workload;

@@ -123,20 +123,34 @@ mod cli {
             "failure"
         };
         println!(
-            "{} seed {}: {outcome} ({verdict}, expected {:?}) — {} acknowledged, {} refused, {} unknown; \
-             {:.0} s simulated in {:.2} s ({:.0}× real time)",
+            "{} seed {}: {outcome} ({verdict}, expected {}) — {} acknowledged, {} refused, {} unknown, \
+             {} records read back, {} polled; {:.0} s simulated in {:.2} s ({:.0}× real time)",
             r.scenario,
             r.seed,
             r.expected,
             r.acked,
             r.failed,
             r.unknown,
+            r.stats.records,
+            r.stats.polled,
             r.simulated_s,
             r.wall_s,
             r.simulated_s / r.wall_s.max(1e-9)
         );
-        for f in &r.findings {
-            println!("  {f}");
+        if !r.faults.is_empty() {
+            println!("  faults:");
+            for f in &r.faults {
+                println!("    t={:>6} s  {}", f.at_s(), f.describe());
+            }
+        }
+        if r.stats.retry_duplicates > 0 {
+            println!(
+                "  {} value(s) stored twice by producer retries (allowed: retries are not idempotent)",
+                r.stats.retry_duplicates
+            );
+        }
+        for line in r.finding_lines(5) {
+            println!("  {line}");
         }
         println!("  trace hash {:016x}", r.trace_hash());
         if !r.as_expected() {
@@ -341,6 +355,32 @@ mod cli {
         (i >= 1 && i <= n).then_some((i, n))
     }
 
+    /// A progress bar on a terminal; in a log (CI), a line at every tenth.
+    fn progress(name: &str, done: &[SeedOutcome], total: usize, started: std::time::Instant) {
+        use std::io::IsTerminal;
+        let n = done.len();
+        let bad = done
+            .iter()
+            .filter(|(_, r)| !matches!(r, Ok(s) if s.as_expected))
+            .count();
+        let elapsed = started.elapsed().as_secs_f64();
+        let eta = elapsed / n.max(1) as f64 * (total - n) as f64;
+        let line = format!(
+            "{name:<24} {n:>6}/{total} seeds, {bad} unexpected, {elapsed:.0} s, ~{eta:.0} s left"
+        );
+        if std::io::stderr().is_terminal() {
+            let width = 30;
+            let filled = width * n / total.max(1);
+            eprint!(
+                "\r[{}{}] {line}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+        } else if n == total || (n * 10 / total.max(1)) != ((n - 1) * 10 / total.max(1)) {
+            eprintln!("{line}");
+        }
+    }
+
     fn sweep(which: &str, seeds: &str, jobs: usize, shard: Option<&str>) -> ExitCode {
         let Some((first, end)) = parse_range(seeds) else {
             eprintln!("sim: --seeds {seeds:?}: expected A..B");
@@ -391,14 +431,16 @@ mod cli {
                         let outcome = child(&path, seed, None);
                         let mut all = results.lock().unwrap_or_else(|p| p.into_inner());
                         all.push((seed, outcome));
-                        eprint!("\r{name:<24} {}/{} seeds", all.len(), my_seeds.len());
+                        progress(&name, &all, my_seeds.len(), started);
                     })
                 })
                 .collect();
             for w in workers {
                 let _ = w.join();
             }
-            eprintln!();
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!();
+            }
             let wall = started.elapsed().as_secs_f64();
             let mut results =
                 std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));

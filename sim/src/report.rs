@@ -6,15 +6,19 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::run::{OpOutcome, RunReport};
-use crate::scenario::{Fault, Scenario};
+use crate::history::{Op, PollResult, SendOutcome};
+use crate::run::RunReport;
+use crate::scenario::{Scenario, BROKER_NODE};
 
 /// One time bucket of the client-visible series.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bucket {
     pub start_s: f64,
     pub acked_per_s: f64,
+    /// Produce attempts that failed or whose outcome is unknown.
     pub refused_per_s: f64,
+    /// Records the consumers polled.
+    pub polled_per_s: f64,
     pub latency_ms_p50: Option<f64>,
     pub latency_ms_p99: Option<f64>,
 }
@@ -22,6 +26,7 @@ pub struct Bucket {
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultWindow {
     pub kind: String,
+    pub what: String,
     pub from_s: u64,
     pub until_s: u64,
 }
@@ -29,6 +34,7 @@ pub struct FaultWindow {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
+    pub description: String,
     pub scenario_file: String,
     pub seed: u64,
     pub outcome: String,
@@ -39,6 +45,10 @@ pub struct Report {
     pub acknowledged: usize,
     pub refused: usize,
     pub unknown: usize,
+    /// Values stored twice because a producer retried (allowed by its settings).
+    pub retry_duplicates: usize,
+    pub records_read_back: usize,
+    pub records_polled: usize,
     pub simulated_s: f64,
     pub wall_s: f64,
     pub trace_hash: String,
@@ -68,14 +78,28 @@ impl Report {
         let n = (r.simulated_s / width).ceil() as usize + 1;
         let mut acked = vec![0usize; n];
         let mut refused = vec![0usize; n];
+        let mut polled = vec![0usize; n];
         let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let bucket = |t: f64| ((t / width) as usize).min(n - 1);
         for op in &r.history {
-            let b = ((op.completed_s / width) as usize).min(n - 1);
-            match op.outcome {
-                OpOutcome::Ok(_) => acked[b] += 1,
-                _ => refused[b] += 1,
+            match op {
+                Op::Send(s) => {
+                    let b = bucket(s.completed_s);
+                    match s.outcome {
+                        SendOutcome::Ok(_) => acked[b] += 1,
+                        // acks=0 has no outcome; it is neither acknowledged nor refused.
+                        SendOutcome::Unknown if s.acks == 0 => continue,
+                        _ => refused[b] += 1,
+                    }
+                    latencies[b].push((s.completed_s - s.invoked_s) * 1e3);
+                }
+                Op::Poll(p) => {
+                    if let PollResult::Records(records) = &p.result {
+                        polled[bucket(p.completed_s)] += records.len();
+                    }
+                }
+                Op::Admin(_) => {}
             }
-            latencies[b].push((op.completed_s - op.invoked_s) * 1e3);
         }
         let buckets = (0..n)
             .map(|i| {
@@ -85,22 +109,25 @@ impl Report {
                     start_s: i as f64 * width,
                     acked_per_s: acked[i] as f64 / width,
                     refused_per_s: refused[i] as f64 / width,
+                    polled_per_s: polled[i] as f64 / width,
                     latency_ms_p50: percentile(&l, 0.5),
                     latency_ms_p99: percentile(&l, 0.99),
                 }
             })
             .collect();
-        let faults = scenario
+        let faults = r
             .faults
             .iter()
             .map(|f| FaultWindow {
-                kind: fault_name(f).into(),
+                kind: f.kind().into(),
+                what: f.describe(),
                 from_s: f.at_s(),
                 until_s: f.healed_at_s().max(f.at_s() + 1),
             })
             .collect();
         Report {
             scenario: r.scenario.clone(),
+            description: scenario.description.trim().to_string(),
             scenario_file: path.display().to_string(),
             seed: r.seed,
             outcome: if r.findings.is_empty() {
@@ -109,19 +136,22 @@ impl Report {
                 "failure"
             }
             .into(),
-            expected: format!("{:?}", r.expected),
+            expected: r.expected.to_string(),
             as_expected: r.as_expected(),
-            findings: r.findings.iter().map(|f| f.to_string()).collect(),
+            findings: r.finding_lines(20),
             faults,
             acknowledged: r.acked,
             refused: r.failed,
             unknown: r.unknown,
+            retry_duplicates: r.stats.retry_duplicates,
+            records_read_back: r.stats.records,
+            records_polled: r.stats.polled,
             simulated_s: r.simulated_s,
             wall_s: r.wall_s,
             trace_hash: format!("{:016x}", r.trace_hash()),
             replay: format!("cargo xtask sim run {} --seed {}", path.display(), r.seed),
             nodes: vec![NodeSeries {
-                node: "broker-1".into(),
+                node: BROKER_NODE.into(),
                 buckets,
             }],
         }
@@ -142,9 +172,13 @@ impl Report {
     fn markdown(&self, stem: &str) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# {} — seed {}\n", self.scenario, self.seed);
+        if !self.description.is_empty() {
+            let _ = writeln!(md, "{}\n", self.description.replace('\n', " "));
+        }
         let _ = writeln!(
             md,
-            "**Outcome:** {} ({}; expected {}). {} acknowledged, {} refused, {} unknown. \
+            "**Outcome:** {} ({}; expected {}). {} acknowledged, {} refused, {} unknown; \
+             {} records read back, {} polled, {} duplicate(s) explained by retries. \
              {:.0} s simulated in {:.2} s of wall time. Trace hash `{}`.\n",
             self.outcome,
             if self.as_expected {
@@ -156,6 +190,9 @@ impl Report {
             self.acknowledged,
             self.refused,
             self.unknown,
+            self.records_read_back,
+            self.records_polled,
+            self.retry_duplicates,
             self.simulated_s,
             self.wall_s,
             self.trace_hash
@@ -176,13 +213,14 @@ impl Report {
             let _ = writeln!(
                 md,
                 "- {} from t={} s until t={} s",
-                f.kind, f.from_s, f.until_s
+                f.what, f.from_s, f.until_s
             );
         }
         let _ = writeln!(
             md,
-            "\n## Timeline\n\nThroughput (acknowledged and refused produces per second) and produce latency \
-             (p50, p99) as the clients of node broker-1 saw them; fault windows shaded.\n\n![timeline]({stem}.svg)"
+            "\n## Timeline\n\nThroughput (acknowledged and refused produces, polled records, per second) and \
+             produce latency (p50, p99) as the clients of node {BROKER_NODE} saw them; fault windows \
+             shaded.\n\n![timeline]({stem}.svg)"
         );
         md
     }
@@ -223,17 +261,21 @@ impl Report {
         // Throughput panel.
         let max_rate = buckets
             .iter()
-            .map(|b| b.acked_per_s.max(b.refused_per_s))
+            .map(|b| b.acked_per_s.max(b.refused_per_s).max(b.polled_per_s))
             .fold(1.0, f64::max);
         let y_rate = |v: f64| top + panel_h - panel_h * (v / max_rate);
-        for (color, pick) in [("#2b7bb9", 0), ("#d95f02", 1)] {
+        let polls = buckets.iter().any(|b| b.polled_per_s > 0.0);
+        for (color, pick) in [("#2b7bb9", 0), ("#d95f02", 1), ("#999999", 2)] {
+            if pick == 2 && !polls {
+                continue;
+            }
             let pts: Vec<String> = buckets
                 .iter()
                 .map(|b| {
-                    let v = if pick == 0 {
-                        b.acked_per_s
-                    } else {
-                        b.refused_per_s
+                    let v = match pick {
+                        0 => b.acked_per_s,
+                        1 => b.refused_per_s,
+                        _ => b.polled_per_s,
                     };
                     format!("{:.1},{:.1}", x(b.start_s), y_rate(v))
                 })
@@ -254,6 +296,14 @@ impl Report {
             left + plot_w - 60.0,
             top + 14.0
         );
+        if polls {
+            let _ = writeln!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" fill="#999999">polled</text>"##,
+                left + plot_w - 200.0,
+                top + 14.0
+            );
+        }
         // Latency panel (log scale, 0.1 ms .. max).
         let y1 = top + panel_h + gap;
         let max_lat = buckets
@@ -303,15 +353,5 @@ impl Report {
         );
         let _ = writeln!(s, "</svg>");
         s
-    }
-}
-
-fn fault_name(f: &Fault) -> &'static str {
-    match f {
-        Fault::FsyncStall { .. } => "fsync-stall",
-        Fault::FsyncEio { .. } => "fsync-eio",
-        Fault::Crash { .. } => "crash",
-        Fault::SlowDisk { .. } => "slow-disk",
-        Fault::DiskFull { .. } => "disk-full",
     }
 }

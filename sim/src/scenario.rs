@@ -1,9 +1,42 @@
-//! Scenario files (`scenarios/*.toml`): the cluster, broker settings, workload, fault schedule
-//! and the expected outcome.
+//! Scenario files (`scenarios/*.toml`): the broker's settings, the workload, the faults (a
+//! schedule, a random mix drawn from the seed, or both), and the expected outcome.
+//!
+//! ```toml
+//! name = "example"
+//! duration_s = 120                 # simulated seconds of workload
+//! [broker]                         # broker settings over the defaults
+//! io_deadline_ms = 5000
+//! [workload]
+//! producers = 4                    # each with one request in flight
+//! acks = [1, -1, 0]                # producer i uses acks[i % 3] (or one value for all)
+//! partitions = 3                   # the topic is created through CreateTopics first
+//! retries = 2                      # resend after a retriable error or an unknown outcome
+//! consumers = 2                    # each assigned every partition
+//! [[faults]]
+//! kind = "partition"               # see `Fault` for every kind
+//! at_s = 30
+//! for_s = 10
+//! link = ["producers", "broker-1"]
+//! one_way = true
+//! [random_faults]                  # a swarm drawn from the seed
+//! rate_per_min = 2
+//! kinds = ["crash", "fsync-stall", "partition"]
+//! [expect]
+//! outcome = "pass"                 # or "liveness-failure", or a finding's name ("lost-write", …)
+//! response_deadline_s = 10
+//! liveness_deadline_s = 30
+//! ```
 
 use std::path::Path;
 
-use serde::Deserialize;
+use io_backend::EnvRng;
+use serde::{Deserialize, Serialize};
+
+/// The broker node's name in scenarios, reports and partitions.
+pub const BROKER_NODE: &str = "broker-1";
+/// The client nodes: producers, consumers and the admin client each live on their own node, so
+/// a scenario can cut one of them off from the broker and not the others.
+pub const CLIENT_NODES: [&str; 3] = ["producers", "consumers", "admin"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +52,9 @@ pub struct Scenario {
     pub workload: Workload,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Faults drawn at random from the seed, on top of `faults`.
+    #[serde(default)]
+    pub random_faults: Option<RandomFaults>,
     /// Delays at the broker's fault points (`fault_point!`), for the whole run.
     #[serde(default)]
     pub fault_points: Option<FaultPoints>,
@@ -34,24 +70,74 @@ pub struct FaultPoints {
     pub max_delay_ms: u64,
 }
 
+/// One acks setting for every producer, or a list the producers take in turn.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Acks {
+    One(i16),
+    Each(Vec<i16>),
+}
+
+impl Acks {
+    pub fn for_producer(&self, producer: usize) -> i16 {
+        match self {
+            Acks::One(a) => *a,
+            Acks::Each(v) if v.is_empty() => 1,
+            Acks::Each(v) => v[producer % v.len()],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     pub producers: usize,
-    /// 1 or -1 (all); acks=0 has no outcome to check.
-    pub acks: i16,
+    /// 0 (no answer), 1 or -1 (all); a list is taken in turn by the producers.
+    pub acks: Acks,
     #[serde(default = "default_topic")]
     pub topic: String,
-    /// Pause between one producer's requests.
+    /// Partitions of the workload topic, created through CreateTopics before producing.
+    #[serde(default = "one_i32")]
+    pub partitions: i32,
+    /// Pause between one producer's messages.
     pub interval_ms: u64,
+    /// Times a producer sends a value again after a retriable error or an unknown outcome (the
+    /// producer is not idempotent, so a retry may duplicate: the checker allows exactly those).
+    #[serde(default)]
+    pub retries: u32,
+    /// The client's deadline for an answer (Kafka's `request.timeout.ms`): past it the outcome is
+    /// unknown and the connection is closed.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Consumers, each assigned every partition, polling from the earliest offset.
+    #[serde(default)]
+    pub consumers: usize,
+    /// A consumer's Fetch `max_wait_ms`.
+    #[serde(default = "default_poll_wait_ms")]
+    pub poll_max_wait_ms: u64,
+    /// When above 0, the admin client creates and deletes a scratch topic this often.
+    #[serde(default)]
+    pub admin_interval_s: u64,
 }
 
 fn default_topic() -> String {
     "workload".into()
 }
+fn one_i32() -> i32 {
+    1
+}
+fn one() -> u64 {
+    1
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_poll_wait_ms() -> u64 {
+    500
+}
 
 /// A fault, applied at `at_s` simulated seconds into the run.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Fault {
     /// Every fsync started in the window waits until its end.
@@ -75,10 +161,40 @@ pub enum Fault {
     },
     /// The disk is full (writes that grow files fail) for `for_s`.
     DiskFull { at_s: u64, for_s: u64 },
-}
-
-fn one() -> u64 {
-    1
+    /// A network partition for `for_s`: a node isolated, or one link cut (one way or both).
+    Partition {
+        at_s: u64,
+        for_s: u64,
+        /// Isolate this node from every other (`broker-1`, `producers`, `consumers`, `admin`)…
+        #[serde(default)]
+        node: Option<String>,
+        /// …or cut the link between these two nodes.
+        #[serde(default)]
+        link: Option<[String; 2]>,
+        /// Only messages from the node (or from the link's first node) are lost; the other
+        /// direction still flows. Default: both ways.
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// Each network message is lost with this chance for `for_s` (TCP resends: delays).
+    PacketLoss { at_s: u64, for_s: u64, rate: f64 },
+    /// Network messages take between `min_ms` and `max_ms` for `for_s`.
+    NetLatency {
+        at_s: u64,
+        for_s: u64,
+        min_ms: u64,
+        max_ms: u64,
+    },
+    /// The broker's wall clock jumps by `offset_ms` (negative: back) for `for_s`.
+    ClockSkew {
+        at_s: u64,
+        for_s: u64,
+        offset_ms: i64,
+    },
+    /// The broker's timers run slow (positive) or fast (negative) by `ppm` for `for_s`.
+    ClockDrift { at_s: u64, for_s: u64, ppm: i64 },
+    /// The broker process is paused (SIGSTOP, a long GC) for `for_s`.
+    Pause { at_s: u64, for_s: u64 },
 }
 
 impl Fault {
@@ -88,7 +204,13 @@ impl Fault {
             | Fault::FsyncEio { at_s, .. }
             | Fault::Crash { at_s, .. }
             | Fault::SlowDisk { at_s, .. }
-            | Fault::DiskFull { at_s, .. } => *at_s,
+            | Fault::DiskFull { at_s, .. }
+            | Fault::Partition { at_s, .. }
+            | Fault::PacketLoss { at_s, .. }
+            | Fault::NetLatency { at_s, .. }
+            | Fault::ClockSkew { at_s, .. }
+            | Fault::ClockDrift { at_s, .. }
+            | Fault::Pause { at_s, .. } => *at_s,
         }
     }
 
@@ -97,27 +219,307 @@ impl Fault {
         match self {
             Fault::FsyncStall { at_s, for_s }
             | Fault::SlowDisk { at_s, for_s, .. }
-            | Fault::DiskFull { at_s, for_s } => at_s + for_s,
+            | Fault::DiskFull { at_s, for_s }
+            | Fault::Partition { at_s, for_s, .. }
+            | Fault::PacketLoss { at_s, for_s, .. }
+            | Fault::NetLatency { at_s, for_s, .. }
+            | Fault::ClockSkew { at_s, for_s, .. }
+            | Fault::ClockDrift { at_s, for_s, .. }
+            | Fault::Pause { at_s, for_s } => at_s + for_s,
             Fault::FsyncEio { at_s, .. } => *at_s,
             Fault::Crash { at_s, down_s, .. } => at_s + down_s,
         }
     }
+
+    /// The kind's name, as in scenario files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::FsyncStall { .. } => "fsync-stall",
+            Fault::FsyncEio { .. } => "fsync-eio",
+            Fault::Crash { .. } => "crash",
+            Fault::SlowDisk { .. } => "slow-disk",
+            Fault::DiskFull { .. } => "disk-full",
+            Fault::Partition { .. } => "partition",
+            Fault::PacketLoss { .. } => "packet-loss",
+            Fault::NetLatency { .. } => "net-latency",
+            Fault::ClockSkew { .. } => "clock-skew",
+            Fault::ClockDrift { .. } => "clock-drift",
+            Fault::Pause { .. } => "pause",
+        }
+    }
+
+    /// Whether the fault keeps `client`'s requests or their answers from getting through while
+    /// the broker itself is fine (the network between them, or the process not running): a
+    /// wait then is not the broker hanging.
+    pub fn silences(&self, client: &str) -> bool {
+        match self {
+            Fault::Partition { node, link, .. } => match (node, link) {
+                (Some(n), _) => n == BROKER_NODE || n == client,
+                (None, Some([a, b])) => {
+                    (a == client && b == BROKER_NODE) || (a == BROKER_NODE && b == client)
+                }
+                (None, None) => false,
+            },
+            Fault::PacketLoss { .. } | Fault::NetLatency { .. } | Fault::Pause { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// One line for traces and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::FsyncStall { for_s, .. } => format!("fsync-stall for {for_s} s"),
+            Fault::FsyncEio { count, .. } => format!("fsync-eio × {count}"),
+            Fault::Crash { torn, down_s, .. } => format!(
+                "crash ({}), down {down_s} s",
+                if *torn {
+                    "unsynced data torn"
+                } else {
+                    "unsynced data lost"
+                }
+            ),
+            Fault::SlowDisk {
+                for_s,
+                min_ms,
+                max_ms,
+                ..
+            } => format!("slow-disk {min_ms}-{max_ms} ms for {for_s} s"),
+            Fault::DiskFull { for_s, .. } => format!("disk-full for {for_s} s"),
+            Fault::Partition {
+                for_s,
+                node,
+                link,
+                one_way,
+                ..
+            } => {
+                let what = match (node, link) {
+                    (Some(n), _) => format!("{n} isolated"),
+                    (None, Some([a, b])) => format!("{a} → {b}"),
+                    (None, None) => "nothing".into(),
+                };
+                let way = if *one_way { "one way" } else { "both ways" };
+                format!("partition: {what} ({way}) for {for_s} s")
+            }
+            Fault::PacketLoss { for_s, rate, .. } => {
+                format!("packet-loss {:.0} % for {for_s} s", rate * 100.0)
+            }
+            Fault::NetLatency {
+                for_s,
+                min_ms,
+                max_ms,
+                ..
+            } => format!("net-latency {min_ms}-{max_ms} ms for {for_s} s"),
+            Fault::ClockSkew {
+                for_s, offset_ms, ..
+            } => format!("clock-skew {offset_ms:+} ms for {for_s} s"),
+            Fault::ClockDrift { for_s, ppm, .. } => {
+                format!("clock-drift {ppm:+} ppm for {for_s} s")
+            }
+            Fault::Pause { for_s, .. } => format!("pause for {for_s} s"),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let node_known = |n: &str| n == BROKER_NODE || CLIENT_NODES.contains(&n);
+        match self {
+            Fault::Partition { node, link, .. } => match (node, link) {
+                (Some(n), None) if node_known(n) => Ok(()),
+                (None, Some([a, b])) if node_known(a) && node_known(b) && a != b => Ok(()),
+                _ => Err(format!(
+                    "a partition names one `node` or a `link` of two different nodes among \
+                     {BROKER_NODE}, {}",
+                    CLIENT_NODES.join(", ")
+                )),
+            },
+            Fault::PacketLoss { rate, .. } if !(0.0..1.0).contains(rate) => {
+                Err(format!("packet-loss rate {rate} is not in [0, 1)"))
+            }
+            Fault::SlowDisk { min_ms, max_ms, .. } | Fault::NetLatency { min_ms, max_ms, .. }
+                if min_ms > max_ms =>
+            {
+                Err(format!("min_ms {min_ms} is above max_ms {max_ms}"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// A swarm of faults drawn from the seed: on average `rate_per_min` a simulated minute between
+/// `from_s` and `until_s` (default: the whole run but its last tenth), each of a kind drawn from
+/// `kinds` with parameters drawn from bounded ranges (`max_for_s` caps every window).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomFaults {
+    pub rate_per_min: f64,
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub from_s: u64,
+    #[serde(default)]
+    pub until_s: Option<u64>,
+    #[serde(default = "default_max_for_s")]
+    pub max_for_s: u64,
+}
+
+fn default_max_for_s() -> u64 {
+    20
+}
+
+/// The kinds a random mix may draw.
+pub const RANDOM_KINDS: [&str; 11] = [
+    "fsync-stall",
+    "fsync-eio",
+    "crash",
+    "slow-disk",
+    "disk-full",
+    "partition",
+    "packet-loss",
+    "net-latency",
+    "clock-skew",
+    "clock-drift",
+    "pause",
+];
+
+impl RandomFaults {
+    /// The faults this seed draws, in time order. Windows of one kind never overlap (a second
+    /// stall inside the first would end it early), and a crash waits until the node is back.
+    pub fn draw(&self, seed: u64, duration_s: u64) -> Vec<Fault> {
+        let rng = EnvRng::seeded(seed ^ 0x5ea_f00d);
+        let until = self.until_s.unwrap_or(duration_s - duration_s / 10);
+        let mean_gap_ms = (60_000.0 / self.rate_per_min.max(1e-3)) as u64;
+        let mut t_ms = self.from_s * 1000;
+        let mut busy_until: std::collections::HashMap<&str, u64> = Default::default();
+        let mut out = Vec::new();
+        let max_for = self.max_for_s.max(1);
+        loop {
+            // Exponential gaps (a Poisson process), drawn from the seed.
+            let u = (rng.range_u64(1, 1_000_001) as f64) / 1_000_001.0;
+            t_ms += (-(u.ln()) * mean_gap_ms as f64) as u64;
+            let at_s = t_ms / 1000;
+            if at_s >= until || self.kinds.is_empty() {
+                return out;
+            }
+            let kind = self.kinds[rng.range_u64(0, self.kinds.len() as u64) as usize].as_str();
+            let for_s = rng.range_u64(1, max_for + 1);
+            let group = match kind {
+                // One process: a crash and a pause exclude each other.
+                "crash" | "pause" => "process",
+                k => k,
+            };
+            if busy_until.get(group).is_some_and(|&b| at_s <= b) {
+                continue;
+            }
+            let fault = match kind {
+                "fsync-stall" => Fault::FsyncStall { at_s, for_s },
+                "fsync-eio" => Fault::FsyncEio {
+                    at_s,
+                    count: rng.range_u64(1, 4) as u32,
+                },
+                "crash" => Fault::Crash {
+                    at_s,
+                    torn: rng.range_u64(0, 2) == 1,
+                    down_s: rng.range_u64(1, 6),
+                },
+                "slow-disk" => Fault::SlowDisk {
+                    at_s,
+                    for_s,
+                    min_ms: 1,
+                    max_ms: rng.range_u64(10, 500),
+                },
+                "disk-full" => Fault::DiskFull { at_s, for_s },
+                "partition" => {
+                    let a = CLIENT_NODES[rng.range_u64(0, 3) as usize];
+                    let (node, link, one_way) = match rng.range_u64(0, 3) {
+                        0 => (Some(BROKER_NODE.into()), None, false),
+                        1 => (None, Some([a.into(), BROKER_NODE.into()]), true),
+                        _ => (
+                            None,
+                            Some([BROKER_NODE.into(), a.into()]),
+                            rng.range_u64(0, 2) == 1,
+                        ),
+                    };
+                    Fault::Partition {
+                        at_s,
+                        for_s,
+                        node,
+                        link,
+                        one_way,
+                    }
+                }
+                "packet-loss" => Fault::PacketLoss {
+                    at_s,
+                    for_s,
+                    rate: rng.range_u64(1, 50) as f64 / 100.0,
+                },
+                "net-latency" => Fault::NetLatency {
+                    at_s,
+                    for_s,
+                    min_ms: 1,
+                    max_ms: rng.range_u64(20, 2000),
+                },
+                "clock-skew" => {
+                    let ms = rng.range_u64(1_000, 3_600_000) as i64;
+                    Fault::ClockSkew {
+                        at_s,
+                        for_s,
+                        offset_ms: if rng.range_u64(0, 2) == 1 { ms } else { -ms },
+                    }
+                }
+                "clock-drift" => {
+                    let ppm = rng.range_u64(100, 200_000) as i64;
+                    Fault::ClockDrift {
+                        at_s,
+                        for_s,
+                        ppm: if rng.range_u64(0, 2) == 1 { ppm } else { -ppm },
+                    }
+                }
+                "pause" => Fault::Pause { at_s, for_s },
+                _ => continue, // Checked at load time.
+            };
+            busy_until.insert(group, fault.healed_at_s());
+            out.push(fault);
+        }
+    }
+}
+
+/// What a run is expected to end as: a pass, a liveness failure, or findings of one named kind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
 pub enum Expected {
     Pass,
     LivenessFailure,
+    /// Every finding is of this kind (e.g. `lost-write`), and there is at least one.
+    Finding(String),
+}
+
+impl From<String> for Expected {
+    fn from(s: String) -> Expected {
+        match s.as_str() {
+            "pass" => Expected::Pass,
+            "liveness-failure" => Expected::LivenessFailure,
+            _ => Expected::Finding(s),
+        }
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expected::Pass => f.write_str("pass"),
+            Expected::LivenessFailure => f.write_str("liveness-failure"),
+            Expected::Finding(k) => f.write_str(k),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     pub outcome: Expected,
-    /// Longest a request may wait for any answer (success or error) before it counts as hung.
+    /// Longest a produce may wait for any answer (success or error) before it counts as hung;
+    /// waits while the network or the process is faulty do not count.
     pub response_deadline_s: u64,
-    /// After the last fault heals, a write must succeed within this time.
+    /// After the last fault heals, every partition must accept a write (and serve one to the
+    /// consumers) within this time.
     pub liveness_deadline_s: u64,
     /// No produce may be refused (the append queue never fills in these scenarios, so a refusal
     /// would be contention mistaken for backpressure — failure mode of the legacy system).
@@ -129,14 +531,70 @@ impl Scenario {
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))
+        let scenario: Scenario = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?;
+        scenario
+            .validate()
+            .map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?;
+        Ok(scenario)
     }
 
-    pub fn last_heal_s(&self) -> u64 {
-        self.faults
-            .iter()
-            .map(Fault::healed_at_s)
-            .max()
-            .unwrap_or(0)
+    fn validate(&self) -> Result<(), String> {
+        let w = &self.workload;
+        if w.producers == 0 {
+            return Err("workload.producers must be at least 1".into());
+        }
+        if !(1..=1000).contains(&w.partitions) {
+            return Err(format!(
+                "workload.partitions {} is not in 1..=1000",
+                w.partitions
+            ));
+        }
+        let acks_ok = |a: i16| matches!(a, -1..=1);
+        let all_acks_ok = match &w.acks {
+            Acks::One(a) => acks_ok(*a),
+            Acks::Each(v) => !v.is_empty() && v.iter().all(|a| acks_ok(*a)),
+        };
+        if !all_acks_ok {
+            return Err("workload.acks must be 0, 1 or -1 (or a non-empty list of them)".into());
+        }
+        if let Expected::Finding(k) = &self.expect.outcome {
+            if !crate::checker::FINDING_KINDS.contains(&k.as_str()) {
+                return Err(format!(
+                    "expect.outcome {k:?} is not pass, liveness-failure or one of {}",
+                    crate::checker::FINDING_KINDS.join(", ")
+                ));
+            }
+        }
+        for f in &self.faults {
+            f.check().map_err(|e| format!("{} fault: {e}", f.kind()))?;
+        }
+        if let Some(r) = &self.random_faults {
+            if let Some(k) = r.kinds.iter().find(|k| !RANDOM_KINDS.contains(&k.as_str())) {
+                return Err(format!(
+                    "random_faults.kinds: unknown kind {k:?} (known: {})",
+                    RANDOM_KINDS.join(", ")
+                ));
+            }
+            if r.rate_per_min.is_nan() || r.rate_per_min <= 0.0 {
+                return Err("random_faults.rate_per_min must be above 0".into());
+            }
+        }
+        Ok(())
     }
+
+    /// The scheduled faults and this seed's random draw, in time order.
+    pub fn faults_for(&self, seed: u64) -> Vec<Fault> {
+        let mut all = self.faults.clone();
+        if let Some(r) = &self.random_faults {
+            all.extend(r.draw(seed, self.duration_s));
+        }
+        all.sort_by_key(Fault::at_s);
+        all
+    }
+}
+
+/// When the last of these faults heals (0 without faults).
+pub fn last_heal_s(faults: &[Fault]) -> u64 {
+    faults.iter().map(Fault::healed_at_s).max().unwrap_or(0)
 }

@@ -1,0 +1,934 @@
+//! Checkers over a run's history and final read: safety (the Jepsen Kafka anomaly classes) and
+//! liveness (after the faults heal, every partition takes and serves writes again).
+//!
+//! Pure functions of the history, so each is tested on hand-written histories below.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use bytes::Bytes;
+
+use crate::history::{FinalRead, Op, Poll, PollResult, Send, SendOutcome};
+
+/// Every kind of finding, as scenario files name them in `expect.outcome`.
+pub const FINDING_KINDS: [&str; 12] = [
+    "lost-write",
+    "duplicate",
+    "inconsistent-offset",
+    "non-monotonic-send",
+    "non-monotonic-poll",
+    "poll-skip",
+    "failed-write-read",
+    "phantom-read",
+    "unseen",
+    "hung",
+    "no-progress",
+    "refused",
+];
+
+/// What the checkers found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    /// A write that was acknowledged (or that a consumer read) is not in the log.
+    LostWrite {
+        partition: i32,
+        value: Bytes,
+        /// How it was known: "acknowledged at offset N" or "polled at offset N".
+        seen: String,
+    },
+    /// A value stored at more offsets than its producer sent it (retries allowed for).
+    Duplicate {
+        partition: i32,
+        value: Bytes,
+        offsets: Vec<i64>,
+        attempts: usize,
+    },
+    /// Observers disagree on an offset: the value acknowledged, polled or read back there.
+    InconsistentOffset {
+        partition: i32,
+        offset: i64,
+        seen: Vec<String>,
+    },
+    /// A producer's acknowledged offsets in a partition went backwards (or repeated).
+    NonMonotonicSend {
+        producer: usize,
+        partition: i32,
+        previous: i64,
+        offset: i64,
+    },
+    /// A consumer's polled offsets in a partition went backwards (or repeated) within a session.
+    NonMonotonicPoll {
+        consumer: usize,
+        partition: i32,
+        previous: i64,
+        offset: i64,
+    },
+    /// A consumer read past offsets that are in the log without returning them.
+    PollSkip {
+        consumer: usize,
+        partition: i32,
+        from: i64,
+        to: i64,
+        skipped: Vec<i64>,
+    },
+    /// A write every attempt of which definitely failed was read.
+    FailedWriteRead {
+        partition: i32,
+        value: Bytes,
+        offset: i64,
+        codes: Vec<i16>,
+    },
+    /// A value no producer sent was read (corruption).
+    PhantomRead {
+        partition: i32,
+        value: Bytes,
+        offset: i64,
+    },
+    /// Acknowledged writes no consumer polled, although the consumers read to the end.
+    Unseen {
+        partition: i32,
+        count: usize,
+        first: Vec<Bytes>,
+    },
+    /// A request waited longer than the response deadline for any answer (liveness).
+    Hung {
+        node: String,
+        at_s: f64,
+        waited_s: u64,
+        pending: Vec<String>,
+        requests_waiting: usize,
+    },
+    /// After the faults healed, a partition took (or served) no write in time (liveness).
+    NoProgress {
+        partition: i32,
+        what: &'static str,
+        healed_s: u64,
+        deadline_s: u64,
+    },
+    /// Produce requests were refused where the scenario allows none.
+    Refused { count: usize, first_code: i16 },
+}
+
+impl Finding {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Finding::LostWrite { .. } => "lost-write",
+            Finding::Duplicate { .. } => "duplicate",
+            Finding::InconsistentOffset { .. } => "inconsistent-offset",
+            Finding::NonMonotonicSend { .. } => "non-monotonic-send",
+            Finding::NonMonotonicPoll { .. } => "non-monotonic-poll",
+            Finding::PollSkip { .. } => "poll-skip",
+            Finding::FailedWriteRead { .. } => "failed-write-read",
+            Finding::PhantomRead { .. } => "phantom-read",
+            Finding::Unseen { .. } => "unseen",
+            Finding::Hung { .. } => "hung",
+            Finding::NoProgress { .. } => "no-progress",
+            Finding::Refused { .. } => "refused",
+        }
+    }
+
+    pub fn is_liveness(&self) -> bool {
+        matches!(self, Finding::Hung { .. } | Finding::NoProgress { .. })
+    }
+}
+
+fn short(v: &Bytes) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::LostWrite {
+                partition,
+                value,
+                seen,
+            } => write!(
+                f,
+                "lost write: {:?} ({seen} in partition {partition}) is not in the log",
+                short(value)
+            ),
+            Finding::Duplicate {
+                partition,
+                value,
+                offsets,
+                attempts,
+            } => write!(
+                f,
+                "duplicate: {:?} is at offsets {offsets:?} of partition {partition} but could have \
+                 been written {attempts} time(s)",
+                short(value)
+            ),
+            Finding::InconsistentOffset {
+                partition,
+                offset,
+                seen,
+            } => write!(
+                f,
+                "inconsistent offset {partition}/{offset}: {}",
+                seen.join("; ")
+            ),
+            Finding::NonMonotonicSend {
+                producer,
+                partition,
+                previous,
+                offset,
+            } => write!(
+                f,
+                "non-monotonic send: producer {producer} was acknowledged offset {offset} in \
+                 partition {partition} after offset {previous}"
+            ),
+            Finding::NonMonotonicPoll {
+                consumer,
+                partition,
+                previous,
+                offset,
+            } => write!(
+                f,
+                "non-monotonic poll: consumer {consumer} read offset {offset} of partition \
+                 {partition} after offset {previous}"
+            ),
+            Finding::PollSkip {
+                consumer,
+                partition,
+                from,
+                to,
+                skipped,
+            } => write!(
+                f,
+                "poll skip: consumer {consumer} went from offset {from} to {to} in partition \
+                 {partition}, skipping {} record(s) in the log (first: {:?})",
+                skipped.len(),
+                &skipped[..skipped.len().min(5)]
+            ),
+            Finding::FailedWriteRead {
+                partition,
+                value,
+                offset,
+                codes,
+            } => write!(
+                f,
+                "read of a failed write: {:?} at {partition}/{offset}, although every attempt \
+                 definitely failed (error codes {codes:?})",
+                short(value)
+            ),
+            Finding::PhantomRead {
+                partition,
+                value,
+                offset,
+            } => write!(
+                f,
+                "phantom read: {:?} at {partition}/{offset} was never sent",
+                short(value)
+            ),
+            Finding::Unseen {
+                partition,
+                count,
+                first,
+            } => write!(
+                f,
+                "unseen: {count} acknowledged write(s) in partition {partition} were never \
+                 polled by a consumer (first: {:?})",
+                first.iter().map(short).collect::<Vec<_>>()
+            ),
+            Finding::Hung {
+                node,
+                at_s,
+                waited_s,
+                pending,
+                requests_waiting,
+            } => write!(
+                f,
+                "liveness: node {node} did not answer a produce for {waited_s} s (at t={at_s:.1} s); \
+                 pending disk operations: {}; {requests_waiting} produce request(s) waiting",
+                if pending.is_empty() {
+                    "none".to_string()
+                } else {
+                    pending.join(", ")
+                }
+            ),
+            Finding::NoProgress {
+                partition,
+                what,
+                healed_s,
+                deadline_s,
+            } => write!(
+                f,
+                "liveness: partition {partition} {what} within {deadline_s} s after the faults \
+                 healed at t={healed_s} s"
+            ),
+            Finding::Refused { count, first_code } => write!(
+                f,
+                "{count} produce request(s) refused (first error code {first_code}) although the \
+                 append queue never filled"
+            ),
+        }
+    }
+}
+
+/// What the checkers need to know besides the history.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The consumers read every partition to its end after the workload: an acknowledged write
+    /// none of them polled is `unseen`.
+    pub consumers_drained: bool,
+}
+
+/// Counts the report shows beside the findings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Values stored more than once, each allowed by the producer's retries.
+    pub retry_duplicates: usize,
+    /// Records read back after the run.
+    pub records: usize,
+    /// Records consumers polled (with repeats).
+    pub polled: usize,
+}
+
+/// Every safety check over the history and the final read.
+pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>, Stats) {
+    let sends: Vec<&Send> = history
+        .iter()
+        .filter_map(|o| match o {
+            Op::Send(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let polls: Vec<&Poll> = history
+        .iter()
+        .filter_map(|o| match o {
+            Op::Poll(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let mut findings = Vec::new();
+    let mut stats = Stats {
+        records: log.values().map(Vec::len).sum(),
+        ..Stats::default()
+    };
+
+    // Where each value is in the final log, and which offsets the log has.
+    let mut log_at: HashMap<(i32, &Bytes), Vec<i64>> = HashMap::new();
+    let mut log_offsets: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+    for (p, records) in log {
+        for (o, v) in records {
+            log_at.entry((*p, v)).or_default().push(*o);
+            log_offsets.entry(*p).or_default().insert(*o);
+        }
+    }
+    let attempts = attempts_by_value(&sends);
+
+    findings.extend(inconsistent_offsets(&sends, &polls, log));
+    findings.extend(lost_writes(&sends, &polls, &log_at));
+    let (dups, retry_dups) = duplicates(&log_at, &attempts);
+    findings.extend(dups);
+    stats.retry_duplicates = retry_dups;
+    findings.extend(failed_and_phantom_reads(&polls, log, &attempts));
+    findings.extend(non_monotonic_sends(&sends));
+    findings.extend(poll_order(&polls, &log_offsets));
+    stats.polled = polls
+        .iter()
+        .map(|p| match &p.result {
+            PollResult::Records(r) => r.len(),
+            _ => 0,
+        })
+        .sum();
+    if opts.consumers_drained {
+        findings.extend(unseen(&sends, &polls));
+    }
+    (findings, stats)
+}
+
+type Attempts<'a> = HashMap<(i32, &'a Bytes), Vec<&'a Send>>;
+
+fn attempts_by_value<'a>(sends: &[&'a Send]) -> Attempts<'a> {
+    let mut m: Attempts<'a> = HashMap::new();
+    for s in sends {
+        m.entry((s.partition, &s.value)).or_default().push(s);
+    }
+    m
+}
+
+/// An offset observed with two values (by an acknowledgement, a poll, or the final read).
+fn inconsistent_offsets(sends: &[&Send], polls: &[&Poll], log: &FinalRead) -> Vec<Finding> {
+    let mut seen: BTreeMap<(i32, i64), Vec<(Bytes, String)>> = BTreeMap::new();
+    let mut note = |p: i32, o: i64, v: &Bytes, who: String| {
+        let e = seen.entry((p, o)).or_default();
+        if !e.iter().any(|(x, _)| x == v) {
+            e.push((v.clone(), who));
+        }
+    };
+    for (p, records) in log {
+        for (o, v) in records {
+            note(*p, *o, v, "read back".into());
+        }
+    }
+    for poll in polls {
+        if let PollResult::Records(r) = &poll.result {
+            for (o, v) in r {
+                note(
+                    poll.partition,
+                    *o,
+                    v,
+                    format!("polled by consumer {}", poll.consumer),
+                );
+            }
+        }
+    }
+    for s in sends {
+        if let SendOutcome::Ok(o) = s.outcome {
+            note(
+                s.partition,
+                o,
+                &s.value,
+                format!("acknowledged to producer {}", s.producer),
+            );
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, vs)| vs.len() > 1)
+        .map(|((partition, offset), vs)| Finding::InconsistentOffset {
+            partition,
+            offset,
+            seen: vs
+                .into_iter()
+                .map(|(v, who)| format!("{:?} {who}", short(&v)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Acknowledged or polled values that are not in the final log at all.
+fn lost_writes(
+    sends: &[&Send],
+    polls: &[&Poll],
+    log_at: &HashMap<(i32, &Bytes), Vec<i64>>,
+) -> Vec<Finding> {
+    let mut reported: HashSet<(i32, &Bytes)> = HashSet::new();
+    let mut out = Vec::new();
+    for s in sends {
+        if let SendOutcome::Ok(o) = s.outcome {
+            let key = (s.partition, &s.value);
+            if !log_at.contains_key(&key) && reported.insert(key) {
+                out.push(Finding::LostWrite {
+                    partition: s.partition,
+                    value: s.value.clone(),
+                    seen: format!("acknowledged at offset {o}"),
+                });
+            }
+        }
+    }
+    for poll in polls {
+        if let PollResult::Records(r) = &poll.result {
+            for (o, v) in r {
+                let key = (poll.partition, v);
+                if !log_at.contains_key(&key) && reported.insert(key) {
+                    out.push(Finding::LostWrite {
+                        partition: poll.partition,
+                        value: v.clone(),
+                        seen: format!("polled at offset {o}"),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Values at more offsets than attempts that may have written them. Returns the findings and
+/// the number of duplicates the retries explain.
+fn duplicates(
+    log_at: &HashMap<(i32, &Bytes), Vec<i64>>,
+    attempts: &Attempts<'_>,
+) -> (Vec<Finding>, usize) {
+    let mut out = Vec::new();
+    let mut allowed = 0;
+    let mut keys: Vec<_> = log_at.iter().filter(|(_, o)| o.len() > 1).collect();
+    keys.sort_by_key(|((p, _), offsets)| (*p, offsets[0]));
+    for ((partition, value), offsets) in keys {
+        let possible = attempts
+            .get(&(*partition, *value))
+            .map(|a| a.iter().filter(|s| !s.outcome.definitely_failed()).count())
+            .unwrap_or(0);
+        if possible >= offsets.len() {
+            allowed += 1;
+        } else if possible > 0 {
+            out.push(Finding::Duplicate {
+                partition: *partition,
+                value: (*value).clone(),
+                offsets: offsets.clone(),
+                attempts: possible,
+            });
+        }
+        // possible == 0: a failed or phantom read, reported there.
+    }
+    (out, allowed)
+}
+
+/// Reads of values whose every attempt definitely failed, and of values never sent.
+fn failed_and_phantom_reads(
+    polls: &[&Poll],
+    log: &FinalRead,
+    attempts: &Attempts<'_>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut reported: HashSet<(i32, Bytes)> = HashSet::new();
+    let polled = polls.iter().flat_map(|p| match &p.result {
+        PollResult::Records(r) => r.iter().map(|(o, v)| (p.partition, *o, v)).collect(),
+        _ => Vec::new(),
+    });
+    let read_back = log
+        .iter()
+        .flat_map(|(p, r)| r.iter().map(move |(o, v)| (*p, *o, v)));
+    for (partition, offset, value) in read_back.chain(polled) {
+        if reported.contains(&(partition, value.clone())) {
+            continue;
+        }
+        let finding = match attempts.get(&(partition, value)) {
+            None => Finding::PhantomRead {
+                partition,
+                value: value.clone(),
+                offset,
+            },
+            Some(a) if a.iter().all(|s| s.outcome.definitely_failed()) => {
+                Finding::FailedWriteRead {
+                    partition,
+                    value: value.clone(),
+                    offset,
+                    codes: a
+                        .iter()
+                        .filter_map(|s| match s.outcome {
+                            SendOutcome::Failed { code, .. } => Some(code),
+                            _ => None,
+                        })
+                        .collect(),
+                }
+            }
+            Some(_) => continue,
+        };
+        reported.insert((partition, value.clone()));
+        out.push(finding);
+    }
+    out
+}
+
+/// One producer has one request in flight: its acknowledged offsets in a partition increase.
+fn non_monotonic_sends(sends: &[&Send]) -> Vec<Finding> {
+    let mut last: HashMap<(usize, i32), i64> = HashMap::new();
+    let mut out = Vec::new();
+    let mut ordered: Vec<&&Send> = sends.iter().collect();
+    ordered.sort_by(|a, b| a.invoked_s.total_cmp(&b.invoked_s));
+    for s in ordered {
+        if let SendOutcome::Ok(o) = s.outcome {
+            if let Some(&prev) = last.get(&(s.producer, s.partition)) {
+                if o <= prev {
+                    out.push(Finding::NonMonotonicSend {
+                        producer: s.producer,
+                        partition: s.partition,
+                        previous: prev,
+                        offset: o,
+                    });
+                }
+            }
+            last.insert((s.producer, s.partition), o);
+        }
+    }
+    out
+}
+
+/// Within a consumer's session, polled offsets of a partition increase, and nothing between the
+/// consumer's position and what it got back is in the log.
+fn poll_order(polls: &[&Poll], log_offsets: &BTreeMap<i32, BTreeSet<i64>>) -> Vec<Finding> {
+    let empty = BTreeSet::new();
+    let mut last: HashMap<(usize, u32, i32), i64> = HashMap::new();
+    let mut out = Vec::new();
+    for poll in polls {
+        let PollResult::Records(records) = &poll.result else {
+            continue;
+        };
+        let key = (poll.consumer, poll.session, poll.partition);
+        let offsets = log_offsets.get(&poll.partition).unwrap_or(&empty);
+        let mut expect_from = poll.from_offset;
+        for (o, _) in records {
+            if let Some(&prev) = last.get(&key) {
+                if *o <= prev {
+                    out.push(Finding::NonMonotonicPoll {
+                        consumer: poll.consumer,
+                        partition: poll.partition,
+                        previous: prev,
+                        offset: *o,
+                    });
+                    continue;
+                }
+            }
+            if *o > expect_from {
+                let skipped: Vec<i64> = offsets.range(expect_from..*o).copied().collect();
+                if !skipped.is_empty() {
+                    out.push(Finding::PollSkip {
+                        consumer: poll.consumer,
+                        partition: poll.partition,
+                        from: expect_from,
+                        to: *o,
+                        skipped,
+                    });
+                }
+            }
+            last.insert(key, *o);
+            expect_from = o + 1;
+        }
+    }
+    out
+}
+
+/// Acknowledged writes that no consumer polled.
+fn unseen(sends: &[&Send], polls: &[&Poll]) -> Vec<Finding> {
+    let mut polled: HashSet<(i32, &Bytes)> = HashSet::new();
+    for p in polls {
+        if let PollResult::Records(r) = &p.result {
+            polled.extend(r.iter().map(|(_, v)| (p.partition, v)));
+        }
+    }
+    let mut missing: BTreeMap<i32, Vec<Bytes>> = BTreeMap::new();
+    let mut counted: HashSet<(i32, &Bytes)> = HashSet::new();
+    for s in sends {
+        let key = (s.partition, &s.value);
+        if matches!(s.outcome, SendOutcome::Ok(_)) && !polled.contains(&key) && counted.insert(key)
+        {
+            missing
+                .entry(s.partition)
+                .or_default()
+                .push(s.value.clone());
+        }
+    }
+    missing
+        .into_iter()
+        .map(|(partition, values)| Finding::Unseen {
+            partition,
+            count: values.len(),
+            first: values.into_iter().take(5).collect(),
+        })
+        .collect()
+}
+
+/// After the faults heal at `healed_s`, every partition must take an acknowledged write — and,
+/// with consumers, serve one to a poll — within `deadline_s`. Checked only when the workload
+/// runs that long after the heal.
+pub fn progress_after_heal(
+    history: &[Op],
+    partitions: i32,
+    healed_s: u64,
+    deadline_s: u64,
+    workload_end_s: u64,
+    consumers: bool,
+) -> Vec<Finding> {
+    if healed_s + deadline_s >= workload_end_s {
+        return Vec::new();
+    }
+    let (from, by) = (healed_s as f64, (healed_s + deadline_s) as f64);
+    let within = |t: f64| t >= from && t <= by;
+    let mut out = Vec::new();
+    for partition in 0..partitions {
+        let wrote = history.iter().any(|op| {
+            matches!(op, Op::Send(s) if s.partition == partition
+                && matches!(s.outcome, SendOutcome::Ok(_)) && within(s.completed_s))
+        });
+        if !wrote {
+            out.push(Finding::NoProgress {
+                partition,
+                what: "took no acknowledged write",
+                healed_s,
+                deadline_s,
+            });
+        }
+        let served = history.iter().any(|op| {
+            matches!(op, Op::Poll(p) if p.partition == partition && within(p.completed_s)
+                && matches!(&p.result, PollResult::Records(r) if !r.is_empty()))
+        });
+        if consumers && !served {
+            out.push(Finding::NoProgress {
+                partition,
+                what: "served no record to a consumer",
+                healed_s,
+                deadline_s,
+            });
+        }
+    }
+    out
+}
+
+/// Produce requests that got an error where the scenario allows none.
+pub fn refusals(history: &[Op]) -> Option<Finding> {
+    let codes: Vec<i16> = history
+        .iter()
+        .filter_map(|op| match op {
+            Op::Send(Send {
+                outcome: SendOutcome::Failed { code, .. },
+                ..
+            }) => Some(*code),
+            _ => None,
+        })
+        .collect();
+    codes.first().map(|&first_code| Finding::Refused {
+        count: codes.len(),
+        first_code,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn send(producer: usize, partition: i32, value: &str, t: f64, outcome: SendOutcome) -> Op {
+        send_attempt(producer, partition, value, 1, t, outcome)
+    }
+
+    fn send_attempt(
+        producer: usize,
+        partition: i32,
+        value: &str,
+        attempt: u32,
+        t: f64,
+        outcome: SendOutcome,
+    ) -> Op {
+        Op::Send(Send {
+            producer,
+            partition,
+            value: v(value),
+            attempt,
+            acks: 1,
+            invoked_s: t,
+            completed_s: t + 0.01,
+            outcome,
+        })
+    }
+
+    fn poll(consumer: usize, partition: i32, from: i64, t: f64, records: &[(i64, &str)]) -> Op {
+        Op::Poll(Poll {
+            consumer,
+            session: 0,
+            partition,
+            from_offset: from,
+            invoked_s: t,
+            completed_s: t + 0.01,
+            result: PollResult::Records(records.iter().map(|(o, s)| (*o, v(s))).collect()),
+        })
+    }
+
+    fn log(records: &[(i32, i64, &str)]) -> FinalRead {
+        let mut l = FinalRead::new();
+        for (p, o, s) in records {
+            l.entry(*p).or_default().push((*o, v(s)));
+        }
+        l
+    }
+
+    /// A clean history: two producers, two partitions, one consumer that read everything.
+    fn clean() -> (Vec<Op>, FinalRead) {
+        let h = vec![
+            send(0, 0, "a", 1.0, SendOutcome::Ok(0)),
+            send(1, 1, "b", 1.1, SendOutcome::Ok(0)),
+            send(0, 0, "c", 1.2, SendOutcome::Ok(1)),
+            send(1, 1, "d", 1.3, SendOutcome::failed(56)),
+            send(1, 1, "e", 1.4, SendOutcome::Ok(1)),
+            poll(0, 0, 0, 2.0, &[(0, "a"), (1, "c")]),
+            poll(0, 1, 0, 2.1, &[(0, "b")]),
+            poll(0, 1, 1, 2.2, &[(1, "e")]),
+        ];
+        let l = log(&[(0, 0, "a"), (0, 1, "c"), (1, 0, "b"), (1, 1, "e")]);
+        (h, l)
+    }
+
+    fn drained() -> Options {
+        Options {
+            consumers_drained: true,
+        }
+    }
+
+    fn check(h: &[Op], l: &FinalRead) -> Vec<Finding> {
+        safety(h, l, &drained()).0
+    }
+
+    fn kinds(f: &[Finding]) -> Vec<&'static str> {
+        f.iter().map(Finding::kind).collect()
+    }
+
+    #[test]
+    fn a_clean_history_has_no_findings() {
+        let (h, l) = clean();
+        let (f, stats) = safety(&h, &l, &drained());
+        assert!(f.is_empty(), "{f:?}");
+        assert_eq!(stats.records, 4);
+        assert_eq!(stats.polled, 4);
+        assert!(progress_after_heal(&h, 2, 0, 3, 10, true).is_empty());
+        assert_eq!(
+            refusals(&h),
+            Some(Finding::Refused {
+                count: 1,
+                first_code: 56
+            })
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_write_missing_from_the_log_is_lost() {
+        let (mut h, l) = clean();
+        h.push(send(0, 0, "x", 3.0, SendOutcome::Ok(2)));
+        let f = safety(&h, &l, &Options::default()).0;
+        assert_eq!(kinds(&f), ["lost-write"], "{f:?}");
+        assert!(f[0].to_string().contains("\"x\""));
+    }
+
+    #[test]
+    fn a_polled_value_missing_from_the_log_is_lost() {
+        let (mut h, l) = clean();
+        h.push(send(0, 0, "x", 3.0, SendOutcome::Unknown));
+        h.push(poll(0, 0, 2, 3.5, &[(2, "x")]));
+        let f = check(&h, &l);
+        assert_eq!(kinds(&f), ["lost-write"], "{f:?}");
+        assert!(f[0].to_string().contains("polled at offset 2"));
+    }
+
+    #[test]
+    fn two_values_at_one_offset_are_inconsistent() {
+        let (mut h, l) = clean();
+        // Acknowledged at offset 1, where the log (and the consumer) has "c"; "z" is elsewhere.
+        h.push(send(1, 0, "z", 3.0, SendOutcome::Ok(1)));
+        let mut l = l;
+        l.get_mut(&0).unwrap().push((2, v("z")));
+        h.push(poll(0, 0, 2, 3.5, &[(2, "z")]));
+        let f = check(&h, &l);
+        assert_eq!(kinds(&f), ["inconsistent-offset"], "{f:?}");
+        assert!(f[0].to_string().contains("inconsistent offset 0/1"));
+    }
+
+    #[test]
+    fn a_value_stored_twice_without_a_retry_is_a_duplicate() {
+        let (mut h, mut l) = clean();
+        h.push(send(0, 0, "x", 3.0, SendOutcome::Ok(2)));
+        l.get_mut(&0).unwrap().extend([(2, v("x")), (3, v("x"))]);
+        h.push(poll(0, 0, 2, 3.5, &[(2, "x"), (3, "x")]));
+        let f = check(&h, &l);
+        assert_eq!(kinds(&f), ["duplicate"], "{f:?}");
+    }
+
+    #[test]
+    fn a_retry_after_an_unknown_outcome_may_duplicate() {
+        let (mut h, mut l) = clean();
+        h.push(send_attempt(0, 0, "x", 1, 3.0, SendOutcome::Unknown));
+        h.push(send_attempt(0, 0, "x", 2, 3.2, SendOutcome::Ok(3)));
+        l.get_mut(&0).unwrap().extend([(2, v("x")), (3, v("x"))]);
+        h.push(poll(0, 0, 2, 3.5, &[(2, "x"), (3, "x")]));
+        let (f, stats) = safety(&h, &l, &drained());
+        assert!(f.is_empty(), "{f:?}");
+        assert_eq!(stats.retry_duplicates, 1);
+        // The same retry after a definite failure cannot explain a second copy.
+        let (mut h2, l2) = (h.clone(), l.clone());
+        for op in &mut h2 {
+            if let Op::Send(s) = op {
+                if s.value == v("x") && s.attempt == 1 {
+                    s.outcome = SendOutcome::failed(56);
+                }
+            }
+        }
+        assert_eq!(kinds(&check(&h2, &l2)), ["duplicate"]);
+    }
+
+    #[test]
+    fn an_acknowledged_offset_going_backwards_is_non_monotonic() {
+        // Producer 0 sent "a" then "b" (one in flight), yet "b" got the lower offset.
+        let h = vec![
+            send(0, 0, "a", 1.0, SendOutcome::Ok(1)),
+            send(0, 0, "b", 2.0, SendOutcome::Ok(0)),
+            poll(0, 0, 0, 3.0, &[(0, "b"), (1, "a")]),
+        ];
+        let l = log(&[(0, 0, "b"), (0, 1, "a")]);
+        let f = check(&h, &l);
+        assert_eq!(kinds(&f), ["non-monotonic-send"], "{f:?}");
+    }
+
+    #[test]
+    fn a_poll_going_backwards_is_non_monotonic() {
+        let (mut h, l) = clean();
+        h.push(poll(0, 0, 0, 3.0, &[(0, "a")]));
+        let f = check(&h, &l);
+        assert_eq!(kinds(&f), ["non-monotonic-poll"], "{f:?}");
+        // A new session (a reset position) may read again.
+        if let Some(Op::Poll(p)) = h.last_mut() {
+            p.session = 1;
+        }
+        assert!(check(&h, &l).is_empty());
+    }
+
+    #[test]
+    fn a_poll_past_records_in_the_log_is_a_skip() {
+        let (mut h, l) = clean();
+        h.retain(|op| !matches!(op, Op::Poll(p) if p.partition == 0));
+        h.push(poll(0, 0, 0, 3.0, &[(0, "a")]));
+        h.push(poll(0, 0, 1, 3.1, &[]));
+        let mut l2 = l.clone();
+        l2.get_mut(&0).unwrap().push((2, v("f")));
+        h.push(send(0, 0, "f", 3.05, SendOutcome::Ok(2)));
+        // The consumer asked from 1 and got 2: offset 1 ("c") was skipped.
+        h.push(poll(0, 0, 1, 3.2, &[(2, "f")]));
+        let f = safety(&h, &l2, &Options::default()).0;
+        assert_eq!(kinds(&f), ["poll-skip"], "{f:?}");
+        assert!(f[0].to_string().contains("skipping 1 record"));
+    }
+
+    #[test]
+    fn reading_a_definitely_failed_write_is_found() {
+        let (h, mut l) = clean();
+        // "d" got KAFKA_STORAGE_ERROR (not written), yet it is in the log.
+        l.get_mut(&1).unwrap().push((2, v("d")));
+        let f = safety(&h, &l, &Options::default()).0;
+        assert_eq!(kinds(&f), ["failed-write-read"], "{f:?}");
+        // After an indefinite error (REQUEST_TIMED_OUT) the write may be there.
+        let mut h2 = h.clone();
+        for op in &mut h2 {
+            if let Op::Send(s) = op {
+                if s.value == v("d") {
+                    s.outcome = SendOutcome::failed(7);
+                }
+            }
+        }
+        assert!(safety(&h2, &l, &Options::default()).0.is_empty());
+    }
+
+    #[test]
+    fn a_value_never_sent_is_a_phantom() {
+        let (h, mut l) = clean();
+        l.get_mut(&0).unwrap().push((2, v("garbage")));
+        let f = safety(&h, &l, &Options::default()).0;
+        assert_eq!(kinds(&f), ["phantom-read"], "{f:?}");
+    }
+
+    #[test]
+    fn an_acknowledged_write_no_consumer_polled_is_unseen() {
+        let (mut h, l) = clean();
+        h.retain(|op| !matches!(op, Op::Poll(p) if p.partition == 1 && p.from_offset == 1));
+        let f = check(&h, &l);
+        assert_eq!(kinds(&f), ["unseen"], "{f:?}");
+        assert!(f[0].to_string().contains("1 acknowledged write"));
+        // Only when the consumers were to read to the end.
+        assert!(safety(&h, &l, &Options::default()).0.is_empty());
+    }
+
+    #[test]
+    fn a_partition_without_writes_after_the_heal_makes_no_progress() {
+        let (h, _) = clean();
+        // Faults healed at t=1.15 s: partition 0 took "c" at 1.21 s, partition 1 "e" at 1.41 s;
+        // the consumer read both by 2.21 s.
+        assert!(progress_after_heal(&h, 2, 1, 2, 10, true).is_empty());
+        // A third partition got nothing.
+        let f = progress_after_heal(&h, 3, 1, 2, 10, true);
+        assert_eq!(kinds(&f), ["no-progress", "no-progress"], "{f:?}");
+        assert!(f[0]
+            .to_string()
+            .contains("partition 2 took no acknowledged write"));
+        // Nothing to check when the workload ends before the deadline.
+        assert!(progress_after_heal(&h, 3, 1, 20, 10, true).is_empty());
+    }
+}

@@ -1,0 +1,487 @@
+//! The simulated Kafka clients of a run: an admin client (creates the workload topic, then
+//! optionally churns scratch topics), producers (acks 0/1/all, retries) and consumers (every
+//! partition by assignment), all on the real wire protocol, recording every operation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::checker::Finding;
+use crate::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
+use crate::disk::SimDisk;
+use crate::history::{
+    retriable_code, Admin, FinalRead, Op, Poll, PollResult, Send, SendOutcome, KAFKA_STORAGE_ERROR,
+};
+use crate::scenario::{Fault, Scenario, BROKER_NODE};
+
+/// Kafka's OFFSET_OUT_OF_RANGE.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// Kafka's `retry.backoff.ms`.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// How long consumers may take to read to the end once producing is over.
+const DRAIN_MAX: Duration = Duration::from_secs(120);
+
+/// What every client of a run shares: the clock origin, the history, and what a hung request
+/// reports.
+pub struct World {
+    pub scenario: Scenario,
+    pub addr: SocketAddr,
+    pub start: Instant,
+    /// When producing stops.
+    pub end: Instant,
+    pub faults: Vec<Fault>,
+    pub disk: SimDisk,
+    ops: Mutex<Vec<Op>>,
+    /// The first hung request, named with what the node is stuck on.
+    hang: Mutex<Option<Finding>>,
+    /// Produce requests sent and not yet answered.
+    waiting: AtomicUsize,
+    /// The workload topic exists (set by the admin client).
+    ready: watch::Sender<bool>,
+    /// The producers are done; consumers read to the end and stop.
+    producing_over: watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl World {
+    pub fn new(
+        scenario: Scenario,
+        addr: SocketAddr,
+        faults: Vec<Fault>,
+        disk: SimDisk,
+    ) -> Arc<World> {
+        let start = Instant::now();
+        Arc::new(World {
+            end: start + Duration::from_secs(scenario.duration_s),
+            scenario,
+            addr,
+            start,
+            faults,
+            disk,
+            ops: Mutex::default(),
+            hang: Mutex::default(),
+            waiting: AtomicUsize::new(0),
+            ready: watch::Sender::new(false),
+            producing_over: watch::Sender::new(false),
+        })
+    }
+
+    pub fn now_s(&self) -> f64 {
+        (Instant::now() - self.start).as_secs_f64()
+    }
+
+    fn record(&self, op: Op) {
+        lock(&self.ops).push(op);
+    }
+
+    /// The history so far, and the hang found (if any).
+    pub fn take(&self) -> (Vec<Op>, Option<Finding>) {
+        (
+            std::mem::take(&mut *lock(&self.ops)),
+            lock(&self.hang).take(),
+        )
+    }
+
+    pub fn producing_over(&self) {
+        self.producing_over.send_replace(true);
+    }
+
+    fn client_timeout(&self) -> Duration {
+        // The broker answers a produce it could not finish by the request's own timeout; the
+        // client waits a little longer so that answer arrives when the network is fine.
+        Duration::from_millis(self.scenario.workload.request_timeout_ms) + Duration::from_secs(1)
+    }
+
+    async fn connect(&self) -> Option<Client> {
+        match Client::connect(self.addr).await {
+            Ok(mut c) => {
+                c.request_timeout_ms =
+                    i32::try_from(self.scenario.workload.request_timeout_ms).unwrap_or(i32::MAX);
+                Some(c)
+            }
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                None
+            }
+        }
+    }
+
+    /// A produce that has waited since `invoked` without an answer: hung, unless a fault kept
+    /// the network or the process from answering at some point of the wait.
+    fn note_wait(&self, invoked_s: f64) {
+        let now_s = self.now_s();
+        let excused = self.faults.iter().any(|f| {
+            f.silences("producers")
+                && (f.at_s() as f64) <= now_s
+                && (f.healed_at_s() as f64) >= invoked_s
+        });
+        let mut hang = lock(&self.hang);
+        if excused || hang.is_some() {
+            return;
+        }
+        let pending = self
+            .disk
+            .syncs_in_flight()
+            .into_iter()
+            .map(|s| {
+                format!(
+                    "sync_data {} since t={:.1} s",
+                    s.path.display(),
+                    (s.since - self.start).as_secs_f64()
+                )
+            })
+            .collect();
+        *hang = Some(Finding::Hung {
+            node: BROKER_NODE.into(),
+            at_s: now_s,
+            waited_s: self.scenario.expect.response_deadline_s,
+            pending,
+            requests_waiting: self.waiting.load(Ordering::Relaxed),
+        });
+    }
+}
+
+/// The admin client: create the workload topic (retrying until it exists), then, if the
+/// scenario asks, create and delete a scratch topic every `admin_interval_s`.
+pub async fn admin(world: Arc<World>) {
+    let w = &world.scenario.workload;
+    let mut conn: Option<Client> = None;
+    while !*world.ready.borrow() && Instant::now() < world.end {
+        let Some(c) = take_or_connect(&world, &mut conn).await else {
+            continue;
+        };
+        let invoked_s = world.now_s();
+        let r = tokio::time::timeout(
+            world.client_timeout(),
+            c.create_topic(&w.topic, w.partitions),
+        )
+        .await
+        .map(|r| match r {
+            // Created by an earlier attempt whose answer was lost.
+            Err(ClientError::Kafka(TOPIC_ALREADY_EXISTS)) => Ok(()),
+            other => other,
+        });
+        let what = format!("create {} ({} partitions)", w.topic, w.partitions);
+        if admin_result(&world, &mut conn, what, invoked_s, r) {
+            world.ready.send_replace(true);
+        } else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    if w.admin_interval_s == 0 {
+        return;
+    }
+    let mut k = 0u64;
+    while Instant::now() < world.end {
+        tokio::time::sleep(Duration::from_secs(w.admin_interval_s)).await;
+        let Some(c) = take_or_connect(&world, &mut conn).await else {
+            continue;
+        };
+        let name = format!("scratch-{k}");
+        let invoked_s = world.now_s();
+        let created = tokio::time::timeout(world.client_timeout(), c.create_topic(&name, 1)).await;
+        let ok = admin_result(
+            &world,
+            &mut conn,
+            format!("create {name}"),
+            invoked_s,
+            created,
+        );
+        if ok && k > 0 {
+            if let Some(c) = conn.as_mut() {
+                let old = format!("scratch-{}", k - 1);
+                let invoked_s = world.now_s();
+                let deleted =
+                    tokio::time::timeout(world.client_timeout(), c.delete_topic(&old)).await;
+                admin_result(
+                    &world,
+                    &mut conn,
+                    format!("delete {old}"),
+                    invoked_s,
+                    deleted,
+                );
+            }
+        }
+        if ok {
+            k += 1;
+        }
+    }
+}
+
+fn admin_result(
+    world: &World,
+    conn: &mut Option<Client>,
+    what: String,
+    invoked_s: f64,
+    r: Result<Result<(), ClientError>, tokio::time::error::Elapsed>,
+) -> bool {
+    let error = match &r {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer".into()),
+    };
+    if !matches!(r, Ok(Ok(_)) | Ok(Err(ClientError::Kafka(_)))) {
+        *conn = None;
+    }
+    let ok = error.is_none();
+    world.record(Op::Admin(Admin {
+        what,
+        invoked_s,
+        completed_s: world.now_s(),
+        error,
+    }));
+    ok
+}
+
+async fn take_or_connect<'a>(
+    world: &World,
+    conn: &'a mut Option<Client>,
+) -> Option<&'a mut Client> {
+    if conn.is_none() {
+        *conn = world.connect().await;
+    }
+    conn.as_mut()
+}
+
+async fn wait_ready(world: &World) -> bool {
+    let mut ready = world.ready.subscribe();
+    tokio::select! {
+        r = ready.wait_for(|r| *r) => r.is_ok(),
+        _ = tokio::time::sleep_until(world.end) => false,
+    }
+}
+
+/// One producer: one request in flight; message `n` goes to partition `(producer + n) mod
+/// partitions` with the value `p<producer>-<n>`, retried as the scenario allows.
+pub async fn produce(world: Arc<World>, producer: usize) {
+    if !wait_ready(&world).await {
+        return;
+    }
+    let w = &world.scenario.workload;
+    let acks = w.acks.for_producer(producer);
+    let mut conn: Option<Client> = None;
+    let mut n = 0u64;
+    while Instant::now() < world.end {
+        let partition = ((producer as u64 + n) % w.partitions as u64) as i32;
+        let value = Bytes::from(format!("p{producer}-{n}"));
+        n += 1;
+        let mut attempt = 0;
+        let mut pause = Duration::from_millis(w.interval_ms);
+        while Instant::now() < world.end {
+            let Some(c) = take_or_connect(&world, &mut conn).await else {
+                continue;
+            };
+            attempt += 1;
+            let (invoked_s, outcome) = send_once(&world, c, partition, acks, &value).await;
+            if matches!(outcome, SendOutcome::Unknown) {
+                conn = None;
+            }
+            world.record(Op::Send(Send {
+                producer,
+                partition,
+                value: value.clone(),
+                attempt,
+                acks,
+                invoked_s,
+                completed_s: world.now_s(),
+                outcome: outcome.clone(),
+            }));
+            let retriable = match outcome {
+                SendOutcome::Ok(_) => false,
+                SendOutcome::Failed { code, .. } => retriable_code(code),
+                // acks=0 has no outcome to retry on.
+                SendOutcome::Unknown => acks != 0,
+            };
+            if let SendOutcome::Failed {
+                code: KAFKA_STORAGE_ERROR,
+                ..
+            } = outcome
+            {
+                // A failed data directory: back off longer than usual.
+                pause = pause.max(Duration::from_secs(1));
+            }
+            if !retriable || attempt > w.retries {
+                break;
+            }
+            tokio::time::sleep(RETRY_BACKOFF.max(pause)).await;
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// One attempt: send, then wait for the answer up to the client's timeout, noting a hang when
+/// the response deadline passes first. Returns when it was invoked and how it ended.
+async fn send_once(
+    world: &World,
+    c: &mut Client,
+    partition: i32,
+    acks: i16,
+    value: &Bytes,
+) -> (f64, SendOutcome) {
+    let invoked_s = world.now_s();
+    let invoked = Instant::now();
+    world.waiting.fetch_add(1, Ordering::Relaxed);
+    let values = [value.clone()];
+    let topic = world.scenario.workload.topic.clone();
+    let call = c.produce(&topic, partition, acks, wall_ms(), &values);
+    tokio::pin!(call);
+    let hang_at = invoked + Duration::from_secs(world.scenario.expect.response_deadline_s);
+    let give_up_at = invoked + world.client_timeout();
+    let mut hang_checked = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut call => break Some(r),
+            _ = tokio::time::sleep_until(hang_at), if !hang_checked => {
+                hang_checked = true;
+                world.note_wait(invoked_s);
+            }
+            _ = tokio::time::sleep_until(give_up_at) => break None,
+        }
+    };
+    world.waiting.fetch_sub(1, Ordering::Relaxed);
+    let outcome = match result {
+        Some(Ok(_)) if acks == 0 => SendOutcome::Unknown,
+        Some(Ok(offset)) => SendOutcome::Ok(offset),
+        Some(Err(ClientError::Kafka(code))) => SendOutcome::failed(code),
+        Some(Err(_)) | None => SendOutcome::Unknown,
+    };
+    (invoked_s, outcome)
+}
+
+/// The client's wall clock for record timestamps (simulated time since the Unix epoch).
+fn wall_ms() -> i64 {
+    madsim::time::TimeHandle::current()
+        .now_time()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One consumer, assigned every partition, reading from the earliest offset; once producing is
+/// over it reads on until it has reached every partition's high watermark (bounded).
+pub async fn consume(world: Arc<World>, consumer: usize) {
+    if !wait_ready(&world).await {
+        return;
+    }
+    let w = &world.scenario.workload;
+    let mut positions: BTreeMap<i32, i64> = (0..w.partitions).map(|p| (p, 0)).collect();
+    let mut high_watermarks: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut session = 0u32;
+    let mut conn: Option<Client> = None;
+    let mut over = world.producing_over.subscribe();
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if drain_until.is_none() && *over.borrow_and_update() {
+            drain_until = Some(Instant::now() + DRAIN_MAX);
+            // Only high watermarks seen after producing ended count as the end.
+            high_watermarks.clear();
+        }
+        if let Some(until) = drain_until {
+            let caught_up = positions
+                .iter()
+                .all(|(p, pos)| high_watermarks.get(p).is_some_and(|hw| pos >= hw));
+            if caught_up || Instant::now() >= until {
+                return;
+            }
+        }
+        let Some(c) = take_or_connect(&world, &mut conn).await else {
+            continue;
+        };
+        let invoked_s = world.now_s();
+        let asked: Vec<(i32, i64)> = positions.iter().map(|(p, o)| (*p, *o)).collect();
+        let wait_ms = i32::try_from(w.poll_max_wait_ms).unwrap_or(i32::MAX);
+        let answer = tokio::time::timeout(
+            world.client_timeout(),
+            c.fetch_many(&w.topic, &asked, wait_ms),
+        )
+        .await;
+        let answers: Vec<(i32, Option<FetchedPartition>)> = match answer {
+            Ok(Ok(a)) => a.into_iter().map(|(p, r)| (p, Some(r))).collect(),
+            Ok(Err(_)) | Err(_) => {
+                conn = None;
+                asked.iter().map(|(p, _)| (*p, None)).collect()
+            }
+        };
+        let completed_s = world.now_s();
+        for (partition, r) in answers {
+            let Some(&from_offset) = positions.get(&partition) else {
+                continue;
+            };
+            let result = match r {
+                Some(Ok((records, hw))) => {
+                    high_watermarks.insert(partition, hw);
+                    if records.is_empty() {
+                        continue; // Nothing to check in an empty poll.
+                    }
+                    if let Some((last, _)) = records.last() {
+                        positions.insert(partition, last + 1);
+                    }
+                    PollResult::Records(records)
+                }
+                Some(Err(code)) => {
+                    if code == OFFSET_OUT_OF_RANGE {
+                        positions.insert(partition, 0);
+                        session += 1;
+                    }
+                    PollResult::Failed(code)
+                }
+                None => PollResult::Unknown,
+            };
+            let failed = !matches!(result, PollResult::Records(_));
+            world.record(Op::Poll(Poll {
+                consumer,
+                session,
+                partition,
+                from_offset,
+                invoked_s,
+                completed_s,
+                result,
+            }));
+            if failed {
+                tokio::time::sleep(RETRY_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Every partition's records, by offset, read with a fresh client after the run.
+pub async fn read_back(addr: SocketAddr, topic: &str, partitions: i32) -> FinalRead {
+    let mut out = FinalRead::new();
+    for p in 0..partitions {
+        out.insert(p, read_partition(addr, topic, p).await);
+    }
+    out
+}
+
+async fn read_partition(addr: SocketAddr, topic: &str, partition: i32) -> Vec<(i64, Bytes)> {
+    for _ in 0..50 {
+        let Ok(mut c) = Client::connect(addr).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut out = Vec::new();
+        let mut next = 0;
+        while let Ok((records, hw)) = c.fetch(topic, partition, next, 0).await {
+            match records.last() {
+                Some((last, _)) => next = last + 1,
+                None if next < hw => break, // Nothing where data should be: try again.
+                None => {}
+            }
+            out.extend(records);
+            if next >= hw {
+                return out;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Vec::new()
+}
