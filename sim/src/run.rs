@@ -143,6 +143,10 @@ impl Cluster {
 }
 
 fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
+    // First, before anything on this thread makes a HashMap: the runtime seeds std's per-thread
+    // hash keys from the seed only if none were drawn yet (else iteration order, and with it
+    // the run, would differ between two runs of the same seed).
+    let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     let config = broker_config(scenario)?;
     match &scenario.fault_points {
         Some(fp) => {
@@ -157,7 +161,6 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     }
     let faults = scenario.faults_for(seed);
     let wall = std::time::Instant::now();
-    let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     let sc = scenario.clone();
     let run_faults = faults.clone();
     let (history, hang, simulated_s, final_read, fault_log) = rt.block_on(async move {

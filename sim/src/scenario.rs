@@ -387,7 +387,7 @@ impl RandomFaults {
         let until = self.until_s.unwrap_or(duration_s - duration_s / 10);
         let mean_gap_ms = (60_000.0 / self.rate_per_min.max(1e-3)) as u64;
         let mut t_ms = self.from_s * 1000;
-        let mut busy_until: std::collections::HashMap<&str, u64> = Default::default();
+        let mut busy_until: std::collections::BTreeMap<&str, u64> = Default::default();
         let mut out = Vec::new();
         let max_for = self.max_for_s.max(1);
         loop {
