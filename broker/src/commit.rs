@@ -373,7 +373,22 @@ async fn retention_ticker(store: std::sync::Weak<Store>, every: Duration) {
     }
 }
 
+/// A topic's metadata file, checked against its CRC; read again before it is called corrupt (a
+/// misread must not stop the node from starting).
 async fn read_meta(io: &Io, path: &Path) -> Result<TopicMeta, StorageError> {
+    let mut attempt = 1;
+    loop {
+        match read_meta_once(io, path).await {
+            Err(StorageError::Corrupt { reason, .. }) if attempt < log::READ_ATTEMPTS => {
+                tracing::warn!(file = %path.display(), %reason, "topic metadata failed its checks; reading again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn read_meta_once(io: &Io, path: &Path) -> Result<TopicMeta, StorageError> {
     let corrupt = |reason: String| StorageError::Corrupt {
         path: path.to_path_buf(),
         reason,

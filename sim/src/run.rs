@@ -378,6 +378,18 @@ async fn apply(fault: &Fault, c: &Cluster) {
             )
             .await
         }
+        Fault::Bitflip {
+            for_s, per_million, ..
+        } => {
+            let rate = *per_million;
+            for_a_while(
+                &c.disk,
+                *for_s,
+                move |f| f.read_bitflip_per_million = rate,
+                |f| f.read_bitflip_per_million = 0,
+            )
+            .await
+        }
         Fault::Partition {
             for_s,
             node,

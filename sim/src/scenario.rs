@@ -161,6 +161,12 @@ pub enum Fault {
     },
     /// The disk is full (writes that grow files fail) for `for_s`.
     DiskFull { at_s: u64, for_s: u64 },
+    /// Each disk read returns one flipped bit with this chance (per million reads) for `for_s`.
+    Bitflip {
+        at_s: u64,
+        for_s: u64,
+        per_million: u32,
+    },
     /// A network partition for `for_s`: a node isolated, or one link cut (one way or both).
     Partition {
         at_s: u64,
@@ -205,6 +211,7 @@ impl Fault {
             | Fault::Crash { at_s, .. }
             | Fault::SlowDisk { at_s, .. }
             | Fault::DiskFull { at_s, .. }
+            | Fault::Bitflip { at_s, .. }
             | Fault::Partition { at_s, .. }
             | Fault::PacketLoss { at_s, .. }
             | Fault::NetLatency { at_s, .. }
@@ -220,6 +227,7 @@ impl Fault {
             Fault::FsyncStall { at_s, for_s }
             | Fault::SlowDisk { at_s, for_s, .. }
             | Fault::DiskFull { at_s, for_s }
+            | Fault::Bitflip { at_s, for_s, .. }
             | Fault::Partition { at_s, for_s, .. }
             | Fault::PacketLoss { at_s, for_s, .. }
             | Fault::NetLatency { at_s, for_s, .. }
@@ -239,6 +247,7 @@ impl Fault {
             Fault::Crash { .. } => "crash",
             Fault::SlowDisk { .. } => "slow-disk",
             Fault::DiskFull { .. } => "disk-full",
+            Fault::Bitflip { .. } => "bitflip",
             Fault::Partition { .. } => "partition",
             Fault::PacketLoss { .. } => "packet-loss",
             Fault::NetLatency { .. } => "net-latency",
@@ -285,6 +294,9 @@ impl Fault {
                 ..
             } => format!("slow-disk {min_ms}-{max_ms} ms for {for_s} s"),
             Fault::DiskFull { for_s, .. } => format!("disk-full for {for_s} s"),
+            Fault::Bitflip {
+                for_s, per_million, ..
+            } => format!("bitflip on {per_million} reads per million for {for_s} s"),
             Fault::Partition {
                 for_s,
                 node,
@@ -365,12 +377,13 @@ fn default_max_for_s() -> u64 {
 }
 
 /// The kinds a random mix may draw.
-pub const RANDOM_KINDS: [&str; 11] = [
+pub const RANDOM_KINDS: [&str; 12] = [
     "fsync-stall",
     "fsync-eio",
     "crash",
     "slow-disk",
     "disk-full",
+    "bitflip",
     "partition",
     "packet-loss",
     "net-latency",
@@ -426,6 +439,11 @@ impl RandomFaults {
                     max_ms: rng.range_u64(10, 500),
                 },
                 "disk-full" => Fault::DiskFull { at_s, for_s },
+                "bitflip" => Fault::Bitflip {
+                    at_s,
+                    for_s,
+                    per_million: rng.range_u64(1_000, 100_000) as u32,
+                },
                 "partition" => {
                     let a = CLIENT_NODES[rng.range_u64(0, 3) as usize];
                     let (node, link, one_way) = match rng.range_u64(0, 3) {

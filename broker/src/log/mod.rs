@@ -201,14 +201,16 @@ impl Partition {
                 }
             }
         };
-        let records = read_from(
-            io,
-            &file,
-            start,
-            end,
-            |h| h.next_offset() > offset,
-            max_bytes,
-        )
+        let records = read_verified(&file, Some(offset), || {
+            read_from(
+                io,
+                &file,
+                start,
+                end,
+                |h| h.next_offset() > offset,
+                max_bytes,
+            )
+        })
         .await?;
         Ok(FetchData {
             records,
@@ -239,7 +241,10 @@ impl Partition {
         let Some((file, start, end)) = found else {
             return Ok(None);
         };
-        let first = read_from(io, &file, start, end, |h| h.max_timestamp >= ts, 1).await?;
+        let first = read_verified(&file, None, || {
+            read_from(io, &file, start, end, |h| h.max_timestamp >= ts, 1)
+        })
+        .await?;
         let Ok(h) = batch::parse_header(&first) else {
             return Ok(None);
         };
@@ -304,6 +309,85 @@ async fn read_from(
     Ok(Bytes::new())
 }
 
+/// How many times data that fails its checks is read before it is called corrupt: a bit flipped
+/// on the way from the disk is gone on the next read; damage on the disk stays.
+pub const READ_ATTEMPTS: usize = 4;
+
+/// Read batches with `read` and check them right after the read (STYLE.md: CRC on write, CRC on
+/// read): every batch's CRC-32C, and their offsets — which Kafka's CRC does not cover — dense
+/// from the batch that holds `first_offset`. A misread is read again (up to [`READ_ATTEMPTS`]
+/// reads); data that stays bad is corrupt on the disk, and the reader gets an error instead of
+/// wrong offsets or records (librdkafka does not check CRCs by default).
+async fn read_verified<F, Fut>(
+    file: &Arc<dyn DiskFile>,
+    first_offset: Option<i64>,
+    read: F,
+) -> Result<Bytes, StorageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Bytes, StorageError>>,
+{
+    let mut last_error = None;
+    for attempt in 0..READ_ATTEMPTS {
+        let outcome = match read().await {
+            Ok(bytes) => verify_batches(&bytes, first_offset)
+                .map(|()| bytes)
+                .map_err(|reason| StorageError::Corrupt {
+                    path: file.path().to_path_buf(),
+                    reason,
+                }),
+            Err(e @ StorageError::Corrupt { .. }) => Err(e),
+            Err(e) => return Err(e),
+        };
+        match outcome {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) => {
+                if attempt == 0 {
+                    tracing::warn!(segment = %file.path().display(), error = %e, "a read failed its checks; reading again");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    // Bad every time: the bytes on the disk are damaged.
+    let e = last_error.unwrap_or_else(|| corrupt(file, 0, "unreadable"));
+    tracing::error!(segment = %file.path().display(), error = %e, "stored data is corrupt");
+    Err(e)
+}
+
+/// Whether `bytes` are whole batches with valid CRCs and dense offsets, the first holding
+/// `first_offset` (when given).
+fn verify_batches(bytes: &[u8], first_offset: Option<i64>) -> Result<(), String> {
+    let mut pos = 0;
+    let mut expect = None;
+    while pos < bytes.len() {
+        let h = batch::validate(&bytes[pos..]).map_err(|e| format!("batch at +{pos}: {e}"))?;
+        match expect {
+            None => {
+                if let Some(o) = first_offset {
+                    if !(h.base_offset <= o && o < h.next_offset()) {
+                        return Err(format!(
+                            "the batch read for offset {o} holds {}..{}",
+                            h.base_offset,
+                            h.next_offset()
+                        ));
+                    }
+                }
+            }
+            Some(next) if next != h.base_offset => {
+                return Err(format!(
+                    "batch at +{pos} starts at offset {} instead of {next}",
+                    h.base_offset
+                ))
+            }
+            Some(_) => {}
+        }
+        expect = Some(h.next_offset());
+        pos += h.size;
+    }
+    Ok(())
+}
+
 fn corrupt(file: &Arc<dyn DiskFile>, pos: u64, why: &str) -> StorageError {
     StorageError::Corrupt {
         path: file.path().to_path_buf(),
@@ -354,6 +438,20 @@ struct Scanned {
 /// Scan a segment from the start, validating every batch (CRC-32C, header, offsets continuing
 /// from the previous batch). Stops at the first invalid or incomplete batch. Reads a chunk at a
 /// time, so memory stays bounded however long the log is.
+/// Drop the chunk so the scan reads from `pos` again; false once this position was read
+/// [`READ_ATTEMPTS`] times (the data is bad on the disk, or torn).
+fn reread(reread_at: &mut (u64, usize), pos: u64, chunk: &mut Bytes) -> bool {
+    if reread_at.0 != pos {
+        *reread_at = (pos, 1);
+    }
+    if reread_at.1 >= READ_ATTEMPTS {
+        return false;
+    }
+    reread_at.1 += 1;
+    *chunk = Bytes::new();
+    true
+}
+
 async fn scan_segment(
     io: &Io,
     file: &Arc<dyn DiskFile>,
@@ -371,17 +469,28 @@ async fn scan_segment(
     let mut chunk = Bytes::new();
     let mut chunk_pos = 0u64;
     let mut pos = 0u64;
+    // Where the scan last found bad data, and how often it read it: what looks like a torn tail
+    // may be a misread, and cutting there would drop acknowledged records; more reads decide.
+    let mut reread_at = (u64::MAX, 0);
     while pos < len {
         let rel = (pos - chunk_pos) as usize;
         let have = chunk.len().saturating_sub(rel);
         let header = match chunk.get(rel..).map(batch::parse_header) {
             Some(Ok(h)) => Some(h),
-            // A full header that does not parse: corrupt from here on.
-            Some(Err(_)) if have >= HEADER_BYTES => break,
+            // A full header that does not parse: corrupt from here on (read twice).
+            Some(Err(_)) if have >= HEADER_BYTES => {
+                if reread(&mut reread_at, pos, &mut chunk) {
+                    continue;
+                }
+                break;
+            }
             _ => None,
         };
         if let Some(h) = header {
             if h.size as u64 > len - pos {
+                if reread(&mut reread_at, pos, &mut chunk) {
+                    continue;
+                }
                 break; // The batch claims more bytes than the file has: a torn write.
             }
         }
@@ -404,6 +513,9 @@ async fn scan_segment(
             continue;
         };
         if batch::validate(&chunk[rel..rel + h.size]).is_err() || h.base_offset != s.next_offset {
+            if reread(&mut reread_at, pos, &mut chunk) {
+                continue;
+            }
             break;
         }
         let due = s
@@ -553,4 +665,55 @@ pub async fn recover(
             log_start_offset,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::make_batch;
+    use bytes::BytesMut;
+
+    /// Three batches of 2, 3 and 1 records at offsets 10, 12, 15, as the pipeline stores them.
+    fn stored() -> BytesMut {
+        let payload: Vec<Bytes> = vec![
+            make_batch(2, 1, 8),
+            make_batch(3, 1, 8),
+            make_batch(1, 1, 8),
+        ];
+        let joined: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+        let headers = batch::validate_all(&joined, 1 << 20).unwrap();
+        let mut out = BytesMut::new();
+        assert_eq!(batch::assign_offsets(&joined, &headers, 10, &mut out), 16);
+        out
+    }
+
+    #[test]
+    fn verified_reads_accept_dense_valid_batches_holding_the_offset() {
+        let data = stored();
+        assert_eq!(verify_batches(&data, Some(10)), Ok(()));
+        assert_eq!(verify_batches(&data, Some(11)), Ok(()));
+        assert_eq!(verify_batches(&data, None), Ok(()));
+        assert_eq!(verify_batches(&[], Some(3)), Ok(()));
+        // The first batch does not hold offset 12.
+        assert!(verify_batches(&data, Some(12)).is_err());
+    }
+
+    #[test]
+    fn verified_reads_catch_a_flip_the_crc_does_not_cover() {
+        // Kafka's CRC starts after the base offset: a flipped offset bit passes the CRC.
+        let mut data = stored();
+        let second = make_batch(2, 1, 8).len();
+        data[second + 7] ^= 0x04; // The second batch's base offset, 12 -> 8.
+        let err = verify_batches(&data, Some(10)).unwrap_err();
+        assert!(err.contains("instead of 12"), "{err}");
+    }
+
+    #[test]
+    fn verified_reads_catch_a_flip_in_the_records() {
+        let mut data = stored();
+        let last = data.len() - 1;
+        data[last] ^= 0x10;
+        let err = verify_batches(&data, Some(10)).unwrap_err();
+        assert!(err.to_lowercase().contains("crc"), "{err}");
+    }
 }
