@@ -94,8 +94,7 @@ pub enum Finding {
         node: String,
         at_s: f64,
         waited_s: u64,
-        pending: Vec<String>,
-        requests_waiting: usize,
+        stuck: Stuck,
     },
     /// After the faults healed, a partition took (or served) no write in time (liveness).
     NoProgress {
@@ -103,6 +102,8 @@ pub enum Finding {
         what: &'static str,
         healed_s: u64,
         deadline_s: u64,
+        /// What the node was stuck on when the deadline passed.
+        stuck: Stuck,
     },
     /// Produce requests were refused where the scenario allows none.
     Refused { count: usize, first_code: i16 },
@@ -234,27 +235,22 @@ impl std::fmt::Display for Finding {
                 node,
                 at_s,
                 waited_s,
-                pending,
-                requests_waiting,
+                stuck,
             } => write!(
                 f,
                 "liveness: node {node} did not answer a produce for {waited_s} s (at t={at_s:.1} s); \
-                 pending disk operations: {}; {requests_waiting} produce request(s) waiting",
-                if pending.is_empty() {
-                    "none".to_string()
-                } else {
-                    pending.join(", ")
-                }
+                 {stuck}"
             ),
             Finding::NoProgress {
                 partition,
                 what,
                 healed_s,
                 deadline_s,
+                stuck,
             } => write!(
                 f,
                 "liveness: partition {partition} {what} within {deadline_s} s after the faults \
-                 healed at t={healed_s} s"
+                 healed at t={healed_s} s; then: {stuck}"
             ),
             Finding::Refused { count, first_code } => write!(
                 f,
@@ -262,6 +258,29 @@ impl std::fmt::Display for Finding {
                  append queue never filled"
             ),
         }
+    }
+}
+
+/// What a node was stuck on at some moment: its pending disk operations (which file, since
+/// when) and how many produce requests were waiting for an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stuck {
+    pub pending: Vec<String>,
+    pub requests_waiting: usize,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pending disk operations: {}; {} produce request(s) waiting",
+            if self.pending.is_empty() {
+                "none".to_string()
+            } else {
+                self.pending.join(", ")
+            },
+            self.requests_waiting
+        )
     }
 }
 
@@ -611,14 +630,14 @@ fn unseen(sends: &[&Send], polls: &[&Poll]) -> Vec<Finding> {
 
 /// After the faults heal at `healed_s`, every partition must take an acknowledged write — and,
 /// with consumers, serve one to a poll — within `deadline_s`. Checked only when the workload
-/// runs that long after the heal.
+/// runs that long after the heal; `stuck` is what the node was stuck on at the deadline.
 pub fn progress_after_heal(
     history: &[Op],
     partitions: i32,
-    healed_s: u64,
-    deadline_s: u64,
+    (healed_s, deadline_s): (u64, u64),
     workload_end_s: u64,
     consumers: bool,
+    stuck: &Stuck,
 ) -> Vec<Finding> {
     if healed_s + deadline_s >= workload_end_s {
         return Vec::new();
@@ -637,6 +656,7 @@ pub fn progress_after_heal(
                 what: "took no acknowledged write",
                 healed_s,
                 deadline_s,
+                stuck: stuck.clone(),
             });
         }
         let served = history.iter().any(|op| {
@@ -649,6 +669,7 @@ pub fn progress_after_heal(
                 what: "served no record to a consumer",
                 healed_s,
                 deadline_s,
+                stuck: stuck.clone(),
             });
         }
     }
@@ -762,7 +783,7 @@ mod tests {
         assert!(f.is_empty(), "{f:?}");
         assert_eq!(stats.records, 4);
         assert_eq!(stats.polled, 4);
-        assert!(progress_after_heal(&h, 2, 0, 3, 10, true).is_empty());
+        assert!(progress_after_heal(&h, 2, (0, 3), 10, true, &Stuck::default()).is_empty());
         assert_eq!(
             refusals(&h),
             Some(Finding::Refused {
@@ -919,16 +940,27 @@ mod tests {
     #[test]
     fn a_partition_without_writes_after_the_heal_makes_no_progress() {
         let (h, _) = clean();
-        // Faults healed at t=1.15 s: partition 0 took "c" at 1.21 s, partition 1 "e" at 1.41 s;
+        // Faults healed at t=1 s: partition 0 took "c" at 1.21 s, partition 1 "e" at 1.41 s;
         // the consumer read both by 2.21 s.
-        assert!(progress_after_heal(&h, 2, 1, 2, 10, true).is_empty());
-        // A third partition got nothing.
-        let f = progress_after_heal(&h, 3, 1, 2, 10, true);
+        let none = Stuck::default();
+        assert!(progress_after_heal(&h, 2, (1, 2), 10, true, &none).is_empty());
+        // A third partition got nothing; the finding says what the node was stuck on.
+        let stuck = Stuck {
+            pending: vec!["sync_data /data/t-2/0.log since t=0.5 s".into()],
+            requests_waiting: 3,
+        };
+        let f = progress_after_heal(&h, 3, (1, 2), 10, true, &stuck);
         assert_eq!(kinds(&f), ["no-progress", "no-progress"], "{f:?}");
-        assert!(f[0]
-            .to_string()
-            .contains("partition 2 took no acknowledged write"));
+        let text = f[0].to_string();
+        assert!(
+            text.contains("partition 2 took no acknowledged write"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sync_data /data/t-2/0.log since t=0.5 s; 3 produce request(s) waiting"),
+            "{text}"
+        );
         // Nothing to check when the workload ends before the deadline.
-        assert!(progress_after_heal(&h, 3, 1, 20, 10, true).is_empty());
+        assert!(progress_after_heal(&h, 3, (1, 20), 10, true, &none).is_empty());
     }
 }

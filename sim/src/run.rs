@@ -163,107 +163,132 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     let wall = std::time::Instant::now();
     let sc = scenario.clone();
     let run_faults = faults.clone();
-    let (history, hang, simulated_s, final_read, fault_log) = rt.block_on(async move {
-        let handle = Handle::current();
-        let disk = SimDisk::new(seed);
-        let clock = Arc::new(SimClock::new());
-        let addr: SocketAddr = BROKER.parse().expect("address");
-        let broker = {
-            let (disk, clock) = (disk.clone(), clock.clone());
-            handle
-                .create_node()
-                .name(BROKER_NODE)
-                .ip(addr.ip())
-                .init(move || {
-                    let env = Env {
-                        disk: Arc::new(disk.clone()),
-                        net: Arc::new(TcpNet),
-                        clock: clock.clone(),
-                        rng: EnvRng::seeded(seed),
-                    };
-                    let config = config.clone();
-                    async move {
-                        match broker::server::start(env, config).await {
-                            Ok(mut running) => {
-                                let _ = running.stopped().await;
+    let (history, hang, simulated_s, final_read, fault_log, stuck_at_deadline) =
+        rt.block_on(async move {
+            let handle = Handle::current();
+            let disk = SimDisk::new(seed);
+            let clock = Arc::new(SimClock::new());
+            let addr: SocketAddr = BROKER.parse().expect("address");
+            let broker = {
+                let (disk, clock) = (disk.clone(), clock.clone());
+                handle
+                    .create_node()
+                    .name(BROKER_NODE)
+                    .ip(addr.ip())
+                    .init(move || {
+                        let env = Env {
+                            disk: Arc::new(disk.clone()),
+                            net: Arc::new(TcpNet),
+                            clock: clock.clone(),
+                            rng: EnvRng::seeded(seed),
+                        };
+                        let config = config.clone();
+                        async move {
+                            match broker::server::start(env, config).await {
+                                Ok(mut running) => {
+                                    let _ = running.stopped().await;
+                                }
+                                Err(e) => tracing::error!("broker failed to start: {e:#}"),
                             }
-                            Err(e) => tracing::error!("broker failed to start: {e:#}"),
                         }
-                    }
-                })
-                .build()
-                .id()
-        };
-        let mut nodes = BTreeMap::new();
-        nodes.insert(BROKER_NODE, broker);
-        let mut client_nodes = Vec::new();
-        for (name, ip) in CLIENT_NODES.iter().chain(&["checker"]).zip(CLIENT_IPS) {
-            let ip: IpAddr = ip.parse().expect("address");
-            let node = handle.create_node().name(*name).ip(ip).build();
-            nodes.insert(*name, node.id());
-            client_nodes.push(node);
-        }
-        let cluster = Arc::new(Cluster {
-            handle: handle.clone(),
-            broker,
-            nodes,
-            disk: disk.clone(),
-            clock,
-        });
-        let world = World::new(sc.clone(), addr, run_faults.clone(), disk.clone());
-        let start = world.start;
-
-        // The fault schedule.
-        let fault_log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-        {
-            let (cluster, fault_log) = (cluster.clone(), fault_log.clone());
-            tokio::spawn(async move {
-                for fault in run_faults {
-                    tokio::time::sleep_until(start + Duration::from_secs(fault.at_s())).await;
-                    let line = format!(
-                        "{:.6} fault {}",
-                        (Instant::now() - start).as_secs_f64(),
-                        fault.describe()
-                    );
-                    fault_log
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(line);
-                    let cluster = cluster.clone();
-                    tokio::spawn(async move { apply(&fault, &cluster).await });
-                }
+                    })
+                    .build()
+                    .id()
+            };
+            let mut nodes = BTreeMap::new();
+            nodes.insert(BROKER_NODE, broker);
+            let mut client_nodes = Vec::new();
+            for (name, ip) in CLIENT_NODES.iter().chain(&["checker"]).zip(CLIENT_IPS) {
+                let ip: IpAddr = ip.parse().expect("address");
+                let node = handle.create_node().name(*name).ip(ip).build();
+                nodes.insert(*name, node.id());
+                client_nodes.push(node);
+            }
+            let cluster = Arc::new(Cluster {
+                handle: handle.clone(),
+                broker,
+                nodes,
+                disk: disk.clone(),
+                clock,
             });
-        }
+            let world = World::new(sc.clone(), addr, run_faults.clone(), disk.clone());
+            let start = world.start;
 
-        let [producers_node, consumers_node, admin_node, checker_node] = &client_nodes[..] else {
-            unreachable!("four client nodes");
-        };
-        admin_node.spawn(workload::admin(world.clone()));
-        let producers: Vec<_> = (0..sc.workload.producers)
-            .map(|p| producers_node.spawn(workload::produce(world.clone(), p)))
-            .collect();
-        let consumers: Vec<_> = (0..sc.workload.consumers)
-            .map(|c| consumers_node.spawn(workload::consume(world.clone(), c)))
-            .collect();
-        for p in producers {
-            let _ = p.await;
-        }
-        world.producing_over();
-        for c in consumers {
-            let _ = c.await;
-        }
-        // Let the node settle, then read everything back.
-        tokio::time::sleep(SETTLE).await;
-        let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
-        let final_read = checker_node
-            .spawn(async move { workload::read_back(addr, &topic, partitions).await })
-            .await
-            .unwrap_or_default();
-        let simulated_s = (Instant::now() - start).as_secs_f64();
-        let (history, hang) = world.take();
-        let fault_log = std::mem::take(&mut *fault_log.lock().unwrap_or_else(|p| p.into_inner()));
-        (history, hang, simulated_s, final_read, fault_log)
-    });
+            // The fault schedule.
+            let fault_log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+            {
+                let (cluster, fault_log) = (cluster.clone(), fault_log.clone());
+                tokio::spawn(async move {
+                    for fault in run_faults {
+                        tokio::time::sleep_until(start + Duration::from_secs(fault.at_s())).await;
+                        let line = format!(
+                            "{:.6} fault {}",
+                            (Instant::now() - start).as_secs_f64(),
+                            fault.describe()
+                        );
+                        fault_log
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(line);
+                        let cluster = cluster.clone();
+                        tokio::spawn(async move { apply(&fault, &cluster).await });
+                    }
+                });
+            }
+
+            // What the node is stuck on when the after-heal liveness deadline passes.
+            let stuck_at_deadline = {
+                let world = world.clone();
+                let at = last_heal_s(&world.faults) + sc.expect.liveness_deadline_s;
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(start + Duration::from_secs(at)).await;
+                    world.stuck()
+                })
+            };
+            let [producers_node, consumers_node, admin_node, checker_node] = &client_nodes[..]
+            else {
+                unreachable!("four client nodes");
+            };
+            admin_node.spawn(workload::admin(world.clone()));
+            let producers: Vec<_> = (0..sc.workload.producers)
+                .map(|p| producers_node.spawn(workload::produce(world.clone(), p)))
+                .collect();
+            let consumers: Vec<_> = (0..sc.workload.consumers)
+                .map(|c| consumers_node.spawn(workload::consume(world.clone(), c)))
+                .collect();
+            for p in producers {
+                let _ = p.await;
+            }
+            world.producing_over();
+            for c in consumers {
+                let _ = c.await;
+            }
+            // Let the node settle, then read everything back.
+            tokio::time::sleep(SETTLE).await;
+            let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
+            let final_read = checker_node
+                .spawn(async move { workload::read_back(addr, &topic, partitions).await })
+                .await
+                .unwrap_or_default();
+            let simulated_s = (Instant::now() - start).as_secs_f64();
+            let (history, hang) = world.take();
+            let fault_log =
+                std::mem::take(&mut *fault_log.lock().unwrap_or_else(|p| p.into_inner()));
+            let stuck_at_deadline = if stuck_at_deadline.is_finished() {
+                stuck_at_deadline.await.ok()
+            } else {
+                stuck_at_deadline.abort();
+                None
+            };
+            (
+                history,
+                hang,
+                simulated_s,
+                final_read,
+                fault_log,
+                stuck_at_deadline,
+            )
+        });
 
     let opts = checker::Options {
         consumers_drained: scenario.workload.consumers > 0,
@@ -274,10 +299,10 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         findings.extend(checker::progress_after_heal(
             &history,
             scenario.workload.partitions,
-            last_heal_s(&faults),
-            scenario.expect.liveness_deadline_s,
+            (last_heal_s(&faults), scenario.expect.liveness_deadline_s),
             scenario.duration_s,
             scenario.workload.consumers > 0,
+            &stuck_at_deadline.unwrap_or_default(),
         ));
     }
     if scenario.expect.no_refusals {

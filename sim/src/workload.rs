@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::checker::Finding;
+use crate::checker::{Finding, Stuck};
 use crate::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
 use crate::disk::SimDisk;
 use crate::history::{
@@ -128,25 +128,32 @@ impl World {
         if excused || hang.is_some() {
             return;
         }
-        let pending = self
-            .disk
-            .syncs_in_flight()
-            .into_iter()
-            .map(|s| {
-                format!(
-                    "sync_data {} since t={:.1} s",
-                    s.path.display(),
-                    (s.since - self.start).as_secs_f64()
-                )
-            })
-            .collect();
         *hang = Some(Finding::Hung {
             node: BROKER_NODE.into(),
             at_s: now_s,
             waited_s: self.scenario.expect.response_deadline_s,
-            pending,
-            requests_waiting: self.waiting.load(Ordering::Relaxed),
+            stuck: self.stuck(),
         });
+    }
+
+    /// What the node is stuck on now: its pending disk operations and the produce requests
+    /// waiting for an answer.
+    pub fn stuck(&self) -> Stuck {
+        Stuck {
+            pending: self
+                .disk
+                .syncs_in_flight()
+                .into_iter()
+                .map(|s| {
+                    format!(
+                        "sync_data {} since t={:.1} s",
+                        s.path.display(),
+                        (s.since - self.start).as_secs_f64()
+                    )
+                })
+                .collect(),
+            requests_waiting: self.waiting.load(Ordering::Relaxed),
+        }
     }
 }
 

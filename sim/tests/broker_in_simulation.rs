@@ -68,7 +68,12 @@ fn broker_node(
 }
 
 async fn connect() -> Client {
-    for _ in 0..100 {
+    connect_within(Duration::from_secs(10)).await
+}
+
+async fn connect_within(limit: Duration) -> Client {
+    let until = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < until {
         if let Ok(c) = Client::connect(broker_addr()).await {
             return c;
         }
@@ -169,6 +174,77 @@ fn acknowledged_writes_survive_a_crash_that_loses_unsynced_data() {
                 .unwrap();
         });
     }
+}
+
+#[test]
+fn a_node_restarted_while_its_disk_stalls_starts_once_the_stall_ends() {
+    logs();
+    let rt = Runtime::with_seed_and_config(3, madsim::Config::default());
+    rt.block_on(async {
+        let handle = Handle::current();
+        let disk = SimDisk::new(3);
+        let node = broker_node(&handle, &disk, |c| c.io_deadline_ms = 5_000);
+        let client = handle
+            .create_node()
+            .name("client")
+            .ip("10.77.0.2".parse().unwrap())
+            .build();
+        let acked = client
+            .spawn(async move {
+                let mut c = connect().await;
+                let mut acked = Vec::new();
+                for i in 0..10 {
+                    acked.push(c.produce("t", 0, 1, 1, &[value(i)]).await.unwrap());
+                }
+                acked
+            })
+            .await
+            .unwrap();
+        // The node dies; it restarts while every fsync stalls for two minutes, so recovery
+        // misses its I/O deadline. It must keep trying, not give up for good.
+        handle.kill(node.id());
+        disk.crash(Crash::Torn);
+        let stall_end = tokio::time::Instant::now() + Duration::from_secs(120);
+        disk.set_faults(Faults {
+            sync_stall_until: Some(stall_end),
+            ..Faults::default()
+        });
+        handle.restart(node.id());
+        let reader = handle
+            .create_node()
+            .name("reader")
+            .ip("10.77.0.3".parse().unwrap())
+            .build();
+        reader
+            .spawn(async move {
+                // The node comes up: every acknowledged write is there.
+                let mut c = connect_within(Duration::from_secs(300)).await;
+                let (records, _) = c.fetch("t", 0, 0, 100).await.unwrap();
+                let offsets: Vec<i64> = records.iter().map(|(o, _)| *o).collect();
+                assert_eq!(offsets, acked, "every acknowledged write is there");
+                // And it takes writes again once the stall is over, not before.
+                let mut written_at = None;
+                for _ in 0..300 {
+                    if c.produce("t", 0, 1, 1, &[value(99)]).await.is_ok() {
+                        written_at = Some(tokio::time::Instant::now());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let written_at = written_at.expect("the node never took a write again");
+                assert!(
+                    written_at >= stall_end,
+                    "a write cannot be synced while syncs stall"
+                );
+                assert!(
+                    written_at - stall_end <= Duration::from_secs(35),
+                    "took a write {:?} after the stall ended",
+                    written_at - stall_end
+                );
+            })
+            .await
+            .unwrap();
+    });
 }
 
 #[test]
