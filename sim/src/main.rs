@@ -123,13 +123,13 @@ mod cli {
             "failure"
         };
         println!(
-            "{} seed {}: {outcome} ({verdict}, expected {}) — {} acknowledged, {} refused, {} unknown, \
+            "{} seed {}: {outcome} ({verdict}, expected {}) — {} acknowledged, {} refused, {} unknown (may have been written), \
              {} records read back, {} polled; {:.0} s simulated in {:.2} s ({:.0}× real time)",
             r.scenario,
             r.seed,
             r.expected,
             r.acked,
-            r.failed,
+            r.refused,
             r.unknown,
             r.stats.records,
             r.stats.polled,

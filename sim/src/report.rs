@@ -43,7 +43,9 @@ pub struct Report {
     pub findings: Vec<String>,
     pub faults: Vec<FaultWindow>,
     pub acknowledged: usize,
+    /// Produce attempts the broker refused (not written).
     pub refused: usize,
+    /// Produce attempts without an answer or answered REQUEST_TIMED_OUT (may have been written).
     pub unknown: usize,
     /// Values stored twice because a producer retried (allowed by its settings).
     pub retry_duplicates: usize,
@@ -141,7 +143,7 @@ impl Report {
             findings: r.finding_lines(20),
             faults,
             acknowledged: r.acked,
-            refused: r.failed,
+            refused: r.refused,
             unknown: r.unknown,
             retry_duplicates: r.stats.retry_duplicates,
             records_read_back: r.stats.records,
@@ -177,7 +179,7 @@ impl Report {
         }
         let _ = writeln!(
             md,
-            "**Outcome:** {} ({}; expected {}). {} acknowledged, {} refused, {} unknown; \
+            "**Outcome:** {} ({}; expected {}). {} acknowledged, {} refused, {} unknown (may have been written); \
              {} records read back, {} polled, {} duplicate(s) explained by retries. \
              {:.0} s simulated in {:.2} s of wall time. Trace hash `{}`.\n",
             self.outcome,
@@ -218,7 +220,7 @@ impl Report {
         }
         let _ = writeln!(
             md,
-            "\n## Timeline\n\nThroughput (acknowledged and refused produces, polled records, per second) and \
+            "\n## Timeline\n\nThroughput (produces acknowledged and not acknowledged, polled records, per second) and \
              produce latency (p50, p99) as the clients of node {BROKER_NODE} saw them; fault windows \
              shaded.\n\n![timeline]({stem}.svg)"
         );
@@ -288,19 +290,19 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{max_rate:.0}/s</text><text x="{:.1}" y="{:.1}" fill="#2b7bb9">acknowledged</text><text x="{:.1}" y="{:.1}" fill="#d95f02">refused</text>"##,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{max_rate:.0}/s</text><text x="{:.1}" y="{:.1}" fill="#2b7bb9">acknowledged</text><text x="{:.1}" y="{:.1}" fill="#d95f02">not acknowledged</text>"##,
             left - 4.0,
             top + 10.0,
-            left + plot_w - 150.0,
+            left + plot_w - 200.0,
             top + 14.0,
-            left + plot_w - 60.0,
+            left + plot_w - 110.0,
             top + 14.0
         );
         if polls {
             let _ = writeln!(
                 s,
                 r##"<text x="{:.1}" y="{:.1}" fill="#999999">polled</text>"##,
-                left + plot_w - 200.0,
+                left + plot_w - 250.0,
                 top + 14.0
             );
         }

@@ -35,7 +35,9 @@ pub struct RunReport {
     pub findings: Vec<Finding>,
     pub stats: Stats,
     pub acked: usize,
-    pub failed: usize,
+    /// Produce attempts answered with an error that says the write did not happen.
+    pub refused: usize,
+    /// Produce attempts without an answer, or answered REQUEST_TIMED_OUT: they may have happened.
     pub unknown: usize,
     pub polls: usize,
     pub simulated_s: f64,
@@ -330,8 +332,13 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         scenario: scenario.name.clone(),
         seed,
         acked: count(|o| matches!(o, SendOutcome::Ok(_))),
-        failed: count(|o| matches!(o, SendOutcome::Failed { .. })),
-        unknown: count(|o| matches!(o, SendOutcome::Unknown)),
+        refused: count(SendOutcome::definitely_failed),
+        unknown: count(|o| {
+            matches!(
+                o,
+                SendOutcome::Unknown | SendOutcome::Failed { definite: false, .. }
+            )
+        }),
         polls: history
             .iter()
             .filter(|op| matches!(op, Op::Poll(_)))
