@@ -336,7 +336,11 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         unknown: count(|o| {
             matches!(
                 o,
-                SendOutcome::Unknown | SendOutcome::Failed { definite: false, .. }
+                SendOutcome::Unknown
+                    | SendOutcome::Failed {
+                        definite: false,
+                        ..
+                    }
             )
         }),
         polls: history

@@ -67,6 +67,15 @@ fn broker_node(
         .build()
 }
 
+/// A node for clients, beside the broker.
+fn client_node(handle: &Handle, name: &str, ip: &str) -> madsim::runtime::NodeHandle {
+    handle
+        .create_node()
+        .name(name)
+        .ip(ip.parse().unwrap())
+        .build()
+}
+
 async fn connect() -> Client {
     connect_within(Duration::from_secs(10)).await
 }
@@ -94,11 +103,7 @@ fn produce_and_fetch_through_the_unchanged_broker() {
         let handle = Handle::current();
         let disk = SimDisk::new(1);
         let _node = broker_node(&handle, &disk, |_| {});
-        let client = handle
-            .create_node()
-            .name("client")
-            .ip("10.77.0.2".parse().unwrap())
-            .build();
+        let client = client_node(&handle, "client", "10.77.0.2");
         client
             .spawn(async move {
                 let mut c = connect().await;
@@ -127,11 +132,7 @@ fn acknowledged_writes_survive_a_crash_that_loses_unsynced_data() {
             let handle = Handle::current();
             let disk = SimDisk::new(seed);
             let node = broker_node(&handle, &disk, |_| {});
-            let client = handle
-                .create_node()
-                .name("client")
-                .ip("10.77.0.2".parse().unwrap())
-                .build();
+            let client = client_node(&handle, "client", "10.77.0.2");
             let acked = client
                 .spawn(async move {
                     let mut c = connect().await;
@@ -152,11 +153,7 @@ fn acknowledged_writes_survive_a_crash_that_loses_unsynced_data() {
                 Crash::DropUnsynced
             });
             handle.restart(node.id());
-            let client = handle
-                .create_node()
-                .name("reader")
-                .ip("10.77.0.3".parse().unwrap())
-                .build();
+            let client = client_node(&handle, "reader", "10.77.0.3");
             client
                 .spawn(async move {
                     let mut c = connect().await;
@@ -184,11 +181,7 @@ fn a_node_restarted_while_its_disk_stalls_starts_once_the_stall_ends() {
         let handle = Handle::current();
         let disk = SimDisk::new(3);
         let node = broker_node(&handle, &disk, |c| c.io_deadline_ms = 5_000);
-        let client = handle
-            .create_node()
-            .name("client")
-            .ip("10.77.0.2".parse().unwrap())
-            .build();
+        let client = client_node(&handle, "client", "10.77.0.2");
         let acked = client
             .spawn(async move {
                 let mut c = connect().await;
@@ -210,11 +203,7 @@ fn a_node_restarted_while_its_disk_stalls_starts_once_the_stall_ends() {
             ..Faults::default()
         });
         handle.restart(node.id());
-        let reader = handle
-            .create_node()
-            .name("reader")
-            .ip("10.77.0.3".parse().unwrap())
-            .build();
+        let reader = client_node(&handle, "reader", "10.77.0.3");
         reader
             .spawn(async move {
                 // The node comes up: every acknowledged write is there.
@@ -254,11 +243,7 @@ fn a_stalled_fsync_gets_retriable_errors_within_the_deadline_and_the_node_recove
         let handle = Handle::current();
         let disk = SimDisk::new(7);
         let _node = broker_node(&handle, &disk, |c| c.io_deadline_ms = 5_000);
-        let client = handle
-            .create_node()
-            .name("client")
-            .ip("10.77.0.2".parse().unwrap())
-            .build();
+        let client = client_node(&handle, "client", "10.77.0.2");
         let sim_disk = disk.clone();
         client
             .spawn(async move {
@@ -327,11 +312,7 @@ fn without_io_deadlines_the_stalled_fsync_freezes_the_node() {
         let disk = SimDisk::new(7);
         // The legacy configuration: no deadline on disk operations.
         let _node = broker_node(&handle, &disk, |c| c.io_deadline_ms = 0);
-        let client = handle
-            .create_node()
-            .name("client")
-            .ip("10.77.0.2".parse().unwrap())
-            .build();
+        let client = client_node(&handle, "client", "10.77.0.2");
         let sim_disk = disk.clone();
         client
             .spawn(async move {
