@@ -73,6 +73,9 @@ pub struct Faults {
     pub sync_eio_next: u32,
     /// Each operation takes a time drawn uniformly from this range.
     pub latency: Option<(Duration, Duration)>,
+    /// A long tail on top of `latency`: this share of operations (per million) takes this long
+    /// instead (a disk that mostly answers in milliseconds and now and then in seconds).
+    pub latency_spike: Option<(u32, Duration)>,
     /// Total bytes the disk holds; a write that would grow past it fails with ENOSPC.
     pub capacity_bytes: Option<u64>,
     /// Chance (per million) that a read returns one flipped bit.
@@ -215,7 +218,16 @@ impl SimDisk {
 
     /// Wait the configured latency for one operation.
     async fn delay(&self) {
-        let latency = lock(&self.state).faults.latency;
+        let (latency, spike) = {
+            let st = lock(&self.state);
+            (st.faults.latency, st.faults.latency_spike)
+        };
+        if let Some((per_million, long)) = spike {
+            if self.rng.range_u64(0, 1_000_000) < per_million as u64 {
+                tokio::time::sleep(long).await;
+                return;
+            }
+        }
         if let Some((low, high)) = latency {
             let nanos = self
                 .rng
@@ -630,5 +642,31 @@ mod tests {
         let got = f.read_at(64, 0).await.unwrap();
         let ones: u32 = got.iter().map(|b| b.count_ones()).sum();
         assert_eq!(ones, 1);
+    }
+
+    #[madsim::test]
+    async fn latency_is_drawn_from_its_range_with_a_tail_of_spikes() {
+        let (sim, d) = disk();
+        d.create_dir_all(Path::new("/d")).await.unwrap();
+        let f = d.open(Path::new("/d/f"), OpenMode::Create).await.unwrap();
+        sim.set_faults(Faults {
+            latency: Some((Duration::from_millis(5), Duration::from_millis(20))),
+            latency_spike: Some((100_000, Duration::from_secs(3))),
+            ..Faults::default()
+        });
+        let (mut fast, mut spikes) = (0, 0);
+        for _ in 0..200 {
+            let t = tokio::time::Instant::now();
+            f.len().await.unwrap();
+            let took = tokio::time::Instant::now() - t;
+            if took >= Duration::from_secs(3) {
+                spikes += 1;
+            } else {
+                assert!(took >= Duration::from_millis(5) && took <= Duration::from_millis(21));
+                fast += 1;
+            }
+        }
+        // One in ten, give or take what 200 draws allow.
+        assert!((5..=40).contains(&spikes), "{spikes} spikes, {fast} fast");
     }
 }

@@ -390,17 +390,27 @@ async fn apply(fault: &Fault, c: &Cluster) {
             for_s,
             min_ms,
             max_ms,
+            spike_ms,
+            spike_per_million,
             ..
         } => {
             let latency = (
                 Duration::from_millis(*min_ms),
                 Duration::from_millis(*max_ms),
             );
+            let spike = (*spike_per_million > 0)
+                .then(|| (*spike_per_million, Duration::from_millis(*spike_ms)));
             for_a_while(
                 &c.disk,
                 *for_s,
-                move |f| f.latency = Some(latency),
-                |f| f.latency = None,
+                move |f| {
+                    f.latency = Some(latency);
+                    f.latency_spike = spike;
+                },
+                |f| {
+                    f.latency = None;
+                    f.latency_spike = None;
+                },
             )
             .await
         }

@@ -152,12 +152,17 @@ pub enum Fault {
         #[serde(default = "one")]
         down_s: u64,
     },
-    /// Every disk operation takes between `min_ms` and `max_ms` for `for_s`.
+    /// Every disk operation takes between `min_ms` and `max_ms` (uniformly) for `for_s`; with a
+    /// tail, `spike_per_million` of them take `spike_ms` instead.
     SlowDisk {
         at_s: u64,
         for_s: u64,
         min_ms: u64,
         max_ms: u64,
+        #[serde(default)]
+        spike_ms: u64,
+        #[serde(default)]
+        spike_per_million: u32,
     },
     /// The disk is full (writes that grow files fail) for `for_s`.
     DiskFull { at_s: u64, for_s: u64 },
@@ -291,8 +296,20 @@ impl Fault {
                 for_s,
                 min_ms,
                 max_ms,
+                spike_ms,
+                spike_per_million,
                 ..
-            } => format!("slow-disk {min_ms}-{max_ms} ms for {for_s} s"),
+            } => {
+                let tail = if *spike_per_million > 0 {
+                    format!(
+                        ", {:.2} % of them {spike_ms} ms",
+                        *spike_per_million as f64 / 10_000.0
+                    )
+                } else {
+                    String::new()
+                };
+                format!("slow-disk {min_ms}-{max_ms} ms{tail} for {for_s} s")
+            }
             Fault::DiskFull { for_s, .. } => format!("disk-full for {for_s} s"),
             Fault::Bitflip {
                 for_s, per_million, ..
@@ -437,6 +454,8 @@ impl RandomFaults {
                     for_s,
                     min_ms: 1,
                     max_ms: rng.range_u64(10, 500),
+                    spike_ms: rng.range_u64(1_000, 10_000),
+                    spike_per_million: rng.range_u64(0, 20_000) as u32,
                 },
                 "disk-full" => Fault::DiskFull { at_s, for_s },
                 "bitflip" => Fault::Bitflip {
