@@ -104,7 +104,6 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Run until `signal` resolves, then shut down gracefully.
 /// Open (and recover) the data directory. A disk that stalls or fails while the node starts may
 /// recover — a stalled fsync ends, a full disk gets space — so a transient failure is retried
 /// with a growing pause (each attempt logged), as it would be while serving; corrupt data or a
@@ -134,6 +133,7 @@ async fn open_store(
     }
 }
 
+/// Run until `signal` resolves, then shut down gracefully.
 pub async fn run_until(
     env: Env,
     config: Config,

@@ -172,11 +172,7 @@ pub async fn admin(world: Arc<World>) {
             c.create_topic(&w.topic, w.partitions),
         )
         .await
-        .map(|r| match r {
-            // Created by an earlier attempt whose answer was lost.
-            Err(ClientError::Kafka(TOPIC_ALREADY_EXISTS)) => Ok(()),
-            other => other,
-        });
+        .map(existing_is_created);
         let what = format!("create {} ({} partitions)", w.topic, w.partitions);
         if admin_result(&world, &mut conn, what, invoked_s, r) {
             world.ready.send_replace(true);
@@ -195,7 +191,9 @@ pub async fn admin(world: Arc<World>) {
         };
         let name = format!("scratch-{k}");
         let invoked_s = world.now_s();
-        let created = tokio::time::timeout(world.client_timeout(), c.create_topic(&name, 1)).await;
+        let created = tokio::time::timeout(world.client_timeout(), c.create_topic(&name, 1))
+            .await
+            .map(existing_is_created);
         let ok = admin_result(
             &world,
             &mut conn,
@@ -224,6 +222,15 @@ pub async fn admin(world: Arc<World>) {
     }
 }
 
+/// A topic that already exists was created by an earlier attempt whose answer was lost.
+fn existing_is_created(r: Result<(), ClientError>) -> Result<(), ClientError> {
+    match r {
+        Err(ClientError::Kafka(TOPIC_ALREADY_EXISTS)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Record an admin call's outcome (dropping the connection if it broke); whether it succeeded.
 fn admin_result(
     world: &World,
     conn: &mut Option<Client>,
@@ -288,8 +295,8 @@ pub async fn produce(world: Arc<World>, producer: usize) {
                 continue;
             };
             attempt += 1;
-            let (invoked_s, outcome) = send_once(&world, c, partition, acks, &value).await;
-            if matches!(outcome, SendOutcome::Unknown) {
+            let (invoked_s, outcome, broken) = send_once(&world, c, partition, acks, &value).await;
+            if broken {
                 conn = None;
             }
             world.record(Op::Send(Send {
@@ -326,14 +333,15 @@ pub async fn produce(world: Arc<World>, producer: usize) {
 }
 
 /// One attempt: send, then wait for the answer up to the client's timeout, noting a hang when
-/// the response deadline passes first. Returns when it was invoked and how it ended.
+/// the response deadline passes first. Returns when it was invoked, how it ended, and whether
+/// the connection is now unusable (no answer in time, or an error on it).
 async fn send_once(
     world: &World,
     c: &mut Client,
     partition: i32,
     acks: i16,
     value: &Bytes,
-) -> (f64, SendOutcome) {
+) -> (f64, SendOutcome, bool) {
     let invoked_s = world.now_s();
     let invoked = Instant::now();
     world.waiting.fetch_add(1, Ordering::Relaxed);
@@ -355,13 +363,13 @@ async fn send_once(
         }
     };
     world.waiting.fetch_sub(1, Ordering::Relaxed);
-    let outcome = match result {
-        Some(Ok(_)) if acks == 0 => SendOutcome::Unknown,
-        Some(Ok(offset)) => SendOutcome::Ok(offset),
-        Some(Err(ClientError::Kafka(code))) => SendOutcome::failed(code),
-        Some(Err(_)) | None => SendOutcome::Unknown,
-    };
-    (invoked_s, outcome)
+    match result {
+        // acks=0: sent, and no answer will come.
+        Some(Ok(_)) if acks == 0 => (invoked_s, SendOutcome::Unknown, false),
+        Some(Ok(offset)) => (invoked_s, SendOutcome::Ok(offset), false),
+        Some(Err(ClientError::Kafka(code))) => (invoked_s, SendOutcome::failed(code), false),
+        Some(Err(_)) | None => (invoked_s, SendOutcome::Unknown, true),
+    }
 }
 
 /// The client's wall clock for record timestamps (simulated time since the Unix epoch).

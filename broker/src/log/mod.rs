@@ -435,9 +435,6 @@ struct Scanned {
     first_timestamp: Option<i64>,
 }
 
-/// Scan a segment from the start, validating every batch (CRC-32C, header, offsets continuing
-/// from the previous batch). Stops at the first invalid or incomplete batch. Reads a chunk at a
-/// time, so memory stays bounded however long the log is.
 /// Drop the chunk so the scan reads from `pos` again; false once this position was read
 /// [`READ_ATTEMPTS`] times (the data is bad on the disk, or torn).
 fn reread(reread_at: &mut (u64, usize), pos: u64, chunk: &mut Bytes) -> bool {
@@ -452,6 +449,9 @@ fn reread(reread_at: &mut (u64, usize), pos: u64, chunk: &mut Bytes) -> bool {
     true
 }
 
+/// Scan a segment from the start, validating every batch (CRC-32C, header, offsets continuing
+/// from the previous batch). Stops at the first invalid or incomplete batch. Reads a chunk at a
+/// time, so memory stays bounded however long the log is.
 async fn scan_segment(
     io: &Io,
     file: &Arc<dyn DiskFile>,
@@ -477,7 +477,7 @@ async fn scan_segment(
         let have = chunk.len().saturating_sub(rel);
         let header = match chunk.get(rel..).map(batch::parse_header) {
             Some(Ok(h)) => Some(h),
-            // A full header that does not parse: corrupt from here on (read twice).
+            // A full header that does not parse: corrupt from here on (once read again).
             Some(Err(_)) if have >= HEADER_BYTES => {
                 if reread(&mut reread_at, pos, &mut chunk) {
                     continue;
