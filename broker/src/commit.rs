@@ -116,6 +116,8 @@ pub struct Store {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
     pub defaults: LogConfig,
+    /// Closed when the pipeline has ended (and released the directory's lock).
+    pipeline_alive: watch::Receiver<()>,
 }
 
 /// Kafka's rule for topic names.
@@ -160,6 +162,12 @@ impl Store {
         let data_dir = config.data_dir.clone();
         let meta_dir = data_dir.join(META_DIR);
         io.create_dir_all(&meta_dir).await?;
+        // Before anything is read or written: one broker per directory.
+        let holder = format!(
+            "broker node {} listening on {}",
+            config.node_id, config.listen
+        );
+        let dir_lock = io.lock_dir(&data_dir, &holder).await?;
         let names = io.list(&meta_dir).await?;
         let mut topics = HashMap::new();
         for name in names {
@@ -202,18 +210,22 @@ impl Store {
             env,
         });
         let (heal_tx, heal_rx) = mpsc::channel(1);
+        let (alive, alive_rx) = watch::channel(());
         let pipeline = Pipeline {
             shared: shared.clone(),
             rx,
             heal_tx,
             heal_rx,
             healing: false,
+            _dir_lock: dir_lock,
+            _alive: alive,
         };
         tokio::spawn(pipeline.run());
         let store = Arc::new(Store {
             shared,
             tx,
             defaults: config.topic_defaults(),
+            pipeline_alive: alive_rx,
         });
         if config.retention_check_interval_ms > 0 {
             tokio::spawn(retention_ticker(
@@ -226,6 +238,14 @@ impl Store {
 
     pub fn io(&self) -> &Io {
         &self.shared.io
+    }
+
+    /// Resolves once the commit pipeline has ended — after every handle of the store is gone
+    /// and the last round finished — and the data directory's lock is released, so the
+    /// directory may be opened again (a restart inside one process, as tests do).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut alive = self.pipeline_alive.clone();
+        async move { while alive.changed().await.is_ok() {} }
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -437,6 +457,10 @@ struct Pipeline {
     heal_tx: mpsc::Sender<()>,
     heal_rx: mpsc::Receiver<()>,
     healing: bool,
+    /// The data directory's lock: held by the log's only writer for as long as it runs.
+    _dir_lock: io_backend::DirLock,
+    /// Dropped with the pipeline, which tells [`Store::closed`].
+    _alive: watch::Sender<()>,
 }
 
 impl Pipeline {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use io_backend::{Clock, Disk, DiskError, DiskFile, DiskOp, OpenMode};
+use io_backend::{Clock, DirLock, Disk, DiskError, DiskFile, DiskOp, OpenMode};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -36,6 +36,10 @@ pub enum StorageError {
     DirFailed(String),
     #[error("corrupt data in {}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// Another broker holds the data directory's lock: two writers of one log would assign the
+    /// same offsets twice and overwrite each other's acknowledged records.
+    #[error("it is in use by another broker ({holder}); stop that broker or choose another data directory")]
+    InUse { holder: String },
     /// The append's bytes were handed to the disk but the sync covering them failed or missed
     /// its deadline: the record may or may not survive (a crash can keep a torn prefix of
     /// unsynced writes). Every other error means the append was never written.
@@ -66,7 +70,7 @@ impl StorageError {
                     | NotADirectory
                     | IsADirectory
             ),
-            StorageError::Corrupt { .. } => false,
+            StorageError::Corrupt { .. } | StorageError::InUse { .. } => false,
             StorageError::Unconfirmed(cause) => cause.transient(),
         }
     }
@@ -276,6 +280,23 @@ impl Io {
             disk.remove_dir_all(&p).await
         })
         .await
+    }
+
+    /// Take the directory's exclusive lock ([`Disk::lock_dir`]); held by someone else, the
+    /// answer is [`StorageError::InUse`] with what the lock file says of the holder.
+    pub async fn lock_dir(&self, dir: &Path, holder: &str) -> Result<DirLock, StorageError> {
+        let (disk, d, h) = (self.disk.clone(), dir.to_path_buf(), holder.to_string());
+        let locked = self
+            .run(DiskOp::Lock, dir, async move { disk.lock_dir(&d, &h).await })
+            .await;
+        match locked {
+            Err(StorageError::Disk(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(StorageError::InUse {
+                    holder: e.source.to_string(),
+                })
+            }
+            other => other,
+        }
     }
 
     pub async fn sync_dir(&self, path: &Path) -> Result<(), StorageError> {

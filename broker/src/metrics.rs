@@ -288,6 +288,9 @@ impl Disk for CountingDisk {
     async fn exists(&self, path: &Path) -> DiskResult<bool> {
         self.inner.exists(path).await
     }
+    async fn lock_dir(&self, dir: &Path, holder: &str) -> DiskResult<io_backend::DirLock> {
+        self.inner.lock_dir(dir, holder).await
+    }
     fn engine(&self) -> &'static str {
         self.inner.engine()
     }

@@ -87,6 +87,9 @@ impl Disk for GatedDisk {
     async fn exists(&self, p: &Path) -> DiskResult<bool> {
         self.inner.exists(p).await
     }
+    async fn lock_dir(&self, d: &Path, holder: &str) -> DiskResult<io_backend::DirLock> {
+        self.inner.lock_dir(d, holder).await
+    }
     fn engine(&self) -> &'static str {
         "gated"
     }
@@ -172,6 +175,16 @@ async fn open_store(
         .await
         .expect("open store");
     (store, metrics)
+}
+
+/// Drop a store and wait until its pipeline has ended and released the directory's lock, so
+/// the directory can be opened again (a restart inside this process).
+async fn close(store: Arc<Store>) {
+    let closed = store.closed();
+    drop(store);
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the pipeline ends once its store is dropped");
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
@@ -384,6 +397,7 @@ async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
         }
         let p = store.topic("t").unwrap().partitions[0].clone();
         let size = p.state().active().size;
+        close(store).await;
         size
     };
     let seg = segment_files(&dir.path().join("t-0")).pop().unwrap();
@@ -408,6 +422,7 @@ async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
             "torn tail (and the zeros after it) truncated"
         );
         assert_eq!(append(&store, "t", next.clone()).await.unwrap(), 20);
+        close(store).await;
     }
     assert_eq!(
         segment_files(&dir.path().join("t-0")),
@@ -423,7 +438,7 @@ async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
     assert_eq!(p.high_watermark(), 20);
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), good_len);
     // Without preallocation the file ends where the data ends.
-    drop(store);
+    close(store).await;
     let (store, _) = open_store(dir.path(), &gate, |c| c.preallocate_bytes = 0).await;
     let mut cfg = store.defaults;
     cfg.preallocate_bytes = 0;
@@ -450,6 +465,7 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
                 .await
                 .unwrap();
         }
+        close(store).await;
     }
     let pdir = dir.path().join("t-0");
     let segments = segment_files(&pdir);
@@ -482,7 +498,7 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
         p.offset_for_timestamp(store.io(), 5_000).await.unwrap(),
         None
     );
-    drop(store);
+    close(store).await;
     // Size retention: keep about 8 KiB.
     let (store, _) = open_store(dir.path(), &gate, |c| {
         tweak(c);
@@ -544,7 +560,7 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
         start
     );
     // Time retention: everything older than 1 ms (the timestamps are from 1970).
-    drop(store);
+    close(store).await;
     let (store, _) = open_store(dir.path(), &gate, tweak).await;
     store.delete_topic("r").await.unwrap();
     let mut cfg = store.defaults;
@@ -600,4 +616,25 @@ async fn segments_roll_by_age() {
     let p = store.topic("aged").unwrap().partitions[0].clone();
     let closed = p.state().segments.values().next().unwrap().size;
     assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_on_the_same_directory_is_refused_and_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (first, _) = open_store(dir.path(), &gate, |c| c.node_id = 7).await;
+    first.create_topic("t", 1, first.defaults).await.unwrap();
+    let refused = Store::open(env_with(&gate), &config(dir.path()), Arc::default()).await;
+    let err = match refused {
+        Ok(_) => panic!("a second store opened a directory that is in use"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, StorageError::InUse { .. }), "{err}");
+    assert!(!err.transient(), "a held lock is not waited out");
+    assert!(err.to_string().contains("broker node 7"), "{err}");
+    // The first one is untouched and keeps working.
+    assert_eq!(append(&first, "t", make_batch(1, 1, b"x")).await.unwrap(), 0);
+    close(first).await;
+    let (second, _) = open_store(dir.path(), &gate, |_| {}).await;
+    assert_eq!(append(&second, "t", make_batch(1, 1, b"y")).await.unwrap(), 1);
 }

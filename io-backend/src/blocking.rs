@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::{Disk, DiskError, DiskFile, DiskOp, DiskResult, OpenMode};
+use crate::{DirLock, Disk, DiskError, DiskFile, DiskOp, DiskResult, OpenMode, LOCK_FILE};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -115,6 +115,42 @@ pub(crate) fn sync_dir_std(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Take `dir/.lock` with `flock` (per open file, so a second claim from this very process is
+/// refused too), and write the holder — with this process id — into it for whoever is refused.
+pub(crate) fn lock_dir_std(dir: &Path, holder: &str) -> std::io::Result<File> {
+    use std::io::Read;
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {
+            let text = format!("{holder}, pid {}\n", std::process::id());
+            file.set_len(0)?;
+            file.write_all_at(text.as_bytes(), 0)?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            // What the holder wrote; it may not have written it yet.
+            let _ = file.read_to_string(&mut text);
+            let text = text.trim();
+            Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                if text.is_empty() {
+                    "held by another process".to_string()
+                } else {
+                    format!("held by {text}")
+                },
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 pub(crate) fn read_at_std(file: &File, len: usize, offset: u64) -> std::io::Result<Bytes> {
     let mut buf = vec![0u8; len];
     let mut filled = 0;
@@ -190,6 +226,17 @@ impl Disk for BlockingDisk {
         self.pool
             .run(DiskOp::Open, path, move || p.try_exists())
             .await
+    }
+
+    async fn lock_dir(&self, dir: &Path, holder: &str) -> DiskResult<DirLock> {
+        let (d, h) = (dir.to_path_buf(), holder.to_string());
+        let file = self
+            .pool
+            .run(DiskOp::Lock, &dir.join(LOCK_FILE), move || {
+                lock_dir_std(&d, &h)
+            })
+            .await?;
+        Ok(DirLock::new(file))
     }
 
     fn engine(&self) -> &'static str {

@@ -31,6 +31,7 @@ pub async fn run_all(disk: Arc<dyn Disk>, root: &Path) -> Check {
     write_all_and_sync(&*disk, root).await?;
     rename_list_remove(&*disk, root).await?;
     errors_name_file_and_operation(&*disk, root).await?;
+    dir_lock_is_exclusive(&*disk, root).await?;
     Ok(())
 }
 
@@ -274,5 +275,47 @@ pub async fn errors_name_file_and_operation(disk: &dyn Disk, root: &Path) -> Che
         Err(e) => e,
     };
     ensure!(err.op == DiskOp::List, "list error names op {}", err.op);
+    Ok(())
+}
+
+/// One holder per directory (two brokers on one data directory lose acknowledged data): a
+/// second claim fails at once, names the holder, and succeeds once the first is released.
+pub async fn dir_lock_is_exclusive(disk: &dyn Disk, root: &Path) -> Check {
+    let dir = root.join("locked");
+    disk.create_dir_all(&dir)
+        .await
+        .map_err(fail("create_dir_all"))?;
+    let first = disk
+        .lock_dir(&dir, "holder-one")
+        .await
+        .map_err(fail("first lock"))?;
+    match disk.lock_dir(&dir, "holder-two").await {
+        Ok(_) => return Err("a second lock of a locked directory succeeded".into()),
+        Err(e) => {
+            ensure!(
+                e.kind() == std::io::ErrorKind::WouldBlock && e.op == DiskOp::Lock,
+                "a second lock failed with {e} ({:?}), expected WouldBlock on lock",
+                e.kind()
+            );
+            ensure!(
+                e.to_string().contains("holder-one"),
+                "the refusal does not name the holder: {e}"
+            );
+        }
+    }
+    // Another directory is not affected.
+    let other = root.join("unlocked");
+    disk.create_dir_all(&other)
+        .await
+        .map_err(fail("create_dir_all"))?;
+    let _other = disk
+        .lock_dir(&other, "holder-three")
+        .await
+        .map_err(fail("lock of another directory"))?;
+    drop(first);
+    let _again = disk
+        .lock_dir(&dir, "holder-two")
+        .await
+        .map_err(fail("lock after release"))?;
     Ok(())
 }

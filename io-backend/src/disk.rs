@@ -40,8 +40,36 @@ pub trait Disk: Send + Sync + 'static {
     async fn sync_dir(&self, path: &Path) -> DiskResult<()>;
     /// Whether a path exists.
     async fn exists(&self, path: &Path) -> DiskResult<bool>;
+    /// Take the exclusive lock of the directory `dir` (the file `dir/.lock`, as Kafka's), held
+    /// until the returned [`DirLock`] is dropped or the process ends, and record `holder` in it.
+    /// If another process (or another [`DirLock`] of this one) holds it, fail at once with
+    /// `ErrorKind::WouldBlock` and a message that says what the lock file says of its holder.
+    async fn lock_dir(&self, dir: &Path, holder: &str) -> DiskResult<DirLock>;
     /// Which implementation this is (`uring`, `blocking`, `sim`), for logs and metrics.
     fn engine(&self) -> &'static str;
+}
+
+/// The name of the lock file [`Disk::lock_dir`] takes inside a directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive claim on a directory ([`Disk::lock_dir`]); dropping it releases the lock.
+pub struct DirLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl DirLock {
+    /// Wrap whatever keeps an engine's lock alive (an open, locked file; a table entry).
+    pub fn new(held: impl Send + Sync + 'static) -> DirLock {
+        DirLock {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for DirLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirLock")
+    }
 }
 
 /// An open file. Writes and reads are positional; there is no file cursor to get wrong.

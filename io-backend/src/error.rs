@@ -17,6 +17,8 @@ pub enum DiskOp {
     WriteSync,
     Truncate,
     Len,
+    /// Taking a directory's exclusive lock.
+    Lock,
 }
 
 impl fmt::Display for DiskOp {
@@ -34,6 +36,7 @@ impl fmt::Display for DiskOp {
             DiskOp::WriteSync => "write_at+sync_data",
             DiskOp::Truncate => "truncate",
             DiskOp::Len => "len",
+            DiskOp::Lock => "lock",
         };
         f.write_str(name)
     }

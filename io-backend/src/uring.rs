@@ -282,6 +282,10 @@ impl Disk for UringDisk {
         self.meta.exists(path).await
     }
 
+    async fn lock_dir(&self, dir: &Path, holder: &str) -> DiskResult<crate::DirLock> {
+        self.meta.lock_dir(dir, holder).await
+    }
+
     fn engine(&self) -> &'static str {
         "uring"
     }

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use io_backend::{Disk, DiskError, DiskFile, DiskOp, DiskResult, EnvRng, OpenMode};
+use io_backend::{
+    DirLock, Disk, DiskError, DiskFile, DiskOp, DiskResult, EnvRng, OpenMode, LOCK_FILE,
+};
 
 /// A change not yet made durable by `sync_data`.
 #[derive(Clone)]
@@ -96,6 +98,10 @@ struct State {
     /// Syncs that have started and not finished, with when they started.
     syncs_in_flight: BTreeMap<u64, (PathBuf, tokio::time::Instant)>,
     next_sync_id: u64,
+    /// Directory locks held now: directory → (lock id, what the holder said of itself). A lock
+    /// belongs to the running process: a crash releases it, as the kernel releases a flock.
+    locks: BTreeMap<PathBuf, (u64, String)>,
+    next_lock_id: u64,
 }
 
 /// One node's disk. Cloning shares it; keep a clone outside the node so it survives a crash.
@@ -122,6 +128,25 @@ fn parent(path: &Path) -> PathBuf {
 pub struct SyncInFlight {
     pub path: PathBuf,
     pub since: tokio::time::Instant,
+}
+
+/// A held directory lock; dropping it releases the lock (unless a crash already did and someone
+/// else holds it now).
+struct SimLock {
+    state: std::sync::Weak<Mutex<State>>,
+    dir: PathBuf,
+    id: u64,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.upgrade() {
+            let mut st = lock(&state);
+            if st.locks.get(&self.dir).is_some_and(|(id, _)| *id == self.id) {
+                st.locks.remove(&self.dir);
+            }
+        }
+    }
 }
 
 impl SimDisk {
@@ -202,6 +227,7 @@ impl SimDisk {
         st.files = durable_files;
         st.dirs = st.durable_dirs.clone();
         st.syncs_in_flight.clear();
+        st.locks.clear();
     }
 
     fn used(st: &State) -> u64 {
@@ -395,6 +421,27 @@ impl Disk for SimDisk {
         self.delay().await;
         let st = lock(&self.state);
         Ok(st.files.contains_key(path) || st.dirs.contains(path))
+    }
+
+    async fn lock_dir(&self, dir: &Path, holder: &str) -> DiskResult<DirLock> {
+        self.delay().await;
+        let mut st = lock(&self.state);
+        let path = dir.join(LOCK_FILE);
+        if !st.dirs.contains(dir) {
+            return Err(err(DiskOp::Lock, &path, io::ErrorKind::NotFound, "no such directory"));
+        }
+        if let Some((_, held_by)) = st.locks.get(dir) {
+            let why = format!("held by {held_by}");
+            return Err(err(DiskOp::Lock, &path, io::ErrorKind::WouldBlock, &why));
+        }
+        st.next_lock_id += 1;
+        let id = st.next_lock_id;
+        st.locks.insert(dir.to_path_buf(), (id, holder.to_string()));
+        Ok(DirLock::new(SimLock {
+            state: Arc::downgrade(&self.state),
+            dir: dir.to_path_buf(),
+            id,
+        }))
     }
 
     fn engine(&self) -> &'static str {

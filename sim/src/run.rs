@@ -121,6 +121,37 @@ fn broker_config(scenario: &Scenario) -> anyhow::Result<Config> {
     })?)
 }
 
+/// The environment of each start of one broker node. Every start is a new incarnation with a
+/// generator of its own (the run's seed mixed with the start count): seeded alike every time,
+/// a restarted node would draw the same ids (topic ids, …) and choices as before its crash.
+pub struct NodeStarts {
+    seed: u64,
+    starts: std::sync::atomic::AtomicU64,
+}
+
+impl NodeStarts {
+    pub fn new(seed: u64) -> NodeStarts {
+        NodeStarts {
+            seed,
+            starts: Default::default(),
+        }
+    }
+
+    /// The environment of the next start: the node's disk and clock (which outlive it), TCP,
+    /// and this incarnation's generator (the first start's is seeded with the run's seed).
+    pub fn next_env(&self, disk: &SimDisk, clock: Arc<SimClock>) -> Env {
+        let incarnation = self
+            .starts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Env {
+            disk: Arc::new(disk.clone()),
+            net: Arc::new(TcpNet),
+            clock,
+            rng: EnvRng::seeded(self.seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        }
+    }
+}
+
 /// Run one seed on a fresh thread (std's HashMap seeds are per thread; see DESIGN.md).
 pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     let scenario = scenario.clone();
@@ -173,17 +204,13 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             let addr: SocketAddr = BROKER.parse().expect("address");
             let broker = {
                 let (disk, clock) = (disk.clone(), clock.clone());
+                let starts = NodeStarts::new(seed);
                 handle
                     .create_node()
                     .name(BROKER_NODE)
                     .ip(addr.ip())
                     .init(move || {
-                        let env = Env {
-                            disk: Arc::new(disk.clone()),
-                            net: Arc::new(TcpNet),
-                            clock: clock.clone(),
-                            rng: EnvRng::seeded(seed),
-                        };
+                        let env = starts.next_env(&disk, clock.clone());
                         let config = config.clone();
                         async move {
                             match broker::server::start(env, config).await {

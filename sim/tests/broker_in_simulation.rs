@@ -14,6 +14,7 @@ use madsim::runtime::{Handle, Runtime};
 use sim::client::{Client, ClientError};
 use sim::clock::SimClock;
 use sim::disk::{Crash, Faults, SimDisk};
+use sim::run::NodeStarts;
 
 const BROKER: &str = "10.77.0.1:9092";
 
@@ -37,19 +38,14 @@ fn broker_node(
     tweak: fn(&mut Config),
 ) -> madsim::runtime::NodeHandle {
     let disk = disk.clone();
+    let starts = NodeStarts::new(1);
     handle
         .create_node()
         .name("broker-1")
         .ip(broker_addr().ip())
         .init(move || {
-            let disk = disk.clone();
+            let env = starts.next_env(&disk, Arc::new(SimClock::new()));
             async move {
-                let env = Env {
-                    disk: Arc::new(disk),
-                    net: Arc::new(TcpNet),
-                    clock: Arc::new(SimClock::new()),
-                    rng: EnvRng::seeded(1),
-                };
                 let mut config = Config {
                     listen: broker_addr(),
                     metrics_listen: String::new(),
@@ -342,5 +338,121 @@ fn without_io_deadlines_the_stalled_fsync_freezes_the_node() {
             })
             .await
             .unwrap();
+    });
+}
+
+/// Kafka's `.lock`: a second broker on a data directory in use is refused before it reads or
+/// writes anything, naming the holder; once the holder is gone (its node crashed), it starts.
+#[test]
+fn a_second_broker_on_a_directory_in_use_is_refused() {
+    logs();
+    let rt = Runtime::with_seed_and_config(5, madsim::Config::default());
+    rt.block_on(async {
+        let handle = Handle::current();
+        let disk = SimDisk::new(5);
+        let first = broker_node(&handle, &disk, |_| {});
+        let client = client_node(&handle, "client", "10.77.0.2");
+        client
+            .spawn(async move {
+                let mut c = connect().await;
+                assert_eq!(c.produce("t", 0, 1, 1, &[value(0)]).await.unwrap(), 0);
+            })
+            .await
+            .unwrap();
+        // A second node, same disk, same directory: refused.
+        let start_second = |disk: SimDisk| async move {
+            let env = Env {
+                disk: Arc::new(disk),
+                net: Arc::new(TcpNet),
+                clock: Arc::new(SimClock::new()),
+                rng: EnvRng::seeded(2),
+            };
+            let config = Config {
+                node_id: 2,
+                listen: "10.77.0.9:9092".parse().unwrap(),
+                metrics_listen: String::new(),
+                data_dir: "/data".into(),
+                ..Config::default()
+            };
+            broker::server::start(env, config).await.map(|_| ())
+        };
+        let second = handle
+            .create_node()
+            .name("broker-2")
+            .ip("10.77.0.9".parse().unwrap())
+            .build();
+        let refused = second.spawn(start_second(disk.clone())).await.unwrap();
+        let err = refused.expect_err("two brokers on one data directory");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("/data") && msg.contains("in use") && msg.contains("broker node 1"),
+            "{msg}"
+        );
+        // The first broker is untouched.
+        client
+            .spawn(async move {
+                let mut c = connect().await;
+                assert_eq!(c.produce("t", 0, 1, 1, &[value(1)]).await.unwrap(), 1);
+            })
+            .await
+            .unwrap();
+        // The holder dies: the lock goes with its process, and the second broker starts.
+        handle.kill(first.id());
+        disk.crash(Crash::DropUnsynced);
+        second
+            .spawn(start_second(disk.clone()))
+            .await
+            .unwrap()
+            .expect("the directory is free once its holder is gone");
+    });
+}
+
+/// A restarted node is a new incarnation: its random draws (here: topic ids) differ from the
+/// ones it made before the crash, so a topic created after a restart never takes the id of one
+/// created before it.
+#[test]
+fn a_restarted_node_draws_new_ids() {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, RequestKind, ResponseKind};
+    async fn topic_ids(c: &mut Client) -> Vec<(String, String)> {
+        let mut all = MetadataRequest::default();
+        all.topics = None;
+        let ResponseKind::Metadata(m) = c
+            .call(ApiKey::Metadata, 12, RequestKind::Metadata(all))
+            .await
+            .unwrap()
+        else {
+            panic!("not a Metadata response");
+        };
+        m.topics
+            .iter()
+            .map(|t| (t.name.as_ref().unwrap().to_string(), t.topic_id.to_string()))
+            .collect()
+    }
+    let rt = Runtime::with_seed_and_config(9, madsim::Config::default());
+    rt.block_on(async {
+        let handle = Handle::current();
+        let disk = SimDisk::new(9);
+        let node = broker_node(&handle, &disk, |_| {});
+        let client = client_node(&handle, "client", "10.77.0.2");
+        client
+            .spawn(async move {
+                let mut c = connect().await;
+                c.create_topic("before", 1).await.unwrap();
+            })
+            .await
+            .unwrap();
+        handle.kill(node.id());
+        disk.crash(Crash::DropUnsynced);
+        handle.restart(node.id());
+        let ids = client
+            .spawn(async move {
+                let mut c = connect().await;
+                c.create_topic("after", 1).await.unwrap();
+                topic_ids(&mut c).await
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert_ne!(ids[0].1, ids[1].1, "a restarted node repeated a topic id: {ids:?}");
     });
 }

@@ -5,8 +5,12 @@ insists on a group.id; auto-commit and offset storing are off so nothing is comm
 """
 
 import logging
+import shutil
+import subprocess
 import time
 import uuid
+
+import pytest
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -205,3 +209,22 @@ def roundtrip(bootstrap, topic, n=20, tag="rt", timeout=30.0):
     for off, v in zip(offsets, values):
         assert by_offset.get(off) == v, f"offset {off}: expected {v!r}, got {by_offset.get(off)!r}"
     return offsets
+
+
+# ---------------------------------------------------------------------------
+# kcat (a system package: `cargo xtask test` installs it where it can, and says so where it
+# cannot; the tests that need it are skipped then).
+
+KCAT = shutil.which("kcat") or shutil.which("kafkacat")
+needs_kcat = pytest.mark.skipif(
+    KCAT is None, reason="kcat is not installed (sudo apt-get install kcat)")
+
+
+def run_kcat(args, input_text=None, timeout=60, check=True):
+    """Run kcat; its stdout (and, with check=False, the whole CompletedProcess)."""
+    r = subprocess.run(
+        [KCAT, *args], input=input_text, capture_output=True, text=True, timeout=timeout)
+    if not check:
+        return r
+    assert r.returncode == 0, f"kcat {args} exited {r.returncode}\nstdout:{r.stdout}\nstderr:{r.stderr}"
+    return r.stdout

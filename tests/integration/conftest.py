@@ -43,6 +43,18 @@ def broker_bin() -> str:
     return os.environ.get("STILLWATER_BROKER_BIN", DEFAULT_BIN)
 
 
+# The harness's own STILLWATER_* variables are not broker settings (the broker refuses
+# unknown STILLWATER_* variables), so they stay out of the broker's environment.
+HARNESS_VARS = ("STILLWATER_BROKER_BIN", "STILLWATER_TEST_IO_ENGINE")
+
+
+def broker_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in HARNESS_VARS}
+    env.setdefault("RUST_BACKTRACE", "1")
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -113,8 +125,7 @@ class Broker:
             f"\n===== test harness: start #{self.starts}: {' '.join(self.command())}\n".encode()
         )
         self._log_file.flush()
-        env = dict(os.environ)
-        env.setdefault("RUST_BACKTRACE", "1")
+        env = broker_env()
         self.proc = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,

@@ -2,8 +2,6 @@
 kcat and kafka-python. Data must come back byte for byte, in order, and survive a restart."""
 
 import random
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -159,17 +157,10 @@ def test_auto_create_on_produce(broker):
 # kcat
 
 
-KCAT = shutil.which("kcat") or shutil.which("kafkacat")
+run_kcat = clients.run_kcat
 
 
-def run_kcat(args, input_text=None, timeout=60):
-    assert KCAT, "kcat is not installed (apt-get install kcat)"
-    r = subprocess.run(
-        [KCAT, *args], input=input_text, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"kcat {args} exited {r.returncode}\nstdout:{r.stdout}\nstderr:{r.stderr}"
-    return r.stdout
-
-
+@clients.needs_kcat
 @pytest.mark.timeout(120)
 def test_kcat(broker):
     topic = "kcat-topic"

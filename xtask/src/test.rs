@@ -7,8 +7,10 @@
 //!    directory (`<target>/madsim`) so the two builds never invalidate each other, then a
 //!    determinism check of one seed per scenario and a bounded sweep of every scenario;
 //! 3. the broker binary: `cargo build -p broker --bin broker`;
-//! 4. the integration tests: `python3 -m pytest tests/integration -q`, with
-//!    `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
+//! 4. the integration tests: pytest in a virtual environment of its own under the target
+//!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
+//!    remade when that file changes), kcat installed through apt-get when it is missing and
+//!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -149,31 +151,101 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
     if !suite.is_dir() {
         bail!("integration test suite {} not found", suite.display());
     }
-    let pytest_available = Command::new("python3")
-        .args(["-m", "pytest", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false);
-    if !pytest_available {
-        bail!(
-            "python3 -m pytest is not available; install it (e.g. `pip install pytest` or \
-             `apt-get install python3-pytest`) or pass --skip-integration"
-        );
-    }
-    let mut command = Command::new("python3");
+    let python = python_env(&suite.join("requirements.txt"))?;
+    let kcat_missing = ensure_kcat();
+    let mut command = Command::new(&python);
     command
         .args(["-m", "pytest", "tests/integration", "-q"])
         .current_dir(&root)
         .env("STILLWATER_BROKER_BIN", broker_bin);
-    step(
+    let outcome = step(
         &format!(
-            "integration tests (STILLWATER_BROKER_BIN={} python3 -m pytest tests/integration -q)",
-            broker_bin.display()
+            "integration tests (STILLWATER_BROKER_BIN={} {} -m pytest tests/integration -q)",
+            broker_bin.display(),
+            python.display()
         ),
         command,
+    );
+    if let Some(why) = kcat_missing {
+        println!("xtask: NOTE: the kcat tests were skipped: {why}");
+    }
+    outcome
+}
+
+/// The Python of the test clients' virtual environment, `<target>/pyenv`: made with
+/// `python3 -m venv` and filled from `requirements` on first use, and filled again whenever
+/// `requirements` changes (a copy of the file kept beside it says what it holds).
+fn python_env(requirements: &Path) -> Result<std::path::PathBuf> {
+    let venv = target_dir().join("pyenv");
+    let python = venv.join("bin").join("python");
+    let wanted = std::fs::read_to_string(requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = venv.join("installed-requirements.txt");
+    if python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&*wanted) {
+        return Ok(python);
+    }
+    if !python.is_file() {
+        let mut create = Command::new("python3");
+        create.arg("-m").arg("venv").arg(&venv);
+        step(
+            &format!("Python environment for the test clients ({})", venv.display()),
+            create,
+        )
+        .context(
+            "cannot create a Python virtual environment: install Python 3 with its venv module \
+             (Debian: `sudo apt-get install python3 python3-venv`), or pass --skip-integration",
+        )?;
+    }
+    let mut install = Command::new(&python);
+    install
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(requirements)
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+    step(
+        &format!("Python test clients (pip install -r {})", requirements.display()),
+        install,
     )
+    .context("cannot install the Python test clients (is PyPI reachable?)")?;
+    std::fs::write(&stamp, &wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(python)
+}
+
+/// kcat comes from the system's package manager, not from PyPI: install it with apt-get when
+/// it is missing and this user is root; otherwise say what to run. `Some(why)` if it is missing.
+fn ensure_kcat() -> Option<String> {
+    let found = |name: &str| {
+        Command::new(name)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if found("kcat") || found("kafkacat") {
+        return None;
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if is_root && found("apt-get") {
+        let mut install = Command::new("sh");
+        install
+            .args([
+                "-c",
+                "apt-get update -qq && apt-get install -y -qq kcat >/dev/null",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        if step("kcat (apt-get install kcat)", install).is_ok() && found("kcat") {
+            return None;
+        }
+    }
+    let why = "kcat is not installed and this user cannot install it; install it with \
+               `sudo apt-get install kcat` (Debian/Ubuntu) or `brew install kcat` (macOS)"
+        .to_string();
+    println!("xtask: NOTE: {why}");
+    Some(why)
 }
 
 /// Runs one step with its output streaming through, and fails with the step's name.
