@@ -31,6 +31,22 @@ pub enum BatchError {
     Empty,
     #[error("batch of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    #[error("compression codec {0} is not defined (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)")]
+    UnknownCodec(i16),
+    #[error("the {codec} payload cannot be decompressed: {reason}")]
+    Compression { codec: &'static str, reason: String },
+    #[error("the {codec} payload decompresses to more than {limit} bytes")]
+    DecompressedTooLarge { codec: &'static str, limit: usize },
+    #[error("invalid records: {0}")]
+    InvalidRecords(String),
+    #[error("control batches are written by the broker, not by clients")]
+    ControlBatch,
+    #[error(
+        "transactional batches need a transaction coordinator, which this broker does not have"
+    )]
+    Transactional,
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
 }
 
 /// The fields of a batch header the broker uses.
@@ -180,6 +196,24 @@ pub fn assign_offsets(
         pos += h.size;
     }
     next
+}
+
+/// Offset of the batch's first timestamp (bytes 27..35) and largest timestamp (35..43).
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+/// Attribute bit: the batch's timestamps are the broker's append time.
+const LOG_APPEND_TIME: i16 = 0x08;
+
+/// Mark a stored batch (whole, offset assigned) as stamped with the broker's append time, as
+/// Kafka does for `message.timestamp.type=LogAppendTime`: the attribute bit set and the largest
+/// timestamp set to `now_ms` (consumers then give every record that time); the CRC-32C, which
+/// covers both, computed again.
+pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_OFFSET], batch[ATTRIBUTES_OFFSET + 1]]);
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+        .copy_from_slice(&(attributes | LOG_APPEND_TIME).to_be_bytes());
+    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Iterate over the complete batches at the start of `buf` (headers only, no CRC check), as

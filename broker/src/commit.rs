@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::io::{Health, Io, StorageError};
 use crate::log::{self, index::IndexEntry, LogConfig, Partition, Segment};
 use crate::metrics::Metrics;
+use crate::records::TimestampType;
 
 /// Appends taken into one commit round at most (the rest wait for the next round).
 pub const ROUND_APPENDS_MAX: usize = 4096;
@@ -56,6 +57,8 @@ struct TopicMeta {
 pub struct Appended {
     pub base_offset: i64,
     pub log_start_offset: i64,
+    /// The time the batches were stamped with under LogAppendTime; -1 otherwise.
+    pub log_append_time_ms: i64,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -449,6 +452,8 @@ struct Planned {
     max_timestamp: i64,
     records: u64,
     waiters: Vec<(Waiter, i64)>,
+    /// What the batches were stamped with under LogAppendTime; -1 otherwise.
+    log_append_time_ms: i64,
 }
 
 struct Pipeline {
@@ -683,18 +688,19 @@ impl Pipeline {
             Metrics::inc(&self.shared.metrics.produced_records, p.records);
             Metrics::inc(&self.shared.metrics.produced_bytes, p.data.len() as u64);
             appended += p.waiters.len() as u64;
-            answers.push((p.waiters, log_start_offset));
+            answers.push((p.waiters, log_start_offset, p.log_append_time_ms));
         }
         // Count and publish before answering, so whoever hears back sees the round counted.
         Metrics::inc(&self.shared.metrics.commit_rounds, 1);
         Metrics::inc(&self.shared.metrics.commit_appends, appended);
         self.shared.commits.send_modify(|g| *g += 1);
-        for (waiters, log_start_offset) in answers {
+        for (waiters, log_start_offset, log_append_time_ms) in answers {
             for (reply, base_offset) in waiters {
                 if let Some(r) = reply {
                     let _ = r.send(Ok(Appended {
                         base_offset,
                         log_start_offset,
+                        log_append_time_ms,
                     }));
                 }
             }
@@ -731,6 +737,7 @@ impl Pipeline {
         let st = partition.state();
         let seg = st.active();
         let interval = partition.config.index_interval_bytes;
+        let log_append_time = partition.config.timestamp_type == TimestampType::LogAppendTime;
         let mut last_entry = seg.entries.last().map(|e| e.position as u64);
         let mut max_ts = seg.max_timestamp;
         let mut next = seg.next_offset;
@@ -751,9 +758,15 @@ impl Pipeline {
                     });
                     last_entry = Some(pos);
                 }
-                max_ts = max_ts.max(h.max_timestamp);
                 let one = &a.payload[from..from + h.size];
+                let start = data.len();
                 next = batch::assign_offsets(one, std::slice::from_ref(h), next, &mut data);
+                if log_append_time {
+                    batch::stamp_log_append_time(&mut data[start..], now_ms);
+                    max_ts = max_ts.max(now_ms);
+                } else {
+                    max_ts = max_ts.max(h.max_timestamp);
+                }
                 from += h.size;
             }
             records += batch::record_count(&a.headers) as u64;
@@ -784,6 +797,7 @@ impl Pipeline {
             max_timestamp: max_ts,
             records,
             waiters,
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
         })
     }
 

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use io_backend::IoEngine;
+
+use crate::records::TimestampType;
 use serde::{Deserialize, Serialize};
 
 /// Everything the broker can be told. Defaults start one node on 127.0.0.1:9092 with `./data`.
@@ -43,8 +45,12 @@ pub struct Config {
     pub idle_connection_timeout_ms: u64,
     /// Appends queued for the commit pipeline before producers wait (backpressure).
     pub append_queue_capacity: usize,
-    /// Largest record batch accepted (`message.max.bytes`).
+    /// Largest record batch accepted (`message.max.bytes`); topics may set their own
+    /// (`max.message.bytes`).
     pub max_message_bytes: usize,
+    /// Whose timestamps records keep unless a topic says otherwise (`log.message.timestamp.type`):
+    /// `CreateTime` (the producer's) or `LogAppendTime` (the broker's clock at append).
+    pub message_timestamp_type: TimestampType,
     /// Bytes of log between two sparse index entries (`index.interval.bytes`).
     pub index_interval_bytes: u64,
     /// Zeros written ahead of each active segment's end, so that most syncs overwrite blocks
@@ -82,6 +88,7 @@ impl Default for Config {
             idle_connection_timeout_ms: 600_000,
             append_queue_capacity: 8192,
             max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
             preallocate_bytes: 4 << 20,
             segment_bytes: 1 << 30,
@@ -257,6 +264,11 @@ impl Config {
             retention_bytes: self.retention_bytes,
             index_interval_bytes: self.index_interval_bytes,
             preallocate_bytes: self.preallocate_bytes,
+            max_message_bytes: self.max_message_bytes as u64,
+            timestamp_type: self.message_timestamp_type,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -265,7 +277,12 @@ impl Config {
 fn setting_value(key: &str, text: &str) -> toml::Value {
     let is_text_key = matches!(
         key,
-        "listen" | "advertised_listener" | "data_dir" | "io_engine" | "metrics_listen"
+        "listen"
+            | "advertised_listener"
+            | "data_dir"
+            | "io_engine"
+            | "metrics_listen"
+            | "message_timestamp_type"
     );
     if !is_text_key {
         if let Ok(v) = text.parse::<i64>() {

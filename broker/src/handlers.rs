@@ -26,13 +26,14 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
-use crate::batch::{self, BatchError};
+use crate::batch::BatchError;
 use crate::commit::{check_topic_name, Appended, Store, Topic, TopicError};
 use crate::config::Config;
 use crate::io::StorageError;
 use crate::log::{LogConfig, ReadError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, error, Request};
+use crate::records::{self, Rules, TimestampType};
 
 /// What a connection does once a request is handled.
 pub enum Reply {
@@ -212,15 +213,34 @@ impl Broker {
         else {
             return PartState::Done(error::UNKNOWN_TOPIC_OR_PARTITION, None);
         };
+        if acks == -1 && topic.config.min_insync_replicas > 1 {
+            return PartState::Done(
+                error::NOT_ENOUGH_REPLICAS,
+                Some(format!(
+                    "min.insync.replicas={} but the partition has 1 replica",
+                    topic.config.min_insync_replicas
+                )),
+            );
+        }
         let payload = records.unwrap_or_default();
-        let headers = match batch::validate_all(&payload, self.config.max_message_bytes) {
+        let rules = Rules {
+            batch_bytes_max: topic.config.max_message_bytes as usize,
+            timestamp_type: topic.config.timestamp_type,
+            timestamp_before_max_ms: topic.config.timestamp_before_max_ms,
+            timestamp_after_max_ms: topic.config.timestamp_after_max_ms,
+            now_ms: self.clock.wall_ms(),
+        };
+        let headers = match records::validate_produce(&payload, &rules) {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(topic = %topic.name, partition = index, error = %e, "refusing produced data");
                 Metrics::inc(&self.metrics.request_errors, 1);
                 let code = match e {
                     BatchError::TooLarge { .. } => error::MESSAGE_TOO_LARGE,
+                    // Damage on the way (a retry may pass); everything else is how the client
+                    // built the batch, and a retry would fail the same way.
                     BatchError::BadCrc { .. } => error::CORRUPT_MESSAGE,
+                    BatchError::InvalidTimestamp(_) => error::INVALID_TIMESTAMP,
                     _ => error::INVALID_RECORD,
                 };
                 return PartState::Done(code, Some(e.to_string()));
@@ -264,8 +284,10 @@ impl Broker {
                             Ok(Ok(Ok(Appended {
                                 base_offset,
                                 log_start_offset,
+                                log_append_time_ms,
                             }))) => {
                                 p.base_offset = base_offset;
+                                p.log_append_time_ms = log_append_time_ms;
                                 if version >= 5 {
                                     p.log_start_offset = log_start_offset;
                                 }
@@ -283,6 +305,7 @@ impl Broker {
                     }
                 }
                 if p.error_code != error::NONE {
+                    p.base_offset = -1;
                     Metrics::inc(&self.metrics.request_errors, 1);
                 }
                 t.partition_responses.push(p);
@@ -560,7 +583,9 @@ impl Broker {
         resp
     }
 
-    /// Topic settings from CreateTopics configs over the broker's defaults.
+    /// Topic settings from CreateTopics configs over the broker's defaults. A config that is
+    /// accepted is honoured; one the broker does not support is refused by name (INVALID_CONFIG),
+    /// never silently ignored.
     fn topic_settings(
         &self,
         configs: &[kafka_protocol::messages::create_topics_request::CreatableTopicConfig],
@@ -568,39 +593,66 @@ impl Broker {
         let mut c = self.store.defaults;
         for kv in configs {
             let key = kv.name.as_str();
-            let value = kv.value.as_ref().map(|v| v.as_str()).unwrap_or("");
-            let num = || {
-                value
+            let Some(value) = kv.value.as_ref().map(|v| v.as_str()) else {
+                return Err(format!("{key}: a null value is not allowed"));
+            };
+            let num = |min: i64, max: i64| -> Result<i64, String> {
+                let n = value
+                    .trim()
                     .parse::<i64>()
-                    .map_err(|_| format!("{key}={value:?} is not a number"))
+                    .map_err(|_| format!("{key}={value:?} is not a number"))?;
+                if !(min..=max).contains(&n) {
+                    return Err(format!("{key}={n} must be between {min} and {max}"));
+                }
+                Ok(n)
             };
             match key {
-                "retention.ms" => c.retention_ms = num()?,
-                "retention.bytes" => c.retention_bytes = num()?,
-                "segment.ms" => c.segment_ms = num()?.max(1),
-                "segment.bytes" => {
-                    let n = num()?;
-                    if !(1024..=i32::MAX as i64).contains(&n) {
-                        return Err(format!(
-                            "segment.bytes={n} must be between 1024 and {}",
-                            i32::MAX
-                        ));
-                    }
-                    c.segment_bytes = n as u64
+                "retention.ms" => c.retention_ms = num(-1, i64::MAX)?,
+                "retention.bytes" => c.retention_bytes = num(-1, i64::MAX)?,
+                "segment.ms" => c.segment_ms = num(1, i64::MAX)?,
+                // Index positions are 32-bit.
+                "segment.bytes" => c.segment_bytes = num(1024, i32::MAX as i64)? as u64,
+                "index.interval.bytes" => {
+                    c.index_interval_bytes = num(0, i32::MAX as i64)? as u64
                 }
-                "index.interval.bytes" => c.index_interval_bytes = num()?.max(1) as u64,
+                "max.message.bytes" => c.max_message_bytes = num(0, i32::MAX as i64)? as u64,
+                "message.timestamp.type" => {
+                    c.timestamp_type = match value {
+                        "CreateTime" => TimestampType::CreateTime,
+                        "LogAppendTime" => TimestampType::LogAppendTime,
+                        other => {
+                            return Err(format!(
+                                "message.timestamp.type={other:?}: expected CreateTime or LogAppendTime"
+                            ))
+                        }
+                    }
+                }
+                "message.timestamp.before.max.ms" => {
+                    c.timestamp_before_max_ms = num(0, i64::MAX)?
+                }
+                "message.timestamp.after.max.ms" => c.timestamp_after_max_ms = num(0, i64::MAX)?,
+                // Before Kafka 3.6 one setting bounded both sides.
+                "message.timestamp.difference.max.ms" => {
+                    let n = num(0, i64::MAX)?;
+                    c.timestamp_before_max_ms = n;
+                    c.timestamp_after_max_ms = n;
+                }
+                "min.insync.replicas" => c.min_insync_replicas = num(1, i32::MAX as i64)? as i32,
                 "cleanup.policy" if value == "delete" => {}
                 "cleanup.policy" => {
                     return Err(format!(
-                        "cleanup.policy={value} is not supported (only delete)"
+                        "cleanup.policy={value} is not supported (only delete: there is no log compaction)"
                     ))
                 }
-                // Accepted and meaningless on a single node that stores batches as produced.
-                "min.insync.replicas"
-                | "compression.type"
-                | "message.timestamp.type"
-                | "max.message.bytes" => {}
-                other => return Err(format!("unknown topic config {other}")),
+                // Batches are stored as produced, never recompressed.
+                "compression.type" if value == "producer" => {}
+                "compression.type" => {
+                    return Err(format!(
+                        "compression.type={value} is not supported (only producer: batches are \
+                         stored as the producer compressed them)"
+                    ))
+                }
+                other => return Err(format!("topic config {other} is not supported")),
             }
         }
         Ok(c)

@@ -287,7 +287,11 @@ impl Io {
     pub async fn lock_dir(&self, dir: &Path, holder: &str) -> Result<DirLock, StorageError> {
         let (disk, d, h) = (self.disk.clone(), dir.to_path_buf(), holder.to_string());
         let locked = self
-            .run(DiskOp::Lock, dir, async move { disk.lock_dir(&d, &h).await })
+            .run(
+                DiskOp::Lock,
+                dir,
+                async move { disk.lock_dir(&d, &h).await },
+            )
             .await;
         match locked {
             Err(StorageError::Disk(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {

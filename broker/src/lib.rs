@@ -18,6 +18,7 @@ pub mod io;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod records;
 pub mod server;
 
 #[cfg(unix)]

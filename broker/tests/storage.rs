@@ -633,8 +633,14 @@ async fn a_second_store_on_the_same_directory_is_refused_and_names_the_holder() 
     assert!(!err.transient(), "a held lock is not waited out");
     assert!(err.to_string().contains("broker node 7"), "{err}");
     // The first one is untouched and keeps working.
-    assert_eq!(append(&first, "t", make_batch(1, 1, b"x")).await.unwrap(), 0);
+    assert_eq!(
+        append(&first, "t", make_batch(1, 1, b"x")).await.unwrap(),
+        0
+    );
     close(first).await;
     let (second, _) = open_store(dir.path(), &gate, |_| {}).await;
-    assert_eq!(append(&second, "t", make_batch(1, 1, b"y")).await.unwrap(), 1);
+    assert_eq!(
+        append(&second, "t", make_batch(1, 1, b"y")).await.unwrap(),
+        1
+    );
 }

@@ -3,93 +3,17 @@
 //! (failure mode 24: advertising a version and then refusing or mis-encoding it).
 #![cfg(not(madsim))] // These run the real disk and network; the simulator has its own tests.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use broker::config::Config;
 use broker::protocol::{error, SUPPORTED};
-use broker::server;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-
-async fn start(dir: &std::path::Path) -> server::Running {
-    start_with(dir, |_| {}).await
-}
-
-async fn start_with(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> server::Running {
-    let env = Env {
-        disk: Arc::new(BlockingDisk::new(2)),
-        net: Arc::new(TcpNet),
-        clock: Arc::new(SystemClock),
-        rng: EnvRng::seeded(1),
-    };
-    let config = Config {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: String::new(),
-        ..Config::default()
-    };
-    let mut config = config;
-    tweak(&mut config);
-    server::start(env, config).await.unwrap()
-}
-
-struct Client {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
-        Client {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            next_id: 1,
-        }
-    }
-
-    async fn call(&mut self, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-        self.next_id += 1;
-        let mut h = RequestHeader::default();
-        h.request_api_key = api as i16;
-        h.request_api_version = version;
-        h.correlation_id = self.next_id;
-        h.client_id = Some(StrBytes::from_static_str("wire-test"));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        h.encode(&mut buf, api.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
-        let mut len = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut len))
-            .await
-            .unwrap_or_else(|_| panic!("{api:?} v{version}: no response"))
-            .unwrap_or_else(|e| panic!("{api:?} v{version}: connection closed: {e}"));
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut frame).await.unwrap();
-        let mut frame = Bytes::from(frame);
-        let header =
-            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.next_id);
-        let resp = ResponseKind::decode(api, &mut frame, version)
-            .unwrap_or_else(|e| panic!("{api:?} v{version}: response does not decode: {e:#}"));
-        assert!(
-            !frame.has_remaining(),
-            "{api:?} v{version}: {} trailing bytes",
-            frame.remaining()
-        );
-        resp
-    }
-}
+use common::{start, start_with, Client};
 
 fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))

@@ -142,7 +142,11 @@ impl Drop for SimLock {
     fn drop(&mut self) {
         if let Some(state) = self.state.upgrade() {
             let mut st = lock(&state);
-            if st.locks.get(&self.dir).is_some_and(|(id, _)| *id == self.id) {
+            if st
+                .locks
+                .get(&self.dir)
+                .is_some_and(|(id, _)| *id == self.id)
+            {
                 st.locks.remove(&self.dir);
             }
         }
@@ -428,7 +432,12 @@ impl Disk for SimDisk {
         let mut st = lock(&self.state);
         let path = dir.join(LOCK_FILE);
         if !st.dirs.contains(dir) {
-            return Err(err(DiskOp::Lock, &path, io::ErrorKind::NotFound, "no such directory"));
+            return Err(err(
+                DiskOp::Lock,
+                &path,
+                io::ErrorKind::NotFound,
+                "no such directory",
+            ));
         }
         if let Some((_, held_by)) = st.locks.get(dir) {
             let why = format!("held by {held_by}");

@@ -453,6 +453,9 @@ fn a_restarted_node_draws_new_ids() {
             .await
             .unwrap();
         assert_eq!(ids.len(), 2, "{ids:?}");
-        assert_ne!(ids[0].1, ids[1].1, "a restarted node repeated a topic id: {ids:?}");
+        assert_ne!(
+            ids[0].1, ids[1].1,
+            "a restarted node repeated a topic id: {ids:?}"
+        );
     });
 }

@@ -245,24 +245,31 @@ def encode_record(offset_delta, timestamp_delta, key, value, headers=()):
     return varint(len(body)) + body
 
 
-def record_batch(records, base_timestamp=None):
-    """records: list of (key, value, headers). Uncompressed, non-transactional,
-    non-idempotent magic-2 batch with base offset 0 and a correct CRC-32C."""
+def record_batch(records, base_timestamp=None, attributes=0, raw_records=None, count=None):
+    """records: list of (key, value, headers). A magic-2 batch with base offset 0 and a
+    correct CRC-32C; by default uncompressed, non-transactional, non-idempotent.
+
+    For hand-made poison: `attributes` sets the attribute bits (codec in bits 0-2, bit 4
+    transactional, bit 5 control), `raw_records` replaces the encoded records with any bytes
+    (compressed or garbage), `count` overrides the record count (last offset delta follows)."""
     if base_timestamp is None:
         base_timestamp = int(time.time() * 1000)
-    encoded = b"".join(
-        encode_record(i, 0, k, v, h) for i, (k, v, h) in enumerate(records)
-    )
+    if raw_records is None:
+        raw_records = b"".join(
+            encode_record(i, 0, k, v, h) for i, (k, v, h) in enumerate(records)
+        )
+    if count is None:
+        count = len(records)
     after_crc = (
-        i16(0)  # attributes: no compression, CreateTime
-        + i32(len(records) - 1)  # last offset delta
+        i16(attributes)
+        + i32(count - 1)  # last offset delta
         + i64(base_timestamp)
         + i64(base_timestamp)  # max timestamp
         + i64(-1)  # producer id
         + i16(-1)  # producer epoch
         + i32(-1)  # base sequence
-        + i32(len(records))
-        + encoded
+        + i32(count)
+        + raw_records
     )
     crc = crc32c(after_crc)
     after_length = i32(-1) + i8(2) + struct.pack(">I", crc) + after_crc  # leader epoch, magic

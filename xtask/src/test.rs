@@ -188,7 +188,10 @@ fn python_env(requirements: &Path) -> Result<std::path::PathBuf> {
         let mut create = Command::new("python3");
         create.arg("-m").arg("venv").arg(&venv);
         step(
-            &format!("Python environment for the test clients ({})", venv.display()),
+            &format!(
+                "Python environment for the test clients ({})",
+                venv.display()
+            ),
             create,
         )
         .context(
@@ -198,11 +201,21 @@ fn python_env(requirements: &Path) -> Result<std::path::PathBuf> {
     }
     let mut install = Command::new(&python);
     install
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(requirements)
         .env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
     step(
-        &format!("Python test clients (pip install -r {})", requirements.display()),
+        &format!(
+            "Python test clients (pip install -r {})",
+            requirements.display()
+        ),
         install,
     )
     .context("cannot install the Python test clients (is PyPI reachable?)")?;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::io::{Io, StorageError};
+use crate::records::TimestampType;
 use index::IndexEntry;
 
 /// Per-topic log settings, with Kafka's meaning (`segment.bytes`, `retention.ms`, …).
@@ -32,6 +33,34 @@ pub struct LogConfig {
     /// Zeros written ahead of the active segment's end (0: none).
     #[serde(default)]
     pub preallocate_bytes: u64,
+    /// Largest batch accepted, as sent (`max.message.bytes`).
+    #[serde(default = "kafka_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// Whose timestamps the records keep (`message.timestamp.type`).
+    #[serde(default)]
+    pub timestamp_type: TimestampType,
+    /// With CreateTime, how far before / after the broker's clock a record's timestamp may lie
+    /// (`message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`).
+    #[serde(default = "unlimited_ms")]
+    pub timestamp_before_max_ms: i64,
+    #[serde(default = "unlimited_ms")]
+    pub timestamp_after_max_ms: i64,
+    /// Replicas that must have an `acks=all` write (`min.insync.replicas`); on a single node
+    /// anything above 1 refuses `acks=all` with NOT_ENOUGH_REPLICAS, as Kafka would.
+    #[serde(default = "one")]
+    pub min_insync_replicas: i32,
+}
+
+fn kafka_max_message_bytes() -> u64 {
+    1_048_588
+}
+
+fn unlimited_ms() -> i64 {
+    i64::MAX
+}
+
+fn one() -> i32 {
+    1
 }
 
 /// Bytes read at a time while scanning a segment (recovery, fetch).

@@ -1,9 +1,25 @@
-//! Helpers shared by the broker's integration tests.
+//! Helpers shared by the broker's integration tests: batches encoded by `kafka-protocol` (an
+//! encoder this project did not write, so the broker's parsing is checked against it) in every
+//! codec, its decoder as an oracle for what consumers can read, and an in-process broker with a
+//! wire client.
+#![allow(dead_code)] // Each test crate uses its own share of these.
 
-use bytes::{Bytes, BytesMut};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::config::Config;
+use broker::server;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// An uncompressed record batch of `count` records with the same timestamp and value, encoded by
 /// `kafka-protocol` (an encoder this project did not write, so the broker's parsing is checked
@@ -38,4 +54,267 @@ pub fn make_batch(count: i32, timestamp: i64, value: &[u8]) -> Bytes {
     )
     .expect("encode a record batch");
     buf.freeze()
+}
+
+/// A record for [`encode`]: offset (its index in the batch), timestamp, key, value, headers.
+pub fn record(
+    offset: i64,
+    timestamp: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[(&str, Option<&[u8]>)],
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: offset as i32 - 1,
+        timestamp,
+        key: key.map(Bytes::copy_from_slice),
+        value: value.map(Bytes::copy_from_slice),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    StrBytes::from_string(k.to_string()),
+                    v.map(Bytes::copy_from_slice),
+                )
+            })
+            .collect(),
+        delete_horizon: false,
+    }
+}
+
+/// How a test batch is compressed: Kafka's codecs, and snappy in both framings clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    /// One raw snappy block, as librdkafka writes it.
+    SnappyRaw,
+    /// xerial's framing, as the Java producer writes it.
+    SnappyXerial,
+    Lz4,
+    Zstd,
+}
+
+pub const CODECS: [Codec; 6] = [
+    Codec::None,
+    Codec::Gzip,
+    Codec::SnappyRaw,
+    Codec::SnappyXerial,
+    Codec::Lz4,
+    Codec::Zstd,
+];
+
+impl Codec {
+    fn kafka(self) -> Compression {
+        match self {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::SnappyRaw | Codec::SnappyXerial => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+
+    /// Compress `data` with the codec crates (pure Rust, as the broker's decoders).
+    pub fn compress(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Codec::None => data.to_vec(),
+            Codec::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Codec::SnappyRaw => snap::raw::Encoder::new().compress_vec(data).unwrap(),
+            Codec::SnappyXerial => {
+                let mut out = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+                for chunk in data.chunks(32 * 1024) {
+                    let block = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+                    out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&block);
+                }
+                out
+            }
+            Codec::Lz4 => {
+                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Codec::Zstd => {
+                ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+            }
+        }
+    }
+}
+
+/// One batch of `records` (offsets 0.., consecutive), encoded by `kafka-protocol`.
+pub fn encode(records: &[Record], codec: Codec) -> Bytes {
+    let mut buf = BytesMut::new();
+    let compress = move |plain: &mut BytesMut, out: &mut BytesMut, _: Compression| {
+        out.put_slice(&codec.compress(plain));
+        Ok(())
+    };
+    RecordBatchEncoder::encode_with_custom_compression(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: codec.kafka(),
+        },
+        Some(compress),
+    )
+    .expect("encode a record batch");
+    buf.freeze()
+}
+
+/// `kafka-protocol`'s decoder over whole batches — the oracle for "a consumer can read this".
+pub fn decode(mut batches: Bytes) -> anyhow::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    while batches.has_remaining() {
+        let set = RecordBatchDecoder::decode_with_custom_compression(
+            &mut batches,
+            Some(|data: &mut Bytes, c: Compression| {
+                let codec = match c {
+                    Compression::None => return Ok(data.clone()),
+                    Compression::Gzip => 1,
+                    Compression::Snappy => 2,
+                    Compression::Lz4 => 3,
+                    Compression::Zstd => 4,
+                };
+                broker::records::decompress(codec, data, 1 << 30)
+                    .map(Bytes::from)
+                    .map_err(anyhow::Error::from)
+            }),
+        )?;
+        out.extend(set.records);
+    }
+    Ok(out)
+}
+
+pub async fn start(dir: &std::path::Path) -> server::Running {
+    start_with(dir, |_| {}).await
+}
+
+/// An in-process broker on the blocking disk, real TCP on a free port, no metrics endpoint.
+pub async fn start_with(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> server::Running {
+    let env = Env {
+        disk: Arc::new(BlockingDisk::new(2)),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(1),
+    };
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: String::new(),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    server::start(env, config).await.unwrap()
+}
+
+/// A Kafka client on the wire protocol, one request at a time.
+pub struct Client {
+    pub stream: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            next_id: 1,
+        }
+    }
+
+    /// Send one request and return its decoded response (which must use every byte).
+    pub async fn call(&mut self, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        self.next_id += 1;
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = self.next_id;
+        h.client_id = Some(StrBytes::from_static_str("wire-test"));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        h.encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf).await.unwrap();
+        let mut len = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut len))
+            .await
+            .unwrap_or_else(|_| panic!("{api:?} v{version}: no response"))
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: connection closed: {e}"));
+        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut frame).await.unwrap();
+        let mut frame = Bytes::from(frame);
+        let header =
+            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.next_id);
+        let resp = ResponseKind::decode(api, &mut frame, version)
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: response does not decode: {e:#}"));
+        assert!(
+            !frame.has_remaining(),
+            "{api:?} v{version}: {} trailing bytes",
+            frame.remaining()
+        );
+        resp
+    }
+
+    /// Produce `records` (whole batches) to one partition with acks=all; the partition's error
+    /// code and base offset.
+    pub async fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+        let mut p = produce_request::PartitionProduceData::default();
+        p.index = partition;
+        p.records = Some(records);
+        let mut t = produce_request::TopicProduceData::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_string()));
+        t.partition_data = vec![p];
+        let mut req = ProduceRequest::default();
+        req.acks = -1;
+        req.timeout_ms = 10_000;
+        req.topic_data = vec![t];
+        match self
+            .call(ApiKey::Produce, 9, RequestKind::Produce(req))
+            .await
+        {
+            ResponseKind::Produce(r) => {
+                let p = &r.responses[0].partition_responses[0];
+                (p.error_code, p.base_offset)
+            }
+            other => panic!("not a produce response: {other:?}"),
+        }
+    }
+
+    /// Fetch one partition from `offset` (no waiting): its records and high watermark.
+    pub async fn fetch(&mut self, topic: &str, partition: i32, offset: i64) -> (Bytes, i64) {
+        let mut p = fetch_request::FetchPartition::default();
+        p.partition = partition;
+        p.fetch_offset = offset;
+        p.partition_max_bytes = 64 << 20;
+        let mut t = fetch_request::FetchTopic::default();
+        t.topic = TopicName(StrBytes::from_string(topic.to_string()));
+        t.partitions = vec![p];
+        let mut req = FetchRequest::default();
+        req.max_wait_ms = 0;
+        req.max_bytes = 64 << 20;
+        req.topics = vec![t];
+        match self.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)).await {
+            ResponseKind::Fetch(r) => {
+                let p = &r.responses[0].partitions[0];
+                assert_eq!(p.error_code, 0, "fetch error");
+                (p.records.clone().unwrap_or_default(), p.high_watermark)
+            }
+            other => panic!("not a fetch response: {other:?}"),
+        }
+    }
 }
