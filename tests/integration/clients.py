@@ -64,12 +64,13 @@ def consumer(bootstrap, **conf):
     return Consumer(base)
 
 
-def create_topics(bootstrap, topics, timeout=30.0):
-    """topics: {name: partitions}. Creates them and waits until metadata shows every
-    partition with a leader."""
+def create_topics(bootstrap, topics, timeout=30.0, config=None):
+    """topics: {name: partitions}, with topic configs `config` for all of them. Creates them
+    and waits until metadata shows every partition with a leader."""
     a = admin(bootstrap)
     futures = a.create_topics(
-        [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()],
+        [NewTopic(name, num_partitions=n, replication_factor=1, config=config or {})
+         for name, n in topics.items()],
         operation_timeout=10,
         request_timeout=timeout,
     )
