@@ -34,6 +34,9 @@ use crate::records::TimestampType;
 /// Appends taken into one commit round at most (the rest wait for the next round).
 pub const ROUND_APPENDS_MAX: usize = 4096;
 const ROUND_BYTES_MAX: usize = 32 << 20;
+/// Records taken into one round at most: what one round appends to a partition must fit the
+/// relative offsets of one segment (a fresh one, if the active segment has no room left).
+const ROUND_RECORDS_MAX: i64 = log::RELATIVE_OFFSET_MAX / 2;
 const META_DIR: &str = ".meta";
 
 /// A topic and its partitions.
@@ -190,7 +193,10 @@ impl Store {
                 let part = log::recover(&io, &dir, &meta.name, p, meta.config).await?;
                 partitions.push(Arc::new(part));
             }
-            let id = u128::from_str_radix(&meta.id, 16).unwrap_or(0);
+            let id = u128::from_str_radix(&meta.id, 16).map_err(|_| StorageError::Corrupt {
+                path: path.clone(),
+                reason: format!("topic id {:?} is not 32 hex digits", meta.id),
+            })?;
             tracing::info!(topic = %meta.name, partitions = meta.partitions, "recovered topic");
             topics.insert(
                 meta.name.clone(),
@@ -202,6 +208,7 @@ impl Store {
                 }),
             );
         }
+        remove_stray_partitions(&io, &data_dir, &topics).await?;
         let (tx, rx) = mpsc::channel(config.append_queue_capacity);
         let (commits, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
@@ -382,6 +389,41 @@ impl Store {
     }
 }
 
+/// Remove the partition directories no topic owns: left by a CreateTopics that failed or
+/// crashed before its metadata file was written, or a DeleteTopics that crashed after removing
+/// it. Left alone they would be taken over by the next topic of that name.
+async fn remove_stray_partitions(
+    io: &Io,
+    data_dir: &Path,
+    topics: &HashMap<String, Arc<Topic>>,
+) -> Result<(), StorageError> {
+    let mut removed = false;
+    for name in io.list(data_dir).await? {
+        let Some((topic, index)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        if check_topic_name(topic).is_err() || name.starts_with('.') {
+            continue;
+        }
+        if topics
+            .get(topic)
+            .is_some_and(|t| index < t.partitions.len())
+        {
+            continue;
+        }
+        tracing::warn!(dir = %data_dir.join(&name).display(), "removing a partition directory that no topic owns (left by an interrupted topic creation or deletion)");
+        io.remove_dir_all(&data_dir.join(&name)).await?;
+        removed = true;
+    }
+    if removed {
+        io.sync_dir(data_dir).await?;
+    }
+    Ok(())
+}
+
 async fn retention_ticker(store: std::sync::Weak<Store>, every: Duration) {
     let clock = match store.upgrade() {
         Some(s) => s.shared.env.clock.clone(),
@@ -491,11 +533,16 @@ impl Pipeline {
             };
             let mut taken = vec![first];
             let mut bytes = 0usize;
-            while taken.len() < ROUND_APPENDS_MAX && bytes < ROUND_BYTES_MAX {
+            let mut records = 0i64;
+            while taken.len() < ROUND_APPENDS_MAX
+                && bytes < ROUND_BYTES_MAX
+                && records < ROUND_RECORDS_MAX
+            {
                 match self.rx.try_recv() {
                     Ok(cmd) => {
                         if let Command::Append(a) = &cmd {
                             bytes += a.payload.len();
+                            records += batch::record_count(&a.headers);
                         }
                         taken.push(cmd)
                     }
@@ -618,6 +665,10 @@ impl Pipeline {
                 .unwrap_or_default();
             match self.plan(&partition, group).await {
                 Ok(p) => plans.push(p),
+                // Only this partition's appends fail; the directory is fine.
+                Err((e @ StorageError::PartitionGone { .. }, waiters)) => {
+                    answer_all(waiters, &e);
+                }
                 Err((e, waiters)) => {
                     self.fail(&e);
                     answer_all(waiters, &e);
@@ -719,16 +770,21 @@ impl Pipeline {
             Vec<Option<Reply<Result<Appended, StorageError>>>>,
         ),
     > {
+        if partition.is_deleted() {
+            let gone = StorageError::PartitionGone {
+                topic: partition.topic.clone(),
+                partition: partition.index,
+            };
+            return Err((gone, group.into_iter().map(|a| a.reply).collect()));
+        }
         let bytes: usize = group.iter().map(|a| a.payload.len()).sum();
+        let records: i64 = group.iter().map(|a| batch::record_count(&a.headers)).sum();
         let now_ms = self.shared.env.clock.wall_ms();
-        let roll_due = {
-            let st = partition.state();
-            let a = st.active();
-            a.size > 0
-                && (a.size + bytes as u64 > partition.config.segment_bytes
-                    || a.roll_base_ms
-                        .is_some_and(|t| now_ms.saturating_sub(t) >= partition.config.segment_ms))
-        };
+        let roll_due =
+            partition
+                .state()
+                .active()
+                .roll_due(bytes as u64, records, now_ms, &partition.config);
         if roll_due {
             if let Err(e) = self.roll(partition).await {
                 return Err((e, group.into_iter().map(|a| a.reply).collect()));
@@ -857,6 +913,10 @@ impl Pipeline {
         }
     }
 
+    /// Create a topic whole or not at all: its partition directories first, then its metadata
+    /// file (written aside, synced, renamed, directory synced) — the commit point. A failure
+    /// before that point removes what was made; what a crash leaves is removed at the next
+    /// start ([`remove_stray_partitions`]).
     async fn create_topic(
         &mut self,
         name: &str,
@@ -872,6 +932,44 @@ impl Pipeline {
         {
             return Err(TopicError::Exists);
         }
+        let created = self.create_topic_files(name, partitions, config).await;
+        if let Err(e) = &created {
+            tracing::warn!(topic = name, error = %e, "topic creation failed; removing what it made");
+            if let Err(undo) = self.undo_create_topic(name, partitions).await {
+                tracing::warn!(topic = name, error = %undo, "could not remove a failed topic's files; they are removed at the next start");
+            }
+        }
+        created
+    }
+
+    /// Remove what a failed creation of `name` made: its metadata file (if the rename happened
+    /// and only the directory sync failed) and its partition directories.
+    async fn undo_create_topic(&self, name: &str, partitions: i32) -> Result<(), StorageError> {
+        let io = self.io();
+        let data_dir = &self.shared.data_dir;
+        let meta_dir = data_dir.join(META_DIR);
+        for file in [format!("{name}.topic"), format!("{name}.topic.tmp")] {
+            let path = meta_dir.join(file);
+            if io.exists(&path).await? {
+                io.remove_file(&path).await?;
+            }
+        }
+        io.sync_dir(&meta_dir).await?;
+        for p in 0..partitions {
+            let dir = data_dir.join(format!("{name}-{p}"));
+            if io.exists(&dir).await? {
+                io.remove_dir_all(&dir).await?;
+            }
+        }
+        io.sync_dir(data_dir).await
+    }
+
+    async fn create_topic_files(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        config: LogConfig,
+    ) -> Result<Arc<Topic>, TopicError> {
         let io = self.io().clone();
         let data_dir = self.shared.data_dir.clone();
         let mut parts = Vec::new();
@@ -927,6 +1025,10 @@ impl Pipeline {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name)
             .ok_or(TopicError::Unknown)?;
+        // Appends queued behind this command still hold the partitions: they are refused.
+        for p in &topic.partitions {
+            p.mark_deleted();
+        }
         let io = self.io().clone();
         let data_dir = self.shared.data_dir.clone();
         let meta_dir = data_dir.join(META_DIR);
@@ -942,7 +1044,10 @@ impl Pipeline {
     }
 
     /// Delete whole closed segments past `retention.bytes` or `retention.ms` (Kafka semantics:
-    /// the oldest first, never the active segment).
+    /// the oldest first, never the active segment). Each deletion is made durable (the
+    /// partition directory synced) before the log start moves past the segment, one segment at
+    /// a time: after a crash a deleted segment never comes back, so the log start offset a
+    /// client was told never moves backwards.
     async fn retention(&mut self) {
         let now_ms = self.shared.env.clock.wall_ms();
         let topics: Vec<Arc<Topic>> = self
@@ -955,51 +1060,61 @@ impl Pipeline {
             .collect();
         for t in topics {
             for p in &t.partitions {
-                let doomed: Vec<Segment> = {
-                    let mut st = p.state_mut();
-                    let mut total = st.size_bytes() as i64;
-                    let closed: Vec<&Segment> = st
-                        .segments
-                        .values()
-                        .rev()
-                        .skip(1)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect();
-                    let mut doomed = Vec::new();
-                    for seg in closed {
-                        let by_size = p.config.retention_bytes >= 0
-                            && total - seg.size as i64 >= p.config.retention_bytes;
-                        let by_time = p.config.retention_ms >= 0
-                            && seg.max_timestamp >= 0
-                            && now_ms - seg.max_timestamp > p.config.retention_ms;
-                        if !(by_size || by_time) {
-                            break;
-                        }
-                        total -= seg.size as i64;
-                        doomed.push(seg.clone());
-                    }
-                    for seg in &doomed {
-                        st.segments.remove(&seg.base_offset);
-                    }
-                    if let Some(first) = st.segments.keys().next().copied() {
-                        st.log_start_offset = st.log_start_offset.max(first);
-                    }
-                    doomed
-                };
-                for seg in doomed {
-                    tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
-                    for ext in ["log", "index", "timeindex"] {
-                        let path = p.dir.join(log::segment_name(seg.base_offset, ext));
-                        if let Err(e) = self.io().remove_file(&path).await {
-                            tracing::warn!(error = %e, "could not delete a segment file");
-                        }
+                for seg in retention_doomed(p, now_ms) {
+                    if let Err(e) = self.delete_segment(p, &seg).await {
+                        tracing::warn!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, error = %e, "could not delete a segment; retention tries again later");
+                        break;
                     }
                 }
             }
         }
     }
+
+    /// Delete one closed segment for retention: its log file (then the directory synced), then
+    /// the log start moves past it, then its index files (an index without its log is removed
+    /// by recovery if a crash comes first).
+    async fn delete_segment(&self, p: &Partition, seg: &Segment) -> Result<(), StorageError> {
+        tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
+        self.io()
+            .remove_file(&p.dir.join(log::segment_name(seg.base_offset, "log")))
+            .await?;
+        self.io().sync_dir(&p.dir).await?;
+        {
+            let mut st = p.state_mut();
+            st.segments.remove(&seg.base_offset);
+            if let Some(first) = st.segments.keys().next().copied() {
+                st.log_start_offset = st.log_start_offset.max(first);
+            }
+        }
+        for ext in ["index", "timeindex"] {
+            let path = p.dir.join(log::segment_name(seg.base_offset, ext));
+            if let Err(e) = self.io().remove_file(&path).await {
+                tracing::warn!(file = %path.display(), error = %e, "could not delete an index file");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The closed segments of `p` that retention deletes now, oldest first.
+fn retention_doomed(p: &Partition, now_ms: i64) -> Vec<Segment> {
+    let st = p.state();
+    let mut total = st.size_bytes() as i64;
+    let closed = st.segments.len().saturating_sub(1);
+    let mut doomed = Vec::new();
+    for seg in st.segments.values().take(closed) {
+        let by_size =
+            p.config.retention_bytes >= 0 && total - seg.size as i64 >= p.config.retention_bytes;
+        let by_time = p.config.retention_ms >= 0
+            && seg.max_timestamp >= 0
+            && now_ms - seg.max_timestamp > p.config.retention_ms;
+        if !(by_size || by_time) {
+            break;
+        }
+        total -= seg.size as i64;
+        doomed.push(seg.clone());
+    }
+    doomed
 }
 
 fn answer_all(

@@ -75,7 +75,9 @@ fn topic_name(s: &str) -> TopicName {
 /// answers a produce whose replication did not finish in time (indefinite: it may be in the
 /// log). Both are retriable for clients.
 fn storage_code(e: &StorageError) -> i16 {
-    if e.indefinite() {
+    if let StorageError::PartitionGone { .. } = e {
+        error::UNKNOWN_TOPIC_OR_PARTITION
+    } else if e.indefinite() {
         error::REQUEST_TIMED_OUT
     } else {
         error::KAFKA_STORAGE_ERROR

@@ -36,6 +36,9 @@ pub enum StorageError {
     DirFailed(String),
     #[error("corrupt data in {}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// The partition's topic was deleted while the append waited: nothing was written.
+    #[error("partition {topic}-{partition} was deleted")]
+    PartitionGone { topic: String, partition: i32 },
     /// Another broker holds the data directory's lock: two writers of one log would assign the
     /// same offsets twice and overwrite each other's acknowledged records.
     #[error("it is in use by another broker ({holder}); stop that broker or choose another data directory")]
@@ -70,7 +73,9 @@ impl StorageError {
                     | NotADirectory
                     | IsADirectory
             ),
-            StorageError::Corrupt { .. } | StorageError::InUse { .. } => false,
+            StorageError::Corrupt { .. }
+            | StorageError::InUse { .. }
+            | StorageError::PartitionGone { .. } => false,
             StorageError::Unconfirmed(cause) => cause.transient(),
         }
     }
@@ -183,7 +188,8 @@ pub struct Io {
 }
 
 impl Io {
-    /// Run one disk operation under the deadline. A missed deadline fails the directory.
+    /// Run one disk operation under the deadline. A missed deadline fails the directory, except
+    /// for a read, which fails only its caller.
     pub async fn run<T, F>(&self, disk_op: DiskOp, path: &Path, fut: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -206,6 +212,13 @@ impl Io {
                     path: path.to_path_buf(),
                     after: limit,
                 };
+                if disk_op == DiskOp::ReadAt {
+                    // A slow read (a cold fetch on a busy disk) fails its reader only: writes
+                    // that work must not be refused for it. A disk that stalls writes fails the
+                    // directory through them. The read is abandoned; the engine finishes it.
+                    tracing::warn!(file = %path.display(), after = ?limit, "a read missed its deadline");
+                    return Err(err);
+                }
                 let task = tokio::spawn(async move {
                     let _ = op.await;
                 });

@@ -23,11 +23,20 @@ use tokio::sync::watch;
 mod common;
 use common::make_batch;
 
-/// Syncs wait while the gate is closed, and take `delay` when open.
+/// Syncs wait while the gate is closed, and take `delay` when open; reads wait while the read
+/// gate is closed; opens of a path containing `fail_open` fail, and so do the next
+/// `fail_sync_dir.1` syncs of a directory whose path contains `fail_sync_dir.0`.
 #[derive(Clone)]
 struct Gate {
     open: watch::Sender<bool>,
     delay: Arc<std::sync::Mutex<Duration>>,
+    reads_open: watch::Sender<bool>,
+    fail_open: Arc<std::sync::Mutex<Option<String>>>,
+    fail_sync_dir: Arc<std::sync::Mutex<Option<(String, u32)>>>,
+}
+
+fn injected(op: io_backend::DiskOp, p: &Path) -> io_backend::DiskError {
+    io_backend::DiskError::new(op, p, std::io::Error::other("injected failure"))
 }
 
 impl Gate {
@@ -35,7 +44,14 @@ impl Gate {
         Gate {
             open: watch::channel(true).0,
             delay: Arc::new(std::sync::Mutex::new(Duration::ZERO)),
+            reads_open: watch::channel(true).0,
+            fail_open: Arc::default(),
+            fail_sync_dir: Arc::default(),
         }
+    }
+    async fn pass_read(&self) {
+        let mut rx = self.reads_open.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
     }
     fn close(&self) {
         self.open.send_replace(false);
@@ -64,6 +80,10 @@ impl Disk for GatedDisk {
         self.inner.create_dir_all(p).await
     }
     async fn open(&self, p: &Path, m: OpenMode) -> DiskResult<Arc<dyn DiskFile>> {
+        let fail = self.gate.fail_open.lock().unwrap().clone();
+        if fail.is_some_and(|f| p.to_string_lossy().contains(&f)) {
+            return Err(injected(io_backend::DiskOp::Open, p));
+        }
         Ok(Arc::new(GatedFile {
             inner: self.inner.open(p, m).await?,
             gate: self.gate.clone(),
@@ -82,6 +102,15 @@ impl Disk for GatedDisk {
         self.inner.remove_dir_all(p).await
     }
     async fn sync_dir(&self, p: &Path) -> DiskResult<()> {
+        {
+            let mut fail = self.gate.fail_sync_dir.lock().unwrap();
+            if let Some((what, left)) = fail.as_mut() {
+                if *left > 0 && p.to_string_lossy().contains(what.as_str()) {
+                    *left -= 1;
+                    return Err(injected(io_backend::DiskOp::SyncDir, p));
+                }
+            }
+        }
         self.inner.sync_dir(p).await
     }
     async fn exists(&self, p: &Path) -> DiskResult<bool> {
@@ -109,6 +138,7 @@ impl DiskFile for GatedFile {
         self.inner.write_at(d, o).await
     }
     async fn read_at(&self, l: usize, o: u64) -> DiskResult<Bytes> {
+        self.gate.pass_read().await;
         self.inner.read_at(l, o).await
     }
     async fn sync_data(&self) -> DiskResult<()> {
@@ -185,6 +215,17 @@ async fn close(store: Arc<Store>) {
     tokio::time::timeout(Duration::from_secs(20), closed)
         .await
         .expect("the pipeline ends once its store is dropped");
+}
+
+/// Wait until a failed directory has healed.
+async fn healed(store: &Store) {
+    for _ in 0..500 {
+        if store.io().health.check().is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the directory did not heal");
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
@@ -642,5 +683,177 @@ async fn a_second_store_on_the_same_directory_is_refused_and_names_the_holder() 
     assert_eq!(
         append(&second, "t", make_batch(1, 1, b"y")).await.unwrap(),
         1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_queued_behind_a_topic_deletion_are_refused_and_the_directory_stays_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |c| c.segment_bytes = 1024).await;
+    store
+        .create_topic("rolls", 1, store.defaults)
+        .await
+        .unwrap();
+    store
+        .create_topic("stays", 1, store.defaults)
+        .await
+        .unwrap();
+    // "rolls" is past its segment size: its next append would open a new segment file.
+    append(&store, "rolls", make_batch(1, 1, &[b'x'; 1100]))
+        .await
+        .unwrap();
+    append(&store, "stays", make_batch(1, 1, b"small"))
+        .await
+        .unwrap();
+    let old: Vec<_> = ["rolls", "stays"]
+        .iter()
+        .map(|t| store.topic(t).unwrap().partitions[0].clone())
+        .collect();
+    store.delete_topic("rolls").await.unwrap();
+    store.delete_topic("stays").await.unwrap();
+    for p in old {
+        let b = make_batch(1, 1, b"late");
+        let headers = batch::validate_all(&b, 1 << 20).unwrap();
+        let rx = store.append(p.clone(), b, headers, true).await.unwrap();
+        let outcome = rx.unwrap().await.unwrap();
+        assert!(
+            matches!(outcome, Err(StorageError::PartitionGone { .. })),
+            "{}: an append to a deleted partition: {outcome:?}",
+            p.topic
+        );
+        assert!(
+            !p.dir.exists(),
+            "{}: the deleted directory came back",
+            p.topic
+        );
+    }
+    store
+        .io()
+        .health
+        .check()
+        .expect("the directory is not failed");
+    store
+        .create_topic("after", 1, store.defaults)
+        .await
+        .unwrap();
+    assert_eq!(
+        append(&store, "after", make_batch(1, 1, b"ok"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_past_its_deadline_fails_the_reader_not_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, metrics) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 300).await;
+    store.create_topic("t", 1, store.defaults).await.unwrap();
+    append(&store, "t", make_batch(1, 1, b"x")).await.unwrap();
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    gate.reads_open.send_replace(false);
+    let read = p.read(store.io(), 0, 1 << 20).await;
+    assert!(
+        matches!(read, Err(ReadError::Storage(StorageError::Stalled { .. }))),
+        "{read:?}"
+    );
+    assert_eq!(metrics.io_deadline_expired.load(Ordering::Relaxed), 1);
+    store
+        .io()
+        .health
+        .check()
+        .expect("a slow read does not fail the directory");
+    assert_eq!(
+        append(&store, "t", make_batch(1, 1, b"y")).await.unwrap(),
+        1
+    );
+    gate.reads_open.send_replace(true);
+    assert_eq!(
+        p.read(store.io(), 0, 1 << 20).await.unwrap().high_watermark,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_id_that_cannot_be_parsed_is_reported_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    store.create_topic("t", 1, store.defaults).await.unwrap();
+    close(store).await;
+    let meta = dir.path().join(".meta").join("t.topic");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let body = text.trim_end().rsplit_once('\n').unwrap().0;
+    let mut json: serde_json::Value = serde_json::from_str(body).unwrap();
+    json["id"] = "not-hex".into();
+    let body = json.to_string();
+    let crc = crc32fast::hash(body.as_bytes());
+    std::fs::write(&meta, format!("{body}\ncrc32={crc:08x}\n")).unwrap();
+    let err = match Store::open(env_with(&gate), &config(dir.path()), Arc::default()).await {
+        Ok(_) => panic!("a topic with an unreadable id was loaded"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string().contains("t.topic") && err.to_string().contains("not-hex"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_creation_that_fails_part_way_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    // The third partition's segment cannot be created.
+    *gate.fail_open.lock().unwrap() = Some("half-2".into());
+    assert!(store.create_topic("half", 3, store.defaults).await.is_err());
+    *gate.fail_open.lock().unwrap() = None;
+    for p in 0..3 {
+        assert!(
+            !dir.path().join(format!("half-{p}")).exists(),
+            "half-{p} left behind"
+        );
+    }
+    // A disk error fails the directory for a moment; it heals at once.
+    healed(&store).await;
+    // The metadata file is renamed into place but its directory sync fails: not created.
+    *gate.fail_sync_dir.lock().unwrap() = Some((".meta".into(), 1));
+    let Err(err) = store.create_topic("unsynced", 2, store.defaults).await else {
+        panic!("created although its metadata directory was not synced");
+    };
+    assert!(err.to_string().contains("injected"), "{err}");
+    healed(&store).await;
+    assert!(store.topic("unsynced").is_none());
+    assert!(!dir.path().join(".meta").join("unsynced.topic").exists());
+    assert!(!dir.path().join("unsynced-0").exists());
+    close(store).await;
+    // What a crash in the middle leaves (directories without a metadata file) goes at start.
+    std::fs::create_dir_all(dir.path().join("crashed-0")).unwrap();
+    std::fs::write(
+        dir.path()
+            .join("crashed-0")
+            .join("00000000000000000000.log"),
+        b"x",
+    )
+    .unwrap();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    assert!(
+        store.topics().is_empty(),
+        "a failed creation came back as a topic"
+    );
+    assert!(
+        !dir.path().join("crashed-0").exists(),
+        "a stray partition directory stayed"
+    );
+    // The names are free again.
+    store.create_topic("half", 3, store.defaults).await.unwrap();
+    assert_eq!(
+        append(&store, "half", make_batch(1, 1, b"x"))
+            .await
+            .unwrap(),
+        0
     );
 }

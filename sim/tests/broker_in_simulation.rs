@@ -459,3 +459,69 @@ fn a_restarted_node_draws_new_ids() {
         );
     });
 }
+
+/// Retention's deletions are durable before the log start moves past them: after a crash that
+/// loses everything unsynced, no deleted segment returns and the log start offset a client
+/// was told does not move backwards.
+#[test]
+fn a_crash_after_retention_does_not_move_the_log_start_backwards() {
+    use kafka_protocol::messages::{
+        list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+        ApiKey, ListOffsetsRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    async fn log_start(c: &mut Client) -> i64 {
+        let mut p = ListOffsetsPartition::default();
+        p.timestamp = -2; // earliest
+        let mut t = ListOffsetsTopic::default();
+        t.name = TopicName(StrBytes::from_static_str("t"));
+        t.partitions = vec![p];
+        let mut req = ListOffsetsRequest::default();
+        req.topics = vec![t];
+        let ResponseKind::ListOffsets(r) = c
+            .call(ApiKey::ListOffsets, 6, RequestKind::ListOffsets(req))
+            .await
+            .unwrap()
+        else {
+            panic!("not a ListOffsets response");
+        };
+        r.topics[0].partitions[0].offset
+    }
+    for seed in 1..=4u64 {
+        let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(async move {
+            let handle = Handle::current();
+            let disk = SimDisk::new(seed);
+            let node = broker_node(&handle, &disk, |c| {
+                c.segment_bytes = 1024;
+                c.retention_bytes = 2048;
+                c.retention_check_interval_ms = 500;
+            });
+            let client = client_node(&handle, "client", "10.77.0.2");
+            let before = client
+                .spawn(async move {
+                    let mut c = connect().await;
+                    for i in 0..60 {
+                        let v = Bytes::from(format!("{i:0>200}"));
+                        c.produce("t", 0, 1, 1, &[v]).await.unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    log_start(&mut c).await
+                })
+                .await
+                .unwrap();
+            assert!(before > 0, "seed {seed}: retention deleted nothing");
+            handle.kill(node.id());
+            disk.crash(Crash::DropUnsynced);
+            handle.restart(node.id());
+            let after = client
+                .spawn(async move { log_start(&mut connect().await).await })
+                .await
+                .unwrap();
+            assert!(
+                after >= before,
+                "seed {seed}: the log start went back from {before} to {after}"
+            );
+        });
+    }
+}

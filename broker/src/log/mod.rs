@@ -88,7 +88,24 @@ pub struct Segment {
     pub allocated: u64,
 }
 
+/// The largest offset relative to a segment's base that its index can hold (Kafka's: 32-bit).
+pub const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
+
 impl Segment {
+    /// Whether appending `bytes` holding `records` records must start a new segment first: the
+    /// segment would pass `segment.bytes`, its first append is `segment.ms` old, or the records
+    /// would take relative offsets past what an index entry holds (a batch may claim up to two
+    /// billion records; without this the 32-bit relative offsets would wrap). An empty segment
+    /// takes anything (one oversized batch still has to go somewhere).
+    pub fn roll_due(&self, bytes: u64, records: i64, now_ms: i64, config: &LogConfig) -> bool {
+        self.size > 0
+            && (self.size + bytes > config.segment_bytes
+                || self
+                    .roll_base_ms
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= config.segment_ms)
+                || self.next_offset - self.base_offset + records > RELATIVE_OFFSET_MAX)
+    }
+
     pub fn empty(base_offset: i64, file: Arc<dyn DiskFile>) -> Segment {
         Segment {
             base_offset,
@@ -140,6 +157,9 @@ pub struct Partition {
     pub dir: PathBuf,
     pub config: LogConfig,
     state: RwLock<PartitionState>,
+    /// Set (by the pipeline) when the topic is deleted: appends still queued for this
+    /// partition are refused instead of being written into a directory that is going away.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// Records for a fetch, plus the partition's offsets at the time of the read.
@@ -176,7 +196,18 @@ impl Partition {
             dir,
             config,
             state: RwLock::new(state),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// For the commit pipeline, as it deletes the topic.
+    pub fn mark_deleted(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release)
     }
 
     pub fn state(&self) -> RwLockReadGuard<'_, PartitionState> {
@@ -506,6 +537,11 @@ async fn scan_segment(
         let have = chunk.len().saturating_sub(rel);
         let header = match chunk.get(rel..).map(batch::parse_header) {
             Some(Ok(h)) => Some(h),
+            // Zeros where a header would be: the end of the data (the pipeline writes zeros
+            // ahead of it). No misread turns a header into zeros, so this is not read again.
+            Some(Err(_)) if have >= HEADER_BYTES && is_zeros(&chunk[rel..rel + HEADER_BYTES]) => {
+                break
+            }
             // A full header that does not parse: corrupt from here on (once read again).
             Some(Err(_)) if have >= HEADER_BYTES => {
                 if reread(&mut reread_at, pos, &mut chunk) {
@@ -568,6 +604,34 @@ async fn scan_segment(
     Ok(s)
 }
 
+fn is_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
+}
+
+/// Whether `[from, to)` of `file` holds only zeros (read a chunk at a time; the first byte
+/// that is not zero ends the read).
+async fn zeros_from(
+    io: &Io,
+    file: &Arc<dyn DiskFile>,
+    from: u64,
+    to: u64,
+) -> Result<bool, StorageError> {
+    let mut pos = from;
+    while pos < to {
+        let chunk = io
+            .read_at(file, (to - pos).min(SCAN_CHUNK_BYTES as u64) as usize, pos)
+            .await?;
+        if chunk.is_empty() {
+            break;
+        }
+        if !is_zeros(&chunk) {
+            return Ok(false);
+        }
+        pos += chunk.len() as u64;
+    }
+    Ok(true)
+}
+
 /// A whole small file (index, metadata), or `None` if it does not exist.
 pub async fn read_whole(io: &Io, path: &Path) -> Result<Option<Bytes>, StorageError> {
     let exists = io.exists(path).await?;
@@ -609,6 +673,16 @@ pub async fn recover(
         .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
         .collect();
     bases.sort_unstable();
+    // Index files whose segment is gone (retention removes the log file first).
+    for name in &names {
+        let base = name
+            .strip_suffix(".index")
+            .or_else(|| name.strip_suffix(".timeindex"))
+            .and_then(|b| b.parse::<i64>().ok());
+        if base.is_some_and(|b| bases.binary_search(&b).is_err()) {
+            io.remove_file(&dir.join(name)).await?;
+        }
+    }
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         let path = dir.join(segment_name(0, "log"));
@@ -648,12 +722,17 @@ pub async fn recover(
         }
         let s = scan_segment(io, &file, base, len, config.index_interval_bytes).await?;
         if s.valid_len < len {
-            tracing::warn!(
-                segment = %path.display(),
-                valid_bytes = s.valid_len,
-                file_bytes = len,
-                "truncating a torn or corrupt tail"
-            );
+            if zeros_from(io, &file, s.valid_len, len).await? {
+                // What the pipeline wrote ahead of the data: nothing was lost.
+                tracing::debug!(segment = %path.display(), valid_bytes = s.valid_len, file_bytes = len, "cutting the zeros written ahead of the data");
+            } else {
+                tracing::warn!(
+                    segment = %path.display(),
+                    valid_bytes = s.valid_len,
+                    file_bytes = len,
+                    "truncating a torn or corrupt tail"
+                );
+            }
             io.truncate(&file, s.valid_len).await?;
             io.sync_data(&file).await?;
         }
@@ -714,6 +793,63 @@ mod tests {
         let mut out = BytesMut::new();
         assert_eq!(batch::assign_offsets(&joined, &headers, 10, &mut out), 16);
         out
+    }
+
+    #[test]
+    fn a_segment_rolls_before_its_relative_offsets_would_wrap() {
+        let config = LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: i64::MAX,
+            retention_ms: -1,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            preallocate_bytes: 0,
+            max_message_bytes: 1 << 20,
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+            min_insync_replicas: 1,
+        };
+        let file: Arc<dyn DiskFile> = Arc::new(NoFile);
+        let mut seg = Segment::empty(1_000, file);
+        seg.size = 100;
+        seg.next_offset = 1_000 + RELATIVE_OFFSET_MAX - 10;
+        assert!(
+            !seg.roll_due(100, 10, 0, &config),
+            "the last ten relative offsets fit"
+        );
+        assert!(seg.roll_due(100, 11, 0, &config), "the eleventh would wrap");
+        // A few bytes of batches can claim that many records: bytes alone would not roll.
+        seg.next_offset = 1_000;
+        assert!(seg.roll_due(100, RELATIVE_OFFSET_MAX + 1, 0, &config));
+        // An empty segment takes what comes.
+        seg.size = 0;
+        assert!(!seg.roll_due(100, RELATIVE_OFFSET_MAX + 1, 0, &config));
+    }
+
+    /// A file for tests that never touch it.
+    struct NoFile;
+
+    #[async_trait::async_trait]
+    impl DiskFile for NoFile {
+        fn path(&self) -> &Path {
+            Path::new("/nowhere")
+        }
+        async fn write_at(&self, _: Bytes, _: u64) -> io_backend::DiskResult<()> {
+            unreachable!()
+        }
+        async fn read_at(&self, _: usize, _: u64) -> io_backend::DiskResult<Bytes> {
+            unreachable!()
+        }
+        async fn sync_data(&self) -> io_backend::DiskResult<()> {
+            unreachable!()
+        }
+        async fn truncate(&self, _: u64) -> io_backend::DiskResult<()> {
+            unreachable!()
+        }
+        async fn len(&self) -> io_backend::DiskResult<u64> {
+            unreachable!()
+        }
     }
 
     #[test]
