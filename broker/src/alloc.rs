@@ -92,6 +92,21 @@ unsafe impl GlobalAlloc for LazyLargeAlloc {
     }
 }
 
+/// Give the memory the allocator keeps but no longer uses back to the operating system.
+///
+/// Why: after a burst of thousands of connections, glibc's allocator keeps the pages their
+/// buffers and tasks used in its per-thread arenas (measured: live heap 3 MB, resident 110 MB,
+/// still growing slowly from burst to burst — fragmentation, not a leak). The broker calls this
+/// when most of a burst of connections has closed. A no-op where glibc's `malloc_trim` is
+/// not available, and in simulation.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(madsim)))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

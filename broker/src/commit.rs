@@ -28,6 +28,7 @@ use crate::batch::{self, BatchHeader};
 use crate::config::Config;
 use crate::io::{Health, Io, StorageError};
 use crate::log::{self, index::IndexEntry, LogConfig, Partition, Segment};
+use crate::memory::Reservation;
 use crate::metrics::Metrics;
 use crate::records::TimestampType;
 
@@ -90,6 +91,8 @@ pub struct Append {
     headers: Vec<BatchHeader>,
     /// `None` for acks=0: nobody waits.
     reply: Waiter,
+    /// The memory budget the payload holds, given back when the append is dropped.
+    _memory: Option<Arc<Reservation>>,
 }
 
 enum Command {
@@ -303,12 +306,15 @@ impl Store {
 
     /// Queue validated batches for a partition. With `wait`, the returned receiver answers once
     /// they are durable (or failed); the pipeline answers every waiter within the I/O deadline.
+    /// `memory` is the budget the payload's bytes hold, given back when the pipeline is done
+    /// with them (an acks=0 producer gets no answer to wait for, so the reply cannot hold it).
     pub async fn append(
         &self,
         partition: Arc<Partition>,
         payload: Bytes,
         headers: Vec<BatchHeader>,
         wait: bool,
+        memory: Option<Arc<Reservation>>,
     ) -> Result<Option<oneshot::Receiver<Result<Appended, StorageError>>>, StorageError> {
         self.shared.io.health.check()?;
         let (reply, rx) = if wait {
@@ -322,6 +328,7 @@ impl Store {
             payload,
             headers,
             reply,
+            _memory: memory,
         }))
         .await?;
         Ok(rx)

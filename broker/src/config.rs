@@ -36,7 +36,19 @@ pub struct Config {
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic (`num.partitions`).
     pub default_partitions: i32,
+    /// Open client connections, at most.
     pub max_connections: usize,
+    /// Open connections from one client address, at most (`max.connections.per.ip`).
+    pub max_connections_per_ip: usize,
+    /// Other limits for some addresses, as `address:count,…` (`max.connections.per.ip.overrides`).
+    pub max_connections_per_ip_overrides: String,
+    /// Bytes of requests being read or waiting for the log, and of responses not yet written,
+    /// broker-wide (Kafka's `queued.max.request.bytes`, counting responses too). Past it,
+    /// connections stop reading and Fetches wait before reading the disk; its last eighth is
+    /// kept for small requests. At least 8/7 of `max_frame_bytes`.
+    pub memory_budget_bytes: usize,
+    /// A response write that makes no progress this long closes the connection.
+    pub response_write_timeout_ms: u64,
     /// Largest request frame accepted (`socket.request.max.bytes`).
     pub max_frame_bytes: usize,
     /// Requests read from one connection before its responses are written.
@@ -83,6 +95,10 @@ impl Default for Config {
             auto_create_topics: true,
             default_partitions: 1,
             max_connections: 1024,
+            max_connections_per_ip: 512,
+            max_connections_per_ip_overrides: String::new(),
+            memory_budget_bytes: 256 << 20,
+            response_write_timeout_ms: 30_000,
             max_frame_bytes: 100 * 1024 * 1024,
             max_in_flight_per_connection: 64,
             idle_connection_timeout_ms: 600_000,
@@ -129,24 +145,35 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Settings found in the process environment as `STILLWATER_<KEY>`, for keys that exist.
-    /// Other `STILLWATER_*` variables (test harness knobs, typos) are returned apart, so the
-    /// binary can warn about them without refusing to start.
-    pub fn env_from_process() -> (Vec<(String, String)>, Vec<String>) {
+    /// Settings found in the process environment as `STILLWATER_<KEY>`. A `STILLWATER_*`
+    /// variable that names no setting is an error, as an unknown key in the file is: a typo
+    /// (`STILLWATER_DATADIR`) must not silently leave the broker on its defaults.
+    /// `STILLWATER_LOG` and `STILLWATER_CONFIG` are the log filter and the file itself.
+    pub fn env_from_process() -> Result<Vec<(String, String)>, ConfigError> {
+        Self::env_from(std::env::vars())
+    }
+
+    pub fn env_from(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
         let known = Config::keys();
         let mut settings = Vec::new();
-        let mut ignored = Vec::new();
-        for (k, v) in std::env::vars() {
+        for (k, v) in vars {
             let Some(key) = k.strip_prefix("STILLWATER_").map(str::to_ascii_lowercase) else {
                 continue;
             };
             if known.contains(&key) {
                 settings.push((key, v));
             } else if key != "log" && key != "config" {
-                ignored.push(k);
+                return Err(ConfigError::Setting {
+                    key: k,
+                    message: "no setting has this name (environment variables are \
+                              STILLWATER_ and a key in upper case, e.g. STILLWATER_DATA_DIR)"
+                        .into(),
+                });
             }
         }
-        (settings, ignored)
+        Ok(settings)
     }
 }
 
@@ -204,28 +231,109 @@ impl Config {
                 self.io_engine
             ));
         }
+        // Every count and size has a range: a value outside it is a typo or a trap (a
+        // hundred thousand worker threads, a frame larger than the memory budget).
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let ranges: [(&str, u64, u64, u64); 16] = [
+            (
+                "default_partitions",
+                self.default_partitions.max(0) as u64,
+                1,
+                10_000,
+            ),
+            ("disk_threads", self.disk_threads as u64, 1, 256),
+            (
+                "worker_threads",
+                self.worker_threads as u64,
+                0,
+                (cpus * 4).max(64) as u64,
+            ),
+            ("max_connections", self.max_connections as u64, 1, 1_000_000),
+            (
+                "max_connections_per_ip",
+                self.max_connections_per_ip as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "max_in_flight_per_connection",
+                self.max_in_flight_per_connection as u64,
+                1,
+                1024,
+            ),
+            (
+                "append_queue_capacity",
+                self.append_queue_capacity as u64,
+                1,
+                1 << 20,
+            ),
+            (
+                "max_frame_bytes",
+                self.max_frame_bytes as u64,
+                1024,
+                i32::MAX as u64,
+            ),
+            (
+                "max_message_bytes",
+                self.max_message_bytes as u64,
+                1024,
+                i32::MAX as u64,
+            ),
+            (
+                "memory_budget_bytes",
+                self.memory_budget_bytes as u64,
+                1 << 20,
+                1 << 40,
+            ),
+            ("segment_bytes", self.segment_bytes, 1024, i32::MAX as u64),
+            ("preallocate_bytes", self.preallocate_bytes, 0, 1 << 30),
+            (
+                "index_interval_bytes",
+                self.index_interval_bytes,
+                0,
+                i32::MAX as u64,
+            ),
+            (
+                "idle_connection_timeout_ms",
+                self.idle_connection_timeout_ms,
+                1_000,
+                7 * 86_400_000,
+            ),
+            (
+                "response_write_timeout_ms",
+                self.response_write_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            ("io_deadline_ms", self.io_deadline_ms, 0, 3_600_000),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return bad(format!("{key} = {value} is out of range ({min}..={max})"));
+            }
+        }
         if self.default_partitions < 1 {
             return bad("default_partitions must be at least 1".into());
         }
-        if self.disk_threads == 0 || self.max_connections == 0 {
-            return bad("disk_threads and max_connections must be at least 1".into());
+        // A frame is taken from the budget whole, from the part large takings may use (all
+        // but the eighth kept for small requests).
+        if self.memory_budget_bytes - self.memory_budget_bytes / 8 < self.max_frame_bytes + 4 {
+            return bad(format!(
+                "memory_budget_bytes = {} is too small for max_frame_bytes = {}: a frame of the largest size could never be read (the budget must be at least 8/7 of it)",
+                self.memory_budget_bytes, self.max_frame_bytes
+            ));
         }
-        if self.max_in_flight_per_connection == 0 || self.append_queue_capacity == 0 {
+        if self.max_message_bytes > self.max_frame_bytes {
+            return bad(format!(
+                "max_message_bytes = {} is larger than max_frame_bytes = {}: no request could carry such a batch",
+                self.max_message_bytes, self.max_frame_bytes
+            ));
+        }
+        if self.segment_ms < 1 || self.retention_ms < -1 || self.retention_bytes < -1 {
             return bad(
-                "max_in_flight_per_connection and append_queue_capacity must be at least 1".into(),
+                "segment_ms must be at least 1, retention_ms and retention_bytes at least -1"
+                    .into(),
             );
-        }
-        if self.max_frame_bytes < 1024 || self.max_frame_bytes > i32::MAX as usize {
-            return bad(format!(
-                "max_frame_bytes = {} is out of range",
-                self.max_frame_bytes
-            ));
-        }
-        if self.segment_bytes < 1024 || self.segment_bytes > i32::MAX as u64 {
-            return bad(format!(
-                "segment_bytes = {} must be between 1 KiB and 2 GiB (index positions are 32-bit)",
-                self.segment_bytes
-            ));
         }
         if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
             return bad(format!(
@@ -236,7 +344,17 @@ impl Config {
         if let Some(adv) = &self.advertised_listener {
             parse_host_port(adv).map_err(ConfigError::Invalid)?;
         }
+        parse_overrides(&self.max_connections_per_ip_overrides)
+            .map_err(|e| ConfigError::Invalid(format!("max_connections_per_ip_overrides: {e}")))?;
         Ok(())
+    }
+
+    /// How many connections `ip` may have open.
+    pub fn max_connections_for(&self, ip: std::net::IpAddr) -> usize {
+        parse_overrides(&self.max_connections_per_ip_overrides)
+            .ok()
+            .and_then(|o| o.into_iter().find(|(a, _)| *a == ip).map(|(_, n)| n))
+            .unwrap_or(self.max_connections_per_ip)
     }
 
     pub fn engine(&self) -> IoEngine {
@@ -283,6 +401,7 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
             | "io_engine"
             | "metrics_listen"
             | "message_timestamp_type"
+            | "max_connections_per_ip_overrides"
     );
     if !is_text_key {
         if let Ok(v) = text.parse::<i64>() {
@@ -293,6 +412,27 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
         }
     }
     toml::Value::String(text.to_string())
+}
+
+/// `address:count,…` (an IPv6 address in brackets: `[::1]:10`).
+fn parse_overrides(text: &str) -> Result<Vec<(std::net::IpAddr, usize)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let (addr, count) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{entry:?} is not address:count"))?;
+            let addr = addr.trim_start_matches('[').trim_end_matches(']');
+            let ip = addr
+                .parse()
+                .map_err(|_| format!("{addr:?} is not an IP address"))?;
+            let n = count
+                .parse()
+                .map_err(|_| format!("{count:?} is not a count"))?;
+            Ok((ip, n))
+        })
+        .collect()
 }
 
 fn parse_host_port(s: &str) -> Result<(String, i32), String> {

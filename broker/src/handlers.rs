@@ -31,13 +31,16 @@ use crate::commit::{check_topic_name, Appended, Store, Topic, TopicError};
 use crate::config::Config;
 use crate::io::StorageError;
 use crate::log::{LogConfig, ReadError};
+use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::protocol::{self, error, Request};
 use crate::records::{self, Rules, TimestampType};
+use crate::throttle::Throttles;
 
 /// What a connection does once a request is handled.
 pub enum Reply {
-    Send(Bytes),
+    /// Write this response; the memory it holds is given back once it is written.
+    Send(Bytes, Reservation),
     /// Nothing to send (acks=0).
     Silent,
     /// The response could not be encoded: close rather than leave the client waiting.
@@ -60,6 +63,10 @@ pub struct Broker {
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// Request and response bytes held, broker-wide.
+    pub memory: Arc<MemoryBudget>,
+    /// Limits on log lines a peer can cause.
+    pub throttles: Throttles,
 }
 
 fn name_of(t: &TopicName) -> &str {
@@ -85,24 +92,48 @@ fn storage_code(e: &StorageError) -> i16 {
 }
 
 impl Broker {
-    /// Handle a request: ordered part now, the rest in the returned future.
-    pub async fn dispatch(self: &Arc<Self>, req: Request) -> ResponseFuture {
+    /// Handle a request: ordered part now, the rest in the returned future. `frame` is the
+    /// memory the request's frame holds; produced batches keep it until they are in the log.
+    pub async fn dispatch(
+        self: &Arc<Self>,
+        req: Request,
+        frame: Arc<Reservation>,
+    ) -> ResponseFuture {
         self.metrics.request(req.api as i16);
         crate::fault_point!("request.dispatch");
         let (api, version, cid) = (req.api, req.version, req.correlation_id);
         let this = self.clone();
-        let respond = move |body: ResponseKind| -> Reply {
+        let memory = self.memory.clone();
+        // Encode a response; the memory it holds, already taken (a Fetch's) or charged now.
+        let respond_holding = move |body: ResponseKind, held: Option<Reservation>| -> Reply {
             match protocol::encode_response(api, version, cid, &body) {
-                Ok(b) => Reply::Send(b),
+                Ok(b) => {
+                    let held = match held {
+                        Some(mut held) => {
+                            held.resize(b.len());
+                            held
+                        }
+                        None => memory.charge(b.len()),
+                    };
+                    Reply::Send(b, held)
+                }
                 Err(e) => {
                     tracing::error!(?api, version, error = %format!("{e:#}"), "cannot encode a response; closing the connection");
                     Reply::Close
                 }
             }
         };
+        let respond = {
+            let respond_holding = respond_holding.clone();
+            move |body: ResponseKind| respond_holding(body, None)
+        };
         match req.body {
+            RequestKind::Fetch(f) => Box::pin(async move {
+                let (r, held) = this.fetch(f, version).await;
+                respond_holding(ResponseKind::Fetch(r), Some(held))
+            }),
             RequestKind::Produce(p) => {
-                let pending = self.produce_enqueue(p).await;
+                let pending = self.produce_enqueue(p, &frame).await;
                 Box::pin(async move {
                     let (acks, resp) = this.produce_finish(pending, version).await;
                     if acks == 0 {
@@ -119,10 +150,6 @@ impl Broker {
             RequestKind::Metadata(m) => Box::pin(async move {
                 let r = this.metadata(m, version).await;
                 respond(ResponseKind::Metadata(r))
-            }),
-            RequestKind::Fetch(f) => Box::pin(async move {
-                let r = this.fetch(f, version).await;
-                respond(ResponseKind::Fetch(r))
             }),
             RequestKind::ListOffsets(l) => Box::pin(async move {
                 let r = this.list_offsets(l).await;
@@ -172,7 +199,11 @@ impl Broker {
 
     // ---- Produce -------------------------------------------------------------------------
 
-    async fn produce_enqueue(&self, req: ProduceRequest) -> PendingProduce {
+    async fn produce_enqueue(
+        &self,
+        req: ProduceRequest,
+        frame: &Arc<Reservation>,
+    ) -> PendingProduce {
         let acks = req.acks;
         let mut topics = Vec::with_capacity(req.topic_data.len());
         for t in req.topic_data {
@@ -187,7 +218,7 @@ impl Broker {
                 let state = match &topic {
                     Err(code) => PartState::Done(*code, None),
                     Ok(topic) => {
-                        self.enqueue_partition(topic, p.index, p.records, acks)
+                        self.enqueue_partition(topic, p.index, p.records, acks, frame)
                             .await
                     }
                 };
@@ -208,6 +239,7 @@ impl Broker {
         index: i32,
         records: Option<Bytes>,
         acks: i16,
+        frame: &Arc<Reservation>,
     ) -> PartState {
         let Some(partition) = usize::try_from(index)
             .ok()
@@ -235,7 +267,9 @@ impl Broker {
         let headers = match records::validate_produce(&payload, &rules) {
             Ok(h) => h,
             Err(e) => {
-                tracing::warn!(topic = %topic.name, partition = index, error = %e, "refusing produced data");
+                if let Some(suppressed) = self.throttles.refused_batches.admit(self.clock.now()) {
+                    tracing::warn!(topic = %topic.name, partition = index, error = %e, suppressed, "refusing produced data");
+                }
                 Metrics::inc(&self.metrics.request_errors, 1);
                 let code = match e {
                     BatchError::TooLarge { .. } => error::MESSAGE_TOO_LARGE,
@@ -250,7 +284,13 @@ impl Broker {
         };
         match self
             .store
-            .append(partition.clone(), payload, headers, acks != 0)
+            .append(
+                partition.clone(),
+                payload,
+                headers,
+                acks != 0,
+                Some(frame.clone()),
+            )
             .await
         {
             Ok(Some(rx)) => PartState::Waiting(rx),
@@ -319,21 +359,51 @@ impl Broker {
 
     // ---- Fetch -----------------------------------------------------------------------------
 
-    async fn fetch(&self, req: FetchRequest, version: i16) -> FetchResponse {
+    /// A Fetch, long-polling up to `max_wait_ms` for `min_bytes`. Each read first takes from
+    /// the memory budget the most it can return (and gives back what it did not use), so a
+    /// Fetch waits for memory before it reads rather than after; the records it returns hold
+    /// their share until the response is written.
+    async fn fetch(&self, req: FetchRequest, version: i16) -> (FetchResponse, Reservation) {
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
         let deadline = self.clock.now() + wait;
         let mut commits = self.store.commits();
         loop {
             commits.borrow_and_update();
+            let mut held = self.memory.acquire(self.fetch_bytes_max(&req)).await;
             let (resp, bytes, errors) = self.fetch_once(&req, version).await;
+            held.resize(bytes);
             let now = self.clock.now();
             if bytes >= req.min_bytes.max(0) as usize || errors || now >= deadline {
                 Metrics::inc(&self.metrics.fetched_bytes, bytes as u64);
-                return resp;
+                return (resp, held);
             }
+            drop((resp, held));
             // Long-poll: sleep until a commit makes new data visible or the wait is over.
             let _ = self.clock.timeout(deadline - now, commits.changed()).await;
         }
+    }
+
+    /// The most record bytes a read for `req` can return now: per partition what its log holds
+    /// from the fetch offset, at most `partition_max_bytes`; in all at most `max_bytes` (one
+    /// batch larger than the limits, KIP-74, is charged when it is read).
+    fn fetch_bytes_max(&self, req: &FetchRequest) -> usize {
+        let max_total = (req.max_bytes.max(0) as usize).min(FETCH_BYTES_MAX);
+        let mut total = 0usize;
+        for t in &req.topics {
+            let Some(topic) = self.store.topic(name_of(&t.topic)) else {
+                continue;
+            };
+            for p in &t.partitions {
+                let part = usize::try_from(p.partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i));
+                if let Some(part) = part {
+                    let readable = part.bytes_from(p.fetch_offset) as usize;
+                    total += readable.min(p.partition_max_bytes.max(0) as usize);
+                }
+            }
+        }
+        total.min(max_total)
     }
 
     async fn fetch_once(&self, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {

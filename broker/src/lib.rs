@@ -9,17 +9,19 @@
 //! configuration file read at start-up is the one exception); all of it goes through the
 //! [`io_backend::Env`] handed to [`server::start`], so the same code runs under simulation.
 
-mod alloc;
+pub mod alloc;
 pub mod batch;
 pub mod commit;
 pub mod config;
 pub mod handlers;
 pub mod io;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod protocol;
 pub mod records;
 pub mod server;
+pub mod throttle;
 
 #[cfg(unix)]
 #[global_allocator]

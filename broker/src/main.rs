@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use broker::config::{Config, Sources};
+use broker::config::{Config, ConfigError, Sources};
 use clap::Parser;
 use io_backend::Env;
 
@@ -90,28 +90,26 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let (env_settings, ignored) = Sources::env_from_process();
-    for var in ignored {
-        tracing::warn!(%var, "ignoring an environment variable that names no setting");
-    }
-    let config = match cli.flags().map_err(|e| e.to_string()).and_then(|flags| {
+    let loaded = Sources::env_from_process().and_then(|env| {
+        let flags = cli.flags().map_err(ConfigError::Invalid)?;
         Config::load(&Sources {
             file: cli.config.clone(),
-            env: env_settings,
+            env,
             flags,
         })
-        .map_err(|e| e.to_string())
-    }) {
+    });
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("broker: {e}");
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        runtime.worker_threads(config.worker_threads);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("broker: cannot start the runtime: {e}");

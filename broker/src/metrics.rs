@@ -38,6 +38,11 @@ pub struct Metrics {
     pub disk_write_bytes: AtomicU64,
     pub disk_sync_ops: AtomicU64,
     pub io_deadline_expired: AtomicU64,
+    pub connections_rejected_per_ip: AtomicU64,
+    pub response_write_timeouts: AtomicU64,
+    pub memory_waits: AtomicU64,
+    pub memory_budget_bytes: AtomicI64,
+    pub memory_used_bytes: AtomicI64,
     sync_buckets: [AtomicU64; SYNC_BUCKETS_S.len()],
     sync_count: AtomicU64,
     sync_sum_us: AtomicU64,
@@ -64,6 +69,11 @@ impl Default for Metrics {
             disk_write_bytes: AtomicU64::new(0),
             disk_sync_ops: AtomicU64::new(0),
             io_deadline_expired: AtomicU64::new(0),
+            connections_rejected_per_ip: AtomicU64::new(0),
+            response_write_timeouts: AtomicU64::new(0),
+            memory_waits: AtomicU64::new(0),
+            memory_budget_bytes: AtomicI64::new(0),
+            memory_used_bytes: AtomicI64::new(0),
             sync_buckets: Default::default(),
             sync_count: AtomicU64::new(0),
             sync_sum_us: AtomicU64::new(0),
@@ -119,7 +129,7 @@ impl Metrics {
             };
             let _ = writeln!(out, "stillwater_requests_total{{api=\"{name}\"}} {n}");
         }
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             (
                 "request_errors_total",
                 "Requests answered with an error or dropped.",
@@ -190,13 +200,28 @@ impl Metrics {
                 "Disk operations that missed their deadline.",
                 &self.io_deadline_expired,
             ),
+            (
+                "connections_rejected_per_ip_total",
+                "Connections refused at the limit per client address.",
+                &self.connections_rejected_per_ip,
+            ),
+            (
+                "response_write_timeouts_total",
+                "Connections closed because a response write made no progress in time.",
+                &self.response_write_timeouts,
+            ),
+            (
+                "memory_waits_total",
+                "Times a connection waited for the memory budget (stopped reading, or a Fetch waited to read).",
+                &self.memory_waits,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP stillwater_{name} {help}");
             let _ = writeln!(out, "# TYPE stillwater_{name} counter");
             let _ = writeln!(out, "stillwater_{name} {}", get(c));
         }
-        let gauges: [(&str, &str, &AtomicI64); 3] = [
+        let gauges: [(&str, &str, &AtomicI64); 5] = [
             (
                 "append_queue_depth",
                 "Appends waiting for the commit pipeline.",
@@ -208,6 +233,16 @@ impl Metrics {
                 &self.failed_log_dirs,
             ),
             ("connections", "Open client connections.", &self.connections),
+            (
+                "memory_budget_bytes",
+                "The memory budget for request and response bytes (memory_budget_bytes).",
+                &self.memory_budget_bytes,
+            ),
+            (
+                "memory_used_bytes",
+                "Request and response bytes held against the memory budget now.",
+                &self.memory_used_bytes,
+            ),
         ];
         for (name, help, g) in gauges {
             let _ = writeln!(out, "# HELP stillwater_{name} {help}");

@@ -184,7 +184,7 @@ async fn append(store: &Store, topic: &str, b: Bytes) -> Result<i64, StorageErro
     let t = store.topic(topic).expect("topic");
     let headers = batch::validate_all(&b, 1 << 20).expect("valid batch");
     let rx = store
-        .append(t.partitions[0].clone(), b, headers, true)
+        .append(t.partitions[0].clone(), b, headers, true, None)
         .await?;
     let res = tokio::time::timeout(Duration::from_secs(20), rx.expect("waiter"))
         .await
@@ -396,7 +396,7 @@ async fn the_append_queue_is_bounded_and_full_means_wait() {
     for _ in 0..bound + 1 {
         match tokio::time::timeout(
             Duration::from_millis(500),
-            store.append(p.clone(), b.clone(), h.clone(), true),
+            store.append(p.clone(), b.clone(), h.clone(), true, None),
         )
         .await
         {
@@ -715,7 +715,10 @@ async fn appends_queued_behind_a_topic_deletion_are_refused_and_the_directory_st
     for p in old {
         let b = make_batch(1, 1, b"late");
         let headers = batch::validate_all(&b, 1 << 20).unwrap();
-        let rx = store.append(p.clone(), b, headers, true).await.unwrap();
+        let rx = store
+            .append(p.clone(), b, headers, true, None)
+            .await
+            .unwrap();
         let outcome = rx.unwrap().await.unwrap();
         assert!(
             matches!(outcome, Err(StorageError::PartitionGone { .. })),

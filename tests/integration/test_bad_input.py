@@ -3,8 +3,10 @@ input, a well-behaved client still produces and consumes, the broker process is 
 where it closed a connection it said so in its log."""
 
 import random
+import re
 import socket
 import struct
+import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -29,19 +31,33 @@ def healthy(b, tag):
     b.assert_alive()
 
 
-def assert_logged(b, since, peer_port):
-    """The broker logged, after byte offset `since`, a line naming the peer or the reason.
-    Loose on purpose: any line with the peer's port or one of LOG_WORDS."""
+class Mark:
+    """Where the broker's log and its malformed-request counter stood before a bad input."""
+
+    def __init__(self, b):
+        self.log = b.log_size()
+        self.malformed = b.metric("stillwater_malformed_requests_total")
+
+
+def assert_reported(b, mark, peer_port):
+    """The broker counted the bad input (stillwater_malformed_requests_total) and, unless its
+    log lines about bad input are being rate-limited, said so in its log: a line with the
+    peer's port or one of LOG_WORDS."""
     needle = f":{peer_port}"
 
     def found(text):
         low = text.lower()
         return needle in text or any(w in low for w in LOG_WORDS)
 
-    text = b.wait_for_log(since, found, timeout=5)
-    assert found(text), (
-        f"broker logged nothing about the bad connection from port {peer_port}; "
-        f"log since then:\n{text[-3000:]}")
+    deadline = time.monotonic() + 5
+    while b.metric("stillwater_malformed_requests_total") <= mark.malformed:
+        assert time.monotonic() < deadline, "the bad input was not counted as malformed"
+        time.sleep(0.05)
+    text = b.wait_for_log(mark.log, found, timeout=1)
+    throttled = len(re.findall(r"WARN.*(closing connection|middle of a frame)", b.log_text())) >= 10
+    assert found(text) or throttled, (
+        f"broker logged nothing about the bad connection from port {peer_port}, and no line "
+        f"says lines were suppressed; log since then:\n{text[-3000:]}")
 
 
 def test_random_bytes(b):
@@ -58,7 +74,7 @@ def test_random_body_in_valid_frame(b):
     """A complete frame of garbage: the broker must answer or close, not wait forever."""
     rnd = random.Random(11)
     for i in range(5):
-        since = b.log_size()
+        mark = Mark(b)
         s = wire.connect(b.bootstrap)
         port = s.getsockname()[1]
         # api key 1000..32000 (none exists), then random bytes
@@ -67,7 +83,7 @@ def test_random_body_in_valid_frame(b):
         closed, _ = wire.wait_closed(s, timeout=10)
         s.close()
         assert closed, "broker kept a connection open after a garbage request"
-        assert_logged(b, since, port)
+        assert_reported(b, mark, port)
     healthy(b, "garbage-frame-after")
 
 
@@ -89,18 +105,18 @@ def test_truncated_frame(b):
 
 
 def test_two_gib_length_prefix_is_refused(b):
-    since = b.log_size()
+    mark = Mark(b)
     s = wire.connect(b.bootstrap)
     port = s.getsockname()[1]
     s.sendall(struct.pack(">I", 0x7FFFFFFF) + b"\x00\x12\x00\x00" * 4)
     closed, _ = wire.wait_closed(s, timeout=10)
     s.close()
     assert closed, "broker kept reading a 2 GiB frame"
-    assert_logged(b, since, port)
+    assert_reported(b, mark, port)
     healthy(b, "2gib-after")
 
     # A negative length, too.
-    since = b.log_size()
+    mark = Mark(b)
     s = wire.connect(b.bootstrap)
     port = s.getsockname()[1]
     s.sendall(struct.pack(">i", -5) + b"\x00" * 8)
@@ -111,7 +127,7 @@ def test_two_gib_length_prefix_is_refused(b):
 
 
 def test_unknown_api_key_closes_connection(b):
-    since = b.log_size()
+    mark = Mark(b)
     s = wire.connect(b.bootstrap)
     port = s.getsockname()[1]
     s.sendall(wire.frame(wire.request_header_v1(9999, 0, 42)))
@@ -119,7 +135,7 @@ def test_unknown_api_key_closes_connection(b):
     s.close()
     assert closed, "connection not closed after an unknown API key"
     assert data == b"", f"unexpected reply to an unknown API key: {data[:64]!r}"
-    assert_logged(b, since, port)
+    assert_reported(b, mark, port)
     healthy(b, "unknown-key-after")
 
 
@@ -222,3 +238,26 @@ def test_create_topic_with_forbidden_name(b, name):
 def test_broker_survived_everything(b):
     b.assert_alive()
     healthy(b, "final")
+
+
+def test_a_flood_of_bad_frames_does_not_flood_the_log(make_broker):
+    """Bad input is logged a few lines per window; the rest are counted, and the next line
+    written says how many were suppressed."""
+    b = make_broker("flood")
+    mark = Mark(b)
+    for _ in range(300):
+        with wire.connect(b.bootstrap) as s:
+            s.sendall(struct.pack(">i", -1))
+            wire.wait_closed(s, timeout=5)
+    assert b.metric("stillwater_malformed_requests_total") - mark.malformed == 300
+    lines = [l for l in b.log_since(mark.log).splitlines() if "frame size out of bounds" in l]
+    assert 1 <= len(lines) <= 20, f"{len(lines)} log lines for 300 bad frames"
+    time.sleep(10.5)  # the next window
+    since = b.log_size()
+    with wire.connect(b.bootstrap) as s:
+        s.sendall(struct.pack(">i", -1))
+        wire.wait_closed(s, timeout=5)
+    text = b.wait_for_log(since, lambda t: "suppressed=" in t, timeout=5)
+    m = re.search(r"suppressed=(\d+)", text)
+    assert m and int(m.group(1)) == 300 - len(lines), text
+    healthy(b, "after-flood")

@@ -311,3 +311,31 @@ def parse_produce_response_v3(r: Reader):
             r.i64()  # log append time
             out[(topic, p)] = (err, base)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Fetch v4 and Metadata v1.
+
+
+def fetch_request_v4(topic, partition, offset, max_wait_ms=0, min_bytes=1,
+                     max_bytes=64 << 20, partition_max_bytes=64 << 20):
+    return (
+        i32(-1)  # replica id
+        + i32(max_wait_ms)
+        + i32(min_bytes)
+        + i32(max_bytes)
+        + i8(0)  # isolation level
+        + i32(1) + string(topic)
+        + i32(1) + i32(partition) + i64(offset) + i32(partition_max_bytes)
+    )
+
+
+def fetch_frame(topic, partition, offset, correlation_id, **kw):
+    return frame(request_header_v1(API_FETCH, 4, correlation_id)
+                 + fetch_request_v4(topic, partition, offset, **kw))
+
+
+def metadata_v1(sock, topics, correlation_id=1):
+    """Metadata v1 for `topics` (auto-creating them, as v1 does); the raw response reader."""
+    body = i32(len(topics)) + b"".join(string(t) for t in topics)
+    return roundtrip(sock, API_METADATA, 1, body, correlation_id)

@@ -227,6 +227,24 @@ impl Partition {
         self.state().log_start_offset
     }
 
+    /// At most how many committed bytes a read from `offset` can return (from the indexed
+    /// position at or before it to the end of the log).
+    pub fn bytes_from(&self, offset: i64) -> u64 {
+        let st = self.state();
+        let mut segments = st.segments.range(..=offset.max(st.log_start_offset)).rev();
+        let Some((_, first)) = segments.next() else {
+            return st.size_bytes();
+        };
+        let rel = u32::try_from(offset - first.base_offset).unwrap_or(u32::MAX);
+        let from = index::lookup_offset(&first.entries, rel) as u64;
+        let later: u64 = st
+            .segments
+            .range(first.base_offset + 1..)
+            .map(|(_, s)| s.size)
+            .sum();
+        first.size.saturating_sub(from) + later
+    }
+
     /// Read whole batches starting with the one that holds `offset`, at most `max_bytes` unless
     /// the first batch alone is larger (then just that batch, as Kafka does).
     pub async fn read(

@@ -1,27 +1,24 @@
-//! Wiring: the Kafka listener, one task per connection, the metrics endpoint, shutdown.
-//!
-//! Each connection has a reader task (frames into a bounded channel) and a writer loop that
-//! dispatches requests in arrival order and writes responses in the same order, with at most
-//! `max_in_flight_per_connection` requests outstanding. A slow or malicious client only ever
-//! stalls its own connection.
+//! Wiring: the Kafka listener, its connection limits (in all, and per client address), one
+//! task per connection ([`connection`]), the metrics endpoint, shutdown.
 
+mod connection;
+
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::stream::{FuturesOrdered, StreamExt};
-use io_backend::{Clock, Connection, Env, Listener};
+use io_backend::{Clock, Env, Listener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use crate::commit::Store;
 use crate::config::Config;
-use crate::handlers::{count_connection, Broker, Reply, ResponseFuture};
+use crate::handlers::{count_connection, Broker};
+use crate::memory::MemoryBudget;
 use crate::metrics::{CountingDisk, Metrics};
-use crate::protocol::{self, Decoded};
 
 /// How long shutdown waits for open requests to finish.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
@@ -58,10 +55,12 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     tracing::info!(data_dir = %config.data_dir.display(), engine = env.disk.engine(), "opening data directory");
     let store = open_store(&env, &config, &metrics).await?;
     let broker = Arc::new(Broker {
+        memory: MemoryBudget::new(config.memory_budget_bytes, metrics.clone()),
         config: config.clone(),
         store,
         metrics: metrics.clone(),
         clock: env.clock.clone(),
+        throttles: Default::default(),
     });
     let listener = env
         .net
@@ -166,6 +165,8 @@ async fn accept_loop(
 ) {
     let max = broker.config.max_connections;
     let slots = Arc::new(Semaphore::new(max));
+    let per_address = Arc::new(PerAddress::default());
+    let churn = Arc::new(Churn::default());
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => break,
@@ -180,21 +181,38 @@ async fn accept_loop(
                 continue;
             }
         };
+        let address_limit = broker.config.max_connections_for(peer.ip());
+        let Some(address_slot) = per_address.take(peer.ip(), address_limit) else {
+            Metrics::inc(&broker.metrics.connections_rejected_per_ip, 1);
+            if let Some(suppressed) = broker.throttles.refused.admit(clock.now()) {
+                tracing::warn!(%peer, limit = address_limit, suppressed, "connection limit per client address reached; closing the new connection");
+            }
+            drop(conn);
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             Metrics::inc(&broker.metrics.connections_rejected, 1);
-            tracing::warn!(%peer, max, "connection limit reached; closing the new connection");
+            if let Some(suppressed) = broker.throttles.refused.admit(clock.now()) {
+                tracing::warn!(%peer, max, suppressed, "connection limit reached; closing the new connection");
+            }
             drop(conn);
             continue;
         };
         let b = broker.clone();
         let stop_conn = stop.clone();
-        let span = tracing::info_span!("conn", %peer);
+        // At debug level: an enabled span per connection costs about 400 bytes of the log
+        // registry while it lives (every line about a connection names its peer anyway).
+        let span = tracing::debug_span!("conn", %peer);
+        let churn = churn.clone();
+        churn.opened();
         tokio::spawn(
             async move {
                 count_connection(&b.metrics, 1);
-                serve_connection(b.clone(), conn, peer, stop_conn).await;
+                connection::serve(b.clone(), conn, peer, stop_conn).await;
                 count_connection(&b.metrics, -1);
+                drop(address_slot);
                 drop(permit);
+                churn.closed();
             }
             .instrument(span),
         );
@@ -204,148 +222,77 @@ async fn accept_loop(
     let _ = clock.timeout(DRAIN_TIME, slots.acquire_many(all)).await;
 }
 
-/// Take one complete frame off the front of `buf`, if there is one. The error is a length
-/// prefix out of bounds (negative or above `max`).
-fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, i64> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as i64;
-    if len < 0 || len as usize > max {
-        return Err(len);
-    }
-    let len = len as usize;
-    if buf.len() < 4 + len {
-        // Grow with what arrives: a client that announces a large frame and sends little
-        // does not make us reserve the whole size.
-        buf.reserve((4 + len - buf.len()).min(READ_CHUNK_BYTES));
-        return Ok(None);
-    }
-    let mut frame = buf.split_to(4 + len);
-    let _ = frame.split_to(4);
-    Ok(Some(frame.freeze()))
+/// Open connections, to give memory back to the system after a burst of them: when the number
+/// open falls to a quarter of its peak since the last time (a peak of at least
+/// [`Churn::BURST`]), the allocator's free pages are released.
+#[derive(Default)]
+struct Churn {
+    state: Mutex<(usize, usize)>, // (open now, peak)
 }
 
-/// Bytes read from a socket at a time (at least).
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+impl Churn {
+    const BURST: usize = 256;
 
-/// One task per connection: read frames (cancel-safe `read_buf` into a buffer), dispatch them in
-/// arrival order, write responses in the same order, with at most `max_in_flight_per_connection`
-/// requests outstanding. One task instead of a reader/writer pair saves a hop per request.
-async fn serve_connection(
-    broker: Arc<Broker>,
-    mut conn: Box<dyn Connection>,
-    peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-) {
-    let cfg = &broker.config;
-    let max_frame = cfg.max_frame_bytes;
-    let max_in_flight = cfg.max_in_flight_per_connection;
-    let idle = Duration::from_millis(cfg.idle_connection_timeout_ms.max(1));
-    let clock = broker.clock.clone();
-    let metrics = broker.metrics.clone();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut in_flight: FuturesOrdered<ResponseFuture> = FuturesOrdered::new();
-    let mut reading = true;
-    let mut last_input = clock.now();
-    let mut idle_timer = clock.sleep(idle);
-    'conn: loop {
-        // Dispatch every complete frame already buffered (bounded by the in-flight window).
-        while reading && in_flight.len() < max_in_flight {
-            let frame = match next_frame(&mut buf, max_frame) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(frame_bytes) => {
-                    Metrics::inc(&metrics.malformed_requests, 1);
-                    tracing::warn!(%peer, frame_bytes, max_frame, "closing connection: frame size out of bounds");
-                    break 'conn;
-                }
-            };
-            Metrics::inc(&metrics.bytes_in, frame.len() as u64 + 4);
-            match protocol::decode(frame) {
-                Ok(Decoded::Request(req)) => {
-                    let fut = broker.dispatch(*req).await;
-                    in_flight.push_back(fut);
-                }
-                Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => {
-                    tracing::info!(%peer, "ApiVersions at an unsupported version; answering in v0 format");
-                    let reply = match protocol::api_versions_unsupported(correlation_id) {
-                        Ok(b) => Reply::Send(b),
-                        Err(_) => Reply::Close,
-                    };
-                    in_flight.push_back(Box::pin(async move { reply }));
-                }
-                Err(e) => {
-                    Metrics::inc(&metrics.malformed_requests, 1);
-                    tracing::warn!(%peer, error = %e, "closing connection: bad request");
-                    break 'conn;
-                }
+    fn opened(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 += 1;
+        s.1 = s.1.max(s.0);
+    }
+
+    fn closed(&self) {
+        let release = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.0 = s.0.saturating_sub(1);
+            let release = s.1 >= Self::BURST && s.0 <= s.1 / 4;
+            if release {
+                s.1 = s.0;
             }
-        }
-        if !reading && in_flight.is_empty() {
-            break;
-        }
-        tokio::select! {
-            read = conn.read_buf(&mut buf), if reading && in_flight.len() < max_in_flight => {
-                match read {
-                    Ok(0) => {
-                        reading = false;
-                        if !buf.is_empty() {
-                            let want = next_frame_len(&buf);
-                            Metrics::inc(&metrics.malformed_requests, 1);
-                            tracing::warn!(%peer, want, got = buf.len(), "connection closed in the middle of a frame");
-                        }
-                    }
-                    Ok(_) => last_input = clock.now(),
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "connection read error");
-                        break;
-                    }
-                }
-            }
-            _ = &mut idle_timer, if reading => {
-                let quiet = clock.now() - last_input;
-                if quiet >= idle && in_flight.is_empty() {
-                    tracing::info!(%peer, "closing idle connection");
-                    break;
-                }
-                // Quiet while a request is still being answered (a long poll) is not idle.
-                let next = if quiet >= idle { idle } else { idle - quiet };
-                idle_timer = clock.sleep(next);
-            }
-            _ = stop.changed(), if reading => {
-                // Shutdown: answer what was received, then close.
-                reading = false;
-            }
-            Some(resp) = in_flight.next(), if !in_flight.is_empty() => {
-                match resp {
-                    Reply::Send(bytes) => {
-                        Metrics::inc(&metrics.bytes_out, bytes.len() as u64);
-                        // AsyncWrite's contract: bytes may sit in a buffer until flushed
-                        // (they do in the simulator's TCP; the kernel's flush is a no-op).
-                        let sent = match conn.write_all(&bytes).await {
-                            Ok(()) => conn.flush().await,
-                            Err(e) => Err(e),
-                        };
-                        if let Err(e) = sent {
-                            tracing::debug!(%peer, error = %e, "write failed; closing");
-                            break;
-                        }
-                    }
-                    Reply::Silent => {}
-                    Reply::Close => break,
-                }
-            }
+            release
+        };
+        if release {
+            crate::alloc::release_free_memory();
         }
     }
-    let _ = conn.shutdown().await;
 }
 
-fn next_frame_len(buf: &[u8]) -> usize {
-    if buf.len() < 4 {
-        4
-    } else {
-        4 + i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]).max(0) as usize
+/// Open connections per client address (Kafka's `max.connections.per.ip`), so connections from
+/// one address — idle ones included — cannot take every slot.
+#[derive(Default)]
+struct PerAddress {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerAddress {
+    /// A slot for one more connection from `ip`, if it has fewer than `limit` open.
+    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One open connection counted against its address; uncounted when dropped.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 

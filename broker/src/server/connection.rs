@@ -1,0 +1,280 @@
+//! One client connection: frames read within the broker's memory budget, requests dispatched in
+//! arrival order, responses written in the same order under a write deadline.
+//!
+//! Bounds, and what happens at each:
+//! - at most `max_in_flight_per_connection` requests read and not yet answered: the connection
+//!   stops reading;
+//! - every byte read is taken from the [`MemoryBudget`] (a large frame's whole length before
+//!   more of it is read), and held until the request's response is written or, for a produce,
+//!   until its batches are in the log: when the budget is spent, the connection stops reading;
+//! - one Fetch at a time: the next Fetch is read once the one before it is written (as Kafka
+//!   serves one request of a connection at a time), so a connection's responses never hold
+//!   more than one Fetch's records, and a Fetch never waits for memory that later Fetches of
+//!   its own connection hold (their responses could not be written before it: a deadlock);
+//! - a response write that makes no progress for `response_write_timeout_ms` closes the
+//!   connection (a client that stops reading would otherwise pin its responses and its slot);
+//! - the peer closing the socket ends everything at once: requests still waiting (a long-poll
+//!   Fetch) are dropped with the memory and the connection slot they held, as Kafka does;
+//! - no input for `idle_connection_timeout_ms` while nothing is being answered closes it.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
+use futures::Future;
+use io_backend::{Clock, Connection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::handlers::{Broker, Reply};
+use crate::memory::{MemoryBudget, Reservation};
+use crate::metrics::Metrics;
+use crate::protocol::{self, Decoded};
+
+/// Bytes read from a socket at a time, at most.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes a connection asks the socket for when it does not know how much is coming (a frame
+/// header, small requests): an idle connection keeps no larger buffer than this.
+const READ_SMALL_BYTES: usize = 4 * 1024;
+
+/// A request being answered, with the memory its frame holds until its response is written,
+/// and whether it is a Fetch.
+type InFlight = Pin<Box<dyn Future<Output = (Reply, Arc<Reservation>, bool)> + Send>>;
+
+const FETCH_API_KEY: i16 = 1;
+
+/// Serve one connection until the peer closes it, it errs, idles out, or the broker stops.
+pub(super) async fn serve(
+    broker: Arc<Broker>,
+    mut conn: Box<dyn Connection>,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = &broker.config;
+    let max_frame = cfg.max_frame_bytes;
+    let max_in_flight = cfg.max_in_flight_per_connection;
+    let idle = Duration::from_millis(cfg.idle_connection_timeout_ms.max(1));
+    let write_timeout = Duration::from_millis(cfg.response_write_timeout_ms.max(1));
+    let clock = broker.clock.clone();
+    let metrics = broker.metrics.clone();
+    let budget = broker.memory.clone();
+    let mut buf = BytesMut::new();
+    // Covers every byte in `buf` (and, once a large frame's length is known, all of it).
+    let mut held = Reservation::none(&budget);
+    let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    let mut reading = true;
+    let mut fetch_in_flight = false;
+    let mut last_input = clock.now();
+    let mut idle_timer = clock.sleep(idle);
+    'conn: loop {
+        // Dispatch every complete frame already buffered (bounded by the in-flight window).
+        while reading && in_flight.len() < max_in_flight {
+            if fetch_in_flight && front_api_key(&buf) == Some(FETCH_API_KEY) {
+                break;
+            }
+            let frame = match next_frame(&mut buf, max_frame) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(frame_bytes) => {
+                    Metrics::inc(&metrics.malformed_requests, 1);
+                    if let Some(suppressed) = broker.throttles.malformed.admit(clock.now()) {
+                        tracing::warn!(%peer, frame_bytes, max_frame, suppressed, "closing connection: frame size out of bounds");
+                    }
+                    break 'conn;
+                }
+            };
+            let frame_held = Arc::new(held.split(frame.len() + 4));
+            Metrics::inc(&metrics.bytes_in, frame.len() as u64 + 4);
+            match protocol::decode(frame) {
+                Ok(Decoded::Request(req)) => {
+                    let is_fetch = req.api as i16 == FETCH_API_KEY;
+                    fetch_in_flight |= is_fetch;
+                    let reply = broker.dispatch(*req, frame_held.clone()).await;
+                    in_flight
+                        .push_back(Box::pin(async move { (reply.await, frame_held, is_fetch) }));
+                }
+                Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => {
+                    tracing::info!(%peer, "ApiVersions at an unsupported version; answering in v0 format");
+                    let reply = match protocol::api_versions_unsupported(correlation_id) {
+                        Ok(b) => {
+                            let held = budget.charge(b.len());
+                            Reply::Send(b, held)
+                        }
+                        Err(_) => Reply::Close,
+                    };
+                    in_flight.push_back(Box::pin(async move { (reply, frame_held, false) }));
+                }
+                Err(e) => {
+                    Metrics::inc(&metrics.malformed_requests, 1);
+                    if let Some(suppressed) = broker.throttles.malformed.admit(clock.now()) {
+                        tracing::warn!(%peer, error = %e, suppressed, "closing connection: bad request");
+                    }
+                    break 'conn;
+                }
+            }
+        }
+        if buf.is_empty() && buf.capacity() > READ_CHUNK_BYTES {
+            // Between requests a connection keeps no large buffer.
+            buf = BytesMut::new();
+        }
+        if !reading && in_flight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && in_flight.len() < max_in_flight && !(fetch_in_flight && front_api_key(&buf) == Some(FETCH_API_KEY)) => {
+                match read {
+                    Ok(0) => {
+                        // The peer is gone: what it asked is not answered, and what it held
+                        // (long polls, memory, its slot) is released now, not when they end.
+                        if !buf.is_empty() {
+                            Metrics::inc(&metrics.malformed_requests, 1);
+                            if let Some(suppressed) = broker.throttles.malformed.admit(clock.now()) {
+                                tracing::warn!(%peer, want = next_frame_len(&buf), got = buf.len(), suppressed, "connection closed in the middle of a frame");
+                            }
+                        } else if !in_flight.is_empty() {
+                            tracing::debug!(%peer, requests = in_flight.len(), "peer closed with requests in flight; dropping them");
+                        }
+                        break;
+                    }
+                    Ok(_) => last_input = clock.now(),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "connection read error");
+                        break;
+                    }
+                }
+            }
+            _ = &mut idle_timer, if reading => {
+                let quiet = clock.now() - last_input;
+                if quiet >= idle && in_flight.is_empty() {
+                    tracing::info!(%peer, "closing idle connection");
+                    break;
+                }
+                // Quiet while a request is still being answered (a long poll) is not idle.
+                let next = if quiet >= idle { idle } else { idle - quiet };
+                idle_timer = clock.sleep(next);
+            }
+            _ = stop.changed(), if reading => {
+                // Shutdown: answer what was received, then close.
+                reading = false;
+            }
+            Some((reply, _frame_held, was_fetch)) = in_flight.next(), if !in_flight.is_empty() => {
+                fetch_in_flight &= !was_fetch;
+                match reply {
+                    Reply::Send(bytes, _response_held) => {
+                        Metrics::inc(&metrics.bytes_out, bytes.len() as u64);
+                        if let Err(e) = write_within(&mut *conn, &bytes, &*clock, write_timeout).await {
+                            if e.kind() == std::io::ErrorKind::TimedOut {
+                                Metrics::inc(&metrics.response_write_timeouts, 1);
+                                tracing::info!(%peer, bytes = bytes.len(), "closing connection: the client stopped reading its responses");
+                            } else {
+                                tracing::debug!(%peer, error = %e, "write failed; closing");
+                            }
+                            break;
+                        }
+                    }
+                    Reply::Silent => {}
+                    Reply::Close => break,
+                }
+            }
+        }
+    }
+    // Closing must not wait on a peer that reads nothing either.
+    let _ = clock.timeout(write_timeout, conn.shutdown()).await;
+}
+
+/// Read more of the next frame into `buf`, within the memory budget: a frame larger than one
+/// chunk has its whole length taken from the budget before more of it is read (so a few large
+/// frames cannot each hold part of the budget and wait for the rest forever); otherwise the
+/// connection waits while the budget is spent, then charges what it read. Cancel-safe.
+async fn read_more(
+    conn: &mut Box<dyn Connection>,
+    buf: &mut BytesMut,
+    held: &mut Reservation,
+    budget: &Arc<MemoryBudget>,
+) -> std::io::Result<usize> {
+    let frame = (buf.len() >= 4).then(|| next_frame_len(buf));
+    match frame {
+        Some(whole) if whole > READ_CHUNK_BYTES && whole > held.bytes() => {
+            let more = budget.acquire(whole - held.bytes()).await;
+            held.merge(more);
+        }
+        _ => budget.wait_for_room().await,
+    }
+    let want = match frame {
+        Some(whole) => whole.saturating_sub(buf.len()).max(READ_SMALL_BYTES),
+        None => READ_SMALL_BYTES,
+    }
+    .min(READ_CHUNK_BYTES);
+    match frame {
+        // Room for all of a large frame at once (pages are touched only as bytes arrive):
+        // growing by doubling would copy it, and hold two copies while it does.
+        Some(whole) if whole > READ_CHUNK_BYTES => buf.reserve(whole.saturating_sub(buf.len())),
+        _ => buf.reserve(want),
+    }
+    let n = (&mut **conn).take(want as u64).read_buf(buf).await?;
+    if buf.len() > held.bytes() {
+        held.merge(budget.charge(buf.len() - held.bytes()));
+    }
+    Ok(n)
+}
+
+/// Write all of `bytes` and flush, failing with `TimedOut` if any write makes no progress for
+/// `limit` (a peer that stopped reading).
+async fn write_within(
+    conn: &mut dyn Connection,
+    bytes: &[u8],
+    clock: &dyn Clock,
+    limit: Duration,
+) -> std::io::Result<()> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "write deadline");
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match clock.timeout(limit, conn.write(&bytes[pos..])).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => pos += n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(timed_out()),
+        }
+    }
+    // AsyncWrite's contract: bytes may sit in a buffer until flushed (they do in the
+    // simulator's TCP; the kernel's flush is a no-op).
+    clock
+        .timeout(limit, conn.flush())
+        .await
+        .map_err(|_| timed_out())?
+}
+
+/// Take one complete frame off the front of `buf`, if there is one. The error is a length
+/// prefix out of bounds (negative or above `max`).
+fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, i64> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as i64;
+    if len < 0 || len as usize > max {
+        return Err(len);
+    }
+    if buf.len() < 4 + len as usize {
+        return Ok(None);
+    }
+    let mut frame = buf.split_to(4 + len as usize);
+    let _ = frame.split_to(4);
+    Ok(Some(frame.freeze()))
+}
+
+/// The API key of the request at the front of `buf`, once its header's first bytes are in.
+fn front_api_key(buf: &[u8]) -> Option<i16> {
+    (buf.len() >= 6).then(|| i16::from_be_bytes([buf[4], buf[5]]))
+}
+
+/// The whole length (prefix included) of the frame at the front of `buf`.
+fn next_frame_len(buf: &[u8]) -> usize {
+    if buf.len() < 4 {
+        4
+    } else {
+        4 + i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]).max(0) as usize
+    }
+}
