@@ -611,7 +611,14 @@ impl Broker {
             };
             let outcome = match self.topic_settings(&t.configs) {
                 Err(msg) => Err((error::INVALID_CONFIG, msg)),
-                Ok(_) if !(t.replication_factor == -1 || t.replication_factor == 1) => Err((
+                Ok(_) if t.replication_factor == 0 || t.replication_factor < -1 => Err((
+                    error::INVALID_REPLICATION_FACTOR,
+                    format!(
+                        "replication factor {} is invalid: it must be at least 1 (or -1 for the default)",
+                        t.replication_factor
+                    ),
+                )),
+                Ok(_) if t.replication_factor > 1 => Err((
                     error::INVALID_REPLICATION_FACTOR,
                     format!(
                         "replication factor {} is larger than the 1 available broker",
@@ -620,7 +627,9 @@ impl Broker {
                 )),
                 Ok(_) if partitions < 1 => Err((
                     error::INVALID_PARTITIONS,
-                    format!("{partitions} partitions"),
+                    format!(
+                        "{partitions} partitions: a topic needs at least 1 (or -1 for the default)"
+                    ),
                 )),
                 Ok(_) if req.validate_only => match check_topic_name(&name) {
                     Err(m) => Err((error::INVALID_TOPIC_EXCEPTION, m)),

@@ -118,10 +118,15 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, DecodeError> {
         version,
         reason,
     };
-    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+    let mut buf = StrictVarints::new(frame);
+    let header = RequestHeader::decode(&mut buf, api.request_header_version(version))
         .map_err(|e| malformed(format!("header: {e:#}")))?;
-    let body =
-        RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
+    let body = decode_body(api, &mut buf, version).map_err(|e| malformed(format!("{e:#}")))?;
+    if buf.too_long {
+        return Err(malformed(
+            "an unsigned varint is longer than 32 bits".into(),
+        ));
+    }
     Ok(Decoded::Request(Box::new(Request {
         api,
         version,
@@ -129,6 +134,100 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, DecodeError> {
         client_id: header.client_id.map(|s| s.to_string()),
         body,
     })))
+}
+
+/// A request body of one of the [`SUPPORTED`] APIs.
+fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Result<RequestKind> {
+    use kafka_protocol::messages::*;
+    Ok(match api {
+        ApiKey::Produce => RequestKind::Produce(ProduceRequest::decode(buf, version)?),
+        ApiKey::Fetch => RequestKind::Fetch(FetchRequest::decode(buf, version)?),
+        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::decode(buf, version)?),
+        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::decode(buf, version)?),
+        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::decode(buf, version)?),
+        ApiKey::CreateTopics => {
+            RequestKind::CreateTopics(CreateTopicsRequest::decode(buf, version)?)
+        }
+        ApiKey::DeleteTopics => {
+            RequestKind::DeleteTopics(DeleteTopicsRequest::decode(buf, version)?)
+        }
+        other => anyhow::bail!("{other:?} has no decoder"),
+    })
+}
+
+/// The frame as `kafka-protocol` reads it, watching its unsigned varints.
+///
+/// `kafka-protocol` 0.18 reads an unsigned varint (the lengths of flexible versions' compact
+/// strings and arrays, tagged fields) as at most five bytes and drops the bits past 32, leaving
+/// the rest of a longer one to be read as the next field: 2^35 reads as 0, and the request
+/// parses as something the client did not send. Kafka refuses such a varint. The crate reads
+/// varints one `try_get_u8` at a time (every other field goes through `advance`), so a run of
+/// four continuation bytes followed by a fifth byte with bits past 32 (or a fifth continuation
+/// byte) marks the frame `too_long`, and it is refused as malformed.
+struct StrictVarints {
+    inner: Bytes,
+    /// Continuation bytes read one at a time in a row.
+    run: u8,
+    too_long: bool,
+}
+
+impl StrictVarints {
+    fn new(inner: Bytes) -> Self {
+        StrictVarints {
+            inner,
+            run: 0,
+            too_long: false,
+        }
+    }
+
+    fn saw(&mut self, b: u8) {
+        if self.run >= 4 && b > 0x0f {
+            self.too_long = true;
+        }
+        self.run = if b & 0x80 != 0 {
+            self.run.saturating_add(1)
+        } else {
+            0
+        };
+    }
+}
+
+impl Buf for StrictVarints {
+    fn remaining(&self) -> usize {
+        self.inner.remaining()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.inner.chunk()
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.run = 0;
+        self.inner.advance(n)
+    }
+
+    fn try_get_u8(&mut self) -> Result<u8, bytes::TryGetError> {
+        let b = self.inner.try_get_u8()?;
+        self.saw(b);
+        Ok(b)
+    }
+
+    fn get_u8(&mut self) -> u8 {
+        let b = self.inner.get_u8();
+        self.saw(b);
+        b
+    }
+}
+
+impl kafka_protocol::protocol::buf::ByteBuf for StrictVarints {
+    fn peek_bytes(&mut self, r: std::ops::Range<usize>) -> Bytes {
+        self.inner.slice(r)
+    }
+
+    fn get_bytes(&mut self, size: usize) -> Bytes {
+        self.run = 0;
+        self.inner.split_to(size)
+    }
 }
 
 /// The ApiVersions response body listing everything in [`SUPPORTED`].
@@ -292,6 +391,39 @@ mod tests {
             ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
             other => panic!("no sample for {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_unsigned_varint_past_32_bits_is_refused_not_truncated() {
+        // Metadata v9 (flexible): the topics array's length is a compact (unsigned) varint.
+        // 2^35 + 1 in six bytes would read as 1 (one topic) if truncated to 32 bits.
+        let body = RequestKind::Metadata(MetadataRequest::default());
+        let good = frame_of(ApiKey::Metadata, 9, &body);
+        let header_len = {
+            let mut b = good.clone();
+            RequestHeader::decode(&mut b, ApiKey::Metadata.request_header_version(9)).unwrap();
+            good.len() - b.len()
+        };
+        let mut f = BytesMut::from(&good[..header_len]);
+        f.extend_from_slice(&[0x81, 0x80, 0x80, 0x80, 0x80, 0x01]); // topics: 2^35 + 1 → 2^35 topics
+        f.extend_from_slice(&good[header_len + 1..]);
+        match decode(f.freeze()) {
+            Err(DecodeError::Malformed { reason, .. }) => {
+                assert!(reason.contains("varint"), "{reason}")
+            }
+            Ok(_) => panic!("a 36-bit varint was read as something else"),
+            Err(e) => panic!("refused for another reason: {e}"),
+        }
+        // The largest valid five-byte varint is not refused for its length (it may fail for
+        // what it says: four billion topics do not fit the frame).
+        let mut f = BytesMut::from(&good[..header_len]);
+        f.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        f.extend_from_slice(&good[header_len + 1..]);
+        if let Err(DecodeError::Malformed { reason, .. }) = decode(f.freeze()) {
+            assert!(!reason.contains("varint is longer"), "{reason}");
+        }
+        // And a valid request still decodes.
+        assert!(matches!(decode(good), Ok(Decoded::Request(_))));
     }
 
     #[test]
