@@ -91,7 +91,7 @@ pub enum Decoded {
 }
 
 /// Decode one frame (without its length prefix).
-pub fn decode(mut frame: Bytes) -> Result<Decoded, DecodeError> {
+pub fn decode(frame: Bytes) -> Result<Decoded, DecodeError> {
     if frame.len() < 8 {
         return Err(DecodeError::Short(frame.len()));
     }
