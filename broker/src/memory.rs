@@ -34,6 +34,9 @@ pub struct MemoryBudget {
     total: usize,
     used: AtomicUsize,
     freed: Notify,
+    /// Tasks waiting for memory; releases wake them only if there are any (most never wait,
+    /// and a wake-up takes a lock).
+    waiting: AtomicUsize,
     /// `memory_used_bytes` and `memory_waits_total`.
     metrics: Arc<Metrics>,
 }
@@ -47,6 +50,7 @@ impl MemoryBudget {
             total,
             used: AtomicUsize::new(0),
             freed: Notify::new(),
+            waiting: AtomicUsize::new(0),
             metrics,
         })
     }
@@ -56,7 +60,7 @@ impl MemoryBudget {
     }
 
     pub fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
+        self.used.load(Ordering::SeqCst)
     }
 
     /// What large takings may use: the budget but the eighth kept for small requests.
@@ -68,50 +72,51 @@ impl MemoryBudget {
     /// more takes all of that (it then waits for everything else to be freed).
     pub async fn acquire(self: &Arc<Self>, bytes: usize) -> Reservation {
         let bytes = bytes.min(self.large_total());
-        let mut counted = false;
+        if self.try_take(bytes, self.large_total()) {
+            return self.reservation(bytes);
+        }
+        self.wait_until(|| self.try_take(bytes, self.large_total()))
+            .await;
+        self.reservation(bytes)
+    }
+
+    /// Wait until the budget is below its bound (a reader about to read one more chunk).
+    pub async fn wait_for_room(self: &Arc<Self>) {
+        if self.used() < self.total {
+            return;
+        }
+        self.wait_until(|| self.used() < self.total).await
+    }
+
+    /// Wait (counted in `memory_waits_total`) until `ready` holds, checking again after every
+    /// release.
+    async fn wait_until(&self, ready: impl Fn() -> bool) {
+        Metrics::inc(&self.metrics.memory_waits, 1);
+        // Counted before the check; a release that sees no waiter counted came before it, so
+        // the check sees what it freed.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             // Registered before the check, so a release between the check and the wait wakes it.
             freed.as_mut().enable();
-            if self.try_take(bytes, self.large_total()) {
-                return self.reservation(bytes);
-            }
-            if !counted {
-                Metrics::inc(&self.metrics.memory_waits, 1);
-                counted = true;
+            if ready() {
+                break;
             }
             freed.await;
         }
-    }
-
-    /// Wait until the budget is below its bound (a reader about to read one more chunk).
-    pub async fn wait_for_room(self: &Arc<Self>) {
-        let mut counted = false;
-        loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            if self.used() < self.total {
-                return;
-            }
-            if !counted {
-                Metrics::inc(&self.metrics.memory_waits, 1);
-                counted = true;
-            }
-            freed.await;
-        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Take `bytes` now, past the bound if need be (for bytes already in memory).
     pub fn charge(self: &Arc<Self>, bytes: usize) -> Reservation {
-        self.used.fetch_add(bytes, Ordering::AcqRel);
+        self.used.fetch_add(bytes, Ordering::SeqCst);
         self.reservation(bytes)
     }
 
     fn try_take(&self, bytes: usize, limit: usize) -> bool {
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
                 (used + bytes <= limit).then_some(used + bytes)
             })
             .is_ok()
@@ -131,11 +136,13 @@ impl MemoryBudget {
         if bytes == 0 {
             return;
         }
-        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        self.used.fetch_sub(bytes, Ordering::SeqCst);
         self.metrics
             .memory_used_bytes
             .fetch_sub(bytes as i64, Ordering::Relaxed);
-        self.freed.notify_waiters();
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.freed.notify_waiters();
+        }
     }
 }
 
