@@ -1,9 +1,11 @@
 //! The Stillwater broker: a Kafka-compatible message broker.
 //!
-//! Code map: [`protocol`] (framing, decoding, versions) → [`handlers`] (what each request does)
-//! → [`commit`] (the group-commit pipeline and the topic store, the only writer of files) →
-//! [`log`] (segments, indexes, recovery, reads) over [`io`] (deadlines and directory health) and
-//! the `io-backend` traits. [`server`] wires it together; [`config`] and [`metrics`] serve all.
+//! Code map: [`protocol`] (framing, decoding, versions) → [`handlers`] (what each request does;
+//! [`records`] checks every produced record) → [`commit`] (the group-commit pipeline and the
+//! topic store, the only writer of files) → [`log`] (segments, indexes, recovery, reads) over
+//! [`io`] (deadlines and directory health) and the `io-backend` traits. [`server`] wires it
+//! together (connections within the [`memory`] budget); [`config`], [`metrics`] and
+//! [`throttle`] serve all.
 //!
 //! Architecture invariant: nothing here touches `std::fs`, `std::net` or the system clock (the
 //! configuration file read at start-up is the one exception); all of it goes through the
