@@ -101,3 +101,21 @@ def test_create_topics_explains_what_it_refuses(broker, partitions, replication,
     assert err.code() == code, err
     assert words in err.str(), err.str()
     assert "larger" not in err.str() or replication > 1, err.str()
+
+
+def test_a_topic_id_that_cannot_be_read_stops_the_start_naming_the_file(make_broker):
+    import json
+    import zlib
+
+    b = make_broker()
+    clients.create_topics(b.bootstrap, {"named": 1})
+    b.stop()
+    meta = b.data_dir / ".meta" / "named.topic"
+    body, _crc = meta.read_text().rstrip("\n").rsplit("\n", 1)
+    doc = json.loads(body)
+    doc["id"] = "not-a-hex-id"
+    body = json.dumps(doc)
+    meta.write_text(f"{body}\ncrc32={zlib.crc32(body.encode()):08x}\n")
+    code, err = run_broker(b.command()[1:])
+    assert code != 0, "the broker started on a topic whose id it cannot read"
+    assert "named.topic" in err and "not-a-hex-id" in err, err
