@@ -57,6 +57,9 @@ const FETCH_BYTES_MAX: usize = 64 << 20;
 /// Longest a Fetch may long-poll, whatever the client asks.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 
+/// Shortest a Fetch waits for memory before it answers without records.
+const FETCH_MEMORY_WAIT_MIN: Duration = Duration::from_millis(100);
+
 /// The request handlers' view of the node.
 pub struct Broker {
     pub config: Config,
@@ -369,8 +372,26 @@ impl Broker {
         let mut commits = self.store.commits();
         loop {
             commits.borrow_and_update();
-            let mut held = self.memory.acquire(self.fetch_bytes_max(&req)).await;
-            let (resp, bytes, errors) = self.fetch_once(&req, version).await;
+            // Wait for memory no longer than the poll may last (at least a little): a Fetch
+            // that cannot have it answers with no records, which a client takes as "nothing
+            // yet" and asks again. Waiting on could deadlock a connection whose own requests
+            // behind this Fetch hold the memory (their responses are written after it).
+            let memory_wait = deadline
+                .saturating_duration_since(self.clock.now())
+                .max(FETCH_MEMORY_WAIT_MIN);
+            let want = self.fetch_bytes_max(&req);
+            let (mut held, records_allowed) = match self
+                .clock
+                .timeout(memory_wait, self.memory.acquire(want))
+                .await
+            {
+                Ok(held) => (held, true),
+                Err(_) => (Reservation::none(&self.memory), false),
+            };
+            let (resp, bytes, errors) = self.fetch_once(&req, version, records_allowed).await;
+            if !records_allowed {
+                return (resp, held);
+            }
             held.resize(bytes);
             let now = self.clock.now();
             if bytes >= req.min_bytes.max(0) as usize || errors || now >= deadline {
@@ -406,7 +427,13 @@ impl Broker {
         total.min(max_total)
     }
 
-    async fn fetch_once(&self, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+    /// Read every requested partition once (offsets only, no records, unless `records_allowed`).
+    async fn fetch_once(
+        &self,
+        req: &FetchRequest,
+        version: i16,
+        records_allowed: bool,
+    ) -> (FetchResponse, usize, bool) {
         let mut resp = FetchResponse::default();
         let mut total = 0usize;
         let mut errors = false;
@@ -435,7 +462,7 @@ impl Broker {
                             (p.partition_max_bytes.max(0) as usize)
                                 .min(max_total.saturating_sub(total))
                         };
-                        if room == 0 {
+                        if room == 0 || !records_allowed {
                             pd.high_watermark = part.high_watermark();
                             pd.last_stable_offset = pd.high_watermark;
                             if version >= 5 {

@@ -37,7 +37,10 @@ def test_long_polls_of_a_client_that_left_free_their_slots_at_once(make_broker):
     polls = []
     for i in range(16):
         s = wire.connect(b.bootstrap)
-        s.sendall(wire.fetch_frame("quiet", 0, 0, i, max_wait_ms=30_000, min_bytes=1))
+        # Two long polls each: the second waits for the first (one Fetch at a time), and the
+        # closed socket must be noticed all the same.
+        s.sendall(wire.fetch_frame("quiet", 0, 0, 2 * i, max_wait_ms=30_000, min_bytes=1)
+                  + wire.fetch_frame("quiet", 0, 0, 2 * i + 1, max_wait_ms=30_000, min_bytes=1))
         polls.append(s)
     wait_for(lambda: b.metric("stillwater_connections") == 16, 5, "16 long polls")
     assert not served(b.bootstrap), "a 17th connection was served past max_connections"

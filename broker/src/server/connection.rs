@@ -3,7 +3,8 @@
 //!
 //! Bounds, and what happens at each:
 //! - at most `max_in_flight_per_connection` requests read and not yet answered: the connection
-//!   stops reading;
+//!   stops dispatching, and reads on only until a chunk is buffered (so that it still notices
+//!   the peer closing);
 //! - every byte read is taken from the [`MemoryBudget`] (a large frame's whole length before
 //!   more of it is read), and held until the request's response is written or, for a produce,
 //!   until its batches are in the log: when the budget is spent, the connection stops reading;
@@ -124,7 +125,7 @@ pub(super) async fn serve(
             break;
         }
         tokio::select! {
-            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && in_flight.len() < max_in_flight && !(fetch_in_flight && front_api_key(&buf) == Some(FETCH_API_KEY)) => {
+            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < max_in_flight, fetch_in_flight) => {
                 match read {
                     Ok(0) => {
                         // The peer is gone: what it asked is not answered, and what it held
@@ -263,6 +264,15 @@ fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, i64> {
     let mut frame = buf.split_to(4 + len as usize);
     let _ = frame.split_to(4);
     Ok(Some(frame.freeze()))
+}
+
+/// Whether to read from the socket: to get the next request when one can be dispatched, and —
+/// even when none can (the window is full, or a Fetch waits for the one before it) — to notice
+/// that the peer has closed, as long as what is buffered is less than a chunk.
+fn wants_input(buf: &[u8], window_open: bool, fetch_in_flight: bool) -> bool {
+    let can_dispatch =
+        window_open && !(fetch_in_flight && front_api_key(buf) == Some(FETCH_API_KEY));
+    can_dispatch || buf.len() < READ_CHUNK_BYTES
 }
 
 /// The API key of the request at the front of `buf`, once its header's first bytes are in.
