@@ -33,10 +33,12 @@ const CONTROL: i16 = 0x20;
 const RECORD_BYTES_MIN: usize = 7;
 
 /// Batches decompress to at most this many bytes, or this many times the largest batch
-/// accepted, whichever is more. Kafka sets no bound; without one, a batch of a few megabytes
-/// built to expand (zstd reaches ratios past 10,000:1) would take the broker's memory.
+/// accepted, whichever is more — never more than the cap. Kafka sets no bound; without one, a
+/// batch of a few megabytes built to expand (zstd reaches ratios past 10,000:1) would take the
+/// broker's memory.
 pub const DECOMPRESSED_BYTES_MIN_LIMIT: usize = 64 << 20;
 pub const DECOMPRESSED_LIMIT_FACTOR: usize = 4;
+pub const DECOMPRESSED_BYTES_CAP: usize = 1 << 30;
 
 /// Which timestamp a topic keeps (`message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -63,10 +65,12 @@ pub struct Rules {
 
 impl Rules {
     fn decompressed_bytes_max(&self) -> usize {
-        DECOMPRESSED_BYTES_MIN_LIMIT.max(
-            self.batch_bytes_max
-                .saturating_mul(DECOMPRESSED_LIMIT_FACTOR),
-        )
+        DECOMPRESSED_BYTES_MIN_LIMIT
+            .max(
+                self.batch_bytes_max
+                    .saturating_mul(DECOMPRESSED_LIMIT_FACTOR),
+            )
+            .min(DECOMPRESSED_BYTES_CAP)
     }
 }
 
