@@ -88,8 +88,14 @@ fn optimised_self() -> anyhow::Result<()> {
 }
 
 /// The workspace root: xtask lives one directory below it.
+///
+/// Taken from `CARGO_MANIFEST_DIR` as `cargo run` sets it when xtask runs, not as it was when
+/// xtask was compiled: with one target directory shared by two checkouts (CI's cache), cargo
+/// may reuse an xtask built in the other one, and everything would then run there.
 fn repo_root() -> PathBuf {
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest_dir
         .parent()
         .map(PathBuf::from)
