@@ -60,6 +60,11 @@ pub struct BatchHeader {
     pub max_timestamp: i64,
     pub record_count: i32,
     pub attributes: i16,
+    /// The idempotent producer's id (-1 for none), its epoch, and the sequence number of the
+    /// batch's first record.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 impl BatchHeader {
@@ -101,9 +106,9 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let last_offset_delta = b.get_i32();
     let first_timestamp = b.get_i64();
     let max_timestamp = b.get_i64();
-    let _producer_id = b.get_i64();
-    let _producer_epoch = b.get_i16();
-    let _base_sequence = b.get_i32();
+    let producer_id = b.get_i64();
+    let producer_epoch = b.get_i16();
+    let base_sequence = b.get_i32();
     let record_count = b.get_i32();
     Ok(BatchHeader {
         base_offset,
@@ -113,6 +118,9 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         max_timestamp,
         record_count,
         attributes,
+        producer_id,
+        producer_epoch,
+        base_sequence,
     })
 }
 

@@ -374,8 +374,8 @@ impl Config {
         }
     }
 
-    pub fn topic_defaults(&self) -> crate::log::LogConfig {
-        crate::log::LogConfig {
+    pub fn topic_defaults(&self) -> crate::storage::log::LogConfig {
+        crate::storage::log::LogConfig {
             segment_bytes: self.segment_bytes,
             segment_ms: self.segment_ms,
             retention_ms: self.retention_ms,

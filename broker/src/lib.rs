@@ -1,28 +1,27 @@
 //! The Stillwater broker: a Kafka-compatible message broker.
 //!
-//! Code map: [`protocol`] (framing, decoding, versions) → [`handlers`] (what each request does;
-//! [`records`] checks every produced record) → [`commit`] (the group-commit pipeline and the
-//! topic store, the only writer of files) → [`log`] (segments, indexes, recovery, reads) over
-//! [`io`] (deadlines and directory health) and the `io-backend` traits. [`server`] wires it
-//! together (connections within the [`memory`] budget); [`config`], [`metrics`] and
-//! [`throttle`] serve all.
+//! Code map: [`server`] (listener, connections within the [`memory`] budget) → [`protocol`]
+//! (framing, decoding, versions) → [`api`] (what each request does; [`records`] checks every
+//! produced record, [`batch`] is the record batch format) → [`storage`] (a data directory: the
+//! [`catalog`] of topics, partition logs, and the group-commit pipeline that is the only writer
+//! of their files, over disk operations with deadlines) → the `io-backend` traits. [`config`],
+//! [`metrics`] and [`throttle`] serve all.
 //!
 //! Architecture invariant: nothing here touches `std::fs`, `std::net` or the system clock (the
 //! configuration file read at start-up is the one exception); all of it goes through the
 //! [`io_backend::Env`] handed to [`server::start`], so the same code runs under simulation.
 
 pub mod alloc;
+pub mod api;
 pub mod batch;
-pub mod commit;
+pub mod catalog;
 pub mod config;
-pub mod handlers;
-pub mod io;
-pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod protocol;
 pub mod records;
 pub mod server;
+pub mod storage;
 pub mod throttle;
 
 #[cfg(unix)]

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use broker::batch;
-use broker::commit::Store;
 use broker::config::Config;
-use broker::io::StorageError;
-use broker::log::ReadError;
 use broker::metrics::Metrics;
+use broker::storage::log::ReadError;
+use broker::storage::StorageError;
+use broker::storage::Store;
 use bytes::Bytes;
 use io_backend::{
     blocking::BlockingDisk, Disk, DiskFile, DiskResult, Env, EnvRng, OpenMode, SystemClock, TcpNet,
@@ -390,7 +390,7 @@ async fn the_append_queue_is_bounded_and_full_means_wait() {
     let h = batch::validate_all(&b, 1 << 20).unwrap();
     // The pipeline takes appends while the first sync stalls, up to its bound on written-but-
     // unsynced data; then the queue fills, and a full queue makes the producer wait.
-    let bound = 2 * broker::commit::ROUND_APPENDS_MAX + 4 + 1;
+    let bound = 2 * broker::storage::ROUND_APPENDS_MAX + 4 + 1;
     let mut waiting = Vec::new();
     let mut blocked = false;
     for _ in 0..bound + 1 {

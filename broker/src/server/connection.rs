@@ -30,7 +30,7 @@ use io_backend::{Clock, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::handlers::{Broker, Reply};
+use crate::api::{Broker, Reply};
 use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Decoded};

@@ -14,11 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
-use crate::commit::Store;
+use crate::api::{count_connection, Broker};
 use crate::config::Config;
-use crate::handlers::{count_connection, Broker};
 use crate::memory::MemoryBudget;
 use crate::metrics::{CountingDisk, Metrics};
+use crate::storage::Store;
 
 /// How long shutdown waits for open requests to finish.
 const DRAIN_TIME: Duration = Duration::from_secs(5);

@@ -1,0 +1,176 @@
+//! Fetch: read committed batches, long-polling for `min_bytes`, within the memory budget.
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    fetch_response::{FetchableTopicResponse, PartitionData},
+    FetchRequest, FetchResponse,
+};
+
+use super::{name_of, storage_code, Broker};
+use crate::metrics::Metrics;
+use crate::protocol::error;
+use std::time::Duration;
+
+use crate::memory::Reservation;
+use crate::storage::log::ReadError;
+
+/// Most record bytes one Fetch response carries, whatever the client asks (Kafka's
+/// `fetch.max.bytes` default is 55 MB).
+const FETCH_BYTES_MAX: usize = 64 << 20;
+
+/// Longest a Fetch may long-poll, whatever the client asks.
+const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Shortest a Fetch waits for memory before it answers without records.
+const FETCH_MEMORY_WAIT_MIN: Duration = Duration::from_millis(100);
+
+impl Broker {
+    /// A Fetch, long-polling up to `max_wait_ms` for `min_bytes`. Each read first takes from
+    /// the memory budget the most it can return (and gives back what it did not use), so a
+    /// Fetch waits for memory before it reads rather than after; the records it returns hold
+    /// their share until the response is written.
+    pub(super) async fn fetch(
+        &self,
+        req: FetchRequest,
+        version: i16,
+    ) -> (FetchResponse, Reservation) {
+        let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
+        let deadline = self.clock.now() + wait;
+        let mut commits = self.store.commits();
+        loop {
+            commits.borrow_and_update();
+            // Wait for memory no longer than the poll may last (at least a little): a Fetch
+            // that cannot have it answers with no records, which a client takes as "nothing
+            // yet" and asks again. Waiting on could deadlock a connection whose own requests
+            // behind this Fetch hold the memory (their responses are written after it).
+            let memory_wait = deadline
+                .saturating_duration_since(self.clock.now())
+                .max(FETCH_MEMORY_WAIT_MIN);
+            let want = self.fetch_bytes_max(&req);
+            let (mut held, records_allowed) = match self
+                .clock
+                .timeout(memory_wait, self.memory.acquire(want))
+                .await
+            {
+                Ok(held) => (held, true),
+                Err(_) => (Reservation::none(&self.memory), false),
+            };
+            let (resp, bytes, errors) = self.fetch_once(&req, version, records_allowed).await;
+            if !records_allowed {
+                return (resp, held);
+            }
+            held.resize(bytes);
+            let now = self.clock.now();
+            if bytes >= req.min_bytes.max(0) as usize || errors || now >= deadline {
+                Metrics::inc(&self.metrics.fetched_bytes, bytes as u64);
+                return (resp, held);
+            }
+            drop((resp, held));
+            // Long-poll: sleep until a commit makes new data visible or the wait is over.
+            let _ = self.clock.timeout(deadline - now, commits.changed()).await;
+        }
+    }
+
+    /// The most record bytes a read for `req` can return now: per partition what its log holds
+    /// from the fetch offset, at most `partition_max_bytes`; in all at most `max_bytes` (one
+    /// batch larger than the limits, KIP-74, is charged when it is read).
+    fn fetch_bytes_max(&self, req: &FetchRequest) -> usize {
+        let max_total = (req.max_bytes.max(0) as usize).min(FETCH_BYTES_MAX);
+        let mut total = 0usize;
+        for t in &req.topics {
+            let Some(topic) = self.store.topic(name_of(&t.topic)) else {
+                continue;
+            };
+            for p in &t.partitions {
+                let part = usize::try_from(p.partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i));
+                if let Some(part) = part {
+                    let readable = part.bytes_from(p.fetch_offset) as usize;
+                    total += readable.min(p.partition_max_bytes.max(0) as usize);
+                }
+            }
+        }
+        total.min(max_total)
+    }
+
+    /// Read every requested partition once (offsets only, no records, unless `records_allowed`).
+    async fn fetch_once(
+        &self,
+        req: &FetchRequest,
+        version: i16,
+        records_allowed: bool,
+    ) -> (FetchResponse, usize, bool) {
+        let mut resp = FetchResponse::default();
+        let mut total = 0usize;
+        let mut errors = false;
+        let max_total = (req.max_bytes.max(0) as usize).min(FETCH_BYTES_MAX);
+        for t in &req.topics {
+            let mut tr = FetchableTopicResponse::default();
+            tr.topic = t.topic.clone();
+            tr.topic_id = t.topic_id;
+            let topic = self.store.topic(name_of(&t.topic));
+            for p in &t.partitions {
+                let mut pd = PartitionData::default();
+                pd.partition_index = p.partition;
+                pd.records = Some(Bytes::new());
+                let partition = topic.as_ref().and_then(|t| {
+                    usize::try_from(p.partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                });
+                match partition {
+                    None => pd.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
+                    Some(part) => {
+                        // KIP-74: the first batch is returned even if it exceeds the limits.
+                        let room = if total == 0 {
+                            (p.partition_max_bytes.max(0) as usize).min(max_total.max(1))
+                        } else {
+                            (p.partition_max_bytes.max(0) as usize)
+                                .min(max_total.saturating_sub(total))
+                        };
+                        if room == 0 || !records_allowed {
+                            pd.high_watermark = part.high_watermark();
+                            pd.last_stable_offset = pd.high_watermark;
+                            if version >= 5 {
+                                pd.log_start_offset = part.log_start_offset();
+                            }
+                        } else {
+                            match part.read(self.store.io(), p.fetch_offset, room).await {
+                                Ok(data) => {
+                                    total += data.records.len();
+                                    pd.high_watermark = data.high_watermark;
+                                    pd.last_stable_offset = data.high_watermark;
+                                    if version >= 5 {
+                                        pd.log_start_offset = data.log_start_offset;
+                                    }
+                                    pd.records = Some(data.records);
+                                }
+                                Err(ReadError::OffsetOutOfRange {
+                                    high_watermark,
+                                    log_start,
+                                    ..
+                                }) => {
+                                    pd.error_code = error::OFFSET_OUT_OF_RANGE;
+                                    pd.high_watermark = high_watermark;
+                                    pd.last_stable_offset = high_watermark;
+                                    if version >= 5 {
+                                        pd.log_start_offset = log_start;
+                                    }
+                                }
+                                Err(ReadError::Storage(e)) => {
+                                    tracing::warn!(topic = %part.topic, partition = part.index, error = %e, "fetch read failed");
+                                    pd.error_code = storage_code(&e);
+                                }
+                            }
+                        }
+                    }
+                }
+                errors |= pd.error_code != error::NONE;
+                tr.partitions.push(pd);
+            }
+            resp.responses.push(tr);
+        }
+        (resp, total, errors)
+    }
+}

@@ -1,0 +1,195 @@
+//! Produce: validate every record, queue the batches for the commit pipeline in the
+//! connection's order, then wait (up to the request's timeout) for them to be durable.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    produce_response::{PartitionProduceResponse, TopicProduceResponse},
+    ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{name_of, storage_code, Broker};
+use crate::metrics::Metrics;
+use crate::protocol::error;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::batch::BatchError;
+use crate::catalog::Topic;
+use crate::memory::Reservation;
+use crate::records::{self, Rules};
+use crate::storage::{Appended, StorageError};
+
+impl Broker {
+    pub(super) async fn produce_enqueue(
+        &self,
+        req: ProduceRequest,
+        frame: &Arc<Reservation>,
+    ) -> PendingProduce {
+        let acks = req.acks;
+        let mut topics = Vec::with_capacity(req.topic_data.len());
+        for t in req.topic_data {
+            let name = name_of(&t.name).to_string();
+            let topic = if acks != 0 && acks != 1 && acks != -1 {
+                Err(error::INVALID_REQUIRED_ACKS)
+            } else {
+                self.topic_or_create(&name, true).await
+            };
+            let mut parts = Vec::with_capacity(t.partition_data.len());
+            for p in t.partition_data {
+                let state = match &topic {
+                    Err(code) => PartState::Done(*code, None),
+                    Ok(topic) => {
+                        self.enqueue_partition(topic, p.index, p.records, acks, frame)
+                            .await
+                    }
+                };
+                parts.push((p.index, state));
+            }
+            topics.push((t.name, parts));
+        }
+        PendingProduce {
+            acks,
+            timeout_ms: req.timeout_ms,
+            topics,
+        }
+    }
+
+    async fn enqueue_partition(
+        &self,
+        topic: &Topic,
+        index: i32,
+        records: Option<Bytes>,
+        acks: i16,
+        frame: &Arc<Reservation>,
+    ) -> PartState {
+        let Some(partition) = usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+        else {
+            return PartState::Done(error::UNKNOWN_TOPIC_OR_PARTITION, None);
+        };
+        if acks == -1 && topic.config.min_insync_replicas > 1 {
+            return PartState::Done(
+                error::NOT_ENOUGH_REPLICAS,
+                Some(format!(
+                    "min.insync.replicas={} but the partition has 1 replica",
+                    topic.config.min_insync_replicas
+                )),
+            );
+        }
+        let payload = records.unwrap_or_default();
+        let rules = Rules {
+            batch_bytes_max: topic.config.max_message_bytes as usize,
+            timestamp_type: topic.config.timestamp_type,
+            timestamp_before_max_ms: topic.config.timestamp_before_max_ms,
+            timestamp_after_max_ms: topic.config.timestamp_after_max_ms,
+            now_ms: self.clock.wall_ms(),
+        };
+        let headers = match records::validate_produce(&payload, &rules) {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(suppressed) = self.throttles.refused_batches.admit(self.clock.now()) {
+                    tracing::warn!(topic = %topic.name, partition = index, error = %e, suppressed, "refusing produced data");
+                }
+                Metrics::inc(&self.metrics.request_errors, 1);
+                let code = match e {
+                    BatchError::TooLarge { .. } => error::MESSAGE_TOO_LARGE,
+                    // Damage on the way (a retry may pass); everything else is how the client
+                    // built the batch, and a retry would fail the same way.
+                    BatchError::BadCrc { .. } => error::CORRUPT_MESSAGE,
+                    BatchError::InvalidTimestamp(_) => error::INVALID_TIMESTAMP,
+                    _ => error::INVALID_RECORD,
+                };
+                return PartState::Done(code, Some(e.to_string()));
+            }
+        };
+        match self
+            .store
+            .append(
+                partition.clone(),
+                payload,
+                headers,
+                acks != 0,
+                Some(frame.clone()),
+            )
+            .await
+        {
+            Ok(Some(rx)) => PartState::Waiting(rx),
+            Ok(None) => PartState::Done(error::NONE, None),
+            Err(e) => PartState::Done(storage_code(&e), Some(e.to_string())),
+        }
+    }
+
+    pub(super) async fn produce_finish(
+        &self,
+        pending: PendingProduce,
+        version: i16,
+    ) -> (i16, ProduceResponse) {
+        let limit = Duration::from_millis(pending.timeout_ms.clamp(100, 300_000) as u64);
+        let started = self.clock.now();
+        let mut resp = ProduceResponse::default();
+        for (name, parts) in pending.topics {
+            let mut t = TopicProduceResponse::default();
+            t.name = name;
+            for (index, state) in parts {
+                let mut p = PartitionProduceResponse::default();
+                p.index = index;
+                match state {
+                    PartState::Done(code, msg) => {
+                        p.error_code = code;
+                        if version >= 8 {
+                            p.error_message = msg.map(StrBytes::from_string);
+                        }
+                    }
+                    PartState::Waiting(rx) => {
+                        let left = limit.saturating_sub(self.clock.now() - started);
+                        match self.clock.timeout(left, rx).await {
+                            Ok(Ok(Ok(Appended {
+                                base_offset,
+                                log_start_offset,
+                                log_append_time_ms,
+                            }))) => {
+                                p.base_offset = base_offset;
+                                p.log_append_time_ms = log_append_time_ms;
+                                if version >= 5 {
+                                    p.log_start_offset = log_start_offset;
+                                }
+                            }
+                            Ok(Ok(Err(e))) => {
+                                p.error_code = storage_code(&e);
+                                if version >= 8 {
+                                    p.error_message = Some(StrBytes::from_string(e.to_string()));
+                                }
+                            }
+                            // The pipeline dropped the answer (it stopped): whether the bytes
+                            // were written is unknown, as when the request's time runs out.
+                            Ok(Err(_)) | Err(_) => p.error_code = error::REQUEST_TIMED_OUT,
+                        }
+                    }
+                }
+                if p.error_code != error::NONE {
+                    p.base_offset = -1;
+                    Metrics::inc(&self.metrics.request_errors, 1);
+                }
+                t.partition_responses.push(p);
+            }
+            resp.responses.push(t);
+        }
+        (pending.acks, resp)
+    }
+}
+
+pub(super) enum PartState {
+    Done(i16, Option<String>),
+    Waiting(oneshot::Receiver<Result<Appended, StorageError>>),
+}
+
+pub(super) struct PendingProduce {
+    acks: i16,
+    timeout_ms: i32,
+    topics: Vec<(TopicName, Vec<(i32, PartState)>)>,
+}

@@ -1,0 +1,234 @@
+//! Reads of committed batches (Fetch, ListOffsets by time), checked right after they are read
+//! and read again before they are called corrupt.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use io_backend::DiskFile;
+
+use super::SCAN_CHUNK_BYTES;
+use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::storage::io::{Io, StorageError};
+
+/// Read whole batches from `file` in `[start, end)`, beginning with the first batch for which
+/// `wanted(header)` holds, up to `max_bytes` (at least one batch).
+pub(super) async fn read_from(
+    io: &Io,
+    file: &Arc<dyn DiskFile>,
+    start: u64,
+    end: u64,
+    wanted: impl Fn(&BatchHeader) -> bool,
+    max_bytes: usize,
+) -> Result<Bytes, StorageError> {
+    let want = (max_bytes.max(64 * 1024) + 64 * 1024).min(SCAN_CHUNK_BYTES.max(max_bytes));
+    let mut chunk = Bytes::new();
+    let mut chunk_pos = start;
+    let mut pos = start;
+    while pos < end {
+        let rel = (pos - chunk_pos) as usize;
+        if pos < chunk_pos || rel + HEADER_BYTES > chunk.len() {
+            let len = (end - pos).min(want as u64) as usize;
+            chunk = io.read_at(file, len, pos).await?;
+            chunk_pos = pos;
+            if chunk.len() < HEADER_BYTES {
+                return Err(corrupt(file, pos, "batch header cut short"));
+            }
+            continue;
+        }
+        let h =
+            batch::parse_header(&chunk[rel..]).map_err(|e| corrupt(file, pos, &e.to_string()))?;
+        if !wanted(&h) {
+            pos += h.size as u64;
+            continue;
+        }
+        // Gather complete batches from here that fit.
+        let mut total = 0usize;
+        for (_, next) in batch::scan(&chunk.slice(rel..)) {
+            if total > 0 && total + next.size > max_bytes {
+                break;
+            }
+            if pos + (total + next.size) as u64 > end {
+                break;
+            }
+            total += next.size;
+        }
+        if total == 0 {
+            // The first batch is larger than the chunk: read exactly it.
+            return io.read_at(file, h.size, pos).await;
+        }
+        return Ok(chunk.slice(rel..rel + total));
+    }
+    Ok(Bytes::new())
+}
+
+/// How many times data that fails its checks is read before it is called corrupt: a bit flipped
+/// on the way from the disk is gone on the next read; damage on the disk stays.
+pub const READ_ATTEMPTS: usize = 4;
+
+/// Read batches with `read` and check them right after the read (STYLE.md: CRC on write, CRC on
+/// read): every batch's CRC-32C, and their offsets — which Kafka's CRC does not cover — dense
+/// from the batch that holds `first_offset`. A misread is read again (up to [`READ_ATTEMPTS`]
+/// reads); data that stays bad is corrupt on the disk, and the reader gets an error instead of
+/// wrong offsets or records (librdkafka does not check CRCs by default).
+pub(super) async fn read_verified<F, Fut>(
+    file: &Arc<dyn DiskFile>,
+    first_offset: Option<i64>,
+    read: F,
+) -> Result<Bytes, StorageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Bytes, StorageError>>,
+{
+    let mut last_error = None;
+    for attempt in 0..READ_ATTEMPTS {
+        let outcome = match read().await {
+            Ok(bytes) => verify_batches(&bytes, first_offset)
+                .map(|()| bytes)
+                .map_err(|reason| StorageError::Corrupt {
+                    path: file.path().to_path_buf(),
+                    reason,
+                }),
+            Err(e @ StorageError::Corrupt { .. }) => Err(e),
+            Err(e) => return Err(e),
+        };
+        match outcome {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) => {
+                if attempt == 0 {
+                    tracing::warn!(segment = %file.path().display(), error = %e, "a read failed its checks; reading again");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    // Bad every time: the bytes on the disk are damaged.
+    let e = last_error.unwrap_or_else(|| corrupt(file, 0, "unreadable"));
+    tracing::error!(segment = %file.path().display(), error = %e, "stored data is corrupt");
+    Err(e)
+}
+
+/// Whether `bytes` are whole batches with valid CRCs and dense offsets, the first holding
+/// `first_offset` (when given).
+fn verify_batches(bytes: &[u8], first_offset: Option<i64>) -> Result<(), String> {
+    let mut pos = 0;
+    let mut expect = None;
+    while pos < bytes.len() {
+        let h = batch::validate(&bytes[pos..]).map_err(|e| format!("batch at +{pos}: {e}"))?;
+        match expect {
+            None => {
+                if let Some(o) = first_offset {
+                    if !(h.base_offset <= o && o < h.next_offset()) {
+                        return Err(format!(
+                            "the batch read for offset {o} holds {}..{}",
+                            h.base_offset,
+                            h.next_offset()
+                        ));
+                    }
+                }
+            }
+            Some(next) if next != h.base_offset => {
+                return Err(format!(
+                    "batch at +{pos} starts at offset {} instead of {next}",
+                    h.base_offset
+                ))
+            }
+            Some(_) => {}
+        }
+        expect = Some(h.next_offset());
+        pos += h.size;
+    }
+    Ok(())
+}
+
+fn corrupt(file: &Arc<dyn DiskFile>, pos: u64, why: &str) -> StorageError {
+    StorageError::Corrupt {
+        path: file.path().to_path_buf(),
+        reason: format!("at byte {pos}: {why}"),
+    }
+}
+
+/// Walk the records of an uncompressed batch for the first with timestamp ≥ `ts`.
+pub(super) fn first_record_at_or_after(
+    batch: &[u8],
+    h: &BatchHeader,
+    ts: i64,
+) -> Option<(i64, i64)> {
+    let mut buf = batch.get(HEADER_BYTES..)?;
+    for _ in 0..h.record_count {
+        let len = get_varint(&mut buf)? as usize;
+        let mut rec = buf.get(..len)?;
+        buf = &buf[len..];
+        let _attributes = rec.get_i8();
+        let ts_delta = get_varint(&mut rec)?;
+        let offset_delta = get_varint(&mut rec)?;
+        let record_ts = h.first_timestamp + ts_delta;
+        if record_ts >= ts {
+            return Some((h.base_offset + offset_delta, record_ts));
+        }
+    }
+    None
+}
+
+fn get_varint(buf: &mut &[u8]) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.first()?;
+        *buf = &buf[1..];
+        z |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::make_batch;
+    use bytes::BytesMut;
+
+    /// Three batches of 2, 3 and 1 records at offsets 10, 12, 15, as the pipeline stores them.
+    fn stored() -> BytesMut {
+        let payload: Vec<Bytes> = vec![
+            make_batch(2, 1, 8),
+            make_batch(3, 1, 8),
+            make_batch(1, 1, 8),
+        ];
+        let joined: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+        let headers = batch::validate_all(&joined, 1 << 20).unwrap();
+        let mut out = BytesMut::new();
+        assert_eq!(batch::assign_offsets(&joined, &headers, 10, &mut out), 16);
+        out
+    }
+
+    #[test]
+    fn verified_reads_accept_dense_valid_batches_holding_the_offset() {
+        let data = stored();
+        assert_eq!(verify_batches(&data, Some(10)), Ok(()));
+        assert_eq!(verify_batches(&data, Some(11)), Ok(()));
+        assert_eq!(verify_batches(&data, None), Ok(()));
+        assert_eq!(verify_batches(&[], Some(3)), Ok(()));
+        // The first batch does not hold offset 12.
+        assert!(verify_batches(&data, Some(12)).is_err());
+    }
+
+    #[test]
+    fn verified_reads_catch_a_flip_the_crc_does_not_cover() {
+        // Kafka's CRC starts after the base offset: a flipped offset bit passes the CRC.
+        let mut data = stored();
+        let second = make_batch(2, 1, 8).len();
+        data[second + 7] ^= 0x04; // The second batch's base offset, 12 -> 8.
+        let err = verify_batches(&data, Some(10)).unwrap_err();
+        assert!(err.contains("instead of 12"), "{err}");
+    }
+
+    #[test]
+    fn verified_reads_catch_a_flip_in_the_records() {
+        let mut data = stored();
+        let last = data.len() - 1;
+        data[last] ^= 0x10;
+        let err = verify_batches(&data, Some(10)).unwrap_err();
+        assert!(err.to_lowercase().contains("crc"), "{err}");
+    }
+}

@@ -1,0 +1,295 @@
+//! Opening a partition after a start or a crash: closed segments through their CRC-checked
+//! indexes (rebuilt when damaged), the active segment scanned and cut at the first torn or
+//! corrupt batch (read again first: a misread must not cut acknowledged data).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use io_backend::{DiskFile, OpenMode};
+
+use super::index::{self, IndexEntry};
+use super::read::READ_ATTEMPTS;
+use super::{segment_name, LogConfig, Partition, PartitionState, Segment, SCAN_CHUNK_BYTES};
+use crate::batch::{self, HEADER_BYTES};
+use crate::storage::io::{Io, StorageError};
+
+/// What scanning a segment found: the valid prefix and its index.
+struct Scanned {
+    valid_len: u64,
+    next_offset: i64,
+    entries: Vec<IndexEntry>,
+    max_timestamp: i64,
+    first_timestamp: Option<i64>,
+}
+
+/// Drop the chunk so the scan reads from `pos` again; false once this position was read
+/// [`READ_ATTEMPTS`] times (the data is bad on the disk, or torn).
+fn reread(reread_at: &mut (u64, usize), pos: u64, chunk: &mut Bytes) -> bool {
+    if reread_at.0 != pos {
+        *reread_at = (pos, 1);
+    }
+    if reread_at.1 >= READ_ATTEMPTS {
+        return false;
+    }
+    reread_at.1 += 1;
+    *chunk = Bytes::new();
+    true
+}
+
+/// Scan a segment from the start, validating every batch (CRC-32C, header, offsets continuing
+/// from the previous batch). Stops at the first invalid or incomplete batch. Reads a chunk at a
+/// time, so memory stays bounded however long the log is.
+async fn scan_segment(
+    io: &Io,
+    file: &Arc<dyn DiskFile>,
+    base_offset: i64,
+    len: u64,
+    interval: u64,
+) -> Result<Scanned, StorageError> {
+    let mut s = Scanned {
+        valid_len: 0,
+        next_offset: base_offset,
+        entries: Vec::new(),
+        max_timestamp: -1,
+        first_timestamp: None,
+    };
+    let mut chunk = Bytes::new();
+    let mut chunk_pos = 0u64;
+    let mut pos = 0u64;
+    // Where the scan last found bad data, and how often it read it: what looks like a torn tail
+    // may be a misread, and cutting there would drop acknowledged records; more reads decide.
+    let mut reread_at = (u64::MAX, 0);
+    while pos < len {
+        let rel = (pos - chunk_pos) as usize;
+        let have = chunk.len().saturating_sub(rel);
+        let header = match chunk.get(rel..).map(batch::parse_header) {
+            Some(Ok(h)) => Some(h),
+            // Zeros where a header would be: the end of the data (the pipeline writes zeros
+            // ahead of it). No misread turns a header into zeros, so this is not read again.
+            Some(Err(_)) if have >= HEADER_BYTES && is_zeros(&chunk[rel..rel + HEADER_BYTES]) => {
+                break
+            }
+            // A full header that does not parse: corrupt from here on (once read again).
+            Some(Err(_)) if have >= HEADER_BYTES => {
+                if reread(&mut reread_at, pos, &mut chunk) {
+                    continue;
+                }
+                break;
+            }
+            _ => None,
+        };
+        if let Some(h) = header {
+            if h.size as u64 > len - pos {
+                if reread(&mut reread_at, pos, &mut chunk) {
+                    continue;
+                }
+                break; // The batch claims more bytes than the file has: a torn write.
+            }
+        }
+        let Some(h) = header.filter(|h| h.size <= have) else {
+            // The next batch (or its header) is not all in the chunk: read from here.
+            if rel == 0 && have as u64 >= len - pos {
+                break; // Everything up to the end is here and it is not a whole batch.
+            }
+            let need = header
+                .map(|h| h.size)
+                .unwrap_or(HEADER_BYTES)
+                .max(SCAN_CHUNK_BYTES);
+            chunk = io
+                .read_at(file, (len - pos).min(need as u64) as usize, pos)
+                .await?;
+            chunk_pos = pos;
+            if chunk.is_empty() {
+                break;
+            }
+            continue;
+        };
+        if batch::validate(&chunk[rel..rel + h.size]).is_err() || h.base_offset != s.next_offset {
+            if reread(&mut reread_at, pos, &mut chunk) {
+                continue;
+            }
+            break;
+        }
+        let due = s
+            .entries
+            .last()
+            .map(|e| pos - e.position as u64 >= interval)
+            .unwrap_or(true);
+        if due {
+            s.entries.push(IndexEntry {
+                relative_offset: (h.base_offset - base_offset) as u32,
+                position: pos as u32,
+                prefix_max_timestamp: s.max_timestamp,
+            });
+        }
+        s.first_timestamp.get_or_insert(h.max_timestamp);
+        s.max_timestamp = s.max_timestamp.max(h.max_timestamp);
+        s.next_offset = h.next_offset();
+        pos += h.size as u64;
+        s.valid_len = pos;
+    }
+    Ok(s)
+}
+
+fn is_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
+}
+
+/// Whether the tail of `file` from `from` looks like the zeros the pipeline writes ahead of
+/// the data: its first chunk (at most [`SCAN_CHUNK_BYTES`]) is all zeros. A torn write starts
+/// where the data ends, so damage shows in that chunk; reading all of a long tail of zeros at
+/// every start of every partition would cost more than it tells.
+async fn zeros_from(
+    io: &Io,
+    file: &Arc<dyn DiskFile>,
+    from: u64,
+    to: u64,
+) -> Result<bool, StorageError> {
+    let len = (to - from).min(SCAN_CHUNK_BYTES as u64) as usize;
+    Ok(is_zeros(&io.read_at(file, len, from).await?))
+}
+
+/// A whole small file (index, metadata), or `None` if it does not exist.
+pub async fn read_whole(io: &Io, path: &Path) -> Result<Option<Bytes>, StorageError> {
+    let exists = io.exists(path).await?;
+    if !exists {
+        return Ok(None);
+    }
+    let f = io.open(path, OpenMode::Existing).await?;
+    let len = io.len(&f).await?;
+    Ok(Some(io.read_at(&f, len as usize, 0).await?))
+}
+
+/// Write a closed segment's index files and sync them.
+pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), StorageError> {
+    let next_rel = (seg.next_offset - seg.base_offset) as u32;
+    let (offsets, times) = index::encode(&seg.entries, seg.max_timestamp, next_rel);
+    for (ext, data) in [("index", offsets), ("timeindex", times)] {
+        let path = dir.join(segment_name(seg.base_offset, ext));
+        let f = io.open(&path, OpenMode::Truncate).await?;
+        io.write_at(&f, data, 0).await?;
+        io.sync_data(&f).await?;
+    }
+    Ok(())
+}
+
+/// Open a partition directory after a start or a crash: load closed segments through their
+/// index files (rebuilding an index that fails its checks), scan the active segment, and cut a
+/// torn or corrupt tail off it.
+pub async fn recover(
+    io: &Io,
+    dir: &Path,
+    topic: &str,
+    index_no: i32,
+    config: LogConfig,
+) -> Result<Partition, StorageError> {
+    io.create_dir_all(dir).await?;
+    let names = io.list(dir).await?;
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
+        .collect();
+    bases.sort_unstable();
+    // Index files whose segment is gone (retention removes the log file first).
+    for name in &names {
+        let base = name
+            .strip_suffix(".index")
+            .or_else(|| name.strip_suffix(".timeindex"))
+            .and_then(|b| b.parse::<i64>().ok());
+        if base.is_some_and(|b| bases.binary_search(&b).is_err()) {
+            io.remove_file(&dir.join(name)).await?;
+        }
+    }
+    let mut segments = BTreeMap::new();
+    if bases.is_empty() {
+        let path = dir.join(segment_name(0, "log"));
+        let file = io.open(&path, OpenMode::Create).await?;
+        io.sync_dir(dir).await?;
+        segments.insert(0, Segment::empty(0, file));
+    }
+    for (i, &base) in bases.iter().enumerate() {
+        let path = dir.join(segment_name(base, "log"));
+        let file = io.open(&path, OpenMode::Existing).await?;
+        let len = io.len(&file).await?;
+        let is_active = i + 1 == bases.len();
+        if !is_active {
+            let offsets = read_whole(io, &dir.join(segment_name(base, "index"))).await?;
+            let times = read_whole(io, &dir.join(segment_name(base, "timeindex"))).await?;
+            let loaded = match (offsets, times) {
+                (Some(o), Some(t)) => index::decode(&o, &t, len),
+                _ => None,
+            };
+            if let Some(l) = loaded.filter(|l| base + l.next_relative as i64 == bases[i + 1]) {
+                segments.insert(
+                    base,
+                    Segment {
+                        base_offset: base,
+                        file,
+                        size: len,
+                        next_offset: base + l.next_relative as i64,
+                        entries: l.entries,
+                        max_timestamp: l.max_timestamp,
+                        roll_base_ms: None,
+                        allocated: len,
+                    },
+                );
+                continue;
+            }
+            tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
+        }
+        let s = scan_segment(io, &file, base, len, config.index_interval_bytes).await?;
+        if s.valid_len < len {
+            if zeros_from(io, &file, s.valid_len, len).await? {
+                // What the pipeline wrote ahead of the data: nothing was lost.
+                tracing::debug!(segment = %path.display(), valid_bytes = s.valid_len, file_bytes = len, "cutting the zeros written ahead of the data");
+            } else {
+                tracing::warn!(
+                    segment = %path.display(),
+                    valid_bytes = s.valid_len,
+                    file_bytes = len,
+                    "truncating a torn or corrupt tail"
+                );
+            }
+            io.truncate(&file, s.valid_len).await?;
+            io.sync_data(&file).await?;
+        }
+        let seg = Segment {
+            base_offset: base,
+            file,
+            size: s.valid_len,
+            next_offset: s.next_offset,
+            entries: s.entries,
+            max_timestamp: s.max_timestamp,
+            roll_base_ms: s.first_timestamp,
+            allocated: s.valid_len,
+        };
+        if !is_active {
+            if s.valid_len < len || base + (s.next_offset - base) != bases[i + 1] {
+                // A closed segment with a hole: later segments would not continue it.
+                return Err(StorageError::Corrupt {
+                    path,
+                    reason: format!(
+                        "closed segment ends at offset {} but the next segment starts at {}",
+                        s.next_offset,
+                        bases[i + 1]
+                    ),
+                });
+            }
+            write_index(io, dir, &seg).await?;
+        }
+        segments.insert(base, seg);
+    }
+    let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+    Ok(Partition::new(
+        topic,
+        index_no,
+        dir.to_path_buf(),
+        config,
+        PartitionState {
+            segments,
+            log_start_offset,
+        },
+    ))
+}

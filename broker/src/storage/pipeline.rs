@@ -1,0 +1,529 @@
+//! The group-commit pipeline: the only writer of a data directory's files.
+//!
+//! One task owns every file of the directory. Request handlers queue appends on a bounded
+//! channel (backpressure means "queue full", never "lock busy"). The task takes everything
+//! queued, writes it (one write per partition, all partitions in flight together), syncs every
+//! file it wrote (the syncs in flight together), makes the data visible, then answers the
+//! waiters. While it waits for a sync, the next batch gathers in the queue; when nothing is
+//! queued it sleeps, so an idle broker does no disk work and a lone write is committed at once.
+//! Topic creation and deletion and retention are commands on the same queue, taken in order.
+//!
+//! Every disk operation has a deadline ([`Io::run`]). When one passes, the directory is declared
+//! failed: the round's waiters and every later append get a retriable error at once, and the
+//! directory heals — active segments cut back to what was committed, then synced — after the
+//! stalled operations end.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use io_backend::OpenMode;
+use tokio::sync::{mpsc, watch};
+
+use super::log::{self, index::IndexEntry, LogConfig, Partition, Segment};
+use super::{Append, Appended, Command, Io, Reply, Shared, StorageError, Waiter};
+use crate::batch;
+use crate::catalog::{self, Topic, TopicError};
+use crate::metrics::Metrics;
+use crate::records::TimestampType;
+
+/// Appends taken into one commit round at most (the rest wait for the next round).
+pub const ROUND_APPENDS_MAX: usize = 4096;
+const ROUND_BYTES_MAX: usize = 32 << 20;
+/// Records taken into one round at most: what one round appends to a partition must fit the
+/// relative offsets of one segment (a fresh one, if the active segment has no room left).
+const ROUND_RECORDS_MAX: i64 = log::RELATIVE_OFFSET_MAX / 2;
+
+/// One partition's share of a commit round.
+struct Planned {
+    partition: Arc<Partition>,
+    file: Arc<dyn io_backend::DiskFile>,
+    segment_base: i64,
+    position: u64,
+    data: Bytes,
+    /// Zeros to write ahead of the data `(offset, len)`, and the file's written length after.
+    zero_fill: Option<(u64, usize)>,
+    allocated: u64,
+    next_offset: i64,
+    entries: Vec<IndexEntry>,
+    max_timestamp: i64,
+    records: u64,
+    waiters: Vec<(Waiter, i64)>,
+    /// What the batches were stamped with under LogAppendTime; -1 otherwise.
+    log_append_time_ms: i64,
+}
+
+pub(super) struct Pipeline {
+    pub(super) shared: Arc<Shared>,
+    pub(super) rx: mpsc::Receiver<Command>,
+    pub(super) heal_tx: mpsc::Sender<()>,
+    pub(super) heal_rx: mpsc::Receiver<()>,
+    pub(super) healing: bool,
+    /// The data directory's lock: held by the log's only writer for as long as it runs.
+    pub(super) _dir_lock: io_backend::DirLock,
+    /// Dropped with the pipeline, which tells [`Store::closed`](super::Store::closed).
+    pub(super) _alive: watch::Sender<()>,
+}
+
+impl Pipeline {
+    pub(super) fn io(&self) -> &Io {
+        &self.shared.io
+    }
+
+    pub(super) async fn run(mut self) {
+        loop {
+            let first = tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => return,
+                },
+                _ = self.shared.io.health.failed_signal.notified(), if !self.healing => {
+                    self.start_healing();
+                    continue;
+                }
+                Some(()) = self.heal_rx.recv() => {
+                    self.heal().await;
+                    continue;
+                }
+            };
+            let mut taken = vec![first];
+            let mut bytes = 0usize;
+            let mut records = 0i64;
+            while taken.len() < ROUND_APPENDS_MAX
+                && bytes < ROUND_BYTES_MAX
+                && records < ROUND_RECORDS_MAX
+            {
+                match self.rx.try_recv() {
+                    Ok(cmd) => {
+                        if let Command::Append(a) = &cmd {
+                            bytes += a.payload.len();
+                            records += batch::record_count(&a.headers);
+                        }
+                        taken.push(cmd)
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.shared
+                .metrics
+                .append_queue_depth
+                .fetch_sub(taken.len() as i64, Ordering::Relaxed);
+            let mut appends = Vec::new();
+            for cmd in taken {
+                match cmd {
+                    Command::Append(a) => appends.push(a),
+                    admin => {
+                        // Keep order: appends queued before an admin command commit first.
+                        self.commit(std::mem::take(&mut appends)).await;
+                        self.admin(admin).await;
+                    }
+                }
+            }
+            self.commit(appends).await;
+        }
+    }
+
+    /// Wait (off the pipeline) for stalled operations to end, then heal.
+    fn start_healing(&mut self) {
+        self.healing = true;
+        let shared = self.shared.clone();
+        let heal_tx = self.heal_tx.clone();
+        tokio::spawn(async move {
+            shared.io.health.stalled_operations_ended().await;
+            let _ = heal_tx.send(()).await;
+        });
+    }
+
+    /// Cut every active segment back to its committed size and sync it; then accept writes.
+    async fn heal(&mut self) {
+        let topics = self.shared.catalog.all();
+        let mut result = Ok(());
+        'all: for t in &topics {
+            for p in &t.partitions {
+                let (file, size) = {
+                    let st = p.state();
+                    (st.active().file.clone(), st.active().size)
+                };
+                let synced = match self.io().truncate(&file, size).await {
+                    Ok(()) => self.io().sync_data(&file).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = synced {
+                    result = Err(e);
+                    break 'all;
+                }
+                let mut st = p.state_mut();
+                let seg = st.active_mut();
+                seg.allocated = seg.size;
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.healing = false;
+                self.shared.io.health.heal();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "data directory could not heal yet; retrying");
+                let heal_tx = self.heal_tx.clone();
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    shared.io.health.stalled_operations_ended().await;
+                    shared.env.clock.sleep(Duration::from_secs(1)).await;
+                    let _ = heal_tx.send(()).await;
+                });
+            }
+        }
+    }
+
+    fn fail(&self, err: &StorageError) {
+        let (op, path) = match err {
+            StorageError::Disk(d) => (Some(d.op), Some(d.path.clone())),
+            StorageError::Stalled { op, path, .. } => (Some(*op), Some(path.clone())),
+            _ => (None, None),
+        };
+        self.shared
+            .io
+            .health
+            .fail(err.to_string(), op, path, self.shared.env.clock.now());
+    }
+
+    async fn commit(&mut self, appends: Vec<Append>) {
+        if appends.is_empty() {
+            return;
+        }
+        if let Err(e) = self.shared.io.health.check() {
+            answer_all(appends.into_iter().map(|a| a.reply), &e);
+            return;
+        }
+        // Group by partition, keeping each partition's arrival order.
+        let mut order: Vec<Arc<Partition>> = Vec::new();
+        let mut groups: HashMap<usize, Vec<Append>> = HashMap::new();
+        for a in appends {
+            let key = Arc::as_ptr(&a.partition) as usize;
+            let g = groups.entry(key).or_default();
+            if g.is_empty() {
+                order.push(a.partition.clone());
+            }
+            g.push(a);
+        }
+        let mut plans = Vec::with_capacity(order.len());
+        for partition in order {
+            let group = groups
+                .remove(&(Arc::as_ptr(&partition) as usize))
+                .unwrap_or_default();
+            match self.plan(&partition, group).await {
+                Ok(p) => plans.push(p),
+                // Only this partition's appends fail; the directory is fine.
+                Err((e @ StorageError::PartitionGone { .. }, waiters)) => {
+                    answer_all(waiters, &e);
+                }
+                Err((e, waiters)) => {
+                    self.fail(&e);
+                    answer_all(waiters, &e);
+                    answer_all(
+                        plans
+                            .into_iter()
+                            .flat_map(|p: Planned| p.waiters.into_iter().map(|w| w.0)),
+                        &e,
+                    );
+                    return;
+                }
+            }
+        }
+        // Per file: its writes, then its sync, as one operation; all files in flight together.
+        let io = self.io().clone();
+        crate::fault_point!("commit.before_sync");
+        let started = self.shared.env.clock.now();
+        let rounds = plans.iter().map(|p| {
+            let mut writes = vec![(p.data.clone(), p.position)];
+            if let Some((at, len)) = p.zero_fill {
+                writes.push((Bytes::from(vec![0u8; len]), at));
+            }
+            io.write_all_and_sync(&p.file, writes)
+        });
+        let outcome: Result<(), StorageError> = join_all(rounds).await.into_iter().collect();
+        self.shared
+            .metrics
+            .observe_sync(self.shared.env.clock.now() - started);
+        crate::fault_point!("commit.after_sync");
+        if let Err(e) = outcome {
+            self.fail(&e);
+            // The bytes went to the disk: their fate is unknown to the waiters (indefinite).
+            answer_all(
+                plans
+                    .into_iter()
+                    .flat_map(|p| p.waiters.into_iter().map(|w| w.0)),
+                &StorageError::Unconfirmed(Box::new(e)),
+            );
+            return;
+        }
+        // Just before the partitions' state is updated (the lock is taken below, never across
+        // this pause).
+        crate::fault_point!("partition.publish");
+        let now_ms = self.shared.env.clock.wall_ms();
+        let mut appended = 0u64;
+        let mut answers = Vec::with_capacity(plans.len());
+        for p in plans {
+            let log_start_offset = {
+                let mut st = p.partition.state_mut();
+                let seg = st.active_mut();
+                // The pipeline is the only writer: nothing moved since the plan.
+                assert_eq!(
+                    seg.base_offset, p.segment_base,
+                    "active segment changed under the pipeline"
+                );
+                assert_eq!(
+                    seg.size, p.position,
+                    "segment size changed under the pipeline"
+                );
+                seg.size += p.data.len() as u64;
+                seg.allocated = seg.allocated.max(p.allocated);
+                seg.next_offset = p.next_offset;
+                seg.entries.extend_from_slice(&p.entries);
+                seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
+                seg.roll_base_ms.get_or_insert(now_ms);
+                st.log_start_offset
+            };
+            Metrics::inc(&self.shared.metrics.produced_records, p.records);
+            Metrics::inc(&self.shared.metrics.produced_bytes, p.data.len() as u64);
+            appended += p.waiters.len() as u64;
+            answers.push((p.waiters, log_start_offset, p.log_append_time_ms));
+        }
+        // Count and publish before answering, so whoever hears back sees the round counted.
+        Metrics::inc(&self.shared.metrics.commit_rounds, 1);
+        Metrics::inc(&self.shared.metrics.commit_appends, appended);
+        self.shared.commits.send_modify(|g| *g += 1);
+        for (waiters, log_start_offset, log_append_time_ms) in answers {
+            for (reply, base_offset) in waiters {
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(Appended {
+                        base_offset,
+                        log_start_offset,
+                        log_append_time_ms,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Assign offsets and lay out one partition's appends of this round (rolling first if due).
+    async fn plan(
+        &mut self,
+        partition: &Arc<Partition>,
+        group: Vec<Append>,
+    ) -> Result<
+        Planned,
+        (
+            StorageError,
+            Vec<Option<Reply<Result<Appended, StorageError>>>>,
+        ),
+    > {
+        if partition.is_deleted() {
+            let gone = StorageError::PartitionGone {
+                topic: partition.topic.clone(),
+                partition: partition.index,
+            };
+            return Err((gone, group.into_iter().map(|a| a.reply).collect()));
+        }
+        let bytes: usize = group.iter().map(|a| a.payload.len()).sum();
+        let records: i64 = group.iter().map(|a| batch::record_count(&a.headers)).sum();
+        let now_ms = self.shared.env.clock.wall_ms();
+        let roll_due =
+            partition
+                .state()
+                .active()
+                .roll_due(bytes as u64, records, now_ms, &partition.config);
+        if roll_due {
+            if let Err(e) = self.roll(partition).await {
+                return Err((e, group.into_iter().map(|a| a.reply).collect()));
+            }
+        }
+        let st = partition.state();
+        let seg = st.active();
+        let interval = partition.config.index_interval_bytes;
+        let log_append_time = partition.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut last_entry = seg.entries.last().map(|e| e.position as u64);
+        let mut max_ts = seg.max_timestamp;
+        let mut next = seg.next_offset;
+        let mut data = BytesMut::with_capacity(bytes);
+        let mut entries = Vec::new();
+        let mut records = 0u64;
+        let mut waiters = Vec::with_capacity(group.len());
+        for a in group {
+            let base_offset = next;
+            let mut from = 0usize;
+            for h in &a.headers {
+                let pos = seg.size + data.len() as u64;
+                if last_entry.is_none_or(|l| pos - l >= interval) {
+                    entries.push(IndexEntry {
+                        relative_offset: (next - seg.base_offset) as u32,
+                        position: pos as u32,
+                        prefix_max_timestamp: max_ts,
+                    });
+                    last_entry = Some(pos);
+                }
+                let one = &a.payload[from..from + h.size];
+                let start = data.len();
+                next = batch::assign_offsets(one, std::slice::from_ref(h), next, &mut data);
+                if log_append_time {
+                    batch::stamp_log_append_time(&mut data[start..], now_ms);
+                    max_ts = max_ts.max(now_ms);
+                } else {
+                    max_ts = max_ts.max(h.max_timestamp);
+                }
+                from += h.size;
+            }
+            records += batch::record_count(&a.headers) as u64;
+            waiters.push((a.reply, base_offset));
+        }
+        let end = seg.size + data.len() as u64;
+        let ahead = partition.config.preallocate_bytes;
+        let (zero_fill, allocated) = if ahead > 0 && end > seg.allocated {
+            let from = seg.allocated.max(end);
+            let to = (end + ahead).min(partition.config.segment_bytes.max(end));
+            (
+                (to > from).then(|| (from, (to - from) as usize)),
+                to.max(end),
+            )
+        } else {
+            (None, seg.allocated.max(end))
+        };
+        Ok(Planned {
+            partition: partition.clone(),
+            file: seg.file.clone(),
+            segment_base: seg.base_offset,
+            position: seg.size,
+            zero_fill,
+            allocated,
+            data: data.freeze(),
+            next_offset: next,
+            entries,
+            max_timestamp: max_ts,
+            records,
+            waiters,
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+        })
+    }
+
+    /// Close the active segment (write and sync its index) and start a new one.
+    async fn roll(&mut self, partition: &Arc<Partition>) -> Result<(), StorageError> {
+        let closing: Segment = partition.state().active().clone();
+        if closing.allocated > closing.size {
+            // A closed segment holds exactly its data: cut the zeros written ahead.
+            self.io().truncate(&closing.file, closing.size).await?;
+            self.io().sync_data(&closing.file).await?;
+        }
+        log::write_index(self.io(), &partition.dir, &closing).await?;
+        let base = closing.next_offset;
+        let path = partition.dir.join(log::segment_name(base, "log"));
+        let file = self.io().open(&path, OpenMode::Create).await?;
+        self.io().sync_dir(&partition.dir).await?;
+        partition
+            .state_mut()
+            .segments
+            .insert(base, Segment::empty(base, file));
+        tracing::debug!(topic = %partition.topic, partition = partition.index, base_offset = base, "rolled segment");
+        Ok(())
+    }
+
+    async fn admin(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append(a) => self.commit(vec![a]).await,
+            Command::CreateTopic {
+                name,
+                partitions,
+                config,
+                reply,
+            } => {
+                let r = match self.shared.io.health.check() {
+                    Err(e) => Err(e.into()),
+                    Ok(()) => self.create_topic(&name, partitions, config).await,
+                };
+                if let Err(TopicError::Storage(e)) = &r {
+                    if matches!(e, StorageError::Disk(_) | StorageError::Stalled { .. }) {
+                        self.fail(e);
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            Command::DeleteTopic { name, reply } => {
+                let r = match self.shared.io.health.check() {
+                    Err(e) => Err(e.into()),
+                    Ok(()) => self.delete_topic(&name).await,
+                };
+                let _ = reply.send(r);
+            }
+            Command::Retention => {
+                if self.shared.io.health.check().is_ok() {
+                    self.retention().await;
+                }
+            }
+        }
+    }
+
+    /// Create a topic whole or not at all ([`catalog::write_topic`]); a failure removes what
+    /// it made, and what a crash leaves is removed at the next start.
+    async fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        config: LogConfig,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if self.shared.catalog.contains(name) {
+            return Err(TopicError::Exists);
+        }
+        let hi = self.shared.env.rng.next_u64() as u128;
+        let lo = self.shared.env.rng.next_u64() as u128;
+        let data_dir = &self.shared.data_dir;
+        let created = catalog::write_topic(
+            self.io(),
+            data_dir,
+            name,
+            partitions,
+            config,
+            (hi << 64) | lo,
+        )
+        .await;
+        match &created {
+            Ok(topic) => {
+                self.shared.catalog.insert(topic.clone());
+                tracing::info!(topic = name, partitions, "created topic");
+            }
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "topic creation failed; removing what it made");
+                if let Err(undo) = catalog::undo_create(self.io(), data_dir, name, partitions).await
+                {
+                    tracing::warn!(topic = name, error = %undo, "could not remove a failed topic's files; they are removed at the next start");
+                }
+            }
+        }
+        created
+    }
+
+    async fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
+        let topic = self
+            .shared
+            .catalog
+            .remove(name)
+            .ok_or(TopicError::Unknown)?;
+        // Appends queued behind this command still hold the partitions: they are refused.
+        for p in &topic.partitions {
+            p.mark_deleted();
+        }
+        catalog::delete_files(self.io(), &self.shared.data_dir, &topic).await?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+}
+
+fn answer_all(
+    replies: impl IntoIterator<Item = Option<Reply<Result<Appended, StorageError>>>>,
+    err: &StorageError,
+) {
+    for r in replies.into_iter().flatten() {
+        let _ = r.send(Err(err.clone()));
+    }
+}

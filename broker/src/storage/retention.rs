@@ -1,0 +1,73 @@
+//! Retention: whole closed segments past `retention.bytes` or `retention.ms` are deleted,
+//! the oldest first, never the active one — by the pipeline, as a command on its queue.
+
+use super::log::{self, Partition, Segment};
+use super::pipeline::Pipeline;
+use super::StorageError;
+
+impl Pipeline {
+    /// Delete whole closed segments past `retention.bytes` or `retention.ms` (Kafka semantics:
+    /// the oldest first, never the active segment). Each deletion is made durable (the
+    /// partition directory synced) before the log start moves past the segment, one segment at
+    /// a time: after a crash a deleted segment never comes back, so the log start offset a
+    /// client was told never moves backwards.
+    pub(super) async fn retention(&mut self) {
+        let now_ms = self.shared.env.clock.wall_ms();
+        for t in self.shared.catalog.all() {
+            for p in &t.partitions {
+                for seg in retention_doomed(p, now_ms) {
+                    if let Err(e) = self.delete_segment(p, &seg).await {
+                        tracing::warn!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, error = %e, "could not delete a segment; retention tries again later");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delete one closed segment for retention: its log file (then the directory synced), then
+    /// the log start moves past it, then its index files (an index without its log is removed
+    /// by recovery if a crash comes first).
+    async fn delete_segment(&self, p: &Partition, seg: &Segment) -> Result<(), StorageError> {
+        tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
+        self.io()
+            .remove_file(&p.dir.join(log::segment_name(seg.base_offset, "log")))
+            .await?;
+        self.io().sync_dir(&p.dir).await?;
+        {
+            let mut st = p.state_mut();
+            st.segments.remove(&seg.base_offset);
+            if let Some(first) = st.segments.keys().next().copied() {
+                st.log_start_offset = st.log_start_offset.max(first);
+            }
+        }
+        for ext in ["index", "timeindex"] {
+            let path = p.dir.join(log::segment_name(seg.base_offset, ext));
+            if let Err(e) = self.io().remove_file(&path).await {
+                tracing::warn!(file = %path.display(), error = %e, "could not delete an index file");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The closed segments of `p` that retention deletes now, oldest first.
+fn retention_doomed(p: &Partition, now_ms: i64) -> Vec<Segment> {
+    let st = p.state();
+    let mut total = st.size_bytes() as i64;
+    let closed = st.segments.len().saturating_sub(1);
+    let mut doomed = Vec::new();
+    for seg in st.segments.values().take(closed) {
+        let by_size =
+            p.config.retention_bytes >= 0 && total - seg.size as i64 >= p.config.retention_bytes;
+        let by_time = p.config.retention_ms >= 0
+            && seg.max_timestamp >= 0
+            && now_ms - seg.max_timestamp > p.config.retention_ms;
+        if !(by_size || by_time) {
+            break;
+        }
+        total -= seg.size as i64;
+        doomed.push(seg.clone());
+    }
+    doomed
+}
