@@ -379,9 +379,11 @@ pub fn topic_config(
             }
             "min.insync.replicas" => c.min_insync_replicas = num(1, i32::MAX as i64)? as i32,
             "cleanup.policy" if value == "delete" => {}
-            "cleanup.policy" => return Err(format!(
+            "cleanup.policy" => {
+                return Err(format!(
                 "cleanup.policy={value} is not supported (only delete: there is no log compaction)"
-            )),
+            ))
+            }
             // Batches are stored as produced, never recompressed.
             "compression.type" if value == "producer" => {}
             "compression.type" => {

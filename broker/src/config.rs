@@ -73,6 +73,9 @@ pub struct Config {
     pub segment_ms: i64,
     pub retention_ms: i64,
     pub retention_bytes: i64,
+    /// Idempotent producers that have not written to a partition for this long are forgotten
+    /// there (`producer.id.expiration.ms`); one that comes back may then restart its sequence.
+    pub producer_id_expiration_ms: i64,
     /// How often retention is checked (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
@@ -112,6 +115,7 @@ impl Default for Config {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
+            producer_id_expiration_ms: 86_400_000,
             seed: 0,
             worker_threads: 0,
         }
@@ -328,6 +332,9 @@ impl Config {
                 "max_message_bytes = {} is larger than max_frame_bytes = {}: no request could carry such a batch",
                 self.max_message_bytes, self.max_frame_bytes
             ));
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return bad("producer_id_expiration_ms must be at least 1".into());
         }
         if self.segment_ms < 1 || self.retention_ms < -1 || self.retention_bytes < -1 {
             return bad(

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod config;
 pub mod memory;
 pub mod metrics;
+pub mod producer_state;
 pub mod protocol;
 pub mod records;
 pub mod server;

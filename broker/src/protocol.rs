@@ -18,6 +18,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -36,7 +37,11 @@ pub mod error {
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const INVALID_TIMESTAMP: i16 = 32;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const UNSUPPORTED_VERSION: i16 = 35;
@@ -150,6 +155,9 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         }
         ApiKey::DeleteTopics => {
             RequestKind::DeleteTopics(DeleteTopicsRequest::decode(buf, version)?)
+        }
+        ApiKey::InitProducerId => {
+            RequestKind::InitProducerId(InitProducerIdRequest::decode(buf, version)?)
         }
         other => anyhow::bail!("{other:?} has no decoder"),
     })
@@ -389,6 +397,7 @@ mod tests {
             ApiKey::ListOffsets => RequestKind::ListOffsets(Default::default()),
             ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
             ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
+            ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
             other => panic!("no sample for {other:?}"),
         }
     }

@@ -96,6 +96,12 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, rules: &Rules) -> Result<
     if h.attributes & TRANSACTIONAL != 0 {
         return Err(BatchError::Transactional);
     }
+    if h.producer_id >= 0 && (h.producer_epoch < 0 || h.base_sequence < 0) {
+        return Err(BatchError::InvalidRecords(format!(
+            "producer {} has epoch {} and base sequence {}: an idempotent batch needs both",
+            h.producer_id, h.producer_epoch, h.base_sequence
+        )));
+    }
     let body = &batch[HEADER_BYTES..];
     let codec = h.attributes & CODEC_MASK;
     let count = h.record_count as usize;

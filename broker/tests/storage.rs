@@ -12,8 +12,8 @@ use broker::batch;
 use broker::config::Config;
 use broker::metrics::Metrics;
 use broker::storage::log::ReadError;
-use broker::storage::StorageError;
 use broker::storage::Store;
+use broker::storage::{AppendError, StorageError};
 use bytes::Bytes;
 use io_backend::{
     blocking::BlockingDisk, Disk, DiskFile, DiskResult, Env, EnvRng, OpenMode, SystemClock, TcpNet,
@@ -21,7 +21,7 @@ use io_backend::{
 use tokio::sync::watch;
 
 mod common;
-use common::make_batch;
+use common::{idempotent_batch, make_batch};
 
 /// Syncs wait while the gate is closed, and take `delay` when open; reads wait while the read
 /// gate is closed; opens of a path containing `fail_open` fail, and so do the next
@@ -180,7 +180,7 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-async fn append(store: &Store, topic: &str, b: Bytes) -> Result<i64, StorageError> {
+async fn append(store: &Store, topic: &str, b: Bytes) -> Result<i64, AppendError> {
     let t = store.topic(topic).expect("topic");
     let headers = batch::validate_all(&b, 1 << 20).expect("valid batch");
     let rx = store
@@ -328,7 +328,7 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
         .unwrap_err();
     // Its bytes were written before the sync stalled: the failure is indefinite.
     assert!(
-        matches!(&err, StorageError::Unconfirmed(cause) if matches!(**cause, StorageError::Stalled { .. })),
+        matches!(&err, AppendError::Storage(StorageError::Unconfirmed(cause)) if matches!(**cause, StorageError::Stalled { .. })),
         "got {err}"
     );
     assert!(err.indefinite());
@@ -341,7 +341,10 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
     let err = append(&store, "t", make_batch(1, 3, b"refused"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StorageError::DirFailed(_)), "got {err}");
+    assert!(
+        matches!(err, AppendError::Storage(StorageError::DirFailed(_))),
+        "got {err}"
+    );
     assert!(!err.indefinite(), "refused before anything was written");
     let failure = store.io().health.failure().expect("failure recorded");
     assert!(failure.path.unwrap().to_string_lossy().ends_with(".log"));
@@ -721,7 +724,7 @@ async fn appends_queued_behind_a_topic_deletion_are_refused_and_the_directory_st
             .unwrap();
         let outcome = rx.unwrap().await.unwrap();
         assert!(
-            matches!(outcome, Err(StorageError::PartitionGone { .. })),
+            matches!(outcome, Err(AppendError::PartitionGone { .. })),
             "{}: an append to a deleted partition: {outcome:?}",
             p.topic
         );
@@ -859,4 +862,168 @@ async fn a_topic_creation_that_fails_part_way_leaves_nothing_behind() {
             .unwrap(),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_producers_retries_are_answered_with_the_original_offset() {
+    use broker::producer_state::ProducerError;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    store.create_topic("t", 1, store.defaults).await.unwrap();
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(
+        append(&store, "t", idempotent_batch(9, 0, 0, 3))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        append(&store, "t", make_batch(1, 1, b"plain"))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        append(&store, "t", idempotent_batch(9, 0, 3, 2))
+            .await
+            .unwrap(),
+        4
+    );
+    // Retries of both batches: their offsets, nothing written.
+    assert_eq!(
+        append(&store, "t", idempotent_batch(9, 0, 0, 3))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        append(&store, "t", idempotent_batch(9, 0, 3, 2))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(p.high_watermark(), 6);
+    // A gap, and an older epoch after a newer one.
+    let gap = append(&store, "t", idempotent_batch(9, 0, 7, 1)).await;
+    assert!(
+        matches!(
+            gap,
+            Err(AppendError::Producer(ProducerError::OutOfOrderSequence {
+                last: 4,
+                got: 7,
+                ..
+            }))
+        ),
+        "{gap:?}"
+    );
+    assert_eq!(
+        append(&store, "t", idempotent_batch(9, 1, 0, 1))
+            .await
+            .unwrap(),
+        6
+    );
+    let fenced = append(&store, "t", idempotent_batch(9, 0, 5, 1)).await;
+    assert!(
+        matches!(
+            fenced,
+            Err(AppendError::Producer(ProducerError::InvalidEpoch { .. }))
+        ),
+        "{fenced:?}"
+    );
+    assert_eq!(p.high_watermark(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_state_is_rebuilt_after_a_restart_from_snapshots_or_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let tweak = |c: &mut Config| c.segment_bytes = 1024;
+    let (store, _) = open_store(dir.path(), &gate, tweak).await;
+    store.create_topic("t", 1, store.defaults).await.unwrap();
+    // Two producers; enough batches to roll several segments (each roll takes a snapshot).
+    let mut offsets = Vec::new();
+    for i in 0..40 {
+        offsets.push(
+            append(&store, "t", idempotent_batch(1, 0, i * 2, 2))
+                .await
+                .unwrap(),
+        );
+        append(&store, "t", make_batch(1, 1, &[b'x'; 100]))
+            .await
+            .unwrap();
+    }
+    append(&store, "t", idempotent_batch(2, 3, 0, 1))
+        .await
+        .unwrap();
+    close(store).await;
+    let pdir = dir.path().join("t-0");
+    let snapshots = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "snapshot")
+            })
+            .count()
+    };
+    assert_eq!(snapshots(&pdir), 1, "one snapshot: the active segment's");
+    for round in ["from the snapshot", "from the segments"] {
+        let (store, _) = open_store(dir.path(), &gate, tweak).await;
+        let hw = store.topic("t").unwrap().partitions[0].high_watermark();
+        // The last batches of producer 1 are still known: retries are duplicates.
+        for i in 35..40 {
+            let again = append(&store, "t", idempotent_batch(1, 0, i * 2, 2)).await;
+            assert_eq!(again.unwrap(), offsets[i as usize], "{round}: batch {i}");
+        }
+        let gap = append(&store, "t", idempotent_batch(1, 0, 99, 1)).await;
+        assert!(gap.is_err(), "{round}: a gap after a restart");
+        let fenced = append(&store, "t", idempotent_batch(2, 2, 1, 1)).await;
+        assert!(fenced.is_err(), "{round}: fenced: {fenced:?}");
+        assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), hw);
+        close(store).await;
+        // Next round: without the snapshot, the segments are read instead.
+        for e in std::fs::read_dir(&pdir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "snapshot") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_batch_whose_sync_failed_is_written_again_not_taken_for_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 500).await;
+    store.create_topic("t", 1, store.defaults).await.unwrap();
+    assert_eq!(
+        append(&store, "t", idempotent_batch(4, 0, 0, 1))
+            .await
+            .unwrap(),
+        0
+    );
+    gate.close();
+    let lost = append(&store, "t", idempotent_batch(4, 0, 1, 1)).await;
+    assert!(lost.unwrap_err().indefinite());
+    gate.open();
+    healed(&store).await;
+    // Healing cut the unconfirmed batch: the retry must be written, at the next offset.
+    assert_eq!(
+        append(&store, "t", idempotent_batch(4, 0, 1, 1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        append(&store, "t", idempotent_batch(4, 0, 1, 1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 2);
 }

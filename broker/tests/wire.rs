@@ -28,6 +28,7 @@ async fn every_advertised_version_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path()).await;
     let mut c = Client::connect(running.kafka_addr).await;
+    let mut producer_ids = std::collections::BTreeSet::new();
     for &(api, lo, hi) in SUPPORTED {
         for v in lo..=hi {
             match api {
@@ -153,6 +154,33 @@ async fn every_advertised_version_is_served() {
                         panic!()
                     };
                     assert_eq!(r.responses[0].error_code, 0, "v{v} deleting {name}");
+                }
+                ApiKey::InitProducerId => {
+                    let mut req = InitProducerIdRequest::default();
+                    req.transaction_timeout_ms = 60_000;
+                    req.producer_id = ProducerId(-1);
+                    req.producer_epoch = -1;
+                    let ResponseKind::InitProducerId(r) = c
+                        .call(api, v, RequestKind::InitProducerId(req.clone()))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!((r.error_code, r.producer_epoch), (0, 0), "v{v}");
+                    assert!(r.producer_id.0 >= 0, "v{v}");
+                    assert!(
+                        producer_ids.insert(r.producer_id.0),
+                        "v{v}: id {} handed out twice",
+                        r.producer_id.0
+                    );
+                    // A transactional id: refused at once, not left waiting for a coordinator.
+                    req.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+                    let ResponseKind::InitProducerId(r) =
+                        c.call(api, v, RequestKind::InitProducerId(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
                 }
                 other => panic!("no wire test for {other:?}"),
             }

@@ -10,6 +10,7 @@
 
 mod admin;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -28,8 +29,9 @@ use crate::catalog::{check_topic_name, Topic, TopicError};
 use crate::config::Config;
 use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
+use crate::producer_state::ProducerError;
 use crate::protocol::{self, error, Request};
-use crate::storage::{StorageError, Store};
+use crate::storage::{AppendError, StorageError, Store};
 use crate::throttle::Throttles;
 use admin::topic_error_code;
 
@@ -71,12 +73,23 @@ fn topic_name(s: &str) -> TopicName {
 /// answers a produce whose replication did not finish in time (indefinite: it may be in the
 /// log). Both are retriable for clients.
 fn storage_code(e: &StorageError) -> i16 {
-    if let StorageError::PartitionGone { .. } = e {
-        error::UNKNOWN_TOPIC_OR_PARTITION
-    } else if e.indefinite() {
+    if e.indefinite() {
         error::REQUEST_TIMED_OUT
     } else {
         error::KAFKA_STORAGE_ERROR
+    }
+}
+
+/// The code of a failed append: a storage failure as above; a deleted partition; an
+/// idempotent producer's batch out of sequence or from a fenced epoch.
+fn append_code(e: &AppendError) -> i16 {
+    match e {
+        AppendError::Storage(e) => storage_code(e),
+        AppendError::PartitionGone { .. } => error::UNKNOWN_TOPIC_OR_PARTITION,
+        AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
+            error::OUT_OF_ORDER_SEQUENCE_NUMBER
+        }
+        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => error::INVALID_PRODUCER_EPOCH,
     }
 }
 
@@ -139,6 +152,10 @@ impl Broker {
             RequestKind::Metadata(m) => Box::pin(async move {
                 let r = this.metadata(m, version).await;
                 respond(ResponseKind::Metadata(r))
+            }),
+            RequestKind::InitProducerId(r) => Box::pin(async move {
+                let r = this.init_producer_id(r).await;
+                respond(ResponseKind::InitProducerId(r))
             }),
             RequestKind::ListOffsets(l) => Box::pin(async move {
                 let r = this.list_offsets(l).await;

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{name_of, storage_code, Broker};
+use super::{append_code, name_of, storage_code, Broker};
 use crate::metrics::Metrics;
 use crate::protocol::error;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::batch::BatchError;
 use crate::catalog::Topic;
 use crate::memory::Reservation;
 use crate::records::{self, Rules};
-use crate::storage::{Appended, StorageError};
+use crate::storage::{AppendError, Appended};
 
 impl Broker {
     pub(super) async fn produce_enqueue(
@@ -160,7 +160,7 @@ impl Broker {
                                 }
                             }
                             Ok(Ok(Err(e))) => {
-                                p.error_code = storage_code(&e);
+                                p.error_code = append_code(&e);
                                 if version >= 8 {
                                     p.error_message = Some(StrBytes::from_string(e.to_string()));
                                 }
@@ -185,7 +185,7 @@ impl Broker {
 
 pub(super) enum PartState {
     Done(i16, Option<String>),
-    Waiting(oneshot::Receiver<Result<Appended, StorageError>>),
+    Waiting(oneshot::Receiver<Result<Appended, AppendError>>),
 }
 
 pub(super) struct PendingProduce {

@@ -36,9 +36,6 @@ pub enum StorageError {
     DirFailed(String),
     #[error("corrupt data in {}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
-    /// The partition's topic was deleted while the append waited: nothing was written.
-    #[error("partition {topic}-{partition} was deleted")]
-    PartitionGone { topic: String, partition: i32 },
     /// Another broker holds the data directory's lock: two writers of one log would assign the
     /// same offsets twice and overwrite each other's acknowledged records.
     #[error("it is in use by another broker ({holder}); stop that broker or choose another data directory")]
@@ -73,9 +70,7 @@ impl StorageError {
                     | NotADirectory
                     | IsADirectory
             ),
-            StorageError::Corrupt { .. }
-            | StorageError::InUse { .. }
-            | StorageError::PartitionGone { .. } => false,
+            StorageError::Corrupt { .. } | StorageError::InUse { .. } => false,
             StorageError::Unconfirmed(cause) => cause.transient(),
         }
     }

@@ -10,6 +10,7 @@
 pub mod io;
 pub mod log;
 mod pipeline;
+pub mod producer_ids;
 mod retention;
 
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use crate::catalog::{self, check_topic_name, Catalog, Topic, TopicError};
 use crate::config::Config;
 use crate::memory::Reservation;
 use crate::metrics::Metrics;
+use crate::producer_state::ProducerError;
 use log::{LogConfig, Partition};
 use pipeline::Pipeline;
 pub use pipeline::ROUND_APPENDS_MAX;
@@ -41,9 +43,29 @@ pub struct Appended {
     pub log_append_time_ms: i64,
 }
 
+/// Why an append was not acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The partition's topic was deleted while the append waited: nothing was written.
+    #[error("partition {topic}-{partition} was deleted")]
+    PartitionGone { topic: String, partition: i32 },
+    /// An idempotent producer's batch out of sequence, or from a fenced epoch: not written.
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+}
+
+impl AppendError {
+    /// Whether the append may still be in the log (see [`StorageError::indefinite`]).
+    pub fn indefinite(&self) -> bool {
+        matches!(self, AppendError::Storage(e) if e.indefinite())
+    }
+}
+
 pub(crate) type Reply<T> = oneshot::Sender<T>;
 /// Where an append's outcome goes; `None` for acks=0.
-pub(crate) type Waiter = Option<Reply<Result<Appended, StorageError>>>;
+pub(crate) type Waiter = Option<Reply<Result<Appended, AppendError>>>;
 
 pub struct Append {
     pub(crate) partition: Arc<Partition>,
@@ -67,6 +89,10 @@ pub(crate) enum Command {
         name: String,
         reply: Reply<Result<(), TopicError>>,
     },
+    /// Make the next block of producer ids durable and hand it over: `[start, end)`.
+    ReserveProducerIds {
+        reply: Reply<Result<(i64, i64), StorageError>>,
+    },
     Retention,
 }
 
@@ -78,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) commits: watch::Sender<u64>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) env: Env,
+    /// Producers idle this long are forgotten (`producer_id_expiration_ms`).
+    pub(crate) producer_expiration_ms: i64,
 }
 
 /// The data directory as request handlers see it.
@@ -87,6 +115,8 @@ pub struct Store {
     pub defaults: LogConfig,
     /// Closed when the pipeline has ended (and released the directory's lock).
     pipeline_alive: watch::Receiver<()>,
+    /// The producer ids this store may hand out without asking the pipeline: `[next, end)`.
+    producer_ids: std::sync::Mutex<(i64, i64)>,
 }
 
 impl Store {
@@ -112,6 +142,7 @@ impl Store {
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
         let topics = catalog::load(&io, &data_dir).await?;
+        let producer_ids_allocated = producer_ids::read_allocated(&io, &data_dir).await?;
         let (tx, rx) = mpsc::channel(config.append_queue_capacity);
         let (commits, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
@@ -121,6 +152,7 @@ impl Store {
             commits,
             metrics,
             env,
+            producer_expiration_ms: config.producer_id_expiration_ms,
         });
         let (heal_tx, heal_rx) = mpsc::channel(1);
         let (alive, alive_rx) = watch::channel(());
@@ -132,6 +164,7 @@ impl Store {
             healing: false,
             _dir_lock: dir_lock,
             _alive: alive,
+            producer_ids_allocated,
         };
         tokio::spawn(pipeline.run());
         let store = Arc::new(Store {
@@ -139,6 +172,7 @@ impl Store {
             tx,
             defaults: config.topic_defaults(),
             pipeline_alive: alive_rx,
+            producer_ids: std::sync::Mutex::new((0, 0)),
         });
         if config.retention_check_interval_ms > 0 {
             tokio::spawn(retention_ticker(
@@ -201,7 +235,7 @@ impl Store {
         headers: Vec<BatchHeader>,
         wait: bool,
         memory: Option<Arc<Reservation>>,
-    ) -> Result<Option<oneshot::Receiver<Result<Appended, StorageError>>>, StorageError> {
+    ) -> Result<Option<oneshot::Receiver<Result<Appended, AppendError>>>, StorageError> {
         self.shared.io.health.check()?;
         let (reply, rx) = if wait {
             let (tx, rx) = oneshot::channel();
@@ -251,6 +285,33 @@ impl Store {
             reply,
         })
         .await
+    }
+
+    /// A producer id never handed out before by this data directory (InitProducerId).
+    pub async fn new_producer_id(&self) -> Result<i64, StorageError> {
+        let take = |ids: &mut (i64, i64)| {
+            (ids.0 < ids.1).then(|| {
+                ids.0 += 1;
+                ids.0 - 1
+            })
+        };
+        if let Some(id) = take(&mut self.lock_producer_ids()) {
+            return Ok(id);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::ReserveProducerIds { reply }).await?;
+        let (start, end) = rx
+            .await
+            .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))??;
+        let mut ids = self.lock_producer_ids();
+        if start >= ids.1 {
+            *ids = (start, end);
+        }
+        take(&mut ids).ok_or_else(|| StorageError::DirFailed("no producer id left".into()))
+    }
+
+    fn lock_producer_ids(&self) -> std::sync::MutexGuard<'_, (i64, i64)> {
+        self.producer_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Send an admin command to the pipeline and wait for its answer.

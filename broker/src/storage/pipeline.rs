@@ -24,10 +24,11 @@ use io_backend::OpenMode;
 use tokio::sync::{mpsc, watch};
 
 use super::log::{self, index::IndexEntry, LogConfig, Partition, Segment};
-use super::{Append, Appended, Command, Io, Reply, Shared, StorageError, Waiter};
+use super::{Append, AppendError, Appended, Command, Io, Shared, StorageError, Waiter};
 use crate::batch;
 use crate::catalog::{self, Topic, TopicError};
 use crate::metrics::Metrics;
+use crate::producer_state::{ProducerStates, Verdict};
 use crate::records::TimestampType;
 
 /// Appends taken into one commit round at most (the rest wait for the next round).
@@ -54,6 +55,8 @@ struct Planned {
     waiters: Vec<(Waiter, i64)>,
     /// What the batches were stamped with under LogAppendTime; -1 otherwise.
     log_append_time_ms: i64,
+    /// The idempotent producers' state after this round's batches.
+    producers: ProducerStates,
 }
 
 pub(super) struct Pipeline {
@@ -66,6 +69,8 @@ pub(super) struct Pipeline {
     pub(super) _dir_lock: io_backend::DirLock,
     /// Dropped with the pipeline, which tells [`Store::closed`](super::Store::closed).
     pub(super) _alive: watch::Sender<()>,
+    /// Producer ids below this are taken (durably).
+    pub(super) producer_ids_allocated: i64,
 }
 
 impl Pipeline {
@@ -195,7 +200,7 @@ impl Pipeline {
             return;
         }
         if let Err(e) = self.shared.io.health.check() {
-            answer_all(appends.into_iter().map(|a| a.reply), &e);
+            answer_all(appends.into_iter().map(|a| a.reply), &e.into());
             return;
         }
         // Group by partition, keeping each partition's arrival order.
@@ -216,12 +221,9 @@ impl Pipeline {
                 .unwrap_or_default();
             match self.plan(&partition, group).await {
                 Ok(p) => plans.push(p),
-                // Only this partition's appends fail; the directory is fine.
-                Err((e @ StorageError::PartitionGone { .. }, waiters)) => {
-                    answer_all(waiters, &e);
-                }
-                Err((e, waiters)) => {
+                Err((AppendError::Storage(e), waiters)) => {
                     self.fail(&e);
+                    let e = AppendError::Storage(e);
                     answer_all(waiters, &e);
                     answer_all(
                         plans
@@ -231,6 +233,8 @@ impl Pipeline {
                     );
                     return;
                 }
+                // Only this partition's appends fail; the directory is fine.
+                Err((e, waiters)) => answer_all(waiters, &e),
             }
         }
         // Per file: its writes, then its sync, as one operation; all files in flight together.
@@ -256,7 +260,7 @@ impl Pipeline {
                 plans
                     .into_iter()
                     .flat_map(|p| p.waiters.into_iter().map(|w| w.0)),
-                &StorageError::Unconfirmed(Box::new(e)),
+                &StorageError::Unconfirmed(Box::new(e)).into(),
             );
             return;
         }
@@ -285,6 +289,8 @@ impl Pipeline {
                 seg.entries.extend_from_slice(&p.entries);
                 seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
                 seg.roll_base_ms.get_or_insert(now_ms);
+                // Durable now: the round's idempotent batches count as written.
+                st.producers.merge(p.producers);
                 st.log_start_offset
             };
             Metrics::inc(&self.shared.metrics.produced_records, p.records);
@@ -314,15 +320,9 @@ impl Pipeline {
         &mut self,
         partition: &Arc<Partition>,
         group: Vec<Append>,
-    ) -> Result<
-        Planned,
-        (
-            StorageError,
-            Vec<Option<Reply<Result<Appended, StorageError>>>>,
-        ),
-    > {
+    ) -> Result<Planned, (AppendError, Vec<Waiter>)> {
         if partition.is_deleted() {
-            let gone = StorageError::PartitionGone {
+            let gone = AppendError::PartitionGone {
                 topic: partition.topic.clone(),
                 partition: partition.index,
             };
@@ -338,7 +338,7 @@ impl Pipeline {
                 .roll_due(bytes as u64, records, now_ms, &partition.config);
         if roll_due {
             if let Err(e) = self.roll(partition).await {
-                return Err((e, group.into_iter().map(|a| a.reply).collect()));
+                return Err((e.into(), group.into_iter().map(|a| a.reply).collect()));
             }
         }
         let st = partition.state();
@@ -352,8 +352,30 @@ impl Pipeline {
         let mut entries = Vec::new();
         let mut records = 0u64;
         let mut waiters = Vec::with_capacity(group.len());
+        // The round's view of the producers it writes for: checked and updated batch by batch,
+        // taken into the partition's state only once the round is durable.
+        let mut producers = st.producers.subset(
+            group
+                .iter()
+                .flat_map(|a| a.headers.iter().map(|h| &h.producer_id)),
+        );
         for a in group {
             let base_offset = next;
+            match check_producers(&producers, &a.headers, next, now_ms) {
+                Err(e) => {
+                    // Refused before anything of it was written: a definite failure.
+                    if let Some(r) = a.reply {
+                        let _ = r.send(Err(e.into()));
+                    }
+                    continue;
+                }
+                Ok(Checked::Duplicate(first_offset)) => {
+                    // Already in the log: answered with its offset, nothing written.
+                    waiters.push((a.reply, first_offset));
+                    continue;
+                }
+                Ok(Checked::Append(updated)) => producers.merge(updated),
+            }
             let mut from = 0usize;
             for h in &a.headers {
                 let pos = seg.size + data.len() as u64;
@@ -405,10 +427,12 @@ impl Pipeline {
             records,
             waiters,
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
+            producers,
         })
     }
 
-    /// Close the active segment (write and sync its index) and start a new one.
+    /// Close the active segment (write and sync its index), snapshot the producers' state as of
+    /// its end (so a restart reads only the new segment to rebuild it), and start a new one.
     async fn roll(&mut self, partition: &Arc<Partition>) -> Result<(), StorageError> {
         let closing: Segment = partition.state().active().clone();
         if closing.allocated > closing.size {
@@ -418,13 +442,29 @@ impl Pipeline {
         }
         log::write_index(self.io(), &partition.dir, &closing).await?;
         let base = closing.next_offset;
+        let snapshot = {
+            let mut st = partition.state_mut();
+            let now_ms = self.shared.env.clock.wall_ms();
+            st.producers
+                .expire(now_ms, self.shared.producer_expiration_ms);
+            Bytes::from(st.producers.encode())
+        };
+        log::write_snapshot(self.io(), &partition.dir, base, snapshot).await?;
         let path = partition.dir.join(log::segment_name(base, "log"));
         let file = self.io().open(&path, OpenMode::Create).await?;
+        // Makes the new segment and the snapshot's name durable.
         self.io().sync_dir(&partition.dir).await?;
         partition
             .state_mut()
             .segments
             .insert(base, Segment::empty(base, file));
+        // The snapshot of the segment before is of no use now (recovery also removes it).
+        let old = partition
+            .dir
+            .join(log::segment_name(closing.base_offset, "snapshot"));
+        if self.io().exists(&old).await.unwrap_or(false) {
+            let _ = self.io().remove_file(&old).await;
+        }
         tracing::debug!(topic = %partition.topic, partition = partition.index, base_offset = base, "rolled segment");
         Ok(())
     }
@@ -455,6 +495,21 @@ impl Pipeline {
                     Ok(()) => self.delete_topic(&name).await,
                 };
                 let _ = reply.send(r);
+            }
+            Command::ReserveProducerIds { reply } => {
+                let start = self.producer_ids_allocated;
+                let end = start + super::producer_ids::BLOCK;
+                let r = match self.shared.io.health.check() {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        super::producer_ids::write_allocated(self.io(), &self.shared.data_dir, end)
+                            .await
+                    }
+                };
+                if r.is_ok() {
+                    self.producer_ids_allocated = end;
+                }
+                let _ = reply.send(r.map(|()| (start, end)));
             }
             Command::Retention => {
                 if self.shared.io.health.check().is_ok() {
@@ -519,10 +574,36 @@ impl Pipeline {
     }
 }
 
-fn answer_all(
-    replies: impl IntoIterator<Item = Option<Reply<Result<Appended, StorageError>>>>,
-    err: &StorageError,
-) {
+/// What the producer checks say of one append.
+enum Checked {
+    /// Write it; the producers' state with its batches.
+    Append(ProducerStates),
+    /// A retry of an append already written at this offset.
+    Duplicate(i64),
+}
+
+/// Check one append's batches against the round's view of their producers, as if written at
+/// `first_offset` onwards. As Kafka does, an append whose batch is a duplicate is answered
+/// with that batch's original offset and nothing of it is written.
+fn check_producers(
+    producers: &ProducerStates,
+    headers: &[batch::BatchHeader],
+    first_offset: i64,
+    now_ms: i64,
+) -> Result<Checked, crate::producer_state::ProducerError> {
+    let mut scratch = producers.subset(headers.iter().map(|h| &h.producer_id));
+    let mut offset = first_offset;
+    for h in headers {
+        match scratch.check(h)? {
+            Verdict::Duplicate(b) => return Ok(Checked::Duplicate(b.first_offset)),
+            Verdict::Append => scratch.record(h, offset, now_ms),
+        }
+        offset += h.last_offset_delta as i64 + 1;
+    }
+    Ok(Checked::Append(scratch))
+}
+
+fn answer_all(replies: impl IntoIterator<Item = Waiter>, err: &AppendError) {
     for r in replies.into_iter().flatten() {
         let _ = r.send(Err(err.clone()));
     }

@@ -13,7 +13,14 @@ impl Pipeline {
     /// client was told never moves backwards.
     pub(super) async fn retention(&mut self) {
         let now_ms = self.shared.env.clock.wall_ms();
+        let expiration_ms = self.shared.producer_expiration_ms;
         for t in self.shared.catalog.all() {
+            for p in &t.partitions {
+                let forgotten = p.state_mut().producers.expire(now_ms, expiration_ms);
+                if forgotten > 0 {
+                    tracing::debug!(topic = %p.topic, partition = p.index, forgotten, "forgot idle producers");
+                }
+            }
             for p in &t.partitions {
                 for seg in retention_doomed(p, now_ms) {
                     if let Err(e) = self.delete_segment(p, &seg).await {

@@ -31,6 +31,20 @@ pub fn make_batch(count: i32, timestamp: i64, value: &[u8]) -> Bytes {
     encode(&records, Codec::None)
 }
 
+/// A batch of `count` records from idempotent producer `producer_id` at `epoch`, its first
+/// record's sequence number `sequence`.
+pub fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, count: i32) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            producer_id,
+            producer_epoch: epoch,
+            sequence: sequence + i,
+            ..record(i as i64, 1_700_000_000_000, None, Some(b"idempotent"), &[])
+        })
+        .collect();
+    encode(&records, Codec::None)
+}
+
 /// A record for [`encode`]: offset (its index in the batch), timestamp, key, value, headers.
 pub fn record(
     offset: i64,

@@ -12,7 +12,7 @@ mod recovery;
 
 pub use read::READ_ATTEMPTS;
 use read::{first_record_at_or_after, read_from, read_verified};
-pub use recovery::{read_whole, recover, write_index};
+pub use recovery::{read_whole, recover, write_index, write_snapshot};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,6 +23,7 @@ use io_backend::DiskFile;
 use serde::{Deserialize, Serialize};
 
 use crate::batch;
+use crate::producer_state::ProducerStates;
 use crate::records::TimestampType;
 use crate::storage::io::{Io, StorageError};
 use index::IndexEntry;
@@ -130,6 +131,8 @@ impl Segment {
 pub struct PartitionState {
     pub segments: BTreeMap<i64, Segment>,
     pub log_start_offset: i64,
+    /// The idempotent producers of this partition, as of the committed end of the log.
+    pub producers: ProducerStates,
 }
 
 impl PartitionState {

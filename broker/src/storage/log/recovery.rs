@@ -13,6 +13,7 @@ use super::index::{self, IndexEntry};
 use super::read::READ_ATTEMPTS;
 use super::{segment_name, LogConfig, Partition, PartitionState, Segment, SCAN_CHUNK_BYTES};
 use crate::batch::{self, HEADER_BYTES};
+use crate::producer_state::ProducerStates;
 use crate::storage::io::{Io, StorageError};
 
 /// What scanning a segment found: the valid prefix and its index.
@@ -47,6 +48,7 @@ async fn scan_segment(
     base_offset: i64,
     len: u64,
     interval: u64,
+    mut producers: Option<&mut ProducerStates>,
 ) -> Result<Scanned, StorageError> {
     let mut s = Scanned {
         valid_len: 0,
@@ -124,6 +126,11 @@ async fn scan_segment(
                 prefix_max_timestamp: s.max_timestamp,
             });
         }
+        if let Some(p) = producers.as_deref_mut() {
+            // What the log holds is what was written: no checks, only the record of it. The
+            // producer counts as active from now (batch timestamps are the producer's clock).
+            p.record(&h, h.base_offset, io.clock.wall_ms());
+        }
         s.first_timestamp.get_or_insert(h.max_timestamp);
         s.max_timestamp = s.max_timestamp.max(h.max_timestamp);
         s.next_offset = h.next_offset();
@@ -149,6 +156,45 @@ async fn zeros_from(
 ) -> Result<bool, StorageError> {
     let len = (to - from).min(SCAN_CHUNK_BYTES as u64) as usize;
     Ok(is_zeros(&io.read_at(file, len, from).await?))
+}
+
+/// The producer snapshot taken when the segment at `base` began, if there is a usable one (a
+/// damaged one is read again, then given up: the segments are read instead).
+async fn read_snapshot(
+    io: &Io,
+    dir: &Path,
+    base: i64,
+) -> Result<Option<ProducerStates>, StorageError> {
+    let path = dir.join(segment_name(base, "snapshot"));
+    for attempt in 1..=READ_ATTEMPTS {
+        let Some(data) = read_whole(io, &path).await? else {
+            return Ok(None);
+        };
+        match ProducerStates::decode(&data) {
+            Ok(p) => return Ok(Some(p)),
+            Err(why) if attempt == READ_ATTEMPTS => {
+                tracing::warn!(file = %path.display(), %why, "producer snapshot is damaged; rebuilding from the segments");
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Write the producer snapshot for the segment that begins at `base`: written aside, synced,
+/// renamed. The caller syncs the directory (a roll does when it creates the segment).
+pub async fn write_snapshot(
+    io: &Io,
+    dir: &Path,
+    base: i64,
+    data: Bytes,
+) -> Result<(), StorageError> {
+    let path = dir.join(segment_name(base, "snapshot"));
+    let tmp = dir.join(format!("{}.tmp", segment_name(base, "snapshot")));
+    let f = io.open(&tmp, OpenMode::Truncate).await?;
+    io.write_at(&f, data, 0).await?;
+    io.sync_data(&f).await?;
+    io.rename(&tmp, &path).await
 }
 
 /// A whole small file (index, metadata), or `None` if it does not exist.
@@ -192,16 +238,32 @@ pub async fn recover(
         .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
         .collect();
     bases.sort_unstable();
-    // Index files whose segment is gone (retention removes the log file first).
+    let active_base = bases.last().copied().unwrap_or(0);
+    // Index files whose segment is gone (retention removes the log file first), and producer
+    // snapshots other than the active segment's (a roll writes the new one first).
     for name in &names {
-        let base = name
+        let index_of = name
             .strip_suffix(".index")
             .or_else(|| name.strip_suffix(".timeindex"))
             .and_then(|b| b.parse::<i64>().ok());
-        if base.is_some_and(|b| bases.binary_search(&b).is_err()) {
+        let snapshot_of = name
+            .strip_suffix(".snapshot")
+            .and_then(|b| b.parse::<i64>().ok());
+        if index_of.is_some_and(|b| bases.binary_search(&b).is_err())
+            || snapshot_of.is_some_and(|b| b != active_base)
+            || name.ends_with(".snapshot.tmp")
+        {
             io.remove_file(&dir.join(name)).await?;
         }
     }
+    // The producers' state: the snapshot taken when the active segment began, then its
+    // batches; without a usable snapshot, every segment's batches.
+    let snapshot = read_snapshot(io, dir, active_base).await?;
+    let scan_closed = snapshot.is_none() && bases.len() > 1;
+    if scan_closed {
+        tracing::info!(dir = %dir.display(), "no producer snapshot; reading every segment to rebuild the idempotent producers' state");
+    }
+    let mut producers = snapshot.unwrap_or_default();
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         let path = dir.join(segment_name(0, "log"));
@@ -222,6 +284,9 @@ pub async fn recover(
                 _ => None,
             };
             if let Some(l) = loaded.filter(|l| base + l.next_relative as i64 == bases[i + 1]) {
+                if scan_closed {
+                    scan_segment(io, &file, base, len, u64::MAX, Some(&mut producers)).await?;
+                }
                 segments.insert(
                     base,
                     Segment {
@@ -239,7 +304,16 @@ pub async fn recover(
             }
             tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
         }
-        let s = scan_segment(io, &file, base, len, config.index_interval_bytes).await?;
+        let record_producers = (is_active || scan_closed).then_some(&mut producers);
+        let s = scan_segment(
+            io,
+            &file,
+            base,
+            len,
+            config.index_interval_bytes,
+            record_producers,
+        )
+        .await?;
         if s.valid_len < len {
             if zeros_from(io, &file, s.valid_len, len).await? {
                 // What the pipeline wrote ahead of the data: nothing was lost.
@@ -290,6 +364,7 @@ pub async fn recover(
         PartitionState {
             segments,
             log_start_offset,
+            producers,
         },
     ))
 }
