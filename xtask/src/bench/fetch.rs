@@ -219,6 +219,7 @@ async fn fill_topic(
             kafka::PRODUCE_VERSIONS.1,
         )?,
         response_timeout,
+        idempotent: None,
     });
     let connections = produce::connect_all(&plan).await?;
     let started = Instant::now();

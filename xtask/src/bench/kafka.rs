@@ -33,6 +33,7 @@ use tokio::time::Instant;
 /// broker).
 pub const PRODUCE_VERSIONS: (i16, i16) = (3, 8);
 pub const FETCH_VERSIONS: (i16, i16) = (4, 11);
+pub const INIT_PRODUCER_ID_VERSIONS: (i16, i16) = (0, 1);
 pub const METADATA_VERSIONS: (i16, i16) = (1, 8);
 pub const CREATE_TOPICS_VERSIONS: (i16, i16) = (2, 4);
 pub const LIST_OFFSETS_VERSIONS: (i16, i16) = (1, 5);
@@ -263,6 +264,22 @@ impl ApiVersions {
 }
 
 /// Makes sure `topic` exists with a leader for every partition and returns its partition count.
+/// A producer id for an idempotent producer (epoch 0).
+pub async fn init_producer_id(connection: &mut Connection, version: i16) -> Result<i64> {
+    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+    let request = InitProducerIdRequest::default()
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let response = connection.call(version, &request).await?;
+    ensure!(
+        response.error_code == 0,
+        "InitProducerId failed: {}",
+        error_name(response.error_code)
+    );
+    Ok(response.producer_id.0)
+}
+
 /// Creates it with CreateTopics when the broker has that API (an existing topic is fine), else
 /// relies on auto-creation through Metadata.
 pub async fn prepare_topic(
@@ -421,22 +438,57 @@ pub async fn list_offsets(
 
 /// One uncompressed, non-idempotent record batch (magic 2) of `count` records of `value_bytes`.
 pub fn encode_record_batch(count: usize, value_bytes: usize, timestamp_ms: i64) -> Result<Bytes> {
+    encode_batch(count, value_bytes, timestamp_ms, None)
+}
+
+/// The same for an idempotent producer `(id, epoch)`, base sequence 0 (patched before each send
+/// with [`set_base_sequence`]).
+pub fn encode_idempotent_batch(
+    count: usize,
+    value_bytes: usize,
+    timestamp_ms: i64,
+    producer: (i64, i16),
+) -> Result<Bytes> {
+    encode_batch(count, value_bytes, timestamp_ms, Some(producer))
+}
+
+/// Record batch v2 offsets: base sequence int32 @53; the CRC @17 covers everything from the
+/// attributes @21 on.
+const BASE_SEQUENCE_AT: usize = 53;
+const CRC_AT: usize = 17;
+const CRC_FROM: usize = 21;
+
+/// Give the batch at `batch[..]` (a whole batch, e.g. the tail of a request frame) a new base
+/// sequence, and its CRC again.
+pub fn set_base_sequence(batch: &mut [u8], sequence: i32) {
+    batch[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_FROM..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn encode_batch(
+    count: usize,
+    value_bytes: usize,
+    timestamp_ms: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<Bytes> {
     ensure!(count > 0, "a record batch needs at least one record");
     let value = Bytes::from(vec![b'x'; value_bytes]);
+    let (producer_id, producer_epoch) = producer.unwrap_or((NO_PRODUCER_ID, NO_PRODUCER_EPOCH));
     let records: Vec<Record> = (0..count)
         .map(|offset_delta| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: offset_delta as i64,
-            // The encoder starts a new batch whenever `offset - sequence` changes; with
-            // `sequence = offset - 1` the batch's base sequence is -1 (no sequence) and all
-            // records stay in one batch.
-            sequence: offset_delta as i32 - 1,
+            // The encoder starts a new batch whenever `offset - sequence` changes. Idempotent:
+            // sequence = offset (base sequence 0). Otherwise `sequence = offset - 1`: the
+            // batch's base sequence is -1 (no sequence). Either way one batch.
+            sequence: offset_delta as i32 - i32::from(producer.is_none()),
             timestamp: timestamp_ms,
             key: None,
             value: Some(value.clone()),

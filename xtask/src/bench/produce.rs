@@ -50,6 +50,10 @@ pub struct ProduceArgs {
     /// Replication factor for a new topic [default: the broker's default].
     #[arg(long)]
     replication_factor: Option<i16>,
+    /// Produce as idempotent producers: each gets a producer id (InitProducerId) and numbers
+    /// its batches, as clients with `enable.idempotence` do (compare with `--acks -1`).
+    #[arg(long)]
+    idempotent: bool,
 }
 
 pub async fn produce_bench(args: ProduceArgs) -> Result<()> {
@@ -103,6 +107,16 @@ async fn produce_against(
         stop,
         produce_version,
         response_timeout,
+        idempotent: args
+            .idempotent
+            .then(|| {
+                versions.pick(
+                    ApiKey::InitProducerId,
+                    kafka::INIT_PRODUCER_ID_VERSIONS.0,
+                    kafka::INIT_PRODUCER_ID_VERSIONS.1,
+                )
+            })
+            .transpose()?,
     });
     let connections = connect_all(&plan).await?;
     let gate = StartGate::new(connections.len());
@@ -126,9 +140,10 @@ async fn produce_against(
     table.row(
         "workload",
         format!(
-            "{}, 1 request in flight each, {} × {} B per request, acks={}, topic {} ({}), \
+            "{}{}, 1 request in flight each, {} × {} B per request, acks={}, topic {} ({}), \
              Produce v{produce_version}",
             count(args.producers as i64, "producer"),
+            if args.idempotent { " (idempotent)" } else { "" },
             args.batch,
             args.message_bytes,
             args.acks,
@@ -215,6 +230,8 @@ pub struct ProducePlan {
     pub stop: Stop,
     pub produce_version: i16,
     pub response_timeout: Duration,
+    /// With the InitProducerId version to use: producers are idempotent.
+    pub idempotent: Option<i16>,
 }
 
 /// What the producers did inside the measured window.
@@ -254,21 +271,43 @@ pub async fn run(
     // broker, so it should spend its CPU on the wire, not on re-encoding identical records.
     let batch = kafka::encode_record_batch(plan.batch, plan.message_bytes, unix_time_ms())?;
     let mut tasks = Vec::with_capacity(connections.len());
-    for (index, (connection, ticket)) in connections.into_iter().zip(tickets).enumerate() {
+    for (index, (mut connection, ticket)) in connections.into_iter().zip(tickets).enumerate() {
         let partition = (index % plan.partitions.max(1) as usize) as i32;
+        // An idempotent producer's batch carries its id; its base sequence moves each send.
+        let (batch, sequence) = match plan.idempotent {
+            None => (batch.clone(), None),
+            Some(version) => {
+                let id = kafka::init_producer_id(&mut connection, version).await?;
+                let own = kafka::encode_idempotent_batch(
+                    plan.batch,
+                    plan.message_bytes,
+                    unix_time_ms(),
+                    (id, 0),
+                )?;
+                let len = own.len();
+                (
+                    own,
+                    Some(Sequence {
+                        batch_bytes: len,
+                        next: 0,
+                    }),
+                )
+            }
+        };
         let frame = kafka::produce_frame(
             plan.produce_version,
             &plan.topic,
             partition,
             plan.acks,
             timeout_ms,
-            batch.clone(),
+            batch,
         )?;
         let producer = Producer {
             plan: Arc::clone(&plan),
             connection,
             frame,
             partition,
+            sequence,
         };
         tasks.push(tokio::spawn(async move {
             producer
@@ -350,9 +389,28 @@ impl ProducerTally {
 struct Producer {
     plan: Arc<ProducePlan>,
     connection: Connection,
-    /// The complete request frame; only its correlation id changes between sends.
+    /// The complete request frame; only its correlation id (and, idempotent, the batch's base
+    /// sequence) changes between sends.
     frame: BytesMut,
     partition: i32,
+    sequence: Option<Sequence>,
+}
+
+/// An idempotent producer's numbering: the batch is the frame's last `batch_bytes`.
+struct Sequence {
+    batch_bytes: usize,
+    next: i32,
+}
+
+impl Producer {
+    /// The next batch in sequence (idempotent producers; a no-op otherwise).
+    fn number_batch(&mut self) {
+        if let Some(seq) = &mut self.sequence {
+            let at = self.frame.len() - seq.batch_bytes;
+            kafka::set_base_sequence(&mut self.frame[at..], seq.next);
+            seq.next = seq.next.wrapping_add(self.plan.batch as i32) & i32::MAX;
+        }
+    }
 }
 
 impl Producer {
@@ -424,6 +482,7 @@ impl Producer {
     /// One request and its response. Outer error: the connection is unusable. Inner error: the
     /// broker answered with an error for our partition.
     async fn request(&mut self) -> Result<(Duration, std::result::Result<(), String>)> {
+        self.number_batch();
         let correlation_id = self.connection.take_correlation_id();
         kafka::set_correlation_id(&mut self.frame, correlation_id);
         let sent = Instant::now();
@@ -436,6 +495,7 @@ impl Producer {
 
     /// acks=0: the broker sends no response; TCP back-pressure paces the sender.
     async fn send(&mut self) -> Result<()> {
+        self.number_batch();
         let correlation_id = self.connection.take_correlation_id();
         kafka::set_correlation_id(&mut self.frame, correlation_id);
         self.connection.write_frame(&self.frame).await
