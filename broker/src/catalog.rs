@@ -78,6 +78,12 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Topics the broker keeps for itself (committed offsets, group metadata): created by it when
+/// first needed, marked internal in Metadata, never written, created or deleted by clients.
+pub fn is_internal(name: &str) -> bool {
+    name == crate::group::OFFSETS_TOPIC
+}
+
 /// The topics of a data directory, by name.
 #[derive(Default)]
 pub struct Catalog {

@@ -76,6 +76,16 @@ pub struct Config {
     /// Idempotent producers that have not written to a partition for this long are forgotten
     /// there (`producer.id.expiration.ms`); one that comes back may then restart its sequence.
     pub producer_id_expiration_ms: i64,
+    /// Partitions of `__consumer_offsets`, made when a group first needs it
+    /// (`offsets.topic.num.partitions`).
+    pub offsets_topic_partitions: i32,
+    /// How long a new consumer group waits for more members before its first rebalance
+    /// completes (`group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Bounds of a member's session timeout (`group.min.session.timeout.ms`,
+    /// `group.max.session.timeout.ms`).
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
     /// How often retention is checked (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
@@ -116,6 +126,10 @@ impl Default for Config {
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
             producer_id_expiration_ms: 86_400_000,
+            offsets_topic_partitions: 50,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
             seed: 0,
             worker_threads: 0,
         }
@@ -333,6 +347,18 @@ impl Config {
                 self.max_message_bytes, self.max_frame_bytes
             ));
         }
+        if !(1..=1000).contains(&self.offsets_topic_partitions) {
+            return bad(format!(
+                "offsets_topic_partitions = {} is out of range (1..=1000)",
+                self.offsets_topic_partitions
+            ));
+        }
+        if self.group_initial_rebalance_delay_ms > 600_000
+            || self.group_min_session_timeout_ms < 1
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
+            return bad("group_initial_rebalance_delay_ms must be at most 600000, and 1 <= group_min_session_timeout_ms <= group_max_session_timeout_ms".into());
+        }
         if self.producer_id_expiration_ms < 1 {
             return bad("producer_id_expiration_ms must be at least 1".into());
         }
@@ -362,6 +388,17 @@ impl Config {
             .ok()
             .and_then(|o| o.into_iter().find(|(a, _)| *a == ip).map(|(_, n)| n))
             .unwrap_or(self.max_connections_per_ip)
+    }
+
+    /// The group coordinator's settings.
+    pub fn groups(&self) -> crate::group::GroupConfig {
+        crate::group::GroupConfig {
+            offsets_partitions: self.offsets_topic_partitions,
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            min_session_timeout_ms: self.group_min_session_timeout_ms,
+            max_session_timeout_ms: self.group_max_session_timeout_ms,
+            offset_metadata_max_bytes: 4096,
+        }
     }
 
     pub fn engine(&self) -> IoEngine {

@@ -16,6 +16,7 @@ pub mod api;
 pub mod batch;
 pub mod catalog;
 pub mod config;
+pub mod group;
 pub mod memory;
 pub mod metrics;
 pub mod producer_state;

@@ -19,6 +19,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -30,14 +41,22 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 
 /// Kafka error codes used by the broker.
 pub mod error {
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
     pub const NONE: i16 = 0;
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
@@ -49,7 +68,13 @@ pub mod error {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const INVALID_RECORD: i16 = 87;
 }
@@ -83,6 +108,8 @@ pub struct Request {
     pub correlation_id: i32,
     pub client_id: Option<String>,
     pub body: RequestKind,
+    /// The client's address (set by the connection).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// What to do with a frame whose header could be read.
@@ -138,6 +165,7 @@ pub fn decode(frame: Bytes) -> Result<Decoded, DecodeError> {
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
         body,
+        peer: None,
     })))
 }
 
@@ -158,6 +186,27 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         }
         ApiKey::InitProducerId => {
             RequestKind::InitProducerId(InitProducerIdRequest::decode(buf, version)?)
+        }
+        ApiKey::FindCoordinator => {
+            RequestKind::FindCoordinator(FindCoordinatorRequest::decode(buf, version)?)
+        }
+        ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::decode(buf, version)?),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::decode(buf, version)?),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::decode(buf, version)?),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::decode(buf, version)?),
+        ApiKey::OffsetCommit => {
+            RequestKind::OffsetCommit(OffsetCommitRequest::decode(buf, version)?)
+        }
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::decode(buf, version)?),
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::decode(buf, version)?),
+        ApiKey::DescribeGroups => {
+            RequestKind::DescribeGroups(DescribeGroupsRequest::decode(buf, version)?)
+        }
+        ApiKey::DeleteGroups => {
+            RequestKind::DeleteGroups(DeleteGroupsRequest::decode(buf, version)?)
+        }
+        ApiKey::OffsetDelete => {
+            RequestKind::OffsetDelete(OffsetDeleteRequest::decode(buf, version)?)
         }
         other => anyhow::bail!("{other:?} has no decoder"),
     })
@@ -398,6 +447,17 @@ mod tests {
             ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
             ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
             ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
+            ApiKey::FindCoordinator => RequestKind::FindCoordinator(Default::default()),
+            ApiKey::JoinGroup => RequestKind::JoinGroup(Default::default()),
+            ApiKey::SyncGroup => RequestKind::SyncGroup(Default::default()),
+            ApiKey::Heartbeat => RequestKind::Heartbeat(Default::default()),
+            ApiKey::LeaveGroup => RequestKind::LeaveGroup(Default::default()),
+            ApiKey::OffsetCommit => RequestKind::OffsetCommit(Default::default()),
+            ApiKey::OffsetFetch => RequestKind::OffsetFetch(Default::default()),
+            ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
+            ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
+            ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
+            ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
             other => panic!("no sample for {other:?}"),
         }
     }

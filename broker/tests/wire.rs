@@ -15,6 +15,39 @@ use tokio::net::TcpStream;
 mod common;
 use common::{start, start_with, Client};
 
+/// Join `group` as its only member with JoinGroup `version` (from v4 first getting a member
+/// id); the member id and generation.
+async fn join(c: &mut Client, group: &str, version: i16) -> (StrBytes, i32) {
+    let mut member = StrBytes::default();
+    for _ in 0..2 {
+        let mut req = JoinGroupRequest::default();
+        req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+        req.session_timeout_ms = 10_000;
+        req.rebalance_timeout_ms = 10_000;
+        req.member_id = member.clone();
+        req.protocol_type = StrBytes::from_static_str("consumer");
+        let mut p = join_group_request::JoinGroupRequestProtocol::default();
+        p.name = StrBytes::from_static_str("range");
+        p.metadata = Bytes::from_static(b"subscription");
+        req.protocols = vec![p];
+        let ResponseKind::JoinGroup(r) = c
+            .call(ApiKey::JoinGroup, version, RequestKind::JoinGroup(req))
+            .await
+        else {
+            panic!()
+        };
+        if r.error_code == error::MEMBER_ID_REQUIRED {
+            member = r.member_id;
+            continue;
+        }
+        assert_eq!(r.error_code, 0, "JoinGroup v{version}");
+        assert_eq!(r.leader, r.member_id, "the only member leads");
+        assert_eq!(r.members.len(), 1);
+        return (r.member_id, r.generation_id);
+    }
+    panic!("JoinGroup v{version} did not let the member in");
+}
+
 fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
@@ -26,7 +59,8 @@ fn batch(value: &str) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path()).await;
+    // A new group's first rebalance completes at once (each version joins a group of its own).
+    let running = start_with(dir.path(), |c| c.group_initial_rebalance_delay_ms = 0).await;
     let mut c = Client::connect(running.kafka_addr).await;
     let mut producer_ids = std::collections::BTreeSet::new();
     for &(api, lo, hi) in SUPPORTED {
@@ -181,6 +215,212 @@ async fn every_advertised_version_is_served() {
                         panic!()
                     };
                     assert_eq!(r.error_code, error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+                }
+                ApiKey::FindCoordinator => {
+                    let mut req = FindCoordinatorRequest::default();
+                    if v >= 4 {
+                        req.coordinator_keys = vec![StrBytes::from_static_str("wire-group")];
+                    } else {
+                        req.key = StrBytes::from_static_str("wire-group");
+                    }
+                    let ResponseKind::FindCoordinator(r) =
+                        c.call(api, v, RequestKind::FindCoordinator(req)).await
+                    else {
+                        panic!()
+                    };
+                    let (code, port) = if v >= 4 {
+                        (r.coordinators[0].error_code, r.coordinators[0].port)
+                    } else {
+                        (r.error_code, r.port)
+                    };
+                    assert_eq!(code, 0, "v{v}");
+                    assert_eq!(port, running.kafka_addr.port() as i32, "v{v}");
+                }
+                // A whole life of a one-member group at each version of its APIs: join (twice
+                // from v4, which first hands out the member id), sync, heartbeat, commit,
+                // fetch, describe, list, leave.
+                ApiKey::JoinGroup => {
+                    let group = format!("wire-join-{v}");
+                    let (member, generation) = join(&mut c, &group, v).await;
+                    assert!(generation >= 1, "v{v}");
+                    let mut req = SyncGroupRequest::default();
+                    req.group_id = GroupId(StrBytes::from_string(group.clone()));
+                    req.generation_id = generation;
+                    req.member_id = member.clone();
+                    let mut a = sync_group_request::SyncGroupRequestAssignment::default();
+                    a.member_id = member.clone();
+                    a.assignment = Bytes::from_static(b"the assignment");
+                    req.assignments = vec![a];
+                    let ResponseKind::SyncGroup(r) = c
+                        .call(ApiKey::SyncGroup, 0, RequestKind::SyncGroup(req))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(
+                        (r.error_code, &r.assignment[..]),
+                        (0, &b"the assignment"[..])
+                    );
+                }
+                ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
+                    let group = format!("wire-{api:?}-{v}");
+                    let (member, generation) = join(&mut c, &group, 5).await;
+                    let gid = GroupId(StrBytes::from_string(group.clone()));
+                    let code = match api {
+                        ApiKey::SyncGroup => {
+                            let mut req = SyncGroupRequest::default();
+                            req.group_id = gid;
+                            req.generation_id = generation;
+                            req.member_id = member.clone();
+                            if v >= 5 {
+                                req.protocol_type = Some(StrBytes::from_static_str("consumer"));
+                                req.protocol_name = Some(StrBytes::from_static_str("range"));
+                            }
+                            let ResponseKind::SyncGroup(r) =
+                                c.call(api, v, RequestKind::SyncGroup(req)).await
+                            else {
+                                panic!()
+                            };
+                            r.error_code
+                        }
+                        ApiKey::Heartbeat => {
+                            let mut req = HeartbeatRequest::default();
+                            req.group_id = gid;
+                            req.generation_id = generation;
+                            req.member_id = member.clone();
+                            let ResponseKind::Heartbeat(r) =
+                                c.call(api, v, RequestKind::Heartbeat(req)).await
+                            else {
+                                panic!()
+                            };
+                            r.error_code
+                        }
+                        _ => {
+                            let mut req = LeaveGroupRequest::default();
+                            req.group_id = gid;
+                            if v >= 3 {
+                                let mut m = leave_group_request::MemberIdentity::default();
+                                m.member_id = member.clone();
+                                req.members = vec![m];
+                            } else {
+                                req.member_id = member.clone();
+                            }
+                            let ResponseKind::LeaveGroup(r) =
+                                c.call(api, v, RequestKind::LeaveGroup(req)).await
+                            else {
+                                panic!()
+                            };
+                            if v >= 3 {
+                                r.members[0].error_code
+                            } else {
+                                r.error_code
+                            }
+                        }
+                    };
+                    assert_eq!(code, 0, "{api:?} v{v}");
+                }
+                ApiKey::OffsetCommit => {
+                    let mut req = OffsetCommitRequest::default();
+                    req.group_id = GroupId(StrBytes::from_string(format!("wire-commit-{v}")));
+                    req.generation_id_or_member_epoch = -1;
+                    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+                    t.name = topic("wire");
+                    let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+                    p.committed_offset = 1 + v as i64;
+                    p.committed_metadata = Some(StrBytes::from_static_str("m"));
+                    t.partitions = vec![p];
+                    req.topics = vec![t];
+                    let ResponseKind::OffsetCommit(r) =
+                        c.call(api, v, RequestKind::OffsetCommit(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "v{v}");
+                }
+                ApiKey::OffsetFetch => {
+                    // What OffsetCommit v2 committed for its group.
+                    let group = GroupId(StrBytes::from_static_str("wire-commit-2"));
+                    let mut req = OffsetFetchRequest::default();
+                    if v >= 8 {
+                        let mut g = offset_fetch_request::OffsetFetchRequestGroup::default();
+                        g.group_id = group;
+                        g.topics = None;
+                        req.groups = vec![g];
+                    } else {
+                        req.group_id = group;
+                        let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+                        t.name = topic("wire");
+                        t.partition_indexes = vec![0];
+                        req.topics = Some(vec![t]);
+                    }
+                    let ResponseKind::OffsetFetch(r) =
+                        c.call(api, v, RequestKind::OffsetFetch(req)).await
+                    else {
+                        panic!()
+                    };
+                    let offset = if v >= 8 {
+                        r.groups[0].topics[0].partitions[0].committed_offset
+                    } else {
+                        r.topics[0].partitions[0].committed_offset
+                    };
+                    assert_eq!(offset, 3, "v{v}");
+                }
+                ApiKey::ListGroups => {
+                    let ResponseKind::ListGroups(r) = c
+                        .call(api, v, RequestKind::ListGroups(Default::default()))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0);
+                    assert!(r
+                        .groups
+                        .iter()
+                        .any(|g| g.group_id.0.as_str() == "wire-commit-2"));
+                }
+                ApiKey::DescribeGroups => {
+                    let mut req = DescribeGroupsRequest::default();
+                    req.groups = vec![GroupId(StrBytes::from_static_str("wire-join-9"))];
+                    let ResponseKind::DescribeGroups(r) =
+                        c.call(api, v, RequestKind::DescribeGroups(req)).await
+                    else {
+                        panic!()
+                    };
+                    let g = &r.groups[0];
+                    assert_eq!(
+                        (g.error_code, g.group_state.as_str()),
+                        (0, "Stable"),
+                        "v{v}"
+                    );
+                    assert_eq!(g.members.len(), 1);
+                }
+                ApiKey::DeleteGroups => {
+                    let mut req = DeleteGroupsRequest::default();
+                    req.groups_names = vec![GroupId(StrBytes::from_string(format!(
+                        "wire-commit-{}",
+                        3 + v
+                    )))];
+                    let ResponseKind::DeleteGroups(r) =
+                        c.call(api, v, RequestKind::DeleteGroups(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.results[0].error_code, 0, "v{v}");
+                }
+                ApiKey::OffsetDelete => {
+                    let mut req = OffsetDeleteRequest::default();
+                    req.group_id = GroupId(StrBytes::from_static_str("wire-commit-8"));
+                    let mut t = offset_delete_request::OffsetDeleteRequestTopic::default();
+                    t.name = topic("wire");
+                    t.partitions = vec![Default::default()];
+                    req.topics = vec![t];
+                    let ResponseKind::OffsetDelete(r) =
+                        c.call(api, v, RequestKind::OffsetDelete(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0);
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0);
                 }
                 other => panic!("no wire test for {other:?}"),
             }

@@ -29,6 +29,10 @@ impl Broker {
                 t.num_partitions
             };
             let outcome = match catalog::topic_config(self.store.defaults, &t.configs) {
+                _ if catalog::is_internal(&name) => Err((
+                    error::INVALID_REQUEST,
+                    format!("{name} is an internal topic: the broker creates it"),
+                )),
                 Err(msg) => Err((error::INVALID_CONFIG, msg)),
                 Ok(_) if t.replication_factor == 0 || t.replication_factor < -1 => Err((
                     error::INVALID_REPLICATION_FACTOR,
@@ -112,6 +116,15 @@ impl Broker {
             });
             match name {
                 None => r.error_code = error::UNKNOWN_TOPIC_ID,
+                Some(name) if catalog::is_internal(&name) => {
+                    r.name = Some(topic_name(&name));
+                    r.error_code = error::INVALID_REQUEST;
+                    if version >= 5 {
+                        r.error_message = Some(StrBytes::from_string(format!(
+                            "{name} is an internal topic and cannot be deleted"
+                        )));
+                    }
+                }
                 Some(name) => {
                     r.name = Some(topic_name(&name));
                     if let Err(e) = self.store.delete_topic(&name).await {

@@ -65,6 +65,10 @@ impl Broker {
         let me = BrokerId(self.config.node_id);
         let mut mt = MetadataResponseTopic::default();
         mt.name = Some(topic_name(&t.name));
+        if version >= 1 {
+            // Clients leave internal topics out of their listings.
+            mt.is_internal = crate::catalog::is_internal(&t.name);
+        }
         if version >= 10 {
             mt.topic_id = uuid::Uuid::from_u128(t.id);
         }

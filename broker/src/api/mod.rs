@@ -10,6 +10,7 @@
 
 mod admin;
 mod fetch;
+mod group;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -27,6 +28,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::catalog::{check_topic_name, Topic, TopicError};
 use crate::config::Config;
+use crate::group::Coordinator;
 use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::producer_state::ProducerError;
@@ -58,6 +60,8 @@ pub struct Broker {
     pub memory: Arc<MemoryBudget>,
     /// Limits on log lines a peer can cause.
     pub throttles: Throttles,
+    /// The consumer-group coordinator.
+    pub groups: Arc<Coordinator>,
 }
 
 fn name_of(t: &TopicName) -> &str {
@@ -153,6 +157,53 @@ impl Broker {
                 let r = this.metadata(m, version).await;
                 respond(ResponseKind::Metadata(r))
             }),
+            RequestKind::FindCoordinator(r) => {
+                let r = self.find_coordinator(r, version);
+                Box::pin(async move { respond(ResponseKind::FindCoordinator(r)) })
+            }
+            RequestKind::JoinGroup(r) => {
+                let (client_id, peer) = (req.client_id.clone(), req.peer);
+                Box::pin(async move {
+                    let r = this.join_group(r, version, client_id, peer).await;
+                    respond(ResponseKind::JoinGroup(r))
+                })
+            }
+            RequestKind::SyncGroup(r) => Box::pin(async move {
+                let r = this.sync_group(r, version).await;
+                respond(ResponseKind::SyncGroup(r))
+            }),
+            RequestKind::Heartbeat(r) => Box::pin(async move {
+                let r = this.heartbeat(r).await;
+                respond(ResponseKind::Heartbeat(r))
+            }),
+            RequestKind::LeaveGroup(r) => Box::pin(async move {
+                let r = this.leave_group(r, version).await;
+                respond(ResponseKind::LeaveGroup(r))
+            }),
+            RequestKind::OffsetCommit(r) => Box::pin(async move {
+                let r = this.offset_commit(r).await;
+                respond(ResponseKind::OffsetCommit(r))
+            }),
+            RequestKind::OffsetFetch(r) => Box::pin(async move {
+                let r = this.offset_fetch(r, version).await;
+                respond(ResponseKind::OffsetFetch(r))
+            }),
+            RequestKind::ListGroups(r) => Box::pin(async move {
+                let r = this.list_groups(r, version).await;
+                respond(ResponseKind::ListGroups(r))
+            }),
+            RequestKind::DescribeGroups(r) => Box::pin(async move {
+                let r = this.describe_groups(r, version).await;
+                respond(ResponseKind::DescribeGroups(r))
+            }),
+            RequestKind::DeleteGroups(r) => Box::pin(async move {
+                let r = this.delete_groups(r).await;
+                respond(ResponseKind::DeleteGroups(r))
+            }),
+            RequestKind::OffsetDelete(r) => Box::pin(async move {
+                let r = this.offset_delete(r).await;
+                respond(ResponseKind::OffsetDelete(r))
+            }),
             RequestKind::InitProducerId(r) => Box::pin(async move {
                 let r = this.init_producer_id(r).await;
                 respond(ResponseKind::InitProducerId(r))
@@ -186,7 +237,8 @@ impl Broker {
         if let Some(t) = self.store.topic(name) {
             return Ok(t);
         }
-        if !(may_create && self.config.auto_create_topics) {
+        // The group coordinator makes its topic with the partitions it needs.
+        if !(may_create && self.config.auto_create_topics) || crate::catalog::is_internal(name) {
             return Err(error::UNKNOWN_TOPIC_OR_PARTITION);
         }
         match self

@@ -35,6 +35,9 @@ impl Broker {
             let name = name_of(&t.name).to_string();
             let topic = if acks != 0 && acks != 1 && acks != -1 {
                 Err(error::INVALID_REQUIRED_ACKS)
+            } else if crate::catalog::is_internal(&name) {
+                // As Kafka: only the broker writes its internal topics.
+                Err(error::INVALID_TOPIC_EXCEPTION)
             } else {
                 self.topic_or_create(&name, true).await
             };

@@ -90,7 +90,8 @@ pub(super) async fn serve(
             let frame_held = Arc::new(held.split(frame.len() + 4));
             Metrics::inc(&metrics.bytes_in, frame.len() as u64 + 4);
             match protocol::decode(frame) {
-                Ok(Decoded::Request(req)) => {
+                Ok(Decoded::Request(mut req)) => {
+                    req.peer = Some(peer);
                     let is_fetch = req.api as i16 == FETCH_API_KEY;
                     fetch_in_flight |= is_fetch;
                     let reply = broker.dispatch(*req, frame_held.clone()).await;

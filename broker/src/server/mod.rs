@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::api::{count_connection, Broker};
 use crate::config::Config;
+use crate::group::Coordinator;
 use crate::memory::MemoryBudget;
 use crate::metrics::{CountingDisk, Metrics};
 use crate::storage::Store;
@@ -54,7 +55,25 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     };
     tracing::info!(data_dir = %config.data_dir.display(), engine = env.disk.engine(), "opening data directory");
     let store = open_store(&env, &config, &metrics).await?;
+    let groups = Coordinator::start(
+        store.clone(),
+        env.clock.clone(),
+        env.rng.clone(),
+        config.groups(),
+    );
+    let listener = env
+        .net
+        .listen(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let kafka_addr = listener.local_addr()?;
+    let mut config = config;
+    if config.listen.port() == 0 && config.advertised_listener.is_none() {
+        // Listening on a port the system chose: clients are told that port.
+        config.advertised_listener = Some(kafka_addr.to_string());
+    }
     let broker = Arc::new(Broker {
+        groups,
         memory: MemoryBudget::new(config.memory_budget_bytes, metrics.clone()),
         config: config.clone(),
         store,
@@ -62,12 +81,6 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         clock: env.clock.clone(),
         throttles: Default::default(),
     });
-    let listener = env
-        .net
-        .listen(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let kafka_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let metrics_addr = if config.metrics_listen.is_empty() {
         None

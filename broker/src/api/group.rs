@@ -1,0 +1,527 @@
+//! The consumer-group APIs (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete): the wire
+//! format in and out, per version; what they do is the [`group`](crate::group) coordinator's.
+
+use std::net::SocketAddr;
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{name_of, topic_name, Broker};
+use crate::group::{CommitRequest, JoinRequest, MemberRef, SyncRequest};
+use crate::protocol::error;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn opt(v: &Option<StrBytes>) -> Option<String> {
+    v.as_ref().map(|s| s.to_string())
+}
+
+/// How Kafka names a client's host: "/" and its address.
+fn client_host(peer: Option<SocketAddr>) -> String {
+    peer.map(|p| format!("/{}", p.ip())).unwrap_or_default()
+}
+
+/// Kafka's answer for authorized operations when the client asks and no authorizer is
+/// configured: everything a group allows (READ, DESCRIBE, DELETE); when it does not ask,
+/// `i32::MIN`.
+const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 8) | (1 << 6);
+
+impl Broker {
+    pub(super) fn find_coordinator(
+        &self,
+        req: FindCoordinatorRequest,
+        version: i16,
+    ) -> FindCoordinatorResponse {
+        let (host, port) = self.config.advertised();
+        let me = BrokerId(self.config.node_id);
+        let answer = |key: &str| -> (i16, Option<String>) {
+            match req.key_type {
+                0 if key.is_empty() => (
+                    error::INVALID_GROUP_ID,
+                    Some("the group id is empty".into()),
+                ),
+                0 => (error::NONE, None),
+                // No transaction coordinator: a fatal error at once, not a wait for one.
+                1 => (
+                    error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    Some("transactions are not supported by this broker".into()),
+                ),
+                t => (
+                    error::INVALID_REQUEST,
+                    Some(format!("unknown key type {t}")),
+                ),
+            }
+        };
+        let mut resp = FindCoordinatorResponse::default();
+        if version >= 4 {
+            for key in &req.coordinator_keys {
+                let (code, message) = answer(key);
+                let mut c = find_coordinator_response::Coordinator::default();
+                c.key = key.clone();
+                c.error_code = code;
+                c.error_message = message.map(StrBytes::from_string);
+                if code == error::NONE {
+                    c.node_id = me;
+                    c.host = s(&host);
+                    c.port = port;
+                } else {
+                    c.node_id = BrokerId(-1);
+                    c.port = -1;
+                }
+                resp.coordinators.push(c);
+            }
+        } else {
+            let (code, message) = answer(&req.key);
+            resp.error_code = code;
+            if version >= 1 {
+                resp.error_message = message.map(StrBytes::from_string);
+            }
+            if code == error::NONE {
+                resp.node_id = me;
+                resp.host = s(&host);
+                resp.port = port;
+            } else {
+                resp.node_id = BrokerId(-1);
+                resp.port = -1;
+            }
+        }
+        resp
+    }
+
+    pub(super) async fn join_group(
+        &self,
+        req: JoinGroupRequest,
+        version: i16,
+        client_id: Option<String>,
+        peer: Option<SocketAddr>,
+    ) -> JoinGroupResponse {
+        let r = self
+            .groups
+            .join(JoinRequest {
+                group_id: req.group_id.to_string(),
+                member_id: req.member_id.to_string(),
+                group_instance_id: opt(&req.group_instance_id),
+                require_known_member_id: version >= 4,
+                client_id: client_id.unwrap_or_default(),
+                client_host: client_host(peer),
+                session_timeout_ms: req.session_timeout_ms,
+                // v0 has no rebalance timeout: the session timeout serves.
+                rebalance_timeout_ms: if version >= 1 {
+                    req.rebalance_timeout_ms
+                } else {
+                    req.session_timeout_ms
+                },
+                protocol_type: req.protocol_type.to_string(),
+                protocols: req
+                    .protocols
+                    .iter()
+                    .map(|p| (p.name.to_string(), p.metadata.clone()))
+                    .collect(),
+            })
+            .await;
+        let mut resp = JoinGroupResponse::default();
+        resp.error_code = r.error;
+        resp.generation_id = r.generation;
+        if version >= 7 {
+            resp.protocol_type = r.protocol_type.map(StrBytes::from_string);
+            resp.protocol_name = r.protocol_name.map(StrBytes::from_string);
+        } else {
+            // Not nullable before v7: an empty name instead.
+            resp.protocol_name = Some(s(r.protocol_name.as_deref().unwrap_or("")));
+        }
+        resp.leader = s(&r.leader);
+        resp.member_id = s(&r.member_id);
+        resp.members = r
+            .members
+            .into_iter()
+            .map(|(id, instance, metadata)| {
+                let mut m = join_group_response::JoinGroupResponseMember::default();
+                m.member_id = s(&id);
+                if version >= 5 {
+                    m.group_instance_id = instance.map(StrBytes::from_string);
+                }
+                m.metadata = metadata;
+                m
+            })
+            .collect();
+        resp
+    }
+
+    pub(super) async fn sync_group(
+        &self,
+        req: SyncGroupRequest,
+        version: i16,
+    ) -> SyncGroupResponse {
+        let r = self
+            .groups
+            .sync(SyncRequest {
+                group_id: req.group_id.to_string(),
+                generation: req.generation_id,
+                member_id: req.member_id.to_string(),
+                group_instance_id: opt(&req.group_instance_id),
+                protocol_type: opt(&req.protocol_type),
+                protocol_name: opt(&req.protocol_name),
+                assignments: req
+                    .assignments
+                    .iter()
+                    .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+                    .collect(),
+            })
+            .await;
+        let mut resp = SyncGroupResponse::default();
+        resp.error_code = r.error;
+        if version >= 5 {
+            resp.protocol_type = r.protocol_type.map(StrBytes::from_string);
+            resp.protocol_name = r.protocol_name.map(StrBytes::from_string);
+        }
+        resp.assignment = r.assignment;
+        resp
+    }
+
+    pub(super) async fn heartbeat(&self, req: HeartbeatRequest) -> HeartbeatResponse {
+        let code = self
+            .groups
+            .heartbeat(
+                req.group_id.to_string(),
+                req.generation_id,
+                MemberRef {
+                    member_id: req.member_id.to_string(),
+                    group_instance_id: opt(&req.group_instance_id),
+                },
+            )
+            .await;
+        let mut resp = HeartbeatResponse::default();
+        resp.error_code = code;
+        resp
+    }
+
+    pub(super) async fn leave_group(
+        &self,
+        req: LeaveGroupRequest,
+        version: i16,
+    ) -> LeaveGroupResponse {
+        let members: Vec<MemberRef> = if version >= 3 {
+            req.members
+                .iter()
+                .map(|m| MemberRef {
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: opt(&m.group_instance_id),
+                })
+                .collect()
+        } else {
+            vec![MemberRef {
+                member_id: req.member_id.to_string(),
+                group_instance_id: None,
+            }]
+        };
+        let codes = self
+            .groups
+            .leave(req.group_id.to_string(), members.clone())
+            .await;
+        let mut resp = LeaveGroupResponse::default();
+        if version >= 3 {
+            resp.members = members
+                .into_iter()
+                .zip(&codes)
+                .map(|(m, code)| {
+                    let mut r = leave_group_response::MemberResponse::default();
+                    r.member_id = s(&m.member_id);
+                    r.group_instance_id = m.group_instance_id.map(StrBytes::from_string);
+                    r.error_code = *code;
+                    r
+                })
+                .collect();
+        } else {
+            resp.error_code = codes.first().copied().unwrap_or(error::NONE);
+        }
+        resp
+    }
+
+    pub(super) async fn offset_commit(&self, req: OffsetCommitRequest) -> OffsetCommitResponse {
+        let asked: Vec<(TopicName, i32)> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.clone(), p.partition_index))
+            })
+            .collect();
+        let offsets = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        name_of(&t.name).to_string(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        opt(&p.committed_metadata),
+                    )
+                })
+            })
+            .collect();
+        let codes = match self
+            .groups
+            .commit(CommitRequest {
+                group_id: req.group_id.to_string(),
+                generation: req.generation_id_or_member_epoch,
+                member_id: req.member_id.to_string(),
+                group_instance_id: opt(&req.group_instance_id),
+                offsets,
+            })
+            .await
+        {
+            Ok(codes) => codes,
+            Err(code) => vec![code; asked.len()],
+        };
+        let mut resp = OffsetCommitResponse::default();
+        for ((topic, partition), code) in asked.into_iter().zip(codes) {
+            if resp.topics.last().is_none_or(|t| t.name != topic) {
+                let mut t = offset_commit_response::OffsetCommitResponseTopic::default();
+                t.name = topic;
+                resp.topics.push(t);
+            }
+            let mut p = offset_commit_response::OffsetCommitResponsePartition::default();
+            p.partition_index = partition;
+            p.error_code = code;
+            if let Some(t) = resp.topics.last_mut() {
+                t.partitions.push(p);
+            }
+        }
+        resp
+    }
+
+    pub(super) async fn offset_fetch(
+        &self,
+        req: OffsetFetchRequest,
+        version: i16,
+    ) -> OffsetFetchResponse {
+        let mut resp = OffsetFetchResponse::default();
+        if version >= 8 {
+            for g in &req.groups {
+                let asked = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| (name_of(&t.name).to_string(), t.partition_indexes.clone()))
+                        .collect()
+                });
+                let mut out = offset_fetch_response::OffsetFetchResponseGroup::default();
+                out.group_id = g.group_id.clone();
+                match self.groups.fetch(g.group_id.to_string(), asked).await {
+                    Ok(committed) => {
+                        for c in committed {
+                            if out
+                                .topics
+                                .last()
+                                .is_none_or(|t| name_of(&t.name) != c.topic)
+                            {
+                                let mut t =
+                                    offset_fetch_response::OffsetFetchResponseTopics::default();
+                                t.name = topic_name(&c.topic);
+                                out.topics.push(t);
+                            }
+                            let mut p =
+                                offset_fetch_response::OffsetFetchResponsePartitions::default();
+                            p.partition_index = c.partition;
+                            p.committed_offset = c.offset;
+                            p.committed_leader_epoch = c.leader_epoch;
+                            p.metadata = c.metadata.map(StrBytes::from_string);
+                            p.error_code = c.error;
+                            if let Some(t) = out.topics.last_mut() {
+                                t.partitions.push(p);
+                            }
+                        }
+                    }
+                    Err(code) => out.error_code = code,
+                }
+                resp.groups.push(out);
+            }
+            return resp;
+        }
+        let asked = req.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (name_of(&t.name).to_string(), t.partition_indexes.clone()))
+                .collect()
+        });
+        match self.groups.fetch(req.group_id.to_string(), asked).await {
+            Ok(committed) => {
+                for c in committed {
+                    if resp
+                        .topics
+                        .last()
+                        .is_none_or(|t| name_of(&t.name) != c.topic)
+                    {
+                        let mut t = offset_fetch_response::OffsetFetchResponseTopic::default();
+                        t.name = topic_name(&c.topic);
+                        resp.topics.push(t);
+                    }
+                    let mut p = offset_fetch_response::OffsetFetchResponsePartition::default();
+                    p.partition_index = c.partition;
+                    p.committed_offset = c.offset;
+                    if version >= 5 {
+                        p.committed_leader_epoch = c.leader_epoch;
+                    }
+                    p.metadata = Some(StrBytes::from_string(c.metadata.unwrap_or_default()));
+                    p.error_code = c.error;
+                    if let Some(t) = resp.topics.last_mut() {
+                        t.partitions.push(p);
+                    }
+                }
+            }
+            Err(code) if version >= 2 => resp.error_code = code,
+            Err(code) => {
+                // v1 has no top-level error: every partition asked carries it.
+                for t in req.topics.iter().flatten() {
+                    let mut rt = offset_fetch_response::OffsetFetchResponseTopic::default();
+                    rt.name = t.name.clone();
+                    for p in &t.partition_indexes {
+                        let mut rp = offset_fetch_response::OffsetFetchResponsePartition::default();
+                        rp.partition_index = *p;
+                        rp.committed_offset = -1;
+                        rp.error_code = code;
+                        rt.partitions.push(rp);
+                    }
+                    resp.topics.push(rt);
+                }
+            }
+        }
+        resp
+    }
+
+    pub(super) async fn list_groups(
+        &self,
+        req: ListGroupsRequest,
+        version: i16,
+    ) -> ListGroupsResponse {
+        let states: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
+        let types: Vec<String> = req
+            .types_filter
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        let mut resp = ListGroupsResponse::default();
+        for g in self.groups.list().await {
+            if !states.is_empty() && !states.iter().any(|s| s.eq_ignore_ascii_case(g.state)) {
+                continue;
+            }
+            // Every group here is a classic group.
+            if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+                continue;
+            }
+            let mut l = list_groups_response::ListedGroup::default();
+            l.group_id = GroupId(s(&g.group_id));
+            l.protocol_type = s(&g.protocol_type);
+            if version >= 4 {
+                l.group_state = s(g.state);
+            }
+            if version >= 5 {
+                l.group_type = s("classic");
+            }
+            resp.groups.push(l);
+        }
+        resp
+    }
+
+    pub(super) async fn describe_groups(
+        &self,
+        req: DescribeGroupsRequest,
+        version: i16,
+    ) -> DescribeGroupsResponse {
+        let ids: Vec<String> = req.groups.iter().map(|g| g.to_string()).collect();
+        let mut resp = DescribeGroupsResponse::default();
+        for g in self.groups.describe(ids).await {
+            let mut d = describe_groups_response::DescribedGroup::default();
+            d.group_id = GroupId(s(&g.group_id));
+            d.error_code = g.error;
+            d.group_state = s(g.state);
+            d.protocol_type = s(&g.protocol_type);
+            d.protocol_data = s(&g.protocol);
+            d.members = g
+                .members
+                .into_iter()
+                .map(|m| {
+                    let mut dm = describe_groups_response::DescribedGroupMember::default();
+                    dm.member_id = s(&m.member_id);
+                    if version >= 4 {
+                        dm.group_instance_id = m.group_instance_id.map(StrBytes::from_string);
+                    }
+                    dm.client_id = s(&m.client_id);
+                    dm.client_host = s(&m.client_host);
+                    dm.member_metadata = m.metadata;
+                    dm.member_assignment = m.assignment;
+                    dm
+                })
+                .collect();
+            if version >= 3 {
+                d.authorized_operations = if req.include_authorized_operations {
+                    GROUP_OPERATIONS
+                } else {
+                    i32::MIN
+                };
+            }
+            resp.groups.push(d);
+        }
+        resp
+    }
+
+    pub(super) async fn delete_groups(&self, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+        let ids: Vec<String> = req.groups_names.iter().map(|g| g.to_string()).collect();
+        let codes = self.groups.delete_groups(ids.clone()).await;
+        let mut resp = DeleteGroupsResponse::default();
+        resp.results = ids
+            .into_iter()
+            .zip(codes)
+            .map(|(id, code)| {
+                let mut r = delete_groups_response::DeletableGroupResult::default();
+                r.group_id = GroupId(s(&id));
+                r.error_code = code;
+                r
+            })
+            .collect();
+        resp
+    }
+
+    pub(super) async fn offset_delete(&self, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+        let asked: Vec<(TopicName, i32)> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.clone(), p.partition_index))
+            })
+            .collect();
+        let partitions = asked
+            .iter()
+            .map(|(t, p)| (name_of(t).to_string(), *p))
+            .collect();
+        let mut resp = OffsetDeleteResponse::default();
+        match self
+            .groups
+            .delete_offsets(req.group_id.to_string(), partitions)
+            .await
+        {
+            Err(code) => resp.error_code = code,
+            Ok(codes) => {
+                for ((topic, partition), code) in asked.into_iter().zip(codes) {
+                    if resp.topics.last().is_none_or(|t| t.name != topic) {
+                        let mut t = offset_delete_response::OffsetDeleteResponseTopic::default();
+                        t.name = topic;
+                        resp.topics.push(t);
+                    }
+                    let mut p = offset_delete_response::OffsetDeleteResponsePartition::default();
+                    p.partition_index = partition;
+                    p.error_code = code;
+                    if let Some(t) = resp.topics.last_mut() {
+                        t.partitions.push(p);
+                    }
+                }
+            }
+        }
+        resp
+    }
+}

@@ -1,0 +1,1005 @@
+//! Membership and rebalances, Kafka's classic protocol: a group is Empty, PreparingRebalance
+//! (members (re)join; it completes when all have, or at the rebalance deadline), Completing-
+//! Rebalance (the leader computes the assignment; the others wait in SyncGroup), or Stable.
+//!
+//! Timers: a member that stops heartbeating for its session timeout is removed (not while it
+//! waits in JoinGroup or SyncGroup: the rebalance has its own deadline); a new group waits
+//! `group.initial.rebalance.delay.ms` (extended while members keep arriving, up to the
+//! rebalance timeout) before its first rebalance completes; a new member told to rejoin with
+//! its id (MEMBER_ID_REQUIRED) is forgotten if it does not within its session timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::records::{Entry, GroupValue, MemberValue, OffsetValue};
+use super::{
+    Actor, DescribedGroup, DescribedMember, JoinRequest, JoinResponse, ListedGroup, MemberRef,
+    Pending, SyncRequest, SyncResponse,
+};
+use crate::protocol::error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl State {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            State::Empty => "Empty",
+            State::PreparingRebalance => "PreparingRebalance",
+            State::CompletingRebalance => "CompletingRebalance",
+            State::Stable => "Stable",
+        }
+    }
+}
+
+pub(super) struct Member {
+    pub(super) id: String,
+    pub(super) instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    /// Protocols it supports, in its order of preference, with its metadata for each.
+    pub(super) protocols: Vec<(String, Bytes)>,
+    pub(super) assignment: Bytes,
+    awaiting_join: Option<oneshot::Sender<JoinResponse>>,
+    awaiting_sync: Option<oneshot::Sender<SyncResponse>>,
+    session_deadline: Instant,
+    /// When it first joined, for choosing a leader (the earliest that rejoined).
+    joined: u64,
+}
+
+impl Member {
+    fn metadata(&self, protocol: Option<&str>) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(name, _)| Some(name.as_str()) == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// A heartbeat (or a commit) from it: its session starts again.
+    pub(super) fn heard_from(&mut self, now: Instant) {
+        self.session_deadline = now + self.session_timeout;
+    }
+
+    /// Kafka keeps a member that waits in a rebalance alive: the rebalance has its deadline.
+    fn expired(&self, now: Instant) -> bool {
+        self.awaiting_join.is_none() && self.awaiting_sync.is_none() && now >= self.session_deadline
+    }
+}
+
+pub(super) struct Group {
+    pub(super) id: String,
+    pub(super) state: State,
+    pub(super) protocol_type: Option<String>,
+    pub(super) protocol: Option<String>,
+    pub(super) generation: i32,
+    pub(super) leader: Option<String>,
+    pub(super) members: BTreeMap<String, Member>,
+    /// Static members: instance id → member id.
+    statics: BTreeMap<String, String>,
+    /// New members told to rejoin with their id, until when they may.
+    pending: BTreeMap<String, Instant>,
+    /// PreparingRebalance: when the join phase ends at the latest.
+    join_deadline: Option<Instant>,
+    /// A new group's first rebalance: members keep arriving; it may wait until this.
+    initial_until: Option<Instant>,
+    member_added: bool,
+    /// The leader's assignment being written (CompletingRebalance).
+    pending_assignment: Option<BTreeMap<String, Bytes>>,
+    next_join: u64,
+    /// Committed offsets by (topic, partition).
+    pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+impl Group {
+    pub(super) fn new(id: &str) -> Group {
+        Group {
+            id: id.to_string(),
+            state: State::Empty,
+            protocol_type: None,
+            protocol: None,
+            generation: 0,
+            leader: None,
+            members: BTreeMap::new(),
+            statics: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            join_deadline: None,
+            initial_until: None,
+            member_added: false,
+            pending_assignment: None,
+            next_join: 0,
+            offsets: BTreeMap::new(),
+        }
+    }
+
+    /// Take a group metadata record (load).
+    pub(super) fn restore(&mut self, v: GroupValue) {
+        self.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
+        self.generation = v.generation;
+        self.protocol = v.protocol;
+        self.leader = v.leader;
+        self.members.clear();
+        self.statics.clear();
+        for (i, m) in v.members.into_iter().enumerate() {
+            if let Some(instance) = &m.group_instance_id {
+                self.statics.insert(instance.clone(), m.member_id.clone());
+            }
+            let protocols = self
+                .protocol
+                .clone()
+                .map(|p| vec![(p, m.subscription.clone())])
+                .unwrap_or_default();
+            self.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    protocols,
+                    assignment: m.assignment,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    session_deadline: Instant::now(),
+                    joined: i as u64,
+                },
+            );
+        }
+        self.next_join = self.members.len() as u64;
+    }
+
+    /// After the load: members are Stable and get a whole session to heartbeat again.
+    pub(super) fn loaded(&mut self, now: Instant) {
+        self.state = if self.members.is_empty() {
+            State::Empty
+        } else {
+            State::Stable
+        };
+        for m in self.members.values_mut() {
+            m.session_deadline = now + m.session_timeout;
+        }
+    }
+
+    /// An empty group with nothing committed holds nothing: it can go.
+    pub(super) fn is_dead(&self) -> bool {
+        self.state == State::Empty && self.members.is_empty() && self.offsets.is_empty()
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.awaiting_join.is_none() && m.awaiting_sync.is_none())
+            .map(|m| m.session_deadline);
+        sessions
+            .chain(self.pending.values().copied())
+            .chain(self.join_deadline)
+            .min()
+    }
+
+    /// The protocol type and some protocol are ones the group's members all speak.
+    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if protocol_type.is_empty() || protocols.is_empty() {
+            return false;
+        }
+        if self.members.is_empty() {
+            return true;
+        }
+        self.protocol_type.as_deref() == Some(protocol_type)
+            && protocols.iter().any(|(name, _)| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(p, _)| p == name))
+            })
+    }
+
+    /// Kafka's vote: each member votes for its most preferred protocol all members support.
+    fn select_protocol(&self) -> Option<String> {
+        let common: BTreeSet<&str> = self
+            .members
+            .values()
+            .map(|m| {
+                m.protocols
+                    .iter()
+                    .map(|(p, _)| p.as_str())
+                    .collect::<BTreeSet<_>>()
+            })
+            .reduce(|a, b| a.intersection(&b).copied().collect())
+            .unwrap_or_default();
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some((p, _)) = m
+                .protocols
+                .iter()
+                .find(|(p, _)| common.contains(p.as_str()))
+            {
+                *votes.entry(p.as_str()).or_default() += 1;
+            }
+        }
+        votes
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(p, _)| p.to_string())
+    }
+
+    fn rebalance_timeout(&self) -> Duration {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    fn all_joined(&self) -> bool {
+        self.pending.is_empty() && self.members.values().all(|m| m.awaiting_join.is_some())
+    }
+
+    /// The static instance id `instance` belongs to another member: this one is fenced.
+    fn fenced(&self, member_id: &str, instance: Option<&str>) -> bool {
+        instance
+            .and_then(|i| self.statics.get(i))
+            .is_some_and(|owner| owner != member_id)
+    }
+
+    fn join_response(&self, member_id: &str) -> JoinResponse {
+        let is_leader = self.leader.as_deref() == Some(member_id);
+        JoinResponse {
+            error: error::NONE,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol.clone(),
+            leader: self.leader.clone().unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members: if is_leader {
+                self.members
+                    .values()
+                    .map(|m| {
+                        (
+                            m.id.clone(),
+                            m.instance_id.clone(),
+                            m.metadata(self.protocol.as_deref()),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The metadata record of the group as it is now.
+    pub(super) fn value(&self, now_ms: i64) -> GroupValue {
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            state_ms: now_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberValue {
+                    member_id: m.id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as i32,
+                    session_timeout_ms: m.session_timeout.as_millis() as i32,
+                    subscription: m.metadata(self.protocol.as_deref()),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn remove_member(&mut self, member_id: &str) -> Option<Member> {
+        let m = self.members.remove(member_id)?;
+        if let Some(i) = &m.instance_id {
+            if self.statics.get(i).is_some_and(|owner| owner == member_id) {
+                self.statics.remove(i);
+            }
+        }
+        if self.leader.as_deref() == Some(member_id) {
+            self.leader = None;
+        }
+        Some(m)
+    }
+}
+
+fn reject(error: i16, member_id: &str) -> JoinResponse {
+    JoinResponse {
+        error,
+        generation: -1,
+        member_id: member_id.to_string(),
+        ..Default::default()
+    }
+}
+
+impl Actor {
+    pub(super) async fn join(&mut self, req: JoinRequest, reply: oneshot::Sender<JoinResponse>) {
+        if req.group_id.is_empty() {
+            let _ = reply.send(reject(error::INVALID_GROUP_ID, &req.member_id));
+            return;
+        }
+        if req.session_timeout_ms < self.config.min_session_timeout_ms
+            || req.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            let _ = reply.send(reject(error::INVALID_SESSION_TIMEOUT, &req.member_id));
+            return;
+        }
+        if !self.groups.contains_key(&req.group_id) {
+            if !req.member_id.is_empty() {
+                let _ = reply.send(reject(error::UNKNOWN_MEMBER_ID, &req.member_id));
+                return;
+            }
+            self.groups
+                .insert(req.group_id.clone(), super::Group::new(&req.group_id));
+        }
+        let now = self.now();
+        let new_id = req
+            .member_id
+            .is_empty()
+            .then(|| self.new_member_id(&req.client_id));
+        let initial_delay = self.config.initial_rebalance_delay;
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            return;
+        };
+        if !group.supports(&req.protocol_type, &req.protocols) {
+            let _ = reply.send(reject(error::INCONSISTENT_GROUP_PROTOCOL, &req.member_id));
+            return;
+        }
+        let member_id = match new_id {
+            Some(new_id) => {
+                // A static member coming back under a new id takes its place.
+                let previous = req
+                    .group_instance_id
+                    .as_ref()
+                    .and_then(|i| group.statics.get(i).cloned());
+                if let Some(old) = previous {
+                    rejoin_static(group, &old, &new_id, &req, reply, now, initial_delay);
+                    return;
+                }
+                if req.require_known_member_id && req.group_instance_id.is_none() {
+                    group.pending.insert(
+                        new_id.clone(),
+                        now + Duration::from_millis(req.session_timeout_ms as u64),
+                    );
+                    let _ = reply.send(reject(error::MEMBER_ID_REQUIRED, &new_id));
+                    return;
+                }
+                add_member(group, new_id.clone(), &req, reply, now);
+                prepare_or_complete(group, now, initial_delay);
+                new_id
+            }
+            None => {
+                let id = req.member_id.clone();
+                if group.pending.remove(&id).is_some() {
+                    add_member(group, id.clone(), &req, reply, now);
+                    prepare_or_complete(group, now, initial_delay);
+                } else if group.fenced(&id, req.group_instance_id.as_deref()) {
+                    let _ = reply.send(reject(error::FENCED_INSTANCE_ID, &id));
+                    return;
+                } else if !group.members.contains_key(&id) {
+                    let _ = reply.send(reject(error::UNKNOWN_MEMBER_ID, &id));
+                    return;
+                } else {
+                    current_member_join(group, &id, &req, reply, now, initial_delay);
+                }
+                id
+            }
+        };
+        tracing::debug!(group = %req.group_id, member = %member_id, state = group.state.name(), "join");
+        self.maybe_complete_join(&req.group_id).await;
+    }
+
+    pub(super) async fn sync(&mut self, req: SyncRequest, reply: oneshot::Sender<SyncResponse>) {
+        let fail = |code: i16| SyncResponse {
+            error: code,
+            ..Default::default()
+        };
+        let now = self.now();
+        let now_ms = self.clock.wall_ms();
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            let _ = reply.send(fail(error::UNKNOWN_MEMBER_ID));
+            return;
+        };
+        if group.fenced(&req.member_id, req.group_instance_id.as_deref()) {
+            let _ = reply.send(fail(error::FENCED_INSTANCE_ID));
+            return;
+        }
+        if !group.members.contains_key(&req.member_id) {
+            let _ = reply.send(fail(error::UNKNOWN_MEMBER_ID));
+            return;
+        }
+        if req.generation != group.generation {
+            let _ = reply.send(fail(error::ILLEGAL_GENERATION));
+            return;
+        }
+        let mismatch =
+            |ours: &Option<String>, theirs: &Option<String>| theirs.is_some() && ours != theirs;
+        if mismatch(&group.protocol_type, &req.protocol_type)
+            || mismatch(&group.protocol, &req.protocol_name)
+        {
+            let _ = reply.send(fail(error::INCONSISTENT_GROUP_PROTOCOL));
+            return;
+        }
+        match group.state {
+            State::Empty => {
+                let _ = reply.send(fail(error::UNKNOWN_MEMBER_ID));
+            }
+            State::PreparingRebalance => {
+                let _ = reply.send(fail(error::REBALANCE_IN_PROGRESS));
+            }
+            State::Stable => {
+                let (protocol_type, protocol) =
+                    (group.protocol_type.clone(), group.protocol.clone());
+                if let Some(m) = group.members.get_mut(&req.member_id) {
+                    m.session_deadline = now + m.session_timeout;
+                    let _ = reply.send(SyncResponse {
+                        error: error::NONE,
+                        protocol_type,
+                        protocol_name: protocol,
+                        assignment: m.assignment.clone(),
+                    });
+                }
+            }
+            State::CompletingRebalance => {
+                if let Some(m) = group.members.get_mut(&req.member_id) {
+                    m.awaiting_sync = Some(reply);
+                    m.session_deadline = now + m.session_timeout;
+                }
+                let is_leader = group.leader.as_deref() == Some(req.member_id.as_str());
+                if is_leader && group.pending_assignment.is_none() {
+                    // Every member gets what the leader gave it (nothing, if it was left out).
+                    let mut assignment: BTreeMap<String, Bytes> = group
+                        .members
+                        .keys()
+                        .map(|id| (id.clone(), Bytes::new()))
+                        .collect();
+                    for (id, a) in req.assignments {
+                        if let Some(slot) = assignment.get_mut(&id) {
+                            *slot = a;
+                        }
+                    }
+                    group.pending_assignment = Some(assignment.clone());
+                    let mut value = group.value(now_ms);
+                    for m in &mut value.members {
+                        m.assignment = assignment.get(&m.member_id).cloned().unwrap_or_default();
+                    }
+                    let (group_id, generation) = (group.id.clone(), group.generation);
+                    let entry = Entry::Group {
+                        group: group_id.clone(),
+                        value: Some(value),
+                    };
+                    self.write(
+                        &group_id,
+                        vec![entry],
+                        Pending::Assignment {
+                            group: group_id.clone(),
+                            generation,
+                        },
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// The leader's assignment is durable (or failed): members get theirs, or rejoin.
+    pub(super) fn assignment_written(
+        &mut self,
+        group_id: &str,
+        generation: i32,
+        result: Result<(), i16>,
+    ) {
+        let now = self.now();
+        let initial_delay = self.config.initial_rebalance_delay;
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        // The write of an older generation's assignment: the group has moved on.
+        if group.generation != generation || group.state != State::CompletingRebalance {
+            return;
+        }
+        let Some(assignment) = group.pending_assignment.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                let (protocol_type, protocol) =
+                    (group.protocol_type.clone(), group.protocol.clone());
+                for m in group.members.values_mut() {
+                    m.assignment = assignment.get(&m.id).cloned().unwrap_or_default();
+                    if let Some(r) = m.awaiting_sync.take() {
+                        let _ = r.send(SyncResponse {
+                            error: error::NONE,
+                            protocol_type: protocol_type.clone(),
+                            protocol_name: protocol.clone(),
+                            assignment: m.assignment.clone(),
+                        });
+                    }
+                    m.session_deadline = now + m.session_timeout;
+                }
+                group.state = State::Stable;
+                tracing::info!(group = %group.id, generation, members = group.members.len(), "group is stable");
+            }
+            Err(code) => {
+                for m in group.members.values_mut() {
+                    m.assignment = Bytes::new();
+                    if let Some(r) = m.awaiting_sync.take() {
+                        let _ = r.send(SyncResponse {
+                            error: code,
+                            ..Default::default()
+                        });
+                    }
+                }
+                prepare_rebalance(group, now, initial_delay);
+            }
+        }
+    }
+
+    pub(super) fn heartbeat(&mut self, group_id: &str, generation: i32, member: &MemberRef) -> i16 {
+        let now = self.now();
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return error::UNKNOWN_MEMBER_ID;
+        };
+        if group.fenced(&member.member_id, member.group_instance_id.as_deref()) {
+            return error::FENCED_INSTANCE_ID;
+        }
+        let state = group.state;
+        let current = group.generation;
+        let Some(m) = group.members.get_mut(&member.member_id) else {
+            return error::UNKNOWN_MEMBER_ID;
+        };
+        if generation != current {
+            return error::ILLEGAL_GENERATION;
+        }
+        m.session_deadline = now + m.session_timeout;
+        match state {
+            State::Empty => error::UNKNOWN_MEMBER_ID,
+            State::PreparingRebalance => error::REBALANCE_IN_PROGRESS,
+            State::CompletingRebalance | State::Stable => error::NONE,
+        }
+    }
+
+    /// Members leave (LeaveGroup); one code each.
+    pub(super) async fn leave(&mut self, group_id: &str, members: &[MemberRef]) -> Vec<i16> {
+        let now = self.now();
+        let initial_delay = self.config.initial_rebalance_delay;
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return vec![error::UNKNOWN_MEMBER_ID; members.len()];
+        };
+        let mut codes = Vec::with_capacity(members.len());
+        let mut left = false;
+        for who in members {
+            // v3+: a static member may leave by its instance id alone.
+            let id = if who.member_id.is_empty() {
+                who.group_instance_id
+                    .as_ref()
+                    .and_then(|i| group.statics.get(i).cloned())
+                    .unwrap_or_default()
+            } else {
+                who.member_id.clone()
+            };
+            if group.pending.remove(&id).is_some() {
+                codes.push(error::NONE);
+                left = true;
+            } else if group.fenced(&id, who.group_instance_id.as_deref()) {
+                codes.push(error::FENCED_INSTANCE_ID);
+            } else if let Some(m) = group.remove_member(&id) {
+                fail_waiters(m);
+                codes.push(error::NONE);
+                left = true;
+            } else {
+                codes.push(error::UNKNOWN_MEMBER_ID);
+            }
+        }
+        if left {
+            tracing::info!(group = %group_id, "members left");
+            member_gone(group, now, initial_delay);
+            self.maybe_complete_join(group_id).await;
+        }
+        codes
+    }
+
+    /// Timers: sessions, members that were to rejoin, join deadlines.
+    pub(super) async fn expire(&mut self) {
+        let now = self.now();
+        let initial_delay = self.config.initial_rebalance_delay;
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_deadline().is_some_and(|d| d <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group_id in due {
+            let Some(group) = self.groups.get_mut(&group_id) else {
+                continue;
+            };
+            let expired: Vec<String> = group
+                .members
+                .values()
+                .filter(|m| m.expired(now))
+                .map(|m| m.id.clone())
+                .collect();
+            for id in &expired {
+                tracing::info!(group = %group_id, member = %id, "member session expired");
+                if let Some(m) = group.remove_member(id) {
+                    fail_waiters(m);
+                }
+            }
+            let before = group.pending.len();
+            group.pending.retain(|_, until| *until > now);
+            if !expired.is_empty() || group.pending.len() != before {
+                member_gone(group, now, initial_delay);
+            }
+            if group.join_deadline.is_some_and(|d| d <= now) {
+                match group.initial_until {
+                    // New members keep coming: wait one delay more, up to the limit.
+                    Some(limit) if group.member_added && now < limit => {
+                        group.member_added = false;
+                        group.join_deadline = Some((now + initial_delay).min(limit));
+                    }
+                    _ => {
+                        group.initial_until = None;
+                        group.join_deadline = None;
+                        self.complete_join(&group_id).await;
+                        continue;
+                    }
+                }
+            }
+            self.maybe_complete_join(&group_id).await;
+        }
+    }
+
+    /// Complete the join phase if every member has rejoined (and no first-rebalance delay
+    /// is running).
+    async fn maybe_complete_join(&mut self, group_id: &str) {
+        let ready = self.groups.get(group_id).is_some_and(|g| {
+            g.state == State::PreparingRebalance && g.initial_until.is_none() && g.all_joined()
+        });
+        if ready {
+            self.complete_join(group_id).await;
+        }
+    }
+
+    /// End the join phase: members that did not rejoin go (static ones stay, until their
+    /// session ends), the next generation begins, and every joined member gets its answer.
+    async fn complete_join(&mut self, group_id: &str) {
+        let now = self.now();
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if group.state != State::PreparingRebalance {
+            return;
+        }
+        group.join_deadline = None;
+        group.initial_until = None;
+        let gone: Vec<String> = group
+            .members
+            .values()
+            .filter(|m| m.awaiting_join.is_none() && m.instance_id.is_none())
+            .map(|m| m.id.clone())
+            .collect();
+        for id in gone {
+            tracing::info!(group = %group_id, member = %id, "member did not rejoin in time");
+            group.remove_member(&id);
+        }
+        group.generation += 1;
+        if group.members.values().all(|m| m.awaiting_join.is_none()) {
+            // Nobody to answer: the group is empty now (static members that did not rejoin
+            // are dropped too, as there is no rebalance to keep them for).
+            let ids: Vec<String> = group.members.keys().cloned().collect();
+            for id in ids {
+                group.remove_member(&id);
+            }
+            group.state = State::Empty;
+            group.protocol = None;
+            group.leader = None;
+            tracing::info!(group = %group_id, generation = group.generation, "group is empty");
+            let entry = Entry::Group {
+                group: group_id.to_string(),
+                value: Some(group.value(self.clock.wall_ms())),
+            };
+            self.write(group_id, vec![entry], Pending::GroupState).await;
+            return;
+        }
+        group.protocol = group.select_protocol();
+        let leader_rejoined = group
+            .leader
+            .as_ref()
+            .and_then(|l| group.members.get(l))
+            .is_some_and(|m| m.awaiting_join.is_some());
+        if !leader_rejoined {
+            group.leader = group
+                .members
+                .values()
+                .filter(|m| m.awaiting_join.is_some())
+                .min_by_key(|m| m.joined)
+                .map(|m| m.id.clone());
+        }
+        group.state = State::CompletingRebalance;
+        let answers: Vec<(String, JoinResponse)> = group
+            .members
+            .keys()
+            .map(|id| (id.clone(), group.join_response(id)))
+            .collect();
+        for (id, answer) in answers {
+            if let Some(m) = group.members.get_mut(&id) {
+                m.session_deadline = now + m.session_timeout;
+                if let Some(r) = m.awaiting_join.take() {
+                    let _ = r.send(answer);
+                }
+            }
+        }
+        tracing::info!(group = %group_id, generation = group.generation, members = group.members.len(), protocol = ?group.protocol, "rebalance: join complete");
+    }
+
+    pub(super) fn list(&self) -> Vec<ListedGroup> {
+        self.groups
+            .values()
+            .map(|g| ListedGroup {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state.name(),
+            })
+            .collect()
+    }
+
+    pub(super) fn describe(&self, group_id: &str) -> DescribedGroup {
+        let Some(g) = self.groups.get(group_id) else {
+            return DescribedGroup {
+                group_id: group_id.to_string(),
+                error: error::NONE,
+                state: "Dead",
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            };
+        };
+        let stable = g.state == State::Stable;
+        DescribedGroup {
+            group_id: group_id.to_string(),
+            error: error::NONE,
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable {
+                g.protocol.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .values()
+                .map(|m| DescribedMember {
+                    member_id: m.id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    // As Kafka: metadata and assignment only once the group is stable.
+                    metadata: if stable {
+                        m.metadata(g.protocol.as_deref())
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Add a member that waits for the join phase to end.
+fn add_member(
+    group: &mut Group,
+    id: String,
+    req: &JoinRequest,
+    reply: oneshot::Sender<JoinResponse>,
+    now: Instant,
+) {
+    if group.members.is_empty() {
+        group.protocol_type = Some(req.protocol_type.clone());
+    }
+    if let Some(i) = &req.group_instance_id {
+        group.statics.insert(i.clone(), id.clone());
+    }
+    let joined = group.next_join;
+    group.next_join += 1;
+    let session_timeout = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+    group.members.insert(
+        id.clone(),
+        Member {
+            id,
+            instance_id: req.group_instance_id.clone(),
+            client_id: req.client_id.clone(),
+            client_host: req.client_host.clone(),
+            session_timeout,
+            rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64),
+            protocols: req.protocols.clone(),
+            assignment: Bytes::new(),
+            awaiting_join: Some(reply),
+            awaiting_sync: None,
+            session_deadline: now + session_timeout,
+            joined,
+        },
+    );
+    group.member_added = true;
+}
+
+/// A known member joins again.
+fn current_member_join(
+    group: &mut Group,
+    id: &str,
+    req: &JoinRequest,
+    reply: oneshot::Sender<JoinResponse>,
+    now: Instant,
+    initial_delay: Duration,
+) {
+    let is_leader = group.leader.as_deref() == Some(id);
+    let state = group.state;
+    let Some(m) = group.members.get_mut(id) else {
+        return;
+    };
+    let same = m.protocols == req.protocols;
+    m.session_deadline = now + Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+    match state {
+        State::PreparingRebalance => {
+            update_member(m, req);
+            // A second JoinGroup replaces the first (whose answer the client no longer waits for).
+            m.awaiting_join = Some(reply);
+        }
+        // It lost the answer to its join: the same answer again.
+        State::CompletingRebalance if same => {
+            let _ = reply.send(group.join_response(id));
+        }
+        State::Stable if same && !is_leader => {
+            let _ = reply.send(group.join_response(id));
+        }
+        State::CompletingRebalance | State::Stable => {
+            update_member(m, req);
+            m.awaiting_join = Some(reply);
+            prepare_rebalance(group, now, initial_delay);
+        }
+        State::Empty => {
+            let _ = reply.send(reject(error::UNKNOWN_MEMBER_ID, id));
+        }
+    }
+}
+
+fn update_member(m: &mut Member, req: &JoinRequest) {
+    m.protocols = req.protocols.clone();
+    m.session_timeout = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+    m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
+    m.client_id = req.client_id.clone();
+    m.client_host = req.client_host.clone();
+}
+
+/// A static member rejoins under a new member id (a restarted client): it takes the old
+/// member's place. In a stable group with unchanged protocols there is no rebalance: it gets
+/// the current generation (and then its assignment from SyncGroup).
+fn rejoin_static(
+    group: &mut Group,
+    old: &str,
+    new_id: &str,
+    req: &JoinRequest,
+    reply: oneshot::Sender<JoinResponse>,
+    now: Instant,
+    initial_delay: Duration,
+) {
+    let Some(mut m) = group.members.remove(old) else {
+        return;
+    };
+    fail_waiters_fenced(&mut m);
+    let same = m.protocols == req.protocols;
+    m.id = new_id.to_string();
+    m.session_deadline = now + Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+    if let Some(i) = &req.group_instance_id {
+        group.statics.insert(i.clone(), new_id.to_string());
+    }
+    if group.leader.as_deref() == Some(old) {
+        group.leader = Some(new_id.to_string());
+    }
+    let state = group.state;
+    if state == State::Stable && same {
+        group.members.insert(new_id.to_string(), m);
+        let mut answer = group.join_response(new_id);
+        // The leader need not assign again: nothing changed.
+        answer.members.clear();
+        let _ = reply.send(answer);
+        return;
+    }
+    update_member(&mut m, req);
+    m.awaiting_join = Some(reply);
+    group.members.insert(new_id.to_string(), m);
+    if state != State::PreparingRebalance {
+        prepare_rebalance(group, now, initial_delay);
+    }
+}
+
+/// Start a rebalance, or (already in one) see whether it can complete.
+fn prepare_or_complete(group: &mut Group, now: Instant, initial_delay: Duration) {
+    if group.state != State::PreparingRebalance {
+        prepare_rebalance(group, now, initial_delay);
+    }
+}
+
+/// A member left or expired: the group rebalances (or an ongoing rebalance may complete now).
+fn member_gone(group: &mut Group, now: Instant, initial_delay: Duration) {
+    match group.state {
+        State::Stable | State::CompletingRebalance => prepare_rebalance(group, now, initial_delay),
+        State::PreparingRebalance | State::Empty => {}
+    }
+}
+
+/// Enter PreparingRebalance: members must rejoin by the rebalance deadline. A group that was
+/// empty first waits `group.initial.rebalance.delay.ms` for more members.
+pub(super) fn prepare_rebalance(group: &mut Group, now: Instant, initial_delay: Duration) {
+    if group.state == State::CompletingRebalance {
+        // The assignment being made is void: waiting SyncGroups rejoin.
+        group.pending_assignment = None;
+        for m in group.members.values_mut() {
+            m.assignment = Bytes::new();
+            if let Some(r) = m.awaiting_sync.take() {
+                let _ = r.send(SyncResponse {
+                    error: error::REBALANCE_IN_PROGRESS,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let was_empty = group.state == State::Empty;
+    group.state = State::PreparingRebalance;
+    let timeout = group.rebalance_timeout();
+    if was_empty && !initial_delay.is_zero() {
+        let limit = now + timeout;
+        group.initial_until = Some(limit);
+        group.member_added = false;
+        group.join_deadline = Some((now + initial_delay).min(limit));
+    } else {
+        group.initial_until = None;
+        group.join_deadline = Some(now + timeout);
+    }
+}
+
+/// A member that is removed: whatever it waits for ends with UNKNOWN_MEMBER_ID.
+fn fail_waiters(mut m: Member) {
+    if let Some(r) = m.awaiting_join.take() {
+        let _ = r.send(reject(error::UNKNOWN_MEMBER_ID, &m.id));
+    }
+    if let Some(r) = m.awaiting_sync.take() {
+        let _ = r.send(SyncResponse {
+            error: error::UNKNOWN_MEMBER_ID,
+            ..Default::default()
+        });
+    }
+}
+
+/// A static member replaced by a new incarnation: the old one's waits end FENCED_INSTANCE_ID.
+fn fail_waiters_fenced(m: &mut Member) {
+    if let Some(r) = m.awaiting_join.take() {
+        let _ = r.send(reject(error::FENCED_INSTANCE_ID, &m.id));
+    }
+    if let Some(r) = m.awaiting_sync.take() {
+        let _ = r.send(SyncResponse {
+            error: error::FENCED_INSTANCE_ID,
+            ..Default::default()
+        });
+    }
+}

@@ -1,0 +1,712 @@
+//! The consumer-group coordinator, classic protocol (JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups,
+//! OffsetDelete), as Kafka's `GroupCoordinator` does it.
+//!
+//! One task ([`Actor`]) owns every group and takes requests in order from a bounded queue.
+//! Timers — member sessions, the rebalance deadline, `group.initial.rebalance.delay.ms`, members
+//! waiting to rejoin with the id they were given — run on the node's clock. The broker passes
+//! member metadata and assignments through untouched, so every assignor works.
+//!
+//! Groups and committed offsets are records in the internal topic `__consumer_offsets`
+//! ([`records`], Kafka's schemas), written through the same store and commit pipeline as
+//! user data: a group's partition of it is `abs(java_hash(group id)) % partitions`, as Kafka's.
+//! A response that depends on a write (a committed offset, a completed rebalance) is sent only
+//! once the write is durable. The coordinator loads the topic when it starts, so groups and
+//! offsets survive restarts (members keep their generation and go on heartbeating).
+//!
+//! Architecture invariant: the coordinator sits beside the commit pipeline, not inside it — it
+//! appends to and reads its partitions through the [`Store`] like any client of the log.
+
+mod membership;
+mod offsets;
+pub mod records;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use io_backend::{Clock, EnvRng};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::batch;
+use crate::catalog::TopicError;
+use crate::protocol::error;
+use crate::storage::log::LogConfig;
+use crate::storage::{AppendError, Appended, Store};
+use membership::Group;
+use records::{Entry, OffsetValue};
+
+/// The internal topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Requests queued for the coordinator before callers wait.
+const QUEUE: usize = 1024;
+
+/// The coordinator's settings (Kafka's names in the comments).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`.
+    pub offsets_partitions: i32,
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
+    pub initial_rebalance_delay: Duration,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+}
+
+// ---- What callers ask and get (Kafka's fields, without the wire format) ----------------------
+
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// JoinGroup v4+: a new member first gets an id (MEMBER_ID_REQUIRED) and joins with it.
+    pub require_known_member_id: bool,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JoinResponse {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// For the leader: every member, its instance id and its metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncResponse {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberRef {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// (topic, partition, offset, leader epoch, metadata)
+    pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
+}
+
+/// A committed offset as OffsetFetch answers it (-1 and no metadata when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub error: i16,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct DescribedGroup {
+    pub group_id: String,
+    pub error: i16,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<DescribedMember>,
+}
+
+enum Msg {
+    Join(JoinRequest, oneshot::Sender<JoinResponse>),
+    Sync(SyncRequest, oneshot::Sender<SyncResponse>),
+    Heartbeat(String, i32, MemberRef, oneshot::Sender<i16>),
+    Leave(String, Vec<MemberRef>, oneshot::Sender<Vec<i16>>),
+    Commit(CommitRequest, oneshot::Sender<Result<Vec<i16>, i16>>),
+    Fetch(
+        String,
+        Option<Vec<(String, Vec<i32>)>>,
+        oneshot::Sender<Result<Vec<Committed>, i16>>,
+    ),
+    List(oneshot::Sender<Vec<ListedGroup>>),
+    Describe(Vec<String>, oneshot::Sender<Vec<DescribedGroup>>),
+    DeleteGroups(Vec<String>, oneshot::Sender<Vec<i16>>),
+    DeleteOffsets(
+        String,
+        Vec<(String, i32)>,
+        oneshot::Sender<Result<Vec<i16>, i16>>,
+    ),
+    /// A write the coordinator started is durable (or failed).
+    Written(u64, Result<(), i16>),
+}
+
+/// The coordinator as request handlers see it.
+pub struct Coordinator {
+    tx: mpsc::Sender<Msg>,
+    pub config: GroupConfig,
+}
+
+/// What the coordinator answers when it has stopped (it never should while the node runs).
+const GONE: i16 = error::COORDINATOR_NOT_AVAILABLE;
+
+impl Coordinator {
+    /// Start the coordinator: it loads `__consumer_offsets` (if the topic exists) before it
+    /// takes the first request.
+    pub fn start(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        rng: EnvRng,
+        config: GroupConfig,
+    ) -> Arc<Coordinator> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let actor = Actor {
+            store,
+            clock,
+            rng,
+            config,
+            groups: BTreeMap::new(),
+            rx,
+            tx: tx.downgrade(),
+            next_write: 0,
+            writes: HashMap::new(),
+        };
+        tokio::spawn(actor.run());
+        Arc::new(Coordinator { tx, config })
+    }
+
+    /// The partition of `__consumer_offsets` that holds `group_id` (Kafka's choice).
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.config.offsets_partitions)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg, gone: T) -> T {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(make(tx)).await.is_err() {
+            return gone;
+        }
+        rx.await.unwrap_or(gone)
+    }
+
+    pub async fn join(&self, req: JoinRequest) -> JoinResponse {
+        let gone = JoinResponse {
+            error: GONE,
+            ..Default::default()
+        };
+        self.ask(|tx| Msg::Join(req, tx), gone).await
+    }
+
+    pub async fn sync(&self, req: SyncRequest) -> SyncResponse {
+        let gone = SyncResponse {
+            error: GONE,
+            ..Default::default()
+        };
+        self.ask(|tx| Msg::Sync(req, tx), gone).await
+    }
+
+    pub async fn heartbeat(&self, group_id: String, generation: i32, member: MemberRef) -> i16 {
+        self.ask(|tx| Msg::Heartbeat(group_id, generation, member, tx), GONE)
+            .await
+    }
+
+    /// One error code per member, in order.
+    pub async fn leave(&self, group_id: String, members: Vec<MemberRef>) -> Vec<i16> {
+        let n = members.len();
+        self.ask(|tx| Msg::Leave(group_id, members, tx), vec![GONE; n])
+            .await
+    }
+
+    /// One error code per offset, in order; or one for the whole request.
+    pub async fn commit(&self, req: CommitRequest) -> Result<Vec<i16>, i16> {
+        self.ask(|tx| Msg::Commit(req, tx), Err(GONE)).await
+    }
+
+    /// The group's committed offsets: of the partitions asked for, or all (`None`).
+    pub async fn fetch(
+        &self,
+        group_id: String,
+        partitions: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<Committed>, i16> {
+        self.ask(|tx| Msg::Fetch(group_id, partitions, tx), Err(GONE))
+            .await
+    }
+
+    pub async fn list(&self) -> Vec<ListedGroup> {
+        self.ask(Msg::List, Vec::new()).await
+    }
+
+    pub async fn describe(&self, group_ids: Vec<String>) -> Vec<DescribedGroup> {
+        let gone = group_ids
+            .iter()
+            .map(|g| DescribedGroup {
+                group_id: g.clone(),
+                error: GONE,
+                state: "",
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            })
+            .collect();
+        self.ask(|tx| Msg::Describe(group_ids, tx), gone).await
+    }
+
+    /// One error code per group, in order.
+    pub async fn delete_groups(&self, group_ids: Vec<String>) -> Vec<i16> {
+        let n = group_ids.len();
+        self.ask(|tx| Msg::DeleteGroups(group_ids, tx), vec![GONE; n])
+            .await
+    }
+
+    /// One error code per (topic, partition), in order; or one for the whole request.
+    pub async fn delete_offsets(
+        &self,
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<i16>, i16> {
+        self.ask(|tx| Msg::DeleteOffsets(group_id, partitions, tx), Err(GONE))
+            .await
+    }
+}
+
+/// Java's `String.hashCode`, which Kafka hashes group ids with.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// Kafka's `Utils.abs(groupId.hashCode) % partitions`.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    let h = java_hash(group_id);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+/// What a write is for, to finish when it is durable.
+enum Pending {
+    /// The leader's assignment of `generation`: then the members get theirs.
+    Assignment { group: String, generation: i32 },
+    /// Offsets: then the cache takes them and the committer gets its answer.
+    Offsets {
+        group: String,
+        offsets: Vec<(String, i32, OffsetValue)>,
+        reply: oneshot::Sender<Result<Vec<i16>, i16>>,
+        /// Per offset asked: NONE for those written, an error for those refused.
+        codes: Vec<i16>,
+    },
+    /// Tombstones of deleted groups or offsets (the in-memory state already changed).
+    Tombstones(Option<(oneshot::Sender<Vec<i16>>, Vec<i16>)>),
+    /// Tombstones of a group's deleted offsets, answered once durable.
+    DeletedOffsets(oneshot::Sender<Result<Vec<i16>, i16>>, Vec<i16>),
+    /// A group's metadata (an empty group after its last member left): nothing waits.
+    GroupState,
+}
+
+/// The task that owns every group.
+pub(crate) struct Actor {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    rng: EnvRng,
+    config: GroupConfig,
+    groups: BTreeMap<String, Group>,
+    rx: mpsc::Receiver<Msg>,
+    /// For writes to say when they are durable (weak: the coordinator ends with its handle).
+    tx: mpsc::WeakSender<Msg>,
+    next_write: u64,
+    writes: HashMap<u64, Pending>,
+}
+
+impl Actor {
+    async fn run(mut self) {
+        self.load().await;
+        loop {
+            let wake = self.next_deadline();
+            let msg = match wake {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(self.clock.now());
+                    tokio::select! {
+                        m = self.rx.recv() => m,
+                        _ = self.clock.sleep(wait) => {
+                            self.expire().await;
+                            continue;
+                        }
+                    }
+                }
+                None => self.rx.recv().await,
+            };
+            let Some(msg) = msg else { return };
+            self.handle(msg).await;
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Join(req, reply) => self.join(req, reply).await,
+            Msg::Sync(req, reply) => self.sync(req, reply).await,
+            Msg::Heartbeat(group, generation, member, reply) => {
+                let _ = reply.send(self.heartbeat(&group, generation, &member));
+            }
+            Msg::Leave(group, members, reply) => {
+                let r = self.leave(&group, &members).await;
+                let _ = reply.send(r);
+            }
+            Msg::Commit(req, reply) => self.commit(req, reply).await,
+            Msg::Fetch(group, partitions, reply) => {
+                let _ = reply.send(self.fetch(&group, partitions));
+            }
+            Msg::List(reply) => {
+                let _ = reply.send(self.list());
+            }
+            Msg::Describe(ids, reply) => {
+                let _ = reply.send(ids.iter().map(|g| self.describe(g)).collect());
+            }
+            Msg::DeleteGroups(ids, reply) => self.delete_groups(ids, reply).await,
+            Msg::DeleteOffsets(group, partitions, reply) => {
+                self.delete_offsets(group, partitions, reply).await
+            }
+            Msg::Written(id, result) => {
+                if let Some(pending) = self.writes.remove(&id) {
+                    self.written(pending, result);
+                }
+            }
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// A new member id: the client id and a random part from the node's generator.
+    fn new_member_id(&self, client_id: &str) -> String {
+        let hi = self.rng.next_u64() as u128;
+        let lo = self.rng.next_u64() as u128;
+        format!("{client_id}-{}", uuid::Uuid::from_u128((hi << 64) | lo))
+    }
+
+    /// The offsets topic, created on first use (as Kafka does).
+    async fn offsets_topic(&self) -> Result<Arc<crate::catalog::Topic>, i16> {
+        if let Some(t) = self.store.topic(OFFSETS_TOPIC) {
+            return Ok(t);
+        }
+        let config = LogConfig {
+            // Committed offsets and group metadata are kept until they are replaced.
+            retention_ms: -1,
+            retention_bytes: -1,
+            segment_bytes: 100 << 20,
+            ..self.store.defaults
+        };
+        match self
+            .store
+            .create_topic(OFFSETS_TOPIC, self.config.offsets_partitions, config)
+            .await
+        {
+            Ok(t) => {
+                tracing::info!(
+                    partitions = self.config.offsets_partitions,
+                    "created {OFFSETS_TOPIC}"
+                );
+                Ok(t)
+            }
+            Err(TopicError::Exists) => self.store.topic(OFFSETS_TOPIC).ok_or(GONE),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
+                Err(GONE)
+            }
+        }
+    }
+
+    /// Write `entries` to the group's partition of the offsets topic; `pending` finishes when
+    /// the write is durable. Errors (the write was refused at once) come back as a code.
+    async fn write(&mut self, group: &str, entries: Vec<Entry>, pending: Pending) {
+        let result = self.try_write(group, &entries).await;
+        match result {
+            Ok(rx) => {
+                let id = self.next_write;
+                self.next_write += 1;
+                self.writes.insert(id, pending);
+                let Some(tx) = self.tx.upgrade() else { return };
+                tokio::spawn(async move {
+                    let outcome = match rx.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(write_error(&e)),
+                        Err(_) => Err(GONE),
+                    };
+                    let _ = tx.send(Msg::Written(id, outcome)).await;
+                });
+            }
+            Err(code) => self.written(pending, Err(code)),
+        }
+    }
+
+    async fn try_write(
+        &self,
+        group: &str,
+        entries: &[Entry],
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, i16> {
+        let topic = self.offsets_topic().await?;
+        let partition = topic
+            .partitions
+            .get(partition_for(group, self.config.offsets_partitions) as usize)
+            .cloned()
+            .ok_or(GONE)?;
+        let payload = encode_batch(entries, self.clock.wall_ms());
+        let headers = batch::validate_all(&payload, usize::MAX).map_err(|_| GONE)?;
+        match self
+            .store
+            .append(partition, payload, headers, true, None)
+            .await
+        {
+            Ok(Some(rx)) => Ok(rx),
+            Ok(None) => Err(GONE),
+            Err(e) => Err(write_error(&AppendError::Storage(e))),
+        }
+    }
+
+    /// A write finished: what waited on it goes on.
+    fn written(&mut self, pending: Pending, result: Result<(), i16>) {
+        match pending {
+            Pending::Assignment { group, generation } => {
+                self.assignment_written(&group, generation, result)
+            }
+            Pending::Offsets {
+                group,
+                offsets,
+                reply,
+                codes,
+            } => self.offsets_written(&group, offsets, reply, codes, result),
+            Pending::Tombstones(reply) => {
+                if let Some((reply, codes)) = reply {
+                    let codes = match result {
+                        Ok(()) => codes,
+                        Err(code) => codes
+                            .iter()
+                            .map(|c| if *c == 0 { code } else { *c })
+                            .collect(),
+                    };
+                    let _ = reply.send(codes);
+                }
+            }
+            Pending::DeletedOffsets(reply, codes) => {
+                let _ = reply.send(result.map(|()| codes));
+            }
+            Pending::GroupState => {
+                if let Err(code) = result {
+                    tracing::warn!(code, "a group's metadata was not written");
+                }
+            }
+        }
+    }
+
+    /// Read the offsets topic, if it exists, into the groups and their offsets.
+    async fn load(&mut self) {
+        let Some(topic) = self.store.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let io = self.store.io().clone();
+        let mut records = 0u64;
+        for p in &topic.partitions {
+            let mut offset = p.log_start_offset();
+            let end = p.high_watermark();
+            while offset < end {
+                let data = match p.read(&io, offset, 1 << 20).await {
+                    Ok(d) if !d.records.is_empty() => d.records,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(partition = p.index, error = %e, "cannot read {OFFSETS_TOPIC}; its groups start empty");
+                        break;
+                    }
+                };
+                let mut buf = data;
+                while !buf.is_empty() {
+                    let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                    else {
+                        tracing::error!(
+                            partition = p.index,
+                            offset,
+                            "undecodable batch in {OFFSETS_TOPIC}"
+                        );
+                        offset = end;
+                        break;
+                    };
+                    for r in set.records {
+                        offset = r.offset + 1;
+                        records += 1;
+                        let Some(key) = r.key.as_deref() else {
+                            continue;
+                        };
+                        match Entry::decode(key, r.value.as_deref()) {
+                            Ok(Some(entry)) => self.apply(entry),
+                            Ok(None) => {}
+                            Err(why) => {
+                                tracing::warn!(partition = p.index, offset = r.offset, %why, "skipping a damaged record of {OFFSETS_TOPIC}")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let now = self.now();
+        for g in self.groups.values_mut() {
+            g.loaded(now);
+        }
+        self.groups.retain(|_, g| !g.is_dead());
+        tracing::info!(
+            groups = self.groups.len(),
+            records,
+            "loaded consumer groups"
+        );
+    }
+
+    /// Take one record of the offsets topic into the state (load).
+    fn apply(&mut self, entry: Entry) {
+        match entry {
+            Entry::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                let g = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                match value {
+                    Some(v) => {
+                        g.offsets.insert((topic, partition), v);
+                    }
+                    None => {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+            }
+            Entry::Group { group, value } => match value {
+                Some(v) => {
+                    let g = self
+                        .groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group));
+                    g.restore(v);
+                }
+                None => {
+                    self.groups.remove(&group);
+                }
+            },
+        }
+    }
+
+    /// The next timer of any group.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.groups.values().filter_map(Group::next_deadline).min()
+    }
+}
+
+/// The code a failed write answers: the partition is moving or failing — the client finds the
+/// coordinator again and retries.
+fn write_error(e: &AppendError) -> i16 {
+    match e {
+        AppendError::Storage(_) | AppendError::PartitionGone { .. } => {
+            error::COORDINATOR_NOT_AVAILABLE
+        }
+        AppendError::Producer(_) => error::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+/// One record batch of `entries` (keys and values in Kafka's schemas), stamped `now_ms`.
+fn encode_batch(entries: &[Entry], now_ms: i64) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (key, value) = e.encode();
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // Not idempotent: the encoder wants sequence = offset - 1 (one batch).
+                sequence: i as i32 - 1,
+                timestamp: now_ms,
+                key: Some(key),
+                value,
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    // Encoding our own records, uncompressed, cannot fail; an empty batch is not written.
+    let _ = RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    );
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_map_to_partitions_as_kafka_maps_them() {
+        // Java: "my-group".hashCode() == -1_906_497_762 (String.hashCode, overflowing).
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("a"), 97);
+        assert_eq!(java_hash("ab"), 97 * 31 + 98);
+        assert_eq!(java_hash("my-group"), -1_906_497_762);
+        assert_eq!(partition_for("my-group", 50), 1_906_497_762 % 50);
+        for g in ["", "x", "consumer-group-1", "ß∂ƒ"] {
+            assert!((0..50).contains(&partition_for(g, 50)));
+        }
+    }
+}
