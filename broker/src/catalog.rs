@@ -10,21 +10,24 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
-use io_backend::OpenMode;
 use serde::{Deserialize, Serialize};
 
-use crate::records::TimestampType;
 use crate::storage::log::{self, LogConfig, Partition};
-use crate::storage::{Io, StorageError};
+use crate::storage::{small_file, Io, StorageError};
+use crate::topic_config::{self, Overrides};
 
 /// Where topic metadata files live, inside the data directory.
 pub const META_DIR: &str = ".meta";
 
-/// A topic and its partitions.
+/// A topic and its partitions. Never changed in place: the pipeline replaces it in the catalog
+/// when its configs or partitions change (a handler holding the old one sees a consistent,
+/// older topic).
 pub struct Topic {
     pub name: String,
     pub id: u128,
+    /// The configs set for this topic (Kafka keys), over the broker's defaults.
+    pub overrides: Overrides,
+    /// What the overrides and the broker's defaults make (the partitions' settings).
     pub config: LogConfig,
     pub partitions: Vec<Arc<Partition>>,
 }
@@ -34,7 +37,12 @@ struct TopicMeta {
     name: String,
     id: String,
     partitions: i32,
-    config: LogConfig,
+    /// The topic's configs. Absent in files written before overrides were kept: those held the
+    /// whole `config` instead, from which the overrides are worked out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    overrides: Option<Overrides>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config: Option<LogConfig>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,10 +53,12 @@ pub enum TopicError {
     Unknown,
     #[error("invalid topic name: {0}")]
     InvalidName(String),
-    #[error("invalid partition count {0}")]
-    InvalidPartitions(i32),
-    #[error("invalid config: {0}")]
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
     InvalidConfig(String),
+    #[error("{0}")]
+    OffsetOutOfRange(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -78,6 +88,36 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Partitions of one topic, at most.
+pub const PARTITIONS_MAX: i32 = 10_000;
+
+/// Whether `topic` may grow to `count` partitions (Kafka's rules and messages).
+pub fn check_partition_growth(topic: &Topic, count: i32) -> Result<(), TopicError> {
+    let now = topic.partitions.len() as i32;
+    if count == now {
+        return Err(TopicError::InvalidPartitions(format!(
+            "topic already has {now} partitions"
+        )));
+    }
+    if count < now {
+        return Err(TopicError::InvalidPartitions(format!(
+            "topic currently has {now} partitions, which is higher than the requested {count}"
+        )));
+    }
+    if count > PARTITIONS_MAX {
+        return Err(TopicError::InvalidPartitions(format!(
+            "{count} partitions: a topic has at most {PARTITIONS_MAX}"
+        )));
+    }
+    Ok(())
+}
+
+/// Kafka's rule: two topics whose names differ only in '.' against '_' would share metric
+/// names, so the second is refused.
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
 /// Topics the broker keeps for itself (committed offsets, group metadata): created by it when
 /// first needed, marked internal in Metadata, never written, created or deleted by clients.
 pub fn is_internal(name: &str) -> bool {
@@ -105,6 +145,21 @@ impl Catalog {
         self.read().contains_key(name)
     }
 
+    /// Whether a new topic may take `name`: not taken, and no topic's name collides with it.
+    pub fn check_new(&self, name: &str) -> Result<(), TopicError> {
+        let topics = self.read();
+        if topics.contains_key(name) {
+            return Err(TopicError::Exists);
+        }
+        let key = collision_key(name);
+        if let Some(other) = topics.keys().find(|t| collision_key(t) == key) {
+            return Err(TopicError::InvalidName(format!(
+                "topic {name:?} collides with existing topic {other:?} ('.' and '_' are the same in metric names)"
+            )));
+        }
+        Ok(())
+    }
+
     /// All topics, sorted by name.
     pub fn all(&self) -> Vec<Arc<Topic>> {
         let mut all: Vec<_> = self.read().values().cloned().collect();
@@ -112,7 +167,8 @@ impl Catalog {
         all
     }
 
-    /// For the commit pipeline, once the topic's files are durable.
+    /// For the commit pipeline, once the topic's files are durable (also to replace a topic
+    /// whose configs or partitions changed).
     pub(crate) fn insert(&self, topic: Arc<Topic>) {
         self.write().insert(topic.name.clone(), topic);
     }
@@ -132,16 +188,21 @@ impl Catalog {
     }
 }
 
-/// Load every topic of the data directory: its metadata file (checked), its partitions
-/// (recovered); then remove what interrupted creations and deletions left behind.
-pub async fn load(io: &Io, data_dir: &Path) -> Result<HashMap<String, Arc<Topic>>, StorageError> {
+/// Load every topic of the data directory: its metadata file (checked), its configs (resolved
+/// over `defaults`), its partitions (recovered); then remove what interrupted creations and
+/// deletions left behind.
+pub async fn load(
+    io: &Io,
+    data_dir: &Path,
+    defaults: LogConfig,
+) -> Result<HashMap<String, Arc<Topic>>, StorageError> {
     let meta_dir = data_dir.join(META_DIR);
     let names = io.list(&meta_dir).await?;
     let mut topics = HashMap::new();
     for name in names {
         let path = meta_dir.join(&name);
         if name.ends_with(".tmp") {
-            // A topic creation that did not finish: its meta file never became real.
+            // A change of topic metadata that did not finish: its file never became real.
             io.remove_file(&path).await?;
             continue;
         }
@@ -149,23 +210,33 @@ pub async fn load(io: &Io, data_dir: &Path) -> Result<HashMap<String, Arc<Topic>
             continue;
         }
         let meta = read_meta(io, &path).await?;
+        let corrupt = |reason: String| StorageError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
+        let overrides = match (meta.overrides, &meta.config) {
+            (Some(o), _) => o,
+            (None, Some(old)) => topic_config::overrides_between(&defaults, old),
+            (None, None) => return Err(corrupt("neither overrides nor config".into())),
+        };
+        let config = topic_config::resolve(defaults, &overrides)
+            .map_err(|e| corrupt(format!("topic config: {e}")))?;
+        let id = u128::from_str_radix(&meta.id, 16)
+            .map_err(|_| corrupt(format!("topic id {:?} is not 32 hex digits", meta.id)))?;
         let mut partitions = Vec::new();
         for p in 0..meta.partitions {
             let dir = data_dir.join(format!("{}-{p}", meta.name));
-            let part = log::recover(io, &dir, &meta.name, p, meta.config).await?;
+            let part = log::recover(io, &dir, &meta.name, p, config).await?;
             partitions.push(Arc::new(part));
         }
-        let id = u128::from_str_radix(&meta.id, 16).map_err(|_| StorageError::Corrupt {
-            path: path.clone(),
-            reason: format!("topic id {:?} is not 32 hex digits", meta.id),
-        })?;
         tracing::info!(topic = %meta.name, partitions = meta.partitions, "recovered topic");
         topics.insert(
             meta.name.clone(),
             Arc::new(Topic {
                 name: meta.name,
                 id,
-                config: meta.config,
+                overrides,
+                config,
                 partitions,
             }),
         );
@@ -181,42 +252,59 @@ pub async fn write_topic(
     data_dir: &Path,
     name: &str,
     partitions: i32,
+    overrides: Overrides,
     config: LogConfig,
     id: u128,
 ) -> Result<Arc<Topic>, TopicError> {
+    let parts = create_partitions(io, data_dir, name, 0..partitions, config).await?;
+    let topic = Topic {
+        name: name.to_string(),
+        id,
+        overrides,
+        config,
+        partitions: parts,
+    };
+    write_meta(io, data_dir, &topic).await?;
+    Ok(Arc::new(topic))
+}
+
+/// Make empty partition directories `range` of a topic (a leftover directory, from a creation
+/// that crashed before its metadata file, is stale and replaced), the data directory synced.
+/// They belong to the topic once its metadata file counts them.
+pub async fn create_partitions(
+    io: &Io,
+    data_dir: &Path,
+    name: &str,
+    range: std::ops::Range<i32>,
+    config: LogConfig,
+) -> Result<Vec<Arc<Partition>>, StorageError> {
     let mut parts = Vec::new();
-    for p in 0..partitions {
+    for p in range {
         let dir = data_dir.join(format!("{name}-{p}"));
-        // A leftover directory (a creation that crashed before its meta file) is stale.
         if io.exists(&dir).await? {
             io.remove_dir_all(&dir).await?;
         }
         parts.push(Arc::new(log::recover(io, &dir, name, p, config).await?));
     }
     io.sync_dir(data_dir).await?;
+    Ok(parts)
+}
+
+/// Write a topic's metadata file durably: written aside, synced, renamed over the old one,
+/// the directory synced. Before it returns, a crash leaves the old file (or none).
+pub async fn write_meta(io: &Io, data_dir: &Path, topic: &Topic) -> Result<(), TopicError> {
     let meta = TopicMeta {
-        name: name.to_string(),
-        id: format!("{id:032x}"),
-        partitions,
-        config,
+        name: topic.name.clone(),
+        id: format!("{:032x}", topic.id),
+        partitions: topic.partitions.len() as i32,
+        overrides: Some(topic.overrides.clone()),
+        config: None,
     };
     let body =
         serde_json::to_string(&meta).map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
-    let text = format!("{body}\ncrc32={:08x}\n", crc32fast::hash(body.as_bytes()));
-    let meta_dir = data_dir.join(META_DIR);
-    let tmp = meta_dir.join(format!("{name}.topic.tmp"));
-    let path = meta_dir.join(format!("{name}.topic"));
-    let f = io.open(&tmp, OpenMode::Truncate).await?;
-    io.write_at(&f, Bytes::from(text), 0).await?;
-    io.sync_data(&f).await?;
-    io.rename(&tmp, &path).await?;
-    io.sync_dir(&meta_dir).await?;
-    Ok(Arc::new(Topic {
-        name: name.to_string(),
-        id,
-        config,
-        partitions: parts,
-    }))
+    let file = format!("{}.topic", topic.name);
+    small_file::write(io, &data_dir.join(META_DIR), &file, &body).await?;
+    Ok(())
 }
 
 /// Remove what a failed creation of `name` made: its metadata file (if the rename happened
@@ -235,7 +323,17 @@ pub async fn undo_create(
         }
     }
     io.sync_dir(&meta_dir).await?;
-    for p in 0..partitions {
+    remove_partitions(io, data_dir, name, 0..partitions).await
+}
+
+/// Remove partition directories `range` of topic `name` (those that exist).
+pub async fn remove_partitions(
+    io: &Io,
+    data_dir: &Path,
+    name: &str,
+    range: std::ops::Range<i32>,
+) -> Result<(), StorageError> {
+    for p in range {
         let dir = data_dir.join(format!("{name}-{p}"));
         if io.exists(&dir).await? {
             io.remove_dir_all(&dir).await?;
@@ -292,114 +390,14 @@ async fn remove_stray_partitions(
     Ok(())
 }
 
-/// A topic's metadata file, checked against its CRC; read again before it is called corrupt (a
-/// misread must not stop the node from starting).
+/// A topic's metadata file, checked against its CRC.
 async fn read_meta(io: &Io, path: &Path) -> Result<TopicMeta, StorageError> {
-    let mut attempt = 1;
-    loop {
-        match read_meta_once(io, path).await {
-            Err(StorageError::Corrupt { reason, .. }) if attempt < log::READ_ATTEMPTS => {
-                tracing::warn!(file = %path.display(), %reason, "topic metadata failed its checks; reading again");
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-async fn read_meta_once(io: &Io, path: &Path) -> Result<TopicMeta, StorageError> {
-    let corrupt = |reason: String| StorageError::Corrupt {
+    small_file::read(io, path, |body| {
+        serde_json::from_str(body).map_err(|e| e.to_string())
+    })
+    .await?
+    .ok_or_else(|| StorageError::Corrupt {
         path: path.to_path_buf(),
-        reason,
-    };
-    let data = log::read_whole(io, path)
-        .await?
-        .ok_or_else(|| corrupt("the file is gone".into()))?;
-    let text = std::str::from_utf8(&data).map_err(|e| corrupt(e.to_string()))?;
-    let (body, crc_line) = text
-        .trim_end()
-        .rsplit_once('\n')
-        .ok_or_else(|| corrupt("no checksum line".into()))?;
-    let stored = crc_line
-        .strip_prefix("crc32=")
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .ok_or_else(|| corrupt(format!("bad checksum line {crc_line:?}")))?;
-    let computed = crc32fast::hash(body.as_bytes());
-    if stored != computed {
-        return Err(corrupt(format!(
-            "checksum {stored:08x} does not match {computed:08x}"
-        )));
-    }
-    serde_json::from_str(body).map_err(|e| corrupt(e.to_string()))
-}
-
-/// Topic settings from CreateTopics configs over the broker's defaults. A config that is
-/// accepted is honoured; one the broker does not support is refused by name (INVALID_CONFIG),
-/// never silently ignored.
-pub fn topic_config(
-    defaults: LogConfig,
-    configs: &[kafka_protocol::messages::create_topics_request::CreatableTopicConfig],
-) -> Result<LogConfig, String> {
-    let mut c = defaults;
-    for kv in configs {
-        let key = kv.name.as_str();
-        let Some(value) = kv.value.as_ref().map(|v| v.as_str()) else {
-            return Err(format!("{key}: a null value is not allowed"));
-        };
-        let num = |min: i64, max: i64| -> Result<i64, String> {
-            let n = value
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| format!("{key}={value:?} is not a number"))?;
-            if !(min..=max).contains(&n) {
-                return Err(format!("{key}={n} must be between {min} and {max}"));
-            }
-            Ok(n)
-        };
-        match key {
-            "retention.ms" => c.retention_ms = num(-1, i64::MAX)?,
-            "retention.bytes" => c.retention_bytes = num(-1, i64::MAX)?,
-            "segment.ms" => c.segment_ms = num(1, i64::MAX)?,
-            // Index positions are 32-bit.
-            "segment.bytes" => c.segment_bytes = num(1024, i32::MAX as i64)? as u64,
-            "index.interval.bytes" => c.index_interval_bytes = num(0, i32::MAX as i64)? as u64,
-            "max.message.bytes" => c.max_message_bytes = num(0, i32::MAX as i64)? as u64,
-            "message.timestamp.type" => {
-                c.timestamp_type = match value {
-                    "CreateTime" => TimestampType::CreateTime,
-                    "LogAppendTime" => TimestampType::LogAppendTime,
-                    other => {
-                        return Err(format!(
-                            "message.timestamp.type={other:?}: expected CreateTime or LogAppendTime"
-                        ))
-                    }
-                }
-            }
-            "message.timestamp.before.max.ms" => c.timestamp_before_max_ms = num(0, i64::MAX)?,
-            "message.timestamp.after.max.ms" => c.timestamp_after_max_ms = num(0, i64::MAX)?,
-            // Before Kafka 3.6 one setting bounded both sides.
-            "message.timestamp.difference.max.ms" => {
-                let n = num(0, i64::MAX)?;
-                c.timestamp_before_max_ms = n;
-                c.timestamp_after_max_ms = n;
-            }
-            "min.insync.replicas" => c.min_insync_replicas = num(1, i32::MAX as i64)? as i32,
-            "cleanup.policy" if value == "delete" => {}
-            "cleanup.policy" => {
-                return Err(format!(
-                "cleanup.policy={value} is not supported (only delete: there is no log compaction)"
-            ))
-            }
-            // Batches are stored as produced, never recompressed.
-            "compression.type" if value == "producer" => {}
-            "compression.type" => {
-                return Err(format!(
-                    "compression.type={value} is not supported (only producer: batches are \
-                     stored as the producer compressed them)"
-                ))
-            }
-            other => return Err(format!("topic config {other} is not supported")),
-        }
-    }
-    Ok(c)
+        reason: "the file is gone".into(),
+    })
 }

@@ -25,6 +25,7 @@ pub mod records;
 pub mod server;
 pub mod storage;
 pub mod throttle;
+pub mod topic_config;
 
 #[cfg(unix)]
 #[global_allocator]

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::ListOffsets, 1, 8),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -30,6 +30,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -67,6 +74,7 @@ pub mod error {
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -76,6 +84,8 @@ pub mod error {
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
+    pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
     pub const INVALID_RECORD: i16 = 87;
 }
 
@@ -207,6 +217,27 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         }
         ApiKey::OffsetDelete => {
             RequestKind::OffsetDelete(OffsetDeleteRequest::decode(buf, version)?)
+        }
+        ApiKey::CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::decode(buf, version)?)
+        }
+        ApiKey::DeleteRecords => {
+            RequestKind::DeleteRecords(DeleteRecordsRequest::decode(buf, version)?)
+        }
+        ApiKey::DescribeConfigs => {
+            RequestKind::DescribeConfigs(DescribeConfigsRequest::decode(buf, version)?)
+        }
+        ApiKey::AlterConfigs => {
+            RequestKind::AlterConfigs(AlterConfigsRequest::decode(buf, version)?)
+        }
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::decode(buf, version)?,
+        ),
+        ApiKey::DescribeCluster => {
+            RequestKind::DescribeCluster(DescribeClusterRequest::decode(buf, version)?)
+        }
+        ApiKey::DescribeLogDirs => {
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::decode(buf, version)?)
         }
         other => anyhow::bail!("{other:?} has no decoder"),
     })
@@ -458,6 +489,15 @@ mod tests {
             ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
             ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
             ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+            ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
+            ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
+            ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
+            ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
+            ApiKey::IncrementalAlterConfigs => {
+                RequestKind::IncrementalAlterConfigs(Default::default())
+            }
+            ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+            ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
             other => panic!("no sample for {other:?}"),
         }
     }

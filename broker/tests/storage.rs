@@ -14,6 +14,7 @@ use broker::metrics::Metrics;
 use broker::storage::log::ReadError;
 use broker::storage::Store;
 use broker::storage::{AppendError, StorageError};
+use broker::topic_config::overrides_between;
 use bytes::Bytes;
 use io_backend::{
     blocking::BlockingDisk, Disk, DiskFile, DiskResult, Env, EnvRng, OpenMode, SystemClock, TcpNet,
@@ -243,8 +244,10 @@ async fn offsets_are_dense_and_reads_return_what_was_written() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
-    let defaults = store.defaults;
-    store.create_topic("t", 1, defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     let mut expected = Vec::new();
     let mut next = 0;
     for i in 0..50 {
@@ -283,7 +286,10 @@ async fn a_lone_write_commits_at_once_and_a_crowd_shares_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (store, metrics) = open_store(dir.path(), &gate, |_| {}).await;
-    store.create_topic("t", 1, store.defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     append(&store, "t", make_batch(1, 1, b"x")).await.unwrap();
     assert_eq!(
         metrics.commit_rounds.load(Ordering::Relaxed),
@@ -317,7 +323,10 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (store, metrics) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 1000).await;
-    store.create_topic("t", 1, store.defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         append(&store, "t", make_batch(2, 1, b"ok")).await.unwrap(),
         0
@@ -386,7 +395,10 @@ async fn the_append_queue_is_bounded_and_full_means_wait() {
         c.append_queue_capacity = 4;
     })
     .await;
-    store.create_topic("t", 1, store.defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     let p = store.topic("t").unwrap().partitions[0].clone();
     gate.close();
     let b = make_batch(1, 1, b"q");
@@ -433,7 +445,10 @@ async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
     let gate = Gate::new();
     let good_len = {
         let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
-        store.create_topic("t", 1, store.defaults).await.unwrap();
+        store
+            .create_topic("t", 1, Default::default())
+            .await
+            .unwrap();
         for i in 0..10 {
             append(&store, "t", make_batch(2, now_ms() + i, b"keep"))
                 .await
@@ -486,7 +501,10 @@ async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
     let (store, _) = open_store(dir.path(), &gate, |c| c.preallocate_bytes = 0).await;
     let mut cfg = store.defaults;
     cfg.preallocate_bytes = 0;
-    store.create_topic("plain", 1, cfg).await.unwrap();
+    store
+        .create_topic("plain", 1, overrides_between(&store.defaults, &cfg))
+        .await
+        .unwrap();
     append(&store, "plain", next.clone()).await.unwrap();
     let plain = segment_files(&dir.path().join("plain-0")).pop().unwrap();
     assert_eq!(std::fs::metadata(&plain).unwrap().len(), next.len() as u64);
@@ -503,7 +521,10 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
     let value = vec![b'z'; 200];
     {
         let (store, _) = open_store(dir.path(), &gate, tweak).await;
-        store.create_topic("t", 1, store.defaults).await.unwrap();
+        store
+            .create_topic("t", 1, Default::default())
+            .await
+            .unwrap();
         for i in 0..100 {
             append(&store, "t", make_batch(1, 1_000 + i, &value))
                 .await
@@ -555,7 +576,10 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
     let mut cfg = store.defaults;
     cfg.retention_bytes = 8192;
     cfg.retention_ms = -1;
-    store.create_topic("r", 1, cfg).await.unwrap();
+    store
+        .create_topic("r", 1, overrides_between(&store.defaults, &cfg))
+        .await
+        .unwrap();
     for i in 0..100 {
         append(&store, "r", make_batch(1, 1_000 + i, &value))
             .await
@@ -609,7 +633,10 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
     store.delete_topic("r").await.unwrap();
     let mut cfg = store.defaults;
     cfg.retention_ms = 1;
-    store.create_topic("old", 1, cfg).await.unwrap();
+    store
+        .create_topic("old", 1, overrides_between(&store.defaults, &cfg))
+        .await
+        .unwrap();
     for i in 0..60 {
         append(&store, "old", make_batch(1, 1_000 + i, &value))
             .await
@@ -638,7 +665,10 @@ async fn segments_roll_by_age() {
     let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
     let mut cfg = store.defaults;
     cfg.segment_ms = 50;
-    store.create_topic("aged", 1, cfg).await.unwrap();
+    store
+        .create_topic("aged", 1, overrides_between(&store.defaults, &cfg))
+        .await
+        .unwrap();
     append(&store, "aged", make_batch(1, now_ms(), b"first"))
         .await
         .unwrap();
@@ -667,7 +697,10 @@ async fn a_second_store_on_the_same_directory_is_refused_and_names_the_holder() 
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (first, _) = open_store(dir.path(), &gate, |c| c.node_id = 7).await;
-    first.create_topic("t", 1, first.defaults).await.unwrap();
+    first
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     let refused = Store::open(env_with(&gate), &config(dir.path()), Arc::default()).await;
     let err = match refused {
         Ok(_) => panic!("a second store opened a directory that is in use"),
@@ -695,11 +728,11 @@ async fn appends_queued_behind_a_topic_deletion_are_refused_and_the_directory_st
     let gate = Gate::new();
     let (store, _) = open_store(dir.path(), &gate, |c| c.segment_bytes = 1024).await;
     store
-        .create_topic("rolls", 1, store.defaults)
+        .create_topic("rolls", 1, Default::default())
         .await
         .unwrap();
     store
-        .create_topic("stays", 1, store.defaults)
+        .create_topic("stays", 1, Default::default())
         .await
         .unwrap();
     // "rolls" is past its segment size: its next append would open a new segment file.
@@ -740,7 +773,7 @@ async fn appends_queued_behind_a_topic_deletion_are_refused_and_the_directory_st
         .check()
         .expect("the directory is not failed");
     store
-        .create_topic("after", 1, store.defaults)
+        .create_topic("after", 1, Default::default())
         .await
         .unwrap();
     assert_eq!(
@@ -756,7 +789,10 @@ async fn a_read_past_its_deadline_fails_the_reader_not_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (store, metrics) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 300).await;
-    store.create_topic("t", 1, store.defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     append(&store, "t", make_batch(1, 1, b"x")).await.unwrap();
     let p = store.topic("t").unwrap().partitions[0].clone();
     gate.reads_open.send_replace(false);
@@ -787,7 +823,10 @@ async fn a_topic_id_that_cannot_be_parsed_is_reported_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
-    store.create_topic("t", 1, store.defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     close(store).await;
     let meta = dir.path().join(".meta").join("t.topic");
     let text = std::fs::read_to_string(&meta).unwrap();
@@ -815,7 +854,10 @@ async fn a_topic_creation_that_fails_part_way_leaves_nothing_behind() {
     let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
     // The third partition's segment cannot be created.
     *gate.fail_open.lock().unwrap() = Some("half-2".into());
-    assert!(store.create_topic("half", 3, store.defaults).await.is_err());
+    assert!(store
+        .create_topic("half", 3, Default::default())
+        .await
+        .is_err());
     *gate.fail_open.lock().unwrap() = None;
     for p in 0..3 {
         assert!(
@@ -827,7 +869,7 @@ async fn a_topic_creation_that_fails_part_way_leaves_nothing_behind() {
     healed(&store).await;
     // The metadata file is renamed into place but its directory sync fails: not created.
     *gate.fail_sync_dir.lock().unwrap() = Some((".meta".into(), 1));
-    let Err(err) = store.create_topic("unsynced", 2, store.defaults).await else {
+    let Err(err) = store.create_topic("unsynced", 2, Default::default()).await else {
         panic!("created although its metadata directory was not synced");
     };
     assert!(err.to_string().contains("injected"), "{err}");
@@ -855,7 +897,10 @@ async fn a_topic_creation_that_fails_part_way_leaves_nothing_behind() {
         "a stray partition directory stayed"
     );
     // The names are free again.
-    store.create_topic("half", 3, store.defaults).await.unwrap();
+    store
+        .create_topic("half", 3, Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         append(&store, "half", make_batch(1, 1, b"x"))
             .await
@@ -870,7 +915,10 @@ async fn an_idempotent_producers_retries_are_answered_with_the_original_offset()
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
-    store.create_topic("t", 1, store.defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     let p = store.topic("t").unwrap().partitions[0].clone();
     assert_eq!(
         append(&store, "t", idempotent_batch(9, 0, 0, 3))
@@ -940,7 +988,10 @@ async fn producer_state_is_rebuilt_after_a_restart_from_snapshots_or_segments() 
     let gate = Gate::new();
     let tweak = |c: &mut Config| c.segment_bytes = 1024;
     let (store, _) = open_store(dir.path(), &gate, tweak).await;
-    store.create_topic("t", 1, store.defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     // Two producers; enough batches to roll several segments (each roll takes a snapshot).
     let mut offsets = Vec::new();
     for i in 0..40 {
@@ -1000,7 +1051,10 @@ async fn a_retry_of_a_batch_whose_sync_failed_is_written_again_not_taken_for_a_d
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (store, _) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 500).await;
-    store.create_topic("t", 1, store.defaults).await.unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         append(&store, "t", idempotent_batch(4, 0, 0, 1))
             .await
@@ -1026,4 +1080,70 @@ async fn a_retry_of_a_batch_whose_sync_failed_is_written_again_not_taken_for_a_d
         1
     );
     assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_admin_changes_leave_the_topic_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    // Growing: the third new partition cannot be made — none of them stays.
+    *gate.fail_open.lock().unwrap() = Some("t-3".into());
+    assert!(store.create_partitions("t", 4).await.is_err());
+    *gate.fail_open.lock().unwrap() = None;
+    healed(&store).await;
+    assert_eq!(store.topic("t").unwrap().partitions.len(), 1);
+    for p in 1..4 {
+        assert!(
+            !dir.path().join(format!("t-{p}")).exists(),
+            "t-{p} left behind"
+        );
+    }
+    // Altering: the metadata file cannot be written — the old configs stay in force.
+    let overrides: broker::topic_config::Overrides =
+        [("retention.ms".to_string(), "1000".to_string())].into();
+    *gate.fail_open.lock().unwrap() = Some("t.topic.tmp".into());
+    assert!(store
+        .alter_topic_config("t", overrides.clone())
+        .await
+        .is_err());
+    *gate.fail_open.lock().unwrap() = None;
+    healed(&store).await;
+    let t = store.topic("t").unwrap();
+    assert!(t.overrides.is_empty());
+    assert_eq!(
+        t.partitions[0].config().retention_ms,
+        store.defaults.retention_ms
+    );
+    // Then both work, and a restart keeps them.
+    store.alter_topic_config("t", overrides).await.unwrap();
+    store.create_partitions("t", 3).await.unwrap();
+    for i in 0..5 {
+        append(&store, "t", make_batch(1, 1_000 + i, b"x"))
+            .await
+            .unwrap();
+    }
+    let p0 = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(store.delete_records(p0, 3).await.unwrap(), 3);
+    close(store).await;
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    let t = store.topic("t").unwrap();
+    assert_eq!(t.partitions.len(), 3);
+    assert_eq!(t.config.retention_ms, 1000);
+    assert_eq!(t.partitions[1].config().retention_ms, 1000);
+    assert_eq!(t.partitions[0].log_start_offset(), 3);
+    close(store).await;
+    // A damaged log start record is reported and not used: the log starts at its first
+    // segment again (records come back; none is lost).
+    let record = dir.path().join("t-0").join("log-start-offset");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace("=3", "=4")).unwrap();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    let t = store.topic("t").unwrap();
+    assert_eq!(t.partitions[0].log_start_offset(), 0);
+    assert_eq!(t.partitions[0].high_watermark(), 5);
 }

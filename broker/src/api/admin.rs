@@ -1,14 +1,28 @@
-//! CreateTopics and DeleteTopics.
+//! Topics and their partitions: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords.
 
 use kafka_protocol::messages::{
-    create_topics_response::CreatableTopicResult, delete_topics_response::DeletableTopicResult,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    create_partitions_response::CreatePartitionsTopicResult,
+    create_topics_request::CreatableTopic,
+    create_topics_response::CreatableTopicResult,
+    delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult},
+    delete_topics_response::DeletableTopicResult,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::{name_of, topic_name, Broker};
-use crate::catalog::{self, check_topic_name, TopicError};
+use crate::catalog::{self, TopicError};
 use crate::protocol::error;
+use crate::topic_config::{self, Overrides};
+
+/// A refusal: the code and a message for the client.
+type Refusal = (i16, String);
+
+fn refusal(e: TopicError) -> Refusal {
+    (topic_error_code(&e), e.to_string())
+}
 
 impl Broker {
     pub(super) async fn create_topics(
@@ -21,59 +35,16 @@ impl Broker {
             let mut r = CreatableTopicResult::default();
             r.name = t.name.clone();
             let name = name_of(&t.name).to_string();
-            let partitions = if !t.assignments.is_empty() {
-                t.assignments.len() as i32
-            } else if t.num_partitions == -1 {
-                self.config.default_partitions
-            } else {
-                t.num_partitions
-            };
-            let outcome = match catalog::topic_config(self.store.defaults, &t.configs) {
-                _ if catalog::is_internal(&name) => Err((
-                    error::INVALID_REQUEST,
-                    format!("{name} is an internal topic: the broker creates it"),
-                )),
-                Err(msg) => Err((error::INVALID_CONFIG, msg)),
-                Ok(_) if t.replication_factor == 0 || t.replication_factor < -1 => Err((
-                    error::INVALID_REPLICATION_FACTOR,
-                    format!(
-                        "replication factor {} is invalid: it must be at least 1 (or -1 for the default)",
-                        t.replication_factor
-                    ),
-                )),
-                Ok(_) if t.replication_factor > 1 => Err((
-                    error::INVALID_REPLICATION_FACTOR,
-                    format!(
-                        "replication factor {} is larger than the 1 available broker",
-                        t.replication_factor
-                    ),
-                )),
-                Ok(_) if partitions < 1 => Err((
-                    error::INVALID_PARTITIONS,
-                    format!(
-                        "{partitions} partitions: a topic needs at least 1 (or -1 for the default)"
-                    ),
-                )),
-                Ok(_) if req.validate_only => match check_topic_name(&name) {
-                    Err(m) => Err((error::INVALID_TOPIC_EXCEPTION, m)),
-                    Ok(()) if self.store.topic(&name).is_some() => {
-                        Err((error::TOPIC_ALREADY_EXISTS, "topic already exists".into()))
-                    }
-                    Ok(()) => Ok(None),
-                },
-                Ok(cfg) => match self.store.create_topic(&name, partitions, cfg).await {
-                    Ok(topic) => Ok(Some(topic)),
-                    Err(e) => Err((topic_error_code(&e), e.to_string())),
-                },
-            };
-            match outcome {
-                Ok(topic) => {
+            match self.create_one(&t, req.validate_only).await {
+                Ok((partitions, topic_id, config, overrides)) => {
+                    r.error_message = None;
                     if version >= 5 {
                         r.num_partitions = partitions;
                         r.replication_factor = 1;
+                        r.configs = Some(self.created_topic_configs(&config, &overrides));
                     }
-                    if let Some(topic) = topic.filter(|_| version >= 7) {
-                        r.topic_id = uuid::Uuid::from_u128(topic.id);
+                    if version >= 7 {
+                        r.topic_id = topic_id.map_or(uuid::Uuid::nil(), uuid::Uuid::from_u128);
                     }
                 }
                 Err((code, msg)) => {
@@ -85,6 +56,123 @@ impl Broker {
             resp.topics.push(r);
         }
         resp
+    }
+
+    /// Check one topic of a CreateTopics request (Kafka's order: name, replication and
+    /// partitions, assignments, configs) and create it unless `validate_only`. Answers the
+    /// partition count, the topic id (when created) and its settings.
+    async fn create_one(
+        &self,
+        t: &CreatableTopic,
+        validate_only: bool,
+    ) -> Result<(i32, Option<u128>, crate::storage::log::LogConfig, Overrides), Refusal> {
+        let name = name_of(&t.name);
+        if catalog::is_internal(name) {
+            return Err((
+                error::INVALID_REQUEST,
+                format!("{name} is an internal topic: the broker creates it"),
+            ));
+        }
+        let partitions = if !t.assignments.is_empty() {
+            if t.num_partitions != -1 || t.replication_factor != -1 {
+                return Err((
+                    error::INVALID_REQUEST,
+                    "both a partition count or replication factor and replica assignments were given".into(),
+                ));
+            }
+            self.check_assignments(
+                t.assignments
+                    .iter()
+                    .map(|a| (a.partition_index, &a.broker_ids[..])),
+                0,
+            )?;
+            t.assignments.len() as i32
+        } else if t.num_partitions == -1 {
+            self.config.default_partitions
+        } else {
+            t.num_partitions
+        };
+        if t.replication_factor == 0 || t.replication_factor < -1 {
+            return Err((
+                error::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} is invalid: it must be at least 1 (or -1 for the default)",
+                    t.replication_factor
+                ),
+            ));
+        }
+        if t.replication_factor > 1 {
+            return Err((
+                error::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} is larger than the 1 available broker",
+                    t.replication_factor
+                ),
+            ));
+        }
+        if partitions < 1 {
+            return Err((
+                error::INVALID_PARTITIONS,
+                format!(
+                    "{partitions} partitions: a topic needs at least 1 (or -1 for the default)"
+                ),
+            ));
+        }
+        self.store
+            .check_new_topic(name, partitions)
+            .map_err(refusal)?;
+        let overrides = topic_config::check_all(
+            t.configs
+                .iter()
+                .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
+        )
+        .map_err(|e| (error::INVALID_CONFIG, e.0))?;
+        let config = self.store.resolve(&overrides).map_err(refusal)?;
+        if validate_only {
+            return Ok((partitions, None, config, overrides));
+        }
+        let topic = self
+            .store
+            .create_topic(name, partitions, overrides)
+            .await
+            .map_err(refusal)?;
+        Ok((
+            partitions,
+            Some(topic.id),
+            topic.config,
+            topic.overrides.clone(),
+        ))
+    }
+
+    /// Replica assignments name partitions `first..` once each, each with this broker alone.
+    fn check_assignments<'a>(
+        &self,
+        assignments: impl Iterator<Item = (i32, &'a [BrokerId])>,
+        first: i32,
+    ) -> Result<(), Refusal> {
+        let me = self.config.node_id;
+        let mut seen = std::collections::BTreeSet::new();
+        for (partition, brokers) in assignments {
+            if brokers.len() != 1 || brokers[0].0 != me {
+                return Err((
+                    error::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "partition {partition} is assigned to brokers {:?}: the only broker is {me}",
+                        brokers.iter().map(|b| b.0).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+            seen.insert(partition);
+        }
+        let expected =
+            (first..first + seen.len() as i32).collect::<std::collections::BTreeSet<_>>();
+        if seen != expected {
+            return Err((
+                error::INVALID_REPLICA_ASSIGNMENT,
+                format!("the assigned partitions {seen:?} are not {first}.. once each"),
+            ));
+        }
+        Ok(())
     }
 
     pub(super) async fn delete_topics(
@@ -139,6 +227,121 @@ impl Broker {
         }
         resp
     }
+
+    pub(super) async fn create_partitions(
+        &self,
+        req: CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
+        let mut resp = CreatePartitionsResponse::default();
+        let mut seen = std::collections::HashSet::new();
+        for t in req.topics {
+            let name = name_of(&t.name).to_string();
+            let outcome = if !seen.insert(name.clone()) {
+                Err((
+                    error::INVALID_REQUEST,
+                    "the topic appears more than once in the request".into(),
+                ))
+            } else {
+                self.grow(&name, t.count, t.assignments.as_deref(), req.validate_only)
+                    .await
+            };
+            let mut r = CreatePartitionsTopicResult::default();
+            r.name = t.name;
+            if let Err((code, msg)) = outcome {
+                tracing::info!(topic = %name, code, %msg, "CreatePartitions refused");
+                r.error_code = code;
+                r.error_message = Some(StrBytes::from_string(msg));
+            }
+            resp.results.push(r);
+        }
+        resp
+    }
+
+    async fn grow(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<
+            &[kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment],
+        >,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        catalog::check_topic_name(name).map_err(|m| (error::INVALID_TOPIC_EXCEPTION, m))?;
+        if catalog::is_internal(name) {
+            return Err((
+                error::INVALID_REQUEST,
+                format!("{name} is an internal topic: its partitions decide where groups live and cannot change"),
+            ));
+        }
+        let topic = self
+            .store
+            .check_new_partitions(name, count)
+            .map_err(refusal)?;
+        if let Some(assignments) = assignments {
+            let from = topic.partitions.len() as i32;
+            if assignments.len() as i32 != count - from {
+                return Err((
+                    error::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "{} assignments for {} new partitions",
+                        assignments.len(),
+                        count - from
+                    ),
+                ));
+            }
+            self.check_assignments(
+                assignments
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (from + i as i32, &a.broker_ids[..])),
+                from,
+            )?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.store
+            .create_partitions(name, count)
+            .await
+            .map(|_| ())
+            .map_err(refusal)
+    }
+
+    pub(super) async fn delete_records(&self, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+        let mut resp = DeleteRecordsResponse::default();
+        for t in req.topics {
+            let name = name_of(&t.name).to_string();
+            let topic = self.store.topic(&name);
+            let mut tr = DeleteRecordsTopicResult::default();
+            tr.name = t.name;
+            for p in t.partitions {
+                let mut pr = DeleteRecordsPartitionResult::default();
+                pr.partition_index = p.partition_index;
+                pr.low_watermark = -1;
+                let part = topic.as_ref().and_then(|t| {
+                    usize::try_from(p.partition_index)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                });
+                match part {
+                    None => pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
+                    Some(_) if catalog::is_internal(&name) => {
+                        pr.error_code = error::INVALID_TOPIC_EXCEPTION
+                    }
+                    Some(part) => match self.store.delete_records(part.clone(), p.offset).await {
+                        Ok(start) => pr.low_watermark = start,
+                        Err(e) => {
+                            tracing::info!(topic = %name, partition = p.partition_index, offset = p.offset, error = %e, "DeleteRecords refused");
+                            pr.error_code = topic_error_code(&e);
+                        }
+                    },
+                }
+                tr.partitions.push(pr);
+            }
+            resp.topics.push(tr);
+        }
+        resp
+    }
 }
 
 pub(super) fn topic_error_code(e: &TopicError) -> i16 {
@@ -148,6 +351,7 @@ pub(super) fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidName(_) => error::INVALID_TOPIC_EXCEPTION,
         TopicError::InvalidPartitions(_) => error::INVALID_PARTITIONS,
         TopicError::InvalidConfig(_) => error::INVALID_CONFIG,
+        TopicError::OffsetOutOfRange(_) => error::OFFSET_OUT_OF_RANGE,
         TopicError::Storage(_) => error::KAFKA_STORAGE_ERROR,
     }
 }

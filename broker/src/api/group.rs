@@ -24,11 +24,6 @@ fn client_host(peer: Option<SocketAddr>) -> String {
     peer.map(|p| format!("/{}", p.ip())).unwrap_or_default()
 }
 
-/// Kafka's answer for authorized operations when the client asks and no authorizer is
-/// configured: everything a group allows (READ, DESCRIBE, DELETE); when it does not ask,
-/// `i32::MIN`.
-const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 8) | (1 << 6);
-
 impl Broker {
     pub(super) fn find_coordinator(
         &self,
@@ -457,11 +452,10 @@ impl Broker {
                 })
                 .collect();
             if version >= 3 {
-                d.authorized_operations = if req.include_authorized_operations {
-                    GROUP_OPERATIONS
-                } else {
-                    i32::MIN
-                };
+                d.authorized_operations = super::cluster::operations::if_asked(
+                    req.include_authorized_operations,
+                    super::cluster::operations::GROUP,
+                );
             }
             resp.groups.push(d);
         }

@@ -1,4 +1,5 @@
-//! ListOffsets: the earliest and latest offsets, and the first offset at or after a time.
+//! ListOffsets: the earliest and latest offsets, the first offset at or after a time, and the
+//! record with the largest timestamp.
 
 use kafka_protocol::messages::{
     list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse},
@@ -8,8 +9,20 @@ use kafka_protocol::messages::{
 use super::{name_of, storage_code, Broker};
 use crate::protocol::error;
 
+/// The special timestamps of ListOffsets.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+/// v7+: the record with the largest timestamp.
+const MAX_TIMESTAMP: i64 = -3;
+/// v8+: the earliest offset kept locally (no tiered storage here: the log start).
+const EARLIEST_LOCAL: i64 = -4;
+
 impl Broker {
-    pub(super) async fn list_offsets(&self, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    pub(super) async fn list_offsets(
+        &self,
+        req: ListOffsetsRequest,
+        version: i16,
+    ) -> ListOffsetsResponse {
         let mut resp = ListOffsetsResponse::default();
         for t in req.topics {
             let mut tr = ListOffsetsTopicResponse::default();
@@ -20,26 +33,40 @@ impl Broker {
                 pr.partition_index = p.partition_index;
                 pr.timestamp = -1;
                 pr.offset = -1;
+                if version >= 4 {
+                    // One leader, forever: epoch 0, as Metadata says.
+                    pr.leader_epoch = 0;
+                }
                 let part = topic.as_ref().and_then(|t| {
                     usize::try_from(p.partition_index)
                         .ok()
                         .and_then(|i| t.partitions.get(i))
                 });
-                match (part, p.timestamp) {
-                    (None, _) => pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
-                    (Some(part), -1) => pr.offset = part.high_watermark(),
-                    (Some(part), -2) => pr.offset = part.log_start_offset(),
-                    (Some(part), ts) if ts >= 0 => {
-                        match part.offset_for_timestamp(self.store.io(), ts).await {
-                            Ok(Some((offset, found_ts))) => {
-                                pr.offset = offset;
-                                pr.timestamp = found_ts;
-                            }
-                            Ok(None) => {}
-                            Err(e) => pr.error_code = storage_code(&e),
-                        }
+                let Some(part) = part else {
+                    pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
+                    tr.partitions.push(pr);
+                    continue;
+                };
+                let found = match p.timestamp {
+                    LATEST => Ok(Some((part.high_watermark(), -1))),
+                    EARLIEST => Ok(Some((part.log_start_offset(), -1))),
+                    MAX_TIMESTAMP if version >= 7 => {
+                        part.max_timestamp_offset(self.store.io()).await
                     }
-                    (Some(_), _) => pr.error_code = error::UNSUPPORTED_VERSION,
+                    EARLIEST_LOCAL if version >= 8 => Ok(Some((part.log_start_offset(), -1))),
+                    ts if ts >= 0 => part.offset_for_timestamp(self.store.io(), ts).await,
+                    _ => {
+                        pr.error_code = error::UNSUPPORTED_VERSION;
+                        Ok(None)
+                    }
+                };
+                match found {
+                    Ok(Some((offset, ts))) => {
+                        pr.offset = offset;
+                        pr.timestamp = ts;
+                    }
+                    Ok(None) => {}
+                    Err(e) => pr.error_code = storage_code(&e),
                 }
                 tr.partitions.push(pr);
             }

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::cluster::operations;
 use super::{name_of, topic_name, Broker};
 use crate::catalog::Topic;
 use crate::protocol::error;
@@ -20,11 +21,21 @@ impl Broker {
         b.port = port;
         resp.brokers.push(b);
         if version >= 2 {
-            resp.cluster_id = Some(StrBytes::from_static_str("stillwater"));
+            resp.cluster_id = Some(StrBytes::from_static_str(super::cluster::CLUSTER_ID));
         }
         if version >= 1 {
             resp.controller_id = BrokerId(self.config.node_id);
         }
+        if (8..=10).contains(&version) {
+            resp.cluster_authorized_operations = operations::if_asked(
+                req.include_cluster_authorized_operations,
+                operations::CLUSTER,
+            );
+        }
+        let topic_ops = operations::if_asked(
+            version >= 8 && req.include_topic_authorized_operations,
+            operations::TOPIC,
+        );
         let may_create = version < 4 || req.allow_auto_topic_creation;
         let wanted: Option<Vec<_>> = match req.topics {
             None => None,
@@ -34,7 +45,7 @@ impl Broker {
         match wanted {
             None => {
                 for t in self.store.topics() {
-                    resp.topics.push(self.describe(&t, version));
+                    resp.topics.push(self.describe(&t, version, topic_ops));
                 }
             }
             Some(list) => {
@@ -47,7 +58,7 @@ impl Broker {
                         continue;
                     };
                     match self.topic_or_create(name_of(&name), may_create).await {
-                        Ok(t) => resp.topics.push(self.describe(&t, version)),
+                        Ok(t) => resp.topics.push(self.describe(&t, version, topic_ops)),
                         Err(code) => {
                             let mut mt = MetadataResponseTopic::default();
                             mt.name = Some(name);
@@ -61,13 +72,16 @@ impl Broker {
         resp
     }
 
-    fn describe(&self, t: &Topic, version: i16) -> MetadataResponseTopic {
+    fn describe(&self, t: &Topic, version: i16, ops: i32) -> MetadataResponseTopic {
         let me = BrokerId(self.config.node_id);
         let mut mt = MetadataResponseTopic::default();
         mt.name = Some(topic_name(&t.name));
         if version >= 1 {
             // Clients leave internal topics out of their listings.
             mt.is_internal = crate::catalog::is_internal(&t.name);
+        }
+        if version >= 8 {
+            mt.topic_authorized_operations = ops;
         }
         if version >= 10 {
             mt.topic_id = uuid::Uuid::from_u128(t.id);

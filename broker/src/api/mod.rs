@@ -1,5 +1,6 @@
 //! What the broker does for each Kafka request: one file per request family ([`produce`],
-//! [`fetch`], [`list_offsets`], [`metadata`], [`admin`]), and here the dispatch table.
+//! [`fetch`], [`list_offsets`], [`metadata`], [`admin`] for topics and partitions, [`configs`],
+//! [`cluster`], [`group`], [`init_producer_id`]), and here the dispatch table.
 //!
 //! [`Broker::dispatch`] runs in a connection's arrival order the part of a request that must be
 //! ordered (validating produce data and queueing it for the commit pipeline) and returns a future
@@ -9,6 +10,8 @@
 //! [`Store`](crate::storage::Store) and queue work for its pipeline.
 
 mod admin;
+mod cluster;
+mod configs;
 mod fetch;
 mod group;
 mod init_producer_id;
@@ -209,7 +212,7 @@ impl Broker {
                 respond(ResponseKind::InitProducerId(r))
             }),
             RequestKind::ListOffsets(l) => Box::pin(async move {
-                let r = this.list_offsets(l).await;
+                let r = this.list_offsets(l, version).await;
                 respond(ResponseKind::ListOffsets(r))
             }),
             RequestKind::CreateTopics(c) => Box::pin(async move {
@@ -220,6 +223,34 @@ impl Broker {
                 let r = this.delete_topics(d, version).await;
                 respond(ResponseKind::DeleteTopics(r))
             }),
+            RequestKind::CreatePartitions(c) => Box::pin(async move {
+                let r = this.create_partitions(c).await;
+                respond(ResponseKind::CreatePartitions(r))
+            }),
+            RequestKind::DeleteRecords(d) => Box::pin(async move {
+                let r = this.delete_records(d).await;
+                respond(ResponseKind::DeleteRecords(r))
+            }),
+            RequestKind::DescribeConfigs(d) => Box::pin(async move {
+                let r = this.describe_configs(d, version).await;
+                respond(ResponseKind::DescribeConfigs(r))
+            }),
+            RequestKind::AlterConfigs(a) => Box::pin(async move {
+                let r = this.alter_configs(a).await;
+                respond(ResponseKind::AlterConfigs(r))
+            }),
+            RequestKind::IncrementalAlterConfigs(a) => Box::pin(async move {
+                let r = this.incremental_alter_configs(a).await;
+                respond(ResponseKind::IncrementalAlterConfigs(r))
+            }),
+            RequestKind::DescribeCluster(d) => {
+                let r = self.describe_cluster(d, version);
+                Box::pin(async move { respond(ResponseKind::DescribeCluster(r)) })
+            }
+            RequestKind::DescribeLogDirs(d) => {
+                let r = self.describe_log_dirs(d, version);
+                Box::pin(async move { respond(ResponseKind::DescribeLogDirs(r)) })
+            }
             other => {
                 // decode() only lets through what SUPPORTED lists, and each is handled above.
                 tracing::error!(api = ?other, "request type without a handler");
@@ -243,7 +274,7 @@ impl Broker {
         }
         match self
             .store
-            .create_topic(name, self.config.default_partitions, self.store.defaults)
+            .create_topic(name, self.config.default_partitions, Default::default())
             .await
         {
             Ok(t) => Ok(t),

@@ -33,7 +33,6 @@ use tokio::time::Instant;
 use crate::batch;
 use crate::catalog::TopicError;
 use crate::protocol::error;
-use crate::storage::log::LogConfig;
 use crate::storage::{AppendError, Appended, Store};
 use membership::Group;
 use records::{Entry, OffsetValue};
@@ -429,13 +428,15 @@ impl Actor {
         if let Some(t) = self.store.topic(OFFSETS_TOPIC) {
             return Ok(t);
         }
-        let config = LogConfig {
-            // Committed offsets and group metadata are kept until they are replaced.
-            retention_ms: -1,
-            retention_bytes: -1,
-            segment_bytes: 100 << 20,
-            ..self.store.defaults
-        };
+        // Committed offsets and group metadata are kept until they are replaced.
+        let config = [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "104857600"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         match self
             .store
             .create_topic(OFFSETS_TOPIC, self.config.offsets_partitions, config)

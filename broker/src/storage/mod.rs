@@ -7,11 +7,13 @@
 //! Architecture invariant: the pipeline is the only writer of segment, index and topic
 //! metadata files, and holds the directory's lock for as long as it runs.
 
+mod admin;
 pub mod io;
 pub mod log;
 mod pipeline;
 pub mod producer_ids;
 mod retention;
+pub mod small_file;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -30,6 +32,7 @@ use crate::config::Config;
 use crate::memory::Reservation;
 use crate::metrics::Metrics;
 use crate::producer_state::ProducerError;
+use crate::topic_config::{self, Overrides};
 use log::{LogConfig, Partition};
 use pipeline::Pipeline;
 pub use pipeline::ROUND_APPENDS_MAX;
@@ -82,8 +85,26 @@ pub(crate) enum Command {
     CreateTopic {
         name: String,
         partitions: i32,
-        config: LogConfig,
+        overrides: Overrides,
         reply: Reply<Result<Arc<Topic>, TopicError>>,
+    },
+    /// Replace a topic's configs (AlterConfigs, IncrementalAlterConfigs).
+    AlterTopicConfig {
+        name: String,
+        overrides: Overrides,
+        reply: Reply<Result<Arc<Topic>, TopicError>>,
+    },
+    /// Grow a topic to `count` partitions (CreatePartitions).
+    CreatePartitions {
+        name: String,
+        count: i32,
+        reply: Reply<Result<Arc<Topic>, TopicError>>,
+    },
+    /// Move a partition's log start up to `offset` (DeleteRecords); answers the new start.
+    DeleteRecords {
+        partition: Arc<Partition>,
+        offset: i64,
+        reply: Reply<Result<i64, TopicError>>,
     },
     DeleteTopic {
         name: String,
@@ -106,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) env: Env,
     /// Producers idle this long are forgotten (`producer_id_expiration_ms`).
     pub(crate) producer_expiration_ms: i64,
+    /// The broker's topic settings, under every topic's overrides.
+    pub(crate) defaults: LogConfig,
 }
 
 /// The data directory as request handlers see it.
@@ -141,7 +164,8 @@ impl Store {
             config.node_id, config.listen
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
-        let topics = catalog::load(&io, &data_dir).await?;
+        let defaults = config.topic_defaults();
+        let topics = catalog::load(&io, &data_dir, defaults).await?;
         let producer_ids_allocated = producer_ids::read_allocated(&io, &data_dir).await?;
         let (tx, rx) = mpsc::channel(config.append_queue_capacity);
         let (commits, _) = watch::channel(0u64);
@@ -153,6 +177,7 @@ impl Store {
             metrics,
             env,
             producer_expiration_ms: config.producer_id_expiration_ms,
+            defaults,
         });
         let (heal_tx, heal_rx) = mpsc::channel(1);
         let (alive, alive_rx) = watch::channel(());
@@ -170,7 +195,7 @@ impl Store {
         let store = Arc::new(Store {
             shared,
             tx,
-            defaults: config.topic_defaults(),
+            defaults,
             pipeline_alive: alive_rx,
             producer_ids: std::sync::Mutex::new((0, 0)),
         });
@@ -254,23 +279,36 @@ impl Store {
         Ok(rx)
     }
 
+    /// Whether a topic `name` with `partitions` partitions could be created now (CreateTopics'
+    /// validate-only answers from this; creation checks it again in the pipeline).
+    pub fn check_new_topic(&self, name: &str, partitions: i32) -> Result<(), TopicError> {
+        check_topic_name(name).map_err(TopicError::InvalidName)?;
+        if !(1..=catalog::PARTITIONS_MAX).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{partitions} partitions: a topic has from 1 to {}",
+                catalog::PARTITIONS_MAX
+            )));
+        }
+        self.shared.catalog.check_new(name)
+    }
+
+    /// The settings a topic with these overrides would have.
+    pub fn resolve(&self, overrides: &Overrides) -> Result<LogConfig, TopicError> {
+        topic_config::resolve(self.defaults, overrides).map_err(|e| TopicError::InvalidConfig(e.0))
+    }
+
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
-        config: LogConfig,
+        overrides: Overrides,
     ) -> Result<Arc<Topic>, TopicError> {
-        check_topic_name(name).map_err(TopicError::InvalidName)?;
-        if !(1..=10_000).contains(&partitions) {
-            return Err(TopicError::InvalidPartitions(partitions));
-        }
-        if self.topic(name).is_some() {
-            return Err(TopicError::Exists);
-        }
+        self.check_new_topic(name, partitions)?;
+        self.resolve(&overrides)?;
         self.ask(|reply| Command::CreateTopic {
             name: name.to_string(),
             partitions,
-            config,
+            overrides,
             reply,
         })
         .await
@@ -282,6 +320,60 @@ impl Store {
         }
         self.ask(|reply| Command::DeleteTopic {
             name: name.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Replace a topic's configs with `overrides` (durable before it answers).
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        overrides: Overrides,
+    ) -> Result<Arc<Topic>, TopicError> {
+        self.topic(name).ok_or(TopicError::Unknown)?;
+        self.resolve(&overrides)?;
+        self.ask(|reply| Command::AlterTopicConfig {
+            name: name.to_string(),
+            overrides,
+            reply,
+        })
+        .await
+    }
+
+    /// Whether topic `name` could grow to `count` partitions now.
+    pub fn check_new_partitions(&self, name: &str, count: i32) -> Result<Arc<Topic>, TopicError> {
+        let topic = self.topic(name).ok_or(TopicError::Unknown)?;
+        catalog::check_partition_growth(&topic, count)?;
+        Ok(topic)
+    }
+
+    /// Grow topic `name` to `count` partitions (new ones empty; the old ones untouched).
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+    ) -> Result<Arc<Topic>, TopicError> {
+        self.check_new_partitions(name, count)?;
+        self.ask(|reply| Command::CreatePartitions {
+            name: name.to_string(),
+            count,
+            reply,
+        })
+        .await
+    }
+
+    /// Delete the records of `partition` below `offset` (-1: all of them): its log start moves
+    /// there, durably, and whole segments below it are removed. Answers the new log start.
+    pub async fn delete_records(
+        &self,
+        partition: Arc<Partition>,
+        offset: i64,
+    ) -> Result<i64, TopicError> {
+        self.shared.io.health.check()?;
+        self.ask(|reply| Command::DeleteRecords {
+            partition,
+            offset,
             reply,
         })
         .await

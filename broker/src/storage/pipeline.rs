@@ -23,10 +23,9 @@ use futures::future::join_all;
 use io_backend::OpenMode;
 use tokio::sync::{mpsc, watch};
 
-use super::log::{self, index::IndexEntry, LogConfig, Partition, Segment};
+use super::log::{self, index::IndexEntry, Partition, Segment};
 use super::{Append, AppendError, Appended, Command, Io, Shared, StorageError, Waiter};
 use crate::batch;
-use crate::catalog::{self, Topic, TopicError};
 use crate::metrics::Metrics;
 use crate::producer_state::{ProducerStates, Verdict};
 use crate::records::TimestampType;
@@ -183,7 +182,7 @@ impl Pipeline {
         }
     }
 
-    fn fail(&self, err: &StorageError) {
+    pub(super) fn fail(&self, err: &StorageError) {
         let (op, path) = match err {
             StorageError::Disk(d) => (Some(d.op), Some(d.path.clone())),
             StorageError::Stalled { op, path, .. } => (Some(*op), Some(path.clone())),
@@ -195,7 +194,7 @@ impl Pipeline {
             .fail(err.to_string(), op, path, self.shared.env.clock.now());
     }
 
-    async fn commit(&mut self, appends: Vec<Append>) {
+    pub(super) async fn commit(&mut self, appends: Vec<Append>) {
         if appends.is_empty() {
             return;
         }
@@ -331,11 +330,11 @@ impl Pipeline {
         let bytes: usize = group.iter().map(|a| a.payload.len()).sum();
         let records: i64 = group.iter().map(|a| batch::record_count(&a.headers)).sum();
         let now_ms = self.shared.env.clock.wall_ms();
-        let roll_due =
-            partition
-                .state()
-                .active()
-                .roll_due(bytes as u64, records, now_ms, &partition.config);
+        let config = partition.config();
+        let roll_due = partition
+            .state()
+            .active()
+            .roll_due(bytes as u64, records, now_ms, &config);
         if roll_due {
             if let Err(e) = self.roll(partition).await {
                 return Err((e.into(), group.into_iter().map(|a| a.reply).collect()));
@@ -343,8 +342,8 @@ impl Pipeline {
         }
         let st = partition.state();
         let seg = st.active();
-        let interval = partition.config.index_interval_bytes;
-        let log_append_time = partition.config.timestamp_type == TimestampType::LogAppendTime;
+        let interval = config.index_interval_bytes;
+        let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
         let mut last_entry = seg.entries.last().map(|e| e.position as u64);
         let mut max_ts = seg.max_timestamp;
         let mut next = seg.next_offset;
@@ -402,10 +401,10 @@ impl Pipeline {
             waiters.push((a.reply, base_offset));
         }
         let end = seg.size + data.len() as u64;
-        let ahead = partition.config.preallocate_bytes;
+        let ahead = config.preallocate_bytes;
         let (zero_fill, allocated) = if ahead > 0 && end > seg.allocated {
             let from = seg.allocated.max(end);
-            let to = (end + ahead).min(partition.config.segment_bytes.max(end));
+            let to = (end + ahead).min(config.segment_bytes.max(end));
             (
                 (to > from).then(|| (from, (to - from) as usize)),
                 to.max(end),
@@ -466,110 +465,6 @@ impl Pipeline {
             let _ = self.io().remove_file(&old).await;
         }
         tracing::debug!(topic = %partition.topic, partition = partition.index, base_offset = base, "rolled segment");
-        Ok(())
-    }
-
-    async fn admin(&mut self, cmd: Command) {
-        match cmd {
-            Command::Append(a) => self.commit(vec![a]).await,
-            Command::CreateTopic {
-                name,
-                partitions,
-                config,
-                reply,
-            } => {
-                let r = match self.shared.io.health.check() {
-                    Err(e) => Err(e.into()),
-                    Ok(()) => self.create_topic(&name, partitions, config).await,
-                };
-                if let Err(TopicError::Storage(e)) = &r {
-                    if matches!(e, StorageError::Disk(_) | StorageError::Stalled { .. }) {
-                        self.fail(e);
-                    }
-                }
-                let _ = reply.send(r);
-            }
-            Command::DeleteTopic { name, reply } => {
-                let r = match self.shared.io.health.check() {
-                    Err(e) => Err(e.into()),
-                    Ok(()) => self.delete_topic(&name).await,
-                };
-                let _ = reply.send(r);
-            }
-            Command::ReserveProducerIds { reply } => {
-                let start = self.producer_ids_allocated;
-                let end = start + super::producer_ids::BLOCK;
-                let r = match self.shared.io.health.check() {
-                    Err(e) => Err(e),
-                    Ok(()) => {
-                        super::producer_ids::write_allocated(self.io(), &self.shared.data_dir, end)
-                            .await
-                    }
-                };
-                if r.is_ok() {
-                    self.producer_ids_allocated = end;
-                }
-                let _ = reply.send(r.map(|()| (start, end)));
-            }
-            Command::Retention => {
-                if self.shared.io.health.check().is_ok() {
-                    self.retention().await;
-                }
-            }
-        }
-    }
-
-    /// Create a topic whole or not at all ([`catalog::write_topic`]); a failure removes what
-    /// it made, and what a crash leaves is removed at the next start.
-    async fn create_topic(
-        &mut self,
-        name: &str,
-        partitions: i32,
-        config: LogConfig,
-    ) -> Result<Arc<Topic>, TopicError> {
-        if self.shared.catalog.contains(name) {
-            return Err(TopicError::Exists);
-        }
-        let hi = self.shared.env.rng.next_u64() as u128;
-        let lo = self.shared.env.rng.next_u64() as u128;
-        let data_dir = &self.shared.data_dir;
-        let created = catalog::write_topic(
-            self.io(),
-            data_dir,
-            name,
-            partitions,
-            config,
-            (hi << 64) | lo,
-        )
-        .await;
-        match &created {
-            Ok(topic) => {
-                self.shared.catalog.insert(topic.clone());
-                tracing::info!(topic = name, partitions, "created topic");
-            }
-            Err(e) => {
-                tracing::warn!(topic = name, error = %e, "topic creation failed; removing what it made");
-                if let Err(undo) = catalog::undo_create(self.io(), data_dir, name, partitions).await
-                {
-                    tracing::warn!(topic = name, error = %undo, "could not remove a failed topic's files; they are removed at the next start");
-                }
-            }
-        }
-        created
-    }
-
-    async fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
-        let topic = self
-            .shared
-            .catalog
-            .remove(name)
-            .ok_or(TopicError::Unknown)?;
-        // Appends queued behind this command still hold the partitions: they are refused.
-        for p in &topic.partitions {
-            p.mark_deleted();
-        }
-        catalog::delete_files(self.io(), &self.shared.data_dir, &topic).await?;
-        tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
 }

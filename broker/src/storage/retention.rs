@@ -1,5 +1,5 @@
-//! Retention: whole closed segments past `retention.bytes` or `retention.ms` are deleted,
-//! the oldest first, never the active one — by the pipeline, as a command on its queue.
+//! Retention: whole closed segments past `retention.bytes` or `retention.ms`, or below the log
+//! start that DeleteRecords set, are deleted, the oldest first, never the active one — by the pipeline, as a command on its queue.
 
 use super::log::{self, Partition, Segment};
 use super::pipeline::Pipeline;
@@ -35,7 +35,11 @@ impl Pipeline {
     /// Delete one closed segment for retention: its log file (then the directory synced), then
     /// the log start moves past it, then its index files (an index without its log is removed
     /// by recovery if a crash comes first).
-    async fn delete_segment(&self, p: &Partition, seg: &Segment) -> Result<(), StorageError> {
+    pub(super) async fn delete_segment(
+        &self,
+        p: &Partition,
+        seg: &Segment,
+    ) -> Result<(), StorageError> {
         tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
         self.io()
             .remove_file(&p.dir.join(log::segment_name(seg.base_offset, "log")))
@@ -60,21 +64,36 @@ impl Pipeline {
 
 /// The closed segments of `p` that retention deletes now, oldest first.
 fn retention_doomed(p: &Partition, now_ms: i64) -> Vec<Segment> {
+    let config = p.config();
     let st = p.state();
     let mut total = st.size_bytes() as i64;
     let closed = st.segments.len().saturating_sub(1);
     let mut doomed = Vec::new();
     for seg in st.segments.values().take(closed) {
+        // Below the log start DeleteRecords set: no record of it can be read.
+        let deleted = seg.next_offset <= st.log_start_offset;
         let by_size =
-            p.config.retention_bytes >= 0 && total - seg.size as i64 >= p.config.retention_bytes;
-        let by_time = p.config.retention_ms >= 0
+            config.retention_bytes >= 0 && total - seg.size as i64 >= config.retention_bytes;
+        let by_time = config.retention_ms >= 0
             && seg.max_timestamp >= 0
-            && now_ms - seg.max_timestamp > p.config.retention_ms;
-        if !(by_size || by_time) {
+            && now_ms - seg.max_timestamp > config.retention_ms;
+        if !(deleted || by_size || by_time) {
             break;
         }
         total -= seg.size as i64;
         doomed.push(seg.clone());
     }
     doomed
+}
+
+/// The closed segments of `p` wholly below its log start, oldest first.
+pub(super) fn below_log_start(p: &Partition) -> Vec<Segment> {
+    let st = p.state();
+    let closed = st.segments.len().saturating_sub(1);
+    st.segments
+        .values()
+        .take(closed)
+        .take_while(|s| s.next_offset <= st.log_start_offset)
+        .cloned()
+        .collect()
 }

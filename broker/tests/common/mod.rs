@@ -187,6 +187,17 @@ pub fn decode(mut batches: Bytes) -> anyhow::Result<Vec<Record>> {
     Ok(out)
 }
 
+/// The admin APIs whose every version `tests/admin.rs` serves (`tests/wire.rs` the rest).
+pub const ADMIN_APIS: &[ApiKey] = &[
+    ApiKey::CreatePartitions,
+    ApiKey::DeleteRecords,
+    ApiKey::DescribeConfigs,
+    ApiKey::AlterConfigs,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::DescribeCluster,
+    ApiKey::DescribeLogDirs,
+];
+
 pub async fn start(dir: &std::path::Path) -> server::Running {
     start_with(dir, |_| {}).await
 }

@@ -12,7 +12,9 @@ mod recovery;
 
 pub use read::READ_ATTEMPTS;
 use read::{first_record_at_or_after, read_from, read_verified};
-pub use recovery::{read_whole, recover, write_index, write_snapshot};
+pub use recovery::{
+    read_whole, recover, write_index, write_log_start, write_snapshot, LOG_START_FILE,
+};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -165,7 +167,8 @@ pub struct Partition {
     pub topic: String,
     pub index: i32,
     pub dir: PathBuf,
-    pub config: LogConfig,
+    /// The topic's settings; changed (by the pipeline) when its configs are altered.
+    config: RwLock<LogConfig>,
     state: RwLock<PartitionState>,
     /// Set (by the pipeline) when the topic is deleted: appends still queued for this
     /// partition are refused instead of being written into a directory that is going away.
@@ -204,10 +207,19 @@ impl Partition {
             topic: topic.to_string(),
             index,
             dir,
-            config,
+            config: RwLock::new(config),
             state: RwLock::new(state),
             deleted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn config(&self) -> LogConfig {
+        *self.config.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// For the commit pipeline, as it alters the topic's configs.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -307,17 +319,20 @@ impl Partition {
         })
     }
 
-    /// The first record with a timestamp ≥ `ts`, as `(offset, timestamp)`; `None` if there is none.
+    /// The first record at or after the log start with a timestamp ≥ `ts`, as
+    /// `(offset, timestamp)`; `None` if there is none.
     pub async fn offset_for_timestamp(
         &self,
         io: &Io,
         ts: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
-        let found = {
+        let (candidates, log_start) = {
             let st = self.state();
-            st.segments
+            let start = st.log_start_offset;
+            let found: Vec<_> = st
+                .segments
                 .values()
-                .find(|s| s.size > 0 && s.max_timestamp >= ts)
+                .filter(|s| s.size > 0 && s.max_timestamp >= ts && s.next_offset > start)
                 .map(|s| {
                     (
                         s.file.clone(),
@@ -325,24 +340,53 @@ impl Partition {
                         s.size,
                     )
                 })
+                .collect();
+            (found, start)
         };
-        let Some((file, start, end)) = found else {
-            return Ok(None);
-        };
-        let first = read_verified(&file, None, || {
-            read_from(io, &file, start, end, |h| h.max_timestamp >= ts, 1)
-        })
-        .await?;
-        let Ok(h) = batch::parse_header(&first) else {
-            return Ok(None);
-        };
-        if h.compression() == 0 {
-            if let Some(hit) = first_record_at_or_after(&first[..h.size.min(first.len())], &h, ts) {
-                return Ok(Some(hit));
+        for (file, from, end) in candidates {
+            let first = read_verified(&file, None, || {
+                read_from(
+                    io,
+                    &file,
+                    from,
+                    end,
+                    |h| h.max_timestamp >= ts && h.next_offset() > log_start,
+                    1,
+                )
+            })
+            .await?;
+            let Ok(h) = batch::parse_header(&first) else {
+                continue;
+            };
+            // Under LogAppendTime every record has the batch's time; a compressed batch is
+            // stored as produced and not decompressed: both are answered with the batch.
+            let log_append_time = h.attributes & 0x8 != 0;
+            if h.compression() == 0 && !log_append_time {
+                let records = &first[..h.size.min(first.len())];
+                if let Some(hit) = first_record_at_or_after(records, &h, ts, log_start) {
+                    return Ok(Some(hit));
+                }
             }
+            return Ok(Some((h.base_offset.max(log_start), h.max_timestamp)));
         }
-        // A compressed batch is stored as produced and not decompressed: answer with the batch.
-        Ok(Some((h.base_offset, h.max_timestamp)))
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp at or after the log start (the first of them),
+    /// as `(offset, timestamp)`; `None` in an empty log (ListOffsets' MAX_TIMESTAMP).
+    pub async fn max_timestamp_offset(&self, io: &Io) -> Result<Option<(i64, i64)>, StorageError> {
+        let max = {
+            let st = self.state();
+            st.segments
+                .values()
+                .filter(|s| s.size > 0 && s.next_offset > st.log_start_offset)
+                .map(|s| s.max_timestamp)
+                .max()
+        };
+        match max {
+            Some(ts) => self.offset_for_timestamp(io, ts).await,
+            None => Ok(None),
+        }
     }
 }
 

@@ -147,11 +147,13 @@ fn corrupt(file: &Arc<dyn DiskFile>, pos: u64, why: &str) -> StorageError {
     }
 }
 
-/// Walk the records of an uncompressed batch for the first with timestamp ≥ `ts`.
+/// Walk the records of an uncompressed batch for the first at or after `min_offset` with
+/// timestamp ≥ `ts`.
 pub(super) fn first_record_at_or_after(
     batch: &[u8],
     h: &BatchHeader,
     ts: i64,
+    min_offset: i64,
 ) -> Option<(i64, i64)> {
     let mut buf = batch.get(HEADER_BYTES..)?;
     for _ in 0..h.record_count {
@@ -162,7 +164,7 @@ pub(super) fn first_record_at_or_after(
         let ts_delta = get_varint(&mut rec)?;
         let offset_delta = get_varint(&mut rec)?;
         let record_ts = h.first_timestamp + ts_delta;
-        if record_ts >= ts {
+        if record_ts >= ts && h.base_offset + offset_delta >= min_offset {
             return Some((h.base_offset + offset_delta, record_ts));
         }
     }

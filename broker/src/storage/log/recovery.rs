@@ -197,6 +197,42 @@ pub async fn write_snapshot(
     io.rename(&tmp, &path).await
 }
 
+/// The file that keeps a partition's log start offset when DeleteRecords moved it past the
+/// first segment's base (whole segments below it are deleted soon after; until then, and
+/// after a restart, reads below it are out of range).
+pub const LOG_START_FILE: &str = "log-start-offset";
+
+/// Record a partition's log start offset durably (before anyone is told of it).
+pub async fn write_log_start(io: &Io, dir: &Path, offset: i64) -> Result<(), StorageError> {
+    crate::storage::small_file::write(
+        io,
+        dir,
+        LOG_START_FILE,
+        &format!("log_start_offset={offset}"),
+    )
+    .await
+}
+
+/// The log start offset recorded in `dir`, if any. A damaged record is reported and not used
+/// (the first segment's base is then the start: records deleted by DeleteRecords but not yet
+/// removed with their segment may be readable again, which loses nothing).
+async fn read_log_start(io: &Io, dir: &Path) -> Result<Option<i64>, StorageError> {
+    let parsed = crate::storage::small_file::read(io, &dir.join(LOG_START_FILE), |body| {
+        body.strip_prefix("log_start_offset=")
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| "not a log start offset record".to_string())
+    })
+    .await;
+    match parsed {
+        Err(StorageError::Corrupt { path, reason }) => {
+            tracing::warn!(file = %path.display(), %reason, "log start offset record is damaged; starting the log at its first segment");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// A whole small file (index, metadata), or `None` if it does not exist.
 pub async fn read_whole(io: &Io, path: &Path) -> Result<Option<Bytes>, StorageError> {
     let exists = io.exists(path).await?;
@@ -251,7 +287,7 @@ pub async fn recover(
             .and_then(|b| b.parse::<i64>().ok());
         if index_of.is_some_and(|b| bases.binary_search(&b).is_err())
             || snapshot_of.is_some_and(|b| b != active_base)
-            || name.ends_with(".snapshot.tmp")
+            || name.ends_with(".tmp")
         {
             io.remove_file(&dir.join(name)).await?;
         }
@@ -355,7 +391,13 @@ pub async fn recover(
         }
         segments.insert(base, seg);
     }
-    let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+    // DeleteRecords may have moved the start into the segments (never past their end).
+    let first_base = segments.keys().next().copied().unwrap_or(0);
+    let end = segments.values().next_back().map_or(0, |s| s.next_offset);
+    let log_start_offset = match read_log_start(io, dir).await? {
+        Some(recorded) => recorded.clamp(first_base, end),
+        None => first_base,
+    };
     Ok(Partition::new(
         topic,
         index_no,

@@ -1,0 +1,150 @@
+//! The cluster as clients see it: DescribeCluster, DescribeLogDirs, and the authorized-operations
+//! fields (Metadata, DescribeCluster, DescribeGroups).
+
+use kafka_protocol::messages::{
+    describe_cluster_response::DescribeClusterBroker,
+    describe_log_dirs_response::{
+        DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+    },
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{name_of, topic_name, Broker};
+use crate::protocol::error;
+
+/// The cluster id clients are told.
+pub(super) const CLUSTER_ID: &str = "stillwater";
+
+/// What Kafka answers for authorized operations when the client asks and no authorizer is
+/// configured: every operation the resource type has (bits by Kafka's `AclOperation` codes);
+/// when the client does not ask, `i32::MIN`.
+pub(super) mod operations {
+    const READ: i32 = 1 << 3;
+    const WRITE: i32 = 1 << 4;
+    const CREATE: i32 = 1 << 5;
+    const DELETE: i32 = 1 << 6;
+    const ALTER: i32 = 1 << 7;
+    const DESCRIBE: i32 = 1 << 8;
+    const CLUSTER_ACTION: i32 = 1 << 9;
+    const DESCRIBE_CONFIGS: i32 = 1 << 10;
+    const ALTER_CONFIGS: i32 = 1 << 11;
+    const IDEMPOTENT_WRITE: i32 = 1 << 12;
+    const CREATE_TOKENS: i32 = 1 << 13;
+    const DESCRIBE_TOKENS: i32 = 1 << 14;
+
+    pub const TOPIC: i32 =
+        READ | WRITE | CREATE | DELETE | ALTER | DESCRIBE | DESCRIBE_CONFIGS | ALTER_CONFIGS;
+    pub const GROUP: i32 = READ | DESCRIBE | DELETE;
+    pub const CLUSTER: i32 = CREATE
+        | ALTER
+        | DESCRIBE
+        | CLUSTER_ACTION
+        | DESCRIBE_CONFIGS
+        | ALTER_CONFIGS
+        | IDEMPOTENT_WRITE
+        | CREATE_TOKENS
+        | DESCRIBE_TOKENS;
+
+    /// `ops` if the client asked, else Kafka's "not asked" value.
+    pub fn if_asked(asked: bool, ops: i32) -> i32 {
+        if asked {
+            ops
+        } else {
+            i32::MIN
+        }
+    }
+}
+
+/// DescribeCluster's endpoint types.
+const BROKERS: i8 = 1;
+const CONTROLLERS: i8 = 2;
+
+impl Broker {
+    pub(super) fn describe_cluster(
+        &self,
+        req: DescribeClusterRequest,
+        version: i16,
+    ) -> DescribeClusterResponse {
+        let mut resp = DescribeClusterResponse::default();
+        if version >= 1 && req.endpoint_type != BROKERS {
+            let (code, msg) = if req.endpoint_type == CONTROLLERS {
+                (
+                    error::MISMATCHED_ENDPOINT_TYPE,
+                    "this is a broker endpoint; the controller is not reachable separately"
+                        .to_string(),
+                )
+            } else {
+                (
+                    error::UNSUPPORTED_ENDPOINT_TYPE,
+                    format!("unknown endpoint type {}", req.endpoint_type),
+                )
+            };
+            resp.error_code = code;
+            resp.error_message = Some(StrBytes::from_string(msg));
+            return resp;
+        }
+        let (host, port) = self.config.advertised();
+        let mut b = DescribeClusterBroker::default();
+        b.broker_id = BrokerId(self.config.node_id);
+        b.host = StrBytes::from_string(host);
+        b.port = port;
+        resp.brokers.push(b);
+        resp.cluster_id = StrBytes::from_static_str(CLUSTER_ID);
+        resp.controller_id = BrokerId(self.config.node_id);
+        resp.cluster_authorized_operations = operations::if_asked(
+            req.include_cluster_authorized_operations,
+            operations::CLUSTER,
+        );
+        resp
+    }
+
+    /// The data directory, with the size of each partition asked for (all when `topics` is
+    /// null; unknown topics and partitions are left out, as Kafka does).
+    pub(super) fn describe_log_dirs(
+        &self,
+        req: DescribeLogDirsRequest,
+        version: i16,
+    ) -> DescribeLogDirsResponse {
+        let mut resp = DescribeLogDirsResponse::default();
+        let mut dir = DescribeLogDirsResult::default();
+        dir.log_dir = StrBytes::from_string(self.config.data_dir.display().to_string());
+        if self.store.io().health.check().is_err() {
+            dir.error_code = error::KAFKA_STORAGE_ERROR;
+        }
+        if version >= 4 {
+            // Not known here (the disk layer has no free-space query).
+            dir.total_bytes = -1;
+            dir.usable_bytes = -1;
+        }
+        let wanted: Vec<(std::sync::Arc<crate::catalog::Topic>, Option<Vec<i32>>)> = match req
+            .topics
+        {
+            None => self.store.topics().into_iter().map(|t| (t, None)).collect(),
+            Some(list) => list
+                .into_iter()
+                .filter_map(|t| Some((self.store.topic(name_of(&t.topic))?, Some(t.partitions))))
+                .collect(),
+        };
+        for (topic, partitions) in wanted {
+            let mut dt = DescribeLogDirsTopic::default();
+            dt.name = topic_name(&topic.name);
+            for p in &topic.partitions {
+                if partitions.as_ref().is_some_and(|w| !w.contains(&p.index)) {
+                    continue;
+                }
+                let mut dp = DescribeLogDirsPartition::default();
+                dp.partition_index = p.index;
+                dp.partition_size = p.state().size_bytes() as i64;
+                dp.offset_lag = 0;
+                dt.partitions.push(dp);
+            }
+            if !dt.partitions.is_empty() {
+                dir.topics.push(dt);
+            }
+        }
+        resp.results.push(dir);
+        resp
+    }
+}

@@ -1,0 +1,481 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs: a topic's configs by Kafka's
+//! names ([`topic_config`]) and the broker's settings by the names a Kafka broker gives them.
+//! Topic configs can be changed; the broker's are static (its config file, environment and
+//! flags), so changing one is refused by name.
+
+use std::collections::HashSet;
+
+use kafka_protocol::messages::{
+    alter_configs_response::AlterConfigsResourceResponse,
+    describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+    },
+    incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::admin::topic_error_code;
+use super::Broker;
+use crate::catalog::{check_topic_name, Topic};
+use crate::protocol::error;
+use crate::topic_config::{self, Overrides, Source, Type};
+
+/// Kafka's resource types.
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
+
+/// IncrementalAlterConfigs operations.
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+/// A refusal: the code and a message for the client.
+type Refusal = (i16, String);
+
+fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// One described config, as every version of DescribeConfigs needs it.
+struct Entry {
+    name: String,
+    value: String,
+    read_only: bool,
+    source: Source,
+    synonyms: Vec<(String, String, Source)>,
+    ty: Type,
+    doc: String,
+}
+
+impl Broker {
+    pub(super) async fn describe_configs(
+        &self,
+        req: DescribeConfigsRequest,
+        version: i16,
+    ) -> DescribeConfigsResponse {
+        let mut resp = DescribeConfigsResponse::default();
+        for res in req.resources {
+            let mut r = DescribeConfigsResult::default();
+            r.resource_type = res.resource_type;
+            r.resource_name = res.resource_name.clone();
+            let wanted: Option<HashSet<&str>> = res
+                .configuration_keys
+                .as_ref()
+                .map(|keys| keys.iter().map(|k| k.as_str()).collect());
+            match self.describe_resource(res.resource_type, res.resource_name.as_str()) {
+                Err((code, msg)) => {
+                    r.error_code = code;
+                    r.error_message = Some(str_bytes(msg));
+                }
+                Ok(entries) => {
+                    r.error_message = None;
+                    for e in entries {
+                        if wanted
+                            .as_ref()
+                            .is_some_and(|w| !w.contains(e.name.as_str()))
+                        {
+                            continue;
+                        }
+                        r.configs.push(describe_entry(
+                            e,
+                            req.include_synonyms,
+                            req.include_documentation,
+                            version,
+                        ));
+                    }
+                }
+            }
+            resp.results.push(r);
+        }
+        resp
+    }
+
+    fn describe_resource(&self, ty: i8, name: &str) -> Result<Vec<Entry>, Refusal> {
+        match ty {
+            TOPIC => {
+                let topic = self.known_topic(name)?;
+                Ok(self.topic_entries(&topic.config, &topic.overrides))
+            }
+            BROKER => {
+                self.check_broker_name(name)?;
+                Ok(self
+                    .config
+                    .kafka_broker_configs()
+                    .into_iter()
+                    .map(|(name, value, ty, doc)| Entry {
+                        name: name.to_string(),
+                        value: value.clone(),
+                        read_only: true,
+                        source: Source::StaticBroker,
+                        synonyms: vec![(name.to_string(), value, Source::StaticBroker)],
+                        ty,
+                        doc,
+                    })
+                    .collect())
+            }
+            other => Err(unsupported_resource(other)),
+        }
+    }
+
+    /// Every topic config of a topic with these settings, as DescribeConfigs and CreateTopics
+    /// (v5+) tell them.
+    fn topic_entries(
+        &self,
+        config: &crate::storage::log::LogConfig,
+        overrides: &Overrides,
+    ) -> Vec<Entry> {
+        topic_config::describe(config, overrides, |k| self.config.topic_default_of(k.name))
+            .into_iter()
+            .map(|d| Entry {
+                name: d.key.name.to_string(),
+                value: d.value,
+                read_only: false,
+                source: d.synonyms[0].2,
+                synonyms: d
+                    .synonyms
+                    .into_iter()
+                    .map(|(n, v, s)| (n.to_string(), v, s))
+                    .collect(),
+                ty: d.key.ty,
+                doc: match d.key.support {
+                    topic_config::Support::DefaultOnly(why) => {
+                        format!("{} Only Kafka's default is accepted: {why}.", d.key.doc)
+                    }
+                    _ => d.key.doc.to_string(),
+                },
+            })
+            .collect()
+    }
+
+    /// CreateTopics v5+ answers with the new topic's configs.
+    pub(super) fn created_topic_configs(
+        &self,
+        config: &crate::storage::log::LogConfig,
+        overrides: &Overrides,
+    ) -> Vec<kafka_protocol::messages::create_topics_response::CreatableTopicConfigs> {
+        self.topic_entries(config, overrides)
+            .into_iter()
+            .map(|e| {
+                let mut c =
+                    kafka_protocol::messages::create_topics_response::CreatableTopicConfigs::default();
+                c.name = str_bytes(e.name);
+                c.value = Some(str_bytes(e.value));
+                c.read_only = e.read_only;
+                c.config_source = e.source as i8;
+                c
+            })
+            .collect()
+    }
+
+    fn known_topic(&self, name: &str) -> Result<std::sync::Arc<Topic>, Refusal> {
+        check_topic_name(name).map_err(|m| (error::INVALID_TOPIC_EXCEPTION, m))?;
+        self.store.topic(name).ok_or_else(|| {
+            (
+                error::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic {name} does not exist"),
+            )
+        })
+    }
+
+    /// A broker resource names this node (or is empty: the cluster-wide default).
+    fn check_broker_name(&self, name: &str) -> Result<(), Refusal> {
+        if name.is_empty() || name == self.config.node_id.to_string() {
+            Ok(())
+        } else {
+            Err((
+                error::INVALID_REQUEST,
+                format!(
+                    "unexpected broker id {name:?}: this is broker {} (or use \"\" for the cluster default)",
+                    self.config.node_id
+                ),
+            ))
+        }
+    }
+
+    pub(super) async fn alter_configs(&self, req: AlterConfigsRequest) -> AlterConfigsResponse {
+        let mut resp = AlterConfigsResponse::default();
+        let dups = duplicates(
+            req.resources
+                .iter()
+                .map(|r| (r.resource_type, r.resource_name.as_str())),
+        );
+        for res in req.resources {
+            let name = res.resource_name.as_str().to_string();
+            let outcome = if dups.contains(&(res.resource_type, name.clone())) {
+                Err(duplicate_resource())
+            } else {
+                // The whole set replaces the topic's configs.
+                let pairs = res
+                    .configs
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
+                match res.resource_type {
+                    TOPIC => match topic_config::check_all(pairs) {
+                        Err(e) => Err((error::INVALID_CONFIG, e.0)),
+                        Ok(overrides) => {
+                            self.set_topic_configs(&name, overrides, req.validate_only)
+                                .await
+                        }
+                    },
+                    BROKER => self.check_broker_name(&name).and_then(|()| {
+                        refuse_broker_changes(res.configs.iter().map(|c| c.name.as_str()))
+                    }),
+                    other => Err(unsupported_resource(other)),
+                }
+            };
+            let mut r = AlterConfigsResourceResponse::default();
+            r.resource_type = res.resource_type;
+            r.resource_name = res.resource_name;
+            set_outcome(&mut r.error_code, &mut r.error_message, outcome);
+            resp.responses.push(r);
+        }
+        resp
+    }
+
+    pub(super) async fn incremental_alter_configs(
+        &self,
+        req: IncrementalAlterConfigsRequest,
+    ) -> IncrementalAlterConfigsResponse {
+        let mut resp = IncrementalAlterConfigsResponse::default();
+        let dups = duplicates(
+            req.resources
+                .iter()
+                .map(|r| (r.resource_type, r.resource_name.as_str())),
+        );
+        for res in req.resources {
+            let name = res.resource_name.as_str().to_string();
+            let ops: Vec<(&str, i8, Option<&str>)> = res
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.as_str(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.as_str()),
+                    )
+                })
+                .collect();
+            let outcome = if dups.contains(&(res.resource_type, name.clone())) {
+                Err(duplicate_resource())
+            } else {
+                match res.resource_type {
+                    TOPIC => match self.known_topic(&name) {
+                        Err(e) => Err(e),
+                        Ok(topic) => match apply_ops(&topic.overrides, &ops) {
+                            Err(e) => Err(e),
+                            Ok(overrides) => {
+                                self.set_topic_configs(&name, overrides, req.validate_only)
+                                    .await
+                            }
+                        },
+                    },
+                    BROKER => self
+                        .check_broker_name(&name)
+                        .and_then(|()| refuse_broker_changes(ops.iter().map(|o| o.0))),
+                    other => Err(unsupported_resource(other)),
+                }
+            };
+            let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+            r.resource_type = res.resource_type;
+            r.resource_name = res.resource_name;
+            set_outcome(&mut r.error_code, &mut r.error_message, outcome);
+            resp.responses.push(r);
+        }
+        resp
+    }
+
+    /// Replace topic `name`'s configs with `overrides` (checked whole first; only checked
+    /// with `validate_only`).
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        overrides: Overrides,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        self.known_topic(name)?;
+        if crate::catalog::is_internal(name) {
+            return Err((
+                error::INVALID_REQUEST,
+                format!("{name} is an internal topic: its configs are the broker's"),
+            ));
+        }
+        let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
+        self.store.resolve(&overrides).map_err(refuse)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.store
+            .alter_topic_config(name, overrides)
+            .await
+            .map(|_| ())
+            .map_err(refuse)
+    }
+}
+
+/// The overrides after IncrementalAlterConfigs' operations, each checked.
+fn apply_ops(current: &Overrides, ops: &[(&str, i8, Option<&str>)]) -> Result<Overrides, Refusal> {
+    let mut seen = HashSet::new();
+    let mut out = current.clone();
+    for &(name, op, value) in ops {
+        if !seen.insert(name) {
+            return Err((
+                error::INVALID_REQUEST,
+                format!("{name} is given more than once"),
+            ));
+        }
+        let Some(key) = topic_config::find(name) else {
+            return Err((
+                error::INVALID_CONFIG,
+                format!("unknown topic config name: {name}"),
+            ));
+        };
+        let invalid = |e: topic_config::ConfigError| (error::INVALID_CONFIG, e.0);
+        match op {
+            SET => {
+                out.insert(
+                    name.to_string(),
+                    topic_config::check(name, value).map_err(invalid)?,
+                );
+            }
+            DELETE => {
+                out.remove(name);
+            }
+            APPEND | SUBTRACT => {
+                if key.ty != Type::List {
+                    return Err((
+                        error::INVALID_REQUEST,
+                        format!(
+                            "{} is not allowed for {name}: it is not a list",
+                            if op == APPEND { "APPEND" } else { "SUBTRACT" }
+                        ),
+                    ));
+                }
+                let now = out
+                    .get(name)
+                    .map(String::as_str)
+                    .unwrap_or(key.kafka_default);
+                let mut items: Vec<String> = split_list(now);
+                for v in split_list(value.unwrap_or("")) {
+                    if op == APPEND && !items.contains(&v) {
+                        items.push(v);
+                    } else if op == SUBTRACT {
+                        items.retain(|i| *i != v);
+                    }
+                }
+                let joined = items.join(",");
+                out.insert(
+                    name.to_string(),
+                    topic_config::check(name, Some(&joined)).map_err(invalid)?,
+                );
+            }
+            other => {
+                return Err((
+                    error::INVALID_REQUEST,
+                    format!("unknown config operation {other} for {name}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Broker settings are static: a change is refused naming the setting (none: nothing to do).
+fn refuse_broker_changes<'a>(mut names: impl Iterator<Item = &'a str>) -> Result<(), Refusal> {
+    match names.next() {
+        None => Ok(()),
+        Some(name) => Err((
+            error::INVALID_CONFIG,
+            format!(
+                "cannot update {name} dynamically: broker settings are static here (set them in the \
+                 config file, STILLWATER_* variables or flags, and restart)"
+            ),
+        )),
+    }
+}
+
+fn unsupported_resource(ty: i8) -> Refusal {
+    match ty {
+        BROKER_LOGGER => (
+            error::INVALID_REQUEST,
+            "broker loggers are not configurable by request (the log filter is STILLWATER_LOG)"
+                .into(),
+        ),
+        other => (
+            error::INVALID_REQUEST,
+            format!("resource type {other} has no configs here (topics: 2, brokers: 4)"),
+        ),
+    }
+}
+
+fn duplicate_resource() -> Refusal {
+    (
+        error::INVALID_REQUEST,
+        "the resource appears more than once in the request".into(),
+    )
+}
+
+/// The resources named more than once.
+fn duplicates<'a>(all: impl Iterator<Item = (i8, &'a str)>) -> HashSet<(i8, String)> {
+    let mut seen = HashSet::new();
+    let mut dups = HashSet::new();
+    for (t, n) in all {
+        if !seen.insert((t, n)) {
+            dups.insert((t, n.to_string()));
+        }
+    }
+    dups
+}
+
+fn set_outcome(code: &mut i16, message: &mut Option<StrBytes>, outcome: Result<(), Refusal>) {
+    match outcome {
+        Ok(()) => *message = None,
+        Err((c, m)) => {
+            tracing::info!(code = c, %m, "config change refused");
+            *code = c;
+            *message = Some(str_bytes(m));
+        }
+    }
+}
+
+fn describe_entry(
+    e: Entry,
+    synonyms: bool,
+    documentation: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
+    let mut c = DescribeConfigsResourceResult::default();
+    c.name = str_bytes(e.name);
+    c.value = Some(str_bytes(e.value));
+    c.read_only = e.read_only;
+    c.config_source = e.source as i8;
+    if synonyms {
+        c.synonyms = e
+            .synonyms
+            .into_iter()
+            .map(|(n, v, s)| {
+                let mut syn = DescribeConfigsSynonym::default();
+                syn.name = str_bytes(n);
+                syn.value = Some(str_bytes(v));
+                syn.source = s as i8;
+                syn
+            })
+            .collect();
+    }
+    if version >= 3 {
+        c.config_type = e.ty as i8;
+        c.documentation = documentation.then(|| str_bytes(e.doc));
+    }
+    c
+}

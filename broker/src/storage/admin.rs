@@ -1,0 +1,264 @@
+//! The pipeline's admin commands: topics created and deleted, their configs replaced, their
+//! partitions added, their records deleted up to an offset — each made durable before it is
+//! answered, in queue order with the appends around it.
+
+use std::sync::Arc;
+
+use super::log::{self, Partition};
+use super::pipeline::Pipeline;
+use super::{Command, StorageError};
+use crate::catalog::{self, Topic, TopicError};
+use crate::topic_config::{self, Overrides};
+
+impl Pipeline {
+    pub(super) async fn admin(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append(a) => self.commit(vec![a]).await,
+            Command::CreateTopic {
+                name,
+                partitions,
+                overrides,
+                reply,
+            } => {
+                let r = self
+                    .guarded(async |p: &mut Self| {
+                        p.create_topic(&name, partitions, overrides).await
+                    })
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::DeleteTopic { name, reply } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.delete_topic(&name).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::AlterTopicConfig {
+                name,
+                overrides,
+                reply,
+            } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.alter_topic_config(&name, overrides).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::CreatePartitions { name, count, reply } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.create_partitions(&name, count).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::DeleteRecords {
+                partition,
+                offset,
+                reply,
+            } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.delete_records(&partition, offset).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::ReserveProducerIds { reply } => {
+                let start = self.producer_ids_allocated;
+                let end = start + super::producer_ids::BLOCK;
+                let r = match self.shared.io.health.check() {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        super::producer_ids::write_allocated(self.io(), &self.shared.data_dir, end)
+                            .await
+                    }
+                };
+                if r.is_ok() {
+                    self.producer_ids_allocated = end;
+                }
+                let _ = reply.send(r.map(|()| (start, end)));
+            }
+            Command::Retention => {
+                if self.shared.io.health.check().is_ok() {
+                    self.retention().await;
+                }
+            }
+        }
+    }
+
+    /// Run an admin change on a healthy directory; a disk failure in it fails the directory
+    /// (it heals as after a failed append).
+    async fn guarded<T>(
+        &mut self,
+        change: impl AsyncFnOnce(&mut Self) -> Result<T, TopicError>,
+    ) -> Result<T, TopicError> {
+        self.shared.io.health.check()?;
+        let r = change(self).await;
+        if let Err(TopicError::Storage(e)) = &r {
+            if matches!(e, StorageError::Disk(_) | StorageError::Stalled { .. }) {
+                self.fail(e);
+            }
+        }
+        r
+    }
+
+    /// Create a topic whole or not at all ([`catalog::write_topic`]); a failure removes what
+    /// it made, and what a crash leaves is removed at the next start.
+    async fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        overrides: Overrides,
+    ) -> Result<Arc<Topic>, TopicError> {
+        self.shared.catalog.check_new(name)?;
+        let config = topic_config::resolve(self.shared.defaults, &overrides)
+            .map_err(|e| TopicError::InvalidConfig(e.0))?;
+        let hi = self.shared.env.rng.next_u64() as u128;
+        let lo = self.shared.env.rng.next_u64() as u128;
+        let data_dir = &self.shared.data_dir;
+        let created = catalog::write_topic(
+            self.io(),
+            data_dir,
+            name,
+            partitions,
+            overrides,
+            config,
+            (hi << 64) | lo,
+        )
+        .await;
+        match &created {
+            Ok(topic) => {
+                self.shared.catalog.insert(topic.clone());
+                tracing::info!(topic = name, partitions, "created topic");
+            }
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "topic creation failed; removing what it made");
+                if let Err(undo) = catalog::undo_create(self.io(), data_dir, name, partitions).await
+                {
+                    tracing::warn!(topic = name, error = %undo, "could not remove a failed topic's files; they are removed at the next start");
+                }
+            }
+        }
+        created
+    }
+
+    async fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {
+        let topic = self
+            .shared
+            .catalog
+            .remove(name)
+            .ok_or(TopicError::Unknown)?;
+        // Appends queued behind this command still hold the partitions: they are refused.
+        for p in &topic.partitions {
+            p.mark_deleted();
+        }
+        catalog::delete_files(self.io(), &self.shared.data_dir, &topic).await?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Replace a topic's configs: its metadata file rewritten (durably), then its partitions
+    /// take the new settings (the next round, roll and retention check use them).
+    async fn alter_topic_config(
+        &mut self,
+        name: &str,
+        overrides: Overrides,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let old = self.shared.catalog.get(name).ok_or(TopicError::Unknown)?;
+        let config = topic_config::resolve(self.shared.defaults, &overrides)
+            .map_err(|e| TopicError::InvalidConfig(e.0))?;
+        let topic = Arc::new(Topic {
+            name: old.name.clone(),
+            id: old.id,
+            overrides,
+            config,
+            partitions: old.partitions.clone(),
+        });
+        catalog::write_meta(self.io(), &self.shared.data_dir, &topic).await?;
+        for p in &topic.partitions {
+            p.set_config(config);
+        }
+        self.shared.catalog.insert(topic.clone());
+        tracing::info!(topic = name, overrides = ?topic.overrides, "altered topic configs");
+        Ok(topic)
+    }
+
+    /// Add empty partitions to a topic: their directories first, then the metadata file with
+    /// the new count (the commit point; a crash before it leaves directories that the next
+    /// start removes).
+    async fn create_partitions(
+        &mut self,
+        name: &str,
+        count: i32,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let old = self.shared.catalog.get(name).ok_or(TopicError::Unknown)?;
+        catalog::check_partition_growth(&old, count)?;
+        let from = old.partitions.len() as i32;
+        let data_dir = self.shared.data_dir.clone();
+        let grown = async {
+            let added =
+                catalog::create_partitions(self.io(), &data_dir, name, from..count, old.config)
+                    .await?;
+            let mut partitions = old.partitions.clone();
+            partitions.extend(added);
+            let topic = Arc::new(Topic {
+                name: old.name.clone(),
+                id: old.id,
+                overrides: old.overrides.clone(),
+                config: old.config,
+                partitions,
+            });
+            catalog::write_meta(self.io(), &data_dir, &topic).await?;
+            Ok::<_, TopicError>(topic)
+        }
+        .await;
+        match &grown {
+            Ok(topic) => {
+                self.shared.catalog.insert(topic.clone());
+                tracing::info!(topic = name, from, to = count, "added partitions");
+            }
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "adding partitions failed; removing what it made");
+                if let Err(undo) =
+                    catalog::remove_partitions(self.io(), &data_dir, name, from..count).await
+                {
+                    tracing::warn!(topic = name, error = %undo, "could not remove the new partitions' directories; they are removed at the next start");
+                }
+            }
+        }
+        grown
+    }
+
+    /// Move a partition's log start up to `offset` (-1: its high watermark), durably; then
+    /// remove the closed segments wholly below it. Answers the log start (unchanged when it is
+    /// already past `offset`, as Kafka does).
+    async fn delete_records(
+        &mut self,
+        partition: &Arc<Partition>,
+        offset: i64,
+    ) -> Result<i64, TopicError> {
+        if partition.is_deleted() {
+            return Err(TopicError::Unknown);
+        }
+        let (start, hw) = {
+            let st = partition.state();
+            (st.log_start_offset, st.high_watermark())
+        };
+        let target = if offset == -1 { hw } else { offset };
+        if !(0..=hw).contains(&target) {
+            return Err(TopicError::OffsetOutOfRange(format!(
+                "cannot delete records below offset {offset} of {}-{}: it is not between 0 and the high watermark {hw}",
+                partition.topic, partition.index
+            )));
+        }
+        if target <= start {
+            return Ok(start);
+        }
+        log::write_log_start(self.io(), &partition.dir, target).await?;
+        partition.state_mut().log_start_offset = target;
+        tracing::info!(topic = %partition.topic, partition = partition.index, log_start_offset = target, "deleted records");
+        for seg in super::retention::below_log_start(partition) {
+            if let Err(e) = self.delete_segment(partition, &seg).await {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "could not remove a segment below the log start; retention tries again later");
+                break;
+            }
+        }
+        Ok(target)
+    }
+}

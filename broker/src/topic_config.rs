@@ -1,0 +1,565 @@
+//! Topic configs as Kafka names them. Every key Kafka defines for a topic is in [`KEYS`], each
+//! either honoured (it changes what the log does), satisfied by construction (`flush.*`: every
+//! batch is synced before it is acknowledged), or accepted only at Kafka's default value; any
+//! other key or value is refused with the key's name (INVALID_CONFIG). Nothing is accepted and
+//! then ignored.
+//!
+//! A topic's configuration is its *overrides* (the keys set by CreateTopics or AlterConfigs,
+//! kept in its metadata file) over the broker's defaults, resolved into a
+//! [`LogConfig`](crate::storage::log::LogConfig) by [`resolve`] — again whenever the node
+//! starts, so a topic without an override follows the broker's setting, as in Kafka.
+
+use std::collections::BTreeMap;
+
+use crate::records::TimestampType;
+use crate::storage::log::LogConfig;
+
+/// A topic's overrides: Kafka key → value, as checked and normalised by [`check`].
+pub type Overrides = BTreeMap<String, String>;
+
+/// What the broker does with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Honoured: any valid value.
+    Honoured,
+    /// Any valid value is met: every batch is synced before it is acknowledged.
+    AlwaysSynced,
+    /// Only Kafka's default is accepted (the feature does not exist here); `why` says so.
+    DefaultOnly(&'static str),
+}
+
+/// Kafka's config types (DescribeConfigs v3+ `config_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Short = 4,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// One topic config key.
+#[derive(Debug)]
+pub struct Key {
+    pub name: &'static str,
+    pub kafka_default: &'static str,
+    pub ty: Type,
+    /// The smallest value allowed (numbers), as Kafka validates.
+    pub min: i64,
+    pub support: Support,
+    /// Kafka's broker-level setting that supplies the default (DescribeConfigs synonyms).
+    pub broker_key: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const NO_COMPACTION: &str = "there is no log compaction (cleanup.policy=delete only)";
+const NO_TIERED: &str = "there is no tiered storage";
+const NO_REPLICATION: &str = "each partition has one replica";
+
+const fn key(
+    name: &'static str,
+    kafka_default: &'static str,
+    ty: Type,
+    min: i64,
+    support: Support,
+    broker_key: Option<&'static str>,
+    doc: &'static str,
+) -> Key {
+    Key {
+        name,
+        kafka_default,
+        ty,
+        min,
+        support,
+        broker_key,
+        doc,
+    }
+}
+
+use Support::{AlwaysSynced, DefaultOnly, Honoured};
+
+/// Every topic config Kafka (3.9) defines, sorted by name.
+pub const KEYS: &[Key] = &[
+    key("cleanup.policy", "delete", Type::List, 0, Honoured, Some("log.cleanup.policy"),
+        "How old segments are removed: delete (by retention.ms and retention.bytes). compact is refused: there is no log compaction."),
+    key("compression.gzip.level", "-1", Type::Int, -1, DefaultOnly("batches are stored as the producer compressed them (compression.type=producer)"), Some("compression.gzip.level"),
+        "The level of gzip compression when the broker recompresses; it never does."),
+    key("compression.lz4.level", "9", Type::Int, 1, DefaultOnly("batches are stored as the producer compressed them (compression.type=producer)"), Some("compression.lz4.level"),
+        "The level of lz4 compression when the broker recompresses; it never does."),
+    key("compression.type", "producer", Type::String, 0, Honoured, Some("compression.type"),
+        "producer: batches are stored as the producer compressed them. Other codecs are refused: the broker does not recompress."),
+    key("compression.zstd.level", "3", Type::Int, -131072, DefaultOnly("batches are stored as the producer compressed them (compression.type=producer)"), Some("compression.zstd.level"),
+        "The level of zstd compression when the broker recompresses; it never does."),
+    key("delete.retention.ms", "86400000", Type::Long, 0, DefaultOnly(NO_COMPACTION), Some("log.cleaner.delete.retention.ms"),
+        "How long delete tombstones are kept in compacted topics."),
+    key("file.delete.delay.ms", "60000", Type::Long, 0, DefaultOnly("segments are deleted once no longer in the log"), Some("log.segment.delete.delay.ms"),
+        "How long a deleted segment's file is kept."),
+    key("flush.messages", "9223372036854775807", Type::Long, 1, AlwaysSynced, Some("log.flush.interval.messages"),
+        "Messages between forced fsyncs. Any value is met: every batch is synced before it is acknowledged."),
+    key("flush.ms", "9223372036854775807", Type::Long, 0, AlwaysSynced, Some("log.flush.interval.ms"),
+        "Time between forced fsyncs. Any value is met: every batch is synced before it is acknowledged."),
+    key("follower.replication.throttled.replicas", "", Type::List, 0, DefaultOnly(NO_REPLICATION), Some("follower.replication.throttled.replicas"),
+        "Replicas whose replication is throttled on the follower side."),
+    key("index.interval.bytes", "4096", Type::Int, 0, Honoured, Some("log.index.interval.bytes"),
+        "Bytes of log between two offset index entries."),
+    key("leader.replication.throttled.replicas", "", Type::List, 0, DefaultOnly(NO_REPLICATION), Some("leader.replication.throttled.replicas"),
+        "Replicas whose replication is throttled on the leader side."),
+    key("local.retention.bytes", "-2", Type::Long, -2, DefaultOnly(NO_TIERED), Some("log.local.retention.bytes"),
+        "Bytes kept locally when tiered storage is on."),
+    key("local.retention.ms", "-2", Type::Long, -2, DefaultOnly(NO_TIERED), Some("log.local.retention.ms"),
+        "Time kept locally when tiered storage is on."),
+    key("max.compaction.lag.ms", "9223372036854775807", Type::Long, 1, DefaultOnly(NO_COMPACTION), Some("log.cleaner.max.compaction.lag.ms"),
+        "Longest time a message stays uncompacted."),
+    key("max.message.bytes", "1048588", Type::Int, 0, Honoured, Some("message.max.bytes"),
+        "Largest record batch accepted, as sent (compressed)."),
+    key("message.downconversion.enable", "true", Type::Boolean, 0, DefaultOnly("fetches older than v4 are not served, so nothing is down-converted"), Some("log.message.downconversion.enable"),
+        "Whether old fetchers get down-converted batches."),
+    key("message.format.version", "3.0-IV1", Type::String, 0, DefaultOnly("batches are stored in format v2"), Some("log.message.format.version"),
+        "The message format; ignored by Kafka since 3.0."),
+    key("message.timestamp.after.max.ms", "9223372036854775807", Type::Long, 0, Honoured, Some("log.message.timestamp.after.max.ms"),
+        "With CreateTime: how far after the broker's clock a record's timestamp may lie."),
+    key("message.timestamp.before.max.ms", "9223372036854775807", Type::Long, 0, Honoured, Some("log.message.timestamp.before.max.ms"),
+        "With CreateTime: how far before the broker's clock a record's timestamp may lie."),
+    key("message.timestamp.difference.max.ms", "9223372036854775807", Type::Long, 0, Honoured, Some("log.message.timestamp.difference.max.ms"),
+        "Deprecated: bounds both sides at once (before.max.ms and after.max.ms, when those are not set)."),
+    key("message.timestamp.type", "CreateTime", Type::String, 0, Honoured, Some("log.message.timestamp.type"),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock."),
+    key("min.cleanable.dirty.ratio", "0.5", Type::Double, 0, DefaultOnly(NO_COMPACTION), Some("log.cleaner.min.cleanable.ratio"),
+        "Dirty ratio that triggers compaction."),
+    key("min.compaction.lag.ms", "0", Type::Long, 0, DefaultOnly(NO_COMPACTION), Some("log.cleaner.min.compaction.lag.ms"),
+        "Shortest time a message stays uncompacted."),
+    key("min.insync.replicas", "1", Type::Int, 1, Honoured, Some("min.insync.replicas"),
+        "Replicas an acks=all write needs; with one replica, above 1 refuses acks=all (NOT_ENOUGH_REPLICAS)."),
+    key("preallocate", "false", Type::Boolean, 0, DefaultOnly("the broker writes zeros ahead of the active segment by its own setting (preallocate_bytes)"), Some("log.preallocate"),
+        "Whether a new segment's file is allocated whole."),
+    key("remote.log.copy.disable", "false", Type::Boolean, 0, DefaultOnly(NO_TIERED), None,
+        "Whether copying to tiered storage stops."),
+    key("remote.log.delete.on.disable", "false", Type::Boolean, 0, DefaultOnly(NO_TIERED), None,
+        "Whether tiered data is deleted when tiering is switched off."),
+    key("remote.storage.enable", "false", Type::Boolean, 0, DefaultOnly(NO_TIERED), None,
+        "Whether the topic uses tiered storage."),
+    key("retention.bytes", "-1", Type::Long, -1, Honoured, Some("log.retention.bytes"),
+        "Bytes a partition keeps before its oldest closed segments are deleted; -1: no limit."),
+    key("retention.ms", "604800000", Type::Long, -1, Honoured, Some("log.retention.ms"),
+        "How long a closed segment is kept after its newest record's timestamp; -1: forever."),
+    key("segment.bytes", "1073741824", Type::Int, 1024, Honoured, Some("log.segment.bytes"),
+        "Size at which the active segment is closed and a new one started."),
+    key("segment.index.bytes", "10485760", Type::Int, 4, DefaultOnly("the offset index is kept in memory and written whole when a segment closes"), Some("log.index.size.max.bytes"),
+        "Size of a segment's preallocated index file."),
+    key("segment.jitter.ms", "0", Type::Long, 0, DefaultOnly("segments roll at segment.ms exactly"), Some("log.roll.jitter.ms"),
+        "Random jitter subtracted from segment.ms."),
+    key("segment.ms", "604800000", Type::Long, 1, Honoured, Some("log.roll.ms"),
+        "Age at which the active segment is closed, counted from its first batch."),
+    key("unclean.leader.election.enable", "false", Type::Boolean, 0, DefaultOnly(NO_REPLICATION), Some("unclean.leader.election.enable"),
+        "Whether an out-of-sync replica may become leader."),
+];
+
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// Why a config was refused: the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Check one key and value, returning the value in normal form (numbers without spaces or
+/// leading zeros, booleans in lower case, lists trimmed and comma-joined).
+pub fn check(name: &str, value: Option<&str>) -> Result<String, ConfigError> {
+    let bad = |m: String| Err(ConfigError(m));
+    let Some(key) = find(name) else {
+        return bad(format!("unknown topic config name: {name}"));
+    };
+    let Some(value) = value else {
+        return bad(format!("{name}: a null value is not allowed"));
+    };
+    let value = value.trim();
+    let normal = match key.ty {
+        Type::Short | Type::Int | Type::Long => {
+            let Ok(n) = value.parse::<i64>() else {
+                return bad(format!("{name}={value:?} is not a whole number"));
+            };
+            let max = match key.ty {
+                Type::Short => i16::MAX as i64,
+                Type::Int => i32::MAX as i64,
+                _ => i64::MAX,
+            };
+            if n < key.min || n > max {
+                return bad(format!(
+                    "{name}={n} is out of range: it must be between {} and {max}",
+                    key.min
+                ));
+            }
+            n.to_string()
+        }
+        Type::Boolean => match value.to_ascii_lowercase().as_str() {
+            b @ ("true" | "false") => b.to_string(),
+            _ => return bad(format!("{name}={value:?}: expected true or false")),
+        },
+        Type::Double => match value.parse::<f64>() {
+            Ok(d) if (0.0..=1.0).contains(&d) => value.to_string(),
+            _ => return bad(format!("{name}={value:?}: expected a number from 0 to 1")),
+        },
+        Type::List => value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(","),
+        Type::String => value.to_string(),
+    };
+    match (name, normal.as_str()) {
+        ("cleanup.policy", "delete") => {}
+        ("cleanup.policy", other) => {
+            let kafka_knows = other.split(',').all(|p| matches!(p, "delete" | "compact"));
+            return bad(if kafka_knows {
+                format!("cleanup.policy={other} is not supported: {NO_COMPACTION}")
+            } else {
+                format!("cleanup.policy={other:?}: expected delete")
+            });
+        }
+        ("compression.type", "producer") => {}
+        ("compression.type", c @ ("uncompressed" | "gzip" | "snappy" | "lz4" | "zstd")) => {
+            return bad(format!(
+                "compression.type={c} is not supported: batches are stored as the producer \
+                 compressed them (compression.type=producer)"
+            ))
+        }
+        ("compression.type", other) => {
+            return bad(format!("compression.type={other:?}: expected producer"))
+        }
+        ("message.timestamp.type", "CreateTime" | "LogAppendTime") => {}
+        ("message.timestamp.type", other) => {
+            return bad(format!(
+                "message.timestamp.type={other:?}: expected CreateTime or LogAppendTime"
+            ))
+        }
+        _ => {}
+    }
+    if let DefaultOnly(why) = key.support {
+        if !same_value(key, &normal) {
+            return bad(format!(
+                "{name}={normal} is not supported ({why}); only Kafka's default, {name}={}, is accepted",
+                if key.kafka_default.is_empty() { "\"\"" } else { key.kafka_default }
+            ));
+        }
+    }
+    Ok(normal)
+}
+
+fn same_value(key: &Key, normal: &str) -> bool {
+    match key.ty {
+        Type::Double => normal.parse::<f64>().ok() == key.kafka_default.parse::<f64>().ok(),
+        _ => normal == key.kafka_default,
+    }
+}
+
+/// Check a whole set of overrides (each key once).
+pub fn check_all<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<Overrides, ConfigError> {
+    let mut out = Overrides::new();
+    for (name, value) in pairs {
+        let normal = check(name, value)?;
+        if out.insert(name.to_string(), normal).is_some() {
+            return Err(ConfigError(format!("{name} is given more than once")));
+        }
+    }
+    Ok(out)
+}
+
+/// The log settings of a topic with these overrides over the broker's defaults.
+pub fn resolve(defaults: LogConfig, overrides: &Overrides) -> Result<LogConfig, ConfigError> {
+    let mut c = defaults;
+    let num = |name: &str| -> Result<Option<i64>, ConfigError> {
+        overrides
+            .get(name)
+            .map(|v| {
+                check(name, Some(v))?
+                    .parse::<i64>()
+                    .map_err(|_| ConfigError(format!("{name}={v:?} is not a whole number")))
+            })
+            .transpose()
+    };
+    // Every override is checked, whatever it does.
+    for (k, v) in overrides {
+        check(k, Some(v))?;
+    }
+    if let Some(n) = num("retention.ms")? {
+        c.retention_ms = n;
+    }
+    if let Some(n) = num("retention.bytes")? {
+        c.retention_bytes = n;
+    }
+    if let Some(n) = num("segment.ms")? {
+        c.segment_ms = n;
+    }
+    if let Some(n) = num("segment.bytes")? {
+        c.segment_bytes = n as u64;
+    }
+    if let Some(n) = num("index.interval.bytes")? {
+        c.index_interval_bytes = n as u64;
+    }
+    if let Some(n) = num("max.message.bytes")? {
+        c.max_message_bytes = n as u64;
+    }
+    if let Some(n) = num("min.insync.replicas")? {
+        c.min_insync_replicas = n as i32;
+    }
+    // The old setting first: the newer ones, when set, win.
+    if let Some(n) = num("message.timestamp.difference.max.ms")? {
+        c.timestamp_before_max_ms = n;
+        c.timestamp_after_max_ms = n;
+    }
+    if let Some(n) = num("message.timestamp.before.max.ms")? {
+        c.timestamp_before_max_ms = n;
+    }
+    if let Some(n) = num("message.timestamp.after.max.ms")? {
+        c.timestamp_after_max_ms = n;
+    }
+    if let Some(t) = overrides.get("message.timestamp.type") {
+        c.timestamp_type = match t.as_str() {
+            "LogAppendTime" => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        };
+    }
+    Ok(c)
+}
+
+/// The overrides that make `defaults` into `config` (for a topic written before overrides
+/// were kept, and for callers that give settings as a [`LogConfig`]).
+pub fn overrides_between(defaults: &LogConfig, config: &LogConfig) -> Overrides {
+    let mut o = Overrides::new();
+    let mut put = |name: &str, differs: bool, value: String| {
+        if differs {
+            o.insert(name.to_string(), value);
+        }
+    };
+    put(
+        "retention.ms",
+        config.retention_ms != defaults.retention_ms,
+        config.retention_ms.to_string(),
+    );
+    put(
+        "retention.bytes",
+        config.retention_bytes != defaults.retention_bytes,
+        config.retention_bytes.to_string(),
+    );
+    put(
+        "segment.ms",
+        config.segment_ms != defaults.segment_ms,
+        config.segment_ms.to_string(),
+    );
+    put(
+        "segment.bytes",
+        config.segment_bytes != defaults.segment_bytes,
+        config.segment_bytes.to_string(),
+    );
+    put(
+        "index.interval.bytes",
+        config.index_interval_bytes != defaults.index_interval_bytes,
+        config.index_interval_bytes.to_string(),
+    );
+    put(
+        "max.message.bytes",
+        config.max_message_bytes != defaults.max_message_bytes,
+        config.max_message_bytes.to_string(),
+    );
+    put(
+        "min.insync.replicas",
+        config.min_insync_replicas != defaults.min_insync_replicas,
+        config.min_insync_replicas.to_string(),
+    );
+    put(
+        "message.timestamp.before.max.ms",
+        config.timestamp_before_max_ms != defaults.timestamp_before_max_ms,
+        config.timestamp_before_max_ms.to_string(),
+    );
+    put(
+        "message.timestamp.after.max.ms",
+        config.timestamp_after_max_ms != defaults.timestamp_after_max_ms,
+        config.timestamp_after_max_ms.to_string(),
+    );
+    put(
+        "message.timestamp.type",
+        config.timestamp_type != defaults.timestamp_type,
+        timestamp_type_name(config.timestamp_type).to_string(),
+    );
+    o
+}
+
+pub fn timestamp_type_name(t: TimestampType) -> &'static str {
+    match t {
+        TimestampType::CreateTime => "CreateTime",
+        TimestampType::LogAppendTime => "LogAppendTime",
+    }
+}
+
+/// Where a described value comes from (Kafka's `ConfigSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    DynamicTopic = 1,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// One config as DescribeConfigs tells it: the value in force and where it comes from, most
+/// specific first (the value's own source is the first synonym's).
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub key: &'static Key,
+    pub value: String,
+    pub synonyms: Vec<(&'static str, String, Source)>,
+}
+
+/// Every key of a topic with these overrides, over a broker whose own setting of a key (by its
+/// Kafka broker name, when the broker has one) is `broker_value`.
+pub fn describe(
+    config: &LogConfig,
+    overrides: &Overrides,
+    broker_value: impl Fn(&Key) -> Option<String>,
+) -> Vec<Described> {
+    KEYS.iter()
+        .map(|key| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = overrides.get(key.name) {
+                synonyms.push((key.name, v.clone(), Source::DynamicTopic));
+            }
+            let broker_name = key.broker_key.unwrap_or(key.name);
+            if let Some(v) = broker_value(key).filter(|v| !same_value(key, v)) {
+                synonyms.push((broker_name, v, Source::StaticBroker));
+            }
+            synonyms.push((broker_name, key.kafka_default.to_string(), Source::Default));
+            // Settings that interact (difference.max.ms under before/after) are told as the
+            // log has them.
+            let value = in_force(key.name, config).unwrap_or_else(|| synonyms[0].1.clone());
+            Described {
+                key,
+                value,
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+/// A honoured setting's value as the log has it.
+fn in_force(name: &str, c: &LogConfig) -> Option<String> {
+    Some(match name {
+        "retention.ms" => c.retention_ms.to_string(),
+        "retention.bytes" => c.retention_bytes.to_string(),
+        "segment.ms" => c.segment_ms.to_string(),
+        "segment.bytes" => c.segment_bytes.to_string(),
+        "index.interval.bytes" => c.index_interval_bytes.to_string(),
+        "max.message.bytes" => c.max_message_bytes.to_string(),
+        "min.insync.replicas" => c.min_insync_replicas.to_string(),
+        "message.timestamp.before.max.ms" => c.timestamp_before_max_ms.to_string(),
+        "message.timestamp.after.max.ms" => c.timestamp_after_max_ms.to_string(),
+        "message.timestamp.type" => timestamp_type_name(c.timestamp_type).to_string(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> LogConfig {
+        crate::config::Config::default().topic_defaults()
+    }
+
+    #[test]
+    fn keys_are_sorted_unique_and_their_defaults_pass_their_own_checks() {
+        for w in KEYS.windows(2) {
+            assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
+        }
+        for k in KEYS {
+            assert_eq!(
+                check(k.name, Some(k.kafka_default)).as_deref(),
+                Ok(k.kafka_default),
+                "{}",
+                k.name
+            );
+        }
+    }
+
+    #[test]
+    fn honoured_keys_change_the_log_and_others_refuse_anything_but_the_default() {
+        let o = check_all([
+            ("retention.ms", Some(" 1000 ")),
+            ("segment.bytes", Some("1048576")),
+            ("message.timestamp.type", Some("LogAppendTime")),
+            ("flush.messages", Some("1")),
+        ])
+        .unwrap();
+        assert_eq!(o["retention.ms"], "1000");
+        let c = resolve(defaults(), &o).unwrap();
+        assert_eq!(c.retention_ms, 1000);
+        assert_eq!(c.segment_bytes, 1 << 20);
+        assert_eq!(c.timestamp_type, TimestampType::LogAppendTime);
+        for (k, v) in [
+            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "compact,delete"),
+            ("compression.type", "zstd"),
+            ("preallocate", "true"),
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("segment.bytes", "10"),
+            ("retention.ms", "-2"),
+            ("retention.ms", "soon"),
+            ("no.such.key", "1"),
+        ] {
+            let err = check(k, Some(v)).unwrap_err();
+            assert!(err.0.contains(k), "{err} names {k}");
+        }
+        // Kafka's default of a key that is not supported is accepted, in any spelling.
+        assert_eq!(check("preallocate", Some("FALSE")).unwrap(), "false");
+        assert_eq!(
+            check("min.cleanable.dirty.ratio", Some("0.50")).unwrap(),
+            "0.50"
+        );
+        assert!(check_all([("retention.ms", Some("1")), ("retention.ms", Some("2"))]).is_err());
+    }
+
+    #[test]
+    fn the_old_timestamp_bound_yields_to_the_new_ones() {
+        let o = check_all([
+            ("message.timestamp.difference.max.ms", Some("100")),
+            ("message.timestamp.after.max.ms", Some("5")),
+        ])
+        .unwrap();
+        let c = resolve(defaults(), &o).unwrap();
+        assert_eq!(
+            (c.timestamp_before_max_ms, c.timestamp_after_max_ms),
+            (100, 5)
+        );
+    }
+
+    #[test]
+    fn overrides_between_configs_resolve_back_to_the_config() {
+        let d = defaults();
+        let mut c = d;
+        c.retention_bytes = 8192;
+        c.segment_ms = 50;
+        c.timestamp_type = TimestampType::LogAppendTime;
+        let o = overrides_between(&d, &c);
+        assert_eq!(o.len(), 3);
+        assert_eq!(resolve(d, &o).unwrap(), c);
+    }
+
+    #[test]
+    fn described_values_name_their_source() {
+        let o = check_all([("retention.ms", Some("1000"))]).unwrap();
+        let c = resolve(defaults(), &o).unwrap();
+        let all = describe(&c, &o, |k| {
+            (k.name == "segment.bytes").then(|| "1048576".to_string())
+        });
+        assert_eq!(all.len(), KEYS.len());
+        let get = |n: &str| all.iter().find(|d| d.key.name == n).unwrap();
+        assert_eq!(get("retention.ms").value, "1000");
+        assert_eq!(get("retention.ms").synonyms[0].2, Source::DynamicTopic);
+        assert_eq!(get("segment.bytes").synonyms[0].2, Source::StaticBroker);
+        assert_eq!(get("segment.bytes").synonyms[0].0, "log.segment.bytes");
+        assert_eq!(get("preallocate").synonyms[0].2, Source::Default);
+    }
+}
