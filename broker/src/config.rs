@@ -86,6 +86,15 @@ pub struct Config {
     /// `group.max.session.timeout.ms`).
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// The offsets of a group without members expire this long after its last commit
+    /// (`offsets.retention.minutes`, in ms).
+    pub offsets_retention_ms: i64,
+    /// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
+    pub offsets_retention_check_interval_ms: u64,
+    /// Records a partition of `__consumer_offsets` may hold past its live state (at least
+    /// four times that state) before the live state is written again and the older records
+    /// deleted: the topic's bound without log compaction.
+    pub offsets_checkpoint_records: i64,
     /// How often retention is checked (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
@@ -130,6 +139,9 @@ impl Default for Config {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
+            offsets_checkpoint_records: 10_000,
             seed: 0,
             worker_threads: 0,
         }
@@ -359,6 +371,12 @@ impl Config {
         {
             return bad("group_initial_rebalance_delay_ms must be at most 600000, and 1 <= group_min_session_timeout_ms <= group_max_session_timeout_ms".into());
         }
+        if self.offsets_retention_ms < 1
+            || !(10..=86_400_000).contains(&self.offsets_retention_check_interval_ms)
+            || !(100..=100_000_000).contains(&self.offsets_checkpoint_records)
+        {
+            return bad("offsets_retention_ms must be at least 1, offsets_retention_check_interval_ms from 10 to 86400000, offsets_checkpoint_records from 100 to 100000000".into());
+        }
         if self.producer_id_expiration_ms < 1 {
             return bad("producer_id_expiration_ms must be at least 1".into());
         }
@@ -398,6 +416,11 @@ impl Config {
             min_session_timeout_ms: self.group_min_session_timeout_ms,
             max_session_timeout_ms: self.group_max_session_timeout_ms,
             offset_metadata_max_bytes: 4096,
+            offsets_retention_ms: self.offsets_retention_ms,
+            offsets_retention_check_interval: Duration::from_millis(
+                self.offsets_retention_check_interval_ms,
+            ),
+            checkpoint_records: self.offsets_checkpoint_records,
         }
     }
 

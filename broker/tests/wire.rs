@@ -13,40 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-use common::{start, start_with, Client};
-
-/// Join `group` as its only member with JoinGroup `version` (from v4 first getting a member
-/// id); the member id and generation.
-async fn join(c: &mut Client, group: &str, version: i16) -> (StrBytes, i32) {
-    let mut member = StrBytes::default();
-    for _ in 0..2 {
-        let mut req = JoinGroupRequest::default();
-        req.group_id = GroupId(StrBytes::from_string(group.to_string()));
-        req.session_timeout_ms = 10_000;
-        req.rebalance_timeout_ms = 10_000;
-        req.member_id = member.clone();
-        req.protocol_type = StrBytes::from_static_str("consumer");
-        let mut p = join_group_request::JoinGroupRequestProtocol::default();
-        p.name = StrBytes::from_static_str("range");
-        p.metadata = Bytes::from_static(b"subscription");
-        req.protocols = vec![p];
-        let ResponseKind::JoinGroup(r) = c
-            .call(ApiKey::JoinGroup, version, RequestKind::JoinGroup(req))
-            .await
-        else {
-            panic!()
-        };
-        if r.error_code == error::MEMBER_ID_REQUIRED {
-            member = r.member_id;
-            continue;
-        }
-        assert_eq!(r.error_code, 0, "JoinGroup v{version}");
-        assert_eq!(r.leader, r.member_id, "the only member leads");
-        assert_eq!(r.members.len(), 1);
-        return (r.member_id, r.generation_id);
-    }
-    panic!("JoinGroup v{version} did not let the member in");
-}
+use common::{join, start, start_with, Client};
 
 fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))

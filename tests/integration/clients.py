@@ -1,7 +1,7 @@
 """Helpers around confluent-kafka (librdkafka) for the integration tests.
 
-The broker has no consumer groups, so consumers use manual assignment. The Python wrapper
-insists on a group.id; auto-commit and offset storing are off so nothing is committed.
+Consumers here use manual assignment (the group tests have their own members): the Python
+wrapper insists on a group.id; auto-commit and offset storing are off so nothing is committed.
 """
 
 import logging

@@ -100,6 +100,9 @@ pub(super) struct Group {
     next_join: u64,
     /// Committed offsets by (topic, partition).
     pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// When the group last became empty (wall ms; 0 if never known): its offsets expire
+    /// counting from this or from their commit, whichever is later.
+    pub(super) empty_since_ms: i64,
 }
 
 impl Group {
@@ -120,6 +123,7 @@ impl Group {
             pending_assignment: None,
             next_join: 0,
             offsets: BTreeMap::new(),
+            empty_since_ms: 0,
         }
     }
 
@@ -127,6 +131,9 @@ impl Group {
     pub(super) fn restore(&mut self, v: GroupValue) {
         self.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
         self.generation = v.generation;
+        if v.members.is_empty() {
+            self.empty_since_ms = v.state_ms;
+        }
         self.protocol = v.protocol;
         self.leader = v.leader;
         self.members.clear();
@@ -710,9 +717,10 @@ impl Actor {
             group.protocol = None;
             group.leader = None;
             tracing::info!(group = %group_id, generation = group.generation, "group is empty");
+            group.empty_since_ms = self.clock.wall_ms();
             let entry = Entry::Group {
                 group: group_id.to_string(),
-                value: Some(group.value(self.clock.wall_ms())),
+                value: Some(group.value(group.empty_since_ms)),
             };
             self.write(group_id, vec![entry], Pending::GroupState).await;
             return;

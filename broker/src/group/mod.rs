@@ -17,6 +17,7 @@
 //! Architecture invariant: the coordinator sits beside the commit pipeline, not inside it — it
 //! appends to and reads its partitions through the [`Store`] like any client of the log.
 
+mod cleanup;
 mod membership;
 mod offsets;
 pub mod records;
@@ -55,6 +56,14 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: i32,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes` (in ms): the offsets of a group without members expire
+    /// this long after its last commit (or after it became empty, if later).
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval: Duration,
+    /// Records a partition of the offsets topic may hold past its live state (and at least
+    /// four times that state) before its live state is written again and the rest deleted.
+    pub checkpoint_records: i64,
 }
 
 // ---- What callers ask and get (Kafka's fields, without the wire format) ----------------------
@@ -180,6 +189,9 @@ enum Msg {
     ),
     /// A write the coordinator started is durable (or failed).
     Written(u64, Result<(), i16>),
+    /// A checkpoint of a partition of the offsets topic finished: the records it wrote, or
+    /// why it did not.
+    Checkpointed(i32, Result<i64, String>),
 }
 
 /// The coordinator as request handlers see it.
@@ -203,7 +215,7 @@ impl Coordinator {
         let (tx, rx) = mpsc::channel(QUEUE);
         let actor = Actor {
             store,
-            clock,
+            clock: clock.clone(),
             rng,
             config,
             groups: BTreeMap::new(),
@@ -211,6 +223,9 @@ impl Coordinator {
             tx: tx.downgrade(),
             next_write: 0,
             writes: HashMap::new(),
+            in_flight: HashMap::new(),
+            checkpoints: HashMap::new(),
+            next_retention_check: clock.now() + config.offsets_retention_check_interval,
         };
         tokio::spawn(actor.run());
         Arc::new(Coordinator { tx, config })
@@ -353,7 +368,14 @@ pub(crate) struct Actor {
     /// For writes to say when they are durable (weak: the coordinator ends with its handle).
     tx: mpsc::WeakSender<Msg>,
     next_write: u64,
-    writes: HashMap<u64, Pending>,
+    /// Writes not yet durable: the partition of the offsets topic, what waits on it.
+    writes: HashMap<u64, (i32, Pending)>,
+    /// Writes not yet durable, per partition of the offsets topic.
+    in_flight: HashMap<i32, usize>,
+    /// Per partition of the offsets topic: its last checkpoint ([`cleanup`]).
+    checkpoints: HashMap<i32, cleanup::Checkpoint>,
+    /// When the offsets of empty groups are next checked for expiry.
+    next_retention_check: Instant,
 }
 
 impl Actor {
@@ -368,6 +390,11 @@ impl Actor {
                         m = self.rx.recv() => m,
                         _ = self.clock.sleep(wait) => {
                             self.expire().await;
+                            if self.now() >= self.next_retention_check {
+                                self.next_retention_check =
+                                    self.now() + self.config.offsets_retention_check_interval;
+                                self.expire_offsets().await;
+                            }
                             continue;
                         }
                     }
@@ -405,10 +432,15 @@ impl Actor {
                 self.delete_offsets(group, partitions, reply).await
             }
             Msg::Written(id, result) => {
-                if let Some(pending) = self.writes.remove(&id) {
+                if let Some((partition, pending)) = self.writes.remove(&id) {
+                    if let Some(n) = self.in_flight.get_mut(&partition) {
+                        *n = n.saturating_sub(1);
+                    }
                     self.written(pending, result);
+                    self.maybe_checkpoint(partition).await;
                 }
             }
+            Msg::Checkpointed(partition, outcome) => self.checkpointed(partition, outcome),
         }
     }
 
@@ -432,7 +464,7 @@ impl Actor {
         let config = [
             ("retention.ms", "-1"),
             ("retention.bytes", "-1"),
-            ("segment.bytes", "104857600"),
+            ("segment.bytes", "16777216"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -465,7 +497,9 @@ impl Actor {
             Ok(rx) => {
                 let id = self.next_write;
                 self.next_write += 1;
-                self.writes.insert(id, pending);
+                let partition = partition_for(group, self.config.offsets_partitions);
+                *self.in_flight.entry(partition).or_default() += 1;
+                self.writes.insert(id, (partition, pending));
                 let Some(tx) = self.tx.upgrade() else { return };
                 tokio::spawn(async move {
                     let outcome = match rx.await {
@@ -485,12 +519,21 @@ impl Actor {
         group: &str,
         entries: &[Entry],
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, i16> {
+        self.append(
+            partition_for(group, self.config.offsets_partitions),
+            entries,
+        )
+        .await
+    }
+
+    /// Append `entries` as one batch to partition `index` of the offsets topic.
+    async fn append(
+        &self,
+        index: i32,
+        entries: &[Entry],
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, i16> {
         let topic = self.offsets_topic().await?;
-        let partition = topic
-            .partitions
-            .get(partition_for(group, self.config.offsets_partitions) as usize)
-            .cloned()
-            .ok_or(GONE)?;
+        let partition = topic.partitions.get(index as usize).cloned().ok_or(GONE)?;
         let payload = encode_batch(entries, self.clock.wall_ms());
         let headers = batch::validate_all(&payload, usize::MAX).map_err(|_| GONE)?;
         match self
@@ -547,7 +590,8 @@ impl Actor {
         let io = self.store.io().clone();
         let mut records = 0u64;
         for p in &topic.partitions {
-            let mut offset = p.log_start_offset();
+            let start = p.log_start_offset();
+            let mut offset = start;
             let end = p.high_watermark();
             while offset < end {
                 let data = match p.read(&io, offset, 1 << 20).await {
@@ -572,6 +616,9 @@ impl Actor {
                     };
                     for r in set.records {
                         offset = r.offset + 1;
+                        if r.offset < start {
+                            continue;
+                        }
                         records += 1;
                         let Some(key) = r.key.as_deref() else {
                             continue;
@@ -636,9 +683,13 @@ impl Actor {
         }
     }
 
-    /// The next timer of any group.
+    /// The next timer of any group, or the next check of expired offsets.
     fn next_deadline(&self) -> Option<Instant> {
-        self.groups.values().filter_map(Group::next_deadline).min()
+        self.groups
+            .values()
+            .filter_map(Group::next_deadline)
+            .chain(std::iter::once(self.next_retention_check))
+            .min()
     }
 }
 

@@ -194,20 +194,7 @@ impl Actor {
             let Some(g) = self.groups.remove(&id) else {
                 continue;
             };
-            let mut entries: Vec<Entry> = g
-                .offsets
-                .keys()
-                .map(|(topic, partition)| Entry::Offset {
-                    group: id.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                    value: None,
-                })
-                .collect();
-            entries.push(Entry::Group {
-                group: id.clone(),
-                value: None,
-            });
+            let entries = tombstones(&g);
             tracing::info!(group = %id, "group deleted");
             // The answer goes with the last write: writes are durable in the order they are made.
             let answer = (i + 1 == last)
@@ -255,6 +242,25 @@ impl Actor {
         self.write(&group_id, entries, Pending::DeletedOffsets(reply, codes))
             .await;
     }
+}
+
+/// The records that delete a group: its offsets' and its metadata's tombstones.
+pub(super) fn tombstones(g: &Group) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = g
+        .offsets
+        .keys()
+        .map(|(topic, partition)| Entry::Offset {
+            group: g.id.clone(),
+            topic: topic.clone(),
+            partition: *partition,
+            value: None,
+        })
+        .collect();
+    entries.push(Entry::Group {
+        group: g.id.clone(),
+        value: None,
+    });
+    entries
 }
 
 /// The topics the members of a consumer group subscribe to (from their metadata in Kafka's

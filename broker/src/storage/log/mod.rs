@@ -11,7 +11,7 @@ mod read;
 mod recovery;
 
 pub use read::READ_ATTEMPTS;
-use read::{first_record_at_or_after, read_from, read_verified};
+use read::{first_record_at_or_after, max_record_timestamp, read_from, read_verified};
 pub use recovery::{
     read_whole, recover, write_index, write_log_start, write_snapshot, LOG_START_FILE,
 };
@@ -326,67 +326,115 @@ impl Partition {
         io: &Io,
         ts: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
-        let (candidates, log_start) = {
-            let st = self.state();
-            let start = st.log_start_offset;
-            let found: Vec<_> = st
-                .segments
-                .values()
-                .filter(|s| s.size > 0 && s.max_timestamp >= ts && s.next_offset > start)
-                .map(|s| {
-                    (
-                        s.file.clone(),
-                        index::lookup_time(&s.entries, ts) as u64,
-                        s.size,
+        let mut from = self.log_start_offset();
+        loop {
+            let candidates: Vec<_> = {
+                let st = self.state();
+                st.segments
+                    .values()
+                    .filter(|s| s.size > 0 && s.max_timestamp >= ts && s.next_offset > from)
+                    .map(|s| {
+                        (
+                            s.file.clone(),
+                            index::lookup_time(&s.entries, ts) as u64,
+                            s.size,
+                        )
+                    })
+                    .collect()
+            };
+            let mut found = None;
+            for (file, start, end) in candidates {
+                let first = read_verified(&file, None, || {
+                    read_from(
+                        io,
+                        &file,
+                        start,
+                        end,
+                        |h| h.max_timestamp >= ts && h.next_offset() > from,
+                        1,
                     )
                 })
-                .collect();
-            (found, start)
-        };
-        for (file, from, end) in candidates {
-            let first = read_verified(&file, None, || {
-                read_from(
-                    io,
-                    &file,
-                    from,
-                    end,
-                    |h| h.max_timestamp >= ts && h.next_offset() > log_start,
-                    1,
-                )
-            })
-            .await?;
-            let Ok(h) = batch::parse_header(&first) else {
-                continue;
+                .await?;
+                if let Ok(h) = batch::parse_header(&first) {
+                    found = Some((h, first));
+                    break;
+                }
+            }
+            let Some((h, first)) = found else {
+                return Ok(None);
             };
             // Under LogAppendTime every record has the batch's time; a compressed batch is
             // stored as produced and not decompressed: both are answered with the batch.
             let log_append_time = h.attributes & 0x8 != 0;
-            if h.compression() == 0 && !log_append_time {
-                let records = &first[..h.size.min(first.len())];
-                if let Some(hit) = first_record_at_or_after(records, &h, ts, log_start) {
-                    return Ok(Some(hit));
-                }
+            if h.compression() != 0 || log_append_time {
+                return Ok(Some((h.base_offset.max(from), h.max_timestamp)));
             }
-            return Ok(Some((h.base_offset.max(log_start), h.max_timestamp)));
+            let records = &first[..h.size.min(first.len())];
+            if let Some(hit) = first_record_at_or_after(records, &h, ts, from) {
+                return Ok(Some(hit));
+            }
+            // The batch's late records are below the log start: look on from its end.
+            from = h.next_offset();
         }
-        Ok(None)
     }
 
     /// The record with the largest timestamp at or after the log start (the first of them),
     /// as `(offset, timestamp)`; `None` in an empty log (ListOffsets' MAX_TIMESTAMP).
     pub async fn max_timestamp_offset(&self, io: &Io) -> Result<Option<(i64, i64)>, StorageError> {
-        let max = {
+        let (max, start, first_end, later_max) = {
             let st = self.state();
-            st.segments
+            let start = st.log_start_offset;
+            let mut live = st
+                .segments
                 .values()
-                .filter(|s| s.size > 0 && s.next_offset > st.log_start_offset)
-                .map(|s| s.max_timestamp)
-                .max()
+                .filter(|s| s.size > 0 && s.next_offset > start);
+            let Some(first) = live.next() else {
+                return Ok(None);
+            };
+            let later_max = live.map(|s| s.max_timestamp).max().unwrap_or(-1);
+            (
+                first.max_timestamp.max(later_max),
+                start,
+                first.next_offset,
+                later_max,
+            )
         };
-        match max {
-            Some(ts) => self.offset_for_timestamp(io, ts).await,
-            None => Ok(None),
+        if let Some(hit) = self.offset_for_timestamp(io, max).await? {
+            if hit.1 >= max {
+                return Ok(Some(hit));
+            }
         }
+        // The largest timestamp of the first segment belongs to a record below the log start
+        // (DeleteRecords cut into it): find the largest of the records it still has.
+        let mut best = later_max;
+        let mut offset = start;
+        while offset < first_end {
+            let data = match self.read(io, offset, SCAN_CHUNK_BYTES).await {
+                Ok(d) => d.records,
+                Err(ReadError::OffsetOutOfRange { .. }) => break,
+                Err(ReadError::Storage(e)) => return Err(e),
+            };
+            if data.is_empty() {
+                break;
+            }
+            for (at, h) in batch::scan(&data) {
+                if h.base_offset >= first_end {
+                    break;
+                }
+                let uncompressed = h.compression() == 0 && h.attributes & 0x8 == 0;
+                let top = if h.base_offset < start && uncompressed {
+                    max_record_timestamp(&data[at..at + h.size], &h, start).unwrap_or(-1)
+                } else {
+                    h.max_timestamp
+                };
+                best = best.max(top);
+                offset = h.next_offset();
+            }
+        }
+        if best < 0 {
+            return Ok(None);
+        }
+        self.offset_for_timestamp(io, best).await
     }
 }
 

@@ -171,6 +171,24 @@ pub(super) fn first_record_at_or_after(
     None
 }
 
+/// The largest timestamp among the records of an uncompressed batch at or after `min_offset`.
+pub(super) fn max_record_timestamp(batch: &[u8], h: &BatchHeader, min_offset: i64) -> Option<i64> {
+    let mut buf = batch.get(HEADER_BYTES..)?;
+    let mut max = None;
+    for _ in 0..h.record_count {
+        let len = get_varint(&mut buf)? as usize;
+        let mut rec = buf.get(..len)?;
+        buf = &buf[len..];
+        let _attributes = rec.get_i8();
+        let ts_delta = get_varint(&mut rec)?;
+        let offset_delta = get_varint(&mut rec)?;
+        if h.base_offset + offset_delta >= min_offset {
+            max = max.max(Some(h.first_timestamp + ts_delta));
+        }
+    }
+    max
+}
+
 fn get_varint(buf: &mut &[u8]) -> Option<i64> {
     let mut z: u64 = 0;
     for shift in (0..64).step_by(7) {
