@@ -10,9 +10,15 @@ use bytes::Bytes;
 use crate::history::{FinalRead, Op, Poll, PollResult, Send, SendOutcome};
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 12] = [
+pub const FINDING_KINDS: [&str; 18] = [
     "lost-write",
     "duplicate",
+    "sequence-refused",
+    "commit-regressed",
+    "double-owner",
+    "commit-mismatch",
+    "group-unconsumed",
+    "group-not-drained",
     "inconsistent-offset",
     "non-monotonic-send",
     "non-monotonic-poll",
@@ -107,6 +113,45 @@ pub enum Finding {
     },
     /// Produce requests were refused where the scenario allows none.
     Refused { count: usize, first_code: i16 },
+    /// An idempotent producer's batch was refused as out of sequence although the batch before
+    /// it (or none: a new producer id) was acknowledged: the broker lost producer state.
+    SequenceRefused {
+        producer: usize,
+        partition: i32,
+        producer_id: i64,
+        sequence: i32,
+    },
+    /// A committed offset of a partition went backwards.
+    CommitRegressed {
+        partition: i32,
+        previous: i64,
+        offset: i64,
+        member: usize,
+        generation: i32,
+    },
+    /// Two members were given the same partition in one generation.
+    DoubleOwner {
+        generation: i32,
+        partition: i32,
+        members: Vec<String>,
+    },
+    /// After the run, the group's committed offset of a partition is not where its members
+    /// read to (the end of the partition: the group drained).
+    CommitMismatch {
+        partition: i32,
+        committed: i64,
+        processed: i64,
+        log_end: i64,
+    },
+    /// Acknowledged writes no member of the group polled, although the group drained.
+    GroupUnconsumed {
+        partition: i32,
+        count: usize,
+        first: Vec<Bytes>,
+    },
+    /// The group did not read and commit every partition to its end within the drain time
+    /// (liveness).
+    GroupNotDrained { partitions: Vec<i32> },
 }
 
 impl Finding {
@@ -124,11 +169,20 @@ impl Finding {
             Finding::Hung { .. } => "hung",
             Finding::NoProgress { .. } => "no-progress",
             Finding::Refused { .. } => "refused",
+            Finding::SequenceRefused { .. } => "sequence-refused",
+            Finding::CommitRegressed { .. } => "commit-regressed",
+            Finding::DoubleOwner { .. } => "double-owner",
+            Finding::CommitMismatch { .. } => "commit-mismatch",
+            Finding::GroupUnconsumed { .. } => "group-unconsumed",
+            Finding::GroupNotDrained { .. } => "group-not-drained",
         }
     }
 
     pub fn is_liveness(&self) -> bool {
-        matches!(self, Finding::Hung { .. } | Finding::NoProgress { .. })
+        matches!(
+            self,
+            Finding::Hung { .. } | Finding::NoProgress { .. } | Finding::GroupNotDrained { .. }
+        )
     }
 }
 
@@ -257,6 +311,62 @@ impl std::fmt::Display for Finding {
                 "{count} produce request(s) refused (first error code {first_code}) although the \
                  append queue never filled"
             ),
+            Finding::SequenceRefused {
+                producer,
+                partition,
+                producer_id,
+                sequence,
+            } => write!(
+                f,
+                "sequence refused: producer {producer} (id {producer_id}) sent sequence {sequence} \
+                 to partition {partition} right after the one before was acknowledged, and was \
+                 told OUT_OF_ORDER_SEQUENCE_NUMBER"
+            ),
+            Finding::CommitRegressed {
+                partition,
+                previous,
+                offset,
+                member,
+                generation,
+            } => write!(
+                f,
+                "committed offset went backwards: partition {partition} from {previous} to \
+                 {offset} (member {member}, generation {generation})"
+            ),
+            Finding::DoubleOwner {
+                generation,
+                partition,
+                members,
+            } => write!(
+                f,
+                "double owner: partition {partition} was given to {members:?} in generation \
+                 {generation}"
+            ),
+            Finding::CommitMismatch {
+                partition,
+                committed,
+                processed,
+                log_end,
+            } => write!(
+                f,
+                "commit mismatch: the group committed {committed} for partition {partition}, \
+                 its members read to {processed}, the log ends at {log_end}"
+            ),
+            Finding::GroupUnconsumed {
+                partition,
+                count,
+                first,
+            } => write!(
+                f,
+                "group unconsumed: {count} acknowledged write(s) in partition {partition} were \
+                 never polled by a member of the group (first: {:?})",
+                first.iter().map(short).collect::<Vec<_>>()
+            ),
+            Finding::GroupNotDrained { partitions } => write!(
+                f,
+                "liveness: the group did not read and commit partitions {partitions:?} to their \
+                 end in time"
+            ),
         }
     }
 }
@@ -343,6 +453,8 @@ pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>,
     stats.retry_duplicates = retry_dups;
     findings.extend(failed_and_phantom_reads(&polls, log, &attempts));
     findings.extend(non_monotonic_sends(&sends));
+    findings.extend(idempotent_order(&sends));
+    findings.extend(sequences_refused(&sends));
     findings.extend(poll_order(&polls, &log_offsets));
     stats.polled = polls
         .iter()
@@ -464,10 +576,14 @@ fn duplicates(
     let mut keys: Vec<_> = log_at.iter().filter(|(_, o)| o.len() > 1).collect();
     keys.sort_by_key(|((p, _), offsets)| (*p, offsets[0]));
     for ((partition, value), offsets) in keys {
-        let possible = attempts
-            .get(&(*partition, *value))
+        let sent = attempts.get(&(*partition, *value));
+        let mut possible = sent
             .map(|a| a.iter().filter(|s| !s.outcome.definitely_failed()).count())
             .unwrap_or(0);
+        // An idempotent producer's retries never write twice: none is explained by them.
+        if sent.is_some_and(|a| a.iter().any(|s| s.idempotence.is_some())) {
+            possible = possible.min(1);
+        }
         if possible >= offsets.len() {
             allowed += 1;
         } else if possible > 0 {
@@ -549,6 +665,87 @@ fn non_monotonic_sends(sends: &[&Send]) -> Vec<Finding> {
                 }
             }
             last.insert((s.producer, s.partition), o);
+        }
+    }
+    out
+}
+
+/// An idempotent producer's acknowledged batches of a partition are in the log in the order of
+/// their sequence numbers, whatever order the retries came in.
+fn idempotent_order(sends: &[&Send]) -> Vec<Finding> {
+    /// (producer id, epoch, partition) → (sequence, offset, producer slot) of each acked batch.
+    type Acked = BTreeMap<(i64, i16, i32), Vec<(i32, i64, usize)>>;
+    let mut acked: Acked = BTreeMap::new();
+    for s in sends {
+        if let (Some(i), SendOutcome::Ok(o)) = (s.idempotence, &s.outcome) {
+            acked
+                .entry((i.producer_id, i.epoch, s.partition))
+                .or_default()
+                .push((i.sequence, *o, s.producer));
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, _, partition), mut batches) in acked {
+        batches.sort();
+        batches.dedup();
+        for w in batches.windows(2) {
+            let ((s1, o1, _), (s2, o2, producer)) = (w[0], w[1]);
+            if s2 > s1 && o2 <= o1 {
+                out.push(Finding::NonMonotonicSend {
+                    producer,
+                    partition,
+                    previous: o1,
+                    offset: o2,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// OUT_OF_ORDER_SEQUENCE_NUMBER for a batch whose predecessor (of the same producer id, epoch
+/// and partition) was acknowledged before it was sent — or for the first batch of a producer id
+/// on a partition when no later batch of it can have got there first (a broker takes any
+/// sequence from a producer it does not know, as Kafka's does).
+fn sequences_refused(sends: &[&Send]) -> Vec<Finding> {
+    const OUT_OF_ORDER: i16 = 45;
+    let mut out = Vec::new();
+    for s in sends {
+        let (
+            Some(i),
+            SendOutcome::Failed {
+                code: OUT_OF_ORDER, ..
+            },
+        ) = (s.idempotence, &s.outcome)
+        else {
+            continue;
+        };
+        let same = |o: &&&Send, pred: &dyn Fn(i32) -> bool| {
+            o.partition == s.partition
+                && o.idempotence.is_some_and(|p| {
+                    p.producer_id == i.producer_id && p.epoch == i.epoch && pred(p.sequence)
+                })
+        };
+        let refused_wrongly = if i.sequence == 0 {
+            !sends.iter().any(|o| {
+                same(&o, &|seq| seq > 0)
+                    && o.invoked_s < s.invoked_s
+                    && !o.outcome.definitely_failed()
+            })
+        } else {
+            sends.iter().any(|o| {
+                same(&o, &|seq| seq == i.sequence - 1)
+                    && matches!(o.outcome, SendOutcome::Ok(_))
+                    && o.completed_s <= s.invoked_s
+            })
+        };
+        if refused_wrongly {
+            out.push(Finding::SequenceRefused {
+                producer: s.producer,
+                partition: s.partition,
+                producer_id: i.producer_id,
+                sequence: i.sequence,
+            });
         }
     }
     out
@@ -718,6 +915,7 @@ mod tests {
             producer,
             partition,
             value: v(value),
+            idempotence: None,
             attempt,
             acks: 1,
             invoked_s: t,
@@ -855,6 +1053,79 @@ mod tests {
             }
         }
         assert_eq!(kinds(&check(&h2, &l2)), ["duplicate"]);
+    }
+
+    /// The attempts of an idempotent producer (id 7, epoch 0).
+    fn idem(op: Op, sequence: i32) -> Op {
+        match op {
+            Op::Send(mut s) => {
+                s.idempotence = Some(crate::history::Idempotence {
+                    producer_id: 7,
+                    epoch: 0,
+                    sequence,
+                });
+                s.acks = -1;
+                Op::Send(s)
+            }
+            other => other,
+        }
+    }
+
+    #[test]
+    fn an_idempotent_producers_retry_explains_no_duplicate() {
+        let (mut h, mut l) = clean();
+        h.push(idem(
+            send_attempt(0, 0, "x", 1, 3.0, SendOutcome::Unknown),
+            0,
+        ));
+        h.push(idem(send_attempt(0, 0, "x", 2, 3.2, SendOutcome::Ok(3)), 0));
+        l.get_mut(&0).unwrap().extend([(2, v("x")), (3, v("x"))]);
+        h.push(poll(0, 0, 2, 3.5, &[(2, "x"), (3, "x")]));
+        let (f, stats) = safety(&h, &l, &drained());
+        assert_eq!(kinds(&f), ["duplicate"], "{f:?}");
+        assert_eq!(stats.retry_duplicates, 0);
+    }
+
+    #[test]
+    fn idempotent_batches_in_the_log_out_of_sequence_order_are_non_monotonic() {
+        let (mut h, mut l) = clean();
+        // Sequence 1 was acknowledged at an offset below sequence 0's.
+        h.push(idem(send_attempt(0, 0, "x", 1, 3.0, SendOutcome::Ok(3)), 1));
+        h.push(idem(send_attempt(0, 0, "y", 2, 3.2, SendOutcome::Ok(4)), 0));
+        l.get_mut(&0).unwrap().extend([(3, v("x")), (4, v("y"))]);
+        h.push(poll(0, 0, 2, 3.5, &[(3, "x"), (4, "y")]));
+        let f = check(&h, &l);
+        assert_eq!(kinds(&f), ["non-monotonic-send"], "{f:?}");
+    }
+
+    #[test]
+    fn a_sequence_refused_right_after_its_predecessor_was_acknowledged_is_found() {
+        let (mut h, mut l) = clean();
+        h.push(idem(send_attempt(0, 0, "x", 1, 3.0, SendOutcome::Ok(2)), 0));
+        h.push(idem(
+            send_attempt(0, 0, "y", 1, 3.2, SendOutcome::failed(45)),
+            1,
+        ));
+        l.get_mut(&0).unwrap().push((2, v("x")));
+        h.push(poll(0, 0, 2, 3.5, &[(2, "x")]));
+        assert_eq!(kinds(&check(&h, &l)), ["sequence-refused"]);
+        // The first sequence of a producer id is refused only if nothing later got there first.
+        let (mut h, l) = clean();
+        h.push(idem(
+            send_attempt(0, 0, "x", 1, 3.0, SendOutcome::failed(45)),
+            0,
+        ));
+        assert_eq!(kinds(&check(&h, &l)), ["sequence-refused"]);
+        let (mut h, l) = clean();
+        h.push(idem(
+            send_attempt(0, 0, "y", 1, 2.9, SendOutcome::Unknown),
+            1,
+        ));
+        h.push(idem(
+            send_attempt(0, 0, "x", 1, 3.0, SendOutcome::failed(45)),
+            0,
+        ));
+        assert!(check(&h, &l).is_empty());
     }
 
     #[test]

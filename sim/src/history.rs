@@ -48,12 +48,24 @@ impl SendOutcome {
     }
 }
 
+/// An idempotent producer's batch: the producer id and epoch it wrote with, and its sequence
+/// number in the partition (a retry keeps all three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Idempotence {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub sequence: i32,
+}
+
 /// One produce attempt of one value (a retry is another attempt of the same value).
 #[derive(Debug, Clone)]
 pub struct Send {
     pub producer: usize,
     pub partition: i32,
     pub value: Bytes,
+    /// Set for an idempotent producer: then a value is in the log at most once, whatever the
+    /// retries.
+    pub idempotence: Option<Idempotence>,
     /// 1 for the first attempt.
     pub attempt: u32,
     pub acks: i16,
@@ -95,11 +107,56 @@ pub struct Admin {
     pub error: Option<String>,
 }
 
+/// How an OffsetCommit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Ok,
+    /// The first error code of the answer (nothing of a refused commit counts).
+    Failed(i16),
+    /// No answer: it may have been taken.
+    Unknown,
+}
+
+/// One OffsetCommit by a member of the consumer group.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The member (its incarnation: a member that crashes and comes back is another one).
+    pub member: usize,
+    pub member_id: String,
+    pub generation: i32,
+    /// `(partition, offset)`: the next offset to read.
+    pub offsets: Vec<(i32, i64)>,
+    pub invoked_s: f64,
+    pub completed_s: f64,
+    pub outcome: CommitOutcome,
+}
+
+/// The partitions a member was given for a generation (SyncGroup's answer).
+#[derive(Debug, Clone)]
+pub struct Assigned {
+    pub member: usize,
+    pub member_id: String,
+    pub generation: i32,
+    pub partitions: Vec<i32>,
+    pub at_s: f64,
+}
+
+/// Something a member of the group did or had done to it (joined, crashed, paused, left).
+#[derive(Debug, Clone)]
+pub struct MemberEvent {
+    pub member: usize,
+    pub at_s: f64,
+    pub what: String,
+}
+
 #[derive(Debug, Clone)]
 pub enum Op {
     Send(Send),
     Poll(Poll),
     Admin(Admin),
+    Commit(Commit),
+    Assigned(Assigned),
+    Member(MemberEvent),
 }
 
 impl Op {
@@ -107,7 +164,7 @@ impl Op {
     pub fn trace_line(&self) -> String {
         match self {
             Op::Send(s) => format!(
-                "{:.6} {:.6} send p{} {}/{} {:?} acks={} #{} {:?}",
+                "{:.6} {:.6} send p{} {}/{} {:?} acks={} #{} {:?}{}",
                 s.invoked_s,
                 s.completed_s,
                 s.producer,
@@ -116,7 +173,13 @@ impl Op {
                 s.value,
                 s.acks,
                 s.attempt,
-                s.outcome
+                s.outcome,
+                s.idempotence
+                    .map(|i| format!(
+                        " pid={} epoch={} seq={}",
+                        i.producer_id, i.epoch, i.sequence
+                    ))
+                    .unwrap_or_default()
             ),
             Op::Poll(p) => {
                 let what = match &p.result {
@@ -135,9 +198,27 @@ impl Op {
                 "{:.6} {:.6} admin {} {:?}",
                 a.invoked_s, a.completed_s, a.what, a.error
             ),
+            Op::Commit(c) => format!(
+                "{:.6} {:.6} commit m{} {} gen {} {:?} {:?}",
+                c.invoked_s,
+                c.completed_s,
+                c.member,
+                c.member_id,
+                c.generation,
+                c.offsets,
+                c.outcome
+            ),
+            Op::Assigned(a) => format!(
+                "{:.6} assigned m{} {} gen {} {:?}",
+                a.at_s, a.member, a.member_id, a.generation, a.partitions
+            ),
+            Op::Member(m) => format!("{:.6} member m{} {}", m.at_s, m.member, m.what),
         }
     }
 }
 
 /// Every partition's records after the run, read back by a fresh client: `(offset, value)`.
 pub type FinalRead = BTreeMap<i32, Vec<(i64, Bytes)>>;
+
+/// The consumer group's committed offsets after the run, by partition (-1: none).
+pub type FinalCommitted = BTreeMap<i32, i64>;

@@ -8,7 +8,8 @@
 //! - [`client`]: a Kafka client on the real wire protocol; the network is madsim's, through
 //!   `io_backend::TcpNet` unchanged;
 //! - [`scenario`]: scenario files; [`workload`]: the simulated producers, consumers and admin
-//!   client; [`history`]: what they recorded; [`checker`]: safety and liveness checks;
+//!   client, [`idempotent`] producers and the consumer [`group`]'s members; [`history`]: what
+//!   they recorded; [`checker`] and [`group_check`]: safety and liveness checks;
 //! - [`run`]: one seed of a scenario; [`report`]: its JSON report, page and timeline.
 
 #[cfg(madsim)]
@@ -20,7 +21,13 @@ pub mod clock;
 #[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]
+pub mod group;
+#[cfg(madsim)]
+pub mod group_check;
+#[cfg(madsim)]
 pub mod history;
+#[cfg(madsim)]
+pub mod idempotent;
 #[cfg(madsim)]
 pub mod report;
 #[cfg(madsim)]

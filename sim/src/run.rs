@@ -20,6 +20,7 @@ use crate::disk::{Crash, Faults, SimDisk};
 use crate::history::{Op, SendOutcome};
 use crate::scenario::{last_heal_s, Expected, Fault, Scenario, BROKER_NODE, CLIENT_NODES};
 use crate::workload::{self, World};
+use crate::{group, group_check};
 
 /// Simulated addresses inside madsim; nothing leaves the process.
 const BROKER: &str = "10.77.0.1:9092";
@@ -240,7 +241,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 disk: disk.clone(),
                 clock,
             });
-            let world = World::new(sc.clone(), addr, run_faults.clone(), disk.clone());
+            let world = World::new(sc.clone(), seed, addr, run_faults.clone(), disk.clone());
             let start = world.start;
 
             // The fault schedule.
@@ -282,9 +283,14 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             let producers: Vec<_> = (0..sc.workload.producers)
                 .map(|p| producers_node.spawn(workload::produce(world.clone(), p)))
                 .collect();
-            let consumers: Vec<_> = (0..sc.workload.consumers)
+            let mut consumers: Vec<_> = (0..sc.workload.consumers)
                 .map(|c| consumers_node.spawn(workload::consume(world.clone(), c)))
                 .collect();
+            if let Some(g) = &sc.workload.group {
+                consumers.extend(
+                    (0..g.members).map(|m| consumers_node.spawn(group::member(world.clone(), m))),
+                );
+            }
             for p in producers {
                 let _ = p.await;
             }
@@ -295,8 +301,16 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             // Let the node settle, then read everything back.
             tokio::time::sleep(SETTLE).await;
             let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
-            let final_read = checker_node
-                .spawn(async move { workload::read_back(addr, &topic, partitions).await })
+            let group_id = sc.workload.group.as_ref().map(|g| g.group_id.clone());
+            let (final_read, final_committed) = checker_node
+                .spawn(async move {
+                    let read = workload::read_back(addr, &topic, partitions).await;
+                    let committed = match group_id {
+                        Some(g) => group::read_committed(addr, &g, &topic, partitions).await,
+                        None => Default::default(),
+                    };
+                    (read, committed)
+                })
                 .await
                 .unwrap_or_default();
             let simulated_s = (Instant::now() - start).as_secs_f64();
@@ -313,17 +327,27 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 history,
                 hang,
                 simulated_s,
-                final_read,
+                (final_read, final_committed),
                 fault_log,
                 stuck_at_deadline,
             )
         });
+    let (final_read, final_committed) = final_read;
 
     let opts = checker::Options {
         consumers_drained: scenario.workload.consumers > 0,
     };
     let (mut findings, stats) = checker::safety(&history, &final_read, &opts);
     findings.extend(hang);
+    if scenario.workload.group.is_some() {
+        findings.extend(group_check::check(
+            &history,
+            &final_read,
+            &final_committed,
+            scenario.workload.partitions,
+            scenario.workload.consumers,
+        ));
+    }
     if !faults.is_empty() {
         findings.extend(checker::progress_after_heal(
             &history,
@@ -345,6 +369,9 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     };
     let mut trace: Vec<String> = fault_log;
     trace.extend(history.iter().map(Op::trace_line));
+    if !final_committed.is_empty() {
+        trace.push(format!("group committed {final_committed:?}"));
+    }
     trace.push(format!(
         "read back {} records: {:?}",
         stats.records,

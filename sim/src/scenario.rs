@@ -70,6 +70,30 @@ pub struct FaultPoints {
     pub max_delay_ms: u64,
 }
 
+/// One setting for every producer, or a list the producers take in turn.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PerProducer {
+    One(bool),
+    Each(Vec<bool>),
+}
+
+impl Default for PerProducer {
+    fn default() -> Self {
+        PerProducer::One(false)
+    }
+}
+
+impl PerProducer {
+    pub fn for_producer(&self, producer: usize) -> bool {
+        match self {
+            PerProducer::One(b) => *b,
+            PerProducer::Each(v) if v.is_empty() => false,
+            PerProducer::Each(v) => v[producer % v.len()],
+        }
+    }
+}
+
 /// One acks setting for every producer, or a list the producers take in turn.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -118,6 +142,54 @@ pub struct Workload {
     /// When above 0, the admin client creates and deletes a scratch topic this often.
     #[serde(default)]
     pub admin_interval_s: u64,
+    /// Idempotent producers (InitProducerId, sequence numbers; acks must be -1): a value is then
+    /// in the log at most once whatever the retries — any duplicate is a finding. A list is
+    /// taken in turn by the producers.
+    #[serde(default)]
+    pub idempotent: PerProducer,
+    /// Requests an idempotent producer keeps in flight on its connection (Kafka's
+    /// `max.in.flight.requests.per.connection`, at most 5); the others have one.
+    #[serde(default = "one_usize")]
+    pub max_in_flight: usize,
+    /// A consumer group reading the topic (beside the `consumers`, which read by assignment).
+    #[serde(default)]
+    pub group: Option<GroupWorkload>,
+}
+
+/// A consumer group of `members` reading the workload topic: the classic protocol with the
+/// range assignor computed by the leader, offsets committed every `commit_interval_ms` and when
+/// a rebalance begins. Members crash (and come back as new members), pause past their session
+/// timeout, and leave (and come back), `member_faults_per_min` in all, drawn from the seed,
+/// while producing lasts; then the group reads to the end and commits it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupWorkload {
+    pub members: usize,
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    #[serde(default = "default_session_timeout_ms")]
+    pub rebalance_timeout_ms: u64,
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_interval_ms: u64,
+    #[serde(default = "default_heartbeat_ms")]
+    pub commit_interval_ms: u64,
+    #[serde(default)]
+    pub member_faults_per_min: f64,
+}
+
+fn default_group_id() -> String {
+    "sim-group".into()
+}
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
+fn default_heartbeat_ms() -> u64 {
+    1_000
+}
+fn one_usize() -> usize {
+    1
 }
 
 fn default_topic() -> String {
@@ -594,6 +666,22 @@ impl Scenario {
         };
         if !all_acks_ok {
             return Err("workload.acks must be 0, 1 or -1 (or a non-empty list of them)".into());
+        }
+        if (0..w.producers).any(|p| w.idempotent.for_producer(p) && w.acks.for_producer(p) != -1) {
+            return Err("an idempotent producer needs acks = -1 (as Kafka requires)".into());
+        }
+        if !(1..=5).contains(&w.max_in_flight) {
+            return Err("workload.max_in_flight must be from 1 to 5".into());
+        }
+        if let Some(g) = &w.group {
+            if g.members == 0
+                || g.heartbeat_interval_ms == 0
+                || g.commit_interval_ms == 0
+                || g.heartbeat_interval_ms * 3 > g.session_timeout_ms
+                || g.member_faults_per_min < 0.0
+            {
+                return Err("workload.group: at least one member, heartbeats and commits more often than a third of the session timeout, member_faults_per_min not negative".into());
+            }
         }
         if let Expected::Finding(k) = &self.expect.outcome {
             if !crate::checker::FINDING_KINDS.contains(&k.as_str()) {

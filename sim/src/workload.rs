@@ -21,16 +21,18 @@ use crate::history::{
 use crate::scenario::{Fault, Scenario, BROKER_NODE};
 
 /// Kafka's OFFSET_OUT_OF_RANGE.
-const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// Kafka's `retry.backoff.ms`.
-const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// How long consumers may take to read to the end once producing is over.
-const DRAIN_MAX: Duration = Duration::from_secs(120);
+pub(crate) const DRAIN_MAX: Duration = Duration::from_secs(120);
 
 /// What every client of a run shares: the clock origin, the history, and what a hung request
 /// reports.
 pub struct World {
     pub scenario: Scenario,
+    /// The run's seed (client-side choices, such as the group members' faults, come from it).
+    pub seed: u64,
     pub addr: SocketAddr,
     pub start: Instant,
     /// When producing stops.
@@ -41,20 +43,24 @@ pub struct World {
     /// The first hung request, named with what the node is stuck on.
     hang: Mutex<Option<Finding>>,
     /// Produce requests sent and not yet answered.
-    waiting: AtomicUsize,
+    pub(crate) waiting: AtomicUsize,
     /// The workload topic exists (set by the admin client).
     ready: watch::Sender<bool>,
     /// The producers are done; consumers read to the end and stop.
-    producing_over: watch::Sender<bool>,
+    pub(crate) producing_over: watch::Sender<bool>,
+    /// The consumer group's progress, for its members to know when it has read and committed
+    /// everything ([`crate::group`]).
+    pub(crate) group: Mutex<crate::group::Progress>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl World {
     pub fn new(
         scenario: Scenario,
+        seed: u64,
         addr: SocketAddr,
         faults: Vec<Fault>,
         disk: SimDisk,
@@ -63,6 +69,8 @@ impl World {
         Arc::new(World {
             end: start + Duration::from_secs(scenario.duration_s),
             scenario,
+            seed,
+            group: Mutex::default(),
             addr,
             start,
             faults,
@@ -79,7 +87,7 @@ impl World {
         (Instant::now() - self.start).as_secs_f64()
     }
 
-    fn record(&self, op: Op) {
+    pub(crate) fn record(&self, op: Op) {
         lock(&self.ops).push(op);
     }
 
@@ -95,13 +103,13 @@ impl World {
         self.producing_over.send_replace(true);
     }
 
-    fn client_timeout(&self) -> Duration {
+    pub(crate) fn client_timeout(&self) -> Duration {
         // The broker answers a produce it could not finish by the request's own timeout; the
         // client waits a little longer so that answer arrives when the network is fine.
         Duration::from_millis(self.scenario.workload.request_timeout_ms) + Duration::from_secs(1)
     }
 
-    async fn connect(&self) -> Option<Client> {
+    pub(crate) async fn connect(&self) -> Option<Client> {
         match Client::connect(self.addr).await {
             Ok(mut c) => {
                 c.request_timeout_ms =
@@ -117,7 +125,7 @@ impl World {
 
     /// A produce that has waited since `invoked` without an answer: hung, unless a fault kept
     /// the network or the process from answering at some point of the wait.
-    fn note_wait(&self, invoked_s: f64) {
+    pub(crate) fn note_wait(&self, invoked_s: f64) {
         let now_s = self.now_s();
         let excused = self.faults.iter().any(|f| {
             f.silences("producers")
@@ -256,7 +264,7 @@ fn admin_result(
     ok
 }
 
-async fn take_or_connect<'a>(
+pub(crate) async fn take_or_connect<'a>(
     world: &World,
     conn: &'a mut Option<Client>,
 ) -> Option<&'a mut Client> {
@@ -266,7 +274,7 @@ async fn take_or_connect<'a>(
     conn.as_mut()
 }
 
-async fn wait_ready(world: &World) -> bool {
+pub(crate) async fn wait_ready(world: &World) -> bool {
     let mut ready = world.ready.subscribe();
     tokio::select! {
         r = ready.wait_for(|r| *r) => r.is_ok(),
@@ -277,6 +285,9 @@ async fn wait_ready(world: &World) -> bool {
 /// One producer: one request in flight; message `n` goes to partition `(producer + n) mod
 /// partitions` with the value `p<producer>-<n>`, retried as the scenario allows.
 pub async fn produce(world: Arc<World>, producer: usize) {
+    if world.scenario.workload.idempotent.for_producer(producer) {
+        return crate::idempotent::produce(world, producer).await;
+    }
     if !wait_ready(&world).await {
         return;
     }
@@ -303,6 +314,7 @@ pub async fn produce(world: Arc<World>, producer: usize) {
                 producer,
                 partition,
                 value: value.clone(),
+                idempotence: None,
                 attempt,
                 acks,
                 invoked_s,
@@ -373,7 +385,7 @@ async fn send_once(
 }
 
 /// The client's wall clock for record timestamps (simulated time since the Unix epoch).
-fn wall_ms() -> i64 {
+pub(crate) fn wall_ms() -> i64 {
     madsim::time::TimeHandle::current()
         .now_time()
         .duration_since(std::time::UNIX_EPOCH)

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     create_topics_request, fetch_request, produce_request, ApiKey, BrokerId, CreateTopicsRequest,
-    DeleteTopicsRequest, FetchRequest, ProduceRequest, RequestHeader, RequestKind, ResponseHeader,
-    ResponseKind, TopicName,
+    DeleteTopicsRequest, FetchRequest, InitProducerIdRequest, ProduceRequest, ProducerId,
+    RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -16,7 +16,11 @@ use kafka_protocol::records::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const PRODUCE_VERSION: i16 = 8;
+pub mod group;
+
+/// The Produce version the clients speak.
+pub const PRODUCE_VERSION: i16 = 8;
+const INIT_PRODUCER_ID_VERSION: i16 = 4;
 const FETCH_VERSION: i16 = 11;
 const CREATE_TOPICS_VERSION: i16 = 4;
 const DELETE_TOPICS_VERSION: i16 = 4;
@@ -37,6 +41,9 @@ pub enum ClientError {
     /// The broker answered with a Kafka error code.
     #[error("broker error code {0}")]
     Kafka(i16),
+    /// JoinGroup v4+: join again with this member id.
+    #[error("member id required: {0}")]
+    MemberIdRequired(String),
 }
 
 /// One connection to a broker.
@@ -71,17 +78,7 @@ impl Client {
         body: RequestKind,
     ) -> Result<ResponseKind, ClientError> {
         let correlation_id = self.send(api, version, body).await?;
-        let mut frame = self.read_frame().await?;
-        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
-            .map_err(|e| ClientError::Protocol(format!("response header: {e:#}")))?;
-        if header.correlation_id != correlation_id {
-            return Err(ClientError::Protocol(format!(
-                "correlation id {} for request {correlation_id}",
-                header.correlation_id
-            )));
-        }
-        ResponseKind::decode(api, &mut frame, version)
-            .map_err(|e| ClientError::Protocol(format!("decode {api:?} response: {e:#}")))
+        self.receive(api, version, correlation_id).await
     }
 
     /// Write one request; its correlation id.
@@ -143,6 +140,30 @@ impl Client {
         timestamp: i64,
         values: &[Bytes],
     ) -> Result<i64, ClientError> {
+        let req = self.produce_request(topic, partition, acks, timestamp, values, None)?;
+        if acks == 0 {
+            self.send(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
+                .await?;
+            return Ok(-1);
+        }
+        let resp = self
+            .call(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
+            .await?;
+        produce_answer(resp)
+    }
+
+    /// A Produce request of `values` as one uncompressed batch, from an idempotent producer
+    /// `(producer id, epoch, base sequence)` when given.
+    pub fn produce_request(
+        &self,
+        topic: &str,
+        partition: i32,
+        acks: i16,
+        timestamp: i64,
+        values: &[Bytes],
+        idempotence: Option<(i64, i16, i32)>,
+    ) -> Result<ProduceRequest, ClientError> {
+        let (producer_id, producer_epoch, base_sequence) = idempotence.unwrap_or((-1, -1, -1));
         let records: Vec<Record> = values
             .iter()
             .enumerate()
@@ -150,11 +171,17 @@ impl Client {
                 transactional: false,
                 control: false,
                 partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id,
+                producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: i as i32 - 1,
+                // The encoder takes the batch's base sequence from the first record's (the
+                // record's own minus its offset for a non-idempotent batch: -1).
+                sequence: if idempotence.is_some() {
+                    base_sequence + i as i32
+                } else {
+                    i as i32 - 1
+                },
                 timestamp,
                 key: None,
                 value: Some(v.clone()),
@@ -182,26 +209,58 @@ impl Client {
         req.acks = acks;
         req.timeout_ms = self.request_timeout_ms;
         req.topic_data = vec![t];
-        if acks == 0 {
-            self.send(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
-                .await?;
-            return Ok(-1);
+        Ok(req)
+    }
+
+    /// Write a request without waiting for its answer (answers come in request order: read
+    /// them with [`Client::receive`]); its correlation id.
+    pub async fn send_request(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<i32, ClientError> {
+        self.send(api, version, body).await
+    }
+
+    /// Read the answer to request `correlation_id` (the oldest not yet read).
+    pub async fn receive(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<ResponseKind, ClientError> {
+        let mut frame = self.read_frame().await?;
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+            .map_err(|e| ClientError::Protocol(format!("response header: {e:#}")))?;
+        if header.correlation_id != correlation_id {
+            return Err(ClientError::Protocol(format!(
+                "correlation id {} for request {correlation_id}",
+                header.correlation_id
+            )));
         }
+        ResponseKind::decode(api, &mut frame, version)
+            .map_err(|e| ClientError::Protocol(format!("decode {api:?} response: {e:#}")))
+    }
+
+    /// A producer id and epoch for an idempotent producer (InitProducerId).
+    pub async fn init_producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+        let mut req = InitProducerIdRequest::default();
+        req.transaction_timeout_ms = 60_000;
+        req.producer_id = ProducerId(-1);
+        req.producer_epoch = -1;
         match self
-            .call(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
+            .call(
+                ApiKey::InitProducerId,
+                INIT_PRODUCER_ID_VERSION,
+                RequestKind::InitProducerId(req),
+            )
             .await?
         {
-            ResponseKind::Produce(r) => {
-                let p = r
-                    .responses
-                    .first()
-                    .and_then(|t| t.partition_responses.first())
-                    .ok_or_else(|| ClientError::Protocol("empty produce response".into()))?;
-                if p.error_code != 0 {
-                    return Err(ClientError::Kafka(p.error_code));
-                }
-                Ok(p.base_offset)
+            ResponseKind::InitProducerId(r) if r.error_code == 0 => {
+                Ok((r.producer_id.0, r.producer_epoch))
             }
+            ResponseKind::InitProducerId(r) => Err(ClientError::Kafka(r.error_code)),
             other => Err(ClientError::Protocol(format!(
                 "unexpected response {other:?}"
             ))),
@@ -342,5 +401,25 @@ impl Client {
                 "unexpected response {other:?}"
             ))),
         }
+    }
+}
+
+/// A Produce answer of one partition: its base offset, or its error code.
+pub fn produce_answer(resp: ResponseKind) -> Result<i64, ClientError> {
+    match resp {
+        ResponseKind::Produce(r) => {
+            let p = r
+                .responses
+                .first()
+                .and_then(|t| t.partition_responses.first())
+                .ok_or_else(|| ClientError::Protocol("empty produce response".into()))?;
+            if p.error_code != 0 {
+                return Err(ClientError::Kafka(p.error_code));
+            }
+            Ok(p.base_offset)
+        }
+        other => Err(ClientError::Protocol(format!(
+            "unexpected response {other:?}"
+        ))),
     }
 }

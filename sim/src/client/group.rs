@@ -1,0 +1,349 @@
+//! The group side of the simulated client: Kafka's classic consumer-group protocol
+//! (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch),
+//! with subscriptions and assignments in Kafka's consumer protocol encoding, as a Java or
+//! librdkafka consumer sends them.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    consumer_protocol_assignment, join_group_request, leave_group_request, offset_commit_request,
+    offset_fetch_request, sync_group_request, ApiKey, ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind,
+    ResponseKind, SyncGroupRequest, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use super::{Client, ClientError};
+
+const JOIN_VERSION: i16 = 9;
+const SYNC_VERSION: i16 = 5;
+const HEARTBEAT_VERSION: i16 = 4;
+const LEAVE_VERSION: i16 = 5;
+const COMMIT_VERSION: i16 = 8;
+const FETCH_OFFSETS_VERSION: i16 = 8;
+const FIND_COORDINATOR_VERSION: i16 = 4;
+/// The consumer protocol's version in subscriptions and assignments.
+const CONSUMER_PROTOCOL_VERSION: i16 = 1;
+
+/// Kafka's MEMBER_ID_REQUIRED: join again with the id in the answer.
+pub const MEMBER_ID_REQUIRED: i16 = 79;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// What JoinGroup answered.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub generation: i32,
+    pub member_id: String,
+    pub leader: String,
+    /// For the leader: every member and the topics it subscribes to.
+    pub members: Vec<(String, Vec<String>)>,
+}
+
+/// A subscription to `topics`, in the consumer protocol.
+pub fn subscription(topics: &[String]) -> Bytes {
+    let mut sub = ConsumerProtocolSubscription::default();
+    sub.topics = topics.iter().map(|t| s(t)).collect();
+    encode_versioned(&sub)
+}
+
+/// An assignment of `partitions` of `topic`, in the consumer protocol.
+pub fn assignment(topic: &str, partitions: &[i32]) -> Bytes {
+    let mut a = ConsumerProtocolAssignment::default();
+    if !partitions.is_empty() {
+        let mut tp = consumer_protocol_assignment::TopicPartition::default();
+        tp.topic = TopicName(s(topic));
+        tp.partitions = partitions.to_vec();
+        a.assigned_partitions = vec![tp];
+    }
+    encode_versioned(&a)
+}
+
+/// The partitions of `topic` in an assignment (none for an empty or unreadable one).
+pub fn assigned(topic: &str, data: &Bytes) -> Result<Vec<i32>, ClientError> {
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut buf = data.clone();
+    let version = read_version(&mut buf)?;
+    let a = ConsumerProtocolAssignment::decode(&mut buf, version)
+        .map_err(|e| ClientError::Protocol(format!("assignment: {e:#}")))?;
+    Ok(a.assigned_partitions
+        .iter()
+        .filter(|tp| tp.topic.0.as_str() == topic)
+        .flat_map(|tp| tp.partitions.iter().copied())
+        .collect())
+}
+
+fn subscribed(data: &Bytes) -> Result<Vec<String>, ClientError> {
+    let mut buf = data.clone();
+    let version = read_version(&mut buf)?;
+    let sub = ConsumerProtocolSubscription::decode(&mut buf, version)
+        .map_err(|e| ClientError::Protocol(format!("subscription: {e:#}")))?;
+    Ok(sub.topics.iter().map(|t| t.to_string()).collect())
+}
+
+fn read_version(buf: &mut Bytes) -> Result<i16, ClientError> {
+    if buf.len() < 2 {
+        return Err(ClientError::Protocol(
+            "consumer protocol data too short".into(),
+        ));
+    }
+    let v = i16::from_be_bytes([buf[0], buf[1]]);
+    bytes::Buf::advance(buf, 2);
+    Ok(v.clamp(0, 3))
+}
+
+fn encode_versioned<T: Encodable>(m: &T) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_i16(CONSUMER_PROTOCOL_VERSION);
+    // Encoding a well-formed message of our own cannot fail.
+    let _ = m.encode(&mut buf, CONSUMER_PROTOCOL_VERSION);
+    buf.freeze()
+}
+
+fn unexpected(other: ResponseKind) -> ClientError {
+    ClientError::Protocol(format!("unexpected response {other:?}"))
+}
+
+impl Client {
+    /// The coordinator of `group`, as `(node id, port)`.
+    pub async fn find_coordinator(&mut self, group: &str) -> Result<(i32, i32), ClientError> {
+        let mut req = FindCoordinatorRequest::default();
+        req.coordinator_keys = vec![s(group)];
+        match self
+            .call(
+                ApiKey::FindCoordinator,
+                FIND_COORDINATOR_VERSION,
+                RequestKind::FindCoordinator(req),
+            )
+            .await?
+        {
+            ResponseKind::FindCoordinator(r) => match r.coordinators.first() {
+                Some(c) if c.error_code == 0 => Ok((c.node_id.0, c.port)),
+                Some(c) => Err(ClientError::Kafka(c.error_code)),
+                None => Err(ClientError::Protocol("no coordinator in the answer".into())),
+            },
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Join `group` with the "range" protocol (one JoinGroup; MEMBER_ID_REQUIRED comes back as
+    /// an error with the id to use in [`ClientError::MemberIdRequired`]).
+    pub async fn join_group(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        session_timeout_ms: i32,
+        rebalance_timeout_ms: i32,
+        topics: &[String],
+    ) -> Result<Joined, ClientError> {
+        let mut req = JoinGroupRequest::default();
+        req.group_id = GroupId(s(group));
+        req.session_timeout_ms = session_timeout_ms;
+        req.rebalance_timeout_ms = rebalance_timeout_ms;
+        req.member_id = s(member_id);
+        req.protocol_type = s("consumer");
+        let mut p = join_group_request::JoinGroupRequestProtocol::default();
+        p.name = s("range");
+        p.metadata = subscription(topics);
+        req.protocols = vec![p];
+        req.reason = Some(s("sim member joins"));
+        match self
+            .call(ApiKey::JoinGroup, JOIN_VERSION, RequestKind::JoinGroup(req))
+            .await?
+        {
+            ResponseKind::JoinGroup(r) if r.error_code == MEMBER_ID_REQUIRED => {
+                Err(ClientError::MemberIdRequired(r.member_id.to_string()))
+            }
+            ResponseKind::JoinGroup(r) if r.error_code != 0 => {
+                Err(ClientError::Kafka(r.error_code))
+            }
+            ResponseKind::JoinGroup(r) => {
+                let mut members = Vec::new();
+                for m in &r.members {
+                    members.push((m.member_id.to_string(), subscribed(&m.metadata)?));
+                }
+                Ok(Joined {
+                    generation: r.generation_id,
+                    member_id: r.member_id.to_string(),
+                    leader: r.leader.to_string(),
+                    members,
+                })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// SyncGroup: the leader hands over `assignments`; every member gets its own.
+    pub async fn sync_group(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<Bytes, ClientError> {
+        let mut req = SyncGroupRequest::default();
+        req.group_id = GroupId(s(group));
+        req.generation_id = generation;
+        req.member_id = s(member_id);
+        req.protocol_type = Some(s("consumer"));
+        req.protocol_name = Some(s("range"));
+        req.assignments = assignments
+            .into_iter()
+            .map(|(m, a)| {
+                let mut x = sync_group_request::SyncGroupRequestAssignment::default();
+                x.member_id = s(&m);
+                x.assignment = a;
+                x
+            })
+            .collect();
+        match self
+            .call(ApiKey::SyncGroup, SYNC_VERSION, RequestKind::SyncGroup(req))
+            .await?
+        {
+            ResponseKind::SyncGroup(r) if r.error_code == 0 => Ok(r.assignment),
+            ResponseKind::SyncGroup(r) => Err(ClientError::Kafka(r.error_code)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Heartbeat: 0, or the group's answer (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, …).
+    pub async fn heartbeat(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<i16, ClientError> {
+        let mut req = HeartbeatRequest::default();
+        req.group_id = GroupId(s(group));
+        req.generation_id = generation;
+        req.member_id = s(member_id);
+        match self
+            .call(
+                ApiKey::Heartbeat,
+                HEARTBEAT_VERSION,
+                RequestKind::Heartbeat(req),
+            )
+            .await?
+        {
+            ResponseKind::Heartbeat(r) => Ok(r.error_code),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// LeaveGroup for one member: its code.
+    pub async fn leave_group(&mut self, group: &str, member_id: &str) -> Result<i16, ClientError> {
+        let mut req = LeaveGroupRequest::default();
+        req.group_id = GroupId(s(group));
+        let mut m = leave_group_request::MemberIdentity::default();
+        m.member_id = s(member_id);
+        m.reason = Some(s("sim member leaves"));
+        req.members = vec![m];
+        match self
+            .call(
+                ApiKey::LeaveGroup,
+                LEAVE_VERSION,
+                RequestKind::LeaveGroup(req),
+            )
+            .await?
+        {
+            ResponseKind::LeaveGroup(r) if r.error_code != 0 => Ok(r.error_code),
+            ResponseKind::LeaveGroup(r) => Ok(r.members.first().map_or(0, |m| m.error_code)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Commit `offsets` `(partition, offset)` of `topic` for a member of `generation` (or, with
+    /// generation -1 and no member id, as a consumer without a group membership). One code per
+    /// partition.
+    pub async fn commit_offsets(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Result<Vec<(i32, i16)>, ClientError> {
+        let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+        t.name = TopicName(s(topic));
+        t.partitions = offsets
+            .iter()
+            .map(|&(p, o)| {
+                let mut x = offset_commit_request::OffsetCommitRequestPartition::default();
+                x.partition_index = p;
+                x.committed_offset = o;
+                x.committed_leader_epoch = -1;
+                x
+            })
+            .collect();
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = GroupId(s(group));
+        req.generation_id_or_member_epoch = generation;
+        req.member_id = s(member_id);
+        req.topics = vec![t];
+        match self
+            .call(
+                ApiKey::OffsetCommit,
+                COMMIT_VERSION,
+                RequestKind::OffsetCommit(req),
+            )
+            .await?
+        {
+            ResponseKind::OffsetCommit(r) => Ok(r
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .map(|p| (p.partition_index, p.error_code))
+                .collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The group's committed offsets of `partitions` of `topic` (-1: none).
+    pub async fn committed_offsets(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<(i32, i64)>, ClientError> {
+        let mut t = offset_fetch_request::OffsetFetchRequestTopics::default();
+        t.name = TopicName(s(topic));
+        t.partition_indexes = partitions.to_vec();
+        let mut g = offset_fetch_request::OffsetFetchRequestGroup::default();
+        g.group_id = GroupId(s(group));
+        g.topics = Some(vec![t]);
+        let mut req = OffsetFetchRequest::default();
+        req.groups = vec![g];
+        req.require_stable = true;
+        match self
+            .call(
+                ApiKey::OffsetFetch,
+                FETCH_OFFSETS_VERSION,
+                RequestKind::OffsetFetch(req),
+            )
+            .await?
+        {
+            ResponseKind::OffsetFetch(r) => {
+                let g = r
+                    .groups
+                    .first()
+                    .ok_or_else(|| ClientError::Protocol("empty OffsetFetch answer".into()))?;
+                if g.error_code != 0 {
+                    return Err(ClientError::Kafka(g.error_code));
+                }
+                let mut out = Vec::new();
+                for p in g.topics.iter().flat_map(|t| t.partitions.iter()) {
+                    if p.error_code != 0 {
+                        return Err(ClientError::Kafka(p.error_code));
+                    }
+                    out.push((p.partition_index, p.committed_offset));
+                }
+                Ok(out)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}

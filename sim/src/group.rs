@@ -1,0 +1,596 @@
+//! The simulated consumer group: members of one group reading the workload topic with Kafka's
+//! classic protocol, as a Java consumer with the range assignor and auto-commit does — join,
+//! the leader assigns, sync, fetch from the committed offsets, heartbeat, commit on an interval
+//! and when a rebalance begins, rejoin when told. While producing lasts, members crash (no
+//! LeaveGroup; they come back as new members), pause past their session timeout (and go on as
+//! zombies until the group tells them otherwise), and leave (and come back), as often as the
+//! scenario says, drawn from the seed. Once producing is over, the group reads to the end and
+//! commits it, then its members leave.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use io_backend::EnvRng;
+use tokio::time::Instant;
+
+use crate::client::group::{assigned, assignment};
+use crate::client::{Client, ClientError};
+use crate::history::{Assigned, Commit, CommitOutcome, MemberEvent, Op, Poll, PollResult};
+use crate::workload::{lock, take_or_connect, wait_ready, World, DRAIN_MAX, OFFSET_OUT_OF_RANGE};
+
+/// Kafka's answers that tell a member to rejoin.
+const REBALANCE_IN_PROGRESS: i16 = 27;
+const UNKNOWN_MEMBER_ID: i16 = 25;
+
+/// The group's progress, shared by its members: what it has committed, and where each
+/// partition ends once producing is over.
+#[derive(Debug, Default)]
+pub struct Progress {
+    committed: BTreeMap<i32, i64>,
+    end: BTreeMap<i32, i64>,
+    /// Member incarnations started so far.
+    incarnations: usize,
+}
+
+impl Progress {
+    /// Everything up to the end of every partition is committed.
+    fn drained(&self, partitions: i32) -> bool {
+        (0..partitions).all(|p| {
+            self.end
+                .get(&p)
+                .is_some_and(|end| self.committed.get(&p).copied().unwrap_or(0) >= *end)
+        })
+    }
+}
+
+/// What ended a member's incarnation.
+enum Ending {
+    /// The group drained (or the drain deadline passed): the member left for good.
+    Done,
+    /// Crashed or left: another incarnation comes after a while.
+    Gone,
+}
+
+/// A fault a member brings on itself.
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    Crash,
+    Pause,
+    Leave,
+}
+
+/// One member slot of the group: incarnation after incarnation until the group is drained.
+pub async fn member(world: Arc<World>, slot: usize) {
+    if !wait_ready(&world).await {
+        return;
+    }
+    let rng = EnvRng::seeded(world.seed ^ 0x60c0_ffee ^ (slot as u64).wrapping_mul(0x9e37));
+    loop {
+        let incarnation = {
+            let mut g = lock(&world.group);
+            g.incarnations += 1;
+            g.incarnations - 1
+        };
+        // Polls of group members count as consumers after the plain ones.
+        let id = world.scenario.workload.consumers + incarnation;
+        let mut m = Member::new(world.clone(), id, &rng);
+        match m.run().await {
+            Ending::Done => return,
+            Ending::Gone => {
+                let down = Duration::from_millis(rng.range_u64(500, 5_000));
+                tokio::time::sleep(down).await;
+            }
+        }
+    }
+}
+
+struct Member<'a> {
+    world: Arc<World>,
+    id: usize,
+    rng: &'a EnvRng,
+    conn: Option<Client>,
+    member_id: String,
+    generation: i32,
+    joined: bool,
+    /// The partitions of this generation and the next offset to read in each.
+    positions: BTreeMap<i32, i64>,
+    /// What this member last committed, per partition.
+    committed: BTreeMap<i32, i64>,
+    /// Counts joins and resets: a poll's `session` (offsets may go back between two).
+    session: u32,
+    fate: Option<(Instant, Fate)>,
+}
+
+impl<'a> Member<'a> {
+    fn new(world: Arc<World>, id: usize, rng: &'a EnvRng) -> Member<'a> {
+        let mut m = Member {
+            world,
+            id,
+            rng,
+            conn: None,
+            member_id: String::new(),
+            generation: -1,
+            joined: false,
+            positions: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            session: 0,
+            fate: None,
+        };
+        m.draw_fate();
+        m
+    }
+
+    fn g(&self) -> &crate::scenario::GroupWorkload {
+        self.world
+            .scenario
+            .workload
+            .group
+            .as_ref()
+            .expect("a group workload")
+    }
+
+    fn event(&self, what: String) {
+        self.world.record(Op::Member(MemberEvent {
+            member: self.id,
+            at_s: self.world.now_s(),
+            what,
+        }));
+    }
+
+    /// The next fault this member brings on itself, if the scenario has member faults.
+    fn draw_fate(&mut self) {
+        let g = self.g();
+        let per_member_per_min = g.member_faults_per_min / g.members.max(1) as f64;
+        if per_member_per_min <= 0.0 {
+            self.fate = None;
+            return;
+        }
+        let mean_ms = 60_000.0 / per_member_per_min;
+        let u = (self.rng.range_u64(1, 1_000_001) as f64) / 1_000_001.0;
+        let after = Duration::from_millis((-(u.ln()) * mean_ms) as u64);
+        let fate = match self.rng.range_u64(0, 3) {
+            0 => Fate::Crash,
+            1 => Fate::Pause,
+            _ => Fate::Leave,
+        };
+        self.fate = Some((Instant::now() + after, fate));
+    }
+
+    async fn run(&mut self) -> Ending {
+        let g = self.g().clone();
+        let heartbeat_every = Duration::from_millis(g.heartbeat_interval_ms);
+        let commit_every = Duration::from_millis(g.commit_interval_ms);
+        let mut next_heartbeat = Instant::now();
+        let mut next_commit = Instant::now() + commit_every;
+        let mut drain_deadline: Option<Instant> = None;
+        self.event("starts".into());
+        loop {
+            let over = *self.world.producing_over.borrow();
+            if over && drain_deadline.is_none() {
+                drain_deadline = Some(Instant::now() + DRAIN_MAX);
+            }
+            // Faults only while producing lasts: then the group must settle and drain.
+            if let Some((at, fate)) = self.fate.filter(|(at, _)| !over && Instant::now() >= *at) {
+                let _ = at;
+                match fate {
+                    Fate::Crash => {
+                        self.event("crashes (no LeaveGroup)".into());
+                        return Ending::Gone;
+                    }
+                    Fate::Leave => {
+                        self.commit().await;
+                        self.leave().await;
+                        self.event("left the group".into());
+                        return Ending::Gone;
+                    }
+                    Fate::Pause => {
+                        let pause = Duration::from_millis(
+                            g.session_timeout_ms + self.rng.range_u64(500, 5_000),
+                        );
+                        self.event(format!("pauses for {:.1} s", pause.as_secs_f64()));
+                        tokio::time::sleep(pause).await;
+                        self.event("resumes".into());
+                        self.draw_fate();
+                    }
+                }
+            }
+            let drained =
+                over && lock(&self.world.group).drained(self.world.scenario.workload.partitions);
+            if drained || drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                self.commit().await;
+                self.leave().await;
+                self.event(
+                    if drained {
+                        "done: the group read and committed everything"
+                    } else {
+                        "gives up draining"
+                    }
+                    .into(),
+                );
+                return Ending::Done;
+            }
+            if !self.joined {
+                if !self.join().await {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                next_heartbeat = Instant::now() + heartbeat_every;
+                next_commit = Instant::now() + commit_every;
+                continue;
+            }
+            if Instant::now() >= next_commit {
+                next_commit = Instant::now() + commit_every;
+                self.commit().await;
+                if !self.joined {
+                    continue;
+                }
+            }
+            if Instant::now() >= next_heartbeat {
+                next_heartbeat = Instant::now() + heartbeat_every;
+                self.heartbeat().await;
+                if !self.joined {
+                    continue;
+                }
+            }
+            if self.positions.is_empty() {
+                tokio::time::sleep(heartbeat_every / 2).await;
+                continue;
+            }
+            let wait = heartbeat_every.min(Duration::from_millis(
+                self.world.scenario.workload.poll_max_wait_ms,
+            ));
+            self.poll(wait).await;
+        }
+    }
+
+    async fn client(&mut self) -> Option<&mut Client> {
+        take_or_connect(&self.world, &mut self.conn).await
+    }
+
+    /// Join (and sync) a new generation: the leader computes the range assignment.
+    async fn join(&mut self) -> bool {
+        let t_out = self.world.client_timeout();
+        let g = self.g().clone();
+        let topic = self.world.scenario.workload.topic.clone();
+        let partitions = self.world.scenario.workload.partitions;
+        let join_timeout = Duration::from_millis(g.rebalance_timeout_ms + g.session_timeout_ms)
+            + self.world.client_timeout();
+        let member_id = self.member_id.clone();
+        let Some(c) = self.client().await else {
+            return false;
+        };
+        let joined = tokio::time::timeout(
+            join_timeout,
+            c.join_group(
+                &g.group_id,
+                &member_id,
+                g.session_timeout_ms as i32,
+                g.rebalance_timeout_ms as i32,
+                std::slice::from_ref(&topic),
+            ),
+        )
+        .await;
+        let j = match joined {
+            Ok(Ok(j)) => j,
+            Ok(Err(ClientError::MemberIdRequired(id))) => {
+                self.member_id = id;
+                return true; // Join again at once, with the id.
+            }
+            Ok(Err(ClientError::Kafka(code))) => {
+                if code == UNKNOWN_MEMBER_ID {
+                    self.member_id.clear();
+                }
+                return false;
+            }
+            _ => {
+                self.conn = None;
+                return false;
+            }
+        };
+        self.member_id = j.member_id.clone();
+        let assignments = if j.leader == j.member_id {
+            range(
+                &j.members.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>(),
+                partitions,
+            )
+            .into_iter()
+            .map(|(m, ps)| (m, assignment(&topic, &ps)))
+            .collect()
+        } else {
+            Vec::new()
+        };
+        let Some(c) = self.client().await else {
+            return false;
+        };
+        let synced = tokio::time::timeout(
+            join_timeout,
+            c.sync_group(&g.group_id, j.generation, &j.member_id, assignments),
+        )
+        .await;
+        let data: Bytes = match synced {
+            Ok(Ok(d)) => d,
+            Ok(Err(ClientError::Kafka(code))) => {
+                if code == UNKNOWN_MEMBER_ID {
+                    self.member_id.clear();
+                }
+                return false;
+            }
+            _ => {
+                self.conn = None;
+                return false;
+            }
+        };
+        let Ok(mine) = assigned(&topic, &data) else {
+            return false;
+        };
+        self.generation = j.generation;
+        self.world.record(Op::Assigned(Assigned {
+            member: self.id,
+            member_id: j.member_id.clone(),
+            generation: j.generation,
+            partitions: mine.clone(),
+            at_s: self.world.now_s(),
+        }));
+        // Start from what the group committed (the earliest offset where nothing is).
+        let Some(c) = self.client().await else {
+            return false;
+        };
+        let fetched =
+            tokio::time::timeout(t_out, c.committed_offsets(&g.group_id, &topic, &mine)).await;
+        let committed = match fetched {
+            Ok(Ok(c)) => c,
+            Ok(Err(_)) => return false,
+            Err(_) => {
+                self.conn = None;
+                return false;
+            }
+        };
+        self.positions = committed.into_iter().map(|(p, o)| (p, o.max(0))).collect();
+        self.committed = self.positions.clone();
+        self.session += 1;
+        self.joined = true;
+        true
+    }
+
+    /// Commit this generation's positions that moved since the last commit.
+    async fn commit(&mut self) {
+        let t_out = self.world.client_timeout();
+        if !self.joined {
+            return;
+        }
+        let offsets: Vec<(i32, i64)> = self
+            .positions
+            .iter()
+            .filter(|(p, o)| self.committed.get(p) != Some(o))
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        if offsets.is_empty() {
+            return;
+        }
+        let g = self.g().clone();
+        let topic = self.world.scenario.workload.topic.clone();
+        let (generation, member_id) = (self.generation, self.member_id.clone());
+        let invoked_s = self.world.now_s();
+        let Some(c) = self.client().await else {
+            return;
+        };
+        let r = tokio::time::timeout(
+            t_out,
+            c.commit_offsets(&g.group_id, generation, &member_id, &topic, &offsets),
+        )
+        .await;
+        let outcome = match r {
+            Ok(Ok(codes)) => match codes.iter().find(|(_, c)| *c != 0) {
+                None => CommitOutcome::Ok,
+                Some((_, code)) => CommitOutcome::Failed(*code),
+            },
+            Ok(Err(ClientError::Kafka(code))) => CommitOutcome::Failed(code),
+            _ => {
+                self.conn = None;
+                CommitOutcome::Unknown
+            }
+        };
+        self.world.record(Op::Commit(Commit {
+            member: self.id,
+            member_id: member_id.clone(),
+            generation,
+            offsets: offsets.clone(),
+            invoked_s,
+            completed_s: self.world.now_s(),
+            outcome: outcome.clone(),
+        }));
+        match outcome {
+            CommitOutcome::Ok => {
+                let mut progress = lock(&self.world.group);
+                for (p, o) in &offsets {
+                    self.committed.insert(*p, *o);
+                    let c = progress.committed.entry(*p).or_insert(0);
+                    *c = (*c).max(*o);
+                }
+            }
+            CommitOutcome::Failed(code) => self.told(code),
+            CommitOutcome::Unknown => {}
+        }
+    }
+
+    /// The group said something other than "fine" to a heartbeat or commit.
+    fn told(&mut self, code: i16) {
+        match code {
+            0 => {}
+            REBALANCE_IN_PROGRESS => self.joined = false,
+            // ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID: no longer a member of
+            // the generation: its partitions are someone else's; nothing more is committed.
+            22 | UNKNOWN_MEMBER_ID | 82 => {
+                if code == UNKNOWN_MEMBER_ID {
+                    self.member_id.clear();
+                }
+                self.event(format!(
+                    "fenced (error {code}): drops its partitions and rejoins"
+                ));
+                self.joined = false;
+                self.positions.clear();
+            }
+            _ => {}
+        }
+    }
+
+    async fn heartbeat(&mut self) {
+        let t_out = self.world.client_timeout();
+        let g = self.g().clone();
+        let (generation, member_id) = (self.generation, self.member_id.clone());
+        let Some(c) = self.client().await else {
+            return;
+        };
+        match tokio::time::timeout(t_out, c.heartbeat(&g.group_id, generation, &member_id)).await {
+            Ok(Ok(REBALANCE_IN_PROGRESS)) => {
+                // Commit before giving the partitions up (onPartitionsRevoked), then rejoin.
+                self.commit().await;
+                self.joined = false;
+            }
+            Ok(Ok(code)) => self.told(code),
+            Ok(Err(ClientError::Kafka(code))) => self.told(code),
+            _ => self.conn = None,
+        }
+    }
+
+    async fn leave(&mut self) {
+        let t_out = self.world.client_timeout();
+        if self.member_id.is_empty() {
+            return;
+        }
+        let g = self.g().clone();
+        let member_id = self.member_id.clone();
+        if let Some(c) = self.client().await {
+            let _ = tokio::time::timeout(t_out, c.leave_group(&g.group_id, &member_id)).await;
+        }
+        self.joined = false;
+    }
+
+    /// Fetch this generation's partitions from their positions.
+    async fn poll(&mut self, wait: Duration) {
+        let t_out = self.world.client_timeout();
+        let topic = self.world.scenario.workload.topic.clone();
+        let asked: Vec<(i32, i64)> = self.positions.iter().map(|(p, o)| (*p, *o)).collect();
+        let over = *self.world.producing_over.borrow();
+        let invoked_s = self.world.now_s();
+        let Some(c) = self.client().await else {
+            return;
+        };
+        let answer = tokio::time::timeout(
+            t_out + wait,
+            c.fetch_many(&topic, &asked, wait.as_millis() as i32),
+        )
+        .await;
+        let answers = match answer {
+            Ok(Ok(a)) => a,
+            _ => {
+                self.conn = None;
+                return;
+            }
+        };
+        let completed_s = self.world.now_s();
+        for (partition, r) in answers {
+            let Some(&from_offset) = self.positions.get(&partition) else {
+                continue;
+            };
+            let result = match r {
+                Ok((records, hw)) => {
+                    if over {
+                        let mut progress = lock(&self.world.group);
+                        let e = progress.end.entry(partition).or_insert(0);
+                        *e = (*e).max(hw);
+                    }
+                    let Some((last, _)) = records.last() else {
+                        continue;
+                    };
+                    self.positions.insert(partition, last + 1);
+                    PollResult::Records(records)
+                }
+                Err(code) => {
+                    if code == OFFSET_OUT_OF_RANGE {
+                        self.positions.insert(partition, 0);
+                        self.session += 1;
+                    }
+                    PollResult::Failed(code)
+                }
+            };
+            self.world.record(Op::Poll(Poll {
+                consumer: self.id,
+                session: self.session,
+                partition,
+                from_offset,
+                invoked_s,
+                completed_s,
+                result,
+            }));
+        }
+    }
+}
+
+/// Kafka's range assignor for one topic: members in order of their ids, each a contiguous
+/// range, the first `partitions % members` one more.
+pub fn range(members: &[String], partitions: i32) -> Vec<(String, Vec<i32>)> {
+    let mut sorted = members.to_vec();
+    sorted.sort();
+    let n = sorted.len().max(1) as i32;
+    let (each, extra) = (partitions / n, partitions % n);
+    let mut next = 0;
+    sorted
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let count = each + i32::from((i as i32) < extra);
+            let ps: Vec<i32> = (next..next + count).collect();
+            next += count;
+            (m, ps)
+        })
+        .collect()
+}
+
+/// The group's committed offsets after the run, read by a fresh client.
+pub async fn read_committed(
+    addr: std::net::SocketAddr,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> crate::history::FinalCommitted {
+    let all: Vec<i32> = (0..partitions).collect();
+    for _ in 0..30 {
+        if let Ok(mut c) = Client::connect(addr).await {
+            if let Ok(Ok(offsets)) = tokio::time::timeout(
+                Duration::from_secs(10),
+                c.committed_offsets(group, topic, &all),
+            )
+            .await
+            {
+                return offsets.into_iter().collect();
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    crate::history::FinalCommitted::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_assigns_contiguous_ranges_in_member_order() {
+        let members = vec!["c".to_string(), "a".to_string(), "b".to_string()];
+        let r = range(&members, 7);
+        assert_eq!(
+            r,
+            vec![
+                ("a".to_string(), vec![0, 1, 2]),
+                ("b".to_string(), vec![3, 4]),
+                ("c".to_string(), vec![5, 6]),
+            ]
+        );
+        assert_eq!(
+            range(&["x".to_string()], 2),
+            vec![("x".to_string(), vec![0, 1])]
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! Checkers of the consumer group's history: every acknowledged write consumed by the group at
+//! least once, committed offsets never going backwards, the final committed offsets where the
+//! members read to (the end of each partition), and at most one owner of a partition in any
+//! generation. Pure functions of the history, each tested on hand-written histories below.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use bytes::Bytes;
+
+use crate::checker::Finding;
+use crate::history::{CommitOutcome, FinalCommitted, FinalRead, Op, PollResult, SendOutcome};
+
+/// Every group check. `members_from` is the first consumer index that is a group member
+/// (polls of lower indexes are the plain consumers').
+pub fn check(
+    history: &[Op],
+    log: &FinalRead,
+    committed: &FinalCommitted,
+    partitions: i32,
+    members_from: usize,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    out.extend(double_owners(history));
+    out.extend(regressions(history));
+    let drained = final_commits(history, log, committed, partitions, members_from);
+    let not_drained: Vec<i32> = drained
+        .iter()
+        .filter(|f| matches!(f, Finding::CommitMismatch { committed, log_end, .. } if committed < log_end))
+        .filter_map(|f| match f {
+            Finding::CommitMismatch { partition, .. } => Some(*partition),
+            _ => None,
+        })
+        .collect();
+    if not_drained.is_empty() {
+        out.extend(drained);
+        out.extend(unconsumed(history, members_from));
+    } else {
+        // The group stopped short: that is the finding (what it did not read follows from it).
+        out.extend(drained.into_iter().filter(|f| {
+            !matches!(f, Finding::CommitMismatch { committed, log_end, .. } if committed < log_end)
+        }));
+        out.push(Finding::GroupNotDrained {
+            partitions: not_drained,
+        });
+    }
+    out
+}
+
+/// A partition given to two members in one generation.
+fn double_owners(history: &[Op]) -> Vec<Finding> {
+    let mut owners: BTreeMap<(i32, i32), BTreeSet<String>> = BTreeMap::new();
+    for op in history {
+        if let Op::Assigned(a) = op {
+            for p in &a.partitions {
+                owners
+                    .entry((a.generation, *p))
+                    .or_default()
+                    .insert(a.member_id.clone());
+            }
+        }
+    }
+    owners
+        .into_iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|((generation, partition), members)| Finding::DoubleOwner {
+            generation,
+            partition,
+            members: members.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// Successful commits, in the order they completed, never lower a partition's offset.
+fn regressions(history: &[Op]) -> Vec<Finding> {
+    let mut commits: Vec<_> = history
+        .iter()
+        .filter_map(|op| match op {
+            Op::Commit(c) if c.outcome == CommitOutcome::Ok => Some(c),
+            _ => None,
+        })
+        .collect();
+    commits.sort_by(|a, b| a.completed_s.total_cmp(&b.completed_s));
+    let mut high: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for c in commits {
+        for &(partition, offset) in &c.offsets {
+            let previous = high.entry(partition).or_insert(offset);
+            if offset < *previous {
+                out.push(Finding::CommitRegressed {
+                    partition,
+                    previous: *previous,
+                    offset,
+                    member: c.member,
+                    generation: c.generation,
+                });
+            }
+            *previous = (*previous).max(offset);
+        }
+    }
+    out
+}
+
+/// After the run the group's committed offset of each partition is where its members read to,
+/// which is the end of the partition.
+fn final_commits(
+    history: &[Op],
+    log: &FinalRead,
+    committed: &FinalCommitted,
+    partitions: i32,
+    members_from: usize,
+) -> Vec<Finding> {
+    let mut processed: BTreeMap<i32, i64> = BTreeMap::new();
+    for op in history {
+        if let Op::Poll(p) = op {
+            if p.consumer < members_from {
+                continue;
+            }
+            if let PollResult::Records(r) = &p.result {
+                if let Some((last, _)) = r.last() {
+                    let e = processed.entry(p.partition).or_insert(0);
+                    *e = (*e).max(last + 1);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for partition in 0..partitions {
+        let log_end = log
+            .get(&partition)
+            .and_then(|r| r.last())
+            .map_or(0, |(o, _)| o + 1);
+        let processed = processed.get(&partition).copied().unwrap_or(0);
+        // Nothing committed reads as the start of an empty partition.
+        let committed = committed.get(&partition).copied().unwrap_or(-1).max(0);
+        if committed != processed || committed != log_end {
+            out.push(Finding::CommitMismatch {
+                partition,
+                committed,
+                processed,
+                log_end,
+            });
+        }
+    }
+    out
+}
+
+/// Acknowledged writes no member of the group polled.
+fn unconsumed(history: &[Op], members_from: usize) -> Vec<Finding> {
+    let mut polled: HashSet<(i32, &Bytes)> = HashSet::new();
+    for op in history {
+        if let Op::Poll(p) = op {
+            if p.consumer < members_from {
+                continue;
+            }
+            if let PollResult::Records(r) = &p.result {
+                polled.extend(r.iter().map(|(_, v)| (p.partition, v)));
+            }
+        }
+    }
+    let mut missing: BTreeMap<i32, Vec<Bytes>> = BTreeMap::new();
+    let mut counted: HashSet<(i32, &Bytes)> = HashSet::new();
+    for op in history {
+        if let Op::Send(s) = op {
+            let key = (s.partition, &s.value);
+            if matches!(s.outcome, SendOutcome::Ok(_))
+                && !polled.contains(&key)
+                && counted.insert(key)
+            {
+                missing
+                    .entry(s.partition)
+                    .or_default()
+                    .push(s.value.clone());
+            }
+        }
+    }
+    missing
+        .into_iter()
+        .map(|(partition, values)| Finding::GroupUnconsumed {
+            partition,
+            count: values.len(),
+            first: values.into_iter().take(5).collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Assigned, Commit, Poll, Send};
+
+    fn v(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn sent(partition: i32, value: &str, offset: i64) -> Op {
+        Op::Send(Send {
+            producer: 0,
+            partition,
+            value: v(value),
+            idempotence: None,
+            attempt: 1,
+            acks: -1,
+            invoked_s: 1.0,
+            completed_s: 1.1,
+            outcome: SendOutcome::Ok(offset),
+        })
+    }
+
+    fn polled(consumer: usize, partition: i32, records: &[(i64, &str)]) -> Op {
+        Op::Poll(Poll {
+            consumer,
+            session: 1,
+            partition,
+            from_offset: records[0].0,
+            invoked_s: 2.0,
+            completed_s: 2.1,
+            result: PollResult::Records(records.iter().map(|(o, s)| (*o, v(s))).collect()),
+        })
+    }
+
+    fn commit(member: usize, generation: i32, t: f64, offsets: &[(i32, i64)]) -> Op {
+        Op::Commit(Commit {
+            member,
+            member_id: format!("m{member}"),
+            generation,
+            offsets: offsets.to_vec(),
+            invoked_s: t,
+            completed_s: t + 0.1,
+            outcome: CommitOutcome::Ok,
+        })
+    }
+
+    fn assigned(member: usize, generation: i32, partitions: &[i32]) -> Op {
+        Op::Assigned(Assigned {
+            member,
+            member_id: format!("m{member}"),
+            generation,
+            partitions: partitions.to_vec(),
+            at_s: 0.5,
+        })
+    }
+
+    /// Two partitions, a group of two members (consumer indexes 1 and 2) that read and
+    /// committed everything.
+    fn clean() -> (Vec<Op>, FinalRead, FinalCommitted) {
+        let h = vec![
+            assigned(1, 1, &[0]),
+            assigned(2, 1, &[1]),
+            sent(0, "a", 0),
+            sent(0, "b", 1),
+            sent(1, "c", 0),
+            polled(1, 0, &[(0, "a"), (1, "b")]),
+            polled(2, 1, &[(0, "c")]),
+            commit(1, 1, 3.0, &[(0, 2)]),
+            commit(2, 1, 3.0, &[(1, 1)]),
+        ];
+        let mut log = FinalRead::new();
+        log.insert(0, vec![(0, v("a")), (1, v("b"))]);
+        log.insert(1, vec![(0, v("c"))]);
+        let committed = [(0, 2), (1, 1)].into_iter().collect();
+        (h, log, committed)
+    }
+
+    #[test]
+    fn a_clean_group_history_passes() {
+        let (h, log, committed) = clean();
+        assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+    }
+
+    #[test]
+    fn a_partition_owned_twice_in_a_generation_is_found() {
+        let (mut h, log, committed) = clean();
+        h.push(assigned(3, 1, &[1]));
+        let f = check(&h, &log, &committed, 2, 1);
+        assert!(
+            matches!(
+                &f[..],
+                [Finding::DoubleOwner {
+                    generation: 1,
+                    partition: 1,
+                    ..
+                }]
+            ),
+            "{f:?}"
+        );
+        // In another generation it is a new owner, not a second one.
+        let (mut h, log, committed) = clean();
+        h.push(assigned(3, 2, &[1]));
+        assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+    }
+
+    #[test]
+    fn a_commit_that_goes_backwards_is_found() {
+        let (mut h, log, committed) = clean();
+        h.push(commit(2, 2, 4.0, &[(0, 1)]));
+        let f = check(&h, &log, &committed, 2, 1);
+        assert!(
+            matches!(
+                &f[..],
+                [Finding::CommitRegressed {
+                    partition: 0,
+                    previous: 2,
+                    offset: 1,
+                    ..
+                }]
+            ),
+            "{f:?}"
+        );
+        // A failed commit does not count.
+        let (mut h, log, committed) = clean();
+        if let Op::Commit(mut c) = commit(2, 2, 4.0, &[(0, 1)]) {
+            c.outcome = CommitOutcome::Failed(22);
+            h.push(Op::Commit(c));
+        }
+        assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+    }
+
+    #[test]
+    fn final_offsets_must_be_where_the_members_read_to() {
+        // Committed beyond what was read: records were skipped.
+        let (h, log, _) = clean();
+        let committed = [(0, 2), (1, 5)].into_iter().collect();
+        let f = check(&h, &log, &committed, 2, 1);
+        assert!(
+            matches!(
+                &f[..],
+                [Finding::CommitMismatch {
+                    partition: 1,
+                    committed: 5,
+                    ..
+                }]
+            ),
+            "{f:?}"
+        );
+        // Short of the end: the group did not drain (and nothing else is said of it).
+        let (h, log, _) = clean();
+        let committed = [(0, 1), (1, 1)].into_iter().collect();
+        let f = check(&h, &log, &committed, 2, 1);
+        assert!(
+            matches!(&f[..], [Finding::GroupNotDrained { partitions }] if partitions == &vec![0]),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_write_only_the_plain_consumers_read_is_unconsumed_by_the_group() {
+        let (mut h, mut log, committed) = clean();
+        h.push(sent(1, "d", 1));
+        log.get_mut(&1).unwrap().push((1, v("d")));
+        // Polled by consumer 0 (a plain consumer), and the group committed past it anyway.
+        h.push(polled(0, 1, &[(1, "d")]));
+        h.push(polled(2, 1, &[(0, "c")]));
+        let committed2: FinalCommitted = [(0, 2), (1, 2)].into_iter().collect();
+        let _ = committed;
+        let f = check(&h, &log, &committed2, 2, 1);
+        assert!(
+            f.iter().any(|f| matches!(
+                f,
+                Finding::GroupUnconsumed {
+                    partition: 1,
+                    count: 1,
+                    ..
+                }
+            )),
+            "{f:?}"
+        );
+    }
+}
