@@ -88,6 +88,20 @@ pub struct ProducerStates {
 }
 
 impl ProducerStates {
+    /// Every producer known here: id, epoch, last sequence written, last write (wall ms); by id.
+    pub fn describe(&self) -> Vec<(i64, i16, i32, i64)> {
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(id, e)| {
+                let last = e.batches.back().map_or(-1, |b| b.last_seq);
+                (*id, e.epoch, last, e.last_write_ms)
+            })
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

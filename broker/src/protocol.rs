@@ -37,6 +37,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -77,12 +82,14 @@ pub mod error {
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
+    pub const SECURITY_DISABLED: i16 = 54;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
     pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
@@ -238,6 +245,17 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         }
         ApiKey::DescribeLogDirs => {
             RequestKind::DescribeLogDirs(DescribeLogDirsRequest::decode(buf, version)?)
+        }
+        ApiKey::DescribeAcls => {
+            RequestKind::DescribeAcls(DescribeAclsRequest::decode(buf, version)?)
+        }
+        ApiKey::CreateAcls => RequestKind::CreateAcls(CreateAclsRequest::decode(buf, version)?),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(DeleteAclsRequest::decode(buf, version)?),
+        ApiKey::ElectLeaders => {
+            RequestKind::ElectLeaders(ElectLeadersRequest::decode(buf, version)?)
+        }
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::decode(buf, version)?)
         }
         other => anyhow::bail!("{other:?} has no decoder"),
     })
@@ -498,6 +516,11 @@ mod tests {
             }
             ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
             ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
+            ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+            ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
+            ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
+            ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
+            ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
             other => panic!("no sample for {other:?}"),
         }
     }

@@ -1,6 +1,7 @@
 //! The admin API against an in-process broker on the wire: every advertised version of
 //! CreatePartitions, DeleteRecords, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs,
-//! DescribeCluster and DescribeLogDirs, and what they do — configs honoured, refused by name and
+//! DescribeCluster, DescribeLogDirs, the ACL APIs, ElectLeaders and DescribeProducers, and what
+//! they do — configs honoured, refused by name and
 //! kept across a restart; partitions added; records deleted durably.
 #![cfg(not(madsim))]
 
@@ -422,6 +423,95 @@ async fn every_admin_version_is_served() {
                         .find(|t| t.name.0.as_str() == "admin")
                         .expect("the topic is in the log dir");
                     assert!(t.partitions[0].partition_size > 0);
+                }
+                // No authorizer: the ACL APIs answer SECURITY_DISABLED, as Kafka's do.
+                ApiKey::DescribeAcls => {
+                    let ResponseKind::DescribeAcls(r) = c
+                        .call(api, v, RequestKind::DescribeAcls(Default::default()))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, error::SECURITY_DISABLED, "v{v}");
+                }
+                ApiKey::CreateAcls => {
+                    let mut req = CreateAclsRequest::default();
+                    req.creations = vec![Default::default()];
+                    let ResponseKind::CreateAcls(r) =
+                        c.call(api, v, RequestKind::CreateAcls(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.results[0].error_code, error::SECURITY_DISABLED, "v{v}");
+                }
+                ApiKey::DeleteAcls => {
+                    let mut req = DeleteAclsRequest::default();
+                    req.filters = vec![Default::default()];
+                    let ResponseKind::DeleteAcls(r) =
+                        c.call(api, v, RequestKind::DeleteAcls(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(
+                        r.filter_results[0].error_code,
+                        error::SECURITY_DISABLED,
+                        "v{v}"
+                    );
+                }
+                ApiKey::ElectLeaders => {
+                    let mut tp = elect_leaders_request::TopicPartitions::default();
+                    tp.topic = topic("admin");
+                    tp.partitions = vec![0, 7];
+                    let mut req = ElectLeadersRequest::default();
+                    req.topic_partitions = Some(vec![tp]);
+                    req.timeout_ms = 5000;
+                    let ResponseKind::ElectLeaders(r) =
+                        c.call(api, v, RequestKind::ElectLeaders(req)).await
+                    else {
+                        panic!()
+                    };
+                    let codes: Vec<i16> = r.replica_election_results[0]
+                        .partition_result
+                        .iter()
+                        .map(|p| p.error_code)
+                        .collect();
+                    let settled = if v >= 1 {
+                        error::ELECTION_NOT_NEEDED
+                    } else {
+                        0
+                    };
+                    assert_eq!(codes, [settled, error::UNKNOWN_TOPIC_OR_PARTITION], "v{v}");
+                }
+                ApiKey::DescribeProducers => {
+                    // An idempotent producer's batch, then what the partition knows of it.
+                    assert_eq!(
+                        c.produce("admin", 0, common::idempotent_batch(42, 3, 0, 2))
+                            .await
+                            .0,
+                        0
+                    );
+                    let mut t = describe_producers_request::TopicRequest::default();
+                    t.name = topic("admin");
+                    t.partition_indexes = vec![0, 9];
+                    let mut req = DescribeProducersRequest::default();
+                    req.topics = vec![t];
+                    let ResponseKind::DescribeProducers(r) =
+                        c.call(api, v, RequestKind::DescribeProducers(req)).await
+                    else {
+                        panic!()
+                    };
+                    let p = &r.topics[0].partitions;
+                    assert_eq!(p[0].error_code, 0);
+                    let producer = &p[0].active_producers[0];
+                    assert_eq!(
+                        (
+                            producer.producer_id.0,
+                            producer.producer_epoch,
+                            producer.last_sequence
+                        ),
+                        (42, 3, 1)
+                    );
+                    assert_eq!(p[1].error_code, error::UNKNOWN_TOPIC_OR_PARTITION);
                 }
                 other => panic!("no admin test for {other:?}"),
             }

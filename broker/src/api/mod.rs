@@ -1,6 +1,6 @@
 //! What the broker does for each Kafka request: one file per request family ([`produce`],
 //! [`fetch`], [`list_offsets`], [`metadata`], [`admin`] for topics and partitions, [`configs`],
-//! [`cluster`], [`group`], [`init_producer_id`]), and here the dispatch table.
+//! [`cluster`], [`group`], [`producers`]), and here the dispatch table.
 //!
 //! [`Broker::dispatch`] runs in a connection's arrival order the part of a request that must be
 //! ordered (validating produce data and queueing it for the commit pipeline) and returns a future
@@ -14,10 +14,10 @@ mod cluster;
 mod configs;
 mod fetch;
 mod group;
-mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -250,6 +250,26 @@ impl Broker {
             RequestKind::DescribeLogDirs(d) => {
                 let r = self.describe_log_dirs(d, version);
                 Box::pin(async move { respond(ResponseKind::DescribeLogDirs(r)) })
+            }
+            RequestKind::DescribeAcls(d) => {
+                let r = self.describe_acls(d);
+                Box::pin(async move { respond(ResponseKind::DescribeAcls(r)) })
+            }
+            RequestKind::CreateAcls(c) => {
+                let r = self.create_acls(c);
+                Box::pin(async move { respond(ResponseKind::CreateAcls(r)) })
+            }
+            RequestKind::DeleteAcls(d) => {
+                let r = self.delete_acls(d);
+                Box::pin(async move { respond(ResponseKind::DeleteAcls(r)) })
+            }
+            RequestKind::ElectLeaders(e) => {
+                let r = self.elect_leaders(e, version);
+                Box::pin(async move { respond(ResponseKind::ElectLeaders(r)) })
+            }
+            RequestKind::DescribeProducers(d) => {
+                let r = self.describe_producers(d);
+                Box::pin(async move { respond(ResponseKind::DescribeProducers(r)) })
             }
             other => {
                 // decode() only lets through what SUPPORTED lists, and each is handled above.

@@ -1,9 +1,15 @@
-//! InitProducerId: a producer id for an idempotent producer. Transactions are not supported:
-//! a transactional id gets a fatal error at once rather than a coordinator that never answers.
+//! Idempotent producers: InitProducerId (a producer id; transactions are not supported: a
+//! transactional id gets a fatal error at once rather than a coordinator that never answers)
+//! and DescribeProducers (what each partition knows of its producers, as `kafka-transactions
+//! describe-producers` shows it).
 
-use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::messages::{
+    describe_producers_response::{PartitionResponse, ProducerState, TopicResponse},
+    DescribeProducersRequest, DescribeProducersResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProducerId,
+};
 
-use super::{storage_code, Broker};
+use super::{name_of, storage_code, Broker};
 use crate::protocol::error;
 
 impl Broker {
@@ -35,6 +41,51 @@ impl Broker {
                     storage_code(&e)
                 };
             }
+        }
+        resp
+    }
+
+    pub(super) fn describe_producers(
+        &self,
+        req: DescribeProducersRequest,
+    ) -> DescribeProducersResponse {
+        let mut resp = DescribeProducersResponse::default();
+        for t in req.topics {
+            let topic = self.store.topic(name_of(&t.name));
+            let mut tr = TopicResponse::default();
+            tr.name = t.name;
+            for index in t.partition_indexes {
+                let mut pr = PartitionResponse::default();
+                pr.partition_index = index;
+                let part = topic.as_ref().and_then(|t| {
+                    usize::try_from(index)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                });
+                match part {
+                    None => pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
+                    Some(p) => {
+                        pr.active_producers = p
+                            .state()
+                            .producers
+                            .describe()
+                            .into_iter()
+                            .map(|(id, epoch, last_sequence, last_ms)| {
+                                let mut ps = ProducerState::default();
+                                ps.producer_id = ProducerId(id);
+                                ps.producer_epoch = epoch as i32;
+                                ps.last_sequence = last_sequence;
+                                ps.last_timestamp = last_ms;
+                                ps.coordinator_epoch = -1;
+                                ps.current_txn_start_offset = -1;
+                                ps
+                            })
+                            .collect();
+                    }
+                }
+                tr.partitions.push(pr);
+            }
+            resp.topics.push(tr);
         }
         resp
     }

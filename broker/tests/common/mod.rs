@@ -197,6 +197,11 @@ pub const ADMIN_APIS: &[ApiKey] = &[
     ApiKey::IncrementalAlterConfigs,
     ApiKey::DescribeCluster,
     ApiKey::DescribeLogDirs,
+    ApiKey::DescribeAcls,
+    ApiKey::CreateAcls,
+    ApiKey::DeleteAcls,
+    ApiKey::ElectLeaders,
+    ApiKey::DescribeProducers,
 ];
 
 pub async fn start(dir: &std::path::Path) -> server::Running {
