@@ -186,7 +186,7 @@ async fn fetch_against(
 }
 
 /// Produces `records` more 100-byte records, spread over the partitions, in batches of 1000.
-async fn fill_topic(
+pub(super) async fn fill_topic(
     target: &Target,
     versions: &ApiVersions,
     topic: &str,

@@ -1,4 +1,4 @@
-//! `cargo xtask bench produce | fetch`: load a broker and print a table of the results.
+//! `cargo xtask bench produce | fetch | group`: load a broker and print a table of the results.
 //!
 //! Every table carries the exact command line, the workload, the measured window, the broker's
 //! group-commit and fsync counters over that window, and how busy the machine was — on a small
@@ -6,6 +6,7 @@
 
 mod broker_process;
 mod fetch;
+mod group;
 mod kafka;
 mod produce;
 mod stats;
@@ -33,6 +34,9 @@ enum Workload {
     Produce(produce::ProduceArgs),
     /// Consumers reading the topic from its start (filling it first if it is nearly empty).
     Fetch(fetch::FetchArgs),
+    /// A consumer group reading the topic: records/s, and rebalance times when a member joins
+    /// and when one leaves.
+    Group(group::GroupArgs),
 }
 
 /// Which broker to load, and how to reach its metrics.
@@ -71,6 +75,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         match args.workload {
             Workload::Produce(args) => produce::produce_bench(args).await,
             Workload::Fetch(args) => fetch::fetch_bench(args).await,
+            Workload::Group(args) => group::group_bench(args).await,
         }
     })
 }
@@ -430,6 +435,21 @@ mod tests {
                 "0.3",
                 "--fill-mb",
                 "2",
+            ],
+        )?;
+        run_with(
+            "group",
+            &[
+                "--members",
+                "2",
+                "--partitions",
+                "4",
+                "--duration-secs",
+                "0.3",
+                "--fill-mb",
+                "1",
+                "--broker-arg",
+                "--set=group_initial_rebalance_delay_ms=0",
             ],
         )
     }
