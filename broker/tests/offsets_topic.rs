@@ -28,6 +28,23 @@ fn small(c: &mut Config) {
 /// Commit `offsets[p]` for partitions `0..` of topic "t" as a consumer without a generation
 /// (manual assignment) or as `member` of `generation`.
 async fn commit(c: &mut Client, group: &str, member: Option<(&StrBytes, i32)>, offsets: &[i64]) {
+    let req = commit_request(group, member, offsets);
+    let ResponseKind::OffsetCommit(r) = c
+        .call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))
+        .await
+    else {
+        panic!()
+    };
+    for p in &r.topics[0].partitions {
+        assert_eq!(p.error_code, 0, "commit of {group}");
+    }
+}
+
+fn commit_request(
+    group: &str,
+    member: Option<(&StrBytes, i32)>,
+    offsets: &[i64],
+) -> OffsetCommitRequest {
     let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
     t.name = TopicName(s("t"));
     t.partitions = offsets
@@ -50,15 +67,7 @@ async fn commit(c: &mut Client, group: &str, member: Option<(&StrBytes, i32)>, o
         None => req.generation_id_or_member_epoch = -1,
     }
     req.topics = vec![t];
-    let ResponseKind::OffsetCommit(r) = c
-        .call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))
-        .await
-    else {
-        panic!()
-    };
-    for p in &r.topics[0].partitions {
-        assert_eq!(p.error_code, 0, "commit of {group}");
-    }
+    req
 }
 
 /// The group's committed offsets of topic "t", by partition (-1: none).
@@ -229,6 +238,54 @@ async fn the_offsets_of_a_group_without_members_expire() {
     running = restart(running, dir.path(), expiring).await;
     let mut c = Client::connect(running.kafka_addr).await;
     assert_eq!(committed(&mut c, "abandoned", 2).await, vec![-1, -1]);
+    drop(c);
+    running.shutdown().await;
+}
+
+/// Commits sent one after another on a connection without waiting for their answers (as
+/// librdkafka's asynchronous commits are) take effect in the order they were sent, whatever
+/// order their writes' durability is reported in: OffsetFetch answers the last one, also after
+/// a restart (librdkafka's test 0030 once read back an older commit than the last acknowledged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pipelined_commits_take_effect_in_the_order_they_were_sent() {
+    fn one_partition(c: &mut Config) {
+        c.group_initial_rebalance_delay_ms = 0;
+        c.offsets_topic_partitions = 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = start_with(dir.path(), one_partition).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    create_t(&mut c).await;
+    let mut last = 0;
+    for round in 0..5 {
+        let mut sent = Vec::new();
+        for _ in 0..60 {
+            last += 1;
+            let req = commit_request("async", None, &[last, 2 * last]);
+            sent.push(
+                c.send(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))
+                    .await,
+            );
+        }
+        for id in sent {
+            let ResponseKind::OffsetCommit(r) = c.receive(ApiKey::OffsetCommit, 8, id).await
+            else {
+                panic!()
+            };
+            for p in &r.topics[0].partitions {
+                assert_eq!(p.error_code, 0, "round {round}");
+            }
+        }
+        assert_eq!(
+            committed(&mut c, "async", 2).await,
+            vec![last, 2 * last],
+            "round {round}: the last acknowledged commit"
+        );
+    }
+    drop(c);
+    running = restart(running, dir.path(), one_partition).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    assert_eq!(committed(&mut c, "async", 2).await, vec![last, 2 * last]);
     drop(c);
     running.shutdown().await;
 }

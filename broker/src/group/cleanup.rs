@@ -39,8 +39,9 @@ pub(super) struct Checkpoint {
 impl Actor {
     /// Checkpoint partition `index` of the offsets topic if it is due and may start now.
     pub(super) async fn maybe_checkpoint(&mut self, index: i32) {
+        let writing = self.writes_in_flight(index) > 0;
         let cp = self.checkpoints.entry(index).or_default();
-        if cp.running || self.in_flight.get(&index).copied().unwrap_or(0) > 0 {
+        if cp.running || writing {
             return;
         }
         let threshold = self

@@ -22,7 +22,7 @@ mod membership;
 mod offsets;
 pub mod records;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,7 +188,8 @@ enum Msg {
         oneshot::Sender<Result<Vec<i16>, i16>>,
     ),
     /// A write the coordinator started is durable (or failed).
-    Written(u64, Result<(), i16>),
+    /// A write to a partition of the offsets topic finished (its partition, its id).
+    Written(i32, u64, Result<(), i16>),
     /// A checkpoint of a partition of the offsets topic finished: the records it wrote, or
     /// why it did not.
     Checkpointed(i32, Result<i64, String>),
@@ -223,7 +224,6 @@ impl Coordinator {
             tx: tx.downgrade(),
             next_write: 0,
             writes: HashMap::new(),
-            in_flight: HashMap::new(),
             checkpoints: HashMap::new(),
             next_retention_check: clock.now() + config.offsets_retention_check_interval,
         };
@@ -357,6 +357,14 @@ enum Pending {
     GroupState,
 }
 
+/// A write to the offsets topic not yet applied.
+struct InFlight {
+    id: u64,
+    pending: Pending,
+    /// Set when the write finished, until the writes before it have too.
+    outcome: Option<Result<(), i16>>,
+}
+
 /// The task that owns every group.
 pub(crate) struct Actor {
     store: Arc<Store>,
@@ -368,10 +376,12 @@ pub(crate) struct Actor {
     /// For writes to say when they are durable (weak: the coordinator ends with its handle).
     tx: mpsc::WeakSender<Msg>,
     next_write: u64,
-    /// Writes not yet durable: the partition of the offsets topic, what waits on it.
-    writes: HashMap<u64, (i32, Pending)>,
-    /// Writes not yet durable, per partition of the offsets topic.
-    in_flight: HashMap<i32, usize>,
+    /// Writes not yet applied, per partition of the offsets topic, in the order they were made
+    /// — their order in the log. Each write's outcome is awaited by a task of its own, so a
+    /// later write's may arrive first (two writes made durable by one sync); it is applied only
+    /// after every earlier write of its partition, so the in-memory state (what OffsetFetch
+    /// answers) follows the log and never steps back to an older commit.
+    writes: HashMap<i32, VecDeque<InFlight>>,
     /// Per partition of the offsets topic: its last checkpoint ([`cleanup`]).
     checkpoints: HashMap<i32, cleanup::Checkpoint>,
     /// When the offsets of empty groups are next checked for expiry.
@@ -431,14 +441,22 @@ impl Actor {
             Msg::DeleteOffsets(group, partitions, reply) => {
                 self.delete_offsets(group, partitions, reply).await
             }
-            Msg::Written(id, result) => {
-                if let Some((partition, pending)) = self.writes.remove(&id) {
-                    if let Some(n) = self.in_flight.get_mut(&partition) {
-                        *n = n.saturating_sub(1);
-                    }
-                    self.written(pending, result);
-                    self.maybe_checkpoint(partition).await;
+            Msg::Written(partition, id, result) => {
+                let Some(queue) = self.writes.get_mut(&partition) else {
+                    return;
+                };
+                if let Some(w) = queue.iter_mut().find(|w| w.id == id) {
+                    w.outcome = Some(result);
                 }
+                let mut ready = Vec::new();
+                while queue.front().is_some_and(|w| w.outcome.is_some()) {
+                    ready.extend(queue.pop_front());
+                }
+                for w in ready {
+                    let outcome = w.outcome.unwrap_or(Err(GONE));
+                    self.written(w.pending, outcome);
+                }
+                self.maybe_checkpoint(partition).await;
             }
             Msg::Checkpointed(partition, outcome) => self.checkpointed(partition, outcome),
         }
@@ -498,8 +516,11 @@ impl Actor {
                 let id = self.next_write;
                 self.next_write += 1;
                 let partition = partition_for(group, self.config.offsets_partitions);
-                *self.in_flight.entry(partition).or_default() += 1;
-                self.writes.insert(id, (partition, pending));
+                self.writes.entry(partition).or_default().push_back(InFlight {
+                    id,
+                    pending,
+                    outcome: None,
+                });
                 let Some(tx) = self.tx.upgrade() else { return };
                 tokio::spawn(async move {
                     let outcome = match rx.await {
@@ -507,7 +528,7 @@ impl Actor {
                         Ok(Err(e)) => Err(write_error(&e)),
                         Err(_) => Err(GONE),
                     };
-                    let _ = tx.send(Msg::Written(id, outcome)).await;
+                    let _ = tx.send(Msg::Written(partition, id, outcome)).await;
                 });
             }
             Err(code) => self.written(pending, Err(code)),
@@ -547,7 +568,12 @@ impl Actor {
         }
     }
 
-    /// A write finished: what waited on it goes on.
+    /// Writes to partition `index` of the offsets topic not yet applied.
+    fn writes_in_flight(&self, index: i32) -> usize {
+        self.writes.get(&index).map_or(0, VecDeque::len)
+    }
+
+    /// A write finished (and every earlier one of its partition): what waited on it goes on.
     fn written(&mut self, pending: Pending, result: Result<(), i16>) {
         match pending {
             Pending::Assignment { group, generation } => {

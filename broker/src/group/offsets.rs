@@ -196,7 +196,7 @@ impl Actor {
             };
             let entries = tombstones(&g);
             tracing::info!(group = %id, "group deleted");
-            // The answer goes with the last write: writes are durable in the order they are made.
+            // The answer goes with the last write: writes are applied in the order they are made.
             let answer = (i + 1 == last)
                 .then(|| reply.take())
                 .flatten()

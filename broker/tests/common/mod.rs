@@ -242,6 +242,12 @@ impl Client {
 
     /// Send one request and return its decoded response (which must use every byte).
     pub async fn call(&mut self, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let id = self.send(api, version, body).await;
+        self.receive(api, version, id).await
+    }
+
+    /// Send one request without waiting for its answer; its correlation id.
+    pub async fn send(&mut self, api: ApiKey, version: i16, body: RequestKind) -> i32 {
         self.next_id += 1;
         let mut h = RequestHeader::default();
         h.request_api_key = api as i16;
@@ -256,6 +262,11 @@ impl Client {
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&buf).await.unwrap();
+        self.next_id
+    }
+
+    /// The answer to the request sent as `id` (answers come in the order of the requests).
+    pub async fn receive(&mut self, api: ApiKey, version: i16, id: i32) -> ResponseKind {
         let mut len = [0u8; 4];
         tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut len))
             .await
@@ -266,7 +277,7 @@ impl Client {
         let mut frame = Bytes::from(frame);
         let header =
             ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.next_id);
+        assert_eq!(header.correlation_id, id);
         let resp = ResponseKind::decode(api, &mut frame, version)
             .unwrap_or_else(|e| panic!("{api:?} v{version}: response does not decode: {e:#}"));
         assert!(
