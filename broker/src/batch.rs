@@ -1,8 +1,9 @@
 //! Kafka record batches (magic 2) as the log stores them: header parsing and validation.
 //!
-//! The broker never re-encodes a batch. It validates the header and the CRC-32C of what a
-//! producer sent, writes the bytes as they are (compressed or not), and patches only the base
-//! offset, which the CRC does not cover.
+//! The broker validates the header and the CRC-32C of what a producer sent and writes the bytes
+//! as they are (compressed or not), patching the base offset, which the CRC does not cover —
+//! unless the topic asks for LogAppendTime ([`stamp_log_append_time`]) or for a codec other
+//! than the batch's ([`crate::compression`]), which change the batch and redo its CRC.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -220,6 +221,17 @@ pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
         .copy_from_slice(&(attributes | LOG_APPEND_TIME).to_be_bytes());
     batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Mark a rebuilt batch (its header copied, a new body after it) as compressed with `codec`
+/// and `length` bytes long after the length field; the CRC-32C computed again.
+pub fn rewrite_codec(batch: &mut [u8], codec: i16, length: i32) {
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_OFFSET], batch[ATTRIBUTES_OFFSET + 1]]);
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+        .copy_from_slice(&((attributes & !0x7) | codec).to_be_bytes());
+    batch[8..LOG_OVERHEAD].copy_from_slice(&length.to_be_bytes());
     let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }

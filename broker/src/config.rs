@@ -454,6 +454,7 @@ impl Config {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,
+            compression: Default::default(),
         }
     }
 }

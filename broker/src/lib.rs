@@ -2,7 +2,8 @@
 //!
 //! Code map: [`server`] (listener, connections within the [`memory`] budget) → [`protocol`]
 //! (framing, decoding, versions) → [`api`] (what each request does; [`records`] checks every
-//! produced record, [`batch`] is the record batch format) → [`storage`] (a data directory: the
+//! produced record, [`compression`] applies a topic's codec, [`batch`] is the record batch
+//! format) → [`storage`] (a data directory: the
 //! [`catalog`] of topics, partition logs, and the group-commit pipeline that is the only writer
 //! of their files, over disk operations with deadlines) → the `io-backend` traits. [`config`],
 //! [`metrics`] and [`throttle`] serve all.
@@ -15,6 +16,7 @@ pub mod alloc;
 pub mod api;
 pub mod batch;
 pub mod catalog;
+pub mod compression;
 pub mod config;
 pub mod group;
 pub mod memory;

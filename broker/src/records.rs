@@ -64,7 +64,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    fn decompressed_bytes_max(&self) -> usize {
+    pub fn decompressed_bytes_max(&self) -> usize {
         DECOMPRESSED_BYTES_MIN_LIMIT
             .max(
                 self.batch_bytes_max

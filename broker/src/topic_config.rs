@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::compression::TopicCompression;
 use crate::records::TimestampType;
 use crate::storage::log::LogConfig;
 
@@ -84,14 +85,14 @@ use Support::{AlwaysSynced, DefaultOnly, Honoured};
 pub const KEYS: &[Key] = &[
     key("cleanup.policy", "delete", Type::List, 0, Honoured, Some("log.cleanup.policy"),
         "How old segments are removed: delete (by retention.ms and retention.bytes). compact is refused: there is no log compaction."),
-    key("compression.gzip.level", "-1", Type::Int, -1, DefaultOnly("batches are stored as the producer compressed them (compression.type=producer)"), Some("compression.gzip.level"),
-        "The level of gzip compression when the broker recompresses; it never does."),
-    key("compression.lz4.level", "9", Type::Int, 1, DefaultOnly("batches are stored as the producer compressed them (compression.type=producer)"), Some("compression.lz4.level"),
-        "The level of lz4 compression when the broker recompresses; it never does."),
+    key("compression.gzip.level", "-1", Type::Int, -1, DefaultOnly("the broker recompresses with gzip's default level"), Some("compression.gzip.level"),
+        "The level of gzip compression when the broker recompresses: gzip's default (6)."),
+    key("compression.lz4.level", "9", Type::Int, 1, DefaultOnly("the broker's lz4 encoder has no levels"), Some("compression.lz4.level"),
+        "The level of lz4 compression when the broker recompresses: the lz4 encoder's only one."),
     key("compression.type", "producer", Type::String, 0, Honoured, Some("compression.type"),
-        "producer: batches are stored as the producer compressed them. Other codecs are refused: the broker does not recompress."),
-    key("compression.zstd.level", "3", Type::Int, -131072, DefaultOnly("batches are stored as the producer compressed them (compression.type=producer)"), Some("compression.zstd.level"),
-        "The level of zstd compression when the broker recompresses; it never does."),
+        "producer: batches are stored as the producer compressed them. uncompressed, gzip, snappy, lz4, zstd: every batch in another codec is recompressed with this one before it is stored."),
+    key("compression.zstd.level", "3", Type::Int, -131072, DefaultOnly("the broker recompresses with zstd at its fastest level (about 1)"), Some("compression.zstd.level"),
+        "The level of zstd compression when the broker recompresses: the pure-Rust encoder's fastest (about level 1)."),
     key("delete.retention.ms", "86400000", Type::Long, 0, DefaultOnly(NO_COMPACTION), Some("log.cleaner.delete.retention.ms"),
         "How long delete tombstones are kept in compacted topics."),
     key("file.delete.delay.ms", "60000", Type::Long, 0, DefaultOnly("segments are deleted once no longer in the log"), Some("log.segment.delete.delay.ms"),
@@ -220,15 +221,12 @@ pub fn check(name: &str, value: Option<&str>) -> Result<String, ConfigError> {
                 format!("cleanup.policy={other:?}: expected delete")
             });
         }
-        ("compression.type", "producer") => {}
-        ("compression.type", c @ ("uncompressed" | "gzip" | "snappy" | "lz4" | "zstd")) => {
-            return bad(format!(
-                "compression.type={c} is not supported: batches are stored as the producer \
-                 compressed them (compression.type=producer)"
-            ))
-        }
+        ("compression.type", c) if TopicCompression::parse(c).is_some() => {}
         ("compression.type", other) => {
-            return bad(format!("compression.type={other:?}: expected producer"))
+            return bad(format!(
+                "compression.type={other:?}: expected producer, uncompressed, gzip, snappy, lz4 \
+                 or zstd"
+            ))
         }
         ("message.timestamp.type", "CreateTime" | "LogAppendTime") => {}
         ("message.timestamp.type", other) => {
@@ -319,6 +317,9 @@ pub fn resolve(defaults: LogConfig, overrides: &Overrides) -> Result<LogConfig, 
     if let Some(n) = num("message.timestamp.after.max.ms")? {
         c.timestamp_after_max_ms = n;
     }
+    if let Some(t) = overrides.get("compression.type") {
+        c.compression = TopicCompression::parse(t).unwrap_or_default();
+    }
     if let Some(t) = overrides.get("message.timestamp.type") {
         c.timestamp_type = match t.as_str() {
             "LogAppendTime" => TimestampType::LogAppendTime,
@@ -386,6 +387,11 @@ pub fn overrides_between(defaults: &LogConfig, config: &LogConfig) -> Overrides 
         "message.timestamp.type",
         config.timestamp_type != defaults.timestamp_type,
         timestamp_type_name(config.timestamp_type).to_string(),
+    );
+    put(
+        "compression.type",
+        config.compression != defaults.compression,
+        config.compression.name().to_string(),
     );
     o
 }
@@ -457,6 +463,7 @@ fn in_force(name: &str, c: &LogConfig) -> Option<String> {
         "message.timestamp.before.max.ms" => c.timestamp_before_max_ms.to_string(),
         "message.timestamp.after.max.ms" => c.timestamp_after_max_ms.to_string(),
         "message.timestamp.type" => timestamp_type_name(c.timestamp_type).to_string(),
+        "compression.type" => c.compression.name().to_string(),
         _ => return None,
     })
 }
@@ -498,10 +505,15 @@ mod tests {
         assert_eq!(c.retention_ms, 1000);
         assert_eq!(c.segment_bytes, 1 << 20);
         assert_eq!(c.timestamp_type, TimestampType::LogAppendTime);
+        let z = resolve(
+            defaults(),
+            &check_all([("compression.type", Some("zstd"))]).unwrap(),
+        );
+        assert_eq!(z.unwrap().compression, TopicCompression::Zstd);
         for (k, v) in [
             ("cleanup.policy", "compact"),
             ("cleanup.policy", "compact,delete"),
-            ("compression.type", "zstd"),
+            ("compression.type", "brotli"),
             ("preallocate", "true"),
             ("min.cleanable.dirty.ratio", "0.1"),
             ("segment.bytes", "10"),

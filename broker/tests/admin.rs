@@ -534,7 +534,7 @@ async fn topic_configs_are_honoured_refused_by_name_and_kept_across_a_restart() 
     // Refused by name: unsupported values, unknown keys, bad numbers — validate-only or not.
     for (key, value) in [
         ("cleanup.policy", "compact"),
-        ("compression.type", "zstd"),
+        ("compression.type", "brotli"),
         ("preallocate", "true"),
         ("no.such.config", "1"),
         ("retention.ms", "soon"),

@@ -268,8 +268,7 @@ async fn pipelined_commits_take_effect_in_the_order_they_were_sent() {
             );
         }
         for id in sent {
-            let ResponseKind::OffsetCommit(r) = c.receive(ApiKey::OffsetCommit, 8, id).await
-            else {
+            let ResponseKind::OffsetCommit(r) = c.receive(ApiKey::OffsetCommit, 8, id).await else {
                 panic!()
             };
             for p in &r.topics[0].partitions {

@@ -1,6 +1,7 @@
 """A topic config the broker accepts is honoured; one it does not support is refused with
 INVALID_CONFIG naming it — never accepted and ignored."""
 
+import struct
 import time
 
 import pytest
@@ -92,7 +93,7 @@ def test_min_insync_replicas_above_the_replicas_refuses_acks_all(broker):
 
 
 @pytest.mark.parametrize("config", [
-    {"compression.type": "gzip"},
+    {"compression.type": "brotli"},
     {"cleanup.policy": "compact"},
     {"unclean.leader.election.enable": "true"},
     {"message.timestamp.type": "WallClock"},
@@ -105,3 +106,61 @@ def test_unsupported_or_bad_configs_are_refused_by_name(broker, config):
     assert err.code() == KafkaError.INVALID_CONFIG, err
     assert next(iter(config)) in err.str(), err.str()
     assert name not in clients.topic_names(broker.bootstrap)
+
+
+CODECS = {0: "uncompressed", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+def stored_codecs(broker, topic):
+    """The codec of every batch in partition 0's first segment, read from the data directory."""
+    data = (broker.data_dir / f"{topic}-0" / ("0" * 20 + ".log")).read_bytes()
+    codecs, pos = [], 0
+    while pos + 61 <= len(data):
+        (length,) = struct.unpack_from(">i", data, pos + 8)
+        if length == 0:  # the zeros written ahead of the segment's end
+            break
+        (attributes,) = struct.unpack_from(">h", data, pos + 21)
+        codecs.append(CODECS[attributes & 7])
+        pos += 12 + length
+    return codecs
+
+
+@pytest.mark.parametrize("codec", ["uncompressed", "gzip", "snappy", "lz4", "zstd"])
+def test_compression_type_recompresses_what_producers_send(broker, codec):
+    """A topic's compression.type other than producer: batches sent in any codec are stored in
+    the topic's (as Kafka's broker recompresses them) and read back intact by librdkafka and
+    kcat, with their keys, headers and timestamps."""
+    topic = f"codec-{codec}"
+    clients.create_topics(broker.bootstrap, {topic: 1}, config={"compression.type": codec})
+    sent = []
+    for sent_as in ["none", "gzip", "snappy", "lz4", "zstd"]:
+        p = clients.producer(broker.bootstrap, **{"compression.type": sent_as, "linger.ms": 50,
+                                                   "enable.idempotence": sent_as == "zstd"})
+        errors = []
+        for i in range(300):
+            value = f"{sent_as} message {i} ".encode() * (1 + i % 7)
+            p.produce(topic, value=value, key=f"k{i}".encode(), partition=0,
+                      headers=[("codec", sent_as.encode())], timestamp=OLD_TS + i,
+                      on_delivery=lambda err, msg: errors.append(err) if err else None)
+            sent.append((f"k{i}".encode(), value, sent_as.encode(), OLD_TS + i))
+        assert p.flush(30) == 0 and errors == []
+    assert set(stored_codecs(broker, topic)) == {codec}
+    c = clients.consumer(broker.bootstrap)
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        got, deadline = [], time.monotonic() + 60
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append((m.key(), m.value(), dict(m.headers())["codec"], m.timestamp()[1]))
+    finally:
+        c.close()
+    assert got == sent
+    out = clients.run_kcat(["-C", "-b", broker.bootstrap, "-t", topic, "-p", "0", "-o",
+                            "beginning", "-e", "-q", "-f", "%k\\n"])
+    assert out.split() == [k.decode() for k, _, _, _ in sent]
+    a = clients.admin(broker.bootstrap)
+    from confluent_kafka.admin import ConfigResource
+    res = ConfigResource("topic", topic)
+    described = a.describe_configs([res])[res].result(30)
+    assert described["compression.type"].value == codec

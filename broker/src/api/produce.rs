@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::batch::BatchError;
 use crate::catalog::Topic;
+use crate::compression;
 use crate::memory::Reservation;
 use crate::records::{self, Rules};
 use crate::storage::{AppendError, Appended};
@@ -92,8 +93,25 @@ impl Broker {
             timestamp_after_max_ms: topic.config.timestamp_after_max_ms,
             now_ms: self.clock.wall_ms(),
         };
-        let headers = match records::validate_produce(&payload, &rules) {
-            Ok(h) => h,
+        let checked = records::validate_produce(&payload, &rules).and_then(|headers| {
+            compression::recompress(
+                &payload,
+                &headers,
+                topic.config.compression,
+                rules.batch_bytes_max,
+                rules.decompressed_bytes_max(),
+            )
+            .map(|rewritten| (headers, rewritten))
+        });
+        let (payload, headers, held) = match checked {
+            Ok((headers, None)) => (payload, headers, frame.clone()),
+            // Recompressed: the new bytes are charged to the memory budget until they are in
+            // the log, as the frame's are (past the bound if need be: they exist already, and
+            // the connection reads nothing more until the budget has room again).
+            Ok((_, Some((rewritten, headers)))) => {
+                let held = Arc::new(self.memory.charge(rewritten.len()));
+                (rewritten, headers, held)
+            }
             Err(e) => {
                 if let Some(suppressed) = self.throttles.refused_batches.admit(self.clock.now()) {
                     tracing::warn!(topic = %topic.name, partition = index, error = %e, suppressed, "refusing produced data");
@@ -112,13 +130,7 @@ impl Broker {
         };
         match self
             .store
-            .append(
-                partition.clone(),
-                payload,
-                headers,
-                acks != 0,
-                Some(frame.clone()),
-            )
+            .append(partition.clone(), payload, headers, acks != 0, Some(held))
             .await
         {
             Ok(Some(rx)) => PartState::Waiting(rx),

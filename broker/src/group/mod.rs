@@ -516,11 +516,14 @@ impl Actor {
                 let id = self.next_write;
                 self.next_write += 1;
                 let partition = partition_for(group, self.config.offsets_partitions);
-                self.writes.entry(partition).or_default().push_back(InFlight {
-                    id,
-                    pending,
-                    outcome: None,
-                });
+                self.writes
+                    .entry(partition)
+                    .or_default()
+                    .push_back(InFlight {
+                        id,
+                        pending,
+                        outcome: None,
+                    });
                 let Some(tx) = self.tx.upgrade() else { return };
                 tokio::spawn(async move {
                     let outcome = match rx.await {

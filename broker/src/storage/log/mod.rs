@@ -59,6 +59,9 @@ pub struct LogConfig {
     /// anything above 1 refuses `acks=all` with NOT_ENOUGH_REPLICAS, as Kafka would.
     #[serde(default = "one")]
     pub min_insync_replicas: i32,
+    /// The codec batches are stored with (`compression.type`).
+    #[serde(default)]
+    pub compression: crate::compression::TopicCompression,
 }
 
 fn kafka_max_message_bytes() -> u64 {
@@ -457,6 +460,7 @@ mod tests {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,
+            compression: Default::default(),
         };
         let file: Arc<dyn DiskFile> = Arc::new(NoFile);
         let mut seg = Segment::empty(1_000, file);
