@@ -129,6 +129,15 @@ pub enum Finding {
         member: usize,
         generation: i32,
     },
+    /// The group answered a committed offset older than one it had acknowledged before the
+    /// read was sent (OffsetFetch behind an acknowledged OffsetCommit).
+    StaleCommittedRead {
+        partition: i32,
+        read: i64,
+        acknowledged: i64,
+        member: usize,
+        at_s: f64,
+    },
     /// Two members were given the same partition in one generation.
     DoubleOwner {
         generation: i32,
@@ -171,6 +180,7 @@ impl Finding {
             Finding::Refused { .. } => "refused",
             Finding::SequenceRefused { .. } => "sequence-refused",
             Finding::CommitRegressed { .. } => "commit-regressed",
+            Finding::StaleCommittedRead { .. } => "stale-committed-read",
             Finding::DoubleOwner { .. } => "double-owner",
             Finding::CommitMismatch { .. } => "commit-mismatch",
             Finding::GroupUnconsumed { .. } => "group-unconsumed",
@@ -332,6 +342,17 @@ impl std::fmt::Display for Finding {
                 f,
                 "committed offset went backwards: partition {partition} from {previous} to \
                  {offset} (member {member}, generation {generation})"
+            ),
+            Finding::StaleCommittedRead {
+                partition,
+                read,
+                acknowledged,
+                member,
+                at_s,
+            } => write!(
+                f,
+                "stale committed offset: member {member} read {read} for partition {partition} \
+                 at {at_s:.3} s, after {acknowledged} was acknowledged"
             ),
             Finding::DoubleOwner {
                 generation,

@@ -5,9 +5,12 @@
 //! LeaveGroup; they come back as new members), pause past their session timeout (and go on as
 //! zombies until the group tells them otherwise), and leave (and come back), as often as the
 //! scenario says, drawn from the seed. Once producing is over, the group reads to the end and
-//! commits it, then its members leave.
+//! commits it, then its members leave. With `async_commits`, each poll's progress is committed
+//! without waiting (several commits in flight on the member's connection, as librdkafka's
+//! asynchronous commits are), and at each commit interval the member reads the group's
+//! committed offsets back: an acknowledged commit must be what the group answers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +20,9 @@ use tokio::time::Instant;
 
 use crate::client::group::{assigned, assignment};
 use crate::client::{Client, ClientError};
-use crate::history::{Assigned, Commit, CommitOutcome, MemberEvent, Op, Poll, PollResult};
+use crate::history::{
+    Assigned, Commit, CommitOutcome, CommittedRead, MemberEvent, Op, Poll, PollResult,
+};
 use crate::workload::{lock, take_or_connect, wait_ready, World, DRAIN_MAX, OFFSET_OUT_OF_RANGE};
 
 /// Kafka's answers that tell a member to rejoin.
@@ -61,6 +66,15 @@ enum Fate {
     Leave,
 }
 
+/// A commit sent without waiting for its answer.
+struct SentCommit {
+    correlation_id: i32,
+    offsets: Vec<(i32, i64)>,
+    generation: i32,
+    member_id: String,
+    invoked_s: f64,
+}
+
 /// One member slot of the group: incarnation after incarnation until the group is drained.
 pub async fn member(world: Arc<World>, slot: usize) {
     if !wait_ready(&world).await {
@@ -98,6 +112,12 @@ struct Member<'a> {
     positions: BTreeMap<i32, i64>,
     /// What this member last committed, per partition.
     committed: BTreeMap<i32, i64>,
+    /// What its last commit sent, per partition (ahead of `committed` while commits are in
+    /// flight).
+    sent: BTreeMap<i32, i64>,
+    /// Commits sent without waiting, oldest first: their answers come before anything else
+    /// on the connection.
+    in_flight: VecDeque<SentCommit>,
     /// Counts joins and resets: a poll's `session` (offsets may go back between two).
     session: u32,
     fate: Option<(Instant, Fate)>,
@@ -115,6 +135,8 @@ impl<'a> Member<'a> {
             joined: false,
             positions: BTreeMap::new(),
             committed: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            in_flight: VecDeque::new(),
             session: 0,
             fate: None,
         };
@@ -241,16 +263,137 @@ impl<'a> Member<'a> {
                 self.world.scenario.workload.poll_max_wait_ms,
             ));
             self.poll(wait).await;
+            self.commit_async().await;
         }
     }
 
+    /// The member's connection, once the answers to its commits in flight are read.
     async fn client(&mut self) -> Option<&mut Client> {
+        self.settle_commits(0).await;
         take_or_connect(&self.world, &mut self.conn).await
+    }
+
+    /// Read the answers to commits in flight until at most `keep` are left. Without a
+    /// connection (it was dropped) their outcome is unknown.
+    async fn settle_commits(&mut self, keep: usize) {
+        let t_out = self.world.client_timeout();
+        while self.in_flight.len() > keep {
+            let Some(sent) = self.in_flight.pop_front() else {
+                break;
+            };
+            let answer = match self.conn.as_mut() {
+                Some(c) => tokio::time::timeout(t_out, c.commit_answer(sent.correlation_id)).await,
+                None => Ok(Err(ClientError::Protocol("connection dropped".into()))),
+            };
+            let outcome = commit_outcome(answer);
+            if outcome == CommitOutcome::Unknown {
+                self.conn = None;
+            }
+            self.finish_commit(sent, outcome);
+        }
+    }
+
+    /// Send this generation's progress as a commit without waiting for its answer (with
+    /// `async_commits`), once fewer than that many are in flight.
+    async fn commit_async(&mut self) {
+        let max = self.g().async_commits;
+        if max == 0 || !self.joined {
+            return;
+        }
+        let offsets: Vec<(i32, i64)> = self
+            .positions
+            .iter()
+            .filter(|(p, o)| self.sent.get(p).is_none_or(|s| s < o))
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        if offsets.is_empty() {
+            return;
+        }
+        self.settle_commits(max - 1).await;
+        if self.conn.is_none() || !self.joined {
+            return;
+        }
+        let g = self.g().clone();
+        let topic = self.world.scenario.workload.topic.clone();
+        let (generation, member_id) = (self.generation, self.member_id.clone());
+        let invoked_s = self.world.now_s();
+        let Some(c) = self.conn.as_mut() else {
+            return;
+        };
+        match c
+            .send_commit(&g.group_id, generation, &member_id, &topic, &offsets)
+            .await
+        {
+            Ok(correlation_id) => {
+                for (p, o) in &offsets {
+                    self.sent.insert(*p, *o);
+                }
+                self.in_flight.push_back(SentCommit {
+                    correlation_id,
+                    offsets,
+                    generation,
+                    member_id,
+                    invoked_s,
+                });
+            }
+            Err(_) => self.conn = None,
+        }
+    }
+
+    /// Record a commit's outcome and act on it.
+    fn finish_commit(&mut self, sent: SentCommit, outcome: CommitOutcome) {
+        self.world.record(Op::Commit(Commit {
+            member: self.id,
+            member_id: sent.member_id,
+            generation: sent.generation,
+            offsets: sent.offsets.clone(),
+            invoked_s: sent.invoked_s,
+            completed_s: self.world.now_s(),
+            outcome: outcome.clone(),
+        }));
+        match outcome {
+            CommitOutcome::Ok => {
+                let mut progress = lock(&self.world.group);
+                for (p, o) in &sent.offsets {
+                    self.committed.insert(*p, *o);
+                    let c = progress.committed.entry(*p).or_insert(0);
+                    *c = (*c).max(*o);
+                }
+            }
+            // Only a commit of the member's current generation speaks for it.
+            CommitOutcome::Failed(code) if sent.generation == self.generation => self.told(code),
+            CommitOutcome::Failed(_) | CommitOutcome::Unknown => {}
+        }
+    }
+
+    /// Read the group's committed offsets of this member's partitions (and record the read).
+    async fn read_committed_offsets(&mut self) -> Option<Vec<(i32, i64)>> {
+        let t_out = self.world.client_timeout();
+        let group_id = self.g().group_id.clone();
+        let topic = self.world.scenario.workload.topic.clone();
+        let mine: Vec<i32> = self.positions.keys().copied().collect();
+        let invoked_s = self.world.now_s();
+        let c = self.client().await?;
+        match tokio::time::timeout(t_out, c.committed_offsets(&group_id, &topic, &mine)).await {
+            Ok(Ok(offsets)) => {
+                self.world.record(Op::CommittedRead(CommittedRead {
+                    member: self.id,
+                    offsets: offsets.clone(),
+                    invoked_s,
+                    completed_s: self.world.now_s(),
+                }));
+                Some(offsets)
+            }
+            Ok(Err(_)) => None,
+            Err(_) => {
+                self.conn = None;
+                None
+            }
+        }
     }
 
     /// Join (and sync) a new generation: the leader computes the range assignment.
     async fn join(&mut self) -> bool {
-        let t_out = self.world.client_timeout();
         let g = self.g().clone();
         let topic = self.world.scenario.workload.topic.clone();
         let partitions = self.world.scenario.workload.partitions;
@@ -333,32 +476,34 @@ impl<'a> Member<'a> {
             at_s: self.world.now_s(),
         }));
         // Start from what the group committed (the earliest offset where nothing is).
-        let Some(c) = self.client().await else {
+        self.positions = mine.iter().map(|p| (*p, 0)).collect();
+        let Some(committed) = self.read_committed_offsets().await else {
+            self.positions.clear();
             return false;
-        };
-        let fetched =
-            tokio::time::timeout(t_out, c.committed_offsets(&g.group_id, &topic, &mine)).await;
-        let committed = match fetched {
-            Ok(Ok(c)) => c,
-            Ok(Err(_)) => return false,
-            Err(_) => {
-                self.conn = None;
-                return false;
-            }
         };
         self.positions = committed.into_iter().map(|(p, o)| (p, o.max(0))).collect();
         self.committed = self.positions.clone();
+        self.sent = self.positions.clone();
         self.session += 1;
         self.joined = true;
         true
     }
 
-    /// Commit this generation's positions that moved since the last commit.
+    /// Commit this generation's positions that moved since the last commit (once the commits
+    /// in flight are answered; with `async_commits`, then read the committed offsets back).
     async fn commit(&mut self) {
         let t_out = self.world.client_timeout();
+        self.settle_commits(0).await;
         if !self.joined {
             return;
         }
+        self.commit_sync(t_out).await;
+        if self.g().async_commits > 0 && self.joined {
+            self.read_committed_offsets().await;
+        }
+    }
+
+    async fn commit_sync(&mut self, t_out: Duration) {
         let offsets: Vec<(i32, i64)> = self
             .positions
             .iter()
@@ -380,38 +525,23 @@ impl<'a> Member<'a> {
             c.commit_offsets(&g.group_id, generation, &member_id, &topic, &offsets),
         )
         .await;
-        let outcome = match r {
-            Ok(Ok(codes)) => match codes.iter().find(|(_, c)| *c != 0) {
-                None => CommitOutcome::Ok,
-                Some((_, code)) => CommitOutcome::Failed(*code),
-            },
-            Ok(Err(ClientError::Kafka(code))) => CommitOutcome::Failed(code),
-            _ => {
-                self.conn = None;
-                CommitOutcome::Unknown
-            }
-        };
-        self.world.record(Op::Commit(Commit {
-            member: self.id,
-            member_id: member_id.clone(),
-            generation,
-            offsets: offsets.clone(),
-            invoked_s,
-            completed_s: self.world.now_s(),
-            outcome: outcome.clone(),
-        }));
-        match outcome {
-            CommitOutcome::Ok => {
-                let mut progress = lock(&self.world.group);
-                for (p, o) in &offsets {
-                    self.committed.insert(*p, *o);
-                    let c = progress.committed.entry(*p).or_insert(0);
-                    *c = (*c).max(*o);
-                }
-            }
-            CommitOutcome::Failed(code) => self.told(code),
-            CommitOutcome::Unknown => {}
+        let outcome = commit_outcome(r);
+        if outcome == CommitOutcome::Unknown {
+            self.conn = None;
         }
+        for (p, o) in &offsets {
+            self.sent.insert(*p, *o);
+        }
+        self.finish_commit(
+            SentCommit {
+                correlation_id: 0,
+                offsets,
+                generation,
+                member_id,
+                invoked_s,
+            },
+            outcome,
+        );
     }
 
     /// The group said something other than "fine" to a heartbeat or commit.
@@ -525,6 +655,20 @@ impl<'a> Member<'a> {
                 result,
             }));
         }
+    }
+}
+
+/// What an OffsetCommit's answer (or its absence) says.
+fn commit_outcome(
+    answer: Result<Result<Vec<(i32, i16)>, ClientError>, tokio::time::error::Elapsed>,
+) -> CommitOutcome {
+    match answer {
+        Ok(Ok(codes)) => match codes.iter().find(|(_, c)| *c != 0) {
+            None => CommitOutcome::Ok,
+            Some((_, code)) => CommitOutcome::Failed(*code),
+        },
+        Ok(Err(ClientError::Kafka(code))) => CommitOutcome::Failed(code),
+        _ => CommitOutcome::Unknown,
     }
 }
 

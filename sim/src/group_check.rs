@@ -22,6 +22,7 @@ pub fn check(
     let mut out = Vec::new();
     out.extend(double_owners(history));
     out.extend(regressions(history));
+    out.extend(stale_reads(history));
     let drained = final_commits(history, log, committed, partitions, members_from);
     let not_drained: Vec<i32> = drained
         .iter()
@@ -70,7 +71,9 @@ fn double_owners(history: &[Op]) -> Vec<Finding> {
         .collect()
 }
 
-/// Successful commits, in the order they completed, never lower a partition's offset.
+/// A successful commit never lowers a partition's offset below one acknowledged before it was
+/// sent. (Commits whose times overlap have no order: a pipelined commit's answer may be read
+/// long after the broker took it — a member paused with answers unread.)
 fn regressions(history: &[Op]) -> Vec<Finding> {
     let mut commits: Vec<_> = history
         .iter()
@@ -80,21 +83,61 @@ fn regressions(history: &[Op]) -> Vec<Finding> {
         })
         .collect();
     commits.sort_by(|a, b| a.completed_s.total_cmp(&b.completed_s));
-    let mut high: BTreeMap<i32, i64> = BTreeMap::new();
     let mut out = Vec::new();
-    for c in commits {
+    for c in &commits {
         for &(partition, offset) in &c.offsets {
-            let previous = high.entry(partition).or_insert(offset);
-            if offset < *previous {
+            let before = commits
+                .iter()
+                .take_while(|a| a.completed_s < c.invoked_s)
+                .flat_map(|a| a.offsets.iter())
+                .filter(|(p, _)| *p == partition)
+                .map(|(_, o)| *o)
+                .max();
+            if let Some(previous) = before.filter(|p| offset < *p) {
                 out.push(Finding::CommitRegressed {
                     partition,
-                    previous: *previous,
+                    previous,
                     offset,
                     member: c.member,
                     generation: c.generation,
                 });
             }
-            *previous = (*previous).max(offset);
+        }
+    }
+    out
+}
+
+/// A read of the committed offsets sent after a commit was acknowledged answers at least what
+/// that commit set (commits of a partition only go forward in this workload).
+fn stale_reads(history: &[Op]) -> Vec<Finding> {
+    let mut acked: Vec<(f64, i32, i64)> = history
+        .iter()
+        .filter_map(|op| match op {
+            Op::Commit(c) if c.outcome == CommitOutcome::Ok => Some(c),
+            _ => None,
+        })
+        .flat_map(|c| c.offsets.iter().map(|&(p, o)| (c.completed_s, p, o)))
+        .collect();
+    acked.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out = Vec::new();
+    for op in history {
+        let Op::CommittedRead(r) = op else { continue };
+        for &(partition, read) in &r.offsets {
+            let acknowledged = acked
+                .iter()
+                .take_while(|(at, _, _)| *at < r.invoked_s)
+                .filter(|(_, p, _)| *p == partition)
+                .map(|(_, _, o)| *o)
+                .max();
+            if let Some(acknowledged) = acknowledged.filter(|a| *a > read) {
+                out.push(Finding::StaleCommittedRead {
+                    partition,
+                    read,
+                    acknowledged,
+                    member: r.member,
+                    at_s: r.invoked_s,
+                });
+            }
         }
     }
     out
@@ -186,7 +229,7 @@ fn unconsumed(history: &[Op], members_from: usize) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Assigned, Commit, Poll, Send};
+    use crate::history::{Assigned, Commit, CommittedRead, Poll, Send};
 
     fn v(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -306,6 +349,10 @@ mod tests {
             ),
             "{f:?}"
         );
+        // One sent before the other was answered may land either side of it.
+        let (mut h, _, _) = clean();
+        h.push(commit(2, 1, 3.05, &[(0, 1)]));
+        assert!(regressions(&h).is_empty());
         // A failed commit does not count.
         let (mut h, log, committed) = clean();
         if let Op::Commit(mut c) = commit(2, 2, 4.0, &[(0, 1)]) {
@@ -313,6 +360,38 @@ mod tests {
             h.push(Op::Commit(c));
         }
         assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+    }
+
+    #[test]
+    fn a_read_behind_an_acknowledged_commit_is_stale() {
+        let read = |invoked_s: f64, offsets: &[(i32, i64)]| {
+            Op::CommittedRead(CommittedRead {
+                member: 1,
+                offsets: offsets.to_vec(),
+                invoked_s,
+                completed_s: invoked_s + 0.1,
+            })
+        };
+        let (mut h, log, committed) = clean();
+        // Up to date, and a read sent before the commit was answered: both fine.
+        h.push(read(3.0, &[(0, 2)]));
+        h.push(read(0.05, &[(0, -1)]));
+        assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+        h.push(read(3.5, &[(0, 1), (1, 2)]));
+        let f = check(&h, &log, &committed, 2, 1);
+        assert!(
+            matches!(
+                &f[..],
+                [Finding::StaleCommittedRead {
+                    partition: 0,
+                    read: 1,
+                    acknowledged: 2,
+                    member: 1,
+                    ..
+                }]
+            ),
+            "{f:?}"
+        );
     }
 
     #[test]

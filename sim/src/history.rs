@@ -141,6 +141,17 @@ pub struct Assigned {
     pub at_s: f64,
 }
 
+/// A member's read of the group's committed offsets (OffsetFetch): at a join, to start from
+/// them, and after its own commits were answered.
+#[derive(Debug, Clone)]
+pub struct CommittedRead {
+    pub member: usize,
+    /// `(partition, offset)`; -1: nothing committed.
+    pub offsets: Vec<(i32, i64)>,
+    pub invoked_s: f64,
+    pub completed_s: f64,
+}
+
 /// Something a member of the group did or had done to it (joined, crashed, paused, left).
 #[derive(Debug, Clone)]
 pub struct MemberEvent {
@@ -156,6 +167,7 @@ pub enum Op {
     Admin(Admin),
     Commit(Commit),
     Assigned(Assigned),
+    CommittedRead(CommittedRead),
     Member(MemberEvent),
 }
 
@@ -211,6 +223,10 @@ impl Op {
             Op::Assigned(a) => format!(
                 "{:.6} assigned m{} {} gen {} {:?}",
                 a.at_s, a.member, a.member_id, a.generation, a.partitions
+            ),
+            Op::CommittedRead(r) => format!(
+                "{:.6} {:.6} committed-read m{} {:?}",
+                r.invoked_s, r.completed_s, r.member, r.offsets
             ),
             Op::Member(m) => format!("{:.6} member m{} {}", m.at_s, m.member, m.what),
         }

@@ -100,7 +100,11 @@ impl Report {
                         polled[bucket(p.completed_s)] += records.len();
                     }
                 }
-                Op::Admin(_) | Op::Commit(_) | Op::Assigned(_) | Op::Member(_) => {}
+                Op::Admin(_)
+                | Op::Commit(_)
+                | Op::Assigned(_)
+                | Op::CommittedRead(_)
+                | Op::Member(_) => {}
             }
         }
         let buckets = (0..n)

@@ -160,7 +160,8 @@ pub struct Workload {
 /// range assignor computed by the leader, offsets committed every `commit_interval_ms` and when
 /// a rebalance begins. Members crash (and come back as new members), pause past their session
 /// timeout, and leave (and come back), `member_faults_per_min` in all, drawn from the seed,
-/// while producing lasts; then the group reads to the end and commits it.
+/// while producing lasts; then the group reads to the end and commits it. With
+/// `async_commits`, commits are pipelined.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupWorkload {
@@ -177,6 +178,13 @@ pub struct GroupWorkload {
     pub commit_interval_ms: u64,
     #[serde(default)]
     pub member_faults_per_min: f64,
+    /// 0: commits are synchronous (sent, then waited for). Otherwise each poll that moved the
+    /// positions sends a commit without waiting for its answer, up to this many in flight on
+    /// the member's connection (librdkafka's and the Java client's asynchronous commits); at
+    /// every commit interval the member waits for them and reads the group's committed
+    /// offsets back.
+    #[serde(default)]
+    pub async_commits: usize,
 }
 
 fn default_group_id() -> String {

@@ -267,6 +267,22 @@ impl Client {
         topic: &str,
         offsets: &[(i32, i64)],
     ) -> Result<Vec<(i32, i16)>, ClientError> {
+        let id = self
+            .send_commit(group, generation, member_id, topic, offsets)
+            .await?;
+        self.commit_answer(id).await
+    }
+
+    /// Send a commit without waiting for its answer (as an asynchronous commit does); read the
+    /// answer with [`Client::commit_answer`] before anything else on this connection.
+    pub async fn send_commit(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Result<i32, ClientError> {
         let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
         t.name = TopicName(s(topic));
         t.partitions = offsets
@@ -284,12 +300,21 @@ impl Client {
         req.generation_id_or_member_epoch = generation;
         req.member_id = s(member_id);
         req.topics = vec![t];
+        self.send_request(
+            ApiKey::OffsetCommit,
+            COMMIT_VERSION,
+            RequestKind::OffsetCommit(req),
+        )
+        .await
+    }
+
+    /// The answer to the commit sent as `correlation_id`: one code per partition.
+    pub async fn commit_answer(
+        &mut self,
+        correlation_id: i32,
+    ) -> Result<Vec<(i32, i16)>, ClientError> {
         match self
-            .call(
-                ApiKey::OffsetCommit,
-                COMMIT_VERSION,
-                RequestKind::OffsetCommit(req),
-            )
+            .receive(ApiKey::OffsetCommit, COMMIT_VERSION, correlation_id)
             .await?
         {
             ResponseKind::OffsetCommit(r) => Ok(r
