@@ -6,8 +6,8 @@
 //! zombies until the group tells them otherwise), and leave (and come back), as often as the
 //! scenario says, drawn from the seed. Once producing is over, the group reads to the end and
 //! commits it, then its members leave. With `async_commits`, each poll's progress is committed
-//! without waiting (several commits in flight on the member's connection, as librdkafka's
-//! asynchronous commits are), and at each commit interval the member reads the group's
+//! without waiting (several commits in flight on the member's coordinator connection while it
+//! fetches on another, as librdkafka's asynchronous commits are), and at each commit interval the member reads the group's
 //! committed offsets back: an acknowledged commit must be what the group answers.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -104,7 +104,11 @@ struct Member<'a> {
     world: Arc<World>,
     id: usize,
     rng: &'a EnvRng,
+    /// The connection to the group coordinator (group requests and commits).
     conn: Option<Client>,
+    /// The connection fetches go on (librdkafka and the Java client fetch from the partition
+    /// leader on a connection of its own, beside the coordinator's).
+    fetch_conn: Option<Client>,
     member_id: String,
     generation: i32,
     joined: bool,
@@ -130,6 +134,7 @@ impl<'a> Member<'a> {
             id,
             rng,
             conn: None,
+            fetch_conn: None,
             member_id: String::new(),
             generation: -1,
             joined: false,
@@ -300,15 +305,31 @@ impl<'a> Member<'a> {
         if max == 0 || !self.joined {
             return;
         }
-        let offsets: Vec<(i32, i64)> = self
+        let moved: Vec<(i32, i64, i64)> = self
             .positions
             .iter()
-            .filter(|(p, o)| self.sent.get(p).is_none_or(|s| s < o))
-            .map(|(p, o)| (*p, *o))
+            .filter_map(|(p, o)| {
+                let from = self.sent.get(p).copied().unwrap_or(0);
+                (from < *o).then_some((*p, from, *o))
+            })
             .collect();
-        if offsets.is_empty() {
-            return;
+        // As a consumer committing after each record it processed: a poll that brought several
+        // records is committed in steps (half way, then all of it), back to back.
+        let halfway: Vec<(i32, i64)> = moved
+            .iter()
+            .filter(|(_, from, to)| to - from >= 2)
+            .map(|(p, from, to)| (*p, from + (to - from) / 2))
+            .collect();
+        let all: Vec<(i32, i64)> = moved.iter().map(|(p, _, to)| (*p, *to)).collect();
+        for offsets in [halfway, all] {
+            if !offsets.is_empty() {
+                self.send_commit(max, offsets).await;
+            }
         }
+    }
+
+    /// Send one commit without waiting, once fewer than `max` are in flight.
+    async fn send_commit(&mut self, max: usize, offsets: Vec<(i32, i64)>) {
         self.settle_commits(max - 1).await;
         if self.conn.is_none() || !self.joined {
             return;
@@ -604,7 +625,7 @@ impl<'a> Member<'a> {
         let asked: Vec<(i32, i64)> = self.positions.iter().map(|(p, o)| (*p, *o)).collect();
         let over = *self.world.producing_over.borrow();
         let invoked_s = self.world.now_s();
-        let Some(c) = self.client().await else {
+        let Some(c) = take_or_connect(&self.world, &mut self.fetch_conn).await else {
             return;
         };
         let answer = tokio::time::timeout(
@@ -615,7 +636,7 @@ impl<'a> Member<'a> {
         let answers = match answer {
             Ok(Ok(a)) => a,
             _ => {
-                self.conn = None;
+                self.fetch_conn = None;
                 return;
             }
         };

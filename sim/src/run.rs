@@ -454,6 +454,11 @@ async fn apply(fault: &Fault, c: &Cluster) {
             );
             let spike = (*spike_per_million > 0)
                 .then(|| (*spike_per_million, Duration::from_millis(*spike_ms)));
+            // Overlapping slow-disk faults: the latency before this one comes back after it.
+            let before = {
+                let f = c.disk.faults();
+                (f.latency, f.latency_spike)
+            };
             for_a_while(
                 &c.disk,
                 *for_s,
@@ -461,9 +466,8 @@ async fn apply(fault: &Fault, c: &Cluster) {
                     f.latency = Some(latency);
                     f.latency_spike = spike;
                 },
-                |f| {
-                    f.latency = None;
-                    f.latency_spike = None;
+                move |f| {
+                    (f.latency, f.latency_spike) = before;
                 },
             )
             .await
