@@ -27,6 +27,10 @@ pub enum Support {
     AlwaysSynced,
     /// Only Kafka's default is accepted (the feature does not exist here); `why` says so.
     DefaultOnly(&'static str),
+    /// Any valid value is accepted, kept and described, and has no effect — as in Kafka, where
+    /// it acts only with a feature whose switch is refused here (`why`: compaction, tiered
+    /// storage), so a topic Kafka would accept is accepted and behaves as Kafka's would.
+    InertAsInKafka(&'static str),
 }
 
 /// Kafka's config types (DescribeConfigs v3+ `config_type`).
@@ -57,6 +61,10 @@ pub struct Key {
 
 const NO_COMPACTION: &str = "there is no log compaction (cleanup.policy=delete only)";
 const NO_TIERED: &str = "there is no tiered storage";
+const COMPACTED_ONLY: &str =
+    "it applies to compacted topics only, and cleanup.policy=compact is refused";
+const TIERED_ONLY: &str =
+    "it applies with tiered storage only, and remote.storage.enable=true is refused";
 const NO_REPLICATION: &str = "each partition has one replica";
 
 const fn key(
@@ -79,7 +87,7 @@ const fn key(
     }
 }
 
-use Support::{AlwaysSynced, DefaultOnly, Honoured};
+use Support::{AlwaysSynced, DefaultOnly, Honoured, InertAsInKafka};
 
 /// Every topic config Kafka (3.9) defines, sorted by name.
 pub const KEYS: &[Key] = &[
@@ -93,7 +101,7 @@ pub const KEYS: &[Key] = &[
         "producer: batches are stored as the producer compressed them. uncompressed, gzip, snappy, lz4, zstd: every batch in another codec is recompressed with this one before it is stored."),
     key("compression.zstd.level", "3", Type::Int, -131072, DefaultOnly("the broker recompresses with zstd at its fastest level (about 1)"), Some("compression.zstd.level"),
         "The level of zstd compression when the broker recompresses: the pure-Rust encoder's fastest (about level 1)."),
-    key("delete.retention.ms", "86400000", Type::Long, 0, DefaultOnly(NO_COMPACTION), Some("log.cleaner.delete.retention.ms"),
+    key("delete.retention.ms", "86400000", Type::Long, 0, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.delete.retention.ms"),
         "How long delete tombstones are kept in compacted topics."),
     key("file.delete.delay.ms", "60000", Type::Long, 0, DefaultOnly("segments are deleted once no longer in the log"), Some("log.segment.delete.delay.ms"),
         "How long a deleted segment's file is kept."),
@@ -107,11 +115,11 @@ pub const KEYS: &[Key] = &[
         "Bytes of log between two offset index entries."),
     key("leader.replication.throttled.replicas", "", Type::List, 0, DefaultOnly(NO_REPLICATION), Some("leader.replication.throttled.replicas"),
         "Replicas whose replication is throttled on the leader side."),
-    key("local.retention.bytes", "-2", Type::Long, -2, DefaultOnly(NO_TIERED), Some("log.local.retention.bytes"),
+    key("local.retention.bytes", "-2", Type::Long, -2, InertAsInKafka(TIERED_ONLY), Some("log.local.retention.bytes"),
         "Bytes kept locally when tiered storage is on."),
-    key("local.retention.ms", "-2", Type::Long, -2, DefaultOnly(NO_TIERED), Some("log.local.retention.ms"),
+    key("local.retention.ms", "-2", Type::Long, -2, InertAsInKafka(TIERED_ONLY), Some("log.local.retention.ms"),
         "Time kept locally when tiered storage is on."),
-    key("max.compaction.lag.ms", "9223372036854775807", Type::Long, 1, DefaultOnly(NO_COMPACTION), Some("log.cleaner.max.compaction.lag.ms"),
+    key("max.compaction.lag.ms", "9223372036854775807", Type::Long, 1, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.max.compaction.lag.ms"),
         "Longest time a message stays uncompacted."),
     key("max.message.bytes", "1048588", Type::Int, 0, Honoured, Some("message.max.bytes"),
         "Largest record batch accepted, as sent (compressed)."),
@@ -127,9 +135,9 @@ pub const KEYS: &[Key] = &[
         "Deprecated: bounds both sides at once (before.max.ms and after.max.ms, when those are not set)."),
     key("message.timestamp.type", "CreateTime", Type::String, 0, Honoured, Some("log.message.timestamp.type"),
         "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock."),
-    key("min.cleanable.dirty.ratio", "0.5", Type::Double, 0, DefaultOnly(NO_COMPACTION), Some("log.cleaner.min.cleanable.ratio"),
+    key("min.cleanable.dirty.ratio", "0.5", Type::Double, 0, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.min.cleanable.ratio"),
         "Dirty ratio that triggers compaction."),
-    key("min.compaction.lag.ms", "0", Type::Long, 0, DefaultOnly(NO_COMPACTION), Some("log.cleaner.min.compaction.lag.ms"),
+    key("min.compaction.lag.ms", "0", Type::Long, 0, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.min.compaction.lag.ms"),
         "Shortest time a message stays uncompacted."),
     key("min.insync.replicas", "1", Type::Int, 1, Honoured, Some("min.insync.replicas"),
         "Replicas an acks=all write needs; with one replica, above 1 refuses acks=all (NOT_ENOUGH_REPLICAS)."),
@@ -515,7 +523,8 @@ mod tests {
             ("cleanup.policy", "compact,delete"),
             ("compression.type", "brotli"),
             ("preallocate", "true"),
-            ("min.cleanable.dirty.ratio", "0.1"),
+            ("segment.jitter.ms", "100"),
+            ("min.cleanable.dirty.ratio", "2"),
             ("segment.bytes", "10"),
             ("retention.ms", "-2"),
             ("retention.ms", "soon"),
@@ -526,9 +535,11 @@ mod tests {
         }
         // Kafka's default of a key that is not supported is accepted, in any spelling.
         assert_eq!(check("preallocate", Some("FALSE")).unwrap(), "false");
+        // A compaction setting is kept as Kafka keeps it on a topic that is not compacted.
+        assert_eq!(check("delete.retention.ms", Some("900")).unwrap(), "900");
         assert_eq!(
-            check("min.cleanable.dirty.ratio", Some("0.50")).unwrap(),
-            "0.50"
+            check("min.cleanable.dirty.ratio", Some("0.10")).unwrap(),
+            "0.10"
         );
         assert!(check_all([("retention.ms", Some("1")), ("retention.ms", Some("2"))]).is_err());
     }

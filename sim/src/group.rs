@@ -413,6 +413,20 @@ impl<'a> Member<'a> {
         }
     }
 
+    /// A JoinGroup or SyncGroup that did not let the member in: an unknown member id is
+    /// forgotten (the next join asks for a new one); no answer drops the connection.
+    fn not_joined(&mut self, error: Option<ClientError>) -> bool {
+        match error {
+            Some(ClientError::Kafka(code)) => {
+                if code == UNKNOWN_MEMBER_ID {
+                    self.member_id.clear();
+                }
+            }
+            _ => self.conn = None,
+        }
+        false
+    }
+
     /// Join (and sync) a new generation: the leader computes the range assignment.
     async fn join(&mut self) -> bool {
         let g = self.g().clone();
@@ -441,16 +455,8 @@ impl<'a> Member<'a> {
                 self.member_id = id;
                 return true; // Join again at once, with the id.
             }
-            Ok(Err(ClientError::Kafka(code))) => {
-                if code == UNKNOWN_MEMBER_ID {
-                    self.member_id.clear();
-                }
-                return false;
-            }
-            _ => {
-                self.conn = None;
-                return false;
-            }
+            Ok(Err(e)) => return self.not_joined(Some(e)),
+            Err(_) => return self.not_joined(None),
         };
         self.member_id = j.member_id.clone();
         let assignments = if j.leader == j.member_id {
@@ -474,16 +480,8 @@ impl<'a> Member<'a> {
         .await;
         let data: Bytes = match synced {
             Ok(Ok(d)) => d,
-            Ok(Err(ClientError::Kafka(code))) => {
-                if code == UNKNOWN_MEMBER_ID {
-                    self.member_id.clear();
-                }
-                return false;
-            }
-            _ => {
-                self.conn = None;
-                return false;
-            }
+            Ok(Err(e)) => return self.not_joined(Some(e)),
+            Err(_) => return self.not_joined(None),
         };
         let Ok(mine) = assigned(&topic, &data) else {
             return false;

@@ -164,3 +164,22 @@ def test_compression_type_recompresses_what_producers_send(broker, codec):
     res = ConfigResource("topic", topic)
     described = a.describe_configs([res])[res].result(30)
     assert described["compression.type"].value == codec
+
+
+def test_compaction_settings_are_kept_as_kafka_keeps_them_on_a_delete_topic(broker):
+    """delete.retention.ms and the other compaction settings act only on compacted topics in
+    Kafka too: a topic that sets them (librdkafka's admin test does) is created, keeps and
+    describes them, and works; cleanup.policy=compact itself stays refused."""
+    from confluent_kafka.admin import ConfigResource
+    settings = {"delete.retention.ms": "900", "min.compaction.lag.ms": "10",
+                "min.cleanable.dirty.ratio": "0.1"}
+    clients.create_topics(broker.bootstrap, {"inert": 1}, config=settings)
+    res = ConfigResource("topic", "inert")
+    a = clients.admin(broker.bootstrap)
+    described = a.describe_configs([res])[res].result(30)
+    for k, v in settings.items():
+        assert described[k].value == v
+        assert not described[k].is_default
+    assert produce_one(broker.bootstrap, "inert", b"kept")[0] is None
+    err = create_error(broker.bootstrap, "compacted", {"cleanup.policy": "compact"})
+    assert err.code() == KafkaError.INVALID_CONFIG, err

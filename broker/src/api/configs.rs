@@ -145,6 +145,9 @@ impl Broker {
                     topic_config::Support::DefaultOnly(why) => {
                         format!("{} Only Kafka's default is accepted: {why}.", d.key.doc)
                     }
+                    topic_config::Support::InertAsInKafka(why) => {
+                        format!("{} Kept, with no effect: {why}.", d.key.doc)
+                    }
                     _ => d.key.doc.to_string(),
                 },
             })

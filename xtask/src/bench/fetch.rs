@@ -78,23 +78,16 @@ async fn fetch_against(
     )?;
     let partitions = kafka::prepare_topic(&mut admin, &versions, &args.topic, 1, None).await?;
 
-    let mut ends = kafka::list_offsets(&mut admin, &versions, &args.topic, partitions, -1).await?;
-    let held_records: i64 = ends.iter().sum();
-    let wanted_records =
-        i64::try_from(args.fill_mb.saturating_mul(1_000_000) / 100).unwrap_or(i64::MAX);
-    if held_records < wanted_records {
-        fill_topic(
-            target,
-            &versions,
-            &args.topic,
-            partitions,
-            wanted_records - held_records,
-            response_timeout,
-        )
-        .await?;
-        ends = kafka::list_offsets(&mut admin, &versions, &args.topic, partitions, -1).await?;
-    }
-    let starts = kafka::list_offsets(&mut admin, &versions, &args.topic, partitions, -2).await?;
+    let (starts, ends) = filled(
+        &mut admin,
+        target,
+        &versions,
+        &args.topic,
+        partitions,
+        args.fill_mb,
+        response_timeout,
+    )
+    .await?;
     if ends.iter().zip(&starts).all(|(end, start)| end <= start) {
         bail!("topic {} is empty after filling it", args.topic);
     }
@@ -185,8 +178,38 @@ async fn fetch_against(
     Ok(())
 }
 
+/// Fill `topic` up to `fill_mb` MB of 100-byte records if it holds fewer; its start and end
+/// offsets, per partition.
+pub(super) async fn filled(
+    admin: &mut Connection,
+    target: &Target,
+    versions: &ApiVersions,
+    topic: &str,
+    partitions: i32,
+    fill_mb: u64,
+    response_timeout: Duration,
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    let mut ends = kafka::list_offsets(admin, versions, topic, partitions, -1).await?;
+    let held_records: i64 = ends.iter().sum();
+    let wanted_records = i64::try_from(fill_mb.saturating_mul(1_000_000) / 100).unwrap_or(i64::MAX);
+    if held_records < wanted_records {
+        fill_topic(
+            target,
+            versions,
+            topic,
+            partitions,
+            wanted_records - held_records,
+            response_timeout,
+        )
+        .await?;
+        ends = kafka::list_offsets(admin, versions, topic, partitions, -1).await?;
+    }
+    let starts = kafka::list_offsets(admin, versions, topic, partitions, -2).await?;
+    Ok((starts, ends))
+}
+
 /// Produces `records` more 100-byte records, spread over the partitions, in batches of 1000.
-pub(super) async fn fill_topic(
+async fn fill_topic(
     target: &Target,
     versions: &ApiVersions,
     topic: &str,

@@ -123,22 +123,16 @@ async fn group_against(args: &GroupArgs, target: &Target, duration: Duration) ->
     )?;
     let partitions =
         kafka::prepare_topic(&mut admin, &versions, &args.topic, args.partitions, None).await?;
-    let mut ends = kafka::list_offsets(&mut admin, &versions, &args.topic, partitions, -1).await?;
-    let held: i64 = ends.iter().sum();
-    let wanted = i64::try_from(args.fill_mb.saturating_mul(1_000_000) / 100).unwrap_or(i64::MAX);
-    if held < wanted {
-        super::fetch::fill_topic(
-            target,
-            &versions,
-            &args.topic,
-            partitions,
-            wanted - held,
-            response_timeout,
-        )
-        .await?;
-        ends = kafka::list_offsets(&mut admin, &versions, &args.topic, partitions, -1).await?;
-    }
-    let starts = kafka::list_offsets(&mut admin, &versions, &args.topic, partitions, -2).await?;
+    let (starts, ends) = super::fetch::filled(
+        &mut admin,
+        target,
+        &versions,
+        &args.topic,
+        partitions,
+        args.fill_mb,
+        response_timeout,
+    )
+    .await?;
     let group = format!(
         "bench-{}",
         std::time::SystemTime::now()
