@@ -415,6 +415,10 @@ pub fn timestamp_type_name(t: TimestampType) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     DynamicTopic = 1,
+    /// Set at run time for this broker.
+    DynamicBroker = 2,
+    /// Set at run time as the cluster-wide default.
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
 }
@@ -428,11 +432,13 @@ pub struct Described {
     pub synonyms: Vec<(&'static str, String, Source)>,
 }
 
-/// Every key of a topic with these overrides, over a broker whose own setting of a key (by its
-/// Kafka broker name, when the broker has one) is `broker_value`.
+/// Every key of a topic with these overrides, over a broker whose dynamic defaults of a key
+/// (by its Kafka broker name, most specific first) are `dynamic` and whose static setting is
+/// `broker_value`.
 pub fn describe(
     config: &LogConfig,
     overrides: &Overrides,
+    dynamic: impl Fn(&Key) -> Vec<(String, Source)>,
     broker_value: impl Fn(&Key) -> Option<String>,
 ) -> Vec<Described> {
     KEYS.iter()
@@ -442,6 +448,9 @@ pub fn describe(
                 synonyms.push((key.name, v.clone(), Source::DynamicTopic));
             }
             let broker_name = key.broker_key.unwrap_or(key.name);
+            for (v, source) in dynamic(key) {
+                synonyms.push((broker_name, v, source));
+            }
             if let Some(v) = broker_value(key).filter(|v| !same_value(key, v)) {
                 synonyms.push((broker_name, v, Source::StaticBroker));
             }
@@ -574,9 +583,12 @@ mod tests {
     fn described_values_name_their_source() {
         let o = check_all([("retention.ms", Some("1000"))]).unwrap();
         let c = resolve(defaults(), &o).unwrap();
-        let all = describe(&c, &o, |k| {
-            (k.name == "segment.bytes").then(|| "1048576".to_string())
-        });
+        let all = describe(
+            &c,
+            &o,
+            |_| Vec::new(),
+            |k| (k.name == "segment.bytes").then(|| "1048576".to_string()),
+        );
         assert_eq!(all.len(), KEYS.len());
         let get = |n: &str| all.iter().find(|d| d.key.name == n).unwrap();
         assert_eq!(get("retention.ms").value, "1000");

@@ -2,7 +2,8 @@
 //! CreatePartitions, DeleteRecords, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs,
 //! DescribeCluster, DescribeLogDirs, the ACL APIs, ElectLeaders and DescribeProducers, and what
 //! they do — configs honoured, refused by name and
-//! kept across a restart; partitions added; records deleted durably.
+//! kept across a restart; broker-wide defaults changed at run time; partitions added; records
+//! deleted durably.
 #![cfg(not(madsim))]
 
 use std::path::Path;
@@ -104,8 +105,19 @@ async fn alter_incremental(
     ops: &[(&str, i8, Option<&str>)],
     validate_only: bool,
 ) -> (i16, String) {
+    alter_incremental_of(c, 2, name, ops, validate_only).await
+}
+
+/// IncrementalAlterConfigs v1 of a resource of type `ty` (2 topic, 4 broker).
+async fn alter_incremental_of(
+    c: &mut Client,
+    ty: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+    validate_only: bool,
+) -> (i16, String) {
     let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
-    res.resource_type = 2;
+    res.resource_type = ty;
     res.resource_name = s(name);
     res.configs = ops
         .iter()
@@ -365,9 +377,12 @@ async fn every_admin_version_is_served() {
                         assert_eq!(retention.config_type, 5, "LONG");
                         assert!(retention.documentation.is_some());
                     }
-                    let r = describe(&mut c, 4, "", v).await;
+                    let r = describe(&mut c, 4, "1", v).await;
                     assert_eq!(r.error_code, 0, "v{v}");
                     assert_eq!(config_of(&r, "num.partitions").0, "1");
+                    // The cluster default ("") holds only what was set for it: nothing yet.
+                    let r = describe(&mut c, 4, "", v).await;
+                    assert_eq!((r.error_code, r.configs.len()), (0, 0), "v{v}");
                 }
                 ApiKey::AlterConfigs => {
                     let want = (10_000 + v as i64).to_string();
@@ -615,7 +630,7 @@ async fn topic_configs_are_honoured_refused_by_name_and_kept_across_a_restart() 
     .await;
     assert_eq!(code, 0, "{msg}");
     assert_eq!(c.produce("cfg", 0, big.clone()).await.0, 0);
-    // Broker settings are static: describing works, changing is refused by name.
+    // Broker settings: described; a static one's change is refused by name.
     let r = describe(&mut c, 4, "1", 4).await;
     assert_eq!(r.error_code, 0);
     assert_eq!(config_of(&r, "log.retention.ms").0, "604800000");
@@ -623,9 +638,9 @@ async fn topic_configs_are_honoured_refused_by_name_and_kept_across_a_restart() 
         describe(&mut c, 4, "99", 4).await.error_code,
         error::INVALID_REQUEST
     );
-    let (code, msg) = alter_legacy(&mut c, 4, "", &[("log.retention.ms", "1")], 2).await;
+    let (code, msg) = alter_legacy(&mut c, 4, "", &[("num.io.threads", "1")], 2).await;
     assert_eq!(code, error::INVALID_CONFIG);
-    assert!(msg.contains("log.retention.ms"), "{msg}");
+    assert!(msg.contains("num.io.threads"), "{msg}");
     assert_eq!(
         describe(&mut c, 2, "no-such-topic", 4).await.error_code,
         error::UNKNOWN_TOPIC_OR_PARTITION
@@ -748,6 +763,97 @@ async fn partitions_grow_and_deleted_records_stay_deleted_across_a_restart() {
     // Everything: the start moves to the end, and the log goes on from there.
     assert_eq!(delete_records(&mut c, "logs", 0, -1, 2).await, (0, 40));
     assert_eq!(c.produce("logs", 0, batch_at(5, "after")).await, (0, 40));
+    drop(c);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_wide_defaults_change_at_run_time_for_topics_without_their_own() {
+    const SET: i8 = 0;
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = start(dir.path()).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    assert_eq!(create(&mut c, "follows", 1, &[], false).await.error_code, 0);
+    let own = create(&mut c, "own", 1, &[("retention.ms", "1000")], false).await;
+    assert_eq!(own.error_code, 0);
+    // The cluster-wide default (""), then this broker's value over it.
+    let cluster_set = [
+        ("log.retention.ms", SET, Some("5000")),
+        ("log.segment.bytes", SET, Some("2097152")),
+    ];
+    assert_eq!(
+        alter_incremental_of(&mut c, 4, "", &cluster_set, false).await,
+        (0, String::new())
+    );
+    let node_set = [("log.retention.ms", SET, Some("7000"))];
+    assert_eq!(
+        alter_incremental_of(&mut c, 4, "1", &node_set, false)
+            .await
+            .0,
+        0
+    );
+    // Validate-only changes nothing.
+    let tried = [("log.retention.ms", SET, Some("1"))];
+    assert_eq!(
+        alter_incremental_of(&mut c, 4, "1", &tried, true).await.0,
+        0
+    );
+    let follows = running.broker.store.topic("follows").unwrap();
+    assert_eq!(
+        (follows.config.retention_ms, follows.config.segment_bytes),
+        (7000, 2 << 20)
+    );
+    assert_eq!(follows.partitions[0].config().retention_ms, 7000);
+    assert_eq!(
+        running
+            .broker
+            .store
+            .topic("own")
+            .unwrap()
+            .config
+            .retention_ms,
+        1000
+    );
+    // Described with where each value comes from (2: this broker, 3: the cluster default).
+    let d = describe(&mut c, 2, "follows", 4).await;
+    assert_eq!(config_of(&d, "retention.ms"), ("7000".into(), 2));
+    assert_eq!(config_of(&d, "segment.bytes"), ("2097152".into(), 3));
+    let b = describe(&mut c, 4, "1", 4).await;
+    assert_eq!(config_of(&b, "log.retention.ms"), ("7000".into(), 2));
+    let cluster = describe(&mut c, 4, "", 4).await;
+    assert_eq!(config_of(&cluster, "log.retention.ms"), ("5000".into(), 3));
+    assert_eq!(cluster.configs.len(), 2, "only what is set for the cluster");
+    // Static settings, bad values and defaults of unsupported features: refused by name.
+    for (k, v) in [
+        ("num.partitions", "2"),
+        ("log.segment.bytes", "10"),
+        ("log.preallocate", "true"),
+    ] {
+        let (code, msg) = alter_incremental_of(&mut c, 4, "1", &[(k, SET, Some(v))], false).await;
+        assert_eq!(code, error::INVALID_CONFIG, "{k}");
+        assert!(msg.contains(k), "{msg}");
+    }
+    // A topic created now starts from the dynamic defaults.
+    assert_eq!(create(&mut c, "later", 1, &[], false).await.error_code, 0);
+    let later = running.broker.store.topic("later").unwrap();
+    assert_eq!(later.config.retention_ms, 7000);
+    // Kept across a restart.
+    drop(c);
+    running = restart(running, dir.path()).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let follows = running.broker.store.topic("follows").unwrap();
+    assert_eq!(follows.config.retention_ms, 7000);
+    // AlterConfigs replaces this broker's whole set: the cluster default shows through.
+    let (code, msg) = alter_legacy(&mut c, 4, "1", &[("message.max.bytes", "50000")], 2).await;
+    assert_eq!(code, 0, "{msg}");
+    let follows = running.broker.store.topic("follows").unwrap();
+    assert_eq!(
+        (
+            follows.config.retention_ms,
+            follows.config.max_message_bytes
+        ),
+        (5000, 50_000)
+    );
     drop(c);
     running.shutdown().await;
 }

@@ -499,10 +499,10 @@ async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
     // Without preallocation the file ends where the data ends.
     close(store).await;
     let (store, _) = open_store(dir.path(), &gate, |c| c.preallocate_bytes = 0).await;
-    let mut cfg = store.defaults;
+    let mut cfg = store.defaults();
     cfg.preallocate_bytes = 0;
     store
-        .create_topic("plain", 1, overrides_between(&store.defaults, &cfg))
+        .create_topic("plain", 1, overrides_between(&store.defaults(), &cfg))
         .await
         .unwrap();
     append(&store, "plain", next.clone()).await.unwrap();
@@ -573,11 +573,11 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
     // The topic keeps the settings it was created with; retention.bytes comes from CreateTopics.
     store.delete_topic("t").await.unwrap();
     assert!(!pdir.exists(), "deleted topic's directory is gone");
-    let mut cfg = store.defaults;
+    let mut cfg = store.defaults();
     cfg.retention_bytes = 8192;
     cfg.retention_ms = -1;
     store
-        .create_topic("r", 1, overrides_between(&store.defaults, &cfg))
+        .create_topic("r", 1, overrides_between(&store.defaults(), &cfg))
         .await
         .unwrap();
     for i in 0..100 {
@@ -631,10 +631,10 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
     close(store).await;
     let (store, _) = open_store(dir.path(), &gate, tweak).await;
     store.delete_topic("r").await.unwrap();
-    let mut cfg = store.defaults;
+    let mut cfg = store.defaults();
     cfg.retention_ms = 1;
     store
-        .create_topic("old", 1, overrides_between(&store.defaults, &cfg))
+        .create_topic("old", 1, overrides_between(&store.defaults(), &cfg))
         .await
         .unwrap();
     for i in 0..60 {
@@ -663,10 +663,10 @@ async fn segments_roll_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
     let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
-    let mut cfg = store.defaults;
+    let mut cfg = store.defaults();
     cfg.segment_ms = 50;
     store
-        .create_topic("aged", 1, overrides_between(&store.defaults, &cfg))
+        .create_topic("aged", 1, overrides_between(&store.defaults(), &cfg))
         .await
         .unwrap();
     append(&store, "aged", make_batch(1, now_ms(), b"first"))
@@ -1117,7 +1117,7 @@ async fn failed_admin_changes_leave_the_topic_as_it_was() {
     assert!(t.overrides.is_empty());
     assert_eq!(
         t.partitions[0].config().retention_ms,
-        store.defaults.retention_ms
+        store.defaults().retention_ms
     );
     // Then both work, and a restart keeps them.
     store.alter_topic_config("t", overrides).await.unwrap();

@@ -1,6 +1,8 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs: a topic's configs by Kafka's
 //! names ([`topic_config`]) and the broker's settings by the names a Kafka broker gives them.
-//! Topic configs can be changed; the broker's are static (its config file, environment and
+//! Topic configs can be changed, and so can the broker-wide defaults of topic configs
+//! ([`broker_configs`]: for this broker, resource "<node id>", or as the cluster default,
+//! resource ""); the broker's other settings are static (its config file, environment and
 //! flags), so changing one is refused by name.
 
 use std::collections::HashSet;
@@ -18,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::topic_error_code;
 use super::Broker;
+use crate::broker_configs::{self, Scope};
 use crate::catalog::{check_topic_name, Topic};
 use crate::protocol::error;
 use crate::topic_config::{self, Overrides, Source, Type};
@@ -100,23 +103,7 @@ impl Broker {
                 let topic = self.known_topic(name)?;
                 Ok(self.topic_entries(&topic.config, &topic.overrides))
             }
-            BROKER => {
-                self.check_broker_name(name)?;
-                Ok(self
-                    .config
-                    .kafka_broker_configs()
-                    .into_iter()
-                    .map(|(name, value, ty, doc)| Entry {
-                        name: name.to_string(),
-                        value: value.clone(),
-                        read_only: true,
-                        source: Source::StaticBroker,
-                        synonyms: vec![(name.to_string(), value, Source::StaticBroker)],
-                        ty,
-                        doc,
-                    })
-                    .collect())
-            }
+            BROKER => Ok(self.broker_entries(self.broker_scope(name)?)),
             other => Err(unsupported_resource(other)),
         }
     }
@@ -128,30 +115,36 @@ impl Broker {
         config: &crate::storage::log::LogConfig,
         overrides: &Overrides,
     ) -> Vec<Entry> {
-        topic_config::describe(config, overrides, |k| self.config.topic_default_of(k.name))
-            .into_iter()
-            .map(|d| Entry {
-                name: d.key.name.to_string(),
-                value: d.value,
-                read_only: false,
-                source: d.synonyms[0].2,
-                synonyms: d
-                    .synonyms
-                    .into_iter()
-                    .map(|(n, v, s)| (n.to_string(), v, s))
-                    .collect(),
-                ty: d.key.ty,
-                doc: match d.key.support {
-                    topic_config::Support::DefaultOnly(why) => {
-                        format!("{} Only Kafka's default is accepted: {why}.", d.key.doc)
-                    }
-                    topic_config::Support::InertAsInKafka(why) => {
-                        format!("{} Kept, with no effect: {why}.", d.key.doc)
-                    }
-                    _ => d.key.doc.to_string(),
-                },
-            })
-            .collect()
+        let dynamic = self.store.dynamic_configs();
+        topic_config::describe(
+            config,
+            overrides,
+            |k| dynamic.synonyms_of(k),
+            |k| self.config.topic_default_of(k.name),
+        )
+        .into_iter()
+        .map(|d| Entry {
+            name: d.key.name.to_string(),
+            value: d.value,
+            read_only: false,
+            source: d.synonyms[0].2,
+            synonyms: d
+                .synonyms
+                .into_iter()
+                .map(|(n, v, s)| (n.to_string(), v, s))
+                .collect(),
+            ty: d.key.ty,
+            doc: match d.key.support {
+                topic_config::Support::DefaultOnly(why) => {
+                    format!("{} Only Kafka's default is accepted: {why}.", d.key.doc)
+                }
+                topic_config::Support::InertAsInKafka(why) => {
+                    format!("{} Kept, with no effect: {why}.", d.key.doc)
+                }
+                _ => d.key.doc.to_string(),
+            },
+        })
+        .collect()
     }
 
     /// CreateTopics v5+ answers with the new topic's configs.
@@ -184,10 +177,75 @@ impl Broker {
         })
     }
 
-    /// A broker resource names this node (or is empty: the cluster-wide default).
-    fn check_broker_name(&self, name: &str) -> Result<(), Refusal> {
-        if name.is_empty() || name == self.config.node_id.to_string() {
-            Ok(())
+    /// The broker's settings as DescribeConfigs tells them: for this broker, every setting
+    /// (the dynamic ones with what set them); for the cluster default, the dynamic defaults
+    /// set (as Kafka answers).
+    fn broker_entries(&self, scope: Scope) -> Vec<Entry> {
+        let dynamic = self.store.dynamic_configs();
+        let entry = |name: &str, value: Option<String>, ty, doc: String| {
+            let mut synonyms: Vec<(String, String, Source)> = match scope {
+                Scope::Node => [
+                    (dynamic.node.get(name), Source::DynamicBroker),
+                    (dynamic.cluster.get(name), Source::DynamicDefaultBroker),
+                ]
+                .into_iter()
+                .filter_map(|(v, s)| v.map(|v| (name.to_string(), v.clone(), s)))
+                .collect(),
+                Scope::Cluster => dynamic
+                    .cluster
+                    .get(name)
+                    .map(|v| (name.to_string(), v.clone(), Source::DynamicDefaultBroker))
+                    .into_iter()
+                    .collect(),
+            };
+            if let Some(v) = value.filter(|_| scope == Scope::Node) {
+                synonyms.push((name.to_string(), v, Source::StaticBroker));
+            }
+            let (value, source) = synonyms
+                .first()
+                .map(|(_, v, s)| (v.clone(), *s))
+                .unwrap_or((String::new(), Source::Default));
+            Entry {
+                name: name.to_string(),
+                value,
+                read_only: broker_configs::topic_key_of(name).is_none(),
+                source,
+                synonyms,
+                ty,
+                doc,
+            }
+        };
+        let mut out: Vec<Entry> = Vec::new();
+        let statics = self.config.kafka_broker_configs();
+        if scope == Scope::Node {
+            for (name, value, ty, doc) in statics {
+                out.push(entry(name, Some(value), ty, doc));
+            }
+        }
+        // Dynamic values of settings the static list does not name.
+        for name in dynamic.node.keys().chain(dynamic.cluster.keys()) {
+            if out.iter().any(|e| e.name == *name) {
+                continue;
+            }
+            if let Some(key) = broker_configs::topic_key_of(name) {
+                let doc = format!("The broker-wide default of topic config {}.", key.name);
+                let e = entry(name, None, key.ty, doc);
+                if !e.synonyms.is_empty() {
+                    out.push(e);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Which dynamic set a broker resource names: this node's, or (empty) the cluster-wide
+    /// default's.
+    fn broker_scope(&self, name: &str) -> Result<Scope, Refusal> {
+        if name.is_empty() {
+            Ok(Scope::Cluster)
+        } else if name == self.config.node_id.to_string() {
+            Ok(Scope::Node)
         } else {
             Err((
                 error::INVALID_REQUEST,
@@ -224,9 +282,30 @@ impl Broker {
                                 .await
                         }
                     },
-                    BROKER => self.check_broker_name(&name).and_then(|()| {
-                        refuse_broker_changes(res.configs.iter().map(|c| c.name.as_str()))
-                    }),
+                    BROKER => match self.broker_scope(&name) {
+                        Err(e) => Err(e),
+                        Ok(scope) => {
+                            let mut set = std::collections::BTreeMap::new();
+                            let mut checked = Ok(());
+                            for (k, v) in pairs {
+                                match broker_configs::check(k, v) {
+                                    Ok(v) => {
+                                        set.insert(k.to_string(), v);
+                                    }
+                                    Err(e) => {
+                                        checked = Err((error::INVALID_CONFIG, e.0));
+                                        break;
+                                    }
+                                }
+                            }
+                            match checked {
+                                Err(e) => Err(e),
+                                Ok(()) => {
+                                    self.set_broker_configs(scope, set, req.validate_only).await
+                                }
+                            }
+                        }
+                    },
                     other => Err(unsupported_resource(other)),
                 }
             };
@@ -276,9 +355,13 @@ impl Broker {
                             }
                         },
                     },
-                    BROKER => self
-                        .check_broker_name(&name)
-                        .and_then(|()| refuse_broker_changes(ops.iter().map(|o| o.0))),
+                    BROKER => match self.broker_scope(&name) {
+                        Err(e) => Err(e),
+                        Ok(scope) => match broker_ops(&self.store.dynamic_configs(), scope, &ops) {
+                            Err(e) => Err(e),
+                            Ok(set) => self.set_broker_configs(scope, set, req.validate_only).await,
+                        },
+                    },
                     other => Err(unsupported_resource(other)),
                 }
             };
@@ -289,6 +372,23 @@ impl Broker {
             resp.responses.push(r);
         }
         resp
+    }
+
+    /// Replace `scope`'s dynamic broker configs with `set` (each checked).
+    async fn set_broker_configs(
+        &self,
+        scope: Scope,
+        set: std::collections::BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        let configs = self.store.dynamic_configs().with(scope, set);
+        if validate_only {
+            return Ok(());
+        }
+        self.store
+            .set_dynamic_configs(configs)
+            .await
+            .map_err(|e| (topic_error_code(&e), e.to_string()))
     }
 
     /// Replace topic `name`'s configs with `overrides` (checked whole first; only checked
@@ -394,18 +494,28 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Broker settings are static: a change is refused naming the setting (none: nothing to do).
-fn refuse_broker_changes<'a>(mut names: impl Iterator<Item = &'a str>) -> Result<(), Refusal> {
-    match names.next() {
-        None => Ok(()),
-        Some(name) => Err((
-            error::INVALID_CONFIG,
-            format!(
-                "cannot update {name} dynamically: broker settings are static here (set them in the \
-                 config file, STILLWATER_* variables or flags, and restart)"
-            ),
-        )),
+/// `scope`'s dynamic broker configs after IncrementalAlterConfigs' operations: each one's
+/// setting must be dynamic (else it is refused by name); the operations run on the topic
+/// configs the settings are the defaults of, so that values are checked, and lists appended
+/// to and subtracted from, as a topic's are.
+fn broker_ops(
+    current: &broker_configs::DynamicConfigs,
+    scope: Scope,
+    ops: &[(&str, i8, Option<&str>)],
+) -> Result<std::collections::BTreeMap<String, String>, Refusal> {
+    let mut topic_ops = Vec::with_capacity(ops.len());
+    for &(name, op, value) in ops {
+        let Some(key) = broker_configs::topic_key_of(name) else {
+            return Err((error::INVALID_CONFIG, broker_configs::not_dynamic(name).0));
+        };
+        if op == SET {
+            // Refused naming the broker setting (the topic config's check would name its own).
+            broker_configs::check(name, value).map_err(|e| (error::INVALID_CONFIG, e.0))?;
+        }
+        topic_ops.push((key.name, op, value));
     }
+    let after = apply_ops(&current.topic_overrides(scope), &topic_ops)?;
+    Ok(broker_configs::from_topic_overrides(&after))
 }
 
 fn unsupported_resource(ty: i8) -> Refusal {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::log::{self, Partition};
 use super::pipeline::Pipeline;
+use super::small_file;
 use super::{Command, StorageError};
+use crate::broker_configs::{self, DynamicConfigs};
 use crate::catalog::{self, Topic, TopicError};
 use crate::topic_config::{self, Overrides};
 
@@ -40,6 +42,12 @@ impl Pipeline {
             } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.alter_topic_config(&name, overrides).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::SetDynamicConfigs { configs, reply } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.set_dynamic_configs(configs).await)
                     .await;
                 let _ = reply.send(r);
             }
@@ -107,7 +115,7 @@ impl Pipeline {
         overrides: Overrides,
     ) -> Result<Arc<Topic>, TopicError> {
         self.shared.catalog.check_new(name)?;
-        let config = topic_config::resolve(self.shared.defaults, &overrides)
+        let config = topic_config::resolve(self.shared.defaults(), &overrides)
             .map_err(|e| TopicError::InvalidConfig(e.0))?;
         let hi = self.shared.env.rng.next_u64() as u128;
         let lo = self.shared.env.rng.next_u64() as u128;
@@ -161,7 +169,7 @@ impl Pipeline {
         overrides: Overrides,
     ) -> Result<Arc<Topic>, TopicError> {
         let old = self.shared.catalog.get(name).ok_or(TopicError::Unknown)?;
-        let config = topic_config::resolve(self.shared.defaults, &overrides)
+        let config = topic_config::resolve(self.shared.defaults(), &overrides)
             .map_err(|e| TopicError::InvalidConfig(e.0))?;
         let topic = Arc::new(Topic {
             name: old.name.clone(),
@@ -177,6 +185,41 @@ impl Pipeline {
         self.shared.catalog.insert(topic.clone());
         tracing::info!(topic = name, overrides = ?topic.overrides, "altered topic configs");
         Ok(topic)
+    }
+
+    /// Replace the dynamic broker configs: their file rewritten (durably), then every topic
+    /// resolved again over the new defaults (its own overrides unchanged, so its metadata file
+    /// stays as it is) and its partitions given the result.
+    async fn set_dynamic_configs(&mut self, configs: DynamicConfigs) -> Result<(), TopicError> {
+        let defaults = configs
+            .apply(self.shared.static_defaults)
+            .map_err(|e| TopicError::InvalidConfig(e.0))?;
+        let meta = self.shared.data_dir.join(catalog::META_DIR);
+        small_file::write(self.io(), &meta, broker_configs::FILE, &configs.encode()).await?;
+        tracing::info!(node = ?configs.node, cluster = ?configs.cluster, "dynamic broker configs changed");
+        *self.shared.dynamic.write().expect("not poisoned") = (configs, defaults);
+        for old in self.shared.catalog.all() {
+            let Ok(config) = topic_config::resolve(defaults, &old.overrides) else {
+                // Its overrides were checked when set; a topic that cannot take the new
+                // defaults keeps what it had.
+                continue;
+            };
+            if config == old.config {
+                continue;
+            }
+            let topic = Arc::new(Topic {
+                name: old.name.clone(),
+                id: old.id,
+                overrides: old.overrides.clone(),
+                config,
+                partitions: old.partitions.clone(),
+            });
+            for p in &topic.partitions {
+                p.set_config(config);
+            }
+            self.shared.catalog.insert(topic);
+        }
+        Ok(())
     }
 
     /// Add empty partitions to a topic: their directories first, then the metadata file with

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use io::{Health, Io, StorageError};
 
 use crate::batch::BatchHeader;
+use crate::broker_configs::{self, DynamicConfigs};
 use crate::catalog::{self, check_topic_name, Catalog, Topic, TopicError};
 use crate::config::Config;
 use crate::memory::Reservation;
@@ -110,6 +111,11 @@ pub(crate) enum Command {
         name: String,
         reply: Reply<Result<(), TopicError>>,
     },
+    /// Replace the dynamic broker configs (AlterConfigs, IncrementalAlterConfigs on a broker).
+    SetDynamicConfigs {
+        configs: DynamicConfigs,
+        reply: Reply<Result<(), TopicError>>,
+    },
     /// Make the next block of producer ids durable and hand it over: `[start, end)`.
     ReserveProducerIds {
         reply: Reply<Result<(i64, i64), StorageError>>,
@@ -127,15 +133,24 @@ pub(crate) struct Shared {
     pub(crate) env: Env,
     /// Producers idle this long are forgotten (`producer_id_expiration_ms`).
     pub(crate) producer_expiration_ms: i64,
-    /// The broker's topic settings, under every topic's overrides.
-    pub(crate) defaults: LogConfig,
+    /// The broker's static topic settings (config file, environment, flags).
+    pub(crate) static_defaults: LogConfig,
+    /// The dynamic broker configs and the topic defaults they make over the static ones (what
+    /// every topic's overrides resolve over). Changed only by the pipeline, together.
+    pub(crate) dynamic: std::sync::RwLock<(DynamicConfigs, LogConfig)>,
+}
+
+impl Shared {
+    /// The defaults every topic's overrides resolve over now.
+    pub(crate) fn defaults(&self) -> LogConfig {
+        self.dynamic.read().expect("not poisoned").1
+    }
 }
 
 /// The data directory as request handlers see it.
 pub struct Store {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
-    pub defaults: LogConfig,
     /// Closed when the pipeline has ended (and released the directory's lock).
     pipeline_alive: watch::Receiver<()>,
     /// The producer ids this store may hand out without asking the pipeline: `[next, end)`.
@@ -164,7 +179,20 @@ impl Store {
             config.node_id, config.listen
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
-        let defaults = config.topic_defaults();
+        let static_defaults = config.topic_defaults();
+        let dynamic = small_file::read(
+            &io,
+            &data_dir.join(catalog::META_DIR).join(broker_configs::FILE),
+            DynamicConfigs::decode,
+        )
+        .await?
+        .unwrap_or_default();
+        let defaults = dynamic
+            .apply(static_defaults)
+            .map_err(|e| StorageError::Corrupt {
+                path: data_dir.join(catalog::META_DIR).join(broker_configs::FILE),
+                reason: e.0,
+            })?;
         let topics = catalog::load(&io, &data_dir, defaults).await?;
         let producer_ids_allocated = producer_ids::read_allocated(&io, &data_dir).await?;
         let (tx, rx) = mpsc::channel(config.append_queue_capacity);
@@ -177,7 +205,8 @@ impl Store {
             metrics,
             env,
             producer_expiration_ms: config.producer_id_expiration_ms,
-            defaults,
+            static_defaults,
+            dynamic: std::sync::RwLock::new((dynamic, defaults)),
         });
         let (heal_tx, heal_rx) = mpsc::channel(1);
         let (alive, alive_rx) = watch::channel(());
@@ -195,7 +224,6 @@ impl Store {
         let store = Arc::new(Store {
             shared,
             tx,
-            defaults,
             pipeline_alive: alive_rx,
             producer_ids: std::sync::Mutex::new((0, 0)),
         });
@@ -294,7 +322,29 @@ impl Store {
 
     /// The settings a topic with these overrides would have.
     pub fn resolve(&self, overrides: &Overrides) -> Result<LogConfig, TopicError> {
-        topic_config::resolve(self.defaults, overrides).map_err(|e| TopicError::InvalidConfig(e.0))
+        topic_config::resolve(self.shared.defaults(), overrides)
+            .map_err(|e| TopicError::InvalidConfig(e.0))
+    }
+
+    /// The defaults every topic's overrides resolve over now (static settings under the
+    /// dynamic broker configs).
+    pub fn defaults(&self) -> LogConfig {
+        self.shared.defaults()
+    }
+
+    /// The dynamic broker configs in force.
+    pub fn dynamic_configs(&self) -> DynamicConfigs {
+        self.shared.dynamic.read().expect("not poisoned").0.clone()
+    }
+
+    /// Replace the dynamic broker configs: kept durably, then every topic without its own
+    /// value of a changed setting follows it at once.
+    pub async fn set_dynamic_configs(&self, configs: DynamicConfigs) -> Result<(), TopicError> {
+        configs
+            .apply(self.shared.static_defaults)
+            .map_err(|e| TopicError::InvalidConfig(e.0))?;
+        self.ask(|reply| Command::SetDynamicConfigs { configs, reply })
+            .await
     }
 
     pub async fn create_topic(
