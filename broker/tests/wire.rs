@@ -512,3 +512,70 @@ async fn connections_past_the_limit_are_closed_and_the_others_keep_working() {
     drop(a);
     running.shutdown().await;
 }
+
+/// A Fetch's `max_bytes` bounds the whole response: only its first batch may exceed it (KIP-74,
+/// so a consumer always progresses); a later partition whose next batch does not fit in what
+/// is left returns nothing this time (librdkafka's test 0082 got 1.8 MB for a 1 MB limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_returns_an_oversized_batch_only_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_with(dir.path(), |c| c.default_partitions = 3).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let big = "x".repeat(600_000);
+    for p in 0..3 {
+        // Auto-created with three partitions by the first produce.
+        let mut code = c.produce("big", p, batch(&big)).await.0;
+        if code != 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            code = c.produce("big", p, batch(&big)).await.0;
+        }
+        assert_eq!(code, 0, "partition {p}");
+    }
+    let fetch = |max_bytes: i32| {
+        let mut t = fetch_request::FetchTopic::default();
+        t.topic = topic("big");
+        t.partitions = (0..3)
+            .map(|i| {
+                let mut p = fetch_request::FetchPartition::default();
+                p.partition = i;
+                p.partition_max_bytes = 20_000_000;
+                p
+            })
+            .collect();
+        let mut req = FetchRequest::default();
+        req.max_wait_ms = 0;
+        req.max_bytes = max_bytes;
+        req.topics = vec![t];
+        RequestKind::Fetch(req)
+    };
+    let sizes = |r: &FetchResponse| -> Vec<usize> {
+        r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| {
+                assert_eq!(p.error_code, 0);
+                p.records.as_ref().map_or(0, Bytes::len)
+            })
+            .collect()
+    };
+    // 1 MB: the first batch (over half of it), nothing more fits.
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, fetch(1_000_000)).await else {
+        panic!()
+    };
+    let got = sizes(&r);
+    assert!(got[0] > 600_000 && got[1..] == [0, 0], "{got:?}");
+    // 100 kB: still the first batch whole (a consumer must progress), only it.
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, fetch(100_000)).await else {
+        panic!()
+    };
+    let got = sizes(&r);
+    assert!(got[0] > 600_000 && got[1..] == [0, 0], "{got:?}");
+    // 1.5 MB: two batches.
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, fetch(1_500_000)).await else {
+        panic!()
+    };
+    let got = sizes(&r);
+    assert!(got[0] > 0 && got[1] > 0 && got[2] == 0, "{got:?}");
+    drop(c);
+    running.shutdown().await;
+}

@@ -136,7 +136,12 @@ impl Broker {
                                 pd.log_start_offset = part.log_start_offset();
                             }
                         } else {
-                            match part.read(self.store.io(), p.fetch_offset, room).await {
+                            // Only the response's first batch may exceed the limits.
+                            let first = total == 0;
+                            match part
+                                .read_limited(self.store.io(), p.fetch_offset, room, first)
+                                .await
+                            {
                                 Ok(data) => {
                                     total += data.records.len();
                                     pd.high_watermark = data.high_watermark;

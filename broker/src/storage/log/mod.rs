@@ -278,6 +278,19 @@ impl Partition {
         offset: i64,
         max_bytes: usize,
     ) -> Result<FetchData, ReadError> {
+        self.read_limited(io, offset, max_bytes, true).await
+    }
+
+    /// [`Partition::read`], but with `at_least_one` false a first batch larger than
+    /// `max_bytes` is not returned (a Fetch's later partitions, once the response holds
+    /// records: Kafka returns an oversized batch only first).
+    pub async fn read_limited(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<FetchData, ReadError> {
         let (file, start, end, high_watermark, log_start_offset) = {
             let st = self.state();
             let hw = st.high_watermark();
@@ -312,6 +325,7 @@ impl Partition {
                 end,
                 |h| h.next_offset() > offset,
                 max_bytes,
+                at_least_one,
             )
         })
         .await?;
@@ -355,6 +369,7 @@ impl Partition {
                         end,
                         |h| h.max_timestamp >= ts && h.next_offset() > from,
                         1,
+                        true,
                     )
                 })
                 .await?;

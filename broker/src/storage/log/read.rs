@@ -11,7 +11,8 @@ use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::storage::io::{Io, StorageError};
 
 /// Read whole batches from `file` in `[start, end)`, beginning with the first batch for which
-/// `wanted(header)` holds, up to `max_bytes` (at least one batch).
+/// `wanted(header)` holds, up to `max_bytes` — with `at_least_one`, the first batch even if it
+/// alone is larger (Kafka's first batch of a fetch, KIP-74); without, nothing then.
 pub(super) async fn read_from(
     io: &Io,
     file: &Arc<dyn DiskFile>,
@@ -19,6 +20,7 @@ pub(super) async fn read_from(
     end: u64,
     wanted: impl Fn(&BatchHeader) -> bool,
     max_bytes: usize,
+    at_least_one: bool,
 ) -> Result<Bytes, StorageError> {
     let want = (max_bytes.max(64 * 1024) + 64 * 1024).min(SCAN_CHUNK_BYTES.max(max_bytes));
     let mut chunk = Bytes::new();
@@ -40,6 +42,9 @@ pub(super) async fn read_from(
         if !wanted(&h) {
             pos += h.size as u64;
             continue;
+        }
+        if !at_least_one && h.size > max_bytes {
+            return Ok(Bytes::new());
         }
         // Gather complete batches from here that fit.
         let mut total = 0usize;
