@@ -125,7 +125,7 @@ pub const KEYS: &[Key] = &[
         "Largest record batch accepted, as sent (compressed)."),
     key("message.downconversion.enable", "true", Type::Boolean, 0, DefaultOnly("fetches older than v4 are not served, so nothing is down-converted"), Some("log.message.downconversion.enable"),
         "Whether old fetchers get down-converted batches."),
-    key("message.format.version", "3.0-IV1", Type::String, 0, DefaultOnly("batches are stored in format v2"), Some("log.message.format.version"),
+    key("message.format.version", "3.0-IV1", Type::String, 0, InertAsInKafka("Kafka 3.0 and later ignore it too: batches are stored in format v2"), Some("log.message.format.version"),
         "The message format; ignored by Kafka since 3.0."),
     key("message.timestamp.after.max.ms", "9223372036854775807", Type::Long, 0, Honoured, Some("log.message.timestamp.after.max.ms"),
         "With CreateTime: how far after the broker's clock a record's timestamp may lie."),
@@ -242,6 +242,11 @@ pub fn check(name: &str, value: Option<&str>) -> Result<String, ConfigError> {
                 "message.timestamp.type={other:?}: expected CreateTime or LogAppendTime"
             ))
         }
+        ("message.format.version", v) if !is_kafka_version(v) => {
+            return bad(format!(
+                "message.format.version={v:?}: expected a Kafka version such as 2.8 or 3.0-IV1"
+            ))
+        }
         _ => {}
     }
     if let DefaultOnly(why) = key.support {
@@ -253,6 +258,17 @@ pub fn check(name: &str, value: Option<&str>) -> Result<String, ConfigError> {
         }
     }
     Ok(normal)
+}
+
+/// A Kafka version as `message.format.version` takes one: `0.10.0`, `2.8`, `3.0-IV1`.
+fn is_kafka_version(v: &str) -> bool {
+    let (numbers, iv) = v.split_once("-IV").unwrap_or((v, "0"));
+    let parts: Vec<&str> = numbers.split('.').collect();
+    (2..=4).contains(&parts.len())
+        && parts
+            .iter()
+            .chain(std::iter::once(&iv))
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn same_value(key: &Key, normal: &str) -> bool {
@@ -546,6 +562,13 @@ mod tests {
         assert_eq!(check("preallocate", Some("FALSE")).unwrap(), "false");
         // A compaction setting is kept as Kafka keeps it on a topic that is not compacted.
         assert_eq!(check("delete.retention.ms", Some("900")).unwrap(), "900");
+        // Kafka 3 ignores the message format version; it must still look like a version.
+        assert_eq!(
+            check("message.format.version", Some("0.10.0")).unwrap(),
+            "0.10.0"
+        );
+        assert!(check("message.format.version", Some("3.0-IV1")).is_ok());
+        assert!(check("message.format.version", Some("v2")).is_err());
         assert_eq!(
             check("min.cleanable.dirty.ratio", Some("0.10")).unwrap(),
             "0.10"
