@@ -282,28 +282,20 @@ impl Broker {
                                 .await
                         }
                     },
-                    BROKER => match self.broker_scope(&name) {
+                    BROKER => match self.broker_scope(&name).and_then(|scope| {
+                        // Every setting named must be dynamic, its value valid.
+                        pairs
+                            .map(|(k, v)| {
+                                broker_configs::check(k, v)
+                                    .map(|v| (k.to_string(), v))
+                                    .map_err(|e| (error::INVALID_CONFIG, e.0))
+                            })
+                            .collect::<Result<_, _>>()
+                            .map(|set| (scope, set))
+                    }) {
                         Err(e) => Err(e),
-                        Ok(scope) => {
-                            let mut set = std::collections::BTreeMap::new();
-                            let mut checked = Ok(());
-                            for (k, v) in pairs {
-                                match broker_configs::check(k, v) {
-                                    Ok(v) => {
-                                        set.insert(k.to_string(), v);
-                                    }
-                                    Err(e) => {
-                                        checked = Err((error::INVALID_CONFIG, e.0));
-                                        break;
-                                    }
-                                }
-                            }
-                            match checked {
-                                Err(e) => Err(e),
-                                Ok(()) => {
-                                    self.set_broker_configs(scope, set, req.validate_only).await
-                                }
-                            }
+                        Ok((scope, set)) => {
+                            self.set_broker_configs(scope, set, req.validate_only).await
                         }
                     },
                     other => Err(unsupported_resource(other)),
