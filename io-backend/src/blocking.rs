@@ -126,7 +126,13 @@ pub(crate) fn lock_dir_std(dir: &Path, holder: &str) -> std::io::Result<File> {
         .create(true)
         .truncate(false)
         .open(&path)?;
-    match file.try_lock() {
+    // A second broker on the directory must fail at once, naming the holder, not wait for it.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the data directory's lock: waiting for another broker to exit is never right"
+    )]
+    let locked = file.try_lock();
+    match locked {
         Ok(()) => {
             let text = format!("{holder}, pid {}\n", std::process::id());
             file.set_len(0)?;

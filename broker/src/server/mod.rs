@@ -203,7 +203,12 @@ async fn accept_loop(
             drop(conn);
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "max_connections: a connection past the limit is closed at once, as Kafka does"
+        )]
+        let slot = slots.clone().try_acquire_owned();
+        let Ok(permit) = slot else {
             Metrics::inc(&broker.metrics.connections_rejected, 1);
             if let Some(suppressed) = broker.throttles.refused.admit(clock.now()) {
                 tracing::warn!(%peer, max, suppressed, "connection limit reached; closing the new connection");
