@@ -18,9 +18,50 @@ const SYNC_BUCKETS_S: [f64; 12] = [
 /// API keys counted per key; larger keys are counted under "other".
 const API_SLOTS: usize = 128;
 
+/// Why a produced batch was refused or not confirmed (`stillwater_appends_refused_total`).
+/// Backpressure is not among them: a full append queue makes a produce wait, never fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The data directory was failed when the batch arrived (nothing written).
+    DirectoryFailed,
+    /// The write failed or the disk stalled past its deadline (nothing written).
+    WriteFailed,
+    /// Written, but the sync failed or missed its deadline (it may be in the log).
+    SyncUnconfirmed,
+    /// The partition's topic was deleted while the batch waited.
+    PartitionDeleted,
+    /// An idempotent producer's batch out of sequence or from a fenced epoch.
+    ProducerState,
+    /// No answer from the pipeline within the request's timeout.
+    TimedOut,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 6] = [
+        Refusal::DirectoryFailed,
+        Refusal::WriteFailed,
+        Refusal::SyncUnconfirmed,
+        Refusal::PartitionDeleted,
+        Refusal::ProducerState,
+        Refusal::TimedOut,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::DirectoryFailed => "directory_failed",
+            Refusal::WriteFailed => "write_failed",
+            Refusal::SyncUnconfirmed => "sync_unconfirmed",
+            Refusal::PartitionDeleted => "partition_deleted",
+            Refusal::ProducerState => "producer_state",
+            Refusal::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// Every figure the broker exports. Plain atomics: updating one never waits.
 pub struct Metrics {
     requests: Vec<AtomicU64>,
+    refused_appends: [AtomicU64; Refusal::ALL.len()],
     pub request_errors: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -52,6 +93,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             requests: (0..=API_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            refused_appends: Default::default(),
             request_errors: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -106,10 +148,36 @@ impl Metrics {
         add(&self.sync_sum_us, took.as_micros() as u64);
     }
 
+    /// Count a produced batch refused (or not confirmed) for `why`.
+    pub fn refused_append(&self, why: Refusal) {
+        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        Metrics::inc(&self.refused_appends[i], 1);
+    }
+
+    /// Produced batches refused for `why` so far.
+    pub fn refused_appends(&self, why: Refusal) -> u64 {
+        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.refused_appends[i].load(Ordering::Relaxed)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_appends_refused_total Produced batches refused or not confirmed, \
+             by why (a full append queue makes a produce wait, never refuses it)."
+        );
+        let _ = writeln!(out, "# TYPE stillwater_appends_refused_total counter");
+        for (why, c) in Refusal::ALL.iter().zip(&self.refused_appends) {
+            let _ = writeln!(
+                out,
+                "stillwater_appends_refused_total{{reason=\"{}\"}} {}",
+                why.label(),
+                get(c)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP stillwater_requests_total Kafka requests received, by API."

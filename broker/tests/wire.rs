@@ -579,3 +579,66 @@ async fn a_fetch_returns_an_oversized_batch_only_first() {
     drop(c);
     running.shutdown().await;
 }
+
+/// Backpressure is a full queue, never a refusal: sixteen producers on an append queue of two
+/// slots all get their batches in, and the broker counts no refused append — while a batch it
+/// must refuse (out of sequence) is counted under its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_loaded_broker_with_a_tiny_queue_refuses_nothing() {
+    use broker::metrics::Refusal;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_with(dir.path(), |c| c.append_queue_capacity = 2).await;
+    let addr = running.kafka_addr;
+    let mut c = Client::connect(addr).await;
+    let mut code = c.produce("loaded", 0, batch("first")).await.0;
+    if code != 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        code = c.produce("loaded", 0, batch("first")).await.0;
+    }
+    assert_eq!(code, 0);
+    let producers: Vec<_> = (0..16)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                for n in 0..40 {
+                    let (code, _) = c.produce("loaded", 0, batch(&format!("{i}-{n}"))).await;
+                    assert_eq!(code, 0, "producer {i}, batch {n}");
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.unwrap();
+    }
+    let metrics = &running.broker.metrics;
+    let reasons = [
+        Refusal::DirectoryFailed,
+        Refusal::WriteFailed,
+        Refusal::SyncUnconfirmed,
+        Refusal::PartitionDeleted,
+        Refusal::ProducerState,
+        Refusal::TimedOut,
+    ];
+    for why in reasons {
+        assert_eq!(metrics.refused_appends(why), 0, "{why:?}");
+    }
+    let t = running.broker.store.topic("loaded").unwrap();
+    assert_eq!(t.partitions[0].high_watermark(), 1 + 16 * 40);
+    // A batch that must be refused is counted under its reason.
+    assert_eq!(
+        c.produce("loaded", 0, common::idempotent_batch(7, 0, 0, 2))
+            .await
+            .0,
+        0
+    );
+    let (code, _) = c
+        .produce("loaded", 0, common::idempotent_batch(7, 0, 5, 1))
+        .await;
+    assert_eq!(code, error::OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_eq!(metrics.refused_appends(Refusal::ProducerState), 1);
+    assert!(metrics
+        .render()
+        .contains("stillwater_appends_refused_total{reason=\"producer_state\"} 1"));
+    drop(c);
+    running.shutdown().await;
+}

@@ -33,7 +33,7 @@ use crate::catalog::{check_topic_name, Topic, TopicError};
 use crate::config::Config;
 use crate::group::Coordinator;
 use crate::memory::{MemoryBudget, Reservation};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refusal};
 use crate::producer_state::ProducerError;
 use crate::protocol::{self, error, Request};
 use crate::storage::{AppendError, StorageError, Store};
@@ -97,6 +97,24 @@ fn append_code(e: &AppendError) -> i16 {
             error::OUT_OF_ORDER_SEQUENCE_NUMBER
         }
         AppendError::Producer(ProducerError::InvalidEpoch { .. }) => error::INVALID_PRODUCER_EPOCH,
+    }
+}
+
+/// Why a storage failure refused an append, for the metrics.
+fn storage_refusal(e: &StorageError) -> Refusal {
+    match e {
+        StorageError::Unconfirmed(_) => Refusal::SyncUnconfirmed,
+        StorageError::DirFailed(_) => Refusal::DirectoryFailed,
+        _ => Refusal::WriteFailed,
+    }
+}
+
+/// Why a failed append was refused, for the metrics.
+fn append_refusal(e: &AppendError) -> Refusal {
+    match e {
+        AppendError::Storage(e) => storage_refusal(e),
+        AppendError::PartitionGone { .. } => Refusal::PartitionDeleted,
+        AppendError::Producer(_) => Refusal::ProducerState,
     }
 }
 

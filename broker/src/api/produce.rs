@@ -10,8 +10,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{append_code, name_of, storage_code, Broker};
+use super::{append_code, append_refusal, name_of, storage_code, storage_refusal, Broker};
 use crate::metrics::Metrics;
+use crate::metrics::Refusal;
 use crate::protocol::error;
 use std::time::Duration;
 
@@ -135,7 +136,10 @@ impl Broker {
         {
             Ok(Some(rx)) => PartState::Waiting(rx),
             Ok(None) => PartState::Done(error::NONE, None),
-            Err(e) => PartState::Done(storage_code(&e), Some(e.to_string())),
+            Err(e) => {
+                self.metrics.refused_append(storage_refusal(&e));
+                PartState::Done(storage_code(&e), Some(e.to_string()))
+            }
         }
     }
 
@@ -175,6 +179,7 @@ impl Broker {
                                 }
                             }
                             Ok(Ok(Err(e))) => {
+                                self.metrics.refused_append(append_refusal(&e));
                                 p.error_code = append_code(&e);
                                 if version >= 8 {
                                     p.error_message = Some(StrBytes::from_string(e.to_string()));
@@ -182,7 +187,10 @@ impl Broker {
                             }
                             // The pipeline dropped the answer (it stopped): whether the bytes
                             // were written is unknown, as when the request's time runs out.
-                            Ok(Err(_)) | Err(_) => p.error_code = error::REQUEST_TIMED_OUT,
+                            Ok(Err(_)) | Err(_) => {
+                                self.metrics.refused_append(Refusal::TimedOut);
+                                p.error_code = error::REQUEST_TIMED_OUT;
+                            }
                         }
                     }
                 }
