@@ -818,6 +818,22 @@ fn poll_order(polls: &[&Poll], log_offsets: &BTreeMap<i32, BTreeSet<i64>>) -> Ve
 
 /// Acknowledged writes that no consumer polled.
 fn unseen(sends: &[&Send], polls: &[&Poll]) -> Vec<Finding> {
+    acked_not_polled(sends.iter().copied(), polls.iter().copied())
+        .into_iter()
+        .map(|(partition, count, first)| Finding::Unseen {
+            partition,
+            count,
+            first,
+        })
+        .collect()
+}
+
+/// Per partition, the acknowledged writes of `sends` that none of `polls` returned, each value
+/// once: `(partition, how many, the first five)`.
+pub(crate) fn acked_not_polled<'a>(
+    sends: impl Iterator<Item = &'a Send>,
+    polls: impl Iterator<Item = &'a Poll>,
+) -> Vec<(i32, usize, Vec<Bytes>)> {
     let mut polled: HashSet<(i32, &Bytes)> = HashSet::new();
     for p in polls {
         if let PollResult::Records(r) = &p.result {
@@ -838,10 +854,9 @@ fn unseen(sends: &[&Send], polls: &[&Poll]) -> Vec<Finding> {
     }
     missing
         .into_iter()
-        .map(|(partition, values)| Finding::Unseen {
-            partition,
-            count: values.len(),
-            first: values.into_iter().take(5).collect(),
+        .map(|(partition, values)| {
+            let count = values.len();
+            (partition, count, values.into_iter().take(5).collect())
         })
         .collect()
 }

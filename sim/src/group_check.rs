@@ -3,12 +3,10 @@
 //! members read to (the end of each partition), and at most one owner of a partition in any
 //! generation. Pure functions of the history, each tested on hand-written histories below.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
-use bytes::Bytes;
-
-use crate::checker::Finding;
-use crate::history::{CommitOutcome, FinalCommitted, FinalRead, Op, PollResult, SendOutcome};
+use crate::checker::{acked_not_polled, Finding};
+use crate::history::{CommitOutcome, FinalCommitted, FinalRead, Op, PollResult};
 
 /// Every group check. `members_from` is the first consumer index that is a group member
 /// (polls of lower indexes are the plain consumers').
@@ -209,39 +207,20 @@ fn final_commits(
 
 /// Acknowledged writes no member of the group polled.
 fn unconsumed(history: &[Op], members_from: usize) -> Vec<Finding> {
-    let mut polled: HashSet<(i32, &Bytes)> = HashSet::new();
-    for op in history {
-        if let Op::Poll(p) = op {
-            if p.consumer < members_from {
-                continue;
-            }
-            if let PollResult::Records(r) = &p.result {
-                polled.extend(r.iter().map(|(_, v)| (p.partition, v)));
-            }
-        }
-    }
-    let mut missing: BTreeMap<i32, Vec<Bytes>> = BTreeMap::new();
-    let mut counted: HashSet<(i32, &Bytes)> = HashSet::new();
-    for op in history {
-        if let Op::Send(s) = op {
-            let key = (s.partition, &s.value);
-            if matches!(s.outcome, SendOutcome::Ok(_))
-                && !polled.contains(&key)
-                && counted.insert(key)
-            {
-                missing
-                    .entry(s.partition)
-                    .or_default()
-                    .push(s.value.clone());
-            }
-        }
-    }
-    missing
+    let sends = history.iter().filter_map(|op| match op {
+        Op::Send(s) => Some(s),
+        _ => None,
+    });
+    let member_polls = history.iter().filter_map(|op| match op {
+        Op::Poll(p) if p.consumer >= members_from => Some(p),
+        _ => None,
+    });
+    acked_not_polled(sends, member_polls)
         .into_iter()
-        .map(|(partition, values)| Finding::GroupUnconsumed {
+        .map(|(partition, count, first)| Finding::GroupUnconsumed {
             partition,
-            count: values.len(),
-            first: values.into_iter().take(5).collect(),
+            count,
+            first,
         })
         .collect()
 }
@@ -249,7 +228,8 @@ fn unconsumed(history: &[Op], members_from: usize) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Assigned, Commit, CommittedRead, Poll, Send};
+    use crate::history::{Assigned, Commit, CommittedRead, Poll, Send, SendOutcome};
+    use bytes::Bytes;
 
     fn v(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
