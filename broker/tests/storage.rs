@@ -511,6 +511,58 @@ async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_returns_the_batches_before_a_damaged_one_and_fails_only_at_it() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let mut starts = Vec::new();
+    for i in 0..6 {
+        let p = store.topic("t").unwrap().partitions[0].clone();
+        starts.push(p.state().active().size);
+        append(&store, "t", make_batch(2, now_ms() + i, b"value"))
+            .await
+            .unwrap();
+    }
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    // Damage the fourth batch (offsets 6 and 7) on the disk: a flipped bit in its records.
+    let seg = segment_files(&dir.path().join("t-0")).pop().unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&seg).unwrap();
+    let at = starts[4] - 3;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
+    file.sync_all().unwrap();
+    // From the start: the three good batches before the damage, not an error for all six.
+    let data = p.read(store.io(), 0, 1 << 20).await.unwrap();
+    let headers = batch::validate_all(&data.records, 1 << 20).unwrap();
+    assert_eq!(
+        headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+        vec![0, 2, 4]
+    );
+    assert_eq!(data.high_watermark, 12);
+    // At the damaged batch: an error naming the corrupt data.
+    for offset in [6, 7] {
+        match p.read(store.io(), offset, 1 << 20).await {
+            Err(ReadError::Storage(StorageError::Corrupt { .. })) => {}
+            other => panic!("offset {offset}: expected corrupt data, got {other:?}"),
+        }
+    }
+    // After it: readable again.
+    let data = p.read(store.io(), 8, 1 << 20).await.unwrap();
+    let headers = batch::validate_all(&data.records, 1 << 20).unwrap();
+    assert_eq!(
+        headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+        vec![8, 10]
+    );
+    close(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_whole_segments() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();

@@ -73,8 +73,10 @@ pub const READ_ATTEMPTS: usize = 4;
 /// Read batches with `read` and check them right after the read (STYLE.md: CRC on write, CRC on
 /// read): every batch's CRC-32C, and their offsets — which Kafka's CRC does not cover — dense
 /// from the batch that holds `first_offset`. A misread is read again (up to [`READ_ATTEMPTS`]
-/// reads); data that stays bad is corrupt on the disk, and the reader gets an error instead of
-/// wrong offsets or records (librdkafka does not check CRCs by default).
+/// reads); data that stays bad is corrupt on the disk. The reader then gets the good batches
+/// before the damaged one (the most any read returned), and an error only when the damage is in
+/// the first batch — never wrong offsets or records (librdkafka does not check CRCs by default),
+/// and never a whole chunk withheld for one bad batch in it.
 pub(super) async fn read_verified<F, Fut>(
     file: &Arc<dyn DiskFile>,
     first_offset: Option<i64>,
@@ -85,14 +87,22 @@ where
     Fut: std::future::Future<Output = Result<Bytes, StorageError>>,
 {
     let mut last_error = None;
+    // The longest run of good batches any attempt read before its damage.
+    let mut good = Bytes::new();
     for attempt in 0..READ_ATTEMPTS {
         let outcome = match read().await {
-            Ok(bytes) => verify_batches(&bytes, first_offset)
-                .map(|()| bytes)
-                .map_err(|reason| StorageError::Corrupt {
-                    path: file.path().to_path_buf(),
-                    reason,
-                }),
+            Ok(bytes) => match verify_batches(&bytes, first_offset) {
+                Ok(()) => Ok(bytes),
+                Err((good_len, reason)) => {
+                    if good_len > good.len() {
+                        good = bytes.slice(..good_len);
+                    }
+                    Err(StorageError::Corrupt {
+                        path: file.path().to_path_buf(),
+                        reason,
+                    })
+                }
+            },
             Err(e @ StorageError::Corrupt { .. }) => Err(e),
             Err(e) => return Err(e),
         };
@@ -108,33 +118,42 @@ where
     }
     // Bad every time: the bytes on the disk are damaged.
     let e = last_error.unwrap_or_else(|| corrupt(file, 0, "unreadable"));
-    tracing::error!(segment = %file.path().display(), error = %e, "stored data is corrupt");
-    Err(e)
+    tracing::error!(segment = %file.path().display(), error = %e, good_bytes_before = good.len(), "stored data is corrupt");
+    if good.is_empty() {
+        return Err(e);
+    }
+    crate::coverage::reached(crate::coverage::Event::ReadStoppedAtDamagedBatch);
+    Ok(good)
 }
 
 /// Whether `bytes` are whole batches with valid CRCs and dense offsets, the first holding
-/// `first_offset` (when given).
-fn verify_batches(bytes: &[u8], first_offset: Option<i64>) -> Result<(), String> {
+/// `first_offset` (when given); if not, how many bytes of good batches come before the first
+/// bad one, and what is wrong with it.
+fn verify_batches(bytes: &[u8], first_offset: Option<i64>) -> Result<(), (usize, String)> {
     let mut pos = 0;
     let mut expect = None;
     while pos < bytes.len() {
-        let h = batch::validate(&bytes[pos..]).map_err(|e| format!("batch at +{pos}: {e}"))?;
+        let h =
+            batch::validate(&bytes[pos..]).map_err(|e| (pos, format!("batch at +{pos}: {e}")))?;
         match expect {
             None => {
                 if let Some(o) = first_offset {
                     if !(h.base_offset <= o && o < h.next_offset()) {
-                        return Err(format!(
+                        return Err((0, format!(
                             "the batch read for offset {o} holds {}..{}",
                             h.base_offset,
                             h.next_offset()
-                        ));
+                        )));
                     }
                 }
             }
             Some(next) if next != h.base_offset => {
-                return Err(format!(
-                    "batch at +{pos} starts at offset {} instead of {next}",
-                    h.base_offset
+                return Err((
+                    pos,
+                    format!(
+                        "batch at +{pos} starts at offset {} instead of {next}",
+                        h.base_offset
+                    ),
                 ))
             }
             Some(_) => {}
@@ -244,8 +263,9 @@ mod tests {
         let mut data = stored();
         let second = make_batch(2, 1, 8).len();
         data[second + 7] ^= 0x04; // The second batch's base offset, 12 -> 8.
-        let err = verify_batches(&data, Some(10)).unwrap_err();
+        let (good, err) = verify_batches(&data, Some(10)).unwrap_err();
         assert!(err.contains("instead of 12"), "{err}");
+        assert_eq!(good, second, "the first batch is good");
     }
 
     #[test]
@@ -253,7 +273,8 @@ mod tests {
         let mut data = stored();
         let last = data.len() - 1;
         data[last] ^= 0x10;
-        let err = verify_batches(&data, Some(10)).unwrap_err();
+        let (good, err) = verify_batches(&data, Some(10)).unwrap_err();
         assert!(err.to_lowercase().contains("crc"), "{err}");
+        assert_eq!(good, data.len() - make_batch(1, 1, 8).len(), "two good batches before");
     }
 }
