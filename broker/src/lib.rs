@@ -19,6 +19,7 @@ pub mod broker_configs;
 pub mod catalog;
 pub mod compression;
 pub mod config;
+pub mod coverage;
 pub mod group;
 pub mod memory;
 pub mod metrics;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 
-use crate::history::{FinalRead, Op, Poll, PollResult, Send, SendOutcome};
+use crate::history::{FinalRead, Op, Poll, PollResult, ReadGaps, Send, SendOutcome};
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
 pub const FINDING_KINDS: [&str; 18] = [
@@ -421,6 +421,8 @@ pub struct Options {
     /// The consumers read every partition to its end after the workload: an acknowledged write
     /// none of them polled is `unseen`.
     pub consumers_drained: bool,
+    /// What the final read could not read (damaged ranges; below the log start).
+    pub gaps: ReadGaps,
 }
 
 /// Counts the report shows beside the findings.
@@ -468,7 +470,7 @@ pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>,
     let attempts = attempts_by_value(&sends);
 
     findings.extend(inconsistent_offsets(&sends, &polls, log));
-    findings.extend(lost_writes(&sends, &polls, &log_at));
+    findings.extend(lost_writes(&sends, &polls, &log_at, &opts.gaps));
     let (dups, retry_dups) = duplicates(&log_at, &attempts);
     findings.extend(dups);
     stats.retry_duplicates = retry_dups;
@@ -549,39 +551,48 @@ fn inconsistent_offsets(sends: &[&Send], polls: &[&Poll], log: &FinalRead) -> Ve
         .collect()
 }
 
-/// Acknowledged or polled values that are not in the final log at all.
+/// Acknowledged or polled values that are not in the final log at all: each one named (the
+/// final read reads around damaged batches, so only what is really missing is). Offsets below
+/// the final log start were deleted by retention, not lost.
 fn lost_writes(
     sends: &[&Send],
     polls: &[&Poll],
     log_at: &HashMap<(i32, &Bytes), Vec<i64>>,
+    gaps: &ReadGaps,
 ) -> Vec<Finding> {
     let mut reported: HashSet<(i32, &Bytes)> = HashSet::new();
     let mut out = Vec::new();
-    for s in sends {
-        if let SendOutcome::Ok(o) = s.outcome {
-            let key = (s.partition, &s.value);
-            if !log_at.contains_key(&key) && reported.insert(key) {
-                out.push(Finding::LostWrite {
-                    partition: s.partition,
-                    value: s.value.clone(),
-                    seen: format!("acknowledged at offset {o}"),
-                });
-            }
+    let seen = |how: &str, partition: i32, o: i64| match gaps.unreadable_at(partition, o) {
+        Some(u) => format!(
+            "{how} at offset {o}, which the final read could not read: offsets {}..{} answered error {}",
+            u.from, u.to, u.code
+        ),
+        None => format!("{how} at offset {o}"),
+    };
+    let acked = sends.iter().filter_map(|s| match s.outcome {
+        SendOutcome::Ok(o) => Some((s.partition, o, &s.value, "acknowledged")),
+        _ => None,
+    });
+    let polled = polls.iter().flat_map(|poll| match &poll.result {
+        PollResult::Records(r) => r
+            .iter()
+            .map(|(o, v)| (poll.partition, *o, v, "polled"))
+            .collect(),
+        _ => Vec::new(),
+    });
+    for (partition, o, value, how) in acked.chain(polled) {
+        let key = (partition, value);
+        if log_at.contains_key(&key)
+            || gaps.below_log_start(partition, o)
+            || !reported.insert(key)
+        {
+            continue;
         }
-    }
-    for poll in polls {
-        if let PollResult::Records(r) = &poll.result {
-            for (o, v) in r {
-                let key = (poll.partition, v);
-                if !log_at.contains_key(&key) && reported.insert(key) {
-                    out.push(Finding::LostWrite {
-                        partition: poll.partition,
-                        value: v.clone(),
-                        seen: format!("polled at offset {o}"),
-                    });
-                }
-            }
-        }
+        out.push(Finding::LostWrite {
+            partition,
+            value: value.clone(),
+            seen: seen(how, partition, o),
+        });
     }
     out
 }
@@ -999,6 +1010,7 @@ mod tests {
     fn drained() -> Options {
         Options {
             consumers_drained: true,
+            ..Options::default()
         }
     }
 
@@ -1034,6 +1046,37 @@ mod tests {
         let f = safety(&h, &l, &Options::default()).0;
         assert_eq!(kinds(&f), ["lost-write"], "{f:?}");
         assert!(f[0].to_string().contains("\"x\""));
+    }
+
+    #[test]
+    fn lost_writes_name_the_missing_records_around_an_unreadable_range_and_not_the_retained() {
+        use crate::history::{ReadGaps, Unreadable};
+        let (mut h, l) = clean();
+        // Offsets 2 and 3 of partition 0 are unreadable (damaged); 4 was read; offset 0 of
+        // partition 1 was deleted by retention before the final read.
+        h.push(send(0, 0, "x", 3.0, SendOutcome::Ok(2)));
+        h.push(send(0, 0, "y", 3.1, SendOutcome::Ok(3)));
+        h.push(send(0, 0, "w", 3.2, SendOutcome::Ok(4)));
+        let mut l = l;
+        l.get_mut(&0).unwrap().push((4, v("w")));
+        l.get_mut(&1).unwrap().retain(|(o, _)| *o > 0);
+        let opts = Options {
+            gaps: ReadGaps {
+                unreadable: vec![Unreadable {
+                    partition: 0,
+                    from: 2,
+                    to: 4,
+                    code: 56,
+                }],
+                log_start: [(1, 1)].into_iter().collect(),
+            },
+            ..Options::default()
+        };
+        let f = safety(&h, &l, &opts).0;
+        let text: Vec<String> = f.iter().map(|f| f.to_string()).collect();
+        assert_eq!(kinds(&f), ["lost-write", "lost-write"], "{text:?}");
+        assert!(text[0].contains("\"x\"") && text[0].contains("offsets 2..4 answered error 56"));
+        assert!(text[1].contains("\"y\""), "{text:?}");
     }
 
     #[test]

@@ -236,5 +236,37 @@ impl Op {
 /// Every partition's records after the run, read back by a fresh client: `(offset, value)`.
 pub type FinalRead = BTreeMap<i32, Vec<(i64, Bytes)>>;
 
+/// Offsets `[from, to)` of a partition the final read could not read (the broker answered
+/// `code` every time): it read around them, so what is missing is named exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+    pub code: i16,
+}
+
+/// What the final read could not read: damaged ranges, and each partition's log start (below
+/// it, records were deleted by retention or DeleteRecords, which is not a loss).
+#[derive(Debug, Clone, Default)]
+pub struct ReadGaps {
+    pub unreadable: Vec<Unreadable>,
+    pub log_start: BTreeMap<i32, i64>,
+}
+
+impl ReadGaps {
+    /// Whether `offset` of `partition` was deleted by retention before the final read.
+    pub fn below_log_start(&self, partition: i32, offset: i64) -> bool {
+        self.log_start.get(&partition).is_some_and(|&s| offset < s)
+    }
+
+    /// The damaged range holding `offset` of `partition`, if any.
+    pub fn unreadable_at(&self, partition: i32, offset: i64) -> Option<&Unreadable> {
+        self.unreadable
+            .iter()
+            .find(|u| u.partition == partition && (u.from..u.to).contains(&offset))
+    }
+}
+
 /// The consumer group's committed offsets after the run, by partition (-1: none).
 pub type FinalCommitted = BTreeMap<i32, i64>;

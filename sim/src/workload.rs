@@ -16,7 +16,7 @@ use crate::checker::{Finding, Stuck};
 use crate::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
 use crate::disk::SimDisk;
 use crate::history::{
-    retriable_code, Admin, FinalRead, Op, Poll, PollResult, Send, SendOutcome, KAFKA_STORAGE_ERROR,
+    retriable_code, Admin, FinalRead, Op, ReadGaps, Unreadable, Poll, PollResult, Send, SendOutcome, KAFKA_STORAGE_ERROR,
 };
 use crate::scenario::{Fault, Scenario, BROKER_NODE};
 
@@ -481,34 +481,99 @@ pub async fn consume(world: Arc<World>, consumer: usize) {
 }
 
 /// Every partition's records, by offset, read with a fresh client after the run.
-pub async fn read_back(addr: SocketAddr, topic: &str, partitions: i32) -> FinalRead {
+pub async fn read_back(addr: SocketAddr, topic: &str, partitions: i32) -> (FinalRead, ReadGaps) {
     let mut out = FinalRead::new();
+    let mut gaps = ReadGaps::default();
     for p in 0..partitions {
-        out.insert(p, read_partition(addr, topic, p).await);
+        let (records, unreadable, log_start) = read_partition(addr, topic, p).await;
+        out.insert(p, records);
+        gaps.unreadable.extend(unreadable);
+        gaps.log_start.insert(p, log_start);
     }
-    out
+    (out, gaps)
 }
 
-async fn read_partition(addr: SocketAddr, topic: &str, partition: i32) -> Vec<(i64, Bytes)> {
+/// Failed reads at one offset before the final read calls it unreadable and reads on after it.
+const UNREADABLE_AFTER: u32 = 3;
+/// Offsets the final read steps over, one by one, in all: damage is a few batches, not a log.
+const UNREADABLE_MAX: i64 = 20_000;
+
+/// Read a partition from its log start to its high watermark. Where the broker keeps answering
+/// an error at one offset (damaged data), step over it and read on, and say which offsets
+/// could not be read — so a lost-write finding names exactly the missing records, not the
+/// whole partition.
+async fn read_partition(
+    addr: SocketAddr,
+    topic: &str,
+    partition: i32,
+) -> (Vec<(i64, Bytes)>, Vec<Unreadable>, i64) {
+    let mut log_start = 0;
+    let mut out = Vec::new();
+    let mut gaps: Vec<Unreadable> = Vec::new();
+    let mut next = 0;
+    let mut failures = 0u32;
+    let mut stepped = 0i64;
     for _ in 0..50 {
         let Ok(mut c) = Client::connect(addr).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let mut out = Vec::new();
-        let mut next = 0;
-        while let Ok((records, hw)) = c.fetch(topic, partition, next, 0).await {
-            match records.last() {
-                Some((last, _)) => next = last + 1,
-                None if next < hw => break, // Nothing where data should be: try again.
-                None => {}
+        loop {
+            // Inside a damaged range, one failure is enough to step on.
+            let in_gap = gaps.last().is_some_and(|g| g.to == next);
+            match c.fetch(topic, partition, next, 0).await {
+                Ok((records, hw)) => {
+                    if next >= hw {
+                        return (out, gaps, log_start);
+                    }
+                    match records.last() {
+                        Some((last, _)) => {
+                            next = last + 1;
+                            failures = 0;
+                            out.extend(records);
+                            continue;
+                        }
+                        // Nothing where data should be: try again.
+                        None => failures += 1,
+                    }
+                }
+                Err(ClientError::Kafka(OFFSET_OUT_OF_RANGE)) => {
+                    // Below the log start (retention, DeleteRecords): read from there.
+                    match c.log_start(topic, partition).await {
+                        Ok(start) if start > next => {
+                            (next, log_start) = (start, start);
+                            continue;
+                        }
+                        Ok(_) => failures += 1,
+                        Err(_) => break,
+                    }
+                }
+                Err(ClientError::Kafka(code)) => {
+                    failures += 1;
+                    if (in_gap || failures >= UNREADABLE_AFTER) && stepped < UNREADABLE_MAX {
+                        match gaps.last_mut() {
+                            Some(g) if g.to == next && g.code == code => g.to += 1,
+                            _ => gaps.push(Unreadable {
+                                partition,
+                                from: next,
+                                to: next + 1,
+                                code,
+                            }),
+                        }
+                        next += 1;
+                        stepped += 1;
+                        failures = 0;
+                        continue;
+                    }
+                }
+                Err(_) => break, // The connection: a new one.
             }
-            out.extend(records);
-            if next >= hw {
-                return out;
+            if failures > UNREADABLE_AFTER {
+                break;
             }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Vec::new()
+    (out, gaps, log_start)
 }

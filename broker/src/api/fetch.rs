@@ -37,6 +37,7 @@ impl Broker {
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
         let deadline = self.clock.now() + wait;
         let mut commits = self.store.commits();
+        let mut woken = false;
         loop {
             commits.borrow_and_update();
             // Wait for memory no longer than the poll may last (at least a little): a Fetch
@@ -62,12 +63,19 @@ impl Broker {
             held.resize(bytes);
             let now = self.clock.now();
             if bytes >= req.min_bytes.max(0) as usize || errors || now >= deadline {
+                if woken && bytes > 0 {
+                    crate::coverage::reached(crate::coverage::Event::LongPollWokenByCommit);
+                }
                 Metrics::inc(&self.metrics.fetched_bytes, bytes as u64);
                 return (resp, held);
             }
             drop((resp, held));
             // Long-poll: sleep until a commit makes new data visible or the wait is over.
-            let _ = self.clock.timeout(deadline - now, commits.changed()).await;
+            woken = self
+                .clock
+                .timeout(deadline - now, commits.changed())
+                .await
+                .is_ok_and(|changed| changed.is_ok());
         }
     }
 

@@ -706,6 +706,9 @@ impl Actor {
             group.remove_member(&id);
         }
         group.generation += 1;
+        if group.generation > 1 && !group.members.is_empty() {
+            crate::coverage::reached(crate::coverage::Event::GroupRebalanced);
+        }
         if group.members.values().all(|m| m.awaiting_join.is_none()) {
             // Nobody to answer: the group is empty now (static members that did not rejoin
             // are dropped too, as there is no rebalance to keep them for).

@@ -143,6 +143,7 @@ impl Health {
     pub fn heal(&self) {
         let mut f = lock(&self.failure);
         if let Some(old) = f.take() {
+            crate::coverage::reached(crate::coverage::Event::DirFailedAndHealed);
             tracing::warn!(reason = %old.reason, "data directory healed; accepting writes again");
         }
         self.metrics.failed_log_dirs.store(0, Ordering::Relaxed);

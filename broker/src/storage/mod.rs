@@ -219,6 +219,7 @@ impl Store {
             _dir_lock: dir_lock,
             _alive: alive,
             producer_ids_allocated,
+            sync_failed: false,
         };
         tokio::spawn(pipeline.run());
         let store = Arc::new(Store {
@@ -263,6 +264,9 @@ impl Store {
     }
 
     async fn send(&self, cmd: Command) -> Result<(), StorageError> {
+        if self.tx.capacity() == 0 {
+            crate::coverage::reached(crate::coverage::Event::AppendQueueFull);
+        }
         // Reserve first: a producer that gives up while waiting leaves the gauge exact.
         let permit = self
             .tx

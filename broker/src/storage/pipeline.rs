@@ -70,6 +70,8 @@ pub(super) struct Pipeline {
     pub(super) _alive: watch::Sender<()>,
     /// Producer ids below this are taken (durably).
     pub(super) producer_ids_allocated: i64,
+    /// A commit round's sync failed and no round's sync has succeeded since (for coverage).
+    pub(super) sync_failed: bool,
 }
 
 impl Pipeline {
@@ -253,6 +255,7 @@ impl Pipeline {
             .observe_sync(self.shared.env.clock.now() - started);
         crate::fault_point!("commit.after_sync");
         if let Err(e) = outcome {
+            self.sync_failed = true;
             self.fail(&e);
             // The bytes went to the disk: their fate is unknown to the waiters (indefinite).
             answer_all(
@@ -262,6 +265,14 @@ impl Pipeline {
                 &StorageError::Unconfirmed(Box::new(e)).into(),
             );
             return;
+        }
+        if std::mem::take(&mut self.sync_failed) {
+            crate::coverage::reached(crate::coverage::Event::SyncFailedThenSucceeded);
+        }
+        if plans.iter().any(|p| {
+            p.partition.topic == crate::group::OFFSETS_TOPIC && p.waiters.len() > 1
+        }) {
+            crate::coverage::reached(crate::coverage::Event::OffsetCommitsInOneRound);
         }
         // Just before the partitions' state is updated (the lock is taken below, never across
         // this pause).
@@ -370,6 +381,7 @@ impl Pipeline {
                 }
                 Ok(Checked::Duplicate(first_offset)) => {
                     // Already in the log: answered with its offset, nothing written.
+                    crate::coverage::reached(crate::coverage::Event::DuplicateBatchAnswered);
                     waiters.push((a.reply, first_offset));
                     continue;
                 }
@@ -465,6 +477,7 @@ impl Pipeline {
             let _ = self.io().remove_file(&old).await;
         }
         tracing::debug!(topic = %partition.topic, partition = partition.index, base_offset = base, "rolled segment");
+        crate::coverage::reached(crate::coverage::Event::SegmentRolled);
         Ok(())
     }
 }

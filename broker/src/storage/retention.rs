@@ -41,6 +41,7 @@ impl Pipeline {
         seg: &Segment,
     ) -> Result<(), StorageError> {
         tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
+        crate::coverage::reached(crate::coverage::Event::RetentionDeletedSegment);
         self.io()
             .remove_file(&p.dir.join(log::segment_name(seg.base_offset, "log")))
             .await?;

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    create_topics_request, fetch_request, produce_request, ApiKey, BrokerId, CreateTopicsRequest,
-    DeleteTopicsRequest, FetchRequest, InitProducerIdRequest, ProduceRequest, ProducerId,
+    create_topics_request, fetch_request, list_offsets_request, produce_request, ApiKey, BrokerId,
+    CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, InitProducerIdRequest,
+    ListOffsetsRequest, ProduceRequest, ProducerId,
     RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -24,6 +25,7 @@ const INIT_PRODUCER_ID_VERSION: i16 = 4;
 const FETCH_VERSION: i16 = 11;
 const CREATE_TOPICS_VERSION: i16 = 4;
 const DELETE_TOPICS_VERSION: i16 = 4;
+const LIST_OFFSETS_VERSION: i16 = 5;
 
 /// Kafka's TOPIC_ALREADY_EXISTS.
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
@@ -373,6 +375,38 @@ impl Client {
                 Some(t) => Err(ClientError::Kafka(t.error_code)),
                 None => Err(ClientError::Protocol("empty CreateTopics response".into())),
             },
+            other => Err(ClientError::Protocol(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// A partition's log start offset (ListOffsets for the earliest offset).
+    pub async fn log_start(&mut self, topic: &str, partition: i32) -> Result<i64, ClientError> {
+        let mut p = list_offsets_request::ListOffsetsPartition::default();
+        p.partition_index = partition;
+        p.timestamp = -2;
+        let mut t = list_offsets_request::ListOffsetsTopic::default();
+        t.name = topic_name(topic);
+        t.partitions = vec![p];
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.topics = vec![t];
+        match self
+            .call(
+                ApiKey::ListOffsets,
+                LIST_OFFSETS_VERSION,
+                RequestKind::ListOffsets(req),
+            )
+            .await?
+        {
+            ResponseKind::ListOffsets(r) => {
+                match r.topics.first().and_then(|t| t.partitions.first()) {
+                    Some(p) if p.error_code == 0 => Ok(p.offset),
+                    Some(p) => Err(ClientError::Kafka(p.error_code)),
+                    None => Err(ClientError::Protocol("empty ListOffsets response".into())),
+                }
+            }
             other => Err(ClientError::Protocol(format!(
                 "unexpected response {other:?}"
             ))),

@@ -355,6 +355,7 @@ pub async fn recover(
                 // What the pipeline wrote ahead of the data: nothing was lost.
                 tracing::debug!(segment = %path.display(), valid_bytes = s.valid_len, file_bytes = len, "cutting the zeros written ahead of the data");
             } else {
+                crate::coverage::reached(crate::coverage::Event::RecoveryCutTornTail);
                 tracing::warn!(
                     segment = %path.display(),
                     valid_bytes = s.valid_len,

@@ -1,0 +1,95 @@
+//! Coverage of rare paths ("sometimes" assertions, as Antithesis calls them): named events the
+//! simulator counts per seed, so a sweep can say which paths it exercised and flag the ones no
+//! seed reached. [`reached`] compiles to nothing in a normal build; under `--cfg madsim` it
+//! counts on the run's thread (each simulated run has a thread of its own).
+//!
+//! Invariant: an event is declared here once, with what it means; counting never changes
+//! behaviour (no branch depends on a count).
+
+/// A rare path worth knowing a sweep went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Event {
+    /// A produce waited for a slot of the full append queue (backpressure).
+    AppendQueueFull,
+    /// A partition's active segment was closed and a new one begun.
+    SegmentRolled,
+    /// The node crashed while a sync was in flight (counted by the simulator's disk).
+    CrashWithSyncInFlight,
+    /// A data directory was declared failed and later healed.
+    DirFailedAndHealed,
+    /// Recovery cut a torn or corrupt tail (not the zeros written ahead of data) off a segment.
+    RecoveryCutTornTail,
+    /// Retention (time, size or DeleteRecords) deleted a segment.
+    RetentionDeletedSegment,
+    /// A Fetch long-poll was woken by a commit round and then answered with data.
+    LongPollWokenByCommit,
+    /// A commit round's sync failed, and a later round's sync succeeded.
+    SyncFailedThenSucceeded,
+    /// One commit round made several writes to one `__consumer_offsets` partition durable.
+    OffsetCommitsInOneRound,
+    /// An idempotent producer's retry was answered from producer state, not written again.
+    DuplicateBatchAnswered,
+    /// A group moved to a new generation while it had members (a rebalance).
+    GroupRebalanced,
+    /// A read stopped at a damaged batch and returned the batches before it.
+    ReadStoppedAtDamagedBatch,
+}
+
+impl Event {
+    pub const ALL: [Event; 12] = [
+        Event::AppendQueueFull,
+        Event::SegmentRolled,
+        Event::CrashWithSyncInFlight,
+        Event::DirFailedAndHealed,
+        Event::RecoveryCutTornTail,
+        Event::RetentionDeletedSegment,
+        Event::LongPollWokenByCommit,
+        Event::SyncFailedThenSucceeded,
+        Event::OffsetCommitsInOneRound,
+        Event::DuplicateBatchAnswered,
+        Event::GroupRebalanced,
+        Event::ReadStoppedAtDamagedBatch,
+    ];
+
+    /// The event's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::AppendQueueFull => "append-queue-full",
+            Event::SegmentRolled => "segment-rolled",
+            Event::CrashWithSyncInFlight => "crash-with-sync-in-flight",
+            Event::DirFailedAndHealed => "dir-failed-and-healed",
+            Event::RecoveryCutTornTail => "recovery-cut-torn-tail",
+            Event::RetentionDeletedSegment => "retention-deleted-segment",
+            Event::LongPollWokenByCommit => "long-poll-woken-by-commit",
+            Event::SyncFailedThenSucceeded => "sync-failed-then-succeeded",
+            Event::OffsetCommitsInOneRound => "offset-commits-in-one-round",
+            Event::DuplicateBatchAnswered => "duplicate-batch-answered",
+            Event::GroupRebalanced => "group-rebalanced",
+            Event::ReadStoppedAtDamagedBatch => "read-stopped-at-damaged-batch",
+        }
+    }
+}
+
+/// Count one pass through `event` (nothing in a normal build).
+#[inline(always)]
+pub fn reached(event: Event) {
+    #[cfg(madsim)]
+    COUNTS.with(|c| c.borrow_mut()[event as usize] += 1);
+    #[cfg(not(madsim))]
+    let _ = event;
+}
+
+#[cfg(madsim)]
+thread_local! {
+    static COUNTS: std::cell::RefCell<[u64; Event::ALL.len()]> =
+        const { std::cell::RefCell::new([0; Event::ALL.len()]) };
+}
+
+/// This thread's counts, in the order of [`Event::ALL`], reset to zero.
+#[cfg(madsim)]
+pub fn take() -> Vec<(Event, u64)> {
+    COUNTS.with(|c| {
+        let counts = std::mem::replace(&mut *c.borrow_mut(), [0; Event::ALL.len()]);
+        Event::ALL.iter().copied().zip(counts).collect()
+    })
+}
