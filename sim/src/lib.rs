@@ -10,7 +10,8 @@
 //! - [`scenario`]: scenario files; [`workload`]: the simulated producers, consumers and admin
 //!   client, [`idempotent`] producers and the consumer [`group`]'s members; [`history`]: what
 //!   they recorded; [`checker`] and [`group_check`]: safety and liveness checks;
-//! - [`run`]: one seed of a scenario; [`report`]: its JSON report, page and timeline.
+//! - [`run`]: one seed of a scenario; [`report`]: its JSON report, page and timeline;
+//!   [`summary`]: a sweep's (or its shards') machine-readable summary.
 
 #[cfg(madsim)]
 pub mod checker;
@@ -34,5 +35,7 @@ pub mod report;
 pub mod run;
 #[cfg(madsim)]
 pub mod scenario;
+#[cfg(madsim)]
+pub mod summary;
 #[cfg(madsim)]
 pub mod workload;

@@ -70,6 +70,21 @@ mod cli {
             /// Run only the seeds of shard i of n (i/n, 1-based), for CI matrices.
             #[arg(long)]
             shard: Option<String>,
+            /// Write the sweep's summary (outcomes, failing seeds, coverage, figures) as JSON.
+            #[arg(long)]
+            summary_out: Option<PathBuf>,
+            /// Fail when some coverage event was reached by no seed.
+            #[arg(long)]
+            require_coverage: bool,
+        },
+        /// Combine the `--summary-out` files of a sweep's shards into one table.
+        Merge {
+            files: Vec<PathBuf>,
+            /// Write the combined summary as JSON.
+            #[arg(long)]
+            summary_out: Option<PathBuf>,
+            #[arg(long)]
+            require_coverage: bool,
         },
     }
 
@@ -103,7 +118,21 @@ mod cli {
                 seeds,
                 jobs,
                 shard,
-            } => sweep(&scenario, &seeds, jobs, shard.as_deref()),
+                summary_out,
+                require_coverage,
+            } => sweep(
+                &scenario,
+                &seeds,
+                jobs,
+                shard.as_deref(),
+                summary_out.as_deref(),
+                require_coverage,
+            ),
+            Command::Merge {
+                files,
+                summary_out,
+                require_coverage,
+            } => merge(&files, summary_out.as_deref(), require_coverage),
         }
     }
 
@@ -223,14 +252,19 @@ mod cli {
                 .first()
                 .map(|f| f.to_string())
                 .unwrap_or_else(|| "-".into());
-            println!(
-                "SUMMARY\t{}\t{}\t{}\t{:016x}\t{}",
-                u8::from(r.as_expected()),
-                r.simulated_s,
-                r.wall_s,
-                r.trace_hash(),
-                first.replace('\t', " ")
-            );
+            let line = serde_json::json!({
+                "as_expected": r.as_expected(),
+                "simulated_s": r.simulated_s,
+                "wall_s": r.wall_s,
+                "trace_hash": format!("{:016x}", r.trace_hash()),
+                "first_finding": first,
+                "coverage": r
+                    .coverage
+                    .iter()
+                    .map(|(e, n)| (e.name().to_string(), serde_json::json!(n)))
+                    .collect::<serde_json::Map<_, _>>(),
+            });
+            println!("SUMMARY\t{line}");
         } else {
             print_report(path, &r);
         }
@@ -249,6 +283,10 @@ mod cli {
         simulated_s: f64,
         hash: String,
         first_finding: String,
+        /// How often the seed passed each rare path, by event name.
+        coverage: std::collections::BTreeMap<String, u64>,
+        /// The seed's performance figures against their bounds.
+        figures: std::collections::BTreeMap<String, sim::summary::FigureRange>,
     }
 
     /// Run one seed in a child process.
@@ -272,15 +310,23 @@ mod cli {
                     String::from_utf8_lossy(&output.stderr)
                 )
             })?;
-        let fields: Vec<&str> = line.split('\t').collect();
-        if fields.len() < 6 {
-            return Err(format!("bad summary line {line:?}"));
-        }
+        let json = line.trim_start_matches("SUMMARY\t");
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("bad summary line {line:?}: {e}"))?;
         Ok(Summary {
-            as_expected: fields[1] == "1",
-            simulated_s: fields[2].parse().unwrap_or(0.0),
-            hash: fields[4].to_string(),
-            first_finding: fields[5].to_string(),
+            as_expected: v["as_expected"].as_bool().unwrap_or(false),
+            simulated_s: v["simulated_s"].as_f64().unwrap_or(0.0),
+            hash: v["trace_hash"].as_str().unwrap_or("").to_string(),
+            first_finding: v["first_finding"].as_str().unwrap_or("").to_string(),
+            coverage: v["coverage"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            figures: serde_json::from_value(v["figures"].clone()).unwrap_or_default(),
         })
     }
 
@@ -381,7 +427,14 @@ mod cli {
         }
     }
 
-    fn sweep(which: &str, seeds: &str, jobs: usize, shard: Option<&str>) -> ExitCode {
+    fn sweep(
+        which: &str,
+        seeds: &str,
+        jobs: usize,
+        shard: Option<&str>,
+        summary_out: Option<&Path>,
+        require_coverage: bool,
+    ) -> ExitCode {
         let Some((first, end)) = parse_range(seeds) else {
             eprintln!("sim: --seeds {seeds:?}: expected A..B");
             return ExitCode::from(2);
@@ -405,8 +458,11 @@ mod cli {
                 .filter(|s| (s - first) % count == index - 1)
                 .collect(),
         );
-        let mut rows = Vec::new();
-        let mut unexpected = Vec::new();
+        let mut summary = sim::summary::SweepSummary {
+            seeds: seeds.to_string(),
+            shards: vec![format!("{index}/{count}")],
+            scenarios: Vec::new(),
+        };
         for path in &paths {
             let scenario = match load(path) {
                 Ok(s) => s,
@@ -445,51 +501,103 @@ mod cli {
             let mut results =
                 std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
             results.sort_by_key(|(seed, _)| *seed);
-            let ok = results
-                .iter()
-                .filter(|(_, r)| matches!(r, Ok(s) if s.as_expected))
-                .count();
-            let simulated: f64 = results
-                .iter()
-                .filter_map(|(_, r)| r.as_ref().ok())
-                .map(|s| s.simulated_s)
-                .sum();
-            rows.push(format!(
-                "{:<24} {:>6} {:>6} {:>6} {:>12.0} {:>9.1} {:>9.0}×",
-                scenario.name,
-                results.len(),
-                ok,
-                results.len() - ok,
-                simulated,
-                wall,
-                simulated / wall.max(1e-9)
-            ));
+            let mut s = sim::summary::ScenarioSummary {
+                name: scenario.name.clone(),
+                file: path.display().to_string(),
+                seeds: results.len(),
+                wall_s: wall,
+                coverage: broker::coverage::Event::ALL
+                    .iter()
+                    .map(|e| (e.name().to_string(), 0))
+                    .collect(),
+                ..Default::default()
+            };
             for (seed, r) in results {
-                match r {
-                    Ok(s) if s.as_expected => {}
-                    Ok(s) => unexpected.push((path.clone(), seed, s.first_finding)),
-                    Err(e) => unexpected.push((path.clone(), seed, e)),
-                }
+                let why = match r {
+                    Ok(summary) => {
+                        s.simulated_s += summary.simulated_s;
+                        for (event, n) in &summary.coverage {
+                            if *n > 0 {
+                                *s.coverage.entry(event.clone()).or_default() += 1;
+                            }
+                        }
+                        for (name, f) in summary.figures {
+                            match s.figures.get_mut(&name) {
+                                Some(range) => range.merge(&f),
+                                None => {
+                                    s.figures.insert(name, f);
+                                }
+                            }
+                        }
+                        if summary.as_expected {
+                            s.ok += 1;
+                            continue;
+                        }
+                        summary.first_finding
+                    }
+                    Err(e) => e,
+                };
+                s.unexpected.push(sim::summary::Unexpected {
+                    seed,
+                    why,
+                    replay: replay(path, seed),
+                });
             }
+            summary.scenarios.push(s);
         }
-        println!(
-            "{:<24} {:>6} {:>6} {:>6} {:>12} {:>9} {:>10}",
-            "scenario", "seeds", "ok", "bad", "simulated s", "wall s", "speed-up"
-        );
-        for row in rows {
-            println!("{row}");
+        finish(&summary, summary_out, require_coverage)
+    }
+
+    /// Print a sweep's (or merged shards') tables, write its summary, and say whether it passed.
+    fn finish(
+        summary: &sim::summary::SweepSummary,
+        summary_out: Option<&Path>,
+        require_coverage: bool,
+    ) -> ExitCode {
+        print!("{}", summary.render());
+        if let Some(out) = summary_out {
+            let text = serde_json::to_string_pretty(summary).unwrap_or_default();
+            if let Err(e) = std::fs::write(out, text) {
+                eprintln!("sim: cannot write {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("sim: summary written to {}", out.display());
         }
-        for (path, seed, why) in &unexpected {
-            println!(
-                "UNEXPECTED {} seed {seed}: {why}\n  replay: {}",
-                path.display(),
-                replay(path, *seed)
-            );
+        let unreached = summary.unreached();
+        if require_coverage && !unreached.is_empty() {
+            println!("no seed reached: {}", unreached.join(", "));
+            return ExitCode::FAILURE;
         }
-        if unexpected.is_empty() {
+        if summary.passed() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
+        }
+    }
+
+    fn merge(files: &[PathBuf], summary_out: Option<&Path>, require_coverage: bool) -> ExitCode {
+        let mut parts = Vec::new();
+        for f in files {
+            let parsed = std::fs::read_to_string(f)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(p) => parts.push(p),
+                Err(e) => {
+                    eprintln!("sim: {}: {e}", f.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        match sim::summary::SweepSummary::merge(parts) {
+            Ok(m) => {
+                println!("merged shards {} of seeds {}", m.shards.join(", "), m.seeds);
+                finish(&m, summary_out, require_coverage)
+            }
+            Err(e) => {
+                eprintln!("sim: {e}");
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct RunReport {
     /// Every client-visible event in order (operations with their simulated times and outcomes,
     /// faults, findings): what two runs of the same seed must agree on.
     pub trace: Vec<String>,
+    /// How often the run passed each rare path ([`broker::coverage::Event`]).
+    pub coverage: Vec<(broker::coverage::Event, u64)>,
 }
 
 impl RunReport {
@@ -332,10 +334,12 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 stuck_at_deadline,
             )
         });
-    let (final_read, final_committed) = final_read;
+    let ((final_read, gaps), final_committed) = final_read;
+    let coverage = broker::coverage::take();
 
     let opts = checker::Options {
         consumers_drained: scenario.workload.consumers > 0,
+        gaps,
     };
     let (mut findings, stats) = checker::safety(&history, &final_read, &opts);
     findings.extend(hang);
@@ -371,6 +375,12 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     trace.extend(history.iter().map(Op::trace_line));
     if !final_committed.is_empty() {
         trace.push(format!("group committed {final_committed:?}"));
+    }
+    for u in &opts.gaps.unreadable {
+        trace.push(format!(
+            "read back: partition {} offsets {}..{} unreadable (error {})",
+            u.partition, u.from, u.to, u.code
+        ));
     }
     trace.push(format!(
         "read back {} records: {:?}",
@@ -408,6 +418,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         expected: scenario.expect.outcome.clone(),
         faults,
         history,
+        coverage,
     })
 }
 
@@ -431,6 +442,9 @@ async fn apply(fault: &Fault, c: &Cluster) {
             c.disk.set_faults(f);
         }
         Fault::Crash { torn, down_s, .. } => {
+            if !c.disk.syncs_in_flight().is_empty() {
+                broker::coverage::reached(broker::coverage::Event::CrashWithSyncInFlight);
+            }
             c.handle.kill(c.broker);
             c.disk.crash(if *torn {
                 Crash::Torn
