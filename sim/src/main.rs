@@ -178,6 +178,15 @@ mod cli {
                 r.stats.retry_duplicates
             );
         }
+        let reached: Vec<String> = r
+            .coverage
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(e, n)| format!("{} ×{n}", e.name()))
+            .collect();
+        if !reached.is_empty() {
+            println!("  coverage: {}", reached.join(", "));
+        }
         for line in r.finding_lines(5) {
             println!("  {line}");
         }

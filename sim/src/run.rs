@@ -203,6 +203,11 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         rt.block_on(async move {
             let handle = Handle::current();
             let disk = SimDisk::new(seed);
+            if let Some(latency) = sc.disk.latency() {
+                let mut f = disk.faults();
+                f.latency = Some(latency);
+                disk.set_faults(f);
+            }
             let clock = Arc::new(SimClock::new());
             let addr: SocketAddr = BROKER.parse().expect("address");
             let broker = {

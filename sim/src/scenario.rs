@@ -6,6 +6,8 @@
 //! duration_s = 120                 # simulated seconds of workload
 //! [broker]                         # broker settings over the defaults
 //! io_deadline_ms = 5000
+//! [disk]                           # the disk's speed outside faults (default: instant)
+//! latency_ms = [1, 4]
 //! [workload]
 //! producers = 4                    # each with one request in flight
 //! acks = [1, -1, 0]                # producer i uses acks[i % 3] (or one value for all)
@@ -49,6 +51,9 @@ pub struct Scenario {
     /// Broker settings over the defaults (keys as in the broker's configuration).
     #[serde(default)]
     pub broker: toml::Table,
+    /// The simulated disk's latency model outside fault windows.
+    #[serde(default)]
+    pub disk: DiskModel,
     pub workload: Workload,
     #[serde(default)]
     pub faults: Vec<Fault>,
@@ -59,6 +64,29 @@ pub struct Scenario {
     #[serde(default)]
     pub fault_points: Option<FaultPoints>,
     pub expect: Expect,
+}
+
+/// The disk's normal speed: every operation (write, sync, read, …) takes between `latency_ms[0]`
+/// and `latency_ms[1]` milliseconds, drawn uniformly from the seed. Without it, operations take
+/// no simulated time (and a crash can never land between a write and its sync). A `slow-disk`
+/// fault replaces it for its window.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskModel {
+    #[serde(default)]
+    pub latency_ms: Option<[u64; 2]>,
+}
+
+impl DiskModel {
+    /// The latency range, if the disk has one.
+    pub fn latency(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        self.latency_ms.map(|[lo, hi]| {
+            (
+                std::time::Duration::from_millis(lo),
+                std::time::Duration::from_millis(hi),
+            )
+        })
+    }
 }
 
 /// Each time the broker passes a fault point, it pauses with this chance, for a time drawn up to
@@ -638,8 +666,9 @@ pub struct Expect {
     /// After the last fault heals, every partition must accept a write (and serve one to the
     /// consumers) within this time.
     pub liveness_deadline_s: u64,
-    /// No produce may be refused (the append queue never fills in these scenarios, so a refusal
-    /// would be contention mistaken for backpressure — failure mode of the legacy system).
+    /// No produce may be refused: without disk faults nothing justifies a refusal, and a full
+    /// append queue makes a produce wait (a refusal would be contention mistaken for
+    /// backpressure — failure mode of the legacy system).
     #[serde(default)]
     pub no_refusals: bool,
 }
@@ -678,6 +707,14 @@ impl Scenario {
         if (0..w.producers).any(|p| w.idempotent.for_producer(p) && w.acks.for_producer(p) != -1) {
             return Err("an idempotent producer needs acks = -1 (as Kafka requires)".into());
         }
+        if w.request_timeout_ms < self.expect.response_deadline_s * 1000 + 1000 {
+            return Err(format!(
+                "workload.request_timeout_ms {} must be at least a second above \
+                 expect.response_deadline_s ({} s): a client that gives up first records an \
+                 unknown outcome, and a broker that never answers would pass unseen",
+                w.request_timeout_ms, self.expect.response_deadline_s
+            ));
+        }
         if !(1..=5).contains(&w.max_in_flight) {
             return Err("workload.max_in_flight must be from 1 to 5".into());
         }
@@ -689,6 +726,13 @@ impl Scenario {
                 || g.member_faults_per_min < 0.0
             {
                 return Err("workload.group: at least one member, heartbeats and commits more often than a third of the session timeout, member_faults_per_min not negative".into());
+            }
+        }
+        if let Some([lo, hi]) = self.disk.latency_ms {
+            if lo > hi || hi > 10_000 {
+                return Err(format!(
+                    "disk.latency_ms [{lo}, {hi}]: the first must not exceed the second, nor 10000"
+                ));
             }
         }
         if let Expected::Finding(k) = &self.expect.outcome {

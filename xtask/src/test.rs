@@ -106,9 +106,12 @@ fn sim_tests() -> Result<()> {
     }
     let mut sweep = Command::new(bin);
     sweep
-        .args(["sweep", "all", "--seeds", "1..41", "--jobs", "2"])
+        .args(["sweep", "all", "--seeds", "1..41", "--jobs", "2", "--require-coverage"])
         .current_dir(repo_root());
-    step("scenario sweep (sim sweep all --seeds 1..41)", sweep)
+    step(
+        "scenario sweep (sim sweep all --seeds 1..41 --require-coverage)",
+        sweep,
+    )
 }
 
 /// Where `--cfg madsim` builds go: beside the normal ones, never mixed with them.
