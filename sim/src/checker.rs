@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::history::{FinalRead, Op, Poll, PollResult, ReadGaps, Send, SendOutcome};
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 18] = [
+pub const FINDING_KINDS: [&str; 19] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -29,6 +29,7 @@ pub const FINDING_KINDS: [&str; 18] = [
     "hung",
     "no-progress",
     "refused",
+    "slow",
 ];
 
 /// What the checkers found.
@@ -113,6 +114,12 @@ pub enum Finding {
     },
     /// Produce requests were refused where the scenario allows none.
     Refused { count: usize, first_code: i16 },
+    /// A performance figure (latency, throughput, batching) broke the scenario's bound.
+    Slow {
+        figure: String,
+        value: f64,
+        bound: String,
+    },
     /// An idempotent producer's batch was refused as out of sequence although the batch before
     /// it (or none: a new producer id) was acknowledged: the broker lost producer state.
     SequenceRefused {
@@ -178,6 +185,7 @@ impl Finding {
             Finding::Hung { .. } => "hung",
             Finding::NoProgress { .. } => "no-progress",
             Finding::Refused { .. } => "refused",
+            Finding::Slow { .. } => "slow",
             Finding::SequenceRefused { .. } => "sequence-refused",
             Finding::CommitRegressed { .. } => "commit-regressed",
             Finding::StaleCommittedRead { .. } => "stale-committed-read",
@@ -318,8 +326,17 @@ impl std::fmt::Display for Finding {
             ),
             Finding::Refused { count, first_code } => write!(
                 f,
-                "{count} produce request(s) refused (first error code {first_code}) although the \
-                 append queue never filled"
+                "{count} produce request(s) refused (first error code {first_code}) although \
+                 nothing justified a refusal"
+            ),
+            Finding::Slow {
+                figure,
+                value,
+                bound,
+            } => write!(
+                f,
+                "slow: {figure} was {value:.2}, outside the scenario's bound {bound} (measured \
+                 outside fault windows)"
             ),
             Finding::SequenceRefused {
                 producer,

@@ -95,6 +95,9 @@ struct State {
     faults: Faults,
     /// Counters a test or a liveness report can read.
     syncs: u64,
+    /// When each successful sync of a segment (`.log`) file ended: commit batching is measured
+    /// against them.
+    segment_syncs: Vec<tokio::time::Instant>,
     /// Syncs that have started and not finished, with when they started.
     syncs_in_flight: BTreeMap<u64, (PathBuf, tokio::time::Instant)>,
     next_sync_id: u64,
@@ -181,6 +184,11 @@ impl SimDisk {
     /// Syncs completed so far.
     pub fn syncs(&self) -> u64 {
         lock(&self.state).syncs
+    }
+
+    /// When each successful sync of a segment file ended, in order.
+    pub fn segment_syncs(&self) -> Vec<tokio::time::Instant> {
+        lock(&self.state).segment_syncs.clone()
     }
 
     /// Syncs started and not finished (a stalled fsync shows here).
@@ -548,6 +556,9 @@ impl DiskFile for SimFile {
         }
         debug_assert!(f.durable == f.current);
         st.syncs += 1;
+        if self.path.extension().is_some_and(|e| e == "log") {
+            st.segment_syncs.push(tokio::time::Instant::now());
+        }
         Ok(())
     }
 

@@ -9,7 +9,8 @@
 //!   `io_backend::TcpNet` unchanged;
 //! - [`scenario`]: scenario files; [`workload`]: the simulated producers, consumers and admin
 //!   client, [`idempotent`] producers and the consumer [`group`]'s members; [`history`]: what
-//!   they recorded; [`checker`] and [`group_check`]: safety and liveness checks;
+//!   they recorded; [`checker`] and [`group_check`]: safety and liveness checks; [`perf`]:
+//!   performance expectations;
 //! - [`run`]: one seed of a scenario; [`report`]: its JSON report, page and timeline;
 //!   [`summary`]: a sweep's (or its shards') machine-readable summary.
 
@@ -29,6 +30,8 @@ pub mod group_check;
 pub mod history;
 #[cfg(madsim)]
 pub mod idempotent;
+#[cfg(madsim)]
+pub mod perf;
 #[cfg(madsim)]
 pub mod report;
 #[cfg(madsim)]

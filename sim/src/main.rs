@@ -187,6 +187,13 @@ mod cli {
         if !reached.is_empty() {
             println!("  coverage: {}", reached.join(", "));
         }
+        if !r.figures.is_empty() {
+            println!("  expectations (outside fault windows):");
+            for f in &r.figures {
+                let verdict = if f.holds() { "ok" } else { "BROKEN" };
+                println!("    {f}  {verdict}");
+            }
+        }
         for line in r.finding_lines(5) {
             println!("  {line}");
         }
@@ -272,6 +279,11 @@ mod cli {
                     .iter()
                     .map(|(e, n)| (e.name().to_string(), serde_json::json!(n)))
                     .collect::<serde_json::Map<_, _>>(),
+                "figures": r
+                    .figures
+                    .iter()
+                    .map(|f| (f.name.to_string(), f.as_range()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
             });
             println!("SUMMARY\t{line}");
         } else {

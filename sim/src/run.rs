@@ -20,7 +20,7 @@ use crate::disk::{Crash, Faults, SimDisk};
 use crate::history::{Op, SendOutcome};
 use crate::scenario::{last_heal_s, Expected, Fault, Scenario, BROKER_NODE, CLIENT_NODES};
 use crate::workload::{self, World};
-use crate::{group, group_check};
+use crate::{group, group_check, perf};
 
 /// Simulated addresses inside madsim; nothing leaves the process.
 const BROKER: &str = "10.77.0.1:9092";
@@ -53,6 +53,8 @@ pub struct RunReport {
     pub trace: Vec<String>,
     /// How often the run passed each rare path ([`broker::coverage::Event`]).
     pub coverage: Vec<(broker::coverage::Event, u64)>,
+    /// Performance figures beside the scenario's bounds (empty without bounds).
+    pub figures: Vec<perf::Figure>,
 }
 
 impl RunReport {
@@ -321,6 +323,12 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 .await
                 .unwrap_or_default();
             let simulated_s = (Instant::now() - start).as_secs_f64();
+            let segment_syncs: Vec<f64> = cluster
+                .disk
+                .segment_syncs()
+                .into_iter()
+                .map(|t| t.saturating_duration_since(start).as_secs_f64())
+                .collect();
             let (history, hang) = world.take();
             let fault_log =
                 std::mem::take(&mut *fault_log.lock().unwrap_or_else(|p| p.into_inner()));
@@ -336,9 +344,10 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 simulated_s,
                 (final_read, final_committed),
                 fault_log,
-                stuck_at_deadline,
+                (stuck_at_deadline, segment_syncs),
             )
         });
+    let (stuck_at_deadline, segment_syncs) = stuck_at_deadline;
     let ((final_read, gaps), final_committed) = final_read;
     let coverage = broker::coverage::take();
 
@@ -370,6 +379,18 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     if scenario.expect.no_refusals {
         findings.extend(checker::refusals(&history));
     }
+    let measured = perf::measure(&history, &faults, scenario.duration_s, &segment_syncs);
+    let figures = perf::figures(scenario, &measured);
+    findings.extend(
+        figures
+            .iter()
+            .filter(|f| !f.holds())
+            .map(|f| Finding::Slow {
+                figure: f.name.to_string(),
+                value: f.value,
+                bound: format!("{} {:.2}", f.kind(), f.bound),
+            }),
+    );
     let count = |pred: fn(&SendOutcome) -> bool| {
         history
             .iter()
@@ -424,6 +445,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         faults,
         history,
         coverage,
+        figures,
     })
 }
 

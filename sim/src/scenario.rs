@@ -671,6 +671,9 @@ pub struct Expect {
     /// backpressure — failure mode of the legacy system).
     #[serde(default)]
     pub no_refusals: bool,
+    /// Latency, throughput and batching bounds, checked on every seed outside fault windows.
+    #[serde(default)]
+    pub performance: Option<crate::perf::Performance>,
 }
 
 impl Scenario {
@@ -727,6 +730,9 @@ impl Scenario {
             {
                 return Err("workload.group: at least one member, heartbeats and commits more often than a third of the session timeout, member_faults_per_min not negative".into());
             }
+        }
+        if let Some(p) = &self.expect.performance {
+            p.validate()?;
         }
         if let Some([lo, hi]) = self.disk.latency_ms {
             if lo > hi || hi > 10_000 {
