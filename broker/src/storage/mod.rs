@@ -172,7 +172,20 @@ impl Store {
             metrics: metrics.clone(),
         };
         let data_dir = config.data_dir.clone();
+        // A directory's entry is durable only once its parent is synced (POSIX): a data
+        // directory made here, or its metadata directory, would otherwise vanish in a crash
+        // with everything synced inside it.
+        let created = !io.exists(&data_dir).await?;
+        let meta_created = created || !io.exists(&data_dir.join(catalog::META_DIR)).await?;
         io.create_dir_all(&data_dir.join(catalog::META_DIR)).await?;
+        if meta_created {
+            io.sync_dir(&data_dir).await?;
+        }
+        if created {
+            if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                io.sync_dir(parent).await?;
+            }
+        }
         // Before anything is read or written: one broker per directory.
         let holder = format!(
             "broker node {} listening on {}",
