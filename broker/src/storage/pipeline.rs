@@ -143,24 +143,32 @@ impl Pipeline {
         });
     }
 
-    /// Cut every active segment back to its committed size and sync it; then accept writes.
+    /// Cut every active segment back to its committed size and sync it (all partitions in
+    /// flight together: one after another, a slow disk would keep the pipeline, and every
+    /// produce queued behind it, unanswered for the sum of their times); then accept writes.
     async fn heal(&mut self) {
-        let topics = self.shared.catalog.all();
-        let mut result = Ok(());
-        'all: for t in &topics {
-            for p in &t.partitions {
-                let (file, size) = {
-                    let st = p.state();
-                    (st.active().file.clone(), st.active().size)
-                };
-                let synced = match self.io().truncate(&file, size).await {
-                    Ok(()) => self.io().sync_data(&file).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = synced {
-                    result = Err(e);
-                    break 'all;
-                }
+        let partitions: Vec<Arc<Partition>> = self
+            .shared
+            .catalog
+            .all()
+            .iter()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect();
+        let io = self.io().clone();
+        let cuts = partitions.iter().map(|p| {
+            let (file, size) = {
+                let st = p.state();
+                (st.active().file.clone(), st.active().size)
+            };
+            let io = io.clone();
+            async move {
+                io.truncate(&file, size).await?;
+                io.sync_data(&file).await
+            }
+        });
+        let result: Result<(), StorageError> = join_all(cuts).await.into_iter().collect();
+        if result.is_ok() {
+            for p in &partitions {
                 let mut st = p.state_mut();
                 let seg = st.active_mut();
                 seg.allocated = seg.size;
@@ -269,9 +277,10 @@ impl Pipeline {
         if std::mem::take(&mut self.sync_failed) {
             crate::coverage::reached(crate::coverage::Event::SyncFailedThenSucceeded);
         }
-        if plans.iter().any(|p| {
-            p.partition.topic == crate::group::OFFSETS_TOPIC && p.waiters.len() > 1
-        }) {
+        if plans
+            .iter()
+            .any(|p| p.partition.topic == crate::group::OFFSETS_TOPIC && p.waiters.len() > 1)
+        {
             crate::coverage::reached(crate::coverage::Event::OffsetCommitsInOneRound);
         }
         // Just before the partitions' state is updated (the lock is taken below, never across
