@@ -531,7 +531,11 @@ async fn a_read_returns_the_batches_before_a_damaged_one_and_fails_only_at_it() 
     let p = store.topic("t").unwrap().partitions[0].clone();
     // Damage the fourth batch (offsets 6 and 7) on the disk: a flipped bit in its records.
     let seg = segment_files(&dir.path().join("t-0")).pop().unwrap();
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&seg).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
     let at = starts[4] - 3;
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, at).unwrap();

@@ -205,7 +205,7 @@ impl Finding {
 }
 
 fn short(v: &Bytes) -> String {
-    String::from_utf8_lossy(v).into_owned()
+    crate::history::value_name(v)
 }
 
 impl std::fmt::Display for Finding {
@@ -579,12 +579,14 @@ fn lost_writes(
 ) -> Vec<Finding> {
     let mut reported: HashSet<(i32, &Bytes)> = HashSet::new();
     let mut out = Vec::new();
-    let seen = |how: &str, partition: i32, o: i64| match gaps.unreadable_at(partition, o) {
+    let seen = |how: &str, partition: i32, o: i64| {
+        match gaps.unreadable_at(partition, o) {
         Some(u) => format!(
             "{how} at offset {o}, which the final read could not read: offsets {}..{} answered error {}",
             u.from, u.to, u.code
         ),
         None => format!("{how} at offset {o}"),
+    }
     };
     let acked = sends.iter().filter_map(|s| match s.outcome {
         SendOutcome::Ok(o) => Some((s.partition, o, &s.value, "acknowledged")),
@@ -599,9 +601,7 @@ fn lost_writes(
     });
     for (partition, o, value, how) in acked.chain(polled) {
         let key = (partition, value);
-        if log_at.contains_key(&key)
-            || gaps.below_log_start(partition, o)
-            || !reported.insert(key)
+        if log_at.contains_key(&key) || gaps.below_log_start(partition, o) || !reported.insert(key)
         {
             continue;
         }

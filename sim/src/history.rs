@@ -171,6 +171,12 @@ pub enum Op {
     Member(MemberEvent),
 }
 
+/// A value's name, its padding left out (values are `name|....`).
+pub fn value_name(v: &Bytes) -> String {
+    let name = v.split(|&b| b == b'|').next().unwrap_or(v);
+    String::from_utf8_lossy(name).into_owned()
+}
+
 impl Op {
     /// One line of the trace: what two runs of the same seed must agree on.
     pub fn trace_line(&self) -> String {
@@ -182,7 +188,7 @@ impl Op {
                 s.producer,
                 s.partition,
                 s.value.len(),
-                s.value,
+                value_name(&s.value),
                 s.acks,
                 s.attempt,
                 s.outcome,

@@ -153,7 +153,10 @@ pub async fn produce(world: Arc<World>, index: usize) {
                     *seq = seq.wrapping_add(1);
                     p.queue.push_back(Batch {
                         partition,
-                        value: Bytes::from(format!("p{index}-{}", p.next_value)),
+                        value: crate::workload::value(
+                            &format!("p{index}-{}", p.next_value),
+                            w.value_bytes,
+                        ),
                         sequence,
                         attempts: 0,
                         in_flight: None,

@@ -7,7 +7,8 @@
 //! - [`clock`]: a node's clock with offset and drift;
 //! - [`client`]: a Kafka client on the real wire protocol; the network is madsim's, through
 //!   `io_backend::TcpNet` unchanged;
-//! - [`scenario`]: scenario files; [`workload`]: the simulated producers, consumers and admin
+//! - [`scenario`]: scenario files, and [`config_draw`] the configurations swarm draws;
+//!   [`workload`]: the simulated producers, consumers and admin
 //!   client, [`idempotent`] producers and the consumer [`group`]'s members; [`history`]: what
 //!   they recorded; [`checker`] and [`group_check`]: safety and liveness checks; [`perf`]:
 //!   performance expectations;
@@ -20,6 +21,8 @@ pub mod checker;
 pub mod client;
 #[cfg(madsim)]
 pub mod clock;
+#[cfg(madsim)]
+pub mod config_draw;
 #[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]

@@ -166,6 +166,10 @@ mod cli {
             r.wall_s,
             r.simulated_s / r.wall_s.max(1e-9)
         );
+        if !r.config.is_empty() {
+            let drawn: Vec<String> = r.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  configuration drawn: {}", drawn.join(" "));
+        }
         if !r.faults.is_empty() {
             println!("  faults:");
             for f in &r.faults {

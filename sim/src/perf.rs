@@ -45,9 +45,11 @@ impl Performance {
         if !(ok(self.p50_rounds) && ok(self.p99_rounds) && ok(self.appends_per_sync))
             || !(0.0..=1.0).contains(&self.throughput_share)
         {
-            return Err("expect.performance: bounds must be finite and not negative, \
+            return Err(
+                "expect.performance: bounds must be finite and not negative, \
                         throughput_share within [0, 1]"
-                .into());
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -161,7 +163,12 @@ fn clean(windows: &[(f64, f64)], end: f64, from: f64, to: f64) -> bool {
 
 /// Measure a run: `segment_syncs` are the end times (seconds from the start) of the disk's
 /// successful segment syncs.
-pub fn measure(history: &[Op], faults: &[Fault], duration_s: u64, segment_syncs: &[f64]) -> Measured {
+pub fn measure(
+    history: &[Op],
+    faults: &[Fault],
+    duration_s: u64,
+    segment_syncs: &[f64],
+) -> Measured {
     let windows = fault_windows(faults);
     let end = duration_s as f64;
     let mut m = Measured::default();
@@ -324,7 +331,10 @@ mod tests {
         assert!(run(15.0).iter().all(Figure::holds), "{:?}", run(15.0));
         let slow = run(75.0);
         assert_eq!(
-            slow.iter().filter(|f| !f.holds()).map(|f| f.name).collect::<Vec<_>>(),
+            slow.iter()
+                .filter(|f| !f.holds())
+                .map(|f| f.name)
+                .collect::<Vec<_>>(),
             ["produce p50 ms", "produce p99 ms"]
         );
     }

@@ -55,6 +55,8 @@ pub struct RunReport {
     pub coverage: Vec<(broker::coverage::Event, u64)>,
     /// Performance figures beside the scenario's bounds (empty without bounds).
     pub figures: Vec<perf::Figure>,
+    /// The settings this seed drew (`section.key`, value), with a `[random_config]`.
+    pub config: Vec<(String, String)>,
 }
 
 impl RunReport {
@@ -159,10 +161,19 @@ impl NodeStarts {
 
 /// Run one seed on a fresh thread (std's HashMap seeds are per thread; see DESIGN.md).
 pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
-    let scenario = scenario.clone();
-    std::thread::spawn(move || run_here(&scenario, seed))
+    let (scenario, drawn) = scenario.for_seed(seed)?;
+    let mut report = std::thread::spawn(move || run_here(&scenario, seed))
         .join()
-        .map_err(|_| anyhow::anyhow!("the simulation thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("the simulation thread panicked"))??;
+    // The configuration is part of what two runs of a seed must agree on.
+    let mut trace: Vec<String> = drawn
+        .iter()
+        .map(|(k, v)| format!("config {k} = {v}"))
+        .collect();
+    trace.append(&mut report.trace);
+    report.trace = trace;
+    report.config = drawn;
+    Ok(report)
 }
 
 /// The simulated machines of a run.
@@ -446,6 +457,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         history,
         coverage,
         figures,
+        config: Vec::new(),
     })
 }
 

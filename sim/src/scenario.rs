@@ -63,7 +63,14 @@ pub struct Scenario {
     /// Delays at the broker's fault points (`fault_point!`), for the whole run.
     #[serde(default)]
     pub fault_points: Option<FaultPoints>,
+    /// Settings of the broker, the workload and the disk drawn from the seed
+    /// ([`crate::config_draw`]).
+    #[serde(default)]
+    pub random_config: Option<crate::config_draw::RandomConfig>,
     pub expect: Expect,
+    /// The file as read (a random configuration is drawn into it).
+    #[serde(skip)]
+    pub raw: toml::Table,
 }
 
 /// The disk's normal speed: every operation (write, sync, read, …) takes between `latency_ms[0]`
@@ -153,6 +160,9 @@ pub struct Workload {
     pub partitions: i32,
     /// Pause between one producer's messages.
     pub interval_ms: u64,
+    /// Each value is padded to this many bytes (0: as short as its name, `p<producer>-<n>`).
+    #[serde(default)]
+    pub value_bytes: usize,
     /// Times a producer sends a value again after a retriable error or an unknown outcome (the
     /// producer is not idempotent, so a retry may duplicate: the checker allows exactly those).
     #[serde(default)]
@@ -680,12 +690,31 @@ impl Scenario {
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", path.display()))?;
-        let scenario: Scenario = toml::from_str(&text)
+        let raw: toml::Table = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?;
-        scenario
-            .validate()
-            .map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?;
+        Scenario::from_table(raw).map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))
+    }
+
+    fn from_table(raw: toml::Table) -> Result<Scenario, String> {
+        let mut scenario: Scenario = toml::Value::Table(raw.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?;
+        scenario.validate()?;
+        if let Some(r) = &scenario.random_config {
+            r.check()?;
+        }
+        scenario.raw = raw;
         Ok(scenario)
+    }
+
+    /// The scenario as `seed` runs it: with a `[random_config]`, its settings drawn from the
+    /// seed (redrawn while a draw breaks a rule), and what was drawn (`section.key`, value).
+    pub fn for_seed(&self, seed: u64) -> anyhow::Result<(Scenario, Vec<(String, String)>)> {
+        let Some(config) = &self.random_config else {
+            return Ok((self.clone(), Vec::new()));
+        };
+        crate::config_draw::draw_until(config, &self.raw, seed, Scenario::from_table)
+            .map_err(|e| anyhow::anyhow!("scenario {}: {e}", self.name))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -717,6 +746,9 @@ impl Scenario {
                  unknown outcome, and a broker that never answers would pass unseen",
                 w.request_timeout_ms, self.expect.response_deadline_s
             ));
+        }
+        if w.value_bytes > 512 * 1024 {
+            return Err("workload.value_bytes must be at most 512 KiB".into());
         }
         if !(1..=5).contains(&w.max_in_flight) {
             return Err("workload.max_in_flight must be from 1 to 5".into());

@@ -269,11 +269,20 @@ mod tests {
         assert_eq!(m.shards, ["1/2", "2/2"]);
         let s = &m.scenarios[0];
         assert_eq!((s.seeds, s.ok, s.coverage["segment-rolled"]), (100, 99, 3));
-        assert_eq!((s.figures["produce p99 ms"].min, s.figures["produce p99 ms"].max), (1.0, 20.0));
+        assert_eq!(
+            (
+                s.figures["produce p99 ms"].min,
+                s.figures["produce p99 ms"].max
+            ),
+            (1.0, 20.0)
+        );
         assert!(!m.passed());
         assert_eq!(m.unreached(), ["x"]);
         let text = m.render();
-        assert!(text.contains("UNEXPECTED scenarios/swarm.toml seed 7"), "{text}");
+        assert!(
+            text.contains("UNEXPECTED scenarios/swarm.toml seed 7"),
+            "{text}"
+        );
         assert!(text.contains("NOT REACHED"), "{text}");
         // The same shard twice, or another seed range, is refused.
         assert!(SweepSummary::merge(vec![shard(1, 50, &[], 0), shard(1, 50, &[], 0)]).is_err());

@@ -16,10 +16,25 @@ use crate::checker::{Finding, Stuck};
 use crate::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
 use crate::disk::SimDisk;
 use crate::history::{
-    retriable_code, Admin, FinalRead, Op, ReadGaps, Unreadable, Poll, PollResult, Send, SendOutcome, KAFKA_STORAGE_ERROR,
+    retriable_code, Admin, FinalRead, Op, Poll, PollResult, ReadGaps, Send, SendOutcome,
+    Unreadable, KAFKA_STORAGE_ERROR,
 };
 use crate::scenario::{Fault, Scenario, BROKER_NODE};
 
+/// A value: its name (unique in the run), then `|` and padding up to `bytes` in all.
+pub(crate) fn value(name: &str, bytes: usize) -> Bytes {
+    if bytes <= name.len() + 1 {
+        return Bytes::from(name.to_string());
+    }
+    let mut v = Vec::with_capacity(bytes);
+    v.extend_from_slice(name.as_bytes());
+    v.push(b'|');
+    v.resize(bytes, b'.');
+    Bytes::from(v)
+}
+
+/// Kafka's CORRUPT_MESSAGE.
+const CORRUPT_MESSAGE: i16 = 2;
 /// Kafka's OFFSET_OUT_OF_RANGE.
 pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// Kafka's `retry.backoff.ms`.
@@ -297,7 +312,10 @@ pub async fn produce(world: Arc<World>, producer: usize) {
     let mut n = 0u64;
     while Instant::now() < world.end {
         let partition = ((producer as u64 + n) % w.partitions as u64) as i32;
-        let value = Bytes::from(format!("p{producer}-{n}"));
+        let value = value(
+            &format!("p{producer}-{n}"),
+            world.scenario.workload.value_bytes,
+        );
         n += 1;
         let mut attempt = 0;
         let mut pause = Duration::from_millis(w.interval_ms);
@@ -550,7 +568,13 @@ async fn read_partition(
                 }
                 Err(ClientError::Kafka(code)) => {
                     failures += 1;
-                    if (in_gap || failures >= UNREADABLE_AFTER) && stepped < UNREADABLE_MAX {
+                    // Only damaged data is read around; any other error (the partition is
+                    // unknown, …) is retried and then given up on, reading nothing more.
+                    let damaged = matches!(code, KAFKA_STORAGE_ERROR | CORRUPT_MESSAGE);
+                    if damaged
+                        && (in_gap || failures >= UNREADABLE_AFTER)
+                        && stepped < UNREADABLE_MAX
+                    {
                         match gaps.last_mut() {
                             Some(g) if g.to == next && g.code == code => g.to += 1,
                             _ => gaps.push(Unreadable {

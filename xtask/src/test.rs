@@ -106,7 +106,15 @@ fn sim_tests() -> Result<()> {
     }
     let mut sweep = Command::new(bin);
     sweep
-        .args(["sweep", "all", "--seeds", "1..41", "--jobs", "2", "--require-coverage"])
+        .args([
+            "sweep",
+            "all",
+            "--seeds",
+            "1..41",
+            "--jobs",
+            "2",
+            "--require-coverage",
+        ])
         .current_dir(repo_root());
     step(
         "scenario sweep (sim sweep all --seeds 1..41 --require-coverage)",

@@ -7,8 +7,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     create_topics_request, fetch_request, list_offsets_request, produce_request, ApiKey, BrokerId,
     CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, ProduceRequest, ProducerId,
-    RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
+    ListOffsetsRequest, ProduceRequest, ProducerId, RequestHeader, RequestKind, ResponseHeader,
+    ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{

@@ -139,11 +139,14 @@ fn verify_batches(bytes: &[u8], first_offset: Option<i64>) -> Result<(), (usize,
             None => {
                 if let Some(o) = first_offset {
                     if !(h.base_offset <= o && o < h.next_offset()) {
-                        return Err((0, format!(
-                            "the batch read for offset {o} holds {}..{}",
-                            h.base_offset,
-                            h.next_offset()
-                        )));
+                        return Err((
+                            0,
+                            format!(
+                                "the batch read for offset {o} holds {}..{}",
+                                h.base_offset,
+                                h.next_offset()
+                            ),
+                        ));
                     }
                 }
             }
@@ -275,6 +278,10 @@ mod tests {
         data[last] ^= 0x10;
         let (good, err) = verify_batches(&data, Some(10)).unwrap_err();
         assert!(err.to_lowercase().contains("crc"), "{err}");
-        assert_eq!(good, data.len() - make_batch(1, 1, 8).len(), "two good batches before");
+        assert_eq!(
+            good,
+            data.len() - make_batch(1, 1, 8).len(),
+            "two good batches before"
+        );
     }
 }
