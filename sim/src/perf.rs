@@ -42,9 +42,11 @@ pub struct Performance {
 impl Performance {
     pub fn validate(&self) -> Result<(), String> {
         let ok = |x: f64| x.is_finite() && x >= 0.0;
-        if !(ok(self.p50_rounds) && ok(self.p99_rounds) && ok(self.appends_per_sync))
-            || !(0.0..=1.0).contains(&self.throughput_share)
-        {
+        let all_ok = ok(self.p50_rounds)
+            && ok(self.p99_rounds)
+            && ok(self.appends_per_sync)
+            && (0.0..=1.0).contains(&self.throughput_share);
+        if !all_ok {
             return Err(
                 "expect.performance: bounds must be finite and not negative, \
                         throughput_share within [0, 1]"
