@@ -79,6 +79,18 @@ pub fn reached(event: Event) {
     let _ = event;
 }
 
+/// Count `event` if `happened` says so; in a normal build `happened` is never called, so the
+/// check costs nothing on the paths it watches.
+#[inline(always)]
+pub fn reached_when(event: Event, happened: impl FnOnce() -> bool) {
+    #[cfg(madsim)]
+    if happened() {
+        reached(event);
+    }
+    #[cfg(not(madsim))]
+    let _ = (event, happened);
+}
+
 #[cfg(madsim)]
 thread_local! {
     static COUNTS: std::cell::RefCell<[u64; Event::ALL.len()]> =

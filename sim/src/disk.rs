@@ -61,6 +61,16 @@ impl Inode {
 
 type InodeRef = Arc<Mutex<Inode>>;
 
+/// The entries directly inside `dir`, from paths in order starting at `dir`: paths order by
+/// component, so everything under `dir` follows it in one run.
+fn entries_of<'a>(sorted: impl Iterator<Item = &'a PathBuf>, dir: &Path) -> Vec<PathBuf> {
+    sorted
+        .take_while(|p| p.starts_with(dir))
+        .filter(|p| p.parent() == Some(dir))
+        .cloned()
+        .collect()
+}
+
 /// What a crash does to data written since the last sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Crash {
@@ -431,40 +441,19 @@ impl Disk for SimDisk {
         // The directory's entries as they are now become what a crash comes back to. Its own
         // entry (in its parent) does not: that takes a sync of the parent, as in POSIX.
         let st = &mut *st;
-        let in_dir = |p: &Path| p.parent() == Some(path);
-        let under = |p: &&PathBuf| p.starts_with(path);
-        // Paths order by component, so everything under `path` follows it in one run.
         let from = path.to_path_buf();
-        let stale: Vec<PathBuf> = st
-            .durable_files
-            .range(from.clone()..)
-            .map(|(p, _)| p)
-            .take_while(under)
-            .filter(|p| in_dir(p))
-            .cloned()
-            .collect();
-        for p in stale {
+        for p in entries_of(st.durable_files.range(from.clone()..).map(|(p, _)| p), path) {
             st.durable_files.remove(&p);
         }
-        for (p, inode) in st.files.range(from.clone()..).take_while(|(p, _)| under(p)) {
-            if in_dir(p) {
-                st.durable_files.insert(p.clone(), inode.clone());
-            }
+        for p in entries_of(st.files.range(from.clone()..).map(|(p, _)| p), path) {
+            let inode = st.files[&p].clone();
+            st.durable_files.insert(p, inode);
         }
-        let stale: Vec<PathBuf> = st
-            .durable_dirs
-            .range(from.clone()..)
-            .take_while(under)
-            .filter(|p| in_dir(p))
-            .cloned()
-            .collect();
-        for d in stale {
+        for d in entries_of(st.durable_dirs.range(from.clone()..), path) {
             st.durable_dirs.remove(&d);
         }
-        for d in st.dirs.range(from..).take_while(under) {
-            if in_dir(d) {
-                st.durable_dirs.insert(d.clone());
-            }
+        for d in entries_of(st.dirs.range(from..), path) {
+            st.durable_dirs.insert(d);
         }
         Ok(())
     }

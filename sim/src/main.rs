@@ -272,23 +272,24 @@ mod cli {
                 .first()
                 .map(|f| f.to_string())
                 .unwrap_or_else(|| "-".into());
-            let line = serde_json::json!({
-                "as_expected": r.as_expected(),
-                "simulated_s": r.simulated_s,
-                "wall_s": r.wall_s,
-                "trace_hash": format!("{:016x}", r.trace_hash()),
-                "first_finding": first,
-                "coverage": r
+            let line = serde_json::to_string(&sim::summary::SeedSummary {
+                as_expected: r.as_expected(),
+                simulated_s: r.simulated_s,
+                wall_s: r.wall_s,
+                trace_hash: format!("{:016x}", r.trace_hash()),
+                first_finding: first,
+                coverage: r
                     .coverage
                     .iter()
-                    .map(|(e, n)| (e.name().to_string(), serde_json::json!(n)))
-                    .collect::<serde_json::Map<_, _>>(),
-                "figures": r
+                    .map(|(e, n)| (e.name().to_string(), *n))
+                    .collect(),
+                figures: r
                     .figures
                     .iter()
                     .map(|f| (f.name.to_string(), f.as_range()))
-                    .collect::<std::collections::BTreeMap<_, _>>(),
-            });
+                    .collect(),
+            })
+            .unwrap_or_default();
             println!("SUMMARY\t{line}");
         } else {
             print_report(path, &r);
@@ -302,17 +303,7 @@ mod cli {
 
     type SeedOutcome = (u64, Result<Summary, String>);
 
-    /// One seed's outcome, as a child process reported it.
-    struct Summary {
-        as_expected: bool,
-        simulated_s: f64,
-        hash: String,
-        first_finding: String,
-        /// How often the seed passed each rare path, by event name.
-        coverage: std::collections::BTreeMap<String, u64>,
-        /// The seed's performance figures against their bounds.
-        figures: std::collections::BTreeMap<String, sim::summary::FigureRange>,
-    }
+    use sim::summary::SeedSummary as Summary;
 
     /// Run one seed in a child process.
     fn child(path: &Path, seed: u64, trace_out: Option<&Path>) -> Result<Summary, String> {
@@ -336,23 +327,7 @@ mod cli {
                 )
             })?;
         let json = line.trim_start_matches("SUMMARY\t");
-        let v: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("bad summary line {line:?}: {e}"))?;
-        Ok(Summary {
-            as_expected: v["as_expected"].as_bool().unwrap_or(false),
-            simulated_s: v["simulated_s"].as_f64().unwrap_or(0.0),
-            hash: v["trace_hash"].as_str().unwrap_or("").to_string(),
-            first_finding: v["first_finding"].as_str().unwrap_or("").to_string(),
-            coverage: v["coverage"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            figures: serde_json::from_value(v["figures"].clone()).unwrap_or_default(),
-        })
+        serde_json::from_str(json).map_err(|e| format!("bad summary line {line:?}: {e}"))
     }
 
     fn check(path: &Path, seed: u64) -> ExitCode {
@@ -386,11 +361,11 @@ mod cli {
         for t in &traces {
             let _ = std::fs::remove_file(t);
         }
-        if a.hash == b.hash {
+        if a.trace_hash == b.trace_hash {
             println!(
                 "{} seed {seed}: deterministic — trace hash {} ({} events) both times",
                 scenario.name,
-                a.hash,
+                a.trace_hash,
                 ta.lines().count()
             );
             return ExitCode::SUCCESS;
@@ -404,8 +379,8 @@ mod cli {
         println!(
             "{} seed {seed}: NOT deterministic — hashes {} and {}; first difference at event {at}:\n  first run:  {}\n  second run: {}",
             scenario.name,
-            a.hash,
-            b.hash,
+            a.trace_hash,
+            b.trace_hash,
             la.get(at).copied().unwrap_or("(end of trace)"),
             lb.get(at).copied().unwrap_or("(end of trace)"),
         );
@@ -539,26 +514,12 @@ mod cli {
             };
             for (seed, r) in results {
                 let why = match r {
-                    Ok(summary) => {
-                        s.simulated_s += summary.simulated_s;
-                        for (event, n) in &summary.coverage {
-                            if *n > 0 {
-                                *s.coverage.entry(event.clone()).or_default() += 1;
-                            }
-                        }
-                        for (name, f) in summary.figures {
-                            match s.figures.get_mut(&name) {
-                                Some(range) => range.merge(&f),
-                                None => {
-                                    s.figures.insert(name, f);
-                                }
-                            }
-                        }
-                        if summary.as_expected {
-                            s.ok += 1;
+                    Ok(seed_summary) => {
+                        s.add(&seed_summary);
+                        if seed_summary.as_expected {
                             continue;
                         }
-                        summary.first_finding
+                        seed_summary.first_finding
                     }
                     Err(e) => e,
                 };

@@ -8,6 +8,52 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+/// One seed's outcome, as the child process that ran it reports it (one JSON line).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SeedSummary {
+    pub as_expected: bool,
+    pub simulated_s: f64,
+    pub wall_s: f64,
+    pub trace_hash: String,
+    pub first_finding: String,
+    /// How often the seed passed each rare path, by event name.
+    pub coverage: BTreeMap<String, u64>,
+    /// The seed's performance figures against their bounds.
+    pub figures: BTreeMap<String, FigureRange>,
+}
+
+/// Add `from`'s figure ranges into `into`.
+pub fn merge_figures(
+    into: &mut BTreeMap<String, FigureRange>,
+    from: impl IntoIterator<Item = (String, FigureRange)>,
+) {
+    for (name, f) in from {
+        match into.get_mut(&name) {
+            Some(range) => range.merge(&f),
+            None => {
+                into.insert(name, f);
+            }
+        }
+    }
+}
+
+impl ScenarioSummary {
+    /// Count one seed that ran to its end: its simulated time, the events it reached, its
+    /// figures, and whether it ended as expected.
+    pub fn add(&mut self, seed: &SeedSummary) {
+        self.simulated_s += seed.simulated_s;
+        for (event, n) in &seed.coverage {
+            if *n > 0 {
+                *self.coverage.entry(event.clone()).or_default() += 1;
+            }
+        }
+        merge_figures(&mut self.figures, seed.figures.clone());
+        if seed.as_expected {
+            self.ok += 1;
+        }
+    }
+}
+
 /// What one sweep (or one shard of it) found.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SweepSummary {
@@ -96,14 +142,7 @@ impl SweepSummary {
                         for (k, n) in s.coverage {
                             *o.coverage.entry(k).or_default() += n;
                         }
-                        for (k, f) in s.figures {
-                            match o.figures.get_mut(&k) {
-                                Some(mine) => mine.merge(&f),
-                                None => {
-                                    o.figures.insert(k, f);
-                                }
-                            }
-                        }
+                        merge_figures(&mut o.figures, s.figures);
                     }
                 }
             }

@@ -277,9 +277,9 @@ impl Store {
     }
 
     async fn send(&self, cmd: Command) -> Result<(), StorageError> {
-        if self.tx.capacity() == 0 {
-            crate::coverage::reached(crate::coverage::Event::AppendQueueFull);
-        }
+        crate::coverage::reached_when(crate::coverage::Event::AppendQueueFull, || {
+            self.tx.capacity() == 0
+        });
         // Reserve first: a producer that gives up while waiting leaves the gauge exact.
         let permit = self
             .tx

@@ -277,12 +277,11 @@ impl Pipeline {
         if std::mem::take(&mut self.sync_failed) {
             crate::coverage::reached(crate::coverage::Event::SyncFailedThenSucceeded);
         }
-        if plans
-            .iter()
-            .any(|p| p.partition.topic == crate::group::OFFSETS_TOPIC && p.waiters.len() > 1)
-        {
-            crate::coverage::reached(crate::coverage::Event::OffsetCommitsInOneRound);
-        }
+        crate::coverage::reached_when(crate::coverage::Event::OffsetCommitsInOneRound, || {
+            plans
+                .iter()
+                .any(|p| p.partition.topic == crate::group::OFFSETS_TOPIC && p.waiters.len() > 1)
+        });
         // Just before the partitions' state is updated (the lock is taken below, never across
         // this pause).
         crate::fault_point!("partition.publish");
