@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 bootstrap, topic, group = sys.argv[1:4]
 delay = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
@@ -44,9 +44,22 @@ while not stop:
         since_commit = 0
     if delay:
         time.sleep(delay)
-try:
-    c.commit(asynchronous=False)
-except Exception:
-    pass  # nothing new to commit
+# The final commit can meet a rebalance (another member leaving at the same time): then poll
+# (which lets the rebalance finish) and commit again, as an application that must not lose
+# its progress does.
+give_up = time.monotonic() + 15
+while True:
+    try:
+        c.commit(asynchronous=False)
+        break
+    except KafkaException as e:
+        err = e.args[0]
+        if err.code() == KafkaError._NO_OFFSET or not err.retriable() and err.code() not in (
+                KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+                KafkaError.UNKNOWN_MEMBER_ID) or time.monotonic() > give_up:
+            break  # nothing new to commit, or no longer possible
+        m = c.poll(0.2)
+        if m is not None and not m.error():  # consumed, so printed before it is committed
+            print(f"{m.partition()} {m.offset()} {m.value().decode()}", flush=True)
 c.close()
 print("closed", flush=True)
