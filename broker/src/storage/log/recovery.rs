@@ -248,12 +248,14 @@ pub async fn read_whole(io: &Io, path: &Path) -> Result<Option<Bytes>, StorageEr
 pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), StorageError> {
     let next_rel = (seg.next_offset - seg.base_offset) as u32;
     let (offsets, times) = index::encode(&seg.entries, seg.max_timestamp, next_rel);
-    for (ext, data) in [("index", offsets), ("timeindex", times)] {
+    // The two files are independent: written and synced together.
+    let writes = [("index", offsets), ("timeindex", times)].map(|(ext, data)| async move {
         let path = dir.join(segment_name(seg.base_offset, ext));
         let f = io.open(&path, OpenMode::Truncate).await?;
         io.write_at(&f, data, 0).await?;
-        io.sync_data(&f).await?;
-    }
+        io.sync_data(&f).await
+    });
+    futures::future::try_join_all(writes).await?;
     Ok(())
 }
 
