@@ -64,9 +64,15 @@ type InodeRef = Arc<Mutex<Inode>>;
 /// The entries directly inside `dir`, from paths in order starting at `dir`: paths order by
 /// component, so everything under `dir` follows it in one run.
 fn entries_of<'a>(sorted: impl Iterator<Item = &'a PathBuf>, dir: &Path) -> Vec<PathBuf> {
+    let mut names = entries_under(sorted, dir);
+    names.retain(|p| p.parent() == Some(dir));
+    names
+}
+
+/// `dir` and everything below it, from a sorted walk that starts at `dir`.
+fn entries_under<'a>(sorted: impl Iterator<Item = &'a PathBuf>, dir: &Path) -> Vec<PathBuf> {
     sorted
         .take_while(|p| p.starts_with(dir))
-        .filter(|p| p.parent() == Some(dir))
         .cloned()
         .collect()
 }
@@ -106,6 +112,9 @@ struct State {
     /// The names a crash comes back to.
     durable_files: BTreeMap<PathBuf, InodeRef>,
     durable_dirs: BTreeSet<PathBuf>,
+    /// Names (of files or directories) created, renamed or removed since their directory was
+    /// last synced: all a directory sync has to look at, however many entries the directory has.
+    unsynced_names: BTreeSet<PathBuf>,
     faults: Faults,
     /// Counters a test or a liveness report can read.
     syncs: u64,
@@ -266,6 +275,7 @@ impl SimDisk {
         st.durable_files = st.files.clone();
         st.durable_dirs = dirs.clone();
         st.dirs = dirs;
+        st.unsynced_names.clear();
         st.syncs_in_flight.clear();
         st.locks.clear();
     }
@@ -317,8 +327,8 @@ impl Disk for SimDisk {
         self.delay().await;
         let mut st = lock(&self.state);
         for dir in path.ancestors() {
-            if !dir.as_os_str().is_empty() {
-                st.dirs.insert(dir.to_path_buf());
+            if !dir.as_os_str().is_empty() && st.dirs.insert(dir.to_path_buf()) {
+                st.unsynced_names.insert(dir.to_path_buf());
             }
         }
         Ok(())
@@ -348,6 +358,7 @@ impl Disk for SimDisk {
             (None, _) => {
                 let inode = InodeRef::default();
                 st.files.insert(path.to_path_buf(), inode.clone());
+                st.unsynced_names.insert(path.to_path_buf());
                 inode
             }
         };
@@ -369,14 +380,13 @@ impl Disk for SimDisk {
                 "no such directory",
             ));
         }
-        let children = st
-            .files
-            .keys()
-            .map(|p| p.as_path())
-            .chain(st.dirs.iter().map(|p| p.as_path()))
-            .filter(|p| p.parent() == Some(dir))
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-        let mut names: Vec<String> = children.collect();
+        let from = dir.to_path_buf();
+        let children = entries_of(st.files.range(from.clone()..).map(|(p, _)| p), dir)
+            .into_iter()
+            .chain(entries_of(st.dirs.range(from..), dir));
+        let mut names: Vec<String> = children
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
         names.sort();
         names.dedup();
         Ok(names)
@@ -395,20 +405,24 @@ impl Disk for SimDisk {
             )
         })?;
         st.files.insert(to.to_path_buf(), inode);
+        st.unsynced_names.insert(from.to_path_buf());
+        st.unsynced_names.insert(to.to_path_buf());
         Ok(())
     }
 
     async fn remove_file(&self, path: &Path) -> DiskResult<()> {
         self.delay().await;
         let mut st = lock(&self.state);
-        st.files.remove(path).map(|_| ()).ok_or_else(|| {
+        st.files.remove(path).ok_or_else(|| {
             err(
                 DiskOp::Remove,
                 path,
                 io::ErrorKind::NotFound,
                 "no such file",
             )
-        })
+        })?;
+        st.unsynced_names.insert(path.to_path_buf());
+        Ok(())
     }
 
     async fn remove_dir_all(&self, path: &Path) -> DiskResult<()> {
@@ -422,8 +436,15 @@ impl Disk for SimDisk {
                 "no such directory",
             ));
         }
-        st.files.retain(|p, _| !p.starts_with(path));
-        st.dirs.retain(|p| !p.starts_with(path));
+        let st = &mut *st;
+        let gone = entries_under(st.files.range(path.to_path_buf()..).map(|(p, _)| p), path)
+            .into_iter()
+            .chain(entries_under(st.dirs.range(path.to_path_buf()..), path));
+        for p in gone.collect::<Vec<_>>() {
+            st.files.remove(&p);
+            st.dirs.remove(&p);
+            st.unsynced_names.insert(p);
+        }
         Ok(())
     }
 
@@ -441,19 +462,17 @@ impl Disk for SimDisk {
         // The directory's entries as they are now become what a crash comes back to. Its own
         // entry (in its parent) does not: that takes a sync of the parent, as in POSIX.
         let st = &mut *st;
-        let from = path.to_path_buf();
-        for p in entries_of(st.durable_files.range(from.clone()..).map(|(p, _)| p), path) {
-            st.durable_files.remove(&p);
-        }
-        for p in entries_of(st.files.range(from.clone()..).map(|(p, _)| p), path) {
-            let inode = st.files[&p].clone();
-            st.durable_files.insert(p, inode);
-        }
-        for d in entries_of(st.durable_dirs.range(from.clone()..), path) {
-            st.durable_dirs.remove(&d);
-        }
-        for d in entries_of(st.dirs.range(from..), path) {
-            st.durable_dirs.insert(d);
+        for p in entries_of(st.unsynced_names.range(path.to_path_buf()..), path) {
+            match st.files.get(&p) {
+                Some(inode) => st.durable_files.insert(p.clone(), inode.clone()),
+                None => st.durable_files.remove(&p),
+            };
+            if st.dirs.contains(&p) {
+                st.durable_dirs.insert(p.clone());
+            } else {
+                st.durable_dirs.remove(&p);
+            }
+            st.unsynced_names.remove(&p);
         }
         Ok(())
     }
