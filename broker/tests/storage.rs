@@ -1203,3 +1203,134 @@ async fn failed_admin_changes_leave_the_topic_as_it_was() {
     assert_eq!(t.partitions[0].log_start_offset(), 0);
     assert_eq!(t.partitions[0].high_watermark(), 5);
 }
+
+/// A roll that fails after creating the next segment's file (here its directory sync fails)
+/// must not leave that file behind: the active segment keeps taking appends past the failed
+/// roll's base, and a leftover there would claim the same offsets after a restart (found by
+/// the simulator's randomised swarm: a full disk during a roll, then a crash, and the broker
+/// refused to start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roll_that_fails_part_way_leaves_no_segment_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let tweak = |c: &mut Config| c.segment_bytes = 4096;
+    let value = vec![b'r'; 300];
+    let (store, _) = open_store(dir.path(), &gate, tweak).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let pdir = dir.path().join("t-0");
+    let mut next = 0;
+    while segment_files(&pdir).len() < 2 {
+        assert_eq!(
+            append(&store, "t", make_batch(1, 1, &value)).await.unwrap(),
+            next
+        );
+        next += 1;
+    }
+    let before = segment_files(&pdir);
+    // The next roll creates its segment, then cannot sync the directory.
+    *gate.fail_sync_dir.lock().unwrap() = Some(("t-0".into(), 1));
+    let failed = loop {
+        match append(&store, "t", make_batch(1, 1, &value)).await {
+            Ok(offset) => {
+                assert_eq!(offset, next);
+                next += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(failed.to_string().contains("injected"), "{failed}");
+    assert_eq!(
+        segment_files(&pdir),
+        before,
+        "the failed roll's segment stayed"
+    );
+    healed(&store).await;
+    // The appends go on, into the segment that could not be closed, and on through new rolls.
+    for _ in 0..30 {
+        assert_eq!(
+            append(&store, "t", make_batch(1, 1, &value)).await.unwrap(),
+            next
+        );
+        next += 1;
+    }
+    close(store).await;
+    let (store, _) = open_store(dir.path(), &gate, tweak).await;
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(p.high_watermark(), next);
+    for off in 0..next {
+        let d = p.read(store.io(), off, 1).await.unwrap();
+        assert_eq!(batch::validate(&d.records).unwrap().base_offset, off);
+    }
+}
+
+/// Recovery removes what a failed roll may still leave (its removal can fail too: the disk is
+/// failing at the time): an empty segment whose base lies inside the segment before it, last
+/// or not. An empty last segment that continues the one before is a fresh segment, and stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_removes_empty_segments_a_failed_roll_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    // No zeros written ahead: the fresh segment below is made by hand, with no roll to cut
+    // them off the segment before it.
+    let tweak = |c: &mut Config| {
+        c.segment_bytes = 4096;
+        c.preallocate_bytes = 0;
+    };
+    let value = vec![b'l'; 300];
+    let (store, _) = open_store(dir.path(), &gate, tweak).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    for i in 0..40 {
+        assert_eq!(
+            append(&store, "t", make_batch(1, 1, &value)).await.unwrap(),
+            i
+        );
+    }
+    close(store).await;
+    let pdir = dir.path().join("t-0");
+    let segments = segment_files(&pdir);
+    assert!(segments.len() >= 3, "{segments:?}");
+    let base_of =
+        |p: &PathBuf| -> i64 { p.file_stem().unwrap().to_string_lossy().parse().unwrap() };
+    let last = base_of(segments.last().unwrap());
+    let leftovers = [base_of(&segments[0]) + 1, last + 2];
+    for base in leftovers {
+        std::fs::write(pdir.join(format!("{base:020}.log")), b"").unwrap();
+        std::fs::write(pdir.join(format!("{base:020}.snapshot")), b"stale").unwrap();
+    }
+    let (store, _) = open_store(dir.path(), &gate, tweak).await;
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(p.high_watermark(), 40);
+    for off in 0..40 {
+        let d = p.read(store.io(), off, 1).await.unwrap();
+        assert_eq!(batch::validate(&d.records).unwrap().base_offset, off);
+    }
+    assert_eq!(
+        segment_files(&pdir),
+        segments,
+        "the leftovers are gone, nothing else"
+    );
+    for base in leftovers {
+        assert!(!pdir.join(format!("{base:020}.snapshot")).exists());
+    }
+    assert_eq!(
+        append(&store, "t", make_batch(1, 1, &value)).await.unwrap(),
+        40
+    );
+    close(store).await;
+    // A fresh empty segment (a roll, then a crash before its first write) is kept.
+    let fresh = pdir.join("00000000000000000041.log");
+    std::fs::write(&fresh, b"").unwrap();
+    let (store, _) = open_store(dir.path(), &gate, tweak).await;
+    assert!(fresh.exists());
+    assert_eq!(
+        append(&store, "t", make_batch(1, 1, &value)).await.unwrap(),
+        41
+    );
+    assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 42);
+}

@@ -490,11 +490,17 @@ impl Pipeline {
             io.open(&path, OpenMode::Create),
         );
         let file = file?;
-        cut?;
-        index?;
-        snapshot?;
-        // Makes the new segment and the snapshot's name durable.
-        io.sync_dir(&partition.dir).await?;
+        let synced = match (cut, index, snapshot) {
+            // Makes the new segment and the snapshot's name durable.
+            (Ok(()), Ok(()), Ok(())) => io.sync_dir(&partition.dir).await,
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+        };
+        if let Err(e) = synced {
+            // The active segment stays and takes the next appends: the new file must not
+            // survive to claim their offsets (recovery also removes such a leftover).
+            let _ = io.remove_file(&path).await;
+            return Err(e);
+        }
         partition
             .state_mut()
             .segments

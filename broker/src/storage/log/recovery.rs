@@ -259,6 +259,58 @@ pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), Stora
     Ok(())
 }
 
+/// Remove what a roll that failed part way left behind: the next segment's file, created empty
+/// and never written, while the segment before went on taking the appends (so it runs past the
+/// leftover's base, and the two would claim the same offsets). An empty segment followed by
+/// another is always such a leftover (a roll never closes an empty segment); an empty last one
+/// is the normal start of a fresh segment unless the segment before runs past its base.
+/// Whether it removed any.
+async fn remove_failed_rolls(
+    io: &Io,
+    dir: &Path,
+    bases: &mut Vec<i64>,
+) -> Result<bool, StorageError> {
+    let before = bases.len();
+    let mut i = 1;
+    while i < bases.len() {
+        let base = bases[i];
+        let file = io
+            .open(&dir.join(segment_name(base, "log")), OpenMode::Existing)
+            .await?;
+        if io.len(&file).await? > 0 {
+            i += 1;
+            continue;
+        }
+        let leftover = if i + 1 < bases.len() {
+            true
+        } else {
+            let prev_base = bases[i - 1];
+            let prev = io
+                .open(
+                    &dir.join(segment_name(prev_base, "log")),
+                    OpenMode::Existing,
+                )
+                .await?;
+            let len = io.len(&prev).await?;
+            let scanned = scan_segment(io, &prev, prev_base, len, u64::MAX, None).await?;
+            scanned.next_offset > base
+        };
+        if !leftover {
+            i += 1;
+            continue;
+        }
+        tracing::warn!(segment = %dir.join(segment_name(base, "log")).display(), "removing an empty segment a failed roll left behind");
+        for ext in ["log", "index", "timeindex", "snapshot"] {
+            let path = dir.join(segment_name(base, ext));
+            if io.exists(&path).await? {
+                io.remove_file(&path).await?;
+            }
+        }
+        bases.remove(i);
+    }
+    Ok(bases.len() < before)
+}
+
 /// Open a partition directory after a start or a crash: load closed segments through their
 /// index files (rebuilding an index that fails its checks), scan the active segment, and cut a
 /// torn or corrupt tail off it.
@@ -276,6 +328,11 @@ pub async fn recover(
         .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
         .collect();
     bases.sort_unstable();
+    let names = if remove_failed_rolls(io, dir, &mut bases).await? {
+        io.list(dir).await?
+    } else {
+        names
+    };
     let active_base = bases.last().copied().unwrap_or(0);
     // Index files whose segment is gone (retention removes the log file first), and producer
     // snapshots other than the active segment's (a roll writes the new one first).
