@@ -71,10 +71,7 @@ fn entries_of<'a>(sorted: impl Iterator<Item = &'a PathBuf>, dir: &Path) -> Vec<
 
 /// `dir` and everything below it, from a sorted walk that starts at `dir`.
 fn entries_under<'a>(sorted: impl Iterator<Item = &'a PathBuf>, dir: &Path) -> Vec<PathBuf> {
-    sorted
-        .take_while(|p| p.starts_with(dir))
-        .cloned()
-        .collect()
+    sorted.take_while(|p| p.starts_with(dir)).cloned().collect()
 }
 
 /// What a crash does to data written since the last sync.

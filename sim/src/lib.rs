@@ -13,7 +13,8 @@
 //!   they recorded; [`checker`] and [`group_check`]: safety and liveness checks; [`perf`]:
 //!   performance expectations;
 //! - [`run`]: one seed of a scenario; [`report`]: its JSON report, page and timeline;
-//!   [`summary`]: a sweep's (or its shards') machine-readable summary.
+//!   [`summary`]: a sweep's (or its shards') machine-readable summary; [`shrink`]: the smallest
+//!   scenario that still fails as a seed did.
 
 #[cfg(madsim)]
 pub mod checker;
@@ -41,6 +42,8 @@ pub mod report;
 pub mod run;
 #[cfg(madsim)]
 pub mod scenario;
+#[cfg(madsim)]
+pub mod shrink;
 #[cfg(madsim)]
 pub mod summary;
 #[cfg(madsim)]

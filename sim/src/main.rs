@@ -77,6 +77,19 @@ mod cli {
             #[arg(long)]
             require_coverage: bool,
         },
+        /// Shrink a failing seed: write the smallest scenario found (fewer and shorter faults,
+        /// fewer clients, a shorter run) that still fails the same way with the same seed.
+        Shrink {
+            scenario: PathBuf,
+            #[arg(long)]
+            seed: u64,
+            /// Where to write the shrunk scenario [default: shrunk/<name>-seed<N>.toml].
+            #[arg(long)]
+            out: Option<PathBuf>,
+            /// Candidate runs allowed at most.
+            #[arg(long, default_value_t = 200)]
+            max_runs: usize,
+        },
         /// Combine the `--summary-out` files of a sweep's shards into one table.
         Merge {
             files: Vec<PathBuf>,
@@ -128,6 +141,12 @@ mod cli {
                 summary_out.as_deref(),
                 require_coverage,
             ),
+            Command::Shrink {
+                scenario,
+                seed,
+                out,
+                max_runs,
+            } => shrink(&scenario, seed, out.as_deref(), max_runs),
             Command::Merge {
                 files,
                 summary_out,
@@ -278,6 +297,15 @@ mod cli {
                 wall_s: r.wall_s,
                 trace_hash: format!("{:016x}", r.trace_hash()),
                 first_finding: first,
+                finding_kinds: {
+                    let mut kinds: Vec<String> = Vec::new();
+                    for f in &r.findings {
+                        if !kinds.iter().any(|k| k == f.kind()) {
+                            kinds.push(f.kind().to_string());
+                        }
+                    }
+                    kinds
+                },
                 coverage: r
                     .coverage
                     .iter()
@@ -328,6 +356,122 @@ mod cli {
             })?;
         let json = line.trim_start_matches("SUMMARY\t");
         serde_json::from_str(json).map_err(|e| format!("bad summary line {line:?}: {e}"))
+    }
+
+    /// `sim shrink`: see [`sim::shrink`]. Each candidate runs in a child process, from a file
+    /// beside the output.
+    fn shrink(path: &Path, seed: u64, out: Option<&Path>, max_runs: usize) -> ExitCode {
+        let scenario = match load(path) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        let original = match child(path, seed, None) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let Some(kind) = original.finding_kinds.first().cloned() else {
+            eprintln!(
+                "sim: seed {seed} of {} {} — there is no failure to shrink",
+                path.display(),
+                if original.as_expected {
+                    "ends as expected"
+                } else {
+                    "has no finding (it was expected to fail)"
+                }
+            );
+            return ExitCode::from(2);
+        };
+        let drawn = match scenario.for_seed(seed) {
+            Ok((s, _)) => s,
+            Err(e) => {
+                eprintln!("sim: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+        let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
+            PathBuf::from("shrunk").join(format!("{}-seed{seed}.toml", scenario.name))
+        });
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!("sim: cannot create {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        let candidate_file = out.with_extension("candidate.toml");
+        println!(
+            "shrinking {} seed {seed}: it fails with {kind} ({})",
+            path.display(),
+            original.first_finding
+        );
+        let mut last_finding = original.first_finding.clone();
+        let fails = |table: &toml::Table| -> bool {
+            let Ok(text) = toml::to_string(table) else {
+                return false;
+            };
+            if std::fs::write(&candidate_file, text).is_err() {
+                return false;
+            }
+            match child(&candidate_file, seed, None) {
+                Ok(s) if !s.as_expected && s.finding_kinds.contains(&kind) => {
+                    last_finding = s.first_finding;
+                    true
+                }
+                _ => false,
+            }
+        };
+        let materialised = sim::shrink::materialise(&drawn, seed);
+        let faults_before = sim::shrink::faults(&materialised).len();
+        let mut shrinker = sim::shrink::Shrinker::new(materialised.clone(), max_runs, fails);
+        shrinker.verbose = true;
+        // The explicit form must fail as the seed did before anything is taken away (it runs
+        // the same faults and settings, so it should).
+        if !shrinker.check_start() {
+            let _ = std::fs::remove_file(&candidate_file);
+            eprintln!(
+                "sim: the explicit form of seed {seed} (drawn settings and faults written out)                  does not fail with {kind}: cannot shrink"
+            );
+            return ExitCode::FAILURE;
+        }
+        let shrunk = shrinker.run();
+        let _ = std::fs::remove_file(&candidate_file);
+        let mut table = shrunk.table.clone();
+        table.insert(
+            "name".into(),
+            toml::Value::String(format!("{}-seed{seed}-shrunk", scenario.name)),
+        );
+        let summary = sim::shrink::describe(&materialised, &table, faults_before);
+        table.insert(
+            "description".into(),
+            toml::Value::String(format!(
+                "Shrunk from {} seed {seed} by `cargo xtask sim shrink` ({} runs): {summary}. \
+                 It fails with {kind}: {last_finding}",
+                path.display(),
+                shrunk.runs
+            )),
+        );
+        let replay = replay(&out, seed);
+        let text = match toml::to_string(&table) {
+            Ok(t) => format!(
+                "# Replay: {replay}
+{t}"
+            ),
+            Err(e) => {
+                eprintln!("sim: cannot write the shrunk scenario: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = std::fs::write(&out, text) {
+            eprintln!("sim: cannot write {}: {e}", out.display());
+            return ExitCode::FAILURE;
+        }
+        println!("shrunk in {} runs: {summary}", shrunk.runs);
+        println!("  still fails with {kind}: {last_finding}");
+        println!("  written to {}", out.display());
+        println!("  replay: {replay}");
+        ExitCode::SUCCESS
     }
 
     fn check(path: &Path, seed: u64) -> ExitCode {

@@ -736,6 +736,14 @@ impl Scenario {
         if !all_acks_ok {
             return Err("workload.acks must be 0, 1 or -1 (or a non-empty list of them)".into());
         }
+        if (0..w.producers).all(|p| w.acks.for_producer(p) == 0) {
+            return Err(
+                "workload.acks: at least one producer must ask for acknowledgements (1 or -1): \
+                 without acknowledged writes neither the loss nor the liveness checks can see \
+                 anything"
+                    .into(),
+            );
+        }
         if (0..w.producers).any(|p| w.idempotent.for_producer(p) && w.acks.for_producer(p) != -1) {
             return Err("an idempotent producer needs acks = -1 (as Kafka requires)".into());
         }

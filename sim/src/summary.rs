@@ -16,6 +16,9 @@ pub struct SeedSummary {
     pub wall_s: f64,
     pub trace_hash: String,
     pub first_finding: String,
+    /// The kinds of the seed's findings, the first finding's kind first.
+    #[serde(default)]
+    pub finding_kinds: Vec<String>,
     /// How often the seed passed each rare path, by event name.
     pub coverage: BTreeMap<String, u64>,
     /// The seed's performance figures against their bounds.
