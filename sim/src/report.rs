@@ -1,5 +1,6 @@
 //! Reports of one run: machine-readable JSON and a human page (Markdown) with a timeline picture
-//! (SVG) of throughput and latency, fault windows shaded.
+//! (plain SVG, written here): per node, throughput and latency on a time axis with ticks, fault
+//! windows shaded and labelled with their kind, performance bounds as dashed lines.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,16 @@ pub struct Report {
     pub replay: String,
     /// Per node: the series its clients saw (one broker node so far).
     pub nodes: Vec<NodeSeries>,
+    /// The performance figures beside the scenario's bounds (none without bounds).
+    pub figures: Vec<FigureLine>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FigureLine {
+    pub name: String,
+    pub value: f64,
+    pub bound: f64,
+    pub holds: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +171,16 @@ impl Report {
                 node: BROKER_NODE.into(),
                 buckets,
             }],
+            figures: r
+                .figures
+                .iter()
+                .map(|f| FigureLine {
+                    name: f.name.into(),
+                    value: f.value,
+                    bound: f.bound,
+                    holds: f.holds(),
+                })
+                .collect(),
         }
     }
 
@@ -222,56 +243,169 @@ impl Report {
                 f.what, f.from_s, f.until_s
             );
         }
+        if !self.figures.is_empty() {
+            let _ = writeln!(md, "\n## Expectations (outside fault windows)\n");
+            for f in &self.figures {
+                let _ = writeln!(
+                    md,
+                    "- {}: {:.2}, bound {:.2} — {}",
+                    f.name,
+                    f.value,
+                    f.bound,
+                    if f.holds { "holds" } else { "BROKEN" }
+                );
+            }
+        }
         let _ = writeln!(
             md,
             "\n## Timeline\n\nThroughput (produces acknowledged and not acknowledged, polled records, per second) and \
              produce latency (p50, p99) as the clients of node {BROKER_NODE} saw them; fault windows \
-             shaded.\n\n![timeline]({stem}.svg)"
+             shaded and labelled with their kind; the scenario's bounds dashed.\n\n![timeline]({stem}.svg)"
         );
         md
     }
 
-    /// Two stacked panels: throughput and latency (log scale), fault windows shaded.
+    /// The timeline: per node a lane of two panels, throughput and produce latency (log
+    /// scale), on one time axis with ticks; fault windows shaded across every panel and labelled
+    /// with their kind above them; the scenario's performance bounds drawn as dashed lines.
     pub fn svg(&self) -> String {
-        let (w, h, left, top, panel_h, gap) = (900.0, 420.0, 72.0, 20.0, 160.0, 40.0);
-        let plot_w = w - left - 20.0;
-        let buckets = &self.nodes[0].buckets;
+        let (w, left, right, panel_h, gap) = (960.0, 78.0, 150.0, 150.0, 46.0);
+        let plot_w = w - left - right;
         let t_max = self.simulated_s.max(1.0);
-        let x = |t: f64| left + plot_w * (t / t_max);
+        let x = |t: f64| left + plot_w * (t / t_max).clamp(0.0, 1.0);
+        // Fault labels go in rows above the panels, a row per overlap.
+        let label_rows = label_rows(&self.faults, &x);
+        let rows = label_rows.iter().copied().max().map_or(0, |r| r + 1);
+        let top = 24.0 + rows as f64 * 13.0;
+        let lane_h = 2.0 * panel_h + 2.0 * gap;
+        let h = top + lane_h * self.nodes.len().max(1) as f64 + 10.0;
         let mut s = String::new();
         let _ = writeln!(
             s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h:.0}" viewBox="0 0 {w} {h:.0}" font-family="sans-serif" font-size="11">"#
         );
-        let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-        for (panel, title) in [
-            (0.0, "produces per second"),
-            (1.0, "produce latency, ms (log)"),
-        ] {
-            let y0 = top + panel * (panel_h + gap);
-            for f in &self.faults {
-                let (x1, x2) = (x(f.from_s as f64), x((f.until_s as f64).min(t_max)));
+        let _ = writeln!(s, r#"<rect width="{w}" height="{h:.0}" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{left}" y="13" font-size="12" font-weight="bold">{} — seed {} — {}</text>"#,
+            xml(&self.scenario),
+            self.seed,
+            xml(&self.outcome)
+        );
+        // Fault windows: shaded over everything below the labels, each labelled with its kind.
+        for (f, row) in self.faults.iter().zip(&label_rows) {
+            let (x1, x2) = (x(f.from_s as f64), x((f.until_s as f64).min(t_max)));
+            let ly = 24.0 + *row as f64 * 13.0;
+            let _ = writeln!(
+                s,
+                r##"<g class="fault"><title>{} from t={} s to t={} s</title><rect x="{x1:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.22"/><line x1="{x1:.1}" y1="{:.1}" x2="{x1:.1}" y2="{top:.1}" stroke="{}" stroke-width="0.8"/><text x="{:.1}" y="{ly:.1}" fill="{}">{}</text></g>"##,
+                xml(&f.what),
+                f.from_s,
+                f.until_s,
+                top,
+                (x2 - x1).max(1.5),
+                h - top - 10.0,
+                fault_colour(&f.kind),
+                ly + 2.0,
+                fault_colour(&f.kind),
+                x1 + 1.0,
+                fault_colour(&f.kind),
+                xml(&f.kind)
+            );
+        }
+        for (lane, node) in self.nodes.iter().enumerate() {
+            let y0 = top + lane as f64 * lane_h + 14.0;
+            self.lane(&mut s, node, y0, (left, plot_w, panel_h, gap), &x, t_max);
+        }
+        let _ = writeln!(s, "</svg>");
+        s
+    }
+
+    /// One node's two panels, from `y0` down.
+    fn lane(
+        &self,
+        s: &mut String,
+        node: &NodeSeries,
+        y0: f64,
+        (left, plot_w, panel_h, gap): (f64, f64, f64, f64),
+        x: &dyn Fn(f64) -> f64,
+        t_max: f64,
+    ) {
+        let buckets = &node.buckets;
+        let right_edge = left + plot_w;
+        // Ticks in one unit for the whole axis: seconds, minutes or hours as the run's length
+        // asks.
+        let (unit_s, unit) = if t_max >= 3.0 * 3600.0 {
+            (3600.0, "h")
+        } else if t_max >= 20.0 * 60.0 {
+            (60.0, "min")
+        } else {
+            (1.0, "s")
+        };
+        let time_ticks: Vec<(f64, String)> = ticks(0.0, t_max / unit_s, 10)
+            .into_iter()
+            .filter(|t| *t * unit_s <= t_max + 1e-9)
+            .map(|t| (t * unit_s, format!("{} {unit}", number(t))))
+            .collect();
+        let frame = |s: &mut String, y: f64, title: &str| {
+            let _ = writeln!(
+                s,
+                r##"<text x="{left}" y="{:.1}" font-weight="bold">node {} · {title}</text>"##,
+                y - 5.0,
+                xml(&node.node)
+            );
+            for (t, label) in &time_ticks {
+                let tx = x(*t);
                 let _ = writeln!(
                     s,
-                    r##"<rect x="{x1:.1}" y="{y0:.1}" width="{:.1}" height="{panel_h}" fill="#f4a3a3" fill-opacity="0.35"><title>{}</title></rect>"##,
-                    (x2 - x1).max(1.0),
-                    f.kind
+                    r##"<line x1="{tx:.1}" y1="{y:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#e4e4e4"/><line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#444"/><text x="{tx:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
+                    y + panel_h,
+                    y + panel_h,
+                    y + panel_h + 4.0,
+                    y + panel_h + 15.0,
                 );
             }
             let _ = writeln!(
                 s,
-                r##"<rect x="{left}" y="{y0:.1}" width="{plot_w}" height="{panel_h}" fill="none" stroke="#888"/><text x="{left}" y="{:.1}">{title}</text>"##,
-                y0 - 5.0
+                r##"<rect x="{left}" y="{y:.1}" width="{plot_w}" height="{panel_h}" fill="none" stroke="#444"/><text x="{right_edge:.1}" y="{:.1}" text-anchor="end" fill="#555">simulated time</text>"##,
+                y + panel_h + 28.0
             );
-        }
-        // Throughput panel.
+        };
+        let y_axis = |s: &mut String, ticks: &[(f64, String)], y_of: &dyn Fn(f64) -> f64| {
+            for (v, label) in ticks {
+                let ty = y_of(*v);
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{left}" y1="{ty:.1}" x2="{right_edge:.1}" y2="{ty:.1}" stroke="#eeeeee"/><line x1="{:.1}" y1="{ty:.1}" x2="{left}" y2="{ty:.1}" stroke="#444"/><text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"##,
+                    left - 4.0,
+                    left - 6.0,
+                    ty + 3.5
+                );
+            }
+        };
+        // Throughput.
+        let acked_bound = self.bound("acknowledged per s");
         let max_rate = buckets
             .iter()
             .map(|b| b.acked_per_s.max(b.refused_per_s).max(b.polled_per_s))
-            .fold(1.0, f64::max);
-        let y_rate = |v: f64| top + panel_h - panel_h * (v / max_rate);
+            .fold(acked_bound.unwrap_or(1.0), f64::max)
+            .max(1.0);
+        let rate_ticks = ticks(0.0, max_rate, 4);
+        let rate_top = rate_ticks.last().copied().unwrap_or(max_rate).max(max_rate);
+        let y_rate = |v: f64| y0 + panel_h - panel_h * (v / rate_top);
+        frame(s, y0, "produces and polled records per second");
+        let labels: Vec<(f64, String)> = rate_ticks
+            .iter()
+            .map(|&v| (v, format!("{}/s", number(v))))
+            .collect();
+        y_axis(s, &labels, &y_rate);
         let polls = buckets.iter().any(|b| b.polled_per_s > 0.0);
-        for (color, pick) in [("#2b7bb9", 0), ("#d95f02", 1), ("#999999", 2)] {
+        let mut legend: Vec<(&str, String)> = Vec::new();
+        for (colour, pick, name) in [
+            ("#2b7bb9", 0, "acknowledged"),
+            ("#d95f02", 1, "not acknowledged"),
+            ("#999999", 2, "polled"),
+        ] {
             if pick == 2 && !polls {
                 continue;
             }
@@ -288,38 +422,55 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 s,
-                r##"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"##,
+                r##"<polyline fill="none" stroke="{colour}" stroke-width="1.4" points="{}"/>"##,
                 pts.join(" ")
             );
+            legend.push((colour, name.to_string()));
         }
-        let _ = writeln!(
-            s,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{max_rate:.0}/s</text><text x="{:.1}" y="{:.1}" fill="#2b7bb9">acknowledged</text><text x="{:.1}" y="{:.1}" fill="#d95f02">not acknowledged</text>"##,
-            left - 4.0,
-            top + 10.0,
-            left + plot_w - 200.0,
-            top + 14.0,
-            left + plot_w - 110.0,
-            top + 14.0
-        );
-        if polls {
-            let _ = writeln!(
-                s,
-                r##"<text x="{:.1}" y="{:.1}" fill="#999999">polled</text>"##,
-                left + plot_w - 250.0,
-                top + 14.0
-            );
+        if let Some(b) = acked_bound {
+            let label = format!("≥ {}/s", number(b));
+            bound_line(s, (left, right_edge), y_rate(b), "#2b7bb9", &label, true);
+            legend.push(("#2b7bb9", "- - bound (clean time)".into()));
         }
-        // Latency panel (log scale, 0.1 ms .. max).
-        let y1 = top + panel_h + gap;
+        self.legend(s, right_edge + 8.0, y0 + 10.0, &legend);
+        // Latency, log scale.
+        let y1 = y0 + panel_h + gap;
+        let bounds: Vec<(f64, &str, &str)> = [
+            ("produce p50 ms", "#1b9e77", "p50"),
+            ("produce p99 ms", "#7570b3", "p99"),
+        ]
+        .into_iter()
+        .filter_map(|(name, colour, short)| Some((self.bound(name)?, colour, short)))
+        .collect();
         let max_lat = buckets
             .iter()
             .filter_map(|b| b.latency_ms_p99)
+            .chain(bounds.iter().map(|b| b.0))
             .fold(1.0, f64::max);
-        let (lo, hi) = (0.1f64.ln(), max_lat.max(1.0).ln());
-        let y_lat =
-            |v: f64| y1 + panel_h - panel_h * ((v.max(0.1).ln() - lo) / (hi - lo).max(1e-9));
-        for (color, p99) in [("#1b9e77", false), ("#7570b3", true)] {
+        let min_lat = buckets
+            .iter()
+            .filter_map(|b| b.latency_ms_p50)
+            .fold(max_lat, f64::min)
+            .max(0.01);
+        let (lo_dec, hi_dec) = (
+            min_lat.log10().floor(),
+            max_lat.log10().ceil().max(min_lat.log10().floor() + 1.0),
+        );
+        let (lo, hi) = (
+            lo_dec * std::f64::consts::LN_10,
+            hi_dec * std::f64::consts::LN_10,
+        );
+        let y_lat = |v: f64| y1 + panel_h - panel_h * ((v.max(1e-3).ln() - lo) / (hi - lo));
+        frame(s, y1, "produce latency (log scale)");
+        let labels: Vec<(f64, String)> = (lo_dec as i32..=hi_dec as i32)
+            .map(|d| {
+                let v = 10f64.powi(d);
+                (v, milliseconds(v))
+            })
+            .collect();
+        y_axis(s, &labels, &y_lat);
+        let mut legend: Vec<(&str, String)> = Vec::new();
+        for (colour, p99) in [("#1b9e77", false), ("#7570b3", true)] {
             let pts: Vec<String> = buckets
                 .iter()
                 .filter_map(|b| {
@@ -333,31 +484,286 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 s,
-                r##"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"##,
+                r##"<polyline fill="none" stroke="{colour}" stroke-width="1.4" points="{}"/>"##,
                 pts.join(" ")
             );
+            legend.push((colour, if p99 { "p99" } else { "p50" }.into()));
         }
-        let _ = writeln!(
-            s,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{max_lat:.0} ms</text><text x="{:.1}" y="{:.1}" text-anchor="end">0.1 ms</text><text x="{:.1}" y="{:.1}" fill="#1b9e77">p50</text><text x="{:.1}" y="{:.1}" fill="#7570b3">p99</text>"##,
-            left - 4.0,
-            y1 + 10.0,
-            left - 4.0,
-            y1 + panel_h,
-            left + plot_w - 90.0,
-            y1 + 14.0,
-            left + plot_w - 60.0,
-            y1 + 14.0
+        for (b, colour, short) in &bounds {
+            let label = format!("{short} ≤ {}", milliseconds(*b));
+            // p99 above its line, p50 below its own: they are often close.
+            bound_line(
+                s,
+                (left, right_edge),
+                y_lat(*b),
+                colour,
+                &label,
+                *short == "p99",
+            );
+        }
+        if !bounds.is_empty() {
+            legend.push(("#555555", "- - bounds (clean time)".into()));
+        }
+        self.legend(s, right_edge + 8.0, y1 + 10.0, &legend);
+    }
+
+    fn legend(&self, s: &mut String, x: f64, y: f64, items: &[(&str, String)]) {
+        for (i, (colour, name)) in items.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                r##"<text x="{x:.1}" y="{:.1}" fill="{colour}">{}</text>"##,
+                y + i as f64 * 13.0,
+                xml(name)
+            );
+        }
+    }
+
+    /// The bound of the performance figure `name`, if the scenario sets one.
+    fn bound(&self, name: &str) -> Option<f64> {
+        self.figures
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.bound)
+    }
+}
+
+/// A dashed horizontal line across the panel at `y`, labelled at its right end.
+/// `above`: the label sits above the line (else below it, so two close bounds stay legible).
+fn bound_line(
+    s: &mut String,
+    (x1, x2): (f64, f64),
+    y: f64,
+    colour: &str,
+    label: &str,
+    above: bool,
+) {
+    let _ = writeln!(
+        s,
+        r##"<g class="bound"><line x1="{x1:.1}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}" stroke="{colour}" stroke-width="1.2" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="{colour}" stroke="white" stroke-width="3" paint-order="stroke">{}</text></g>"##,
+        x2 - 3.0,
+        if above { y - 3.0 } else { y + 11.0 },
+        xml(label)
+    );
+}
+
+/// Which row above the panels each fault's label takes: the first whose last label ends
+/// before this one starts.
+fn label_rows(faults: &[FaultWindow], x: &dyn Fn(f64) -> f64) -> Vec<usize> {
+    let mut row_ends: Vec<f64> = Vec::new();
+    faults
+        .iter()
+        .map(|f| {
+            let start = x(f.from_s as f64);
+            let end = start + 6.5 * f.kind.chars().count() as f64 + 6.0;
+            match row_ends.iter().position(|&e| e <= start) {
+                Some(r) => {
+                    row_ends[r] = end;
+                    r
+                }
+                None => {
+                    row_ends.push(end);
+                    row_ends.len() - 1
+                }
+            }
+        })
+        .collect()
+}
+
+/// Round tick values from `lo` to at least `hi`, about `count` of them (steps of 1, 2 or 5
+/// times a power of ten).
+pub fn ticks(lo: f64, hi: f64, count: usize) -> Vec<f64> {
+    let span = (hi - lo).max(1e-9);
+    let raw = span / count.max(1) as f64;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let wanted = count.max(1) as f64;
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .min_by(|a, b| {
+            let off = |s: &f64| (span / s - wanted).abs();
+            off(a).total_cmp(&off(b))
+        })
+        .unwrap_or(magnitude);
+    let first = (lo / step).ceil() * step;
+    let mut out = Vec::new();
+    let mut i = 0.0;
+    loop {
+        let v = first + i * step;
+        out.push(v);
+        if v >= hi - 1e-9 * step {
+            return out;
+        }
+        i += 1.0;
+    }
+}
+
+fn number(v: f64) -> String {
+    if v >= 1000.0 && (v / 1000.0).fract() == 0.0 {
+        format!("{}k", v / 1000.0)
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn milliseconds(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{} s", number(v / 1000.0))
+    } else if v >= 1.0 {
+        format!("{} ms", number(v))
+    } else {
+        format!("{v} ms")
+    }
+}
+
+/// One colour per family of faults: disk, process, network, clock.
+fn fault_colour(kind: &str) -> &'static str {
+    match kind {
+        "crash" | "pause" => "#b2182b",
+        "partition" | "packet-loss" | "net-latency" => "#2166ac",
+        "clock-skew" | "clock-drift" => "#7b3294",
+        _ => "#d6604d",
+    }
+}
+
+/// Text made safe for SVG.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(
+            ticks(0.0, 240.0, 10),
+            [0.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0, 160.0, 180.0, 200.0, 220.0, 240.0]
         );
-        let _ = writeln!(
-            s,
-            r#"<text x="{left}" y="{:.1}">t = 0</text><text x="{:.1}" y="{:.1}" text-anchor="end">t = {:.0} s (simulated)</text>"#,
-            y1 + panel_h + 16.0,
-            left + plot_w,
-            y1 + panel_h + 16.0,
-            t_max
+        assert_eq!(
+            ticks(0.0, 14_100.0, 10),
+            (0..=8).map(|i| i as f64 * 2000.0).collect::<Vec<_>>()
         );
-        let _ = writeln!(s, "</svg>");
-        s
+        assert_eq!(ticks(0.0, 37.0, 4), [0.0, 10.0, 20.0, 30.0, 40.0]);
+        assert_eq!(milliseconds(2500.0), "2.5 s");
+        assert_eq!(milliseconds(0.1), "0.1 ms");
+    }
+
+    fn report() -> Report {
+        let buckets = (0..120)
+            .map(|i| Bucket {
+                start_s: i as f64,
+                acked_per_s: 80.0 + (i % 7) as f64,
+                refused_per_s: if (30..40).contains(&i) { 20.0 } else { 0.0 },
+                polled_per_s: 75.0,
+                latency_ms_p50: Some(12.0),
+                latency_ms_p99: Some(if (30..40).contains(&i) { 4000.0 } else { 30.0 }),
+            })
+            .collect();
+        let window = |kind: &str, from_s, until_s| FaultWindow {
+            kind: kind.into(),
+            what: format!("{kind} <test>"),
+            from_s,
+            until_s,
+        };
+        Report {
+            scenario: "t".into(),
+            description: String::new(),
+            scenario_file: "t.toml".into(),
+            seed: 3,
+            outcome: "pass".into(),
+            expected: "pass".into(),
+            as_expected: true,
+            findings: Vec::new(),
+            faults: vec![
+                window("fsync-stall", 30, 40),
+                window("partition", 31, 35),
+                window("crash", 80, 82),
+            ],
+            acknowledged: 0,
+            refused: 0,
+            unknown: 0,
+            retry_duplicates: 0,
+            records_read_back: 0,
+            records_polled: 0,
+            simulated_s: 120.0,
+            wall_s: 1.0,
+            trace_hash: "0".into(),
+            replay: String::new(),
+            nodes: vec![NodeSeries {
+                node: BROKER_NODE.into(),
+                buckets,
+            }],
+            figures: vec![
+                FigureLine {
+                    name: "produce p50 ms".into(),
+                    value: 12.0,
+                    bound: 19.6,
+                    holds: true,
+                },
+                FigureLine {
+                    name: "produce p99 ms".into(),
+                    value: 30.0,
+                    bound: 33.6,
+                    holds: true,
+                },
+                FigureLine {
+                    name: "acknowledged per s".into(),
+                    value: 83.0,
+                    bound: 70.0,
+                    holds: true,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_timeline_has_axes_labelled_faults_and_bound_lines() {
+        let svg = report().svg();
+        // Time ticks, rate and latency ticks.
+        for label in [
+            ">0 s<", ">60 s<", ">120 s<", ">100/s<", ">10 ms<", ">1 s<", ">10 s<",
+        ] {
+            assert!(svg.contains(label), "no tick {label}");
+        }
+        // Every fault window is labelled with its kind; overlapping ones on separate rows.
+        for kind in ["fsync-stall", "partition", "crash"] {
+            assert!(svg.contains(&format!(">{kind}</text>")), "no label {kind}");
+        }
+        let label_y = |kind: &str| {
+            let at = svg.find(&format!(">{kind}</text>")).unwrap();
+            let tag = &svg[svg[..at].rfind("<text").unwrap()..at];
+            tag.split("y=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_ne!(label_y("fsync-stall"), label_y("partition"));
+        assert_eq!(label_y("fsync-stall"), label_y("crash"));
+        // The three bounds, dashed.
+        assert_eq!(svg.matches("class=\"bound\"").count(), 3);
+        assert!(svg.contains("p99 ≤ 33.6 ms") && svg.contains("≥ 70/s"));
+        // Escaped text, no NaN, one root element.
+        assert!(svg.contains("fsync-stall &lt;test&gt;"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+        assert_eq!(svg.matches("<svg").count(), 1);
+        assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn a_long_run_is_ticked_in_hours() {
+        let mut r = report();
+        r.simulated_s = 14_100.0;
+        let svg = r.svg();
+        assert!(svg.contains(">0 h<") && svg.contains(">3 h<"), "hour ticks");
+        assert!(!svg.contains(" min<") && !svg.contains(">2k s<"));
     }
 }
