@@ -5,7 +5,8 @@
 //!    (or `cargo test --workspace` when cargo-nextest is not installed);
 //! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
 //!    directory (`<target>/madsim`) so the two builds never invalidate each other, then a
-//!    determinism check of one seed per scenario and a bounded sweep of every scenario;
+//!    determinism check of one seed per scenario, shrinking a failing fixture end to end, and a
+//!    bounded sweep of every scenario;
 //! 3. the broker binary: `cargo build -p broker --bin broker`;
 //! 4. the integration tests: pytest in a virtual environment of its own under the target
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
@@ -104,6 +105,7 @@ fn sim_tests() -> Result<()> {
             check,
         )?;
     }
+    shrink_check(&bin)?;
     let mut sweep = Command::new(bin);
     sweep
         .args([
@@ -120,6 +122,35 @@ fn sim_tests() -> Result<()> {
         "scenario sweep (sim sweep all --seeds 1..41 --require-coverage)",
         sweep,
     )
+}
+
+/// Shrinking, end to end: a fixture that fails (the legacy broker, deadlines off, in a swarm
+/// of thirteen faults, wrongly expected to pass) must shrink to the one fsync stall that hangs
+/// it, with one producer and nothing else.
+fn shrink_check(bin: &Path) -> Result<()> {
+    let out = target_dir().join("shrink-check").join("legacy-swarm-seed2.toml");
+    let _ = std::fs::remove_file(&out);
+    let mut shrink = Command::new(bin);
+    shrink
+        .args(["shrink", "sim/tests/fixtures/legacy-swarm.toml", "--seed", "2"])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(repo_root());
+    step("shrinking (sim shrink legacy-swarm --seed 2)", shrink)?;
+    let text = std::fs::read_to_string(&out)
+        .with_context(|| format!("reading the shrunk scenario {}", out.display()))?;
+    let faults = text.matches("[[faults]]").count();
+    if faults != 1
+        || !text.contains("kind = \"fsync-stall\"")
+        || !text.contains("producers = 1\n")
+        || !text.contains("# Replay: cargo xtask sim run")
+    {
+        bail!(
+            "the shrunk scenario should hold one fsync stall, one producer and its replay \
+             command; it holds {faults} fault(s):\n{text}"
+        );
+    }
+    Ok(())
 }
 
 /// Where `--cfg madsim` builds go: beside the normal ones, never mixed with them.
