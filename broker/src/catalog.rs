@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::storage::log::{self, LogConfig, Partition};
@@ -18,6 +19,8 @@ use crate::topic_config::{self, Overrides};
 
 /// Where topic metadata files live, inside the data directory.
 pub const META_DIR: &str = ".meta";
+/// Partitions of a topic recovered at once at start.
+const RECOVERIES_IN_FLIGHT: usize = 8;
 
 /// A topic and its partitions. Never changed in place: the pipeline replaces it in the catalog
 /// when its configs or partitions change (a handler holding the old one sees a consistent,
@@ -223,12 +226,19 @@ pub async fn load(
             .map_err(|e| corrupt(format!("topic config: {e}")))?;
         let id = u128::from_str_radix(&meta.id, 16)
             .map_err(|_| corrupt(format!("topic id {:?} is not 32 hex digits", meta.id)))?;
-        let mut partitions = Vec::new();
-        for p in 0..meta.partitions {
-            let dir = data_dir.join(format!("{}-{p}", meta.name));
-            let part = log::recover(io, &dir, &meta.name, p, config).await?;
-            partitions.push(Arc::new(part));
-        }
+        // The partitions recover together, a bounded number at a time: one after another, a
+        // topic of many partitions with many segments each took minutes on a slow disk.
+        let recoveries: Vec<_> = (0..meta.partitions)
+            .map(|p| {
+                let dir = data_dir.join(format!("{}-{p}", meta.name));
+                let name = meta.name.clone();
+                async move { log::recover(io, &dir, &name, p, config).await.map(Arc::new) }
+            })
+            .collect();
+        let partitions: Vec<Arc<Partition>> = futures::stream::iter(recoveries)
+            .buffered(RECOVERIES_IN_FLIGHT)
+            .try_collect()
+            .await?;
         tracing::info!(topic = %meta.name, partitions = meta.partitions, "recovered topic");
         topics.insert(
             meta.name.clone(),

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use io_backend::{DiskFile, OpenMode};
 
 use super::index::{self, IndexEntry};
@@ -259,6 +260,44 @@ pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), Stora
     Ok(())
 }
 
+/// Segments opened at once during recovery.
+const SEGMENT_OPENS_IN_FLIGHT: usize = 32;
+
+/// A segment's file and length, and a closed segment's index files (if present).
+struct Opened {
+    file: Arc<dyn DiskFile>,
+    len: u64,
+    offsets: Option<Bytes>,
+    times: Option<Bytes>,
+}
+
+async fn open_segment(
+    io: &Io,
+    dir: &Path,
+    base: i64,
+    closed: bool,
+) -> Result<Opened, StorageError> {
+    let file = io
+        .open(&dir.join(segment_name(base, "log")), OpenMode::Existing)
+        .await?;
+    let len = io.len(&file).await?;
+    let (offsets, times) = if closed {
+        let (index, timeindex) = (
+            dir.join(segment_name(base, "index")),
+            dir.join(segment_name(base, "timeindex")),
+        );
+        futures::try_join!(read_whole(io, &index), read_whole(io, &timeindex))?
+    } else {
+        (None, None)
+    };
+    Ok(Opened {
+        file,
+        len,
+        offsets,
+        times,
+    })
+}
+
 /// Remove what a roll that failed part way left behind: the next segment's file, created empty
 /// and never written, while the segment before went on taking the appends (so it runs past the
 /// leftover's base, and the two would claim the same offsets). An empty segment followed by
@@ -366,14 +405,26 @@ pub async fn recover(
         io.sync_dir(dir).await?;
         segments.insert(0, Segment::empty(0, file));
     }
-    for (i, &base) in bases.iter().enumerate() {
+    // Every segment's file opened and every closed one's index files read, a bounded number
+    // at a time and kept in order: one after another, thousands of small segments took
+    // minutes to open on a slow disk.
+    let opens: Vec<_> = (0..bases.len())
+        .map(|i| open_segment(io, dir, bases[i], i + 1 < bases.len()))
+        .collect();
+    let opened: Vec<Opened> = futures::stream::iter(opens)
+        .buffered(SEGMENT_OPENS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    for ((i, &base), opened) in bases.iter().enumerate().zip(opened) {
         let path = dir.join(segment_name(base, "log"));
-        let file = io.open(&path, OpenMode::Existing).await?;
-        let len = io.len(&file).await?;
+        let Opened {
+            file,
+            len,
+            offsets,
+            times,
+        } = opened;
         let is_active = i + 1 == bases.len();
         if !is_active {
-            let offsets = read_whole(io, &dir.join(segment_name(base, "index"))).await?;
-            let times = read_whole(io, &dir.join(segment_name(base, "timeindex"))).await?;
             let loaded = match (offsets, times) {
                 (Some(o), Some(t)) => index::decode(&o, &t, len),
                 _ => None,
