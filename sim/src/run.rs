@@ -314,6 +314,13 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             for p in producers {
                 let _ = p.await;
             }
+            // Produces without acknowledgement (acks=0) may still wait in the broker's append
+            // queue when their producers are done: the end is where the log stops growing.
+            let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
+            checker_node
+                .spawn(workload::quiesce(addr, topic, partitions))
+                .await
+                .ok();
             world.producing_over();
             for c in consumers {
                 let _ = c.await;

@@ -499,6 +499,34 @@ pub async fn consume(world: Arc<World>, consumer: usize) {
 }
 
 /// Every partition's records, by offset, read with a fresh client after the run.
+/// How long the log must stop growing before producing counts as over, and the longest wait.
+const QUIET: Duration = Duration::from_secs(1);
+const QUIESCE_MAX: Duration = Duration::from_secs(30);
+
+/// Wait until every partition's end stays put for [`QUIET`] (at most [`QUIESCE_MAX`]): once
+/// the producers are done, unacknowledged produces may still be on their way into the log, and
+/// "the end" that consumers and the group must reach is only known after them.
+pub async fn quiesce(addr: SocketAddr, topic: String, partitions: i32) {
+    let until = Instant::now() + QUIESCE_MAX;
+    let mut last: Option<Vec<i64>> = None;
+    while Instant::now() < until {
+        let ends = async {
+            let mut c = Client::connect(addr).await.ok()?;
+            let mut ends = Vec::new();
+            for p in 0..partitions {
+                ends.push(c.log_end(&topic, p).await.ok()?);
+            }
+            Some(ends)
+        };
+        let ends = tokio::time::timeout(QUIET * 5, ends).await.ok().flatten();
+        if ends.is_some() && ends == last {
+            return;
+        }
+        last = ends;
+        tokio::time::sleep(QUIET).await;
+    }
+}
+
 pub async fn read_back(addr: SocketAddr, topic: &str, partitions: i32) -> (FinalRead, ReadGaps) {
     let mut out = FinalRead::new();
     let mut gaps = ReadGaps::default();

@@ -128,11 +128,18 @@ fn sim_tests() -> Result<()> {
 /// of thirteen faults, wrongly expected to pass) must shrink to the one fsync stall that hangs
 /// it, with one producer and nothing else.
 fn shrink_check(bin: &Path) -> Result<()> {
-    let out = target_dir().join("shrink-check").join("legacy-swarm-seed2.toml");
+    let out = target_dir()
+        .join("shrink-check")
+        .join("legacy-swarm-seed2.toml");
     let _ = std::fs::remove_file(&out);
     let mut shrink = Command::new(bin);
     shrink
-        .args(["shrink", "sim/tests/fixtures/legacy-swarm.toml", "--seed", "2"])
+        .args([
+            "shrink",
+            "sim/tests/fixtures/legacy-swarm.toml",
+            "--seed",
+            "2",
+        ])
         .arg("--out")
         .arg(&out)
         .current_dir(repo_root());

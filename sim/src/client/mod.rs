@@ -383,9 +383,23 @@ impl Client {
 
     /// A partition's log start offset (ListOffsets for the earliest offset).
     pub async fn log_start(&mut self, topic: &str, partition: i32) -> Result<i64, ClientError> {
+        self.list_offset(topic, partition, -2).await
+    }
+
+    /// A partition's end (ListOffsets for the latest offset: the high watermark).
+    pub async fn log_end(&mut self, topic: &str, partition: i32) -> Result<i64, ClientError> {
+        self.list_offset(topic, partition, -1).await
+    }
+
+    async fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<i64, ClientError> {
         let mut p = list_offsets_request::ListOffsetsPartition::default();
         p.partition_index = partition;
-        p.timestamp = -2;
+        p.timestamp = timestamp;
         let mut t = list_offsets_request::ListOffsetsTopic::default();
         t.name = topic_name(topic);
         t.partitions = vec![p];
