@@ -42,6 +42,8 @@ pub struct Report {
     pub expected: String,
     pub as_expected: bool,
     pub findings: Vec<String>,
+    /// The settings this seed drew (`[random_config]`), `section.key` → value.
+    pub configuration_drawn: Vec<(String, String)>,
     pub faults: Vec<FaultWindow>,
     pub acknowledged: usize,
     /// Produce attempts the broker refused (not written).
@@ -156,6 +158,7 @@ impl Report {
             expected: r.expected.to_string(),
             as_expected: r.as_expected(),
             findings: r.finding_lines(20),
+            configuration_drawn: r.config.clone(),
             faults,
             acknowledged: r.acked,
             refused: r.refused,
@@ -231,6 +234,12 @@ impl Report {
         }
         for f in &self.findings {
             let _ = writeln!(md, "- {f}");
+        }
+        if !self.configuration_drawn.is_empty() {
+            let _ = writeln!(md, "\n## Configuration drawn from the seed\n");
+            for (key, value) in &self.configuration_drawn {
+                let _ = writeln!(md, "- `{key}` = `{value}`");
+            }
         }
         let _ = writeln!(md, "\n## Faults\n");
         if self.faults.is_empty() {
@@ -680,6 +689,7 @@ mod tests {
             expected: "pass".into(),
             as_expected: true,
             findings: Vec::new(),
+            configuration_drawn: Vec::new(),
             faults: vec![
                 window("fsync-stall", 30, 40),
                 window("partition", 31, 35),
