@@ -296,30 +296,12 @@ impl<F: FnMut(&toml::Table) -> bool> Shrinker<F> {
     /// Cut the run down towards its last heal plus the liveness deadline (the least it needs
     /// to see the broker come back).
     fn shorter_run(&mut self) {
-        let Some(duration) = self.table.get("duration_s").and_then(|v| v.as_integer()) else {
-            return;
-        };
         let deadline = self
             .table_at(&["expect", "liveness_deadline_s"])
             .and_then(|v| v.as_integer())
             .unwrap_or(0);
         let floor = (last_heal_s(&faults(&self.table)) as i64 + deadline).max(10);
-        let mut current = duration;
-        let mut next = floor;
-        while next < current {
-            let mut candidate = self.table.clone();
-            candidate.insert("duration_s".into(), toml::Value::Integer(next));
-            if self.try_keep(candidate, format!("duration_s {current} → {next}")) {
-                current = next;
-                next = floor;
-            } else {
-                let half = next + (current - next) / 2;
-                if half <= next || half >= current {
-                    return;
-                }
-                next = half;
-            }
-        }
+        self.smaller(&["duration_s"], floor);
     }
 
     fn table_at(&self, path: &[&str]) -> Option<&toml::Value> {
