@@ -93,14 +93,7 @@ pub struct Shrunk {
 /// One line on what shrinking took away: faults, clients, duration (before → after).
 pub fn describe(before: &toml::Table, after: &toml::Table, faults_before: usize) -> String {
     let mut parts = vec![format!("faults {faults_before} → {}", faults(after).len())];
-    let int = |t: &toml::Table, path: &[&str]| -> Option<String> {
-        let (last, parents) = path.split_last()?;
-        let mut tt = t;
-        for p in parents {
-            tt = tt.get(*p)?.as_table()?;
-        }
-        tt.get(*last).map(|v| v.to_string())
-    };
+    let int = |t: &toml::Table, path: &[&str]| value_at(t, path).map(|v| v.to_string());
     for (label, path) in [
         ("producers", &["workload", "producers"][..]),
         ("consumers", &["workload", "consumers"]),
@@ -305,41 +298,42 @@ impl<F: FnMut(&toml::Table) -> bool> Shrinker<F> {
     }
 
     fn table_at(&self, path: &[&str]) -> Option<&toml::Value> {
-        let (last, parents) = path.split_last()?;
-        let mut t = &self.table;
-        for p in parents {
-            t = t.get(*p)?.as_table()?;
-        }
-        t.get(*last)
+        value_at(&self.table, path)
     }
+}
+
+/// The table holding the last key of `path`, and that key.
+fn parent_mut<'a, 'p>(
+    table: &'a mut toml::Table,
+    path: &[&'p str],
+) -> Option<(&'a mut toml::Table, &'p str)> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for p in parents {
+        t = t.get_mut(*p)?.as_table_mut()?;
+    }
+    Some((t, last))
+}
+
+fn value_at<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for p in parents {
+        t = t.get(*p)?.as_table()?;
+    }
+    t.get(*last)
 }
 
 fn set_at(table: &mut toml::Table, path: &[&str], value: toml::Value) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut t = table;
-    for p in parents {
-        let Some(next) = t.get_mut(*p).and_then(|v| v.as_table_mut()) else {
-            return;
-        };
-        t = next;
+    if let Some((t, key)) = parent_mut(table, path) {
+        t.insert(key.into(), value);
     }
-    t.insert((*last).into(), value);
 }
 
 fn remove_at(table: &mut toml::Table, path: &[&str]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut t = table;
-    for p in parents {
-        let Some(next) = t.get_mut(*p).and_then(|v| v.as_table_mut()) else {
-            return;
-        };
-        t = next;
+    if let Some((t, key)) = parent_mut(table, path) {
+        t.remove(key);
     }
-    t.remove(*last);
 }
 
 #[cfg(test)]
