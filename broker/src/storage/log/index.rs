@@ -110,13 +110,14 @@ pub fn decode(offsets: &[u8], times: &[u8], segment_len: u64) -> Option<LoadedIn
     })
 }
 
-/// Position to start scanning from for `relative_offset`: the last entry at or before it.
-pub fn lookup_offset(entries: &[IndexEntry], relative_offset: u32) -> u32 {
+/// Position to start scanning from for `relative_offset`: the last entry at or before it, as
+/// (position, relative offset of the batch that starts there).
+pub fn lookup_offset(entries: &[IndexEntry], relative_offset: u32) -> (u32, u32) {
     let i = entries.partition_point(|e| e.relative_offset <= relative_offset);
     if i == 0 {
-        0
+        (0, 0)
     } else {
-        entries[i - 1].position
+        (entries[i - 1].position, entries[i - 1].relative_offset)
     }
 }
 
@@ -153,11 +154,11 @@ mod tests {
         assert_eq!(loaded.entries, entries);
         assert_eq!(loaded.max_timestamp, 2000);
         assert_eq!(loaded.next_relative, 100);
-        assert_eq!(lookup_offset(&entries, 0), 0);
-        assert_eq!(lookup_offset(&entries, 9), 0);
-        assert_eq!(lookup_offset(&entries, 10), 4096);
-        assert_eq!(lookup_offset(&entries, 55), 5 * 4096);
-        assert_eq!(lookup_offset(&entries, 10_000), 9 * 4096);
+        assert_eq!(lookup_offset(&entries, 0), (0, 0));
+        assert_eq!(lookup_offset(&entries, 9), (0, 0));
+        assert_eq!(lookup_offset(&entries, 10), (4096, 10));
+        assert_eq!(lookup_offset(&entries, 55), (5 * 4096, 50));
+        assert_eq!(lookup_offset(&entries, 10_000), (9 * 4096, 90));
         assert_eq!(lookup_time(&entries, 0), 0);
         // Entry 3 has prefix max 1015 < 1017; entry 4 has 1020.
         assert_eq!(lookup_time(&entries, 1017), 3 * 4096);

@@ -261,7 +261,7 @@ impl Partition {
             return st.size_bytes();
         };
         let rel = u32::try_from(offset - first.base_offset).unwrap_or(u32::MAX);
-        let from = index::lookup_offset(&first.entries, rel) as u64;
+        let from = index::lookup_offset(&first.entries, rel).0 as u64;
         let later: u64 = st
             .segments
             .range(first.base_offset + 1..)
@@ -305,8 +305,9 @@ impl Partition {
             match seg {
                 Some(seg) if offset < seg.next_offset => {
                     let rel = (offset - seg.base_offset) as u32;
-                    let pos = index::lookup_offset(&seg.entries, rel) as u64;
-                    (seg.file.clone(), pos, seg.size, hw, st.log_start_offset)
+                    let (pos, base) = index::lookup_offset(&seg.entries, rel);
+                    let start = (pos as u64, Some(seg.base_offset + base as i64));
+                    (seg.file.clone(), start, seg.size, hw, st.log_start_offset)
                 }
                 _ => {
                     return Ok(FetchData {
@@ -353,7 +354,7 @@ impl Partition {
                     .map(|s| {
                         (
                             s.file.clone(),
-                            index::lookup_time(&s.entries, ts) as u64,
+                            (index::lookup_time(&s.entries, ts) as u64, None),
                             s.size,
                         )
                     })

@@ -13,15 +13,21 @@ use crate::storage::io::{Io, StorageError};
 /// Read whole batches from `file` in `[start, end)`, beginning with the first batch for which
 /// `wanted(header)` holds, up to `max_bytes` — with `at_least_one`, the first batch even if it
 /// alone is larger (Kafka's first batch of a fetch, KIP-74); without, nothing then.
+///
+/// With `start_base` (the offset the batch at `start` begins at, from the index), every batch
+/// walked over and the first one returned must continue the offsets from it: a flipped bit in
+/// a base offset (Kafka's CRC does not cover it) that still held the wanted offset would
+/// otherwise give the reader every record of that batch at the wrong offset.
 pub(super) async fn read_from(
     io: &Io,
     file: &Arc<dyn DiskFile>,
-    start: u64,
+    (start, start_base): (u64, Option<i64>),
     end: u64,
     wanted: impl Fn(&BatchHeader) -> bool,
     max_bytes: usize,
     at_least_one: bool,
 ) -> Result<Bytes, StorageError> {
+    let mut expect = start_base;
     let want = (max_bytes.max(64 * 1024) + 64 * 1024).min(SCAN_CHUNK_BYTES.max(max_bytes));
     let mut chunk = Bytes::new();
     let mut chunk_pos = start;
@@ -39,6 +45,13 @@ pub(super) async fn read_from(
         }
         let h =
             batch::parse_header(&chunk[rel..]).map_err(|e| corrupt(file, pos, &e.to_string()))?;
+        if let Some(base) = expect {
+            if h.base_offset != base {
+                let why = format!("batch starts at offset {} instead of {base}", h.base_offset);
+                return Err(corrupt(file, pos, &why));
+            }
+            expect = Some(h.next_offset());
+        }
         if !wanted(&h) {
             pos += h.size as u64;
             continue;
@@ -58,8 +71,13 @@ pub(super) async fn read_from(
             total += next.size;
         }
         if total == 0 {
-            // The first batch is larger than the chunk: read exactly it.
-            return io.read_at(file, h.size, pos).await;
+            // The first batch is larger than the chunk: read exactly it (and check it is
+            // still the batch whose header was checked).
+            let whole = io.read_at(file, h.size, pos).await?;
+            return match batch::parse_header(&whole) {
+                Ok(again) if again.base_offset == h.base_offset => Ok(whole),
+                _ => Err(corrupt(file, pos, "batch changed between two reads")),
+            };
         }
         return Ok(chunk.slice(rel..rel + total));
     }
@@ -269,6 +287,57 @@ mod tests {
         let (good, err) = verify_batches(&data, Some(10)).unwrap_err();
         assert!(err.contains("instead of 12"), "{err}");
         assert_eq!(good, second, "the first batch is good");
+    }
+
+    /// A flip in the first batch's base offset that still holds the wanted offset passes every
+    /// check of the batches alone (bitflip scenario seed 446: a consumer was given the batch
+    /// of offsets 4054..4055 as 4055..4056). The read knows where the batch at its start
+    /// position begins (from the index) and refuses it.
+    #[cfg(not(madsim))]
+    #[tokio::test]
+    async fn a_read_refuses_a_first_batch_whose_base_offset_was_flipped() {
+        use io_backend::{blocking::BlockingDisk, Disk, OpenMode, SystemClock};
+        let dir = tempfile::tempdir().unwrap();
+        let disk: Arc<dyn Disk> = Arc::new(BlockingDisk::new(1));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let io = Io {
+            disk: disk.clone(),
+            clock: Arc::new(SystemClock),
+            deadline: None,
+            health: crate::storage::io::Health::new(metrics.clone()),
+            metrics,
+        };
+        let mut data = stored();
+        data[7] ^= 0x01; // The first batch's base offset, 10 -> 11: it still holds 11.
+        assert_eq!(
+            verify_batches(&data[..make_batch(2, 1, 8).len()], Some(11)),
+            Ok(())
+        );
+        let path = dir.path().join("s.log");
+        let file = io.open(&path, OpenMode::Create).await.unwrap();
+        io.write_at(&file, data.clone().freeze(), 0).await.unwrap();
+        let end = data.len() as u64;
+        let read = |start_base| {
+            read_from(
+                &io,
+                &file,
+                (0, start_base),
+                end,
+                |h| h.next_offset() > 11,
+                1,
+                true,
+            )
+        };
+        // Without knowing where the file starts, the flipped batch passes for offsets 11..12.
+        let unchecked = read(None).await.unwrap();
+        assert_eq!(batch::parse_header(&unchecked).unwrap().base_offset, 11);
+        // Knowing it starts at 10, the read refuses it (and read_verified reads again).
+        let err = read(Some(10)).await.unwrap_err();
+        assert!(err.to_string().contains("instead of 10"), "{err}");
+        // An intact file reads as before.
+        io.write_at(&file, stored().freeze(), 0).await.unwrap();
+        let good = read(Some(10)).await.unwrap();
+        assert_eq!(batch::parse_header(&good).unwrap().base_offset, 10);
     }
 
     #[test]
