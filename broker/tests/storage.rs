@@ -229,6 +229,14 @@ async fn healed(store: &Store) {
     panic!("the directory did not heal");
 }
 
+/// Every offset below `end` reads back as the batch that starts at it (through the indexes).
+async fn every_offset_reads_back(store: &Store, p: &broker::storage::log::Partition, end: i64) {
+    for off in 0..end {
+        let d = p.read(store.io(), off, 1).await.unwrap();
+        assert_eq!(batch::validate(&d.records).unwrap().base_offset, off);
+    }
+}
+
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -602,10 +610,7 @@ async fn segments_roll_by_size_indexes_survive_restart_and_retention_deletes_who
     let p = store.topic("t").unwrap().partitions[0].clone();
     assert_eq!(p.high_watermark(), 100);
     // Every offset is found through the loaded indexes.
-    for off in 0..100 {
-        let d = p.read(store.io(), off, 1).await.unwrap();
-        assert_eq!(batch::validate(&d.records).unwrap().base_offset, off);
-    }
+    every_offset_reads_back(&store, &p, 100).await;
     // Time lookups: first record with timestamp >= t.
     assert_eq!(
         p.offset_for_timestamp(store.io(), 1_042).await.unwrap(),
@@ -1260,10 +1265,7 @@ async fn a_roll_that_fails_part_way_leaves_no_segment_behind() {
     let (store, _) = open_store(dir.path(), &gate, tweak).await;
     let p = store.topic("t").unwrap().partitions[0].clone();
     assert_eq!(p.high_watermark(), next);
-    for off in 0..next {
-        let d = p.read(store.io(), off, 1).await.unwrap();
-        assert_eq!(batch::validate(&d.records).unwrap().base_offset, off);
-    }
+    every_offset_reads_back(&store, &p, next).await;
 }
 
 /// Recovery removes what a failed roll may still leave (its removal can fail too: the disk is
@@ -1306,10 +1308,7 @@ async fn recovery_removes_empty_segments_a_failed_roll_left_behind() {
     let (store, _) = open_store(dir.path(), &gate, tweak).await;
     let p = store.topic("t").unwrap().partitions[0].clone();
     assert_eq!(p.high_watermark(), 40);
-    for off in 0..40 {
-        let d = p.read(store.io(), off, 1).await.unwrap();
-        assert_eq!(batch::validate(&d.records).unwrap().base_offset, off);
-    }
+    every_offset_reads_back(&store, &p, 40).await;
     assert_eq!(
         segment_files(&pdir),
         segments,
