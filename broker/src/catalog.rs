@@ -1,7 +1,7 @@
 //! The topic catalog: which topics exist, with their settings and partitions, and their
 //! metadata files (`<data_dir>/.meta/<name>.topic`: the topic as JSON, then a CRC line).
 //!
-//! Architecture invariant: only the commit pipeline changes the catalog and writes its files
+//! Architecture invariant: only the storage's admin lane changes the catalog and writes its files
 //! (through [`write_topic`], [`undo_create`], [`delete_files`] and the `Catalog` methods that
 //! change it); request handlers read it. A topic exists once its metadata file is durable —
 //! written aside, synced, renamed, directory synced — after its partition directories.
@@ -19,10 +19,10 @@ use crate::topic_config::{self, Overrides};
 
 /// Where topic metadata files live, inside the data directory.
 pub const META_DIR: &str = ".meta";
-/// Partitions of a topic recovered at once at start.
+/// Partitions of a topic recovered (at start) or made (by a creation) at once.
 const RECOVERIES_IN_FLIGHT: usize = 8;
 
-/// A topic and its partitions. Never changed in place: the pipeline replaces it in the catalog
+/// A topic and its partitions. Never changed in place: the admin lane replaces it in the catalog
 /// when its configs or partitions change (a handler holding the old one sees a consistent,
 /// older topic).
 pub struct Topic {
@@ -170,13 +170,13 @@ impl Catalog {
         all
     }
 
-    /// For the commit pipeline, once the topic's files are durable (also to replace a topic
+    /// For the admin lane, once the topic's files are durable (also to replace a topic
     /// whose configs or partitions changed).
     pub(crate) fn insert(&self, topic: Arc<Topic>) {
         self.write().insert(topic.name.clone(), topic);
     }
 
-    /// For the commit pipeline, as it deletes the topic.
+    /// For the admin lane, as it deletes the topic.
     pub(crate) fn remove(&self, name: &str) -> Option<Arc<Topic>> {
         self.write().remove(name)
     }
@@ -288,14 +288,19 @@ pub async fn create_partitions(
     range: std::ops::Range<i32>,
     config: LogConfig,
 ) -> Result<Vec<Arc<Partition>>, StorageError> {
-    let mut parts = Vec::new();
-    for p in range {
+    // Made together, a bounded number at a time: one after another, a topic of many
+    // partitions took seconds on a slow disk.
+    let made = range.map(|p| async move {
         let dir = data_dir.join(format!("{name}-{p}"));
         if io.exists(&dir).await? {
             io.remove_dir_all(&dir).await?;
         }
-        parts.push(Arc::new(log::recover(io, &dir, name, p, config).await?));
-    }
+        log::recover(io, &dir, name, p, config).await.map(Arc::new)
+    });
+    let parts: Vec<Arc<Partition>> = futures::stream::iter(made)
+        .buffered(RECOVERIES_IN_FLIGHT)
+        .try_collect()
+        .await?;
     io.sync_dir(data_dir).await?;
     Ok(parts)
 }

@@ -34,16 +34,19 @@ pub enum Refusal {
     ProducerState,
     /// No answer from the pipeline within the request's timeout.
     TimedOut,
+    /// No place in the append queue within the request's timeout (nothing written).
+    QueueWaitTimedOut,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 6] = [
+    const ALL: [Refusal; 7] = [
         Refusal::DirectoryFailed,
         Refusal::WriteFailed,
         Refusal::SyncUnconfirmed,
         Refusal::PartitionDeleted,
         Refusal::ProducerState,
         Refusal::TimedOut,
+        Refusal::QueueWaitTimedOut,
     ];
 
     fn label(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Refusal {
             Refusal::PartitionDeleted => "partition_deleted",
             Refusal::ProducerState => "producer_state",
             Refusal::TimedOut => "timed_out",
+            Refusal::QueueWaitTimedOut => "queue_wait_timed_out",
         }
     }
 }

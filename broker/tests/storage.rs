@@ -26,10 +26,13 @@ use common::{idempotent_batch, make_batch};
 
 /// Syncs wait while the gate is closed, and take `delay` when open; reads wait while the read
 /// gate is closed; opens of a path containing `fail_open` fail, and so do the next
-/// `fail_sync_dir.1` syncs of a directory whose path contains `fail_sync_dir.0`.
+/// `fail_sync_dir.1` syncs of a directory whose path contains `fail_sync_dir.0`; syncs of a
+/// directory whose path contains `hold_sync_dir` wait until it is cleared (`held` counts them).
 #[derive(Clone)]
 struct Gate {
     open: watch::Sender<bool>,
+    hold_sync_dir: watch::Sender<Option<String>>,
+    held: Arc<std::sync::atomic::AtomicUsize>,
     delay: Arc<std::sync::Mutex<Duration>>,
     reads_open: watch::Sender<bool>,
     fail_open: Arc<std::sync::Mutex<Option<String>>>,
@@ -44,6 +47,8 @@ impl Gate {
     fn new() -> Self {
         Gate {
             open: watch::channel(true).0,
+            hold_sync_dir: watch::channel(None).0,
+            held: Arc::default(),
             delay: Arc::new(std::sync::Mutex::new(Duration::ZERO)),
             reads_open: watch::channel(true).0,
             fail_open: Arc::default(),
@@ -103,6 +108,12 @@ impl Disk for GatedDisk {
         self.inner.remove_dir_all(p).await
     }
     async fn sync_dir(&self, p: &Path) -> DiskResult<()> {
+        let mut hold = self.gate.hold_sync_dir.subscribe();
+        let held = |h: &Option<String>| h.as_ref().is_some_and(|h| p.to_string_lossy().contains(h));
+        if held(&hold.borrow_and_update()) {
+            self.gate.held.fetch_add(1, Ordering::SeqCst);
+            let _ = hold.wait_for(|h| !held(h)).await;
+        }
         {
             let mut fail = self.gate.fail_sync_dir.lock().unwrap();
             if let Some((what, left)) = fail.as_mut() {
@@ -391,6 +402,163 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
         !data.records.windows(6).any(|w| w == b"stalls"),
         "the failed write is gone"
     );
+}
+
+/// Swarm seeds 741 and 806: a topic creation on a slow disk (dozens of operations) ran on the
+/// commit pipeline and held every produce queued behind it for seconds. Admin work now runs
+/// beside the pipeline: a creation stuck in a directory sync leaves appends flowing, and a
+/// deletion queued behind it waits its turn, then refuses what is queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_topic_creation_never_holds_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 60_000).await;
+    for t in ["t", "doomed"] {
+        store.create_topic(t, 1, Default::default()).await.unwrap();
+    }
+    gate.hold_sync_dir.send_replace(Some(".meta".into()));
+    let creating = tokio::spawn({
+        let store = store.clone();
+        async move { store.create_topic("slow", 3, Default::default()).await }
+    });
+    while gate.held.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The creation waits on its metadata file's directory sync; appends commit meanwhile.
+    for i in 0..3 {
+        let off = append(&store, "t", make_batch(1, 1, b"flows"))
+            .await
+            .unwrap();
+        assert_eq!(off, i);
+    }
+    assert!(!creating.is_finished(), "the creation should still be held");
+    // A deletion waits behind the creation (one admin command at a time, in order).
+    let deleting = tokio::spawn({
+        let store = store.clone();
+        async move { store.delete_topic("doomed").await }
+    });
+    append(&store, "doomed", make_batch(1, 1, b"before"))
+        .await
+        .unwrap();
+    assert!(
+        !deleting.is_finished(),
+        "the deletion should wait for the creation"
+    );
+    gate.hold_sync_dir.send_replace(None);
+    let slow = creating.await.unwrap().unwrap();
+    assert_eq!(slow.partitions.len(), 3);
+    deleting.await.unwrap().unwrap();
+    assert!(store.topic("doomed").is_none());
+    assert!(!dir.path().join("doomed-0").exists());
+    for p in 0..3 {
+        assert!(dir.path().join(format!("slow-{p}")).exists());
+    }
+    append(&store, "slow", make_batch(1, 1, b"new"))
+        .await
+        .unwrap();
+    // All of it durable: a restart finds the new topic and not the deleted one.
+    close(store).await;
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    assert!(store.topic("doomed").is_none());
+    assert_eq!(store.topic("slow").unwrap().partitions.len(), 3);
+    every_offset_reads_back(&store, &store.topic("t").unwrap().partitions[0], 3).await;
+}
+
+/// A deleted topic's partitions are retired in the pipeline's queue order: an append queued
+/// before the deletion commits, one queued behind it is refused (nothing written), and no
+/// write of theirs is in flight when their files are removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_queued_behind_a_deletion_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 60_000).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    let b = make_batch(1, 1, b"x");
+    let h = batch::validate_all(&b, 1 << 20).unwrap();
+    // Syncs stall: the first append's round holds the pipeline, the next gathers in the queue.
+    gate.close();
+    let first = store
+        .append(p.clone(), b.clone(), h.clone(), true, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = store
+        .append(p.clone(), b.clone(), h.clone(), true, None)
+        .await
+        .unwrap();
+    let deleting = tokio::spawn({
+        let store = store.clone();
+        async move { store.delete_topic("t").await }
+    });
+    // The deletion takes the topic out of the catalog at once, then queues the retirement.
+    while store.topic("t").is_some() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let behind = store.append(p.clone(), b, h, true, None).await.unwrap();
+    gate.open();
+    for rx in [first, before] {
+        rx.unwrap()
+            .await
+            .unwrap()
+            .expect("queued before the deletion: committed");
+    }
+    match behind.unwrap().await.unwrap() {
+        Err(AppendError::PartitionGone { .. }) => {}
+        other => panic!("an append queued behind the deletion must be refused: {other:?}"),
+    }
+    deleting.await.unwrap().unwrap();
+    assert!(!dir.path().join("t-0").exists());
+}
+
+/// A produce's timeout covers its wait for a place in the append queue (swarm seeds 741 and
+/// 1923: a queue of 2 or 3 slots on a slow disk kept requests waiting for a place past 10 s):
+/// with the queue full and the pipeline stuck, it is answered REQUEST_TIMED_OUT in time, and
+/// nothing of it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_waiting_for_a_place_in_the_queue_is_answered_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: String::new(),
+        io_deadline_ms: 0,
+        append_queue_capacity: 1,
+        ..config(dir.path())
+    };
+    let broker = broker::server::start(env_with(&gate), config)
+        .await
+        .unwrap();
+    let addr = broker.kafka_addr;
+    let mut c = common::Client::connect(addr).await;
+    assert_eq!(c.produce("t", 0, make_batch(1, 1, b"first")).await, (0, 0));
+    gate.close();
+    // One append stuck in its round's sync, one in the queue's only slot.
+    let mut held = Vec::new();
+    for v in [&b"stuck"[..], b"queued"] {
+        let mut c = common::Client::connect(addr).await;
+        held.push(tokio::spawn(async move {
+            c.produce_within("t", 0, make_batch(1, 1, v), 60_000).await
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, _) = c
+        .produce_within("t", 0, make_batch(1, 1, b"late"), 300)
+        .await;
+    assert_eq!(code, 7, "REQUEST_TIMED_OUT while the queue stays full");
+    gate.open();
+    let offsets: Vec<_> = futures::future::join_all(held)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(offsets, [(0, 1), (0, 2)]);
+    // The timed-out batch was never written: the next offset follows the two held ones.
+    assert_eq!(c.produce("t", 0, make_batch(1, 1, b"after")).await, (0, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

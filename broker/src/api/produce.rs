@@ -1,5 +1,7 @@
 //! Produce: validate every record, queue the batches for the commit pipeline in the
-//! connection's order, then wait (up to the request's timeout) for them to be durable.
+//! connection's order, then wait for them to be durable — the whole of it, the wait for a place
+//! in the queue included, within the request's timeout: a saturated broker answers
+//! REQUEST_TIMED_OUT in time rather than leaving the producer to give up unanswered.
 
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ impl Broker {
         frame: &Arc<Reservation>,
     ) -> PendingProduce {
         let acks = req.acks;
+        let started = self.clock.now();
+        let deadline = started + produce_limit(req.timeout_ms);
         let mut topics = Vec::with_capacity(req.topic_data.len());
         for t in req.topic_data {
             let name = name_of(&t.name).to_string();
@@ -48,7 +52,7 @@ impl Broker {
                 let state = match &topic {
                     Err(code) => PartState::Done(*code, None),
                     Ok(topic) => {
-                        self.enqueue_partition(topic, p.index, p.records, acks, frame)
+                        self.enqueue_partition(topic, p.index, p.records, acks, frame, deadline)
                             .await
                     }
                 };
@@ -58,7 +62,7 @@ impl Broker {
         }
         PendingProduce {
             acks,
-            timeout_ms: req.timeout_ms,
+            deadline,
             topics,
         }
     }
@@ -70,6 +74,7 @@ impl Broker {
         records: Option<Bytes>,
         acks: i16,
         frame: &Arc<Reservation>,
+        deadline: tokio::time::Instant,
     ) -> PartState {
         let Some(partition) = usize::try_from(index)
             .ok()
@@ -129,16 +134,26 @@ impl Broker {
                 return PartState::Done(code, Some(e.to_string()));
             }
         };
-        match self
-            .store
-            .append(partition.clone(), payload, headers, acks != 0, Some(held))
-            .await
-        {
-            Ok(Some(rx)) => PartState::Waiting(rx),
-            Ok(None) => PartState::Done(error::NONE, None),
-            Err(e) => {
+        let left = deadline.saturating_duration_since(self.clock.now());
+        let queued = self.clock.timeout(
+            left,
+            self.store
+                .append(partition.clone(), payload, headers, acks != 0, Some(held)),
+        );
+        match queued.await {
+            Ok(Ok(Some(rx))) => PartState::Waiting(rx),
+            Ok(Ok(None)) => PartState::Done(error::NONE, None),
+            Ok(Err(e)) => {
                 self.metrics.refused_append(storage_refusal(&e));
                 PartState::Done(storage_code(&e), Some(e.to_string()))
+            }
+            // Never queued, so never written; the client retries it.
+            Err(_) => {
+                self.metrics.refused_append(Refusal::QueueWaitTimedOut);
+                PartState::Done(
+                    error::REQUEST_TIMED_OUT,
+                    Some("no place in the append queue within the request's timeout".into()),
+                )
             }
         }
     }
@@ -148,8 +163,6 @@ impl Broker {
         pending: PendingProduce,
         version: i16,
     ) -> (i16, ProduceResponse) {
-        let limit = Duration::from_millis(pending.timeout_ms.clamp(100, 300_000) as u64);
-        let started = self.clock.now();
         let mut resp = ProduceResponse::default();
         for (name, parts) in pending.topics {
             let mut t = TopicProduceResponse::default();
@@ -165,7 +178,7 @@ impl Broker {
                         }
                     }
                     PartState::Waiting(rx) => {
-                        let left = limit.saturating_sub(self.clock.now() - started);
+                        let left = pending.deadline.saturating_duration_since(self.clock.now());
                         match self.clock.timeout(left, rx).await {
                             Ok(Ok(Ok(Appended {
                                 base_offset,
@@ -211,8 +224,15 @@ pub(super) enum PartState {
     Waiting(oneshot::Receiver<Result<Appended, AppendError>>),
 }
 
+/// How long a produce may take, from when it is read to its answer (its `timeout_ms`, within
+/// sane bounds).
+fn produce_limit(timeout_ms: i32) -> Duration {
+    Duration::from_millis(timeout_ms.clamp(100, 300_000) as u64)
+}
+
 pub(super) struct PendingProduce {
     acks: i16,
-    timeout_ms: i32,
+    /// When the answer is due (the request's timeout from when it was read).
+    deadline: tokio::time::Instant,
     topics: Vec<(TopicName, Vec<(i32, PartState)>)>,
 }

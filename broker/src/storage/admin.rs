@@ -1,22 +1,94 @@
-//! The pipeline's admin commands: topics created and deleted, their configs replaced, their
-//! partitions added, their records deleted up to an offset — each made durable before it is
-//! answered, in queue order with the appends around it.
+//! The admin lane: topics created and deleted, their configs replaced, their partitions
+//! added, their records deleted up to an offset, retention, producer ids — each made durable
+//! before it is answered, one command at a time in the order they came, beside the commit
+//! pipeline rather than on it: on a slow disk a topic creation takes dozens of operations, and
+//! produces queued behind it on the pipeline went unanswered for seconds.
+//!
+//! What keeps the two apart: the lane never writes a partition's active segment, and never
+//! removes a partition's files while the pipeline may still write them — a deletion first takes
+//! the topic out of the catalog, then has the pipeline retire its partitions in queue order
+//! ([`Command::Retire`]: appends queued before it commit, appends behind it are refused, no
+//! round or roll of theirs is in flight after it), and only then removes the files.
 
 use std::sync::Arc;
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::log::{self, Partition};
-use super::pipeline::Pipeline;
 use super::small_file;
-use super::{Command, StorageError};
+use super::{queue, Command, Io, Reply, Shared, StorageError};
 use crate::broker_configs::{self, DynamicConfigs};
 use crate::catalog::{self, Topic, TopicError};
 use crate::topic_config::{self, Overrides};
 
-impl Pipeline {
-    pub(super) async fn admin(&mut self, cmd: Command) {
+/// Admin commands queued at most; a handler waits for a slot beyond that.
+pub(super) const ADMIN_QUEUE_CAPACITY: usize = 64;
+
+pub(crate) enum AdminCommand {
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        overrides: Overrides,
+        reply: Reply<Result<Arc<Topic>, TopicError>>,
+    },
+    /// Replace a topic's configs (AlterConfigs, IncrementalAlterConfigs).
+    AlterTopicConfig {
+        name: String,
+        overrides: Overrides,
+        reply: Reply<Result<Arc<Topic>, TopicError>>,
+    },
+    /// Grow a topic to `count` partitions (CreatePartitions).
+    CreatePartitions {
+        name: String,
+        count: i32,
+        reply: Reply<Result<Arc<Topic>, TopicError>>,
+    },
+    /// Move a partition's log start up to `offset` (DeleteRecords); answers the new start.
+    DeleteRecords {
+        partition: Arc<Partition>,
+        offset: i64,
+        reply: Reply<Result<i64, TopicError>>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: Reply<Result<(), TopicError>>,
+    },
+    /// Replace the dynamic broker configs (AlterConfigs, IncrementalAlterConfigs on a broker).
+    SetDynamicConfigs {
+        configs: DynamicConfigs,
+        reply: Reply<Result<(), TopicError>>,
+    },
+    /// Make the next block of producer ids durable and hand it over: `[start, end)`.
+    ReserveProducerIds {
+        reply: Reply<Result<(i64, i64), StorageError>>,
+    },
+    Retention,
+}
+
+pub(super) struct AdminLane {
+    pub(super) shared: Arc<Shared>,
+    pub(super) rx: mpsc::Receiver<AdminCommand>,
+    /// The pipeline's queue, for retiring a deleted topic's partitions. The pipeline ends only
+    /// after the lane has (this sender dropped), so it outlives every command here.
+    pub(super) pipeline: mpsc::Sender<Command>,
+    /// Producer ids below this are taken (durably).
+    pub(super) producer_ids_allocated: i64,
+}
+
+impl AdminLane {
+    pub(super) fn io(&self) -> &Io {
+        &self.shared.io
+    }
+
+    pub(super) async fn run(mut self) {
+        while let Some(cmd) = self.rx.recv().await {
+            self.admin(cmd).await;
+        }
+    }
+
+    async fn admin(&mut self, cmd: AdminCommand) {
         match cmd {
-            Command::Append(a) => self.commit(vec![a]).await,
-            Command::CreateTopic {
+            AdminCommand::CreateTopic {
                 name,
                 partitions,
                 overrides,
@@ -29,13 +101,13 @@ impl Pipeline {
                     .await;
                 let _ = reply.send(r);
             }
-            Command::DeleteTopic { name, reply } => {
+            AdminCommand::DeleteTopic { name, reply } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.delete_topic(&name).await)
                     .await;
                 let _ = reply.send(r);
             }
-            Command::AlterTopicConfig {
+            AdminCommand::AlterTopicConfig {
                 name,
                 overrides,
                 reply,
@@ -45,19 +117,19 @@ impl Pipeline {
                     .await;
                 let _ = reply.send(r);
             }
-            Command::SetDynamicConfigs { configs, reply } => {
+            AdminCommand::SetDynamicConfigs { configs, reply } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.set_dynamic_configs(configs).await)
                     .await;
                 let _ = reply.send(r);
             }
-            Command::CreatePartitions { name, count, reply } => {
+            AdminCommand::CreatePartitions { name, count, reply } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.create_partitions(&name, count).await)
                     .await;
                 let _ = reply.send(r);
             }
-            Command::DeleteRecords {
+            AdminCommand::DeleteRecords {
                 partition,
                 offset,
                 reply,
@@ -67,7 +139,7 @@ impl Pipeline {
                     .await;
                 let _ = reply.send(r);
             }
-            Command::ReserveProducerIds { reply } => {
+            AdminCommand::ReserveProducerIds { reply } => {
                 let start = self.producer_ids_allocated;
                 let end = start + super::producer_ids::BLOCK;
                 let r = match self.shared.io.health.check() {
@@ -77,12 +149,13 @@ impl Pipeline {
                             .await
                     }
                 };
-                if r.is_ok() {
-                    self.producer_ids_allocated = end;
+                match &r {
+                    Ok(()) => self.producer_ids_allocated = end,
+                    Err(e) => self.shared.fail_on(e),
                 }
                 let _ = reply.send(r.map(|()| (start, end)));
             }
-            Command::Retention => {
+            AdminCommand::Retention => {
                 if self.shared.io.health.check().is_ok() {
                     self.retention().await;
                 }
@@ -99,9 +172,7 @@ impl Pipeline {
         self.shared.io.health.check()?;
         let r = change(self).await;
         if let Err(TopicError::Storage(e)) = &r {
-            if matches!(e, StorageError::Disk(_) | StorageError::Stalled { .. }) {
-                self.fail(e);
-            }
+            self.shared.fail_on(e);
         }
         r
     }
@@ -152,10 +223,20 @@ impl Pipeline {
             .catalog
             .remove(name)
             .ok_or(TopicError::Unknown)?;
-        // Appends queued behind this command still hold the partitions: they are refused.
-        for p in &topic.partitions {
-            p.mark_deleted();
-        }
+        // New produces no longer find the topic; those already queued on the pipeline commit
+        // (queued before this) or are refused (behind it). Once the pipeline answers, nothing
+        // of it is in flight there, and its files may go.
+        let (reply, retired) = oneshot::channel();
+        let partitions = topic.partitions.clone();
+        queue(
+            &self.shared,
+            &self.pipeline,
+            Command::Retire { partitions, reply },
+        )
+        .await?;
+        retired
+            .await
+            .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))?;
         catalog::delete_files(self.io(), &self.shared.data_dir, &topic).await?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())

@@ -1,11 +1,14 @@
 //! A data directory: its topic [`catalog`](crate::catalog), its partition logs ([`log`]), the
-//! disk operations on it with their deadlines and health ([`io`]), and the group-commit
-//! [`pipeline`] — the one task that writes any of its files — with retention. [`Store`] is the
-//! directory as request handlers see it: topics to look up, appends and admin commands to
-//! queue, commits to wait for.
+//! disk operations on it with their deadlines and health ([`io`]), the group-commit
+//! [`pipeline`] — the one task that appends to partition logs — and the [`admin`] lane beside
+//! it — the one task that creates and removes topics, partitions and closed segments and writes
+//! their metadata (retention too). [`Store`] is the directory as request handlers see it:
+//! topics to look up, appends and admin commands to queue, commits to wait for.
 //!
-//! Architecture invariant: the pipeline is the only writer of segment, index and topic
-//! metadata files, and holds the directory's lock for as long as it runs.
+//! Architecture invariants: only the pipeline writes a partition's active segment and rolls
+//! it; only the admin lane writes topic metadata and removes topics, partitions and closed
+//! segments, and it removes a topic's files only after the pipeline retired its partitions;
+//! the pipeline holds the directory's lock and ends after the lane.
 
 mod admin;
 pub mod io;
@@ -34,6 +37,7 @@ use crate::memory::Reservation;
 use crate::metrics::Metrics;
 use crate::producer_state::ProducerError;
 use crate::topic_config::{self, Overrides};
+use admin::{AdminCommand, AdminLane};
 use log::{LogConfig, Partition};
 use pipeline::Pipeline;
 pub use pipeline::ROUND_APPENDS_MAX;
@@ -81,46 +85,38 @@ pub struct Append {
     _memory: Option<Arc<Reservation>>,
 }
 
+/// What the pipeline's queue carries.
 pub(crate) enum Command {
     Append(Append),
-    CreateTopic {
-        name: String,
-        partitions: i32,
-        overrides: Overrides,
-        reply: Reply<Result<Arc<Topic>, TopicError>>,
+    /// A deleted topic's partitions: appends queued before this commit, appends behind it are
+    /// refused, and once answered the pipeline never writes them again (the admin lane then
+    /// removes their files).
+    Retire {
+        partitions: Vec<Arc<Partition>>,
+        reply: Reply<()>,
     },
-    /// Replace a topic's configs (AlterConfigs, IncrementalAlterConfigs).
-    AlterTopicConfig {
-        name: String,
-        overrides: Overrides,
-        reply: Reply<Result<Arc<Topic>, TopicError>>,
-    },
-    /// Grow a topic to `count` partitions (CreatePartitions).
-    CreatePartitions {
-        name: String,
-        count: i32,
-        reply: Reply<Result<Arc<Topic>, TopicError>>,
-    },
-    /// Move a partition's log start up to `offset` (DeleteRecords); answers the new start.
-    DeleteRecords {
-        partition: Arc<Partition>,
-        offset: i64,
-        reply: Reply<Result<i64, TopicError>>,
-    },
-    DeleteTopic {
-        name: String,
-        reply: Reply<Result<(), TopicError>>,
-    },
-    /// Replace the dynamic broker configs (AlterConfigs, IncrementalAlterConfigs on a broker).
-    SetDynamicConfigs {
-        configs: DynamicConfigs,
-        reply: Reply<Result<(), TopicError>>,
-    },
-    /// Make the next block of producer ids durable and hand it over: `[start, end)`.
-    ReserveProducerIds {
-        reply: Reply<Result<(i64, i64), StorageError>>,
-    },
-    Retention,
+}
+
+/// Queue a command on the pipeline, waiting for a slot (counted in the queue depth gauge).
+pub(super) async fn queue(
+    shared: &Shared,
+    tx: &mpsc::Sender<Command>,
+    cmd: Command,
+) -> Result<(), StorageError> {
+    crate::coverage::reached_when(crate::coverage::Event::AppendQueueFull, || {
+        tx.capacity() == 0
+    });
+    // Reserve first: a producer that gives up while waiting leaves the gauge exact.
+    let permit = tx
+        .reserve()
+        .await
+        .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))?;
+    shared
+        .metrics
+        .append_queue_depth
+        .fetch_add(1, Ordering::Relaxed);
+    permit.send(cmd);
+    Ok(())
 }
 
 /// What handlers and the pipeline share.
@@ -136,11 +132,24 @@ pub(crate) struct Shared {
     /// The broker's static topic settings (config file, environment, flags).
     pub(crate) static_defaults: LogConfig,
     /// The dynamic broker configs and the topic defaults they make over the static ones (what
-    /// every topic's overrides resolve over). Changed only by the pipeline, together.
+    /// every topic's overrides resolve over). Changed only by the admin lane, together.
     pub(crate) dynamic: std::sync::RwLock<(DynamicConfigs, LogConfig)>,
 }
 
 impl Shared {
+    /// Declare the directory failed if `err` is the disk's (an operation failed or passed its
+    /// deadline); it heals as after a failed append.
+    pub(crate) fn fail_on(&self, err: &StorageError) {
+        let (op, path) = match err {
+            StorageError::Disk(d) => (d.op, d.path.clone()),
+            StorageError::Stalled { op, path, .. } => (*op, path.clone()),
+            _ => return,
+        };
+        self.io
+            .health
+            .fail(err.to_string(), Some(op), Some(path), self.env.clock.now());
+    }
+
     /// The defaults every topic's overrides resolve over now.
     pub(crate) fn defaults(&self) -> LogConfig {
         self.dynamic.read().expect("not poisoned").1
@@ -151,9 +160,10 @@ impl Shared {
 pub struct Store {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
+    admin: mpsc::Sender<AdminCommand>,
     /// Closed when the pipeline has ended (and released the directory's lock).
     pipeline_alive: watch::Receiver<()>,
-    /// The producer ids this store may hand out without asking the pipeline: `[next, end)`.
+    /// The producer ids this store may hand out without asking the admin lane: `[next, end)`.
     producer_ids: std::sync::Mutex<(i64, i64)>,
 }
 
@@ -231,13 +241,21 @@ impl Store {
             healing: false,
             _dir_lock: dir_lock,
             _alive: alive,
-            producer_ids_allocated,
             sync_failed: false,
         };
         tokio::spawn(pipeline.run());
+        let (admin, admin_rx) = mpsc::channel(admin::ADMIN_QUEUE_CAPACITY);
+        let lane = AdminLane {
+            shared: shared.clone(),
+            rx: admin_rx,
+            pipeline: tx.clone(),
+            producer_ids_allocated,
+        };
+        tokio::spawn(lane.run());
         let store = Arc::new(Store {
             shared,
             tx,
+            admin,
             pipeline_alive: alive_rx,
             producer_ids: std::sync::Mutex::new((0, 0)),
         });
@@ -276,24 +294,6 @@ impl Store {
         self.shared.commits.subscribe()
     }
 
-    async fn send(&self, cmd: Command) -> Result<(), StorageError> {
-        crate::coverage::reached_when(crate::coverage::Event::AppendQueueFull, || {
-            self.tx.capacity() == 0
-        });
-        // Reserve first: a producer that gives up while waiting leaves the gauge exact.
-        let permit = self
-            .tx
-            .reserve()
-            .await
-            .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))?;
-        self.shared
-            .metrics
-            .append_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
-        permit.send(cmd);
-        Ok(())
-    }
-
     /// Queue validated batches for a partition. With `wait`, the returned receiver answers once
     /// they are durable (or failed); the pipeline answers every waiter within the I/O deadline.
     /// `memory` is the budget the payload's bytes hold, given back when the pipeline is done
@@ -313,14 +313,14 @@ impl Store {
         } else {
             (None, None)
         };
-        self.send(Command::Append(Append {
+        let append = Command::Append(Append {
             partition,
             payload,
             headers,
             reply,
             _memory: memory,
-        }))
-        .await?;
+        });
+        queue(&self.shared, &self.tx, append).await?;
         Ok(rx)
     }
 
@@ -360,7 +360,7 @@ impl Store {
         configs
             .apply(self.shared.static_defaults)
             .map_err(|e| TopicError::InvalidConfig(e.0))?;
-        self.ask(|reply| Command::SetDynamicConfigs { configs, reply })
+        self.ask(|reply| AdminCommand::SetDynamicConfigs { configs, reply })
             .await
     }
 
@@ -372,7 +372,7 @@ impl Store {
     ) -> Result<Arc<Topic>, TopicError> {
         self.check_new_topic(name, partitions)?;
         self.resolve(&overrides)?;
-        self.ask(|reply| Command::CreateTopic {
+        self.ask(|reply| AdminCommand::CreateTopic {
             name: name.to_string(),
             partitions,
             overrides,
@@ -385,7 +385,7 @@ impl Store {
         if self.topic(name).is_none() {
             return Err(TopicError::Unknown);
         }
-        self.ask(|reply| Command::DeleteTopic {
+        self.ask(|reply| AdminCommand::DeleteTopic {
             name: name.to_string(),
             reply,
         })
@@ -400,7 +400,7 @@ impl Store {
     ) -> Result<Arc<Topic>, TopicError> {
         self.topic(name).ok_or(TopicError::Unknown)?;
         self.resolve(&overrides)?;
-        self.ask(|reply| Command::AlterTopicConfig {
+        self.ask(|reply| AdminCommand::AlterTopicConfig {
             name: name.to_string(),
             overrides,
             reply,
@@ -422,7 +422,7 @@ impl Store {
         count: i32,
     ) -> Result<Arc<Topic>, TopicError> {
         self.check_new_partitions(name, count)?;
-        self.ask(|reply| Command::CreatePartitions {
+        self.ask(|reply| AdminCommand::CreatePartitions {
             name: name.to_string(),
             count,
             reply,
@@ -438,7 +438,7 @@ impl Store {
         offset: i64,
     ) -> Result<i64, TopicError> {
         self.shared.io.health.check()?;
-        self.ask(|reply| Command::DeleteRecords {
+        self.ask(|reply| AdminCommand::DeleteRecords {
             partition,
             offset,
             reply,
@@ -458,10 +458,13 @@ impl Store {
             return Ok(id);
         }
         let (reply, rx) = oneshot::channel();
-        self.send(Command::ReserveProducerIds { reply }).await?;
+        self.admin
+            .send(AdminCommand::ReserveProducerIds { reply })
+            .await
+            .map_err(|_| StorageError::DirFailed("the admin lane has stopped".into()))?;
         let (start, end) = rx
             .await
-            .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))??;
+            .map_err(|_| StorageError::DirFailed("the admin lane has stopped".into()))??;
         let mut ids = self.lock_producer_ids();
         if start >= ids.1 {
             *ids = (start, end);
@@ -473,37 +476,25 @@ impl Store {
         self.producer_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Send an admin command to the pipeline and wait for its answer.
+    /// Send an admin command to the admin lane and wait for its answer.
     async fn ask<T>(
         &self,
-        make: impl FnOnce(Reply<Result<T, TopicError>>) -> Command,
+        make: impl FnOnce(Reply<Result<T, TopicError>>) -> AdminCommand,
     ) -> Result<T, TopicError> {
+        let stopped =
+            || TopicError::Storage(StorageError::DirFailed("the admin lane has stopped".into()));
         let (reply, rx) = oneshot::channel();
-        self.send(make(reply)).await?;
-        rx.await.map_err(|_| {
-            TopicError::Storage(StorageError::DirFailed(
-                "the commit pipeline has stopped".into(),
-            ))
-        })?
+        self.admin.send(make(reply)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
-    /// Ask the pipeline to apply retention now (normally done by a timer).
+    /// Ask the admin lane to apply retention now (normally done by a timer).
     pub fn check_retention(&self) {
-        self.shared
-            .metrics
-            .append_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
         #[expect(
             clippy::disallowed_methods,
-            reason = "a retention pass skipped while the queue is full is made at the next tick"
+            reason = "a retention pass skipped while the admin queue is full is made at the next tick"
         )]
-        let queued = self.tx.try_send(Command::Retention);
-        if queued.is_err() {
-            self.shared
-                .metrics
-                .append_queue_depth
-                .fetch_sub(1, Ordering::Relaxed);
-        }
+        let _ = self.admin.try_send(AdminCommand::Retention);
     }
 }
 

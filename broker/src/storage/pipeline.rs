@@ -6,7 +6,9 @@
 //! file it wrote (the syncs in flight together), makes the data visible, then answers the
 //! waiters. While it waits for a sync, the next batch gathers in the queue; when nothing is
 //! queued it sleeps, so an idle broker does no disk work and a lone write is committed at once.
-//! Topic creation and deletion and retention are commands on the same queue, taken in order.
+//! Topic creation and deletion, config changes and retention run beside it, on the admin
+//! lane; the one admin step on this queue is retiring a deleted topic's partitions, taken in
+//! order with the appends around it.
 //!
 //! Every disk operation has a deadline ([`Io::run`]). When one passes, the directory is declared
 //! failed: the round's waiters and every later append get a retriable error at once, and the
@@ -68,8 +70,6 @@ pub(super) struct Pipeline {
     pub(super) _dir_lock: io_backend::DirLock,
     /// Dropped with the pipeline, which tells [`Store::closed`](super::Store::closed).
     pub(super) _alive: watch::Sender<()>,
-    /// Producer ids below this are taken (durably).
-    pub(super) producer_ids_allocated: i64,
     /// A commit round's sync failed and no round's sync has succeeded since (for coverage).
     pub(super) sync_failed: bool,
 }
@@ -121,10 +121,14 @@ impl Pipeline {
             for cmd in taken {
                 match cmd {
                     Command::Append(a) => appends.push(a),
-                    admin => {
-                        // Keep order: appends queued before an admin command commit first.
+                    Command::Retire { partitions, reply } => {
+                        // Keep order: appends queued before it commit first; those behind it
+                        // find the partitions deleted and are refused.
                         self.commit(std::mem::take(&mut appends)).await;
-                        self.admin(admin).await;
+                        for p in &partitions {
+                            p.mark_deleted();
+                        }
+                        let _ = reply.send(());
                     }
                 }
             }
@@ -193,15 +197,15 @@ impl Pipeline {
     }
 
     pub(super) fn fail(&self, err: &StorageError) {
-        let (op, path) = match err {
-            StorageError::Disk(d) => (Some(d.op), Some(d.path.clone())),
-            StorageError::Stalled { op, path, .. } => (Some(*op), Some(path.clone())),
-            _ => (None, None),
-        };
-        self.shared
-            .io
-            .health
-            .fail(err.to_string(), op, path, self.shared.env.clock.now());
+        match err {
+            StorageError::Disk(_) | StorageError::Stalled { .. } => self.shared.fail_on(err),
+            _ => {
+                self.shared
+                    .io
+                    .health
+                    .fail(err.to_string(), None, None, self.shared.env.clock.now())
+            }
+        }
     }
 
     pub(super) async fn commit(&mut self, appends: Vec<Append>) {

@@ -1,11 +1,11 @@
 //! Retention: whole closed segments past `retention.bytes` or `retention.ms`, or below the log
-//! start that DeleteRecords set, are deleted, the oldest first, never the active one — by the pipeline, as a command on its queue.
+//! start that DeleteRecords set, are deleted, the oldest first, never the active one — by the admin lane, as a command on its queue.
 
+use super::admin::AdminLane;
 use super::log::{self, Partition, Segment};
-use super::pipeline::Pipeline;
 use super::StorageError;
 
-impl Pipeline {
+impl AdminLane {
     /// Delete whole closed segments past `retention.bytes` or `retention.ms` (Kafka semantics:
     /// the oldest first, never the active segment). Each deletion is made durable (the
     /// partition directory synced) before the log start moves past the segment, one segment at

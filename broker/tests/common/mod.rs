@@ -291,6 +291,17 @@ impl Client {
     /// Produce `records` (whole batches) to one partition with acks=all; the partition's error
     /// code and base offset.
     pub async fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+        self.produce_within(topic, partition, records, 10_000).await
+    }
+
+    /// [`Client::produce`] with the request's `timeout_ms`.
+    pub async fn produce_within(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        timeout_ms: i32,
+    ) -> (i16, i64) {
         let mut p = produce_request::PartitionProduceData::default();
         p.index = partition;
         p.records = Some(records);
@@ -299,7 +310,7 @@ impl Client {
         t.partition_data = vec![p];
         let mut req = ProduceRequest::default();
         req.acks = -1;
-        req.timeout_ms = 10_000;
+        req.timeout_ms = timeout_ms;
         req.topic_data = vec![t];
         match self
             .call(ApiKey::Produce, 9, RequestKind::Produce(req))

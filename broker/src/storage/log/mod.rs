@@ -1,8 +1,9 @@
 //! Partition logs in Kafka's on-disk model: a directory per partition holding segments named by
 //! their base offset (`00000000000000000000.log`) with a sparse offset index and a time index.
 //!
-//! Architecture invariant: the commit pipeline (`crate::storage`'s) is the only writer of
-//! these files. Readers (Fetch, ListOffsets) take a snapshot of a segment's committed size under
+//! Architecture invariant: the commit pipeline (`crate::storage`'s) is the only writer of a
+//! partition's active segment and the only one to roll it; the admin lane only removes closed
+//! segments (retention, DeleteRecords) and writes the log start. Readers (Fetch, ListOffsets) take a snapshot of a segment's committed size under
 //! a short lock and then read without it ([`read`]); no lock is held across an await.
 //! [`recovery`] opens a partition after a start or a crash.
 
@@ -170,10 +171,10 @@ pub struct Partition {
     pub topic: String,
     pub index: i32,
     pub dir: PathBuf,
-    /// The topic's settings; changed (by the pipeline) when its configs are altered.
+    /// The topic's settings; changed (by the admin lane) when its configs are altered.
     config: RwLock<LogConfig>,
     state: RwLock<PartitionState>,
-    /// Set (by the pipeline) when the topic is deleted: appends still queued for this
+    /// Set (by the pipeline, in queue order) when the topic is deleted: appends still queued for this
     /// partition are refused instead of being written into a directory that is going away.
     deleted: std::sync::atomic::AtomicBool,
 }
@@ -220,7 +221,7 @@ impl Partition {
         *self.config.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// For the commit pipeline, as it alters the topic's configs.
+    /// For the admin lane, as it alters the topic's configs.
     pub fn set_config(&self, config: LogConfig) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
@@ -229,7 +230,7 @@ impl Partition {
         self.deleted.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// For the commit pipeline, as it deletes the topic.
+    /// For the commit pipeline, as it retires a deleted topic's partitions.
     pub fn mark_deleted(&self) {
         self.deleted
             .store(true, std::sync::atomic::Ordering::Release)
@@ -239,7 +240,8 @@ impl Partition {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// For the commit pipeline only (the single writer).
+    /// For the storage's two writers: the pipeline (appends, rolls) and the admin lane
+    /// (segments removed, log start moved).
     pub fn state_mut(&self) -> RwLockWriteGuard<'_, PartitionState> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
