@@ -277,10 +277,18 @@ async fn await_answer(
                 hang_checked = true;
                 world.note_wait(invoked_s);
             }
-            _ = tokio::time::sleep_until(give_up_at) => break Some(None),
+            _ = tokio::time::sleep_until(give_up_at) => {
+                world.note_unanswered(invoked_s);
+                break Some(None);
+            }
             _ = tokio::time::sleep_until(wake.unwrap_or(give_up_at)), if wake.is_some() => break None,
         }
     };
     world.waiting.fetch_sub(1, Ordering::Relaxed);
+    if let Some(Some(r)) = &result {
+        if matches!(r, Ok(_) | Err(ClientError::Kafka(_))) {
+            world.answered();
+        }
+    }
     result
 }

@@ -670,8 +670,10 @@ impl std::fmt::Display for Expected {
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     pub outcome: Expected,
-    /// Longest a produce may wait for any answer (success or error) before it counts as hung;
-    /// waits while the network or the process is faulty do not count.
+    /// Longest a produce may wait for any answer (success or error) while the broker answers
+    /// no produce at all before it counts as hung (a freeze); a broker that goes on answering
+    /// others must still answer each produce within the request's timeout. Waits while the
+    /// network or the process is faulty do not count.
     pub response_deadline_s: u64,
     /// After the last fault heals, every partition must accept a write (and serve one to the
     /// consumers) within this time.

@@ -59,6 +59,8 @@ pub struct World {
     hang: Mutex<Option<Finding>>,
     /// Produce requests sent and not yet answered.
     pub(crate) waiting: AtomicUsize,
+    /// When the broker last answered a produce (any answer), in seconds of the run.
+    last_answer_s: Mutex<f64>,
     /// The workload topic exists (set by the admin client).
     ready: watch::Sender<bool>,
     /// The producers are done; consumers read to the end and stop.
@@ -93,6 +95,7 @@ impl World {
             ops: Mutex::default(),
             hang: Mutex::default(),
             waiting: AtomicUsize::new(0),
+            last_answer_s: Mutex::new(0.0),
             ready: watch::Sender::new(false),
             producing_over: watch::Sender::new(false),
         })
@@ -138,12 +141,37 @@ impl World {
         }
     }
 
-    /// A produce that has waited since `invoked` without an answer: hung, unless a fault kept
-    /// the network or the process from answering at some point of the wait.
+    /// The broker answered a produce (success or error).
+    pub(crate) fn answered(&self) {
+        *lock(&self.last_answer_s) = self.now_s();
+    }
+
+    /// A produce invoked at `invoked_s` still unanswered at the response deadline: the broker
+    /// is frozen if it answered no produce at all since — a broker that goes on answering
+    /// others is busy (a queue of 2 slots on a slow disk serves a few appends a second, and a
+    /// request waits its turn), and is held to the request's own timeout instead
+    /// ([`World::note_unanswered`]).
     pub(crate) fn note_wait(&self, invoked_s: f64) {
+        if *lock(&self.last_answer_s) < invoked_s {
+            self.note_hang(invoked_s, self.scenario.expect.response_deadline_s, false);
+        }
+    }
+
+    /// A produce that got no answer by the time its client gave up (its request timeout and a
+    /// second): the broker answers every produce within its timeout, the wait for a place in
+    /// the queue included — unless a clock drift stretched the broker's timers meanwhile.
+    pub(crate) fn note_unanswered(&self, invoked_s: f64) {
+        let waited_s = self.client_timeout().as_secs();
+        self.note_hang(invoked_s, waited_s, true);
+    }
+
+    /// Hung, unless a fault kept the network or the process from answering at some point of
+    /// the wait (or, with `drift_excuses`, a clock drift slowed the broker's timers).
+    fn note_hang(&self, invoked_s: f64, waited_s: u64, drift_excuses: bool) {
         let now_s = self.now_s();
         let excused = self.faults.iter().any(|f| {
-            f.silences("producers")
+            (f.silences("producers")
+                || (drift_excuses && matches!(f, crate::scenario::Fault::ClockDrift { .. })))
                 && (f.at_s() as f64) <= now_s
                 && (f.healed_at_s() as f64) >= invoked_s
         });
@@ -154,7 +182,7 @@ impl World {
         *hang = Some(Finding::Hung {
             node: BROKER_NODE.into(),
             at_s: now_s,
-            waited_s: self.scenario.expect.response_deadline_s,
+            waited_s,
             stuck: self.stuck(),
         });
     }
@@ -389,10 +417,18 @@ async fn send_once(
                 hang_checked = true;
                 world.note_wait(invoked_s);
             }
-            _ = tokio::time::sleep_until(give_up_at) => break None,
+            _ = tokio::time::sleep_until(give_up_at) => {
+                if acks != 0 {
+                    world.note_unanswered(invoked_s);
+                }
+                break None;
+            }
         }
     };
     world.waiting.fetch_sub(1, Ordering::Relaxed);
+    if matches!(result, Some(Ok(_)) | Some(Err(ClientError::Kafka(_)))) && acks != 0 {
+        world.answered();
+    }
     match result {
         // acks=0: sent, and no answer will come.
         Some(Ok(_)) if acks == 0 => (invoked_s, SendOutcome::Unknown, false),
