@@ -515,6 +515,58 @@ async fn appends_queued_behind_a_deletion_are_refused() {
     assert!(!dir.path().join("t-0").exists());
 }
 
+/// Swarm seed 807: a round is several disk operations one after another (a roll's syncs, then
+/// the round's write and sync), each within the I/O deadline, and on a slow disk their sum went
+/// far past it with no produce answered. The round's waiters are answered by the deadline: the
+/// directory fails (a retriable error), the round publishes nothing, and the directory heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_round_is_answered_within_the_io_deadline_whatever_its_operations_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |c| {
+        c.io_deadline_ms = 1_500;
+        c.segment_bytes = 4096;
+    })
+    .await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let value = vec![b'v'; 1500];
+    for i in 0..2 {
+        assert_eq!(
+            append(&store, "t", make_batch(1, 1, &value)).await.unwrap(),
+            i
+        );
+    }
+    // Every sync now takes 1 s (each within the 1.5 s deadline); the next append rolls the
+    // segment (its index and snapshot synced) and then syncs its own write: 2 s in all.
+    *gate.delay.lock().unwrap() = Duration::from_millis(1_000);
+    let err = append(&store, "t", make_batch(1, 1, &value))
+        .await
+        .unwrap_err();
+    assert!(err.indefinite(), "bytes may be written: {err}");
+    assert!(
+        err.to_string()
+            .contains("did not finish within the I/O deadline"),
+        "{err}"
+    );
+    *gate.delay.lock().unwrap() = Duration::ZERO;
+    healed(&store).await;
+    // Nothing of the late round was published: the next append takes its offset.
+    assert_eq!(
+        append(&store, "t", make_batch(1, 1, &value)).await.unwrap(),
+        2
+    );
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    every_offset_reads_back(&store, &p, 3).await;
+    close(store).await;
+    let (store, _) = open_store(dir.path(), &gate, |c| c.segment_bytes = 4096).await;
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(p.high_watermark(), 3);
+    every_offset_reads_back(&store, &p, 3).await;
+}
+
 /// A produce's timeout covers its wait for a place in the append queue (swarm seeds 741 and
 /// 1923: a queue of 2 or 3 slots on a slow disk kept requests waiting for a place past 10 s):
 /// with the queue full and the pipeline stuck, it is answered REQUEST_TIMED_OUT in time, and

@@ -53,7 +53,8 @@ struct Planned {
     entries: Vec<IndexEntry>,
     max_timestamp: i64,
     records: u64,
-    waiters: Vec<(Waiter, i64)>,
+    /// The board's slots of the round's waiters, with their base offsets.
+    waiters: Vec<(usize, i64)>,
     /// What the batches were stamped with under LogAppendTime; -1 otherwise.
     log_append_time_ms: i64,
     /// The idempotent producers' state after this round's batches.
@@ -208,7 +209,7 @@ impl Pipeline {
         }
     }
 
-    pub(super) async fn commit(&mut self, appends: Vec<Append>) {
+    pub(super) async fn commit(&mut self, mut appends: Vec<Append>) {
         if appends.is_empty() {
             return;
         }
@@ -216,16 +217,22 @@ impl Pipeline {
             answer_all(appends.into_iter().map(|a| a.reply), &e.into());
             return;
         }
+        // Every waiter of the round is answered from the board: by the round, or by its deadline.
+        let board = Board::new(appends.iter_mut().map(|a| a.reply.take()).collect());
+        let deadline = self
+            .io()
+            .deadline
+            .map(|d| (self.shared.env.clock.now() + d, d));
         // Group by partition, keeping each partition's arrival order.
         let mut order: Vec<Arc<Partition>> = Vec::new();
-        let mut groups: HashMap<usize, Vec<Append>> = HashMap::new();
-        for a in appends {
+        let mut groups: HashMap<usize, Vec<(Append, usize)>> = HashMap::new();
+        for (slot, a) in appends.into_iter().enumerate() {
             let key = Arc::as_ptr(&a.partition) as usize;
             let g = groups.entry(key).or_default();
             if g.is_empty() {
                 order.push(a.partition.clone());
             }
-            g.push(a);
+            g.push((a, slot));
         }
         // Roll, all together, every segment this round would overfill.
         let now_ms = self.shared.env.clock.wall_ms();
@@ -233,15 +240,16 @@ impl Pipeline {
             let group = &groups[&(Arc::as_ptr(partition) as usize)];
             !partition.is_deleted() && roll_due(partition, group, now_ms)
         });
-        let rolled: Result<Vec<()>, StorageError> =
-            join_all(rolls.map(|partition| self.roll(partition)))
-                .await
-                .into_iter()
-                .collect();
+        let rolls = join_all(rolls.map(|partition| self.roll(partition)));
+        let (rolled, late) = self.within(deadline, &board, false, rolls).await;
+        let rolled: Result<Vec<()>, StorageError> = rolled.into_iter().collect();
         if let Err(e) = rolled {
             self.fail(&e);
-            let e = AppendError::Storage(e);
-            answer_all(groups.into_values().flatten().map(|a| a.reply), &e);
+            board.answer_all(&AppendError::Storage(e));
+            return;
+        }
+        if late {
+            // Answered at the deadline (nothing of the round written); the directory heals.
             return;
         }
         let mut plans = Vec::with_capacity(order.len());
@@ -249,22 +257,16 @@ impl Pipeline {
             let group = groups
                 .remove(&(Arc::as_ptr(&partition) as usize))
                 .unwrap_or_default();
-            match self.plan(&partition, group, now_ms) {
+            match self.plan(&partition, group, now_ms, &board) {
                 Ok(p) => plans.push(p),
-                Err((AppendError::Storage(e), waiters)) => {
+                Err(AppendError::Storage(e)) => {
                     self.fail(&e);
-                    let e = AppendError::Storage(e);
-                    answer_all(waiters, &e);
-                    answer_all(
-                        plans
-                            .into_iter()
-                            .flat_map(|p: Planned| p.waiters.into_iter().map(|w| w.0)),
-                        &e,
-                    );
+                    board.answer_all(&AppendError::Storage(e));
                     return;
                 }
-                // Only this partition's appends fail; the directory is fine.
-                Err((e, waiters)) => answer_all(waiters, &e),
+                // Only this partition's appends fail (answered by the plan); the directory
+                // is fine.
+                Err(_) => {}
             }
         }
         // Per file: its writes, then its sync, as one operation; all files in flight together.
@@ -278,7 +280,8 @@ impl Pipeline {
             }
             io.write_all_and_sync(&p.file, writes)
         });
-        let outcome: Result<(), StorageError> = join_all(rounds).await.into_iter().collect();
+        let (outcome, late) = self.within(deadline, &board, true, join_all(rounds)).await;
+        let outcome: Result<(), StorageError> = outcome.into_iter().collect();
         self.shared
             .metrics
             .observe_sync(self.shared.env.clock.now() - started);
@@ -287,12 +290,12 @@ impl Pipeline {
             self.sync_failed = true;
             self.fail(&e);
             // The bytes went to the disk: their fate is unknown to the waiters (indefinite).
-            answer_all(
-                plans
-                    .into_iter()
-                    .flat_map(|p| p.waiters.into_iter().map(|w| w.0)),
-                &StorageError::Unconfirmed(Box::new(e)).into(),
-            );
+            board.answer_all(&StorageError::Unconfirmed(Box::new(e)).into());
+            return;
+        }
+        if late {
+            // Durable after all, but answered as unconfirmed at the deadline: not published,
+            // and the healing cuts it away (a retry writes it again).
             return;
         }
         if std::mem::take(&mut self.sync_failed) {
@@ -342,14 +345,58 @@ impl Pipeline {
         Metrics::inc(&self.shared.metrics.commit_appends, appended);
         self.shared.commits.send_modify(|g| *g += 1);
         for (waiters, log_start_offset, log_append_time_ms) in answers {
-            for (reply, base_offset) in waiters {
-                if let Some(r) = reply {
-                    let _ = r.send(Ok(Appended {
+            for (slot, base_offset) in waiters {
+                board.answer(
+                    slot,
+                    Ok(Appended {
                         base_offset,
                         log_start_offset,
                         log_append_time_ms,
-                    }));
-                }
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Run one phase of a commit round under what is left of the round's deadline. A round is
+    /// several disk operations one after another (a roll's chain, then the writes and syncs),
+    /// each under the I/O deadline — on a slow disk their sum went far past it (swarm seed 807:
+    /// 11.5 s with a 3.7 s deadline, no produce answered). When the round's time is up the
+    /// directory fails and every waiter still on the board is answered at once (`written`: the
+    /// bytes may be on the disk, so the failure is indefinite); the phase still runs to its end
+    /// (a roll cut in the middle would leave files behind), and the round publishes nothing.
+    async fn within<F: std::future::Future>(
+        &self,
+        deadline: Option<(tokio::time::Instant, Duration)>,
+        board: &Board,
+        written: bool,
+        phase: F,
+    ) -> (F::Output, bool) {
+        let Some((at, limit)) = deadline else {
+            return (phase.await, false);
+        };
+        let clock = self.shared.env.clock.clone();
+        tokio::pin!(phase);
+        let left = at.saturating_duration_since(clock.now());
+        match clock.timeout(left, &mut phase).await {
+            Ok(out) => (out, false),
+            Err(_) => {
+                let reason = format!(
+                    "a commit round did not finish within the I/O deadline ({} ms)",
+                    limit.as_millis()
+                );
+                self.shared
+                    .io
+                    .health
+                    .fail(reason.clone(), None, None, clock.now());
+                let err = StorageError::DirFailed(reason);
+                let err = if written {
+                    StorageError::Unconfirmed(Box::new(err))
+                } else {
+                    err
+                };
+                board.answer_all(&err.into());
+                (phase.await, true)
             }
         }
     }
@@ -359,17 +406,21 @@ impl Pipeline {
     fn plan(
         &self,
         partition: &Arc<Partition>,
-        group: Vec<Append>,
+        group: Vec<(Append, usize)>,
         now_ms: i64,
-    ) -> Result<Planned, (AppendError, Vec<Waiter>)> {
+        board: &Board,
+    ) -> Result<Planned, AppendError> {
         if partition.is_deleted() {
             let gone = AppendError::PartitionGone {
                 topic: partition.topic.clone(),
                 partition: partition.index,
             };
-            return Err((gone, group.into_iter().map(|a| a.reply).collect()));
+            for (_, slot) in &group {
+                board.answer(*slot, Err(gone.clone()));
+            }
+            return Err(gone);
         }
-        let bytes: usize = group.iter().map(|a| a.payload.len()).sum();
+        let bytes: usize = group.iter().map(|(a, _)| a.payload.len()).sum();
         let config = partition.config();
         let st = partition.state();
         let seg = st.active();
@@ -387,22 +438,20 @@ impl Pipeline {
         let mut producers = st.producers.subset(
             group
                 .iter()
-                .flat_map(|a| a.headers.iter().map(|h| &h.producer_id)),
+                .flat_map(|(a, _)| a.headers.iter().map(|h| &h.producer_id)),
         );
-        for a in group {
+        for (a, slot) in group {
             let base_offset = next;
             match check_producers(&producers, &a.headers, next, now_ms) {
                 Err(e) => {
                     // Refused before anything of it was written: a definite failure.
-                    if let Some(r) = a.reply {
-                        let _ = r.send(Err(e.into()));
-                    }
+                    board.answer(slot, Err(e.into()));
                     continue;
                 }
                 Ok(Checked::Duplicate(first_offset)) => {
                     // Already in the log: answered with its offset, nothing written.
                     crate::coverage::reached(crate::coverage::Event::DuplicateBatchAnswered);
-                    waiters.push((a.reply, first_offset));
+                    waiters.push((slot, first_offset));
                     continue;
                 }
                 Ok(Checked::Append(updated)) => producers.merge(updated),
@@ -430,7 +479,7 @@ impl Pipeline {
                 from += h.size;
             }
             records += batch::record_count(&a.headers) as u64;
-            waiters.push((a.reply, base_offset));
+            waiters.push((slot, base_offset));
         }
         let end = seg.size + data.len() as u64;
         let ahead = config.preallocate_bytes;
@@ -523,9 +572,12 @@ impl Pipeline {
 
 /// Whether `group`, appended to the partition's active segment, would overfill it (or its time
 /// is up).
-fn roll_due(partition: &Partition, group: &[Append], now_ms: i64) -> bool {
-    let bytes: usize = group.iter().map(|a| a.payload.len()).sum();
-    let records: i64 = group.iter().map(|a| batch::record_count(&a.headers)).sum();
+fn roll_due(partition: &Partition, group: &[(Append, usize)], now_ms: i64) -> bool {
+    let bytes: usize = group.iter().map(|(a, _)| a.payload.len()).sum();
+    let records: i64 = group
+        .iter()
+        .map(|(a, _)| batch::record_count(&a.headers))
+        .sum();
     partition
         .state()
         .active()
@@ -564,5 +616,32 @@ fn check_producers(
 fn answer_all(replies: impl IntoIterator<Item = Waiter>, err: &AppendError) {
     for r in replies.into_iter().flatten() {
         let _ = r.send(Err(err.clone()));
+    }
+}
+
+/// A commit round's waiters, each answered once: by the round, or all at once by its deadline.
+/// (A std mutex, taken for a few instructions and never across an await.)
+struct Board(std::sync::Mutex<Vec<Waiter>>);
+
+impl Board {
+    fn new(waiters: Vec<Waiter>) -> Board {
+        Board(std::sync::Mutex::new(waiters))
+    }
+
+    fn answer(&self, slot: usize, result: Result<Appended, AppendError>) {
+        let reply = self.lock().get_mut(slot).and_then(Option::take);
+        if let Some(r) = reply {
+            let _ = r.send(result);
+        }
+    }
+
+    /// Answer every waiter not answered yet.
+    fn answer_all(&self, err: &AppendError) {
+        let replies: Vec<Waiter> = self.lock().iter_mut().map(Option::take).collect();
+        answer_all(replies, err);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waiter>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
