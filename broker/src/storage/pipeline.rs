@@ -10,7 +10,9 @@
 //! lane; the one admin step on this queue is retiring a deleted topic's partitions, taken in
 //! order with the appends around it.
 //!
-//! Every disk operation has a deadline ([`Io::run`]). When one passes, the directory is declared
+//! Every disk operation has a deadline ([`Io::run`]), and so has every commit round (its
+//! operations one after another, each within the deadline, can add up past it: see
+//! `Pipeline::within`). When one passes, the directory is declared
 //! failed: the round's waiters and every later append get a retriable error at once, and the
 //! directory heals — active segments cut back to what was committed, then synced — after the
 //! stalled operations end.
