@@ -297,6 +297,21 @@ mod tests {
         assert_eq!(good, second, "the first batch is good");
     }
 
+    /// A temporary directory and the blocking engine on it, with no deadline.
+    #[cfg(not(madsim))]
+    fn blocking_io() -> (tempfile::TempDir, Io) {
+        use io_backend::{blocking::BlockingDisk, SystemClock};
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let io = Io {
+            disk: Arc::new(BlockingDisk::new(1)),
+            clock: Arc::new(SystemClock),
+            deadline: None,
+            health: crate::storage::io::Health::new(metrics.clone()),
+            metrics,
+        };
+        (tempfile::tempdir().unwrap(), io)
+    }
+
     /// A flip in the first batch's base offset that still holds the wanted offset passes every
     /// check of the batches alone (bitflip scenario seed 446: a consumer was given the batch
     /// of offsets 4054..4055 as 4055..4056). The read knows where the batch at its start
@@ -304,17 +319,7 @@ mod tests {
     #[cfg(not(madsim))]
     #[tokio::test]
     async fn a_read_refuses_a_first_batch_whose_base_offset_was_flipped() {
-        use io_backend::{blocking::BlockingDisk, Disk, OpenMode, SystemClock};
-        let dir = tempfile::tempdir().unwrap();
-        let disk: Arc<dyn Disk> = Arc::new(BlockingDisk::new(1));
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        let io = Io {
-            disk: disk.clone(),
-            clock: Arc::new(SystemClock),
-            deadline: None,
-            health: crate::storage::io::Health::new(metrics.clone()),
-            metrics,
-        };
+        let (dir, io) = blocking_io();
         let mut data = stored();
         data[7] ^= 0x01; // The first batch's base offset, 10 -> 11: it still holds 11.
         assert_eq!(
@@ -322,7 +327,7 @@ mod tests {
             Ok(())
         );
         let path = dir.path().join("s.log");
-        let file = io.open(&path, OpenMode::Create).await.unwrap();
+        let file = io.open(&path, io_backend::OpenMode::Create).await.unwrap();
         io.write_at(&file, data.clone().freeze(), 0).await.unwrap();
         let end = data.len() as u64;
         let read = |start_base| {
@@ -354,21 +359,11 @@ mod tests {
     #[cfg(not(madsim))]
     #[tokio::test]
     async fn a_read_never_returns_bytes_past_the_committed_end() {
-        use io_backend::{blocking::BlockingDisk, Disk, OpenMode, SystemClock};
-        let dir = tempfile::tempdir().unwrap();
-        let disk: Arc<dyn Disk> = Arc::new(BlockingDisk::new(1));
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        let io = Io {
-            disk: disk.clone(),
-            clock: Arc::new(SystemClock),
-            deadline: None,
-            health: crate::storage::io::Health::new(metrics.clone()),
-            metrics,
-        };
+        let (dir, io) = blocking_io();
         let data = stored();
         let first = make_batch(2, 1, 8).len();
         let path = dir.path().join("s.log");
-        let file = io.open(&path, OpenMode::Create).await.unwrap();
+        let file = io.open(&path, io_backend::OpenMode::Create).await.unwrap();
         // Only the first batch is committed; the other two are written, not yet synced.
         io.write_at(&file, data.clone().freeze(), 0).await.unwrap();
         let end = first as u64;
