@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod producer_state;
 pub mod protocol;
 pub mod records;
+pub mod replication;
 pub mod server;
 pub mod storage;
 pub mod throttle;

@@ -1,0 +1,683 @@
+//! The transport between brokers: one long-lived connection per pair of brokers, carrying
+//! opaque messages (the Raft messages of every group, encoded by the layer above) in both
+//! directions.
+//!
+//! Why it looks like this (DESIGN.md, failure mode "a new TCP connection per forwarded
+//! request"): a connection per message, or per group, costs a handshake per request and
+//! thousands of sockets with many groups. Here:
+//! - **one connection per pair**: the broker with the smaller id dials, the other accepts; both
+//!   send and receive on it. A lost connection is dialled again with a capped, jittered
+//!   backoff (the jitter from the environment's generator, so simulation stays deterministic);
+//!   a newer accepted connection from a peer replaces the older one.
+//! - **coalesced**: [`Transport::send`] only queues; [`Transport::flush`] (once per tick of the
+//!   layer above) wakes the writers, and each writes everything queued for its peer as one
+//!   frame (up to `frame_bytes_max`).
+//! - **bounded**: each peer's queue holds at most `queue_messages_max` messages and
+//!   `queue_bytes_max` bytes; past it a message is dropped and counted, which Raft tolerates
+//!   (it retries what matters) and which never blocks the caller. What arrives waits in an inbox
+//!   of bounded capacity; a reader that cannot hand a frame over within the I/O timeout drops
+//!   the connection.
+//! - **a deadline on every send and receive**: a frame write that takes longer than
+//!   `io_timeout` closes the connection; so does a peer silent for `io_timeout` (writers send an
+//!   empty frame after `keepalive` without traffic, so a live peer is never silent that long).
+//!
+//! Frames: `u32 length` (of what follows), `u32 crc32c` (of the body), body. A body is a kind
+//! byte then, for `HELLO`, the magic, version, sender id and addressee id; for `MESSAGES`, a
+//! `u32` count and each message as `u32 length` + bytes. A frame longer than `frame_bytes_max`,
+//! a bad CRC, an unknown kind or a hello from a stranger closes the connection with a log line
+//! naming the peer; the transport goes on serving the others.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use io_backend::{Connection, Env, Listener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch, Notify};
+
+/// A broker's id in the cluster (Kafka's `node.id`).
+pub type NodeId = u64;
+
+const MAGIC: &[u8; 4] = b"SWIB";
+const VERSION: u16 = 1;
+const KIND_HELLO: u8 = 0;
+const KIND_MESSAGES: u8 = 1;
+/// Length and CRC in front of every body.
+const FRAME_HEADER_BYTES: usize = 8;
+
+/// How the transport behaves; [`TransportSettings::default`] suits a LAN cluster.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Messages queued for one peer, at most; more are dropped.
+    pub queue_messages_max: usize,
+    /// Bytes queued for one peer, at most; more are dropped.
+    pub queue_bytes_max: usize,
+    /// Largest frame written or accepted.
+    pub frame_bytes_max: usize,
+    /// Deadline of every frame write, of the hello, and the longest a peer may stay silent.
+    pub io_timeout: Duration,
+    /// An empty frame is written after this long without traffic (below `io_timeout`).
+    pub keepalive: Duration,
+    /// First and largest wait before dialling a peer again.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Frames received and not yet taken from the [`Inbox`], at most.
+    pub inbox_frames_max: usize,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            queue_messages_max: 4096,
+            queue_bytes_max: 64 << 20,
+            frame_bytes_max: 16 << 20,
+            io_timeout: Duration::from_secs(3),
+            keepalive: Duration::from_millis(500),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            inbox_frames_max: 1024,
+        }
+    }
+}
+
+/// Why a connection ended (logged, and counted by kind).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("i/o with peer {peer}: {source}")]
+    Io { peer: String, source: io::Error },
+    #[error("peer {peer} was silent or stalled for longer than {timeout:?}")]
+    TimedOut { peer: String, timeout: Duration },
+    #[error("frame of {len} bytes from peer {peer} is over the limit of {max}")]
+    FrameTooLarge {
+        peer: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("frame from peer {peer} failed its CRC")]
+    BadCrc { peer: String },
+    #[error("malformed frame from peer {peer}: {why}")]
+    Malformed { peer: String, why: &'static str },
+    #[error("hello from {peer} refused: {why}")]
+    Refused { peer: String, why: String },
+}
+
+/// Counters of what the transport did (exported as metrics by the layer above).
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    pub connections_dialled: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    pub connections_lost: AtomicU64,
+    pub frames_sent: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub messages_dropped: AtomicU64,
+}
+
+/// One frame's messages from one peer.
+#[derive(Debug)]
+pub struct Delivery {
+    pub from: NodeId,
+    pub messages: Vec<Bytes>,
+}
+
+/// What the peers sent, in the order each connection delivered it.
+pub struct Inbox(mpsc::Receiver<Delivery>);
+
+impl Inbox {
+    /// The next frame's messages; `None` once the transport has shut down.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.0.recv().await
+    }
+}
+
+struct Outbox {
+    messages: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+struct Peer {
+    id: NodeId,
+    address: SocketAddr,
+    outbox: Mutex<Outbox>,
+    /// Woken by `flush` (messages to write) and by a replacement of the connection.
+    wake: Notify,
+    /// Bumped when an accepted connection replaces the current one, so the old one ends.
+    generation: watch::Sender<u64>,
+    connected: std::sync::atomic::AtomicBool,
+}
+
+impl Peer {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A poisoned lock only means a panic elsewhere mid-push; the queue is still whole.
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Inner {
+    node_id: NodeId,
+    env: Env,
+    settings: TransportSettings,
+    peers: BTreeMap<NodeId, Arc<Peer>>,
+    inbox: mpsc::Sender<Delivery>,
+    stats: TransportStats,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The node's end of the transport. Cheap to clone.
+#[derive(Clone)]
+pub struct Transport(Arc<Inner>);
+
+impl Transport {
+    /// Start serving `listener` (the inter-broker listener, already bound) and dialling the
+    /// peers with a larger id. `peers` maps every other broker's id to its inter-broker address.
+    pub fn start(
+        env: Env,
+        node_id: NodeId,
+        listener: Box<dyn Listener>,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        settings: TransportSettings,
+    ) -> (Transport, Inbox) {
+        let (inbox_tx, inbox_rx) = mpsc::channel(settings.inbox_frames_max.max(1));
+        let peers = peers
+            .into_iter()
+            .filter(|(id, _)| *id != node_id)
+            .map(|(id, address)| {
+                let peer = Peer {
+                    id,
+                    address,
+                    outbox: Mutex::new(Outbox {
+                        messages: VecDeque::new(),
+                        bytes: 0,
+                    }),
+                    wake: Notify::new(),
+                    generation: watch::channel(0).0,
+                    connected: false.into(),
+                };
+                (id, Arc::new(peer))
+            })
+            .collect();
+        let inner = Arc::new(Inner {
+            node_id,
+            env,
+            settings,
+            peers,
+            inbox: inbox_tx,
+            stats: TransportStats::default(),
+            shutdown: watch::channel(false).0,
+        });
+        for peer in inner.peers.values() {
+            if node_id < peer.id {
+                tokio::spawn(dial_loop(inner.clone(), peer.clone()));
+            }
+        }
+        tokio::spawn(accept_loop(inner.clone(), listener));
+        (Transport(inner), Inbox(inbox_rx))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.0.node_id
+    }
+
+    /// Queue `message` for `to`; written at the next [`flush`](Self::flush). Returns false, and
+    /// counts the drop, when `to` is unknown or its queue is full.
+    pub fn send(&self, to: NodeId, message: Bytes) -> bool {
+        let Some(peer) = self.0.peers.get(&to) else {
+            self.0
+                .stats
+                .messages_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let settings = &self.0.settings;
+        let mut outbox = peer.outbox();
+        if outbox.messages.len() >= settings.queue_messages_max
+            || outbox.bytes + message.len() > settings.queue_bytes_max
+            || message.len() + 16 > settings.frame_bytes_max
+        {
+            drop(outbox);
+            self.0
+                .stats
+                .messages_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        outbox.bytes += message.len();
+        outbox.messages.push_back(message);
+        true
+    }
+
+    /// Wake every writer with something queued: what was sent since the last flush leaves, one
+    /// frame per peer.
+    pub fn flush(&self) {
+        for peer in self.0.peers.values() {
+            if !peer.outbox().messages.is_empty() {
+                peer.wake.notify_one();
+            }
+        }
+    }
+
+    /// Whether a connection to `peer` is up right now.
+    pub fn connected(&self, peer: NodeId) -> bool {
+        self.0
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.connected.load(Ordering::Relaxed))
+    }
+
+    pub fn stats(&self) -> &TransportStats {
+        &self.0.stats
+    }
+
+    /// Stop dialling, accepting and writing; open connections close.
+    pub fn shutdown(&self) {
+        self.0.shutdown.send_replace(true);
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>, listener: Box<dyn Listener>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match accepted {
+            Ok((conn, address)) => {
+                tokio::spawn(accept_one(inner.clone(), conn, address));
+            }
+            Err(error) => {
+                // Running out of descriptors must not spin the loop.
+                tracing::warn!(%error, "inter-broker accept failed");
+                inner.env.clock.sleep(inner.settings.backoff_min).await;
+            }
+        }
+    }
+}
+
+/// A dialled connection's hello says who is calling; the caller must be a known peer with a
+/// smaller id (the one that dials) and the hello must be addressed to us.
+async fn accept_one(inner: Arc<Inner>, conn: Box<dyn Connection>, address: SocketAddr) {
+    let (mut reader, writer) = tokio::io::split(conn);
+    let label = address.to_string();
+    let hello = inner
+        .env
+        .clock
+        .timeout(
+            inner.settings.io_timeout,
+            read_frame(&mut reader, &label, inner.settings.frame_bytes_max),
+        )
+        .await;
+    let peer = match hello {
+        Err(_) => Err(LinkError::TimedOut {
+            peer: label.clone(),
+            timeout: inner.settings.io_timeout,
+        }),
+        Ok(Err(error)) => Err(error),
+        Ok(Ok(body)) => parse_hello(&inner, body, &label),
+    };
+    let peer = match peer {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::warn!(%error, "inter-broker connection refused");
+            return;
+        }
+    };
+    inner
+        .stats
+        .connections_accepted
+        .fetch_add(1, Ordering::Relaxed);
+    // A newer connection from the same peer wins: the old one (half-open after the peer
+    // restarted, say) ends when it sees the generation move.
+    let generation = {
+        let mut next = 0;
+        peer.generation.send_modify(|g| {
+            *g += 1;
+            next = *g;
+        });
+        next
+    };
+    if let Err(error) = run_link(&inner, &peer, reader, writer, generation).await {
+        tracing::info!(%error, peer = peer.id, "inter-broker connection lost");
+    }
+}
+
+fn parse_hello(inner: &Inner, mut body: Bytes, label: &str) -> Result<Arc<Peer>, LinkError> {
+    let refused = |why: String| LinkError::Refused {
+        peer: label.to_string(),
+        why,
+    };
+    if body.len() != 1 + 4 + 2 + 8 + 8 || body.get_u8() != KIND_HELLO {
+        return Err(refused("not a hello".into()));
+    }
+    if &body.split_to(4)[..] != MAGIC {
+        return Err(refused("not a Stillwater broker".into()));
+    }
+    let version = body.get_u16();
+    if version != VERSION {
+        return Err(refused(format!(
+            "version {version}, this broker speaks {VERSION}"
+        )));
+    }
+    let from = body.get_u64();
+    let to = body.get_u64();
+    if to != inner.node_id {
+        return Err(refused(format!(
+            "addressed to node {to}, this is node {}",
+            inner.node_id
+        )));
+    }
+    match inner.peers.get(&from) {
+        Some(peer) if from < inner.node_id => Ok(peer.clone()),
+        Some(_) => Err(refused(format!(
+            "node {from} has the larger id, so this node dials it"
+        ))),
+        None => Err(refused(format!("node {from} is not a configured peer"))),
+    }
+}
+
+async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let settings = &inner.settings;
+    let mut backoff = settings.backoff_min;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let dialled = tokio::select! {
+            dialled = inner.env.clock.timeout(settings.io_timeout, dial(&inner, &peer)) => dialled,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match dialled {
+            Ok(Ok((reader, writer))) => {
+                inner
+                    .stats
+                    .connections_dialled
+                    .fetch_add(1, Ordering::Relaxed);
+                backoff = settings.backoff_min;
+                let generation = *peer.generation.borrow();
+                if let Err(error) = run_link(&inner, &peer, reader, writer, generation).await {
+                    tracing::info!(%error, peer = peer.id, "inter-broker connection lost");
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, peer = peer.id, address = %peer.address, "dial failed");
+            }
+            Err(_) => {
+                tracing::debug!(peer = peer.id, address = %peer.address, "dial timed out");
+            }
+        }
+        // Jitter in [backoff/2, backoff): peers that lost each other together do not redial in
+        // lockstep.
+        let millis = backoff.as_millis() as u64;
+        let wait = inner.env.rng.range_u64(millis / 2, millis.max(1));
+        tokio::select! {
+            _ = inner.env.clock.sleep(Duration::from_millis(wait)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        backoff = (backoff * 2).min(settings.backoff_max);
+    }
+}
+
+type Halves = (
+    ReadHalf<Box<dyn Connection>>,
+    WriteHalf<Box<dyn Connection>>,
+);
+
+async fn dial(inner: &Inner, peer: &Peer) -> io::Result<Halves> {
+    let conn = inner.env.net.connect(peer.address).await?;
+    let (reader, mut writer) = tokio::io::split(conn);
+    let mut hello = BytesMut::with_capacity(32);
+    hello.put_u8(KIND_HELLO);
+    hello.put_slice(MAGIC);
+    hello.put_u16(VERSION);
+    hello.put_u64(inner.node_id);
+    hello.put_u64(peer.id);
+    write_frame(&mut writer, &hello.freeze()).await?;
+    Ok((reader, writer))
+}
+
+/// Serve one connection until it fails, is replaced, or the transport shuts down.
+async fn run_link(
+    inner: &Arc<Inner>,
+    peer: &Arc<Peer>,
+    reader: ReadHalf<Box<dyn Connection>>,
+    writer: WriteHalf<Box<dyn Connection>>,
+    generation: u64,
+) -> Result<(), LinkError> {
+    peer.connected.store(true, Ordering::Relaxed);
+    let mut replaced = peer.generation.subscribe();
+    let mut shutdown = inner.shutdown.subscribe();
+    let outcome = tokio::select! {
+        out = read_loop(inner, peer, reader) => out,
+        out = write_loop(inner, peer, writer) => out,
+        _ = replaced.wait_for(|g| *g != generation) => Ok(()),
+        _ = shutdown.wait_for(|stop| *stop) => Ok(()),
+    };
+    if *peer.generation.borrow() == generation {
+        peer.connected.store(false, Ordering::Relaxed);
+    }
+    inner.stats.connections_lost.fetch_add(1, Ordering::Relaxed);
+    outcome
+}
+
+async fn read_loop(
+    inner: &Inner,
+    peer: &Peer,
+    mut reader: ReadHalf<Box<dyn Connection>>,
+) -> Result<(), LinkError> {
+    let settings = &inner.settings;
+    let label = format!("node {}", peer.id);
+    loop {
+        let body = inner
+            .env
+            .clock
+            .timeout(
+                settings.io_timeout,
+                read_frame(&mut reader, &label, settings.frame_bytes_max),
+            )
+            .await
+            .map_err(|_| LinkError::TimedOut {
+                peer: label.clone(),
+                timeout: settings.io_timeout,
+            })??;
+        let messages = parse_messages(body, &label)?;
+        if messages.is_empty() {
+            continue; // keepalive
+        }
+        inner
+            .stats
+            .messages_received
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let delivery = Delivery {
+            from: peer.id,
+            messages,
+        };
+        match inner
+            .env
+            .clock
+            .timeout(settings.io_timeout, inner.inbox.send(delivery))
+            .await
+        {
+            Ok(Ok(())) => {}
+            // The node stopped taking deliveries: it is shutting down.
+            Ok(Err(_)) => return Ok(()),
+            Err(_) => {
+                return Err(LinkError::TimedOut {
+                    peer: format!("{label} (inbox full)"),
+                    timeout: settings.io_timeout,
+                })
+            }
+        }
+    }
+}
+
+fn parse_messages(mut body: Bytes, label: &str) -> Result<Vec<Bytes>, LinkError> {
+    let malformed = |why| LinkError::Malformed {
+        peer: label.to_string(),
+        why,
+    };
+    if body.remaining() < 5 || body.get_u8() != KIND_MESSAGES {
+        return Err(malformed("not a frame of messages"));
+    }
+    let count = body.get_u32() as usize;
+    // Each message takes at least its 4-byte length: a count past that is a lie.
+    if count > body.remaining() / 4 {
+        return Err(malformed("message count past the frame's end"));
+    }
+    let mut messages = Vec::with_capacity(count);
+    for _ in 0..count {
+        if body.remaining() < 4 {
+            return Err(malformed("message length past the frame's end"));
+        }
+        let len = body.get_u32() as usize;
+        if len > body.remaining() {
+            return Err(malformed("message past the frame's end"));
+        }
+        messages.push(body.split_to(len));
+    }
+    if body.has_remaining() {
+        return Err(malformed("bytes after the last message"));
+    }
+    Ok(messages)
+}
+
+async fn write_loop(
+    inner: &Inner,
+    peer: &Peer,
+    mut writer: WriteHalf<Box<dyn Connection>>,
+) -> Result<(), LinkError> {
+    let settings = &inner.settings;
+    let label = format!("node {}", peer.id);
+    loop {
+        let body = take_frame(peer, settings.frame_bytes_max);
+        let Some(body) = body else {
+            // Nothing queued: wait for a flush, or send a keepalive when it is due.
+            tokio::select! {
+                _ = peer.wake.notified() => continue,
+                _ = inner.env.clock.sleep(settings.keepalive) => {}
+            }
+            let mut empty = BytesMut::with_capacity(5);
+            empty.put_u8(KIND_MESSAGES);
+            empty.put_u32(0);
+            timed_write(inner, &mut writer, &empty.freeze(), &label).await?;
+            continue;
+        };
+        let count = (&body[1..5]).get_u32() as u64;
+        timed_write(inner, &mut writer, &body, &label).await?;
+        inner.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        inner
+            .stats
+            .messages_sent
+            .fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+async fn timed_write(
+    inner: &Inner,
+    writer: &mut WriteHalf<Box<dyn Connection>>,
+    body: &Bytes,
+    label: &str,
+) -> Result<(), LinkError> {
+    match inner
+        .env
+        .clock
+        .timeout(inner.settings.io_timeout, write_frame(writer, body))
+        .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(LinkError::Io {
+            peer: label.to_string(),
+            source,
+        }),
+        Err(_) => Err(LinkError::TimedOut {
+            peer: label.to_string(),
+            timeout: inner.settings.io_timeout,
+        }),
+    }
+}
+
+/// Everything queued for `peer` that fits in one frame, or `None` when nothing is.
+fn take_frame(peer: &Peer, frame_bytes_max: usize) -> Option<Bytes> {
+    let mut outbox = peer.outbox();
+    if outbox.messages.is_empty() {
+        return None;
+    }
+    let mut body = BytesMut::new();
+    body.put_u8(KIND_MESSAGES);
+    body.put_u32(0);
+    let mut count = 0u32;
+    while let Some(next) = outbox.messages.front() {
+        if count > 0 && FRAME_HEADER_BYTES + body.len() + 4 + next.len() > frame_bytes_max {
+            break;
+        }
+        let next = outbox.messages.pop_front().expect("front was just seen");
+        outbox.bytes -= next.len();
+        body.put_u32(next.len() as u32);
+        body.put_slice(&next);
+        count += 1;
+    }
+    drop(outbox);
+    body[1..5].copy_from_slice(&count.to_be_bytes());
+    Some(body.freeze())
+}
+
+async fn write_frame(writer: &mut WriteHalf<Box<dyn Connection>>, body: &Bytes) -> io::Result<()> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    header[..4].copy_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    header[4..].copy_from_slice(&crc32c::crc32c(body).to_be_bytes());
+    writer.write_all(&header).await?;
+    writer.write_all(body).await?;
+    writer.flush().await
+}
+
+async fn read_frame(
+    reader: &mut ReadHalf<Box<dyn Connection>>,
+    label: &str,
+    frame_bytes_max: usize,
+) -> Result<Bytes, LinkError> {
+    let io = |source| LinkError::Io {
+        peer: label.to_string(),
+        source,
+    };
+    let len = reader.read_u32().await.map_err(io)? as usize;
+    if len < 4 || len + 4 > frame_bytes_max {
+        return Err(LinkError::FrameTooLarge {
+            peer: label.to_string(),
+            len,
+            max: frame_bytes_max,
+        });
+    }
+    let crc = reader.read_u32().await.map_err(io)?;
+    let mut body = vec![0u8; len - 4];
+    reader.read_exact(&mut body).await.map_err(io)?;
+    if crc32c::crc32c(&body) != crc {
+        return Err(LinkError::BadCrc {
+            peer: label.to_string(),
+        });
+    }
+    Ok(Bytes::from(body))
+}
+
+/// The peers' map as the configuration gives it, checked: no duplicate ids.
+pub fn peer_map(
+    peers: impl IntoIterator<Item = (NodeId, SocketAddr)>,
+) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+    let mut map = BTreeMap::new();
+    let mut seen: HashMap<SocketAddr, NodeId> = HashMap::new();
+    for (id, address) in peers {
+        if map.insert(id, address).is_some() {
+            return Err(format!("node {id} is listed twice among the peers"));
+        }
+        if let Some(other) = seen.insert(address, id) {
+            return Err(format!(
+                "nodes {other} and {id} have the same inter-broker address {address}"
+            ));
+        }
+    }
+    Ok(map)
+}
