@@ -7,6 +7,7 @@
 //! starts an OS thread; time, randomness and the network come from the node's `Env`.
 
 pub mod logger;
+pub mod offsets;
 pub mod transport;
 
 use io_backend::EnvRng;
