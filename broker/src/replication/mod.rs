@@ -9,6 +9,7 @@
 pub mod logger;
 pub mod offsets;
 pub mod transport;
+pub mod wire;
 
 use io_backend::EnvRng;
 use raft::{RawNode, StateRole, Storage};

@@ -1,0 +1,96 @@
+//! Raft messages between brokers: each is `u64 group id` then the message in raft-rs's own
+//! protobuf encoding, one transport message each (the transport coalesces them per peer and
+//! per tick into one frame). A message that does not decode is dropped and logged by the
+//! receiver, which goes on with the rest of the frame: Raft treats it as lost.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+
+/// A Raft group's id on the cluster: the controller's is [`CONTROLLER_GROUP`]; a partition's
+/// is given by the controller when it creates the partition.
+pub type GroupId = u64;
+
+/// The cluster metadata's group.
+pub const CONTROLLER_GROUP: GroupId = 0;
+
+/// Why an inbound Raft message was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("raft message of {0} bytes is too short for its group id")]
+    Short(usize),
+    #[error("raft message for group {group} cannot be encoded: {source}")]
+    Encode {
+        group: GroupId,
+        source: protobuf::ProtobufError,
+    },
+    #[error("raft message for group {group} does not decode: {source}")]
+    Decode {
+        group: GroupId,
+        source: protobuf::ProtobufError,
+    },
+}
+
+/// Encode `message` for `group`. Fails only for a message rust-protobuf cannot size (over
+/// 2 GiB), which raft never builds (its appends are bounded by `max_size_per_msg`); the caller
+/// drops it as lost.
+pub fn encode(group: GroupId, message: &Message) -> Result<Bytes, WireError> {
+    let body = message
+        .write_to_bytes()
+        .map_err(|source| WireError::Encode { group, source })?;
+    let mut out = BytesMut::with_capacity(8 + body.len());
+    out.put_u64(group);
+    out.put_slice(&body);
+    Ok(out.freeze())
+}
+
+/// Decode a message encoded by [`encode`].
+pub fn decode(bytes: &[u8]) -> Result<(GroupId, Message), WireError> {
+    if bytes.len() < 8 {
+        return Err(WireError::Short(bytes.len()));
+    }
+    let group = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let message = Message::parse_from_bytes(&bytes[8..])
+        .map_err(|source| WireError::Decode { group, source })?;
+    Ok((group, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::{Entry, MessageType};
+
+    #[test]
+    fn a_message_comes_back_as_it_went() {
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgAppend);
+        message.from = 1;
+        message.to = 3;
+        message.term = 7;
+        message.log_term = 6;
+        message.index = 41;
+        message.commit = 40;
+        let entry = Entry {
+            term: 7,
+            index: 42,
+            data: vec![1, 2, 3].into(),
+            ..Default::default()
+        };
+        message.entries = vec![entry].into();
+        let bytes = encode(12, &message).expect("encodes");
+        let (group, back) = decode(&bytes).expect("decodes");
+        assert_eq!(group, 12);
+        assert_eq!(back, message);
+    }
+
+    #[test]
+    fn garbage_is_refused_not_trusted() {
+        assert!(matches!(decode(&[0, 1, 2]), Err(WireError::Short(3))));
+        let mut bytes = encode(5, &Message::default()).expect("encodes").to_vec();
+        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            decode(&bytes),
+            Err(WireError::Decode { group: 5, .. })
+        ));
+    }
+}
