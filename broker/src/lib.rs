@@ -6,7 +6,9 @@
 //! format) → [`storage`] (a data directory: the
 //! [`catalog`] of topics, partition logs, and the group-commit pipeline that is the only writer
 //! of their files, over disk operations with deadlines) → the `io-backend` traits. [`config`],
-//! [`metrics`] and [`throttle`] serve all.
+//! [`metrics`] and [`throttle`] serve all. [`replication`] holds the parts of the replicated
+//! cluster built so far (the transport between brokers, Raft's wire format, offset
+//! translation, deterministic election timeouts).
 //!
 //! Architecture invariant: nothing here touches `std::fs`, `std::net` or the system clock (the
 //! configuration file read at start-up is the one exception); all of it goes through the
