@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::replication::transport::{Inbox, NodeId, Transport, TransportSettings};
+use broker::replication::transport::{Delivery, Inbox, NodeId, Transport, TransportSettings};
 use bytes::Bytes;
 use io_backend::{blocking::BlockingDisk, Env, EnvRng, Net, SystemClock, TcpNet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,6 +68,20 @@ async fn receive(inbox: &mut Inbox, want: usize) -> Vec<(NodeId, Bytes)> {
         got.extend(delivery.messages.into_iter().map(|m| (delivery.from, m)));
     }
     got
+}
+
+/// Send node 1's messages to node 2 every 50 ms, as Raft's heartbeats would, until one arrives.
+async fn send_until_heard(one: &Transport, inbox_two: &mut Inbox, what: &str) -> Delivery {
+    for n in 0..500 {
+        one.send(2, message(1, 2, n));
+        one.flush();
+        if let Ok(Some(delivery)) =
+            tokio::time::timeout(Duration::from_millis(50), inbox_two.recv()).await
+        {
+            return delivery;
+        }
+    }
+    panic!("node 1 never reached {what}");
 }
 
 fn message(from: NodeId, to: NodeId, n: usize) -> Bytes {
@@ -160,21 +174,9 @@ async fn a_restarted_peer_is_dialled_again() {
     let peers: BTreeMap<NodeId, SocketAddr> =
         [(1, nodes[0].2), (2, address_two)].into_iter().collect();
     let (two, mut inbox_two) = Transport::start(env(22), 2, listener, peers, settings());
+    // Messages sent while the link is down may be lost with it (Raft resends).
+    let arrived = send_until_heard(&nodes[0].0, &mut inbox_two, "the restarted node 2").await;
     let one = &nodes[0].0;
-    let mut n = 1;
-    // Messages sent while the link is down may be lost with it (Raft resends); keep sending
-    // until one arrives, as Raft's heartbeats would.
-    let arrived = loop {
-        assert!(n < 500, "node 1 never reached the restarted node 2");
-        one.send(2, message(1, 2, n));
-        one.flush();
-        n += 1;
-        if let Ok(Some(delivery)) =
-            tokio::time::timeout(Duration::from_millis(50), inbox_two.recv()).await
-        {
-            break delivery;
-        }
-    };
     assert_eq!(arrived.from, 1);
     assert!(one.stats().connections_dialled.load(Ordering::Relaxed) >= 2);
     assert!(one.stats().connections_lost.load(Ordering::Relaxed) >= 1);
@@ -257,19 +259,44 @@ async fn garbage_strangers_and_silence_are_cut_off_and_the_transport_goes_on() {
         assert!(closed.is_ok(), "{what}: node 2 kept the connection open");
     }
     // Node 1's own connection still carries messages.
-    let (one, _, _) = &nodes[0];
-    let one = one.clone();
-    let mut n = 0;
-    let arrived = loop {
-        assert!(n < 500, "node 1 can no longer reach node 2");
-        one.send(2, message(1, 2, n));
+    let one = nodes[0].0.clone();
+    let arrived = send_until_heard(&one, &mut nodes[1].1, "node 2").await;
+    assert_eq!(arrived.from, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_message_a_frame_holds_arrives_and_one_byte_more_is_refused() {
+    let small_frames = TransportSettings {
+        frame_bytes_max: 1024,
+        ..settings()
+    };
+    let mut nodes = cluster(&[1, 2], small_frames).await;
+    let one = nodes[0].0.clone();
+    // 8 bytes of frame header, a kind byte, a count and the message's length: 17.
+    assert!(!one.send(2, Bytes::from(vec![7u8; 1024 - 16])));
+    let largest = Bytes::from(vec![7u8; 1024 - 17]);
+    let mut heard = None;
+    for _ in 0..500 {
+        assert!(one.send(2, largest.clone()));
         one.flush();
-        n += 1;
         if let Ok(Some(d)) =
             tokio::time::timeout(Duration::from_millis(50), nodes[1].1.recv()).await
         {
-            break d;
+            heard = Some(d);
+            break;
         }
-    };
-    assert_eq!(arrived.from, 1);
+    }
+    let heard = heard.expect("the largest message arrives");
+    assert!(heard.messages.iter().all(|m| *m == largest));
+    // Two of them never share a frame over the limit: each arrives whole.
+    assert!(one.send(2, largest.clone()) && one.send(2, largest.clone()));
+    one.flush();
+    let mut got = 0;
+    while got < 2 {
+        let d = tokio::time::timeout(Duration::from_secs(10), nodes[1].1.recv())
+            .await
+            .expect("arrives")
+            .expect("running");
+        got += d.messages.iter().filter(|m| **m == largest).count();
+    }
 }

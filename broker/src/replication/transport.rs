@@ -48,6 +48,9 @@ const KIND_HELLO: u8 = 0;
 const KIND_MESSAGES: u8 = 1;
 /// Length and CRC in front of every body.
 const FRAME_HEADER_BYTES: usize = 8;
+/// A frame holding one message is this much longer than the message: the frame header, the
+/// kind, the count and the message's length.
+const MESSAGE_OVERHEAD_BYTES: usize = FRAME_HEADER_BYTES + 1 + 4 + 4;
 
 /// How the transport behaves; [`TransportSettings::default`] suits a LAN cluster.
 #[derive(Debug, Clone)]
@@ -237,7 +240,7 @@ impl Transport {
         let mut outbox = peer.outbox();
         if outbox.messages.len() >= settings.queue_messages_max
             || outbox.bytes + message.len() > settings.queue_bytes_max
-            || message.len() + 16 > settings.frame_bytes_max
+            || message.len() + MESSAGE_OVERHEAD_BYTES > settings.frame_bytes_max
         {
             drop(outbox);
             self.0
@@ -273,7 +276,8 @@ impl Transport {
         &self.0.stats
     }
 
-    /// Stop dialling, accepting and writing; open connections close.
+    /// Stop dialling, accepting and writing; open connections close. The transport's tasks
+    /// hold it until then: a node that stops must call this.
     pub fn shutdown(&self) {
         self.0.shutdown.send_replace(true);
     }
