@@ -64,6 +64,9 @@ pub enum TopicError {
     OffsetOutOfRange(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The change was not done in time; it stays queued or under way and may still complete.
+    #[error("not done within {0:?}; the change may still complete")]
+    TimedOut(std::time::Duration),
 }
 
 /// Kafka's rule for topic names.

@@ -613,6 +613,67 @@ async fn a_produce_waiting_for_a_place_in_the_queue_is_answered_within_its_timeo
     assert_eq!(c.produce("t", 0, make_batch(1, 1, b"after")).await, (0, 3));
 }
 
+/// An admin request is answered within its `timeout_ms` however long the admin lane takes (here
+/// a creation held in a directory sync, with disk deadlines off): REQUEST_TIMED_OUT, and the
+/// change — already queued — still completes, as in Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_request_is_answered_within_its_timeout_while_the_lane_is_stuck() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, RequestKind, ResponseKind};
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: String::new(),
+        io_deadline_ms: 0,
+        ..config(dir.path())
+    };
+    let broker = broker::server::start(env_with(&gate), config)
+        .await
+        .unwrap();
+    let mut c = common::Client::connect(broker.kafka_addr).await;
+    let create = |name: &str, timeout_ms: i32| {
+        let mut t = CreatableTopic::default();
+        t.name = kafka_protocol::protocol::StrBytes::from_string(name.to_string()).into();
+        t.num_partitions = 2;
+        t.replication_factor = 1;
+        let mut req = CreateTopicsRequest::default();
+        req.topics.push(t);
+        req.timeout_ms = timeout_ms;
+        RequestKind::CreateTopics(req)
+    };
+    let code_of = |r: ResponseKind| match r {
+        ResponseKind::CreateTopics(r) => r.topics[0].error_code,
+        other => panic!("not a CreateTopics response: {other:?}"),
+    };
+    gate.hold_sync_dir.send_replace(Some(".meta".into()));
+    let asked = std::time::Instant::now();
+    let code = code_of(c.call(ApiKey::CreateTopics, 5, create("held", 500)).await);
+    assert_eq!(code, 7, "REQUEST_TIMED_OUT while the creation is held");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "answered after {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        gate.held.load(Ordering::SeqCst) > 0,
+        "the creation is under way"
+    );
+    gate.hold_sync_dir.send_replace(None);
+    // The creation goes on and completes; asking again finds it.
+    let mut code = 7;
+    for _ in 0..200 {
+        code = code_of(c.call(ApiKey::CreateTopics, 5, create("held", 5_000)).await);
+        if code != 7 {
+            break;
+        }
+    }
+    assert_eq!(
+        code, 36,
+        "TOPIC_ALREADY_EXISTS once the held creation completed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_append_queue_is_bounded_and_full_means_wait() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,6 +14,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::{name_of, topic_name, Broker};
 use crate::catalog::{self, TopicError};
 use crate::protocol::error;
@@ -22,22 +26,51 @@ use crate::topic_config::{self, Overrides};
 /// A refusal: the code and a message for the client.
 type Refusal = (i16, String);
 
+/// The longest an admin request waits for its changes (Kafka clients' default request timeout).
+const ADMIN_LIMIT: Duration = Duration::from_secs(30);
+
 fn refusal(e: TopicError) -> Refusal {
     (topic_error_code(&e), e.to_string())
 }
 
 impl Broker {
+    /// When an admin request's changes must be answered by: its `timeout_ms` from now (Kafka:
+    /// how long to wait for them), or [`ADMIN_LIMIT`] when it gives none.
+    fn admin_deadline(&self, timeout_ms: i32) -> Instant {
+        let limit = if timeout_ms > 0 {
+            Duration::from_millis(timeout_ms as u64).min(ADMIN_LIMIT)
+        } else {
+            ADMIN_LIMIT
+        };
+        self.clock.now() + limit
+    }
+
+    /// `change`, answered by `deadline`: past it the client hears REQUEST_TIMED_OUT and the
+    /// change, already queued or under way on the admin lane, may still complete (as in Kafka).
+    async fn within<T>(
+        &self,
+        deadline: Instant,
+        change: impl std::future::Future<Output = Result<T, TopicError>>,
+    ) -> Result<T, TopicError> {
+        let left = deadline.saturating_duration_since(self.clock.now());
+        self.clock
+            .timeout(left, change)
+            .await
+            .unwrap_or(Err(TopicError::TimedOut(left)))
+    }
+
     pub(super) async fn create_topics(
         &self,
         req: CreateTopicsRequest,
         version: i16,
     ) -> CreateTopicsResponse {
         let mut resp = CreateTopicsResponse::default();
+        let deadline = self.admin_deadline(req.timeout_ms);
         for t in req.topics {
             let mut r = CreatableTopicResult::default();
             r.name = t.name.clone();
             let name = name_of(&t.name).to_string();
-            match self.create_one(&t, req.validate_only).await {
+            match self.create_one(&t, req.validate_only, deadline).await {
                 Ok((partitions, topic_id, config, overrides)) => {
                     r.error_message = None;
                     if version >= 5 {
@@ -67,6 +100,7 @@ impl Broker {
         &self,
         t: &CreatableTopic,
         validate_only: bool,
+        deadline: Instant,
     ) -> Result<(i32, Option<u128>, crate::storage::log::LogConfig, Overrides), Refusal> {
         let name = name_of(&t.name);
         if catalog::is_internal(name) {
@@ -134,8 +168,10 @@ impl Broker {
             return Ok((partitions, None, config, overrides));
         }
         let topic = self
-            .store
-            .create_topic(name, partitions, overrides)
+            .within(
+                deadline,
+                self.store.create_topic(name, partitions, overrides),
+            )
             .await
             .map_err(refusal)?;
         Ok((
@@ -183,6 +219,7 @@ impl Broker {
         version: i16,
     ) -> DeleteTopicsResponse {
         let mut resp = DeleteTopicsResponse::default();
+        let deadline = self.admin_deadline(req.timeout_ms);
         let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
             req.topics
                 .into_iter()
@@ -217,7 +254,7 @@ impl Broker {
                 }
                 Some(name) => {
                     r.name = Some(topic_name(&name));
-                    if let Err(e) = self.store.delete_topic(&name).await {
+                    if let Err(e) = self.within(deadline, self.store.delete_topic(&name)).await {
                         r.error_code = topic_error_code(&e);
                         if version >= 5 {
                             r.error_message = Some(StrBytes::from_string(e.to_string()));
@@ -235,6 +272,7 @@ impl Broker {
         req: CreatePartitionsRequest,
     ) -> CreatePartitionsResponse {
         let mut resp = CreatePartitionsResponse::default();
+        let deadline = self.admin_deadline(req.timeout_ms);
         let mut seen = std::collections::HashSet::new();
         for t in req.topics {
             let name = name_of(&t.name).to_string();
@@ -244,8 +282,14 @@ impl Broker {
                     "the topic appears more than once in the request".into(),
                 ))
             } else {
-                self.grow(&name, t.count, t.assignments.as_deref(), req.validate_only)
-                    .await
+                self.grow(
+                    &name,
+                    t.count,
+                    t.assignments.as_deref(),
+                    req.validate_only,
+                    deadline,
+                )
+                .await
             };
             let mut r = CreatePartitionsTopicResult::default();
             r.name = t.name;
@@ -267,6 +311,7 @@ impl Broker {
             &[kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment],
         >,
         validate_only: bool,
+        deadline: Instant,
     ) -> Result<(), Refusal> {
         catalog::check_topic_name(name).map_err(|m| (error::INVALID_TOPIC_EXCEPTION, m))?;
         if catalog::is_internal(name) {
@@ -302,8 +347,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        self.store
-            .create_partitions(name, count)
+        self.within(deadline, self.store.create_partitions(name, count))
             .await
             .map(|_| ())
             .map_err(refusal)
@@ -311,6 +355,7 @@ impl Broker {
 
     pub(super) async fn delete_records(&self, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
         let mut resp = DeleteRecordsResponse::default();
+        let deadline = self.admin_deadline(req.timeout_ms);
         for t in req.topics {
             let name = name_of(&t.name).to_string();
             let topic = self.store.topic(&name);
@@ -330,7 +375,10 @@ impl Broker {
                     Some(_) if catalog::is_internal(&name) => {
                         pr.error_code = error::INVALID_TOPIC_EXCEPTION
                     }
-                    Some(part) => match self.store.delete_records(part.clone(), p.offset).await {
+                    Some(part) => match self
+                        .within(deadline, self.store.delete_records(part.clone(), p.offset))
+                        .await
+                    {
                         Ok(start) => pr.low_watermark = start,
                         Err(e) => {
                             tracing::info!(topic = %name, partition = p.partition_index, offset = p.offset, error = %e, "DeleteRecords refused");
@@ -397,5 +445,6 @@ pub(super) fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidConfig(_) => error::INVALID_CONFIG,
         TopicError::OffsetOutOfRange(_) => error::OFFSET_OUT_OF_RANGE,
         TopicError::Storage(_) => error::KAFKA_STORAGE_ERROR,
+        TopicError::TimedOut(_) => error::REQUEST_TIMED_OUT,
     }
 }

@@ -119,6 +119,9 @@ pub(super) async fn queue(
     Ok(())
 }
 
+/// The longest anything waits for the admin lane's answer (a request may ask for less).
+const ADMIN_ANSWER_LIMIT: Duration = Duration::from_secs(60);
+
 /// What handlers and the pipeline share.
 pub(crate) struct Shared {
     pub(crate) catalog: Catalog,
@@ -484,8 +487,18 @@ impl Store {
         let stopped =
             || TopicError::Storage(StorageError::DirFailed("the admin lane has stopped".into()));
         let (reply, rx) = oneshot::channel();
-        self.admin.send(make(reply)).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        let asked = async {
+            self.admin.send(make(reply)).await.map_err(|_| stopped())?;
+            rx.await.map_err(|_| stopped())?
+        };
+        // Every wait has a bound, also with disk deadlines off: past it the command, if it
+        // was queued, still runs; only this caller stops waiting for it.
+        self.shared
+            .env
+            .clock
+            .timeout(ADMIN_ANSWER_LIMIT, asked)
+            .await
+            .unwrap_or(Err(TopicError::TimedOut(ADMIN_ANSWER_LIMIT)))
     }
 
     /// Ask the admin lane to apply retention now (normally done by a timer).
