@@ -219,6 +219,23 @@ async fn open_store(
     (store, metrics)
 }
 
+/// A whole broker (TCP on a free port) on the gated disk, with disk deadlines off so that what
+/// the gate holds stays held.
+async fn start_gated(
+    dir: &Path,
+    gate: &Gate,
+    tweak: impl FnOnce(&mut Config),
+) -> broker::server::Running {
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: String::new(),
+        io_deadline_ms: 0,
+        ..config(dir)
+    };
+    tweak(&mut c);
+    broker::server::start(env_with(gate), c).await.unwrap()
+}
+
 /// Drop a store and wait until its pipeline has ended and released the directory's lock, so
 /// the directory can be opened again (a restart inside this process).
 async fn close(store: Arc<Store>) {
@@ -575,16 +592,7 @@ async fn a_commit_round_is_answered_within_the_io_deadline_whatever_its_operatio
 async fn a_produce_waiting_for_a_place_in_the_queue_is_answered_within_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: String::new(),
-        io_deadline_ms: 0,
-        append_queue_capacity: 1,
-        ..config(dir.path())
-    };
-    let broker = broker::server::start(env_with(&gate), config)
-        .await
-        .unwrap();
+    let broker = start_gated(dir.path(), &gate, |c| c.append_queue_capacity = 1).await;
     let addr = broker.kafka_addr;
     let mut c = common::Client::connect(addr).await;
     assert_eq!(c.produce("t", 0, make_batch(1, 1, b"first")).await, (0, 0));
@@ -622,15 +630,7 @@ async fn an_admin_request_is_answered_within_its_timeout_while_the_lane_is_stuck
     use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, RequestKind, ResponseKind};
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: String::new(),
-        io_deadline_ms: 0,
-        ..config(dir.path())
-    };
-    let broker = broker::server::start(env_with(&gate), config)
-        .await
-        .unwrap();
+    let broker = start_gated(dir.path(), &gate, |_| {}).await;
     let mut c = common::Client::connect(broker.kafka_addr).await;
     let create = |name: &str, timeout_ms: i32| {
         let mut t = CreatableTopic::default();
