@@ -66,9 +66,16 @@ pub struct BatchHeader {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// The epoch of the leader that wrote the batch; in a cluster, the Raft term of its entry.
+    pub partition_leader_epoch: i32,
 }
 
 impl BatchHeader {
+    /// Whether this is a control batch (written by the broker; clients skip it).
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_ATTRIBUTE != 0
+    }
+
     pub fn last_offset(&self) -> i64 {
         self.base_offset + self.last_offset_delta as i64
     }
@@ -97,7 +104,7 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
         return Err(BatchError::BadLength(length));
     }
-    let _leader_epoch = b.get_i32();
+    let partition_leader_epoch = b.get_i32();
     let magic = b.get_i8();
     if magic != 2 {
         return Err(BatchError::BadMagic(magic));
@@ -122,7 +129,66 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         producer_id,
         producer_epoch,
         base_sequence,
+        partition_leader_epoch,
     })
+}
+
+/// The attribute bit of a control batch.
+pub const CONTROL_ATTRIBUTE: i16 = 0x20;
+/// Where the partition leader epoch lies (outside the CRC, as the base offset).
+const LEADER_EPOCH_OFFSET: usize = 12;
+/// Kafka's control record type for a leader change (KRaft writes one when a leader is elected).
+const LEADER_CHANGE_CONTROL_TYPE: i16 = 2;
+
+/// Set a stored batch's partition leader epoch (not covered by its CRC).
+pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// The batch a Raft entry of the broker's own (a new leader's empty entry) is stored as: a
+/// control batch of one leader-change record, with no timestamp, so that every replica writes
+/// the same bytes for it and consumers skip it. Its base offset and epoch are set when it is
+/// written.
+pub fn leader_change_batch() -> Bytes {
+    use bytes::BufMut;
+    let mut record = BytesMut::new();
+    record.put_i8(0); // attributes
+    put_zigzag(&mut record, 0); // timestamp delta
+    put_zigzag(&mut record, 0); // offset delta
+    let key: [u8; 4] = [0, 0, 0, LEADER_CHANGE_CONTROL_TYPE as u8]; // version 0, type
+    put_zigzag(&mut record, key.len() as i64);
+    record.put_slice(&key);
+    put_zigzag(&mut record, -1); // value: null
+    put_zigzag(&mut record, 0); // headers
+    let mut body = BytesMut::new(); // the CRC'd part, from the attributes on
+    body.put_i16(CONTROL_ATTRIBUTE);
+    body.put_i32(0); // last offset delta
+    body.put_i64(-1); // first timestamp: none
+    body.put_i64(-1); // max timestamp: none
+    body.put_i64(-1); // producer id
+    body.put_i16(-1); // producer epoch
+    body.put_i32(-1); // base sequence
+    body.put_i32(1); // records
+    put_zigzag(&mut body, record.len() as i64);
+    body.extend_from_slice(&record);
+    let mut out = BytesMut::with_capacity(LOG_OVERHEAD + 9 + body.len());
+    out.put_i64(0);
+    out.put_i32((4 + 1 + 4 + body.len()) as i32);
+    out.put_i32(0);
+    out.put_i8(2);
+    out.put_u32(crc32c::crc32c(&body));
+    out.extend_from_slice(&body);
+    out.freeze()
+}
+
+fn put_zigzag(buf: &mut BytesMut, v: i64) {
+    use bytes::BufMut;
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        buf.put_u8((z as u8) | 0x80);
+        z >>= 7;
+    }
+    buf.put_u8(z as u8);
 }
 
 /// Parse and fully validate the batch at the start of `buf` (header, size, CRC-32C, count).
@@ -292,15 +358,26 @@ pub(crate) mod tests {
     }
 
     fn put_varint(buf: &mut BytesMut, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                buf.put_u8(z as u8);
-                return;
-            }
-            buf.put_u8((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
+        super::put_zigzag(buf, v)
+    }
+
+    #[test]
+    fn a_raft_entry_of_the_broker_is_a_valid_control_batch_every_client_skips() {
+        let mut b = BytesMut::from(&leader_change_batch()[..]);
+        b[..8].copy_from_slice(&41i64.to_be_bytes());
+        set_leader_epoch(&mut b, 7);
+        let h = validate(&b).expect("valid after its offset and epoch are set");
+        assert!(h.is_control());
+        assert_eq!(
+            (h.base_offset, h.record_count, h.partition_leader_epoch),
+            (41, 1, 7)
+        );
+        let mut buf = b.freeze();
+        let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+            .expect("kafka-protocol decodes it");
+        assert_eq!(decoded.records.len(), 1);
+        assert!(decoded.records[0].control);
+        assert_eq!(decoded.records[0].offset, 41);
     }
 
     #[test]

@@ -201,6 +201,7 @@ pub async fn load(
     io: &Io,
     data_dir: &Path,
     defaults: LogConfig,
+    replicated: bool,
 ) -> Result<HashMap<String, Arc<Topic>>, StorageError> {
     let meta_dir = data_dir.join(META_DIR);
     let names = io.list(&meta_dir).await?;
@@ -235,7 +236,11 @@ pub async fn load(
             .map(|p| {
                 let dir = data_dir.join(format!("{}-{p}", meta.name));
                 let name = meta.name.clone();
-                async move { log::recover(io, &dir, &name, p, config).await.map(Arc::new) }
+                async move {
+                    log::recover(io, &dir, &name, p, config, replicated)
+                        .await
+                        .map(Arc::new)
+                }
             })
             .collect();
         let partitions: Vec<Arc<Partition>> = futures::stream::iter(recoveries)
@@ -268,8 +273,9 @@ pub async fn write_topic(
     overrides: Overrides,
     config: LogConfig,
     id: u128,
+    replicated: bool,
 ) -> Result<Arc<Topic>, TopicError> {
-    let parts = create_partitions(io, data_dir, name, 0..partitions, config).await?;
+    let parts = create_partitions(io, data_dir, name, 0..partitions, config, replicated).await?;
     let topic = Topic {
         name: name.to_string(),
         id,
@@ -290,6 +296,7 @@ pub async fn create_partitions(
     name: &str,
     range: std::ops::Range<i32>,
     config: LogConfig,
+    replicated: bool,
 ) -> Result<Vec<Arc<Partition>>, StorageError> {
     // Made together, a bounded number at a time: one after another, a topic of many
     // partitions took seconds on a slow disk.
@@ -298,7 +305,9 @@ pub async fn create_partitions(
         if io.exists(&dir).await? {
             io.remove_dir_all(&dir).await?;
         }
-        log::recover(io, &dir, name, p, config).await.map(Arc::new)
+        log::recover(io, &dir, name, p, config, replicated)
+            .await
+            .map(Arc::new)
     });
     let parts: Vec<Arc<Partition>> = futures::stream::iter(made)
         .buffered(RECOVERIES_IN_FLIGHT)

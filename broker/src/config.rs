@@ -97,6 +97,27 @@ pub struct Config {
     pub offsets_checkpoint_records: i64,
     /// How often retention is checked (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// The brokers of the cluster, by id, with the address each serves the other brokers on:
+    /// `1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093` (this broker among them, by its
+    /// `node_id`). They are the voters of the cluster metadata. Empty: a single node, nothing
+    /// replicated.
+    pub cluster_peers: String,
+    /// Address the inter-broker listener binds; defaults to this broker's address in
+    /// `cluster_peers`.
+    pub inter_broker_listen: Option<SocketAddr>,
+    /// Replicas of a topic created without saying (`default.replication.factor`); 0 means
+    /// three, or every broker of a smaller cluster.
+    pub default_replication_factor: i32,
+    /// The Raft tick; elections and heartbeats are counted in ticks.
+    pub raft_tick_ms: u64,
+    /// Ticks a follower waits without hearing from its leader before it stands for election
+    /// (the timeout is drawn from [n, 2n) ticks).
+    pub raft_election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub raft_heartbeat_ticks: usize,
+    /// A broker not heard from for this long is reported as gone in Metadata
+    /// (`broker.session.timeout.ms`).
+    pub broker_session_timeout_ms: u64,
     /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
     pub seed: u64,
     /// Async worker threads; 0 means one per CPU.
@@ -142,6 +163,13 @@ impl Default for Config {
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offsets_checkpoint_records: 10_000,
+            cluster_peers: String::new(),
+            inter_broker_listen: None,
+            default_replication_factor: 0,
+            raft_tick_ms: 100,
+            raft_election_ticks: 10,
+            raft_heartbeat_ticks: 2,
+            broker_session_timeout_ms: 9_000,
             seed: 0,
             worker_threads: 0,
         }
@@ -397,7 +425,72 @@ impl Config {
         }
         parse_overrides(&self.max_connections_per_ip_overrides)
             .map_err(|e| ConfigError::Invalid(format!("max_connections_per_ip_overrides: {e}")))?;
+        self.check_cluster()?;
         Ok(())
+    }
+
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let peers = parse_peers(&self.cluster_peers)
+            .map_err(|e| ConfigError::Invalid(format!("cluster_peers: {e}")))?;
+        if peers.is_empty() {
+            if self.inter_broker_listen.is_some() {
+                return bad("inter_broker_listen is set but cluster_peers is empty: a single node has no inter-broker listener".into());
+            }
+            return Ok(());
+        }
+        if self.node_id < 0 || !peers.contains_key(&(self.node_id as u64)) {
+            return bad(format!(
+                "node_id = {} is not one of the brokers in cluster_peers ({})",
+                self.node_id, self.cluster_peers
+            ));
+        }
+        if !(0..=peers.len() as i32).contains(&self.default_replication_factor) {
+            return bad(format!(
+                "default_replication_factor = {} is out of range (0..={}, the brokers in cluster_peers; 0: three, or all of a smaller cluster)",
+                self.default_replication_factor,
+                peers.len()
+            ));
+        }
+        if !(1..=60_000).contains(&self.raft_tick_ms)
+            || !(2..=1000).contains(&self.raft_election_ticks)
+            || !(1..=1000).contains(&self.raft_heartbeat_ticks)
+            || self.raft_heartbeat_ticks >= self.raft_election_ticks
+        {
+            return bad("raft_tick_ms must be from 1 to 60000, raft_election_ticks from 2 to 1000, raft_heartbeat_ticks from 1 to below raft_election_ticks".into());
+        }
+        if !(100..=3_600_000).contains(&self.broker_session_timeout_ms) {
+            return bad(format!(
+                "broker_session_timeout_ms = {} is out of range (100..=3600000)",
+                self.broker_session_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this broker is a node of a cluster (its partitions replicated).
+    pub fn clustered(&self) -> bool {
+        !self.cluster_peers.trim().is_empty()
+    }
+
+    /// The cluster's brokers and their inter-broker addresses (empty on a single node).
+    pub fn peers(&self) -> std::collections::BTreeMap<u64, SocketAddr> {
+        parse_peers(&self.cluster_peers).unwrap_or_default()
+    }
+
+    /// The address the inter-broker listener binds.
+    pub fn inter_broker_address(&self) -> Option<SocketAddr> {
+        self.inter_broker_listen
+            .or_else(|| self.peers().get(&(self.node_id as u64)).copied())
+    }
+
+    /// Replicas of a topic created without a replication factor.
+    pub fn replication_factor(&self) -> i32 {
+        let brokers = self.peers().len().max(1) as i32;
+        match self.default_replication_factor {
+            0 => brokers.min(3),
+            n => n,
+        }
     }
 
     /// How many connections `ip` may have open.
@@ -506,12 +599,21 @@ impl Config {
                 Long,
                 from("idle_connection_timeout_ms"),
             ),
-            (
-                "default.replication.factor",
-                "1".into(),
-                Int,
-                "One node: every partition has one replica.".into(),
-            ),
+            if self.clustered() {
+                (
+                    "default.replication.factor",
+                    self.replication_factor().to_string(),
+                    Int,
+                    from("default_replication_factor"),
+                )
+            } else {
+                (
+                    "default.replication.factor",
+                    "1".into(),
+                    Int,
+                    "One node: every partition has one replica.".into(),
+                )
+            },
             (
                 "group.initial.rebalance.delay.ms",
                 self.group_initial_rebalance_delay_ms.to_string(),
@@ -703,6 +805,29 @@ fn parse_overrides(text: &str) -> Result<Vec<(std::net::IpAddr, usize)>, String>
             Ok((ip, n))
         })
         .collect()
+}
+
+/// `id@host:port,…` into a map (duplicate ids refused).
+fn parse_peers(text: &str) -> Result<std::collections::BTreeMap<u64, SocketAddr>, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, address) = item
+            .split_once('@')
+            .ok_or_else(|| format!("{item:?} is not id@host:port"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("{id:?} in {item:?} is not a broker id"))?;
+        if id > i32::MAX as u64 {
+            return Err(format!("broker id {id} is larger than {}", i32::MAX));
+        }
+        let address: SocketAddr = address
+            .parse()
+            .map_err(|_| format!("{address:?} in {item:?} is not an address (ip:port)"))?;
+        if peers.insert(id, address).is_some() {
+            return Err(format!("broker {id} is named twice"));
+        }
+    }
+    Ok(peers)
 }
 
 fn parse_host_port(s: &str) -> Result<(String, i32), String> {

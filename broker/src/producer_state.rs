@@ -343,6 +343,7 @@ mod tests {
             producer_id: pid,
             producer_epoch: epoch,
             base_sequence: seq,
+            partition_leader_epoch: 0,
         }
     }
 

@@ -199,6 +199,7 @@ impl AdminLane {
             overrides,
             config,
             (hi << 64) | lo,
+            self.shared.replicated,
         )
         .await;
         match &created {
@@ -316,9 +317,15 @@ impl AdminLane {
         let from = old.partitions.len() as i32;
         let data_dir = self.shared.data_dir.clone();
         let grown = async {
-            let added =
-                catalog::create_partitions(self.io(), &data_dir, name, from..count, old.config)
-                    .await?;
+            let added = catalog::create_partitions(
+                self.io(),
+                &data_dir,
+                name,
+                from..count,
+                old.config,
+                self.shared.replicated,
+            )
+            .await?;
             let mut partitions = old.partitions.clone();
             partitions.extend(added);
             let topic = Arc::new(Topic {

@@ -15,6 +15,7 @@ pub mod io;
 pub mod log;
 mod pipeline;
 pub mod producer_ids;
+mod raft_writes;
 mod retention;
 pub mod small_file;
 
@@ -95,6 +96,46 @@ pub(crate) enum Command {
         partitions: Vec<Arc<Partition>>,
         reply: Reply<()>,
     },
+    /// What a replicated partition's Raft group must make durable.
+    Raft(RaftWrite, Reply<Result<RaftWritten, AppendError>>),
+}
+
+/// One Raft entry to write: a record batch as produced (its base offset and leader epoch are
+/// set as it is written), or, with empty `data`, Raft's own entry (a new leader's), stored as a
+/// control batch of one record.
+#[derive(Debug, Clone)]
+pub struct RaftEntry {
+    pub index: u64,
+    pub term: u64,
+    pub data: Bytes,
+}
+
+/// What a Raft `Ready` asks a replicated partition's log to persist, done in this order: the
+/// log reset to a snapshot point, or cut back before entry `truncate_from` (a divergent
+/// suffix); then `entries` appended (the first of them is the log's next index); then the hard
+/// state. Answered once all of it is durable.
+pub struct RaftWrite {
+    pub partition: Arc<Partition>,
+    pub reset: Option<RaftReset>,
+    pub truncate_from: Option<u64>,
+    pub entries: Vec<RaftEntry>,
+    pub hard_state: Option<log::replica::HardStateRecord>,
+}
+
+/// A log made to start afresh at `offset`, after Raft entry `index` of `term` (a snapshot from a
+/// leader whose log no longer holds what this one lacks).
+#[derive(Debug, Clone, Copy)]
+pub struct RaftReset {
+    pub index: u64,
+    pub term: u64,
+    pub offset: i64,
+}
+
+/// A durable Raft write: the log's next Raft index and Kafka offset after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftWritten {
+    pub next_index: u64,
+    pub next_offset: i64,
 }
 
 /// Queue a command on the pipeline, waiting for a slot (counted in the queue depth gauge).
@@ -137,6 +178,9 @@ pub(crate) struct Shared {
     /// The dynamic broker configs and the topic defaults they make over the static ones (what
     /// every topic's overrides resolve over). Changed only by the admin lane, together.
     pub(crate) dynamic: std::sync::RwLock<(DynamicConfigs, LogConfig)>,
+    /// Whether this directory's partitions are replicated (a cluster node): their logs are
+    /// Raft logs, written through [`Store::raft_write`] only.
+    pub(crate) replicated: bool,
 }
 
 impl Shared {
@@ -219,7 +263,8 @@ impl Store {
                 path: data_dir.join(catalog::META_DIR).join(broker_configs::FILE),
                 reason: e.0,
             })?;
-        let topics = catalog::load(&io, &data_dir, defaults).await?;
+        let replicated = config.clustered();
+        let topics = catalog::load(&io, &data_dir, defaults, replicated).await?;
         let producer_ids_allocated = producer_ids::read_allocated(&io, &data_dir).await?;
         let (tx, rx) = mpsc::channel(config.append_queue_capacity);
         let (commits, _) = watch::channel(0u64);
@@ -233,6 +278,7 @@ impl Store {
             producer_expiration_ms: config.producer_id_expiration_ms,
             static_defaults,
             dynamic: std::sync::RwLock::new((dynamic, defaults)),
+            replicated,
         });
         let (heal_tx, heal_rx) = mpsc::channel(1);
         let (alive, alive_rx) = watch::channel(());
@@ -325,6 +371,29 @@ impl Store {
         });
         queue(&self.shared, &self.tx, append).await?;
         Ok(rx)
+    }
+
+    /// Queue a Raft write for a replicated partition of this directory; the receiver answers
+    /// once it is durable (or failed), within the I/O deadline. Waits for a queue slot as an
+    /// append does (the caller bounds that wait).
+    pub async fn raft_write(
+        &self,
+        write: RaftWrite,
+    ) -> Result<oneshot::Receiver<Result<RaftWritten, AppendError>>, StorageError> {
+        self.shared.io.health.check()?;
+        let (tx, rx) = oneshot::channel();
+        queue(&self.shared, &self.tx, Command::Raft(write, tx)).await?;
+        Ok(rx)
+    }
+
+    /// Whether this directory's partitions are replicated.
+    pub fn replicated(&self) -> bool {
+        self.shared.replicated
+    }
+
+    /// Wake the long polls: a replicated partition's high watermark moved.
+    pub fn published(&self) {
+        self.shared.commits.send_modify(|g| *g += 1);
     }
 
     /// Whether a topic `name` with `partitions` partitions could be created now (CreateTopics'

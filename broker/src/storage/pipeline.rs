@@ -107,9 +107,16 @@ impl Pipeline {
             {
                 match self.rx.try_recv() {
                     Ok(cmd) => {
-                        if let Command::Append(a) = &cmd {
-                            bytes += a.payload.len();
-                            records += batch::record_count(&a.headers);
+                        match &cmd {
+                            Command::Append(a) => {
+                                bytes += a.payload.len();
+                                records += batch::record_count(&a.headers);
+                            }
+                            Command::Raft(w, _) => {
+                                bytes += w.entries.iter().map(|e| e.data.len()).sum::<usize>();
+                                records += w.entries.len() as i64;
+                            }
+                            Command::Retire { .. } => {}
                         }
                         taken.push(cmd)
                     }
@@ -121,13 +128,16 @@ impl Pipeline {
                 .append_queue_depth
                 .fetch_sub(taken.len() as i64, Ordering::Relaxed);
             let mut appends = Vec::new();
+            let mut raft_writes = Vec::new();
             for cmd in taken {
                 match cmd {
                     Command::Append(a) => appends.push(a),
+                    Command::Raft(write, reply) => raft_writes.push((write, reply)),
                     Command::Retire { partitions, reply } => {
                         // Keep order: appends queued before it commit first; those behind it
                         // find the partitions deleted and are refused.
                         self.commit(std::mem::take(&mut appends)).await;
+                        self.commit_raft(std::mem::take(&mut raft_writes)).await;
                         for p in &partitions {
                             p.mark_deleted();
                         }
@@ -136,6 +146,7 @@ impl Pipeline {
                 }
             }
             self.commit(appends).await;
+            self.commit_raft(raft_writes).await;
         }
     }
 
@@ -367,10 +378,10 @@ impl Pipeline {
     /// directory fails and every waiter still on the board is answered at once (`written`: the
     /// bytes may be on the disk, so the failure is indefinite); the phase still runs to its end
     /// (a roll cut in the middle would leave files behind), and the round publishes nothing.
-    async fn within<F: std::future::Future>(
+    pub(super) async fn within<F: std::future::Future, T, E: Clone + From<StorageError>>(
         &self,
         deadline: Option<(tokio::time::Instant, Duration)>,
-        board: &Board,
+        board: &Board<T, E>,
         written: bool,
         phase: F,
     ) -> (F::Output, bool) {
@@ -410,7 +421,7 @@ impl Pipeline {
         partition: &Arc<Partition>,
         group: Vec<(Append, usize)>,
         now_ms: i64,
-        board: &Board,
+        board: &Board<Appended, AppendError>,
     ) -> Result<Planned, AppendError> {
         if partition.is_deleted() {
             let gone = AppendError::PartitionGone {
@@ -483,18 +494,7 @@ impl Pipeline {
             records += batch::record_count(&a.headers) as u64;
             waiters.push((slot, base_offset));
         }
-        let end = seg.size + data.len() as u64;
-        let ahead = config.preallocate_bytes;
-        let (zero_fill, allocated) = if ahead > 0 && end > seg.allocated {
-            let from = seg.allocated.max(end);
-            let to = (end + ahead).min(config.segment_bytes.max(end));
-            (
-                (to > from).then(|| (from, (to - from) as usize)),
-                to.max(end),
-            )
-        } else {
-            (None, seg.allocated.max(end))
-        };
+        let (zero_fill, allocated) = zeros_ahead(seg, seg.size + data.len() as u64, &config);
         Ok(Planned {
             partition: partition.clone(),
             file: seg.file.clone(),
@@ -518,7 +518,7 @@ impl Pipeline {
     /// The closing segment's files, the snapshot and the new segment are independent: they are
     /// written and synced together, then one directory sync makes the new names durable — a
     /// roll costs the longest of those chains plus one sync, not the sum of a dozen operations.
-    async fn roll(&self, partition: &Arc<Partition>) -> Result<(), StorageError> {
+    pub(super) async fn roll(&self, partition: &Arc<Partition>) -> Result<(), StorageError> {
         let io = self.io();
         let closing: Segment = partition.state().active().clone();
         let base = closing.next_offset;
@@ -569,6 +569,26 @@ impl Pipeline {
         tracing::debug!(topic = %partition.topic, partition = partition.index, base_offset = base, "rolled segment");
         crate::coverage::reached(crate::coverage::Event::SegmentRolled);
         Ok(())
+    }
+}
+
+/// The zeros to write ahead of a segment whose data will end at `end` (`(offset, len)`), and
+/// the file's written length after: so that most syncs overwrite blocks the file has.
+pub(super) fn zeros_ahead(
+    seg: &Segment,
+    end: u64,
+    config: &log::LogConfig,
+) -> (Option<(u64, usize)>, u64) {
+    let ahead = config.preallocate_bytes;
+    if ahead > 0 && end > seg.allocated {
+        let from = seg.allocated.max(end);
+        let to = (end + ahead).min(config.segment_bytes.max(end));
+        (
+            (to > from).then(|| (from, (to - from) as usize)),
+            to.max(end),
+        )
+    } else {
+        (None, seg.allocated.max(end))
     }
 }
 
@@ -623,14 +643,14 @@ fn answer_all(replies: impl IntoIterator<Item = Waiter>, err: &AppendError) {
 
 /// A commit round's waiters, each answered once: by the round, or all at once by its deadline.
 /// (A std mutex, taken for a few instructions and never across an await.)
-struct Board(std::sync::Mutex<Vec<Waiter>>);
+pub(super) struct Board<T, E>(std::sync::Mutex<Vec<Option<super::Reply<Result<T, E>>>>>);
 
-impl Board {
-    fn new(waiters: Vec<Waiter>) -> Board {
+impl<T, E: Clone> Board<T, E> {
+    pub(super) fn new(waiters: Vec<Option<super::Reply<Result<T, E>>>>) -> Self {
         Board(std::sync::Mutex::new(waiters))
     }
 
-    fn answer(&self, slot: usize, result: Result<Appended, AppendError>) {
+    pub(super) fn answer(&self, slot: usize, result: Result<T, E>) {
         let reply = self.lock().get_mut(slot).and_then(Option::take);
         if let Some(r) = reply {
             let _ = r.send(result);
@@ -638,12 +658,14 @@ impl Board {
     }
 
     /// Answer every waiter not answered yet.
-    fn answer_all(&self, err: &AppendError) {
-        let replies: Vec<Waiter> = self.lock().iter_mut().map(Option::take).collect();
-        answer_all(replies, err);
+    pub(super) fn answer_all(&self, err: &E) {
+        let replies: Vec<_> = self.lock().iter_mut().map(Option::take).collect();
+        for r in replies.into_iter().flatten() {
+            let _ = r.send(Err(err.clone()));
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waiter>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<super::Reply<Result<T, E>>>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -10,6 +10,7 @@
 pub mod index;
 mod read;
 mod recovery;
+pub mod replica;
 
 pub use read::READ_ATTEMPTS;
 use read::{first_record_at_or_after, max_record_timestamp, read_from, read_verified};
@@ -139,6 +140,8 @@ pub struct PartitionState {
     pub log_start_offset: i64,
     /// The idempotent producers of this partition, as of the committed end of the log.
     pub producers: ProducerStates,
+    /// What a replicated partition keeps for Raft; `None` on a single node.
+    pub replica: Option<replica::ReplicaState>,
 }
 
 impl PartitionState {
@@ -157,7 +160,21 @@ impl PartitionState {
             .expect("a partition always has an active segment")
     }
 
+    /// The offset below which records are visible to consumers: the durable end of the log
+    /// on a single node; in a cluster, the end of what Raft committed (never past the local
+    /// durable end).
     pub fn high_watermark(&self) -> i64 {
+        let end = self.log_end_offset();
+        match &self.replica {
+            Some(r) => r
+                .committed_offset
+                .clamp(self.log_start_offset.min(end), end),
+            None => end,
+        }
+    }
+
+    /// The offset after the last durable record.
+    pub fn log_end_offset(&self) -> i64 {
         self.active().next_offset
     }
 
@@ -293,9 +310,36 @@ impl Partition {
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<FetchData, ReadError> {
+        self.read_bounded(io, offset, max_bytes, at_least_one, false)
+            .await
+    }
+
+    /// Read whole batches from `offset` up to the durable end of the log, committed or not:
+    /// what a Raft leader sends a follower. `high_watermark` in the answer is the log's end.
+    pub async fn read_durable(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchData, ReadError> {
+        self.read_bounded(io, offset, max_bytes, true, true).await
+    }
+
+    async fn read_bounded(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+        uncommitted: bool,
+    ) -> Result<FetchData, ReadError> {
         let (file, start, end, high_watermark, log_start_offset) = {
             let st = self.state();
-            let hw = st.high_watermark();
+            let hw = if uncommitted {
+                st.log_end_offset()
+            } else {
+                st.high_watermark()
+            };
             if offset < st.log_start_offset || offset > hw {
                 return Err(ReadError::OffsetOutOfRange {
                     offset,
@@ -309,7 +353,8 @@ impl Partition {
                     let rel = (offset - seg.base_offset) as u32;
                     let (pos, base) = index::lookup_offset(&seg.entries, rel);
                     let start = (pos as u64, Some(seg.base_offset + base as i64));
-                    (seg.file.clone(), start, seg.size, hw, st.log_start_offset)
+                    let end = (seg.size, hw);
+                    (seg.file.clone(), start, end, hw, st.log_start_offset)
                 }
                 _ => {
                     return Ok(FetchData {
@@ -363,13 +408,14 @@ impl Partition {
                     .collect()
             };
             let mut found = None;
+            let hw = self.high_watermark();
             for (file, start, end) in candidates {
                 let first = read_verified(&file, None, || {
                     read_from(
                         io,
                         &file,
                         start,
-                        end,
+                        (end, hw),
                         |h| h.max_timestamp >= ts && h.next_offset() > from,
                         1,
                         true,

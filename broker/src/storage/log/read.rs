@@ -12,7 +12,9 @@ use crate::storage::io::{Io, StorageError};
 
 /// Read whole batches from `file` in `[start, end)`, beginning with the first batch for which
 /// `wanted(header)` holds, up to `max_bytes` — with `at_least_one`, the first batch even if it
-/// alone is larger (Kafka's first batch of a fetch, KIP-74); without, nothing then.
+/// alone is larger (Kafka's first batch of a fetch, KIP-74); without, nothing then. No batch
+/// that starts at or past `offset_end` is returned (a replicated partition's high watermark,
+/// which may lie below the durable end of its log).
 ///
 /// With `start_base` (the offset the batch at `start` begins at, from the index), every batch
 /// walked over and the first one returned must continue the offsets from it: a flipped bit in
@@ -22,7 +24,7 @@ pub(super) async fn read_from(
     io: &Io,
     file: &Arc<dyn DiskFile>,
     (start, start_base): (u64, Option<i64>),
-    end: u64,
+    (end, offset_end): (u64, i64),
     wanted: impl Fn(&BatchHeader) -> bool,
     max_bytes: usize,
     at_least_one: bool,
@@ -56,6 +58,9 @@ pub(super) async fn read_from(
             pos += h.size as u64;
             continue;
         }
+        if h.base_offset >= offset_end {
+            return Ok(Bytes::new());
+        }
         if pos + h.size as u64 > end {
             // Past what is committed: a misread length (it is read again), or damage — never
             // a reason to read bytes no sync has covered (swarm seed 90: a flipped length made
@@ -73,7 +78,7 @@ pub(super) async fn read_from(
             if total > 0 && total + next.size > max_bytes {
                 break;
             }
-            if pos + (total + next.size) as u64 > end {
+            if pos + (total + next.size) as u64 > end || next.base_offset >= offset_end {
                 break;
             }
             total += next.size;
@@ -335,7 +340,7 @@ mod tests {
                 &io,
                 &file,
                 (0, start_base),
-                end,
+                (end, i64::MAX),
                 |h| h.next_offset() > 11,
                 1,
                 true,
@@ -372,7 +377,7 @@ mod tests {
                 &io,
                 &file,
                 (0, Some(10)),
-                end,
+                (end, i64::MAX),
                 |h| h.next_offset() > 10,
                 1 << 20,
                 true,

@@ -12,10 +12,12 @@ use io_backend::{DiskFile, OpenMode};
 
 use super::index::{self, IndexEntry};
 use super::read::READ_ATTEMPTS;
+use super::replica::{self, HardStateRecord, ReplicaMeta, ReplicaState, TailEntry};
 use super::{segment_name, LogConfig, Partition, PartitionState, Segment, SCAN_CHUNK_BYTES};
 use crate::batch::{self, HEADER_BYTES};
 use crate::producer_state::ProducerStates;
 use crate::storage::io::{Io, StorageError};
+use crate::storage::small_file;
 
 /// What scanning a segment found: the valid prefix and its index.
 struct Scanned {
@@ -24,6 +26,12 @@ struct Scanned {
     entries: Vec<IndexEntry>,
     max_timestamp: i64,
     first_timestamp: Option<i64>,
+    /// Batches (Raft entries) in the valid prefix.
+    batches: u64,
+    /// The last batches, one by one (of a replicated partition's active segment).
+    tail: std::collections::VecDeque<TailEntry>,
+    /// Where the term changes, as (term, batches before, offset) (kept with the tail).
+    terms: Vec<(u64, u64, i64)>,
 }
 
 /// Drop the chunk so the scan reads from `pos` again; false once this position was read
@@ -50,6 +58,7 @@ async fn scan_segment(
     len: u64,
     interval: u64,
     mut producers: Option<&mut ProducerStates>,
+    keep_tail: bool,
 ) -> Result<Scanned, StorageError> {
     let mut s = Scanned {
         valid_len: 0,
@@ -57,6 +66,9 @@ async fn scan_segment(
         entries: Vec::new(),
         max_timestamp: -1,
         first_timestamp: None,
+        batches: 0,
+        tail: std::collections::VecDeque::new(),
+        terms: Vec::new(),
     };
     let mut chunk = Bytes::new();
     let mut chunk_pos = 0u64;
@@ -135,6 +147,21 @@ async fn scan_segment(
         s.first_timestamp.get_or_insert(h.max_timestamp);
         s.max_timestamp = s.max_timestamp.max(h.max_timestamp);
         s.next_offset = h.next_offset();
+        s.batches += 1;
+        if keep_tail {
+            let term = h.partition_leader_epoch.max(0) as u64;
+            if s.terms.last().map(|t| t.0) != Some(term) {
+                s.terms.push((term, s.batches - 1, h.base_offset));
+            }
+            if s.tail.len() == replica::TAIL_ENTRIES_MAX {
+                s.tail.pop_front();
+            }
+            s.tail.push_back(TailEntry {
+                base_offset: h.base_offset,
+                records: (h.last_offset_delta as u32).saturating_add(1),
+                term,
+            });
+        }
         pos += h.size as u64;
         s.valid_len = pos;
     }
@@ -331,7 +358,7 @@ async fn remove_failed_rolls(
                 )
                 .await?;
             let len = io.len(&prev).await?;
-            let scanned = scan_segment(io, &prev, prev_base, len, u64::MAX, None).await?;
+            let scanned = scan_segment(io, &prev, prev_base, len, u64::MAX, None, false).await?;
             scanned.next_offset > base
         };
         if !leftover {
@@ -359,6 +386,7 @@ pub async fn recover(
     topic: &str,
     index_no: i32,
     config: LogConfig,
+    replicated: bool,
 ) -> Result<Partition, StorageError> {
     io.create_dir_all(dir).await?;
     let names = io.list(dir).await?;
@@ -367,11 +395,21 @@ pub async fn recover(
         .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
         .collect();
     bases.sort_unstable();
-    let names = if remove_failed_rolls(io, dir, &mut bases).await? {
-        io.list(dir).await?
+    let mut removed = remove_failed_rolls(io, dir, &mut bases).await?;
+    let meta = if replicated {
+        let meta = small_file::read(io, &dir.join(replica::META_FILE), ReplicaMeta::decode)
+            .await?
+            .unwrap_or_default();
+        if finish_reset(io, dir, &mut bases, &meta).await?
+            || remove_unstarted_segment(io, dir, &mut bases, &meta).await?
+        {
+            removed = true;
+        }
+        Some(meta)
     } else {
-        names
+        None
     };
+    let names = if removed { io.list(dir).await? } else { names };
     let active_base = bases.last().copied().unwrap_or(0);
     // Index files whose segment is gone (retention removes the log file first), and producer
     // snapshots other than the active segment's (a roll writes the new one first).
@@ -415,6 +453,7 @@ pub async fn recover(
         .buffered(SEGMENT_OPENS_IN_FLIGHT)
         .try_collect()
         .await?;
+    let mut active_scan = None;
     for ((i, &base), opened) in bases.iter().enumerate().zip(opened) {
         let path = dir.join(segment_name(base, "log"));
         let Opened {
@@ -431,7 +470,8 @@ pub async fn recover(
             };
             if let Some(l) = loaded.filter(|l| base + l.next_relative as i64 == bases[i + 1]) {
                 if scan_closed {
-                    scan_segment(io, &file, base, len, u64::MAX, Some(&mut producers)).await?;
+                    scan_segment(io, &file, base, len, u64::MAX, Some(&mut producers), false)
+                        .await?;
                 }
                 segments.insert(
                     base,
@@ -451,15 +491,23 @@ pub async fn recover(
             tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
         }
         let record_producers = (is_active || scan_closed).then_some(&mut producers);
-        let s = scan_segment(
+        let mut s = scan_segment(
             io,
             &file,
             base,
             len,
             config.index_interval_bytes,
             record_producers,
+            is_active && replicated,
         )
         .await?;
+        if is_active {
+            active_scan = Some((
+                s.batches,
+                std::mem::take(&mut s.tail),
+                std::mem::take(&mut s.terms),
+            ));
+        }
         if s.valid_len < len {
             if zeros_from(io, &file, s.valid_len, len).await? {
                 // What the pipeline wrote ahead of the data: nothing was lost.
@@ -509,6 +557,18 @@ pub async fn recover(
         Some(recorded) => recorded.clamp(first_base, end),
         None => first_base,
     };
+    let replica = match meta {
+        Some(meta) => {
+            let (batches, tail, terms) = active_scan.unwrap_or_default();
+            let active = ActiveScan {
+                batches,
+                tail: tail.into(),
+                terms,
+            };
+            Some(recover_replica(io, dir, meta, &segments, active, log_start_offset).await?)
+        }
+        None => None,
+    };
     Ok(Partition::new(
         topic,
         index_no,
@@ -518,6 +578,161 @@ pub async fn recover(
             segments,
             log_start_offset,
             producers,
+            replica,
         },
     ))
+}
+
+/// What the scan of a replicated partition's active segment found.
+struct ActiveScan {
+    batches: u64,
+    tail: Vec<TailEntry>,
+    terms: Vec<(u64, u64, i64)>,
+}
+
+/// Finish a reset of a replicated log that a crash interrupted: its record names a segment
+/// above every segment file (the record is written first, then the old segments removed, then
+/// the new one made). Whether there was one to finish.
+async fn finish_reset(
+    io: &Io,
+    dir: &Path,
+    bases: &mut Vec<i64>,
+    meta: &ReplicaMeta,
+) -> Result<bool, StorageError> {
+    let Some((&base, _)) = meta.segments.iter().next_back() else {
+        return Ok(false);
+    };
+    if bases.last().is_some_and(|&last| last >= base) {
+        return Ok(false);
+    }
+    tracing::warn!(dir = %dir.display(), base, "finishing a reset of the log that a crash interrupted");
+    for old in bases.drain(..) {
+        for ext in ["log", "index", "timeindex", "snapshot"] {
+            let path = dir.join(segment_name(old, ext));
+            if io.exists(&path).await? {
+                io.remove_file(&path).await?;
+            }
+        }
+    }
+    io.open(&dir.join(segment_name(base, "log")), OpenMode::Create)
+        .await?;
+    io.sync_dir(dir).await?;
+    bases.push(base);
+    Ok(true)
+}
+
+/// Remove an empty last segment of a replicated partition that has no first index recorded
+/// while another segment comes before it: a roll whose first entry never came (the segment's
+/// start is recorded as its first entry is written). The segment before takes the entries
+/// again, so its index files, written when it was closed, go too. Whether it removed one.
+async fn remove_unstarted_segment(
+    io: &Io,
+    dir: &Path,
+    bases: &mut Vec<i64>,
+    meta: &ReplicaMeta,
+) -> Result<bool, StorageError> {
+    let [.., before, last] = bases[..] else {
+        return Ok(false);
+    };
+    if meta.segments.contains_key(&last) {
+        return Ok(false);
+    }
+    let file = io
+        .open(&dir.join(segment_name(last, "log")), OpenMode::Existing)
+        .await?;
+    if io.len(&file).await? > 0 {
+        return Ok(false);
+    }
+    tracing::warn!(segment = %dir.join(segment_name(last, "log")).display(), "removing an empty segment whose first entry never came");
+    for (base, exts) in [
+        (last, &["log", "index", "timeindex", "snapshot"][..]),
+        (before, &["index", "timeindex"][..]),
+    ] {
+        for ext in exts {
+            let path = dir.join(segment_name(base, ext));
+            if io.exists(&path).await? {
+                io.remove_file(&path).await?;
+            }
+        }
+    }
+    io.sync_dir(dir).await?;
+    bases.pop();
+    Ok(true)
+}
+
+/// A replicated partition's Raft facts after a start: the file's, with what the active segment's
+/// batches say (the file may lag them by a round: it is written beside the data), the first
+/// index of the active segment found from the segment before when it was not recorded, and the
+/// hard state. A repaired record is written back at once.
+async fn recover_replica(
+    io: &Io,
+    dir: &Path,
+    file_meta: ReplicaMeta,
+    segments: &BTreeMap<i64, Segment>,
+    active: ActiveScan,
+    log_start_offset: i64,
+) -> Result<ReplicaState, StorageError> {
+    let corrupt = |reason: String| StorageError::Corrupt {
+        path: dir.join(replica::META_FILE),
+        reason,
+    };
+    let mut meta = file_meta.clone();
+    let first_base = segments.keys().next().copied().unwrap_or(0);
+    let (&active_base, _) = segments
+        .iter()
+        .next_back()
+        .ok_or_else(|| corrupt("no segment".into()))?;
+    meta.segments.retain(|base, _| segments.contains_key(base));
+    meta.prune(first_base);
+    let active_first = match meta.segments.get(&active_base) {
+        Some(&first) => first,
+        None => match segments.range(..active_base).next_back() {
+            None => meta.prev.0 + 1,
+            Some((&before, seg)) => {
+                let &first = meta.segments.get(&before).ok_or_else(|| {
+                    corrupt(format!("no first Raft index for the segment at {before}"))
+                })?;
+                let scanned =
+                    scan_segment(io, &seg.file, before, seg.size, u64::MAX, None, false).await?;
+                first + scanned.batches
+            }
+        },
+    };
+    meta.segments.insert(active_base, active_first);
+    meta.epochs.retain(|e| e.index < active_first);
+    for (term, before, offset) in active.terms {
+        if meta.epochs.last().map(|e| e.term) != Some(term) {
+            meta.epochs.push(replica::Epoch {
+                term,
+                index: active_first + before,
+                offset,
+            });
+        }
+    }
+    let next_index = active_first + active.batches;
+    if meta != file_meta {
+        small_file::write(io, dir, replica::META_FILE, &meta.encode()).await?;
+    }
+    let hard_state = small_file::read(
+        io,
+        &dir.join(replica::HARD_STATE_FILE),
+        HardStateRecord::decode,
+    )
+    .await?
+    .unwrap_or_default();
+    // What the log lost in a crash cannot be committed here any more (Raft learns it again).
+    let hard_state = HardStateRecord {
+        commit: hard_state
+            .commit
+            .clamp(meta.prev.0, next_index.saturating_sub(1)),
+        ..hard_state
+    };
+    Ok(ReplicaState {
+        meta,
+        meta_dirty: false,
+        committed_offset: log_start_offset,
+        hard_state,
+        next_index,
+        recovered_tail: active.tail,
+    })
 }

@@ -1,0 +1,410 @@
+//! What a replicated partition's log keeps for Raft (DESIGN.md: "the partition log is the Raft
+//! log"). Each Raft entry is one record batch: a produced batch, or Raft's own entry (the empty
+//! entry a new leader appends) stored as a control batch of one record, which every client
+//! skips. The batch's `partitionLeaderEpoch` holds the entry's term.
+//!
+//! Raft indexes count entries, Kafka offsets count records, and batches do not carry their Raft
+//! index. What a log needs to answer Raft for any entry it holds, without keeping a word per
+//! entry in memory, is kept in [`ReplicaMeta`] (the file `raft-log`, written by the commit
+//! pipeline — the log's only writer — whenever it changes):
+//! - the first Raft index of every segment (recorded when the segment's first entry is written),
+//! - every term's first entry (index and offset), as Kafka's leader-epoch checkpoint,
+//! - the entry just before the log's first one (Raft's snapshot point: a log reset to a
+//!   leader's log start holds nothing before it).
+//!
+//! Recovery trusts the file for closed segments and derives the active segment's part from its
+//! batches, so the file may lag what is durable in the active segment (it is written beside the
+//! data, not before it). The Raft hard state (term, vote, commit) is the file `raft-state`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The file of a partition's [`ReplicaMeta`].
+pub const META_FILE: &str = "raft-log";
+/// The file of a partition's Raft hard state.
+pub const HARD_STATE_FILE: &str = "raft-state";
+
+/// The first entry of a term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub term: u64,
+    pub index: u64,
+    pub offset: i64,
+}
+
+/// The Raft facts of a log that its batches do not tell by themselves (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaMeta {
+    /// Index and term of the entry just before the log's first entry; `(0, 0)` for a log that
+    /// holds its group's first entry.
+    pub prev: (u64, u64),
+    /// The first Raft index of each segment that holds entries, by the segment's base offset
+    /// (and of an empty segment a reset made).
+    pub segments: BTreeMap<i64, u64>,
+    /// Each term's first entry, in index order.
+    pub epochs: Vec<Epoch>,
+}
+
+impl ReplicaMeta {
+    /// The term of entry `index`, if the log holds it or it is the entry before the log.
+    /// (The caller knows `index` is not past the log's last entry.)
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        if index == self.prev.0 {
+            return Some(self.prev.1);
+        }
+        if index < self.prev.0 {
+            return None;
+        }
+        let at = self.epochs.partition_point(|e| e.index <= index);
+        at.checked_sub(1).map(|i| self.epochs[i].term)
+    }
+
+    /// The latest known `(index, offset)` of an entry at or before `index`: where a scan for
+    /// entry `index` may start (a segment's or a term's first entry).
+    pub fn anchor_at_or_before(&self, index: u64) -> Option<(u64, i64)> {
+        let segment = self
+            .segments
+            .iter()
+            .filter(|(_, &first)| first <= index)
+            .map(|(&base, &first)| (first, base))
+            .next_back();
+        let at = self.epochs.partition_point(|e| e.index <= index);
+        let epoch = at
+            .checked_sub(1)
+            .map(|i| (self.epochs[i].index, self.epochs[i].offset));
+        match (segment, epoch) {
+            (Some(s), Some(e)) => Some(if e.0 > s.0 { e } else { s }),
+            (s, e) => s.or(e),
+        }
+    }
+
+    /// Record that entry `index` of `term` was written at `offset`, `position` bytes into the
+    /// segment that starts at `segment_base`. Returns whether the record changed.
+    pub fn note_entry(
+        &mut self,
+        index: u64,
+        term: u64,
+        offset: i64,
+        segment_base: i64,
+        position: u64,
+    ) -> bool {
+        let mut changed = false;
+        if position == 0 && self.segments.get(&segment_base) != Some(&index) {
+            self.segments.insert(segment_base, index);
+            changed = true;
+        }
+        let last_term = self.epochs.last().map(|e| e.term);
+        if last_term != Some(term) {
+            self.epochs.push(Epoch {
+                term,
+                index,
+                offset,
+            });
+            changed = true;
+        }
+        changed
+    }
+
+    /// Forget what describes entries from `index` (at `offset`) on: the log was cut there.
+    pub fn truncate(&mut self, index: u64, offset: i64) {
+        self.epochs.retain(|e| e.index < index);
+        // A segment cut at its base keeps its first index: the next entry written there is
+        // `index` again.
+        self.segments
+            .retain(|&base, first| base < offset || *first == index);
+    }
+
+    /// The log now holds nothing before the segment at `first_base`: drop what describes only
+    /// entries before the entry just before it (the first kept epoch still gives that entry's
+    /// term).
+    pub fn prune(&mut self, first_base: i64) {
+        self.segments.retain(|&base, _| base >= first_base);
+        let Some(&first_index) = self.segments.values().next() else {
+            return;
+        };
+        let before = first_index.saturating_sub(1);
+        let keep_from = self
+            .epochs
+            .partition_point(|e| e.index <= before)
+            .saturating_sub(1);
+        self.epochs.drain(..keep_from);
+    }
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("plain data encodes")
+    }
+
+    pub fn decode(body: &str) -> Result<ReplicaMeta, String> {
+        let meta: ReplicaMeta = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        let ordered = meta
+            .epochs
+            .windows(2)
+            .all(|w| w[0].index < w[1].index && w[0].term < w[1].term && w[0].offset < w[1].offset);
+        if !ordered {
+            return Err("epochs out of order".into());
+        }
+        Ok(meta)
+    }
+}
+
+/// Raft's hard state as a partition keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardStateRecord {
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+}
+
+impl HardStateRecord {
+    pub fn encode(&self) -> String {
+        format!(
+            "term={} vote={} commit={}",
+            self.term, self.vote, self.commit
+        )
+    }
+
+    pub fn decode(body: &str) -> Result<HardStateRecord, String> {
+        let mut record = HardStateRecord::default();
+        let mut seen = 0;
+        for field in body.split_whitespace() {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| format!("bad field {field:?}"))?;
+            let value: u64 = value
+                .parse()
+                .map_err(|_| format!("bad number in {field:?}"))?;
+            match key {
+                "term" => record.term = value,
+                "vote" => record.vote = value,
+                "commit" => record.commit = value,
+                _ => return Err(format!("unknown field {key:?}")),
+            }
+            seen += 1;
+        }
+        if seen != 3 {
+            return Err("want term, vote and commit".into());
+        }
+        Ok(record)
+    }
+}
+
+/// One entry as recovery found it in the active segment: its base offset, records and term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailEntry {
+    pub base_offset: i64,
+    pub records: u32,
+    pub term: u64,
+}
+
+/// What a replicated partition holds for Raft besides its batches.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaState {
+    pub meta: ReplicaMeta,
+    /// Whether `meta` holds more than the file says (the next Raft write writes it).
+    pub meta_dirty: bool,
+    /// The Kafka offset below which entries are committed (the high watermark): readers stop
+    /// there. Set as Raft commits; after a start, the log start until the node learns more.
+    pub committed_offset: i64,
+    /// The hard state last made durable.
+    pub hard_state: HardStateRecord,
+    /// The Raft index the next entry takes.
+    pub next_index: u64,
+    /// The last entries of the log (at most [`TAIL_ENTRIES_MAX`]), as recovery found them;
+    /// taken by the replication layer when it opens the group.
+    pub recovered_tail: Vec<TailEntry>,
+}
+
+/// Entries recovery describes one by one, at most (the rest are found through [`ReplicaMeta`]).
+pub const TAIL_ENTRIES_MAX: usize = 1 << 16;
+
+/// Where an entry of a replicated log lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    pub segment_base: i64,
+    pub position: u64,
+    pub offset: i64,
+}
+
+impl super::Partition {
+    /// Raise a replicated partition's high watermark to `offset` (Raft committed up to there).
+    /// Never lowers it. Returns whether it moved.
+    pub fn set_committed_offset(&self, offset: i64) -> bool {
+        let mut st = self.state_mut();
+        match st.replica.as_mut() {
+            Some(r) if offset > r.committed_offset => {
+                r.committed_offset = offset;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Find Raft entry `index` in this replicated log: from the nearest anchor at or before it
+    /// (a segment's or a term's first entry, whose offset is known), through the segment's
+    /// sparse index, then batch by batch. `index` equal to the next index gives the log's end.
+    /// `None` when the log does not hold it (before its first entry, past its end).
+    pub async fn locate(
+        &self,
+        io: &crate::storage::Io,
+        index: u64,
+    ) -> Result<Option<Located>, crate::storage::StorageError> {
+        use super::index::lookup_offset;
+        let (file, anchor, start, end) = {
+            let st = self.state();
+            let Some(r) = st.replica.as_ref() else {
+                return Ok(None);
+            };
+            if index == r.next_index {
+                let active = st.active();
+                return Ok(Some(Located {
+                    segment_base: active.base_offset,
+                    position: active.size,
+                    offset: active.next_offset,
+                }));
+            }
+            if index > r.next_index {
+                return Ok(None);
+            }
+            let Some((anchor_index, anchor_offset)) = r.meta.anchor_at_or_before(index) else {
+                return Ok(None);
+            };
+            let Some((_, seg)) = st.segments.range(..=anchor_offset).next_back() else {
+                return Ok(None);
+            };
+            if anchor_offset >= seg.next_offset {
+                return Ok(None);
+            }
+            let rel = (anchor_offset - seg.base_offset) as u32;
+            let (position, rel_base) = lookup_offset(&seg.entries, rel);
+            (
+                seg.file.clone(),
+                (anchor_index, anchor_offset, seg.base_offset),
+                (position as u64, seg.base_offset + rel_base as i64),
+                seg.size,
+            )
+        };
+        let (anchor_index, anchor_offset, segment_base) = anchor;
+        let (mut pos, mut offset) = start;
+        // Entries counted from the anchor once the scan reaches it.
+        let mut at: Option<u64> = None;
+        while pos < end {
+            let chunk = io
+                .read_at(&file, (end - pos).min(1 << 20) as usize, pos)
+                .await?;
+            // Only headers matter here: a batch longer than the chunk is stepped over whole.
+            let mut rel = 0usize;
+            while let Some(Ok(h)) = chunk.get(rel..).map(crate::batch::parse_header) {
+                if h.base_offset != offset {
+                    return Err(crate::storage::StorageError::Corrupt {
+                        path: file.path().to_path_buf(),
+                        reason: format!(
+                            "batch at {} starts at offset {} instead of {offset}",
+                            pos + rel as u64,
+                            h.base_offset
+                        ),
+                    });
+                }
+                if h.base_offset == anchor_offset {
+                    at = Some(anchor_index);
+                }
+                if at == Some(index) {
+                    return Ok(Some(Located {
+                        segment_base,
+                        position: pos + rel as u64,
+                        offset,
+                    }));
+                }
+                if let Some(i) = at.as_mut() {
+                    *i += 1;
+                }
+                offset = h.next_offset();
+                rel += h.size;
+            }
+            if rel == 0 {
+                return Err(crate::storage::StorageError::Corrupt {
+                    path: file.path().to_path_buf(),
+                    reason: format!("no batch header at {pos}"),
+                });
+            }
+            pos += rel as u64;
+        }
+        // The segment ends before the entry: it is the next segment's first one.
+        let st = self.state();
+        Ok(st
+            .segments
+            .range(segment_base + 1..)
+            .next()
+            .filter(|_| at == Some(index))
+            .map(|(&base, _)| Located {
+                segment_base: base,
+                position: 0,
+                offset: base,
+            }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ReplicaMeta {
+        let mut m = ReplicaMeta::default();
+        // Segment 0 starts with entry 1 (term 1); term 2 starts at entry 4 (offset 30);
+        // segment 100 starts with entry 9 (term 2); term 5 at entry 12 (offset 140).
+        assert!(m.note_entry(1, 1, 0, 0, 0));
+        assert!(!m.note_entry(2, 1, 10, 0, 100));
+        assert!(m.note_entry(4, 2, 30, 0, 300));
+        assert!(m.note_entry(9, 2, 100, 100, 0));
+        assert!(m.note_entry(12, 5, 140, 100, 500));
+        m
+    }
+
+    #[test]
+    fn terms_and_anchors_are_found_for_any_entry() {
+        let m = meta();
+        assert_eq!(m.term_of(0), Some(0));
+        assert_eq!(m.term_of(3), Some(1));
+        assert_eq!(m.term_of(4), Some(2));
+        assert_eq!(m.term_of(11), Some(2));
+        assert_eq!(m.term_of(40), Some(5));
+        assert_eq!(m.anchor_at_or_before(3), Some((1, 0)));
+        assert_eq!(m.anchor_at_or_before(8), Some((4, 30)));
+        assert_eq!(m.anchor_at_or_before(10), Some((9, 100)));
+        assert_eq!(m.anchor_at_or_before(13), Some((12, 140)));
+    }
+
+    #[test]
+    fn a_cut_forgets_what_it_removed_and_a_prune_keeps_the_term_before_the_log() {
+        let mut m = meta();
+        m.truncate(12, 140);
+        assert_eq!(m.epochs.last().map(|e| e.term), Some(2));
+        assert_eq!(m.segments.get(&100), Some(&9));
+        m.truncate(9, 100);
+        assert_eq!(m.segments.get(&100), Some(&9), "cut at its base: kept");
+        m.truncate(6, 50);
+        assert!(!m.segments.contains_key(&100));
+        let mut m = meta();
+        m.prune(100);
+        assert_eq!(m.segments.keys().copied().collect::<Vec<_>>(), vec![100]);
+        assert_eq!(m.term_of(8), Some(2), "the entry before the log");
+        assert_eq!(m.epochs[0].term, 2);
+    }
+
+    #[test]
+    fn files_round_trip_and_refuse_nonsense() {
+        let m = meta();
+        assert_eq!(ReplicaMeta::decode(&m.encode()), Ok(m.clone()));
+        let mut bad = m;
+        bad.epochs.swap(0, 1);
+        assert!(ReplicaMeta::decode(&bad.encode()).is_err());
+        let hs = HardStateRecord {
+            term: 7,
+            vote: 2,
+            commit: 99,
+        };
+        assert_eq!(HardStateRecord::decode(&hs.encode()), Ok(hs));
+        assert!(HardStateRecord::decode("term=1 vote=2").is_err());
+        assert!(HardStateRecord::decode("term=x vote=2 commit=3").is_err());
+    }
+}

@@ -1,0 +1,502 @@
+//! The commit pipeline's Raft writes. A replicated partition's log is its Raft log (DESIGN.md,
+//! "replication"), and the pipeline stays its only writer: what a Raft `Ready` must make
+//! durable — a divergent suffix cut, entries appended, the hard state — arrives here as a
+//! [`RaftWrite`] and shares the round's syncs with every other partition's.
+//!
+//! A round of Raft writes runs in phases, each under what is left of the round's I/O deadline
+//! (as appends do, `Pipeline::within`): logs reset or cut back (rare: a new leader's log
+//! disagreeing with this one, a snapshot), segments rolled, then per partition the entries
+//! written and synced, the partition's Raft record ([`ReplicaMeta`]) and hard state written —
+//! all in flight together — and only then the partition's state updated and the write
+//! answered. Entries keep the bytes the leader validated; each replica sets the batch's base
+//! offset (dense, from its log end: every replica computes the same) and its leader epoch (the
+//! entry's term), which Kafka's CRC does not cover, so every replica stores the same bytes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use io_backend::{DiskFile, OpenMode};
+
+use super::log::index::IndexEntry;
+use super::log::replica::{self, HardStateRecord, ReplicaMeta};
+use super::log::{self, Partition, Segment};
+use super::pipeline::{zeros_ahead, Board, Pipeline};
+use super::{small_file, AppendError, RaftReset, RaftWrite, RaftWritten, Reply, StorageError};
+use crate::batch::{self, BatchHeader};
+use crate::metrics::Metrics;
+
+type RaftReply = Reply<Result<RaftWritten, AppendError>>;
+
+/// One partition's share of a round of Raft writes.
+struct RaftPlan {
+    slot: usize,
+    partition: Arc<Partition>,
+    file: Arc<dyn DiskFile>,
+    segment_base: i64,
+    position: u64,
+    data: Bytes,
+    zero_fill: Option<(u64, usize)>,
+    allocated: u64,
+    next_offset: i64,
+    next_index: u64,
+    entries: Vec<IndexEntry>,
+    max_timestamp: i64,
+    records: u64,
+    /// The partition's Raft record, when it must be written.
+    meta: Option<ReplicaMeta>,
+    hard_state: Option<HardStateRecord>,
+}
+
+impl Pipeline {
+    /// Make a round's Raft writes durable. A partition's writes are taken one per round, in
+    /// order (its Raft group has one in flight at a time; a second is kept for the next round).
+    pub(super) async fn commit_raft(&mut self, mut writes: Vec<(RaftWrite, RaftReply)>) {
+        while !writes.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            let (now, later): (Vec<_>, Vec<_>) = writes
+                .into_iter()
+                .partition(|(w, _)| seen.insert(Arc::as_ptr(&w.partition) as usize));
+            self.raft_round(now).await;
+            writes = later;
+        }
+    }
+
+    async fn raft_round(&mut self, writes: Vec<(RaftWrite, RaftReply)>) {
+        let (writes, replies): (Vec<RaftWrite>, Vec<Option<RaftReply>>) =
+            writes.into_iter().map(|(w, r)| (w, Some(r))).unzip();
+        let board: Board<RaftWritten, AppendError> = Board::new(replies);
+        if let Err(e) = self.shared.io.health.check() {
+            board.answer_all(&e.into());
+            return;
+        }
+        let deadline = self
+            .io()
+            .deadline
+            .map(|d| (self.shared.env.clock.now() + d, d));
+        // What cannot be written is refused on its own: a deleted partition, entries that do
+        // not parse as batches.
+        let mut live = Vec::with_capacity(writes.len());
+        for (slot, w) in writes.into_iter().enumerate() {
+            match check_write(&w) {
+                Ok(headers) => live.push((slot, w, headers)),
+                Err(e) => board.answer(slot, Err(e)),
+            }
+        }
+        let cuts = live
+            .iter()
+            .filter(|(_, w, _)| w.reset.is_some() || w.truncate_from.is_some())
+            .map(|(_, w, _)| self.cut_or_reset(w));
+        let (cut, late) = self.within(deadline, &board, false, join_all(cuts)).await;
+        if let Err(e) = cut.into_iter().collect::<Result<Vec<()>, StorageError>>() {
+            self.fail(&e);
+            board.answer_all(&e.into());
+            return;
+        }
+        if late {
+            return;
+        }
+        let now_ms = self.shared.env.clock.wall_ms();
+        let rolls = live
+            .iter()
+            .filter(|(_, w, headers)| !w.entries.is_empty() && roll_due(w, headers, now_ms))
+            .map(|(_, w, _)| self.roll(&w.partition));
+        let (rolled, late) = self.within(deadline, &board, false, join_all(rolls)).await;
+        if let Err(e) = rolled
+            .into_iter()
+            .collect::<Result<Vec<()>, StorageError>>()
+        {
+            self.fail(&e);
+            board.answer_all(&e.into());
+            return;
+        }
+        if late {
+            return;
+        }
+        let mut plans = Vec::with_capacity(live.len());
+        for (slot, w, headers) in live {
+            match plan(slot, w, &headers) {
+                Ok(p) => plans.push(p),
+                // Entries that do not follow the log: refused, the directory is fine.
+                Err(e) => board.answer(slot, Err(e)),
+            }
+        }
+        let io = self.io().clone();
+        crate::fault_point!("commit.before_sync");
+        let started = self.shared.env.clock.now();
+        let writes = plans.iter().map(|p| {
+            let io = io.clone();
+            async move {
+                let data = async {
+                    if p.data.is_empty() {
+                        return Ok(());
+                    }
+                    let mut writes = vec![(p.data.clone(), p.position)];
+                    if let Some((at, len)) = p.zero_fill {
+                        writes.push((Bytes::from(vec![0u8; len]), at));
+                    }
+                    io.write_all_and_sync(&p.file, writes).await
+                };
+                let meta = async {
+                    match &p.meta {
+                        Some(m) => {
+                            small_file::write(
+                                &io,
+                                &p.partition.dir,
+                                replica::META_FILE,
+                                &m.encode(),
+                            )
+                            .await
+                        }
+                        None => Ok(()),
+                    }
+                };
+                let hard_state = async {
+                    match &p.hard_state {
+                        Some(h) => {
+                            let file = replica::HARD_STATE_FILE;
+                            small_file::write(&io, &p.partition.dir, file, &h.encode()).await
+                        }
+                        None => Ok(()),
+                    }
+                };
+                let (data, meta, hard_state) = futures::join!(data, meta, hard_state);
+                data.and(meta).and(hard_state)
+            }
+        });
+        let (outcome, late) = self.within(deadline, &board, true, join_all(writes)).await;
+        self.shared
+            .metrics
+            .observe_sync(self.shared.env.clock.now() - started);
+        crate::fault_point!("commit.after_sync");
+        if let Err(e) = outcome
+            .into_iter()
+            .collect::<Result<Vec<()>, StorageError>>()
+        {
+            self.fail(&e);
+            board.answer_all(&StorageError::Unconfirmed(Box::new(e)).into());
+            return;
+        }
+        if late {
+            return;
+        }
+        crate::fault_point!("partition.publish");
+        let now_ms = self.shared.env.clock.wall_ms();
+        let mut appended = 0u64;
+        for p in plans {
+            {
+                let mut st = p.partition.state_mut();
+                let seg = st.active_mut();
+                // The pipeline is the only writer: nothing moved since the plan.
+                assert_eq!(seg.base_offset, p.segment_base, "active segment changed");
+                assert_eq!(seg.size, p.position, "segment size changed");
+                seg.size += p.data.len() as u64;
+                seg.allocated = seg.allocated.max(p.allocated);
+                seg.next_offset = p.next_offset;
+                seg.entries.extend_from_slice(&p.entries);
+                seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
+                if !p.data.is_empty() {
+                    seg.roll_base_ms.get_or_insert(now_ms);
+                }
+                let r = st
+                    .replica
+                    .as_mut()
+                    .expect("checked: a replicated partition");
+                if let Some(meta) = p.meta {
+                    r.meta = meta;
+                    r.meta_dirty = false;
+                }
+                if let Some(hs) = p.hard_state {
+                    r.hard_state = hs;
+                }
+                r.next_index = p.next_index;
+            }
+            Metrics::inc(&self.shared.metrics.produced_records, p.records);
+            Metrics::inc(&self.shared.metrics.produced_bytes, p.data.len() as u64);
+            appended += 1;
+            board.answer(
+                p.slot,
+                Ok(RaftWritten {
+                    next_index: p.next_index,
+                    next_offset: p.next_offset,
+                }),
+            );
+        }
+        Metrics::inc(&self.shared.metrics.commit_rounds, 1);
+        Metrics::inc(&self.shared.metrics.commit_appends, appended);
+    }
+
+    async fn cut_or_reset(&self, w: &RaftWrite) -> Result<(), StorageError> {
+        if let Some(reset) = w.reset {
+            return self.reset_log(&w.partition, reset).await;
+        }
+        match w.truncate_from {
+            Some(from) => self.cut_log(&w.partition, from).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Cut a replicated log back so that entry `from` is the next one written (a follower's
+    /// divergent suffix, which Raft replaces with its leader's entries): later segments
+    /// removed, the segment holding `from` cut at it and synced, the directory synced. Raft
+    /// never cuts committed entries, so nothing a consumer may have read goes.
+    async fn cut_log(&self, partition: &Arc<Partition>, from: u64) -> Result<(), StorageError> {
+        let io = self.io();
+        let next_index = replica_of(partition)?.next_index;
+        if from >= next_index {
+            return Ok(());
+        }
+        let at = partition
+            .locate(io, from)
+            .await?
+            .ok_or_else(|| StorageError::Corrupt {
+                path: partition.dir.clone(),
+                reason: format!("Raft entry {from} is not in the log (next index {next_index})"),
+            })?;
+        let (file, later) = {
+            let st = partition.state();
+            let seg = st.segments.get(&at.segment_base).ok_or_else(|| {
+                StorageError::DirFailed("a segment went away during a cut".into())
+            })?;
+            let later: Vec<i64> = st
+                .segments
+                .range(at.segment_base + 1..)
+                .map(|(&b, _)| b)
+                .collect();
+            (seg.file.clone(), later)
+        };
+        for &base in &later {
+            remove_segment_files(
+                io,
+                &partition.dir,
+                base,
+                &["log", "index", "timeindex", "snapshot"],
+            )
+            .await?;
+        }
+        io.truncate(&file, at.position).await?;
+        io.sync_data(&file).await?;
+        if !later.is_empty() {
+            // It takes entries again: the index files written when it was closed go stale.
+            remove_segment_files(io, &partition.dir, at.segment_base, &["index", "timeindex"])
+                .await?;
+        }
+        io.sync_dir(&partition.dir).await?;
+        let mut st = partition.state_mut();
+        for base in &later {
+            st.segments.remove(base);
+        }
+        if let Some(seg) = st.segments.get_mut(&at.segment_base) {
+            seg.size = at.position;
+            seg.allocated = at.position;
+            seg.next_offset = at.offset;
+            seg.entries.retain(|e| (e.position as u64) < at.position);
+        }
+        let r = st
+            .replica
+            .as_mut()
+            .expect("checked: a replicated partition");
+        debug_assert!(r.committed_offset <= at.offset, "a cut below the commit");
+        r.meta.truncate(from, at.offset);
+        r.meta_dirty = true;
+        r.next_index = from;
+        tracing::info!(topic = %partition.topic, partition = partition.index, from_index = from, from_offset = at.offset, "cut a divergent suffix off the log");
+        Ok(())
+    }
+
+    /// Make a replicated log start afresh at `reset.offset`, after entry `reset.index` (a
+    /// leader's snapshot: it no longer holds the entries this log lacks, which its retention
+    /// deleted). The record goes first: a reset a crash interrupts is finished at the next
+    /// start (a record naming a segment above every file left).
+    async fn reset_log(
+        &self,
+        partition: &Arc<Partition>,
+        reset: RaftReset,
+    ) -> Result<(), StorageError> {
+        let io = self.io();
+        let meta = ReplicaMeta {
+            prev: (reset.index, reset.term),
+            segments: BTreeMap::from([(reset.offset, reset.index + 1)]),
+            epochs: Vec::new(),
+        };
+        small_file::write(io, &partition.dir, replica::META_FILE, &meta.encode()).await?;
+        let old: Vec<i64> = partition.state().segments.keys().copied().collect();
+        for &base in &old {
+            remove_segment_files(
+                io,
+                &partition.dir,
+                base,
+                &["log", "index", "timeindex", "snapshot"],
+            )
+            .await?;
+        }
+        let path = partition.dir.join(log::segment_name(reset.offset, "log"));
+        let file = io.open(&path, OpenMode::Create).await?;
+        io.sync_dir(&partition.dir).await?;
+        let mut st = partition.state_mut();
+        st.segments = BTreeMap::from([(reset.offset, Segment::empty(reset.offset, file))]);
+        st.log_start_offset = reset.offset;
+        st.producers = Default::default();
+        let r = st
+            .replica
+            .as_mut()
+            .expect("checked: a replicated partition");
+        r.meta = meta;
+        r.meta_dirty = false;
+        r.next_index = reset.index + 1;
+        r.committed_offset = reset.offset;
+        tracing::info!(topic = %partition.topic, partition = partition.index, index = reset.index, offset = reset.offset, "reset the log to a leader's snapshot");
+        Ok(())
+    }
+}
+
+fn replica_of(partition: &Partition) -> Result<log::replica::ReplicaState, StorageError> {
+    partition
+        .state()
+        .replica
+        .clone()
+        .ok_or_else(|| not_replicated(partition))
+}
+
+fn not_replicated(partition: &Partition) -> StorageError {
+    StorageError::Corrupt {
+        path: partition.dir.clone(),
+        reason: "a Raft write for a partition that is not replicated".into(),
+    }
+}
+
+/// Remove the files of segment `base` with these extensions (those that exist).
+pub(super) async fn remove_segment_files(
+    io: &super::Io,
+    dir: &std::path::Path,
+    base: i64,
+    exts: &[&str],
+) -> Result<(), StorageError> {
+    for ext in exts {
+        let path = dir.join(log::segment_name(base, ext));
+        if io.exists(&path).await? {
+            io.remove_file(&path).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The headers of a write's entries (Raft's own entries: the control batch they become), after
+/// checking that the partition takes Raft writes and every entry is one whole batch.
+fn check_write(w: &RaftWrite) -> Result<Vec<BatchHeader>, AppendError> {
+    let p = &w.partition;
+    if p.is_deleted() {
+        return Err(AppendError::PartitionGone {
+            topic: p.topic.clone(),
+            partition: p.index,
+        });
+    }
+    if p.state().replica.is_none() {
+        return Err(not_replicated(p).into());
+    }
+    let own = own_entry();
+    w.entries
+        .iter()
+        .map(|e| {
+            let data = if e.data.is_empty() { &own } else { &e.data };
+            match batch::parse_header(data) {
+                Ok(h) if h.size == data.len() => Ok(h),
+                _ => Err(StorageError::Corrupt {
+                    path: p.dir.clone(),
+                    reason: format!("Raft entry {} is not one whole record batch", e.index),
+                }
+                .into()),
+            }
+        })
+        .collect()
+}
+
+fn own_entry() -> Bytes {
+    batch::leader_change_batch()
+}
+
+fn roll_due(w: &RaftWrite, headers: &[BatchHeader], now_ms: i64) -> bool {
+    let bytes: u64 = headers.iter().map(|h| h.size as u64).sum();
+    let records: i64 = headers.iter().map(|h| h.last_offset_delta as i64 + 1).sum();
+    let config = w.partition.config();
+    w.partition
+        .state()
+        .active()
+        .roll_due(bytes, records, now_ms, &config)
+}
+
+/// Lay out one partition's entries after its log's end: base offsets dense from there, each
+/// batch's leader epoch its entry's term, the sparse index, and the Raft record's changes.
+fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, AppendError> {
+    let p = w.partition;
+    let config = p.config();
+    let st = p.state();
+    let seg = st.active();
+    let r = st.replica.as_ref().ok_or_else(|| not_replicated(&p))?;
+    let mut index = r.next_index;
+    if let Some(first) = w.entries.first() {
+        if first.index != index || w.entries.windows(2).any(|e| e[1].index != e[0].index + 1) {
+            return Err(StorageError::Corrupt {
+                path: p.dir.clone(),
+                reason: format!(
+                    "Raft entries from {} do not follow the log's next index {index}",
+                    first.index
+                ),
+            }
+            .into());
+        }
+    }
+    let mut meta = r.meta.clone();
+    let first_base = *st.segments.keys().next().expect("a log has a segment");
+    meta.prune(first_base);
+    let mut meta_changed = r.meta_dirty || meta != r.meta;
+    let bytes: usize = headers.iter().map(|h| h.size).sum();
+    let own = own_entry();
+    let mut data = BytesMut::with_capacity(bytes);
+    let mut entries = Vec::new();
+    let mut last_entry = seg.entries.last().map(|e| e.position as u64);
+    let mut max_ts = seg.max_timestamp;
+    let mut next = seg.next_offset;
+    let mut records = 0u64;
+    for (e, h) in w.entries.iter().zip(headers) {
+        let pos = seg.size + data.len() as u64;
+        if last_entry.is_none_or(|l| pos - l >= config.index_interval_bytes) {
+            entries.push(IndexEntry {
+                relative_offset: (next - seg.base_offset) as u32,
+                position: pos as u32,
+                prefix_max_timestamp: max_ts,
+            });
+            last_entry = Some(pos);
+        }
+        let start = data.len();
+        data.extend_from_slice(if e.data.is_empty() { &own } else { &e.data });
+        data[start..start + 8].copy_from_slice(&next.to_be_bytes());
+        let epoch = i32::try_from(e.term).unwrap_or(i32::MAX);
+        batch::set_leader_epoch(&mut data[start..], epoch);
+        max_ts = max_ts.max(h.max_timestamp);
+        meta_changed |= meta.note_entry(e.index, e.term, next, seg.base_offset, pos);
+        let count = h.last_offset_delta as i64 + 1;
+        next += count;
+        records += count as u64;
+        index = e.index + 1;
+    }
+    let (zero_fill, allocated) = zeros_ahead(seg, seg.size + data.len() as u64, &config);
+    Ok(RaftPlan {
+        slot,
+        partition: p.clone(),
+        file: seg.file.clone(),
+        segment_base: seg.base_offset,
+        position: seg.size,
+        data: data.freeze(),
+        zero_fill,
+        allocated,
+        next_offset: next,
+        next_index: index,
+        entries,
+        max_timestamp: max_ts,
+        records,
+        meta: meta_changed.then_some(meta),
+        hard_state: w.hard_state,
+    })
+}

@@ -1,0 +1,389 @@
+//! A replicated partition's log is its Raft log: entries written through the commit pipeline
+//! (offsets dense from the log's end, the term in each batch's leader epoch, Raft's own entries
+//! as control batches), the high watermark below the durable end, divergent suffixes cut (also
+//! back into an earlier segment), a reset to a leader's snapshot, and all of it as it was after
+//! a restart.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::batch;
+use broker::config::Config;
+use broker::metrics::Metrics;
+use broker::storage::log::replica::{Epoch, HardStateRecord};
+use broker::storage::log::Partition;
+use broker::storage::{RaftEntry, RaftReset, RaftWrite, RaftWritten, Store};
+use bytes::Bytes;
+use common::make_batch;
+use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
+
+fn env() -> Env {
+    Env {
+        disk: Arc::new(BlockingDisk::new(4)),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(11),
+    }
+}
+
+fn config(dir: &Path, segment_bytes: u64) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        retention_check_interval_ms: 0,
+        cluster_peers: "1@127.0.0.1:1".into(),
+        segment_bytes,
+        ..Config::default()
+    }
+}
+
+async fn open(dir: &Path, segment_bytes: u64) -> (Arc<Store>, Arc<Partition>) {
+    let store = Store::open(
+        env(),
+        &config(dir, segment_bytes),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .expect("open store");
+    let topic = match store.topic("t") {
+        Some(t) => t,
+        None => store
+            .create_topic("t", 1, Default::default())
+            .await
+            .expect("create topic"),
+    };
+    let p = topic.partitions[0].clone();
+    (store, p)
+}
+
+async fn close(store: Arc<Store>, p: Arc<Partition>) {
+    let closed = store.closed();
+    drop(p);
+    drop(store);
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the pipeline ends");
+}
+
+fn entry(index: u64, term: u64, records: i32) -> RaftEntry {
+    RaftEntry {
+        index,
+        term,
+        data: if records == 0 {
+            Bytes::new()
+        } else {
+            make_batch(records, 1_700_000_000_000, b"value")
+        },
+    }
+}
+
+async fn write(store: &Store, p: &Arc<Partition>, w: impl FnOnce(&mut RaftWrite)) -> RaftWritten {
+    let mut write = RaftWrite {
+        partition: p.clone(),
+        reset: None,
+        truncate_from: None,
+        entries: Vec::new(),
+        hard_state: None,
+    };
+    w(&mut write);
+    let rx = store.raft_write(write).await.expect("queued");
+    tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .expect("answered")
+        .expect("pipeline alive")
+        .expect("written")
+}
+
+/// Every batch from `offset` to the durable end: (base offset, records, epoch, control).
+async fn batches(store: &Store, p: &Partition, from: i64) -> Vec<(i64, i64, i32, bool)> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    loop {
+        let d = p.read_durable(store.io(), offset, 1 << 20).await.unwrap();
+        if d.records.is_empty() {
+            return out;
+        }
+        for (at, h) in batch::scan(&d.records) {
+            batch::validate(&d.records[at..at + h.size]).expect("every stored batch is valid");
+            out.push((
+                h.base_offset,
+                h.last_offset_delta as i64 + 1,
+                h.partition_leader_epoch,
+                h.is_control(),
+            ));
+            offset = h.next_offset();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_entries_are_the_partition_log_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    // A new leader's own entry, then batches of 3 and 2 records, all of term 1.
+    let w = write(&store, &p, |w| {
+        w.entries = vec![entry(1, 1, 0), entry(2, 1, 3), entry(3, 1, 2)];
+        w.hard_state = Some(HardStateRecord {
+            term: 1,
+            vote: 1,
+            commit: 0,
+        });
+    })
+    .await;
+    assert_eq!(
+        w,
+        RaftWritten {
+            next_index: 4,
+            next_offset: 6
+        }
+    );
+    assert_eq!(
+        batches(&store, &p, 0).await,
+        vec![(0, 1, 1, true), (1, 3, 1, false), (4, 2, 1, false)]
+    );
+    // Nothing is committed: consumers see nothing, and the high watermark is 0.
+    assert_eq!(p.high_watermark(), 0);
+    assert!(p
+        .read(store.io(), 0, 1 << 20)
+        .await
+        .unwrap()
+        .records
+        .is_empty());
+    // Committed through the second entry: consumers see up to offset 4, not the third batch.
+    assert!(p.set_committed_offset(4));
+    assert_eq!(p.high_watermark(), 4);
+    let seen = p.read(store.io(), 0, 1 << 20).await.unwrap().records;
+    assert_eq!(batch::scan(&seen).count(), 2);
+    assert!(
+        p.read(store.io(), 5, 1 << 20).await.is_err(),
+        "past the high watermark"
+    );
+    // A leader of term 2 replaces entry 3 on: the cut, then its entries.
+    let w = write(&store, &p, |w| {
+        w.truncate_from = Some(3);
+        w.entries = vec![entry(3, 2, 1), entry(4, 2, 0)];
+        w.hard_state = Some(HardStateRecord {
+            term: 2,
+            vote: 2,
+            commit: 2,
+        });
+    })
+    .await;
+    assert_eq!(
+        w,
+        RaftWritten {
+            next_index: 5,
+            next_offset: 6
+        }
+    );
+    let expected = vec![
+        (0, 1, 1, true),
+        (1, 3, 1, false),
+        (4, 1, 2, false),
+        (5, 1, 2, true),
+    ];
+    assert_eq!(batches(&store, &p, 0).await, expected);
+    let epochs = vec![
+        Epoch {
+            term: 1,
+            index: 1,
+            offset: 0,
+        },
+        Epoch {
+            term: 2,
+            index: 3,
+            offset: 4,
+        },
+    ];
+    assert_eq!(p.state().replica.as_ref().unwrap().meta.epochs, epochs);
+    for (index, offset) in [(1, 0), (2, 1), (3, 4), (4, 5), (5, 6)] {
+        let at = p.locate(store.io(), index).await.unwrap().unwrap();
+        assert_eq!(at.offset, offset, "entry {index}");
+    }
+    close(store, p).await;
+
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(batches(&store, &p, 0).await, expected);
+    {
+        let st = p.state();
+        let r = st.replica.as_ref().unwrap();
+        assert_eq!(r.next_index, 5);
+        assert_eq!(r.meta.epochs, epochs);
+        assert_eq!(
+            r.hard_state,
+            HardStateRecord {
+                term: 2,
+                vote: 2,
+                commit: 2
+            }
+        );
+        let tail: Vec<(i64, u32, u64)> = r
+            .recovered_tail
+            .iter()
+            .map(|t| (t.base_offset, t.records, t.term))
+            .collect();
+        assert_eq!(tail, vec![(0, 1, 1), (1, 3, 1), (4, 1, 2), (5, 1, 2)]);
+        assert_eq!(
+            st.high_watermark(),
+            0,
+            "nothing known committed after a start"
+        );
+    }
+    // A leader whose log starts past this one's end: the log starts afresh at its offset.
+    let w = write(&store, &p, |w| {
+        w.reset = Some(RaftReset {
+            index: 20,
+            term: 3,
+            offset: 50,
+        });
+        w.entries = vec![entry(21, 3, 2)];
+    })
+    .await;
+    assert_eq!(
+        w,
+        RaftWritten {
+            next_index: 22,
+            next_offset: 52
+        }
+    );
+    assert_eq!(p.log_start_offset(), 50);
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(p.log_start_offset(), 50);
+    assert_eq!(batches(&store, &p, 50).await, vec![(50, 2, 3, false)]);
+    let st = p.state();
+    let r = st.replica.as_ref().unwrap();
+    assert_eq!((r.next_index, r.meta.prev), (22, (20, 3)));
+    assert_eq!(r.meta.term_of(20), Some(3));
+    drop(st);
+    close(store, p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_reaches_back_into_an_earlier_segment_and_entries_are_found_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small segments: a few entries each.
+    let (store, p) = open(dir.path(), 1024).await;
+    let mut offsets = vec![0i64; 41];
+    let mut next = 0;
+    for index in 1..=40u64 {
+        let term = 1 + index / 15;
+        offsets[index as usize] = next;
+        let records = 1 + (index % 3) as i32;
+        write(&store, &p, |w| {
+            w.entries = vec![entry(index, term, records)]
+        })
+        .await;
+        next += records as i64;
+    }
+    let segments = p.state().segments.len();
+    assert!(segments >= 4, "rolled into {segments} segments");
+    for index in 1..=40u64 {
+        let at = p.locate(store.io(), index).await.unwrap().unwrap();
+        assert_eq!(at.offset, offsets[index as usize], "entry {index}");
+    }
+    // Cut back to entry 12, which lies in an earlier segment than the active one.
+    let cut_at = offsets[12];
+    assert!(cut_at < p.state().active().base_offset);
+    let w = write(&store, &p, |w| {
+        w.truncate_from = Some(12);
+        w.entries = vec![entry(12, 9, 1)];
+    })
+    .await;
+    assert_eq!(
+        w,
+        RaftWritten {
+            next_index: 13,
+            next_offset: cut_at + 1
+        }
+    );
+    let all = batches(&store, &p, 0).await;
+    assert_eq!(all.len(), 12);
+    assert_eq!(all.last(), Some(&(cut_at, 1, 9, false)));
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 1024).await;
+    assert_eq!(batches(&store, &p, 0).await, all);
+    assert_eq!(p.state().replica.as_ref().unwrap().next_index, 13);
+    // And the log goes on from there, through rolls, after the restart.
+    for index in 13..=30u64 {
+        write(&store, &p, |w| w.entries = vec![entry(index, 9, 2)]).await;
+    }
+    for index in 13..=30u64 {
+        let at = p.locate(store.io(), index).await.unwrap().unwrap();
+        assert_eq!(
+            at.offset,
+            cut_at + 1 + 2 * (index as i64 - 13),
+            "entry {index}"
+        );
+    }
+    close(store, p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_whose_first_entry_never_came_is_removed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    write(&store, &p, |w| {
+        w.entries = vec![entry(1, 1, 0), entry(2, 1, 4)];
+    })
+    .await;
+    let part_dir = p.dir.clone();
+    close(store, p).await;
+    // As a roll leaves it when the node stops before the new segment's first entry is written.
+    std::fs::write(part_dir.join(format!("{:020}.log", 5)), b"").unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(p.state().segments.len(), 1);
+    assert_eq!(p.state().replica.as_ref().unwrap().next_index, 3);
+    let w = write(&store, &p, |w| w.entries = vec![entry(3, 1, 1)]).await;
+    assert_eq!(
+        w,
+        RaftWritten {
+            next_index: 4,
+            next_offset: 6
+        }
+    );
+    close(store, p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_that_do_not_follow_the_log_are_refused_and_the_directory_stays_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    write(&store, &p, |w| w.entries = vec![entry(1, 1, 0)]).await;
+    for bad in [vec![entry(3, 1, 1)], vec![entry(2, 1, 1), entry(4, 1, 1)]] {
+        let rx = store
+            .raft_write(RaftWrite {
+                partition: p.clone(),
+                reset: None,
+                truncate_from: None,
+                entries: bad,
+                hard_state: None,
+            })
+            .await
+            .unwrap();
+        let err = rx.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("do not follow"), "{err}");
+    }
+    let garbage = RaftEntry {
+        index: 2,
+        term: 1,
+        data: Bytes::from_static(b"not a batch"),
+    };
+    let rx = store
+        .raft_write(RaftWrite {
+            partition: p.clone(),
+            reset: None,
+            truncate_from: None,
+            entries: vec![garbage],
+            hard_state: None,
+        })
+        .await
+        .unwrap();
+    assert!(rx.await.unwrap().is_err());
+    assert!(store.io().health.check().is_ok());
+    let w = write(&store, &p, |w| w.entries = vec![entry(2, 1, 1)]).await;
+    assert_eq!(w.next_index, 3);
+    close(store, p).await;
+}
