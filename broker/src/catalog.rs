@@ -263,18 +263,30 @@ pub async fn load(
     Ok(topics)
 }
 
+/// A topic to create.
+pub struct NewTopic<'a> {
+    pub name: &'a str,
+    pub partitions: i32,
+    pub overrides: Overrides,
+    pub config: LogConfig,
+    pub id: u128,
+}
+
 /// Create a topic's files: its partition directories first, then its metadata file — the
 /// commit point. On an error the caller removes what was made ([`undo_create`]).
 pub async fn write_topic(
     io: &Io,
     data_dir: &Path,
-    name: &str,
-    partitions: i32,
-    overrides: Overrides,
-    config: LogConfig,
-    id: u128,
+    new: NewTopic<'_>,
     replicated: bool,
 ) -> Result<Arc<Topic>, TopicError> {
+    let NewTopic {
+        name,
+        partitions,
+        overrides,
+        config,
+        id,
+    } = new;
     let parts = create_partitions(io, data_dir, name, 0..partitions, config, replicated).await?;
     let topic = Topic {
         name: name.to_string(),

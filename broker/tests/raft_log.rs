@@ -253,11 +253,12 @@ async fn raft_entries_are_the_partition_log_and_survive_a_restart() {
     let (store, p) = open(dir.path(), 1 << 30).await;
     assert_eq!(p.log_start_offset(), 50);
     assert_eq!(batches(&store, &p, 50).await, vec![(50, 2, 3, false)]);
-    let st = p.state();
-    let r = st.replica.as_ref().unwrap();
-    assert_eq!((r.next_index, r.meta.prev), (22, (20, 3)));
-    assert_eq!(r.meta.term_of(20), Some(3));
-    drop(st);
+    {
+        let st = p.state();
+        let r = st.replica.as_ref().unwrap();
+        assert_eq!((r.next_index, r.meta.prev), (22, (20, 3)));
+        assert_eq!(r.meta.term_of(20), Some(3));
+    }
     close(store, p).await;
 }
 

@@ -7,7 +7,9 @@
 //! starts an OS thread; time, randomness and the network come from the node's `Env`.
 
 pub mod logger;
+pub mod node;
 pub mod offsets;
+pub mod storage;
 pub mod transport;
 pub mod wire;
 

@@ -22,8 +22,9 @@ use std::collections::VecDeque;
 pub struct OffsetTranslator {
     /// Raft index of `bases[0]` (or of the next entry, when the window is empty).
     first_index: u64,
-    /// Kafka base offset of each entry, from `first_index` on.
+    /// Kafka base offset and Raft term of each entry, from `first_index` on.
     bases: VecDeque<i64>,
+    terms: VecDeque<u64>,
     /// Kafka offset after the last entry's last record (the log end offset).
     end_offset: i64,
 }
@@ -35,19 +36,27 @@ impl OffsetTranslator {
         OffsetTranslator {
             first_index: next_index,
             bases: VecDeque::new(),
+            terms: VecDeque::new(),
             end_offset: next_offset,
         }
     }
 
-    /// Append an entry of `records` records (a batch's record count; 1 for Raft's own entries).
-    /// Returns its Raft index and Kafka base offset.
-    pub fn push(&mut self, records: u32) -> (u64, i64) {
+    /// Append an entry of `records` records (a batch's record count; 1 for Raft's own entries)
+    /// and term `term`. Returns its Raft index and Kafka base offset.
+    pub fn push(&mut self, records: u32, term: u64) -> (u64, i64) {
         debug_assert!(records > 0, "an entry covers at least one offset");
         let index = self.next_index();
         let base = self.end_offset;
         self.bases.push_back(base);
+        self.terms.push_back(term);
         self.end_offset = base + i64::from(records.max(1));
         (index, base)
+    }
+
+    /// The term of entry `index`, if it is in the window.
+    pub fn term(&self, index: u64) -> Option<u64> {
+        let at = index.checked_sub(self.first_index)?;
+        self.terms.get(usize::try_from(at).ok()?).copied()
     }
 
     /// Raft index of the first entry in the window (`next_index()` when it is empty).
@@ -108,6 +117,7 @@ impl OffsetTranslator {
                 self.end_offset = first;
             }
             self.bases.clear();
+            self.terms.clear();
             // Entries before the window are committed and never truncated; the window simply
             // restarts where it began.
             return self.end_offset;
@@ -116,6 +126,7 @@ impl OffsetTranslator {
         if keep < self.bases.len() {
             self.end_offset = self.bases[keep];
             self.bases.truncate(keep);
+            self.terms.truncate(keep);
         }
         self.end_offset
     }
@@ -127,7 +138,17 @@ impl OffsetTranslator {
             .saturating_sub(self.first_index)
             .min(self.bases.len() as u64);
         self.bases.drain(..drop as usize);
+        self.terms.drain(..drop as usize);
         self.first_index += drop;
+    }
+
+    /// Move every offset by `delta`: the window was started at an offset not known then (a cut
+    /// reaching before it) and the log has since said where it really lies.
+    pub fn shift(&mut self, delta: i64) {
+        for base in &mut self.bases {
+            *base += delta;
+        }
+        self.end_offset += delta;
     }
 
     /// Entries in the window (the caller bounds it with [`compact_to`](Self::compact_to)).
@@ -141,6 +162,7 @@ impl OffsetTranslator {
 
     #[cfg(test)]
     fn check(&self) {
+        assert_eq!(self.bases.len(), self.terms.len());
         let mut previous = None;
         for &base in &self.bases {
             if let Some(p) = previous {
@@ -192,7 +214,7 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Push(records) => {
-                        let got = t.push(records);
+                        let got = t.push(records, u64::from(records) % 7);
                         prop_assert_eq!(got, (m.next_index, m.next_offset));
                         m.entries.push((m.next_index, m.next_offset, records));
                         m.next_index += 1;
@@ -224,6 +246,7 @@ mod tests {
                         continue;
                     }
                     prop_assert_eq!(t.base_offset(index), Some(base));
+                    prop_assert_eq!(t.term(index), Some(u64::from(records) % 7));
                     prop_assert_eq!(t.end_offset(index), Some(base + i64::from(records)));
                     for offset in [base, base + i64::from(records) - 1] {
                         prop_assert_eq!(t.index_of(offset), Some(index));
@@ -239,9 +262,9 @@ mod tests {
     fn the_high_watermark_is_the_end_of_the_committed_entry() {
         // A new leader's empty entry (1 offset, a control batch), then batches of 3 and 5.
         let mut t = OffsetTranslator::new(1, 0);
-        assert_eq!(t.push(1), (1, 0));
-        assert_eq!(t.push(3), (2, 1));
-        assert_eq!(t.push(5), (3, 4));
+        assert_eq!(t.push(1, 1), (1, 0));
+        assert_eq!(t.push(3, 1), (2, 1));
+        assert_eq!(t.push(5, 1), (3, 4));
         assert_eq!(
             t.end_offset(0),
             Some(0),
@@ -254,7 +277,8 @@ mod tests {
         assert_eq!(t.index_of(5), Some(3));
         // A divergent suffix from index 3 is cut back to offset 4.
         assert_eq!(t.truncate_from(3), 4);
-        assert_eq!(t.push(2), (3, 4));
+        assert_eq!(t.push(2, 2), (3, 4));
+        assert_eq!(t.term(3), Some(2));
         assert_eq!(t.log_end_offset(), 6);
         t.compact_to(3);
         assert_eq!(t.first_index(), 3);

@@ -168,6 +168,8 @@ struct Inner {
     inbox: mpsc::Sender<Delivery>,
     stats: TransportStats,
     shutdown: watch::Sender<bool>,
+    /// Bumped whenever a peer's connection comes up or goes down.
+    links: watch::Sender<u64>,
 }
 
 /// The node's end of the transport. Cheap to clone.
@@ -211,6 +213,7 @@ impl Transport {
             inbox: inbox_tx,
             stats: TransportStats::default(),
             shutdown: watch::channel(false).0,
+            links: watch::channel(0).0,
         });
         for peer in inner.peers.values() {
             if node_id < peer.id {
@@ -274,6 +277,17 @@ impl Transport {
 
     pub fn stats(&self) -> &TransportStats {
         &self.0.stats
+    }
+
+    /// Changes whenever a connection to a peer comes up or goes down (then ask
+    /// [`connected`](Self::connected)).
+    pub fn link_changes(&self) -> watch::Receiver<u64> {
+        self.0.links.subscribe()
+    }
+
+    /// The configured peers.
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.0.peers.keys().copied().collect()
     }
 
     /// Stop dialling, accepting and writing; open connections close. The transport's tasks
@@ -453,7 +467,9 @@ async fn run_link(
     writer: WriteHalf<Box<dyn Connection>>,
     generation: u64,
 ) -> Result<(), LinkError> {
-    peer.connected.store(true, Ordering::Relaxed);
+    if !peer.connected.swap(true, Ordering::Relaxed) {
+        inner.links.send_modify(|n| *n += 1);
+    }
     let mut replaced = peer.generation.subscribe();
     let mut shutdown = inner.shutdown.subscribe();
     let outcome = tokio::select! {
@@ -462,8 +478,8 @@ async fn run_link(
         _ = replaced.wait_for(|g| *g != generation) => Ok(()),
         _ = shutdown.wait_for(|stop| *stop) => Ok(()),
     };
-    if *peer.generation.borrow() == generation {
-        peer.connected.store(false, Ordering::Relaxed);
+    if *peer.generation.borrow() == generation && peer.connected.swap(false, Ordering::Relaxed) {
+        inner.links.send_modify(|n| *n += 1);
     }
     inner.stats.connections_lost.fetch_add(1, Ordering::Relaxed);
     outcome

@@ -2,6 +2,11 @@
 //! protobuf encoding, one transport message each (the transport coalesces them per peer and
 //! per tick into one frame). A message that does not decode is dropped and logged by the
 //! receiver, which goes on with the rest of the frame: Raft treats it as lost.
+//!
+//! Besides Raft's messages, a leader tells its followers that a group goes quiet
+//! ([`quiesce`]): the group id with its top bit set, then the leader's term. An idle group then
+//! stops ticking on every node (no heartbeats, no elections) until a write, a message or the
+//! loss of its leader wakes it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use protobuf::Message as _;
@@ -13,6 +18,46 @@ pub type GroupId = u64;
 
 /// The cluster metadata's group.
 pub const CONTROLLER_GROUP: GroupId = 0;
+
+/// The top bit of a group id on the wire marks a quiesce notice.
+const QUIESCE_FLAG: u64 = 1 << 63;
+
+/// What a peer sent for a group.
+#[derive(Debug)]
+pub enum Inbound {
+    Raft(GroupId, Message),
+    /// The group's leader in `term` goes quiet.
+    Quiesce {
+        group: GroupId,
+        term: u64,
+    },
+}
+
+/// A leader's notice that `group` goes quiet in `term`.
+pub fn quiesce(group: GroupId, term: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(16);
+    out.put_u64(group | QUIESCE_FLAG);
+    out.put_u64(term);
+    out.freeze()
+}
+
+/// Decode what [`encode`] or [`quiesce`] made.
+pub fn decode_inbound(bytes: &[u8]) -> Result<Inbound, WireError> {
+    if bytes.len() < 8 {
+        return Err(WireError::Short(bytes.len()));
+    }
+    let word = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if word & QUIESCE_FLAG != 0 {
+        let group = word & !QUIESCE_FLAG;
+        let term = bytes
+            .get(8..16)
+            .filter(|_| bytes.len() == 16)
+            .map(|t| u64::from_be_bytes(t.try_into().expect("8 bytes")))
+            .ok_or(WireError::Short(bytes.len()))?;
+        return Ok(Inbound::Quiesce { group, term });
+    }
+    decode(bytes).map(|(group, m)| Inbound::Raft(group, m))
+}
 
 /// Why an inbound Raft message was dropped.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +126,19 @@ mod tests {
         let (group, back) = decode(&bytes).expect("decodes");
         assert_eq!(group, 12);
         assert_eq!(back, message);
+    }
+
+    #[test]
+    fn a_quiesce_notice_comes_back_as_it_went() {
+        match decode_inbound(&quiesce(42, 7)).expect("decodes") {
+            Inbound::Quiesce { group, term } => assert_eq!((group, term), (42, 7)),
+            other => panic!("got {other:?}"),
+        }
+        assert!(decode_inbound(&quiesce(42, 7)[..12]).is_err());
+        match decode_inbound(&encode(42, &Message::default()).unwrap()).expect("decodes") {
+            Inbound::Raft(group, _) => assert_eq!(group, 42),
+            other => panic!("got {other:?}"),
+        }
     }
 
     #[test]

@@ -194,11 +194,13 @@ impl AdminLane {
         let created = catalog::write_topic(
             self.io(),
             data_dir,
-            name,
-            partitions,
-            overrides,
-            config,
-            (hi << 64) | lo,
+            catalog::NewTopic {
+                name,
+                partitions,
+                overrides,
+                config,
+                id: (hi << 64) | lo,
+            },
             self.shared.replicated,
         )
         .await;

@@ -643,10 +643,12 @@ fn answer_all(replies: impl IntoIterator<Item = Waiter>, err: &AppendError) {
 
 /// A commit round's waiters, each answered once: by the round, or all at once by its deadline.
 /// (A std mutex, taken for a few instructions and never across an await.)
-pub(super) struct Board<T, E>(std::sync::Mutex<Vec<Option<super::Reply<Result<T, E>>>>>);
+pub(super) struct Board<T, E>(std::sync::Mutex<Slots<T, E>>);
+
+type Slots<T, E> = Vec<Option<super::Reply<Result<T, E>>>>;
 
 impl<T, E: Clone> Board<T, E> {
-    pub(super) fn new(waiters: Vec<Option<super::Reply<Result<T, E>>>>) -> Self {
+    pub(super) fn new(waiters: Slots<T, E>) -> Self {
         Board(std::sync::Mutex::new(waiters))
     }
 
@@ -665,7 +667,7 @@ impl<T, E: Clone> Board<T, E> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<super::Reply<Result<T, E>>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<T, E>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

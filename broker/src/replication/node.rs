@@ -1,0 +1,1152 @@
+//! The node's multi-raft loop (DESIGN.md, "multi-raft as TiKV does it"): one task drives every
+//! Raft group this node is a replica of — the cluster metadata's and each partition's.
+//!
+//! What it does, and why:
+//! - **one task, all groups**: inbound messages, proposals, ticks, finished writes and reads
+//!   all arrive at one `select!`; the groups they touch are marked, then each marked group's
+//!   `Ready` is handled, then the transport is flushed once — every group's messages to a peer
+//!   leave in one frame.
+//! - **raft-rs's async-ready API**: a leader sends its appends before its own write (raft
+//!   thesis 10.2.1); entries and hard state go to the commit pipeline as one [`RaftWrite`] per
+//!   group at a time (what later Readies bring waits and goes as the next one: group commit);
+//!   messages that depend on persistence (`persisted_messages`: votes, append acknowledgements)
+//!   wait until every Ready up to theirs is durable. No task ever waits on the disk inside the
+//!   loop: a write is a future the loop polls.
+//! - **quiet idle groups**: a leader whose group has nothing to do for a while tells its
+//!   followers ([`wire::quiesce`]) and the group stops ticking everywhere — no heartbeats, no
+//!   elections, no disk work. It wakes on a proposal, on any message for it, or when the
+//!   connection to its leader goes down (the peer's silence), so a dead leader is still
+//!   replaced.
+//! - **acknowledgements**: `acks=1` is answered once the leader's own write of the batch is
+//!   durable, `acks=all` once Raft committed it (a majority has it durably). A leader that loses
+//!   its leadership answers what it had not answered with NOT_LEADER_OR_FOLLOWER (the write may
+//!   still commit under the next leader: the failure is indefinite, as in Kafka).
+//! - **the high watermark** is the end offset of the committed entry; it moves only forward,
+//!   and a new leader serves reads only once an entry of its own term is committed (so a
+//!   consumer never sees it go back).
+//!
+//! Architecture invariant: only this loop writes a replicated partition's log, through the
+//! commit pipeline; nothing here reads the system clock, draws from `thread_rng` or blocks.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use io_backend::Env;
+use raft::eraftpb::{Entry, Message, MessageType};
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::logger::raft_logger;
+use super::storage::{read_entries, snapshot_offset, PartitionStorage};
+use super::transport::{Inbox, NodeId, Transport};
+use super::wire::{self, GroupId, Inbound};
+use super::ElectionTimer;
+use crate::storage::log::Partition;
+use crate::storage::{AppendError, Appended, RaftReset, RaftWrite, RaftWritten, Store};
+
+/// How the node's Raft groups run.
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Ticks a leader's group stays idle before it goes quiet.
+    pub quiesce_ticks: usize,
+}
+
+impl RaftSettings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        RaftSettings {
+            tick: Duration::from_millis(config.raft_tick_ms),
+            election_ticks: config.raft_election_ticks,
+            heartbeat_ticks: config.raft_heartbeat_ticks,
+            quiesce_ticks: config.raft_election_ticks * 2,
+        }
+    }
+}
+
+/// Why a proposal was not taken, or not acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReplicaError {
+    /// This node does not lead the group: `leader` does (if known), in `term`.
+    #[error("not the leader (leader {leader:?}, term {term})")]
+    NotLeader { leader: Option<NodeId>, term: u64 },
+    /// The log could not take the write here.
+    #[error(transparent)]
+    Storage(#[from] AppendError),
+    /// The group is not (or no longer) on this node.
+    #[error("no such replica on this node")]
+    Unknown,
+    #[error("the replication loop has stopped")]
+    Stopped,
+}
+
+impl ReplicaError {
+    /// Whether the write may still be in the log (and be committed).
+    pub fn indefinite(&self) -> bool {
+        match self {
+            ReplicaError::NotLeader { .. } | ReplicaError::Stopped => true,
+            ReplicaError::Storage(e) => e.indefinite(),
+            ReplicaError::Unknown => false,
+        }
+    }
+}
+
+type Answer = oneshot::Sender<Result<Appended, ReplicaError>>;
+/// What a proposal's sender waits on (nothing for acks=0).
+pub type Acknowledgement = Option<oneshot::Receiver<Result<Appended, ReplicaError>>>;
+
+enum Command {
+    Propose {
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+        reply: oneshot::Sender<Result<Acknowledgement, ReplicaError>>,
+    },
+    AddGroup {
+        group: GroupId,
+        partition: Arc<Partition>,
+        voters: Vec<NodeId>,
+        campaign: bool,
+    },
+    RemoveGroup {
+        group: GroupId,
+    },
+}
+
+/// A group as request handlers see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The leader this replica knows of.
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// This replica leads.
+    pub is_leader: bool,
+    /// This replica leads and an entry of its term is committed: its high watermark is the
+    /// group's, and it serves reads.
+    pub serving: bool,
+}
+
+/// One group on this node, for request handlers.
+pub struct GroupView {
+    pub group: GroupId,
+    pub partition: Arc<Partition>,
+    pub voters: Vec<NodeId>,
+    status: Mutex<Status>,
+}
+
+impl GroupView {
+    pub fn status(&self) -> Status {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_status(&self, s: Status) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+}
+
+#[derive(Default)]
+struct Views {
+    by_group: HashMap<GroupId, Arc<GroupView>>,
+    by_partition: HashMap<(String, i32), Arc<GroupView>>,
+}
+
+/// The node's replication, as the rest of the broker uses it. Cheap to clone.
+#[derive(Clone)]
+pub struct Replication {
+    node_id: NodeId,
+    tx: mpsc::Sender<Command>,
+    views: Arc<RwLock<Views>>,
+    /// Bumped whenever a group's status changes.
+    changes: watch::Receiver<u64>,
+}
+
+/// Commands waiting for the loop, at most; senders wait beyond that.
+const COMMAND_QUEUE: usize = 4096;
+
+impl Replication {
+    /// Start the loop for node `node_id` over `store`, talking to its peers through `transport`.
+    pub fn start(
+        env: Env,
+        node_id: NodeId,
+        store: Arc<Store>,
+        transport: Transport,
+        inbox: Inbox,
+        settings: RaftSettings,
+    ) -> Replication {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let views = Arc::new(RwLock::new(Views::default()));
+        let (changed, changes) = watch::channel(0);
+        let links = transport.link_changes();
+        let link_state = transport
+            .peers()
+            .into_iter()
+            .map(|p| (p, transport.connected(p)))
+            .collect();
+        let node = Node {
+            id: node_id,
+            env,
+            store,
+            transport,
+            inbox,
+            settings,
+            commands: rx,
+            groups: HashMap::new(),
+            active: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            writes: FuturesUnordered::new(),
+            fetches: FuturesUnordered::new(),
+            views: views.clone(),
+            changed,
+            links,
+            link_state,
+            logger: raft_logger(slog::o!("node" => node_id)),
+        };
+        tokio::spawn(node.run());
+        Replication {
+            node_id,
+            tx,
+            views,
+            changes,
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Propose `batches` (validated record batches) to `group`, which this node must lead. With
+    /// `acks` 0 nothing is returned to wait for; otherwise the receiver answers with the first
+    /// batch's offset once the batches are durable here (`acks=1`) or committed (`acks=-1`).
+    pub async fn propose(
+        &self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+    ) -> Result<Acknowledgement, ReplicaError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Propose {
+                group,
+                batches,
+                acks,
+                reply,
+            })
+            .await
+            .map_err(|_| ReplicaError::Stopped)?;
+        rx.await.map_err(|_| ReplicaError::Stopped)?
+    }
+
+    /// Start replicating `partition` as group `group` of `voters` (this node among them). With
+    /// `campaign`, this replica stands for election at once (the preferred leader of a new
+    /// partition: no election timeout to wait for).
+    pub async fn add_group(
+        &self,
+        group: GroupId,
+        partition: Arc<Partition>,
+        voters: Vec<NodeId>,
+        campaign: bool,
+    ) -> Result<(), ReplicaError> {
+        self.tx
+            .send(Command::AddGroup {
+                group,
+                partition,
+                voters,
+                campaign,
+            })
+            .await
+            .map_err(|_| ReplicaError::Stopped)
+    }
+
+    /// Stop replicating `group` here (its partition is deleted).
+    pub async fn remove_group(&self, group: GroupId) -> Result<(), ReplicaError> {
+        self.tx
+            .send(Command::RemoveGroup { group })
+            .await
+            .map_err(|_| ReplicaError::Stopped)
+    }
+
+    pub fn group(&self, group: GroupId) -> Option<Arc<GroupView>> {
+        self.read_views().by_group.get(&group).cloned()
+    }
+
+    /// The group of partition `index` of `topic`, if this node is one of its replicas.
+    pub fn replica(&self, topic: &str, index: i32) -> Option<Arc<GroupView>> {
+        self.read_views()
+            .by_partition
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    /// Every group on this node.
+    pub fn groups(&self) -> Vec<Arc<GroupView>> {
+        self.read_views().by_group.values().cloned().collect()
+    }
+
+    /// Changes whenever any group's status changes.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    fn read_views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
+        self.views.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A proposal waiting for its acknowledgement.
+struct Waiter {
+    first_index: u64,
+    last_index: u64,
+    term: u64,
+    /// 1: answered once durable here; -1: once committed.
+    acks: i16,
+    reply: Answer,
+}
+
+/// What the next write of a group will carry (Readies gather here while one is in flight).
+#[derive(Default)]
+struct NextWrite {
+    reset: Option<RaftReset>,
+    truncate_from: Option<u64>,
+    entries: Vec<crate::storage::RaftEntry>,
+    hard_state: Option<crate::storage::log::replica::HardStateRecord>,
+    /// The last Ready it covers.
+    number: u64,
+}
+
+impl NextWrite {
+    fn is_empty(&self) -> bool {
+        self.reset.is_none()
+            && self.truncate_from.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+    }
+}
+
+struct Group {
+    raw: RawNode<PartitionStorage>,
+    timer: ElectionTimer,
+    view: Arc<GroupView>,
+    /// The Ready number of the write in flight.
+    in_flight: Option<u64>,
+    next: NextWrite,
+    /// Readies whose persistence is not yet confirmed, with the messages that wait for it.
+    held: VecDeque<(u64, Vec<Message>)>,
+    /// Every Ready up to this one is durable.
+    persisted: u64,
+    waiters: VecDeque<Waiter>,
+    quiet: bool,
+    idle_ticks: usize,
+}
+
+type WriteDone = (GroupId, u64, Result<RaftWritten, AppendError>);
+type FetchDone = (GroupId, u64, Vec<Entry>);
+
+struct Node {
+    id: NodeId,
+    env: Env,
+    store: Arc<Store>,
+    transport: Transport,
+    inbox: Inbox,
+    settings: RaftSettings,
+    commands: mpsc::Receiver<Command>,
+    groups: HashMap<GroupId, Group>,
+    /// Groups that tick (not quiet).
+    active: BTreeSet<GroupId>,
+    /// Groups touched since their Ready was last handled.
+    dirty: BTreeSet<GroupId>,
+    writes: FuturesUnordered<Pin<Box<dyn Future<Output = WriteDone> + Send>>>,
+    fetches: FuturesUnordered<Pin<Box<dyn Future<Output = FetchDone> + Send>>>,
+    views: Arc<RwLock<Views>>,
+    changed: watch::Sender<u64>,
+    links: watch::Receiver<u64>,
+    link_state: HashMap<NodeId, bool>,
+    logger: slog::Logger,
+}
+
+/// Inputs handled before the Readies of what they touched are: a burst is taken together.
+const BURST_MAX: usize = 256;
+/// Passes over the groups' Readies per turn of the loop, at most.
+const READY_PASSES: usize = 4;
+
+impl Node {
+    async fn run(mut self) {
+        let clock = self.env.clock.clone();
+        let mut next_tick = clock.now() + self.settings.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(clock.now());
+            let ticking = !self.active.is_empty();
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+                delivery = self.inbox.recv() => match delivery {
+                    Some(d) => self.deliver(d.from, d.messages),
+                    None => break,
+                },
+                Some(done) = self.writes.next() => self.write_done(done).await,
+                Some(done) = self.fetches.next() => self.fetch_done(done),
+                changed = self.links.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.links_changed();
+                }
+                _ = clock.sleep(wait), if ticking => {
+                    self.tick().await;
+                    next_tick = clock.now() + self.settings.tick;
+                }
+            }
+            if !ticking {
+                next_tick = clock.now() + self.settings.tick;
+            }
+            // Whatever else is there already joins this round.
+            for _ in 0..BURST_MAX {
+                match self.commands.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(_) => break,
+                }
+            }
+            // Advancing a Ready may make another (a leader's commit after its own write):
+            // handled now, a bounded number of passes.
+            for _ in 0..READY_PASSES {
+                if self.dirty.is_empty() {
+                    break;
+                }
+                self.handle_readies().await;
+            }
+            self.transport.flush();
+        }
+        tracing::info!(node = self.id, "replication loop stopped");
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Propose {
+                group,
+                batches,
+                acks,
+                reply,
+            } => {
+                let r = self.propose(group, batches, acks);
+                let _ = reply.send(r);
+            }
+            Command::AddGroup {
+                group,
+                partition,
+                voters,
+                campaign,
+            } => self.add_group(group, partition, voters, campaign),
+            Command::RemoveGroup { group } => self.remove_group(group),
+        }
+    }
+
+    fn add_group(
+        &mut self,
+        group: GroupId,
+        partition: Arc<Partition>,
+        voters: Vec<NodeId>,
+        campaign: bool,
+    ) {
+        if self.groups.contains_key(&group) {
+            return;
+        }
+        let storage = match PartitionStorage::open(partition.clone(), voters.clone()) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::error!(group, %why, "cannot open the group's log for Raft");
+                return;
+            }
+        };
+        let applied = raft::Storage::initial_state(&storage)
+            .map(|s| s.hard_state.commit)
+            .unwrap_or(0);
+        let config = raft::Config {
+            id: self.id,
+            election_tick: self.settings.election_ticks,
+            heartbeat_tick: self.settings.heartbeat_ticks,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 64,
+            check_quorum: true,
+            pre_vote: true,
+            max_committed_size_per_ready: 64 << 10,
+            ..Default::default()
+        };
+        let logger = self.logger.new(slog::o!("group" => group));
+        let mut raw = match RawNode::new(&config, storage, &logger) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(group, error = %e, "cannot start the group's Raft node");
+                return;
+            }
+        };
+        let mut timer = ElectionTimer::new(self.env.rng.clone(), &config);
+        timer.settle(&mut raw);
+        if campaign && voters.contains(&self.id) {
+            let _ = raw.campaign();
+            timer.settle(&mut raw);
+        }
+        let view = Arc::new(GroupView {
+            group,
+            partition: partition.clone(),
+            voters,
+            status: Mutex::new(Status::default()),
+        });
+        {
+            let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+            views.by_group.insert(group, view.clone());
+            views
+                .by_partition
+                .insert((partition.topic.clone(), partition.index), view.clone());
+        }
+        self.groups.insert(
+            group,
+            Group {
+                raw,
+                timer,
+                view,
+                in_flight: None,
+                next: NextWrite::default(),
+                held: VecDeque::new(),
+                persisted: 0,
+                waiters: VecDeque::new(),
+                quiet: false,
+                idle_ticks: 0,
+            },
+        );
+        self.active.insert(group);
+        self.dirty.insert(group);
+        tracing::debug!(node = self.id, group, topic = %partition.topic, partition = partition.index, "replica started");
+    }
+
+    fn remove_group(&mut self, group: GroupId) {
+        let Some(mut g) = self.groups.remove(&group) else {
+            return;
+        };
+        self.active.remove(&group);
+        self.dirty.remove(&group);
+        for w in g.waiters.drain(..) {
+            let _ = w.reply.send(Err(ReplicaError::Unknown));
+        }
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        views.by_group.remove(&group);
+        let key = (g.view.partition.topic.clone(), g.view.partition.index);
+        if views
+            .by_partition
+            .get(&key)
+            .is_some_and(|v| v.group == group)
+        {
+            views.by_partition.remove(&key);
+        }
+    }
+
+    fn propose(
+        &mut self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+    ) -> Result<Acknowledgement, ReplicaError> {
+        let id = self.id;
+        let g = self.groups.get_mut(&group).ok_or(ReplicaError::Unknown)?;
+        wake(g, &mut self.active, group);
+        let raft = &g.raw.raft;
+        if raft.state != StateRole::Leader {
+            let leader = (raft.leader_id != 0).then_some(raft.leader_id);
+            return Err(ReplicaError::NotLeader {
+                leader,
+                term: raft.term,
+            });
+        }
+        let term = raft.term;
+        let count = batches.len() as u64;
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = id;
+        m.entries = batches
+            .into_iter()
+            .map(|data| Entry {
+                data,
+                ..Default::default()
+            })
+            .collect::<Vec<_>>()
+            .into();
+        let stepped = g.raw.step(m);
+        g.timer.settle(&mut g.raw);
+        if stepped.is_err() || g.raw.raft.state != StateRole::Leader || g.raw.raft.term != term {
+            return Err(ReplicaError::NotLeader {
+                leader: None,
+                term: g.raw.raft.term,
+            });
+        }
+        g.idle_ticks = 0;
+        self.dirty.insert(group);
+        if acks == 0 || count == 0 {
+            return Ok(None);
+        }
+        let last_index = g.raw.raft.raft_log.last_index();
+        let (reply, rx) = oneshot::channel();
+        g.waiters.push_back(Waiter {
+            first_index: last_index + 1 - count,
+            last_index,
+            term,
+            acks,
+            reply,
+        });
+        Ok(Some(rx))
+    }
+
+    fn deliver(&mut self, from: NodeId, messages: Vec<Bytes>) {
+        for bytes in messages {
+            match wire::decode_inbound(&bytes) {
+                Ok(Inbound::Raft(group, m)) => {
+                    let Some(g) = self.groups.get_mut(&group) else {
+                        // Not (yet) a replica here: the sender retries what matters.
+                        continue;
+                    };
+                    if m.from != from {
+                        tracing::warn!(
+                            group,
+                            peer = from,
+                            claimed = m.from,
+                            "dropping a Raft message whose sender is not its peer"
+                        );
+                        continue;
+                    }
+                    // Heartbeats of a quiet group's own leader, and their answers, change nothing
+                    // that needs a tick: everything else wakes it.
+                    let routine = match m.get_msg_type() {
+                        MessageType::MsgHeartbeatResponse => true,
+                        MessageType::MsgHeartbeat => {
+                            m.term == g.raw.raft.term && m.from == g.raw.raft.leader_id
+                        }
+                        _ => false,
+                    };
+                    if !routine {
+                        wake(g, &mut self.active, group);
+                    }
+                    let _ = g.raw.step(m);
+                    g.timer.settle(&mut g.raw);
+                    self.dirty.insert(group);
+                }
+                Ok(Inbound::Quiesce { group, term }) => {
+                    let Some(g) = self.groups.get_mut(&group) else {
+                        continue;
+                    };
+                    let raft = &g.raw.raft;
+                    if raft.term == term
+                        && raft.leader_id == from
+                        && raft.state == StateRole::Follower
+                        && raft.raft_log.committed == raft.raft_log.last_index()
+                        && g.in_flight.is_none()
+                        && g.next.is_empty()
+                    {
+                        g.quiet = true;
+                        self.active.remove(&group);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(peer = from, error = %e, "dropping an undecodable Raft message");
+                }
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        let quiesce_ticks = self.settings.quiesce_ticks;
+        let mut going_quiet = Vec::new();
+        for &group in &self.active {
+            let Some(g) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            g.raw.tick();
+            g.timer.settle(&mut g.raw);
+            self.dirty.insert(group);
+            if idle_leader(g) {
+                g.idle_ticks += 1;
+                if g.idle_ticks >= quiesce_ticks {
+                    going_quiet.push(group);
+                }
+            } else {
+                g.idle_ticks = 0;
+            }
+        }
+        for group in going_quiet {
+            // The last heartbeat carries the commit; the notice follows it on each connection.
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.raw.ping();
+            }
+            self.handle_ready(group).await;
+            let Some(g) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            if !idle_leader(g) {
+                continue;
+            }
+            let term = g.raw.raft.term;
+            for &f in g.view.voters.iter().filter(|&&v| v != self.id) {
+                self.transport.send(f, wire::quiesce(group, term));
+            }
+            g.quiet = true;
+            g.idle_ticks = 0;
+            self.active.remove(&group);
+        }
+    }
+
+    fn links_changed(&mut self) {
+        let now: HashMap<NodeId, bool> = self
+            .transport
+            .peers()
+            .into_iter()
+            .map(|p| (p, self.transport.connected(p)))
+            .collect();
+        let lost: Vec<NodeId> = now
+            .iter()
+            .filter(|(p, &up)| !up && self.link_state.get(p).copied().unwrap_or(true))
+            .map(|(&p, _)| p)
+            .collect();
+        let found: Vec<NodeId> = now
+            .iter()
+            .filter(|(p, &up)| up && !self.link_state.get(p).copied().unwrap_or(false))
+            .map(|(&p, _)| p)
+            .collect();
+        self.link_state = now;
+        for (&group, g) in self.groups.iter_mut() {
+            if !g.quiet {
+                continue;
+            }
+            let raft = &g.raw.raft;
+            // A quiet follower whose leader went silent wakes (and elects another if it must);
+            // a quiet leader wakes to tell a peer that came back who leads.
+            let leader_lost = lost.contains(&raft.leader_id);
+            let member_found =
+                raft.state == StateRole::Leader && found.iter().any(|p| g.view.voters.contains(p));
+            if leader_lost || member_found {
+                g.quiet = false;
+                self.active.insert(group);
+                self.dirty.insert(group);
+            }
+        }
+    }
+
+    async fn handle_readies(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for group in dirty {
+            self.handle_ready(group).await;
+            self.start_fetches(group);
+        }
+    }
+
+    async fn handle_ready(&mut self, group: GroupId) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if !g.raw.has_ready() {
+            update_status(g, &self.changed);
+            return;
+        }
+        let mut rd = g.raw.ready();
+        let number = rd.number();
+        if rd.ss().is_some() {
+            let raft = &g.raw.raft;
+            if raft.state != StateRole::Leader && !g.waiters.is_empty() {
+                let leader = (raft.leader_id != 0).then_some(raft.leader_id);
+                let term = raft.term;
+                for w in g.waiters.drain(..) {
+                    let _ = w.reply.send(Err(ReplicaError::NotLeader { leader, term }));
+                }
+            }
+        }
+        for m in rd.take_messages() {
+            send(&self.transport, group, &m);
+        }
+        let storage = g.raw.store();
+        if !rd.snapshot().is_empty() {
+            let meta = rd.snapshot().get_metadata();
+            let (index, term) = (meta.index, meta.term);
+            let offset = snapshot_offset(rd.snapshot()).unwrap_or(0);
+            storage.take_snapshot(index, term, offset);
+            g.next = NextWrite {
+                reset: Some(RaftReset {
+                    index,
+                    term,
+                    offset,
+                }),
+                ..NextWrite::default()
+            };
+        }
+        let entries = rd.take_entries();
+        if !entries.is_empty() {
+            let (cut, written) = storage.append(&entries);
+            if let Some(from) = cut {
+                // Entries queued and not yet written from `from` on never reach the log; the
+                // log itself is cut there only if what it holds (or is writing) goes that far.
+                g.next.entries.retain(|e| e.index < from);
+                let queued_from = g.next.entries.first().map(|e| e.index);
+                if queued_from.is_none_or(|q| from < q) {
+                    g.next.truncate_from = Some(g.next.truncate_from.map_or(from, |t| t.min(from)));
+                }
+            }
+            g.next.entries.extend(written);
+        }
+        if let Some(hs) = rd.hs() {
+            let record = storage.set_hard_state(hs);
+            if rd.must_sync() || g.next.hard_state.is_some() {
+                g.next.hard_state = Some(record);
+            }
+        }
+        let persisted_messages = rd.take_persisted_messages();
+        let committed = rd.take_committed_entries();
+        let new_work = !entries.is_empty() || !rd.snapshot().is_empty() || rd.must_sync();
+        if new_work {
+            g.next.number = number;
+        }
+        g.held.push_back((number, persisted_messages));
+        g.raw.advance_append_async(rd);
+        if g.next.is_empty() && g.in_flight.is_none() {
+            // Nothing of this Ready (nor before it) waits for the disk.
+            persist_held(g, group, &self.transport);
+        }
+        if let Some(last) = committed.last() {
+            let last = last.index;
+            crate::fault_point!("raft.before_apply");
+            let Some(g) = self.groups.get_mut(&group) else {
+                return;
+            };
+            apply(g, last, &self.store);
+            g.raw.advance_apply_to(last);
+        }
+        if let Some(g) = self.groups.get(&group) {
+            update_status(g, &self.changed);
+        }
+        if self
+            .groups
+            .get(&group)
+            .is_some_and(|g| g.in_flight.is_none() && !g.next.is_empty())
+        {
+            crate::fault_point!("raft.before_persist");
+        }
+        self.start_write(group);
+        // What advancing produced (messages, commits) is handled at the next pass.
+        if self.groups.get(&group).is_some_and(|g| g.raw.has_ready()) {
+            self.dirty.insert(group);
+        }
+    }
+
+    /// Hand a group's gathered write to the commit pipeline, if none is in flight.
+    fn start_write(&mut self, group: GroupId) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if g.in_flight.is_some() || g.next.is_empty() {
+            return;
+        }
+        let next = std::mem::take(&mut g.next);
+        let number = next.number;
+        g.in_flight = Some(number);
+        let write = RaftWrite {
+            partition: g.view.partition.clone(),
+            reset: next.reset,
+            truncate_from: next.truncate_from,
+            entries: next.entries,
+            hard_state: next.hard_state,
+        };
+        let store = self.store.clone();
+        self.writes.push(Box::pin(async move {
+            let result = match store.raft_write(write).await {
+                Ok(rx) => match rx.await {
+                    Ok(r) => r,
+                    Err(_) => Err(AppendError::Storage(
+                        crate::storage::StorageError::DirFailed(
+                            "the commit pipeline has stopped".into(),
+                        ),
+                    )),
+                },
+                Err(e) => Err(AppendError::Storage(e)),
+            };
+            (group, number, result)
+        }));
+    }
+
+    async fn write_done(&mut self, (group, number, result): WriteDone) {
+        if !self.groups.contains_key(&group) {
+            return;
+        }
+        if result.is_ok() {
+            // Durable, and nothing that depends on it sent yet.
+            crate::fault_point!("raft.after_persist");
+        }
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        g.in_flight = None;
+        match result {
+            Ok(written) => {
+                g.raw
+                    .store()
+                    .written(written.next_index, written.next_offset);
+                g.raw.on_persist_ready(number);
+                g.persisted = number;
+                if g.next.is_empty() {
+                    // The Readies after it had nothing to write: durable too.
+                    persist_held(g, group, &self.transport);
+                } else {
+                    release_held(g, group, &self.transport);
+                }
+                answer_durable(g, written.next_index);
+                self.dirty.insert(group);
+                self.start_write(group);
+            }
+            Err(e) => {
+                // Not durable: nothing that depends on it leaves, and the same Ready is
+                // written again once the directory is healthy again.
+                tracing::warn!(node = self.id, group, error = %e, "a Raft write failed; it is retried once the data directory heals");
+                let _ = e;
+                // The entries are in the storage's cache; rebuild the write from raft-rs's
+                // view: everything from the durable end on.
+                self.retry_write(group, number);
+            }
+        }
+    }
+
+    /// Write again what a failed write carried (after the directory heals, as the pipeline
+    /// refuses writes until then).
+    fn retry_write(&mut self, group: GroupId, number: u64) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let clock = self.env.clock.clone();
+        let store = self.store.clone();
+        let partition = g.view.partition.clone();
+        // Rebuild from the log's durable end: the entries raft-rs holds past it, all of them
+        // (the cache has every entry not yet durable), and the hard state as it is now.
+        let durable_next = partition
+            .state()
+            .replica
+            .as_ref()
+            .map_or(1, |r| r.next_index)
+            .min(g.raw.store().durable_next());
+        let last = g.raw.raft.raft_log.last_index();
+        let entries = g
+            .raw
+            .store()
+            .cached_from(durable_next, last)
+            .unwrap_or_default();
+        let hs = g.raw.raft.hard_state();
+        let hard_state = Some(crate::storage::log::replica::HardStateRecord {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+        });
+        let mut merged = std::mem::take(&mut g.next);
+        // The retry covers everything up to the newest Ready gathered since.
+        let covered = number.max(merged.number);
+        merged.entries = entries;
+        merged.truncate_from = Some(durable_next);
+        merged.hard_state = hard_state;
+        merged.number = covered;
+        g.in_flight = Some(covered);
+        let write = RaftWrite {
+            partition,
+            reset: merged.reset,
+            truncate_from: merged.truncate_from,
+            entries: merged.entries,
+            hard_state: merged.hard_state,
+        };
+        self.writes.push(Box::pin(async move {
+            // Wait for the directory to be healthy (bounded: the pipeline answers within the
+            // I/O deadline, and a failed directory heals or stays failed).
+            loop {
+                if store.io().health.check().is_ok() {
+                    break;
+                }
+                clock.sleep(Duration::from_millis(100)).await;
+            }
+            let result = match store.raft_write(write).await {
+                Ok(rx) => rx.await.unwrap_or_else(|_| {
+                    Err(AppendError::Storage(
+                        crate::storage::StorageError::DirFailed(
+                            "the commit pipeline has stopped".into(),
+                        ),
+                    ))
+                }),
+                Err(e) => Err(AppendError::Storage(e)),
+            };
+            (group, covered, result)
+        }));
+    }
+
+    fn start_fetches(&mut self, group: GroupId) {
+        let Some(g) = self.groups.get(&group) else {
+            return;
+        };
+        let requests = g.raw.store().take_fetches();
+        for request in requests {
+            let low = request.low;
+            let max_bytes = request.max_bytes;
+            let known = g.raw.store().base_offset(low);
+            let partition = g.view.partition.clone();
+            let io = self.store.io().clone();
+            g.raw.store().fetch_started(request);
+            self.fetches.push(Box::pin(async move {
+                let entries = match read_entries(&partition, &io, low, known, max_bytes).await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(group, low, error = %e, "cannot read Raft entries for a follower");
+                        Vec::new()
+                    }
+                };
+                (group, low, entries)
+            }));
+        }
+    }
+
+    fn fetch_done(&mut self, (group, low, entries): FetchDone) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let contexts = g.raw.store().fetched(low, entries);
+        for context in contexts {
+            g.raw.on_entries_fetched(context);
+        }
+        self.dirty.insert(group);
+    }
+}
+
+/// A quiet group ticks again. (Its idleness is judged at each tick: heartbeats and their
+/// answers do not count against it.)
+fn wake(g: &mut Group, active: &mut BTreeSet<GroupId>, group: GroupId) {
+    if g.quiet {
+        g.quiet = false;
+        g.idle_ticks = 0;
+        active.insert(group);
+    }
+}
+
+/// A leader with nothing to do: everything committed and on every follower, nothing waiting.
+fn idle_leader(g: &Group) -> bool {
+    let raft = &g.raw.raft;
+    if raft.state != StateRole::Leader
+        || !g.waiters.is_empty()
+        || g.in_flight.is_some()
+        || !g.next.is_empty()
+        || !g.held.is_empty()
+    {
+        return false;
+    }
+    let last = raft.raft_log.last_index();
+    raft.raft_log.committed == last && raft.prs().iter().all(|(_, p)| p.matched == last)
+}
+
+fn send(transport: &Transport, group: GroupId, m: &Message) {
+    match wire::encode(group, m) {
+        Ok(bytes) => {
+            transport.send(m.to, bytes);
+        }
+        Err(e) => tracing::warn!(group, error = %e, "cannot encode a Raft message; dropped"),
+    }
+}
+
+/// Every Ready gathered so far is durable (nothing of them waits for a write).
+fn persist_held(g: &mut Group, group: GroupId, transport: &Transport) {
+    if let Some(&(last, _)) = g.held.back() {
+        if last > g.persisted {
+            g.raw.on_persist_ready(last);
+            g.persisted = last;
+        }
+    }
+    release_held(g, group, transport);
+}
+
+/// Send the messages of every Ready up to the persisted one.
+fn release_held(g: &mut Group, group: GroupId, transport: &Transport) {
+    while g.held.front().is_some_and(|(n, _)| *n <= g.persisted) {
+        let (_, messages) = g.held.pop_front().expect("checked");
+        for m in &messages {
+            send(transport, group, m);
+        }
+    }
+}
+
+/// Entries through `commit` are committed: the high watermark moves there, and the proposals
+/// waiting for it are answered.
+fn apply(g: &mut Group, commit: u64, store: &Store) {
+    let storage = g.raw.store();
+    if let Some(hw) = storage.end_offset(commit) {
+        if g.view.partition.set_committed_offset(hw) {
+            store.published();
+        }
+    }
+    let log_start = g.view.partition.log_start_offset();
+    let mut kept = VecDeque::with_capacity(g.waiters.len());
+    for w in g.waiters.drain(..) {
+        if w.acks == -1 && w.last_index <= commit {
+            let a = answer(storage, &w, log_start);
+            let _ = w.reply.send(a);
+        } else {
+            kept.push_back(w);
+        }
+    }
+    g.waiters = kept;
+    storage.compact(commit);
+}
+
+/// Entries below `next_index` are durable here: `acks=1` proposals among them are answered.
+fn answer_durable(g: &mut Group, next_index: u64) {
+    let storage = g.raw.store();
+    let log_start = g.view.partition.log_start_offset();
+    let mut kept = VecDeque::with_capacity(g.waiters.len());
+    for w in g.waiters.drain(..) {
+        if w.acks == 1 && w.last_index < next_index {
+            let a = answer(storage, &w, log_start);
+            let _ = w.reply.send(a);
+        } else {
+            kept.push_back(w);
+        }
+    }
+    g.waiters = kept;
+}
+
+fn answer(
+    storage: &PartitionStorage,
+    w: &Waiter,
+    log_start_offset: i64,
+) -> Result<Appended, ReplicaError> {
+    // The entries answered for must still be the proposal's (of its term).
+    match (
+        raft::Storage::term(storage, w.last_index),
+        storage.base_offset(w.first_index),
+    ) {
+        (Ok(term), Some(base_offset)) if term == w.term => Ok(Appended {
+            base_offset,
+            log_start_offset,
+            log_append_time_ms: -1,
+        }),
+        _ => Err(ReplicaError::NotLeader {
+            leader: None,
+            term: w.term,
+        }),
+    }
+}
+
+fn update_status(g: &Group, changed: &watch::Sender<u64>) {
+    let raft = &g.raw.raft;
+    let is_leader = raft.state == StateRole::Leader;
+    let status = Status {
+        leader: (raft.leader_id != 0).then_some(raft.leader_id),
+        term: raft.term,
+        is_leader,
+        serving: is_leader && raft.commit_to_current_term(),
+    };
+    if g.view.status() != status {
+        g.view.set_status(status);
+        changed.send_modify(|n| *n += 1);
+    }
+}

@@ -1,0 +1,550 @@
+//! raft-rs's [`Storage`] over a replicated partition's log (DESIGN.md: "the partition log is
+//! the Raft log"). raft-rs asks synchronously; the log answers asynchronously. What this keeps
+//! in memory so that every question raft-rs asks is answered at once:
+//! - the *tail*: the base offset and term of every recent entry ([`OffsetTranslator`]) — every
+//!   entry above the commit, which Raft may cut, and some below it; older terms come from the
+//!   log's record of term starts ([`ReplicaMeta`](crate::storage::log::replica::ReplicaMeta));
+//! - the *cache*: the data of the latest entries — all those handed to the commit pipeline and
+//!   not yet durable (raft-rs reads them back once they leave its unstable log), and recent
+//!   durable ones (a follower a little behind is sent them without a disk read), within a bound.
+//!
+//! Entries a lagging follower needs from further back are read from the log without holding
+//! raft-rs up: `entries` answers `LogTemporarilyUnavailable` and asks the node's loop for the
+//! read ([`PartitionStorage::take_fetches`]); once read, raft-rs is told (`on_entries_fetched`)
+//! and asks again. Committed entries are handed to the application without their data: the
+//! application of a partition's entry is only that its records become visible (the high
+//! watermark moves), so nothing needs reading. A follower behind the first entry the log still
+//! holds (retention deleted the rest) is sent a snapshot: "start your log at this offset".
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
+
+use super::offsets::OffsetTranslator;
+use crate::storage::log::replica::HardStateRecord;
+use crate::storage::log::Partition;
+
+/// Bytes of durable entries' data kept for followers a little behind (per group).
+const CACHE_BYTES_MAX: usize = 1 << 20;
+/// Entries below the commit kept in the tail before it is compacted.
+const TAIL_KEEP: u64 = 4096;
+/// Fetched ranges kept for raft-rs to ask for again, at most.
+const FETCHED_MAX: usize = 8;
+
+/// A read of entries from the log that raft-rs is waiting for.
+pub struct FetchRequest {
+    pub low: u64,
+    pub max_bytes: u64,
+    pub context: GetEntriesContext,
+}
+
+/// raft-rs's storage for one replicated partition (see the module doc).
+pub struct PartitionStorage {
+    partition: Arc<Partition>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    hard_state: HardState,
+    conf_state: ConfState,
+    tail: OffsetTranslator,
+    /// The tail's offsets are relative until a write says where they lie (a cut reached before
+    /// the tail after a start).
+    tail_unplaced: bool,
+    /// Entries with data, contiguous, up to the log's last entry.
+    cache: VecDeque<Entry>,
+    cache_bytes: usize,
+    /// Entries below this index are durable.
+    durable_next: u64,
+    /// A snapshot taken in and not yet durable: `(index, term)` of its point.
+    pending_reset: Option<(u64, u64)>,
+    fetched: BTreeMap<u64, Vec<Entry>>,
+    fetching: Vec<FetchRequest>,
+    /// Reads asked for and not yet taken by the loop.
+    wanted: Vec<FetchRequest>,
+}
+
+fn unavailable() -> raft::Error {
+    raft::Error::Store(RaftStorageError::Unavailable)
+}
+
+fn compacted() -> raft::Error {
+    raft::Error::Store(RaftStorageError::Compacted)
+}
+
+impl PartitionStorage {
+    /// The storage of `partition` (replicated, just recovered) for a group of `voters`.
+    pub fn open(partition: Arc<Partition>, voters: Vec<u64>) -> Result<Self, String> {
+        let (tail, hard_state, next_index) = {
+            let mut st = partition.state_mut();
+            let end = st.log_end_offset();
+            let r = st.replica.as_mut().ok_or_else(|| {
+                format!("{}-{} is not replicated", partition.topic, partition.index)
+            })?;
+            let recovered = std::mem::take(&mut r.recovered_tail);
+            let first = r.next_index - recovered.len() as u64;
+            let mut tail =
+                OffsetTranslator::new(first, recovered.first().map_or(end, |t| t.base_offset));
+            for t in &recovered {
+                tail.push(t.records, t.term);
+            }
+            if tail.log_end_offset() != end {
+                return Err(format!(
+                    "{}-{}: the recovered entries end at offset {} but the log at {end}",
+                    partition.topic,
+                    partition.index,
+                    tail.log_end_offset()
+                ));
+            }
+            (tail, r.hard_state, r.next_index)
+        };
+        let hs = HardState {
+            term: hard_state.term,
+            vote: hard_state.vote,
+            commit: hard_state.commit,
+            ..Default::default()
+        };
+        let conf_state = ConfState {
+            voters,
+            ..Default::default()
+        };
+        Ok(PartitionStorage {
+            partition,
+            inner: Mutex::new(Inner {
+                hard_state: hs,
+                conf_state,
+                tail,
+                tail_unplaced: false,
+                cache: VecDeque::new(),
+                cache_bytes: 0,
+                durable_next: next_index,
+                pending_reset: None,
+                fetched: BTreeMap::new(),
+                fetching: Vec::new(),
+                wanted: Vec::new(),
+            }),
+        })
+    }
+
+    pub fn partition(&self) -> &Arc<Partition> {
+        &self.partition
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take entries a Ready hands over (not yet durable): they replace any entries from the
+    /// first one's index on. Returns the index the log must be cut back to first, if any, and
+    /// the entries as the log writes them.
+    pub fn append(&self, entries: &[Entry]) -> (Option<u64>, Vec<crate::storage::RaftEntry>) {
+        let mut inner = self.lock();
+        let Some(first) = entries.first().map(|e| e.index) else {
+            return (None, Vec::new());
+        };
+        let mut cut = None;
+        if first < inner.tail.next_index() {
+            if first < inner.tail.first_index() {
+                // The cut reaches before what the tail describes (after a start): where it
+                // lands is known once the log has made it.
+                inner.tail = OffsetTranslator::new(first, 0);
+                inner.tail_unplaced = true;
+            } else {
+                inner.tail.truncate_from(first);
+            }
+            while inner.cache.back().is_some_and(|e| e.index >= first) {
+                let e = inner.cache.pop_back().expect("checked");
+                inner.cache_bytes -= e.data.len();
+            }
+            inner.durable_next = inner.durable_next.min(first);
+            cut = Some(first);
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let records = if e.data.is_empty() {
+                1
+            } else {
+                crate::batch::parse_header(&e.data)
+                    .map(|h| (h.last_offset_delta as u32).saturating_add(1))
+                    .unwrap_or(1)
+            };
+            inner.tail.push(records, e.term);
+            if inner.cache.back().is_some_and(|c| c.index + 1 != e.index) {
+                inner.cache.clear();
+                inner.cache_bytes = 0;
+            }
+            inner.cache_bytes += e.data.len();
+            inner.cache.push_back(e.clone());
+            out.push(crate::storage::RaftEntry {
+                index: e.index,
+                term: e.term,
+                data: e.data.clone(),
+            });
+        }
+        (cut, out)
+    }
+
+    /// A write the log made durable: everything below `next_index`, which the log says ends at
+    /// `next_offset`.
+    pub fn written(&self, next_index: u64, next_offset: i64) {
+        let mut inner = self.lock();
+        if inner.tail_unplaced {
+            if let Some(end) = inner.tail.end_offset(next_index - 1) {
+                inner.tail.shift(next_offset - end);
+                inner.tail_unplaced = false;
+            }
+        }
+        inner.durable_next = inner.durable_next.max(next_index);
+        if inner
+            .pending_reset
+            .is_some_and(|(index, _)| index < next_index)
+        {
+            inner.pending_reset = None;
+        }
+        while inner.cache_bytes > CACHE_BYTES_MAX
+            && inner
+                .cache
+                .front()
+                .is_some_and(|e| e.index < inner.durable_next)
+        {
+            let e = inner.cache.pop_front().expect("checked");
+            inner.cache_bytes -= e.data.len();
+        }
+    }
+
+    /// The hard state raft-rs now has (made durable by the next write when its term or vote
+    /// changed).
+    pub fn set_hard_state(&self, hs: &HardState) -> HardStateRecord {
+        let mut inner = self.lock();
+        inner.hard_state = hs.clone();
+        HardStateRecord {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+        }
+    }
+
+    /// A snapshot raft-rs took in: the log starts afresh after `(index, term)` at `offset`.
+    pub fn take_snapshot(&self, index: u64, term: u64, offset: i64) {
+        let mut inner = self.lock();
+        inner.tail = OffsetTranslator::new(index + 1, offset);
+        inner.tail_unplaced = false;
+        inner.cache.clear();
+        inner.cache_bytes = 0;
+        inner.fetched.clear();
+        inner.durable_next = index + 1;
+        inner.pending_reset = Some((index, term));
+        inner.hard_state.commit = inner.hard_state.commit.max(index);
+    }
+
+    /// The Kafka offset after entry `index`: the high watermark when `index` is the commit.
+    /// `None` when the tail does not describe it (an old entry, or not placed yet).
+    pub fn end_offset(&self, index: u64) -> Option<i64> {
+        let inner = self.lock();
+        if inner.tail_unplaced {
+            return None;
+        }
+        inner.tail.end_offset(index)
+    }
+
+    /// The base offset of entry `index`, if the tail describes it.
+    pub fn base_offset(&self, index: u64) -> Option<i64> {
+        let inner = self.lock();
+        if inner.tail_unplaced {
+            return None;
+        }
+        inner.tail.base_offset(index)
+    }
+
+    /// Forget the tail's entries well below `commit` (they are found through the log's record
+    /// when asked for).
+    pub fn compact(&self, commit: u64) {
+        let mut inner = self.lock();
+        if inner.tail.len() as u64 > 2 * TAIL_KEEP && !inner.tail_unplaced {
+            let to = commit.min(inner.durable_next).saturating_sub(TAIL_KEEP);
+            inner.tail.compact_to(to);
+        }
+    }
+
+    /// Reads raft-rs asked for since the last call.
+    pub fn take_fetches(&self) -> Vec<FetchRequest> {
+        let mut inner = self.lock();
+        std::mem::take(&mut inner.wanted)
+    }
+
+    /// Entries read for a fetch (or nothing, when the read failed: raft-rs asks again): the
+    /// contexts to hand back to raft-rs.
+    pub fn fetched(&self, low: u64, entries: Vec<Entry>) -> Vec<GetEntriesContext> {
+        let mut inner = self.lock();
+        if !entries.is_empty() {
+            inner.fetched.insert(low, entries);
+            while inner.fetched.len() > FETCHED_MAX {
+                inner.fetched.pop_first();
+            }
+        }
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.fetching)
+            .into_iter()
+            .partition(|f| f.low == low);
+        inner.fetching = rest;
+        done.into_iter().map(|f| f.context).collect()
+    }
+
+    /// Where entry `index` lies, if the tail knows: its base offset.
+    pub fn tail_covers(&self, index: u64) -> bool {
+        let inner = self.lock();
+        !inner.tail_unplaced && inner.tail.base_offset(index).is_some()
+    }
+
+    fn first_index_of(&self, inner: &Inner) -> u64 {
+        if let Some((index, _)) = inner.pending_reset {
+            return index + 1;
+        }
+        let st = self.partition.state();
+        let Some(r) = st.replica.as_ref() else {
+            return 1;
+        };
+        let first_base = st.segments.keys().next().copied().unwrap_or(0);
+        r.meta
+            .segments
+            .get(&first_base)
+            .copied()
+            .unwrap_or(r.meta.prev.0 + 1)
+    }
+
+    fn term_of(&self, inner: &Inner, index: u64) -> raft::Result<u64> {
+        if let Some(term) = inner.tail.term(index) {
+            return Ok(term);
+        }
+        if let Some((at, term)) = inner.pending_reset {
+            return if index == at {
+                Ok(term)
+            } else if index < at {
+                Err(compacted())
+            } else {
+                Err(unavailable())
+            };
+        }
+        if index >= inner.tail.next_index() {
+            return Err(unavailable());
+        }
+        let first = self.first_index_of(inner);
+        if index + 1 < first {
+            return Err(compacted());
+        }
+        let st = self.partition.state();
+        st.replica
+            .as_ref()
+            .and_then(|r| r.meta.term_of(index))
+            .ok_or_else(unavailable)
+    }
+}
+
+impl Storage for PartitionStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let inner = self.lock();
+        Ok(RaftState::new(
+            inner.hard_state.clone(),
+            inner.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
+        let mut inner = self.lock();
+        if low < self.first_index_of(&inner) {
+            return Err(compacted());
+        }
+        if high > inner.tail.next_index() {
+            return Err(unavailable());
+        }
+        if !context.can_async() {
+            // Committed entries for the application, or a look for configuration changes
+            // (this cluster makes none): the index and term are all that is needed.
+            let mut out = Vec::with_capacity((high - low).min(4096) as usize);
+            for index in low..high {
+                out.push(Entry {
+                    entry_type: EntryType::EntryNormal,
+                    index,
+                    term: self.term_of(&inner, index)?,
+                    ..Default::default()
+                });
+            }
+            raft::util::limit_size(&mut out, max_size);
+            return Ok(out);
+        }
+        let from_cache = inner.cache.front().is_some_and(|first| first.index <= low);
+        let mut out: Vec<Entry> = if from_cache {
+            let first = inner.cache.front().map_or(low, |e| e.index);
+            inner
+                .cache
+                .iter()
+                .skip((low - first) as usize)
+                .take((high - low) as usize)
+                .cloned()
+                .collect()
+        } else if let Some(got) = inner.fetched.get(&low) {
+            got.iter().take_while(|e| e.index < high).cloned().collect()
+        } else {
+            let max_bytes = max_size.unwrap_or(1 << 20).max(1);
+            if inner.fetching.iter().any(|f| f.low == low) {
+                inner.fetching.push(FetchRequest {
+                    low,
+                    max_bytes,
+                    context,
+                });
+            } else {
+                inner.wanted.push(FetchRequest {
+                    low,
+                    max_bytes,
+                    context,
+                });
+            }
+            return Err(raft::Error::Store(
+                RaftStorageError::LogTemporarilyUnavailable,
+            ));
+        };
+        raft::util::limit_size(&mut out, max_size);
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let inner = self.lock();
+        self.term_of(&inner, idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        let inner = self.lock();
+        Ok(self.first_index_of(&inner))
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.lock().tail.next_index() - 1)
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let inner = self.lock();
+        let first = self.first_index_of(&inner);
+        let index = first - 1;
+        if request_index > index {
+            return Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let term = self.term_of(&inner, index)?;
+        let offset = self
+            .partition
+            .state()
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(0);
+        Ok(Snapshot {
+            data: Bytes::copy_from_slice(&offset.to_be_bytes()),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(inner.conf_state.clone()).into(),
+                index,
+                term,
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        })
+    }
+}
+
+impl PartitionStorage {
+    /// Entries below this index are durable.
+    pub fn durable_next(&self) -> u64 {
+        self.lock().durable_next
+    }
+
+    /// The cached entries from `from` through `last`, as the log writes them; `None` if the
+    /// cache does not hold all of them.
+    pub fn cached_from(&self, from: u64, last: u64) -> Option<Vec<crate::storage::RaftEntry>> {
+        let inner = self.lock();
+        if from > last {
+            return Some(Vec::new());
+        }
+        let first = inner.cache.front()?.index;
+        if from < first || inner.cache.back()?.index < last {
+            return None;
+        }
+        Some(
+            inner
+                .cache
+                .iter()
+                .skip((from - first) as usize)
+                .take_while(|e| e.index <= last)
+                .map(|e| crate::storage::RaftEntry {
+                    index: e.index,
+                    term: e.term,
+                    data: e.data.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Register a read raft-rs waits for as under way (the loop took it from `take_fetches`).
+    pub fn fetch_started(&self, request: FetchRequest) {
+        self.lock().fetching.push(request);
+    }
+}
+
+/// The Kafka offset a snapshot's log starts at.
+pub fn snapshot_offset(snapshot: &Snapshot) -> Option<i64> {
+    let bytes: [u8; 8] = snapshot.data.get(..8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// Read the entries from `low` on (at most about `max_bytes`) from `partition`'s log, for a
+/// follower: each batch is an entry (Raft's own are control batches, which go back to empty
+/// entries); its term is its leader epoch.
+pub async fn read_entries(
+    partition: &Partition,
+    io: &crate::storage::Io,
+    low: u64,
+    known_offset: Option<i64>,
+    max_bytes: u64,
+) -> Result<Vec<Entry>, crate::storage::StorageError> {
+    let offset = match known_offset {
+        Some(o) => o,
+        None => match partition.locate(io, low).await? {
+            Some(at) => at.offset,
+            None => return Ok(Vec::new()),
+        },
+    };
+    let data = match partition
+        .read_durable(io, offset, max_bytes.min(16 << 20) as usize)
+        .await
+    {
+        Ok(d) => d.records,
+        Err(crate::storage::log::ReadError::OffsetOutOfRange { .. }) => return Ok(Vec::new()),
+        Err(crate::storage::log::ReadError::Storage(e)) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for (index, (at, h)) in (low..).zip(crate::batch::scan(&data)) {
+        let data = if h.is_control() {
+            Bytes::new()
+        } else {
+            data.slice(at..at + h.size)
+        };
+        out.push(Entry {
+            entry_type: EntryType::EntryNormal,
+            index,
+            term: h.partition_leader_epoch.max(0) as u64,
+            data,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,337 @@
+//! Three nodes in one process, each with its own data directory, commit pipeline, transport
+//! (real TCP on loopback) and multi-raft loop, replicating one partition: writes acknowledged
+//! at acks=all are on every replica's log with the same bytes; the leader's node goes away and
+//! another takes over; it comes back, catches up, and all logs agree again; an idle group goes
+//! quiet and still fails over when its leader's node goes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::batch;
+use broker::config::Config;
+use broker::metrics::Metrics;
+use broker::replication::node::{RaftSettings, ReplicaError, Replication};
+use broker::replication::transport::{Transport, TransportSettings};
+use broker::storage::log::Partition;
+use broker::storage::Store;
+use bytes::Bytes;
+use common::make_batch;
+use io_backend::{blocking::BlockingDisk, Env, EnvRng, Net, SystemClock, TcpNet};
+
+const GROUP: u64 = 7;
+
+fn env(seed: u64) -> Env {
+    Env {
+        disk: Arc::new(BlockingDisk::new(4)),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(seed),
+    }
+}
+
+fn settings() -> RaftSettings {
+    RaftSettings {
+        tick: Duration::from_millis(20),
+        election_ticks: 10,
+        heartbeat_ticks: 2,
+        quiesce_ticks: 20,
+    }
+}
+
+struct TestNode {
+    id: u64,
+    store: Arc<Store>,
+    replication: Replication,
+    transport: Transport,
+    partition: Arc<Partition>,
+}
+
+impl TestNode {
+    async fn start(
+        id: u64,
+        dir: &Path,
+        peers: &BTreeMap<u64, SocketAddr>,
+        campaign: bool,
+    ) -> TestNode {
+        let env = env(id);
+        let config = Config {
+            node_id: id as i32,
+            data_dir: dir.to_path_buf(),
+            retention_check_interval_ms: 0,
+            cluster_peers: peers
+                .iter()
+                .map(|(id, a)| format!("{id}@{a}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            ..Config::default()
+        };
+        let store = Store::open(env.clone(), &config, Arc::new(Metrics::default()))
+            .await
+            .expect("open store");
+        let topic = match store.topic("t") {
+            Some(t) => t,
+            None => store
+                .create_topic("t", 1, Default::default())
+                .await
+                .expect("create topic"),
+        };
+        let partition = topic.partitions[0].clone();
+        let listener = bind(&env, peers[&id]).await;
+        let transport_settings = TransportSettings {
+            io_timeout: Duration::from_millis(600),
+            keepalive: Duration::from_millis(100),
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(200),
+            ..TransportSettings::default()
+        };
+        let (transport, inbox) =
+            Transport::start(env.clone(), id, listener, peers.clone(), transport_settings);
+        let replication =
+            Replication::start(env, id, store.clone(), transport.clone(), inbox, settings());
+        replication
+            .add_group(
+                GROUP,
+                partition.clone(),
+                peers.keys().copied().collect(),
+                campaign,
+            )
+            .await
+            .expect("group added");
+        TestNode {
+            id,
+            store,
+            replication,
+            transport,
+            partition,
+        }
+    }
+
+    async fn stop(self) {
+        self.transport.shutdown();
+        let closed = self.store.closed();
+        drop(self.replication);
+        drop(self.partition);
+        drop(self.store);
+        tokio::time::timeout(Duration::from_secs(20), closed)
+            .await
+            .expect("the node's pipeline ends");
+    }
+
+    fn is_serving(&self) -> bool {
+        self.replication
+            .group(GROUP)
+            .is_some_and(|g| g.status().serving)
+    }
+}
+
+/// Bind a listener on `address`, retrying while the port is still held by a stopped node.
+async fn bind(env: &Env, address: SocketAddr) -> Box<dyn io_backend::Listener> {
+    for _ in 0..100 {
+        if let Ok(l) = env.net.listen(address).await {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot bind {address}");
+}
+
+/// Three free loopback addresses.
+async fn free_addresses() -> BTreeMap<u64, SocketAddr> {
+    let mut peers = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpNet
+            .listen("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bind");
+        peers.insert(id, l.local_addr().unwrap());
+    }
+    peers
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Produce `n` batches of `records` records through whichever node leads, acks=all; the base
+/// offsets acknowledged.
+async fn produce(nodes: &[&TestNode], n: usize, records: i32) -> Vec<i64> {
+    let mut offsets = Vec::new();
+    let mut sent = 0;
+    let mut attempts = 0;
+    while sent < n {
+        attempts += 1;
+        assert!(attempts < 2000, "no leader took the writes");
+        let Some(leader) = nodes.iter().find(|n| n.is_serving()) else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let b = make_batch(records, 1_700_000_000_000, format!("v{sent}").as_bytes());
+        match leader.replication.propose(GROUP, vec![b], -1).await {
+            Ok(Some(rx)) => match tokio::time::timeout(Duration::from_secs(10), rx).await {
+                Ok(Ok(Ok(appended))) => {
+                    offsets.push(appended.base_offset);
+                    sent += 1;
+                }
+                Ok(Ok(Err(ReplicaError::NotLeader { .. }))) | Ok(Err(_)) | Err(_) => {}
+                Ok(Ok(Err(e))) => panic!("unexpected failure: {e}"),
+            },
+            Ok(None) => unreachable!("acks=all has an answer"),
+            Err(ReplicaError::NotLeader { .. }) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    offsets
+}
+
+/// A replica's whole log, batch by batch (bytes), from its start to its durable end.
+async fn log_of(node: &TestNode) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut offset = node.partition.log_start_offset();
+    loop {
+        let d = node
+            .partition
+            .read_durable(node.store.io(), offset, 1 << 20)
+            .await
+            .expect("read");
+        if d.records.is_empty() {
+            return out;
+        }
+        for (at, h) in batch::scan(&d.records) {
+            batch::validate(&d.records[at..at + h.size]).expect("valid batch");
+            out.push(d.records.slice(at..at + h.size));
+            offset = h.next_offset();
+        }
+    }
+}
+
+/// Every replica holds the same batches up to the leader's high watermark, and every
+/// acknowledged offset is a data batch there.
+async fn logs_agree(nodes: &[&TestNode], acknowledged: &[i64]) {
+    let hw = nodes
+        .iter()
+        .map(|n| n.partition.high_watermark())
+        .max()
+        .unwrap();
+    let mut logs = Vec::new();
+    for n in nodes {
+        wait_for("the replica to catch up", || {
+            n.partition.state().log_end_offset() >= hw
+        })
+        .await;
+        logs.push(log_of(n).await);
+    }
+    let below = |log: &Vec<Bytes>| -> Vec<Bytes> {
+        log.iter()
+            .filter(|b| batch::parse_header(b).unwrap().base_offset < hw)
+            .cloned()
+            .collect()
+    };
+    let first = below(&logs[0]);
+    for (n, log) in nodes.iter().zip(&logs).skip(1) {
+        assert_eq!(below(log), first, "node {} disagrees below {hw}", n.id);
+    }
+    for &offset in acknowledged {
+        let h = first
+            .iter()
+            .map(|b| batch::parse_header(b).unwrap())
+            .find(|h| h.base_offset == offset)
+            .unwrap_or_else(|| panic!("acknowledged offset {offset} is not a batch"));
+        assert!(!h.is_control());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_are_on_every_replica_and_survive_the_leader() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
+    let mut acked = produce(&refs, 30, 3).await;
+    assert!(
+        acked.windows(2).all(|w| w[0] < w[1]),
+        "offsets grow: {acked:?}"
+    );
+    logs_agree(&refs, &acked).await;
+    // The leader's node goes away; the others elect one of them and go on.
+    let leader_at = nodes.iter().position(|n| n.is_serving()).unwrap();
+    let old = nodes.remove(leader_at);
+    let old_id = old.id;
+    old.stop().await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 20, 2).await);
+    logs_agree(&refs, &acked).await;
+    // It comes back, catches up, and every log agrees.
+    nodes.push(TestNode::start(old_id, dirs[old_id as usize - 1].path(), &peers, false).await);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 10, 1).await);
+    logs_agree(&refs, &acked).await;
+    // The consumer's view: the leader's high watermark covers every acknowledged write.
+    let leader = refs.iter().find(|n| n.is_serving()).unwrap();
+    assert!(leader.partition.high_watermark() > *acked.last().unwrap());
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_group_goes_quiet_and_still_fails_over() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let acked = produce(&refs, 5, 1).await;
+    // Quiet: no Raft messages flow for a while (only the transport's keepalives).
+    let sent = || -> u64 {
+        refs.iter()
+            .map(|n| {
+                n.transport
+                    .stats()
+                    .messages_sent
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    };
+    let mut quiet = false;
+    for _ in 0..100 {
+        let before = sent();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if sent() == before {
+            quiet = true;
+            break;
+        }
+    }
+    assert!(quiet, "the idle group kept sending messages");
+    let leader_at = nodes.iter().position(|n| n.is_serving()).unwrap();
+    let old = nodes.remove(leader_at);
+    old.stop().await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_for("a new leader after the quiet leader went", || {
+        refs.iter().any(|n| n.is_serving())
+    })
+    .await;
+    let more = produce(&refs, 3, 1).await;
+    logs_agree(&refs, &[acked, more].concat()).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
