@@ -67,6 +67,13 @@ pub enum TopicError {
     /// The change was not done in time; it stays queued or under way and may still complete.
     #[error("not done within {0:?}; the change may still complete")]
     TimedOut(std::time::Duration),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// The cluster metadata cannot take changes now (no controller reachable).
+    #[error("{0}")]
+    NoController(String),
 }
 
 /// Kafka's rule for topic names.
@@ -127,7 +134,7 @@ fn collision_key(name: &str) -> String {
 /// Topics the broker keeps for itself (committed offsets, group metadata): created by it when
 /// first needed, marked internal in Metadata, never written, created or deleted by clients.
 pub fn is_internal(name: &str) -> bool {
-    name == crate::group::OFFSETS_TOPIC
+    name == crate::group::OFFSETS_TOPIC || name == crate::controller::METADATA_TOPIC
 }
 
 /// The topics of a data directory, by name.

@@ -21,6 +21,7 @@ pub mod broker_configs;
 pub mod catalog;
 pub mod compression;
 pub mod config;
+pub mod controller;
 pub mod coverage;
 pub mod group;
 pub mod memory;

@@ -335,3 +335,41 @@ async fn an_idle_group_goes_quiet_and_still_fails_over() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_back_after_a_while_catches_up_with_a_quiet_leader() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut acked = produce(&refs, 3, 1).await;
+    // A follower goes; the others go on, then go quiet.
+    let follower_at = nodes.iter().position(|n| !n.is_serving()).unwrap();
+    let gone = nodes.remove(follower_at);
+    let gone_id = gone.id;
+    gone.stop().await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 5, 2).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It comes back: its group starts a little after its transport is up (as a broker's do,
+    // once it has read the cluster metadata).
+    nodes.push(TestNode::start(gone_id, dirs[gone_id as usize - 1].path(), &peers, false).await);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let back = refs.iter().find(|n| n.id == gone_id).unwrap();
+    let target = refs
+        .iter()
+        .map(|n| n.partition.high_watermark())
+        .max()
+        .unwrap();
+    wait_for("the returning follower to catch up", || {
+        back.partition.state().log_end_offset() >= target
+    })
+    .await;
+    logs_agree(&refs, &acked).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}

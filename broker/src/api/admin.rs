@@ -75,7 +75,14 @@ impl Broker {
                     r.error_message = None;
                     if version >= 5 {
                         r.num_partitions = partitions;
-                        r.replication_factor = 1;
+                        r.replication_factor = match (&self.cluster, t.replication_factor) {
+                            (None, _) => 1,
+                            (Some(_), -1) if t.assignments.is_empty() => {
+                                self.config.replication_factor() as i16
+                            }
+                            (Some(_), -1) => t.assignments[0].broker_ids.len() as i16,
+                            (Some(_), rf) => rf,
+                        };
                         r.configs = Some(self.created_topic_configs(&config, &overrides));
                     }
                     if version >= 7 {
@@ -108,6 +115,11 @@ impl Broker {
                 error::INVALID_REQUEST,
                 format!("{name} is an internal topic: the broker creates it"),
             ));
+        }
+        if let Some(cluster) = &self.cluster {
+            return self
+                .create_replicated(cluster, t, validate_only, deadline)
+                .await;
         }
         let partitions = if !t.assignments.is_empty() {
             if t.num_partitions != -1 || t.replication_factor != -1 {
@@ -182,6 +194,124 @@ impl Broker {
         ))
     }
 
+    /// [`Broker::create_one`] in a cluster: checked against the cluster metadata (the live
+    /// brokers, the topics), created through the controller.
+    async fn create_replicated(
+        &self,
+        cluster: &crate::controller::Controller,
+        t: &CreatableTopic,
+        validate_only: bool,
+        deadline: Instant,
+    ) -> Result<(i32, Option<u128>, crate::storage::log::LogConfig, Overrides), Refusal> {
+        let name = name_of(&t.name);
+        let md = cluster.metadata();
+        let live = md.live_brokers();
+        let (partitions, replication_factor, assignments) = if !t.assignments.is_empty() {
+            if t.num_partitions != -1 || t.replication_factor != -1 {
+                return Err((
+                    error::INVALID_REQUEST,
+                    "both a partition count or replication factor and replica assignments were given".into(),
+                ));
+            }
+            let mut sorted: Vec<_> = t.assignments.iter().collect();
+            sorted.sort_by_key(|a| a.partition_index);
+            let mut lists = Vec::with_capacity(sorted.len());
+            for (i, a) in sorted.iter().enumerate() {
+                if a.partition_index != i as i32 {
+                    return Err((
+                        error::INVALID_REPLICA_ASSIGNMENT,
+                        "the assigned partitions are not 0.. once each".into(),
+                    ));
+                }
+                let list: Vec<u64> = a.broker_ids.iter().map(|b| b.0.max(0) as u64).collect();
+                if let Some(b) = a
+                    .broker_ids
+                    .iter()
+                    .find(|b| !live.contains(&(b.0.max(0) as u64)))
+                {
+                    return Err((
+                        error::INVALID_REPLICA_ASSIGNMENT,
+                        format!(
+                            "partition {i} is assigned to broker {}, which is not a live broker",
+                            b.0
+                        ),
+                    ));
+                }
+                lists.push(list);
+            }
+            let rf = lists.first().map_or(0, |l| l.len() as i32);
+            if lists.iter().any(|l| l.len() as i32 != rf) {
+                return Err((
+                    error::INVALID_REPLICA_ASSIGNMENT,
+                    "all partitions must have the same number of replicas".into(),
+                ));
+            }
+            (lists.len() as i32, rf, Some(lists))
+        } else {
+            let partitions = if t.num_partitions == -1 {
+                self.config.default_partitions
+            } else {
+                t.num_partitions
+            };
+            let rf = match t.replication_factor {
+                -1 => self.config.replication_factor(),
+                rf => rf as i32,
+            };
+            (partitions, rf, None)
+        };
+        if replication_factor < 1 {
+            return Err((
+                error::INVALID_REPLICATION_FACTOR,
+                format!("replication factor {replication_factor} is invalid: it must be at least 1 (or -1 for the default)"),
+            ));
+        }
+        if replication_factor as usize > live.len() {
+            return Err((
+                error::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {replication_factor} is larger than the {} available brokers",
+                    live.len()
+                ),
+            ));
+        }
+        if !(1..=catalog::PARTITIONS_MAX).contains(&partitions) {
+            return Err((
+                error::INVALID_PARTITIONS,
+                format!(
+                    "{partitions} partitions: a topic has from 1 to {}",
+                    catalog::PARTITIONS_MAX
+                ),
+            ));
+        }
+        catalog::check_topic_name(name).map_err(|m| (error::INVALID_TOPIC_EXCEPTION, m))?;
+        if md.topics.contains_key(name) {
+            return Err(refusal(TopicError::Exists));
+        }
+        let overrides = topic_config::check_all(
+            t.configs
+                .iter()
+                .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
+        )
+        .map_err(|e| (error::INVALID_CONFIG, e.0))?;
+        let config = self.store.resolve(&overrides).map_err(refusal)?;
+        if validate_only {
+            return Ok((partitions, None, config, overrides));
+        }
+        let limit = deadline.saturating_duration_since(self.clock.now());
+        let id = cluster
+            .create_topic(
+                name,
+                partitions,
+                replication_factor,
+                assignments,
+                overrides.clone(),
+                limit,
+            )
+            .await
+            .map_err(refusal)?;
+        Ok((partitions, Some(id), config, overrides))
+    }
+
     /// Replica assignments name partitions `first..` once each, each with this broker alone.
     fn check_assignments<'a>(
         &self,
@@ -234,12 +364,19 @@ impl Broker {
         for (name, id) in targets {
             let mut r = DeletableTopicResult::default();
             r.topic_id = id;
-            let name = name.or_else(|| {
-                self.store
+            let name = name.or_else(|| match &self.cluster {
+                None => self
+                    .store
                     .topics()
                     .into_iter()
                     .find(|t| uuid::Uuid::from_u128(t.id) == id)
-                    .map(|t| t.name.clone())
+                    .map(|t| t.name.clone()),
+                Some(c) => c
+                    .metadata()
+                    .topics
+                    .values()
+                    .find(|t| uuid::Uuid::from_u128(t.id) == id)
+                    .map(|t| t.name.clone()),
             });
             match name {
                 None => r.error_code = error::UNKNOWN_TOPIC_ID,
@@ -254,7 +391,14 @@ impl Broker {
                 }
                 Some(name) => {
                     r.name = Some(topic_name(&name));
-                    if let Err(e) = self.within(deadline, self.store.delete_topic(&name)).await {
+                    let deleted = match &self.cluster {
+                        None => self.within(deadline, self.store.delete_topic(&name)).await,
+                        Some(c) => {
+                            let limit = deadline.saturating_duration_since(self.clock.now());
+                            c.delete_topic(&name, limit).await
+                        }
+                    };
+                    if let Err(e) = deleted {
                         r.error_code = topic_error_code(&e);
                         if version >= 5 {
                             r.error_message = Some(StrBytes::from_string(e.to_string()));
@@ -320,6 +464,33 @@ impl Broker {
                 format!("{name} is an internal topic: its partitions decide where groups live and cannot change"),
             ));
         }
+        if let Some(cluster) = &self.cluster {
+            let md = cluster.metadata();
+            let topic = md
+                .topics
+                .get(name)
+                .ok_or_else(|| refusal(TopicError::Unknown))?;
+            let now = topic.partitions.len() as i32;
+            if count <= now || count > catalog::PARTITIONS_MAX {
+                return Err((
+                    error::INVALID_PARTITIONS,
+                    format!("topic currently has {now} partitions, which is higher than or equal to the requested {count}"),
+                ));
+            }
+            let lists = assignments.map(|a| {
+                a.iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0.max(0) as u64).collect())
+                    .collect::<Vec<Vec<u64>>>()
+            });
+            if validate_only {
+                return Ok(());
+            }
+            let limit = deadline.saturating_duration_since(self.clock.now());
+            return cluster
+                .create_partitions(name, count, lists, limit)
+                .await
+                .map_err(refusal);
+        }
         let topic = self
             .store
             .check_new_partitions(name, count)
@@ -374,6 +545,11 @@ impl Broker {
                     None => pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(_) if catalog::is_internal(&name) => {
                         pr.error_code = error::INVALID_TOPIC_EXCEPTION
+                    }
+                    // A log start moved on one replica alone would not hold on the others:
+                    // in a cluster it must be replicated, which is not built yet.
+                    Some(_) if self.cluster.is_some() => {
+                        pr.error_code = error::POLICY_VIOLATION;
                     }
                     Some(part) => match self
                         .within(deadline, self.store.delete_records(part.clone(), p.offset))
@@ -446,5 +622,8 @@ pub(super) fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::OffsetOutOfRange(_) => error::OFFSET_OUT_OF_RANGE,
         TopicError::Storage(_) => error::KAFKA_STORAGE_ERROR,
         TopicError::TimedOut(_) => error::REQUEST_TIMED_OUT,
+        TopicError::InvalidReplicationFactor(_) => error::INVALID_REPLICATION_FACTOR,
+        TopicError::InvalidReplicaAssignment(_) => error::INVALID_REPLICA_ASSIGNMENT,
+        TopicError::NoController(_) => error::NOT_CONTROLLER,
     }
 }

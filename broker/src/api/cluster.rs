@@ -96,14 +96,15 @@ impl Broker {
             resp.error_message = Some(StrBytes::from_string(msg));
             return resp;
         }
-        let (host, port) = self.config.advertised();
-        let mut b = DescribeClusterBroker::default();
-        b.broker_id = BrokerId(self.config.node_id);
-        b.host = StrBytes::from_string(host);
-        b.port = port;
-        resp.brokers.push(b);
+        for (id, host, port) in self.live_brokers() {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(id);
+            b.host = StrBytes::from_string(host);
+            b.port = port;
+            resp.brokers.push(b);
+        }
         resp.cluster_id = StrBytes::from_static_str(CLUSTER_ID);
-        resp.controller_id = BrokerId(self.config.node_id);
+        resp.controller_id = BrokerId(self.controller_id());
         resp.cluster_authorized_operations = operations::if_asked(
             req.include_cluster_authorized_operations,
             operations::CLUSTER,

@@ -403,6 +403,12 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        if let Some(cluster) = &self.cluster {
+            return cluster
+                .alter_topic_config(name, overrides, std::time::Duration::from_secs(30))
+                .await
+                .map_err(refuse);
+        }
         self.store
             .alter_topic_config(name, overrides)
             .await

@@ -127,8 +127,26 @@ impl Broker {
                         .ok()
                         .and_then(|i| t.partitions.get(i))
                 });
+                let epoch = if version >= 9 {
+                    p.current_leader_epoch
+                } else {
+                    -1
+                };
+                let not_served =
+                    partition.and_then(|part| self.serving(&part.topic, p.partition, epoch).err());
                 match partition {
                     None => pd.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
+                    Some(_) if not_served.is_some() => {
+                        let not = not_served.expect("checked");
+                        pd.error_code = not.code;
+                        pd.high_watermark = -1;
+                        pd.last_stable_offset = -1;
+                        if version >= 12 {
+                            pd.current_leader.leader_id =
+                                kafka_protocol::messages::BrokerId(not.leader);
+                            pd.current_leader.leader_epoch = not.epoch;
+                        }
+                    }
                     Some(part) => {
                         // KIP-74: the first batch is returned even if it exceeds the limits.
                         let room = if total == 0 {

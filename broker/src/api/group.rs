@@ -32,11 +32,16 @@ impl Broker {
     ) -> FindCoordinatorResponse {
         let (host, port) = self.config.advertised();
         let me = BrokerId(self.config.node_id);
+        let clustered = self.cluster.is_some();
         let answer = |key: &str| -> (i16, Option<String>) {
             match req.key_type {
                 0 if key.is_empty() => (
                     error::INVALID_GROUP_ID,
                     Some("the group id is empty".into()),
+                ),
+                0 if clustered => (
+                    error::COORDINATOR_NOT_AVAILABLE,
+                    Some("consumer groups are not replicated in a cluster yet".into()),
                 ),
                 0 => (error::NONE, None),
                 // No transaction coordinator: a fatal error at once, not a wait for one.

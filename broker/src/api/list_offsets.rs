@@ -47,6 +47,22 @@ impl Broker {
                     tr.partitions.push(pr);
                     continue;
                 };
+                let epoch = if version >= 4 {
+                    p.current_leader_epoch
+                } else {
+                    -1
+                };
+                if let Err(not) = self.serving(&part.topic, p.partition_index, epoch) {
+                    pr.error_code = not.code;
+                    tr.partitions.push(pr);
+                    continue;
+                }
+                if version >= 4 {
+                    if let Some((_, epoch)) = self.partition_leader(&part.topic, p.partition_index)
+                    {
+                        pr.leader_epoch = epoch;
+                    }
+                }
                 let found = match p.timestamp {
                     LATEST => Ok(Some((part.high_watermark(), -1))),
                     EARLIEST => Ok(Some((part.log_start_offset(), -1))),

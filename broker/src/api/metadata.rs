@@ -14,17 +14,18 @@ use crate::protocol::error;
 impl Broker {
     pub(super) async fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
         let mut resp = MetadataResponse::default();
-        let (host, port) = self.config.advertised();
-        let mut b = MetadataResponseBroker::default();
-        b.node_id = BrokerId(self.config.node_id);
-        b.host = StrBytes::from_string(host);
-        b.port = port;
-        resp.brokers.push(b);
+        for (id, host, port) in self.live_brokers() {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(id);
+            b.host = StrBytes::from_string(host);
+            b.port = port;
+            resp.brokers.push(b);
+        }
         if version >= 2 {
             resp.cluster_id = Some(StrBytes::from_static_str(super::cluster::CLUSTER_ID));
         }
         if version >= 1 {
-            resp.controller_id = BrokerId(self.config.node_id);
+            resp.controller_id = BrokerId(self.controller_id());
         }
         if (8..=10).contains(&version) {
             resp.cluster_authorized_operations = operations::if_asked(
@@ -42,6 +43,11 @@ impl Broker {
             Some(list) if list.is_empty() && version == 0 => None,
             Some(list) => Some(list),
         };
+        if self.cluster.is_some() {
+            self.cluster_topics(wanted, may_create, version, topic_ops, &mut resp)
+                .await;
+            return resp;
+        }
         match wanted {
             None => {
                 for t in self.store.topics() {
@@ -70,6 +76,146 @@ impl Broker {
             }
         }
         resp
+    }
+
+    /// The brokers clients may use: `(id, host, port)` — this one on a single node; in a
+    /// cluster, every registered broker that is not fenced.
+    pub(super) fn live_brokers(&self) -> Vec<(i32, String, i32)> {
+        match &self.cluster {
+            None => {
+                let (host, port) = self.config.advertised();
+                vec![(self.config.node_id, host, port)]
+            }
+            Some(c) => c
+                .metadata()
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .map(|b| (b.id as i32, b.host.clone(), b.port))
+                .collect(),
+        }
+    }
+
+    /// The active controller: this broker on a single node; in a cluster, the leader of the
+    /// metadata's group (-1 while there is none).
+    pub(super) fn controller_id(&self) -> i32 {
+        match &self.cluster {
+            None => self.config.node_id,
+            Some(c) => c.leader().map_or(-1, |l| l as i32),
+        }
+    }
+
+    /// The topics of a Metadata answer in a cluster, from this broker's replica of the cluster
+    /// metadata (auto-creating through the controller where that applies).
+    async fn cluster_topics(
+        &self,
+        wanted: Option<Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>>,
+        may_create: bool,
+        version: i16,
+        ops: i32,
+        resp: &mut MetadataResponse,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let names: Vec<(Option<kafka_protocol::messages::TopicName>, uuid::Uuid)> = match wanted {
+            None => cluster
+                .metadata()
+                .topics
+                .keys()
+                .filter(|n| n.as_str() != crate::controller::METADATA_TOPIC)
+                .map(|n| (Some(topic_name(n)), uuid::Uuid::nil()))
+                .collect(),
+            Some(list) => list.into_iter().map(|t| (t.name, t.topic_id)).collect(),
+        };
+        for (name, id) in names {
+            let Some(name) = name else {
+                let mut mt = MetadataResponseTopic::default();
+                mt.topic_id = id;
+                mt.error_code = error::UNKNOWN_TOPIC_ID;
+                resp.topics.push(mt);
+                continue;
+            };
+            let text = name_of(&name).to_string();
+            let known = cluster.metadata().topics.contains_key(&text)
+                && text != crate::controller::METADATA_TOPIC;
+            let outcome = if known {
+                Ok(())
+            } else {
+                self.topic_or_create(&text, may_create).await.map(|_| ())
+            };
+            match outcome.and_then(|()| {
+                self.describe_replicated(&text, version, ops)
+                    .ok_or(error::UNKNOWN_TOPIC_OR_PARTITION)
+            }) {
+                Ok(mt) => resp.topics.push(mt),
+                Err(code) => {
+                    let mut mt = MetadataResponseTopic::default();
+                    mt.name = Some(name);
+                    mt.error_code = code;
+                    resp.topics.push(mt);
+                }
+            }
+        }
+    }
+
+    /// A topic as the cluster metadata has it: its partitions' replicas and leaders.
+    fn describe_replicated(
+        &self,
+        name: &str,
+        version: i16,
+        ops: i32,
+    ) -> Option<MetadataResponseTopic> {
+        let md = self.cluster.as_ref()?.metadata();
+        let t = md.topics.get(name)?;
+        let mut mt = MetadataResponseTopic::default();
+        mt.name = Some(topic_name(name));
+        if version >= 1 {
+            mt.is_internal = crate::catalog::is_internal(name);
+        }
+        if version >= 8 {
+            mt.topic_authorized_operations = ops;
+        }
+        if version >= 10 {
+            mt.topic_id = uuid::Uuid::from_u128(t.id);
+        }
+        for (index, p) in t.partitions.iter().enumerate() {
+            let mut mp = MetadataResponsePartition::default();
+            mp.partition_index = index as i32;
+            match self.partition_leader(name, index as i32) {
+                Some((leader, epoch)) => {
+                    mp.leader_id = BrokerId(leader);
+                    if version >= 7 {
+                        mp.leader_epoch = epoch;
+                    }
+                }
+                None => {
+                    mp.error_code = error::LEADER_NOT_AVAILABLE;
+                    mp.leader_id = BrokerId(-1);
+                    if version >= 7 {
+                        mp.leader_epoch = -1;
+                    }
+                }
+            }
+            let live = |b: &u64| md.brokers.get(b).is_some_and(|b| !b.fenced);
+            mp.replica_nodes = p.replicas.iter().map(|&b| BrokerId(b as i32)).collect();
+            mp.isr_nodes = p
+                .replicas
+                .iter()
+                .filter(|b| live(b))
+                .map(|&b| BrokerId(b as i32))
+                .collect();
+            if version >= 5 {
+                mp.offline_replicas = p
+                    .replicas
+                    .iter()
+                    .filter(|b| !live(b))
+                    .map(|&b| BrokerId(b as i32))
+                    .collect();
+            }
+            mt.partitions.push(mp);
+        }
+        Some(mt)
     }
 
     fn describe(&self, t: &Topic, version: i16, ops: i32) -> MetadataResponseTopic {

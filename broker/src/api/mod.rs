@@ -65,6 +65,17 @@ pub struct Broker {
     pub throttles: Throttles,
     /// The consumer-group coordinator.
     pub groups: Arc<Coordinator>,
+    /// In a cluster: the controller (cluster metadata) and, through it, replication.
+    pub cluster: Option<Arc<crate::controller::Controller>>,
+}
+
+/// Why this broker does not serve a partition as its leader: the error code, and the leader
+/// and epoch it knows of (for the clients that take them from the response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotServing {
+    pub code: i16,
+    pub leader: i32,
+    pub epoch: i32,
 }
 
 fn name_of(t: &TopicName) -> &str {
@@ -297,8 +308,64 @@ impl Broker {
         }
     }
 
+    /// In a cluster, whether this broker serves partition `index` of `topic` as its leader now,
+    /// and the request's leader epoch (`-1`: none given) is the current one. On a single node
+    /// it always does.
+    pub(crate) fn serving(&self, topic: &str, index: i32, epoch: i32) -> Result<(), NotServing> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let known = self.partition_leader(topic, index);
+        let refuse = |code| NotServing {
+            code,
+            leader: known.map_or(-1, |(l, _)| l),
+            epoch: known.map_or(-1, |(_, e)| e),
+        };
+        let Some(view) = cluster.replication().replica(topic, index) else {
+            return Err(refuse(error::NOT_LEADER_OR_FOLLOWER));
+        };
+        let status = view.status();
+        let term = i32::try_from(status.term).unwrap_or(i32::MAX);
+        if epoch >= 0 && epoch < term {
+            return Err(refuse(error::FENCED_LEADER_EPOCH));
+        }
+        if epoch > term {
+            return Err(refuse(error::UNKNOWN_LEADER_EPOCH));
+        }
+        if !status.serving {
+            return Err(refuse(error::NOT_LEADER_OR_FOLLOWER));
+        }
+        Ok(())
+    }
+
+    /// The leader of partition `index` of `topic` and its epoch, as this broker knows them:
+    /// its own replica's view when it has one at least as new as the metadata's, otherwise
+    /// the metadata's; `None` when no live broker leads it.
+    pub(crate) fn partition_leader(&self, topic: &str, index: i32) -> Option<(i32, i32)> {
+        let cluster = self.cluster.as_ref()?;
+        let md = cluster.metadata();
+        let p = md.partition(topic, index)?;
+        let mut best = p.leader.map(|l| (l, p.leader_term));
+        if let Some(view) = cluster.replication().replica(topic, index) {
+            let s = view.status();
+            if let Some(l) = s.leader.filter(|_| s.term >= p.leader_term) {
+                best = Some((l, s.term));
+            }
+        }
+        let (leader, term) = best?;
+        md.brokers
+            .get(&leader)
+            .filter(|b| !b.fenced)
+            .map(|_| (leader as i32, i32::try_from(term).unwrap_or(i32::MAX)))
+    }
+
     /// Find a topic, creating it when auto-creation applies.
     async fn topic_or_create(&self, name: &str, may_create: bool) -> Result<Arc<Topic>, i16> {
+        if let Some(cluster) = &self.cluster {
+            return self
+                .cluster_topic_or_create(cluster, name, may_create)
+                .await;
+        }
         if let Err(why) = check_topic_name(name) {
             tracing::debug!(topic = name, %why, "refusing an invalid topic name");
             return Err(error::INVALID_TOPIC_EXCEPTION);
@@ -322,6 +389,47 @@ impl Broker {
                 .ok_or(error::UNKNOWN_TOPIC_OR_PARTITION),
             Err(e) => Err(topic_error_code(&e)),
         }
+    }
+}
+
+impl Broker {
+    /// [`Broker::topic_or_create`] in a cluster: the topic as the metadata has it (this
+    /// broker's copy of it), created through the controller when auto-creation applies.
+    async fn cluster_topic_or_create(
+        &self,
+        cluster: &crate::controller::Controller,
+        name: &str,
+        may_create: bool,
+    ) -> Result<Arc<Topic>, i16> {
+        let limit = std::time::Duration::from_secs(10);
+        if cluster.metadata().topics.contains_key(name) {
+            // The metadata has it; this broker's copy is there, or being made.
+            return cluster
+                .local_topic(name, limit)
+                .await
+                .ok_or(error::LEADER_NOT_AVAILABLE);
+        }
+        if !(may_create && self.config.auto_create_topics) || crate::catalog::is_internal(name) {
+            return Err(error::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+        match cluster
+            .create_topic(
+                name,
+                self.config.default_partitions,
+                self.config.replication_factor(),
+                None,
+                Default::default(),
+                limit,
+            )
+            .await
+        {
+            Ok(_) | Err(TopicError::Exists) => {}
+            Err(e) => return Err(topic_error_code(&e)),
+        }
+        cluster
+            .local_topic(name, limit)
+            .await
+            .ok_or(error::LEADER_NOT_AVAILABLE)
     }
 }
 

@@ -25,6 +25,7 @@ use crate::catalog::Topic;
 use crate::compression;
 use crate::memory::Reservation;
 use crate::records::{self, Rules};
+use crate::replication::node::ReplicaError;
 use crate::storage::{AppendError, Appended};
 
 impl Broker {
@@ -82,7 +83,25 @@ impl Broker {
         else {
             return PartState::Done(error::UNKNOWN_TOPIC_OR_PARTITION, None);
         };
-        if acks == -1 && topic.config.min_insync_replicas > 1 {
+        let replicas = match &self.cluster {
+            None => 1,
+            Some(cluster) => {
+                if let Err(not) = self.serving(&topic.name, index, -1) {
+                    return PartState::Done(
+                        not.code,
+                        Some(format!(
+                            "this broker does not lead {}-{index} (leader {}, epoch {})",
+                            topic.name, not.leader, not.epoch
+                        )),
+                    );
+                }
+                cluster
+                    .replication()
+                    .replica(&topic.name, index)
+                    .map_or(1, |v| v.voters.len() as i32)
+            }
+        };
+        if acks == -1 && topic.config.min_insync_replicas > replicas {
             return PartState::Done(
                 error::NOT_ENOUGH_REPLICAS,
                 Some(format!(
@@ -134,6 +153,15 @@ impl Broker {
                 return PartState::Done(code, Some(e.to_string()));
             }
         };
+        if let Some(cluster) = &self.cluster {
+            let ctx = Proposal {
+                topic,
+                index,
+                acks,
+                deadline,
+            };
+            return self.propose(cluster, ctx, payload, &headers, held).await;
+        }
         let left = deadline.saturating_duration_since(self.clock.now());
         let queued = self.clock.timeout(
             left,
@@ -175,6 +203,29 @@ impl Broker {
                         p.error_code = code;
                         if version >= 8 {
                             p.error_message = msg.map(StrBytes::from_string);
+                        }
+                    }
+                    PartState::Replicated(rx, _held, stamped_ms) => {
+                        let left = pending.deadline.saturating_duration_since(self.clock.now());
+                        match self.clock.timeout(left, rx).await {
+                            Ok(Ok(Ok(appended))) => {
+                                p.base_offset = appended.base_offset;
+                                p.log_append_time_ms = stamped_ms;
+                                if version >= 5 {
+                                    p.log_start_offset = appended.log_start_offset;
+                                }
+                            }
+                            Ok(Ok(Err(e))) => {
+                                p.error_code = replica_code(&e);
+                                if version >= 8 {
+                                    p.error_message = Some(StrBytes::from_string(e.to_string()));
+                                }
+                            }
+                            // Not acknowledged in time: it may still commit (indefinite).
+                            Ok(Err(_)) | Err(_) => {
+                                self.metrics.refused_append(Refusal::TimedOut);
+                                p.error_code = error::REQUEST_TIMED_OUT;
+                            }
                         }
                     }
                     PartState::Waiting(rx) => {
@@ -222,6 +273,86 @@ impl Broker {
 pub(super) enum PartState {
     Done(i16, Option<String>),
     Waiting(oneshot::Receiver<Result<Appended, AppendError>>),
+    /// Proposed to the partition's Raft group; the frame's memory is held until answered.
+    Replicated(
+        oneshot::Receiver<Result<Appended, ReplicaError>>,
+        Arc<Reservation>,
+        /// The time the batches were stamped with under LogAppendTime; -1 otherwise.
+        i64,
+    ),
+}
+
+/// A partition's share of a produce in a cluster.
+struct Proposal<'a> {
+    topic: &'a Topic,
+    index: i32,
+    acks: i16,
+    deadline: tokio::time::Instant,
+}
+
+/// The code of a proposal that was not acknowledged.
+fn replica_code(e: &ReplicaError) -> i16 {
+    match e {
+        ReplicaError::NotLeader { .. } | ReplicaError::Unknown => error::NOT_LEADER_OR_FOLLOWER,
+        ReplicaError::Storage(e) => append_code(e),
+        ReplicaError::Stopped => error::REQUEST_TIMED_OUT,
+    }
+}
+
+impl Broker {
+    /// Propose a partition's validated batches to its Raft group (this broker leads it), one
+    /// entry per batch; under LogAppendTime the leader stamps them first, so every replica
+    /// stores the same bytes.
+    async fn propose(
+        &self,
+        cluster: &crate::controller::Controller,
+        ctx: Proposal<'_>,
+        payload: Bytes,
+        headers: &[crate::batch::BatchHeader],
+        held: Arc<Reservation>,
+    ) -> PartState {
+        let Some(view) = cluster.replication().replica(&ctx.topic.name, ctx.index) else {
+            return PartState::Done(error::NOT_LEADER_OR_FOLLOWER, None);
+        };
+        let log_append_time =
+            ctx.topic.config.timestamp_type == crate::records::TimestampType::LogAppendTime;
+        let now_ms = self.clock.wall_ms();
+        let mut batches = Vec::with_capacity(headers.len());
+        let mut from = 0usize;
+        for h in headers {
+            let one = payload.slice(from..from + h.size);
+            from += h.size;
+            batches.push(if log_append_time {
+                let mut copy = bytes::BytesMut::from(&one[..]);
+                crate::batch::stamp_log_append_time(&mut copy, now_ms);
+                copy.freeze()
+            } else {
+                one
+            });
+        }
+        let left = ctx.deadline.saturating_duration_since(self.clock.now());
+        let proposed = self
+            .clock
+            .timeout(
+                left,
+                cluster.replication().propose(view.group, batches, ctx.acks),
+            )
+            .await;
+        match proposed {
+            Ok(Ok(Some(rx))) => {
+                PartState::Replicated(rx, held, if log_append_time { now_ms } else { -1 })
+            }
+            Ok(Ok(None)) => PartState::Done(error::NONE, None),
+            Ok(Err(e)) => PartState::Done(replica_code(&e), Some(e.to_string())),
+            Err(_) => PartState::Done(
+                error::REQUEST_TIMED_OUT,
+                Some(
+                    "the partition's replication did not take it within the request's timeout"
+                        .into(),
+                ),
+            ),
+        }
+    }
 }
 
 /// How long a produce may take, from when it is read to its answer (its `timeout_ms`, within

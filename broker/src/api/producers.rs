@@ -28,6 +28,22 @@ impl Broker {
         }
         // As Kafka does for a producer without a transactional id: always a new id, epoch 0
         // (a producer asking to bump its epoch gets a new id instead).
+        if let Some(cluster) = &self.cluster {
+            match cluster
+                .new_producer_id(std::time::Duration::from_secs(10))
+                .await
+            {
+                Ok(id) => {
+                    resp.producer_id = ProducerId(id);
+                    resp.producer_epoch = 0;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot get a producer id from the cluster");
+                    resp.error_code = error::COORDINATOR_NOT_AVAILABLE;
+                }
+            }
+            return resp;
+        }
         match self.store.new_producer_id().await {
             Ok(id) => {
                 resp.producer_id = ProducerId(id);

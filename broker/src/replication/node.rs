@@ -107,6 +107,7 @@ enum Command {
         group: GroupId,
         batches: Vec<Bytes>,
         acks: i16,
+        forward: bool,
         reply: oneshot::Sender<Result<Acknowledgement, ReplicaError>>,
     },
     AddGroup {
@@ -230,12 +231,36 @@ impl Replication {
         batches: Vec<Bytes>,
         acks: i16,
     ) -> Result<Acknowledgement, ReplicaError> {
+        self.send_proposal(group, batches, acks, false).await
+    }
+
+    /// Propose `batches` to `group` through its leader, wherever it is (over the long-lived
+    /// connection to it: raft-rs forwards a follower's proposal). Nothing tells whether it
+    /// lands: the caller watches for its effect (the cluster metadata's requests).
+    pub async fn propose_anywhere(
+        &self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+    ) -> Result<(), ReplicaError> {
+        self.send_proposal(group, batches, 0, true)
+            .await
+            .map(|_| ())
+    }
+
+    async fn send_proposal(
+        &self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+        forward: bool,
+    ) -> Result<Acknowledgement, ReplicaError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Propose {
                 group,
                 batches,
                 acks,
+                forward,
                 reply,
             })
             .await
@@ -433,9 +458,10 @@ impl Node {
                 group,
                 batches,
                 acks,
+                forward,
                 reply,
             } => {
-                let r = self.propose(group, batches, acks);
+                let r = self.propose(group, batches, acks, forward);
                 let _ = reply.send(r);
             }
             Command::AddGroup {
@@ -553,11 +579,32 @@ impl Node {
         group: GroupId,
         batches: Vec<Bytes>,
         acks: i16,
+        forward: bool,
     ) -> Result<Acknowledgement, ReplicaError> {
         let id = self.id;
         let g = self.groups.get_mut(&group).ok_or(ReplicaError::Unknown)?;
         wake(g, &mut self.active, group);
         let raft = &g.raw.raft;
+        if forward && raft.state == StateRole::Follower && raft.leader_id != 0 {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgPropose);
+            m.from = id;
+            m.entries = batches
+                .into_iter()
+                .map(|data| Entry {
+                    data,
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>()
+                .into();
+            let stepped = g.raw.step(m);
+            g.timer.settle(&mut g.raw);
+            self.dirty.insert(group);
+            return stepped.map(|_| None).map_err(|_| ReplicaError::NotLeader {
+                leader: None,
+                term: g.raw.raft.term,
+            });
+        }
         if raft.state != StateRole::Leader {
             let leader = (raft.leader_id != 0).then_some(raft.leader_id);
             return Err(ReplicaError::NotLeader {

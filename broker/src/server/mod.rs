@@ -38,6 +38,9 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.done.await;
+        if let Some(cluster) = &self.broker.cluster {
+            cluster.shutdown();
+        }
     }
 
     /// Resolves when the node has stopped.
@@ -72,6 +75,11 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         // Listening on a port the system chose: clients are told that port.
         config.advertised_listener = Some(kafka_addr.to_string());
     }
+    let cluster = if config.clustered() {
+        Some(start_cluster(&env, &config, &store).await?)
+    } else {
+        None
+    };
     let broker = Arc::new(Broker {
         groups,
         memory: MemoryBudget::new(config.memory_budget_bytes, metrics.clone()),
@@ -80,6 +88,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         clock: env.clock.clone(),
         throttles: Default::default(),
+        cluster,
     });
     let (stop, stop_rx) = watch::channel(false);
     let metrics_addr = if config.metrics_listen.is_empty() {
@@ -114,6 +123,45 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         stop,
         done,
     })
+}
+
+/// A cluster node's replication: the inter-broker listener and transport, the multi-raft loop
+/// and the controller (which starts the metadata's group and, following the metadata, every
+/// partition's).
+async fn start_cluster(
+    env: &Env,
+    config: &Config,
+    store: &Arc<Store>,
+) -> anyhow::Result<Arc<crate::controller::Controller>> {
+    use crate::replication::{node, transport};
+    let address = config
+        .inter_broker_address()
+        .ok_or_else(|| anyhow::anyhow!("no inter-broker address for node {}", config.node_id))?;
+    let listener = env
+        .net
+        .listen(address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for other brokers on {address}: {e}"))?;
+    let node_id = config.node_id as transport::NodeId;
+    let (transport, inbox) = transport::Transport::start(
+        env.clone(),
+        node_id,
+        listener,
+        config.peers(),
+        transport::TransportSettings::default(),
+    );
+    let replication = node::Replication::start(
+        env.clone(),
+        node_id,
+        store.clone(),
+        transport.clone(),
+        inbox,
+        node::RaftSettings::from_config(config),
+    );
+    tracing::info!(node_id, %address, peers = %config.cluster_peers, "cluster node: inter-broker listener up");
+    crate::controller::Controller::start(env.clone(), config, store.clone(), replication, transport)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the controller: {e}"))
 }
 
 /// Open (and recover) the data directory. A disk that stalls or fails while the node starts may

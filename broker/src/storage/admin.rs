@@ -29,6 +29,8 @@ pub(crate) enum AdminCommand {
         name: String,
         partitions: i32,
         overrides: Overrides,
+        /// The topic's id, when the cluster gave it one.
+        id: Option<u128>,
         reply: Reply<Result<Arc<Topic>, TopicError>>,
     },
     /// Replace a topic's configs (AlterConfigs, IncrementalAlterConfigs).
@@ -92,11 +94,12 @@ impl AdminLane {
                 name,
                 partitions,
                 overrides,
+                id,
                 reply,
             } => {
                 let r = self
                     .guarded(async |p: &mut Self| {
-                        p.create_topic(&name, partitions, overrides).await
+                        p.create_topic(&name, partitions, overrides, id).await
                     })
                     .await;
                 let _ = reply.send(r);
@@ -184,12 +187,16 @@ impl AdminLane {
         name: &str,
         partitions: i32,
         overrides: Overrides,
+        id: Option<u128>,
     ) -> Result<Arc<Topic>, TopicError> {
         self.shared.catalog.check_new(name)?;
         let config = topic_config::resolve(self.shared.defaults(), &overrides)
             .map_err(|e| TopicError::InvalidConfig(e.0))?;
-        let hi = self.shared.env.rng.next_u64() as u128;
-        let lo = self.shared.env.rng.next_u64() as u128;
+        let id = id.unwrap_or_else(|| {
+            let hi = self.shared.env.rng.next_u64() as u128;
+            let lo = self.shared.env.rng.next_u64() as u128;
+            (hi << 64) | lo
+        });
         let data_dir = &self.shared.data_dir;
         let created = catalog::write_topic(
             self.io(),
@@ -199,7 +206,7 @@ impl AdminLane {
                 partitions,
                 overrides,
                 config,
-                id: (hi << 64) | lo,
+                id,
             },
             self.shared.replicated,
         )

@@ -40,6 +40,10 @@ pub enum StorageError {
     /// same offsets twice and overwrite each other's acknowledged records.
     #[error("it is in use by another broker ({holder}); stop that broker or choose another data directory")]
     InUse { holder: String },
+    /// The directory belongs to another kind of node (a single node's, a cluster node's, or
+    /// another node id's): opening it would mix two logs' histories.
+    #[error("{0}")]
+    NotThisNodes(String),
     /// The append's bytes were handed to the disk but the sync covering them failed or missed
     /// its deadline: the record may or may not survive (a crash can keep a torn prefix of
     /// unsynced writes). Every other error means the append was never written.
@@ -70,7 +74,9 @@ impl StorageError {
                     | NotADirectory
                     | IsADirectory
             ),
-            StorageError::Corrupt { .. } | StorageError::InUse { .. } => false,
+            StorageError::Corrupt { .. }
+            | StorageError::InUse { .. }
+            | StorageError::NotThisNodes(_) => false,
             StorageError::Unconfirmed(cause) => cause.transient(),
         }
     }

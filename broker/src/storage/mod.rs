@@ -249,6 +249,7 @@ impl Store {
             config.node_id, config.listen
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
+        check_ownership(&io, &data_dir, config).await?;
         let static_defaults = config.topic_defaults();
         let dynamic = small_file::read(
             &io,
@@ -448,6 +449,25 @@ impl Store {
             name: name.to_string(),
             partitions,
             overrides,
+            id: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Create this node's copy of a topic the cluster metadata holds (its id is the cluster's).
+    pub async fn create_topic_with_id(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: Overrides,
+        id: u128,
+    ) -> Result<Arc<Topic>, TopicError> {
+        self.ask(|reply| AdminCommand::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            overrides,
+            id: Some(id),
             reply,
         })
         .await
@@ -577,6 +597,45 @@ impl Store {
             reason = "a retention pass skipped while the admin queue is full is made at the next tick"
         )]
         let _ = self.admin.try_send(AdminCommand::Retention);
+    }
+}
+
+/// The file that says whose a data directory is: a single node's, or node N's of a cluster.
+const OWNER_FILE: &str = "owner";
+
+/// Refuse a directory that belongs to another kind of node; record the owner of a new one. A
+/// directory from before this record is a single node's.
+async fn check_ownership(
+    io: &Io,
+    data_dir: &std::path::Path,
+    config: &Config,
+) -> Result<(), StorageError> {
+    let meta = data_dir.join(catalog::META_DIR);
+    let me = if config.clustered() {
+        format!("cluster node {}", config.node_id)
+    } else {
+        "single node".to_string()
+    };
+    let recorded = small_file::read(io, &meta.join(OWNER_FILE), |body| {
+        body.strip_prefix("owner=")
+            .map(str::to_string)
+            .ok_or_else(|| "not an owner record".to_string())
+    })
+    .await?;
+    let recorded = match recorded {
+        Some(r) => Some(r),
+        None => {
+            let has_topics = io.list(&meta).await?.iter().any(|n| n.ends_with(".topic"));
+            has_topics.then(|| "single node".to_string())
+        }
+    };
+    match recorded {
+        Some(owner) if owner == me => Ok(()),
+        Some(owner) => Err(StorageError::NotThisNodes(format!(
+            "data directory {} belongs to a {owner}, not to this {me}: a cluster node and a single node (or two cluster nodes) never share a data directory",
+            data_dir.display()
+        ))),
+        None => small_file::write(io, &meta, OWNER_FILE, &format!("owner={me}")).await,
     }
 }
 

@@ -144,7 +144,10 @@ async fn scan_segment(
             // producer counts as active from now (batch timestamps are the producer's clock).
             p.record(&h, h.base_offset, io.clock.wall_ms());
         }
-        s.first_timestamp.get_or_insert(h.max_timestamp);
+        // A batch without timestamps (Raft's own entries: -1) does not start `segment.ms`.
+        if h.max_timestamp >= 0 {
+            s.first_timestamp.get_or_insert(h.max_timestamp);
+        }
         s.max_timestamp = s.max_timestamp.max(h.max_timestamp);
         s.next_offset = h.next_offset();
         s.batches += 1;

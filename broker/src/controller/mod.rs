@@ -1,0 +1,459 @@
+//! The controller: the cluster metadata (brokers, topics, their partitions' replicas and Raft
+//! groups, configs, leaders, producer id blocks) as a Raft state machine. Its log is the
+//! internal partition `__cluster_metadata-0`, replicated by Raft group 0 over every broker of
+//! `cluster_peers` (KRaft's design): every change — a topic created or deleted, partitions
+//! added, configs altered, a broker registered or fenced, the leaders groups elected — is a
+//! record proposed to that group, and every broker applies the committed records in order to
+//! its own replica of the metadata ([`state::ClusterMetadata`]) and answers Metadata from it.
+//!
+//! Nothing is forwarded over a connection opened for it: a broker proposes through raft-rs,
+//! which hands a follower's proposal to the leader over the long-lived inter-broker connection;
+//! the broker then waits for its request's outcome to appear in its own replica. A broker's
+//! local storage follows the metadata ([`replicas`]): topics made and removed, and a Raft group
+//! started for every partition it is a replica of.
+//!
+//! Architecture invariants: the metadata changes only by applying committed records, in log
+//! order, identically on every broker (no local clock, configuration or randomness in
+//! [`state`]); a broker's local topics are created and removed only by [`replicas`], following
+//! the metadata.
+
+pub mod records;
+mod replicas;
+mod requests;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use io_backend::Env;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::replication::node::{ReplicaError, Replication};
+use crate::replication::transport::{NodeId, Transport};
+use crate::replication::wire::GroupId;
+use crate::storage::log::Partition;
+use crate::storage::Store;
+use records::MetadataRecord;
+use state::{ClusterMetadata, MetadataError, Outcome};
+
+/// The internal topic of the cluster metadata log.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+/// The metadata's Raft group.
+pub const METADATA_GROUP: GroupId = crate::replication::wire::CONTROLLER_GROUP;
+/// How often a proposal whose effect has not shown is made again (it may have been lost with
+/// a leader change; a request's first outcome is the one kept).
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// Why a request to change the metadata did not come to an outcome.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    /// No outcome within the time allowed: the change may still be applied.
+    #[error("the cluster metadata did not take the change within {0:?}")]
+    TimedOut(Duration),
+    #[error(transparent)]
+    Failed(#[from] MetadataError),
+    #[error("the controller has stopped")]
+    Stopped,
+}
+
+/// This broker's side of the controller.
+pub struct Controller {
+    node_id: NodeId,
+    env: Env,
+    store: Arc<Store>,
+    replication: Replication,
+    transport: Transport,
+    partition: Arc<Partition>,
+    state: RwLock<Arc<ClusterMetadata>>,
+    version: watch::Sender<u64>,
+    /// Bumped after every pass that brought the local storage in line with the metadata.
+    reconciled: watch::Sender<u64>,
+    /// Producer ids this broker may hand out without asking: `[next, end)`.
+    producer_ids: std::sync::Mutex<(i64, i64)>,
+    /// Which start of this broker registered (a restarted broker registers anew).
+    incarnation: u64,
+    advertised: (String, i32),
+    session_timeout: Duration,
+}
+
+impl Controller {
+    /// Open the metadata log, start its Raft group and the tasks that keep this broker's
+    /// replica of the metadata, its registration and its storage current.
+    pub async fn start(
+        env: Env,
+        config: &Config,
+        store: Arc<Store>,
+        replication: Replication,
+        transport: Transport,
+    ) -> Result<Arc<Controller>, String> {
+        let topic = match store.topic(METADATA_TOPIC) {
+            Some(t) => t,
+            None => {
+                // Kept whole: every broker rebuilds the metadata from its start.
+                let overrides = [
+                    ("retention.ms".to_string(), "-1".to_string()),
+                    ("retention.bytes".to_string(), "-1".to_string()),
+                ]
+                .into();
+                store
+                    .create_topic(METADATA_TOPIC, 1, overrides)
+                    .await
+                    .map_err(|e| format!("cannot create the metadata log: {e}"))?
+            }
+        };
+        let partition = topic.partitions[0].clone();
+        let voters: Vec<NodeId> = config.peers().keys().copied().collect();
+        replication
+            .add_group(METADATA_GROUP, partition.clone(), voters, false)
+            .await
+            .map_err(|e| format!("cannot start the metadata's Raft group: {e}"))?;
+        let controller = Arc::new(Controller {
+            node_id: config.node_id as NodeId,
+            incarnation: env.rng.next_u64(),
+            env,
+            store,
+            replication,
+            transport,
+            partition,
+            state: RwLock::new(Arc::new(ClusterMetadata::new())),
+            version: watch::channel(0).0,
+            reconciled: watch::channel(0).0,
+            producer_ids: std::sync::Mutex::new((0, 0)),
+            advertised: config.advertised(),
+            session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+        });
+        tokio::spawn(controller.clone().apply_loop());
+        tokio::spawn(controller.clone().register_loop());
+        tokio::spawn(controller.clone().report_leaders());
+        tokio::spawn(controller.clone().fence_loop());
+        tokio::spawn(controller.clone().reconcile_loop());
+        Ok(controller)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Stop talking to the other brokers (the node is shutting down).
+    pub fn shutdown(&self) {
+        self.transport.shutdown();
+    }
+
+    pub fn replication(&self) -> &Replication {
+        &self.replication
+    }
+
+    /// This broker's replica of the metadata, as of the last record it applied.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes whenever records were applied.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// This broker's copy of topic `name` as the metadata has it, waiting at most `limit` for
+    /// it to be made (the metadata may have it before the copy is made here).
+    pub async fn local_topic(
+        &self,
+        name: &str,
+        limit: Duration,
+    ) -> Option<Arc<crate::catalog::Topic>> {
+        let local = || {
+            let md = self.metadata();
+            let t = md.topics.get(name)?;
+            self.store.topic(name).filter(|l| l.id == t.id)
+        };
+        let mut reconciled = self.reconciled.subscribe();
+        let _ = self
+            .env
+            .clock
+            .timeout(limit, async {
+                while local().is_none() {
+                    if reconciled.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+        local()
+    }
+
+    /// A producer id no broker of the cluster hands out again (InitProducerId).
+    pub async fn new_producer_id(
+        &self,
+        limit: Duration,
+    ) -> Result<i64, crate::catalog::TopicError> {
+        let take = |ids: &mut (i64, i64)| {
+            (ids.0 < ids.1).then(|| {
+                ids.0 += 1;
+                ids.0 - 1
+            })
+        };
+        let lock = || self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = take(&mut lock()) {
+            return Ok(id);
+        }
+        let (start, end) = self.producer_ids(limit).await?;
+        let mut ids = lock();
+        if start >= ids.1 {
+            *ids = (start, end);
+        }
+        take(&mut ids)
+            .ok_or_else(|| crate::catalog::TopicError::NoController("no producer id left".into()))
+    }
+
+    /// The broker that leads the metadata's group (the active controller), if known here.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.replication
+            .group(METADATA_GROUP)
+            .and_then(|g| g.status().leader)
+    }
+
+    /// A fresh request id (from the node's generator).
+    pub fn request_id(&self) -> u64 {
+        self.env.rng.next_u64()
+    }
+
+    /// Propose `record` (made for request `request`) and wait, at most `limit`, for its outcome
+    /// in this broker's replica of the metadata. Proposed again while it does not show.
+    pub async fn submit(
+        &self,
+        record: MetadataRecord,
+        request: u64,
+        limit: Duration,
+    ) -> Result<Outcome, SubmitError> {
+        let clock = self.env.clock.clone();
+        let deadline = clock.now() + limit;
+        let mut changes = self.changes();
+        let mut groups = self.replication.changes();
+        let batch = record.encode(clock.wall_ms());
+        loop {
+            if let Some(o) = self.metadata().outcome(request) {
+                return match o {
+                    Outcome::Failed(e) => Err(SubmitError::Failed(e.clone())),
+                    o => Ok(o.clone()),
+                };
+            }
+            let now = clock.now();
+            if now >= deadline {
+                return Err(SubmitError::TimedOut(limit));
+            }
+            let proposed = match self
+                .replication
+                .propose_anywhere(METADATA_GROUP, vec![batch.clone()])
+                .await
+            {
+                Ok(()) => true,
+                Err(ReplicaError::NotLeader { .. }) | Err(ReplicaError::Storage(_)) => false,
+                Err(ReplicaError::Unknown) | Err(ReplicaError::Stopped) => {
+                    return Err(SubmitError::Stopped)
+                }
+            };
+            let again = (deadline - now).min(RETRY_EVERY);
+            let retry = clock.sleep(again);
+            tokio::pin!(retry);
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return Err(SubmitError::Stopped);
+                        }
+                        if self.metadata().outcome(request).is_some() {
+                            break;
+                        }
+                    }
+                    // No leader took it: try again as soon as one is known.
+                    _ = groups.changed(), if !proposed => {
+                        if self.leader().is_some() {
+                            break;
+                        }
+                    }
+                    _ = &mut retry => break,
+                }
+            }
+        }
+    }
+
+    /// Apply committed records as the metadata log's high watermark moves.
+    async fn apply_loop(self: Arc<Self>) {
+        let mut commits = self.store.commits();
+        let io = self.store.io().clone();
+        let mut applied = self.partition.log_start_offset();
+        loop {
+            let hw = self.partition.high_watermark();
+            let mut state: Option<ClusterMetadata> = None;
+            while applied < hw {
+                let data = match self.partition.read(&io, applied, 1 << 20).await {
+                    Ok(d) if !d.records.is_empty() => d.records,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, offset = applied, "cannot read the cluster metadata log; trying again");
+                        self.env.clock.sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                };
+                let mut end = applied;
+                for (_, h) in crate::batch::scan(&data) {
+                    end = h.next_offset();
+                }
+                let s = state.get_or_insert_with(|| (*self.metadata()).clone());
+                for (next, record) in records::decode_batches(data) {
+                    if next > applied {
+                        s.apply(&record);
+                    }
+                }
+                applied = end;
+            }
+            if let Some(s) = state {
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+                self.version.send_modify(|v| *v += 1);
+            }
+            if applied >= hw && commits.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Register this broker (at start, and again whenever the metadata has it fenced).
+    async fn register_loop(self: Arc<Self>) {
+        let mut changes = self.changes();
+        let mut groups = self.replication.changes();
+        let (host, port) = self.advertised.clone();
+        loop {
+            let registered = self.metadata().brokers.get(&self.node_id).is_some_and(|b| {
+                b.incarnation == self.incarnation && !b.fenced && b.host == host && b.port == port
+            });
+            if !registered {
+                let record = MetadataRecord::RegisterBroker {
+                    id: self.node_id,
+                    host: host.clone(),
+                    port,
+                    incarnation: self.incarnation,
+                };
+                let batch = record.encode(self.env.clock.wall_ms());
+                let _ = self
+                    .replication
+                    .propose_anywhere(METADATA_GROUP, vec![batch])
+                    .await;
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    r = groups.changed() => if r.is_err() { return },
+                    _ = self.env.clock.sleep(RETRY_EVERY) => {}
+                }
+                continue;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Tell the metadata which groups this broker leads (once each serves), so that every
+    /// broker — replicas or not — can name partitions' leaders in Metadata.
+    async fn report_leaders(self: Arc<Self>) {
+        let mut changes = self.changes();
+        let mut groups = self.replication.changes();
+        loop {
+            let md = self.metadata();
+            let stale: Vec<(GroupId, NodeId, u64)> = self
+                .replication
+                .groups()
+                .iter()
+                .filter(|g| g.group != METADATA_GROUP)
+                .filter_map(|g| {
+                    let s = g.status();
+                    s.serving.then_some((g.group, self.node_id, s.term))
+                })
+                .filter(|(group, leader, term)| {
+                    md.groups
+                        .get(group)
+                        .and_then(|(t, i)| md.partition(t, *i))
+                        .is_some_and(|p| p.leader != Some(*leader) || p.leader_term < *term)
+                })
+                .collect();
+            if !stale.is_empty() {
+                let batch =
+                    MetadataRecord::Leaders { leaders: stale }.encode(self.env.clock.wall_ms());
+                let _ = self
+                    .replication
+                    .propose_anywhere(METADATA_GROUP, vec![batch])
+                    .await;
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    r = groups.changed() => if r.is_err() { return },
+                    _ = self.env.clock.sleep(RETRY_EVERY) => {}
+                }
+            } else {
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    r = groups.changed() => if r.is_err() { return },
+                }
+            }
+        }
+    }
+
+    /// On the active controller: fence a registered broker that has been unreachable for
+    /// longer than the session timeout (it registers again when it is back).
+    async fn fence_loop(self: Arc<Self>) {
+        let clock = self.env.clock.clone();
+        let mut links = self.transport.link_changes();
+        let mut groups = self.replication.changes();
+        let mut changes = self.changes();
+        let mut down_since: HashMap<NodeId, tokio::time::Instant> = HashMap::new();
+        loop {
+            let now = clock.now();
+            for peer in self.transport.peers() {
+                if self.transport.connected(peer) {
+                    down_since.remove(&peer);
+                } else {
+                    down_since.entry(peer).or_insert(now);
+                }
+            }
+            let leading = self
+                .replication
+                .group(METADATA_GROUP)
+                .is_some_and(|g| g.status().serving);
+            let mut next_check: Option<tokio::time::Instant> = None;
+            if leading {
+                let md = self.metadata();
+                let mut fence = Vec::new();
+                for (&peer, &since) in &down_since {
+                    let Some(b) = md.brokers.get(&peer).filter(|b| !b.fenced) else {
+                        continue;
+                    };
+                    let due = since + self.session_timeout;
+                    if now >= due {
+                        fence.push(MetadataRecord::FenceBroker {
+                            id: peer,
+                            incarnation: b.incarnation,
+                        });
+                        next_check = Some(
+                            next_check.map_or(now + RETRY_EVERY, |n| n.min(now + RETRY_EVERY)),
+                        );
+                    } else {
+                        next_check = Some(next_check.map_or(due, |n| n.min(due)));
+                    }
+                }
+                for record in fence {
+                    tracing::warn!(broker = ?record, "fencing a broker not heard from for the session timeout");
+                    let batch = record.encode(clock.wall_ms());
+                    let _ = self
+                        .replication
+                        .propose_anywhere(METADATA_GROUP, vec![batch])
+                        .await;
+                }
+            }
+            let wait = next_check.map(|at| at.saturating_duration_since(clock.now()));
+            tokio::select! {
+                r = links.changed() => if r.is_err() { return },
+                r = groups.changed() => if r.is_err() { return },
+                r = changes.changed() => if r.is_err() { return },
+                _ = clock.sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The records of the cluster metadata log (`__cluster_metadata`, partition 0 — the
+//! controller's Raft group): each entry is a record batch of one record whose key names the
+//! format and whose value is the record as JSON. Every broker applies them in log order to its
+//! replica of the metadata ([`super::state`]); what a record does is decided there, from the
+//! record and the state alone, so every replica decides the same.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::replication::transport::NodeId;
+use crate::replication::wire::GroupId;
+use crate::topic_config::Overrides;
+
+/// The key of every metadata record: the format of its value.
+const KEY: &[u8] = b"stillwater.metadata.v1";
+
+/// A change to the cluster metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataRecord {
+    /// A broker (re)started and serves clients at `host:port`; it is live (not fenced).
+    RegisterBroker {
+        id: NodeId,
+        host: String,
+        port: i32,
+        incarnation: u64,
+    },
+    /// The broker has not been heard from for longer than the session timeout.
+    FenceBroker {
+        id: NodeId,
+        incarnation: u64,
+    },
+    /// A topic to create, with its partitions placed on `assignments` (one replica list per
+    /// partition, the preferred leader first) or, without, on the live brokers.
+    CreateTopic {
+        request: u64,
+        name: String,
+        id: String,
+        partitions: i32,
+        replication_factor: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignments: Option<Vec<Vec<NodeId>>>,
+        overrides: Overrides,
+    },
+    DeleteTopic {
+        request: u64,
+        name: String,
+    },
+    /// Grow a topic to `count` partitions.
+    CreatePartitions {
+        request: u64,
+        name: String,
+        count: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignments: Option<Vec<Vec<NodeId>>>,
+    },
+    /// Replace a topic's configs.
+    AlterTopicConfig {
+        request: u64,
+        name: String,
+        overrides: Overrides,
+    },
+    /// Leaders as their groups elected them: `(group, leader, term)`.
+    Leaders {
+        leaders: Vec<(GroupId, NodeId, u64)>,
+    },
+    /// A block of producer ids for the broker that asks (they are unique in the cluster).
+    AllocateProducerIds {
+        request: u64,
+    },
+}
+
+impl MetadataRecord {
+    /// The record as the one record of a batch (offsets are set when the log writes it).
+    pub fn encode(&self, timestamp_ms: i64) -> Bytes {
+        let value = serde_json::to_vec(self).expect("plain data encodes");
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: timestamp_ms,
+            key: Some(Bytes::from_static(KEY)),
+            value: Some(Bytes::from(value)),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            std::iter::once(&record),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("one uncompressed record encodes");
+        buf.freeze()
+    }
+
+    /// Decode one record's key and value; `Ok(None)` for a record that is not metadata.
+    pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Option<Self>, String> {
+        if key != Some(KEY) {
+            return Ok(None);
+        }
+        let value = value.ok_or("a metadata record without a value")?;
+        serde_json::from_slice(value)
+            .map(Some)
+            .map_err(|e| format!("undecodable metadata record: {e}"))
+    }
+}
+
+/// The metadata records of a stretch of the log, with the offset after each; control batches
+/// (Raft's own entries) skipped. A record that does not decode is reported and skipped (it was
+/// checked when proposed; a newer broker's record this one does not know is not its to apply).
+pub fn decode_batches(mut data: Bytes) -> Vec<(i64, MetadataRecord)> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let Ok(set) = RecordBatchDecoder::decode(&mut data) else {
+            tracing::error!("an undecodable batch in the cluster metadata log");
+            break;
+        };
+        for r in set.records {
+            if r.control {
+                continue;
+            }
+            match MetadataRecord::decode(r.key.as_deref(), r.value.as_deref()) {
+                Ok(Some(record)) => out.push((r.offset + 1, record)),
+                Ok(None) => {}
+                Err(why) => tracing::error!(offset = r.offset, %why, "skipping a metadata record"),
+            }
+        }
+    }
+    out
+}
+
+/// A topic id as metadata records write it.
+pub fn id_text(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+pub fn parse_id(text: &str) -> Option<u128> {
+    u128::from_str_radix(text, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_a_batch() {
+        let r = MetadataRecord::CreateTopic {
+            request: 9,
+            name: "orders".into(),
+            id: id_text(77),
+            partitions: 3,
+            replication_factor: 3,
+            assignments: None,
+            overrides: [("retention.ms".to_string(), "1000".to_string())].into(),
+        };
+        let batch = r.encode(1);
+        crate::batch::validate(&batch).expect("a valid batch");
+        let decoded = decode_batches(batch);
+        assert_eq!(decoded, vec![(1, r)]);
+        assert_eq!(
+            MetadataRecord::decode(Some(b"other"), Some(b"{}")),
+            Ok(None)
+        );
+        assert!(MetadataRecord::decode(Some(KEY), Some(b"{\"type\":\"nope\"}")).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! A broker's storage follows the cluster metadata: every topic the metadata holds has a local
+//! copy here (made with the cluster's topic id; partitions this broker does not replicate stay
+//! empty), its configs as the metadata says, and a Raft group for each partition this broker is
+//! a replica of; a topic the metadata deleted is removed here, its groups first.
+//!
+//! Removal goes by the deleted topic's id, never by a topic's absence: right after a start the
+//! metadata replayed so far may be an older prefix of the log, which does not yet hold topics
+//! made later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Controller, METADATA_TOPIC};
+use crate::catalog::TopicError;
+
+impl Controller {
+    /// Reconcile after every change of the metadata; after a failure (a failed disk), again a
+    /// second later.
+    pub(super) async fn reconcile_loop(self: Arc<Self>) {
+        let mut changes = self.changes();
+        loop {
+            let done = self.reconcile().await;
+            self.reconciled.send_modify(|n| *n += 1);
+            if done {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            } else {
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = self.env.clock.sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    /// One pass; whether everything is as the metadata says.
+    async fn reconcile(&self) -> bool {
+        let md = self.metadata();
+        let mut done = true;
+        // Deleted topics first: a topic deleted and made again under its name is replaced.
+        for local in self.store.topics() {
+            if local.name == METADATA_TOPIC || !md.deleted.contains(&local.id) {
+                continue;
+            }
+            for p in &local.partitions {
+                if let Some(view) = self.replication.replica(&local.name, p.index) {
+                    let _ = self.replication.remove_group(view.group).await;
+                }
+            }
+            match self.store.delete_topic(&local.name).await {
+                Ok(()) | Err(TopicError::Unknown) => {
+                    tracing::info!(topic = %local.name, "removed a topic the cluster deleted")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %local.name, error = %e, "cannot remove a deleted topic yet");
+                    done = false;
+                }
+            }
+        }
+        for t in md.topics.values() {
+            let mut created = false;
+            let local = match self.store.topic(&t.name) {
+                Some(local) if local.id == t.id => local,
+                Some(_) => {
+                    // An older topic of the same name whose deletion this broker has not seen
+                    // applied yet: wait for it.
+                    done = false;
+                    continue;
+                }
+                None => {
+                    match self
+                        .store
+                        .create_topic_with_id(
+                            &t.name,
+                            t.partitions.len() as i32,
+                            t.overrides.clone(),
+                            t.id,
+                        )
+                        .await
+                    {
+                        Ok(local) => {
+                            created = true;
+                            local
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %t.name, error = %e, "cannot make the local copy of a topic yet");
+                            done = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let before = local.partitions.len();
+            let local = if before < t.partitions.len() {
+                match self
+                    .store
+                    .create_partitions(&t.name, t.partitions.len() as i32)
+                    .await
+                {
+                    Ok(grown) => grown,
+                    Err(e) => {
+                        tracing::warn!(topic = %t.name, error = %e, "cannot add the topic's new partitions here yet");
+                        done = false;
+                        continue;
+                    }
+                }
+            } else {
+                local
+            };
+            if local.overrides != t.overrides {
+                if let Err(e) = self
+                    .store
+                    .alter_topic_config(&t.name, t.overrides.clone())
+                    .await
+                {
+                    tracing::warn!(topic = %t.name, error = %e, "cannot take the topic's new configs yet");
+                    done = false;
+                }
+            }
+            for (index, p) in t.partitions.iter().enumerate() {
+                if !p.replicas.contains(&self.node_id) || self.replication.group(p.group).is_some()
+                {
+                    continue;
+                }
+                let Some(partition) = local.partitions.get(index).cloned() else {
+                    continue;
+                };
+                // The preferred leader of a partition made just now stands at once.
+                let new = created || index >= before;
+                let campaign = new && p.replicas.first() == Some(&self.node_id);
+                if self
+                    .replication
+                    .add_group(p.group, partition, p.replicas.clone(), campaign)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+        }
+        done
+    }
+}

@@ -1,0 +1,152 @@
+//! What request handlers ask of the cluster metadata: topics created, deleted, grown and
+//! reconfigured, producer id blocks — each a record proposed and waited for (at most the
+//! request's time), its outcome told in the storage's terms ([`TopicError`]).
+
+use std::time::Duration;
+
+use super::records::{id_text, MetadataRecord};
+use super::state::{MetadataError, Outcome};
+use super::{Controller, SubmitError};
+use crate::catalog::TopicError;
+use crate::replication::transport::NodeId;
+use crate::topic_config::Overrides;
+
+fn topic_error(e: SubmitError) -> TopicError {
+    match e {
+        SubmitError::TimedOut(limit) => TopicError::TimedOut(limit),
+        SubmitError::Stopped => TopicError::NoController("the controller has stopped".into()),
+        SubmitError::Failed(e) => match e {
+            MetadataError::TopicExists => TopicError::Exists,
+            MetadataError::UnknownTopic => TopicError::Unknown,
+            MetadataError::InvalidTopic(m) => TopicError::InvalidName(m),
+            MetadataError::InvalidPartitions(m) => TopicError::InvalidPartitions(m),
+            MetadataError::InvalidReplicationFactor(m) => TopicError::InvalidReplicationFactor(m),
+            MetadataError::InvalidReplicaAssignment(m) => TopicError::InvalidReplicaAssignment(m),
+        },
+    }
+}
+
+impl Controller {
+    /// Create a topic; answers its id once every partition has a leader (or, if that takes
+    /// longer than `limit`, once the topic exists: clients find the leaders through Metadata).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        assignments: Option<Vec<Vec<NodeId>>>,
+        overrides: Overrides,
+        limit: Duration,
+    ) -> Result<u128, TopicError> {
+        let clock = self.env.clock.clone();
+        let started = clock.now();
+        let id = (u128::from(self.env.rng.next_u64()) << 64) | u128::from(self.env.rng.next_u64());
+        let request = self.request_id();
+        let record = MetadataRecord::CreateTopic {
+            request,
+            name: name.to_string(),
+            id: id_text(id),
+            partitions,
+            replication_factor,
+            assignments,
+            overrides,
+        };
+        self.submit(record, request, limit)
+            .await
+            .map_err(topic_error)?;
+        let left = limit.saturating_sub(clock.now() - started);
+        self.wait_for_leaders(name, left).await;
+        Ok(self.metadata().topics.get(name).map_or(id, |t| t.id))
+    }
+
+    /// Wait, at most `limit`, until every partition of `topic` has a leader that serves.
+    pub async fn wait_for_leaders(&self, topic: &str, limit: Duration) {
+        let clock = self.env.clock.clone();
+        let mut changes = self.changes();
+        let all_led = || {
+            let md = self.metadata();
+            md.topics.get(topic).is_none_or(|t| {
+                t.partitions.iter().all(|p| {
+                    p.leader
+                        .is_some_and(|l| md.brokers.get(&l).is_some_and(|b| !b.fenced))
+                })
+            })
+        };
+        let _ = clock
+            .timeout(limit, async {
+                while !all_led() {
+                    if changes.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+    }
+
+    pub async fn delete_topic(&self, name: &str, limit: Duration) -> Result<(), TopicError> {
+        let request = self.request_id();
+        let record = MetadataRecord::DeleteTopic {
+            request,
+            name: name.to_string(),
+        };
+        self.submit(record, request, limit)
+            .await
+            .map(|_| ())
+            .map_err(topic_error)
+    }
+
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<NodeId>>>,
+        limit: Duration,
+    ) -> Result<(), TopicError> {
+        let clock = self.env.clock.clone();
+        let started = clock.now();
+        let request = self.request_id();
+        let record = MetadataRecord::CreatePartitions {
+            request,
+            name: name.to_string(),
+            count,
+            assignments,
+        };
+        self.submit(record, request, limit)
+            .await
+            .map_err(topic_error)?;
+        let left = limit.saturating_sub(clock.now() - started);
+        self.wait_for_leaders(name, left).await;
+        Ok(())
+    }
+
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        overrides: Overrides,
+        limit: Duration,
+    ) -> Result<(), TopicError> {
+        let request = self.request_id();
+        let record = MetadataRecord::AlterTopicConfig {
+            request,
+            name: name.to_string(),
+            overrides,
+        };
+        self.submit(record, request, limit)
+            .await
+            .map(|_| ())
+            .map_err(topic_error)
+    }
+
+    /// A block of producer ids no other broker of the cluster hands out: `[start, end)`.
+    pub async fn producer_ids(&self, limit: Duration) -> Result<(i64, i64), TopicError> {
+        let request = self.request_id();
+        let record = MetadataRecord::AllocateProducerIds { request };
+        match self.submit(record, request, limit).await {
+            Ok(Outcome::ProducerIds(start, end)) => Ok((start, end)),
+            Ok(other) => Err(TopicError::NoController(format!(
+                "unexpected outcome {other:?} for a producer id block"
+            ))),
+            Err(e) => Err(topic_error(e)),
+        }
+    }
+}

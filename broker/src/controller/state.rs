@@ -1,0 +1,510 @@
+//! The cluster metadata as every broker holds it: brokers, topics, their partitions' replica
+//! sets and Raft groups, leaders as elected, producer id blocks. [`ClusterMetadata::apply`]
+//! takes records in log order and decides from the record and the state alone — the same on
+//! every replica — including what a request's outcome is (a topic that exists, a replication
+//! factor larger than the live brokers), which the broker that proposed it waits for.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::records::{parse_id, MetadataRecord};
+use crate::catalog::{check_topic_name, PARTITIONS_MAX};
+use crate::replication::transport::NodeId;
+use crate::replication::wire::GroupId;
+use crate::topic_config::Overrides;
+
+/// A broker as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: NodeId,
+    pub host: String,
+    pub port: i32,
+    pub incarnation: u64,
+    /// Not heard from for longer than the session timeout: left out of Metadata and of new
+    /// placements until it registers again.
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub group: GroupId,
+    /// The replicas, the preferred leader first.
+    pub replicas: Vec<NodeId>,
+    /// The leader its group last reported, and in which term.
+    pub leader: Option<NodeId>,
+    pub leader_term: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: u128,
+    pub overrides: Overrides,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Why a request recorded in the log had no effect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic already exists")]
+    TopicExists,
+    #[error("unknown topic")]
+    UnknownTopic,
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+}
+
+/// What a request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// A block of producer ids: `[start, end)`.
+    ProducerIds(i64, i64),
+    Failed(MetadataError),
+}
+
+/// Outcomes kept for proposers to find, at most (the oldest are forgotten).
+const OUTCOMES_MAX: usize = 4096;
+/// Producer ids handed to a broker at a time.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// The cluster metadata (see the module doc).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterMetadata {
+    pub brokers: BTreeMap<NodeId, BrokerInfo>,
+    pub topics: BTreeMap<String, TopicInfo>,
+    /// Ids of deleted topics: a broker that still holds one removes it.
+    pub deleted: BTreeSet<u128>,
+    /// Partition groups: their topic and index.
+    pub groups: BTreeMap<GroupId, (String, i32)>,
+    /// The group id the next partition gets (0 is the metadata's own).
+    pub next_group: GroupId,
+    /// The first producer id not handed out.
+    pub next_producer_id: i64,
+    outcomes: VecDeque<(u64, Outcome)>,
+}
+
+impl ClusterMetadata {
+    pub fn new() -> Self {
+        ClusterMetadata {
+            next_group: 1,
+            ..ClusterMetadata::default()
+        }
+    }
+
+    /// The outcome of request `request`, once its record was applied.
+    pub fn outcome(&self, request: u64) -> Option<&Outcome> {
+        self.outcomes
+            .iter()
+            .find(|(r, _)| *r == request)
+            .map(|(_, o)| o)
+    }
+
+    /// Brokers that are not fenced, by id.
+    pub fn live_brokers(&self) -> Vec<NodeId> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionInfo> {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
+    }
+
+    /// Apply one record (in log order).
+    pub fn apply(&mut self, record: &MetadataRecord) {
+        match record {
+            MetadataRecord::RegisterBroker {
+                id,
+                host,
+                port,
+                incarnation,
+            } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerInfo {
+                        id: *id,
+                        host: host.clone(),
+                        port: *port,
+                        incarnation: *incarnation,
+                        fenced: false,
+                    },
+                );
+            }
+            MetadataRecord::FenceBroker { id, incarnation } => {
+                if let Some(b) = self.brokers.get_mut(id) {
+                    if b.incarnation == *incarnation {
+                        b.fenced = true;
+                    }
+                }
+            }
+            MetadataRecord::CreateTopic {
+                request,
+                name,
+                id,
+                partitions,
+                replication_factor,
+                assignments,
+                overrides,
+            } => {
+                let outcome = self.create_topic(
+                    name,
+                    id,
+                    *partitions,
+                    *replication_factor,
+                    assignments.as_deref(),
+                    overrides,
+                );
+                self.record(*request, outcome);
+            }
+            MetadataRecord::DeleteTopic { request, name } => {
+                let outcome = match self.topics.remove(name) {
+                    None => Outcome::Failed(MetadataError::UnknownTopic),
+                    Some(t) => {
+                        for p in &t.partitions {
+                            self.groups.remove(&p.group);
+                        }
+                        self.deleted.insert(t.id);
+                        Outcome::Done
+                    }
+                };
+                self.record(*request, outcome);
+            }
+            MetadataRecord::CreatePartitions {
+                request,
+                name,
+                count,
+                assignments,
+            } => {
+                let outcome = self.create_partitions(name, *count, assignments.as_deref());
+                self.record(*request, outcome);
+            }
+            MetadataRecord::AlterTopicConfig {
+                request,
+                name,
+                overrides,
+            } => {
+                let outcome = match self.topics.get_mut(name) {
+                    None => Outcome::Failed(MetadataError::UnknownTopic),
+                    Some(t) => {
+                        t.overrides = overrides.clone();
+                        Outcome::Done
+                    }
+                };
+                self.record(*request, outcome);
+            }
+            MetadataRecord::Leaders { leaders } => {
+                for &(group, leader, term) in leaders {
+                    let Some((topic, index)) = self.groups.get(&group).cloned() else {
+                        continue;
+                    };
+                    let Some(p) = self
+                        .topics
+                        .get_mut(&topic)
+                        .and_then(|t| t.partitions.get_mut(index as usize))
+                    else {
+                        continue;
+                    };
+                    if term >= p.leader_term && p.replicas.contains(&leader) {
+                        p.leader = Some(leader);
+                        p.leader_term = term;
+                    }
+                }
+            }
+            MetadataRecord::AllocateProducerIds { request } => {
+                let start = self.next_producer_id;
+                self.next_producer_id += PRODUCER_ID_BLOCK;
+                self.record(*request, Outcome::ProducerIds(start, self.next_producer_id));
+            }
+        }
+    }
+
+    /// Keep a request's first outcome (a request proposed again after its first landed finds
+    /// what the first did).
+    fn record(&mut self, request: u64, outcome: Outcome) {
+        if self.outcome(request).is_some() {
+            return;
+        }
+        if self.outcomes.len() == OUTCOMES_MAX {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back((request, outcome));
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        id: &str,
+        partitions: i32,
+        replication_factor: i32,
+        assignments: Option<&[Vec<NodeId>]>,
+        overrides: &Overrides,
+    ) -> Outcome {
+        if self.topics.contains_key(name) {
+            return Outcome::Failed(MetadataError::TopicExists);
+        }
+        if let Err(why) = check_topic_name(name) {
+            return Outcome::Failed(MetadataError::InvalidTopic(why));
+        }
+        let key = name.replace('.', "_");
+        if let Some(other) = self.topics.keys().find(|t| t.replace('.', "_") == key) {
+            return Outcome::Failed(MetadataError::InvalidTopic(format!(
+                "topic {name:?} collides with existing topic {other:?} ('.' and '_' are the same in metric names)"
+            )));
+        }
+        let Some(id) = parse_id(id) else {
+            return Outcome::Failed(MetadataError::InvalidTopic(format!("bad topic id {id:?}")));
+        };
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Outcome::Failed(MetadataError::InvalidPartitions(format!(
+                "{partitions} partitions: a topic has from 1 to {PARTITIONS_MAX}"
+            )));
+        }
+        let placed = match self.place(0, partitions, replication_factor, assignments) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let mut list = Vec::with_capacity(placed.len());
+        for (index, replicas) in placed.into_iter().enumerate() {
+            let group = self.next_group;
+            self.next_group += 1;
+            self.groups.insert(group, (name.to_string(), index as i32));
+            list.push(PartitionInfo {
+                group,
+                replicas,
+                leader: None,
+                leader_term: 0,
+            });
+        }
+        self.topics.insert(
+            name.to_string(),
+            TopicInfo {
+                name: name.to_string(),
+                id,
+                overrides: overrides.clone(),
+                partitions: list,
+            },
+        );
+        Outcome::Done
+    }
+
+    fn create_partitions(
+        &mut self,
+        name: &str,
+        count: i32,
+        assignments: Option<&[Vec<NodeId>]>,
+    ) -> Outcome {
+        let Some(topic) = self.topics.get(name) else {
+            return Outcome::Failed(MetadataError::UnknownTopic);
+        };
+        let now = topic.partitions.len() as i32;
+        if count <= now || count > PARTITIONS_MAX {
+            return Outcome::Failed(MetadataError::InvalidPartitions(format!(
+                "topic has {now} partitions; cannot have {count}"
+            )));
+        }
+        let rf = topic.partitions[0].replicas.len() as i32;
+        let placed = match self.place(now, count - now, rf, assignments) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let mut added = Vec::new();
+        for (i, replicas) in placed.into_iter().enumerate() {
+            let group = self.next_group;
+            self.next_group += 1;
+            self.groups
+                .insert(group, (name.to_string(), now + i as i32));
+            added.push(PartitionInfo {
+                group,
+                replicas,
+                leader: None,
+                leader_term: 0,
+            });
+        }
+        if let Some(t) = self.topics.get_mut(name) {
+            t.partitions.extend(added);
+        }
+        Outcome::Done
+    }
+
+    /// Replica lists for `count` new partitions: the given ones (checked), or spread over the
+    /// live brokers — each partition's list starts one broker further, so preferred leaders
+    /// take turns.
+    fn place(
+        &self,
+        first_index: i32,
+        count: i32,
+        replication_factor: i32,
+        assignments: Option<&[Vec<NodeId>]>,
+    ) -> Result<Vec<Vec<NodeId>>, MetadataError> {
+        if let Some(a) = assignments {
+            if a.len() != count as usize {
+                return Err(MetadataError::InvalidReplicaAssignment(format!(
+                    "{} replica lists for {count} partitions",
+                    a.len()
+                )));
+            }
+            for replicas in a {
+                let distinct: BTreeSet<_> = replicas.iter().collect();
+                if replicas.is_empty() || distinct.len() != replicas.len() {
+                    return Err(MetadataError::InvalidReplicaAssignment(format!(
+                        "replica list {replicas:?} is empty or names a broker twice"
+                    )));
+                }
+                if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                    return Err(MetadataError::InvalidReplicaAssignment(format!(
+                        "broker {unknown} is not registered"
+                    )));
+                }
+            }
+            return Ok(a.to_vec());
+        }
+        let live = self.live_brokers();
+        if replication_factor < 1 || replication_factor as usize > live.len() {
+            return Err(MetadataError::InvalidReplicationFactor(format!(
+                "replication factor {replication_factor} with {} live brokers",
+                live.len()
+            )));
+        }
+        let start = self.next_group as usize;
+        Ok((0..count as usize)
+            .map(|i| {
+                (0..replication_factor as usize)
+                    .map(|k| live[(start + first_index as usize + i + k) % live.len()])
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::records::id_text;
+
+    fn registered(n: u64) -> ClusterMetadata {
+        let mut m = ClusterMetadata::new();
+        for id in 1..=n {
+            m.apply(&MetadataRecord::RegisterBroker {
+                id,
+                host: "127.0.0.1".into(),
+                port: 9090 + id as i32,
+                incarnation: id * 10,
+            });
+        }
+        m
+    }
+
+    fn create(
+        m: &mut ClusterMetadata,
+        request: u64,
+        name: &str,
+        partitions: i32,
+        rf: i32,
+    ) -> Outcome {
+        m.apply(&MetadataRecord::CreateTopic {
+            request,
+            name: name.into(),
+            id: id_text(request as u128 + 1000),
+            partitions,
+            replication_factor: rf,
+            assignments: None,
+            overrides: Default::default(),
+        });
+        m.outcome(request).cloned().expect("an outcome")
+    }
+
+    #[test]
+    fn topics_are_placed_on_live_brokers_with_preferred_leaders_taking_turns() {
+        let mut m = registered(3);
+        assert_eq!(create(&mut m, 1, "a", 3, 3), Outcome::Done);
+        let t = &m.topics["a"];
+        let leaders: BTreeSet<_> = t.partitions.iter().map(|p| p.replicas[0]).collect();
+        assert_eq!(leaders.len(), 3, "{:?}", t.partitions);
+        for p in &t.partitions {
+            let distinct: BTreeSet<_> = p.replicas.iter().collect();
+            assert_eq!(distinct.len(), 3);
+        }
+        let groups: Vec<_> = t.partitions.iter().map(|p| p.group).collect();
+        assert_eq!(groups, vec![1, 2, 3]);
+        assert_eq!(
+            create(&mut m, 2, "a", 1, 1),
+            Outcome::Failed(MetadataError::TopicExists)
+        );
+        assert!(matches!(
+            create(&mut m, 3, "b", 1, 4),
+            Outcome::Failed(MetadataError::InvalidReplicationFactor(_))
+        ));
+        assert!(matches!(create(&mut m, 4, "a_", 1, 1), Outcome::Done));
+        assert!(matches!(
+            create(&mut m, 5, "a.", 1, 1),
+            Outcome::Failed(MetadataError::InvalidTopic(_))
+        ));
+        // A fenced broker takes no new replicas.
+        m.apply(&MetadataRecord::FenceBroker {
+            id: 2,
+            incarnation: 20,
+        });
+        assert!(matches!(
+            create(&mut m, 6, "c", 1, 3),
+            Outcome::Failed(MetadataError::InvalidReplicationFactor(_))
+        ));
+        assert_eq!(create(&mut m, 7, "c", 4, 2), Outcome::Done);
+        assert!(m.topics["c"]
+            .partitions
+            .iter()
+            .all(|p| !p.replicas.contains(&2)));
+    }
+
+    #[test]
+    fn outcomes_leaders_deletions_and_growth() {
+        let mut m = registered(3);
+        create(&mut m, 1, "t", 2, 2);
+        // A request proposed twice keeps its first outcome.
+        create(&mut m, 1, "t", 2, 2);
+        assert_eq!(m.outcome(1), Some(&Outcome::Done));
+        let p0 = m.topics["t"].partitions[0].clone();
+        let other = *p0.replicas.last().unwrap();
+        m.apply(&MetadataRecord::Leaders {
+            leaders: vec![(p0.group, other, 3)],
+        });
+        assert_eq!(m.partition("t", 0).unwrap().leader, Some(other));
+        // An older term, or a node that is not a replica, does not move it.
+        m.apply(&MetadataRecord::Leaders {
+            leaders: vec![(p0.group, p0.replicas[0], 2)],
+        });
+        assert_eq!(m.partition("t", 0).unwrap().leader, Some(other));
+        m.apply(&MetadataRecord::CreatePartitions {
+            request: 2,
+            name: "t".into(),
+            count: 4,
+            assignments: None,
+        });
+        assert_eq!(m.outcome(2), Some(&Outcome::Done));
+        assert_eq!(m.topics["t"].partitions.len(), 4);
+        assert!(m.topics["t"]
+            .partitions
+            .iter()
+            .all(|p| p.replicas.len() == 2));
+        let id = m.topics["t"].id;
+        m.apply(&MetadataRecord::DeleteTopic {
+            request: 3,
+            name: "t".into(),
+        });
+        assert!(m.topics.is_empty() && m.groups.is_empty());
+        assert!(m.deleted.contains(&id));
+        m.apply(&MetadataRecord::AllocateProducerIds { request: 4 });
+        m.apply(&MetadataRecord::AllocateProducerIds { request: 5 });
+        assert_eq!(m.outcome(4), Some(&Outcome::ProducerIds(0, 1000)));
+        assert_eq!(m.outcome(5), Some(&Outcome::ProducerIds(1000, 2000)));
+    }
+}
