@@ -71,6 +71,10 @@ pub enum Verdict {
     Duplicate(BatchMeta),
 }
 
+/// What recording one entry changed: each producer's entry before it (`None`: not known), so
+/// that a replicated log's cut can be rolled back.
+pub type Undo = Vec<(i64, Option<ProducerEntry>)>;
+
 /// The sequence number of a batch's last record.
 pub fn last_seq(h: &BatchHeader) -> i32 {
     // Sequences wrap to 0 after i32::MAX, as Kafka's do.
@@ -190,6 +194,32 @@ impl ProducerStates {
             entry.batches.pop_front();
         }
         entry.last_write_ms = entry.last_write_ms.max(now_ms);
+    }
+
+    /// Put a producer's entry back as it was (`None`: it was not known).
+    pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>) {
+        match entry {
+            Some(e) => {
+                self.entries.insert(producer_id, e);
+            }
+            None => {
+                self.entries.remove(&producer_id);
+            }
+        }
+    }
+
+    /// Record a batch and say what it changed (see [`Undo`]).
+    pub fn record_with_undo(
+        &mut self,
+        h: &BatchHeader,
+        first_offset: i64,
+        now_ms: i64,
+        undo: &mut Undo,
+    ) {
+        if h.producer_id >= 0 && !undo.iter().any(|(id, _)| *id == h.producer_id) {
+            undo.push((h.producer_id, self.get(h.producer_id).cloned()));
+        }
+        self.record(h, first_offset, now_ms);
     }
 
     /// Take over the newer state of the producers in `other` (a commit round's changes).

@@ -84,6 +84,7 @@ async fn write(store: &Store, p: &Arc<Partition>, w: impl FnOnce(&mut RaftWrite)
         partition: p.clone(),
         reset: None,
         truncate_from: None,
+        producers_at_cut: None,
         entries: Vec::new(),
         hard_state: None,
     };
@@ -359,6 +360,7 @@ async fn entries_that_do_not_follow_the_log_are_refused_and_the_directory_stays_
                 partition: p.clone(),
                 reset: None,
                 truncate_from: None,
+                producers_at_cut: None,
                 entries: bad,
                 hard_state: None,
             })
@@ -377,6 +379,7 @@ async fn entries_that_do_not_follow_the_log_are_refused_and_the_directory_stays_
             partition: p.clone(),
             reset: None,
             truncate_from: None,
+            producers_at_cut: None,
             entries: vec![garbage],
             hard_state: None,
         })

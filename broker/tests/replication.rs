@@ -20,7 +20,7 @@ use broker::replication::transport::{Transport, TransportSettings};
 use broker::storage::log::Partition;
 use broker::storage::Store;
 use bytes::Bytes;
-use common::make_batch;
+use common::{idempotent_batch, make_batch};
 use io_backend::{blocking::BlockingDisk, Env, EnvRng, Net, SystemClock, TcpNet};
 
 const GROUP: u64 = 7;
@@ -369,6 +369,61 @@ async fn a_follower_back_after_a_while_catches_up_with_a_quiet_leader() {
     })
     .await;
     logs_agree(&refs, &acked).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
+    let leader = refs.iter().find(|n| n.is_serving()).unwrap();
+    let send = |node: &TestNode, seq: i32| {
+        let b = idempotent_batch(4242, 0, seq, 2);
+        let r = node.replication.clone();
+        async move {
+            let rx = r.propose(GROUP, vec![b], -1).await?.expect("an answer");
+            rx.await.map_err(|_| ReplicaError::Stopped)?
+        }
+    };
+    let first = send(leader, 0).await.expect("written").base_offset;
+    let second = send(leader, 2).await.expect("written").base_offset;
+    // A retry of the first: its offset, nothing written.
+    assert_eq!(send(leader, 0).await.expect("answered").base_offset, first);
+    // A gap is refused.
+    assert!(matches!(
+        send(leader, 9).await,
+        Err(ReplicaError::Storage(
+            broker::storage::AppendError::Producer(_)
+        ))
+    ));
+    let end = leader.partition.state().log_end_offset();
+    // The leader goes; the new one knows the producer: the retry of the second is a
+    // duplicate there too, and the producer goes on where it was.
+    let leader_at = nodes.iter().position(|n| n.is_serving()).unwrap();
+    let old = nodes.remove(leader_at);
+    old.stop().await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_for("a new leader", || refs.iter().any(|n| n.is_serving())).await;
+    let leader = refs.iter().find(|n| n.is_serving()).unwrap();
+    assert_eq!(send(leader, 2).await.expect("answered").base_offset, second);
+    let third = send(leader, 4).await.expect("written").base_offset;
+    assert!(third >= end);
+    let data_batches: Vec<_> = log_of(leader)
+        .await
+        .into_iter()
+        .map(|b| batch::parse_header(&b).unwrap())
+        .filter(|h| !h.is_control())
+        .map(|h| (h.base_offset, h.base_sequence))
+        .collect();
+    assert_eq!(data_batches, vec![(first, 0), (second, 2), (third, 4)]);
     for n in nodes {
         n.stop().await;
     }

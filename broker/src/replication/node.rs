@@ -42,6 +42,7 @@ use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::idempotence::{Checked, Producers};
 use super::logger::raft_logger;
 use super::storage::{read_entries, snapshot_offset, PartitionStorage};
 use super::transport::{Inbox, NodeId, Transport};
@@ -331,6 +332,9 @@ struct Waiter {
     term: u64,
     /// 1: answered once durable here; -1: once committed.
     acks: i16,
+    /// A retry of batches already in the log at these offsets `[base, end)`: answered with
+    /// them once the high watermark passes `end` (no entry of its own).
+    duplicate: Option<(i64, i64)>,
     reply: Answer,
 }
 
@@ -339,6 +343,7 @@ struct Waiter {
 struct NextWrite {
     reset: Option<RaftReset>,
     truncate_from: Option<u64>,
+    producers_at_cut: Option<crate::producer_state::ProducerStates>,
     entries: Vec<crate::storage::RaftEntry>,
     hard_state: Option<crate::storage::log::replica::HardStateRecord>,
     /// The last Ready it covers.
@@ -366,6 +371,8 @@ struct Group {
     /// Every Ready up to this one is durable.
     persisted: u64,
     waiters: VecDeque<Waiter>,
+    /// The idempotent producers as of the end of the log.
+    producers: Producers,
     quiet: bool,
     idle_ticks: usize,
 }
@@ -494,6 +501,15 @@ impl Node {
         let applied = raft::Storage::initial_state(&storage)
             .map(|s| s.hard_state.commit)
             .unwrap_or(0);
+        let producers = {
+            let last = raft::Storage::last_index(&storage).unwrap_or(0);
+            let mut st = partition.state_mut();
+            let state = st.producers.clone();
+            let (undo, undo_from) = st.replica.as_mut().map_or((Vec::new(), last + 1), |r| {
+                (std::mem::take(&mut r.recovered_undo), r.undo_from)
+            });
+            Producers::open(state, last, undo, undo_from)
+        };
         let config = raft::Config {
             id: self.id,
             election_tick: self.settings.election_ticks,
@@ -544,6 +560,7 @@ impl Node {
                 held: VecDeque::new(),
                 persisted: 0,
                 waiters: VecDeque::new(),
+                producers,
                 quiet: false,
                 idle_ticks: 0,
             },
@@ -614,6 +631,50 @@ impl Node {
         }
         let term = raft.term;
         let count = batches.len() as u64;
+        let now_ms = self.env.clock.wall_ms();
+        let headers: Vec<crate::batch::BatchHeader> = batches
+            .iter()
+            .filter_map(|b| crate::batch::parse_header(b).ok())
+            .collect();
+        if headers.len() != batches.len() {
+            return Err(ReplicaError::Storage(AppendError::Storage(
+                crate::storage::StorageError::Corrupt {
+                    path: g.view.partition.dir.clone(),
+                    reason: "a proposed batch does not parse".into(),
+                },
+            )));
+        }
+        // Offsets as they will be written: after everything raft-rs holds.
+        let first_offset = next_offset(g);
+        match g.producers.check(&headers, first_offset, now_ms) {
+            Err(e) => return Err(ReplicaError::Storage(AppendError::Producer(e))),
+            Ok(Checked::Duplicate(b)) => {
+                crate::coverage::reached(crate::coverage::Event::DuplicateBatchAnswered);
+                if acks == 0 {
+                    return Ok(None);
+                }
+                let (reply, rx) = oneshot::channel();
+                let waiter = Waiter {
+                    first_index: 0,
+                    last_index: 0,
+                    term,
+                    acks,
+                    duplicate: Some((b.first_offset, b.last_offset + 1)),
+                    reply,
+                };
+                if acks == 1 || g.view.partition.high_watermark() > b.last_offset {
+                    let _ = waiter.reply.send(Ok(Appended {
+                        base_offset: b.first_offset,
+                        log_start_offset: g.view.partition.log_start_offset(),
+                        log_append_time_ms: -1,
+                    }));
+                } else {
+                    g.waiters.push_back(waiter);
+                }
+                return Ok(Some(rx));
+            }
+            Ok(Checked::Append) => {}
+        }
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgPropose);
         m.from = id;
@@ -633,18 +694,26 @@ impl Node {
                 term: g.raw.raft.term,
             });
         }
+        let last_index = g.raw.raft.raft_log.last_index();
+        let mut offset = first_offset;
+        for (i, h) in headers.iter().enumerate() {
+            let index = last_index + 1 - count + i as u64;
+            g.producers
+                .record(index, std::slice::from_ref(h), offset, now_ms);
+            offset += h.last_offset_delta as i64 + 1;
+        }
         g.idle_ticks = 0;
         self.dirty.insert(group);
         if acks == 0 || count == 0 {
             return Ok(None);
         }
-        let last_index = g.raw.raft.raft_log.last_index();
         let (reply, rx) = oneshot::channel();
         g.waiters.push_back(Waiter {
             first_index: last_index + 1 - count,
             last_index,
             term,
             acks,
+            duplicate: None,
             reply,
         });
         Ok(Some(rx))
@@ -833,6 +902,10 @@ impl Node {
         if !entries.is_empty() {
             let (cut, written) = storage.append(&entries);
             if let Some(from) = cut {
+                if !g.producers.truncate(from) {
+                    tracing::warn!(group, from, "a cut reaches before the producers' undo records (after a start): idempotent producers' retries of the cut batches may not be recognised");
+                }
+                g.next.producers_at_cut = Some(g.producers.state().clone());
                 // Entries queued and not yet written from `from` on never reach the log; the
                 // log itself is cut there only if what it holds (or is writing) goes that far.
                 g.next.entries.retain(|e| e.index < from);
@@ -840,6 +913,19 @@ impl Node {
                 if queued_from.is_none_or(|q| from < q) {
                     g.next.truncate_from = Some(g.next.truncate_from.map_or(from, |t| t.min(from)));
                 }
+            }
+            let now_ms = self.env.clock.wall_ms();
+            for e in &written {
+                if e.index <= g.producers.recorded_through() || e.data.is_empty() {
+                    continue;
+                }
+                let (Ok(h), Some(base)) = (
+                    crate::batch::parse_header(&e.data),
+                    storage.base_offset(e.index),
+                ) else {
+                    continue;
+                };
+                g.producers.record(e.index, &[h], base, now_ms);
             }
             g.next.entries.extend(written);
         }
@@ -902,6 +988,7 @@ impl Node {
             partition: g.view.partition.clone(),
             reset: next.reset,
             truncate_from: next.truncate_from,
+            producers_at_cut: next.producers_at_cut,
             entries: next.entries,
             hard_state: next.hard_state,
         };
@@ -1004,6 +1091,7 @@ impl Node {
             partition,
             reset: merged.reset,
             truncate_from: merged.truncate_from,
+            producers_at_cut: Some(g.producers.state().clone()),
             entries: merged.entries,
             hard_state: merged.hard_state,
         };
@@ -1065,6 +1153,31 @@ impl Node {
         }
         self.dirty.insert(group);
     }
+}
+
+/// The Kafka offset after every entry raft-rs holds for the group (its storage's and those
+/// not yet handed to it): where the next proposal's batches will be written.
+fn next_offset(g: &Group) -> i64 {
+    let storage = g.raw.store();
+    let last_stored = raft::Storage::last_index(storage).unwrap_or(0);
+    let stored_end = storage
+        .end_offset(last_stored)
+        .unwrap_or_else(|| g.view.partition.state().log_end_offset());
+    let unstable: i64 = g
+        .raw
+        .raft
+        .raft_log
+        .unstable_entries()
+        .iter()
+        .map(|e| {
+            if e.data.is_empty() {
+                1
+            } else {
+                crate::batch::parse_header(&e.data).map_or(1, |h| h.last_offset_delta as i64 + 1)
+            }
+        })
+        .sum();
+    stored_end + unstable
 }
 
 /// A quiet group ticks again. (Its idleness is judged at each tick: heartbeats and their
@@ -1131,9 +1244,23 @@ fn apply(g: &mut Group, commit: u64, store: &Store) {
             store.published();
         }
     }
+    g.producers.committed(commit);
+    let hw = g.view.partition.high_watermark();
     let log_start = g.view.partition.log_start_offset();
     let mut kept = VecDeque::with_capacity(g.waiters.len());
     for w in g.waiters.drain(..) {
+        if let Some((base_offset, end)) = w.duplicate {
+            if hw >= end {
+                let _ = w.reply.send(Ok(Appended {
+                    base_offset,
+                    log_start_offset: log_start,
+                    log_append_time_ms: -1,
+                }));
+            } else {
+                kept.push_back(w);
+            }
+            continue;
+        }
         if w.acks == -1 && w.last_index <= commit {
             let a = answer(storage, &w, log_start);
             let _ = w.reply.send(a);
@@ -1151,7 +1278,7 @@ fn answer_durable(g: &mut Group, next_index: u64) {
     let log_start = g.view.partition.log_start_offset();
     let mut kept = VecDeque::with_capacity(g.waiters.len());
     for w in g.waiters.drain(..) {
-        if w.acks == 1 && w.last_index < next_index {
+        if w.acks == 1 && w.duplicate.is_none() && w.last_index < next_index {
             let a = answer(storage, &w, log_start);
             let _ = w.reply.send(a);
         } else {

@@ -118,6 +118,8 @@ pub struct RaftWrite {
     pub partition: Arc<Partition>,
     pub reset: Option<RaftReset>,
     pub truncate_from: Option<u64>,
+    /// The producers' state as of the cut (the log's is rolled back to it).
+    pub producers_at_cut: Option<crate::producer_state::ProducerStates>,
     pub entries: Vec<RaftEntry>,
     pub hard_state: Option<log::replica::HardStateRecord>,
 }

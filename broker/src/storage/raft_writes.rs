@@ -47,6 +47,8 @@ struct RaftPlan {
     /// The partition's Raft record, when it must be written.
     meta: Option<ReplicaMeta>,
     hard_state: Option<HardStateRecord>,
+    /// Idempotent batches, with their base offsets, for the producers' state.
+    idempotent: Vec<(BatchHeader, i64)>,
 }
 
 impl Pipeline {
@@ -211,6 +213,10 @@ impl Pipeline {
                     r.hard_state = hs;
                 }
                 r.next_index = p.next_index;
+                // Durable now: the state a roll's snapshot and recovery start from.
+                for (h, base) in &p.idempotent {
+                    st.producers.record(h, *base, now_ms);
+                }
             }
             Metrics::inc(&self.shared.metrics.produced_records, p.records);
             Metrics::inc(&self.shared.metrics.produced_bytes, p.data.len() as u64);
@@ -231,10 +237,13 @@ impl Pipeline {
         if let Some(reset) = w.reset {
             return self.reset_log(&w.partition, reset).await;
         }
-        match w.truncate_from {
-            Some(from) => self.cut_log(&w.partition, from).await,
-            None => Ok(()),
+        if let Some(from) = w.truncate_from {
+            self.cut_log(&w.partition, from).await?;
+            if let Some(producers) = &w.producers_at_cut {
+                w.partition.state_mut().producers = producers.clone();
+            }
         }
+        Ok(())
     }
 
     /// Cut a replicated log back so that entry `from` is the next one written (a follower's
@@ -459,7 +468,11 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
     let mut max_ts = seg.max_timestamp;
     let mut next = seg.next_offset;
     let mut records = 0u64;
+    let mut idempotent = Vec::new();
     for (e, h) in w.entries.iter().zip(headers) {
+        if h.producer_id >= 0 {
+            idempotent.push((*h, next));
+        }
         let pos = seg.size + data.len() as u64;
         if last_entry.is_none_or(|l| pos - l >= config.index_interval_bytes) {
             entries.push(IndexEntry {
@@ -498,5 +511,6 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
         records,
         meta: meta_changed.then_some(meta),
         hard_state: w.hard_state,
+        idempotent,
     })
 }

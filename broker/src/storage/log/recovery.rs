@@ -32,6 +32,8 @@ struct Scanned {
     tail: std::collections::VecDeque<TailEntry>,
     /// Where the term changes, as (term, batches before, offset) (kept with the tail).
     terms: Vec<(u64, u64, i64)>,
+    /// What the last batches changed in the producers' state, by batch number (with the tail).
+    undo: std::collections::VecDeque<(u64, crate::producer_state::Undo)>,
 }
 
 /// Drop the chunk so the scan reads from `pos` again; false once this position was read
@@ -69,6 +71,7 @@ async fn scan_segment(
         batches: 0,
         tail: std::collections::VecDeque::new(),
         terms: Vec::new(),
+        undo: std::collections::VecDeque::new(),
     };
     let mut chunk = Bytes::new();
     let mut chunk_pos = 0u64;
@@ -142,7 +145,20 @@ async fn scan_segment(
         if let Some(p) = producers.as_deref_mut() {
             // What the log holds is what was written: no checks, only the record of it. The
             // producer counts as active from now (batch timestamps are the producer's clock).
-            p.record(&h, h.base_offset, io.clock.wall_ms());
+            if keep_tail && h.producer_id >= 0 {
+                let mut undo = Vec::new();
+                p.record_with_undo(&h, h.base_offset, io.clock.wall_ms(), &mut undo);
+                s.undo.push_back((s.batches, undo));
+                while s
+                    .undo
+                    .front()
+                    .is_some_and(|(n, _)| n + replica::UNDO_ENTRIES_MAX <= s.batches)
+                {
+                    s.undo.pop_front();
+                }
+            } else {
+                p.record(&h, h.base_offset, io.clock.wall_ms());
+            }
         }
         // A batch without timestamps (Raft's own entries: -1) does not start `segment.ms`.
         if h.max_timestamp >= 0 {
@@ -509,6 +525,7 @@ pub async fn recover(
                 s.batches,
                 std::mem::take(&mut s.tail),
                 std::mem::take(&mut s.terms),
+                std::mem::take(&mut s.undo),
             ));
         }
         if s.valid_len < len {
@@ -562,11 +579,12 @@ pub async fn recover(
     };
     let replica = match meta {
         Some(meta) => {
-            let (batches, tail, terms) = active_scan.unwrap_or_default();
+            let (batches, tail, terms, undo) = active_scan.unwrap_or_default();
             let active = ActiveScan {
                 batches,
                 tail: tail.into(),
                 terms,
+                undo: undo.into(),
             };
             Some(recover_replica(io, dir, meta, &segments, active, log_start_offset).await?)
         }
@@ -591,6 +609,7 @@ struct ActiveScan {
     batches: u64,
     tail: Vec<TailEntry>,
     terms: Vec<(u64, u64, i64)>,
+    undo: Vec<(u64, crate::producer_state::Undo)>,
 }
 
 /// Finish a reset of a replicated log that a crash interrupted: its record names a segment
@@ -730,6 +749,7 @@ async fn recover_replica(
             .clamp(meta.prev.0, next_index.saturating_sub(1)),
         ..hard_state
     };
+    let undo_from = active_first + active.batches.saturating_sub(replica::UNDO_ENTRIES_MAX);
     Ok(ReplicaState {
         meta,
         meta_dirty: false,
@@ -737,5 +757,11 @@ async fn recover_replica(
         hard_state,
         next_index,
         recovered_tail: active.tail,
+        recovered_undo: active
+            .undo
+            .into_iter()
+            .map(|(n, undo)| (active_first + n, undo))
+            .collect(),
+        undo_from,
     })
 }

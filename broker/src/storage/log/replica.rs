@@ -213,7 +213,16 @@ pub struct ReplicaState {
     /// The last entries of the log (at most [`TAIL_ENTRIES_MAX`]), as recovery found them;
     /// taken by the replication layer when it opens the group.
     pub recovered_tail: Vec<TailEntry>,
+    /// What each of the last entries (at most [`UNDO_ENTRIES_MAX`]) changed in the producers'
+    /// state, by Raft index, and the index from which every entry's change is there (taken
+    /// with the tail).
+    pub recovered_undo: Vec<(u64, crate::producer_state::Undo)>,
+    pub undo_from: u64,
 }
+
+/// Entries whose producer changes recovery keeps (a follower's uncommitted suffix is far
+/// shorter).
+pub const UNDO_ENTRIES_MAX: u64 = 4096;
 
 /// Entries recovery describes one by one, at most (the rest are found through [`ReplicaMeta`]).
 pub const TAIL_ENTRIES_MAX: usize = 1 << 16;

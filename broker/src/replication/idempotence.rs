@@ -1,0 +1,173 @@
+//! Idempotent producers on a replicated partition. A leader checks each idempotent batch
+//! before it proposes it (a retry is answered with the offset of the batch already in the log,
+//! a gap or a fenced epoch is refused), against the producers' state *of its whole log* —
+//! entries not yet committed included, as Kafka's leader does — so a producer's batches in
+//! flight follow each other. Every replica keeps that state as entries enter its log; a
+//! follower whose uncommitted suffix is cut (a new leader's log disagrees) rolls the state back
+//! with the undo records kept for every entry above the commit. A new leader thus holds the
+//! state of everything it may commit, and a retry sent to it after a leader change is
+//! recognised rather than written twice.
+//!
+//! The state of the durable log (for the snapshots a roll writes, and recovery) is the
+//! pipeline's, in the partition's state; this one runs ahead of it by what is in flight.
+
+use std::collections::VecDeque;
+
+use crate::batch::BatchHeader;
+pub use crate::producer_state::Undo;
+use crate::producer_state::{BatchMeta, ProducerError, ProducerStates, Verdict};
+
+/// What the check of a proposal's batches says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// Write them.
+    Append,
+    /// A retry of a batch already in the log: answer with its offsets, write nothing.
+    Duplicate(BatchMeta),
+}
+
+/// The producers of a replicated partition as of the end of its log (see the module doc).
+#[derive(Debug, Default)]
+pub struct Producers {
+    state: ProducerStates,
+    /// Undo records of the entries above the commit, by index (in order).
+    undo: VecDeque<(u64, Undo)>,
+    /// Every entry from this index on that changed the state has its undo record.
+    undo_from: u64,
+    /// Entries up to this index are in `state`.
+    recorded_through: u64,
+}
+
+impl Producers {
+    /// The state of a log whose last entry is `last_index`, with the undo records recovery kept
+    /// for its entries from `undo_from` on.
+    pub fn open(
+        state: ProducerStates,
+        last_index: u64,
+        undo: Vec<(u64, Undo)>,
+        undo_from: u64,
+    ) -> Self {
+        Producers {
+            state,
+            undo: undo.into(),
+            undo_from,
+            recorded_through: last_index,
+        }
+    }
+
+    pub fn state(&self) -> &ProducerStates {
+        &self.state
+    }
+
+    pub fn recorded_through(&self) -> u64 {
+        self.recorded_through
+    }
+
+    /// Check a proposal's batches as if written from `first_offset` on.
+    pub fn check(
+        &self,
+        headers: &[BatchHeader],
+        first_offset: i64,
+        now_ms: i64,
+    ) -> Result<Checked, ProducerError> {
+        let mut scratch = self.state.subset(headers.iter().map(|h| &h.producer_id));
+        let mut offset = first_offset;
+        for h in headers {
+            match scratch.check(h)? {
+                Verdict::Duplicate(b) => return Ok(Checked::Duplicate(b)),
+                Verdict::Append => scratch.record(h, offset, now_ms),
+            }
+            offset += h.last_offset_delta as i64 + 1;
+        }
+        Ok(Checked::Append)
+    }
+
+    /// Entry `index`, holding `headers`' batches from `first_offset` on, entered the log.
+    pub fn record(&mut self, index: u64, headers: &[BatchHeader], first_offset: i64, now_ms: i64) {
+        if index <= self.recorded_through {
+            return;
+        }
+        self.recorded_through = index;
+        let mut undo = Undo::new();
+        let mut offset = first_offset;
+        for h in headers {
+            self.state.record_with_undo(h, offset, now_ms, &mut undo);
+            offset += h.last_offset_delta as i64 + 1;
+        }
+        if !undo.is_empty() {
+            self.undo.push_back((index, undo));
+        }
+    }
+
+    /// The log was cut before entry `from`: roll back what its entries from there did. False
+    /// when the undo records do not reach back that far (after a start, a cut deeper than
+    /// recovery kept records for): the state then keeps what it had, which may remember a
+    /// batch that is gone.
+    pub fn truncate(&mut self, from: u64) -> bool {
+        if from > self.recorded_through {
+            return true;
+        }
+        let covered = from >= self.undo_from;
+        while self.undo.back().is_some_and(|(i, _)| *i >= from) {
+            let (_, undo) = self.undo.pop_back().expect("checked");
+            for (id, before) in undo.into_iter().rev() {
+                self.state.restore(id, before);
+            }
+        }
+        self.recorded_through = from - 1;
+        covered
+    }
+
+    /// Entries through `commit` are committed: never cut, so their undo records go.
+    pub fn committed(&mut self, commit: u64) {
+        while self.undo.front().is_some_and(|(i, _)| *i <= commit) {
+            self.undo.pop_front();
+        }
+        self.undo_from = self.undo_from.max(commit + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(pid: i64, seq: i32, records: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            size: 100,
+            last_offset_delta: records - 1,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            record_count: records,
+            attributes: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: seq,
+            partition_leader_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn a_cut_rolls_back_and_a_retry_after_it_is_written_again() {
+        let mut p = Producers::open(ProducerStates::default(), 0, Vec::new(), 1);
+        assert_eq!(p.check(&[batch(7, 0, 2)], 0, 1), Ok(Checked::Append));
+        p.record(1, &[batch(7, 0, 2)], 0, 1);
+        p.record(2, &[batch(7, 2, 2)], 2, 1);
+        // In flight: the next one follows the uncommitted ones, a retry is a duplicate.
+        assert_eq!(p.check(&[batch(7, 4, 1)], 4, 1), Ok(Checked::Append));
+        assert!(
+            matches!(p.check(&[batch(7, 2, 2)], 4, 1), Ok(Checked::Duplicate(b)) if b.first_offset == 2)
+        );
+        assert!(p.check(&[batch(7, 9, 1)], 4, 1).is_err());
+        p.committed(1);
+        // Entry 2 is cut: its batch is no longer known, so its retry is written again.
+        assert!(p.truncate(2));
+        assert_eq!(p.check(&[batch(7, 2, 2)], 2, 1), Ok(Checked::Append));
+        assert_eq!(p.recorded_through(), 1);
+        // After a start without undo records for the last entries, a cut among them is not
+        // covered (the caller then knows the state may remember a batch that is gone).
+        let mut q = Producers::open(p.state().clone(), 5, Vec::new(), 6);
+        assert!(!q.truncate(4));
+        assert!(q.truncate(6));
+    }
+}
