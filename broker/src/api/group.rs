@@ -33,15 +33,26 @@ impl Broker {
         let (host, port) = self.config.advertised();
         let me = BrokerId(self.config.node_id);
         let clustered = self.cluster.is_some();
+        // Who coordinates a group: this broker on a single node; in a cluster, the leader of
+        // the group's partition of the offsets topic.
+        let where_ = |key: &str| -> Option<(BrokerId, String, i32)> {
+            if clustered {
+                self.groups
+                    .coordinator_of(key)
+                    .map(|(id, host, port)| (BrokerId(id), host, port))
+            } else {
+                Some((me, host.clone(), port))
+            }
+        };
         let answer = |key: &str| -> (i16, Option<String>) {
             match req.key_type {
                 0 if key.is_empty() => (
                     error::INVALID_GROUP_ID,
                     Some("the group id is empty".into()),
                 ),
-                0 if clustered => (
+                0 if clustered && where_(key).is_none() => (
                     error::COORDINATOR_NOT_AVAILABLE,
-                    Some("consumer groups are not replicated in a cluster yet".into()),
+                    Some("the group's partition of __consumer_offsets has no leader yet".into()),
                 ),
                 0 => (error::NONE, None),
                 // No transaction coordinator: a fatal error at once, not a wait for one.
@@ -63,11 +74,15 @@ impl Broker {
                 c.key = key.clone();
                 c.error_code = code;
                 c.error_message = message.map(StrBytes::from_string);
-                if code == error::NONE {
-                    c.node_id = me;
-                    c.host = s(&host);
-                    c.port = port;
+                if let Some((node, h, p)) = (code == error::NONE).then(|| where_(key)).flatten() {
+                    c.node_id = node;
+                    c.host = s(&h);
+                    c.port = p;
                 } else {
+                    if c.error_code == error::NONE {
+                        // The leader went between two looks.
+                        c.error_code = error::COORDINATOR_NOT_AVAILABLE;
+                    }
                     c.node_id = BrokerId(-1);
                     c.port = -1;
                 }
@@ -79,11 +94,14 @@ impl Broker {
             if version >= 1 {
                 resp.error_message = message.map(StrBytes::from_string);
             }
-            if code == error::NONE {
-                resp.node_id = me;
-                resp.host = s(&host);
-                resp.port = port;
+            if let Some((node, h, p)) = (code == error::NONE).then(|| where_(&req.key)).flatten() {
+                resp.node_id = node;
+                resp.host = s(&h);
+                resp.port = p;
             } else {
+                if resp.error_code == error::NONE {
+                    resp.error_code = error::COORDINATOR_NOT_AVAILABLE;
+                }
                 resp.node_id = BrokerId(-1);
                 resp.port = -1;
             }

@@ -39,6 +39,11 @@ pub(super) struct Checkpoint {
 impl Actor {
     /// Checkpoint partition `index` of the offsets topic if it is due and may start now.
     pub(super) async fn maybe_checkpoint(&mut self, index: i32) {
+        // In a cluster the log start is not replicated yet (DeleteRecords is refused there):
+        // no checkpoints, so the topic grows with its commits.
+        if self.cluster.is_some() {
+            return;
+        }
         let writing = self.writes_in_flight(index) > 0;
         let cp = self.checkpoints.entry(index).or_default();
         if cp.running || writing {
@@ -141,11 +146,10 @@ impl Actor {
             let mut cut = end;
             let mut outcome = Ok(records);
             for (i, rx) in waits.into_iter().enumerate() {
-                match rx.await {
-                    Ok(Ok(appended)) if i == 0 => cut = appended.base_offset,
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => outcome = Err(e.to_string()),
-                    Err(_) => outcome = Err("the commit pipeline stopped".into()),
+                match rx.outcome().await {
+                    Ok(appended) if i == 0 => cut = appended.base_offset,
+                    Ok(_) => {}
+                    Err(code) => outcome = Err(format!("the write failed with code {code}")),
                 }
             }
             if outcome.is_ok() {

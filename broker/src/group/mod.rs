@@ -33,7 +33,9 @@ use tokio::time::Instant;
 
 use crate::batch;
 use crate::catalog::TopicError;
+use crate::controller::Controller;
 use crate::protocol::error;
+use crate::replication::node::ReplicaError;
 use crate::storage::{AppendError, Appended, Store};
 use membership::Group;
 use records::{Entry, OffsetValue};
@@ -199,10 +201,40 @@ enum Msg {
 pub struct Coordinator {
     tx: mpsc::Sender<Msg>,
     pub config: GroupConfig,
+    cluster: Option<Arc<Controller>>,
+    /// A creation of the offsets topic (in a cluster) is under way.
+    creating: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the coordinator answers when it has stopped (it never should while the node runs).
 const GONE: i16 = error::COORDINATOR_NOT_AVAILABLE;
+/// What it answers for a group whose partition of the offsets topic another broker leads.
+const ELSEWHERE: i16 = error::NOT_COORDINATOR;
+
+/// A write to the offsets topic under way: through the local pipeline, or (in a cluster) the
+/// partition's Raft group.
+pub(super) enum Appending {
+    Local(oneshot::Receiver<Result<Appended, AppendError>>),
+    Replicated(oneshot::Receiver<Result<Appended, ReplicaError>>),
+}
+
+impl Appending {
+    /// Once durable (committed, in a cluster): where the batch starts; or the code to answer.
+    pub(super) async fn outcome(self) -> Result<Appended, i16> {
+        match self {
+            Appending::Local(rx) => match rx.await {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err(e)) => Err(write_error(&e)),
+                Err(_) => Err(GONE),
+            },
+            Appending::Replicated(rx) => match rx.await {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err(ReplicaError::NotLeader { .. } | ReplicaError::Unknown)) => Err(ELSEWHERE),
+                Ok(Err(_)) | Err(_) => Err(GONE),
+            },
+        }
+    }
+}
 
 impl Coordinator {
     /// Start the coordinator: it loads `__consumer_offsets` (if the topic exists) before it
@@ -212,10 +244,15 @@ impl Coordinator {
         clock: Arc<dyn Clock>,
         rng: EnvRng,
         config: GroupConfig,
+        cluster: Option<Arc<Controller>>,
     ) -> Arc<Coordinator> {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let owned = cluster.as_ref().map(|_| Default::default());
+        let handle_cluster = cluster.clone();
         let actor = Actor {
             store,
+            cluster,
+            owned,
             clock: clock.clone(),
             rng,
             config,
@@ -228,7 +265,50 @@ impl Coordinator {
             next_retention_check: clock.now() + config.offsets_retention_check_interval,
         };
         tokio::spawn(actor.run());
-        Arc::new(Coordinator { tx, config })
+        Arc::new(Coordinator {
+            tx,
+            config,
+            cluster: handle_cluster,
+            creating: Default::default(),
+        })
+    }
+
+    /// In a cluster: the broker that coordinates `group_id` (the leader of its partition of the
+    /// offsets topic) as `(id, host, port)`; `None` while there is none (the topic is made on
+    /// the first ask, as Kafka does).
+    pub fn coordinator_of(&self, group_id: &str) -> Option<(i32, String, i32)> {
+        let cluster = self.cluster.as_ref()?;
+        let md = cluster.metadata();
+        if !md.topics.contains_key(OFFSETS_TOPIC) {
+            if !self
+                .creating
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                let cluster = cluster.clone();
+                let creating = self.creating.clone();
+                let partitions = self.config.offsets_partitions;
+                tokio::spawn(async move {
+                    let _ = ensure_offsets_topic(&cluster, partitions).await;
+                    creating.store(false, std::sync::atomic::Ordering::Release);
+                });
+            }
+            return None;
+        }
+        let p = md.partition(OFFSETS_TOPIC, self.partition_for(group_id))?;
+        // The leader as this broker knows it: its own replica's view when it is fresher.
+        let mut leader = p.leader.map(|l| (l, p.leader_term));
+        if let Some(view) = cluster
+            .replication()
+            .replica(OFFSETS_TOPIC, self.partition_for(group_id))
+        {
+            let s = view.status();
+            if let Some(l) = s.leader.filter(|_| s.term >= p.leader_term) {
+                leader = Some((l, s.term));
+            }
+        }
+        let (id, _) = leader?;
+        let b = md.brokers.get(&id).filter(|b| !b.fenced)?;
+        Some((b.id as i32, b.host.clone(), b.port))
     }
 
     /// The partition of `__consumer_offsets` that holds `group_id` (Kafka's choice).
@@ -368,6 +448,12 @@ struct InFlight {
 /// The task that owns every group.
 pub(crate) struct Actor {
     store: Arc<Store>,
+    /// In a cluster: the controller (the offsets topic is made through it, and each of its
+    /// partitions is written through its Raft group).
+    cluster: Option<Arc<Controller>>,
+    /// The partitions of the offsets topic whose groups this coordinator serves: all of them
+    /// on a single node (`None`); in a cluster, those this broker leads.
+    owned: Option<std::collections::BTreeSet<i32>>,
     clock: Arc<dyn Clock>,
     rng: EnvRng,
     config: GroupConfig,
@@ -390,14 +476,31 @@ pub(crate) struct Actor {
 
 impl Actor {
     async fn run(mut self) {
-        self.load().await;
+        let mut leaders = self.cluster.as_ref().map(|c| c.replication().changes());
+        if self.cluster.is_none() {
+            self.load().await;
+        } else {
+            self.ownership().await;
+        }
         loop {
             let wake = self.next_deadline();
+            let leadership = async {
+                match leaders.as_mut() {
+                    Some(l) => l.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let msg = match wake {
                 Some(at) => {
                     let wait = at.saturating_duration_since(self.clock.now());
                     tokio::select! {
                         m = self.rx.recv() => m,
+                        changed = leadership => {
+                            if changed {
+                                self.ownership().await;
+                            }
+                            continue;
+                        }
                         _ = self.clock.sleep(wait) => {
                             self.expire().await;
                             if self.now() >= self.next_retention_check {
@@ -409,14 +512,82 @@ impl Actor {
                         }
                     }
                 }
-                None => self.rx.recv().await,
+                None => tokio::select! {
+                    m = self.rx.recv() => m,
+                    changed = leadership => {
+                        if changed {
+                            self.ownership().await;
+                        }
+                        continue;
+                    }
+                },
             };
             let Some(msg) = msg else { return };
             self.handle(msg).await;
         }
     }
 
+    /// Whether this coordinator serves `group` (its partition of the offsets topic is led here).
+    fn owns(&self, group: &str) -> bool {
+        match &self.owned {
+            None => true,
+            Some(owned) => owned.contains(&partition_for(group, self.config.offsets_partitions)),
+        }
+    }
+
+    /// In a cluster: take over the groups of the offsets topic's partitions this broker now
+    /// leads (read from their logs), and let go of those it no longer does.
+    async fn ownership(&mut self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let now: std::collections::BTreeSet<i32> = (0..self.config.offsets_partitions)
+            .filter(|&p| {
+                cluster
+                    .replication()
+                    .replica(OFFSETS_TOPIC, p)
+                    .is_some_and(|v| v.status().serving)
+            })
+            .collect();
+        let before = self.owned.clone().unwrap_or_default();
+        if now == before {
+            return;
+        }
+        let parts = self.config.offsets_partitions;
+        for &lost in before.difference(&now) {
+            self.groups.retain(|id, _| partition_for(id, parts) != lost);
+            for w in self.writes.remove(&lost).unwrap_or_default() {
+                self.written(w.pending, Err(ELSEWHERE));
+            }
+            tracing::info!(
+                partition = lost,
+                "no longer the coordinator of this partition's groups"
+            );
+        }
+        self.owned = Some(now.clone());
+        for &gained in now.difference(&before) {
+            let Some(p) = self
+                .store
+                .topic(OFFSETS_TOPIC)
+                .and_then(|t| t.partitions.get(gained as usize).cloned())
+            else {
+                continue;
+            };
+            self.load_partition(&p).await;
+            tracing::info!(partition = gained, "took over this partition's groups");
+        }
+        let now_at = self.now();
+        for g in self.groups.values_mut() {
+            g.loaded(now_at);
+        }
+        self.groups.retain(|_, g| !g.is_dead());
+    }
+
     async fn handle(&mut self, msg: Msg) {
+        let msg = match self.elsewhere(msg) {
+            Some(msg) => msg,
+            None => return,
+        };
         match msg {
             Msg::Join(req, reply) => self.join(req, reply).await,
             Msg::Sync(req, reply) => self.sync(req, reply).await,
@@ -462,6 +633,69 @@ impl Actor {
         }
     }
 
+    /// Answer NOT_COORDINATOR for a request about a group another broker serves; the request
+    /// back otherwise.
+    fn elsewhere(&self, msg: Msg) -> Option<Msg> {
+        if self.owned.is_none() {
+            return Some(msg);
+        }
+        match msg {
+            Msg::Join(req, reply) if !self.owns(&req.group_id) => {
+                let _ = reply.send(JoinResponse {
+                    error: ELSEWHERE,
+                    ..Default::default()
+                });
+            }
+            Msg::Sync(req, reply) if !self.owns(&req.group_id) => {
+                let _ = reply.send(SyncResponse {
+                    error: ELSEWHERE,
+                    ..Default::default()
+                });
+            }
+            Msg::Heartbeat(group, _, _, reply) if !self.owns(&group) => {
+                let _ = reply.send(ELSEWHERE);
+            }
+            Msg::Leave(group, members, reply) if !self.owns(&group) => {
+                let _ = reply.send(vec![ELSEWHERE; members.len().max(1)]);
+            }
+            Msg::Commit(req, reply) if !self.owns(&req.group_id) => {
+                let _ = reply.send(Err(ELSEWHERE));
+            }
+            Msg::Fetch(group, _, reply) if !self.owns(&group) => {
+                let _ = reply.send(Err(ELSEWHERE));
+            }
+            Msg::DeleteOffsets(group, _, reply) if !self.owns(&group) => {
+                let _ = reply.send(Err(ELSEWHERE));
+            }
+            Msg::Describe(ids, reply) if ids.iter().any(|g| !self.owns(g)) => {
+                let _ = reply.send(
+                    ids.iter()
+                        .map(|g| {
+                            if self.owns(g) {
+                                self.describe(g)
+                            } else {
+                                DescribedGroup {
+                                    group_id: g.clone(),
+                                    error: ELSEWHERE,
+                                    state: "",
+                                    protocol_type: String::new(),
+                                    protocol: String::new(),
+                                    members: Vec::new(),
+                                }
+                            }
+                        })
+                        .collect(),
+                );
+            }
+            Msg::DeleteGroups(ids, reply) if ids.iter().any(|g| !self.owns(g)) => {
+                // Answered per group: those served elsewhere refused, the others deleted.
+                let _ = reply.send(vec![ELSEWHERE; ids.len()]);
+            }
+            other => return Some(other),
+        }
+        None
+    }
+
     fn now(&self) -> Instant {
         self.clock.now()
     }
@@ -479,7 +713,7 @@ impl Actor {
             return Ok(t);
         }
         // Committed offsets and group metadata are kept until they are replaced.
-        let config = [
+        let config: crate::topic_config::Overrides = [
             ("retention.ms", "-1"),
             ("retention.bytes", "-1"),
             ("segment.bytes", "16777216"),
@@ -487,6 +721,11 @@ impl Actor {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        if let Some(cluster) = &self.cluster {
+            return ensure_offsets_topic(cluster, self.config.offsets_partitions)
+                .await
+                .and_then(|()| self.store.topic(OFFSETS_TOPIC).ok_or(GONE));
+        }
         match self
             .store
             .create_topic(OFFSETS_TOPIC, self.config.offsets_partitions, config)
@@ -526,11 +765,7 @@ impl Actor {
                     });
                 let Some(tx) = self.tx.upgrade() else { return };
                 tokio::spawn(async move {
-                    let outcome = match rx.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => Err(write_error(&e)),
-                        Err(_) => Err(GONE),
-                    };
+                    let outcome = rx.outcome().await.map(|_| ());
                     let _ = tx.send(Msg::Written(partition, id, outcome)).await;
                 });
             }
@@ -538,11 +773,7 @@ impl Actor {
         }
     }
 
-    async fn try_write(
-        &self,
-        group: &str,
-        entries: &[Entry],
-    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, i16> {
+    async fn try_write(&self, group: &str, entries: &[Entry]) -> Result<Appending, i16> {
         self.append(
             partition_for(group, self.config.offsets_partitions),
             entries,
@@ -551,21 +782,33 @@ impl Actor {
     }
 
     /// Append `entries` as one batch to partition `index` of the offsets topic.
-    async fn append(
-        &self,
-        index: i32,
-        entries: &[Entry],
-    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, i16> {
+    pub(super) async fn append(&self, index: i32, entries: &[Entry]) -> Result<Appending, i16> {
         let topic = self.offsets_topic().await?;
         let partition = topic.partitions.get(index as usize).cloned().ok_or(GONE)?;
         let payload = encode_batch(entries, self.clock.wall_ms());
         let headers = batch::validate_all(&payload, usize::MAX).map_err(|_| GONE)?;
+        if let Some(cluster) = &self.cluster {
+            let view = cluster
+                .replication()
+                .replica(OFFSETS_TOPIC, index)
+                .ok_or(ELSEWHERE)?;
+            return match cluster
+                .replication()
+                .propose(view.group, vec![payload], -1)
+                .await
+            {
+                Ok(Some(rx)) => Ok(Appending::Replicated(rx)),
+                Ok(None) => Err(GONE),
+                Err(ReplicaError::NotLeader { .. } | ReplicaError::Unknown) => Err(ELSEWHERE),
+                Err(_) => Err(GONE),
+            };
+        }
         match self
             .store
             .append(partition, payload, headers, true, None)
             .await
         {
-            Ok(Some(rx)) => Ok(rx),
+            Ok(Some(rx)) => Ok(Appending::Local(rx)),
             Ok(None) => Err(GONE),
             Err(e) => Err(write_error(&AppendError::Storage(e))),
         }
@@ -616,52 +859,9 @@ impl Actor {
         let Some(topic) = self.store.topic(OFFSETS_TOPIC) else {
             return;
         };
-        let io = self.store.io().clone();
         let mut records = 0u64;
         for p in &topic.partitions {
-            let start = p.log_start_offset();
-            let mut offset = start;
-            let end = p.high_watermark();
-            while offset < end {
-                let data = match p.read(&io, offset, 1 << 20).await {
-                    Ok(d) if !d.records.is_empty() => d.records,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::error!(partition = p.index, error = %e, "cannot read {OFFSETS_TOPIC}; its groups start empty");
-                        break;
-                    }
-                };
-                let mut buf = data;
-                while !buf.is_empty() {
-                    let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-                    else {
-                        tracing::error!(
-                            partition = p.index,
-                            offset,
-                            "undecodable batch in {OFFSETS_TOPIC}"
-                        );
-                        offset = end;
-                        break;
-                    };
-                    for r in set.records {
-                        offset = r.offset + 1;
-                        if r.offset < start {
-                            continue;
-                        }
-                        records += 1;
-                        let Some(key) = r.key.as_deref() else {
-                            continue;
-                        };
-                        match Entry::decode(key, r.value.as_deref()) {
-                            Ok(Some(entry)) => self.apply(entry),
-                            Ok(None) => {}
-                            Err(why) => {
-                                tracing::warn!(partition = p.index, offset = r.offset, %why, "skipping a damaged record of {OFFSETS_TOPIC}")
-                            }
-                        }
-                    }
-                }
-            }
+            records += self.load_partition(p).await;
         }
         let now = self.now();
         for g in self.groups.values_mut() {
@@ -673,6 +873,56 @@ impl Actor {
             records,
             "loaded consumer groups"
         );
+    }
+
+    /// Read one partition of the offsets topic into its groups; the records read.
+    async fn load_partition(&mut self, p: &crate::storage::log::Partition) -> u64 {
+        let io = self.store.io().clone();
+        let mut records = 0u64;
+        let start = p.log_start_offset();
+        let mut offset = start;
+        let end = p.high_watermark();
+        while offset < end {
+            let data = match p.read(&io, offset, 1 << 20).await {
+                Ok(d) if !d.records.is_empty() => d.records,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(partition = p.index, error = %e, "cannot read {OFFSETS_TOPIC}; its groups start empty");
+                    break;
+                }
+            };
+            let mut buf = data;
+            while !buf.is_empty() {
+                let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) else {
+                    tracing::error!(
+                        partition = p.index,
+                        offset,
+                        "undecodable batch in {OFFSETS_TOPIC}"
+                    );
+                    offset = end;
+                    break;
+                };
+                for r in set.records {
+                    offset = r.offset + 1;
+                    // Raft's own entries (control batches) are not group records.
+                    if r.offset < start || r.control {
+                        continue;
+                    }
+                    records += 1;
+                    let Some(key) = r.key.as_deref() else {
+                        continue;
+                    };
+                    match Entry::decode(key, r.value.as_deref()) {
+                        Ok(Some(entry)) => self.apply(entry),
+                        Ok(None) => {}
+                        Err(why) => {
+                            tracing::warn!(partition = p.index, offset = r.offset, %why, "skipping a damaged record of {OFFSETS_TOPIC}")
+                        }
+                    }
+                }
+            }
+        }
+        records
     }
 
     /// Take one record of the offsets topic into the state (load).
@@ -731,6 +981,38 @@ fn write_error(e: &AppendError) -> i16 {
         }
         AppendError::Producer(_) => error::UNKNOWN_SERVER_ERROR,
     }
+}
+
+/// In a cluster: make the offsets topic through the controller if the metadata lacks it, and
+/// wait (a little) for this broker's copy.
+async fn ensure_offsets_topic(cluster: &Controller, partitions: i32) -> Result<(), i16> {
+    let limit = Duration::from_secs(10);
+    if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) {
+        let overrides = [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "16777216"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let rf = cluster.metadata().live_brokers().len().clamp(1, 3) as i32;
+        match cluster
+            .create_topic(OFFSETS_TOPIC, partitions, rf, None, overrides, limit)
+            .await
+        {
+            Ok(_) | Err(TopicError::Exists) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
+                return Err(GONE);
+            }
+        }
+    }
+    cluster
+        .local_topic(OFFSETS_TOPIC, limit)
+        .await
+        .map(|_| ())
+        .ok_or(GONE)
 }
 
 /// One record batch of `entries` (keys and values in Kafka's schemas), stamped `now_ms`.

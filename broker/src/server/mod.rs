@@ -58,12 +58,6 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     };
     tracing::info!(data_dir = %config.data_dir.display(), engine = env.disk.engine(), "opening data directory");
     let store = open_store(&env, &config, &metrics).await?;
-    let groups = Coordinator::start(
-        store.clone(),
-        env.clock.clone(),
-        env.rng.clone(),
-        config.groups(),
-    );
     let listener = env
         .net
         .listen(config.listen)
@@ -80,6 +74,13 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    let groups = Coordinator::start(
+        store.clone(),
+        env.clock.clone(),
+        env.rng.clone(),
+        config.groups(),
+        cluster.clone(),
+    );
     let broker = Arc::new(Broker {
         groups,
         memory: MemoryBudget::new(config.memory_budget_bytes, metrics.clone()),
