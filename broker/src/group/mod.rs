@@ -565,22 +565,25 @@ impl Actor {
             );
         }
         self.owned = Some(now.clone());
-        for &gained in now.difference(&before) {
+        let gained: std::collections::BTreeSet<i32> = now.difference(&before).copied().collect();
+        for &index in &gained {
             let Some(p) = self
                 .store
                 .topic(OFFSETS_TOPIC)
-                .and_then(|t| t.partitions.get(gained as usize).cloned())
+                .and_then(|t| t.partitions.get(index as usize).cloned())
             else {
                 continue;
             };
             self.load_partition(&p).await;
-            tracing::info!(partition = gained, "took over this partition's groups");
+            tracing::info!(partition = index, "took over this partition's groups");
         }
+        // Only the groups just read start afresh: the others are in the middle of their lives.
         let now_at = self.now();
-        for g in self.groups.values_mut() {
+        let taken = |id: &str| gained.contains(&partition_for(id, parts));
+        for (_, g) in self.groups.iter_mut().filter(|(id, _)| taken(id)) {
             g.loaded(now_at);
         }
-        self.groups.retain(|_, g| !g.is_dead());
+        self.groups.retain(|id, g| !(taken(id) && g.is_dead()));
     }
 
     async fn handle(&mut self, msg: Msg) {

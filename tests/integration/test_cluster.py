@@ -1,0 +1,345 @@
+"""Three `broker` processes as one cluster (`cluster_peers`), used by clients this project did
+not write: topics created through any broker, replicated three ways; an idempotent
+confluent-kafka producer (acks=all) and a consumer group keep working while the leader of a
+partition is SIGKILLed and restarted, again and again; afterwards every acknowledged message is
+there once, in order, and the group's committed offsets are intact. Also: the brokers and
+leaders clients see, kcat and kafka-python against the cluster, a broker gone is reported as
+such, and a node refuses a data directory that is not its own."""
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+import clients
+from conftest import Broker, free_port
+
+
+class Node(Broker):
+    """One broker of a cluster: its own id, data directory and inter-broker address."""
+
+    def __init__(self, workdir, node_id, peers, extra_args=()):
+        super().__init__(workdir, name=f"node{node_id}", extra_args=extra_args)
+        self.node_id = node_id
+        self.peers = peers
+
+    def command(self):
+        cmd = super().command()
+        at = cmd.index("--node-id")
+        cmd[at + 1] = str(self.node_id)
+        return cmd + ["--set", f"cluster_peers={self.peers}"]
+
+
+class Cluster:
+    def __init__(self, tmp_path, size=3, extra_args=()):
+        ports = {i: free_port() for i in range(1, size + 1)}
+        self.peers = ",".join(f"{i}@127.0.0.1:{p}" for i, p in ports.items())
+        self.nodes = {
+            i: Node(tmp_path / f"node{i}", i, self.peers, extra_args)
+            for i in range(1, size + 1)
+        }
+
+    def start(self):
+        # Every node at once: each waits for the others to elect the metadata's leader.
+        for n in self.nodes.values():
+            n.proc = None
+        threads = [threading.Thread(target=n.start) for n in self.nodes.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for n in self.nodes.values():
+            n.assert_alive()
+        return self
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    def alive_bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes.values() if n.alive())
+
+    def wait_brokers(self, count, timeout=30.0):
+        """Wait until Metadata names `count` brokers (a cluster that just started has none
+        until its nodes have registered)."""
+        a = clients.admin(self.alive_bootstrap())
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                md = a.list_topics(timeout=5)
+                last = md.brokers
+                if len(md.brokers) == count:
+                    return md
+            except KafkaException as e:
+                last = e
+            time.sleep(0.1)
+        raise AssertionError(f"not {count} brokers in metadata: {last}")
+
+    def leader_of(self, topic, partition, timeout=30.0):
+        a = clients.admin(self.alive_bootstrap())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            t = a.list_topics(topic=topic, timeout=10).topics.get(topic)
+            if t is not None and partition in t.partitions:
+                leader = t.partitions[partition].leader
+                if leader in self.nodes and self.nodes[leader].alive():
+                    return leader
+            time.sleep(0.1)
+        raise AssertionError(f"no live leader for {topic}-{partition}")
+
+    def cleanup(self):
+        died = [n for n in self.nodes.values() if n.died_unexpectedly()]
+        for n in self.nodes.values():
+            n.cleanup()
+        return died
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path).start()
+    c.wait_brokers(3)
+    yield c
+    died = c.cleanup()
+    if died:
+        pytest.fail("a node died during the test:\n" + "\n".join(n.log_tail() for n in died),
+                    pytrace=False)
+
+
+def consume_all(bootstrap, topic, partitions, attempts=20):
+    """clients.consume_all, asked again while leadership settles (a leader just elected
+    answers NOT_LEADER_OR_FOLLOWER until an entry of its term is committed; a fresh client
+    may not know a partition's leader yet)."""
+    for attempt in range(attempts):
+        try:
+            return clients.consume_all(bootstrap, topic, partitions, timeout=120)
+        except KafkaException:
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(0.5)
+
+
+def create(bootstrap, topic, partitions, rf=3, timeout=30.0):
+    from confluent_kafka.admin import NewTopic
+    a = clients.admin(bootstrap)
+    f = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=rf)],
+                        operation_timeout=10, request_timeout=timeout)
+    f[topic].result(timeout=timeout)
+    clients.wait_for_topic(a, topic, partitions, timeout)
+
+
+def test_every_broker_answers_metadata_with_all_brokers_and_replicated_topics(cluster):
+    md = cluster.wait_brokers(3)
+    assert sorted(md.brokers) == [1, 2, 3]
+    assert md.controller_id in (1, 2, 3)
+    started = time.monotonic()
+    create(cluster.nodes[2].bootstrap, "three-ways", 3)
+    took = time.monotonic() - started
+    for n in cluster.nodes.values():
+        t = clients.admin(n.bootstrap).list_topics(topic="three-ways", timeout=10).topics["three-ways"]
+        assert len(t.partitions) == 3
+        for p in t.partitions.values():
+            assert sorted(p.replicas) == [1, 2, 3]
+            assert p.leader in (1, 2, 3)
+    # Preferred leaders take turns: the three partitions are not all led by one broker.
+    t = clients.admin(cluster.bootstrap).list_topics(topic="three-ways", timeout=10).topics["three-ways"]
+    assert len({p.leader for p in t.partitions.values()}) > 1
+    # A replication factor larger than the cluster is refused, as Kafka does.
+    with pytest.raises(KafkaException) as e:
+        create(cluster.bootstrap, "too-many-replicas", 1, rf=4)
+    assert e.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+    print(f"created a topic of 3 partitions x 3 replicas, leaders elected, in {took * 1000:.0f} ms")
+
+
+class Group:
+    """Members of a consumer group (librdkafka) reading `topic` in threads, committing their
+    position every 200 ms; what they read is in `consumed`."""
+
+    def __init__(self, cluster, topic, name, members=2):
+        self.cluster, self.topic, self.name = cluster, topic, name
+        self.consumed = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._member) for _ in range(members)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def _member(self):
+        c = clients.consumer(self.cluster.bootstrap, **{
+            "group.id": self.name,
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 200,
+            "enable.auto.offset.store": True,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "session.timeout.ms": 10_000,
+            "topic.metadata.refresh.interval.ms": 1000,
+        })
+        c.subscribe([self.topic])
+        try:
+            while not self.stop.is_set():
+                for m in c.consume(num_messages=500, timeout=0.2):
+                    if m.error() is None:
+                        self.consumed.append((m.partition(), m.offset(), m.value()))
+        finally:
+            c.close()
+
+    def values(self):
+        return {v for _, _, v in self.consumed}
+
+
+@pytest.mark.timeout(300)
+def test_idempotent_producer_and_a_group_survive_the_leader_killed_again_and_again(cluster):
+    topic = "survives"
+    create(cluster.bootstrap, topic, 3)
+    total = 15_000
+    p = clients.producer(cluster.bootstrap, **{
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 180_000,
+        "retry.backoff.ms": 100,
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    delivered = {}
+    errors = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            delivered[msg.value()] = (msg.partition(), msg.offset())
+
+    kills = []
+
+    def killer():
+        for _ in range(3):
+            while len(delivered) < (len(kills) + 1) * total // 5:
+                time.sleep(0.01)
+            victim = cluster.leader_of(topic, 0)
+            cluster.nodes[victim].kill()
+            kills.append(victim)
+            time.sleep(1.0)
+            cluster.nodes[victim].start()
+
+    group = "survivors-" + uuid.uuid4().hex[:6]
+    with Group(cluster, topic, group) as readers:
+        k = threading.Thread(target=killer, daemon=True)
+        k.start()
+        for i in range(total):
+            value = f"v-{i:06d}".encode()
+            while True:
+                try:
+                    p.produce(topic, key=str(i % 97).encode(), value=value,
+                              on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            p.poll(0)
+        assert p.flush(200) == 0, "messages left undelivered"
+        k.join(timeout=60)
+        assert len(kills) == 3, kills
+        assert not errors, f"{len(errors)} delivery errors, e.g. {errors[:3]}"
+        assert len(delivered) == total
+
+        # Every acknowledged message is there once; within a partition, in the order sent.
+        got, _ = consume_all(cluster.bootstrap, topic, [0, 1, 2])
+        seen = {}
+        for part in (0, 1, 2):
+            values = [r[2] for r in got[part]]
+            dups = len(values) - len(set(values))
+            assert dups == 0, f"partition {part}: {dups} messages stored twice"
+            by_key = {}
+            for v in values:
+                seen[v] = part
+                n = int(v[2:])
+                assert by_key.get(n % 97, -1) < n, f"partition {part}: {v} out of order"
+                by_key[n % 97] = n
+        missing = [v for v in delivered if v not in seen]
+        assert not missing, f"{len(missing)} acknowledged messages missing, e.g. {missing[:5]}"
+        assert all(seen[v] == part for v, (part, _) in delivered.items())
+
+        # The group read everything.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(readers.values()) < total:
+            time.sleep(0.2)
+        assert len(readers.values()) == total, "the group did not read every message"
+
+        # Committed offsets intact: through every leader change, the group's commits reached
+        # past the last record of every partition (its members commit their position).
+        ends = {q: max(r[0] for r in got[q]) + 1 for q in (0, 1, 2) if got[q]}
+        c = clients.consumer(cluster.bootstrap, **{"group.id": group})
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                committed = c.committed([TopicPartition(topic, q) for q in ends], timeout=30)
+                short = [tp for tp in committed
+                         if tp.error is not None or tp.offset < ends[tp.partition]]
+                if not short or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        finally:
+            c.close()
+        assert not short, f"committed offsets short of the partitions' ends {ends}: {short}"
+
+
+@clients.needs_kcat
+def test_kcat_and_kafka_python_use_the_cluster(cluster):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    clients.run_kcat(["-b", cluster.nodes[1].bootstrap, "-P", "-t", "via-kcat"],
+                     input_text="\n".join(f"line-{i}" for i in range(50)) + "\n")
+    out = clients.run_kcat(["-b", cluster.nodes[3].bootstrap, "-C", "-t", "via-kcat",
+                            "-o", "beginning", "-e", "-q"])
+    assert out.split() == [f"line-{i}" for i in range(50)]
+    create(cluster.bootstrap, "via-python", 2)
+    prod = KafkaProducer(bootstrap_servers=cluster.bootstrap)  # idempotent, acks=all
+    for i in range(500):
+        prod.send("via-python", value=f"py-{i}".encode())
+    prod.flush(timeout=60)
+    prod.close(timeout=10)
+    cons = KafkaConsumer(bootstrap_servers=cluster.bootstrap, group_id="py-group",
+                         auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    cons.subscribe(["via-python"])
+    values = set()
+    deadline = time.monotonic() + 60
+    while len(values) < 500 and time.monotonic() < deadline:
+        for batch in cons.poll(timeout_ms=500).values():
+            values.update(r.value for r in batch)
+    cons.commit()
+    cons.close()
+    assert values == {f"py-{i}".encode() for i in range(500)}
+
+
+def test_a_broker_gone_is_reported_gone_and_comes_back(tmp_path):
+    c = Cluster(tmp_path, extra_args=("--set", "broker_session_timeout_ms=1500")).start()
+    try:
+        c.wait_brokers(3)
+        c.nodes[3].kill()
+        c.wait_brokers(2, timeout=20)
+        c.nodes[3].start()
+        c.wait_brokers(3, timeout=20)
+    finally:
+        c.cleanup()
+
+
+def test_a_single_nodes_data_directory_is_refused_by_a_cluster_node(make_broker, tmp_path):
+    single = make_broker(name="single")
+    clients.create_topics(single.bootstrap, {"mine": 1})
+    single.stop()
+    node = Node(tmp_path / "node", 1, f"1@127.0.0.1:{free_port()}")
+    node.data_dir = single.data_dir
+    with pytest.raises(Exception):
+        node.start(timeout=10)
+    assert "belongs to a single node" in node.log_text(), node.log_tail()
+    node.cleanup()
