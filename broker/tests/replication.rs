@@ -20,14 +20,18 @@ use broker::replication::transport::{Transport, TransportSettings};
 use broker::storage::log::Partition;
 use broker::storage::Store;
 use bytes::Bytes;
+use common::gated::{Gate, GatedDisk};
 use common::{idempotent_batch, make_batch};
 use io_backend::{blocking::BlockingDisk, Env, EnvRng, Net, SystemClock, TcpNet};
 
 const GROUP: u64 = 7;
 
-fn env(seed: u64) -> Env {
+fn env(seed: u64, gate: &Gate) -> Env {
     Env {
-        disk: Arc::new(BlockingDisk::new(4)),
+        disk: Arc::new(GatedDisk {
+            inner: Arc::new(BlockingDisk::new(4)),
+            gate: gate.clone(),
+        }),
         net: Arc::new(TcpNet),
         clock: Arc::new(SystemClock),
         rng: EnvRng::seeded(seed),
@@ -45,6 +49,8 @@ fn settings() -> RaftSettings {
 
 struct TestNode {
     id: u64,
+    /// Holds the node's syncs while closed.
+    gate: Gate,
     store: Arc<Store>,
     replication: Replication,
     transport: Transport,
@@ -58,9 +64,11 @@ impl TestNode {
         peers: &BTreeMap<u64, SocketAddr>,
         campaign: bool,
     ) -> TestNode {
-        let env = env(id);
+        let gate = Gate::new();
+        let env = env(id, &gate);
         let config = Config {
             node_id: id as i32,
+            io_deadline_ms: 400,
             data_dir: dir.to_path_buf(),
             retention_check_interval_ms: 0,
             cluster_peers: peers
@@ -104,6 +112,7 @@ impl TestNode {
             .expect("group added");
         TestNode {
             id,
+            gate,
             store,
             replication,
             transport,
@@ -424,6 +433,56 @@ async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() 
         .map(|h| (h.base_offset, h.base_sequence))
         .collect();
     assert_eq!(data_batches, vec![(first, 0), (second, 2), (third, 4)]);
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// The incident this project exists for, on three nodes: the leader's fsync stalls. Its
+/// directory fails at the I/O deadline, it hands its leadership over and goes silent; writes go
+/// on through the others; when the stall ends it heals, rejoins as a follower and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut acked = produce(&refs, 10, 2).await;
+    let stalled = refs.iter().find(|n| n.is_serving()).unwrap();
+    stalled.gate.close();
+    let started = std::time::Instant::now();
+    // Its next write stalls; the deadline fails its directory; leadership moves.
+    let _ = stalled
+        .replication
+        .propose(GROUP, vec![make_batch(1, 1_700_000_000_000, b"stuck")], -1)
+        .await;
+    wait_for("another node to lead", || {
+        refs.iter().any(|n| n.id != stalled.id && n.is_serving())
+    })
+    .await;
+    let moved_after = started.elapsed();
+    assert!(stalled.store.io().health.check().is_err(), "the stalled node's directory is failed");
+    assert!(!stalled.is_serving());
+    let others: Vec<&TestNode> = refs.iter().copied().filter(|n| n.id != stalled.id).collect();
+    acked.extend(produce(&others, 10, 3).await);
+    // The stall ends: the node heals and catches up as a follower.
+    stalled.gate.open();
+    wait_for("the stalled node to heal", || stalled.store.io().health.check().is_ok()).await;
+    let target = others
+        .iter()
+        .map(|n| n.partition.high_watermark())
+        .max()
+        .unwrap();
+    wait_for("the healed node to catch up", || {
+        stalled.partition.state().log_end_offset() >= target
+    })
+    .await;
+    assert!(!stalled.is_serving(), "it rejoined as a follower");
+    logs_agree(&refs, &acked).await;
+    eprintln!("leadership moved {moved_after:?} after the stall began (I/O deadline 400 ms)");
     for n in nodes {
         n.stop().await;
     }

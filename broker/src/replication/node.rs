@@ -191,6 +191,7 @@ impl Replication {
             .into_iter()
             .map(|p| (p, transport.connected(p)))
             .collect();
+        let health = store.io().health.watch();
         let node = Node {
             id: node_id,
             env,
@@ -208,6 +209,8 @@ impl Replication {
             changed,
             links,
             link_state,
+            health,
+            stepped_down: false,
             logger: raft_logger(slog::o!("node" => node_id)),
         };
         tokio::spawn(node.run());
@@ -399,6 +402,12 @@ struct Node {
     changed: watch::Sender<u64>,
     links: watch::Receiver<u64>,
     link_state: HashMap<NodeId, bool>,
+    /// The data directory's health (`true`: failed).
+    health: watch::Receiver<bool>,
+    /// The data directory failed: this node has stepped down everywhere and takes no part in
+    /// Raft (no messages in or out, no ticks, no votes) until it heals — to the others it is
+    /// as if it had crashed, so they elect leaders among themselves.
+    stepped_down: bool,
     logger: slog::Logger,
 }
 
@@ -431,7 +440,14 @@ impl Node {
                     }
                     self.links_changed();
                 }
-                _ = clock.sleep(wait), if ticking => {
+                changed = self.health.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let failed = *self.health.borrow_and_update();
+                    self.health_changed(failed).await;
+                }
+                _ = clock.sleep(wait), if ticking && !self.stepped_down => {
                     self.tick().await;
                     next_tick = clock.now() + self.settings.tick;
                 }
@@ -599,6 +615,12 @@ impl Node {
         forward: bool,
     ) -> Result<Acknowledgement, ReplicaError> {
         let id = self.id;
+        if self.stepped_down {
+            return Err(ReplicaError::NotLeader {
+                leader: None,
+                term: 0,
+            });
+        }
         let g = self.groups.get_mut(&group).ok_or(ReplicaError::Unknown)?;
         wake(g, &mut self.active, group);
         let raft = &g.raw.raft;
@@ -720,6 +742,9 @@ impl Node {
     }
 
     fn deliver(&mut self, from: NodeId, messages: Vec<Bytes>) {
+        if self.stepped_down {
+            return;
+        }
         for bytes in messages {
             match wire::decode_inbound(&bytes) {
                 Ok(Inbound::Raft(group, m)) => {
@@ -816,6 +841,76 @@ impl Node {
         }
     }
 
+    /// The data directory failed (an I/O deadline passed, EIO) or healed. Failed: hand every
+    /// group this node leads to a follower that has all of its log (at once, rather than after
+    /// an election timeout), step down everywhere, answer what waited with
+    /// NOT_LEADER_OR_FOLLOWER, and go silent. Healed: take part again, as a follower.
+    async fn health_changed(&mut self, failed: bool) {
+        if failed == self.stepped_down {
+            return;
+        }
+        if failed {
+            let mut led = 0;
+            let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+            for &group in &ids {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    continue;
+                };
+                if g.raw.raft.state != StateRole::Leader {
+                    continue;
+                }
+                led += 1;
+                let last = g.raw.raft.raft_log.last_index();
+                let me = self.id;
+                let heir = g
+                    .raw
+                    .raft
+                    .prs()
+                    .iter()
+                    .filter(|(id, p)| **id != me && p.matched == last && p.recent_active)
+                    .map(|(id, _)| *id)
+                    .min();
+                if let Some(heir) = heir {
+                    g.raw.transfer_leader(heir);
+                    g.timer.settle(&mut g.raw);
+                }
+                // The hand-over's message leaves now, before the node goes silent.
+                self.handle_ready(group).await;
+            }
+            self.transport.flush();
+            self.stepped_down = true;
+            for &group in &ids {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    continue;
+                };
+                let term = g.raw.raft.term;
+                if g.raw.raft.state != StateRole::Follower || g.raw.raft.leader_id == self.id {
+                    g.raw.raft.become_follower(term, raft::INVALID_ID);
+                }
+                for w in g.waiters.drain(..) {
+                    let _ = w
+                        .reply
+                        .send(Err(ReplicaError::NotLeader { leader: None, term }));
+                }
+                self.dirty.insert(group);
+            }
+            tracing::error!(node = self.id, led, groups = ids.len(), "data directory failed: stepped down from every group and takes no part in Raft until it heals");
+        } else {
+            self.stepped_down = false;
+            for (&group, g) in self.groups.iter_mut() {
+                g.quiet = false;
+                g.idle_ticks = 0;
+                self.active.insert(group);
+                self.dirty.insert(group);
+                release_held(g, group, &self.transport);
+            }
+            tracing::warn!(
+                node = self.id,
+                "data directory healed: taking part in Raft again, as a follower"
+            );
+        }
+    }
+
     fn links_changed(&mut self) {
         let now: HashMap<NodeId, bool> = self
             .transport
@@ -881,7 +976,9 @@ impl Node {
             }
         }
         for m in rd.take_messages() {
-            send(&self.transport, group, &m);
+            if !self.stepped_down {
+                send(&self.transport, group, &m);
+            }
         }
         let storage = g.raw.store();
         if !rd.snapshot().is_empty() {
@@ -943,7 +1040,7 @@ impl Node {
         }
         g.held.push_back((number, persisted_messages));
         g.raw.advance_append_async(rd);
-        if g.next.is_empty() && g.in_flight.is_none() {
+        if g.next.is_empty() && g.in_flight.is_none() && !self.stepped_down {
             // Nothing of this Ready (nor before it) waits for the disk.
             persist_held(g, group, &self.transport);
         }
@@ -1028,7 +1125,9 @@ impl Node {
                     .written(written.next_index, written.next_offset);
                 g.raw.on_persist_ready(number);
                 g.persisted = number;
-                if g.next.is_empty() {
+                if self.stepped_down {
+                    // Nothing leaves while stepped down; what was held goes once healed.
+                } else if g.next.is_empty() {
                     // The Readies after it had nothing to write: durable too.
                     persist_held(g, group, &self.transport);
                 } else {

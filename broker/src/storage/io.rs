@@ -104,6 +104,8 @@ pub struct Health {
     stalled: Mutex<Vec<JoinHandle<()>>>,
     /// Woken when the directory fails (so the pipeline starts healing).
     pub failed_signal: Notify,
+    /// Whether the directory is failed, for whoever must act on it (replication steps down).
+    state: tokio::sync::watch::Sender<bool>,
     metrics: Arc<Metrics>,
 }
 
@@ -113,8 +115,14 @@ impl Health {
             failure: Mutex::new(None),
             stalled: Mutex::new(Vec::new()),
             failed_signal: Notify::new(),
+            state: tokio::sync::watch::channel(false).0,
             metrics,
         })
+    }
+
+    /// Changes whenever the directory fails or heals (`true`: failed).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.state.subscribe()
     }
 
     /// The current failure, if any.
@@ -142,6 +150,7 @@ impl Health {
             });
             self.metrics.failed_log_dirs.store(1, Ordering::Relaxed);
             self.failed_signal.notify_one();
+            self.state.send_replace(true);
         }
     }
 
@@ -153,6 +162,7 @@ impl Health {
             tracing::warn!(reason = %old.reason, "data directory healed; accepting writes again");
         }
         self.metrics.failed_log_dirs.store(0, Ordering::Relaxed);
+        self.state.send_replace(false);
     }
 
     fn keep_stalled(&self, task: JoinHandle<()>) {

@@ -4,6 +4,8 @@
 //! wire client.
 #![allow(dead_code)] // Each test crate uses its own share of these.
 
+pub mod gated;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
