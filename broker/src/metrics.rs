@@ -88,6 +88,21 @@ pub struct Metrics {
     pub memory_waits: AtomicU64,
     pub memory_budget_bytes: AtomicI64,
     pub memory_used_bytes: AtomicI64,
+    /// Raft groups this node leads, follows, and leads with a replica not heard from lately.
+    pub raft_leaders: AtomicI64,
+    pub raft_followers: AtomicI64,
+    pub raft_under_replicated: AtomicI64,
+    /// Raft groups quiet (not ticking) on this node.
+    pub raft_quiet: AtomicI64,
+    /// The highest Raft term of any group on this node.
+    pub raft_term_max: AtomicI64,
+    /// Elections this node stood in, and leaderships it took.
+    pub raft_elections: AtomicU64,
+    pub raft_leaderships_taken: AtomicU64,
+    /// Inter-broker messages sent, received and dropped (a full queue, an unknown peer).
+    pub raft_messages_sent: AtomicU64,
+    pub raft_messages_received: AtomicU64,
+    pub raft_messages_dropped: AtomicU64,
     sync_buckets: [AtomicU64; SYNC_BUCKETS_S.len()],
     sync_count: AtomicU64,
     sync_sum_us: AtomicU64,
@@ -120,6 +135,16 @@ impl Default for Metrics {
             memory_waits: AtomicU64::new(0),
             memory_budget_bytes: AtomicI64::new(0),
             memory_used_bytes: AtomicI64::new(0),
+            raft_leaders: AtomicI64::new(0),
+            raft_followers: AtomicI64::new(0),
+            raft_under_replicated: AtomicI64::new(0),
+            raft_quiet: AtomicI64::new(0),
+            raft_term_max: AtomicI64::new(0),
+            raft_elections: AtomicU64::new(0),
+            raft_leaderships_taken: AtomicU64::new(0),
+            raft_messages_sent: AtomicU64::new(0),
+            raft_messages_received: AtomicU64::new(0),
+            raft_messages_dropped: AtomicU64::new(0),
             sync_buckets: Default::default(),
             sync_count: AtomicU64::new(0),
             sync_sum_us: AtomicU64::new(0),
@@ -201,7 +226,7 @@ impl Metrics {
             };
             let _ = writeln!(out, "stillwater_requests_total{{api=\"{name}\"}} {n}");
         }
-        let counters: [(&str, &str, &AtomicU64); 17] = [
+        let counters: [(&str, &str, &AtomicU64); 22] = [
             (
                 "request_errors_total",
                 "Requests answered with an error or dropped.",
@@ -287,13 +312,38 @@ impl Metrics {
                 "Times a connection waited for the memory budget (stopped reading, or a Fetch waited to read).",
                 &self.memory_waits,
             ),
+            (
+                "raft_elections_total",
+                "Elections this node stood in (in a cluster).",
+                &self.raft_elections,
+            ),
+            (
+                "raft_leaderships_taken_total",
+                "Times this node became a Raft group's leader.",
+                &self.raft_leaderships_taken,
+            ),
+            (
+                "raft_messages_sent_total",
+                "Raft messages queued for other brokers.",
+                &self.raft_messages_sent,
+            ),
+            (
+                "raft_messages_received_total",
+                "Raft messages received from other brokers.",
+                &self.raft_messages_received,
+            ),
+            (
+                "raft_messages_dropped_total",
+                "Raft messages dropped: a peer's queue full, or an unknown peer (Raft sends again).",
+                &self.raft_messages_dropped,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP stillwater_{name} {help}");
             let _ = writeln!(out, "# TYPE stillwater_{name} counter");
             let _ = writeln!(out, "stillwater_{name} {}", get(c));
         }
-        let gauges: [(&str, &str, &AtomicI64); 5] = [
+        let gauges: [(&str, &str, &AtomicI64); 10] = [
             (
                 "append_queue_depth",
                 "Appends waiting for the commit pipeline.",
@@ -314,6 +364,31 @@ impl Metrics {
                 "memory_used_bytes",
                 "Request and response bytes held against the memory budget now.",
                 &self.memory_used_bytes,
+            ),
+            (
+                "raft_leaders",
+                "Raft groups (partitions, the cluster metadata) this node leads.",
+                &self.raft_leaders,
+            ),
+            (
+                "raft_followers",
+                "Raft groups this node is a follower (or candidate) of.",
+                &self.raft_followers,
+            ),
+            (
+                "raft_under_replicated",
+                "Groups this node leads with a replica not heard from in the last election timeout (Kafka's under-replicated partitions).",
+                &self.raft_under_replicated,
+            ),
+            (
+                "raft_quiet_groups",
+                "Raft groups that are quiet here: idle, no ticks, no heartbeats.",
+                &self.raft_quiet,
+            ),
+            (
+                "raft_term_max",
+                "The highest Raft term of any group on this node (a rise is an election).",
+                &self.raft_term_max,
             ),
         ];
         for (name, help, g) in gauges {

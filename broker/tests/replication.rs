@@ -464,13 +464,23 @@ async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
     })
     .await;
     let moved_after = started.elapsed();
-    assert!(stalled.store.io().health.check().is_err(), "the stalled node's directory is failed");
+    assert!(
+        stalled.store.io().health.check().is_err(),
+        "the stalled node's directory is failed"
+    );
     assert!(!stalled.is_serving());
-    let others: Vec<&TestNode> = refs.iter().copied().filter(|n| n.id != stalled.id).collect();
+    let others: Vec<&TestNode> = refs
+        .iter()
+        .copied()
+        .filter(|n| n.id != stalled.id)
+        .collect();
     acked.extend(produce(&others, 10, 3).await);
     // The stall ends: the node heals and catches up as a follower.
     stalled.gate.open();
-    wait_for("the stalled node to heal", || stalled.store.io().health.check().is_ok()).await;
+    wait_for("the stalled node to heal", || {
+        stalled.store.io().health.check().is_ok()
+    })
+    .await;
     let target = others
         .iter()
         .map(|n| n.partition.high_watermark())

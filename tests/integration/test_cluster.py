@@ -6,6 +6,7 @@ there once, in order, and the group's committed offsets are intact. Also: the br
 leaders clients see, kcat and kafka-python against the cluster, a broker gone is reported as
 such, and a node refuses a data directory that is not its own."""
 
+import os
 import threading
 import time
 import uuid
@@ -343,3 +344,51 @@ def test_a_single_nodes_data_directory_is_refused_by_a_cluster_node(make_broker,
         node.start(timeout=10)
     assert "belongs to a single node" in node.log_text(), node.log_tail()
     node.cleanup()
+
+
+def cpu_seconds(pid):
+    """User + system CPU a process has used (from /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.timeout(300)
+def test_an_idle_cluster_goes_quiet_no_disk_work_no_raft_traffic(cluster):
+    """Idle partitions quiesce: once the writes stop, no node writes or syncs anything and no
+    Raft message crosses (the connections' keepalives aside), however many partitions."""
+    create(cluster.bootstrap, "many", 300, timeout=120)
+    p = clients.producer(cluster.bootstrap)
+    log = clients.DeliveryLog()
+    clients.produce_all(p, "many", [{"value": f"v{i}".encode(), "partition": i % 300}
+                                    for i in range(600)], log)
+    assert len(log.ok) == 600 and not log.errors
+    del p
+    nodes = list(cluster.nodes.values())
+    counters = ["stillwater_disk_write_ops_total", "stillwater_disk_sync_ops_total",
+                "stillwater_raft_messages_sent_total"]
+
+    def sample():
+        return {n.node_id: {c: n.metric(c) for c in counters} for n in nodes}
+
+    # Groups go quiet 2 x raft_election_ticks ticks (2 s) after their last write.
+    deadline = time.monotonic() + 60
+    before = sample()
+    while time.monotonic() < deadline:
+        time.sleep(3.0)
+        after = sample()
+        if after == before:
+            break
+        before = after
+    cpu_before = {n.node_id: cpu_seconds(n.proc.pid) for n in nodes}
+    time.sleep(5.0)
+    after = sample()
+    cpu = {n.node_id: (cpu_seconds(n.proc.pid) - cpu_before[n.node_id]) / 5.0 for n in nodes}
+    assert after == before, f"an idle cluster did disk work or sent Raft messages:\n{before}\n{after}"
+    for n in nodes:
+        assert n.metric("stillwater_raft_quiet_groups") >= 300, n.metrics_text()
+        # The topic's 300 groups and the cluster metadata's.
+        assert n.metric("stillwater_raft_leaders") + n.metric("stillwater_raft_followers") == 301
+        assert n.metric("stillwater_raft_under_replicated") == 0
+    leaders = sum(n.metric("stillwater_raft_leaders") for n in nodes)
+    assert leaders == 301, f"every group has one leader: {leaders}"
+    print("idle CPU per node: " + ", ".join(f"node {k}: {v * 100:.2f}%" for k, v in cpu.items()))

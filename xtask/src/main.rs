@@ -4,10 +4,12 @@
 //! - `cargo xtask bench produce | fetch`: load a running broker (or one it spawns) and print a
 //!   table of throughput, latency, group-commit batching and how busy the machine was.
 //! - `cargo xtask sim run | sweep …`: the deterministic simulator (built with `--cfg madsim`).
+//! - `cargo xtask cluster up | down | status`: a local three-node cluster.
 //!
 //! xtask runs the other crates as processes; it never links the broker.
 
 mod bench;
+mod cluster;
 mod sim;
 mod test;
 
@@ -39,6 +41,8 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Run the simulator: `run <scenario> --seed N`, `sweep <scenario|all> --seeds A..B`.
     Sim(sim::SimArgs),
+    /// A local three-node cluster: `up` (on 127.0.0.1:9092-9094), `down`, `status`.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Sim(args) => sim::run(&args),
+        Command::Cluster(args) => cluster::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

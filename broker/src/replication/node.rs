@@ -48,8 +48,10 @@ use super::storage::{read_entries, snapshot_offset, PartitionStorage};
 use super::transport::{Inbox, NodeId, Transport};
 use super::wire::{self, GroupId, Inbound};
 use super::ElectionTimer;
+use crate::metrics::Metrics;
 use crate::storage::log::Partition;
 use crate::storage::{AppendError, Appended, RaftReset, RaftWrite, RaftWritten, Store};
+use std::sync::atomic::Ordering;
 
 /// How the node's Raft groups run.
 #[derive(Debug, Clone)]
@@ -133,6 +135,10 @@ pub struct Status {
     /// This replica leads and an entry of its term is committed: its high watermark is the
     /// group's, and it serves reads.
     pub serving: bool,
+    /// This replica leads and a replica has not been heard from in the last election timeout.
+    pub under_replicated: bool,
+    /// The group is quiet here.
+    pub quiet: bool,
 }
 
 /// One group on this node, for request handlers.
@@ -141,6 +147,8 @@ pub struct GroupView {
     pub partition: Arc<Partition>,
     pub voters: Vec<NodeId>,
     status: Mutex<Status>,
+    /// Counted in the node's metrics (as a follower, until its status says otherwise).
+    counted: std::sync::atomic::AtomicBool,
 }
 
 impl GroupView {
@@ -192,6 +200,7 @@ impl Replication {
             .map(|p| (p, transport.connected(p)))
             .collect();
         let health = store.io().health.watch();
+        let metrics = store.metrics().clone();
         let node = Node {
             id: node_id,
             env,
@@ -210,6 +219,7 @@ impl Replication {
             links,
             link_state,
             health,
+            metrics,
             stepped_down: false,
             logger: raft_logger(slog::o!("node" => node_id)),
         };
@@ -404,6 +414,7 @@ struct Node {
     link_state: HashMap<NodeId, bool>,
     /// The data directory's health (`true`: failed).
     health: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
     /// The data directory failed: this node has stepped down everywhere and takes no part in
     /// Raft (no messages in or out, no ticks, no votes) until it heals — to the others it is
     /// as if it had crashed, so they elect leaders among themselves.
@@ -471,6 +482,17 @@ impl Node {
                 self.handle_readies().await;
             }
             self.transport.flush();
+            let stats = self.transport.stats();
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            self.metrics
+                .raft_messages_sent
+                .store(load(&stats.messages_sent), Ordering::Relaxed);
+            self.metrics
+                .raft_messages_received
+                .store(load(&stats.messages_received), Ordering::Relaxed);
+            self.metrics
+                .raft_messages_dropped
+                .store(load(&stats.messages_dropped), Ordering::Relaxed);
         }
         tracing::info!(node = self.id, "replication loop stopped");
     }
@@ -557,6 +579,7 @@ impl Node {
             partition: partition.clone(),
             voters,
             status: Mutex::new(Status::default()),
+            counted: Default::default(),
         });
         {
             let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
@@ -590,6 +613,18 @@ impl Node {
         let Some(mut g) = self.groups.remove(&group) else {
             return;
         };
+        if g.view.counted.load(Ordering::Relaxed) {
+            let s = g.view.status();
+            let m = &self.metrics;
+            let flag = |on: bool| i64::from(on);
+            m.raft_leaders
+                .fetch_sub(flag(s.is_leader), Ordering::Relaxed);
+            m.raft_followers
+                .fetch_sub(flag(!s.is_leader), Ordering::Relaxed);
+            m.raft_under_replicated
+                .fetch_sub(flag(s.under_replicated), Ordering::Relaxed);
+            m.raft_quiet.fetch_sub(flag(s.quiet), Ordering::Relaxed);
+        }
         self.active.remove(&group);
         self.dirty.remove(&group);
         for w in g.waiters.drain(..) {
@@ -791,6 +826,7 @@ impl Node {
                     {
                         g.quiet = true;
                         self.active.remove(&group);
+                        self.dirty.insert(group);
                     }
                 }
                 Err(e) => {
@@ -838,6 +874,7 @@ impl Node {
             g.quiet = true;
             g.idle_ticks = 0;
             self.active.remove(&group);
+            self.dirty.insert(group);
         }
     }
 
@@ -960,11 +997,19 @@ impl Node {
             return;
         };
         if !g.raw.has_ready() {
-            update_status(g, &self.changed);
+            update_status(g, &self.changed, &self.metrics);
             return;
         }
         let mut rd = g.raw.ready();
         let number = rd.number();
+        if let Some(ss) = rd.ss() {
+            if matches!(
+                ss.raft_state,
+                StateRole::Candidate | StateRole::PreCandidate
+            ) {
+                Metrics::inc(&self.metrics.raft_elections, 1);
+            }
+        }
         if rd.ss().is_some() {
             let raft = &g.raw.raft;
             if raft.state != StateRole::Leader && !g.waiters.is_empty() {
@@ -1054,7 +1099,7 @@ impl Node {
             g.raw.advance_apply_to(last);
         }
         if let Some(g) = self.groups.get(&group) {
-            update_status(g, &self.changed);
+            update_status(g, &self.changed, &self.metrics);
         }
         if self
             .groups
@@ -1409,17 +1454,55 @@ fn answer(
     }
 }
 
-fn update_status(g: &Group, changed: &watch::Sender<u64>) {
+fn update_status(g: &Group, changed: &watch::Sender<u64>, metrics: &Metrics) {
     let raft = &g.raw.raft;
     let is_leader = raft.state == StateRole::Leader;
+    let me = raft.id;
     let status = Status {
         leader: (raft.leader_id != 0).then_some(raft.leader_id),
         term: raft.term,
         is_leader,
         serving: is_leader && raft.commit_to_current_term(),
+        under_replicated: is_leader
+            && raft
+                .prs()
+                .iter()
+                .any(|(id, p)| *id != me && !p.recent_active),
+        quiet: g.quiet,
     };
-    if g.view.status() != status {
-        g.view.set_status(status);
-        changed.send_modify(|n| *n += 1);
+    let before = g.view.status();
+    if before == status {
+        return;
     }
+    let flag = |on: bool| i64::from(on);
+    // A view starts as a follower's (Status::default): count it once, then move it.
+    let counted = g
+        .view
+        .counted
+        .swap(true, std::sync::atomic::Ordering::Relaxed);
+    if !counted {
+        metrics.raft_followers.fetch_add(1, Ordering::Relaxed);
+    }
+    let leader_delta = flag(status.is_leader) - flag(before.is_leader);
+    metrics
+        .raft_leaders
+        .fetch_add(leader_delta, Ordering::Relaxed);
+    metrics
+        .raft_followers
+        .fetch_sub(leader_delta, Ordering::Relaxed);
+    metrics.raft_under_replicated.fetch_add(
+        flag(status.under_replicated) - flag(before.under_replicated),
+        Ordering::Relaxed,
+    );
+    metrics
+        .raft_quiet
+        .fetch_add(flag(status.quiet) - flag(before.quiet), Ordering::Relaxed);
+    metrics
+        .raft_term_max
+        .fetch_max(status.term as i64, Ordering::Relaxed);
+    if status.is_leader && !before.is_leader {
+        Metrics::inc(&metrics.raft_leaderships_taken, 1);
+    }
+    g.view.set_status(status);
+    changed.send_modify(|n| *n += 1);
 }

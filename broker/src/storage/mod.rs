@@ -389,6 +389,10 @@ impl Store {
         Ok(rx)
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
     /// Whether this directory's partitions are replicated.
     pub fn replicated(&self) -> bool {
         self.shared.replicated

@@ -7,7 +7,7 @@
 mod broker_process;
 mod fetch;
 mod group;
-mod kafka;
+pub(crate) mod kafka;
 mod produce;
 mod stats;
 

@@ -1,0 +1,257 @@
+//! `cargo xtask cluster up | down | status`: a local three-node cluster for people to try — three
+//! release brokers on 127.0.0.1:9092-9094 (inter-broker 127.0.0.1:19092-19094, metrics
+//! 127.0.0.1:9644-9646), their data and logs in one folder (`./cluster` by default), each
+//! broker in a process group of its own so it outlives the command (and a Ctrl-C in the
+//! terminal). `up` waits until all three are registered and prints how to use them; `down`
+//! stops them cleanly (SIGTERM, then SIGKILL after 20 s).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::MetadataRequest;
+
+use crate::bench::kafka::Connection;
+use crate::{cargo, repo_root, target_dir};
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Build the release broker and start the cluster (a running one is left as it is).
+    Up(Where),
+    /// Stop the cluster's brokers cleanly.
+    Down(Where),
+    /// Say which brokers of the cluster run.
+    Status(Where),
+}
+
+#[derive(Args, Debug)]
+struct Where {
+    /// The folder of the cluster's data and logs.
+    #[arg(long, default_value = "cluster")]
+    dir: PathBuf,
+    /// A broker binary to run instead of building the release one.
+    #[arg(long)]
+    broker_bin: Option<PathBuf>,
+}
+
+const NODES: u16 = 3;
+
+fn client_port(node: u16) -> u16 {
+    9091 + node
+}
+
+fn peer_port(node: u16) -> u16 {
+    19091 + node
+}
+
+fn metrics_port(node: u16) -> u16 {
+    9643 + node
+}
+
+pub fn run(args: &ClusterArgs) -> Result<()> {
+    match &args.command {
+        ClusterCommand::Up(w) => up(w),
+        ClusterCommand::Down(w) => down(w),
+        ClusterCommand::Status(w) => status(w),
+    }
+}
+
+fn folder(w: &Where) -> PathBuf {
+    if w.dir.is_absolute() {
+        w.dir.clone()
+    } else {
+        repo_root().join(&w.dir)
+    }
+}
+
+fn pid_file(dir: &Path, node: u16) -> PathBuf {
+    dir.join(format!("node{node}")).join("broker.pid")
+}
+
+/// The pid of a node's broker, if it runs.
+fn running(dir: &Path, node: u16) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file(dir, node))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+fn alive(pid: u32) -> bool {
+    // kill -0: whether the process exists (std has no such call, and xtask no libc).
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn up(w: &Where) -> Result<()> {
+    let dir = folder(w);
+    let binary = match &w.broker_bin {
+        Some(b) => b.clone(),
+        None => {
+            println!("xtask: cargo build --release -p broker");
+            let status = cargo()
+                .args(["build", "--release", "-p", "broker", "--bin", "broker"])
+                .status()
+                .context("running cargo build")?;
+            if !status.success() {
+                bail!("cargo build --release -p broker failed ({status})");
+            }
+            target_dir().join("release").join("broker")
+        }
+    };
+    let peers = (1..=NODES)
+        .map(|n| format!("{n}@127.0.0.1:{}", peer_port(n)))
+        .collect::<Vec<_>>()
+        .join(",");
+    for node in 1..=NODES {
+        if let Some(pid) = running(&dir, node) {
+            println!("xtask: node {node} already runs (pid {pid})");
+            continue;
+        }
+        let node_dir = dir.join(format!("node{node}"));
+        std::fs::create_dir_all(&node_dir)
+            .with_context(|| format!("creating {}", node_dir.display()))?;
+        let log_path = node_dir.join("broker.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let log_err = log.try_clone()?;
+        let mut command = Command::new(&binary);
+        command
+            .args(["--node-id", &node.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{}", client_port(node))])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", metrics_port(node)),
+            ])
+            .arg("--data-dir")
+            .arg(node_dir.join("data"))
+            .args(["--set", &format!("cluster_peers={peers}")])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // Its own process group: it outlives this command and a Ctrl-C in the terminal.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        std::fs::write(pid_file(&dir, node), format!("{}\n", child.id()))?;
+        println!(
+            "xtask: node {node} started (pid {}), log {}",
+            child.id(),
+            log_path.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let brokers = runtime.block_on(wait_registered(&dir))?;
+    let bootstrap = (1..=NODES)
+        .map(|n| format!("127.0.0.1:{}", client_port(n)))
+        .collect::<Vec<_>>()
+        .join(",");
+    println!(
+        "\nThe cluster is up: {brokers} brokers, data and logs in {}.\n\
+         \n  bootstrap servers   {bootstrap}\
+         \n  metrics             http://127.0.0.1:{}/metrics (and :{} :{})\
+         \n\nTry:\
+         \n  kcat -b {bootstrap} -L\
+         \n  seq 1 100 | kcat -b {bootstrap} -P -t demo -X topic.request.required.acks=-1\
+         \n  kcat -b {bootstrap} -G demo-group demo\
+         \n\nTopics get three replicas; a node can be killed (kill -9 $(cat {}/node2/broker.pid))\
+         \nand started again with `cargo xtask cluster up`; the others go on.\
+         \nStop them all: cargo xtask cluster down",
+        dir.display(),
+        metrics_port(1),
+        metrics_port(2),
+        metrics_port(3),
+        dir.display(),
+    );
+    Ok(())
+}
+
+/// Wait until a node's Metadata names every broker (they have registered with the controller).
+async fn wait_registered(dir: &Path) -> Result<usize> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        for node in 1..=NODES {
+            if running(dir, node).is_none() {
+                bail!(
+                    "node {node} exited; see {}",
+                    dir.join(format!("node{node}")).join("broker.log").display()
+                );
+            }
+        }
+        let addr = format!("127.0.0.1:{}", client_port(1));
+        match Connection::connect(&addr, Duration::from_secs(2)).await {
+            Ok(mut c) => match c.call(1, &MetadataRequest::default()).await {
+                Ok(md) if md.brokers.len() == NODES as usize => return Ok(md.brokers.len()),
+                Ok(md) => last = format!("{} of {NODES} brokers registered", md.brokers.len()),
+                Err(e) => last = format!("{e:#}"),
+            },
+            Err(e) => last = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the cluster did not come up within 60 s: {last}")
+}
+
+fn down(w: &Where) -> Result<()> {
+    let dir = folder(w);
+    let mut stopped = 0;
+    for node in 1..=NODES {
+        let Some(pid) = running(&dir, node) else {
+            continue;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive(pid) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            println!("xtask: node {node} (pid {pid}) did not stop within 20 s of SIGTERM: killed");
+        } else {
+            println!("xtask: node {node} (pid {pid}) stopped");
+        }
+        let _ = std::fs::remove_file(pid_file(&dir, node));
+        stopped += 1;
+    }
+    if stopped == 0 {
+        println!("xtask: no broker of {} runs", dir.display());
+    }
+    Ok(())
+}
+
+fn status(w: &Where) -> Result<()> {
+    let dir = folder(w);
+    for node in 1..=NODES {
+        match running(&dir, node) {
+            Some(pid) => println!(
+                "node {node}: runs (pid {pid}) on 127.0.0.1:{}",
+                client_port(node)
+            ),
+            None => println!("node {node}: stopped"),
+        }
+    }
+    Ok(())
+}
