@@ -33,10 +33,22 @@ pub enum Event {
     GroupRebalanced,
     /// A read stopped at a damaged batch and returned the batches before it.
     ReadStoppedAtDamagedBatch,
+    /// A node whose data directory failed handed a group's leadership to a caught-up follower.
+    LeadershipHandedOver,
+    /// A replica cut a divergent uncommitted suffix off its log (Raft replaced it).
+    DivergentSuffixCut,
+    /// A quiet group woke because its leader's link went silent (or a lost peer came back).
+    QuietGroupWokenByLink,
+    /// A replica's log started afresh at a leader's snapshot (it lagged behind the leader's
+    /// log start, which retention had moved).
+    LogResetToSnapshot,
+    /// A leader sent a follower entries it read from its log, not from the recent tail in
+    /// memory (a lagging follower catching up).
+    EntriesReadFromLog,
 }
 
 impl Event {
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 17] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -49,6 +61,11 @@ impl Event {
         Event::DuplicateBatchAnswered,
         Event::GroupRebalanced,
         Event::ReadStoppedAtDamagedBatch,
+        Event::LeadershipHandedOver,
+        Event::DivergentSuffixCut,
+        Event::QuietGroupWokenByLink,
+        Event::LogResetToSnapshot,
+        Event::EntriesReadFromLog,
     ];
 
     /// The event's name in reports.
@@ -66,6 +83,11 @@ impl Event {
             Event::DuplicateBatchAnswered => "duplicate-batch-answered",
             Event::GroupRebalanced => "group-rebalanced",
             Event::ReadStoppedAtDamagedBatch => "read-stopped-at-damaged-batch",
+            Event::LeadershipHandedOver => "leadership-handed-over",
+            Event::DivergentSuffixCut => "divergent-suffix-cut",
+            Event::QuietGroupWokenByLink => "quiet-group-woken-by-link",
+            Event::LogResetToSnapshot => "log-reset-to-snapshot",
+            Event::EntriesReadFromLog => "entries-read-from-log",
         }
     }
 }

@@ -89,6 +89,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A panic anywhere ends the process once its message is out: a broker one of whose tasks
+    // died (a Raft loop, the commit pipeline) would go on half alive, answering some requests
+    // and never others — the silent-node class this project exists against. Whoever runs it
+    // restarts it, and recovery makes that safe.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::exit(101);
+    }));
     let cli = Cli::parse();
     let loaded = Sources::env_from_process().and_then(|env| {
         let flags = cli.flags().map_err(ConfigError::Invalid)?;

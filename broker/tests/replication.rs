@@ -64,13 +64,24 @@ impl TestNode {
         peers: &BTreeMap<u64, SocketAddr>,
         campaign: bool,
     ) -> TestNode {
+        TestNode::start_with(id, dir, peers, campaign, &[]).await
+    }
+
+    /// With topic settings `overrides`; retention runs every 50 ms when there are any.
+    async fn start_with(
+        id: u64,
+        dir: &Path,
+        peers: &BTreeMap<u64, SocketAddr>,
+        campaign: bool,
+        overrides: &[(&str, &str)],
+    ) -> TestNode {
         let gate = Gate::new();
         let env = env(id, &gate);
         let config = Config {
             node_id: id as i32,
             io_deadline_ms: 400,
             data_dir: dir.to_path_buf(),
-            retention_check_interval_ms: 0,
+            retention_check_interval_ms: if overrides.is_empty() { 0 } else { 50 },
             cluster_peers: peers
                 .iter()
                 .map(|(id, a)| format!("{id}@{a}"))
@@ -84,7 +95,14 @@ impl TestNode {
         let topic = match store.topic("t") {
             Some(t) => t,
             None => store
-                .create_topic("t", 1, Default::default())
+                .create_topic(
+                    "t",
+                    1,
+                    overrides
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )
                 .await
                 .expect("create topic"),
         };
@@ -95,6 +113,9 @@ impl TestNode {
             keepalive: Duration::from_millis(100),
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(200),
+            // Little queued for a peer that is away: it catches up through Raft, not from a
+            // backlog of old messages.
+            queue_messages_max: 16,
             ..TransportSettings::default()
         };
         let (transport, inbox) =
@@ -378,6 +399,116 @@ async fn a_follower_back_after_a_while_catches_up_with_a_quiet_leader() {
     })
     .await;
     logs_agree(&refs, &acked).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leaders_log_start_starts_afresh_from_its_snapshot() {
+    // Small segments, and retention that keeps about two of them.
+    let small = [("segment.bytes", "1024"), ("retention.bytes", "2048")];
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        let dir = dirs[id as usize - 1].path();
+        nodes.push(TestNode::start_with(id, dir, &peers, id == 1, &small).await);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut acked = produce(&refs, 3, 1).await;
+    // A follower goes; the others write on until their retention has deleted what it lacks.
+    let follower_at = nodes.iter().position(|n| !n.is_serving()).unwrap();
+    let gone = nodes.remove(follower_at);
+    let (gone_id, gone_log) = (gone.id, gone.partition.clone());
+    gone.stop().await;
+    // Its end once stopped (writes in flight may have landed while it stopped).
+    let gone_end = gone_log.state().log_end_offset();
+    drop(gone_log);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    for _ in 0..200 {
+        acked.extend(produce(&refs, 5, 4).await);
+        if refs
+            .iter()
+            .all(|n| n.partition.log_start_offset() > gone_end)
+        {
+            break;
+        }
+    }
+    let start = |n: &TestNode| n.partition.log_start_offset();
+    assert!(
+        refs.iter().all(|n| start(n) > gone_end),
+        "retention never moved past the follower's end {gone_end}"
+    );
+    // It comes back behind every log start: it must take a snapshot, not stall.
+    let dir = dirs[gone_id as usize - 1].path();
+    nodes.push(TestNode::start_with(gone_id, dir, &peers, false, &small).await);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let back = refs.iter().find(|n| n.id == gone_id).unwrap();
+    acked.extend(produce(&refs, 3, 1).await);
+    let target = refs
+        .iter()
+        .map(|n| n.partition.high_watermark())
+        .max()
+        .unwrap();
+    wait_for("the returning follower to catch up", || {
+        back.partition.state().log_end_offset() >= target
+    })
+    .await;
+    assert!(
+        start(back) > gone_end,
+        "its log starts at the leader's snapshot, not at its old end {gone_end}"
+    );
+    // Where the replicas' logs overlap below the high watermark, they hold the same batches,
+    // and every acknowledged write still held is there.
+    let mut logs = Vec::new();
+    for n in &refs {
+        logs.push(log_of(n).await);
+    }
+    let from = refs.iter().map(|n| start(n)).max().unwrap();
+    let window = |log: &Vec<Bytes>| -> Vec<Bytes> {
+        log.iter()
+            .filter(|b| (from..target).contains(&batch::parse_header(b).unwrap().base_offset))
+            .cloned()
+            .collect()
+    };
+    let first = window(&logs[0]);
+    assert!(!first.is_empty());
+    for (n, log) in refs.iter().zip(&logs).skip(1) {
+        assert_eq!(
+            window(log),
+            first,
+            "node {} disagrees in {from}..{target}",
+            n.id
+        );
+    }
+    for &offset in acked.iter().filter(|o| **o >= from) {
+        assert!(
+            first
+                .iter()
+                .any(|b| batch::parse_header(b).unwrap().base_offset == offset),
+            "acknowledged offset {offset} is missing"
+        );
+    }
+    // Every node restarts with a log that begins past its first entries (retention took them,
+    // or a snapshot did) and a hard state that may say less was committed: each comes back and
+    // the partition takes writes.
+    for _ in 0..3 {
+        let n = nodes.remove(0);
+        let id = n.id;
+        n.stop().await;
+        let dir = dirs[id as usize - 1].path();
+        nodes.push(TestNode::start_with(id, dir, &peers, false, &small).await);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let more = produce(&refs, 3, 1).await;
+    let hw = more.last().unwrap() + 1;
+    for n in &refs {
+        wait_for("every replica to have the last write", || {
+            n.partition.state().log_end_offset() >= hw
+        })
+        .await;
+    }
     for n in nodes {
         n.stop().await;
     }

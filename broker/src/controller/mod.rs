@@ -105,8 +105,17 @@ impl Controller {
         };
         let partition = topic.partitions[0].clone();
         let voters: Vec<NodeId> = config.peers().keys().copied().collect();
+        // A new cluster's first controller is its lowest node: it stands for election at once
+        // rather than after a randomised timeout (it gets there first, and the cluster is up an
+        // election timeout sooner). A node that has voted before waits as Raft has it.
+        let never_voted = partition
+            .state()
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.hard_state.term == 0);
+        let first = voters.first() == Some(&(config.node_id as NodeId));
         replication
-            .add_group(METADATA_GROUP, partition.clone(), voters, false)
+            .add_group(METADATA_GROUP, partition.clone(), voters, never_voted && first)
             .await
             .map_err(|e| format!("cannot start the metadata's Raft group: {e}"))?;
         let controller = Arc::new(Controller {

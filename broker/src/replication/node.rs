@@ -908,6 +908,7 @@ impl Node {
                     .map(|(id, _)| *id)
                     .min();
                 if let Some(heir) = heir {
+                    crate::coverage::reached(crate::coverage::Event::LeadershipHandedOver);
                     g.raw.transfer_leader(heir);
                     g.timer.settle(&mut g.raw);
                 }
@@ -977,6 +978,7 @@ impl Node {
             let member_found =
                 raft.state == StateRole::Leader && found.iter().any(|p| g.view.voters.contains(p));
             if leader_lost || member_found {
+                crate::coverage::reached(crate::coverage::Event::QuietGroupWokenByLink);
                 g.quiet = false;
                 self.active.insert(group);
                 self.dirty.insert(group);

@@ -111,7 +111,7 @@ impl PartitionStorage {
             voters,
             ..Default::default()
         };
-        Ok(PartitionStorage {
+        let storage = PartitionStorage {
             partition,
             inner: Mutex::new(Inner {
                 hard_state: hs,
@@ -126,7 +126,18 @@ impl PartitionStorage {
                 fetching: Vec::new(),
                 wanted: Vec::new(),
             }),
-        })
+        };
+        // Everything before the log's first entry was committed (retention and snapshots
+        // take only committed entries), though the hard state on disk may say less: its
+        // commit is written with the term and vote, not at every commit.
+        {
+            let mut inner = storage.lock();
+            let before_first = storage.first_index_of(&inner) - 1;
+            if inner.hard_state.commit < before_first {
+                inner.hard_state.commit = before_first;
+            }
+        }
+        Ok(storage)
     }
 
     pub fn partition(&self) -> &Arc<Partition> {
@@ -392,6 +403,7 @@ impl Storage for PartitionStorage {
                 .cloned()
                 .collect()
         } else if let Some(got) = inner.fetched.get(&low) {
+            crate::coverage::reached(crate::coverage::Event::EntriesReadFromLog);
             got.iter().take_while(|e| e.index < high).cloned().collect()
         } else {
             let max_bytes = max_size.unwrap_or(1 << 20).max(1);

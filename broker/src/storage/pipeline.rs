@@ -289,7 +289,7 @@ impl Pipeline {
         let rounds = plans.iter().map(|p| {
             let mut writes = vec![(p.data.clone(), p.position)];
             if let Some((at, len)) = p.zero_fill {
-                writes.push((Bytes::from(vec![0u8; len]), at));
+                writes.extend(zero_writes(at, len));
             }
             io.write_all_and_sync(&p.file, writes)
         });
@@ -572,6 +572,18 @@ impl Pipeline {
     }
 }
 
+/// Zeros for preallocation: read-only and never written, so its pages cost nothing.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// `len` zeros at `at`, as writes of at most 1 MiB, each a slice of one static buffer (no
+/// allocation per segment, whatever `preallocate_bytes` is).
+pub(super) fn zero_writes(at: u64, len: usize) -> impl Iterator<Item = (Bytes, u64)> {
+    (0..len).step_by(ZEROS.len()).map(move |from| {
+        let n = (len - from).min(ZEROS.len());
+        (Bytes::from_static(&ZEROS[..n]), at + from as u64)
+    })
+}
+
 /// The zeros to write ahead of a segment whose data will end at `end` (`(offset, len)`), and
 /// the file's written length after: so that most syncs overwrite blocks the file has.
 pub(super) fn zeros_ahead(
@@ -669,5 +681,24 @@ impl<T, E: Clone> Board<T, E> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots<T, E>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zero_writes;
+
+    #[test]
+    fn zero_writes_cover_the_range_in_chunks_of_at_most_a_mebibyte() {
+        let writes: Vec<_> = zero_writes(100, (5 << 20) / 2).collect();
+        assert_eq!(writes.len(), 3);
+        let mut at = 100;
+        for (data, offset) in &writes {
+            assert_eq!(*offset, at);
+            assert!(data.len() <= 1 << 20 && data.iter().all(|&b| b == 0));
+            at += data.len() as u64;
+        }
+        assert_eq!(at, 100 + (5 << 20) / 2);
+        assert_eq!(zero_writes(7, 0).count(), 0);
     }
 }

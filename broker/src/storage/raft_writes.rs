@@ -136,7 +136,7 @@ impl Pipeline {
                     }
                     let mut writes = vec![(p.data.clone(), p.position)];
                     if let Some((at, len)) = p.zero_fill {
-                        writes.push((Bytes::from(vec![0u8; len]), at));
+                        writes.extend(super::pipeline::zero_writes(at, len));
                     }
                     io.write_all_and_sync(&p.file, writes).await
                 };
@@ -284,6 +284,7 @@ impl Pipeline {
             )
             .await?;
         }
+        crate::coverage::reached(crate::coverage::Event::DivergentSuffixCut);
         io.truncate(&file, at.position).await?;
         io.sync_data(&file).await?;
         if !later.is_empty() {
@@ -323,6 +324,7 @@ impl Pipeline {
         partition: &Arc<Partition>,
         reset: RaftReset,
     ) -> Result<(), StorageError> {
+        crate::coverage::reached(crate::coverage::Event::LogResetToSnapshot);
         let io = self.io();
         let meta = ReplicaMeta {
             prev: (reset.index, reset.term),

@@ -70,7 +70,12 @@ fn retention_doomed(p: &Partition, now_ms: i64) -> Vec<Segment> {
     let mut total = st.size_bytes() as i64;
     let closed = st.segments.len().saturating_sub(1);
     let mut doomed = Vec::new();
+    // A replicated log keeps what is not committed: Raft may still need it (or cut it).
+    let committed = st.replica.as_ref().map_or(i64::MAX, |r| r.committed_offset);
     for seg in st.segments.values().take(closed) {
+        if seg.next_offset > committed {
+            break;
+        }
         // Below the log start DeleteRecords set: no record of it can be read.
         let deleted = seg.next_offset <= st.log_start_offset;
         let by_size =
