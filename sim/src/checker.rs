@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::history::{FinalRead, Op, Poll, PollResult, ReadGaps, Send, SendOutcome};
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 19] = [
+pub const FINDING_KINDS: [&str; 22] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -30,6 +30,9 @@ pub const FINDING_KINDS: [&str; 19] = [
     "no-progress",
     "refused",
     "slow",
+    "replica-divergence",
+    "watermark-backwards",
+    "two-leaders",
 ];
 
 /// What the checkers found.
@@ -168,6 +171,25 @@ pub enum Finding {
     /// The group did not read and commit every partition to its end within the drain time
     /// (liveness).
     GroupNotDrained { partitions: Vec<i32> },
+    /// Two replicas hold different batches at an offset below the high watermark.
+    ReplicaDivergence {
+        partition: i32,
+        offset: i64,
+        nodes: Vec<String>,
+    },
+    /// A consumer was told a high watermark below one another was told before it asked.
+    WatermarkBackwards {
+        partition: i32,
+        before: i64,
+        after: i64,
+        at_s: f64,
+    },
+    /// Metadata named two leaders of a partition in one leader epoch (Raft term).
+    TwoLeaders {
+        partition: i32,
+        epoch: i32,
+        leaders: Vec<i32>,
+    },
 }
 
 impl Finding {
@@ -193,6 +215,9 @@ impl Finding {
             Finding::CommitMismatch { .. } => "commit-mismatch",
             Finding::GroupUnconsumed { .. } => "group-unconsumed",
             Finding::GroupNotDrained { .. } => "group-not-drained",
+            Finding::ReplicaDivergence { .. } => "replica-divergence",
+            Finding::WatermarkBackwards { .. } => "watermark-backwards",
+            Finding::TwoLeaders { .. } => "two-leaders",
         }
     }
 
@@ -405,6 +430,34 @@ impl std::fmt::Display for Finding {
                 "liveness: the group did not read and commit partitions {partitions:?} to their \
                  end in time"
             ),
+            Finding::ReplicaDivergence {
+                partition,
+                offset,
+                nodes,
+            } => write!(
+                f,
+                "replicas disagree: partition {partition} at offset {offset} below the high \
+                 watermark differs between {}",
+                nodes.join(" and ")
+            ),
+            Finding::WatermarkBackwards {
+                partition,
+                before,
+                after,
+                at_s,
+            } => write!(
+                f,
+                "high watermark went back: partition {partition} was {before}, then {after} at \
+                 t={at_s:.1} s"
+            ),
+            Finding::TwoLeaders {
+                partition,
+                epoch,
+                leaders,
+            } => write!(
+                f,
+                "two leaders in one epoch: partition {partition} epoch {epoch} led by {leaders:?}"
+            ),
         }
     }
 }
@@ -440,6 +493,12 @@ pub struct Options {
     pub consumers_drained: bool,
     /// What the final read could not read (damaged ranges; below the log start).
     pub gaps: ReadGaps,
+    /// A replicated cluster: an acks=1 acknowledgement says only that the leader wrote the
+    /// batch, and a leader that loses its leadership before the batch commits loses it (its
+    /// suffix is cut and the offset reused). Such an acknowledgement is checked as an unknown
+    /// outcome; acks=all ones and everything a consumer polled (below the high watermark) keep
+    /// every check.
+    pub leader_acks_weak: bool,
 }
 
 /// Counts the report shows beside the findings.
@@ -455,12 +514,26 @@ pub struct Stats {
 
 /// Every safety check over the history and the final read.
 pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>, Stats) {
+    let weakened: Vec<Send> = history
+        .iter()
+        .filter_map(|o| match o {
+            Op::Send(s) if opts.leader_acks_weak && s.acks == 1 => Some(Send {
+                outcome: match s.outcome {
+                    SendOutcome::Ok(_) => SendOutcome::Unknown,
+                    ref other => other.clone(),
+                },
+                ..s.clone()
+            }),
+            _ => None,
+        })
+        .collect();
     let sends: Vec<&Send> = history
         .iter()
         .filter_map(|o| match o {
-            Op::Send(s) => Some(s),
+            Op::Send(s) if !(opts.leader_acks_weak && s.acks == 1) => Some(s),
             _ => None,
         })
+        .chain(weakened.iter())
         .collect();
     let polls: Vec<&Poll> = history
         .iter()
@@ -943,6 +1016,7 @@ pub fn refusals(history: &[Op]) -> Option<Finding> {
         .iter()
         .filter_map(|op| match op {
             Op::Send(Send {
+                broker: 0,
                 outcome: SendOutcome::Failed { code, .. },
                 ..
             }) => Some(*code),
@@ -976,6 +1050,7 @@ mod tests {
         outcome: SendOutcome,
     ) -> Op {
         Op::Send(Send {
+            broker: 0,
             producer,
             partition,
             value: v(value),
@@ -990,6 +1065,7 @@ mod tests {
 
     fn poll(consumer: usize, partition: i32, from: i64, t: f64, records: &[(i64, &str)]) -> Op {
         Op::Poll(Poll {
+            broker: 0,
             consumer,
             session: 0,
             partition,
@@ -1063,6 +1139,35 @@ mod tests {
         let f = safety(&h, &l, &Options::default()).0;
         assert_eq!(kinds(&f), ["lost-write"], "{f:?}");
         assert!(f[0].to_string().contains("\"x\""));
+    }
+
+    #[test]
+    fn a_leaders_acknowledgement_in_a_cluster_is_not_durable_but_acks_all_and_polls_are() {
+        let weak = Options {
+            leader_acks_weak: true,
+            ..Options::default()
+        };
+        // acks=1: lost, and its offset reused by another value after a leader change.
+        let (mut h, l) = clean();
+        h.push(send(0, 0, "x", 3.0, SendOutcome::Ok(1)));
+        assert!(safety(&h, &l, &weak).0.is_empty());
+        assert_eq!(
+            kinds(&safety(&h, &l, &Options::default()).0),
+            ["inconsistent-offset", "lost-write", "non-monotonic-send"]
+        );
+        // acks=all: the same loss is still one.
+        let (mut h, l) = clean();
+        let mut s = send(0, 0, "x", 3.0, SendOutcome::Ok(2));
+        if let Op::Send(s) = &mut s {
+            s.acks = -1;
+        }
+        h.push(s);
+        assert_eq!(kinds(&safety(&h, &l, &weak).0), ["lost-write"]);
+        // A value a consumer polled (below the high watermark) must stay too.
+        let (mut h, l) = clean();
+        h.push(send(0, 0, "y", 3.0, SendOutcome::Ok(2)));
+        h.push(poll(0, 0, 2, 3.5, &[(2, "y")]));
+        assert_eq!(kinds(&safety(&h, &l, &weak).0), ["lost-write"]);
     }
 
     #[test]

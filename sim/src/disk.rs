@@ -36,25 +36,78 @@ enum Pending {
     Truncate(u64),
 }
 
+/// A file's bytes: `len` long, of which the first `bytes.len()` are held and the rest are zeros
+/// (a file grown by `truncate`, as preallocation does, costs nothing until written).
+#[derive(Clone, Default, Debug)]
+struct Content {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl Content {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.len = 0;
+    }
+
+    /// `len` bytes from `start` (fewer past the end).
+    fn read(&self, start: usize, len: usize) -> Vec<u8> {
+        let start = start.min(self.len);
+        let end = (start + len).min(self.len);
+        let mut out = vec![0; end - start];
+        let held = end.min(self.bytes.len());
+        if start < held {
+            out[..held - start].copy_from_slice(&self.bytes[start..held]);
+        }
+        out
+    }
+}
+
+/// Equal when they read the same (held zeros and implied ones alike).
+impl PartialEq for Content {
+    fn eq(&self, other: &Content) -> bool {
+        let zeros = |b: &[u8]| b.iter().all(|&x| x == 0);
+        let common = self.bytes.len().min(other.bytes.len());
+        self.len == other.len
+            && self.bytes[..common] == other.bytes[..common]
+            && zeros(&self.bytes[common..])
+            && zeros(&other.bytes[common..])
+    }
+}
+
 /// One file's contents (an inode: open handles keep it across renames and removals).
 #[derive(Default)]
 struct Inode {
-    durable: Vec<u8>,
-    current: Vec<u8>,
+    durable: Content,
+    current: Content,
     pending: Vec<Pending>,
 }
 
 impl Inode {
-    fn apply(bytes: &mut Vec<u8>, change: &Pending) {
+    fn apply(c: &mut Content, change: &Pending) {
         match change {
             Pending::Write { offset, data } => {
                 let end = *offset as usize + data.len();
-                if bytes.len() < end {
-                    bytes.resize(end, 0);
+                // Zeros past the bytes held (preallocation) only lengthen the file.
+                if *offset as usize >= c.bytes.len() && data.iter().all(|&b| b == 0) {
+                    c.len = c.len.max(end);
+                    return;
                 }
-                bytes[*offset as usize..end].copy_from_slice(data);
+                if c.bytes.len() < end {
+                    c.bytes.resize(end, 0);
+                }
+                c.bytes[*offset as usize..end].copy_from_slice(data);
+                c.len = c.len.max(end);
             }
-            Pending::Truncate(len) => bytes.resize(*len as usize, 0),
+            Pending::Truncate(len) => {
+                let len = *len as usize;
+                c.bytes.truncate(len);
+                c.len = len;
+            }
         }
     }
 }
@@ -551,9 +604,7 @@ impl DiskFile for SimFile {
         self.disk.delay().await;
         let flip = lock(&self.disk.state).faults.read_bitflip_per_million;
         let f = lock(&self.inode);
-        let start = (offset as usize).min(f.current.len());
-        let end = (start + len).min(f.current.len());
-        let mut out = f.current[start..end].to_vec();
+        let mut out = f.current.read(offset as usize, len);
         drop(f);
         if flip > 0 && !out.is_empty() && self.disk.rng.range_u64(0, 1_000_000) < flip as u64 {
             let bit = self.disk.rng.range_u64(0, out.len() as u64 * 8);
@@ -661,6 +712,36 @@ mod tests {
         let f = d.open(&dir.join("a"), OpenMode::Existing).await.unwrap();
         assert_eq!(&f.read_at(100, 0).await.unwrap()[..], b"durable");
         assert!(!d.exists(&dir.join("unsynced-name")).await.unwrap());
+    }
+
+    #[madsim::test]
+    async fn a_file_grown_by_truncate_reads_zeros_and_shrinks_back() {
+        let (sim, d) = disk();
+        let dir = Path::new("/data");
+        d.create_dir_all(dir).await.unwrap();
+        let f = d.open(&dir.join("a"), OpenMode::Create).await.unwrap();
+        d.sync_dir(dir).await.unwrap();
+        d.sync_dir(Path::new("/")).await.unwrap();
+        // Preallocated: 1 MiB of zeros, then data at the start and in the middle.
+        f.truncate(1 << 20).await.unwrap();
+        f.write_at(Bytes::from_static(b"head"), 0).await.unwrap();
+        f.write_at(Bytes::from_static(b"mid"), 1000).await.unwrap();
+        assert_eq!(f.len().await.unwrap(), 1 << 20);
+        let tail = f.read_at(8, (1 << 20) - 4).await.unwrap();
+        assert_eq!(&tail[..], &[0, 0, 0, 0], "4 bytes to the end, all zeros");
+        let around = f.read_at(10, 998).await.unwrap();
+        assert_eq!(&around[..], b"\0\0mid\0\0\0\0\0");
+        f.sync_data().await.unwrap();
+        // Cut back to the data's end: what was synced survives a crash as it reads.
+        f.truncate(1003).await.unwrap();
+        f.sync_data().await.unwrap();
+        sim.crash(Crash::DropUnsynced);
+        let f = d.open(&dir.join("a"), OpenMode::Existing).await.unwrap();
+        assert_eq!(f.len().await.unwrap(), 1003);
+        let all = f.read_at(2000, 0).await.unwrap();
+        assert_eq!(&all[..4], b"head");
+        assert_eq!(&all[1000..], b"mid");
+        assert!(all[4..1000].iter().all(|&b| b == 0));
     }
 
     #[madsim::test]

@@ -644,16 +644,18 @@ impl<'a> Member<'a> {
                 continue;
             };
             let result = match r {
-                Ok((records, hw)) => {
+                Ok((records, hw, next)) => {
                     if over {
                         let mut progress = lock(&self.world.group);
                         let e = progress.end.entry(partition).or_insert(0);
                         *e = (*e).max(hw);
                     }
-                    let Some((last, _)) = records.last() else {
+                    if let Some(next) = next.filter(|n| *n > from_offset) {
+                        self.positions.insert(partition, next);
+                    }
+                    if records.is_empty() {
                         continue;
-                    };
-                    self.positions.insert(partition, last + 1);
+                    }
                     PollResult::Records(records)
                 }
                 Err(code) => {
@@ -665,6 +667,7 @@ impl<'a> Member<'a> {
                 }
             };
             self.world.record(Op::Poll(Poll {
+                broker: 0,
                 consumer: self.id,
                 session: self.session,
                 partition,

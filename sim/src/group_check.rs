@@ -237,6 +237,7 @@ mod tests {
 
     fn sent(partition: i32, value: &str, offset: i64) -> Op {
         Op::Send(Send {
+            broker: 0,
             producer: 0,
             partition,
             value: v(value),
@@ -251,6 +252,7 @@ mod tests {
 
     fn polled(consumer: usize, partition: i32, records: &[(i64, &str)]) -> Op {
         Op::Poll(Poll {
+            broker: 0,
             consumer,
             session: 1,
             partition,

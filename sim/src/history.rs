@@ -14,7 +14,9 @@ pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// Error codes after which a write may still have happened (Kafka's indefinite answers).
 pub fn indefinite_code(code: i16) -> bool {
     // NOT_ENOUGH_REPLICAS_AFTER_APPEND (20): written to the leader, not replicated enough.
-    matches!(code, REQUEST_TIMED_OUT | 20)
+    // NOT_LEADER_OR_FOLLOWER (6): in a cluster, a leader that lost its leadership after it took
+    // the write answers it, and the write may still be committed by the next leader.
+    matches!(code, REQUEST_TIMED_OUT | 20 | 6)
 }
 
 /// Error codes a Kafka producer retries.
@@ -69,6 +71,8 @@ pub struct Send {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub acks: i16,
+    /// The broker it was sent to: its index in the run's brokers (0 is `broker-1`).
+    pub broker: usize,
     pub invoked_s: f64,
     pub completed_s: f64,
     pub outcome: SendOutcome,
@@ -92,6 +96,8 @@ pub struct Poll {
     pub partition: i32,
     /// The position the consumer fetched from.
     pub from_offset: i64,
+    /// The broker it was sent to: its index in the run's brokers (0 is `broker-1`).
+    pub broker: usize,
     pub invoked_s: f64,
     pub completed_s: f64,
     pub result: PollResult,
@@ -182,10 +188,11 @@ impl Op {
     pub fn trace_line(&self) -> String {
         match self {
             Op::Send(s) => format!(
-                "{:.6} {:.6} send p{} {}/{} {:?} acks={} #{} {:?}{}",
+                "{:.6} {:.6} send p{} b{} {}/{} {:?} acks={} #{} {:?}{}",
                 s.invoked_s,
                 s.completed_s,
                 s.producer,
+                s.broker + 1,
                 s.partition,
                 s.value.len(),
                 value_name(&s.value),
@@ -208,8 +215,14 @@ impl Op {
                     other => format!("{other:?}"),
                 };
                 format!(
-                    "{:.6} {:.6} poll c{}/{} {} from {} {what}",
-                    p.invoked_s, p.completed_s, p.consumer, p.session, p.partition, p.from_offset
+                    "{:.6} {:.6} poll c{}/{} b{} {} from {} {what}",
+                    p.invoked_s,
+                    p.completed_s,
+                    p.consumer,
+                    p.session,
+                    p.broker + 1,
+                    p.partition,
+                    p.from_offset
                 )
             }
             Op::Admin(a) => format!(

@@ -53,6 +53,7 @@ impl Producer {
 
     fn record(&self, world: &World, b: &Batch, invoked_s: f64, outcome: SendOutcome) {
         world.record(Op::Send(Send {
+            broker: 0,
             producer: self.index,
             partition: b.partition,
             value: b.value.clone(),

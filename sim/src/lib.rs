@@ -12,6 +12,8 @@
 //!   client, [`idempotent`] producers and the consumer [`group`]'s members; [`history`]: what
 //!   they recorded; [`checker`] and [`group_check`]: safety and liveness checks; [`perf`]:
 //!   performance expectations;
+//! - [`replicas`]: the checks of a cluster (replicas agree below the high watermark, the high
+//!   watermark never goes back, one leader per epoch);
 //! - [`run`]: one seed of a scenario; [`report`]: its JSON report, page and timeline;
 //!   [`summary`]: a sweep's (or its shards') machine-readable summary; [`shrink`]: the smallest
 //!   scenario that still fails as a seed did.
@@ -36,6 +38,8 @@ pub mod history;
 pub mod idempotent;
 #[cfg(madsim)]
 pub mod perf;
+#[cfg(madsim)]
+pub mod replicas;
 #[cfg(madsim)]
 pub mod report;
 #[cfg(madsim)]

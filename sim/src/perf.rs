@@ -268,6 +268,7 @@ mod tests {
 
     fn send(invoked_s: f64, ms: f64) -> Op {
         Op::Send(Send {
+            broker: 0,
             producer: 0,
             partition: 0,
             value: Bytes::from_static(b"v"),
@@ -282,7 +283,11 @@ mod tests {
 
     #[test]
     fn only_clean_time_is_measured_and_percentiles_are_ranks() {
-        let faults = vec![Fault::Pause { at_s: 20, for_s: 5 }];
+        let faults = vec![Fault::Pause {
+            at_s: 20,
+            for_s: 5,
+            node: None,
+        }];
         // In the warm-up, in the fault window (20..30 with settling), and clean.
         let mut h = vec![send(1.0, 900.0), send(21.0, 4000.0), send(29.0, 10.0)];
         for i in 0..100 {
@@ -297,8 +302,16 @@ mod tests {
         assert!((m.clean_s - 45.0).abs() < 1e-9, "{}", m.clean_s);
         assert_eq!(
             fault_windows(&[
-                Fault::Pause { at_s: 20, for_s: 5 },
-                Fault::FsyncStall { at_s: 28, for_s: 4 },
+                Fault::Pause {
+                    at_s: 20,
+                    for_s: 5,
+                    node: None,
+                },
+                Fault::FsyncStall {
+                    at_s: 28,
+                    for_s: 4,
+                    node: None,
+                },
             ]),
             [(20.0, 37.0)]
         );

@@ -30,6 +30,19 @@ pub struct FaultWindow {
     pub what: String,
     pub from_s: u64,
     pub until_s: u64,
+    /// The broker it strikes; `None` for faults of the network between several nodes (shaded
+    /// on every lane).
+    pub node: Option<String>,
+}
+
+impl FaultWindow {
+    /// Its label on the timeline: the kind, and the node when there are several.
+    fn label(&self, several: bool) -> String {
+        match (&self.node, several) {
+            (Some(n), true) => format!("{} {n}", self.kind),
+            _ => self.kind.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,7 +71,7 @@ pub struct Report {
     pub wall_s: f64,
     pub trace_hash: String,
     pub replay: String,
-    /// Per node: the series its clients saw (one broker node so far).
+    /// Per broker: the series its clients saw (requests sent to it).
     pub nodes: Vec<NodeSeries>,
     /// The performance figures beside the scenario's bounds (none without bounds).
     pub figures: Vec<FigureLine>,
@@ -76,6 +89,78 @@ pub struct FigureLine {
 pub struct NodeSeries {
     pub node: String,
     pub buckets: Vec<Bucket>,
+    /// In a cluster: how many of the workload's partitions Metadata named this node the leader
+    /// of, from each change on (`(seconds, count)`, a step function); empty on one node.
+    pub partitions_led: Vec<(f64, usize)>,
+}
+
+/// The client-visible series of the requests sent to broker `broker` (its index), in `n`
+/// buckets of `width` seconds.
+fn buckets(history: &[Op], width: f64, n: usize, broker: usize) -> Vec<Bucket> {
+    let mut acked = vec![0usize; n];
+    let mut refused = vec![0usize; n];
+    let mut polled = vec![0usize; n];
+    let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let bucket = |t: f64| ((t / width) as usize).min(n - 1);
+    for op in history {
+        match op {
+            Op::Send(s) if s.broker == broker => {
+                let b = bucket(s.completed_s);
+                match s.outcome {
+                    SendOutcome::Ok(_) => acked[b] += 1,
+                    // acks=0 has no outcome; it is neither acknowledged nor refused.
+                    SendOutcome::Unknown if s.acks == 0 => continue,
+                    _ => refused[b] += 1,
+                }
+                latencies[b].push((s.completed_s - s.invoked_s) * 1e3);
+            }
+            Op::Poll(p) if p.broker == broker => {
+                if let PollResult::Records(records) = &p.result {
+                    polled[bucket(p.completed_s)] += records.len();
+                }
+            }
+            _ => {}
+        }
+    }
+    (0..n)
+        .map(|i| {
+            let mut l = std::mem::take(&mut latencies[i]);
+            l.sort_by(|a, b| a.total_cmp(b));
+            Bucket {
+                start_s: i as f64 * width,
+                acked_per_s: acked[i] as f64 / width,
+                refused_per_s: refused[i] as f64 / width,
+                polled_per_s: polled[i] as f64 / width,
+                latency_ms_p50: percentile(&l, 0.5),
+                latency_ms_p99: percentile(&l, 0.99),
+            }
+        })
+        .collect()
+}
+
+/// How many partitions node `node_id` led after each change of leadership: a step per change
+/// that alters its count, starting at 0.
+fn partitions_led(changes: &[(f64, i32, i32)], node_id: i32) -> Vec<(f64, usize)> {
+    if changes.is_empty() {
+        return Vec::new();
+    }
+    let mut leader: std::collections::BTreeMap<i32, i32> = Default::default();
+    let mut out = vec![(0.0, 0)];
+    for &(t, partition, l) in changes {
+        leader.insert(partition, l);
+        let count = leader.values().filter(|&&x| x == node_id).count();
+        let n = out.len();
+        if n > 1 && out[n - 1].0 == t {
+            // Changes heard in one answer make one step (none if they cancel out).
+            out[n - 1].1 = count;
+            if out[n - 2].1 == count {
+                out.pop();
+            }
+        } else if out[n - 1].1 != count {
+            out.push((t, count));
+        }
+    }
+    out
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -91,47 +176,18 @@ impl Report {
         let buckets_wanted = 200.0;
         let width = (r.simulated_s / buckets_wanted).max(1.0);
         let n = (r.simulated_s / width).ceil() as usize + 1;
-        let mut acked = vec![0usize; n];
-        let mut refused = vec![0usize; n];
-        let mut polled = vec![0usize; n];
-        let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); n];
-        let bucket = |t: f64| ((t / width) as usize).min(n - 1);
-        for op in &r.history {
-            match op {
-                Op::Send(s) => {
-                    let b = bucket(s.completed_s);
-                    match s.outcome {
-                        SendOutcome::Ok(_) => acked[b] += 1,
-                        // acks=0 has no outcome; it is neither acknowledged nor refused.
-                        SendOutcome::Unknown if s.acks == 0 => continue,
-                        _ => refused[b] += 1,
-                    }
-                    latencies[b].push((s.completed_s - s.invoked_s) * 1e3);
-                }
-                Op::Poll(p) => {
-                    if let PollResult::Records(records) = &p.result {
-                        polled[bucket(p.completed_s)] += records.len();
-                    }
-                }
-                Op::Admin(_)
-                | Op::Commit(_)
-                | Op::Assigned(_)
-                | Op::CommittedRead(_)
-                | Op::Member(_) => {}
-            }
-        }
-        let buckets = (0..n)
-            .map(|i| {
-                let mut l = std::mem::take(&mut latencies[i]);
-                l.sort_by(|a, b| a.total_cmp(b));
-                Bucket {
-                    start_s: i as f64 * width,
-                    acked_per_s: acked[i] as f64 / width,
-                    refused_per_s: refused[i] as f64 / width,
-                    polled_per_s: polled[i] as f64 / width,
-                    latency_ms_p50: percentile(&l, 0.5),
-                    latency_ms_p99: percentile(&l, 0.99),
-                }
+        let names: Vec<String> = if r.brokers.is_empty() {
+            vec![BROKER_NODE.to_string()]
+        } else {
+            r.brokers.clone()
+        };
+        let nodes = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| NodeSeries {
+                node: name.clone(),
+                buckets: buckets(&r.history, width, n, i),
+                partitions_led: partitions_led(&r.leader_changes, i as i32 + 1),
             })
             .collect();
         let faults = r
@@ -142,6 +198,7 @@ impl Report {
                 what: f.describe(),
                 from_s: f.at_s(),
                 until_s: f.healed_at_s().max(f.at_s() + 1),
+                node: f.node().map(str::to_string),
             })
             .collect();
         Report {
@@ -170,10 +227,7 @@ impl Report {
             wall_s: r.wall_s,
             trace_hash: format!("{:016x}", r.trace_hash()),
             replay: format!("cargo xtask sim run {} --seed {}", path.display(), r.seed),
-            nodes: vec![NodeSeries {
-                node: BROKER_NODE.into(),
-                buckets,
-            }],
+            nodes,
             figures: r
                 .figures
                 .iter()
@@ -252,6 +306,26 @@ impl Report {
                 f.what, f.from_s, f.until_s
             );
         }
+        if self.nodes.len() > 1 {
+            let _ = writeln!(
+                md,
+                "\n## Nodes\n\n| node | produces acknowledged by it | records polled from it | partitions it led at the end |\n|---|---|---|---|"
+            );
+            for n in &self.nodes {
+                let width = n.buckets.get(1).map_or(1.0, |b| b.start_s);
+                let total = |f: fn(&Bucket) -> f64| -> f64 {
+                    n.buckets.iter().map(|b| f(b) * width).sum::<f64>().round()
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    n.node,
+                    total(|b| b.acked_per_s),
+                    total(|b| b.polled_per_s),
+                    n.partitions_led.last().map_or(0, |(_, c)| *c)
+                );
+            }
+        }
         if !self.figures.is_empty() {
             let _ = writeln!(md, "\n## Expectations (outside fault windows)\n");
             for f in &self.figures {
@@ -265,11 +339,20 @@ impl Report {
                 );
             }
         }
+        let lanes = if self.nodes.len() > 1 {
+            "One lane per broker: throughput (produces acknowledged and not acknowledged, polled \
+             records, per second) and produce latency (p50, p99) of the requests the clients sent \
+             to it, and the partitions it led as Metadata named the leaders; fault windows \
+             labelled with their kind and node and shaded on the lane of the node they strike \
+             (every lane for the network's)"
+        } else {
+            "Throughput (produces acknowledged and not acknowledged, polled records, per second) and \
+             produce latency (p50, p99) as the clients saw them; fault windows shaded and labelled \
+             with their kind"
+        };
         let _ = writeln!(
             md,
-            "\n## Timeline\n\nThroughput (produces acknowledged and not acknowledged, polled records, per second) and \
-             produce latency (p50, p99) as the clients of node {BROKER_NODE} saw them; fault windows \
-             shaded and labelled with their kind; the scenario's bounds dashed.\n\n![timeline]({stem}.svg)"
+            "\n## Timeline\n\n{lanes}; the scenario's bounds dashed.\n\n![timeline]({stem}.svg)"
         );
         md
     }
@@ -283,10 +366,17 @@ impl Report {
         let t_max = self.simulated_s.max(1.0);
         let x = |t: f64| left + plot_w * (t / t_max).clamp(0.0, 1.0);
         // Fault labels go in rows above the panels, a row per overlap.
-        let label_rows = label_rows(&self.faults, &x);
+        let several = self.nodes.len() > 1;
+        let label_rows = label_rows(&self.faults, several, &x);
         let rows = label_rows.iter().copied().max().map_or(0, |r| r + 1);
         let top = 24.0 + rows as f64 * 13.0;
-        let lane_h = 2.0 * panel_h + 2.0 * gap;
+        // A cluster's lanes have a third panel: the partitions each node led.
+        let panels = if self.nodes.iter().any(|n| !n.partitions_led.is_empty()) {
+            3.0
+        } else {
+            2.0
+        };
+        let lane_h = panels * (panel_h + gap);
         let h = top + lane_h * self.nodes.len().max(1) as f64 + 10.0;
         let mut s = String::new();
         let _ = writeln!(
@@ -301,30 +391,49 @@ impl Report {
             self.seed,
             xml(&self.outcome)
         );
-        // Fault windows: shaded over everything below the labels, each labelled with its kind.
+        // Fault windows: labelled with their kind (and node, in a cluster) above the lanes,
+        // shaded over the lane of the node they strike (every lane for the network's).
         for (f, row) in self.faults.iter().zip(&label_rows) {
-            let (x1, x2) = (x(f.from_s as f64), x((f.until_s as f64).min(t_max)));
+            let x1 = x(f.from_s as f64);
             let ly = 24.0 + *row as f64 * 13.0;
+            let label = f.label(several);
             let _ = writeln!(
                 s,
-                r##"<g class="fault"><title>{} from t={} s to t={} s</title><rect x="{x1:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.22"/><line x1="{x1:.1}" y1="{:.1}" x2="{x1:.1}" y2="{top:.1}" stroke="{}" stroke-width="0.8"/><text x="{:.1}" y="{ly:.1}" fill="{}">{}</text></g>"##,
+                r##"<g class="fault"><title>{} from t={} s to t={} s</title><line x1="{x1:.1}" y1="{:.1}" x2="{x1:.1}" y2="{top:.1}" stroke="{}" stroke-width="0.8"/><text x="{:.1}" y="{ly:.1}" fill="{}">{}</text></g>"##,
                 xml(&f.what),
                 f.from_s,
                 f.until_s,
-                top,
-                (x2 - x1).max(1.5),
-                h - top - 10.0,
-                fault_colour(&f.kind),
                 ly + 2.0,
                 fault_colour(&f.kind),
                 x1 + 1.0,
                 fault_colour(&f.kind),
-                xml(&f.kind)
+                xml(&label)
             );
         }
         for (lane, node) in self.nodes.iter().enumerate() {
-            let y0 = top + lane as f64 * lane_h + 14.0;
-            self.lane(&mut s, node, y0, (left, plot_w, panel_h, gap), &x, t_max);
+            let y0 = top + lane as f64 * lane_h;
+            for f in &self.faults {
+                if f.node.as_ref().is_some_and(|n| *n != node.node) && several {
+                    continue;
+                }
+                let (x1, x2) = (x(f.from_s as f64), x((f.until_s as f64).min(t_max)));
+                let _ = writeln!(
+                    s,
+                    r##"<rect class="shade" x="{x1:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.22"><title>{}</title></rect>"##,
+                    (x2 - x1).max(1.5),
+                    lane_h - gap + 14.0,
+                    fault_colour(&f.kind),
+                    xml(&f.what)
+                );
+            }
+            self.lane(
+                &mut s,
+                node,
+                y0 + 14.0,
+                (left, plot_w, panel_h, gap),
+                &x,
+                t_max,
+            );
         }
         let _ = writeln!(s, "</svg>");
         s
@@ -514,6 +623,43 @@ impl Report {
             legend.push(("#555555", "- - bounds (clean time)".into()));
         }
         self.legend(s, right_edge + 8.0, y1 + 10.0, &legend);
+        // A cluster: the partitions this node led, as Metadata named the leaders.
+        if self.nodes.iter().all(|n| n.partitions_led.is_empty()) {
+            return;
+        }
+        let y2 = y1 + panel_h + gap;
+        let most = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.partitions_led.iter().map(|(_, c)| *c))
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let led_ticks = ticks(0.0, most, 4.min(most as usize));
+        let led_top = led_ticks.last().copied().unwrap_or(most).max(most);
+        let y_led = |v: f64| y2 + panel_h - panel_h * (v / led_top);
+        frame(s, y2, "partitions led (as Metadata named the leaders)");
+        let labels: Vec<(f64, String)> = led_ticks.iter().map(|&v| (v, number(v))).collect();
+        y_axis(s, &labels, &y_led);
+        let mut pts: Vec<String> = Vec::new();
+        let mut last = 0usize;
+        for &(t, count) in &node.partitions_led {
+            pts.push(format!("{:.1},{:.1}", x(t), y_led(last as f64)));
+            pts.push(format!("{:.1},{:.1}", x(t), y_led(count as f64)));
+            last = count;
+        }
+        pts.push(format!("{:.1},{:.1}", x(t_max), y_led(last as f64)));
+        let _ = writeln!(
+            s,
+            r##"<polyline class="led" fill="none" stroke="#1a9850" stroke-width="1.6" points="{}"/>"##,
+            pts.join(" ")
+        );
+        self.legend(
+            s,
+            right_edge + 8.0,
+            y2 + 10.0,
+            &[("#1a9850", "partitions led".into())],
+        );
     }
 
     fn legend(&self, s: &mut String, x: f64, y: f64, items: &[(&str, String)]) {
@@ -557,13 +703,13 @@ fn bound_line(
 
 /// Which row above the panels each fault's label takes: the first whose last label ends
 /// before this one starts.
-fn label_rows(faults: &[FaultWindow], x: &dyn Fn(f64) -> f64) -> Vec<usize> {
+fn label_rows(faults: &[FaultWindow], several: bool, x: &dyn Fn(f64) -> f64) -> Vec<usize> {
     let mut row_ends: Vec<f64> = Vec::new();
     faults
         .iter()
         .map(|f| {
             let start = x(f.from_s as f64);
-            let end = start + 6.5 * f.kind.chars().count() as f64 + 6.0;
+            let end = start + 6.5 * f.label(several).chars().count() as f64 + 6.0;
             match row_ends.iter().position(|&e| e <= start) {
                 Some(r) => {
                     row_ends[r] = end;
@@ -679,6 +825,7 @@ mod tests {
             what: format!("{kind} <test>"),
             from_s,
             until_s,
+            node: Some(BROKER_NODE.into()),
         };
         Report {
             scenario: "t".into(),
@@ -708,6 +855,7 @@ mod tests {
             nodes: vec![NodeSeries {
                 node: BROKER_NODE.into(),
                 buckets,
+                partitions_led: Vec::new(),
             }],
             figures: vec![
                 FigureLine {
@@ -766,6 +914,44 @@ mod tests {
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
         assert_eq!(svg.matches("<svg").count(), 1);
         assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn a_cluster_has_a_lane_per_node_with_its_leaderships_and_its_faults_shaded_on_it() {
+        let mut r = report();
+        let lane = r.nodes[0].clone();
+        r.nodes = ["broker-1", "broker-2", "broker-3"]
+            .iter()
+            .map(|n| NodeSeries {
+                node: n.to_string(),
+                ..lane.clone()
+            })
+            .collect();
+        // broker-1 led both partitions, then broker-2 took them over at 31 s.
+        let changes = [(1.0, 0, 1), (1.0, 1, 1), (31.0, 0, 2), (31.5, 1, 2)];
+        for (i, n) in r.nodes.iter_mut().enumerate() {
+            n.partitions_led = partitions_led(&changes, i as i32 + 1);
+        }
+        assert_eq!(
+            r.nodes[0].partitions_led,
+            [(0.0, 0), (1.0, 2), (31.0, 1), (31.5, 0)]
+        );
+        assert_eq!(r.nodes[1].partitions_led, [(0.0, 0), (31.0, 1), (31.5, 2)]);
+        assert_eq!(r.nodes[2].partitions_led, [(0.0, 0)]);
+        r.faults[1].node = None; // the network's: every lane
+        let svg = r.svg();
+        for n in ["broker-1", "broker-2", "broker-3"] {
+            assert!(
+                svg.contains(&format!("node {n} · partitions led")),
+                "no lane {n}"
+            );
+        }
+        assert_eq!(svg.matches("class=\"led\"").count(), 3);
+        // Two faults of broker-1 on its lane, the network's on all three.
+        assert_eq!(svg.matches("class=\"shade\"").count(), 2 + 3);
+        assert!(svg.contains(">fsync-stall broker-1</text>"));
+        let md = r.markdown("t-seed3");
+        assert!(md.contains("| broker-2 |") && md.contains("One lane per broker"));
     }
 
     #[test]

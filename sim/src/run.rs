@@ -3,7 +3,7 @@
 //! (and this seed's random draw); then the checkers.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,14 @@ const BROKER: &str = "10.77.0.1:9092";
 const CLIENT_IPS: [&str; 4] = ["10.77.0.2", "10.77.0.3", "10.77.0.4", "10.77.0.5"];
 /// Simulated time the broker gets to settle after the workload, before the final read.
 const SETTLE: Duration = Duration::from_secs(5);
+/// Where a cluster's brokers live: broker `i` (from 1) at 10.77.1.i, clients on 9092, the
+/// other brokers on 9093.
+fn cluster_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 77, 1, i as u8))
+}
+const INTER_BROKER_PORT: u16 = 9093;
+/// The data directory on every node's disk.
+const DATA_DIR: &str = "/data";
 
 /// The result of one seed.
 pub struct RunReport {
@@ -57,6 +65,11 @@ pub struct RunReport {
     pub figures: Vec<perf::Figure>,
     /// The settings this seed drew (`section.key`, value), with a `[random_config]`.
     pub config: Vec<(String, String)>,
+    /// The brokers' names, in order (`broker-1` first); an op's `broker` indexes this.
+    pub brokers: Vec<String>,
+    /// In a cluster: each time Metadata named a new leader of a workload partition,
+    /// `(seconds into the run, partition, leader's node id or -1)`.
+    pub leader_changes: Vec<(f64, i32, i32)>,
 }
 
 impl RunReport {
@@ -105,15 +118,35 @@ impl RunReport {
     }
 }
 
-fn broker_config(scenario: &Scenario) -> anyhow::Result<Config> {
+/// The address clients use for broker `i` (from 1).
+fn broker_addr(scenario: &Scenario, i: usize) -> SocketAddr {
+    if scenario.clustered() {
+        SocketAddr::new(cluster_ip(i), 9092)
+    } else {
+        BROKER.parse().expect("address")
+    }
+}
+
+fn broker_config(scenario: &Scenario, node: usize) -> anyhow::Result<Config> {
     let mut flags = vec![
-        ("listen".to_string(), BROKER.to_string()),
+        (
+            "listen".to_string(),
+            broker_addr(scenario, node).to_string(),
+        ),
         ("metrics_listen".to_string(), String::new()),
-        ("data_dir".to_string(), "/data".to_string()),
+        ("data_dir".to_string(), DATA_DIR.to_string()),
         ("seed".to_string(), "1".to_string()),
         // The workload creates its topic (with its partitions) through CreateTopics.
         ("auto_create_topics".to_string(), "false".to_string()),
     ];
+    if scenario.clustered() {
+        let peers = (1..=scenario.cluster.nodes)
+            .map(|i| format!("{i}@{}:{INTER_BROKER_PORT}", cluster_ip(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        flags.push(("node_id".to_string(), node.to_string()));
+        flags.push(("cluster_peers".to_string(), peers));
+    }
     for (k, v) in &scenario.broker {
         let text = match v {
             toml::Value::String(s) => s.clone(),
@@ -153,7 +186,7 @@ impl NodeStarts {
         Env {
             disk: Arc::new(disk.clone()),
             net: Arc::new(TcpNet),
-            clock,
+            clock: Arc::new(clock.incarnation()),
             rng: EnvRng::seeded(self.seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         }
     }
@@ -176,18 +209,33 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     Ok(report)
 }
 
+/// One broker of a run: its madsim node, and the disk and clock that outlive its crashes.
+struct BrokerNode {
+    name: String,
+    id: NodeId,
+    disk: SimDisk,
+    clock: Arc<SimClock>,
+}
+
 /// The simulated machines of a run.
 struct Cluster {
     handle: Handle,
-    broker: NodeId,
-    nodes: BTreeMap<&'static str, NodeId>,
-    disk: SimDisk,
-    clock: Arc<SimClock>,
+    brokers: Vec<BrokerNode>,
+    nodes: BTreeMap<String, NodeId>,
 }
 
 impl Cluster {
     fn id(&self, name: &str) -> Option<NodeId> {
         self.nodes.get(name).copied()
+    }
+
+    /// The broker a node-scoped fault strikes (`broker-1` when it names none).
+    fn broker(&self, fault: &Fault) -> &BrokerNode {
+        let name = fault.node().unwrap_or(BROKER_NODE);
+        self.brokers
+            .iter()
+            .find(|b| b.name == name)
+            .unwrap_or(&self.brokers[0])
     }
 }
 
@@ -196,7 +244,9 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     // hash keys from the seed only if none were drawn yet (else iteration order, and with it
     // the run, would differ between two runs of the same seed).
     let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
-    let config = broker_config(scenario)?;
+    let configs = (1..=scenario.cluster.nodes.max(1))
+        .map(|i| broker_config(scenario, i))
+        .collect::<anyhow::Result<Vec<Config>>>()?;
     match &scenario.fault_points {
         Some(fp) => {
             let (chance, max) = (fp.chance_percent as u64, fp.max_delay_ms);
@@ -215,53 +265,72 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     let (history, hang, simulated_s, final_read, fault_log, stuck_at_deadline) =
         rt.block_on(async move {
             let handle = Handle::current();
-            let disk = SimDisk::new(seed);
-            if let Some(latency) = sc.disk.latency() {
-                let mut f = disk.faults();
-                f.latency = Some(latency);
-                disk.set_faults(f);
-            }
-            let clock = Arc::new(SimClock::new());
-            let addr: SocketAddr = BROKER.parse().expect("address");
-            let broker = {
-                let (disk, clock) = (disk.clone(), clock.clone());
-                let starts = NodeStarts::new(seed);
-                handle
-                    .create_node()
-                    .name(BROKER_NODE)
-                    .ip(addr.ip())
-                    .init(move || {
-                        let env = starts.next_env(&disk, clock.clone());
-                        let config = config.clone();
-                        async move {
-                            match broker::server::start(env, config).await {
-                                Ok(mut running) => {
-                                    let _ = running.stopped().await;
+            let mut brokers = Vec::new();
+            for (i, config) in configs.into_iter().enumerate() {
+                let node = i + 1;
+                // The first broker's disk and generator are seeded as a single node's always
+                // were; the others' from the seed and their number.
+                let mix = (node as u64 - 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+                let disk = SimDisk::new(seed ^ mix);
+                if let Some(latency) = sc.disk.latency() {
+                    let mut f = disk.faults();
+                    f.latency = Some(latency);
+                    disk.set_faults(f);
+                }
+                let clock = Arc::new(SimClock::new());
+                let addr = broker_addr(&sc, node);
+                let name = crate::scenario::broker_name(node);
+                let id = {
+                    let (disk, clock) = (disk.clone(), clock.clone());
+                    let starts = NodeStarts::new(seed ^ mix);
+                    handle
+                        .create_node()
+                        .name(name.clone())
+                        .ip(addr.ip())
+                        .init(move || {
+                            let env = starts.next_env(&disk, clock.clone());
+                            let config = config.clone();
+                            async move {
+                                match broker::server::start(env, config).await {
+                                    Ok(mut running) => {
+                                        let _ = running.stopped().await;
+                                    }
+                                    Err(e) => tracing::error!("broker failed to start: {e:#}"),
                                 }
-                                Err(e) => tracing::error!("broker failed to start: {e:#}"),
                             }
-                        }
-                    })
-                    .build()
-                    .id()
-            };
+                        })
+                        .build()
+                        .id()
+                };
+                brokers.push(BrokerNode {
+                    name,
+                    id,
+                    disk,
+                    clock,
+                });
+            }
             let mut nodes = BTreeMap::new();
-            nodes.insert(BROKER_NODE, broker);
+            for b in &brokers {
+                nodes.insert(b.name.clone(), b.id);
+            }
             let mut client_nodes = Vec::new();
             for (name, ip) in CLIENT_NODES.iter().chain(&["checker"]).zip(CLIENT_IPS) {
                 let ip: IpAddr = ip.parse().expect("address");
                 let node = handle.create_node().name(*name).ip(ip).build();
-                nodes.insert(*name, node.id());
+                nodes.insert(name.to_string(), node.id());
                 client_nodes.push(node);
             }
+            let addrs: Vec<SocketAddr> = (1..=brokers.len()).map(|i| broker_addr(&sc, i)).collect();
+            let disks: Vec<(String, SimDisk)> = brokers
+                .iter()
+                .map(|b| (b.name.clone(), b.disk.clone()))
+                .collect();
             let cluster = Arc::new(Cluster {
                 handle: handle.clone(),
-                broker,
+                brokers,
                 nodes,
-                disk: disk.clone(),
-                clock,
             });
-            let world = World::new(sc.clone(), seed, addr, run_faults.clone(), disk.clone());
+            let world = World::new(sc.clone(), seed, addrs, run_faults.clone(), disks);
             let start = world.start;
 
             // The fault schedule.
@@ -318,7 +387,11 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             // queue when their producers are done: the end is where the log stops growing.
             let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
             checker_node
-                .spawn(workload::quiesce(addr, topic, partitions))
+                .spawn(workload::quiesce(
+                    world.directory.clone(),
+                    topic,
+                    partitions,
+                ))
                 .await
                 .ok();
             world.producing_over();
@@ -329,9 +402,11 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             tokio::time::sleep(SETTLE).await;
             let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
             let group_id = sc.workload.group.as_ref().map(|g| g.group_id.clone());
+            let addr = world.addr;
+            let directory = world.directory.clone();
             let (final_read, final_committed) = checker_node
                 .spawn(async move {
-                    let read = workload::read_back(addr, &topic, partitions).await;
+                    let read = workload::read_back(directory, &topic, partitions).await;
                     let committed = match group_id {
                         Some(g) => group::read_committed(addr, &g, &topic, partitions).await,
                         None => Default::default(),
@@ -341,13 +416,40 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 .await
                 .unwrap_or_default();
             let simulated_s = (Instant::now() - start).as_secs_f64();
-            let segment_syncs: Vec<f64> = cluster
+            let segment_syncs: Vec<f64> = cluster.brokers[0]
                 .disk
                 .segment_syncs()
                 .into_iter()
                 .map(|t| t.saturating_duration_since(start).as_secs_f64())
                 .collect();
             let (history, hang) = world.take();
+            // A cluster: every replica's log as its disk holds it, what Metadata named, and
+            // the high watermarks consumers were told.
+            let mut replica_logs = BTreeMap::new();
+            if sc.clustered() {
+                for b in &cluster.brokers {
+                    let logs = crate::replicas::read_logs(
+                        &b.disk,
+                        std::path::Path::new(DATA_DIR),
+                        &sc.workload.topic,
+                        sc.workload.partitions,
+                    )
+                    .await;
+                    replica_logs.insert(b.name.clone(), logs);
+                }
+            }
+            let leaderships = world.directory.leaderships();
+            let leader_changes: Vec<(f64, i32, i32)> = world
+                .directory
+                .leader_changes()
+                .into_iter()
+                .filter(|c| c.topic == sc.workload.topic)
+                .map(|c| ((c.at - start).as_secs_f64(), c.partition, c.leader))
+                .collect();
+            let broker_names: Vec<String> =
+                cluster.brokers.iter().map(|b| b.name.clone()).collect();
+            let watermarks =
+                std::mem::take(&mut *world.watermarks.lock().unwrap_or_else(|p| p.into_inner()));
             let fault_log =
                 std::mem::take(&mut *fault_log.lock().unwrap_or_else(|p| p.into_inner()));
             let stuck_at_deadline = if stuck_at_deadline.is_finished() {
@@ -362,16 +464,27 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 simulated_s,
                 (final_read, final_committed),
                 fault_log,
-                (stuck_at_deadline, segment_syncs),
+                (
+                    stuck_at_deadline,
+                    segment_syncs,
+                    (replica_logs, leaderships, watermarks),
+                    (broker_names, leader_changes),
+                ),
             )
         });
-    let (stuck_at_deadline, segment_syncs) = stuck_at_deadline;
+    let (
+        stuck_at_deadline,
+        segment_syncs,
+        (replica_logs, leaderships, watermarks),
+        (brokers, leader_changes),
+    ) = stuck_at_deadline;
     let ((final_read, gaps), final_committed) = final_read;
     let coverage = broker::coverage::take();
 
     let opts = checker::Options {
         consumers_drained: scenario.workload.consumers > 0,
         gaps,
+        leader_acks_weak: scenario.clustered(),
     };
     let (mut findings, stats) = checker::safety(&history, &final_read, &opts);
     findings.extend(hang);
@@ -396,6 +509,16 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     }
     if scenario.expect.no_refusals {
         findings.extend(checker::refusals(&history));
+    }
+    if scenario.clustered() {
+        // Below what was read back (all of it committed), every replica holds the same.
+        let read_to: BTreeMap<i32, i64> = final_read
+            .iter()
+            .map(|(p, r)| (*p, r.last().map_or(0, |(o, _)| o + 1)))
+            .collect();
+        findings.extend(crate::replicas::replicas_agree(&replica_logs, &read_to));
+        findings.extend(crate::replicas::watermarks_monotonic(&watermarks));
+        findings.extend(crate::replicas::one_leader_per_epoch(&leaderships));
     }
     let measured = perf::measure(&history, &faults, scenario.duration_s, &segment_syncs);
     let figures = perf::figures(scenario, &measured);
@@ -465,6 +588,8 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         coverage,
         figures,
         config: Vec::new(),
+        brokers,
+        leader_changes,
     })
 }
 
@@ -475,7 +600,7 @@ async fn apply(fault: &Fault, c: &Cluster) {
         Fault::FsyncStall { for_s, .. } => {
             let until = Instant::now() + Duration::from_secs(*for_s);
             for_a_while(
-                &c.disk,
+                &c.broker(fault).disk,
                 *for_s,
                 move |f| f.sync_stall_until = Some(until),
                 |_| {},
@@ -483,22 +608,24 @@ async fn apply(fault: &Fault, c: &Cluster) {
             .await
         }
         Fault::FsyncEio { count, .. } => {
-            let mut f = c.disk.faults();
+            let disk = &c.broker(fault).disk;
+            let mut f = disk.faults();
             f.sync_eio_next += count;
-            c.disk.set_faults(f);
+            disk.set_faults(f);
         }
         Fault::Crash { torn, down_s, .. } => {
-            if !c.disk.syncs_in_flight().is_empty() {
+            let b = c.broker(fault);
+            if !b.disk.syncs_in_flight().is_empty() {
                 broker::coverage::reached(broker::coverage::Event::CrashWithSyncInFlight);
             }
-            c.handle.kill(c.broker);
-            c.disk.crash(if *torn {
+            c.handle.kill(b.id);
+            b.disk.crash(if *torn {
                 Crash::Torn
             } else {
                 Crash::DropUnsynced
             });
             tokio::time::sleep(Duration::from_secs(*down_s)).await;
-            c.handle.restart(c.broker);
+            c.handle.restart(b.id);
         }
         Fault::SlowDisk {
             for_s,
@@ -515,12 +642,13 @@ async fn apply(fault: &Fault, c: &Cluster) {
             let spike = (*spike_per_million > 0)
                 .then(|| (*spike_per_million, Duration::from_millis(*spike_ms)));
             // Overlapping slow-disk faults: the latency before this one comes back after it.
+            let disk = &c.broker(fault).disk;
             let before = {
-                let f = c.disk.faults();
+                let f = disk.faults();
                 (f.latency, f.latency_spike)
             };
             for_a_while(
-                &c.disk,
+                disk,
                 *for_s,
                 move |f| {
                     f.latency = Some(latency);
@@ -533,9 +661,10 @@ async fn apply(fault: &Fault, c: &Cluster) {
             .await
         }
         Fault::DiskFull { for_s, .. } => {
-            let full = c.disk.used_bytes();
+            let disk = &c.broker(fault).disk;
+            let full = disk.used_bytes();
             for_a_while(
-                &c.disk,
+                disk,
                 *for_s,
                 move |f| f.capacity_bytes = Some(full),
                 |f| f.capacity_bytes = None,
@@ -547,7 +676,7 @@ async fn apply(fault: &Fault, c: &Cluster) {
         } => {
             let rate = *per_million;
             for_a_while(
-                &c.disk,
+                &c.broker(fault).disk,
                 *for_s,
                 move |f| f.read_bitflip_per_million = rate,
                 |f| f.read_bitflip_per_million = 0,
@@ -610,19 +739,22 @@ async fn apply(fault: &Fault, c: &Cluster) {
         Fault::ClockSkew {
             for_s, offset_ms, ..
         } => {
-            c.clock.set_offset_ms(*offset_ms);
+            let clock = &c.broker(fault).clock;
+            clock.set_offset_ms(*offset_ms);
             sleep_s(*for_s).await;
-            c.clock.set_offset_ms(0);
+            clock.set_offset_ms(0);
         }
         Fault::ClockDrift { for_s, ppm, .. } => {
-            c.clock.set_drift_ppm(*ppm);
+            let clock = &c.broker(fault).clock;
+            clock.set_drift_ppm(*ppm);
             sleep_s(*for_s).await;
-            c.clock.set_drift_ppm(0);
+            clock.set_drift_ppm(0);
         }
         Fault::Pause { for_s, .. } => {
-            c.handle.pause(c.broker);
+            let id = c.broker(fault).id;
+            c.handle.pause(id);
             sleep_s(*for_s).await;
-            c.handle.resume(c.broker);
+            c.handle.resume(id);
         }
     }
 }

@@ -34,8 +34,20 @@ use std::path::Path;
 use io_backend::EnvRng;
 use serde::{Deserialize, Serialize};
 
-/// The broker node's name in scenarios, reports and partitions.
+/// The broker node's name in scenarios, reports and partitions (the first broker of a cluster).
 pub const BROKER_NODE: &str = "broker-1";
+
+/// The name of broker `i` (from 1) of a cluster.
+pub fn broker_name(i: usize) -> String {
+    format!("broker-{i}")
+}
+
+/// Whether `name` names a broker node.
+pub fn is_broker(name: &str) -> bool {
+    name.strip_prefix("broker-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n >= 1)
+}
 /// The client nodes: producers, consumers and the admin client each live on their own node, so
 /// a scenario can cut one of them off from the broker and not the others.
 pub const CLIENT_NODES: [&str; 3] = ["producers", "consumers", "admin"];
@@ -55,6 +67,10 @@ pub struct Scenario {
     #[serde(default)]
     pub disk: DiskModel,
     pub workload: Workload,
+    /// How many brokers: one (the default), or a cluster of `nodes` (`cluster_peers` set for
+    /// each, every topic replicated on three of them, or all of a smaller cluster).
+    #[serde(default)]
+    pub cluster: ClusterSpec,
     #[serde(default)]
     pub faults: Vec<Fault>,
     /// Faults drawn at random from the seed, on top of `faults`.
@@ -71,6 +87,31 @@ pub struct Scenario {
     /// The file as read (a random configuration is drawn into it).
     #[serde(skip)]
     pub raw: toml::Table,
+}
+
+/// The brokers of a run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    #[serde(default = "one_usize")]
+    pub nodes: usize,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec { nodes: 1 }
+    }
+}
+
+impl Scenario {
+    /// The broker nodes' names.
+    pub fn brokers(&self) -> Vec<String> {
+        (1..=self.cluster.nodes.max(1)).map(broker_name).collect()
+    }
+
+    pub fn clustered(&self) -> bool {
+        self.cluster.nodes > 1
+    }
 }
 
 /// The disk's normal speed: every operation (write, sync, read, …) takes between `latency_ms[0]`
@@ -259,9 +300,19 @@ fn default_poll_wait_ms() -> u64 {
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Fault {
     /// Every fsync started in the window waits until its end.
-    FsyncStall { at_s: u64, for_s: u64 },
+    FsyncStall {
+        at_s: u64,
+        for_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// The next `count` fsyncs fail with EIO and drop the dirty data.
-    FsyncEio { at_s: u64, count: u32 },
+    FsyncEio {
+        at_s: u64,
+        count: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// Kill the node (unsynced data lost, or torn), restart it after `down_s`.
     Crash {
         at_s: u64,
@@ -269,6 +320,8 @@ pub enum Fault {
         torn: bool,
         #[serde(default = "one")]
         down_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// Every disk operation takes between `min_ms` and `max_ms` (uniformly) for `for_s`; with a
     /// tail, `spike_per_million` of them take `spike_ms` instead.
@@ -281,14 +334,23 @@ pub enum Fault {
         spike_ms: u64,
         #[serde(default)]
         spike_per_million: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// The disk is full (writes that grow files fail) for `for_s`.
-    DiskFull { at_s: u64, for_s: u64 },
+    DiskFull {
+        at_s: u64,
+        for_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// Each disk read returns one flipped bit with this chance (per million reads) for `for_s`.
     Bitflip {
         at_s: u64,
         for_s: u64,
         per_million: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// A network partition for `for_s`: a node isolated, or one link cut (one way or both).
     Partition {
@@ -319,11 +381,24 @@ pub enum Fault {
         at_s: u64,
         for_s: u64,
         offset_ms: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// The broker's timers run slow (positive) or fast (negative) by `ppm` for `for_s`.
-    ClockDrift { at_s: u64, for_s: u64, ppm: i64 },
+    ClockDrift {
+        at_s: u64,
+        for_s: u64,
+        ppm: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// The broker process is paused (SIGSTOP, a long GC) for `for_s`.
-    Pause { at_s: u64, for_s: u64 },
+    Pause {
+        at_s: u64,
+        for_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
 }
 
 impl Fault {
@@ -344,19 +419,52 @@ impl Fault {
         }
     }
 
+    /// The broker a node-scoped fault (disk, process, clock) strikes; `broker-1` by default.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Fault::FsyncStall { node, .. }
+            | Fault::FsyncEio { node, .. }
+            | Fault::Crash { node, .. }
+            | Fault::SlowDisk { node, .. }
+            | Fault::DiskFull { node, .. }
+            | Fault::Bitflip { node, .. }
+            | Fault::ClockSkew { node, .. }
+            | Fault::ClockDrift { node, .. }
+            | Fault::Pause { node, .. } => Some(node.as_deref().unwrap_or(BROKER_NODE)),
+            Fault::Partition { .. } | Fault::PacketLoss { .. } | Fault::NetLatency { .. } => None,
+        }
+    }
+
+    /// Strike broker `name` (a node-scoped fault; others are left as they are).
+    pub fn on_node(mut self, name: String) -> Fault {
+        match &mut self {
+            Fault::FsyncStall { node, .. }
+            | Fault::FsyncEio { node, .. }
+            | Fault::Crash { node, .. }
+            | Fault::SlowDisk { node, .. }
+            | Fault::DiskFull { node, .. }
+            | Fault::Bitflip { node, .. }
+            | Fault::ClockSkew { node, .. }
+            | Fault::ClockDrift { node, .. }
+            | Fault::Pause { node, .. } => *node = Some(name),
+            Fault::Partition { .. } | Fault::PacketLoss { .. } | Fault::NetLatency { .. } => {}
+        }
+        self
+    }
+
     /// When the fault is over (for the after-heal liveness check).
     pub fn healed_at_s(&self) -> u64 {
         match self {
-            Fault::FsyncStall { at_s, for_s }
+            Fault::FsyncStall { at_s, for_s, .. }
             | Fault::SlowDisk { at_s, for_s, .. }
-            | Fault::DiskFull { at_s, for_s }
+            | Fault::DiskFull { at_s, for_s, .. }
             | Fault::Bitflip { at_s, for_s, .. }
             | Fault::Partition { at_s, for_s, .. }
             | Fault::PacketLoss { at_s, for_s, .. }
             | Fault::NetLatency { at_s, for_s, .. }
             | Fault::ClockSkew { at_s, for_s, .. }
             | Fault::ClockDrift { at_s, for_s, .. }
-            | Fault::Pause { at_s, for_s } => at_s + for_s,
+            | Fault::Pause { at_s, for_s, .. } => at_s + for_s,
             Fault::FsyncEio { at_s, .. } => *at_s,
             Fault::Crash { at_s, down_s, .. } => at_s + down_s,
         }
@@ -386,9 +494,9 @@ impl Fault {
     pub fn silences(&self, client: &str) -> bool {
         match self {
             Fault::Partition { node, link, .. } => match (node, link) {
-                (Some(n), _) => n == BROKER_NODE || n == client,
+                (Some(n), _) => is_broker(n) || n == client,
                 (None, Some([a, b])) => {
-                    (a == client && b == BROKER_NODE) || (a == BROKER_NODE && b == client)
+                    (a == client && is_broker(b)) || (is_broker(a) && b == client)
                 }
                 (None, None) => false,
             },
@@ -466,15 +574,25 @@ impl Fault {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
-        let node_known = |n: &str| n == BROKER_NODE || CLIENT_NODES.contains(&n);
+    fn check(&self, brokers: usize) -> Result<(), String> {
+        let broker_known =
+            |n: &str| is_broker(n) && n[7..].parse::<usize>().is_ok_and(|i| i <= brokers.max(1));
+        let node_known = |n: &str| broker_known(n) || CLIENT_NODES.contains(&n);
+        if let Some(n) = self.node() {
+            if !broker_known(n) {
+                return Err(format!(
+                    "{} names node {n:?}, which is not a broker of this run",
+                    self.kind()
+                ));
+            }
+        }
         match self {
             Fault::Partition { node, link, .. } => match (node, link) {
                 (Some(n), None) if node_known(n) => Ok(()),
                 (None, Some([a, b])) if node_known(a) && node_known(b) && a != b => Ok(()),
                 _ => Err(format!(
                     "a partition names one `node` or a `link` of two different nodes among \
-                     {BROKER_NODE}, {}",
+                     the brokers ({BROKER_NODE}…) and {}",
                     CLIENT_NODES.join(", ")
                 )),
             },
@@ -530,7 +648,7 @@ pub const RANDOM_KINDS: [&str; 12] = [
 impl RandomFaults {
     /// The faults this seed draws, in time order. Windows of one kind never overlap (a second
     /// stall inside the first would end it early), and a crash waits until the node is back.
-    pub fn draw(&self, seed: u64, duration_s: u64) -> Vec<Fault> {
+    pub fn draw(&self, seed: u64, duration_s: u64, brokers: usize) -> Vec<Fault> {
         let rng = EnvRng::seeded(seed ^ 0x5ea_f00d);
         let until = self.until_s.unwrap_or(duration_s - duration_s / 10);
         let mean_gap_ms = (60_000.0 / self.rate_per_min.max(1e-3)) as u64;
@@ -557,15 +675,21 @@ impl RandomFaults {
                 continue;
             }
             let fault = match kind {
-                "fsync-stall" => Fault::FsyncStall { at_s, for_s },
+                "fsync-stall" => Fault::FsyncStall {
+                    at_s,
+                    for_s,
+                    node: None,
+                },
                 "fsync-eio" => Fault::FsyncEio {
                     at_s,
                     count: rng.range_u64(1, 4) as u32,
+                    node: None,
                 },
                 "crash" => Fault::Crash {
                     at_s,
                     torn: rng.range_u64(0, 2) == 1,
                     down_s: rng.range_u64(1, 6),
+                    node: None,
                 },
                 "slow-disk" => Fault::SlowDisk {
                     at_s,
@@ -574,13 +698,49 @@ impl RandomFaults {
                     max_ms: rng.range_u64(10, 500),
                     spike_ms: rng.range_u64(1_000, 10_000),
                     spike_per_million: rng.range_u64(0, 20_000) as u32,
+                    node: None,
                 },
-                "disk-full" => Fault::DiskFull { at_s, for_s },
+                "disk-full" => Fault::DiskFull {
+                    at_s,
+                    for_s,
+                    node: None,
+                },
                 "bitflip" => Fault::Bitflip {
                     at_s,
                     for_s,
                     per_million: rng.range_u64(1_000, 100_000) as u32,
+                    node: None,
                 },
+                // In a cluster: a broker isolated, or a link between two brokers, or between a
+                // broker and a client.
+                "partition" if brokers > 1 => {
+                    let b = broker_name(rng.range_u64(1, brokers as u64 + 1) as usize);
+                    let (node, link, one_way) = match rng.range_u64(0, 3) {
+                        0 => (Some(b), None, false),
+                        1 => {
+                            let other = 1
+                                + (b[7..].parse::<u64>().unwrap_or(1)
+                                    + rng.range_u64(0, brokers as u64 - 1))
+                                    % brokers as u64;
+                            (
+                                None,
+                                Some([b, broker_name(other as usize)]),
+                                rng.range_u64(0, 2) == 1,
+                            )
+                        }
+                        _ => {
+                            let a = CLIENT_NODES[rng.range_u64(0, 3) as usize];
+                            (None, Some([a.into(), b]), true)
+                        }
+                    };
+                    Fault::Partition {
+                        at_s,
+                        for_s,
+                        node,
+                        link,
+                        one_way,
+                    }
+                }
                 "partition" => {
                     let a = CLIENT_NODES[rng.range_u64(0, 3) as usize];
                     let (node, link, one_way) = match rng.range_u64(0, 3) {
@@ -617,6 +777,7 @@ impl RandomFaults {
                         at_s,
                         for_s,
                         offset_ms: if rng.range_u64(0, 2) == 1 { ms } else { -ms },
+                        node: None,
                     }
                 }
                 "clock-drift" => {
@@ -625,10 +786,21 @@ impl RandomFaults {
                         at_s,
                         for_s,
                         ppm: if rng.range_u64(0, 2) == 1 { ppm } else { -ppm },
+                        node: None,
                     }
                 }
-                "pause" => Fault::Pause { at_s, for_s },
+                "pause" => Fault::Pause {
+                    at_s,
+                    for_s,
+                    node: None,
+                },
                 _ => continue, // Checked at load time.
+            };
+            // In a cluster a node-scoped fault strikes one broker drawn from the seed.
+            let fault = if brokers > 1 && fault.node().is_some() {
+                fault.on_node(broker_name(rng.range_u64(1, brokers as u64 + 1) as usize))
+            } else {
+                fault
             };
             busy_until.insert(group, fault.healed_at_s());
             out.push(fault);
@@ -792,7 +964,21 @@ impl Scenario {
             }
         }
         for f in &self.faults {
-            f.check().map_err(|e| format!("{} fault: {e}", f.kind()))?;
+            f.check(self.cluster.nodes)
+                .map_err(|e| format!("{} fault: {e}", f.kind()))?;
+        }
+        if !(1..=7).contains(&self.cluster.nodes) {
+            return Err("cluster.nodes must be from 1 to 7".into());
+        }
+        if self.clustered()
+            && ((0..w.producers).any(|p| w.idempotent.for_producer(p)) || w.group.is_some())
+        {
+            return Err(
+                "a cluster's workload has plain producers and consumers only: the \
+                        simulated idempotent producer and group member do not follow leaders \
+                        yet"
+                .into(),
+            );
         }
         if let Some(r) = &self.random_faults {
             if let Some(k) = r.kinds.iter().find(|k| !RANDOM_KINDS.contains(&k.as_str())) {
@@ -812,7 +998,7 @@ impl Scenario {
     pub fn faults_for(&self, seed: u64) -> Vec<Fault> {
         let mut all = self.faults.clone();
         if let Some(r) = &self.random_faults {
-            all.extend(r.draw(seed, self.duration_s));
+            all.extend(r.draw(seed, self.duration_s, self.cluster.nodes));
         }
         all.sort_by_key(Fault::at_s);
         all

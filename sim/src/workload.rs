@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::checker::{Finding, Stuck};
+use crate::client::routing::{leadership_code, Conns, Directory};
 use crate::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
 use crate::disk::SimDisk;
 use crate::history::{
@@ -48,13 +49,20 @@ pub struct World {
     pub scenario: Scenario,
     /// The run's seed (client-side choices, such as the group members' faults, come from it).
     pub seed: u64,
+    /// The first broker (the only one, on a single node).
     pub addr: SocketAddr,
+    /// Where each partition's leader is (one broker: always it).
+    pub directory: Arc<Directory>,
     pub start: Instant,
     /// When producing stops.
     pub end: Instant,
     pub faults: Vec<Fault>,
-    pub disk: SimDisk,
+    /// Every broker's disk, by node name (the first is `broker-1`'s).
+    pub disks: Vec<(String, SimDisk)>,
     ops: Mutex<Vec<Op>>,
+    /// In a cluster: every high watermark a consumer was told, as (partition, invoked,
+    /// completed, high watermark), for the check that it never goes back.
+    pub(crate) watermarks: Mutex<Vec<crate::replicas::Watermark>>,
     /// The first hung request, named with what the node is stuck on.
     hang: Mutex<Option<Finding>>,
     /// Produce requests sent and not yet answered.
@@ -78,9 +86,9 @@ impl World {
     pub fn new(
         scenario: Scenario,
         seed: u64,
-        addr: SocketAddr,
+        brokers: Vec<SocketAddr>,
         faults: Vec<Fault>,
-        disk: SimDisk,
+        disks: Vec<(String, SimDisk)>,
     ) -> Arc<World> {
         let start = Instant::now();
         Arc::new(World {
@@ -88,11 +96,13 @@ impl World {
             scenario,
             seed,
             group: Mutex::default(),
-            addr,
+            addr: brokers[0],
+            directory: Arc::new(Directory::new(brokers)),
             start,
             faults,
-            disk,
+            disks,
             ops: Mutex::default(),
+            watermarks: Mutex::default(),
             hang: Mutex::default(),
             waiting: AtomicUsize::new(0),
             last_answer_s: Mutex::new(0.0),
@@ -103,6 +113,15 @@ impl World {
 
     pub fn now_s(&self) -> f64 {
         (Instant::now() - self.start).as_secs_f64()
+    }
+
+    /// The index of the broker at `addr` in the run's brokers (0 when it is none of them).
+    pub(crate) fn broker_index(&self, addr: SocketAddr) -> usize {
+        self.directory
+            .brokers()
+            .iter()
+            .position(|a| *a == addr)
+            .unwrap_or(0)
     }
 
     pub(crate) fn record(&self, op: Op) {
@@ -121,14 +140,39 @@ impl World {
         self.producing_over.send_replace(true);
     }
 
+    fn request_timeout_ms(&self) -> i32 {
+        i32::try_from(self.scenario.workload.request_timeout_ms).unwrap_or(i32::MAX)
+    }
+
+    /// The connection to partition `partition`'s leader (made if need be).
+    pub(crate) async fn leader_conn<'a>(
+        &self,
+        conns: &'a mut Conns,
+        partition: i32,
+    ) -> Option<(std::net::SocketAddr, &'a mut Client)> {
+        let topic = &self.scenario.workload.topic;
+        let Some(addr) = self.directory.leader(topic, partition).await else {
+            tokio::time::sleep(RETRY_BACKOFF).await;
+            return None;
+        };
+        match conns.get(addr, self.request_timeout_ms()).await {
+            Some(c) => Some((addr, c)),
+            None => {
+                self.directory.forget(topic, partition);
+                None
+            }
+        }
+    }
+
     pub(crate) fn client_timeout(&self) -> Duration {
         // The broker answers a produce it could not finish by the request's own timeout; the
         // client waits a little longer so that answer arrives when the network is fine.
         Duration::from_millis(self.scenario.workload.request_timeout_ms) + Duration::from_secs(1)
     }
 
+    /// A connection to a broker any broker may answer for (the only one, on a single node).
     pub(crate) async fn connect(&self) -> Option<Client> {
-        match Client::connect(self.addr).await {
+        match Client::connect(self.directory.any()).await {
             Ok(mut c) => {
                 c.request_timeout_ms =
                     i32::try_from(self.scenario.workload.request_timeout_ms).unwrap_or(i32::MAX);
@@ -190,17 +234,24 @@ impl World {
     /// What the node is stuck on now: its pending disk operations and the produce requests
     /// waiting for an answer.
     pub fn stuck(&self) -> Stuck {
+        let named = self.disks.len() > 1;
         Stuck {
             pending: self
-                .disk
-                .syncs_in_flight()
-                .into_iter()
-                .map(|s| {
-                    format!(
-                        "sync_data {} since t={:.1} s",
-                        s.path.display(),
-                        (s.since - self.start).as_secs_f64()
-                    )
+                .disks
+                .iter()
+                .flat_map(|(node, disk)| {
+                    disk.syncs_in_flight().into_iter().map(move |s| {
+                        let on = if named {
+                            format!("{node}: ")
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            "{on}sync_data {} since t={:.1} s",
+                            s.path.display(),
+                            (s.since - self.start).as_secs_f64()
+                        )
+                    })
                 })
                 .collect(),
             requests_waiting: self.waiting.load(Ordering::Relaxed),
@@ -336,7 +387,7 @@ pub async fn produce(world: Arc<World>, producer: usize) {
     }
     let w = &world.scenario.workload;
     let acks = w.acks.for_producer(producer);
-    let mut conn: Option<Client> = None;
+    let mut conns = Conns::default();
     let mut n = 0u64;
     while Instant::now() < world.end {
         let partition = ((producer as u64 + n) % w.partitions as u64) as i32;
@@ -348,15 +399,21 @@ pub async fn produce(world: Arc<World>, producer: usize) {
         let mut attempt = 0;
         let mut pause = Duration::from_millis(w.interval_ms);
         while Instant::now() < world.end {
-            let Some(c) = take_or_connect(&world, &mut conn).await else {
+            let Some((leader, c)) = world.leader_conn(&mut conns, partition).await else {
                 continue;
             };
             attempt += 1;
             let (invoked_s, outcome, broken) = send_once(&world, c, partition, acks, &value).await;
+            let moved =
+                matches!(outcome, SendOutcome::Failed { code, .. } if leadership_code(code));
             if broken {
-                conn = None;
+                conns.drop_conn(leader);
+            }
+            if broken || moved {
+                world.directory.forget(&w.topic, partition);
             }
             world.record(Op::Send(Send {
+                broker: world.broker_index(leader),
                 producer,
                 partition,
                 value: value.clone(),
@@ -457,7 +514,7 @@ pub async fn consume(world: Arc<World>, consumer: usize) {
     let mut positions: BTreeMap<i32, i64> = (0..w.partitions).map(|p| (p, 0)).collect();
     let mut high_watermarks: BTreeMap<i32, i64> = BTreeMap::new();
     let mut session = 0u32;
-    let mut conn: Option<Client> = None;
+    let mut conns = Conns::default();
     let mut over = world.producing_over.subscribe();
     let mut drain_until: Option<Instant> = None;
     loop {
@@ -474,64 +531,120 @@ pub async fn consume(world: Arc<World>, consumer: usize) {
                 return;
             }
         }
-        let Some(c) = take_or_connect(&world, &mut conn).await else {
-            continue;
-        };
-        let invoked_s = world.now_s();
-        let asked: Vec<(i32, i64)> = positions.iter().map(|(p, o)| (*p, *o)).collect();
-        let wait_ms = i32::try_from(w.poll_max_wait_ms).unwrap_or(i32::MAX);
-        let answer = tokio::time::timeout(
-            world.client_timeout(),
-            c.fetch_many(&w.topic, &asked, wait_ms),
-        )
-        .await;
-        let answers: Vec<(i32, Option<FetchedPartition>)> = match answer {
-            Ok(Ok(a)) => a.into_iter().map(|(p, r)| (p, Some(r))).collect(),
-            Ok(Err(_)) | Err(_) => {
-                conn = None;
-                asked.iter().map(|(p, _)| (*p, None)).collect()
-            }
-        };
-        let completed_s = world.now_s();
-        for (partition, r) in answers {
-            let Some(&from_offset) = positions.get(&partition) else {
-                continue;
-            };
-            let result = match r {
-                Some(Ok((records, hw))) => {
-                    high_watermarks.insert(partition, hw);
-                    if records.is_empty() {
-                        continue; // Nothing to check in an empty poll.
-                    }
-                    if let Some((last, _)) = records.last() {
-                        positions.insert(partition, last + 1);
-                    }
-                    PollResult::Records(records)
-                }
-                Some(Err(code)) => {
-                    if code == OFFSET_OUT_OF_RANGE {
-                        positions.insert(partition, 0);
-                        session += 1;
-                    }
-                    PollResult::Failed(code)
-                }
-                None => PollResult::Unknown,
-            };
-            let failed = !matches!(result, PollResult::Records(_));
-            world.record(Op::Poll(Poll {
-                consumer,
-                session,
-                partition,
-                from_offset,
-                invoked_s,
-                completed_s,
-                result,
-            }));
-            if failed {
-                tokio::time::sleep(RETRY_BACKOFF).await;
+        // The partitions by their leaders: one fetch to each (all of them to the one broker).
+        let mut by_leader: BTreeMap<SocketAddr, Vec<(i32, i64)>> = BTreeMap::new();
+        for (&p, &o) in &positions {
+            match world.directory.leader(&w.topic, p).await {
+                Some(addr) => by_leader.entry(addr).or_default().push((p, o)),
+                None => tokio::time::sleep(RETRY_BACKOFF).await,
             }
         }
+        for (leader, asked) in by_leader {
+            let Some(c) = conns.get(leader, world.request_timeout_ms()).await else {
+                for (p, _) in &asked {
+                    world.directory.forget(&w.topic, *p);
+                }
+                continue;
+            };
+            poll_leader(
+                &world,
+                world.broker_index(leader),
+                (consumer, session),
+                c,
+                &asked,
+                &mut positions,
+                &mut high_watermarks,
+            )
+            .await
+            .map_or_else(
+                || {
+                    conns.drop_conn(leader);
+                    for (p, _) in &asked {
+                        world.directory.forget(&w.topic, *p);
+                    }
+                },
+                |restarted| session += restarted,
+            );
+        }
     }
+}
+
+/// One fetch of `asked` from their leader, recorded: `None` when the connection broke,
+/// otherwise how many partitions started over from offset 0 (a new session).
+async fn poll_leader(
+    world: &World,
+    broker: usize,
+    (consumer, session): (usize, u32),
+    c: &mut Client,
+    asked: &[(i32, i64)],
+    positions: &mut BTreeMap<i32, i64>,
+    high_watermarks: &mut BTreeMap<i32, i64>,
+) -> Option<u32> {
+    let w = &world.scenario.workload;
+    let invoked_s = world.now_s();
+    let wait_ms = i32::try_from(w.poll_max_wait_ms).unwrap_or(i32::MAX);
+    let answer = tokio::time::timeout(
+        world.client_timeout(),
+        c.fetch_many(&w.topic, asked, wait_ms),
+    )
+    .await;
+    let (answers, broken): (Vec<(i32, Option<FetchedPartition>)>, bool) = match answer {
+        Ok(Ok(a)) => (a.into_iter().map(|(p, r)| (p, Some(r))).collect(), false),
+        Ok(Err(_)) | Err(_) => (asked.iter().map(|(p, _)| (*p, None)).collect(), true),
+    };
+    let completed_s = world.now_s();
+    let mut restarted = 0;
+    for (partition, r) in answers {
+        let Some(&from_offset) = positions.get(&partition) else {
+            continue;
+        };
+        let result = match r {
+            Some(Ok((records, hw, next))) => {
+                high_watermarks.insert(partition, hw);
+                if world.scenario.clustered() {
+                    lock(&world.watermarks).push(crate::replicas::Watermark {
+                        partition,
+                        invoked_s,
+                        completed_s,
+                        value: hw,
+                    });
+                }
+                if let Some(next) = next.filter(|n| *n > from_offset) {
+                    positions.insert(partition, next);
+                }
+                if records.is_empty() {
+                    continue; // Nothing to check in an empty poll.
+                }
+                PollResult::Records(records)
+            }
+            Some(Err(code)) => {
+                if code == OFFSET_OUT_OF_RANGE {
+                    positions.insert(partition, 0);
+                    restarted += 1;
+                }
+                if leadership_code(code) {
+                    world.directory.forget(&w.topic, partition);
+                }
+                PollResult::Failed(code)
+            }
+            None => PollResult::Unknown,
+        };
+        let failed = !matches!(result, PollResult::Records(_));
+        world.record(Op::Poll(Poll {
+            broker,
+            consumer,
+            session: session + restarted,
+            partition,
+            from_offset,
+            invoked_s,
+            completed_s,
+            result,
+        }));
+        if failed {
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+    }
+    (!broken).then_some(restarted)
 }
 
 /// Every partition's records, by offset, read with a fresh client after the run.
@@ -542,15 +655,22 @@ const QUIESCE_MAX: Duration = Duration::from_secs(30);
 /// Wait until every partition's end stays put for [`QUIET`] (at most [`QUIESCE_MAX`]): once
 /// the producers are done, unacknowledged produces may still be on their way into the log, and
 /// "the end" that consumers and the group must reach is only known after them.
-pub async fn quiesce(addr: SocketAddr, topic: String, partitions: i32) {
+pub async fn quiesce(directory: Arc<Directory>, topic: String, partitions: i32) {
     let until = Instant::now() + QUIESCE_MAX;
     let mut last: Option<Vec<i64>> = None;
     while Instant::now() < until {
         let ends = async {
-            let mut c = Client::connect(addr).await.ok()?;
             let mut ends = Vec::new();
             for p in 0..partitions {
-                ends.push(c.log_end(&topic, p).await.ok()?);
+                let addr = directory.leader(&topic, p).await?;
+                let end = async { Client::connect(addr).await?.log_end(&topic, p).await }.await;
+                match end {
+                    Ok(e) => ends.push(e),
+                    Err(_) => {
+                        directory.forget(&topic, p);
+                        return None;
+                    }
+                }
             }
             Some(ends)
         };
@@ -563,11 +683,15 @@ pub async fn quiesce(addr: SocketAddr, topic: String, partitions: i32) {
     }
 }
 
-pub async fn read_back(addr: SocketAddr, topic: &str, partitions: i32) -> (FinalRead, ReadGaps) {
+pub async fn read_back(
+    directory: Arc<Directory>,
+    topic: &str,
+    partitions: i32,
+) -> (FinalRead, ReadGaps) {
     let mut out = FinalRead::new();
     let mut gaps = ReadGaps::default();
     for p in 0..partitions {
-        let (records, unreadable, log_start) = read_partition(addr, topic, p).await;
+        let (records, unreadable, log_start) = read_partition(&directory, topic, p).await;
         out.insert(p, records);
         gaps.unreadable.extend(unreadable);
         gaps.log_start.insert(p, log_start);
@@ -585,7 +709,7 @@ const UNREADABLE_MAX: i64 = 20_000;
 /// could not be read — so a lost-write finding names exactly the missing records, not the
 /// whole partition.
 async fn read_partition(
-    addr: SocketAddr,
+    directory: &Directory,
     topic: &str,
     partition: i32,
 ) -> (Vec<(i64, Bytes)>, Vec<Unreadable>, i64) {
@@ -596,7 +720,12 @@ async fn read_partition(
     let mut failures = 0u32;
     let mut stepped = 0i64;
     for _ in 0..50 {
+        let Some(addr) = directory.leader(topic, partition).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
         let Ok(mut c) = Client::connect(addr).await else {
+            directory.forget(topic, partition);
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
@@ -604,13 +733,13 @@ async fn read_partition(
             // Inside a damaged range, one failure is enough to step on.
             let in_gap = gaps.last().is_some_and(|g| g.to == next);
             match c.fetch(topic, partition, next, 0).await {
-                Ok((records, hw)) => {
+                Ok((records, hw, after)) => {
                     if next >= hw {
                         return (out, gaps, log_start);
                     }
-                    match records.last() {
-                        Some((last, _)) => {
-                            next = last + 1;
+                    match after.filter(|a| *a > next) {
+                        Some(after) => {
+                            next = after;
                             failures = 0;
                             out.extend(records);
                             continue;
@@ -629,6 +758,11 @@ async fn read_partition(
                         Ok(_) => failures += 1,
                         Err(_) => break,
                     }
+                }
+                Err(ClientError::Kafka(code)) if leadership_code(code) => {
+                    // Leadership moved: read on from the new leader.
+                    directory.forget(topic, partition);
+                    break;
                 }
                 Err(ClientError::Kafka(code)) => {
                     failures += 1;

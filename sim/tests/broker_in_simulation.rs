@@ -110,7 +110,7 @@ fn produce_and_fetch_through_the_unchanged_broker() {
                         .unwrap();
                     assert_eq!(off, i as i64);
                 }
-                let (records, hw) = c.fetch("t", 0, 0, 100).await.unwrap();
+                let (records, hw, _) = c.fetch("t", 0, 0, 100).await.unwrap();
                 assert_eq!(hw, 50);
                 let values: Vec<Bytes> = records.into_iter().map(|(_, v)| v).collect();
                 assert_eq!(values, (0..50).map(value).collect::<Vec<_>>());
@@ -153,7 +153,7 @@ fn acknowledged_writes_survive_a_crash_that_loses_unsynced_data() {
             client
                 .spawn(async move {
                     let mut c = connect().await;
-                    let (records, hw) = c.fetch("t", 0, 0, 100).await.unwrap();
+                    let (records, hw, _) = c.fetch("t", 0, 0, 100).await.unwrap();
                     assert!(hw >= acked.len() as i64, "seed {seed}: high watermark {hw}");
                     for (off, v) in &acked {
                         assert_eq!(
@@ -204,7 +204,7 @@ fn a_node_restarted_while_its_disk_stalls_starts_once_the_stall_ends() {
             .spawn(async move {
                 // The node comes up: every acknowledged write is there.
                 let mut c = connect_within(Duration::from_secs(300)).await;
-                let (records, _) = c.fetch("t", 0, 0, 100).await.unwrap();
+                let (records, _, _) = c.fetch("t", 0, 0, 100).await.unwrap();
                 let offsets: Vec<i64> = records.iter().map(|(o, _)| *o).collect();
                 assert_eq!(offsets, acked, "every acknowledged write is there");
                 // And it takes writes again once the stall is over, not before.
@@ -290,7 +290,7 @@ fn a_stalled_fsync_gets_retriable_errors_within_the_deadline_and_the_node_recove
                     }
                 }
                 let off = next.expect("the node never served again after the stall");
-                let (records, _) = c.fetch("t", 0, 0, 100).await.unwrap();
+                let (records, _, _) = c.fetch("t", 0, 0, 100).await.unwrap();
                 assert_eq!(records[0], (0, value(0)));
                 assert_eq!(records.last(), Some(&(off, value(3))));
             })

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod group;
+pub mod routing;
 
 /// The Produce version the clients speak.
 pub const PRODUCE_VERSION: i16 = 8;
@@ -26,13 +27,23 @@ const FETCH_VERSION: i16 = 11;
 const CREATE_TOPICS_VERSION: i16 = 4;
 const DELETE_TOPICS_VERSION: i16 = 4;
 const LIST_OFFSETS_VERSION: i16 = 5;
+const METADATA_VERSION: i16 = 9;
+
+/// What Metadata says of a topic: the brokers (id → address) and each partition's leader and
+/// leader epoch (leader -1: none now).
+#[derive(Debug, Clone, Default)]
+pub struct TopicMetadata {
+    pub brokers: Vec<(i32, SocketAddr)>,
+    pub partitions: Vec<(i32, i32, i32)>,
+}
 
 /// Kafka's TOPIC_ALREADY_EXISTS.
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 /// One partition's answer to a fetch: its records `(offset, value)` from the requested offset
-/// on, and the high watermark; or the partition's error code.
-pub type FetchedPartition = Result<(Vec<(i64, Bytes)>, i64), i16>;
+/// on, the high watermark, and where the next fetch starts (after the last batch returned,
+/// control batches included, which hold no records a client sees); or the error code.
+pub type FetchedPartition = Result<(Vec<(i64, Bytes)>, i64, Option<i64>), i16>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -276,7 +287,7 @@ impl Client {
         partition: i32,
         offset: i64,
         max_wait_ms: i32,
-    ) -> Result<(Vec<(i64, Bytes)>, i64), ClientError> {
+    ) -> Result<(Vec<(i64, Bytes)>, i64, Option<i64>), ClientError> {
         let mut answers = self
             .fetch_many(topic, &[(partition, offset)], max_wait_ms)
             .await?;
@@ -335,19 +346,24 @@ impl Client {
                 .map(|(_, o)| *o)
                 .unwrap_or(0);
             let mut records = Vec::new();
+            let mut next = None;
             let mut data = pd.records.clone().unwrap_or_default();
             while data.has_remaining() {
                 let set = RecordBatchDecoder::decode(&mut data)
                     .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
-                // A fetch returns whole batches: skip records before the requested offset.
+                if let Some(last) = set.records.last() {
+                    next = Some(last.offset + 1);
+                }
+                // A fetch returns whole batches: skip records before the requested offset, and
+                // control records (a cluster's leader changes), as every client does.
                 records.extend(
                     set.records
                         .into_iter()
-                        .filter(|r| r.offset >= from)
+                        .filter(|r| r.offset >= from && !r.control)
                         .map(|r| (r.offset, r.value.unwrap_or_default())),
                 );
             }
-            out.push((pd.partition_index, Ok((records, pd.high_watermark))));
+            out.push((pd.partition_index, Ok((records, pd.high_watermark, next))));
         }
         Ok(out)
     }
@@ -358,7 +374,8 @@ impl Client {
         let mut t = create_topics_request::CreatableTopic::default();
         t.name = topic_name(name);
         t.num_partitions = partitions;
-        t.replication_factor = 1;
+        // The broker's default: one replica on a single node, three in a cluster.
+        t.replication_factor = -1;
         let mut req = CreateTopicsRequest::default();
         req.topics = vec![t];
         req.timeout_ms = self.request_timeout_ms;
@@ -420,6 +437,49 @@ impl Client {
                     Some(p) => Err(ClientError::Kafka(p.error_code)),
                     None => Err(ClientError::Protocol("empty ListOffsets response".into())),
                 }
+            }
+            other => Err(ClientError::Protocol(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// The brokers and `topic`'s partitions' leaders (Metadata, no auto-creation).
+    pub async fn metadata(&mut self, topic: &str) -> Result<TopicMetadata, ClientError> {
+        use kafka_protocol::messages::{metadata_request::MetadataRequestTopic, MetadataRequest};
+        let mut t = MetadataRequestTopic::default();
+        t.name = Some(topic_name(topic));
+        let mut req = MetadataRequest::default();
+        req.topics = Some(vec![t]);
+        req.allow_auto_topic_creation = false;
+        match self
+            .call(
+                ApiKey::Metadata,
+                METADATA_VERSION,
+                RequestKind::Metadata(req),
+            )
+            .await?
+        {
+            ResponseKind::Metadata(r) => {
+                let brokers = r
+                    .brokers
+                    .iter()
+                    .filter_map(|b| {
+                        let ip: std::net::IpAddr = b.host.parse().ok()?;
+                        Some((b.node_id.0, SocketAddr::new(ip, b.port as u16)))
+                    })
+                    .collect();
+                let partitions = r
+                    .topics
+                    .iter()
+                    .filter(|t| t.error_code == 0)
+                    .flat_map(|t| t.partitions.iter())
+                    .map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch))
+                    .collect();
+                Ok(TopicMetadata {
+                    brokers,
+                    partitions,
+                })
             }
             other => Err(ClientError::Protocol(format!(
                 "unexpected response {other:?}"

@@ -1,0 +1,238 @@
+//! The checks of a cluster run, pure functions over what the run recorded (as `checker`'s):
+//! every replica holds the same batches below the high watermark (read from each node's disk
+//! after the run), the high watermark consumers are told never goes back, and Metadata never
+//! names two leaders of a partition in one epoch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use crate::checker::Finding;
+use crate::client::routing::Leadership;
+
+/// A high watermark a consumer was told, with when it asked and when it heard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Watermark {
+    pub partition: i32,
+    pub invoked_s: f64,
+    pub completed_s: f64,
+    pub value: i64,
+}
+
+/// A replica's log of one partition: its batches `(base offset, bytes)` in order.
+pub type ReplicaLog = Vec<(i64, Bytes)>;
+
+/// Below `high_watermark[p]`, every two replicas of partition `p` hold the same batches where
+/// both hold any (a replica may lag, or start later after a reset, but never differ).
+pub fn replicas_agree(
+    logs: &BTreeMap<String, BTreeMap<i32, ReplicaLog>>,
+    high_watermark: &BTreeMap<i32, i64>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (&partition, &hw) in high_watermark {
+        let replicas: Vec<(&String, &ReplicaLog)> = logs
+            .iter()
+            .filter_map(|(node, parts)| parts.get(&partition).map(|l| (node, l)))
+            .collect();
+        for (i, (a_node, a)) in replicas.iter().enumerate() {
+            for (b_node, b) in &replicas[i + 1..] {
+                let from = first(a).max(first(b));
+                let to = end(a).min(end(b)).min(hw);
+                let within = |l: &ReplicaLog| -> Vec<(i64, Bytes)> {
+                    l.iter()
+                        .filter(|(base, _)| *base >= from && *base < to)
+                        .cloned()
+                        .collect()
+                };
+                let (wa, wb) = (within(a), within(b));
+                if wa != wb {
+                    let offset = wa
+                        .iter()
+                        .zip(&wb)
+                        .find(|(x, y)| x != y)
+                        .map_or(from, |(x, y)| x.0.min(y.0));
+                    out.push(Finding::ReplicaDivergence {
+                        partition,
+                        offset,
+                        nodes: vec![(*a_node).clone(), (*b_node).clone()],
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn first(l: &ReplicaLog) -> i64 {
+    l.first().map_or(i64::MAX, |(base, _)| *base)
+}
+
+fn end(l: &ReplicaLog) -> i64 {
+    l.last().map_or(i64::MIN, |(base, bytes)| {
+        broker::batch::parse_header(bytes).map_or(*base, |h| h.next_offset())
+    })
+}
+
+/// A high watermark told to a consumer is never below one told (to anyone) before the consumer
+/// asked.
+pub fn watermarks_monotonic(seen: &[Watermark]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let partitions: BTreeSet<i32> = seen.iter().map(|w| w.partition).collect();
+    for p in partitions {
+        let mut by_completed: Vec<&Watermark> = seen.iter().filter(|w| w.partition == p).collect();
+        let mut by_invoked = by_completed.clone();
+        by_completed.sort_by(|a, b| a.completed_s.total_cmp(&b.completed_s));
+        by_invoked.sort_by(|a, b| a.invoked_s.total_cmp(&b.invoked_s));
+        let mut highest = i64::MIN;
+        let mut next = 0;
+        for w in by_invoked {
+            while next < by_completed.len() && by_completed[next].completed_s < w.invoked_s {
+                highest = highest.max(by_completed[next].value);
+                next += 1;
+            }
+            if w.value < highest {
+                out.push(Finding::WatermarkBackwards {
+                    partition: p,
+                    before: highest,
+                    after: w.value,
+                    at_s: w.completed_s,
+                });
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Metadata never named two leaders of a partition in one epoch.
+pub fn one_leader_per_epoch(seen: &[Leadership]) -> Vec<Finding> {
+    let mut by_epoch: BTreeMap<(i32, i32), BTreeSet<i32>> = BTreeMap::new();
+    for l in seen {
+        by_epoch
+            .entry((l.partition, l.epoch))
+            .or_default()
+            .insert(l.leader);
+    }
+    by_epoch
+        .into_iter()
+        .filter(|(_, leaders)| leaders.len() > 1)
+        .map(|((partition, epoch), leaders)| Finding::TwoLeaders {
+            partition,
+            epoch,
+            leaders: leaders.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// The batches of each partition of `topic` in a node's data directory, read from its disk:
+/// every segment file in order, each up to its first batch that is not whole and valid.
+pub async fn read_logs(
+    disk: &dyn io_backend::Disk,
+    data_dir: &std::path::Path,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, ReplicaLog> {
+    let mut out = BTreeMap::new();
+    for p in 0..partitions {
+        let dir = data_dir.join(format!("{topic}-{p}"));
+        let Ok(names) = disk.list(&dir).await else {
+            continue;
+        };
+        let mut segments: Vec<i64> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".log")?.parse().ok())
+            .collect();
+        segments.sort_unstable();
+        let mut log = ReplicaLog::new();
+        for base in segments {
+            let path = dir.join(format!("{base:020}.log"));
+            let Ok(file) = disk.open(&path, io_backend::OpenMode::Existing).await else {
+                continue;
+            };
+            let Ok(len) = file.len().await else {
+                continue;
+            };
+            let Ok(data) = file.read_at(len as usize, 0).await else {
+                continue;
+            };
+            let mut pos = 0usize;
+            while let Ok(h) = broker::batch::validate(&data[pos..]) {
+                log.push((h.base_offset, data.slice(pos..pos + h.size)));
+                pos += h.size;
+            }
+        }
+        out.insert(p, log);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(base: i64, tag: u8) -> (i64, Bytes) {
+        let mut b = broker::batch::leader_change_batch().to_vec();
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        b[12] = tag; // the leader epoch: outside the CRC
+        (base, Bytes::from(b))
+    }
+
+    #[test]
+    fn replicas_that_differ_below_the_high_watermark_are_found() {
+        let mut logs = BTreeMap::new();
+        logs.insert(
+            "broker-1".to_string(),
+            BTreeMap::from([(0, vec![batch(0, 1), batch(1, 1), batch(2, 1)])]),
+        );
+        // A lagging replica, and one that differs only above the high watermark: fine.
+        logs.insert(
+            "broker-2".to_string(),
+            BTreeMap::from([(0, vec![batch(0, 1)])]),
+        );
+        logs.insert(
+            "broker-3".to_string(),
+            BTreeMap::from([(0, vec![batch(0, 1), batch(1, 1), batch(2, 2)])]),
+        );
+        assert!(replicas_agree(&logs, &BTreeMap::from([(0, 2)])).is_empty());
+        let found = replicas_agree(&logs, &BTreeMap::from([(0, 3)]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(matches!(
+            &found[0],
+            Finding::ReplicaDivergence { offset: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_watermark_told_after_a_higher_one_is_found() {
+        let w = |invoked_s, completed_s, value| Watermark {
+            partition: 0,
+            invoked_s,
+            completed_s,
+            value,
+        };
+        // Overlapping asks may be answered in either order; a later ask may not go back.
+        assert!(
+            watermarks_monotonic(&[w(1.0, 3.0, 10), w(2.0, 2.5, 8), w(4.0, 4.1, 10)]).is_empty()
+        );
+        let found = watermarks_monotonic(&[w(1.0, 2.0, 10), w(3.0, 3.1, 9)]);
+        assert!(matches!(
+            found[..],
+            [Finding::WatermarkBackwards {
+                before: 10,
+                after: 9,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn two_leaders_in_one_epoch_are_found() {
+        let l = |epoch, leader| Leadership {
+            partition: 0,
+            epoch,
+            leader,
+        };
+        assert!(one_leader_per_epoch(&[l(1, 1), l(2, 2), l(2, 2)]).is_empty());
+        assert_eq!(one_leader_per_epoch(&[l(3, 1), l(3, 2)]).len(), 1);
+    }
+}
