@@ -19,15 +19,22 @@ use io_backend::EnvRng;
 use tokio::time::Instant;
 
 use crate::client::group::{assigned, assignment};
+use crate::client::routing::{leadership_code, Conns};
 use crate::client::{Client, ClientError};
 use crate::history::{
     Assigned, Commit, CommitOutcome, CommittedRead, MemberEvent, Op, Poll, PollResult,
 };
-use crate::workload::{lock, take_or_connect, wait_ready, World, DRAIN_MAX, OFFSET_OUT_OF_RANGE};
+use crate::workload::{lock, wait_ready, World, DRAIN_MAX, OFFSET_OUT_OF_RANGE};
 
 /// Kafka's answers that tell a member to rejoin.
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const UNKNOWN_MEMBER_ID: i16 = 25;
+
+/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: the coordinator
+/// moved (its partition's leadership did) or is not ready; find it again.
+fn coordinator_moved(code: i16) -> bool {
+    matches!(code, 14..=16)
+}
 
 /// The group's progress, shared by its members: what it has committed, and where each
 /// partition ends once producing is over.
@@ -106,9 +113,9 @@ struct Member<'a> {
     rng: &'a EnvRng,
     /// The connection to the group coordinator (group requests and commits).
     conn: Option<Client>,
-    /// The connection fetches go on (librdkafka and the Java client fetch from the partition
-    /// leader on a connection of its own, beside the coordinator's).
-    fetch_conn: Option<Client>,
+    /// The connections fetches go on, one per partition leader (librdkafka and the Java client
+    /// fetch from the partition leader on a connection of its own, beside the coordinator's).
+    fetch_conns: Conns,
     member_id: String,
     generation: i32,
     joined: bool,
@@ -134,7 +141,7 @@ impl<'a> Member<'a> {
             id,
             rng,
             conn: None,
-            fetch_conn: None,
+            fetch_conns: Conns::default(),
             member_id: String::new(),
             generation: -1,
             joined: false,
@@ -272,10 +279,15 @@ impl<'a> Member<'a> {
         }
     }
 
-    /// The member's connection, once the answers to its commits in flight are read.
+    /// The member's connection to the coordinator, once the answers to its commits in flight
+    /// are read.
     async fn client(&mut self) -> Option<&mut Client> {
         self.settle_commits(0).await;
-        take_or_connect(&self.world, &mut self.conn).await
+        if self.conn.is_none() {
+            let group = self.g().group_id.clone();
+            self.conn = self.world.coordinator(&group).await;
+        }
+        self.conn.as_mut()
     }
 
     /// Read the answers to commits in flight until at most `keep` are left. Without a
@@ -420,6 +432,9 @@ impl<'a> Member<'a> {
             Some(ClientError::Kafka(code)) => {
                 if code == UNKNOWN_MEMBER_ID {
                     self.member_id.clear();
+                }
+                if coordinator_moved(code) {
+                    self.conn = None;
                 }
             }
             _ => self.conn = None,
@@ -580,6 +595,7 @@ impl<'a> Member<'a> {
                 self.joined = false;
                 self.positions.clear();
             }
+            code if coordinator_moved(code) => self.conn = None,
             _ => {}
         }
     }
@@ -616,25 +632,51 @@ impl<'a> Member<'a> {
         self.joined = false;
     }
 
-    /// Fetch this generation's partitions from their positions.
+    /// Fetch this generation's partitions from their positions, one fetch to each leader.
     async fn poll(&mut self, wait: Duration) {
+        let topic = self.world.scenario.workload.topic.clone();
+        let mut by_leader: BTreeMap<std::net::SocketAddr, Vec<(i32, i64)>> = BTreeMap::new();
+        for (&p, &o) in &self.positions {
+            match self.world.directory.leader(&topic, p).await {
+                Some(addr) => by_leader.entry(addr).or_default().push((p, o)),
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        for (leader, asked) in by_leader {
+            self.poll_leader(leader, &asked, wait).await;
+        }
+    }
+
+    async fn poll_leader(
+        &mut self,
+        leader: std::net::SocketAddr,
+        asked: &[(i32, i64)],
+        wait: Duration,
+    ) {
         let t_out = self.world.client_timeout();
         let topic = self.world.scenario.workload.topic.clone();
-        let asked: Vec<(i32, i64)> = self.positions.iter().map(|(p, o)| (*p, *o)).collect();
         let over = *self.world.producing_over.borrow();
         let invoked_s = self.world.now_s();
-        let Some(c) = take_or_connect(&self.world, &mut self.fetch_conn).await else {
+        let timeout_ms =
+            i32::try_from(self.world.scenario.workload.request_timeout_ms).unwrap_or(i32::MAX);
+        let Some(c) = self.fetch_conns.get(leader, timeout_ms).await else {
+            for (p, _) in asked {
+                self.world.directory.forget(&topic, *p);
+            }
             return;
         };
         let answer = tokio::time::timeout(
             t_out + wait,
-            c.fetch_many(&topic, &asked, wait.as_millis() as i32),
+            c.fetch_many(&topic, asked, wait.as_millis() as i32),
         )
         .await;
         let answers = match answer {
             Ok(Ok(a)) => a,
             _ => {
-                self.fetch_conn = None;
+                self.fetch_conns.drop_conn(leader);
+                for (p, _) in asked {
+                    self.world.directory.forget(&topic, *p);
+                }
                 return;
             }
         };
@@ -663,11 +705,14 @@ impl<'a> Member<'a> {
                         self.positions.insert(partition, 0);
                         self.session += 1;
                     }
+                    if leadership_code(code) {
+                        self.world.directory.forget(&topic, partition);
+                    }
                     PollResult::Failed(code)
                 }
             };
             self.world.record(Op::Poll(Poll {
-                broker: 0,
+                broker: self.world.broker_index(leader),
                 consumer: self.id,
                 session: self.session,
                 partition,
@@ -714,16 +759,16 @@ pub fn range(members: &[String], partitions: i32) -> Vec<(String, Vec<i32>)> {
         .collect()
 }
 
-/// The group's committed offsets after the run, read by a fresh client.
+/// The group's committed offsets after the run, read by a fresh client from the coordinator.
 pub async fn read_committed(
-    addr: std::net::SocketAddr,
+    world: &World,
     group: &str,
     topic: &str,
     partitions: i32,
 ) -> crate::history::FinalCommitted {
     let all: Vec<i32> = (0..partitions).collect();
     for _ in 0..30 {
-        if let Ok(mut c) = Client::connect(addr).await {
+        if let Some(mut c) = world.coordinator(group).await {
             if let Ok(Ok(offsets)) = tokio::time::timeout(
                 Duration::from_secs(10),
                 c.committed_offsets(group, topic, &all),

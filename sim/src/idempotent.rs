@@ -5,9 +5,11 @@
 //! sequence — after an error or a lost connection. A batch that runs out of retries is given
 //! up with everything after it and the producer starts over with a new producer id (what the
 //! Java producer does when a batch expires). The broker must then keep every value in the log
-//! at most once.
+//! at most once. In a cluster each batch goes to its partition's leader (one connection per
+//! leader, `max_in_flight` on each), a partition's batches on one connection at a time.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +18,10 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind};
 use tokio::time::Instant;
 
+use crate::client::routing::{leadership_code, Conns};
 use crate::client::{produce_answer, Client, ClientError, PRODUCE_VERSION};
 use crate::history::{retriable_code, Idempotence, Op, Send, SendOutcome, KAFKA_STORAGE_ERROR};
-use crate::workload::{take_or_connect, wait_ready, wall_ms, World, RETRY_BACKOFF};
+use crate::workload::{wait_ready, wall_ms, World, RETRY_BACKOFF};
 
 /// Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER.
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
@@ -29,8 +32,16 @@ struct Batch {
     value: Bytes,
     sequence: i32,
     attempts: u32,
-    /// Sent on the current connection: its correlation id and when.
-    in_flight: Option<(i32, f64, Instant)>,
+    /// Sent: the broker, its correlation id on that connection, and when.
+    in_flight: Option<InFlight>,
+}
+
+#[derive(Clone, Copy)]
+struct InFlight {
+    to: SocketAddr,
+    id: i32,
+    invoked_s: f64,
+    sent: Instant,
 }
 
 /// The producer's state between requests.
@@ -51,9 +62,10 @@ impl Producer {
         })
     }
 
-    fn record(&self, world: &World, b: &Batch, invoked_s: f64, outcome: SendOutcome) {
+    fn record(&self, world: &World, b: &Batch, f: InFlight, outcome: SendOutcome) {
+        let invoked_s = f.invoked_s;
         world.record(Op::Send(Send {
-            broker: 0,
+            broker: world.broker_index(f.to),
             producer: self.index,
             partition: b.partition,
             value: b.value.clone(),
@@ -66,20 +78,28 @@ impl Producer {
         }));
     }
 
-    /// Every request in flight: its outcome is unknown (the connection is gone).
-    fn lose_in_flight(&mut self, world: &World) {
+    /// Every request in flight to `to` (to anyone: `None`): its outcome is unknown (the
+    /// connection is gone); the leaders of their partitions are asked again.
+    fn lose_in_flight(&mut self, world: &World, to: Option<SocketAddr>) {
         let lost: Vec<usize> = (0..self.queue.len())
-            .filter(|&i| self.queue[i].in_flight.is_some())
+            .filter(|&i| {
+                self.queue[i]
+                    .in_flight
+                    .is_some_and(|f| to.is_none_or(|t| f.to == t))
+            })
             .collect();
         for i in lost {
-            let (_, invoked_s, _) = self.queue[i].in_flight.take().expect("in flight");
-            self.record(world, &self.queue[i], invoked_s, SendOutcome::Unknown);
+            let f = self.queue[i].in_flight.take().expect("in flight");
+            self.record(world, &self.queue[i], f, SendOutcome::Unknown);
+            world
+                .directory
+                .forget(&world.scenario.workload.topic, self.queue[i].partition);
         }
     }
 
     /// Give up every batch not acknowledged and start over with a new producer id.
     fn start_over(&mut self, world: &World, why: &str) {
-        self.lose_in_flight(world);
+        self.lose_in_flight(world, None);
         tracing::debug!(
             producer = self.index,
             why,
@@ -98,6 +118,7 @@ pub async fn produce(world: Arc<World>, index: usize) {
     }
     let w = world.scenario.workload.clone();
     let interval = Duration::from_millis(w.interval_ms);
+    let timeout_ms = i32::try_from(w.request_timeout_ms).unwrap_or(i32::MAX);
     let mut p = Producer {
         index,
         ids: None,
@@ -105,7 +126,7 @@ pub async fn produce(world: Arc<World>, index: usize) {
         queue: VecDeque::new(),
         next_value: 0,
     };
-    let mut conn: Option<Client> = None;
+    let mut conns = Conns::default();
     let mut next_new = Instant::now();
     // After producing ends, batches still unacknowledged get this long to finish.
     let grace_until = world.end + world.client_timeout() * 2;
@@ -113,38 +134,27 @@ pub async fn produce(world: Arc<World>, index: usize) {
         let now = Instant::now();
         let producing = now < world.end;
         if (!producing && p.queue.is_empty()) || now >= grace_until {
-            p.lose_in_flight(&world);
+            p.lose_in_flight(&world, None);
             return;
         }
-        if conn.is_none() {
-            p.lose_in_flight(&world);
-        }
-        let Some(c) = take_or_connect(&world, &mut conn).await else {
-            continue;
-        };
         if p.ids.is_none() {
             // Only with nothing in flight: a new id starts every sequence at 0.
+            let Some(mut c) = world.connect().await else {
+                continue;
+            };
             let asked = tokio::time::timeout(world.client_timeout(), c.init_producer_id()).await;
             match asked {
                 Ok(Ok(ids)) => p.ids = Some(ids),
-                Ok(Err(ClientError::Kafka(_))) => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
                 _ => {
-                    conn = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             }
         }
         let (pid, epoch) = p.ids.expect("producer id");
-        // Fill the window: batches to send again first (in order), then new values.
-        let mut broken = false;
+        // Fill the windows: batches to send again first (in order), then new values.
+        let mut broken: Option<SocketAddr> = None;
         loop {
-            let in_flight = p.queue.iter().filter(|b| b.in_flight.is_some()).count();
-            if in_flight >= w.max_in_flight {
-                break;
-            }
             let i = match p.queue.iter().position(|b| b.in_flight.is_none()) {
                 Some(i) => i,
                 None if producing && Instant::now() >= next_new => {
@@ -168,6 +178,30 @@ pub async fn produce(world: Arc<World>, index: usize) {
                 }
                 None => break,
             };
+            let partition = p.queue[i].partition;
+            let Some(leader) = world.directory.leader(&w.topic, partition).await else {
+                tokio::time::sleep(RETRY_BACKOFF).await;
+                break;
+            };
+            let on = |to: SocketAddr| {
+                p.queue
+                    .iter()
+                    .filter(|b| b.in_flight.is_some_and(|f| f.to == to))
+                    .count()
+            };
+            // A partition's batches go on one connection at a time (their order is theirs),
+            // and a connection has at most `max_in_flight` requests out.
+            let elsewhere =
+                p.queue.iter().take(i).any(|o| {
+                    o.partition == partition && o.in_flight.is_some_and(|f| f.to != leader)
+                });
+            if elsewhere || on(leader) >= w.max_in_flight {
+                break;
+            }
+            let Some(c) = conns.get(leader, timeout_ms).await else {
+                world.directory.forget(&w.topic, partition);
+                break;
+            };
             let b = &mut p.queue[i];
             b.attempts += 1;
             let req = match c.produce_request(
@@ -182,57 +216,66 @@ pub async fn produce(world: Arc<World>, index: usize) {
                 Err(_) => break,
             };
             let invoked_s = world.now_s();
-            match c
+            let sent = c
                 .send_request(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
-                .await
-            {
-                Ok(id) => b.in_flight = Some((id, invoked_s, Instant::now())),
-                Err(_) => {
-                    b.in_flight = Some((0, invoked_s, Instant::now()));
-                    broken = true;
-                    break;
-                }
+                .await;
+            b.in_flight = Some(InFlight {
+                to: leader,
+                id: *sent.as_ref().unwrap_or(&0),
+                invoked_s,
+                sent: Instant::now(),
+            });
+            if sent.is_err() {
+                broken = Some(leader);
+                break;
             }
         }
-        if broken {
-            conn = None;
+        if let Some(to) = broken {
+            conns.drop_conn(to);
+            p.lose_in_flight(&world, Some(to));
             continue;
         }
-        // The oldest request in flight: its answer comes first.
+        // The oldest request in flight: its answer comes first on its connection.
         let Some(oldest) = p.queue.iter().position(|b| b.in_flight.is_some()) else {
             // Nothing in flight: wait for the next value (or the retry backoff).
             tokio::time::sleep_until(next_new.max(Instant::now() + Duration::from_millis(1))).await;
             continue;
         };
-        let (id, invoked_s, sent) = p.queue[oldest].in_flight.expect("in flight");
-        // While the window has room, a new value due wakes the producer to send it.
+        let f = p.queue[oldest].in_flight.expect("in flight");
+        // While a window has room, a new value due wakes the producer to send it.
         let in_flight = p.queue.iter().filter(|b| b.in_flight.is_some()).count();
         let wake = (producing && in_flight < w.max_in_flight).then_some(next_new);
-        let Some(answer) = await_answer(&world, c, id, invoked_s, sent, wake).await else {
+        let Some(c) = conns.existing(f.to) else {
+            p.lose_in_flight(&world, Some(f.to));
             continue;
         };
-        let b = &mut p.queue[oldest];
-        b.in_flight = None;
+        let Some(answer) = await_answer(&world, c, f.id, f.invoked_s, f.sent, wake).await else {
+            continue;
+        };
+        p.queue[oldest].in_flight = None;
         match answer {
             Some(Ok(offset)) => {
                 let b = p.queue.remove(oldest).expect("batch");
-                p.record(&world, &b, invoked_s, SendOutcome::Ok(offset));
+                p.record(&world, &b, f, SendOutcome::Ok(offset));
             }
             Some(Err(ClientError::Kafka(code))) => {
                 let outcome = SendOutcome::failed(code);
-                p.record(&world, &p.queue[oldest], invoked_s, outcome);
+                p.record(&world, &p.queue[oldest], f, outcome);
                 let b = &p.queue[oldest];
+                if leadership_code(code) {
+                    world.directory.forget(&w.topic, b.partition);
+                }
                 // A gap is expected only behind an earlier batch of the partition that is
                 // not acknowledged yet (it failed, and is sent again first).
                 let behind_failed = code == OUT_OF_ORDER_SEQUENCE_NUMBER
                     && p.queue
                         .iter()
                         .any(|o| o.partition == b.partition && o.sequence < b.sequence);
-                let retriable = retriable_code(code) || behind_failed;
+                let retriable = retriable_code(code) || behind_failed || leadership_code(code);
                 if !retriable || b.attempts > w.retries {
                     p.start_over(&world, "a batch was refused for good or ran out of retries");
                     // The requests still in flight would answer for the old producer id.
-                    conn = None;
+                    conns = Conns::default();
                 } else if code == KAFKA_STORAGE_ERROR {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 } else if !behind_failed {
@@ -241,11 +284,13 @@ pub async fn produce(world: Arc<World>, index: usize) {
             }
             Some(Err(_)) | None => {
                 // No answer: this one and everything after it on the connection is unknown.
-                p.record(&world, &p.queue[oldest], invoked_s, SendOutcome::Unknown);
-                conn = None;
-                p.lose_in_flight(&world);
+                p.record(&world, &p.queue[oldest], f, SendOutcome::Unknown);
+                world.directory.forget(&w.topic, p.queue[oldest].partition);
+                conns.drop_conn(f.to);
+                p.lose_in_flight(&world, Some(f.to));
                 if p.queue.iter().any(|b| b.attempts > w.retries) {
                     p.start_over(&world, "a batch without an answer ran out of retries");
+                    conns = Conns::default();
                 } else {
                     tokio::time::sleep(RETRY_BACKOFF).await;
                 }

@@ -192,7 +192,12 @@ mod cli {
         if !r.faults.is_empty() {
             println!("  faults:");
             for f in &r.faults {
-                println!("    t={:>6} s  {}", f.at_s(), f.describe());
+                match f.node() {
+                    Some(node) if r.brokers.len() > 1 => {
+                        println!("    t={:>6} s  {} on {node}", f.at_s(), f.describe())
+                    }
+                    _ => println!("    t={:>6} s  {}", f.at_s(), f.describe()),
+                }
             }
         }
         if r.stats.retry_duplicates > 0 {

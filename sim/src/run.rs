@@ -402,13 +402,13 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             tokio::time::sleep(SETTLE).await;
             let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
             let group_id = sc.workload.group.as_ref().map(|g| g.group_id.clone());
-            let addr = world.addr;
             let directory = world.directory.clone();
+            let reader = world.clone();
             let (final_read, final_committed) = checker_node
                 .spawn(async move {
                     let read = workload::read_back(directory, &topic, partitions).await;
                     let committed = match group_id {
-                        Some(g) => group::read_committed(addr, &g, &topic, partitions).await,
+                        Some(g) => group::read_committed(&reader, &g, &topic, partitions).await,
                         None => Default::default(),
                     };
                     (read, committed)

@@ -970,16 +970,6 @@ impl Scenario {
         if !(1..=7).contains(&self.cluster.nodes) {
             return Err("cluster.nodes must be from 1 to 7".into());
         }
-        if self.clustered()
-            && ((0..w.producers).any(|p| w.idempotent.for_producer(p)) || w.group.is_some())
-        {
-            return Err(
-                "a cluster's workload has plain producers and consumers only: the \
-                        simulated idempotent producer and group member do not follow leaders \
-                        yet"
-                .into(),
-            );
-        }
         if let Some(r) = &self.random_faults {
             if let Some(k) = r.kinds.iter().find(|k| !RANDOM_KINDS.contains(&k.as_str())) {
                 return Err(format!(

@@ -170,6 +170,34 @@ impl World {
         Duration::from_millis(self.scenario.workload.request_timeout_ms) + Duration::from_secs(1)
     }
 
+    /// A connection to `group`'s coordinator: on one node, the broker; in a cluster, the broker
+    /// FindCoordinator names, asked of the brokers in turn (`None` after a short pause when
+    /// none can tell).
+    pub(crate) async fn coordinator(&self, group: &str) -> Option<Client> {
+        if !self.scenario.clustered() {
+            return self.connect().await;
+        }
+        let brokers = self.directory.brokers().to_vec();
+        for _ in 0..brokers.len() {
+            let Some(mut c) = self.connect().await else {
+                continue;
+            };
+            let asked = tokio::time::timeout(Duration::from_secs(2), c.find_coordinator(group));
+            let Ok(Ok((node, _))) = asked.await else {
+                continue;
+            };
+            let Some(&addr) = usize::try_from(node - 1).ok().and_then(|i| brokers.get(i)) else {
+                continue;
+            };
+            if let Ok(mut c) = Client::connect(addr).await {
+                c.request_timeout_ms = self.request_timeout_ms();
+                return Some(c);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        None
+    }
+
     /// A connection to a broker any broker may answer for (the only one, on a single node).
     pub(crate) async fn connect(&self) -> Option<Client> {
         match Client::connect(self.directory.any()).await {

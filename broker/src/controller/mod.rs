@@ -115,7 +115,12 @@ impl Controller {
             .is_some_and(|r| r.hard_state.term == 0);
         let first = voters.first() == Some(&(config.node_id as NodeId));
         replication
-            .add_group(METADATA_GROUP, partition.clone(), voters, never_voted && first)
+            .add_group(
+                METADATA_GROUP,
+                partition.clone(),
+                voters,
+                never_voted && first,
+            )
             .await
             .map_err(|e| format!("cannot start the metadata's Raft group: {e}"))?;
         let controller = Arc::new(Controller {

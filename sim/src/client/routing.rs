@@ -183,6 +183,11 @@ impl Conns {
         self.map.get_mut(&addr)
     }
 
+    /// The connection to `addr` if there is one (none is made).
+    pub fn existing(&mut self, addr: SocketAddr) -> Option<&mut Client> {
+        self.map.get_mut(&addr)
+    }
+
     /// Drop the connection to `addr` (it broke, or an answer on it is lost).
     pub fn drop_conn(&mut self, addr: SocketAddr) {
         self.map.remove(&addr);
