@@ -221,6 +221,7 @@ impl Replication {
             health,
             metrics,
             stepped_down: false,
+            early: HashMap::new(),
             logger: raft_logger(slog::o!("node" => node_id)),
         };
         tokio::spawn(node.run());
@@ -419,8 +420,17 @@ struct Node {
     /// Raft (no messages in or out, no ticks, no votes) until it heals — to the others it is
     /// as if it had crashed, so they elect leaders among themselves.
     stepped_down: bool,
+    /// Raft messages for groups not (yet) started here, held until the controller's record
+    /// that makes this node a replica is applied: a new partition's preferred leader campaigns
+    /// at once, and its vote requests often arrive first. Bounded, and dropped once older than
+    /// an election timeout (the sender retries by then).
+    early: HashMap<GroupId, Vec<(tokio::time::Instant, Message)>>,
     logger: slog::Logger,
 }
+
+/// Groups with early messages held, at most; and messages held per group.
+const EARLY_GROUPS_MAX: usize = 1024;
+const EARLY_PER_GROUP_MAX: usize = 16;
 
 /// Inputs handled before the Readies of what they touched are: a burst is taken together.
 const BURST_MAX: usize = 256;
@@ -607,6 +617,7 @@ impl Node {
         self.active.insert(group);
         self.dirty.insert(group);
         tracing::debug!(node = self.id, group, topic = %partition.topic, partition = partition.index, "replica started");
+        self.deliver_early(group);
     }
 
     fn remove_group(&mut self, group: GroupId) {
@@ -783,10 +794,6 @@ impl Node {
         for bytes in messages {
             match wire::decode_inbound(&bytes) {
                 Ok(Inbound::Raft(group, m)) => {
-                    let Some(g) = self.groups.get_mut(&group) else {
-                        // Not (yet) a replica here: the sender retries what matters.
-                        continue;
-                    };
                     if m.from != from {
                         tracing::warn!(
                             group,
@@ -796,21 +803,11 @@ impl Node {
                         );
                         continue;
                     }
-                    // Heartbeats of a quiet group's own leader, and their answers, change nothing
-                    // that needs a tick: everything else wakes it.
-                    let routine = match m.get_msg_type() {
-                        MessageType::MsgHeartbeatResponse => true,
-                        MessageType::MsgHeartbeat => {
-                            m.term == g.raw.raft.term && m.from == g.raw.raft.leader_id
-                        }
-                        _ => false,
-                    };
-                    if !routine {
-                        wake(g, &mut self.active, group);
+                    if self.groups.contains_key(&group) {
+                        self.step(group, m);
+                    } else {
+                        self.hold_early(group, m);
                     }
-                    let _ = g.raw.step(m);
-                    g.timer.settle(&mut g.raw);
-                    self.dirty.insert(group);
                 }
                 Ok(Inbound::Quiesce { group, term }) => {
                     let Some(g) = self.groups.get_mut(&group) else {
@@ -832,6 +829,67 @@ impl Node {
                 Err(e) => {
                     tracing::warn!(peer = from, error = %e, "dropping an undecodable Raft message");
                 }
+            }
+        }
+    }
+
+    /// Step a message from a peer into `group`, a replica here.
+    fn step(&mut self, group: GroupId, m: Message) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        // Heartbeats of a quiet group's own leader, and their answers, change nothing that
+        // needs a tick: everything else wakes it.
+        let routine = match m.get_msg_type() {
+            MessageType::MsgHeartbeatResponse => true,
+            MessageType::MsgHeartbeat => {
+                m.term == g.raw.raft.term && m.from == g.raw.raft.leader_id
+            }
+            _ => false,
+        };
+        if !routine {
+            wake(g, &mut self.active, group);
+        }
+        let _ = g.raw.step(m);
+        g.timer.settle(&mut g.raw);
+        self.dirty.insert(group);
+    }
+
+    /// The age past which a held early message is dropped.
+    fn early_max_age(&self) -> Duration {
+        self.settings.tick * self.settings.election_ticks as u32
+    }
+
+    /// Keep a message for a group not started here, within the bounds.
+    fn hold_early(&mut self, group: GroupId, m: Message) {
+        let now = self.env.clock.now();
+        let max_age = self.early_max_age();
+        if !self.early.contains_key(&group) && self.early.len() >= EARLY_GROUPS_MAX {
+            self.early.retain(|_, held| {
+                held.retain(|(at, _)| now.saturating_duration_since(*at) < max_age);
+                !held.is_empty()
+            });
+            if self.early.len() >= EARLY_GROUPS_MAX {
+                return;
+            }
+        }
+        let held = self.early.entry(group).or_default();
+        held.retain(|(at, _)| now.saturating_duration_since(*at) < max_age);
+        if held.len() < EARLY_PER_GROUP_MAX {
+            held.push((now, m));
+        }
+    }
+
+    /// A group just started: step what its peers sent before it was, if still recent.
+    fn deliver_early(&mut self, group: GroupId) {
+        let Some(held) = self.early.remove(&group) else {
+            return;
+        };
+        let now = self.env.clock.now();
+        let max_age = self.early_max_age();
+        for (at, m) in held {
+            if now.saturating_duration_since(at) < max_age {
+                self.step(group, m);
             }
         }
     }
