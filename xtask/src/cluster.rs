@@ -42,9 +42,10 @@ struct Where {
     broker_bin: Option<PathBuf>,
 }
 
-const NODES: u16 = 3;
+pub const NODES: u16 = 3;
 
-fn client_port(node: u16) -> u16 {
+/// Node `node`'s Kafka port (its broker id is `node`).
+pub fn client_port(node: u16) -> u16 {
     9091 + node
 }
 
@@ -52,7 +53,7 @@ fn peer_port(node: u16) -> u16 {
     19091 + node
 }
 
-fn metrics_port(node: u16) -> u16 {
+pub fn metrics_port(node: u16) -> u16 {
     9643 + node
 }
 
@@ -65,10 +66,15 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
 }
 
 fn folder(w: &Where) -> PathBuf {
-    if w.dir.is_absolute() {
-        w.dir.clone()
+    resolve(&w.dir)
+}
+
+/// A cluster folder as given (relative to the repository).
+pub fn resolve(dir: &Path) -> PathBuf {
+    if dir.is_absolute() {
+        dir.to_path_buf()
     } else {
-        repo_root().join(&w.dir)
+        repo_root().join(dir)
     }
 }
 
@@ -77,7 +83,7 @@ fn pid_file(dir: &Path, node: u16) -> PathBuf {
 }
 
 /// The pid of a node's broker, if it runs.
-fn running(dir: &Path, node: u16) -> Option<u32> {
+pub fn running(dir: &Path, node: u16) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file(dir, node))
         .ok()?
         .trim()
@@ -86,7 +92,7 @@ fn running(dir: &Path, node: u16) -> Option<u32> {
     alive(pid).then_some(pid)
 }
 
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     // kill -0: whether the process exists (std has no such call, and xtask no libc).
     Command::new("kill")
         .args(["-0", &pid.to_string()])
@@ -95,71 +101,85 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The release broker, built first.
+pub fn release_broker() -> Result<PathBuf> {
+    println!("xtask: cargo build --release -p broker");
+    let status = cargo()
+        .args(["build", "--release", "-p", "broker", "--bin", "broker"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release -p broker failed ({status})");
+    }
+    Ok(target_dir().join("release").join("broker"))
+}
+
 fn up(w: &Where) -> Result<()> {
     let dir = folder(w);
     let binary = match &w.broker_bin {
         Some(b) => b.clone(),
-        None => {
-            println!("xtask: cargo build --release -p broker");
-            let status = cargo()
-                .args(["build", "--release", "-p", "broker", "--bin", "broker"])
-                .status()
-                .context("running cargo build")?;
-            if !status.success() {
-                bail!("cargo build --release -p broker failed ({status})");
-            }
-            target_dir().join("release").join("broker")
-        }
+        None => release_broker()?,
     };
-    let peers = (1..=NODES)
-        .map(|n| format!("{n}@127.0.0.1:{}", peer_port(n)))
-        .collect::<Vec<_>>()
-        .join(",");
     for node in 1..=NODES {
         if let Some(pid) = running(&dir, node) {
             println!("xtask: node {node} already runs (pid {pid})");
             continue;
         }
-        let node_dir = dir.join(format!("node{node}"));
-        std::fs::create_dir_all(&node_dir)
-            .with_context(|| format!("creating {}", node_dir.display()))?;
-        let log_path = node_dir.join("broker.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let log_err = log.try_clone()?;
-        let mut command = Command::new(&binary);
-        command
-            .args(["--node-id", &node.to_string()])
-            .args(["--listen", &format!("127.0.0.1:{}", client_port(node))])
-            .args([
-                "--metrics-listen",
-                &format!("127.0.0.1:{}", metrics_port(node)),
-            ])
-            .arg("--data-dir")
-            .arg(node_dir.join("data"))
-            .args(["--set", &format!("cluster_peers={peers}")])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        // Its own process group: it outlives this command and a Ctrl-C in the terminal.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        std::fs::write(pid_file(&dir, node), format!("{}\n", child.id()))?;
-        println!(
-            "xtask: node {node} started (pid {}), log {}",
-            child.id(),
-            log_path.display()
-        );
+        start_node(&dir, node, &binary)?;
     }
+    after_start(&dir)
+}
+
+/// Start node `node`'s broker in `dir/node<N>` (its own process group, output to its log) and
+/// write its pid file; returns the pid.
+pub fn start_node(dir: &Path, node: u16, binary: &Path) -> Result<u32> {
+    let peers = (1..=NODES)
+        .map(|n| format!("{n}@127.0.0.1:{}", peer_port(n)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let node_dir = dir.join(format!("node{node}"));
+    std::fs::create_dir_all(&node_dir)
+        .with_context(|| format!("creating {}", node_dir.display()))?;
+    let log_path = node_dir.join("broker.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log_err = log.try_clone()?;
+    let mut command = Command::new(binary);
+    command
+        .args(["--node-id", &node.to_string()])
+        .args(["--listen", &format!("127.0.0.1:{}", client_port(node))])
+        .args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", metrics_port(node)),
+        ])
+        .arg("--data-dir")
+        .arg(node_dir.join("data"))
+        .args(["--set", &format!("cluster_peers={peers}")])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // Its own process group: it outlives this command and a Ctrl-C in the terminal.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    std::fs::write(pid_file(dir, node), format!("{}\n", child.id()))?;
+    println!(
+        "xtask: node {node} started (pid {}), log {}",
+        child.id(),
+        log_path.display()
+    );
+    Ok(child.id())
+}
+
+fn after_start(dir: &Path) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let brokers = runtime.block_on(wait_registered(&dir))?;
+    let brokers = runtime.block_on(wait_registered(dir))?;
     let bootstrap = (1..=NODES)
         .map(|n| format!("127.0.0.1:{}", client_port(n)))
         .collect::<Vec<_>>()
@@ -185,7 +205,7 @@ fn up(w: &Where) -> Result<()> {
 }
 
 /// Wait until a node's Metadata names every broker (they have registered with the controller).
-async fn wait_registered(dir: &Path) -> Result<usize> {
+pub async fn wait_registered(dir: &Path) -> Result<usize> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut last = String::from("no answer yet");
     while tokio::time::Instant::now() < deadline {

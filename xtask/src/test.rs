@@ -112,14 +112,14 @@ fn sim_tests() -> Result<()> {
             "sweep",
             "all",
             "--seeds",
-            "1..41",
+            "1..26",
             "--jobs",
             "2",
             "--require-coverage",
         ])
         .current_dir(repo_root());
     step(
-        "scenario sweep (sim sweep all --seeds 1..41 --require-coverage)",
+        "scenario sweep (sim sweep all --seeds 1..26 --require-coverage)",
         sweep,
     )
 }

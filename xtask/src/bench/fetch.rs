@@ -228,7 +228,7 @@ async fn fill_topic(
         records / 10_000
     );
     let plan = Arc::new(produce::ProducePlan {
-        addr: target.addr.clone(),
+        partition_addrs: vec![target.addr.clone()],
         topic: topic.to_string(),
         partitions,
         producers: PRODUCERS,

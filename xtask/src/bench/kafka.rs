@@ -220,6 +220,7 @@ pub fn error_name(code: i16) -> String {
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 /// The API versions one broker supports, from ApiVersions.
+#[derive(Clone)]
 pub struct ApiVersions {
     ranges: HashMap<i16, (i16, i16)>,
 }
@@ -374,6 +375,121 @@ pub async fn prepare_topic(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Where a topic's partitions are led, as Metadata says: per partition (in order) the leader's
+/// broker id and `host:port` (`None` while it has no leader), and how many brokers the
+/// cluster has.
+pub struct Leaders {
+    pub partitions: Vec<Option<(i32, String)>>,
+    pub brokers: usize,
+}
+
+impl Leaders {
+    /// Partition `p`'s leader's address, or `fallback` on a single broker (whose advertised
+    /// address may not be the one the benchmark reached it by).
+    pub fn addr_of(&self, p: i32, fallback: &str) -> Option<String> {
+        if self.brokers <= 1 {
+            return Some(fallback.to_string());
+        }
+        self.partitions
+            .get(usize::try_from(p).ok()?)?
+            .as_ref()
+            .map(|(_, addr)| addr.clone())
+    }
+}
+
+pub async fn leaders(connection: &mut Connection, version: i16, topic: &str) -> Result<Leaders> {
+    let request =
+        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
+    let response = connection
+        .call(version, &request)
+        .await
+        .context("Metadata")?;
+    let hosts: HashMap<i32, String> = response
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+        .collect();
+    let found = response
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .ok_or_else(|| anyhow!("topic {topic} is not in the Metadata response"))?;
+    let mut partitions: Vec<_> = found.partitions.iter().collect();
+    partitions.sort_by_key(|p| p.partition_index);
+    Ok(Leaders {
+        partitions: partitions
+            .iter()
+            .map(|p| {
+                let id = p.leader_id.0;
+                (p.error_code == 0 && id >= 0)
+                    .then(|| hosts.get(&id).map(|addr| (id, addr.clone())))
+                    .flatten()
+            })
+            .collect(),
+        brokers: hosts.len(),
+    })
+}
+
+/// DeleteTopics (v1..=4), waiting up to 30 s; errors are the caller's to ignore or not.
+pub async fn delete_topics(
+    connection: &mut Connection,
+    versions: &ApiVersions,
+    topics: &[String],
+) -> Result<()> {
+    use kafka_protocol::messages::DeleteTopicsRequest;
+    let version = versions.pick(ApiKey::DeleteTopics, 1, 4)?;
+    let request = DeleteTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topic_names(
+            topics
+                .iter()
+                .map(|t| TopicName(StrBytes::from_string(t.clone())))
+                .collect(),
+        );
+    let response = connection
+        .call(version, &request)
+        .await
+        .context("DeleteTopics")?;
+    if let Some(bad) = response.responses.iter().find(|r| r.error_code != 0) {
+        bail!("deleting topics: {}", error_name(bad.error_code));
+    }
+    Ok(())
+}
+
+/// One Produce of `batch` to `partition`: the base offset, or the partition's error code.
+/// An error of the outer result means the connection is unusable.
+pub async fn produce_one(
+    connection: &mut Connection,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    batch: Bytes,
+) -> Result<std::result::Result<i64, i16>> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
+    let response = connection.call(version, &request).await?;
+    let answer = response
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == partition)
+        .ok_or_else(|| anyhow!("the Produce response has no partition {partition}"))?;
+    Ok(if answer.error_code == 0 {
+        Ok(answer.base_offset)
+    } else {
+        Err(answer.error_code)
+    })
 }
 
 /// ListOffsets for every partition: `timestamp` -1 gives the end offset, -2 the log start.

@@ -5,11 +5,13 @@
 //! shared machine the last matters as much as the throughput.
 
 mod broker_process;
+mod failover;
 mod fetch;
 mod group;
 pub(crate) mod kafka;
 mod produce;
 mod stats;
+mod topics;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +39,12 @@ enum Workload {
     /// A consumer group reading the topic: records/s, and rebalance times when a member joins
     /// and when one leaves.
     Group(group::GroupArgs),
+    /// Topic-creation latency: until CreateTopics answers, and until every partition took an
+    /// acks=all write.
+    Topics(topics::TopicsArgs),
+    /// On the local cluster (--cluster-dir): from SIGKILL of a leader to the first acknowledged
+    /// write on each partition it led.
+    Failover(failover::FailoverArgs),
 }
 
 /// Which broker to load, and how to reach its metrics.
@@ -64,6 +72,11 @@ struct BrokerArgs {
     /// Seconds of load before the measured window starts.
     #[arg(long, default_value_t = 1.0)]
     warmup_secs: f64,
+    /// The brokers are the local cluster `cargo xtask cluster up` started in this folder
+    /// (`cluster`, relative to the repository): requests go to each partition's leader, and the
+    /// counters and CPU of all three brokers are reported.
+    #[arg(long, conflicts_with = "spawn_broker")]
+    cluster_dir: Option<PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -76,6 +89,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Produce(args) => produce::produce_bench(args).await,
             Workload::Fetch(args) => fetch::fetch_bench(args).await,
             Workload::Group(args) => group::group_bench(args).await,
+            Workload::Topics(args) => topics::topics_bench(args).await,
+            Workload::Failover(args) => failover::failover_bench(args).await,
         }
     })
 }
@@ -168,15 +183,36 @@ struct Target {
     addr: String,
     metrics_addr: String,
     spawned: Option<SpawnedBroker>,
+    /// The local cluster's folder, when the target is the cluster of `cargo xtask cluster up`.
+    cluster: Option<PathBuf>,
 }
 
 impl Target {
     async fn new(args: &BrokerArgs) -> Result<Self> {
+        if let Some(dir) = &args.cluster_dir {
+            let dir = crate::cluster::resolve(dir);
+            let up: Vec<u16> = (1..=crate::cluster::NODES)
+                .filter(|&n| crate::cluster::running(&dir, n).is_some())
+                .collect();
+            if up.is_empty() {
+                bail!(
+                    "no broker of the cluster in {} runs; start it with `cargo xtask cluster up`",
+                    dir.display()
+                );
+            }
+            return Ok(Self {
+                addr: format!("127.0.0.1:{}", crate::cluster::client_port(up[0])),
+                metrics_addr: format!("127.0.0.1:{}", crate::cluster::metrics_port(up[0])),
+                spawned: None,
+                cluster: Some(dir),
+            });
+        }
         if !args.spawn_broker {
             return Ok(Self {
                 addr: args.addr.clone(),
                 metrics_addr: args.metrics_addr.clone(),
                 spawned: None,
+                cluster: None,
             });
         }
         let spawned = SpawnedBroker::start(args).await?;
@@ -184,10 +220,19 @@ impl Target {
             addr: spawned.addr.clone(),
             metrics_addr: spawned.metrics_addr.clone(),
             spawned: Some(spawned),
+            cluster: None,
         })
     }
 
     fn describe(&self) -> String {
+        if let Some(dir) = &self.cluster {
+            return format!(
+                "the local cluster in {} (127.0.0.1:{}-{})",
+                dir.display(),
+                crate::cluster::client_port(1),
+                crate::cluster::client_port(crate::cluster::NODES)
+            );
+        }
         match &self.spawned {
             None => self.addr.clone(),
             Some(spawned) => format!(
@@ -196,6 +241,27 @@ impl Target {
                 spawned.binary.display(),
                 spawned.data_dir.display()
             ),
+        }
+    }
+
+    /// The brokers' processes whose CPU is measured.
+    fn broker_pids(&self) -> Vec<u32> {
+        match (&self.cluster, &self.spawned) {
+            (Some(dir), _) => (1..=crate::cluster::NODES)
+                .filter_map(|n| crate::cluster::running(dir, n))
+                .collect(),
+            (None, Some(spawned)) => vec![spawned.child.id()],
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Every broker's metrics endpoint.
+    fn metrics_addrs(&self) -> Vec<String> {
+        match &self.cluster {
+            Some(_) => (1..=crate::cluster::NODES)
+                .map(|n| format!("127.0.0.1:{}", crate::cluster::metrics_port(n)))
+                .collect(),
+            None => vec![self.metrics_addr.clone()],
         }
     }
 
@@ -219,11 +285,27 @@ impl Snapshot {
     async fn take(target: &Target) -> Self {
         let at = Instant::now();
         let cpu = CpuTimes::now().ok();
-        let broker_cpu = target
-            .spawned
-            .as_ref()
-            .and_then(|spawned| stats::process_cpu_time(spawned.child.id()).ok());
-        let metrics = stats::scrape_metrics(&target.metrics_addr).await;
+        let pids = target.broker_pids();
+        let broker_cpu = (!pids.is_empty())
+            .then(|| {
+                pids.iter()
+                    .map(|&pid| stats::process_cpu_time(pid).ok())
+                    .sum::<Option<Duration>>()
+            })
+            .flatten();
+        // Summed over the brokers (a cluster's three).
+        let mut metrics: Result<MetricsSample> = Ok(MetricsSample::new());
+        for addr in target.metrics_addrs() {
+            match (stats::scrape_metrics(&addr).await, &mut metrics) {
+                (Ok(sample), Ok(sum)) => {
+                    for (name, value) in sample {
+                        *sum.entry(name).or_insert(0.0) += value;
+                    }
+                }
+                (Err(e), Ok(_)) => metrics = Err(e),
+                (_, Err(_)) => {}
+            }
+        }
         Self {
             cpu,
             metrics,
@@ -289,7 +371,13 @@ fn environment_rows(table: &mut Table, target: &Target, before: &Snapshot, after
         let seconds = after.at.saturating_duration_since(before.at).as_secs_f64();
         if seconds > 0.0 {
             let cores = end.saturating_sub(start).as_secs_f64() / seconds;
-            table.row("broker CPU", format!("{cores:.2} cores"));
+            let brokers = target.broker_pids().len();
+            let of = if brokers > 1 {
+                format!(" ({brokers} brokers together)")
+            } else {
+                String::new()
+            };
+            table.row("broker CPU", format!("{cores:.2} cores{of}"));
         }
     }
     table.row(

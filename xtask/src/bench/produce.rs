@@ -95,9 +95,23 @@ async fn produce_against(
         args.replication_factor,
     )
     .await?;
+    // Each partition's requests go to its leader (all to the one broker on a single node).
+    let metadata_version = versions.pick(
+        ApiKey::Metadata,
+        kafka::METADATA_VERSIONS.0,
+        kafka::METADATA_VERSIONS.1,
+    )?;
+    let leaders = kafka::leaders(&mut admin, metadata_version, &args.topic).await?;
+    let partition_addrs = (0..partitions)
+        .map(|p| {
+            leaders
+                .addr_of(p, &target.addr)
+                .ok_or_else(|| anyhow!("partition {p} of {} has no leader", args.topic))
+        })
+        .collect::<Result<Vec<String>>>()?;
 
     let plan = Arc::new(ProducePlan {
-        addr: target.addr.clone(),
+        partition_addrs,
         topic: args.topic.clone(),
         partitions,
         producers: args.producers,
@@ -220,7 +234,8 @@ pub enum Stop {
 }
 
 pub struct ProducePlan {
-    pub addr: String,
+    /// Each partition's leader.
+    pub partition_addrs: Vec<String>,
     pub topic: String,
     pub partitions: i32,
     pub producers: usize,
@@ -251,7 +266,8 @@ pub struct ProduceOutcome {
 /// measured and a broker that refuses connections fails here, not mid-run.
 pub async fn connect_all(plan: &ProducePlan) -> Result<Vec<Connection>> {
     let connects = (0..plan.producers).map(|index| async move {
-        Connection::connect(&plan.addr, plan.response_timeout)
+        let addr = &plan.partition_addrs[index % plan.partition_addrs.len()];
+        Connection::connect(addr, plan.response_timeout)
             .await
             .with_context(|| format!("producer {index}"))
     });
