@@ -216,20 +216,34 @@ async fn garbage_strangers_and_silence_are_cut_off_and_the_transport_goes_on() {
         out.extend_from_slice(body);
         out
     }
-    fn hello(from: u64, to: u64) -> Vec<u8> {
+    // The cluster's fingerprint: its members as every one of them is configured.
+    let members = format!("1@{};2@{};", nodes[0].2, nodes[1].2);
+    let ours = crc32c::crc32c(members.as_bytes());
+    let theirs = crc32c::crc32c(format!("1@127.0.0.1:1;2@{};", nodes[1].2).as_bytes());
+    let in_cluster = |from: u64, to: u64, cluster: u32| -> Vec<u8> {
         let mut body = vec![0u8];
         body.extend_from_slice(b"SWIB");
-        body.extend_from_slice(&1u16.to_be_bytes());
+        body.extend_from_slice(&2u16.to_be_bytes());
         body.extend_from_slice(&from.to_be_bytes());
         body.extend_from_slice(&to.to_be_bytes());
+        body.extend_from_slice(&cluster.to_be_bytes());
         body
-    }
+    };
+    let hello = |from: u64, to: u64| in_cluster(from, to, ours);
+    let mut version_1 = hello(1, 2);
+    version_1[6] = 1;
+    version_1.truncate(version_1.len() - 4);
     let mut bad_crc = frame(&hello(1, 2));
     bad_crc[5] ^= 0xff;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("a frame of 4 GiB", vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
         ("a hello with a bad crc", bad_crc),
         ("a hello from a stranger", frame(&hello(9, 2))),
+        (
+            "a hello from node 1 of another cluster",
+            frame(&in_cluster(1, 2, theirs)),
+        ),
+        ("a hello of version 1", frame(&version_1)),
         ("a hello for another node", frame(&hello(1, 3))),
         (
             "a hello from the node that should be dialled",
@@ -299,4 +313,40 @@ async fn the_largest_message_a_frame_holds_arrives_and_one_byte_more_is_refused(
             .expect("running");
         got += d.messages.iter().filter(|m| **m == largest).count();
     }
+}
+
+/// Two clusters whose node ids collide (two test clusters on one host, a broker left over
+/// from an earlier cluster on the same addresses): a node 1 configured with other members
+/// dials node 2 and is refused — nothing it sends arrives — while node 2's own node 1 is heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_is_refused_however_its_ids_match() {
+    let mut nodes = cluster(&[1, 2], settings()).await;
+    let listener = TcpNet.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let stranger_address = listener.local_addr().unwrap();
+    let members: BTreeMap<NodeId, SocketAddr> = [(1, stranger_address), (2, nodes[1].2)]
+        .into_iter()
+        .collect();
+    let (stranger, _inbox) = Transport::start(env(91), 1, listener, members, settings());
+    for n in 0..40 {
+        stranger.send(2, Bytes::from(format!("stranger#{n}")));
+        stranger.flush();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        stranger.stats().connections_dialled.load(Ordering::Relaxed) >= 1,
+        "the stranger reached node 2's listener"
+    );
+    assert!(!stranger.connected(2), "its link never comes up");
+    let one = nodes[0].0.clone();
+    let arrived = send_until_heard(&one, &mut nodes[1].1, "node 2").await;
+    assert_eq!(arrived.from, 1);
+    while let Ok(Some(d)) =
+        tokio::time::timeout(Duration::from_millis(100), nodes[1].1.recv()).await
+    {
+        assert!(
+            d.messages.iter().all(|m| !m.starts_with(b"stranger")),
+            "a message of the other cluster's node 1 arrived"
+        );
+    }
+    stranger.shutdown();
 }

@@ -22,7 +22,11 @@
 //!   empty frame after `keepalive` without traffic, so a live peer is never silent that long).
 //!
 //! Frames: `u32 length` (of what follows), `u32 crc32c` (of the body), body. A body is a kind
-//! byte then, for `HELLO`, the magic, version, sender id and addressee id; for `MESSAGES`, a
+//! byte then, for `HELLO`, the magic, version, sender id, addressee id and the cluster's
+//! fingerprint (a CRC-32C of its members, `id@address` in id order: brokers configured as
+//! different clusters — two clusters on one host, a broker left from an earlier cluster on the
+//! same addresses — refuse each other's links rather than step each other's Raft messages,
+//! whose node and group ids would collide); for `MESSAGES`, a
 //! `u32` count and each message as `u32 length` + bytes. A frame longer than `frame_bytes_max`,
 //! a bad CRC, an unknown kind or a hello from a stranger closes the connection with a log line
 //! naming the peer; the transport goes on serving the others.
@@ -43,7 +47,7 @@ use tokio::sync::{mpsc, watch, Notify};
 pub type NodeId = u64;
 
 const MAGIC: &[u8; 4] = b"SWIB";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 const KIND_HELLO: u8 = 0;
 const KIND_MESSAGES: u8 = 1;
 /// Length and CRC in front of every body.
@@ -162,6 +166,8 @@ impl Peer {
 
 struct Inner {
     node_id: NodeId,
+    /// The cluster's fingerprint: both ends of a link must agree on it.
+    cluster: u32,
     env: Env,
     settings: TransportSettings,
     peers: BTreeMap<NodeId, Arc<Peer>>,
@@ -187,6 +193,7 @@ impl Transport {
         settings: TransportSettings,
     ) -> (Transport, Inbox) {
         let (inbox_tx, inbox_rx) = mpsc::channel(settings.inbox_frames_max.max(1));
+        let cluster = fingerprint(&peers);
         let peers = peers
             .into_iter()
             .filter(|(id, _)| *id != node_id)
@@ -207,6 +214,7 @@ impl Transport {
             .collect();
         let inner = Arc::new(Inner {
             node_id,
+            cluster,
             env,
             settings,
             peers,
@@ -369,7 +377,7 @@ fn parse_hello(inner: &Inner, mut body: Bytes, label: &str) -> Result<Arc<Peer>,
         peer: label.to_string(),
         why,
     };
-    if body.len() != 1 + 4 + 2 + 8 + 8 || body.get_u8() != KIND_HELLO {
+    if body.len() != 1 + 4 + 2 + 8 + 8 + 4 || body.get_u8() != KIND_HELLO {
         return Err(refused("not a hello".into()));
     }
     if &body.split_to(4)[..] != MAGIC {
@@ -383,6 +391,14 @@ fn parse_hello(inner: &Inner, mut body: Bytes, label: &str) -> Result<Arc<Peer>,
     }
     let from = body.get_u64();
     let to = body.get_u64();
+    let cluster = body.get_u32();
+    if cluster != inner.cluster {
+        return Err(refused(format!(
+            "node {from} belongs to another cluster (fingerprint {cluster:08x}, this one's \
+             {:08x}): its cluster_peers differ from this node's",
+            inner.cluster
+        )));
+    }
     if to != inner.node_id {
         return Err(refused(format!(
             "addressed to node {to}, this is node {}",
@@ -396,6 +412,16 @@ fn parse_hello(inner: &Inner, mut body: Bytes, label: &str) -> Result<Arc<Peer>,
         ))),
         None => Err(refused(format!("node {from} is not a configured peer"))),
     }
+}
+
+/// The cluster's fingerprint: a CRC-32C of its members, `id@address;` in id order, as the
+/// configuration names them (every broker's `cluster_peers` lists all of them, itself too).
+fn fingerprint(peers: &BTreeMap<NodeId, SocketAddr>) -> u32 {
+    let mut text = String::new();
+    for (id, address) in peers {
+        text.push_str(&format!("{id}@{address};"));
+    }
+    crc32c::crc32c(text.as_bytes())
 }
 
 async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
@@ -455,6 +481,7 @@ async fn dial(inner: &Inner, peer: &Peer) -> io::Result<Halves> {
     hello.put_u16(VERSION);
     hello.put_u64(inner.node_id);
     hello.put_u64(peer.id);
+    hello.put_u32(inner.cluster);
     write_frame(&mut writer, &hello.freeze()).await?;
     Ok((reader, writer))
 }
