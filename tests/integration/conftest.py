@@ -11,6 +11,7 @@ Environment:
 
 import atexit
 import os
+import random
 import re
 import signal
 import socket
@@ -55,10 +56,26 @@ def broker_env(**extra) -> dict:
     return env
 
 
+_TAKEN_PORTS: set = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range (32768 and up on Linux): a
+    broker restarted on its ports must find them free, and a port from that range may
+    meanwhile have become the local end of some client's connection."""
+    rng = random.Random()
+    for _ in range(10_000):
+        port = rng.randrange(20_000, 32_000)
+        if port in _TAKEN_PORTS:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _TAKEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free port below 32000")
 
 
 class BrokerDied(AssertionError):

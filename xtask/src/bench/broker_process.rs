@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::time::Instant;
 
 use super::BrokerArgs;
-use crate::{cargo, target_dir};
+use crate::target_dir;
 
 /// A release broker started for one benchmark run on free ports and a fresh data directory.
 ///
@@ -27,17 +27,7 @@ impl SpawnedBroker {
     pub async fn start(args: &BrokerArgs) -> Result<Self> {
         let binary = match &args.broker_bin {
             Some(binary) => binary.clone(),
-            None => {
-                println!("xtask: cargo build --release -p broker");
-                let status = cargo()
-                    .args(["build", "--release", "-p", "broker", "--bin", "broker"])
-                    .status()
-                    .context("running cargo build")?;
-                if !status.success() {
-                    bail!("cargo build --release -p broker failed ({status})");
-                }
-                target_dir().join("release").join("broker")
-            }
+            None => crate::cluster::release_broker()?,
         };
         if !binary.is_file() {
             bail!("broker binary {} does not exist", binary.display());

@@ -14,9 +14,8 @@ use kafka_protocol::messages::ApiKey;
 use tokio::time::Instant;
 
 use super::kafka::{self, ApiVersions, Connection};
-use super::stats::Table;
 use super::{BrokerArgs, Target};
-use crate::{cluster, invocation, target_dir};
+use crate::{cluster, target_dir};
 
 #[derive(Args, Clone, Debug)]
 pub struct FailoverArgs {
@@ -97,9 +96,7 @@ pub async fn failover_bench(args: FailoverArgs) -> Result<()> {
         .flat_map(|r| r.each.iter().map(|(_, d)| ms(*d)))
         .collect();
     firsts.sort_by(f64::total_cmp);
-    let mut table = Table::default();
-    table.row("command", invocation());
-    table.row("broker", target.describe());
+    let mut table = target.table();
     table.row(
         "workload",
         format!(

@@ -15,12 +15,11 @@ use tokio::time::Instant;
 
 use super::kafka::{self, ApiVersions, Connection};
 use super::produce;
-use super::stats::{self, Latency, Table};
+use super::stats::{self, Latency};
 use super::{
     count, environment_rows, latency_rows, open_window, seconds, BrokerArgs, GateTicket, Snapshot,
     StartGate, Target,
 };
-use crate::invocation;
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
@@ -125,9 +124,7 @@ async fn fetch_against(
         .zip(&starts)
         .map(|(end, start)| end - start)
         .sum();
-    let mut table = Table::default();
-    table.row("command", invocation());
-    table.row("broker", target.describe());
+    let mut table = target.table();
     table.row(
         "workload",
         format!(

@@ -32,9 +32,8 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::kafka::{self, ApiVersions, Connection};
-use super::stats::{self, Table};
+use super::stats;
 use super::{count, environment_rows, seconds, BrokerArgs, Snapshot, Target};
-use crate::invocation;
 
 const JOIN_VERSION: i16 = 7;
 const SYNC_VERSION: i16 = 5;
@@ -206,9 +205,7 @@ async fn group_against(args: &GroupArgs, target: &Target, duration: Duration) ->
             .map_err(|e| anyhow!("member task failed: {e}"))??;
     }
 
-    let mut table = Table::default();
-    table.row("command", invocation());
-    table.row("broker", target.describe());
+    let mut table = target.table();
     table.row(
         "workload",
         format!(

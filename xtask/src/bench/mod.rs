@@ -224,6 +224,14 @@ impl Target {
         })
     }
 
+    /// A figures table that starts with the command line and the broker measured.
+    fn table(&self) -> stats::Table {
+        let mut table = stats::Table::default();
+        table.row("command", crate::invocation());
+        table.row("broker", self.describe());
+        table
+    }
+
     fn describe(&self) -> String {
         if let Some(dir) = &self.cluster {
             return format!(

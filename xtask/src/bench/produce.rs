@@ -12,12 +12,11 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest};
 use tokio::time::Instant;
 
 use super::kafka::{self, ApiVersions, Connection};
-use super::stats::{self, Latency, Table};
+use super::stats::{self, Latency};
 use super::{
     count, environment_rows, latency_rows, open_window, seconds, BrokerArgs, GateTicket, Snapshot,
     StartGate, Target,
 };
-use crate::invocation;
 
 #[derive(Args, Clone, Debug)]
 pub struct ProduceArgs {
@@ -148,9 +147,7 @@ async fn produce_against(
     let after = Snapshot::take(target).await;
 
     let window_s = outcome.window.as_secs_f64().max(1e-9);
-    let mut table = Table::default();
-    table.row("command", invocation());
-    table.row("broker", target.describe());
+    let mut table = target.table();
     table.row(
         "workload",
         format!(

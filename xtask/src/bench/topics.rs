@@ -13,9 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
 use super::kafka::{self, ApiVersions, Connection};
-use super::stats::Table;
 use super::{BrokerArgs, Target};
-use crate::invocation;
 
 #[derive(Args, Clone, Debug)]
 pub struct TopicsArgs {
@@ -103,9 +101,7 @@ async fn against(args: &TopicsArgs, target: &Target) -> Result<()> {
             v[0]
         )
     };
-    let mut table = Table::default();
-    table.row("command", invocation());
-    table.row("broker", target.describe());
+    let mut table = target.table();
     table.row(
         "workload",
         format!(
