@@ -674,6 +674,50 @@ async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() 
     }
 }
 
+/// A leader cut off from the others (or just back from a pause) holds a producer state the
+/// cluster may have moved past: a sequence it does not expect is refused only once a read
+/// index confirms it still leads; cut off, it loses the leadership first and answers
+/// NOT_LEADER_OR_FOLLOWER, so the producer goes to the real leader instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_refuses_no_sequence_it_cannot_confirm() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
+    let leader = *refs.iter().find(|n| n.is_serving()).unwrap();
+    let send = |node: &TestNode, seq: i32| {
+        let b = idempotent_batch(4343, 0, seq, 1);
+        let r = node.replication.clone();
+        async move {
+            let rx = r.propose(GROUP, vec![b], -1).await?.expect("an answer");
+            rx.await.map_err(|_| ReplicaError::Stopped)?
+        }
+    };
+    send(leader, 0).await.expect("written");
+    // Connected, the leader confirms itself and refuses a gap.
+    assert!(matches!(
+        send(leader, 5).await,
+        Err(ReplicaError::Storage(
+            broker::storage::AppendError::Producer(_)
+        ))
+    ));
+    // Cut off, it still believes it leads; the same gap is not refused but sent elsewhere.
+    leader.transport.shutdown();
+    assert!(leader.is_serving(), "still leading when the batch arrives");
+    let answer = send(leader, 5).await;
+    assert!(
+        matches!(answer, Err(ReplicaError::NotLeader { .. })),
+        "a cut-off leader answered {answer:?}"
+    );
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
 /// The incident this project exists for, on three nodes: the leader's fsync stalls. Its
 /// directory fails at the I/O deadline, it hands its leadership over and goes silent; writes go
 /// on through the others; when the stall ends it heals, rejoins as a follower and catches up.

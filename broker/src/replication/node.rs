@@ -221,6 +221,7 @@ impl Replication {
             health,
             metrics,
             stepped_down: false,
+            reads: 0,
             early: HashMap::new(),
             logger: raft_logger(slog::o!("node" => node_id)),
         };
@@ -349,8 +350,18 @@ struct Waiter {
     /// A retry of batches already in the log at these offsets `[base, end)`: answered with
     /// them once the high watermark passes `end` (no entry of its own).
     duplicate: Option<(i64, i64)>,
+    /// A refusal of an idempotent batch (its sequence or producer unknown to this log) held
+    /// until a read index (this read's context) confirms that this node still led in `term`:
+    /// a leader cut off, or just back from a pause, holds a stale producer state, and only
+    /// the cluster's leader may tell a producer that its sequence is out of order. Losing the
+    /// leadership first answers NOT_LEADER_OR_FOLLOWER, and the producer retries elsewhere.
+    refusal: Option<(u64, crate::producer_state::ProducerError)>,
     reply: Answer,
 }
+
+/// Refusals waiting for their read index in one group, at most (past it they are answered at
+/// once).
+const REFUSALS_MAX: usize = 256;
 
 /// What the next write of a group will carry (Readies gather here while one is in flight).
 #[derive(Default)]
@@ -420,6 +431,8 @@ struct Node {
     /// Raft (no messages in or out, no ticks, no votes) until it heals — to the others it is
     /// as if it had crashed, so they elect leaders among themselves.
     stepped_down: bool,
+    /// Read indexes asked so far (each one's context).
+    reads: u64,
     /// Raft messages for groups not (yet) started here, held until the controller's record
     /// that makes this node a replica is applied: a new partition's preferred leader campaigns
     /// at once, and its vote requests often arrive first. Bounded, and dropped once older than
@@ -715,7 +728,32 @@ impl Node {
         // Offsets as they will be written: after everything raft-rs holds.
         let first_offset = next_offset(g);
         match g.producers.check(&headers, first_offset, now_ms) {
-            Err(e) => return Err(ReplicaError::Storage(AppendError::Producer(e))),
+            Err(e) => {
+                let waiting = g.waiters.iter().filter(|w| w.refusal.is_some()).count();
+                if acks == 0 || waiting >= REFUSALS_MAX {
+                    return Err(ReplicaError::Storage(AppendError::Producer(e)));
+                }
+                if !g.raw.raft.commit_to_current_term() {
+                    // Not yet a leader that can confirm itself (raft-rs drops read indexes
+                    // until an entry of its term commits): the producer asks again.
+                    return Err(ReplicaError::NotLeader { leader: None, term });
+                }
+                self.reads += 1;
+                let ctx = self.reads;
+                g.raw.read_index(ctx.to_be_bytes().to_vec());
+                self.dirty.insert(group);
+                let (reply, rx) = oneshot::channel();
+                g.waiters.push_back(Waiter {
+                    first_index: 0,
+                    last_index: 0,
+                    term,
+                    acks,
+                    duplicate: None,
+                    refusal: Some((ctx, e)),
+                    reply,
+                });
+                return Ok(Some(rx));
+            }
             Ok(Checked::Duplicate(b)) => {
                 crate::coverage::reached(crate::coverage::Event::DuplicateBatchAnswered);
                 if acks == 0 {
@@ -728,6 +766,7 @@ impl Node {
                     term,
                     acks,
                     duplicate: Some((b.first_offset, b.last_offset + 1)),
+                    refusal: None,
                     reply,
                 };
                 if acks == 1 || g.view.partition.high_watermark() > b.last_offset {
@@ -782,6 +821,7 @@ impl Node {
             term,
             acks,
             duplicate: None,
+            refusal: None,
             reply,
         });
         Ok(Some(rx))
@@ -1078,6 +1118,31 @@ impl Node {
                 for w in g.waiters.drain(..) {
                     let _ = w.reply.send(Err(ReplicaError::NotLeader { leader, term }));
                 }
+            }
+        }
+        if !rd.read_states().is_empty() {
+            let raft = &g.raw.raft;
+            let leading = raft.state == StateRole::Leader;
+            let term = raft.term;
+            for rs in rd.read_states() {
+                let Ok(ctx) = <[u8; 8]>::try_from(&rs.request_ctx[..]).map(u64::from_be_bytes)
+                else {
+                    continue;
+                };
+                let Some(at) = g
+                    .waiters
+                    .iter()
+                    .position(|w| w.refusal.as_ref().is_some_and(|(c, _)| *c == ctx))
+                else {
+                    continue;
+                };
+                let w = g.waiters.remove(at).expect("found just now");
+                let (_, e) = w.refusal.expect("a refusal");
+                let _ = w.reply.send(if leading && term == w.term {
+                    Err(ReplicaError::Storage(AppendError::Producer(e)))
+                } else {
+                    Err(ReplicaError::NotLeader { leader: None, term })
+                });
             }
         }
         for m in rd.take_messages() {
@@ -1453,6 +1518,10 @@ fn apply(g: &mut Group, commit: u64, store: &Store) {
     let log_start = g.view.partition.log_start_offset();
     let mut kept = VecDeque::with_capacity(g.waiters.len());
     for w in g.waiters.drain(..) {
+        if w.refusal.is_some() {
+            kept.push_back(w);
+            continue;
+        }
         if let Some((base_offset, end)) = w.duplicate {
             if hw >= end {
                 let _ = w.reply.send(Ok(Appended {
@@ -1482,7 +1551,8 @@ fn answer_durable(g: &mut Group, next_index: u64) {
     let log_start = g.view.partition.log_start_offset();
     let mut kept = VecDeque::with_capacity(g.waiters.len());
     for w in g.waiters.drain(..) {
-        if w.acks == 1 && w.duplicate.is_none() && w.last_index < next_index {
+        if w.acks == 1 && w.duplicate.is_none() && w.refusal.is_none() && w.last_index < next_index
+        {
             let a = answer(storage, &w, log_start);
             let _ = w.reply.send(a);
         } else {
