@@ -176,6 +176,43 @@ impl TestNode {
     }
 }
 
+/// Three nodes, each with a directory of its own (kept as long as the first value lives), on
+/// fresh addresses, node 1 standing for leader at once; `overrides` as for
+/// [`TestNode::start_with`].
+async fn start_three(
+    overrides: &[(&str, &str)],
+) -> (
+    Vec<tempfile::TempDir>,
+    BTreeMap<u64, SocketAddr>,
+    Vec<TestNode>,
+) {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        let dir = dirs[id as usize - 1].path();
+        nodes.push(TestNode::start_with(id, dir, &peers, id == 1, overrides).await);
+    }
+    (dirs, peers, nodes)
+}
+
+/// One idempotent batch of `producer_id` (epoch 0) from `sequence`, proposed at acks=all on
+/// `node`; its answer.
+async fn send_idempotent(
+    node: &TestNode,
+    producer_id: i64,
+    sequence: i32,
+    records: i32,
+) -> Result<broker::storage::Appended, ReplicaError> {
+    let b = idempotent_batch(producer_id, 0, sequence, records);
+    let rx = node
+        .replication
+        .propose(GROUP, vec![b], -1)
+        .await?
+        .expect("an answer");
+    rx.await.map_err(|_| ReplicaError::Stopped)?
+}
+
 /// Bind a listener on `address`, retrying while the port is still held by a stopped node.
 async fn bind(env: &Env, address: SocketAddr) -> Box<dyn io_backend::Listener> {
     for _ in 0..100 {
@@ -315,12 +352,7 @@ async fn logs_agree(nodes: &[&TestNode], acknowledged: &[i64]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_are_on_every_replica_and_survive_the_leader() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers = free_addresses().await;
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
-    }
+    let (dirs, peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
     let mut acked = produce(&refs, 30, 3).await;
@@ -407,12 +439,7 @@ async fn vote_requests_that_arrive_before_the_group_starts_are_answered_when_it_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_group_goes_quiet_and_still_fails_over() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers = free_addresses().await;
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
-    }
+    let (_dirs, _peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let acked = produce(&refs, 5, 1).await;
     // Quiet: no Raft messages flow for a while (only the transport's keepalives).
@@ -453,12 +480,7 @@ async fn an_idle_group_goes_quiet_and_still_fails_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_back_after_a_while_catches_up_with_a_quiet_leader() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers = free_addresses().await;
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
-    }
+    let (dirs, peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 3, 1).await;
     // A follower goes; the others go on, then go quiet.
@@ -493,13 +515,7 @@ async fn a_follower_back_after_a_while_catches_up_with_a_quiet_leader() {
 async fn a_follower_behind_the_leaders_log_start_starts_afresh_from_its_snapshot() {
     // Small segments, and retention that keeps about two of them.
     let small = [("segment.bytes", "1024"), ("retention.bytes", "2048")];
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers = free_addresses().await;
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        let dir = dirs[id as usize - 1].path();
-        nodes.push(TestNode::start_with(id, dir, &peers, id == 1, &small).await);
-    }
+    let (dirs, peers, mut nodes) = start_three(&small).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 3, 1).await;
     // A follower goes; the others write on until their retention has deleted what it lacks.
@@ -621,30 +637,29 @@ async fn a_follower_behind_the_leaders_log_start_starts_afresh_from_its_snapshot
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers = free_addresses().await;
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
-    }
+    let (_dirs, _peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
     let leader = refs.iter().find(|n| n.is_serving()).unwrap();
-    let send = |node: &TestNode, seq: i32| {
-        let b = idempotent_batch(4242, 0, seq, 2);
-        let r = node.replication.clone();
-        async move {
-            let rx = r.propose(GROUP, vec![b], -1).await?.expect("an answer");
-            rx.await.map_err(|_| ReplicaError::Stopped)?
-        }
-    };
-    let first = send(leader, 0).await.expect("written").base_offset;
-    let second = send(leader, 2).await.expect("written").base_offset;
+    let first = send_idempotent(leader, 4242, 0, 2)
+        .await
+        .expect("written")
+        .base_offset;
+    let second = send_idempotent(leader, 4242, 2, 2)
+        .await
+        .expect("written")
+        .base_offset;
     // A retry of the first: its offset, nothing written.
-    assert_eq!(send(leader, 0).await.expect("answered").base_offset, first);
+    assert_eq!(
+        send_idempotent(leader, 4242, 0, 2)
+            .await
+            .expect("answered")
+            .base_offset,
+        first
+    );
     // A gap is refused.
     assert!(matches!(
-        send(leader, 9).await,
+        send_idempotent(leader, 4242, 9, 2).await,
         Err(ReplicaError::Storage(
             broker::storage::AppendError::Producer(_)
         ))
@@ -658,8 +673,17 @@ async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() 
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_for("a new leader", || refs.iter().any(|n| n.is_serving())).await;
     let leader = refs.iter().find(|n| n.is_serving()).unwrap();
-    assert_eq!(send(leader, 2).await.expect("answered").base_offset, second);
-    let third = send(leader, 4).await.expect("written").base_offset;
+    assert_eq!(
+        send_idempotent(leader, 4242, 2, 2)
+            .await
+            .expect("answered")
+            .base_offset,
+        second
+    );
+    let third = send_idempotent(leader, 4242, 4, 2)
+        .await
+        .expect("written")
+        .base_offset;
     assert!(third >= end);
     let data_batches: Vec<_> = log_of(leader)
         .await
@@ -680,27 +704,14 @@ async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() 
 /// NOT_LEADER_OR_FOLLOWER, so the producer goes to the real leader instead of failing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_refuses_no_sequence_it_cannot_confirm() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers = free_addresses().await;
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
-    }
+    let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
     let leader = *refs.iter().find(|n| n.is_serving()).unwrap();
-    let send = |node: &TestNode, seq: i32| {
-        let b = idempotent_batch(4343, 0, seq, 1);
-        let r = node.replication.clone();
-        async move {
-            let rx = r.propose(GROUP, vec![b], -1).await?.expect("an answer");
-            rx.await.map_err(|_| ReplicaError::Stopped)?
-        }
-    };
-    send(leader, 0).await.expect("written");
+    send_idempotent(leader, 4343, 0, 1).await.expect("written");
     // Connected, the leader confirms itself and refuses a gap.
     assert!(matches!(
-        send(leader, 5).await,
+        send_idempotent(leader, 4343, 5, 1).await,
         Err(ReplicaError::Storage(
             broker::storage::AppendError::Producer(_)
         ))
@@ -708,7 +719,7 @@ async fn a_leader_cut_off_refuses_no_sequence_it_cannot_confirm() {
     // Cut off, it still believes it leads; the same gap is not refused but sent elsewhere.
     leader.transport.shutdown();
     assert!(leader.is_serving(), "still leading when the batch arrives");
-    let answer = send(leader, 5).await;
+    let answer = send_idempotent(leader, 4343, 5, 1).await;
     assert!(
         matches!(answer, Err(ReplicaError::NotLeader { .. })),
         "a cut-off leader answered {answer:?}"
@@ -723,12 +734,7 @@ async fn a_leader_cut_off_refuses_no_sequence_it_cannot_confirm() {
 /// on through the others; when the stall ends it heals, rejoins as a follower and catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers = free_addresses().await;
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, id == 1).await);
-    }
+    let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 10, 2).await;
     let stalled = refs.iter().find(|n| n.is_serving()).unwrap();
