@@ -258,7 +258,12 @@ impl Broker {
         resp
     }
 
-    pub(super) async fn offset_commit(&self, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    /// Hand the commit to the coordinator now (in the connection's order); the response once
+    /// it is answered.
+    pub(super) async fn offset_commit(
+        &self,
+        req: OffsetCommitRequest,
+    ) -> impl std::future::Future<Output = OffsetCommitResponse> {
         let asked: Vec<(TopicName, i32)> = req
             .topics
             .iter()
@@ -283,35 +288,17 @@ impl Broker {
                 })
             })
             .collect();
-        let codes = match self
+        let answer = self
             .groups
-            .commit(CommitRequest {
+            .commit_in_order(CommitRequest {
                 group_id: req.group_id.to_string(),
                 generation: req.generation_id_or_member_epoch,
                 member_id: req.member_id.to_string(),
                 group_instance_id: opt(&req.group_instance_id),
                 offsets,
             })
-            .await
-        {
-            Ok(codes) => codes,
-            Err(code) => vec![code; asked.len()],
-        };
-        let mut resp = OffsetCommitResponse::default();
-        for ((topic, partition), code) in asked.into_iter().zip(codes) {
-            if resp.topics.last().is_none_or(|t| t.name != topic) {
-                let mut t = offset_commit_response::OffsetCommitResponseTopic::default();
-                t.name = topic;
-                resp.topics.push(t);
-            }
-            let mut p = offset_commit_response::OffsetCommitResponsePartition::default();
-            p.partition_index = partition;
-            p.error_code = code;
-            if let Some(t) = resp.topics.last_mut() {
-                t.partitions.push(p);
-            }
-        }
-        resp
+            .await;
+        async move { commit_response(asked, answer.await) }
     }
 
     pub(super) async fn offset_fetch(
@@ -541,4 +528,31 @@ impl Broker {
         }
         resp
     }
+}
+
+/// The OffsetCommit response: a code per partition asked for, in order.
+fn commit_response(
+    asked: Vec<(TopicName, i32)>,
+    codes: Result<Vec<i16>, i16>,
+) -> OffsetCommitResponse {
+    let codes = match codes {
+        Ok(codes) => codes,
+        Err(code) => vec![code; asked.len()],
+    };
+    let mut resp = OffsetCommitResponse::default();
+
+    for ((topic, partition), code) in asked.into_iter().zip(codes) {
+        if resp.topics.last().is_none_or(|t| t.name != topic) {
+            let mut t = offset_commit_response::OffsetCommitResponseTopic::default();
+            t.name = topic;
+            resp.topics.push(t);
+        }
+        let mut p = offset_commit_response::OffsetCommitResponsePartition::default();
+        p.partition_index = partition;
+        p.error_code = code;
+        if let Some(t) = resp.topics.last_mut() {
+            t.partitions.push(p);
+        }
+    }
+    resp
 }

@@ -212,10 +212,10 @@ impl Broker {
                 let r = this.leave_group(r, version).await;
                 respond(ResponseKind::LeaveGroup(r))
             }),
-            RequestKind::OffsetCommit(r) => Box::pin(async move {
-                let r = this.offset_commit(r).await;
-                respond(ResponseKind::OffsetCommit(r))
-            }),
+            RequestKind::OffsetCommit(r) => {
+                let answer = self.offset_commit(r).await;
+                Box::pin(async move { respond(ResponseKind::OffsetCommit(answer.await)) })
+            }
             RequestKind::OffsetFetch(r) => Box::pin(async move {
                 let r = this.offset_fetch(r, version).await;
                 respond(ResponseKind::OffsetFetch(r))

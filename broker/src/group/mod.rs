@@ -353,8 +353,22 @@ impl Coordinator {
     }
 
     /// One error code per offset, in order; or one for the whole request.
-    pub async fn commit(&self, req: CommitRequest) -> Result<Vec<i16>, i16> {
-        self.ask(|tx| Msg::Commit(req, tx), Err(GONE)).await
+    /// Hand a commit to the coordinator now, and its answer later: the commits a connection
+    /// pipelines reach the coordinator in the order they were sent (each request's handling
+    /// is a future of its own, polled in no particular order), so the last one sent is the one
+    /// that stays.
+    pub async fn commit_in_order(
+        &self,
+        req: CommitRequest,
+    ) -> impl std::future::Future<Output = Result<Vec<i16>, i16>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.tx.send(Msg::Commit(req, tx)).await.is_ok();
+        async move {
+            if !sent {
+                return Err(GONE);
+            }
+            rx.await.unwrap_or(Err(GONE))
+        }
     }
 
     /// The group's committed offsets: of the partitions asked for, or all (`None`).
