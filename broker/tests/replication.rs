@@ -196,6 +196,28 @@ async fn start_three(
     (dirs, peers, nodes)
 }
 
+/// Produce through `nodes` until retention has moved every one's log start past `offset`;
+/// the offsets acknowledged.
+async fn produce_until_log_starts_pass(nodes: &[&TestNode], offset: i64) -> Vec<i64> {
+    let past = || {
+        nodes
+            .iter()
+            .all(|n| n.partition.log_start_offset() > offset)
+    };
+    let mut acked = Vec::new();
+    for _ in 0..200 {
+        if past() {
+            break;
+        }
+        acked.extend(produce(nodes, 5, 4).await);
+    }
+    assert!(
+        past(),
+        "retention never moved every log start past {offset}"
+    );
+    acked
+}
+
 /// One idempotent batch of `producer_id` (epoch 0) from `sequence`, proposed at acks=all on
 /// `node`; its answer.
 async fn send_idempotent(
@@ -527,20 +549,8 @@ async fn a_follower_behind_the_leaders_log_start_starts_afresh_from_its_snapshot
     let gone_end = gone_log.state().log_end_offset();
     drop(gone_log);
     let refs: Vec<&TestNode> = nodes.iter().collect();
-    for _ in 0..200 {
-        acked.extend(produce(&refs, 5, 4).await);
-        if refs
-            .iter()
-            .all(|n| n.partition.log_start_offset() > gone_end)
-        {
-            break;
-        }
-    }
+    acked.extend(produce_until_log_starts_pass(&refs, gone_end).await);
     let start = |n: &TestNode| n.partition.log_start_offset();
-    assert!(
-        refs.iter().all(|n| start(n) > gone_end),
-        "retention never moved past the follower's end {gone_end}"
-    );
     // Messages the leader sent the follower while it was away wait in the transport's queue
     // (bounded) and arrive when it is back; an append among them may hold entries retention
     // has deleted since, and bring the follower past the gap without a snapshot. Appends made
@@ -551,16 +561,7 @@ async fn a_follower_behind_the_leaders_log_start_starts_afresh_from_its_snapshot
         .map(|n| n.partition.state().log_end_offset())
         .max()
         .unwrap();
-    for _ in 0..200 {
-        if refs.iter().all(|n| start(n) > bridged) {
-            break;
-        }
-        acked.extend(produce(&refs, 5, 4).await);
-    }
-    assert!(
-        refs.iter().all(|n| start(n) > bridged),
-        "retention never moved past {bridged}"
-    );
+    acked.extend(produce_until_log_starts_pass(&refs, bridged).await);
     // It comes back behind every log start: it must take a snapshot, not stall.
     let dir = dirs[gone_id as usize - 1].path();
     nodes.push(TestNode::start_with(gone_id, dir, &peers, false, &small).await);
