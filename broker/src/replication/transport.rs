@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use io_backend::{Connection, Env, Listener};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch, Notify};
 
 /// A broker's id in the cluster (Kafka's `node.id`).
@@ -52,6 +52,11 @@ const KIND_HELLO: u8 = 0;
 const KIND_MESSAGES: u8 = 1;
 /// Length and CRC in front of every body.
 const FRAME_HEADER_BYTES: usize = 8;
+/// A link's read buffer: the frames that arrived together are taken with one read.
+const READ_BUFFER_BYTES: usize = 64 << 10;
+
+/// A link's reading side, buffered.
+type Reader = BufReader<ReadHalf<Box<dyn Connection>>>;
 /// A frame holding one message is this much longer than the message: the frame header, the
 /// kind, the count and the message's length.
 const MESSAGE_OVERHEAD_BYTES: usize = FRAME_HEADER_BYTES + 1 + 4 + 4;
@@ -328,7 +333,8 @@ async fn accept_loop(inner: Arc<Inner>, listener: Box<dyn Listener>) {
 /// A dialled connection's hello says who is calling; the caller must be a known peer with a
 /// smaller id (the one that dials) and the hello must be addressed to us.
 async fn accept_one(inner: Arc<Inner>, conn: Box<dyn Connection>, address: SocketAddr) {
-    let (mut reader, writer) = tokio::io::split(conn);
+    let (reader, writer) = tokio::io::split(conn);
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let label = address.to_string();
     let hello = inner
         .env
@@ -467,22 +473,20 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
     }
 }
 
-type Halves = (
-    ReadHalf<Box<dyn Connection>>,
-    WriteHalf<Box<dyn Connection>>,
-);
+type Halves = (Reader, WriteHalf<Box<dyn Connection>>);
 
 async fn dial(inner: &Inner, peer: &Peer) -> io::Result<Halves> {
     let conn = inner.env.net.connect(peer.address).await?;
     let (reader, mut writer) = tokio::io::split(conn);
-    let mut hello = BytesMut::with_capacity(32);
+    let reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let mut hello = unsealed_frame(32);
     hello.put_u8(KIND_HELLO);
     hello.put_slice(MAGIC);
     hello.put_u16(VERSION);
     hello.put_u64(inner.node_id);
     hello.put_u64(peer.id);
     hello.put_u32(inner.cluster);
-    write_frame(&mut writer, &hello.freeze()).await?;
+    write_frame(&mut writer, &seal(hello)).await?;
     Ok((reader, writer))
 }
 
@@ -490,7 +494,7 @@ async fn dial(inner: &Inner, peer: &Peer) -> io::Result<Halves> {
 async fn run_link(
     inner: &Arc<Inner>,
     peer: &Arc<Peer>,
-    reader: ReadHalf<Box<dyn Connection>>,
+    reader: Reader,
     writer: WriteHalf<Box<dyn Connection>>,
     generation: u64,
 ) -> Result<(), LinkError> {
@@ -515,7 +519,7 @@ async fn run_link(
 async fn read_loop(
     inner: &Inner,
     peer: &Peer,
-    mut reader: ReadHalf<Box<dyn Connection>>,
+    mut reader: Reader,
 ) -> Result<(), LinkError> {
     let settings = &inner.settings;
     let label = format!("node {}", peer.id);
@@ -608,13 +612,13 @@ async fn write_loop(
                 _ = peer.wake.notified() => continue,
                 _ = inner.env.clock.sleep(settings.keepalive) => {}
             }
-            let mut empty = BytesMut::with_capacity(5);
+            let mut empty = unsealed_frame(5);
             empty.put_u8(KIND_MESSAGES);
             empty.put_u32(0);
-            timed_write(inner, &mut writer, &empty.freeze(), &label).await?;
+            timed_write(inner, &mut writer, &seal(empty), &label).await?;
             continue;
         };
-        let count = (&body[1..5]).get_u32() as u64;
+        let count = (&body[FRAME_HEADER_BYTES + 1..FRAME_HEADER_BYTES + 5]).get_u32() as u64;
         timed_write(inner, &mut writer, &body, &label).await?;
         inner.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         inner
@@ -654,12 +658,12 @@ fn take_frame(peer: &Peer, frame_bytes_max: usize) -> Option<Bytes> {
     if outbox.messages.is_empty() {
         return None;
     }
-    let mut body = BytesMut::new();
+    let mut body = unsealed_frame(0);
     body.put_u8(KIND_MESSAGES);
     body.put_u32(0);
     let mut count = 0u32;
     while let Some(next) = outbox.messages.front() {
-        if count > 0 && FRAME_HEADER_BYTES + body.len() + 4 + next.len() > frame_bytes_max {
+        if count > 0 && body.len() + 4 + next.len() > frame_bytes_max {
             break;
         }
         let next = outbox.messages.pop_front().expect("front was just seen");
@@ -669,21 +673,36 @@ fn take_frame(peer: &Peer, frame_bytes_max: usize) -> Option<Bytes> {
         count += 1;
     }
     drop(outbox);
-    body[1..5].copy_from_slice(&count.to_be_bytes());
-    Some(body.freeze())
+    let at = FRAME_HEADER_BYTES + 1;
+    body[at..at + 4].copy_from_slice(&count.to_be_bytes());
+    Some(seal(body))
 }
 
-async fn write_frame(writer: &mut WriteHalf<Box<dyn Connection>>, body: &Bytes) -> io::Result<()> {
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    header[..4].copy_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-    header[4..].copy_from_slice(&crc32c::crc32c(body).to_be_bytes());
-    writer.write_all(&header).await?;
-    writer.write_all(body).await?;
+/// A frame's buffer with room for its header (length and CRC), filled in by [`seal`]: a frame
+/// leaves in one write, not two.
+fn unsealed_frame(body_bytes: usize) -> BytesMut {
+    let mut frame = BytesMut::with_capacity(FRAME_HEADER_BYTES + body_bytes);
+    frame.put_bytes(0, FRAME_HEADER_BYTES);
+    frame
+}
+
+/// Fill in the header of a frame built on [`unsealed_frame`].
+fn seal(mut frame: BytesMut) -> Bytes {
+    let crc = crc32c::crc32c(&frame[FRAME_HEADER_BYTES..]);
+    let len = (frame.len() - FRAME_HEADER_BYTES + 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    frame[4..FRAME_HEADER_BYTES].copy_from_slice(&crc.to_be_bytes());
+    frame.freeze()
+}
+
+/// Write a sealed frame (header included).
+async fn write_frame(writer: &mut WriteHalf<Box<dyn Connection>>, frame: &Bytes) -> io::Result<()> {
+    writer.write_all(frame).await?;
     writer.flush().await
 }
 
 async fn read_frame(
-    reader: &mut ReadHalf<Box<dyn Connection>>,
+    reader: &mut Reader,
     label: &str,
     frame_bytes_max: usize,
 ) -> Result<Bytes, LinkError> {
