@@ -784,3 +784,82 @@ async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
         n.stop().await;
     }
 }
+
+/// The hard state (term, vote, commit) is written when the term or the vote changes, not at
+/// every round that moves the commit: raft-rs asks for it with every Ready that has entries,
+/// and each write of that small file costs two syncs and a rename.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_appends_leave_the_hard_state_file_alone() {
+    let (_dirs, _peers, nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut acked = produce(&refs, 3, 1).await;
+    let caught_up = |refs: &[&TestNode]| {
+        let end = refs.iter().map(|n| n.partition.high_watermark()).max().unwrap();
+        refs.iter().all(|n| n.partition.state().log_end_offset() >= end)
+    };
+    wait_for("every replica to have the writes", || caught_up(&refs)).await;
+    let read_all = || {
+        refs.iter()
+            .map(|n| std::fs::read(n.partition.dir.join("raft-state")).expect("a hard state"))
+            .collect::<Vec<_>>()
+    };
+    let before = read_all();
+    acked.extend(produce(&refs, 30, 1).await);
+    wait_for("every replica to have the writes", || caught_up(&refs)).await;
+    assert_eq!(
+        read_all(),
+        before,
+        "30 acknowledged rounds in one term rewrote a hard state"
+    );
+    logs_agree(&refs, &acked).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// While a leader has two rounds of proposals uncommitted, later proposals wait at its gate
+/// (to go to Raft together, as one round) instead of entering its log one by one; a leader
+/// cut off from the others never commits, loses the leadership, and refuses what waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_behind_two_uncommitted_rounds_wait_and_a_deposed_leader_refuses_them() {
+    let (_dirs, _peers, nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    produce(&refs, 2, 1).await;
+    let leader = *refs.iter().find(|n| n.is_serving()).unwrap();
+    let end_before = leader.partition.state().log_end_offset();
+    leader.transport.shutdown();
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        let replication = leader.replication.clone();
+        answers.push(tokio::spawn(async move {
+            let b = make_batch(1, 1_700_000_000_000, format!("held{i}").as_bytes());
+            match replication.propose(GROUP, vec![b], -1).await {
+                Ok(Some(rx)) => tokio::time::timeout(Duration::from_secs(10), rx)
+                    .await
+                    .expect("answered")
+                    .unwrap_or(Err(ReplicaError::Stopped)),
+                Ok(None) => unreachable!("acks=all has an answer"),
+                Err(e) => Err(e),
+            }
+        }));
+        // Each in a turn of its own: a round each, were none held.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for a in answers {
+        let answer = a.await.unwrap();
+        assert!(
+            matches!(answer, Err(ReplicaError::NotLeader { .. })),
+            "a cut-off leader answered {answer:?}"
+        );
+    }
+    assert!(!leader.is_serving());
+    let end_after = leader.partition.state().log_end_offset();
+    assert_eq!(
+        end_after - end_before,
+        2,
+        "only the first two rounds entered the log; the three held proposals did not"
+    );
+    for n in nodes {
+        n.stop().await;
+    }
+}

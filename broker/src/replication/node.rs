@@ -42,6 +42,7 @@ use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::gate::Gate;
 use super::idempotence::{Checked, Producers};
 use super::logger::raft_logger;
 use super::storage::{read_entries, snapshot_offset, PartitionStorage};
@@ -222,6 +223,7 @@ impl Replication {
             metrics,
             stepped_down: false,
             reads: 0,
+            turn: 0,
             early: HashMap::new(),
             logger: raft_logger(slog::o!("node" => node_id)),
         };
@@ -400,6 +402,20 @@ struct Group {
     producers: Producers,
     quiet: bool,
     idle_ticks: usize,
+    /// The term and vote of the hard state last handed to a write: the hard state is written
+    /// when they change (raft-rs's `must_sync` also asks for it whenever a Ready with entries
+    /// moves the commit, which would cost a small file's syncs and rename per round; the
+    /// commit needs no durability, Raft learns it again).
+    vote_written: (u64, u64),
+    /// Proposals waiting for an earlier round of this leader's to commit ([`super::gate`]).
+    gate: Gate<HeldProposal>,
+}
+
+/// A proposal the gate holds: its batches, acks and where it is answered (none for acks=0).
+struct HeldProposal {
+    batches: Vec<Bytes>,
+    acks: i16,
+    answer: Option<Answer>,
 }
 
 type WriteDone = (GroupId, u64, Result<RaftWritten, AppendError>);
@@ -433,6 +449,8 @@ struct Node {
     stepped_down: bool,
     /// Read indexes asked so far (each one's context).
     reads: u64,
+    /// Turns of the loop so far: the proposals of one turn make one round (see the gate).
+    turn: u64,
     /// Raft messages for groups not (yet) started here, held until the controller's record
     /// that makes this node a replica is applied: a new partition's preferred leader campaigns
     /// at once, and its vote requests often arrive first. Bounded, and dropped once older than
@@ -457,6 +475,7 @@ impl Node {
         loop {
             let wait = next_tick.saturating_duration_since(clock.now());
             let ticking = !self.active.is_empty();
+            self.turn += 1;
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -529,8 +548,40 @@ impl Node {
                 forward,
                 reply,
             } => {
+                if !forward && !self.stepped_down {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        let raft = &g.raw.raft;
+                        if raft.state == StateRole::Leader
+                            && !batches.is_empty()
+                            && g.gate.must_wait(raft.raft_log.committed)
+                        {
+                            // The sender has its acknowledgement at once (a request handler
+                            // or the group coordinator goes on); the answer comes through it.
+                            let answer = if acks == 0 {
+                                let _ = reply.send(Ok(None));
+                                None
+                            } else {
+                                let (tx, rx) = oneshot::channel();
+                                let _ = reply.send(Ok(Some(rx)));
+                                Some(tx)
+                            };
+                            let full = g.gate.is_full();
+                            g.gate.hold(HeldProposal {
+                                batches,
+                                acks,
+                                answer,
+                            });
+                            if full {
+                                let held = g.gate.take_all();
+                                self.propose_held(group, held);
+                            }
+                            return;
+                        }
+                    }
+                }
                 let r = self.propose(group, batches, acks, forward);
                 let _ = reply.send(r);
+                self.note_round(group);
             }
             Command::AddGroup {
                 group,
@@ -559,9 +610,9 @@ impl Node {
                 return;
             }
         };
-        let applied = raft::Storage::initial_state(&storage)
-            .map(|s| s.hard_state.commit)
-            .unwrap_or(0);
+        let (applied, vote_written) = raft::Storage::initial_state(&storage)
+            .map(|s| (s.hard_state.commit, (s.hard_state.term, s.hard_state.vote)))
+            .unwrap_or((0, (0, 0)));
         let producers = {
             let last = raft::Storage::last_index(&storage).unwrap_or(0);
             let mut st = partition.state_mut();
@@ -577,7 +628,14 @@ impl Node {
             heartbeat_tick: self.settings.heartbeat_ticks,
             applied,
             max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 64,
+            // Few appends in flight per follower: what a leader proposes while they are out
+            // goes in the next one, together (TiKV's setting is of this order too).
+            max_inflight_msgs: 4,
+            // Followers learn the commit with the next append or heartbeat rather than from
+            // an append of its own (their high watermark serves no reader; the leader's does).
+            skip_bcast_commit: true,
+            // A Ready's appends to one follower merged into one message.
+            batch_append: true,
             check_quorum: true,
             pre_vote: true,
             max_committed_size_per_ready: 64 << 10,
@@ -625,6 +683,8 @@ impl Node {
                 producers,
                 quiet: false,
                 idle_ticks: 0,
+                vote_written,
+                gate: Gate::default(),
             },
         );
         self.active.insert(group);
@@ -654,6 +714,11 @@ impl Node {
         for w in g.waiters.drain(..) {
             let _ = w.reply.send(Err(ReplicaError::Unknown));
         }
+        for p in g.gate.take_all() {
+            if let Some(a) = p.answer {
+                let _ = a.send(Err(ReplicaError::Unknown));
+            }
+        }
         let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
         views.by_group.remove(&group);
         let key = (g.view.partition.topic.clone(), g.view.partition.index);
@@ -673,6 +738,22 @@ impl Node {
         acks: i16,
         forward: bool,
     ) -> Result<Acknowledgement, ReplicaError> {
+        let (tx, rx) = oneshot::channel();
+        let mut answer = Some(tx);
+        self.propose_into(group, batches, acks, forward, &mut answer)?;
+        Ok(answer.is_none().then_some(rx))
+    }
+
+    /// Propose, answering through `answer` (taken when the proposal will be answered there;
+    /// left when nothing will be: acks=0, a forwarded proposal).
+    fn propose_into(
+        &mut self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+        forward: bool,
+        answer: &mut Option<Answer>,
+    ) -> Result<(), ReplicaError> {
         let id = self.id;
         if self.stepped_down {
             return Err(ReplicaError::NotLeader {
@@ -698,7 +779,7 @@ impl Node {
             let stepped = g.raw.step(m);
             g.timer.settle(&mut g.raw);
             self.dirty.insert(group);
-            return stepped.map(|_| None).map_err(|_| ReplicaError::NotLeader {
+            return stepped.map_err(|_| ReplicaError::NotLeader {
                 leader: None,
                 term: g.raw.raft.term,
             });
@@ -738,11 +819,13 @@ impl Node {
                     // until an entry of its term commits): the producer asks again.
                     return Err(ReplicaError::NotLeader { leader: None, term });
                 }
+                let Some(reply) = answer.take() else {
+                    return Err(ReplicaError::Storage(AppendError::Producer(e)));
+                };
                 self.reads += 1;
                 let ctx = self.reads;
                 g.raw.read_index(ctx.to_be_bytes().to_vec());
                 self.dirty.insert(group);
-                let (reply, rx) = oneshot::channel();
                 g.waiters.push_back(Waiter {
                     first_index: 0,
                     last_index: 0,
@@ -752,14 +835,16 @@ impl Node {
                     refusal: Some((ctx, e)),
                     reply,
                 });
-                return Ok(Some(rx));
+                return Ok(());
             }
             Ok(Checked::Duplicate(b)) => {
                 crate::coverage::reached(crate::coverage::Event::DuplicateBatchAnswered);
                 if acks == 0 {
-                    return Ok(None);
+                    return Ok(());
                 }
-                let (reply, rx) = oneshot::channel();
+                let Some(reply) = answer.take() else {
+                    return Ok(());
+                };
                 let waiter = Waiter {
                     first_index: 0,
                     last_index: 0,
@@ -778,7 +863,7 @@ impl Node {
                 } else {
                     g.waiters.push_back(waiter);
                 }
-                return Ok(Some(rx));
+                return Ok(());
             }
             Ok(Checked::Append) => {}
         }
@@ -812,9 +897,11 @@ impl Node {
         g.idle_ticks = 0;
         self.dirty.insert(group);
         if acks == 0 || count == 0 {
-            return Ok(None);
+            return Ok(());
         }
-        let (reply, rx) = oneshot::channel();
+        let Some(reply) = answer.take() else {
+            return Ok(());
+        };
         g.waiters.push_back(Waiter {
             first_index: last_index + 1 - count,
             last_index,
@@ -824,7 +911,47 @@ impl Node {
             refusal: None,
             reply,
         });
-        Ok(Some(rx))
+        Ok(())
+    }
+
+    /// This turn's proposals took the group's log this far: one round for the gate.
+    fn note_round(&mut self, group: GroupId) {
+        let turn = self.turn;
+        if let Some(g) = self.groups.get_mut(&group) {
+            let log = &g.raw.raft.raft_log;
+            let (last, committed) = (log.last_index(), log.committed);
+            g.gate.proposed(turn, last, committed);
+        }
+    }
+
+    /// Let through what the group's gate may release now (a round committed, or this replica
+    /// no longer leads: then they are refused as any proposal to a follower is).
+    fn release_gate(&mut self, group: GroupId) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if g.gate.is_empty() {
+            return;
+        }
+        let leader = g.raw.raft.state == StateRole::Leader && !self.stepped_down;
+        let held = g.gate.release(g.raw.raft.raft_log.committed, leader);
+        self.propose_held(group, held);
+    }
+
+    /// Propose held proposals, in order, as one round.
+    fn propose_held(&mut self, group: GroupId, held: VecDeque<HeldProposal>) {
+        if held.is_empty() {
+            return;
+        }
+        for p in held {
+            let mut answer = p.answer;
+            if let Err(e) = self.propose_into(group, p.batches, p.acks, false, &mut answer) {
+                if let Some(a) = answer {
+                    let _ = a.send(Err(e));
+                }
+            }
+        }
+        self.note_round(group);
     }
 
     fn deliver(&mut self, from: NodeId, messages: Vec<Bytes>) {
@@ -1028,6 +1155,11 @@ impl Node {
                         .reply
                         .send(Err(ReplicaError::NotLeader { leader: None, term }));
                 }
+                for p in g.gate.take_all() {
+                    if let Some(a) = p.answer {
+                        let _ = a.send(Err(ReplicaError::NotLeader { leader: None, term }));
+                    }
+                }
                 self.dirty.insert(group);
             }
             tracing::error!(node = self.id, led, groups = ids.len(), "data directory failed: stepped down from every group and takes no part in Raft until it heals");
@@ -1198,7 +1330,8 @@ impl Node {
         }
         if let Some(hs) = rd.hs() {
             let record = storage.set_hard_state(hs);
-            if rd.must_sync() || g.next.hard_state.is_some() {
+            if (hs.term, hs.vote) != g.vote_written || g.next.hard_state.is_some() {
+                g.vote_written = (hs.term, hs.vote);
                 g.next.hard_state = Some(record);
             }
         }
@@ -1226,6 +1359,7 @@ impl Node {
         if let Some(g) = self.groups.get(&group) {
             update_status(g, &self.changed, &self.metrics);
         }
+        self.release_gate(group);
         if self
             .groups
             .get(&group)
@@ -1343,6 +1477,7 @@ impl Node {
             .cached_from(durable_next, last)
             .unwrap_or_default();
         let hs = g.raw.raft.hard_state();
+        g.vote_written = (hs.term, hs.vote);
         let hard_state = Some(crate::storage::log::replica::HardStateRecord {
             term: hs.term,
             vote: hs.vote,
@@ -1467,6 +1602,7 @@ fn idle_leader(g: &Group) -> bool {
         || g.in_flight.is_some()
         || !g.next.is_empty()
         || !g.held.is_empty()
+        || !g.gate.is_empty()
     {
         return false;
     }
