@@ -45,10 +45,14 @@ pub enum Event {
     /// A leader sent a follower entries it read from its log, not from the recent tail in
     /// memory (a lagging follower catching up).
     EntriesReadFromLog,
+    /// A leader's gate let several held proposals through together, as one round.
+    ProposalsReleasedTogether,
+    /// Proposals held at a leader's gate were refused: the replica stopped leading first.
+    HeldProposalsRefused,
 }
 
 impl Event {
-    pub const ALL: [Event; 17] = [
+    pub const ALL: [Event; 19] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -66,6 +70,8 @@ impl Event {
         Event::QuietGroupWokenByLink,
         Event::LogResetToSnapshot,
         Event::EntriesReadFromLog,
+        Event::ProposalsReleasedTogether,
+        Event::HeldProposalsRefused,
     ];
 
     /// The event's name in reports.
@@ -88,6 +94,8 @@ impl Event {
             Event::QuietGroupWokenByLink => "quiet-group-woken-by-link",
             Event::LogResetToSnapshot => "log-reset-to-snapshot",
             Event::EntriesReadFromLog => "entries-read-from-log",
+            Event::ProposalsReleasedTogether => "proposals-released-together",
+            Event::HeldProposalsRefused => "held-proposals-refused",
         }
     }
 }

@@ -935,6 +935,11 @@ impl Node {
         }
         let leader = g.raw.raft.state == StateRole::Leader && !self.stepped_down;
         let held = g.gate.release(g.raw.raft.raft_log.committed, leader);
+        if !held.is_empty() && !leader {
+            crate::coverage::reached(crate::coverage::Event::HeldProposalsRefused);
+        } else if held.len() > 1 {
+            crate::coverage::reached(crate::coverage::Event::ProposalsReleasedTogether);
+        }
         self.propose_held(group, held);
     }
 
