@@ -378,6 +378,11 @@ impl Pipeline {
     /// directory fails and every waiter still on the board is answered at once (`written`: the
     /// bytes may be on the disk, so the failure is indefinite); the phase still runs to its end
     /// (a roll cut in the middle would leave files behind), and the round publishes nothing.
+    /// The round's time is the deadline and a tenth more: a single operation that stalls
+    /// started a moment after the round, and its own deadline must fail the directory first,
+    /// naming the operation and the file (under load the round's timer won that race, and the
+    /// failure named nothing — `a_stalled_sync_fails_the_directory_within_the_deadline_then_heals`
+    /// failed once in CI).
     pub(super) async fn within<F: std::future::Future, T, E: Clone + From<StorageError>>(
         &self,
         deadline: Option<(tokio::time::Instant, Duration)>,
@@ -390,7 +395,7 @@ impl Pipeline {
         };
         let clock = self.shared.env.clock.clone();
         tokio::pin!(phase);
-        let left = at.saturating_duration_since(clock.now());
+        let left = at.saturating_duration_since(clock.now()) + limit / 10;
         match clock.timeout(left, &mut phase).await {
             Ok(out) => (out, false),
             Err(_) => {
