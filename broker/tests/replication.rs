@@ -794,8 +794,13 @@ async fn steady_appends_leave_the_hard_state_file_alone() {
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 3, 1).await;
     let caught_up = |refs: &[&TestNode]| {
-        let end = refs.iter().map(|n| n.partition.high_watermark()).max().unwrap();
-        refs.iter().all(|n| n.partition.state().log_end_offset() >= end)
+        let end = refs
+            .iter()
+            .map(|n| n.partition.high_watermark())
+            .max()
+            .unwrap();
+        refs.iter()
+            .all(|n| n.partition.state().log_end_offset() >= end)
     };
     wait_for("every replica to have the writes", || caught_up(&refs)).await;
     let read_all = || {

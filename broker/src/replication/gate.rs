@@ -98,7 +98,11 @@ impl<T> Gate<T> {
     }
 
     fn settle(&mut self, committed: u64) {
-        while self.rounds.front().is_some_and(|&(_, last)| last <= committed) {
+        while self
+            .rounds
+            .front()
+            .is_some_and(|&(_, last)| last <= committed)
+        {
             self.rounds.pop_front();
         }
     }

@@ -516,11 +516,7 @@ async fn run_link(
     outcome
 }
 
-async fn read_loop(
-    inner: &Inner,
-    peer: &Peer,
-    mut reader: Reader,
-) -> Result<(), LinkError> {
+async fn read_loop(inner: &Inner, peer: &Peer, mut reader: Reader) -> Result<(), LinkError> {
     let settings = &inner.settings;
     let label = format!("node {}", peer.id);
     loop {
