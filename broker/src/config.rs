@@ -118,6 +118,10 @@ pub struct Config {
     /// A broker not heard from for this long is reported as gone in Metadata
     /// (`broker.session.timeout.ms`).
     pub broker_session_timeout_ms: u64,
+    /// A partition's leadership goes back to its preferred replica (the first of its list)
+    /// once that replica has been connected and caught up this long
+    /// (`auto.leader.rebalance.enable`); 0 turns it off.
+    pub leader_rebalance_ms: u64,
     /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
     pub seed: u64,
     /// Async worker threads; 0 means one per CPU.
@@ -170,6 +174,7 @@ impl Default for Config {
             raft_election_ticks: 10,
             raft_heartbeat_ticks: 2,
             broker_session_timeout_ms: 9_000,
+            leader_rebalance_ms: 10_000,
             seed: 0,
             worker_threads: 0,
         }
@@ -458,6 +463,12 @@ impl Config {
             || self.raft_heartbeat_ticks >= self.raft_election_ticks
         {
             return bad("raft_tick_ms must be from 1 to 60000, raft_election_ticks from 2 to 1000, raft_heartbeat_ticks from 1 to below raft_election_ticks".into());
+        }
+        if self.leader_rebalance_ms > 86_400_000 {
+            return bad(format!(
+                "leader_rebalance_ms = {} is out of range (0..=86400000; 0: off)",
+                self.leader_rebalance_ms
+            ));
         }
         if !(100..=3_600_000).contains(&self.broker_session_timeout_ms) {
             return bad(format!(

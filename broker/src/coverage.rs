@@ -49,10 +49,12 @@ pub enum Event {
     ProposalsReleasedTogether,
     /// Proposals held at a leader's gate were refused: the replica stopped leading first.
     HeldProposalsRefused,
+    /// A leader handed its group back to the preferred replica (connected and caught up).
+    LeadershipReturnedToPreferred,
 }
 
 impl Event {
-    pub const ALL: [Event; 19] = [
+    pub const ALL: [Event; 20] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -72,6 +74,7 @@ impl Event {
         Event::EntriesReadFromLog,
         Event::ProposalsReleasedTogether,
         Event::HeldProposalsRefused,
+        Event::LeadershipReturnedToPreferred,
     ];
 
     /// The event's name in reports.
@@ -96,6 +99,7 @@ impl Event {
             Event::EntriesReadFromLog => "entries-read-from-log",
             Event::ProposalsReleasedTogether => "proposals-released-together",
             Event::HeldProposalsRefused => "held-proposals-refused",
+            Event::LeadershipReturnedToPreferred => "leadership-returned-to-preferred",
         }
     }
 }

@@ -44,6 +44,8 @@ fn settings() -> RaftSettings {
         election_ticks: 10,
         heartbeat_ticks: 2,
         quiesce_ticks: 20,
+        // Off here (leadership stays where elections put it); on in the test of it.
+        rebalance_ticks: 0,
     }
 }
 
@@ -864,6 +866,47 @@ async fn proposals_behind_two_uncommitted_rounds_wait_and_a_deposed_leader_refus
         2,
         "only the first two rounds entered the log; the three held proposals did not"
     );
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// Kafka's preferred leader election: the replica first in the group's list (here node 1)
+/// leads; it goes away and another takes over; back and caught up, it gets the leadership
+/// back after `rebalance_ticks` (rather than leaving it on the others for good), and nothing
+/// acknowledged on the way is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_preferred_replica_gets_its_leadership_back() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let rebalancing = RaftSettings {
+        rebalance_ticks: 10,
+        ..settings()
+    };
+    let start = |id: u64| {
+        let (dir, peers, rebalancing) = (dirs[id as usize - 1].path(), &peers, rebalancing.clone());
+        async move {
+            let node = TestNode::start_bare(id, dir, peers, &[], rebalancing).await;
+            node.join(peers, id == 1).await;
+            node
+        }
+    };
+    let mut nodes = vec![start(1).await, start(2).await, start(3).await];
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut acked = produce(&refs, 5, 1).await;
+    wait_for("node 1 to lead", || nodes[0].is_serving()).await;
+    nodes.remove(0).stop().await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 5, 1).await);
+    assert!(!nodes.iter().any(|n| n.id == 1));
+    nodes.insert(0, start(1).await);
+    wait_for("node 1, back and caught up, to lead again", || {
+        nodes[0].is_serving()
+    })
+    .await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 5, 1).await);
+    logs_agree(&refs, &acked).await;
     for n in nodes {
         n.stop().await;
     }

@@ -62,6 +62,9 @@ pub struct RaftSettings {
     pub heartbeat_ticks: usize,
     /// Ticks a leader's group stays idle before it goes quiet.
     pub quiesce_ticks: usize,
+    /// Ticks the preferred replica (the first of the group's list) must have been connected and
+    /// caught up before a leader hands the leadership back to it; 0: never.
+    pub rebalance_ticks: usize,
 }
 
 impl RaftSettings {
@@ -71,6 +74,10 @@ impl RaftSettings {
             election_ticks: config.raft_election_ticks,
             heartbeat_ticks: config.raft_heartbeat_ticks,
             quiesce_ticks: config.raft_election_ticks * 2,
+            rebalance_ticks: match config.leader_rebalance_ms {
+                0 => 0,
+                ms => ms.div_ceil(config.raft_tick_ms.max(1)).max(1) as usize,
+            },
         }
     }
 }
@@ -224,6 +231,8 @@ impl Replication {
             stepped_down: false,
             reads: 0,
             turn: 0,
+            ticks: 0,
+            heard: HashMap::new(),
             early: HashMap::new(),
             logger: raft_logger(slog::o!("node" => node_id)),
         };
@@ -409,6 +418,9 @@ struct Group {
     vote_written: (u64, u64),
     /// Proposals waiting for an earlier round of this leader's to commit ([`super::gate`]).
     gate: Gate<HeldProposal>,
+    /// Ticks this leader has seen its preferred replica (another node) connected and caught up
+    /// in a row; at `rebalance_ticks` the leadership goes back to it.
+    preferred_ready: usize,
 }
 
 /// A proposal the gate holds: its batches, acks and where it is answered (none for acks=0).
@@ -451,6 +463,9 @@ struct Node {
     reads: u64,
     /// Turns of the loop so far: the proposals of one turn make one round (see the gate).
     turn: u64,
+    /// Ticks so far, and the tick at which each peer was last heard from.
+    ticks: u64,
+    heard: HashMap<NodeId, u64>,
     /// Raft messages for groups not (yet) started here, held until the controller's record
     /// that makes this node a replica is applied: a new partition's preferred leader campaigns
     /// at once, and its vote requests often arrive first. Bounded, and dropped once older than
@@ -685,6 +700,7 @@ impl Node {
                 idle_ticks: 0,
                 vote_written,
                 gate: Gate::default(),
+                preferred_ready: 0,
             },
         );
         self.active.insert(group);
@@ -963,6 +979,7 @@ impl Node {
         if self.stepped_down {
             return;
         }
+        self.heard.insert(from, self.ticks);
         for bytes in messages {
             match wire::decode_inbound(&bytes) {
                 Ok(Inbound::Raft(group, m)) => {
@@ -1067,6 +1084,17 @@ impl Node {
     }
 
     async fn tick(&mut self) {
+        self.ticks += 1;
+        // Peers heard from within an election timeout: alive in Raft, not just connected (a
+        // node whose disk failed keeps its connections and says nothing).
+        let election_ticks = self.settings.election_ticks as u64;
+        let live: BTreeSet<NodeId> = self
+            .heard
+            .iter()
+            .filter(|&(_, &at)| self.ticks - at <= election_ticks)
+            .map(|(&p, _)| p)
+            .filter(|p| self.link_state.get(p).copied().unwrap_or(false))
+            .collect();
         let quiesce_ticks = self.settings.quiesce_ticks;
         let mut going_quiet = Vec::new();
         for &group in &self.active {
@@ -1076,6 +1104,10 @@ impl Node {
             g.raw.tick();
             g.timer.settle(&mut g.raw);
             self.dirty.insert(group);
+            if group != wire::CONTROLLER_GROUP {
+                // The cluster metadata's leader has no preferred broker (as in KRaft).
+                rebalance(g, self.id, &live, self.settings.rebalance_ticks);
+            }
             if idle_leader(g) {
                 g.idle_ticks += 1;
                 if g.idle_ticks >= quiesce_ticks {
@@ -1599,6 +1631,46 @@ fn wake(g: &mut Group, active: &mut BTreeSet<GroupId>, group: GroupId) {
     }
 }
 
+/// Kafka's preferred leader election (`auto.leader.rebalance.enable`): a leader that is not
+/// its group's preferred replica (the first of the list the controller placed, which takes
+/// turns across the brokers) hands the leadership back once that replica has been connected
+/// and has had everything committed for `rebalance_ticks` ticks in a row, and has been heard
+/// from within an election timeout (a broker whose disk failed stays connected, silent) — so a broker restarted
+/// after a crash gets its share of leaderships back rather than leaving them on the others.
+/// raft-rs's transfer sends the replica `MsgTimeoutNow` and refuses proposals meanwhile (the
+/// producers are told NOT_LEADER_OR_FOLLOWER and follow the new leader).
+fn rebalance(g: &mut Group, me: NodeId, live: &BTreeSet<NodeId>, ticks: usize) {
+    // Live: connected and heard from within an election timeout (raft-rs's `recent_active` is
+    // cleared at every quorum check, which would restart the count each election timeout).
+    let raft = &g.raw.raft;
+    let Some(&preferred) = g.view.voters.first() else {
+        return;
+    };
+    // In sync: it has everything committed (under load it is always a few entries short of
+    // the leader's last; raft-rs's transfer sends those before it hands over).
+    let committed = raft.raft_log.committed;
+    let ready = ticks > 0
+        && raft.state == StateRole::Leader
+        && preferred != me
+        && raft.lead_transferee.is_none()
+        && live.contains(&preferred)
+        && raft
+            .prs()
+            .get(preferred)
+            .is_some_and(|p| p.matched >= committed);
+    if !ready {
+        g.preferred_ready = 0;
+        return;
+    }
+    g.preferred_ready += 1;
+    if g.preferred_ready >= ticks {
+        g.preferred_ready = 0;
+        crate::coverage::reached(crate::coverage::Event::LeadershipReturnedToPreferred);
+        g.raw.transfer_leader(preferred);
+        g.timer.settle(&mut g.raw);
+    }
+}
+
 /// A leader with nothing to do: everything committed and on every follower, nothing waiting.
 fn idle_leader(g: &Group) -> bool {
     let raft = &g.raw.raft;
@@ -1608,6 +1680,7 @@ fn idle_leader(g: &Group) -> bool {
         || !g.next.is_empty()
         || !g.held.is_empty()
         || !g.gate.is_empty()
+        || g.preferred_ready > 0
     {
         return false;
     }
