@@ -1191,6 +1191,7 @@ mod tests {
                     code: 56,
                 }],
                 log_start: [(1, 1)].into_iter().collect(),
+                ..ReadGaps::default()
             },
             ..Options::default()
         };

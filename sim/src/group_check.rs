@@ -9,10 +9,12 @@ use crate::checker::{acked_not_polled, Finding};
 use crate::history::{CommitOutcome, FinalCommitted, FinalRead, Op, PollResult};
 
 /// Every group check. `members_from` is the first consumer index that is a group member
-/// (polls of lower indexes are the plain consumers').
+/// (polls of lower indexes are the plain consumers'). `ends` holds each partition's high
+/// watermark at the final read, where known.
 pub fn check(
     history: &[Op],
     log: &FinalRead,
+    ends: &BTreeMap<i32, i64>,
     committed: &FinalCommitted,
     partitions: i32,
     members_from: usize,
@@ -21,7 +23,7 @@ pub fn check(
     out.extend(double_owners(history));
     out.extend(regressions(history));
     out.extend(stale_reads(history));
-    let drained = final_commits(history, log, committed, partitions, members_from);
+    let drained = final_commits(history, log, ends, committed, partitions, members_from);
     let not_drained: Vec<i32> = drained
         .iter()
         .filter(|f| matches!(f, Finding::CommitMismatch { committed, log_end, .. } if committed < log_end))
@@ -161,11 +163,14 @@ fn stale_reads(history: &[Op]) -> Vec<Finding> {
     out
 }
 
-/// After the run the group's committed offset of each partition is where its members read to,
-/// which is the end of the partition.
+/// After the run the group's committed offset of each partition is the end of the partition
+/// (its high watermark), and its members read every record of it. The end can be past the last
+/// data record: control batches (a new Raft leader's own entry) may follow it, and a
+/// consumer's position, hence what it commits, moves over them as Kafka's does.
 fn final_commits(
     history: &[Op],
     log: &FinalRead,
+    ends: &BTreeMap<i32, i64>,
     committed: &FinalCommitted,
     partitions: i32,
     members_from: usize,
@@ -186,14 +191,19 @@ fn final_commits(
     }
     let mut out = Vec::new();
     for partition in 0..partitions {
-        let log_end = log
+        let data_end = log
             .get(&partition)
             .and_then(|r| r.last())
             .map_or(0, |(o, _)| o + 1);
+        let log_end = ends
+            .get(&partition)
+            .copied()
+            .unwrap_or(data_end)
+            .max(data_end);
         let processed = processed.get(&partition).copied().unwrap_or(0);
         // Nothing committed reads as the start of an empty partition.
         let committed = committed.get(&partition).copied().unwrap_or(-1).max(0);
-        if committed != processed || committed != log_end {
+        if committed != log_end || processed != data_end {
             out.push(Finding::CommitMismatch {
                 partition,
                 committed,
@@ -309,14 +319,14 @@ mod tests {
     #[test]
     fn a_clean_group_history_passes() {
         let (h, log, committed) = clean();
-        assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+        assert_eq!(check(&h, &log, &BTreeMap::new(), &committed, 2, 1), vec![]);
     }
 
     #[test]
     fn a_partition_owned_twice_in_a_generation_is_found() {
         let (mut h, log, committed) = clean();
         h.push(assigned(3, 1, &[1]));
-        let f = check(&h, &log, &committed, 2, 1);
+        let f = check(&h, &log, &BTreeMap::new(), &committed, 2, 1);
         assert!(
             matches!(
                 &f[..],
@@ -331,14 +341,14 @@ mod tests {
         // In another generation it is a new owner, not a second one.
         let (mut h, log, committed) = clean();
         h.push(assigned(3, 2, &[1]));
-        assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+        assert_eq!(check(&h, &log, &BTreeMap::new(), &committed, 2, 1), vec![]);
     }
 
     #[test]
     fn a_commit_that_goes_backwards_is_found() {
         let (mut h, log, committed) = clean();
         h.push(commit(2, 2, 4.0, &[(0, 1)]));
-        let f = check(&h, &log, &committed, 2, 1);
+        let f = check(&h, &log, &BTreeMap::new(), &committed, 2, 1);
         assert!(
             matches!(
                 &f[..],
@@ -361,7 +371,7 @@ mod tests {
             c.outcome = CommitOutcome::Failed(22);
             h.push(Op::Commit(c));
         }
-        assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+        assert_eq!(check(&h, &log, &BTreeMap::new(), &committed, 2, 1), vec![]);
     }
 
     #[test]
@@ -378,7 +388,7 @@ mod tests {
         // Up to date, and a read sent before the commit was answered: both fine.
         h.push(read(3.0, &[(0, 2)]));
         h.push(read(0.05, &[(0, -1)]));
-        assert_eq!(check(&h, &log, &committed, 2, 1), vec![]);
+        assert_eq!(check(&h, &log, &BTreeMap::new(), &committed, 2, 1), vec![]);
         h.push(read(3.5, &[(0, 1), (1, 2)]));
         // A commit of the value read whose answer never came may have landed last.
         let mut late = h.clone();
@@ -386,8 +396,11 @@ mod tests {
             c.outcome = CommitOutcome::Unknown;
             late.push(Op::Commit(c));
         }
-        assert_eq!(check(&late, &log, &committed, 2, 1), vec![]);
-        let f = check(&h, &log, &committed, 2, 1);
+        assert_eq!(
+            check(&late, &log, &BTreeMap::new(), &committed, 2, 1),
+            vec![]
+        );
+        let f = check(&h, &log, &BTreeMap::new(), &committed, 2, 1);
         assert!(
             matches!(
                 &f[..],
@@ -408,7 +421,7 @@ mod tests {
         // Committed beyond what was read: records were skipped.
         let (h, log, _) = clean();
         let committed = [(0, 2), (1, 5)].into_iter().collect();
-        let f = check(&h, &log, &committed, 2, 1);
+        let f = check(&h, &log, &BTreeMap::new(), &committed, 2, 1);
         assert!(
             matches!(
                 &f[..],
@@ -423,9 +436,43 @@ mod tests {
         // Short of the end: the group did not drain (and nothing else is said of it).
         let (h, log, _) = clean();
         let committed = [(0, 1), (1, 1)].into_iter().collect();
-        let f = check(&h, &log, &committed, 2, 1);
+        let f = check(&h, &log, &BTreeMap::new(), &committed, 2, 1);
         assert!(
             matches!(&f[..], [Finding::GroupNotDrained { partitions }] if partitions == &vec![0]),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_commit_past_control_batches_at_the_end_is_the_end() {
+        // Partition 0's high watermark is 3: a new leader's control batch follows "b" (1).
+        let (h, log, _) = clean();
+        let ends: BTreeMap<i32, i64> = [(0, 3), (1, 1)].into_iter().collect();
+        let committed: FinalCommitted = [(0, 3), (1, 1)].into_iter().collect();
+        assert_eq!(check(&h, &log, &ends, &committed, 2, 1), vec![]);
+        // Committed at the last data record, short of the end: not drained.
+        let committed: FinalCommitted = [(0, 2), (1, 1)].into_iter().collect();
+        let f = check(&h, &log, &ends, &committed, 2, 1);
+        assert!(
+            matches!(&f[..], [Finding::GroupNotDrained { partitions }] if partitions == &vec![0]),
+            "{f:?}"
+        );
+        // At the end, but a data record its members never polled: a mismatch.
+        let (mut h, _, _) = clean();
+        h.retain(|op| !matches!(op, Op::Poll(p) if p.partition == 0));
+        h.push(polled(1, 0, &[(0, "a")]));
+        let committed: FinalCommitted = [(0, 3), (1, 1)].into_iter().collect();
+        let f = check(&h, &log, &ends, &committed, 2, 1);
+        assert!(
+            f.iter().any(|f| matches!(
+                f,
+                Finding::CommitMismatch {
+                    partition: 0,
+                    committed: 3,
+                    processed: 1,
+                    log_end: 3
+                }
+            )),
             "{f:?}"
         );
     }
@@ -440,7 +487,7 @@ mod tests {
         h.push(polled(2, 1, &[(0, "c")]));
         let committed2: FinalCommitted = [(0, 2), (1, 2)].into_iter().collect();
         let _ = committed;
-        let f = check(&h, &log, &committed2, 2, 1);
+        let f = check(&h, &log, &BTreeMap::new(), &committed2, 2, 1);
         assert!(
             f.iter().any(|f| matches!(
                 f,

@@ -266,11 +266,14 @@ pub struct Unreadable {
 }
 
 /// What the final read could not read: damaged ranges, and each partition's log start (below
-/// it, records were deleted by retention or DeleteRecords, which is not a loss).
+/// it, records were deleted by retention or DeleteRecords, which is not a loss); and where it
+/// ended: each partition's high watermark, which is past the last data record when control
+/// batches (a new Raft leader's own entry) follow it.
 #[derive(Debug, Clone, Default)]
 pub struct ReadGaps {
     pub unreadable: Vec<Unreadable>,
     pub log_start: BTreeMap<i32, i64>,
+    pub log_end: BTreeMap<i32, i64>,
 }
 
 impl ReadGaps {

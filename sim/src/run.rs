@@ -479,6 +479,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         (brokers, leader_changes),
     ) = stuck_at_deadline;
     let ((final_read, gaps), final_committed) = final_read;
+    let log_end = gaps.log_end.clone();
     let coverage = broker::coverage::take();
 
     let opts = checker::Options {
@@ -492,6 +493,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         findings.extend(group_check::check(
             &history,
             &final_read,
+            &log_end,
             &final_committed,
             scenario.workload.partitions,
             scenario.workload.consumers,

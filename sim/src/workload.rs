@@ -719,10 +719,13 @@ pub async fn read_back(
     let mut out = FinalRead::new();
     let mut gaps = ReadGaps::default();
     for p in 0..partitions {
-        let (records, unreadable, log_start) = read_partition(&directory, topic, p).await;
+        let (records, unreadable, log_start, log_end) = read_partition(&directory, topic, p).await;
         out.insert(p, records);
         gaps.unreadable.extend(unreadable);
         gaps.log_start.insert(p, log_start);
+        if let Some(end) = log_end {
+            gaps.log_end.insert(p, end);
+        }
     }
     (out, gaps)
 }
@@ -735,12 +738,12 @@ const UNREADABLE_MAX: i64 = 20_000;
 /// Read a partition from its log start to its high watermark. Where the broker keeps answering
 /// an error at one offset (damaged data), step over it and read on, and say which offsets
 /// could not be read — so a lost-write finding names exactly the missing records, not the
-/// whole partition.
+/// whole partition. Also says the high watermark it read to (none if it gave up first).
 async fn read_partition(
     directory: &Directory,
     topic: &str,
     partition: i32,
-) -> (Vec<(i64, Bytes)>, Vec<Unreadable>, i64) {
+) -> (Vec<(i64, Bytes)>, Vec<Unreadable>, i64, Option<i64>) {
     let mut log_start = 0;
     let mut out = Vec::new();
     let mut gaps: Vec<Unreadable> = Vec::new();
@@ -763,7 +766,7 @@ async fn read_partition(
             match c.fetch(topic, partition, next, 0).await {
                 Ok((records, hw, after)) => {
                     if next >= hw {
-                        return (out, gaps, log_start);
+                        return (out, gaps, log_start, Some(hw));
                     }
                     match after.filter(|a| *a > next) {
                         Some(after) => {
@@ -825,5 +828,5 @@ async fn read_partition(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    (out, gaps, log_start)
+    (out, gaps, log_start, None)
 }
