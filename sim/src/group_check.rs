@@ -163,10 +163,11 @@ fn stale_reads(history: &[Op]) -> Vec<Finding> {
     out
 }
 
-/// After the run the group's committed offset of each partition is the end of the partition
-/// (its high watermark), and its members read every record of it. The end can be past the last
-/// data record: control batches (a new Raft leader's own entry) may follow it, and a
-/// consumer's position, hence what it commits, moves over them as Kafka's does.
+/// After the run the group's committed offset of each partition is the end of the partition,
+/// and its members read every record of it. The end is anywhere from the last data record to
+/// the high watermark at the final read: control batches (a new Raft leader's own entry) may
+/// follow the data, before or after the members' last commit, and a consumer's position, hence
+/// what it commits, moves over them as Kafka's does.
 fn final_commits(
     history: &[Op],
     log: &FinalRead,
@@ -203,7 +204,10 @@ fn final_commits(
         let processed = processed.get(&partition).copied().unwrap_or(0);
         // Nothing committed reads as the start of an empty partition.
         let committed = committed.get(&partition).copied().unwrap_or(-1).max(0);
-        if committed != log_end || processed != data_end {
+        // Offsets from the last data record to the end hold only control batches: a commit
+        // anywhere among them is at the end (a leadership change after the members' last
+        // commit appends one more).
+        if !(data_end..=log_end).contains(&committed) || processed != data_end {
             out.push(Finding::CommitMismatch {
                 partition,
                 committed,
@@ -445,32 +449,48 @@ mod tests {
 
     #[test]
     fn a_commit_past_control_batches_at_the_end_is_the_end() {
-        // Partition 0's high watermark is 3: a new leader's control batch follows "b" (1).
+        // Partition 0's high watermark is 4: control batches (new leaders' own entries) at 2
+        // and 3 follow "b" (1).
         let (h, log, _) = clean();
-        let ends: BTreeMap<i32, i64> = [(0, 3), (1, 1)].into_iter().collect();
-        let committed: FinalCommitted = [(0, 3), (1, 1)].into_iter().collect();
-        assert_eq!(check(&h, &log, &ends, &committed, 2, 1), vec![]);
-        // Committed at the last data record, short of the end: not drained.
-        let committed: FinalCommitted = [(0, 2), (1, 1)].into_iter().collect();
+        let ends: BTreeMap<i32, i64> = [(0, 4), (1, 1)].into_iter().collect();
+        for at in [2, 3, 4] {
+            let committed: FinalCommitted = [(0, at), (1, 1)].into_iter().collect();
+            assert_eq!(check(&h, &log, &ends, &committed, 2, 1), vec![], "{at}");
+        }
+        // Short of the last data record: not drained; past the end: a mismatch.
+        let committed: FinalCommitted = [(0, 1), (1, 1)].into_iter().collect();
         let f = check(&h, &log, &ends, &committed, 2, 1);
         assert!(
             matches!(&f[..], [Finding::GroupNotDrained { partitions }] if partitions == &vec![0]),
+            "{f:?}"
+        );
+        let committed: FinalCommitted = [(0, 5), (1, 1)].into_iter().collect();
+        let f = check(&h, &log, &ends, &committed, 2, 1);
+        assert!(
+            matches!(
+                &f[..],
+                [Finding::CommitMismatch {
+                    partition: 0,
+                    committed: 5,
+                    ..
+                }]
+            ),
             "{f:?}"
         );
         // At the end, but a data record its members never polled: a mismatch.
         let (mut h, _, _) = clean();
         h.retain(|op| !matches!(op, Op::Poll(p) if p.partition == 0));
         h.push(polled(1, 0, &[(0, "a")]));
-        let committed: FinalCommitted = [(0, 3), (1, 1)].into_iter().collect();
+        let committed: FinalCommitted = [(0, 4), (1, 1)].into_iter().collect();
         let f = check(&h, &log, &ends, &committed, 2, 1);
         assert!(
             f.iter().any(|f| matches!(
                 f,
                 Finding::CommitMismatch {
                     partition: 0,
-                    committed: 3,
+                    committed: 4,
                     processed: 1,
-                    log_end: 3
+                    log_end: 4
                 }
             )),
             "{f:?}"
