@@ -149,9 +149,14 @@ impl TestNode {
 
     /// Start this node's replica of the group (every peer a voter); `campaign`: stand at once.
     async fn join(&self, peers: &BTreeMap<u64, SocketAddr>, campaign: bool) {
+        self.join_as(GROUP, peers, campaign).await;
+    }
+
+    /// Start this node's replica of the partition as Raft group `group`.
+    async fn join_as(&self, group: u64, peers: &BTreeMap<u64, SocketAddr>, campaign: bool) {
         self.replication
             .add_group(
-                GROUP,
+                group,
                 self.partition.clone(),
                 peers.keys().copied().collect(),
                 campaign,
@@ -907,6 +912,71 @@ async fn a_restarted_preferred_replica_gets_its_leadership_back() {
     let refs: Vec<&TestNode> = nodes.iter().collect();
     acked.extend(produce(&refs, 5, 1).await);
     logs_agree(&refs, &acked).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// The cluster metadata's followers learn a commit at once, not with the leader's next
+/// heartbeat: every broker acts on the records it applies (a new partition's replicas start
+/// there, its preferred leader campaigns), and waiting for a heartbeat (2 ticks) made topic
+/// creation take 200 ms instead of 50. A partition's followers may wait (their high watermark
+/// serves no reader). The heartbeat here is 2 s apart; the followers must have applied well
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_followers_apply_a_commit_without_waiting_for_a_heartbeat() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let slow_heartbeat = RaftSettings {
+        heartbeat_ticks: 100,
+        election_ticks: 200,
+        quiesce_ticks: 400,
+        ..settings()
+    };
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        let dir = dirs[id as usize - 1].path();
+        let node = TestNode::start_bare(id, dir, &peers, &[], slow_heartbeat.clone()).await;
+        node.join_as(broker::replication::wire::CONTROLLER_GROUP, &peers, id == 1)
+            .await;
+        nodes.push(node);
+    }
+    let leader = &nodes[0];
+    wait_for("node 1 to lead", || {
+        leader
+            .replication
+            .group(broker::replication::wire::CONTROLLER_GROUP)
+            .is_some_and(|g| g.status().serving)
+    })
+    .await;
+    for i in 0..5 {
+        let b = make_batch(1, 1_700_000_000_000, format!("m{i}").as_bytes());
+        let rx = leader
+            .replication
+            .propose(broker::replication::wire::CONTROLLER_GROUP, vec![b], -1)
+            .await
+            .expect("proposed")
+            .expect("acks=all is answered");
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("committed in time")
+            .expect("answered")
+            .expect("committed");
+        let hw = leader.partition.high_watermark();
+        let asked = std::time::Instant::now();
+        for n in &nodes[1..] {
+            while n.partition.high_watermark() < hw {
+                assert!(
+                    asked.elapsed() < Duration::from_millis(300),
+                    "node {} applied to {} of {hw} after {:?}: it waited for a heartbeat",
+                    n.id,
+                    n.partition.high_watermark(),
+                    asked.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
     for n in nodes {
         n.stop().await;
     }

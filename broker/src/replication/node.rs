@@ -646,9 +646,13 @@ impl Node {
             // Few appends in flight per follower: what a leader proposes while they are out
             // goes in the next one, together (TiKV's setting is of this order too).
             max_inflight_msgs: 4,
-            // Followers learn the commit with the next append or heartbeat rather than from
-            // an append of its own (their high watermark serves no reader; the leader's does).
-            skip_bcast_commit: true,
+            // A partition's followers learn the commit with the next append or heartbeat
+            // rather than from an append of its own (their high watermark serves no reader;
+            // the leader's does). The cluster metadata's followers are told at once: each
+            // broker acts on what it applies (a new partition's replicas start, its preferred
+            // leader campaigns), and a heartbeat away is 2 ticks — it made topic creation take
+            // 200 ms instead of 50.
+            skip_bcast_commit: group != wire::CONTROLLER_GROUP,
             // A Ready's appends to one follower merged into one message.
             batch_append: true,
             check_quorum: true,
