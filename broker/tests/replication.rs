@@ -737,6 +737,33 @@ async fn a_leader_cut_off_refuses_no_sequence_it_cannot_confirm() {
     }
 }
 
+/// A leader confirms through a quorum that it still leads before an answer only a current
+/// leader may give (a fetch past its log's end is out of range): a follower does not, and a
+/// leader cut off — which still believes it leads, as one back from a pause does — does not
+/// either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_leader_a_quorum_still_follows_confirms_its_leadership() {
+    let (_dirs, _peers, nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    produce(&refs, 3, 1).await;
+    let leader = *refs.iter().find(|n| n.is_serving()).unwrap();
+    assert!(leader.replication.confirm_leading(GROUP).await);
+    let follower = *refs.iter().find(|n| n.id != leader.id).unwrap();
+    assert!(!follower.replication.confirm_leading(GROUP).await);
+    leader.transport.shutdown();
+    assert!(leader.is_serving(), "still leading when asked");
+    let confirmed = tokio::time::timeout(
+        Duration::from_secs(10),
+        leader.replication.confirm_leading(GROUP),
+    )
+    .await
+    .expect("answered once it steps down");
+    assert!(!confirmed, "a cut-off leader confirmed itself");
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
 /// The incident this project exists for, on three nodes: the leader's fsync stalls. Its
 /// directory fails at the I/O deadline, it hands its leadership over and goes silent; writes go
 /// on through the others; when the stall ends it heals, rejoins as a follower and catches up.

@@ -182,11 +182,29 @@ impl Broker {
                                     log_start,
                                     ..
                                 }) => {
-                                    pd.error_code = error::OFFSET_OUT_OF_RANGE;
-                                    pd.high_watermark = high_watermark;
-                                    pd.last_stable_offset = high_watermark;
-                                    if version >= 5 {
-                                        pd.log_start_offset = log_start;
+                                    // Past the end of a log that may be a stale leader's:
+                                    // said only once a quorum confirms this broker leads.
+                                    let stale = if p.fetch_offset > high_watermark {
+                                        self.confirm_leading(&part.topic, p.partition).await.err()
+                                    } else {
+                                        None
+                                    };
+                                    if let Some(not) = stale {
+                                        pd.error_code = not.code;
+                                        pd.high_watermark = -1;
+                                        pd.last_stable_offset = -1;
+                                        if version >= 12 {
+                                            pd.current_leader.leader_id =
+                                                kafka_protocol::messages::BrokerId(not.leader);
+                                            pd.current_leader.leader_epoch = not.epoch;
+                                        }
+                                    } else {
+                                        pd.error_code = error::OFFSET_OUT_OF_RANGE;
+                                        pd.high_watermark = high_watermark;
+                                        pd.last_stable_offset = high_watermark;
+                                        if version >= 5 {
+                                            pd.log_start_offset = log_start;
+                                        }
                                     }
                                 }
                                 Err(ReadError::Storage(e)) => {

@@ -338,6 +338,39 @@ impl Broker {
         Ok(())
     }
 
+    /// Before an answer only a current leader may give (an offset past its log's end is out
+    /// of range): confirm through a quorum that this broker still leads the partition. A
+    /// leader back from a pause still believes it leads, with a log short of the group's — a
+    /// consumer told OFFSET_OUT_OF_RANGE by it resets to the earliest offset and commits that
+    /// (`cluster-failover-clients` seed 21). Not confirmed within a second:
+    /// NOT_LEADER_OR_FOLLOWER, and the client asks Metadata again. Nothing to confirm on a
+    /// single node.
+    pub(crate) async fn confirm_leading(&self, topic: &str, index: i32) -> Result<(), NotServing> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let confirmed = match cluster.replication().replica(topic, index) {
+            Some(view) => self
+                .clock
+                .timeout(
+                    std::time::Duration::from_secs(1),
+                    cluster.replication().confirm_leading(view.group),
+                )
+                .await
+                .unwrap_or(false),
+            None => false,
+        };
+        if confirmed {
+            return Ok(());
+        }
+        let known = self.partition_leader(topic, index);
+        Err(NotServing {
+            code: error::NOT_LEADER_OR_FOLLOWER,
+            leader: known.map_or(-1, |(l, _)| l),
+            epoch: known.map_or(-1, |(_, e)| e),
+        })
+    }
+
     /// The leader of partition `index` of `topic` and its epoch, as this broker knows them:
     /// its own replica's view when it has one at least as new as the metadata's, otherwise
     /// the metadata's; `None` when no live broker leads it.

@@ -130,6 +130,10 @@ enum Command {
     RemoveGroup {
         group: GroupId,
     },
+    Confirm {
+        group: GroupId,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// A group as request handlers see it.
@@ -295,6 +299,23 @@ impl Replication {
         rx.await.map_err(|_| ReplicaError::Stopped)?
     }
 
+    /// Whether this replica still leads `group`, confirmed by a quorum (a Raft read index):
+    /// `false` when it does not, or cannot tell (not yet a leader with an entry of its term
+    /// committed, too many asking, the group gone). For an answer a stale leader must not give
+    /// — a replica back from a pause still thinks it leads, with a log short of the group's.
+    pub async fn confirm_leading(&self, group: GroupId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Confirm { group, reply })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     /// Start replicating `partition` as group `group` of `voters` (this node among them). With
     /// `campaign`, this replica stands for election at once (the preferred leader of a new
     /// partition: no election timeout to wait for).
@@ -407,6 +428,10 @@ struct Group {
     /// Every Ready up to this one is durable.
     persisted: u64,
     waiters: VecDeque<Waiter>,
+    /// Leadership confirmations asked for ([`Replication::confirm_leading`]): the read index's
+    /// context, the term asked in, where to answer. At most [`CONFIRMS_MAX`]; dropped (answered
+    /// `false`) when the replica stops leading in that term.
+    confirms: Vec<(u64, u64, oneshot::Sender<bool>)>,
     /// The idempotent producers as of the end of the log.
     producers: Producers,
     quiet: bool,
@@ -477,6 +502,9 @@ struct Node {
 /// Groups with early messages held, at most; and messages held per group.
 const EARLY_GROUPS_MAX: usize = 1024;
 const EARLY_PER_GROUP_MAX: usize = 16;
+
+/// Leadership confirmations waiting per group, at most.
+const CONFIRMS_MAX: usize = 256;
 
 /// Inputs handled before the Readies of what they touched are: a burst is taken together.
 const BURST_MAX: usize = 256;
@@ -605,7 +633,32 @@ impl Node {
                 campaign,
             } => self.add_group(group, partition, voters, campaign),
             Command::RemoveGroup { group } => self.remove_group(group),
+            Command::Confirm { group, reply } => self.confirm(group, reply),
         }
+    }
+
+    fn confirm(&mut self, group: GroupId, reply: oneshot::Sender<bool>) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            let _ = reply.send(false);
+            return;
+        };
+        let raft = &g.raw.raft;
+        // raft-rs drops read indexes until an entry of the leader's term commits.
+        if self.stepped_down
+            || raft.state != StateRole::Leader
+            || !raft.commit_to_current_term()
+            || g.confirms.len() >= CONFIRMS_MAX
+        {
+            let _ = reply.send(false);
+            return;
+        }
+        let term = raft.term;
+        wake(g, &mut self.active, group);
+        self.reads += 1;
+        let ctx = self.reads;
+        g.raw.read_index(ctx.to_be_bytes().to_vec());
+        g.confirms.push((ctx, term, reply));
+        self.dirty.insert(group);
     }
 
     fn add_group(
@@ -699,6 +752,7 @@ impl Node {
                 held: VecDeque::new(),
                 persisted: 0,
                 waiters: VecDeque::new(),
+                confirms: Vec::new(),
                 producers,
                 quiet: false,
                 idle_ticks: 0,
@@ -1269,6 +1323,12 @@ impl Node {
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
+        if !g.confirms.is_empty() {
+            // raft-rs forgets its read indexes when it stops leading: so do they.
+            let (leading, term) = (g.raw.raft.state == StateRole::Leader, g.raw.raft.term);
+            g.confirms
+                .retain(|(_, asked_in, _)| leading && *asked_in == term);
+        }
         if !g.raw.has_ready() {
             update_status(g, &self.changed, &self.metrics);
             return;
@@ -1302,6 +1362,11 @@ impl Node {
                 else {
                     continue;
                 };
+                if let Some(at) = g.confirms.iter().position(|(c, _, _)| *c == ctx) {
+                    let (_, asked_in, reply) = g.confirms.swap_remove(at);
+                    let _ = reply.send(leading && term == asked_in);
+                    continue;
+                }
                 let Some(at) = g
                     .waiters
                     .iter()
@@ -1802,6 +1867,19 @@ fn answer(
     }
 }
 
+/// A leader serves (reads, the group coordinator's load) once an entry of its own term is not
+/// only committed but applied: the high watermark moves on apply, and raft-rs may know of the
+/// commit (a majority of followers acknowledged) before its own write of the entry is durable
+/// and the entries are handed out to apply — serving then would show the previous leader's
+/// readers a high watermark gone back, and a coordinator taking over would load its groups'
+/// offsets from a log end short of commits the previous one acknowledged
+/// (`cluster-failover-clients` seed 21: a committed offset went from 695 back to 0).
+fn serves(raft: &raft::Raft<PartitionStorage>) -> bool {
+    let log = &raft.raft_log;
+    raft.commit_to_current_term()
+        && (log.applied >= log.committed || log.term(log.applied).is_ok_and(|t| t == raft.term))
+}
+
 fn update_status(g: &Group, changed: &watch::Sender<u64>, metrics: &Metrics) {
     let raft = &g.raw.raft;
     let is_leader = raft.state == StateRole::Leader;
@@ -1810,7 +1888,7 @@ fn update_status(g: &Group, changed: &watch::Sender<u64>, metrics: &Metrics) {
         leader: (raft.leader_id != 0).then_some(raft.leader_id),
         term: raft.term,
         is_leader,
-        serving: is_leader && raft.commit_to_current_term(),
+        serving: is_leader && serves(raft),
         under_replicated: is_leader
             && raft
                 .prs()
