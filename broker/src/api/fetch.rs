@@ -137,15 +137,7 @@ impl Broker {
                 match partition {
                     None => pd.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(_) if not_served.is_some() => {
-                        let not = not_served.expect("checked");
-                        pd.error_code = not.code;
-                        pd.high_watermark = -1;
-                        pd.last_stable_offset = -1;
-                        if version >= 12 {
-                            pd.current_leader.leader_id =
-                                kafka_protocol::messages::BrokerId(not.leader);
-                            pd.current_leader.leader_epoch = not.epoch;
-                        }
+                        not_served_here(&mut pd, &not_served.expect("checked"), version);
                     }
                     Some(part) => {
                         // KIP-74: the first batch is returned even if it exceeds the limits.
@@ -190,14 +182,7 @@ impl Broker {
                                         None
                                     };
                                     if let Some(not) = stale {
-                                        pd.error_code = not.code;
-                                        pd.high_watermark = -1;
-                                        pd.last_stable_offset = -1;
-                                        if version >= 12 {
-                                            pd.current_leader.leader_id =
-                                                kafka_protocol::messages::BrokerId(not.leader);
-                                            pd.current_leader.leader_epoch = not.epoch;
-                                        }
+                                        not_served_here(&mut pd, &not, version);
                                     } else {
                                         pd.error_code = error::OFFSET_OUT_OF_RANGE;
                                         pd.high_watermark = high_watermark;
@@ -221,5 +206,17 @@ impl Broker {
             resp.responses.push(tr);
         }
         (resp, total, errors)
+    }
+}
+
+/// A partition this broker does not serve: the error, no offsets, and (v12+) the leader it
+/// knows of, so the client moves to it at once.
+fn not_served_here(pd: &mut PartitionData, not: &super::NotServing, version: i16) {
+    pd.error_code = not.code;
+    pd.high_watermark = -1;
+    pd.last_stable_offset = -1;
+    if version >= 12 {
+        pd.current_leader.leader_id = kafka_protocol::messages::BrokerId(not.leader);
+        pd.current_leader.leader_epoch = not.epoch;
     }
 }
