@@ -1146,9 +1146,11 @@ impl Node {
         // Peers heard from within an election timeout: alive in Raft, not just connected (a
         // node whose disk failed keeps its connections and says nothing).
         let election_ticks = self.settings.election_ticks as u64;
+        let rebalancing = self.settings.rebalance_ticks > 0;
         let live: BTreeSet<NodeId> = self
             .heard
             .iter()
+            .filter(|_| rebalancing)
             .filter(|&(_, &at)| self.ticks - at <= election_ticks)
             .map(|(&p, _)| p)
             .filter(|p| self.link_state.get(p).copied().unwrap_or(false))
@@ -1704,8 +1706,8 @@ fn wake(g: &mut Group, active: &mut BTreeSet<GroupId>, group: GroupId) {
 /// its group's preferred replica (the first of the list the controller placed, which takes
 /// turns across the brokers) hands the leadership back once that replica has been connected
 /// and has had everything committed for `rebalance_ticks` ticks in a row, and has been heard
-/// from within an election timeout (a broker whose disk failed stays connected, silent) — so a broker restarted
-/// after a crash gets its share of leaderships back rather than leaving them on the others.
+/// from within an election timeout (a broker whose disk failed stays connected, silent) — so
+/// a broker restarted after a crash gets its share of leaderships back.
 /// raft-rs's transfer sends the replica `MsgTimeoutNow` and refuses proposals meanwhile (the
 /// producers are told NOT_LEADER_OR_FOLLOWER and follow the new leader).
 fn rebalance(g: &mut Group, me: NodeId, live: &BTreeSet<NodeId>, ticks: usize) {
@@ -1872,8 +1874,9 @@ fn answer(
 /// commit (a majority of followers acknowledged) before its own write of the entry is durable
 /// and the entries are handed out to apply — serving then would show the previous leader's
 /// readers a high watermark gone back, and a coordinator taking over would load its groups'
-/// offsets from a log end short of commits the previous one acknowledged
-/// (`cluster-failover-clients` seed 21: a committed offset went from 695 back to 0).
+/// offsets from a log end short of commits the previous one acknowledged. (Reasoned from
+/// raft-rs's async-ready API, not shown by a failing seed: seed 21 of
+/// `cluster-failover-clients` was the stale leader's out-of-range answer, `confirm_leading`.)
 fn serves(raft: &raft::Raft<PartitionStorage>) -> bool {
     let log = &raft.raft_log;
     raft.commit_to_current_term()
