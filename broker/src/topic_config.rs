@@ -140,7 +140,7 @@ pub const KEYS: &[Key] = &[
     key("min.compaction.lag.ms", "0", Type::Long, 0, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.min.compaction.lag.ms"),
         "Shortest time a message stays uncompacted."),
     key("min.insync.replicas", "1", Type::Int, 1, Honoured, Some("min.insync.replicas"),
-        "Replicas an acks=all write needs; with one replica, above 1 refuses acks=all (NOT_ENOUGH_REPLICAS)."),
+        "Replicas that must hold an acks=all write durably before it is answered (at least a majority in a cluster); with fewer in sync, acks=all is refused (NOT_ENOUGH_REPLICAS)."),
     key("preallocate", "false", Type::Boolean, 0, DefaultOnly("the broker writes zeros ahead of the active segment by its own setting (preallocate_bytes)"), Some("log.preallocate"),
         "Whether a new segment's file is allocated whole."),
     key("remote.log.copy.disable", "false", Type::Boolean, 0, DefaultOnly(NO_TIERED), None,

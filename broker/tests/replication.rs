@@ -1008,3 +1008,116 @@ async fn the_metadata_followers_apply_a_commit_without_waiting_for_a_heartbeat()
         n.stop().await;
     }
 }
+
+/// `min.insync.replicas` above a majority is honoured: with 3 of 3, an `acks=all` write is
+/// answered only once every replica has it durably (a follower whose syncs are held keeps it
+/// waiting although a majority committed it), is answered NOT_ENOUGH_REPLICAS_AFTER_APPEND
+/// when that follower drops out while it waits, and is refused before it is written
+/// (NOT_ENOUGH_REPLICAS) while only two replicas are in sync; 2 of 3 still goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_insync_replicas_above_a_majority_waits_for_every_copy_it_asks_for() {
+    let (_dirs, _peers, mut nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    produce(&refs, 2, 1).await;
+    let leader_at = nodes.iter().position(|n| n.is_serving()).unwrap();
+    // In sync: connected to the leader (a link may still be coming up after the start).
+    wait_for("the leader's links to both followers", || {
+        nodes
+            .iter()
+            .all(|n| n.id == nodes[leader_at].id || nodes[leader_at].transport.connected(n.id))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let propose = |node: &TestNode, min_insync: usize, value: &str| {
+        let replication = node.replication.clone();
+        let b = make_batch(1, 1_700_000_000_000, value.as_bytes());
+        async move {
+            match replication
+                .propose_min_insync(GROUP, vec![b], min_insync)
+                .await
+            {
+                Ok(Some(rx)) => Ok(rx),
+                Ok(None) => unreachable!("acks=all has an answer"),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    // All three in sync: answered, and on every replica's disk by then.
+    let rx = propose(&nodes[leader_at], 3, "all").await.expect("taken");
+    let appended = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("answered")
+        .expect("sent")
+        .expect("acknowledged");
+    for n in &nodes {
+        assert!(
+            n.partition.state().log_end_offset() > appended.base_offset,
+            "node {} lacks the acknowledged write",
+            n.id
+        );
+    }
+    // A follower that cannot sync: a majority commits, and the answer still waits for it.
+    let follower_at = (leader_at + 1) % 3;
+    nodes[follower_at].gate.close();
+    let rx = propose(&nodes[leader_at], 3, "waits").await.expect("taken");
+    let hw_before = nodes[leader_at].partition.high_watermark();
+    wait_for("the write to commit on a majority", || {
+        nodes[leader_at].partition.high_watermark() > hw_before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut rx = Box::pin(rx);
+    assert!(
+        futures::poll!(&mut rx).is_pending(),
+        "answered before the third replica had the write"
+    );
+    // That follower drops out: the write is answered as written but short of its replicas.
+    nodes[follower_at].transport.shutdown();
+    let answer = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("answered once the follower is gone")
+        .expect("sent");
+    assert!(
+        matches!(
+            answer,
+            Err(ReplicaError::NotEnoughReplicasAfterAppend {
+                in_sync: 2,
+                required: 3
+            })
+        ),
+        "answered {answer:?}"
+    );
+    let gone = nodes.remove(follower_at);
+    let gone_id = gone.id;
+    gone.gate.open();
+    gone.stop().await;
+    // Two in sync: refused before anything is written; 2 of 3 goes on.
+    let leader = nodes.iter().find(|n| n.is_serving()).expect("still leads");
+    let end = leader.partition.state().log_end_offset();
+    let refused = propose(leader, 3, "refused").await;
+    assert!(
+        matches!(
+            refused,
+            Err(ReplicaError::NotEnoughReplicas {
+                in_sync: 2,
+                required: 3
+            })
+        ),
+        "node {gone_id} is gone, yet: {:?}",
+        refused.map(|_| ())
+    );
+    assert_eq!(
+        leader.partition.state().log_end_offset(),
+        end,
+        "nothing written"
+    );
+    let rx = propose(leader, 2, "two").await.expect("taken");
+    tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("answered")
+        .expect("sent")
+        .expect("acknowledged by two replicas");
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -105,7 +105,7 @@ impl Broker {
             return PartState::Done(
                 error::NOT_ENOUGH_REPLICAS,
                 Some(format!(
-                    "min.insync.replicas={} but the partition has 1 replica",
+                    "min.insync.replicas={} but the partition has {replicas} replica(s)",
                     topic.config.min_insync_replicas
                 )),
             );
@@ -296,6 +296,10 @@ fn replica_code(e: &ReplicaError) -> i16 {
         ReplicaError::NotLeader { .. } | ReplicaError::Unknown => error::NOT_LEADER_OR_FOLLOWER,
         ReplicaError::Storage(e) => append_code(e),
         ReplicaError::Stopped => error::REQUEST_TIMED_OUT,
+        ReplicaError::NotEnoughReplicas { .. } => error::NOT_ENOUGH_REPLICAS,
+        ReplicaError::NotEnoughReplicasAfterAppend { .. } => {
+            error::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        }
     }
 }
 
@@ -333,10 +337,17 @@ impl Broker {
         let left = ctx.deadline.saturating_duration_since(self.clock.now());
         let proposed = self
             .clock
-            .timeout(
-                left,
-                cluster.replication().propose(view.group, batches, ctx.acks),
-            )
+            .timeout(left, async {
+                let replication = cluster.replication();
+                if ctx.acks == -1 {
+                    let min_insync = ctx.topic.config.min_insync_replicas.max(1) as usize;
+                    replication
+                        .propose_min_insync(view.group, batches, min_insync)
+                        .await
+                } else {
+                    replication.propose(view.group, batches, ctx.acks).await
+                }
+            })
             .await;
         match proposed {
             Ok(Ok(Some(rx))) => {

@@ -262,7 +262,13 @@ impl Controller {
                 .await
             {
                 Ok(()) => true,
-                Err(ReplicaError::NotLeader { .. }) | Err(ReplicaError::Storage(_)) => false,
+                // (Not-enough-replicas refusals are for acks=all; a forwarded proposal has none.)
+                Err(
+                    ReplicaError::NotLeader { .. }
+                    | ReplicaError::Storage(_)
+                    | ReplicaError::NotEnoughReplicas { .. }
+                    | ReplicaError::NotEnoughReplicasAfterAppend { .. },
+                ) => false,
                 Err(ReplicaError::Unknown) | Err(ReplicaError::Stopped) => {
                     return Err(SubmitError::Stopped)
                 }

@@ -18,7 +18,12 @@
 //!   connection to its leader goes down (the peer's silence), so a dead leader is still
 //!   replaced.
 //! - **acknowledgements**: `acks=1` is answered once the leader's own write of the batch is
-//!   durable, `acks=all` once Raft committed it (a majority has it durably). A leader that loses
+//!   durable, `acks=all` once Raft committed it (a majority has it durably) and, where the
+//!   topic's `min.insync.replicas` asks for more copies than a majority, once that many
+//!   replicas (the leader's own write counted) have it durably; with fewer replicas in sync
+//!   (this one and the voters connected to it) it is refused before it is written
+//!   (NOT_ENOUGH_REPLICAS), or, when they drop out while it waits, answered
+//!   NOT_ENOUGH_REPLICAS_AFTER_APPEND (written, so indefinite), as Kafka does. A leader that loses
 //!   its leadership answers what it had not answered with NOT_LEADER_OR_FOLLOWER (the write may
 //!   still commit under the next leader: the failure is indefinite, as in Kafka).
 //! - **the high watermark** is the end offset of the committed entry; it moves only forward,
@@ -96,15 +101,24 @@ pub enum ReplicaError {
     Unknown,
     #[error("the replication loop has stopped")]
     Stopped,
+    /// `acks=all` with `min.insync.replicas` above the replicas in sync (this one and the
+    /// voters connected to it): refused before anything is written.
+    #[error("min.insync.replicas={required} but {in_sync} replicas are in sync")]
+    NotEnoughReplicas { in_sync: usize, required: usize },
+    /// Written, but replicas went out of sync before `required` of them had it durably.
+    #[error("written, but only {in_sync} replicas are in sync of the {required} min.insync.replicas asks for")]
+    NotEnoughReplicasAfterAppend { in_sync: usize, required: usize },
 }
 
 impl ReplicaError {
     /// Whether the write may still be in the log (and be committed).
     pub fn indefinite(&self) -> bool {
         match self {
-            ReplicaError::NotLeader { .. } | ReplicaError::Stopped => true,
+            ReplicaError::NotLeader { .. }
+            | ReplicaError::Stopped
+            | ReplicaError::NotEnoughReplicasAfterAppend { .. } => true,
             ReplicaError::Storage(e) => e.indefinite(),
-            ReplicaError::Unknown => false,
+            ReplicaError::Unknown | ReplicaError::NotEnoughReplicas { .. } => false,
         }
     }
 }
@@ -118,6 +132,8 @@ enum Command {
         group: GroupId,
         batches: Vec<Bytes>,
         acks: i16,
+        /// Replicas that must hold an `acks=-1` proposal durably (`min.insync.replicas`).
+        min_insync: usize,
         forward: bool,
         reply: oneshot::Sender<Result<Acknowledgement, ReplicaError>>,
     },
@@ -262,7 +278,20 @@ impl Replication {
         batches: Vec<Bytes>,
         acks: i16,
     ) -> Result<Acknowledgement, ReplicaError> {
-        self.send_proposal(group, batches, acks, false).await
+        self.send_proposal(group, batches, acks, 1, false).await
+    }
+
+    /// [`Replication::propose`] at `acks=-1` for a topic whose `min.insync.replicas` is
+    /// `min_insync`: refused (NOT_ENOUGH_REPLICAS) while fewer replicas are in sync, and
+    /// answered once committed and durable on at least that many replicas.
+    pub async fn propose_min_insync(
+        &self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+        min_insync: usize,
+    ) -> Result<Acknowledgement, ReplicaError> {
+        self.send_proposal(group, batches, -1, min_insync, false)
+            .await
     }
 
     /// Propose `batches` to `group` through its leader, wherever it is (over the long-lived
@@ -273,7 +302,7 @@ impl Replication {
         group: GroupId,
         batches: Vec<Bytes>,
     ) -> Result<(), ReplicaError> {
-        self.send_proposal(group, batches, 0, true)
+        self.send_proposal(group, batches, 0, 1, true)
             .await
             .map(|_| ())
     }
@@ -283,6 +312,7 @@ impl Replication {
         group: GroupId,
         batches: Vec<Bytes>,
         acks: i16,
+        min_insync: usize,
         forward: bool,
     ) -> Result<Acknowledgement, ReplicaError> {
         let (reply, rx) = oneshot::channel();
@@ -291,6 +321,7 @@ impl Replication {
                 group,
                 batches,
                 acks,
+                min_insync,
                 forward,
                 reply,
             })
@@ -379,6 +410,9 @@ struct Waiter {
     term: u64,
     /// 1: answered once durable here; -1: once committed.
     acks: i16,
+    /// Replicas that must hold it durably before an `acks=-1` answer, beyond the commit's
+    /// majority (`min.insync.replicas`; at most a majority: the commit is enough).
+    min_insync: usize,
     /// A retry of batches already in the log at these offsets `[base, end)`: answered with
     /// them once the high watermark passes `end` (no entry of its own).
     duplicate: Option<(i64, i64)>,
@@ -428,6 +462,9 @@ struct Group {
     /// Every Ready up to this one is durable.
     persisted: u64,
     waiters: VecDeque<Waiter>,
+    /// Some waiter needs more durable copies than the commit's majority
+    /// ([`answer_copies`] looks at every Ready until none does).
+    copies_awaited: bool,
     /// Leadership confirmations asked for ([`Replication::confirm_leading`]): the read index's
     /// context, the term asked in, where to answer. At most [`CONFIRMS_MAX`]; dropped (answered
     /// `false`) when the replica stops leading in that term.
@@ -452,6 +489,7 @@ struct Group {
 struct HeldProposal {
     batches: Vec<Bytes>,
     acks: i16,
+    min_insync: usize,
     answer: Option<Answer>,
 }
 
@@ -588,6 +626,7 @@ impl Node {
                 group,
                 batches,
                 acks,
+                min_insync,
                 forward,
                 reply,
             } => {
@@ -612,6 +651,7 @@ impl Node {
                             g.gate.hold(HeldProposal {
                                 batches,
                                 acks,
+                                min_insync,
                                 answer,
                             });
                             if full {
@@ -622,7 +662,7 @@ impl Node {
                         }
                     }
                 }
-                let r = self.propose(group, batches, acks, forward);
+                let r = self.propose(group, batches, acks, min_insync, forward);
                 let _ = reply.send(r);
                 self.note_round(group);
             }
@@ -752,6 +792,7 @@ impl Node {
                 held: VecDeque::new(),
                 persisted: 0,
                 waiters: VecDeque::new(),
+                copies_awaited: false,
                 confirms: Vec::new(),
                 producers,
                 quiet: false,
@@ -810,11 +851,12 @@ impl Node {
         group: GroupId,
         batches: Vec<Bytes>,
         acks: i16,
+        min_insync: usize,
         forward: bool,
     ) -> Result<Acknowledgement, ReplicaError> {
         let (tx, rx) = oneshot::channel();
         let mut answer = Some(tx);
-        self.propose_into(group, batches, acks, forward, &mut answer)?;
+        self.propose_into(group, batches, acks, min_insync, forward, &mut answer)?;
         Ok(answer.is_none().then_some(rx))
     }
 
@@ -825,6 +867,7 @@ impl Node {
         group: GroupId,
         batches: Vec<Bytes>,
         acks: i16,
+        min_insync: usize,
         forward: bool,
         answer: &mut Option<Answer>,
     ) -> Result<(), ReplicaError> {
@@ -866,6 +909,20 @@ impl Node {
             });
         }
         let term = raft.term;
+        // Copies the commit does not already promise (a majority has every committed entry).
+        let min_insync = if acks == -1 && min_insync > majority(&g.view.voters) {
+            let in_sync = in_sync(g, self.id, &self.link_state);
+            if in_sync < min_insync {
+                return Err(ReplicaError::NotEnoughReplicas {
+                    in_sync,
+                    required: min_insync,
+                });
+            }
+            g.copies_awaited = true;
+            min_insync
+        } else {
+            0
+        };
         let count = batches.len() as u64;
         let now_ms = self.env.clock.wall_ms();
         let headers: Vec<crate::batch::BatchHeader> = batches
@@ -905,6 +962,7 @@ impl Node {
                     last_index: 0,
                     term,
                     acks,
+                    min_insync: 0,
                     duplicate: None,
                     refusal: Some((ctx, e)),
                     reply,
@@ -924,6 +982,7 @@ impl Node {
                     last_index: 0,
                     term,
                     acks,
+                    min_insync: 0,
                     duplicate: Some((b.first_offset, b.last_offset + 1)),
                     refusal: None,
                     reply,
@@ -981,6 +1040,7 @@ impl Node {
             last_index,
             term,
             acks,
+            min_insync,
             duplicate: None,
             refusal: None,
             reply,
@@ -1024,7 +1084,9 @@ impl Node {
         }
         for p in held {
             let mut answer = p.answer;
-            if let Err(e) = self.propose_into(group, p.batches, p.acks, false, &mut answer) {
+            if let Err(e) =
+                self.propose_into(group, p.batches, p.acks, p.min_insync, false, &mut answer)
+            {
                 if let Some(a) = answer {
                     let _ = a.send(Err(e));
                 }
@@ -1295,6 +1357,10 @@ impl Node {
             .collect();
         self.link_state = now;
         for (&group, g) in self.groups.iter_mut() {
+            if g.copies_awaited && !lost.is_empty() {
+                // Replicas it waits for may have dropped out of sync.
+                self.dirty.insert(group);
+            }
             if !g.quiet {
                 continue;
             }
@@ -1325,6 +1391,9 @@ impl Node {
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
+        if g.copies_awaited {
+            answer_copies(g, self.id, &self.link_state);
+        }
         if !g.confirms.is_empty() {
             // raft-rs forgets its read indexes when it stops leading: so do they.
             let (leading, term) = (g.raw.raft.state == StateRole::Leader, g.raw.raft.term);
@@ -1463,6 +1532,9 @@ impl Node {
             };
             apply(g, last, &self.store);
             g.raw.advance_apply_to(last);
+            if g.copies_awaited {
+                answer_copies(g, self.id, &self.link_state);
+            }
         }
         if let Some(g) = self.groups.get(&group) {
             update_status(g, &self.changed, &self.metrics);
@@ -1819,7 +1891,7 @@ fn apply(g: &mut Group, commit: u64, store: &Store) {
             }
             continue;
         }
-        if w.acks == -1 && w.last_index <= commit {
+        if w.acks == -1 && w.last_index <= commit && w.min_insync == 0 {
             let a = answer(storage, &w, log_start);
             let _ = w.reply.send(a);
         } else {
@@ -1828,6 +1900,66 @@ fn apply(g: &mut Group, commit: u64, store: &Store) {
     }
     g.waiters = kept;
     storage.compact(commit);
+}
+
+/// A majority of `voters`.
+fn majority(voters: &[NodeId]) -> usize {
+    voters.len() / 2 + 1
+}
+
+/// Replicas of the group in sync for `min.insync.replicas`: this one, the leader, and every
+/// other voter it is connected to (a broker that crashed or was cut off drops out at once; one
+/// paused keeps its connection until the transport's silence timeout, and what waits for it
+/// waits until then or its request's timeout).
+fn in_sync(g: &Group, me: NodeId, links: &HashMap<NodeId, bool>) -> usize {
+    g.view
+        .voters
+        .iter()
+        .filter(|&&v| v == me || links.get(&v).copied().unwrap_or(false))
+        .count()
+}
+
+/// `acks=-1` proposals that asked for more durable copies than a majority: answered once
+/// committed and held durably by `min_insync` replicas (the leader's progress counts its own
+/// persisted entries), refused with NOT_ENOUGH_REPLICAS_AFTER_APPEND once fewer replicas than
+/// that are in sync.
+fn answer_copies(g: &mut Group, me: NodeId, links: &HashMap<NodeId, bool>) {
+    let waiters = std::mem::take(&mut g.waiters);
+    let raft = &g.raw.raft;
+    let commit = raft.raft_log.committed;
+    let in_sync = in_sync(g, me, links);
+    let copies = |index: u64| {
+        raft.prs()
+            .iter()
+            .filter(|(id, p)| g.view.voters.contains(id) && p.matched >= index)
+            .count()
+    };
+    let storage = g.raw.store();
+    let log_start = g.view.partition.log_start_offset();
+    let mut kept = VecDeque::with_capacity(waiters.len());
+    let mut awaited = false;
+    for w in waiters {
+        if w.min_insync == 0 {
+            kept.push_back(w);
+            continue;
+        }
+        if w.last_index <= commit && copies(w.last_index) >= w.min_insync {
+            let a = answer(storage, &w, log_start);
+            let _ = w.reply.send(a);
+        } else if in_sync < w.min_insync {
+            let _ = w
+                .reply
+                .send(Err(ReplicaError::NotEnoughReplicasAfterAppend {
+                    in_sync,
+                    required: w.min_insync,
+                }));
+        } else {
+            awaited = true;
+            kept.push_back(w);
+        }
+    }
+    g.waiters = kept;
+    g.copies_awaited = awaited;
 }
 
 /// Entries below `next_index` are durable here: `acks=1` proposals among them are answered.
