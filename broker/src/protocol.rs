@@ -14,6 +14,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -201,6 +202,9 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         ApiKey::Produce => RequestKind::Produce(ProduceRequest::decode(buf, version)?),
         ApiKey::Fetch => RequestKind::Fetch(FetchRequest::decode(buf, version)?),
         ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::decode(buf, version)?),
+        ApiKey::OffsetForLeaderEpoch => {
+            RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::decode(buf, version)?)
+        }
         ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::decode(buf, version)?),
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::decode(buf, version)?),
         ApiKey::CreateTopics => {
@@ -501,6 +505,7 @@ mod tests {
             ApiKey::ApiVersions => RequestKind::ApiVersions(Default::default()),
             ApiKey::Fetch => RequestKind::Fetch(Default::default()),
             ApiKey::ListOffsets => RequestKind::ListOffsets(Default::default()),
+            ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
             ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
             ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
             ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),

@@ -143,6 +143,38 @@ async fn every_advertised_version_is_served() {
                         );
                     }
                 }
+                ApiKey::OffsetForLeaderEpoch => {
+                    // One leader forever: epoch 0 ends at the log's end; a later one is unknown.
+                    for (epoch, want_epoch, end_positive) in
+                        [(0, 0, true), (1, -1, false), (-1, -1, false)]
+                    {
+                        let mut req = OffsetForLeaderEpochRequest::default();
+                        req.replica_id = BrokerId(-1);
+                        let mut t =
+                            offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+                        t.topic = topic("wire");
+                        let mut p =
+                            offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+                        p.current_leader_epoch = 0;
+                        p.leader_epoch = epoch;
+                        t.partitions = vec![p];
+                        req.topics = vec![t];
+                        let ResponseKind::OffsetForLeaderEpoch(r) =
+                            c.call(api, v, RequestKind::OffsetForLeaderEpoch(req)).await
+                        else {
+                            panic!()
+                        };
+                        let pr = &r.topics[0].partitions[0];
+                        assert_eq!(pr.error_code, 0, "v{v}");
+                        assert_eq!(pr.leader_epoch, want_epoch, "v{v} epoch {epoch}");
+                        assert_eq!(
+                            pr.end_offset > 0,
+                            end_positive,
+                            "v{v} epoch {epoch}: {}",
+                            pr.end_offset
+                        );
+                    }
+                }
                 ApiKey::DeleteTopics => {
                     let name = format!("created-{}", 2 + (v - lo));
                     let mut req = DeleteTopicsRequest::default();

@@ -1,5 +1,6 @@
 //! What the broker does for each Kafka request: one file per request family ([`produce`],
-//! [`fetch`], [`list_offsets`], [`metadata`], [`admin`] for topics and partitions, [`configs`],
+//! [`fetch`], [`list_offsets`], [`leader_epochs`], [`metadata`], [`admin`] for topics and
+//! partitions, [`configs`],
 //! [`cluster`], [`group`], [`producers`]), and here the dispatch table.
 //!
 //! [`Broker::dispatch`] runs in a connection's arrival order the part of a request that must be
@@ -14,6 +15,7 @@ mod cluster;
 mod configs;
 mod fetch;
 mod group;
+mod leader_epochs;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -243,6 +245,10 @@ impl Broker {
             RequestKind::ListOffsets(l) => Box::pin(async move {
                 let r = this.list_offsets(l, version).await;
                 respond(ResponseKind::ListOffsets(r))
+            }),
+            RequestKind::OffsetForLeaderEpoch(o) => Box::pin(async move {
+                let r = this.offset_for_leader_epoch(o).await;
+                respond(ResponseKind::OffsetForLeaderEpoch(r))
             }),
             RequestKind::CreateTopics(c) => Box::pin(async move {
                 let r = this.create_topics(c, version).await;

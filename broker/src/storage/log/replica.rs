@@ -131,6 +131,25 @@ impl ReplicaMeta {
         self.epochs.drain(..keep_from);
     }
 
+    /// Kafka's OffsetForLeaderEpoch over this log (its leader-epoch cache): the largest term
+    /// at or below `epoch` and the offset where the next term starts — `log_end` for the
+    /// latest term; `None` for a term above every term the log holds (Kafka's UNDEFINED). A
+    /// term older than the log's first gets itself and the first term's start.
+    pub fn end_offset_for_epoch(&self, epoch: u64, log_end: i64) -> Option<(u64, i64)> {
+        let latest = self.epochs.last()?;
+        if epoch == latest.term {
+            return Some((latest.term, log_end));
+        }
+        let higher = self.epochs.iter().find(|e| e.term > epoch)?;
+        let floor = self
+            .epochs
+            .iter()
+            .rev()
+            .find(|e| e.term <= epoch)
+            .map_or(epoch, |e| e.term);
+        Some((floor, higher.offset))
+    }
+
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("plain data encodes")
     }
@@ -367,6 +386,21 @@ mod tests {
         assert!(m.note_entry(9, 2, 100, 100, 0));
         assert!(m.note_entry(12, 5, 140, 100, 500));
         m
+    }
+
+    #[test]
+    fn an_epoch_ends_where_the_next_term_the_log_holds_starts() {
+        let m = meta();
+        // Terms 1, 2, 5 start at offsets 0, 30, 140; the log ends at 170.
+        assert_eq!(m.end_offset_for_epoch(1, 170), Some((1, 30)));
+        assert_eq!(m.end_offset_for_epoch(2, 170), Some((2, 140)));
+        // Terms 3 and 4 had no entries here: they end where term 2 did, as term 2.
+        assert_eq!(m.end_offset_for_epoch(3, 170), Some((2, 140)));
+        assert_eq!(m.end_offset_for_epoch(4, 170), Some((2, 140)));
+        assert_eq!(m.end_offset_for_epoch(5, 170), Some((5, 170)));
+        assert_eq!(m.end_offset_for_epoch(6, 170), None);
+        assert_eq!(m.end_offset_for_epoch(0, 170), Some((0, 0)));
+        assert_eq!(ReplicaMeta::default().end_offset_for_epoch(1, 0), None);
     }
 
     #[test]
