@@ -337,9 +337,13 @@ impl Broker {
                 Err(duplicate_resource())
             } else {
                 match res.resource_type {
-                    TOPIC => match self.known_topic(&name) {
-                        Err(e) => Err(e),
-                        Ok(topic) => match apply_ops(&topic.overrides, &ops) {
+                    TOPIC => match (self.known_topic(&name), &self.cluster) {
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Some(cluster)) if !req.validate_only => {
+                            self.update_replicated_topic_configs(cluster, &name, &ops)
+                                .await
+                        }
+                        (Ok(topic), _) => match apply_ops(&topic.overrides, &ops) {
                             Err(e) => Err(e),
                             Ok(overrides) => {
                                 self.set_topic_configs(&name, overrides, req.validate_only)
@@ -364,6 +368,30 @@ impl Broker {
             resp.responses.push(r);
         }
         resp
+    }
+
+    /// IncrementalAlterConfigs' operations on a topic of the cluster: made from the topic's
+    /// configs in the cluster metadata, again if another change lands first (see
+    /// [`Controller::update_topic_config`](crate::controller::Controller::update_topic_config)).
+    async fn update_replicated_topic_configs(
+        &self,
+        cluster: &crate::controller::Controller,
+        name: &str,
+        ops: &[(&str, i8, Option<&str>)],
+    ) -> Result<(), Refusal> {
+        if crate::catalog::is_internal(name) {
+            return Err(internal_topic(name));
+        }
+        let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
+        let change = |current: &Overrides| {
+            let overrides = apply_ops(current, ops)?;
+            self.store.resolve(&overrides).map_err(refuse)?;
+            Ok(overrides)
+        };
+        cluster
+            .update_topic_config(name, change, std::time::Duration::from_secs(30))
+            .await?
+            .map_err(refuse)
     }
 
     /// Replace `scope`'s dynamic broker configs with `set` (each checked).
@@ -393,10 +421,7 @@ impl Broker {
     ) -> Result<(), Refusal> {
         self.known_topic(name)?;
         if crate::catalog::is_internal(name) {
-            return Err((
-                error::INVALID_REQUEST,
-                format!("{name} is an internal topic: its configs are the broker's"),
-            ));
+            return Err(internal_topic(name));
         }
         let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
         self.store.resolve(&overrides).map_err(refuse)?;
@@ -415,6 +440,13 @@ impl Broker {
             .map(|_| ())
             .map_err(refuse)
     }
+}
+
+fn internal_topic(name: &str) -> Refusal {
+    (
+        error::INVALID_REQUEST,
+        format!("{name} is an internal topic: its configs are the broker's"),
+    )
 }
 
 /// The overrides after IncrementalAlterConfigs' operations, each checked.

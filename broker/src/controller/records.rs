@@ -57,11 +57,15 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         assignments: Option<Vec<Vec<NodeId>>>,
     },
-    /// Replace a topic's configs.
+    /// Replace a topic's configs — with `base`, only if they are still `base` (an
+    /// incremental change made from them; another change applied in between refuses it, and
+    /// the proposer makes it again from the newer configs).
     AlterTopicConfig {
         request: u64,
         name: String,
         overrides: Overrides,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<Overrides>,
     },
     /// Leaders as their groups elected them: `(group, leader, term)`.
     Leaders {

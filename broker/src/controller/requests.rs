@@ -22,6 +22,9 @@ fn topic_error(e: SubmitError) -> TopicError {
             MetadataError::InvalidPartitions(m) => TopicError::InvalidPartitions(m),
             MetadataError::InvalidReplicationFactor(m) => TopicError::InvalidReplicationFactor(m),
             MetadataError::InvalidReplicaAssignment(m) => TopicError::InvalidReplicaAssignment(m),
+            MetadataError::ConfigsChanged => {
+                TopicError::NoController("the topic's configs changed meanwhile".into())
+            }
         },
     }
 }
@@ -130,11 +133,51 @@ impl Controller {
             request,
             name: name.to_string(),
             overrides,
+            base: None,
         };
         self.submit(record, request, limit)
             .await
             .map(|_| ())
             .map_err(topic_error)
+    }
+
+    /// Change a topic's configs by `change`, made from its configs as this broker's replica
+    /// of the metadata has them and applied only if they are still those when the record is
+    /// applied; otherwise made again from the newer ones (this replica has applied the one
+    /// in between by then). So incremental changes sent through different brokers — whose
+    /// replicas may not yet have applied each other's — never undo one another, as they would
+    /// if each replaced the configs with what it made from an older copy.
+    pub async fn update_topic_config<E>(
+        &self,
+        name: &str,
+        change: impl Fn(&Overrides) -> Result<Overrides, E>,
+        limit: Duration,
+    ) -> Result<Result<(), TopicError>, E> {
+        let clock = self.env.clock.clone();
+        let deadline = clock.now() + limit;
+        loop {
+            let Some(base) = self
+                .metadata()
+                .topics
+                .get(name)
+                .map(|t| t.overrides.clone())
+            else {
+                return Ok(Err(TopicError::Unknown));
+            };
+            let overrides = change(&base)?;
+            let request = self.request_id();
+            let record = MetadataRecord::AlterTopicConfig {
+                request,
+                name: name.to_string(),
+                overrides,
+                base: Some(base),
+            };
+            let left = deadline.saturating_duration_since(clock.now());
+            match self.submit(record, request, left).await {
+                Err(SubmitError::Failed(MetadataError::ConfigsChanged)) => {}
+                other => return Ok(other.map(|_| ()).map_err(topic_error)),
+            }
+        }
     }
 
     /// A block of producer ids no other broker of the cluster hands out: `[start, end)`.

@@ -57,6 +57,9 @@ pub enum MetadataError {
     InvalidReplicationFactor(String),
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    /// An incremental config change made from configs another change has replaced since.
+    #[error("the topic's configs changed since the change was made")]
+    ConfigsChanged,
 }
 
 /// What a request came to.
@@ -192,9 +195,13 @@ impl ClusterMetadata {
                 request,
                 name,
                 overrides,
+                base,
             } => {
                 let outcome = match self.topics.get_mut(name) {
                     None => Outcome::Failed(MetadataError::UnknownTopic),
+                    Some(t) if base.as_ref().is_some_and(|b| *b != t.overrides) => {
+                        Outcome::Failed(MetadataError::ConfigsChanged)
+                    }
                     Some(t) => {
                         t.overrides = overrides.clone();
                         Outcome::Done
@@ -463,6 +470,50 @@ mod tests {
             .partitions
             .iter()
             .all(|p| !p.replicas.contains(&2)));
+    }
+
+    /// Two incremental config changes made from the same configs (through two brokers whose
+    /// replicas had not applied each other's): the second is refused, not applied over the
+    /// first, and made again from the newer configs it applies.
+    #[test]
+    fn an_incremental_config_change_made_from_replaced_configs_is_refused() {
+        let mut m = registered(3);
+        create(&mut m, 1, "t", 1, 3);
+        let base = m.topics["t"].overrides.clone();
+        let with = |k: &str, v: &str, from: &Overrides| {
+            let mut o = from.clone();
+            o.insert(k.to_string(), v.to_string());
+            o
+        };
+        let alter = |m: &mut ClusterMetadata, request, overrides, base| {
+            m.apply(&MetadataRecord::AlterTopicConfig {
+                request,
+                name: "t".into(),
+                overrides,
+                base,
+            });
+            m.outcome(request).cloned()
+        };
+        let first = with("retention.ms", "3600000", &base);
+        assert_eq!(
+            alter(&mut m, 2, first.clone(), Some(base.clone())),
+            Some(Outcome::Done)
+        );
+        let second = with("min.insync.replicas", "2", &base);
+        assert_eq!(
+            alter(&mut m, 3, second, Some(base.clone())),
+            Some(Outcome::Failed(MetadataError::ConfigsChanged))
+        );
+        assert_eq!(m.topics["t"].overrides, first, "the first change stands");
+        let again = with("min.insync.replicas", "2", &first);
+        assert_eq!(
+            alter(&mut m, 4, again.clone(), Some(first)),
+            Some(Outcome::Done)
+        );
+        assert_eq!(m.topics["t"].overrides.len(), 2);
+        // A whole replacement (AlterConfigs) has no base: it replaces whatever is there.
+        assert_eq!(alter(&mut m, 5, base.clone(), None), Some(Outcome::Done));
+        assert_eq!(m.topics["t"].overrides, base);
     }
 
     #[test]
