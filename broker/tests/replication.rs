@@ -131,6 +131,7 @@ impl TestNode {
             // Little queued for a peer that is away: it catches up through Raft, not from a
             // backlog of old messages.
             queue_messages_max: 16,
+            holds_data: !store.created_here(),
             ..TransportSettings::default()
         };
         let (transport, inbox) =
@@ -1117,6 +1118,77 @@ async fn min_insync_replicas_above_a_majority_waits_for_every_copy_it_asks_for()
         .expect("answered")
         .expect("sent")
         .expect("acknowledged by two replicas");
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// A replica whose data directory is lost (a replaced disk) comes back empty: it must neither
+/// crash (raft-rs panics on a leader's commit past its log) nor vote before it has caught up —
+/// having forgotten what it acknowledged, its vote could make a leader of a replica without
+/// entries it had helped commit. Here entries are committed by the leader and node A alone
+/// (node B's disk stalls); A's directory is emptied and it restarts; the leader goes away and
+/// B, back, stands for election with A: no leader may come of it. The old leader returns,
+/// leads, A catches up, and every acknowledged write is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_data_directory_was_emptied_votes_only_once_caught_up() {
+    let (dirs, peers, mut nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut acked = produce(&refs, 5, 2).await;
+    let leader_id = refs.iter().find(|n| n.is_serving()).unwrap().id;
+    let (a_id, b_id) = {
+        let mut others = refs.iter().map(|n| n.id).filter(|&id| id != leader_id);
+        (others.next().unwrap(), others.next().unwrap())
+    };
+    let at = |nodes: &[TestNode], id: u64| nodes.iter().position(|n| n.id == id).unwrap();
+    // B's disk stalls: what follows is committed by the leader and A alone.
+    nodes[at(&nodes, b_id)].gate.close();
+    let ab: Vec<&TestNode> = nodes.iter().filter(|n| n.id != b_id).collect();
+    acked.extend(produce(&ab, 10, 3).await);
+    // A loses its data directory and comes back empty.
+    let a = nodes.remove(at(&nodes, a_id));
+    a.stop().await;
+    let emptied = tempfile::tempdir().unwrap();
+    nodes.push(TestNode::start(a_id, emptied.path(), &peers, false).await);
+    let leader = &nodes[at(&nodes, leader_id)];
+    let end = leader.partition.state().log_end_offset();
+    let a = &nodes[at(&nodes, a_id)];
+    wait_for("A to follow the leader again", || {
+        a.partition.state().log_end_offset() >= end
+    })
+    .await;
+    // ...but here it is not given the time: a second A, emptied again, with the leader gone
+    // and B back from its stall.
+    let a = nodes.remove(at(&nodes, a_id));
+    a.stop().await;
+    let emptied_again = tempfile::tempdir().unwrap();
+    let leader = nodes.remove(at(&nodes, leader_id));
+    leader.stop().await;
+    nodes.push(TestNode::start(a_id, emptied_again.path(), &peers, false).await);
+    let b = &nodes[at(&nodes, b_id)];
+    b.gate.open();
+    wait_for("B to heal", || b.store.io().health.check().is_ok()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in &nodes {
+        assert!(
+            !n.is_serving(),
+            "node {} leads with B's short log and an emptied A's vote: acknowledged writes are lost",
+            n.id
+        );
+    }
+    // The old leader returns: it leads (B votes for its longer log), A catches up.
+    nodes.push(
+        TestNode::start(
+            leader_id,
+            dirs[leader_id as usize - 1].path(),
+            &peers,
+            false,
+        )
+        .await,
+    );
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 5, 1).await);
+    logs_agree(&refs, &acked).await;
     for n in nodes {
         n.stop().await;
     }

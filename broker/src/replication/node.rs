@@ -229,6 +229,7 @@ impl Replication {
             .collect();
         let health = store.io().health.watch();
         let metrics = store.metrics().clone();
+        let store_fresh = store.created_here();
         let node = Node {
             id: node_id,
             env,
@@ -255,6 +256,9 @@ impl Replication {
             heard: HashMap::new(),
             early: HashMap::new(),
             logger: raft_logger(slog::o!("node" => node_id)),
+            fresh: store_fresh,
+            joined: false,
+            holds_data: !store_fresh,
         };
         tokio::spawn(node.run());
         Replication {
@@ -483,6 +487,37 @@ struct Group {
     /// Ticks this leader has seen its preferred replica (another node) connected and caught up
     /// in a row; at `rebalance_ticks` the leadership goes back to it.
     preferred_ready: usize,
+    recovery: Recovery,
+}
+
+/// Whether a replica may lack entries it once acknowledged, and what it must hold before it
+/// votes again. Raft's safety rests on a replica never forgetting what it acknowledged or
+/// whom it voted for: one whose data directory was emptied (a replaced disk) or restored from
+/// an older copy could otherwise vote a candidate without the committed entries it had helped
+/// commit into leadership, and those entries would be lost. Such a replica withholds its vote
+/// grants (the candidate sees no answer, as if it were lost) until it holds everything a
+/// leader of the group named as committed in an append; it follows, replicates and
+/// acknowledges meanwhile, so it catches up as any follower does. One candidate it may vote
+/// for: the last leader it heard, whose log holds everything committed before its leadership
+/// (what this replica forgot included) — without that, a leader that lost its quorum while
+/// this replica was away could never be elected again with it. Known when the node's data
+/// directory is new while a peer holds Raft data (the peer's transport `STATUS`, which comes
+/// before its messages), or when a leader's heartbeat names a commit past this replica's log
+/// (raft-rs would panic on it: it holds its followers to what they acknowledged).
+#[derive(Debug, Default)]
+struct Recovery {
+    /// Vote grants are withheld.
+    withholding: bool,
+    /// The replica has held everything a leader named as committed in an append (or never
+    /// had reason to doubt it).
+    caught_up: bool,
+    /// The highest commit a leader of the group named to it.
+    leader_commit: u64,
+    /// An append from a leader has named its commit (a heartbeat names only what the leader
+    /// thinks this replica has).
+    heard_append: bool,
+    /// The last leader heard.
+    leader: Option<NodeId>,
 }
 
 /// A proposal the gate holds: its batches, acks and where it is answered (none for acks=0).
@@ -535,6 +570,14 @@ struct Node {
     /// an election timeout (the sender retries by then).
     early: HashMap<GroupId, Vec<(tokio::time::Instant, Message)>>,
     logger: slog::Logger,
+    /// The data directory was new at this start: whatever this node acknowledged before (if it
+    /// ever ran) is gone — see [`Recovery`].
+    fresh: bool,
+    /// Fresh, and a peer that holds Raft data has been heard: this node joins an existing
+    /// cluster, and its groups withhold their votes until they have caught up.
+    joined: bool,
+    /// What the transport tells peers: this node holds Raft data.
+    holds_data: bool,
 }
 
 /// Groups with early messages held, at most; and messages held per group.
@@ -781,6 +824,14 @@ impl Node {
                 .by_partition
                 .insert((partition.topic.clone(), partition.index), view.clone());
         }
+        // A group made after this node caught up with the cluster metadata holds nothing it
+        // could have acknowledged before this start.
+        let caught_up = !self.fresh
+            || (group != wire::CONTROLLER_GROUP
+                && self
+                    .groups
+                    .get(&wire::CONTROLLER_GROUP)
+                    .is_some_and(|m| m.recovery.caught_up));
         self.groups.insert(
             group,
             Group {
@@ -800,6 +851,11 @@ impl Node {
                 vote_written,
                 gate: Gate::default(),
                 preferred_ready: 0,
+                recovery: Recovery {
+                    withholding: self.joined && !caught_up,
+                    caught_up,
+                    ..Recovery::default()
+                },
             },
         );
         self.active.insert(group);
@@ -1100,6 +1156,19 @@ impl Node {
             return;
         }
         self.heard.insert(from, self.ticks);
+        if self.fresh && !self.joined && self.transport.peer_holds_data(from) {
+            self.joined = true;
+            tracing::warn!(
+                node = self.id,
+                peer = from,
+                "this node's data directory is new but node {from} holds Raft data: this node joins an existing cluster with nothing it may once have acknowledged, so in each group it votes in no election until it has caught up with the group's leader"
+            );
+            for g in self.groups.values_mut() {
+                if !g.recovery.caught_up {
+                    g.recovery.withholding = true;
+                }
+            }
+        }
         for bytes in messages {
             match wire::decode_inbound(&bytes) {
                 Ok(Inbound::Raft(group, m)) => {
@@ -1143,13 +1212,65 @@ impl Node {
     }
 
     /// Step a message from a peer into `group`, a replica here.
-    fn step(&mut self, group: GroupId, m: Message) {
+    fn step(&mut self, group: GroupId, mut m: Message) {
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
+        let kind = m.get_msg_type();
+        if matches!(kind, MessageType::MsgAppend | MessageType::MsgHeartbeat)
+            && m.term >= g.raw.raft.term
+        {
+            let r = &mut g.recovery;
+            r.leader = Some(m.from);
+            r.leader_commit = r.leader_commit.max(m.commit);
+            r.heard_append |= kind == MessageType::MsgAppend;
+            let last = g.raw.raft.raft_log.last_index();
+            if kind == MessageType::MsgHeartbeat && m.commit > last {
+                if !r.withholding {
+                    tracing::warn!(
+                        node = self.id,
+                        group,
+                        commit = m.commit,
+                        last,
+                        "the leader's commit is past this replica's log: it lost entries it had acknowledged (its data directory emptied, or restored from an older copy); it votes in no election of this group until it has caught up"
+                    );
+                }
+                r.withholding = true;
+                r.caught_up = false;
+                m.commit = last;
+                // Tell the leader where this log ends (an append refused there): it believes
+                // this replica holds what it acknowledged and would send it nothing more.
+                let mut refusal = Message::default();
+                refusal.set_msg_type(MessageType::MsgAppendResponse);
+                refusal.to = m.from;
+                refusal.from = self.id;
+                refusal.term = m.term;
+                refusal.reject = true;
+                refusal.index = last;
+                refusal.reject_hint = last;
+                send(&self.transport, group, &refusal);
+            }
+        }
+        if kind == MessageType::MsgAppendResponse
+            && m.reject
+            && g.raw.raft.state == StateRole::Leader
+            && m.term == g.raw.raft.term
+        {
+            // A follower that refuses an append because its log ends below what it had
+            // acknowledged lost entries (see `Recovery`): raft-rs takes such a refusal for a
+            // stale one and would go on sending from past its log's end for ever. Probe it
+            // again from where its log ends. (A refusal that was only stale costs a probe.)
+            if let Some(pr) = g.raw.raft.mut_prs().get_mut(m.from) {
+                if m.reject_hint < pr.matched {
+                    tracing::info!(node = self.id, group, follower = m.from, acknowledged = pr.matched, log_end = m.reject_hint, "a follower's log ends below what it acknowledged: probing it again from its end");
+                    pr.matched = m.reject_hint;
+                    pr.become_probe();
+                }
+            }
+        }
         // Heartbeats of a quiet group's own leader, and their answers, change nothing that
         // needs a tick: everything else wakes it.
-        let routine = match m.get_msg_type() {
+        let routine = match kind {
             MessageType::MsgHeartbeatResponse => true,
             MessageType::MsgHeartbeat => {
                 m.term == g.raw.raft.term && m.from == g.raw.raft.leader_id
@@ -1394,6 +1515,23 @@ impl Node {
         if g.copies_awaited {
             answer_copies(g, self.id, &self.link_state);
         }
+        let r = &mut g.recovery;
+        // A leader whose term has committed an entry holds everything committed (Raft's
+        // leader completeness); a follower once it holds what a leader's append named.
+        let leads = g.raw.raft.state == StateRole::Leader && g.raw.raft.commit_to_current_term();
+        let holds = r.heard_append && g.raw.raft.raft_log.persisted >= r.leader_commit;
+        if !r.caught_up && (leads || holds) {
+            r.caught_up = true;
+            if r.withholding {
+                r.withholding = false;
+                tracing::info!(
+                    node = self.id,
+                    group,
+                    commit = r.leader_commit,
+                    "caught up with the leader: this replica votes again"
+                );
+            }
+        }
         if !g.confirms.is_empty() {
             // raft-rs forgets its read indexes when it stops leading: so do they.
             let (leading, term) = (g.raw.raft.state == StateRole::Leader, g.raw.raft.term);
@@ -1455,7 +1593,7 @@ impl Node {
             }
         }
         for m in rd.take_messages() {
-            if !self.stepped_down {
+            if !self.stepped_down && !withheld(g, &m) {
                 send(&self.transport, group, &m);
             }
         }
@@ -1602,6 +1740,11 @@ impl Node {
             return;
         };
         g.in_flight = None;
+        if result.is_ok() && !self.holds_data {
+            // Peers that connect from now on are told so.
+            self.holds_data = true;
+            self.transport.set_holds_data(true);
+        }
         match result {
             Ok(written) => {
                 g.raw
@@ -1840,6 +1983,17 @@ fn send(transport: &Transport, group: GroupId, m: &Message) {
     }
 }
 
+/// A vote granted by a replica that withholds its votes ([`Recovery`]).
+fn withheld(g: &Group, m: &Message) -> bool {
+    g.recovery.withholding
+        && !m.reject
+        && g.recovery.leader != Some(m.to)
+        && matches!(
+            m.get_msg_type(),
+            MessageType::MsgRequestVoteResponse | MessageType::MsgRequestPreVoteResponse
+        )
+}
+
 /// Every Ready gathered so far is durable (nothing of them waits for a write).
 fn persist_held(g: &mut Group, group: GroupId, transport: &Transport) {
     if let Some(&(last, _)) = g.held.back() {
@@ -1855,7 +2009,7 @@ fn persist_held(g: &mut Group, group: GroupId, transport: &Transport) {
 fn release_held(g: &mut Group, group: GroupId, transport: &Transport) {
     while g.held.front().is_some_and(|(n, _)| *n <= g.persisted) {
         let (_, messages) = g.held.pop_front().expect("checked");
-        for m in &messages {
+        for m in messages.iter().filter(|m| !withheld(g, m)) {
             send(transport, group, m);
         }
     }

@@ -26,8 +26,11 @@
 //! fingerprint (a CRC-32C of its members, `id@address` in id order: brokers configured as
 //! different clusters — two clusters on one host, a broker left from an earlier cluster on the
 //! same addresses — refuse each other's links rather than step each other's Raft messages,
-//! whose node and group ids would collide); for `MESSAGES`, a
-//! `u32` count and each message as `u32 length` + bytes. A frame longer than `frame_bytes_max`,
+//! whose node and group ids would collide); for `STATUS` (the first frame each end writes on
+//! a link, so it comes before any message), one byte of flags — bit 0: this node holds Raft
+//! data (its data directory was not new at this start, or it has written Raft entries since),
+//! which tells a node whose directory is new whether it joins an existing cluster; for
+//! `MESSAGES`, a `u32` count and each message as `u32 length` + bytes. A frame longer than `frame_bytes_max`,
 //! a bad CRC, an unknown kind or a hello from a stranger closes the connection with a log line
 //! naming the peer; the transport goes on serving the others.
 
@@ -47,9 +50,12 @@ use tokio::sync::{mpsc, watch, Notify};
 pub type NodeId = u64;
 
 const MAGIC: &[u8; 4] = b"SWIB";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
 const KIND_HELLO: u8 = 0;
 const KIND_MESSAGES: u8 = 1;
+const KIND_STATUS: u8 = 2;
+/// `STATUS` flag: the sender holds Raft data.
+const STATUS_HOLDS_DATA: u8 = 1;
 /// Length and CRC in front of every body.
 const FRAME_HEADER_BYTES: usize = 8;
 /// A link's read buffer: the frames that arrived together are taken with one read.
@@ -77,6 +83,9 @@ pub struct TransportSettings {
     /// First and largest wait before dialling a peer again.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Whether this node holds Raft data as it starts (its data directory is not new); told
+    /// to peers as links start, and changed by [`Transport::set_holds_data`].
+    pub holds_data: bool,
     /// Frames received and not yet taken from the [`Inbox`], at most.
     pub inbox_frames_max: usize,
 }
@@ -92,6 +101,7 @@ impl Default for TransportSettings {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             inbox_frames_max: 1024,
+            holds_data: false,
         }
     }
 }
@@ -160,6 +170,8 @@ struct Peer {
     /// Bumped when an accepted connection replaces the current one, so the old one ends.
     generation: watch::Sender<u64>,
     connected: std::sync::atomic::AtomicBool,
+    /// What the peer's `STATUS` said on the current link: it holds Raft data.
+    holds_data: std::sync::atomic::AtomicBool,
 }
 
 impl Peer {
@@ -181,6 +193,8 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// Bumped whenever a peer's connection comes up or goes down.
     links: watch::Sender<u64>,
+    /// This node holds Raft data (told to every peer as a link starts).
+    holds_data: std::sync::atomic::AtomicBool,
 }
 
 /// The node's end of the transport. Cheap to clone.
@@ -198,6 +212,7 @@ impl Transport {
         settings: TransportSettings,
     ) -> (Transport, Inbox) {
         let (inbox_tx, inbox_rx) = mpsc::channel(settings.inbox_frames_max.max(1));
+        let holds_data = settings.holds_data.into();
         let cluster = fingerprint(&peers);
         let peers = peers
             .into_iter()
@@ -213,6 +228,7 @@ impl Transport {
                     wake: Notify::new(),
                     generation: watch::channel(0).0,
                     connected: false.into(),
+                    holds_data: false.into(),
                 };
                 (id, Arc::new(peer))
             })
@@ -227,6 +243,7 @@ impl Transport {
             stats: TransportStats::default(),
             shutdown: watch::channel(false).0,
             links: watch::channel(0).0,
+            holds_data,
         });
         for peer in inner.peers.values() {
             if node_id < peer.id {
@@ -278,6 +295,20 @@ impl Transport {
                 peer.wake.notify_one();
             }
         }
+    }
+
+    /// Tell peers (on links that start from now on) whether this node holds Raft data.
+    pub fn set_holds_data(&self, holds: bool) {
+        self.0.holds_data.store(holds, Ordering::Relaxed);
+    }
+
+    /// Whether `peer` said, as its current link started, that it holds Raft data. Said in the
+    /// link's first frame: by the time a message from it is delivered, this is what it said.
+    pub fn peer_holds_data(&self, peer: NodeId) -> bool {
+        self.0
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.holds_data.load(Ordering::Relaxed))
     }
 
     /// Whether a connection to `peer` is up right now.
@@ -532,6 +563,17 @@ async fn read_loop(inner: &Inner, peer: &Peer, mut reader: Reader) -> Result<(),
                 peer: label.clone(),
                 timeout: settings.io_timeout,
             })??;
+        if body.first() == Some(&KIND_STATUS) {
+            if body.len() != 2 {
+                return Err(LinkError::Malformed {
+                    peer: label.clone(),
+                    why: "a status frame of another length",
+                });
+            }
+            let holds = body[1] & STATUS_HOLDS_DATA != 0;
+            peer.holds_data.store(holds, Ordering::Relaxed);
+            continue;
+        }
         let messages = parse_messages(body, &label)?;
         if messages.is_empty() {
             continue; // keepalive
@@ -600,6 +642,14 @@ async fn write_loop(
 ) -> Result<(), LinkError> {
     let settings = &inner.settings;
     let label = format!("node {}", peer.id);
+    let mut status = unsealed_frame(2);
+    status.put_u8(KIND_STATUS);
+    status.put_u8(if inner.holds_data.load(Ordering::Relaxed) {
+        STATUS_HOLDS_DATA
+    } else {
+        0
+    });
+    timed_write(inner, &mut writer, &seal(status), &label).await?;
     loop {
         let body = take_frame(peer, settings.frame_bytes_max);
         let Some(body) = body else {

@@ -149,7 +149,10 @@ async fn start_cluster(
         node_id,
         listener,
         config.peers(),
-        transport::TransportSettings::default(),
+        transport::TransportSettings {
+            holds_data: !store.created_here(),
+            ..transport::TransportSettings::default()
+        },
     );
     let replication = node::Replication::start(
         env.clone(),

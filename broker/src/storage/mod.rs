@@ -183,6 +183,9 @@ pub(crate) struct Shared {
     /// Whether this directory's partitions are replicated (a cluster node): their logs are
     /// Raft logs, written through [`Store::raft_write`] only.
     pub(crate) replicated: bool,
+    /// The directory was new at this start (no owner record): whatever this node held in it
+    /// before — if it ever ran — is gone.
+    created_here: bool,
 }
 
 impl Shared {
@@ -251,7 +254,7 @@ impl Store {
             config.node_id, config.listen
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
-        check_ownership(&io, &data_dir, config).await?;
+        let created_here = check_ownership(&io, &data_dir, config).await?;
         let static_defaults = config.topic_defaults();
         let dynamic = small_file::read(
             &io,
@@ -282,6 +285,7 @@ impl Store {
             static_defaults,
             dynamic: std::sync::RwLock::new((dynamic, defaults)),
             replicated,
+            created_here,
         });
         let (heal_tx, heal_rx) = mpsc::channel(1);
         let (alive, alive_rx) = watch::channel(());
@@ -322,6 +326,12 @@ impl Store {
 
     pub fn io(&self) -> &Io {
         &self.shared.io
+    }
+
+    /// Whether the data directory was new when this store opened it (a first start, or a
+    /// node whose directory was lost or emptied).
+    pub fn created_here(&self) -> bool {
+        self.shared.created_here
     }
 
     /// Resolves once the commit pipeline has ended — after every handle of the store is gone
@@ -609,13 +619,14 @@ impl Store {
 /// The file that says whose a data directory is: a single node's, or node N's of a cluster.
 const OWNER_FILE: &str = "owner";
 
-/// Refuse a directory that belongs to another kind of node; record the owner of a new one. A
-/// directory from before this record is a single node's.
+/// Refuse a directory that belongs to another kind of node; record the owner of a new one
+/// (then `true`: the directory is new). A directory from before this record is a single
+/// node's.
 async fn check_ownership(
     io: &Io,
     data_dir: &std::path::Path,
     config: &Config,
-) -> Result<(), StorageError> {
+) -> Result<bool, StorageError> {
     let meta = data_dir.join(catalog::META_DIR);
     let me = if config.clustered() {
         format!("cluster node {}", config.node_id)
@@ -636,12 +647,14 @@ async fn check_ownership(
         }
     };
     match recorded {
-        Some(owner) if owner == me => Ok(()),
+        Some(owner) if owner == me => Ok(false),
         Some(owner) => Err(StorageError::NotThisNodes(format!(
             "data directory {} belongs to a {owner}, not to this {me}: a cluster node and a single node (or two cluster nodes) never share a data directory",
             data_dir.display()
         ))),
-        None => small_file::write(io, &meta, OWNER_FILE, &format!("owner={me}")).await,
+        None => small_file::write(io, &meta, OWNER_FILE, &format!("owner={me}"))
+            .await
+            .map(|()| true),
     }
 }
 
