@@ -1740,7 +1740,7 @@ impl Node {
             return;
         };
         g.in_flight = None;
-        if result.is_ok() && !self.holds_data {
+        if result.as_ref().is_ok_and(|w| w.next_index > 1) && !self.holds_data {
             // Peers that connect from now on are told so.
             self.holds_data = true;
             self.transport.set_holds_data(true);
