@@ -51,10 +51,14 @@ pub enum Event {
     HeldProposalsRefused,
     /// A leader handed its group back to the preferred replica (connected and caught up).
     LeadershipReturnedToPreferred,
+    /// A replica that may have lost what it acknowledged withheld a vote it would have granted.
+    VoteWithheld,
+    /// A replica that had lost what it acknowledged caught up and votes again.
+    LostReplicaCaughtUp,
 }
 
 impl Event {
-    pub const ALL: [Event; 20] = [
+    pub const ALL: [Event; 22] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -75,6 +79,8 @@ impl Event {
         Event::ProposalsReleasedTogether,
         Event::HeldProposalsRefused,
         Event::LeadershipReturnedToPreferred,
+        Event::VoteWithheld,
+        Event::LostReplicaCaughtUp,
     ];
 
     /// The event's name in reports.
@@ -100,6 +106,8 @@ impl Event {
             Event::ProposalsReleasedTogether => "proposals-released-together",
             Event::HeldProposalsRefused => "held-proposals-refused",
             Event::LeadershipReturnedToPreferred => "leadership-returned-to-preferred",
+            Event::VoteWithheld => "vote-withheld",
+            Event::LostReplicaCaughtUp => "lost-replica-caught-up",
         }
     }
 }

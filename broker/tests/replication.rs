@@ -161,6 +161,7 @@ impl TestNode {
                 self.partition.clone(),
                 peers.keys().copied().collect(),
                 campaign,
+                None,
             )
             .await
             .expect("group added");

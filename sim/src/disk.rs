@@ -134,6 +134,8 @@ pub enum Crash {
     DropUnsynced,
     /// A random prefix of the pending changes survives, the last one possibly torn.
     Torn,
+    /// The disk is lost (replaced by an empty one): nothing survives, synced or not.
+    Lost,
 }
 
 /// Faults in force; change them at any time (from a scenario's schedule or at random).
@@ -280,6 +282,10 @@ impl SimDisk {
     /// crash must not be used again; the restarted node opens the files anew.
     pub fn crash(&self, how: Crash) {
         let mut st = lock(&self.state);
+        if how == Crash::Lost {
+            st.durable_files.clear();
+            st.durable_dirs.retain(|d| d.parent().is_none());
+        }
         let durable_files = st.durable_files.clone();
         let mut seen: std::collections::HashSet<*const Mutex<Inode>> = Default::default();
         for inode in st.files.values().chain(durable_files.values()) {

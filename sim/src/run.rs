@@ -615,13 +615,17 @@ async fn apply(fault: &Fault, c: &Cluster) {
             f.sync_eio_next += count;
             disk.set_faults(f);
         }
-        Fault::Crash { torn, down_s, .. } => {
+        Fault::Crash {
+            torn, down_s, wipe, ..
+        } => {
             let b = c.broker(fault);
             if !b.disk.syncs_in_flight().is_empty() {
                 broker::coverage::reached(broker::coverage::Event::CrashWithSyncInFlight);
             }
             c.handle.kill(b.id);
-            b.disk.crash(if *torn {
+            b.disk.crash(if *wipe {
+                Crash::Lost
+            } else if *torn {
                 Crash::Torn
             } else {
                 Crash::DropUnsynced

@@ -313,11 +313,14 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
     },
-    /// Kill the node (unsynced data lost, or torn), restart it after `down_s`.
+    /// Kill the node (unsynced data lost, or torn; with `wipe`, its whole disk lost — a
+    /// replaced disk), restart it after `down_s`.
     Crash {
         at_s: u64,
         #[serde(default)]
         torn: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        wipe: bool,
         #[serde(default = "one")]
         down_s: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -510,9 +513,13 @@ impl Fault {
         match self {
             Fault::FsyncStall { for_s, .. } => format!("fsync-stall for {for_s} s"),
             Fault::FsyncEio { count, .. } => format!("fsync-eio × {count}"),
-            Fault::Crash { torn, down_s, .. } => format!(
+            Fault::Crash {
+                torn, down_s, wipe, ..
+            } => format!(
                 "crash ({}), down {down_s} s",
-                if *torn {
+                if *wipe {
+                    "its disk lost"
+                } else if *torn {
                     "unsynced data torn"
                 } else {
                     "unsynced data lost"
@@ -688,6 +695,7 @@ impl RandomFaults {
                 "crash" => Fault::Crash {
                     at_s,
                     torn: rng.range_u64(0, 2) == 1,
+                    wipe: false,
                     down_s: rng.range_u64(1, 6),
                     node: None,
                 },

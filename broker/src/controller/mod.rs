@@ -120,6 +120,7 @@ impl Controller {
                 partition.clone(),
                 voters,
                 never_voted && first,
+                None,
             )
             .await
             .map_err(|e| format!("cannot start the metadata's Raft group: {e}"))?;
@@ -323,6 +324,7 @@ impl Controller {
                 let s = state.get_or_insert_with(|| (*self.metadata()).clone());
                 for (next, record) in records::decode_batches(data) {
                     if next > applied {
+                        s.applying_end = next;
                         s.apply(&record);
                     }
                 }

@@ -131,7 +131,13 @@ impl Controller {
                 let campaign = new && p.replicas.first() == Some(&self.node_id);
                 if self
                     .replication
-                    .add_group(p.group, partition, p.replicas.clone(), campaign)
+                    .add_group(
+                        p.group,
+                        partition,
+                        p.replicas.clone(),
+                        campaign,
+                        Some(p.made_at),
+                    )
                     .await
                     .is_err()
                 {

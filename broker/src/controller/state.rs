@@ -32,6 +32,8 @@ pub struct PartitionInfo {
     /// The leader its group last reported, and in which term.
     pub leader: Option<NodeId>,
     pub leader_term: u64,
+    /// The metadata log's offset after the record that made the partition.
+    pub made_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,8 @@ pub struct ClusterMetadata {
     pub next_group: GroupId,
     /// The first producer id not handed out.
     pub next_producer_id: i64,
+    /// The metadata log's offset after the record being applied (set by whoever applies).
+    pub applying_end: i64,
     outcomes: VecDeque<(u64, Outcome)>,
 }
 
@@ -290,6 +294,7 @@ impl ClusterMetadata {
                 replicas,
                 leader: None,
                 leader_term: 0,
+                made_at: self.applying_end,
             });
         }
         self.topics.insert(
@@ -335,6 +340,7 @@ impl ClusterMetadata {
                 replicas,
                 leader: None,
                 leader_term: 0,
+                made_at: self.applying_end,
             });
         }
         if let Some(t) = self.topics.get_mut(name) {

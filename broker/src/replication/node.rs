@@ -142,6 +142,7 @@ enum Command {
         partition: Arc<Partition>,
         voters: Vec<NodeId>,
         campaign: bool,
+        made_at: Option<i64>,
     },
     RemoveGroup {
         group: GroupId,
@@ -259,6 +260,7 @@ impl Replication {
             fresh: store_fresh,
             joined: false,
             holds_data: !store_fresh,
+            metadata_caught_up_at: None,
         };
         tokio::spawn(node.run());
         Replication {
@@ -360,6 +362,7 @@ impl Replication {
         partition: Arc<Partition>,
         voters: Vec<NodeId>,
         campaign: bool,
+        made_at: Option<i64>,
     ) -> Result<(), ReplicaError> {
         self.tx
             .send(Command::AddGroup {
@@ -367,6 +370,7 @@ impl Replication {
                 partition,
                 voters,
                 campaign,
+                made_at,
             })
             .await
             .map_err(|_| ReplicaError::Stopped)
@@ -578,6 +582,9 @@ struct Node {
     joined: bool,
     /// What the transport tells peers: this node holds Raft data.
     holds_data: bool,
+    /// Fresh: the metadata log's offset after what its leader had committed when this node's
+    /// replica of it first caught up — partitions made by later records are new.
+    metadata_caught_up_at: Option<i64>,
 }
 
 /// Groups with early messages held, at most; and messages held per group.
@@ -714,7 +721,8 @@ impl Node {
                 partition,
                 voters,
                 campaign,
-            } => self.add_group(group, partition, voters, campaign),
+                made_at,
+            } => self.add_group(group, partition, voters, campaign, made_at),
             Command::RemoveGroup { group } => self.remove_group(group),
             Command::Confirm { group, reply } => self.confirm(group, reply),
         }
@@ -750,6 +758,7 @@ impl Node {
         partition: Arc<Partition>,
         voters: Vec<NodeId>,
         campaign: bool,
+        made_at: Option<i64>,
     ) {
         if self.groups.contains_key(&group) {
             return;
@@ -824,14 +833,12 @@ impl Node {
                 .by_partition
                 .insert((partition.topic.clone(), partition.index), view.clone());
         }
-        // A group made after this node caught up with the cluster metadata holds nothing it
-        // could have acknowledged before this start.
+        // A partition made by a metadata record committed after this node caught up with the
+        // cluster metadata holds nothing it could have acknowledged before this start.
         let caught_up = !self.fresh
-            || (group != wire::CONTROLLER_GROUP
-                && self
-                    .groups
-                    .get(&wire::CONTROLLER_GROUP)
-                    .is_some_and(|m| m.recovery.caught_up));
+            || made_at
+                .zip(self.metadata_caught_up_at)
+                .is_some_and(|(made, caught)| made > caught);
         self.groups.insert(
             group,
             Group {
@@ -1524,12 +1531,17 @@ impl Node {
             r.caught_up = true;
             if r.withholding {
                 r.withholding = false;
+                crate::coverage::reached(crate::coverage::Event::LostReplicaCaughtUp);
                 tracing::info!(
                     node = self.id,
                     group,
                     commit = r.leader_commit,
                     "caught up with the leader: this replica votes again"
                 );
+            }
+            if group == wire::CONTROLLER_GROUP && self.metadata_caught_up_at.is_none() {
+                let commit = r.leader_commit.max(g.raw.raft.raft_log.committed);
+                self.metadata_caught_up_at = g.raw.store().end_offset(commit);
             }
         }
         if !g.confirms.is_empty() {
@@ -1985,13 +1997,17 @@ fn send(transport: &Transport, group: GroupId, m: &Message) {
 
 /// A vote granted by a replica that withholds its votes ([`Recovery`]).
 fn withheld(g: &Group, m: &Message) -> bool {
-    g.recovery.withholding
+    let withheld = g.recovery.withholding
         && !m.reject
         && g.recovery.leader != Some(m.to)
         && matches!(
             m.get_msg_type(),
             MessageType::MsgRequestVoteResponse | MessageType::MsgRequestPreVoteResponse
-        )
+        );
+    if withheld {
+        crate::coverage::reached(crate::coverage::Event::VoteWithheld);
+    }
+    withheld
 }
 
 /// Every Ready gathered so far is durable (nothing of them waits for a write).
