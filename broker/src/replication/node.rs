@@ -2234,6 +2234,14 @@ fn update_status(g: &Group, changed: &watch::Sender<u64>, metrics: &Metrics) {
     if status.is_leader && !before.is_leader {
         Metrics::inc(&metrics.raft_leaderships_taken, 1);
     }
+    if status.is_leader != before.is_leader {
+        let p = &g.view.partition;
+        if status.is_leader {
+            tracing::info!(topic = %p.topic, partition = p.index, term = status.term, "leading");
+        } else {
+            tracing::info!(topic = %p.topic, partition = p.index, term = status.term, leader = ?status.leader, "no longer leading");
+        }
+    }
     g.view.set_status(status);
     changed.send_modify(|n| *n += 1);
 }
