@@ -542,3 +542,45 @@ def test_a_broker_whose_data_directory_was_emptied_rejoins_and_catches_up(cluste
     assert not missing, f"{len(missing)} acknowledged messages missing, e.g. {missing[:5]}"
     assert len(values) == 3600
     assert wiped.alive() and "panicked" not in wiped.log_text()
+
+
+def test_a_preferred_leader_election_on_request_hands_partitions_back(tmp_path):
+    """ElectLeaders (PREFERRED) through any broker: a partition led by another replica than
+    its preferred one is handed back to it (here automatic rebalancing is off), one already
+    led by its preferred replica needs no election, and UNCLEAN elects nobody (Raft has no
+    unclean election)."""
+    from confluent_kafka import ElectionType
+
+    c = Cluster(tmp_path, extra_args=("--set", "leader_rebalance_ms=0")).start()
+    try:
+        c.wait_brokers(3)
+        create(c.bootstrap, "elections", 3)
+        md = clients.admin(c.bootstrap).list_topics(topic="elections", timeout=10)
+        preferred = {i: p.replicas[0] for i, p in md.topics["elections"].partitions.items()}
+        victim = c.leader_of("elections", 0)
+        assert victim == preferred[0], "a new partition is led by its preferred replica"
+        c.nodes[victim].kill()
+        moved = c.leader_of("elections", 0)
+        assert moved != victim
+        c.nodes[victim].start()
+        c.wait_brokers(3)
+        time.sleep(2.0)  # caught up, and registered again
+        assert c.leader_of("elections", 0) == moved, "nothing moved it back by itself"
+        asker = next(i for i in (1, 2, 3) if i != victim)
+        a = clients.admin(c.nodes[asker].bootstrap)
+        tps = [TopicPartition("elections", i) for i in range(3)]
+        result = a.elect_leaders(ElectionType.PREFERRED, tps,
+                                 ).result(timeout=40)
+        errors = {tp.partition: err for tp, err in result.items()}
+        assert errors[0] is None, errors
+        for i in (1, 2):
+            if preferred[i] != victim:
+                assert errors[i].code() == KafkaError.ELECTION_NOT_NEEDED, errors
+        md = clients.admin(c.bootstrap).list_topics(topic="elections", timeout=10)
+        assert md.topics["elections"].partitions[0].leader == preferred[0]
+        result = a.elect_leaders(ElectionType.UNCLEAN, tps[:1],
+                                 ).result(timeout=40)
+        assert next(iter(result.values())).code() == KafkaError.ELECTION_NOT_NEEDED
+    finally:
+        died = c.cleanup()
+        assert not died, [n.log_tail() for n in died]

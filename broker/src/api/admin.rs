@@ -1,5 +1,4 @@
-//! Topics and their partitions: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords,
-//! ElectLeaders (every partition has one replica, which leads it: no election is ever needed).
+//! Topics and their partitions: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords.
 
 use kafka_protocol::messages::{
     create_partitions_response::CreatePartitionsTopicResult,
@@ -7,10 +6,9 @@ use kafka_protocol::messages::{
     create_topics_response::CreatableTopicResult,
     delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult},
     delete_topics_response::DeletableTopicResult,
-    elect_leaders_response::{PartitionResult, ReplicaElectionResult},
     BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
     CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    DeleteTopicsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -565,48 +563,6 @@ impl Broker {
                 tr.partitions.push(pr);
             }
             resp.topics.push(tr);
-        }
-        resp
-    }
-
-    pub(super) fn elect_leaders(
-        &self,
-        req: ElectLeadersRequest,
-        version: i16,
-    ) -> ElectLeadersResponse {
-        let mut resp = ElectLeadersResponse::default();
-        // All partitions (null): none needs an election, so none is listed.
-        for t in req.topic_partitions.unwrap_or_default() {
-            let topic = self.store.topic(name_of(&t.topic));
-            let mut r = ReplicaElectionResult::default();
-            r.topic = t.topic;
-            for p in t.partitions {
-                let mut pr = PartitionResult::default();
-                pr.partition_id = p;
-                let known = topic
-                    .as_ref()
-                    .is_some_and(|t| p >= 0 && (p as usize) < t.partitions.len());
-                let (code, msg) = if !known {
-                    (
-                        error::UNKNOWN_TOPIC_OR_PARTITION,
-                        "unknown topic or partition",
-                    )
-                } else {
-                    (
-                        error::ELECTION_NOT_NEEDED,
-                        "the partition's only replica is its leader",
-                    )
-                };
-                // v0 knows no ELECTION_NOT_NEEDED: there, the leader is as asked (no error).
-                if version >= 1 || code != error::ELECTION_NOT_NEEDED {
-                    pr.error_code = code;
-                    pr.error_message = Some(StrBytes::from_static_str(msg));
-                } else {
-                    pr.error_message = None;
-                }
-                r.partition_result.push(pr);
-            }
-            resp.replica_election_results.push(r);
         }
         resp
     }

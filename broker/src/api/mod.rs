@@ -1,6 +1,6 @@
 //! What the broker does for each Kafka request: one file per request family ([`produce`],
 //! [`fetch`], [`list_offsets`], [`leader_epochs`], [`metadata`], [`admin`] for topics and
-//! partitions, [`configs`],
+//! partitions, [`elections`], [`configs`],
 //! [`cluster`], [`group`], [`producers`]), and here the dispatch table.
 //!
 //! [`Broker::dispatch`] runs in a connection's arrival order the part of a request that must be
@@ -13,6 +13,7 @@
 mod admin;
 mod cluster;
 mod configs;
+mod elections;
 mod fetch;
 mod group;
 mod leader_epochs;
@@ -298,10 +299,10 @@ impl Broker {
                 let r = self.delete_acls(d);
                 Box::pin(async move { respond(ResponseKind::DeleteAcls(r)) })
             }
-            RequestKind::ElectLeaders(e) => {
-                let r = self.elect_leaders(e, version);
-                Box::pin(async move { respond(ResponseKind::ElectLeaders(r)) })
-            }
+            RequestKind::ElectLeaders(e) => Box::pin(async move {
+                let r = this.elect_leaders(e, version).await;
+                respond(ResponseKind::ElectLeaders(r))
+            }),
             RequestKind::DescribeProducers(d) => {
                 let r = self.describe_producers(d);
                 Box::pin(async move { respond(ResponseKind::DescribeProducers(r)) })

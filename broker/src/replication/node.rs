@@ -151,6 +151,10 @@ enum Command {
         group: GroupId,
         reply: oneshot::Sender<bool>,
     },
+    Transfer {
+        group: GroupId,
+        to: NodeId,
+    },
 }
 
 /// A group as request handlers see it.
@@ -334,6 +338,15 @@ impl Replication {
             .await
             .map_err(|_| ReplicaError::Stopped)?;
         rx.await.map_err(|_| ReplicaError::Stopped)?
+    }
+
+    /// Ask `group`'s leader to hand its leadership to `to` (Kafka's preferred leader election
+    /// on request); nothing says whether it did — watch the group's status.
+    pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), ReplicaError> {
+        self.tx
+            .send(Command::Transfer { group, to })
+            .await
+            .map_err(|_| ReplicaError::Stopped)
     }
 
     /// Whether this replica still leads `group`, confirmed by a quorum (a Raft read index):
@@ -725,7 +738,27 @@ impl Node {
             } => self.add_group(group, partition, voters, campaign, made_at),
             Command::RemoveGroup { group } => self.remove_group(group),
             Command::Confirm { group, reply } => self.confirm(group, reply),
+            Command::Transfer { group, to } => self.transfer(group, to),
         }
+    }
+
+    /// Ask the group's leader — this replica, or the one it follows (raft-rs forwards the
+    /// request over the long-lived connection) — to hand its leadership to `to`.
+    fn transfer(&mut self, group: GroupId, to: NodeId) {
+        if self.stepped_down {
+            return;
+        }
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        wake(g, &mut self.active, group);
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgTransferLeader);
+        m.from = to;
+        m.to = self.id;
+        let _ = g.raw.step(m);
+        g.timer.settle(&mut g.raw);
+        self.dirty.insert(group);
     }
 
     fn confirm(&mut self, group: GroupId, reply: oneshot::Sender<bool>) {
