@@ -136,7 +136,7 @@ impl Broker {
                 format!("its preferred replica, broker {preferred}, leads it"),
             ));
         }
-        if !md.brokers.get(&preferred).is_some_and(|b| !b.fenced) {
+        if md.brokers.get(&preferred).is_none_or(|b| b.fenced) {
             return Err((
                 error::PREFERRED_LEADER_NOT_AVAILABLE,
                 format!("its preferred replica, broker {preferred}, is not live"),
