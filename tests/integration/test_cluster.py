@@ -584,3 +584,53 @@ def test_a_preferred_leader_election_on_request_hands_partitions_back(tmp_path):
     finally:
         died = c.cleanup()
         assert not died, [n.log_tail() for n in died]
+
+
+def test_the_cluster_wide_broker_config_default_reaches_every_broker(cluster):
+    """A dynamic broker config set as the cluster-wide default (resource "") through one
+    broker is every broker's; one set for a broker is that broker's alone (found black-box
+    reading: both were kept only by the broker that took the request)."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
+    import wire
+
+    create(cluster.bootstrap, "follows-defaults", 1)
+    # Neither Python client names the cluster default (the resource ""): AlterConfigs v0 by
+    # hand — resources [{type 4 (broker), name "", configs [(key, value)]}], validate_only.
+    body = (wire.i32(1) + wire.i8(4) + wire.string("") + wire.i32(1)
+            + wire.string("log.retention.ms") + wire.string("3600000") + wire.i8(0))
+    sock = wire.connect(cluster.nodes[1].bootstrap)
+    try:
+        r = wire.roundtrip(sock, 33, 0, body)
+    finally:
+        sock.close()
+    r.i32()  # throttle
+    assert r.i32() == 1
+    code, message = r.i16(), r.string()
+    assert code == 0, message
+    r = ConfigResource(ConfigResource.Type.BROKER, "2", incremental_configs=[
+        ConfigEntry("log.retention.bytes", "123456789", incremental_operation=AlterConfigOpType.SET)])
+    a2 = clients.admin(cluster.nodes[2].bootstrap)
+    a2.incremental_alter_configs([r])[r].result(timeout=30)
+
+    def broker_config(node, key):
+        # librdkafka asks broker N itself about the resource BROKER "N".
+        a = clients.admin(cluster.nodes[node].bootstrap)
+        r = ConfigResource(ConfigResource.Type.BROKER, str(node))
+        return a.describe_configs([r])[r].result(timeout=30)[key]
+
+    deadline = time.monotonic() + 10
+    while True:
+        seen = {n: broker_config(n, "log.retention.ms") for n in (1, 2, 3)}
+        own = {n: broker_config(n, "log.retention.bytes").value for n in (1, 2, 3)}
+        settled = all(c.value == "3600000" for c in seen.values()) and own[2] == "123456789"
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for n, c in seen.items():
+        assert (c.value, c.source) == ("3600000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value), \
+            f"broker {n}: log.retention.ms {c.value} from source {c.source}"
+    assert own == {1: "-1", 2: "123456789", 3: "-1"}, own
+    # A topic without a value of its own follows the default (asked of any broker).
+    a = clients.admin(cluster.bootstrap)
+    r = ConfigResource(ConfigResource.Type.TOPIC, "follows-defaults")
+    assert a.describe_configs([r])[r].result(timeout=30)["retention.ms"].value == "3600000"

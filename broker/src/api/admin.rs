@@ -25,7 +25,7 @@ use crate::topic_config::{self, Overrides};
 type Refusal = (i16, String);
 
 /// The longest an admin request waits for its changes (Kafka clients' default request timeout).
-const ADMIN_LIMIT: Duration = Duration::from_secs(30);
+pub(super) const ADMIN_LIMIT: Duration = Duration::from_secs(30);
 
 fn refusal(e: TopicError) -> Refusal {
     (topic_error_code(&e), e.to_string())

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::admin::topic_error_code;
+use super::admin::{topic_error_code, ADMIN_LIMIT};
 use super::Broker;
 use crate::broker_configs::{self, Scope};
 use crate::catalog::{check_topic_name, Topic};
@@ -351,12 +351,20 @@ impl Broker {
                             }
                         },
                     },
-                    BROKER => match self.broker_scope(&name) {
-                        Err(e) => Err(e),
-                        Ok(scope) => match broker_ops(&self.store.dynamic_configs(), scope, &ops) {
-                            Err(e) => Err(e),
-                            Ok(set) => self.set_broker_configs(scope, set, req.validate_only).await,
-                        },
+                    BROKER => match (self.broker_scope(&name), &self.cluster) {
+                        (Err(e), _) => Err(e),
+                        (Ok(scope), Some(cluster)) if !req.validate_only => {
+                            self.update_replicated_broker_configs(cluster, scope, &ops)
+                                .await
+                        }
+                        (Ok(scope), _) => {
+                            match broker_ops(&self.store.dynamic_configs(), scope, &ops) {
+                                Err(e) => Err(e),
+                                Ok(set) => {
+                                    self.set_broker_configs(scope, set, req.validate_only).await
+                                }
+                            }
+                        }
                     },
                     other => Err(unsupported_resource(other)),
                 }
@@ -389,26 +397,68 @@ impl Broker {
             Ok(overrides)
         };
         cluster
-            .update_topic_config(name, change, std::time::Duration::from_secs(30))
+            .update_topic_config(name, change, ADMIN_LIMIT)
             .await?
             .map_err(refuse)
     }
 
-    /// Replace `scope`'s dynamic broker configs with `set` (each checked).
+    /// Replace `scope`'s dynamic broker configs with `set` (each checked). In a cluster they
+    /// are the cluster metadata's (the cluster-wide default reaches every broker; a broker's
+    /// own are kept for it), and each broker follows them.
     async fn set_broker_configs(
         &self,
         scope: Scope,
         set: std::collections::BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
-        let configs = self.store.dynamic_configs().with(scope, set);
+        let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
+        let configs = self.store.dynamic_configs().with(scope, set.clone());
+        self.store.check_dynamic_configs(&configs).map_err(refuse)?;
         if validate_only {
             return Ok(());
+        }
+        if let Some(cluster) = &self.cluster {
+            return cluster
+                .alter_broker_configs(self.scope_node(scope), set, ADMIN_LIMIT)
+                .await
+                .map_err(refuse);
         }
         self.store
             .set_dynamic_configs(configs)
             .await
-            .map_err(|e| (topic_error_code(&e), e.to_string()))
+            .map_err(refuse)
+    }
+
+    /// IncrementalAlterConfigs' operations on dynamic broker configs in a cluster: made from
+    /// the cluster metadata's, again if another change lands first.
+    async fn update_replicated_broker_configs(
+        &self,
+        cluster: &crate::controller::Controller,
+        scope: Scope,
+        ops: &[(&str, i8, Option<&str>)],
+    ) -> Result<(), Refusal> {
+        let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
+        let me = self.config.node_id as crate::replication::transport::NodeId;
+        let change = |current: &Overrides| {
+            let mine = cluster.metadata().dynamic_configs_of(me);
+            let set = broker_ops(&mine.with(scope, current.clone()), scope, ops)?;
+            self.store
+                .check_dynamic_configs(&mine.with(scope, set.clone()))
+                .map_err(refuse)?;
+            Ok(set)
+        };
+        cluster
+            .update_broker_configs(self.scope_node(scope), change, ADMIN_LIMIT)
+            .await?
+            .map_err(refuse)
+    }
+
+    /// The metadata's name of `scope`: this broker, or (`None`) the cluster-wide default.
+    fn scope_node(&self, scope: Scope) -> Option<crate::replication::transport::NodeId> {
+        match scope {
+            Scope::Node => Some(self.config.node_id as crate::replication::transport::NodeId),
+            Scope::Cluster => None,
+        }
     }
 
     /// Replace topic `name`'s configs with `overrides` (checked whole first; only checked

@@ -67,6 +67,15 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         base: Option<Overrides>,
     },
+    /// Replace the dynamic broker configs of broker `node`, or with `None` the cluster-wide
+    /// default (Kafka broker keys) — with `base`, only if they are still `base`.
+    AlterBrokerConfigs {
+        request: u64,
+        node: Option<NodeId>,
+        configs: Overrides,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<Overrides>,
+    },
     /// Leaders as their groups elected them: `(group, leader, term)`.
     Leaders {
         leaders: Vec<(GroupId, NodeId, u64)>,

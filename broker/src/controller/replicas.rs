@@ -1,4 +1,5 @@
-//! A broker's storage follows the cluster metadata: every topic the metadata holds has a local
+//! A broker's storage follows the cluster metadata: its dynamic broker configs are the
+//! metadata's (the cluster-wide default and its own); every topic the metadata holds has a local
 //! copy here (made with the cluster's topic id; partitions this broker does not replicate stay
 //! empty), its configs as the metadata says, and a Raft group for each partition this broker is
 //! a replica of; a topic the metadata deleted is removed here, its groups first.
@@ -38,6 +39,14 @@ impl Controller {
     async fn reconcile(&self) -> bool {
         let md = self.metadata();
         let mut done = true;
+        // The dynamic broker configs: the cluster-wide default and this broker's own.
+        let configs = md.dynamic_configs_of(self.node_id);
+        if configs != self.store.dynamic_configs() {
+            if let Err(e) = self.store.set_dynamic_configs(configs).await {
+                tracing::warn!(error = %e, "cannot take the cluster's dynamic broker configs yet");
+                done = false;
+            }
+        }
         // Deleted topics first: a topic deleted and made again under its name is replaced.
         for local in self.store.topics() {
             if local.name == METADATA_TOPIC || !md.deleted.contains(&local.id) {

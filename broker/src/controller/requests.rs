@@ -153,27 +153,90 @@ impl Controller {
         change: impl Fn(&Overrides) -> Result<Overrides, E>,
         limit: Duration,
     ) -> Result<Result<(), TopicError>, E> {
-        let clock = self.env.clock.clone();
-        let deadline = clock.now() + limit;
-        loop {
-            let Some(base) = self
-                .metadata()
-                .topics
-                .get(name)
-                .map(|t| t.overrides.clone())
-            else {
-                return Ok(Err(TopicError::Unknown));
-            };
-            let overrides = change(&base)?;
-            let request = self.request_id();
-            let record = MetadataRecord::AlterTopicConfig {
+        self.update_configs(
+            |md| md.topics.get(name).map(|t| t.overrides.clone()),
+            |request, overrides, base| MetadataRecord::AlterTopicConfig {
                 request,
                 name: name.to_string(),
                 overrides,
                 base: Some(base),
+            },
+            change,
+            limit,
+        )
+        .await
+    }
+
+    /// Replace the dynamic configs of broker `node` (`None`: the cluster-wide default).
+    pub async fn alter_broker_configs(
+        &self,
+        node: Option<NodeId>,
+        configs: Overrides,
+        limit: Duration,
+    ) -> Result<(), TopicError> {
+        let request = self.request_id();
+        let record = MetadataRecord::AlterBrokerConfigs {
+            request,
+            node,
+            configs,
+            base: None,
+        };
+        self.submit(record, request, limit)
+            .await
+            .map(|_| ())
+            .map_err(topic_error)
+    }
+
+    /// [`Controller::update_topic_config`] for the dynamic configs of broker `node` (`None`:
+    /// the cluster-wide default).
+    pub async fn update_broker_configs<E>(
+        &self,
+        node: Option<NodeId>,
+        change: impl Fn(&Overrides) -> Result<Overrides, E>,
+        limit: Duration,
+    ) -> Result<Result<(), TopicError>, E> {
+        self.update_configs(
+            |md| {
+                Some(match node {
+                    None => md.cluster_configs.clone(),
+                    Some(n) => md.broker_configs.get(&n).cloned().unwrap_or_default(),
+                })
+            },
+            |request, configs, base| MetadataRecord::AlterBrokerConfigs {
+                request,
+                node,
+                configs,
+                base: Some(base),
+            },
+            change,
+            limit,
+        )
+        .await
+    }
+
+    /// A compare-and-set of some configs in the metadata: `current` reads them (`None`: the
+    /// topic is unknown), `record` makes the change from them, tried again while another
+    /// change lands first.
+    async fn update_configs<E>(
+        &self,
+        current: impl Fn(&super::state::ClusterMetadata) -> Option<Overrides>,
+        record: impl Fn(u64, Overrides, Overrides) -> MetadataRecord,
+        change: impl Fn(&Overrides) -> Result<Overrides, E>,
+        limit: Duration,
+    ) -> Result<Result<(), TopicError>, E> {
+        let clock = self.env.clock.clone();
+        let deadline = clock.now() + limit;
+        loop {
+            let Some(base) = current(&self.metadata()) else {
+                return Ok(Err(TopicError::Unknown));
             };
+            let changed = change(&base)?;
+            let request = self.request_id();
             let left = deadline.saturating_duration_since(clock.now());
-            match self.submit(record, request, left).await {
+            match self
+                .submit(record(request, changed, base), request, left)
+                .await
+            {
                 Err(SubmitError::Failed(MetadataError::ConfigsChanged)) => {}
                 other => return Ok(other.map(|_| ()).map_err(topic_error)),
             }

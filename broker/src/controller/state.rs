@@ -93,6 +93,10 @@ pub struct ClusterMetadata {
     pub next_producer_id: i64,
     /// The metadata log's offset after the record being applied (set by whoever applies).
     pub applying_end: i64,
+    /// Dynamic broker configs (Kafka broker keys): the cluster-wide default, and each
+    /// broker's own.
+    pub cluster_configs: Overrides,
+    pub broker_configs: BTreeMap<NodeId, Overrides>,
     outcomes: VecDeque<(u64, Outcome)>,
 }
 
@@ -125,6 +129,14 @@ impl ClusterMetadata {
         self.topics
             .get(topic)
             .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
+    }
+
+    /// Broker `node`'s dynamic configs: its own over the cluster-wide default.
+    pub fn dynamic_configs_of(&self, node: NodeId) -> crate::broker_configs::DynamicConfigs {
+        crate::broker_configs::DynamicConfigs {
+            node: self.broker_configs.get(&node).cloned().unwrap_or_default(),
+            cluster: self.cluster_configs.clone(),
+        }
     }
 
     /// Apply one record (in log order).
@@ -210,6 +222,24 @@ impl ClusterMetadata {
                         t.overrides = overrides.clone();
                         Outcome::Done
                     }
+                };
+                self.record(*request, outcome);
+            }
+            MetadataRecord::AlterBrokerConfigs {
+                request,
+                node,
+                configs,
+                base,
+            } => {
+                let current = match node {
+                    None => &mut self.cluster_configs,
+                    Some(n) => self.broker_configs.entry(*n).or_default(),
+                };
+                let outcome = if base.as_ref().is_some_and(|b| b != current) {
+                    Outcome::Failed(MetadataError::ConfigsChanged)
+                } else {
+                    *current = configs.clone();
+                    Outcome::Done
                 };
                 self.record(*request, outcome);
             }
@@ -520,6 +550,44 @@ mod tests {
         // A whole replacement (AlterConfigs) has no base: it replaces whatever is there.
         assert_eq!(alter(&mut m, 5, base.clone(), None), Some(Outcome::Done));
         assert_eq!(m.topics["t"].overrides, base);
+    }
+
+    /// Dynamic broker configs live in the metadata: the cluster-wide default for every
+    /// broker, a broker's own for it alone; an incremental change from replaced configs is
+    /// refused as a topic's is.
+    #[test]
+    fn broker_configs_are_the_cluster_defaults_under_each_brokers_own() {
+        let mut m = registered(3);
+        let set = |k: &str, v: &str| Overrides::from([(k.to_string(), v.to_string())]);
+        m.apply(&MetadataRecord::AlterBrokerConfigs {
+            request: 1,
+            node: None,
+            configs: set("log.retention.ms", "3600000"),
+            base: Some(Overrides::new()),
+        });
+        m.apply(&MetadataRecord::AlterBrokerConfigs {
+            request: 2,
+            node: Some(2),
+            configs: set("log.retention.ms", "60000"),
+            base: None,
+        });
+        assert_eq!(m.outcome(2), Some(&Outcome::Done));
+        for n in [1, 3] {
+            let d = m.dynamic_configs_of(n);
+            assert_eq!((d.cluster.len(), d.node.len()), (1, 0), "broker {n}");
+        }
+        assert_eq!(m.dynamic_configs_of(2).node["log.retention.ms"], "60000");
+        m.apply(&MetadataRecord::AlterBrokerConfigs {
+            request: 3,
+            node: None,
+            configs: set("log.retention.bytes", "1000"),
+            base: Some(Overrides::new()),
+        });
+        assert_eq!(
+            m.outcome(3),
+            Some(&Outcome::Failed(MetadataError::ConfigsChanged))
+        );
+        assert_eq!(m.cluster_configs, set("log.retention.ms", "3600000"));
     }
 
     #[test]

@@ -1212,7 +1212,19 @@ impl Node {
         for bytes in messages {
             match wire::decode_inbound(&bytes) {
                 Ok(Inbound::Raft(group, m)) => {
-                    if m.from != from {
+                    // raft-rs forwards a proposal, a leadership transfer or a read index
+                    // to the leader keeping its origin as the sender (a transfer's is the
+                    // replica to take over): such a message may come through another voter.
+                    let forwarded = matches!(
+                        m.get_msg_type(),
+                        MessageType::MsgPropose
+                            | MessageType::MsgTransferLeader
+                            | MessageType::MsgReadIndex
+                    ) && self
+                        .groups
+                        .get(&group)
+                        .is_some_and(|g| g.view.voters.contains(&m.from));
+                    if m.from != from && !forwarded {
                         tracing::warn!(
                             group,
                             peer = from,

@@ -443,12 +443,18 @@ impl Store {
         self.shared.dynamic.read().expect("not poisoned").0.clone()
     }
 
+    /// Whether `configs` resolve over this broker's static settings.
+    pub fn check_dynamic_configs(&self, configs: &DynamicConfigs) -> Result<(), TopicError> {
+        configs
+            .apply(self.shared.static_defaults)
+            .map(|_| ())
+            .map_err(|e| TopicError::InvalidConfig(e.0))
+    }
+
     /// Replace the dynamic broker configs: kept durably, then every topic without its own
     /// value of a changed setting follows it at once.
     pub async fn set_dynamic_configs(&self, configs: DynamicConfigs) -> Result<(), TopicError> {
-        configs
-            .apply(self.shared.static_defaults)
-            .map_err(|e| TopicError::InvalidConfig(e.0))?;
+        self.check_dynamic_configs(&configs)?;
         self.ask(|reply| AdminCommand::SetDynamicConfigs { configs, reply })
             .await
     }
