@@ -150,6 +150,63 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
 /// the same bytes for it and consumers skip it. Its base offset and epoch are set when it is
 /// written.
 pub fn leader_change_batch() -> Bytes {
+    control_batch(None)
+}
+
+/// What a log-start mark's control record holds: this, then the new log start (`i64`).
+const LOG_START_MAGIC: &[u8; 4] = b"SWLS";
+
+/// The Raft entry that moves a replicated log's start (DeleteRecords): a control batch like
+/// [`leader_change_batch`]'s (so every client skips it as it skips those), whose record's value
+/// is [`LOG_START_MAGIC`] and the new start. Every replica moves its log start there once the
+/// entry is committed.
+pub fn log_start_batch(log_start: i64) -> Bytes {
+    let mut value = LOG_START_MAGIC.to_vec();
+    value.extend_from_slice(&log_start.to_be_bytes());
+    control_batch(Some(&value))
+}
+
+/// The log start a [`log_start_batch`] (at the start of `batch`) moves to; `None` for any
+/// other batch.
+pub fn log_start_of(batch: &[u8]) -> Option<i64> {
+    let h = parse_header(batch).ok()?;
+    if !h.is_control() || h.record_count != 1 || batch.len() < h.size {
+        return None;
+    }
+    // The one record: length, attributes, timestamp delta, offset delta, key, value.
+    let mut at = RECORDS_OFFSET;
+    let body = &batch[..h.size];
+    let _len = read_zigzag(body, &mut at)?;
+    at += 1; // attributes
+    read_zigzag(body, &mut at)?;
+    read_zigzag(body, &mut at)?;
+    let key_len = usize::try_from(read_zigzag(body, &mut at)?).ok()?;
+    at += key_len;
+    let value_len = usize::try_from(read_zigzag(body, &mut at)?).ok()?;
+    let value = body.get(at..at + value_len)?;
+    let (magic, start) = value.split_at_checked(LOG_START_MAGIC.len())?;
+    (magic == LOG_START_MAGIC && start.len() == 8)
+        .then(|| i64::from_be_bytes(start.try_into().expect("8 bytes")))
+}
+
+/// Where a v2 batch's records begin.
+const RECORDS_OFFSET: usize = 61;
+
+fn read_zigzag(buf: &[u8], at: &mut usize) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at)?;
+        *at += 1;
+        z |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+/// A control batch of one leader-change record with `value`.
+fn control_batch(value: Option<&[u8]>) -> Bytes {
     use bytes::BufMut;
     let mut record = BytesMut::new();
     record.put_i8(0); // attributes
@@ -158,7 +215,13 @@ pub fn leader_change_batch() -> Bytes {
     let key: [u8; 4] = [0, 0, 0, LEADER_CHANGE_CONTROL_TYPE as u8]; // version 0, type
     put_zigzag(&mut record, key.len() as i64);
     record.put_slice(&key);
-    put_zigzag(&mut record, -1); // value: null
+    match value {
+        None => put_zigzag(&mut record, -1),
+        Some(v) => {
+            put_zigzag(&mut record, v.len() as i64);
+            record.put_slice(v);
+        }
+    }
     put_zigzag(&mut record, 0); // headers
     let mut body = BytesMut::new(); // the CRC'd part, from the attributes on
     body.put_i16(CONTROL_ATTRIBUTE);
@@ -359,6 +422,24 @@ pub(crate) mod tests {
 
     fn put_varint(buf: &mut BytesMut, v: i64) {
         super::put_zigzag(buf, v)
+    }
+
+    #[test]
+    fn a_log_start_mark_is_a_control_batch_that_names_its_start() {
+        for start in [0i64, 1, 4_000, i64::MAX] {
+            let mut b = BytesMut::from(&log_start_batch(start)[..]);
+            b[..8].copy_from_slice(&9i64.to_be_bytes());
+            set_leader_epoch(&mut b, 3);
+            let h = validate(&b).expect("valid");
+            assert!(h.is_control());
+            assert_eq!(log_start_of(&b), Some(start));
+            let mut buf = b.freeze();
+            let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                .expect("kafka-protocol decodes it");
+            assert!(decoded.records[0].control);
+        }
+        assert_eq!(log_start_of(&leader_change_batch()), None);
+        assert_eq!(log_start_of(&make_batch(1, 0, 12)), None);
     }
 
     #[test]

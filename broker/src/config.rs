@@ -519,6 +519,7 @@ impl Config {
     pub fn groups(&self) -> crate::group::GroupConfig {
         crate::group::GroupConfig {
             offsets_partitions: self.offsets_topic_partitions,
+            offsets_replication: self.replication_factor(),
             initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
             min_session_timeout_ms: self.group_min_session_timeout_ms,
             max_session_timeout_ms: self.group_max_session_timeout_ms,
@@ -751,9 +752,9 @@ impl Config {
             ),
             (
                 "offsets.topic.replication.factor",
-                "1".into(),
+                self.replication_factor().to_string(),
                 Short,
-                "One node: one replica.".into(),
+                "The default replication factor (default_replication_factor; one node: one replica).".into(),
             ),
             (
                 "producer.id.expiration.ms",

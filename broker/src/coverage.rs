@@ -55,10 +55,13 @@ pub enum Event {
     VoteWithheld,
     /// A replica that had lost what it acknowledged caught up and votes again.
     LostReplicaCaughtUp,
+    /// A replica moved its log start to a committed log-start mark (DeleteRecords, a
+    /// checkpoint of `__consumer_offsets`, in a cluster).
+    LogStartMarkApplied,
 }
 
 impl Event {
-    pub const ALL: [Event; 22] = [
+    pub const ALL: [Event; 23] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -81,6 +84,7 @@ impl Event {
         Event::LeadershipReturnedToPreferred,
         Event::VoteWithheld,
         Event::LostReplicaCaughtUp,
+        Event::LogStartMarkApplied,
     ];
 
     /// The event's name in reports.
@@ -108,6 +112,7 @@ impl Event {
             Event::LeadershipReturnedToPreferred => "leadership-returned-to-preferred",
             Event::VoteWithheld => "vote-withheld",
             Event::LostReplicaCaughtUp => "lost-replica-caught-up",
+            Event::LogStartMarkApplied => "log-start-mark-applied",
         }
     }
 }

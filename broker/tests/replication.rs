@@ -1194,3 +1194,71 @@ async fn a_replica_whose_data_directory_was_emptied_votes_only_once_caught_up() 
         n.stop().await;
     }
 }
+
+/// DeleteRecords in a cluster: the leader's log-start mark moves every replica's log start —
+/// the follower up, and one that was away when it was written once it is back — and it stays
+/// moved across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_start_moves_on_every_replica_also_one_that_was_away() {
+    let (dirs, peers, mut nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut acked = produce(&refs, 20, 2).await;
+    let leader_id = refs.iter().find(|n| n.is_serving()).unwrap().id;
+    let away_id = refs
+        .iter()
+        .map(|n| n.id)
+        .find(|&id| id != leader_id)
+        .unwrap();
+    let away = nodes.remove(nodes.iter().position(|n| n.id == away_id).unwrap());
+    away.stop().await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 10, 2).await);
+    let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
+    let target = acked[25];
+    let start = leader
+        .replication
+        .delete_records(&leader.store, leader.partition.clone(), GROUP, target)
+        .await
+        .expect("moved");
+    assert_eq!(start, target);
+    assert_eq!(leader.partition.log_start_offset(), target);
+    // Below the start already: answered with the start, nothing proposed.
+    let again = leader
+        .replication
+        .delete_records(&leader.store, leader.partition.clone(), GROUP, 3)
+        .await
+        .expect("answered");
+    assert_eq!(again, target);
+    // Past the high watermark: refused.
+    let past = leader.partition.high_watermark() + 1;
+    assert!(leader
+        .replication
+        .delete_records(&leader.store, leader.partition.clone(), GROUP, past)
+        .await
+        .is_err());
+    for n in &nodes {
+        wait_for("every replica's log start to move", || {
+            n.partition.log_start_offset() == target
+        })
+        .await;
+    }
+    nodes.push(TestNode::start(away_id, dirs[away_id as usize - 1].path(), &peers, false).await);
+    let back = nodes.last().unwrap();
+    wait_for("the returning replica's log start to move", || {
+        back.partition.log_start_offset() == target
+    })
+    .await;
+    // Durable: a replica restarted keeps it.
+    let n = nodes.remove(0);
+    let id = n.id;
+    n.stop().await;
+    nodes.push(TestNode::start(id, dirs[id as usize - 1].path(), &peers, false).await);
+    assert_eq!(nodes.last().unwrap().partition.log_start_offset(), target);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 3, 1).await);
+    let kept: Vec<i64> = acked.iter().copied().filter(|&o| o >= target).collect();
+    logs_agree(&refs, &kept).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -634,3 +634,96 @@ def test_the_cluster_wide_broker_config_default_reaches_every_broker(cluster):
     a = clients.admin(cluster.bootstrap)
     r = ConfigResource(ConfigResource.Type.TOPIC, "follows-defaults")
     assert a.describe_configs([r])[r].result(timeout=30)["retention.ms"].value == "3600000"
+
+
+@pytest.mark.timeout(240)
+def test_delete_records_and_offsets_checkpoints_hold_on_every_replica(tmp_path):
+    """DeleteRecords in a cluster moves the log start of every replica (a Raft entry the
+    leader proposes), so a consumer starts there whichever broker leads after; and the group
+    coordinator's checkpoints of __consumer_offsets, which bound that topic, run in a cluster
+    too, with the group's offsets intact across a coordinator's death. (Both were refused or
+    off in a cluster: DeleteRecords answered POLICY_VIOLATION, and the offsets topic grew with
+    every commit.)"""
+    from confluent_kafka import OFFSET_BEGINNING
+    from confluent_kafka.admin import OffsetSpec
+
+    c = Cluster(tmp_path, extra_args=("--set", "offsets_checkpoint_records=100",
+                                      "--set", "broker_session_timeout_ms=1500")).start()
+    try:
+        c.wait_brokers(3)
+        create(c.bootstrap, "trimmed", 1)
+        p = clients.producer(c.bootstrap, **{"acks": "all", "enable.idempotence": True})
+        log = clients.DeliveryLog()
+        clients.produce_all(p, "trimmed", [{"value": f"t{i}".encode()} for i in range(100)], log)
+        a = clients.admin(c.bootstrap)
+        tp = TopicPartition("trimmed", 0, 60)
+        deleted = a.delete_records([tp])[tp].result(timeout=30)
+        assert deleted.low_watermark == 60
+        victim = c.leader_of("trimmed", 0)
+        c.nodes[victim].kill()
+        q = TopicPartition("trimmed", 0)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                la = clients.admin(c.alive_bootstrap())
+                earliest = la.list_offsets({q: OffsetSpec.earliest()})[q].result(timeout=10).offset
+                break
+            except (KafkaException, TimeoutError):
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+        assert earliest == 60, "the new leader serves records DeleteRecords removed"
+        got, _ = consume_all(c.alive_bootstrap(), "trimmed", [0])
+        kept = [m["value"] for _, off, m in sorted(log.ok, key=lambda x: x[1]) if off >= 60]
+        assert [r[2] for r in got[0]] == kept and len(kept) >= 39
+        c.nodes[victim].start()
+
+        # The offsets topic is made with three replicas or not at all: while a broker is away
+        # a group cannot commit (Kafka's offsets.topic.replication.factor; it was made with as
+        # many replicas as brokers were live, for good).
+        c.wait_brokers(3)
+        c.nodes[3].kill()
+        c.wait_brokers(2)
+        early = clients.consumer(c.alive_bootstrap(), **{"group.id": "too-early",
+                                                         "enable.auto.commit": False})
+        with pytest.raises(KafkaException):
+            early.commit(offsets=[TopicPartition("trimmed", 0, 61)], asynchronous=False)
+        early.close()
+        c.nodes[3].start()
+        c.wait_brokers(3)
+        # A group commits far past the checkpoint threshold; its offsets topic partition is
+        # checkpointed (its start moves) and the committed offsets stay.
+        group = "checkpointed"
+        cons = clients.consumer(c.bootstrap, **{"group.id": group, "enable.auto.commit": False})
+        parts = [TopicPartition("trimmed", 0, 60 + (i % 40)) for i in range(600)]
+        for tpo in parts:
+            cons.commit(offsets=[tpo], asynchronous=False)
+        cons.commit(offsets=[TopicPartition("trimmed", 0, 99)], asynchronous=False)
+        cons.close()
+        md = clients.admin(c.bootstrap).list_topics(topic="__consumer_offsets", timeout=10)
+        assert {len(p.replicas) for p in md.topics["__consumer_offsets"].partitions.values()} == {3}
+        # Every replica of the group's partition moved its start (each says so in its log).
+        deadline = time.monotonic() + 60
+        while True:
+            trimmed = [n for n in c.nodes.values()
+                       if 'deleted records topic="__consumer_offsets"' in n.log_text()
+                       or "deleted records topic=__consumer_offsets" in n.log_text()]
+            if len(trimmed) == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(trimmed) == 3, [n.node_id for n in trimmed]
+        # Its coordinator goes; the next one loads the group from the checkpointed log.
+        md = clients.admin(c.bootstrap).list_topics(topic="__consumer_offsets", timeout=10)
+        h = 0
+        for ch in group:
+            h = (31 * h + ord(ch)) & 0xFFFFFFFF
+        h = h - (1 << 32) if h >= 1 << 31 else h
+        coordinator = md.topics["__consumer_offsets"].partitions[abs(h) % 50].leader
+        c.nodes[coordinator].kill()
+        cons = clients.consumer(c.alive_bootstrap(), **{"group.id": group})
+        committed = cons.committed([TopicPartition("trimmed", 0)], timeout=60)
+        cons.close()
+        assert committed[0].offset == 99, committed
+        c.nodes[coordinator].start()
+    finally:
+        died = c.cleanup()
+        assert not died, [n.log_tail() for n in died]

@@ -522,6 +522,42 @@ impl Broker {
             .map_err(refusal)
     }
 
+    /// DeleteRecords on a replicated partition (this broker must lead it): see
+    /// [`crate::replication::log_start`].
+    async fn delete_replicated_records(
+        &self,
+        part: &std::sync::Arc<crate::storage::log::Partition>,
+        offset: i64,
+        deadline: Instant,
+    ) -> Result<i64, i16> {
+        use crate::replication::log_start::LogStartError;
+        let cluster = self.cluster.as_ref().ok_or(error::UNKNOWN_SERVER_ERROR)?;
+        self.serving(&part.topic, part.index, -1)
+            .map_err(|not| not.code)?;
+        let view = cluster
+            .replication()
+            .replica(&part.topic, part.index)
+            .ok_or(error::NOT_LEADER_OR_FOLLOWER)?;
+        let left = deadline.saturating_duration_since(self.clock.now());
+        let moved = self.clock.timeout(
+            left,
+            cluster
+                .replication()
+                .delete_records(&self.store, part.clone(), view.group, offset),
+        );
+        match moved.await {
+            Ok(Ok(start)) => Ok(start),
+            Ok(Err(LogStartError::Topic(e))) => Err(topic_error_code(&e)),
+            Ok(Err(LogStartError::Replica(e))) => Err(match e {
+                crate::replication::node::ReplicaError::NotLeader { .. } => {
+                    error::NOT_LEADER_OR_FOLLOWER
+                }
+                _ => error::REQUEST_TIMED_OUT,
+            }),
+            Err(_) => Err(error::REQUEST_TIMED_OUT),
+        }
+    }
+
     pub(super) async fn delete_records(&self, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
         let mut resp = DeleteRecordsResponse::default();
         let deadline = self.admin_deadline(req.timeout_ms);
@@ -544,10 +580,15 @@ impl Broker {
                     Some(_) if catalog::is_internal(&name) => {
                         pr.error_code = error::INVALID_TOPIC_EXCEPTION
                     }
-                    // A log start moved on one replica alone would not hold on the others:
-                    // in a cluster it must be replicated, which is not built yet.
-                    Some(_) if self.cluster.is_some() => {
-                        pr.error_code = error::POLICY_VIOLATION;
+                    // In a cluster, a Raft entry the leader proposes moves every replica's.
+                    Some(part) if self.cluster.is_some() => {
+                        match self
+                            .delete_replicated_records(part, p.offset, deadline)
+                            .await
+                        {
+                            Ok(start) => pr.low_watermark = start,
+                            Err(code) => pr.error_code = code,
+                        }
                     }
                     Some(part) => match self
                         .within(deadline, self.store.delete_records(part.clone(), p.offset))

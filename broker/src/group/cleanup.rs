@@ -39,11 +39,6 @@ pub(super) struct Checkpoint {
 impl Actor {
     /// Checkpoint partition `index` of the offsets topic if it is due and may start now.
     pub(super) async fn maybe_checkpoint(&mut self, index: i32) {
-        // In a cluster the log start is not replicated yet (DeleteRecords is refused there):
-        // no checkpoints, so the topic grows with its commits.
-        if self.cluster.is_some() {
-            return;
-        }
         let writing = self.writes_in_flight(index) > 0;
         let cp = self.checkpoints.entry(index).or_default();
         if cp.running || writing {
@@ -135,6 +130,13 @@ impl Actor {
         self.checkpoints.entry(index).or_default().running = true;
         let Some(tx) = self.tx.upgrade() else { return };
         let store = self.store.clone();
+        // In a cluster the log start moves on every replica (a Raft entry: this coordinator
+        // leads the partition).
+        let replicated = self.cluster.as_ref().and_then(|c| {
+            c.replication()
+                .replica(OFFSETS_TOPIC, index)
+                .map(|view| (c.replication().clone(), view.group))
+        });
         tracing::info!(
             partition = index,
             records,
@@ -153,8 +155,18 @@ impl Actor {
                 }
             }
             if outcome.is_ok() {
-                if let Err(e) = store.delete_records(Arc::clone(&partition), cut).await {
-                    outcome = Err(e.to_string());
+                let moved = match replicated {
+                    None => store
+                        .delete_records(Arc::clone(&partition), cut)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Some((replication, group)) => replication
+                        .delete_records(&store, Arc::clone(&partition), group, cut)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                if let Err(e) = moved {
+                    outcome = Err(e);
                 }
             }
             let _ = tx.send(Msg::Checkpointed(index, outcome)).await;

@@ -51,6 +51,10 @@ const QUEUE: usize = 1024;
 pub struct GroupConfig {
     /// `offsets.topic.num.partitions`.
     pub offsets_partitions: i32,
+    /// `offsets.topic.replication.factor`: in a cluster, the default replication factor (the
+    /// topic is made only once that many brokers are live, as Kafka does — made with fewer,
+    /// it would keep fewer copies of every group's offsets for good).
+    pub offsets_replication: i32,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
     pub initial_rebalance_delay: Duration,
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
@@ -286,9 +290,12 @@ impl Coordinator {
             {
                 let cluster = cluster.clone();
                 let creating = self.creating.clone();
-                let partitions = self.config.offsets_partitions;
+                let (partitions, rf) = (
+                    self.config.offsets_partitions,
+                    self.config.offsets_replication,
+                );
                 tokio::spawn(async move {
-                    let _ = ensure_offsets_topic(&cluster, partitions).await;
+                    let _ = ensure_offsets_topic(&cluster, partitions, rf).await;
                     creating.store(false, std::sync::atomic::Ordering::Release);
                 });
             }
@@ -739,9 +746,13 @@ impl Actor {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         if let Some(cluster) = &self.cluster {
-            return ensure_offsets_topic(cluster, self.config.offsets_partitions)
-                .await
-                .and_then(|()| self.store.topic(OFFSETS_TOPIC).ok_or(GONE));
+            return ensure_offsets_topic(
+                cluster,
+                self.config.offsets_partitions,
+                self.config.offsets_replication,
+            )
+            .await
+            .and_then(|()| self.store.topic(OFFSETS_TOPIC).ok_or(GONE));
         }
         match self
             .store
@@ -1002,7 +1013,7 @@ fn write_error(e: &AppendError) -> i16 {
 
 /// In a cluster: make the offsets topic through the controller if the metadata lacks it, and
 /// wait (a little) for this broker's copy.
-async fn ensure_offsets_topic(cluster: &Controller, partitions: i32) -> Result<(), i16> {
+async fn ensure_offsets_topic(cluster: &Controller, partitions: i32, rf: i32) -> Result<(), i16> {
     let limit = Duration::from_secs(10);
     if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) {
         let overrides = [
@@ -1013,7 +1024,6 @@ async fn ensure_offsets_topic(cluster: &Controller, partitions: i32) -> Result<(
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let rf = cluster.metadata().live_brokers().len().clamp(1, 3) as i32;
         match cluster
             .create_topic(OFFSETS_TOPIC, partitions, rf, None, overrides, limit)
             .await

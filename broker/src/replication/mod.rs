@@ -8,6 +8,7 @@
 
 pub mod gate;
 pub mod idempotence;
+pub mod log_start;
 pub mod logger;
 pub mod node;
 pub mod offsets;

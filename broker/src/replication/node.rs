@@ -2078,12 +2078,24 @@ fn release_held(g: &mut Group, group: GroupId, transport: &Transport) {
 
 /// Entries through `commit` are committed: the high watermark moves there, and the proposals
 /// waiting for it are answered.
-fn apply(g: &mut Group, commit: u64, store: &Store) {
+fn apply(g: &mut Group, commit: u64, store: &Arc<Store>) {
     let storage = g.raw.store();
     if let Some(hw) = storage.end_offset(commit) {
         if g.view.partition.set_committed_offset(hw) {
             store.published();
         }
+    }
+    if let Some(to) = g.view.partition.take_due_log_start() {
+        crate::coverage::reached(crate::coverage::Event::LogStartMarkApplied);
+        // A committed log-start mark: this replica moves its log start there (the admin
+        // lane's DeleteRecords, durable before visible), away from the loop.
+        let (store, partition) = (store.clone(), g.view.partition.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.delete_records(partition.clone(), to).await {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, to, error = %e, "cannot move the log start to a committed mark yet; tried again at the next commit");
+                partition.log_start_not_moved(to);
+            }
+        });
     }
     g.producers.committed(commit);
     let hw = g.view.partition.high_watermark();

@@ -520,7 +520,7 @@ pub fn snapshot_offset(snapshot: &Snapshot) -> Option<i64> {
 
 /// Read the entries from `low` on (at most about `max_bytes`) from `partition`'s log, for a
 /// follower: each batch is an entry (Raft's own are control batches, which go back to empty
-/// entries); its term is its leader epoch.
+/// entries; a log-start mark stays what it is); its term is its leader epoch.
 pub async fn read_entries(
     partition: &Partition,
     io: &crate::storage::Io,
@@ -545,10 +545,12 @@ pub async fn read_entries(
     };
     let mut out = Vec::new();
     for (index, (at, h)) in (low..).zip(crate::batch::scan(&data)) {
-        let data = if h.is_control() {
+        let bytes = data.slice(at..at + h.size);
+        // Raft's own entries go back to empty entries; a log-start mark is an entry of data.
+        let data = if h.is_control() && crate::batch::log_start_of(&bytes).is_none() {
             Bytes::new()
         } else {
-            data.slice(at..at + h.size)
+            bytes
         };
         out.push(Entry {
             entry_type: EntryType::EntryNormal,

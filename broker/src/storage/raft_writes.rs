@@ -330,6 +330,7 @@ impl Pipeline {
             prev: (reset.index, reset.term),
             segments: BTreeMap::from([(reset.offset, reset.index + 1)]),
             epochs: Vec::new(),
+            log_starts: Vec::new(),
         };
         small_file::write(io, &partition.dir, replica::META_FILE, &meta.encode()).await?;
         let old: Vec<i64> = partition.state().segments.keys().copied().collect();
@@ -461,6 +462,8 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
     let mut meta = r.meta.clone();
     let first_base = *st.segments.keys().next().expect("a log has a segment");
     meta.prune(first_base);
+    // Marks this replica has moved its log start for are done with.
+    meta.log_starts.retain(|(_, to)| *to > st.log_start_offset);
     let mut meta_changed = r.meta_dirty || meta != r.meta;
     let bytes: usize = headers.iter().map(|h| h.size).sum();
     let own = own_entry();
@@ -491,6 +494,12 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
         batch::set_leader_epoch(&mut data[start..], epoch);
         max_ts = max_ts.max(h.max_timestamp);
         meta_changed |= meta.note_entry(e.index, e.term, next, seg.base_offset, pos);
+        if h.is_control() {
+            if let Some(to) = batch::log_start_of(&e.data) {
+                meta.log_starts.push((next, to));
+                meta_changed = true;
+            }
+        }
         let count = h.last_offset_delta as i64 + 1;
         next += count;
         records += count as u64;

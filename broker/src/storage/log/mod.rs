@@ -340,7 +340,15 @@ impl Partition {
             } else {
                 st.high_watermark()
             };
-            if offset < st.log_start_offset || offset > hw {
+            // Raft's reads start where its log does, the first segment: a log start that
+            // DeleteRecords moved inside it hides records from consumers, not from a follower
+            // that still needs the entries (the log-start marks among them).
+            let floor = if uncommitted {
+                st.segments.keys().next().copied().unwrap_or(0)
+            } else {
+                st.log_start_offset
+            };
+            if offset < floor || offset > hw {
                 return Err(ReadError::OffsetOutOfRange {
                     offset,
                     log_start: st.log_start_offset,

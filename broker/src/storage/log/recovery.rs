@@ -34,6 +34,8 @@ struct Scanned {
     terms: Vec<(u64, u64, i64)>,
     /// What the last batches changed in the producers' state, by batch number (with the tail).
     undo: std::collections::VecDeque<(u64, crate::producer_state::Undo)>,
+    /// Log-start marks, as (offset, start) (with the tail).
+    log_starts: Vec<(i64, i64)>,
 }
 
 /// Drop the chunk so the scan reads from `pos` again; false once this position was read
@@ -72,6 +74,7 @@ async fn scan_segment(
         tail: std::collections::VecDeque::new(),
         terms: Vec::new(),
         undo: std::collections::VecDeque::new(),
+        log_starts: Vec::new(),
     };
     let mut chunk = Bytes::new();
     let mut chunk_pos = 0u64;
@@ -168,6 +171,11 @@ async fn scan_segment(
         s.next_offset = h.next_offset();
         s.batches += 1;
         if keep_tail {
+            if h.is_control() {
+                if let Some(to) = batch::log_start_of(&chunk[rel..rel + h.size]) {
+                    s.log_starts.push((h.base_offset, to));
+                }
+            }
             let term = h.partition_leader_epoch.max(0) as u64;
             if s.terms.last().map(|t| t.0) != Some(term) {
                 s.terms.push((term, s.batches - 1, h.base_offset));
@@ -526,6 +534,7 @@ pub async fn recover(
                 std::mem::take(&mut s.tail),
                 std::mem::take(&mut s.terms),
                 std::mem::take(&mut s.undo),
+                std::mem::take(&mut s.log_starts),
             ));
         }
         if s.valid_len < len {
@@ -579,12 +588,13 @@ pub async fn recover(
     };
     let replica = match meta {
         Some(meta) => {
-            let (batches, tail, terms, undo) = active_scan.unwrap_or_default();
+            let (batches, tail, terms, undo, log_starts) = active_scan.unwrap_or_default();
             let active = ActiveScan {
                 batches,
                 tail: tail.into(),
                 terms,
                 undo: undo.into(),
+                log_starts,
             };
             Some(recover_replica(io, dir, meta, &segments, active, log_start_offset).await?)
         }
@@ -610,6 +620,7 @@ struct ActiveScan {
     tail: Vec<TailEntry>,
     terms: Vec<(u64, u64, i64)>,
     undo: Vec<(u64, crate::producer_state::Undo)>,
+    log_starts: Vec<(i64, i64)>,
 }
 
 /// Finish a reset of a replicated log that a crash interrupted: its record names a segment
@@ -731,6 +742,15 @@ async fn recover_replica(
             });
         }
     }
+    // The file names the marks of closed segments; the active segment's are what it holds.
+    meta.log_starts
+        .retain(|(at, to)| *at < active_base && *to > log_start_offset);
+    meta.log_starts.extend(
+        active
+            .log_starts
+            .iter()
+            .filter(|(_, to)| *to > log_start_offset),
+    );
     let next_index = active_first + active.batches;
     if meta != file_meta {
         small_file::write(io, dir, replica::META_FILE, &meta.encode()).await?;
@@ -763,5 +783,6 @@ async fn recover_replica(
             .map(|(n, undo)| (active_first + n, undo))
             .collect(),
         undo_from,
+        log_start_asked: 0,
     })
 }

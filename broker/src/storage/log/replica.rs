@@ -44,6 +44,12 @@ pub struct ReplicaMeta {
     pub segments: BTreeMap<i64, u64>,
     /// Each term's first entry, in index order.
     pub epochs: Vec<Epoch>,
+    /// Log-start marks ([`crate::batch::log_start_batch`]) the log holds and this replica has
+    /// not yet moved its log start for: `(the mark's offset, the start it moves to)`, in
+    /// offset order. Once the mark is committed the log start moves there (a crash in
+    /// between finds the mark here, or in the active segment, and moves it again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_starts: Vec<(i64, i64)>,
 }
 
 impl ReplicaMeta {
@@ -106,9 +112,21 @@ impl ReplicaMeta {
         changed
     }
 
+    /// The log start the committed marks (below `committed_offset`) move past `log_start` to,
+    /// if any.
+    pub fn due_log_start(&self, committed_offset: i64, log_start: i64) -> Option<i64> {
+        self.log_starts
+            .iter()
+            .filter(|(at, _)| *at < committed_offset)
+            .map(|(_, to)| *to)
+            .max()
+            .filter(|to| *to > log_start)
+    }
+
     /// Forget what describes entries from `index` (at `offset`) on: the log was cut there.
     pub fn truncate(&mut self, index: u64, offset: i64) {
         self.epochs.retain(|e| e.index < index);
+        self.log_starts.retain(|(at, _)| *at < offset);
         // A segment cut at its base keeps its first index: the next entry written there is
         // `index` again.
         self.segments
@@ -237,6 +255,9 @@ pub struct ReplicaState {
     /// with the tail).
     pub recovered_undo: Vec<(u64, crate::producer_state::Undo)>,
     pub undo_from: u64,
+    /// The log start a committed mark asked for and the admin lane has not yet made
+    /// (0: none).
+    pub log_start_asked: i64,
 }
 
 /// Entries whose producer changes recovery keeps (a follower's uncommitted suffix is far
@@ -257,6 +278,27 @@ pub struct Located {
 impl super::Partition {
     /// Raise a replicated partition's high watermark to `offset` (Raft committed up to there).
     /// Never lowers it. Returns whether it moved.
+    /// The log start committed marks move this log to, when it is past both the log start and
+    /// what was asked already (then it counts as asked: see [`Partition::log_start_not_moved`]).
+    pub fn take_due_log_start(&self) -> Option<i64> {
+        let mut st = self.state_mut();
+        let start = st.log_start_offset;
+        let r = st.replica.as_mut()?;
+        let due = r
+            .meta
+            .due_log_start(r.committed_offset, start.max(r.log_start_asked))?;
+        r.log_start_asked = due;
+        Some(due)
+    }
+
+    /// The move to `to` asked by [`Partition::take_due_log_start`] failed: ask it again later.
+    pub fn log_start_not_moved(&self, to: i64) {
+        let mut st = self.state_mut();
+        if let Some(r) = st.replica.as_mut().filter(|r| r.log_start_asked == to) {
+            r.log_start_asked = 0;
+        }
+    }
+
     pub fn set_committed_offset(&self, offset: i64) -> bool {
         let mut st = self.state_mut();
         match st.replica.as_mut() {
@@ -386,6 +428,31 @@ mod tests {
         assert!(m.note_entry(9, 2, 100, 100, 0));
         assert!(m.note_entry(12, 5, 140, 100, 500));
         m
+    }
+
+    #[test]
+    fn a_log_start_mark_moves_the_start_once_committed_and_goes_with_a_cut() {
+        let mut m = meta();
+        m.log_starts = vec![(100, 40), (150, 90)];
+        assert_eq!(
+            m.due_log_start(100, 0),
+            None,
+            "the mark at 100 is not committed"
+        );
+        assert_eq!(m.due_log_start(101, 0), Some(40));
+        assert_eq!(m.due_log_start(200, 0), Some(90));
+        assert_eq!(m.due_log_start(200, 90), None, "moved already");
+        m.truncate(12, 150);
+        assert_eq!(
+            m.log_starts,
+            vec![(100, 40)],
+            "a cut takes the marks it removed"
+        );
+        let back = ReplicaMeta::decode(&m.encode()).expect("decodes");
+        assert_eq!(back, m);
+        // A record written before marks existed reads as having none.
+        let old = r#"{"prev":[0,0],"segments":{},"epochs":[]}"#;
+        assert!(ReplicaMeta::decode(old).unwrap().log_starts.is_empty());
     }
 
     #[test]
