@@ -477,6 +477,43 @@ async fn bad_produce_data_and_names_get_errors_and_the_connection_lives() {
     running.shutdown().await;
 }
 
+/// acks=0 has no answer: a produce the broker refuses (an unknown partition — in a cluster,
+/// one another broker leads now) closes the connection, as Kafka does, so the client learns
+/// of it and asks for metadata again; one it takes leaves the connection as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_acks0_produce_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    assert_eq!(c.produce("zero", 0, batch("first")).await.0, 0);
+    let acks0 = |partition: i32| {
+        let mut req = ProduceRequest::default();
+        req.acks = 0;
+        req.timeout_ms = 5000;
+        let mut t = produce_request::TopicProduceData::default();
+        t.name = topic("zero");
+        let mut p = produce_request::PartitionProduceData::default();
+        p.index = partition;
+        p.records = Some(batch("silent"));
+        t.partition_data = vec![p];
+        req.topic_data = vec![t];
+        RequestKind::Produce(req)
+    };
+    c.send(ApiKey::Produce, 9, acks0(0)).await;
+    // Taken without an answer: the next request's answer comes next.
+    assert_eq!(c.produce("zero", 0, batch("after")).await, (0, 2));
+    c.send(ApiKey::Produce, 9, acks0(7)).await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), c.stream.read(&mut byte))
+        .await
+        .expect("closed, not left open");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the connection answered: {read:?}"
+    );
+    running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_are_closed_and_the_others_keep_working() {
     let dir = tempfile::tempdir().unwrap();

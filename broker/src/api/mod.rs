@@ -178,7 +178,25 @@ impl Broker {
                 Box::pin(async move {
                     let (acks, resp) = this.produce_finish(pending, version).await;
                     if acks == 0 {
-                        Reply::Silent
+                        // No answer to tell an acks=0 producer of an error (a partition that
+                        // moved to another leader, say): as Kafka, the connection is closed,
+                        // and the client asks for metadata again.
+                        let refused = resp
+                            .responses
+                            .iter()
+                            .flat_map(|t| &t.partition_responses)
+                            .find(|p| p.error_code != error::NONE);
+                        match refused {
+                            None => Reply::Silent,
+                            Some(p) => {
+                                tracing::debug!(
+                                    partition = p.index,
+                                    code = p.error_code,
+                                    "closing the connection of an acks=0 producer refused"
+                                );
+                                Reply::Close
+                            }
+                        }
                     } else {
                         respond(ResponseKind::Produce(resp))
                     }
