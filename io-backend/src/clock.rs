@@ -31,7 +31,37 @@ impl dyn Clock {
             _ = self.sleep(limit) => Err(TimedOut(limit)),
         }
     }
+
+    /// [`timeout`](Self::timeout) counting only the time this process ran: when the deadline's
+    /// timer fires at least half the limit later than it was set for, the process (or its
+    /// machine) was stopped meanwhile — SIGSTOP, a frozen virtual machine — and what it waited
+    /// for could not have been seen to finish; it gets the limit again from then, for at most
+    /// [`PAUSES_FORGIVEN`] such pauses. A disk that stalls goes on stalling after a pause
+    /// and misses the next, punctual, deadline. `fut` is not dropped on a timeout.
+    pub async fn timeout_running<F: Future + Unpin>(
+        &self,
+        limit: Duration,
+        fut: &mut F,
+    ) -> Result<F::Output, TimedOut> {
+        let mut forgiven = 0;
+        loop {
+            let set = self.now();
+            match self.timeout(limit, &mut *fut).await {
+                Ok(out) => return Ok(out),
+                Err(e) => {
+                    let late = self.now().saturating_duration_since(set + limit);
+                    if late < limit / 2 || forgiven == PAUSES_FORGIVEN {
+                        return Err(e);
+                    }
+                    forgiven += 1;
+                }
+            }
+        }
+    }
 }
+
+/// Pauses of the process [`Clock::timeout_running`] forgives one wait.
+pub const PAUSES_FORGIVEN: u32 = 3;
 
 /// The system's clocks (tokio's monotonic clock and `SystemTime`).
 #[derive(Debug, Default, Clone)]
@@ -52,5 +82,61 @@ impl Clock for SystemClock {
 
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// The system clock, but `now` jumps `jump_ms` ahead during its first sleep: the process
+    /// seen as stopped meanwhile.
+    struct Paused {
+        jump_ms: u64,
+        skipped_ms: AtomicU64,
+    }
+
+    #[async_trait]
+    impl Clock for Paused {
+        fn now(&self) -> Instant {
+            Instant::now() + Duration::from_millis(self.skipped_ms.load(Ordering::Relaxed))
+        }
+        fn wall_ms(&self) -> i64 {
+            0
+        }
+        async fn sleep(&self, duration: Duration) {
+            tokio::time::sleep(duration).await;
+            let _ = self.skipped_ms.compare_exchange(
+                0,
+                self.jump_ms,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deadline_that_passed_while_the_process_was_stopped_is_given_again() {
+        let limit = Duration::from_millis(40);
+        // The work ends 60 ms on, after a first deadline that a 500 ms pause made late.
+        let paused: Arc<dyn Clock> = Arc::new(Paused {
+            jump_ms: 500,
+            skipped_ms: AtomicU64::new(0),
+        });
+        let mut work = Box::pin(tokio::time::sleep(Duration::from_millis(60)));
+        assert!(paused.timeout_running(limit, &mut work).await.is_ok());
+        // Without the pause the same wait misses its deadline.
+        let running: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut work = Box::pin(tokio::time::sleep(Duration::from_millis(60)));
+        assert!(running.timeout_running(limit, &mut work).await.is_err());
+        // Work that never ends misses it after the pause too.
+        let paused: Arc<dyn Clock> = Arc::new(Paused {
+            jump_ms: 500,
+            skipped_ms: AtomicU64::new(0),
+        });
+        let mut stuck = Box::pin(std::future::pending::<()>());
+        assert!(paused.timeout_running(limit, &mut stuck).await.is_err());
     }
 }

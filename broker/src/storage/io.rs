@@ -213,7 +213,7 @@ impl Io {
         // Poll the operation here; only if it misses the deadline does it move to a task of its
         // own, kept so the directory can heal once it ends.
         let mut op = Box::pin(fut);
-        match self.clock.timeout(limit, &mut op).await {
+        match self.clock.timeout_running(limit, &mut op).await {
             Ok(result) => result.map_err(StorageError::from),
             Err(_) => {
                 self.metrics

@@ -396,7 +396,7 @@ impl Pipeline {
         let clock = self.shared.env.clock.clone();
         tokio::pin!(phase);
         let left = at.saturating_duration_since(clock.now()) + limit / 10;
-        match clock.timeout(left, &mut phase).await {
+        match clock.timeout_running(left, &mut phase).await {
             Ok(out) => (out, false),
             Err(_) => {
                 let reason = format!(
