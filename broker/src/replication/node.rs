@@ -528,7 +528,7 @@ struct Recovery {
     /// The replica has held everything a leader named as committed in an append (or never
     /// had reason to doubt it).
     caught_up: bool,
-    /// The highest commit a leader of the group named to it.
+    /// What it must hold before it votes again (see `step`).
     leader_commit: u64,
     /// An append from a leader has named its commit (a heartbeat names only what the leader
     /// thinks this replica has).
@@ -593,7 +593,9 @@ struct Node {
     /// Fresh, and a peer that holds Raft data has been heard: this node joins an existing
     /// cluster, and its groups withhold their votes until they have caught up.
     joined: bool,
-    /// What the transport tells peers: this node holds Raft data.
+    /// What the transport tells peers: this node holds Raft data — its directory is not new,
+    /// it has written entries, or a leader told it of committed ones (a vote alone is not
+    /// data: at a first start every node votes before anything is written).
     holds_data: bool,
     /// Fresh: the metadata log's offset after what its leader had committed when this node's
     /// replica of it first caught up — partitions made by later records are new.
@@ -1196,7 +1198,13 @@ impl Node {
             return;
         }
         self.heard.insert(from, self.ticks);
-        if self.fresh && !self.joined && self.transport.peer_holds_data(from) {
+        // (A node that started with the cluster and has followed its metadata since holds
+        // everything it acknowledged: a peer that restarts with data later changes nothing.)
+        if self.fresh
+            && !self.joined
+            && self.metadata_caught_up_at.is_none()
+            && self.transport.peer_holds_data(from)
+        {
             self.joined = true;
             tracing::warn!(
                 node = self.id,
@@ -1274,7 +1282,20 @@ impl Node {
         {
             let r = &mut g.recovery;
             r.leader = Some(m.from);
-            r.leader_commit = r.leader_commit.max(m.commit);
+            // What this replica must hold: what was committed when it first heard a leader's
+            // append, and what a leader's heartbeat says it acknowledged (the leader's view of
+            // it; after a loss, stale until the leader probes it again). Not the commits of
+            // later appends: under load a follower is always a little short of those, and
+            // what it acknowledges from then on it keeps.
+            if kind == MessageType::MsgHeartbeat || !r.heard_append {
+                r.leader_commit = r.leader_commit.max(m.commit);
+            }
+            if m.commit > 0 && !self.holds_data {
+                // A leader has committed entries: this cluster holds data, whether or not this
+                // node has written any yet. Peers that connect from now on are told so.
+                self.holds_data = true;
+                self.transport.set_holds_data(true);
+            }
             r.heard_append |= kind == MessageType::MsgAppend;
             let last = g.raw.raft.raft_log.last_index();
             if kind == MessageType::MsgHeartbeat && m.commit > last {
@@ -1798,7 +1819,7 @@ impl Node {
         };
         g.in_flight = None;
         if result.as_ref().is_ok_and(|w| w.next_index > 1) && !self.holds_data {
-            // Peers that connect from now on are told so.
+            // Entries written: peers are told before anything else this node sends them.
             self.holds_data = true;
             self.transport.set_holds_data(true);
         }

@@ -27,8 +27,9 @@
 //! different clusters — two clusters on one host, a broker left from an earlier cluster on the
 //! same addresses — refuse each other's links rather than step each other's Raft messages,
 //! whose node and group ids would collide); for `STATUS` (the first frame each end writes on
-//! a link, so it comes before any message), one byte of flags — bit 0: this node holds Raft
-//! data (its data directory was not new at this start, or it has written Raft entries since),
+//! a link, so it comes before any message, and again when it changes), one byte of flags —
+//! bit 0: this node holds Raft data (its data directory was not new at this start, or it has
+//! written Raft entries or learnt of committed ones since),
 //! which tells a node whose directory is new whether it joins an existing cluster; for
 //! `MESSAGES`, a `u32` count and each message as `u32 length` + bytes. A frame longer than `frame_bytes_max`,
 //! a bad CRC, an unknown kind or a hello from a stranger closes the connection with a log line
@@ -297,9 +298,14 @@ impl Transport {
         }
     }
 
-    /// Tell peers (on links that start from now on) whether this node holds Raft data.
+    /// Tell peers whether this node holds Raft data (before anything else this node sends
+    /// them from now on).
     pub fn set_holds_data(&self, holds: bool) {
-        self.0.holds_data.store(holds, Ordering::Relaxed);
+        if self.0.holds_data.swap(holds, Ordering::Relaxed) != holds {
+            for peer in self.0.peers.values() {
+                peer.wake.notify_one();
+            }
+        }
     }
 
     /// Whether `peer` said, as its current link started, that it holds Raft data. Said in the
@@ -642,15 +648,17 @@ async fn write_loop(
 ) -> Result<(), LinkError> {
     let settings = &inner.settings;
     let label = format!("node {}", peer.id);
-    let mut status = unsealed_frame(2);
-    status.put_u8(KIND_STATUS);
-    status.put_u8(if inner.holds_data.load(Ordering::Relaxed) {
-        STATUS_HOLDS_DATA
-    } else {
-        0
-    });
-    timed_write(inner, &mut writer, &seal(status), &label).await?;
+    let mut told = None;
     loop {
+        // The status goes first on a link, and again before anything else when it changes.
+        let holds = inner.holds_data.load(Ordering::Relaxed);
+        if told != Some(holds) {
+            let mut status = unsealed_frame(2);
+            status.put_u8(KIND_STATUS);
+            status.put_u8(if holds { STATUS_HOLDS_DATA } else { 0 });
+            timed_write(inner, &mut writer, &seal(status), &label).await?;
+            told = Some(holds);
+        }
         let body = take_frame(peer, settings.frame_bytes_max);
         let Some(body) = body else {
             // Nothing queued: wait for a flush, or send a keepalive when it is due.
