@@ -1262,3 +1262,35 @@ async fn a_log_start_moves_on_every_replica_also_one_that_was_away() {
         n.stop().await;
     }
 }
+
+/// A graceful stop hands every leadership over first (Kafka's controlled shutdown): the leader
+/// asks, and another replica leads — before the old one has stopped or anyone waited an
+/// election timeout — with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_hands_its_leadership_over_before_a_graceful_stop() {
+    let (_dirs, _peers, nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut acked = produce(&refs, 10, 2).await;
+    let leader = *refs.iter().find(|n| n.is_serving()).unwrap();
+    let clock: Arc<dyn io_backend::Clock> = Arc::new(SystemClock);
+    let started = std::time::Instant::now();
+    leader
+        .replication
+        .hand_over(&clock, Duration::from_secs(5))
+        .await;
+    let took = started.elapsed();
+    assert!(
+        !leader.replication.group(GROUP).unwrap().status().is_leader,
+        "still leads after handing over"
+    );
+    wait_for("another replica to serve", || {
+        refs.iter().any(|n| n.id != leader.id && n.is_serving())
+    })
+    .await;
+    acked.extend(produce(&refs, 5, 1).await);
+    logs_agree(&refs, &acked).await;
+    eprintln!("handed over in {took:?} (election timeout 200-400 ms here)");
+    for n in nodes {
+        n.stop().await;
+    }
+}

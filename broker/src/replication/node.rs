@@ -155,6 +155,7 @@ enum Command {
         group: GroupId,
         to: NodeId,
     },
+    HandOver,
 }
 
 /// A group as request handlers see it.
@@ -338,6 +339,26 @@ impl Replication {
             .await
             .map_err(|_| ReplicaError::Stopped)?;
         rx.await.map_err(|_| ReplicaError::Stopped)?
+    }
+
+    /// Hand every leadership this node holds to another replica (a graceful stop), and wait
+    /// until it leads nothing or `limit` passes.
+    pub async fn hand_over(&self, clock: &Arc<dyn io_backend::Clock>, limit: Duration) {
+        if self.tx.send(Command::HandOver).await.is_err() {
+            return;
+        }
+        let deadline = clock.now() + limit;
+        let mut changes = self.changes();
+        loop {
+            if !self.groups().iter().any(|g| g.status().is_leader) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(clock.now());
+            if left.is_zero() {
+                return;
+            }
+            let _ = clock.timeout(left, changes.changed()).await;
+        }
     }
 
     /// Ask `group`'s leader to hand its leadership to `to` (Kafka's preferred leader election
@@ -741,6 +762,7 @@ impl Node {
             Command::RemoveGroup { group } => self.remove_group(group),
             Command::Confirm { group, reply } => self.confirm(group, reply),
             Command::Transfer { group, to } => self.transfer(group, to),
+            Command::HandOver => self.hand_over(),
         }
     }
 
@@ -761,6 +783,42 @@ impl Node {
         let _ = g.raw.step(m);
         g.timer.settle(&mut g.raw);
         self.dirty.insert(group);
+    }
+
+    /// Before a graceful stop (Kafka's controlled shutdown): ask every group this node leads
+    /// to hand its leadership to the follower furthest along (raft-rs brings it up to date
+    /// first, refusing proposals meanwhile), so clients move at once instead of after an
+    /// election timeout.
+    fn hand_over(&mut self) {
+        if self.stepped_down {
+            return;
+        }
+        let me = self.id;
+        let mut asked = 0;
+        for (&group, g) in self.groups.iter_mut() {
+            let raft = &g.raw.raft;
+            if raft.state != StateRole::Leader {
+                continue;
+            }
+            let heir = raft
+                .prs()
+                .iter()
+                .filter(|(id, _)| **id != me && self.link_state.get(id).copied().unwrap_or(false))
+                .max_by_key(|(id, p)| (p.matched, std::cmp::Reverse(**id)))
+                .map(|(id, _)| *id);
+            if let Some(heir) = heir {
+                wake(g, &mut self.active, group);
+                g.raw.transfer_leader(heir);
+                g.timer.settle(&mut g.raw);
+                self.dirty.insert(group);
+                asked += 1;
+            }
+        }
+        tracing::info!(
+            node = self.id,
+            leaderships = asked,
+            "handing leaderships over before stopping"
+        );
     }
 
     fn confirm(&mut self, group: GroupId, reply: oneshot::Sender<bool>) {

@@ -36,6 +36,15 @@ pub struct Running {
 impl Running {
     /// Stop accepting, let open requests finish (bounded), and return.
     pub async fn shutdown(self) {
+        if let Some(cluster) = &self.broker.cluster {
+            // Kafka's controlled shutdown: the leaderships go first, while this broker still
+            // answers (NOT_LEADER_OR_FOLLOWER, and the clients move at once).
+            let clock = self.broker.clock.clone();
+            cluster
+                .replication()
+                .hand_over(&clock, Duration::from_secs(5))
+                .await;
+        }
         let _ = self.stop.send(true);
         let _ = self.done.await;
         if let Some(cluster) = &self.broker.cluster {
