@@ -53,15 +53,19 @@ pub enum Event {
     LeadershipReturnedToPreferred,
     /// A replica that may have lost what it acknowledged withheld a vote it would have granted.
     VoteWithheld,
-    /// A replica that had lost what it acknowledged caught up and votes again.
+    /// A replica that had lost what it acknowledged (a leader's heartbeat named a commit
+    /// past its log) caught up and votes again.
     LostReplicaCaughtUp,
+    /// A node whose data directory is new found in the cluster metadata that an earlier
+    /// start of it had been a member (its disk was replaced or emptied).
+    ReplacedDirectoryRecognised,
     /// A replica moved its log start to a committed log-start mark (DeleteRecords, a
     /// checkpoint of `__consumer_offsets`, in a cluster).
     LogStartMarkApplied,
 }
 
 impl Event {
-    pub const ALL: [Event; 23] = [
+    pub const ALL: [Event; 24] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -84,6 +88,7 @@ impl Event {
         Event::LeadershipReturnedToPreferred,
         Event::VoteWithheld,
         Event::LostReplicaCaughtUp,
+        Event::ReplacedDirectoryRecognised,
         Event::LogStartMarkApplied,
     ];
 
@@ -112,6 +117,7 @@ impl Event {
             Event::LeadershipReturnedToPreferred => "leadership-returned-to-preferred",
             Event::VoteWithheld => "vote-withheld",
             Event::LostReplicaCaughtUp => "lost-replica-caught-up",
+            Event::ReplacedDirectoryRecognised => "replaced-directory-recognised",
             Event::LogStartMarkApplied => "log-start-mark-applied",
         }
     }

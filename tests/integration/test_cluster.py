@@ -152,6 +152,10 @@ def test_every_broker_answers_metadata_with_all_brokers_and_replicated_topics(cl
     with pytest.raises(KafkaException) as e:
         create(cluster.bootstrap, "too-many-replicas", 1, rf=4)
     assert e.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+    # A cluster formed from new directories has nothing to warn about.
+    for i, n in cluster.nodes.items():
+        warnings = [l for l in n.log_text().splitlines() if " WARN " in l or " ERROR " in l]
+        assert not warnings, (i, warnings[:3])
     print(f"created a topic of 3 partitions x 3 replicas, leaders elected, in {took * 1000:.0f} ms")
 
 
@@ -542,6 +546,12 @@ def test_a_broker_whose_data_directory_was_emptied_rejoins_and_catches_up(cluste
     assert not missing, f"{len(missing)} acknowledged messages missing, e.g. {missing[:5]}"
     assert len(values) == 3600
     assert wiped.alive() and "panicked" not in wiped.log_text()
+    # The operator is told what happened — on the replaced broker, and only there (the others
+    # formed the cluster with new directories too, and have nothing to warn about).
+    assert "was a member of the cluster before" in wiped.log_text(), wiped.log_tail()
+    for i, n in cluster.nodes.items():
+        if n is not wiped:
+            assert "data directory is new (replaced" not in n.log_text(), (i, n.log_tail())
 
 
 def test_a_preferred_leader_election_on_request_hands_partitions_back(tmp_path):

@@ -304,6 +304,7 @@ impl Controller {
         let mut commits = self.store.commits();
         let io = self.store.io().clone();
         let mut applied = self.partition.log_start_offset();
+        let mut told_replaced = false;
         loop {
             let hw = self.partition.high_watermark();
             let mut state: Option<ClusterMetadata> = None;
@@ -324,6 +325,9 @@ impl Controller {
                 let s = state.get_or_insert_with(|| (*self.metadata()).clone());
                 for (next, record) in records::decode_batches(data) {
                     if next > applied {
+                        if !told_replaced {
+                            told_replaced = self.tell_replaced(&record);
+                        }
                         s.applying_end = next;
                         s.apply(&record);
                     }
@@ -338,6 +342,23 @@ impl Controller {
                 return;
             }
         }
+    }
+
+    /// Whether `record` shows that this broker was a member before its data directory was new
+    /// (an earlier start registered it): its disk was replaced or emptied, and what its
+    /// replicas had acknowledged is gone — said once, as a warning (a node that joins a
+    /// cluster being formed has no such registration).
+    fn tell_replaced(&self, record: &MetadataRecord) -> bool {
+        let earlier = matches!(record, MetadataRecord::RegisterBroker { id, incarnation, .. }
+            if *id == self.node_id && *incarnation != self.incarnation);
+        if earlier && self.store.created_here() {
+            crate::coverage::reached(crate::coverage::Event::ReplacedDirectoryRecognised);
+            tracing::warn!(
+                node = self.node_id,
+                "this node was a member of the cluster before, but its data directory is new (replaced or emptied): what its replicas acknowledged is gone; each replica votes in no election until it has caught up with its leader"
+            );
+        }
+        earlier
     }
 
     /// Register this broker (at start, and again whenever the metadata has it fenced).

@@ -556,6 +556,8 @@ struct Recovery {
     heard_append: bool,
     /// The last leader heard.
     leader: Option<NodeId>,
+    /// A leader's heartbeat proved the loss: it named a commit past this replica's log.
+    lost: bool,
 }
 
 /// A proposal the gate holds: its batches, acks and where it is answered (none for acks=0).
@@ -1263,11 +1265,14 @@ impl Node {
             && self.metadata_caught_up_at.is_none()
             && self.transport.peer_holds_data(from)
         {
+            // Also what a node that starts with a cluster being formed sees, when a peer was
+            // elected first: only the metadata tells a replaced disk apart (the controller
+            // warns when it finds an earlier registration of this node).
             self.joined = true;
-            tracing::warn!(
+            tracing::info!(
                 node = self.id,
                 peer = from,
-                "this node's data directory is new but node {from} holds Raft data: this node joins an existing cluster with nothing it may once have acknowledged, so in each group it votes in no election until it has caught up with the group's leader"
+                "this node's data directory is new and node {from} holds Raft data: in each group this node votes in no election until it has caught up with the group's leader (were its disk replaced, its vote must not count what it forgot)"
             );
             for g in self.groups.values_mut() {
                 if !g.recovery.caught_up {
@@ -1367,6 +1372,7 @@ impl Node {
                     );
                 }
                 r.withholding = true;
+                r.lost = true;
                 r.caught_up = false;
                 m.commit = last;
                 // Tell the leader where this log ends (an append refused there): it believes
@@ -1655,7 +1661,9 @@ impl Node {
             r.caught_up = true;
             if r.withholding {
                 r.withholding = false;
-                crate::coverage::reached(crate::coverage::Event::LostReplicaCaughtUp);
+                if std::mem::take(&mut r.lost) {
+                    crate::coverage::reached(crate::coverage::Event::LostReplicaCaughtUp);
+                }
                 tracing::info!(
                     node = self.id,
                     group,
