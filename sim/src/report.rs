@@ -300,9 +300,17 @@ impl Report {
             let _ = writeln!(md, "None.\n");
         }
         for f in &self.faults {
+            // On several nodes, say which one a disk, clock or process fault struck (a
+            // network fault's description names its nodes).
+            let on = match &f.node {
+                Some(n) if self.nodes.len() > 1 && !f.what.contains(n.as_str()) => {
+                    format!(" on {n}")
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 md,
-                "- {} from t={} s until t={} s",
+                "- {}{on} from t={} s until t={} s",
                 f.what, f.from_s, f.until_s
             );
         }
