@@ -35,6 +35,15 @@ pub struct Topic {
     pub partitions: Vec<Arc<Partition>>,
 }
 
+impl Topic {
+    /// Partition `index` as the wire names it (an `i32`; a negative or too large one is none).
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct TopicMeta {
     name: String,

@@ -570,11 +570,7 @@ impl Broker {
                 let mut pr = DeleteRecordsPartitionResult::default();
                 pr.partition_index = p.partition_index;
                 pr.low_watermark = -1;
-                let part = topic.as_ref().and_then(|t| {
-                    usize::try_from(p.partition_index)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                });
+                let part = topic.as_ref().and_then(|t| t.partition(p.partition_index));
                 match part {
                     None => pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(_) if catalog::is_internal(&name) => {

@@ -90,9 +90,7 @@ impl Broker {
                 continue;
             };
             for p in &t.partitions {
-                let part = usize::try_from(p.partition)
-                    .ok()
-                    .and_then(|i| topic.partitions.get(i));
+                let part = topic.partition(p.partition);
                 if let Some(part) = part {
                     let readable = part.bytes_from(p.fetch_offset) as usize;
                     total += readable.min(p.partition_max_bytes.max(0) as usize);
@@ -122,11 +120,7 @@ impl Broker {
                 let mut pd = PartitionData::default();
                 pd.partition_index = p.partition;
                 pd.records = Some(Bytes::new());
-                let partition = topic.as_ref().and_then(|t| {
-                    usize::try_from(p.partition)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                });
+                let partition = topic.as_ref().and_then(|t| t.partition(p.partition));
                 let epoch = if version >= 9 {
                     p.current_leader_epoch
                 } else {

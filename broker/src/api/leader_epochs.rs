@@ -35,11 +35,7 @@ impl Broker {
                 let mut pr = EpochEndOffset::default();
                 pr.partition = p.partition;
                 (pr.leader_epoch, pr.end_offset) = UNDEFINED;
-                let part = topic.as_ref().and_then(|t| {
-                    usize::try_from(p.partition)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                });
+                let part = topic.as_ref().and_then(|t| t.partition(p.partition));
                 let Some(part) = part else {
                     pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
                     tr.partitions.push(pr);

@@ -37,11 +37,7 @@ impl Broker {
                     // One leader, forever: epoch 0, as Metadata says.
                     pr.leader_epoch = 0;
                 }
-                let part = topic.as_ref().and_then(|t| {
-                    usize::try_from(p.partition_index)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                });
+                let part = topic.as_ref().and_then(|t| t.partition(p.partition_index));
                 let Some(part) = part else {
                     pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
                     tr.partitions.push(pr);

@@ -77,10 +77,7 @@ impl Broker {
         frame: &Arc<Reservation>,
         deadline: tokio::time::Instant,
     ) -> PartState {
-        let Some(partition) = usize::try_from(index)
-            .ok()
-            .and_then(|i| topic.partitions.get(i))
-        else {
+        let Some(partition) = topic.partition(index) else {
             return PartState::Done(error::UNKNOWN_TOPIC_OR_PARTITION, None);
         };
         let replicas = match &self.cluster {

@@ -73,11 +73,7 @@ impl Broker {
             for index in t.partition_indexes {
                 let mut pr = PartitionResponse::default();
                 pr.partition_index = index;
-                let part = topic.as_ref().and_then(|t| {
-                    usize::try_from(index)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                });
+                let part = topic.as_ref().and_then(|t| t.partition(index));
                 match part {
                     None => pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(p) => {

@@ -51,7 +51,7 @@ impl Actor {
         let Some(partition) = self
             .store
             .topic(OFFSETS_TOPIC)
-            .and_then(|t| t.partitions.get(index as usize).cloned())
+            .and_then(|t| t.partition(index).cloned())
         else {
             return;
         };

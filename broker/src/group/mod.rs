@@ -591,7 +591,7 @@ impl Actor {
             let Some(p) = self
                 .store
                 .topic(OFFSETS_TOPIC)
-                .and_then(|t| t.partitions.get(index as usize).cloned())
+                .and_then(|t| t.partition(index).cloned())
             else {
                 continue;
             };
@@ -812,7 +812,7 @@ impl Actor {
     /// Append `entries` as one batch to partition `index` of the offsets topic.
     pub(super) async fn append(&self, index: i32, entries: &[Entry]) -> Result<Appending, i16> {
         let topic = self.offsets_topic().await?;
-        let partition = topic.partitions.get(index as usize).cloned().ok_or(GONE)?;
+        let partition = topic.partition(index).cloned().ok_or(GONE)?;
         let payload = encode_batch(entries, self.clock.wall_ms());
         let headers = batch::validate_all(&payload, usize::MAX).map_err(|_| GONE)?;
         if let Some(cluster) = &self.cluster {
