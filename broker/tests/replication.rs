@@ -345,6 +345,17 @@ async fn log_of(node: &TestNode) -> Vec<Bytes> {
     }
 }
 
+/// The end of a test: writes are still taken (five more), every replica agrees with what was
+/// acknowledged, and the nodes stop.
+async fn writes_go_on_and_logs_agree(nodes: Vec<TestNode>, mut acked: Vec<i64>) {
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(produce(&refs, 5, 1).await);
+    logs_agree(&refs, &acked).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
 /// Every replica holds the same batches up to the leader's high watermark, and every
 /// acknowledged offset is a data batch there.
 async fn logs_agree(nodes: &[&TestNode], acknowledged: &[i64]) {
@@ -938,12 +949,7 @@ async fn a_restarted_preferred_replica_gets_its_leadership_back() {
         nodes[0].is_serving()
     })
     .await;
-    let refs: Vec<&TestNode> = nodes.iter().collect();
-    acked.extend(produce(&refs, 5, 1).await);
-    logs_agree(&refs, &acked).await;
-    for n in nodes {
-        n.stop().await;
-    }
+    writes_go_on_and_logs_agree(nodes, acked).await;
 }
 
 /// The cluster metadata's followers learn a commit at once, not with the leader's next
@@ -1187,12 +1193,7 @@ async fn a_replica_whose_data_directory_was_emptied_votes_only_once_caught_up() 
         )
         .await,
     );
-    let refs: Vec<&TestNode> = nodes.iter().collect();
-    acked.extend(produce(&refs, 5, 1).await);
-    logs_agree(&refs, &acked).await;
-    for n in nodes {
-        n.stop().await;
-    }
+    writes_go_on_and_logs_agree(nodes, acked).await;
 }
 
 /// DeleteRecords in a cluster: the leader's log-start mark moves every replica's log start —
