@@ -125,6 +125,17 @@ pub struct Config {
     /// once that replica has been connected and caught up this long
     /// (`auto.leader.rebalance.enable`); 0 turns it off.
     pub leader_rebalance_ms: u64,
+    /// Bytes a leader reads from its log for a follower behind its cache of recent entries in
+    /// one read, and sends it in one append, at most (`replica.fetch.max.bytes`).
+    pub replica_fetch_max_bytes: usize,
+    /// Bytes of such reads under way to one follower, with what the inter-broker link still
+    /// queues for it, at most (`replica.fetch.response.max.bytes`). Every read also takes its
+    /// bytes from `memory_budget_bytes` until the follower's append is queued.
+    pub replica_fetch_response_max_bytes: usize,
+    /// Bytes per second a leader reads from its log for followers catching up, at most
+    /// (`leader.replication.throttled.rate`, here for every catch-up read); 0: no limit. A
+    /// follower that keeps up is sent recent entries from memory, never throttled.
+    pub leader_replication_throttled_rate: u64,
     /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
     pub seed: u64,
     /// Async worker threads; 0 means one per CPU.
@@ -178,6 +189,9 @@ impl Default for Config {
             raft_heartbeat_ticks: 2,
             broker_session_timeout_ms: 9_000,
             leader_rebalance_ms: 10_000,
+            replica_fetch_max_bytes: 1 << 20,
+            replica_fetch_response_max_bytes: 10 << 20,
+            leader_replication_throttled_rate: 0,
             seed: 0,
             worker_threads: 0,
         }
@@ -473,6 +487,29 @@ impl Config {
                 self.leader_rebalance_ms
             ));
         }
+        if !(1024..=self.max_frame_bytes.min(64 << 20)).contains(&self.replica_fetch_max_bytes)
+            || self.replica_fetch_response_max_bytes < self.replica_fetch_max_bytes
+            || self.replica_fetch_response_max_bytes > 1 << 30
+        {
+            return bad(format!(
+                "replica_fetch_max_bytes = {} must be from 1024 to max_frame_bytes (at most 64 MiB), and replica_fetch_response_max_bytes = {} from it to 1 GiB",
+                self.replica_fetch_max_bytes, self.replica_fetch_response_max_bytes
+            ));
+        }
+        if self.replica_fetch_max_bytes > self.memory_budget_bytes / 4 {
+            return bad(format!(
+                "replica_fetch_max_bytes = {} is more than a quarter of memory_budget_bytes = {}: catch-up reads take their bytes from the budget",
+                self.replica_fetch_max_bytes, self.memory_budget_bytes
+            ));
+        }
+        if self.leader_replication_throttled_rate != 0
+            && self.leader_replication_throttled_rate < self.replica_fetch_max_bytes as u64
+        {
+            return bad(format!(
+                "leader_replication_throttled_rate = {} is below replica_fetch_max_bytes = {} (0: no limit)",
+                self.leader_replication_throttled_rate, self.replica_fetch_max_bytes
+            ));
+        }
         if !(100..=3_600_000).contains(&self.broker_session_timeout_ms) {
             return bad(format!(
                 "broker_session_timeout_ms = {} is out of range (100..=3600000)",
@@ -654,6 +691,15 @@ impl Config {
                 from("listen"),
             ),
             (
+                "leader.replication.throttled.rate",
+                match self.leader_replication_throttled_rate {
+                    0 => i64::MAX.to_string(),
+                    rate => rate.to_string(),
+                },
+                Long,
+                from("leader_replication_throttled_rate"),
+            ),
+            (
                 "log.dirs",
                 self.data_dir.display().to_string(),
                 Str,
@@ -767,6 +813,18 @@ impl Config {
                 self.memory_budget_bytes.to_string(),
                 Long,
                 from("memory_budget_bytes"),
+            ),
+            (
+                "replica.fetch.max.bytes",
+                self.replica_fetch_max_bytes.to_string(),
+                Int,
+                from("replica_fetch_max_bytes"),
+            ),
+            (
+                "replica.fetch.response.max.bytes",
+                self.replica_fetch_response_max_bytes.to_string(),
+                Int,
+                from("replica_fetch_response_max_bytes"),
             ),
             (
                 "socket.request.max.bytes",

@@ -103,6 +103,12 @@ pub struct Metrics {
     pub raft_messages_sent: AtomicU64,
     pub raft_messages_received: AtomicU64,
     pub raft_messages_dropped: AtomicU64,
+    /// Bytes read from the log for followers behind the cache (catch-up), reads that failed,
+    /// and reads under way and waiting for their turn in the budgets.
+    pub catch_up_bytes: AtomicU64,
+    pub catch_up_read_failures: AtomicU64,
+    pub catch_up_reads_in_flight: AtomicI64,
+    pub catch_up_reads_waiting: AtomicI64,
     sync_buckets: [AtomicU64; SYNC_BUCKETS_S.len()],
     sync_count: AtomicU64,
     sync_sum_us: AtomicU64,
@@ -145,6 +151,10 @@ impl Default for Metrics {
             raft_messages_sent: AtomicU64::new(0),
             raft_messages_received: AtomicU64::new(0),
             raft_messages_dropped: AtomicU64::new(0),
+            catch_up_bytes: AtomicU64::new(0),
+            catch_up_read_failures: AtomicU64::new(0),
+            catch_up_reads_in_flight: AtomicI64::new(0),
+            catch_up_reads_waiting: AtomicI64::new(0),
             sync_buckets: Default::default(),
             sync_count: AtomicU64::new(0),
             sync_sum_us: AtomicU64::new(0),
@@ -226,7 +236,7 @@ impl Metrics {
             };
             let _ = writeln!(out, "stillwater_requests_total{{api=\"{name}\"}} {n}");
         }
-        let counters: [(&str, &str, &AtomicU64); 22] = [
+        let counters: [(&str, &str, &AtomicU64); 24] = [
             (
                 "request_errors_total",
                 "Requests answered with an error or dropped.",
@@ -337,13 +347,23 @@ impl Metrics {
                 "Raft messages dropped: a peer's queue full, or an unknown peer (Raft sends again).",
                 &self.raft_messages_dropped,
             ),
+            (
+                "replica_catch_up_bytes_total",
+                "Bytes read from the log for followers behind the leader's cache of recent entries.",
+                &self.catch_up_bytes,
+            ),
+            (
+                "replica_catch_up_read_failures_total",
+                "Catch-up reads that failed or missed their deadline (each made again after a backoff).",
+                &self.catch_up_read_failures,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP stillwater_{name} {help}");
             let _ = writeln!(out, "# TYPE stillwater_{name} counter");
             let _ = writeln!(out, "stillwater_{name} {}", get(c));
         }
-        let gauges: [(&str, &str, &AtomicI64); 10] = [
+        let gauges: [(&str, &str, &AtomicI64); 12] = [
             (
                 "append_queue_depth",
                 "Appends waiting for the commit pipeline.",
@@ -389,6 +409,16 @@ impl Metrics {
                 "raft_term_max",
                 "The highest Raft term of any group on this node (a rise is an election).",
                 &self.raft_term_max,
+            ),
+            (
+                "replica_catch_up_reads_in_flight",
+                "Catch-up reads for followers under way.",
+                &self.catch_up_reads_in_flight,
+            ),
+            (
+                "replica_catch_up_reads_waiting",
+                "Catch-up reads waiting for their turn (budgets, rate, a failed read's backoff).",
+                &self.catch_up_reads_waiting,
             ),
         ];
         for (name, help, g) in gauges {

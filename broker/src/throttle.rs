@@ -54,8 +54,6 @@ pub struct Throttles {
     pub refused: LogThrottle,
     /// Produced batches refused (invalid records, too large, …).
     pub refused_batches: LogThrottle,
-    /// Reads that missed their deadline.
-    pub slow_reads: LogThrottle,
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ fn settings() -> RaftSettings {
         quiesce_ticks: 20,
         // Off here (leadership stays where elections put it); on in the test of it.
         rebalance_ticks: 0,
+        catch_up: Default::default(),
     }
 }
 
@@ -136,8 +137,16 @@ impl TestNode {
         };
         let (transport, inbox) =
             Transport::start(env.clone(), id, listener, peers.clone(), transport_settings);
-        let replication =
-            Replication::start(env, id, store.clone(), transport.clone(), inbox, settings);
+        let memory = broker::memory::MemoryBudget::new(64 << 20, store.metrics().clone());
+        let replication = Replication::start(
+            env,
+            id,
+            store.clone(),
+            transport.clone(),
+            inbox,
+            settings,
+            memory,
+        );
         TestNode {
             id,
             gate,

@@ -47,6 +47,7 @@ use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::catch_up::{self, CatchUp, CatchUpSettings, Started, Verdict};
 use super::gate::Gate;
 use super::idempotence::{Checked, Producers};
 use super::logger::raft_logger;
@@ -54,8 +55,10 @@ use super::storage::{read_entries, snapshot_offset, PartitionStorage};
 use super::transport::{Inbox, NodeId, Transport};
 use super::wire::{self, GroupId, Inbound};
 use super::ElectionTimer;
+use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::storage::log::Partition;
+use crate::throttle::LogThrottle;
 use crate::storage::{AppendError, Appended, RaftReset, RaftWrite, RaftWritten, Store};
 use std::sync::atomic::Ordering;
 
@@ -70,6 +73,8 @@ pub struct RaftSettings {
     /// Ticks the preferred replica (the first of the group's list) must have been connected and
     /// caught up before a leader hands the leadership back to it; 0: never.
     pub rebalance_ticks: usize,
+    /// The budgets of reads for followers behind the cache of recent entries.
+    pub catch_up: CatchUpSettings,
 }
 
 impl RaftSettings {
@@ -82,6 +87,11 @@ impl RaftSettings {
             rebalance_ticks: match config.leader_rebalance_ms {
                 0 => 0,
                 ms => ms.div_ceil(config.raft_tick_ms.max(1)).max(1) as usize,
+            },
+            catch_up: CatchUpSettings {
+                read_bytes_max: config.replica_fetch_max_bytes as u64,
+                follower_bytes_max: config.replica_fetch_response_max_bytes as u64,
+                rate_bytes_per_s: config.leader_replication_throttled_rate,
             },
         }
     }
@@ -223,6 +233,7 @@ impl Replication {
         transport: Transport,
         inbox: Inbox,
         settings: RaftSettings,
+        memory: Arc<MemoryBudget>,
     ) -> Replication {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let views = Arc::new(RwLock::new(Views::default()));
@@ -236,6 +247,7 @@ impl Replication {
         let health = store.io().health.watch();
         let metrics = store.metrics().clone();
         let store_fresh = store.created_here();
+        let catch_up = CatchUp::new(settings.catch_up);
         let node = Node {
             id: node_id,
             env,
@@ -266,6 +278,9 @@ impl Replication {
             joined: false,
             holds_data: !store_fresh,
             metadata_caught_up_at: None,
+            catch_up,
+            memory,
+            read_warnings: LogThrottle::default(),
         };
         tokio::spawn(node.run());
         Replication {
@@ -569,7 +584,13 @@ struct HeldProposal {
 }
 
 type WriteDone = (GroupId, u64, Result<RaftWritten, AppendError>);
-type FetchDone = (GroupId, u64, Vec<Entry>);
+/// A catch-up read's end: the read, what it brought (entries and their bytes), and the memory
+/// it holds until raft-rs has the entries.
+type FetchDone = (
+    Started,
+    Result<(Vec<Entry>, u64), crate::storage::StorageError>,
+    crate::memory::Reservation,
+);
 
 struct Node {
     id: NodeId,
@@ -623,6 +644,12 @@ struct Node {
     /// Fresh: the metadata log's offset after what its leader had committed when this node's
     /// replica of it first caught up — partitions made by later records are new.
     metadata_caught_up_at: Option<i64>,
+    /// Reads of old entries for followers, within their budgets ([`catch_up`]).
+    catch_up: CatchUp,
+    /// The broker's memory budget: a catch-up read takes its bytes before it is made.
+    memory: Arc<MemoryBudget>,
+    /// Failed catch-up reads' log lines.
+    read_warnings: LogThrottle,
 }
 
 /// Groups with early messages held, at most; and messages held per group.
@@ -644,6 +671,10 @@ impl Node {
         loop {
             let wait = next_tick.saturating_duration_since(clock.now());
             let ticking = !self.active.is_empty();
+            let catch_up_wait = self
+                .catch_up
+                .wake_at(clock.now())
+                .map(|at| at.saturating_duration_since(clock.now()));
             self.turn += 1;
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
@@ -673,6 +704,8 @@ impl Node {
                     self.tick().await;
                     next_tick = clock.now() + self.settings.tick;
                 }
+                // A catch-up read may start (a backoff ended, the rate allows more): below.
+                _ = clock.sleep(catch_up_wait.unwrap_or_default()), if catch_up_wait.is_some() => {}
             }
             if !ticking {
                 next_tick = clock.now() + self.settings.tick;
@@ -692,6 +725,7 @@ impl Node {
                 }
                 self.handle_readies().await;
             }
+            self.start_reads();
             self.transport.flush();
             let stats = self.transport.stats();
             let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -882,7 +916,7 @@ impl Node {
             election_tick: self.settings.election_ticks,
             heartbeat_tick: self.settings.heartbeat_ticks,
             applied,
-            max_size_per_msg: 1 << 20,
+            max_size_per_msg: self.settings.catch_up.read_bytes_max,
             // Few appends in flight per follower: what a leader proposes while they are out
             // goes in the next one, together (TiKV's setting is of this order too).
             max_inflight_msgs: 4,
@@ -1989,40 +2023,124 @@ impl Node {
         }));
     }
 
+    /// The reads raft-rs asked for: they wait their turn in the catch-up budgets.
     fn start_fetches(&mut self, group: GroupId) {
         let Some(g) = self.groups.get(&group) else {
             return;
         };
-        let requests = g.raw.store().take_fetches();
-        for request in requests {
-            let low = request.low;
-            let max_bytes = request.max_bytes;
-            let known = g.raw.store().base_offset(low);
-            let partition = g.view.partition.clone();
-            let io = self.store.io().clone();
-            g.raw.store().fetch_started(request);
-            self.fetches.push(Box::pin(async move {
-                let entries = match read_entries(&partition, &io, low, known, max_bytes).await {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::warn!(group, low, error = %e, "cannot read Raft entries for a follower");
-                        Vec::new()
-                    }
-                };
-                (group, low, entries)
-            }));
+        for (low, max_bytes) in g.raw.store().take_fetches() {
+            self.catch_up.want(group, low, max_bytes);
         }
     }
 
-    fn fetch_done(&mut self, (group, low, entries): FetchDone) {
-        let Some(g) = self.groups.get_mut(&group) else {
-            return;
+    /// Start the catch-up reads the budgets allow now; drop those nobody waits for.
+    fn start_reads(&mut self) {
+        let followers = FollowerView {
+            me: self.id,
+            groups: &self.groups,
+            transport: &self.transport,
+            stepped_down: self.stepped_down,
         };
-        let contexts = g.raw.store().fetched(low, entries);
-        for context in contexts {
-            g.raw.on_entries_fetched(context);
+        let verdicts = self.catch_up.next(self.env.clock.now(), &followers);
+        for verdict in verdicts {
+            let read = match verdict {
+                Verdict::Abandon(w) => {
+                    if let Some(g) = self.groups.get(&w.group) {
+                        g.raw.store().abandon_fetch(w.low);
+                    }
+                    continue;
+                }
+                Verdict::Start(read) => read,
+            };
+            let Some(g) = self.groups.get(&read.group) else {
+                continue;
+            };
+            let known = g.raw.store().base_offset(read.low);
+            let partition = g.view.partition.clone();
+            let io = self.store.io().clone();
+            let memory = self.memory.clone();
+            self.fetches.push(Box::pin(async move {
+                // Taken before the read, given back once raft-rs has what it brought.
+                let held = memory.acquire(read.max_bytes as usize).await;
+                let outcome = read_entries(&partition, &io, read.low, known, read.max_bytes)
+                    .await
+                    .map(|entries| {
+                        let bytes = entries.iter().map(|e| e.data.len() as u64).sum();
+                        (entries, bytes)
+                    });
+                (read, outcome, held)
+            }));
         }
-        self.dirty.insert(group);
+        self.metrics
+            .catch_up_reads_in_flight
+            .store(self.catch_up.in_flight() as i64, Ordering::Relaxed);
+        self.metrics
+            .catch_up_reads_waiting
+            .store(self.catch_up.waiting() as i64, Ordering::Relaxed);
+    }
+
+    fn fetch_done(&mut self, (read, outcome, held): FetchDone) {
+        let now = self.env.clock.now();
+        let group = read.group;
+        match outcome {
+            Ok((entries, bytes)) => {
+                self.catch_up.done(now, read, Ok(bytes));
+                Metrics::inc(&self.metrics.catch_up_bytes, bytes);
+                let Some(g) = self.groups.get_mut(&group) else {
+                    return;
+                };
+                let contexts = g.raw.store().fetched(read.low, entries);
+                for context in contexts {
+                    g.raw.on_entries_fetched(context);
+                }
+                g.raw.store().fetch_handed_over();
+                self.dirty.insert(group);
+            }
+            Err(e) => {
+                let attempts = self.catch_up.done(now, read, Err(()));
+                Metrics::inc(&self.metrics.catch_up_read_failures, 1);
+                if let Some(suppressed) = self.read_warnings.admit(now) {
+                    tracing::warn!(
+                        group,
+                        low = read.low,
+                        follower = read.follower,
+                        attempts,
+                        suppressed,
+                        error = %e,
+                        "cannot read Raft entries for a follower; trying again after a backoff"
+                    );
+                }
+            }
+        }
+        drop(held);
+    }
+}
+
+/// What the catch-up scheduler asks of the node: who still waits for a read, and how much the
+/// transport holds for them.
+struct FollowerView<'a> {
+    me: NodeId,
+    groups: &'a HashMap<GroupId, Group>,
+    transport: &'a Transport,
+    stepped_down: bool,
+}
+
+impl catch_up::Followers for FollowerView<'_> {
+    fn waiting_at(&self, group: GroupId, low: u64) -> Option<NodeId> {
+        let g = self.groups.get(&group)?;
+        if self.stepped_down || g.raw.raft.state != StateRole::Leader {
+            return None;
+        }
+        g.raw
+            .raft
+            .prs()
+            .iter()
+            .find(|(&id, pr)| id != self.me && pr.next_idx == low)
+            .map(|(&id, _)| id)
+    }
+
+    fn queued_bytes(&self, follower: NodeId) -> u64 {
+        self.transport.queued_bytes(follower) as u64
     }
 }
 

@@ -10,8 +10,11 @@
 //!
 //! Entries a lagging follower needs from further back are read from the log without holding
 //! raft-rs up: `entries` answers `LogTemporarilyUnavailable` and asks the node's loop for the
-//! read ([`PartitionStorage::take_fetches`]); once read, raft-rs is told (`on_entries_fetched`)
-//! and asks again. Committed entries are handed to the application without their data: the
+//! read ([`PartitionStorage::take_fetches`]), which makes it within the catch-up budgets
+//! ([`super::catch_up`]); once read, raft-rs is told (`on_entries_fetched`) and asks again.
+//! One read per first index, however often raft-rs asks for it meanwhile (each heartbeat
+//! answer of a lagging follower asks again): every ask used to become a read of its own, and
+//! every failed read as many again. Committed entries are handed to the application without their data: the
 //! application of a partition's entry is only that its records become visible (the high
 //! watermark moves), so nothing needs reading. A follower behind the first entry the log still
 //! holds (retention deleted the rest) is sent a snapshot: "start your log at this offset".
@@ -31,14 +34,20 @@ use crate::storage::log::Partition;
 const CACHE_BYTES_MAX: usize = 1 << 20;
 /// Entries below the commit kept in the tail before it is compacted.
 const TAIL_KEEP: u64 = 4096;
-/// Fetched ranges kept for raft-rs to ask for again, at most.
-const FETCHED_MAX: usize = 8;
+/// Reads waiting per group, at most (a group asks for one per follower at a time; more
+/// come from followers whose progress moved meanwhile — the oldest go).
+const READS_MAX: usize = 16;
+/// raft-rs's asks kept per read, at most: equal asks are kept once, and an ask dropped is
+/// made again at the follower's next heartbeat answer.
+const CONTEXTS_MAX: usize = 8;
 
 /// A read of entries from the log that raft-rs is waiting for.
-pub struct FetchRequest {
-    pub low: u64,
-    pub max_bytes: u64,
-    pub context: GetEntriesContext,
+struct Read {
+    max_bytes: u64,
+    /// What to hand back to raft-rs once the entries are there, each once.
+    contexts: Vec<GetEntriesContext>,
+    /// The node's loop took it ([`PartitionStorage::take_fetches`]).
+    taken: bool,
 }
 
 /// raft-rs's storage for one replicated partition (see the module doc).
@@ -61,10 +70,11 @@ struct Inner {
     durable_next: u64,
     /// A snapshot taken in and not yet durable: `(index, term)` of its point.
     pending_reset: Option<(u64, u64)>,
-    fetched: BTreeMap<u64, Vec<Entry>>,
-    fetching: Vec<FetchRequest>,
-    /// Reads asked for and not yet taken by the loop.
-    wanted: Vec<FetchRequest>,
+    /// Reads raft-rs waits for, by their first index.
+    reads: BTreeMap<u64, Read>,
+    /// A finished read's entries while raft-rs is told of them ([`PartitionStorage::fetched`]
+    /// to [`PartitionStorage::fetch_handed_over`]).
+    fetched: Option<(u64, Vec<Entry>)>,
 }
 
 fn unavailable() -> raft::Error {
@@ -122,9 +132,8 @@ impl PartitionStorage {
                 cache_bytes: 0,
                 durable_next: next_index,
                 pending_reset: None,
-                fetched: BTreeMap::new(),
-                fetching: Vec::new(),
-                wanted: Vec::new(),
+                reads: BTreeMap::new(),
+                fetched: None,
             }),
         };
         // Everything before the log's first entry was committed (retention and snapshots
@@ -245,7 +254,8 @@ impl PartitionStorage {
         inner.tail_unplaced = false;
         inner.cache.clear();
         inner.cache_bytes = 0;
-        inner.fetched.clear();
+        inner.fetched = None;
+        inner.reads.clear();
         inner.durable_next = index + 1;
         inner.pending_reset = Some((index, term));
         inner.hard_state.commit = inner.hard_state.commit.max(index);
@@ -280,27 +290,42 @@ impl PartitionStorage {
         }
     }
 
-    /// Reads raft-rs asked for since the last call.
-    pub fn take_fetches(&self) -> Vec<FetchRequest> {
+    /// Reads raft-rs asked for that the loop has not taken yet: `(first index, bytes at most)`.
+    pub fn take_fetches(&self) -> Vec<(u64, u64)> {
         let mut inner = self.lock();
-        std::mem::take(&mut inner.wanted)
+        inner
+            .reads
+            .iter_mut()
+            .filter(|(_, r)| !r.taken)
+            .map(|(&low, r)| {
+                r.taken = true;
+                (low, r.max_bytes)
+            })
+            .collect()
     }
 
-    /// Entries read for a fetch (or nothing, when the read failed: raft-rs asks again): the
-    /// contexts to hand back to raft-rs.
+    /// The read from `low` is given up (raft-rs no longer needs it, or it failed): raft-rs asks
+    /// again when it needs it.
+    pub fn abandon_fetch(&self, low: u64) {
+        self.lock().reads.remove(&low);
+    }
+
+    /// Entries read from `low` on: the asks to hand back to raft-rs, which takes the entries
+    /// from here as it is told; then [`PartitionStorage::fetch_handed_over`].
     pub fn fetched(&self, low: u64, entries: Vec<Entry>) -> Vec<GetEntriesContext> {
         let mut inner = self.lock();
-        if !entries.is_empty() {
-            inner.fetched.insert(low, entries);
-            while inner.fetched.len() > FETCHED_MAX {
-                inner.fetched.pop_first();
-            }
+        let contexts = inner.reads.remove(&low).map(|r| r.contexts);
+        if entries.is_empty() {
+            return Vec::new();
         }
-        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.fetching)
-            .into_iter()
-            .partition(|f| f.low == low);
-        inner.fetching = rest;
-        done.into_iter().map(|f| f.context).collect()
+        inner.fetched = Some((low, entries));
+        contexts.unwrap_or_default()
+    }
+
+    /// raft-rs has been told of the last read: its entries are not kept (a follower that needs
+    /// them again is read for again).
+    pub fn fetch_handed_over(&self) {
+        self.lock().fetched = None;
     }
 
     /// Where entry `index` lies, if the tail knows: its base offset.
@@ -402,23 +427,40 @@ impl Storage for PartitionStorage {
                 .take((high - low) as usize)
                 .cloned()
                 .collect()
-        } else if let Some(got) = inner.fetched.get(&low) {
+        } else if let Some((_, got)) = inner.fetched.as_ref().filter(|(l, _)| *l == low) {
             crate::coverage::reached(crate::coverage::Event::EntriesReadFromLog);
             got.iter().take_while(|e| e.index < high).cloned().collect()
         } else {
             let max_bytes = max_size.unwrap_or(1 << 20).max(1);
-            if inner.fetching.iter().any(|f| f.low == low) {
-                inner.fetching.push(FetchRequest {
-                    low,
-                    max_bytes,
-                    context,
-                });
-            } else {
-                inner.wanted.push(FetchRequest {
-                    low,
-                    max_bytes,
-                    context,
-                });
+            if !inner.reads.contains_key(&low) && inner.reads.len() >= READS_MAX {
+                let oldest = inner
+                    .reads
+                    .iter()
+                    .find(|(_, r)| !r.taken)
+                    .map(|(&l, _)| l);
+                match oldest {
+                    Some(l) => {
+                        inner.reads.remove(&l);
+                    }
+                    None => {
+                        return Err(raft::Error::Store(
+                            RaftStorageError::LogTemporarilyUnavailable,
+                        ))
+                    }
+                }
+            }
+            let read = inner.reads.entry(low).or_insert_with(|| Read {
+                max_bytes,
+                contexts: Vec::new(),
+                taken: false,
+            });
+            // Asks are equal when they name the same follower, term and mode (raft-rs's
+            // context has no other way to compare them than its description).
+            let ask = format!("{context:?}");
+            if read.contexts.len() < CONTEXTS_MAX
+                && !read.contexts.iter().any(|c| format!("{c:?}") == ask)
+            {
+                read.contexts.push(context);
             }
             return Err(raft::Error::Store(
                 RaftStorageError::LogTemporarilyUnavailable,
@@ -506,10 +548,6 @@ impl PartitionStorage {
         )
     }
 
-    /// Register a read raft-rs waits for as under way (the loop took it from `take_fetches`).
-    pub fn fetch_started(&self, request: FetchRequest) {
-        self.lock().fetching.push(request);
-    }
 }
 
 /// The Kafka offset a snapshot's log starts at.
@@ -520,7 +558,9 @@ pub fn snapshot_offset(snapshot: &Snapshot) -> Option<i64> {
 
 /// Read the entries from `low` on (at most about `max_bytes`) from `partition`'s log, for a
 /// follower: each batch is an entry (Raft's own are control batches, which go back to empty
-/// entries; a log-start mark stays what it is); its term is its leader epoch.
+/// entries; a log-start mark stays what it is); its term is its leader epoch. Where the next
+/// entry starts is noted in the log's points, so that the follower's next read finds it at
+/// once.
 pub async fn read_entries(
     partition: &Partition,
     io: &crate::storage::Io,
@@ -528,6 +568,8 @@ pub async fn read_entries(
     known_offset: Option<i64>,
     max_bytes: u64,
 ) -> Result<Vec<Entry>, crate::storage::StorageError> {
+    // Taken before anything is read: what the reads find holds for this generation only.
+    let generation = partition.points_generation();
     let offset = match known_offset {
         Some(o) => o,
         None => match partition.locate(io, low).await? {
@@ -544,8 +586,10 @@ pub async fn read_entries(
         Err(crate::storage::log::ReadError::Storage(e)) => return Err(e),
     };
     let mut out = Vec::new();
+    let mut next_offset = offset;
     for (index, (at, h)) in (low..).zip(crate::batch::scan(&data)) {
         let bytes = data.slice(at..at + h.size);
+        next_offset = h.next_offset();
         // Raft's own entries go back to empty entries; a log-start mark is an entry of data.
         let data = if h.is_control() && crate::batch::log_start_of(&bytes).is_none() {
             Bytes::new()
@@ -559,6 +603,9 @@ pub async fn read_entries(
             data,
             ..Default::default()
         });
+    }
+    if let Some(last) = out.last() {
+        partition.note_points(generation, &[(last.index + 1, next_offset)]);
     }
     Ok(out)
 }

@@ -288,6 +288,11 @@ impl Transport {
         true
     }
 
+    /// Bytes queued for `to` and not yet written.
+    pub fn queued_bytes(&self, to: NodeId) -> usize {
+        self.0.peers.get(&to).map_or(0, |p| p.outbox().bytes)
+    }
+
     /// Wake every writer with something queued: what was sent since the last flush leaves, one
     /// frame per peer.
     pub fn flush(&self) {

@@ -78,8 +78,9 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         // Listening on a port the system chose: clients are told that port.
         config.advertised_listener = Some(kafka_addr.to_string());
     }
+    let memory = MemoryBudget::new(config.memory_budget_bytes, metrics.clone());
     let cluster = if config.clustered() {
-        Some(start_cluster(&env, &config, &store).await?)
+        Some(start_cluster(&env, &config, &store, &memory).await?)
     } else {
         None
     };
@@ -92,7 +93,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     );
     let broker = Arc::new(Broker {
         groups,
-        memory: MemoryBudget::new(config.memory_budget_bytes, metrics.clone()),
+        memory,
         config: config.clone(),
         store,
         metrics: metrics.clone(),
@@ -142,6 +143,7 @@ async fn start_cluster(
     env: &Env,
     config: &Config,
     store: &Arc<Store>,
+    memory: &Arc<MemoryBudget>,
 ) -> anyhow::Result<Arc<crate::controller::Controller>> {
     use crate::replication::{node, transport};
     let address = config
@@ -170,6 +172,7 @@ async fn start_cluster(
         transport.clone(),
         inbox,
         node::RaftSettings::from_config(config),
+        memory.clone(),
     );
     tracing::info!(node_id, %address, peers = %config.cluster_peers, "cluster node: inter-broker listener up");
     crate::controller::Controller::start(env.clone(), config, store.clone(), replication, transport)

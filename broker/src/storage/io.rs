@@ -107,6 +107,8 @@ pub struct Health {
     /// Whether the directory is failed, for whoever must act on it (replication steps down).
     state: tokio::sync::watch::Sender<bool>,
     metrics: Arc<Metrics>,
+    /// Log lines of reads that missed their deadline (a loaded disk misses many at once).
+    slow_reads: crate::throttle::LogThrottle,
 }
 
 impl Health {
@@ -117,6 +119,7 @@ impl Health {
             failed_signal: Notify::new(),
             state: tokio::sync::watch::channel(false).0,
             metrics,
+            slow_reads: Default::default(),
         })
     }
 
@@ -228,7 +231,9 @@ impl Io {
                     // A slow read (a cold fetch on a busy disk) fails its reader only: writes
                     // that work must not be refused for it. A disk that stalls writes fails the
                     // directory through them. The read is abandoned; the engine finishes it.
-                    tracing::warn!(file = %path.display(), after = ?limit, "a read missed its deadline");
+                    if let Some(suppressed) = self.health.slow_reads.admit(self.clock.now()) {
+                        tracing::warn!(file = %path.display(), after = ?limit, suppressed, "a read missed its deadline");
+                    }
                     return Err(err);
                 }
                 let task = tokio::spawn(async move {

@@ -195,6 +195,7 @@ impl Pipeline {
                 assert_eq!(seg.size, p.position, "segment size changed");
                 seg.size += p.data.len() as u64;
                 seg.allocated = seg.allocated.max(p.allocated);
+                let first_offset = seg.next_offset;
                 seg.next_offset = p.next_offset;
                 seg.entries.extend_from_slice(&p.entries);
                 seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
@@ -211,6 +212,10 @@ impl Pipeline {
                 }
                 if let Some(hs) = p.hard_state {
                     r.hard_state = hs;
+                }
+                if !p.data.is_empty() {
+                    r.points
+                        .note_written(r.next_index, first_offset, p.data.len() as u64);
                 }
                 r.next_index = p.next_index;
                 // Durable now: the state a roll's snapshot and recovery start from.
@@ -309,6 +314,7 @@ impl Pipeline {
             .expect("checked: a replicated partition");
         debug_assert!(r.committed_offset <= at.offset, "a cut below the commit");
         r.meta.truncate(from, at.offset);
+        r.points.cut(from);
         r.meta_dirty = true;
         r.next_index = from;
         tracing::info!(topic = %partition.topic, partition = partition.index, from_index = from, from_offset = at.offset, "cut a divergent suffix off the log");
@@ -356,6 +362,7 @@ impl Pipeline {
             .expect("checked: a replicated partition");
         r.meta = meta;
         r.meta_dirty = false;
+        r.points.clear();
         r.next_index = reset.index + 1;
         r.committed_offset = reset.offset;
         tracing::info!(topic = %partition.topic, partition = partition.index, index = reset.index, offset = reset.offset, "reset the log to a leader's snapshot");

@@ -784,5 +784,6 @@ async fn recover_replica(
             .collect(),
         undo_from,
         log_start_asked: 0,
+        points: Default::default(),
     })
 }
