@@ -109,6 +109,17 @@ pub struct Metrics {
     pub catch_up_read_failures: AtomicU64,
     pub catch_up_reads_in_flight: AtomicI64,
     pub catch_up_reads_waiting: AtomicI64,
+    /// Times the data directory was declared failed.
+    pub log_dir_failures: AtomicU64,
+    /// The most each bounded resource has held since the start, beside its bound: what a
+    /// simulation checks on every seed ([`Metrics::bounds`]) and an operator can watch.
+    pub append_queue_depth_peak: AtomicI64,
+    pub append_queue_capacity: AtomicI64,
+    pub catch_up_reads_in_flight_peak: AtomicI64,
+    pub catch_up_follower_bytes_peak: AtomicI64,
+    pub catch_up_follower_bytes_max: AtomicI64,
+    pub raft_queue_bytes_peak: AtomicI64,
+    pub raft_queue_bytes_max: AtomicI64,
     sync_buckets: [AtomicU64; SYNC_BUCKETS_S.len()],
     sync_count: AtomicU64,
     sync_sum_us: AtomicU64,
@@ -155,10 +166,33 @@ impl Default for Metrics {
             catch_up_read_failures: AtomicU64::new(0),
             catch_up_reads_in_flight: AtomicI64::new(0),
             catch_up_reads_waiting: AtomicI64::new(0),
+            log_dir_failures: AtomicU64::new(0),
+            append_queue_depth_peak: AtomicI64::new(0),
+            append_queue_capacity: AtomicI64::new(0),
+            catch_up_reads_in_flight_peak: AtomicI64::new(0),
+            catch_up_follower_bytes_peak: AtomicI64::new(0),
+            catch_up_follower_bytes_max: AtomicI64::new(0),
+            raft_queue_bytes_peak: AtomicI64::new(0),
+            raft_queue_bytes_max: AtomicI64::new(0),
             sync_buckets: Default::default(),
             sync_count: AtomicU64::new(0),
             sync_sum_us: AtomicU64::new(0),
         }
+    }
+}
+
+/// A bounded resource's high-water mark and its bound ([`Metrics::bounds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub name: &'static str,
+    pub peak: i64,
+    pub limit: i64,
+}
+
+impl Bound {
+    /// Whether the resource went past its bound.
+    pub fn broken(&self) -> bool {
+        self.limit > 0 && self.peak > self.limit
     }
 }
 
@@ -185,6 +219,39 @@ impl Metrics {
         }
         add(&self.sync_count, 1);
         add(&self.sync_sum_us, took.as_micros() as u64);
+    }
+
+    /// Every bounded resource's high-water mark beside its bound (`limit` 0: not in use here,
+    /// e.g. catch-up on a single node).
+    pub fn bounds(&self) -> Vec<Bound> {
+        let get = |a: &AtomicI64| a.load(Ordering::Relaxed);
+        vec![
+            Bound {
+                name: "append queue (append_queue_capacity)",
+                peak: get(&self.append_queue_depth_peak),
+                limit: get(&self.append_queue_capacity),
+            },
+            Bound {
+                name: "catch-up reads in flight",
+                peak: get(&self.catch_up_reads_in_flight_peak),
+                limit: crate::replication::catch_up::READS_IN_FLIGHT_MAX as i64,
+            },
+            Bound {
+                name: "catch-up bytes under way per follower (replica_fetch_response_max_bytes)",
+                peak: get(&self.catch_up_follower_bytes_peak),
+                limit: get(&self.catch_up_follower_bytes_max),
+            },
+            Bound {
+                name: "Raft messages queued per peer (bytes)",
+                peak: get(&self.raft_queue_bytes_peak),
+                limit: get(&self.raft_queue_bytes_max),
+            },
+        ]
+    }
+
+    /// Raise a high-water mark to `value`.
+    pub fn peak(mark: &AtomicI64, value: i64) {
+        mark.fetch_max(value, Ordering::Relaxed);
     }
 
     /// Count a produced batch refused (or not confirmed) for `why`.
@@ -236,7 +303,7 @@ impl Metrics {
             };
             let _ = writeln!(out, "stillwater_requests_total{{api=\"{name}\"}} {n}");
         }
-        let counters: [(&str, &str, &AtomicU64); 24] = [
+        let counters: [(&str, &str, &AtomicU64); 25] = [
             (
                 "request_errors_total",
                 "Requests answered with an error or dropped.",
@@ -353,6 +420,11 @@ impl Metrics {
                 &self.catch_up_bytes,
             ),
             (
+                "log_dir_failures_total",
+                "Times the data directory was declared failed (a disk operation past its deadline, EIO, a full disk).",
+                &self.log_dir_failures,
+            ),
+            (
                 "replica_catch_up_read_failures_total",
                 "Catch-up reads that failed or missed their deadline (each made again after a backoff).",
                 &self.catch_up_read_failures,
@@ -425,6 +497,28 @@ impl Metrics {
             let _ = writeln!(out, "# HELP stillwater_{name} {help}");
             let _ = writeln!(out, "# TYPE stillwater_{name} gauge");
             let _ = writeln!(out, "stillwater_{name} {}", g.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_bound_peak The most a bounded resource has held since the start, beside its bound (stillwater_bound_limit)."
+        );
+        let _ = writeln!(out, "# TYPE stillwater_bound_peak gauge");
+        let bounds = self.bounds();
+        for b in &bounds {
+            let _ = writeln!(
+                out,
+                "stillwater_bound_peak{{bound=\"{}\"}} {}",
+                b.name, b.peak
+            );
+        }
+        let _ = writeln!(out, "# HELP stillwater_bound_limit The bound of each resource in stillwater_bound_peak (0: not in use).");
+        let _ = writeln!(out, "# TYPE stillwater_bound_limit gauge");
+        for b in &bounds {
+            let _ = writeln!(
+                out,
+                "stillwater_bound_limit{{bound=\"{}\"}} {}",
+                b.name, b.limit
+            );
         }
         let _ = writeln!(
             out,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::history::{FinalRead, Op, Poll, PollResult, ReadGaps, Send, SendOutcome};
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 22] = [
+pub const FINDING_KINDS: [&str; 26] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -33,6 +33,10 @@ pub const FINDING_KINDS: [&str; 22] = [
     "replica-divergence",
     "watermark-backwards",
     "two-leaders",
+    "stale-committed-read",
+    "bound-broken",
+    "dir-failed",
+    "leader-refuses",
 ];
 
 /// What the checkers found.
@@ -190,6 +194,27 @@ pub enum Finding {
         epoch: i32,
         leaders: Vec<i32>,
     },
+    /// A broker held more of a bounded resource than its bound (its memory: bytes of the
+    /// reads it made, catch-up under way; its queues).
+    BoundBroken {
+        node: String,
+        bound: String,
+        peak: i64,
+        limit: i64,
+    },
+    /// A broker's data directory was declared failed in a run whose disks had no fault that
+    /// could make it (so its own load did: catch-up reads crowding out its writes).
+    DirFailed { node: String, times: u64 },
+    /// A broker named itself a partition's leader in Metadata long after it had refused a
+    /// produce to it as not its leader, acknowledging none in between: a client that reaches
+    /// only it loops metadata → produce → refusal.
+    LeaderRefuses {
+        broker: i32,
+        partition: i32,
+        epoch: i32,
+        refused_at_s: f64,
+        named_at_s: f64,
+    },
 }
 
 impl Finding {
@@ -218,6 +243,9 @@ impl Finding {
             Finding::ReplicaDivergence { .. } => "replica-divergence",
             Finding::WatermarkBackwards { .. } => "watermark-backwards",
             Finding::TwoLeaders { .. } => "two-leaders",
+            Finding::BoundBroken { .. } => "bound-broken",
+            Finding::DirFailed { .. } => "dir-failed",
+            Finding::LeaderRefuses { .. } => "leader-refuses",
         }
     }
 
@@ -457,6 +485,29 @@ impl std::fmt::Display for Finding {
             } => write!(
                 f,
                 "two leaders in one epoch: partition {partition} epoch {epoch} led by {leaders:?}"
+            ),
+            Finding::BoundBroken {
+                node,
+                bound,
+                peak,
+                limit,
+            } => write!(
+                f,
+                "bound broken: {node} held {peak} of {bound}, whose bound is {limit}"
+            ),
+            Finding::DirFailed { node, times } => write!(
+                f,
+                "data directory failed: {node}'s was declared failed {times} time(s) with no disk fault in the run"
+            ),
+            Finding::LeaderRefuses {
+                broker,
+                partition,
+                epoch,
+                refused_at_s,
+                named_at_s,
+            } => write!(
+                f,
+                "leader that refuses: broker {broker} refused a produce to partition {partition} as not its leader at t={refused_at_s:.1} s and acknowledged none there since, yet named itself its leader in epoch {epoch} at t={named_at_s:.1} s"
             ),
         }
     }

@@ -154,6 +154,11 @@ pub struct Faults {
     pub capacity_bytes: Option<u64>,
     /// Chance (per million) that a read returns one flipped bit.
     pub read_bitflip_per_million: u32,
+    /// Bytes per second the disk moves, shared by the reads and syncs in flight: each waits,
+    /// besides its latency, for every byte in flight before it and its own (a disk whose reads
+    /// slow down under load, and slow its syncs down with them). Writes go to the page cache
+    /// and cost nothing here; their bytes cost at the sync.
+    pub bandwidth_bytes_per_s: Option<u64>,
 }
 
 #[derive(Default)]
@@ -180,6 +185,30 @@ struct State {
     /// belongs to the running process: a crash releases it, as the kernel releases a flock.
     locks: BTreeMap<PathBuf, (u64, String)>,
     next_lock_id: u64,
+    /// Bytes of reads and syncs in flight (the bandwidth model's queue).
+    bytes_in_flight: u64,
+    /// Bytes of reads in flight now, and the most ever: memory a broker holds for reads it
+    /// made (a read's buffer lives from its call until it is dropped).
+    read_bytes_in_flight: u64,
+    read_bytes_in_flight_peak: u64,
+}
+
+/// Bytes an operation has in flight, given back when it ends or its caller drops it (a read
+/// past its deadline is abandoned mid-way).
+struct InFlight {
+    state: Arc<Mutex<State>>,
+    bytes: u64,
+    read: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = lock(&self.state);
+        st.bytes_in_flight -= self.bytes;
+        if self.read {
+            st.read_bytes_in_flight -= self.bytes;
+        }
+    }
 }
 
 /// One node's disk. Cloning shares it; keep a clone outside the node so it survives a crash.
@@ -264,6 +293,11 @@ impl SimDisk {
     /// When each successful sync of a segment file ended, in order.
     pub fn segment_syncs(&self) -> Vec<tokio::time::Instant> {
         lock(&self.state).segment_syncs.clone()
+    }
+
+    /// The most bytes of reads that were in flight at once.
+    pub fn read_bytes_in_flight_peak(&self) -> u64 {
+        lock(&self.state).read_bytes_in_flight_peak
     }
 
     /// Syncs started and not finished (a stalled fsync shows here).
@@ -365,6 +399,34 @@ impl SimDisk {
                 .range_u64(low.as_nanos() as u64, high.as_nanos() as u64 + 1);
             tokio::time::sleep(Duration::from_nanos(nanos)).await;
         }
+    }
+
+    /// Put `bytes` in flight and wait for them to be moved, after every byte in flight before
+    /// them, at the configured bandwidth (at once without one).
+    async fn transfer(&self, bytes: u64, read: bool) -> InFlight {
+        let wait = {
+            let mut st = lock(&self.state);
+            st.bytes_in_flight += bytes;
+            if read {
+                st.read_bytes_in_flight += bytes;
+                st.read_bytes_in_flight_peak =
+                    st.read_bytes_in_flight_peak.max(st.read_bytes_in_flight);
+            }
+            st.faults.bandwidth_bytes_per_s.map(|rate| {
+                Duration::from_nanos(
+                    (st.bytes_in_flight as u128 * 1_000_000_000 / rate.max(1) as u128) as u64,
+                )
+            })
+        };
+        let held = InFlight {
+            state: self.state.clone(),
+            bytes,
+            read,
+        };
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait).await;
+        }
+        held
     }
 
     fn check_dir(st: &State, op: DiskOp, path: &Path) -> DiskResult<()> {
@@ -608,6 +670,13 @@ impl DiskFile for SimFile {
 
     async fn read_at(&self, len: usize, offset: u64) -> DiskResult<Bytes> {
         self.disk.delay().await;
+        let wanted = (len as u64).min(
+            lock(&self.inode)
+                .current
+                .len()
+                .saturating_sub(offset as usize) as u64,
+        );
+        let _moving = self.disk.transfer(wanted, true).await;
         let flip = lock(&self.disk.state).faults.read_bitflip_per_million;
         let f = lock(&self.inode);
         let mut out = f.current.read(offset as usize, len);
@@ -633,6 +702,15 @@ impl DiskFile for SimFile {
             (id, st.faults.sync_stall_until, eio)
         };
         self.disk.delay().await;
+        let dirty: u64 = lock(&self.inode)
+            .pending
+            .iter()
+            .map(|p| match p {
+                Pending::Write { data, .. } => data.len() as u64,
+                Pending::Truncate(_) => 0,
+            })
+            .sum();
+        let _moving = self.disk.transfer(dirty, false).await;
         if let Some(until) = stall {
             tokio::time::sleep_until(until).await;
         }

@@ -19,6 +19,8 @@
 //!   scenario that still fails as a seed did.
 
 #[cfg(madsim)]
+pub mod bounds;
+#[cfg(madsim)]
 pub mod checker;
 #[cfg(madsim)]
 pub mod client;

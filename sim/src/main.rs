@@ -436,7 +436,7 @@ mod cli {
         if !shrinker.check_start() {
             let _ = std::fs::remove_file(&candidate_file);
             eprintln!(
-                "sim: the explicit form of seed {seed} (drawn settings and faults written out)                  does not fail with {kind}: cannot shrink"
+                "sim: the explicit form of seed {seed} (drawn settings and faults written out) does not fail with {kind}: cannot shrink"
             );
             return ExitCode::FAILURE;
         }

@@ -124,6 +124,76 @@ pub fn one_leader_per_epoch(seen: &[Leadership]) -> Vec<Finding> {
         .collect()
 }
 
+/// A broker's Metadata named the broker itself leader of `partition` in `epoch` at `at_s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NamedItself {
+    pub at_s: f64,
+    pub broker: i32,
+    pub partition: i32,
+    pub epoch: i32,
+}
+
+/// A leader stuck between taking its leadership and serving (its first entry not committed)
+/// refuses for at most about an election timeout: it serves, or check-quorum makes it step
+/// down. Past this, a broker that names itself and refuses is one that knows it does not lead.
+pub const REFUSING_LEADER_GRACE_S: f64 = 5.0;
+
+/// No broker names itself a partition's leader in Metadata while it refuses produces to that
+/// partition as not its leader (NOT_LEADER_OR_FOLLOWER): a client that can reach only that
+/// broker would loop — metadata, produce, refusal — until its messages expire (found
+/// black-box: an isolated leader, and a broker restarted with an emptied data directory).
+/// Found when a broker names itself more than [`REFUSING_LEADER_GRACE_S`] after refusing a
+/// produce to the partition, having acknowledged none there in between. Sends record the
+/// broker by its index (0 for broker id 1).
+pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> Vec<Finding> {
+    use crate::history::{Op, SendOutcome};
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    // Per (broker, partition): refusals and acknowledgements, (completed_s, refused).
+    let mut answers: BTreeMap<(i32, i32), Vec<(f64, bool)>> = BTreeMap::new();
+    for op in history {
+        let Op::Send(s) = op else { continue };
+        let refused = match s.outcome {
+            SendOutcome::Ok(_) => false,
+            SendOutcome::Failed { code, .. } if code == NOT_LEADER_OR_FOLLOWER => true,
+            _ => continue,
+        };
+        answers
+            .entry((s.broker as i32 + 1, s.partition))
+            .or_default()
+            .push((s.completed_s, refused));
+    }
+    for a in answers.values_mut() {
+        a.sort_by(|x, y| x.0.total_cmp(&y.0));
+    }
+    let mut found: BTreeMap<(i32, i32, i32), Finding> = BTreeMap::new();
+    for n in named {
+        let Some(a) = answers.get(&(n.broker, n.partition)) else {
+            continue;
+        };
+        // The last answer before the naming, and the first refusal of the refusals that end
+        // with it (no acknowledgement after that refusal).
+        let before: Vec<&(f64, bool)> = a.iter().take_while(|(t, _)| *t < n.at_s).collect();
+        let run_start = before
+            .iter()
+            .rev()
+            .take_while(|(_, refused)| *refused)
+            .last()
+            .map(|(t, _)| *t);
+        if let Some(refused_at) = run_start.filter(|t| n.at_s - t > REFUSING_LEADER_GRACE_S) {
+            found
+                .entry((n.broker, n.partition, n.epoch))
+                .or_insert(Finding::LeaderRefuses {
+                    broker: n.broker,
+                    partition: n.partition,
+                    epoch: n.epoch,
+                    refused_at_s: refused_at,
+                    named_at_s: n.at_s,
+                });
+        }
+    }
+    found.into_values().collect()
+}
+
 /// The batches of each partition of `topic` in a node's data directory, read from its disk:
 /// every segment file in order, each up to its first batch that is not whole and valid.
 pub async fn read_logs(
@@ -175,6 +245,82 @@ mod tests {
         b[..8].copy_from_slice(&base.to_be_bytes());
         b[12] = tag; // the leader epoch: outside the CRC
         (base, Bytes::from(b))
+    }
+
+    fn send(
+        broker: usize,
+        partition: i32,
+        completed_s: f64,
+        code: Option<i16>,
+    ) -> crate::history::Op {
+        use crate::history::{Op, Send, SendOutcome};
+        Op::Send(Send {
+            producer: 0,
+            partition,
+            value: Bytes::from_static(b"v"),
+            idempotence: None,
+            attempt: 1,
+            acks: -1,
+            broker,
+            invoked_s: completed_s - 0.01,
+            completed_s,
+            outcome: match code {
+                None => SendOutcome::Ok(1),
+                Some(code) => SendOutcome::Failed {
+                    code,
+                    definite: false,
+                },
+            },
+        })
+    }
+
+    fn named(at_s: f64, broker: i32, partition: i32, epoch: i32) -> NamedItself {
+        NamedItself {
+            at_s,
+            broker,
+            partition,
+            epoch,
+        }
+    }
+
+    #[test]
+    fn a_broker_that_names_itself_long_after_refusing_as_not_the_leader_is_found() {
+        // Broker 1 (index 0) leads partition 0 in epoch 3, is cut off, steps down at t=12 and
+        // refuses from then on, while its Metadata goes on naming itself.
+        let mut history = vec![send(0, 0, 10.0, None), send(0, 0, 11.0, None)];
+        let mut seen = vec![named(9.0, 1, 0, 3)];
+        for i in 0..40 {
+            let t = 12.0 + i as f64 * 0.2;
+            seen.push(named(t, 1, 0, 3));
+            history.push(send(0, 0, t + 0.05, Some(6)));
+        }
+        let found = leader_refuses(&seen, &history);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(matches!(
+            found[0],
+            Finding::LeaderRefuses { broker: 1, partition: 0, epoch: 3, refused_at_s, .. } if (refused_at_s - 12.05).abs() < 1e-9
+        ));
+    }
+
+    #[test]
+    fn a_new_leader_refusing_until_it_serves_is_no_finding() {
+        // Refused while not serving yet (0.1 s), then acknowledged, then named again much later;
+        // another broker's refusals and other codes do not count.
+        let history = vec![
+            send(1, 0, 20.0, Some(6)),
+            send(1, 0, 20.1, None),
+            send(0, 0, 20.0, Some(6)),
+            send(1, 1, 20.0, Some(7)),
+        ];
+        let seen = vec![
+            named(19.9, 2, 0, 5),
+            named(30.0, 2, 0, 5),
+            named(30.0, 2, 1, 5),
+        ];
+        assert!(leader_refuses(&seen, &history).is_empty());
+        // A broker that refused only a moment ago: within the grace.
+        let history = vec![send(1, 0, 20.0, Some(6))];
+        assert!(leader_refuses(&[named(21.0, 2, 0, 5)], &history).is_empty());
     }
 
     #[test]

@@ -215,7 +215,12 @@ struct BrokerNode {
     id: NodeId,
     disk: SimDisk,
     clock: Arc<SimClock>,
+    /// Each start's metrics (its bounds' high-water marks outlive it).
+    metrics: Metered,
 }
+
+/// The metrics of each start of a broker node.
+type Metered = Arc<std::sync::Mutex<Vec<Arc<broker::metrics::Metrics>>>>;
 
 /// The simulated machines of a run.
 struct Cluster {
@@ -258,6 +263,10 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         }
         None => broker::fault::clear_hook(),
     }
+    let budgets: Vec<u64> = configs
+        .iter()
+        .map(|c| c.memory_budget_bytes as u64)
+        .collect();
     let faults = scenario.faults_for(seed);
     let wall = std::time::Instant::now();
     let sc = scenario.clone();
@@ -272,16 +281,16 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 // were; the others' from the seed and their number.
                 let mix = (node as u64 - 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
                 let disk = SimDisk::new(seed ^ mix);
-                if let Some(latency) = sc.disk.latency() {
-                    let mut f = disk.faults();
-                    f.latency = Some(latency);
-                    disk.set_faults(f);
-                }
+                let mut f = disk.faults();
+                f.latency = sc.disk.latency();
+                f.bandwidth_bytes_per_s = sc.disk.bandwidth_mb_s.map(|mb| mb << 20);
+                disk.set_faults(f);
                 let clock = Arc::new(SimClock::new());
                 let addr = broker_addr(&sc, node);
                 let name = crate::scenario::broker_name(node);
+                let metrics = Metered::default();
                 let id = {
-                    let (disk, clock) = (disk.clone(), clock.clone());
+                    let (disk, clock, metered) = (disk.clone(), clock.clone(), metrics.clone());
                     let starts = NodeStarts::new(seed ^ mix);
                     handle
                         .create_node()
@@ -290,9 +299,14 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                         .init(move || {
                             let env = starts.next_env(&disk, clock.clone());
                             let config = config.clone();
+                            let metered = metered.clone();
                             async move {
                                 match broker::server::start(env, config).await {
                                     Ok(mut running) => {
+                                        metered
+                                            .lock()
+                                            .unwrap_or_else(|p| p.into_inner())
+                                            .push(running.broker.metrics.clone());
                                         let _ = running.stopped().await;
                                     }
                                     Err(e) => tracing::error!("broker failed to start: {e:#}"),
@@ -307,6 +321,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                     id,
                     disk,
                     clock,
+                    metrics,
                 });
             }
             let mut nodes = BTreeMap::new();
@@ -423,6 +438,12 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 .map(|t| t.saturating_duration_since(start).as_secs_f64())
                 .collect();
             let (history, hang) = world.take();
+            // Before the checker reads the logs through the disks itself.
+            let disk_reads_peaks: Vec<u64> = cluster
+                .brokers
+                .iter()
+                .map(|b| b.disk.read_bytes_in_flight_peak())
+                .collect();
             // A cluster: every replica's log as its disk holds it, what Metadata named, and
             // the high watermarks consumers were told.
             let mut replica_logs = BTreeMap::new();
@@ -439,6 +460,18 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 }
             }
             let leaderships = world.directory.leaderships();
+            let named: Vec<crate::replicas::NamedItself> = world
+                .directory
+                .self_named()
+                .into_iter()
+                .filter(|n| n.topic == sc.workload.topic)
+                .map(|n| crate::replicas::NamedItself {
+                    at_s: (n.at - start).as_secs_f64(),
+                    broker: n.broker,
+                    partition: n.partition,
+                    epoch: n.epoch,
+                })
+                .collect();
             let leader_changes: Vec<(f64, i32, i32)> = world
                 .directory
                 .leader_changes()
@@ -448,6 +481,28 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 .collect();
             let broker_names: Vec<String> =
                 cluster.brokers.iter().map(|b| b.name.clone()).collect();
+            let node_bounds: Vec<crate::bounds::NodeBounds> = cluster
+                .brokers
+                .iter()
+                .zip(budgets.iter().zip(&disk_reads_peaks))
+                .map(|(b, (budget, disk_reads_peak))| crate::bounds::NodeBounds {
+                    node: b.name.clone(),
+                    starts: b
+                        .metrics
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .map(|m| {
+                            let failures = m
+                                .log_dir_failures
+                                .load(std::sync::atomic::Ordering::Relaxed);
+                            (m.bounds(), failures)
+                        })
+                        .collect(),
+                    disk_reads_peak: *disk_reads_peak,
+                    memory_budget: *budget,
+                })
+                .collect();
             let watermarks =
                 std::mem::take(&mut *world.watermarks.lock().unwrap_or_else(|p| p.into_inner()));
             let fault_log =
@@ -467,16 +522,16 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 (
                     stuck_at_deadline,
                     segment_syncs,
-                    (replica_logs, leaderships, watermarks),
-                    (broker_names, leader_changes),
+                    (replica_logs, (leaderships, named), watermarks),
+                    (broker_names, leader_changes, node_bounds),
                 ),
             )
         });
     let (
         stuck_at_deadline,
         segment_syncs,
-        (replica_logs, leaderships, watermarks),
-        (brokers, leader_changes),
+        (replica_logs, (leaderships, named), watermarks),
+        (brokers, leader_changes, node_bounds),
     ) = stuck_at_deadline;
     let ((final_read, gaps), final_committed) = final_read;
     let log_end = gaps.log_end.clone();
@@ -521,7 +576,12 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         findings.extend(crate::replicas::replicas_agree(&replica_logs, &read_to));
         findings.extend(crate::replicas::watermarks_monotonic(&watermarks));
         findings.extend(crate::replicas::one_leader_per_epoch(&leaderships));
+        findings.extend(crate::replicas::leader_refuses(&named, &history));
     }
+    findings.extend(crate::bounds::check(
+        &node_bounds,
+        scenario.disk_can_fail(&faults),
+    ));
     let measured = perf::measure(&history, &faults, scenario.duration_s, &segment_syncs);
     let figures = perf::figures(scenario, &measured);
     findings.extend(

@@ -104,6 +104,14 @@ impl Default for ClusterSpec {
 }
 
 impl Scenario {
+    /// Whether a data directory may be declared failed for the disk's sake in a run with these
+    /// faults: a fault that strikes the disk, or a disk whose normal latency nears the I/O
+    /// deadline.
+    pub fn disk_can_fail(&self, faults: &[Fault]) -> bool {
+        faults.iter().any(Fault::strikes_disk)
+            || self.disk.latency_ms.is_some_and(|[_, hi]| hi >= 1_000)
+    }
+
     /// The broker nodes' names.
     pub fn brokers(&self) -> Vec<String> {
         (1..=self.cluster.nodes.max(1)).map(broker_name).collect()
@@ -123,6 +131,10 @@ impl Scenario {
 pub struct DiskModel {
     #[serde(default)]
     pub latency_ms: Option<[u64; 2]>,
+    /// Megabytes per second the disk moves, shared by the reads and syncs in flight: each
+    /// waits for the bytes in flight before it (a disk whose reads slow down under load).
+    #[serde(default)]
+    pub bandwidth_mb_s: Option<u64>,
 }
 
 impl DiskModel {
@@ -489,6 +501,18 @@ impl Fault {
             Fault::ClockDrift { .. } => "clock-drift",
             Fault::Pause { .. } => "pause",
         }
+    }
+
+    /// Whether the fault can make a disk operation fail or miss its deadline (so a data
+    /// directory may be declared failed).
+    pub fn strikes_disk(&self) -> bool {
+        matches!(
+            self,
+            Fault::FsyncStall { .. }
+                | Fault::FsyncEio { .. }
+                | Fault::SlowDisk { .. }
+                | Fault::DiskFull { .. }
+        )
     }
 
     /// Whether the fault keeps `client`'s requests or their answers from getting through while
@@ -955,6 +979,9 @@ impl Scenario {
         }
         if let Some(p) = &self.expect.performance {
             p.validate()?;
+        }
+        if self.disk.bandwidth_mb_s == Some(0) {
+            return Err("disk.bandwidth_mb_s must be above 0".into());
         }
         if let Some([lo, hi]) = self.disk.latency_ms {
             if lo > hi || hi > 10_000 {

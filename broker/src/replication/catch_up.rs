@@ -108,6 +108,9 @@ pub struct CatchUp {
     /// The token bucket of the rate: bytes that may be read now (negative: owed).
     tokens: f64,
     refilled: Option<Instant>,
+    /// The most bytes under way to one follower when a read started (its reads, the new one
+    /// and its transport queue).
+    follower_bytes_peak: u64,
 }
 
 impl CatchUp {
@@ -120,6 +123,7 @@ impl CatchUp {
             failures: HashMap::new(),
             tokens: 0.0,
             refilled: None,
+            follower_bytes_peak: 0,
         }
     }
 
@@ -134,7 +138,10 @@ impl CatchUp {
             .waiting
             .iter()
             .any(|w| w.group == group && w.low == low)
-            || self.running.iter().any(|r| r.group == group && r.low == low)
+            || self
+                .running
+                .iter()
+                .any(|r| r.group == group && r.low == low)
         {
             return;
         }
@@ -156,15 +163,14 @@ impl CatchUp {
         self.running.iter().map(|r| r.max_bytes).sum()
     }
 
+    /// The most bytes under way to one follower as a read started.
+    pub fn follower_bytes_peak(&self) -> u64 {
+        self.follower_bytes_peak
+    }
+
     /// Reads waiting for their turn.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
-    }
-
-    /// Forget what waits for `group` (it left this node, or its leadership).
-    pub fn forget_group(&mut self, group: GroupId) {
-        self.waiting.retain(|w| w.group != group);
-        self.failures.retain(|(g, _), _| *g != group);
     }
 
     /// The reads to start or drop now, in the order they were wanted, within every budget.
@@ -201,6 +207,7 @@ impl CatchUp {
                 follower,
             };
             *self.follower_bytes.entry(follower).or_default() += w.max_bytes;
+            self.follower_bytes_peak = self.follower_bytes_peak.max(under_way + w.max_bytes);
             if self.settings.rate_bytes_per_s > 0 {
                 self.tokens -= w.max_bytes as f64;
             }
@@ -269,8 +276,11 @@ impl CatchUp {
         });
         // With reads ready but held by a follower's budget only, its transport queue drains
         // without telling: look again shortly.
-        let ready_now = self.waiting.iter().any(|w| w.not_before.is_none_or(|t| t <= now));
-        let poll = (ready_now && refill.is_none()).then(|| now + Duration::from_millis(10));
+        let ready_now = self
+            .waiting
+            .iter()
+            .any(|w| w.not_before.is_none_or(|t| t <= now));
+        let poll = (ready_now && refill.is_none()).then(|| now + Duration::from_millis(50));
         [backoff, refill, poll].into_iter().flatten().min()
     }
 

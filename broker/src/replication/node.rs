@@ -58,8 +58,8 @@ use super::ElectionTimer;
 use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::storage::log::Partition;
-use crate::throttle::LogThrottle;
 use crate::storage::{AppendError, Appended, RaftReset, RaftWrite, RaftWritten, Store};
+use crate::throttle::LogThrottle;
 use std::sync::atomic::Ordering;
 
 /// How the node's Raft groups run.
@@ -248,6 +248,13 @@ impl Replication {
         let metrics = store.metrics().clone();
         let store_fresh = store.created_here();
         let catch_up = CatchUp::new(settings.catch_up);
+        metrics.catch_up_follower_bytes_max.store(
+            settings.catch_up.follower_bytes_max as i64,
+            Ordering::Relaxed,
+        );
+        metrics
+            .raft_queue_bytes_max
+            .store(transport.queue_bytes_max() as i64, Ordering::Relaxed);
         let node = Node {
             id: node_id,
             env,
@@ -738,6 +745,10 @@ impl Node {
             self.metrics
                 .raft_messages_dropped
                 .store(load(&stats.messages_dropped), Ordering::Relaxed);
+            Metrics::peak(
+                &self.metrics.raft_queue_bytes_peak,
+                load(&stats.queue_bytes_peak) as i64,
+            );
         }
         tracing::info!(node = self.id, "replication loop stopped");
     }
@@ -2042,6 +2053,14 @@ impl Node {
             stepped_down: self.stepped_down,
         };
         let verdicts = self.catch_up.next(self.env.clock.now(), &followers);
+        Metrics::peak(
+            &self.metrics.catch_up_reads_in_flight_peak,
+            self.catch_up.in_flight() as i64,
+        );
+        Metrics::peak(
+            &self.metrics.catch_up_follower_bytes_peak,
+            self.catch_up.follower_bytes_peak() as i64,
+        );
         for verdict in verdicts {
             let read = match verdict {
                 Verdict::Abandon(w) => {

@@ -433,11 +433,7 @@ impl Storage for PartitionStorage {
         } else {
             let max_bytes = max_size.unwrap_or(1 << 20).max(1);
             if !inner.reads.contains_key(&low) && inner.reads.len() >= READS_MAX {
-                let oldest = inner
-                    .reads
-                    .iter()
-                    .find(|(_, r)| !r.taken)
-                    .map(|(&l, _)| l);
+                let oldest = inner.reads.iter().find(|(_, r)| !r.taken).map(|(&l, _)| l);
                 match oldest {
                     Some(l) => {
                         inner.reads.remove(&l);
@@ -547,7 +543,6 @@ impl PartitionStorage {
                 .collect(),
         )
     }
-
 }
 
 /// The Kafka offset a snapshot's log starts at.

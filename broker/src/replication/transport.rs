@@ -138,6 +138,8 @@ pub struct TransportStats {
     pub messages_sent: AtomicU64,
     pub messages_received: AtomicU64,
     pub messages_dropped: AtomicU64,
+    /// The most bytes queued for one peer at once.
+    pub queue_bytes_peak: AtomicU64,
 }
 
 /// One frame's messages from one peer.
@@ -285,7 +287,16 @@ impl Transport {
         }
         outbox.bytes += message.len();
         outbox.messages.push_back(message);
+        self.0
+            .stats
+            .queue_bytes_peak
+            .fetch_max(outbox.bytes as u64, Ordering::Relaxed);
         true
+    }
+
+    /// Bytes queued for one peer, at most.
+    pub fn queue_bytes_max(&self) -> usize {
+        self.0.settings.queue_bytes_max
     }
 
     /// Bytes queued for `to` and not yet written.

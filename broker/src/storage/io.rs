@@ -152,6 +152,7 @@ impl Health {
                 since: now,
             });
             self.metrics.failed_log_dirs.store(1, Ordering::Relaxed);
+            Metrics::inc(&self.metrics.log_dir_failures, 1);
             self.failed_signal.notify_one();
             self.state.send_replace(true);
         }

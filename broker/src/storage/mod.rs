@@ -154,10 +154,11 @@ pub(super) async fn queue(
         .reserve()
         .await
         .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))?;
-    shared
+    let depth = shared
         .metrics
         .append_queue_depth
         .fetch_add(1, Ordering::Relaxed);
+    Metrics::peak(&shared.metrics.append_queue_depth_peak, depth + 1);
     permit.send(cmd);
     Ok(())
 }
@@ -273,6 +274,9 @@ impl Store {
         let topics = catalog::load(&io, &data_dir, defaults, replicated).await?;
         let producer_ids_allocated = producer_ids::read_allocated(&io, &data_dir).await?;
         let (tx, rx) = mpsc::channel(config.append_queue_capacity);
+        metrics
+            .append_queue_capacity
+            .store(config.append_queue_capacity as i64, Ordering::Relaxed);
         let (commits, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             catalog: Catalog::new(topics),

@@ -35,6 +35,18 @@ struct State {
     /// The leader Metadata last named for each partition (-1: none), and every change of it.
     named: BTreeMap<(String, i32), i32>,
     changes: Vec<LeaderChange>,
+    /// Every time a broker named itself a partition's leader.
+    self_named: Vec<SelfNamed>,
+}
+
+/// A broker's Metadata answer named the broker itself as `partition`'s leader in `epoch`.
+#[derive(Debug, Clone)]
+pub struct SelfNamed {
+    pub at: tokio::time::Instant,
+    pub broker: i32,
+    pub topic: String,
+    pub partition: i32,
+    pub epoch: i32,
 }
 
 /// Metadata named a new leader of a partition (-1: none) at `at`.
@@ -112,8 +124,18 @@ impl Directory {
                 continue;
             };
             let hosts: BTreeMap<i32, SocketAddr> = md.brokers.into_iter().collect();
+            let asked = hosts.iter().find(|(_, a)| **a == addr).map(|(id, _)| *id);
             let mut st = self.lock();
             for (partition, leader, epoch) in md.partitions {
+                if asked == Some(leader) {
+                    st.self_named.push(SelfNamed {
+                        at: tokio::time::Instant::now(),
+                        broker: leader,
+                        topic: topic.to_string(),
+                        partition,
+                        epoch,
+                    });
+                }
                 let key = (topic.to_string(), partition);
                 if st.named.get(&key) != Some(&leader) {
                     st.named.insert(key.clone(), leader);
@@ -150,6 +172,11 @@ impl Directory {
     /// Every leadership Metadata named during the run.
     pub fn leaderships(&self) -> Vec<Leadership> {
         self.lock().seen.iter().copied().collect()
+    }
+
+    /// Every time a broker named itself a partition's leader, in order.
+    pub fn self_named(&self) -> Vec<SelfNamed> {
+        self.lock().self_named.clone()
     }
 
     /// Every change of a partition's leader as Metadata named it, in order.
