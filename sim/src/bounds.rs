@@ -61,6 +61,25 @@ pub fn check(nodes: &[NodeBounds], disk_faults: bool) -> Vec<Finding> {
     findings
 }
 
+/// Resolves, with its finding, once the first of these brokers (name, disk, memory budget)
+/// holds more bytes of disk reads in flight than its budget.
+pub async fn first_read_overrun(brokers: Vec<(String, crate::disk::SimDisk, u64)>) -> Finding {
+    let watches = brokers.into_iter().map(|(node, disk, budget)| {
+        Box::pin(async move {
+            disk.set_read_limit(budget);
+            disk.read_limit_passed().await;
+            Finding::BoundBroken {
+                node,
+                bound: "bytes of disk reads in flight (memory_budget_bytes; the run stopped there)"
+                    .into(),
+                peak: disk.read_bytes_in_flight_peak() as i64,
+                limit: budget as i64,
+            }
+        })
+    });
+    futures::future::select_all(watches).await.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

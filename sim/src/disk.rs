@@ -191,6 +191,8 @@ struct State {
     /// made (a read's buffer lives from its call until it is dropped).
     read_bytes_in_flight: u64,
     read_bytes_in_flight_peak: u64,
+    /// Past this many bytes of reads in flight, `read_limit_passed` resolves.
+    read_limit: Option<u64>,
 }
 
 /// Bytes an operation has in flight, given back when it ends or its caller drops it (a read
@@ -216,6 +218,8 @@ impl Drop for InFlight {
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
     rng: EnvRng,
+    /// Set once the reads in flight passed the read limit.
+    over_read_limit: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -269,6 +273,7 @@ impl SimDisk {
         SimDisk {
             state: Arc::new(Mutex::new(state)),
             rng: EnvRng::seeded(seed),
+            over_read_limit: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 
@@ -293,6 +298,18 @@ impl SimDisk {
     /// When each successful sync of a segment file ended, in order.
     pub fn segment_syncs(&self) -> Vec<tokio::time::Instant> {
         lock(&self.state).segment_syncs.clone()
+    }
+
+    /// Watch the bytes of reads in flight: past `limit`, [`SimDisk::read_limit_passed`]
+    /// resolves (a run stops there rather than let a broker's reads take the machine's memory).
+    pub fn set_read_limit(&self, limit: u64) {
+        lock(&self.state).read_limit = Some(limit);
+    }
+
+    /// Resolves once the reads in flight have passed the read limit.
+    pub async fn read_limit_passed(&self) {
+        let mut over = self.over_read_limit.subscribe();
+        let _ = over.wait_for(|passed| *passed).await;
     }
 
     /// The most bytes of reads that were in flight at once.
@@ -411,6 +428,9 @@ impl SimDisk {
                 st.read_bytes_in_flight += bytes;
                 st.read_bytes_in_flight_peak =
                     st.read_bytes_in_flight_peak.max(st.read_bytes_in_flight);
+                if st.read_limit.is_some_and(|l| st.read_bytes_in_flight > l) {
+                    self.over_read_limit.send_replace(true);
+                }
             }
             st.faults.bandwidth_bytes_per_s.map(|rate| {
                 Duration::from_nanos(

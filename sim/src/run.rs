@@ -383,53 +383,76 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             else {
                 unreachable!("four client nodes");
             };
-            admin_node.spawn(workload::admin(world.clone()));
-            let producers: Vec<_> = (0..sc.workload.producers)
-                .map(|p| producers_node.spawn(workload::produce(world.clone(), p)))
-                .collect();
-            let mut consumers: Vec<_> = (0..sc.workload.consumers)
-                .map(|c| consumers_node.spawn(workload::consume(world.clone(), c)))
-                .collect();
-            if let Some(g) = &sc.workload.group {
-                consumers.extend(
-                    (0..g.members).map(|m| consumers_node.spawn(group::member(world.clone(), m))),
-                );
-            }
-            for p in producers {
-                let _ = p.await;
-            }
-            // Produces without acknowledgement (acks=0) may still wait in the broker's append
-            // queue when their producers are done: the end is where the log stops growing.
-            let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
-            checker_node
-                .spawn(workload::quiesce(
-                    world.directory.clone(),
-                    topic,
-                    partitions,
-                ))
-                .await
-                .ok();
-            world.producing_over();
-            for c in consumers {
-                let _ = c.await;
-            }
-            // Let the node settle, then read everything back.
-            tokio::time::sleep(SETTLE).await;
-            let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
-            let group_id = sc.workload.group.as_ref().map(|g| g.group_id.clone());
-            let directory = world.directory.clone();
-            let reader = world.clone();
-            let (final_read, final_committed) = checker_node
-                .spawn(async move {
-                    let read = workload::read_back(directory, &topic, partitions).await;
-                    let committed = match group_id {
-                        Some(g) => group::read_committed(&reader, &g, &topic, partitions).await,
-                        None => Default::default(),
-                    };
-                    (read, committed)
-                })
-                .await
-                .unwrap_or_default();
+            let workload = async {
+                admin_node.spawn(workload::admin(world.clone()));
+                let producers: Vec<_> = (0..sc.workload.producers)
+                    .map(|p| producers_node.spawn(workload::produce(world.clone(), p)))
+                    .collect();
+                let mut consumers: Vec<_> = (0..sc.workload.consumers)
+                    .map(|c| consumers_node.spawn(workload::consume(world.clone(), c)))
+                    .collect();
+                if let Some(g) = &sc.workload.group {
+                    consumers.extend(
+                        (0..g.members)
+                            .map(|m| consumers_node.spawn(group::member(world.clone(), m))),
+                    );
+                }
+                for p in producers {
+                    let _ = p.await;
+                }
+                // Produces without acknowledgement (acks=0) may still wait in the broker's append
+                // queue when their producers are done: the end is where the log stops growing.
+                let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
+                checker_node
+                    .spawn(workload::quiesce(
+                        world.directory.clone(),
+                        topic,
+                        partitions,
+                    ))
+                    .await
+                    .ok();
+                world.producing_over();
+                for c in consumers {
+                    let _ = c.await;
+                }
+                // Let the node settle, then read everything back.
+                tokio::time::sleep(SETTLE).await;
+                let (topic, partitions) = (sc.workload.topic.clone(), sc.workload.partitions);
+                let group_id = sc.workload.group.as_ref().map(|g| g.group_id.clone());
+                let directory = world.directory.clone();
+                let reader = world.clone();
+                checker_node
+                    .spawn(async move {
+                        let read = workload::read_back(directory, &topic, partitions).await;
+                        let committed = match group_id {
+                            Some(g) => group::read_committed(&reader, &g, &topic, partitions).await,
+                            None => Default::default(),
+                        };
+                        (read, committed)
+                    })
+                    .await
+                    .unwrap_or_default()
+            };
+            // A broker whose reads take more memory than its budget stops the run there:
+            // found so, not by the machine running out of memory.
+            let overrun = crate::bounds::first_read_overrun(
+                cluster
+                    .brokers
+                    .iter()
+                    .zip(&budgets)
+                    .map(|(b, budget)| (b.name.clone(), b.disk.clone(), *budget))
+                    .collect(),
+            );
+            let (final_read, final_committed, stopped) = tokio::select! {
+                biased;
+                (read, committed) = workload => (read, committed, None),
+                finding = overrun => {
+                    for b in &cluster.brokers {
+                        cluster.handle.kill(b.id);
+                    }
+                    (Default::default(), Default::default(), Some(finding))
+                }
+            };
             let simulated_s = (Instant::now() - start).as_secs_f64();
             let segment_syncs: Vec<f64> = cluster.brokers[0]
                 .disk
@@ -447,7 +470,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
             // A cluster: every replica's log as its disk holds it, what Metadata named, and
             // the high watermarks consumers were told.
             let mut replica_logs = BTreeMap::new();
-            if sc.clustered() {
+            if sc.clustered() && stopped.is_none() {
                 for b in &cluster.brokers {
                     let logs = crate::replicas::read_logs(
                         &b.disk,
@@ -523,7 +546,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                     stuck_at_deadline,
                     segment_syncs,
                     (replica_logs, (leaderships, named), watermarks),
-                    (broker_names, leader_changes, node_bounds),
+                    (broker_names, leader_changes, node_bounds, stopped),
                 ),
             )
         });
@@ -531,7 +554,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         stuck_at_deadline,
         segment_syncs,
         (replica_logs, (leaderships, named), watermarks),
-        (brokers, leader_changes, node_bounds),
+        (brokers, leader_changes, node_bounds, stopped),
     ) = stuck_at_deadline;
     let ((final_read, gaps), final_committed) = final_read;
     let log_end = gaps.log_end.clone();
@@ -594,6 +617,10 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                 bound: format!("{} {:.2}", f.kind(), f.bound),
             }),
     );
+    if let Some(f) = stopped {
+        // The run stopped part way: what the other checkers would say of it means nothing.
+        findings = vec![f];
+    }
     let count = |pred: fn(&SendOutcome) -> bool| {
         history
             .iter()
