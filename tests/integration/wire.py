@@ -339,3 +339,27 @@ def metadata_v1(sock, topics, correlation_id=1):
     """Metadata v1 for `topics` (auto-creating them, as v1 does); the raw response reader."""
     body = i32(len(topics)) + b"".join(string(t) for t in topics)
     return roundtrip(sock, API_METADATA, 1, body, correlation_id)
+
+
+def parse_metadata_v1(r: Reader):
+    """Body of a MetadataResponse v1 after the correlation id: {"brokers": {id: (host,
+    port)}, "controller": id, "topics": {name: (error, {partition: (error, leader, replicas,
+    isr)})}}."""
+    brokers = {}
+    for _ in range(r.i32()):
+        node, host, port = r.i32(), r.string(), r.i32()
+        r.string()  # rack
+        brokers[node] = (host, port)
+    controller = r.i32()
+    topics = {}
+    for _ in range(r.i32()):
+        err, name = r.i16(), r.string()
+        r.i8()  # is_internal
+        partitions = {}
+        for _ in range(r.i32()):
+            perr, index, leader = r.i16(), r.i32(), r.i32()
+            replicas = [r.i32() for _ in range(r.i32())]
+            isr = [r.i32() for _ in range(r.i32())]
+            partitions[index] = (perr, leader, replicas, isr)
+        topics[name] = (err, partitions)
+    return {"brokers": brokers, "controller": controller, "topics": topics}

@@ -340,12 +340,7 @@ impl Broker {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
-        let known = self.partition_leader(topic, index);
-        let refuse = |code| NotServing {
-            code,
-            leader: known.map_or(-1, |(l, _)| l),
-            epoch: known.map_or(-1, |(_, e)| e),
-        };
+        let refuse = |code| self.refusal(topic, index, code);
         let Some(view) = cluster.replication().replica(topic, index) else {
             return Err(refuse(error::NOT_LEADER_OR_FOLLOWER));
         };
@@ -361,6 +356,25 @@ impl Broker {
             return Err(refuse(error::NOT_LEADER_OR_FOLLOWER));
         }
         Ok(())
+    }
+
+    /// In a cluster, whether this broker takes writes to partition `index` of `topic`: its
+    /// replica leads. From its first moment as leader, not only once it serves reads: what it
+    /// takes commits with its term's first entry, as in Kafka a new leader takes writes at
+    /// once. (Refused until then, a client told by Metadata that this broker leads was sent
+    /// back to Metadata, which named it again.)
+    pub(crate) fn takes_writes(&self, topic: &str, index: i32) -> Result<(), NotServing> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let leading = cluster
+            .replication()
+            .replica(topic, index)
+            .is_some_and(|view| view.status().is_leader);
+        if leading {
+            return Ok(());
+        }
+        Err(self.refusal(topic, index, error::NOT_LEADER_OR_FOLLOWER))
     }
 
     /// Before an answer only a current leader may give (an offset past its log's end is out
@@ -388,29 +402,53 @@ impl Broker {
         if confirmed {
             return Ok(());
         }
-        let known = self.partition_leader(topic, index);
-        Err(NotServing {
-            code: error::NOT_LEADER_OR_FOLLOWER,
-            leader: known.map_or(-1, |(l, _)| l),
-            epoch: known.map_or(-1, |(_, e)| e),
-        })
+        Err(self.refusal(topic, index, error::NOT_LEADER_OR_FOLLOWER))
     }
 
-    /// The leader of partition `index` of `topic` and its epoch, as this broker knows them:
-    /// its own replica's view when it has one at least as new as the metadata's, otherwise
-    /// the metadata's; `None` when no live broker leads it.
+    /// A refusal with `code`, naming the leader this broker knows (the current-leader fields
+    /// a client moves to).
+    fn refusal(&self, topic: &str, index: i32, code: i16) -> NotServing {
+        let known = self.partition_leader(topic, index);
+        NotServing {
+            code,
+            leader: known.map_or(-1, |(l, _)| l),
+            epoch: known.map_or(-1, |(_, e)| e),
+        }
+    }
+
+    /// The leader of partition `index` of `topic` and its epoch, as this broker knows them;
+    /// `None` when it knows of no live leader (Metadata answers LEADER_NOT_AVAILABLE and the
+    /// client asks again, another broker perhaps). Never a leader this broker knows is not
+    /// leading: where it holds a replica, the replica's view wins when it is newer than the
+    /// metadata's (a replica in a newer term that knows no leader — an election under way —
+    /// names none) or names a leader in the same term; and this broker never names itself from
+    /// the metadata's record unless its replica leads (a leader that stepped down keeps its
+    /// term). Found black-box: a leader cut off
+    /// from its peers stepped down and refused produces, while its Metadata went on naming it
+    /// from the metadata's record (clients that could reach only it looped); a broker restarted
+    /// with an emptied data directory named itself leader of the partitions it had led.
     pub(crate) fn partition_leader(&self, topic: &str, index: i32) -> Option<(i32, i32)> {
         let cluster = self.cluster.as_ref()?;
         let md = cluster.metadata();
         let p = md.partition(topic, index)?;
-        let mut best = p.leader.map(|l| (l, p.leader_term));
-        if let Some(view) = cluster.replication().replica(topic, index) {
-            let s = view.status();
-            if let Some(l) = s.leader.filter(|_| s.term >= p.leader_term) {
-                best = Some((l, s.term));
+        let me = cluster.replication().node_id();
+        let (leader, term) = match cluster.replication().replica(topic, index) {
+            Some(view) => {
+                let s = view.status();
+                if s.term > p.leader_term {
+                    // A newer term than the metadata knows: its leader, if the replica knows it.
+                    (s.leader?, s.term)
+                } else if let Some(l) = s.leader.filter(|_| s.term == p.leader_term) {
+                    (l, s.term)
+                } else if p.leader == Some(me) && !s.is_leader {
+                    // This broker led, and no longer does (it stepped down, or restarted).
+                    return None;
+                } else {
+                    (p.leader?, p.leader_term)
+                }
             }
-        }
-        let (leader, term) = best?;
+            None => (p.leader?, p.leader_term),
+        };
         md.brokers
             .get(&leader)
             .filter(|b| !b.fenced)

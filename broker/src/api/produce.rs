@@ -83,7 +83,7 @@ impl Broker {
         let replicas = match &self.cluster {
             None => 1,
             Some(cluster) => {
-                if let Err(not) = self.serving(&topic.name, index, -1) {
+                if let Err(not) = self.takes_writes(&topic.name, index) {
                     return PartState::Done(
                         not.code,
                         Some(format!(

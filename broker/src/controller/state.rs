@@ -148,6 +148,24 @@ impl ClusterMetadata {
                 port,
                 incarnation,
             } => {
+                let restarted = self
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| b.incarnation != *incarnation);
+                if restarted {
+                    // A broker that starts again leads nothing until its groups elect it (and it
+                    // reports them again): the leaderships recorded of its earlier run are not
+                    // its. Their terms stay, so a report in the same term is taken.
+                    for p in self
+                        .topics
+                        .values_mut()
+                        .flat_map(|t| t.partitions.iter_mut())
+                    {
+                        if p.leader == Some(*id) {
+                            p.leader = None;
+                        }
+                    }
+                }
                 self.brokers.insert(
                     *id,
                     BrokerInfo {
@@ -588,6 +606,40 @@ mod tests {
             Some(&Outcome::Failed(MetadataError::ConfigsChanged))
         );
         assert_eq!(m.cluster_configs, set("log.retention.ms", "3600000"));
+    }
+
+    #[test]
+    fn a_broker_that_starts_again_leads_nothing_until_it_reports_again() {
+        let mut m = registered(3);
+        create(&mut m, 1, "t", 2, 3);
+        let p0 = m.topics["t"].partitions[0].clone();
+        let p1 = m.topics["t"].partitions[1].clone();
+        m.apply(&MetadataRecord::Leaders {
+            leaders: vec![(p0.group, 2, 4), (p1.group, 3, 4)],
+        });
+        // The same incarnation registering again (its fence lifted) keeps what it leads.
+        m.apply(&MetadataRecord::RegisterBroker {
+            id: 2,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            incarnation: 20,
+        });
+        assert_eq!(m.partition("t", 0).unwrap().leader, Some(2));
+        // A new start of broker 2 (a restart, an emptied directory) leads nothing yet.
+        m.apply(&MetadataRecord::RegisterBroker {
+            id: 2,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            incarnation: 21,
+        });
+        assert_eq!(m.partition("t", 0).unwrap().leader, None);
+        assert_eq!(m.partition("t", 0).unwrap().leader_term, 4);
+        assert_eq!(m.partition("t", 1).unwrap().leader, Some(3));
+        // Its report in the same term is taken again.
+        m.apply(&MetadataRecord::Leaders {
+            leaders: vec![(p0.group, 2, 4)],
+        });
+        assert_eq!(m.partition("t", 0).unwrap().leader, Some(2));
     }
 
     #[test]

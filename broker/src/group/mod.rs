@@ -548,6 +548,34 @@ impl Actor {
         }
     }
 
+    /// Why this coordinator does not serve `group`, in the code clients act on: its partition
+    /// of the offsets topic is led here but its groups are not read yet (or the offsets topic
+    /// is being made): COORDINATOR_LOAD_IN_PROGRESS, which clients retry within the call, as
+    /// Kafka answers while it loads; nobody leads it now (an election): COORDINATOR_NOT_AVAILABLE;
+    /// another broker leads it: NOT_COORDINATOR. Found black-box: the first synchronous commit
+    /// on a fresh cluster got NOT_COORDINATOR from the partition's new leader before it had
+    /// taken the groups over, and confluent-kafka raised it to the application.
+    fn not_here(&self, group: &str) -> i16 {
+        let Some(cluster) = &self.cluster else {
+            return ELSEWHERE;
+        };
+        let partition = partition_for(group, self.config.offsets_partitions);
+        let status = match cluster.replication().replica(OFFSETS_TOPIC, partition) {
+            Some(view) => view.status(),
+            None if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) => {
+                return error::COORDINATOR_LOAD_IN_PROGRESS
+            }
+            None => return ELSEWHERE,
+        };
+        if status.is_leader {
+            error::COORDINATOR_LOAD_IN_PROGRESS
+        } else if status.leader.is_none() {
+            error::COORDINATOR_NOT_AVAILABLE
+        } else {
+            ELSEWHERE
+        }
+    }
+
     /// Whether this coordinator serves `group` (its partition of the offsets topic is led here).
     fn owns(&self, group: &str) -> bool {
         match &self.owned {
@@ -657,50 +685,52 @@ impl Actor {
         }
     }
 
-    /// Answer NOT_COORDINATOR for a request about a group another broker serves; the request
-    /// back otherwise.
+    /// Answer a request about a group this coordinator does not serve ([`Actor::not_here`]);
+    /// the request back otherwise.
     fn elsewhere(&self, msg: Msg) -> Option<Msg> {
         if self.owned.is_none() {
             return Some(msg);
         }
+        let here = |group: &str| self.owns(group);
+        let code = |group: &str| self.not_here(group);
         match msg {
-            Msg::Join(req, reply) if !self.owns(&req.group_id) => {
+            Msg::Join(req, reply) if !here(&req.group_id) => {
                 let _ = reply.send(JoinResponse {
-                    error: ELSEWHERE,
+                    error: code(&req.group_id),
                     ..Default::default()
                 });
             }
-            Msg::Sync(req, reply) if !self.owns(&req.group_id) => {
+            Msg::Sync(req, reply) if !here(&req.group_id) => {
                 let _ = reply.send(SyncResponse {
-                    error: ELSEWHERE,
+                    error: code(&req.group_id),
                     ..Default::default()
                 });
             }
-            Msg::Heartbeat(group, _, _, reply) if !self.owns(&group) => {
-                let _ = reply.send(ELSEWHERE);
+            Msg::Heartbeat(group, _, _, reply) if !here(&group) => {
+                let _ = reply.send(code(&group));
             }
-            Msg::Leave(group, members, reply) if !self.owns(&group) => {
-                let _ = reply.send(vec![ELSEWHERE; members.len().max(1)]);
+            Msg::Leave(group, members, reply) if !here(&group) => {
+                let _ = reply.send(vec![code(&group); members.len().max(1)]);
             }
-            Msg::Commit(req, reply) if !self.owns(&req.group_id) => {
-                let _ = reply.send(Err(ELSEWHERE));
+            Msg::Commit(req, reply) if !here(&req.group_id) => {
+                let _ = reply.send(Err(code(&req.group_id)));
             }
-            Msg::Fetch(group, _, reply) if !self.owns(&group) => {
-                let _ = reply.send(Err(ELSEWHERE));
+            Msg::Fetch(group, _, reply) if !here(&group) => {
+                let _ = reply.send(Err(code(&group)));
             }
-            Msg::DeleteOffsets(group, _, reply) if !self.owns(&group) => {
-                let _ = reply.send(Err(ELSEWHERE));
+            Msg::DeleteOffsets(group, _, reply) if !here(&group) => {
+                let _ = reply.send(Err(code(&group)));
             }
-            Msg::Describe(ids, reply) if ids.iter().any(|g| !self.owns(g)) => {
+            Msg::Describe(ids, reply) if ids.iter().any(|g| !here(g)) => {
                 let _ = reply.send(
                     ids.iter()
                         .map(|g| {
-                            if self.owns(g) {
+                            if here(g) {
                                 self.describe(g)
                             } else {
                                 DescribedGroup {
                                     group_id: g.clone(),
-                                    error: ELSEWHERE,
+                                    error: code(g),
                                     state: "",
                                     protocol_type: String::new(),
                                     protocol: String::new(),
@@ -711,9 +741,14 @@ impl Actor {
                         .collect(),
                 );
             }
-            Msg::DeleteGroups(ids, reply) if ids.iter().any(|g| !self.owns(g)) => {
-                // Answered per group: those served elsewhere refused, the others deleted.
-                let _ = reply.send(vec![ELSEWHERE; ids.len()]);
+            Msg::DeleteGroups(ids, reply) if ids.iter().any(|g| !here(g)) => {
+                // Refused whole: those served elsewhere with why, the others NOT_COORDINATOR
+                // (the client asks again, for them alone).
+                let _ = reply.send(
+                    ids.iter()
+                        .map(|g| if here(g) { ELSEWHERE } else { code(g) })
+                        .collect(),
+                );
             }
             other => return Some(other),
         }
