@@ -134,7 +134,9 @@ pub struct Config {
     pub replica_fetch_response_max_bytes: usize,
     /// Bytes per second a leader reads from its log for followers catching up, at most
     /// (`leader.replication.throttled.rate`, here for every catch-up read); 0: no limit. A
-    /// follower that keeps up is sent recent entries from memory, never throttled.
+    /// follower that keeps up is sent recent entries from memory, never throttled. The
+    /// default, 32 MiB/s per leading broker, leaves the produce path its disk and CPU time
+    /// (`cargo xtask bench catchup` compares settings).
     pub leader_replication_throttled_rate: u64,
     /// Seed of the node's random generator (topic ids). 0 draws one from the wall clock.
     pub seed: u64,
@@ -191,7 +193,7 @@ impl Default for Config {
             leader_rebalance_ms: 10_000,
             replica_fetch_max_bytes: 1 << 20,
             replica_fetch_response_max_bytes: 10 << 20,
-            leader_replication_throttled_rate: 0,
+            leader_replication_throttled_rate: 32 << 20,
             seed: 0,
             worker_threads: 0,
         }

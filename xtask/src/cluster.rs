@@ -93,12 +93,15 @@ pub fn running(dir: &Path, node: u16) -> Option<u32> {
 }
 
 pub fn alive(pid: u32) -> bool {
-    // kill -0: whether the process exists (std has no such call, and xtask no libc).
-    Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    // A broker this very process started and that has exited is a zombie until reaped: not
+    // alive. (std has no kill(pid, 0), and xtask no libc: /proc tells both.)
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 /// The release broker, built first.
@@ -133,6 +136,11 @@ fn up(w: &Where) -> Result<()> {
 /// Start node `node`'s broker in `dir/node<N>` (its own process group, output to its log) and
 /// write its pid file; returns the pid.
 pub fn start_node(dir: &Path, node: u16, binary: &Path) -> Result<u32> {
+    start_node_with(dir, node, binary, &[])
+}
+
+/// [`start_node`] with more settings (`key=value`, each given as `--set key=value`).
+pub fn start_node_with(dir: &Path, node: u16, binary: &Path, settings: &[String]) -> Result<u32> {
     let peers = (1..=NODES)
         .map(|n| format!("{n}@127.0.0.1:{}", peer_port(n)))
         .collect::<Vec<_>>()
@@ -158,6 +166,7 @@ pub fn start_node(dir: &Path, node: u16, binary: &Path) -> Result<u32> {
         .arg("--data-dir")
         .arg(node_dir.join("data"))
         .args(["--set", &format!("cluster_peers={peers}")])
+        .args(settings.iter().flat_map(|kv| ["--set", kv.as_str()]))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
@@ -235,31 +244,38 @@ fn down(w: &Where) -> Result<()> {
     let dir = folder(w);
     let mut stopped = 0;
     for node in 1..=NODES {
-        let Some(pid) = running(&dir, node) else {
-            continue;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while alive(pid) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        if stop_node(&dir, node)? {
+            stopped += 1;
         }
-        if alive(pid) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            println!("xtask: node {node} (pid {pid}) did not stop within 20 s of SIGTERM: killed");
-        } else {
-            println!("xtask: node {node} (pid {pid}) stopped");
-        }
-        let _ = std::fs::remove_file(pid_file(&dir, node));
-        stopped += 1;
     }
     if stopped == 0 {
         println!("xtask: no broker of {} runs", dir.display());
     }
     Ok(())
+}
+
+/// Stop node `node` cleanly (SIGTERM, then SIGKILL after 20 s); whether it ran.
+pub fn stop_node(dir: &Path, node: u16) -> Result<bool> {
+    let Some(pid) = running(dir, node) else {
+        return Ok(false);
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive(pid) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        println!("xtask: node {node} (pid {pid}) did not stop within 20 s of SIGTERM: killed");
+    } else {
+        println!("xtask: node {node} (pid {pid}) stopped");
+    }
+    let _ = std::fs::remove_file(pid_file(dir, node));
+    Ok(true)
 }
 
 fn status(w: &Where) -> Result<()> {

@@ -142,7 +142,7 @@ pub async fn failover_bench(args: FailoverArgs) -> Result<()> {
 }
 
 /// Per partition, each acknowledged write as (sent, acknowledged).
-type AckLog = Mutex<Vec<Vec<(Instant, Instant)>>>;
+pub(super) type AckLog = Mutex<Vec<Vec<(Instant, Instant)>>>;
 
 struct Round {
     round: usize,
@@ -238,16 +238,16 @@ async fn any_metadata(
     Err(last)
 }
 
-struct Writer {
-    topic: String,
-    partition: i32,
-    versions: ApiVersions,
-    timeout: Duration,
+pub(super) struct Writer {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) versions: ApiVersions,
+    pub(super) timeout: Duration,
 }
 
 /// Produce to the partition's leader until told to stop; every acknowledged write is recorded
 /// as (sent, acknowledged).
-async fn write(
+pub(super) async fn write(
     w: Writer,
     acks: Arc<AckLog>,
     stopping: Arc<std::sync::atomic::AtomicBool>,

@@ -5,6 +5,7 @@
 //! shared machine the last matters as much as the throughput.
 
 mod broker_process;
+mod catchup;
 mod failover;
 mod fetch;
 mod group;
@@ -45,6 +46,9 @@ enum Workload {
     /// On the local cluster (--cluster-dir): from SIGKILL of a leader to the first acknowledged
     /// write on each partition it led.
     Failover(failover::FailoverArgs),
+    /// A broker's disk replaced while the others hold N GB: catch-up MB/s, the healthy brokers'
+    /// peak memory, produce latency during the catch-up against before, per throttle setting.
+    Catchup(catchup::CatchupArgs),
 }
 
 /// Which broker to load, and how to reach its metrics.
@@ -91,6 +95,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Group(args) => group::group_bench(args).await,
             Workload::Topics(args) => topics::topics_bench(args).await,
             Workload::Failover(args) => failover::failover_bench(args).await,
+            Workload::Catchup(args) => catchup::catchup_bench(args).await,
         }
     })
 }

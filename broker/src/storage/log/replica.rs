@@ -578,6 +578,46 @@ mod tests {
     }
 
     #[test]
+    fn points_are_kept_sparse_dropped_from_a_cut_and_refused_from_a_reader_that_saw_an_older_log() {
+        let mut p = IndexPoints::default();
+        // The writer adds its first write's start, then one per SPACING_BYTES written.
+        p.note_written(1, 0, 600 << 10);
+        p.note_written(10, 900, 600 << 10);
+        p.note_written(20, 1800, 600 << 10);
+        assert_eq!(p.at_or_before(9), Some((1, 0)));
+        assert_eq!(
+            p.at_or_before(25),
+            Some((20, 1800)),
+            "1.2 MiB after the first point"
+        );
+        assert_eq!(
+            p.at_or_before(15),
+            Some((1, 0)),
+            "600 KiB after it: no point"
+        );
+        // A reader that started before a cut has its findings refused.
+        let seen = p.generation();
+        p.cut(15);
+        assert_eq!(p.at_or_before(25), Some((1, 0)));
+        p.note(seen, 30, 2500);
+        assert_eq!(p.at_or_before(30), Some((1, 0)));
+        p.note(p.generation(), 12, 1100);
+        assert_eq!(p.at_or_before(30), Some((12, 1100)));
+        // Never more than MAX: every other point goes, the latest stays.
+        for i in 0..(IndexPoints::MAX as u64 * 3) {
+            p.note(p.generation(), 100 + i, 10_000 + i as i64);
+        }
+        assert!(p.points.len() <= IndexPoints::MAX);
+        let last = 100 + IndexPoints::MAX as u64 * 3 - 1;
+        assert_eq!(
+            p.at_or_before(u64::MAX),
+            Some((last, 10_000 + last as i64 - 100))
+        );
+        p.clear();
+        assert_eq!(p.at_or_before(u64::MAX), None);
+    }
+
+    #[test]
     fn an_epoch_ends_where_the_next_term_the_log_holds_starts() {
         let m = meta();
         // Terms 1, 2, 5 start at offsets 0, 30, 140; the log ends at 170.
