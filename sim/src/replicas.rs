@@ -133,23 +133,24 @@ pub struct NamedItself {
     pub epoch: i32,
 }
 
-/// A leader stuck between taking its leadership and serving (its first entry not committed)
-/// refuses for at most about an election timeout: it serves, or check-quorum makes it step
-/// down. Past this, a broker that names itself and refuses is one that knows it does not lead.
+/// A refusal must be this old when the broker names itself again: a leader's claim and its
+/// refusal can cross (a Metadata answer given just before the leader stepped down).
 pub const REFUSING_LEADER_GRACE_S: f64 = 5.0;
 
 /// No broker names itself a partition's leader in Metadata while it refuses produces to that
 /// partition as not its leader (NOT_LEADER_OR_FOLLOWER): a client that can reach only that
 /// broker would loop — metadata, produce, refusal — until its messages expire (found
 /// black-box: an isolated leader, and a broker restarted with an emptied data directory).
-/// Found when a broker names itself more than [`REFUSING_LEADER_GRACE_S`] after refusing a
-/// produce to the partition, having acknowledged none there in between. Sends record the
-/// broker by its index (0 for broker id 1).
+/// Found when a broker named itself leader in an epoch, then refused a produce to the
+/// partition (sent after that naming), and named itself leader in the same epoch again more
+/// than [`REFUSING_LEADER_GRACE_S`] after the refusal, having acknowledged no produce there in
+/// between: the same leadership claimed on both sides of a refusal (a new leadership is a new
+/// epoch). Sends record the broker by its index (0 for broker id 1).
 pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> Vec<Finding> {
     use crate::history::{Op, SendOutcome};
     const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    // Per (broker, partition): refusals and acknowledgements, (completed_s, refused).
-    let mut answers: BTreeMap<(i32, i32), Vec<(f64, bool)>> = BTreeMap::new();
+    // Per (broker, partition): (invoked_s, completed_s, refused) of each answer.
+    let mut answers: BTreeMap<(i32, i32), Vec<(f64, f64, bool)>> = BTreeMap::new();
     for op in history {
         let Op::Send(s) = op else { continue };
         let refused = match s.outcome {
@@ -160,33 +161,43 @@ pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> 
         answers
             .entry((s.broker as i32 + 1, s.partition))
             .or_default()
-            .push((s.completed_s, refused));
+            .push((s.invoked_s, s.completed_s, refused));
     }
     for a in answers.values_mut() {
-        a.sort_by(|x, y| x.0.total_cmp(&y.0));
+        a.sort_by(|x, y| x.1.total_cmp(&y.1));
     }
     let mut found: BTreeMap<(i32, i32, i32), Finding> = BTreeMap::new();
     for n in named {
         let Some(a) = answers.get(&(n.broker, n.partition)) else {
             continue;
         };
-        // The last answer before the naming, and the first refusal of the refusals that end
-        // with it (no acknowledgement after that refusal).
-        let before: Vec<&(f64, bool)> = a.iter().take_while(|(t, _)| *t < n.at_s).collect();
-        let run_start = before
+        // The refusals since the last acknowledgement before this naming, earliest first.
+        let before: Vec<&(f64, f64, bool)> = a.iter().take_while(|x| x.1 < n.at_s).collect();
+        let run: Vec<&&(f64, f64, bool)> = before
             .iter()
             .rev()
-            .take_while(|(_, refused)| *refused)
-            .last()
-            .map(|(t, _)| *t);
-        if let Some(refused_at) = run_start.filter(|t| n.at_s - t > REFUSING_LEADER_GRACE_S) {
+            .take_while(|x| x.2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let claimed_before = |sent: f64| {
+            named.iter().any(|m| {
+                (m.broker, m.partition, m.epoch) == (n.broker, n.partition, n.epoch)
+                    && m.at_s < sent
+            })
+        };
+        let looped = run
+            .iter()
+            .find(|r| n.at_s - r.1 > REFUSING_LEADER_GRACE_S && claimed_before(r.0));
+        if let Some(r) = looped {
             found
                 .entry((n.broker, n.partition, n.epoch))
                 .or_insert(Finding::LeaderRefuses {
                     broker: n.broker,
                     partition: n.partition,
                     epoch: n.epoch,
-                    refused_at_s: refused_at,
+                    refused_at_s: r.1,
                     named_at_s: n.at_s,
                 });
         }
@@ -303,24 +314,27 @@ mod tests {
     }
 
     #[test]
-    fn a_new_leader_refusing_until_it_serves_is_no_finding() {
-        // Refused while not serving yet (0.1 s), then acknowledged, then named again much later;
-        // another broker's refusals and other codes do not count.
+    fn a_refusal_then_a_new_leadership_is_no_finding() {
+        // Broker 2 named itself in epoch 5, was refused a produce as it stepped down (the
+        // answer crossed), and long after, leads again in epoch 6; another broker's refusals
+        // and other codes do not count.
         let history = vec![
             send(1, 0, 20.0, Some(6)),
-            send(1, 0, 20.1, None),
             send(0, 0, 20.0, Some(6)),
             send(1, 1, 20.0, Some(7)),
         ];
         let seen = vec![
             named(19.9, 2, 0, 5),
-            named(30.0, 2, 0, 5),
+            named(30.0, 2, 0, 6),
             named(30.0, 2, 1, 5),
         ];
         assert!(leader_refuses(&seen, &history).is_empty());
-        // A broker that refused only a moment ago: within the grace.
-        let history = vec![send(1, 0, 20.0, Some(6))];
-        assert!(leader_refuses(&[named(21.0, 2, 0, 5)], &history).is_empty());
+        // The same epoch again, but within the grace, or after an acknowledgement.
+        assert!(leader_refuses(&[named(19.9, 2, 0, 5), named(21.0, 2, 0, 5)], &history).is_empty());
+        let acked = vec![send(1, 0, 20.0, Some(6)), send(1, 0, 20.5, None)];
+        assert!(leader_refuses(&[named(19.9, 2, 0, 5), named(30.0, 2, 0, 5)], &acked).is_empty());
+        // Not named in that epoch before the refusal: a leadership taken since.
+        assert!(leader_refuses(&[named(30.0, 2, 0, 5)], &history).is_empty());
     }
 
     #[test]
