@@ -1,8 +1,8 @@
 //! `cargo xtask bench catchup`: a broker's disk replaced while the other two hold N GB. A
 //! three-node cluster of release brokers of its own (in `--dir`, made anew) is filled with
-//! N GB per broker (a topic of 3 partitions, 3 replicas, batches of 16 records of 1 KiB),
-//! then for each throttle setting (`leader_replication_throttled_rate`: the broker's default,
-//! then off): the brokers are started with it, 128 producers write single acks=all records,
+//! N GB per broker (a topic of 3 partitions, 3 replicas, batches of `--records-per-batch`
+//! records of 1 KiB), then for each throttle setting (`leader_replication_throttled_rate`: the
+//! broker's default, then off): the brokers are started with it, 128 producers write single acks=all records,
 //! node 3 is SIGKILLed (its leaderships move: not what is measured), the producers' latency is
 //! measured on the two brokers left (before), then node 3's data directory is removed and it
 //! is started again while the producers go on, until its replicas hold as many bytes as the
@@ -30,6 +30,10 @@ pub struct CatchupArgs {
     /// Gigabytes each broker holds when node 3's disk is replaced.
     #[arg(long, default_value_t = 1.0)]
     data_gb: f64,
+    /// Records of 1 KiB in each batch the topic is filled with: each batch is a Raft entry,
+    /// and 1 makes a log of as many entries as records (the found black-box case).
+    #[arg(long, default_value_t = 16)]
+    records_per_batch: usize,
     /// Producers writing single acks=all records of 100 B, one request in flight each.
     #[arg(long, default_value_t = 128)]
     producers: usize,
@@ -72,8 +76,12 @@ struct Measured {
 }
 
 pub async fn catchup_bench(args: CatchupArgs) -> Result<()> {
-    if args.throttle.is_empty() || args.producers == 0 || args.data_gb <= 0.0 {
-        bail!("--throttle needs a setting, --producers and --data-gb must be above 0");
+    if args.throttle.is_empty()
+        || args.producers == 0
+        || args.data_gb <= 0.0
+        || args.records_per_batch == 0
+    {
+        bail!("--throttle needs a setting, --producers, --data-gb and --records-per-batch must be above 0");
     }
     let binary = match &args.broker_bin {
         Some(b) => b.clone(),
@@ -95,11 +103,12 @@ pub async fn catchup_bench(args: CatchupArgs) -> Result<()> {
         "workload",
         format!(
             "3 release brokers on this machine ({} CPUs), topic {TOPIC} of {PARTITIONS} \
-             partitions x 3 replicas filled with {:.2} GB per broker (batches of 16 records of \
+             partitions x 3 replicas filled with {:.2} GB per broker (batches of {} records of \
              1 KiB); {} producers of single acks=all records of 100 B, one request in flight \
              each; node {VICTIM} SIGKILLed, its data directory removed, started again",
             stats::cpu_count(),
             args.data_gb,
+            args.records_per_batch,
             args.producers
         ),
     );
@@ -175,7 +184,7 @@ async fn run(args: &CatchupArgs, dir: &Path, binary: &Path) -> Result<Vec<Measur
     super::topics::writable(&bootstrap, &versions, TOPIC, PARTITIONS, TIMEOUT).await?;
     let started = Instant::now();
     let bytes = (args.data_gb * 1e9) as u64;
-    fill(&versions, bytes).await?;
+    fill(&versions, bytes, args.records_per_batch).await?;
     let took = started.elapsed().as_secs_f64();
     println!(
         "xtask: filled {:.2} GB per broker in {took:.1} s ({:.0} MB/s)",
@@ -197,14 +206,15 @@ async fn run(args: &CatchupArgs, dir: &Path, binary: &Path) -> Result<Vec<Measur
     Ok(out)
 }
 
-/// Write batches of 16 records of 1 KiB to every partition's leader until the topic holds
-/// `bytes` (of record values) — four writers per partition.
-async fn fill(versions: &ApiVersions, bytes: u64) -> Result<()> {
+/// Write batches of `records` records of 1 KiB to every partition's leader until the topic
+/// holds `bytes` (of record values) — four writers per partition, sixteen for single records.
+async fn fill(versions: &ApiVersions, bytes: u64, records: usize) -> Result<()> {
     let written = Arc::new(AtomicU64::new(0));
-    let batch = kafka::encode_record_batch(16, 1024, 0)?;
-    let per_batch = 16 * 1024;
+    let batch = kafka::encode_record_batch(records, 1024, 0)?;
+    let per_batch = records as u64 * 1024;
+    let writers = if records == 1 { 16 } else { 4 };
     let mut tasks = Vec::new();
-    for w in 0..4 * PARTITIONS {
+    for w in 0..writers * PARTITIONS {
         let (versions, written, batch) = (versions.clone(), written.clone(), batch.clone());
         tasks.push(tokio::spawn(async move {
             let partition = w % PARTITIONS;
