@@ -150,7 +150,8 @@ pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> 
     use crate::history::{Op, SendOutcome};
     const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     // Per (broker, partition): (invoked_s, completed_s, refused) of each answer.
-    let mut answers: BTreeMap<(i32, i32), Vec<(f64, f64, bool)>> = BTreeMap::new();
+    type Answer = (f64, f64, bool);
+    let mut answers: BTreeMap<(i32, i32), Vec<Answer>> = BTreeMap::new();
     for op in history {
         let Op::Send(s) = op else { continue };
         let refused = match s.outcome {
@@ -172,8 +173,8 @@ pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> 
             continue;
         };
         // The refusals since the last acknowledgement before this naming, earliest first.
-        let before: Vec<&(f64, f64, bool)> = a.iter().take_while(|x| x.1 < n.at_s).collect();
-        let run: Vec<&&(f64, f64, bool)> = before
+        let before: Vec<&Answer> = a.iter().take_while(|x| x.1 < n.at_s).collect();
+        let run: Vec<&&Answer> = before
             .iter()
             .rev()
             .take_while(|x| x.2)
