@@ -60,6 +60,11 @@ pub struct Scenario {
     pub description: String,
     /// Simulated seconds of workload.
     pub duration_s: u64,
+    /// At most this many seeds of this scenario in a quick sweep (`sim sweep --quick`, CI's):
+    /// for scenarios whose seeds cost many CPU seconds (hours simulated, hundreds of MB
+    /// written). Full sweeps run every seed asked for.
+    #[serde(default)]
+    pub quick_sweep_seeds: Option<usize>,
     /// Broker settings over the defaults (keys as in the broker's configuration).
     #[serde(default)]
     pub broker: toml::Table,

@@ -206,9 +206,11 @@ class ProxiedCluster(Cluster):
         }
 
     def cleanup(self):
+        # The brokers first, while their links still carry their hand-over of leaderships.
+        died = super().cleanup()
         for p in self.proxies.values():
             p.stop()
-        return super().cleanup()
+        return died
 
 
 def metadata_of(node, topic):

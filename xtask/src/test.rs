@@ -6,7 +6,8 @@
 //! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
 //!    directory (`<target>/madsim`) so the two builds never invalidate each other, then a
 //!    determinism check of one seed per scenario, shrinking a failing fixture end to end, and a
-//!    bounded sweep of every scenario;
+//!    quick sweep of every scenario (20 seeds; the costliest, which set `quick_sweep_seeds`,
+//!    fewer);
 //! 3. the broker binary: `cargo build -p broker --bin broker`;
 //! 4. the integration tests: pytest in a virtual environment of its own under the target
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
@@ -84,7 +85,8 @@ fn sim_tests() -> Result<()> {
         "simulation tests (cargo test --profile sim -p sim, --cfg madsim)",
         command,
     )?;
-    // A bounded sweep of every scenario: each seed must end as its scenario expects.
+    // A quick sweep of every scenario (the costly ones fewer seeds, `quick_sweep_seeds`): each
+    // seed must end as its scenario expects.
     let bin = crate::sim::build()?;
     // One seed of each scenario twice: the same seed must give the same trace.
     let mut scenarios: Vec<_> = std::fs::read_dir(repo_root().join("scenarios"))
@@ -112,14 +114,15 @@ fn sim_tests() -> Result<()> {
             "sweep",
             "all",
             "--seeds",
-            "1..26",
+            "1..21",
             "--jobs",
             "2",
             "--require-coverage",
+            "--quick",
         ])
         .current_dir(repo_root());
     step(
-        "scenario sweep (sim sweep all --seeds 1..26 --require-coverage)",
+        "scenario sweep (sim sweep all --seeds 1..21 --require-coverage --quick)",
         sweep,
     )
 }
@@ -204,12 +207,12 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
     let kcat_missing = ensure_kcat();
     let mut command = Command::new(&python);
     command
-        .args(["-m", "pytest", "tests/integration", "-q"])
+        .args(["-m", "pytest", "tests/integration", "-q", "--durations=15"])
         .current_dir(&root)
         .env("STILLWATER_BROKER_BIN", broker_bin);
     let outcome = step(
         &format!(
-            "integration tests (STILLWATER_BROKER_BIN={} {} -m pytest tests/integration -q)",
+            "integration tests (STILLWATER_BROKER_BIN={} {} -m pytest tests/integration -q --durations=15)",
             broker_bin.display(),
             python.display()
         ),

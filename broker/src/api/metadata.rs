@@ -96,12 +96,17 @@ impl Broker {
         }
     }
 
-    /// The active controller: this broker on a single node; in a cluster, the leader of the
-    /// metadata's group (-1 while there is none).
+    /// The controller clients send admin requests to: this broker on a single node; in a
+    /// cluster, the leader of the metadata's group, or this broker while there is none. Every
+    /// broker takes admin requests and proposes them to the metadata's group (bounded by the
+    /// request's timeout), as KRaft's brokers forward them; an id of -1 instead leaves
+    /// librdkafka's admin client waiting for a controller until its request times out, without
+    /// asking again (seen: CreateTopics unanswered for 30 s after an election of the metadata
+    /// leader on a loaded host).
     pub(super) fn controller_id(&self) -> i32 {
         match &self.cluster {
             None => self.config.node_id,
-            Some(c) => c.leader().map_or(-1, |l| l as i32),
+            Some(c) => c.leader().map_or(self.config.node_id, |l| l as i32),
         }
     }
 

@@ -46,6 +46,15 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Requests queued for the coordinator before callers wait.
 const QUEUE: usize = 1024;
 
+/// Longest a request about a group whose coordinator is being settled (its partition of the
+/// offsets topic is led here but not read yet, or has no leader now) is held before it is
+/// answered COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE: an election and a load
+/// take well under it. librdkafka retries those answers twice within ~0.3 s (on the same
+/// broker) and then raises them to the application — a synchronous commit fails.
+const HOLD_LIMIT: Duration = Duration::from_secs(5);
+/// Requests held at most (past it they are answered at once).
+const HELD_MAX: usize = QUEUE;
+
 /// The coordinator's settings (Kafka's names in the comments).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupConfig {
@@ -210,6 +219,22 @@ pub struct Coordinator {
     creating: Arc<std::sync::atomic::AtomicBool>,
 }
 
+impl Msg {
+    /// The one group a request is about (requests about several, or none, are never held).
+    fn group(&self) -> Option<&str> {
+        match self {
+            Msg::Join(req, _) => Some(&req.group_id),
+            Msg::Sync(req, _) => Some(&req.group_id),
+            Msg::Commit(req, _) => Some(&req.group_id),
+            Msg::Heartbeat(group, ..)
+            | Msg::Leave(group, ..)
+            | Msg::Fetch(group, ..)
+            | Msg::DeleteOffsets(group, ..) => Some(group),
+            _ => None,
+        }
+    }
+}
+
 /// What the coordinator answers when it has stopped (it never should while the node runs).
 const GONE: i16 = error::COORDINATOR_NOT_AVAILABLE;
 /// What it answers for a group whose partition of the offsets topic another broker leads.
@@ -267,6 +292,7 @@ impl Coordinator {
             writes: HashMap::new(),
             checkpoints: HashMap::new(),
             next_retention_check: clock.now() + config.offsets_retention_check_interval,
+            held: VecDeque::new(),
         };
         tokio::spawn(actor.run());
         Arc::new(Coordinator {
@@ -493,6 +519,9 @@ pub(crate) struct Actor {
     checkpoints: HashMap<i32, cleanup::Checkpoint>,
     /// When the offsets of empty groups are next checked for expiry.
     next_retention_check: Instant,
+    /// Requests about groups whose coordinator is being settled, in arrival order, each with
+    /// when it must be answered ([`HOLD_LIMIT`]); handled again at every change of leadership.
+    held: VecDeque<(Instant, Msg)>,
 }
 
 impl Actor {
@@ -519,10 +548,12 @@ impl Actor {
                         changed = leadership => {
                             if changed {
                                 self.ownership().await;
+                                self.release().await;
                             }
                             continue;
                         }
                         _ = self.clock.sleep(wait) => {
+                            self.release().await;
                             self.expire().await;
                             if self.now() >= self.next_retention_check {
                                 self.next_retention_check =
@@ -538,6 +569,7 @@ impl Actor {
                     changed = leadership => {
                         if changed {
                             self.ownership().await;
+                            self.release().await;
                         }
                         continue;
                     }
@@ -636,6 +668,14 @@ impl Actor {
     }
 
     async fn handle(&mut self, msg: Msg) {
+        self.dispatch(msg, None).await
+    }
+
+    /// Handle `msg`; `until`: when a request held earlier must be answered.
+    async fn dispatch(&mut self, msg: Msg, until: Option<Instant>) {
+        let Some(msg) = self.hold(msg, until) else {
+            return;
+        };
         let msg = match self.elsewhere(msg) {
             Some(msg) => msg,
             None => return,
@@ -682,6 +722,39 @@ impl Actor {
                 self.maybe_checkpoint(partition).await;
             }
             Msg::Checkpointed(partition, outcome) => self.checkpointed(partition, outcome),
+        }
+    }
+
+    /// Keep a request about a group whose coordinator is being settled here or being elected
+    /// (COORDINATOR_LOAD_IN_PROGRESS or COORDINATOR_NOT_AVAILABLE) until the next change of
+    /// leadership, at most until `until` ([`HOLD_LIMIT`] after it came): the request back when
+    /// it is to be handled (or answered) now.
+    fn hold(&mut self, msg: Msg, until: Option<Instant>) -> Option<Msg> {
+        let Some(group) = msg.group() else {
+            return Some(msg);
+        };
+        if self.owned.is_none() || self.owns(group) {
+            return Some(msg);
+        }
+        let code = self.not_here(group);
+        if code != error::COORDINATOR_LOAD_IN_PROGRESS && code != error::COORDINATOR_NOT_AVAILABLE
+        {
+            return Some(msg);
+        }
+        let now = self.now();
+        let until = until.unwrap_or(now + HOLD_LIMIT);
+        if until <= now || self.held.len() >= HELD_MAX {
+            return Some(msg);
+        }
+        self.held.push_back((until, msg));
+        None
+    }
+
+    /// Handle the held requests again: served if their coordinator is settled here now,
+    /// answered if it is elsewhere or their time is up, held on otherwise.
+    async fn release(&mut self) {
+        for (until, msg) in std::mem::take(&mut self.held) {
+            self.dispatch(msg, Some(until)).await;
         }
     }
 
@@ -1031,6 +1104,7 @@ impl Actor {
             .values()
             .filter_map(Group::next_deadline)
             .chain(std::iter::once(self.next_retention_check))
+            .chain(self.held.iter().map(|(until, _)| *until))
             .min()
     }
 }
