@@ -436,13 +436,14 @@ async fn acknowledged_writes_are_on_every_replica_and_survive_the_leader() {
 /// A new partition's preferred leader stands at once, and its vote requests usually reach the
 /// other replicas before the controller's record that makes them replicas is applied there:
 /// they are held until it is, so the partition has a leader in milliseconds rather than after
-/// an election timeout (here 5 s and more).
+/// an election timeout (here 10 s and more; the window below is 6 s, for a loaded host: under
+/// the whole of nextest on two cores it once took 2.1 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vote_requests_that_arrive_before_the_group_starts_are_answered_when_it_does() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let peers = free_addresses().await;
     let slow_elections = RaftSettings {
-        election_ticks: 250,
+        election_ticks: 500,
         ..settings()
     };
     let mut nodes = Vec::new();
@@ -471,7 +472,7 @@ async fn vote_requests_that_arrive_before_the_group_starts_are_answered_when_it_
     let started = std::time::Instant::now();
     nodes[1].join(&peers, false).await;
     nodes[2].join(&peers, false).await;
-    for _ in 0..100 {
+    for _ in 0..300 {
         if nodes[0].is_serving() {
             break;
         }
@@ -479,8 +480,8 @@ async fn vote_requests_that_arrive_before_the_group_starts_are_answered_when_it_
     }
     assert!(
         nodes[0].is_serving(),
-        "node 1 leads within 2 s of the others starting the group (its next election comes \
-         5 s or more after the first): {:?}",
+        "node 1 leads within 6 s of the others starting the group (its next election comes \
+         10 s or more after the first): {:?}",
         started.elapsed()
     );
     for n in nodes {
