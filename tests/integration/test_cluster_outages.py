@@ -33,12 +33,10 @@ def rss_bytes(pid):
     return 0
 
 
-class Sampler:
-    """Samples the resident memory of some brokers every 0.1 s: the most each reached."""
+class Background:
+    """`_run` in a thread of its own from `with` to the end of the block (`stop` says when)."""
 
-    def __init__(self, nodes):
-        self.nodes = nodes
-        self.peak = {n.node_id: 0 for n in nodes}
+    def __init__(self):
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -50,6 +48,15 @@ class Sampler:
         self.stop.set()
         self.thread.join()
 
+
+class Sampler(Background):
+    """Samples the resident memory of some brokers every 0.1 s: the most each reached."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.peak = {n.node_id: 0 for n in nodes}
+        super().__init__()
+
     def _run(self):
         while not self.stop.is_set():
             for n in self.nodes:
@@ -58,7 +65,7 @@ class Sampler:
             time.sleep(0.1)
 
 
-class SteadyProducer:
+class SteadyProducer(Background):
     """An idempotent acks=all producer writing `rate` records a second in a thread; when each
     acknowledgement came, and what was acknowledged."""
 
@@ -68,8 +75,7 @@ class SteadyProducer:
             "acks": "all", "enable.idempotence": True, "linger.ms": 5,
             "message.timeout.ms": 120_000, "topic.metadata.refresh.interval.ms": 1000})
         self.acked_at, self.acked, self.errors = [], set(), []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _on_delivery(self, err, msg):
         if err is not None:
@@ -88,13 +94,8 @@ class SteadyProducer:
                 i += 1
             self.p.poll(0.01)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
     def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
+        super().__exit__(*exc)
         assert self.p.flush(120) == 0, "steady producer: messages left undelivered"
 
     def longest_gap(self, since, until):
