@@ -696,6 +696,15 @@ async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() 
         ))
     ));
     let end = leader.partition.state().log_end_offset();
+    // Every replica holds the writes before the leader goes: a replica of a new directory that
+    // has received nothing yet (it started its group after the leader's first appends) votes
+    // in no election until it has caught up — it cannot tell itself from a replaced disk — so
+    // without it the two left could elect nobody (seen: 5 runs of 8, this test's race).
+    wait_for("every replica holding the writes", || {
+        refs.iter()
+            .all(|n| n.partition.state().log_end_offset() >= end)
+    })
+    .await;
     // The leader goes; the new one knows the producer: the retry of the second is a
     // duplicate there too, and the producer goes on where it was.
     let leader_at = nodes.iter().position(|n| n.is_serving()).unwrap();

@@ -737,8 +737,7 @@ impl Actor {
             return Some(msg);
         }
         let code = self.not_here(group);
-        if code != error::COORDINATOR_LOAD_IN_PROGRESS && code != error::COORDINATOR_NOT_AVAILABLE
-        {
+        if code != error::COORDINATOR_LOAD_IN_PROGRESS && code != error::COORDINATOR_NOT_AVAILABLE {
             return Some(msg);
         }
         let now = self.now();
