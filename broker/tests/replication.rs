@@ -959,6 +959,14 @@ async fn a_restarted_preferred_replica_gets_its_leadership_back() {
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 5, 1).await;
     wait_for("node 1 to lead", || nodes[0].is_serving()).await;
+    // Every replica holds the writes before node 1 goes (a replica that has received nothing
+    // withholds its vote: see an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader).
+    let end = nodes[0].partition.state().log_end_offset();
+    wait_for("every replica holding the writes", || {
+        refs.iter()
+            .all(|n| n.partition.state().log_end_offset() >= end)
+    })
+    .await;
     nodes.remove(0).stop().await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     acked.extend(produce(&refs, 5, 1).await);
