@@ -73,7 +73,10 @@ fn unit_tests() -> Result<()> {
     if nextest_available() {
         let mut build = cargo();
         build.args(["nextest", "run", "--workspace", "--no-run"]);
-        step("unit tests, built (cargo nextest run --workspace --no-run)", build)?;
+        step(
+            "unit tests, built (cargo nextest run --workspace --no-run)",
+            build,
+        )?;
         settle_disk();
         let mut command = cargo();
         command.args(["nextest", "run", "--workspace"]);
