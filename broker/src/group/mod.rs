@@ -18,6 +18,7 @@
 //! appends to and reads its partitions through the [`Store`] like any client of the log.
 
 mod cleanup;
+mod held;
 mod membership;
 mod offsets;
 pub mod records;
@@ -45,15 +46,6 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Requests queued for the coordinator before callers wait.
 const QUEUE: usize = 1024;
-
-/// Longest a request about a group whose coordinator is being settled (its partition of the
-/// offsets topic is led here but not read yet, or has no leader now) is held before it is
-/// answered COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE: an election and a load
-/// take well under it. librdkafka retries those answers twice within ~0.3 s (on the same
-/// broker) and then raises them to the application — a synchronous commit fails.
-const HOLD_LIMIT: Duration = Duration::from_secs(5);
-/// Requests held at most (past it they are answered at once).
-const HELD_MAX: usize = QUEUE;
 
 /// The coordinator's settings (Kafka's names in the comments).
 #[derive(Debug, Clone, Copy)]
@@ -292,7 +284,7 @@ impl Coordinator {
             writes: HashMap::new(),
             checkpoints: HashMap::new(),
             next_retention_check: clock.now() + config.offsets_retention_check_interval,
-            held: VecDeque::new(),
+            held: held::Held::new(),
         };
         tokio::spawn(actor.run());
         Arc::new(Coordinator {
@@ -519,9 +511,9 @@ pub(crate) struct Actor {
     checkpoints: HashMap<i32, cleanup::Checkpoint>,
     /// When the offsets of empty groups are next checked for expiry.
     next_retention_check: Instant,
-    /// Requests about groups whose coordinator is being settled, in arrival order, each with
-    /// when it must be answered ([`HOLD_LIMIT`]); handled again at every change of leadership.
-    held: VecDeque<(Instant, Msg)>,
+    /// Requests about groups whose coordinator is being settled ([`held`]); handled again at
+    /// every change of leadership.
+    held: held::Held<Msg>,
 }
 
 impl Actor {
@@ -727,8 +719,8 @@ impl Actor {
 
     /// Keep a request about a group whose coordinator is being settled here or being elected
     /// (COORDINATOR_LOAD_IN_PROGRESS or COORDINATOR_NOT_AVAILABLE) until the next change of
-    /// leadership, at most until `until` ([`HOLD_LIMIT`] after it came): the request back when
-    /// it is to be handled (or answered) now.
+    /// leadership, at most until `until` ([`held`]): the request back when it is to be handled
+    /// (or answered) now.
     fn hold(&mut self, msg: Msg, until: Option<Instant>) -> Option<Msg> {
         let Some(group) = msg.group() else {
             return Some(msg);
@@ -741,18 +733,13 @@ impl Actor {
             return Some(msg);
         }
         let now = self.now();
-        let until = until.unwrap_or(now + HOLD_LIMIT);
-        if until <= now || self.held.len() >= HELD_MAX {
-            return Some(msg);
-        }
-        self.held.push_back((until, msg));
-        None
+        self.held.hold(msg, until, now)
     }
 
     /// Handle the held requests again: served if their coordinator is settled here now,
     /// answered if it is elsewhere or their time is up, held on otherwise.
     async fn release(&mut self) {
-        for (until, msg) in std::mem::take(&mut self.held) {
+        for (until, msg) in self.held.take() {
             self.dispatch(msg, Some(until)).await;
         }
     }
@@ -1103,7 +1090,7 @@ impl Actor {
             .values()
             .filter_map(Group::next_deadline)
             .chain(std::iter::once(self.next_retention_check))
-            .chain(self.held.iter().map(|(until, _)| *until))
+            .chain(self.held.next_deadline())
             .min()
     }
 }
