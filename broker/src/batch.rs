@@ -11,6 +11,8 @@ use bytes::{Buf, Bytes, BytesMut};
 pub const HEADER_BYTES: usize = 61;
 /// Bytes before the batch length field's end: base offset (8) + length (4).
 pub const LOG_OVERHEAD: usize = 12;
+/// The base offset: a batch's first 8 bytes, the one field the broker assigns (outside the CRC).
+pub const BASE_OFFSET_LEN: usize = 8;
 const MAGIC_OFFSET: usize = 16;
 const CRC_OFFSET: usize = 17;
 const ATTRIBUTES_OFFSET: usize = 21;

@@ -12,7 +12,7 @@ use broker::config::Config;
 use broker::metrics::Metrics;
 use broker::storage::log::ReadError;
 use broker::storage::Store;
-use broker::storage::{AppendError, StorageError};
+use broker::storage::{AppendError, Appended, StorageError};
 use broker::topic_config::overrides_between;
 use bytes::Bytes;
 use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
@@ -1178,6 +1178,71 @@ async fn an_idempotent_producers_retries_are_answered_with_the_original_offset()
         "{fenced:?}"
     );
     assert_eq!(p.high_watermark(), 7);
+}
+
+/// What an idempotent client pipelines (the Java client keeps five requests in flight per
+/// partition): consecutive batches of one producer queued while a round syncs are committed
+/// together in the next round — in order, offsets dense, a retry among them answered with the
+/// original offset — not one round each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_producers_pipelined_batches_share_a_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, metrics) = open_store(dir.path(), &gate, |_| {}).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        append(&store, "t", idempotent_batch(9, 0, 0, 3))
+            .await
+            .unwrap(),
+        0
+    );
+    // Slow syncs: the next append's round is still syncing when the five are queued.
+    *gate.delay.lock().unwrap() = Duration::from_millis(200);
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    let queue = |b: Bytes| {
+        let store = store.clone();
+        let p = p.clone();
+        async move {
+            let headers = batch::validate_all(&b, 1 << 20).unwrap();
+            store
+                .append(p, b, headers, true, None)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let first = queue(idempotent_batch(9, 0, 3, 2)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut waiting = Vec::new();
+    for (sequence, count) in [(5, 4), (9, 1), (10, 3), (13, 2), (15, 1)] {
+        waiting.push(queue(idempotent_batch(9, 0, sequence, count)).await);
+    }
+    // A retry of the first of them, in the same round.
+    waiting.push(queue(idempotent_batch(9, 0, 5, 4)).await);
+    let answer = |rx: tokio::sync::oneshot::Receiver<Result<Appended, AppendError>>| async move {
+        tokio::time::timeout(Duration::from_secs(20), rx)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .base_offset
+    };
+    assert_eq!(answer(first).await, 3);
+    let mut offsets = Vec::new();
+    for rx in waiting {
+        offsets.push(answer(rx).await);
+    }
+    assert_eq!(offsets, vec![5, 9, 10, 13, 15, 5]);
+    assert_eq!(p.high_watermark(), 16);
+    let rounds = metrics.commit_rounds.load(Ordering::Relaxed);
+    assert!(
+        rounds <= 3,
+        "{rounds} commit rounds in all (the first write, the one syncing, then the five): \
+         the pipelined batches were not committed together"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,7 +83,7 @@ pub struct Append {
     /// `None` for acks=0: nobody waits.
     pub(crate) reply: Waiter,
     /// The memory budget the payload holds, given back when the append is dropped.
-    _memory: Option<Arc<Reservation>>,
+    memory: Option<Arc<Reservation>>,
 }
 
 /// What the pipeline's queue carries.
@@ -384,7 +384,7 @@ impl Store {
             payload,
             headers,
             reply,
-            _memory: memory,
+            memory,
         });
         queue(&self.shared, &self.tx, append).await?;
         Ok(rx)

@@ -47,7 +47,14 @@ struct Planned {
     file: Arc<dyn io_backend::DiskFile>,
     segment_base: i64,
     position: u64,
-    data: Bytes,
+    /// What the round writes at `position`, in order: each batch's base offset (8 bytes), then
+    /// the rest of the batch as it came off the wire — the payload is never copied (a batch
+    /// restamped under LogAppendTime is one piece of its own).
+    data: Vec<Bytes>,
+    /// The bytes of `data`.
+    len: u64,
+    /// The memory budget the appends' payloads hold, kept until they are written.
+    _held: Vec<Arc<crate::memory::Reservation>>,
     /// Zeros to write ahead of the data `(offset, len)`, and the file's written length after.
     zero_fill: Option<(u64, usize)>,
     allocated: u64,
@@ -287,7 +294,12 @@ impl Pipeline {
         crate::fault_point!("commit.before_sync");
         let started = self.shared.env.clock.now();
         let rounds = plans.iter().map(|p| {
-            let mut writes = vec![(p.data.clone(), p.position)];
+            let mut at = p.position;
+            let mut writes: Vec<(Bytes, u64)> = Vec::with_capacity(p.data.len() + 1);
+            for piece in &p.data {
+                writes.push((piece.clone(), at));
+                at += piece.len() as u64;
+            }
             if let Some((at, len)) = p.zero_fill {
                 writes.extend(zero_writes(at, len));
             }
@@ -338,7 +350,7 @@ impl Pipeline {
                     seg.size, p.position,
                     "segment size changed under the pipeline"
                 );
-                seg.size += p.data.len() as u64;
+                seg.size += p.len;
                 seg.allocated = seg.allocated.max(p.allocated);
                 seg.next_offset = p.next_offset;
                 seg.entries.extend_from_slice(&p.entries);
@@ -349,7 +361,7 @@ impl Pipeline {
                 st.log_start_offset
             };
             Metrics::inc(&self.shared.metrics.produced_records, p.records);
-            Metrics::inc(&self.shared.metrics.produced_bytes, p.data.len() as u64);
+            Metrics::inc(&self.shared.metrics.produced_bytes, p.len);
             appended += p.waiters.len() as u64;
             answers.push((p.waiters, log_start_offset, p.log_append_time_ms));
         }
@@ -438,7 +450,6 @@ impl Pipeline {
             }
             return Err(gone);
         }
-        let bytes: usize = group.iter().map(|(a, _)| a.payload.len()).sum();
         let config = partition.config();
         let st = partition.state();
         let seg = st.active();
@@ -447,7 +458,13 @@ impl Pipeline {
         let mut last_entry = seg.entries.last().map(|e| e.position as u64);
         let mut max_ts = seg.max_timestamp;
         let mut next = seg.next_offset;
-        let mut data = BytesMut::with_capacity(bytes);
+        let batches: usize = group.iter().map(|(a, _)| a.headers.len()).sum();
+        // The base offsets of the round's batches, one buffer for all; `pieces` says where
+        // each goes among the payloads' slices.
+        let mut offsets = BytesMut::with_capacity(8 * batches);
+        let mut pieces: Vec<Piece> = Vec::with_capacity(2 * batches);
+        let mut len = 0u64;
+        let mut held = Vec::new();
         let mut entries = Vec::new();
         let mut records = 0u64;
         let mut waiters = Vec::with_capacity(group.len());
@@ -476,7 +493,7 @@ impl Pipeline {
             }
             let mut from = 0usize;
             for h in &a.headers {
-                let pos = seg.size + data.len() as u64;
+                let pos = seg.size + len;
                 if last_entry.is_none_or(|l| pos - l >= interval) {
                     entries.push(IndexEntry {
                         relative_offset: (next - seg.base_offset) as u32,
@@ -485,21 +502,40 @@ impl Pipeline {
                     });
                     last_entry = Some(pos);
                 }
-                let one = &a.payload[from..from + h.size];
-                let start = data.len();
-                next = batch::assign_offsets(one, std::slice::from_ref(h), next, &mut data);
                 if log_append_time {
-                    batch::stamp_log_append_time(&mut data[start..], now_ms);
+                    // Restamped (attributes, largest timestamp, CRC): a copy of its own.
+                    let one = &a.payload[from..from + h.size];
+                    let mut copy = BytesMut::with_capacity(h.size);
+                    next = batch::assign_offsets(one, std::slice::from_ref(h), next, &mut copy);
+                    batch::stamp_log_append_time(&mut copy, now_ms);
+                    pieces.push(Piece::Whole(copy.freeze()));
                     max_ts = max_ts.max(now_ms);
                 } else {
+                    pieces.push(Piece::Offset(offsets.len()));
+                    offsets.extend_from_slice(&next.to_be_bytes());
+                    pieces.push(Piece::Whole(
+                        a.payload
+                            .slice(from + batch::BASE_OFFSET_LEN..from + h.size),
+                    ));
+                    next += h.last_offset_delta as i64 + 1;
                     max_ts = max_ts.max(h.max_timestamp);
                 }
+                len += h.size as u64;
                 from += h.size;
             }
             records += batch::record_count(&a.headers) as u64;
             waiters.push((slot, base_offset));
+            held.extend(a.memory);
         }
-        let (zero_fill, allocated) = zeros_ahead(seg, seg.size + data.len() as u64, &config);
+        let (zero_fill, allocated) = zeros_ahead(seg, seg.size + len, &config);
+        let offsets = offsets.freeze();
+        let data = pieces
+            .into_iter()
+            .map(|p| match p {
+                Piece::Offset(at) => offsets.slice(at..at + batch::BASE_OFFSET_LEN),
+                Piece::Whole(b) => b,
+            })
+            .collect();
         Ok(Planned {
             partition: partition.clone(),
             file: seg.file.clone(),
@@ -507,7 +543,9 @@ impl Pipeline {
             position: seg.size,
             zero_fill,
             allocated,
-            data: data.freeze(),
+            data,
+            len,
+            _held: held,
             next_offset: next,
             entries,
             max_timestamp: max_ts,
@@ -621,6 +659,13 @@ fn roll_due(partition: &Partition, group: &[(Append, usize)], now_ms: i64) -> bo
         .state()
         .active()
         .roll_due(bytes as u64, records, now_ms, &partition.config())
+}
+
+/// Where a piece of a round's write comes from: the round's buffer of base offsets (at this
+/// position), or bytes of its own.
+enum Piece {
+    Offset(usize),
+    Whole(Bytes),
 }
 
 /// What the producer checks say of one append.
