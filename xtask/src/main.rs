@@ -97,7 +97,7 @@ fn optimised_self() -> anyhow::Result<()> {
 /// Taken from `CARGO_MANIFEST_DIR` as `cargo run` sets it when xtask runs, not as it was when
 /// xtask was compiled: with one target directory shared by two checkouts (CI's cache), cargo
 /// may reuse an xtask built in the other one, and everything would then run there.
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
@@ -125,7 +125,7 @@ fn cargo() -> std::process::Command {
 }
 
 /// The command line as the user typed it, for pasting next to the figures it produced.
-fn invocation() -> String {
+pub(crate) fn invocation() -> String {
     let mut line = String::from("cargo xtask");
     for arg in std::env::args().skip(1) {
         line.push(' ');

@@ -1,4 +1,4 @@
-//! `cargo xtask bench produce | fetch | group`: load a broker and print a table of the results.
+//! `cargo xtask bench produce | fetch | group | topics | failover | catchup | rdkafka`: load a broker and print a table of the results.
 //!
 //! Every table carries the exact command line, the workload, the measured window, the broker's
 //! group-commit and fsync counters over that window, and how busy the machine was — on a small
@@ -11,6 +11,7 @@ mod fetch;
 mod group;
 pub(crate) mod kafka;
 mod produce;
+mod rdkafka;
 mod stats;
 mod topics;
 
@@ -49,6 +50,10 @@ enum Workload {
     /// A broker's disk replaced while the others hold N GB: catch-up MB/s, the healthy brokers'
     /// peak memory, produce latency during the catch-up against before, per throttle setting.
     Catchup(catchup::CatchupArgs),
+    /// One librdkafka producer (plain and idempotent, per record size) against a fresh broker
+    /// per run: msgs/s and the broker's CPU per GB, beside a peer broker (--peer-bin) or on the
+    /// local three-broker cluster at acks=all (--cluster).
+    Rdkafka(rdkafka::RdkafkaArgs),
 }
 
 /// Which broker to load, and how to reach its metrics.
@@ -96,6 +101,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Topics(args) => topics::topics_bench(args).await,
             Workload::Failover(args) => failover::failover_bench(args).await,
             Workload::Catchup(args) => catchup::catchup_bench(args).await,
+            Workload::Rdkafka(args) => rdkafka::rdkafka_bench(args).await,
         }
     })
 }

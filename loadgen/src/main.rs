@@ -1,0 +1,205 @@
+//! `loadgen`: one librdkafka producer, configured as the common clients are, driving a broker
+//! the way `rdkafka_performance -P` does — the load generator of `cargo xtask bench rdkafka`.
+//!
+//! It creates the topic if asked, sends a warm-up (so connections, metadata and the producer
+//! id are settled), prints `ready` and waits for a line on stdin (the caller samples the
+//! broker's CPU then), sends the measured messages as fast as the client takes them, waits
+//! for every delivery report, and prints one `result key=value …` line. Every message must be
+//! acknowledged: a failed delivery fails the run (exit code 1).
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode as Code;
+use rdkafka::ClientContext;
+
+#[derive(Parser, Debug)]
+#[command(about = "One librdkafka producer at full speed; prints a `result` line")]
+struct Args {
+    /// bootstrap.servers
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "rdkafka-bench")]
+    topic: String,
+    /// Create the topic first with this many partitions (an existing topic is kept).
+    #[arg(long)]
+    create_partitions: Option<i32>,
+    /// Replication factor of a topic it creates.
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    /// Bytes of each record's value (no key).
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Measured messages.
+    #[arg(long, default_value_t = 300_000)]
+    messages: u64,
+    /// Messages sent (and acknowledged) before `ready`.
+    #[arg(long, default_value_t = 10_000)]
+    warmup: u64,
+    /// enable.idempotence=true.
+    #[arg(long)]
+    idempotent: bool,
+    /// Any other librdkafka property, `key=value` (repeatable); applied last.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// Wait for a line on stdin after `ready` before the measured messages.
+    #[arg(long)]
+    wait_go: bool,
+    /// Print the version of librdkafka built in, and exit.
+    #[arg(long)]
+    librdkafka_version: bool,
+}
+
+/// Delivery reports, counted from librdkafka's callback.
+#[derive(Default)]
+struct Reports {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("loadgen: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    if args.librdkafka_version {
+        println!("{}", rdkafka::util::get_rdkafka_version().1);
+        return Ok(());
+    }
+    if let Some(partitions) = args.create_partitions {
+        create_topic(&args, partitions)?;
+    }
+    let mut config = ClientConfig::new();
+    // The settings of the reference runs (rdkafka_performance -P): acks=all, 5 ms of
+    // linger, batches up to 1 MB, and a queue large enough that the client is never starved.
+    config
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("message.timeout.ms", "60000")
+        .set(
+            "enable.idempotence",
+            if args.idempotent { "true" } else { "false" },
+        );
+    for kv in &args.settings {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--set {kv}: expected key=value");
+        };
+        config.set(k, v);
+    }
+    let producer: BaseProducer<Reports> = config
+        .create_with_context(Reports::default())
+        .context("creating the producer")?;
+    let payload = vec![b'x'; args.size];
+    send(&producer, &args.topic, &payload, args.warmup)?;
+    println!("ready");
+    if args.wait_go {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+    }
+    let before = producer.context().delivered.load(Ordering::Relaxed);
+    let started = Instant::now();
+    send(&producer, &args.topic, &payload, args.messages)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let delivered = producer.context().delivered.load(Ordering::Relaxed) - before;
+    println!(
+        "result messages={delivered} bytes={} seconds={seconds:.4} msgs_per_sec={:.0} mb_per_sec={:.1}",
+        delivered * args.size as u64,
+        delivered as f64 / seconds,
+        (delivered * args.size as u64) as f64 / seconds / 1e6
+    );
+    Ok(())
+}
+
+/// Send `n` messages as fast as the client takes them (a full queue is waited out by serving
+/// delivery reports), then wait for every report; any failed delivery fails the run.
+fn send(producer: &BaseProducer<Reports>, topic: &str, payload: &[u8], n: u64) -> Result<()> {
+    for i in 0..n {
+        loop {
+            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(payload)) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => bail!("producing: {e}"),
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .context("waiting for the delivery reports")?;
+    let reports = producer.context();
+    let failed = reports.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        let first = reports
+            .first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        bail!(
+            "{failed} message(s) not delivered; the first: {}",
+            first.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn create_topic(args: &Args, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .create()
+        .context("creating the admin client")?;
+    let topic = NewTopic::new(
+        &args.topic,
+        partitions,
+        TopicReplication::Fixed(args.replication_factor),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics([&topic], &options))
+        .context("creating the topic")?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, Code::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("creating topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}

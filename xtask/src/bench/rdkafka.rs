@@ -1,0 +1,532 @@
+//! `cargo xtask bench rdkafka`: one librdkafka producer (the `loadgen` crate), configured as
+//! the common clients are, against a fresh broker per run — plain and idempotent, at each
+//! record size — printing msgs/s and the broker's CPU per GB, beside a peer broker started the
+//! same way when one is given (`--peer-bin`), or on the local three-broker cluster at acks=all
+//! (`--cluster`).
+//!
+//! Many producers with a request or two each (`bench produce`) never show what one producer
+//! meets when it pipelines its batches as librdkafka and the Java client do; this does. Runs
+//! alternate (round by round, size by size, mode by mode, system by system), and the ratios
+//! are taken within a round, because this host's speed moves between runs minutes apart.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+use super::broker_process::SpawnedBroker;
+use super::stats::{self, Table};
+use super::BrokerArgs;
+use crate::{cargo, cluster, target_dir};
+
+#[derive(Args)]
+pub struct RdkafkaArgs {
+    /// Record sizes in bytes (values, no key).
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1024])]
+    sizes: Vec<usize>,
+    /// Producer kinds.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Plain, Mode::Idempotent])]
+    modes: Vec<Mode>,
+    /// Rounds: every (size, mode, system) once per round; medians over the rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// MB of record values per measured run.
+    #[arg(long, default_value_t = 300.0)]
+    megabytes: f64,
+    /// The local three-broker cluster (started here, in <target>/bench/rdkafka-cluster), a
+    /// topic of one partition with three replicas, acks=all.
+    #[arg(long, conflicts_with = "peer_bin")]
+    cluster: bool,
+    /// The broker binary [default: <target>/release/broker, built first].
+    #[arg(long)]
+    broker_bin: Option<PathBuf>,
+    /// Extra argument for our broker (repeatable), e.g. `--broker-arg=--set=preallocate_bytes=0`.
+    #[arg(long, allow_hyphen_values = true)]
+    broker_arg: Vec<String>,
+    /// A peer Kafka-compatible broker measured beside ours, started fresh for each run.
+    #[arg(long)]
+    peer_bin: Option<PathBuf>,
+    /// The peer's arguments (repeatable); `{port}` and `{dir}` stand for its Kafka port and a
+    /// fresh directory. Default for a binary named `tansu*`: its memory storage on {port}.
+    #[arg(long, allow_hyphen_values = true, requires = "peer_bin")]
+    peer_arg: Vec<String>,
+    /// Before each run: sync, drop the page cache and wait 3 s (as root), so that every run,
+    /// of either broker, starts from the same memory state (on a VM, the first touch of memory
+    /// the host has taken back costs several times a touch of memory in use).
+    #[arg(long)]
+    no_drop_caches: bool,
+    /// A librdkafka property for the producer (`key=value`, repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Plain,
+    Idempotent,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Idempotent => "idempotent",
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Clone, Copy)]
+struct Sample {
+    msgs_per_sec: f64,
+    mb_per_sec: f64,
+    /// The broker's (or brokers') CPU seconds per GB of record values produced.
+    cpu_s_per_gb: f64,
+}
+
+/// One broker (or cluster) under test, started fresh for each run.
+enum System<'a> {
+    Ours { binary: &'a Path },
+    Peer { binary: &'a Path, args: Vec<String> },
+}
+
+impl System<'_> {
+    fn name(&self) -> String {
+        match self {
+            System::Ours { .. } => "stillwater".into(),
+            System::Peer { binary, .. } => binary
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "peer".into()),
+        }
+    }
+}
+
+pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
+    if args.sizes.is_empty() || args.modes.is_empty() || args.rounds == 0 || args.megabytes <= 0.0 {
+        bail!("--sizes, --modes, --rounds and --megabytes must not be empty or zero");
+    }
+    let loadgen = build_loadgen()?;
+    let binary = match &args.broker_bin {
+        Some(b) => b.clone(),
+        None => cluster::release_broker()?,
+    };
+    let mut systems = vec![System::Ours { binary: &binary }];
+    if let Some(peer) = &args.peer_bin {
+        if !peer.is_file() {
+            bail!("--peer-bin {} does not exist", peer.display());
+        }
+        systems.push(System::Peer {
+            binary: peer,
+            args: peer_args(peer, &args.peer_arg)?,
+        });
+    }
+    let load_average_before = stats::load_average();
+    // samples[size][mode][system][round]
+    let mut samples =
+        vec![vec![vec![Vec::new(); systems.len()]; args.modes.len()]; args.sizes.len()];
+    for round in 1..=args.rounds {
+        for (si, &size) in args.sizes.iter().enumerate() {
+            for (mi, &mode) in args.modes.iter().enumerate() {
+                for (yi, system) in systems.iter().enumerate() {
+                    let sample = run_one(&args, &loadgen, system, size, mode).await?;
+                    println!(
+                        "xtask: round {round}, {size} B, {}, {}: {} msg/s, {:.1} MB/s, broker CPU {:.2} s/GB",
+                        mode.name(),
+                        system.name(),
+                        stats::thousands(sample.msgs_per_sec),
+                        sample.mb_per_sec,
+                        sample.cpu_s_per_gb
+                    );
+                    samples[si][mi][yi].push(sample);
+                }
+            }
+        }
+    }
+    let mut table = Table::default();
+    table.row("command", crate::invocation());
+    table.row("commit", commit_of_repo());
+    table.row(
+        "workload",
+        format!(
+            "one {} producer (loadgen: acks=all, linger.ms 5, batch.size 1000000{}), \
+             {:.0} MB of record values per run, topic of 1 partition{}; a fresh broker and data \
+             directory per run; {} round(s), runs alternating; {} CPUs",
+            rdkafka_version(&loadgen),
+            args.settings
+                .iter()
+                .map(|s| format!(", {s}"))
+                .collect::<String>(),
+            args.megabytes,
+            if args.cluster {
+                " x 3 replicas on 3 local brokers (CPU: the three together)"
+            } else {
+                ", single node"
+            },
+            args.rounds,
+            stats::cpu_count()
+        ),
+    );
+    table.row("load average before", load_average_before);
+    for (si, &size) in args.sizes.iter().enumerate() {
+        for (mi, &mode) in args.modes.iter().enumerate() {
+            for (yi, system) in systems.iter().enumerate() {
+                let runs = &samples[si][mi][yi];
+                let msgs: Vec<f64> = runs.iter().map(|s| s.msgs_per_sec).collect();
+                table.row(
+                    format!("{size} B {} {}", mode.name(), system.name()),
+                    format!(
+                        "{} msg/s (runs {}), {:.1} MB/s, broker CPU {:.2} s/GB",
+                        stats::thousands(median(&msgs)),
+                        msgs.iter()
+                            .map(|m| stats::thousands(*m))
+                            .collect::<Vec<_>>()
+                            .join(" / "),
+                        median(&runs.iter().map(|s| s.mb_per_sec).collect::<Vec<_>>()),
+                        median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>()),
+                    ),
+                );
+            }
+            // Same-round ratios, then their median.
+            if let (Some(plain), Some(idem)) = (
+                args.modes.iter().position(|m| *m == Mode::Plain),
+                args.modes.iter().position(|m| *m == Mode::Idempotent),
+            ) {
+                if mi == idem {
+                    for (yi, system) in systems.iter().enumerate() {
+                        let ratio = ratios(&samples[si][idem][yi], &samples[si][plain][yi]);
+                        table.row(
+                            format!("{size} B idempotent / plain, {}", system.name()),
+                            format!("{ratio:.2}"),
+                        );
+                    }
+                }
+            }
+            if systems.len() > 1 {
+                let ours = &samples[si][mi][0];
+                let peer = &samples[si][mi][1];
+                let cpu = |runs: &[Sample]| {
+                    median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>())
+                };
+                table.row(
+                    format!(
+                        "{size} B {} stillwater / {}",
+                        mode.name(),
+                        systems[1].name()
+                    ),
+                    format!(
+                        "{:.2} msg/s, {:.2} CPU per GB",
+                        ratios(ours, peer),
+                        cpu(ours) / cpu(peer).max(1e-9)
+                    ),
+                );
+            }
+        }
+    }
+    table.row("load average after", stats::load_average());
+    println!("Stillwater single-producer benchmark (librdkafka)");
+    table.print();
+    Ok(())
+}
+
+/// The median of the per-round ratios `a[i] / b[i]` of msgs/s.
+fn ratios(a: &[Sample], b: &[Sample]) -> f64 {
+    let r: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| a.msgs_per_sec / b.msgs_per_sec.max(1e-9))
+        .collect();
+    median(&r)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One measured run on a fresh broker (or cluster).
+async fn run_one(
+    args: &RdkafkaArgs,
+    loadgen: &Path,
+    system: &System<'_>,
+    size: usize,
+    mode: Mode,
+) -> Result<Sample> {
+    if !args.no_drop_caches {
+        drop_caches();
+    }
+    let messages = ((args.megabytes * 1e6) / size as f64).ceil() as u64;
+    let mut loadgen_args = vec![
+        format!("--size={size}"),
+        format!("--messages={messages}"),
+        "--create-partitions=1".to_string(),
+        "--wait-go".to_string(),
+    ];
+    if mode == Mode::Idempotent {
+        loadgen_args.push("--idempotent".into());
+    }
+    loadgen_args.extend(args.settings.iter().map(|s| format!("--set={s}")));
+    match system {
+        System::Ours { binary } if args.cluster => {
+            let dir = target_dir().join("bench").join("rdkafka-cluster");
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut pids = Vec::new();
+            for node in 1..=cluster::NODES {
+                pids.push(cluster::start_node_with(&dir, node, binary, &[])?);
+            }
+            let outcome = async {
+                cluster::wait_registered(&dir).await?;
+                let bootstrap = (1..=cluster::NODES)
+                    .map(|n| format!("127.0.0.1:{}", cluster::client_port(n)))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                loadgen_args.push("--replication-factor=3".into());
+                measure(loadgen, &bootstrap, &loadgen_args, &pids, size, messages)
+            }
+            .await;
+            for node in 1..=cluster::NODES {
+                let _ = cluster::stop_node(&dir, node);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            outcome
+        }
+        System::Ours { binary } => {
+            let broker_args = BrokerArgs {
+                addr: String::new(),
+                metrics_addr: String::new(),
+                spawn_broker: true,
+                broker_bin: Some(binary.to_path_buf()),
+                broker_arg: args.broker_arg.clone(),
+                request_timeout_secs: 30,
+                warmup_secs: 0.0,
+                cluster_dir: None,
+            };
+            let broker = SpawnedBroker::start(&broker_args).await?;
+            let outcome = measure(
+                loadgen,
+                &broker.addr,
+                &loadgen_args,
+                &[broker.child.id()],
+                size,
+                messages,
+            );
+            broker.stop().await?;
+            outcome
+        }
+        System::Peer { binary, args: peer } => {
+            let mut peer = Peer::start(binary, peer).await?;
+            let outcome = measure(
+                loadgen,
+                &peer.addr,
+                &loadgen_args,
+                &[peer.child.id()],
+                size,
+                messages,
+            );
+            peer.stop();
+            outcome
+        }
+    }
+}
+
+/// Run the load generator against `bootstrap`; the brokers' CPU is sampled after its warm-up
+/// and after its last delivery report.
+fn measure(
+    loadgen: &Path,
+    bootstrap: &str,
+    loadgen_args: &[String],
+    pids: &[u32],
+    size: usize,
+    messages: u64,
+) -> Result<Sample> {
+    let mut child = Command::new(loadgen)
+        .arg(format!("--bootstrap={bootstrap}"))
+        .args(loadgen_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", loadgen.display()))?;
+    let outcome = drive(&mut child, pids);
+    let _ = child.kill();
+    let status = child.wait()?;
+    let (cpu, result) = outcome.with_context(|| format!("loadgen ({status})"))?;
+    let field = |key: &str| -> Result<f64> {
+        result
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("loadgen's result has no {key}: {result}"))
+    };
+    let delivered = field("messages")?;
+    if delivered < messages as f64 {
+        bail!("loadgen delivered {delivered} of {messages} messages");
+    }
+    let seconds = field("seconds")?;
+    let gb = delivered * size as f64 / 1e9;
+    Ok(Sample {
+        msgs_per_sec: delivered / seconds,
+        mb_per_sec: gb * 1e3 / seconds,
+        cpu_s_per_gb: cpu.as_secs_f64() / gb,
+    })
+}
+
+/// `ready` → sample the CPU, say go → `result …` → sample again.
+fn drive(child: &mut Child, pids: &[u32]) -> Result<(Duration, String)> {
+    let stdout: ChildStdout = child.stdout.take().context("loadgen's stdout")?;
+    let mut stdin: ChildStdin = child.stdin.take().context("loadgen's stdin")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut next = |what: &str| -> Result<String> {
+        lines
+            .next()
+            .transpose()?
+            .ok_or_else(|| anyhow!("loadgen ended before {what}"))
+    };
+    while next("ready")?.trim() != "ready" {}
+    let cpu = |pids: &[u32]| -> Result<Duration> {
+        pids.iter().map(|&p| stats::process_cpu_time(p)).sum()
+    };
+    let before = cpu(pids)?;
+    writeln!(stdin, "go")?;
+    let result = loop {
+        let line = next("its result")?;
+        if line.starts_with("result ") {
+            break line;
+        }
+    };
+    let after = cpu(pids)?;
+    Ok((after.saturating_sub(before), result))
+}
+
+/// A peer broker process on a free port and a fresh directory.
+struct Peer {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Peer {
+    async fn start(binary: &Path, args: &[String]) -> Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        drop(listener);
+        let dir = target_dir()
+            .join("bench")
+            .join(format!("peer-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let log = std::fs::File::create(dir.join("peer.log"))?;
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                a.replace("{port}", &port.to_string())
+                    .replace("{dir}", &dir.to_string_lossy())
+            })
+            .collect();
+        let child = Command::new(binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut peer = Peer {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(&peer.addr).await.is_err() {
+            if let Some(status) = peer.child.try_wait()? {
+                bail!(
+                    "the peer exited ({status}) before listening; its log: {}",
+                    peer.dir.join("peer.log").display()
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                peer.stop();
+                bail!("the peer is not listening on {} after 30 s", peer.addr);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(peer)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The peer's arguments: as given, or tansu's memory storage when the binary is tansu's.
+fn peer_args(binary: &Path, given: &[String]) -> Result<Vec<String>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.starts_with("tansu") {
+        return Ok([
+            "broker",
+            "--storage-engine=memory://tansu/",
+            "--listener-url=tcp://127.0.0.1:{port}",
+            "--advertised-listener-url=tcp://127.0.0.1:{port}",
+        ]
+        .map(String::from)
+        .to_vec());
+    }
+    bail!("--peer-arg is needed for {name}: its arguments, with {{port}} for its Kafka port")
+}
+
+/// Sync, then drop the page cache, dentries and inodes, and let the host take the memory
+/// back; silently skipped where not permitted.
+fn drop_caches() {
+    let _ = Command::new("sync").status();
+    if std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok() {
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// The release load generator, built first.
+fn build_loadgen() -> Result<PathBuf> {
+    println!("xtask: cargo build --release -p loadgen");
+    let status = cargo()
+        .args(["build", "--release", "-p", "loadgen"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release -p loadgen failed ({status})");
+    }
+    Ok(target_dir().join("release").join("loadgen"))
+}
+
+fn rdkafka_version(loadgen: &Path) -> String {
+    Command::new(loadgen)
+        .arg("--librdkafka-version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| format!("librdkafka {}", s.trim()))
+        .filter(|s| s.len() > "librdkafka ".len())
+        .unwrap_or_else(|| "librdkafka".into())
+}
+
+fn commit_of_repo() -> String {
+    Command::new("git")
+        .args(["log", "-1", "--format=%h %cs"])
+        .current_dir(crate::repo_root())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
