@@ -295,7 +295,10 @@ async fn run_one(
             for node in 1..=cluster::NODES {
                 let _ = cluster::stop_node(&dir, node);
             }
-            let _ = std::fs::remove_dir_all(&dir);
+            if outcome.is_ok() {
+                // Kept after a failure: the brokers' logs are in it.
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             outcome
         }
         System::Ours { binary } => {
