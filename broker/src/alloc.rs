@@ -112,6 +112,25 @@ pub fn release_free_memory() {
     }
 }
 
+/// Turn transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`, checked by
+/// the kernel at every fault, so also for the regions mimalloc has already advised).
+///
+/// Why: mimalloc asks for huge pages for its arenas, and every frame buffer of a produce
+/// request then first-touches a 2 MiB page the kernel zeroes whole — ~20 % of the broker's CPU
+/// with one librdkafka producer at 1 KiB (`clear_page_erms` under `do_huge_pmd_anonymous_page`,
+/// docs/benchmarks.md). The broker's buffers are streamed through once; they gain nothing from
+/// fewer TLB entries, and huge pages would also hold more memory than the budget counts.
+/// Returns the error if the kernel refused (the broker runs on either way).
+pub fn disable_transparent_huge_pages() -> std::io::Result<()> {
+    // SAFETY: PR_SET_THP_DISABLE takes one integer argument and touches no memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

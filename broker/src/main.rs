@@ -100,6 +100,10 @@ fn main() -> ExitCode {
         report(info);
         std::process::exit(101);
     }));
+    #[cfg(target_os = "linux")]
+    if let Err(e) = broker::alloc::disable_transparent_huge_pages() {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off for this process");
+    }
     let cli = Cli::parse();
     let loaded = Sources::env_from_process().and_then(|env| {
         let flags = cli.flags().map_err(ConfigError::Invalid)?;
