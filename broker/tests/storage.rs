@@ -655,6 +655,44 @@ async fn recovery_cuts_a_torn_or_corrupt_tail_and_keeps_the_rest() {
     assert_eq!(std::fs::metadata(&plain).unwrap().len(), next.len() as u64);
 }
 
+/// Zeros are written ahead only by rounds that append little: a round of a large batch (as an
+/// idempotent librdkafka producer sends, one per round) writes its data alone; a small append
+/// after it writes zeros ahead again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_small_rounds_write_zeros_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let big = make_batch(1, now_ms(), &vec![b'x'; 300 << 10]);
+    assert_eq!(append(&store, "t", big.clone()).await.unwrap(), 0);
+    let seg = segment_files(&dir.path().join("t-0")).pop().unwrap();
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        big.len() as u64,
+        "a round of 300 KiB writes no zeros ahead"
+    );
+    let small = make_batch(1, now_ms(), b"small");
+    assert_eq!(append(&store, "t", small.clone()).await.unwrap(), 1);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    assert!(
+        len >= (big.len() + small.len()) as u64 + (1 << 20),
+        "a small round writes zeros ahead: the file is {len} bytes"
+    );
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(p.high_watermark(), 2);
+    close(store).await;
+    // What was written reads back after a restart (the zeros are not data).
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    let p = store.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(p.high_watermark(), 2);
+    let read = p.read(store.io(), 1, 1 << 20).await.unwrap();
+    assert_eq!(&read.records[12..], &small[12..]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_returns_the_batches_before_a_damaged_one_and_fails_only_at_it() {
     use std::os::unix::fs::FileExt;

@@ -512,7 +512,12 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
         records += count as u64;
         index = e.index + 1;
     }
-    let (zero_fill, allocated) = zeros_ahead(seg, seg.size + data.len() as u64, &config);
+    let (zero_fill, allocated) = zeros_ahead(
+        seg,
+        seg.size + data.len() as u64,
+        data.len() as u64,
+        &config,
+    );
     Ok(RaftPlan {
         slot,
         partition: p.clone(),
