@@ -46,6 +46,10 @@ pub struct CatchUpSettings {
     pub follower_bytes_max: u64,
     /// Bytes read per second for followers, at most; 0: no limit.
     pub rate_bytes_per_s: u64,
+    /// Bytes of durable entries kept in memory, all groups together, because an active
+    /// follower has not acknowledged them yet (beyond each group's floor of recent entries):
+    /// an in-sync follower is then sent them from memory, never through the reads above.
+    pub followers_cache_bytes_max: u64,
 }
 
 impl Default for CatchUpSettings {
@@ -54,6 +58,7 @@ impl Default for CatchUpSettings {
             read_bytes_max: 1 << 20,
             follower_bytes_max: 10 << 20,
             rate_bytes_per_s: 0,
+            followers_cache_bytes_max: 64 << 20,
         }
     }
 }
@@ -359,6 +364,7 @@ mod tests {
             read_bytes_max: MB,
             follower_bytes_max: 3 * MB,
             rate_bytes_per_s: 0,
+            ..Default::default()
         };
         let mut c = CatchUp::new(settings);
         // Follower 2 is behind on six groups, follower 3 on two.
@@ -448,6 +454,7 @@ mod tests {
             read_bytes_max: MB,
             follower_bytes_max: 100 * MB,
             rate_bytes_per_s: 4 * MB,
+            ..Default::default()
         };
         let mut c = CatchUp::new(settings);
         let reads: Vec<_> = (1..=1000).map(|g| (g, 1, 2)).collect();

@@ -92,6 +92,7 @@ impl RaftSettings {
                 read_bytes_max: config.replica_fetch_max_bytes as u64,
                 follower_bytes_max: config.replica_fetch_response_max_bytes as u64,
                 rate_bytes_per_s: config.leader_replication_throttled_rate,
+                followers_cache_bytes_max: config.memory_budget_bytes as u64 / 4,
             },
         }
     }
@@ -248,6 +249,8 @@ impl Replication {
         let metrics = store.metrics().clone();
         let store_fresh = store.created_here();
         let catch_up = CatchUp::new(settings.catch_up);
+        let followers_cache =
+            super::storage::FollowersCache::new(settings.catch_up.followers_cache_bytes_max);
         metrics.catch_up_follower_bytes_max.store(
             settings.catch_up.follower_bytes_max as i64,
             Ordering::Relaxed,
@@ -286,6 +289,7 @@ impl Replication {
             holds_data: !store_fresh,
             metadata_caught_up_at: None,
             catch_up,
+            followers_cache,
             memory,
             read_warnings: LogThrottle::default(),
         };
@@ -653,6 +657,8 @@ struct Node {
     metadata_caught_up_at: Option<i64>,
     /// Reads of old entries for followers, within their budgets ([`catch_up`]).
     catch_up: CatchUp,
+    /// Durable entries kept in memory for active followers, all groups together.
+    followers_cache: Arc<super::storage::FollowersCache>,
     /// The broker's memory budget: a catch-up read takes its bytes before it is made.
     memory: Arc<MemoryBudget>,
     /// Failed catch-up reads' log lines.
@@ -903,7 +909,11 @@ impl Node {
         if self.groups.contains_key(&group) {
             return;
         }
-        let storage = match PartitionStorage::open(partition.clone(), voters.clone()) {
+        let storage = match PartitionStorage::open(
+            partition.clone(),
+            voters.clone(),
+            self.followers_cache.clone(),
+        ) {
             Ok(s) => s,
             Err(why) => {
                 tracing::error!(group, %why, "cannot open the group's log for Raft");
@@ -1721,6 +1731,21 @@ impl Node {
                 self.metadata_caught_up_at = g.raw.store().end_offset(commit);
             }
         }
+        // What the active followers have not acknowledged stays in memory (within bounds).
+        let needed_from = if g.raw.raft.state == StateRole::Leader {
+            let me = self.id;
+            g.raw
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, p)| **id != me && p.recent_active)
+                .map(|(_, p)| p.matched + 1)
+                .min()
+                .unwrap_or(u64::MAX)
+        } else {
+            u64::MAX
+        };
+        g.raw.store().keep_for_followers(needed_from);
         if !g.confirms.is_empty() {
             // raft-rs forgets its read indexes when it stops leading: so do they.
             let (leading, term) = (g.raw.raft.state == StateRole::Leader, g.raw.raft.term);

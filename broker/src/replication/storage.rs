@@ -30,8 +30,54 @@ use super::offsets::OffsetTranslator;
 use crate::storage::log::replica::HardStateRecord;
 use crate::storage::log::Partition;
 
-/// Bytes of durable entries' data kept for followers a little behind (per group).
+/// Bytes of durable entries' data kept for followers a little behind (per group), always.
 const CACHE_BYTES_MAX: usize = 1 << 20;
+/// Bytes of durable entries' data a group keeps at most because an active follower has not
+/// acknowledged them (within the broker-wide [`FollowersCache`] too).
+const CACHE_HELD_BYTES_MAX: usize = 32 << 20;
+
+/// The memory all groups of a broker keep, beyond their floors, for durable entries an
+/// active follower has not acknowledged yet (`CatchUpSettings::followers_cache_bytes_max`).
+///
+/// Why: a leader keeps a follower's appends few in flight (four of at most 1 MiB), so a
+/// producer whose requests come faster than a follower acknowledges (one librdkafka
+/// producer with its requests in flight: ~20 MB a round) got ahead of it by more than the
+/// 1 MiB the cache kept; every entry past that was then read back from disk through the
+/// catch-up reads and their throttle: 21 MB/s on the three-node cluster, against 233 MB/s
+/// for the idempotent producer whose one request in flight never got ahead.
+#[derive(Debug)]
+pub struct FollowersCache {
+    used: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl FollowersCache {
+    pub fn new(max: u64) -> Arc<Self> {
+        Arc::new(FollowersCache {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// Bytes held now, all groups together.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn full(&self) -> bool {
+        self.used() > self.max
+    }
+
+    /// Move a group's share from `from` to `to` bytes.
+    fn account(&self, from: usize, to: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if to > from {
+            self.used.fetch_add(to - from, Relaxed);
+        } else {
+            self.used.fetch_sub(from - to, Relaxed);
+        }
+    }
+}
 /// Entries below the commit kept in the tail before it is compacted.
 const TAIL_KEEP: u64 = 4096;
 /// Reads waiting per group, at most (a group asks for one per follower at a time; more
@@ -54,6 +100,7 @@ struct Read {
 pub struct PartitionStorage {
     partition: Arc<Partition>,
     inner: Mutex<Inner>,
+    followers_cache: Arc<FollowersCache>,
 }
 
 struct Inner {
@@ -66,6 +113,11 @@ struct Inner {
     /// Entries with data, contiguous, up to the log's last entry.
     cache: VecDeque<Entry>,
     cache_bytes: usize,
+    /// The lowest index an active follower has not acknowledged (the leader's view; none
+    /// otherwise): durable entries from it on are kept past the floor, within the bounds.
+    needed_from: u64,
+    /// What this group counts in the broker's [`FollowersCache`].
+    held_accounted: usize,
     /// Entries below this index are durable.
     durable_next: u64,
     /// A snapshot taken in and not yet durable: `(index, term)` of its point.
@@ -75,6 +127,13 @@ struct Inner {
     /// A finished read's entries while raft-rs is told of them ([`PartitionStorage::fetched`]
     /// to [`PartitionStorage::fetch_handed_over`]).
     fetched: Option<(u64, Vec<Entry>)>,
+}
+
+impl Drop for PartitionStorage {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.followers_cache.account(inner.held_accounted, 0);
+    }
 }
 
 fn unavailable() -> raft::Error {
@@ -87,7 +146,11 @@ fn compacted() -> raft::Error {
 
 impl PartitionStorage {
     /// The storage of `partition` (replicated, just recovered) for a group of `voters`.
-    pub fn open(partition: Arc<Partition>, voters: Vec<u64>) -> Result<Self, String> {
+    pub fn open(
+        partition: Arc<Partition>,
+        voters: Vec<u64>,
+        followers_cache: Arc<FollowersCache>,
+    ) -> Result<Self, String> {
         let (tail, hard_state, next_index) = {
             let mut st = partition.state_mut();
             let end = st.log_end_offset();
@@ -130,11 +193,14 @@ impl PartitionStorage {
                 tail_unplaced: false,
                 cache: VecDeque::new(),
                 cache_bytes: 0,
+                needed_from: u64::MAX,
+                held_accounted: 0,
                 durable_next: next_index,
                 pending_reset: None,
                 reads: BTreeMap::new(),
                 fetched: None,
             }),
+            followers_cache,
         };
         // Everything before the log's first entry was committed (retention and snapshots
         // take only committed entries), though the hard state on disk may say less: its
@@ -204,6 +270,7 @@ impl PartitionStorage {
                 data: e.data.clone(),
             });
         }
+        self.account(&mut inner);
         (cut, out)
     }
 
@@ -224,14 +291,48 @@ impl PartitionStorage {
         {
             inner.pending_reset = None;
         }
-        while inner.cache_bytes > CACHE_BYTES_MAX
-            && inner
-                .cache
-                .front()
-                .is_some_and(|e| e.index < inner.durable_next)
-        {
+        self.evict(&mut inner);
+    }
+
+    /// The leader's view of its followers: the lowest index an active one has not
+    /// acknowledged (`u64::MAX` when none, or when this replica does not lead).
+    pub fn keep_for_followers(&self, needed_from: u64) {
+        let mut inner = self.lock();
+        if inner.needed_from != needed_from {
+            inner.needed_from = needed_from;
+            self.evict(&mut inner);
+        }
+    }
+
+    /// Drop durable entries past the floor that no active follower needs, or that the
+    /// group's or the broker's bound has no room for; then account what is held.
+    fn evict(&self, inner: &mut Inner) {
+        while inner.cache_bytes > CACHE_BYTES_MAX {
+            let Some(front) = inner.cache.front() else {
+                break;
+            };
+            if front.index >= inner.durable_next {
+                // raft-rs reads entries back from here until they are durable.
+                break;
+            }
+            let needed = front.index >= inner.needed_from
+                && inner.cache_bytes <= CACHE_BYTES_MAX + CACHE_HELD_BYTES_MAX
+                && !self.followers_cache.full();
+            if needed {
+                break;
+            }
             let e = inner.cache.pop_front().expect("checked");
             inner.cache_bytes -= e.data.len();
+        }
+        self.account(inner);
+    }
+
+    /// Bring the broker-wide count up to date with this group's cache.
+    fn account(&self, inner: &mut Inner) {
+        let held = inner.cache_bytes.saturating_sub(CACHE_BYTES_MAX);
+        if held != inner.held_accounted {
+            self.followers_cache.account(inner.held_accounted, held);
+            inner.held_accounted = held;
         }
     }
 
@@ -254,6 +355,7 @@ impl PartitionStorage {
         inner.tail_unplaced = false;
         inner.cache.clear();
         inner.cache_bytes = 0;
+        self.account(&mut inner);
         inner.fetched = None;
         inner.reads.clear();
         inner.durable_next = index + 1;
