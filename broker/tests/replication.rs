@@ -541,7 +541,14 @@ async fn an_idle_group_goes_quiet_and_still_fails_over() {
 async fn in_sync_followers_are_sent_a_burst_from_memory_not_from_the_log() {
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let all: Vec<&TestNode> = nodes.iter().collect();
-    produce(&all, 1, 1).await;
+    let end = produce(&all, 1, 1).await[0] + 1;
+    // Every follower in sync first (one that has not connected yet is rightly served from
+    // the log when it does).
+    wait_for("every replica holding the first write", || {
+        all.iter()
+            .all(|n| n.partition.state().log_end_offset() >= end)
+    })
+    .await;
     let leader = nodes.iter().find(|n| n.is_serving()).expect("a leader");
     let value = vec![b'x'; 512 << 10];
     let mut waiting = Vec::new();

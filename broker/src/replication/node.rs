@@ -1731,14 +1731,17 @@ impl Node {
                 self.metadata_caught_up_at = g.raw.store().end_offset(commit);
             }
         }
-        // What the active followers have not acknowledged stays in memory (within bounds).
+        // What the connected followers have not acknowledged stays in memory (within bounds).
+        // (Not raft-rs's `recent_active`: check_quorum clears it every election timeout, and
+        // until each follower's next answer the cache was cut back to its floor.)
         let needed_from = if g.raw.raft.state == StateRole::Leader {
             let me = self.id;
+            let links = &self.link_state;
             g.raw
                 .raft
                 .prs()
                 .iter()
-                .filter(|(id, p)| **id != me && p.recent_active)
+                .filter(|(id, _)| **id != me && links.get(id).copied().unwrap_or(false))
                 .map(|(_, p)| p.matched + 1)
                 .min()
                 .unwrap_or(u64::MAX)
