@@ -46,7 +46,7 @@ pub struct CatchUpSettings {
     pub follower_bytes_max: u64,
     /// Bytes read per second for followers, at most; 0: no limit.
     pub rate_bytes_per_s: u64,
-    /// Bytes of durable entries kept in memory, all groups together, because an active
+    /// Bytes of durable entries kept in memory, all groups together, because a connected
     /// follower has not acknowledged them yet (beyond each group's floor of recent entries):
     /// an in-sync follower is then sent them from memory, never through the reads above.
     pub followers_cache_bytes_max: u64,

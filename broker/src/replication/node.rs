@@ -657,7 +657,7 @@ struct Node {
     metadata_caught_up_at: Option<i64>,
     /// Reads of old entries for followers, within their budgets ([`catch_up`]).
     catch_up: CatchUp,
-    /// Durable entries kept in memory for active followers, all groups together.
+    /// Durable entries kept in memory for connected followers, all groups together.
     followers_cache: Arc<super::storage::FollowersCache>,
     /// The broker's memory budget: a catch-up read takes its bytes before it is made.
     memory: Arc<MemoryBudget>,

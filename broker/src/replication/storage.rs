@@ -32,12 +32,12 @@ use crate::storage::log::Partition;
 
 /// Bytes of durable entries' data kept for followers a little behind (per group), always.
 const CACHE_BYTES_MAX: usize = 1 << 20;
-/// Bytes of durable entries' data a group keeps at most because an active follower has not
+/// Bytes of durable entries' data a group keeps at most because a connected follower has not
 /// acknowledged them (within the broker-wide [`FollowersCache`] too).
 const CACHE_HELD_BYTES_MAX: usize = 32 << 20;
 
 /// The memory all groups of a broker keep, beyond their floors, for durable entries an
-/// active follower has not acknowledged yet (`CatchUpSettings::followers_cache_bytes_max`).
+/// connected follower has not acknowledged yet (`CatchUpSettings::followers_cache_bytes_max`).
 ///
 /// Why: a leader keeps a follower's appends few in flight (four of at most 1 MiB), so a
 /// producer whose requests come faster than a follower acknowledges (one librdkafka
@@ -113,7 +113,7 @@ struct Inner {
     /// Entries with data, contiguous, up to the log's last entry.
     cache: VecDeque<Entry>,
     cache_bytes: usize,
-    /// The lowest index an active follower has not acknowledged (the leader's view; none
+    /// The lowest index a connected follower has not acknowledged (the leader's view; none
     /// otherwise): durable entries from it on are kept past the floor, within the bounds.
     needed_from: u64,
     /// What this group counts in the broker's [`FollowersCache`].
@@ -304,7 +304,7 @@ impl PartitionStorage {
         }
     }
 
-    /// Drop durable entries past the floor that no active follower needs, or that the
+    /// Drop durable entries past the floor that no connected follower needs, or that the
     /// group's or the broker's bound has no room for; then account what is held.
     fn evict(&self, inner: &mut Inner) {
         while inner.cache_bytes > CACHE_BYTES_MAX {
