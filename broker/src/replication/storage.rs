@@ -36,7 +36,7 @@ const CACHE_BYTES_MAX: usize = 1 << 20;
 /// acknowledged them (within the broker-wide [`FollowersCache`] too).
 const CACHE_HELD_BYTES_MAX: usize = 32 << 20;
 
-/// The memory all groups of a broker keep, beyond their floors, for durable entries an
+/// The memory all groups of a broker keep, beyond their floors, for durable entries a
 /// connected follower has not acknowledged yet (`CatchUpSettings::followers_cache_bytes_max`).
 ///
 /// Why: a leader keeps a follower's appends few in flight (four of at most 1 MiB), so a
