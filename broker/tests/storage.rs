@@ -1240,6 +1240,8 @@ async fn an_idempotent_producers_pipelined_batches_share_a_round() {
     // Slow syncs: the next append's round is still syncing when the five are queued.
     *gate.delay.lock().unwrap() = Duration::from_millis(200);
     let p = store.topic("t").unwrap().partitions[0].clone();
+    // Queues the append and gives back the receiver of its answer (awaited later).
+    #[allow(clippy::async_yields_async)]
     let queue = |b: Bytes| {
         let store = store.clone();
         let p = p.clone();

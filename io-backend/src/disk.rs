@@ -86,8 +86,11 @@ pub trait DiskFile: Send + Sync + 'static {
     async fn sync_data(&self) -> DiskResult<()>;
     /// Write every `(data, offset)`, then make the file's data durable, as one operation: an
     /// engine that can do both without a round trip to the caller in between does so.
+    /// The pieces that follow one another in the file are one write (as one `pwritev`):
+    /// a caller may hand a batch's patched header and its body as two pieces without paying
+    /// for two writes.
     async fn write_all_and_sync(&self, writes: Vec<(Bytes, u64)>) -> DiskResult<()> {
-        for (data, offset) in writes {
+        for (data, offset) in coalesce_adjacent(writes) {
             self.write_at(data, offset).await?;
         }
         self.sync_data().await
@@ -96,4 +99,57 @@ pub trait DiskFile: Send + Sync + 'static {
     async fn truncate(&self, len: u64) -> DiskResult<()>;
     /// The file's current length in bytes.
     async fn len(&self) -> DiskResult<u64>;
+}
+
+/// `writes` with every run of pieces that follow one another in the file joined into one
+/// (a copy, only where a run has more than one piece), in the same order.
+pub fn coalesce_adjacent(writes: Vec<(Bytes, u64)>) -> Vec<(Bytes, u64)> {
+    // (pieces, where the run starts, where it ends)
+    let mut runs: Vec<(Vec<Bytes>, u64, u64)> = Vec::new();
+    for (data, offset) in writes {
+        match runs.last_mut() {
+            Some((pieces, _, end)) if *end == offset => {
+                *end += data.len() as u64;
+                pieces.push(data);
+            }
+            _ => {
+                let end = offset + data.len() as u64;
+                runs.push((vec![data], offset, end));
+            }
+        }
+    }
+    runs.into_iter()
+        .map(|(mut pieces, start, end)| {
+            if pieces.len() == 1 {
+                return (pieces.pop().expect("one piece"), start);
+            }
+            let mut joined = bytes::BytesMut::with_capacity((end - start) as usize);
+            for p in &pieces {
+                joined.extend_from_slice(p);
+            }
+            (joined.freeze(), start)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce_adjacent;
+    use bytes::Bytes;
+
+    #[test]
+    fn adjacent_pieces_are_joined_and_the_rest_kept_in_order() {
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let writes = vec![
+            (b("ab"), 0),
+            (b("cd"), 2),
+            (b("e"), 4),
+            (b("x"), 10),
+            (b("yz"), 11),
+            (b("q"), 3),
+        ];
+        let got = coalesce_adjacent(writes);
+        assert_eq!(got, vec![(b("abcde"), 0), (b("xyz"), 10), (b("q"), 3)]);
+        assert!(coalesce_adjacent(Vec::new()).is_empty());
+    }
 }

@@ -21,7 +21,7 @@ pub mod conformance;
 pub mod uring;
 
 pub use clock::{Clock, SystemClock, TimedOut};
-pub use disk::{DirLock, Disk, DiskFile, OpenMode, LOCK_FILE};
+pub use disk::{coalesce_adjacent, DirLock, Disk, DiskFile, OpenMode, LOCK_FILE};
 pub use env::{Env, EnvRng, IoEngine};
 pub use error::{DiskError, DiskOp, DiskResult};
 pub use net::{Connection, Listener, Net, TcpNet};

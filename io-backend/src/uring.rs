@@ -363,6 +363,8 @@ impl DiskFile for UringFile {
     }
 
     async fn write_all_and_sync(&self, writes: Vec<(Bytes, u64)>) -> DiskResult<()> {
+        // One write per run of adjacent pieces (a batch's patched header and its body).
+        let writes = crate::disk::coalesce_adjacent(writes);
         let id = self.id;
         self.ask(DiskOp::WriteSync, |reply| Cmd::WriteSync {
             id,
