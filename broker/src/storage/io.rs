@@ -305,6 +305,18 @@ impl Io {
         .await
     }
 
+    /// [`Io::remove_file`], and a file already gone is removed too: where two of the
+    /// directory's actors may remove the same file (retention on the admin lane, a log reset
+    /// to a leader's snapshot on the pipeline), the second must not take the first's work for
+    /// a failed disk (simulation, lagging-follower seed 1: the reset's `exists` then `remove`
+    /// straddled retention's removal and the directory was declared failed).
+    pub async fn remove_file_if_present(&self, path: &Path) -> Result<(), StorageError> {
+        match self.remove_file(path).await {
+            Err(StorageError::Disk(e)) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
     pub async fn remove_dir_all(&self, path: &Path) -> Result<(), StorageError> {
         let (disk, p) = (self.disk.clone(), path.to_path_buf());
         self.run(DiskOp::Remove, path, async move {

@@ -393,10 +393,8 @@ pub(super) async fn remove_segment_files(
     exts: &[&str],
 ) -> Result<(), StorageError> {
     for ext in exts {
-        let path = dir.join(log::segment_name(base, ext));
-        if io.exists(&path).await? {
-            io.remove_file(&path).await?;
-        }
+        io.remove_file_if_present(&dir.join(log::segment_name(base, ext)))
+            .await?;
     }
     Ok(())
 }

@@ -42,8 +42,9 @@ impl AdminLane {
     ) -> Result<(), StorageError> {
         tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
         crate::coverage::reached(crate::coverage::Event::RetentionDeletedSegment);
+        // Gone already if a log reset to a leader's snapshot removed it meanwhile.
         self.io()
-            .remove_file(&p.dir.join(log::segment_name(seg.base_offset, "log")))
+            .remove_file_if_present(&p.dir.join(log::segment_name(seg.base_offset, "log")))
             .await?;
         self.io().sync_dir(&p.dir).await?;
         {
