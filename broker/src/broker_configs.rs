@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::storage::log::LogConfig;
+use crate::topic_config::LogConfig;
 use crate::topic_config::{self, ConfigError, Key, Overrides, Source, Support, KEYS};
 
 /// Which dynamic set a broker resource names.

@@ -554,23 +554,6 @@ impl Config {
             .unwrap_or(self.max_connections_per_ip)
     }
 
-    /// The group coordinator's settings.
-    pub fn groups(&self) -> crate::group::GroupConfig {
-        crate::group::GroupConfig {
-            offsets_partitions: self.offsets_topic_partitions,
-            offsets_replication: self.replication_factor(),
-            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
-            min_session_timeout_ms: self.group_min_session_timeout_ms,
-            max_session_timeout_ms: self.group_max_session_timeout_ms,
-            offset_metadata_max_bytes: 4096,
-            offsets_retention_ms: self.offsets_retention_ms,
-            offsets_retention_check_interval: Duration::from_millis(
-                self.offsets_retention_check_interval_ms,
-            ),
-            checkpoint_records: self.offsets_checkpoint_records,
-        }
-    }
-
     pub fn engine(&self) -> IoEngine {
         self.io_engine.parse().unwrap_or_default()
     }
@@ -588,8 +571,8 @@ impl Config {
         }
     }
 
-    pub fn topic_defaults(&self) -> crate::storage::log::LogConfig {
-        crate::storage::log::LogConfig {
+    pub fn topic_defaults(&self) -> crate::topic_config::LogConfig {
+        crate::topic_config::LogConfig {
             segment_bytes: self.segment_bytes,
             segment_ms: self.segment_ms,
             retention_ms: self.retention_ms,

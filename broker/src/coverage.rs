@@ -25,7 +25,8 @@ pub enum Event {
     LongPollWokenByCommit,
     /// A commit round's sync failed, and a later round's sync succeeded.
     SyncFailedThenSucceeded,
-    /// One commit round made several writes to one `__consumer_offsets` partition durable.
+    /// One commit round made several writes to one partition of an internal topic durable (on a
+    /// single node the pipeline writes only `__consumer_offsets` among them).
     OffsetCommitsInOneRound,
     /// An idempotent producer's retry was answered from producer state, not written again.
     DuplicateBatchAnswered,

@@ -18,7 +18,6 @@ pub mod alloc;
 pub mod api;
 pub mod batch;
 pub mod broker_configs;
-pub mod catalog;
 pub mod compression;
 pub mod config;
 pub mod controller;

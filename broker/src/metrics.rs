@@ -116,6 +116,7 @@ pub struct Metrics {
     pub append_queue_depth_peak: AtomicI64,
     pub append_queue_capacity: AtomicI64,
     pub catch_up_reads_in_flight_peak: AtomicI64,
+    pub catch_up_reads_in_flight_max: AtomicI64,
     pub catch_up_follower_bytes_peak: AtomicI64,
     pub catch_up_follower_bytes_max: AtomicI64,
     pub raft_queue_bytes_peak: AtomicI64,
@@ -170,6 +171,7 @@ impl Default for Metrics {
             append_queue_depth_peak: AtomicI64::new(0),
             append_queue_capacity: AtomicI64::new(0),
             catch_up_reads_in_flight_peak: AtomicI64::new(0),
+            catch_up_reads_in_flight_max: AtomicI64::new(0),
             catch_up_follower_bytes_peak: AtomicI64::new(0),
             catch_up_follower_bytes_max: AtomicI64::new(0),
             raft_queue_bytes_peak: AtomicI64::new(0),
@@ -234,7 +236,7 @@ impl Metrics {
             Bound {
                 name: "catch-up reads in flight",
                 peak: get(&self.catch_up_reads_in_flight_peak),
-                limit: crate::replication::catch_up::READS_IN_FLIGHT_MAX as i64,
+                limit: get(&self.catch_up_reads_in_flight_max),
             },
             Bound {
                 name: "catch-up bytes under way per follower (replica_fetch_response_max_bytes)",

@@ -6,14 +6,60 @@
 //!
 //! A topic's configuration is its *overrides* (the keys set by CreateTopics or AlterConfigs,
 //! kept in its metadata file) over the broker's defaults, resolved into a
-//! [`LogConfig`](crate::storage::log::LogConfig) by [`resolve`] — again whenever the node
+//! [`LogConfig`] by [`resolve`] — again whenever the node
 //! starts, so a topic without an override follows the broker's setting, as in Kafka.
 
 use std::collections::BTreeMap;
 
 use crate::compression::TopicCompression;
 use crate::records::TimestampType;
-use crate::storage::log::LogConfig;
+use serde::{Deserialize, Serialize};
+
+/// Per-topic log settings, with Kafka's meaning (`segment.bytes`, `retention.ms`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    /// -1: keep forever.
+    pub retention_ms: i64,
+    /// -1: no size limit.
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u64,
+    /// Zeros written ahead of the active segment's end (0: none).
+    #[serde(default)]
+    pub preallocate_bytes: u64,
+    /// Largest batch accepted, as sent (`max.message.bytes`).
+    #[serde(default = "kafka_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// Whose timestamps the records keep (`message.timestamp.type`).
+    #[serde(default)]
+    pub timestamp_type: TimestampType,
+    /// With CreateTime, how far before / after the broker's clock a record's timestamp may lie
+    /// (`message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`).
+    #[serde(default = "unlimited_ms")]
+    pub timestamp_before_max_ms: i64,
+    #[serde(default = "unlimited_ms")]
+    pub timestamp_after_max_ms: i64,
+    /// Replicas that must have an `acks=all` write (`min.insync.replicas`); on a single node
+    /// anything above 1 refuses `acks=all` with NOT_ENOUGH_REPLICAS, as Kafka would.
+    #[serde(default = "one")]
+    pub min_insync_replicas: i32,
+    /// The codec batches are stored with (`compression.type`).
+    #[serde(default)]
+    pub compression: TopicCompression,
+}
+
+fn kafka_max_message_bytes() -> u64 {
+    1_048_588
+}
+
+fn unlimited_ms() -> i64 {
+    i64::MAX
+}
+
+fn one() -> i32 {
+    1
+}
 
 /// A topic's overrides: Kafka key → value, as checked and normalised by [`check`].
 pub type Overrides = BTreeMap<String, String>;

@@ -12,6 +12,8 @@ mod bench;
 mod cluster;
 mod sim;
 mod test;
+#[cfg(test)]
+mod tidy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

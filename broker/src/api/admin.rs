@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{name_of, topic_name, Broker};
-use crate::catalog::{self, TopicError};
 use crate::protocol::error;
+use crate::storage::catalog::{self, TopicError};
 use crate::topic_config::{self, Overrides};
 
 /// A refusal: the code and a message for the client.
@@ -106,7 +106,7 @@ impl Broker {
         t: &CreatableTopic,
         validate_only: bool,
         deadline: Instant,
-    ) -> Result<(i32, Option<u128>, crate::storage::log::LogConfig, Overrides), Refusal> {
+    ) -> Result<(i32, Option<u128>, crate::topic_config::LogConfig, Overrides), Refusal> {
         let name = name_of(&t.name);
         if catalog::is_internal(name) {
             return Err((
@@ -200,7 +200,7 @@ impl Broker {
         t: &CreatableTopic,
         validate_only: bool,
         deadline: Instant,
-    ) -> Result<(i32, Option<u128>, crate::storage::log::LogConfig, Overrides), Refusal> {
+    ) -> Result<(i32, Option<u128>, crate::topic_config::LogConfig, Overrides), Refusal> {
         let name = name_of(&t.name);
         let md = cluster.metadata();
         let live = md.live_brokers();

@@ -130,9 +130,10 @@ impl Broker {
             dir.total_bytes = -1;
             dir.usable_bytes = -1;
         }
-        let wanted: Vec<(std::sync::Arc<crate::catalog::Topic>, Option<Vec<i32>>)> = match req
-            .topics
-        {
+        let wanted: Vec<(
+            std::sync::Arc<crate::storage::catalog::Topic>,
+            Option<Vec<i32>>,
+        )> = match req.topics {
             None => self.store.topics().into_iter().map(|t| (t, None)).collect(),
             Some(list) => list
                 .into_iter()

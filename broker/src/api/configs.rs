@@ -21,8 +21,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::admin::{topic_error_code, ADMIN_LIMIT};
 use super::Broker;
 use crate::broker_configs::{self, Scope};
-use crate::catalog::{check_topic_name, Topic};
 use crate::protocol::error;
+use crate::storage::catalog::{check_topic_name, Topic};
 use crate::topic_config::{self, Overrides, Source, Type};
 
 /// Kafka's resource types.
@@ -112,7 +112,7 @@ impl Broker {
     /// (v5+) tell them.
     fn topic_entries(
         &self,
-        config: &crate::storage::log::LogConfig,
+        config: &crate::topic_config::LogConfig,
         overrides: &Overrides,
     ) -> Vec<Entry> {
         let dynamic = self.store.dynamic_configs();
@@ -150,7 +150,7 @@ impl Broker {
     /// CreateTopics v5+ answers with the new topic's configs.
     pub(super) fn created_topic_configs(
         &self,
-        config: &crate::storage::log::LogConfig,
+        config: &crate::topic_config::LogConfig,
         overrides: &Overrides,
     ) -> Vec<kafka_protocol::messages::create_topics_response::CreatableTopicConfigs> {
         self.topic_entries(config, overrides)
@@ -387,10 +387,10 @@ impl Broker {
         name: &str,
         ops: &[(&str, i8, Option<&str>)],
     ) -> Result<(), Refusal> {
-        if crate::catalog::is_internal(name) {
+        if crate::storage::catalog::is_internal(name) {
             return Err(internal_topic(name));
         }
-        let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
+        let refuse = |e: crate::storage::catalog::TopicError| (topic_error_code(&e), e.to_string());
         let change = |current: &Overrides| {
             let overrides = apply_ops(current, ops)?;
             self.store.resolve(&overrides).map_err(refuse)?;
@@ -411,7 +411,7 @@ impl Broker {
         set: std::collections::BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
-        let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
+        let refuse = |e: crate::storage::catalog::TopicError| (topic_error_code(&e), e.to_string());
         let configs = self.store.dynamic_configs().with(scope, set.clone());
         self.store.check_dynamic_configs(&configs).map_err(refuse)?;
         if validate_only {
@@ -437,7 +437,7 @@ impl Broker {
         scope: Scope,
         ops: &[(&str, i8, Option<&str>)],
     ) -> Result<(), Refusal> {
-        let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
+        let refuse = |e: crate::storage::catalog::TopicError| (topic_error_code(&e), e.to_string());
         let me = self.config.node_id as crate::replication::transport::NodeId;
         let change = |current: &Overrides| {
             let mine = cluster.metadata().dynamic_configs_of(me);
@@ -470,10 +470,10 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), Refusal> {
         self.known_topic(name)?;
-        if crate::catalog::is_internal(name) {
+        if crate::storage::catalog::is_internal(name) {
             return Err(internal_topic(name));
         }
-        let refuse = |e: crate::catalog::TopicError| (topic_error_code(&e), e.to_string());
+        let refuse = |e: crate::storage::catalog::TopicError| (topic_error_code(&e), e.to_string());
         self.store.resolve(&overrides).map_err(refuse)?;
         if validate_only {
             return Ok(());

@@ -8,8 +8,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::cluster::operations;
 use super::{name_of, topic_name, Broker};
-use crate::catalog::Topic;
 use crate::protocol::error;
+use crate::storage::catalog::Topic;
 
 impl Broker {
     pub(super) async fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -176,7 +176,7 @@ impl Broker {
         let mut mt = MetadataResponseTopic::default();
         mt.name = Some(topic_name(name));
         if version >= 1 {
-            mt.is_internal = crate::catalog::is_internal(name);
+            mt.is_internal = crate::storage::catalog::is_internal(name);
         }
         if version >= 8 {
             mt.topic_authorized_operations = ops;
@@ -229,7 +229,7 @@ impl Broker {
         mt.name = Some(topic_name(&t.name));
         if version >= 1 {
             // Clients leave internal topics out of their listings.
-            mt.is_internal = crate::catalog::is_internal(&t.name);
+            mt.is_internal = crate::storage::catalog::is_internal(&t.name);
         }
         if version >= 8 {
             mt.topic_authorized_operations = ops;

@@ -32,13 +32,13 @@ use io_backend::Clock;
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::catalog::{check_topic_name, Topic, TopicError};
 use crate::config::Config;
 use crate::group::Coordinator;
 use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::{Metrics, Refusal};
 use crate::producer_state::ProducerError;
 use crate::protocol::{self, error, Request};
+use crate::storage::catalog::{check_topic_name, Topic, TopicError};
 use crate::storage::{AppendError, StorageError, Store};
 use crate::throttle::Throttles;
 use admin::topic_error_code;
@@ -470,7 +470,9 @@ impl Broker {
             return Ok(t);
         }
         // The group coordinator makes its topic with the partitions it needs.
-        if !(may_create && self.config.auto_create_topics) || crate::catalog::is_internal(name) {
+        if !(may_create && self.config.auto_create_topics)
+            || crate::storage::catalog::is_internal(name)
+        {
             return Err(error::UNKNOWN_TOPIC_OR_PARTITION);
         }
         match self
@@ -505,7 +507,9 @@ impl Broker {
                 .await
                 .ok_or(error::LEADER_NOT_AVAILABLE);
         }
-        if !(may_create && self.config.auto_create_topics) || crate::catalog::is_internal(name) {
+        if !(may_create && self.config.auto_create_topics)
+            || crate::storage::catalog::is_internal(name)
+        {
             return Err(error::UNKNOWN_TOPIC_OR_PARTITION);
         }
         match cluster

@@ -21,11 +21,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::batch::BatchError;
-use crate::catalog::Topic;
 use crate::compression;
 use crate::memory::Reservation;
 use crate::records::{self, Rules};
 use crate::replication::node::ReplicaError;
+use crate::storage::catalog::Topic;
 use crate::storage::{AppendError, Appended};
 
 impl Broker {
@@ -42,7 +42,7 @@ impl Broker {
             let name = name_of(&t.name).to_string();
             let topic = if acks != 0 && acks != 1 && acks != -1 {
                 Err(error::INVALID_REQUIRED_ACKS)
-            } else if crate::catalog::is_internal(&name) {
+            } else if crate::storage::catalog::is_internal(&name) {
                 // As Kafka: only the broker writes its internal topics.
                 Err(error::INVALID_TOPIC_EXCEPTION)
             } else {

@@ -38,8 +38,7 @@ use crate::storage::Store;
 use records::MetadataRecord;
 use state::{ClusterMetadata, MetadataError, Outcome};
 
-/// The internal topic of the cluster metadata log.
-pub const METADATA_TOPIC: &str = "__cluster_metadata";
+pub use crate::storage::catalog::METADATA_TOPIC;
 /// The metadata's Raft group.
 pub const METADATA_GROUP: GroupId = crate::replication::wire::CONTROLLER_GROUP;
 /// How often a proposal whose effect has not shown is made again (it may have been lost with
@@ -176,7 +175,7 @@ impl Controller {
         &self,
         name: &str,
         limit: Duration,
-    ) -> Option<Arc<crate::catalog::Topic>> {
+    ) -> Option<Arc<crate::storage::catalog::Topic>> {
         let local = || {
             let md = self.metadata();
             let t = md.topics.get(name)?;
@@ -201,7 +200,7 @@ impl Controller {
     pub async fn new_producer_id(
         &self,
         limit: Duration,
-    ) -> Result<i64, crate::catalog::TopicError> {
+    ) -> Result<i64, crate::storage::catalog::TopicError> {
         let take = |ids: &mut (i64, i64)| {
             (ids.0 < ids.1).then(|| {
                 ids.0 += 1;
@@ -217,8 +216,9 @@ impl Controller {
         if start >= ids.1 {
             *ids = (start, end);
         }
-        take(&mut ids)
-            .ok_or_else(|| crate::catalog::TopicError::NoController("no producer id left".into()))
+        take(&mut ids).ok_or_else(|| {
+            crate::storage::catalog::TopicError::NoController("no producer id left".into())
+        })
     }
 
     /// The broker that leads the metadata's group (the active controller), if known here.

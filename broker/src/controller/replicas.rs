@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Controller, METADATA_TOPIC};
-use crate::catalog::TopicError;
+use crate::storage::catalog::TopicError;
 
 impl Controller {
     /// Reconcile after every change of the metadata; after a failure (a failed disk), again a

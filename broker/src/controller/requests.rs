@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::records::{id_text, MetadataRecord};
 use super::state::{MetadataError, Outcome};
 use super::{Controller, SubmitError};
-use crate::catalog::TopicError;
 use crate::replication::transport::NodeId;
+use crate::storage::catalog::TopicError;
 use crate::topic_config::Overrides;
 
 fn topic_error(e: SubmitError) -> TopicError {

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::records::{parse_id, MetadataRecord};
-use crate::catalog::{check_topic_name, PARTITIONS_MAX};
 use crate::replication::transport::NodeId;
 use crate::replication::wire::GroupId;
+use crate::storage::catalog::{check_topic_name, PARTITIONS_MAX};
 use crate::topic_config::Overrides;
 
 /// A broker as the cluster knows it.

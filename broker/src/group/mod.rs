@@ -33,16 +33,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::batch;
-use crate::catalog::TopicError;
 use crate::controller::Controller;
 use crate::protocol::error;
 use crate::replication::node::ReplicaError;
+use crate::storage::catalog::TopicError;
 use crate::storage::{AppendError, Appended, Store};
 use membership::Group;
 use records::{Entry, OffsetValue};
 
-/// The internal topic.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::storage::catalog::OFFSETS_TOPIC;
 
 /// Requests queued for the coordinator before callers wait.
 const QUEUE: usize = 1024;
@@ -71,6 +70,25 @@ pub struct GroupConfig {
     /// Records a partition of the offsets topic may hold past its live state (and at least
     /// four times that state) before its live state is written again and the rest deleted.
     pub checkpoint_records: i64,
+}
+
+impl GroupConfig {
+    /// The settings the broker's configuration gives the coordinator.
+    pub fn from_config(config: &crate::config::Config) -> GroupConfig {
+        GroupConfig {
+            offsets_partitions: config.offsets_topic_partitions,
+            offsets_replication: config.replication_factor(),
+            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention_ms: config.offsets_retention_ms,
+            offsets_retention_check_interval: Duration::from_millis(
+                config.offsets_retention_check_interval_ms,
+            ),
+            checkpoint_records: config.offsets_checkpoint_records,
+        }
+    }
 }
 
 // ---- What callers ask and get (Kafka's fields, without the wire format) ----------------------
@@ -826,7 +844,7 @@ impl Actor {
     }
 
     /// The offsets topic, created on first use (as Kafka does).
-    async fn offsets_topic(&self) -> Result<Arc<crate::catalog::Topic>, i16> {
+    async fn offsets_topic(&self) -> Result<Arc<crate::storage::catalog::Topic>, i16> {
         if let Some(t) = self.store.topic(OFFSETS_TOPIC) {
             return Ok(t);
         }

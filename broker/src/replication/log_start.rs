@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::node::{ReplicaError, Replication};
 use super::wire::GroupId;
-use crate::catalog::TopicError;
+use crate::storage::catalog::TopicError;
 use crate::storage::log::Partition;
 use crate::storage::Store;
 

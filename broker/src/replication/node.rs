@@ -251,6 +251,10 @@ impl Replication {
         let catch_up = CatchUp::new(settings.catch_up);
         let followers_cache =
             super::storage::FollowersCache::new(settings.catch_up.followers_cache_bytes_max);
+        metrics.catch_up_reads_in_flight_max.store(
+            super::catch_up::READS_IN_FLIGHT_MAX as i64,
+            Ordering::Relaxed,
+        );
         metrics.catch_up_follower_bytes_max.store(
             settings.catch_up.follower_bytes_max as i64,
             Ordering::Relaxed,

@@ -88,7 +88,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         store.clone(),
         env.clock.clone(),
         env.rng.clone(),
-        config.groups(),
+        crate::group::GroupConfig::from_config(&config),
         cluster.clone(),
     );
     let broker = Arc::new(Broker {

@@ -18,7 +18,7 @@ use super::log::{self, Partition};
 use super::small_file;
 use super::{queue, Command, Io, Reply, Shared, StorageError};
 use crate::broker_configs::{self, DynamicConfigs};
-use crate::catalog::{self, Topic, TopicError};
+use crate::storage::catalog::{self, Topic, TopicError};
 use crate::topic_config::{self, Overrides};
 
 /// Admin commands queued at most; a handler waits for a slot beyond that.

@@ -1,4 +1,4 @@
-//! A data directory: its topic [`catalog`](crate::catalog), its partition logs ([`log`]), the
+//! A data directory: its topic [`catalog`](crate::storage::catalog), its partition logs ([`log`]), the
 //! disk operations on it with their deadlines and health ([`io`]), the group-commit
 //! [`pipeline`] — the one task that appends to partition logs — and the [`admin`] lane beside
 //! it — the one task that creates and removes topics, partitions and closed segments and writes
@@ -11,6 +11,7 @@
 //! the pipeline holds the directory's lock and ends after the lane.
 
 mod admin;
+pub mod catalog;
 pub mod io;
 pub mod log;
 mod pipeline;
@@ -32,13 +33,13 @@ pub use io::{Health, Io, StorageError};
 
 use crate::batch::BatchHeader;
 use crate::broker_configs::{self, DynamicConfigs};
-use crate::catalog::{self, check_topic_name, Catalog, Topic, TopicError};
 use crate::config::Config;
 use crate::memory::Reservation;
 use crate::metrics::Metrics;
 use crate::producer_state::ProducerError;
 use crate::topic_config::{self, Overrides};
 use admin::{AdminCommand, AdminLane};
+use catalog::{check_topic_name, Catalog, Topic, TopicError};
 use log::{LogConfig, Partition};
 use pipeline::Pipeline;
 pub use pipeline::ROUND_APPENDS_MAX;

@@ -329,7 +329,7 @@ impl Pipeline {
         crate::coverage::reached_when(crate::coverage::Event::OffsetCommitsInOneRound, || {
             plans
                 .iter()
-                .any(|p| p.partition.topic == crate::group::OFFSETS_TOPIC && p.waiters.len() > 1)
+                .any(|p| super::catalog::is_internal(&p.partition.topic) && p.waiters.len() > 1)
         });
         // Just before the partitions' state is updated (the lock is taken below, never across
         // this pause).

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::{small_file, Io, StorageError};
-use crate::catalog::META_DIR;
+use crate::storage::catalog::META_DIR;
 
 /// Ids per block.
 pub const BLOCK: i64 = 1000;

@@ -24,59 +24,13 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use io_backend::DiskFile;
-use serde::{Deserialize, Serialize};
 
 use crate::batch;
 use crate::producer_state::ProducerStates;
-use crate::records::TimestampType;
 use crate::storage::io::{Io, StorageError};
 use index::IndexEntry;
 
-/// Per-topic log settings, with Kafka's meaning (`segment.bytes`, `retention.ms`, …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogConfig {
-    pub segment_bytes: u64,
-    pub segment_ms: i64,
-    /// -1: keep forever.
-    pub retention_ms: i64,
-    /// -1: no size limit.
-    pub retention_bytes: i64,
-    pub index_interval_bytes: u64,
-    /// Zeros written ahead of the active segment's end (0: none).
-    #[serde(default)]
-    pub preallocate_bytes: u64,
-    /// Largest batch accepted, as sent (`max.message.bytes`).
-    #[serde(default = "kafka_max_message_bytes")]
-    pub max_message_bytes: u64,
-    /// Whose timestamps the records keep (`message.timestamp.type`).
-    #[serde(default)]
-    pub timestamp_type: TimestampType,
-    /// With CreateTime, how far before / after the broker's clock a record's timestamp may lie
-    /// (`message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`).
-    #[serde(default = "unlimited_ms")]
-    pub timestamp_before_max_ms: i64,
-    #[serde(default = "unlimited_ms")]
-    pub timestamp_after_max_ms: i64,
-    /// Replicas that must have an `acks=all` write (`min.insync.replicas`); on a single node
-    /// anything above 1 refuses `acks=all` with NOT_ENOUGH_REPLICAS, as Kafka would.
-    #[serde(default = "one")]
-    pub min_insync_replicas: i32,
-    /// The codec batches are stored with (`compression.type`).
-    #[serde(default)]
-    pub compression: crate::compression::TopicCompression,
-}
-
-fn kafka_max_message_bytes() -> u64 {
-    1_048_588
-}
-
-fn unlimited_ms() -> i64 {
-    i64::MAX
-}
-
-fn one() -> i32 {
-    1
-}
+pub use crate::topic_config::LogConfig;
 
 /// Bytes read at a time while scanning a segment (recovery, fetch).
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
@@ -528,7 +482,7 @@ mod tests {
             index_interval_bytes: 4096,
             preallocate_bytes: 0,
             max_message_bytes: 1 << 20,
-            timestamp_type: TimestampType::CreateTime,
+            timestamp_type: crate::records::TimestampType::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,

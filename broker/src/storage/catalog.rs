@@ -143,8 +143,14 @@ fn collision_key(name: &str) -> String {
 /// Topics the broker keeps for itself (committed offsets, group metadata): created by it when
 /// first needed, marked internal in Metadata, never written, created or deleted by clients.
 pub fn is_internal(name: &str) -> bool {
-    name == crate::group::OFFSETS_TOPIC || name == crate::controller::METADATA_TOPIC
+    name == OFFSETS_TOPIC || name == METADATA_TOPIC
 }
+
+/// The group coordinator's internal topic: committed offsets and group metadata. Named here,
+/// with every internal topic, because the catalog (below the coordinator) must know it.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The controller's internal topic: the cluster metadata log.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// The topics of a data directory, by name.
 #[derive(Default)]
