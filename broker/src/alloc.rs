@@ -3,7 +3,7 @@
 //!
 //! Why mimalloc: on the 128-producer cluster benchmark glibc's malloc and free (with their
 //! chunk consolidation) took ~13 % of the brokers' CPU; with mimalloc the CPU per record fell to
-//! about 0.87 of it (README, "Cluster benchmark").
+//! about 0.87 of it (docs/benchmarks.md, "The three-node cluster").
 //!
 //! Why: `kafka-protocol` 0.18 pre-allocates arrays from a length read off the wire
 //! (`Vec::with_capacity(n)` before any element is decoded; upstream PRs #152/#161/#200 are not

@@ -26,7 +26,7 @@ pub struct Config {
     /// Disk engine: `blocking` (the default), `uring`, or `auto` (io_uring where it can be set
     /// up, else blocking). Blocking is the default because it was measured faster on the hosts
     /// this was built on: each write and sync went to io_uring's worker threads anyway (buffered
-    /// writes to ext4, fsync), a hop more than the pool's (README, "Disk engines").
+    /// writes to ext4, fsync), a hop more than the pool's (docs/benchmarks.md, "Disk engines").
     pub io_engine: String,
     /// Threads of the blocking disk pool (and of the uring engine's metadata pool).
     pub disk_threads: usize,

@@ -315,7 +315,7 @@ def test_with_one_disk_replaced_and_another_broker_down_writes_resume_once_it_is
     """One broker's disk replaced while another is down (the cluster metadata's leader among
     them): no majority of a partition's replicas is known to hold every acknowledged write,
     so Raft lets no partition that loses its leader's majority elect a new leader until the
-    broker that is down is back (README, "A replicated cluster"). The wait is bounded by its
+    broker that is down is back (docs/operations.md, "A replicated cluster"). The wait is bounded by its
     return: every partition takes writes again soon after, and nothing acknowledged is lost."""
     topic = "waits"
     create(cluster.bootstrap, topic, 3)
