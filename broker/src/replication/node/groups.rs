@@ -1,0 +1,170 @@
+//! Groups added and removed as the controller's records make this node a replica or not.
+//!
+//! Invariant: a group starts from what its log holds (a recovered Raft log, or none: a new
+//! replica), and a removed group answers every waiter before it goes; early messages held
+//! for a group are delivered once it exists.
+
+use super::*;
+
+impl Node {
+    pub(super) fn add_group(
+        &mut self,
+        group: GroupId,
+        partition: Arc<Partition>,
+        voters: Vec<NodeId>,
+        campaign: bool,
+        made_at: Option<i64>,
+    ) {
+        if self.groups.contains_key(&group) {
+            return;
+        }
+        let storage = match PartitionStorage::open(
+            partition.clone(),
+            voters.clone(),
+            self.followers_cache.clone(),
+        ) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::error!(group, %why, "cannot open the group's log for Raft");
+                return;
+            }
+        };
+        let (applied, vote_written) = raft::Storage::initial_state(&storage)
+            .map(|s| (s.hard_state.commit, (s.hard_state.term, s.hard_state.vote)))
+            .unwrap_or((0, (0, 0)));
+        let producers = {
+            let last = raft::Storage::last_index(&storage).unwrap_or(0);
+            let mut st = partition.state_mut();
+            let state = st.producers.clone();
+            let (undo, undo_from) = st.replica.as_mut().map_or((Vec::new(), last + 1), |r| {
+                (std::mem::take(&mut r.recovered_undo), r.undo_from)
+            });
+            Producers::open(state, last, undo, undo_from)
+        };
+        let config = raft::Config {
+            id: self.id,
+            election_tick: self.settings.election_ticks,
+            heartbeat_tick: self.settings.heartbeat_ticks,
+            applied,
+            max_size_per_msg: self.settings.catch_up.read_bytes_max,
+            // Few appends in flight per follower: what a leader proposes while they are out
+            // goes in the next one, together (TiKV's setting is of this order too).
+            max_inflight_msgs: 4,
+            // A partition's followers learn the commit with the next append or heartbeat
+            // rather than from an append of its own (their high watermark serves no reader;
+            // the leader's does). The cluster metadata's followers are told at once: each
+            // broker acts on what it applies (a new partition's replicas start, its preferred
+            // leader campaigns), and a heartbeat away is 2 ticks — it made topic creation take
+            // 200 ms instead of 50.
+            skip_bcast_commit: group != wire::CONTROLLER_GROUP,
+            // A Ready's appends to one follower merged into one message.
+            batch_append: true,
+            check_quorum: true,
+            pre_vote: true,
+            max_committed_size_per_ready: 64 << 10,
+            ..Default::default()
+        };
+        let logger = self.logger.new(slog::o!("group" => group));
+        let mut raw = match RawNode::new(&config, storage, &logger) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(group, error = %e, "cannot start the group's Raft node");
+                return;
+            }
+        };
+        let mut timer = ElectionTimer::new(self.env.rng.clone(), &config);
+        timer.settle(&mut raw);
+        if campaign && voters.contains(&self.id) {
+            let _ = raw.campaign();
+            timer.settle(&mut raw);
+        }
+        let view = Arc::new(GroupView {
+            group,
+            partition: partition.clone(),
+            voters,
+            status: Mutex::new(Status::default()),
+            counted: Default::default(),
+        });
+        {
+            let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+            views.by_group.insert(group, view.clone());
+            views
+                .by_partition
+                .insert((partition.topic.clone(), partition.index), view.clone());
+        }
+        // A partition made by a metadata record committed after this node caught up with the
+        // cluster metadata holds nothing it could have acknowledged before this start.
+        let caught_up = !self.fresh
+            || made_at
+                .zip(self.metadata_caught_up_at)
+                .is_some_and(|(made, caught)| made > caught);
+        self.groups.insert(
+            group,
+            Group {
+                raw,
+                timer,
+                view,
+                in_flight: None,
+                next: NextWrite::default(),
+                held: VecDeque::new(),
+                persisted: 0,
+                waiters: VecDeque::new(),
+                copies_awaited: false,
+                confirms: Vec::new(),
+                producers,
+                quiet: false,
+                idle_ticks: 0,
+                vote_written,
+                gate: Gate::default(),
+                preferred_ready: 0,
+                recovery: Recovery {
+                    withholding: self.joined && !caught_up,
+                    caught_up,
+                    ..Recovery::default()
+                },
+            },
+        );
+        self.active.insert(group);
+        self.dirty.insert(group);
+        tracing::debug!(node = self.id, group, topic = %partition.topic, partition = partition.index, "replica started");
+        self.deliver_early(group);
+    }
+
+    pub(super) fn remove_group(&mut self, group: GroupId) {
+        let Some(mut g) = self.groups.remove(&group) else {
+            return;
+        };
+        if g.view.counted.load(Ordering::Relaxed) {
+            let s = g.view.status();
+            let m = &self.metrics;
+            let flag = |on: bool| i64::from(on);
+            m.raft_leaders
+                .fetch_sub(flag(s.is_leader), Ordering::Relaxed);
+            m.raft_followers
+                .fetch_sub(flag(!s.is_leader), Ordering::Relaxed);
+            m.raft_under_replicated
+                .fetch_sub(flag(s.under_replicated), Ordering::Relaxed);
+            m.raft_quiet.fetch_sub(flag(s.quiet), Ordering::Relaxed);
+        }
+        self.active.remove(&group);
+        self.dirty.remove(&group);
+        for w in g.waiters.drain(..) {
+            let _ = w.reply.send(Err(ReplicaError::Unknown));
+        }
+        for p in g.gate.take_all() {
+            if let Some(a) = p.answer {
+                let _ = a.send(Err(ReplicaError::Unknown));
+            }
+        }
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        views.by_group.remove(&group);
+        let key = (g.view.partition.topic.clone(), g.view.partition.index);
+        if views
+            .by_partition
+            .get(&key)
+            .is_some_and(|v| v.group == group)
+        {
+            views.by_partition.remove(&key);
+        }
+    }
+}

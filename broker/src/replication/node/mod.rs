@@ -1,0 +1,482 @@
+//! The node's multi-raft loop (DESIGN.md, "multi-raft as TiKV does it"): one task drives every
+//! Raft group this node is a replica of — the cluster metadata's and each partition's.
+//!
+//! What it does, and why:
+//! - **one task, all groups**: inbound messages, proposals, ticks, finished writes and reads
+//!   all arrive at one `select!`; the groups they touch are marked, then each marked group's
+//!   `Ready` is handled, then the transport is flushed once — every group's messages to a peer
+//!   leave in one frame.
+//! - **raft-rs's async-ready API**: a leader sends its appends before its own write (raft
+//!   thesis 10.2.1); entries and hard state go to the commit pipeline as one [`RaftWrite`] per
+//!   group at a time (what later Readies bring waits and goes as the next one: group commit);
+//!   messages that depend on persistence (`persisted_messages`: votes, append acknowledgements)
+//!   wait until every Ready up to theirs is durable. No task ever waits on the disk inside the
+//!   loop: a write is a future the loop polls.
+//! - **quiet idle groups**: a leader whose group has nothing to do for a while tells its
+//!   followers ([`wire::quiesce`]) and the group stops ticking everywhere — no heartbeats, no
+//!   elections, no disk work. It wakes on a proposal, on any message for it, or when the
+//!   connection to its leader goes down (the peer's silence), so a dead leader is still
+//!   replaced.
+//! - **acknowledgements**: `acks=1` is answered once the leader's own write of the batch is
+//!   durable, `acks=all` once Raft committed it (a majority has it durably) and, where the
+//!   topic's `min.insync.replicas` asks for more copies than a majority, once that many
+//!   replicas (the leader's own write counted) have it durably; with fewer replicas in sync
+//!   (this one and the voters connected to it) it is refused before it is written
+//!   (NOT_ENOUGH_REPLICAS), or, when they drop out while it waits, answered
+//!   NOT_ENOUGH_REPLICAS_AFTER_APPEND (written, so indefinite), as Kafka does. A leader that loses
+//!   its leadership answers what it had not answered with NOT_LEADER_OR_FOLLOWER (the write may
+//!   still commit under the next leader: the failure is indefinite, as in Kafka).
+//! - **the high watermark** is the end offset of the committed entry; it moves only forward,
+//!   and a new leader serves reads only once an entry of its own term is committed (so a
+//!   consumer never sees it go back).
+//!
+//! Architecture invariant: only this loop writes a replicated partition's log, through the
+//! commit pipeline; nothing here reads the system clock, draws from `thread_rng` or blocks.
+//!
+//! The loop and its mailbox are here; each concern has its own file: [`handle`] (what the rest
+//! of the broker calls: commands into the mailbox), [`groups`] (a group added or removed),
+//! [`propose`] (proposals and the gate), [`acks`] (answering producers), [`delivery`] (messages
+//! from peers, early messages, what is withheld), [`ticks`] (ticks, health, links, status),
+//! [`ready`] (Readies and log writes), [`reads`] (catch-up reads for followers) and
+//! [`leadership`] (transfer, hand-over, confirmation, the preferred leader).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use io_backend::Env;
+use raft::eraftpb::{Entry, Message, MessageType};
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::catch_up::{self, CatchUp, CatchUpSettings, Started, Verdict};
+use super::gate::Gate;
+use super::idempotence::{Checked, Producers};
+use super::logger::raft_logger;
+use super::storage::{read_entries, snapshot_offset, PartitionStorage};
+use super::transport::{Inbox, NodeId, Transport};
+use super::wire::{self, GroupId, Inbound};
+use super::ElectionTimer;
+use crate::memory::MemoryBudget;
+use crate::metrics::Metrics;
+use crate::storage::log::Partition;
+use crate::storage::{AppendError, Appended, RaftReset, RaftWrite, RaftWritten, Store};
+use crate::throttle::LogThrottle;
+use std::sync::atomic::Ordering;
+
+mod acks;
+mod delivery;
+mod groups;
+mod handle;
+mod leadership;
+mod propose;
+mod reads;
+mod ready;
+mod ticks;
+use acks::{answer, answer_copies, answer_durable, in_sync, majority};
+use delivery::{persist_held, release_held, send, withheld};
+use handle::Views;
+pub use handle::{Acknowledgement, GroupView, RaftSettings, ReplicaError, Replication, Status};
+use leadership::rebalance;
+use ready::next_offset;
+use ticks::update_status;
+
+enum Command {
+    Propose {
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+        /// Replicas that must hold an `acks=-1` proposal durably (`min.insync.replicas`).
+        min_insync: usize,
+        forward: bool,
+        reply: oneshot::Sender<Result<Acknowledgement, ReplicaError>>,
+    },
+    AddGroup {
+        group: GroupId,
+        partition: Arc<Partition>,
+        voters: Vec<NodeId>,
+        campaign: bool,
+        made_at: Option<i64>,
+    },
+    RemoveGroup {
+        group: GroupId,
+    },
+    Confirm {
+        group: GroupId,
+        reply: oneshot::Sender<bool>,
+    },
+    Transfer {
+        group: GroupId,
+        to: NodeId,
+    },
+    HandOver,
+}
+
+type Answer = oneshot::Sender<Result<Appended, ReplicaError>>;
+
+/// A proposal waiting for its acknowledgement.
+struct Waiter {
+    first_index: u64,
+    last_index: u64,
+    term: u64,
+    /// 1: answered once durable here; -1: once committed.
+    acks: i16,
+    /// Replicas that must hold it durably before an `acks=-1` answer, beyond the commit's
+    /// majority (`min.insync.replicas`; at most a majority: the commit is enough).
+    min_insync: usize,
+    /// A retry of batches already in the log at these offsets `[base, end)`: answered with
+    /// them once the high watermark passes `end` (no entry of its own).
+    duplicate: Option<(i64, i64)>,
+    /// A refusal of an idempotent batch (its sequence or producer unknown to this log) held
+    /// until a read index (this read's context) confirms that this node still led in `term`:
+    /// a leader cut off, or just back from a pause, holds a stale producer state, and only
+    /// the cluster's leader may tell a producer that its sequence is out of order. Losing the
+    /// leadership first answers NOT_LEADER_OR_FOLLOWER, and the producer retries elsewhere.
+    refusal: Option<(u64, crate::producer_state::ProducerError)>,
+    reply: Answer,
+}
+
+/// Refusals waiting for their read index in one group, at most (past it they are answered at
+/// once).
+const REFUSALS_MAX: usize = 256;
+
+/// What the next write of a group will carry (Readies gather here while one is in flight).
+#[derive(Default)]
+struct NextWrite {
+    reset: Option<RaftReset>,
+    truncate_from: Option<u64>,
+    producers_at_cut: Option<crate::producer_state::ProducerStates>,
+    entries: Vec<crate::storage::RaftEntry>,
+    hard_state: Option<crate::storage::log::replica::HardStateRecord>,
+    /// The last Ready it covers.
+    number: u64,
+}
+
+impl NextWrite {
+    fn is_empty(&self) -> bool {
+        self.reset.is_none()
+            && self.truncate_from.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+    }
+}
+
+struct Group {
+    raw: RawNode<PartitionStorage>,
+    timer: ElectionTimer,
+    view: Arc<GroupView>,
+    /// The Ready number of the write in flight.
+    in_flight: Option<u64>,
+    next: NextWrite,
+    /// Readies whose persistence is not yet confirmed, with the messages that wait for it.
+    held: VecDeque<(u64, Vec<Message>)>,
+    /// Every Ready up to this one is durable.
+    persisted: u64,
+    waiters: VecDeque<Waiter>,
+    /// Some waiter needs more durable copies than the commit's majority
+    /// ([`answer_copies`] looks at every Ready until none does).
+    copies_awaited: bool,
+    /// Leadership confirmations asked for ([`Replication::confirm_leading`]): the read index's
+    /// context, the term asked in, where to answer. At most [`CONFIRMS_MAX`]; dropped (answered
+    /// `false`) when the replica stops leading in that term.
+    confirms: Vec<(u64, u64, oneshot::Sender<bool>)>,
+    /// The idempotent producers as of the end of the log.
+    producers: Producers,
+    quiet: bool,
+    idle_ticks: usize,
+    /// The term and vote of the hard state last handed to a write: the hard state is written
+    /// when they change (raft-rs's `must_sync` also asks for it whenever a Ready with entries
+    /// moves the commit, which would cost a small file's syncs and rename per round; the
+    /// commit needs no durability, Raft learns it again).
+    vote_written: (u64, u64),
+    /// Proposals waiting for an earlier round of this leader's to commit ([`super::gate`]).
+    gate: Gate<HeldProposal>,
+    /// Ticks this leader has seen its preferred replica (another node) connected and caught up
+    /// in a row; at `rebalance_ticks` the leadership goes back to it.
+    preferred_ready: usize,
+    recovery: Recovery,
+}
+
+/// Whether a replica may lack entries it once acknowledged, and what it must hold before it
+/// votes again. Raft's safety rests on a replica never forgetting what it acknowledged or
+/// whom it voted for: one whose data directory was emptied (a replaced disk) or restored from
+/// an older copy could otherwise vote a candidate without the committed entries it had helped
+/// commit into leadership, and those entries would be lost. Such a replica withholds its vote
+/// grants (the candidate sees no answer, as if it were lost) until it holds everything a
+/// leader of the group named as committed in an append; it follows, replicates and
+/// acknowledges meanwhile, so it catches up as any follower does. One candidate it may vote
+/// for: the last leader it heard, whose log holds everything committed before its leadership
+/// (what this replica forgot included) — without that, a leader that lost its quorum while
+/// this replica was away could never be elected again with it. Known when the node's data
+/// directory is new while a peer holds Raft data (the peer's transport `STATUS`, which comes
+/// before its messages), or when a leader's heartbeat names a commit past this replica's log
+/// (raft-rs would panic on it: it holds its followers to what they acknowledged).
+#[derive(Debug, Default)]
+struct Recovery {
+    /// Vote grants are withheld.
+    withholding: bool,
+    /// The replica has held everything a leader named as committed in an append (or never
+    /// had reason to doubt it).
+    caught_up: bool,
+    /// What it must hold before it votes again (see `step`).
+    leader_commit: u64,
+    /// An append from a leader has named its commit (a heartbeat names only what the leader
+    /// thinks this replica has).
+    heard_append: bool,
+    /// The last leader heard.
+    leader: Option<NodeId>,
+    /// A leader's heartbeat proved the loss: it named a commit past this replica's log.
+    lost: bool,
+}
+
+/// A proposal the gate holds: its batches, acks and where it is answered (none for acks=0).
+struct HeldProposal {
+    batches: Vec<Bytes>,
+    acks: i16,
+    min_insync: usize,
+    answer: Option<Answer>,
+}
+
+type WriteDone = (GroupId, u64, Result<RaftWritten, AppendError>);
+
+/// A catch-up read's end: the read, what it brought (entries and their bytes), and the memory
+/// it holds until raft-rs has the entries.
+type FetchDone = (
+    Started,
+    Result<(Vec<Entry>, u64), crate::storage::StorageError>,
+    crate::memory::Reservation,
+);
+
+struct Node {
+    id: NodeId,
+    env: Env,
+    store: Arc<Store>,
+    transport: Transport,
+    inbox: Inbox,
+    settings: RaftSettings,
+    commands: mpsc::Receiver<Command>,
+    groups: HashMap<GroupId, Group>,
+    /// Groups that tick (not quiet).
+    active: BTreeSet<GroupId>,
+    /// Groups touched since their Ready was last handled.
+    dirty: BTreeSet<GroupId>,
+    writes: FuturesUnordered<Pin<Box<dyn Future<Output = WriteDone> + Send>>>,
+    fetches: FuturesUnordered<Pin<Box<dyn Future<Output = FetchDone> + Send>>>,
+    views: Arc<RwLock<Views>>,
+    changed: watch::Sender<u64>,
+    links: watch::Receiver<u64>,
+    link_state: HashMap<NodeId, bool>,
+    /// The data directory's health (`true`: failed).
+    health: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    /// The data directory failed: this node has stepped down everywhere and takes no part in
+    /// Raft (no messages in or out, no ticks, no votes) until it heals — to the others it is
+    /// as if it had crashed, so they elect leaders among themselves.
+    stepped_down: bool,
+    /// Read indexes asked so far (each one's context).
+    reads: u64,
+    /// Turns of the loop so far: the proposals of one turn make one round (see the gate).
+    turn: u64,
+    /// Ticks so far, and the tick at which each peer was last heard from.
+    ticks: u64,
+    heard: HashMap<NodeId, u64>,
+    /// Raft messages for groups not (yet) started here, held until the controller's record
+    /// that makes this node a replica is applied: a new partition's preferred leader campaigns
+    /// at once, and its vote requests often arrive first. Bounded, and dropped once older than
+    /// an election timeout (the sender retries by then).
+    early: HashMap<GroupId, Vec<(tokio::time::Instant, Message)>>,
+    logger: slog::Logger,
+    /// The data directory was new at this start: whatever this node acknowledged before (if it
+    /// ever ran) is gone — see [`Recovery`].
+    fresh: bool,
+    /// Fresh, and a peer that holds Raft data has been heard: this node joins an existing
+    /// cluster, and its groups withhold their votes until they have caught up.
+    joined: bool,
+    /// What the transport tells peers: this node holds Raft data — its directory is not new,
+    /// it has written entries, or a leader told it of committed ones (a vote alone is not
+    /// data: at a first start every node votes before anything is written).
+    holds_data: bool,
+    /// Fresh: the metadata log's offset after what its leader had committed when this node's
+    /// replica of it first caught up — partitions made by later records are new.
+    metadata_caught_up_at: Option<i64>,
+    /// Reads of old entries for followers, within their budgets ([`catch_up`]).
+    catch_up: CatchUp,
+    /// Durable entries kept in memory for connected followers, all groups together.
+    followers_cache: Arc<super::storage::FollowersCache>,
+    /// The broker's memory budget: a catch-up read takes its bytes before it is made.
+    memory: Arc<MemoryBudget>,
+    /// Failed catch-up reads' log lines.
+    read_warnings: LogThrottle,
+}
+
+/// Groups with early messages held, at most; and messages held per group.
+const EARLY_GROUPS_MAX: usize = 1024;
+
+const EARLY_PER_GROUP_MAX: usize = 16;
+
+/// Leadership confirmations waiting per group, at most.
+const CONFIRMS_MAX: usize = 256;
+
+/// Inputs handled before the Readies of what they touched are: a burst is taken together.
+const BURST_MAX: usize = 256;
+
+/// Passes over the groups' Readies per turn of the loop, at most.
+const READY_PASSES: usize = 4;
+
+impl Node {
+    async fn run(mut self) {
+        let clock = self.env.clock.clone();
+        let mut next_tick = clock.now() + self.settings.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(clock.now());
+            let ticking = !self.active.is_empty();
+            let catch_up_wait = self
+                .catch_up
+                .wake_at(clock.now())
+                .map(|at| at.saturating_duration_since(clock.now()));
+            self.turn += 1;
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+                delivery = self.inbox.recv() => match delivery {
+                    Some(d) => self.deliver(d.from, d.messages),
+                    None => break,
+                },
+                Some(done) = self.writes.next() => self.write_done(done).await,
+                Some(done) = self.fetches.next() => self.fetch_done(done),
+                changed = self.links.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.links_changed();
+                }
+                changed = self.health.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let failed = *self.health.borrow_and_update();
+                    self.health_changed(failed).await;
+                }
+                _ = clock.sleep(wait), if ticking && !self.stepped_down => {
+                    self.tick().await;
+                    next_tick = clock.now() + self.settings.tick;
+                }
+                // A catch-up read may start (a backoff ended, the rate allows more): below.
+                _ = clock.sleep(catch_up_wait.unwrap_or_default()), if catch_up_wait.is_some() => {}
+            }
+            if !ticking {
+                next_tick = clock.now() + self.settings.tick;
+            }
+            // Whatever else is there already joins this round.
+            for _ in 0..BURST_MAX {
+                match self.commands.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(_) => break,
+                }
+            }
+            // Advancing a Ready may make another (a leader's commit after its own write):
+            // handled now, a bounded number of passes.
+            for _ in 0..READY_PASSES {
+                if self.dirty.is_empty() {
+                    break;
+                }
+                self.handle_readies().await;
+            }
+            self.start_reads();
+            self.transport.flush();
+            let stats = self.transport.stats();
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            self.metrics
+                .raft_messages_sent
+                .store(load(&stats.messages_sent), Ordering::Relaxed);
+            self.metrics
+                .raft_messages_received
+                .store(load(&stats.messages_received), Ordering::Relaxed);
+            self.metrics
+                .raft_messages_dropped
+                .store(load(&stats.messages_dropped), Ordering::Relaxed);
+            Metrics::peak(
+                &self.metrics.raft_queue_bytes_peak,
+                load(&stats.queue_bytes_peak) as i64,
+            );
+        }
+        tracing::info!(node = self.id, "replication loop stopped");
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Propose {
+                group,
+                batches,
+                acks,
+                min_insync,
+                forward,
+                reply,
+            } => {
+                if !forward && !self.stepped_down {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        let raft = &g.raw.raft;
+                        if raft.state == StateRole::Leader
+                            && !batches.is_empty()
+                            && g.gate.must_wait(raft.raft_log.committed)
+                        {
+                            // The sender has its acknowledgement at once (a request handler
+                            // or the group coordinator goes on); the answer comes through it.
+                            let answer = if acks == 0 {
+                                let _ = reply.send(Ok(None));
+                                None
+                            } else {
+                                let (tx, rx) = oneshot::channel();
+                                let _ = reply.send(Ok(Some(rx)));
+                                Some(tx)
+                            };
+                            let full = g.gate.is_full();
+                            g.gate.hold(HeldProposal {
+                                batches,
+                                acks,
+                                min_insync,
+                                answer,
+                            });
+                            if full {
+                                let held = g.gate.take_all();
+                                self.propose_held(group, held);
+                            }
+                            return;
+                        }
+                    }
+                }
+                let r = self.propose(group, batches, acks, min_insync, forward);
+                let _ = reply.send(r);
+                self.note_round(group);
+            }
+            Command::AddGroup {
+                group,
+                partition,
+                voters,
+                campaign,
+                made_at,
+            } => self.add_group(group, partition, voters, campaign, made_at),
+            Command::RemoveGroup { group } => self.remove_group(group),
+            Command::Confirm { group, reply } => self.confirm(group, reply),
+            Command::Transfer { group, to } => self.transfer(group, to),
+            Command::HandOver => self.hand_over(),
+        }
+    }
+}
+
+/// A quiet group ticks again. (Its idleness is judged at each tick: heartbeats and their
+/// answers do not count against it.)
+fn wake(g: &mut Group, active: &mut BTreeSet<GroupId>, group: GroupId) {
+    if g.quiet {
+        g.quiet = false;
+        g.idle_ticks = 0;
+        active.insert(group);
+    }
+}

@@ -1,0 +1,261 @@
+//! Proposals: a produce's batches checked against the idempotent producers' state, given
+//! their offsets and handed to Raft; and the gate ([`super::super::gate`]) that holds a leader's
+//! next round until its previous one committed.
+//!
+//! Invariant: a proposal is refused before it is written when it cannot succeed (not the
+//! leader, not serving, too few replicas in sync, out of sequence); a duplicate is answered
+//! with its original offsets and never written twice; once handed to Raft every proposal has a
+//! waiter that is answered exactly once.
+
+use super::*;
+
+impl Node {
+    pub(super) fn propose(
+        &mut self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+        min_insync: usize,
+        forward: bool,
+    ) -> Result<Acknowledgement, ReplicaError> {
+        let (tx, rx) = oneshot::channel();
+        let mut answer = Some(tx);
+        self.propose_into(group, batches, acks, min_insync, forward, &mut answer)?;
+        Ok(answer.is_none().then_some(rx))
+    }
+
+    /// Propose, answering through `answer` (taken when the proposal will be answered there;
+    /// left when nothing will be: acks=0, a forwarded proposal).
+    pub(super) fn propose_into(
+        &mut self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+        min_insync: usize,
+        forward: bool,
+        answer: &mut Option<Answer>,
+    ) -> Result<(), ReplicaError> {
+        let id = self.id;
+        if self.stepped_down {
+            return Err(ReplicaError::NotLeader {
+                leader: None,
+                term: 0,
+            });
+        }
+        let g = self.groups.get_mut(&group).ok_or(ReplicaError::Unknown)?;
+        wake(g, &mut self.active, group);
+        let raft = &g.raw.raft;
+        if forward && raft.state == StateRole::Follower && raft.leader_id != 0 {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgPropose);
+            m.from = id;
+            m.entries = batches
+                .into_iter()
+                .map(|data| Entry {
+                    data,
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>()
+                .into();
+            let stepped = g.raw.step(m);
+            g.timer.settle(&mut g.raw);
+            self.dirty.insert(group);
+            return stepped.map_err(|_| ReplicaError::NotLeader {
+                leader: None,
+                term: g.raw.raft.term,
+            });
+        }
+        if raft.state != StateRole::Leader {
+            let leader = (raft.leader_id != 0).then_some(raft.leader_id);
+            return Err(ReplicaError::NotLeader {
+                leader,
+                term: raft.term,
+            });
+        }
+        let term = raft.term;
+        // Copies the commit does not already promise (a majority has every committed entry).
+        let min_insync = if acks == -1 && min_insync > majority(&g.view.voters) {
+            let in_sync = in_sync(g, self.id, &self.link_state);
+            if in_sync < min_insync {
+                return Err(ReplicaError::NotEnoughReplicas {
+                    in_sync,
+                    required: min_insync,
+                });
+            }
+            g.copies_awaited = true;
+            min_insync
+        } else {
+            0
+        };
+        let count = batches.len() as u64;
+        let now_ms = self.env.clock.wall_ms();
+        let headers: Vec<crate::batch::BatchHeader> = batches
+            .iter()
+            .filter_map(|b| crate::batch::parse_header(b).ok())
+            .collect();
+        if headers.len() != batches.len() {
+            return Err(ReplicaError::Storage(AppendError::Storage(
+                crate::storage::StorageError::Corrupt {
+                    path: g.view.partition.dir.clone(),
+                    reason: "a proposed batch does not parse".into(),
+                },
+            )));
+        }
+        // Offsets as they will be written: after everything raft-rs holds.
+        let first_offset = next_offset(g);
+        match g.producers.check(&headers, first_offset, now_ms) {
+            Err(e) => {
+                let waiting = g.waiters.iter().filter(|w| w.refusal.is_some()).count();
+                if acks == 0 || waiting >= REFUSALS_MAX {
+                    return Err(ReplicaError::Storage(AppendError::Producer(e)));
+                }
+                if !g.raw.raft.commit_to_current_term() {
+                    // Not yet a leader that can confirm itself (raft-rs drops read indexes
+                    // until an entry of its term commits): the producer asks again.
+                    return Err(ReplicaError::NotLeader { leader: None, term });
+                }
+                let Some(reply) = answer.take() else {
+                    return Err(ReplicaError::Storage(AppendError::Producer(e)));
+                };
+                self.reads += 1;
+                let ctx = self.reads;
+                g.raw.read_index(ctx.to_be_bytes().to_vec());
+                self.dirty.insert(group);
+                g.waiters.push_back(Waiter {
+                    first_index: 0,
+                    last_index: 0,
+                    term,
+                    acks,
+                    min_insync: 0,
+                    duplicate: None,
+                    refusal: Some((ctx, e)),
+                    reply,
+                });
+                return Ok(());
+            }
+            Ok(Checked::Duplicate(b)) => {
+                crate::coverage::reached(crate::coverage::Event::DuplicateBatchAnswered);
+                if acks == 0 {
+                    return Ok(());
+                }
+                let Some(reply) = answer.take() else {
+                    return Ok(());
+                };
+                let waiter = Waiter {
+                    first_index: 0,
+                    last_index: 0,
+                    term,
+                    acks,
+                    min_insync: 0,
+                    duplicate: Some((b.first_offset, b.last_offset + 1)),
+                    refusal: None,
+                    reply,
+                };
+                if acks == 1 || g.view.partition.high_watermark() > b.last_offset {
+                    let _ = waiter.reply.send(Ok(Appended {
+                        base_offset: b.first_offset,
+                        log_start_offset: g.view.partition.log_start_offset(),
+                        log_append_time_ms: -1,
+                    }));
+                } else {
+                    g.waiters.push_back(waiter);
+                }
+                return Ok(());
+            }
+            Ok(Checked::Append) => {}
+        }
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = id;
+        m.entries = batches
+            .into_iter()
+            .map(|data| Entry {
+                data,
+                ..Default::default()
+            })
+            .collect::<Vec<_>>()
+            .into();
+        let stepped = g.raw.step(m);
+        g.timer.settle(&mut g.raw);
+        if stepped.is_err() || g.raw.raft.state != StateRole::Leader || g.raw.raft.term != term {
+            return Err(ReplicaError::NotLeader {
+                leader: None,
+                term: g.raw.raft.term,
+            });
+        }
+        let last_index = g.raw.raft.raft_log.last_index();
+        let mut offset = first_offset;
+        for (i, h) in headers.iter().enumerate() {
+            let index = last_index + 1 - count + i as u64;
+            g.producers
+                .record(index, std::slice::from_ref(h), offset, now_ms);
+            offset += h.last_offset_delta as i64 + 1;
+        }
+        g.idle_ticks = 0;
+        self.dirty.insert(group);
+        if acks == 0 || count == 0 {
+            return Ok(());
+        }
+        let Some(reply) = answer.take() else {
+            return Ok(());
+        };
+        g.waiters.push_back(Waiter {
+            first_index: last_index + 1 - count,
+            last_index,
+            term,
+            acks,
+            min_insync,
+            duplicate: None,
+            refusal: None,
+            reply,
+        });
+        Ok(())
+    }
+
+    /// This turn's proposals took the group's log this far: one round for the gate.
+    pub(super) fn note_round(&mut self, group: GroupId) {
+        let turn = self.turn;
+        if let Some(g) = self.groups.get_mut(&group) {
+            let log = &g.raw.raft.raft_log;
+            let (last, committed) = (log.last_index(), log.committed);
+            g.gate.proposed(turn, last, committed);
+        }
+    }
+
+    /// Let through what the group's gate may release now (a round committed, or this replica
+    /// no longer leads: then they are refused as any proposal to a follower is).
+    pub(super) fn release_gate(&mut self, group: GroupId) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if g.gate.is_empty() {
+            return;
+        }
+        let leader = g.raw.raft.state == StateRole::Leader && !self.stepped_down;
+        let held = g.gate.release(g.raw.raft.raft_log.committed, leader);
+        if !held.is_empty() && !leader {
+            crate::coverage::reached(crate::coverage::Event::HeldProposalsRefused);
+        } else if held.len() > 1 {
+            crate::coverage::reached(crate::coverage::Event::ProposalsReleasedTogether);
+        }
+        self.propose_held(group, held);
+    }
+
+    /// Propose held proposals, in order, as one round.
+    pub(super) fn propose_held(&mut self, group: GroupId, held: VecDeque<HeldProposal>) {
+        if held.is_empty() {
+            return;
+        }
+        for p in held {
+            let mut answer = p.answer;
+            if let Err(e) =
+                self.propose_into(group, p.batches, p.acks, p.min_insync, false, &mut answer)
+            {
+                if let Some(a) = answer {
+                    let _ = a.send(Err(e));
+                }
+            }
+        }
+        self.note_round(group);
+    }
+}

@@ -1,0 +1,459 @@
+//! Readies: what raft-rs asks of a group after its inputs — messages to send, entries and
+//! hard state to write, committed entries to apply — and the writes through the commit
+//! pipeline, one per group at a time (what later Readies bring goes as the next one).
+//!
+//! Invariant: no task waits on the disk inside the loop (a write is a future the loop polls);
+//! entries are applied only once committed and in order; a failed write is retried or the
+//! group steps down, never skipped.
+
+use super::*;
+
+impl Node {
+    pub(super) async fn handle_readies(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for group in dirty {
+            self.handle_ready(group).await;
+            self.start_fetches(group);
+        }
+    }
+
+    pub(super) async fn handle_ready(&mut self, group: GroupId) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if g.copies_awaited {
+            answer_copies(g, self.id, &self.link_state);
+        }
+        let r = &mut g.recovery;
+        // A leader whose term has committed an entry holds everything committed (Raft's
+        // leader completeness); a follower once it holds what a leader's append named.
+        let leads = g.raw.raft.state == StateRole::Leader && g.raw.raft.commit_to_current_term();
+        let holds = r.heard_append && g.raw.raft.raft_log.persisted >= r.leader_commit;
+        if !r.caught_up && (leads || holds) {
+            r.caught_up = true;
+            if r.withholding {
+                r.withholding = false;
+                if std::mem::take(&mut r.lost) {
+                    crate::coverage::reached(crate::coverage::Event::LostReplicaCaughtUp);
+                }
+                tracing::info!(
+                    node = self.id,
+                    group,
+                    commit = r.leader_commit,
+                    "caught up with the leader: this replica votes again"
+                );
+            }
+            if group == wire::CONTROLLER_GROUP && self.metadata_caught_up_at.is_none() {
+                let commit = r.leader_commit.max(g.raw.raft.raft_log.committed);
+                self.metadata_caught_up_at = g.raw.store().end_offset(commit);
+            }
+        }
+        // What the connected followers have not acknowledged stays in memory (within bounds).
+        // (Not raft-rs's `recent_active`: check_quorum clears it every election timeout, and
+        // until each follower's next answer the cache was cut back to its floor.)
+        let needed_from = if g.raw.raft.state == StateRole::Leader {
+            let me = self.id;
+            let links = &self.link_state;
+            g.raw
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, _)| **id != me && links.get(id).copied().unwrap_or(false))
+                .map(|(_, p)| p.matched + 1)
+                .min()
+                .unwrap_or(u64::MAX)
+        } else {
+            u64::MAX
+        };
+        g.raw.store().keep_for_followers(needed_from);
+        if !g.confirms.is_empty() {
+            // raft-rs forgets its read indexes when it stops leading: so do they.
+            let (leading, term) = (g.raw.raft.state == StateRole::Leader, g.raw.raft.term);
+            g.confirms
+                .retain(|(_, asked_in, _)| leading && *asked_in == term);
+        }
+        if !g.raw.has_ready() {
+            update_status(g, &self.changed, &self.metrics);
+            return;
+        }
+        let mut rd = g.raw.ready();
+        let number = rd.number();
+        if let Some(ss) = rd.ss() {
+            if matches!(
+                ss.raft_state,
+                StateRole::Candidate | StateRole::PreCandidate
+            ) {
+                Metrics::inc(&self.metrics.raft_elections, 1);
+            }
+        }
+        if rd.ss().is_some() {
+            let raft = &g.raw.raft;
+            if raft.state != StateRole::Leader && !g.waiters.is_empty() {
+                let leader = (raft.leader_id != 0).then_some(raft.leader_id);
+                let term = raft.term;
+                for w in g.waiters.drain(..) {
+                    let _ = w.reply.send(Err(ReplicaError::NotLeader { leader, term }));
+                }
+            }
+        }
+        if !rd.read_states().is_empty() {
+            let raft = &g.raw.raft;
+            let leading = raft.state == StateRole::Leader;
+            let term = raft.term;
+            for rs in rd.read_states() {
+                let Ok(ctx) = <[u8; 8]>::try_from(&rs.request_ctx[..]).map(u64::from_be_bytes)
+                else {
+                    continue;
+                };
+                if let Some(at) = g.confirms.iter().position(|(c, _, _)| *c == ctx) {
+                    let (_, asked_in, reply) = g.confirms.swap_remove(at);
+                    let _ = reply.send(leading && term == asked_in);
+                    continue;
+                }
+                let Some(at) = g
+                    .waiters
+                    .iter()
+                    .position(|w| w.refusal.as_ref().is_some_and(|(c, _)| *c == ctx))
+                else {
+                    continue;
+                };
+                let w = g.waiters.remove(at).expect("found just now");
+                let (_, e) = w.refusal.expect("a refusal");
+                let _ = w.reply.send(if leading && term == w.term {
+                    Err(ReplicaError::Storage(AppendError::Producer(e)))
+                } else {
+                    Err(ReplicaError::NotLeader { leader: None, term })
+                });
+            }
+        }
+        for m in rd.take_messages() {
+            if !self.stepped_down && !withheld(g, &m) {
+                send(&self.transport, group, &m);
+            }
+        }
+        let storage = g.raw.store();
+        if !rd.snapshot().is_empty() {
+            let meta = rd.snapshot().get_metadata();
+            let (index, term) = (meta.index, meta.term);
+            let offset = snapshot_offset(rd.snapshot()).unwrap_or(0);
+            storage.take_snapshot(index, term, offset);
+            g.next = NextWrite {
+                reset: Some(RaftReset {
+                    index,
+                    term,
+                    offset,
+                }),
+                ..NextWrite::default()
+            };
+        }
+        let entries = rd.take_entries();
+        if !entries.is_empty() {
+            let (cut, written) = storage.append(&entries);
+            if let Some(from) = cut {
+                if !g.producers.truncate(from) {
+                    tracing::warn!(group, from, "a cut reaches before the producers' undo records (after a start): idempotent producers' retries of the cut batches may not be recognised");
+                }
+                g.next.producers_at_cut = Some(g.producers.state().clone());
+                // Entries queued and not yet written from `from` on never reach the log; the
+                // log itself is cut there only if what it holds (or is writing) goes that far.
+                g.next.entries.retain(|e| e.index < from);
+                let queued_from = g.next.entries.first().map(|e| e.index);
+                if queued_from.is_none_or(|q| from < q) {
+                    g.next.truncate_from = Some(g.next.truncate_from.map_or(from, |t| t.min(from)));
+                }
+            }
+            let now_ms = self.env.clock.wall_ms();
+            for e in &written {
+                if e.index <= g.producers.recorded_through() || e.data.is_empty() {
+                    continue;
+                }
+                let (Ok(h), Some(base)) = (
+                    crate::batch::parse_header(&e.data),
+                    storage.base_offset(e.index),
+                ) else {
+                    continue;
+                };
+                g.producers.record(e.index, &[h], base, now_ms);
+            }
+            g.next.entries.extend(written);
+        }
+        if let Some(hs) = rd.hs() {
+            let record = storage.set_hard_state(hs);
+            if (hs.term, hs.vote) != g.vote_written || g.next.hard_state.is_some() {
+                g.vote_written = (hs.term, hs.vote);
+                g.next.hard_state = Some(record);
+            }
+        }
+        let persisted_messages = rd.take_persisted_messages();
+        let committed = rd.take_committed_entries();
+        let new_work = !entries.is_empty() || !rd.snapshot().is_empty() || rd.must_sync();
+        if new_work {
+            g.next.number = number;
+        }
+        g.held.push_back((number, persisted_messages));
+        g.raw.advance_append_async(rd);
+        if g.next.is_empty() && g.in_flight.is_none() && !self.stepped_down {
+            // Nothing of this Ready (nor before it) waits for the disk.
+            persist_held(g, group, &self.transport);
+        }
+        if let Some(last) = committed.last() {
+            let last = last.index;
+            crate::fault_point!("raft.before_apply");
+            let Some(g) = self.groups.get_mut(&group) else {
+                return;
+            };
+            apply(g, last, &self.store);
+            g.raw.advance_apply_to(last);
+            if g.copies_awaited {
+                answer_copies(g, self.id, &self.link_state);
+            }
+        }
+        if let Some(g) = self.groups.get(&group) {
+            update_status(g, &self.changed, &self.metrics);
+        }
+        self.release_gate(group);
+        if self
+            .groups
+            .get(&group)
+            .is_some_and(|g| g.in_flight.is_none() && !g.next.is_empty())
+        {
+            crate::fault_point!("raft.before_persist");
+        }
+        self.start_write(group);
+        // What advancing produced (messages, commits) is handled at the next pass.
+        if self.groups.get(&group).is_some_and(|g| g.raw.has_ready()) {
+            self.dirty.insert(group);
+        }
+    }
+
+    /// Hand a group's gathered write to the commit pipeline, if none is in flight.
+    pub(super) fn start_write(&mut self, group: GroupId) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if g.in_flight.is_some() || g.next.is_empty() {
+            return;
+        }
+        let next = std::mem::take(&mut g.next);
+        let number = next.number;
+        g.in_flight = Some(number);
+        let write = RaftWrite {
+            partition: g.view.partition.clone(),
+            reset: next.reset,
+            truncate_from: next.truncate_from,
+            producers_at_cut: next.producers_at_cut,
+            entries: next.entries,
+            hard_state: next.hard_state,
+        };
+        let store = self.store.clone();
+        self.writes.push(Box::pin(async move {
+            let result = match store.raft_write(write).await {
+                Ok(rx) => match rx.await {
+                    Ok(r) => r,
+                    Err(_) => Err(AppendError::Storage(
+                        crate::storage::StorageError::DirFailed(
+                            "the commit pipeline has stopped".into(),
+                        ),
+                    )),
+                },
+                Err(e) => Err(AppendError::Storage(e)),
+            };
+            (group, number, result)
+        }));
+    }
+
+    pub(super) async fn write_done(&mut self, (group, number, result): WriteDone) {
+        if !self.groups.contains_key(&group) {
+            return;
+        }
+        if result.is_ok() {
+            // Durable, and nothing that depends on it sent yet.
+            crate::fault_point!("raft.after_persist");
+        }
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        g.in_flight = None;
+        if result.as_ref().is_ok_and(|w| w.next_index > 1) && !self.holds_data {
+            // Entries written: peers are told before anything else this node sends them.
+            self.holds_data = true;
+            self.transport.set_holds_data(true);
+        }
+        match result {
+            Ok(written) => {
+                g.raw
+                    .store()
+                    .written(written.next_index, written.next_offset);
+                g.raw.on_persist_ready(number);
+                g.persisted = number;
+                if self.stepped_down {
+                    // Nothing leaves while stepped down; what was held goes once healed.
+                } else if g.next.is_empty() {
+                    // The Readies after it had nothing to write: durable too.
+                    persist_held(g, group, &self.transport);
+                } else {
+                    release_held(g, group, &self.transport);
+                }
+                answer_durable(g, written.next_index);
+                self.dirty.insert(group);
+                self.start_write(group);
+            }
+            Err(e) => {
+                // Not durable: nothing that depends on it leaves, and the same Ready is
+                // written again once the directory is healthy again.
+                tracing::warn!(node = self.id, group, error = %e, "a Raft write failed; it is retried once the data directory heals");
+                let _ = e;
+                // The entries are in the storage's cache; rebuild the write from raft-rs's
+                // view: everything from the durable end on.
+                self.retry_write(group, number);
+            }
+        }
+    }
+
+    /// Write again what a failed write carried (after the directory heals, as the pipeline
+    /// refuses writes until then).
+    pub(super) fn retry_write(&mut self, group: GroupId, number: u64) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let clock = self.env.clock.clone();
+        let store = self.store.clone();
+        let partition = g.view.partition.clone();
+        // Rebuild from the log's durable end: the entries raft-rs holds past it, all of them
+        // (the cache has every entry not yet durable), and the hard state as it is now.
+        let durable_next = partition
+            .state()
+            .replica
+            .as_ref()
+            .map_or(1, |r| r.next_index)
+            .min(g.raw.store().durable_next());
+        let last = g.raw.raft.raft_log.last_index();
+        let entries = g
+            .raw
+            .store()
+            .cached_from(durable_next, last)
+            .unwrap_or_default();
+        let hs = g.raw.raft.hard_state();
+        g.vote_written = (hs.term, hs.vote);
+        let hard_state = Some(crate::storage::log::replica::HardStateRecord {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+        });
+        let mut merged = std::mem::take(&mut g.next);
+        // The retry covers everything up to the newest Ready gathered since.
+        let covered = number.max(merged.number);
+        merged.entries = entries;
+        merged.truncate_from = Some(durable_next);
+        merged.hard_state = hard_state;
+        merged.number = covered;
+        g.in_flight = Some(covered);
+        let write = RaftWrite {
+            partition,
+            reset: merged.reset,
+            truncate_from: merged.truncate_from,
+            producers_at_cut: Some(g.producers.state().clone()),
+            entries: merged.entries,
+            hard_state: merged.hard_state,
+        };
+        self.writes.push(Box::pin(async move {
+            // Wait for the directory to be healthy (bounded: the pipeline answers within the
+            // I/O deadline, and a failed directory heals or stays failed).
+            loop {
+                if store.io().health.check().is_ok() {
+                    break;
+                }
+                clock.sleep(Duration::from_millis(100)).await;
+            }
+            let result = match store.raft_write(write).await {
+                Ok(rx) => rx.await.unwrap_or_else(|_| {
+                    Err(AppendError::Storage(
+                        crate::storage::StorageError::DirFailed(
+                            "the commit pipeline has stopped".into(),
+                        ),
+                    ))
+                }),
+                Err(e) => Err(AppendError::Storage(e)),
+            };
+            (group, covered, result)
+        }));
+    }
+}
+
+/// The Kafka offset after every entry raft-rs holds for the group (its storage's and those
+/// not yet handed to it): where the next proposal's batches will be written.
+pub(super) fn next_offset(g: &Group) -> i64 {
+    let storage = g.raw.store();
+    let last_stored = raft::Storage::last_index(storage).unwrap_or(0);
+    let stored_end = storage
+        .end_offset(last_stored)
+        .unwrap_or_else(|| g.view.partition.state().log_end_offset());
+    let unstable: i64 = g
+        .raw
+        .raft
+        .raft_log
+        .unstable_entries()
+        .iter()
+        .map(|e| {
+            if e.data.is_empty() {
+                1
+            } else {
+                crate::batch::parse_header(&e.data).map_or(1, |h| h.last_offset_delta as i64 + 1)
+            }
+        })
+        .sum();
+    stored_end + unstable
+}
+
+/// Entries through `commit` are committed: the high watermark moves there, and the proposals
+/// waiting for it are answered.
+pub(super) fn apply(g: &mut Group, commit: u64, store: &Arc<Store>) {
+    let storage = g.raw.store();
+    if let Some(hw) = storage.end_offset(commit) {
+        if g.view.partition.set_committed_offset(hw) {
+            store.published();
+        }
+    }
+    if let Some(to) = g.view.partition.take_due_log_start() {
+        crate::coverage::reached(crate::coverage::Event::LogStartMarkApplied);
+        // A committed log-start mark: this replica moves its log start there (the admin
+        // lane's DeleteRecords, durable before visible), away from the loop.
+        let (store, partition) = (store.clone(), g.view.partition.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.delete_records(partition.clone(), to).await {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, to, error = %e, "cannot move the log start to a committed mark yet; tried again at the next commit");
+                partition.log_start_not_moved(to);
+            }
+        });
+    }
+    g.producers.committed(commit);
+    let hw = g.view.partition.high_watermark();
+    let log_start = g.view.partition.log_start_offset();
+    let mut kept = VecDeque::with_capacity(g.waiters.len());
+    for w in g.waiters.drain(..) {
+        if w.refusal.is_some() {
+            kept.push_back(w);
+            continue;
+        }
+        if let Some((base_offset, end)) = w.duplicate {
+            if hw >= end {
+                let _ = w.reply.send(Ok(Appended {
+                    base_offset,
+                    log_start_offset: log_start,
+                    log_append_time_ms: -1,
+                }));
+            } else {
+                kept.push_back(w);
+            }
+            continue;
+        }
+        if w.acks == -1 && w.last_index <= commit && w.min_insync == 0 {
+            let a = answer(storage, &w, log_start);
+            let _ = w.reply.send(a);
+        } else {
+            kept.push_back(w);
+        }
+    }
+    g.waiters = kept;
+    storage.compact(commit);
+}

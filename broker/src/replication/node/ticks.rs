@@ -1,0 +1,279 @@
+//! Time and health: ticks of the groups that are not quiet, idle leaders quieting their
+//! groups, the data directory failing and healing, links to peers going up and down, and the
+//! status each group publishes.
+//!
+//! Invariant: a node whose directory failed steps down everywhere and takes no part in Raft
+//! until it heals; a quiet group wakes when its leader's link goes down, so a dead leader is
+//! still replaced.
+
+use super::*;
+
+impl Node {
+    pub(super) async fn tick(&mut self) {
+        self.ticks += 1;
+        // Peers heard from within an election timeout: alive in Raft, not just connected (a
+        // node whose disk failed keeps its connections and says nothing).
+        let election_ticks = self.settings.election_ticks as u64;
+        let rebalancing = self.settings.rebalance_ticks > 0;
+        let live: BTreeSet<NodeId> = self
+            .heard
+            .iter()
+            .filter(|_| rebalancing)
+            .filter(|&(_, &at)| self.ticks - at <= election_ticks)
+            .map(|(&p, _)| p)
+            .filter(|p| self.link_state.get(p).copied().unwrap_or(false))
+            .collect();
+        let quiesce_ticks = self.settings.quiesce_ticks;
+        let mut going_quiet = Vec::new();
+        for &group in &self.active {
+            let Some(g) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            g.raw.tick();
+            g.timer.settle(&mut g.raw);
+            self.dirty.insert(group);
+            if group != wire::CONTROLLER_GROUP {
+                // The cluster metadata's leader has no preferred broker (as in KRaft).
+                rebalance(g, self.id, &live, self.settings.rebalance_ticks);
+            }
+            if idle_leader(g) {
+                g.idle_ticks += 1;
+                if g.idle_ticks >= quiesce_ticks {
+                    going_quiet.push(group);
+                }
+            } else {
+                g.idle_ticks = 0;
+            }
+        }
+        for group in going_quiet {
+            // The last heartbeat carries the commit; the notice follows it on each connection.
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.raw.ping();
+            }
+            self.handle_ready(group).await;
+            let Some(g) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            if !idle_leader(g) {
+                continue;
+            }
+            let term = g.raw.raft.term;
+            for &f in g.view.voters.iter().filter(|&&v| v != self.id) {
+                self.transport.send(f, wire::quiesce(group, term));
+            }
+            g.quiet = true;
+            g.idle_ticks = 0;
+            self.active.remove(&group);
+            self.dirty.insert(group);
+        }
+    }
+
+    /// The data directory failed (an I/O deadline passed, EIO) or healed. Failed: hand every
+    /// group this node leads to a follower that has all of its log (at once, rather than after
+    /// an election timeout), step down everywhere, answer what waited with
+    /// NOT_LEADER_OR_FOLLOWER, and go silent. Healed: take part again, as a follower.
+    pub(super) async fn health_changed(&mut self, failed: bool) {
+        if failed == self.stepped_down {
+            return;
+        }
+        if failed {
+            let mut led = 0;
+            let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+            for &group in &ids {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    continue;
+                };
+                if g.raw.raft.state != StateRole::Leader {
+                    continue;
+                }
+                led += 1;
+                let last = g.raw.raft.raft_log.last_index();
+                let me = self.id;
+                let heir = g
+                    .raw
+                    .raft
+                    .prs()
+                    .iter()
+                    .filter(|(id, p)| **id != me && p.matched == last && p.recent_active)
+                    .map(|(id, _)| *id)
+                    .min();
+                if let Some(heir) = heir {
+                    crate::coverage::reached(crate::coverage::Event::LeadershipHandedOver);
+                    g.raw.transfer_leader(heir);
+                    g.timer.settle(&mut g.raw);
+                }
+                // The hand-over's message leaves now, before the node goes silent.
+                self.handle_ready(group).await;
+            }
+            self.transport.flush();
+            self.stepped_down = true;
+            for &group in &ids {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    continue;
+                };
+                let term = g.raw.raft.term;
+                if g.raw.raft.state != StateRole::Follower || g.raw.raft.leader_id == self.id {
+                    g.raw.raft.become_follower(term, raft::INVALID_ID);
+                }
+                for w in g.waiters.drain(..) {
+                    let _ = w
+                        .reply
+                        .send(Err(ReplicaError::NotLeader { leader: None, term }));
+                }
+                for p in g.gate.take_all() {
+                    if let Some(a) = p.answer {
+                        let _ = a.send(Err(ReplicaError::NotLeader { leader: None, term }));
+                    }
+                }
+                self.dirty.insert(group);
+            }
+            tracing::error!(node = self.id, led, groups = ids.len(), "data directory failed: stepped down from every group and takes no part in Raft until it heals");
+        } else {
+            self.stepped_down = false;
+            for (&group, g) in self.groups.iter_mut() {
+                g.quiet = false;
+                g.idle_ticks = 0;
+                self.active.insert(group);
+                self.dirty.insert(group);
+                release_held(g, group, &self.transport);
+            }
+            tracing::warn!(
+                node = self.id,
+                "data directory healed: taking part in Raft again, as a follower"
+            );
+        }
+    }
+
+    pub(super) fn links_changed(&mut self) {
+        let now: HashMap<NodeId, bool> = self
+            .transport
+            .peers()
+            .into_iter()
+            .map(|p| (p, self.transport.connected(p)))
+            .collect();
+        let lost: Vec<NodeId> = now
+            .iter()
+            .filter(|(p, &up)| !up && self.link_state.get(p).copied().unwrap_or(true))
+            .map(|(&p, _)| p)
+            .collect();
+        let found: Vec<NodeId> = now
+            .iter()
+            .filter(|(p, &up)| up && !self.link_state.get(p).copied().unwrap_or(false))
+            .map(|(&p, _)| p)
+            .collect();
+        self.link_state = now;
+        for (&group, g) in self.groups.iter_mut() {
+            if g.copies_awaited && !lost.is_empty() {
+                // Replicas it waits for may have dropped out of sync.
+                self.dirty.insert(group);
+            }
+            if !g.quiet {
+                continue;
+            }
+            let raft = &g.raw.raft;
+            // A quiet follower whose leader went silent wakes (and elects another if it must);
+            // a quiet leader wakes to tell a peer that came back who leads.
+            let leader_lost = lost.contains(&raft.leader_id);
+            let member_found =
+                raft.state == StateRole::Leader && found.iter().any(|p| g.view.voters.contains(p));
+            if leader_lost || member_found {
+                crate::coverage::reached(crate::coverage::Event::QuietGroupWokenByLink);
+                g.quiet = false;
+                self.active.insert(group);
+                self.dirty.insert(group);
+            }
+        }
+    }
+}
+
+/// A leader with nothing to do: everything committed and on every follower, nothing waiting.
+pub(super) fn idle_leader(g: &Group) -> bool {
+    let raft = &g.raw.raft;
+    if raft.state != StateRole::Leader
+        || !g.waiters.is_empty()
+        || g.in_flight.is_some()
+        || !g.next.is_empty()
+        || !g.held.is_empty()
+        || !g.gate.is_empty()
+        || g.preferred_ready > 0
+    {
+        return false;
+    }
+    let last = raft.raft_log.last_index();
+    raft.raft_log.committed == last && raft.prs().iter().all(|(_, p)| p.matched == last)
+}
+
+/// A leader serves (reads, the group coordinator's load) once an entry of its own term is not
+/// only committed but applied: the high watermark moves on apply, and raft-rs may know of the
+/// commit (a majority of followers acknowledged) before its own write of the entry is durable
+/// and the entries are handed out to apply — serving then would show the previous leader's
+/// readers a high watermark gone back, and a coordinator taking over would load its groups'
+/// offsets from a log end short of commits the previous one acknowledged. (Reasoned from
+/// raft-rs's async-ready API, not shown by a failing seed: seed 21 of
+/// `cluster-failover-clients` was the stale leader's out-of-range answer, `confirm_leading`.)
+pub(super) fn serves(raft: &raft::Raft<PartitionStorage>) -> bool {
+    let log = &raft.raft_log;
+    raft.commit_to_current_term()
+        && (log.applied >= log.committed || log.term(log.applied).is_ok_and(|t| t == raft.term))
+}
+
+pub(super) fn update_status(g: &Group, changed: &watch::Sender<u64>, metrics: &Metrics) {
+    let raft = &g.raw.raft;
+    let is_leader = raft.state == StateRole::Leader;
+    let me = raft.id;
+    let status = Status {
+        leader: (raft.leader_id != 0).then_some(raft.leader_id),
+        term: raft.term,
+        is_leader,
+        serving: is_leader && serves(raft),
+        under_replicated: is_leader
+            && raft
+                .prs()
+                .iter()
+                .any(|(id, p)| *id != me && !p.recent_active),
+        quiet: g.quiet,
+    };
+    let before = g.view.status();
+    if before == status {
+        return;
+    }
+    let flag = |on: bool| i64::from(on);
+    // A view starts as a follower's (Status::default): count it once, then move it.
+    let counted = g
+        .view
+        .counted
+        .swap(true, std::sync::atomic::Ordering::Relaxed);
+    if !counted {
+        metrics.raft_followers.fetch_add(1, Ordering::Relaxed);
+    }
+    let leader_delta = flag(status.is_leader) - flag(before.is_leader);
+    metrics
+        .raft_leaders
+        .fetch_add(leader_delta, Ordering::Relaxed);
+    metrics
+        .raft_followers
+        .fetch_sub(leader_delta, Ordering::Relaxed);
+    metrics.raft_under_replicated.fetch_add(
+        flag(status.under_replicated) - flag(before.under_replicated),
+        Ordering::Relaxed,
+    );
+    metrics
+        .raft_quiet
+        .fetch_add(flag(status.quiet) - flag(before.quiet), Ordering::Relaxed);
+    metrics
+        .raft_term_max
+        .fetch_max(status.term as i64, Ordering::Relaxed);
+    if status.is_leader && !before.is_leader {
+        Metrics::inc(&metrics.raft_leaderships_taken, 1);
+    }
+    if status.is_leader != before.is_leader {
+        let p = &g.view.partition;
+        if status.is_leader {
+            tracing::info!(topic = %p.topic, partition = p.index, term = status.term, "leading");
+        } else {
+            tracing::info!(topic = %p.topic, partition = p.index, term = status.term, leader = ?status.leader, "no longer leading");
+        }
+    }
+    g.view.set_status(status);
+    changed.send_modify(|n| *n += 1);
+}
