@@ -43,9 +43,7 @@ pub struct MemoryBudget {
 
 impl MemoryBudget {
     pub fn new(total: usize, metrics: Arc<Metrics>) -> Arc<Self> {
-        metrics
-            .memory_budget_bytes
-            .store(total as i64, Ordering::Relaxed);
+        metrics.memory_budget_bytes.set(total as i64);
         Arc::new(MemoryBudget {
             total,
             used: AtomicUsize::new(0),
@@ -123,9 +121,7 @@ impl MemoryBudget {
     }
 
     fn reservation(self: &Arc<Self>, bytes: usize) -> Reservation {
-        self.metrics
-            .memory_used_bytes
-            .fetch_add(bytes as i64, Ordering::Relaxed);
+        self.metrics.memory_used_bytes.inc_by(bytes as i64);
         Reservation {
             budget: self.clone(),
             bytes,
@@ -137,9 +133,7 @@ impl MemoryBudget {
             return;
         }
         self.used.fetch_sub(bytes, Ordering::SeqCst);
-        self.metrics
-            .memory_used_bytes
-            .fetch_sub(bytes as i64, Ordering::Relaxed);
+        self.metrics.memory_used_bytes.dec_by(bytes as i64);
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.freed.notify_waiters();
         }

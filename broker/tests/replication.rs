@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -568,11 +567,7 @@ async fn in_sync_followers_are_sent_a_burst_from_memory_not_from_the_log() {
             ),
         }
     }
-    let read_back = leader
-        .store
-        .metrics()
-        .catch_up_bytes
-        .load(Ordering::Relaxed);
+    let read_back = leader.store.metrics().catch_up_bytes.get();
     assert_eq!(
         read_back, 0,
         "the leader read {read_back} bytes back from its log for in-sync followers"

@@ -183,11 +183,7 @@ async fn a_lone_write_commits_at_once_and_a_crowd_shares_syncs() {
         .await
         .unwrap();
     append(&store, "t", make_batch(1, 1, b"x")).await.unwrap();
-    assert_eq!(
-        metrics.commit_rounds.load(Ordering::Relaxed),
-        1,
-        "one write, one round"
-    );
+    assert_eq!(metrics.commit_rounds.get(), 1, "one write, one round");
     // Slow syncs: while one is in flight, the others gather into the next round.
     *gate.delay.lock().unwrap() = Duration::from_millis(50);
     let mut tasks = Vec::new();
@@ -203,7 +199,7 @@ async fn a_lone_write_commits_at_once_and_a_crowd_shares_syncs() {
     }
     offsets.sort();
     assert_eq!(offsets, (1..=200).collect::<Vec<i64>>());
-    let rounds = metrics.commit_rounds.load(Ordering::Relaxed) - 1;
+    let rounds = metrics.commit_rounds.get() - 1;
     assert!(
         rounds < 50,
         "200 appends took {rounds} commit rounds: no group commit"
@@ -237,7 +233,7 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
         err.to_string().contains("sync_data") && err.to_string().contains(".log"),
         "names op and file: {err}"
     );
-    assert_eq!(metrics.failed_log_dirs.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.failed_log_dirs.get(), 1);
     // Later produce requests fail at once with a retriable error instead of queueing.
     let err = append(&store, "t", make_batch(1, 3, b"refused"))
         .await
@@ -261,7 +257,7 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(healed, "the directory did not heal after the stall ended");
-    assert_eq!(metrics.failed_log_dirs.load(Ordering::Relaxed), 0);
+    assert_eq!(metrics.failed_log_dirs.get(), 0);
     assert_eq!(
         append(&store, "t", make_batch(1, 4, b"after"))
             .await
@@ -573,7 +569,7 @@ async fn the_append_queue_is_bounded_and_full_means_wait() {
         waiting.len()
     );
     assert!(waiting.len() >= 4, "blocked before the queue was full");
-    assert_eq!(metrics.append_queue_depth.load(Ordering::Relaxed), 4);
+    assert_eq!(metrics.append_queue_depth.get(), 4);
     gate.open();
     for rx in waiting {
         tokio::time::timeout(Duration::from_secs(10), rx.unwrap())
@@ -1037,7 +1033,7 @@ async fn a_read_past_its_deadline_fails_the_reader_not_the_directory() {
         matches!(read, Err(ReadError::Storage(StorageError::Stalled { .. }))),
         "{read:?}"
     );
-    assert_eq!(metrics.io_deadline_expired.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.io_deadline_expired.get(), 1);
     store
         .io()
         .health
@@ -1277,7 +1273,7 @@ async fn an_idempotent_producers_pipelined_batches_share_a_round() {
     }
     assert_eq!(offsets, vec![5, 9, 10, 13, 15, 5]);
     assert_eq!(p.high_watermark(), 16);
-    let rounds = metrics.commit_rounds.load(Ordering::Relaxed);
+    let rounds = metrics.commit_rounds.get();
     assert!(
         rounds <= 3,
         "{rounds} commit rounds in all (the first write, the one syncing, then the five): \

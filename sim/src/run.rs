@@ -516,9 +516,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
                         .unwrap_or_else(|p| p.into_inner())
                         .iter()
                         .map(|m| {
-                            let failures = m
-                                .log_dir_failures
-                                .load(std::sync::atomic::Ordering::Relaxed);
+                            let failures = m.log_dir_failures.get();
                             (m.bounds(), failures)
                         })
                         .collect(),

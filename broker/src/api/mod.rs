@@ -24,7 +24,6 @@ mod producers;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -534,5 +533,5 @@ impl Broker {
 }
 
 pub(crate) fn count_connection(metrics: &Metrics, delta: i64) {
-    metrics.connections.fetch_add(delta, Ordering::Relaxed);
+    metrics.connections.inc_by(delta);
 }

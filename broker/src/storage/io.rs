@@ -9,7 +9,6 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -151,7 +150,7 @@ impl Health {
                 path,
                 since: now,
             });
-            self.metrics.failed_log_dirs.store(1, Ordering::Relaxed);
+            self.metrics.failed_log_dirs.set(1);
             Metrics::inc(&self.metrics.log_dir_failures, 1);
             self.failed_signal.notify_one();
             self.state.send_replace(true);
@@ -165,7 +164,7 @@ impl Health {
             crate::coverage::reached(crate::coverage::Event::DirFailedAndHealed);
             tracing::warn!(reason = %old.reason, "data directory healed; accepting writes again");
         }
-        self.metrics.failed_log_dirs.store(0, Ordering::Relaxed);
+        self.metrics.failed_log_dirs.set(0);
         self.state.send_replace(false);
     }
 
@@ -220,9 +219,7 @@ impl Io {
         match self.clock.timeout_running(limit, &mut op).await {
             Ok(result) => result.map_err(StorageError::from),
             Err(_) => {
-                self.metrics
-                    .io_deadline_expired
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.io_deadline_expired.inc_by(1);
                 let err = StorageError::Stalled {
                     op: disk_op,
                     path: path.to_path_buf(),

@@ -155,10 +155,7 @@ pub(super) async fn queue(
         .reserve()
         .await
         .map_err(|_| StorageError::DirFailed("the commit pipeline has stopped".into()))?;
-    let depth = shared
-        .metrics
-        .append_queue_depth
-        .fetch_add(1, Ordering::Relaxed);
+    let depth = shared.metrics.append_queue_depth.inc_by(1);
     Metrics::peak(&shared.metrics.append_queue_depth_peak, depth + 1);
     permit.send(cmd);
     Ok(())

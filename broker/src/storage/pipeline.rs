@@ -18,7 +18,6 @@
 //! stalled operations end.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,7 +132,7 @@ impl Pipeline {
             self.shared
                 .metrics
                 .append_queue_depth
-                .fetch_sub(taken.len() as i64, Ordering::Relaxed);
+                .dec_by(taken.len() as i64);
             let mut appends = Vec::new();
             let mut raft_writes = Vec::new();
             for cmd in taken {

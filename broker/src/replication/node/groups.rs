@@ -138,13 +138,10 @@ impl Node {
             let s = g.view.status();
             let m = &self.metrics;
             let flag = |on: bool| i64::from(on);
-            m.raft_leaders
-                .fetch_sub(flag(s.is_leader), Ordering::Relaxed);
-            m.raft_followers
-                .fetch_sub(flag(!s.is_leader), Ordering::Relaxed);
-            m.raft_under_replicated
-                .fetch_sub(flag(s.under_replicated), Ordering::Relaxed);
-            m.raft_quiet.fetch_sub(flag(s.quiet), Ordering::Relaxed);
+            m.raft_leaders.dec_by(flag(s.is_leader));
+            m.raft_followers.dec_by(flag(!s.is_leader));
+            m.raft_under_replicated.dec_by(flag(s.under_replicated));
+            m.raft_quiet.dec_by(flag(s.quiet));
         }
         self.active.remove(&group);
         self.dirty.remove(&group);

@@ -392,15 +392,19 @@ impl Node {
             self.start_reads();
             self.transport.flush();
             let stats = self.transport.stats();
+            // The transport counts; the counters mirror it.
             let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
             self.metrics
                 .raft_messages_sent
+                .inner()
                 .store(load(&stats.messages_sent), Ordering::Relaxed);
             self.metrics
                 .raft_messages_received
+                .inner()
                 .store(load(&stats.messages_received), Ordering::Relaxed);
             self.metrics
                 .raft_messages_dropped
+                .inner()
                 .store(load(&stats.messages_dropped), Ordering::Relaxed);
             Metrics::peak(
                 &self.metrics.raft_queue_bytes_peak,

@@ -65,10 +65,10 @@ impl Node {
         }
         self.metrics
             .catch_up_reads_in_flight
-            .store(self.catch_up.in_flight() as i64, Ordering::Relaxed);
+            .set(self.catch_up.in_flight() as i64);
         self.metrics
             .catch_up_reads_waiting
-            .store(self.catch_up.waiting() as i64, Ordering::Relaxed);
+            .set(self.catch_up.waiting() as i64);
     }
 
     pub(super) fn fetch_done(&mut self, (read, outcome, held): FetchDone) {

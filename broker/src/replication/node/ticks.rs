@@ -244,25 +244,21 @@ pub(super) fn update_status(g: &Group, changed: &watch::Sender<u64>, metrics: &M
         .counted
         .swap(true, std::sync::atomic::Ordering::Relaxed);
     if !counted {
-        metrics.raft_followers.fetch_add(1, Ordering::Relaxed);
+        metrics.raft_followers.inc_by(1);
     }
     let leader_delta = flag(status.is_leader) - flag(before.is_leader);
+    metrics.raft_leaders.inc_by(leader_delta);
+    metrics.raft_followers.dec_by(leader_delta);
     metrics
-        .raft_leaders
-        .fetch_add(leader_delta, Ordering::Relaxed);
-    metrics
-        .raft_followers
-        .fetch_sub(leader_delta, Ordering::Relaxed);
-    metrics.raft_under_replicated.fetch_add(
-        flag(status.under_replicated) - flag(before.under_replicated),
-        Ordering::Relaxed,
-    );
+        .raft_under_replicated
+        .inc_by(flag(status.under_replicated) - flag(before.under_replicated));
     metrics
         .raft_quiet
-        .fetch_add(flag(status.quiet) - flag(before.quiet), Ordering::Relaxed);
+        .inc_by(flag(status.quiet) - flag(before.quiet));
     metrics
         .raft_term_max
-        .fetch_max(status.term as i64, Ordering::Relaxed);
+        .inner()
+        .fetch_max(status.term as i64, std::sync::atomic::Ordering::Relaxed);
     if status.is_leader && !before.is_leader {
         Metrics::inc(&metrics.raft_leaderships_taken, 1);
     }
