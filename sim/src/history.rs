@@ -292,3 +292,12 @@ impl ReadGaps {
 
 /// The consumer group's committed offsets after the run, by partition (-1: none).
 pub type FinalCommitted = BTreeMap<i32, i64>;
+
+/// A high watermark a consumer was told, with when it asked and when it heard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Watermark {
+    pub partition: i32,
+    pub invoked_s: f64,
+    pub completed_s: f64,
+    pub value: i64,
+}

@@ -3,45 +3,31 @@
 //! Built only with `--cfg madsim` (`cargo xtask test` does this in its own target directory);
 //! in a normal build this crate is empty.
 //!
-//! - [`disk`]: the simulated disk (madsim's own `fs` cannot lose data, stall or fail);
-//! - [`clock`]: a node's clock with offset and drift;
-//! - [`client`]: a Kafka client on the real wire protocol; the network is madsim's, through
-//!   `io_backend::TcpNet` unchanged;
-//! - [`scenario`]: scenario files, and [`config_draw`] the configurations swarm draws;
-//!   [`workload`]: the simulated producers, consumers and admin
-//!   client, [`idempotent`] producers and the consumer [`group`]'s members; [`history`]: what
-//!   they recorded; [`checker`] and [`group_check`]: safety and liveness checks; [`perf`]:
-//!   performance expectations;
-//! - [`replicas`]: the checks of a cluster (replicas agree below the high watermark, the high
-//!   watermark never goes back, one leader per epoch);
-//! - [`run`]: one seed of a scenario; [`report`]: its JSON report, page and timeline;
-//!   [`summary`]: a sweep's (or its shards') machine-readable summary; [`shrink`]: the smallest
-//!   scenario that still fails as a seed did.
+//! Its rooms, lowest first (a room imports only its own and lower ones; `xtask/src/tidy.rs`
+//! checks it):
+//! - what is recorded and what is asked: [`history`] (what the clients saw), [`findings`] (what
+//!   the checkers may find), [`scenario`] (scenario files, their faults, the configurations
+//!   swarm draws);
+//! - [`world`]: the simulated machines — the cluster of broker nodes, the disk (madsim's own
+//!   `fs` cannot lose data, stall or fail), a node's clock with offset and drift, and the
+//!   faults a scenario strikes them with (the network is madsim's, through
+//!   `io_backend::TcpNet` unchanged);
+//! - [`workload`]: the simulated clients on the real wire protocol — producers (idempotent
+//!   ones too), consumers, the admin client and the consumer group's members;
+//! - [`checks`]: safety and liveness over the history, the consumer group's checks, a
+//!   cluster's replicas, the bounds of every resource, performance expectations;
+//! - [`run`]: one seed of a scenario, all of the above put together;
+//! - [`report`]: a run's JSON report, page and timeline, and a sweep's summary;
+//! - [`commands`]: what the `sim` binary does — run, replay, check, sweep, shrink, merge.
 
 #[cfg(madsim)]
-pub mod bounds;
+pub mod checks;
 #[cfg(madsim)]
-pub mod checker;
+pub mod commands;
 #[cfg(madsim)]
-pub mod client;
-#[cfg(madsim)]
-pub mod clock;
-#[cfg(madsim)]
-pub mod config_draw;
-#[cfg(madsim)]
-pub mod disk;
-#[cfg(madsim)]
-pub mod group;
-#[cfg(madsim)]
-pub mod group_check;
+pub mod findings;
 #[cfg(madsim)]
 pub mod history;
-#[cfg(madsim)]
-pub mod idempotent;
-#[cfg(madsim)]
-pub mod perf;
-#[cfg(madsim)]
-pub mod replicas;
 #[cfg(madsim)]
 pub mod report;
 #[cfg(madsim)]
@@ -49,8 +35,6 @@ pub mod run;
 #[cfg(madsim)]
 pub mod scenario;
 #[cfg(madsim)]
-pub mod shrink;
-#[cfg(madsim)]
-pub mod summary;
-#[cfg(madsim)]
 pub mod workload;
+#[cfg(madsim)]
+pub mod world;

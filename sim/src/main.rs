@@ -302,7 +302,7 @@ mod cli {
                 .first()
                 .map(|f| f.to_string())
                 .unwrap_or_else(|| "-".into());
-            let line = serde_json::to_string(&sim::summary::SeedSummary {
+            let line = serde_json::to_string(&sim::report::summary::SeedSummary {
                 as_expected: r.as_expected(),
                 simulated_s: r.simulated_s,
                 wall_s: r.wall_s,
@@ -342,7 +342,7 @@ mod cli {
 
     type SeedOutcome = (u64, Result<Summary, String>);
 
-    use sim::summary::SeedSummary as Summary;
+    use sim::report::summary::SeedSummary as Summary;
 
     /// Run one seed in a child process.
     fn child(path: &Path, seed: u64, trace_out: Option<&Path>) -> Result<Summary, String> {
@@ -369,7 +369,7 @@ mod cli {
         serde_json::from_str(json).map_err(|e| format!("bad summary line {line:?}: {e}"))
     }
 
-    /// `sim shrink`: see [`sim::shrink`]. Each candidate runs in a child process, from a file
+    /// `sim shrink`: see [`sim::commands::shrink`]. Each candidate runs in a child process, from a file
     /// beside the output.
     fn shrink(path: &Path, seed: u64, out: Option<&Path>, max_runs: usize) -> ExitCode {
         let scenario = match load(path) {
@@ -433,9 +433,10 @@ mod cli {
                 _ => false,
             }
         };
-        let materialised = sim::shrink::materialise(&drawn, seed);
-        let faults_before = sim::shrink::faults(&materialised).len();
-        let mut shrinker = sim::shrink::Shrinker::new(materialised.clone(), max_runs, fails);
+        let materialised = sim::commands::shrink::materialise(&drawn, seed);
+        let faults_before = sim::commands::shrink::faults(&materialised).len();
+        let mut shrinker =
+            sim::commands::shrink::Shrinker::new(materialised.clone(), max_runs, fails);
         shrinker.verbose = true;
         // The explicit form must fail as the seed did before anything is taken away (it runs
         // the same faults and settings, so it should).
@@ -453,7 +454,7 @@ mod cli {
             "name".into(),
             toml::Value::String(format!("{}-seed{seed}-shrunk", scenario.name)),
         );
-        let summary = sim::shrink::describe(&materialised, &table, faults_before);
+        let summary = sim::commands::shrink::describe(&materialised, &table, faults_before);
         table.insert(
             "description".into(),
             toml::Value::String(format!(
@@ -628,7 +629,7 @@ mod cli {
                 .filter(|s| (s - first) % count == index - 1)
                 .collect(),
         );
-        let mut summary = sim::summary::SweepSummary {
+        let mut summary = sim::report::summary::SweepSummary {
             seeds: seeds.to_string(),
             shards: vec![format!("{index}/{count}")],
             scenarios: Vec::new(),
@@ -682,7 +683,7 @@ mod cli {
             let mut results =
                 std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
             results.sort_by_key(|(seed, _)| *seed);
-            let mut s = sim::summary::ScenarioSummary {
+            let mut s = sim::report::summary::ScenarioSummary {
                 name: scenario.name.clone(),
                 file: path.display().to_string(),
                 seeds: results.len(),
@@ -704,7 +705,7 @@ mod cli {
                     }
                     Err(e) => e,
                 };
-                s.unexpected.push(sim::summary::Unexpected {
+                s.unexpected.push(sim::report::summary::Unexpected {
                     seed,
                     why,
                     replay: replay(path, seed),
@@ -717,7 +718,7 @@ mod cli {
 
     /// Print a sweep's (or merged shards') tables, write its summary, and say whether it passed.
     fn finish(
-        summary: &sim::summary::SweepSummary,
+        summary: &sim::report::summary::SweepSummary,
         summary_out: Option<&Path>,
         require_coverage: bool,
     ) -> ExitCode {
@@ -756,7 +757,7 @@ mod cli {
                 }
             }
         }
-        match sim::summary::SweepSummary::merge(parts) {
+        match sim::report::summary::SweepSummary::merge(parts) {
             Ok(m) => {
                 println!("merged shards {} of seeds {}", m.shards.join(", "), m.seeds);
                 finish(&m, summary_out, require_coverage)

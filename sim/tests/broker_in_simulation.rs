@@ -11,10 +11,10 @@ use broker::config::Config;
 use bytes::Bytes;
 use io_backend::{Env, EnvRng, TcpNet};
 use madsim::runtime::{Handle, Runtime};
-use sim::client::{Client, ClientError};
-use sim::clock::SimClock;
-use sim::disk::{Crash, Faults, SimDisk};
 use sim::run::NodeStarts;
+use sim::workload::client::{Client, ClientError};
+use sim::world::clock::SimClock;
+use sim::world::disk::{Crash, Faults, SimDisk};
 
 const BROKER: &str = "10.77.0.1:9092";
 

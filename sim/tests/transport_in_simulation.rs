@@ -14,9 +14,9 @@ use broker::replication::transport::{NodeId, Transport, TransportSettings};
 use bytes::Bytes;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
-use sim::clock::SimClock;
-use sim::disk::SimDisk;
 use sim::run::NodeStarts;
+use sim::world::clock::SimClock;
+use sim::world::disk::SimDisk;
 
 /// (receiver, sender, the sender's counter, simulated ms since the start) for every message.
 type Log = Arc<Mutex<Vec<(NodeId, NodeId, u64, u64)>>>;

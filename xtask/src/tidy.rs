@@ -61,8 +61,9 @@ pub const BROKER_LAYERS: &[Layer] = &[
 
 /// The simulator's rooms, lowest first (the same rule as the broker's).
 pub const SIM_LAYERS: &[Layer] = &[
-    // What was seen and what a scenario is: the history of operations, the scenario file.
-    ("records", &["history", "scenario"]),
+    // What is recorded and what is asked: the history of operations, the kinds of finding, the
+    // scenario file.
+    ("records", &["findings", "history", "scenario"]),
     // The simulated world: disk, clock, the nodes' faults and bounds.
     ("world", &["world"]),
     // The simulated clients and the workload they run.

@@ -34,6 +34,8 @@ use std::path::Path;
 use io_backend::EnvRng;
 use serde::{Deserialize, Serialize};
 
+pub mod config_draw;
+
 /// The broker node's name in scenarios, reports and partitions (the first broker of a cluster).
 pub const BROKER_NODE: &str = "broker-1";
 
@@ -85,9 +87,9 @@ pub struct Scenario {
     #[serde(default)]
     pub fault_points: Option<FaultPoints>,
     /// Settings of the broker, the workload and the disk drawn from the seed
-    /// ([`crate::config_draw`]).
+    /// ([`crate::scenario::config_draw`]).
     #[serde(default)]
-    pub random_config: Option<crate::config_draw::RandomConfig>,
+    pub random_config: Option<crate::scenario::config_draw::RandomConfig>,
     pub expect: Expect,
     /// The file as read (a random configuration is drawn into it).
     #[serde(skip)]
@@ -875,6 +877,42 @@ impl std::fmt::Display for Expected {
     }
 }
 
+/// A scenario's bounds (`[expect.performance]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Performance {
+    /// The median acknowledgement latency is at most this many commit rounds of the model.
+    pub p50_rounds: f64,
+    /// The 99th percentile is at most this many rounds.
+    pub p99_rounds: f64,
+    /// Acknowledged produces a second are at least this share of what the producers offer
+    /// when every answer takes the p50 bound (each producer waits for its answer, then for
+    /// `interval_ms`).
+    pub throughput_share: f64,
+    /// Appends (acknowledged, and acks 0) per segment sync (group commit) are at least this;
+    /// 0: not checked (at a light load every append has a sync of its own).
+    #[serde(default)]
+    pub appends_per_sync: f64,
+}
+
+impl Performance {
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = |x: f64| x.is_finite() && x >= 0.0;
+        let all_ok = ok(self.p50_rounds)
+            && ok(self.p99_rounds)
+            && ok(self.appends_per_sync)
+            && (0.0..=1.0).contains(&self.throughput_share);
+        if !all_ok {
+            return Err(
+                "expect.performance: bounds must be finite and not negative, \
+                        throughput_share within [0, 1]"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
@@ -894,7 +932,7 @@ pub struct Expect {
     pub no_refusals: bool,
     /// Latency, throughput and batching bounds, checked on every seed outside fault windows.
     #[serde(default)]
-    pub performance: Option<crate::perf::Performance>,
+    pub performance: Option<Performance>,
 }
 
 impl Scenario {
@@ -924,7 +962,7 @@ impl Scenario {
         let Some(config) = &self.random_config else {
             return Ok((self.clone(), Vec::new()));
         };
-        crate::config_draw::draw_until(config, &self.raw, seed, Scenario::from_table)
+        crate::scenario::config_draw::draw_until(config, &self.raw, seed, Scenario::from_table)
             .map_err(|e| anyhow::anyhow!("scenario {}: {e}", self.name))
     }
 
@@ -996,10 +1034,10 @@ impl Scenario {
             }
         }
         if let Expected::Finding(k) = &self.expect.outcome {
-            if !crate::checker::FINDING_KINDS.contains(&k.as_str()) {
+            if !crate::findings::FINDING_KINDS.contains(&k.as_str()) {
                 return Err(format!(
                     "expect.outcome {k:?} is not pass, liveness-failure or one of {}",
-                    crate::checker::FINDING_KINDS.join(", ")
+                    crate::findings::FINDING_KINDS.join(", ")
                 ));
             }
         }

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checks::perf::FigureRange;
+
 /// One seed's outcome, as the child process that ran it reports it (one JSON line).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SeedSummary {
@@ -90,29 +92,6 @@ pub struct Unexpected {
     pub seed: u64,
     pub why: String,
     pub replay: String,
-}
-
-/// One figure (a latency percentile, a throughput, …) over the seeds of a scenario.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FigureRange {
-    /// Seeds that measured it.
-    pub seeds: usize,
-    pub min: f64,
-    pub max: f64,
-    /// The scenario's bound, and whether it is a maximum ("<=") or a minimum (">=").
-    pub bound: f64,
-    pub kind: String,
-    /// Seeds whose figure broke the bound.
-    pub broken: usize,
-}
-
-impl FigureRange {
-    pub fn merge(&mut self, other: &FigureRange) {
-        self.seeds += other.seeds;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
-        self.broken += other.broken;
-    }
 }
 
 impl SweepSummary {

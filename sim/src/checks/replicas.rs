@@ -7,17 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use crate::checker::Finding;
-use crate::client::routing::Leadership;
-
-/// A high watermark a consumer was told, with when it asked and when it heard.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Watermark {
-    pub partition: i32,
-    pub invoked_s: f64,
-    pub completed_s: f64,
-    pub value: i64,
-}
+use crate::findings::Finding;
+use crate::history::Watermark;
+use crate::workload::client::routing::Leadership;
 
 /// A replica's log of one partition: its batches `(base offset, bytes)` in order.
 pub type ReplicaLog = Vec<(i64, Bytes)>;

@@ -12,15 +12,19 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::checker::{Finding, Stuck};
-use crate::client::routing::{leadership_code, Conns, Directory};
-use crate::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
-use crate::disk::SimDisk;
+use crate::findings::{Finding, Stuck};
 use crate::history::{
     retriable_code, Admin, FinalRead, Op, Poll, PollResult, ReadGaps, Send, SendOutcome,
     Unreadable, KAFKA_STORAGE_ERROR,
 };
 use crate::scenario::{Fault, Scenario, BROKER_NODE};
+use crate::workload::client::routing::{leadership_code, Conns, Directory};
+use crate::workload::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
+use crate::world::disk::SimDisk;
+
+pub mod client;
+pub mod group;
+pub mod idempotent;
 
 /// A value: its name (unique in the run), then `|` and padding up to `bytes` in all.
 pub(crate) fn value(name: &str, bytes: usize) -> Bytes {
@@ -62,7 +66,7 @@ pub struct World {
     ops: Mutex<Vec<Op>>,
     /// In a cluster: every high watermark a consumer was told, as (partition, invoked,
     /// completed, high watermark), for the check that it never goes back.
-    pub(crate) watermarks: Mutex<Vec<crate::replicas::Watermark>>,
+    pub(crate) watermarks: Mutex<Vec<crate::history::Watermark>>,
     /// The first hung request, named with what the node is stuck on.
     hang: Mutex<Option<Finding>>,
     /// Produce requests sent and not yet answered.
@@ -74,8 +78,8 @@ pub struct World {
     /// The producers are done; consumers read to the end and stop.
     pub(crate) producing_over: watch::Sender<bool>,
     /// The consumer group's progress, for its members to know when it has read and committed
-    /// everything ([`crate::group`]).
-    pub(crate) group: Mutex<crate::group::Progress>,
+    /// everything ([`crate::workload::group`]).
+    pub(crate) group: Mutex<crate::workload::group::Progress>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -408,7 +412,7 @@ pub(crate) async fn wait_ready(world: &World) -> bool {
 /// partitions` with the value `p<producer>-<n>`, retried as the scenario allows.
 pub async fn produce(world: Arc<World>, producer: usize) {
     if world.scenario.workload.idempotent.for_producer(producer) {
-        return crate::idempotent::produce(world, producer).await;
+        return crate::workload::idempotent::produce(world, producer).await;
     }
     if !wait_ready(&world).await {
         return;
@@ -630,7 +634,7 @@ async fn poll_leader(
             Some(Ok((records, hw, next))) => {
                 high_watermarks.insert(partition, hw);
                 if world.scenario.clustered() {
-                    lock(&world.watermarks).push(crate::replicas::Watermark {
+                    lock(&world.watermarks).push(crate::history::Watermark {
                         partition,
                         invoked_s,
                         completed_s,

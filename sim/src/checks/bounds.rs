@@ -9,7 +9,7 @@
 
 use broker::metrics::Bound;
 
-use crate::checker::Finding;
+use crate::findings::Finding;
 
 /// What one broker node showed over the run.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +63,9 @@ pub fn check(nodes: &[NodeBounds], disk_faults: bool) -> Vec<Finding> {
 
 /// Resolves, with its finding, once the first of these brokers (name, disk, memory budget)
 /// holds more bytes of disk reads in flight than its budget.
-pub async fn first_read_overrun(brokers: Vec<(String, crate::disk::SimDisk, u64)>) -> Finding {
+pub async fn first_read_overrun(
+    brokers: Vec<(String, crate::world::disk::SimDisk, u64)>,
+) -> Finding {
     let watches = brokers.into_iter().map(|(node, disk, budget)| {
         Box::pin(async move {
             disk.set_read_limit(budget);

@@ -18,12 +18,12 @@ use bytes::Bytes;
 use io_backend::EnvRng;
 use tokio::time::Instant;
 
-use crate::client::group::{assigned, assignment};
-use crate::client::routing::{leadership_code, Conns};
-use crate::client::{Client, ClientError};
 use crate::history::{
     Assigned, Commit, CommitOutcome, CommittedRead, MemberEvent, Op, Poll, PollResult,
 };
+use crate::workload::client::group::{assigned, assignment};
+use crate::workload::client::routing::{leadership_code, Conns};
+use crate::workload::client::{Client, ClientError};
 use crate::workload::{lock, wait_ready, World, DRAIN_MAX, OFFSET_OUT_OF_RANGE};
 
 /// Kafka's answers that tell a member to rejoin.

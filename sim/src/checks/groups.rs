@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::checker::{acked_not_polled, Finding};
+use crate::checks::safety::acked_not_polled;
+use crate::findings::Finding;
 use crate::history::{CommitOutcome, FinalCommitted, FinalRead, Op, PollResult};
 
 /// Every group check. `members_from` is the first consumer index that is a group member

@@ -18,9 +18,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind};
 use tokio::time::Instant;
 
-use crate::client::routing::{leadership_code, Conns};
-use crate::client::{produce_answer, Client, ClientError, PRODUCE_VERSION};
 use crate::history::{retriable_code, Idempotence, Op, Send, SendOutcome, KAFKA_STORAGE_ERROR};
+use crate::workload::client::routing::{leadership_code, Conns};
+use crate::workload::client::{produce_answer, Client, ClientError, PRODUCE_VERSION};
 use crate::workload::{wait_ready, wall_ms, World, RETRY_BACKOFF};
 
 /// Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER.

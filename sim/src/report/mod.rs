@@ -11,6 +11,8 @@ use crate::history::{Op, PollResult, SendOutcome};
 use crate::run::RunReport;
 use crate::scenario::{Scenario, BROKER_NODE};
 
+pub mod summary;
+
 /// One time bucket of the client-visible series.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bucket {

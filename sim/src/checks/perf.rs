@@ -8,11 +8,10 @@
 //! `2 × net_max + 2 × disk_max`. An acknowledgement takes at most the round in progress when the
 //! request arrives and its own: p50 and p99 are bounded by multiples of it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::history::{Op, SendOutcome};
 use crate::scenario::{Fault, Scenario};
-use crate::summary::FigureRange;
 
 /// The simulated network's one-way latency when no fault changes it (madsim's default range).
 pub const NET_LATENCY_MS: (f64, f64) = (1.0, 10.0);
@@ -21,39 +20,26 @@ pub const SETTLE_AFTER_FAULT_S: f64 = 5.0;
 /// Seconds at the start (topic creation, first connections): not measured.
 pub const WARM_UP_S: f64 = 5.0;
 
-/// A scenario's bounds (`[expect.performance]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Performance {
-    /// The median acknowledgement latency is at most this many commit rounds of the model.
-    pub p50_rounds: f64,
-    /// The 99th percentile is at most this many rounds.
-    pub p99_rounds: f64,
-    /// Acknowledged produces a second are at least this share of what the producers offer
-    /// when every answer takes the p50 bound (each producer waits for its answer, then for
-    /// `interval_ms`).
-    pub throughput_share: f64,
-    /// Appends (acknowledged, and acks 0) per segment sync (group commit) are at least this;
-    /// 0: not checked (at a light load every append has a sync of its own).
-    #[serde(default)]
-    pub appends_per_sync: f64,
+/// One figure (a latency percentile, a throughput, …) over the seeds of a scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FigureRange {
+    /// Seeds that measured it.
+    pub seeds: usize,
+    pub min: f64,
+    pub max: f64,
+    /// The scenario's bound, and whether it is a maximum ("<=") or a minimum (">=").
+    pub bound: f64,
+    pub kind: String,
+    /// Seeds whose figure broke the bound.
+    pub broken: usize,
 }
 
-impl Performance {
-    pub fn validate(&self) -> Result<(), String> {
-        let ok = |x: f64| x.is_finite() && x >= 0.0;
-        let all_ok = ok(self.p50_rounds)
-            && ok(self.p99_rounds)
-            && ok(self.appends_per_sync)
-            && (0.0..=1.0).contains(&self.throughput_share);
-        if !all_ok {
-            return Err(
-                "expect.performance: bounds must be finite and not negative, \
-                        throughput_share within [0, 1]"
-                    .into(),
-            );
-        }
-        Ok(())
+impl FigureRange {
+    pub fn merge(&mut self, other: &FigureRange) {
+        self.seeds += other.seeds;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.broken += other.broken;
     }
 }
 

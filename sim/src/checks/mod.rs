@@ -1,0 +1,19 @@
+//! The checkers: pure functions of a run's history, final read and metrics, each tested on
+//! hand-written inputs.
+//!
+//! - [`safety`]: the Jepsen Kafka anomaly classes (lost, duplicated, reordered writes, phantom
+//!   reads, …) and liveness (after the faults heal, every partition takes and serves writes);
+//! - [`groups`]: a consumer group's members and committed offsets;
+//! - [`replicas`]: a cluster's replicas agree below the high watermark, the high watermark never
+//!   goes back, one leader per epoch;
+//! - [`bounds`]: every bounded resource of every broker stayed within its bound;
+//! - [`perf`]: performance expectations in units of the scenario's own disk and network model.
+//!
+//! Invariant: a checker reads what the run recorded and never changes it; it finds, it does not
+//! fix.
+
+pub mod bounds;
+pub mod groups;
+pub mod perf;
+pub mod replicas;
+pub mod safety;

@@ -1,0 +1,3 @@
+//! What the `sim` binary does.
+
+pub mod shrink;

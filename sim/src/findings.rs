@@ -1,0 +1,531 @@
+//! What the checkers may find: every kind of [`Finding`] (as scenario files name them in
+//! `expect.outcome`) and how each is told.
+
+use bytes::Bytes;
+
+/// Every kind of finding, as scenario files name them in `expect.outcome`.
+pub const FINDING_KINDS: [&str; 26] = [
+    "lost-write",
+    "duplicate",
+    "sequence-refused",
+    "commit-regressed",
+    "double-owner",
+    "commit-mismatch",
+    "group-unconsumed",
+    "group-not-drained",
+    "inconsistent-offset",
+    "non-monotonic-send",
+    "non-monotonic-poll",
+    "poll-skip",
+    "failed-write-read",
+    "phantom-read",
+    "unseen",
+    "hung",
+    "no-progress",
+    "refused",
+    "slow",
+    "replica-divergence",
+    "watermark-backwards",
+    "two-leaders",
+    "stale-committed-read",
+    "bound-broken",
+    "dir-failed",
+    "leader-refuses",
+];
+
+/// What the checkers found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    /// A write that was acknowledged (or that a consumer read) is not in the log.
+    LostWrite {
+        partition: i32,
+        value: Bytes,
+        /// How it was known: "acknowledged at offset N" or "polled at offset N".
+        seen: String,
+    },
+    /// A value stored at more offsets than its producer sent it (retries allowed for).
+    Duplicate {
+        partition: i32,
+        value: Bytes,
+        offsets: Vec<i64>,
+        attempts: usize,
+    },
+    /// Observers disagree on an offset: the value acknowledged, polled or read back there.
+    InconsistentOffset {
+        partition: i32,
+        offset: i64,
+        seen: Vec<String>,
+    },
+    /// A producer's acknowledged offsets in a partition went backwards (or repeated).
+    NonMonotonicSend {
+        producer: usize,
+        partition: i32,
+        previous: i64,
+        offset: i64,
+    },
+    /// A consumer's polled offsets in a partition went backwards (or repeated) within a session.
+    NonMonotonicPoll {
+        consumer: usize,
+        partition: i32,
+        previous: i64,
+        offset: i64,
+    },
+    /// A consumer read past offsets that are in the log without returning them.
+    PollSkip {
+        consumer: usize,
+        partition: i32,
+        from: i64,
+        to: i64,
+        skipped: Vec<i64>,
+    },
+    /// A write every attempt of which definitely failed was read.
+    FailedWriteRead {
+        partition: i32,
+        value: Bytes,
+        offset: i64,
+        codes: Vec<i16>,
+    },
+    /// A value no producer sent was read (corruption).
+    PhantomRead {
+        partition: i32,
+        value: Bytes,
+        offset: i64,
+    },
+    /// Acknowledged writes no consumer polled, although the consumers read to the end.
+    Unseen {
+        partition: i32,
+        count: usize,
+        first: Vec<Bytes>,
+    },
+    /// A request waited longer than the response deadline for any answer (liveness).
+    Hung {
+        node: String,
+        at_s: f64,
+        waited_s: u64,
+        stuck: Stuck,
+    },
+    /// After the faults healed, a partition took (or served) no write in time (liveness).
+    NoProgress {
+        partition: i32,
+        what: &'static str,
+        healed_s: u64,
+        deadline_s: u64,
+        /// What the node was stuck on when the deadline passed.
+        stuck: Stuck,
+    },
+    /// Produce requests were refused where the scenario allows none.
+    Refused { count: usize, first_code: i16 },
+    /// A performance figure (latency, throughput, batching) broke the scenario's bound.
+    Slow {
+        figure: String,
+        value: f64,
+        bound: String,
+    },
+    /// An idempotent producer's batch was refused as out of sequence although the batch before
+    /// it (or none: a new producer id) was acknowledged: the broker lost producer state.
+    SequenceRefused {
+        producer: usize,
+        partition: i32,
+        producer_id: i64,
+        sequence: i32,
+    },
+    /// A committed offset of a partition went backwards.
+    CommitRegressed {
+        partition: i32,
+        previous: i64,
+        offset: i64,
+        member: usize,
+        generation: i32,
+    },
+    /// The group answered a committed offset older than one it had acknowledged before the
+    /// read was sent (OffsetFetch behind an acknowledged OffsetCommit).
+    StaleCommittedRead {
+        partition: i32,
+        read: i64,
+        acknowledged: i64,
+        member: usize,
+        at_s: f64,
+    },
+    /// Two members were given the same partition in one generation.
+    DoubleOwner {
+        generation: i32,
+        partition: i32,
+        members: Vec<String>,
+    },
+    /// After the run, the group's committed offset of a partition is not where its members
+    /// read to (the end of the partition: the group drained).
+    CommitMismatch {
+        partition: i32,
+        committed: i64,
+        processed: i64,
+        log_end: i64,
+    },
+    /// Acknowledged writes no member of the group polled, although the group drained.
+    GroupUnconsumed {
+        partition: i32,
+        count: usize,
+        first: Vec<Bytes>,
+    },
+    /// The group did not read and commit every partition to its end within the drain time
+    /// (liveness).
+    GroupNotDrained { partitions: Vec<i32> },
+    /// Two replicas hold different batches at an offset below the high watermark.
+    ReplicaDivergence {
+        partition: i32,
+        offset: i64,
+        nodes: Vec<String>,
+    },
+    /// A consumer was told a high watermark below one another was told before it asked.
+    WatermarkBackwards {
+        partition: i32,
+        before: i64,
+        after: i64,
+        at_s: f64,
+    },
+    /// Metadata named two leaders of a partition in one leader epoch (Raft term).
+    TwoLeaders {
+        partition: i32,
+        epoch: i32,
+        leaders: Vec<i32>,
+    },
+    /// A broker held more of a bounded resource than its bound (its memory: bytes of the
+    /// reads it made, catch-up under way; its queues).
+    BoundBroken {
+        node: String,
+        bound: String,
+        peak: i64,
+        limit: i64,
+    },
+    /// A broker's data directory was declared failed in a run whose disks had no fault that
+    /// could make it (so its own load did: catch-up reads crowding out its writes).
+    DirFailed { node: String, times: u64 },
+    /// A broker named itself a partition's leader in Metadata long after it had refused a
+    /// produce to it as not its leader, acknowledging none in between: a client that reaches
+    /// only it loops metadata → produce → refusal.
+    LeaderRefuses {
+        broker: i32,
+        partition: i32,
+        epoch: i32,
+        refused_at_s: f64,
+        named_at_s: f64,
+    },
+}
+
+impl Finding {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Finding::LostWrite { .. } => "lost-write",
+            Finding::Duplicate { .. } => "duplicate",
+            Finding::InconsistentOffset { .. } => "inconsistent-offset",
+            Finding::NonMonotonicSend { .. } => "non-monotonic-send",
+            Finding::NonMonotonicPoll { .. } => "non-monotonic-poll",
+            Finding::PollSkip { .. } => "poll-skip",
+            Finding::FailedWriteRead { .. } => "failed-write-read",
+            Finding::PhantomRead { .. } => "phantom-read",
+            Finding::Unseen { .. } => "unseen",
+            Finding::Hung { .. } => "hung",
+            Finding::NoProgress { .. } => "no-progress",
+            Finding::Refused { .. } => "refused",
+            Finding::Slow { .. } => "slow",
+            Finding::SequenceRefused { .. } => "sequence-refused",
+            Finding::CommitRegressed { .. } => "commit-regressed",
+            Finding::StaleCommittedRead { .. } => "stale-committed-read",
+            Finding::DoubleOwner { .. } => "double-owner",
+            Finding::CommitMismatch { .. } => "commit-mismatch",
+            Finding::GroupUnconsumed { .. } => "group-unconsumed",
+            Finding::GroupNotDrained { .. } => "group-not-drained",
+            Finding::ReplicaDivergence { .. } => "replica-divergence",
+            Finding::WatermarkBackwards { .. } => "watermark-backwards",
+            Finding::TwoLeaders { .. } => "two-leaders",
+            Finding::BoundBroken { .. } => "bound-broken",
+            Finding::DirFailed { .. } => "dir-failed",
+            Finding::LeaderRefuses { .. } => "leader-refuses",
+        }
+    }
+
+    pub fn is_liveness(&self) -> bool {
+        matches!(
+            self,
+            Finding::Hung { .. } | Finding::NoProgress { .. } | Finding::GroupNotDrained { .. }
+        )
+    }
+}
+
+pub(crate) fn short(v: &Bytes) -> String {
+    crate::history::value_name(v)
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::LostWrite {
+                partition,
+                value,
+                seen,
+            } => write!(
+                f,
+                "lost write: {:?} ({seen} in partition {partition}) is not in the log",
+                short(value)
+            ),
+            Finding::Duplicate {
+                partition,
+                value,
+                offsets,
+                attempts,
+            } => write!(
+                f,
+                "duplicate: {:?} is at offsets {offsets:?} of partition {partition} but could have \
+                 been written {attempts} time(s)",
+                short(value)
+            ),
+            Finding::InconsistentOffset {
+                partition,
+                offset,
+                seen,
+            } => write!(
+                f,
+                "inconsistent offset {partition}/{offset}: {}",
+                seen.join("; ")
+            ),
+            Finding::NonMonotonicSend {
+                producer,
+                partition,
+                previous,
+                offset,
+            } => write!(
+                f,
+                "non-monotonic send: producer {producer} was acknowledged offset {offset} in \
+                 partition {partition} after offset {previous}"
+            ),
+            Finding::NonMonotonicPoll {
+                consumer,
+                partition,
+                previous,
+                offset,
+            } => write!(
+                f,
+                "non-monotonic poll: consumer {consumer} read offset {offset} of partition \
+                 {partition} after offset {previous}"
+            ),
+            Finding::PollSkip {
+                consumer,
+                partition,
+                from,
+                to,
+                skipped,
+            } => write!(
+                f,
+                "poll skip: consumer {consumer} went from offset {from} to {to} in partition \
+                 {partition}, skipping {} record(s) in the log (first: {:?})",
+                skipped.len(),
+                &skipped[..skipped.len().min(5)]
+            ),
+            Finding::FailedWriteRead {
+                partition,
+                value,
+                offset,
+                codes,
+            } => write!(
+                f,
+                "read of a failed write: {:?} at {partition}/{offset}, although every attempt \
+                 definitely failed (error codes {codes:?})",
+                short(value)
+            ),
+            Finding::PhantomRead {
+                partition,
+                value,
+                offset,
+            } => write!(
+                f,
+                "phantom read: {:?} at {partition}/{offset} was never sent",
+                short(value)
+            ),
+            Finding::Unseen {
+                partition,
+                count,
+                first,
+            } => write!(
+                f,
+                "unseen: {count} acknowledged write(s) in partition {partition} were never \
+                 polled by a consumer (first: {:?})",
+                first.iter().map(short).collect::<Vec<_>>()
+            ),
+            Finding::Hung {
+                node,
+                at_s,
+                waited_s,
+                stuck,
+            } => write!(
+                f,
+                "liveness: node {node} did not answer a produce for {waited_s} s (at t={at_s:.1} s); \
+                 {stuck}"
+            ),
+            Finding::NoProgress {
+                partition,
+                what,
+                healed_s,
+                deadline_s,
+                stuck,
+            } => write!(
+                f,
+                "liveness: partition {partition} {what} within {deadline_s} s after the faults \
+                 healed at t={healed_s} s; then: {stuck}"
+            ),
+            Finding::Refused { count, first_code } => write!(
+                f,
+                "{count} produce request(s) refused (first error code {first_code}) although \
+                 nothing justified a refusal"
+            ),
+            Finding::Slow {
+                figure,
+                value,
+                bound,
+            } => write!(
+                f,
+                "slow: {figure} was {value:.2}, outside the scenario's bound {bound} (measured \
+                 outside fault windows)"
+            ),
+            Finding::SequenceRefused {
+                producer,
+                partition,
+                producer_id,
+                sequence,
+            } => write!(
+                f,
+                "sequence refused: producer {producer} (id {producer_id}) sent sequence {sequence} \
+                 to partition {partition} right after the one before was acknowledged, and was \
+                 told OUT_OF_ORDER_SEQUENCE_NUMBER"
+            ),
+            Finding::CommitRegressed {
+                partition,
+                previous,
+                offset,
+                member,
+                generation,
+            } => write!(
+                f,
+                "committed offset went backwards: partition {partition} from {previous} to \
+                 {offset} (member {member}, generation {generation})"
+            ),
+            Finding::StaleCommittedRead {
+                partition,
+                read,
+                acknowledged,
+                member,
+                at_s,
+            } => write!(
+                f,
+                "stale committed offset: member {member} read {read} for partition {partition} \
+                 at {at_s:.3} s, after {acknowledged} was acknowledged"
+            ),
+            Finding::DoubleOwner {
+                generation,
+                partition,
+                members,
+            } => write!(
+                f,
+                "double owner: partition {partition} was given to {members:?} in generation \
+                 {generation}"
+            ),
+            Finding::CommitMismatch {
+                partition,
+                committed,
+                processed,
+                log_end,
+            } => write!(
+                f,
+                "commit mismatch: the group committed {committed} for partition {partition}, \
+                 its members read to {processed}, the log ends at {log_end}"
+            ),
+            Finding::GroupUnconsumed {
+                partition,
+                count,
+                first,
+            } => write!(
+                f,
+                "group unconsumed: {count} acknowledged write(s) in partition {partition} were \
+                 never polled by a member of the group (first: {:?})",
+                first.iter().map(short).collect::<Vec<_>>()
+            ),
+            Finding::GroupNotDrained { partitions } => write!(
+                f,
+                "liveness: the group did not read and commit partitions {partitions:?} to their \
+                 end in time"
+            ),
+            Finding::ReplicaDivergence {
+                partition,
+                offset,
+                nodes,
+            } => write!(
+                f,
+                "replicas disagree: partition {partition} at offset {offset} below the high \
+                 watermark differs between {}",
+                nodes.join(" and ")
+            ),
+            Finding::WatermarkBackwards {
+                partition,
+                before,
+                after,
+                at_s,
+            } => write!(
+                f,
+                "high watermark went back: partition {partition} was {before}, then {after} at \
+                 t={at_s:.1} s"
+            ),
+            Finding::TwoLeaders {
+                partition,
+                epoch,
+                leaders,
+            } => write!(
+                f,
+                "two leaders in one epoch: partition {partition} epoch {epoch} led by {leaders:?}"
+            ),
+            Finding::BoundBroken {
+                node,
+                bound,
+                peak,
+                limit,
+            } => write!(
+                f,
+                "bound broken: {node} held {peak} of {bound}, whose bound is {limit}"
+            ),
+            Finding::DirFailed { node, times } => write!(
+                f,
+                "data directory failed: {node}'s was declared failed {times} time(s) with no disk fault in the run"
+            ),
+            Finding::LeaderRefuses {
+                broker,
+                partition,
+                epoch,
+                refused_at_s,
+                named_at_s,
+            } => write!(
+                f,
+                "leader that refuses: broker {broker} refused a produce to partition {partition} as not its leader at t={refused_at_s:.1} s and acknowledged none there since, yet named itself its leader in epoch {epoch} at t={named_at_s:.1} s"
+            ),
+        }
+    }
+}
+
+/// What a node was stuck on at some moment: its pending disk operations (which file, since
+/// when) and how many produce requests were waiting for an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stuck {
+    pub pending: Vec<String>,
+    pub requests_waiting: usize,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pending disk operations: {}; {} produce request(s) waiting",
+            if self.pending.is_empty() {
+                "none".to_string()
+            } else {
+                self.pending.join(", ")
+            },
+            self.requests_waiting
+        )
+    }
+}

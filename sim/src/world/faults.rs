@@ -1,0 +1,246 @@
+//! Faults, struck on the world at their scenario time: disk stalls and errors, crashes that
+//! lose unsynced writes, pauses, partitions and lossy links, clock skew and drift.
+//!
+//! Invariant: a fault with a window is undone when its window ends; the schedule is a function
+//! of the scenario and the seed alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_backend::EnvRng;
+use madsim::net::NetSim;
+use tokio::time::Instant;
+
+use crate::scenario::{Fault, Scenario};
+use crate::world::cluster::Cluster;
+use crate::world::disk::{Crash, Faults, SimDisk};
+
+/// The broker's fault points (`fault_point!`) pause as the scenario's `fault_points` ask, drawn
+/// from the seed; none without them.
+pub(crate) fn install_fault_points(scenario: &Scenario, seed: u64) {
+    match &scenario.fault_points {
+        Some(fp) => {
+            let (chance, max) = (fp.chance_percent as u64, fp.max_delay_ms);
+            let rng = EnvRng::seeded(seed ^ 0xfa17);
+            broker::fault::set_hook(move |_point| {
+                (rng.range_u64(0, 100) < chance)
+                    .then(|| Duration::from_millis(rng.range_u64(0, max + 1)))
+            });
+        }
+        None => broker::fault::clear_hook(),
+    }
+}
+
+/// Strike each fault at its time from `start`; the lines returned say what was struck when.
+pub(crate) fn schedule(
+    faults: Vec<Fault>,
+    cluster: Arc<Cluster>,
+    start: Instant,
+) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let fault_log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = fault_log.clone();
+    tokio::spawn(async move {
+        for fault in faults {
+            tokio::time::sleep_until(start + Duration::from_secs(fault.at_s())).await;
+            let line = format!(
+                "{:.6} fault {}",
+                (Instant::now() - start).as_secs_f64(),
+                fault.describe()
+            );
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            let cluster = cluster.clone();
+            tokio::spawn(async move { apply(&fault, &cluster).await });
+        }
+    });
+    fault_log
+}
+
+/// Apply one fault now and, for a window, undo it when the window ends.
+pub(crate) async fn apply(fault: &Fault, c: &Cluster) {
+    let net = NetSim::current();
+    match fault {
+        Fault::FsyncStall { for_s, .. } => {
+            let until = Instant::now() + Duration::from_secs(*for_s);
+            for_a_while(
+                &c.broker(fault).disk,
+                *for_s,
+                move |f| f.sync_stall_until = Some(until),
+                |_| {},
+            )
+            .await
+        }
+        Fault::FsyncEio { count, .. } => {
+            let disk = &c.broker(fault).disk;
+            let mut f = disk.faults();
+            f.sync_eio_next += count;
+            disk.set_faults(f);
+        }
+        Fault::Crash {
+            torn, down_s, wipe, ..
+        } => {
+            let b = c.broker(fault);
+            if !b.disk.syncs_in_flight().is_empty() {
+                broker::coverage::reached(broker::coverage::Event::CrashWithSyncInFlight);
+            }
+            c.handle.kill(b.id);
+            b.disk.crash(if *wipe {
+                Crash::Lost
+            } else if *torn {
+                Crash::Torn
+            } else {
+                Crash::DropUnsynced
+            });
+            tokio::time::sleep(Duration::from_secs(*down_s)).await;
+            c.handle.restart(b.id);
+        }
+        Fault::SlowDisk {
+            for_s,
+            min_ms,
+            max_ms,
+            spike_ms,
+            spike_per_million,
+            ..
+        } => {
+            let latency = (
+                Duration::from_millis(*min_ms),
+                Duration::from_millis(*max_ms),
+            );
+            let spike = (*spike_per_million > 0)
+                .then(|| (*spike_per_million, Duration::from_millis(*spike_ms)));
+            // Overlapping slow-disk faults: the latency before this one comes back after it.
+            let disk = &c.broker(fault).disk;
+            let before = {
+                let f = disk.faults();
+                (f.latency, f.latency_spike)
+            };
+            for_a_while(
+                disk,
+                *for_s,
+                move |f| {
+                    f.latency = Some(latency);
+                    f.latency_spike = spike;
+                },
+                move |f| {
+                    (f.latency, f.latency_spike) = before;
+                },
+            )
+            .await
+        }
+        Fault::DiskFull { for_s, .. } => {
+            let disk = &c.broker(fault).disk;
+            let full = disk.used_bytes();
+            for_a_while(
+                disk,
+                *for_s,
+                move |f| f.capacity_bytes = Some(full),
+                |f| f.capacity_bytes = None,
+            )
+            .await
+        }
+        Fault::Bitflip {
+            for_s, per_million, ..
+        } => {
+            let rate = *per_million;
+            for_a_while(
+                &c.broker(fault).disk,
+                *for_s,
+                move |f| f.read_bitflip_per_million = rate,
+                |f| f.read_bitflip_per_million = 0,
+            )
+            .await
+        }
+        Fault::Partition {
+            for_s,
+            node,
+            link,
+            one_way,
+            ..
+        } => {
+            let both = !*one_way;
+            match (node.as_deref().and_then(|n| c.id(n)), link) {
+                (Some(id), _) => {
+                    if both {
+                        net.clog_node(id)
+                    } else {
+                        net.clog_node_out(id)
+                    }
+                    sleep_s(*for_s).await;
+                    net.unclog_node(id);
+                }
+                (None, Some([a, b])) => {
+                    let (Some(a), Some(b)) = (c.id(a), c.id(b)) else {
+                        return;
+                    };
+                    net.clog_link(a, b);
+                    if both {
+                        net.clog_link(b, a);
+                    }
+                    sleep_s(*for_s).await;
+                    net.unclog_link(a, b);
+                    net.unclog_link(b, a);
+                }
+                (None, None) => {}
+            }
+        }
+        Fault::PacketLoss { for_s, rate, .. } => {
+            net.update_config(|cfg| cfg.packet_loss_rate = *rate);
+            sleep_s(*for_s).await;
+            net.update_config(|cfg| cfg.packet_loss_rate = 0.0);
+        }
+        Fault::NetLatency {
+            for_s,
+            min_ms,
+            max_ms,
+            ..
+        } => {
+            let before = madsim::net::Config::default().send_latency;
+            let (lo, hi) = (
+                Duration::from_millis(*min_ms),
+                Duration::from_millis(*max_ms),
+            );
+            net.update_config(|cfg| cfg.send_latency = lo..hi.max(lo + Duration::from_micros(1)));
+            sleep_s(*for_s).await;
+            net.update_config(|cfg| cfg.send_latency = before);
+        }
+        Fault::ClockSkew {
+            for_s, offset_ms, ..
+        } => {
+            let clock = &c.broker(fault).clock;
+            clock.set_offset_ms(*offset_ms);
+            sleep_s(*for_s).await;
+            clock.set_offset_ms(0);
+        }
+        Fault::ClockDrift { for_s, ppm, .. } => {
+            let clock = &c.broker(fault).clock;
+            clock.set_drift_ppm(*ppm);
+            sleep_s(*for_s).await;
+            clock.set_drift_ppm(0);
+        }
+        Fault::Pause { for_s, .. } => {
+            let id = c.broker(fault).id;
+            c.handle.pause(id);
+            sleep_s(*for_s).await;
+            c.handle.resume(id);
+        }
+    }
+}
+
+pub(crate) async fn sleep_s(s: u64) {
+    tokio::time::sleep(Duration::from_secs(s)).await
+}
+
+/// Change the disk's faults now and change them back after `for_s` simulated seconds.
+pub(crate) async fn for_a_while(
+    disk: &SimDisk,
+    for_s: u64,
+    set: impl FnOnce(&mut Faults),
+    reset: impl FnOnce(&mut Faults),
+) {
+    let mut f = disk.faults();
+    set(&mut f);
+    disk.set_faults(f);
+    sleep_s(for_s).await;
+    let mut f = disk.faults();
+    reset(&mut f);
+    disk.set_faults(f);
+}

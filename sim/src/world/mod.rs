@@ -1,0 +1,15 @@
+//! The simulated world: the machines of a run and what strikes them.
+//!
+//! - [`cluster`]: the broker nodes and client nodes of a run on madsim's network;
+//! - [`faults`]: what strikes them, at the scenario's times;
+//! - [`disk`]: a POSIX-like disk that loses unsynced writes in a crash, stalls, fails with EIO
+//!   or runs full on purpose;
+//! - [`clock`]: a node's clock with offset and drift.
+//!
+//! Invariant: everything here draws its randomness and time from madsim (the seed), so a seed
+//! replays bit for bit.
+
+pub mod clock;
+pub mod cluster;
+pub mod disk;
+pub mod faults;
