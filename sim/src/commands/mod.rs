@@ -1,3 +1,182 @@
-//! What the `sim` binary does.
+//! What the `sim` binary does: `run`, `replay`, `check`, `sweep`, `shrink` and `merge`. Use it
+//! through `cargo xtask sim …`, which builds it with `--cfg madsim`.
+//!
+//! Every seed of `check` and `sweep` runs in a process of its own, exactly as `run` replays it:
+//! state that outlives a run inside one process (madsim numbers tasks process-wide) can change
+//! the interleaving, so in-process repetition would not be a faithful replay.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, ExitCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::{Parser, Subcommand};
+
+use crate::run::{run, RunReport};
+use crate::scenario::Scenario;
 
 pub mod shrink;
+mod single;
+mod sweep;
+
+use single::{check, replay_report, run_one};
+use sweep::{child, merge, sweep};
+
+#[derive(Parser)]
+#[command(name = "sim", about = "Stillwater's deterministic simulation testbed")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one seed of a scenario and print what the checkers found.
+    Run {
+        scenario: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one machine-readable line (for `check` and `sweep`).
+        #[arg(long, hide = true)]
+        summary: bool,
+        /// Write the trace, one event a line, to this file.
+        #[arg(long)]
+        trace_out: Option<PathBuf>,
+        /// Write a report (JSON, Markdown page, SVG timeline) into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Run the scenario and seed a JSON report names, again.
+    Replay { report: PathBuf },
+    /// Run one seed twice (in two processes) and compare the traces.
+    Check {
+        scenario: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run many seeds of a scenario (or of every scenario in `scenarios/` with `all`).
+    Sweep {
+        scenario: String,
+        /// Seeds as A..B (B excluded).
+        #[arg(long, default_value = "1..101")]
+        seeds: String,
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Run only the seeds of shard i of n (i/n, 1-based), for CI matrices.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Write the sweep's summary (outcomes, failing seeds, coverage, figures) as JSON.
+        #[arg(long)]
+        summary_out: Option<PathBuf>,
+        /// Fail when some coverage event was reached by no seed.
+        #[arg(long)]
+        require_coverage: bool,
+        /// Run at most a scenario's `quick_sweep_seeds` of the seeds (the first ones), for
+        /// the scenarios that set it: a sweep bounded in time, as CI's.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Shrink a failing seed: write the smallest scenario found (fewer and shorter faults,
+    /// fewer clients, a shorter run) that still fails the same way with the same seed.
+    Shrink {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the shrunk scenario [default: shrunk/<name>-seed<N>.toml].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Candidate runs allowed at most.
+        #[arg(long, default_value_t = 200)]
+        max_runs: usize,
+    },
+    /// Combine the `--summary-out` files of a sweep's shards into one table.
+    Merge {
+        files: Vec<PathBuf>,
+        /// Write the combined summary as JSON.
+        #[arg(long)]
+        summary_out: Option<PathBuf>,
+        #[arg(long)]
+        require_coverage: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            // The broker's own error lines (a failed directory) are expected in faulty runs;
+            // the report says what matters. STILLWATER_LOG=info shows them.
+            std::env::var("STILLWATER_LOG").unwrap_or_else(|_| "off".into()),
+        ))
+        .with_writer(std::io::stderr)
+        .try_init();
+    match Cli::parse().command {
+        Command::Run {
+            scenario,
+            seed,
+            summary,
+            trace_out,
+            report,
+        } => run_one(
+            &scenario,
+            seed,
+            summary,
+            trace_out.as_deref(),
+            report.as_deref(),
+        ),
+        Command::Replay { report } => replay_report(&report),
+        Command::Check { scenario, seed } => check(&scenario, seed),
+        Command::Sweep {
+            scenario,
+            seeds,
+            jobs,
+            shard,
+            summary_out,
+            require_coverage,
+            quick,
+        } => sweep(
+            &scenario,
+            &seeds,
+            jobs,
+            shard.as_deref(),
+            summary_out.as_deref(),
+            require_coverage,
+            quick,
+        ),
+        Command::Shrink {
+            scenario,
+            seed,
+            out,
+            max_runs,
+        } => shrink::command(&scenario, seed, out.as_deref(), max_runs),
+        Command::Merge {
+            files,
+            summary_out,
+            require_coverage,
+        } => merge(&files, summary_out.as_deref(), require_coverage),
+    }
+}
+
+pub(crate) fn replay(path: &Path, seed: u64) -> String {
+    format!("cargo xtask sim run {} --seed {seed}", path.display())
+}
+
+pub(crate) fn load(path: &Path) -> Result<Scenario, ExitCode> {
+    Scenario::load(path).map_err(|e| {
+        eprintln!("sim: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn parse_range(text: &str) -> Option<(u64, u64)> {
+    let (a, b) = text.split_once("..")?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn parse_shard(shard: Option<&str>) -> Option<(u64, u64)> {
+    let Some(text) = shard else {
+        return Some((1, 1));
+    };
+    let (i, n) = text.split_once('/')?;
+    let (i, n) = (i.parse::<u64>().ok()?, n.parse::<u64>().ok()?);
+    (i >= 1 && i <= n).then_some((i, n))
+}

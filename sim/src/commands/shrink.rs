@@ -15,6 +15,10 @@
 //! fails is the caller's business (`sim shrink` runs each in a child process); this module only
 //! proposes and keeps.
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{child, load, replay};
 use crate::scenario::{last_heal_s, Fault, Scenario};
 
 /// The explicit form of `seed`'s run of `scenario` (as [`Scenario::for_seed`] gives it): the
@@ -336,115 +340,123 @@ fn remove_at(table: &mut toml::Table, path: &[&str]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table(text: &str) -> toml::Table {
-        toml::from_str(text).unwrap()
-    }
-
-    const SCENARIO: &str = r#"
-name = "t"
-duration_s = 300
-[workload]
-producers = 6
-acks = 1
-interval_ms = 50
-consumers = 3
-partitions = 4
-[workload.group]
-members = 3
-member_faults_per_min = 2.0
-[[faults]]
-kind = "pause"
-at_s = 20
-for_s = 8
-[[faults]]
-kind = "crash"
-at_s = 40
-torn = true
-down_s = 4
-[[faults]]
-kind = "fsync-stall"
-at_s = 60
-for_s = 20
-[[faults]]
-kind = "partition"
-at_s = 90
-for_s = 10
-node = "broker-1"
-[[faults]]
-kind = "fsync-eio"
-at_s = 120
-count = 3
-[expect]
-outcome = "pass"
-response_deadline_s = 10
-liveness_deadline_s = 30
-"#;
-
-    /// A stand-in for a real run: it "fails" exactly when a torn crash and an fsync stall of
-    /// at least 5 s are both scheduled, with at least two producers, and the run lasts past the
-    /// stall's end.
-    fn fails(t: &toml::Table) -> bool {
-        let s: Scenario = toml::Value::Table(t.clone()).try_into().unwrap();
-        let f = &s.faults;
-        let crash = f
-            .iter()
-            .any(|f| matches!(f, Fault::Crash { torn: true, .. }));
-        let stall = f
-            .iter()
-            .any(|f| matches!(f, Fault::FsyncStall { for_s, .. } if *for_s >= 5));
-        crash && stall && s.workload.producers >= 2 && s.duration_s >= 85
-    }
-
-    #[test]
-    fn shrinking_keeps_only_what_the_failure_needs() {
-        let original = table(SCENARIO);
-        assert!(fails(&original));
-        let shrunk = Shrinker::new(original, 500, fails).run();
-        let s: Scenario = toml::Value::Table(shrunk.table.clone()).try_into().unwrap();
-        let kinds: Vec<&str> = s.faults.iter().map(Fault::kind).collect();
-        assert_eq!(kinds, ["crash", "fsync-stall"], "{:?}", shrunk.kept);
-        assert!(matches!(s.faults[0], Fault::Crash { down_s: 1, .. }));
-        assert!(matches!(s.faults[1], Fault::FsyncStall { for_s: 5, .. }));
-        assert_eq!(s.workload.producers, 2);
-        assert_eq!(s.workload.consumers, 0);
-        assert_eq!(s.workload.partitions, 1);
-        assert!(s.workload.group.is_none());
-        // The last heal is at 65 s, plus the 30 s liveness deadline: 95 s is the floor.
-        assert_eq!(s.duration_s, 95);
-        assert!(fails(&shrunk.table));
-        assert!(shrunk.runs < 100, "{} runs", shrunk.runs);
-        assert_eq!(
-            describe(&table(SCENARIO), &shrunk.table, 5),
-            "faults 5 → 2, producers 6 → 2, consumers 3 → 0, partitions 4 → 1, \
-             group members 3 → none, duration_s 300 → 95"
+/// The `shrink` command: shrink a failing seed of the scenario at `path` and write (or print)
+/// the smallest scenario found.
+/// `sim shrink`: see [`crate::commands::shrink`]. Each candidate runs in a child process, from a file
+/// beside the output.
+pub(super) fn command(path: &Path, seed: u64, out: Option<&Path>, max_runs: usize) -> ExitCode {
+    let scenario = match load(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let original = match child(path, seed, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(kind) = original.finding_kinds.first().cloned() else {
+        eprintln!(
+            "sim: seed {seed} of {} {} — there is no failure to shrink",
+            path.display(),
+            if original.as_expected {
+                "ends as expected"
+            } else {
+                "has no finding (it was expected to fail)"
+            }
         );
+        return ExitCode::from(2);
+    };
+    let drawn = match scenario.for_seed(seed) {
+        Ok((s, _)) => s,
+        Err(e) => {
+            eprintln!("sim: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
+        PathBuf::from("shrunk").join(format!("{}-seed{seed}.toml", scenario.name))
+    });
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("sim: cannot create {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
     }
-
-    #[test]
-    fn the_budget_bounds_the_runs() {
-        let shrunk = Shrinker::new(table(SCENARIO), 3, fails).run();
-        assert_eq!(shrunk.runs, 3);
-        assert!(fails(&shrunk.table));
-    }
-
-    #[test]
-    fn a_materialised_seed_schedules_its_drawn_faults_and_drops_the_draws() {
-        let text = format!(
-            "{SCENARIO}\n[random_faults]\nrate_per_min = 6\nkinds = [\"pause\", \"crash\"]\n"
+    let candidate_file = out.with_extension("candidate.toml");
+    println!(
+        "shrinking {} seed {seed}: it fails with {kind} ({})",
+        path.display(),
+        original.first_finding
+    );
+    let mut last_finding = original.first_finding.clone();
+    let fails = |table: &toml::Table| -> bool {
+        let Ok(text) = toml::to_string(table) else {
+            return false;
+        };
+        if std::fs::write(&candidate_file, text).is_err() {
+            return false;
+        }
+        match child(&candidate_file, seed, None) {
+            Ok(s) if !s.as_expected && s.finding_kinds.contains(&kind) => {
+                last_finding = s.first_finding;
+                true
+            }
+            _ => false,
+        }
+    };
+    let materialised = materialise(&drawn, seed);
+    let faults_before = faults(&materialised).len();
+    let mut shrinker = Shrinker::new(materialised.clone(), max_runs, fails);
+    shrinker.verbose = true;
+    // The explicit form must fail as the seed did before anything is taken away (it runs
+    // the same faults and settings, so it should).
+    if !shrinker.check_start() {
+        let _ = std::fs::remove_file(&candidate_file);
+        eprintln!(
+            "sim: the explicit form of seed {seed} (drawn settings and faults written out) does not fail with {kind}: cannot shrink"
         );
-        let raw = table(&text);
-        let mut s: Scenario = toml::Value::Table(raw.clone()).try_into().unwrap();
-        s.raw = raw;
-        let t = materialise(&s, 9);
-        assert!(!t.contains_key("random_faults"));
-        let explicit = faults(&t);
-        assert_eq!(explicit.len(), s.faults_for(9).len());
-        assert!(explicit.len() > 5, "the draw adds to the schedule");
-        let back: Scenario = toml::Value::Table(t).try_into().unwrap();
-        assert_eq!(back.faults_for(9).len(), explicit.len());
+        return ExitCode::FAILURE;
     }
+    let shrunk = shrinker.run();
+    let _ = std::fs::remove_file(&candidate_file);
+    let mut table = shrunk.table.clone();
+    table.insert(
+        "name".into(),
+        toml::Value::String(format!("{}-seed{seed}-shrunk", scenario.name)),
+    );
+    let summary = describe(&materialised, &table, faults_before);
+    table.insert(
+        "description".into(),
+        toml::Value::String(format!(
+            "Shrunk from {} seed {seed} by `cargo xtask sim shrink` ({} runs): {summary}. \
+             It fails with {kind}: {last_finding}",
+            path.display(),
+            shrunk.runs
+        )),
+    );
+    let replay = replay(&out, seed);
+    let text = match toml::to_string(&table) {
+        Ok(t) => format!(
+            "# Replay: {replay}
+{t}"
+        ),
+        Err(e) => {
+            eprintln!("sim: cannot write the shrunk scenario: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = std::fs::write(&out, text) {
+        eprintln!("sim: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("shrunk in {} runs: {summary}", shrunk.runs);
+    println!("  still fails with {kind}: {last_finding}");
+    println!("  written to {}", out.display());
+    println!("  replay: {replay}");
+    ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests;
