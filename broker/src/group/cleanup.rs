@@ -21,8 +21,8 @@
 
 use std::sync::Arc;
 
-use super::membership::State;
 use super::records::Entry;
+use super::state::State;
 use super::{partition_for, Actor, Msg, Pending, OFFSETS_TOPIC};
 
 /// A batch of a checkpoint holds about this many bytes of records at most.

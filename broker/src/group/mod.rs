@@ -19,9 +19,15 @@
 
 mod cleanup;
 mod held;
+mod log;
 mod membership;
 mod offsets;
 pub mod records;
+mod requests;
+mod state;
+
+use log::{encode_batch, ensure_offsets_topic, write_error};
+pub use requests::*;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -38,8 +44,8 @@ use crate::protocol::error;
 use crate::replication::node::ReplicaError;
 use crate::storage::catalog::TopicError;
 use crate::storage::{AppendError, Appended, Store};
-use membership::Group;
 use records::{Entry, OffsetValue};
+use state::Group;
 
 pub use crate::storage::catalog::OFFSETS_TOPIC;
 
@@ -91,108 +97,7 @@ impl GroupConfig {
     }
 }
 
-// ---- What callers ask and get (Kafka's fields, without the wire format) ----------------------
-
-#[derive(Debug, Clone)]
-pub struct JoinRequest {
-    pub group_id: String,
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    /// JoinGroup v4+: a new member first gets an id (MEMBER_ID_REQUIRED) and joins with it.
-    pub require_known_member_id: bool,
-    pub client_id: String,
-    pub client_host: String,
-    pub session_timeout_ms: i32,
-    pub rebalance_timeout_ms: i32,
-    pub protocol_type: String,
-    pub protocols: Vec<(String, Bytes)>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct JoinResponse {
-    pub error: i16,
-    pub generation: i32,
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    pub leader: String,
-    pub member_id: String,
-    /// For the leader: every member, its instance id and its metadata for the chosen protocol.
-    pub members: Vec<(String, Option<String>, Bytes)>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SyncRequest {
-    pub group_id: String,
-    pub generation: i32,
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    pub assignments: Vec<(String, Bytes)>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SyncResponse {
-    pub error: i16,
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    pub assignment: Bytes,
-}
-
-#[derive(Debug, Clone)]
-pub struct MemberRef {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CommitRequest {
-    pub group_id: String,
-    pub generation: i32,
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    /// (topic, partition, offset, leader epoch, metadata)
-    pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
-}
-
-/// A committed offset as OffsetFetch answers it (-1 and no metadata when there is none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-    pub error: i16,
-}
-
-#[derive(Debug, Clone)]
-pub struct ListedGroup {
-    pub group_id: String,
-    pub protocol_type: String,
-    pub state: &'static str,
-}
-
-#[derive(Debug, Clone)]
-pub struct DescribedMember {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub metadata: Bytes,
-    pub assignment: Bytes,
-}
-
-#[derive(Debug, Clone)]
-pub struct DescribedGroup {
-    pub group_id: String,
-    pub error: i16,
-    pub state: &'static str,
-    pub protocol_type: String,
-    pub protocol: String,
-    pub members: Vec<DescribedMember>,
-}
-
+/// A request in the coordinator's queue, with where to answer it.
 enum Msg {
     Join(JoinRequest, oneshot::Sender<JoinResponse>),
     Sync(SyncRequest, oneshot::Sender<SyncResponse>),
@@ -843,84 +748,6 @@ impl Actor {
         format!("{client_id}-{}", uuid::Uuid::from_u128((hi << 64) | lo))
     }
 
-    /// The offsets topic, created on first use (as Kafka does).
-    async fn offsets_topic(&self) -> Result<Arc<crate::storage::catalog::Topic>, i16> {
-        if let Some(t) = self.store.topic(OFFSETS_TOPIC) {
-            return Ok(t);
-        }
-        // Committed offsets and group metadata are kept until they are replaced.
-        let config: crate::topic_config::Overrides = [
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-            ("segment.bytes", "16777216"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        if let Some(cluster) = &self.cluster {
-            return ensure_offsets_topic(
-                cluster,
-                self.config.offsets_partitions,
-                self.config.offsets_replication,
-            )
-            .await
-            .and_then(|()| self.store.topic(OFFSETS_TOPIC).ok_or(GONE));
-        }
-        match self
-            .store
-            .create_topic(OFFSETS_TOPIC, self.config.offsets_partitions, config)
-            .await
-        {
-            Ok(t) => {
-                tracing::info!(
-                    partitions = self.config.offsets_partitions,
-                    "created {OFFSETS_TOPIC}"
-                );
-                Ok(t)
-            }
-            Err(TopicError::Exists) => self.store.topic(OFFSETS_TOPIC).ok_or(GONE),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
-                Err(GONE)
-            }
-        }
-    }
-
-    /// Write `entries` to the group's partition of the offsets topic; `pending` finishes when
-    /// the write is durable. Errors (the write was refused at once) come back as a code.
-    async fn write(&mut self, group: &str, entries: Vec<Entry>, pending: Pending) {
-        let result = self.try_write(group, &entries).await;
-        match result {
-            Ok(rx) => {
-                let id = self.next_write;
-                self.next_write += 1;
-                let partition = partition_for(group, self.config.offsets_partitions);
-                self.writes
-                    .entry(partition)
-                    .or_default()
-                    .push_back(InFlight {
-                        id,
-                        pending,
-                        outcome: None,
-                    });
-                let Some(tx) = self.tx.upgrade() else { return };
-                tokio::spawn(async move {
-                    let outcome = rx.outcome().await.map(|_| ());
-                    let _ = tx.send(Msg::Written(partition, id, outcome)).await;
-                });
-            }
-            Err(code) => self.written(pending, Err(code)),
-        }
-    }
-
-    async fn try_write(&self, group: &str, entries: &[Entry]) -> Result<Appending, i16> {
-        self.append(
-            partition_for(group, self.config.offsets_partitions),
-            entries,
-        )
-        .await
-    }
-
     /// Append `entries` as one batch to partition `index` of the offsets topic.
     pub(super) async fn append(&self, index: i32, entries: &[Entry]) -> Result<Appending, i16> {
         let topic = self.offsets_topic().await?;
@@ -954,154 +781,6 @@ impl Actor {
         }
     }
 
-    /// Writes to partition `index` of the offsets topic not yet applied.
-    fn writes_in_flight(&self, index: i32) -> usize {
-        self.writes.get(&index).map_or(0, VecDeque::len)
-    }
-
-    /// A write finished (and every earlier one of its partition): what waited on it goes on.
-    fn written(&mut self, pending: Pending, result: Result<(), i16>) {
-        match pending {
-            Pending::Assignment { group, generation } => {
-                self.assignment_written(&group, generation, result)
-            }
-            Pending::Offsets {
-                group,
-                offsets,
-                reply,
-                codes,
-            } => self.offsets_written(&group, offsets, reply, codes, result),
-            Pending::Tombstones(reply) => {
-                if let Some((reply, codes)) = reply {
-                    let codes = match result {
-                        Ok(()) => codes,
-                        Err(code) => codes
-                            .iter()
-                            .map(|c| if *c == 0 { code } else { *c })
-                            .collect(),
-                    };
-                    let _ = reply.send(codes);
-                }
-            }
-            Pending::DeletedOffsets(reply, codes) => {
-                let _ = reply.send(result.map(|()| codes));
-            }
-            Pending::GroupState => {
-                if let Err(code) = result {
-                    tracing::warn!(code, "a group's metadata was not written");
-                }
-            }
-        }
-    }
-
-    /// Read the offsets topic, if it exists, into the groups and their offsets.
-    async fn load(&mut self) {
-        let Some(topic) = self.store.topic(OFFSETS_TOPIC) else {
-            return;
-        };
-        let mut records = 0u64;
-        for p in &topic.partitions {
-            records += self.load_partition(p).await;
-        }
-        let now = self.now();
-        for g in self.groups.values_mut() {
-            g.loaded(now);
-        }
-        self.groups.retain(|_, g| !g.is_dead());
-        tracing::info!(
-            groups = self.groups.len(),
-            records,
-            "loaded consumer groups"
-        );
-    }
-
-    /// Read one partition of the offsets topic into its groups; the records read.
-    async fn load_partition(&mut self, p: &crate::storage::log::Partition) -> u64 {
-        let io = self.store.io().clone();
-        let mut records = 0u64;
-        let start = p.log_start_offset();
-        let mut offset = start;
-        let end = p.high_watermark();
-        while offset < end {
-            let data = match p.read(&io, offset, 1 << 20).await {
-                Ok(d) if !d.records.is_empty() => d.records,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!(partition = p.index, error = %e, "cannot read {OFFSETS_TOPIC}; its groups start empty");
-                    break;
-                }
-            };
-            let mut buf = data;
-            while !buf.is_empty() {
-                let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) else {
-                    tracing::error!(
-                        partition = p.index,
-                        offset,
-                        "undecodable batch in {OFFSETS_TOPIC}"
-                    );
-                    offset = end;
-                    break;
-                };
-                for r in set.records {
-                    offset = r.offset + 1;
-                    // Raft's own entries (control batches) are not group records.
-                    if r.offset < start || r.control {
-                        continue;
-                    }
-                    records += 1;
-                    let Some(key) = r.key.as_deref() else {
-                        continue;
-                    };
-                    match Entry::decode(key, r.value.as_deref()) {
-                        Ok(Some(entry)) => self.apply(entry),
-                        Ok(None) => {}
-                        Err(why) => {
-                            tracing::warn!(partition = p.index, offset = r.offset, %why, "skipping a damaged record of {OFFSETS_TOPIC}")
-                        }
-                    }
-                }
-            }
-        }
-        records
-    }
-
-    /// Take one record of the offsets topic into the state (load).
-    fn apply(&mut self, entry: Entry) {
-        match entry {
-            Entry::Offset {
-                group,
-                topic,
-                partition,
-                value,
-            } => {
-                let g = self
-                    .groups
-                    .entry(group.clone())
-                    .or_insert_with(|| Group::new(&group));
-                match value {
-                    Some(v) => {
-                        g.offsets.insert((topic, partition), v);
-                    }
-                    None => {
-                        g.offsets.remove(&(topic, partition));
-                    }
-                }
-            }
-            Entry::Group { group, value } => match value {
-                Some(v) => {
-                    let g = self
-                        .groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(&group));
-                    g.restore(v);
-                }
-                None => {
-                    self.groups.remove(&group);
-                }
-            },
-        }
-    }
-
     /// The next timer of any group, or the next check of expired offsets.
     fn next_deadline(&self) -> Option<Instant> {
         self.groups
@@ -1113,103 +792,5 @@ impl Actor {
     }
 }
 
-/// The code a failed write answers: the partition is moving or failing — the client finds the
-/// coordinator again and retries.
-fn write_error(e: &AppendError) -> i16 {
-    match e {
-        AppendError::Storage(_) | AppendError::PartitionGone { .. } => {
-            error::COORDINATOR_NOT_AVAILABLE
-        }
-        AppendError::Producer(_) => error::UNKNOWN_SERVER_ERROR,
-    }
-}
-
-/// In a cluster: make the offsets topic through the controller if the metadata lacks it, and
-/// wait (a little) for this broker's copy.
-async fn ensure_offsets_topic(cluster: &Controller, partitions: i32, rf: i32) -> Result<(), i16> {
-    let limit = Duration::from_secs(10);
-    if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) {
-        let overrides = [
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-            ("segment.bytes", "16777216"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        match cluster
-            .create_topic(OFFSETS_TOPIC, partitions, rf, None, overrides, limit)
-            .await
-        {
-            Ok(_) | Err(TopicError::Exists) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
-                return Err(GONE);
-            }
-        }
-    }
-    cluster
-        .local_topic(OFFSETS_TOPIC, limit)
-        .await
-        .map(|_| ())
-        .ok_or(GONE)
-}
-
-/// One record batch of `entries` (keys and values in Kafka's schemas), stamped `now_ms`.
-fn encode_batch(entries: &[Entry], now_ms: i64) -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let (key, value) = e.encode();
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // Not idempotent: the encoder wants sequence = offset - 1 (one batch).
-                sequence: i as i32 - 1,
-                timestamp: now_ms,
-                key: Some(key),
-                value,
-                headers: Default::default(),
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    // Encoding our own records, uncompressed, cannot fail; an empty batch is not written.
-    let _ = RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    );
-    buf.freeze()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_map_to_partitions_as_kafka_maps_them() {
-        // Java: "my-group".hashCode() == -1_906_497_762 (String.hashCode, overflowing).
-        assert_eq!(java_hash(""), 0);
-        assert_eq!(java_hash("a"), 97);
-        assert_eq!(java_hash("ab"), 97 * 31 + 98);
-        assert_eq!(java_hash("my-group"), -1_906_497_762);
-        assert_eq!(partition_for("my-group", 50), 1_906_497_762 % 50);
-        for g in ["", "x", "consumer-group-1", "ß∂ƒ"] {
-            assert!((0..50).contains(&partition_for(g, 50)));
-        }
-    }
-}
+mod tests;

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use tokio::sync::oneshot;
 
-use super::membership::{Group, State};
 use super::records::{Entry, OffsetValue};
+use super::state::{Group, State};
 use super::{Actor, CommitRequest, Committed, Pending};
 use crate::protocol::error;
 

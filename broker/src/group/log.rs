@@ -1,0 +1,324 @@
+//! The coordinator's log: groups and committed offsets written as records to
+//! `__consumer_offsets` through the store (created on first use, as Kafka does), the answers
+//! that wait for those writes, and the load of every partition this broker leads at start and
+//! when it takes one over.
+//!
+//! Invariant: a response that depends on a write is sent only once the write is durable; what
+//! is loaded is applied in log order, so a group's state is the last record's.
+
+use super::*;
+
+impl Actor {
+    /// The offsets topic, created on first use (as Kafka does).
+    pub(super) async fn offsets_topic(&self) -> Result<Arc<crate::storage::catalog::Topic>, i16> {
+        if let Some(t) = self.store.topic(OFFSETS_TOPIC) {
+            return Ok(t);
+        }
+        // Committed offsets and group metadata are kept until they are replaced.
+        let config: crate::topic_config::Overrides = [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "16777216"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(cluster) = &self.cluster {
+            return ensure_offsets_topic(
+                cluster,
+                self.config.offsets_partitions,
+                self.config.offsets_replication,
+            )
+            .await
+            .and_then(|()| self.store.topic(OFFSETS_TOPIC).ok_or(GONE));
+        }
+        match self
+            .store
+            .create_topic(OFFSETS_TOPIC, self.config.offsets_partitions, config)
+            .await
+        {
+            Ok(t) => {
+                tracing::info!(
+                    partitions = self.config.offsets_partitions,
+                    "created {OFFSETS_TOPIC}"
+                );
+                Ok(t)
+            }
+            Err(TopicError::Exists) => self.store.topic(OFFSETS_TOPIC).ok_or(GONE),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
+                Err(GONE)
+            }
+        }
+    }
+
+    /// Write `entries` to the group's partition of the offsets topic; `pending` finishes when
+    /// the write is durable. Errors (the write was refused at once) come back as a code.
+    pub(super) async fn write(&mut self, group: &str, entries: Vec<Entry>, pending: Pending) {
+        let result = self.try_write(group, &entries).await;
+        match result {
+            Ok(rx) => {
+                let id = self.next_write;
+                self.next_write += 1;
+                let partition = partition_for(group, self.config.offsets_partitions);
+                self.writes
+                    .entry(partition)
+                    .or_default()
+                    .push_back(InFlight {
+                        id,
+                        pending,
+                        outcome: None,
+                    });
+                let Some(tx) = self.tx.upgrade() else { return };
+                tokio::spawn(async move {
+                    let outcome = rx.outcome().await.map(|_| ());
+                    let _ = tx.send(Msg::Written(partition, id, outcome)).await;
+                });
+            }
+            Err(code) => self.written(pending, Err(code)),
+        }
+    }
+
+    pub(super) async fn try_write(&self, group: &str, entries: &[Entry]) -> Result<Appending, i16> {
+        self.append(
+            partition_for(group, self.config.offsets_partitions),
+            entries,
+        )
+        .await
+    }
+
+    /// Writes to partition `index` of the offsets topic not yet applied.
+    pub(super) fn writes_in_flight(&self, index: i32) -> usize {
+        self.writes.get(&index).map_or(0, VecDeque::len)
+    }
+
+    /// A write finished (and every earlier one of its partition): what waited on it goes on.
+    pub(super) fn written(&mut self, pending: Pending, result: Result<(), i16>) {
+        match pending {
+            Pending::Assignment { group, generation } => {
+                self.assignment_written(&group, generation, result)
+            }
+            Pending::Offsets {
+                group,
+                offsets,
+                reply,
+                codes,
+            } => self.offsets_written(&group, offsets, reply, codes, result),
+            Pending::Tombstones(reply) => {
+                if let Some((reply, codes)) = reply {
+                    let codes = match result {
+                        Ok(()) => codes,
+                        Err(code) => codes
+                            .iter()
+                            .map(|c| if *c == 0 { code } else { *c })
+                            .collect(),
+                    };
+                    let _ = reply.send(codes);
+                }
+            }
+            Pending::DeletedOffsets(reply, codes) => {
+                let _ = reply.send(result.map(|()| codes));
+            }
+            Pending::GroupState => {
+                if let Err(code) = result {
+                    tracing::warn!(code, "a group's metadata was not written");
+                }
+            }
+        }
+    }
+
+    /// Read the offsets topic, if it exists, into the groups and their offsets.
+    pub(super) async fn load(&mut self) {
+        let Some(topic) = self.store.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let mut records = 0u64;
+        for p in &topic.partitions {
+            records += self.load_partition(p).await;
+        }
+        let now = self.now();
+        for g in self.groups.values_mut() {
+            g.loaded(now);
+        }
+        self.groups.retain(|_, g| !g.is_dead());
+        tracing::info!(
+            groups = self.groups.len(),
+            records,
+            "loaded consumer groups"
+        );
+    }
+
+    /// Read one partition of the offsets topic into its groups; the records read.
+    pub(super) async fn load_partition(&mut self, p: &crate::storage::log::Partition) -> u64 {
+        let io = self.store.io().clone();
+        let mut records = 0u64;
+        let start = p.log_start_offset();
+        let mut offset = start;
+        let end = p.high_watermark();
+        while offset < end {
+            let data = match p.read(&io, offset, 1 << 20).await {
+                Ok(d) if !d.records.is_empty() => d.records,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(partition = p.index, error = %e, "cannot read {OFFSETS_TOPIC}; its groups start empty");
+                    break;
+                }
+            };
+            let mut buf = data;
+            while !buf.is_empty() {
+                let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) else {
+                    tracing::error!(
+                        partition = p.index,
+                        offset,
+                        "undecodable batch in {OFFSETS_TOPIC}"
+                    );
+                    offset = end;
+                    break;
+                };
+                for r in set.records {
+                    offset = r.offset + 1;
+                    // Raft's own entries (control batches) are not group records.
+                    if r.offset < start || r.control {
+                        continue;
+                    }
+                    records += 1;
+                    let Some(key) = r.key.as_deref() else {
+                        continue;
+                    };
+                    match Entry::decode(key, r.value.as_deref()) {
+                        Ok(Some(entry)) => self.apply(entry),
+                        Ok(None) => {}
+                        Err(why) => {
+                            tracing::warn!(partition = p.index, offset = r.offset, %why, "skipping a damaged record of {OFFSETS_TOPIC}")
+                        }
+                    }
+                }
+            }
+        }
+        records
+    }
+
+    /// Take one record of the offsets topic into the state (load).
+    pub(super) fn apply(&mut self, entry: Entry) {
+        match entry {
+            Entry::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                let g = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                match value {
+                    Some(v) => {
+                        g.offsets.insert((topic, partition), v);
+                    }
+                    None => {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+            }
+            Entry::Group { group, value } => match value {
+                Some(v) => {
+                    let g = self
+                        .groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group));
+                    g.restore(v);
+                }
+                None => {
+                    self.groups.remove(&group);
+                }
+            },
+        }
+    }
+}
+
+/// The code a failed write answers: the partition is moving or failing — the client finds the
+/// coordinator again and retries.
+pub(super) fn write_error(e: &AppendError) -> i16 {
+    match e {
+        AppendError::Storage(_) | AppendError::PartitionGone { .. } => {
+            error::COORDINATOR_NOT_AVAILABLE
+        }
+        AppendError::Producer(_) => error::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+/// In a cluster: make the offsets topic through the controller if the metadata lacks it, and
+/// wait (a little) for this broker's copy.
+pub(super) async fn ensure_offsets_topic(
+    cluster: &Controller,
+    partitions: i32,
+    rf: i32,
+) -> Result<(), i16> {
+    let limit = Duration::from_secs(10);
+    if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) {
+        let overrides = [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "16777216"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        match cluster
+            .create_topic(OFFSETS_TOPIC, partitions, rf, None, overrides, limit)
+            .await
+        {
+            Ok(_) | Err(TopicError::Exists) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
+                return Err(GONE);
+            }
+        }
+    }
+    cluster
+        .local_topic(OFFSETS_TOPIC, limit)
+        .await
+        .map(|_| ())
+        .ok_or(GONE)
+}
+
+/// One record batch of `entries` (keys and values in Kafka's schemas), stamped `now_ms`.
+pub(super) fn encode_batch(entries: &[Entry], now_ms: i64) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (key, value) = e.encode();
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // Not idempotent: the encoder wants sequence = offset - 1 (one batch).
+                sequence: i as i32 - 1,
+                timestamp: now_ms,
+                key: Some(key),
+                value,
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    // Encoding our own records, uncompressed, cannot fail; an empty batch is not written.
+    let _ = RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    );
+    buf.freeze()
+}

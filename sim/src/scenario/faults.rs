@@ -1,0 +1,548 @@
+//! A scenario's faults: the ones it lists (`[[fault]]`, each at a time, on a node or a link,
+//! for a window) and the ones it draws from the seed (`[random_faults]`).
+//!
+//! Invariant: the faults of a run are a function of the scenario and the seed alone; every
+//! fault with a window heals when it ends.
+
+use io_backend::EnvRng;
+use serde::{Deserialize, Serialize};
+
+use super::{broker_name, is_broker, one, BROKER_NODE, CLIENT_NODES};
+
+/// A fault, applied at `at_s` simulated seconds into the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// Every fsync started in the window waits until its end.
+    FsyncStall {
+        at_s: u64,
+        for_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// The next `count` fsyncs fail with EIO and drop the dirty data.
+    FsyncEio {
+        at_s: u64,
+        count: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// Kill the node (unsynced data lost, or torn; with `wipe`, its whole disk lost — a
+    /// replaced disk), restart it after `down_s`.
+    Crash {
+        at_s: u64,
+        #[serde(default)]
+        torn: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        wipe: bool,
+        #[serde(default = "one")]
+        down_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// Every disk operation takes between `min_ms` and `max_ms` (uniformly) for `for_s`; with a
+    /// tail, `spike_per_million` of them take `spike_ms` instead.
+    SlowDisk {
+        at_s: u64,
+        for_s: u64,
+        min_ms: u64,
+        max_ms: u64,
+        #[serde(default)]
+        spike_ms: u64,
+        #[serde(default)]
+        spike_per_million: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// The disk is full (writes that grow files fail) for `for_s`.
+    DiskFull {
+        at_s: u64,
+        for_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// Each disk read returns one flipped bit with this chance (per million reads) for `for_s`.
+    Bitflip {
+        at_s: u64,
+        for_s: u64,
+        per_million: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// A network partition for `for_s`: a node isolated, or one link cut (one way or both).
+    Partition {
+        at_s: u64,
+        for_s: u64,
+        /// Isolate this node from every other (`broker-1`, `producers`, `consumers`, `admin`)…
+        #[serde(default)]
+        node: Option<String>,
+        /// …or cut the link between these two nodes.
+        #[serde(default)]
+        link: Option<[String; 2]>,
+        /// Only messages from the node (or from the link's first node) are lost; the other
+        /// direction still flows. Default: both ways.
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// Each network message is lost with this chance for `for_s` (TCP resends: delays).
+    PacketLoss { at_s: u64, for_s: u64, rate: f64 },
+    /// Network messages take between `min_ms` and `max_ms` for `for_s`.
+    NetLatency {
+        at_s: u64,
+        for_s: u64,
+        min_ms: u64,
+        max_ms: u64,
+    },
+    /// The broker's wall clock jumps by `offset_ms` (negative: back) for `for_s`.
+    ClockSkew {
+        at_s: u64,
+        for_s: u64,
+        offset_ms: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// The broker's timers run slow (positive) or fast (negative) by `ppm` for `for_s`.
+    ClockDrift {
+        at_s: u64,
+        for_s: u64,
+        ppm: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// The broker process is paused (SIGSTOP, a long GC) for `for_s`.
+    Pause {
+        at_s: u64,
+        for_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+}
+
+impl Fault {
+    pub fn at_s(&self) -> u64 {
+        match self {
+            Fault::FsyncStall { at_s, .. }
+            | Fault::FsyncEio { at_s, .. }
+            | Fault::Crash { at_s, .. }
+            | Fault::SlowDisk { at_s, .. }
+            | Fault::DiskFull { at_s, .. }
+            | Fault::Bitflip { at_s, .. }
+            | Fault::Partition { at_s, .. }
+            | Fault::PacketLoss { at_s, .. }
+            | Fault::NetLatency { at_s, .. }
+            | Fault::ClockSkew { at_s, .. }
+            | Fault::ClockDrift { at_s, .. }
+            | Fault::Pause { at_s, .. } => *at_s,
+        }
+    }
+
+    /// The broker a node-scoped fault (disk, process, clock) strikes; `broker-1` by default.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Fault::FsyncStall { node, .. }
+            | Fault::FsyncEio { node, .. }
+            | Fault::Crash { node, .. }
+            | Fault::SlowDisk { node, .. }
+            | Fault::DiskFull { node, .. }
+            | Fault::Bitflip { node, .. }
+            | Fault::ClockSkew { node, .. }
+            | Fault::ClockDrift { node, .. }
+            | Fault::Pause { node, .. } => Some(node.as_deref().unwrap_or(BROKER_NODE)),
+            Fault::Partition { .. } | Fault::PacketLoss { .. } | Fault::NetLatency { .. } => None,
+        }
+    }
+
+    /// Strike broker `name` (a node-scoped fault; others are left as they are).
+    pub fn on_node(mut self, name: String) -> Fault {
+        match &mut self {
+            Fault::FsyncStall { node, .. }
+            | Fault::FsyncEio { node, .. }
+            | Fault::Crash { node, .. }
+            | Fault::SlowDisk { node, .. }
+            | Fault::DiskFull { node, .. }
+            | Fault::Bitflip { node, .. }
+            | Fault::ClockSkew { node, .. }
+            | Fault::ClockDrift { node, .. }
+            | Fault::Pause { node, .. } => *node = Some(name),
+            Fault::Partition { .. } | Fault::PacketLoss { .. } | Fault::NetLatency { .. } => {}
+        }
+        self
+    }
+
+    /// When the fault is over (for the after-heal liveness check).
+    pub fn healed_at_s(&self) -> u64 {
+        match self {
+            Fault::FsyncStall { at_s, for_s, .. }
+            | Fault::SlowDisk { at_s, for_s, .. }
+            | Fault::DiskFull { at_s, for_s, .. }
+            | Fault::Bitflip { at_s, for_s, .. }
+            | Fault::Partition { at_s, for_s, .. }
+            | Fault::PacketLoss { at_s, for_s, .. }
+            | Fault::NetLatency { at_s, for_s, .. }
+            | Fault::ClockSkew { at_s, for_s, .. }
+            | Fault::ClockDrift { at_s, for_s, .. }
+            | Fault::Pause { at_s, for_s, .. } => at_s + for_s,
+            Fault::FsyncEio { at_s, .. } => *at_s,
+            Fault::Crash { at_s, down_s, .. } => at_s + down_s,
+        }
+    }
+
+    /// The kind's name, as in scenario files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::FsyncStall { .. } => "fsync-stall",
+            Fault::FsyncEio { .. } => "fsync-eio",
+            Fault::Crash { .. } => "crash",
+            Fault::SlowDisk { .. } => "slow-disk",
+            Fault::DiskFull { .. } => "disk-full",
+            Fault::Bitflip { .. } => "bitflip",
+            Fault::Partition { .. } => "partition",
+            Fault::PacketLoss { .. } => "packet-loss",
+            Fault::NetLatency { .. } => "net-latency",
+            Fault::ClockSkew { .. } => "clock-skew",
+            Fault::ClockDrift { .. } => "clock-drift",
+            Fault::Pause { .. } => "pause",
+        }
+    }
+
+    /// Whether the fault can make a disk operation fail or miss its deadline (so a data
+    /// directory may be declared failed).
+    pub fn strikes_disk(&self) -> bool {
+        matches!(
+            self,
+            Fault::FsyncStall { .. }
+                | Fault::FsyncEio { .. }
+                | Fault::SlowDisk { .. }
+                | Fault::DiskFull { .. }
+        )
+    }
+
+    /// Whether the fault keeps `client`'s requests or their answers from getting through while
+    /// the broker itself is fine (the network between them, or the process not running): a
+    /// wait then is not the broker hanging.
+    pub fn silences(&self, client: &str) -> bool {
+        match self {
+            Fault::Partition { node, link, .. } => match (node, link) {
+                (Some(n), _) => is_broker(n) || n == client,
+                (None, Some([a, b])) => {
+                    (a == client && is_broker(b)) || (is_broker(a) && b == client)
+                }
+                (None, None) => false,
+            },
+            Fault::PacketLoss { .. } | Fault::NetLatency { .. } | Fault::Pause { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// One line for traces and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::FsyncStall { for_s, .. } => format!("fsync-stall for {for_s} s"),
+            Fault::FsyncEio { count, .. } => format!("fsync-eio × {count}"),
+            Fault::Crash {
+                torn, down_s, wipe, ..
+            } => format!(
+                "crash ({}), down {down_s} s",
+                if *wipe {
+                    "its disk lost"
+                } else if *torn {
+                    "unsynced data torn"
+                } else {
+                    "unsynced data lost"
+                }
+            ),
+            Fault::SlowDisk {
+                for_s,
+                min_ms,
+                max_ms,
+                spike_ms,
+                spike_per_million,
+                ..
+            } => {
+                let tail = if *spike_per_million > 0 {
+                    format!(
+                        ", {:.2} % of them {spike_ms} ms",
+                        *spike_per_million as f64 / 10_000.0
+                    )
+                } else {
+                    String::new()
+                };
+                format!("slow-disk {min_ms}-{max_ms} ms{tail} for {for_s} s")
+            }
+            Fault::DiskFull { for_s, .. } => format!("disk-full for {for_s} s"),
+            Fault::Bitflip {
+                for_s, per_million, ..
+            } => format!("bitflip on {per_million} reads per million for {for_s} s"),
+            Fault::Partition {
+                for_s,
+                node,
+                link,
+                one_way,
+                ..
+            } => {
+                let what = match (node, link) {
+                    (Some(n), _) => format!("{n} isolated"),
+                    (None, Some([a, b])) => format!("{a} → {b}"),
+                    (None, None) => "nothing".into(),
+                };
+                let way = if *one_way { "one way" } else { "both ways" };
+                format!("partition: {what} ({way}) for {for_s} s")
+            }
+            Fault::PacketLoss { for_s, rate, .. } => {
+                format!("packet-loss {:.0} % for {for_s} s", rate * 100.0)
+            }
+            Fault::NetLatency {
+                for_s,
+                min_ms,
+                max_ms,
+                ..
+            } => format!("net-latency {min_ms}-{max_ms} ms for {for_s} s"),
+            Fault::ClockSkew {
+                for_s, offset_ms, ..
+            } => format!("clock-skew {offset_ms:+} ms for {for_s} s"),
+            Fault::ClockDrift { for_s, ppm, .. } => {
+                format!("clock-drift {ppm:+} ppm for {for_s} s")
+            }
+            Fault::Pause { for_s, .. } => format!("pause for {for_s} s"),
+        }
+    }
+
+    pub(super) fn check(&self, brokers: usize) -> Result<(), String> {
+        let broker_known =
+            |n: &str| is_broker(n) && n[7..].parse::<usize>().is_ok_and(|i| i <= brokers.max(1));
+        let node_known = |n: &str| broker_known(n) || CLIENT_NODES.contains(&n);
+        if let Some(n) = self.node() {
+            if !broker_known(n) {
+                return Err(format!(
+                    "{} names node {n:?}, which is not a broker of this run",
+                    self.kind()
+                ));
+            }
+        }
+        match self {
+            Fault::Partition { node, link, .. } => match (node, link) {
+                (Some(n), None) if node_known(n) => Ok(()),
+                (None, Some([a, b])) if node_known(a) && node_known(b) && a != b => Ok(()),
+                _ => Err(format!(
+                    "a partition names one `node` or a `link` of two different nodes among \
+                     the brokers ({BROKER_NODE}…) and {}",
+                    CLIENT_NODES.join(", ")
+                )),
+            },
+            Fault::PacketLoss { rate, .. } if !(0.0..1.0).contains(rate) => {
+                Err(format!("packet-loss rate {rate} is not in [0, 1)"))
+            }
+            Fault::SlowDisk { min_ms, max_ms, .. } | Fault::NetLatency { min_ms, max_ms, .. }
+                if min_ms > max_ms =>
+            {
+                Err(format!("min_ms {min_ms} is above max_ms {max_ms}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A swarm of faults drawn from the seed: on average `rate_per_min` a simulated minute between
+/// `from_s` and `until_s` (default: the whole run but its last tenth), each of a kind drawn from
+/// `kinds` with parameters drawn from bounded ranges (`max_for_s` caps every window).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomFaults {
+    pub rate_per_min: f64,
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub from_s: u64,
+    #[serde(default)]
+    pub until_s: Option<u64>,
+    #[serde(default = "default_max_for_s")]
+    pub max_for_s: u64,
+}
+
+fn default_max_for_s() -> u64 {
+    20
+}
+
+/// The kinds a random mix may draw.
+pub const RANDOM_KINDS: [&str; 12] = [
+    "fsync-stall",
+    "fsync-eio",
+    "crash",
+    "slow-disk",
+    "disk-full",
+    "bitflip",
+    "partition",
+    "packet-loss",
+    "net-latency",
+    "clock-skew",
+    "clock-drift",
+    "pause",
+];
+
+impl RandomFaults {
+    /// The faults this seed draws, in time order. Windows of one kind never overlap (a second
+    /// stall inside the first would end it early), and a crash waits until the node is back.
+    pub fn draw(&self, seed: u64, duration_s: u64, brokers: usize) -> Vec<Fault> {
+        let rng = EnvRng::seeded(seed ^ 0x5ea_f00d);
+        let until = self.until_s.unwrap_or(duration_s - duration_s / 10);
+        let mean_gap_ms = (60_000.0 / self.rate_per_min.max(1e-3)) as u64;
+        let mut t_ms = self.from_s * 1000;
+        let mut busy_until: std::collections::BTreeMap<&str, u64> = Default::default();
+        let mut out = Vec::new();
+        let max_for = self.max_for_s.max(1);
+        loop {
+            // Exponential gaps (a Poisson process), drawn from the seed.
+            let u = (rng.range_u64(1, 1_000_001) as f64) / 1_000_001.0;
+            t_ms += (-(u.ln()) * mean_gap_ms as f64) as u64;
+            let at_s = t_ms / 1000;
+            if at_s >= until || self.kinds.is_empty() {
+                return out;
+            }
+            let kind = self.kinds[rng.range_u64(0, self.kinds.len() as u64) as usize].as_str();
+            let for_s = rng.range_u64(1, max_for + 1);
+            let group = match kind {
+                // One process: a crash and a pause exclude each other.
+                "crash" | "pause" => "process",
+                k => k,
+            };
+            if busy_until.get(group).is_some_and(|&b| at_s <= b) {
+                continue;
+            }
+            let fault = match kind {
+                "fsync-stall" => Fault::FsyncStall {
+                    at_s,
+                    for_s,
+                    node: None,
+                },
+                "fsync-eio" => Fault::FsyncEio {
+                    at_s,
+                    count: rng.range_u64(1, 4) as u32,
+                    node: None,
+                },
+                "crash" => Fault::Crash {
+                    at_s,
+                    torn: rng.range_u64(0, 2) == 1,
+                    wipe: false,
+                    down_s: rng.range_u64(1, 6),
+                    node: None,
+                },
+                "slow-disk" => Fault::SlowDisk {
+                    at_s,
+                    for_s,
+                    min_ms: 1,
+                    max_ms: rng.range_u64(10, 500),
+                    spike_ms: rng.range_u64(1_000, 10_000),
+                    spike_per_million: rng.range_u64(0, 20_000) as u32,
+                    node: None,
+                },
+                "disk-full" => Fault::DiskFull {
+                    at_s,
+                    for_s,
+                    node: None,
+                },
+                "bitflip" => Fault::Bitflip {
+                    at_s,
+                    for_s,
+                    per_million: rng.range_u64(1_000, 100_000) as u32,
+                    node: None,
+                },
+                // In a cluster: a broker isolated, or a link between two brokers, or between a
+                // broker and a client.
+                "partition" if brokers > 1 => {
+                    let b = broker_name(rng.range_u64(1, brokers as u64 + 1) as usize);
+                    let (node, link, one_way) = match rng.range_u64(0, 3) {
+                        0 => (Some(b), None, false),
+                        1 => {
+                            let other = 1
+                                + (b[7..].parse::<u64>().unwrap_or(1)
+                                    + rng.range_u64(0, brokers as u64 - 1))
+                                    % brokers as u64;
+                            (
+                                None,
+                                Some([b, broker_name(other as usize)]),
+                                rng.range_u64(0, 2) == 1,
+                            )
+                        }
+                        _ => {
+                            let a = CLIENT_NODES[rng.range_u64(0, 3) as usize];
+                            (None, Some([a.into(), b]), true)
+                        }
+                    };
+                    Fault::Partition {
+                        at_s,
+                        for_s,
+                        node,
+                        link,
+                        one_way,
+                    }
+                }
+                "partition" => {
+                    let a = CLIENT_NODES[rng.range_u64(0, 3) as usize];
+                    let (node, link, one_way) = match rng.range_u64(0, 3) {
+                        0 => (Some(BROKER_NODE.into()), None, false),
+                        1 => (None, Some([a.into(), BROKER_NODE.into()]), true),
+                        _ => (
+                            None,
+                            Some([BROKER_NODE.into(), a.into()]),
+                            rng.range_u64(0, 2) == 1,
+                        ),
+                    };
+                    Fault::Partition {
+                        at_s,
+                        for_s,
+                        node,
+                        link,
+                        one_way,
+                    }
+                }
+                "packet-loss" => Fault::PacketLoss {
+                    at_s,
+                    for_s,
+                    rate: rng.range_u64(1, 50) as f64 / 100.0,
+                },
+                "net-latency" => Fault::NetLatency {
+                    at_s,
+                    for_s,
+                    min_ms: 1,
+                    max_ms: rng.range_u64(20, 2000),
+                },
+                "clock-skew" => {
+                    let ms = rng.range_u64(1_000, 3_600_000) as i64;
+                    Fault::ClockSkew {
+                        at_s,
+                        for_s,
+                        offset_ms: if rng.range_u64(0, 2) == 1 { ms } else { -ms },
+                        node: None,
+                    }
+                }
+                "clock-drift" => {
+                    let ppm = rng.range_u64(100, 200_000) as i64;
+                    Fault::ClockDrift {
+                        at_s,
+                        for_s,
+                        ppm: if rng.range_u64(0, 2) == 1 { ppm } else { -ppm },
+                        node: None,
+                    }
+                }
+                "pause" => Fault::Pause {
+                    at_s,
+                    for_s,
+                    node: None,
+                },
+                _ => continue, // Checked at load time.
+            };
+            // In a cluster a node-scoped fault strikes one broker drawn from the seed.
+            let fault = if brokers > 1 && fault.node().is_some() {
+                fault.on_node(broker_name(rng.range_u64(1, brokers as u64 + 1) as usize))
+            } else {
+                fault
+            };
+            busy_until.insert(group, fault.healed_at_s());
+            out.push(fault);
+        }
+    }
+}
+
+/// When the last of these faults heals (0 without faults).
+pub fn last_heal_s(faults: &[Fault]) -> u64 {
+    faults.iter().map(Fault::healed_at_s).max().unwrap_or(0)
+}
