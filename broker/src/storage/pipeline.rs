@@ -69,6 +69,65 @@ struct Planned {
     producers: ProducerStates,
 }
 
+impl Planned {
+    /// The plan's pieces at their positions, then the zeros ahead of them: one write and sync.
+    fn writes(&self) -> Vec<(Bytes, u64)> {
+        let mut at = self.position;
+        let mut writes: Vec<(Bytes, u64)> = Vec::with_capacity(self.data.len() + 1);
+        for piece in &self.data {
+            writes.push((piece.clone(), at));
+            at += piece.len() as u64;
+        }
+        if let Some((at, len)) = self.zero_fill {
+            writes.extend(zero_writes(at, len));
+        }
+        writes
+    }
+
+    /// Durable: the plan becomes the partition's state (its active segment, its idempotent
+    /// producers). The partition's log start, for the answers.
+    fn publish(&mut self, now_ms: i64) -> i64 {
+        let mut st = self.partition.state_mut();
+        let seg = st.active_mut();
+        // The pipeline is the only writer: nothing moved since the plan.
+        assert_eq!(
+            seg.base_offset, self.segment_base,
+            "active segment changed under the pipeline"
+        );
+        assert_eq!(
+            seg.size, self.position,
+            "segment size changed under the pipeline"
+        );
+        seg.size += self.len;
+        seg.allocated = seg.allocated.max(self.allocated);
+        seg.next_offset = self.next_offset;
+        seg.entries.extend_from_slice(&self.entries);
+        seg.max_timestamp = seg.max_timestamp.max(self.max_timestamp);
+        seg.roll_base_ms.get_or_insert(now_ms);
+        // Durable now: the round's idempotent batches count as written.
+        st.producers.merge(std::mem::take(&mut self.producers));
+        st.log_start_offset
+    }
+}
+
+/// A round's appends grouped by partition, each partition's in arrival order (with their
+/// slots on the board), and the partitions in the order they first arrived.
+fn by_partition(appends: Vec<Append>) -> (Vec<Arc<Partition>>, PartitionGroups) {
+    let mut order: Vec<Arc<Partition>> = Vec::new();
+    let mut groups: PartitionGroups = HashMap::new();
+    for (slot, a) in appends.into_iter().enumerate() {
+        let key = Arc::as_ptr(&a.partition) as usize;
+        let g = groups.entry(key).or_default();
+        if g.is_empty() {
+            order.push(a.partition.clone());
+        }
+        g.push((a, slot));
+    }
+    (order, groups)
+}
+
+type PartitionGroups = HashMap<usize, Vec<(Append, usize)>>;
+
 pub(super) struct Pipeline {
     pub(super) shared: Arc<Shared>,
     pub(super) rx: mpsc::Receiver<Command>,
@@ -242,17 +301,7 @@ impl Pipeline {
             .io()
             .deadline
             .map(|d| (self.shared.env.clock.now() + d, d));
-        // Group by partition, keeping each partition's arrival order.
-        let mut order: Vec<Arc<Partition>> = Vec::new();
-        let mut groups: HashMap<usize, Vec<(Append, usize)>> = HashMap::new();
-        for (slot, a) in appends.into_iter().enumerate() {
-            let key = Arc::as_ptr(&a.partition) as usize;
-            let g = groups.entry(key).or_default();
-            if g.is_empty() {
-                order.push(a.partition.clone());
-            }
-            g.push((a, slot));
-        }
+        let (order, mut groups) = by_partition(appends);
         // Roll, all together, every segment this round would overfill.
         let now_ms = self.shared.env.clock.wall_ms();
         let rolls = order.iter().filter(|partition| {
@@ -292,18 +341,9 @@ impl Pipeline {
         let io = self.io().clone();
         crate::fault_point!("commit.before_sync");
         let started = self.shared.env.clock.now();
-        let rounds = plans.iter().map(|p| {
-            let mut at = p.position;
-            let mut writes: Vec<(Bytes, u64)> = Vec::with_capacity(p.data.len() + 1);
-            for piece in &p.data {
-                writes.push((piece.clone(), at));
-                at += piece.len() as u64;
-            }
-            if let Some((at, len)) = p.zero_fill {
-                writes.extend(zero_writes(at, len));
-            }
-            io.write_all_and_sync(&p.file, writes)
-        });
+        let rounds = plans
+            .iter()
+            .map(|p| io.write_all_and_sync(&p.file, p.writes()));
         let (outcome, late) = self.within(deadline, &board, true, join_all(rounds)).await;
         let outcome: Result<(), StorageError> = outcome.into_iter().collect();
         self.shared
@@ -336,29 +376,8 @@ impl Pipeline {
         let now_ms = self.shared.env.clock.wall_ms();
         let mut appended = 0u64;
         let mut answers = Vec::with_capacity(plans.len());
-        for p in plans {
-            let log_start_offset = {
-                let mut st = p.partition.state_mut();
-                let seg = st.active_mut();
-                // The pipeline is the only writer: nothing moved since the plan.
-                assert_eq!(
-                    seg.base_offset, p.segment_base,
-                    "active segment changed under the pipeline"
-                );
-                assert_eq!(
-                    seg.size, p.position,
-                    "segment size changed under the pipeline"
-                );
-                seg.size += p.len;
-                seg.allocated = seg.allocated.max(p.allocated);
-                seg.next_offset = p.next_offset;
-                seg.entries.extend_from_slice(&p.entries);
-                seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
-                seg.roll_base_ms.get_or_insert(now_ms);
-                // Durable now: the round's idempotent batches count as written.
-                st.producers.merge(p.producers);
-                st.log_start_offset
-            };
+        for mut p in plans {
+            let log_start_offset = p.publish(now_ms);
             Metrics::inc(&self.shared.metrics.produced_records, p.records);
             Metrics::inc(&self.shared.metrics.produced_bytes, p.len);
             appended += p.waiters.len() as u64;

@@ -23,7 +23,7 @@ use super::log::index::IndexEntry;
 use super::log::replica::{self, HardStateRecord, ReplicaMeta};
 use super::log::{self, Partition, Segment};
 use super::pipeline::{zeros_ahead, Board, Pipeline};
-use super::{small_file, AppendError, RaftReset, RaftWrite, RaftWritten, Reply, StorageError};
+use super::{small_file, AppendError, Io, RaftReset, RaftWrite, RaftWritten, Reply, StorageError};
 use crate::batch::{self, BatchHeader};
 use crate::metrics::Metrics;
 
@@ -90,13 +90,8 @@ impl Pipeline {
             .iter()
             .filter(|(_, w, _)| w.reset.is_some() || w.truncate_from.is_some())
             .map(|(_, w, _)| self.cut_or_reset(w));
-        let (cut, late) = self.within(deadline, &board, false, join_all(cuts)).await;
-        if let Err(e) = cut.into_iter().collect::<Result<Vec<()>, StorageError>>() {
-            self.fail(&e);
-            board.answer_all(&e.into());
-            return;
-        }
-        if late {
+        let cut = self.within(deadline, &board, false, join_all(cuts)).await;
+        if !self.phase_passed(cut, &board, false) {
             return;
         }
         let now_ms = self.shared.env.clock.wall_ms();
@@ -104,16 +99,8 @@ impl Pipeline {
             .iter()
             .filter(|(_, w, headers)| !w.entries.is_empty() && roll_due(w, headers, now_ms))
             .map(|(_, w, _)| self.roll(&w.partition));
-        let (rolled, late) = self.within(deadline, &board, false, join_all(rolls)).await;
-        if let Err(e) = rolled
-            .into_iter()
-            .collect::<Result<Vec<()>, StorageError>>()
-        {
-            self.fail(&e);
-            board.answer_all(&e.into());
-            return;
-        }
-        if late {
+        let rolled = self.within(deadline, &board, false, join_all(rolls)).await;
+        if !self.phase_passed(rolled, &board, false) {
             return;
         }
         let mut plans = Vec::with_capacity(live.len());
@@ -127,102 +114,20 @@ impl Pipeline {
         let io = self.io().clone();
         crate::fault_point!("commit.before_sync");
         let started = self.shared.env.clock.now();
-        let writes = plans.iter().map(|p| {
-            let io = io.clone();
-            async move {
-                let data = async {
-                    if p.data.is_empty() {
-                        return Ok(());
-                    }
-                    let mut writes = vec![(p.data.clone(), p.position)];
-                    if let Some((at, len)) = p.zero_fill {
-                        writes.extend(super::pipeline::zero_writes(at, len));
-                    }
-                    io.write_all_and_sync(&p.file, writes).await
-                };
-                let meta = async {
-                    match &p.meta {
-                        Some(m) => {
-                            small_file::write(
-                                &io,
-                                &p.partition.dir,
-                                replica::META_FILE,
-                                &m.encode(),
-                            )
-                            .await
-                        }
-                        None => Ok(()),
-                    }
-                };
-                let hard_state = async {
-                    match &p.hard_state {
-                        Some(h) => {
-                            let file = replica::HARD_STATE_FILE;
-                            small_file::write(&io, &p.partition.dir, file, &h.encode()).await
-                        }
-                        None => Ok(()),
-                    }
-                };
-                let (data, meta, hard_state) = futures::join!(data, meta, hard_state);
-                data.and(meta).and(hard_state)
-            }
-        });
-        let (outcome, late) = self.within(deadline, &board, true, join_all(writes)).await;
+        let writes = plans.iter().map(|p| write_plan(&io, p));
+        let outcome = self.within(deadline, &board, true, join_all(writes)).await;
         self.shared
             .metrics
             .observe_sync(self.shared.env.clock.now() - started);
         crate::fault_point!("commit.after_sync");
-        if let Err(e) = outcome
-            .into_iter()
-            .collect::<Result<Vec<()>, StorageError>>()
-        {
-            self.fail(&e);
-            board.answer_all(&StorageError::Unconfirmed(Box::new(e)).into());
-            return;
-        }
-        if late {
+        if !self.phase_passed(outcome, &board, true) {
             return;
         }
         crate::fault_point!("partition.publish");
         let now_ms = self.shared.env.clock.wall_ms();
         let mut appended = 0u64;
-        for p in plans {
-            {
-                let mut st = p.partition.state_mut();
-                let seg = st.active_mut();
-                // The pipeline is the only writer: nothing moved since the plan.
-                assert_eq!(seg.base_offset, p.segment_base, "active segment changed");
-                assert_eq!(seg.size, p.position, "segment size changed");
-                seg.size += p.data.len() as u64;
-                seg.allocated = seg.allocated.max(p.allocated);
-                let first_offset = seg.next_offset;
-                seg.next_offset = p.next_offset;
-                seg.entries.extend_from_slice(&p.entries);
-                seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
-                if !p.data.is_empty() {
-                    seg.roll_base_ms.get_or_insert(now_ms);
-                }
-                let r = st
-                    .replica
-                    .as_mut()
-                    .expect("checked: a replicated partition");
-                if let Some(meta) = p.meta {
-                    r.meta = meta;
-                    r.meta_dirty = false;
-                }
-                if let Some(hs) = p.hard_state {
-                    r.hard_state = hs;
-                }
-                if !p.data.is_empty() {
-                    r.points
-                        .note_written(r.next_index, first_offset, p.data.len() as u64);
-                }
-                r.next_index = p.next_index;
-                // Durable now: the state a roll's snapshot and recovery start from.
-                for (h, base) in &p.idempotent {
-                    st.producers.record(h, *base, now_ms);
-                }
-            }
+        for mut p in plans {
+            publish(&mut p, now_ms);
             Metrics::inc(&self.shared.metrics.produced_records, p.records);
             Metrics::inc(&self.shared.metrics.produced_bytes, p.data.len() as u64);
             appended += 1;
@@ -236,6 +141,32 @@ impl Pipeline {
         }
         Metrics::inc(&self.shared.metrics.commit_rounds, 1);
         Metrics::inc(&self.shared.metrics.commit_appends, appended);
+    }
+
+    /// A phase of the round ended: true when every operation succeeded in time and the round
+    /// goes on; on a failure the directory is failed and every write not answered yet is
+    /// answered with it (indefinite once anything may have been `written`); a phase past the
+    /// deadline was answered by `within` already.
+    fn phase_passed(
+        &self,
+        (results, late): (Vec<Result<(), StorageError>>, bool),
+        board: &Board<RaftWritten, AppendError>,
+        written: bool,
+    ) -> bool {
+        if let Err(e) = results
+            .into_iter()
+            .collect::<Result<Vec<()>, StorageError>>()
+        {
+            self.fail(&e);
+            let e = if written {
+                StorageError::Unconfirmed(Box::new(e))
+            } else {
+                e
+            };
+            board.answer_all(&e.into());
+            return false;
+        }
+        !late
     }
 
     async fn cut_or_reset(&self, w: &RaftWrite) -> Result<(), StorageError> {
@@ -367,6 +298,79 @@ impl Pipeline {
         r.committed_offset = reset.offset;
         tracing::info!(topic = %partition.topic, partition = partition.index, index = reset.index, offset = reset.offset, "reset the log to a leader's snapshot");
         Ok(())
+    }
+}
+
+/// One partition's share of the round, in flight together: the entries written and synced
+/// (with the zeros ahead of them), its Raft record and its hard state.
+async fn write_plan(io: &Io, p: &RaftPlan) -> Result<(), StorageError> {
+    let data = async {
+        if p.data.is_empty() {
+            return Ok(());
+        }
+        let mut writes = vec![(p.data.clone(), p.position)];
+        if let Some((at, len)) = p.zero_fill {
+            writes.extend(super::pipeline::zero_writes(at, len));
+        }
+        io.write_all_and_sync(&p.file, writes).await
+    };
+    let meta = async {
+        match &p.meta {
+            Some(m) => {
+                small_file::write(io, &p.partition.dir, replica::META_FILE, &m.encode()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let hard_state = async {
+        match &p.hard_state {
+            Some(h) => {
+                let file = replica::HARD_STATE_FILE;
+                small_file::write(io, &p.partition.dir, file, &h.encode()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (data, meta, hard_state) = futures::join!(data, meta, hard_state);
+    data.and(meta).and(hard_state)
+}
+
+/// A durable plan becomes the partition's state: its segment, Raft record, hard state, index
+/// points and idempotent producers.
+fn publish(p: &mut RaftPlan, now_ms: i64) {
+    let mut st = p.partition.state_mut();
+    let seg = st.active_mut();
+    // The pipeline is the only writer: nothing moved since the plan.
+    assert_eq!(seg.base_offset, p.segment_base, "active segment changed");
+    assert_eq!(seg.size, p.position, "segment size changed");
+    seg.size += p.data.len() as u64;
+    seg.allocated = seg.allocated.max(p.allocated);
+    let first_offset = seg.next_offset;
+    seg.next_offset = p.next_offset;
+    seg.entries.extend_from_slice(&p.entries);
+    seg.max_timestamp = seg.max_timestamp.max(p.max_timestamp);
+    if !p.data.is_empty() {
+        seg.roll_base_ms.get_or_insert(now_ms);
+    }
+    let r = st
+        .replica
+        .as_mut()
+        .expect("checked: a replicated partition");
+    if let Some(meta) = p.meta.take() {
+        r.meta = meta;
+        r.meta_dirty = false;
+    }
+    if let Some(hs) = p.hard_state {
+        r.hard_state = hs;
+    }
+    if !p.data.is_empty() {
+        r.points
+            .note_written(r.next_index, first_offset, p.data.len() as u64);
+    }
+    r.next_index = p.next_index;
+    // Durable now: the state a roll's snapshot and recovery start from.
+    for (h, base) in &p.idempotent {
+        st.producers.record(h, *base, now_ms);
     }
 }
 

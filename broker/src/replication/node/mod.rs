@@ -141,6 +141,30 @@ struct Waiter {
     reply: Answer,
 }
 
+impl Waiter {
+    /// A waiter of `term` with nothing in the log yet (its indexes are set once proposed).
+    fn new(term: u64, acks: i16, reply: Answer) -> Self {
+        Waiter {
+            first_index: 0,
+            last_index: 0,
+            term,
+            acks,
+            min_insync: 0,
+            duplicate: None,
+            refusal: None,
+            reply,
+        }
+    }
+
+    /// Held until the read index `ctx` confirms the leadership, then refused with `error`.
+    fn refused(self, ctx: u64, error: crate::producer_state::ProducerError) -> Self {
+        Waiter {
+            refusal: Some((ctx, error)),
+            ..self
+        }
+    }
+}
+
 /// Refusals waiting for their read index in one group, at most (past it they are answered at
 /// once).
 const REFUSALS_MAX: usize = 256;

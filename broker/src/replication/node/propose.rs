@@ -46,18 +46,7 @@ impl Node {
         wake(g, &mut self.active, group);
         let raft = &g.raw.raft;
         if forward && raft.state == StateRole::Follower && raft.leader_id != 0 {
-            let mut m = Message::default();
-            m.set_msg_type(MessageType::MsgPropose);
-            m.from = id;
-            m.entries = batches
-                .into_iter()
-                .map(|data| Entry {
-                    data,
-                    ..Default::default()
-                })
-                .collect::<Vec<_>>()
-                .into();
-            let stepped = g.raw.step(m);
+            let stepped = g.raw.step(proposal(id, batches));
             g.timer.settle(&mut g.raw);
             self.dirty.insert(group);
             return stepped.map_err(|_| ReplicaError::NotLeader {
@@ -73,20 +62,7 @@ impl Node {
             });
         }
         let term = raft.term;
-        // Copies the commit does not already promise (a majority has every committed entry).
-        let min_insync = if acks == -1 && min_insync > majority(&g.view.voters) {
-            let in_sync = in_sync(g, self.id, &self.link_state);
-            if in_sync < min_insync {
-                return Err(ReplicaError::NotEnoughReplicas {
-                    in_sync,
-                    required: min_insync,
-                });
-            }
-            g.copies_awaited = true;
-            min_insync
-        } else {
-            0
-        };
+        let min_insync = copies_required(g, id, &self.link_state, acks, min_insync)?;
         let count = batches.len() as u64;
         let now_ms = self.env.clock.wall_ms();
         let headers: Vec<crate::batch::BatchHeader> = batches
@@ -104,78 +80,19 @@ impl Node {
         // Offsets as they will be written: after everything raft-rs holds.
         let first_offset = next_offset(g);
         match g.producers.check(&headers, first_offset, now_ms) {
-            Err(e) => {
-                let waiting = g.waiters.iter().filter(|w| w.refusal.is_some()).count();
-                if acks == 0 || waiting >= REFUSALS_MAX {
-                    return Err(ReplicaError::Storage(AppendError::Producer(e)));
-                }
-                if !g.raw.raft.commit_to_current_term() {
-                    // Not yet a leader that can confirm itself (raft-rs drops read indexes
-                    // until an entry of its term commits): the producer asks again.
-                    return Err(ReplicaError::NotLeader { leader: None, term });
-                }
-                let Some(reply) = answer.take() else {
-                    return Err(ReplicaError::Storage(AppendError::Producer(e)));
-                };
-                self.reads += 1;
-                let ctx = self.reads;
-                g.raw.read_index(ctx.to_be_bytes().to_vec());
-                self.dirty.insert(group);
-                g.waiters.push_back(Waiter {
-                    first_index: 0,
-                    last_index: 0,
-                    term,
-                    acks,
-                    min_insync: 0,
-                    duplicate: None,
-                    refusal: Some((ctx, e)),
-                    reply,
-                });
-                return Ok(());
-            }
+            Err(e) => return self.hold_refusal(group, e, acks, answer),
             Ok(Checked::Duplicate(b)) => {
                 crate::coverage::reached(crate::coverage::Event::DuplicateBatchAnswered);
-                if acks == 0 {
-                    return Ok(());
-                }
-                let Some(reply) = answer.take() else {
-                    return Ok(());
-                };
-                let waiter = Waiter {
-                    first_index: 0,
-                    last_index: 0,
-                    term,
-                    acks,
-                    min_insync: 0,
-                    duplicate: Some((b.first_offset, b.last_offset + 1)),
-                    refusal: None,
-                    reply,
-                };
-                if acks == 1 || g.view.partition.high_watermark() > b.last_offset {
-                    let _ = waiter.reply.send(Ok(Appended {
-                        base_offset: b.first_offset,
-                        log_start_offset: g.view.partition.log_start_offset(),
-                        log_append_time_ms: -1,
-                    }));
-                } else {
-                    g.waiters.push_back(waiter);
+                if acks != 0 {
+                    if let Some(reply) = answer.take() {
+                        answer_duplicate(g, Waiter::new(term, acks, reply), &b);
+                    }
                 }
                 return Ok(());
             }
             Ok(Checked::Append) => {}
         }
-        let mut m = Message::default();
-        m.set_msg_type(MessageType::MsgPropose);
-        m.from = id;
-        m.entries = batches
-            .into_iter()
-            .map(|data| Entry {
-                data,
-                ..Default::default()
-            })
-            .collect::<Vec<_>>()
-            .into();
-        let stepped = g.raw.step(m);
+        let stepped = g.raw.step(proposal(id, batches));
         g.timer.settle(&mut g.raw);
         if stepped.is_err() || g.raw.raft.state != StateRole::Leader || g.raw.raft.term != term {
             return Err(ReplicaError::NotLeader {
@@ -199,16 +116,44 @@ impl Node {
         let Some(reply) = answer.take() else {
             return Ok(());
         };
-        g.waiters.push_back(Waiter {
-            first_index: last_index + 1 - count,
-            last_index,
-            term,
-            acks,
-            min_insync,
-            duplicate: None,
-            refusal: None,
-            reply,
-        });
+        let mut waiter = Waiter::new(term, acks, reply);
+        (waiter.first_index, waiter.last_index) = (last_index + 1 - count, last_index);
+        waiter.min_insync = min_insync;
+        g.waiters.push_back(waiter);
+        Ok(())
+    }
+
+    /// An idempotent batch out of sequence (or of a producer this log does not know) is
+    /// refused only once a read index confirms that this node still leads: a leader cut off,
+    /// or just back from a pause, holds a stale producer state (at most [`REFUSALS_MAX`] held
+    /// per group; past it, and for acks=0, refused at once).
+    fn hold_refusal(
+        &mut self,
+        group: GroupId,
+        e: crate::producer_state::ProducerError,
+        acks: i16,
+        answer: &mut Option<Answer>,
+    ) -> Result<(), ReplicaError> {
+        let g = self.groups.get_mut(&group).ok_or(ReplicaError::Unknown)?;
+        let term = g.raw.raft.term;
+        let waiting = g.waiters.iter().filter(|w| w.refusal.is_some()).count();
+        if acks == 0 || waiting >= REFUSALS_MAX {
+            return Err(ReplicaError::Storage(AppendError::Producer(e)));
+        }
+        if !g.raw.raft.commit_to_current_term() {
+            // Not yet a leader that can confirm itself (raft-rs drops read indexes until an
+            // entry of its term commits): the producer asks again.
+            return Err(ReplicaError::NotLeader { leader: None, term });
+        }
+        let Some(reply) = answer.take() else {
+            return Err(ReplicaError::Storage(AppendError::Producer(e)));
+        };
+        self.reads += 1;
+        let ctx = self.reads;
+        g.raw.read_index(ctx.to_be_bytes().to_vec());
+        self.dirty.insert(group);
+        g.waiters
+            .push_back(Waiter::new(term, acks, reply).refused(ctx, e));
         Ok(())
     }
 
@@ -257,5 +202,61 @@ impl Node {
             }
         }
         self.note_round(group);
+    }
+}
+
+/// A proposal of these batches, one entry each, as raft-rs takes it (from this node, or
+/// forwarded to the leader).
+fn proposal(from: NodeId, batches: Vec<Bytes>) -> Message {
+    let mut m = Message::default();
+    m.set_msg_type(MessageType::MsgPropose);
+    m.from = from;
+    m.entries = batches
+        .into_iter()
+        .map(|data| Entry {
+            data,
+            ..Default::default()
+        })
+        .collect::<Vec<_>>()
+        .into();
+    m
+}
+
+/// The copies an `acks=-1` proposal waits for beyond the commit (`min.insync.replicas` above a
+/// majority; 0 when the commit's majority is enough): refused before it is written when fewer
+/// replicas are in sync (NOT_ENOUGH_REPLICAS), as Kafka does.
+fn copies_required(
+    g: &mut Group,
+    me: NodeId,
+    links: &HashMap<NodeId, bool>,
+    acks: i16,
+    min_insync: usize,
+) -> Result<usize, ReplicaError> {
+    if acks != -1 || min_insync <= majority(&g.view.voters) {
+        return Ok(0);
+    }
+    let in_sync = in_sync(g, me, links);
+    if in_sync < min_insync {
+        return Err(ReplicaError::NotEnoughReplicas {
+            in_sync,
+            required: min_insync,
+        });
+    }
+    g.copies_awaited = true;
+    Ok(min_insync)
+}
+
+/// A retry of batches already in the log is answered with their original offsets: at once for
+/// acks=1 or when they are committed, else once the high watermark passes them.
+fn answer_duplicate(g: &mut Group, mut waiter: Waiter, b: &crate::producer_state::BatchMeta) {
+    waiter.duplicate = Some((b.first_offset, b.last_offset + 1));
+    if waiter.acks == 1 || g.view.partition.high_watermark() > b.last_offset {
+        let _ = waiter.reply.send(Ok(Appended {
+            base_offset: b.first_offset,
+            log_start_offset: g.view.partition.log_start_offset(),
+            log_append_time_ms: -1,
+        }));
+    } else {
+        g.waiters.push_back(waiter);
     }
 }

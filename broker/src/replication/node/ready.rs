@@ -24,48 +24,14 @@ impl Node {
         if g.copies_awaited {
             answer_copies(g, self.id, &self.link_state);
         }
-        let r = &mut g.recovery;
-        // A leader whose term has committed an entry holds everything committed (Raft's
-        // leader completeness); a follower once it holds what a leader's append named.
-        let leads = g.raw.raft.state == StateRole::Leader && g.raw.raft.commit_to_current_term();
-        let holds = r.heard_append && g.raw.raft.raft_log.persisted >= r.leader_commit;
-        if !r.caught_up && (leads || holds) {
-            r.caught_up = true;
-            if r.withholding {
-                r.withholding = false;
-                if std::mem::take(&mut r.lost) {
-                    crate::coverage::reached(crate::coverage::Event::LostReplicaCaughtUp);
-                }
-                tracing::info!(
-                    node = self.id,
-                    group,
-                    commit = r.leader_commit,
-                    "caught up with the leader: this replica votes again"
-                );
-            }
-            if group == wire::CONTROLLER_GROUP && self.metadata_caught_up_at.is_none() {
-                let commit = r.leader_commit.max(g.raw.raft.raft_log.committed);
-                self.metadata_caught_up_at = g.raw.store().end_offset(commit);
-            }
+        if note_caught_up(g, self.id, group)
+            && group == wire::CONTROLLER_GROUP
+            && self.metadata_caught_up_at.is_none()
+        {
+            let commit = g.recovery.leader_commit.max(g.raw.raft.raft_log.committed);
+            self.metadata_caught_up_at = g.raw.store().end_offset(commit);
         }
-        // What the connected followers have not acknowledged stays in memory (within bounds).
-        // (Not raft-rs's `recent_active`: check_quorum clears it every election timeout, and
-        // until each follower's next answer the cache was cut back to its floor.)
-        let needed_from = if g.raw.raft.state == StateRole::Leader {
-            let me = self.id;
-            let links = &self.link_state;
-            g.raw
-                .raft
-                .prs()
-                .iter()
-                .filter(|(id, _)| **id != me && links.get(id).copied().unwrap_or(false))
-                .map(|(_, p)| p.matched + 1)
-                .min()
-                .unwrap_or(u64::MAX)
-        } else {
-            u64::MAX
-        };
-        g.raw.store().keep_for_followers(needed_from);
+        keep_for_connected_followers(g, self.id, &self.link_state);
         if !g.confirms.is_empty() {
             // raft-rs forgets its read indexes when it stops leading: so do they.
             let (leading, term) = (g.raw.raft.state == StateRole::Leader, g.raw.raft.term);
@@ -79,110 +45,25 @@ impl Node {
         let mut rd = g.raw.ready();
         let number = rd.number();
         if let Some(ss) = rd.ss() {
-            if matches!(
-                ss.raft_state,
-                StateRole::Candidate | StateRole::PreCandidate
-            ) {
-                Metrics::inc(&self.metrics.raft_elections, 1);
-            }
-        }
-        if rd.ss().is_some() {
-            let raft = &g.raw.raft;
-            if raft.state != StateRole::Leader && !g.waiters.is_empty() {
-                let leader = (raft.leader_id != 0).then_some(raft.leader_id);
-                let term = raft.term;
-                for w in g.waiters.drain(..) {
-                    let _ = w.reply.send(Err(ReplicaError::NotLeader { leader, term }));
-                }
-            }
+            on_soft_state(g, ss, &self.metrics);
         }
         if !rd.read_states().is_empty() {
-            let raft = &g.raw.raft;
-            let leading = raft.state == StateRole::Leader;
-            let term = raft.term;
-            for rs in rd.read_states() {
-                let Ok(ctx) = <[u8; 8]>::try_from(&rs.request_ctx[..]).map(u64::from_be_bytes)
-                else {
-                    continue;
-                };
-                if let Some(at) = g.confirms.iter().position(|(c, _, _)| *c == ctx) {
-                    let (_, asked_in, reply) = g.confirms.swap_remove(at);
-                    let _ = reply.send(leading && term == asked_in);
-                    continue;
-                }
-                let Some(at) = g
-                    .waiters
-                    .iter()
-                    .position(|w| w.refusal.as_ref().is_some_and(|(c, _)| *c == ctx))
-                else {
-                    continue;
-                };
-                let w = g.waiters.remove(at).expect("found just now");
-                let (_, e) = w.refusal.expect("a refusal");
-                let _ = w.reply.send(if leading && term == w.term {
-                    Err(ReplicaError::Storage(AppendError::Producer(e)))
-                } else {
-                    Err(ReplicaError::NotLeader { leader: None, term })
-                });
-            }
+            answer_read_states(g, rd.read_states());
         }
         for m in rd.take_messages() {
             if !self.stepped_down && !withheld(g, &m) {
                 send(&self.transport, group, &m);
             }
         }
-        let storage = g.raw.store();
         if !rd.snapshot().is_empty() {
-            let meta = rd.snapshot().get_metadata();
-            let (index, term) = (meta.index, meta.term);
-            let offset = snapshot_offset(rd.snapshot()).unwrap_or(0);
-            storage.take_snapshot(index, term, offset);
-            g.next = NextWrite {
-                reset: Some(RaftReset {
-                    index,
-                    term,
-                    offset,
-                }),
-                ..NextWrite::default()
-            };
+            queue_snapshot(g, rd.snapshot());
         }
         let entries = rd.take_entries();
         if !entries.is_empty() {
-            let (cut, written) = storage.append(&entries);
-            if let Some(from) = cut {
-                if !g.producers.truncate(from) {
-                    tracing::warn!(group, from, "a cut reaches before the producers' undo records (after a start): idempotent producers' retries of the cut batches may not be recognised");
-                }
-                g.next.producers_at_cut = Some(g.producers.state().clone());
-                // Entries queued and not yet written from `from` on never reach the log; the
-                // log itself is cut there only if what it holds (or is writing) goes that far.
-                g.next.entries.retain(|e| e.index < from);
-                let queued_from = g.next.entries.first().map(|e| e.index);
-                if queued_from.is_none_or(|q| from < q) {
-                    g.next.truncate_from = Some(g.next.truncate_from.map_or(from, |t| t.min(from)));
-                }
-            }
-            let now_ms = self.env.clock.wall_ms();
-            for e in &written {
-                if e.index <= g.producers.recorded_through() || e.data.is_empty() {
-                    continue;
-                }
-                let (Ok(h), Some(base)) = (
-                    crate::batch::parse_header(&e.data),
-                    storage.base_offset(e.index),
-                ) else {
-                    continue;
-                };
-                g.producers.record(e.index, &[h], base, now_ms);
-            }
-            g.next.entries.extend(written);
+            queue_entries(g, group, &entries, self.env.clock.wall_ms());
         }
         if let Some(hs) = rd.hs() {
-            let record = storage.set_hard_state(hs);
-            if (hs.term, hs.vote) != g.vote_written || g.next.hard_state.is_some() {
-                g.vote_written = (hs.term, hs.vote);
-                g.next.hard_state = Some(record);
-            }
+            queue_hard_state(g, hs);
         }
         let persisted_messages = rd.take_persisted_messages();
         let committed = rd.take_committed_entries();
@@ -247,18 +128,7 @@ impl Node {
         };
         let store = self.store.clone();
         self.writes.push(Box::pin(async move {
-            let result = match store.raft_write(write).await {
-                Ok(rx) => match rx.await {
-                    Ok(r) => r,
-                    Err(_) => Err(AppendError::Storage(
-                        crate::storage::StorageError::DirFailed(
-                            "the commit pipeline has stopped".into(),
-                        ),
-                    )),
-                },
-                Err(e) => Err(AppendError::Storage(e)),
-            };
-            (group, number, result)
+            (group, number, raft_write(&store, write).await)
         }));
     }
 
@@ -365,18 +235,177 @@ impl Node {
                 }
                 clock.sleep(Duration::from_millis(100)).await;
             }
-            let result = match store.raft_write(write).await {
-                Ok(rx) => rx.await.unwrap_or_else(|_| {
-                    Err(AppendError::Storage(
-                        crate::storage::StorageError::DirFailed(
-                            "the commit pipeline has stopped".into(),
-                        ),
-                    ))
-                }),
-                Err(e) => Err(AppendError::Storage(e)),
-            };
-            (group, covered, result)
+            (group, covered, raft_write(&store, write).await)
         }));
+    }
+}
+
+/// A write through the commit pipeline, to its answer.
+async fn raft_write(store: &Store, write: RaftWrite) -> Result<RaftWritten, AppendError> {
+    match store.raft_write(write).await {
+        Ok(rx) => rx.await.unwrap_or_else(|_| {
+            Err(AppendError::Storage(
+                crate::storage::StorageError::DirFailed("the commit pipeline has stopped".into()),
+            ))
+        }),
+        Err(e) => Err(AppendError::Storage(e)),
+    }
+}
+
+/// A replica that withheld its vote (a new or emptied data directory) votes again once it holds
+/// what the cluster committed: as a leader whose term has committed an entry (Raft's leader
+/// completeness), as a follower once it holds what a leader's append named. True when it has
+/// just caught up.
+fn note_caught_up(g: &mut Group, node: NodeId, group: GroupId) -> bool {
+    let leads = g.raw.raft.state == StateRole::Leader && g.raw.raft.commit_to_current_term();
+    let r = &mut g.recovery;
+    let holds = r.heard_append && g.raw.raft.raft_log.persisted >= r.leader_commit;
+    if r.caught_up || !(leads || holds) {
+        return false;
+    }
+    r.caught_up = true;
+    if r.withholding {
+        r.withholding = false;
+        if std::mem::take(&mut r.lost) {
+            crate::coverage::reached(crate::coverage::Event::LostReplicaCaughtUp);
+        }
+        tracing::info!(
+            node,
+            group,
+            commit = r.leader_commit,
+            "caught up with the leader: this replica votes again"
+        );
+    }
+    true
+}
+
+/// What the connected followers have not acknowledged stays in memory (within bounds).
+/// (Not raft-rs's `recent_active`: check_quorum clears it every election timeout, and until
+/// each follower's next answer the cache was cut back to its floor.)
+fn keep_for_connected_followers(g: &mut Group, me: NodeId, links: &HashMap<NodeId, bool>) {
+    let needed_from = if g.raw.raft.state == StateRole::Leader {
+        g.raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me && links.get(id).copied().unwrap_or(false))
+            .map(|(_, p)| p.matched + 1)
+            .min()
+            .unwrap_or(u64::MAX)
+    } else {
+        u64::MAX
+    };
+    g.raw.store().keep_for_followers(needed_from);
+}
+
+/// A new role: an election counted; a replica that no longer leads answers the proposals
+/// waiting on it NOT_LEADER_OR_FOLLOWER (they may still commit under the next leader).
+fn on_soft_state(g: &mut Group, ss: &raft::SoftState, metrics: &Metrics) {
+    if matches!(
+        ss.raft_state,
+        StateRole::Candidate | StateRole::PreCandidate
+    ) {
+        Metrics::inc(&metrics.raft_elections, 1);
+    }
+    let raft = &g.raw.raft;
+    if raft.state != StateRole::Leader && !g.waiters.is_empty() {
+        let leader = (raft.leader_id != 0).then_some(raft.leader_id);
+        let term = raft.term;
+        for w in g.waiters.drain(..) {
+            let _ = w.reply.send(Err(ReplicaError::NotLeader { leader, term }));
+        }
+    }
+}
+
+/// Read indexes answered: a leadership confirmation, or a held refusal of an idempotent batch,
+/// each told whether this node still led in the term it was asked in.
+fn answer_read_states(g: &mut Group, read_states: &[raft::ReadState]) {
+    let raft = &g.raw.raft;
+    let leading = raft.state == StateRole::Leader;
+    let term = raft.term;
+    for rs in read_states {
+        let Ok(ctx) = <[u8; 8]>::try_from(&rs.request_ctx[..]).map(u64::from_be_bytes) else {
+            continue;
+        };
+        if let Some(at) = g.confirms.iter().position(|(c, _, _)| *c == ctx) {
+            let (_, asked_in, reply) = g.confirms.swap_remove(at);
+            let _ = reply.send(leading && term == asked_in);
+            continue;
+        }
+        let Some(at) = g
+            .waiters
+            .iter()
+            .position(|w| w.refusal.as_ref().is_some_and(|(c, _)| *c == ctx))
+        else {
+            continue;
+        };
+        let w = g.waiters.remove(at).expect("found just now");
+        let (_, e) = w.refusal.expect("a refusal");
+        let _ = w.reply.send(if leading && term == w.term {
+            Err(ReplicaError::Storage(AppendError::Producer(e)))
+        } else {
+            Err(ReplicaError::NotLeader { leader: None, term })
+        });
+    }
+}
+
+/// A leader's snapshot: the log is reset to it by the next write (before anything after it).
+fn queue_snapshot(g: &mut Group, snapshot: &raft::eraftpb::Snapshot) {
+    let meta = snapshot.get_metadata();
+    let (index, term) = (meta.index, meta.term);
+    let offset = snapshot_offset(snapshot).unwrap_or(0);
+    g.raw.store().take_snapshot(index, term, offset);
+    g.next = NextWrite {
+        reset: Some(RaftReset {
+            index,
+            term,
+            offset,
+        }),
+        ..NextWrite::default()
+    };
+}
+
+/// A Ready's entries into the storage's cache and the next write; a conflicting suffix cut
+/// (from the cache, the queued write and, where it holds them, the log), and the idempotent
+/// producers' state taken back to the cut.
+fn queue_entries(g: &mut Group, group: GroupId, entries: &[Entry], now_ms: i64) {
+    let storage = g.raw.store();
+    let (cut, written) = storage.append(entries);
+    if let Some(from) = cut {
+        if !g.producers.truncate(from) {
+            tracing::warn!(group, from, "a cut reaches before the producers' undo records (after a start): idempotent producers' retries of the cut batches may not be recognised");
+        }
+        g.next.producers_at_cut = Some(g.producers.state().clone());
+        // Entries queued and not yet written from `from` on never reach the log; the log
+        // itself is cut there only if what it holds (or is writing) goes that far.
+        g.next.entries.retain(|e| e.index < from);
+        let queued_from = g.next.entries.first().map(|e| e.index);
+        if queued_from.is_none_or(|q| from < q) {
+            g.next.truncate_from = Some(g.next.truncate_from.map_or(from, |t| t.min(from)));
+        }
+    }
+    for e in &written {
+        if e.index <= g.producers.recorded_through() || e.data.is_empty() {
+            continue;
+        }
+        let (Ok(h), Some(base)) = (
+            crate::batch::parse_header(&e.data),
+            storage.base_offset(e.index),
+        ) else {
+            continue;
+        };
+        g.producers.record(e.index, &[h], base, now_ms);
+    }
+    g.next.entries.extend(written);
+}
+
+/// A new hard state into the next write: written when the term or vote changed (a vote must
+/// be durable before it is sent) or when a write already carries one.
+fn queue_hard_state(g: &mut Group, hs: &raft::eraftpb::HardState) {
+    let record = g.raw.store().set_hard_state(hs);
+    if (hs.term, hs.vote) != g.vote_written || g.next.hard_state.is_some() {
+        g.vote_written = (hs.term, hs.vote);
+        g.next.hard_state = Some(record);
     }
 }
 

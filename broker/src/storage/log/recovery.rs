@@ -438,23 +438,7 @@ pub async fn recover(
     };
     let names = if removed { io.list(dir).await? } else { names };
     let active_base = bases.last().copied().unwrap_or(0);
-    // Index files whose segment is gone (retention removes the log file first), and producer
-    // snapshots other than the active segment's (a roll writes the new one first).
-    for name in &names {
-        let index_of = name
-            .strip_suffix(".index")
-            .or_else(|| name.strip_suffix(".timeindex"))
-            .and_then(|b| b.parse::<i64>().ok());
-        let snapshot_of = name
-            .strip_suffix(".snapshot")
-            .and_then(|b| b.parse::<i64>().ok());
-        if index_of.is_some_and(|b| bases.binary_search(&b).is_err())
-            || snapshot_of.is_some_and(|b| b != active_base)
-            || name.ends_with(".tmp")
-        {
-            io.remove_file(&dir.join(name)).await?;
-        }
-    }
+    remove_leftovers(io, dir, &names, &bases, active_base).await?;
     // The producers' state: the snapshot taken when the active segment began, then its
     // batches; without a usable snapshot, every segment's batches.
     let snapshot = read_snapshot(io, dir, active_base).await?;
@@ -463,122 +447,14 @@ pub async fn recover(
         tracing::info!(dir = %dir.display(), "no producer snapshot; reading every segment to rebuild the idempotent producers' state");
     }
     let mut producers = snapshot.unwrap_or_default();
-    let mut segments = BTreeMap::new();
-    if bases.is_empty() {
-        let path = dir.join(segment_name(0, "log"));
-        let file = io.open(&path, OpenMode::Create).await?;
-        io.sync_dir(dir).await?;
-        segments.insert(0, Segment::empty(0, file));
-    }
-    // Every segment's file opened and every closed one's index files read, a bounded number
-    // at a time and kept in order: one after another, thousands of small segments took
-    // minutes to open on a slow disk.
-    let opens: Vec<_> = (0..bases.len())
-        .map(|i| open_segment(io, dir, bases[i], i + 1 < bases.len()))
-        .collect();
-    let opened: Vec<Opened> = futures::stream::iter(opens)
-        .buffered(SEGMENT_OPENS_IN_FLIGHT)
-        .try_collect()
-        .await?;
-    let mut active_scan = None;
-    for ((i, &base), opened) in bases.iter().enumerate().zip(opened) {
-        let path = dir.join(segment_name(base, "log"));
-        let Opened {
-            file,
-            len,
-            offsets,
-            times,
-        } = opened;
-        let is_active = i + 1 == bases.len();
-        if !is_active {
-            let loaded = match (offsets, times) {
-                (Some(o), Some(t)) => index::decode(&o, &t, len),
-                _ => None,
-            };
-            if let Some(l) = loaded.filter(|l| base + l.next_relative as i64 == bases[i + 1]) {
-                if scan_closed {
-                    scan_segment(io, &file, base, len, u64::MAX, Some(&mut producers), false)
-                        .await?;
-                }
-                segments.insert(
-                    base,
-                    Segment {
-                        base_offset: base,
-                        file,
-                        size: len,
-                        next_offset: base + l.next_relative as i64,
-                        entries: l.entries,
-                        max_timestamp: l.max_timestamp,
-                        roll_base_ms: None,
-                        allocated: len,
-                    },
-                );
-                continue;
-            }
-            tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
-        }
-        let record_producers = (is_active || scan_closed).then_some(&mut producers);
-        let mut s = scan_segment(
-            io,
-            &file,
-            base,
-            len,
-            config.index_interval_bytes,
-            record_producers,
-            is_active && replicated,
-        )
-        .await?;
-        if is_active {
-            active_scan = Some((
-                s.batches,
-                std::mem::take(&mut s.tail),
-                std::mem::take(&mut s.terms),
-                std::mem::take(&mut s.undo),
-                std::mem::take(&mut s.log_starts),
-            ));
-        }
-        if s.valid_len < len {
-            if zeros_from(io, &file, s.valid_len, len).await? {
-                // What the pipeline wrote ahead of the data: nothing was lost.
-                tracing::debug!(segment = %path.display(), valid_bytes = s.valid_len, file_bytes = len, "cutting the zeros written ahead of the data");
-            } else {
-                crate::coverage::reached(crate::coverage::Event::RecoveryCutTornTail);
-                tracing::warn!(
-                    segment = %path.display(),
-                    valid_bytes = s.valid_len,
-                    file_bytes = len,
-                    "truncating a torn or corrupt tail"
-                );
-            }
-            io.truncate(&file, s.valid_len).await?;
-            io.sync_data(&file).await?;
-        }
-        let seg = Segment {
-            base_offset: base,
-            file,
-            size: s.valid_len,
-            next_offset: s.next_offset,
-            entries: s.entries,
-            max_timestamp: s.max_timestamp,
-            roll_base_ms: s.first_timestamp,
-            allocated: s.valid_len,
-        };
-        if !is_active {
-            if s.valid_len < len || base + (s.next_offset - base) != bases[i + 1] {
-                // A closed segment with a hole: later segments would not continue it.
-                return Err(StorageError::Corrupt {
-                    path,
-                    reason: format!(
-                        "closed segment ends at offset {} but the next segment starts at {}",
-                        s.next_offset,
-                        bases[i + 1]
-                    ),
-                });
-            }
-            write_index(io, dir, &seg).await?;
-        }
-        segments.insert(base, seg);
-    }
+    let loading = Loading {
+        io,
+        dir,
+        index_interval_bytes: config.index_interval_bytes,
+        replicated,
+        scan_closed,
+    };
+    let (segments, active) = loading.segments(&bases, &mut producers).await?;
     // DeleteRecords may have moved the start into the segments (never past their end).
     let first_base = segments.keys().next().copied().unwrap_or(0);
     let end = segments.values().next_back().map_or(0, |s| s.next_offset);
@@ -588,14 +464,7 @@ pub async fn recover(
     };
     let replica = match meta {
         Some(meta) => {
-            let (batches, tail, terms, undo, log_starts) = active_scan.unwrap_or_default();
-            let active = ActiveScan {
-                batches,
-                tail: tail.into(),
-                terms,
-                undo: undo.into(),
-                log_starts,
-            };
+            let active = active.unwrap_or_default();
             Some(recover_replica(io, dir, meta, &segments, active, log_start_offset).await?)
         }
         None => None,
@@ -614,7 +483,228 @@ pub async fn recover(
     ))
 }
 
+/// Index files whose segment is gone (retention removes the log file first), producer
+/// snapshots other than the active segment's (a roll writes the new one first), and temporary
+/// files: removed.
+async fn remove_leftovers(
+    io: &Io,
+    dir: &Path,
+    names: &[String],
+    bases: &[i64],
+    active_base: i64,
+) -> Result<(), StorageError> {
+    for name in names {
+        let index_of = name
+            .strip_suffix(".index")
+            .or_else(|| name.strip_suffix(".timeindex"))
+            .and_then(|b| b.parse::<i64>().ok());
+        let snapshot_of = name
+            .strip_suffix(".snapshot")
+            .and_then(|b| b.parse::<i64>().ok());
+        if index_of.is_some_and(|b| bases.binary_search(&b).is_err())
+            || snapshot_of.is_some_and(|b| b != active_base)
+            || name.ends_with(".tmp")
+        {
+            io.remove_file(&dir.join(name)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// How a partition's segments are loaded.
+struct Loading<'a> {
+    io: &'a Io,
+    dir: &'a Path,
+    index_interval_bytes: u64,
+    replicated: bool,
+    /// No usable producer snapshot: every segment's batches rebuild the producers' state.
+    scan_closed: bool,
+}
+
+impl Loading<'_> {
+    /// Every segment, in order: a closed one through its index files (rebuilt from the
+    /// segment when they fail their checks), the active one scanned and cut after its last
+    /// valid batch. With what the active segment's scan found for a replicated partition.
+    async fn segments(
+        &self,
+        bases: &[i64],
+        producers: &mut ProducerStates,
+    ) -> Result<(BTreeMap<i64, Segment>, Option<ActiveScan>), StorageError> {
+        let (io, dir) = (self.io, self.dir);
+        let mut segments = BTreeMap::new();
+        if bases.is_empty() {
+            let path = dir.join(segment_name(0, "log"));
+            let file = io.open(&path, OpenMode::Create).await?;
+            io.sync_dir(dir).await?;
+            segments.insert(0, Segment::empty(0, file));
+        }
+        // Every segment's file opened and every closed one's index files read, a bounded
+        // number at a time and kept in order: one after another, thousands of small segments
+        // took minutes to open on a slow disk.
+        let opens: Vec<_> = (0..bases.len())
+            .map(|i| open_segment(io, dir, bases[i], i + 1 < bases.len()))
+            .collect();
+        let opened: Vec<Opened> = futures::stream::iter(opens)
+            .buffered(SEGMENT_OPENS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut active_scan = None;
+        for ((i, &base), opened) in bases.iter().enumerate().zip(opened) {
+            let next_base = bases.get(i + 1).copied();
+            let seg = match next_base {
+                Some(next_base) => self.closed(base, next_base, opened, producers).await?,
+                None => {
+                    let (seg, scan) = self.active(base, opened, producers).await?;
+                    active_scan = Some(scan);
+                    seg
+                }
+            };
+            segments.insert(base, seg);
+        }
+        Ok((segments, active_scan))
+    }
+
+    /// A closed segment, whose index files hold what it holds when they pass their checks;
+    /// else scanned, and its index written again.
+    async fn closed(
+        &self,
+        base: i64,
+        next_base: i64,
+        opened: Opened,
+        producers: &mut ProducerStates,
+    ) -> Result<Segment, StorageError> {
+        let (io, dir) = (self.io, self.dir);
+        let path = dir.join(segment_name(base, "log"));
+        let Opened {
+            file,
+            len,
+            offsets,
+            times,
+        } = opened;
+        let loaded = match (offsets, times) {
+            (Some(o), Some(t)) => index::decode(&o, &t, len),
+            _ => None,
+        };
+        if let Some(l) = loaded.filter(|l| base + l.next_relative as i64 == next_base) {
+            if self.scan_closed {
+                scan_segment(io, &file, base, len, u64::MAX, Some(producers), false).await?;
+            }
+            return Ok(Segment {
+                base_offset: base,
+                file,
+                size: len,
+                next_offset: base + l.next_relative as i64,
+                entries: l.entries,
+                max_timestamp: l.max_timestamp,
+                roll_base_ms: None,
+                allocated: len,
+            });
+        }
+        tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
+        let record_producers = self.scan_closed.then_some(producers);
+        let s = scan_segment(
+            io,
+            &file,
+            base,
+            len,
+            self.index_interval_bytes,
+            record_producers,
+            false,
+        )
+        .await?;
+        cut_tail(io, &file, &path, s.valid_len, len).await?;
+        if s.valid_len < len || base + (s.next_offset - base) != next_base {
+            // A closed segment with a hole: later segments would not continue it.
+            return Err(StorageError::Corrupt {
+                path,
+                reason: format!(
+                    "closed segment ends at offset {} but the next segment starts at {}",
+                    s.next_offset, next_base
+                ),
+            });
+        }
+        let seg = scanned_segment(base, file, s);
+        write_index(io, dir, &seg).await?;
+        Ok(seg)
+    }
+
+    /// The active segment, scanned to its last valid batch (recording the producers' batches)
+    /// and cut there.
+    async fn active(
+        &self,
+        base: i64,
+        opened: Opened,
+        producers: &mut ProducerStates,
+    ) -> Result<(Segment, ActiveScan), StorageError> {
+        let path = self.dir.join(segment_name(base, "log"));
+        let Opened { file, len, .. } = opened;
+        let mut s = scan_segment(
+            self.io,
+            &file,
+            base,
+            len,
+            self.index_interval_bytes,
+            Some(producers),
+            self.replicated,
+        )
+        .await?;
+        let scan = ActiveScan {
+            batches: s.batches,
+            tail: std::mem::take(&mut s.tail).into(),
+            terms: std::mem::take(&mut s.terms),
+            undo: std::mem::take(&mut s.undo).into(),
+            log_starts: std::mem::take(&mut s.log_starts),
+        };
+        cut_tail(self.io, &file, &path, s.valid_len, len).await?;
+        Ok((scanned_segment(base, file, s), scan))
+    }
+}
+
+/// A segment as its scan found it.
+fn scanned_segment(base: i64, file: Arc<dyn DiskFile>, s: Scanned) -> Segment {
+    Segment {
+        base_offset: base,
+        file,
+        size: s.valid_len,
+        next_offset: s.next_offset,
+        entries: s.entries,
+        max_timestamp: s.max_timestamp,
+        roll_base_ms: s.first_timestamp,
+        allocated: s.valid_len,
+    }
+}
+
+/// A segment's file cut after its last valid batch, where the scan stopped before its end:
+/// zeros the pipeline wrote ahead of the data (nothing lost), or a torn or corrupt tail.
+async fn cut_tail(
+    io: &Io,
+    file: &Arc<dyn DiskFile>,
+    path: &Path,
+    valid_len: u64,
+    len: u64,
+) -> Result<(), StorageError> {
+    if valid_len >= len {
+        return Ok(());
+    }
+    if zeros_from(io, file, valid_len, len).await? {
+        // What the pipeline wrote ahead of the data: nothing was lost.
+        tracing::debug!(segment = %path.display(), valid_bytes = valid_len, file_bytes = len, "cutting the zeros written ahead of the data");
+    } else {
+        crate::coverage::reached(crate::coverage::Event::RecoveryCutTornTail);
+        tracing::warn!(
+            segment = %path.display(),
+            valid_bytes = valid_len,
+            file_bytes = len,
+            "truncating a torn or corrupt tail"
+        );
+    }
+    io.truncate(file, valid_len).await?;
+    io.sync_data(file).await?;
+    Ok(())
+}
+
 /// What the scan of a replicated partition's active segment found.
+#[derive(Default)]
 struct ActiveScan {
     batches: u64,
     tail: Vec<TailEntry>,
