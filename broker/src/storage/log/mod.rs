@@ -11,6 +11,7 @@ pub mod index;
 mod read;
 mod recovery;
 pub mod replica;
+mod scan;
 
 pub use read::READ_ATTEMPTS;
 use read::{first_record_at_or_after, max_record_timestamp, read_from, read_verified};
