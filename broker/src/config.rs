@@ -21,6 +21,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `host:port` clients are told to connect to; defaults to `listen`.
     pub advertised_listener: Option<String>,
+    /// Several listeners, Kafka's way: `NAME://host:port,…` (replaces `listen` and
+    /// `advertised_listener`); empty: one PLAINTEXT listener on `listen`.
+    pub listeners: String,
+    /// `NAME:PROTOCOL,…` over Kafka's default (each protocol's name maps to itself).
+    pub listener_security_protocol_map: String,
+    /// `NAME://host:port,…`: what the clients of each listener are told; a listener not named
+    /// here is advertised at the address it binds.
+    pub advertised_listeners: String,
     /// The data directory (one commit pipeline per directory).
     pub data_dir: PathBuf,
     /// Disk engine: `blocking` (the default), `uring`, or `auto` (io_uring where it can be set
@@ -150,6 +158,9 @@ impl Default for Config {
             node_id: 1,
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_listener: None,
+            listeners: String::new(),
+            listener_security_protocol_map: String::new(),
+            advertised_listeners: String::new(),
             data_dir: PathBuf::from("./data"),
             io_engine: "blocking".into(),
             disk_threads: 4,
@@ -347,11 +358,12 @@ impl Config {
         (self.io_deadline_ms > 0).then(|| Duration::from_millis(self.io_deadline_ms))
     }
 
-    /// Host and port given to clients in Metadata.
+    /// Host and port of the first listener, as its clients are told (the address a broker
+    /// registers with, beside every listener's).
     pub fn advertised(&self) -> (String, i32) {
-        match self.advertised_listener.as_deref().map(parse_host_port) {
-            Some(Ok(hp)) => hp,
-            _ => (self.listen.ip().to_string(), self.listen.port() as i32),
+        match self.advertised_endpoints().into_iter().next() {
+            Some(e) => (e.host, e.port),
+            None => (self.listen.ip().to_string(), self.listen.port() as i32),
         }
     }
 
@@ -398,14 +410,14 @@ impl Config {
         &self,
     ) -> Vec<(&'static str, String, crate::topic_config::Type, String)> {
         use crate::topic_config::Type::{Boolean, Int, Long, Short, String as Str};
-        let (host, port) = self.advertised();
+        let (listeners, advertised, protocols) = self.kafka_listener_settings();
         let from = |key: &str| format!("Stillwater setting {key}.");
         vec![
             (
                 "advertised.listeners",
-                format!("PLAINTEXT://{host}:{port}"),
+                advertised,
                 Str,
-                from("advertised_listener"),
+                from("advertised_listeners (or advertised_listener)"),
             ),
             (
                 "auto.create.topics.enable",
@@ -455,9 +467,15 @@ impl Config {
             ),
             (
                 "listeners",
-                format!("PLAINTEXT://{}", self.listen),
+                listeners,
                 Str,
-                from("listen"),
+                from("listeners (or listen)"),
+            ),
+            (
+                "listener.security.protocol.map",
+                protocols,
+                Str,
+                from("listener_security_protocol_map"),
             ),
             (
                 "leader.replication.throttled.rate",
@@ -611,6 +629,9 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
         key,
         "listen"
             | "advertised_listener"
+            | "listeners"
+            | "listener_security_protocol_map"
+            | "advertised_listeners"
             | "data_dir"
             | "io_engine"
             | "metrics_listen"
@@ -686,5 +707,7 @@ fn parse_host_port(s: &str) -> Result<(String, i32), String> {
 }
 
 mod check;
+mod listeners;
+pub use listeners::{Endpoint, ListenerSpec, SecurityProtocol, DEFAULT_LISTENER};
 #[cfg(test)]
 mod tests;

@@ -139,6 +139,9 @@ pub struct Request {
     pub body: RequestKind,
     /// The client's address (set by the connection).
     pub peer: Option<std::net::SocketAddr>,
+    /// The name of the listener the client connected to (set by the connection): brokers
+    /// are named to it by their addresses on that listener.
+    pub listener: Option<std::sync::Arc<str>>,
 }
 
 /// What to do with a frame whose header could be read.
@@ -195,6 +198,7 @@ pub fn decode(frame: Bytes) -> Result<Decoded, DecodeError> {
         client_id: header.client_id.map(|s| s.to_string()),
         body,
         peer: None,
+        listener: None,
     })))
 }
 

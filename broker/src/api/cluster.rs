@@ -77,6 +77,7 @@ impl Broker {
         &self,
         req: DescribeClusterRequest,
         version: i16,
+        listener: Option<&str>,
     ) -> DescribeClusterResponse {
         let mut resp = DescribeClusterResponse::default();
         if version >= 1 && req.endpoint_type != BROKERS {
@@ -96,7 +97,7 @@ impl Broker {
             resp.error_message = Some(StrBytes::from_string(msg));
             return resp;
         }
-        for (id, host, port) in self.live_brokers() {
+        for (id, host, port) in self.live_brokers(listener) {
             let mut b = DescribeClusterBroker::default();
             b.broker_id = BrokerId(id);
             b.host = StrBytes::from_string(host);

@@ -29,8 +29,9 @@ impl Broker {
         &self,
         req: FindCoordinatorRequest,
         version: i16,
+        listener: Option<&str>,
     ) -> FindCoordinatorResponse {
-        let (host, port) = self.config.advertised();
+        let (host, port) = self.own_address(listener);
         let me = BrokerId(self.config.node_id);
         let clustered = self.cluster.is_some();
         // Who coordinates a group: this broker on a single node; in a cluster, the leader of
@@ -38,7 +39,7 @@ impl Broker {
         let where_ = |key: &str| -> Option<(BrokerId, String, i32)> {
             if clustered {
                 self.groups
-                    .coordinator_of(key)
+                    .coordinator_of(key, listener)
                     .map(|(id, host, port)| (BrokerId(id), host, port))
             } else {
                 Some((me, host.clone(), port))

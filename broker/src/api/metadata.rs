@@ -12,9 +12,14 @@ use crate::protocol::error;
 use crate::storage::catalog::Topic;
 
 impl Broker {
-    pub(super) async fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
+    pub(super) async fn metadata(
+        &self,
+        req: MetadataRequest,
+        version: i16,
+        listener: Option<&str>,
+    ) -> MetadataResponse {
         let mut resp = MetadataResponse::default();
-        for (id, host, port) in self.live_brokers() {
+        for (id, host, port) in self.live_brokers(listener) {
             let mut b = MetadataResponseBroker::default();
             b.node_id = BrokerId(id);
             b.host = StrBytes::from_string(host);
@@ -78,12 +83,13 @@ impl Broker {
         resp
     }
 
-    /// The brokers clients may use: `(id, host, port)` — this one on a single node; in a
-    /// cluster, every registered broker that is not fenced.
-    pub(super) fn live_brokers(&self) -> Vec<(i32, String, i32)> {
+    /// The brokers clients of `listener` may use: `(id, host, port)` — this one on a single
+    /// node; in a cluster, every registered broker that is not fenced and has that listener,
+    /// at its address there.
+    pub(super) fn live_brokers(&self, listener: Option<&str>) -> Vec<(i32, String, i32)> {
         match &self.cluster {
             None => {
-                let (host, port) = self.config.advertised();
+                let (host, port) = self.own_address(listener);
                 vec![(self.config.node_id, host, port)]
             }
             Some(c) => c
@@ -91,9 +97,22 @@ impl Broker {
                 .brokers
                 .values()
                 .filter(|b| !b.fenced)
-                .map(|b| (b.id as i32, b.host.clone(), b.port))
+                .filter_map(|b| {
+                    let (host, port) = b.address_on(listener)?;
+                    Some((b.id as i32, host, port))
+                })
                 .collect(),
         }
+    }
+
+    /// This broker's address as clients of `listener` are told (`None`: its first listener's).
+    pub(super) fn own_address(&self, listener: Option<&str>) -> (String, i32) {
+        let endpoints = self.config.advertised_endpoints();
+        listener
+            .and_then(|name| endpoints.iter().find(|e| e.name == name))
+            .or(endpoints.first())
+            .map(|e| (e.host.clone(), e.port))
+            .unwrap_or_else(|| self.config.advertised())
     }
 
     /// The controller clients send admin requests to: this broker on a single node; in a

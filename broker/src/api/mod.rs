@@ -167,6 +167,7 @@ impl Broker {
             let respond_holding = respond_holding.clone();
             move |body: ResponseKind| respond_holding(body, None)
         };
+        let listener = req.listener.clone();
         match req.body {
             RequestKind::Fetch(f) => Box::pin(async move {
                 let (r, held) = this.fetch(f, version).await;
@@ -206,11 +207,11 @@ impl Broker {
                 Box::pin(async move { respond(ResponseKind::ApiVersions(body)) })
             }
             RequestKind::Metadata(m) => Box::pin(async move {
-                let r = this.metadata(m, version).await;
+                let r = this.metadata(m, version, listener.as_deref()).await;
                 respond(ResponseKind::Metadata(r))
             }),
             RequestKind::FindCoordinator(r) => {
-                let r = self.find_coordinator(r, version);
+                let r = self.find_coordinator(r, version, listener.as_deref());
                 Box::pin(async move { respond(ResponseKind::FindCoordinator(r)) })
             }
             RequestKind::JoinGroup(r) => {
@@ -297,7 +298,7 @@ impl Broker {
                 respond(ResponseKind::IncrementalAlterConfigs(r))
             }),
             RequestKind::DescribeCluster(d) => {
-                let r = self.describe_cluster(d, version);
+                let r = self.describe_cluster(d, version, listener.as_deref());
                 Box::pin(async move { respond(ResponseKind::DescribeCluster(r)) })
             }
             RequestKind::DescribeLogDirs(d) => {

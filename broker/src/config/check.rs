@@ -145,9 +145,7 @@ impl Config {
                 self.metrics_listen
             ));
         }
-        if let Some(adv) = &self.advertised_listener {
-            parse_host_port(adv).map_err(ConfigError::Invalid)?;
-        }
+        self.listener_specs().map_err(ConfigError::Invalid)?;
         parse_overrides(&self.max_connections_per_ip_overrides)
             .map_err(|e| ConfigError::Invalid(format!("max_connections_per_ip_overrides: {e}")))?;
         self.check_cluster()?;

@@ -79,3 +79,179 @@ fn a_broken_file_is_named() {
     .unwrap_err();
     assert!(err.to_string().contains("bad.toml"), "{err}");
 }
+
+fn with_listeners(settings: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::load(&Sources {
+        flags: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Sources::default()
+    })
+}
+
+#[test]
+fn without_listeners_there_is_one_plaintext_listener_on_listen() {
+    let c = with_listeners(&[
+        ("listen", "0.0.0.0:9093"),
+        ("advertised_listener", "kafka.example:19093"),
+    ])
+    .unwrap();
+    let specs = c.listener_specs().unwrap();
+    assert_eq!(specs.len(), 1);
+    assert_eq!(specs[0].name, "PLAINTEXT");
+    assert_eq!(specs[0].protocol, SecurityProtocol::Plaintext);
+    assert_eq!(specs[0].bind.to_string(), "0.0.0.0:9093");
+    assert_eq!(
+        c.advertised_endpoints(),
+        vec![Endpoint {
+            name: "PLAINTEXT".into(),
+            host: "kafka.example".into(),
+            port: 19093
+        }]
+    );
+}
+
+#[test]
+fn several_listeners_each_with_its_protocol_and_advertised_address() {
+    let c = with_listeners(&[
+        ("listeners", "CLIENT://:9093, INTERNAL://127.0.0.1:9094"),
+        (
+            "listener_security_protocol_map",
+            "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT",
+        ),
+        ("advertised_listeners", "CLIENT://broker1.example:9093"),
+    ])
+    .unwrap();
+    let specs = c.listener_specs().unwrap();
+    assert_eq!(
+        specs
+            .iter()
+            .map(|s| (s.name.as_str(), s.bind.to_string()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("CLIENT", "0.0.0.0:9093".to_string()),
+            ("INTERNAL", "127.0.0.1:9094".to_string())
+        ]
+    );
+    let endpoints = c.advertised_endpoints();
+    assert_eq!(endpoints[0].host, "broker1.example");
+    assert_eq!(
+        (endpoints[1].host.as_str(), endpoints[1].port),
+        ("127.0.0.1", 9094)
+    );
+    assert_eq!(c.advertised(), ("broker1.example".to_string(), 9093));
+    let (listeners, advertised, map) = c.kafka_listener_settings();
+    assert_eq!(listeners, "CLIENT://0.0.0.0:9093,INTERNAL://127.0.0.1:9094");
+    assert_eq!(
+        advertised,
+        "CLIENT://broker1.example:9093,INTERNAL://127.0.0.1:9094"
+    );
+    assert_eq!(map, "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT");
+}
+
+#[test]
+fn a_listener_named_after_a_protocol_needs_no_map_entry() {
+    let c = with_listeners(&[("listeners", "PLAINTEXT://127.0.0.1:9092")]).unwrap();
+    assert_eq!(
+        c.listener_specs().unwrap()[0].protocol,
+        SecurityProtocol::Plaintext
+    );
+}
+
+#[test]
+fn listeners_that_cannot_be_served_are_refused_with_the_reason() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("listeners", "CLIENT://127.0.0.1:9093")],
+            "no security protocol",
+        ),
+        (
+            &[
+                ("listeners", "A://127.0.0.1:9093,A://127.0.0.1:9094"),
+                ("listener_security_protocol_map", "A:PLAINTEXT"),
+            ],
+            "twice",
+        ),
+        (
+            &[
+                ("listeners", "A://127.0.0.1:9093,B://127.0.0.1:9093"),
+                ("listener_security_protocol_map", "A:PLAINTEXT,B:PLAINTEXT"),
+            ],
+            "same port",
+        ),
+        (&[("listeners", "127.0.0.1:9093")], "not NAME://host:port"),
+        (
+            &[
+                ("listeners", "A://127.0.0.1"),
+                ("listener_security_protocol_map", "A:PLAINTEXT"),
+            ],
+            "no port",
+        ),
+        (
+            &[
+                ("listeners", "A://kafka.example:9093"),
+                ("listener_security_protocol_map", "A:PLAINTEXT"),
+            ],
+            "not an IP address",
+        ),
+        (
+            &[
+                ("listeners", "A://127.0.0.1:9093"),
+                ("listener_security_protocol_map", "A:TLS"),
+            ],
+            "is not PLAINTEXT, SSL",
+        ),
+        (
+            &[("listeners", "A B://127.0.0.1:9093")],
+            "not a listener name",
+        ),
+        (
+            &[
+                ("listeners", "A://127.0.0.1:9093"),
+                ("listener_security_protocol_map", "A:PLAINTEXT"),
+                ("advertised_listeners", "B://x:1"),
+            ],
+            "not one of the listeners",
+        ),
+        (
+            &[("advertised_listeners", "PLAINTEXT://x:1")],
+            "listeners is not",
+        ),
+        (
+            &[
+                ("listeners", "PLAINTEXT://127.0.0.1:9093"),
+                ("advertised_listener", "x:1"),
+            ],
+            "both set",
+        ),
+        (
+            &[("listeners", "SSL://127.0.0.1:9093")],
+            "not supported by this broker yet",
+        ),
+    ];
+    for (settings, reason) in cases {
+        let e = with_listeners(settings).expect_err(reason).to_string();
+        assert!(e.contains(reason), "{settings:?}: {e}");
+    }
+}
+
+#[test]
+fn a_listener_on_a_port_the_system_chose_is_advertised_at_it() {
+    let mut c = with_listeners(&[
+        ("listeners", "A://127.0.0.1:0,B://127.0.0.1:0"),
+        ("listener_security_protocol_map", "A:PLAINTEXT,B:PLAINTEXT"),
+        ("advertised_listeners", "B://b.example:7"),
+    ])
+    .unwrap();
+    c.advertise_bound(&[
+        ("A".into(), "127.0.0.1:40001".parse().unwrap()),
+        ("B".into(), "127.0.0.1:40002".parse().unwrap()),
+    ]);
+    let e = c.advertised_endpoints();
+    assert_eq!((e[0].host.as_str(), e[0].port), ("127.0.0.1", 40001));
+    assert_eq!((e[1].host.as_str(), e[1].port), ("b.example", 7));
+    let mut single = with_listeners(&[("listen", "127.0.0.1:0")]).unwrap();
+    single.advertise_bound(&[("PLAINTEXT".into(), "127.0.0.1:40003".parse().unwrap())]);
+    assert_eq!(single.advertised(), ("127.0.0.1".to_string(), 40003));
+}

@@ -29,7 +29,7 @@ use std::time::Duration;
 use io_backend::Env;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, Endpoint, DEFAULT_LISTENER};
 use crate::replication::node::{ReplicaError, Replication};
 use crate::replication::transport::{NodeId, Transport};
 use crate::replication::wire::GroupId;
@@ -73,7 +73,8 @@ pub struct Controller {
     producer_ids: std::sync::Mutex<(i64, i64)>,
     /// Which start of this broker registered (a restarted broker registers anew).
     incarnation: u64,
-    advertised: (String, i32),
+    /// This broker's address on each listener (the first is also the record's `host:port`).
+    endpoints: Vec<Endpoint>,
     session_timeout: Duration,
 }
 
@@ -135,7 +136,7 @@ impl Controller {
             version: watch::channel(0).0,
             reconciled: watch::channel(0).0,
             producer_ids: std::sync::Mutex::new((0, 0)),
-            advertised: config.advertised(),
+            endpoints: config.advertised_endpoints(),
             session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         });
         tokio::spawn(controller.clone().apply_loop());
@@ -365,10 +366,26 @@ impl Controller {
     async fn register_loop(self: Arc<Self>) {
         let mut changes = self.changes();
         let mut groups = self.replication.changes();
-        let (host, port) = self.advertised.clone();
+        let (host, port) = self
+            .endpoints
+            .first()
+            .map(|e| (e.host.clone(), e.port))
+            .unwrap_or_default();
+        // One PLAINTEXT listener is what a record without listeners means (the format every
+        // broker wrote before listeners had names, kept for it).
+        let default_only = self.endpoints.len() == 1 && self.endpoints[0].name == DEFAULT_LISTENER;
+        let listeners = if default_only {
+            Vec::new()
+        } else {
+            self.endpoints.clone()
+        };
         loop {
             let registered = self.metadata().brokers.get(&self.node_id).is_some_and(|b| {
-                b.incarnation == self.incarnation && !b.fenced && b.host == host && b.port == port
+                b.incarnation == self.incarnation
+                    && !b.fenced
+                    && b.host == host
+                    && b.port == port
+                    && b.endpoints == self.endpoints
             });
             if !registered {
                 let record = MetadataRecord::RegisterBroker {
@@ -376,6 +393,7 @@ impl Controller {
                     host: host.clone(),
                     port,
                     incarnation: self.incarnation,
+                    listeners: listeners.clone(),
                 };
                 let batch = record.encode(self.env.clock.wall_ms());
                 let _ = self

@@ -10,6 +10,7 @@ use kafka_protocol::records::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::config::Endpoint;
 use crate::replication::transport::NodeId;
 use crate::replication::wire::GroupId;
 use crate::topic_config::Overrides;
@@ -21,12 +22,16 @@ const KEY: &[u8] = b"stillwater.metadata.v1";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataRecord {
-    /// A broker (re)started and serves clients at `host:port`; it is live (not fenced).
+    /// A broker (re)started and serves clients at `host:port` (its first listener's address)
+    /// and at `listeners`, its address on each listener (empty: one PLAINTEXT listener at
+    /// `host:port`, as every record before listeners had names); it is live (not fenced).
     RegisterBroker {
         id: NodeId,
         host: String,
         port: i32,
         incarnation: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        listeners: Vec<Endpoint>,
     },
     /// The broker has not been heard from for longer than the session timeout.
     FenceBroker {
@@ -187,5 +192,52 @@ mod tests {
             Ok(None)
         );
         assert!(MetadataRecord::decode(Some(KEY), Some(b"{\"type\":\"nope\"}")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+    use crate::controller::state::ClusterMetadata;
+
+    #[test]
+    fn a_registration_names_each_listener_and_one_without_is_plaintext() {
+        // As every broker wrote it before listeners had names.
+        let old = br#"{"type":"register_broker","id":2,"host":"h2","port":9092,"incarnation":5}"#;
+        let old = MetadataRecord::decode(Some(KEY), Some(old))
+            .unwrap()
+            .unwrap();
+        let new = MetadataRecord::RegisterBroker {
+            id: 3,
+            host: "c3".into(),
+            port: 9093,
+            incarnation: 6,
+            listeners: vec![
+                Endpoint {
+                    name: "CLIENT".into(),
+                    host: "c3".into(),
+                    port: 9093,
+                },
+                Endpoint {
+                    name: "INTERNAL".into(),
+                    host: "10.0.0.3".into(),
+                    port: 9094,
+                },
+            ],
+        };
+        let decoded = decode_batches(new.encode(1));
+        assert_eq!(decoded, vec![(1, new.clone())]);
+        let mut m = ClusterMetadata::new();
+        m.apply(&old);
+        m.apply(&new);
+        let (b2, b3) = (&m.brokers[&2], &m.brokers[&3]);
+        assert_eq!(b2.address_on(Some("PLAINTEXT")), Some(("h2".into(), 9092)));
+        assert_eq!(b2.address_on(Some("INTERNAL")), None);
+        assert_eq!(
+            b3.address_on(Some("INTERNAL")),
+            Some(("10.0.0.3".into(), 9094))
+        );
+        assert_eq!(b3.address_on(None), Some(("c3".into(), 9093)));
+        assert_eq!(b3.address_on(Some("PLAINTEXT")), None);
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::records::{parse_id, MetadataRecord};
+use crate::config::{Endpoint, DEFAULT_LISTENER};
 use crate::replication::transport::NodeId;
 use crate::replication::wire::GroupId;
 use crate::storage::catalog::{check_topic_name, PARTITIONS_MAX};
@@ -18,10 +19,24 @@ pub struct BrokerInfo {
     pub id: NodeId,
     pub host: String,
     pub port: i32,
+    /// Its address on each of its listeners (the first at `host:port`).
+    pub endpoints: Vec<Endpoint>,
     pub incarnation: u64,
     /// Not heard from for longer than the session timeout: left out of Metadata and of new
     /// placements until it registers again.
     pub fenced: bool,
+}
+
+impl BrokerInfo {
+    /// Where clients of `listener` reach this broker (`None`: its first listener); `None`
+    /// when it has no such listener (a client of that listener is not told of it, as Kafka).
+    pub fn address_on(&self, listener: Option<&str>) -> Option<(String, i32)> {
+        let e = match listener {
+            Some(name) => self.endpoints.iter().find(|e| e.name == name)?,
+            None => self.endpoints.first()?,
+        };
+        Some((e.host.clone(), e.port))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +162,7 @@ impl ClusterMetadata {
                 host,
                 port,
                 incarnation,
+                listeners,
             } => {
                 let restarted = self
                     .brokers
@@ -172,6 +188,15 @@ impl ClusterMetadata {
                         id: *id,
                         host: host.clone(),
                         port: *port,
+                        endpoints: if listeners.is_empty() {
+                            vec![Endpoint {
+                                name: DEFAULT_LISTENER.into(),
+                                host: host.clone(),
+                                port: *port,
+                            }]
+                        } else {
+                            listeners.clone()
+                        },
                         incarnation: *incarnation,
                         fenced: false,
                     },
@@ -460,6 +485,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9090 + id as i32,
                 incarnation: id * 10,
+                listeners: vec![],
             });
         }
         m
@@ -623,6 +649,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9092,
             incarnation: 20,
+            listeners: vec![],
         });
         assert_eq!(m.partition("t", 0).unwrap().leader, Some(2));
         // A new start of broker 2 (a restart, an emptied directory) leads nothing yet.
@@ -631,6 +658,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9092,
             incarnation: 21,
+            listeners: vec![],
         });
         assert_eq!(m.partition("t", 0).unwrap().leader, None);
         assert_eq!(m.partition("t", 0).unwrap().leader_term, 4);

@@ -24,10 +24,12 @@ mod membership;
 mod offsets;
 pub mod records;
 mod requests;
+mod settings;
 mod state;
 
 use log::{encode_batch, ensure_offsets_topic, write_error};
 pub use requests::*;
+pub use settings::GroupConfig;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -51,51 +53,6 @@ pub use crate::storage::catalog::OFFSETS_TOPIC;
 
 /// Requests queued for the coordinator before callers wait.
 const QUEUE: usize = 1024;
-
-/// The coordinator's settings (Kafka's names in the comments).
-#[derive(Debug, Clone, Copy)]
-pub struct GroupConfig {
-    /// `offsets.topic.num.partitions`.
-    pub offsets_partitions: i32,
-    /// `offsets.topic.replication.factor`: in a cluster, the default replication factor (the
-    /// topic is made only once that many brokers are live, as Kafka does — made with fewer,
-    /// it would keep fewer copies of every group's offsets for good).
-    pub offsets_replication: i32,
-    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
-    pub initial_rebalance_delay: Duration,
-    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
-    pub min_session_timeout_ms: i32,
-    pub max_session_timeout_ms: i32,
-    /// `offset.metadata.max.bytes`.
-    pub offset_metadata_max_bytes: usize,
-    /// `offsets.retention.minutes` (in ms): the offsets of a group without members expire
-    /// this long after its last commit (or after it became empty, if later).
-    pub offsets_retention_ms: i64,
-    /// `offsets.retention.check.interval.ms`.
-    pub offsets_retention_check_interval: Duration,
-    /// Records a partition of the offsets topic may hold past its live state (and at least
-    /// four times that state) before its live state is written again and the rest deleted.
-    pub checkpoint_records: i64,
-}
-
-impl GroupConfig {
-    /// The settings the broker's configuration gives the coordinator.
-    pub fn from_config(config: &crate::config::Config) -> GroupConfig {
-        GroupConfig {
-            offsets_partitions: config.offsets_topic_partitions,
-            offsets_replication: config.replication_factor(),
-            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
-            min_session_timeout_ms: config.group_min_session_timeout_ms,
-            max_session_timeout_ms: config.group_max_session_timeout_ms,
-            offset_metadata_max_bytes: 4096,
-            offsets_retention_ms: config.offsets_retention_ms,
-            offsets_retention_check_interval: Duration::from_millis(
-                config.offsets_retention_check_interval_ms,
-            ),
-            checkpoint_records: config.offsets_checkpoint_records,
-        }
-    }
-}
 
 /// A request in the coordinator's queue, with where to answer it.
 enum Msg {
@@ -221,7 +178,11 @@ impl Coordinator {
     /// In a cluster: the broker that coordinates `group_id` (the leader of its partition of the
     /// offsets topic) as `(id, host, port)`; `None` while there is none (the topic is made on
     /// the first ask, as Kafka does).
-    pub fn coordinator_of(&self, group_id: &str) -> Option<(i32, String, i32)> {
+    pub fn coordinator_of(
+        &self,
+        group_id: &str,
+        listener: Option<&str>,
+    ) -> Option<(i32, String, i32)> {
         let cluster = self.cluster.as_ref()?;
         let md = cluster.metadata();
         if !md.topics.contains_key(OFFSETS_TOPIC) {
@@ -256,7 +217,8 @@ impl Coordinator {
         }
         let (id, _) = leader?;
         let b = md.brokers.get(&id).filter(|b| !b.fenced)?;
-        Some((b.id as i32, b.host.clone(), b.port))
+        let (host, port) = b.address_on(listener)?;
+        Some((b.id as i32, host, port))
     }
 
     /// The partition of `__consumer_offsets` that holds `group_id` (Kafka's choice).

@@ -52,6 +52,7 @@ pub(super) async fn serve(
     broker: Arc<Broker>,
     mut conn: Box<dyn Connection>,
     peer: SocketAddr,
+    listener: Arc<str>,
     mut stop: watch::Receiver<bool>,
 ) {
     let cfg = &broker.config;
@@ -92,6 +93,7 @@ pub(super) async fn serve(
             match protocol::decode(frame) {
                 Ok(Decoded::Request(mut req)) => {
                     req.peer = Some(peer);
+                    req.listener = Some(listener.clone());
                     let is_fetch = req.api as i16 == FETCH_API_KEY;
                     fetch_in_flight |= is_fetch;
                     let reply = broker.dispatch(*req, frame_held.clone()).await;

@@ -26,7 +26,10 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// A started broker node.
 pub struct Running {
+    /// The first listener's address.
     pub kafka_addr: SocketAddr,
+    /// Every listener's name and address, in the order configured.
+    pub listener_addrs: Vec<(String, SocketAddr)>,
     pub metrics_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     stop: watch::Sender<bool>,
@@ -67,17 +70,29 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     };
     tracing::info!(data_dir = %config.data_dir.display(), engine = env.disk.engine(), "opening data directory");
     let store = open_store(&env, &config, &metrics).await?;
-    let listener = env
-        .net
-        .listen(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let kafka_addr = listener.local_addr()?;
-    let mut config = config;
-    if config.listen.port() == 0 && config.advertised_listener.is_none() {
-        // Listening on a port the system chose: clients are told that port.
-        config.advertised_listener = Some(kafka_addr.to_string());
+    let specs = config
+        .listener_specs()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut listeners = Vec::with_capacity(specs.len());
+    let mut listener_addrs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let listener = env.net.listen(spec.bind).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (listener {}): {e}",
+                spec.bind,
+                spec.name
+            )
+        })?;
+        listener_addrs.push((spec.name.clone(), listener.local_addr()?));
+        listeners.push((Arc::<str>::from(spec.name), listener));
     }
+    let kafka_addr = listener_addrs
+        .first()
+        .map(|(_, a)| *a)
+        .ok_or_else(|| anyhow::anyhow!("no listener"))?;
+    let mut config = config;
+    // Listening on a port the system chose: clients are told that port.
+    config.advertise_bound(&listener_addrs);
     let memory = MemoryBudget::new(config.memory_budget_bytes, metrics.clone());
     let cluster = if config.clustered() {
         Some(start_cluster(&env, &config, &store, &memory).await?)
@@ -120,15 +135,16 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         ));
         Some(bound)
     };
-    tracing::info!(%kafka_addr, ?metrics_addr, node_id = config.node_id, "broker serving");
+    tracing::info!(listeners = ?listener_addrs, ?metrics_addr, node_id = config.node_id, "broker serving");
     let done = tokio::spawn(accept_loop(
-        listener,
+        listeners,
         broker.clone(),
         env.clock.clone(),
         stop_rx,
     ));
     Ok(Running {
         kafka_addr,
+        listener_addrs,
         metrics_addr,
         broker,
         stop,
@@ -235,15 +251,46 @@ pub async fn run_until(
 }
 
 async fn accept_loop(
-    listener: Box<dyn Listener>,
+    listeners: Vec<(Arc<str>, Box<dyn Listener>)>,
     broker: Arc<Broker>,
     clock: Arc<dyn Clock>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let max = broker.config.max_connections;
-    let slots = Arc::new(Semaphore::new(max));
-    let per_address = Arc::new(PerAddress::default());
-    let churn = Arc::new(Churn::default());
+    // The limits hold for the connections of every listener together.
+    let limits = Limits {
+        slots: Arc::new(Semaphore::new(max)),
+        per_address: Arc::new(PerAddress::default()),
+        churn: Arc::new(Churn::default()),
+    };
+    let loops = listeners
+        .into_iter()
+        .map(|(name, listener)| accept_on(name, listener, &broker, &clock, stop.clone(), &limits));
+    futures::future::join_all(loops).await;
+    // Drain: wait (bounded) for open connections to finish their requests.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = clock
+        .timeout(DRAIN_TIME, limits.slots.acquire_many(all))
+        .await;
+}
+
+/// The broker's connection limits, shared by its listeners.
+struct Limits {
+    slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    churn: Arc<Churn>,
+}
+
+/// Accept on one listener until the broker stops.
+async fn accept_on(
+    name: Arc<str>,
+    listener: Box<dyn Listener>,
+    broker: &Arc<Broker>,
+    clock: &Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+    limits: &Limits,
+) {
+    let max = broker.config.max_connections;
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => break,
@@ -259,7 +306,7 @@ async fn accept_loop(
             }
         };
         let address_limit = broker.config.max_connections_for(peer.ip());
-        let Some(address_slot) = per_address.take(peer.ip(), address_limit) else {
+        let Some(address_slot) = limits.per_address.take(peer.ip(), address_limit) else {
             Metrics::inc(&broker.metrics.connections_rejected_per_ip, 1);
             if let Some(suppressed) = broker.throttles.refused.admit(clock.now()) {
                 tracing::warn!(%peer, limit = address_limit, suppressed, "connection limit per client address reached; closing the new connection");
@@ -271,7 +318,7 @@ async fn accept_loop(
             clippy::disallowed_methods,
             reason = "max_connections: a connection past the limit is closed at once, as Kafka does"
         )]
-        let slot = slots.clone().try_acquire_owned();
+        let slot = limits.slots.clone().try_acquire_owned();
         let Ok(permit) = slot else {
             Metrics::inc(&broker.metrics.connections_rejected, 1);
             if let Some(suppressed) = broker.throttles.refused.admit(clock.now()) {
@@ -284,13 +331,14 @@ async fn accept_loop(
         let stop_conn = stop.clone();
         // At debug level: an enabled span per connection costs about 400 bytes of the log
         // registry while it lives (every line about a connection names its peer anyway).
-        let span = tracing::debug_span!("conn", %peer);
-        let churn = churn.clone();
+        let span = tracing::debug_span!("conn", %peer, listener = %name);
+        let churn = limits.churn.clone();
+        let listener_name = name.clone();
         churn.opened();
         tokio::spawn(
             async move {
                 count_connection(&b.metrics, 1);
-                connection::serve(b.clone(), conn, peer, stop_conn).await;
+                connection::serve(b.clone(), conn, peer, listener_name, stop_conn).await;
                 count_connection(&b.metrics, -1);
                 drop(address_slot);
                 drop(permit);
@@ -299,9 +347,6 @@ async fn accept_loop(
             .instrument(span),
         );
     }
-    // Drain: wait (bounded) for open connections to finish their requests.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let _ = clock.timeout(DRAIN_TIME, slots.acquire_many(all)).await;
 }
 
 /// Open connections, to give memory back to the system after a burst of them: when the number
