@@ -29,6 +29,18 @@ pub struct Config {
     /// `NAME://host:port,…`: what the clients of each listener are told; a listener not named
     /// here is advertised at the address it binds.
     pub advertised_listeners: String,
+    /// TLS of the SSL listeners: the certificate chain and its private key (PEM files).
+    pub ssl_certificate_location: String,
+    pub ssl_key_location: String,
+    /// Certificate authorities a client's certificate must chain to (PEM file).
+    pub ssl_ca_location: String,
+    /// Client certificates: `none`, `requested` or `required` (Kafka's `ssl.client.auth`).
+    pub ssl_client_auth: String,
+    /// A TLS handshake not done by then closes its connection.
+    pub ssl_handshake_timeout_ms: u64,
+    /// How often the certificate, key and CA files are read again; changed ones serve every new
+    /// connection from then on (0: never).
+    pub ssl_reload_interval_ms: u64,
     /// The data directory (one commit pipeline per directory).
     pub data_dir: PathBuf,
     /// Disk engine: `blocking` (the default), `uring`, or `auto` (io_uring where it can be set
@@ -161,6 +173,12 @@ impl Default for Config {
             listeners: String::new(),
             listener_security_protocol_map: String::new(),
             advertised_listeners: String::new(),
+            ssl_certificate_location: String::new(),
+            ssl_key_location: String::new(),
+            ssl_ca_location: String::new(),
+            ssl_client_auth: "none".into(),
+            ssl_handshake_timeout_ms: 10_000,
+            ssl_reload_interval_ms: 30_000,
             data_dir: PathBuf::from("./data"),
             io_engine: "blocking".into(),
             disk_threads: 4,
@@ -632,6 +650,10 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
             | "listeners"
             | "listener_security_protocol_map"
             | "advertised_listeners"
+            | "ssl_certificate_location"
+            | "ssl_key_location"
+            | "ssl_ca_location"
+            | "ssl_client_auth"
             | "data_dir"
             | "io_engine"
             | "metrics_listen"
@@ -708,6 +730,8 @@ fn parse_host_port(s: &str) -> Result<(String, i32), String> {
 
 mod check;
 mod listeners;
-pub use listeners::{Endpoint, ListenerSpec, SecurityProtocol, DEFAULT_LISTENER};
+pub use listeners::{
+    ClientAuth, Endpoint, ListenerSpec, SecurityProtocol, TlsSettings, DEFAULT_LISTENER,
+};
 #[cfg(test)]
 mod tests;

@@ -54,6 +54,8 @@ pub struct Throttles {
     pub refused: LogThrottle,
     /// Produced batches refused (invalid records, too large, …).
     pub refused_batches: LogThrottle,
+    /// TLS handshakes that failed or did not finish in time.
+    pub tls: LogThrottle,
 }
 
 #[cfg(test)]

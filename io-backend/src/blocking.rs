@@ -89,9 +89,9 @@ impl BlockingDisk {
 
 pub(crate) fn open_std(path: &Path, mode: OpenMode) -> std::io::Result<File> {
     let mut opts = OpenOptions::new();
-    opts.read(true).write(true);
+    opts.read(true).write(mode != OpenMode::ReadOnly);
     match mode {
-        OpenMode::Existing => {}
+        OpenMode::Existing | OpenMode::ReadOnly => {}
         OpenMode::Create => {
             opts.create(true);
         }

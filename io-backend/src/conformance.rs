@@ -197,6 +197,21 @@ pub async fn sync_then_reopen(disk: &dyn Disk, root: &Path) -> Check {
     let got = f.read_at(7, 0).await.map_err(fail("read"))?;
     ensure!(&got[..] == b"durable", "after reopen read {:?}", got);
     let f = disk
+        .open(&path, OpenMode::ReadOnly)
+        .await
+        .map_err(fail("open read-only"))?;
+    let got = f.read_at(7, 0).await.map_err(fail("read read-only"))?;
+    ensure!(&got[..] == b"durable", "read-only read {:?}", got);
+    let missing = dir.join("missing-read-only");
+    ensure!(
+        disk.open(&missing, OpenMode::ReadOnly).await.is_err(),
+        "ReadOnly opened a missing file"
+    );
+    ensure!(
+        !disk.exists(&missing).await.map_err(fail("exists"))?,
+        "ReadOnly created a file"
+    );
+    let f = disk
         .open(&path, OpenMode::Truncate)
         .await
         .map_err(fail("open truncate"))?;

@@ -15,6 +15,9 @@ pub enum OpenMode {
     Create,
     /// Create a new empty file, truncating any existing one.
     Truncate,
+    /// Open an existing file for reading only (a file the broker must not change, such as a
+    /// TLS certificate it may not write); fail with `NotFound` if it is missing.
+    ReadOnly,
 }
 
 /// Directories and files. Buffers are owned (`Bytes` in, `Bytes` out) because io_uring needs a

@@ -57,6 +57,28 @@ pub struct ListenerSpec {
     pub advertised: Option<(String, i32)>,
 }
 
+/// Whether a TLS listener asks its clients for a certificate (Kafka's `ssl.client.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    /// Asked for; a client without one is served.
+    Requested,
+    /// A client without a certificate that chains to `ssl_ca_location` is refused.
+    Required,
+}
+
+/// What the TLS listeners serve: where their PEM files are and what they ask of clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub certificate: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub ca: Option<std::path::PathBuf>,
+    pub client_auth: ClientAuth,
+    pub handshake_timeout: std::time::Duration,
+    /// `None`: the files are read only at start.
+    pub reload_interval: Option<std::time::Duration>,
+}
+
 /// A broker's address on one listener, as the cluster metadata records it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -131,15 +153,69 @@ impl Config {
             spec.advertised = Some((host, port as i32));
         }
         for spec in &specs {
-            if spec.protocol != SecurityProtocol::Plaintext {
+            if matches!(
+                spec.protocol,
+                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+            ) {
                 return Err(format!(
-                    "listener {}: security protocol {} is not supported by this broker yet (only PLAINTEXT)",
+                    "listener {}: security protocol {} is not supported by this broker yet (PLAINTEXT and SSL are)",
                     spec.name,
                     spec.protocol.name()
                 ));
             }
         }
         Ok(specs)
+    }
+
+    /// What the TLS listeners serve; `None` when no listener is SSL (the `ssl_*` settings are
+    /// then not used).
+    pub fn tls_settings(&self) -> Result<Option<TlsSettings>, String> {
+        let specs = self.listener_specs()?;
+        if !specs.iter().any(|s| s.protocol == SecurityProtocol::Ssl) {
+            return Ok(None);
+        }
+        let path = |key: &str, value: &str| -> Result<std::path::PathBuf, String> {
+            if value.trim().is_empty() {
+                Err(format!("an SSL listener needs {key} (a PEM file)"))
+            } else {
+                Ok(value.trim().into())
+            }
+        };
+        let client_auth = match self.ssl_client_auth.trim() {
+            "none" => ClientAuth::None,
+            "requested" => ClientAuth::Requested,
+            "required" => ClientAuth::Required,
+            other => {
+                return Err(format!(
+                    "ssl_client_auth = {other:?}: none, requested or required"
+                ))
+            }
+        };
+        let ca = match self.ssl_ca_location.trim() {
+            "" if client_auth != ClientAuth::None => {
+                return Err(format!(
+                    "ssl_client_auth = {}: client certificates need ssl_ca_location (the CAs they chain to)",
+                    self.ssl_client_auth.trim()
+                ))
+            }
+            "" => None,
+            ca => Some(ca.into()),
+        };
+        if !(100..=600_000).contains(&self.ssl_handshake_timeout_ms) {
+            return Err("ssl_handshake_timeout_ms must be from 100 to 600000".into());
+        }
+        if self.ssl_reload_interval_ms != 0 && self.ssl_reload_interval_ms < 100 {
+            return Err("ssl_reload_interval_ms must be 0 (never) or at least 100".into());
+        }
+        Ok(Some(TlsSettings {
+            certificate: path("ssl_certificate_location", &self.ssl_certificate_location)?,
+            key: path("ssl_key_location", &self.ssl_key_location)?,
+            ca,
+            client_auth,
+            handshake_timeout: std::time::Duration::from_millis(self.ssl_handshake_timeout_ms),
+            reload_interval: (self.ssl_reload_interval_ms > 0)
+                .then(|| std::time::Duration::from_millis(self.ssl_reload_interval_ms)),
+        }))
     }
 
     /// This broker's address on each listener, as its clients are told (the listeners'

@@ -226,8 +226,30 @@ fn listeners_that_cannot_be_served_are_refused_with_the_reason() {
             "both set",
         ),
         (
-            &[("listeners", "SSL://127.0.0.1:9093")],
+            &[("listeners", "SASL_SSL://127.0.0.1:9093")],
             "not supported by this broker yet",
+        ),
+        (
+            &[("listeners", "SSL://127.0.0.1:9093")],
+            "needs ssl_certificate_location",
+        ),
+        (
+            &[
+                ("listeners", "SSL://127.0.0.1:9093"),
+                ("ssl_certificate_location", "c.pem"),
+                ("ssl_key_location", "k.pem"),
+                ("ssl_client_auth", "required"),
+            ],
+            "need ssl_ca_location",
+        ),
+        (
+            &[
+                ("listeners", "SSL://127.0.0.1:9093"),
+                ("ssl_certificate_location", "c.pem"),
+                ("ssl_key_location", "k.pem"),
+                ("ssl_client_auth", "sometimes"),
+            ],
+            "none, requested or required",
         ),
     ];
     for (settings, reason) in cases {
@@ -254,4 +276,27 @@ fn a_listener_on_a_port_the_system_chose_is_advertised_at_it() {
     let mut single = with_listeners(&[("listen", "127.0.0.1:0")]).unwrap();
     single.advertise_bound(&[("PLAINTEXT".into(), "127.0.0.1:40003".parse().unwrap())]);
     assert_eq!(single.advertised(), ("127.0.0.1".to_string(), 40003));
+}
+
+#[test]
+fn tls_settings_only_for_ssl_listeners() {
+    let plain = with_listeners(&[("ssl_client_auth", "required")]).unwrap();
+    assert_eq!(plain.tls_settings().unwrap(), None);
+    let c = with_listeners(&[
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093",
+        ),
+        ("ssl_certificate_location", "/etc/b/cert.pem"),
+        ("ssl_key_location", "/etc/b/key.pem"),
+        ("ssl_ca_location", "/etc/b/ca.pem"),
+        ("ssl_client_auth", "requested"),
+        ("ssl_reload_interval_ms", "0"),
+    ])
+    .unwrap();
+    let t = c.tls_settings().unwrap().unwrap();
+    assert_eq!(t.client_auth, ClientAuth::Requested);
+    assert_eq!(t.ca, Some(PathBuf::from("/etc/b/ca.pem")));
+    assert_eq!(t.reload_interval, None);
+    assert_eq!(t.handshake_timeout, Duration::from_secs(10));
 }

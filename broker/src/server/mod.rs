@@ -2,6 +2,7 @@
 //! task per connection ([`connection`]), the metrics endpoint, shutdown.
 
 mod connection;
+mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,7 +16,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use crate::api::{count_connection, Broker};
-use crate::config::Config;
+use crate::config::{Config, SecurityProtocol};
 use crate::group::Coordinator;
 use crate::memory::MemoryBudget;
 use crate::metrics::{CountingDisk, Metrics};
@@ -73,6 +74,14 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     let specs = config
         .listener_specs()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tls = match config.tls_settings().map_err(|e| anyhow::anyhow!("{e}"))? {
+        Some(settings) => Some(
+            tls::Tls::load(env.disk.clone(), settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+        ),
+        None => None,
+    };
     let mut listeners = Vec::with_capacity(specs.len());
     let mut listener_addrs = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -84,7 +93,14 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
             )
         })?;
         listener_addrs.push((spec.name.clone(), listener.local_addr()?));
-        listeners.push((Arc::<str>::from(spec.name), listener));
+        let secured = (spec.protocol == SecurityProtocol::Ssl)
+            .then(|| tls.clone())
+            .flatten();
+        listeners.push(Listening {
+            name: Arc::from(spec.name),
+            listener,
+            tls: secured,
+        });
     }
     let kafka_addr = listener_addrs
         .first()
@@ -135,6 +151,9 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         ));
         Some(bound)
     };
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().reload_loop(env.clock.clone(), stop_rx.clone()));
+    }
     tracing::info!(listeners = ?listener_addrs, ?metrics_addr, node_id = config.node_id, "broker serving");
     let done = tokio::spawn(accept_loop(
         listeners,
@@ -250,8 +269,15 @@ pub async fn run_until(
     Ok(())
 }
 
+/// A bound listener: its name, its socket and, for an SSL listener, its TLS.
+struct Listening {
+    name: Arc<str>,
+    listener: Box<dyn Listener>,
+    tls: Option<Arc<tls::Tls>>,
+}
+
 async fn accept_loop(
-    listeners: Vec<(Arc<str>, Box<dyn Listener>)>,
+    listeners: Vec<Listening>,
     broker: Arc<Broker>,
     clock: Arc<dyn Clock>,
     stop: watch::Receiver<bool>,
@@ -265,7 +291,7 @@ async fn accept_loop(
     };
     let loops = listeners
         .into_iter()
-        .map(|(name, listener)| accept_on(name, listener, &broker, &clock, stop.clone(), &limits));
+        .map(|l| accept_on(l, &broker, &clock, stop.clone(), &limits));
     futures::future::join_all(loops).await;
     // Drain: wait (bounded) for open connections to finish their requests.
     let all = u32::try_from(max).unwrap_or(u32::MAX);
@@ -283,8 +309,11 @@ struct Limits {
 
 /// Accept on one listener until the broker stops.
 async fn accept_on(
-    name: Arc<str>,
-    listener: Box<dyn Listener>,
+    Listening {
+        name,
+        listener,
+        tls,
+    }: Listening,
     broker: &Arc<Broker>,
     clock: &Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
@@ -334,11 +363,26 @@ async fn accept_on(
         let span = tracing::debug_span!("conn", %peer, listener = %name);
         let churn = limits.churn.clone();
         let listener_name = name.clone();
+        let (tls, clock) = (tls.clone(), clock.clone());
         churn.opened();
         tokio::spawn(
             async move {
                 count_connection(&b.metrics, 1);
-                connection::serve(b.clone(), conn, peer, listener_name, stop_conn).await;
+                let conn = match &tls {
+                    None => Some(conn),
+                    Some(tls) => match tls::handshake(tls, conn, &clock).await {
+                        Ok(conn) => Some(conn),
+                        Err(e) => {
+                            if let Some(suppressed) = b.throttles.tls.admit(clock.now()) {
+                                tracing::warn!(%peer, listener = %listener_name, error = %e, suppressed, "closing connection");
+                            }
+                            None
+                        }
+                    },
+                };
+                if let Some(conn) = conn {
+                    connection::serve(b.clone(), conn, peer, listener_name, stop_conn).await;
+                }
                 count_connection(&b.metrics, -1);
                 drop(address_slot);
                 drop(permit);

@@ -485,7 +485,7 @@ impl Disk for SimDisk {
                 inode
             }
             (Some(inode), _) => inode,
-            (None, OpenMode::Existing) => {
+            (None, OpenMode::Existing | OpenMode::ReadOnly) => {
                 return Err(err(
                     DiskOp::Open,
                     path,
