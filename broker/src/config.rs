@@ -41,6 +41,8 @@ pub struct Config {
     /// How often the certificate, key and CA files are read again; changed ones serve every new
     /// connection from then on (0: never).
     pub ssl_reload_interval_ms: u64,
+    /// `PLAINTEXT` or `SSL`: the links between brokers (mutual TLS with the `ssl_*` files).
+    pub inter_broker_security_protocol: String,
     /// The data directory (one commit pipeline per directory).
     pub data_dir: PathBuf,
     /// Disk engine: `blocking` (the default), `uring`, or `auto` (io_uring where it can be set
@@ -179,6 +181,7 @@ impl Default for Config {
             ssl_client_auth: "none".into(),
             ssl_handshake_timeout_ms: 10_000,
             ssl_reload_interval_ms: 30_000,
+            inter_broker_security_protocol: "PLAINTEXT".into(),
             data_dir: PathBuf::from("./data"),
             io_engine: "blocking".into(),
             disk_threads: 4,
@@ -654,6 +657,7 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
             | "ssl_key_location"
             | "ssl_ca_location"
             | "ssl_client_auth"
+            | "inter_broker_security_protocol"
             | "data_dir"
             | "io_engine"
             | "metrics_listen"

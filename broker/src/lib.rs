@@ -32,6 +32,7 @@ pub mod replication;
 pub mod server;
 pub mod storage;
 pub mod throttle;
+pub mod tls;
 pub mod topic_config;
 
 #[cfg(unix)]

@@ -2,7 +2,9 @@
 confluent-kafka, kafka-python and kcat produce and consume over TLS (1,000 records of 1 KiB);
 client certificates required and refused without; a plaintext client, garbage and silence on the
 TLS port closed within the handshake deadline while TLS clients go on being served; the
-certificate files replaced and served to new connections without dropping an open one."""
+certificate files replaced and served to new connections without dropping an open one; three
+brokers linked by mutual TLS (3,000 records of 100 B replicated three ways), and processes
+without the cluster's certificate refused on the inter-broker port."""
 
 import datetime
 import socket
@@ -49,9 +51,10 @@ class Certs:
         path.write_bytes(data)
         return str(path)
 
-    def issue(self, name, cn, server):
-        """A certificate for `cn` (a server's for localhost and 127.0.0.1, or a client's):
-        (certificate path, key path)."""
+    def issue(self, name, cn, server, client=None):
+        """A certificate for `cn` (a server's for localhost and 127.0.0.1, a client's, or, for
+        a broker that also dials other brokers, both): (certificate path, key path)."""
+        client = (not server) if client is None else client
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         b = (x509.CertificateBuilder()
@@ -66,10 +69,9 @@ class Certs:
             b = b.add_extension(x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                 critical=False)
-            usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
-        else:
-            usage = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
-        b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        usages = ([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + \
+            ([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
+        b = b.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         cert = b.sign(self.ca_key, hashes.SHA256())
         return (
             self.write(f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM)),
@@ -237,3 +239,53 @@ def test_changed_certificates_serve_new_connections_and_keep_open_ones(make_brok
     assert s.getpeercert()["subject"][-1] == (("commonName", "broker2"),)
     s.close()
     b.assert_alive()
+
+
+def test_brokers_linked_by_mutual_tls_refuse_strangers(tmp_path, certs):
+    from test_cluster import Cluster, consume_all, create
+    cert, key = certs.issue("broker", "broker", server=True, client=True)
+    c = Cluster(tmp_path / "cluster", extra_args=(
+        "--set", "inter_broker_security_protocol=SSL",
+        "--set", f"ssl_certificate_location={cert}",
+        "--set", f"ssl_key_location={key}",
+        "--set", f"ssl_ca_location={certs.ca}")).start()
+    try:
+        c.wait_brokers(3)
+        create(c.bootstrap, "secured", 3)
+        p = clients.producer(c.bootstrap)
+        for i in range(3000):
+            p.produce("secured", value=b"%05d" % i + b"." * 95)
+        assert p.flush(60) == 0
+        got, _ = consume_all(c.bootstrap, "secured", [0, 1, 2])
+        assert sorted(r[2][:5] for part in got.values() for r in part) == \
+            [b"%05d" % i for i in range(3000)]
+        port = int(c.peers.split(",")[0].rsplit(":", 1)[1])  # node 1's inter-broker port
+        since = c.nodes[1].log_size()
+        # A process speaking the transport in plaintext: a frame that would be a hello.
+        plain = socket.create_connection(("127.0.0.1", port), timeout=10)
+        plain.sendall(b"\x00\x00\x00\x20" + bytes(36))
+        assert closed_within(plain, 10), "a plaintext peer was kept"
+        plain.close()
+        # A TLS client whose certificate another CA signed.
+        stranger = Certs(certs.dir / "other").issue("mallory", "mallory", server=True,
+                                                     client=True)
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        ctx.check_hostname = False
+        ctx.load_cert_chain(*stranger)
+        answered = None
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+            s.sendall(b"\x00\x00\x00\x20" + bytes(36))
+            answered = s.recv(4)
+        assert answered is None, f"a stranger was answered: {answered!r}"
+        c.nodes[1].wait_for_log(
+            since, lambda t: t.count("inter-broker connection refused: TLS handshake failed") >= 2,
+            timeout=10)
+        # The cluster goes on: one more round of writes through every broker.
+        p = clients.producer(c.bootstrap)
+        for i in range(300):
+            p.produce("secured", value=b"after %d" % i)
+        assert p.flush(60) == 0
+    finally:
+        died = c.cleanup()
+        assert not died, "\n".join(n.log_tail() for n in died)

@@ -77,6 +77,8 @@ pub struct TlsSettings {
     pub handshake_timeout: std::time::Duration,
     /// `None`: the files are read only at start.
     pub reload_interval: Option<std::time::Duration>,
+    /// The links between brokers are TLS too (mutual: the CAs are required).
+    pub inter_broker: bool,
 }
 
 /// A broker's address on one listener, as the cluster metadata records it.
@@ -171,12 +173,26 @@ impl Config {
     /// then not used).
     pub fn tls_settings(&self) -> Result<Option<TlsSettings>, String> {
         let specs = self.listener_specs()?;
-        if !specs.iter().any(|s| s.protocol == SecurityProtocol::Ssl) {
+        let inter_broker = match self.inter_broker_security_protocol.trim() {
+            "PLAINTEXT" => false,
+            "SSL" => true,
+            other => {
+                return Err(format!(
+                    "inter_broker_security_protocol = {other:?}: PLAINTEXT or SSL"
+                ))
+            }
+        };
+        if inter_broker && !self.clustered() {
+            return Err("inter_broker_security_protocol = \"SSL\" but cluster_peers is empty: a single node has no links between brokers".into());
+        }
+        if !inter_broker && !specs.iter().any(|s| s.protocol == SecurityProtocol::Ssl) {
             return Ok(None);
         }
         let path = |key: &str, value: &str| -> Result<std::path::PathBuf, String> {
             if value.trim().is_empty() {
-                Err(format!("an SSL listener needs {key} (a PEM file)"))
+                Err(format!(
+                    "an SSL listener (or TLS between brokers) needs {key} (a PEM file)"
+                ))
             } else {
                 Ok(value.trim().into())
             }
@@ -192,6 +208,9 @@ impl Config {
             }
         };
         let ca = match self.ssl_ca_location.trim() {
+            "" if inter_broker => {
+                return Err("inter_broker_security_protocol = \"SSL\": the brokers' certificates are checked against ssl_ca_location, which is not set".into())
+            }
             "" if client_auth != ClientAuth::None => {
                 return Err(format!(
                     "ssl_client_auth = {}: client certificates need ssl_ca_location (the CAs they chain to)",
@@ -215,6 +234,7 @@ impl Config {
             handshake_timeout: std::time::Duration::from_millis(self.ssl_handshake_timeout_ms),
             reload_interval: (self.ssl_reload_interval_ms > 0)
                 .then(|| std::time::Duration::from_millis(self.ssl_reload_interval_ms)),
+            inter_broker,
         }))
     }
 

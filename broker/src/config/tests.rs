@@ -251,6 +251,23 @@ fn listeners_that_cannot_be_served_are_refused_with_the_reason() {
             ],
             "none, requested or required",
         ),
+        (
+            &[("inter_broker_security_protocol", "SSL")],
+            "a single node has no links between brokers",
+        ),
+        (
+            &[
+                ("cluster_peers", "1@127.0.0.1:9093,2@127.0.0.1:9094"),
+                ("inter_broker_security_protocol", "SSL"),
+                ("ssl_certificate_location", "c.pem"),
+                ("ssl_key_location", "k.pem"),
+            ],
+            "checked against ssl_ca_location",
+        ),
+        (
+            &[("inter_broker_security_protocol", "TLS")],
+            "PLAINTEXT or SSL",
+        ),
     ];
     for (settings, reason) in cases {
         let e = with_listeners(settings).expect_err(reason).to_string();

@@ -89,6 +89,9 @@ pub struct TransportSettings {
     pub holds_data: bool,
     /// Frames received and not yet taken from the [`Inbox`], at most.
     pub inbox_frames_max: usize,
+    /// Mutual TLS on every link (`inter_broker_security_protocol = "SSL"`): a peer without a
+    /// certificate of the cluster's CAs is refused before anything it sends is read.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Default for TransportSettings {
@@ -103,6 +106,7 @@ impl Default for TransportSettings {
             backoff_max: Duration::from_secs(2),
             inbox_frames_max: 1024,
             holds_data: false,
+            tls: None,
         }
     }
 }
@@ -386,6 +390,28 @@ async fn accept_loop(inner: Arc<Inner>, listener: Box<dyn Listener>) {
 /// A dialled connection's hello says who is calling; the caller must be a known peer with a
 /// smaller id (the one that dials) and the hello must be addressed to us.
 async fn accept_one(inner: Arc<Inner>, conn: Box<dyn Connection>, address: SocketAddr) {
+    let conn = match inner.settings.tls.as_ref().and_then(|t| t.inter_broker()) {
+        None => conn,
+        Some((acceptor, _)) => {
+            let timeout = inner.settings.io_timeout;
+            match inner
+                .env
+                .clock
+                .timeout(timeout, acceptor.accept(conn))
+                .await
+            {
+                Ok(Ok(tls)) => Box::new(tls) as Box<dyn Connection>,
+                Ok(Err(error)) => {
+                    tracing::warn!(%address, %error, "inter-broker connection refused: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%address, ?timeout, "inter-broker connection refused: TLS handshake not done in time");
+                    return;
+                }
+            }
+        }
+    };
     let (reader, writer) = tokio::io::split(conn);
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let label = address.to_string();
@@ -478,6 +504,14 @@ type Halves = (Reader, WriteHalf<Box<dyn Connection>>);
 
 async fn dial(inner: &Inner, peer: &Peer) -> io::Result<Halves> {
     let conn = inner.env.net.connect(peer.address).await?;
+    let conn = match inner.settings.tls.as_ref().and_then(|t| t.inter_broker()) {
+        None => conn,
+        Some((_, connector)) => Box::new(
+            connector
+                .connect(crate::tls::peer_name(peer.address), conn)
+                .await?,
+        ) as Box<dyn Connection>,
+    };
     let (reader, mut writer) = tokio::io::split(conn);
     let reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let mut hello = unsealed_frame(32);

@@ -2,7 +2,6 @@
 //! task per connection ([`connection`]), the metrics endpoint, shutdown.
 
 mod connection;
-mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -76,7 +75,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let tls = match config.tls_settings().map_err(|e| anyhow::anyhow!("{e}"))? {
         Some(settings) => Some(
-            tls::Tls::load(env.disk.clone(), settings)
+            crate::tls::Tls::load(env.disk.clone(), settings)
                 .await
                 .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
         ),
@@ -111,7 +110,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     config.advertise_bound(&listener_addrs);
     let memory = MemoryBudget::new(config.memory_budget_bytes, metrics.clone());
     let cluster = if config.clustered() {
-        Some(start_cluster(&env, &config, &store, &memory).await?)
+        Some(start_cluster(&env, &config, &store, &memory, tls.clone()).await?)
     } else {
         None
     };
@@ -179,6 +178,7 @@ async fn start_cluster(
     config: &Config,
     store: &Arc<Store>,
     memory: &Arc<MemoryBudget>,
+    tls: Option<Arc<crate::tls::Tls>>,
 ) -> anyhow::Result<Arc<crate::controller::Controller>> {
     use crate::replication::{node, transport};
     let address = config
@@ -197,6 +197,7 @@ async fn start_cluster(
         config.peers(),
         transport::TransportSettings {
             holds_data: !store.created_here(),
+            tls: tls.filter(|t| t.inter_broker().is_some()),
             ..transport::TransportSettings::default()
         },
     );
@@ -273,7 +274,7 @@ pub async fn run_until(
 struct Listening {
     name: Arc<str>,
     listener: Box<dyn Listener>,
-    tls: Option<Arc<tls::Tls>>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 async fn accept_loop(
@@ -370,7 +371,7 @@ async fn accept_on(
                 count_connection(&b.metrics, 1);
                 let conn = match &tls {
                     None => Some(conn),
-                    Some(tls) => match tls::handshake(tls, conn, &clock).await {
+                    Some(tls) => match crate::tls::handshake(tls, conn, &clock).await {
                         Ok(conn) => Some(conn),
                         Err(e) => {
                             if let Some(suppressed) = b.throttles.tls.admit(clock.now()) {
