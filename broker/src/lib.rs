@@ -29,6 +29,7 @@ pub mod producer_state;
 pub mod protocol;
 pub mod records;
 pub mod replication;
+pub mod scram;
 pub mod server;
 pub mod storage;
 pub mod throttle;

@@ -45,8 +45,8 @@ pub const BROKER_LAYERS: &[Layer] = &[
     // configs. Plain data with parsing and checks; they build no higher layer's types.
     ("settings", &["broker_configs", "config", "topic_config"]),
     // Security primitives the layers above share: TLS configurations from PEM files (the
-    // listeners', the links between brokers').
-    ("security", &["tls"]),
+    // listeners', the links between brokers'), SCRAM credentials and exchanges.
+    ("security", &["scram", "tls"]),
     // A data directory: the catalog of topics (with the internal topics' names), partition
     // logs, the commit pipeline, disk operations with deadlines.
     ("storage", &["storage"]),
