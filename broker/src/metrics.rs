@@ -129,6 +129,7 @@ pub struct Metrics {
     pub failed_log_dirs: Gauge,
     pub connections: Gauge,
     pub connections_rejected: Counter,
+    pub tls_handshakes_failed: Counter,
     pub malformed_requests: Counter,
     pub disk_write_ops: Counter,
     pub disk_write_bytes: Counter,
@@ -268,6 +269,11 @@ impl Default for Metrics {
                 &mut r,
                 "connections_rejected",
                 "Connections refused at the connection limit",
+            ),
+            tls_handshakes_failed: counter(
+                &mut r,
+                "tls_handshakes_failed",
+                "TLS handshakes on the SSL listeners that failed or did not finish in time",
             ),
             malformed_requests: counter(
                 &mut r,
@@ -624,6 +630,7 @@ mod tests {
         "stillwater_commit_rounds_total 0",
         "stillwater_commit_appends_total 0",
         "stillwater_connections_rejected_total 0",
+        "stillwater_tls_handshakes_failed_total 0",
         "stillwater_malformed_requests_total 0",
         "stillwater_disk_write_ops_total 0",
         "stillwater_disk_write_bytes_total 0",

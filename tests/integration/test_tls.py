@@ -204,6 +204,7 @@ def test_bad_clients_on_the_tls_port_are_closed_and_others_served(make_broker, c
     s = raw_tls(b.ssl_port, certs)
     assert wire.api_versions(s)[0] == 0
     s.close()
+    assert b.metric("stillwater_tls_handshakes_failed_total") >= 4
     log = b.log_text()
     assert "TLS handshake not done within 1000 ms" in log, b.log_tail()
     assert "TLS handshake failed" in log, b.log_tail()

@@ -374,6 +374,7 @@ async fn accept_on(
                     Some(tls) => match crate::tls::handshake(tls, conn, &clock).await {
                         Ok(conn) => Some(conn),
                         Err(e) => {
+                            Metrics::inc(&b.metrics.tls_handshakes_failed, 1);
                             if let Some(suppressed) = b.throttles.tls.admit(clock.now()) {
                                 tracing::warn!(%peer, listener = %listener_name, error = %e, suppressed, "closing connection");
                             }
