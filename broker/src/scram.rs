@@ -54,16 +54,8 @@ impl Mechanism {
 
     fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         match self {
-            Mechanism::Sha256 => {
-                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
-            Mechanism::Sha512 => {
-                let mut m = <Hmac<Sha512> as Mac>::new_from_slice(key).expect("any key length");
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
+            Mechanism::Sha256 => mac::<Hmac<Sha256>>(key, data),
+            Mechanism::Sha512 => mac::<Hmac<Sha512>>(key, data),
         }
     }
 
@@ -86,6 +78,12 @@ impl Mechanism {
         }
         out
     }
+}
+
+fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut m = <M as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    m.update(data);
+    m.finalize().into_bytes().to_vec()
 }
 
 /// What a broker keeps of a user's password for one mechanism.
