@@ -36,6 +36,9 @@ use crate::config::{ClientAuth, TlsSettings};
 /// A PEM file larger than this is refused (a certificate chain is a few KiB).
 const PEM_BYTES_MAX: u64 = 1 << 20;
 
+/// Reading the files (at start, and again) must be done within this.
+pub const FILES_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The TLS configuration the SSL listeners serve, replaced whole when its files change.
 pub struct Tls {
     settings: TlsSettings,
@@ -140,7 +143,10 @@ impl Tls {
                 _ = stop.changed() => return,
                 _ = clock.sleep(every) => {}
             }
-            self.reload().await;
+            // A disk that stalls holds this task only, and not past the deadline.
+            if clock.timeout(FILES_DEADLINE, self.reload()).await.is_err() {
+                tracing::warn!(certificate = %self.settings.certificate.display(), "reading the TLS files again did not finish in time; the ones loaded before are kept");
+            }
         }
     }
 }

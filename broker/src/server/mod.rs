@@ -74,11 +74,15 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         .listener_specs()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let tls = match config.tls_settings().map_err(|e| anyhow::anyhow!("{e}"))? {
-        Some(settings) => Some(
-            crate::tls::Tls::load(env.disk.clone(), settings)
+        Some(settings) => {
+            let load = crate::tls::Tls::load(env.disk.clone(), settings);
+            let loaded = env
+                .clock
+                .timeout(crate::tls::FILES_DEADLINE, load)
                 .await
-                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
-        ),
+                .map_err(|_| anyhow::anyhow!("TLS: the PEM files could not be read in time"))?;
+            Some(loaded.map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
+        }
         None => None,
     };
     let mut listeners = Vec::with_capacity(specs.len());
