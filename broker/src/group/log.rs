@@ -15,14 +15,7 @@ impl Actor {
             return Ok(t);
         }
         // Committed offsets and group metadata are kept until they are replaced.
-        let config: crate::topic_config::Overrides = [
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-            ("segment.bytes", "16777216"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let config = offsets_topic_overrides();
         if let Some(cluster) = &self.cluster {
             return ensure_offsets_topic(
                 cluster,
@@ -256,14 +249,7 @@ pub(super) async fn ensure_offsets_topic(
 ) -> Result<(), i16> {
     let limit = Duration::from_secs(10);
     if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) {
-        let overrides = [
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-            ("segment.bytes", "16777216"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let overrides = offsets_topic_overrides();
         match cluster
             .create_topic(OFFSETS_TOPIC, partitions, rf, None, overrides, limit)
             .await
@@ -321,4 +307,17 @@ pub(super) fn encode_batch(entries: &[Entry], now_ms: i64) -> Bytes {
         },
     );
     buf.freeze()
+}
+
+/// The offsets topic's configs, on one node and in a cluster: committed offsets and group
+/// metadata are kept until they are replaced (checkpoints bound the topic, not retention).
+fn offsets_topic_overrides() -> crate::topic_config::Overrides {
+    [
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("segment.bytes", "16777216"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
