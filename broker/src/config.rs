@@ -43,6 +43,20 @@ pub struct Config {
     pub ssl_reload_interval_ms: u64,
     /// `PLAINTEXT` or `SSL`: the links between brokers (mutual TLS with the `ssl_*` files).
     pub inter_broker_security_protocol: String,
+    /// What the SASL listeners offer: `SCRAM-SHA-256`, `SCRAM-SHA-512`, `PLAIN` (checked
+    /// against the users' SCRAM credentials), comma-separated.
+    pub sasl_enabled_mechanisms: String,
+    /// A SASL connection not authenticated by then is closed.
+    pub sasl_authentication_timeout_ms: u64,
+    /// A failed authentication is answered this long after it, then the connection closed
+    /// (Kafka's `connection.failed.authentication.delay.ms`).
+    pub connection_failed_authentication_delay_ms: u64,
+    /// How long an authentication lasts: the client must authenticate again on its connection
+    /// before then (KIP-368) or the connection is closed; 0: for the connection's life.
+    pub connections_max_reauth_ms: u64,
+    /// SCRAM users made at start unless they exist (Kafka's `--add-scram`), e.g.
+    /// `SCRAM-SHA-512=[name=admin,password=...]`, several separated by spaces.
+    pub add_scram: String,
     /// The data directory (one commit pipeline per directory).
     pub data_dir: PathBuf,
     /// Disk engine: `blocking` (the default), `uring`, or `auto` (io_uring where it can be set
@@ -182,6 +196,11 @@ impl Default for Config {
             ssl_handshake_timeout_ms: 10_000,
             ssl_reload_interval_ms: 30_000,
             inter_broker_security_protocol: "PLAINTEXT".into(),
+            sasl_enabled_mechanisms: "SCRAM-SHA-256,SCRAM-SHA-512".into(),
+            sasl_authentication_timeout_ms: 30_000,
+            connection_failed_authentication_delay_ms: 100,
+            connections_max_reauth_ms: 0,
+            add_scram: String::new(),
             data_dir: PathBuf::from("./data"),
             io_engine: "blocking".into(),
             disk_threads: 4,
@@ -658,6 +677,8 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
             | "ssl_ca_location"
             | "ssl_client_auth"
             | "inter_broker_security_protocol"
+            | "sasl_enabled_mechanisms"
+            | "add_scram"
             | "data_dir"
             | "io_engine"
             | "metrics_listen"
@@ -675,67 +696,14 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
     toml::Value::String(text.to_string())
 }
 
-/// `address:count,…` (an IPv6 address in brackets: `[::1]:10`).
-fn parse_overrides(text: &str) -> Result<Vec<(std::net::IpAddr, usize)>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|entry| {
-            let (addr, count) = entry
-                .rsplit_once(':')
-                .ok_or_else(|| format!("{entry:?} is not address:count"))?;
-            let addr = addr.trim_start_matches('[').trim_end_matches(']');
-            let ip = addr
-                .parse()
-                .map_err(|_| format!("{addr:?} is not an IP address"))?;
-            let n = count
-                .parse()
-                .map_err(|_| format!("{count:?} is not a count"))?;
-            Ok((ip, n))
-        })
-        .collect()
-}
-
-/// `id@host:port,…` into a map (duplicate ids refused).
-fn parse_peers(text: &str) -> Result<std::collections::BTreeMap<u64, SocketAddr>, String> {
-    let mut peers = std::collections::BTreeMap::new();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (id, address) = item
-            .split_once('@')
-            .ok_or_else(|| format!("{item:?} is not id@host:port"))?;
-        let id: u64 = id
-            .parse()
-            .map_err(|_| format!("{id:?} in {item:?} is not a broker id"))?;
-        if id > i32::MAX as u64 {
-            return Err(format!("broker id {id} is larger than {}", i32::MAX));
-        }
-        let address: SocketAddr = address
-            .parse()
-            .map_err(|_| format!("{address:?} in {item:?} is not an address (ip:port)"))?;
-        if peers.insert(id, address).is_some() {
-            return Err(format!("broker {id} is named twice"));
-        }
-    }
-    Ok(peers)
-}
-
-fn parse_host_port(s: &str) -> Result<(String, i32), String> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not host:port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{s:?} has an invalid port"))?;
-    if host.is_empty() {
-        return Err(format!("{s:?} has an empty host"));
-    }
-    Ok((host.to_string(), port as i32))
-}
-
 mod check;
 mod listeners;
+mod parse;
+mod sasl;
 pub use listeners::{
     ClientAuth, Endpoint, ListenerSpec, SecurityProtocol, TlsSettings, DEFAULT_LISTENER,
 };
+use parse::{parse_host_port, parse_overrides, parse_peers};
+pub use sasl::{SaslMechanism, SaslSettings};
 #[cfg(test)]
 mod tests;

@@ -29,11 +29,10 @@ pub mod producer_state;
 pub mod protocol;
 pub mod records;
 pub mod replication;
-pub mod scram;
+pub mod security;
 pub mod server;
 pub mod storage;
 pub mod throttle;
-pub mod tls;
 pub mod topic_config;
 
 #[cfg(unix)]

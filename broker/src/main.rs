@@ -40,6 +40,10 @@ struct Cli {
     /// Deadline of every disk operation in ms.
     #[arg(long)]
     io_deadline_ms: Option<String>,
+    /// A SCRAM user made at start unless it exists, Kafka's form:
+    /// `SCRAM-SHA-512=[name=admin,password=...]` (repeatable).
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=...,password=...]")]
+    add_scram: Vec<String>,
     /// Any other setting, as key=value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -61,6 +65,9 @@ impl Cli {
             if let Some(v) = v {
                 out.push((k.to_string(), v.clone()));
             }
+        }
+        if !self.add_scram.is_empty() {
+            out.push(("add_scram".to_string(), self.add_scram.join(" ")));
         }
         for kv in &self.set {
             let (k, v) = kv

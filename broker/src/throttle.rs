@@ -56,6 +56,8 @@ pub struct Throttles {
     pub refused_batches: LogThrottle,
     /// TLS handshakes that failed or did not finish in time.
     pub tls: LogThrottle,
+    /// SASL authentications refused.
+    pub sasl: LogThrottle,
 }
 
 #[cfg(test)]

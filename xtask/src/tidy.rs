@@ -46,7 +46,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
     ("settings", &["broker_configs", "config", "topic_config"]),
     // Security primitives the layers above share: TLS configurations from PEM files (the
     // listeners', the links between brokers'), SCRAM credentials and exchanges.
-    ("security", &["scram", "tls"]),
+    ("security", &["security"]),
     // A data directory: the catalog of topics (with the internal topics' names), partition
     // logs, the commit pipeline, disk operations with deadlines.
     ("storage", &["storage"]),

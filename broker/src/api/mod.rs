@@ -21,6 +21,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producers;
+mod users;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,6 +47,8 @@ use admin::topic_error_code;
 pub enum Reply {
     /// Write this response; the memory it holds is given back once it is written.
     Send(Bytes, Reservation),
+    /// Write this response, then close the connection (a refused authentication).
+    Last(Bytes, Reservation),
     /// Nothing to send (acks=0).
     Silent,
     /// The response could not be encoded: close rather than leave the client waiting.
@@ -320,6 +323,32 @@ impl Broker {
             RequestKind::ElectLeaders(e) => Box::pin(async move {
                 let r = this.elect_leaders(e, version).await;
                 respond(ResponseKind::ElectLeaders(r))
+            }),
+            RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
+                // A SASL listener's connection answers these itself; on any other listener
+                // there is nothing to authenticate, as Kafka answers.
+                let body = match req.body {
+                    RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+                        kafka_protocol::messages::SaslHandshakeResponse::default()
+                            .with_error_code(error::ILLEGAL_SASL_STATE),
+                    ),
+                    _ => ResponseKind::SaslAuthenticate(
+                        kafka_protocol::messages::SaslAuthenticateResponse::default()
+                            .with_error_code(error::ILLEGAL_SASL_STATE)
+                            .with_error_message(Some(StrBytes::from_static_str(
+                                "this listener does not use SASL",
+                            ))),
+                    ),
+                };
+                Box::pin(async move { respond(body) })
+            }
+            RequestKind::DescribeUserScramCredentials(d) => {
+                let r = self.describe_user_scram_credentials(d);
+                Box::pin(async move { respond(ResponseKind::DescribeUserScramCredentials(r)) })
+            }
+            RequestKind::AlterUserScramCredentials(a) => Box::pin(async move {
+                let r = this.alter_user_scram_credentials(a).await;
+                respond(ResponseKind::AlterUserScramCredentials(r))
             }),
             RequestKind::DescribeProducers(d) => {
                 let r = self.describe_producers(d);

@@ -34,6 +34,19 @@ impl SecurityProtocol {
         }
     }
 
+    /// SSL and SASL_SSL: TLS first.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// SASL_PLAINTEXT and SASL_SSL: a client authenticates before anything else.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
     fn parse(text: &str) -> Option<Self> {
         [
             SecurityProtocol::Plaintext,
@@ -154,18 +167,6 @@ impl Config {
             }
             spec.advertised = Some((host, port as i32));
         }
-        for spec in &specs {
-            if matches!(
-                spec.protocol,
-                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-            ) {
-                return Err(format!(
-                    "listener {}: security protocol {} is not supported by this broker yet (PLAINTEXT and SSL are)",
-                    spec.name,
-                    spec.protocol.name()
-                ));
-            }
-        }
         Ok(specs)
     }
 
@@ -185,7 +186,7 @@ impl Config {
         if inter_broker && !self.clustered() {
             return Err("inter_broker_security_protocol = \"SSL\" but cluster_peers is empty: a single node has no links between brokers".into());
         }
-        if !inter_broker && !specs.iter().any(|s| s.protocol == SecurityProtocol::Ssl) {
+        if !inter_broker && !specs.iter().any(|s| s.protocol.uses_tls()) {
             return Ok(None);
         }
         let path = |key: &str, value: &str| -> Result<std::path::PathBuf, String> {

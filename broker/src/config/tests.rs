@@ -227,7 +227,7 @@ fn listeners_that_cannot_be_served_are_refused_with_the_reason() {
         ),
         (
             &[("listeners", "SASL_SSL://127.0.0.1:9093")],
-            "not supported by this broker yet",
+            "needs ssl_certificate_location",
         ),
         (
             &[("listeners", "SSL://127.0.0.1:9093")],

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Endpoint;
 use crate::replication::transport::NodeId;
 use crate::replication::wire::GroupId;
+use crate::security::SecurityChange;
 use crate::topic_config::Overrides;
 
 /// The key of every metadata record: the format of its value.
@@ -88,6 +89,12 @@ pub enum MetadataRecord {
     /// A block of producer ids for the broker that asks (they are unique in the cluster).
     AllocateProducerIds {
         request: u64,
+    },
+    /// Changes to the security metadata (users' credentials), applied in order; each may be
+    /// refused alone.
+    AlterSecurity {
+        request: u64,
+        changes: Vec<SecurityChange>,
     },
 }
 

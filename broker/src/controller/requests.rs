@@ -256,3 +256,23 @@ impl Controller {
         }
     }
 }
+
+impl Controller {
+    /// Apply security changes through the metadata log: each change's outcome once the record
+    /// is applied here.
+    pub async fn alter_security(
+        &self,
+        changes: Vec<crate::security::SecurityChange>,
+        limit: Duration,
+    ) -> Result<Vec<Result<(), crate::security::SecurityError>>, TopicError> {
+        let request = self.request_id();
+        let record = MetadataRecord::AlterSecurity { request, changes };
+        match self.submit(record, request, limit).await {
+            Ok(Outcome::Security(outcomes)) => Ok(outcomes),
+            Ok(other) => Err(TopicError::NoController(format!(
+                "unexpected outcome {other:?} for a security change"
+            ))),
+            Err(e) => Err(topic_error(e)),
+        }
+    }
+}

@@ -5,11 +5,13 @@
 //! factor larger than the live brokers), which the broker that proposed it waits for.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use super::records::{parse_id, MetadataRecord};
 use crate::config::{Endpoint, DEFAULT_LISTENER};
 use crate::replication::transport::NodeId;
 use crate::replication::wire::GroupId;
+use crate::security::{SecurityError, SecurityMetadata};
 use crate::storage::catalog::{check_topic_name, PARTITIONS_MAX};
 use crate::topic_config::Overrides;
 
@@ -85,6 +87,8 @@ pub enum Outcome {
     Done,
     /// A block of producer ids: `[start, end)`.
     ProducerIds(i64, i64),
+    /// Each security change's outcome, in the record's order.
+    Security(Vec<Result<(), SecurityError>>),
     Failed(MetadataError),
 }
 
@@ -112,6 +116,8 @@ pub struct ClusterMetadata {
     /// broker's own.
     pub cluster_configs: Overrides,
     pub broker_configs: BTreeMap<NodeId, Overrides>,
+    /// Users' credentials (shared: records that do not change it do not copy it).
+    pub security: Arc<SecurityMetadata>,
     outcomes: VecDeque<(u64, Outcome)>,
 }
 
@@ -308,6 +314,16 @@ impl ClusterMetadata {
                 let start = self.next_producer_id;
                 self.next_producer_id += PRODUCER_ID_BLOCK;
                 self.record(*request, Outcome::ProducerIds(start, self.next_producer_id));
+            }
+            MetadataRecord::AlterSecurity { request, changes } => {
+                // Proposed again after it landed: what it did stands (a credential set again
+                // would undo a later change).
+                if self.outcome(*request).is_some() {
+                    return;
+                }
+                let security = Arc::make_mut(&mut self.security);
+                let outcomes = changes.iter().map(|c| security.apply(c)).collect();
+                self.record(*request, Outcome::Security(outcomes));
             }
         }
     }
@@ -711,5 +727,26 @@ mod tests {
         m.apply(&MetadataRecord::AllocateProducerIds { request: 5 });
         assert_eq!(m.outcome(4), Some(&Outcome::ProducerIds(0, 1000)));
         assert_eq!(m.outcome(5), Some(&Outcome::ProducerIds(1000, 2000)));
+    }
+
+    #[test]
+    fn a_security_change_proposed_again_does_not_undo_a_later_one() {
+        use crate::security::scram::{Credential, Mechanism};
+        use crate::security::SecurityChange;
+        let set = |request, pw: &str| MetadataRecord::AlterSecurity {
+            request,
+            changes: vec![SecurityChange::SetCredential {
+                user: "u".into(),
+                credential: Credential::derive(Mechanism::Sha256, pw.as_bytes(), vec![1; 16], 4096)
+                    .unwrap(),
+            }],
+        };
+        let mut m = ClusterMetadata::new();
+        m.apply(&set(1, "one"));
+        m.apply(&set(2, "two"));
+        m.apply(&set(1, "one"));
+        let c = m.security.credential("u", Mechanism::Sha256).unwrap();
+        assert!(c.verify_password(b"two"));
+        assert_eq!(m.outcome(1), Some(&Outcome::Security(vec![Ok(())])));
     }
 }

@@ -91,7 +91,7 @@ pub struct TransportSettings {
     pub inbox_frames_max: usize,
     /// Mutual TLS on every link (`inter_broker_security_protocol = "SSL"`): a peer without a
     /// certificate of the cluster's CAs is refused before anything it sends is read.
-    pub tls: Option<Arc<crate::tls::Tls>>,
+    pub tls: Option<Arc<crate::security::tls::Tls>>,
 }
 
 impl Default for TransportSettings {
@@ -508,7 +508,7 @@ async fn dial(inner: &Inner, peer: &Peer) -> io::Result<Halves> {
         None => conn,
         Some((_, connector)) => Box::new(
             connector
-                .connect(crate::tls::peer_name(peer.address), conn)
+                .connect(crate::security::tls::peer_name(peer.address), conn)
                 .await?,
         ) as Box<dyn Connection>,
     };

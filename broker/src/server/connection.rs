@@ -16,7 +16,10 @@
 //!   connection (a client that stops reading would otherwise pin its responses and its slot);
 //! - the peer closing the socket ends everything at once: requests still waiting (a long-poll
 //!   Fetch) are dropped with the memory and the connection slot they held, as Kafka does;
-//! - no input for `idle_connection_timeout_ms` while nothing is being answered closes it.
+//! - no input for `idle_connection_timeout_ms` while nothing is being answered closes it;
+//! - on a SASL listener, nothing but ApiVersions and the SASL requests is served before the
+//!   connection authenticates ([`super::sasl`]), which it must within
+//!   `sasl_authentication_timeout_ms`; a refused authentication is the connection's last answer.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,6 +33,7 @@ use io_backend::{Clock, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::sasl::{Authenticator, SaslContext, Step};
 use crate::api::{Broker, Reply};
 use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
@@ -53,6 +57,7 @@ pub(super) async fn serve(
     mut conn: Box<dyn Connection>,
     peer: SocketAddr,
     listener: Arc<str>,
+    sasl: Option<Arc<SaslContext>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let cfg = &broker.config;
@@ -71,6 +76,8 @@ pub(super) async fn serve(
     let mut fetch_in_flight = false;
     let mut last_input = clock.now();
     let mut idle_timer = clock.sleep(idle);
+    let mut auth = sasl.map(Authenticator::new);
+    let mut auth_timer = auth.as_ref().map(|a| clock.sleep(a.timeout()));
     'conn: loop {
         // Dispatch every complete frame already buffered (bounded by the in-flight window).
         while reading && in_flight.len() < max_in_flight {
@@ -90,7 +97,44 @@ pub(super) async fn serve(
             };
             let frame_held = Arc::new(held.split(frame.len() + 4));
             Metrics::inc(&metrics.bytes_in, frame.len() as u64 + 4);
+            if let Some(a) = auth.as_mut().filter(|a| a.expects_raw_token()) {
+                let step = a.raw_token(&frame, &broker.security(), clock.now());
+                match sasl_step(&broker, a, step, peer, &mut auth_timer) {
+                    Some(reply) => {
+                        reading &= !matches!(reply, SaslReply::Last(..));
+                        in_flight.push_back(reply.into_in_flight(frame_held, &budget, &clock));
+                        continue;
+                    }
+                    None => break 'conn,
+                }
+            }
             match protocol::decode(frame) {
+                Ok(Decoded::Request(req)) if auth.is_some() && is_sasl(req.api) => {
+                    let a = auth.as_mut().expect("checked");
+                    let step = a.request(&req, &broker.security(), clock.now());
+                    match sasl_step(&broker, a, step, peer, &mut auth_timer) {
+                        Some(reply) => {
+                            reading &= !matches!(reply, SaslReply::Last(..));
+                            in_flight.push_back(reply.into_in_flight(frame_held, &budget, &clock));
+                        }
+                        None => break 'conn,
+                    }
+                }
+                Ok(Decoded::Request(req))
+                    if auth
+                        .as_ref()
+                        .is_some_and(|a| a.admits(req.api, clock.now()).is_err()) =>
+                {
+                    let why = auth
+                        .as_ref()
+                        .and_then(|a| a.admits(req.api, clock.now()).err())
+                        .unwrap_or_default();
+                    Metrics::inc(&metrics.sasl_authentications_failed, 1);
+                    if let Some(suppressed) = broker.throttles.sasl.admit(clock.now()) {
+                        tracing::warn!(%peer, listener = %listener, reason = %why, suppressed, "closing connection");
+                    }
+                    break 'conn;
+                }
                 Ok(Decoded::Request(mut req)) => {
                     req.peer = Some(peer);
                     req.listener = Some(listener.clone());
@@ -150,6 +194,13 @@ pub(super) async fn serve(
                     }
                 }
             }
+            _ = async { auth_timer.as_mut().expect("checked").await }, if auth_timer.is_some() => {
+                Metrics::inc(&metrics.sasl_authentications_failed, 1);
+                if let Some(suppressed) = broker.throttles.sasl.admit(clock.now()) {
+                    tracing::warn!(%peer, listener = %listener, suppressed, "closing connection: not authenticated within sasl_authentication_timeout_ms");
+                }
+                break;
+            }
             _ = &mut idle_timer, if reading => {
                 let quiet = clock.now() - last_input;
                 if quiet >= idle && in_flight.is_empty() {
@@ -179,6 +230,11 @@ pub(super) async fn serve(
                             break;
                         }
                     }
+                    Reply::Last(bytes, _response_held) => {
+                        Metrics::inc(&metrics.bytes_out, bytes.len() as u64);
+                        let _ = write_within(&mut *conn, &bytes, &*clock, write_timeout).await;
+                        break;
+                    }
                     Reply::Silent => {}
                     Reply::Close => break,
                 }
@@ -187,6 +243,78 @@ pub(super) async fn serve(
     }
     // Closing must not wait on a peer that reads nothing either.
     let _ = clock.timeout(write_timeout, conn.shutdown()).await;
+}
+
+/// A SASL response for the connection to write: now, or after the failure delay as its last.
+enum SaslReply {
+    Now(Bytes),
+    Last(Bytes, Duration),
+}
+
+impl SaslReply {
+    fn into_in_flight(
+        self,
+        frame_held: Arc<Reservation>,
+        budget: &Arc<MemoryBudget>,
+        clock: &Arc<dyn Clock>,
+    ) -> InFlight {
+        match self {
+            SaslReply::Now(b) => {
+                let held = budget.charge(b.len());
+                Box::pin(async move { (Reply::Send(b, held), frame_held, false) })
+            }
+            SaslReply::Last(b, delay) => {
+                let held = budget.charge(b.len());
+                let clock = clock.clone();
+                Box::pin(async move {
+                    clock.sleep(delay).await;
+                    (Reply::Last(b, held), frame_held, false)
+                })
+            }
+        }
+    }
+}
+
+fn is_sasl(api: kafka_protocol::messages::ApiKey) -> bool {
+    use kafka_protocol::messages::ApiKey;
+    matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+}
+
+/// What the connection does after an authentication step: the reply to queue, or `None` to
+/// close now. Counts and logs the outcome; once authenticated, the deadline no longer runs.
+fn sasl_step<'a>(
+    broker: &Broker,
+    auth: &mut Authenticator,
+    step: Step,
+    peer: SocketAddr,
+    auth_timer: &mut Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+) -> Option<SaslReply> {
+    let metrics = &broker.metrics;
+    let now = broker.clock.now();
+    match step {
+        Step::Answer(b) => {
+            if auth.take_authenticated() {
+                Metrics::inc(&metrics.sasl_authentications, 1);
+                *auth_timer = None;
+                tracing::debug!(%peer, principal = %auth.principal().map(ToString::to_string).unwrap_or_default(), "authenticated");
+            }
+            Some(SaslReply::Now(b))
+        }
+        Step::Refuse(b) => {
+            Metrics::inc(&metrics.sasl_authentications_failed, 1);
+            if let Some(suppressed) = broker.throttles.sasl.admit(now) {
+                tracing::warn!(%peer, suppressed, "SASL authentication refused; closing the connection");
+            }
+            Some(SaslReply::Last(b, auth.failed_delay()))
+        }
+        Step::Close(why) => {
+            Metrics::inc(&metrics.sasl_authentications_failed, 1);
+            if let Some(suppressed) = broker.throttles.sasl.admit(now) {
+                tracing::warn!(%peer, reason = %why, suppressed, "closing connection: SASL");
+            }
+            None
+        }
+    }
 }
 
 /// Read more of the next frame into `buf`, within the memory budget: a frame larger than one

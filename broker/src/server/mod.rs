@@ -2,6 +2,7 @@
 //! task per connection ([`connection`]), the metrics endpoint, shutdown.
 
 mod connection;
+mod sasl;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,7 +16,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use crate::api::{count_connection, Broker};
-use crate::config::{Config, SecurityProtocol};
+use crate::config::Config;
 use crate::group::Coordinator;
 use crate::memory::MemoryBudget;
 use crate::metrics::{CountingDisk, Metrics};
@@ -75,16 +76,19 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let tls = match config.tls_settings().map_err(|e| anyhow::anyhow!("{e}"))? {
         Some(settings) => {
-            let load = crate::tls::Tls::load(env.disk.clone(), settings);
+            let load = crate::security::tls::Tls::load(env.disk.clone(), settings);
             let loaded = env
                 .clock
-                .timeout(crate::tls::FILES_DEADLINE, load)
+                .timeout(crate::security::tls::FILES_DEADLINE, load)
                 .await
                 .map_err(|_| anyhow::anyhow!("TLS: the PEM files could not be read in time"))?;
             Some(loaded.map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
         }
         None => None,
     };
+    let sasl_settings = config.sasl_settings().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bootstrap = bootstrap_users(&config, &env)?;
+    let sasl_context = sasl::SaslContext::new(sasl_settings, env.rng.clone());
     let mut listeners = Vec::with_capacity(specs.len());
     let mut listener_addrs = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -96,13 +100,12 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
             )
         })?;
         listener_addrs.push((spec.name.clone(), listener.local_addr()?));
-        let secured = (spec.protocol == SecurityProtocol::Ssl)
-            .then(|| tls.clone())
-            .flatten();
+        let secured = spec.protocol.uses_tls().then(|| tls.clone()).flatten();
         listeners.push(Listening {
             name: Arc::from(spec.name),
             listener,
             tls: secured,
+            sasl: spec.protocol.uses_sasl().then(|| sasl_context.clone()),
         });
     }
     let kafka_addr = listener_addrs
@@ -135,6 +138,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         throttles: Default::default(),
         cluster,
     });
+    add_bootstrap_users(&broker, bootstrap, &env).await?;
     let (stop, stop_rx) = watch::channel(false);
     let metrics_addr = if config.metrics_listen.is_empty() {
         None
@@ -174,6 +178,86 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// The users of `add_scram`, as changes that make each unless it exists.
+fn bootstrap_users(
+    config: &Config,
+    env: &Env,
+) -> anyhow::Result<Vec<crate::security::SecurityChange>> {
+    config
+        .add_scram_entries()
+        .iter()
+        .map(|entry| {
+            let salt = || {
+                (0..2)
+                    .flat_map(|_| env.rng.next_u64().to_le_bytes())
+                    .collect()
+            };
+            crate::security::metadata::parse_bootstrap(entry, salt)
+                .map(
+                    |(user, credential)| crate::security::SecurityChange::Bootstrap {
+                        user,
+                        credential,
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect()
+}
+
+/// Make the `add_scram` users that do not exist yet: on a single node before it serves; in a
+/// cluster through the metadata log, tried again until the controller takes it (a broker
+/// starting alone waits for its quorum).
+async fn add_bootstrap_users(
+    broker: &Arc<Broker>,
+    changes: Vec<crate::security::SecurityChange>,
+    env: &Env,
+) -> anyhow::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<String> = changes.iter().map(|c| c.user().to_string()).collect();
+    let Some(cluster) = broker.cluster.clone() else {
+        let outcomes = broker
+            .store
+            .alter_security(changes)
+            .await
+            .map_err(|e| anyhow::anyhow!("add_scram: {e}"))?;
+        if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
+            anyhow::bail!("add_scram: {e}");
+        }
+        tracing::info!(?users, "add_scram: users made unless they existed");
+        return Ok(());
+    };
+    let clock = env.clock.clone();
+    tokio::spawn(async move {
+        // Ten minutes of trying, at most: a broker that has not reached its quorum by then
+        // says so (and its users are made by the next start, or by the admin API).
+        for _ in 0..60 {
+            match cluster
+                .alter_security(changes.clone(), Duration::from_secs(10))
+                .await
+            {
+                Ok(outcomes) => {
+                    match outcomes.into_iter().find(Result::is_err) {
+                        Some(Err(e)) => tracing::error!(error = %e, "add_scram refused"),
+                        _ => tracing::info!(?users, "add_scram: users made unless they existed"),
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "add_scram: the controller did not take it yet");
+                    clock.sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        tracing::error!(
+            ?users,
+            "add_scram: the controller did not take the users in ten minutes"
+        );
+    });
+    Ok(())
+}
+
 /// A cluster node's replication: the inter-broker listener and transport, the multi-raft loop
 /// and the controller (which starts the metadata's group and, following the metadata, every
 /// partition's).
@@ -182,7 +266,7 @@ async fn start_cluster(
     config: &Config,
     store: &Arc<Store>,
     memory: &Arc<MemoryBudget>,
-    tls: Option<Arc<crate::tls::Tls>>,
+    tls: Option<Arc<crate::security::tls::Tls>>,
 ) -> anyhow::Result<Arc<crate::controller::Controller>> {
     use crate::replication::{node, transport};
     let address = config
@@ -274,11 +358,12 @@ pub async fn run_until(
     Ok(())
 }
 
-/// A bound listener: its name, its socket and, for an SSL listener, its TLS.
+/// A bound listener: its name, its socket, its TLS (SSL, SASL_SSL) and its SASL (SASL_*).
 struct Listening {
     name: Arc<str>,
     listener: Box<dyn Listener>,
-    tls: Option<Arc<crate::tls::Tls>>,
+    tls: Option<Arc<crate::security::tls::Tls>>,
+    sasl: Option<Arc<sasl::SaslContext>>,
 }
 
 async fn accept_loop(
@@ -318,6 +403,7 @@ async fn accept_on(
         name,
         listener,
         tls,
+        sasl,
     }: Listening,
     broker: &Arc<Broker>,
     clock: &Arc<dyn Clock>,
@@ -368,14 +454,14 @@ async fn accept_on(
         let span = tracing::debug_span!("conn", %peer, listener = %name);
         let churn = limits.churn.clone();
         let listener_name = name.clone();
-        let (tls, clock) = (tls.clone(), clock.clone());
+        let (tls, sasl, clock) = (tls.clone(), sasl.clone(), clock.clone());
         churn.opened();
         tokio::spawn(
             async move {
                 count_connection(&b.metrics, 1);
                 let conn = match &tls {
                     None => Some(conn),
-                    Some(tls) => match crate::tls::handshake(tls, conn, &clock).await {
+                    Some(tls) => match crate::security::tls::handshake(tls, conn, &clock).await {
                         Ok(conn) => Some(conn),
                         Err(e) => {
                             Metrics::inc(&b.metrics.tls_handshakes_failed, 1);
@@ -387,7 +473,8 @@ async fn accept_on(
                     },
                 };
                 if let Some(conn) = conn {
-                    connection::serve(b.clone(), conn, peer, listener_name, stop_conn).await;
+                    connection::serve(b.clone(), conn, peer, listener_name, sasl, stop_conn)
+                        .await;
                 }
                 count_connection(&b.metrics, -1);
                 drop(address_slot);

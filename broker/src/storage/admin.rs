@@ -18,8 +18,12 @@ use super::log::{self, Partition};
 use super::small_file;
 use super::{queue, Command, Io, Reply, Shared, StorageError};
 use crate::broker_configs::{self, DynamicConfigs};
+use crate::security::{SecurityChange, SecurityError, SecurityMetadata};
 use crate::storage::catalog::{self, Topic, TopicError};
 use crate::topic_config::{self, Overrides};
+
+/// A single node's security metadata, in its `.meta` directory.
+pub(super) const SECURITY_FILE: &str = "security";
 
 /// Admin commands queued at most; a handler waits for a slot beyond that.
 pub(super) const ADMIN_QUEUE_CAPACITY: usize = 64;
@@ -59,6 +63,12 @@ pub(crate) enum AdminCommand {
     SetDynamicConfigs {
         configs: DynamicConfigs,
         reply: Reply<Result<(), TopicError>>,
+    },
+    /// Change a single node's security metadata (users' credentials): applied in order, each
+    /// change's outcome answered once the whole is durable.
+    AlterSecurity {
+        changes: Vec<SecurityChange>,
+        reply: Reply<Result<Vec<Result<(), SecurityError>>, TopicError>>,
     },
     /// Make the next block of producer ids durable and hand it over: `[start, end)`.
     ReserveProducerIds {
@@ -123,6 +133,12 @@ impl AdminLane {
             AdminCommand::SetDynamicConfigs { configs, reply } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.set_dynamic_configs(configs).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            AdminCommand::AlterSecurity { changes, reply } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.alter_security(&changes).await)
                     .await;
                 let _ = reply.send(r);
             }
@@ -276,6 +292,24 @@ impl AdminLane {
         self.shared.catalog.insert(topic.clone());
         tracing::info!(topic = name, overrides = ?topic.overrides, "altered topic configs");
         Ok(topic)
+    }
+
+    /// Apply `changes` to a copy of the security metadata, write it (durably), then serve it.
+    async fn alter_security(
+        &mut self,
+        changes: &[SecurityChange],
+    ) -> Result<Vec<Result<(), SecurityError>>, TopicError> {
+        let mut next: SecurityMetadata =
+            (**self.shared.security.read().expect("not poisoned")).clone();
+        let outcomes: Vec<_> = changes.iter().map(|c| next.apply(c)).collect();
+        if outcomes.iter().any(Result::is_ok) {
+            let meta = self.shared.data_dir.join(catalog::META_DIR);
+            small_file::write(self.io(), &meta, SECURITY_FILE, &next.encode()).await?;
+            let users = next.users.len();
+            *self.shared.security.write().expect("not poisoned") = Arc::new(next);
+            tracing::info!(changes = changes.len(), users, "security metadata changed");
+        }
+        Ok(outcomes)
     }
 
     /// Replace the dynamic broker configs: their file rewritten (durably), then every topic

@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::memory::Reservation;
 use crate::metrics::Metrics;
 use crate::producer_state::ProducerError;
+use crate::security::{SecurityChange, SecurityError, SecurityMetadata};
 use crate::topic_config::{self, Overrides};
 use admin::{AdminCommand, AdminLane};
 use catalog::{check_topic_name, Catalog, Topic, TopicError};
@@ -179,6 +180,9 @@ pub(crate) struct Shared {
     /// The dynamic broker configs and the topic defaults they make over the static ones (what
     /// every topic's overrides resolve over). Changed only by the admin lane, together.
     pub(crate) dynamic: std::sync::RwLock<(DynamicConfigs, LogConfig)>,
+    /// A single node's security metadata (a cluster's is in its metadata log). Changed only
+    /// by the admin lane, once durable.
+    pub(crate) security: std::sync::RwLock<Arc<SecurityMetadata>>,
     /// Whether this directory's partitions are replicated (a cluster node): their logs are
     /// Raft logs, written through [`Store::raft_write`] only.
     pub(crate) replicated: bool,
@@ -268,6 +272,13 @@ impl Store {
                 path: data_dir.join(catalog::META_DIR).join(broker_configs::FILE),
                 reason: e.0,
             })?;
+        let security = small_file::read(
+            &io,
+            &data_dir.join(catalog::META_DIR).join(admin::SECURITY_FILE),
+            SecurityMetadata::decode,
+        )
+        .await?
+        .unwrap_or_default();
         let replicated = config.clustered();
         let topics = catalog::load(&io, &data_dir, defaults, replicated).await?;
         let producer_ids_allocated = producer_ids::read_allocated(&io, &data_dir).await?;
@@ -286,6 +297,7 @@ impl Store {
             producer_expiration_ms: config.producer_id_expiration_ms,
             static_defaults,
             dynamic: std::sync::RwLock::new((dynamic, defaults)),
+            security: std::sync::RwLock::new(Arc::new(security)),
             replicated,
             created_here,
         });
@@ -458,6 +470,20 @@ impl Store {
     pub async fn set_dynamic_configs(&self, configs: DynamicConfigs) -> Result<(), TopicError> {
         self.check_dynamic_configs(&configs)?;
         self.ask(|reply| AdminCommand::SetDynamicConfigs { configs, reply })
+            .await
+    }
+
+    /// A single node's security metadata as it is now.
+    pub fn security(&self) -> Arc<SecurityMetadata> {
+        self.shared.security.read().expect("not poisoned").clone()
+    }
+
+    /// Change a single node's security metadata: each change's outcome, once durable.
+    pub async fn alter_security(
+        &self,
+        changes: Vec<SecurityChange>,
+    ) -> Result<Vec<Result<(), SecurityError>>, TopicError> {
+        self.ask(|reply| AdminCommand::AlterSecurity { changes, reply })
             .await
     }
 

@@ -11,6 +11,7 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
 /// Kafka's bounds on a credential's iterations (`ScramMechanism.minIterations` is 4096).
@@ -18,9 +19,11 @@ pub const ITERATIONS_MIN: u32 = 4096;
 pub const ITERATIONS_MAX: u32 = 16384;
 
 /// A SCRAM mechanism, by its SASL name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Mechanism {
+    #[serde(rename = "SCRAM-SHA-256")]
     Sha256,
+    #[serde(rename = "SCRAM-SHA-512")]
     Sha512,
 }
 
@@ -67,7 +70,7 @@ impl Mechanism {
     }
 
     /// Hi() of RFC 5802: PBKDF2 with this mechanism's HMAC.
-    fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+    pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
         let mut block = salt.to_vec();
         block.extend_from_slice(&1u32.to_be_bytes());
         let mut u = self.hmac(password, &block);
@@ -86,14 +89,33 @@ fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-/// What a broker keeps of a user's password for one mechanism.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a broker keeps of a user's password for one mechanism (the byte strings in base64
+/// when written down).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     pub mechanism: Mechanism,
+    #[serde(with = "b64")]
     pub salt: Vec<u8>,
     pub iterations: u32,
+    #[serde(with = "b64")]
     pub stored_key: Vec<u8>,
+    #[serde(with = "b64")]
     pub server_key: Vec<u8>,
+}
+
+mod b64 {
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&BASE64.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        BASE64.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Credential {
@@ -109,14 +131,57 @@ impl Credential {
             return Err(ScramError::Iterations(iterations));
         }
         let salted = mechanism.salted_password(password, &salt, iterations);
-        let client_key = mechanism.hmac(&salted, b"Client Key");
+        Credential::from_salted_password(mechanism, salt, &salted, iterations)
+    }
+
+    /// The credential of a salted password (`Hi(password, salt, iterations)`), as an
+    /// AlterUserScramCredentials request carries it (KIP-554: the client salts, the password
+    /// never reaches the broker).
+    pub fn from_salted_password(
+        mechanism: Mechanism,
+        salt: Vec<u8>,
+        salted_password: &[u8],
+        iterations: u32,
+    ) -> Result<Credential, ScramError> {
+        if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&iterations) {
+            return Err(ScramError::Iterations(iterations));
+        }
+        if salt.is_empty() || salted_password.is_empty() {
+            return Err(ScramError::Malformed("an empty salt or salted password"));
+        }
+        let client_key = mechanism.hmac(salted_password, b"Client Key");
         Ok(Credential {
             mechanism,
             stored_key: mechanism.hash(&client_key),
-            server_key: mechanism.hmac(&salted, b"Server Key"),
+            server_key: mechanism.hmac(salted_password, b"Server Key"),
             salt,
             iterations,
         })
+    }
+
+    /// Whether `password` is this credential's (SASL/PLAIN checked against a SCRAM
+    /// credential: the password salted again, its stored key compared in constant time).
+    pub fn verify_password(&self, password: &[u8]) -> bool {
+        let m = self.mechanism;
+        let salted = m.salted_password(password, &self.salt, self.iterations);
+        let stored = m.hash(&m.hmac(&salted, b"Client Key"));
+        constant_time_eq(&stored, &self.stored_key)
+    }
+
+    /// A credential for a user that does not exist, the same for the same name on this
+    /// broker (salt and keys from `secret`, a per-process random value): an exchange for it
+    /// proceeds like any other and fails at the proof, so answers tell nobody which users
+    /// exist.
+    pub fn decoy(mechanism: Mechanism, username: &str, secret: &[u8]) -> Credential {
+        let salt = mechanism.hmac(secret, format!("salt:{username}").as_bytes());
+        let key = mechanism.hmac(secret, format!("key:{username}").as_bytes());
+        Credential {
+            mechanism,
+            salt: salt[..16].to_vec(),
+            iterations: ITERATIONS_MIN,
+            stored_key: mechanism.hash(&key),
+            server_key: key,
+        }
     }
 }
 
@@ -249,6 +314,10 @@ impl ServerExchange {
             nonce,
         };
         (exchange, server_first)
+    }
+
+    pub fn mechanism(&self) -> Mechanism {
+        self.credential.mechanism
     }
 
     /// Check the client's final message (`c=…,r=…,p=…`): its proof against the stored key.

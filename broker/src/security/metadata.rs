@@ -1,0 +1,363 @@
+//! The security metadata: every user's SCRAM credentials (salt, iterations and the two keys
+//! per mechanism — never a password), and the changes that make it. A single node keeps it in
+//! its data directory, a cluster in its metadata log; either way it changes only by
+//! [`SecurityMetadata::apply`], decided from the change and the state alone, so every broker of
+//! a cluster that applied the same records holds the same metadata.
+//!
+//! Bounds: at most [`USERS_MAX`] users, names of at most [`NAME_BYTES_MAX`] bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::scram::{Credential, Mechanism, ITERATIONS_MAX, ITERATIONS_MIN};
+
+/// Users with credentials, at most.
+pub const USERS_MAX: usize = 10_000;
+/// A user name's length, at most.
+pub const NAME_BYTES_MAX: usize = 1024;
+/// The iterations of a bootstrap credential made from a password (Kafka's default).
+pub const BOOTSTRAP_ITERATIONS: u32 = ITERATIONS_MIN;
+
+/// Users and what they may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityMetadata {
+    /// Each user's credentials, one per mechanism.
+    #[serde(default)]
+    pub users: BTreeMap<String, BTreeMap<Mechanism, Credential>>,
+}
+
+/// A change to the security metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SecurityChange {
+    /// Set `user`'s credential for its mechanism (AlterUserScramCredentials' upsertion).
+    SetCredential {
+        user: String,
+        credential: Credential,
+    },
+    /// Remove `user`'s credential of `mechanism` (AlterUserScramCredentials' deletion).
+    DeleteCredential { user: String, mechanism: Mechanism },
+    /// A credential a broker was started with (`add_scram`): set only if `user` has none for
+    /// this mechanism, so a password changed since through the admin API stays changed.
+    Bootstrap {
+        user: String,
+        credential: Credential,
+    },
+}
+
+/// Why a change was refused (Kafka's error codes for KIP-554 say the same).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecurityError {
+    #[error("user {0:?} has no {1} credential")]
+    NoSuchCredential(String, &'static str),
+    #[error("{0}")]
+    Unacceptable(String),
+}
+
+impl SecurityChange {
+    /// The user the change is about.
+    pub fn user(&self) -> &str {
+        match self {
+            SecurityChange::SetCredential { user, .. }
+            | SecurityChange::DeleteCredential { user, .. }
+            | SecurityChange::Bootstrap { user, .. } => user,
+        }
+    }
+}
+
+impl SecurityMetadata {
+    /// `user`'s credential of `mechanism`.
+    pub fn credential(&self, user: &str, mechanism: Mechanism) -> Option<&Credential> {
+        self.users.get(user)?.get(&mechanism)
+    }
+
+    /// Apply one change; a refused change leaves the metadata as it was.
+    pub fn apply(&mut self, change: &SecurityChange) -> Result<(), SecurityError> {
+        match change {
+            SecurityChange::SetCredential { user, credential }
+            | SecurityChange::Bootstrap { user, credential } => {
+                check_user(user)?;
+                check_credential(credential)?;
+                if !self.users.contains_key(user) && self.users.len() >= USERS_MAX {
+                    return Err(SecurityError::Unacceptable(format!(
+                        "{USERS_MAX} users already have credentials"
+                    )));
+                }
+                let theirs = self.users.entry(user.clone()).or_default();
+                let bootstrap = matches!(change, SecurityChange::Bootstrap { .. });
+                if !(bootstrap && theirs.contains_key(&credential.mechanism)) {
+                    theirs.insert(credential.mechanism, credential.clone());
+                }
+                Ok(())
+            }
+            SecurityChange::DeleteCredential { user, mechanism } => {
+                let Some(theirs) = self.users.get_mut(user) else {
+                    return Err(SecurityError::NoSuchCredential(
+                        user.clone(),
+                        mechanism.name(),
+                    ));
+                };
+                if theirs.remove(mechanism).is_none() {
+                    return Err(SecurityError::NoSuchCredential(
+                        user.clone(),
+                        mechanism.name(),
+                    ));
+                }
+                if theirs.is_empty() {
+                    self.users.remove(user);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The metadata as one line of JSON (a single node's file).
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("plain data encodes")
+    }
+
+    pub fn decode(text: &str) -> Result<SecurityMetadata, String> {
+        serde_json::from_str(text).map_err(|e| format!("security metadata: {e}"))
+    }
+}
+
+fn check_user(user: &str) -> Result<(), SecurityError> {
+    if user.is_empty() {
+        return Err(SecurityError::Unacceptable("an empty user name".into()));
+    }
+    if user.len() > NAME_BYTES_MAX {
+        return Err(SecurityError::Unacceptable(format!(
+            "a user name of {} bytes (at most {NAME_BYTES_MAX})",
+            user.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_credential(c: &Credential) -> Result<(), SecurityError> {
+    if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&c.iterations) {
+        return Err(SecurityError::Unacceptable(format!(
+            "{} iterations: from {ITERATIONS_MIN} to {ITERATIONS_MAX}",
+            c.iterations
+        )));
+    }
+    if c.salt.is_empty() || c.stored_key.is_empty() || c.server_key.is_empty() {
+        return Err(SecurityError::Unacceptable("an empty salt or key".into()));
+    }
+    Ok(())
+}
+
+/// A bootstrap credential in Kafka's `kafka-storage format --add-scram` form:
+/// `SCRAM-SHA-256=[name=alice,password=alice-secret]`, or with the password already salted,
+/// `SCRAM-SHA-512=[name=alice,iterations=8192,salt="<base64>",saltedpassword="<base64>"]`.
+/// `salt` gives the salt for a password (16 random bytes from the caller's generator).
+pub fn parse_bootstrap(
+    text: &str,
+    salt: impl FnOnce() -> Vec<u8>,
+) -> Result<(String, Credential), String> {
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine;
+    let bad = |why: &str| format!("add_scram {:?}: {why}", redact(text));
+    let (mechanism, rest) = text
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| bad("expected MECHANISM=[name=...,password=...]"))?;
+    let mechanism = Mechanism::from_name(mechanism.trim())
+        .ok_or_else(|| bad("the mechanism is SCRAM-SHA-256 or SCRAM-SHA-512"))?;
+    let body = rest
+        .trim()
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or_else(|| bad("the attributes go in [...]"))?;
+    let mut attrs: BTreeMap<&str, &str> = BTreeMap::new();
+    for attr in body.split(',') {
+        let (k, v) = attr
+            .split_once('=')
+            .ok_or_else(|| bad("each attribute is key=value"))?;
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        if attrs.insert(k.trim(), v).is_some() {
+            return Err(bad(&format!("{} given twice", k.trim())));
+        }
+    }
+    let name = attrs.remove("name").ok_or_else(|| bad("no name"))?;
+    check_user(name).map_err(|e| bad(&e.to_string()))?;
+    let iterations = match attrs.remove("iterations") {
+        Some(i) => i
+            .parse::<u32>()
+            .map_err(|_| bad("iterations is a number"))?,
+        None => BOOTSTRAP_ITERATIONS,
+    };
+    let credential = match (
+        attrs.remove("password"),
+        attrs.remove("salt"),
+        attrs.remove("saltedpassword"),
+    ) {
+        (Some(password), None, None) => {
+            if password.is_empty() {
+                return Err(bad("an empty password"));
+            }
+            Credential::derive(mechanism, password.as_bytes(), salt(), iterations)
+        }
+        (None, Some(s), Some(sp)) => {
+            let s = BASE64.decode(s).map_err(|_| bad("salt is not base64"))?;
+            let sp = BASE64
+                .decode(sp)
+                .map_err(|_| bad("saltedpassword is not base64"))?;
+            Credential::from_salted_password(mechanism, s, &sp, iterations)
+        }
+        _ => return Err(bad("give password, or salt and saltedpassword")),
+    }
+    .map_err(|e| bad(&e.to_string()))?;
+    if let Some(k) = attrs.keys().next() {
+        return Err(bad(&format!("unknown attribute {k}")));
+    }
+    Ok((name.to_string(), credential))
+}
+
+/// `text` with what follows `password=` hidden, for error messages and logs.
+fn redact(text: &str) -> String {
+    match text.find("password=") {
+        Some(at) => {
+            let tail = &text[at + "password=".len()..];
+            let end = tail.find([',', ']']).unwrap_or(tail.len());
+            format!("{}password=***{}", &text[..at], &tail[end..])
+        }
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred(m: Mechanism, password: &str) -> Credential {
+        Credential::derive(m, password.as_bytes(), vec![7; 16], 4096).unwrap()
+    }
+
+    #[test]
+    fn a_bootstrap_credential_never_replaces_one_already_set() {
+        let mut md = SecurityMetadata::default();
+        let set = |user: &str, c| SecurityChange::SetCredential {
+            user: user.into(),
+            credential: c,
+        };
+        md.apply(&SecurityChange::Bootstrap {
+            user: "admin".into(),
+            credential: cred(Mechanism::Sha512, "first"),
+        })
+        .unwrap();
+        md.apply(&set("admin", cred(Mechanism::Sha512, "changed")))
+            .unwrap();
+        md.apply(&SecurityChange::Bootstrap {
+            user: "admin".into(),
+            credential: cred(Mechanism::Sha512, "first"),
+        })
+        .unwrap();
+        let c = md.credential("admin", Mechanism::Sha512).unwrap();
+        assert!(c.verify_password(b"changed"));
+        assert!(!c.verify_password(b"first"));
+        // Another mechanism is another credential.
+        assert!(md.credential("admin", Mechanism::Sha256).is_none());
+    }
+
+    #[test]
+    fn deleting_what_does_not_exist_is_refused_and_the_last_credential_removes_the_user() {
+        let mut md = SecurityMetadata::default();
+        let del = |m| SecurityChange::DeleteCredential {
+            user: "bob".into(),
+            mechanism: m,
+        };
+        assert!(matches!(
+            md.apply(&del(Mechanism::Sha256)),
+            Err(SecurityError::NoSuchCredential(..))
+        ));
+        md.apply(&SecurityChange::SetCredential {
+            user: "bob".into(),
+            credential: cred(Mechanism::Sha256, "pw"),
+        })
+        .unwrap();
+        assert!(md.apply(&del(Mechanism::Sha512)).is_err());
+        md.apply(&del(Mechanism::Sha256)).unwrap();
+        assert!(md.users.is_empty());
+    }
+
+    #[test]
+    fn credentials_out_of_bounds_are_refused_whole() {
+        let mut md = SecurityMetadata::default();
+        let mut c = cred(Mechanism::Sha256, "pw");
+        c.iterations = 100;
+        let change = SecurityChange::SetCredential {
+            user: "x".into(),
+            credential: c,
+        };
+        assert!(matches!(
+            md.apply(&change),
+            Err(SecurityError::Unacceptable(_))
+        ));
+        let change = SecurityChange::SetCredential {
+            user: String::new(),
+            credential: cred(Mechanism::Sha256, "pw"),
+        };
+        assert!(md.apply(&change).is_err());
+        assert_eq!(md, SecurityMetadata::default());
+    }
+
+    #[test]
+    fn the_metadata_survives_its_encoding() {
+        let mut md = SecurityMetadata::default();
+        md.apply(&SecurityChange::SetCredential {
+            user: "a,b=c".into(),
+            credential: cred(Mechanism::Sha512, "pw"),
+        })
+        .unwrap();
+        let text = md.encode();
+        assert!(!text.contains('\n'));
+        assert!(!text.contains("pw"));
+        assert_eq!(SecurityMetadata::decode(&text).unwrap(), md);
+        assert!(SecurityMetadata::decode("{\"users\": 3}").is_err());
+    }
+
+    #[test]
+    fn bootstrap_credentials_are_read_in_kafkas_add_scram_form() {
+        let (user, c) = parse_bootstrap("SCRAM-SHA-256=[name=alice,password=alice-secret]", || {
+            vec![1; 16]
+        })
+        .unwrap();
+        assert_eq!(user, "alice");
+        assert_eq!(c.mechanism, Mechanism::Sha256);
+        assert_eq!(c.iterations, 4096);
+        assert!(c.verify_password(b"alice-secret"));
+        // The salted form gives the same credential as the password it was made from.
+        use base64::engine::general_purpose::STANDARD as BASE64;
+        use base64::Engine;
+        let salted = Mechanism::Sha512.salted_password(b"pw", b"0123456789abcdef", 8192);
+        let text = format!(
+            "SCRAM-SHA-512=[name=bob,iterations=8192,salt=\"{}\",saltedpassword=\"{}\"]",
+            BASE64.encode(b"0123456789abcdef"),
+            BASE64.encode(&salted)
+        );
+        let (_, c) = parse_bootstrap(&text, || unreachable!()).unwrap();
+        assert!(c.verify_password(b"pw"));
+        for bad in [
+            "SCRAM-SHA-1=[name=a,password=b]",
+            "SCRAM-SHA-256=name=a,password=b",
+            "SCRAM-SHA-256=[password=b]",
+            "SCRAM-SHA-256=[name=a]",
+            "SCRAM-SHA-256=[name=a,password=]",
+            "SCRAM-SHA-256=[name=a,password=b,iterations=10]",
+            "SCRAM-SHA-256=[name=a,password=b,colour=red]",
+        ] {
+            assert!(parse_bootstrap(bad, || vec![1; 16]).is_err(), "{bad}");
+        }
+        let err = parse_bootstrap("SCRAM-SHA-256=[name=a,password=hunter2,x=y]", || {
+            vec![1; 16]
+        })
+        .unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}
