@@ -704,6 +704,6 @@ pub use listeners::{
     ClientAuth, Endpoint, ListenerSpec, SecurityProtocol, TlsSettings, DEFAULT_LISTENER,
 };
 use parse::{parse_host_port, parse_overrides, parse_peers};
-pub use sasl::{SaslMechanism, SaslSettings};
+pub use sasl::{SaslMechanism, SaslSettings, ScramSecret, ScramUser};
 #[cfg(test)]
 mod tests;

@@ -167,7 +167,7 @@ class Broker:
                     f"broker exited with {self.proc.returncode} during start-up\n{self.log_tail()}"
                 )
             try:
-                with wire.connect(self.bootstrap, timeout=2.0) as s:
+                with self._probe() as s:
                     err, keys = wire.api_versions(s)
                     if err == 0 and wire.API_API_VERSIONS in keys:
                         return
@@ -178,6 +178,15 @@ class Broker:
         raise AssertionError(
             f"broker not ready on {self.bootstrap} after {timeout}s: {last_error}\n{self.log_tail()}"
         )
+
+    def _probe(self):
+        """A connection to the first listener: TLS with `ready_tls_ca` (a TLS-only broker)."""
+        s = wire.connect(self.bootstrap, timeout=2.0)
+        ca = getattr(self, "ready_tls_ca", None)
+        if ca is None:
+            return s
+        import ssl
+        return ssl.create_default_context(cafile=ca).wrap_socket(s, server_hostname="localhost")
 
     def _reap(self, timeout):
         try:
@@ -361,6 +370,13 @@ def make_broker(tmp_path):
                 f"exit code {b.proc.returncode}\n{b.log_tail()}" for b in died),
             pytrace=False,
         )
+
+
+@pytest.fixture
+def certs(tmp_path):
+    """A CA for this test (certs.py), its files under the test's directory."""
+    from certs import Certs
+    return Certs(tmp_path / "certs")
 
 
 @pytest.fixture

@@ -35,11 +35,11 @@ class Node(Broker):
 
 
 class Cluster:
-    def __init__(self, tmp_path, size=3, extra_args=()):
+    def __init__(self, tmp_path, size=3, extra_args=(), node_class=None):
         ports = {i: free_port() for i in range(1, size + 1)}
         self.peers = ",".join(f"{i}@127.0.0.1:{p}" for i, p in ports.items())
         self.nodes = {
-            i: Node(tmp_path / f"node{i}", i, self.peers, extra_args)
+            i: (node_class or Node)(tmp_path / f"node{i}", i, self.peers, extra_args)
             for i in range(1, size + 1)
         }
 

@@ -158,13 +158,15 @@ def test_a_cluster_names_every_broker_by_its_address_on_the_listener_asked(tmp_p
 
 @pytest.mark.parametrize("settings,named", [
     (["listeners=CLIENT://127.0.0.1:0"], "listener_security_protocol_map"),
-    (["listeners=SASL_SSL://127.0.0.1:0"], "SASL_SSL is not supported"),
+    (["listeners=SASL_PLAINTEXT://127.0.0.1:0", "sasl_enabled_mechanisms=GSSAPI"], "GSSAPI"),
+    (["listeners=SASL_PLAINTEXT://127.0.0.1:0", "add_scram=SCRAM-SHA-256=[name=a]"],
+     "give password"),
     (["listeners=SSL://127.0.0.1:0"], "needs ssl_certificate_location"),
     (["listeners=A://127.0.0.1:0,A://127.0.0.1:0", "listener_security_protocol_map=A:PLAINTEXT"],
      "twice"),
     (["listeners=PLAINTEXT://127.0.0.1:0", "advertised_listeners=OTHER://x:1"],
      "not one of the listeners"),
-], ids=["no-protocol", "not-yet-sasl", "ssl-without-certificate", "same-name",
+], ids=["no-protocol", "sasl-mechanism", "add-scram-without-password", "ssl-without-certificate", "same-name",
         "advertised-unknown"])
 def test_a_listener_setting_that_cannot_be_honoured_stops_the_start(tmp_path, settings, named):
     args = ["--data-dir", str(tmp_path / "data"), "--metrics-listen", ""]

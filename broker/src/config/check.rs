@@ -148,6 +148,7 @@ impl Config {
         self.listener_specs().map_err(ConfigError::Invalid)?;
         self.tls_settings().map_err(ConfigError::Invalid)?;
         self.sasl_settings().map_err(ConfigError::Invalid)?;
+        self.add_scram_users().map_err(ConfigError::Invalid)?;
         parse_overrides(&self.max_connections_per_ip_overrides)
             .map_err(|e| ConfigError::Invalid(format!("max_connections_per_ip_overrides: {e}")))?;
         self.check_cluster()?;

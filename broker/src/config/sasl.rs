@@ -89,9 +89,137 @@ impl Config {
         })
     }
 
-    /// The entries of `add_scram`, each `MECHANISM=[...]` (read by the security layer).
-    pub fn add_scram_entries(&self) -> Vec<String> {
+    /// The users of `add_scram`.
+    pub fn add_scram_users(&self) -> Result<Vec<ScramUser>, String> {
         split_entries(&self.add_scram)
+            .iter()
+            .map(|e| parse_scram_user(e))
+            .collect()
+    }
+}
+
+/// Kafka's bounds on a SCRAM credential's iterations.
+const ITERATIONS: std::ops::RangeInclusive<u32> = 4096..=16384;
+/// The iterations of a user made from a password (Kafka's default).
+const DEFAULT_ITERATIONS: u32 = 4096;
+
+/// A SCRAM user a broker is started with (Kafka's `kafka-storage format --add-scram`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramUser {
+    pub mechanism: SaslMechanism,
+    pub name: String,
+    pub iterations: u32,
+    pub secret: ScramSecret,
+}
+
+/// What the user's credential is made from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ScramSecret {
+    Password(String),
+    Salted {
+        salt: Vec<u8>,
+        salted_password: Vec<u8>,
+    },
+}
+
+impl std::fmt::Debug for ScramSecret {
+    /// Never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScramSecret::Password(_) => f.write_str("Password(***)"),
+            ScramSecret::Salted { .. } => f.write_str("Salted(***)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for ScramUser {
+    /// Never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.mechanism.name(), self.name)
+    }
+}
+
+/// `SCRAM-SHA-256=[name=alice,password=alice-secret]`, or with the password already salted,
+/// `SCRAM-SHA-512=[name=alice,iterations=8192,salt="<base64>",saltedpassword="<base64>"]`.
+fn parse_scram_user(text: &str) -> Result<ScramUser, String> {
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine;
+    let bad = |why: &str| format!("add_scram {:?}: {why}", redact(text));
+    let (mechanism, rest) = text
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| bad("expected MECHANISM=[name=...,password=...]"))?;
+    let mechanism = match SaslMechanism::from_name(mechanism.trim()) {
+        Some(m) if m != SaslMechanism::Plain => m,
+        _ => return Err(bad("the mechanism is SCRAM-SHA-256 or SCRAM-SHA-512")),
+    };
+    let body = rest
+        .trim()
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or_else(|| bad("the attributes go in [...]"))?;
+    let mut attrs = std::collections::BTreeMap::new();
+    for attr in body.split(',') {
+        let (k, v) = attr
+            .split_once('=')
+            .ok_or_else(|| bad("each attribute is key=value"))?;
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        if attrs.insert(k.trim(), v).is_some() {
+            return Err(bad(&format!("{} given twice", k.trim())));
+        }
+    }
+    let name = attrs.remove("name").unwrap_or_default();
+    if name.is_empty() || name.len() > 1024 {
+        return Err(bad("name is from 1 to 1024 bytes"));
+    }
+    let iterations = match attrs.remove("iterations") {
+        Some(i) => i
+            .parse::<u32>()
+            .map_err(|_| bad("iterations is a number"))?,
+        None => DEFAULT_ITERATIONS,
+    };
+    if !ITERATIONS.contains(&iterations) {
+        return Err(bad("iterations is from 4096 to 16384"));
+    }
+    let secret = match (
+        attrs.remove("password"),
+        attrs.remove("salt"),
+        attrs.remove("saltedpassword"),
+    ) {
+        (Some(""), None, None) => return Err(bad("an empty password")),
+        (Some(p), None, None) => ScramSecret::Password(p.to_string()),
+        (None, Some(salt), Some(salted)) => ScramSecret::Salted {
+            salt: BASE64.decode(salt).map_err(|_| bad("salt is not base64"))?,
+            salted_password: BASE64
+                .decode(salted)
+                .map_err(|_| bad("saltedpassword is not base64"))?,
+        },
+        _ => return Err(bad("give password, or salt and saltedpassword")),
+    };
+    if let Some(k) = attrs.keys().next() {
+        return Err(bad(&format!("unknown attribute {k}")));
+    }
+    Ok(ScramUser {
+        mechanism,
+        name: name.to_string(),
+        iterations,
+        secret,
+    })
+}
+
+/// `text` with what follows `password=` hidden, for error messages.
+fn redact(text: &str) -> String {
+    match text.find("password=") {
+        Some(at) => {
+            let tail = &text[at + "password=".len()..];
+            let end = tail.find([',', ']']).unwrap_or(tail.len());
+            format!("{}password=***{}", &text[..at], &tail[end..])
+        }
+        None => text.to_string(),
     }
 }
 
@@ -123,6 +251,50 @@ mod tests {
         );
         assert!(split_entries("  ").is_empty());
         assert_eq!(split_entries("x=[name=a"), vec!["x=[name=a"]);
+    }
+
+    #[test]
+    fn add_scram_users_are_read_in_kafkas_form() {
+        let c = Config {
+            add_scram: "SCRAM-SHA-256=[name=alice,password=alice-secret] SCRAM-SHA-512=[name=bob,iterations=8192,salt=\"MDEy\",saltedpassword=\"AAEC\"]".into(),
+            ..Config::default()
+        };
+        let users = c.add_scram_users().unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].name, "alice");
+        assert_eq!(users[0].iterations, 4096);
+        assert_eq!(
+            users[0].secret,
+            ScramSecret::Password("alice-secret".into())
+        );
+        assert_eq!(users[1].mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(
+            users[1].secret,
+            ScramSecret::Salted {
+                salt: b"012".to_vec(),
+                salted_password: vec![0, 1, 2]
+            }
+        );
+        assert_eq!(format!("{:?}", users[0]), "SCRAM-SHA-256:alice");
+        for bad in [
+            "SCRAM-SHA-1=[name=a,password=b]",
+            "PLAIN=[name=a,password=b]",
+            "SCRAM-SHA-256=name=a,password=b",
+            "SCRAM-SHA-256=[password=b]",
+            "SCRAM-SHA-256=[name=a]",
+            "SCRAM-SHA-256=[name=a,password=]",
+            "SCRAM-SHA-256=[name=a,password=b,iterations=10]",
+            "SCRAM-SHA-256=[name=a,password=b,colour=red]",
+            "SCRAM-SHA-256=[name=a,salt=!!,saltedpassword=AAEC]",
+        ] {
+            let c = Config {
+                add_scram: bad.into(),
+                ..Config::default()
+            };
+            assert!(c.add_scram_users().is_err(), "{bad}");
+        }
+        let err = parse_scram_user("SCRAM-SHA-256=[name=a,password=hunter2,x=y]").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

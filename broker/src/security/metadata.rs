@@ -11,13 +11,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::scram::{Credential, Mechanism, ITERATIONS_MAX, ITERATIONS_MIN};
+use crate::config::{ScramSecret, ScramUser};
 
 /// Users with credentials, at most.
 pub const USERS_MAX: usize = 10_000;
 /// A user name's length, at most.
 pub const NAME_BYTES_MAX: usize = 1024;
-/// The iterations of a bootstrap credential made from a password (Kafka's default).
-pub const BOOTSTRAP_ITERATIONS: u32 = ITERATIONS_MIN;
 
 /// Users and what they may do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +121,37 @@ impl SecurityMetadata {
     }
 }
 
+/// The change that makes an `add_scram` user unless it exists; `salt` gives the salt for a
+/// password (16 random bytes from the caller's generator).
+pub fn bootstrap_change(
+    user: &ScramUser,
+    salt: impl FnOnce() -> Vec<u8>,
+) -> Result<SecurityChange, String> {
+    let mechanism = match user.mechanism {
+        crate::config::SaslMechanism::ScramSha512 => Mechanism::Sha512,
+        _ => Mechanism::Sha256,
+    };
+    let credential = match &user.secret {
+        ScramSecret::Password(p) => {
+            Credential::derive(mechanism, p.as_bytes(), salt(), user.iterations)
+        }
+        ScramSecret::Salted {
+            salt,
+            salted_password,
+        } => Credential::from_salted_password(
+            mechanism,
+            salt.clone(),
+            salted_password,
+            user.iterations,
+        ),
+    }
+    .map_err(|e| format!("add_scram: user {}: {e}", user.name))?;
+    Ok(SecurityChange::Bootstrap {
+        user: user.name.clone(),
+        credential,
+    })
+}
+
 fn check_user(user: &str) -> Result<(), SecurityError> {
     if user.is_empty() {
         return Err(SecurityError::Unacceptable("an empty user name".into()));
@@ -146,89 +176,6 @@ fn check_credential(c: &Credential) -> Result<(), SecurityError> {
         return Err(SecurityError::Unacceptable("an empty salt or key".into()));
     }
     Ok(())
-}
-
-/// A bootstrap credential in Kafka's `kafka-storage format --add-scram` form:
-/// `SCRAM-SHA-256=[name=alice,password=alice-secret]`, or with the password already salted,
-/// `SCRAM-SHA-512=[name=alice,iterations=8192,salt="<base64>",saltedpassword="<base64>"]`.
-/// `salt` gives the salt for a password (16 random bytes from the caller's generator).
-pub fn parse_bootstrap(
-    text: &str,
-    salt: impl FnOnce() -> Vec<u8>,
-) -> Result<(String, Credential), String> {
-    use base64::engine::general_purpose::STANDARD as BASE64;
-    use base64::Engine;
-    let bad = |why: &str| format!("add_scram {:?}: {why}", redact(text));
-    let (mechanism, rest) = text
-        .trim()
-        .split_once('=')
-        .ok_or_else(|| bad("expected MECHANISM=[name=...,password=...]"))?;
-    let mechanism = Mechanism::from_name(mechanism.trim())
-        .ok_or_else(|| bad("the mechanism is SCRAM-SHA-256 or SCRAM-SHA-512"))?;
-    let body = rest
-        .trim()
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .ok_or_else(|| bad("the attributes go in [...]"))?;
-    let mut attrs: BTreeMap<&str, &str> = BTreeMap::new();
-    for attr in body.split(',') {
-        let (k, v) = attr
-            .split_once('=')
-            .ok_or_else(|| bad("each attribute is key=value"))?;
-        let v = v.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v);
-        if attrs.insert(k.trim(), v).is_some() {
-            return Err(bad(&format!("{} given twice", k.trim())));
-        }
-    }
-    let name = attrs.remove("name").ok_or_else(|| bad("no name"))?;
-    check_user(name).map_err(|e| bad(&e.to_string()))?;
-    let iterations = match attrs.remove("iterations") {
-        Some(i) => i
-            .parse::<u32>()
-            .map_err(|_| bad("iterations is a number"))?,
-        None => BOOTSTRAP_ITERATIONS,
-    };
-    let credential = match (
-        attrs.remove("password"),
-        attrs.remove("salt"),
-        attrs.remove("saltedpassword"),
-    ) {
-        (Some(password), None, None) => {
-            if password.is_empty() {
-                return Err(bad("an empty password"));
-            }
-            Credential::derive(mechanism, password.as_bytes(), salt(), iterations)
-        }
-        (None, Some(s), Some(sp)) => {
-            let s = BASE64.decode(s).map_err(|_| bad("salt is not base64"))?;
-            let sp = BASE64
-                .decode(sp)
-                .map_err(|_| bad("saltedpassword is not base64"))?;
-            Credential::from_salted_password(mechanism, s, &sp, iterations)
-        }
-        _ => return Err(bad("give password, or salt and saltedpassword")),
-    }
-    .map_err(|e| bad(&e.to_string()))?;
-    if let Some(k) = attrs.keys().next() {
-        return Err(bad(&format!("unknown attribute {k}")));
-    }
-    Ok((name.to_string(), credential))
-}
-
-/// `text` with what follows `password=` hidden, for error messages and logs.
-fn redact(text: &str) -> String {
-    match text.find("password=") {
-        Some(at) => {
-            let tail = &text[at + "password=".len()..];
-            let end = tail.find([',', ']']).unwrap_or(tail.len());
-            format!("{}password=***{}", &text[..at], &tail[end..])
-        }
-        None => text.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -323,41 +270,26 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_credentials_are_read_in_kafkas_add_scram_form() {
-        let (user, c) = parse_bootstrap("SCRAM-SHA-256=[name=alice,password=alice-secret]", || {
-            vec![1; 16]
-        })
-        .unwrap();
-        assert_eq!(user, "alice");
-        assert_eq!(c.mechanism, Mechanism::Sha256);
-        assert_eq!(c.iterations, 4096);
-        assert!(c.verify_password(b"alice-secret"));
-        // The salted form gives the same credential as the password it was made from.
-        use base64::engine::general_purpose::STANDARD as BASE64;
-        use base64::Engine;
+    fn a_bootstrap_user_from_a_salted_password_is_the_user_of_that_password() {
+        use crate::config::SaslMechanism;
         let salted = Mechanism::Sha512.salted_password(b"pw", b"0123456789abcdef", 8192);
-        let text = format!(
-            "SCRAM-SHA-512=[name=bob,iterations=8192,salt=\"{}\",saltedpassword=\"{}\"]",
-            BASE64.encode(b"0123456789abcdef"),
-            BASE64.encode(&salted)
-        );
-        let (_, c) = parse_bootstrap(&text, || unreachable!()).unwrap();
-        assert!(c.verify_password(b"pw"));
-        for bad in [
-            "SCRAM-SHA-1=[name=a,password=b]",
-            "SCRAM-SHA-256=name=a,password=b",
-            "SCRAM-SHA-256=[password=b]",
-            "SCRAM-SHA-256=[name=a]",
-            "SCRAM-SHA-256=[name=a,password=]",
-            "SCRAM-SHA-256=[name=a,password=b,iterations=10]",
-            "SCRAM-SHA-256=[name=a,password=b,colour=red]",
-        ] {
-            assert!(parse_bootstrap(bad, || vec![1; 16]).is_err(), "{bad}");
-        }
-        let err = parse_bootstrap("SCRAM-SHA-256=[name=a,password=hunter2,x=y]", || {
-            vec![1; 16]
-        })
-        .unwrap_err();
-        assert!(!err.contains("hunter2"), "{err}");
+        let from = |secret| ScramUser {
+            mechanism: SaslMechanism::ScramSha512,
+            name: "bob".into(),
+            iterations: 8192,
+            secret,
+        };
+        let salted = from(ScramSecret::Salted {
+            salt: b"0123456789abcdef".to_vec(),
+            salted_password: salted,
+        });
+        let password = from(ScramSecret::Password("pw".into()));
+        let a = bootstrap_change(&salted, || unreachable!()).unwrap();
+        let b = bootstrap_change(&password, || b"0123456789abcdef".to_vec()).unwrap();
+        assert_eq!(a, b);
+        let SecurityChange::Bootstrap { credential, .. } = a else {
+            panic!("{a:?}")
+        };
+        assert!(credential.verify_password(b"pw"));
     }
 }

@@ -340,8 +340,13 @@ impl ServerExchange {
             }
             _ => return Err(ScramError::Malformed("no channel binding")),
         }
+        // The nonce must end with the one the server sent, as Kafka checks it
+        // (`ScramSaslServer`): librdkafka 2.0 writes the client's part twice
+        // (`r=<client><client><server>`), and Kafka's brokers take it. The server's part, fresh
+        // for this exchange, is what makes a replayed proof fail; the proof covers what was
+        // sent.
         match attrs.next() {
-            Some(r) if r.strip_prefix("r=") == Some(self.nonce.as_str()) => {}
+            Some(r) if r.starts_with("r=") && r.ends_with(self.nonce.as_str()) => {}
             Some(r) if r.starts_with("r=") => return Err(ScramError::Nonce),
             _ => return Err(ScramError::Malformed("no nonce")),
         }
@@ -505,6 +510,31 @@ mod tests {
         assert_eq!(exchange.finish(bad.as_bytes()), Err(ScramError::Proof));
         let replayed = good.replace("abcXYZ", "abcXYW");
         assert_eq!(exchange.finish(replayed.as_bytes()), Err(ScramError::Nonce));
+    }
+
+    /// librdkafka 2.0 sends `r=<client nonce><client nonce><server nonce>`; Kafka takes it
+    /// (the nonce must end with the server's), and so do we.
+    #[test]
+    fn a_final_nonce_that_repeats_the_clients_part_is_taken_as_kafka_takes_it() {
+        let m = Mechanism::Sha256;
+        let cred = Credential::derive(m, b"pw", vec![5; 16], 4096).unwrap();
+        let first = client_first(b"n,,n=u,r=cli").unwrap();
+        let (exchange, server_first) = ServerExchange::start(&first, cred, "SRV");
+        let without_proof = "c=biws,r=clicliSRV";
+        let salted = m.salted_password(b"pw", &[5; 16], 4096);
+        let client_key = m.hmac(&salted, b"Client Key");
+        let auth = format!("n=u,r=cli,{server_first},{without_proof}");
+        let signature = m.hmac(&m.hash(&client_key), auth.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let message = format!("{without_proof},p={}", BASE64.encode(proof));
+        assert!(exchange.finish(message.as_bytes()).is_ok());
+        // Without the server's part at its end, refused.
+        let message = message.replace("clicliSRV", "cliSRVcli");
+        assert_eq!(exchange.finish(message.as_bytes()), Err(ScramError::Nonce));
     }
 
     #[test]

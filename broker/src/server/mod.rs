@@ -183,22 +183,18 @@ fn bootstrap_users(
     config: &Config,
     env: &Env,
 ) -> anyhow::Result<Vec<crate::security::SecurityChange>> {
-    config
-        .add_scram_entries()
+    let users = config
+        .add_scram_users()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    users
         .iter()
-        .map(|entry| {
+        .map(|user| {
             let salt = || {
                 (0..2)
                     .flat_map(|_| env.rng.next_u64().to_le_bytes())
                     .collect()
             };
-            crate::security::metadata::parse_bootstrap(entry, salt)
-                .map(
-                    |(user, credential)| crate::security::SecurityChange::Bootstrap {
-                        user,
-                        credential,
-                    },
-                )
+            crate::security::metadata::bootstrap_change(user, salt)
                 .map_err(|e| anyhow::anyhow!("{e}"))
         })
         .collect()
