@@ -54,6 +54,12 @@ pub struct Config {
     /// How long an authentication lasts: the client must authenticate again on its connection
     /// before then (KIP-368) or the connection is closed; 0: for the connection's life.
     pub connections_max_reauth_ms: u64,
+    /// Check every request against the ACLs (Kafka's `authorizer.class.name`).
+    pub authorizer_enabled: bool,
+    /// Principals allowed everything, `User:admin;User:ops` (Kafka's `super.users`).
+    pub super_users: String,
+    /// With the authorizer on, a resource no ACL names is open to everyone.
+    pub allow_everyone_if_no_acl_found: bool,
     /// SCRAM users made at start unless they exist (Kafka's `--add-scram`), e.g.
     /// `SCRAM-SHA-512=[name=admin,password=...]`, several separated by spaces.
     pub add_scram: String,
@@ -201,6 +207,9 @@ impl Default for Config {
             connection_failed_authentication_delay_ms: 100,
             connections_max_reauth_ms: 0,
             add_scram: String::new(),
+            authorizer_enabled: false,
+            super_users: String::new(),
+            allow_everyone_if_no_acl_found: false,
             data_dir: PathBuf::from("./data"),
             io_engine: "blocking".into(),
             disk_threads: 4,
@@ -679,6 +688,7 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
             | "inter_broker_security_protocol"
             | "sasl_enabled_mechanisms"
             | "add_scram"
+            | "super_users"
             | "data_dir"
             | "io_engine"
             | "metrics_listen"
@@ -699,11 +709,11 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
 mod check;
 mod listeners;
 mod parse;
-mod sasl;
+mod security;
 pub use listeners::{
     ClientAuth, Endpoint, ListenerSpec, SecurityProtocol, TlsSettings, DEFAULT_LISTENER,
 };
 use parse::{parse_host_port, parse_overrides, parse_peers};
-pub use sasl::{SaslMechanism, SaslSettings, ScramSecret, ScramUser};
+pub use security::{AuthorizerSettings, SaslMechanism, SaslSettings, ScramSecret, ScramUser};
 #[cfg(test)]
 mod tests;

@@ -426,6 +426,63 @@ async fn every_advertised_version_is_served() {
                     assert_eq!(r.error_code, 0);
                     assert_eq!(r.topics[0].partitions[0].error_code, 0);
                 }
+                // On a listener without SASL there is nothing to authenticate.
+                ApiKey::SaslHandshake => {
+                    let mut req = SaslHandshakeRequest::default();
+                    req.mechanism = StrBytes::from_static_str("SCRAM-SHA-256");
+                    let ResponseKind::SaslHandshake(r) =
+                        c.call(api, v, RequestKind::SaslHandshake(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 34, "v{v}");
+                }
+                ApiKey::SaslAuthenticate => {
+                    let ResponseKind::SaslAuthenticate(r) = c
+                        .call(api, v, RequestKind::SaslAuthenticate(Default::default()))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 34, "v{v}");
+                }
+                ApiKey::AlterUserScramCredentials => {
+                    let mut u =
+                        alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
+                    u.name = StrBytes::from_static_str("wire-user");
+                    u.mechanism = 1;
+                    u.iterations = 4096;
+                    u.salt = bytes::Bytes::from_static(b"0123456789abcdef");
+                    u.salted_password = bytes::Bytes::from_static(&[7; 32]);
+                    let mut req = AlterUserScramCredentialsRequest::default();
+                    req.upsertions = vec![u];
+                    let ResponseKind::AlterUserScramCredentials(r) = c
+                        .call(api, v, RequestKind::AlterUserScramCredentials(req))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(
+                        r.results[0].error_code, 0,
+                        "{:?}",
+                        r.results[0].error_message
+                    );
+                }
+                ApiKey::DescribeUserScramCredentials => {
+                    let ResponseKind::DescribeUserScramCredentials(r) = c
+                        .call(
+                            api,
+                            v,
+                            RequestKind::DescribeUserScramCredentials(Default::default()),
+                        )
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0);
+                    // AlterUserScramCredentials comes after it in SUPPORTED: none yet.
+                    assert!(r.results.is_empty(), "{:?}", r.results);
+                }
                 admin if common::ADMIN_APIS.contains(&admin) => {} // tests/admin.rs
                 other => panic!("no wire test for {other:?}"),
             }

@@ -1,17 +1,14 @@
-//! The cluster as clients see it: DescribeCluster, DescribeLogDirs, the authorized-operations
-//! fields (Metadata, DescribeCluster, DescribeGroups), and the ACL APIs, which answer as a Kafka
-//! broker without an authorizer does (SECURITY_DISABLED).
+//! The cluster as clients see it: DescribeCluster, DescribeLogDirs, and the authorized-operations
+//! fields (Metadata, DescribeCluster, DescribeGroups) as a broker without an authorizer fills
+//! them (with one, `authorize` fills them from the ACLs).
 
 use kafka_protocol::messages::{
-    create_acls_response::AclCreationResult,
-    delete_acls_response::DeleteAclsFilterResult,
     describe_cluster_response::DescribeClusterBroker,
     describe_log_dirs_response::{
         DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
     },
-    BrokerId, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeLogDirsRequest, DescribeLogDirsResponse,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -59,13 +56,6 @@ pub(super) mod operations {
             i32::MIN
         }
     }
-}
-
-/// Kafka's message when no authorizer is configured.
-const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker";
-
-fn no_authorizer() -> Option<StrBytes> {
-    Some(StrBytes::from_static_str(NO_AUTHORIZER))
 }
 
 /// DescribeCluster's endpoint types.
@@ -159,43 +149,6 @@ impl Broker {
             }
         }
         resp.results.push(dir);
-        resp
-    }
-
-    pub(super) fn describe_acls(&self, _req: DescribeAclsRequest) -> DescribeAclsResponse {
-        let mut resp = DescribeAclsResponse::default();
-        resp.error_code = error::SECURITY_DISABLED;
-        resp.error_message = no_authorizer();
-        resp
-    }
-
-    pub(super) fn create_acls(&self, req: CreateAclsRequest) -> CreateAclsResponse {
-        let mut resp = CreateAclsResponse::default();
-        resp.results = req
-            .creations
-            .iter()
-            .map(|_| {
-                let mut r = AclCreationResult::default();
-                r.error_code = error::SECURITY_DISABLED;
-                r.error_message = no_authorizer();
-                r
-            })
-            .collect();
-        resp
-    }
-
-    pub(super) fn delete_acls(&self, req: DeleteAclsRequest) -> DeleteAclsResponse {
-        let mut resp = DeleteAclsResponse::default();
-        resp.filter_results = req
-            .filters
-            .iter()
-            .map(|_| {
-                let mut r = DeleteAclsFilterResult::default();
-                r.error_code = error::SECURITY_DISABLED;
-                r.error_message = no_authorizer();
-                r
-            })
-            .collect();
         resp
     }
 }

@@ -10,7 +10,9 @@
 //! Architecture invariant: no storage logic here — handlers read through the
 //! [`Store`](crate::storage::Store) and queue work for its pipeline.
 
+mod acls;
 mod admin;
+mod authorize;
 mod cluster;
 mod configs;
 mod elections;
@@ -42,6 +44,8 @@ use crate::storage::catalog::{check_topic_name, Topic, TopicError};
 use crate::storage::{AppendError, StorageError, Store};
 use crate::throttle::Throttles;
 use admin::topic_error_code;
+pub use authorize::Session;
+use authorize::{Access, Gate};
 
 /// What a connection does once a request is handled.
 pub enum Reply {
@@ -72,6 +76,8 @@ pub struct Broker {
     pub groups: Arc<Coordinator>,
     /// In a cluster: the controller (cluster metadata) and, through it, replication.
     pub cluster: Option<Arc<crate::controller::Controller>>,
+    /// The authorizer's settings, when requests are checked against the ACLs.
+    pub authorizer: Option<Arc<crate::config::AuthorizerSettings>>,
 }
 
 /// Why this broker does not serve a partition as its leader: the error code, and the leader
@@ -141,14 +147,32 @@ impl Broker {
         self: &Arc<Self>,
         req: Request,
         frame: Arc<Reservation>,
+        session: &Session,
     ) -> ResponseFuture {
         self.metrics.request(req.api as i16);
         crate::fault_point!("request.dispatch");
         let (api, version, cid) = (req.api, req.version, req.correlation_id);
         let this = self.clone();
         let memory = self.memory.clone();
-        // Encode a response; the memory it holds, already taken (a Fetch's) or charged now.
-        let respond_holding = move |body: ResponseKind, held: Option<Reservation>| -> Reply {
+        let access = Access::new(self.authorizer.as_ref(), || self.security(), session);
+        let (body, refused) = match authorize::gate(&access, req.body, version) {
+            Gate::Serve(body, refused) => (body, Arc::new(refused)),
+            Gate::Answer(body) => {
+                let reply = match protocol::encode_response(api, version, cid, &body) {
+                    Ok(b) => {
+                        let held = memory.charge(b.len());
+                        Reply::Send(b, held)
+                    }
+                    Err(_) => Reply::Close,
+                };
+                return Box::pin(async move { reply });
+            }
+        };
+        let refused_any = refused.any();
+        // Encode a response (with what authorization refused put back); the memory it holds,
+        // already taken (a Fetch's) or charged now.
+        let respond_holding = move |mut body: ResponseKind, held: Option<Reservation>| -> Reply {
+            refused.merge(&mut body);
             match protocol::encode_response(api, version, cid, &body) {
                 Ok(b) => {
                     let held = match held {
@@ -171,7 +195,7 @@ impl Broker {
             move |body: ResponseKind| respond_holding(body, None)
         };
         let listener = req.listener.clone();
-        match req.body {
+        match body {
             RequestKind::Fetch(f) => Box::pin(async move {
                 let (r, held) = this.fetch(f, version).await;
                 respond_holding(ResponseKind::Fetch(r), Some(held))
@@ -180,6 +204,9 @@ impl Broker {
                 let pending = self.produce_enqueue(p, &frame).await;
                 Box::pin(async move {
                     let (acks, resp) = this.produce_finish(pending, version).await;
+                    if acks == 0 && refused_any {
+                        return Reply::Close;
+                    }
                     if acks == 0 {
                         // No answer to tell an acks=0 producer of an error (a partition that
                         // moved to another leader, say): as Kafka, the connection is closed,
@@ -312,14 +339,14 @@ impl Broker {
                 let r = self.describe_acls(d);
                 Box::pin(async move { respond(ResponseKind::DescribeAcls(r)) })
             }
-            RequestKind::CreateAcls(c) => {
-                let r = self.create_acls(c);
-                Box::pin(async move { respond(ResponseKind::CreateAcls(r)) })
-            }
-            RequestKind::DeleteAcls(d) => {
-                let r = self.delete_acls(d);
-                Box::pin(async move { respond(ResponseKind::DeleteAcls(r)) })
-            }
+            RequestKind::CreateAcls(c) => Box::pin(async move {
+                let r = this.create_acls(c).await;
+                respond(ResponseKind::CreateAcls(r))
+            }),
+            RequestKind::DeleteAcls(d) => Box::pin(async move {
+                let r = this.delete_acls(d).await;
+                respond(ResponseKind::DeleteAcls(r))
+            }),
             RequestKind::ElectLeaders(e) => Box::pin(async move {
                 let r = this.elect_leaders(e, version).await;
                 respond(ResponseKind::ElectLeaders(r))
@@ -327,7 +354,7 @@ impl Broker {
             RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
                 // A SASL listener's connection answers these itself; on any other listener
                 // there is nothing to authenticate, as Kafka answers.
-                let body = match req.body {
+                let body = match body {
                     RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
                         kafka_protocol::messages::SaslHandshakeResponse::default()
                             .with_error_code(error::ILLEGAL_SASL_STATE),

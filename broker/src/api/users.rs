@@ -21,7 +21,7 @@ use super::admin::topic_error_code;
 use super::Broker;
 use crate::protocol::error;
 use crate::security::scram::{Credential, Mechanism};
-use crate::security::{SecurityChange, SecurityError, SecurityMetadata};
+use crate::security::{Outcomes, SecurityChange, SecurityError, SecurityMetadata};
 
 /// How long a credential change may wait for the controller or the admin lane.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -45,7 +45,7 @@ impl Broker {
     pub(crate) async fn alter_security(
         &self,
         changes: Vec<SecurityChange>,
-    ) -> Result<Vec<Result<(), SecurityError>>, i16> {
+    ) -> Result<Outcomes, i16> {
         let r = match &self.cluster {
             Some(cluster) => cluster.alter_security(changes, LIMIT).await,
             None => self.store.alter_security(changes).await,
@@ -209,13 +209,13 @@ impl Broker {
             match &outcomes {
                 Err(code) => *slot = (*code, Some("The change could not be made durable".into())),
                 Ok(outcomes) => match outcomes.get(i) {
-                    Some(Ok(())) => {}
+                    Some(Ok(_)) => {}
                     Some(Err(e @ SecurityError::NoSuchCredential(..))) => {
                         *slot = (error::RESOURCE_NOT_FOUND, Some(e.to_string()))
                     }
-                    Some(Err(e @ SecurityError::Unacceptable(_))) => {
-                        *slot = (error::UNACCEPTABLE_CREDENTIAL, Some(e.to_string()))
-                    }
+                    Some(Err(
+                        e @ (SecurityError::Unacceptable(_) | SecurityError::InvalidAcl(_)),
+                    )) => *slot = (error::UNACCEPTABLE_CREDENTIAL, Some(e.to_string())),
                     None => *slot = (error::UNKNOWN_SERVER_ERROR, None),
                 },
             }

@@ -149,6 +149,7 @@ impl Config {
         self.tls_settings().map_err(ConfigError::Invalid)?;
         self.sasl_settings().map_err(ConfigError::Invalid)?;
         self.add_scram_users().map_err(ConfigError::Invalid)?;
+        self.authorizer_settings().map_err(ConfigError::Invalid)?;
         parse_overrides(&self.max_connections_per_ip_overrides)
             .map_err(|e| ConfigError::Invalid(format!("max_connections_per_ip_overrides: {e}")))?;
         self.check_cluster()?;

@@ -264,7 +264,7 @@ impl Controller {
         &self,
         changes: Vec<crate::security::SecurityChange>,
         limit: Duration,
-    ) -> Result<Vec<Result<(), crate::security::SecurityError>>, TopicError> {
+    ) -> Result<crate::security::Outcomes, TopicError> {
         let request = self.request_id();
         let record = MetadataRecord::AlterSecurity { request, changes };
         match self.submit(record, request, limit).await {

@@ -11,7 +11,7 @@ use super::records::{parse_id, MetadataRecord};
 use crate::config::{Endpoint, DEFAULT_LISTENER};
 use crate::replication::transport::NodeId;
 use crate::replication::wire::GroupId;
-use crate::security::{SecurityError, SecurityMetadata};
+use crate::security::SecurityMetadata;
 use crate::storage::catalog::{check_topic_name, PARTITIONS_MAX};
 use crate::topic_config::Overrides;
 
@@ -88,7 +88,7 @@ pub enum Outcome {
     /// A block of producer ids: `[start, end)`.
     ProducerIds(i64, i64),
     /// Each security change's outcome, in the record's order.
-    Security(Vec<Result<(), SecurityError>>),
+    Security(crate::security::Outcomes),
     Failed(MetadataError),
 }
 
@@ -747,6 +747,9 @@ mod tests {
         m.apply(&set(1, "one"));
         let c = m.security.credential("u", Mechanism::Sha256).unwrap();
         assert!(c.verify_password(b"two"));
-        assert_eq!(m.outcome(1), Some(&Outcome::Security(vec![Ok(())])));
+        assert_eq!(
+            m.outcome(1),
+            Some(&Outcome::Security(vec![Ok(crate::security::Applied::Done)]))
+        );
     }
 }

@@ -1,15 +1,17 @@
 //! The security metadata: every user's SCRAM credentials (salt, iterations and the two keys
-//! per mechanism — never a password), and the changes that make it. A single node keeps it in
+//! per mechanism — never a password) and the ACLs, and the changes that make it. A single node keeps it in
 //! its data directory, a cluster in its metadata log; either way it changes only by
 //! [`SecurityMetadata::apply`], decided from the change and the state alone, so every broker of
 //! a cluster that applied the same records holds the same metadata.
 //!
-//! Bounds: at most [`USERS_MAX`] users, names of at most [`NAME_BYTES_MAX`] bytes.
+//! Bounds: at most [`USERS_MAX`] users, names of at most [`NAME_BYTES_MAX`] bytes, at most
+//! [`ACLS_MAX`] ACLs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::acl::{AclBinding, AclFilter, ACLS_MAX};
 use super::scram::{Credential, Mechanism, ITERATIONS_MAX, ITERATIONS_MIN};
 use crate::config::{ScramSecret, ScramUser};
 
@@ -24,6 +26,9 @@ pub struct SecurityMetadata {
     /// Each user's credentials, one per mechanism.
     #[serde(default)]
     pub users: BTreeMap<String, BTreeMap<Mechanism, Credential>>,
+    /// The ACLs (CreateAcls, DeleteAcls).
+    #[serde(default)]
+    pub acls: BTreeSet<AclBinding>,
 }
 
 /// A change to the security metadata.
@@ -43,6 +48,21 @@ pub enum SecurityChange {
         user: String,
         credential: Credential,
     },
+    /// Add an ACL (one of CreateAcls' creations); one already there is kept once.
+    CreateAcl { binding: AclBinding },
+    /// Remove every ACL that matches each filter (DeleteAcls).
+    DeleteAcls { filters: Vec<AclFilter> },
+}
+
+/// Each change's outcome, in order.
+pub type Outcomes = Vec<Result<Applied, SecurityError>>;
+
+/// What an applied change did, beyond succeeding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// The ACLs each filter removed, in the filters' order.
+    Deleted(Vec<Vec<AclBinding>>),
 }
 
 /// Why a change was refused (Kafka's error codes for KIP-554 say the same).
@@ -52,15 +72,18 @@ pub enum SecurityError {
     NoSuchCredential(String, &'static str),
     #[error("{0}")]
     Unacceptable(String),
+    #[error("{0}")]
+    InvalidAcl(String),
 }
 
 impl SecurityChange {
-    /// The user the change is about.
-    pub fn user(&self) -> &str {
+    /// The user the change is about, if it is about one.
+    pub fn user(&self) -> Option<&str> {
         match self {
             SecurityChange::SetCredential { user, .. }
             | SecurityChange::DeleteCredential { user, .. }
-            | SecurityChange::Bootstrap { user, .. } => user,
+            | SecurityChange::Bootstrap { user, .. } => Some(user),
+            SecurityChange::CreateAcl { .. } | SecurityChange::DeleteAcls { .. } => None,
         }
     }
 }
@@ -72,8 +95,30 @@ impl SecurityMetadata {
     }
 
     /// Apply one change; a refused change leaves the metadata as it was.
-    pub fn apply(&mut self, change: &SecurityChange) -> Result<(), SecurityError> {
+    pub fn apply(&mut self, change: &SecurityChange) -> Result<Applied, SecurityError> {
         match change {
+            SecurityChange::CreateAcl { binding } => {
+                binding.check().map_err(SecurityError::InvalidAcl)?;
+                if !self.acls.contains(binding) && self.acls.len() >= ACLS_MAX {
+                    return Err(SecurityError::InvalidAcl(format!(
+                        "{ACLS_MAX} ACLs exist already"
+                    )));
+                }
+                self.acls.insert(binding.clone());
+                Ok(Applied::Done)
+            }
+            SecurityChange::DeleteAcls { filters } => {
+                let mut deleted = Vec::with_capacity(filters.len());
+                for f in filters {
+                    let gone: Vec<AclBinding> =
+                        self.acls.iter().filter(|b| f.matches(b)).cloned().collect();
+                    for b in &gone {
+                        self.acls.remove(b);
+                    }
+                    deleted.push(gone);
+                }
+                Ok(Applied::Deleted(deleted))
+            }
             SecurityChange::SetCredential { user, credential }
             | SecurityChange::Bootstrap { user, credential } => {
                 check_user(user)?;
@@ -88,7 +133,7 @@ impl SecurityMetadata {
                 if !(bootstrap && theirs.contains_key(&credential.mechanism)) {
                     theirs.insert(credential.mechanism, credential.clone());
                 }
-                Ok(())
+                Ok(Applied::Done)
             }
             SecurityChange::DeleteCredential { user, mechanism } => {
                 let Some(theirs) = self.users.get_mut(user) else {
@@ -106,7 +151,7 @@ impl SecurityMetadata {
                 if theirs.is_empty() {
                     self.users.remove(user);
                 }
-                Ok(())
+                Ok(Applied::Done)
             }
         }
     }

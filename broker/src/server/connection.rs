@@ -34,10 +34,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::sasl::{Authenticator, SaslContext, Step};
-use crate::api::{Broker, Reply};
+use crate::api::{Broker, Reply, Session};
 use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Decoded};
+use crate::security::Principal;
 
 /// Bytes read from a socket at a time, at most.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -77,6 +78,8 @@ pub(super) async fn serve(
     let mut last_input = clock.now();
     let mut idle_timer = clock.sleep(idle);
     let mut auth = sasl.map(Authenticator::new);
+    // Who the requests come from: ANONYMOUS until a SASL exchange says otherwise.
+    let mut session = Session::new(Principal::anonymous(), Some(peer));
     let mut auth_timer = auth.as_ref().map(|a| clock.sleep(a.timeout()));
     'conn: loop {
         // Dispatch every complete frame already buffered (bounded by the in-flight window).
@@ -99,7 +102,7 @@ pub(super) async fn serve(
             Metrics::inc(&metrics.bytes_in, frame.len() as u64 + 4);
             if let Some(a) = auth.as_mut().filter(|a| a.expects_raw_token()) {
                 let step = a.raw_token(&frame, &broker.security(), clock.now());
-                match sasl_step(&broker, a, step, peer, &mut auth_timer) {
+                match sasl_step(&broker, a, step, peer, &mut auth_timer, &mut session) {
                     Some(reply) => {
                         reading &= !matches!(reply, SaslReply::Last(..));
                         in_flight.push_back(reply.into_in_flight(frame_held, &budget, &clock));
@@ -112,7 +115,7 @@ pub(super) async fn serve(
                 Ok(Decoded::Request(req)) if auth.is_some() && is_sasl(req.api) => {
                     let a = auth.as_mut().expect("checked");
                     let step = a.request(&req, &broker.security(), clock.now());
-                    match sasl_step(&broker, a, step, peer, &mut auth_timer) {
+                    match sasl_step(&broker, a, step, peer, &mut auth_timer, &mut session) {
                         Some(reply) => {
                             reading &= !matches!(reply, SaslReply::Last(..));
                             in_flight.push_back(reply.into_in_flight(frame_held, &budget, &clock));
@@ -140,7 +143,7 @@ pub(super) async fn serve(
                     req.listener = Some(listener.clone());
                     let is_fetch = req.api as i16 == FETCH_API_KEY;
                     fetch_in_flight |= is_fetch;
-                    let reply = broker.dispatch(*req, frame_held.clone()).await;
+                    let reply = broker.dispatch(*req, frame_held.clone(), &session).await;
                     in_flight
                         .push_back(Box::pin(async move { (reply.await, frame_held, is_fetch) }));
                 }
@@ -288,6 +291,7 @@ fn sasl_step<'a>(
     step: Step,
     peer: SocketAddr,
     auth_timer: &mut Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+    session: &mut Session,
 ) -> Option<SaslReply> {
     let metrics = &broker.metrics;
     let now = broker.clock.now();
@@ -296,6 +300,9 @@ fn sasl_step<'a>(
             if auth.take_authenticated() {
                 Metrics::inc(&metrics.sasl_authentications, 1);
                 *auth_timer = None;
+                if let Some(p) = auth.principal() {
+                    session.principal = p.clone();
+                }
                 tracing::debug!(%peer, principal = %auth.principal().map(ToString::to_string).unwrap_or_default(), "authenticated");
             }
             Some(SaslReply::Now(b))

@@ -137,6 +137,10 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         clock: env.clock.clone(),
         throttles: Default::default(),
         cluster,
+        authorizer: config
+            .authorizer_settings()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map(Arc::new),
     });
     add_bootstrap_users(&broker, bootstrap, &env).await?;
     let (stop, stop_rx) = watch::channel(false);
@@ -211,7 +215,11 @@ async fn add_bootstrap_users(
     if changes.is_empty() {
         return Ok(());
     }
-    let users: Vec<String> = changes.iter().map(|c| c.user().to_string()).collect();
+    let users: Vec<String> = changes
+        .iter()
+        .filter_map(|c| c.user())
+        .map(String::from)
+        .collect();
     let Some(cluster) = broker.cluster.clone() else {
         let outcomes = broker
             .store

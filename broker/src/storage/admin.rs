@@ -18,7 +18,7 @@ use super::log::{self, Partition};
 use super::small_file;
 use super::{queue, Command, Io, Reply, Shared, StorageError};
 use crate::broker_configs::{self, DynamicConfigs};
-use crate::security::{SecurityChange, SecurityError, SecurityMetadata};
+use crate::security::{SecurityChange, SecurityMetadata};
 use crate::storage::catalog::{self, Topic, TopicError};
 use crate::topic_config::{self, Overrides};
 
@@ -68,7 +68,7 @@ pub(crate) enum AdminCommand {
     /// change's outcome answered once the whole is durable.
     AlterSecurity {
         changes: Vec<SecurityChange>,
-        reply: Reply<Result<Vec<Result<(), SecurityError>>, TopicError>>,
+        reply: Reply<Result<crate::security::Outcomes, TopicError>>,
     },
     /// Make the next block of producer ids durable and hand it over: `[start, end)`.
     ReserveProducerIds {
@@ -298,7 +298,7 @@ impl AdminLane {
     async fn alter_security(
         &mut self,
         changes: &[SecurityChange],
-    ) -> Result<Vec<Result<(), SecurityError>>, TopicError> {
+    ) -> Result<crate::security::Outcomes, TopicError> {
         let mut next: SecurityMetadata =
             (**self.shared.security.read().expect("not poisoned")).clone();
         let outcomes: Vec<_> = changes.iter().map(|c| next.apply(c)).collect();

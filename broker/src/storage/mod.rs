@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::memory::Reservation;
 use crate::metrics::Metrics;
 use crate::producer_state::ProducerError;
-use crate::security::{SecurityChange, SecurityError, SecurityMetadata};
+use crate::security::{SecurityChange, SecurityMetadata};
 use crate::topic_config::{self, Overrides};
 use admin::{AdminCommand, AdminLane};
 use catalog::{check_topic_name, Catalog, Topic, TopicError};
@@ -482,7 +482,7 @@ impl Store {
     pub async fn alter_security(
         &self,
         changes: Vec<SecurityChange>,
-    ) -> Result<Vec<Result<(), SecurityError>>, TopicError> {
+    ) -> Result<crate::security::Outcomes, TopicError> {
         self.ask(|reply| AdminCommand::AlterSecurity { changes, reply })
             .await
     }

@@ -1,5 +1,6 @@
-//! The SASL settings of the SASL listeners: the mechanisms offered, the bounds of an
-//! authentication, re-authentication (KIP-368), and the SCRAM users a broker is started with.
+//! The security settings: the SASL listeners' (the mechanisms offered, the bounds of an
+//! authentication, re-authentication, KIP-368), the SCRAM users a broker is started with,
+//! and the authorizer's.
 
 use std::time::Duration;
 
@@ -32,6 +33,15 @@ impl SaslMechanism {
     pub fn from_name(name: &str) -> Option<SaslMechanism> {
         SaslMechanism::ALL.into_iter().find(|m| m.name() == name)
     }
+}
+
+/// How the authorizer decides beyond the ACLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerSettings {
+    /// Principals allowed everything (`super_users`).
+    pub super_users: Vec<String>,
+    /// A resource that no ACL names is open to everyone.
+    pub allow_if_no_acl: bool,
 }
 
 /// What the SASL listeners do.
@@ -87,6 +97,35 @@ impl Config {
             max_reauth: (self.connections_max_reauth_ms > 0)
                 .then(|| Duration::from_millis(self.connections_max_reauth_ms)),
         })
+    }
+
+    /// The authorizer's settings; `None` when it is off.
+    pub fn authorizer_settings(&self) -> Result<Option<AuthorizerSettings>, String> {
+        let mut super_users = Vec::new();
+        for p in self
+            .super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match p.split_once(':') {
+                Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
+                    super_users.push(p.to_string())
+                }
+                _ => {
+                    return Err(format!(
+                    "super_users: {p:?} is not Type:name (e.g. User:admin; several separated by ;)"
+                ))
+                }
+            }
+        }
+        if !self.authorizer_enabled {
+            return Ok(None);
+        }
+        Ok(Some(AuthorizerSettings {
+            super_users,
+            allow_if_no_acl: self.allow_everyone_if_no_acl_found,
+        }))
     }
 
     /// The users of `add_scram`.
