@@ -1,0 +1,186 @@
+"""ACLs with the authorizer on, driven through confluent-kafka's AdminClient as an operator does:
+a user without ACLs is refused with Kafka's error for produce, fetch, group join and topic
+creation, and sees no topic in Metadata; ACLs created (literal, prefixed, for User:*) let users
+produce and consume in a group (500 records of 200 B); a DENY wins over an ALLOW; ACLs are
+described and deleted, and survive a restart; kafka-python sees the same refusals."""
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                   NewTopic, ResourcePatternType, ResourceType,
+                                   ScramCredentialInfo, ScramMechanism,
+                                   UserScramCredentialUpsertion)
+
+import clients
+
+ADMIN = ("admin", "admin-secret")
+
+
+def conf(user, password):
+    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": user, "sasl.password": password}
+
+
+@pytest.fixture
+def secured(make_broker):
+    b = make_broker(advertise=False, start=False)
+    b.extra_args += [
+        "--set", f"listeners=SASL_PLAINTEXT://127.0.0.1:{b.port}",
+        "--set", "authorizer_enabled=true",
+        "--set", "super_users=User:admin",
+        "--add-scram", f"SCRAM-SHA-512=[name={ADMIN[0]},password={ADMIN[1]}]",
+    ]
+    b.start()
+    admin = clients.admin(b.bootstrap, **conf(*ADMIN))
+    users = [UserScramCredentialUpsertion(u, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512,
+                                                                 4096), f"{u}-pw".encode())
+             for u in ("alice", "bob", "eve")]
+    for f in admin.alter_user_scram_credentials(users).values():
+        f.result(30)
+    return b, admin
+
+
+def allow(resource_type, name, user, op, pattern=ResourcePatternType.LITERAL,
+          permission=AclPermissionType.ALLOW):
+    return AclBinding(resource_type, name, pattern, user, "*", op, permission)
+
+
+def create_acls(admin, bindings):
+    for f in admin.create_acls(bindings).values():
+        f.result(30)
+
+
+def delivery_errors(bootstrap, user, topic, n=20):
+    errors = []
+    p = clients.producer(bootstrap, **conf(user, f"{user}-pw"), **{"message.timeout.ms": 10000,
+                                                                   "retries": 0})
+    for i in range(n):
+        p.produce(topic, value=b"x" * 200, on_delivery=lambda err, m: errors.append(err))
+    p.flush(30)
+    return errors
+
+
+def group_consume(bootstrap, user, topic, group, want, seconds=30):
+    c = clients.consumer(bootstrap, **conf(user, f"{user}-pw"),
+                         **{"group.id": group, "auto.offset.reset": "earliest",
+                            "enable.auto.offset.store": True, "enable.partition.eof": False})
+    c.subscribe([topic])
+    got, errors = [], []
+    deadline = time.monotonic() + seconds
+    try:
+        while len(got) < want and time.monotonic() < deadline:
+            for m in c.consume(num_messages=500, timeout=0.5):
+                if m.error() is None:
+                    got.append(m.value())
+                else:
+                    errors.append(m.error())
+                    if m.error().code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                            KafkaError.GROUP_AUTHORIZATION_FAILED):
+                        return got, errors
+        if got:
+            c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return got, errors
+
+
+def test_users_are_refused_until_acls_allow_them(secured):
+    b, admin = secured
+    topic = f"orders-{uuid.uuid4().hex[:6]}"
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    # No ACLs: alice may do nothing, and sees no topic.
+    errors = delivery_errors(b.bootstrap, "alice", topic)
+    assert errors and all(e is not None and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+                          for e in errors), errors
+    alice_admin = clients.admin(b.bootstrap, **conf("alice", "alice-pw"))
+    assert topic not in alice_admin.list_topics(timeout=10).topics
+    with pytest.raises(KafkaException) as e:
+        alice_admin.create_topics([NewTopic("alices-own", 1, 1)])["alices-own"].result(30)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    got, errs = group_consume(b.bootstrap, "alice", topic, "alice-group", 1, seconds=10)
+    assert not got and errs, errs
+    assert any(e.code() in (KafkaError.GROUP_AUTHORIZATION_FAILED,
+                            KafkaError.TOPIC_AUTHORIZATION_FAILED) for e in errs), errs
+    # ACLs: alice writes the topic (literal), bob reads every "orders-" topic (prefixed) in the
+    # groups named "bob-" (prefixed).
+    create_acls(admin, [
+        allow(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE),
+        allow(ResourceType.TOPIC, "orders-", "User:bob", AclOperation.READ,
+              ResourcePatternType.PREFIXED),
+        allow(ResourceType.GROUP, "bob-", "User:bob", AclOperation.READ,
+              ResourcePatternType.PREFIXED),
+    ])
+    assert delivery_errors(b.bootstrap, "alice", topic, 500) == [None] * 500
+    # WRITE implies DESCRIBE: alice now sees the topic, and nothing else.
+    assert set(alice_admin.list_topics(timeout=10).topics) == {topic}
+    got, errs = group_consume(b.bootstrap, "bob", topic, "bob-readers", 500)
+    assert len(got) == 500, errs
+    # bob may not write, nor join a group outside his prefix.
+    errors = delivery_errors(b.bootstrap, "bob", topic, 5)
+    assert all(e is not None and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors)
+    got, errs = group_consume(b.bootstrap, "bob", topic, "other-group", 1, seconds=10)
+    assert not got and any(e.code() == KafkaError.GROUP_AUTHORIZATION_FAILED for e in errs), errs
+    # The ACLs as DescribeAcls gives them.
+    described = admin.describe_acls(AclBindingFilter(
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+        AclPermissionType.ANY)).result(30)
+    assert {(a.restype, a.name, a.resource_pattern_type, a.principal, a.operation)
+            for a in described} == {
+        (ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", AclOperation.WRITE),
+        (ResourceType.TOPIC, "orders-", ResourcePatternType.PREFIXED, "User:bob",
+         AclOperation.READ),
+        (ResourceType.GROUP, "bob-", ResourcePatternType.PREFIXED, "User:bob", AclOperation.READ),
+    }
+    # A user may not change ACLs.
+    bob_admin = clients.admin(b.bootstrap, **conf("bob", "bob-pw"))
+    with pytest.raises(KafkaException) as e:
+        for f in bob_admin.create_acls([allow(ResourceType.TOPIC, "*", "User:bob",
+                                              AclOperation.ALL)]).values():
+            f.result(30)
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+
+
+def test_deny_wins_and_acls_are_deleted_and_kept_across_a_restart(secured):
+    b, admin = secured
+    topic = f"shared-{uuid.uuid4().hex[:6]}"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    create_acls(admin, [
+        allow(ResourceType.TOPIC, "shared-", "User:*", AclOperation.ALL,
+              ResourcePatternType.PREFIXED),
+        allow(ResourceType.TOPIC, topic, "User:eve", AclOperation.WRITE,
+              permission=AclPermissionType.DENY),
+    ])
+    assert delivery_errors(b.bootstrap, "alice", topic, 10) == [None] * 10
+    errors = delivery_errors(b.bootstrap, "eve", topic, 5)
+    assert all(e is not None and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors)
+    b.restart()
+    admin = clients.admin(b.bootstrap, **conf(*ADMIN))
+    errors = delivery_errors(b.bootstrap, "eve", topic, 5)
+    assert all(e is not None and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors)
+    # Delete the DENY: eve writes.
+    deleted = admin.delete_acls([AclBindingFilter(
+        ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:eve", None,
+        AclOperation.ANY, AclPermissionType.DENY)])
+    gone = list(deleted.values())[0].result(30)
+    assert [(a.principal, a.permission_type) for a in gone] == [("User:eve",
+                                                                 AclPermissionType.DENY)]
+    assert delivery_errors(b.bootstrap, "eve", topic, 10) == [None] * 10
+    # kafka-python sees the refusal too once the ALLOW goes.
+    list(admin.delete_acls([AclBindingFilter(
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+        AclPermissionType.ANY)]).values())[0].result(30)
+    from kafka import KafkaProducer
+    from kafka.errors import TopicAuthorizationFailedError
+    kp = KafkaProducer(bootstrap_servers=b.bootstrap, security_protocol="SASL_PLAINTEXT",
+                       sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="alice",
+                       sasl_plain_password="alice-pw", max_block_ms=5000, retries=0)
+    try:
+        with pytest.raises((TopicAuthorizationFailedError, Exception)) as e:
+            kp.send(topic, b"v").get(timeout=10)
+        assert "Authorization" in type(e.value).__name__ or "uthoriz" in str(e.value), e.value
+    finally:
+        kp.close()
+    b.assert_alive()
