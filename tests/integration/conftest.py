@@ -186,7 +186,11 @@ class Broker:
         if ca is None:
             return s
         import ssl
-        return ssl.create_default_context(cafile=ca).wrap_socket(s, server_hostname="localhost")
+        ctx = ssl.create_default_context(cafile=ca)
+        client = getattr(self, "ready_tls_client", None)
+        if client is not None:
+            ctx.load_cert_chain(*client)
+        return ctx.wrap_socket(s, server_hostname="localhost")
 
     def _reap(self, timeout):
         try:

@@ -184,3 +184,49 @@ def test_deny_wins_and_acls_are_deleted_and_kept_across_a_restart(secured):
     finally:
         kp.close()
     b.assert_alive()
+
+
+def test_a_client_certificate_is_its_subjects_principal(make_broker, certs):
+    """On an SSL listener with client certificates required, the principal is Kafka's
+    `User:CN=...,O=...`: ACLs name it (1,000 records of 100 B written by the allowed client)."""
+    cert, key = certs.issue("broker", "broker1", server=True)
+    b = make_broker(advertise=False, start=False)
+    b.extra_args += [
+        "--set", f"listeners=SSL://127.0.0.1:{b.port}",
+        "--set", f"advertised_listeners=SSL://localhost:{b.port}",
+        "--set", f"ssl_certificate_location={cert}",
+        "--set", f"ssl_key_location={key}",
+        "--set", f"ssl_ca_location={certs.ca}",
+        "--set", "ssl_client_auth=required",
+        "--set", "authorizer_enabled=true",
+        "--set", "super_users=User:CN=ops,O=stillwater",
+    ]
+    b.ready_tls_ca = certs.ca
+    ops = certs.issue("ops", "ops", server=False)
+    b.ready_tls_client = ops
+    b.start()
+    boot = f"localhost:{b.port}"
+
+    def tls(who):
+        return {"security.protocol": "SSL", "ssl.ca.location": certs.ca,
+                "ssl.certificate.location": who[0], "ssl.key.location": who[1]}
+
+    admin = clients.admin(boot, **tls(ops))
+    topic = "by-certificate"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    create_acls(admin, [allow(ResourceType.TOPIC, topic, "User:CN=alice,O=stillwater",
+                              AclOperation.WRITE)])
+    alice = certs.issue("alice", "alice", server=False)
+    mallory = certs.issue("mallory", "mallory", server=False)
+    p = clients.producer(boot, **tls(alice))
+    errors = []
+    for i in range(1000):
+        p.produce(topic, value=b"%04d" % i + b"." * 96, on_delivery=lambda e, m: errors.append(e))
+    p.flush(60)
+    assert errors == [None] * 1000
+    p = clients.producer(boot, **tls(mallory), **{"message.timeout.ms": 10000, "retries": 0})
+    errors = []
+    p.produce(topic, value=b"no", on_delivery=lambda e, m: errors.append(e))
+    p.flush(30)
+    assert errors and errors[0] is not None and \
+        errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors

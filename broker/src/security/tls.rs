@@ -31,6 +31,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::Principal;
 use crate::config::{ClientAuth, TlsSettings};
 
 /// A PEM file larger than this is refused (a certificate chain is a few KiB).
@@ -151,21 +152,95 @@ impl Tls {
     }
 }
 
-/// The TLS handshake of a new connection, within its deadline.
+/// The TLS handshake of a new connection, within its deadline: the connection, and the
+/// principal of the client's certificate if it showed one.
 pub async fn handshake(
     tls: &Tls,
     conn: Box<dyn Connection>,
     clock: &Arc<dyn Clock>,
-) -> Result<Box<dyn Connection>, String> {
+) -> Result<(Box<dyn Connection>, Option<Principal>), String> {
     let limit = tls.handshake_timeout();
     match clock.timeout(limit, tls.acceptor().accept(conn)).await {
-        Ok(Ok(stream)) => Ok(Box::new(stream)),
+        Ok(Ok(stream)) => {
+            let principal = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| certificate_principal(cert.as_ref()))
+                .transpose()?;
+            Ok((Box::new(stream), principal))
+        }
         Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
         Err(_) => Err(format!(
             "TLS handshake not done within {} ms",
             limit.as_millis()
         )),
     }
+}
+
+/// Kafka's default principal of a client certificate: `User:` and the certificate's subject as
+/// RFC 2253 writes it (`CN=alice,OU=eng,O=corp`: the most specific part first), as Java's
+/// `X500Principal.getName()` does. A subject that cannot be read refuses the connection.
+pub fn certificate_principal(der: &[u8]) -> Result<Principal, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("the client certificate cannot be read: {e}"))?;
+    let mut parts = Vec::new();
+    for rdn in cert.subject().iter_rdn() {
+        let attrs: Vec<String> = rdn
+            .iter()
+            .map(|a| {
+                let oid = a.attr_type().to_id_string();
+                let key = match oid.as_str() {
+                    "2.5.4.3" => "CN",
+                    "2.5.4.7" => "L",
+                    "2.5.4.8" => "ST",
+                    "2.5.4.10" => "O",
+                    "2.5.4.11" => "OU",
+                    "2.5.4.6" => "C",
+                    "2.5.4.9" => "STREET",
+                    "0.9.2342.19200300.100.1.25" => "DC",
+                    "0.9.2342.19200300.100.1.1" => "UID",
+                    _ => "",
+                };
+                match (key, a.as_str()) {
+                    ("", _) | (_, Err(_)) => {
+                        // Another attribute: its OID and its value's DER in hex (RFC 2253).
+                        let hex: String = a
+                            .attr_value()
+                            .as_bytes()
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect();
+                        let tag = a.attr_value().tag().0 as u8;
+                        let len = a.attr_value().as_bytes().len();
+                        format!("{oid}=#{tag:02x}{len:02x}{hex}")
+                    }
+                    (key, Ok(value)) => format!("{key}={}", rfc2253_escape(value)),
+                }
+            })
+            .collect();
+        parts.push(attrs.join("+"));
+    }
+    parts.reverse();
+    Ok(Principal::user(parts.join(",")))
+}
+
+/// A value as RFC 2253 writes it: `,+"\<>;` escaped, and a leading `#` or space and a
+/// trailing space.
+fn rfc2253_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The certificate chain, the key and (if given) the client CAs, in that order.
@@ -341,4 +416,22 @@ impl ServerCertVerifier for ClusterMember {
 /// The name a dialled broker is asked for: its address (see [`ClusterMember`]).
 pub fn peer_name(address: std::net::SocketAddr) -> ServerName<'static> {
     ServerName::IpAddress(address.ip().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_values_are_escaped_as_rfc_2253_writes_them() {
+        assert_eq!(rfc2253_escape("alice"), "alice");
+        assert_eq!(rfc2253_escape("Smith, John"), "Smith\\, John");
+        assert_eq!(
+            rfc2253_escape("a+b=c;d<e>\"f\""),
+            "a\\+b=c\\;d\\<e\\>\\\"f\\\""
+        );
+        assert_eq!(rfc2253_escape("#1 "), "\\#1\\ ");
+        assert_eq!(rfc2253_escape(" x"), "\\ x");
+        assert!(certificate_principal(b"not a certificate").is_err());
+    }
 }

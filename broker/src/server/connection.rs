@@ -52,12 +52,24 @@ type InFlight = Pin<Box<dyn Future<Output = (Reply, Arc<Reservation>, bool)> + S
 
 const FETCH_API_KEY: i16 = 1;
 
+/// Who is at the other end of a connection, as far as it is known when it opens.
+pub(super) struct Who {
+    pub peer: SocketAddr,
+    /// The listener it connected to.
+    pub listener: Arc<str>,
+    /// The principal of the TLS client certificate it showed.
+    pub certificate: Option<Principal>,
+}
+
 /// Serve one connection until the peer closes it, it errs, idles out, or the broker stops.
 pub(super) async fn serve(
     broker: Arc<Broker>,
     mut conn: Box<dyn Connection>,
-    peer: SocketAddr,
-    listener: Arc<str>,
+    Who {
+        peer,
+        listener,
+        certificate,
+    }: Who,
     sasl: Option<Arc<SaslContext>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -78,8 +90,9 @@ pub(super) async fn serve(
     let mut last_input = clock.now();
     let mut idle_timer = clock.sleep(idle);
     let mut auth = sasl.map(Authenticator::new);
-    // Who the requests come from: ANONYMOUS until a SASL exchange says otherwise.
-    let mut session = Session::new(Principal::anonymous(), Some(peer));
+    // Who the requests come from: the client certificate's subject, or ANONYMOUS, until a
+    // SASL exchange says otherwise.
+    let mut session = Session::new(certificate.unwrap_or_else(Principal::anonymous), Some(peer));
     let mut auth_timer = auth.as_ref().map(|a| clock.sleep(a.timeout()));
     'conn: loop {
         // Dispatch every complete frame already buffered (bounded by the in-flight window).

@@ -88,7 +88,12 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     };
     let sasl_settings = config.sasl_settings().map_err(|e| anyhow::anyhow!("{e}"))?;
     let bootstrap = bootstrap_users(&config, &env)?;
-    let sasl_context = sasl::SaslContext::new(sasl_settings, env.rng.clone());
+    // Made only for SASL listeners: its secret is drawn from the generator (a broker without
+    // one draws nothing, and its simulated runs stay as they were).
+    let sasl_context = specs
+        .iter()
+        .any(|s| s.protocol.uses_sasl())
+        .then(|| sasl::SaslContext::new(sasl_settings, env.rng.clone()));
     let mut listeners = Vec::with_capacity(specs.len());
     let mut listener_addrs = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -105,7 +110,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
             name: Arc::from(spec.name),
             listener,
             tls: secured,
-            sasl: spec.protocol.uses_sasl().then(|| sasl_context.clone()),
+            sasl: sasl_context.clone().filter(|_| spec.protocol.uses_sasl()),
         });
     }
     let kafka_addr = listener_addrs
@@ -464,9 +469,9 @@ async fn accept_on(
             async move {
                 count_connection(&b.metrics, 1);
                 let conn = match &tls {
-                    None => Some(conn),
+                    None => Some((conn, None)),
                     Some(tls) => match crate::security::tls::handshake(tls, conn, &clock).await {
-                        Ok(conn) => Some(conn),
+                        Ok(secured) => Some(secured),
                         Err(e) => {
                             Metrics::inc(&b.metrics.tls_handshakes_failed, 1);
                             if let Some(suppressed) = b.throttles.tls.admit(clock.now()) {
@@ -476,9 +481,13 @@ async fn accept_on(
                         }
                     },
                 };
-                if let Some(conn) = conn {
-                    connection::serve(b.clone(), conn, peer, listener_name, sasl, stop_conn)
-                        .await;
+                if let Some((conn, principal)) = conn {
+                    let who = connection::Who {
+                        peer,
+                        listener: listener_name,
+                        certificate: principal,
+                    };
+                    connection::serve(b.clone(), conn, who, sasl, stop_conn).await;
                 }
                 count_connection(&b.metrics, -1);
                 drop(address_slot);
