@@ -44,8 +44,9 @@ pub const BROKER_LAYERS: &[Layer] = &[
     // Configuration types: the broker's settings, topic configs (`LogConfig`), dynamic broker
     // configs. Plain data with parsing and checks; they build no higher layer's types.
     ("settings", &["broker_configs", "config", "topic_config"]),
-    // Security primitives the layers above share: TLS configurations from PEM files (the
-    // listeners', the links between brokers'), SCRAM credentials and exchanges.
+    // Who a client is and what it may do: TLS configurations from PEM files (the listeners',
+    // the links between brokers'), SCRAM, principals, Kafka's ACLs and the authorizer's
+    // decision, the security metadata (users and ACLs) and its changes.
     ("security", &["security"]),
     // A data directory: the catalog of topics (with the internal topics' names), partition
     // logs, the commit pipeline, disk operations with deadlines.
