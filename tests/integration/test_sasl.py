@@ -57,7 +57,7 @@ def refused(bootstrap, conf, seconds=10):
     errors = []
     a = clients.admin(bootstrap, **conf, error_cb=errors.append)
     with pytest.raises(KafkaException):
-        a.list_topics(timeout=5)
+        a.list_topics(timeout=3)
     deadline = time.monotonic() + seconds
     while not errors and time.monotonic() < deadline:
         a.poll(0.2)

@@ -25,6 +25,22 @@ pub struct SpawnedBroker {
 
 impl SpawnedBroker {
     pub async fn start(args: &BrokerArgs) -> Result<Self> {
+        Self::start_inner(args, None::<fn(&str) -> String>).await
+    }
+
+    /// Started with `listeners(addr)` as its listeners (the first must be PLAINTEXT on `addr`,
+    /// where it is waited for and set up).
+    pub async fn start_with_listeners(
+        args: &BrokerArgs,
+        listeners: impl Fn(&str) -> String,
+    ) -> Result<Self> {
+        Self::start_inner(args, Some(listeners)).await
+    }
+
+    async fn start_inner(
+        args: &BrokerArgs,
+        listeners: Option<impl Fn(&str) -> String>,
+    ) -> Result<Self> {
         let binary = match &args.broker_bin {
             Some(binary) => binary.clone(),
             None => crate::cluster::release_broker()?,
@@ -58,6 +74,7 @@ impl SpawnedBroker {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&args.broker_arg)
+            .args(listeners.map(|l| format!("--set=listeners={}", l(&addr))))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -158,7 +175,7 @@ fn remove_data_dir(data_dir: &Path) {
 }
 
 /// A port the kernel just handed out; free again once the listener is dropped.
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr().context("finding a free port")?.port())
 }

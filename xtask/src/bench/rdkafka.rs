@@ -58,6 +58,10 @@ pub struct RdkafkaArgs {
     /// the host has taken back costs several times a touch of memory in use).
     #[arg(long)]
     no_drop_caches: bool,
+    /// Measure our broker over SASL_SSL too (SCRAM-SHA-512 on TLS, a certificate made with
+    /// `openssl`), beside PLAINTEXT in the same rounds: the cost of security, as a ratio.
+    #[arg(long, conflicts_with_all = ["peer_bin", "cluster"])]
+    sasl_ssl: bool,
     /// A librdkafka property for the producer (`key=value`, repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
@@ -89,14 +93,25 @@ struct Sample {
 
 /// One broker (or cluster) under test, started fresh for each run.
 enum System<'a> {
-    Ours { binary: &'a Path },
-    Peer { binary: &'a Path, args: Vec<String> },
+    Ours {
+        binary: &'a Path,
+    },
+    /// Ours, the producer on a SASL_SSL listener.
+    OursSecured {
+        binary: &'a Path,
+        certs: PathBuf,
+    },
+    Peer {
+        binary: &'a Path,
+        args: Vec<String>,
+    },
 }
 
 impl System<'_> {
     fn name(&self) -> String {
         match self {
             System::Ours { .. } => "stillwater".into(),
+            System::OursSecured { .. } => "stillwater over SASL_SSL".into(),
             System::Peer { binary, .. } => binary
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -122,6 +137,12 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
         systems.push(System::Peer {
             binary: peer,
             args: peer_args(peer, &args.peer_arg)?,
+        });
+    }
+    if args.sasl_ssl {
+        systems.push(System::OursSecured {
+            binary: &binary,
+            certs: bench_certificate()?,
         });
     }
     let load_average_before = stats::load_average();
@@ -302,20 +323,45 @@ async fn run_one(
             outcome
         }
         System::Ours { binary } => {
-            let broker_args = BrokerArgs {
-                addr: String::new(),
-                metrics_addr: String::new(),
-                spawn_broker: true,
-                broker_bin: Some(binary.to_path_buf()),
-                broker_arg: args.broker_arg.clone(),
-                request_timeout_secs: 30,
-                warmup_secs: 0.0,
-                cluster_dir: None,
-            };
-            let broker = SpawnedBroker::start(&broker_args).await?;
+            let broker = SpawnedBroker::start(&spawn_args(binary, args.broker_arg.clone())).await?;
             let outcome = measure(
                 loadgen,
                 &broker.addr,
+                &loadgen_args,
+                &[broker.child.id()],
+                size,
+                messages,
+            );
+            broker.stop().await?;
+            outcome
+        }
+        System::OursSecured { binary, certs } => {
+            let secured = format!("127.0.0.1:{}", super::broker_process::free_port()?);
+            let mut broker_arg = args.broker_arg.clone();
+            broker_arg.extend([
+                "--add-scram=SCRAM-SHA-512=[name=bench,password=bench-secret]".to_string(),
+                format!(
+                    "--set=ssl_certificate_location={}",
+                    certs.join("cert.pem").display()
+                ),
+                format!("--set=ssl_key_location={}", certs.join("key.pem").display()),
+            ]);
+            let listeners = |addr: &str| format!("PLAINTEXT://{addr},SASL_SSL://{secured}");
+            let broker =
+                SpawnedBroker::start_with_listeners(&spawn_args(binary, broker_arg), listeners)
+                    .await?;
+            for setting in [
+                "security.protocol=SASL_SSL".to_string(),
+                format!("ssl.ca.location={}", certs.join("cert.pem").display()),
+                "sasl.mechanisms=SCRAM-SHA-512".into(),
+                "sasl.username=bench".into(),
+                "sasl.password=bench-secret".into(),
+            ] {
+                loadgen_args.push(format!("--set={setting}"));
+            }
+            let outcome = measure(
+                loadgen,
+                &secured,
                 &loadgen_args,
                 &[broker.child.id()],
                 size,
@@ -338,6 +384,54 @@ async fn run_one(
             outcome
         }
     }
+}
+
+/// How a fresh broker of ours is started for one run.
+fn spawn_args(binary: &Path, broker_arg: Vec<String>) -> BrokerArgs {
+    BrokerArgs {
+        addr: String::new(),
+        metrics_addr: String::new(),
+        spawn_broker: true,
+        broker_bin: Some(binary.to_path_buf()),
+        broker_arg,
+        request_timeout_secs: 30,
+        warmup_secs: 0.0,
+        cluster_dir: None,
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost (made once with `openssl`, in
+/// `<target>/bench/certs`): the broker's and, as its own CA, the producer's trust.
+fn bench_certificate() -> Result<PathBuf> {
+    let dir = target_dir().join("bench").join("certs");
+    if dir.join("cert.pem").is_file() && dir.join("key.pem").is_file() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "3650", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running openssl (apt-get install openssl) to make the benchmark's certificate")?;
+    if !status.success() {
+        bail!("openssl could not make the benchmark's certificate ({status})");
+    }
+    Ok(dir)
 }
 
 /// Run the load generator against `bootstrap`; the brokers' CPU is sampled after its warm-up

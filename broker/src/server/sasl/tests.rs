@@ -296,3 +296,41 @@ fn a_session_ends_unless_the_same_principal_authenticates_again() {
     assert!(!ok);
     assert_eq!(r.error_code, error::ILLEGAL_SASL_STATE);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Malformed SASL tokens, in either request form and at every step of every mechanism:
+    /// an answer or a refusal, never a panic, and never an authenticated connection.
+    #[test]
+    fn garbage_tokens_are_refused_and_never_authenticate(
+        tokens in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 1..6),
+        mechanism in 0..3usize,
+        bare in proptest::bool::ANY,
+        scram_prefix in proptest::bool::ANY,
+    ) {
+        // Derived once: PBKDF2 is slow in a debug build.
+        static USERS: std::sync::OnceLock<SecurityMetadata> = std::sync::OnceLock::new();
+        let md = USERS.get_or_init(users);
+        let now = Instant::now();
+        let m = SaslMechanism::ALL[mechanism];
+        let mut a = Authenticator::new(context(&SaslMechanism::ALL, None));
+        let version = if bare { 0 } else { 1 };
+        let _ = a.request(&handshake(version, m.name()), md, now);
+        for (i, mut token) in tokens.into_iter().enumerate() {
+            // Half the time a well-formed first message, so the final step is reached too.
+            if i == 0 && scram_prefix && m != SaslMechanism::Plain {
+                token = format!("n,,{}", scram::client_first_bare("alice", "nonce")).into_bytes();
+            }
+            let step = if a.expects_raw_token() {
+                a.raw_token(&token, md, now)
+            } else {
+                a.request(&authenticate(2, &token), md, now)
+            };
+            if matches!(step, Step::Close(_) | Step::Refuse(_)) {
+                break;
+            }
+        }
+        proptest::prop_assert!(a.principal().is_none());
+        proptest::prop_assert!(a.admits(ApiKey::Produce, now).is_err());
+    }
+}
