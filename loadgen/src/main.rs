@@ -183,10 +183,16 @@ fn send(producer: &BaseProducer<Reports>, topic: &str, payload: &[u8], n: u64) -
 }
 
 fn create_topic(args: &Args, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
-        .create()
-        .context("creating the admin client")?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &args.bootstrap);
+    // How to reach the broker (TLS, SASL) holds for the admin client too.
+    for (k, v) in args.settings.iter().filter_map(|kv| kv.split_once('=')) {
+        if ["security.", "ssl.", "sasl."].iter().any(|p| k.starts_with(p)) {
+            config.set(k, v);
+        }
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating the admin client")?;
     let topic = NewTopic::new(
         &args.topic,
         partitions,

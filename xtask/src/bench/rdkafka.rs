@@ -124,7 +124,7 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
     if args.sizes.is_empty() || args.modes.is_empty() || args.rounds == 0 || args.megabytes <= 0.0 {
         bail!("--sizes, --modes, --rounds and --megabytes must not be empty or zero");
     }
-    let loadgen = build_loadgen()?;
+    let loadgen = build_loadgen(args.sasl_ssl)?;
     let binary = match &args.broker_bin {
         Some(b) => b.clone(),
         None => cluster::release_broker()?,
@@ -594,14 +594,24 @@ fn drop_caches() {
 }
 
 /// The release load generator, built first.
-fn build_loadgen() -> Result<PathBuf> {
-    println!("xtask: cargo build --release -p loadgen");
-    let status = cargo()
-        .args(["build", "--release", "-p", "loadgen"])
-        .status()
-        .context("running cargo build")?;
+/// The load generator, with TLS and SCRAM (librdkafka on the system's OpenSSL) when `tls`.
+fn build_loadgen(tls: bool) -> Result<PathBuf> {
+    let mut command = cargo();
+    command.args(["build", "--release", "-p", "loadgen"]);
+    if tls {
+        command.args(["--features", "tls"]);
+    }
+    println!("xtask: {command:?}");
+    let status = command.status().context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build --release -p loadgen failed ({status})");
+        bail!(
+            "building loadgen failed ({status}){}",
+            if tls {
+                "; --sasl-ssl needs OpenSSL's headers: apt-get install libssl-dev pkg-config"
+            } else {
+                ""
+            }
+        );
     }
     Ok(target_dir().join("release").join("loadgen"))
 }
