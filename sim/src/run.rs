@@ -224,6 +224,14 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
 /// The simulation itself, inside the seeded runtime: the cluster, the workload's clients, the
 /// fault schedule, the final read; then everything the checkers need, read off the world.
 async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fault>) -> Observed {
+    crate::workload::client::sasl::log_in_as(sc.auth.as_ref().map(|a| {
+        crate::workload::client::sasl::Login {
+            mechanism: a.mechanism.clone(),
+            user: crate::scenario::SASL_USER.into(),
+            password: crate::scenario::SASL_PASSWORD.into(),
+            rng: io_backend::EnvRng::seeded(seed ^ 0x5a51_5a51),
+        }
+    }));
     let budgets: Vec<u64> = configs
         .iter()
         .map(|c| c.memory_budget_bytes as u64)

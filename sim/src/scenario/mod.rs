@@ -80,6 +80,10 @@ pub struct Scenario {
     /// each, every topic replicated on three of them, or all of a smaller cluster).
     #[serde(default)]
     pub cluster: ClusterSpec,
+    /// Clients authenticate with SASL: the brokers' one listener is SASL_PLAINTEXT, its user
+    /// made at start (`add_scram`).
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
     #[serde(default)]
     pub faults: Vec<Fault>,
     /// Faults drawn at random from the seed, on top of `faults`.
@@ -105,6 +109,18 @@ pub struct ClusterSpec {
     #[serde(default = "one_usize")]
     pub nodes: usize,
 }
+
+/// How the clients authenticate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512` or `PLAIN`.
+    pub mechanism: String,
+}
+
+/// The user every simulated client authenticates as.
+pub const SASL_USER: &str = "sim-user";
+pub const SASL_PASSWORD: &str = "sim-password";
 
 impl Default for ClusterSpec {
     fn default() -> Self {

@@ -56,6 +56,21 @@ pub(crate) fn broker_config(scenario: &Scenario, node: usize) -> anyhow::Result<
         // The workload creates its topic (with its partitions) through CreateTopics.
         ("auto_create_topics".to_string(), "false".to_string()),
     ];
+    if let Some(auth) = &scenario.auth {
+        use crate::scenario::{SASL_PASSWORD, SASL_USER};
+        flags.push((
+            "listeners".to_string(),
+            format!("SASL_PLAINTEXT://{}", broker_addr(scenario, node)),
+        ));
+        flags.push((
+            "sasl_enabled_mechanisms".to_string(),
+            format!("{},SCRAM-SHA-512", auth.mechanism),
+        ));
+        flags.push((
+            "add_scram".to_string(),
+            format!("SCRAM-SHA-512=[name={SASL_USER},password={SASL_PASSWORD}]"),
+        ));
+    }
     if scenario.clustered() {
         let peers = (1..=scenario.cluster.nodes)
             .map(|i| format!("{i}@{}:{INTER_BROKER_PORT}", cluster_ip(i)))

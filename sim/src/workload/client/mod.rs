@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 pub mod group;
 pub mod routing;
+pub mod sasl;
 
 /// The Produce version the clients speak.
 pub const PRODUCE_VERSION: i16 = 8;
@@ -73,14 +74,19 @@ fn topic_name(name: &str) -> TopicName {
 }
 
 impl Client {
+    /// Connect, and log in when the run's scenario asks for SASL ([`sasl`]).
     pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr).await?;
-        Ok(Client {
+        let mut client = Client {
             stream,
             read_buf: BytesMut::new(),
             next_id: 1,
             request_timeout_ms: 30_000,
-        })
+        };
+        if let Some(login) = sasl::current() {
+            client.log_in(&login).await?;
+        }
+        Ok(client)
     }
 
     /// Send one request and wait for its response.

@@ -1,0 +1,100 @@
+//! The simulated clients' SASL login, as librdkafka's: SaslHandshake v1, then SaslAuthenticate
+//! (PLAIN, or SCRAM's two rounds with the server's signature checked), on every new
+//! connection of a run whose scenario asks for it. The nonces come from a generator seeded by
+//! the run's seed, so a seed replays the same exchanges.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use broker::security::scram::{self, Mechanism};
+use io_backend::EnvRng;
+use kafka_protocol::messages::{
+    ApiKey, RequestKind, ResponseKind, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Client, ClientError};
+
+/// Who the clients of this run log in as.
+#[derive(Clone)]
+pub struct Login {
+    pub mechanism: String,
+    pub user: String,
+    pub password: String,
+    pub rng: EnvRng,
+}
+
+thread_local! {
+    /// The run's login (a run is one thread: madsim's), set before its clients start.
+    static LOGIN: RefCell<Option<Login>> = const { RefCell::new(None) };
+}
+
+/// Every connection of this thread's run from now on logs in so (`None`: none does).
+pub fn log_in_as(login: Option<Login>) {
+    LOGIN.with(|l| *l.borrow_mut() = login);
+}
+
+pub(super) fn current() -> Option<Login> {
+    LOGIN.with(|l| l.borrow().clone())
+}
+
+impl Client {
+    /// Authenticate this connection; a refusal is `ClientError::Kafka` with its code.
+    pub(super) async fn log_in(&mut self, login: &Login) -> Result<(), ClientError> {
+        let handshake = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_string(login.mechanism.clone()));
+        let ResponseKind::SaslHandshake(r) = self
+            .call(ApiKey::SaslHandshake, 1, RequestKind::SaslHandshake(handshake))
+            .await?
+        else {
+            return Err(ClientError::Protocol("SaslHandshake: another response".into()));
+        };
+        if r.error_code != 0 {
+            return Err(ClientError::Kafka(r.error_code));
+        }
+        let mechanism = match login.mechanism.as_str() {
+            "PLAIN" => {
+                let token = format!("\0{}\0{}", login.user, login.password);
+                self.sasl_token(token.into_bytes()).await?;
+                return Ok(());
+            }
+            "SCRAM-SHA-256" => Mechanism::Sha256,
+            _ => Mechanism::Sha512,
+        };
+        let nonce = format!("{:016x}{:016x}", login.rng.next_u64(), login.rng.next_u64());
+        let first = format!("n,,{}", scram::client_first_bare(&login.user, &nonce));
+        let server_first = self.sasl_token(first.into_bytes()).await?;
+        let server_first = String::from_utf8(server_first.to_vec())
+            .map_err(|_| ClientError::Protocol("SCRAM: the server's first is not UTF-8".into()))?;
+        let (last, expected) = scram::client_final(
+            mechanism,
+            &login.user,
+            login.password.as_bytes(),
+            &nonce,
+            &server_first,
+        )
+        .map_err(|e| ClientError::Protocol(format!("SCRAM: {e}")))?;
+        let server_final = self.sasl_token(last.into_bytes()).await?;
+        if server_final != expected.as_bytes() {
+            return Err(ClientError::Protocol(
+                "SCRAM: the server's signature is not the expected one".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round: the server's bytes.
+    async fn sasl_token(&mut self, token: Vec<u8>) -> Result<Bytes, ClientError> {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let ResponseKind::SaslAuthenticate(r) = self
+            .call(ApiKey::SaslAuthenticate, 2, RequestKind::SaslAuthenticate(req))
+            .await?
+        else {
+            return Err(ClientError::Protocol("SaslAuthenticate: another response".into()));
+        };
+        if r.error_code != 0 {
+            return Err(ClientError::Kafka(r.error_code));
+        }
+        Ok(r.auth_bytes)
+    }
+}
