@@ -187,7 +187,10 @@ fn create_topic(args: &Args, partitions: i32) -> Result<()> {
     config.set("bootstrap.servers", &args.bootstrap);
     // How to reach the broker (TLS, SASL) holds for the admin client too.
     for (k, v) in args.settings.iter().filter_map(|kv| kv.split_once('=')) {
-        if ["security.", "ssl.", "sasl."].iter().any(|p| k.starts_with(p)) {
+        if ["security.", "ssl.", "sasl."]
+            .iter()
+            .any(|p| k.starts_with(p))
+        {
             config.set(k, v);
         }
     }

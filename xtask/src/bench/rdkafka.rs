@@ -322,46 +322,46 @@ async fn run_one(
             }
             outcome
         }
-        System::Ours { binary } => {
-            let broker = SpawnedBroker::start(&spawn_args(binary, args.broker_arg.clone())).await?;
-            let outcome = measure(
-                loadgen,
-                &broker.addr,
-                &loadgen_args,
-                &[broker.child.id()],
-                size,
-                messages,
-            );
-            broker.stop().await?;
-            outcome
-        }
-        System::OursSecured { binary, certs } => {
-            let secured = format!("127.0.0.1:{}", super::broker_process::free_port()?);
-            let mut broker_arg = args.broker_arg.clone();
-            broker_arg.extend([
-                "--add-scram=SCRAM-SHA-512=[name=bench,password=bench-secret]".to_string(),
-                format!(
-                    "--set=ssl_certificate_location={}",
-                    certs.join("cert.pem").display()
-                ),
-                format!("--set=ssl_key_location={}", certs.join("key.pem").display()),
-            ]);
-            let listeners = |addr: &str| format!("PLAINTEXT://{addr},SASL_SSL://{secured}");
-            let broker =
-                SpawnedBroker::start_with_listeners(&spawn_args(binary, broker_arg), listeners)
+        System::Ours { binary } | System::OursSecured { binary, .. } => {
+            let (broker, bootstrap) = match system {
+                System::OursSecured { certs, .. } => {
+                    let secured = format!("127.0.0.1:{}", super::broker_process::free_port()?);
+                    let mut broker_arg = args.broker_arg.clone();
+                    broker_arg.extend([
+                        "--add-scram=SCRAM-SHA-512=[name=bench,password=bench-secret]".to_string(),
+                        format!(
+                            "--set=ssl_certificate_location={}",
+                            certs.join("cert.pem").display()
+                        ),
+                        format!("--set=ssl_key_location={}", certs.join("key.pem").display()),
+                    ]);
+                    let listeners = |addr: &str| format!("PLAINTEXT://{addr},SASL_SSL://{secured}");
+                    let broker = SpawnedBroker::start_with_listeners(
+                        &spawn_args(binary, broker_arg),
+                        listeners,
+                    )
                     .await?;
-            for setting in [
-                "security.protocol=SASL_SSL".to_string(),
-                format!("ssl.ca.location={}", certs.join("cert.pem").display()),
-                "sasl.mechanisms=SCRAM-SHA-512".into(),
-                "sasl.username=bench".into(),
-                "sasl.password=bench-secret".into(),
-            ] {
-                loadgen_args.push(format!("--set={setting}"));
-            }
+                    for setting in [
+                        "security.protocol=SASL_SSL".to_string(),
+                        format!("ssl.ca.location={}", certs.join("cert.pem").display()),
+                        "sasl.mechanisms=SCRAM-SHA-512".into(),
+                        "sasl.username=bench".into(),
+                        "sasl.password=bench-secret".into(),
+                    ] {
+                        loadgen_args.push(format!("--set={setting}"));
+                    }
+                    (broker, secured)
+                }
+                _ => {
+                    let broker =
+                        SpawnedBroker::start(&spawn_args(binary, args.broker_arg.clone())).await?;
+                    let addr = broker.addr.clone();
+                    (broker, addr)
+                }
+            };
             let outcome = measure(
                 loadgen,
-                &secured,
+                &bootstrap,
                 &loadgen_args,
                 &[broker.child.id()],
                 size,

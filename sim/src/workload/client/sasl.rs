@@ -5,8 +5,8 @@
 
 use std::cell::RefCell;
 
-use bytes::Bytes;
 use broker::security::scram::{self, Mechanism};
+use bytes::Bytes;
 use io_backend::EnvRng;
 use kafka_protocol::messages::{
     ApiKey, RequestKind, ResponseKind, SaslAuthenticateRequest, SaslHandshakeRequest,
@@ -44,10 +44,16 @@ impl Client {
         let handshake = SaslHandshakeRequest::default()
             .with_mechanism(StrBytes::from_string(login.mechanism.clone()));
         let ResponseKind::SaslHandshake(r) = self
-            .call(ApiKey::SaslHandshake, 1, RequestKind::SaslHandshake(handshake))
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                RequestKind::SaslHandshake(handshake),
+            )
             .await?
         else {
-            return Err(ClientError::Protocol("SaslHandshake: another response".into()));
+            return Err(ClientError::Protocol(
+                "SaslHandshake: another response".into(),
+            ));
         };
         if r.error_code != 0 {
             return Err(ClientError::Kafka(r.error_code));
@@ -87,10 +93,16 @@ impl Client {
     async fn sasl_token(&mut self, token: Vec<u8>) -> Result<Bytes, ClientError> {
         let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
         let ResponseKind::SaslAuthenticate(r) = self
-            .call(ApiKey::SaslAuthenticate, 2, RequestKind::SaslAuthenticate(req))
+            .call(
+                ApiKey::SaslAuthenticate,
+                2,
+                RequestKind::SaslAuthenticate(req),
+            )
             .await?
         else {
-            return Err(ClientError::Protocol("SaslAuthenticate: another response".into()));
+            return Err(ClientError::Protocol(
+                "SaslAuthenticate: another response".into(),
+            ));
         };
         if r.error_code != 0 {
             return Err(ClientError::Kafka(r.error_code));
