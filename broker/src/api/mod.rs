@@ -156,23 +156,16 @@ impl Broker {
         let memory = self.memory.clone();
         let access = Access::new(self.authorizer.as_ref(), || self.security(), session);
         let (body, refused) = match authorize::gate(&access, req.body, version) {
-            Gate::Serve(body, refused) => (body, Arc::new(refused)),
-            Gate::Answer(body) => {
-                let reply = match protocol::encode_response(api, version, cid, &body) {
-                    Ok(b) => {
-                        let held = memory.charge(b.len());
-                        Reply::Send(b, held)
-                    }
-                    Err(_) => Reply::Close,
-                };
-                return Box::pin(async move { reply });
-            }
+            Gate::Serve(body, refused) => (Ok(body), Some(Arc::new(refused))),
+            Gate::Answer(answer) => (Err(answer), None),
         };
-        let refused_any = refused.any();
+        let refused_any = refused.as_ref().is_some_and(|r| r.any());
         // Encode a response (with what authorization refused put back); the memory it holds,
         // already taken (a Fetch's) or charged now.
         let respond_holding = move |mut body: ResponseKind, held: Option<Reservation>| -> Reply {
-            refused.merge(&mut body);
+            if let Some(refused) = &refused {
+                refused.merge(&mut body);
+            }
             match protocol::encode_response(api, version, cid, &body) {
                 Ok(b) => {
                     let held = match held {
@@ -195,6 +188,11 @@ impl Broker {
             move |body: ResponseKind| respond_holding(body, None)
         };
         let listener = req.listener.clone();
+        let body = match body {
+            Ok(body) => body,
+            // Refused whole by the authorizer: its answer, at once.
+            Err(answer) => return Box::pin(async move { respond(answer) }),
+        };
         match body {
             RequestKind::Fetch(f) => Box::pin(async move {
                 let (r, held) = this.fetch(f, version).await;

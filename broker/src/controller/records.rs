@@ -90,7 +90,7 @@ pub enum MetadataRecord {
     AllocateProducerIds {
         request: u64,
     },
-    /// Changes to the security metadata (users' credentials), applied in order; each may be
+    /// Changes to the security metadata (users' credentials, ACLs), applied in order; each may be
     /// refused alone.
     AlterSecurity {
         request: u64,

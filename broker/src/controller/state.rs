@@ -116,7 +116,7 @@ pub struct ClusterMetadata {
     /// broker's own.
     pub cluster_configs: Overrides,
     pub broker_configs: BTreeMap<NodeId, Overrides>,
-    /// Users' credentials (shared: records that do not change it do not copy it).
+    /// Users' credentials and the ACLs (shared: records that do not change it do not copy it).
     pub security: Arc<SecurityMetadata>,
     outcomes: VecDeque<(u64, Outcome)>,
 }

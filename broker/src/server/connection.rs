@@ -125,33 +125,29 @@ pub(super) async fn serve(
                 }
             }
             match protocol::decode(frame) {
-                Ok(Decoded::Request(req)) if auth.is_some() && is_sasl(req.api) => {
-                    let a = auth.as_mut().expect("checked");
-                    let step = a.request(&req, &broker.security(), clock.now());
-                    match sasl_step(&broker, a, step, peer, &mut auth_timer, &mut session) {
-                        Some(reply) => {
-                            reading &= !matches!(reply, SaslReply::Last(..));
-                            in_flight.push_back(reply.into_in_flight(frame_held, &budget, &clock));
-                        }
-                        None => break 'conn,
-                    }
-                }
-                Ok(Decoded::Request(req))
-                    if auth
-                        .as_ref()
-                        .is_some_and(|a| a.admits(req.api, clock.now()).is_err()) =>
-                {
-                    let why = auth
-                        .as_ref()
-                        .and_then(|a| a.admits(req.api, clock.now()).err())
-                        .unwrap_or_default();
-                    Metrics::inc(&metrics.sasl_authentications_failed, 1);
-                    if let Some(suppressed) = broker.throttles.sasl.admit(clock.now()) {
-                        tracing::warn!(%peer, listener = %listener, reason = %why, suppressed, "closing connection");
-                    }
-                    break 'conn;
-                }
                 Ok(Decoded::Request(mut req)) => {
+                    if let Some(a) = auth.as_mut() {
+                        if is_sasl(req.api) {
+                            let step = a.request(&req, &broker.security(), clock.now());
+                            match sasl_step(&broker, a, step, peer, &mut auth_timer, &mut session) {
+                                Some(reply) => {
+                                    reading &= !matches!(reply, SaslReply::Last(..));
+                                    in_flight.push_back(
+                                        reply.into_in_flight(frame_held, &budget, &clock),
+                                    );
+                                    continue;
+                                }
+                                None => break 'conn,
+                            }
+                        }
+                        if let Err(why) = a.admits(req.api, clock.now()) {
+                            Metrics::inc(&metrics.sasl_authentications_failed, 1);
+                            if let Some(suppressed) = broker.throttles.sasl.admit(clock.now()) {
+                                tracing::warn!(%peer, listener = %listener, reason = %why, suppressed, "closing connection");
+                            }
+                            break 'conn;
+                        }
+                    }
                     req.peer = Some(peer);
                     req.listener = Some(listener.clone());
                     let is_fetch = req.api as i16 == FETCH_API_KEY;

@@ -146,15 +146,15 @@ impl Authenticator {
         if api == ApiKey::ApiVersions {
             return Ok(());
         }
-        match (&self.principal, &self.state) {
-            (None, _) => Err(format!(
+        // A re-authentication begun does not extend the session: only its success does.
+        match &self.principal {
+            None => Err(format!(
                 "{api:?} request before SASL authentication (only ApiVersions and the SASL requests are allowed)"
             )),
-            (Some(_), State::ScramFinal { .. }) | (Some(_), State::First { .. }) => Ok(()),
-            (Some(_), _) if self.expires.is_some_and(|e| now >= e) => Err(format!(
+            Some(_) if self.expires.is_some_and(|e| now >= e) => Err(format!(
                 "{api:?} request after the session ended (connections_max_reauth_ms) without re-authentication"
             )),
-            (Some(_), _) => Ok(()),
+            Some(_) => Ok(()),
         }
     }
 
@@ -174,27 +174,27 @@ impl Authenticator {
                 let asked = SaslMechanism::from_name(h.mechanism.as_str())
                     .filter(|m| self.ctx.settings.mechanisms.contains(m));
                 let in_order = matches!(self.state, State::Handshake | State::Done);
-                match asked {
-                    _ if !in_order => {
-                        resp.error_code = error::ILLEGAL_SASL_STATE;
-                        Step::Refuse(encode(api, version, cid, ResponseKind::SaslHandshake(resp)))
-                    }
-                    None => {
-                        resp.error_code = error::UNSUPPORTED_SASL_MECHANISM;
-                        Step::Refuse(encode(api, version, cid, ResponseKind::SaslHandshake(resp)))
-                    }
+                resp.error_code = match asked {
+                    _ if !in_order => error::ILLEGAL_SASL_STATE,
+                    None => error::UNSUPPORTED_SASL_MECHANISM,
+                    // Re-authentication needs the v1 requests (KIP-368).
                     Some(_) if self.principal.is_some() && version == 0 => {
-                        // Re-authentication needs the v1 requests (KIP-368).
-                        resp.error_code = error::ILLEGAL_SASL_STATE;
-                        Step::Refuse(encode(api, version, cid, ResponseKind::SaslHandshake(resp)))
+                        error::ILLEGAL_SASL_STATE
                     }
                     Some(mechanism) => {
                         self.state = State::First {
                             mechanism,
                             raw: version == 0,
                         };
-                        Step::Answer(encode(api, version, cid, ResponseKind::SaslHandshake(resp)))
+                        error::NONE
                     }
+                };
+                let refused = resp.error_code != error::NONE;
+                let frame = encode(api, version, cid, ResponseKind::SaslHandshake(resp));
+                if refused {
+                    Step::Refuse(frame)
+                } else {
+                    Step::Answer(frame)
                 }
             }
             RequestKind::SaslAuthenticate(a) => {

@@ -64,7 +64,7 @@ pub(crate) enum AdminCommand {
         configs: DynamicConfigs,
         reply: Reply<Result<(), TopicError>>,
     },
-    /// Change a single node's security metadata (users' credentials): applied in order, each
+    /// Change a single node's security metadata (users' credentials, ACLs): applied in order, each
     /// change's outcome answered once the whole is durable.
     AlterSecurity {
         changes: Vec<SecurityChange>,
@@ -299,10 +299,11 @@ impl AdminLane {
         &mut self,
         changes: &[SecurityChange],
     ) -> Result<crate::security::Outcomes, TopicError> {
-        let mut next: SecurityMetadata =
-            (**self.shared.security.read().expect("not poisoned")).clone();
+        let current = self.shared.security.read().expect("not poisoned").clone();
+        let mut next: SecurityMetadata = (*current).clone();
         let outcomes: Vec<_> = changes.iter().map(|c| next.apply(c)).collect();
-        if outcomes.iter().any(Result::is_ok) {
+        // A bootstrap user that exists, a deletion that matched nothing: no write.
+        if next != *current {
             let meta = self.shared.data_dir.join(catalog::META_DIR);
             small_file::write(self.io(), &meta, SECURITY_FILE, &next.encode()).await?;
             let users = next.users.len();
