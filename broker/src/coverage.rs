@@ -63,10 +63,13 @@ pub enum Event {
     /// A replica moved its log start to a committed log-start mark (DeleteRecords, a
     /// checkpoint of `__consumer_offsets`, in a cluster).
     LogStartMarkApplied,
+    /// A request on a connection that authenticates or is authorized waited for this cluster
+    /// node's security metadata to catch up with the cluster's (a broker just started).
+    RequestHeldForSecurityMetadata,
 }
 
 impl Event {
-    pub const ALL: [Event; 24] = [
+    pub const ALL: [Event; 25] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -91,6 +94,7 @@ impl Event {
         Event::LostReplicaCaughtUp,
         Event::ReplacedDirectoryRecognised,
         Event::LogStartMarkApplied,
+        Event::RequestHeldForSecurityMetadata,
     ];
 
     /// The event's name in reports.
@@ -120,6 +124,7 @@ impl Event {
             Event::LostReplicaCaughtUp => "lost-replica-caught-up",
             Event::ReplacedDirectoryRecognised => "replaced-directory-recognised",
             Event::LogStartMarkApplied => "log-start-mark-applied",
+            Event::RequestHeldForSecurityMetadata => "request-held-for-security-metadata",
         }
     }
 }

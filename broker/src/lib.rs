@@ -25,6 +25,7 @@ pub mod coverage;
 pub mod group;
 pub mod memory;
 pub mod metrics;
+pub mod observe;
 pub mod producer_state;
 pub mod protocol;
 pub mod records;

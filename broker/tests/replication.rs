@@ -843,6 +843,51 @@ async fn only_a_leader_a_quorum_still_follows_confirms_its_leadership() {
     }
 }
 
+/// A replica that waits for the group's commit as its leader has it holds, once answered,
+/// everything committed before it asked — on the leader and on a follower (through the
+/// leader); a replica that cannot reach a leader is not answered (how a restarted broker knows
+/// its metadata has caught up: `Controller::caught_up`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_commit_is_answered_once_a_replica_has_applied_that_far() {
+    let (_dirs, _peers, nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    produce(&refs, 5, 2).await;
+    let leader = *refs.iter().find(|n| n.is_serving()).unwrap();
+    let committed = leader.partition.high_watermark();
+    for n in &refs {
+        // `None` while this replica knows no leader yet (asked again, as the controller does).
+        let mut hw = None;
+        for _ in 0..100 {
+            hw = tokio::time::timeout(Duration::from_secs(1), n.replication.leader_commit(GROUP))
+                .await
+                .ok()
+                .and_then(|r| r.expect("the node runs"));
+            if hw.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let hw = hw.expect("answered within 10 s");
+        assert!(hw >= committed, "node {}: {hw} < {committed}", n.id);
+        assert!(n.partition.high_watermark() >= hw, "node {}", n.id);
+    }
+    // Cut off from the others, a follower gets no answer from a leader.
+    let follower = *refs.iter().find(|n| n.id != leader.id).unwrap();
+    follower.transport.shutdown();
+    let cut_off = tokio::time::timeout(
+        Duration::from_secs(3),
+        follower.replication.leader_commit(GROUP),
+    )
+    .await;
+    assert!(
+        !matches!(cut_off, Ok(Ok(Some(_)))),
+        "a cut-off follower was told a commit: {cut_off:?}"
+    );
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
 /// The incident this project exists for, on three nodes: the leader's fsync stalls. Its
 /// directory fails at the I/O deadline, it hands its leadership over and goes silent; writes go
 /// on through the others; when the stall ends it heals, rejoins as a follower and catches up.

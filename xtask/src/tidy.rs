@@ -23,7 +23,7 @@ pub type Layer = (&'static str, &'static [&'static str]);
 pub const BROKER_LAYERS: &[Layer] = &[
     // Leaf modules everything may use: the record batch format and its records, the wire
     // protocol, codecs, idempotent producers' state, counters, the memory budget, throttled
-    // logging, coverage events and the simulator's fault points.
+    // logging, coverage events, the simulator's fault points and what it observes.
     (
         "foundation",
         &[
@@ -35,6 +35,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
             "fault_point",
             "memory",
             "metrics",
+            "observe",
             "producer_state",
             "protocol",
             "records",

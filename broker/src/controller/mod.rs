@@ -17,10 +17,13 @@
 //! [`state`]); a broker's local topics are created and removed only by [`replicas`], following
 //! the metadata.
 
+mod caught_up;
 pub mod records;
 mod replicas;
 mod requests;
 pub mod state;
+
+pub use caught_up::SecurityPublished;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -67,6 +70,11 @@ pub struct Controller {
     partition: Arc<Partition>,
     state: RwLock<Arc<ClusterMetadata>>,
     version: watch::Sender<u64>,
+    /// The metadata log's offset up to which records are applied (and published).
+    applied: watch::Sender<i64>,
+    /// This broker's replica of the metadata has caught up with the cluster's since it
+    /// started ([`caught_up`]).
+    caught_up: watch::Sender<bool>,
     /// Bumped after every pass that brought the local storage in line with the metadata.
     reconciled: watch::Sender<u64>,
     /// Producer ids this broker may hand out without asking: `[next, end)`.
@@ -134,6 +142,8 @@ impl Controller {
             partition,
             state: RwLock::new(Arc::new(ClusterMetadata::new())),
             version: watch::channel(0).0,
+            applied: watch::channel(0).0,
+            caught_up: watch::channel(false).0,
             reconciled: watch::channel(0).0,
             producer_ids: std::sync::Mutex::new((0, 0)),
             endpoints: config.advertised_endpoints(),
@@ -144,6 +154,7 @@ impl Controller {
         tokio::spawn(controller.clone().report_leaders());
         tokio::spawn(controller.clone().fence_loop());
         tokio::spawn(controller.clone().reconcile_loop());
+        tokio::spawn(controller.clone().catch_up_loop());
         Ok(controller)
     }
 
@@ -306,6 +317,7 @@ impl Controller {
         let io = self.store.io().clone();
         let mut applied = self.partition.log_start_offset();
         let mut told_replaced = false;
+        let mut observed = caught_up::Observed::default();
         loop {
             let hw = self.partition.high_watermark();
             let mut state: Option<ClusterMetadata> = None;
@@ -329,6 +341,9 @@ impl Controller {
                         if !told_replaced {
                             told_replaced = self.tell_replaced(&record);
                         }
+                        if crate::observe::ON {
+                            observed.note(next, &record, s);
+                        }
                         s.applying_end = next;
                         s.apply(&record);
                     }
@@ -337,7 +352,11 @@ impl Controller {
             }
             if let Some(s) = state {
                 *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+                self.applied.send_replace(applied);
                 self.version.send_modify(|v| *v += 1);
+                crate::observe::emit(|| {
+                    observed.published(self.node_id, self.incarnation, applied)
+                });
             }
             if applied >= hw && commits.changed().await.is_err() {
                 return;

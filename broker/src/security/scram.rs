@@ -387,6 +387,24 @@ pub fn client_final(
     client_nonce: &str,
     server_first: &str,
 ) -> Result<(String, String), ScramError> {
+    client_final_salted(
+        mechanism,
+        username,
+        |salt, iterations| mechanism.salted_password(password, salt, iterations),
+        client_nonce,
+        server_first,
+    )
+}
+
+/// [`client_final`] with the salted password made by `salted(salt, iterations)` (a client
+/// that keeps it, as the simulator's do, skips the key derivation at its next login).
+pub fn client_final_salted(
+    mechanism: Mechanism,
+    username: &str,
+    salted: impl FnOnce(&[u8], u32) -> Vec<u8>,
+    client_nonce: &str,
+    server_first: &str,
+) -> Result<(String, String), ScramError> {
     let mut nonce = None;
     let mut salt = None;
     let mut iterations = None;
@@ -419,7 +437,7 @@ pub fn client_final(
     if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&iterations) {
         return Err(ScramError::Iterations(iterations));
     }
-    let salted = mechanism.salted_password(password, &salt, iterations);
+    let salted = salted(&salt, iterations);
     let client_key = mechanism.hmac(&salted, b"Client Key");
     let stored_key = mechanism.hash(&client_key);
     let bare = client_first_bare(username, client_nonce);

@@ -19,7 +19,12 @@
 //! - no input for `idle_connection_timeout_ms` while nothing is being answered closes it;
 //! - on a SASL listener, nothing but ApiVersions and the SASL requests is served before the
 //!   connection authenticates ([`super::sasl`]), which it must within
-//!   `sasl_authentication_timeout_ms`; a refused authentication is the connection's last answer.
+//!   `sasl_authentication_timeout_ms`; a refused authentication is the connection's last answer;
+//! - on a cluster node whose replica of the security metadata has not caught up since it
+//!   started, a connection that authenticates or whose requests are authorized is served
+//!   nothing but ApiVersions until it has (as Kafka's listeners wait for the authorizer's first
+//!   load), for at most [`SECURITY_WAIT_MAX`], then closed: who a client is and what it may do
+//!   are never decided from an older point of the metadata log than the broker had reached.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -51,6 +56,11 @@ const READ_SMALL_BYTES: usize = 4 * 1024;
 type InFlight = Pin<Box<dyn Future<Output = (Reply, Arc<Reservation>, bool)> + Send>>;
 
 const FETCH_API_KEY: i16 = 1;
+const API_VERSIONS_API_KEY: i16 = 18;
+
+/// How long a connection waits for this broker's security metadata to catch up before it is
+/// closed (the client connects again).
+const SECURITY_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// Who is at the other end of a connection, as far as it is known when it opens.
 pub(super) struct Who {
@@ -94,10 +104,21 @@ pub(super) async fn serve(
     // SASL exchange says otherwise.
     let mut session = Session::new(certificate.unwrap_or_else(Principal::anonymous), Some(peer));
     let mut auth_timer = auth.as_ref().map(|a| clock.sleep(a.timeout()));
+    // Until the security metadata is loaded (`None`: it is, or this connection needs none).
+    let mut loading = if auth.is_some() || broker.authorizer.is_some() {
+        broker.security_loading()
+    } else {
+        None
+    };
+    let mut loading_timer = loading.as_ref().map(|_| clock.sleep(SECURITY_WAIT_MAX));
     'conn: loop {
         // Dispatch every complete frame already buffered (bounded by the in-flight window).
         while reading && in_flight.len() < max_in_flight {
             if fetch_in_flight && front_api_key(&buf) == Some(FETCH_API_KEY) {
+                break;
+            }
+            if held_for_security(&buf, &loading) {
+                crate::coverage::reached(crate::coverage::Event::RequestHeldForSecurityMetadata);
                 break;
             }
             let frame = match next_frame(&mut buf, max_frame) {
@@ -184,7 +205,7 @@ pub(super) async fn serve(
             break;
         }
         tokio::select! {
-            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < max_in_flight, fetch_in_flight) => {
+            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < max_in_flight && !held_for_security(&buf, &loading), fetch_in_flight) => {
                 match read {
                     Ok(0) => {
                         // The peer is gone: what it asked is not answered, and what it held
@@ -210,6 +231,20 @@ pub(super) async fn serve(
                 Metrics::inc(&metrics.sasl_authentications_failed, 1);
                 if let Some(suppressed) = broker.throttles.sasl.admit(clock.now()) {
                     tracing::warn!(%peer, listener = %listener, suppressed, "closing connection: not authenticated within sasl_authentication_timeout_ms");
+                }
+                break;
+            }
+            loaded = async { loading.as_mut().expect("checked").wait_for(|l| *l).await.is_ok() }, if loading.is_some() => {
+                if !loaded {
+                    // The controller is gone: the broker is stopping.
+                    break;
+                }
+                loading = None;
+                loading_timer = None;
+            }
+            _ = async { loading_timer.as_mut().expect("checked").await }, if loading.is_some() && loading_timer.is_some() => {
+                if let Some(suppressed) = broker.throttles.sasl.admit(clock.now()) {
+                    tracing::warn!(%peer, listener = %listener, suppressed, "closing connection: this broker's users and ACLs have not caught up with the cluster's metadata yet");
                 }
                 break;
             }
@@ -420,6 +455,12 @@ fn wants_input(buf: &[u8], window_open: bool, fetch_in_flight: bool) -> bool {
     let can_dispatch =
         window_open && !(fetch_in_flight && front_api_key(buf) == Some(FETCH_API_KEY));
     can_dispatch || buf.len() < READ_CHUNK_BYTES
+}
+
+/// Whether the request at the front of `buf` must wait for the security metadata: anything but
+/// ApiVersions while it is `loading`.
+fn held_for_security(buf: &[u8], loading: &Option<watch::Receiver<bool>>) -> bool {
+    loading.is_some() && front_api_key(buf).is_some_and(|k| k != API_VERSIONS_API_KEY)
 }
 
 /// The API key of the request at the front of `buf`, once its header's first bytes are in.

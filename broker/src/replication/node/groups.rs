@@ -111,6 +111,7 @@ impl Node {
                 waiters: VecDeque::new(),
                 copies_awaited: false,
                 confirms: Vec::new(),
+                commit_asks: Vec::new(),
                 producers,
                 quiet: false,
                 idle_ticks: 0,

@@ -330,6 +330,21 @@ impl Replication {
         rx.await.unwrap_or(false)
     }
 
+    /// The group's commit as its leader has it now (a Raft read index, through the leader this
+    /// replica follows), as this replica's high watermark once it has applied that far: a
+    /// replica that waits for it holds everything committed before it asked. `Ok(None)` when
+    /// it cannot be told now (no leader known, the leader not ready, too many asking): ask
+    /// again later. The caller bounds the wait: an ask a deposed leader never answers waits
+    /// for ever.
+    pub async fn leader_commit(&self, group: GroupId) -> Result<Option<i64>, ReplicaError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::AskCommit { group, reply })
+            .await
+            .map_err(|_| ReplicaError::Stopped)?;
+        rx.await.map_err(|_| ReplicaError::Stopped)
+    }
+
     /// Start replicating `partition` as group `group` of `voters` (this node among them). With
     /// `campaign`, this replica stands for election at once (the preferred leader of a new
     /// partition: no election timeout to wait for).

@@ -86,6 +86,57 @@ impl Node {
         g.confirms.push((ctx, term, reply));
         self.dirty.insert(group);
     }
+
+    /// Ask the group's leader for its commit (a Raft read index: this replica's own if it
+    /// leads, else forwarded to the leader it follows); answered with this replica's high
+    /// watermark once it has applied that far, or `None` at once when no leader is known, the
+    /// node is silent or too many ask. An ask the leader never answers (it lost its
+    /// leadership) is dropped when its asker gives up.
+    pub(super) fn ask_commit(&mut self, group: GroupId, reply: oneshot::Sender<Option<i64>>) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            let _ = reply.send(None);
+            return;
+        };
+        g.commit_asks.retain(|a| !a.reply.is_closed());
+        let raft = &g.raw.raft;
+        // raft-rs drops read indexes until an entry of the leader's term commits.
+        let leader_ready = raft.state != StateRole::Leader || raft.commit_to_current_term();
+        if self.stepped_down
+            || raft.leader_id == raft::INVALID_ID
+            || !leader_ready
+            || g.commit_asks.len() >= COMMIT_ASKS_MAX
+        {
+            let _ = reply.send(None);
+            return;
+        }
+        wake(g, &mut self.active, group);
+        self.reads += 1;
+        let ctx = self.reads;
+        g.raw.read_index(ctx.to_be_bytes().to_vec());
+        g.commit_asks.push(CommitAsk {
+            ctx,
+            index: None,
+            reply,
+        });
+        self.dirty.insert(group);
+    }
+}
+
+/// Answer the asks for the commit whose index this replica has applied: with its high
+/// watermark, which covers that index.
+pub(super) fn answer_commit_asks(g: &mut Group) {
+    if g.commit_asks.is_empty() {
+        return;
+    }
+    let applied = g.raw.raft.raft_log.applied;
+    let hw = g.view.partition.high_watermark();
+    let done: Vec<CommitAsk> = g
+        .commit_asks
+        .extract_if(.., |a| a.index.is_some_and(|index| index <= applied))
+        .collect();
+    for a in done {
+        let _ = a.reply.send(Some(hw));
+    }
 }
 
 /// Kafka's preferred leader election (`auto.leader.rebalance.enable`): a leader that is not

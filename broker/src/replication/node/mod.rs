@@ -82,7 +82,7 @@ use acks::{answer, answer_copies, answer_durable, in_sync, majority};
 use delivery::{persist_held, release_held, send, withheld};
 use handle::Views;
 pub use handle::{Acknowledgement, GroupView, RaftSettings, ReplicaError, Replication, Status};
-use leadership::rebalance;
+use leadership::{answer_commit_asks, rebalance};
 use ready::next_offset;
 use ticks::update_status;
 
@@ -109,6 +109,10 @@ enum Command {
     Confirm {
         group: GroupId,
         reply: oneshot::Sender<bool>,
+    },
+    AskCommit {
+        group: GroupId,
+        reply: oneshot::Sender<Option<i64>>,
     },
     Transfer {
         group: GroupId,
@@ -209,6 +213,9 @@ struct Group {
     /// context, the term asked in, where to answer. At most [`CONFIRMS_MAX`]; dropped (answered
     /// `false`) when the replica stops leading in that term.
     confirms: Vec<(u64, u64, oneshot::Sender<bool>)>,
+    /// Asks for the group's commit as its leader has it ([`Replication::leader_commit`]), at
+    /// most [`COMMIT_ASKS_MAX`]; each answered once this replica has applied that far.
+    commit_asks: Vec<CommitAsk>,
     /// The idempotent producers as of the end of the log.
     producers: Producers,
     quiet: bool,
@@ -345,6 +352,17 @@ const EARLY_PER_GROUP_MAX: usize = 16;
 
 /// Leadership confirmations waiting per group, at most.
 const CONFIRMS_MAX: usize = 256;
+
+/// Asks for a group's commit waiting per group, at most.
+const COMMIT_ASKS_MAX: usize = 16;
+
+/// An ask for the group's commit: the read index's context, the leader's commit once it
+/// answered, and where to answer.
+struct CommitAsk {
+    ctx: u64,
+    index: Option<u64>,
+    reply: oneshot::Sender<Option<i64>>,
+}
 
 /// Inputs handled before the Readies of what they touched are: a burst is taken together.
 const BURST_MAX: usize = 256;
@@ -493,6 +511,7 @@ impl Node {
             } => self.add_group(group, partition, voters, campaign, made_at),
             Command::RemoveGroup { group } => self.remove_group(group),
             Command::Confirm { group, reply } => self.confirm(group, reply),
+            Command::AskCommit { group, reply } => self.ask_commit(group, reply),
             Command::Transfer { group, to } => self.transfer(group, to),
             Command::HandOver => self.hand_over(),
         }

@@ -49,6 +49,7 @@ impl Node {
         }
         if !rd.read_states().is_empty() {
             answer_read_states(g, rd.read_states());
+            answer_commit_asks(g);
         }
         for m in rd.take_messages() {
             if !self.stepped_down && !withheld(g, &m) {
@@ -85,6 +86,7 @@ impl Node {
             };
             apply(g, last, &self.store);
             g.raw.advance_apply_to(last);
+            answer_commit_asks(g);
             if g.copies_awaited {
                 answer_copies(g, self.id, &self.link_state);
             }
@@ -330,6 +332,10 @@ fn answer_read_states(g: &mut Group, read_states: &[raft::ReadState]) {
         if let Some(at) = g.confirms.iter().position(|(c, _, _)| *c == ctx) {
             let (_, asked_in, reply) = g.confirms.swap_remove(at);
             let _ = reply.send(leading && term == asked_in);
+            continue;
+        }
+        if let Some(ask) = g.commit_asks.iter_mut().find(|a| a.ctx == ctx) {
+            ask.index = Some(rs.index);
             continue;
         }
         let Some(at) = g

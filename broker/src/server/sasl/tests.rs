@@ -280,7 +280,14 @@ fn a_session_ends_unless_the_same_principal_authenticates_again() {
     assert!(a.admits(ApiKey::ApiVersions, t0 + reauth).is_ok());
     // A re-authentication begun, not finished, does not extend the session.
     let mut begun = Authenticator::new(ctx.clone());
-    scram(&mut begun, &md, Mechanism::Sha512, "alice", "alice-secret", t0);
+    scram(
+        &mut begun,
+        &md,
+        Mechanism::Sha512,
+        "alice",
+        "alice-secret",
+        t0,
+    );
     let (ok, _) = handshake_answer(begun.request(&handshake(1, "SCRAM-SHA-512"), &md, t0));
     assert!(ok);
     assert!(begun.admits(ApiKey::Fetch, t0 + reauth).is_err());

@@ -1,0 +1,106 @@
+//! Whether this broker's replica of the cluster metadata has caught up with the cluster's
+//! since it started — Kafka's broker waits for the same before its authorizer answers (the
+//! authorizer's initial load): a broker restarted, or back with an emptied disk, replays the
+//! metadata log from its start and would otherwise, for a moment, decide who a client is and
+//! what it may do from an older point of the log than it had already applied before — refuse
+//! a user made since, or let a revoked ACL through again.
+//!
+//! Caught up means: applied as far as the metadata group's leader had committed at some moment
+//! after this start (a Raft read index, asked of the leader through the metadata group, so a
+//! broker cut off from a quorum never counts as caught up). From then on the security metadata
+//! changes as records are applied, as everywhere in Kafka.
+//!
+//! Also here: what the simulator is told each time the metadata is published
+//! ([`SecurityPublished`]), for its checker of authorization against the metadata log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::records::MetadataRecord;
+use super::state::ClusterMetadata;
+use super::{Controller, METADATA_GROUP};
+use crate::replication::node::ReplicaError;
+use crate::replication::transport::NodeId;
+use crate::security::SecurityChange;
+
+/// How long one ask for the leader's commit may take (a deposed leader never answers it).
+const ASK_LIMIT: Duration = Duration::from_secs(1);
+/// How long to wait before asking again when no leader could answer.
+const ASK_AGAIN: Duration = Duration::from_millis(200);
+
+impl Controller {
+    /// True once this broker's replica of the metadata has caught up with the cluster's since
+    /// it started (never false again).
+    pub fn caught_up(&self) -> watch::Receiver<bool> {
+        self.caught_up.subscribe()
+    }
+
+    pub(super) async fn catch_up_loop(self: Arc<Self>) {
+        let clock = self.env.clock.clone();
+        let target = loop {
+            match clock
+                .timeout(ASK_LIMIT, self.replication.leader_commit(METADATA_GROUP))
+                .await
+            {
+                Ok(Ok(Some(commit))) => break commit,
+                Ok(Err(ReplicaError::Stopped)) => return,
+                _ => clock.sleep(ASK_AGAIN).await,
+            }
+        };
+        let mut applied = self.applied.subscribe();
+        if applied.wait_for(|a| *a >= target).await.is_err() {
+            return;
+        }
+        self.caught_up.send_replace(true);
+        tracing::info!(
+            node = self.node_id,
+            offset = target,
+            "the cluster metadata is caught up: users and ACLs are served"
+        );
+    }
+}
+
+/// A broker published its replica of the metadata, applied up to `position` (the metadata
+/// log's offset after the last record applied), having applied on the way the security
+/// changes of `changes` — each with the offset after its record. Told to the simulator only.
+#[derive(Debug, Clone)]
+pub struct SecurityPublished {
+    pub node: NodeId,
+    /// Which start of the broker (a restarted broker applies the log again from its start).
+    pub incarnation: u64,
+    pub position: i64,
+    pub changes: Vec<(i64, Vec<SecurityChange>)>,
+}
+
+/// The security changes applied since the last publication (gathered only where something
+/// observes: see [`crate::observe::ON`]).
+#[derive(Default)]
+pub(super) struct Observed(Vec<(i64, Vec<SecurityChange>)>);
+
+impl Observed {
+    /// `record`, about to be applied to `state`, if it changes the security metadata (a
+    /// request proposed again after it landed does not).
+    pub(super) fn note(&mut self, next: i64, record: &MetadataRecord, state: &ClusterMetadata) {
+        if let MetadataRecord::AlterSecurity { request, changes } = record {
+            if state.outcome(*request).is_none() {
+                self.0.push((next, changes.clone()));
+            }
+        }
+    }
+
+    pub(super) fn published(
+        &mut self,
+        node: NodeId,
+        incarnation: u64,
+        position: i64,
+    ) -> SecurityPublished {
+        SecurityPublished {
+            node,
+            incarnation,
+            position,
+            changes: std::mem::take(&mut self.0),
+        }
+    }
+}
