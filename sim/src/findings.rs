@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 26] = [
+pub const FINDING_KINDS: [&str; 30] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -31,6 +31,10 @@ pub const FINDING_KINDS: [&str; 26] = [
     "bound-broken",
     "dir-failed",
     "leader-refuses",
+    "served-unauthorized",
+    "refused-authorized",
+    "security-diverged",
+    "security-unapplied",
 ];
 
 /// What the checkers found.
@@ -209,6 +213,53 @@ pub enum Finding {
         refused_at_s: f64,
         named_at_s: f64,
     },
+    /// A login or request was allowed although the users and ACLs allowed it at no point of
+    /// the metadata log its broker may have decided at.
+    ServedUnauthorized(Decision),
+    /// A login or request was refused although the users and ACLs allowed it at every point
+    /// of the metadata log its broker may have decided at.
+    RefusedAuthorized(Decision),
+    /// Brokers disagree on the security changes of the metadata log (or one published a point
+    /// of it without a change below).
+    SecurityDiverged { offset: i64, what: String },
+    /// A broker never applied a security change another had applied by the time the faults
+    /// had healed long enough.
+    SecurityUnapplied {
+        broker: String,
+        furthest: i64,
+        change: i64,
+        settled_s: f64,
+    },
+}
+
+/// A login or request of a security probe, and the points of the metadata log (offsets) its
+/// broker may have decided it at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub user: String,
+    pub what: String,
+    /// Its index in the run's brokers (0 is `broker-1`).
+    pub broker: usize,
+    pub invoked_s: f64,
+    pub completed_s: f64,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}) at broker-{} between t={:.3} and {:.3} s, when it had applied the metadata log to offsets {}..={}",
+            self.what,
+            self.user,
+            self.broker + 1,
+            self.invoked_s,
+            self.completed_s,
+            self.from,
+            self.to
+        )
+    }
 }
 
 impl Finding {
@@ -240,6 +291,10 @@ impl Finding {
             Finding::BoundBroken { .. } => "bound-broken",
             Finding::DirFailed { .. } => "dir-failed",
             Finding::LeaderRefuses { .. } => "leader-refuses",
+            Finding::ServedUnauthorized(_) => "served-unauthorized",
+            Finding::RefusedAuthorized(_) => "refused-authorized",
+            Finding::SecurityDiverged { .. } => "security-diverged",
+            Finding::SecurityUnapplied { .. } => "security-unapplied",
         }
     }
 
@@ -502,6 +557,27 @@ impl std::fmt::Display for Finding {
             } => write!(
                 f,
                 "leader that refuses: broker {broker} refused a produce to partition {partition} as not its leader at t={refused_at_s:.1} s and acknowledged none there since, yet named itself its leader in epoch {epoch} at t={named_at_s:.1} s"
+            ),
+            Finding::ServedUnauthorized(d) => write!(
+                f,
+                "served unauthorized: {d} allowed it, although no point in that range did"
+            ),
+            Finding::RefusedAuthorized(d) => write!(
+                f,
+                "refused authorized: {d} refused it, although every point in that range allowed it"
+            ),
+            Finding::SecurityDiverged { offset, what } => write!(
+                f,
+                "security metadata diverged at offset {offset} of the metadata log: {what}"
+            ),
+            Finding::SecurityUnapplied {
+                broker,
+                furthest,
+                change,
+                settled_s,
+            } => write!(
+                f,
+                "security change unapplied: {broker} applied the metadata log only to offset {furthest}, never the change at {change} that another broker had applied by t={settled_s:.1} s"
             ),
         }
     }

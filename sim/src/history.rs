@@ -166,9 +166,82 @@ pub struct MemberEvent {
     pub what: String,
 }
 
+/// What a client asked that needs authentication or authorization, as the security checker
+/// judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessKind {
+    /// A SASL login with this password.
+    Login { password: String },
+    /// Produce to the probed topic (WRITE).
+    Produce,
+    /// Fetch from the probed topic (READ).
+    Fetch,
+    /// Metadata of the probed topic by name (DESCRIBE).
+    Describe,
+}
+
+/// How the broker decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessOutcome {
+    /// Logged in; or the request passed authorization (whatever else its answer said).
+    Allowed,
+    /// Refused with this authentication or authorization error code.
+    Refused(i16),
+    /// No answer: nobody knows.
+    Unknown,
+}
+
+/// One request of a security probe: a user logging in, or asking something of a topic.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub user: String,
+    pub kind: AccessKind,
+    /// The broker it was sent to: its index in the run's brokers (0 is `broker-1`).
+    pub broker: usize,
+    pub invoked_s: f64,
+    pub completed_s: f64,
+    pub outcome: AccessOutcome,
+}
+
+/// A broker published its replica of the security metadata (what the broker tells the
+/// simulator: `broker::controller::SecurityPublished`), at `at_s` of the run.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// Its index in the run's brokers (0 is `broker-1`).
+    pub broker: usize,
+    /// Which start of the broker published it.
+    pub incarnation: u64,
+    pub at_s: f64,
+    /// The metadata log's offset it had applied up to.
+    pub position: i64,
+    /// The security changes applied since its last publication, each with the offset after
+    /// its record.
+    pub changes: Vec<(i64, Vec<broker::security::SecurityChange>)>,
+}
+
+impl Publication {
+    /// One line of the trace (the changes by offset and kind).
+    pub fn trace_line(&self) -> String {
+        let changes: Vec<String> = self
+            .changes
+            .iter()
+            .map(|(offset, changes)| format!("{offset}:{changes:?}"))
+            .collect();
+        format!(
+            "{:.6} published b{} #{:x} at {} {}",
+            self.at_s,
+            self.broker + 1,
+            self.incarnation,
+            self.position,
+            changes.join(" ")
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Op {
     Send(Send),
+    Access(Access),
     Poll(Poll),
     Admin(Admin),
     Commit(Commit),
@@ -248,6 +321,15 @@ impl Op {
                 r.invoked_s, r.completed_s, r.member, r.offsets
             ),
             Op::Member(m) => format!("{:.6} member m{} {}", m.at_s, m.member, m.what),
+            Op::Access(a) => format!(
+                "{:.6} {:.6} access {} b{} {:?} {:?}",
+                a.invoked_s,
+                a.completed_s,
+                a.user,
+                a.broker + 1,
+                a.kind,
+                a.outcome
+            ),
         }
     }
 }

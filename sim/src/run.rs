@@ -18,9 +18,11 @@ use tokio::time::Instant;
 use crate::checks::bounds::NodeBounds;
 use crate::checks::replicas::{self, NamedItself, ReplicaLog};
 use crate::checks::safety::{self, Stats};
-use crate::checks::{groups, perf};
+use crate::checks::{access, groups, perf};
 use crate::findings::{Finding, Stuck};
-use crate::history::{FinalCommitted, FinalRead, Op, ReadGaps, SendOutcome, Watermark};
+use crate::history::{
+    FinalCommitted, FinalRead, Op, Publication, ReadGaps, SendOutcome, Watermark,
+};
 use crate::scenario::{last_heal_s, Expected, Fault, Scenario};
 use crate::workload::client::routing::Leadership;
 use crate::workload::group;
@@ -156,6 +158,8 @@ struct Observed {
     node_bounds: Vec<NodeBounds>,
     /// A finding that stopped the run part way (a broker's reads past its memory budget).
     stopped: Option<Finding>,
+    /// Each security metadata a broker published, in order.
+    publications: Vec<Publication>,
 }
 
 fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
@@ -232,6 +236,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
             rng: io_backend::EnvRng::seeded(seed ^ 0x5a51_5a51),
         }
     }));
+    crate::world::observed::install();
     let budgets: Vec<u64> = configs
         .iter()
         .map(|c| c.memory_budget_bytes as u64)
@@ -351,7 +356,9 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
     let fault_log = std::mem::take(&mut *fault_log.lock().unwrap_or_else(|p| p.into_inner()));
     let watermarks =
         std::mem::take(&mut *world.watermarks.lock().unwrap_or_else(|p| p.into_inner()));
+    let publications = crate::world::observed::take(start);
     Observed {
+        publications,
         history,
         hang,
         simulated_s,
@@ -385,6 +392,14 @@ async fn drive(
         unreachable!("four client nodes");
     };
     admin_node.spawn(workload::admin(world.clone()));
+    if sc.auth.as_ref().is_some_and(|a| a.churn.is_some()) {
+        use crate::workload::security;
+        let passwords = Arc::new(security::Passwords::default());
+        admin_node.spawn(security::churn(world.clone(), passwords.clone()));
+        for who in 0..security::PROBE_USERS.len() {
+            admin_node.spawn(security::probe(world.clone(), who, passwords.clone()));
+        }
+    }
     let producers: Vec<_> = (0..sc.workload.producers)
         .map(|p| producers_node.spawn(workload::produce(world.clone(), p)))
         .collect();
@@ -484,6 +499,15 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         findings.extend(replicas::one_leader_per_epoch(&o.leaderships));
         findings.extend(replicas::leader_refuses(&o.named, &o.history));
     }
+    if let Some(auth) = scenario.auth.as_ref().filter(|a| a.churn.is_some()) {
+        let settings = access::Settings {
+            mechanism: auth.mechanism.clone(),
+            super_users: vec![format!("User:{}", crate::scenario::SASL_USER)],
+            // After the last fault heals, every broker applies every change within this.
+            settled_s: last_heal_s(faults) as f64 + scenario.expect.liveness_deadline_s as f64,
+        };
+        findings.extend(access::check(&o.history, &o.publications, &settings));
+    }
     findings.extend(crate::checks::bounds::check(
         &o.node_bounds,
         scenario.disk_can_fail(faults),
@@ -516,6 +540,7 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
 fn trace(o: &Observed, j: &Judged) -> Vec<String> {
     let mut trace: Vec<String> = o.fault_log.clone();
     trace.extend(o.history.iter().map(Op::trace_line));
+    trace.extend(o.publications.iter().map(Publication::trace_line));
     if !o.final_committed.is_empty() {
         trace.push(format!("group committed {:?}", o.final_committed));
     }

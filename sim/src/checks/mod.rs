@@ -12,6 +12,7 @@
 //! Invariant: a checker reads what the run recorded and never changes it; it finds, it does not
 //! fix.
 
+pub mod access;
 pub mod bounds;
 pub mod groups;
 pub mod perf;

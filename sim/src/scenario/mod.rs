@@ -116,6 +116,24 @@ pub struct ClusterSpec {
 pub struct AuthSpec {
     /// `SCRAM-SHA-256`, `SCRAM-SHA-512` or `PLAIN`.
     pub mechanism: String,
+    /// Requests are checked against the ACLs (`authorizer_enabled`); the run's user is a
+    /// super user, so the workload's own clients may do everything.
+    #[serde(default)]
+    pub authorizer: bool,
+    /// Users and ACLs changed through the admin API during the run, while probes log in as
+    /// those users and use a topic of their own ([`crate::workload::security`]).
+    #[serde(default)]
+    pub churn: Option<Churn>,
+}
+
+/// How the security metadata changes during a run, and how often the probes act.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Churn {
+    /// The admin changes a credential or an ACL about this often (drawn within ±50 %).
+    pub change_interval_ms: u64,
+    /// Each probe user sends a request (or logs in again) about this often (±50 %).
+    pub probe_interval_ms: u64,
 }
 
 /// The user every simulated client authenticates as.
@@ -532,6 +550,24 @@ impl Scenario {
         }
         if !(1..=7).contains(&self.cluster.nodes) {
             return Err("cluster.nodes must be from 1 to 7".into());
+        }
+        if let Some(churn) = self.auth.as_ref().and_then(|a| a.churn.as_ref()) {
+            let auth = self.auth.as_ref().expect("churn is in it");
+            if !auth.authorizer || !self.clustered() || auth.mechanism == "PLAIN" {
+                return Err(
+                    "auth.churn needs auth.authorizer, a cluster (what each broker \
+                            applied of the metadata log is what the checker judges) and a SCRAM \
+                            mechanism"
+                        .into(),
+                );
+            }
+            if churn.change_interval_ms < 100 || churn.probe_interval_ms < 10 {
+                return Err(
+                    "auth.churn: change_interval_ms at least 100, probe_interval_ms at \
+                            least 10"
+                        .into(),
+                );
+            }
         }
         if let Some(r) = &self.random_faults {
             if let Some(k) = r.kinds.iter().find(|k| !RANDOM_KINDS.contains(&k.as_str())) {

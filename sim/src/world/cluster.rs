@@ -70,6 +70,10 @@ pub(crate) fn broker_config(scenario: &Scenario, node: usize) -> anyhow::Result<
             "add_scram".to_string(),
             format!("SCRAM-SHA-512=[name={SASL_USER},password={SASL_PASSWORD}]"),
         ));
+        if auth.authorizer {
+            flags.push(("authorizer_enabled".to_string(), "true".to_string()));
+            flags.push(("super_users".to_string(), format!("User:{SASL_USER}")));
+        }
     }
     if scenario.clustered() {
         let peers = (1..=scenario.cluster.nodes)

@@ -4,7 +4,9 @@
 //! - [`faults`]: what strikes them, at the scenario's times;
 //! - [`disk`]: a POSIX-like disk that loses unsynced writes in a crash, stalls, fails with EIO
 //!   or runs full on purpose;
-//! - [`clock`]: a node's clock with offset and drift.
+//! - [`clock`]: a node's clock with offset and drift;
+//! - [`observed`]: what the brokers tell the simulator of their own state (the security
+//!   metadata each published, with when).
 //!
 //! Invariant: everything here draws its randomness and time from madsim (the seed), so a seed
 //! replays bit for bit.
@@ -13,3 +15,4 @@ pub mod clock;
 pub mod cluster;
 pub mod disk;
 pub mod faults;
+pub mod observed;

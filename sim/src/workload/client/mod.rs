@@ -17,6 +17,7 @@ use kafka_protocol::records::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod access;
 pub mod group;
 pub mod routing;
 pub mod sasl;
@@ -76,6 +77,14 @@ fn topic_name(name: &str) -> TopicName {
 impl Client {
     /// Connect, and log in when the run's scenario asks for SASL ([`sasl`]).
     pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        Client::connect_as(addr, sasl::current().as_ref()).await
+    }
+
+    /// Connect, and log in as `login` if there is one.
+    pub async fn connect_as(
+        addr: SocketAddr,
+        login: Option<&sasl::Login>,
+    ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         let mut client = Client {
             stream,
@@ -83,8 +92,8 @@ impl Client {
             next_id: 1,
             request_timeout_ms: 30_000,
         };
-        if let Some(login) = sasl::current() {
-            client.log_in(&login).await?;
+        if let Some(login) = login {
+            client.log_in(login).await?;
         }
         Ok(client)
     }

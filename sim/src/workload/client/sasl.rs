@@ -4,6 +4,7 @@
 //! the run's seed, so a seed replays the same exchanges.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use broker::security::scram::{self, Mechanism};
 use bytes::Bytes;
@@ -27,6 +28,30 @@ pub struct Login {
 thread_local! {
     /// The run's login (a run is one thread: madsim's), set before its clients start.
     static LOGIN: RefCell<Option<Login>> = const { RefCell::new(None) };
+    /// Salted passwords by (mechanism, password, salt, iterations): the key derivation is a
+    /// few thousand HMACs, and the clients of a run log in thousands of times.
+    static SALTED: RefCell<HashMap<SaltedKey, Vec<u8>>> = RefCell::new(HashMap::new());
+}
+
+type SaltedKey = (Mechanism, String, Vec<u8>, u32);
+
+/// Salted passwords kept, at most (then the cache starts again).
+const SALTED_MAX: usize = 256;
+
+fn salted(mechanism: Mechanism, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    let key = (mechanism, password.to_string(), salt.to_vec(), iterations);
+    if let Some(s) = SALTED.with(|c| c.borrow().get(&key).cloned()) {
+        return s;
+    }
+    let s = mechanism.salted_password(password.as_bytes(), salt, iterations);
+    SALTED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= SALTED_MAX {
+            c.clear();
+        }
+        c.insert(key, s.clone());
+    });
+    s
 }
 
 /// Every connection of this thread's run from now on logs in so (`None`: none does).
@@ -72,10 +97,10 @@ impl Client {
         let server_first = self.sasl_token(first.into_bytes()).await?;
         let server_first = String::from_utf8(server_first.to_vec())
             .map_err(|_| ClientError::Protocol("SCRAM: the server's first is not UTF-8".into()))?;
-        let (last, expected) = scram::client_final(
+        let (last, expected) = scram::client_final_salted(
             mechanism,
             &login.user,
-            login.password.as_bytes(),
+            |salt, iterations| salted(mechanism, &login.password, salt, iterations),
             &nonce,
             &server_first,
         )

@@ -1,0 +1,411 @@
+//! Security churn (scenarios with `[auth.churn]`): an admin — the run's super user — changes
+//! users' credentials and ACLs through the admin API for the whole run, while one probe per
+//! user logs in as that user (with the password it was last given, now and then an older one)
+//! to a broker drawn at random, and asks things of a topic of its own: Produce (WRITE), Fetch
+//! (READ), Metadata (DESCRIBE). Every login and request is recorded with how the broker
+//! decided ([`Access`]); the security checker ([`crate::checks::access`]) judges each against
+//! the metadata log as that broker had applied it.
+//!
+//! Data: a topic of one partition that takes one 40-byte record per allowed produce (a few
+//! hundred in a run); the changes are a few dozen records in the metadata log.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use broker::security::acl::{op, pattern, permission, resource, AclBinding, AclFilter};
+use broker::security::scram::Mechanism;
+use io_backend::EnvRng;
+use tokio::time::Instant;
+
+use super::client::sasl::Login;
+use super::client::{Client, ClientError, TOPIC_ALREADY_EXISTS};
+use super::{lock, take_or_connect, wait_ready, World, RETRY_BACKOFF};
+use crate::history::{Access, AccessKind, AccessOutcome, Admin, Op};
+
+/// The probes' topic (one partition).
+pub const PROBE_TOPIC: &str = "secured";
+/// The users the admin makes and the probes log in as.
+pub const PROBE_USERS: [&str; 2] = ["alice", "bob"];
+/// The iterations of the credentials the admin sets (Kafka's least).
+const ITERATIONS: u32 = 4096;
+/// How long a probe waits for an answer: a broker catching up holds a login until it has.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Kafka's RESOURCE_NOT_FOUND (deleting a credential that is not there).
+const RESOURCE_NOT_FOUND: i16 = 91;
+
+/// The error codes of a refused login or request: SASL_AUTHENTICATION_FAILED,
+/// TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED.
+pub fn refusal_code(code: i16) -> bool {
+    matches!(code, 58 | 29 | 30 | 31)
+}
+
+/// The passwords the admin has set (or is setting) for each user, in order: the probes use the
+/// newest, now and then an older one.
+#[derive(Default)]
+pub struct Passwords(Mutex<BTreeMap<String, Vec<String>>>);
+
+impl Passwords {
+    fn set(&self, user: &str, password: String) {
+        lock(&self.0)
+            .entry(user.to_string())
+            .or_default()
+            .push(password);
+    }
+
+    fn of(&self, user: &str) -> Vec<String> {
+        lock(&self.0).get(user).cloned().unwrap_or_default()
+    }
+}
+
+/// The mechanism the probes log in with and the admin makes credentials for.
+fn mechanism(world: &World) -> Mechanism {
+    match world.scenario.auth.as_ref().map(|a| a.mechanism.as_str()) {
+        Some("SCRAM-SHA-256") => Mechanism::Sha256,
+        _ => Mechanism::Sha512,
+    }
+}
+
+/// A delay of about `ms` milliseconds (from half to one and a half of it).
+fn about(rng: &EnvRng, ms: u64) -> Duration {
+    Duration::from_millis(rng.range_u64(ms / 2, ms + ms / 2 + 1))
+}
+
+fn topic_acl(name: &str, pat: i8, principal: &str, operation: i8, perm: i8) -> AclBinding {
+    AclBinding {
+        resource_type: resource::TOPIC,
+        name: name.into(),
+        pattern: pat,
+        principal: principal.into(),
+        host: "*".into(),
+        operation,
+        permission: perm,
+    }
+}
+
+/// The ACLs the admin draws from: allowances and denials, literal, prefixed and on every
+/// topic, for one user and for every user — so that both the grants and the denials of each
+/// operation the probes use come and go.
+pub fn acl_pool() -> Vec<AclBinding> {
+    use op::*;
+    use pattern::{LITERAL, PREFIXED};
+    use permission::{ALLOW, DENY};
+    vec![
+        topic_acl(PROBE_TOPIC, LITERAL, "User:alice", WRITE, ALLOW),
+        topic_acl("sec", PREFIXED, "User:alice", ALL, ALLOW),
+        topic_acl(PROBE_TOPIC, LITERAL, "User:*", READ, ALLOW),
+        topic_acl("secu", PREFIXED, "User:bob", READ, ALLOW),
+        topic_acl(PROBE_TOPIC, LITERAL, "User:bob", DESCRIBE, ALLOW),
+        topic_acl("*", LITERAL, "User:bob", WRITE, ALLOW),
+        topic_acl(PROBE_TOPIC, LITERAL, "User:alice", WRITE, DENY),
+        topic_acl("se", PREFIXED, "User:bob", READ, DENY),
+        topic_acl(PROBE_TOPIC, LITERAL, "User:*", DESCRIBE, DENY),
+    ]
+}
+
+/// One change the admin makes.
+#[derive(Debug, Clone)]
+enum Change {
+    /// Make the user's credential this password (a new user, or a new password).
+    Password {
+        user: &'static str,
+        password: String,
+        salt: Vec<u8>,
+    },
+    /// Remove the user's credential (its open connections stay, as in Kafka).
+    RemoveUser {
+        user: &'static str,
+    },
+    Grant(AclBinding),
+    Revoke(AclFilter),
+}
+
+impl Change {
+    fn what(&self) -> String {
+        match self {
+            Change::Password { user, password, .. } => format!("password of {user}: {password}"),
+            Change::RemoveUser { user } => format!("remove user {user}"),
+            Change::Grant(b) => format!("create acl {b:?}"),
+            Change::Revoke(f) => format!("delete acls {f:?}"),
+        }
+    }
+
+    async fn send(&self, c: &mut Client, mechanism: Mechanism) -> Result<(), ClientError> {
+        match self {
+            Change::Password {
+                user,
+                password,
+                salt,
+            } => {
+                c.set_scram(user, mechanism, password, salt.clone(), ITERATIONS)
+                    .await
+            }
+            Change::RemoveUser { user } => match c.delete_scram(user, mechanism).await {
+                // Already gone (an earlier attempt whose answer was lost, or never made).
+                Err(ClientError::Kafka(RESOURCE_NOT_FOUND)) => Ok(()),
+                other => other,
+            },
+            Change::Grant(b) => c.create_acl(b).await,
+            Change::Revoke(f) => c.delete_acls(f).await.map(|_| ()),
+        }
+    }
+}
+
+/// The admin: the probes' topic and their users, then a change about every
+/// `change_interval_ms` until the run's end.
+pub async fn churn(world: Arc<World>, passwords: Arc<Passwords>) {
+    let Some(spec) = world.scenario.auth.as_ref().and_then(|a| a.churn.clone()) else {
+        return;
+    };
+    let rng = EnvRng::seeded(world.seed ^ 0xC4A2_0000);
+    if !wait_ready(&world).await {
+        return;
+    }
+    let mut conn: Option<Client> = None;
+    while Instant::now() < world.end {
+        let Some(c) = take_or_connect(&world, &mut conn).await else {
+            continue;
+        };
+        let invoked_s = world.now_s();
+        let r = tokio::time::timeout(world.client_timeout(), c.create_topic(PROBE_TOPIC, 1)).await;
+        let r = r.map(|r| match r {
+            Err(ClientError::Kafka(TOPIC_ALREADY_EXISTS)) => Ok(()),
+            other => other,
+        });
+        if record(
+            &world,
+            &mut conn,
+            format!("create {PROBE_TOPIC}"),
+            invoked_s,
+            r,
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut versions: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut new_password = |user: &'static str| {
+        let v = versions.entry(user).or_insert(0);
+        *v += 1;
+        let password = format!("{user}-pw{v}");
+        passwords.set(user, password.clone());
+        let salt = (0..2).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
+        Change::Password {
+            user,
+            password,
+            salt,
+        }
+    };
+    for user in PROBE_USERS {
+        let first = new_password(user);
+        make(&world, &mut conn, &first).await;
+    }
+    let pool = acl_pool();
+    while Instant::now() < world.end {
+        tokio::time::sleep(about(&rng, spec.change_interval_ms)).await;
+        let user = PROBE_USERS[rng.range_u64(0, PROBE_USERS.len() as u64) as usize];
+        let change = match rng.range_u64(0, 10) {
+            0..=1 => new_password(user),
+            2 => Change::RemoveUser { user },
+            3..=6 => Change::Grant(pool[rng.range_u64(0, pool.len() as u64) as usize].clone()),
+            7..=8 => {
+                let b = &pool[rng.range_u64(0, pool.len() as u64) as usize];
+                Change::Revoke(exactly(b))
+            }
+            _ => Change::Revoke(AclFilter {
+                principal: Some(format!("User:{user}")),
+                ..any_topic_acl()
+            }),
+        };
+        make(&world, &mut conn, &change).await;
+    }
+}
+
+/// A filter that matches `b` alone.
+fn exactly(b: &AclBinding) -> AclFilter {
+    AclFilter {
+        resource_type: b.resource_type,
+        name: Some(b.name.clone()),
+        pattern: b.pattern,
+        principal: Some(b.principal.clone()),
+        host: Some(b.host.clone()),
+        operation: b.operation,
+        permission: b.permission,
+    }
+}
+
+/// A filter that matches every ACL on a topic.
+fn any_topic_acl() -> AclFilter {
+    AclFilter {
+        resource_type: resource::TOPIC,
+        name: None,
+        pattern: pattern::ANY,
+        principal: None,
+        host: None,
+        operation: op::ANY,
+        permission: permission::ANY,
+    }
+}
+
+/// Make `change`, again while its outcome is unknown (each change may be made twice), until it
+/// is made, refused or the run is over.
+async fn make(world: &World, conn: &mut Option<Client>, change: &Change) {
+    let mechanism = mechanism(world);
+    while Instant::now() < world.end {
+        let Some(c) = take_or_connect(world, conn).await else {
+            continue;
+        };
+        let invoked_s = world.now_s();
+        let r = tokio::time::timeout(world.client_timeout(), change.send(c, mechanism)).await;
+        // NOT_CONTROLLER (41) is as retriable as the producer's codes.
+        let definite = matches!(&r, Ok(Err(ClientError::Kafka(code)))
+            if !crate::history::retriable_code(*code) && *code != 41);
+        if record(world, conn, change.what(), invoked_s, r) || definite {
+            return;
+        }
+        tokio::time::sleep(RETRY_BACKOFF).await;
+    }
+}
+
+/// Record an admin call's outcome (dropping the connection if it broke); whether it succeeded.
+fn record(
+    world: &World,
+    conn: &mut Option<Client>,
+    what: String,
+    invoked_s: f64,
+    r: Result<Result<(), ClientError>, tokio::time::error::Elapsed>,
+) -> bool {
+    let error = match &r {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer".into()),
+    };
+    if !matches!(r, Ok(Ok(_)) | Ok(Err(ClientError::Kafka(_)))) {
+        *conn = None;
+    }
+    let ok = error.is_none();
+    world.record(Op::Admin(Admin {
+        what,
+        invoked_s,
+        completed_s: world.now_s(),
+        error,
+    }));
+    ok
+}
+
+/// One probe: logs in as `PROBE_USERS[who]` and uses the probes' topic until the run's end.
+pub async fn probe(world: Arc<World>, who: usize, passwords: Arc<Passwords>) {
+    let Some(spec) = world.scenario.auth.as_ref().and_then(|a| a.churn.clone()) else {
+        return;
+    };
+    let user = PROBE_USERS[who];
+    let rng = EnvRng::seeded(world.seed ^ (0x9B0B_E000 + who as u64));
+    let mechanism = mechanism(&world).name().to_string();
+    let brokers = world.directory.brokers().to_vec();
+    let mut conn: Option<(usize, Client)> = None;
+    let mut n = 0u64;
+    while Instant::now() < world.end {
+        tokio::time::sleep(about(&rng, spec.probe_interval_ms)).await;
+        let known = passwords.of(user);
+        let Some(newest) = known.last() else {
+            continue;
+        };
+        if conn.is_none() || rng.range_u64(0, 5) == 0 {
+            conn = None;
+            let broker = rng.range_u64(0, brokers.len() as u64) as usize;
+            // Mostly the newest password; now and then an older one (or a wrong one).
+            let password = match rng.range_u64(0, 8) {
+                0 if known.len() > 1 => {
+                    known[rng.range_u64(0, known.len() as u64 - 1) as usize].clone()
+                }
+                1 => format!("{user}-wrong"),
+                _ => newest.clone(),
+            };
+            let login = Login {
+                mechanism: mechanism.clone(),
+                user: user.to_string(),
+                password: password.clone(),
+                rng: rng.clone(),
+            };
+            let invoked_s = world.now_s();
+            let r = tokio::time::timeout(
+                PROBE_TIMEOUT,
+                Client::connect_as(brokers[broker], Some(&login)),
+            )
+            .await;
+            let outcome = match &r {
+                Ok(Ok(_)) => AccessOutcome::Allowed,
+                Ok(Err(ClientError::Kafka(code))) if refusal_code(*code) => {
+                    AccessOutcome::Refused(*code)
+                }
+                _ => AccessOutcome::Unknown,
+            };
+            record_access(
+                &world,
+                user,
+                AccessKind::Login { password },
+                broker,
+                invoked_s,
+                outcome,
+            );
+            if let Ok(Ok(c)) = r {
+                conn = Some((broker, c));
+            }
+            continue;
+        }
+        let Some((broker, c)) = conn.as_mut() else {
+            continue;
+        };
+        let broker = *broker;
+        let kind = match rng.range_u64(0, 3) {
+            0 => AccessKind::Produce,
+            1 => AccessKind::Fetch,
+            _ => AccessKind::Describe,
+        };
+        n += 1;
+        let value = super::value(&format!("{user}-{n}"), 40);
+        let invoked_s = world.now_s();
+        let r = tokio::time::timeout(PROBE_TIMEOUT, async {
+            match kind {
+                AccessKind::Produce => c
+                    .produce(PROBE_TOPIC, 0, 1, 0, std::slice::from_ref(&value))
+                    .await
+                    .map(|_| 0),
+                AccessKind::Fetch => c.fetch(PROBE_TOPIC, 0, 0, 0).await.map(|_| 0),
+                _ => c.describe_topic(PROBE_TOPIC).await,
+            }
+        })
+        .await;
+        // Any answer but a refusal passed authorization (it is checked before anything else:
+        // a partition's leader elsewhere is told after it).
+        let outcome = match r {
+            Ok(Ok(code)) | Ok(Err(ClientError::Kafka(code))) if refusal_code(code) => {
+                AccessOutcome::Refused(code)
+            }
+            Ok(Ok(_)) | Ok(Err(ClientError::Kafka(_))) => AccessOutcome::Allowed,
+            _ => {
+                conn = None;
+                AccessOutcome::Unknown
+            }
+        };
+        record_access(&world, user, kind, broker, invoked_s, outcome);
+    }
+}
+
+fn record_access(
+    world: &World,
+    user: &str,
+    kind: AccessKind,
+    broker: usize,
+    invoked_s: f64,
+    outcome: AccessOutcome,
+) {
+    world.record(Op::Access(Access {
+        user: user.to_string(),
+        kind,
+        broker,
+        invoked_s,
+        completed_s: world.now_s(),
+        outcome,
+    }));
+}
