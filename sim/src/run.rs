@@ -237,6 +237,14 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         }
     }));
     crate::world::observed::install();
+    let tls_ca = sc
+        .auth
+        .as_ref()
+        .filter(|a| a.tls)
+        .map(|_| crate::world::cluster::TLS_FILES[0].1);
+    // The CA is compiled in (`sim/tls`): a failure here is the simulator's own bug.
+    crate::workload::client::sasl::use_tls(tls_ca, &io_backend::EnvRng::seeded(seed ^ 0x715))
+        .expect("the simulator's TLS files are usable");
     let budgets: Vec<u64> = configs
         .iter()
         .map(|c| c.memory_budget_bytes as u64)

@@ -1,4 +1,5 @@
-//! TLS, on the SSL listeners and between brokers: rustls (the `ring` provider), the certificate
+//! TLS, on the SSL listeners and between brokers: rustls (the `ring` provider; under simulation
+//! with its randomness from the seed, [`super::crypto`]), the certificate
 //! chain, its key and the CAs read from PEM files through the environment's disk, optional
 //! client certificates on the listeners (`ssl_client_auth`), a handshake that must finish
 //! within `ssl_handshake_timeout_ms`, and the files read again every `ssl_reload_interval_ms`:
@@ -31,6 +32,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::random::SecureRandom;
 use super::Principal;
 use crate::config::{ClientAuth, TlsSettings};
 
@@ -44,6 +46,8 @@ pub const FILES_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Tls {
     settings: TlsSettings,
     disk: Arc<dyn Disk>,
+    /// What the crypto provider draws from (the system's; under simulation the seed's).
+    random: SecureRandom,
     /// (The files as last loaded, the configurations built from them.) A std lock, held for
     /// a clone or a swap, never across an await.
     current: RwLock<(Vec<Bytes>, Configs)>,
@@ -70,12 +74,17 @@ struct Configs {
 impl Tls {
     /// Read the files and build the configuration: an error names the file or what is wrong
     /// with it, and the broker does not start.
-    pub async fn load(disk: Arc<dyn Disk>, settings: TlsSettings) -> Result<Arc<Tls>, String> {
+    pub async fn load(
+        disk: Arc<dyn Disk>,
+        settings: TlsSettings,
+        random: SecureRandom,
+    ) -> Result<Arc<Tls>, String> {
         let files = read_files(disk.as_ref(), &settings).await?;
-        let configs = build(&settings, &files)?;
+        let configs = build(&settings, &files, &random)?;
         Ok(Arc::new(Tls {
             settings,
             disk,
+            random,
             current: RwLock::new((files, configs)),
         }))
     }
@@ -117,7 +126,7 @@ impl Tls {
         if self.current.read().unwrap_or_else(|p| p.into_inner()).0 == files {
             return false;
         }
-        match build(&self.settings, &files) {
+        match build(&self.settings, &files, &self.random) {
             Ok(configs) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = (files, configs);
                 tracing::info!(certificate = %self.settings.certificate.display(), "TLS files changed: new connections are served with them");
@@ -276,7 +285,11 @@ async fn read_pem(disk: &dyn Disk, path: &Path) -> Result<Bytes, String> {
 }
 
 /// The configurations from the files' contents.
-fn build(settings: &TlsSettings, files: &[Bytes]) -> Result<Configs, String> {
+fn build(
+    settings: &TlsSettings,
+    files: &[Bytes],
+    random: &SecureRandom,
+) -> Result<Configs, String> {
     let name = |p: &Path| p.display().to_string();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&files[0])
         .collect::<Result<_, _>>()
@@ -294,7 +307,7 @@ fn build(settings: &TlsSettings, files: &[Bytes]) -> Result<Configs, String> {
     }
     let key = PrivateKeyDer::from_pem_slice(&files[1])
         .map_err(|e| format!("{}: no PEM private key in it: {e}", name(&settings.key)))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = super::crypto::provider(random);
     let roots = match (files.get(2), &settings.ca) {
         (Some(ca_pem), Some(ca_path)) => {
             let mut roots = RootCertStore::empty();

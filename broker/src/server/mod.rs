@@ -76,7 +76,8 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let tls = match config.tls_settings().map_err(|e| anyhow::anyhow!("{e}"))? {
         Some(settings) => {
-            let load = crate::security::tls::Tls::load(env.disk.clone(), settings);
+            let random = crate::security::random::SecureRandom::new(&env.rng);
+            let load = crate::security::tls::Tls::load(env.disk.clone(), settings, random);
             let loaded = env
                 .clock
                 .timeout(crate::security::tls::FILES_DEADLINE, load)
@@ -90,10 +91,10 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     let bootstrap = bootstrap_users(&config, &env)?;
     // Made only for SASL listeners: its secret is drawn from the generator (a broker without
     // one draws nothing, and its simulated runs stay as they were).
-    let sasl_context = specs
-        .iter()
-        .any(|s| s.protocol.uses_sasl())
-        .then(|| sasl::SaslContext::new(sasl_settings, env.rng.clone()));
+    let sasl_context = specs.iter().any(|s| s.protocol.uses_sasl()).then(|| {
+        let random = crate::security::random::SecureRandom::new(&env.rng);
+        sasl::SaslContext::new(sasl_settings, random)
+    });
     let mut listeners = Vec::with_capacity(specs.len());
     let mut listener_addrs = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -198,11 +199,7 @@ fn bootstrap_users(
     users
         .iter()
         .map(|user| {
-            let salt = || {
-                (0..2)
-                    .flat_map(|_| env.rng.next_u64().to_le_bytes())
-                    .collect()
-            };
+            let salt = || crate::security::random::SecureRandom::new(&env.rng).bytes(16);
             crate::security::metadata::bootstrap_change(user, salt)
                 .map_err(|e| anyhow::anyhow!("{e}"))
         })

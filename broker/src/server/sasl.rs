@@ -20,7 +20,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use io_backend::EnvRng;
 use kafka_protocol::messages::{
     ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
 };
@@ -28,32 +27,33 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::config::{SaslMechanism, SaslSettings};
 use crate::protocol::{self, error, Request};
+use crate::security::random::SecureRandom;
 use crate::security::scram::{self, Credential, Mechanism, ServerExchange};
 use crate::security::{Principal, SecurityMetadata};
 
 /// What every SASL connection of a broker shares.
 pub(super) struct SaslContext {
     pub settings: SaslSettings,
-    rng: EnvRng,
+    random: SecureRandom,
     /// Makes the decoy credentials of unknown users (the same for a name within this run).
     decoy_secret: Vec<u8>,
 }
 
 impl SaslContext {
-    pub fn new(settings: SaslSettings, rng: EnvRng) -> Arc<SaslContext> {
-        let decoy_secret = (0..4).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
+    pub fn new(settings: SaslSettings, random: SecureRandom) -> Arc<SaslContext> {
+        let decoy_secret = random.bytes(32);
         Arc::new(SaslContext {
             settings,
-            rng,
+            random,
             decoy_secret,
         })
     }
 
-    /// A SCRAM server nonce: 24 printable characters (no `,`) from the environment's generator.
+    /// A SCRAM server nonce: 24 printable characters (no `,`), unguessable ([`SecureRandom`]).
     fn nonce(&self) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         (0..24)
-            .map(|_| ALPHABET[self.rng.range_u64(0, ALPHABET.len() as u64) as usize] as char)
+            .map(|_| ALPHABET[self.random.below(ALPHABET.len() as u64) as usize] as char)
             .collect()
     }
 }

@@ -120,6 +120,11 @@ pub struct AuthSpec {
     /// super user, so the workload's own clients may do everything.
     #[serde(default)]
     pub authorizer: bool,
+    /// The listener is SASL_SSL and, in a cluster, the brokers are linked by mutual TLS: every
+    /// client and broker connection is a TLS session over the simulated network, its
+    /// randomness from the seed (`broker::security::crypto`; the certificates are `sim/tls`).
+    #[serde(default)]
+    pub tls: bool,
     /// Users and ACLs changed through the admin API during the run, while probes log in as
     /// those users and use a topic of their own ([`crate::workload::security`]).
     #[serde(default)]

@@ -35,6 +35,34 @@ pub(crate) const INTER_BROKER_PORT: u16 = 9093;
 /// The data directory on every node's disk.
 pub(crate) const DATA_DIR: &str = "/data";
 
+/// Where a node's TLS files are (outside the data directory: a lost disk keeps them, as a
+/// machine's `/etc` outlives its data disk).
+pub(crate) const TLS_DIR: &str = "/tls";
+
+/// The simulator's TLS files (`sim/tls`, Ed25519: see its `make_certs.py`): the CA, every
+/// broker's certificate, its key.
+pub(crate) const TLS_FILES: [(&str, &str); 3] = [
+    ("ca.pem", include_str!("../../tls/ca.pem")),
+    ("broker.pem", include_str!("../../tls/broker.pem")),
+    ("broker-key.pem", include_str!("../../tls/broker-key.pem")),
+];
+
+/// Put the TLS files on a node's disk (durably), unless they are there.
+async fn install_tls_files(disk: &dyn io_backend::Disk) -> io_backend::DiskResult<()> {
+    let dir = std::path::Path::new(TLS_DIR);
+    disk.create_dir_all(dir).await?;
+    for (name, text) in TLS_FILES {
+        let path = dir.join(name);
+        if disk.exists(&path).await? {
+            continue;
+        }
+        let file = disk.open(&path, io_backend::OpenMode::Create).await?;
+        file.write_all_and_sync(vec![(bytes::Bytes::from_static(text.as_bytes()), 0)])
+            .await?;
+    }
+    disk.sync_dir(dir).await
+}
+
 /// The address clients use for broker `i` (from 1).
 pub(crate) fn broker_addr(scenario: &Scenario, i: usize) -> SocketAddr {
     if scenario.clustered() {
@@ -58,10 +86,30 @@ pub(crate) fn broker_config(scenario: &Scenario, node: usize) -> anyhow::Result<
     ];
     if let Some(auth) = &scenario.auth {
         use crate::scenario::{SASL_PASSWORD, SASL_USER};
+        let protocol = if auth.tls {
+            "SASL_SSL"
+        } else {
+            "SASL_PLAINTEXT"
+        };
         flags.push((
             "listeners".to_string(),
-            format!("SASL_PLAINTEXT://{}", broker_addr(scenario, node)),
+            format!("{protocol}://{}", broker_addr(scenario, node)),
         ));
+        if auth.tls {
+            for (key, file) in [
+                ("ssl_certificate_location", TLS_FILES[1].0),
+                ("ssl_key_location", TLS_FILES[2].0),
+                ("ssl_ca_location", TLS_FILES[0].0),
+            ] {
+                flags.push((key.to_string(), format!("{TLS_DIR}/{file}")));
+            }
+            if scenario.clustered() {
+                flags.push((
+                    "inter_broker_security_protocol".to_string(),
+                    "SSL".to_string(),
+                ));
+            }
+        }
         flags.push((
             "sasl_enabled_mechanisms".to_string(),
             format!("{},SCRAM-SHA-512", auth.mechanism),
@@ -231,6 +279,11 @@ impl BrokerNode {
                     let config = config.clone();
                     let metered = metered.clone();
                     async move {
+                        if config.tls_settings().ok().flatten().is_some() {
+                            if let Err(e) = install_tls_files(env.disk.as_ref()).await {
+                                tracing::error!("cannot write the TLS files: {e}");
+                            }
+                        }
                         match broker::server::start(env, config).await {
                             Ok(mut running) => {
                                 metered

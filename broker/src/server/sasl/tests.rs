@@ -7,6 +7,7 @@ use kafka_protocol::protocol::Decodable;
 
 use super::*;
 use crate::security::SecurityChange;
+use io_backend::EnvRng;
 
 fn context(mechanisms: &[SaslMechanism], reauth: Option<Duration>) -> Arc<SaslContext> {
     SaslContext::new(
@@ -16,7 +17,7 @@ fn context(mechanisms: &[SaslMechanism], reauth: Option<Duration>) -> Arc<SaslCo
             failed_delay: Duration::from_millis(100),
             max_reauth: reauth,
         },
-        EnvRng::seeded(7),
+        crate::security::random::SecureRandom::new(&EnvRng::seeded(7)),
     )
 }
 
@@ -153,9 +154,10 @@ fn a_wrong_password_and_an_unknown_user_are_refused_at_the_same_step() {
         assert!(a.principal().is_none());
         assert!(a.admits(ApiKey::Metadata, now).is_err());
     }
-    // An unknown user's salt is the same at every attempt (a fresh one would tell).
+    // An unknown user's salt is the same at every attempt on a broker (a fresh one would tell).
+    let ctx = context(&[SaslMechanism::ScramSha256], None);
     let salt_of = |seed_user: &str| {
-        let mut a = Authenticator::new(context(&[SaslMechanism::ScramSha256], None));
+        let mut a = Authenticator::new(ctx.clone());
         a.request(&handshake(1, "SCRAM-SHA-256"), &md, now);
         let first = format!("n,,{}", scram::client_first_bare(seed_user, "n1"));
         let (_, r) = auth_answer(2, a.request(&authenticate(2, first.as_bytes()), &md, now));

@@ -61,9 +61,13 @@ pub enum ClientError {
     MemberIdRequired(String),
 }
 
+/// A connection's byte stream: TCP, or TLS over it.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One connection to a broker.
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     read_buf: BytesMut,
     next_id: i32,
     /// The `timeout_ms` of produce and admin requests (Kafka's `request.timeout.ms`).
@@ -85,7 +89,18 @@ impl Client {
         addr: SocketAddr,
         login: Option<&sasl::Login>,
     ) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
+        let tcp = TcpStream::connect(addr).await?;
+        let stream: Box<dyn Stream> = match sasl::tls() {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+                Box::new(
+                    tokio_rustls::TlsConnector::from(config)
+                        .connect(name, tcp)
+                        .await?,
+                )
+            }
+        };
         let mut client = Client {
             stream,
             read_buf: BytesMut::new(),

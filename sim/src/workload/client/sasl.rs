@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use broker::security::scram::{self, Mechanism};
 use bytes::Bytes;
@@ -31,6 +32,39 @@ thread_local! {
     /// Salted passwords by (mechanism, password, salt, iterations): the key derivation is a
     /// few thousand HMACs, and the clients of a run log in thousands of times.
     static SALTED: RefCell<HashMap<SaltedKey, Vec<u8>>> = RefCell::new(HashMap::new());
+    /// The run's TLS, when its brokers' listener is SASL_SSL.
+    static TLS: RefCell<Option<Arc<rustls::ClientConfig>>> = const { RefCell::new(None) };
+}
+
+/// Every connection of this thread's run from now on is a TLS session trusting the CA in
+/// `ca_pem` (`None`: none is), its randomness from `rng`.
+pub fn use_tls(ca_pem: Option<&str>, rng: &EnvRng) -> Result<(), String> {
+    let config = match ca_pem {
+        None => None,
+        Some(pem) => {
+            use rustls_pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                roots
+                    .add(cert.map_err(|e| format!("the sim's CA: {e}"))?)
+                    .map_err(|e| format!("the sim's CA: {e}"))?;
+            }
+            let random = broker::security::random::SecureRandom::new(rng);
+            let provider = broker::security::crypto::provider(&random);
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS versions: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(Arc::new(config))
+        }
+    };
+    TLS.with(|t| *t.borrow_mut() = config);
+    Ok(())
+}
+
+pub(super) fn tls() -> Option<Arc<rustls::ClientConfig>> {
+    TLS.with(|t| t.borrow().clone())
 }
 
 type SaltedKey = (Mechanism, String, Vec<u8>, u32);

@@ -1,8 +1,9 @@
 //! SCRAM (RFC 5802; SCRAM-SHA-256 of RFC 7677 and SCRAM-SHA-512) as Kafka uses it for SASL
 //! (KIP-84): the credential a broker stores — salt, iterations, stored key and server key, never
-//! the password — and the server's side of an exchange as pure functions, so the connection
-//! that drives it, the simulator and the tests share them. Randomness (salts, the server's
-//! nonce) is passed in by the caller, from the environment's generator.
+//! the password — and the server's and a client's side of an exchange as pure functions, so the
+//! broker's connections, the simulator's clients, the benchmarks' client and the tests share
+//! them. Randomness (salts, nonces) is passed in by the caller: the broker's is the operating
+//! system's (the simulator's, the seed's).
 //!
 //! Invariant: a password is used only to derive a credential and never kept; a proof is
 //! compared in constant time; every malformed message is an error naming what is wrong, never a
