@@ -3,7 +3,11 @@
 //! 127.0.0.1:9644-9646), their data and logs in one folder (`./cluster` by default), each
 //! broker in a process group of its own so it outlives the command (and a Ctrl-C in the
 //! terminal). `up` waits until all three are registered and prints how to use them; `down`
-//! stops them cleanly (SIGTERM, then SIGKILL after 20 s).
+//! stops them cleanly (SIGTERM, then SIGKILL after 20 s). `up --secure` makes the production
+//! configuration of the README's security section: SASL_SSL with SCRAM for clients (an admin
+//! user with a fresh password, in `client.properties`), mutual TLS between the brokers,
+//! the authorizer on, no PLAINTEXT listener (certificates from a CA of its own, in `certs/`);
+//! a cluster once made secure stays so.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,7 +29,7 @@ pub struct ClusterArgs {
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
     /// Build the release broker and start the cluster (a running one is left as it is).
-    Up(Where),
+    Up(UpArgs),
     /// Stop the cluster's brokers cleanly.
     Down(Where),
     /// Say which brokers of the cluster run.
@@ -40,6 +44,16 @@ struct Where {
     /// A broker binary to run instead of building the release one.
     #[arg(long)]
     broker_bin: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct UpArgs {
+    #[command(flatten)]
+    at: Where,
+    /// SASL_SSL with SCRAM for clients, mutual TLS between brokers, ACLs on, no PLAINTEXT
+    /// listener (kept for a cluster made so before).
+    #[arg(long)]
+    secure: bool,
 }
 
 pub const NODES: u16 = 3;
@@ -59,7 +73,7 @@ pub fn metrics_port(node: u16) -> u16 {
 
 pub fn run(args: &ClusterArgs) -> Result<()> {
     match &args.command {
-        ClusterCommand::Up(w) => up(w),
+        ClusterCommand::Up(u) => up(&u.at, u.secure),
         ClusterCommand::Down(w) => down(w),
         ClusterCommand::Status(w) => status(w),
     }
@@ -117,12 +131,13 @@ pub fn release_broker() -> Result<PathBuf> {
     Ok(target_dir().join("release").join("broker"))
 }
 
-fn up(w: &Where) -> Result<()> {
+fn up(w: &Where, secure: bool) -> Result<()> {
     let dir = folder(w);
     let binary = match &w.broker_bin {
         Some(b) => b.clone(),
         None => release_broker()?,
     };
+    let security = security_of(&dir, secure)?;
     for node in 1..=NODES {
         if let Some(pid) = running(&dir, node) {
             println!("xtask: node {node} already runs (pid {pid})");
@@ -130,7 +145,40 @@ fn up(w: &Where) -> Result<()> {
         }
         start_node(&dir, node, &binary)?;
     }
-    after_start(&dir)
+    after_start(&dir, security.as_ref())
+}
+
+/// A secure cluster's certificates and admin client: made (`client.properties`, `certs/`) for
+/// `--secure`, read back for a cluster made so before; `None` for a PLAINTEXT one.
+fn security_of(dir: &Path, secure: bool) -> Result<Option<crate::secure::SaslSsl>> {
+    let made = crate::secure::cluster_client(dir)?;
+    if made.is_none() && !secure {
+        return Ok(None);
+    }
+    if made.is_none() && (1..=NODES).any(|n| running(dir, n).is_some()) {
+        bail!(
+            "the cluster in {} runs without security: `cargo xtask cluster down` first",
+            dir.display()
+        );
+    }
+    let certs = crate::secure::certificates(&dir.join("certs"))?;
+    let client = match made {
+        Some(c) => c,
+        None => {
+            let c = crate::secure::SaslSsl::new(
+                &certs.ca,
+                crate::secure::ADMIN,
+                &crate::secure::new_password()?,
+            )?;
+            let path = dir.join("client.properties");
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(&path, c.properties())
+                .with_context(|| format!("writing {}", path.display()))?;
+            c
+        }
+    };
+    crate::secure::use_for_clients(Some(client.clone()));
+    Ok(Some(client))
 }
 
 /// Start node `node`'s broker in `dir/node<N>` (its own process group, output to its log) and
@@ -139,8 +187,20 @@ pub fn start_node(dir: &Path, node: u16, binary: &Path) -> Result<u32> {
     start_node_with(dir, node, binary, &[])
 }
 
-/// [`start_node`] with more settings (`key=value`, each given as `--set key=value`).
+/// [`start_node`] with more settings (`key=value`, each given as `--set key=value`); a secure
+/// cluster's node gets its SASL_SSL listener, certificates, authorizer and admin user too.
 pub fn start_node_with(dir: &Path, node: u16, binary: &Path, settings: &[String]) -> Result<u32> {
+    let mut settings = settings.to_vec();
+    if let Some(client) = crate::secure::cluster_client(dir)? {
+        let certs = crate::secure::certificates(&dir.join("certs"))?;
+        let addr = format!("127.0.0.1:{}", client_port(node));
+        let mut secure = crate::secure::broker_settings(&certs, &addr, true);
+        secure.push(format!(
+            "add_scram={}",
+            crate::secure::add_admin(&client.password)
+        ));
+        settings.splice(0..0, secure);
+    }
     let peers = (1..=NODES)
         .map(|n| format!("{n}@127.0.0.1:{}", peer_port(n)))
         .collect::<Vec<_>>()
@@ -184,11 +244,35 @@ pub fn start_node_with(dir: &Path, node: u16, binary: &Path, settings: &[String]
     Ok(child.id())
 }
 
-fn after_start(dir: &Path) -> Result<()> {
+fn after_start(dir: &Path, secure: Option<&crate::secure::SaslSsl>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let brokers = runtime.block_on(wait_registered(dir))?;
+    if secure.is_some() {
+        let bootstrap = (1..=NODES)
+            .map(|n| format!("localhost:{}", client_port(n)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let properties = dir.join("client.properties");
+        println!(
+            "\nThe cluster is up, secured: {brokers} brokers, data and logs in {dir}.\
+             \n  clients          SASL_SSL, SCRAM-SHA-512, as the super user {admin} ({props})\
+             \n  between brokers  mutual TLS (certificates in {dir}/certs)\
+             \n  authorizer       on; {admin} is its super user, every other user needs ACLs\
+             \n  bootstrap        {bootstrap}\
+             \n\nTry:\
+             \n  kcat -F {props} -b {bootstrap} -L\
+             \n  seq 1 100 | kcat -F {props} -b {bootstrap} -P -t demo -X topic.request.required.acks=-1\
+             \n  kcat -F {props} -b {bootstrap} -G demo-group demo\
+             \n\nUsers and ACLs: any client's AdminClient with the same settings (README, Security).\
+             \nStop them all: cargo xtask cluster down",
+            dir = dir.display(),
+            admin = crate::secure::ADMIN,
+            props = properties.display(),
+        );
+        return Ok(());
+    }
     let bootstrap = (1..=NODES)
         .map(|n| format!("127.0.0.1:{}", client_port(n)))
         .collect::<Vec<_>>()

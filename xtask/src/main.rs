@@ -10,6 +10,7 @@
 
 mod bench;
 mod cluster;
+mod secure;
 mod sim;
 mod test;
 #[cfg(test)]

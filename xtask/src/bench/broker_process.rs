@@ -25,7 +25,7 @@ pub struct SpawnedBroker {
 
 impl SpawnedBroker {
     pub async fn start(args: &BrokerArgs) -> Result<Self> {
-        Self::start_inner(args, None::<fn(&str) -> String>).await
+        Self::start_with(args, |_| Vec::new()).await
     }
 
     /// Started with `listeners(addr)` as its listeners (the first must be PLAINTEXT on `addr`,
@@ -34,12 +34,16 @@ impl SpawnedBroker {
         args: &BrokerArgs,
         listeners: impl Fn(&str) -> String,
     ) -> Result<Self> {
-        Self::start_inner(args, Some(listeners)).await
+        Self::start_with(args, |addr| {
+            vec![format!("--set=listeners={}", listeners(addr))]
+        })
+        .await
     }
 
-    async fn start_inner(
+    /// Started with the arguments `extra(addr)` too (`addr`: its Kafka address).
+    pub async fn start_with(
         args: &BrokerArgs,
-        listeners: Option<impl Fn(&str) -> String>,
+        extra: impl Fn(&str) -> Vec<String>,
     ) -> Result<Self> {
         let binary = match &args.broker_bin {
             Some(binary) => binary.clone(),
@@ -74,7 +78,7 @@ impl SpawnedBroker {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&args.broker_arg)
-            .args(listeners.map(|l| format!("--set=listeners={}", l(&addr))))
+            .args(extra(&addr))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);

@@ -34,7 +34,7 @@ pub struct FailoverArgs {
 }
 
 pub async fn failover_bench(args: FailoverArgs) -> Result<()> {
-    let target = Target::new(&args.broker).await?;
+    let target = Target::new(&args.broker, args.broker.only_security()?).await?;
     let Some(dir) = target.cluster.clone() else {
         bail!("the failover benchmark kills brokers of the local cluster: give --cluster-dir cluster (after `cargo xtask cluster up`)");
     };

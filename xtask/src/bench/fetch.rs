@@ -54,11 +54,12 @@ pub async fn fetch_bench(args: FetchArgs) -> Result<()> {
     }
     let duration = seconds(args.duration_secs, "--duration-secs")?;
     let warmup = seconds(args.broker.warmup_secs, "--warmup-secs")?;
-    let target = Target::new(&args.broker).await?;
-    let result = fetch_against(&args, &target, duration, warmup).await;
-    let stopped = target.stop().await;
-    result?;
-    stopped
+    let broker = args.broker.clone();
+    super::per_security(&broker, "fetch", |target| {
+        let args = args.clone();
+        async move { fetch_against(&args, &target, duration, warmup).await }
+    })
+    .await
 }
 
 async fn fetch_against(
@@ -66,7 +67,7 @@ async fn fetch_against(
     target: &Target,
     duration: Duration,
     warmup: Duration,
-) -> Result<()> {
+) -> Result<super::Measured> {
     let response_timeout = Duration::from_secs(args.broker.request_timeout_secs);
     let mut admin = Connection::connect(&target.addr, response_timeout).await?;
     let versions = ApiVersions::fetch(&mut admin).await?;
@@ -172,7 +173,14 @@ async fn fetch_against(
     environment_rows(&mut table, target, &before, &after);
     println!("Stillwater fetch benchmark");
     table.print();
-    Ok(())
+    Ok(super::Measured::of(
+        "record",
+        outcome.records,
+        window_s,
+        &outcome.latency,
+        &before,
+        &after,
+    ))
 }
 
 /// Fill `topic` up to `fill_mb` MB of 100-byte records if it holds fewer; its start and end

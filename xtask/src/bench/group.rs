@@ -99,7 +99,7 @@ pub async fn group_bench(args: GroupArgs) -> Result<()> {
         bail!("--members and --partitions must be at least 1");
     }
     let duration = seconds(args.duration_secs, "--duration-secs")?;
-    let target = Target::new(&args.broker).await?;
+    let target = Target::new(&args.broker, args.broker.only_security()?).await?;
     let result = group_against(&args, &target, duration).await;
     let stopped = target.stop().await;
     result?;

@@ -44,9 +44,14 @@ const CLIENT_ID: &str = "stillwater-xtask-bench";
 /// the 2-byte API key and the 2-byte API version. The same in every request header version.
 const CORRELATION_ID_AT: usize = 8;
 
-/// One TCP connection to a broker.
+/// A connection's byte stream: TCP, or TLS over it.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// One connection to a broker: PLAINTEXT, or SASL_SSL when the benchmark's clients use it
+/// ([`crate::secure::use_for_clients`]: TLS, then a SCRAM login before anything else).
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     addr: String,
     next_correlation_id: i32,
     /// Deadline for each response; a broker that stops answering fails the benchmark loudly.
@@ -66,14 +71,76 @@ impl Connection {
         stream
             .set_nodelay(true)
             .with_context(|| format!("setting TCP_NODELAY on the connection to {addr}"))?;
-        Ok(Self {
+        let security = crate::secure::for_clients();
+        let stream: Box<dyn Stream> = match &security {
+            None => Box::new(stream),
+            Some(s) => {
+                let name = rustls_pki_types::ServerName::try_from("localhost")
+                    .map_err(|e| anyhow!("{e}"))?;
+                let tls = tokio::time::timeout(
+                    response_timeout,
+                    tokio_rustls::TlsConnector::from(s.tls.clone()).connect(name, stream),
+                )
+                .await
+                .map_err(|_| anyhow!("TLS with {addr}: no handshake within {response_timeout:?}"))?
+                .with_context(|| format!("TLS with {addr}"))?;
+                Box::new(tls)
+            }
+        };
+        let mut connection = Self {
             stream,
             addr: addr.to_string(),
             next_correlation_id: 1,
             response_timeout,
             frame_bytes_max: 64 << 20,
             read_buf: BytesMut::with_capacity(64 * 1024),
-        })
+        };
+        if let Some(s) = security {
+            connection
+                .log_in(&s.user, &s.password)
+                .await
+                .with_context(|| format!("logging in to {addr} as {}", s.user))?;
+        }
+        Ok(connection)
+    }
+
+    /// SaslHandshake v1, then SCRAM-SHA-512's two SaslAuthenticate rounds (the server's
+    /// signature checked), as librdkafka logs in.
+    pub async fn log_in(&mut self, user: &str, password: &str) -> Result<()> {
+        use kafka_protocol::messages::SaslHandshakeRequest;
+        let handshake = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(crate::secure::MECHANISM.name()));
+        let r = self.call(1, &handshake).await?;
+        ensure!(
+            r.error_code == 0,
+            "SaslHandshake: {}",
+            error_name(r.error_code)
+        );
+        let (first, last) = crate::secure::scram_messages(user, password)?;
+        let server_first = self.sasl_round(first).await?;
+        let server_first = std::str::from_utf8(&server_first)
+            .map_err(|_| anyhow!("SCRAM: the server's first message is not UTF-8"))?;
+        let (final_message, expected) = last(server_first)?;
+        let server_final = self.sasl_round(final_message).await?;
+        ensure!(
+            server_final == expected.as_bytes(),
+            "SCRAM: the server's signature is not the expected one"
+        );
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round: the server's bytes.
+    async fn sasl_round(&mut self, token: String) -> Result<Bytes> {
+        use kafka_protocol::messages::SaslAuthenticateRequest;
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let r = self.call(2, &req).await?;
+        ensure!(
+            r.error_code == 0,
+            "SaslAuthenticate: {} {:?}",
+            error_name(r.error_code),
+            r.error_message
+        );
+        Ok(r.auth_bytes)
     }
 
     pub fn set_frame_bytes_max(&mut self, frame_bytes_max: usize) {
@@ -99,6 +166,11 @@ impl Connection {
     pub async fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
         self.stream
             .write_all(frame)
+            .await
+            .with_context(|| format!("sending a request to {}", self.addr))?;
+        // Over TLS the records may wait in the session until flushed (a no-op on TCP).
+        self.stream
+            .flush()
             .await
             .with_context(|| format!("sending a request to {}", self.addr))
     }

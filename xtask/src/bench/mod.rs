@@ -1,4 +1,5 @@
-//! `cargo xtask bench produce | fetch | group | topics | failover | catchup | rdkafka`: load a broker and print a table of the results.
+//! `cargo xtask bench produce | fetch | group | topics | failover | catchup | connect | rdkafka`:
+//! load a broker and print a table of the results.
 //!
 //! Every table carries the exact command line, the workload, the measured window, the broker's
 //! group-commit and fsync counters over that window, and how busy the machine was — on a small
@@ -6,6 +7,7 @@
 
 mod broker_process;
 mod catchup;
+mod connect;
 mod failover;
 mod fetch;
 mod group;
@@ -50,6 +52,9 @@ enum Workload {
     /// A broker's disk replaced while the others hold N GB: catch-up MB/s, the healthy brokers'
     /// peak memory, produce latency during the catch-up against before, per throttle setting.
     Catchup(catchup::CatchupArgs),
+    /// Connection set-up: clients that connect, log in, ask ApiVersions and close, in a loop —
+    /// connections/s and the broker's CPU per connection (`--security plaintext,sasl-ssl`).
+    Connect(connect::ConnectArgs),
     /// One librdkafka producer (plain and idempotent, per record size) against a fresh broker
     /// per run: msgs/s and the broker's CPU per GB, beside a peer broker (--peer-bin) or on the
     /// local three-broker cluster at acks=all (--cluster).
@@ -86,6 +91,137 @@ struct BrokerArgs {
     /// counters and CPU of all three brokers are reported.
     #[arg(long, conflicts_with = "spawn_broker")]
     cluster_dir: Option<PathBuf>,
+    /// With --spawn-broker: the clients' security — `plaintext`, or `sasl-ssl` (the broker's
+    /// one listener SASL_SSL with SCRAM-SHA-512, the authorizer on; the clients log in as its
+    /// super user over TLS); `plaintext,sasl-ssl` runs the workload on a fresh broker for each
+    /// and ends with a table comparing them. The local cluster's is what `cluster up` made it.
+    #[arg(long, value_delimiter = ',', default_value = "plaintext")]
+    security: Vec<Security>,
+}
+
+/// How the benchmark's clients reach the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Security {
+    Plaintext,
+    SaslSsl,
+}
+
+impl Security {
+    fn name(self) -> &'static str {
+        match self {
+            Security::Plaintext => "PLAINTEXT",
+            Security::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+impl BrokerArgs {
+    /// The security modes to run, each once (several only with --spawn-broker).
+    fn security_modes(&self) -> Result<Vec<Security>> {
+        let mut modes = self.security.clone();
+        modes.dedup();
+        if modes.is_empty() {
+            modes.push(Security::Plaintext);
+        }
+        if !self.spawn_broker && modes != [Security::Plaintext] {
+            bail!("--security other than plaintext needs --spawn-broker (the local cluster's is what `cargo xtask cluster up` made it)");
+        }
+        Ok(modes)
+    }
+
+    /// The one security mode of a workload that does not compare them.
+    fn only_security(&self) -> Result<Security> {
+        match self.security_modes()?.as_slice() {
+            [one] => Ok(*one),
+            _ => bail!("this benchmark runs with one --security at a time"),
+        }
+    }
+}
+
+/// What one run of a workload measured, to compare security modes.
+pub struct Measured {
+    /// What is counted: `msg`, `record`, `connection`.
+    pub unit: &'static str,
+    pub per_s: f64,
+    /// The broker's CPU time per unit (all brokers together).
+    pub broker_cpu_us: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+impl Measured {
+    fn of(
+        unit: &'static str,
+        messages: u64,
+        window_s: f64,
+        latency: &stats::Latency,
+        before: &Snapshot,
+        after: &Snapshot,
+    ) -> Measured {
+        let cpu = match (before.broker_cpu, after.broker_cpu) {
+            (Some(start), Some(end)) if messages > 0 => {
+                Some(end.saturating_sub(start).as_secs_f64() * 1e6 / messages as f64)
+            }
+            _ => None,
+        };
+        Measured {
+            unit,
+            per_s: messages as f64 / window_s.max(1e-9),
+            broker_cpu_us: cpu,
+            latency_p99_ms: (latency.count() > 0).then(|| latency.quantile_ms(0.99)),
+        }
+    }
+}
+
+/// Run `once` against a fresh target for each security mode of `args`; with several, print a
+/// table comparing them (each as a ratio to the first).
+async fn per_security<F, Fut>(args: &BrokerArgs, what: &str, mut once: F) -> Result<()>
+where
+    F: FnMut(Arc<Target>) -> Fut,
+    Fut: std::future::Future<Output = Result<Measured>>,
+{
+    let mut measured = Vec::new();
+    for security in args.security_modes()? {
+        let target = Arc::new(Target::new(args, security).await?);
+        let result = once(target.clone()).await;
+        let target =
+            Arc::try_unwrap(target).map_err(|_| anyhow!("the benchmark still holds its target"))?;
+        let stopped = target.stop().await;
+        measured.push((security, result?));
+        stopped?;
+    }
+    crate::secure::use_for_clients(None);
+    if measured.len() < 2 {
+        return Ok(());
+    }
+    let mut table = Table::default();
+    table.row("command", crate::invocation());
+    let (_, first) = &measured[0];
+    for (security, m) in &measured {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!(" ({:.2}×)", a / b),
+            _ => String::new(),
+        };
+        let cpu = m
+            .broker_cpu_us
+            .map_or("n/a".into(), |c| format!("{c:.2} µs"));
+        let p99 = m
+            .latency_p99_ms
+            .map_or("n/a".into(), |l| format!("{l:.2} ms"));
+        table.row(
+            security.name(),
+            format!(
+                "{} {}s/s{}, broker CPU {cpu}/{}{}, p99 {p99}",
+                stats::thousands(m.per_s),
+                m.unit,
+                ratio(Some(m.per_s), Some(first.per_s)),
+                m.unit,
+                ratio(m.broker_cpu_us, first.broker_cpu_us),
+            ),
+        );
+    }
+    println!("Stillwater {what} benchmark, by security (ratios to the first)");
+    table.print();
+    Ok(())
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -102,6 +238,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Failover(args) => failover::failover_bench(args).await,
             Workload::Catchup(args) => catchup::catchup_bench(args).await,
             Workload::Rdkafka(args) => rdkafka::rdkafka_bench(args).await,
+            Workload::Connect(args) => connect::connect_bench(args).await,
         }
     })
 }
@@ -199,7 +336,10 @@ struct Target {
 }
 
 impl Target {
-    async fn new(args: &BrokerArgs) -> Result<Self> {
+    /// The broker to load, its clients reaching it with `security` (a spawned broker is made
+    /// to serve it; the local cluster's is what `cluster up` made it).
+    async fn new(args: &BrokerArgs, security: Security) -> Result<Self> {
+        crate::secure::use_for_clients(None);
         if let Some(dir) = &args.cluster_dir {
             let dir = crate::cluster::resolve(dir);
             let up: Vec<u16> = (1..=crate::cluster::NODES)
@@ -211,6 +351,7 @@ impl Target {
                     dir.display()
                 );
             }
+            crate::secure::use_for_clients(crate::secure::cluster_client(&dir)?);
             return Ok(Self {
                 addr: format!("127.0.0.1:{}", crate::cluster::client_port(up[0])),
                 metrics_addr: format!("127.0.0.1:{}", crate::cluster::metrics_port(up[0])),
@@ -226,7 +367,33 @@ impl Target {
                 cluster: None,
             });
         }
-        let spawned = SpawnedBroker::start(args).await?;
+        let spawned = match security {
+            Security::Plaintext => SpawnedBroker::start(args).await?,
+            Security::SaslSsl => {
+                let certs =
+                    crate::secure::certificates(&crate::target_dir().join("bench").join("ca"))?;
+                let password = crate::secure::new_password()?;
+                let spawned = SpawnedBroker::start_with(args, |addr| {
+                    let mut extra: Vec<String> =
+                        crate::secure::broker_settings(&certs, addr, false)
+                            .into_iter()
+                            .map(|kv| format!("--set={kv}"))
+                            .collect();
+                    extra.push(format!(
+                        "--add-scram={}",
+                        crate::secure::add_admin(&password)
+                    ));
+                    extra
+                })
+                .await?;
+                crate::secure::use_for_clients(Some(crate::secure::SaslSsl::new(
+                    &certs.ca,
+                    crate::secure::ADMIN,
+                    &password,
+                )?));
+                spawned
+            }
+        };
         Ok(Self {
             addr: spawned.addr.clone(),
             metrics_addr: spawned.metrics_addr.clone(),
@@ -240,6 +407,16 @@ impl Target {
         let mut table = stats::Table::default();
         table.row("command", crate::invocation());
         table.row("broker", self.describe());
+        table.row(
+            "clients",
+            match crate::secure::for_clients() {
+                None => "PLAINTEXT".to_string(),
+                Some(s) => format!(
+                    "SASL_SSL: TLS, SCRAM-SHA-512 login as {} on every connection",
+                    s.user
+                ),
+            },
+        );
         table
     }
 

@@ -65,11 +65,12 @@ pub async fn produce_bench(args: ProduceArgs) -> Result<()> {
         Some(messages) => Stop::MessagesPerProducer(messages),
         None => Stop::After(duration),
     };
-    let target = Target::new(&args.broker).await?;
-    let result = produce_against(&args, &target, stop, warmup).await;
-    let stopped = target.stop().await;
-    result?;
-    stopped
+    let broker = args.broker.clone();
+    super::per_security(&broker, "produce", |target| {
+        let args = args.clone();
+        async move { produce_against(&args, &target, stop, warmup).await }
+    })
+    .await
 }
 
 async fn produce_against(
@@ -77,7 +78,7 @@ async fn produce_against(
     target: &Target,
     stop: Stop,
     warmup: Duration,
-) -> Result<()> {
+) -> Result<super::Measured> {
     let response_timeout = Duration::from_secs(args.broker.request_timeout_secs);
     let mut admin = Connection::connect(&target.addr, response_timeout).await?;
     let versions = ApiVersions::fetch(&mut admin).await?;
@@ -218,7 +219,14 @@ async fn produce_against(
     }
     println!("Stillwater produce benchmark");
     table.print();
-    Ok(())
+    Ok(super::Measured::of(
+        "msg",
+        outcome.ok_messages,
+        window_s,
+        &outcome.latency,
+        &before,
+        &after,
+    ))
 }
 
 /// When each producer stops.

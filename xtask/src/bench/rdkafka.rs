@@ -397,6 +397,7 @@ fn spawn_args(binary: &Path, broker_arg: Vec<String>) -> BrokerArgs {
         request_timeout_secs: 30,
         warmup_secs: 0.0,
         cluster_dir: None,
+        security: vec![super::Security::Plaintext],
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn topics_bench(args: TopicsArgs) -> Result<()> {
     if args.topics == 0 || args.partitions <= 0 {
         bail!("--topics and --partitions must be at least 1");
     }
-    let target = Target::new(&args.broker).await?;
+    let target = Target::new(&args.broker, args.broker.only_security()?).await?;
     let result = against(&args, &target).await;
     let stopped = target.stop().await;
     result?;
