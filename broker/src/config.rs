@@ -43,6 +43,11 @@ pub struct Config {
     pub ssl_reload_interval_ms: u64,
     /// `PLAINTEXT` or `SSL`: the links between brokers (mutual TLS with the `ssl_*` files).
     pub inter_broker_security_protocol: String,
+    /// The listener the brokers link on (Kafka's `inter.broker.listener.name`): one of
+    /// `listeners`, PLAINTEXT or SSL (mutual TLS), served to the other brokers only, its port
+    /// this broker's in `cluster_peers`. Empty: the brokers link on their `cluster_peers`
+    /// address with `inter_broker_security_protocol`.
+    pub inter_broker_listener_name: String,
     /// What the SASL listeners offer: `SCRAM-SHA-256`, `SCRAM-SHA-512`, `PLAIN` (checked
     /// against the users' SCRAM credentials), comma-separated.
     pub sasl_enabled_mechanisms: String,
@@ -202,6 +207,7 @@ impl Default for Config {
             ssl_handshake_timeout_ms: 10_000,
             ssl_reload_interval_ms: 30_000,
             inter_broker_security_protocol: "PLAINTEXT".into(),
+            inter_broker_listener_name: String::new(),
             sasl_enabled_mechanisms: "SCRAM-SHA-256,SCRAM-SHA-512".into(),
             sasl_authentication_timeout_ms: 30_000,
             connection_failed_authentication_delay_ms: 100,
@@ -375,8 +381,12 @@ impl Config {
         parse_peers(&self.cluster_peers).unwrap_or_default()
     }
 
-    /// The address the inter-broker listener binds.
+    /// The address the inter-broker listener binds: the named inter-broker listener's, else
+    /// `inter_broker_listen`, else this broker's in `cluster_peers`.
     pub fn inter_broker_address(&self) -> Option<SocketAddr> {
+        if let Ok(Some(spec)) = self.inter_broker_listener() {
+            return Some(spec.bind);
+        }
         self.inter_broker_listen
             .or_else(|| self.peers().get(&(self.node_id as u64)).copied())
     }
@@ -686,6 +696,7 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
             | "ssl_ca_location"
             | "ssl_client_auth"
             | "inter_broker_security_protocol"
+            | "inter_broker_listener_name"
             | "sasl_enabled_mechanisms"
             | "add_scram"
             | "super_users"

@@ -15,8 +15,10 @@ import uuid
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import (NewTopic, ScramCredentialInfo, ScramMechanism,
-                                   UserScramCredentialDeletion, UserScramCredentialUpsertion)
+from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, NewTopic,
+                                   ResourcePatternType, ResourceType, ScramCredentialInfo,
+                                   ScramMechanism, UserScramCredentialDeletion,
+                                   UserScramCredentialUpsertion)
 
 import clients
 import wire
@@ -50,6 +52,26 @@ def add_user(admin, user, password, mechanism=ScramMechanism.SCRAM_SHA_256, iter
     futures = admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
         user, ScramCredentialInfo(mechanism, iterations), password.encode())])
     futures[user].result(30)
+
+
+def group_read(bootstrap, topic, group, want, seconds=60, **conf):
+    """Read `want` records of `topic` as a member of `group`, failing on any consumer error."""
+    c = clients.consumer(bootstrap, **conf, **{"group.id": group,
+                                               "auto.offset.reset": "earliest",
+                                               "enable.partition.eof": False})
+    c.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + seconds
+    try:
+        while len(got) < want:
+            assert time.monotonic() < deadline, f"read {len(got)} of {want} from {topic}"
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                if m.error() is not None:
+                    raise KafkaException(m.error())
+                got.append(m.value())
+    finally:
+        c.close()
+    return got
 
 
 def refused(bootstrap, conf, seconds=10):
@@ -233,9 +255,12 @@ def test_clients_authenticate_again_on_open_connections(make_broker):
     b.assert_alive()
 
 
-def test_sasl_ssl_cluster_with_mutual_tls_and_no_plaintext_listener(tmp_path, certs):
+def test_sasl_ssl_cluster_with_mutual_tls_acls_and_no_plaintext_listener(tmp_path, certs):
     """The production-style configuration: clients on SASL_SSL with SCRAM-SHA-512, brokers
-    linked by mutual TLS, no PLAINTEXT listener anywhere."""
+    linked by mutual TLS on a listener of their own (inter_broker_listener_name), ACLs on, no
+    PLAINTEXT listener anywhere; a user refused until ACLs
+    allow it, then producing and consuming in a group; a broker killed and restarted knows the
+    users and ACLs again before it serves them (it waits for the metadata to catch up)."""
     from test_cluster import Cluster, Node
     cert, key = certs.issue("broker", "broker", server=True, client=True)
 
@@ -244,15 +269,20 @@ def test_sasl_ssl_cluster_with_mutual_tls_and_no_plaintext_listener(tmp_path, ce
             super().__init__(workdir, node_id, peers, extra_args)
             self.advertise = False
             self.ready_tls_ca = certs.ca
-            self.extra_args += ["--set", f"listeners=CLIENTS://127.0.0.1:{self.port}",
-                                "--set", "listener_security_protocol_map=CLIENTS:SASL_SSL",
-                                "--set", f"advertised_listeners=CLIENTS://localhost:{self.port}"]
+            # Kafka's way: a listener for clients, another the brokers link on (mutual TLS).
+            replication = dict(p.split("@") for p in peers.split(","))[str(node_id)]
+            self.extra_args += [
+                "--set", f"listeners=CLIENTS://127.0.0.1:{self.port},REPLICATION://{replication}",
+                "--set", "listener_security_protocol_map=CLIENTS:SASL_SSL,REPLICATION:SSL",
+                "--set", "inter_broker_listener_name=REPLICATION",
+                "--set", f"advertised_listeners=CLIENTS://localhost:{self.port}"]
 
     c = Cluster(tmp_path / "cluster", node_class=SecureNode, extra_args=(
-        "--set", "inter_broker_security_protocol=SSL",
         "--set", f"ssl_certificate_location={cert}",
         "--set", f"ssl_key_location={key}",
         "--set", f"ssl_ca_location={certs.ca}",
+        "--set", "authorizer_enabled=true",
+        "--set", f"super_users=User:{ADMIN[0]}",
         "--add-scram", f"SCRAM-SHA-512=[name={ADMIN[0]},password={ADMIN[1]}]"))
     c.start()
     try:
@@ -286,13 +316,31 @@ def test_sasl_ssl_cluster_with_mutual_tls_and_no_plaintext_listener(tmp_path, ce
         topic = "secured"
         admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3)])[topic] \
             .result(30)
+        # No ACL yet: the app's writes are refused with Kafka's code.
+        errors = []
+        p = clients.producer(boot, **app, **{"message.timeout.ms": 10000, "retries": 0})
+        p.produce(topic, value=b"early", on_delivery=lambda err, m: errors.append(err))
+        p.flush(30)
+        assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED], errors
+        group = "app-group"
+        for f in admin.create_acls([
+                AclBinding(ResourceType.TOPIC, "secur", ResourcePatternType.PREFIXED,
+                           "User:app", "*", AclOperation.ALL, AclPermissionType.ALLOW),
+                AclBinding(ResourceType.GROUP, group, ResourcePatternType.LITERAL,
+                           "User:app", "*", AclOperation.READ, AclPermissionType.ALLOW),
+        ]).values():
+            f.result(30)
         p = clients.producer(boot, **app)
         for i in range(3000):
             p.produce(topic, value=b"%05d" % i + b"." * 95)
+            if i == 1500:
+                # A broker killed and restarted while the app produces: it serves the app
+                # again only once it knows the app and its ACLs.
+                c.nodes[2].kill()
+                c.nodes[2].start()
         assert p.flush(60) == 0
-        got, _ = clients.consume_all(boot, topic, [0, 1, 2], **app)
-        assert sorted(r[2][:5] for part in got.values() for r in part) == \
-            [b"%05d" % i for i in range(3000)]
+        got = group_read(boot, topic, group, 3000, **app)
+        assert sorted(v[:5] for v in got) == [b"%05d" % i for i in range(3000)]
         # A plaintext client on a SASL_SSL port is refused; the cluster serves on.
         with socket.create_connection(("127.0.0.1", c.nodes[1].port), timeout=10) as s:
             s.sendall(wire.frame(wire.request_header_v1(wire.API_API_VERSIONS, 0, 1)))

@@ -146,6 +146,7 @@ impl Config {
             ));
         }
         self.listener_specs().map_err(ConfigError::Invalid)?;
+        self.inter_broker_listener().map_err(ConfigError::Invalid)?;
         self.tls_settings().map_err(ConfigError::Invalid)?;
         self.sasl_settings().map_err(ConfigError::Invalid)?;
         self.add_scram_users().map_err(ConfigError::Invalid)?;

@@ -109,10 +109,74 @@ pub const DEFAULT_LISTENER: &str = "PLAINTEXT";
 pub const LISTENERS_MAX: usize = 16;
 
 impl Config {
-    /// The listeners, in the order configured (the first is the one named in single-address
-    /// settings such as DescribeConfigs' `advertised.listeners` before the others).
+    /// The listeners clients connect to, in the order configured (the first is the one named
+    /// in single-address settings such as DescribeConfigs' `advertised.listeners` before the
+    /// others): every listener but the inter-broker one ([`Config::inter_broker_listener`]).
     pub fn listener_specs(&self) -> Result<Vec<ListenerSpec>, String> {
+        let mut specs = self.all_listener_specs()?;
+        let name = self.inter_broker_listener_name.trim();
+        if !name.is_empty() {
+            specs.retain(|s| s.name != name);
+            if specs.is_empty() {
+                return Err(format!(
+                    "inter_broker_listener_name = {name:?} is the only listener: clients need one of their own"
+                ));
+            }
+        }
+        Ok(specs)
+    }
+
+    /// The listener the brokers link on (Kafka's `inter.broker.listener.name`), if one is
+    /// named: PLAINTEXT or SSL, in a cluster, on this broker's `cluster_peers` port.
+    pub fn inter_broker_listener(&self) -> Result<Option<ListenerSpec>, String> {
+        let name = self.inter_broker_listener_name.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if !self.clustered() {
+            return Err(format!(
+                "inter_broker_listener_name = {name:?} but cluster_peers is empty: a single node has no links between brokers"
+            ));
+        }
+        if self.inter_broker_security_protocol.trim() != "PLAINTEXT" {
+            return Err("inter_broker_listener_name and inter_broker_security_protocol are both set: the listener's protocol (listener_security_protocol_map) is the links' (as in Kafka, give one of them)".into());
+        }
+        if self.inter_broker_listen.is_some() {
+            return Err("inter_broker_listener_name and inter_broker_listen are both set: the listener's address is where the brokers link".into());
+        }
+        let spec = self
+            .all_listener_specs()?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                format!("inter_broker_listener_name = {name:?} is not one of the listeners")
+            })?;
+        if !matches!(
+            spec.protocol,
+            SecurityProtocol::Plaintext | SecurityProtocol::Ssl
+        ) {
+            return Err(format!(
+                "inter_broker_listener_name = {name:?} is a {} listener: the brokers link by PLAINTEXT or SSL (mutual TLS; SASL between brokers is not supported)",
+                spec.protocol.name()
+            ));
+        }
+        let peer_port = self.peers().get(&(self.node_id as u64)).map(|a| a.port());
+        if peer_port != Some(spec.bind.port()) {
+            return Err(format!(
+                "inter_broker_listener_name = {name:?} listens on port {}, but this broker's address in cluster_peers has port {}: the others dial that one",
+                spec.bind.port(),
+                peer_port.map_or("none".into(), |p| p.to_string())
+            ));
+        }
+        Ok(Some(spec))
+    }
+
+    /// Every listener configured, the inter-broker one included.
+    fn all_listener_specs(&self) -> Result<Vec<ListenerSpec>, String> {
         if self.listeners.trim().is_empty() {
+            if !self.inter_broker_listener_name.trim().is_empty() {
+                return Err("inter_broker_listener_name is set but listeners is not: name the listeners (e.g. listeners = \"CLIENT://0.0.0.0:9092,REPLICATION://10.0.0.1:9093\")".into());
+            }
             if !self.advertised_listeners.trim().is_empty() {
                 return Err("advertised_listeners is set but listeners is not: name the listeners (e.g. listeners = \"PLAINTEXT://0.0.0.0:9092\")".into());
             }
@@ -183,6 +247,10 @@ impl Config {
                 ))
             }
         };
+        let inter_broker = inter_broker
+            || self
+                .inter_broker_listener()?
+                .is_some_and(|s| s.protocol == SecurityProtocol::Ssl);
         if inter_broker && !self.clustered() {
             return Err("inter_broker_security_protocol = \"SSL\" but cluster_peers is empty: a single node has no links between brokers".into());
         }

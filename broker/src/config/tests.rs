@@ -317,3 +317,119 @@ fn tls_settings_only_for_ssl_listeners() {
     assert_eq!(t.reload_interval, None);
     assert_eq!(t.handshake_timeout, Duration::from_secs(10));
 }
+
+#[test]
+fn the_brokers_link_on_the_listener_inter_broker_listener_name_names() {
+    let peers = ("cluster_peers", "1@10.0.0.1:9094,2@10.0.0.2:9094");
+    let c = with_listeners(&[
+        peers,
+        ("node_id", "1"),
+        (
+            "listeners",
+            "CLIENT://0.0.0.0:9093,REPLICATION://10.0.0.1:9094",
+        ),
+        (
+            "listener_security_protocol_map",
+            "CLIENT:SASL_SSL,REPLICATION:SSL",
+        ),
+        ("inter_broker_listener_name", "REPLICATION"),
+        ("ssl_certificate_location", "c.pem"),
+        ("ssl_key_location", "k.pem"),
+        ("ssl_ca_location", "ca.pem"),
+    ])
+    .unwrap();
+    // Clients are served (and told of) the other listener only.
+    let names: Vec<String> = c
+        .listener_specs()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["CLIENT"]);
+    assert!(c.advertised_endpoints().iter().all(|e| e.name == "CLIENT"));
+    // The transport binds the named listener, with mutual TLS for its SSL.
+    assert_eq!(
+        c.inter_broker_address(),
+        Some("10.0.0.1:9094".parse().unwrap())
+    );
+    assert!(c.tls_settings().unwrap().unwrap().inter_broker);
+    let plain = with_listeners(&[
+        peers,
+        ("node_id", "1"),
+        (
+            "listeners",
+            "CLIENT://0.0.0.0:9093,REPLICATION://10.0.0.1:9094",
+        ),
+        (
+            "listener_security_protocol_map",
+            "CLIENT:PLAINTEXT,REPLICATION:PLAINTEXT",
+        ),
+        ("inter_broker_listener_name", "REPLICATION"),
+    ])
+    .unwrap();
+    assert!(plain.tls_settings().unwrap().is_none());
+
+    let base = [
+        peers,
+        ("node_id", "1"),
+        (
+            "listeners",
+            "CLIENT://0.0.0.0:9093,REPLICATION://10.0.0.1:9094",
+        ),
+        (
+            "listener_security_protocol_map",
+            "CLIENT:PLAINTEXT,REPLICATION:PLAINTEXT",
+        ),
+    ];
+    let refused = |extra: &[(&str, &str)], reason: &str| {
+        let mut settings = base.to_vec();
+        settings.extend_from_slice(extra);
+        let e = with_listeners(&settings).expect_err(reason).to_string();
+        assert!(e.contains(reason), "{extra:?}: {e}");
+    };
+    refused(
+        &[("inter_broker_listener_name", "NOPE")],
+        "is not one of the listeners",
+    );
+    refused(
+        &[
+            ("inter_broker_listener_name", "REPLICATION"),
+            ("inter_broker_security_protocol", "SSL"),
+        ],
+        "are both set",
+    );
+    refused(
+        &[
+            ("inter_broker_listener_name", "REPLICATION"),
+            (
+                "listeners",
+                "CLIENT://0.0.0.0:9093,REPLICATION://10.0.0.1:9095",
+            ),
+        ],
+        "cluster_peers has port 9094",
+    );
+    refused(
+        &[
+            ("inter_broker_listener_name", "REPLICATION"),
+            (
+                "listener_security_protocol_map",
+                "CLIENT:PLAINTEXT,REPLICATION:SASL_SSL",
+            ),
+        ],
+        "SASL between brokers is not supported",
+    );
+    let e = with_listeners(&[
+        (
+            "listeners",
+            "CLIENT://0.0.0.0:9093,REPLICATION://10.0.0.1:9094",
+        ),
+        (
+            "listener_security_protocol_map",
+            "CLIENT:PLAINTEXT,REPLICATION:PLAINTEXT",
+        ),
+        ("inter_broker_listener_name", "REPLICATION"),
+    ])
+    .expect_err("single node")
+    .to_string();
+    assert!(e.contains("a single node has no links"), "{e}");
+}
