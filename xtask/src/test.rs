@@ -6,7 +6,7 @@
 //! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
 //!    directory (`<target>/madsim`) so the two builds never invalidate each other, then a
 //!    determinism check of one seed per scenario, shrinking a failing fixture end to end, and a
-//!    quick sweep of every scenario (20 seeds; the costliest, which set `quick_sweep_seeds`,
+//!    quick sweep of every scenario (10 seeds; the costliest, which set `quick_sweep_seeds`,
 //!    fewer);
 //! 3. the broker binary: `cargo build -p broker --bin broker`;
 //! 4. the integration tests: pytest in a virtual environment of its own under the target
@@ -129,7 +129,7 @@ fn sim_tests() -> Result<()> {
             "sweep",
             "all",
             "--seeds",
-            "1..21",
+            "1..11",
             "--jobs",
             "2",
             "--require-coverage",
@@ -137,7 +137,7 @@ fn sim_tests() -> Result<()> {
         ])
         .current_dir(repo_root());
     step(
-        "scenario sweep (sim sweep all --seeds 1..21 --require-coverage --quick)",
+        "scenario sweep (sim sweep all --seeds 1..11 --require-coverage --quick)",
         sweep,
     )
 }
