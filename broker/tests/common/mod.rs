@@ -382,3 +382,52 @@ pub async fn join(c: &mut Client, group: &str, version: i16) -> (StrBytes, i32) 
     }
     panic!("JoinGroup v{version} did not let the member in");
 }
+
+/// Log `c` in with SCRAM-SHA-512 (SaslHandshake v1, two SaslAuthenticate v2 rounds, the
+/// server's signature checked), as librdkafka does, with the password already `salted` (the
+/// key derivation is slow in a debug build: done once by the caller, not within the broker's
+/// authentication deadline).
+pub async fn scram_login(c: &mut Client, user: &str, salted: &[u8]) {
+    use broker::security::scram::{self, Mechanism};
+    let ResponseKind::SaslHandshake(r) = c
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            RequestKind::SaslHandshake(
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str("SCRAM-SHA-512")),
+            ),
+        )
+        .await
+    else {
+        panic!("SaslHandshake: another response");
+    };
+    assert_eq!(r.error_code, 0, "SaslHandshake");
+    let nonce = "corpusclientnonce";
+    let first = format!("n,,{}", scram::client_first_bare(user, nonce));
+    let round = |token: String| {
+        RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+        )
+    };
+    let ResponseKind::SaslAuthenticate(r) = c.call(ApiKey::SaslAuthenticate, 2, round(first)).await
+    else {
+        panic!("SaslAuthenticate: another response");
+    };
+    assert_eq!(r.error_code, 0, "SCRAM first: {:?}", r.error_message);
+    let server_first = String::from_utf8(r.auth_bytes.to_vec()).unwrap();
+    let (last, expected) = scram::client_final_salted(
+        Mechanism::Sha512,
+        user,
+        |_, _| salted.to_vec(),
+        nonce,
+        &server_first,
+    )
+    .unwrap();
+    let ResponseKind::SaslAuthenticate(r) = c.call(ApiKey::SaslAuthenticate, 2, round(last)).await
+    else {
+        panic!("SaslAuthenticate: another response");
+    };
+    assert_eq!(r.error_code, 0, "SCRAM final: {:?}", r.error_message);
+    assert_eq!(r.auth_bytes, expected.as_bytes(), "the server's signature");
+}
