@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -114,22 +114,6 @@ fn mutate_sasl(rng: &mut rand::rngs::StdRng, case: &mut SaslCase) {
     }
 }
 
-fn request(api: ApiKey, version: i16, id: i32, body: RequestKind) -> Bytes {
-    let mut h = RequestHeader::default();
-    h.request_api_key = api as i16;
-    h.request_api_version = version;
-    h.correlation_id = id;
-    h.client_id = Some(StrBytes::from_static_str("corpus"));
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    h.encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.freeze()
-}
-
 /// Everything the broker sends until it closes the connection; an error if it does not close
 /// it within [`CLOSED_WITHIN`].
 async fn read_to_close(s: &mut TcpStream) -> Result<Vec<u8>, String> {
@@ -161,7 +145,7 @@ async fn sasl_case(addr: SocketAddr, case: &SaslCase) -> Result<(), String> {
     let mechanism = StrBytes::from_string(String::from_utf8_lossy(&case.mechanism).into_owned());
     let handshake = SaslHandshakeRequest::default().with_mechanism(mechanism);
     let version = if case.requests { 1 } else { 0 };
-    out.put(request(
+    out.put(common::request_frame(
         ApiKey::SaslHandshake,
         version,
         1,
@@ -171,7 +155,7 @@ async fn sasl_case(addr: SocketAddr, case: &SaslCase) -> Result<(), String> {
         if case.requests {
             let req =
                 SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
-            out.put(request(
+            out.put(common::request_frame(
                 ApiKey::SaslAuthenticate,
                 2,
                 2 + i as i32,
@@ -182,7 +166,7 @@ async fn sasl_case(addr: SocketAddr, case: &SaslCase) -> Result<(), String> {
             out.put_slice(token);
         }
     }
-    out.put(request(
+    out.put(common::request_frame(
         ApiKey::Metadata,
         9,
         PROBE_ID,
@@ -257,7 +241,7 @@ async fn served(sasl: SocketAddr, ssl: SocketAddr, ca: &[u8], salted: &[u8]) {
         .connect(name, tcp)
         .await
         .expect("a good TLS client is served");
-    let frame = request(
+    let frame = common::request_frame(
         ApiKey::ApiVersions,
         0,
         7,

@@ -169,17 +169,17 @@ pub fn add_admin(password: &str) -> String {
 
 /// A fresh password (16 bytes from the operating system, hex).
 pub fn new_password() -> Result<String> {
-    let mut b = [0u8; 16];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut b)
-        .map_err(|_| anyhow!("the operating system's random generator failed"))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    random_hex(16)
 }
 
 /// A client nonce: unique within this process, unguessable enough for a benchmark's logins.
 pub fn nonce() -> Result<String> {
-    let mut b = [0u8; 12];
+    random_hex(12)
+}
+
+/// `n` bytes from the operating system, in hex.
+fn random_hex(n: usize) -> Result<String> {
+    let mut b = vec![0u8; n];
     rustls::crypto::ring::default_provider()
         .secure_random
         .fill(&mut b)

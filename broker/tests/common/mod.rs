@@ -228,6 +228,23 @@ pub async fn start_with(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) 
     server::start(env, config).await.unwrap()
 }
 
+/// One request as a whole frame (length prefix, header, body), correlation id `id`.
+pub fn request_frame(api: ApiKey, version: i16, id: i32, body: RequestKind) -> Bytes {
+    let mut h = RequestHeader::default();
+    h.request_api_key = api as i16;
+    h.request_api_version = version;
+    h.correlation_id = id;
+    h.client_id = Some(StrBytes::from_static_str("wire-test"));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    h.encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    buf.freeze()
+}
+
 /// A Kafka client on the wire protocol, one request at a time.
 pub struct Client {
     pub stream: TcpStream,
@@ -251,19 +268,8 @@ impl Client {
     /// Send one request without waiting for its answer; its correlation id.
     pub async fn send(&mut self, api: ApiKey, version: i16, body: RequestKind) -> i32 {
         self.next_id += 1;
-        let mut h = RequestHeader::default();
-        h.request_api_key = api as i16;
-        h.request_api_version = version;
-        h.correlation_id = self.next_id;
-        h.client_id = Some(StrBytes::from_static_str("wire-test"));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        h.encode(&mut buf, api.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
+        let frame = request_frame(api, version, self.next_id, body);
+        self.stream.write_all(&frame).await.unwrap();
         self.next_id
     }
 

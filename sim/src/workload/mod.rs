@@ -360,7 +360,7 @@ pub async fn admin(world: Arc<World>) {
 }
 
 /// A topic that already exists was created by an earlier attempt whose answer was lost.
-fn existing_is_created(r: Result<(), ClientError>) -> Result<(), ClientError> {
+pub(crate) fn existing_is_created(r: Result<(), ClientError>) -> Result<(), ClientError> {
     match r {
         Err(ClientError::Kafka(TOPIC_ALREADY_EXISTS)) => Ok(()),
         other => other,
@@ -368,7 +368,7 @@ fn existing_is_created(r: Result<(), ClientError>) -> Result<(), ClientError> {
 }
 
 /// Record an admin call's outcome (dropping the connection if it broke); whether it succeeded.
-fn admin_result(
+pub(crate) fn admin_result(
     world: &World,
     conn: &mut Option<Client>,
     what: String,

@@ -19,9 +19,11 @@ use io_backend::EnvRng;
 use tokio::time::Instant;
 
 use super::client::sasl::Login;
-use super::client::{Client, ClientError, TOPIC_ALREADY_EXISTS};
-use super::{lock, take_or_connect, wait_ready, World, RETRY_BACKOFF};
-use crate::history::{Access, AccessKind, AccessOutcome, Admin, Op};
+use super::client::{Client, ClientError};
+use super::{
+    admin_result, existing_is_created, lock, take_or_connect, wait_ready, World, RETRY_BACKOFF,
+};
+use crate::history::{Access, AccessKind, AccessOutcome, Op};
 
 /// The probes' topic (one partition).
 pub const PROBE_TOPIC: &str = "secured";
@@ -167,12 +169,10 @@ pub async fn churn(world: Arc<World>, passwords: Arc<Passwords>) {
             continue;
         };
         let invoked_s = world.now_s();
-        let r = tokio::time::timeout(world.client_timeout(), c.create_topic(PROBE_TOPIC, 1)).await;
-        let r = r.map(|r| match r {
-            Err(ClientError::Kafka(TOPIC_ALREADY_EXISTS)) => Ok(()),
-            other => other,
-        });
-        if record(
+        let r = tokio::time::timeout(world.client_timeout(), c.create_topic(PROBE_TOPIC, 1))
+            .await
+            .map(existing_is_created);
+        if admin_result(
             &world,
             &mut conn,
             format!("create {PROBE_TOPIC}"),
@@ -260,37 +260,11 @@ async fn make(world: &World, conn: &mut Option<Client>, change: &Change) {
         // NOT_CONTROLLER (41) is as retriable as the producer's codes.
         let definite = matches!(&r, Ok(Err(ClientError::Kafka(code)))
             if !crate::history::retriable_code(*code) && *code != 41);
-        if record(world, conn, change.what(), invoked_s, r) || definite {
+        if admin_result(world, conn, change.what(), invoked_s, r) || definite {
             return;
         }
         tokio::time::sleep(RETRY_BACKOFF).await;
     }
-}
-
-/// Record an admin call's outcome (dropping the connection if it broke); whether it succeeded.
-fn record(
-    world: &World,
-    conn: &mut Option<Client>,
-    what: String,
-    invoked_s: f64,
-    r: Result<Result<(), ClientError>, tokio::time::error::Elapsed>,
-) -> bool {
-    let error = match &r {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("no answer".into()),
-    };
-    if !matches!(r, Ok(Ok(_)) | Ok(Err(ClientError::Kafka(_)))) {
-        *conn = None;
-    }
-    let ok = error.is_none();
-    world.record(Op::Admin(Admin {
-        what,
-        invoked_s,
-        completed_s: world.now_s(),
-        error,
-    }));
-    ok
 }
 
 /// One probe: logs in as `PROBE_USERS[who]` and uses the probes' topic until the run's end.
