@@ -178,6 +178,8 @@ pub enum AccessKind {
     Fetch,
     /// Metadata of the probed topic by name (DESCRIBE).
     Describe,
+    /// FindCoordinator of the probed group (DESCRIBE on the group).
+    GroupCoordinator,
 }
 
 /// How the broker decided.

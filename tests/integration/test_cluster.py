@@ -662,6 +662,20 @@ def test_delete_records_and_offsets_checkpoints_hold_on_every_replica(tmp_path):
     try:
         c.wait_brokers(3)
         create(c.bootstrap, "trimmed", 1)
+        # The offsets topic is made with three replicas or not at all: while a broker is away
+        # a group cannot commit (Kafka's offsets.topic.replication.factor; it was made with as
+        # many replicas as brokers were live, for good). First, before any client of a group
+        # (a consumer with a group id asks for its coordinator, which makes the topic) could
+        # have had it made.
+        c.nodes[3].kill()
+        c.wait_brokers(2)
+        early = clients.consumer(c.alive_bootstrap(), **{"group.id": "too-early",
+                                                         "enable.auto.commit": False})
+        with pytest.raises(KafkaException):
+            early.commit(offsets=[TopicPartition("trimmed", 0, 61)], asynchronous=False)
+        early.close()
+        c.nodes[3].start()
+        c.wait_brokers(3)
         p = clients.producer(c.bootstrap, **{"acks": "all", "enable.idempotence": True})
         log = clients.DeliveryLog()
         clients.produce_all(p, "trimmed", [{"value": f"t{i}".encode()} for i in range(100)], log)
@@ -692,18 +706,6 @@ def test_delete_records_and_offsets_checkpoints_hold_on_every_replica(tmp_path):
         assert [r[2] for r in got[0]] == kept and len(kept) >= 39
         c.nodes[victim].start()
 
-        # The offsets topic is made with three replicas or not at all: while a broker is away
-        # a group cannot commit (Kafka's offsets.topic.replication.factor; it was made with as
-        # many replicas as brokers were live, for good).
-        c.wait_brokers(3)
-        c.nodes[3].kill()
-        c.wait_brokers(2)
-        early = clients.consumer(c.alive_bootstrap(), **{"group.id": "too-early",
-                                                         "enable.auto.commit": False})
-        with pytest.raises(KafkaException):
-            early.commit(offsets=[TopicPartition("trimmed", 0, 61)], asynchronous=False)
-        early.close()
-        c.nodes[3].start()
         c.wait_brokers(3)
         # A group commits far past the checkpoint threshold; its offsets topic partition is
         # checkpointed (its start moves) and the committed offsets stay.

@@ -23,6 +23,14 @@ impl std::fmt::Debug for SecureRandom {
     }
 }
 
+/// The `ring` provider's generator (the operating system's), taken once.
+#[cfg(not(madsim))]
+fn system() -> &'static dyn rustls::crypto::SecureRandom {
+    static SYSTEM: std::sync::OnceLock<&'static dyn rustls::crypto::SecureRandom> =
+        std::sync::OnceLock::new();
+    *SYSTEM.get_or_init(|| rustls::crypto::ring::default_provider().secure_random)
+}
+
 impl SecureRandom {
     /// The operating system's generator; under simulation, `rng`.
     pub fn new(rng: &EnvRng) -> SecureRandom {
@@ -40,8 +48,7 @@ impl SecureRandom {
             chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes()[..chunk.len()]);
         }
         #[cfg(not(madsim))]
-        rustls::crypto::ring::default_provider()
-            .secure_random
+        system()
             .fill(buf)
             // Without the system's randomness nothing secure can be made: the process ends
             // (invariant 24), as a Kafka broker's would on a failing SecureRandom.

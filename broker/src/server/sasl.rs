@@ -51,9 +51,13 @@ impl SaslContext {
 
     /// A SCRAM server nonce: 24 printable characters (no `,`), unguessable ([`SecureRandom`]).
     fn nonce(&self) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        (0..24)
-            .map(|_| ALPHABET[self.random.below(ALPHABET.len() as u64) as usize] as char)
+        // 64 characters: six bits of each random byte pick one, uniformly.
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        self.random
+            .bytes(24)
+            .into_iter()
+            .map(|b| ALPHABET[usize::from(b & 63)] as char)
             .collect()
     }
 }

@@ -30,7 +30,7 @@ use broker::security::SecurityChange;
 
 use crate::findings::{Decision, Finding};
 use crate::history::{Access, AccessKind, AccessOutcome, Op, Publication};
-use crate::workload::security::PROBE_TOPIC;
+use crate::workload::security::{PROBE_GROUP, PROBE_TOPIC};
 
 /// What the checker needs of the scenario.
 #[derive(Debug, Clone)]
@@ -89,6 +89,7 @@ fn decision(a: &Access, from: i64, to: i64) -> Decision {
         AccessKind::Produce => format!("produce to {PROBE_TOPIC}"),
         AccessKind::Fetch => format!("fetch from {PROBE_TOPIC}"),
         AccessKind::Describe => format!("metadata of {PROBE_TOPIC}"),
+        AccessKind::GroupCoordinator => format!("the coordinator of group {PROBE_GROUP}"),
     };
     Decision {
         user: a.user.clone(),
@@ -283,20 +284,22 @@ impl Model {
                 verified.borrow_mut().insert(key, v);
                 return v;
             }
-            AccessKind::Produce => op::WRITE,
-            AccessKind::Fetch => op::READ,
-            AccessKind::Describe => op::DESCRIBE,
+            AccessKind::Produce => (resource::TOPIC, PROBE_TOPIC, op::WRITE),
+            AccessKind::Fetch => (resource::TOPIC, PROBE_TOPIC, op::READ),
+            AccessKind::Describe => (resource::TOPIC, PROBE_TOPIC, op::DESCRIBE),
+            AccessKind::GroupCoordinator => (resource::GROUP, PROBE_GROUP, op::DESCRIBE),
         };
+        let (resource_type, name, operation) = operation;
         if settings.super_users.contains(&principal) {
             return true;
         }
         let applies = |b: &&AclBinding| {
-            b.resource_type == resource::TOPIC
+            b.resource_type == resource_type
                 && b.host == "*"
                 && (b.principal == principal || b.principal == "User:*")
                 && match b.pattern {
-                    pattern::LITERAL => b.name == PROBE_TOPIC || b.name == "*",
-                    pattern::PREFIXED => PROBE_TOPIC.starts_with(b.name.as_str()),
+                    pattern::LITERAL => b.name == name || b.name == "*",
+                    pattern::PREFIXED => name.starts_with(b.name.as_str()),
                     _ => false,
                 }
         };

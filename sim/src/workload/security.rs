@@ -1,8 +1,9 @@
 //! Security churn (scenarios with `[auth.churn]`): an admin — the run's super user — changes
 //! users' credentials and ACLs through the admin API for the whole run, while one probe per
 //! user logs in as that user (with the password it was last given, now and then an older one)
-//! to a broker drawn at random, and asks things of a topic of its own: Produce (WRITE), Fetch
-//! (READ), Metadata (DESCRIBE). Every login and request is recorded with how the broker
+//! to a broker drawn at random, and asks things of a topic and a group of its own: Produce
+//! (WRITE), Fetch (READ), Metadata (DESCRIBE), FindCoordinator of the group (DESCRIBE on the
+//! group). Every login and request is recorded with how the broker
 //! decided ([`Access`]); the security checker ([`crate::checks::access`]) judges each against
 //! the metadata log as that broker had applied it.
 //!
@@ -27,6 +28,8 @@ use crate::history::{Access, AccessKind, AccessOutcome, Op};
 
 /// The probes' topic (one partition).
 pub const PROBE_TOPIC: &str = "secured";
+/// The group whose coordinator the probes ask for.
+pub const PROBE_GROUP: &str = "secured-group";
 /// The users the admin makes and the probes log in as.
 pub const PROBE_USERS: [&str; 2] = ["alice", "bob"];
 /// The iterations of the credentials the admin sets (Kafka's least).
@@ -36,10 +39,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Kafka's RESOURCE_NOT_FOUND (deleting a credential that is not there).
 const RESOURCE_NOT_FOUND: i16 = 91;
 
-/// The error codes of a refused login or request: SASL_AUTHENTICATION_FAILED,
-/// TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED.
-pub fn refusal_code(code: i16) -> bool {
-    matches!(code, 58 | 29 | 30 | 31)
+/// Whether `code` refuses `kind`: SASL_AUTHENTICATION_FAILED a login,
+/// TOPIC_AUTHORIZATION_FAILED a request of the topic, GROUP_AUTHORIZATION_FAILED one of the
+/// group (any other answer passed authorization: it is checked before anything else).
+pub fn refuses(kind: &AccessKind, code: i16) -> bool {
+    match kind {
+        AccessKind::Login { .. } => code == 58,
+        AccessKind::Produce | AccessKind::Fetch | AccessKind::Describe => code == 29,
+        AccessKind::GroupCoordinator => code == 30,
+    }
 }
 
 /// The passwords the admin has set (or is setting) for each user, in order: the probes use the
@@ -102,7 +110,17 @@ pub fn acl_pool() -> Vec<AclBinding> {
         topic_acl(PROBE_TOPIC, LITERAL, "User:alice", WRITE, DENY),
         topic_acl("se", PREFIXED, "User:bob", READ, DENY),
         topic_acl(PROBE_TOPIC, LITERAL, "User:*", DESCRIBE, DENY),
+        group_acl(PROBE_GROUP, LITERAL, "User:alice", READ, ALLOW),
+        group_acl("secured", PREFIXED, "User:*", DESCRIBE, ALLOW),
+        group_acl(PROBE_GROUP, LITERAL, "User:bob", DESCRIBE, DENY),
     ]
+}
+
+fn group_acl(name: &str, pat: i8, principal: &str, operation: i8, perm: i8) -> AclBinding {
+    AclBinding {
+        resource_type: resource::GROUP,
+        ..topic_acl(name, pat, principal, operation, perm)
+    }
 }
 
 /// One change the admin makes.
@@ -204,17 +222,19 @@ pub async fn churn(world: Arc<World>, passwords: Arc<Passwords>) {
     while Instant::now() < world.end {
         tokio::time::sleep(about(&rng, spec.change_interval_ms)).await;
         let user = PROBE_USERS[rng.range_u64(0, PROBE_USERS.len() as u64) as usize];
-        let change = match rng.range_u64(0, 10) {
+        // Grants half the time, so that both answers to each request come up; a user is
+        // removed now and then (and made again by its next password).
+        let change = match rng.range_u64(0, 12) {
             0..=1 => new_password(user),
             2 => Change::RemoveUser { user },
-            3..=6 => Change::Grant(pool[rng.range_u64(0, pool.len() as u64) as usize].clone()),
-            7..=8 => {
+            3..=8 => Change::Grant(pool[rng.range_u64(0, pool.len() as u64) as usize].clone()),
+            9..=10 => {
                 let b = &pool[rng.range_u64(0, pool.len() as u64) as usize];
                 Change::Revoke(exactly(b))
             }
             _ => Change::Revoke(AclFilter {
                 principal: Some(format!("User:{user}")),
-                ..any_topic_acl()
+                ..every_acl()
             }),
         };
         make(&world, &mut conn, &change).await;
@@ -234,10 +254,10 @@ fn exactly(b: &AclBinding) -> AclFilter {
     }
 }
 
-/// A filter that matches every ACL on a topic.
-fn any_topic_acl() -> AclFilter {
+/// A filter that matches every ACL.
+fn every_acl() -> AclFilter {
     AclFilter {
-        resource_type: resource::TOPIC,
+        resource_type: resource::ANY,
         name: None,
         pattern: pattern::ANY,
         principal: None,
@@ -307,21 +327,15 @@ pub async fn probe(world: Arc<World>, who: usize, passwords: Arc<Passwords>) {
                 Client::connect_as(brokers[broker], Some(&login)),
             )
             .await;
+            let kind = AccessKind::Login { password };
             let outcome = match &r {
                 Ok(Ok(_)) => AccessOutcome::Allowed,
-                Ok(Err(ClientError::Kafka(code))) if refusal_code(*code) => {
+                Ok(Err(ClientError::Kafka(code))) if refuses(&kind, *code) => {
                     AccessOutcome::Refused(*code)
                 }
                 _ => AccessOutcome::Unknown,
             };
-            record_access(
-                &world,
-                user,
-                AccessKind::Login { password },
-                broker,
-                invoked_s,
-                outcome,
-            );
+            record_access(&world, user, kind, broker, invoked_s, outcome);
             if let Ok(Ok(c)) = r {
                 conn = Some((broker, c));
             }
@@ -331,10 +345,11 @@ pub async fn probe(world: Arc<World>, who: usize, passwords: Arc<Passwords>) {
             continue;
         };
         let broker = *broker;
-        let kind = match rng.range_u64(0, 3) {
+        let kind = match rng.range_u64(0, 4) {
             0 => AccessKind::Produce,
             1 => AccessKind::Fetch,
-            _ => AccessKind::Describe,
+            2 => AccessKind::Describe,
+            _ => AccessKind::GroupCoordinator,
         };
         n += 1;
         let value = super::value(&format!("{user}-{n}"), 40);
@@ -346,6 +361,7 @@ pub async fn probe(world: Arc<World>, who: usize, passwords: Arc<Passwords>) {
                     .await
                     .map(|_| 0),
                 AccessKind::Fetch => c.fetch(PROBE_TOPIC, 0, 0, 0).await.map(|_| 0),
+                AccessKind::GroupCoordinator => c.find_coordinator(PROBE_GROUP).await.map(|_| 0),
                 _ => c.describe_topic(PROBE_TOPIC).await,
             }
         })
@@ -353,7 +369,7 @@ pub async fn probe(world: Arc<World>, who: usize, passwords: Arc<Passwords>) {
         // Any answer but a refusal passed authorization (it is checked before anything else:
         // a partition's leader elsewhere is told after it).
         let outcome = match r {
-            Ok(Ok(code)) | Ok(Err(ClientError::Kafka(code))) if refusal_code(code) => {
+            Ok(Ok(code)) | Ok(Err(ClientError::Kafka(code))) if refuses(&kind, code) => {
                 AccessOutcome::Refused(code)
             }
             Ok(Ok(_)) | Ok(Err(ClientError::Kafka(_))) => AccessOutcome::Allowed,

@@ -275,4 +275,16 @@ fn the_model_follows_kafka_s_acl_rules() {
         }],
     });
     assert!(may(&m, "bob", AccessKind::Produce) && may(&m, "bob", AccessKind::Fetch));
+    // Groups are resources of their own: READ on the group implies DESCRIBE; a topic's ACLs
+    // say nothing of it.
+    assert!(!may(&m, "bob", AccessKind::GroupCoordinator));
+    m.apply(&SecurityChange::CreateAcl {
+        binding: AclBinding {
+            resource_type: resource::GROUP,
+            name: crate::workload::security::PROBE_GROUP.into(),
+            ..acl("User:alice", op::READ, permission::ALLOW)
+        },
+    });
+    assert!(may(&m, "alice", AccessKind::GroupCoordinator));
+    assert!(!may(&m, "bob", AccessKind::GroupCoordinator));
 }
