@@ -78,6 +78,12 @@ impl BatchHeader {
         self.attributes & CONTROL_ATTRIBUTE != 0
     }
 
+    /// Whether this is one of Raft's own entries that take no Kafka offset
+    /// ([`OWN_ENTRY_ATTRIBUTE`]): a replicated log holds it, no client is ever served it.
+    pub fn takes_no_offset(&self) -> bool {
+        self.is_control() && self.attributes & OWN_ENTRY_ATTRIBUTE != 0
+    }
+
     pub fn last_offset(&self) -> i64 {
         self.base_offset + self.last_offset_delta as i64
     }
@@ -137,6 +143,12 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 
 /// The attribute bit of a control batch.
 pub const CONTROL_ATTRIBUTE: i16 = 0x20;
+/// An attribute bit Kafka leaves unused, set (with [`CONTROL_ATTRIBUTE`]) on the batches of
+/// Raft's own entries (a new leader's empty entry, a log-start mark): such a batch holds a log
+/// offset but no Kafka offset, and is never served (`storage::log::gaps`). Batches written
+/// before it existed lack it and keep the Kafka offset they took. Clients cannot write it:
+/// produced control batches are refused.
+pub const OWN_ENTRY_ATTRIBUTE: i16 = 0x4000;
 /// Where the partition leader epoch lies (outside the CRC, as the base offset).
 const LEADER_EPOCH_OFFSET: usize = 12;
 /// Kafka's control record type for a leader change (KRaft writes one when a leader is elected).
@@ -149,8 +161,8 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
 
 /// The batch a Raft entry of the broker's own (a new leader's empty entry) is stored as: a
 /// control batch of one leader-change record, with no timestamp, so that every replica writes
-/// the same bytes for it and consumers skip it. Its base offset and epoch are set when it is
-/// written.
+/// the same bytes for it, marked [`OWN_ENTRY_ATTRIBUTE`] (it takes no Kafka offset and is
+/// never served). Its base offset and epoch are set when it is written.
 pub fn leader_change_batch() -> Bytes {
     control_batch(None)
 }
@@ -159,7 +171,7 @@ pub fn leader_change_batch() -> Bytes {
 const LOG_START_MAGIC: &[u8; 4] = b"SWLS";
 
 /// The Raft entry that moves a replicated log's start (DeleteRecords): a control batch like
-/// [`leader_change_batch`]'s (so every client skips it as it skips those), whose record's value
+/// [`leader_change_batch`]'s (taking no Kafka offset, never served), whose record's value
 /// is [`LOG_START_MAGIC`] and the new start. Every replica moves its log start there once the
 /// entry is committed.
 pub fn log_start_batch(log_start: i64) -> Bytes {
@@ -226,7 +238,7 @@ fn control_batch(value: Option<&[u8]>) -> Bytes {
     }
     put_zigzag(&mut record, 0); // headers
     let mut body = BytesMut::new(); // the CRC'd part, from the attributes on
-    body.put_i16(CONTROL_ATTRIBUTE);
+    body.put_i16(CONTROL_ATTRIBUTE | OWN_ENTRY_ATTRIBUTE);
     body.put_i32(0); // last offset delta
     body.put_i64(-1); // first timestamp: none
     body.put_i64(-1); // max timestamp: none
@@ -433,7 +445,7 @@ pub(crate) mod tests {
             b[..8].copy_from_slice(&9i64.to_be_bytes());
             set_leader_epoch(&mut b, 3);
             let h = validate(&b).expect("valid");
-            assert!(h.is_control());
+            assert!(h.is_control() && h.takes_no_offset());
             assert_eq!(log_start_of(&b), Some(start));
             let mut buf = b.freeze();
             let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
@@ -451,6 +463,12 @@ pub(crate) mod tests {
         set_leader_epoch(&mut b, 7);
         let h = validate(&b).expect("valid after its offset and epoch are set");
         assert!(h.is_control());
+        assert!(
+            h.takes_no_offset(),
+            "Raft's own entry takes no Kafka offset"
+        );
+        let produced = validate(&make_batch(1, 0, 12)).expect("valid");
+        assert!(!produced.takes_no_offset());
         assert_eq!(
             (h.base_offset, h.record_count, h.partition_leader_epoch),
             (41, 1, 7)

@@ -1,8 +1,8 @@
 //! A replicated partition's log is its Raft log: entries written through the commit pipeline
 //! (offsets dense from the log's end, the term in each batch's leader epoch, Raft's own entries
 //! as control batches), the high watermark below the durable end, divergent suffixes cut (also
-//! back into an earlier segment), a reset to a leader's snapshot, and all of it as it was after
-//! a restart.
+//! back into an earlier segment), a reset to a leader's snapshot, Raft's own entries taking no
+//! Kafka offset, and all of it as it was after a restart.
 
 mod common;
 
@@ -13,8 +13,9 @@ use std::time::Duration;
 use broker::batch;
 use broker::config::Config;
 use broker::metrics::Metrics;
+use broker::storage::log::gaps::KafkaOffsets;
 use broker::storage::log::replica::{Epoch, HardStateRecord};
-use broker::storage::log::Partition;
+use broker::storage::log::{Partition, ReadError};
 use broker::storage::{RaftEntry, RaftReset, RaftWrite, RaftWritten, Store};
 use bytes::Bytes;
 use common::make_batch;
@@ -238,6 +239,7 @@ async fn raft_entries_are_the_partition_log_and_survive_a_restart() {
             index: 20,
             term: 3,
             offset: 50,
+            gaps_before: 0,
         });
         w.entries = vec![entry(21, 3, 2)];
     })
@@ -389,5 +391,112 @@ async fn entries_that_do_not_follow_the_log_are_refused_and_the_directory_stays_
     assert!(store.io().health.check().is_ok());
     let w = write(&store, &p, |w| w.entries = vec![entry(2, 1, 1)]).await;
     assert_eq!(w.next_index, 3);
+    close(store, p).await;
+}
+
+/// What a client sees of `p` from Kafka offset `from` to the high watermark, fetching as a
+/// consumer does (a read stops at a segment's end): (base offset, records) of every batch.
+async fn served(store: &Store, p: &Partition, from: i64) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    loop {
+        let d = p
+            .read_kafka(store.io(), offset, 1 << 20, true)
+            .await
+            .unwrap();
+        if offset >= d.high_watermark {
+            return out;
+        }
+        for (at, h) in batch::scan(&d.records) {
+            batch::validate(&d.records[at..at + h.size]).expect("a served batch is valid");
+            assert!(!h.is_control(), "Raft's own entries are never served");
+            out.push((h.base_offset, h.last_offset_delta as i64 + 1));
+            offset = h.next_offset();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_own_entries_take_no_kafka_offset_across_segments_a_cut_a_restart_and_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small segments: every write after the first rolls, so both the Raft record's gaps (closed
+    // segments) and the active segment's scan are used after a restart.
+    let (store, p) = open(dir.path(), 100).await;
+    // Term 1: its leader's entry, 3 records; term 2: its leader's entry, 2 records.
+    for e in [
+        entry(1, 1, 0),
+        entry(2, 1, 3),
+        entry(3, 2, 0),
+        entry(4, 2, 2),
+    ] {
+        write(&store, &p, |w| w.entries = vec![e]).await;
+    }
+    // Committed through term 2's own entry (log offset 4): records 0..3.
+    assert!(p.set_committed_offset(5));
+    assert_eq!(
+        p.kafka_offsets(),
+        KafkaOffsets {
+            log_start: 0,
+            high_watermark: 3,
+            log_end: 5
+        },
+        "dense from 0 across an election"
+    );
+    assert_eq!(served(&store, &p, 0).await, vec![(0, 3)]);
+    assert_eq!(served(&store, &p, 2).await, vec![(0, 3)]);
+    assert_eq!(served(&store, &p, 3).await, vec![], "at the high watermark");
+    match p.read_kafka(store.io(), 4, 1 << 20, true).await {
+        Err(ReadError::OffsetOutOfRange {
+            offset: 4,
+            log_start: 0,
+            high_watermark: 3,
+        }) => {}
+        other => panic!("past the end: {other:?}"),
+    }
+    assert_eq!((p.to_log(2), p.to_kafka(3)), (3, 2));
+    assert_eq!(p.to_log(3), 5, "the high watermark");
+    // Term 3 cuts the last batch and starts with its own entry: no record lost a Kafka offset.
+    write(&store, &p, |w| {
+        w.truncate_from = Some(4);
+        w.entries = vec![entry(4, 3, 0), entry(5, 3, 1)];
+    })
+    .await;
+    let gaps = p.state().replica.as_ref().unwrap().meta.gaps.clone();
+    assert_eq!(gaps.at, vec![0, 4, 5]);
+    assert!(p.set_committed_offset(7));
+    assert_eq!(served(&store, &p, 0).await, vec![(0, 3), (3, 1)]);
+    assert_eq!((p.to_log(3), p.to_kafka(6)), (6, 3));
+    close(store, p).await;
+
+    let (store, p) = open(dir.path(), 100).await;
+    assert_eq!(p.state().replica.as_ref().unwrap().meta.gaps, gaps);
+    assert!(p.set_committed_offset(7));
+    assert_eq!(served(&store, &p, 0).await, vec![(0, 3), (3, 1)]);
+    assert_eq!(p.kafka_offsets().high_watermark, 4);
+    // A leader's snapshot: its log starts at log offset 50, with 7 of Raft's own entries
+    // before it; Kafka offsets go on from 43.
+    write(&store, &p, |w| {
+        w.reset = Some(RaftReset {
+            index: 20,
+            term: 5,
+            offset: 50,
+            gaps_before: 7,
+        });
+        w.entries = vec![entry(21, 5, 0), entry(22, 5, 2)];
+    })
+    .await;
+    assert!(p.set_committed_offset(53));
+    let expected = KafkaOffsets {
+        log_start: 43,
+        high_watermark: 45,
+        log_end: 45,
+    };
+    assert_eq!(p.kafka_offsets(), expected);
+    assert_eq!(served(&store, &p, 43).await, vec![(43, 2)]);
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 100).await;
+    assert!(p.set_committed_offset(53));
+    assert_eq!(p.kafka_offsets(), expected, "after a restart");
+    assert_eq!(served(&store, &p, 44).await, vec![(43, 2)]);
     close(store, p).await;
 }

@@ -755,3 +755,73 @@ def test_delete_records_and_offsets_checkpoints_hold_on_every_replica(tmp_path):
     finally:
         died = c.cleanup()
         assert not died, [n.log_tail() for n in died]
+
+
+def test_a_replicated_partitions_offsets_are_dense_from_zero_through_elections(cluster):
+    """Kafka never spends an offset on a leader change (only transaction markers and
+    compaction leave gaps). A replicated partition's log also holds Raft's own entries (a new
+    leader's empty entry, the mark DeleteRecords proposes); they take no Kafka offset. So 1,000
+    records to a fresh partition get offsets 0..999 (offset 0 was the first leader's entry), and
+    after two leaders are killed and a DeleteRecords the offsets go on densely; ListOffsets,
+    the high watermark and a consumer reading it all back, from whichever broker leads, agree.
+    Data: 2,001 records of 100 B on one partition, three replicas."""
+    topic = "dense"
+    create(cluster.bootstrap, topic, 1)
+    p = clients.producer(cluster.bootstrap, **{"acks": "all", "enable.idempotence": True,
+                                                "message.timeout.ms": 60_000})
+    log = clients.DeliveryLog()
+    value = lambda i: f"{i:06d}".encode() * 16 + b"0123"  # 100 B
+    clients.produce_all(p, topic, [{"value": value(i)} for i in range(1000)], log)
+    assert sorted(off for _, off, _ in log.ok) == list(range(1000))
+    for round in range(2):
+        victim = cluster.leader_of(topic, 0)
+        cluster.nodes[victim].kill()
+        first = 1000 + 500 * round
+        clients.produce_all(p, topic, [{"value": value(i)} for i in range(first, first + 500)],
+                            log)
+        cluster.nodes[victim].start()
+    assert not log.errors, log.errors[:3]
+    assert sorted(off for _, off, _ in log.ok) == list(range(2000)), "dense across elections"
+
+    # ListOffsets (earliest and latest), as a consumer asks it, and as kafka-python asks it.
+    cons = clients.consumer(cluster.bootstrap)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            marks = clients.watermarks(cons, topic, [0])[0]
+            break
+        except KafkaException:
+            assert time.monotonic() < deadline, "no ListOffsets answer"
+            time.sleep(0.3)
+    cons.close()
+    assert marks == (0, 2000), marks
+    from kafka import KafkaConsumer, TopicPartition as KTopicPartition
+    kp = KafkaConsumer(bootstrap_servers=cluster.bootstrap)
+    ktp = KTopicPartition(topic, 0)
+    assert (kp.beginning_offsets([ktp])[ktp], kp.end_offsets([ktp])[ktp]) == (0, 2000)
+    kp.close()
+    # Asked again while a restarted broker does not yet know the partition's leader (librdkafka
+    # then fails at once, or waits): DeleteRecords to the same offset does nothing more.
+    tp = TopicPartition(topic, 0, 10)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            a = clients.admin(cluster.bootstrap)
+            deleted = a.delete_records([tp], request_timeout=10)[tp].result(timeout=15)
+            break
+        except (KafkaException, TimeoutError) as e:
+            assert time.monotonic() < deadline, f"DeleteRecords not answered: {e!r}"
+            time.sleep(0.3)
+    assert deleted.low_watermark == 10
+    clients.produce_all(p, topic, [{"value": value(2000)}], log)
+    assert max(off for _, off, _ in log.ok) == 2000, "DeleteRecords took no offset either"
+    # Read back twice, each time from another leader: the same records at the same offsets.
+    for _ in range(2):
+        cluster.wait_brokers(3)
+        got, marks = consume_all(cluster.bootstrap, topic, [0])
+        assert marks[0] == (10, 2001), marks
+        assert [(r[0], r[2]) for r in got[0]] == [(i, value(i)) for i in range(10, 2001)]
+        victim = cluster.leader_of(topic, 0)
+        cluster.nodes[victim].kill()
+        cluster.leader_of(topic, 0)
+        cluster.nodes[victim].start()

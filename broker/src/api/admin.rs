@@ -577,12 +577,14 @@ impl Broker {
                         pr.error_code = error::INVALID_TOPIC_EXCEPTION
                     }
                     // In a cluster, a Raft entry the leader proposes moves every replica's.
+                    // Asked and answered in Kafka offsets; the log moves in its own.
                     Some(part) if self.cluster.is_some() => {
-                        match self
-                            .delete_replicated_records(part, p.offset, deadline)
-                            .await
-                        {
-                            Ok(start) => pr.low_watermark = start,
+                        let offset = match p.offset {
+                            -1 => -1,
+                            kafka => part.to_log(kafka),
+                        };
+                        match self.delete_replicated_records(part, offset, deadline).await {
+                            Ok(start) => pr.low_watermark = part.to_kafka(start),
                             Err(code) => pr.error_code = code,
                         }
                     }

@@ -92,7 +92,7 @@ impl Broker {
             for p in &t.partitions {
                 let part = topic.partition(p.partition);
                 if let Some(part) = part {
-                    let readable = part.bytes_from(p.fetch_offset) as usize;
+                    let readable = part.bytes_from(part.to_log(p.fetch_offset)) as usize;
                     total += readable.min(p.partition_max_bytes.max(0) as usize);
                 }
             }
@@ -142,16 +142,17 @@ impl Broker {
                                 .min(max_total.saturating_sub(total))
                         };
                         if room == 0 || !records_allowed {
-                            pd.high_watermark = part.high_watermark();
+                            let offsets = part.kafka_offsets();
+                            pd.high_watermark = offsets.high_watermark;
                             pd.last_stable_offset = pd.high_watermark;
                             if version >= 5 {
-                                pd.log_start_offset = part.log_start_offset();
+                                pd.log_start_offset = offsets.log_start;
                             }
                         } else {
                             // Only the response's first batch may exceed the limits.
                             let first = total == 0;
                             match part
-                                .read_limited(self.store.io(), p.fetch_offset, room, first)
+                                .read_kafka(self.store.io(), p.fetch_offset, room, first)
                                 .await
                             {
                                 Ok(data) => {

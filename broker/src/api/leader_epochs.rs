@@ -79,7 +79,7 @@ impl Broker {
                     };
                     if let Some((epoch, offset)) = found {
                         pr.leader_epoch = i32::try_from(epoch).unwrap_or(i32::MAX);
-                        pr.end_offset = offset;
+                        pr.end_offset = part.to_kafka(offset);
                     }
                 }
                 tr.partitions.push(pr);

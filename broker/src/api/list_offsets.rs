@@ -59,6 +59,7 @@ impl Broker {
                         pr.leader_epoch = epoch;
                     }
                 }
+                // Found in log offsets, answered in Kafka offsets.
                 let found = match p.timestamp {
                     LATEST => Ok(Some((part.high_watermark(), -1))),
                     EARLIEST => Ok(Some((part.log_start_offset(), -1))),
@@ -74,7 +75,7 @@ impl Broker {
                 };
                 match found {
                     Ok(Some((offset, ts))) => {
-                        pr.offset = offset;
+                        pr.offset = part.to_kafka(offset);
                         pr.timestamp = ts;
                     }
                     Ok(None) => {}

@@ -206,10 +206,17 @@ impl Broker {
                         let left = pending.deadline.saturating_duration_since(self.clock.now());
                         match self.clock.timeout(left, rx).await {
                             Ok(Ok(Ok(appended))) => {
-                                p.base_offset = appended.base_offset;
+                                // A replicated log answers in log offsets.
+                                let part = self
+                                    .store
+                                    .topic(super::name_of(&t.name))
+                                    .and_then(|topic| topic.partition(index).cloned());
+                                let kafka =
+                                    |log: i64| part.as_ref().map_or(log, |p| p.to_kafka(log));
+                                p.base_offset = kafka(appended.base_offset);
                                 p.log_append_time_ms = stamped_ms;
                                 if version >= 5 {
-                                    p.log_start_offset = appended.log_start_offset;
+                                    p.log_start_offset = kafka(appended.log_start_offset);
                                 }
                             }
                             Ok(Ok(Err(e))) => {

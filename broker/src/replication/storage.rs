@@ -592,16 +592,20 @@ impl Storage for PartitionStorage {
             ));
         }
         let term = self.term_of(&inner, index)?;
-        let offset = self
-            .partition
-            .state()
-            .segments
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(0);
+        let (offset, gaps_before) = {
+            let st = self.partition.state();
+            let offset = st.segments.keys().next().copied().unwrap_or(0);
+            let gaps = st
+                .replica
+                .as_ref()
+                .map_or(0, |r| r.meta.gaps.before(offset));
+            (offset, gaps)
+        };
+        let mut data = Vec::with_capacity(16);
+        data.extend_from_slice(&offset.to_be_bytes());
+        data.extend_from_slice(&gaps_before.to_be_bytes());
         Ok(Snapshot {
-            data: Bytes::copy_from_slice(&offset.to_be_bytes()),
+            data: data.into(),
             metadata: Some(SnapshotMetadata {
                 conf_state: Some(inner.conf_state.clone()).into(),
                 index,
@@ -647,10 +651,14 @@ impl PartitionStorage {
     }
 }
 
-/// The Kafka offset a snapshot's log starts at.
-pub fn snapshot_offset(snapshot: &Snapshot) -> Option<i64> {
-    let bytes: [u8; 8] = snapshot.data.get(..8)?.try_into().ok()?;
-    Some(i64::from_be_bytes(bytes))
+/// The log offset a snapshot's log starts at, and how many of Raft's own entries (which take
+/// no Kafka offset) lie before it (none in a snapshot of a broker that did not say).
+pub fn snapshot_offset(snapshot: &Snapshot) -> Option<(i64, i64)> {
+    let word = |at: usize| -> Option<i64> {
+        let bytes: [u8; 8] = snapshot.data.get(at..at + 8)?.try_into().ok()?;
+        Some(i64::from_be_bytes(bytes))
+    };
+    Some((word(0)?, word(8).unwrap_or(0)))
 }
 
 /// Read the entries from `low` on (at most about `max_bytes`) from `partition`'s log, for a
@@ -687,8 +695,10 @@ pub async fn read_entries(
     for (index, (at, h)) in (low..).zip(crate::batch::scan(&data)) {
         let bytes = data.slice(at..at + h.size);
         next_offset = h.next_offset();
-        // Raft's own entries go back to empty entries; a log-start mark is an entry of data.
-        let data = if h.is_control() && crate::batch::log_start_of(&bytes).is_none() {
+        // Raft's own entries go back to empty entries (every replica writes the same bytes for
+        // them); a log-start mark is an entry of data, and so is a leader's entry written
+        // before such entries took no offset (a follower must store the same bytes).
+        let data = if h.takes_no_offset() && crate::batch::log_start_of(&bytes).is_none() {
             Bytes::new()
         } else {
             bytes

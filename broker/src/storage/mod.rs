@@ -133,6 +133,8 @@ pub struct RaftReset {
     pub index: u64,
     pub term: u64,
     pub offset: i64,
+    /// Raft's own entries before `offset` in the leader's log (they take no Kafka offset).
+    pub gaps_before: i64,
 }
 
 /// A durable Raft write: the log's next Raft index and Kafka offset after it.

@@ -268,6 +268,10 @@ impl Pipeline {
             segments: BTreeMap::from([(reset.offset, reset.index + 1)]),
             epochs: Vec::new(),
             log_starts: Vec::new(),
+            gaps: log::gaps::Gaps {
+                before: reset.gaps_before,
+                at: Vec::new(),
+            },
         };
         small_file::write(io, &partition.dir, replica::META_FILE, &meta.encode()).await?;
         let old: Vec<i64> = partition.state().segments.keys().copied().collect();
@@ -503,6 +507,10 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
         batch::set_leader_epoch(&mut data[start..], epoch);
         max_ts = max_ts.max(h.max_timestamp);
         meta_changed |= meta.note_entry(e.index, e.term, next, seg.base_offset, pos);
+        if h.takes_no_offset() {
+            meta.gaps.push(next);
+            meta_changed = true;
+        }
         if h.is_control() {
             if let Some(to) = batch::log_start_of(&e.data) {
                 meta.log_starts.push((next, to));

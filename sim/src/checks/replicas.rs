@@ -14,18 +14,20 @@ use crate::workload::client::routing::Leadership;
 /// A replica's log of one partition: its batches `(base offset, bytes)` in order.
 pub type ReplicaLog = Vec<(i64, Bytes)>;
 
-/// Below `high_watermark[p]`, every two replicas of partition `p` hold the same batches where
-/// both hold any (a replica may lag, or start later after a reset, but never differ).
+/// Below `high_watermark[p]` (a Kafka offset), every two replicas of partition `p` hold the
+/// same batches where both hold any (a replica may lag, or start later after a reset, but
+/// never differ).
 pub fn replicas_agree(
     logs: &BTreeMap<String, BTreeMap<i32, ReplicaLog>>,
     high_watermark: &BTreeMap<i32, i64>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (&partition, &hw) in high_watermark {
+    for (&partition, &kafka_hw) in high_watermark {
         let replicas: Vec<(&String, &ReplicaLog)> = logs
             .iter()
             .filter_map(|(node, parts)| parts.get(&partition).map(|l| (node, l)))
             .collect();
+        let hw = log_offset_of(&replicas, kafka_hw);
         for (i, (a_node, a)) in replicas.iter().enumerate() {
             for (b_node, b) in &replicas[i + 1..] {
                 let from = first(a).max(first(b));
@@ -53,6 +55,33 @@ pub fn replicas_agree(
         }
     }
     out
+}
+
+/// The log offset where Kafka offset `kafka` lies in these replicas' logs: the end of the
+/// batch holding `kafka - 1`, counted in a log that holds its partition from the start (Raft's
+/// own entries take a log offset but no Kafka offset). Without such a log, `kafka` itself: no
+/// larger than the log offset (a log offset is never below its Kafka offset), so the check
+/// covers less, never more than was committed.
+fn log_offset_of(replicas: &[(&String, &ReplicaLog)], kafka: i64) -> i64 {
+    if kafka <= 0 {
+        return 0;
+    }
+    for (_, log) in replicas.iter().filter(|(_, l)| first(l) == 0) {
+        let mut seen = 0i64;
+        for (_, bytes) in log.iter() {
+            let Ok(h) = broker::batch::parse_header(bytes) else {
+                break;
+            };
+            if h.takes_no_offset() {
+                continue;
+            }
+            seen += i64::from(h.last_offset_delta) + 1;
+            if seen >= kafka {
+                return h.next_offset();
+            }
+        }
+    }
+    kafka
 }
 
 fn first(l: &ReplicaLog) -> i64 {
@@ -353,6 +382,63 @@ mod tests {
             &found[0],
             Finding::ReplicaDivergence { offset: 2, .. }
         ));
+    }
+
+    /// A produced batch of one record at log offset `base`, its value `tag`.
+    fn record(base: i64, tag: u8) -> (i64, Bytes) {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let r = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: base,
+            sequence: -1,
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from(vec![tag])),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut b = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut b, [r].iter(), &options).expect("encodes");
+        (base, b.freeze())
+    }
+
+    #[test]
+    fn the_high_watermark_in_kafka_offsets_is_found_past_rafts_own_entries() {
+        // Log offsets: leader entry 0, record 1 (Kafka 0), leader entry 2, record 3 (Kafka 1),
+        // record 4 (Kafka 2), which differs between the two replicas.
+        let log = |last: u8| {
+            vec![
+                batch(0, 1),
+                record(1, 1),
+                batch(2, 2),
+                record(3, 2),
+                record(4, last),
+            ]
+        };
+        let logs = BTreeMap::from([
+            ("broker-1".to_string(), BTreeMap::from([(0, log(1))])),
+            ("broker-2".to_string(), BTreeMap::from([(0, log(2))])),
+        ]);
+        assert!(
+            replicas_agree(&logs, &BTreeMap::from([(0, 2)])).is_empty(),
+            "Kafka offsets 0 and 1 lie below log offset 4"
+        );
+        let found = replicas_agree(&logs, &BTreeMap::from([(0, 3)]));
+        assert!(
+            matches!(&found[..], [Finding::ReplicaDivergence { offset: 4, .. }]),
+            "{found:?}"
+        );
     }
 
     #[test]

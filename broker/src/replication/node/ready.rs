@@ -359,13 +359,14 @@ fn answer_read_states(g: &mut Group, read_states: &[raft::ReadState]) {
 fn queue_snapshot(g: &mut Group, snapshot: &raft::eraftpb::Snapshot) {
     let meta = snapshot.get_metadata();
     let (index, term) = (meta.index, meta.term);
-    let offset = snapshot_offset(snapshot).unwrap_or(0);
+    let (offset, gaps_before) = snapshot_offset(snapshot).unwrap_or((0, 0));
     g.raw.store().take_snapshot(index, term, offset);
     g.next = NextWrite {
         reset: Some(RaftReset {
             index,
             term,
             offset,
+            gaps_before,
         }),
         ..NextWrite::default()
     };

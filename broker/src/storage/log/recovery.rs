@@ -460,6 +460,7 @@ impl Loading<'_> {
             terms: std::mem::take(&mut s.terms),
             undo: std::mem::take(&mut s.undo).into(),
             log_starts: std::mem::take(&mut s.log_starts),
+            gaps: std::mem::take(&mut s.gaps),
         };
         cut_tail(self.io, &file, &path, s.valid_len, len).await?;
         Ok((scanned_segment(base, file, s), scan))
@@ -517,6 +518,7 @@ struct ActiveScan {
     terms: Vec<(u64, u64, i64)>,
     undo: Vec<(u64, crate::producer_state::Undo)>,
     log_starts: Vec<(i64, i64)>,
+    gaps: Vec<i64>,
 }
 
 /// Finish a reset of a replicated log that a crash interrupted: its record names a segment
@@ -647,6 +649,11 @@ async fn recover_replica(
             .iter()
             .filter(|(_, to)| *to > log_start_offset),
     );
+    // The same for the gaps: the file's before the active segment, then what it holds.
+    meta.gaps.truncate(active_base);
+    for &gap in &active.gaps {
+        meta.gaps.push(gap);
+    }
     let next_index = active_first + active.batches;
     if meta != file_meta {
         small_file::write(io, dir, replica::META_FILE, &meta.encode()).await?;

@@ -50,6 +50,9 @@ pub struct ReplicaMeta {
     /// between finds the mark here, or in the active segment, and moves it again).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_starts: Vec<(i64, i64)>,
+    /// Where Raft's own entries lie, which take no Kafka offset ([`super::gaps`]).
+    #[serde(default, skip_serializing_if = "super::gaps::Gaps::is_empty")]
+    pub gaps: super::gaps::Gaps,
 }
 
 impl ReplicaMeta {
@@ -127,6 +130,7 @@ impl ReplicaMeta {
     pub fn truncate(&mut self, index: u64, offset: i64) {
         self.epochs.retain(|e| e.index < index);
         self.log_starts.retain(|(at, _)| *at < offset);
+        self.gaps.truncate(offset);
         // A segment cut at its base keeps its first index: the next entry written there is
         // `index` again.
         self.segments
@@ -138,6 +142,7 @@ impl ReplicaMeta {
     /// term).
     pub fn prune(&mut self, first_base: i64) {
         self.segments.retain(|&base, _| base >= first_base);
+        self.gaps.prune(first_base);
         let Some(&first_index) = self.segments.values().next() else {
             return;
         };

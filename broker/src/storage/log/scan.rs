@@ -33,6 +33,8 @@ pub(super) struct Scanned {
     pub(super) undo: std::collections::VecDeque<(u64, crate::producer_state::Undo)>,
     /// Log-start marks, as (offset, start) (with the tail).
     pub(super) log_starts: Vec<(i64, i64)>,
+    /// The log offsets of the batches that take no Kafka offset ([`super::gaps`]).
+    pub(super) gaps: Vec<i64>,
 }
 
 /// Drop the chunk so the scan reads from `pos` again; false once this position was read
@@ -72,6 +74,7 @@ pub(super) async fn scan_segment(
         terms: Vec::new(),
         undo: std::collections::VecDeque::new(),
         log_starts: Vec::new(),
+        gaps: Vec::new(),
     };
     let mut chunk = Bytes::new();
     let mut chunk_pos = 0u64;
@@ -172,6 +175,9 @@ pub(super) async fn scan_segment(
                 if let Some(to) = batch::log_start_of(&chunk[rel..rel + h.size]) {
                     s.log_starts.push((h.base_offset, to));
                 }
+            }
+            if h.takes_no_offset() {
+                s.gaps.push(h.base_offset);
             }
             let term = h.partition_leader_epoch.max(0) as u64;
             if s.terms.last().map(|t| t.0) != Some(term) {

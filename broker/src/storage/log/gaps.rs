@@ -1,0 +1,288 @@
+//! Kafka offsets over a replicated log whose Raft entries are not all records.
+//!
+//! A replicated partition's log stores every Raft entry as one batch at its own *log offset*:
+//! produced batches, and Raft's own entries (a new leader's empty entry, a log-start mark),
+//! stored as control batches of one record marked [`crate::batch::OWN_ENTRY_ATTRIBUTE`]. Kafka
+//! never spends an offset on a leader change, so those batches take no *Kafka offset*: they are
+//! gaps, and a record's Kafka offset is its log offset less the gaps before it. Inside the
+//! broker (the log, Raft, the group coordinator's and the controller's own reads) offsets are
+//! log offsets; the handlers translate what a client sends and sees (`api::offsets`), and a
+//! Fetch is served its batches with Kafka base offsets (outside the CRC) and without the gaps.
+//!
+//! Whether a batch is a gap is in its bytes, which are the same on every replica, so every
+//! replica translates alike, after recovery (the active segment's gaps are found again by its
+//! scan), and after a snapshot (which carries how many gaps lie before its log start). Batches
+//! written before the attribute existed lack it and keep the Kafka offset they took, so an
+//! existing data directory reads as it did.
+//!
+//! A non-replicated log has no gaps: both offsets are the same.
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::{FetchData, Partition, PartitionState, ReadError};
+use crate::batch;
+use crate::storage::Io;
+
+/// The gaps of a log: how many lie before the part it describes, and where each later one is.
+///
+/// Invariant: `at` increases strictly. Translations are exact for offsets at or after the
+/// first segment's base when [`Gaps::prune`] was last called.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gaps {
+    /// Gaps before the first offset the log still describes.
+    #[serde(default)]
+    pub before: i64,
+    /// Log offsets of the later gaps, in increasing order.
+    #[serde(default)]
+    pub at: Vec<i64>,
+}
+
+impl Gaps {
+    /// No gaps at all: Kafka offsets are log offsets.
+    pub fn is_empty(&self) -> bool {
+        self.before == 0 && self.at.is_empty()
+    }
+
+    /// A gap at log offset `log`, after every gap known so far.
+    pub fn push(&mut self, log: i64) {
+        debug_assert!(self.at.last().is_none_or(|&g| g < log), "gaps in order");
+        self.at.push(log);
+    }
+
+    /// Forget the gaps from log offset `from` on (the log was cut there).
+    pub fn truncate(&mut self, from: i64) {
+        let keep = self.at.partition_point(|&g| g < from);
+        self.at.truncate(keep);
+    }
+
+    /// The log holds nothing before `first_base` any more: count the gaps before it.
+    pub fn prune(&mut self, first_base: i64) {
+        let drop = self.at.partition_point(|&g| g < first_base);
+        self.before += drop as i64;
+        self.at.drain(..drop);
+    }
+
+    /// Gaps before log offset `log`.
+    pub fn before(&self, log: i64) -> i64 {
+        self.before + self.at.partition_point(|&g| g < log) as i64
+    }
+
+    /// The Kafka offset of log offset `log`: of the record there, or for a gap (and for the
+    /// log's end) of the next record to come.
+    pub fn to_kafka(&self, log: i64) -> i64 {
+        log - self.before(log)
+    }
+
+    /// The log offset of the record at Kafka offset `kafka`: the first log offset past every
+    /// gap whose Kafka offset (the next record's) is at or before `kafka`.
+    pub fn to_log(&self, kafka: i64) -> i64 {
+        // A gap's Kafka offset is `at[i] - before - i`, which never decreases with `i`: the
+        // gaps at or before `kafka` are a prefix, found by bisection.
+        let (mut low, mut high) = (0usize, self.at.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.at[mid] - self.before - mid as i64 <= kafka {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        kafka + self.before + low as i64
+    }
+
+    /// Whether a batch at log offset `log` is a gap this log knows of.
+    pub fn is_gap(&self, log: i64) -> bool {
+        self.at.binary_search(&log).is_ok()
+    }
+}
+
+/// A replicated partition's offsets as a client sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaOffsets {
+    pub log_start: i64,
+    pub high_watermark: i64,
+    pub log_end: i64,
+}
+
+impl Partition {
+    /// Translate with this log's gaps (none on a single node).
+    fn translated<R>(&self, f: impl FnOnce(&Gaps, &PartitionState) -> R) -> R {
+        let st = self.state();
+        match st.replica.as_ref() {
+            Some(r) => f(&r.meta.gaps, &st),
+            None => f(&Gaps::default(), &st),
+        }
+    }
+
+    /// The Kafka offset of log offset `log`.
+    pub fn to_kafka(&self, log: i64) -> i64 {
+        self.translated(|g, _| g.to_kafka(log))
+    }
+
+    /// The log offset of Kafka offset `kafka`: a committed record's; the high watermark for
+    /// the Kafka high watermark (and as far past it for an offset past it).
+    pub fn to_log(&self, kafka: i64) -> i64 {
+        self.translated(|g, st| {
+            let hw = st.high_watermark();
+            let k_hw = g.to_kafka(hw);
+            if kafka >= k_hw {
+                hw + (kafka - k_hw)
+            } else {
+                g.to_log(kafka)
+            }
+        })
+    }
+
+    /// The log start, high watermark and log end in Kafka offsets.
+    pub fn kafka_offsets(&self) -> KafkaOffsets {
+        self.translated(|g, st| KafkaOffsets {
+            log_start: g.to_kafka(st.log_start_offset),
+            high_watermark: g.to_kafka(st.high_watermark()),
+            log_end: g.to_kafka(st.log_end_offset()),
+        })
+    }
+
+    /// [`Partition::read_limited`] in Kafka offsets: from the batch holding Kafka offset
+    /// `offset`, the batches as a client is served them (base offsets in Kafka offsets, Raft's
+    /// own entries left out), with the high watermark and log start in Kafka offsets.
+    pub async fn read_kafka(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<FetchData, ReadError> {
+        let log = self.translated(|g, st| {
+            let (hw, start) = (st.high_watermark(), st.log_start_offset);
+            let (k_hw, k_start) = (g.to_kafka(hw), g.to_kafka(start));
+            // Outside the log: as far outside in log offsets, so that the read says so.
+            if offset > k_hw {
+                hw + (offset - k_hw)
+            } else if offset < k_start {
+                start - (k_start - offset)
+            } else {
+                g.to_log(offset).min(hw)
+            }
+        });
+        match self.read_limited(io, log, max_bytes, at_least_one).await {
+            Ok(data) => Ok(self.translated(|g, _| FetchData {
+                records: served(data.records, g),
+                high_watermark: g.to_kafka(data.high_watermark),
+                log_start_offset: g.to_kafka(data.log_start_offset),
+            })),
+            Err(ReadError::OffsetOutOfRange {
+                log_start,
+                high_watermark,
+                ..
+            }) => Err(self.translated(|g, _| ReadError::OffsetOutOfRange {
+                offset,
+                log_start: g.to_kafka(log_start),
+                high_watermark: g.to_kafka(high_watermark),
+            })),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Batches read from a log as a client is served them: Raft's own entries left out, every base
+/// offset a Kafka offset (the base offset is outside the CRC). Without gaps, the bytes as read.
+pub fn served(records: Bytes, gaps: &Gaps) -> Bytes {
+    if gaps.is_empty() {
+        return records;
+    }
+    let mut out = BytesMut::with_capacity(records.len());
+    let mut at = 0usize;
+    while at < records.len() {
+        let Ok(h) = batch::parse_header(&records[at..]) else {
+            // Whole batches are read; anything else is passed on as it is.
+            out.extend_from_slice(&records[at..]);
+            break;
+        };
+        let end = (at + h.size).min(records.len());
+        if !h.takes_no_offset() {
+            let start = out.len();
+            out.extend_from_slice(&records[at..end]);
+            let base = gaps.to_kafka(h.base_offset);
+            out[start..start + batch::BASE_OFFSET_LEN].copy_from_slice(&base.to_be_bytes());
+        }
+        at = end;
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The obvious model: a log of entries, each a gap or a batch of records.
+    fn model(entries: &[Option<u32>]) -> (Gaps, Vec<(i64, i64)>) {
+        let mut gaps = Gaps::default();
+        let (mut log, mut kafka) = (0i64, 0i64);
+        let mut records = Vec::new(); // (log offset, Kafka offset) of every record
+        for e in entries {
+            match e {
+                None => {
+                    gaps.push(log);
+                    log += 1;
+                }
+                Some(n) => {
+                    for _ in 0..*n {
+                        records.push((log, kafka));
+                        log += 1;
+                        kafka += 1;
+                    }
+                }
+            }
+        }
+        (gaps, records)
+    }
+
+    proptest! {
+        #[test]
+        fn every_record_translates_both_ways(
+            entries in proptest::collection::vec(proptest::option::weighted(0.7, 1u32..5), 0..60),
+            prune_at in 0usize..60,
+        ) {
+            let (mut gaps, records) = model(&entries);
+            // Pruning before some record keeps every later translation.
+            let first = records.get(prune_at.min(records.len().saturating_sub(1))).map_or(0, |r| r.0);
+            gaps.prune(first);
+            for &(log, kafka) in records.iter().filter(|r| r.0 >= first) {
+                prop_assert_eq!(gaps.to_kafka(log), kafka);
+                prop_assert_eq!(gaps.to_log(kafka), log);
+                prop_assert!(!gaps.is_gap(log));
+            }
+            // The end of the log translates to the next record to come.
+            let end_log = entries.iter().map(|e| e.map_or(1, i64::from)).sum::<i64>();
+            let end_kafka = records.len() as i64;
+            prop_assert_eq!(gaps.to_kafka(end_log), end_kafka);
+            prop_assert_eq!(gaps.to_log(end_kafka), end_log, "past the trailing gaps");
+        }
+    }
+
+    #[test]
+    fn elections_take_no_offset() {
+        // A new leader's entry, 3 records, two elections, 2 records.
+        let (mut gaps, records) = model(&[None, Some(3), None, None, Some(2)]);
+        assert_eq!(
+            records,
+            vec![(1, 0), (2, 1), (3, 2), (6, 3), (7, 4)],
+            "dense from 0 across elections"
+        );
+        assert_eq!(gaps.to_kafka(0), 0, "the first gap's next record is 0");
+        assert_eq!(gaps.to_kafka(4), 3);
+        assert_eq!(gaps.to_kafka(8), 5, "the log end");
+        assert_eq!(gaps.to_log(0), 1);
+        assert_eq!(gaps.to_log(3), 6);
+        assert_eq!(gaps.to_log(5), 8);
+        assert!(gaps.is_gap(5) && !gaps.is_gap(6));
+        gaps.truncate(5);
+        assert_eq!(gaps.at, vec![0, 4]);
+        gaps.prune(2);
+        assert_eq!((gaps.before, gaps.at.clone()), (1, vec![4]));
+        assert_eq!(gaps.to_kafka(2), 1);
+        assert_eq!(gaps.to_log(3), 5);
+    }
+}
