@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 30] = [
+pub const FINDING_KINDS: [&str; 31] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -25,6 +25,7 @@ pub const FINDING_KINDS: [&str; 30] = [
     "refused",
     "slow",
     "replica-divergence",
+    "offset-gap",
     "watermark-backwards",
     "two-leaders",
     "stale-committed-read",
@@ -179,6 +180,14 @@ pub enum Finding {
         offset: i64,
         nodes: Vec<String>,
     },
+    /// The log read back skips Kafka offsets it could read: a record at `found` follows the
+    /// one before `expected` (offsets are dense without compaction or transactions, through
+    /// elections too).
+    OffsetGap {
+        partition: i32,
+        expected: i64,
+        found: i64,
+    },
     /// A consumer was told a high watermark below one another was told before it asked.
     WatermarkBackwards {
         partition: i32,
@@ -286,6 +295,7 @@ impl Finding {
             Finding::GroupUnconsumed { .. } => "group-unconsumed",
             Finding::GroupNotDrained { .. } => "group-not-drained",
             Finding::ReplicaDivergence { .. } => "replica-divergence",
+            Finding::OffsetGap { .. } => "offset-gap",
             Finding::WatermarkBackwards { .. } => "watermark-backwards",
             Finding::TwoLeaders { .. } => "two-leaders",
             Finding::BoundBroken { .. } => "bound-broken",
@@ -516,6 +526,15 @@ impl std::fmt::Display for Finding {
                 "replicas disagree: partition {partition} at offset {offset} below the high \
                  watermark differs between {}",
                 nodes.join(" and ")
+            ),
+            Finding::OffsetGap {
+                partition,
+                expected,
+                found,
+            } => write!(
+                f,
+                "offsets not dense: partition {partition} read back has offset {found} where \
+                 {expected} was next (no compaction or transaction leaves a gap)"
             ),
             Finding::WatermarkBackwards {
                 partition,

@@ -261,10 +261,10 @@ fn an_idempotent_producers_retry_explains_no_duplicate() {
 fn idempotent_batches_in_the_log_out_of_sequence_order_are_non_monotonic() {
     let (mut h, mut l) = clean();
     // Sequence 1 was acknowledged at an offset below sequence 0's.
-    h.push(idem(send_attempt(0, 0, "x", 1, 3.0, SendOutcome::Ok(3)), 1));
-    h.push(idem(send_attempt(0, 0, "y", 2, 3.2, SendOutcome::Ok(4)), 0));
-    l.get_mut(&0).unwrap().extend([(3, v("x")), (4, v("y"))]);
-    h.push(poll(0, 0, 2, 3.5, &[(3, "x"), (4, "y")]));
+    h.push(idem(send_attempt(0, 0, "x", 1, 3.0, SendOutcome::Ok(2)), 1));
+    h.push(idem(send_attempt(0, 0, "y", 2, 3.2, SendOutcome::Ok(3)), 0));
+    l.get_mut(&0).unwrap().extend([(2, v("x")), (3, v("y"))]);
+    h.push(poll(0, 0, 2, 3.5, &[(2, "x"), (3, "y")]));
     let f = check(&h, &l);
     assert_eq!(kinds(&f), ["non-monotonic-send"], "{f:?}");
 }
@@ -404,4 +404,34 @@ fn a_partition_without_writes_after_the_heal_makes_no_progress() {
     );
     // Nothing to check when the workload ends before the deadline.
     assert!(progress_after_heal(&h, 3, (1, 20), 10, true, &none).is_empty());
+}
+
+#[test]
+fn a_log_read_back_that_skips_an_offset_is_found_unless_it_was_damaged_or_deleted() {
+    use crate::history::{ReadGaps, Unreadable};
+    let l = log(&[
+        (0, 0, "a"),
+        (0, 1, "b"),
+        (0, 3, "c"),
+        (1, 5, "d"),
+        (1, 6, "e"),
+    ]);
+    let gaps = |unreadable: Vec<Unreadable>| ReadGaps {
+        unreadable,
+        log_start: [(0, 0), (1, 5)].into_iter().collect(),
+        ..ReadGaps::default()
+    };
+    let f = offset_gaps(&l, &gaps(Vec::new()));
+    assert_eq!(kinds(&f), ["offset-gap"], "{f:?}");
+    assert!(
+        f[0].to_string().contains("offset 3 where 2 was next"),
+        "{f:?}"
+    );
+    let damaged = Unreadable {
+        partition: 0,
+        from: 2,
+        to: 3,
+        code: 56,
+    };
+    assert!(offset_gaps(&l, &gaps(vec![damaged])).is_empty());
 }
