@@ -152,6 +152,9 @@ pub struct Config {
     /// `node_id`). They are the voters of the cluster metadata. Empty: a single node, nothing
     /// replicated.
     pub cluster_peers: String,
+    /// The rack (or zone) this broker is in (Kafka's `broker.rack`): Metadata names it, and a
+    /// new partition's replicas go to as many racks as they can. Empty: none.
+    pub broker_rack: String,
     /// Address the inter-broker listener binds; defaults to this broker's address in
     /// `cluster_peers`.
     pub inter_broker_listen: Option<SocketAddr>,
@@ -250,6 +253,7 @@ impl Default for Config {
             offsets_retention_check_interval_ms: 600_000,
             offsets_checkpoint_records: 10_000,
             cluster_peers: String::new(),
+            broker_rack: String::new(),
             inter_broker_listen: None,
             default_replication_factor: 0,
             raft_tick_ms: 100,

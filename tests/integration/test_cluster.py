@@ -825,3 +825,34 @@ def test_a_replicated_partitions_offsets_are_dense_from_zero_through_elections(c
         cluster.nodes[victim].kill()
         cluster.leader_of(topic, 0)
         cluster.nodes[victim].start()
+
+
+def test_brokers_name_their_racks_and_new_topics_span_them(tmp_path):
+    """broker.rack (`broker_rack`): Metadata and DescribeCluster name each broker's rack, and
+    a new topic's replicas go to every rack they can, spread evenly over the brokers (Kafka's
+    rack-aware placement). Four brokers in two racks; 8 partitions of two replicas."""
+    c = Cluster(tmp_path, size=4)
+    racks = {1: "rack-a", 2: "rack-a", 3: "rack-b", 4: "rack-b"}
+    for i, n in c.nodes.items():
+        n.extra_args += ["--set", f"broker_rack={racks[i]}"]
+    c.start()
+    try:
+        c.wait_brokers(4)
+        a = clients.admin(c.bootstrap)  # kept: a future outlives no client
+        nodes = a.describe_cluster().result(timeout=10).nodes
+        assert {n.id: n.rack for n in nodes} == racks
+        from kafka import KafkaAdminClient
+        kp = KafkaAdminClient(bootstrap_servers=c.bootstrap)
+        brokers = kp.describe_cluster()["brokers"]
+        assert {b.get("node_id", b.get("broker_id")): b["rack"] for b in brokers} == racks, brokers
+        kp.close()
+        create(c.bootstrap, "racked", 8, rf=2)
+        md = clients.admin(c.bootstrap).list_topics(topic="racked", timeout=10)
+        placed = [p.replicas for p in md.topics["racked"].partitions.values()]
+        assert all({racks[b] for b in r} == {"rack-a", "rack-b"} for r in placed), placed
+        held = {b: sum(b in r for r in placed) for b in racks}
+        preferred = {b: sum(r[0] == b for r in placed) for b in racks}
+        assert set(held.values()) == {4} and set(preferred.values()) == {2}, (held, preferred)
+    finally:
+        died = c.cleanup()
+        assert not died, [n.log_tail() for n in died]

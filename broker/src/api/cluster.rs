@@ -87,11 +87,12 @@ impl Broker {
             resp.error_message = Some(StrBytes::from_string(msg));
             return resp;
         }
-        for (id, host, port) in self.live_brokers(listener) {
+        for (id, host, port, rack) in self.live_brokers(listener) {
             let mut b = DescribeClusterBroker::default();
             b.broker_id = BrokerId(id);
             b.host = StrBytes::from_string(host);
             b.port = port;
+            b.rack = rack.map(StrBytes::from_string);
             resp.brokers.push(b);
         }
         resp.cluster_id = StrBytes::from_static_str(CLUSTER_ID);

@@ -19,11 +19,12 @@ impl Broker {
         listener: Option<&str>,
     ) -> MetadataResponse {
         let mut resp = MetadataResponse::default();
-        for (id, host, port) in self.live_brokers(listener) {
+        for (id, host, port, rack) in self.live_brokers(listener) {
             let mut b = MetadataResponseBroker::default();
             b.node_id = BrokerId(id);
             b.host = StrBytes::from_string(host);
             b.port = port;
+            b.rack = rack.map(StrBytes::from_string);
             resp.brokers.push(b);
         }
         if version >= 2 {
@@ -83,14 +84,18 @@ impl Broker {
         resp
     }
 
-    /// The brokers clients of `listener` may use: `(id, host, port)` — this one on a single
-    /// node; in a cluster, every registered broker that is not fenced and has that listener,
-    /// at its address there.
-    pub(super) fn live_brokers(&self, listener: Option<&str>) -> Vec<(i32, String, i32)> {
+    /// The brokers clients of `listener` may use: `(id, host, port, rack)` — this one on a
+    /// single node; in a cluster, every registered broker that is not fenced and has that
+    /// listener, at its address there.
+    pub(super) fn live_brokers(
+        &self,
+        listener: Option<&str>,
+    ) -> Vec<(i32, String, i32, Option<String>)> {
         match &self.cluster {
             None => {
                 let (host, port) = self.own_address(listener);
-                vec![(self.config.node_id, host, port)]
+                let rack = Some(self.config.broker_rack.clone()).filter(|r| !r.is_empty());
+                vec![(self.config.node_id, host, port, rack)]
             }
             Some(c) => c
                 .metadata()
@@ -99,7 +104,7 @@ impl Broker {
                 .filter(|b| !b.fenced)
                 .filter_map(|b| {
                     let (host, port) = b.address_on(listener)?;
-                    Some((b.id as i32, host, port))
+                    Some((b.id as i32, host, port, b.rack.clone()))
                 })
                 .collect(),
         }

@@ -130,6 +130,12 @@ impl Config {
         {
             return bad("offsets_retention_ms must be at least 1, offsets_retention_check_interval_ms from 10 to 86400000, offsets_checkpoint_records from 100 to 100000000".into());
         }
+        let rack = self.broker_rack.as_str();
+        if rack.len() > 255 || rack.trim() != rack || rack.chars().any(char::is_control) {
+            return bad(format!(
+                "broker_rack = {rack:?}: at most 255 characters, no control characters, no spaces around it"
+            ));
+        }
         if self.producer_id_expiration_ms < 1 {
             return bad("producer_id_expiration_ms must be at least 1".into());
         }

@@ -65,6 +65,20 @@ fn bad_settings_are_named() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("listen"), "{err}");
+    for rack in [" a", "a\nb", &"r".repeat(256)] {
+        let err = Config::load(&Sources {
+            env: vec![("broker_rack".into(), rack.to_string())],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("broker_rack"), "{err}");
+    }
+    let c = Config::load(&Sources {
+        env: vec![("broker_rack".into(), "eu-west-1a".into())],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.broker_rack, "eu-west-1a");
 }
 
 #[test]

@@ -83,6 +83,8 @@ pub struct Controller {
     incarnation: u64,
     /// This broker's address on each listener (the first is also the record's `host:port`).
     endpoints: Vec<Endpoint>,
+    /// Its `broker_rack`, registered with it.
+    rack: Option<String>,
     session_timeout: Duration,
 }
 
@@ -147,6 +149,7 @@ impl Controller {
             reconciled: watch::channel(0).0,
             producer_ids: std::sync::Mutex::new((0, 0)),
             endpoints: config.advertised_endpoints(),
+            rack: Some(config.broker_rack.clone()).filter(|r| !r.is_empty()),
             session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         });
         tokio::spawn(controller.clone().apply_loop());
@@ -405,6 +408,7 @@ impl Controller {
                     && b.host == host
                     && b.port == port
                     && b.endpoints == self.endpoints
+                    && b.rack == self.rack
             });
             if !registered {
                 let record = MetadataRecord::RegisterBroker {
@@ -413,6 +417,7 @@ impl Controller {
                     port,
                     incarnation: self.incarnation,
                     listeners: listeners.clone(),
+                    rack: self.rack.clone(),
                 };
                 let batch = record.encode(self.env.clock.wall_ms());
                 let _ = self

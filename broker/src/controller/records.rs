@@ -33,6 +33,9 @@ pub enum MetadataRecord {
         incarnation: u64,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         listeners: Vec<Endpoint>,
+        /// Its `broker_rack` (`None`: none given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
     },
     /// The broker has not been heard from for longer than the session timeout.
     FenceBroker {
@@ -231,6 +234,7 @@ mod listener_tests {
                     port: 9094,
                 },
             ],
+            rack: Some("eu-1a".into()),
         };
         let decoded = decode_batches(new.encode(1));
         assert_eq!(decoded, vec![(1, new.clone())]);
