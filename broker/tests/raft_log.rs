@@ -395,7 +395,8 @@ async fn entries_that_do_not_follow_the_log_are_refused_and_the_directory_stays_
 }
 
 /// What a client sees of `p` from Kafka offset `from` to the high watermark, fetching as a
-/// consumer does (a read stops at a segment's end): (base offset, records) of every batch.
+/// consumer does (a read stops at a segment's end): (base offset, records) of every batch but
+/// the control batches clients skip.
 async fn served(store: &Store, p: &Partition, from: i64) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let mut offset = from;
@@ -409,9 +410,11 @@ async fn served(store: &Store, p: &Partition, from: i64) -> Vec<(i64, i64)> {
         }
         for (at, h) in batch::scan(&d.records) {
             batch::validate(&d.records[at..at + h.size]).expect("a served batch is valid");
-            assert!(!h.is_control(), "Raft's own entries are never served");
-            out.push((h.base_offset, h.last_offset_delta as i64 + 1));
+            assert!(!h.takes_no_offset(), "Raft's own entries are never served");
             offset = h.next_offset();
+            if !h.is_control() {
+                out.push((h.base_offset, h.last_offset_delta as i64 + 1));
+            }
         }
     }
 }
@@ -498,5 +501,51 @@ async fn raft_own_entries_take_no_kafka_offset_across_segments_a_cut_a_restart_a
     assert!(p.set_committed_offset(53));
     assert_eq!(p.kafka_offsets(), expected, "after a restart");
     assert_eq!(served(&store, &p, 44).await, vec![(43, 2)]);
+    close(store, p).await;
+}
+
+/// A leader-change batch as brokers wrote it before Raft's own entries took no Kafka offset:
+/// without `OWN_ENTRY_ATTRIBUTE` (its CRC redone).
+fn old_leader_change_batch() -> Bytes {
+    let mut b = batch::leader_change_batch().to_vec();
+    let attributes = i16::from_be_bytes([b[21], b[22]]) & !batch::OWN_ENTRY_ATTRIBUTE;
+    b[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_logs_own_entries_keep_their_offsets_and_reach_a_follower_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    // An existing log: its first leader's entry took offset 0; then a record and a new
+    // leader's entry written now (no Kafka offset).
+    let old = RaftEntry {
+        index: 1,
+        term: 1,
+        data: old_leader_change_batch(),
+    };
+    write(&store, &p, |w| {
+        w.entries = vec![old, entry(2, 1, 2), entry(3, 2, 0), entry(4, 2, 1)];
+    })
+    .await;
+    assert!(p.set_committed_offset(5));
+    assert_eq!(p.state().replica.as_ref().unwrap().meta.gaps.at, vec![3]);
+    assert_eq!(
+        served(&store, &p, 0).await,
+        vec![(1, 2), (3, 1)],
+        "the old entry keeps offset 0 (clients skip it, a control batch); the new one takes none"
+    );
+    assert_eq!(p.kafka_offsets().high_watermark, 4);
+    // A follower is sent the old entry's bytes (it must store the same batch, taking the same
+    // offset) and the new one as an empty entry (it writes the same own batch).
+    let entries = broker::replication::storage::read_entries(&p, store.io(), 1, None, 1 << 20)
+        .await
+        .unwrap();
+    let sizes: Vec<bool> = entries.iter().map(|e| e.data.is_empty()).collect();
+    assert_eq!(sizes, vec![false, false, true, false]);
+    let h = batch::parse_header(&entries[0].data).unwrap();
+    assert!(h.is_control() && !h.takes_no_offset());
     close(store, p).await;
 }
