@@ -1,8 +1,9 @@
-//! `cargo xtask cluster up | down | status`: a local three-node cluster for people to try — three
-//! release brokers on 127.0.0.1:9092-9094 (inter-broker 127.0.0.1:19092-19094, metrics
-//! 127.0.0.1:9644-9646), their data and logs in one folder (`./cluster` by default), each
-//! broker in a process group of its own so it outlives the command (and a Ctrl-C in the
-//! terminal). `up` waits until all three are registered and prints how to use them; `down`
+//! `cargo xtask cluster up | down | status`: a local cluster for people to try — three release
+//! brokers (or `up --nodes N`, up to 9) on 127.0.0.1:9092-9094 (inter-broker
+//! 127.0.0.1:19092-19094, metrics 127.0.0.1:9644-9646, one further for each broker more), their
+//! data and logs in one folder (`./cluster` by default, which remembers its size), each broker
+//! in a process group of its own so it outlives the command (and a Ctrl-C in the terminal).
+//! `up` waits until all are registered and prints how to use them; `down`
 //! stops them cleanly (SIGTERM, then SIGKILL after 20 s). `up --secure` makes the production
 //! configuration of the README's security section: SASL_SSL with SCRAM for clients (an admin
 //! user with a fresh password, in `client.properties`), mutual TLS between the brokers,
@@ -54,9 +55,51 @@ struct UpArgs {
     /// listener (kept for a cluster made so before).
     #[arg(long)]
     secure: bool,
+    /// How many brokers a new cluster has (1 to 9; a cluster made before keeps its size).
+    #[arg(long)]
+    nodes: Option<u16>,
 }
 
+/// The brokers of a cluster made without `--nodes` (and of the benchmarks' clusters).
 pub const NODES: u16 = 3;
+/// The most brokers `up --nodes` makes (their ports stay in 9092-9100 and 19092-19100).
+const NODES_MAX: u16 = 9;
+
+/// The file in a cluster's folder that says how many brokers it has.
+fn size_file(dir: &Path) -> PathBuf {
+    dir.join("nodes")
+}
+
+/// How many brokers the cluster in `dir` has: what `up --nodes` recorded, else [`NODES`].
+pub fn size_of(dir: &Path) -> u16 {
+    std::fs::read_to_string(size_file(dir))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|n| (1..=NODES_MAX).contains(n))
+        .unwrap_or(NODES)
+}
+
+/// Record the size of a new cluster; a cluster made before keeps its own (growing one is
+/// not `up`'s to do: its brokers all know the cluster's peers from their start).
+fn settle_size(dir: &Path, asked: Option<u16>) -> Result<u16> {
+    let made = dir.join("node1").exists();
+    let size = size_of(dir);
+    match asked {
+        Some(n) if !(1..=NODES_MAX).contains(&n) => {
+            bail!("--nodes {n}: a local cluster has 1 to {NODES_MAX} brokers")
+        }
+        Some(n) if made && n != size => bail!(
+            "the cluster in {} has {size} brokers; remove the folder (after `cargo xtask cluster down`) to make one of {n}",
+            dir.display()
+        ),
+        Some(n) => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(size_file(dir), format!("{n}\n"))?;
+            Ok(n)
+        }
+        None => Ok(size),
+    }
+}
 
 /// Node `node`'s Kafka port (its broker id is `node`).
 pub fn client_port(node: u16) -> u16 {
@@ -73,7 +116,7 @@ pub fn metrics_port(node: u16) -> u16 {
 
 pub fn run(args: &ClusterArgs) -> Result<()> {
     match &args.command {
-        ClusterCommand::Up(u) => up(&u.at, u.secure),
+        ClusterCommand::Up(u) => up(&u.at, u.secure, u.nodes),
         ClusterCommand::Down(w) => down(w),
         ClusterCommand::Status(w) => status(w),
     }
@@ -131,14 +174,15 @@ pub fn release_broker() -> Result<PathBuf> {
     Ok(target_dir().join("release").join("broker"))
 }
 
-fn up(w: &Where, secure: bool) -> Result<()> {
+fn up(w: &Where, secure: bool, nodes: Option<u16>) -> Result<()> {
     let dir = folder(w);
+    let size = settle_size(&dir, nodes)?;
     let binary = match &w.broker_bin {
         Some(b) => b.clone(),
         None => release_broker()?,
     };
     let security = security_of(&dir, secure)?;
-    for node in 1..=NODES {
+    for node in 1..=size {
         if let Some(pid) = running(&dir, node) {
             println!("xtask: node {node} already runs (pid {pid})");
             continue;
@@ -155,7 +199,7 @@ fn security_of(dir: &Path, secure: bool) -> Result<Option<crate::secure::SaslSsl
     if made.is_none() && !secure {
         return Ok(None);
     }
-    if made.is_none() && (1..=NODES).any(|n| running(dir, n).is_some()) {
+    if made.is_none() && (1..=size_of(dir)).any(|n| running(dir, n).is_some()) {
         bail!(
             "the cluster in {} runs without security: `cargo xtask cluster down` first",
             dir.display()
@@ -201,7 +245,7 @@ pub fn start_node_with(dir: &Path, node: u16, binary: &Path, settings: &[String]
         ));
         settings.splice(0..0, secure);
     }
-    let peers = (1..=NODES)
+    let peers = (1..=size_of(dir))
         .map(|n| format!("{n}@127.0.0.1:{}", peer_port(n)))
         .collect::<Vec<_>>()
         .join(",");
@@ -249,8 +293,9 @@ fn after_start(dir: &Path, secure: Option<&crate::secure::SaslSsl>) -> Result<()
         .enable_all()
         .build()?;
     let brokers = runtime.block_on(wait_registered(dir))?;
+    let size = size_of(dir);
     if secure.is_some() {
-        let bootstrap = (1..=NODES)
+        let bootstrap = (1..=size)
             .map(|n| format!("localhost:{}", client_port(n)))
             .collect::<Vec<_>>()
             .join(",");
@@ -273,25 +318,27 @@ fn after_start(dir: &Path, secure: Option<&crate::secure::SaslSsl>) -> Result<()
         );
         return Ok(());
     }
-    let bootstrap = (1..=NODES)
+    let bootstrap = (1..=size)
         .map(|n| format!("127.0.0.1:{}", client_port(n)))
         .collect::<Vec<_>>()
         .join(",");
+    let others = (2..=size)
+        .map(|n| format!(":{}", metrics_port(n)))
+        .collect::<Vec<_>>()
+        .join(" ");
     println!(
         "\nThe cluster is up: {brokers} brokers, data and logs in {}.\n\
          \n  bootstrap servers   {bootstrap}\
-         \n  metrics             http://127.0.0.1:{}/metrics (and :{} :{})\
+         \n  metrics             http://127.0.0.1:{}/metrics (and {others})\
          \n\nTry:\
          \n  kcat -b {bootstrap} -L\
          \n  seq 1 100 | kcat -b {bootstrap} -P -t demo -X topic.request.required.acks=-1\
          \n  kcat -b {bootstrap} -G demo-group demo\
-         \n\nTopics get three replicas; a node can be killed (kill -9 $(cat {}/node2/broker.pid))\
+         \n\nTopics get three replicas (or one per broker, if fewer); a node can be killed (kill -9 $(cat {}/node2/broker.pid))\
          \nand started again with `cargo xtask cluster up`; the others go on.\
          \nStop them all: cargo xtask cluster down",
         dir.display(),
         metrics_port(1),
-        metrics_port(2),
-        metrics_port(3),
         dir.display(),
     );
     Ok(())
@@ -301,8 +348,9 @@ fn after_start(dir: &Path, secure: Option<&crate::secure::SaslSsl>) -> Result<()
 pub async fn wait_registered(dir: &Path) -> Result<usize> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut last = String::from("no answer yet");
+    let size = size_of(dir);
     while tokio::time::Instant::now() < deadline {
-        for node in 1..=NODES {
+        for node in 1..=size {
             if running(dir, node).is_none() {
                 bail!(
                     "node {node} exited; see {}",
@@ -313,8 +361,8 @@ pub async fn wait_registered(dir: &Path) -> Result<usize> {
         let addr = format!("127.0.0.1:{}", client_port(1));
         match Connection::connect(&addr, Duration::from_secs(2)).await {
             Ok(mut c) => match c.call(1, &MetadataRequest::default()).await {
-                Ok(md) if md.brokers.len() == NODES as usize => return Ok(md.brokers.len()),
-                Ok(md) => last = format!("{} of {NODES} brokers registered", md.brokers.len()),
+                Ok(md) if md.brokers.len() == size as usize => return Ok(md.brokers.len()),
+                Ok(md) => last = format!("{} of {size} brokers registered", md.brokers.len()),
                 Err(e) => last = format!("{e:#}"),
             },
             Err(e) => last = format!("{e:#}"),
@@ -327,7 +375,7 @@ pub async fn wait_registered(dir: &Path) -> Result<usize> {
 fn down(w: &Where) -> Result<()> {
     let dir = folder(w);
     let mut stopped = 0;
-    for node in 1..=NODES {
+    for node in 1..=size_of(&dir) {
         if stop_node(&dir, node)? {
             stopped += 1;
         }
@@ -364,7 +412,7 @@ pub fn stop_node(dir: &Path, node: u16) -> Result<bool> {
 
 fn status(w: &Where) -> Result<()> {
     let dir = folder(w);
-    for node in 1..=NODES {
+    for node in 1..=size_of(&dir) {
         match running(&dir, node) {
             Some(pid) => println!(
                 "node {node}: runs (pid {pid}) on 127.0.0.1:{}",
