@@ -830,7 +830,9 @@ def test_a_replicated_partitions_offsets_are_dense_from_zero_through_elections(c
 def test_brokers_name_their_racks_and_new_topics_span_them(tmp_path):
     """broker.rack (`broker_rack`): Metadata and DescribeCluster name each broker's rack, and
     a new topic's replicas go to every rack they can, spread evenly over the brokers (Kafka's
-    rack-aware placement). Four brokers in two racks; 8 partitions of two replicas."""
+    rack-aware placement); replicas placed by hand through CreateTopics and CreatePartitions
+    stay where they were put. Four brokers in two racks; 8 partitions of two replicas; 300
+    records over a hand-placed topic of 3 partitions."""
     c = Cluster(tmp_path, size=4)
     racks = {1: "rack-a", 2: "rack-a", 3: "rack-b", 4: "rack-b"}
     for i, n in c.nodes.items():
@@ -853,6 +855,42 @@ def test_brokers_name_their_racks_and_new_topics_span_them(tmp_path):
         held = {b: sum(b in r for r in placed) for b in racks}
         preferred = {b: sum(r[0] == b for r in placed) for b in racks}
         assert set(held.values()) == {4} and set(preferred.values()) == {2}, (held, preferred)
+
+        # Replicas placed by hand (CreateTopics' and CreatePartitions' assignments), by both
+        # clients; the first of each list leads once elected; an unknown broker is refused.
+        from confluent_kafka.admin import NewPartitions, NewTopic
+        from kafka.admin import NewTopic as KNewTopic
+        from kafka.errors import InvalidReplicationAssignmentError
+        a = clients.admin(c.bootstrap)
+        a.create_topics([NewTopic("placed", num_partitions=2, replica_assignment=[[4, 1], [3, 2]])],
+                        operation_timeout=10)["placed"].result(timeout=30)
+        clients.wait_for_topic(a, "placed", 2, 30)
+        a.create_partitions([NewPartitions("placed", 3, replica_assignment=[[2, 4]])],
+                            operation_timeout=10)["placed"].result(timeout=30)
+        clients.wait_for_topic(a, "placed", 3, 30)
+        want = {0: [4, 1], 1: [3, 2], 2: [2, 4]}
+        deadline = time.monotonic() + 30
+        while True:
+            md = a.list_topics(topic="placed", timeout=10).topics["placed"].partitions
+            got = {i: (p.replicas, p.leader) for i, p in md.items()}
+            if got == {i: (r, r[0]) for i, r in want.items()}:
+                break
+            assert time.monotonic() < deadline, got
+            time.sleep(0.3)
+        kp = KafkaAdminClient(bootstrap_servers=c.bootstrap)
+        kp.create_topics([KNewTopic("placed-kp", -1, -1, replica_assignments={0: [1, 3]})])
+        with pytest.raises(InvalidReplicationAssignmentError):
+            kp.create_topics([KNewTopic("misplaced", -1, -1, replica_assignments={0: [1, 9]})])
+        kp.close()
+        md = a.list_topics(topic="placed-kp", timeout=10).topics["placed-kp"].partitions
+        assert md[0].replicas == [1, 3]
+        p = clients.producer(c.bootstrap, **{"acks": "all"})
+        log = clients.DeliveryLog()
+        clients.produce_all(p, "placed", [{"value": f"v{i}".encode(), "partition": i % 3}
+                                          for i in range(300)], log)
+        assert not log.errors and len(log.ok) == 300
+        got, _ = consume_all(c.bootstrap, "placed", [0, 1, 2])
+        assert {i: [r[0] for r in got[i]] for i in got} == {i: list(range(100)) for i in range(3)}
     finally:
         died = c.cleanup()
         assert not died, [n.log_tail() for n in died]
