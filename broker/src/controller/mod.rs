@@ -18,6 +18,7 @@
 //! the metadata.
 
 mod caught_up;
+mod placement;
 pub mod records;
 mod replicas;
 mod requests;
