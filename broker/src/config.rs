@@ -375,6 +375,11 @@ impl Config {
         Ok(config)
     }
 
+    /// This broker's rack, if `broker_rack` names one.
+    pub fn rack(&self) -> Option<String> {
+        Some(self.broker_rack.clone()).filter(|r| !r.is_empty())
+    }
+
     /// Whether this broker is a node of a cluster (its partitions replicated).
     pub fn clustered(&self) -> bool {
         !self.cluster_peers.trim().is_empty()

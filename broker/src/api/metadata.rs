@@ -94,8 +94,7 @@ impl Broker {
         match &self.cluster {
             None => {
                 let (host, port) = self.own_address(listener);
-                let rack = Some(self.config.broker_rack.clone()).filter(|r| !r.is_empty());
-                vec![(self.config.node_id, host, port, rack)]
+                vec![(self.config.node_id, host, port, self.config.rack())]
             }
             Some(c) => c
                 .metadata()

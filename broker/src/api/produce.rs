@@ -202,15 +202,10 @@ impl Broker {
                             p.error_message = msg.map(StrBytes::from_string);
                         }
                     }
-                    PartState::Replicated(rx, _held, stamped_ms) => {
+                    PartState::Replicated(rx, _held, stamped_ms, part) => {
                         let left = pending.deadline.saturating_duration_since(self.clock.now());
                         match self.clock.timeout(left, rx).await {
                             Ok(Ok(Ok(appended))) => {
-                                // A replicated log answers in log offsets.
-                                let part = self
-                                    .store
-                                    .topic(super::name_of(&t.name))
-                                    .and_then(|topic| topic.partition(index).cloned());
                                 let kafka =
                                     |log: i64| part.as_ref().map_or(log, |p| p.to_kafka(log));
                                 p.base_offset = kafka(appended.base_offset);
@@ -283,6 +278,8 @@ pub(super) enum PartState {
         Arc<Reservation>,
         /// The time the batches were stamped with under LogAppendTime; -1 otherwise.
         i64,
+        /// The partition: its log answers in log offsets, the client is told Kafka offsets.
+        Option<Arc<crate::storage::log::Partition>>,
     ),
 }
 
@@ -355,7 +352,9 @@ impl Broker {
             .await;
         match proposed {
             Ok(Ok(Some(rx))) => {
-                PartState::Replicated(rx, held, if log_append_time { now_ms } else { -1 })
+                let stamped_ms = if log_append_time { now_ms } else { -1 };
+                let partition = ctx.topic.partition(ctx.index).cloned();
+                PartState::Replicated(rx, held, stamped_ms, partition)
             }
             Ok(Ok(None)) => PartState::Done(error::NONE, None),
             Ok(Err(e)) => PartState::Done(replica_code(&e), Some(e.to_string())),

@@ -150,7 +150,7 @@ impl Controller {
             reconciled: watch::channel(0).0,
             producer_ids: std::sync::Mutex::new((0, 0)),
             endpoints: config.advertised_endpoints(),
-            rack: Some(config.broker_rack.clone()).filter(|r| !r.is_empty()),
+            rack: config.rack(),
             session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         });
         tokio::spawn(controller.clone().apply_loop());

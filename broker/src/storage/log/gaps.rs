@@ -90,11 +90,6 @@ impl Gaps {
         }
         kafka + self.before + low as i64
     }
-
-    /// Whether a batch at log offset `log` is a gap this log knows of.
-    pub fn is_gap(&self, log: i64) -> bool {
-        self.at.binary_search(&log).is_ok()
-    }
 }
 
 /// A replicated partition's offsets as a client sees them.
@@ -121,13 +116,16 @@ impl Partition {
     }
 
     /// The log offset of Kafka offset `kafka`: a committed record's; the high watermark for
-    /// the Kafka high watermark (and as far past it for an offset past it).
+    /// the Kafka high watermark; outside the log (below its start, past its high watermark),
+    /// as far outside in log offsets, so that a read there says so.
     pub fn to_log(&self, kafka: i64) -> i64 {
         self.translated(|g, st| {
-            let hw = st.high_watermark();
-            let k_hw = g.to_kafka(hw);
+            let (hw, start) = (st.high_watermark(), st.log_start_offset);
+            let (k_hw, k_start) = (g.to_kafka(hw), g.to_kafka(start));
             if kafka >= k_hw {
                 hw + (kafka - k_hw)
+            } else if kafka < k_start {
+                start - (k_start - kafka)
             } else {
                 g.to_log(kafka)
             }
@@ -153,19 +151,10 @@ impl Partition {
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<FetchData, ReadError> {
-        let log = self.translated(|g, st| {
-            let (hw, start) = (st.high_watermark(), st.log_start_offset);
-            let (k_hw, k_start) = (g.to_kafka(hw), g.to_kafka(start));
-            // Outside the log: as far outside in log offsets, so that the read says so.
-            if offset > k_hw {
-                hw + (offset - k_hw)
-            } else if offset < k_start {
-                start - (k_start - offset)
-            } else {
-                g.to_log(offset).min(hw)
-            }
-        });
-        match self.read_limited(io, log, max_bytes, at_least_one).await {
+        match self
+            .read_limited(io, self.to_log(offset), max_bytes, at_least_one)
+            .await
+        {
             Ok(data) => Ok(self.translated(|g, _| FetchData {
                 records: served(data.records, g),
                 high_watermark: g.to_kafka(data.high_watermark),
@@ -186,29 +175,38 @@ impl Partition {
 }
 
 /// Batches read from a log as a client is served them: Raft's own entries left out, every base
-/// offset a Kafka offset (the base offset is outside the CRC). Without gaps, the bytes as read.
+/// offset a Kafka offset (the base offset is outside the CRC). Without gaps, the bytes as read;
+/// with them, patched where they lie when nothing else holds the read's buffer, else in a copy.
 pub fn served(records: Bytes, gaps: &Gaps) -> Bytes {
     if gaps.is_empty() {
         return records;
     }
-    let mut out = BytesMut::with_capacity(records.len());
-    let mut at = 0usize;
-    while at < records.len() {
-        let Ok(h) = batch::parse_header(&records[at..]) else {
+    let mut buf = records
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    // Batches kept move down over those left out: `write` never passes `read`.
+    let (mut read, mut write) = (0usize, 0usize);
+    while read < buf.len() {
+        let Ok(h) = batch::parse_header(&buf[read..]) else {
             // Whole batches are read; anything else is passed on as it is.
-            out.extend_from_slice(&records[at..]);
+            let len = buf.len() - read;
+            buf.copy_within(read.., write);
+            write += len;
             break;
         };
-        let end = (at + h.size).min(records.len());
+        let end = (read + h.size).min(buf.len());
         if !h.takes_no_offset() {
-            let start = out.len();
-            out.extend_from_slice(&records[at..end]);
+            if read != write {
+                buf.copy_within(read..end, write);
+            }
             let base = gaps.to_kafka(h.base_offset);
-            out[start..start + batch::BASE_OFFSET_LEN].copy_from_slice(&base.to_be_bytes());
+            buf[write..write + batch::BASE_OFFSET_LEN].copy_from_slice(&base.to_be_bytes());
+            write += end - read;
         }
-        at = end;
+        read = end;
     }
-    out.freeze()
+    buf.truncate(write);
+    buf.freeze()
 }
 
 #[cfg(test)]
@@ -252,7 +250,7 @@ mod tests {
             for &(log, kafka) in records.iter().filter(|r| r.0 >= first) {
                 prop_assert_eq!(gaps.to_kafka(log), kafka);
                 prop_assert_eq!(gaps.to_log(kafka), log);
-                prop_assert!(!gaps.is_gap(log));
+                prop_assert!(gaps.at.binary_search(&log).is_err(), "a record is no gap");
             }
             // The end of the log translates to the next record to come.
             let end_log = entries.iter().map(|e| e.map_or(1, i64::from)).sum::<i64>();
@@ -277,12 +275,46 @@ mod tests {
         assert_eq!(gaps.to_log(0), 1);
         assert_eq!(gaps.to_log(3), 6);
         assert_eq!(gaps.to_log(5), 8);
-        assert!(gaps.is_gap(5) && !gaps.is_gap(6));
+        assert_eq!(gaps.at, vec![0, 4, 5]);
         gaps.truncate(5);
         assert_eq!(gaps.at, vec![0, 4]);
         gaps.prune(2);
         assert_eq!((gaps.before, gaps.at.clone()), (1, vec![4]));
         assert_eq!(gaps.to_kafka(2), 1);
         assert_eq!(gaps.to_log(3), 5);
+    }
+
+    #[test]
+    fn a_read_is_served_without_own_entries_and_with_kafka_offsets_shared_or_not() {
+        use crate::batch::tests::make_batch;
+        // Log offsets: own entry 0, 3 records at 1, own entry 4, 2 records at 5.
+        let at = |mut b: BytesMut, base: i64| {
+            b[..8].copy_from_slice(&base.to_be_bytes());
+            b
+        };
+        let mut log = BytesMut::new();
+        log.extend_from_slice(&at(BytesMut::from(&batch::leader_change_batch()[..]), 0));
+        log.extend_from_slice(&at(BytesMut::from(&make_batch(3, 0, 8)[..]), 1));
+        log.extend_from_slice(&at(BytesMut::from(&batch::leader_change_batch()[..]), 4));
+        log.extend_from_slice(&at(BytesMut::from(&make_batch(2, 0, 8)[..]), 5));
+        let log = log.freeze();
+        let gaps = Gaps {
+            before: 0,
+            at: vec![0, 4],
+        };
+        let seen = |b: &Bytes| -> Vec<(i64, i32)> {
+            batch::scan(b)
+                .map(|(at, h)| {
+                    batch::validate(&b[at..at + h.size]).expect("a served batch is valid");
+                    (h.base_offset, h.record_count)
+                })
+                .collect()
+        };
+        let shared = log.clone(); // held: the read's buffer is copied
+        let copied = served(log.clone(), &gaps);
+        drop(shared);
+        let in_place = served(log, &gaps); // the only holder: patched where it lies
+        assert_eq!(seen(&copied), vec![(0, 3), (3, 2)]);
+        assert_eq!(copied, in_place);
     }
 }
