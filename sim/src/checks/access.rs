@@ -271,7 +271,7 @@ impl Model {
         verified: &RefCell<HashMap<(Vec<u8>, String), bool>>,
     ) -> bool {
         let principal = format!("User:{}", a.user);
-        let operation = match &a.kind {
+        let (resource_type, name, operation) = match &a.kind {
             AccessKind::Login { password } => {
                 let Some(c) = self.credentials.get(&(a.user.clone(), mechanism)) else {
                     return false;
@@ -289,7 +289,6 @@ impl Model {
             AccessKind::Describe => (resource::TOPIC, PROBE_TOPIC, op::DESCRIBE),
             AccessKind::GroupCoordinator => (resource::GROUP, PROBE_GROUP, op::DESCRIBE),
         };
-        let (resource_type, name, operation) = operation;
         if settings.super_users.contains(&principal) {
             return true;
         }
