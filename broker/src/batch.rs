@@ -183,6 +183,32 @@ pub fn log_start_batch(log_start: i64) -> Bytes {
 /// The log start a [`log_start_batch`] (at the start of `batch`) moves to; `None` for any
 /// other batch.
 pub fn log_start_of(batch: &[u8]) -> Option<i64> {
+    let start = own_value(batch, LOG_START_MAGIC)?;
+    (start.len() == 8).then(|| i64::from_be_bytes(start.try_into().expect("8 bytes")))
+}
+
+/// What a membership change's control record holds: this, then the change (raft-rs's
+/// `ConfChangeV2`, encoded; empty for leaving a joint configuration).
+const CONF_CHANGE_MAGIC: &[u8; 4] = b"SWCC";
+
+/// The Raft entry that changes a group's membership, stored as a control batch like
+/// [`leader_change_batch`]'s (taking no Kafka offset, never served), whose record's value is
+/// [`CONF_CHANGE_MAGIC`] and the encoded change. The storage layer keeps it as bytes; the
+/// replication layer gives it meaning.
+pub fn conf_change_batch(change: &[u8]) -> Bytes {
+    let mut value = CONF_CHANGE_MAGIC.to_vec();
+    value.extend_from_slice(change);
+    control_batch(Some(&value))
+}
+
+/// The encoded change a [`conf_change_batch`] (at the start of `batch`) holds; `None` for any
+/// other batch.
+pub fn conf_change_of(batch: &[u8]) -> Option<&[u8]> {
+    own_value(batch, CONF_CHANGE_MAGIC)
+}
+
+/// The value after `magic` of the one record of one of the broker's own control batches.
+fn own_value<'a>(batch: &'a [u8], magic: &[u8; 4]) -> Option<&'a [u8]> {
     let h = parse_header(batch).ok()?;
     if !h.is_control() || h.record_count != 1 || batch.len() < h.size {
         return None;
@@ -198,9 +224,8 @@ pub fn log_start_of(batch: &[u8]) -> Option<i64> {
     at += key_len;
     let value_len = usize::try_from(read_zigzag(body, &mut at)?).ok()?;
     let value = body.get(at..at + value_len)?;
-    let (magic, start) = value.split_at_checked(LOG_START_MAGIC.len())?;
-    (magic == LOG_START_MAGIC && start.len() == 8)
-        .then(|| i64::from_be_bytes(start.try_into().expect("8 bytes")))
+    let (found, rest) = value.split_at_checked(magic.len())?;
+    (found == magic).then_some(rest)
 }
 
 /// Where a v2 batch's records begin.
@@ -454,6 +479,26 @@ pub(crate) mod tests {
         }
         assert_eq!(log_start_of(&leader_change_batch()), None);
         assert_eq!(log_start_of(&make_batch(1, 0, 12)), None);
+    }
+
+    #[test]
+    fn a_membership_change_is_a_control_batch_that_carries_its_change_whole() {
+        for change in [&b""[..], b"\x08\x01", &[0xffu8; 300][..]] {
+            let mut b = BytesMut::from(&conf_change_batch(change)[..]);
+            b[..8].copy_from_slice(&5i64.to_be_bytes());
+            set_leader_epoch(&mut b, 2);
+            let h = validate(&b).expect("valid");
+            assert!(h.is_control() && h.takes_no_offset());
+            assert_eq!(conf_change_of(&b), Some(change));
+            assert_eq!(log_start_of(&b), None, "not a log-start mark");
+            let mut buf = b.freeze();
+            let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                .expect("kafka-protocol decodes it");
+            assert!(decoded.records[0].control);
+        }
+        assert_eq!(conf_change_of(&leader_change_batch()), None);
+        assert_eq!(conf_change_of(&log_start_batch(7)), None);
+        assert_eq!(conf_change_of(&make_batch(1, 0, 12)), None);
     }
 
     #[test]

@@ -66,10 +66,22 @@ pub enum Event {
     /// A request on a connection that authenticates or is authorized waited for this cluster
     /// node's security metadata to catch up with the cluster's (a broker just started).
     RequestHeldForSecurityMetadata,
+    /// A replica applied a membership change of its group (a partition's replicas moving).
+    MembershipChangeApplied,
+    /// A replica took a leader's snapshot that made it a learner (added to a group whose
+    /// leader's log no longer held the group's first entries).
+    LearnerFromSnapshot,
+    /// A joint configuration was left by a leader of a later term than the one that entered
+    /// it (the leader changed in the middle of a move).
+    JointLeftUnderNewLeader,
+    /// A broker removed its replica of a partition that moved away (group, then data).
+    MovedReplicaRemoved,
+    /// A cancelled move ended: the group is back on its original replicas.
+    CancelledMoveEnded,
 }
 
 impl Event {
-    pub const ALL: [Event; 25] = [
+    pub const ALL: [Event; 30] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -95,6 +107,11 @@ impl Event {
         Event::ReplacedDirectoryRecognised,
         Event::LogStartMarkApplied,
         Event::RequestHeldForSecurityMetadata,
+        Event::MembershipChangeApplied,
+        Event::LearnerFromSnapshot,
+        Event::JointLeftUnderNewLeader,
+        Event::MovedReplicaRemoved,
+        Event::CancelledMoveEnded,
     ];
 
     /// The event's name in reports.
@@ -125,6 +142,11 @@ impl Event {
             Event::ReplacedDirectoryRecognised => "replaced-directory-recognised",
             Event::LogStartMarkApplied => "log-start-mark-applied",
             Event::RequestHeldForSecurityMetadata => "request-held-for-security-metadata",
+            Event::MembershipChangeApplied => "membership-change-applied",
+            Event::LearnerFromSnapshot => "learner-from-snapshot",
+            Event::JointLeftUnderNewLeader => "joint-left-under-new-leader",
+            Event::MovedReplicaRemoved => "moved-replica-removed",
+            Event::CancelledMoveEnded => "cancelled-move-ended",
         }
     }
 }

@@ -42,6 +42,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -93,6 +95,7 @@ pub mod error {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
@@ -283,6 +286,12 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         }
         ApiKey::CreateAcls => RequestKind::CreateAcls(CreateAclsRequest::decode(buf, version)?),
         ApiKey::DeleteAcls => RequestKind::DeleteAcls(DeleteAclsRequest::decode(buf, version)?),
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::decode(buf, version)?,
+        ),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::decode(buf, version)?,
+        ),
         ApiKey::ElectLeaders => {
             RequestKind::ElectLeaders(ElectLeadersRequest::decode(buf, version)?)
         }
@@ -565,6 +574,12 @@ mod tests {
             ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
             ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
             ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
+            ApiKey::AlterPartitionReassignments => {
+                RequestKind::AlterPartitionReassignments(Default::default())
+            }
+            ApiKey::ListPartitionReassignments => {
+                RequestKind::ListPartitionReassignments(Default::default())
+            }
             ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
             ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
             ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),

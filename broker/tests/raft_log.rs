@@ -88,6 +88,7 @@ async fn write(store: &Store, p: &Arc<Partition>, w: impl FnOnce(&mut RaftWrite)
         producers_at_cut: None,
         entries: Vec::new(),
         hard_state: None,
+        conf: None,
     };
     w(&mut write);
     let rx = store.raft_write(write).await.expect("queued");
@@ -365,6 +366,7 @@ async fn entries_that_do_not_follow_the_log_are_refused_and_the_directory_stays_
                 producers_at_cut: None,
                 entries: bad,
                 hard_state: None,
+                conf: None,
             })
             .await
             .unwrap();
@@ -384,6 +386,7 @@ async fn entries_that_do_not_follow_the_log_are_refused_and_the_directory_stays_
             producers_at_cut: None,
             entries: vec![garbage],
             hard_state: None,
+            conf: None,
         })
         .await
         .unwrap();
@@ -547,5 +550,118 @@ async fn an_existing_logs_own_entries_keep_their_offsets_and_reach_a_follower_as
     assert_eq!(sizes, vec![false, false, true, false]);
     let h = batch::parse_header(&entries[0].data).unwrap();
     assert!(h.is_control() && !h.takes_no_offset());
+    close(store, p).await;
+}
+
+fn conf_entry(index: u64, term: u64, change: &[u8]) -> RaftEntry {
+    RaftEntry {
+        index,
+        term,
+        data: batch::conf_change_batch(change),
+    }
+}
+
+fn conf_indexes(p: &Partition) -> Vec<u64> {
+    let st = p.state();
+    let r = st.replica.as_ref().unwrap();
+    r.meta.confs.entries.iter().map(|e| e.index).collect()
+}
+
+/// Membership changes are stored as the broker's own control batches (no Kafka offset), and
+/// the log's record keeps them — written beside the data, found again in the active segment
+/// after a restart even when the record lags, forgotten by a cut, kept past the log start
+/// until the recorded membership includes them, and replaced by a snapshot's membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_are_kept_by_the_log_across_a_cut_a_restart_and_a_snapshot() {
+    use broker::storage::log::conf::ConfRecord;
+    let dir = tempfile::tempdir().unwrap();
+    // Segments of about two batches.
+    let (store, p) = open(dir.path(), 200).await;
+    write(&store, &p, |w| {
+        w.entries = vec![
+            entry(1, 1, 0),
+            entry(2, 1, 2),
+            conf_entry(3, 1, b"add learner 4"),
+            entry(4, 1, 2),
+            conf_entry(5, 1, b"joint"),
+        ];
+    })
+    .await;
+    assert_eq!(conf_indexes(&p), vec![3, 5]);
+    // Two records: the changes and the leader's entry took no Kafka offset.
+    assert_eq!(p.to_kafka(p.state().log_end_offset()), 4);
+    // A cut forgets the change it removed; a new one at the same index is kept.
+    write(&store, &p, |w| {
+        w.truncate_from = Some(5);
+        w.entries = vec![conf_entry(5, 2, b"other"), entry(6, 2, 1)];
+    })
+    .await;
+    assert_eq!(conf_indexes(&p), vec![3, 5]);
+    let change_at = |p: &Partition, index: u64| {
+        let st = p.state();
+        let r = st.replica.as_ref().unwrap();
+        r.meta
+            .confs
+            .entries
+            .iter()
+            .find(|e| e.index == index)
+            .unwrap()
+            .change
+            .clone()
+    };
+    assert_eq!(change_at(&p, 5), b"other");
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 200).await;
+    assert_eq!(conf_indexes(&p), vec![3, 5], "after a restart");
+    assert_eq!(change_at(&p, 5), b"other");
+    // The membership applied through 3 is recorded: the change at 3 goes once the log no
+    // longer holds it; the one at 5 stays whatever retention removed.
+    let applied = ConfRecord {
+        index: 3,
+        voters: vec![1, 2, 3],
+        learners: vec![4],
+        ..Default::default()
+    };
+    write(&store, &p, |w| {
+        w.entries = vec![entry(7, 2, 1)];
+        w.conf = Some(applied.clone());
+    })
+    .await;
+    let end = p.state().log_end_offset();
+    assert!(p.set_committed_offset(end));
+    store
+        .delete_records(p.clone(), end)
+        .await
+        .expect("log start moved");
+    write(&store, &p, |w| w.entries = vec![entry(8, 2, 1)]).await;
+    assert_eq!(conf_indexes(&p), vec![5], "applied and gone from the log");
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 200).await;
+    assert_eq!(conf_indexes(&p), vec![5]);
+    assert_eq!(
+        p.state().replica.as_ref().unwrap().meta.confs.applied,
+        Some(applied)
+    );
+    // A reset to a leader's snapshot takes the leader's membership, and no changes.
+    let theirs = ConfRecord {
+        index: 20,
+        voters: vec![2, 3, 4],
+        ..Default::default()
+    };
+    write(&store, &p, |w| {
+        w.reset = Some(RaftReset {
+            index: 15,
+            term: 3,
+            offset: 40,
+            gaps_before: 6,
+        });
+        w.conf = Some(theirs.clone());
+    })
+    .await;
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 200).await;
+    let confs = p.state().replica.as_ref().unwrap().meta.confs.clone();
+    assert!(confs.entries.is_empty());
+    assert_eq!(confs.applied, Some(theirs));
     close(store, p).await;
 }

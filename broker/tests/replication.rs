@@ -164,14 +164,15 @@ impl TestNode {
 
     /// Start this node's replica of the partition as Raft group `group`.
     async fn join_as(&self, group: u64, peers: &BTreeMap<u64, SocketAddr>, campaign: bool) {
+        self.join_group(group, peers.keys().copied().collect(), campaign)
+            .await;
+    }
+
+    /// Start this node's replica of the partition as Raft group `group`, first made of
+    /// `voters` (this node need not be one).
+    async fn join_group(&self, group: u64, voters: Vec<u64>, campaign: bool) {
         self.replication
-            .add_group(
-                group,
-                self.partition.clone(),
-                peers.keys().copied().collect(),
-                campaign,
-                None,
-            )
+            .add_group(group, self.partition.clone(), voters, campaign, None)
             .await
             .expect("group added");
     }
@@ -269,10 +270,15 @@ async fn bind(env: &Env, address: SocketAddr) -> Box<dyn io_backend::Listener> {
 /// meanwhile have become the local end of some connection (this process's or a concurrent
 /// test's) or another test's `:0` listener.
 async fn free_addresses() -> BTreeMap<u64, SocketAddr> {
+    free_addresses_n(3).await
+}
+
+/// `n` free loopback addresses, as [`free_addresses`].
+async fn free_addresses_n(n: usize) -> BTreeMap<u64, SocketAddr> {
     use std::hash::{BuildHasher, Hasher};
     let mut peers = BTreeMap::new();
     let mut attempt = 0u64;
-    while peers.len() < 3 {
+    while peers.len() < n {
         attempt += 1;
         assert!(attempt < 10_000, "no free port below 32768");
         // A different sequence in every process and call: RandomState is seeded per process.
@@ -1412,5 +1418,253 @@ async fn a_leader_hands_its_leadership_over_before_a_graceful_stop() {
     eprintln!("handed over in {took:?} (election timeout 200-400 ms here)");
     for n in nodes {
         n.stop().await;
+    }
+}
+
+mod membership {
+    //! Membership changes: a learner added and caught up (from the log, or from a leader's
+    //! snapshot), made a voter in place of another through a joint configuration, and the
+    //! membership kept across restarts of every replica. Data volume: 60–200 small batches.
+
+    use super::*;
+    use broker::replication::node::Members;
+    use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
+
+    fn change(transition: ConfChangeTransition, steps: &[(ConfChangeType, u64)]) -> ConfChangeV2 {
+        let mut cc = ConfChangeV2::default();
+        cc.set_transition(transition);
+        for &(ty, id) in steps {
+            let mut s = ConfChangeSingle::default();
+            s.set_change_type(ty);
+            s.node_id = id;
+            cc.changes.push(s);
+        }
+        cc
+    }
+
+    /// Propose `cc` through whichever of `nodes` leads, until one takes it.
+    async fn propose_change(nodes: &[&TestNode], cc: ConfChangeV2) {
+        for _ in 0..500 {
+            for n in nodes {
+                if n.replication
+                    .change_members(GROUP, cc.clone())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no leader took the membership change {cc:?}");
+    }
+
+    fn members(n: &TestNode) -> Members {
+        n.replication.group(GROUP).expect("a replica").members()
+    }
+
+    fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+        v.sort_unstable();
+        v
+    }
+
+    /// Nodes 1–3 replicate the group; node 4 runs with a replica that is not a member yet.
+    async fn start_four(
+        overrides: &[(&str, &str)],
+    ) -> (
+        Vec<tempfile::TempDir>,
+        BTreeMap<u64, SocketAddr>,
+        Vec<TestNode>,
+    ) {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let peers = free_addresses_n(4).await;
+        let mut nodes = Vec::new();
+        for id in 1..=4u64 {
+            let dir = dirs[id as usize - 1].path();
+            let n = TestNode::start_bare(id, dir, &peers, overrides, settings()).await;
+            n.join_group(GROUP, vec![1, 2, 3], id == 1).await;
+            wait_for("the replica", || n.replication.group(GROUP).is_some()).await;
+            nodes.push(n);
+        }
+        (dirs, peers, nodes)
+    }
+
+    async fn restart(
+        n: TestNode,
+        dirs: &[tempfile::TempDir],
+        peers: &BTreeMap<u64, SocketAddr>,
+        overrides: &[(&str, &str)],
+    ) -> TestNode {
+        let id = n.id;
+        n.stop().await;
+        let dir = dirs[id as usize - 1].path();
+        let n = TestNode::start_bare(id, dir, peers, overrides, settings()).await;
+        n.join_group(GROUP, vec![1, 2, 3], false).await;
+        wait_for("the replica", || n.replication.group(GROUP).is_some()).await;
+        n
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_learner_catches_up_and_replaces_a_voter_through_a_joint_configuration() {
+        let (dirs, peers, mut nodes) = start_four(&[]).await;
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        let mut acked = produce(&refs[..3], 30, 3).await;
+        assert_eq!(members(refs[3]).voters, vec![1, 2, 3]);
+        assert!(!refs[3].is_serving());
+        // Node 4 joins as a learner: it receives the log, it does not vote.
+        use ConfChangeTransition::{Auto, Explicit};
+        use ConfChangeType::{AddLearnerNode, AddNode, RemoveNode};
+        propose_change(&refs, change(Auto, &[(AddLearnerNode, 4)])).await;
+        for n in &refs {
+            wait_for("every replica to apply the learner", || {
+                members(n).learners == vec![4]
+            })
+            .await;
+        }
+        acked.extend(produce(&refs, 10, 1).await);
+        let hw = refs
+            .iter()
+            .map(|n| n.partition.high_watermark())
+            .max()
+            .unwrap();
+        wait_for("the learner to catch up", || {
+            refs[3].partition.state().log_end_offset() >= hw
+        })
+        .await;
+        // A follower (not the leader: a leader that removes itself must hand over first) is
+        // replaced by node 4: both in one joint configuration, then the joint one is left.
+        let leader = refs.iter().find(|n| n.is_serving()).unwrap().id;
+        let out = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+        propose_change(&refs, change(Explicit, &[(AddNode, 4), (RemoveNode, out)])).await;
+        for n in &refs {
+            wait_for("the joint configuration", || members(n).joint()).await;
+        }
+        let joint = members(refs[0]);
+        assert_eq!(sorted(joint.outgoing.clone()), vec![1, 2, 3]);
+        assert_eq!(joint.all_voters(), vec![1, 2, 3, 4]);
+        // Writes commit in the joint configuration (a majority of each).
+        acked.extend(produce(&refs, 5, 1).await);
+        propose_change(&refs, ConfChangeV2::default()).await;
+        let want: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|&id| id != out).collect();
+        for n in &refs {
+            wait_for("the new configuration", || {
+                let m = members(n);
+                !m.joint() && sorted(m.voters.clone()) == want
+            })
+            .await;
+        }
+        // The replaced replica goes; the group goes on with node 4 voting.
+        let gone = nodes.remove(nodes.iter().position(|n| n.id == out).unwrap());
+        gone.stop().await;
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        acked.extend(produce(&refs, 10, 2).await);
+        logs_agree(&refs, &acked).await;
+        // Every replica restarts (all at once down, then up): the membership is what the
+        // logs recorded, not what the group was first made of.
+        let mut restarted = Vec::new();
+        for n in nodes {
+            restarted.push(restart(n, &dirs, &peers, &[]).await);
+        }
+        let refs: Vec<&TestNode> = restarted.iter().collect();
+        for n in &refs {
+            assert_eq!(
+                sorted(members(n).voters),
+                want,
+                "node {} after a restart",
+                n.id
+            );
+        }
+        acked.extend(produce(&refs, 5, 1).await);
+        logs_agree(&refs, &acked).await;
+        // The changes took no Kafka offset: the log's records are dense.
+        let leader = refs.iter().find(|n| n.is_serving()).unwrap();
+        let end = leader.partition.high_watermark();
+        assert_eq!(
+            leader.partition.to_kafka(end),
+            30 * 3 + 10 + 5 + 10 * 2 + 5,
+            "Kafka offsets count records only"
+        );
+        for n in restarted {
+            n.stop().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_learner_behind_the_leaders_log_start_starts_from_its_snapshot_with_the_membership() {
+        let small = [("segment.bytes", "1024"), ("retention.bytes", "2048")];
+        let (dirs, peers, mut nodes) = start_four(&small).await;
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        let mut acked = produce_until_log_starts_pass(&refs[..3], 0).await;
+        use ConfChangeTransition::{Auto, Explicit};
+        use ConfChangeType::{AddLearnerNode, AddNode};
+        propose_change(&refs, change(Auto, &[(AddLearnerNode, 4)])).await;
+        wait_for("the learner to take a snapshot", || {
+            refs[3].partition.log_start_offset() > 0 && members(refs[3]).learners == vec![4]
+        })
+        .await;
+        acked.extend(produce(&refs, 5, 1).await);
+        let hw = refs
+            .iter()
+            .map(|n| n.partition.high_watermark())
+            .max()
+            .unwrap();
+        wait_for("the learner to catch up", || {
+            refs[3].partition.state().log_end_offset() >= hw
+        })
+        .await;
+        // Restarted right after its snapshot, it still knows it is a learner.
+        let n4 = nodes.pop().unwrap();
+        nodes.push(restart(n4, &dirs, &peers, &small).await);
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        assert_eq!(members(refs[3]).learners, vec![4]);
+        // Promoted to a voter (a group of four).
+        propose_change(&refs, change(Explicit, &[(AddNode, 4)])).await;
+        // One change at a time: leaving is refused until the joint configuration applied.
+        let leader = refs.iter().find(|n| n.is_serving()).unwrap();
+        let early = leader
+            .replication
+            .change_members(GROUP, ConfChangeV2::default())
+            .await;
+        if !members(leader).joint() {
+            assert!(
+                matches!(early, Err(ReplicaError::MembershipChange(_))),
+                "{early:?}"
+            );
+        }
+        wait_for("the joint configuration", || members(leader).joint()).await;
+        propose_change(&refs, ConfChangeV2::default()).await;
+        for n in &refs {
+            wait_for("four voters", || {
+                let m = members(n);
+                !m.joint() && sorted(m.voters.clone()) == vec![1, 2, 3, 4]
+            })
+            .await;
+        }
+        acked.extend(produce(&refs, 5, 1).await);
+        let hw = refs
+            .iter()
+            .map(|n| n.partition.high_watermark())
+            .max()
+            .unwrap();
+        for n in &refs {
+            wait_for("every replica to have the last write", || {
+                n.partition.state().log_end_offset() >= hw
+            })
+            .await;
+        }
+        // Every acknowledged write the leader's log still holds is on the learner too.
+        let from = refs[3].partition.log_start_offset();
+        let learner_log = log_of(refs[3]).await;
+        for &offset in acked.iter().filter(|&&o| o >= from) {
+            assert!(
+                learner_log
+                    .iter()
+                    .any(|b| batch::parse_header(b).unwrap().base_offset == offset),
+                "acknowledged offset {offset} is missing on the learner"
+            );
+        }
+        for n in nodes {
+            n.stop().await;
+        }
     }
 }

@@ -546,6 +546,20 @@ fn cluster_request(access: &Access, body: RequestKind, version: i16) -> Gate {
                 AlterUserScramCredentialsResponse::default().with_results(results),
             ))
         }
+        R::AlterPartitionReassignments(_) if !access.cluster(op::ALTER) => {
+            Gate::Answer(ResponseKind::AlterPartitionReassignments(
+                AlterPartitionReassignmentsResponse::default()
+                    .with_error_code(refusal)
+                    .with_error_message(Some(text("not authorized to reassign partitions"))),
+            ))
+        }
+        R::ListPartitionReassignments(_) if !access.cluster(op::DESCRIBE) => {
+            Gate::Answer(ResponseKind::ListPartitionReassignments(
+                ListPartitionReassignmentsResponse::default()
+                    .with_error_code(refusal)
+                    .with_error_message(Some(text("not authorized to list reassignments"))),
+            ))
+        }
         other => Gate::Serve(other, Refused::new(access, Parts::Nothing)),
     }
 }

@@ -23,6 +23,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producers;
+mod reassign;
 mod users;
 
 use std::future::Future;
@@ -349,6 +350,14 @@ impl Broker {
                 let r = this.elect_leaders(e, version).await;
                 respond(ResponseKind::ElectLeaders(r))
             }),
+            RequestKind::AlterPartitionReassignments(a) => Box::pin(async move {
+                let r = this.alter_partition_reassignments(a, version).await;
+                respond(ResponseKind::AlterPartitionReassignments(r))
+            }),
+            RequestKind::ListPartitionReassignments(l) => {
+                let r = self.list_partition_reassignments(l);
+                Box::pin(async move { respond(ResponseKind::ListPartitionReassignments(r)) })
+            }
             RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
                 // A SASL listener's connection answers these itself; on any other listener
                 // there is nothing to authenticate, as Kafka answers.

@@ -95,7 +95,7 @@ impl Broker {
                 cluster
                     .replication()
                     .replica(&topic.name, index)
-                    .map_or(1, |v| v.voters.len() as i32)
+                    .map_or(1, |v| v.members().all_voters().len() as i32)
             }
         };
         if acks == -1 && topic.config.min_insync_replicas > replicas {
@@ -301,6 +301,8 @@ fn replica_code(e: &ReplicaError) -> i16 {
         ReplicaError::NotEnoughReplicasAfterAppend { .. } => {
             error::NOT_ENOUGH_REPLICAS_AFTER_APPEND
         }
+        // (Not a produce's answer: proposals of records are never membership changes.)
+        ReplicaError::MembershipChange(_) => error::UNKNOWN_SERVER_ERROR,
     }
 }
 

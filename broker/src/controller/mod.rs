@@ -18,7 +18,9 @@
 //! the metadata.
 
 mod caught_up;
+pub mod moves;
 mod placement;
+mod reassign;
 pub mod records;
 mod replicas;
 mod requests;
@@ -159,6 +161,7 @@ impl Controller {
         tokio::spawn(controller.clone().fence_loop());
         tokio::spawn(controller.clone().reconcile_loop());
         tokio::spawn(controller.clone().catch_up_loop());
+        tokio::spawn(controller.clone().reassign_loop());
         Ok(controller)
     }
 
@@ -284,7 +287,8 @@ impl Controller {
                     ReplicaError::NotLeader { .. }
                     | ReplicaError::Storage(_)
                     | ReplicaError::NotEnoughReplicas { .. }
-                    | ReplicaError::NotEnoughReplicasAfterAppend { .. },
+                    | ReplicaError::NotEnoughReplicasAfterAppend { .. }
+                    | ReplicaError::MembershipChange(_),
                 ) => false,
                 Err(ReplicaError::Unknown) | Err(ReplicaError::Stopped) => {
                     return Err(SubmitError::Stopped)

@@ -99,6 +99,27 @@ pub enum MetadataRecord {
         request: u64,
         changes: Vec<SecurityChange>,
     },
+    /// Partitions' replicas moved to a new list (`Some`), or a move cancelled (`None`), each
+    /// alone (Kafka's AlterPartitionReassignments; [`super::moves`]).
+    AlterPartitionReassignments {
+        request: u64,
+        moves: Vec<Reassignment>,
+    },
+    /// The move of `group`'s replicas whose epoch is `epoch` is done: its Raft group's
+    /// membership is the move's target (proposed by the group's leader).
+    ReassignmentDone {
+        group: GroupId,
+        epoch: i64,
+    },
+}
+
+/// One partition's asked-for replicas in [`MetadataRecord::AlterPartitionReassignments`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// `None`: cancel the partition's move.
+    pub replicas: Option<Vec<NodeId>>,
 }
 
 impl MetadataRecord {

@@ -6,7 +6,9 @@
 //!
 //! Removal goes by the deleted topic's id, never by a topic's absence: right after a start the
 //! metadata replayed so far may be an older prefix of the log, which does not yet hold topics
-//! made later.
+//! made later. A replica moved away ([`super::moves`]) is removed — its group, then its data —
+//! only once this broker's metadata has caught up with the cluster's and no move of the
+//! partition is in progress, for the same reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,13 +130,19 @@ impl Controller {
                 }
             }
             for (index, p) in t.partitions.iter().enumerate() {
-                if !p.replicas.contains(&self.node_id) || self.replication.group(p.group).is_some()
-                {
-                    continue;
-                }
                 let Some(partition) = local.partitions.get(index).cloned() else {
                     continue;
                 };
+                if !p.replicas.contains(&self.node_id) {
+                    if p.moving.is_none() && !self.remove_moved_replica(p.group, partition).await {
+                        done = false;
+                    }
+                    continue;
+                }
+                if let Some(view) = self.replication.group(p.group) {
+                    view.set_preferred(p.desired().first().copied());
+                    continue;
+                }
                 // The preferred leader of a partition made just now stands at once.
                 let new = created || index >= before;
                 let campaign = new && p.replicas.first() == Some(&self.node_id);
@@ -143,7 +151,7 @@ impl Controller {
                     .add_group(
                         p.group,
                         partition,
-                        p.replicas.clone(),
+                        p.initial.clone(),
                         campaign,
                         Some(p.made_at),
                     )
@@ -155,5 +163,36 @@ impl Controller {
             }
         }
         done
+    }
+
+    /// This broker's replica of a partition was moved away: its group goes, then its data
+    /// (once the metadata has caught up: a prefix replayed after a start may not yet name this
+    /// broker). Whether nothing is left to remove.
+    async fn remove_moved_replica(
+        &self,
+        group: crate::replication::wire::GroupId,
+        partition: Arc<crate::storage::log::Partition>,
+    ) -> bool {
+        let holds = self.replication.group(group).is_some() || partition.holds_data();
+        if !holds {
+            return true;
+        }
+        if !*self.caught_up.borrow() {
+            return false;
+        }
+        if self.replication.group(group).is_some() {
+            let _ = self.replication.remove_group(group).await;
+        }
+        match self.store.clear_replica(partition.clone()).await {
+            Ok(()) => {
+                crate::coverage::reached(crate::coverage::Event::MovedReplicaRemoved);
+                tracing::info!(topic = %partition.topic, partition = partition.index, "removed this broker's replica: the partition moved away");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "cannot remove a replica that moved away yet");
+                false
+            }
+        }
     }
 }

@@ -25,6 +25,9 @@ fn topic_error(e: SubmitError) -> TopicError {
             MetadataError::ConfigsChanged => {
                 TopicError::NoController("the topic's configs changed meanwhile".into())
             }
+            MetadataError::NoReassignmentInProgress => {
+                TopicError::NoController("no reassignment is in progress".into())
+            }
         },
     }
 }
@@ -273,6 +276,23 @@ impl Controller {
                 "unexpected outcome {other:?} for a security change"
             ))),
             Err(e) => Err(topic_error(e)),
+        }
+    }
+
+    /// Start, replace or cancel partitions' moves (AlterPartitionReassignments): each
+    /// partition's refusal, in `moves`' order, once the record is applied.
+    pub async fn alter_reassignments(
+        &self,
+        moves: Vec<super::records::Reassignment>,
+        limit: Duration,
+    ) -> Result<super::moves::MoveOutcomes, SubmitError> {
+        let request = self.request_id();
+        let record = MetadataRecord::AlterPartitionReassignments { request, moves };
+        match self.submit(record, request, limit).await? {
+            Outcome::Reassignments(outcomes) => Ok(outcomes),
+            other => Err(SubmitError::Failed(
+                MetadataError::InvalidReplicaAssignment(format!("unexpected outcome {other:?}")),
+            )),
         }
     }
 }

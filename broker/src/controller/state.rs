@@ -46,8 +46,13 @@ impl BrokerInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub group: GroupId,
-    /// The replicas, the preferred leader first.
+    /// The replicas, the preferred leader first (during a move: every broker that may hold
+    /// it, the target first — [`super::moves`]).
     pub replicas: Vec<NodeId>,
+    /// The voters its Raft group was made with (every replica starts from them).
+    pub initial: Vec<NodeId>,
+    /// A move of its replicas in progress.
+    pub moving: Option<super::moves::Move>,
     /// The leader its group last reported, and in which term.
     pub leader: Option<NodeId>,
     pub leader_term: u64,
@@ -81,6 +86,8 @@ pub enum MetadataError {
     /// An incremental config change made from configs another change has replaced since.
     #[error("the topic's configs changed since the change was made")]
     ConfigsChanged,
+    #[error("no reassignment of the partition is in progress")]
+    NoReassignmentInProgress,
 }
 
 /// What a request came to.
@@ -91,6 +98,8 @@ pub enum Outcome {
     ProducerIds(i64, i64),
     /// Each security change's outcome, in the record's order.
     Security(crate::security::Outcomes),
+    /// Each partition's reassignment refused, or not, in the record's order.
+    Reassignments(super::moves::MoveOutcomes),
     Failed(MetadataError),
 }
 
@@ -329,6 +338,16 @@ impl ClusterMetadata {
                 let outcomes = changes.iter().map(|c| security.apply(c)).collect();
                 self.record(*request, Outcome::Security(outcomes));
             }
+            MetadataRecord::AlterPartitionReassignments { request, moves } => {
+                // Proposed again after it landed: what it did stands.
+                if self.outcome(*request).is_none() {
+                    let outcome = self.alter_reassignments(moves);
+                    self.record(*request, outcome);
+                }
+            }
+            MetadataRecord::ReassignmentDone { group, epoch } => {
+                self.reassignment_done(*group, *epoch);
+            }
         }
     }
 
@@ -384,6 +403,8 @@ impl ClusterMetadata {
             self.groups.insert(group, (name.to_string(), index as i32));
             list.push(PartitionInfo {
                 group,
+                initial: replicas.clone(),
+                moving: None,
                 replicas,
                 leader: None,
                 leader_term: 0,
@@ -430,6 +451,8 @@ impl ClusterMetadata {
                 .insert(group, (name.to_string(), now + i as i32));
             added.push(PartitionInfo {
                 group,
+                initial: replicas.clone(),
+                moving: None,
                 replicas,
                 leader: None,
                 leader_term: 0,

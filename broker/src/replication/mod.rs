@@ -7,6 +7,7 @@
 //! starts an OS thread; time, randomness and the network come from the node's `Env`.
 
 pub mod catch_up;
+pub mod conf;
 pub mod gate;
 pub mod idempotence;
 pub mod log_start;

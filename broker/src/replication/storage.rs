@@ -18,6 +18,11 @@
 //! application of a partition's entry is only that its records become visible (the high
 //! watermark moves), so nothing needs reading. A follower behind the first entry the log still
 //! holds (retention deleted the rest) is sent a snapshot: "start your log at this offset".
+//!
+//! Membership changes are the exception to "committed entries without their data": raft-rs
+//! must see them whole (it will not campaign while one is committed and not applied, and the
+//! application applies them), so their bytes are kept here too, from the log's record of them
+//! ([`crate::storage::log::conf`]); a snapshot carries the membership the leader has applied.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +31,9 @@ use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
 
+use super::conf;
 use super::offsets::OffsetTranslator;
+use crate::storage::log::conf::ConfRecord;
 use crate::storage::log::replica::HardStateRecord;
 use crate::storage::log::Partition;
 
@@ -105,7 +112,12 @@ pub struct PartitionStorage {
 
 struct Inner {
     hard_state: HardState,
+    /// The membership after the changes applied through `conf_index`.
     conf_state: ConfState,
+    conf_index: u64,
+    /// The membership changes the log holds, by index, as the log keeps them
+    /// ([`conf::encode_entry`]).
+    confs: BTreeMap<u64, Bytes>,
     tail: OffsetTranslator,
     /// The tail's offsets are relative until a write says where they lie (a cut reached before
     /// the tail after a start).
@@ -145,13 +157,14 @@ fn compacted() -> raft::Error {
 }
 
 impl PartitionStorage {
-    /// The storage of `partition` (replicated, just recovered) for a group of `voters`.
+    /// The storage of `partition` (replicated, just recovered) for a group first made of
+    /// `voters` (its membership is the log's record's once a change was applied).
     pub fn open(
         partition: Arc<Partition>,
         voters: Vec<u64>,
         followers_cache: Arc<FollowersCache>,
     ) -> Result<Self, String> {
-        let (tail, hard_state, next_index) = {
+        let (tail, hard_state, next_index, confs, applied) = {
             let mut st = partition.state_mut();
             let end = st.log_end_offset();
             let r = st.replica.as_mut().ok_or_else(|| {
@@ -172,7 +185,20 @@ impl PartitionStorage {
                     tail.log_end_offset()
                 ));
             }
-            (tail, r.hard_state, r.next_index)
+            let confs: BTreeMap<u64, Bytes> = r
+                .meta
+                .confs
+                .entries
+                .iter()
+                .map(|e| (e.index, Bytes::from(e.change.clone())))
+                .collect();
+            (
+                tail,
+                r.hard_state,
+                r.next_index,
+                confs,
+                r.meta.confs.applied.clone(),
+            )
         };
         let hs = HardState {
             term: hard_state.term,
@@ -180,15 +206,23 @@ impl PartitionStorage {
             commit: hard_state.commit,
             ..Default::default()
         };
-        let conf_state = ConfState {
-            voters,
-            ..Default::default()
+        let (conf_state, conf_index) = match &applied {
+            Some(r) => (conf::state(r), r.index),
+            None => (
+                ConfState {
+                    voters,
+                    ..Default::default()
+                },
+                0,
+            ),
         };
         let storage = PartitionStorage {
             partition,
             inner: Mutex::new(Inner {
                 hard_state: hs,
                 conf_state,
+                conf_index,
+                confs,
                 tail,
                 tail_unplaced: false,
                 cache: VecDeque::new(),
@@ -241,6 +275,7 @@ impl PartitionStorage {
             } else {
                 inner.tail.truncate_from(first);
             }
+            inner.confs.split_off(&first);
             while inner.cache.back().is_some_and(|e| e.index >= first) {
                 let e = inner.cache.pop_back().expect("checked");
                 inner.cache_bytes -= e.data.len();
@@ -250,7 +285,13 @@ impl PartitionStorage {
         }
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            let records = if e.data.is_empty() {
+            let logged = log_entry(e);
+            if conf::is_change(e) {
+                inner
+                    .confs
+                    .insert(e.index, Bytes::from(conf::encode_entry(e)));
+            }
+            let records = if e.data.is_empty() || conf::is_change(e) {
                 1
             } else {
                 crate::batch::parse_header(&e.data)
@@ -264,11 +305,7 @@ impl PartitionStorage {
             }
             inner.cache_bytes += e.data.len();
             inner.cache.push_back(e.clone());
-            out.push(crate::storage::RaftEntry {
-                index: e.index,
-                term: e.term,
-                data: e.data.clone(),
-            });
+            out.push(logged);
         }
         self.account(&mut inner);
         (cut, out)
@@ -348,9 +385,13 @@ impl PartitionStorage {
         }
     }
 
-    /// A snapshot raft-rs took in: the log starts afresh after `(index, term)` at `offset`.
-    pub fn take_snapshot(&self, index: u64, term: u64, offset: i64) {
+    /// A snapshot raft-rs took in: the log starts afresh after `(index, term)` at `offset`,
+    /// with the leader's membership `conf`.
+    pub fn take_snapshot(&self, index: u64, term: u64, offset: i64, conf: &ConfRecord) {
         let mut inner = self.lock();
+        inner.confs.clear();
+        inner.conf_state = conf::state(conf);
+        inner.conf_index = conf.index;
         inner.tail = OffsetTranslator::new(index + 1, offset);
         inner.tail_unplaced = false;
         inner.cache.clear();
@@ -505,16 +546,21 @@ impl Storage for PartitionStorage {
             return Err(unavailable());
         }
         if !context.can_async() {
-            // Committed entries for the application, or a look for configuration changes
-            // (this cluster makes none): the index and term are all that is needed.
+            // Committed entries for the application, or a look for membership changes: the
+            // index and term are all that is needed, but for the changes themselves.
             let mut out = Vec::with_capacity((high - low).min(4096) as usize);
             for index in low..high {
-                out.push(Entry {
+                let term = self.term_of(&inner, index)?;
+                let change = inner
+                    .confs
+                    .get(&index)
+                    .and_then(|kept| conf::decode_entry(index, term, kept));
+                out.push(change.unwrap_or(Entry {
                     entry_type: EntryType::EntryNormal,
                     index,
-                    term: self.term_of(&inner, index)?,
+                    term,
                     ..Default::default()
-                });
+                }));
             }
             raft::util::limit_size(&mut out, max_size);
             return Ok(out);
@@ -601,9 +647,10 @@ impl Storage for PartitionStorage {
                 .map_or(0, |r| r.meta.gaps.before(offset));
             (offset, gaps)
         };
-        let mut data = Vec::with_capacity(16);
+        let mut data = Vec::with_capacity(24);
         data.extend_from_slice(&offset.to_be_bytes());
         data.extend_from_slice(&gaps_before.to_be_bytes());
+        data.extend_from_slice(&inner.conf_index.to_be_bytes());
         Ok(Snapshot {
             data: data.into(),
             metadata: Some(SnapshotMetadata {
@@ -641,24 +688,78 @@ impl PartitionStorage {
                 .iter()
                 .skip((from - first) as usize)
                 .take_while(|e| e.index <= last)
-                .map(|e| crate::storage::RaftEntry {
-                    index: e.index,
-                    term: e.term,
-                    data: e.data.clone(),
-                })
+                .map(log_entry)
                 .collect(),
         )
+    }
+
+    /// The membership changes through `index` are applied: `conf` is the membership now
+    /// (snapshots carry it).
+    pub fn set_conf(&self, index: u64, conf: &ConfState) {
+        let mut inner = self.lock();
+        inner.conf_state = conf.clone();
+        inner.conf_index = index;
+    }
+
+    /// The membership after the changes applied (`None` before any).
+    pub fn conf_record(&self) -> Option<ConfRecord> {
+        let inner = self.lock();
+        (inner.conf_index > 0).then(|| conf::record(inner.conf_index, &inner.conf_state))
+    }
+
+    /// The index through which the membership includes every change (0: the first one).
+    pub fn conf_index(&self) -> u64 {
+        self.lock().conf_index
+    }
+
+    /// The first membership change the log holds that the membership does not include.
+    pub fn first_unapplied_conf(&self) -> Option<u64> {
+        let inner = self.lock();
+        inner
+            .confs
+            .range(inner.conf_index + 1..)
+            .next()
+            .map(|(&i, _)| i)
+    }
+}
+
+/// A Raft entry as the log writes it: a membership change becomes the broker's own control
+/// batch holding it; other entries keep their data (Raft's own empty entry is made a batch by
+/// the log).
+fn log_entry(e: &Entry) -> crate::storage::RaftEntry {
+    let data = if conf::is_change(e) {
+        crate::batch::conf_change_batch(&conf::encode_entry(e))
+    } else {
+        e.data.clone()
+    };
+    crate::storage::RaftEntry {
+        index: e.index,
+        term: e.term,
+        data,
     }
 }
 
 /// The log offset a snapshot's log starts at, and how many of Raft's own entries (which take
 /// no Kafka offset) lie before it (none in a snapshot of a broker that did not say).
 pub fn snapshot_offset(snapshot: &Snapshot) -> Option<(i64, i64)> {
-    let word = |at: usize| -> Option<i64> {
-        let bytes: [u8; 8] = snapshot.data.get(at..at + 8)?.try_into().ok()?;
-        Some(i64::from_be_bytes(bytes))
-    };
-    Some((word(0)?, word(8).unwrap_or(0)))
+    Some((
+        snapshot_word(snapshot, 0)?,
+        snapshot_word(snapshot, 1).unwrap_or(0),
+    ))
+}
+
+/// The membership a snapshot carries: the leader's, after the changes through the index it
+/// names (its snapshot point when it does not say).
+pub fn snapshot_conf(snapshot: &Snapshot) -> ConfRecord {
+    let meta = snapshot.get_metadata();
+    let index = snapshot_word(snapshot, 2).map_or(meta.index, |i| i as u64);
+    conf::record(index, meta.get_conf_state())
+}
+
+fn snapshot_word(snapshot: &Snapshot, n: usize) -> Option<i64> {
+    let at = n * 8;
+    let bytes: [u8; 8] = snapshot.data.get(at..at + 8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
 }
 
 /// Read the entries from `low` on (at most about `max_bytes`) from `partition`'s log, for a
@@ -695,6 +796,15 @@ pub async fn read_entries(
     for (index, (at, h)) in (low..).zip(crate::batch::scan(&data)) {
         let bytes = data.slice(at..at + h.size);
         next_offset = h.next_offset();
+        let term = h.partition_leader_epoch.max(0) as u64;
+        // A membership change goes back to the entry raft-rs made.
+        if let Some(change) = crate::batch::conf_change_of(&bytes)
+            .filter(|_| h.takes_no_offset())
+            .and_then(|kept| conf::decode_entry(index, term, kept))
+        {
+            out.push(change);
+            continue;
+        }
         // Raft's own entries go back to empty entries (every replica writes the same bytes for
         // them); a log-start mark is an entry of data, and so is a leader's entry written
         // before such entries took no offset (a follower must store the same bytes).
@@ -706,7 +816,7 @@ pub async fn read_entries(
         out.push(Entry {
             entry_type: EntryType::EntryNormal,
             index,
-            term: h.partition_leader_epoch.max(0) as u64,
+            term,
             data,
             ..Default::default()
         });

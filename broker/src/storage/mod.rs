@@ -124,6 +124,9 @@ pub struct RaftWrite {
     pub producers_at_cut: Option<crate::producer_state::ProducerStates>,
     pub entries: Vec<RaftEntry>,
     pub hard_state: Option<log::replica::HardStateRecord>,
+    /// The group's membership after the changes applied so far (with a reset: the leader's),
+    /// recorded when newer than the log's ([`log::conf`]).
+    pub conf: Option<log::conf::ConfRecord>,
 }
 
 /// A log made to start afresh at `offset`, after Raft entry `index` of `term` (a snapshot from a
@@ -413,6 +416,35 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         queue(&self.shared, &self.tx, Command::Raft(write, tx)).await?;
         Ok(rx)
+    }
+
+    /// Empty a replicated partition's log (this broker's replica of it was moved away; its
+    /// Raft group is gone from this node first): everything it held is removed, as a reset to
+    /// before the first entry through the pipeline, its only writer; a crash half-way is
+    /// finished at the next start.
+    pub async fn clear_replica(&self, partition: Arc<Partition>) -> Result<(), AppendError> {
+        let write = RaftWrite {
+            partition,
+            reset: Some(RaftReset {
+                index: 0,
+                term: 0,
+                offset: 0,
+                gaps_before: 0,
+            }),
+            truncate_from: None,
+            producers_at_cut: None,
+            entries: Vec::new(),
+            hard_state: Some(log::replica::HardStateRecord::default()),
+            conf: None,
+        };
+        let rx = self.raft_write(write).await?;
+        rx.await
+            .map_err(|_| {
+                AppendError::Storage(StorageError::DirFailed(
+                    "the commit pipeline has stopped".into(),
+                ))
+            })?
+            .map(|_| ())
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -171,7 +171,7 @@ impl Pipeline {
 
     async fn cut_or_reset(&self, w: &RaftWrite) -> Result<(), StorageError> {
         if let Some(reset) = w.reset {
-            return self.reset_log(&w.partition, reset).await;
+            return self.reset_log(&w.partition, reset, w.conf.clone()).await;
         }
         if let Some(from) = w.truncate_from {
             self.cut_log(&w.partition, from).await?;
@@ -254,14 +254,18 @@ impl Pipeline {
 
     /// Make a replicated log start afresh at `reset.offset`, after entry `reset.index` (a
     /// leader's snapshot: it no longer holds the entries this log lacks, which its retention
-    /// deleted). The record goes first: a reset a crash interrupts is finished at the next
-    /// start (a record naming a segment above every file left).
+    /// deleted; or emptied, `reset` all zeros, when this replica is removed). The record goes
+    /// first, marked `resetting`: a reset a crash interrupts is finished at the next start;
+    /// the mark goes once the files are made.
     async fn reset_log(
         &self,
         partition: &Arc<Partition>,
         reset: RaftReset,
+        conf: Option<log::conf::ConfRecord>,
     ) -> Result<(), StorageError> {
-        crate::coverage::reached(crate::coverage::Event::LogResetToSnapshot);
+        if reset.index > 0 {
+            crate::coverage::reached(crate::coverage::Event::LogResetToSnapshot);
+        }
         let io = self.io();
         let meta = ReplicaMeta {
             prev: (reset.index, reset.term),
@@ -272,6 +276,11 @@ impl Pipeline {
                 before: reset.gaps_before,
                 at: Vec::new(),
             },
+            confs: log::conf::Confs {
+                entries: Vec::new(),
+                applied: conf,
+            },
+            resetting: true,
         };
         small_file::write(io, &partition.dir, replica::META_FILE, &meta.encode()).await?;
         let old: Vec<i64> = partition.state().segments.keys().copied().collect();
@@ -287,6 +296,11 @@ impl Pipeline {
         let path = partition.dir.join(log::segment_name(reset.offset, "log"));
         let file = io.open(&path, OpenMode::Create).await?;
         io.sync_dir(&partition.dir).await?;
+        let meta = ReplicaMeta {
+            resetting: false,
+            ..meta
+        };
+        small_file::write(io, &partition.dir, replica::META_FILE, &meta.encode()).await?;
         let mut st = partition.state_mut();
         st.segments = BTreeMap::from([(reset.offset, Segment::empty(reset.offset, file))]);
         st.log_start_offset = reset.offset;
@@ -477,6 +491,9 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
     meta.prune(first_base);
     // Marks this replica has moved its log start for are done with.
     meta.log_starts.retain(|(_, to)| *to > st.log_start_offset);
+    if let Some(conf) = &w.conf {
+        meta.confs.record_applied(conf);
+    }
     let mut meta_changed = r.meta_dirty || meta != r.meta;
     let bytes: usize = headers.iter().map(|h| h.size).sum();
     let own = own_entry();
@@ -514,6 +531,10 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
         if h.is_control() {
             if let Some(to) = batch::log_start_of(&e.data) {
                 meta.log_starts.push((next, to));
+                meta_changed = true;
+            }
+            if let Some(change) = batch::conf_change_of(&e.data) {
+                meta.confs.push(e.index, next, change);
                 meta_changed = true;
             }
         }

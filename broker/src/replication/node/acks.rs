@@ -17,9 +17,10 @@ pub(super) fn majority(voters: &[NodeId]) -> usize {
 /// waits until then or its request's timeout).
 pub(super) fn in_sync(g: &Group, me: NodeId, links: &HashMap<NodeId, bool>) -> usize {
     g.view
-        .voters
-        .iter()
-        .filter(|&&v| v == me || links.get(&v).copied().unwrap_or(false))
+        .members()
+        .all_voters()
+        .into_iter()
+        .filter(|&v| v == me || links.get(&v).copied().unwrap_or(false))
         .count()
 }
 
@@ -32,10 +33,11 @@ pub(super) fn answer_copies(g: &mut Group, me: NodeId, links: &HashMap<NodeId, b
     let raft = &g.raw.raft;
     let commit = raft.raft_log.committed;
     let in_sync = in_sync(g, me, links);
+    let voters = g.view.members().all_voters();
     let copies = |index: u64| {
         raft.prs()
             .iter()
-            .filter(|(id, p)| g.view.voters.contains(id) && p.matched >= index)
+            .filter(|(id, p)| voters.contains(id) && p.matched >= index)
             .count()
     };
     let storage = g.raw.store();

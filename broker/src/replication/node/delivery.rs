@@ -50,7 +50,7 @@ impl Node {
                     ) && self
                         .groups
                         .get(&group)
-                        .is_some_and(|g| g.view.voters.contains(&m.from));
+                        .is_some_and(|g| g.view.members().is_replica(m.from));
                     if m.from != from && !forwarded {
                         tracing::warn!(
                             group,

@@ -29,9 +29,20 @@ impl Node {
                 return;
             }
         };
-        let (applied, vote_written) = raft::Storage::initial_state(&storage)
-            .map(|s| (s.hard_state.commit, (s.hard_state.term, s.hard_state.vote)))
-            .unwrap_or((0, (0, 0)));
+        let (commit, vote_written, conf_state) = raft::Storage::initial_state(&storage)
+            .map(|s| {
+                (
+                    s.hard_state.commit,
+                    (s.hard_state.term, s.hard_state.vote),
+                    s.conf_state,
+                )
+            })
+            .unwrap_or_default();
+        // The membership changes the recorded membership does not include are handed over
+        // again, to be applied (those below the commit were applied before a crash, or not).
+        let applied = storage
+            .first_unapplied_conf()
+            .map_or(commit, |first| commit.min(first - 1));
         let producers = {
             let last = raft::Storage::last_index(&storage).unwrap_or(0);
             let mut st = partition.state_mut();
@@ -74,14 +85,15 @@ impl Node {
         };
         let mut timer = ElectionTimer::new(self.env.rng.clone(), &config);
         timer.settle(&mut raw);
-        if campaign && voters.contains(&self.id) {
+        if campaign && conf_state.voters.contains(&self.id) {
             let _ = raw.campaign();
             timer.settle(&mut raw);
         }
         let view = Arc::new(GroupView {
             group,
             partition: partition.clone(),
-            voters,
+            members: Mutex::new(Members::of(&conf_state)),
+            preferred: Mutex::new(voters.first().copied()),
             status: Mutex::new(Status::default()),
             counted: Default::default(),
         });
@@ -102,6 +114,7 @@ impl Node {
             group,
             Group {
                 raw,
+                joint_entered_in: None,
                 timer,
                 view,
                 in_flight: None,

@@ -64,6 +64,11 @@ pub enum ReplicaError {
     /// Written, but replicas went out of sync before `required` of them had it durably.
     #[error("written, but only {in_sync} replicas are in sync of the {required} min.insync.replicas asks for")]
     NotEnoughReplicasAfterAppend { in_sync: usize, required: usize },
+    /// A membership change that cannot be made now: one is still being applied, or it does
+    /// not follow the membership (entering a joint configuration from a joint one, leaving
+    /// one that is not joint).
+    #[error("membership change refused: {0}")]
+    MembershipChange(String),
 }
 
 impl ReplicaError {
@@ -74,7 +79,9 @@ impl ReplicaError {
             | ReplicaError::Stopped
             | ReplicaError::NotEnoughReplicasAfterAppend { .. } => true,
             ReplicaError::Storage(e) => e.indefinite(),
-            ReplicaError::Unknown | ReplicaError::NotEnoughReplicas { .. } => false,
+            ReplicaError::Unknown
+            | ReplicaError::NotEnoughReplicas { .. }
+            | ReplicaError::MembershipChange(_) => false,
         }
     }
 }
@@ -103,7 +110,10 @@ pub struct Status {
 pub struct GroupView {
     pub group: GroupId,
     pub partition: Arc<Partition>,
-    pub voters: Vec<NodeId>,
+    /// Its replicas, as this node last applied its membership.
+    pub(super) members: Mutex<super::Members>,
+    /// The replica that should lead when it can (the first of its assignment).
+    pub(super) preferred: Mutex<Option<NodeId>>,
     pub(super) status: Mutex<Status>,
     /// Counted in the node's metrics (as a follower, until its status says otherwise).
     pub(super) counted: std::sync::atomic::AtomicBool,
@@ -116,6 +126,28 @@ impl GroupView {
 
     pub(super) fn set_status(&self, s: Status) {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Its replicas, as this node last applied its membership.
+    pub fn members(&self) -> super::Members {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_members(&self, m: super::Members) {
+        *self.members.lock().unwrap_or_else(|p| p.into_inner()) = m;
+    }
+
+    /// The replica that should lead when it can.
+    pub fn preferred(&self) -> Option<NodeId> {
+        *self.preferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The replica that should lead from now on (the first of a new assignment).
+    pub fn set_preferred(&self, preferred: Option<NodeId>) {
+        *self.preferred.lock().unwrap_or_else(|p| p.into_inner()) = preferred;
     }
 }
 
@@ -311,6 +343,38 @@ impl Replication {
             .send(Command::Transfer { group, to })
             .await
             .map_err(|_| ReplicaError::Stopped)
+    }
+
+    /// Propose a change of `group`'s membership through this replica, which must lead it:
+    /// `Ok` once raft-rs took the proposal (NOT_LEADER when this replica does not lead, or a
+    /// change is still being applied: one at a time). Whether and when it applies shows in
+    /// the group's [`GroupView::members`]. A change that cannot follow the membership now
+    /// is refused (MembershipChange), never taken and dropped.
+    pub async fn change_members(
+        &self,
+        group: GroupId,
+        change: raft::eraftpb::ConfChangeV2,
+    ) -> Result<(), ReplicaError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ChangeMembers {
+                group,
+                change,
+                reply,
+            })
+            .await
+            .map_err(|_| ReplicaError::Stopped)?;
+        rx.await.map_err(|_| ReplicaError::Stopped)?
+    }
+
+    /// How far `group`'s replicas are, if this replica leads it.
+    pub async fn progress(&self, group: GroupId) -> Option<super::Progress> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Progress { group, reply })
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
     }
 
     /// Whether this replica still leads `group`, confirmed by a quorum (a Raft read index):

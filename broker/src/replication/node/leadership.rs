@@ -151,7 +151,7 @@ pub(super) fn rebalance(g: &mut Group, me: NodeId, live: &BTreeSet<NodeId>, tick
     // Live: connected and heard from within an election timeout (raft-rs's `recent_active` is
     // cleared at every quorum check, which would restart the count each election timeout).
     let raft = &g.raw.raft;
-    let Some(&preferred) = g.view.voters.first() else {
+    let Some(preferred) = g.view.preferred() else {
         return;
     };
     // In sync: it has everything committed (under load it is always a few entries short of
@@ -162,6 +162,7 @@ pub(super) fn rebalance(g: &mut Group, me: NodeId, live: &BTreeSet<NodeId>, tick
         && preferred != me
         && raft.lead_transferee.is_none()
         && live.contains(&preferred)
+        && g.view.members().voters.contains(&preferred)
         && raft
             .prs()
             .get(preferred)

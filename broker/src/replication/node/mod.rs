@@ -58,7 +58,7 @@ use super::catch_up::{self, CatchUp, CatchUpSettings, Started, Verdict};
 use super::gate::Gate;
 use super::idempotence::{Checked, Producers};
 use super::logger::raft_logger;
-use super::storage::{read_entries, snapshot_offset, PartitionStorage};
+use super::storage::{read_entries, snapshot_conf, snapshot_offset, PartitionStorage};
 use super::transport::{Inbox, NodeId, Transport};
 use super::wire::{self, GroupId, Inbound};
 use super::ElectionTimer;
@@ -74,6 +74,7 @@ mod delivery;
 mod groups;
 mod handle;
 mod leadership;
+mod membership;
 mod propose;
 mod reads;
 mod ready;
@@ -83,6 +84,7 @@ use delivery::{persist_held, release_held, send, withheld};
 use handle::Views;
 pub use handle::{Acknowledgement, GroupView, RaftSettings, ReplicaError, Replication, Status};
 use leadership::{answer_commit_asks, rebalance};
+pub use membership::{Members, Progress};
 use ready::next_offset;
 use ticks::update_status;
 
@@ -117,6 +119,15 @@ enum Command {
     Transfer {
         group: GroupId,
         to: NodeId,
+    },
+    ChangeMembers {
+        group: GroupId,
+        change: raft::eraftpb::ConfChangeV2,
+        reply: oneshot::Sender<Result<(), ReplicaError>>,
+    },
+    Progress {
+        group: GroupId,
+        reply: oneshot::Sender<Option<membership::Progress>>,
     },
     HandOver,
 }
@@ -181,6 +192,8 @@ struct NextWrite {
     producers_at_cut: Option<crate::producer_state::ProducerStates>,
     entries: Vec<crate::storage::RaftEntry>,
     hard_state: Option<crate::storage::log::replica::HardStateRecord>,
+    /// The membership after the changes applied, to record.
+    conf: Option<crate::storage::log::conf::ConfRecord>,
     /// The last Ready it covers.
     number: u64,
 }
@@ -191,11 +204,15 @@ impl NextWrite {
             && self.truncate_from.is_none()
             && self.entries.is_empty()
             && self.hard_state.is_none()
+            && self.conf.is_none()
     }
 }
 
 struct Group {
     raw: RawNode<PartitionStorage>,
+    /// The term of the entry that entered the joint configuration this replica applied last
+    /// (none when not joint, or not known since a start).
+    joint_entered_in: Option<u64>,
     timer: ElectionTimer,
     view: Arc<GroupView>,
     /// The Ready number of the write in flight.
@@ -513,6 +530,16 @@ impl Node {
             Command::Confirm { group, reply } => self.confirm(group, reply),
             Command::AskCommit { group, reply } => self.ask_commit(group, reply),
             Command::Transfer { group, to } => self.transfer(group, to),
+            Command::ChangeMembers {
+                group,
+                change,
+                reply,
+            } => {
+                let _ = reply.send(self.change_members(group, change));
+            }
+            Command::Progress { group, reply } => {
+                let _ = reply.send(self.progress(group));
+            }
             Command::HandOver => self.hand_over(),
         }
     }

@@ -232,7 +232,7 @@ fn copies_required(
     acks: i16,
     min_insync: usize,
 ) -> Result<usize, ReplicaError> {
-    if acks != -1 || min_insync <= majority(&g.view.voters) {
+    if acks != -1 || min_insync <= g.view.members().committed_copies() {
         return Ok(0);
     }
     let in_sync = in_sync(g, me, links);

@@ -84,6 +84,7 @@ impl Node {
             let Some(g) = self.groups.get_mut(&group) else {
                 return;
             };
+            membership::apply_changes(g, group, self.id, &committed);
             apply(g, last, &self.store);
             g.raw.advance_apply_to(last);
             answer_commit_asks(g);
@@ -127,6 +128,7 @@ impl Node {
             producers_at_cut: next.producers_at_cut,
             entries: next.entries,
             hard_state: next.hard_state,
+            conf: next.conf,
         };
         let store = self.store.clone();
         self.writes.push(Box::pin(async move {
@@ -218,6 +220,7 @@ impl Node {
         merged.entries = entries;
         merged.truncate_from = Some(durable_next);
         merged.hard_state = hard_state;
+        merged.conf = g.raw.store().conf_record();
         merged.number = covered;
         g.in_flight = Some(covered);
         let write = RaftWrite {
@@ -227,6 +230,7 @@ impl Node {
             producers_at_cut: Some(g.producers.state().clone()),
             entries: merged.entries,
             hard_state: merged.hard_state,
+            conf: merged.conf,
         };
         self.writes.push(Box::pin(async move {
             // Wait for the directory to be healthy (bounded: the pipeline answers within the
@@ -360,7 +364,9 @@ fn queue_snapshot(g: &mut Group, snapshot: &raft::eraftpb::Snapshot) {
     let meta = snapshot.get_metadata();
     let (index, term) = (meta.index, meta.term);
     let (offset, gaps_before) = snapshot_offset(snapshot).unwrap_or((0, 0));
-    g.raw.store().take_snapshot(index, term, offset);
+    let conf = snapshot_conf(snapshot);
+    g.raw.store().take_snapshot(index, term, offset, &conf);
+    membership::take_snapshot_conf(g, &conf);
     g.next = NextWrite {
         reset: Some(RaftReset {
             index,
@@ -368,6 +374,7 @@ fn queue_snapshot(g: &mut Group, snapshot: &raft::eraftpb::Snapshot) {
             offset,
             gaps_before,
         }),
+        conf: Some(conf),
         ..NextWrite::default()
     };
 }
@@ -431,7 +438,7 @@ pub(super) fn next_offset(g: &Group) -> i64 {
         .unstable_entries()
         .iter()
         .map(|e| {
-            if e.data.is_empty() {
+            if e.data.is_empty() || crate::replication::conf::is_change(e) {
                 1
             } else {
                 crate::batch::parse_header(&e.data).map_or(1, |h| h.last_offset_delta as i64 + 1)

@@ -58,7 +58,13 @@ impl Node {
                 continue;
             }
             let term = g.raw.raft.term;
-            for &f in g.view.voters.iter().filter(|&&v| v != self.id) {
+            for f in g
+                .view
+                .members()
+                .replicas()
+                .into_iter()
+                .filter(|&v| v != self.id)
+            {
                 self.transport.send(f, wire::quiesce(group, term));
             }
             g.quiet = true;
@@ -174,8 +180,8 @@ impl Node {
             // A quiet follower whose leader went silent wakes (and elects another if it must);
             // a quiet leader wakes to tell a peer that came back who leads.
             let leader_lost = lost.contains(&raft.leader_id);
-            let member_found =
-                raft.state == StateRole::Leader && found.iter().any(|p| g.view.voters.contains(p));
+            let member_found = raft.state == StateRole::Leader
+                && found.iter().any(|&p| g.view.members().is_replica(p));
             if leader_lost || member_found {
                 crate::coverage::reached(crate::coverage::Event::QuietGroupWokenByLink);
                 g.quiet = false;

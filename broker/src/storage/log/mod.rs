@@ -7,6 +7,7 @@
 //! a short lock and then read without it ([`read`]); no lock is held across an await.
 //! [`recovery`] opens a partition after a start or a crash.
 
+pub mod conf;
 pub mod gaps;
 pub mod index;
 mod read;

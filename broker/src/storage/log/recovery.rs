@@ -230,10 +230,10 @@ pub async fn recover(
     bases.sort_unstable();
     let mut removed = remove_failed_rolls(io, dir, &mut bases).await?;
     let meta = if replicated {
-        let meta = small_file::read(io, &dir.join(replica::META_FILE), ReplicaMeta::decode)
+        let mut meta = small_file::read(io, &dir.join(replica::META_FILE), ReplicaMeta::decode)
             .await?
             .unwrap_or_default();
-        if finish_reset(io, dir, &mut bases, &meta).await?
+        if finish_reset(io, dir, &mut bases, &mut meta).await?
             || remove_unstarted_segment(io, dir, &mut bases, &meta).await?
         {
             removed = true;
@@ -461,6 +461,7 @@ impl Loading<'_> {
             undo: std::mem::take(&mut s.undo).into(),
             log_starts: std::mem::take(&mut s.log_starts),
             gaps: std::mem::take(&mut s.gaps),
+            confs: std::mem::take(&mut s.confs),
         };
         cut_tail(self.io, &file, &path, s.valid_len, len).await?;
         Ok((scanned_segment(base, file, s), scan))
@@ -519,6 +520,7 @@ struct ActiveScan {
     undo: Vec<(u64, crate::producer_state::Undo)>,
     log_starts: Vec<(i64, i64)>,
     gaps: Vec<i64>,
+    confs: Vec<(u64, i64, Vec<u8>)>,
 }
 
 /// Finish a reset of a replicated log that a crash interrupted: its record names a segment
@@ -528,12 +530,13 @@ async fn finish_reset(
     io: &Io,
     dir: &Path,
     bases: &mut Vec<i64>,
-    meta: &ReplicaMeta,
+    meta: &mut ReplicaMeta,
 ) -> Result<bool, StorageError> {
     let Some((&base, _)) = meta.segments.iter().next_back() else {
         return Ok(false);
     };
-    if bases.last().is_some_and(|&last| last >= base) {
+    // (A record written before the mark existed: a reset's segment is above every file.)
+    if !meta.resetting && bases.last().is_some_and(|&last| last >= base) {
         return Ok(false);
     }
     tracing::warn!(dir = %dir.display(), base, "finishing a reset of the log that a crash interrupted");
@@ -548,6 +551,8 @@ async fn finish_reset(
     io.open(&dir.join(segment_name(base, "log")), OpenMode::Create)
         .await?;
     io.sync_dir(dir).await?;
+    meta.resetting = false;
+    small_file::write(io, dir, replica::META_FILE, &meta.encode()).await?;
     bases.push(base);
     Ok(true)
 }
@@ -654,6 +659,18 @@ async fn recover_replica(
     for &gap in &active.gaps {
         meta.gaps.push(gap);
     }
+    // And for the membership changes.
+    meta.confs.replace_from(
+        active_base,
+        active
+            .confs
+            .into_iter()
+            .map(|(n, offset, change)| super::conf::ConfEntry {
+                index: active_first + n,
+                offset,
+                change,
+            }),
+    );
     let next_index = active_first + active.batches;
     if meta != file_meta {
         small_file::write(io, dir, replica::META_FILE, &meta.encode()).await?;

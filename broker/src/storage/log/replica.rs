@@ -53,6 +53,14 @@ pub struct ReplicaMeta {
     /// Where Raft's own entries lie, which take no Kafka offset ([`super::gaps`]).
     #[serde(default, skip_serializing_if = "super::gaps::Gaps::is_empty")]
     pub gaps: super::gaps::Gaps,
+    /// The group's membership and the changes to it the log holds ([`super::conf`]).
+    #[serde(default, skip_serializing_if = "super::conf::Confs::is_empty")]
+    pub confs: super::conf::Confs,
+    /// Written first by a reset of the log (to a leader's snapshot, or emptied when the
+    /// replica is removed), and cleared once its files are made: a start that finds it set
+    /// finishes the reset.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resetting: bool,
 }
 
 impl ReplicaMeta {
@@ -131,6 +139,7 @@ impl ReplicaMeta {
         self.epochs.retain(|e| e.index < index);
         self.log_starts.retain(|(at, _)| *at < offset);
         self.gaps.truncate(offset);
+        self.confs.truncate(index);
         // A segment cut at its base keeps its first index: the next entry written there is
         // `index` again.
         self.segments
@@ -143,6 +152,7 @@ impl ReplicaMeta {
     pub fn prune(&mut self, first_base: i64) {
         self.segments.retain(|&base, _| base >= first_base);
         self.gaps.prune(first_base);
+        self.confs.prune(first_base);
         let Some(&first_index) = self.segments.values().next() else {
             return;
         };
@@ -363,6 +373,17 @@ pub struct Located {
 }
 
 impl super::Partition {
+    /// Whether this replicated log holds anything: entries, or a Raft record or hard state
+    /// of a group it was in.
+    pub fn holds_data(&self) -> bool {
+        let st = self.state();
+        st.log_end_offset() > 0
+            || st.segments.len() > 1
+            || st.replica.as_ref().is_some_and(|r| {
+                r.meta.prev != (0, 0) || !r.meta.confs.is_empty() || r.hard_state.term > 0
+            })
+    }
+
     /// Raise a replicated partition's high watermark to `offset` (Raft committed up to there).
     /// Never lowers it. Returns whether it moved.
     /// The log start committed marks move this log to, when it is past both the log start and

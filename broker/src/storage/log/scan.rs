@@ -35,6 +35,8 @@ pub(super) struct Scanned {
     pub(super) log_starts: Vec<(i64, i64)>,
     /// The log offsets of the batches that take no Kafka offset ([`super::gaps`]).
     pub(super) gaps: Vec<i64>,
+    /// The membership changes: `(batches before it, offset, change)`.
+    pub(super) confs: Vec<(u64, i64, Vec<u8>)>,
 }
 
 /// Drop the chunk so the scan reads from `pos` again; false once this position was read
@@ -75,6 +77,7 @@ pub(super) async fn scan_segment(
         undo: std::collections::VecDeque::new(),
         log_starts: Vec::new(),
         gaps: Vec::new(),
+        confs: Vec::new(),
     };
     let mut chunk = Bytes::new();
     let mut chunk_pos = 0u64;
@@ -172,8 +175,13 @@ pub(super) async fn scan_segment(
         s.batches += 1;
         if keep_tail {
             if h.is_control() {
-                if let Some(to) = batch::log_start_of(&chunk[rel..rel + h.size]) {
+                let body = &chunk[rel..rel + h.size];
+                if let Some(to) = batch::log_start_of(body) {
                     s.log_starts.push((h.base_offset, to));
+                }
+                if let Some(change) = batch::conf_change_of(body) {
+                    s.confs
+                        .push((s.batches - 1, h.base_offset, change.to_vec()));
                 }
             }
             if h.takes_no_offset() {

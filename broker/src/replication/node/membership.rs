@@ -1,0 +1,211 @@
+//! A group's membership: changes applied as they commit, taken from a leader's snapshot, and
+//! what the rest of the broker sees of it ([`Members`], in the group's view).
+//!
+//! Invariant: a change is applied once, in log order, when committed — never one the
+//! membership already includes (a restart hands the changes above the recorded membership
+//! over again; a snapshot's membership may include changes the log is still to bring); the
+//! membership that results is recorded with the next write; the view always shows raft-rs's
+//! membership after the last change applied.
+
+use super::*;
+use crate::replication::conf;
+
+/// Who a group's replicas are, as the node last applied it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    /// The voters (of the configuration being entered, in a joint one).
+    pub voters: Vec<NodeId>,
+    /// The voters of the configuration being left (empty unless joint).
+    pub outgoing: Vec<NodeId>,
+    /// Replicas that receive the log and do not vote.
+    pub learners: Vec<NodeId>,
+    /// Outgoing voters that stay as learners once the joint configuration is left.
+    pub learners_next: Vec<NodeId>,
+}
+
+impl Members {
+    pub fn of(cs: &raft::eraftpb::ConfState) -> Members {
+        Members {
+            voters: cs.voters.clone(),
+            outgoing: cs.voters_outgoing.clone(),
+            learners: cs.learners.clone(),
+            learners_next: cs.learners_next.clone(),
+        }
+    }
+
+    /// Every voter, of both configurations while joint.
+    pub fn all_voters(&self) -> Vec<NodeId> {
+        let mut all: Vec<NodeId> = self.voters.iter().chain(&self.outgoing).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// Every replica: voters and learners.
+    pub fn replicas(&self) -> Vec<NodeId> {
+        let mut all = self.all_voters();
+        all.extend(self.learners.iter().chain(&self.learners_next));
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    pub fn is_replica(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+            || self.outgoing.contains(&id)
+            || self.learners.contains(&id)
+            || self.learners_next.contains(&id)
+    }
+
+    /// Copies a commit guarantees: a majority of each configuration holds it.
+    pub fn committed_copies(&self) -> usize {
+        majority(&self.voters).max(if self.outgoing.is_empty() {
+            0
+        } else {
+            majority(&self.outgoing)
+        })
+    }
+
+    pub fn joint(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+}
+
+/// How far a group's replicas are, as its leader sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The leader's commit.
+    pub committed: u64,
+    /// Each other replica's last entry known to match the leader's log, and whether it is
+    /// connected.
+    pub matched: Vec<(NodeId, u64, bool)>,
+}
+
+impl Progress {
+    /// Whether `id` holds everything committed and is connected.
+    pub fn caught_up(&self, id: NodeId) -> bool {
+        self.matched
+            .iter()
+            .any(|&(r, m, connected)| r == id && connected && m >= self.committed)
+    }
+}
+
+impl Node {
+    /// `group`'s replicas' progress, if this replica leads it.
+    pub(super) fn progress(&self, group: GroupId) -> Option<Progress> {
+        let g = self.groups.get(&group)?;
+        let raft = &g.raw.raft;
+        if raft.state != StateRole::Leader {
+            return None;
+        }
+        Some(Progress {
+            committed: raft.raft_log.committed,
+            matched: raft
+                .prs()
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(&id, p)| {
+                    let connected = self.link_state.get(&id).copied().unwrap_or(false);
+                    (id, p.matched, connected)
+                })
+                .collect(),
+        })
+    }
+
+    /// Propose a membership change of `group`, which this replica must lead.
+    pub(super) fn change_members(
+        &mut self,
+        group: GroupId,
+        change: raft::eraftpb::ConfChangeV2,
+    ) -> Result<(), ReplicaError> {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return Err(ReplicaError::Unknown);
+        };
+        let raft = &g.raw.raft;
+        if self.stepped_down || raft.state != StateRole::Leader {
+            let leader = (raft.leader_id != 0).then_some(raft.leader_id);
+            return Err(ReplicaError::NotLeader {
+                leader,
+                term: raft.term,
+            });
+        }
+        let joint = g.view.members().joint();
+        let refused = if raft.has_pending_conf() {
+            Some("a membership change is still being applied")
+        } else if change.leave_joint() && !joint {
+            Some("leaving a joint configuration, but the membership is not joint")
+        } else if !change.leave_joint() && joint {
+            Some("the membership is joint: it must be left first")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            return Err(ReplicaError::MembershipChange(why.into()));
+        }
+        wake(g, &mut self.active, group);
+        let term = g.raw.raft.term;
+        let proposed = g.raw.propose_conf_change(Vec::new(), change);
+        g.timer.settle(&mut g.raw);
+        self.dirty.insert(group);
+        proposed.map_err(|e| {
+            tracing::debug!(node = self.id, group, error = %e, "a membership change was not proposed");
+            ReplicaError::NotLeader { leader: None, term }
+        })
+    }
+}
+
+/// Apply the membership changes among `committed` that the membership does not include yet.
+/// A change raft-rs refuses (it never should: the leader proposes only changes that follow
+/// the membership) is logged and not applied, as raft-rs lets an application reject one.
+pub(super) fn apply_changes(g: &mut Group, group: GroupId, node: NodeId, committed: &[Entry]) {
+    let mut applied = None;
+    let mut conf_index = g.raw.store().conf_index();
+    for e in committed.iter().filter(|e| conf::is_change(e)) {
+        if e.index <= conf_index {
+            continue;
+        }
+        let change = match conf::change_of(e) {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::error!(node, group, index = e.index, %why, "a membership change does not decode: not applied");
+                continue;
+            }
+        };
+        let entering = !change.leave_joint() && change.enter_joint().is_some();
+        let leaving = change.leave_joint();
+        match g.raw.apply_conf_change(&change) {
+            Ok(cs) => {
+                crate::coverage::reached(crate::coverage::Event::MembershipChangeApplied);
+                if entering {
+                    g.joint_entered_in = Some(e.term);
+                } else if leaving {
+                    if g.joint_entered_in.is_some_and(|t| t != e.term) {
+                        crate::coverage::reached(crate::coverage::Event::JointLeftUnderNewLeader);
+                    }
+                    g.joint_entered_in = None;
+                }
+                tracing::info!(node, group, index = e.index, voters = ?cs.voters, outgoing = ?cs.voters_outgoing, learners = ?cs.learners, "membership change applied");
+                conf_index = e.index;
+                applied = Some(cs);
+            }
+            Err(err) => {
+                tracing::error!(node, group, index = e.index, error = %err, "raft-rs refused a committed membership change: not applied");
+            }
+        }
+    }
+    if let Some(cs) = applied {
+        g.raw.store().set_conf(conf_index, &cs);
+        g.next.conf = Some(conf::record(conf_index, &cs));
+        g.view.set_members(Members::of(&cs));
+        g.timer.settle(&mut g.raw);
+    }
+}
+
+/// A leader's snapshot: its membership becomes this replica's (recorded with the reset).
+pub(super) fn take_snapshot_conf(g: &mut Group, record: &crate::storage::log::conf::ConfRecord) {
+    let members = Members::of(&conf::state(record));
+    if members.learners.contains(&g.raw.raft.id) {
+        crate::coverage::reached(crate::coverage::Event::LearnerFromSnapshot);
+    }
+    g.view.set_members(members);
+}
