@@ -239,6 +239,20 @@ pub enum Finding {
         change: i64,
         settled_s: f64,
     },
+    /// Two replicas of a group applied different memberships at the same index of its log.
+    MembershipDiverged {
+        group: u64,
+        index: u64,
+        nodes: Vec<u64>,
+        members: Vec<String>,
+    },
+    /// A move of a partition's replicas did not end, or ended elsewhere than its target.
+    MoveUnfinished {
+        group: u64,
+        epoch: i64,
+        target: Vec<u64>,
+        why: String,
+    },
 }
 
 /// A login or request of a security probe, and the points of the metadata log (offsets) its
@@ -305,13 +319,18 @@ impl Finding {
             Finding::RefusedAuthorized(_) => "refused-authorized",
             Finding::SecurityDiverged { .. } => "security-diverged",
             Finding::SecurityUnapplied { .. } => "security-unapplied",
+            Finding::MembershipDiverged { .. } => "membership-diverged",
+            Finding::MoveUnfinished { .. } => "move-unfinished",
         }
     }
 
     pub fn is_liveness(&self) -> bool {
         matches!(
             self,
-            Finding::Hung { .. } | Finding::NoProgress { .. } | Finding::GroupNotDrained { .. }
+            Finding::Hung { .. }
+                | Finding::NoProgress { .. }
+                | Finding::GroupNotDrained { .. }
+                | Finding::MoveUnfinished { .. }
         )
     }
 }
@@ -597,6 +616,25 @@ impl std::fmt::Display for Finding {
             } => write!(
                 f,
                 "security change unapplied: {broker} applied the metadata log only to offset {furthest}, never the change at {change} that another broker had applied by t={settled_s:.1} s"
+            ),
+            Finding::MembershipDiverged {
+                group,
+                index,
+                nodes,
+                members,
+            } => write!(
+                f,
+                "membership diverged: group {group} at index {index}: nodes {nodes:?} applied {}",
+                members.join(" and ")
+            ),
+            Finding::MoveUnfinished {
+                group,
+                epoch,
+                target,
+                why,
+            } => write!(
+                f,
+                "move unfinished: group {group}'s move to {target:?} (epoch {epoch}): {why}"
             ),
         }
     }

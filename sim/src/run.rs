@@ -160,6 +160,8 @@ struct Observed {
     stopped: Option<Finding>,
     /// Each security metadata a broker published, in order.
     publications: Vec<Publication>,
+    /// The membership changes and move records the brokers applied.
+    moves: crate::checks::moves::Observed,
 }
 
 fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
@@ -365,8 +367,10 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
     let watermarks =
         std::mem::take(&mut *world.watermarks.lock().unwrap_or_else(|p| p.into_inner()));
     let publications = crate::world::observed::take(start);
+    let moves = crate::world::observed::take_moves();
     Observed {
         publications,
+        moves,
         history,
         hang,
         simulated_s,
@@ -400,6 +404,9 @@ async fn drive(
         unreachable!("four client nodes");
     };
     admin_node.spawn(workload::admin(world.clone()));
+    if sc.workload.moves.is_some() {
+        admin_node.spawn(workload::moves::mover(world.clone()));
+    }
     if sc.auth.as_ref().is_some_and(|a| a.churn.is_some()) {
         use crate::workload::security;
         let passwords = Arc::new(security::Passwords::default());
@@ -506,6 +513,9 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         findings.extend(replicas::watermarks_monotonic(&o.watermarks));
         findings.extend(replicas::one_leader_per_epoch(&o.leaderships));
         findings.extend(replicas::leader_refuses(&o.named, &o.history));
+    }
+    if scenario.workload.moves.is_some() {
+        findings.extend(crate::checks::moves::check(&o.moves));
     }
     if let Some(auth) = scenario.auth.as_ref().filter(|a| a.churn.is_some()) {
         let settings = access::Settings {

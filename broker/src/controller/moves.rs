@@ -62,6 +62,28 @@ impl PartitionInfo {
     }
 }
 
+/// What the metadata tells the simulator of a move each time a broker applies a record that
+/// starts, replaces, cancels or ends one ([`crate::observe`]; every broker applies each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveApplied {
+    pub group: GroupId,
+    pub epoch: i64,
+    pub target: Vec<NodeId>,
+    pub cancelled: bool,
+    /// The record ended the move (its group's membership is `target`).
+    pub done: bool,
+}
+
+fn observe(group: GroupId, m: &Move, done: bool) {
+    crate::observe::emit(|| MoveApplied {
+        group,
+        epoch: m.epoch,
+        target: m.target.clone(),
+        cancelled: m.cancelled,
+        done,
+    });
+}
+
 /// Why one partition's reassignment was refused (in the record's order), or `None`.
 pub type MoveOutcomes = Vec<Option<MetadataError>>;
 
@@ -85,6 +107,9 @@ impl ClusterMetadata {
                         start(p, target, epoch);
                     }
                     None => cancel(p, epoch)?,
+                }
+                if let Some(mv) = &p.moving {
+                    observe(p.group, mv, false);
                 }
                 Ok(())
             })
@@ -111,6 +136,7 @@ impl ClusterMetadata {
         if m.cancelled {
             crate::coverage::reached(crate::coverage::Event::CancelledMoveEnded);
         }
+        observe(group, &m, true);
         p.replicas = m.target;
         if p.leader.is_some_and(|l| !p.replicas.contains(&l)) {
             p.leader = None;

@@ -62,13 +62,19 @@ pub fn change_of(e: &Entry) -> Result<ConfChangeV2, String> {
 }
 
 /// The membership after the changes through `index`.
+/// (Each list in id order: raft-rs keeps sets, whose order differs between replicas.)
 pub fn record(index: u64, cs: &ConfState) -> ConfRecord {
+    let sorted = |ids: &[u64]| {
+        let mut v = ids.to_vec();
+        v.sort_unstable();
+        v
+    };
     ConfRecord {
         index,
-        voters: cs.voters.clone(),
-        learners: cs.learners.clone(),
-        voters_outgoing: cs.voters_outgoing.clone(),
-        learners_next: cs.learners_next.clone(),
+        voters: sorted(&cs.voters),
+        learners: sorted(&cs.learners),
+        voters_outgoing: sorted(&cs.voters_outgoing),
+        learners_next: sorted(&cs.learners_next),
         auto_leave: cs.auto_leave,
     }
 }

@@ -15,6 +15,7 @@
 pub mod access;
 pub mod bounds;
 pub mod groups;
+pub mod moves;
 pub mod perf;
 pub mod replicas;
 pub mod safety;

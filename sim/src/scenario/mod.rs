@@ -293,6 +293,33 @@ pub struct Workload {
     /// A consumer group reading the topic (beside the `consumers`, which read by assignment).
     #[serde(default)]
     pub group: Option<GroupWorkload>,
+    /// An admin moving the topic's partitions between the brokers (a cluster only).
+    #[serde(default)]
+    pub moves: Option<MovesWorkload>,
+}
+
+/// Partition reassignment while the workload runs: about every `interval_ms` the admin moves a
+/// partition drawn from the seed to `replicas` brokers drawn from the seed
+/// (AlterPartitionReassignments), and cancels it `cancel_percent` of the time soon after;
+/// moving stops `quiet_s` before producing does, so that the last moves can end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovesWorkload {
+    pub interval_ms: u64,
+    #[serde(default)]
+    pub cancel_percent: u64,
+    #[serde(default = "default_move_replicas")]
+    pub replicas: usize,
+    #[serde(default = "default_moves_quiet_s")]
+    pub quiet_s: u64,
+}
+
+fn default_move_replicas() -> usize {
+    3
+}
+
+fn default_moves_quiet_s() -> u64 {
+    20
 }
 
 /// A consumer group of `members` reading the workload topic: the classic protocol with the
@@ -555,6 +582,14 @@ impl Scenario {
         }
         if !(1..=7).contains(&self.cluster.nodes) {
             return Err("cluster.nodes must be from 1 to 7".into());
+        }
+        if let Some(m) = &self.workload.moves {
+            if m.replicas == 0 || m.replicas > self.cluster.nodes || m.interval_ms == 0 {
+                return Err(format!(
+                    "workload.moves: replicas must be from 1 to cluster.nodes ({}), interval_ms above 0",
+                    self.cluster.nodes
+                ));
+            }
         }
         if let Some(churn) = self.auth.as_ref().and_then(|a| a.churn.as_ref()) {
             let auth = self.auth.as_ref().expect("churn is in it");

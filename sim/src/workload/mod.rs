@@ -25,6 +25,7 @@ pub mod client;
 mod final_read;
 pub mod group;
 pub mod idempotent;
+pub mod moves;
 pub mod security;
 
 pub use final_read::{quiesce, read_back};

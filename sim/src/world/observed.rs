@@ -1,11 +1,14 @@
 //! What the brokers tell the simulator of their own state (`broker::observe`): each time a
 //! broker published its replica of the security metadata, with when — for the security
 //! checker, which judges every login and request against the point of the metadata log its
-//! broker had applied.
+//! broker had applied; and each membership change a replica applied and each move record the
+//! metadata applied — for the checker of moves ([`crate::checks::moves`]).
 
 use std::cell::RefCell;
 
+use broker::controller::moves::MoveApplied;
 use broker::controller::SecurityPublished;
+use broker::replication::node::MembershipApplied;
 use tokio::time::Instant;
 
 use crate::history::Publication;
@@ -13,14 +16,21 @@ use crate::history::Publication;
 thread_local! {
     /// This run's publications (a run is one thread: madsim's).
     static PUBLISHED: RefCell<Vec<(Instant, SecurityPublished)>> = const { RefCell::new(Vec::new()) };
+    /// This run's membership changes and move records, as applied.
+    static MOVES: RefCell<crate::checks::moves::Observed> = RefCell::new(Default::default());
 }
 
 /// Start recording what the brokers of this thread's run publish.
 pub fn install() {
     PUBLISHED.with(|p| p.borrow_mut().clear());
+    MOVES.with(|m| *m.borrow_mut() = Default::default());
     broker::observe::set_hook(|what| {
         if let Some(p) = what.downcast_ref::<SecurityPublished>() {
             PUBLISHED.with(|all| all.borrow_mut().push((Instant::now(), p.clone())));
+        } else if let Some(m) = what.downcast_ref::<MembershipApplied>() {
+            MOVES.with(|all| all.borrow_mut().memberships.push(m.clone()));
+        } else if let Some(m) = what.downcast_ref::<MoveApplied>() {
+            MOVES.with(|all| all.borrow_mut().moves.push(m.clone()));
         }
     });
 }
@@ -43,4 +53,9 @@ pub fn take(start: Instant) -> Vec<Publication> {
             changes: p.changes,
         })
         .collect()
+}
+
+/// The membership changes and move records observed in this thread's run (taken once).
+pub fn take_moves() -> crate::checks::moves::Observed {
+    MOVES.with(|m| std::mem::take(&mut *m.borrow_mut()))
 }

@@ -24,12 +24,19 @@ pub struct Members {
 }
 
 impl Members {
+    /// raft-rs's membership, each list in id order (raft-rs keeps sets, whose order is not
+    /// the same on every replica).
     pub fn of(cs: &raft::eraftpb::ConfState) -> Members {
+        let sorted = |ids: &[NodeId]| {
+            let mut v = ids.to_vec();
+            v.sort_unstable();
+            v
+        };
         Members {
-            voters: cs.voters.clone(),
-            outgoing: cs.voters_outgoing.clone(),
-            learners: cs.learners.clone(),
-            learners_next: cs.learners_next.clone(),
+            voters: sorted(&cs.voters),
+            outgoing: sorted(&cs.voters_outgoing),
+            learners: sorted(&cs.learners),
+            learners_next: sorted(&cs.learners_next),
         }
     }
 
@@ -69,6 +76,16 @@ impl Members {
     pub fn joint(&self) -> bool {
         !self.outgoing.is_empty()
     }
+}
+
+/// What a replica tells the simulator each time it applies a membership change
+/// ([`crate::observe`]): every replica must apply the same change at the same index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipApplied {
+    pub node: NodeId,
+    pub group: GroupId,
+    pub index: u64,
+    pub members: Members,
 }
 
 /// How far a group's replicas are, as its leader sees them.
@@ -176,6 +193,12 @@ pub(super) fn apply_changes(g: &mut Group, group: GroupId, node: NodeId, committ
         match g.raw.apply_conf_change(&change) {
             Ok(cs) => {
                 crate::coverage::reached(crate::coverage::Event::MembershipChangeApplied);
+                crate::observe::emit(|| MembershipApplied {
+                    node,
+                    group,
+                    index: e.index,
+                    members: Members::of(&cs),
+                });
                 if entering {
                     g.joint_entered_in = Some(e.term);
                 } else if leaving {

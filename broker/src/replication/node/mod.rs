@@ -84,7 +84,7 @@ use delivery::{persist_held, release_held, send, withheld};
 use handle::Views;
 pub use handle::{Acknowledgement, GroupView, RaftSettings, ReplicaError, Replication, Status};
 use leadership::{answer_commit_asks, rebalance};
-pub use membership::{Members, Progress};
+pub use membership::{Members, MembershipApplied, Progress};
 use ready::next_offset;
 use ticks::update_status;
 
