@@ -78,10 +78,12 @@ pub enum Event {
     MovedReplicaRemoved,
     /// A cancelled move ended: the group is back on its original replicas.
     CancelledMoveEnded,
+    /// A leader applied a membership change that removed it, and stepped down.
+    RemovedLeaderSteppedDown,
 }
 
 impl Event {
-    pub const ALL: [Event; 30] = [
+    pub const ALL: [Event; 31] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -112,6 +114,7 @@ impl Event {
         Event::JointLeftUnderNewLeader,
         Event::MovedReplicaRemoved,
         Event::CancelledMoveEnded,
+        Event::RemovedLeaderSteppedDown,
     ];
 
     /// The event's name in reports.
@@ -147,6 +150,7 @@ impl Event {
             Event::JointLeftUnderNewLeader => "joint-left-under-new-leader",
             Event::MovedReplicaRemoved => "moved-replica-removed",
             Event::CancelledMoveEnded => "cancelled-move-ended",
+            Event::RemovedLeaderSteppedDown => "removed-leader-stepped-down",
         }
     }
 }

@@ -12,9 +12,10 @@
 //! 2. once every wanted replica is a learner or voter and every learner is caught up
 //!    (connected, holding everything committed), one change enters the joint configuration
 //!    `wanted & current` (explicitly: raft-rs loses an automatic leave when the leader changes);
-//! 3. while joint, a leader that is not among the wanted voters hands its leadership to one
-//!    that is and caught up (raft-rs does not step down a leader the change removes); then the
-//!    joint configuration is left;
+//! 3. the joint configuration is left; a leader that is not among the wanted voters steps down
+//!    once it applies that, handing over to the most caught-up new voter (Raft's way: the
+//!    leader of `old & new` may be outside `new`, and leads until `new` is committed;
+//!    `replication::node::membership`);
 //! 4. learners that are not wanted (a cancelled move's) are removed, one per change;
 //! 5. the group is exactly the wanted replicas: the move is done
 //!    ([`MetadataRecord::ReassignmentDone`]), named by its epoch.
@@ -44,9 +45,7 @@ const DONE_AGAIN: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Change(ConfChangeV2),
-    /// Hand the leadership to this wanted voter first.
-    Transfer(NodeId),
-    /// Wait: learners catching up, or no wanted voter to hand over to yet.
+    /// Wait: learners catching up.
     Wait,
     /// The group is the wanted replicas.
     Done,
@@ -56,14 +55,6 @@ pub enum Step {
 pub fn next_step(me: NodeId, m: &Members, progress: &Progress, wanted: &[NodeId]) -> Step {
     use ConfChangeType::{AddLearnerNode, AddNode, RemoveNode};
     if m.joint() {
-        if !m.voters.contains(&me) {
-            return m
-                .voters
-                .iter()
-                .copied()
-                .find(|&v| progress.caught_up(v))
-                .map_or(Step::Wait, Step::Transfer);
-        }
         return Step::Change(ConfChangeV2::default());
     }
     if let Some(&missing) = wanted.iter().find(|&&id| !m.is_replica(id)) {
@@ -139,14 +130,6 @@ impl Controller {
                         if let Err(e) = self.replication.change_members(p.group, cc).await {
                             tracing::debug!(group = p.group, error = %e, "membership change not proposed; tried again");
                         }
-                    }
-                    Step::Transfer(to) => {
-                        tracing::info!(
-                            group = p.group,
-                            to,
-                            "the leader leaves the group: handing over first"
-                        );
-                        let _ = self.replication.transfer_leader(p.group, to).await;
                     }
                     Step::Wait => {}
                     Step::Done => {
@@ -229,18 +212,12 @@ mod tests {
         assert_eq!(kinds(&s), vec![(AddNode, 4), (RemoveNode, 1)]);
         let Step::Change(cc) = &s else { unreachable!() };
         assert_eq!(cc.get_transition(), ConfChangeTransition::Explicit);
-        // Joint: the leaving leader hands over to a caught-up wanted voter; then leave.
+        // Joint: leave it (a leaving leader steps down once it applies that).
         let joint = members(&[2, 3, 4], &[1, 2, 3], &[]);
-        assert_eq!(
-            next_step(1, &joint, &progress(&[3], &[2, 4]), &wanted),
-            Step::Transfer(3)
-        );
-        assert_eq!(
-            next_step(1, &joint, &progress(&[], &[2, 3, 4]), &wanted),
-            Step::Wait
-        );
-        let s = next_step(2, &joint, &progress(&[3, 4], &[]), &wanted);
-        assert!(matches!(&s, Step::Change(cc) if cc.leave_joint()));
+        for leader in [1, 2] {
+            let s = next_step(leader, &joint, &progress(&[3], &[2, 4]), &wanted);
+            assert!(matches!(&s, Step::Change(cc) if cc.leave_joint()));
+        }
         assert_eq!(
             next_step(
                 2,

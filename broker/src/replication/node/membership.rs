@@ -220,8 +220,47 @@ pub(super) fn apply_changes(g: &mut Group, group: GroupId, node: NodeId, committ
         g.raw.store().set_conf(conf_index, &cs);
         g.next.conf = Some(conf::record(conf_index, &cs));
         g.view.set_members(Members::of(&cs));
+        step_down_if_removed(g, group, node, &cs);
         g.timer.settle(&mut g.raw);
     }
+}
+
+/// A leader that a change took out of every configuration stops leading at once, handing
+/// over to the most caught-up voter first. raft-rs keeps such a leader leading (its own
+/// progress gone, it panics at its next persisted write); the move's driver hands over
+/// before it leaves the joint configuration, but a leader elected meanwhile may commit a
+/// leave proposed before it led.
+fn step_down_if_removed(
+    g: &mut Group,
+    group: GroupId,
+    node: NodeId,
+    cs: &raft::eraftpb::ConfState,
+) {
+    let raft = &g.raw.raft;
+    if raft.state != StateRole::Leader
+        || cs.voters.contains(&node)
+        || cs.voters_outgoing.contains(&node)
+    {
+        return;
+    }
+    let heir = raft
+        .prs()
+        .iter()
+        .filter(|(id, _)| cs.voters.contains(id))
+        .max_by_key(|(id, p)| (p.matched, std::cmp::Reverse(**id)))
+        .map(|(id, _)| *id);
+    tracing::info!(
+        node,
+        group,
+        ?heir,
+        "this leader is no longer a voter of the group: it steps down"
+    );
+    crate::coverage::reached(crate::coverage::Event::RemovedLeaderSteppedDown);
+    if let Some(heir) = heir {
+        g.raw.transfer_leader(heir);
+    }
+    let term = g.raw.raft.term;
+    g.raw.raft.become_follower(term, raft::INVALID_ID);
 }
 
 /// A leader's snapshot: its membership becomes this replica's (recorded with the reset).
