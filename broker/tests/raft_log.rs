@@ -543,7 +543,7 @@ async fn an_existing_logs_own_entries_keep_their_offsets_and_reach_a_follower_as
     assert_eq!(p.kafka_offsets().high_watermark, 4);
     // A follower is sent the old entry's bytes (it must store the same batch, taking the same
     // offset) and the new one as an empty entry (it writes the same own batch).
-    let entries = broker::replication::storage::read_entries(&p, store.io(), 1, None, 1 << 20)
+    let entries = broker::replication::entries::read_entries(&p, store.io(), 1, None, 1 << 20)
         .await
         .unwrap();
     let sizes: Vec<bool> = entries.iter().map(|e| e.data.is_empty()).collect();

@@ -8,6 +8,7 @@
 
 pub mod catch_up;
 pub mod conf;
+pub mod entries;
 pub mod gate;
 pub mod idempotence;
 pub mod log_start;

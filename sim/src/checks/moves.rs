@@ -15,13 +15,7 @@ use broker::controller::moves::MoveApplied;
 use broker::replication::node::MembershipApplied;
 
 use crate::findings::Finding;
-
-/// What the brokers told of memberships and moves, as applied.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub memberships: Vec<MembershipApplied>,
-    pub moves: Vec<MoveApplied>,
-}
+pub use crate::world::observed::MovesObserved as Observed;
 
 pub fn check(o: &Observed) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -13,11 +13,18 @@ use tokio::time::Instant;
 
 use crate::history::Publication;
 
+/// What the brokers told of memberships and moves, as applied.
+#[derive(Debug, Clone, Default)]
+pub struct MovesObserved {
+    pub memberships: Vec<MembershipApplied>,
+    pub moves: Vec<MoveApplied>,
+}
+
 thread_local! {
     /// This run's publications (a run is one thread: madsim's).
     static PUBLISHED: RefCell<Vec<(Instant, SecurityPublished)>> = const { RefCell::new(Vec::new()) };
     /// This run's membership changes and move records, as applied.
-    static MOVES: RefCell<crate::checks::moves::Observed> = RefCell::new(Default::default());
+    static MOVES: RefCell<MovesObserved> = RefCell::new(Default::default());
 }
 
 /// Start recording what the brokers of this thread's run publish.
@@ -56,6 +63,6 @@ pub fn take(start: Instant) -> Vec<Publication> {
 }
 
 /// The membership changes and move records observed in this thread's run (taken once).
-pub fn take_moves() -> crate::checks::moves::Observed {
+pub fn take_moves() -> MovesObserved {
     MOVES.with(|m| std::mem::take(&mut *m.borrow_mut()))
 }

@@ -184,7 +184,7 @@ async fn run(args: &CatchupArgs, dir: &Path, binary: &Path) -> Result<Vec<Measur
     super::topics::writable(&bootstrap, &versions, TOPIC, PARTITIONS, TIMEOUT).await?;
     let started = Instant::now();
     let bytes = (args.data_gb * 1e9) as u64;
-    fill(&versions, bytes, args.records_per_batch).await?;
+    fill(&versions, TOPIC, PARTITIONS, bytes, args.records_per_batch).await?;
     let took = started.elapsed().as_secs_f64();
     println!(
         "xtask: filled {:.2} GB per broker in {took:.1} s ({:.0} MB/s)",
@@ -206,29 +206,36 @@ async fn run(args: &CatchupArgs, dir: &Path, binary: &Path) -> Result<Vec<Measur
     Ok(out)
 }
 
-/// Write batches of `records` records of 1 KiB to every partition's leader until the topic
+/// Write batches of `records` records of 1 KiB to every partition's leader until `topic`
 /// holds `bytes` (of record values) — four writers per partition, sixteen for single records.
-async fn fill(versions: &ApiVersions, bytes: u64, records: usize) -> Result<()> {
+pub(super) async fn fill(
+    versions: &ApiVersions,
+    topic: &str,
+    partitions: i32,
+    bytes: u64,
+    records: usize,
+) -> Result<()> {
     let written = Arc::new(AtomicU64::new(0));
     let batch = kafka::encode_record_batch(records, 1024, 0)?;
     let per_batch = records as u64 * 1024;
     let writers = if records == 1 { 16 } else { 4 };
     let mut tasks = Vec::new();
-    for w in 0..writers * PARTITIONS {
+    for w in 0..writers * partitions {
         let (versions, written, batch) = (versions.clone(), written.clone(), batch.clone());
+        let topic = topic.to_string();
         tasks.push(tokio::spawn(async move {
-            let partition = w % PARTITIONS;
+            let partition = w % partitions;
             let produce_version = versions.pick(
                 ApiKey::Produce,
                 kafka::PRODUCE_VERSIONS.0,
                 kafka::PRODUCE_VERSIONS.1,
             )?;
-            let mut conn = leader_conn(&versions, partition).await?;
+            let mut conn = leader_conn(&versions, &topic, partition).await?;
             while written.load(Ordering::Relaxed) < bytes {
                 let sent = kafka::produce_one(
                     &mut conn,
                     produce_version,
-                    TOPIC,
+                    &topic,
                     partition,
                     -1,
                     batch.clone(),
@@ -238,7 +245,7 @@ async fn fill(versions: &ApiVersions, bytes: u64, records: usize) -> Result<()> 
                     Ok(Ok(_)) => {
                         written.fetch_add(per_batch, Ordering::Relaxed);
                     }
-                    _ => conn = leader_conn(&versions, partition).await?,
+                    _ => conn = leader_conn(&versions, &topic, partition).await?,
                 }
             }
             Ok::<(), anyhow::Error>(())
@@ -250,8 +257,9 @@ async fn fill(versions: &ApiVersions, bytes: u64, records: usize) -> Result<()> 
     Ok(())
 }
 
-/// A connection to `partition`'s leader, asked of the brokers in turn (within 60 s).
-async fn leader_conn(versions: &ApiVersions, partition: i32) -> Result<Connection> {
+/// A connection to the leader of `topic`'s `partition`, asked of the brokers in turn (within
+/// 60 s).
+async fn leader_conn(versions: &ApiVersions, topic: &str, partition: i32) -> Result<Connection> {
     let metadata_version = versions.pick(
         ApiKey::Metadata,
         kafka::METADATA_VERSIONS.0,
@@ -264,7 +272,7 @@ async fn leader_conn(versions: &ApiVersions, partition: i32) -> Result<Connectio
         node = node % cluster::NODES + 1;
         let leader = async {
             let mut c = Connection::connect(&addr, TIMEOUT).await?;
-            let l = kafka::leaders(&mut c, metadata_version, TOPIC).await?;
+            let l = kafka::leaders(&mut c, metadata_version, topic).await?;
             let to = l
                 .addr_of(partition, &addr)
                 .ok_or_else(|| anyhow::anyhow!("partition {partition} has no leader"))?;
@@ -281,6 +289,11 @@ async fn leader_conn(versions: &ApiVersions, partition: i32) -> Result<Connectio
 
 /// The bytes node `node`'s replicas of the topic hold (DescribeLogDirs, asked of it).
 async fn held_bytes(node: u16) -> Result<i64> {
+    held_bytes_of(node, TOPIC).await
+}
+
+/// The bytes node `node`'s replicas of `topic` hold (DescribeLogDirs, asked of it).
+pub(super) async fn held_bytes_of(node: u16, topic: &str) -> Result<i64> {
     use kafka_protocol::messages::DescribeLogDirsRequest;
     let mut c = Connection::connect(
         &format!("127.0.0.1:{}", cluster::client_port(node)),
@@ -295,7 +308,7 @@ async fn held_bytes(node: u16) -> Result<i64> {
         .results
         .iter()
         .flat_map(|d| d.topics.iter())
-        .filter(|t| t.name.0.as_str() == TOPIC)
+        .filter(|t| t.name.0.as_str() == topic)
         .flat_map(|t| t.partitions.iter())
         .map(|p| p.partition_size)
         .sum())

@@ -1,4 +1,5 @@
-//! `cargo xtask bench produce | fetch | group | topics | failover | catchup | connect | rdkafka`:
+//! `cargo xtask bench produce | fetch | group | topics | failover | catchup | reassign | connect |
+//! rdkafka`:
 //! load a broker and print a table of the results.
 //!
 //! Every table carries the exact command line, the workload, the measured window, the broker's
@@ -14,6 +15,7 @@ mod group;
 pub(crate) mod kafka;
 mod produce;
 mod rdkafka;
+mod reassign;
 mod stats;
 mod topics;
 
@@ -52,6 +54,10 @@ enum Workload {
     /// A broker's disk replaced while the others hold N GB: catch-up MB/s, the healthy brokers'
     /// peak memory, produce latency during the catch-up against before, per throttle setting.
     Catchup(catchup::CatchupArgs),
+    /// A partition holding N GB moved to a broker without it (AlterPartitionReassignments)
+    /// while producers write to other partitions: the move's time and MB/s, produce latency
+    /// during it against before, per throttle setting.
+    Reassign(reassign::ReassignArgs),
     /// Connection set-up: clients that connect, log in, ask ApiVersions and close, in a loop —
     /// connections/s and the broker's CPU per connection (`--security plaintext,sasl-ssl`).
     Connect(connect::ConnectArgs),
@@ -237,6 +243,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Topics(args) => topics::topics_bench(args).await,
             Workload::Failover(args) => failover::failover_bench(args).await,
             Workload::Catchup(args) => catchup::catchup_bench(args).await,
+            Workload::Reassign(args) => reassign::reassign_bench(args).await,
             Workload::Rdkafka(args) => rdkafka::rdkafka_bench(args).await,
             Workload::Connect(args) => connect::connect_bench(args).await,
         }

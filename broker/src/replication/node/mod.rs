@@ -55,10 +55,11 @@ use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::catch_up::{self, CatchUp, CatchUpSettings, Started, Verdict};
+use super::entries::{read_entries, snapshot_conf, snapshot_offset};
 use super::gate::Gate;
 use super::idempotence::{Checked, Producers};
 use super::logger::raft_logger;
-use super::storage::{read_entries, snapshot_conf, snapshot_offset, PartitionStorage};
+use super::storage::PartitionStorage;
 use super::transport::{Inbox, NodeId, Transport};
 use super::wire::{self, GroupId, Inbound};
 use super::ElectionTimer;

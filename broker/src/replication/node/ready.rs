@@ -194,13 +194,21 @@ impl Node {
         let store = self.store.clone();
         let partition = g.view.partition.clone();
         // Rebuild from the log's durable end: the entries raft-rs holds past it, all of them
-        // (the cache has every entry not yet durable), and the hard state as it is now.
-        let durable_next = partition
-            .state()
-            .replica
-            .as_ref()
-            .map_or(1, |r| r.next_index)
-            .min(g.raw.store().durable_next());
+        // (the cache has every entry not yet durable), and the hard state as it is now. A
+        // snapshot's reset that is not durable yet goes again first: the entries after it
+        // follow its index (without it, the log stayed where it was while raft-rs went on
+        // from the snapshot — seen: a learner's reset lost to an fsync stall, which then led
+        // the group with a log that existed only in memory).
+        let reset = g.raw.store().unwritten_reset();
+        let durable_next = match reset {
+            Some(r) => r.index + 1,
+            None => partition
+                .state()
+                .replica
+                .as_ref()
+                .map_or(1, |r| r.next_index)
+                .min(g.raw.store().durable_next()),
+        };
         let last = g.raw.raft.raft_log.last_index();
         let entries = g
             .raw
@@ -218,7 +226,8 @@ impl Node {
         // The retry covers everything up to the newest Ready gathered since.
         let covered = number.max(merged.number);
         merged.entries = entries;
-        merged.truncate_from = Some(durable_next);
+        merged.reset = reset;
+        merged.truncate_from = reset.is_none().then_some(durable_next);
         merged.hard_state = hard_state;
         merged.conf = g.raw.store().conf_record();
         merged.number = covered;
@@ -365,15 +374,16 @@ fn queue_snapshot(g: &mut Group, snapshot: &raft::eraftpb::Snapshot) {
     let (index, term) = (meta.index, meta.term);
     let (offset, gaps_before) = snapshot_offset(snapshot).unwrap_or((0, 0));
     let conf = snapshot_conf(snapshot);
-    g.raw.store().take_snapshot(index, term, offset, &conf);
+    let reset = RaftReset {
+        index,
+        term,
+        offset,
+        gaps_before,
+    };
+    g.raw.store().take_snapshot(reset, &conf);
     membership::take_snapshot_conf(g, &conf);
     g.next = NextWrite {
-        reset: Some(RaftReset {
-            index,
-            term,
-            offset,
-            gaps_before,
-        }),
+        reset: Some(reset),
         conf: Some(conf),
         ..NextWrite::default()
     };

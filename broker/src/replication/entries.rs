@@ -1,0 +1,102 @@
+//! Raft entries a follower is sent, read back from a replicated partition's log (when the
+//! leader's cache no longer holds them), and what a leader's snapshot carries (where the
+//! log starts, the gaps before it, the membership).
+//!
+//! Invariant: an entry read back is the entry raft-rs made — a membership change its change,
+//! Raft's own empty entry empty, anything else its batch's bytes — so every replica stores
+//! the same bytes.
+
+use bytes::Bytes;
+use raft::eraftpb::{Entry, EntryType, Snapshot};
+
+use super::conf;
+use crate::storage::log::conf::ConfRecord;
+use crate::storage::log::Partition;
+
+/// The log offset a snapshot's log starts at, and how many of Raft's own entries (which take
+/// no Kafka offset) lie before it (none in a snapshot of a broker that did not say).
+pub fn snapshot_offset(snapshot: &Snapshot) -> Option<(i64, i64)> {
+    Some((
+        snapshot_word(snapshot, 0)?,
+        snapshot_word(snapshot, 1).unwrap_or(0),
+    ))
+}
+
+/// The membership a snapshot carries: the leader's, after the changes through the index it
+/// names (its snapshot point when it does not say).
+pub fn snapshot_conf(snapshot: &Snapshot) -> ConfRecord {
+    let meta = snapshot.get_metadata();
+    let index = snapshot_word(snapshot, 2).map_or(meta.index, |i| i as u64);
+    conf::record(index, meta.get_conf_state())
+}
+
+fn snapshot_word(snapshot: &Snapshot, n: usize) -> Option<i64> {
+    let at = n * 8;
+    let bytes: [u8; 8] = snapshot.data.get(at..at + 8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// Read the entries from `low` on (at most about `max_bytes`) from `partition`'s log, for a
+/// follower: each batch is an entry (Raft's own are control batches, which go back to empty
+/// entries; a log-start mark stays what it is); its term is its leader epoch. Where the next
+/// entry starts is noted in the log's points, so that the follower's next read finds it at
+/// once.
+pub async fn read_entries(
+    partition: &Partition,
+    io: &crate::storage::Io,
+    low: u64,
+    known_offset: Option<i64>,
+    max_bytes: u64,
+) -> Result<Vec<Entry>, crate::storage::StorageError> {
+    // Taken before anything is read: what the reads find holds for this generation only.
+    let generation = partition.points_generation();
+    let offset = match known_offset {
+        Some(o) => o,
+        None => match partition.locate(io, low).await? {
+            Some(at) => at.offset,
+            None => return Ok(Vec::new()),
+        },
+    };
+    let data = match partition
+        .read_durable(io, offset, max_bytes.min(16 << 20) as usize)
+        .await
+    {
+        Ok(d) => d.records,
+        Err(crate::storage::log::ReadError::OffsetOutOfRange { .. }) => return Ok(Vec::new()),
+        Err(crate::storage::log::ReadError::Storage(e)) => return Err(e),
+    };
+    let mut out = Vec::new();
+    let mut next_offset = offset;
+    for (index, (at, h)) in (low..).zip(crate::batch::scan(&data)) {
+        let bytes = data.slice(at..at + h.size);
+        next_offset = h.next_offset();
+        let term = h.partition_leader_epoch.max(0) as u64;
+        // A membership change goes back to the entry raft-rs made.
+        if let Some(change) = crate::batch::conf_change_of(&bytes)
+            .filter(|_| h.takes_no_offset())
+            .and_then(|kept| conf::decode_entry(index, term, kept))
+        {
+            out.push(change);
+            continue;
+        }
+        // Raft's own entries go back to empty entries (every replica writes the same bytes for
+        // them); a log-start mark is an entry of data, and so is a leader's entry written
+        // before such entries took no offset (a follower must store the same bytes).
+        let data = if h.takes_no_offset() && crate::batch::log_start_of(&bytes).is_none() {
+            Bytes::new()
+        } else {
+            bytes
+        };
+        out.push(Entry {
+            entry_type: EntryType::EntryNormal,
+            index,
+            term,
+            data,
+            ..Default::default()
+        });
+    }
+    if let Some(last) = out.last() {
+        partition.note_points(generation, &[(last.index + 1, next_offset)]);
+    }
+    Ok(out)
+}
