@@ -252,6 +252,16 @@ impl Controller {
         self.env.rng.next_u64()
     }
 
+    /// Propose `record` through whichever broker leads the metadata, without waiting for it
+    /// to land (the caller's loop proposes it again if it does not).
+    pub(super) async fn propose_once(&self, record: &MetadataRecord) {
+        let batch = record.encode(self.env.clock.wall_ms());
+        let _ = self
+            .replication
+            .propose_anywhere(METADATA_GROUP, vec![batch])
+            .await;
+    }
+
     /// Propose `record` (made for request `request`) and wait, at most `limit`, for its outcome
     /// in this broker's replica of the metadata. Proposed again while it does not show.
     pub async fn submit(
@@ -424,11 +434,7 @@ impl Controller {
                     listeners: listeners.clone(),
                     rack: self.rack.clone(),
                 };
-                let batch = record.encode(self.env.clock.wall_ms());
-                let _ = self
-                    .replication
-                    .propose_anywhere(METADATA_GROUP, vec![batch])
-                    .await;
+                self.propose_once(&record).await;
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return },
                     r = groups.changed() => if r.is_err() { return },
@@ -466,11 +472,7 @@ impl Controller {
                 })
                 .collect();
             if !stale.is_empty() {
-                let batch =
-                    MetadataRecord::Leaders { leaders: stale }.encode(self.env.clock.wall_ms());
-                let _ = self
-                    .replication
-                    .propose_anywhere(METADATA_GROUP, vec![batch])
+                self.propose_once(&MetadataRecord::Leaders { leaders: stale })
                     .await;
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return },
@@ -530,11 +532,7 @@ impl Controller {
                 }
                 for record in fence {
                     tracing::warn!(broker = ?record, "fencing a broker not heard from for the session timeout");
-                    let batch = record.encode(clock.wall_ms());
-                    let _ = self
-                        .replication
-                        .propose_anywhere(METADATA_GROUP, vec![batch])
-                        .await;
+                    self.propose_once(&record).await;
                 }
             }
             let wait = next_check.map(|at| at.saturating_duration_since(clock.now()));

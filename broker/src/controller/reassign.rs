@@ -31,7 +31,7 @@ use std::time::Duration;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
 
 use super::moves::done_record;
-use super::{Controller, METADATA_GROUP};
+use super::Controller;
 use crate::replication::node::{Members, Progress};
 use crate::replication::transport::NodeId;
 use crate::replication::wire::GroupId;
@@ -141,11 +141,7 @@ impl Controller {
                         }
                         done_sent.insert((p.group, m.epoch), now);
                         tracing::info!(group = p.group, replicas = ?wanted, cancelled = m.cancelled, "the group's replicas moved");
-                        let batch = done_record(p.group, m.epoch).encode(clock.wall_ms());
-                        let _ = self
-                            .replication
-                            .propose_anywhere(METADATA_GROUP, vec![batch])
-                            .await;
+                        self.propose_once(&done_record(p.group, m.epoch)).await;
                     }
                 }
             }

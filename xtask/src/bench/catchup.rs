@@ -11,8 +11,8 @@
 //! catch-up read did — all from one run, so the settings compare.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -20,7 +20,7 @@ use clap::Args;
 use kafka_protocol::messages::ApiKey;
 use tokio::time::Instant;
 
-use super::failover::{self, AckLog, Writer};
+use super::failover;
 use super::kafka::{self, ApiVersions, Connection};
 use super::stats::{self, Latency, Table};
 use crate::cluster;
@@ -159,15 +159,17 @@ fn mib(bytes: &[u64]) -> String {
         .join(", ")
 }
 
-fn settings(throttle: &str) -> Vec<String> {
+/// A broker's settings for a throttle setting of the command line (`default`: none).
+pub(super) fn settings(throttle: &str) -> Vec<String> {
     match throttle {
         "default" => Vec::new(),
         rate => vec![format!("leader_replication_throttled_rate={rate}")],
     }
 }
 
-async fn start_all(dir: &Path, binary: &Path, throttle: &str) -> Result<()> {
-    for node in 1..=cluster::NODES {
+/// Start every node of the cluster in `dir` with a throttle setting, until all are registered.
+pub(super) async fn start_all(dir: &Path, binary: &Path, throttle: &str) -> Result<()> {
+    for node in 1..=cluster::size_of(dir) {
         cluster::start_node_with(dir, node, binary, &settings(throttle))?;
     }
     cluster::wait_registered(dir).await?;
@@ -338,22 +340,7 @@ async fn measure(
     versions: &ApiVersions,
     throttle: &str,
 ) -> Result<Measured> {
-    let acks: Arc<AckLog> = Arc::new(Mutex::new(vec![Vec::new(); PARTITIONS as usize]));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..args.producers)
-        .map(|i| {
-            tokio::spawn(failover::write(
-                Writer {
-                    topic: TOPIC.to_string(),
-                    partition: i as i32 % PARTITIONS,
-                    versions: versions.clone(),
-                    timeout: TIMEOUT,
-                },
-                acks.clone(),
-                stopping.clone(),
-            ))
-        })
-        .collect();
+    let load = failover::Load::start(versions, TOPIC, PARTITIONS, args.producers, TIMEOUT);
     let outcome = async {
         // Node 3 goes first: its leaderships move to the others (a failover, not what is
         // measured); then the latency on the two brokers left, the window before.
@@ -424,28 +411,10 @@ async fn measure(
         ))
     }
     .await;
-    stopping.store(true, Ordering::Relaxed);
-    for w in writers {
-        let _ = w.await;
-    }
+    let all = load.stop().await;
     let ((before_from, before_to, wiped_at, caught_at), (held, rss_before, peak, dirs, reads)) =
         outcome?;
-    let all: Vec<(Instant, Instant)> = acks
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
-    let window = |from: Instant, to: Instant| -> Result<Latency> {
-        let mut l = Latency::new()?;
-        for (sent, acked) in &all {
-            if *sent >= from && *sent < to {
-                l.record(acked.saturating_duration_since(*sent));
-            }
-        }
-        Ok(l)
-    };
+    let window = |from: Instant, to: Instant| failover::latency_between(&all, from, to);
     let mut acked_times: Vec<Instant> = all
         .iter()
         .map(|(_, a)| *a)

@@ -144,6 +144,81 @@ pub async fn failover_bench(args: FailoverArgs) -> Result<()> {
 /// Per partition, each acknowledged write as (sent, acknowledged).
 pub(super) type AckLog = Mutex<Vec<Vec<(Instant, Instant)>>>;
 
+/// `producers` writers ([`write`]) over a topic's partitions in turn, sharing one log of
+/// acknowledgements.
+pub(super) struct Load {
+    acks: Arc<AckLog>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Load {
+    pub(super) fn start(
+        versions: &ApiVersions,
+        topic: &str,
+        partitions: i32,
+        producers: usize,
+        timeout: Duration,
+    ) -> Load {
+        let acks: Arc<AckLog> = Arc::new(Mutex::new(vec![Vec::new(); partitions as usize]));
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers = (0..producers)
+            .map(|i| {
+                tokio::spawn(write(
+                    Writer {
+                        topic: topic.to_string(),
+                        partition: i as i32 % partitions,
+                        versions: versions.clone(),
+                        timeout,
+                    },
+                    acks.clone(),
+                    stopping.clone(),
+                ))
+            })
+            .collect();
+        Load {
+            acks,
+            stopping,
+            writers,
+        }
+    }
+
+    /// Stop the writers; every acknowledged write, as (sent, acknowledged).
+    pub(super) async fn stop(self) -> Vec<(Instant, Instant)> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in self.writers {
+            let _ = w.await;
+        }
+        all_acks(&self.acks)
+    }
+}
+
+/// Every acknowledged write of the log, as (sent, acknowledged).
+pub(super) fn all_acks(acks: &AckLog) -> Vec<(Instant, Instant)> {
+    acks.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// The latency of the writes among `all` sent in `[from, to)`.
+pub(super) fn latency_between(
+    all: &[(Instant, Instant)],
+    from: Instant,
+    to: Instant,
+) -> Result<super::stats::Latency> {
+    let mut l = super::stats::Latency::new()?;
+    for (sent, acked) in all {
+        if *sent >= from && *sent < to {
+            l.record(acked.saturating_duration_since(*sent));
+        }
+    }
+    Ok(l)
+}
+
 struct Round {
     round: usize,
     node: u16,

@@ -11,8 +11,6 @@
 //! setting's move goes the other way from the last's end).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -27,8 +25,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-use super::catchup::{fill, held_bytes_of};
-use super::failover::{self, AckLog, Writer};
+use super::catchup::{fill, held_bytes_of, start_all};
+use super::failover;
 use super::kafka::{self, ApiVersions, Connection};
 use super::stats::{self, Latency, Table};
 use crate::cluster;
@@ -146,20 +144,6 @@ pub async fn reassign_bench(args: ReassignArgs) -> Result<()> {
     Ok(())
 }
 
-fn settings(throttle: &str) -> Vec<String> {
-    match throttle {
-        "default" => Vec::new(),
-        rate => vec![format!("leader_replication_throttled_rate={rate}")],
-    }
-}
-
-async fn start_all(dir: &Path, binary: &Path, throttle: &str) -> Result<()> {
-    for node in 1..=NODES {
-        cluster::start_node_with(dir, node, binary, &settings(throttle))?;
-    }
-    cluster::wait_registered(dir).await?;
-    Ok(())
-}
 
 async fn run(args: &ReassignArgs, dir: &Path, binary: &Path) -> Result<Vec<Measured>> {
     start_all(dir, binary, &args.throttle[0]).await?;
@@ -272,22 +256,7 @@ async fn measure(args: &ReassignArgs, versions: &ApiVersions, throttle: &str) ->
     let mut to = from.clone();
     let last = to.len() - 1;
     to[last] = newcomer;
-    let acks: Arc<AckLog> = Arc::new(Mutex::new(vec![Vec::new(); LOAD_PARTITIONS as usize]));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..args.producers)
-        .map(|i| {
-            tokio::spawn(failover::write(
-                Writer {
-                    topic: LOAD.to_string(),
-                    partition: i as i32 % LOAD_PARTITIONS,
-                    versions: versions.clone(),
-                    timeout: TIMEOUT,
-                },
-                acks.clone(),
-                stopping.clone(),
-            ))
-        })
-        .collect();
+    let load = failover::Load::start(versions, LOAD, LOAD_PARTITIONS, args.producers, TIMEOUT);
     let outcome = async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before_from = Instant::now();
@@ -306,27 +275,9 @@ async fn measure(args: &ReassignArgs, versions: &ApiVersions, throttle: &str) ->
         Ok::<_, anyhow::Error>((before_from, before_to, moving_from, Instant::now(), held))
     }
     .await;
-    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-    for w in writers {
-        let _ = w.await;
-    }
+    let all = load.stop().await;
     let (before_from, before_to, moving_from, moved_at, held) = outcome?;
-    let all: Vec<(Instant, Instant)> = acks
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
-    let window = |from: Instant, to: Instant| -> Result<Latency> {
-        let mut l = Latency::new()?;
-        for (sent, acked) in &all {
-            if *sent >= from && *sent < to {
-                l.record(acked.saturating_duration_since(*sent));
-            }
-        }
-        Ok(l)
-    };
+    let window = |from: Instant, to: Instant| failover::latency_between(&all, from, to);
     Ok(Measured {
         setting: throttle.to_string(),
         from,
