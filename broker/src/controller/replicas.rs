@@ -146,18 +146,24 @@ impl Controller {
                 // The preferred leader of a partition made just now stands at once.
                 let new = created || index >= before;
                 let campaign = new && p.replicas.first() == Some(&self.node_id);
-                if self
-                    .replication
-                    .add_group(
-                        p.group,
-                        partition,
-                        p.initial.clone(),
-                        campaign,
-                        Some(p.made_at),
-                    )
-                    .await
-                    .is_err()
-                {
+                let added = if p.moving.is_some() {
+                    // A replica the move adds (or one of the original replicas started empty
+                    // during it): it votes only once caught up.
+                    self.replication
+                        .add_moved_group(p.group, partition, p.initial.clone(), Some(p.made_at))
+                        .await
+                } else {
+                    self.replication
+                        .add_group(
+                            p.group,
+                            partition,
+                            p.initial.clone(),
+                            campaign,
+                            Some(p.made_at),
+                        )
+                        .await
+                };
+                if added.is_err() {
                     return false;
                 }
             }

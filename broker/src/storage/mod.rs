@@ -419,10 +419,17 @@ impl Store {
     }
 
     /// Empty a replicated partition's log (this broker's replica of it was moved away; its
-    /// Raft group is gone from this node first): everything it held is removed, as a reset to
-    /// before the first entry through the pipeline, its only writer; a crash half-way is
-    /// finished at the next start.
+    /// Raft group is gone from this node first): everything it held is removed — but its
+    /// term and vote — as a reset to before the first entry through the pipeline, its only
+    /// writer; a crash half-way is finished at the next start.
     pub async fn clear_replica(&self, partition: Arc<Partition>) -> Result<(), AppendError> {
+        // The term and vote stay: a replica added again must not vote twice in a term.
+        let kept = partition
+            .state()
+            .replica
+            .as_ref()
+            .map(|r| r.hard_state)
+            .unwrap_or_default();
         let write = RaftWrite {
             partition,
             reset: Some(RaftReset {
@@ -434,7 +441,7 @@ impl Store {
             truncate_from: None,
             producers_at_cut: None,
             entries: Vec::new(),
-            hard_state: Some(log::replica::HardStateRecord::default()),
+            hard_state: Some(log::replica::HardStateRecord { commit: 0, ..kept }),
             conf: None,
         };
         let rx = self.raft_write(write).await?;

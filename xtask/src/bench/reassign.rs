@@ -144,7 +144,6 @@ pub async fn reassign_bench(args: ReassignArgs) -> Result<()> {
     Ok(())
 }
 
-
 async fn run(args: &ReassignArgs, dir: &Path, binary: &Path) -> Result<Vec<Measured>> {
     start_all(dir, binary, &args.throttle[0]).await?;
     let bootstrap = format!("127.0.0.1:{}", cluster::client_port(1));

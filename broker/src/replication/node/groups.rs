@@ -14,6 +14,7 @@ impl Node {
         voters: Vec<NodeId>,
         campaign: bool,
         made_at: Option<i64>,
+        moved_in: bool,
     ) {
         if self.groups.contains_key(&group) {
             return;
@@ -29,6 +30,7 @@ impl Node {
                 return;
             }
         };
+        let empty = raft::Storage::last_index(&storage).unwrap_or(0) == 0;
         let (commit, vote_written, conf_state) = raft::Storage::initial_state(&storage)
             .map(|s| {
                 (
@@ -106,10 +108,12 @@ impl Node {
         }
         // A partition made by a metadata record committed after this node caught up with the
         // cluster metadata holds nothing it could have acknowledged before this start.
-        let caught_up = !self.fresh
+        // A replica a move adds votes only once caught up while it holds nothing.
+        let caught_up = (!self.fresh
             || made_at
                 .zip(self.metadata_caught_up_at)
-                .is_some_and(|(made, caught)| made > caught);
+                .is_some_and(|(made, caught)| made > caught))
+            && !(moved_in && empty);
         self.groups.insert(
             group,
             Group {
@@ -132,7 +136,7 @@ impl Node {
                 gate: Gate::default(),
                 preferred_ready: 0,
                 recovery: Recovery {
-                    withholding: self.joined && !caught_up,
+                    withholding: (self.joined || moved_in) && !caught_up,
                     caught_up,
                     ..Recovery::default()
                 },

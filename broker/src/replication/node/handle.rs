@@ -427,6 +427,32 @@ impl Replication {
                 voters,
                 campaign,
                 made_at,
+                moved_in: false,
+            })
+            .await
+            .map_err(|_| ReplicaError::Stopped)
+    }
+
+    /// Start a replica of `partition` that a move of its replicas adds to group `group`
+    /// (first made of `voters`). While its log holds nothing it grants no vote until it has
+    /// caught up with the group's leader: it starts from the group's first membership, which
+    /// a candidate still on an old membership (back from a partition) would count its vote
+    /// in, against the voters the group has now.
+    pub async fn add_moved_group(
+        &self,
+        group: GroupId,
+        partition: Arc<Partition>,
+        voters: Vec<NodeId>,
+        made_at: Option<i64>,
+    ) -> Result<(), ReplicaError> {
+        self.tx
+            .send(Command::AddGroup {
+                group,
+                partition,
+                voters,
+                campaign: false,
+                made_at,
+                moved_in: true,
             })
             .await
             .map_err(|_| ReplicaError::Stopped)

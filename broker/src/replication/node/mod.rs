@@ -105,6 +105,8 @@ enum Command {
         voters: Vec<NodeId>,
         campaign: bool,
         made_at: Option<i64>,
+        /// Added by a move of the partition's replicas (see [`Replication::add_moved_group`]).
+        moved_in: bool,
     },
     RemoveGroup {
         group: GroupId,
@@ -526,7 +528,8 @@ impl Node {
                 voters,
                 campaign,
                 made_at,
-            } => self.add_group(group, partition, voters, campaign, made_at),
+                moved_in,
+            } => self.add_group(group, partition, voters, campaign, made_at, moved_in),
             Command::RemoveGroup { group } => self.remove_group(group),
             Command::Confirm { group, reply } => self.confirm(group, reply),
             Command::AskCommit { group, reply } => self.ask_commit(group, reply),

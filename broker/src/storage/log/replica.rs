@@ -373,15 +373,16 @@ pub struct Located {
 }
 
 impl super::Partition {
-    /// Whether this replicated log holds anything: entries, or a Raft record or hard state
-    /// of a group it was in.
+    /// Whether this replicated log holds anything: entries, or a Raft record of a group it
+    /// was in (a term and vote alone are not data: they are kept when a replica is emptied).
     pub fn holds_data(&self) -> bool {
         let st = self.state();
         st.log_end_offset() > 0
             || st.segments.len() > 1
-            || st.replica.as_ref().is_some_and(|r| {
-                r.meta.prev != (0, 0) || !r.meta.confs.is_empty() || r.hard_state.term > 0
-            })
+            || st
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.meta.prev != (0, 0) || !r.meta.confs.is_empty())
     }
 
     /// Raise a replicated partition's high watermark to `offset` (Raft committed up to there).
