@@ -119,6 +119,7 @@ impl Node {
             Group {
                 raw,
                 joint_entered_in: None,
+                snapshot_waits: BTreeMap::new(),
                 timer,
                 view,
                 in_flight: None,

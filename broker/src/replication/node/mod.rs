@@ -40,7 +40,7 @@
 //! [`ready`] (Readies and log writes), [`reads`] (catch-up reads for followers) and
 //! [`leadership`] (transfer, hand-over, confirmation, the preferred leader).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
@@ -216,6 +216,8 @@ struct Group {
     /// The term of the entry that entered the joint configuration this replica applied last
     /// (none when not joint, or not known since a start).
     joint_entered_in: Option<u64>,
+    /// As leader: the ticks each replica sent a snapshot has not answered it.
+    snapshot_waits: BTreeMap<NodeId, usize>,
     timer: ElectionTimer,
     view: Arc<GroupView>,
     /// The Ready number of the write in flight.

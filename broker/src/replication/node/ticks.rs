@@ -30,6 +30,7 @@ impl Node {
                 continue;
             };
             g.raw.tick();
+            retry_stuck_snapshots(g, election_ticks as usize * 4);
             g.timer.settle(&mut g.raw);
             self.dirty.insert(group);
             if group != wire::CONTROLLER_GROUP {
@@ -188,6 +189,35 @@ impl Node {
                 self.active.insert(group);
                 self.dirty.insert(group);
             }
+        }
+    }
+}
+
+/// A leader's snapshot whose answer has not come back within `patience` ticks is reported
+/// failed, so the replica is probed (and sent another) again: raft-rs keeps a replica it sent
+/// a snapshot waiting until its answer arrives, and an answer lost with its connection (the
+/// replica paused, a queue full) left a learner never caught up and its move never done.
+fn retry_stuck_snapshots(g: &mut Group, patience: usize) {
+    if g.raw.raft.state != StateRole::Leader {
+        g.snapshot_waits.clear();
+        return;
+    }
+    let waiting: Vec<NodeId> = g
+        .raw
+        .raft
+        .prs()
+        .iter()
+        .filter(|(_, p)| p.state == raft::ProgressState::Snapshot)
+        .map(|(&id, _)| id)
+        .collect();
+    g.snapshot_waits.retain(|id, _| waiting.contains(id));
+    for id in waiting {
+        let ticks = g.snapshot_waits.entry(id).or_insert(0);
+        *ticks += 1;
+        if *ticks > patience {
+            tracing::info!(group = g.view.group, replica = id, "a snapshot's answer did not come: sent again");
+            g.snapshot_waits.remove(&id);
+            g.raw.report_snapshot(id, raft::SnapshotStatus::Failure);
         }
     }
 }
