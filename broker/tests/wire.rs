@@ -483,6 +483,45 @@ async fn every_advertised_version_is_served() {
                     // AlterUserScramCredentials comes after it in SUPPORTED: none yet.
                     assert!(r.results.is_empty(), "{:?}", r.results);
                 }
+                ApiKey::AlterPartitionReassignments => {
+                    // A single node: a partition that does not exist is refused alone.
+                    use alter_partition_reassignments_request::{
+                        ReassignablePartition, ReassignableTopic,
+                    };
+                    let req = AlterPartitionReassignmentsRequest::default()
+                        .with_timeout_ms(5_000)
+                        .with_topics(vec![ReassignableTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str("no-such-topic")))
+                            .with_partitions(vec![ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![BrokerId(1)]))])]);
+                    let ResponseKind::AlterPartitionReassignments(r) = c
+                        .call(api, v, RequestKind::AlterPartitionReassignments(req))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    assert_eq!(
+                        r.responses[0].partitions[0].error_code,
+                        error::UNKNOWN_TOPIC_OR_PARTITION,
+                        "v{v}"
+                    );
+                }
+                ApiKey::ListPartitionReassignments => {
+                    let ResponseKind::ListPartitionReassignments(r) = c
+                        .call(
+                            api,
+                            v,
+                            RequestKind::ListPartitionReassignments(Default::default()),
+                        )
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0);
+                    assert!(r.topics.is_empty(), "nothing moves on a single node");
+                }
                 admin if common::ADMIN_APIS.contains(&admin) => {} // tests/admin.rs
                 other => panic!("no wire test for {other:?}"),
             }

@@ -215,7 +215,11 @@ fn retry_stuck_snapshots(g: &mut Group, patience: usize) {
         let ticks = g.snapshot_waits.entry(id).or_insert(0);
         *ticks += 1;
         if *ticks > patience {
-            tracing::info!(group = g.view.group, replica = id, "a snapshot's answer did not come: sent again");
+            tracing::info!(
+                group = g.view.group,
+                replica = id,
+                "a snapshot's answer did not come: sent again"
+            );
             g.snapshot_waits.remove(&id);
             g.raw.report_snapshot(id, raft::SnapshotStatus::Failure);
         }
