@@ -420,17 +420,8 @@ impl Replication {
         campaign: bool,
         made_at: Option<i64>,
     ) -> Result<(), ReplicaError> {
-        self.tx
-            .send(Command::AddGroup {
-                group,
-                partition,
-                voters,
-                campaign,
-                made_at,
-                moved_in: false,
-            })
+        self.send_add_group(group, partition, voters, campaign, made_at, false)
             .await
-            .map_err(|_| ReplicaError::Stopped)
     }
 
     /// Start a replica of `partition` that a move of its replicas adds to group `group`
@@ -445,14 +436,27 @@ impl Replication {
         voters: Vec<NodeId>,
         made_at: Option<i64>,
     ) -> Result<(), ReplicaError> {
+        self.send_add_group(group, partition, voters, false, made_at, true)
+            .await
+    }
+
+    async fn send_add_group(
+        &self,
+        group: GroupId,
+        partition: Arc<Partition>,
+        voters: Vec<NodeId>,
+        campaign: bool,
+        made_at: Option<i64>,
+        moved_in: bool,
+    ) -> Result<(), ReplicaError> {
         self.tx
             .send(Command::AddGroup {
                 group,
                 partition,
                 voters,
-                campaign: false,
+                campaign,
                 made_at,
-                moved_in: true,
+                moved_in,
             })
             .await
             .map_err(|_| ReplicaError::Stopped)
