@@ -147,16 +147,23 @@ pub struct Config {
     pub offsets_checkpoint_records: i64,
     /// How often retention is checked (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
-    /// The brokers of the cluster, by id, with the address each serves the other brokers on:
-    /// `1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093` (this broker among them, by its
-    /// `node_id`). They are the voters of the cluster metadata. Empty: a single node, nothing
-    /// replicated.
+    /// The controller quorum (KRaft's `controller.quorum.voters`): the brokers that vote on the
+    /// cluster metadata, by id, with the address each serves the other brokers on:
+    /// `1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093` (three or five), the same on every
+    /// broker. A broker whose `node_id` is among them is a voter; any other broker joins the
+    /// cluster through them and follows the metadata without voting (an observer; give it
+    /// `inter_broker_listen`). Empty: a single node, nothing replicated.
     pub cluster_peers: String,
+    /// Inter-broker addresses (`host:port,…`) of brokers a new broker asks to join the
+    /// cluster through, any of its members; empty: the addresses in `cluster_peers` (needed
+    /// once the brokers first listed there have been retired).
+    pub cluster_join: String,
     /// The rack (or zone) this broker is in (Kafka's `broker.rack`): Metadata names it, and a
     /// new partition's replicas go to as many racks as they can. Empty: none.
     pub broker_rack: String,
     /// Address the inter-broker listener binds; defaults to this broker's address in
-    /// `cluster_peers`.
+    /// `cluster_peers`. An observer (not in `cluster_peers`) also registers it as the address
+    /// the others dial, so it must be one they can reach.
     pub inter_broker_listen: Option<SocketAddr>,
     /// Replicas of a topic created without saying (`default.replication.factor`); 0 means
     /// three, or every broker of a smaller cluster.
@@ -253,6 +260,7 @@ impl Default for Config {
             offsets_retention_check_interval_ms: 600_000,
             offsets_checkpoint_records: 10_000,
             cluster_peers: String::new(),
+            cluster_join: String::new(),
             broker_rack: String::new(),
             inter_broker_listen: None,
             default_replication_factor: 0,
@@ -400,7 +408,37 @@ impl Config {
             .or_else(|| self.peers().get(&(self.node_id as u64)).copied())
     }
 
-    /// Replicas of a topic created without a replication factor.
+    /// Where a broker outside the cluster asks to join: `cluster_join`, else the voters'
+    /// addresses.
+    pub fn join_addresses(&self) -> Vec<SocketAddr> {
+        let listed: Vec<SocketAddr> = self
+            .cluster_join
+            .split(',')
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        if listed.is_empty() {
+            self.peers().into_values().collect()
+        } else {
+            listed
+        }
+    }
+
+    /// Whether this broker votes on the cluster metadata (one of `cluster_peers`).
+    pub fn voter(&self) -> bool {
+        self.peers().contains_key(&(self.node_id as u64))
+    }
+
+    /// Replicas of a topic created without a replication factor, in a cluster of `brokers`.
+    pub fn replication_factor_of(&self, brokers: usize) -> i32 {
+        let brokers = brokers.max(1) as i32;
+        match self.default_replication_factor {
+            0 => brokers.min(3),
+            n => n,
+        }
+    }
+
+    /// Replicas of a topic created without a replication factor, counting the voters only
+    /// (before the metadata says how many brokers there are).
     pub fn replication_factor(&self) -> i32 {
         let brokers = self.peers().len().max(1) as i32;
         match self.default_replication_factor {
@@ -706,6 +744,7 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
             | "ssl_client_auth"
             | "inter_broker_security_protocol"
             | "inter_broker_listener_name"
+            | "cluster_join"
             | "sasl_enabled_mechanisms"
             | "add_scram"
             | "super_users"

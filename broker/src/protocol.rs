@@ -44,6 +44,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -96,6 +98,7 @@ pub mod error {
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+    pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
@@ -292,6 +295,12 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
             ListPartitionReassignmentsRequest::decode(buf, version)?,
         ),
+        ApiKey::UnregisterBroker => {
+            RequestKind::UnregisterBroker(UnregisterBrokerRequest::decode(buf, version)?)
+        }
+        ApiKey::DescribeQuorum => {
+            RequestKind::DescribeQuorum(DescribeQuorumRequest::decode(buf, version)?)
+        }
         ApiKey::ElectLeaders => {
             RequestKind::ElectLeaders(ElectLeadersRequest::decode(buf, version)?)
         }
@@ -580,6 +589,8 @@ mod tests {
             ApiKey::ListPartitionReassignments => {
                 RequestKind::ListPartitionReassignments(Default::default())
             }
+            ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(Default::default()),
+            ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
             ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
             ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
             ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),

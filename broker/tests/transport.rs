@@ -359,3 +359,79 @@ async fn a_node_of_another_cluster_is_refused_however_its_ids_match() {
     }
     stranger.shutdown();
 }
+
+/// A broker outside the configured ones: it asks to join (a `JOIN` the layer above answers),
+/// dials the configured broker with a larger id telling its address (admitted provisionally),
+/// and is dialled by the one with a smaller id once that one is told its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outside_the_configuration_joins_and_links_both_ways() {
+    // Configured: nodes 1 and 5. Node 3 joins.
+    let mut nodes = cluster(&[1, 5], settings()).await;
+    let (five, mut inbox_five, five_at) = nodes.pop().unwrap();
+    let (one, mut inbox_one, one_at) = nodes.pop().unwrap();
+    let configured: BTreeMap<NodeId, SocketAddr> = [(1, one_at), (5, five_at)].into();
+    let listener = TcpNet.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let three_at = listener.local_addr().unwrap();
+    let (three, mut inbox_three) = Transport::start(
+        env(3),
+        3,
+        listener,
+        configured.clone(),
+        TransportSettings {
+            advertised: Some(three_at),
+            ..settings()
+        },
+    );
+    // The join: node 1 is asked; its layer above answers.
+    let mut joins = one.take_joins().expect("taken once");
+    assert!(one.take_joins().is_none());
+    let answer = tokio::spawn(async move {
+        let j = joins.recv().await.unwrap();
+        let seen = (j.from, j.registration.clone());
+        j.reply.send(Ok(())).unwrap();
+        let refused = joins.recv().await.unwrap();
+        refused.reply.send(Err("not this time".into())).unwrap();
+        seen
+    });
+    three.join(one_at, Bytes::from_static(b"register me")).await.unwrap();
+    let refusal = three.join(one_at, Bytes::from_static(b"again")).await;
+    assert!(refusal.unwrap_err().contains("not this time"));
+    assert_eq!(answer.await.unwrap(), (3, Bytes::from_static(b"register me")));
+    // Node 3 dials node 5 (the larger id) with its address: 5 does not know it, admits it.
+    three.send(5, message(3, 5, 0));
+    three.flush();
+    let got = receive(&mut inbox_five, 1).await;
+    assert_eq!(got, vec![(3, message(3, 5, 0))]);
+    assert!(five.peers().contains(&3), "admitted on its hello");
+    five.send(3, message(5, 3, 0));
+    five.flush();
+    assert_eq!(receive(&mut inbox_three, 1).await, vec![(5, message(5, 3, 0))]);
+    // Node 1 learns node 3's address (from the metadata) and dials it.
+    assert!(!one.send(3, message(1, 3, 0)), "unknown yet: dropped");
+    let mut with_three = configured.clone();
+    with_three.insert(3, three_at);
+    one.set_peers(with_three.clone());
+    let mut heard = false;
+    for n in 0..200 {
+        one.send(3, message(1, 3, n));
+        one.flush();
+        if let Ok(Some(d)) =
+            tokio::time::timeout(Duration::from_millis(50), inbox_three.recv()).await
+        {
+            assert_eq!(d.from, 1);
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "node 1 never reached node 3");
+    three.send(1, message(3, 1, 0));
+    three.flush();
+    assert_eq!(receive(&mut inbox_one, 1).await[0].0, 3);
+    // Node 3 retires: node 1 drops it, and a message for it is dropped.
+    one.set_peers(configured);
+    assert!(!one.peers().contains(&3));
+    assert!(!one.send(3, message(1, 3, 999)));
+    for t in [one, three, five] {
+        t.shutdown();
+    }
+}

@@ -522,6 +522,33 @@ async fn every_advertised_version_is_served() {
                     assert_eq!(r.error_code, 0);
                     assert!(r.topics.is_empty(), "nothing moves on a single node");
                 }
+                ApiKey::DescribeQuorum => {
+                    use kafka_protocol::messages::describe_quorum_request::{
+                        PartitionData, TopicData,
+                    };
+                    let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+                        .with_topic_name(TopicName(StrBytes::from_static_str(
+                            "__cluster_metadata",
+                        )))
+                        .with_partitions(vec![PartitionData::default()])]);
+                    let ResponseKind::DescribeQuorum(r) = c
+                        .call(api, v, RequestKind::DescribeQuorum(req))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, error::INVALID_REQUEST, "v{v}: no quorum on a single node");
+                }
+                ApiKey::UnregisterBroker => {
+                    let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(2));
+                    let ResponseKind::UnregisterBroker(r) = c
+                        .call(api, v, RequestKind::UnregisterBroker(req))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, error::BROKER_ID_NOT_REGISTERED, "v{v}");
+                }
                 admin if common::ADMIN_APIS.contains(&admin) => {} // tests/admin.rs
                 other => panic!("no wire test for {other:?}"),
             }

@@ -363,3 +363,29 @@ def parse_metadata_v1(r: Reader):
             partitions[index] = (perr, leader, replicas, isr)
         topics[name] = (err, partitions)
     return {"brokers": brokers, "controller": controller, "topics": topics}
+
+
+# ---------------------------------------------------------------------------
+# UnregisterBroker (API 64, v0, a flexible version): no Python client has it (Kafka's Java
+# admin client's unregisterBroker does).
+
+API_UNREGISTER_BROKER = 64
+
+
+def unregister_broker(sock, broker_id, correlation_id=1):
+    """Returns (error_code, error_message)."""
+    header = i16(API_UNREGISTER_BROKER) + i16(0) + i32(correlation_id) + string("stillwater-test")
+    header += uvarint(0)  # the request header's tagged fields (header v2)
+    sock.sendall(frame(header + i32(broker_id) + uvarint(0)))
+    r = Reader(recv_frame(sock))
+    got = r.i32()
+    if got != correlation_id:
+        raise ValueError(f"correlation id {got}, expected {correlation_id}")
+    r.take(1)  # the response header's tagged fields (header v1): none
+    r.i32()  # throttle_time_ms
+    err = r.i16()
+    n = r.take(1)[0]  # compact nullable string: length + 1 (short messages: one byte)
+    if n & 0x80:
+        n = (n & 0x7F) | (r.take(1)[0] << 7)
+    message = None if n == 0 else r.take(n - 1).decode()
+    return err, message

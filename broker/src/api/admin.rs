@@ -76,7 +76,7 @@ impl Broker {
                         r.replication_factor = match (&self.cluster, t.replication_factor) {
                             (None, _) => 1,
                             (Some(_), -1) if t.assignments.is_empty() => {
-                                self.config.replication_factor() as i16
+                                self.default_replication_factor() as i16
                             }
                             (Some(_), -1) => t.assignments[0].broker_ids.len() as i16,
                             (Some(_), rf) => rf,
@@ -252,7 +252,7 @@ impl Broker {
                 t.num_partitions
             };
             let rf = match t.replication_factor {
-                -1 => self.config.replication_factor(),
+                -1 => self.default_replication_factor(),
                 rf => rf as i32,
             };
             (partitions, rf, None)

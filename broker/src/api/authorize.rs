@@ -553,6 +553,20 @@ fn cluster_request(access: &Access, body: RequestKind, version: i16) -> Gate {
                     .with_error_message(Some(text("not authorized to reassign partitions"))),
             ))
         }
+        R::DescribeQuorum(_) if !access.cluster(op::DESCRIBE) => {
+            Gate::Answer(ResponseKind::DescribeQuorum(
+                DescribeQuorumResponse::default()
+                    .with_error_code(refusal)
+                    .with_error_message(Some(text("not authorized to describe the quorum"))),
+            ))
+        }
+        R::UnregisterBroker(_) if !access.cluster(op::ALTER) => {
+            Gate::Answer(ResponseKind::UnregisterBroker(
+                UnregisterBrokerResponse::default()
+                    .with_error_code(refusal)
+                    .with_error_message(Some(text("not authorized to unregister brokers"))),
+            ))
+        }
         R::ListPartitionReassignments(_) if !access.cluster(op::DESCRIBE) => {
             Gate::Answer(ResponseKind::ListPartitionReassignments(
                 ListPartitionReassignmentsResponse::default()

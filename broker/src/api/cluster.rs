@@ -1,4 +1,6 @@
-//! The cluster as clients see it: DescribeCluster, DescribeLogDirs, and the authorized-operations
+//! The cluster as clients see it: DescribeCluster, DescribeLogDirs, DescribeQuorum and
+//! UnregisterBroker (the controller quorum, and a retired broker forgotten:
+//! [`crate::controller::membership`]), and the authorized-operations
 //! fields (Metadata, DescribeCluster, DescribeGroups) as a broker without an authorizer fills
 //! them (with one, `authorize` fills them from the ACLs).
 
@@ -8,12 +10,127 @@ use kafka_protocol::messages::{
         DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
     },
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
-    DescribeLogDirsResponse,
+    DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::{name_of, topic_name, Broker};
 use crate::protocol::error;
+use crate::replication::transport::NodeId;
+
+impl Broker {
+    /// DescribeQuorum: the metadata log's Raft group (`__cluster_metadata-0`) as this broker
+    /// knows it — its voters and observers, and (from its leader) how far each has the log,
+    /// as a Raft index.
+    pub(super) async fn describe_quorum(
+        &self,
+        req: DescribeQuorumRequest,
+        version: i16,
+    ) -> DescribeQuorumResponse {
+        use kafka_protocol::messages::describe_quorum_response::{
+            Listener, Node, PartitionData, ReplicaState, TopicData,
+        };
+        let mut resp = DescribeQuorumResponse::default();
+        let refuse = |code: i16, message: &str| {
+            DescribeQuorumResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_string(message.to_string())))
+        };
+        let Some(cluster) = &self.cluster else {
+            return refuse(
+                error::INVALID_REQUEST,
+                "a single node has no controller quorum (cluster_peers is empty)",
+            );
+        };
+        let q = cluster.quorum_state().await;
+        let replica = |(id, matched): &(NodeId, Option<u64>)| {
+            ReplicaState::default()
+                .with_replica_id(BrokerId(*id as i32))
+                .with_log_end_offset(matched.map_or(-1, |m| m as i64))
+                .with_last_fetch_timestamp(-1)
+                .with_last_caught_up_timestamp(-1)
+        };
+        for topic in &req.topics {
+            let mut t = TopicData::default().with_topic_name(topic.topic_name.clone());
+            for p in &topic.partitions {
+                let mut part = PartitionData::default().with_partition_index(p.partition_index);
+                if name_of(&topic.topic_name) != crate::controller::METADATA_TOPIC
+                    || p.partition_index != 0
+                {
+                    part.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
+                } else {
+                    part.leader_id = BrokerId(q.leader.map_or(-1, |l| l as i32));
+                    part.leader_epoch = q.term.min(i32::MAX as u64) as i32;
+                    part.high_watermark = q.high_watermark;
+                    part.current_voters = q.voters.iter().map(replica).collect();
+                    part.observers = q.observers.iter().map(replica).collect();
+                }
+                t.partitions.push(part);
+            }
+            resp.topics.push(t);
+        }
+        if version >= 2 {
+            let md = cluster.metadata();
+            for (id, _) in q.voters.iter().chain(&q.observers) {
+                let Some(b) = md.brokers.get(id) else {
+                    continue;
+                };
+                let listeners = b
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        Listener::default()
+                            .with_name(StrBytes::from_string(e.name.clone()))
+                            .with_host(StrBytes::from_string(e.host.clone()))
+                            .with_port(e.port as u16)
+                    })
+                    .collect();
+                resp.nodes.push(
+                    Node::default()
+                        .with_node_id(BrokerId(*id as i32))
+                        .with_listeners(listeners),
+                );
+            }
+        }
+        resp
+    }
+
+    /// UnregisterBroker: forget a retired broker (it holds no replica; it may be down).
+    pub(super) async fn unregister_broker(
+        &self,
+        req: UnregisterBrokerRequest,
+    ) -> UnregisterBrokerResponse {
+        use crate::controller::state::MetadataError;
+        use crate::controller::SubmitError;
+        let answer = |code: i16, message: String| {
+            UnregisterBrokerResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_string(message)))
+        };
+        let Some(cluster) = &self.cluster else {
+            return answer(
+                error::BROKER_ID_NOT_REGISTERED,
+                format!("a single node has no broker {} to unregister", req.broker_id.0),
+            );
+        };
+        let id = req.broker_id.0;
+        if id < 0 {
+            return answer(error::BROKER_ID_NOT_REGISTERED, format!("no broker has id {id}"));
+        }
+        let limit = std::time::Duration::from_secs(10);
+        match cluster.unregister_broker(id as u64, limit).await {
+            Ok(()) => UnregisterBrokerResponse::default(),
+            Err(SubmitError::Failed(MetadataError::BrokerNotRegistered(_))) => answer(
+                error::BROKER_ID_NOT_REGISTERED,
+                format!("broker {id} is not registered"),
+            ),
+            Err(SubmitError::Failed(e)) => answer(error::INVALID_REQUEST, e.to_string()),
+            Err(e @ SubmitError::TimedOut(_)) => answer(error::REQUEST_TIMED_OUT, e.to_string()),
+            Err(e @ SubmitError::Stopped) => answer(error::NOT_CONTROLLER, e.to_string()),
+        }
+    }
+}
 
 /// The cluster id clients are told.
 pub(super) const CLUSTER_ID: &str = "stillwater";

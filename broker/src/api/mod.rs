@@ -354,6 +354,14 @@ impl Broker {
                 let r = this.alter_partition_reassignments(a, version).await;
                 respond(ResponseKind::AlterPartitionReassignments(r))
             }),
+            RequestKind::DescribeQuorum(d) => Box::pin(async move {
+                let r = this.describe_quorum(d, version).await;
+                respond(ResponseKind::DescribeQuorum(r))
+            }),
+            RequestKind::UnregisterBroker(u) => Box::pin(async move {
+                let r = this.unregister_broker(u).await;
+                respond(ResponseKind::UnregisterBroker(r))
+            }),
             RequestKind::ListPartitionReassignments(l) => {
                 let r = self.list_partition_reassignments(l);
                 Box::pin(async move { respond(ResponseKind::ListPartitionReassignments(r)) })
@@ -554,6 +562,21 @@ impl Broker {
 }
 
 impl Broker {
+    /// Replicas of a topic created without a replication factor: three, or every broker of a
+    /// smaller cluster (as the metadata counts them), unless `default_replication_factor` says.
+    fn default_replication_factor(&self) -> i32 {
+        match &self.cluster {
+            // (The voters count before every one of them has registered.)
+            Some(c) => self.config.replication_factor_of(
+                c.metadata()
+                    .brokers
+                    .len()
+                    .max(self.config.peers().len()),
+            ),
+            None => self.config.replication_factor(),
+        }
+    }
+
     /// [`Broker::topic_or_create`] in a cluster: the topic as the metadata has it (this
     /// broker's copy of it), created through the controller when auto-creation applies.
     async fn cluster_topic_or_create(
@@ -579,7 +602,7 @@ impl Broker {
             .create_topic(
                 name,
                 self.config.default_partitions,
-                self.config.replication_factor(),
+                self.default_replication_factor(),
                 None,
                 Default::default(),
                 limit,

@@ -173,17 +173,33 @@ impl Config {
             }
             return Ok(());
         }
-        if self.node_id < 0 || !peers.contains_key(&(self.node_id as u64)) {
-            return bad(format!(
-                "node_id = {} is not one of the brokers in cluster_peers ({})",
-                self.node_id, self.cluster_peers
-            ));
+        if self.node_id < 0 {
+            return bad(format!("node_id = {} is negative", self.node_id));
         }
-        if !(0..=peers.len() as i32).contains(&self.default_replication_factor) {
+        for a in self.cluster_join.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return bad(format!(
+                    "cluster_join: {a:?} is not an ip:port (the inter-broker address of a broker of the cluster)"
+                ));
+            }
+        }
+        if !peers.contains_key(&(self.node_id as u64)) {
+            // Not a voter: it joins the cluster and follows the metadata as an observer, and
+            // the others dial it at the address it registers.
+            match self.inter_broker_address() {
+                Some(a) if !a.ip().is_unspecified() && a.port() != 0 => {}
+                _ => {
+                    return bad(format!(
+                        "node_id = {} is not one of the controller's voters in cluster_peers ({}), so it joins the cluster as an observer and needs an inter-broker address the others can dial: set inter_broker_listen (e.g. \"10.0.0.4:9093\", not 0.0.0.0) or name an inter-broker listener",
+                        self.node_id, self.cluster_peers
+                    ))
+                }
+            }
+        }
+        if self.default_replication_factor < 0 {
             return bad(format!(
-                "default_replication_factor = {} is out of range (0..={}, the brokers in cluster_peers; 0: three, or all of a smaller cluster)",
+                "default_replication_factor = {} is out of range (0: three, or all of a smaller cluster)",
                 self.default_replication_factor,
-                peers.len()
             ));
         }
         if !(1..=60_000).contains(&self.raft_tick_ms)

@@ -18,6 +18,7 @@
 //! the metadata.
 
 mod caught_up;
+pub mod membership;
 pub mod moves;
 mod placement;
 mod reassign;
@@ -89,6 +90,12 @@ pub struct Controller {
     /// Its `broker_rack`, registered with it.
     rack: Option<String>,
     session_timeout: Duration,
+    /// The controller's voters (`cluster_peers`) and their inter-broker addresses.
+    voters: std::collections::BTreeMap<NodeId, std::net::SocketAddr>,
+    /// Where the others link with this broker, registered ([`membership`]).
+    inter_broker: Option<String>,
+    /// Brokers a broker outside the metadata's group asks to propose its registration.
+    join_addresses: Vec<std::net::SocketAddr>,
 }
 
 impl Controller {
@@ -117,7 +124,8 @@ impl Controller {
             }
         };
         let partition = topic.partitions[0].clone();
-        let voters: Vec<NodeId> = config.peers().keys().copied().collect();
+        let configured = config.peers();
+        let voters: Vec<NodeId> = configured.keys().copied().collect();
         // A new cluster's first controller is its lowest node: it stands for election at once
         // rather than after a randomised timeout (it gets there first, and the cluster is up an
         // election timeout sooner). A node that has voted before waits as Raft has it.
@@ -154,6 +162,13 @@ impl Controller {
             endpoints: config.advertised_endpoints(),
             rack: config.rack(),
             session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+            inter_broker: configured
+                .get(&(config.node_id as NodeId))
+                .copied()
+                .or_else(|| config.inter_broker_address())
+                .map(|a| a.to_string()),
+            join_addresses: config.join_addresses(),
+            voters: configured,
         });
         tokio::spawn(controller.clone().apply_loop());
         tokio::spawn(controller.clone().register_loop());
@@ -162,6 +177,9 @@ impl Controller {
         tokio::spawn(controller.clone().reconcile_loop());
         tokio::spawn(controller.clone().catch_up_loop());
         tokio::spawn(controller.clone().reassign_loop());
+        tokio::spawn(controller.clone().peers_loop());
+        tokio::spawn(controller.clone().join_serve_loop());
+        tokio::spawn(controller.clone().quorum_loop());
         Ok(controller)
     }
 
@@ -416,6 +434,7 @@ impl Controller {
         } else {
             self.endpoints.clone()
         };
+        let mut turn = 0;
         loop {
             let registered = self.metadata().brokers.get(&self.node_id).is_some_and(|b| {
                 b.incarnation == self.incarnation
@@ -424,6 +443,7 @@ impl Controller {
                     && b.port == port
                     && b.endpoints == self.endpoints
                     && b.rack == self.rack
+                    && b.inter_broker == self.inter_broker
             });
             if !registered {
                 let record = MetadataRecord::RegisterBroker {
@@ -433,8 +453,14 @@ impl Controller {
                     incarnation: self.incarnation,
                     listeners: listeners.clone(),
                     rack: self.rack.clone(),
+                    inter_broker: self.inter_broker.clone(),
                 };
-                self.propose_once(&record).await;
+                if self.must_join() {
+                    self.join_through(&record, turn).await;
+                    turn += 1;
+                } else {
+                    self.propose_once(&record).await;
+                }
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return },
                     r = groups.changed() => if r.is_err() { return },

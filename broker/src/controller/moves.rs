@@ -213,6 +213,7 @@ mod tests {
                 incarnation: 1,
                 listeners: vec![],
                 rack: None,
+                inter_broker: None,
             });
         }
         m.apply(&MetadataRecord::CreateTopic {

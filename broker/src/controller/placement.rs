@@ -187,6 +187,7 @@ mod tests {
                 incarnation: 1,
                 listeners: vec![],
                 rack: Some(rack.into()),
+                inter_broker: None,
             });
         }
         assert_eq!(m.brokers[&3].rack.as_deref(), Some("b"));

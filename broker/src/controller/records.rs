@@ -36,6 +36,15 @@ pub enum MetadataRecord {
         /// Its `broker_rack` (`None`: none given).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rack: Option<String>,
+        /// The address the other brokers link with it at, `ip:port` (`None`: its entry in the
+        /// configured voters, `cluster_peers`; every record before brokers could join).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inter_broker: Option<String>,
+    },
+    /// Forget broker `id` (retired: it holds no replica). Refused while a partition names it.
+    UnregisterBroker {
+        request: u64,
+        id: NodeId,
     },
     /// The broker has not been heard from for longer than the session timeout.
     FenceBroker {
@@ -256,6 +265,7 @@ mod listener_tests {
                 },
             ],
             rack: Some("eu-1a".into()),
+            inter_broker: Some("10.0.0.3:9095".into()),
         };
         let decoded = decode_batches(new.encode(1));
         assert_eq!(decoded, vec![(1, new.clone())]);
@@ -271,5 +281,8 @@ mod listener_tests {
         );
         assert_eq!(b3.address_on(None), Some(("c3".into(), 9093)));
         assert_eq!(b3.address_on(Some("PLAINTEXT")), None);
+        // A record from before brokers could join names no inter-broker address.
+        assert_eq!(b2.inter_broker, None);
+        assert_eq!(b3.inter_broker.as_deref(), Some("10.0.0.3:9095"));
     }
 }

@@ -28,6 +28,9 @@ fn topic_error(e: SubmitError) -> TopicError {
             MetadataError::NoReassignmentInProgress => {
                 TopicError::NoController("no reassignment is in progress".into())
             }
+            e @ (MetadataError::BrokerNotRegistered(_) | MetadataError::BrokerHoldsReplicas(_)) => {
+                TopicError::NoController(e.to_string())
+            }
         },
     }
 }

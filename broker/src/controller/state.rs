@@ -29,6 +29,8 @@ pub struct BrokerInfo {
     pub fenced: bool,
     /// Its `broker_rack`.
     pub rack: Option<String>,
+    /// Where the other brokers link with it (`None`: at its `cluster_peers` entry).
+    pub inter_broker: Option<String>,
 }
 
 impl BrokerInfo {
@@ -88,6 +90,11 @@ pub enum MetadataError {
     ConfigsChanged,
     #[error("no reassignment of the partition is in progress")]
     NoReassignmentInProgress,
+    #[error("broker {0} is not registered")]
+    BrokerNotRegistered(NodeId),
+    /// A broker still named by a partition's replicas (or a move's) is not unregistered.
+    #[error("{0}")]
+    BrokerHoldsReplicas(String),
 }
 
 /// What a request came to.
@@ -112,6 +119,9 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 #[derive(Debug, Clone, Default)]
 pub struct ClusterMetadata {
     pub brokers: BTreeMap<NodeId, BrokerInfo>,
+    /// Brokers unregistered (retired) and not registered again since: the controller quorum
+    /// lets them go ([`super::membership`]).
+    pub retired: BTreeSet<NodeId>,
     pub topics: BTreeMap<String, TopicInfo>,
     /// Ids of deleted topics: a broker that still holds one removes it.
     pub deleted: BTreeSet<u128>,
@@ -181,6 +191,7 @@ impl ClusterMetadata {
                 incarnation,
                 listeners,
                 rack,
+                inter_broker,
             } => {
                 let restarted = self
                     .brokers
@@ -200,6 +211,7 @@ impl ClusterMetadata {
                         }
                     }
                 }
+                self.retired.remove(id);
                 self.brokers.insert(
                     *id,
                     BrokerInfo {
@@ -218,8 +230,16 @@ impl ClusterMetadata {
                         incarnation: *incarnation,
                         fenced: false,
                         rack: rack.clone(),
+                        inter_broker: inter_broker.clone(),
                     },
                 );
+            }
+            MetadataRecord::UnregisterBroker { request, id } => {
+                let outcome = match self.unregister_broker(*id) {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => Outcome::Failed(e),
+                };
+                self.record(*request, outcome);
             }
             MetadataRecord::FenceBroker { id, incarnation } => {
                 if let Some(b) = self.brokers.get_mut(id) {
@@ -481,6 +501,7 @@ mod tests {
                 incarnation: id * 10,
                 listeners: vec![],
                 rack: None,
+                inter_broker: None,
             });
         }
         m
@@ -646,6 +667,7 @@ mod tests {
             incarnation: 20,
             listeners: vec![],
             rack: None,
+            inter_broker: None,
         });
         assert_eq!(m.partition("t", 0).unwrap().leader, Some(2));
         // A new start of broker 2 (a restart, an emptied directory) leads nothing yet.
@@ -656,6 +678,7 @@ mod tests {
             incarnation: 21,
             listeners: vec![],
             rack: None,
+            inter_broker: None,
         });
         assert_eq!(m.partition("t", 0).unwrap().leader, None);
         assert_eq!(m.partition("t", 0).unwrap().leader_term, 4);

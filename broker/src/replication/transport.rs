@@ -51,10 +51,18 @@ use tokio::sync::{mpsc, watch, Notify};
 pub type NodeId = u64;
 
 const MAGIC: &[u8; 4] = b"SWIB";
+/// The hello every broker of a fixed membership sends (and every broker accepts).
 const VERSION: u16 = 3;
+/// The hello that also carries the sender's inter-broker address, sent by a broker outside the
+/// configured voters (a peer may not know it yet, and learns where to reach it from it).
+const VERSION_ADDRESSED: u16 = 4;
 const KIND_HELLO: u8 = 0;
 const KIND_MESSAGES: u8 = 1;
 const KIND_STATUS: u8 = 2;
+/// The first and only frame of a connection that asks to join the cluster ([`peers`]).
+const KIND_JOIN: u8 = 3;
+/// The answer to a `JOIN`.
+const KIND_JOINED: u8 = 4;
 /// `STATUS` flag: the sender holds Raft data.
 const STATUS_HOLDS_DATA: u8 = 1;
 /// Length and CRC in front of every body.
@@ -92,6 +100,10 @@ pub struct TransportSettings {
     /// Mutual TLS on every link (`inter_broker_security_protocol = "SSL"`): a peer without a
     /// certificate of the cluster's CAs is refused before anything it sends is read.
     pub tls: Option<Arc<crate::security::tls::Tls>>,
+    /// This node's inter-broker address, told in its hello: set on a broker that is not one of
+    /// the configured voters (the others learn of it from the metadata, and until then from
+    /// its hello). `None`: the hello of a fixed membership (version 3).
+    pub advertised: Option<SocketAddr>,
 }
 
 impl Default for TransportSettings {
@@ -107,6 +119,7 @@ impl Default for TransportSettings {
             inbox_frames_max: 1024,
             holds_data: false,
             tls: None,
+            advertised: None,
         }
     }
 }
@@ -179,6 +192,11 @@ struct Peer {
     connected: std::sync::atomic::AtomicBool,
     /// What the peer's `STATUS` said on the current link: it holds Raft data.
     holds_data: std::sync::atomic::AtomicBool,
+    /// Set when the peer is removed from the transport: its dial loop and link end.
+    removed: watch::Sender<bool>,
+    /// Named by the configuration or the metadata; a peer admitted only on its own hello is
+    /// provisional ([`peers`]).
+    listed: std::sync::atomic::AtomicBool,
 }
 
 impl Peer {
@@ -194,8 +212,12 @@ struct Inner {
     cluster: u32,
     env: Env,
     settings: TransportSettings,
-    peers: BTreeMap<NodeId, Arc<Peer>>,
+    /// Replaced whole when the membership changes ([`Transport::set_peers`]); read per send.
+    peers: std::sync::RwLock<Arc<BTreeMap<NodeId, Arc<Peer>>>>,
     inbox: mpsc::Sender<Delivery>,
+    /// Requests to join, for the layer above ([`Transport::take_joins`]).
+    joins: mpsc::Sender<JoinRequest>,
+    joins_rx: Mutex<Option<mpsc::Receiver<JoinRequest>>>,
     stats: TransportStats,
     shutdown: watch::Sender<bool>,
     /// Bumped whenever a peer's connection comes up or goes down.
@@ -210,7 +232,9 @@ pub struct Transport(Arc<Inner>);
 
 impl Transport {
     /// Start serving `listener` (the inter-broker listener, already bound) and dialling the
-    /// peers with a larger id. `peers` maps every other broker's id to its inter-broker address.
+    /// peers with a larger id. `peers` maps the configured brokers (the controller's voters,
+    /// this node perhaps among them) to their inter-broker addresses: the cluster's fingerprint
+    /// is made of them. Other brokers come and go with [`set_peers`](Self::set_peers).
     pub fn start(
         env: Env,
         node_id: NodeId,
@@ -221,42 +245,22 @@ impl Transport {
         let (inbox_tx, inbox_rx) = mpsc::channel(settings.inbox_frames_max.max(1));
         let holds_data = settings.holds_data.into();
         let cluster = fingerprint(&peers);
-        let peers = peers
-            .into_iter()
-            .filter(|(id, _)| *id != node_id)
-            .map(|(id, address)| {
-                let peer = Peer {
-                    id,
-                    address,
-                    outbox: Mutex::new(Outbox {
-                        messages: VecDeque::new(),
-                        bytes: 0,
-                    }),
-                    wake: Notify::new(),
-                    generation: watch::channel(0).0,
-                    connected: false.into(),
-                    holds_data: false.into(),
-                };
-                (id, Arc::new(peer))
-            })
-            .collect();
+        let (joins, joins_rx) = mpsc::channel(JOINS_QUEUED_MAX);
         let inner = Arc::new(Inner {
             node_id,
             cluster,
             env,
             settings,
-            peers,
+            peers: Default::default(),
             inbox: inbox_tx,
+            joins,
+            joins_rx: Mutex::new(Some(joins_rx)),
             stats: TransportStats::default(),
             shutdown: watch::channel(false).0,
             links: watch::channel(0).0,
             holds_data,
         });
-        for peer in inner.peers.values() {
-            if node_id < peer.id {
-                tokio::spawn(dial_loop(inner.clone(), peer.clone()));
-            }
-        }
+        Transport(inner.clone()).set_peers(peers);
         tokio::spawn(accept_loop(inner.clone(), listener));
         (Transport(inner), Inbox(inbox_rx))
     }
@@ -269,7 +273,7 @@ impl Transport {
     /// Queue `message` for `to`; written at the next [`flush`](Self::flush). Returns false, and
     /// counts the drop, when `to` is unknown or its queue is full.
     pub fn send(&self, to: NodeId, message: Bytes) -> bool {
-        let Some(peer) = self.0.peers.get(&to) else {
+        let Some(peer) = self.0.peer(to) else {
             self.0
                 .stats
                 .messages_dropped
@@ -305,13 +309,13 @@ impl Transport {
 
     /// Bytes queued for `to` and not yet written.
     pub fn queued_bytes(&self, to: NodeId) -> usize {
-        self.0.peers.get(&to).map_or(0, |p| p.outbox().bytes)
+        self.0.peer(to).map_or(0, |p| p.outbox().bytes)
     }
 
     /// Wake every writer with something queued: what was sent since the last flush leaves, one
     /// frame per peer.
     pub fn flush(&self) {
-        for peer in self.0.peers.values() {
+        for peer in self.0.peer_map().values() {
             if !peer.outbox().messages.is_empty() {
                 peer.wake.notify_one();
             }
@@ -322,7 +326,7 @@ impl Transport {
     /// them from now on).
     pub fn set_holds_data(&self, holds: bool) {
         if self.0.holds_data.swap(holds, Ordering::Relaxed) != holds {
-            for peer in self.0.peers.values() {
+            for peer in self.0.peer_map().values() {
                 peer.wake.notify_one();
             }
         }
@@ -332,16 +336,14 @@ impl Transport {
     /// link's first frame: by the time a message from it is delivered, this is what it said.
     pub fn peer_holds_data(&self, peer: NodeId) -> bool {
         self.0
-            .peers
-            .get(&peer)
+            .peer(peer)
             .is_some_and(|p| p.holds_data.load(Ordering::Relaxed))
     }
 
     /// Whether a connection to `peer` is up right now.
     pub fn connected(&self, peer: NodeId) -> bool {
         self.0
-            .peers
-            .get(&peer)
+            .peer(peer)
             .is_some_and(|p| p.connected.load(Ordering::Relaxed))
     }
 
@@ -355,9 +357,9 @@ impl Transport {
         self.0.links.subscribe()
     }
 
-    /// The configured peers.
+    /// The peers known now: configured, named by the metadata, or admitted on their hello.
     pub fn peers(&self) -> Vec<NodeId> {
-        self.0.peers.keys().copied().collect()
+        self.0.peer_map().keys().copied().collect()
     }
 
     /// Stop dialling, accepting and writing; open connections close. The transport's tasks
@@ -429,6 +431,10 @@ async fn accept_one(inner: Arc<Inner>, conn: Box<dyn Connection>, address: Socke
             timeout: inner.settings.io_timeout,
         }),
         Ok(Err(error)) => Err(error),
+        Ok(Ok(body)) if body.first() == Some(&KIND_JOIN) => {
+            serve_join(&inner, body, writer, &label).await;
+            return;
+        }
         Ok(Ok(body)) => parse_hello(&inner, body, &label),
     };
     let peer = match peer {
@@ -459,10 +465,11 @@ async fn accept_one(inner: Arc<Inner>, conn: Box<dyn Connection>, address: Socke
 
 async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
     let mut shutdown = inner.shutdown.subscribe();
+    let mut removed = peer.removed.subscribe();
     let settings = &inner.settings;
     let mut backoff = settings.backoff_min;
     loop {
-        if *shutdown.borrow() {
+        if *shutdown.borrow() || *removed.borrow() {
             return;
         }
         let dialled = tokio::select! {
@@ -495,6 +502,7 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
         tokio::select! {
             _ = inner.env.clock.sleep(Duration::from_millis(wait)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = removed.wait_for(|gone| *gone) => return,
         }
         backoff = (backoff * 2).min(settings.backoff_max);
     }
@@ -514,14 +522,8 @@ async fn dial(inner: &Inner, peer: &Peer) -> io::Result<Halves> {
     };
     let (reader, mut writer) = tokio::io::split(conn);
     let reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-    let mut hello = unsealed_frame(32);
-    hello.put_u8(KIND_HELLO);
-    hello.put_slice(MAGIC);
-    hello.put_u16(VERSION);
-    hello.put_u64(inner.node_id);
-    hello.put_u64(peer.id);
-    hello.put_u32(inner.cluster);
-    write_frame(&mut writer, &seal(hello)).await?;
+    let hello = hello_frame(inner, peer.id);
+    write_frame(&mut writer, &hello).await?;
     Ok((reader, writer))
 }
 
@@ -538,10 +540,12 @@ async fn run_link(
     }
     let mut replaced = peer.generation.subscribe();
     let mut shutdown = inner.shutdown.subscribe();
+    let mut removed = peer.removed.subscribe();
     let outcome = tokio::select! {
         out = read_loop(inner, peer, reader) => out,
         out = write_loop(inner, peer, writer) => out,
         _ = replaced.wait_for(|g| *g != generation) => Ok(()),
+        _ = removed.wait_for(|gone| *gone) => Ok(()),
         _ = shutdown.wait_for(|stop| *stop) => Ok(()),
     };
     if *peer.generation.borrow() == generation && peer.connected.swap(false, Ordering::Relaxed) {
@@ -694,4 +698,7 @@ pub fn peer_map(
 }
 
 mod frames;
+pub mod peers;
 use frames::*;
+use peers::serve_join;
+pub use peers::{JoinRequest, JOINS_QUEUED_MAX, STRANGERS_MAX};

@@ -292,6 +292,9 @@ async fn start_cluster(
         transport::TransportSettings {
             holds_data: !store.created_here(),
             tls: tls.filter(|t| t.inter_broker().is_some()),
+            // A broker outside the voters tells its address in its hellos: a peer that has not
+            // caught up with the metadata since it joined does not know it yet.
+            advertised: (!config.voter()).then_some(address),
             ..transport::TransportSettings::default()
         },
     );

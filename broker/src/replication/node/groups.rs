@@ -143,6 +143,16 @@ impl Node {
                 },
             },
         );
+        // The cluster metadata is read from what this replica knows committed at once (Raft's
+        // commit, recorded; what raft-rs counts applied and hands over no more): a broker that
+        // restarts finds its peers' addresses there, registered as they joined, before any
+        // leader is elected — the quorum may be brokers the configuration does not name. A
+        // partition's replica learns its high watermark from its leader, as before.
+        if group == wire::CONTROLLER_GROUP && applied > 0 {
+            if let Some(g) = self.groups.get_mut(&group) {
+                ready::apply(g, applied, &self.store);
+            }
+        }
         self.active.insert(group);
         self.dirty.insert(group);
         tracing::debug!(node = self.id, group, topic = %partition.topic, partition = partition.index, "replica started");

@@ -3,12 +3,33 @@
 //! them is believed.
 //!
 //! Invariant: a frame is never believed before its length is within `frame_bytes_max` and its
-//! CRC matches; a hello from another cluster (its fingerprint) or an unknown peer is refused.
+//! CRC matches; a hello from another cluster (its fingerprint) is refused, and so is one from an
+//! unknown peer unless it tells its address (version 4; admitted provisionally, [`peers`]).
 
 use super::*;
 
+/// The hello a dialler writes first: version 3, or 4 with this node's address when it is not
+/// one of the configured brokers.
+pub(super) fn hello_frame(inner: &Inner, to: NodeId) -> Bytes {
+    let mut hello = unsealed_frame(64);
+    hello.put_u8(KIND_HELLO);
+    hello.put_slice(MAGIC);
+    hello.put_u16(if inner.settings.advertised.is_some() {
+        VERSION_ADDRESSED
+    } else {
+        VERSION
+    });
+    hello.put_u64(inner.node_id);
+    hello.put_u64(to);
+    hello.put_u32(inner.cluster);
+    if let Some(address) = inner.settings.advertised {
+        put_text(&mut hello, &address.to_string());
+    }
+    seal(hello)
+}
+
 pub(super) fn parse_hello(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     mut body: Bytes,
     label: &str,
 ) -> Result<Arc<Peer>, LinkError> {
@@ -16,41 +37,84 @@ pub(super) fn parse_hello(
         peer: label.to_string(),
         why,
     };
-    if body.len() != 1 + 4 + 2 + 8 + 8 + 4 || body.get_u8() != KIND_HELLO {
+    if body.len() < 1 + 4 + 2 + 8 + 8 + 4 || body.get_u8() != KIND_HELLO {
         return Err(refused("not a hello".into()));
     }
     if &body.split_to(4)[..] != MAGIC {
         return Err(refused("not a Stillwater broker".into()));
     }
     let version = body.get_u16();
-    if version != VERSION {
+    if version != VERSION && version != VERSION_ADDRESSED {
         return Err(refused(format!(
-            "version {version}, this broker speaks {VERSION}"
+            "version {version}, this broker speaks {VERSION} and {VERSION_ADDRESSED}"
         )));
     }
     let from = body.get_u64();
     let to = body.get_u64();
     let cluster = body.get_u32();
-    if cluster != inner.cluster {
-        return Err(refused(format!(
-            "node {from} belongs to another cluster (fingerprint {cluster:08x}, this one's \
-             {:08x}): its cluster_peers differ from this node's",
-            inner.cluster
-        )));
+    let address = match version {
+        VERSION_ADDRESSED => Some(
+            get_text(&mut body)
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .ok_or_else(|| refused("a hello whose address is not one".into()))?,
+        ),
+        _ => None,
+    };
+    if body.has_remaining() {
+        return Err(refused("bytes after the hello".into()));
     }
+    check_cluster(inner, from, cluster).map_err(refused)?;
     if to != inner.node_id {
         return Err(refused(format!(
             "addressed to node {to}, this is node {}",
             inner.node_id
         )));
     }
-    match inner.peers.get(&from) {
-        Some(peer) if from < inner.node_id => Ok(peer.clone()),
-        Some(_) => Err(refused(format!(
-            "node {from} has the larger id, so this node dials it"
-        ))),
-        None => Err(refused(format!("node {from} is not a configured peer"))),
+    if from == inner.node_id {
+        return Err(refused(format!(
+            "the caller says it is node {from}, this node's own id: two brokers have one id"
+        )));
     }
+    if from > inner.node_id {
+        return Err(refused(format!(
+            "node {from} has the larger id, so this node dials it"
+        )));
+    }
+    match (inner.peer(from), address) {
+        (Some(peer), _) => Ok(peer),
+        (None, Some(address)) => peers::admit(inner, from, address).map_err(refused),
+        (None, None) => Err(refused(format!("node {from} is not a configured peer"))),
+    }
+}
+
+/// A caller claiming to be `from` must be of this cluster (its fingerprint).
+pub(super) fn check_cluster(inner: &Inner, from: NodeId, cluster: u32) -> Result<(), String> {
+    if cluster == inner.cluster {
+        return Ok(());
+    }
+    Err(format!(
+        "node {from} belongs to another cluster (fingerprint {cluster:08x}, this one's \
+         {:08x}): its controller voters (cluster_peers) differ from this node's",
+        inner.cluster
+    ))
+}
+
+/// `u16` length, then UTF-8.
+pub(super) fn put_text(frame: &mut BytesMut, text: &str) {
+    let text = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
+    frame.put_u16(text.len() as u16);
+    frame.put_slice(text);
+}
+
+pub(super) fn get_text(body: &mut Bytes) -> Option<String> {
+    if body.remaining() < 2 {
+        return None;
+    }
+    let len = body.get_u16() as usize;
+    if body.remaining() < len {
+        return None;
+    }
+    String::from_utf8(body.split_to(len).to_vec()).ok()
 }
 
 /// The cluster's fingerprint: a CRC-32C of its members, `id@address;` in id order, as the

@@ -1,0 +1,219 @@
+"""A cluster that grows and shrinks at run time, operated with clients this project did not
+write: three brokers (the controller quorum, `cluster_peers`) take writes at acks=all from an
+idempotent confluent-kafka producer while a consumer group reads; a fourth and a fifth broker
+join (started with the quorum's addresses only) and are listed by Metadata and DescribeCluster;
+every partition of the topic is moved to {3, 4, 5} with kafka-python's admin client; brokers 1
+and 2 retire (stopped, then UnregisterBroker) and the quorum moves to {3, 4, 5}; everything
+restarts and every acknowledged record reads back once, in order. Also: a joining broker
+SIGKILLed while it catches up starts again and finishes joining; UnregisterBroker's refusals."""
+
+import threading
+import time
+
+import pytest
+from confluent_kafka.admin import NewTopic
+from kafka import KafkaAdminClient
+from kafka import TopicPartition as KTopicPartition
+from kafka.errors import KafkaError as KError
+
+import clients
+import wire
+from conftest import free_port
+from test_cluster import Cluster, Node, consume_all
+from test_reassignment import Writer, create_on, replicas_of, wait_until, partition_log_bytes
+
+
+class Joiner(Node):
+    """A broker outside the quorum: its id, the quorum's addresses, an inter-broker address."""
+
+    def __init__(self, workdir, node_id, peers, extra_args=()):
+        super().__init__(workdir, node_id, peers, extra_args)
+        self.inter_broker = f"127.0.0.1:{free_port()}"
+
+    def command(self):
+        return super().command() + ["--set", f"inter_broker_listen={self.inter_broker}"]
+
+
+def add_broker(cluster, tmp_path, node_id, extra_args=()):
+    n = Joiner(tmp_path / f"node{node_id}", node_id, cluster.peers, extra_args)
+    cluster.nodes[node_id] = n
+    n.start()
+    return n
+
+
+def unregister(bootstrap, node_id):
+    """UnregisterBroker (API 64) on the wire: kafka-python's admin client has no call for it."""
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    with wire.connect(f"{host}:{port}", timeout=30.0) as s:
+        return wire.unregister_broker(s, node_id)
+
+
+def drain(bootstrap, leaving, staying):
+    """Move every partition (internal topics too) off the brokers `leaving`, onto brokers of
+    `staying` it is not on yet, with kafka-python's admin client; wait until the moves end."""
+    md = clients.admin(bootstrap).list_topics(timeout=10)
+    target = {}
+    for name, t in md.topics.items():
+        for p, info in t.partitions.items():
+            replicas = list(info.replicas)
+            if not set(replicas) & set(leaving):
+                continue
+            spare = [b for b in staying if b not in replicas]
+            target[KTopicPartition(name, p)] = [
+                b if b not in leaving else spare.pop(0) for b in replicas]
+    kadmin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    try:
+        assert kadmin.alter_partition_reassignments(target, timeout_ms=30_000) == {
+            tp: None for tp in target}
+        wait_until("the moves off the retiring brokers to end",
+                   lambda: not kadmin.list_partition_reassignments(), timeout=180)
+    finally:
+        kadmin.close()
+    return len(target)
+
+
+def quorum(bootstrap):
+    """(voters, observers) of the controller quorum, from kafka-python's DescribeQuorum."""
+    kadmin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    try:
+        q = kadmin.describe_metadata_quorum()
+    finally:
+        kadmin.close()
+    p = q["topics"][0]["partitions"][0]
+    assert p["error"] is None, p
+    return (sorted(v["replica_id"] for v in p["current_voters"]),
+            sorted(o["replica_id"] for o in p["observers"]))
+
+
+def described_brokers(bootstrap):
+    kadmin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    try:
+        return sorted(b["broker_id"] for b in kadmin.describe_cluster()["brokers"])
+    finally:
+        kadmin.close()
+
+
+@pytest.fixture
+def three(tmp_path):
+    c = Cluster(tmp_path, size=3).start()
+    c.wait_brokers(3)
+    yield c
+    died = c.cleanup()
+    if died:
+        pytest.fail("a node died during the test:\n" + "\n".join(n.log_tail() for n in died),
+                    pytrace=False)
+
+
+class GroupReader:
+    """A consumer group member reading the topic until stopped, committing as it goes."""
+
+    def __init__(self, bootstrap, topic, group):
+        self.c = clients.consumer(bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                                "enable.auto.commit": True})
+        self.c.subscribe([topic])
+        self.seen = 0
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            m = self.c.poll(0.2)
+            if m is not None and m.error() is None:
+                self.seen += 1
+
+    def close(self):
+        self.stop.set()
+        self.t.join()
+        self.c.close()
+
+
+def test_three_brokers_grow_to_five_and_shrink_to_three_under_load(three, tmp_path):
+    """Data: a topic of 3 partitions, three replicas each, ~30,000 records of 200 B (~6 MB)
+    written while brokers join, partitions move and brokers retire."""
+    c = three
+    topic = "grown"
+    create_on(c.bootstrap, topic, [[1, 2, 3], [2, 3, 1], [3, 1, 2]])
+    reader = GroupReader(c.bootstrap, topic, "readers")
+    with Writer(c.bootstrap, topic) as w:
+        wait_until("some writes", lambda: len(w.log.ok) > 2000)
+        add_broker(c, tmp_path, 4)
+        add_broker(c, tmp_path, 5)
+        c.wait_brokers(5, timeout=60)
+        assert described_brokers(c.bootstrap) == [1, 2, 3, 4, 5]
+        # A new topic is placed on the new brokers too.
+        a = clients.admin(c.bootstrap)
+        a.create_topics([NewTopic("fresh", num_partitions=10, replication_factor=3)],
+                        operation_timeout=10, request_timeout=30)["fresh"].result(30)
+        placed = wait_until("the new topic", lambda: replicas_of(c.bootstrap, "fresh"))
+        on = {b for r in placed.values() for b in r}
+        assert {4, 5} <= on, placed
+        # Every partition of the topic moves to {3, 4, 5}.
+        kadmin = KafkaAdminClient(bootstrap_servers=c.bootstrap, request_timeout_ms=30_000)
+        target = {KTopicPartition(topic, p): [3, 4, 5] for p in range(3)}
+        # (And the new topic's partitions off brokers 1 and 2.)
+        target.update({KTopicPartition("fresh", p): [3, 4, 5] for p in range(10)})
+        assert kadmin.alter_partition_reassignments(target, timeout_ms=30_000) == {
+            tp: None for tp in target}
+        wait_until("the moves to finish",
+                   lambda: not kadmin.list_partition_reassignments(
+                       {topic: [0, 1, 2], "fresh": list(range(10))}), timeout=120)
+        kadmin.close()
+        # Brokers 1 and 2 retire. Refused: a broker that is not registered, one that holds
+        # replicas.
+        err, msg = unregister(c.nodes[3].bootstrap, 9)
+        assert err == 102, (err, msg)
+        err, msg = unregister(c.nodes[3].bootstrap, 1)
+        assert err == 42 and "holds replicas" in msg, (err, msg)
+        moved = drain(c.bootstrap, leaving=[1, 2], staying=[3, 4, 5])
+        assert moved >= 50, moved  # __consumer_offsets too
+        assert quorum(c.bootstrap) == ([1, 2, 3], [4, 5])
+        for node_id in (1, 2):
+            c.nodes[node_id].stop()
+            err, msg = unregister(c.nodes[3].bootstrap, node_id)
+            assert err == 0, (node_id, err, msg)
+            # A retired voter is replaced by an observer; the next one is stopped only once the
+            # quorum has moved (its old majority needs the voters still up).
+            wait_until(f"the quorum to let {node_id} go",
+                       lambda: node_id not in quorum(c.nodes[3].bootstrap)[0]
+                       and len(quorum(c.nodes[3].bootstrap)[0]) == 3)
+        assert quorum(c.nodes[3].bootstrap) == ([3, 4, 5], [])
+        c.nodes.pop(1)
+        c.nodes.pop(2)
+        wait_until("three brokers listed",
+                   lambda: described_brokers(c.alive_bootstrap()) == [3, 4, 5])
+        wait_until("more writes after the brokers retired",
+                   lambda: len(w.log.ok) > w.sent // 2 + 3000, timeout=120)
+        w.finish()
+    reader.close()
+    assert reader.seen > 0
+    acked = w.log.by_partition()
+    total = sum(len(v) for v in acked.values())
+    assert total > 10_000, total
+
+    def check_all():
+        got, marks = consume_all(c.alive_bootstrap(), topic, [0, 1, 2])
+        for p in range(3):
+            want = [(off, v) for off, _, v, _, _ in acked.get(p, [])]
+            have = [(off, v) for off, _, v, _, _ in got[p]]
+            assert have == sorted(want), f"partition {p}: {len(have)} read, {len(want)} acked"
+            assert [off for off, _ in have] == list(range(len(have))), "dense offsets"
+    check_all()
+    # Everything restarts, with the configuration it was started with (cluster_peers still
+    # names the retired brokers): the quorum is {3, 4, 5} now.
+    for n in c.nodes.values():
+        n.stop()
+    for n in c.nodes.values():
+        n.proc = None
+    threads = [threading.Thread(target=n.start) for n in c.nodes.values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    c.wait_brokers(3, timeout=60)
+    check_all()
+    # Writes go on.
+    log = clients.DeliveryLog()
+    p = clients.producer(c.alive_bootstrap(), **{"acks": "all"})
+    clients.produce_all(p, topic, [{"value": b"after"}], log)
+    assert not log.errors, log.errors[:3]
