@@ -217,3 +217,59 @@ def test_three_brokers_grow_to_five_and_shrink_to_three_under_load(three, tmp_pa
     p = clients.producer(c.alive_bootstrap(), **{"acks": "all"})
     clients.produce_all(p, topic, [{"value": b"after"}], log)
     assert not log.errors, log.errors[:3]
+
+
+def test_a_joining_broker_killed_while_it_catches_up_starts_again_and_the_move_ends(tmp_path):
+    """Data: one partition of ~40 MB (40,000 records of 1 KB) moved to a broker that just
+    joined, its catch-up throttled to 4 MB/s so that it is SIGKILLed half-way."""
+    throttle = ["--set", "leader_replication_throttled_rate=4000000"]
+    c = Cluster(tmp_path, size=3, extra_args=throttle).start()
+    try:
+        c.wait_brokers(3)
+        topic = "big"
+        create_on(c.bootstrap, topic, [[1, 2, 3]])
+        log = clients.DeliveryLog()
+        p = clients.producer(c.bootstrap, **{"acks": "all", "enable.idempotence": True,
+                                             "linger.ms": 20})
+        clients.produce_all(p, topic, [{"value": b"%08d" % i * 128} for i in range(40_000)], log)
+        assert not log.errors, log.errors[:3]
+        joiner = add_broker(c, tmp_path, 4, extra_args=throttle)
+        c.wait_brokers(4, timeout=60)
+        kadmin = KafkaAdminClient(bootstrap_servers=c.bootstrap, request_timeout_ms=30_000)
+        tp = KTopicPartition(topic, 0)
+        assert kadmin.alter_partition_reassignments({tp: [4, 1, 2]}) == {tp: None}
+        full = partition_log_bytes(c.nodes[1], topic, 0)  # (preallocated past its end)
+        assert full > 30_000_000, full
+        wait_until("broker 4 to be catching up",
+                   lambda: 0 < partition_log_bytes(joiner, topic, 0) < full // 3, timeout=60)
+        joiner.kill()
+        held = partition_log_bytes(joiner, topic, 0)
+        assert held < full, (held, full)
+        listed = kadmin.list_partition_reassignments([tp])
+        assert listed[tp]["adding_replicas"] == [4], listed
+        joiner.start()
+        wait_until("the move to end", lambda: not kadmin.list_partition_reassignments([tp]),
+                   timeout=120)
+        kadmin.close()
+        assert sorted(replicas_of(c.bootstrap, topic)[0]) == [1, 2, 4]
+        wait_until("broker 3 to let go of it",
+                   lambda: partition_log_bytes(c.nodes[3], topic, 0) == 0)
+        # Broker 4 (the preferred replica now) leads: what it holds is read back.
+        from confluent_kafka import ElectionType, TopicPartition as CTopicPartition
+        a = clients.admin(c.bootstrap)
+
+        def elected():
+            try:
+                a.elect_leaders(ElectionType.PREFERRED, [CTopicPartition(topic, 0)]).result(30)
+            except Exception:
+                pass  # ELECTION_NOT_NEEDED once it leads
+            return c.leader_of(topic, 0) == 4
+        wait_until("broker 4 to lead", elected, timeout=60)
+        got, marks = consume_all(c.bootstrap, topic, [0])
+        assert marks[0] == (0, 40_000), marks
+        want = [v for _, _, v, _, _ in sorted(log.by_partition()[0])]
+        assert [v for _, _, v, _, _ in got[0]] == want
+    finally:
+        died = c.cleanup()
+        if died:
+            pytest.fail("a node died:\n" + "\n".join(n.log_tail() for n in died), pytrace=False)

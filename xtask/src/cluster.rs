@@ -1,4 +1,5 @@
-//! `cargo xtask cluster up | down | status`: a local cluster for people to try — three release
+//! `cargo xtask cluster up | down | status | add | remove ID`: a local cluster for people to
+//! try — three release
 //! brokers (or `up --nodes N`, up to 9) on 127.0.0.1:9092-9094 (inter-broker
 //! 127.0.0.1:19092-19094, metrics 127.0.0.1:9644-9646, one further for each broker more), their
 //! data and logs in one folder (`./cluster` by default, which remembers its size), each broker
@@ -8,7 +9,8 @@
 //! configuration of the README's security section: SASL_SSL with SCRAM for clients (an admin
 //! user with a fresh password, in `client.properties`), mutual TLS between the brokers,
 //! the authorizer on, no PLAINTEXT listener (certificates from a CA of its own, in `certs/`);
-//! a cluster once made secure stays so.
+//! a cluster once made secure stays so. `add` and `remove` grow and shrink it while it runs
+//! ([`members`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +22,8 @@ use kafka_protocol::messages::MetadataRequest;
 
 use crate::bench::kafka::Connection;
 use crate::{cargo, repo_root, target_dir};
+
+mod members;
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
@@ -35,6 +39,18 @@ enum ClusterCommand {
     Down(Where),
     /// Say which brokers of the cluster run.
     Status(Where),
+    /// Start one broker more (the next id), which joins the running cluster.
+    Add(Where),
+    /// Retire broker ID: move its partitions away, stop it, unregister it.
+    Remove(RemoveArgs),
+}
+
+#[derive(Args, Debug)]
+struct RemoveArgs {
+    #[command(flatten)]
+    at: Where,
+    /// The broker to retire.
+    id: u16,
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +135,8 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         ClusterCommand::Up(u) => up(&u.at, u.secure, u.nodes),
         ClusterCommand::Down(w) => down(w),
         ClusterCommand::Status(w) => status(w),
+        ClusterCommand::Add(w) => members::add(w),
+        ClusterCommand::Remove(r) => members::remove(&r.at, r.id),
     }
 }
 
@@ -176,13 +194,13 @@ pub fn release_broker() -> Result<PathBuf> {
 
 fn up(w: &Where, secure: bool, nodes: Option<u16>) -> Result<()> {
     let dir = folder(w);
-    let size = settle_size(&dir, nodes)?;
+    settle_size(&dir, nodes)?;
     let binary = match &w.broker_bin {
         Some(b) => b.clone(),
         None => release_broker()?,
     };
     let security = security_of(&dir, secure)?;
-    for node in 1..=size {
+    for node in members::members(&dir) {
         if let Some(pid) = running(&dir, node) {
             println!("xtask: node {node} already runs (pid {pid})");
             continue;
@@ -199,7 +217,7 @@ fn security_of(dir: &Path, secure: bool) -> Result<Option<crate::secure::SaslSsl
     if made.is_none() && !secure {
         return Ok(None);
     }
-    if made.is_none() && (1..=size_of(dir)).any(|n| running(dir, n).is_some()) {
+    if made.is_none() && members::members(dir).iter().any(|&n| running(dir, n).is_some()) {
         bail!(
             "the cluster in {} runs without security: `cargo xtask cluster down` first",
             dir.display()
@@ -270,6 +288,25 @@ pub fn start_node_with(dir: &Path, node: u16, binary: &Path, settings: &[String]
         .arg("--data-dir")
         .arg(node_dir.join("data"))
         .args(["--set", &format!("cluster_peers={peers}")])
+        .args(
+            (!members::configured_voter(dir, node))
+                .then(|| {
+                    // Joins through any broker the cluster has now (the first voters may
+                    // have retired).
+                    let join: Vec<String> = members::members(dir)
+                        .into_iter()
+                        .filter(|&m| m != node)
+                        .map(|m| format!("127.0.0.1:{}", peer_port(m)))
+                        .collect();
+                    [
+                        format!("inter_broker_listen=127.0.0.1:{}", peer_port(node)),
+                        format!("cluster_join={}", join.join(",")),
+                    ]
+                })
+                .into_iter()
+                .flatten()
+                .flat_map(|kv| ["--set".to_string(), kv]),
+        )
         .args(settings.iter().flat_map(|kv| ["--set", kv.as_str()]))
         .stdin(Stdio::null())
         .stdout(log)
@@ -293,10 +330,11 @@ fn after_start(dir: &Path, secure: Option<&crate::secure::SaslSsl>) -> Result<()
         .enable_all()
         .build()?;
     let brokers = runtime.block_on(wait_registered(dir))?;
-    let size = size_of(dir);
+    let now = members::members(dir);
     if secure.is_some() {
-        let bootstrap = (1..=size)
-            .map(|n| format!("localhost:{}", client_port(n)))
+        let bootstrap = now
+            .iter()
+            .map(|&n| format!("localhost:{}", client_port(n)))
             .collect::<Vec<_>>()
             .join(",");
         let properties = dir.join("client.properties");
@@ -318,12 +356,15 @@ fn after_start(dir: &Path, secure: Option<&crate::secure::SaslSsl>) -> Result<()
         );
         return Ok(());
     }
-    let bootstrap = (1..=size)
-        .map(|n| format!("127.0.0.1:{}", client_port(n)))
+    let bootstrap = now
+        .iter()
+        .map(|&n| format!("127.0.0.1:{}", client_port(n)))
         .collect::<Vec<_>>()
         .join(",");
-    let others = (2..=size)
-        .map(|n| format!(":{}", metrics_port(n)))
+    let others = now
+        .iter()
+        .skip(1)
+        .map(|&n| format!(":{}", metrics_port(n)))
         .collect::<Vec<_>>()
         .join(" ");
     println!(
@@ -338,7 +379,7 @@ fn after_start(dir: &Path, secure: Option<&crate::secure::SaslSsl>) -> Result<()
          \nand started again with `cargo xtask cluster up`; the others go on.\
          \nStop them all: cargo xtask cluster down",
         dir.display(),
-        metrics_port(1),
+        metrics_port(now[0]),
         dir.display(),
     );
     Ok(())
@@ -348,9 +389,10 @@ fn after_start(dir: &Path, secure: Option<&crate::secure::SaslSsl>) -> Result<()
 pub async fn wait_registered(dir: &Path) -> Result<usize> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut last = String::from("no answer yet");
-    let size = size_of(dir);
+    let now = members::members(dir);
+    let size = now.len();
     while tokio::time::Instant::now() < deadline {
-        for node in 1..=size {
+        for &node in &now {
             if running(dir, node).is_none() {
                 bail!(
                     "node {node} exited; see {}",
@@ -358,10 +400,10 @@ pub async fn wait_registered(dir: &Path) -> Result<usize> {
                 );
             }
         }
-        let addr = format!("127.0.0.1:{}", client_port(1));
+        let addr = format!("127.0.0.1:{}", client_port(now[0]));
         match Connection::connect(&addr, Duration::from_secs(2)).await {
             Ok(mut c) => match c.call(1, &MetadataRequest::default()).await {
-                Ok(md) if md.brokers.len() == size as usize => return Ok(md.brokers.len()),
+                Ok(md) if md.brokers.len() == size => return Ok(md.brokers.len()),
                 Ok(md) => last = format!("{} of {size} brokers registered", md.brokers.len()),
                 Err(e) => last = format!("{e:#}"),
             },
@@ -375,7 +417,7 @@ pub async fn wait_registered(dir: &Path) -> Result<usize> {
 fn down(w: &Where) -> Result<()> {
     let dir = folder(w);
     let mut stopped = 0;
-    for node in 1..=size_of(&dir) {
+    for node in members::members(&dir) {
         if stop_node(&dir, node)? {
             stopped += 1;
         }
@@ -412,7 +454,7 @@ pub fn stop_node(dir: &Path, node: u16) -> Result<bool> {
 
 fn status(w: &Where) -> Result<()> {
     let dir = folder(w);
-    for node in 1..=size_of(&dir) {
+    for node in members::members(&dir) {
         match running(&dir, node) {
             Some(pid) => println!(
                 "node {node}: runs (pid {pid}) on 127.0.0.1:{}",
