@@ -80,10 +80,14 @@ pub enum Event {
     CancelledMoveEnded,
     /// A leader applied a membership change that removed it, and stepped down.
     RemovedLeaderSteppedDown,
+    /// A broker outside the metadata group asked a member to register it, and it proposed it.
+    BrokerJoined,
+    /// The controller quorum replaced a retired voter (a joint change that removes it).
+    RetiredVoterReplaced,
 }
 
 impl Event {
-    pub const ALL: [Event; 31] = [
+    pub const ALL: [Event; 33] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -115,6 +119,8 @@ impl Event {
         Event::MovedReplicaRemoved,
         Event::CancelledMoveEnded,
         Event::RemovedLeaderSteppedDown,
+        Event::BrokerJoined,
+        Event::RetiredVoterReplaced,
     ];
 
     /// The event's name in reports.
@@ -151,6 +157,8 @@ impl Event {
             Event::MovedReplicaRemoved => "moved-replica-removed",
             Event::CancelledMoveEnded => "cancelled-move-ended",
             Event::RemovedLeaderSteppedDown => "removed-leader-stepped-down",
+            Event::BrokerJoined => "broker-joined",
+            Event::RetiredVoterReplaced => "retired-voter-replaced",
         }
     }
 }

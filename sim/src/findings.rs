@@ -253,6 +253,12 @@ pub enum Finding {
         target: Vec<u64>,
         why: String,
     },
+    /// A broker the workload retired was not moved off, unregistered and let go by the quorum
+    /// within the deadline.
+    RetireUnfinished {
+        what: String,
+        why: String,
+    },
 }
 
 /// A login or request of a security probe, and the points of the metadata log (offsets) its
@@ -321,6 +327,7 @@ impl Finding {
             Finding::SecurityUnapplied { .. } => "security-unapplied",
             Finding::MembershipDiverged { .. } => "membership-diverged",
             Finding::MoveUnfinished { .. } => "move-unfinished",
+            Finding::RetireUnfinished { .. } => "retire-unfinished",
         }
     }
 
@@ -331,6 +338,7 @@ impl Finding {
                 | Finding::NoProgress { .. }
                 | Finding::GroupNotDrained { .. }
                 | Finding::MoveUnfinished { .. }
+                | Finding::RetireUnfinished { .. }
         )
     }
 }
@@ -627,6 +635,7 @@ impl std::fmt::Display for Finding {
                 "membership diverged: group {group} at index {index}: nodes {nodes:?} applied {}",
                 members.join(" and ")
             ),
+            Finding::RetireUnfinished { what, why } => write!(f, "{what} did not end: {why}"),
             Finding::MoveUnfinished {
                 group,
                 epoch,

@@ -261,7 +261,11 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         .map(|b| (b.name.clone(), b.disk.clone()))
         .collect();
     let cluster = Arc::new(cluster);
-    let world = World::new(sc.clone(), seed, addrs, faults.clone(), disks);
+    let retire = {
+        let cluster = cluster.clone();
+        Box::new(move |node: usize| cluster.retire(node))
+    };
+    let world = World::new(sc.clone(), seed, addrs, faults.clone(), disks, retire);
     let start = world.start;
     let fault_log = schedule(faults, cluster.clone(), start);
     // What the node is stuck on when the after-heal liveness deadline passes.
@@ -407,6 +411,9 @@ async fn drive(
     if sc.workload.moves.is_some() {
         admin_node.spawn(workload::moves::mover(world.clone()));
     }
+    if !sc.workload.retire.is_empty() {
+        admin_node.spawn(workload::retire::retirer(world.clone()));
+    }
     if sc.auth.as_ref().is_some_and(|a| a.churn.is_some()) {
         use crate::workload::security;
         let passwords = Arc::new(security::Passwords::default());
@@ -514,8 +521,9 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         findings.extend(replicas::one_leader_per_epoch(&o.leaderships));
         findings.extend(replicas::leader_refuses(&o.named, &o.history));
     }
-    if scenario.workload.moves.is_some() {
+    if scenario.workload.moves.is_some() || !scenario.workload.retire.is_empty() {
         findings.extend(crate::checks::moves::check(&o.moves));
+        findings.extend(crate::checks::moves::retirements(&o.history));
     }
     if let Some(auth) = scenario.auth.as_ref().filter(|a| a.churn.is_some()) {
         let settings = access::Settings {

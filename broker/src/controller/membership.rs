@@ -237,6 +237,7 @@ impl Controller {
                 )),
             };
             if outcome.is_ok() {
+                crate::coverage::reached(crate::coverage::Event::BrokerJoined);
                 tracing::info!(node = join.from, "proposed the registration of a joining broker");
             }
             let _ = join.reply.send(outcome);
@@ -263,6 +264,13 @@ impl Controller {
                         self.voters.len(),
                     );
                     if let Some(cc) = step {
+                        let replaces = cc.changes.iter().any(|c| {
+                            c.get_change_type() == ConfChangeType::RemoveNode
+                                && view.members().voters.contains(&c.node_id)
+                        });
+                        if replaces {
+                            crate::coverage::reached(crate::coverage::Event::RetiredVoterReplaced);
+                        }
                         tracing::info!(change = ?cc, "changing the controller quorum's members");
                         if let Err(e) = self.replication.change_members(METADATA_GROUP, cc).await
                         {
@@ -350,27 +358,8 @@ pub fn quorum_step(
 mod tests {
     use super::*;
     use crate::controller::records::id_text;
+    use crate::controller::reassign::tests::{members, progress};
     use crate::controller::state::Outcome;
-
-    fn members(voters: &[u64], outgoing: &[u64], learners: &[u64]) -> Members {
-        Members {
-            voters: voters.to_vec(),
-            outgoing: outgoing.to_vec(),
-            learners: learners.to_vec(),
-            learners_next: Vec::new(),
-        }
-    }
-
-    fn progress(caught_up: &[u64], behind: &[u64]) -> Progress {
-        Progress {
-            committed: 100,
-            matched: caught_up
-                .iter()
-                .map(|&id| (id, 100, true))
-                .chain(behind.iter().map(|&id| (id, 50, true)))
-                .collect(),
-        }
-    }
 
     fn kinds(cc: Option<ConfChangeV2>) -> Vec<(ConfChangeType, u64)> {
         cc.expect("a change")

@@ -154,10 +154,14 @@ impl Controller {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn members(voters: &[u64], outgoing: &[u64], learners: &[u64]) -> Members {
+    pub(in crate::controller) fn members(
+        voters: &[u64],
+        outgoing: &[u64],
+        learners: &[u64],
+    ) -> Members {
         Members {
             voters: voters.to_vec(),
             outgoing: outgoing.to_vec(),
@@ -166,7 +170,7 @@ mod tests {
         }
     }
 
-    fn progress(caught_up: &[u64], behind: &[u64]) -> Progress {
+    pub(in crate::controller) fn progress(caught_up: &[u64], behind: &[u64]) -> Progress {
         Progress {
             committed: 100,
             matched: caught_up

@@ -4,6 +4,9 @@
 //!   of a group's log (every replica must apply the same committed change at the same place —
 //!   a replica voting or counting under a configuration no committed entry names is how Raft's
 //!   membership bugs lose data);
+//! - **retire-unfinished**: a broker the workload retired whose partitions were not all moved
+//!   off, or that was not unregistered and let go by the controller quorum, within the
+//!   deadline ([`crate::workload::retire`]);
 //! - **move-unfinished**: a move whose latest epoch never ended (its completion never
 //!   applied), though the run went on past the faults; or one that ended with the group's
 //!   last applied membership not being its target (the metadata says one thing, the group
@@ -16,6 +19,22 @@ use broker::replication::node::MembershipApplied;
 
 use crate::findings::Finding;
 pub use crate::world::observed::MovesObserved as Observed;
+
+/// Every retirement the workload recorded ended.
+pub fn retirements(history: &[crate::history::Op]) -> Vec<Finding> {
+    history
+        .iter()
+        .filter_map(|op| match op {
+            crate::history::Op::Admin(a) if a.what.starts_with("retire broker") => {
+                a.error.as_ref().map(|why| Finding::RetireUnfinished {
+                    what: a.what.clone(),
+                    why: why.clone(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
 
 pub fn check(o: &Observed) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -108,6 +108,33 @@ pub struct Scenario {
 pub struct ClusterSpec {
     #[serde(default = "one_usize")]
     pub nodes: usize,
+    /// The controller quorum's voters, brokers 1..=voters (`cluster_peers`); the others are
+    /// observers, which join the cluster (default: every broker votes).
+    #[serde(default)]
+    pub voters: Option<usize>,
+    /// Brokers that start later than the run and join the cluster then.
+    #[serde(default)]
+    pub joining: Vec<JoinSpec>,
+}
+
+/// Broker `node` starts `at_s` into the run (and joins the cluster).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSpec {
+    pub node: usize,
+    pub at_s: u64,
+}
+
+impl ClusterSpec {
+    /// How many brokers vote on the metadata.
+    pub fn voters(&self) -> usize {
+        self.voters.unwrap_or(self.nodes).clamp(1, self.nodes.max(1))
+    }
+
+    /// When broker `node` (from 1) starts, if later than the run.
+    pub fn joins_at_s(&self, node: usize) -> Option<u64> {
+        self.joining.iter().find(|j| j.node == node).map(|j| j.at_s)
+    }
 }
 
 /// How the clients authenticate.
@@ -147,7 +174,11 @@ pub const SASL_PASSWORD: &str = "sim-password";
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        ClusterSpec { nodes: 1 }
+        ClusterSpec {
+            nodes: 1,
+            voters: None,
+            joining: Vec::new(),
+        }
     }
 }
 
@@ -296,6 +327,18 @@ pub struct Workload {
     /// An admin moving the topic's partitions between the brokers (a cluster only).
     #[serde(default)]
     pub moves: Option<MovesWorkload>,
+    /// Brokers the admin retires, in order ([`crate::workload::retire`]).
+    #[serde(default)]
+    pub retire: Vec<RetireSpec>,
+}
+
+/// Retire broker `node` from `at_s` into the run: its partitions moved away, then stopped for
+/// good and unregistered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetireSpec {
+    pub node: usize,
+    pub at_s: u64,
 }
 
 /// Partition reassignment while the workload runs: about every `interval_ms` the admin moves a
@@ -582,6 +625,19 @@ impl Scenario {
         }
         if !(1..=7).contains(&self.cluster.nodes) {
             return Err("cluster.nodes must be from 1 to 7".into());
+        }
+        let c = &self.cluster;
+        if c.voters.is_some_and(|v| v == 0 || v > c.nodes) {
+            return Err("cluster.voters must be from 1 to cluster.nodes".into());
+        }
+        if let Some(j) = c.joining.iter().find(|j| j.node <= c.voters() || j.node > c.nodes) {
+            return Err(format!(
+                "cluster.joining: broker {} is not an observer (above cluster.voters, at most cluster.nodes)",
+                j.node
+            ));
+        }
+        if let Some(r) = self.workload.retire.iter().find(|r| r.node == 0 || r.node > c.nodes) {
+            return Err(format!("workload.retire: no broker {}", r.node));
         }
         if let Some(m) = &self.workload.moves {
             if m.replicas == 0 || m.replicas > self.cluster.nodes || m.interval_ms == 0 {

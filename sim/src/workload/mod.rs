@@ -26,6 +26,7 @@ mod final_read;
 pub mod group;
 pub mod idempotent;
 pub mod moves;
+pub mod retire;
 pub mod security;
 
 pub use final_read::{quiesce, read_back};
@@ -84,6 +85,8 @@ pub struct World {
     /// The consumer group's progress, for its members to know when it has read and committed
     /// everything ([`crate::workload::group`]).
     pub(crate) group: Mutex<crate::workload::group::Progress>,
+    /// Stops broker `n` (from 1) for good: a retired broker ([`retire`]).
+    retire: Box<dyn Fn(usize) + std::marker::Send + Sync>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,6 +100,7 @@ impl World {
         brokers: Vec<SocketAddr>,
         faults: Vec<Fault>,
         disks: Vec<(String, SimDisk)>,
+        retire: Box<dyn Fn(usize) + std::marker::Send + Sync>,
     ) -> Arc<World> {
         let start = Instant::now();
         Arc::new(World {
@@ -116,7 +120,13 @@ impl World {
             last_answer_s: Mutex::new(0.0),
             ready: watch::Sender::new(false),
             producing_over: watch::Sender::new(false),
+            retire,
         })
+    }
+
+    /// Stop broker `node` (from 1) for good.
+    pub(crate) fn retire(&self, node: usize) {
+        (self.retire)(node)
     }
 
     pub fn now_s(&self) -> f64 {

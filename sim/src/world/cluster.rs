@@ -124,12 +124,20 @@ pub(crate) fn broker_config(scenario: &Scenario, node: usize) -> anyhow::Result<
         }
     }
     if scenario.clustered() {
-        let peers = (1..=scenario.cluster.nodes)
+        let voters = scenario.cluster.voters();
+        let peers = (1..=voters)
             .map(|i| format!("{i}@{}:{INTER_BROKER_PORT}", cluster_ip(i)))
             .collect::<Vec<_>>()
             .join(",");
         flags.push(("node_id".to_string(), node.to_string()));
         flags.push(("cluster_peers".to_string(), peers));
+        if node > voters {
+            // An observer: it joins, at an inter-broker address of its own.
+            flags.push((
+                "inter_broker_listen".to_string(),
+                format!("{}:{INTER_BROKER_PORT}", cluster_ip(node)),
+            ));
+        }
     }
     for (k, v) in &scenario.broker {
         let text = match v {
@@ -184,6 +192,8 @@ pub(crate) struct BrokerNode {
     pub(crate) clock: Arc<SimClock>,
     /// Each start's metrics (its bounds' high-water marks outlive it).
     pub(crate) metrics: Metered,
+    /// Retired: stopped for good (a fault's restart starts nothing).
+    retired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The metrics of each start of a broker node.
@@ -197,6 +207,15 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
+    /// Stop broker `node` (from 1) for good: a broker the workload retired.
+    pub(crate) fn retire(&self, node: usize) {
+        if let Some(b) = self.brokers.get(node.wrapping_sub(1)) {
+            b.retired.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.handle.kill(b.id);
+            tracing::info!(node = %b.name, "retired: stopped for good");
+        }
+    }
+
     pub(crate) fn id(&self, name: &str) -> Option<NodeId> {
         self.nodes.get(name).copied()
     }
@@ -267,8 +286,15 @@ impl BrokerNode {
         let addr = broker_addr(scenario, node);
         let name = broker_name(node);
         let metrics = Metered::default();
+        let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A broker that joins later starts then (a fault's restart before that waits too).
+        let joins_at = scenario
+            .cluster
+            .joins_at_s(node)
+            .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
         let id = {
             let (disk, clock, metered) = (disk.clone(), clock.clone(), metrics.clone());
+            let retired = retired.clone();
             let starts = NodeStarts::new(seed ^ mix);
             handle
                 .create_node()
@@ -278,7 +304,14 @@ impl BrokerNode {
                     let env = starts.next_env(&disk, clock.clone());
                     let config = config.clone();
                     let metered = metered.clone();
+                    let retired = retired.clone();
                     async move {
+                        if let Some(at) = joins_at {
+                            tokio::time::sleep_until(at).await;
+                        }
+                        if retired.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
                         if config.tls_settings().ok().flatten().is_some() {
                             if let Err(e) = install_tls_files(env.disk.as_ref()).await {
                                 tracing::error!("cannot write the TLS files: {e}");
@@ -305,6 +338,7 @@ impl BrokerNode {
             disk,
             clock,
             metrics,
+            retired,
         }
     }
 }

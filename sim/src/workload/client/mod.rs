@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 mod access;
 pub mod group;
+mod membership;
 mod reassign;
 pub mod routing;
 pub mod sasl;
