@@ -263,3 +263,35 @@ def test_a_joining_broker_killed_while_it_catches_up_starts_again_and_the_move_e
         died = c.cleanup()
         if died:
             pytest.fail("a node died:\n" + "\n".join(n.log_tail() for n in died), pytrace=False)
+
+
+def test_with_tls_between_brokers_only_a_broker_of_the_cluster_ca_joins(tmp_path, certs):
+    """Data: none beyond the metadata. Links by mutual TLS: a broker whose certificate another
+    CA signed is never registered; one with the cluster CA's certificate joins."""
+    from certs import Certs
+    cert, key = certs.issue("broker", "broker", server=True, client=True)
+    tls = ("--set", "inter_broker_security_protocol=SSL",
+           "--set", f"ssl_certificate_location={cert}",
+           "--set", f"ssl_key_location={key}",
+           "--set", f"ssl_ca_location={certs.ca}")
+    c = Cluster(tmp_path, size=3, extra_args=tls).start()
+    try:
+        c.wait_brokers(3)
+        other_cert, other_key = Certs(certs.dir / "other").issue(
+            "mallory", "mallory", server=True, client=True)
+        stranger = add_broker(c, tmp_path, 4, extra_args=(
+            "--set", "inter_broker_security_protocol=SSL",
+            "--set", f"ssl_certificate_location={other_cert}",
+            "--set", f"ssl_key_location={other_key}",
+            "--set", f"ssl_ca_location={certs.ca}"))
+        stranger.wait_for_log(0, lambda t: "request to join not taken" in t, timeout=30)
+        add_broker(c, tmp_path, 5, extra_args=tls)
+        md = c.wait_brokers(4, timeout=60)
+        assert sorted(md.brokers) == [1, 2, 3, 5], md.brokers
+        time.sleep(2)
+        assert sorted(c.wait_brokers(4).brokers) == [1, 2, 3, 5]
+        assert quorum(c.nodes[1].bootstrap)[1] == [5]
+    finally:
+        died = c.cleanup()
+        if died:
+            pytest.fail("a node died:\n" + "\n".join(n.log_tail() for n in died), pytrace=False)

@@ -28,13 +28,17 @@ pub enum Fault {
         node: Option<String>,
     },
     /// Kill the node (unsynced data lost, or torn; with `wipe`, its whole disk lost — a
-    /// replaced disk), restart it after `down_s`.
+    /// replaced disk), restart it after `down_s`. With `in_joint`, from `at_s` wait until a
+    /// group enters a joint configuration and kill the broker that applied it first (its
+    /// leader, as a rule) instead: the joint configuration is left under a new leader.
     Crash {
         at_s: u64,
         #[serde(default)]
         torn: bool,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         wipe: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        in_joint: bool,
         #[serde(default = "one")]
         down_s: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,9 +244,18 @@ impl Fault {
             Fault::FsyncStall { for_s, .. } => format!("fsync-stall for {for_s} s"),
             Fault::FsyncEio { count, .. } => format!("fsync-eio × {count}"),
             Fault::Crash {
-                torn, down_s, wipe, ..
+                torn,
+                down_s,
+                wipe,
+                in_joint,
+                ..
             } => format!(
-                "crash ({}), down {down_s} s",
+                "crash{} ({}), down {down_s} s",
+                if *in_joint {
+                    " of a group's leader as it enters a joint configuration"
+                } else {
+                    ""
+                },
                 if *wipe {
                     "its disk lost"
                 } else if *torn {
@@ -422,6 +435,7 @@ impl RandomFaults {
                     at_s,
                     torn: rng.range_u64(0, 2) == 1,
                     wipe: false,
+                    in_joint: false,
                     down_s: rng.range_u64(1, 6),
                     node: None,
                 },

@@ -76,9 +76,32 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster) {
             disk.set_faults(f);
         }
         Fault::Crash {
-            torn, down_s, wipe, ..
+            torn,
+            down_s,
+            wipe,
+            in_joint,
+            ..
         } => {
-            let b = c.broker(fault);
+            let b = if *in_joint {
+                // The next joint configuration entered from now on: its leader (the broker
+                // that applied it first) dies before it can leave it.
+                let (mut seen, _) = crate::world::observed::joint_entered(usize::MAX);
+                let give_up = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let (now_seen, node) = crate::world::observed::joint_entered(seen);
+                    seen = now_seen;
+                    if let Some(b) = node.and_then(|n| c.brokers.get((n as usize).wrapping_sub(1))) {
+                        break b;
+                    }
+                    if Instant::now() > give_up {
+                        tracing::warn!("no joint configuration entered within 60 s: no crash");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            } else {
+                c.broker(fault)
+            };
             if !b.disk.syncs_in_flight().is_empty() {
                 broker::coverage::reached(broker::coverage::Event::CrashWithSyncInFlight);
             }

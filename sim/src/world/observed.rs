@@ -62,6 +62,20 @@ pub fn take(start: Instant) -> Vec<Publication> {
         .collect()
 }
 
+/// The first joint configuration applied among the memberships observed from the `from`-th
+/// on: the broker that applied it (the first to: its group's leader, as a rule) and how many
+/// memberships were observed by then.
+pub fn joint_entered(from: usize) -> (usize, Option<u64>) {
+    MOVES.with(|m| {
+        let m = m.borrow();
+        let first = m.memberships[from.min(m.memberships.len())..]
+            .iter()
+            .find(|a| !a.members.outgoing.is_empty())
+            .map(|a| a.node);
+        (m.memberships.len(), first)
+    })
+}
+
 /// The membership changes and move records observed in this thread's run (taken once).
 pub fn take_moves() -> MovesObserved {
     MOVES.with(|m| std::mem::take(&mut *m.borrow_mut()))
