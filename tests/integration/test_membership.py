@@ -275,6 +275,7 @@ def test_with_tls_between_brokers_only_a_broker_of_the_cluster_ca_joins(tmp_path
            "--set", f"ssl_key_location={key}",
            "--set", f"ssl_ca_location={certs.ca}")
     c = Cluster(tmp_path, size=3, extra_args=tls).start()
+    stranger = None
     try:
         c.wait_brokers(3)
         other_cert, other_key = Certs(certs.dir / "other").issue(
@@ -285,13 +286,18 @@ def test_with_tls_between_brokers_only_a_broker_of_the_cluster_ca_joins(tmp_path
             "--set", f"ssl_key_location={other_key}",
             "--set", f"ssl_ca_location={certs.ca}"))
         stranger.wait_for_log(0, lambda t: "request to join not taken" in t, timeout=30)
+        # (Left running, out of the clients' bootstrap: it serves no cluster.)
+        c.nodes.pop(4)
         add_broker(c, tmp_path, 5, extra_args=tls)
         md = c.wait_brokers(4, timeout=60)
         assert sorted(md.brokers) == [1, 2, 3, 5], md.brokers
         time.sleep(2)
         assert sorted(c.wait_brokers(4).brokers) == [1, 2, 3, 5]
         assert quorum(c.nodes[1].bootstrap)[1] == [5]
+        stranger.assert_alive()
     finally:
+        if stranger is not None:
+            stranger.cleanup()
         died = c.cleanup()
         if died:
             pytest.fail("a node died:\n" + "\n".join(n.log_tail() for n in died), pytrace=False)
