@@ -393,10 +393,16 @@ async fn a_broker_outside_the_configuration_joins_and_links_both_ways() {
         refused.reply.send(Err("not this time".into())).unwrap();
         seen
     });
-    three.join(one_at, Bytes::from_static(b"register me")).await.unwrap();
+    three
+        .join(one_at, Bytes::from_static(b"register me"))
+        .await
+        .unwrap();
     let refusal = three.join(one_at, Bytes::from_static(b"again")).await;
     assert!(refusal.unwrap_err().contains("not this time"));
-    assert_eq!(answer.await.unwrap(), (3, Bytes::from_static(b"register me")));
+    assert_eq!(
+        answer.await.unwrap(),
+        (3, Bytes::from_static(b"register me"))
+    );
     // Node 3 dials node 5 (the larger id) with its address: 5 does not know it, admits it.
     three.send(5, message(3, 5, 0));
     three.flush();
@@ -405,7 +411,10 @@ async fn a_broker_outside_the_configuration_joins_and_links_both_ways() {
     assert!(five.peers().contains(&3), "admitted on its hello");
     five.send(3, message(5, 3, 0));
     five.flush();
-    assert_eq!(receive(&mut inbox_three, 1).await, vec![(5, message(5, 3, 0))]);
+    assert_eq!(
+        receive(&mut inbox_three, 1).await,
+        vec![(5, message(5, 3, 0))]
+    );
     // Node 1 learns node 3's address (from the metadata) and dials it.
     assert!(!one.send(3, message(1, 3, 0)), "unknown yet: dropped");
     let mut with_three = configured.clone();

@@ -526,24 +526,27 @@ async fn every_advertised_version_is_served() {
                     use kafka_protocol::messages::describe_quorum_request::{
                         PartitionData, TopicData,
                     };
-                    let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
-                        .with_topic_name(TopicName(StrBytes::from_static_str(
-                            "__cluster_metadata",
-                        )))
-                        .with_partitions(vec![PartitionData::default()])]);
-                    let ResponseKind::DescribeQuorum(r) = c
-                        .call(api, v, RequestKind::DescribeQuorum(req))
-                        .await
+                    let req =
+                        DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+                            .with_topic_name(TopicName(StrBytes::from_static_str(
+                                "__cluster_metadata",
+                            )))
+                            .with_partitions(vec![PartitionData::default()])]);
+                    let ResponseKind::DescribeQuorum(r) =
+                        c.call(api, v, RequestKind::DescribeQuorum(req)).await
                     else {
                         panic!()
                     };
-                    assert_eq!(r.error_code, error::INVALID_REQUEST, "v{v}: no quorum on a single node");
+                    assert_eq!(
+                        r.error_code,
+                        error::INVALID_REQUEST,
+                        "v{v}: no quorum on a single node"
+                    );
                 }
                 ApiKey::UnregisterBroker => {
                     let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(2));
-                    let ResponseKind::UnregisterBroker(r) = c
-                        .call(api, v, RequestKind::UnregisterBroker(req))
-                        .await
+                    let ResponseKind::UnregisterBroker(r) =
+                        c.call(api, v, RequestKind::UnregisterBroker(req)).await
                     else {
                         panic!()
                     };

@@ -255,10 +255,7 @@ pub enum Finding {
     },
     /// A broker the workload retired was not moved off, unregistered and let go by the quorum
     /// within the deadline.
-    RetireUnfinished {
-        what: String,
-        why: String,
-    },
+    RetireUnfinished { what: String, why: String },
 }
 
 /// A login or request of a security probe, and the points of the metadata log (offsets) its

@@ -217,7 +217,11 @@ fn security_of(dir: &Path, secure: bool) -> Result<Option<crate::secure::SaslSsl
     if made.is_none() && !secure {
         return Ok(None);
     }
-    if made.is_none() && members::members(dir).iter().any(|&n| running(dir, n).is_some()) {
+    if made.is_none()
+        && members::members(dir)
+            .iter()
+            .any(|&n| running(dir, n).is_some())
+    {
         bail!(
             "the cluster in {} runs without security: `cargo xtask cluster down` first",
             dir.display()

@@ -111,12 +111,18 @@ impl Broker {
         let Some(cluster) = &self.cluster else {
             return answer(
                 error::BROKER_ID_NOT_REGISTERED,
-                format!("a single node has no broker {} to unregister", req.broker_id.0),
+                format!(
+                    "a single node has no broker {} to unregister",
+                    req.broker_id.0
+                ),
             );
         };
         let id = req.broker_id.0;
         if id < 0 {
-            return answer(error::BROKER_ID_NOT_REGISTERED, format!("no broker has id {id}"));
+            return answer(
+                error::BROKER_ID_NOT_REGISTERED,
+                format!("no broker has id {id}"),
+            );
         }
         let limit = std::time::Duration::from_secs(10);
         match cluster.unregister_broker(id as u64, limit).await {

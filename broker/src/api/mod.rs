@@ -567,12 +567,9 @@ impl Broker {
     fn default_replication_factor(&self) -> i32 {
         match &self.cluster {
             // (The voters count before every one of them has registered.)
-            Some(c) => self.config.replication_factor_of(
-                c.metadata()
-                    .brokers
-                    .len()
-                    .max(self.config.peers().len()),
-            ),
+            Some(c) => self
+                .config
+                .replication_factor_of(c.metadata().brokers.len().max(self.config.peers().len())),
             None => self.config.replication_factor(),
         }
     }

@@ -176,7 +176,12 @@ impl Config {
         if self.node_id < 0 {
             return bad(format!("node_id = {} is negative", self.node_id));
         }
-        for a in self.cluster_join.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        for a in self
+            .cluster_join
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
             if a.parse::<std::net::SocketAddr>().is_err() {
                 return bad(format!(
                     "cluster_join: {a:?} is not an ip:port (the inter-broker address of a broker of the cluster)"

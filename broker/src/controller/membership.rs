@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use raft::eraftpb::{ConfChangeTransition, ConfChangeType, ConfChangeV2};
 
-use super::records::{self, MetadataRecord};
 use super::reassign::change;
+use super::records::{self, MetadataRecord};
 use super::state::{ClusterMetadata, MetadataError};
 use super::{Controller, SubmitError, METADATA_GROUP};
 use crate::replication::node::{Members, Progress};
@@ -135,7 +135,11 @@ impl Controller {
             leader: status.leader,
             term: status.term,
             high_watermark: self.partition.high_watermark(),
-            voters: members.all_voters().into_iter().map(|id| (id, matched(id))).collect(),
+            voters: members
+                .all_voters()
+                .into_iter()
+                .map(|id| (id, matched(id)))
+                .collect(),
             observers: members
                 .learners
                 .iter()
@@ -238,7 +242,10 @@ impl Controller {
             };
             if outcome.is_ok() {
                 crate::coverage::reached(crate::coverage::Event::BrokerJoined);
-                tracing::info!(node = join.from, "proposed the registration of a joining broker");
+                tracing::info!(
+                    node = join.from,
+                    "proposed the registration of a joining broker"
+                );
             }
             let _ = join.reply.send(outcome);
         }
@@ -272,8 +279,7 @@ impl Controller {
                             crate::coverage::reached(crate::coverage::Event::RetiredVoterReplaced);
                         }
                         tracing::info!(change = ?cc, "changing the controller quorum's members");
-                        if let Err(e) = self.replication.change_members(METADATA_GROUP, cc).await
-                        {
+                        if let Err(e) = self.replication.change_members(METADATA_GROUP, cc).await {
                             tracing::debug!(error = %e, "quorum change not proposed; tried again");
                         }
                     }
@@ -313,7 +319,10 @@ pub fn quorum_step(
         return Some(ConfChangeV2::default());
     }
     if let Some(&missing) = registered.iter().find(|&&id| !m.is_replica(id)) {
-        return Some(change(ConfChangeTransition::Auto, &[(AddLearnerNode, missing)]));
+        return Some(change(
+            ConfChangeTransition::Auto,
+            &[(AddLearnerNode, missing)],
+        ));
     }
     let kept: Vec<NodeId> = m
         .voters
@@ -357,8 +366,8 @@ pub fn quorum_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::records::id_text;
     use crate::controller::reassign::tests::{members, progress};
+    use crate::controller::records::id_text;
     use crate::controller::state::Outcome;
 
     fn kinds(cc: Option<ConfChangeV2>) -> Vec<(ConfChangeType, u64)> {
@@ -374,10 +383,19 @@ mod tests {
         use ConfChangeType::*;
         let all = progress(&[1, 2, 3, 4, 5], &[]);
         // A cluster being formed: voter 3 has not registered yet; nothing to change.
-        assert_eq!(quorum_step(&members(&[1, 2, 3], &[], &[]), &all, &[1, 2], &[], 3), None);
+        assert_eq!(
+            quorum_step(&members(&[1, 2, 3], &[], &[]), &all, &[1, 2], &[], 3),
+            None
+        );
         // Broker 4 registers: an observer.
         assert_eq!(
-            kinds(quorum_step(&members(&[1, 2, 3], &[], &[]), &all, &[1, 2, 3, 4], &[], 3)),
+            kinds(quorum_step(
+                &members(&[1, 2, 3], &[], &[]),
+                &all,
+                &[1, 2, 3, 4],
+                &[],
+                3
+            )),
             vec![(AddLearnerNode, 4)]
         );
         // Voter 1 retires while observer 4 is still catching up: wait for it.
@@ -390,20 +408,41 @@ mod tests {
             vec![(AddNode, 4), (RemoveNode, 1)]
         );
         let joint = members(&[2, 3, 4], &[1, 2, 3], &[]);
-        assert_eq!(kinds(quorum_step(&joint, &all, &[2, 3, 4], &[1], 3)), vec![]);
+        assert_eq!(
+            kinds(quorum_step(&joint, &all, &[2, 3, 4], &[1], 3)),
+            vec![]
+        );
         // No observer to take its place: the quorum shrinks rather than keep a retired voter.
         assert_eq!(
-            kinds(quorum_step(&members(&[2, 3, 4], &[], &[]), &all, &[3, 4], &[2], 3)),
+            kinds(quorum_step(
+                &members(&[2, 3, 4], &[], &[]),
+                &all,
+                &[3, 4],
+                &[2],
+                3
+            )),
             vec![(RemoveNode, 2)]
         );
         // A retired observer is removed; a broker registering again is an observer again.
         assert_eq!(
-            kinds(quorum_step(&members(&[2, 3, 4], &[], &[5]), &all, &[2, 3, 4], &[5], 3)),
+            kinds(quorum_step(
+                &members(&[2, 3, 4], &[], &[5]),
+                &all,
+                &[2, 3, 4],
+                &[5],
+                3
+            )),
             vec![(RemoveNode, 5)]
         );
         // The quorum grows back to its size with a caught-up observer.
         assert_eq!(
-            kinds(quorum_step(&members(&[3, 4], &[], &[5]), &all, &[3, 4, 5], &[2], 3)),
+            kinds(quorum_step(
+                &members(&[3, 4], &[], &[5]),
+                &all,
+                &[3, 4, 5],
+                &[2],
+                3
+            )),
             vec![(AddNode, 5)]
         );
     }
@@ -475,7 +514,10 @@ mod tests {
         .into();
         let mut m = cluster();
         let ids = |p: BTreeMap<NodeId, SocketAddr>| p.into_keys().collect::<Vec<_>>();
-        assert_eq!(ids(peer_addresses(&configured, &[1, 2, 3], &m)), vec![1, 2, 3, 4]);
+        assert_eq!(
+            ids(peer_addresses(&configured, &[1, 2, 3], &m)),
+            vec![1, 2, 3, 4]
+        );
         assert_eq!(
             peer_addresses(&configured, &[1, 2, 3], &m)[&4],
             "10.0.0.4:9093".parse::<SocketAddr>().unwrap()
@@ -483,6 +525,9 @@ mod tests {
         // Broker 1 retires (its partition moved away first).
         m.topics.get_mut("t").unwrap().partitions[0].replicas = vec![2, 3, 4];
         m.apply(&MetadataRecord::UnregisterBroker { request: 5, id: 1 });
-        assert_eq!(ids(peer_addresses(&configured, &[2, 3, 4], &m)), vec![2, 3, 4]);
+        assert_eq!(
+            ids(peer_addresses(&configured, &[2, 3, 4], &m)),
+            vec![2, 3, 4]
+        );
     }
 }

@@ -82,7 +82,10 @@ pub fn next_step(me: NodeId, m: &Members, progress: &Progress, wanted: &[NodeId]
     Step::Done
 }
 
-pub(super) fn change(transition: ConfChangeTransition, steps: &[(ConfChangeType, NodeId)]) -> ConfChangeV2 {
+pub(super) fn change(
+    transition: ConfChangeTransition,
+    steps: &[(ConfChangeType, NodeId)],
+) -> ConfChangeV2 {
     let mut cc = ConfChangeV2::default();
     cc.set_transition(transition);
     for &(ty, id) in steps {

@@ -128,7 +128,9 @@ pub struct JoinSpec {
 impl ClusterSpec {
     /// How many brokers vote on the metadata.
     pub fn voters(&self) -> usize {
-        self.voters.unwrap_or(self.nodes).clamp(1, self.nodes.max(1))
+        self.voters
+            .unwrap_or(self.nodes)
+            .clamp(1, self.nodes.max(1))
     }
 
     /// When broker `node` (from 1) starts, if later than the run.
@@ -630,13 +632,22 @@ impl Scenario {
         if c.voters.is_some_and(|v| v == 0 || v > c.nodes) {
             return Err("cluster.voters must be from 1 to cluster.nodes".into());
         }
-        if let Some(j) = c.joining.iter().find(|j| j.node <= c.voters() || j.node > c.nodes) {
+        if let Some(j) = c
+            .joining
+            .iter()
+            .find(|j| j.node <= c.voters() || j.node > c.nodes)
+        {
             return Err(format!(
                 "cluster.joining: broker {} is not an observer (above cluster.voters, at most cluster.nodes)",
                 j.node
             ));
         }
-        if let Some(r) = self.workload.retire.iter().find(|r| r.node == 0 || r.node > c.nodes) {
+        if let Some(r) = self
+            .workload
+            .retire
+            .iter()
+            .find(|r| r.node == 0 || r.node > c.nodes)
+        {
             return Err(format!("workload.retire: no broker {}", r.node));
         }
         if let Some(m) = &self.workload.moves {

@@ -145,7 +145,11 @@ async fn step_once(
             }
             // Moved off, as far as the metadata said when asked; the broker goes for good.
             let placement = answer(tokio::time::timeout(timeout, c.placement()).await)?;
-            if placement.partitions.iter().any(|(_, _, r)| r.contains(&node)) {
+            if placement
+                .partitions
+                .iter()
+                .any(|(_, _, r)| r.contains(&node))
+            {
                 *stage = Stage::Move;
                 return Ok(());
             }
@@ -163,8 +167,7 @@ async fn step_once(
             }
         }
         Stage::WaitQuorum => {
-            let (voters, observers) =
-                answer(tokio::time::timeout(timeout, c.quorum()).await)?;
+            let (voters, observers) = answer(tokio::time::timeout(timeout, c.quorum()).await)?;
             if voters.contains(&node) || observers.contains(&node) {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 return Ok(());

@@ -90,7 +90,8 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster) {
                 loop {
                     let (now_seen, node) = crate::world::observed::joint_entered(seen);
                     seen = now_seen;
-                    if let Some(b) = node.and_then(|n| c.brokers.get((n as usize).wrapping_sub(1))) {
+                    if let Some(b) = node.and_then(|n| c.brokers.get((n as usize).wrapping_sub(1)))
+                    {
                         break b;
                     }
                     if Instant::now() > give_up {

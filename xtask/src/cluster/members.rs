@@ -91,7 +91,10 @@ pub fn add(w: &Where) -> Result<()> {
     let dir = super::folder(w);
     let mut now = members(&dir);
     if !dir.join("node1").exists() {
-        bail!("no cluster in {}: `cargo xtask cluster up` first", dir.display());
+        bail!(
+            "no cluster in {}: `cargo xtask cluster up` first",
+            dir.display()
+        );
     }
     let id = now.iter().copied().max().unwrap_or(0) + 1;
     if id > ID_MAX {
@@ -129,7 +132,10 @@ pub fn remove(w: &Where, id: u16) -> Result<()> {
         println!("xtask: {moved} partitions moved off broker {id}");
         stop_node(&dir, id)?;
         let r = c
-            .call(0, &UnregisterBrokerRequest::default().with_broker_id(BrokerId(id as i32)))
+            .call(
+                0,
+                &UnregisterBrokerRequest::default().with_broker_id(BrokerId(id as i32)),
+            )
             .await?;
         if r.error_code != 0 {
             bail!(
@@ -224,7 +230,10 @@ async fn move_off(c: &mut Connection, id: u16, rest: &[u16]) -> Result<usize> {
                     t.name.0,
                     p.partition_index,
                     error_name(p.error_code),
-                    p.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()
+                    p.error_message
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default()
                 );
             }
         }
@@ -232,7 +241,10 @@ async fn move_off(c: &mut Connection, id: u16, rest: &[u16]) -> Result<usize> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1800);
     loop {
         let l = c
-            .call(0, &ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000))
+            .call(
+                0,
+                &ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000),
+            )
             .await?;
         let left: usize = l.topics.iter().map(|t| t.partitions.len()).sum();
         if left == 0 {

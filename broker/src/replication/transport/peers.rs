@@ -158,7 +158,9 @@ impl Transport {
             Err(_) => return Err(format!("{address} did not answer within {timeout:?}")),
         };
         if answer.remaining() < 2 || answer.get_u8() != KIND_JOINED {
-            return Err(format!("{address} answered with something other than JOINED"));
+            return Err(format!(
+                "{address} answered with something other than JOINED"
+            ));
         }
         let ok = answer.get_u8() == 0;
         let why = String::from_utf8_lossy(&answer).into_owned();
@@ -172,7 +174,11 @@ impl Transport {
 
 /// Admit node `id` (unknown here, a smaller id, of this cluster) on its own hello, at
 /// `address`, provisionally.
-pub(super) fn admit(inner: &Arc<Inner>, id: NodeId, address: SocketAddr) -> Result<Arc<Peer>, String> {
+pub(super) fn admit(
+    inner: &Arc<Inner>,
+    id: NodeId,
+    address: SocketAddr,
+) -> Result<Arc<Peer>, String> {
     let mut guard = inner.peers.write().unwrap_or_else(|p| p.into_inner());
     if let Some(peer) = guard.get(&id) {
         return Ok(peer.clone());
@@ -212,7 +218,9 @@ pub(super) async fn serve_join(
         }
         let version = body.get_u16();
         if version != VERSION_ADDRESSED {
-            return Err(format!("JOIN version {version}, this broker speaks {VERSION_ADDRESSED}"));
+            return Err(format!(
+                "JOIN version {version}, this broker speaks {VERSION_ADDRESSED}"
+            ));
         }
         let from = body.get_u64();
         check_cluster(inner, from, body.get_u32())?;
@@ -226,7 +234,12 @@ pub(super) async fn serve_join(
             .joins
             .try_send(request)
             .map_err(|_| "too many requests to join at once; ask again".to_string())?;
-        match inner.env.clock.timeout(inner.settings.io_timeout, answer).await {
+        match inner
+            .env
+            .clock
+            .timeout(inner.settings.io_timeout, answer)
+            .await
+        {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err("this node does not serve requests to join".into()),
             Err(_) => Err("not proposed in time; ask again".into()),
@@ -245,6 +258,9 @@ pub(super) async fn serve_join(
     let _ = inner
         .env
         .clock
-        .timeout(inner.settings.io_timeout, write_frame(&mut writer, &seal(joined)))
+        .timeout(
+            inner.settings.io_timeout,
+            write_frame(&mut writer, &seal(joined)),
+        )
         .await;
 }

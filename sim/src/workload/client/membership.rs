@@ -57,7 +57,11 @@ impl Client {
     pub async fn unregister_broker(&mut self, id: i32) -> Result<i16, ClientError> {
         let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
         match self
-            .call(ApiKey::UnregisterBroker, 0, RequestKind::UnregisterBroker(req))
+            .call(
+                ApiKey::UnregisterBroker,
+                0,
+                RequestKind::UnregisterBroker(req),
+            )
             .await?
         {
             ResponseKind::UnregisterBroker(r) => Ok(r.error_code),
@@ -83,9 +87,10 @@ impl Client {
                     .first()
                     .and_then(|t| t.partitions.first())
                     .ok_or_else(|| ClientError::Protocol("DescribeQuorum: no partition".into()))?;
-                let ids = |rs: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
-                    rs.iter().map(|r| r.replica_id.0).collect()
-                };
+                let ids =
+                    |rs: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+                        rs.iter().map(|r| r.replica_id.0).collect()
+                    };
                 Ok((ids(&p.current_voters), ids(&p.observers)))
             }
             other => Err(unexpected("DescribeQuorum", other)),
