@@ -40,9 +40,14 @@ impl AdminLane {
         p: &Partition,
         seg: &Segment,
     ) -> Result<(), StorageError> {
+        let _files = p.lock_files().await;
+        if !p.holds(seg) {
+            // A reset of the log (a leader's snapshot, the replica moved away) removed it
+            // meanwhile; a segment of the same name now is the reset's, not this one.
+            return Ok(());
+        }
         tracing::info!(topic = %p.topic, partition = p.index, base_offset = seg.base_offset, "retention deletes segment");
         crate::coverage::reached(crate::coverage::Event::RetentionDeletedSegment);
-        // Gone already if a log reset to a leader's snapshot removed it meanwhile.
         self.io()
             .remove_file_if_present(&p.dir.join(log::segment_name(seg.base_offset, "log")))
             .await?;

@@ -151,6 +151,12 @@ pub struct Partition {
     /// Set (by the pipeline, in queue order) when the topic is deleted: appends still queued for this
     /// partition are refused instead of being written into a directory that is going away.
     deleted: std::sync::atomic::AtomicBool,
+    /// Taken by whoever removes segment files: the admin lane deleting a closed segment
+    /// (retention, DeleteRecords) and the pipeline resetting a replicated log (a leader's
+    /// snapshot, a replica moved away), which removes every segment and creates one whose
+    /// name may be a name being deleted. The one async lock held across disk operations, each
+    /// under the I/O deadline; appends, reads and the state lock never wait for it.
+    files: tokio::sync::Mutex<()>,
 }
 
 /// Records for a fetch, plus the partition's offsets at the time of the read.
@@ -188,7 +194,22 @@ impl Partition {
             config: RwLock::new(config),
             state: RwLock::new(state),
             deleted: std::sync::atomic::AtomicBool::new(false),
+            files: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Exclusive right to remove this partition's segment files (see the field).
+    pub async fn lock_files(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.files.lock().await
+    }
+
+    /// Whether `seg` is still one of this partition's segments (the same file, not a newer
+    /// segment of the same base made by a reset).
+    pub fn holds(&self, seg: &Segment) -> bool {
+        self.state()
+            .segments
+            .get(&seg.base_offset)
+            .is_some_and(|s| std::ptr::addr_eq(Arc::as_ptr(&s.file), Arc::as_ptr(&seg.file)))
     }
 
     pub fn config(&self) -> LogConfig {
