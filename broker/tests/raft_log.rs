@@ -665,3 +665,55 @@ async fn membership_changes_are_kept_by_the_log_across_a_cut_a_restart_and_a_sna
     assert_eq!(confs.applied, Some(theirs));
     close(store, p).await;
 }
+
+/// A replica moved away has its log emptied by a reset that carries its hard state with the
+/// commit at 0; when that hard state is not written (the directory failed just after the
+/// reset), the commit recorded before must not outlive the log it counted: the replica added
+/// back later (or restarted) starts Raft from its log's end, where raft-rs would refuse to
+/// start on a commit past the last entry. Found by `reassign-under-faults` seed 249.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_log_whose_hard_state_was_not_written_starts_raft_from_its_end() {
+    use broker::replication::storage::{FollowersCache, PartitionStorage};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    write(&store, &p, |w| {
+        w.entries = (1..=5).map(|i| entry(i, 1, 2)).collect();
+        w.hard_state = Some(HardStateRecord {
+            term: 1,
+            vote: 1,
+            commit: 5,
+        });
+    })
+    .await;
+    // The reset alone, as if its hard state's write had failed after it.
+    write(&store, &p, |w| {
+        w.reset = Some(RaftReset {
+            index: 0,
+            term: 0,
+            offset: 0,
+            gaps_before: 0,
+        })
+    })
+    .await;
+    let recorded = p.state().replica.as_ref().unwrap().hard_state;
+    assert_eq!((recorded.term, recorded.commit), (1, 0), "in memory");
+    let start_raft = |p: &Arc<Partition>| {
+        let storage = PartitionStorage::open(p.clone(), vec![1], FollowersCache::new(1 << 20))
+            .expect("the log opens for Raft");
+        let state = raft::Storage::initial_state(&storage).unwrap();
+        assert_eq!(state.hard_state.commit, 0);
+        assert_eq!(state.hard_state.term, 1, "the term stays");
+        let config = raft::Config {
+            id: 1,
+            ..Default::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        raft::RawNode::new(&config, storage, &logger).expect("raft starts");
+    };
+    start_raft(&p);
+    // On disk the hard state still says commit 5 over an empty log: after a restart too.
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    start_raft(&p);
+    close(store, p).await;
+}

@@ -267,6 +267,9 @@ impl Pipeline {
             crate::coverage::reached(crate::coverage::Event::LogResetToSnapshot);
         }
         let io = self.io();
+        // Not while the admin lane deletes one of the segments: its removal would land on the
+        // new segment of the same name.
+        let _files = partition.lock_files().await;
         let meta = ReplicaMeta {
             prev: (reset.index, reset.term),
             segments: BTreeMap::from([(reset.offset, reset.index + 1)]),
@@ -314,6 +317,9 @@ impl Pipeline {
         r.points.clear();
         r.next_index = reset.index + 1;
         r.committed_offset = reset.offset;
+        // What the reset's own hard state says, should its write fail: nothing past the
+        // reset's entry is in the log (Raft never sends a snapshot below the commit).
+        r.hard_state.commit = r.hard_state.commit.min(reset.index);
         tracing::info!(topic = %partition.topic, partition = partition.index, index = reset.index, offset = reset.offset, "reset the log to a leader's snapshot");
         Ok(())
     }
