@@ -95,7 +95,7 @@ impl TestNode {
         let env = env(id, &gate);
         let config = Config {
             node_id: id as i32,
-            io_deadline_ms: 400,
+            io_deadline_ms: 1000,
             data_dir: dir.to_path_buf(),
             retention_check_interval_ms: if overrides.is_empty() { 0 } else { 50 },
             cluster_peers: peers
@@ -478,15 +478,13 @@ async fn vote_requests_that_arrive_before_the_group_starts_are_answered_when_it_
     let started = std::time::Instant::now();
     nodes[1].join(&peers, false).await;
     nodes[2].join(&peers, false).await;
-    for _ in 0..300 {
-        if nodes[0].is_serving() {
-            break;
-        }
+    // Its next election comes 10 s or more after the first, which was before `started`.
+    while !nodes[0].is_serving() && started.elapsed() < Duration::from_secs(9) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
         nodes[0].is_serving(),
-        "node 1 leads within 6 s of the others starting the group (its next election comes \
+        "node 1 leads within 9 s of the others starting the group (its next election comes \
          10 s or more after the first): {:?}",
         started.elapsed()
     );
@@ -943,7 +941,7 @@ async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
     .await;
     assert!(!stalled.is_serving(), "it rejoined as a follower");
     logs_agree(&refs, &acked).await;
-    eprintln!("leadership moved {moved_after:?} after the stall began (I/O deadline 400 ms)");
+    eprintln!("leadership moved {moved_after:?} after the stall began (I/O deadline 1 s)");
     for n in nodes {
         n.stop().await;
     }
@@ -1087,10 +1085,12 @@ async fn a_restarted_preferred_replica_gets_its_leadership_back() {
 async fn the_metadata_followers_apply_a_commit_without_waiting_for_a_heartbeat() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let peers = free_addresses().await;
+    // A heartbeat every 10 s; a follower that waited for one would take that long. The bound
+    // below (3 s) leaves room for a loaded host without confusing the two.
     let slow_heartbeat = RaftSettings {
-        heartbeat_ticks: 100,
-        election_ticks: 200,
-        quiesce_ticks: 400,
+        heartbeat_ticks: 500,
+        election_ticks: 1000,
+        quiesce_ticks: 2000,
         ..settings()
     };
     let mut nodes = Vec::new();
@@ -1127,7 +1127,7 @@ async fn the_metadata_followers_apply_a_commit_without_waiting_for_a_heartbeat()
         for n in &nodes[1..] {
             while n.partition.high_watermark() < hw {
                 assert!(
-                    asked.elapsed() < Duration::from_millis(300),
+                    asked.elapsed() < Duration::from_secs(3),
                     "node {} applied to {} of {hw} after {:?}: it waited for a heartbeat",
                     n.id,
                     n.partition.high_watermark(),
