@@ -351,7 +351,8 @@ pub fn quorum_step(
         .copied()
         .filter(|id| retired.contains(id))
         .collect();
-    if !waiting && !(ready.is_empty() && leaving.is_empty()) && !kept.is_empty() {
+    let changes = !ready.is_empty() || !leaving.is_empty();
+    if !waiting && changes && !kept.is_empty() {
         let steps: Vec<(ConfChangeType, NodeId)> = ready
             .iter()
             .map(|&id| (AddNode, id))
