@@ -50,6 +50,8 @@ pub enum BatchError {
     Transactional,
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
+    #[error("record {0} has no key: a compacted topic cannot accept a record without a key")]
+    KeyRequired(i32),
 }
 
 /// The fields of a batch header the broker uses.
@@ -283,7 +285,8 @@ fn control_batch(value: Option<&[u8]>) -> Bytes {
     out.freeze()
 }
 
-fn put_zigzag(buf: &mut BytesMut, v: i64) {
+/// A zig-zag varint (Kafka's record fields).
+pub(crate) fn put_zigzag(buf: &mut BytesMut, v: i64) {
     use bytes::BufMut;
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
@@ -293,8 +296,39 @@ fn put_zigzag(buf: &mut BytesMut, v: i64) {
     buf.put_u8(z as u8);
 }
 
-/// Parse and fully validate the batch at the start of `buf` (header, size, CRC-32C, count).
+/// Parse and fully validate the batch at the start of `buf` (header, size, CRC-32C, count), as
+/// a producer must send it: records at every offset it spans.
 pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let h = checksummed(buf)?;
+    if h.record_count <= 0 {
+        return Err(BatchError::Empty);
+    }
+    if h.last_offset_delta < 0 || h.record_count != h.last_offset_delta + 1 {
+        return Err(BatchError::BadCount {
+            count: h.record_count,
+            last_offset_delta: h.last_offset_delta,
+        });
+    }
+    Ok(h)
+}
+
+/// Parse and check a batch as the log stores it (header, size, CRC-32C, count): besides what
+/// a producer sends, a batch the log cleaner rewrote keeps the offsets it spans (its base and
+/// last offset delta) with fewer records, or none when every one was removed.
+pub fn validate_stored(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let h = checksummed(buf)?;
+    if h.last_offset_delta < 0 || h.record_count < 0 || h.record_count > h.last_offset_delta + 1 {
+        return Err(BatchError::BadCount {
+            count: h.record_count,
+            last_offset_delta: h.last_offset_delta,
+        });
+    }
+    Ok(h)
+}
+
+/// The header of the batch at the start of `buf`, whose size fits `buf` and whose CRC-32C
+/// is right.
+fn checksummed(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let h = parse_header(buf)?;
     if buf.len() < h.size {
         return Err(BatchError::Truncated {
@@ -311,15 +345,6 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let computed = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..h.size]);
     if stored != computed {
         return Err(BatchError::BadCrc { stored, computed });
-    }
-    if h.record_count <= 0 {
-        return Err(BatchError::Empty);
-    }
-    if h.last_offset_delta < 0 || h.record_count != h.last_offset_delta + 1 {
-        return Err(BatchError::BadCount {
-            count: h.record_count,
-            last_offset_delta: h.last_offset_delta,
-        });
     }
     debug_assert_eq!(buf[MAGIC_OFFSET], 2);
     Ok(h)
@@ -373,6 +398,49 @@ pub fn assign_offsets(
         pos += h.size;
     }
     next
+}
+
+/// Attribute bit of KIP-534: the batch's base timestamp is its delete horizon, the time after
+/// which the log cleaner removes its tombstones (set when the cleaner first keeps one).
+pub const DELETE_HORIZON_ATTRIBUTE: i16 = 0x40;
+/// Where the base (first) timestamp and the record count lie.
+const FIRST_TIMESTAMP_OFFSET: usize = 27;
+const RECORD_COUNT_OFFSET: usize = 57;
+
+impl BatchHeader {
+    /// When the cleaner may remove this batch's tombstones (KIP-534), if it was set.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_ATTRIBUTE != 0).then_some(self.first_timestamp)
+    }
+}
+
+/// A stored batch rebuilt around other records (the log cleaner's): `original`'s header —
+/// offsets, leader epoch, producer id, epoch and sequence, largest timestamp — with `count`
+/// records in `body` (compressed with `codec`), the base timestamp `first_timestamp`, and
+/// `set_attributes` added to its attributes; the length and CRC-32C computed again.
+pub fn rebuild(
+    original: &[u8],
+    body: &[u8],
+    codec: i16,
+    count: i32,
+    first_timestamp: i64,
+    set_attributes: i16,
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER_BYTES + body.len());
+    out.extend_from_slice(&original[..HEADER_BYTES]);
+    out.extend_from_slice(body);
+    let attributes =
+        i16::from_be_bytes([original[ATTRIBUTES_OFFSET], original[ATTRIBUTES_OFFSET + 1]]);
+    let attributes = (attributes & !0x7) | codec | set_attributes;
+    out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[FIRST_TIMESTAMP_OFFSET..FIRST_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&first_timestamp.to_be_bytes());
+    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&count.to_be_bytes());
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[8..LOG_OVERHEAD].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
 }
 
 /// Offset of the batch's first timestamp (bytes 27..35) and largest timestamp (35..43).

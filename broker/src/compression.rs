@@ -136,7 +136,7 @@ pub fn recompress(
 const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
 
 /// `records` compressed with `codec` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
-fn compress(codec: i16, records: &[u8]) -> Vec<u8> {
+pub(crate) fn compress(codec: i16, records: &[u8]) -> Vec<u8> {
     match codec {
         1 => {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -186,6 +186,7 @@ mod tests {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             now_ms: 0,
+            keys_required: false,
         }
     }
 

@@ -147,6 +147,16 @@ pub struct Config {
     pub offsets_checkpoint_records: i64,
     /// How often retention is checked (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// Whether compacted topics are cleaned (`log.cleaner.enable`).
+    pub log_cleaner_enable: bool,
+    /// Memory of the cleaner's key map, 24 bytes a key (`log.cleaner.dedupe.buffer.size`): a
+    /// dirty section with more keys is cleaned in several passes.
+    pub log_cleaner_dedupe_buffer_bytes: u64,
+    /// Bytes per second the cleaner reads and writes at most
+    /// (`log.cleaner.io.max.bytes.per.second`); 0: no limit.
+    pub log_cleaner_io_max_bytes_per_second: u64,
+    /// How long the cleaner waits when no log needs cleaning (`log.cleaner.backoff.ms`).
+    pub log_cleaner_backoff_ms: u64,
     /// The controller quorum (KRaft's `controller.quorum.voters`): the brokers that vote on the
     /// cluster metadata, by id, with the address each serves the other brokers on:
     /// `1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093` (three or five), the same on every
@@ -251,6 +261,10 @@ impl Default for Config {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
+            log_cleaner_enable: true,
+            log_cleaner_dedupe_buffer_bytes: 64 << 20,
+            log_cleaner_io_max_bytes_per_second: 64 << 20,
+            log_cleaner_backoff_ms: 15_000,
             producer_id_expiration_ms: 86_400_000,
             offsets_topic_partitions: 50,
             group_initial_rebalance_delay_ms: 3_000,
@@ -487,245 +501,12 @@ impl Config {
             timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,
             compression: Default::default(),
+            cleanup: Default::default(),
+            min_cleanable_dirty_ratio: Default::default(),
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
         }
-    }
-}
-
-impl Config {
-    /// This broker's own setting behind a topic config key, when it has one (DescribeConfigs
-    /// tells it as the topic's `STATIC_BROKER_CONFIG` synonym).
-    pub fn topic_default_of(&self, topic_key: &str) -> Option<String> {
-        Some(match topic_key {
-            "retention.ms" => self.retention_ms.to_string(),
-            "retention.bytes" => self.retention_bytes.to_string(),
-            "segment.ms" => self.segment_ms.to_string(),
-            "segment.bytes" => self.segment_bytes.to_string(),
-            "index.interval.bytes" => self.index_interval_bytes.to_string(),
-            "max.message.bytes" => self.max_message_bytes.to_string(),
-            "message.timestamp.type" => {
-                crate::topic_config::timestamp_type_name(self.message_timestamp_type).to_string()
-            }
-            _ => return None,
-        })
-    }
-
-    /// The settings a Kafka broker would describe, by Kafka's names, with their values here
-    /// and the Stillwater setting each comes from: `(name, value, type, doc)`. All are static
-    /// (set in the config file, environment or flags).
-    pub fn kafka_broker_configs(
-        &self,
-    ) -> Vec<(&'static str, String, crate::topic_config::Type, String)> {
-        use crate::topic_config::Type::{Boolean, Int, Long, Short, String as Str};
-        let (listeners, advertised, protocols) = self.kafka_listener_settings();
-        let from = |key: &str| format!("Stillwater setting {key}.");
-        vec![
-            (
-                "advertised.listeners",
-                advertised,
-                Str,
-                from("advertised_listeners (or advertised_listener)"),
-            ),
-            (
-                "auto.create.topics.enable",
-                self.auto_create_topics.to_string(),
-                Boolean,
-                from("auto_create_topics"),
-            ),
-            ("broker.id", self.node_id.to_string(), Int, from("node_id")),
-            (
-                "connections.max.idle.ms",
-                self.idle_connection_timeout_ms.to_string(),
-                Long,
-                from("idle_connection_timeout_ms"),
-            ),
-            if self.clustered() {
-                (
-                    "default.replication.factor",
-                    self.replication_factor().to_string(),
-                    Int,
-                    from("default_replication_factor"),
-                )
-            } else {
-                (
-                    "default.replication.factor",
-                    "1".into(),
-                    Int,
-                    "One node: every partition has one replica.".into(),
-                )
-            },
-            (
-                "group.initial.rebalance.delay.ms",
-                self.group_initial_rebalance_delay_ms.to_string(),
-                Int,
-                from("group_initial_rebalance_delay_ms"),
-            ),
-            (
-                "group.max.session.timeout.ms",
-                self.group_max_session_timeout_ms.to_string(),
-                Int,
-                from("group_max_session_timeout_ms"),
-            ),
-            (
-                "group.min.session.timeout.ms",
-                self.group_min_session_timeout_ms.to_string(),
-                Int,
-                from("group_min_session_timeout_ms"),
-            ),
-            (
-                "listeners",
-                listeners,
-                Str,
-                from("listeners (or listen)"),
-            ),
-            (
-                "listener.security.protocol.map",
-                protocols,
-                Str,
-                from("listener_security_protocol_map"),
-            ),
-            (
-                "leader.replication.throttled.rate",
-                match self.leader_replication_throttled_rate {
-                    0 => i64::MAX.to_string(),
-                    rate => rate.to_string(),
-                },
-                Long,
-                from("leader_replication_throttled_rate"),
-            ),
-            (
-                "log.dirs",
-                self.data_dir.display().to_string(),
-                Str,
-                from("data_dir"),
-            ),
-            (
-                "log.flush.interval.messages",
-                "1".into(),
-                Long,
-                "Every batch is synced before it is acknowledged.".into(),
-            ),
-            (
-                "log.index.interval.bytes",
-                self.index_interval_bytes.to_string(),
-                Int,
-                from("index_interval_bytes"),
-            ),
-            (
-                "log.message.timestamp.type",
-                crate::topic_config::timestamp_type_name(self.message_timestamp_type).into(),
-                Str,
-                from("message_timestamp_type"),
-            ),
-            (
-                "log.retention.bytes",
-                self.retention_bytes.to_string(),
-                Long,
-                from("retention_bytes"),
-            ),
-            (
-                "log.retention.check.interval.ms",
-                self.retention_check_interval_ms.to_string(),
-                Long,
-                from("retention_check_interval_ms"),
-            ),
-            (
-                "log.retention.ms",
-                self.retention_ms.to_string(),
-                Long,
-                from("retention_ms"),
-            ),
-            (
-                "log.roll.ms",
-                self.segment_ms.to_string(),
-                Long,
-                from("segment_ms"),
-            ),
-            (
-                "log.segment.bytes",
-                self.segment_bytes.to_string(),
-                Int,
-                from("segment_bytes"),
-            ),
-            (
-                "max.connections",
-                self.max_connections.to_string(),
-                Int,
-                from("max_connections"),
-            ),
-            (
-                "max.connections.per.ip",
-                self.max_connections_per_ip.to_string(),
-                Int,
-                from("max_connections_per_ip"),
-            ),
-            (
-                "max.connections.per.ip.overrides",
-                self.max_connections_per_ip_overrides.clone(),
-                Str,
-                from("max_connections_per_ip_overrides"),
-            ),
-            (
-                "message.max.bytes",
-                self.max_message_bytes.to_string(),
-                Int,
-                from("max_message_bytes"),
-            ),
-            (
-                "min.insync.replicas",
-                "1".into(),
-                Int,
-                "Topics may set min.insync.replicas.".into(),
-            ),
-            ("node.id", self.node_id.to_string(), Int, from("node_id")),
-            (
-                "num.partitions",
-                self.default_partitions.to_string(),
-                Int,
-                from("default_partitions"),
-            ),
-            (
-                "offsets.topic.num.partitions",
-                self.offsets_topic_partitions.to_string(),
-                Int,
-                from("offsets_topic_partitions"),
-            ),
-            (
-                "offsets.topic.replication.factor",
-                self.replication_factor().to_string(),
-                Short,
-                "The default replication factor (default_replication_factor; one node: one replica).".into(),
-            ),
-            (
-                "producer.id.expiration.ms",
-                self.producer_id_expiration_ms.to_string(),
-                Int,
-                from("producer_id_expiration_ms"),
-            ),
-            (
-                "queued.max.request.bytes",
-                self.memory_budget_bytes.to_string(),
-                Long,
-                from("memory_budget_bytes"),
-            ),
-            (
-                "replica.fetch.max.bytes",
-                self.replica_fetch_max_bytes.to_string(),
-                Int,
-                from("replica_fetch_max_bytes"),
-            ),
-            (
-                "replica.fetch.response.max.bytes",
-                self.replica_fetch_response_max_bytes.to_string(),
-                Int,
-                from("replica_fetch_response_max_bytes"),
-            ),
-            (
-                "socket.request.max.bytes",
-                self.max_frame_bytes.to_string(),
-                Int,
-                from("max_frame_bytes"),
-            ),
-        ]
     }
 }
 
@@ -766,6 +547,7 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
 }
 
 mod check;
+mod describe;
 mod listeners;
 mod parse;
 mod security;

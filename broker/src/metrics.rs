@@ -125,6 +125,10 @@ pub struct Metrics {
     pub fetched_bytes: Counter,
     pub commit_rounds: Counter,
     pub commit_appends: Counter,
+    /// Cleanings of compacted logs, the records they removed and the bytes they freed.
+    pub cleaner_runs: Counter,
+    pub cleaner_records_removed: Counter,
+    pub cleaner_bytes_freed: Counter,
     pub append_queue_depth: Gauge,
     pub failed_log_dirs: Gauge,
     pub connections: Gauge,
@@ -266,6 +270,21 @@ impl Default for Metrics {
                 &mut r,
                 "commit_appends",
                 "Appends committed; divided by rounds gives the commit batch size",
+            ),
+            cleaner_runs: counter(
+                &mut r,
+                "cleaner_runs",
+                "Cleanings of compacted partitions by the log cleaner",
+            ),
+            cleaner_records_removed: counter(
+                &mut r,
+                "cleaner_records_removed",
+                "Records the log cleaner removed (superseded by a later record of their key, tombstones past delete.retention.ms, records without a key)",
+            ),
+            cleaner_bytes_freed: counter(
+                &mut r,
+                "cleaner_bytes_freed",
+                "Bytes of log the log cleaner freed",
             ),
             connections_rejected: counter(
                 &mut r,
@@ -641,6 +660,9 @@ mod tests {
         "stillwater_fetched_bytes_total 0",
         "stillwater_commit_rounds_total 0",
         "stillwater_commit_appends_total 0",
+        "stillwater_cleaner_runs_total 0",
+        "stillwater_cleaner_records_removed_total 0",
+        "stillwater_cleaner_bytes_freed_total 0",
         "stillwater_connections_rejected_total 0",
         "stillwater_tls_handshakes_failed_total 0",
         "stillwater_sasl_authentications_total 0",

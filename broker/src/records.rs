@@ -61,6 +61,9 @@ pub struct Rules {
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
     pub now_ms: i64,
+    /// Every record must have a key (a compacted topic: the cleaner keeps the latest record of
+    /// each key, and a record without one has none to keep it by).
+    pub keys_required: bool,
 }
 
 impl Rules {
@@ -245,7 +248,10 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
                 "offset delta {offset_delta}, expected {index}"
             )));
         }
-        r.bytes("key", -1).map_err(&bad)?;
+        let key = r.bytes("key", -1).map_err(&bad)?;
+        if key.is_none() && rules.keys_required {
+            return Err(BatchError::KeyRequired(index));
+        }
         r.bytes("value", -1).map_err(&bad)?;
         let headers = r.varint().map_err(&bad)?;
         if headers < 0 {
@@ -283,6 +289,77 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
         )));
     }
     Ok(max_ts)
+}
+
+/// One record of a stored batch as the log cleaner reads it (Kafka's `DefaultRecord`): its
+/// fields borrowed from the batch's (decompressed) records.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredRecord<'a> {
+    pub attributes: u8,
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    /// `None`: a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// The header count and the headers, as they are.
+    pub headers: &'a [u8],
+}
+
+/// The `count` records of a stored batch's records (decompressed). A stored batch was checked
+/// record by record when it was produced; this reads it again without trusting it (a record
+/// that does not parse is an error, never a guess).
+pub fn stored_records(records: &[u8], count: i32) -> Result<Vec<StoredRecord<'_>>, String> {
+    let mut cur = Cursor { buf: records };
+    let mut out = Vec::with_capacity(
+        usize::try_from(count)
+            .unwrap_or(0)
+            .min(records.len() / RECORD_BYTES_MIN + 1),
+    );
+    for index in 0..count {
+        let bad = |why: String| format!("record {index}: {why}");
+        let len = cur.varint().map_err(&bad)?;
+        let len = usize::try_from(len).map_err(|_| bad(format!("negative length {len}")))?;
+        let mut r = Cursor {
+            buf: cur.take(len).map_err(&bad)?,
+        };
+        let attributes = r.take(1).map_err(&bad)?[0];
+        let timestamp_delta = r.varlong().map_err(&bad)?;
+        let offset_delta = r.varint().map_err(&bad)?;
+        let key = r.bytes("key", -1).map_err(&bad)?;
+        let value = r.bytes("value", -1).map_err(&bad)?;
+        out.push(StoredRecord {
+            attributes,
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+            headers: r.buf,
+        });
+    }
+    Ok(out)
+}
+
+/// Append `r` to `out` with its timestamp delta set to `timestamp_delta` (the same record
+/// under another base timestamp).
+pub fn encode_record(out: &mut bytes::BytesMut, r: &StoredRecord<'_>, timestamp_delta: i64) {
+    let mut body = bytes::BytesMut::with_capacity(
+        24 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len) + r.headers.len(),
+    );
+    body.extend_from_slice(&[r.attributes]);
+    batch::put_zigzag(&mut body, timestamp_delta);
+    batch::put_zigzag(&mut body, i64::from(r.offset_delta));
+    for field in [r.key, r.value] {
+        match field {
+            None => batch::put_zigzag(&mut body, -1),
+            Some(b) => {
+                batch::put_zigzag(&mut body, b.len() as i64);
+                body.extend_from_slice(b);
+            }
+        }
+    }
+    body.extend_from_slice(r.headers);
+    batch::put_zigzag(out, body.len() as i64);
+    out.extend_from_slice(&body);
 }
 
 /// `message.timestamp.before.max.ms` / `after.max.ms`: with CreateTime, a record's timestamp

@@ -47,6 +47,83 @@ pub struct LogConfig {
     /// The codec batches are stored with (`compression.type`).
     #[serde(default)]
     pub compression: TopicCompression,
+    /// How old records go (`cleanup.policy`): whole segments by retention, and/or every record
+    /// but the latest of its key by the cleaner.
+    #[serde(default)]
+    pub cleanup: CleanupPolicy,
+    /// The part of a compacted log not cleaned yet, above which the cleaner takes it
+    /// (`min.cleanable.dirty.ratio`).
+    #[serde(default)]
+    pub min_cleanable_dirty_ratio: Ratio,
+    /// How long a record stays uncleaned at least / at most (`min.compaction.lag.ms`,
+    /// `max.compaction.lag.ms`).
+    #[serde(default)]
+    pub min_compaction_lag_ms: i64,
+    #[serde(default = "unlimited_ms")]
+    pub max_compaction_lag_ms: i64,
+    /// How long a tombstone stays after the cleaner first saw it (`delete.retention.ms`).
+    #[serde(default = "kafka_delete_retention_ms")]
+    pub delete_retention_ms: i64,
+}
+
+/// `cleanup.policy`: `delete`, `compact`, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy {
+            delete: true,
+            compact: false,
+        }
+    }
+}
+
+impl CleanupPolicy {
+    /// From a checked value (`check` refused anything else).
+    pub fn parse(value: &str) -> CleanupPolicy {
+        let has = |p: &str| value.split(',').any(|v| v.trim() == p);
+        CleanupPolicy {
+            delete: has("delete"),
+            compact: has("compact"),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
+    }
+}
+
+/// A ratio from 0 to 1, kept in millionths (so that a config compares exactly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ratio(pub u32);
+
+impl Ratio {
+    pub fn of(value: f64) -> Ratio {
+        Ratio((value.clamp(0.0, 1.0) * 1e6).round() as u32)
+    }
+
+    pub fn get(&self) -> f64 {
+        f64::from(self.0) / 1e6
+    }
+}
+
+impl Default for Ratio {
+    /// Kafka's `min.cleanable.dirty.ratio`.
+    fn default() -> Self {
+        Ratio(500_000)
+    }
+}
+
+fn kafka_delete_retention_ms() -> i64 {
+    86_400_000
 }
 
 fn kafka_max_message_bytes() -> u64 {
@@ -105,10 +182,7 @@ pub struct Key {
     pub doc: &'static str,
 }
 
-const NO_COMPACTION: &str = "there is no log compaction (cleanup.policy=delete only)";
 const NO_TIERED: &str = "there is no tiered storage";
-const COMPACTED_ONLY: &str =
-    "it applies to compacted topics only, and cleanup.policy=compact is refused";
 const TIERED_ONLY: &str =
     "it applies with tiered storage only, and remote.storage.enable=true is refused";
 const NO_REPLICATION: &str = "each partition has one replica";
@@ -138,7 +212,7 @@ use Support::{AlwaysSynced, DefaultOnly, Honoured, InertAsInKafka};
 /// Every topic config Kafka (3.9) defines, sorted by name.
 pub const KEYS: &[Key] = &[
     key("cleanup.policy", "delete", Type::List, 0, Honoured, Some("log.cleanup.policy"),
-        "How old segments are removed: delete (by retention.ms and retention.bytes). compact is refused: there is no log compaction."),
+        "How old records are removed: delete (whole segments, by retention.ms and retention.bytes), compact (every record but the latest of its key, by the log cleaner), or compact,delete (both)."),
     key("compression.gzip.level", "-1", Type::Int, -1, DefaultOnly("the broker recompresses with gzip's default level"), Some("compression.gzip.level"),
         "The level of gzip compression when the broker recompresses: gzip's default (6)."),
     key("compression.lz4.level", "9", Type::Int, 1, DefaultOnly("the broker's lz4 encoder has no levels"), Some("compression.lz4.level"),
@@ -147,8 +221,8 @@ pub const KEYS: &[Key] = &[
         "producer: batches are stored as the producer compressed them. uncompressed, gzip, snappy, lz4, zstd: every batch in another codec is recompressed with this one before it is stored."),
     key("compression.zstd.level", "3", Type::Int, -131072, DefaultOnly("the broker recompresses with zstd at its fastest level (about 1)"), Some("compression.zstd.level"),
         "The level of zstd compression when the broker recompresses: the pure-Rust encoder's fastest (about level 1)."),
-    key("delete.retention.ms", "86400000", Type::Long, 0, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.delete.retention.ms"),
-        "How long delete tombstones are kept in compacted topics."),
+    key("delete.retention.ms", "86400000", Type::Long, 0, Honoured, Some("log.cleaner.delete.retention.ms"),
+        "How long a tombstone (a record with a key and no value) is kept in a compacted topic after the cleaner first passed it."),
     key("file.delete.delay.ms", "60000", Type::Long, 0, DefaultOnly("segments are deleted once no longer in the log"), Some("log.segment.delete.delay.ms"),
         "How long a deleted segment's file is kept."),
     key("flush.messages", "9223372036854775807", Type::Long, 1, AlwaysSynced, Some("log.flush.interval.messages"),
@@ -165,8 +239,8 @@ pub const KEYS: &[Key] = &[
         "Bytes kept locally when tiered storage is on."),
     key("local.retention.ms", "-2", Type::Long, -2, InertAsInKafka(TIERED_ONLY), Some("log.local.retention.ms"),
         "Time kept locally when tiered storage is on."),
-    key("max.compaction.lag.ms", "9223372036854775807", Type::Long, 1, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.max.compaction.lag.ms"),
-        "Longest time a message stays uncompacted."),
+    key("max.compaction.lag.ms", "9223372036854775807", Type::Long, 1, Honoured, Some("log.cleaner.max.compaction.lag.ms"),
+        "Longest time a record of a compacted topic stays uncleaned: past it the log is cleaned whatever its dirty ratio (the active segment rolls for it)."),
     key("max.message.bytes", "1048588", Type::Int, 0, Honoured, Some("message.max.bytes"),
         "Largest record batch accepted, as sent (compressed)."),
     key("message.downconversion.enable", "true", Type::Boolean, 0, DefaultOnly("fetches older than v4 are not served, so nothing is down-converted"), Some("log.message.downconversion.enable"),
@@ -181,10 +255,10 @@ pub const KEYS: &[Key] = &[
         "Deprecated: bounds both sides at once (before.max.ms and after.max.ms, when those are not set)."),
     key("message.timestamp.type", "CreateTime", Type::String, 0, Honoured, Some("log.message.timestamp.type"),
         "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock."),
-    key("min.cleanable.dirty.ratio", "0.5", Type::Double, 0, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.min.cleanable.ratio"),
-        "Dirty ratio that triggers compaction."),
-    key("min.compaction.lag.ms", "0", Type::Long, 0, InertAsInKafka(COMPACTED_ONLY), Some("log.cleaner.min.compaction.lag.ms"),
-        "Shortest time a message stays uncompacted."),
+    key("min.cleanable.dirty.ratio", "0.5", Type::Double, 0, Honoured, Some("log.cleaner.min.cleanable.ratio"),
+        "The part of a compacted log not yet cleaned (by bytes) above which the cleaner cleans it."),
+    key("min.compaction.lag.ms", "0", Type::Long, 0, Honoured, Some("log.cleaner.min.compaction.lag.ms"),
+        "Shortest time a record of a compacted topic stays uncleaned (every value stays readable that long)."),
     key("min.insync.replicas", "1", Type::Int, 1, Honoured, Some("min.insync.replicas"),
         "Replicas that must hold an acks=all write durably before it is answered (at least a majority in a cluster); with fewer in sync, acks=all is refused (NOT_ENOUGH_REPLICAS)."),
     key("preallocate", "false", Type::Boolean, 0, DefaultOnly("the broker writes zeros ahead of the active segment by its own setting (preallocate_bytes)"), Some("log.preallocate"),
@@ -266,14 +340,19 @@ pub fn check(name: &str, value: Option<&str>) -> Result<String, ConfigError> {
         Type::String => value.to_string(),
     };
     match (name, normal.as_str()) {
-        ("cleanup.policy", "delete") => {}
-        ("cleanup.policy", other) => {
-            let kafka_knows = other.split(',').all(|p| matches!(p, "delete" | "compact"));
-            return bad(if kafka_knows {
-                format!("cleanup.policy={other} is not supported: {NO_COMPACTION}")
-            } else {
-                format!("cleanup.policy={other:?}: expected delete")
-            });
+        ("cleanup.policy", policy) => {
+            let parts: Vec<&str> = policy.split(',').collect();
+            let known = parts.iter().all(|p| matches!(*p, "delete" | "compact"));
+            let once = parts.len()
+                == parts
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
+            if policy.is_empty() || !known || !once {
+                return bad(format!(
+                    "cleanup.policy={policy:?}: expected delete, compact or compact,delete"
+                ));
+            }
         }
         ("compression.type", c) if TopicCompression::parse(c).is_some() => {}
         ("compression.type", other) => {
@@ -387,6 +466,27 @@ pub fn resolve(defaults: LogConfig, overrides: &Overrides) -> Result<LogConfig, 
     if let Some(n) = num("message.timestamp.after.max.ms")? {
         c.timestamp_after_max_ms = n;
     }
+    if let Some(p) = overrides.get("cleanup.policy") {
+        c.cleanup = CleanupPolicy::parse(p);
+    }
+    if let Some(r) = overrides.get("min.cleanable.dirty.ratio") {
+        c.min_cleanable_dirty_ratio = Ratio::of(r.parse::<f64>().unwrap_or(0.5));
+    }
+    if let Some(n) = num("min.compaction.lag.ms")? {
+        c.min_compaction_lag_ms = n;
+    }
+    if let Some(n) = num("max.compaction.lag.ms")? {
+        c.max_compaction_lag_ms = n;
+    }
+    if let Some(n) = num("delete.retention.ms")? {
+        c.delete_retention_ms = n;
+    }
+    if c.min_compaction_lag_ms > c.max_compaction_lag_ms {
+        return Err(ConfigError(format!(
+            "min.compaction.lag.ms={} is above max.compaction.lag.ms={}",
+            c.min_compaction_lag_ms, c.max_compaction_lag_ms
+        )));
+    }
     if let Some(t) = overrides.get("compression.type") {
         c.compression = TopicCompression::parse(t).unwrap_or_default();
     }
@@ -462,6 +562,31 @@ pub fn overrides_between(defaults: &LogConfig, config: &LogConfig) -> Overrides 
         "compression.type",
         config.compression != defaults.compression,
         config.compression.name().to_string(),
+    );
+    put(
+        "cleanup.policy",
+        config.cleanup != defaults.cleanup,
+        config.cleanup.name().to_string(),
+    );
+    put(
+        "min.cleanable.dirty.ratio",
+        config.min_cleanable_dirty_ratio != defaults.min_cleanable_dirty_ratio,
+        config.min_cleanable_dirty_ratio.get().to_string(),
+    );
+    put(
+        "min.compaction.lag.ms",
+        config.min_compaction_lag_ms != defaults.min_compaction_lag_ms,
+        config.min_compaction_lag_ms.to_string(),
+    );
+    put(
+        "max.compaction.lag.ms",
+        config.max_compaction_lag_ms != defaults.max_compaction_lag_ms,
+        config.max_compaction_lag_ms.to_string(),
+    );
+    put(
+        "delete.retention.ms",
+        config.delete_retention_ms != defaults.delete_retention_ms,
+        config.delete_retention_ms.to_string(),
     );
     o
 }
@@ -589,9 +714,42 @@ mod tests {
             &check_all([("compression.type", Some("zstd"))]).unwrap(),
         );
         assert_eq!(z.unwrap().compression, TopicCompression::Zstd);
+        let compacted = resolve(
+            defaults(),
+            &check_all([
+                ("cleanup.policy", Some("compact, delete")),
+                ("min.cleanable.dirty.ratio", Some("0.1")),
+                ("delete.retention.ms", Some("900")),
+                ("min.compaction.lag.ms", Some("5")),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            compacted.cleanup,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
+        assert_eq!(compacted.min_cleanable_dirty_ratio, Ratio(100_000));
+        assert_eq!(
+            (
+                compacted.delete_retention_ms,
+                compacted.min_compaction_lag_ms
+            ),
+            (900, 5)
+        );
+        let lags = check_all([
+            ("min.compaction.lag.ms", Some("10")),
+            ("max.compaction.lag.ms", Some("5")),
+        ])
+        .unwrap();
+        assert!(resolve(defaults(), &lags).is_err());
         for (k, v) in [
-            ("cleanup.policy", "compact"),
-            ("cleanup.policy", "compact,delete"),
+            ("cleanup.policy", "compact,compact"),
+            ("cleanup.policy", "forget"),
+            ("cleanup.policy", ""),
             ("compression.type", "brotli"),
             ("preallocate", "true"),
             ("segment.jitter.ms", "100"),

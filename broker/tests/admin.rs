@@ -548,7 +548,7 @@ async fn topic_configs_are_honoured_refused_by_name_and_kept_across_a_restart() 
     let mut c = Client::connect(running.kafka_addr).await;
     // Refused by name: unsupported values, unknown keys, bad numbers — validate-only or not.
     for (key, value) in [
-        ("cleanup.policy", "compact"),
+        ("cleanup.policy", "forget"),
         ("compression.type", "brotli"),
         ("preallocate", "true"),
         ("no.such.config", "1"),
@@ -607,7 +607,7 @@ async fn topic_configs_are_honoured_refused_by_name_and_kept_across_a_restart() 
     );
     for (ops, key) in [
         (
-            vec![("cleanup.policy", 2i8, Some("compact"))],
+            vec![("cleanup.policy", 2i8, Some("forget"))],
             "cleanup.policy",
         ),
         (vec![("retention.ms", 2, Some("5"))], "retention.ms"),

@@ -23,6 +23,7 @@ fn rules() -> Rules {
         timestamp_before_max_ms: i64::MAX,
         timestamp_after_max_ms: i64::MAX,
         now_ms: NOW_MS,
+        keys_required: false,
     }
 }
 

@@ -52,7 +52,7 @@ def test_confluent_admin_client_creates_describes_alters_grows_and_deletes(broke
                           validate_only=True)["orders"]
     assert result(fut) is None
     assert "orders" not in a.list_topics(timeout=10).topics
-    for key, value in [("cleanup.policy", "compact"), ("not.a.config", "1")]:
+    for key, value in [("cleanup.policy", "forget"), ("not.a.config", "1")]:
         err = error_of(a.create_topics([NewTopic("orders", 3, 1, config={key: value})])["orders"])
         assert err.code() == KafkaError.INVALID_CONFIG and key in err.str(), err
     result(a.create_topics([NewTopic("orders", 3, 1,
@@ -71,7 +71,8 @@ def test_confluent_admin_client_creates_describes_alters_grows_and_deletes(broke
     assert configs["cleanup.policy"].value == "delete"
     assert len(configs) >= 30, sorted(configs)
 
-    # Altered incrementally: set, delete, and a list operation that would ask for compaction.
+    # Altered incrementally: set, delete, and a list operation that appends a policy Kafka does
+    # not know.
     res = ConfigResource(ConfigResource.Type.TOPIC, "orders", incremental_configs=[
         ConfigEntry("max.message.bytes", "100000",
                     incremental_operation=AlterConfigOpType.SET),
@@ -83,7 +84,7 @@ def test_confluent_admin_client_creates_describes_alters_grows_and_deletes(broke
     assert configs["retention.ms"].value == "604800000"
     assert configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
     res = ConfigResource(ConfigResource.Type.TOPIC, "orders", incremental_configs=[
-        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)])
+        ConfigEntry("cleanup.policy", "forget", incremental_operation=AlterConfigOpType.APPEND)])
     err = error_of(a.incremental_alter_configs([res])[res])
     assert err.code() == KafkaError.INVALID_CONFIG and "cleanup.policy" in err.str(), err
     # The honoured setting is in force: 50 kB now passes where 2 kB was the limit.

@@ -114,6 +114,7 @@ impl Broker {
             timestamp_before_max_ms: topic.config.timestamp_before_max_ms,
             timestamp_after_max_ms: topic.config.timestamp_after_max_ms,
             now_ms: self.clock.wall_ms(),
+            keys_required: topic.config.cleanup.compact,
         };
         let checked = records::validate_produce(&payload, &rules).and_then(|headers| {
             compression::recompress(

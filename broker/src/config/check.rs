@@ -130,6 +130,14 @@ impl Config {
         {
             return bad("offsets_retention_ms must be at least 1, offsets_retention_check_interval_ms from 10 to 86400000, offsets_checkpoint_records from 100 to 100000000".into());
         }
+        if !((1 << 20)..=(1 << 40)).contains(&self.log_cleaner_dedupe_buffer_bytes)
+            || self.log_cleaner_backoff_ms == 0
+        {
+            return bad(format!(
+                "log_cleaner_dedupe_buffer_bytes = {} must be from 1 MiB to 1 TiB, and log_cleaner_backoff_ms at least 1",
+                self.log_cleaner_dedupe_buffer_bytes
+            ));
+        }
         let rack = self.broker_rack.as_str();
         if rack.len() > 255 || rack.trim() != rack || rack.chars().any(char::is_control) {
             return bad(format!(

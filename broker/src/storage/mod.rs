@@ -12,6 +12,7 @@
 
 mod admin;
 pub mod catalog;
+mod cleaner;
 pub mod io;
 pub mod log;
 mod pipeline;
@@ -225,6 +226,8 @@ pub struct Store {
     pipeline_alive: watch::Receiver<()>,
     /// The producer ids this store may hand out without asking the admin lane: `[next, end)`.
     producer_ids: std::sync::Mutex<(i64, i64)>,
+    /// Dropped with the store: the log cleaner then ends.
+    _open: watch::Sender<()>,
 }
 
 impl Store {
@@ -327,12 +330,18 @@ impl Store {
             producer_ids_allocated,
         };
         tokio::spawn(lane.run());
+        let (open, open_rx) = watch::channel(());
+        if let Some(settings) = cleaner::CleanerSettings::of(config) {
+            let cleaner = cleaner::Cleaner::new(shared.clone(), settings, open_rx, tx.clone());
+            tokio::spawn(cleaner.run());
+        }
         let store = Arc::new(Store {
             shared,
             tx,
             admin,
             pipeline_alive: alive_rx,
             producer_ids: std::sync::Mutex::new((0, 0)),
+            _open: open,
         });
         if config.retention_check_interval_ms > 0 {
             tokio::spawn(retention_ticker(

@@ -84,9 +84,13 @@ fn retention_doomed(p: &Partition, now_ms: i64) -> Vec<Segment> {
         }
         // Below the log start DeleteRecords set: no record of it can be read.
         let deleted = seg.next_offset <= st.log_start_offset;
-        let by_size =
-            config.retention_bytes >= 0 && total - seg.size as i64 >= config.retention_bytes;
-        let by_time = config.retention_ms >= 0
+        // Retention by size and age is the `delete` policy's; a compacted-only topic keeps
+        // its segments for the cleaner.
+        let by_size = config.cleanup.delete
+            && config.retention_bytes >= 0
+            && total - seg.size as i64 >= config.retention_bytes;
+        let by_time = config.cleanup.delete
+            && config.retention_ms >= 0
             && seg.max_timestamp >= 0
             && now_ms - seg.max_timestamp > config.retention_ms;
         if !(deleted || by_size || by_time) {

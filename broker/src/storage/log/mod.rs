@@ -42,6 +42,19 @@ pub fn segment_name(base_offset: i64, ext: &str) -> String {
     format!("{base_offset:020}.{ext}")
 }
 
+/// When `records` (whole batches) is not empty and holds no record a consumer is given —
+/// only batches the cleaner emptied and control batches — the offset after them.
+fn only_recordless(records: &Bytes) -> Option<i64> {
+    let mut next = None;
+    for (_, h) in crate::batch::scan(records) {
+        if h.record_count > 0 && !h.is_control() {
+            return None;
+        }
+        next = Some(h.next_offset());
+    }
+    next
+}
+
 /// One segment file with its in-memory sparse index. Sizes and offsets are *committed* values:
 /// everything below `size` is synced and visible to readers.
 #[derive(Clone)]
@@ -70,11 +83,18 @@ impl Segment {
     /// billion records; without this the 32-bit relative offsets would wrap). An empty segment
     /// takes anything (one oversized batch still has to go somewhere).
     pub fn roll_due(&self, bytes: u64, records: i64, now_ms: i64, config: &LogConfig) -> bool {
+        // A compacted log's active segment rolls by `max.compaction.lag.ms` too: the cleaner
+        // never takes the active segment (KIP-354).
+        let segment_ms = if config.cleanup.compact {
+            config.segment_ms.min(config.max_compaction_lag_ms)
+        } else {
+            config.segment_ms
+        };
         self.size > 0
             && (self.size + bytes > config.segment_bytes
                 || self
                     .roll_base_ms
-                    .is_some_and(|t| now_ms.saturating_sub(t) >= config.segment_ms)
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= segment_ms)
                 || self.next_offset - self.base_offset + records > RELATIVE_OFFSET_MAX)
     }
 
@@ -303,7 +323,46 @@ impl Partition {
         self.read_bounded(io, offset, max_bytes, true, true).await
     }
 
+    /// Whole batches from `offset` (see [`Partition::read_limited`]), read on past batches
+    /// that hold no record — emptied by the log cleaner, or control batches — into the next
+    /// segments while `max_bytes` has room: a consumer sent only such batches fetch after
+    /// fetch takes them for a record too large to fetch (librdkafka doubles its fetch size,
+    /// then fails with MSG_SIZE_TOO_LARGE).
     async fn read_bounded(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+        uncommitted: bool,
+    ) -> Result<FetchData, ReadError> {
+        let first = self
+            .read_segment(io, offset, max_bytes, at_least_one, uncommitted)
+            .await?;
+        let Some(mut next) = only_recordless(&first.records) else {
+            return Ok(first);
+        };
+        let mut out = bytes::BytesMut::from(&first.records[..]);
+        while out.len() + crate::batch::HEADER_BYTES <= max_bytes && next < first.high_watermark {
+            let more = self
+                .read_segment(io, next, max_bytes - out.len(), false, uncommitted)
+                .await?;
+            if more.records.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&more.records);
+            match only_recordless(&more.records) {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        Ok(FetchData {
+            records: out.freeze(),
+            ..first
+        })
+    }
+
+    async fn read_segment(
         &self,
         io: &Io,
         offset: i64,
@@ -510,7 +569,7 @@ mod tests {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,
-            compression: Default::default(),
+            ..crate::config::Config::default().topic_defaults()
         };
         let file: Arc<dyn DiskFile> = Arc::new(NoFile);
         let mut seg = Segment::empty(1_000, file);

@@ -164,8 +164,8 @@ fn verify_batches(bytes: &[u8], first_offset: Option<i64>) -> Result<(), (usize,
     let mut pos = 0;
     let mut expect = None;
     while pos < bytes.len() {
-        let h =
-            batch::validate(&bytes[pos..]).map_err(|e| (pos, format!("batch at +{pos}: {e}")))?;
+        let h = batch::validate_stored(&bytes[pos..])
+            .map_err(|e| (pos, format!("batch at +{pos}: {e}")))?;
         match expect {
             None => {
                 if let Some(o) = first_offset {

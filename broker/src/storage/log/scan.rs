@@ -130,7 +130,9 @@ pub(super) async fn scan_segment(
             }
             continue;
         };
-        if batch::validate(&chunk[rel..rel + h.size]).is_err() || h.base_offset != s.next_offset {
+        if batch::validate_stored(&chunk[rel..rel + h.size]).is_err()
+            || h.base_offset != s.next_offset
+        {
             if reread(&mut reread_at, pos, &mut chunk) {
                 continue;
             }

@@ -1,0 +1,440 @@
+//! One cleaning of one partition (Kafka's `Cleaner.doClean`): the key map built over the dirty
+//! section, as far as the map holds; then every segment from the log's first through the one
+//! where the map ended rewritten without the records a later one of the same key supersedes
+//! (and tombstones past their horizon, and records without a key), each segment swapped for
+//! its cleaned copy in one rename.
+//!
+//! The swap, crash-safe: the cleaned copy is written aside (`<base>.cleaned.tmp`) and synced;
+//! then, under the partition's files lock and only if the segment is still the one read, its
+//! index files are removed (the directory synced: an old index must never describe the new
+//! file), the copy renamed over the segment's log file (the directory synced), and the index
+//! written for it. A crash leaves the old log or the new one, whole, never a mix; recovery
+//! removes a leftover copy and rebuilds a missing index.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use io_backend::{DiskFile, OpenMode};
+
+use super::offset_map::OffsetMap;
+use super::rewrite::clean_batch;
+use super::Cleaner;
+use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::records;
+use crate::storage::log::index::{lookup_offset, IndexEntry};
+use crate::storage::log::{self, Partition, Segment};
+use crate::storage::StorageError;
+
+/// Bytes read from a segment at a time.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Bytes of a cleaned copy gathered before they are written.
+const WRITE_BYTES: usize = 1 << 20;
+
+/// What the cleaner found worth cleaning in a partition (computed under its state lock).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    /// Where the dirty section begins (the log below it was cleaned already).
+    pub first_dirty: i64,
+    /// Nothing at or past it is cleaned: the active segment, the high watermark, records
+    /// younger than `min.compaction.lag.ms`.
+    pub uncleanable: i64,
+    /// The dirty section's part of the cleanable log, by bytes.
+    pub ratio: f64,
+    /// `max.compaction.lag.ms` passed for the oldest dirty segment.
+    pub overdue: bool,
+}
+
+/// What one cleaning did.
+pub(super) struct Done {
+    /// The dirty section now begins here.
+    pub cleaned_to: i64,
+    /// Keys the map held.
+    pub keys: usize,
+    pub records_removed: u64,
+    pub segments_rewritten: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl Cleaner {
+    /// Clean `p` as `plan` says; `None` when the map could not take a single batch (or the
+    /// cleaner was stopped), so nothing moved.
+    pub(super) async fn clean(
+        &mut self,
+        p: &Arc<Partition>,
+        plan: Plan,
+    ) -> Result<Option<Done>, StorageError> {
+        let segments: Vec<Segment> = {
+            let st = p.state();
+            let closed = st.segments.len().saturating_sub(1);
+            st.segments
+                .values()
+                .take(closed)
+                .take_while(|s| s.next_offset <= plan.uncleanable)
+                .cloned()
+                .collect()
+        };
+        let config = p.config();
+        let decompressed_max = self.decompressed_max(&config);
+        let mut map = OffsetMap::with_budget(self.settings.dedupe_buffer_bytes);
+        let map_end = self
+            .build_map(&segments, plan.first_dirty, decompressed_max, &mut map)
+            .await?;
+        if map_end <= plan.first_dirty {
+            tracing::warn!(topic = %p.topic, partition = p.index, keys = map.capacity(), "a batch of the dirty section has more records than the cleaner's key map holds (log_cleaner_dedupe_buffer_bytes); the partition is not cleaned");
+            return Ok(None);
+        }
+        let now_ms = self.shared.env.clock.wall_ms();
+        let horizon = now_ms.saturating_add(config.delete_retention_ms);
+        let mut done = Done {
+            cleaned_to: map_end,
+            keys: map.len(),
+            records_removed: 0,
+            segments_rewritten: 0,
+            bytes_before: 0,
+            bytes_after: 0,
+        };
+        for seg in segments.iter().filter(|s| s.base_offset < map_end) {
+            if self.stopping() {
+                return Ok(None);
+            }
+            let cut = Cut {
+                map: &map,
+                map_end,
+                now_ms,
+                horizon,
+                interval: config.index_interval_bytes,
+                decompressed_max,
+            };
+            match self.rewrite(p, seg, &cut).await? {
+                Some((size, removed)) => {
+                    done.records_removed += removed;
+                    done.segments_rewritten += 1;
+                    done.bytes_before += seg.size;
+                    done.bytes_after += size;
+                }
+                None if !p.holds(seg) => return Ok(None), // reset or deleted meanwhile
+                None => {}
+            }
+        }
+        Ok(Some(done))
+    }
+
+    /// Put the keys of the dirty section's records into `map`, in offset order, until the
+    /// map could not take the next batch's; where the mapped part ends.
+    async fn build_map(
+        &mut self,
+        segments: &[Segment],
+        first_dirty: i64,
+        decompressed_max: usize,
+        map: &mut OffsetMap,
+    ) -> Result<i64, StorageError> {
+        let mut end = first_dirty;
+        for seg in segments.iter().filter(|s| s.next_offset > first_dirty) {
+            let rel = (first_dirty.max(seg.base_offset) - seg.base_offset) as u32;
+            let mut reader = Reader::new(seg, u64::from(lookup_offset(&seg.entries, rel).0));
+            while let Some((_, h, bytes)) = self.next_batch(&mut reader).await? {
+                if h.next_offset() <= first_dirty {
+                    continue;
+                }
+                if !h.is_control() && h.record_count > 0 {
+                    if map.full_for(h.record_count as usize) {
+                        return Ok(end);
+                    }
+                    for_each_record(&bytes, &h, decompressed_max, &mut |key, offset| {
+                        if offset >= first_dirty {
+                            map.put(key, offset);
+                        }
+                    })
+                    .map_err(|why| corrupt(seg, &why))?;
+                }
+                end = h.next_offset();
+            }
+        }
+        Ok(end)
+    }
+
+    /// Write `seg` cleaned beside it and swap it in; the new size and the records removed, or
+    /// `None` when nothing in it changes (or it changed under the cleaner).
+    async fn rewrite(
+        &mut self,
+        p: &Arc<Partition>,
+        seg: &Segment,
+        cut: &Cut<'_>,
+    ) -> Result<Option<(u64, u64)>, StorageError> {
+        let tmp = p
+            .dir
+            .join(log::segment_name(seg.base_offset, "cleaned.tmp"));
+        let mut out: Option<Copy> = None;
+        let mut entries: Vec<IndexEntry> = Vec::new();
+        let mut prefix_max = -1i64;
+        let mut removed = 0u64;
+        let mut reader = Reader::new(seg, 0);
+        while let Some((pos, h, bytes)) = self.next_batch(&mut reader).await? {
+            let due = h.delete_horizon().is_some_and(|at| at <= cut.now_ms);
+            let cleaned = clean_batch(
+                &bytes,
+                &h,
+                cut.decompressed_max,
+                cut.horizon,
+                |r, offset| cut.keeps(r.key, r.value.is_none(), offset, due),
+            )
+            .map_err(|why| corrupt(seg, &why))?;
+            removed += cleaned.removed;
+            let batch = match cleaned.bytes {
+                None => bytes,
+                Some(b) => {
+                    if out.is_none() {
+                        out = Some(self.start_copy(&tmp, seg, pos).await?);
+                    }
+                    b
+                }
+            };
+            let at = out.as_ref().map_or(pos, Copy::len);
+            if entries
+                .last()
+                .is_none_or(|e| at - u64::from(e.position) >= cut.interval)
+            {
+                entries.push(IndexEntry {
+                    relative_offset: (h.base_offset - seg.base_offset) as u32,
+                    position: at as u32,
+                    prefix_max_timestamp: prefix_max,
+                });
+            }
+            prefix_max = prefix_max.max(h.max_timestamp);
+            if let Some(copy) = out.as_mut() {
+                copy.pending.extend_from_slice(&batch);
+                if copy.pending.len() >= WRITE_BYTES {
+                    self.flush(copy).await?;
+                }
+            }
+        }
+        let Some(mut copy) = out else {
+            return Ok(None);
+        };
+        self.flush(&mut copy).await?;
+        let io = self.shared.io.clone();
+        io.sync_data(&copy.file).await?;
+        let _files = p.lock_files().await;
+        if !p.holds(seg) || p.is_deleted() {
+            drop(copy);
+            io.remove_file_if_present(&tmp).await?;
+            return Ok(None);
+        }
+        for ext in ["index", "timeindex"] {
+            io.remove_file_if_present(&p.dir.join(log::segment_name(seg.base_offset, ext)))
+                .await?;
+        }
+        io.sync_dir(&p.dir).await?;
+        crate::fault_point!("cleaner.before_swap");
+        io.rename(&tmp, &p.dir.join(log::segment_name(seg.base_offset, "log")))
+            .await?;
+        io.sync_dir(&p.dir).await?;
+        let cleaned = Segment {
+            file: copy.file,
+            size: copy.written,
+            allocated: copy.written,
+            entries,
+            ..seg.clone()
+        };
+        {
+            let mut st = p.state_mut();
+            if let Some(s) = st.segments.get_mut(&seg.base_offset) {
+                *s = cleaned.clone();
+            }
+        }
+        log::write_index(&io, &p.dir, &cleaned).await?;
+        Ok(Some((cleaned.size, removed)))
+    }
+
+    /// Open the cleaned copy of `seg` and put the segment's first `upto` bytes (unchanged
+    /// batches) in it.
+    async fn start_copy(
+        &mut self,
+        tmp: &std::path::Path,
+        seg: &Segment,
+        upto: u64,
+    ) -> Result<Copy, StorageError> {
+        let io = self.shared.io.clone();
+        let file = io.open(tmp, OpenMode::Truncate).await?;
+        let mut copy = Copy {
+            file,
+            written: 0,
+            pending: BytesMut::new(),
+        };
+        let mut pos = 0;
+        while pos < upto {
+            let len = (upto - pos).min(CHUNK_BYTES as u64) as usize;
+            self.pace(len as u64).await;
+            let chunk = io.read_at(&seg.file, len, pos).await?;
+            if chunk.len() < len {
+                return Err(corrupt(
+                    seg,
+                    "the segment is shorter than its committed size",
+                ));
+            }
+            copy.pending.extend_from_slice(&chunk);
+            self.flush(&mut copy).await?;
+            pos += len as u64;
+        }
+        Ok(copy)
+    }
+
+    async fn flush(&mut self, copy: &mut Copy) -> Result<(), StorageError> {
+        if copy.pending.is_empty() {
+            return Ok(());
+        }
+        let data = copy.pending.split().freeze();
+        self.pace(data.len() as u64).await;
+        let len = data.len() as u64;
+        self.shared
+            .io
+            .write_at(&copy.file, data, copy.written)
+            .await?;
+        copy.written += len;
+        Ok(())
+    }
+
+    /// The next whole batch of `reader`'s segment, its CRC checked: position, header, bytes.
+    async fn next_batch(
+        &mut self,
+        reader: &mut Reader<'_>,
+    ) -> Result<Option<(u64, BatchHeader, Bytes)>, StorageError> {
+        let seg = reader.seg;
+        if reader.pos >= seg.size {
+            return Ok(None);
+        }
+        let rel = (reader.pos - reader.chunk_pos) as usize;
+        if reader.pos < reader.chunk_pos || rel + HEADER_BYTES > reader.chunk.len() {
+            let len = (seg.size - reader.pos).min(CHUNK_BYTES as u64) as usize;
+            self.pace(len as u64).await;
+            reader.chunk = self.shared.io.read_at(&seg.file, len, reader.pos).await?;
+            reader.chunk_pos = reader.pos;
+            if reader.chunk.len() < HEADER_BYTES {
+                return Err(corrupt(seg, "a batch header is cut short"));
+            }
+        }
+        let rel = (reader.pos - reader.chunk_pos) as usize;
+        let h =
+            batch::parse_header(&reader.chunk[rel..]).map_err(|e| corrupt(seg, &e.to_string()))?;
+        if reader.pos + h.size as u64 > seg.size {
+            return Err(corrupt(
+                seg,
+                "a batch runs past the segment's committed size",
+            ));
+        }
+        let bytes = if rel + h.size <= reader.chunk.len() {
+            reader.chunk.slice(rel..rel + h.size)
+        } else {
+            self.pace(h.size as u64).await;
+            self.shared
+                .io
+                .read_at(&seg.file, h.size, reader.pos)
+                .await?
+        };
+        let h = batch::validate_stored(&bytes).map_err(|e| corrupt(seg, &e.to_string()))?;
+        let at = reader.pos;
+        reader.pos += h.size as u64;
+        Ok(Some((at, h, bytes)))
+    }
+}
+
+/// What decides each record's fate in one cleaning.
+struct Cut<'a> {
+    map: &'a OffsetMap,
+    /// Records at or past it were not mapped: kept.
+    map_end: i64,
+    now_ms: i64,
+    horizon: i64,
+    interval: u64,
+    decompressed_max: usize,
+}
+
+impl Cut<'_> {
+    /// Whether the record at `offset` (its key, whether it is a tombstone, whether its
+    /// batch's delete horizon passed) stays.
+    fn keeps(
+        &self,
+        key: Option<&[u8]>,
+        tombstone: bool,
+        offset: i64,
+        horizon_passed: bool,
+    ) -> bool {
+        if offset >= self.map_end {
+            return true;
+        }
+        // Kafka's cleaner drops records without a key: no produce puts one in a compacted
+        // topic, but a topic switched from delete may hold some.
+        let Some(key) = key else {
+            return false;
+        };
+        if self.map.get(key).is_some_and(|latest| latest > offset) {
+            return false;
+        }
+        !(tombstone && horizon_passed)
+    }
+}
+
+/// A segment read batch by batch from a position.
+struct Reader<'a> {
+    seg: &'a Segment,
+    pos: u64,
+    chunk: Bytes,
+    chunk_pos: u64,
+}
+
+impl<'a> Reader<'a> {
+    fn new(seg: &'a Segment, pos: u64) -> Self {
+        Reader {
+            seg,
+            pos,
+            chunk: Bytes::new(),
+            chunk_pos: pos,
+        }
+    }
+}
+
+/// A cleaned copy being written.
+struct Copy {
+    file: Arc<dyn DiskFile>,
+    written: u64,
+    pending: BytesMut,
+}
+
+impl Copy {
+    fn len(&self) -> u64 {
+        self.written + self.pending.len() as u64
+    }
+}
+
+/// Call `f(key, offset)` for every record with a key of a stored batch.
+fn for_each_record(
+    bytes: &[u8],
+    h: &BatchHeader,
+    decompressed_max: usize,
+    f: &mut impl FnMut(&[u8], i64),
+) -> Result<(), String> {
+    let body = &bytes[HEADER_BYTES..h.size];
+    let plain;
+    let stored: &[u8] = match h.compression() {
+        0 => body,
+        codec => {
+            plain =
+                records::decompress(codec, body, decompressed_max).map_err(|e| e.to_string())?;
+            &plain
+        }
+    };
+    for r in records::stored_records(stored, h.record_count)? {
+        if let Some(key) = r.key {
+            f(key, h.base_offset + i64::from(r.offset_delta));
+        }
+    }
+    Ok(())
+}
+
+fn corrupt(seg: &Segment, why: &str) -> StorageError {
+    StorageError::Corrupt {
+        path: seg.file.path().to_path_buf(),
+        reason: format!("the cleaner cannot read it: {why}"),
+    }
+}

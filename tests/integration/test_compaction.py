@@ -1,0 +1,221 @@
+"""Compacted topics with real clients (confluent-kafka / librdkafka, kafka-python): keyed
+updates and tombstones read back as the latest value of every key at the offset it was written,
+keyless records refused, a topic switched between delete and compact, a broker SIGKILLed while
+it cleans, and a follower that returns after its leader cleaned.
+
+Volumes: 4 to 24 MB of keyed records a test, in segments of 64 KiB to 1 MiB (hundreds of
+segments), 500 to 2,000 keys.
+"""
+
+import hashlib
+import time
+from pathlib import Path
+
+from confluent_kafka import KafkaError
+from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic)
+
+import clients
+from test_cluster import Cluster
+
+FAST_CLEANER = ("--set", "log_cleaner_backoff_ms=100")
+
+
+def compacted(**extra):
+    return {"cleanup.policy": "compact", "segment.bytes": "65536",
+            "min.cleanable.dirty.ratio": "0.01", **extra}
+
+
+def value_of(key, round_, size):
+    """`size` bytes that compress about as real values do (hex digests, not one letter)."""
+    text = f"{key}-r{round_}-"
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return (text + digest * (size // len(digest) + 1))[:size].encode()
+
+
+def write_rounds(bootstrap, topic, keys, rounds, size=200, deleted=(), **conf):
+    """Every key once a round (the keys in `deleted` get a tombstone in the last round);
+    idempotent, acks=all. Returns {(partition, offset): (key, value)} from the delivery
+    reports."""
+    written = {}
+    errors = []
+
+    def report(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            written[(msg.partition(), msg.offset())] = (msg.key(), msg.value())
+
+    p = clients.producer(bootstrap, **{"enable.idempotence": True, "linger.ms": 20, **conf})
+    for r in range(rounds):
+        for k in range(keys):
+            key = f"key-{k}".encode()
+            value = None if r == rounds - 1 and k in deleted else value_of(k, r, size)
+            while True:
+                try:
+                    p.produce(topic, key=key, value=value, on_delivery=report)
+                    break
+                except BufferError:
+                    p.poll(0.1)
+        p.poll(0)
+    assert p.flush(120) == 0
+    assert not errors, errors[:3]
+    return written
+
+
+def latest_by_key(written):
+    """{(partition, key): offset of its latest record}."""
+    latest = {}
+    for (part, offset), (key, _) in sorted(written.items()):
+        if key is not None:  # a compacted log keeps no record without a key
+            latest[(part, key)] = offset
+    return latest
+
+
+def read_back(bootstrap, topic, partitions):
+    out, _ = clients.consume_all(bootstrap, topic, partitions, timeout=120)
+    return {(p, o): (k, v) for p, recs in out.items() for (o, k, v, _, _) in recs}
+
+
+def check_compacted(read, written):
+    """Kafka's guarantee: every record read is the one written at its offset, in offset order,
+    and every key's latest record (value or tombstone) is among them."""
+    for at, record in read.items():
+        assert written.get(at) == record, f"{at}: read {record}, written {written.get(at)}"
+    for (part, key), offset in latest_by_key(written).items():
+        assert (part, offset) in read, f"{key} lost its latest record at {part}/{offset}"
+
+
+def wait_cleaned(bootstrap, topic, partitions, written, below, timeout=90.0):
+    """Read until fewer than `below` records are left (the cleaner took the rest)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        read = read_back(bootstrap, topic, partitions)
+        check_compacted(read, written)
+        if len(read) < below:
+            return read
+        assert time.monotonic() < deadline, f"still {len(read)} of {len(written)} records"
+        time.sleep(1)
+
+
+def test_keyed_updates_and_tombstones_read_back_as_the_latest_value_of_every_key(make_broker):
+    broker = make_broker(extra_args=FAST_CLEANER)
+    clients.create_topics(broker.bootstrap, {"table": 2},
+                          config=compacted(**{"delete.retention.ms": "3600000"}))
+    # 2,000 keys × 10 rounds of 200 B, gzip (kafka-python reads it without extra libraries); the last round deletes 200 keys. About 4.5 MB.
+    written = write_rounds(broker.bootstrap, "table", 2000, 10, deleted=range(200),
+                           **{"compression.type": "gzip"})
+    # A record without a key is refused on a compacted topic (INVALID_RECORD), as in Kafka.
+    err, _ = produce_one(broker.bootstrap, "table", key=None, value=b"no key")
+    assert err is not None and err.code() == KafkaError.INVALID_RECORD, err
+    read = wait_cleaned(broker.bootstrap, "table", [0, 1], written, below=len(written) // 3)
+    tombstones = [at for at, (_, v) in read.items() if v is None]
+    assert tombstones, "tombstones stay for delete.retention.ms"
+    assert broker.metric("stillwater_cleaner_runs_total") >= 1
+    assert broker.metric("stillwater_cleaner_records_removed_total") > 0
+    # kafka-python reads the cleaned log too (batches emptied by the cleaner included).
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaPythonPartition
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                      auto_offset_reset="earliest", consumer_timeout_ms=10000)
+    parts = [KafkaPythonPartition("table", p) for p in (0, 1)]
+    c.assign(parts)
+    ends = c.end_offsets(parts)
+    got = {}
+    deadline = time.monotonic() + 60
+    while any(c.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+        for tp, recs in c.poll(timeout_ms=500).items():
+            for r in recs:
+                got[(tp.partition, r.offset)] = (r.key, r.value)
+    c.close()
+    check_compacted(got, written)
+
+
+def produce_one(bootstrap, topic, key, value):
+    out = []
+    p = clients.producer(bootstrap)
+    p.produce(topic, key=key, value=value, on_delivery=lambda e, m: out.append((e, m)))
+    p.flush(30)
+    return out[0]
+
+
+def test_incremental_alter_configs_switches_a_topic_between_delete_and_compact(make_broker):
+    broker = make_broker(extra_args=FAST_CLEANER)
+    clients.create_topics(broker.bootstrap, {"switch": 1}, config={"segment.bytes": "65536"})
+    err, msg = produce_one(broker.bootstrap, "switch", None, b"keyless on delete")
+    assert err is None, err
+    # Batches of 16 KiB: many segments of 64 KiB, all but the last cleanable.
+    written = write_rounds(broker.bootstrap, "switch", 500, 8, **{"batch.size": 16384})
+    written[(0, msg.offset())] = (None, msg.value())
+    a = clients.admin(broker.bootstrap)
+
+    def set_policy(policy):
+        res = ConfigResource(ConfigResource.Type.TOPIC, "switch", incremental_configs=[
+            ConfigEntry("cleanup.policy", policy, incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("min.cleanable.dirty.ratio", "0.01",
+                        incremental_operation=AlterConfigOpType.SET)])
+        a.incremental_alter_configs([res])[res].result(30)
+
+    set_policy("compact")
+    err, _ = produce_one(broker.bootstrap, "switch", None, b"keyless on compact")
+    assert err is not None and err.code() == KafkaError.INVALID_RECORD, err
+    read = wait_cleaned(broker.bootstrap, "switch", [0], written, below=len(written) // 3)
+    # The keyless record written while the topic was delete-only goes, as Kafka's cleaner
+    # drops records without a key.
+    assert all(k is not None for k, _ in read.values())
+    set_policy("delete")
+    assert produce_one(broker.bootstrap, "switch", None, b"keyless again")[0] is None
+
+
+def partition_dirs(broker, topic):
+    return sorted(Path(broker.data_dir).glob(f"{topic}-*"))
+
+
+def test_a_broker_killed_while_it_cleans_restarts_with_every_latest_value(make_broker):
+    # The cleaner paced at 2 MB/s over ~24 MB: a cleaning takes seconds, and the broker is
+    # SIGKILLed while a cleaned copy is half written.
+    broker = make_broker(extra_args=FAST_CLEANER + (
+        "--set", "log_cleaner_io_max_bytes_per_second=2000000"))
+    clients.create_topics(broker.bootstrap, {"big": 1},
+                          config=compacted(**{"segment.bytes": "1048576"}))
+    written = write_rounds(broker.bootstrap, "big", 1000, 100, size=240)
+    deadline = time.monotonic() + 120
+    while not any(d.glob("*.cleaned.tmp") for d in partition_dirs(broker, "big")):
+        assert time.monotonic() < deadline, "the cleaner never started a copy"
+        time.sleep(0.02)
+    broker.kill()
+    broker.start()
+    check_compacted(read_back(broker.bootstrap, "big", [0]), written)
+    read = wait_cleaned(broker.bootstrap, "big", [0], written, below=len(written) // 4,
+                        timeout=240)
+    assert len(read) >= 1000
+
+
+def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_path):
+    c = Cluster(tmp_path, extra_args=FAST_CLEANER).start()
+    try:
+        c.wait_brokers(3)
+        a = clients.admin(c.bootstrap)
+        # Broker 3 is the preferred leader; it is stopped while the others write and clean.
+        a.create_topics([NewTopic("replicated-table", num_partitions=1,
+                                  replica_assignment=[[3, 1, 2]], config=compacted())])[
+            "replicated-table"].result(30)
+        clients.wait_for_topic(a, "replicated-table", 1, 30)
+        c.nodes[3].stop()
+        written = write_rounds(c.alive_bootstrap(), "replicated-table", 1000, 10)
+        leader = c.leader_of("replicated-table", 0)
+        deadline = time.monotonic() + 90
+        while c.nodes[leader].metric("stillwater_cleaner_records_removed_total") < 5000:
+            assert time.monotonic() < deadline, "the leader did not clean"
+            time.sleep(0.5)
+        c.nodes[3].start()
+        # Caught up, it takes its partition back (the preferred leader), and serves it.
+        deadline = time.monotonic() + 90
+        while c.leader_of("replicated-table", 0) != 3:
+            assert time.monotonic() < deadline, "broker 3 never led again"
+            time.sleep(0.5)
+        read = read_back(c.nodes[3].bootstrap, "replicated-table", [0])
+        check_compacted(read, written)
+        assert len(read) < len(written)
+    finally:
+        died = c.cleanup()
+    assert not died, [n.log_tail() for n in died]
