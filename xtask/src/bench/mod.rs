@@ -1,5 +1,5 @@
 //! `cargo xtask bench produce | fetch | group | topics | failover | catchup | reassign | connect |
-//! rdkafka`:
+//! rdkafka | compaction`:
 //! load a broker and print a table of the results.
 //!
 //! Every table carries the exact command line, the workload, the measured window, the broker's
@@ -8,6 +8,7 @@
 
 mod broker_process;
 mod catchup;
+mod compaction;
 mod connect;
 mod failover;
 mod fetch;
@@ -61,6 +62,10 @@ enum Workload {
     /// Connection set-up: clients that connect, log in, ask ApiVersions and close, in a loop —
     /// connections/s and the broker's CPU per connection (`--security plaintext,sasl-ssl`).
     Connect(connect::ConnectArgs),
+    /// A keyed load on a compacted topic (1 M updates over 10 k keys) with the log cleaner on
+    /// and off, a fresh release broker each: updates/s, produce latency, broker CPU per update,
+    /// the partition's size on disk and what the cleaner did.
+    Compaction(compaction::CompactionArgs),
     /// One librdkafka producer (plain and idempotent, per record size) against a fresh broker
     /// per run: msgs/s and the broker's CPU per GB, beside a peer broker (--peer-bin) or on the
     /// local three-broker cluster at acks=all (--cluster).
@@ -246,6 +251,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Reassign(args) => reassign::reassign_bench(args).await,
             Workload::Rdkafka(args) => rdkafka::rdkafka_bench(args).await,
             Workload::Connect(args) => connect::connect_bench(args).await,
+            Workload::Compaction(args) => compaction::compaction_bench(args).await,
         }
     })
 }
