@@ -59,13 +59,24 @@ def broker_env(**extra) -> dict:
 _TAKEN_PORTS: set = set()
 
 
+def _port_range() -> range:
+    """This process's share of the ports: under pytest-xdist each worker (gw0, gw1, …)
+    takes its own slice, so two workers never pick the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    width = 12_000 // max(count, 1)
+    return range(20_000 + index * width, 20_000 + (index + 1) * width)
+
+
 def free_port() -> int:
     """A free loopback port below the kernel's ephemeral range (32768 and up on Linux): a
     broker restarted on its ports must find them free, and a port from that range may
     meanwhile have become the local end of some client's connection."""
     rng = random.Random()
+    ports = _port_range()
     for _ in range(10_000):
-        port = rng.randrange(20_000, 32_000)
+        port = rng.randrange(ports.start, ports.stop)
         if port in _TAKEN_PORTS:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

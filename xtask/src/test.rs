@@ -212,6 +212,18 @@ fn build_broker() -> Result<std::path::PathBuf> {
     Ok(binary)
 }
 
+const PYTEST_ARGS: &[&str] = &[
+    "-m",
+    "pytest",
+    "tests/integration",
+    "-q",
+    "--durations=15",
+    "-n",
+    "2",
+    "--dist",
+    "loadfile",
+];
+
 fn integration_tests(broker_bin: &Path) -> Result<()> {
     let root = repo_root();
     let suite = root.join("tests").join("integration");
@@ -222,15 +234,18 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
     let kcat_missing = ensure_kcat();
     settle_disk();
     let mut command = Command::new(&python);
+    // Two workers (pytest-xdist), each taking whole files (a module's shared broker stays in
+    // one): most tests wait on brokers, clients and timeouts rather than on the CPU.
     command
-        .args(["-m", "pytest", "tests/integration", "-q", "--durations=15"])
+        .args(PYTEST_ARGS)
         .current_dir(&root)
         .env("STILLWATER_BROKER_BIN", broker_bin);
     let outcome = step(
         &format!(
-            "integration tests (STILLWATER_BROKER_BIN={} {} -m pytest tests/integration -q --durations=15)",
+            "integration tests (STILLWATER_BROKER_BIN={} {} {})",
             broker_bin.display(),
-            python.display()
+            python.display(),
+            PYTEST_ARGS.join(" ")
         ),
         command,
     );
