@@ -122,6 +122,27 @@ async fn write_round(
     }
 }
 
+/// `rounds` rounds over `keys` keys; the keys in `deleted` get tombstones in the last.
+async fn write_rounds(
+    store: &Store,
+    p: &Arc<Partition>,
+    keys: u32,
+    per_batch: u32,
+    rounds: u32,
+    deleted: std::ops::Range<u32>,
+) -> Written {
+    let mut written = Written::new();
+    for round in 0..rounds {
+        let gone: Vec<u32> = if round + 1 == rounds {
+            deleted.clone().collect()
+        } else {
+            Vec::new()
+        };
+        write_round(store, p, 0..keys, per_batch, round, &gone, &mut written).await;
+    }
+    written
+}
+
 /// Every record the partition serves from offset 0: (offset, key, value), and whether its
 /// batches are dense (each starting where the one before ended).
 async fn read_all(store: &Store, p: &Partition) -> (Vec<(i64, String, Option<String>)>, bool) {
@@ -211,15 +232,7 @@ async fn a_compacted_partition_keeps_every_keys_latest_value_at_its_offset_acros
     let dir = tempfile::tempdir().unwrap();
     let (store, metrics) = open(dir.path(), 1 << 20).await;
     let p = compacted_topic(&store, "0").await;
-    let mut written = Written::new();
-    for round in 0..10 {
-        let deleted: Vec<u32> = if round == 9 {
-            (0..50).collect()
-        } else {
-            vec![]
-        };
-        write_round(&store, &p, 0..300, 7, round, &deleted, &mut written).await;
-    }
+    let mut written = write_rounds(&store, &p, 300, 7, 10, 0..50).await;
     settled(&store, &p, &written).await;
     let kept = check_compacted(&store, &p, &written).await;
     assert!(kept < 3000 / 2, "{kept} of 3000 records left");
@@ -254,15 +267,7 @@ async fn tombstones_stay_until_delete_retention_passes_and_a_tiny_key_map_cleans
     // 64 slots: 57 keys a pass, for 400 keys.
     let (store, metrics) = open(dir.path(), 24 * 64).await;
     let p = compacted_topic(&store, "3600000").await;
-    let mut written = Written::new();
-    for round in 0..6 {
-        let deleted: Vec<u32> = if round == 5 {
-            (0..40).collect()
-        } else {
-            vec![]
-        };
-        write_round(&store, &p, 0..400, 5, round, &deleted, &mut written).await;
-    }
+    let written = write_rounds(&store, &p, 400, 5, 6, 0..40).await;
     settled(&store, &p, &written).await;
     check_compacted(&store, &p, &written).await;
     assert!(
@@ -291,10 +296,7 @@ async fn a_cleanings_leftovers_are_recovered_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path(), 1 << 20).await;
     let p = compacted_topic(&store, "0").await;
-    let mut written = Written::new();
-    for round in 0..5 {
-        write_round(&store, &p, 0..100, 10, round, &[], &mut written).await;
-    }
+    let written = write_rounds(&store, &p, 100, 10, 5, 0..0).await;
     settled(&store, &p, &written).await;
     let before = read_all(&store, &p).await.0;
     let pdir = p.dir.clone();
