@@ -80,6 +80,9 @@ impl Cleaner {
         let map_end = self
             .build_map(&segments, plan.first_dirty, decompressed_max, &mut map)
             .await?;
+        if self.stopping() {
+            return Ok(None);
+        }
         if map_end <= plan.first_dirty {
             tracing::warn!(topic = %p.topic, partition = p.index, keys = map.capacity(), "a batch of the dirty section has more records than the cleaner's key map holds (log_cleaner_dedupe_buffer_bytes); the partition is not cleaned");
             return Ok(None);
@@ -134,6 +137,9 @@ impl Cleaner {
             let rel = (first_dirty.max(seg.base_offset) - seg.base_offset) as u32;
             let mut reader = Reader::new(seg, u64::from(lookup_offset(&seg.entries, rel).0));
             while let Some((_, h, bytes)) = self.next_batch(&mut reader).await? {
+                if self.stopping() {
+                    return Ok(end);
+                }
                 if h.next_offset() <= first_dirty {
                     continue;
                 }
@@ -171,6 +177,10 @@ impl Cleaner {
         let mut removed = 0u64;
         let mut reader = Reader::new(seg, 0);
         while let Some((pos, h, bytes)) = self.next_batch(&mut reader).await? {
+            if self.stopping() {
+                // The store is closing: the copy is left for recovery to remove.
+                return Ok(None);
+            }
             let due = h.delete_horizon().is_some_and(|at| at <= cut.now_ms);
             let cleaned = clean_batch(
                 &bytes,
