@@ -248,8 +248,15 @@ pub(super) async fn serve_join(
         }
     }
     .await;
-    if let Err(why) = &outcome {
-        tracing::warn!(caller = label, %why, "request to join refused");
+    match &outcome {
+        // Transient (no leader elected yet, a full queue, a slow proposal): the caller asks
+        // again, and a cluster being formed sees these from brokers that start before the
+        // metadata's group has elected its leader.
+        Err(why) if why.ends_with("ask again") => {
+            tracing::info!(caller = label, %why, "request to join refused for now");
+        }
+        Err(why) => tracing::warn!(caller = label, %why, "request to join refused"),
+        Ok(()) => {}
     }
     let mut joined = unsealed_frame(64);
     joined.put_u8(KIND_JOINED);
