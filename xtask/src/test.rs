@@ -212,13 +212,7 @@ fn build_broker() -> Result<std::path::PathBuf> {
     Ok(binary)
 }
 
-const PYTEST_ARGS: &[&str] = &[
-    "-m",
-    "pytest",
-    "tests/integration",
-    "-q",
-    "--durations=15",
-];
+const PYTEST_ARGS: &[&str] = &["-m", "pytest", "tests/integration", "-q", "--durations=15"];
 
 fn integration_tests(broker_bin: &Path) -> Result<()> {
     let root = repo_root();
