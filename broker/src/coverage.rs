@@ -84,10 +84,19 @@ pub enum Event {
     BrokerJoined,
     /// The controller quorum replaced a retired voter (a joint change that removes it).
     RetiredVoterReplaced,
+    /// The log cleaner swapped a cleaned copy in for a segment of a compacted partition.
+    LogCleaned,
+    /// Recovery removed a cleaned copy a cleaning left half done (`<base>.cleaned.tmp`).
+    CleanedCopyRecovered,
+    /// The cleaner removed a tombstone whose delete horizon had passed.
+    TombstoneExpired,
+    /// A replica stored a batch the leader's cleaner had cleaned (fewer records than the
+    /// offsets it spans), sent as a Raft entry.
+    CleanedEntriesReplicated,
 }
 
 impl Event {
-    pub const ALL: [Event; 33] = [
+    pub const ALL: [Event; 37] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -121,6 +130,10 @@ impl Event {
         Event::RemovedLeaderSteppedDown,
         Event::BrokerJoined,
         Event::RetiredVoterReplaced,
+        Event::LogCleaned,
+        Event::CleanedCopyRecovered,
+        Event::TombstoneExpired,
+        Event::CleanedEntriesReplicated,
     ];
 
     /// The event's name in reports.
@@ -159,6 +172,10 @@ impl Event {
             Event::RemovedLeaderSteppedDown => "removed-leader-stepped-down",
             Event::BrokerJoined => "broker-joined",
             Event::RetiredVoterReplaced => "retired-voter-replaced",
+            Event::LogCleaned => "log-cleaned",
+            Event::CleanedCopyRecovered => "cleaned-copy-recovered",
+            Event::TombstoneExpired => "tombstone-expired",
+            Event::CleanedEntriesReplicated => "cleaned-entries-replicated",
         }
     }
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 31] = [
+pub const FINDING_KINDS: [&str; 37] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -36,6 +36,12 @@ pub const FINDING_KINDS: [&str; 31] = [
     "refused-authorized",
     "security-diverged",
     "security-unapplied",
+    "membership-diverged",
+    "move-unfinished",
+    "retire-unfinished",
+    "latest-lost",
+    "stale-value",
+    "resurrected",
 ];
 
 /// What the checkers found.
@@ -256,6 +262,29 @@ pub enum Finding {
     /// A broker the workload retired was not moved off, unregistered and let go by the quorum
     /// within the deadline.
     RetireUnfinished { what: String, why: String },
+    /// A compacted partition read from its start does not give a key's latest acknowledged
+    /// record (or a later one of the key).
+    NotLatest {
+        how: NotLatest,
+        partition: i32,
+        key: String,
+        /// The key's latest acknowledged record: its offset and name.
+        acked: (i64, String),
+        /// The key's latest record the read found, if any.
+        read: Option<(i64, String)>,
+    },
+}
+
+/// How a compacted partition's read fails a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotLatest {
+    /// No record of the key at all, and no tombstone can explain it.
+    Lost,
+    /// An older value of the key instead of its latest acknowledged one.
+    Stale,
+    /// An older value of the key, when its latest acknowledged record is a tombstone: the key
+    /// came back after it was deleted.
+    Resurrected,
 }
 
 /// A login or request of a security probe, and the points of the metadata log (offsets) its
@@ -325,6 +354,11 @@ impl Finding {
             Finding::MembershipDiverged { .. } => "membership-diverged",
             Finding::MoveUnfinished { .. } => "move-unfinished",
             Finding::RetireUnfinished { .. } => "retire-unfinished",
+            Finding::NotLatest { how, .. } => match how {
+                NotLatest::Lost => "latest-lost",
+                NotLatest::Stale => "stale-value",
+                NotLatest::Resurrected => "resurrected",
+            },
         }
     }
 
@@ -633,6 +667,29 @@ impl std::fmt::Display for Finding {
                 members.join(" and ")
             ),
             Finding::RetireUnfinished { what, why } => write!(f, "{what} did not end: {why}"),
+            Finding::NotLatest {
+                how,
+                partition,
+                key,
+                acked,
+                read,
+            } => {
+                let what = match how {
+                    NotLatest::Lost => "latest lost",
+                    NotLatest::Stale => "stale value",
+                    NotLatest::Resurrected => "resurrected",
+                };
+                let found = match read {
+                    Some((offset, name)) => format!("{name:?} at offset {offset}"),
+                    None => "no record of it".into(),
+                };
+                write!(
+                    f,
+                    "{what}: key {key:?} of partition {partition} was last acknowledged as \
+                     {:?} at offset {}, but reading the compacted log from its start finds {found}",
+                    acked.1, acked.0
+                )
+            }
             Finding::MoveUnfinished {
                 group,
                 epoch,

@@ -483,6 +483,7 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         consumers_drained: scenario.workload.consumers > 0,
         gaps: o.gaps.clone(),
         leader_acks_weak: scenario.clustered(),
+        compacted: scenario.workload.compacted.is_some(),
     };
     let (mut findings, stats) = safety::safety(&o.history, &o.final_read, &opts);
     findings.extend(o.hang.clone());
@@ -494,6 +495,7 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             &o.final_committed,
             scenario.workload.partitions,
             scenario.workload.consumers,
+            scenario.workload.compacted.is_some(),
         ));
     }
     if !faults.is_empty() {
@@ -516,7 +518,11 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             .iter()
             .map(|(p, r)| (*p, r.last().map_or(0, |(o, _)| o + 1)))
             .collect();
-        findings.extend(replicas::replicas_agree(&o.replica_logs, &read_to));
+        findings.extend(replicas::replicas_agree(
+            &o.replica_logs,
+            &read_to,
+            scenario.workload.compacted.is_some(),
+        ));
         findings.extend(replicas::watermarks_monotonic(&o.watermarks));
         findings.extend(replicas::one_leader_per_epoch(&o.leaderships));
         findings.extend(replicas::leader_refuses(&o.named, &o.history));

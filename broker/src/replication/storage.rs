@@ -298,7 +298,13 @@ impl PartitionStorage {
                 1
             } else {
                 crate::batch::parse_header(&e.data)
-                    .map(|h| (h.last_offset_delta as u32).saturating_add(1))
+                    .map(|h| {
+                        crate::coverage::reached_when(
+                            crate::coverage::Event::CleanedEntriesReplicated,
+                            || i64::from(h.record_count) <= i64::from(h.last_offset_delta),
+                        );
+                        (h.last_offset_delta as u32).saturating_add(1)
+                    })
                     .unwrap_or(1)
             };
             inner.tail.push(records, e.term);

@@ -6,6 +6,7 @@
 //! - [`groups`]: a consumer group's members and committed offsets;
 //! - [`replicas`]: a cluster's replicas agree below the high watermark, the high watermark never
 //!   goes back, one leader per epoch;
+//! - [`compaction`]: a compacted topic gives every key's latest acknowledged record;
 //! - [`bounds`]: every bounded resource of every broker stayed within its bound;
 //! - [`perf`]: performance expectations in units of the scenario's own disk and network model.
 //!
@@ -14,6 +15,7 @@
 
 pub mod access;
 pub mod bounds;
+pub mod compaction;
 pub mod groups;
 pub mod moves;
 pub mod perf;

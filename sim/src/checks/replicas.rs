@@ -16,10 +16,13 @@ pub type ReplicaLog = Vec<(i64, Bytes)>;
 
 /// Below `high_watermark[p]` (a Kafka offset), every two replicas of partition `p` hold the
 /// same batches where both hold any (a replica may lag, or start later after a reset, but
-/// never differ).
+/// never differ). On a `compacted` topic each replica cleans its own log when it will: two
+/// replicas then hold the same batches (offsets, epochs, producers) and, at every offset both
+/// still hold a record, the same record.
 pub fn replicas_agree(
     logs: &BTreeMap<String, BTreeMap<i32, ReplicaLog>>,
     high_watermark: &BTreeMap<i32, i64>,
+    compacted: bool,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for (&partition, &kafka_hw) in high_watermark {
@@ -39,11 +42,14 @@ pub fn replicas_agree(
                         .collect()
                 };
                 let (wa, wb) = (within(a), within(b));
-                if wa != wb {
+                let same = |x: &(i64, Bytes), y: &(i64, Bytes)| {
+                    x == y || (compacted && x.0 == y.0 && same_cleaned(&x.1, &y.1))
+                };
+                if wa.len() != wb.len() || wa.iter().zip(&wb).any(|(x, y)| !same(x, y)) {
                     let offset = wa
                         .iter()
                         .zip(&wb)
-                        .find(|(x, y)| x != y)
+                        .find(|(x, y)| !same(x, y))
                         .map_or(from, |(x, y)| x.0.min(y.0));
                     out.push(Finding::ReplicaDivergence {
                         partition,
@@ -82,6 +88,47 @@ fn log_offset_of(replicas: &[(&String, &ReplicaLog)], kafka: i64) -> i64 {
         }
     }
     kafka
+}
+
+/// Two copies of a batch, each perhaps cleaned: the same offsets, leader epoch and producer,
+/// and the same record at every offset both still hold.
+fn same_cleaned(a: &Bytes, b: &Bytes) -> bool {
+    use kafka_protocol::records::RecordBatchDecoder;
+    let (Ok(ha), Ok(hb)) = (
+        broker::batch::parse_header(a),
+        broker::batch::parse_header(b),
+    ) else {
+        return false;
+    };
+    let identity = |h: &broker::batch::BatchHeader| {
+        (
+            h.base_offset,
+            h.last_offset_delta,
+            h.partition_leader_epoch,
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+        )
+    };
+    if identity(&ha) != identity(&hb) {
+        return false;
+    }
+    let records = |bytes: &Bytes| -> Option<BTreeMap<i64, (Option<Bytes>, Option<Bytes>)>> {
+        let mut data = bytes.clone();
+        let set = RecordBatchDecoder::decode(&mut data).ok()?;
+        Some(
+            set.records
+                .into_iter()
+                .map(|r| (r.offset, (r.key, r.value)))
+                .collect(),
+        )
+    };
+    match (records(a), records(b)) {
+        (Some(ra), Some(rb)) => ra
+            .iter()
+            .all(|(o, r)| rb.get(o).is_none_or(|other| other == r)),
+        _ => false,
+    }
 }
 
 fn first(l: &ReplicaLog) -> i64 {
@@ -259,7 +306,8 @@ pub async fn read_logs(
                 continue;
             };
             let mut pos = 0usize;
-            while let Ok(h) = broker::batch::validate(&data[pos..]) {
+            // As stored: a cleaned batch may hold fewer records than it spans, or none.
+            while let Ok(h) = broker::batch::validate_stored(&data[pos..]) {
                 log.push((h.base_offset, data.slice(pos..pos + h.size)));
                 pos += h.size;
             }
@@ -375,13 +423,16 @@ mod tests {
             "broker-3".to_string(),
             BTreeMap::from([(0, vec![batch(0, 1), batch(1, 1), batch(2, 2)])]),
         );
-        assert!(replicas_agree(&logs, &BTreeMap::from([(0, 2)])).is_empty());
-        let found = replicas_agree(&logs, &BTreeMap::from([(0, 3)]));
+        assert!(replicas_agree(&logs, &BTreeMap::from([(0, 2)]), false).is_empty());
+        let found = replicas_agree(&logs, &BTreeMap::from([(0, 3)]), false);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(matches!(
             &found[0],
             Finding::ReplicaDivergence { offset: 2, .. }
         ));
+        // On a compacted topic, a record that differs is still found.
+        let found = replicas_agree(&logs, &BTreeMap::from([(0, 3)]), true);
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 
     /// A produced batch of one record at log offset `base`, its value `tag`.
@@ -431,10 +482,10 @@ mod tests {
             ("broker-2".to_string(), BTreeMap::from([(0, log(2))])),
         ]);
         assert!(
-            replicas_agree(&logs, &BTreeMap::from([(0, 2)])).is_empty(),
+            replicas_agree(&logs, &BTreeMap::from([(0, 2)]), false).is_empty(),
             "Kafka offsets 0 and 1 lie below log offset 4"
         );
-        let found = replicas_agree(&logs, &BTreeMap::from([(0, 3)]));
+        let found = replicas_agree(&logs, &BTreeMap::from([(0, 3)]), false);
         assert!(
             matches!(&found[..], [Finding::ReplicaDivergence { offset: 4, .. }]),
             "{found:?}"

@@ -39,6 +39,11 @@ pub enum Fault {
         wipe: bool,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         in_joint: bool,
+        /// From `at_s` (for up to 20 s), wait until the node — any broker, without `node` —
+        /// is writing a cleaned copy of a segment (`<base>.cleaned.tmp` exists), then kill it
+        /// within the next 30 ms: a crash at some step of a cleaning's swap.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        while_cleaning: bool,
         #[serde(default = "one")]
         down_s: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -248,11 +253,14 @@ impl Fault {
                 down_s,
                 wipe,
                 in_joint,
+                while_cleaning,
                 ..
             } => format!(
                 "crash{} ({}), down {down_s} s",
                 if *in_joint {
                     " of a group's leader as it enters a joint configuration"
+                } else if *while_cleaning {
+                    " while the cleaner swaps a segment"
                 } else {
                     ""
                 },
@@ -436,6 +444,7 @@ impl RandomFaults {
                     torn: rng.range_u64(0, 2) == 1,
                     wipe: false,
                     in_joint: false,
+                    while_cleaning: false,
                     down_s: rng.range_u64(1, 6),
                     node: None,
                 },

@@ -332,6 +332,78 @@ pub struct Workload {
     /// Brokers the admin retires, in order ([`crate::workload::retire`]).
     #[serde(default)]
     pub retire: Vec<RetireSpec>,
+    /// The topic is compacted and every record has a key ([`crate::workload::keyed`]); the
+    /// compaction checker replaces the checks that every acknowledged record stays.
+    #[serde(default)]
+    pub compacted: Option<Compacted>,
+}
+
+/// A compacted workload topic: `keys` keys written again and again, every `tombstone_every`-th
+/// message of a producer a tombstone; the topic's settings are made for cleaning to happen
+/// often in a short run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compacted {
+    pub keys: u32,
+    /// 0: no tombstones.
+    #[serde(default)]
+    pub tombstone_every: u64,
+    /// After this many messages a producer moves on to a new set of `keys` keys (0: never):
+    /// keys that are no longer written, whose last record stays — and whose tombstones expire.
+    #[serde(default)]
+    pub key_lifetime: u64,
+    /// The topic's `segment.bytes`: only closed segments are cleaned.
+    #[serde(default = "default_compacted_segment_bytes")]
+    pub segment_bytes: u64,
+    /// The topic's `delete.retention.ms`: how long a cleaned tombstone stays.
+    #[serde(default = "default_delete_retention_ms")]
+    pub delete_retention_ms: u64,
+    /// The topic's `min.cleanable.dirty.ratio`.
+    #[serde(default = "default_dirty_ratio")]
+    pub min_cleanable_dirty_ratio: f64,
+}
+
+impl Default for Compacted {
+    fn default() -> Self {
+        Compacted {
+            keys: 1,
+            tombstone_every: 0,
+            key_lifetime: 0,
+            segment_bytes: default_compacted_segment_bytes(),
+            delete_retention_ms: default_delete_retention_ms(),
+            min_cleanable_dirty_ratio: default_dirty_ratio(),
+        }
+    }
+}
+
+impl Compacted {
+    /// The topic's configuration overrides.
+    pub fn topic_configs(&self) -> Vec<(String, String)> {
+        vec![
+            ("cleanup.policy".into(), "compact".into()),
+            ("segment.bytes".into(), self.segment_bytes.to_string()),
+            (
+                "delete.retention.ms".into(),
+                self.delete_retention_ms.to_string(),
+            ),
+            (
+                "min.cleanable.dirty.ratio".into(),
+                self.min_cleanable_dirty_ratio.to_string(),
+            ),
+        ]
+    }
+}
+
+fn default_compacted_segment_bytes() -> u64 {
+    16 * 1024
+}
+
+fn default_delete_retention_ms() -> u64 {
+    5_000
+}
+
+fn default_dirty_ratio() -> f64 {
+    0.1
 }
 
 /// Retire broker `node` from `at_s` into the run: its partitions moved away, then stopped for

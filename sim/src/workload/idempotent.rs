@@ -158,16 +158,13 @@ pub async fn produce(world: Arc<World>, index: usize) {
             let i = match p.queue.iter().position(|b| b.in_flight.is_none()) {
                 Some(i) => i,
                 None if producing && Instant::now() >= next_new => {
-                    let partition = ((index as u64 + p.next_value) % w.partitions as u64) as i32;
+                    let (partition, value) = crate::workload::message(&w, index, p.next_value);
                     let seq = p.next_sequence.entry(partition).or_insert(0);
                     let sequence = *seq;
                     *seq = seq.wrapping_add(1);
                     p.queue.push_back(Batch {
                         partition,
-                        value: crate::workload::value(
-                            &format!("p{index}-{}", p.next_value),
-                            w.value_bytes,
-                        ),
+                        value,
                         sequence,
                         attempts: 0,
                         in_flight: None,

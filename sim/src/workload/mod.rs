@@ -25,6 +25,7 @@ pub mod client;
 mod final_read;
 pub mod group;
 pub mod idempotent;
+pub mod keyed;
 pub mod moves;
 pub mod retire;
 pub mod security;
@@ -41,6 +42,21 @@ pub(crate) fn value(name: &str, bytes: usize) -> Bytes {
     v.push(b'|');
     v.resize(bytes, b'.');
     Bytes::from(v)
+}
+
+/// Message `n` of `producer`: its partition and value — `p<producer>-<n>` on partition
+/// `(producer + n) mod partitions`, or a keyed record ([`keyed`]) on a compacted workload.
+pub(crate) fn message(w: &crate::scenario::Workload, producer: usize, n: u64) -> (i32, Bytes) {
+    match &w.compacted {
+        Some(c) => {
+            let (partition, name) = keyed::message(c, w.partitions, producer, n);
+            (partition, keyed::value(&name, w.value_bytes))
+        }
+        None => (
+            ((producer as u64 + n) % w.partitions as u64) as i32,
+            value(&format!("p{producer}-{n}"), w.value_bytes),
+        ),
+    }
 }
 
 /// Kafka's CORRUPT_MESSAGE.
@@ -315,9 +331,14 @@ pub async fn admin(world: Arc<World>) {
             continue;
         };
         let invoked_s = world.now_s();
+        let configs = w
+            .compacted
+            .as_ref()
+            .map(crate::scenario::Compacted::topic_configs)
+            .unwrap_or_default();
         let r = tokio::time::timeout(
             world.client_timeout(),
-            c.create_topic(&w.topic, w.partitions),
+            c.create_topic_with(&w.topic, w.partitions, &configs),
         )
         .await
         .map(existing_is_created);
@@ -436,11 +457,7 @@ pub async fn produce(world: Arc<World>, producer: usize) {
     let mut conns = Conns::default();
     let mut n = 0u64;
     while Instant::now() < world.end {
-        let partition = ((producer as u64 + n) % w.partitions as u64) as i32;
-        let value = value(
-            &format!("p{producer}-{n}"),
-            world.scenario.workload.value_bytes,
-        );
+        let (partition, value) = message(w, producer, n);
         n += 1;
         let mut attempt = 0;
         let mut pause = Duration::from_millis(w.interval_ms);

@@ -31,6 +31,32 @@ pub(crate) fn install_fault_points(scenario: &Scenario, seed: u64) {
     }
 }
 
+/// The first broker (`node`, or any) seen writing a cleaned copy of a segment within 20 s,
+/// left to go on a little so that the crash lands at some step of the swap: half the time up
+/// to 30 ms after the copy appeared (while it is written, or later), half the time up to 4 ms
+/// after its name became durable (the swap itself: the index removed, the rename, its sync).
+async fn cleaning<'a>(
+    c: &'a Cluster,
+    node: Option<&str>,
+) -> Option<&'a crate::world::cluster::BrokerNode> {
+    const COPY: &str = ".cleaned.tmp";
+    let give_up = Instant::now() + Duration::from_secs(20);
+    let in_swap = madsim::rand::random::<bool>();
+    while Instant::now() < give_up {
+        let found = c
+            .brokers
+            .iter()
+            .find(|b| node.is_none_or(|n| b.name == n) && b.disk.has_file_ending(COPY, in_swap));
+        if let Some(b) = found {
+            let ms = madsim::rand::random::<u64>() % if in_swap { 5 } else { 31 };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Some(b);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
 /// Strike each fault at its time from `start`; the lines returned say what was struck when.
 pub(crate) fn schedule(
     faults: Vec<Fault>,
@@ -80,9 +106,17 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster) {
             down_s,
             wipe,
             in_joint,
+            while_cleaning,
+            node,
             ..
         } => {
-            let b = if *in_joint {
+            let b = if *while_cleaning {
+                let Some(b) = cleaning(c, node.as_deref()).await else {
+                    tracing::warn!("no cleaning began within 20 s: no crash");
+                    return;
+                };
+                b
+            } else if *in_joint {
                 // The next joint configuration entered from now on: its leader (the broker
                 // that applied it first) dies before it can leave it.
                 let (mut seen, _) = crate::world::observed::joint_entered(usize::MAX);

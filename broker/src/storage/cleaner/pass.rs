@@ -253,6 +253,7 @@ impl Cleaner {
                 *s = cleaned.clone();
             }
         }
+        crate::coverage::reached(crate::coverage::Event::LogCleaned);
         log::write_index(&io, &p.dir, &cleaned).await?;
         Ok(Some((cleaned.size, removed)))
     }
@@ -381,7 +382,9 @@ impl Cut<'_> {
         if self.map.get(key).is_some_and(|latest| latest > offset) {
             return false;
         }
-        !(tombstone && horizon_passed)
+        let expired = tombstone && horizon_passed;
+        crate::coverage::reached_when(crate::coverage::Event::TombstoneExpired, || expired);
+        !expired
     }
 }
 

@@ -311,6 +311,9 @@ async fn remove_leftovers(
             || snapshot_of.is_some_and(|b| b != active_base)
             || name.ends_with(".tmp")
         {
+            crate::coverage::reached_when(crate::coverage::Event::CleanedCopyRecovered, || {
+                name.ends_with(".cleaned.tmp")
+            });
             io.remove_file(&dir.join(name)).await?;
         }
     }

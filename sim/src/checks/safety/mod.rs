@@ -24,6 +24,10 @@ pub struct Options {
     /// outcome; acks=all ones and everything a consumer polled (below the high watermark) keep
     /// every check.
     pub leader_acks_weak: bool,
+    /// The topic is compacted: the cleaner removes records, so the checks that every
+    /// acknowledged record stays (`lost-write`, `offset-gap`, `unseen`) give way to
+    /// [`crate::checks::compaction`]'s.
+    pub compacted: bool,
 }
 
 /// Counts the report shows beside the findings.
@@ -85,7 +89,14 @@ pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>,
     let attempts = attempts_by_value(&sends);
 
     findings.extend(inconsistent_offsets(&sends, &polls, log));
-    findings.extend(lost_writes(&sends, &polls, &log_at, &opts.gaps));
+    if opts.compacted {
+        findings.extend(crate::checks::compaction::latest_per_key(
+            &sends, log, &opts.gaps,
+        ));
+    } else {
+        findings.extend(lost_writes(&sends, &polls, &log_at, &opts.gaps));
+        findings.extend(offset_gaps(log, &opts.gaps));
+    }
     let (dups, retry_dups) = duplicates(&log_at, &attempts);
     findings.extend(dups);
     stats.retry_duplicates = retry_dups;
@@ -94,7 +105,6 @@ pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>,
     findings.extend(idempotent_order(&sends));
     findings.extend(sequences_refused(&sends));
     findings.extend(poll_order(&polls, &log_offsets));
-    findings.extend(offset_gaps(log, &opts.gaps));
     stats.polled = polls
         .iter()
         .map(|p| match &p.result {
@@ -102,7 +112,7 @@ pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>,
             _ => 0,
         })
         .sum();
-    if opts.consumers_drained {
+    if opts.consumers_drained && !opts.compacted {
         findings.extend(unseen(&sends, &polls));
     }
     (findings, stats)

@@ -212,26 +212,40 @@ impl Client {
         let records: Vec<Record> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder takes the batch's base sequence from the first record's (the
-                // record's own minus its offset for a non-idempotent batch: -1).
-                sequence: if idempotence.is_some() {
-                    base_sequence + i as i32
-                } else {
-                    i as i32 - 1
-                },
-                timestamp,
-                key: None,
-                value: Some(v.clone()),
-                headers: Default::default(),
-                delete_horizon: false,
+            .map(|(i, v)| {
+                let name = crate::history::value_name(v);
+                let keyed = crate::workload::keyed::parse(&name);
+                let mut headers = kafka_protocol::indexmap::IndexMap::new();
+                if keyed.is_some_and(|(_, tombstone)| tombstone) {
+                    headers.insert(
+                        StrBytes::from_static_str(crate::workload::keyed::NAME_HEADER),
+                        Some(v.clone()),
+                    );
+                }
+                Record {
+                    transactional: false,
+                    control: false,
+                    partition_leader_epoch: 0,
+                    producer_id,
+                    producer_epoch,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i as i64,
+                    // The encoder takes the batch's base sequence from the first record's (the
+                    // record's own minus its offset for a non-idempotent batch: -1).
+                    sequence: if idempotence.is_some() {
+                        base_sequence + i as i32
+                    } else {
+                        i as i32 - 1
+                    },
+                    timestamp,
+                    key: keyed.map(|(key, _)| Bytes::from(key.to_string())),
+                    value: match keyed {
+                        Some((_, true)) => None,
+                        _ => Some(v.clone()),
+                    },
+                    headers,
+                    delete_horizon: false,
+                }
             })
             .collect();
         let mut batch = BytesMut::new();
@@ -392,7 +406,7 @@ impl Client {
                     set.records
                         .into_iter()
                         .filter(|r| r.offset >= from && !r.control)
-                        .map(|r| (r.offset, r.value.unwrap_or_default())),
+                        .map(|r| (r.offset, read_value(r))),
                 );
             }
             out.push((pd.partition_index, Ok((records, pd.high_watermark, next))));
@@ -403,9 +417,28 @@ impl Client {
     /// Create a topic (CreateTopics); a Kafka error code if the broker refuses, e.g.
     /// [`TOPIC_ALREADY_EXISTS`].
     pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<(), ClientError> {
+        self.create_topic_with(name, partitions, &[]).await
+    }
+
+    /// Create a topic with these configuration overrides.
+    pub async fn create_topic_with(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
         let mut t = create_topics_request::CreatableTopic::default();
         t.name = topic_name(name);
         t.num_partitions = partitions;
+        t.configs = configs
+            .iter()
+            .map(|(k, v)| {
+                let mut c = create_topics_request::CreatableTopicConfig::default();
+                c.name = StrBytes::from_string(k.clone());
+                c.value = Some(StrBytes::from_string(v.clone()));
+                c
+            })
+            .collect();
         // The broker's default: one replica on a single node, three in a cluster.
         t.replication_factor = -1;
         let mut req = CreateTopicsRequest::default();
@@ -545,6 +578,25 @@ impl Client {
 }
 
 /// A Produce answer of one partition: its base offset, or its error code.
+/// What a read record stands for: its value; a tombstone's name (its `name` header); and a
+/// keyed record whose key is not its name's, named so that no send matches it.
+fn read_value(r: Record) -> Bytes {
+    let value = r.value.unwrap_or_else(|| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k.as_str() == crate::workload::keyed::NAME_HEADER)
+            .and_then(|(_, v)| v.clone())
+            .unwrap_or_default()
+    });
+    let name = crate::history::value_name(&value);
+    match crate::workload::keyed::parse(&name) {
+        Some((key, _)) if r.key.as_deref() != Some(key.as_bytes()) => {
+            Bytes::from(format!("{name} read with key {:?}", r.key))
+        }
+        _ => value,
+    }
+}
+
 pub fn produce_answer(resp: ResponseKind) -> Result<i64, ClientError> {
     match resp {
         ResponseKind::Produce(r) => {

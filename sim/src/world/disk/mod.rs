@@ -290,6 +290,18 @@ impl SimDisk {
         Self::used(&lock(&self.state))
     }
 
+    /// Whether a file the running node sees has a name ending in `suffix`; with `durable`,
+    /// one whose name a crash would come back to.
+    pub fn has_file_ending(&self, suffix: &str, durable: bool) -> bool {
+        let st = lock(&self.state);
+        let files = if durable {
+            &st.durable_files
+        } else {
+            &st.files
+        };
+        files.keys().any(|p| p.to_string_lossy().ends_with(suffix))
+    }
+
     /// Syncs completed so far.
     pub fn syncs(&self) -> u64 {
         lock(&self.state).syncs

@@ -1,0 +1,175 @@
+//! The compaction checker: a compacted partition read from its log start gives, for every key,
+//! its latest acknowledged record or a later one of the key — never an older value, and never a
+//! value from before a tombstone once the tombstone is gone (Kafka's guarantee for compacted
+//! topics). Records removed by the cleaner are not lost: this check stands in for the checks
+//! that every acknowledged record stays (`lost-write`, `offset-gap`, `unseen`).
+//!
+//! Keys and tombstones come from the records' names ([`crate::workload::keyed`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::findings::{Finding, NotLatest};
+use crate::history::{value_name, FinalRead, ReadGaps, Send, SendOutcome};
+use crate::workload::keyed;
+
+/// A key's record: its offset, name, and whether it is a tombstone.
+type Latest = (i64, String, bool);
+
+/// Every key whose latest acknowledged record the final read does not give (nor a later one).
+pub fn latest_per_key(sends: &[&Send], log: &FinalRead, gaps: &ReadGaps) -> Vec<Finding> {
+    let mut acked: BTreeMap<(i32, String), Latest> = BTreeMap::new();
+    // Tombstones that may be in the log, at their offset when it is known.
+    let mut tombstones: HashMap<(i32, String), Vec<Option<i64>>> = HashMap::new();
+    for s in sends {
+        let name = value_name(&s.value);
+        let Some((key, tombstone)) = keyed::parse(&name) else {
+            continue;
+        };
+        let k = (s.partition, key.to_string());
+        let at = match s.outcome {
+            SendOutcome::Ok(o) => Some(o),
+            ref other if other.definitely_failed() => continue,
+            _ => None,
+        };
+        if tombstone {
+            tombstones.entry(k.clone()).or_default().push(at);
+        }
+        if let Some(o) = at {
+            if acked.get(&k).is_none_or(|(a, _, _)| o > *a) {
+                acked.insert(k, (o, name.clone(), tombstone));
+            }
+        }
+    }
+    let mut read: HashMap<(i32, String), (i64, String)> = HashMap::new();
+    for (&p, records) in log {
+        for (o, v) in records {
+            let name = value_name(v);
+            if let Some((key, _)) = keyed::parse(&name) {
+                read.insert((p, key.to_string()), (*o, name.clone()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((partition, key), (a, name, tombstone)) in acked {
+        // Retention (a `compact,delete` topic) or damage the final read stepped over may hold
+        // the latest record: nothing to say of the key.
+        let hidden = gaps.below_log_start(partition, a)
+            || gaps
+                .unreadable
+                .iter()
+                .any(|u| u.partition == partition && u.to > a);
+        if hidden {
+            continue;
+        }
+        let found = read.get(&(partition, key.clone()));
+        let how = match found {
+            Some((r, _)) if *r >= a => continue,
+            // Whatever came later, an older value must be gone by the time the latest is.
+            Some(_) if tombstone => NotLatest::Resurrected,
+            Some(_) => NotLatest::Stale,
+            None => {
+                // A tombstone at or after the latest acknowledged record may have been removed
+                // once its delete retention passed, and with it every record of the key.
+                let deleted = tombstone
+                    || tombstones
+                        .get(&(partition, key.clone()))
+                        .is_some_and(|t| t.iter().any(|at| at.is_none_or(|o| o > a)));
+                if deleted {
+                    continue;
+                }
+                NotLatest::Lost
+            }
+        };
+        out.push(Finding::NotLatest {
+            how,
+            partition,
+            key,
+            acked: (a, name),
+            read: found.cloned(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn send(partition: i32, name: &str, outcome: SendOutcome) -> Send {
+        Send {
+            producer: 0,
+            partition,
+            value: Bytes::from(name.to_string()),
+            idempotence: None,
+            attempt: 1,
+            acks: -1,
+            broker: 0,
+            invoked_s: 0.0,
+            completed_s: 0.0,
+            outcome,
+        }
+    }
+
+    fn check(sends: &[Send], read: &[(i64, &str)]) -> Vec<&'static str> {
+        let refs: Vec<&Send> = sends.iter().collect();
+        let log: FinalRead = [(
+            0,
+            read.iter()
+                .map(|(o, n)| (*o, Bytes::from(n.to_string())))
+                .collect(),
+        )]
+        .into();
+        latest_per_key(&refs, &log, &ReadGaps::default())
+            .iter()
+            .map(Finding::kind)
+            .collect()
+    }
+
+    #[test]
+    fn the_latest_value_or_a_later_one_passes_and_cleaned_older_ones_are_no_loss() {
+        let sends = [
+            send(0, "p0-0@k1", SendOutcome::Ok(0)),
+            send(0, "p0-1@k1", SendOutcome::Ok(1)),
+            send(0, "p0-2@k2", SendOutcome::Ok(2)),
+            send(0, "p0-3@k1", SendOutcome::Unknown),
+        ];
+        assert!(check(&sends, &[(1, "p0-1@k1"), (2, "p0-2@k2")]).is_empty());
+        // A later record of unknown outcome is as good.
+        assert!(check(&sends, &[(2, "p0-2@k2"), (3, "p0-3@k1")]).is_empty());
+    }
+
+    #[test]
+    fn an_older_value_or_none_is_found() {
+        let sends = [
+            send(0, "p0-0@k1", SendOutcome::Ok(0)),
+            send(0, "p0-1@k1", SendOutcome::Ok(1)),
+        ];
+        assert_eq!(check(&sends, &[(0, "p0-0@k1")]), ["stale-value"]);
+        assert_eq!(check(&sends, &[]), ["latest-lost"]);
+    }
+
+    #[test]
+    fn a_key_deleted_may_vanish_but_never_come_back() {
+        let sends = [
+            send(0, "p0-0@k1", SendOutcome::Ok(0)),
+            send(0, "p0-1@k1!", SendOutcome::Ok(1)),
+        ];
+        assert!(check(&sends, &[(1, "p0-1@k1!")]).is_empty());
+        assert!(check(&sends, &[]).is_empty(), "the tombstone expired");
+        assert_eq!(check(&sends, &[(0, "p0-0@k1")]), ["resurrected"]);
+        // A tombstone of unknown outcome after the latest value may have deleted the key…
+        let sends = [
+            send(0, "p0-0@k1", SendOutcome::Ok(0)),
+            send(0, "p0-1@k1!", SendOutcome::Unknown),
+        ];
+        assert!(check(&sends, &[]).is_empty());
+        // …but one that definitely failed may not.
+        let sends = [
+            send(0, "p0-0@k1", SendOutcome::Ok(0)),
+            send(0, "p0-1@k1!", SendOutcome::failed(87)),
+        ];
+        assert_eq!(check(&sends, &[]), ["latest-lost"]);
+    }
+}
