@@ -91,6 +91,27 @@ pub fn latest_per_key(sends: &[&Send], log: &FinalRead, gaps: &ReadGaps) -> Vec<
     out
 }
 
+/// The records of the final read that a later record of their key follows in it: a cleaner
+/// may remove them, so a consumer that did not get one missed nothing it is owed.
+pub fn superseded(log: &FinalRead) -> std::collections::HashSet<(i32, i64)> {
+    let mut out = std::collections::HashSet::new();
+    for (&p, records) in log {
+        let mut latest: HashMap<String, i64> = HashMap::new();
+        for (o, v) in records.iter().rev() {
+            let name = value_name(v);
+            let Some((key, _)) = keyed::parse(&name) else {
+                continue;
+            };
+            if latest.contains_key(key) {
+                out.insert((p, *o));
+            } else {
+                latest.insert(key.to_string(), *o);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -138,6 +159,20 @@ mod tests {
         assert!(check(&sends, &[(1, "p0-1@k1"), (2, "p0-2@k2")]).is_empty());
         // A later record of unknown outcome is as good.
         assert!(check(&sends, &[(2, "p0-2@k2"), (3, "p0-3@k1")]).is_empty());
+    }
+
+    #[test]
+    fn a_record_a_later_one_of_its_key_follows_is_superseded() {
+        let log: FinalRead = [(
+            0,
+            vec![
+                (3, Bytes::from("p0-3@k1")),
+                (4, Bytes::from("p0-4@k2")),
+                (5, Bytes::from("p0-5@k1")),
+            ],
+        )]
+        .into();
+        assert_eq!(superseded(&log), [(0, 3)].into());
     }
 
     #[test]
