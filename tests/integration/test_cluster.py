@@ -84,7 +84,13 @@ class Cluster:
         a = clients.admin(self.alive_bootstrap())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            t = a.list_topics(topic=topic, timeout=10).topics.get(topic)
+            try:
+                t = a.list_topics(topic=topic, timeout=10).topics.get(topic)
+            except KafkaException:
+                # A broker of the bootstrap list just (re)started and not answering yet:
+                # librdkafka says "Failed to get metadata"; ask again.
+                time.sleep(0.2)
+                continue
             if t is not None and partition in t.partitions:
                 leader = t.partitions[partition].leader
                 if leader in self.nodes and self.nodes[leader].alive():
