@@ -157,6 +157,12 @@ pub struct Config {
     pub log_cleaner_io_max_bytes_per_second: u64,
     /// How long the cleaner waits when no log needs cleaning (`log.cleaner.backoff.ms`).
     pub log_cleaner_backoff_ms: u64,
+    /// The cluster metadata log's segment size (`metadata.log.segment.bytes`): a snapshot of
+    /// the metadata is taken where a segment begins.
+    pub metadata_log_segment_bytes: u64,
+    /// Bytes of metadata log after which the next segment boundary gets a snapshot, and the
+    /// log below it is deleted (`metadata.log.max.record.bytes.between.snapshots`).
+    pub metadata_snapshot_interval_bytes: u64,
     /// The controller quorum (KRaft's `controller.quorum.voters`): the brokers that vote on the
     /// cluster metadata, by id, with the address each serves the other brokers on:
     /// `1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093` (three or five), the same on every
@@ -265,6 +271,8 @@ impl Default for Config {
             log_cleaner_dedupe_buffer_bytes: 64 << 20,
             log_cleaner_io_max_bytes_per_second: 64 << 20,
             log_cleaner_backoff_ms: 15_000,
+            metadata_log_segment_bytes: 8 << 20,
+            metadata_snapshot_interval_bytes: 16 << 20,
             producer_id_expiration_ms: 86_400_000,
             offsets_topic_partitions: 50,
             group_initial_rebalance_delay_ms: 3_000,

@@ -93,10 +93,15 @@ pub enum Event {
     /// A replica stored a batch the leader's cleaner had cleaned (fewer records than the
     /// offsets it spans), sent as a Raft entry.
     CleanedEntriesReplicated,
+    /// A broker took a snapshot of the cluster metadata and deleted the log below it.
+    MetadataSnapshotTaken,
+    /// A broker's controller loaded a snapshot of the cluster metadata a leader sent (its log
+    /// was behind the leader's log start).
+    MetadataSnapshotInstalled,
 }
 
 impl Event {
-    pub const ALL: [Event; 37] = [
+    pub const ALL: [Event; 39] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -134,6 +139,8 @@ impl Event {
         Event::CleanedCopyRecovered,
         Event::TombstoneExpired,
         Event::CleanedEntriesReplicated,
+        Event::MetadataSnapshotTaken,
+        Event::MetadataSnapshotInstalled,
     ];
 
     /// The event's name in reports.
@@ -176,6 +183,8 @@ impl Event {
             Event::CleanedCopyRecovered => "cleaned-copy-recovered",
             Event::TombstoneExpired => "tombstone-expired",
             Event::CleanedEntriesReplicated => "cleaned-entries-replicated",
+            Event::MetadataSnapshotTaken => "metadata-snapshot-taken",
+            Event::MetadataSnapshotInstalled => "metadata-snapshot-installed",
         }
     }
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 37] = [
+pub const FINDING_KINDS: [&str; 38] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -42,6 +42,7 @@ pub const FINDING_KINDS: [&str; 37] = [
     "latest-lost",
     "stale-value",
     "resurrected",
+    "metadata-diverged",
 ];
 
 /// What the checkers found.
@@ -262,6 +263,14 @@ pub enum Finding {
     /// A broker the workload retired was not moved off, unregistered and let go by the quorum
     /// within the deadline.
     RetireUnfinished { what: String, why: String },
+    /// After the run a broker's metadata lists a topic the admin client was told is deleted,
+    /// or misses one it was told is created.
+    MetadataDiverged {
+        broker: String,
+        topic: String,
+        /// Whether it should exist.
+        expected: bool,
+    },
     /// A compacted partition read from its start does not give a key's latest acknowledged
     /// record (or a later one of the key).
     NotLatest {
@@ -354,6 +363,7 @@ impl Finding {
             Finding::MembershipDiverged { .. } => "membership-diverged",
             Finding::MoveUnfinished { .. } => "move-unfinished",
             Finding::RetireUnfinished { .. } => "retire-unfinished",
+            Finding::MetadataDiverged { .. } => "metadata-diverged",
             Finding::NotLatest { how, .. } => match how {
                 NotLatest::Lost => "latest-lost",
                 NotLatest::Stale => "stale-value",
@@ -667,6 +677,17 @@ impl std::fmt::Display for Finding {
                 members.join(" and ")
             ),
             Finding::RetireUnfinished { what, why } => write!(f, "{what} did not end: {why}"),
+            Finding::MetadataDiverged {
+                broker,
+                topic,
+                expected,
+            } => write!(
+                f,
+                "metadata diverged: after the run {broker} {} topic {topic:?}, which the admin \
+                 client was told was {}",
+                if *expected { "does not list" } else { "lists" },
+                if *expected { "created" } else { "deleted" }
+            ),
             Finding::NotLatest {
                 how,
                 partition,

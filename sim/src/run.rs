@@ -162,6 +162,8 @@ struct Observed {
     publications: Vec<Publication>,
     /// The membership changes and move records the brokers applied.
     moves: crate::checks::moves::Observed,
+    /// Which of the admin's topics each broker lists after the run.
+    final_topics: Vec<Option<BTreeMap<String, bool>>>,
 }
 
 fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
@@ -372,7 +374,9 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         std::mem::take(&mut *world.watermarks.lock().unwrap_or_else(|p| p.into_inner()));
     let publications = crate::world::observed::take(start);
     let moves = crate::world::observed::take_moves();
+    let final_topics = std::mem::take(&mut *workload::lock(&world.final_topics));
     Observed {
+        final_topics,
         publications,
         moves,
         history,
@@ -458,7 +462,11 @@ async fn drive(
     let reader = world.clone();
     checker_node
         .spawn(async move {
-            let read = workload::read_back(directory, &topic, partitions).await;
+            let read = workload::read_back(directory.clone(), &topic, partitions).await;
+            if reader.scenario.clustered() && reader.scenario.workload.admin_interval_s > 0 {
+                let listed = workload::read_topics(directory, reader.admin_topics()).await;
+                *workload::lock(&reader.final_topics) = listed;
+            }
             let committed = match group_id {
                 Some(g) => group::read_committed(&reader, &g, &topic, partitions).await,
                 None => Default::default(),
@@ -526,6 +534,10 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         findings.extend(replicas::watermarks_monotonic(&o.watermarks));
         findings.extend(replicas::one_leader_per_epoch(&o.leaderships));
         findings.extend(replicas::leader_refuses(&o.named, &o.history));
+        findings.extend(crate::checks::metadata::topics_as_acknowledged(
+            &o.history,
+            &o.final_topics,
+        ));
     }
     if scenario.workload.moves.is_some() || !scenario.workload.retire.is_empty() {
         findings.extend(crate::checks::moves::check(&o.moves));

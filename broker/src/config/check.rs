@@ -130,6 +130,14 @@ impl Config {
         {
             return bad("offsets_retention_ms must be at least 1, offsets_retention_check_interval_ms from 10 to 86400000, offsets_checkpoint_records from 100 to 100000000".into());
         }
+        if !((16 << 10)..=(1 << 30)).contains(&self.metadata_log_segment_bytes)
+            || self.metadata_snapshot_interval_bytes < 1024
+        {
+            return bad(format!(
+                "metadata_log_segment_bytes = {} must be from 16 KiB to 1 GiB, and metadata_snapshot_interval_bytes = {} at least 1024",
+                self.metadata_log_segment_bytes, self.metadata_snapshot_interval_bytes
+            ));
+        }
         if !((1 << 20)..=(1 << 40)).contains(&self.log_cleaner_dedupe_buffer_bytes)
             || self.log_cleaner_backoff_ms == 0
         {

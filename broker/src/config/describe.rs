@@ -111,6 +111,18 @@ impl Config {
                 from("log_cleaner_backoff_ms"),
             ),
             (
+                "metadata.log.segment.bytes",
+                self.metadata_log_segment_bytes.to_string(),
+                crate::topic_config::Type::Int,
+                from("metadata_log_segment_bytes"),
+            ),
+            (
+                "metadata.log.max.record.bytes.between.snapshots",
+                self.metadata_snapshot_interval_bytes.to_string(),
+                Long,
+                from("metadata_snapshot_interval_bytes"),
+            ),
+            (
                 "log.cleaner.dedupe.buffer.size",
                 self.log_cleaner_dedupe_buffer_bytes.to_string(),
                 Long,

@@ -25,6 +25,7 @@ mod reassign;
 pub mod records;
 mod replicas;
 mod requests;
+pub mod snapshot;
 pub mod state;
 
 pub use caught_up::SecurityPublished;
@@ -96,6 +97,8 @@ pub struct Controller {
     inter_broker: Option<String>,
     /// Brokers a broker outside the metadata's group asks to propose its registration.
     join_addresses: Vec<std::net::SocketAddr>,
+    /// Bytes of metadata log between two snapshots ([`snapshot`]).
+    snapshot_interval_bytes: u64,
 }
 
 impl Controller {
@@ -108,20 +111,27 @@ impl Controller {
         replication: Replication,
         transport: Transport,
     ) -> Result<Arc<Controller>, String> {
+        // Never deleted by retention: only below a snapshot of the metadata ([`snapshot`]),
+        // which is taken where a segment begins.
+        let overrides: crate::topic_config::Overrides = [
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("retention.bytes".to_string(), "-1".to_string()),
+            (
+                "segment.bytes".to_string(),
+                config.metadata_log_segment_bytes.to_string(),
+            ),
+        ]
+        .into();
         let topic = match store.topic(METADATA_TOPIC) {
-            Some(t) => t,
-            None => {
-                // Kept whole: every broker rebuilds the metadata from its start.
-                let overrides = [
-                    ("retention.ms".to_string(), "-1".to_string()),
-                    ("retention.bytes".to_string(), "-1".to_string()),
-                ]
-                .into();
-                store
-                    .create_topic(METADATA_TOPIC, 1, overrides)
-                    .await
-                    .map_err(|e| format!("cannot create the metadata log: {e}"))?
-            }
+            Some(t) if t.overrides == overrides => t,
+            Some(_) => store
+                .alter_topic_config(METADATA_TOPIC, overrides)
+                .await
+                .map_err(|e| format!("cannot set the metadata log's segment size: {e}"))?,
+            None => store
+                .create_topic(METADATA_TOPIC, 1, overrides)
+                .await
+                .map_err(|e| format!("cannot create the metadata log: {e}"))?,
         };
         let partition = topic.partitions[0].clone();
         let configured = config.peers();
@@ -169,6 +179,7 @@ impl Controller {
                 .map(|a| a.to_string()),
             join_addresses: config.join_addresses(),
             voters: configured,
+            snapshot_interval_bytes: config.metadata_snapshot_interval_bytes,
         });
         tokio::spawn(controller.clone().apply_loop());
         tokio::spawn(controller.clone().register_loop());
@@ -347,29 +358,65 @@ impl Controller {
         }
     }
 
-    /// Apply committed records as the metadata log's high watermark moves.
+    /// Apply committed records as the metadata log's high watermark moves: from the newest
+    /// snapshot of the metadata on, taking a snapshot where one is due ([`snapshot`]).
     async fn apply_loop(self: Arc<Self>) {
         let mut commits = self.store.commits();
         let io = self.store.io().clone();
         let mut applied = self.partition.log_start_offset();
+        let mut snapshot_at = applied;
         let mut told_replaced = false;
+        if let Some(at) = self.load_snapshot(applied).await {
+            (applied, snapshot_at) = (at, at);
+            told_replaced = self.tell_replaced_if(self.registered_before());
+        }
         let mut observed = caught_up::Observed::default();
         loop {
             let hw = self.partition.high_watermark();
+            // Records are applied up to where a snapshot is due, if one is.
+            let due = self.snapshot_due(applied, snapshot_at, hw);
+            let limit = due.unwrap_or(hw);
             let mut state: Option<ClusterMetadata> = None;
-            while applied < hw {
-                let data = match self.partition.read(&io, applied, 1 << 20).await {
+            while applied < limit {
+                let mut data = match self.partition.read(&io, applied, 1 << 20).await {
                     Ok(d) if !d.records.is_empty() => d.records,
                     Ok(_) => break,
+                    Err(crate::storage::log::ReadError::OffsetOutOfRange { log_start, .. })
+                        if applied < log_start =>
+                    {
+                        // The log was reset to a leader's snapshot, whose state came with it.
+                        if let Some(at) = self.load_snapshot(log_start).await {
+                            crate::coverage::reached(
+                                crate::coverage::Event::MetadataSnapshotInstalled,
+                            );
+                            if !told_replaced {
+                                told_replaced = self.tell_replaced_if(self.registered_before());
+                            }
+                            (applied, snapshot_at) = (at, at);
+                            state = None;
+                        } else {
+                            self.env.clock.sleep(Duration::from_millis(200)).await;
+                        }
+                        break;
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, offset = applied, "cannot read the cluster metadata log; trying again");
                         self.env.clock.sleep(Duration::from_millis(200)).await;
                         break;
                     }
                 };
+                let cut = crate::batch::scan(&data)
+                    .find(|(_, h)| h.base_offset >= limit)
+                    .map(|(at, _)| at);
+                if let Some(cut) = cut {
+                    data.truncate(cut);
+                }
                 let mut end = applied;
                 for (_, h) in crate::batch::scan(&data) {
                     end = h.next_offset();
+                }
+                if end <= applied {
+                    break;
                 }
                 let s = state.get_or_insert_with(|| (*self.metadata()).clone());
                 for (next, record) in records::decode_batches(data) {
@@ -385,6 +432,12 @@ impl Controller {
                     }
                 }
                 applied = end;
+            }
+            if due == Some(applied) {
+                let s = state.get_or_insert_with(|| (*self.metadata()).clone());
+                // A snapshot that failed is left for the next boundary.
+                self.take_snapshot(applied, s).await;
+                snapshot_at = applied;
             }
             if let Some(s) = state {
                 *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
@@ -407,6 +460,12 @@ impl Controller {
     fn tell_replaced(&self, record: &MetadataRecord) -> bool {
         let earlier = matches!(record, MetadataRecord::RegisterBroker { id, incarnation, .. }
             if *id == self.node_id && *incarnation != self.incarnation);
+        self.tell_replaced_if(earlier)
+    }
+
+    /// [`Controller::tell_replaced`] for a registration found in a snapshot of the metadata
+    /// rather than in a record.
+    fn tell_replaced_if(&self, earlier: bool) -> bool {
         if earlier && self.store.created_here() {
             crate::coverage::reached(crate::coverage::Event::ReplacedDirectoryRecognised);
             tracing::warn!(

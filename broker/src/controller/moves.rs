@@ -22,7 +22,7 @@ use crate::replication::transport::NodeId;
 use crate::replication::wire::GroupId;
 
 /// A partition's replicas being moved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Move {
     /// The replicas before the move: where a cancellation goes back to.
     pub original: Vec<NodeId>,

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::records::{parse_id, MetadataRecord};
 use crate::config::{Endpoint, DEFAULT_LISTENER};
 use crate::replication::transport::NodeId;
@@ -16,7 +18,7 @@ use crate::storage::catalog::{check_topic_name, PARTITIONS_MAX};
 use crate::topic_config::Overrides;
 
 /// A broker as the cluster knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     pub id: NodeId,
     pub host: String,
@@ -45,7 +47,7 @@ impl BrokerInfo {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
     pub group: GroupId,
     /// The replicas, the preferred leader first (during a move: every broker that may hold
@@ -62,7 +64,7 @@ pub struct PartitionInfo {
     pub made_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicInfo {
     pub name: String,
     pub id: u128,
@@ -115,8 +117,9 @@ const OUTCOMES_MAX: usize = 4096;
 /// Producer ids handed to a broker at a time.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
-/// The cluster metadata (see the module doc).
-#[derive(Debug, Clone, Default)]
+/// The cluster metadata (see the module doc). A snapshot of it ([`super::snapshot`]) is all of
+/// it but the outcomes kept for proposers and the record being applied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterMetadata {
     pub brokers: BTreeMap<NodeId, BrokerInfo>,
     /// Brokers unregistered (retired) and not registered again since: the controller quorum
@@ -132,6 +135,7 @@ pub struct ClusterMetadata {
     /// The first producer id not handed out.
     pub next_producer_id: i64,
     /// The metadata log's offset after the record being applied (set by whoever applies).
+    #[serde(skip)]
     pub applying_end: i64,
     /// Dynamic broker configs (Kafka broker keys): the cluster-wide default, and each
     /// broker's own.
@@ -139,6 +143,7 @@ pub struct ClusterMetadata {
     pub broker_configs: BTreeMap<NodeId, Overrides>,
     /// Users' credentials and the ACLs (shared: records that do not change it do not copy it).
     pub security: Arc<SecurityMetadata>,
+    #[serde(skip)]
     outcomes: VecDeque<(u64, Outcome)>,
 }
 

@@ -1,6 +1,6 @@
 //! Raft entries a follower is sent, read back from a replicated partition's log (when the
 //! leader's cache no longer holds them), and what a leader's snapshot carries (where the
-//! log starts, the gaps before it, the membership).
+//! log starts, the gaps before it, the membership, and for the cluster metadata the state).
 //!
 //! Invariant: an entry read back is the entry raft-rs made — a membership change its change,
 //! Raft's own empty entry empty, anything else its batch's bytes — so every replica stores
@@ -28,6 +28,12 @@ pub fn snapshot_conf(snapshot: &Snapshot) -> ConfRecord {
     let meta = snapshot.get_metadata();
     let index = snapshot_word(snapshot, 2).map_or(meta.index, |i| i as u64);
     conf::record(index, meta.get_conf_state())
+}
+
+/// The state a snapshot of a state machine's log carries after its three words (the cluster
+/// metadata's: `controller::snapshot`), if any.
+pub fn snapshot_state(snapshot: &Snapshot) -> Option<Bytes> {
+    (snapshot.data.len() > 24).then(|| Bytes::copy_from_slice(&snapshot.data[24..]))
 }
 
 fn snapshot_word(snapshot: &Snapshot, n: usize) -> Option<i64> {

@@ -659,10 +659,25 @@ impl Storage for PartitionStorage {
                 .map_or(0, |r| r.meta.gaps.before(offset));
             (offset, gaps)
         };
-        let mut data = Vec::with_capacity(24);
+        // A state machine's log (the cluster metadata's) starts where a snapshot of its state
+        // is: the snapshot goes with it, or none is sent yet.
+        let state = if self.partition.snapshots_carry_state() {
+            match self.partition.state_snapshot() {
+                Some((at, text)) if at == offset => Some(text),
+                _ => {
+                    return Err(raft::Error::Store(
+                        RaftStorageError::SnapshotTemporarilyUnavailable,
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        let mut data = Vec::with_capacity(24 + state.as_ref().map_or(0, |s| s.len()));
         data.extend_from_slice(&offset.to_be_bytes());
         data.extend_from_slice(&gaps_before.to_be_bytes());
         data.extend_from_slice(&inner.conf_index.to_be_bytes());
+        data.extend_from_slice(state.as_deref().unwrap_or_default());
         Ok(Snapshot {
             data: data.into(),
             metadata: Some(SnapshotMetadata {

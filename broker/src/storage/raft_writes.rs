@@ -267,6 +267,23 @@ impl Pipeline {
             crate::coverage::reached(crate::coverage::Event::LogResetToSnapshot);
         }
         let io = self.io();
+        if reset.index > 0 && partition.snapshots_carry_state() {
+            // The state the leader's snapshot carried goes to disk first: a log that starts
+            // at the snapshot is never without the state below it.
+            match partition.state_snapshot() {
+                Some((at, text)) if at == reset.offset => {
+                    let body =
+                        small_file::check(&text).map_err(|reason| StorageError::Corrupt {
+                            path: partition.dir.join(log::STATE_SNAPSHOT_FILE),
+                            reason,
+                        })?;
+                    small_file::write(io, &partition.dir, log::STATE_SNAPSHOT_FILE, body).await?;
+                }
+                _ => {
+                    tracing::error!(topic = %partition.topic, offset = reset.offset, "a leader's snapshot of the cluster metadata came without the state: the log is reset, the metadata waits for a snapshot")
+                }
+            }
+        }
         // Not while the admin lane deletes one of the segments: its removal would land on the
         // new segment of the same name.
         let _files = partition.lock_files().await;

@@ -14,13 +14,18 @@ use super::{Io, StorageError};
 
 /// Write `dir/name` durably with `body` (which must not end in a `crc32=` line of its own).
 pub async fn write(io: &Io, dir: &Path, name: &str, body: &str) -> Result<(), StorageError> {
-    let text = format!("{body}\ncrc32={:08x}\n", crc32fast::hash(body.as_bytes()));
+    let text = text(body);
     let tmp = dir.join(format!("{name}.tmp"));
     let f = io.open(&tmp, OpenMode::Truncate).await?;
     io.write_at(&f, Bytes::from(text), 0).await?;
     io.sync_data(&f).await?;
     io.rename(&tmp, &dir.join(name)).await?;
     io.sync_dir(dir).await
+}
+
+/// The file's text for `body`: the body, then its CRC line.
+pub fn text(body: &str) -> String {
+    format!("{body}\ncrc32={:08x}\n", crc32fast::hash(body.as_bytes()))
 }
 
 /// Read `path`, check its CRC and `parse` its body; `None` if there is no such file.
@@ -50,7 +55,8 @@ pub async fn read<T>(
     }
 }
 
-fn check(data: &[u8]) -> Result<&str, String> {
+/// A file's body, if its text is whole (its CRC line matches).
+pub fn check(data: &[u8]) -> Result<&str, String> {
     let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
     let (body, crc_line) = text
         .trim_end()

@@ -7,6 +7,7 @@
 //! - [`replicas`]: a cluster's replicas agree below the high watermark, the high watermark never
 //!   goes back, one leader per epoch;
 //! - [`compaction`]: a compacted topic gives every key's latest acknowledged record;
+//! - [`metadata`]: every broker's metadata lists the topics the admin was told exist;
 //! - [`bounds`]: every bounded resource of every broker stayed within its bound;
 //! - [`perf`]: performance expectations in units of the scenario's own disk and network model.
 //!
@@ -17,6 +18,7 @@ pub mod access;
 pub mod bounds;
 pub mod compaction;
 pub mod groups;
+pub mod metadata;
 pub mod moves;
 pub mod perf;
 pub mod replicas;

@@ -314,6 +314,10 @@ pub struct Workload {
     /// When above 0, the admin client creates and deletes a scratch topic this often.
     #[serde(default)]
     pub admin_interval_s: u64,
+    /// When above 0, every so many scratch topics one is kept (never deleted): topics that
+    /// must outlive snapshots of the metadata and restarts.
+    #[serde(default)]
+    pub admin_keep_every: u64,
     /// Idempotent producers (InitProducerId, sequence numbers; acks must be -1): a value is then
     /// in the log at most once whatever the retries — any duplicate is a finding. A list is
     /// taken in turn by the producers.

@@ -170,3 +170,31 @@ async fn read_partition(
     }
     (out, gaps, log_start, None)
 }
+
+/// Which of `names` each broker's Metadata lists after the run (`None` for a broker that did
+/// not answer): the cluster metadata each holds, for the check that it is what the admin client
+/// was told ([`crate::checks::metadata`]).
+pub async fn read_topics(
+    directory: Arc<Directory>,
+    names: Vec<String>,
+) -> Vec<Option<std::collections::BTreeMap<String, bool>>> {
+    let mut out = Vec::new();
+    for &addr in directory.brokers() {
+        let listed = async {
+            let mut c = Client::connect(addr).await.ok()?;
+            let mut listed = std::collections::BTreeMap::new();
+            for name in &names {
+                let md = c.metadata(name).await.ok()?;
+                listed.insert(name.clone(), !md.partitions.is_empty());
+            }
+            Some(listed)
+        };
+        out.push(
+            tokio::time::timeout(QUIESCE_MAX, listed)
+                .await
+                .ok()
+                .flatten(),
+        );
+    }
+    out
+}

@@ -30,7 +30,7 @@ pub mod moves;
 pub mod retire;
 pub mod security;
 
-pub use final_read::{quiesce, read_back};
+pub use final_read::{quiesce, read_back, read_topics};
 
 /// A value: its name (unique in the run), then `|` and padding up to `bytes` in all.
 pub(crate) fn value(name: &str, bytes: usize) -> Bytes {
@@ -103,6 +103,9 @@ pub struct World {
     pub(crate) group: Mutex<crate::workload::group::Progress>,
     /// Stops broker `n` (from 1) for good: a retired broker ([`retire`]).
     retire: Box<dyn Fn(usize) + std::marker::Send + Sync>,
+    /// After the run: which of the topics the admin made or deleted each broker lists
+    /// ([`read_topics`]).
+    pub(crate) final_topics: Mutex<Vec<Option<BTreeMap<String, bool>>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -137,6 +140,7 @@ impl World {
             ready: watch::Sender::new(false),
             producing_over: watch::Sender::new(false),
             retire,
+            final_topics: Mutex::default(),
         })
     }
 
@@ -160,6 +164,21 @@ impl World {
 
     pub(crate) fn record(&self, op: Op) {
         lock(&self.ops).push(op);
+    }
+
+    /// The topics the admin client made or deleted so far (scratch topics).
+    pub(crate) fn admin_topics(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.ops)
+            .iter()
+            .filter_map(|op| match op {
+                Op::Admin(a) => a.what.split(' ').nth(1).map(str::to_string),
+                _ => None,
+            })
+            .filter(|t| *t != self.scenario.workload.topic)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// The history so far, and the hang found (if any).
@@ -370,7 +389,8 @@ pub async fn admin(world: Arc<World>) {
             invoked_s,
             created,
         );
-        if ok && k > 0 {
+        let kept = w.admin_keep_every > 0 && (k.wrapping_sub(1)) % w.admin_keep_every == 0;
+        if ok && k > 0 && !kept {
             if let Some(c) = conn.as_mut() {
                 let old = format!("scratch-{}", k - 1);
                 let invoked_s = world.now_s();

@@ -55,7 +55,7 @@ use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::catch_up::{self, CatchUp, CatchUpSettings, Started, Verdict};
-use super::entries::{read_entries, snapshot_conf, snapshot_offset};
+use super::entries::{read_entries, snapshot_conf, snapshot_offset, snapshot_state};
 use super::gate::Gate;
 use super::idempotence::{Checked, Producers};
 use super::logger::raft_logger;

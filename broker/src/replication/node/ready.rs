@@ -374,6 +374,10 @@ fn queue_snapshot(g: &mut Group, snapshot: &raft::eraftpb::Snapshot) {
     let (index, term) = (meta.index, meta.term);
     let (offset, gaps_before) = snapshot_offset(snapshot).unwrap_or((0, 0));
     let conf = snapshot_conf(snapshot);
+    if let Some(state) = snapshot_state(snapshot) {
+        // Written with the reset, before it (`reset_log`); and this replica's to send on.
+        g.view.partition.set_state_snapshot(offset, state);
+    }
     let reset = RaftReset {
         index,
         term,

@@ -177,7 +177,14 @@ pub struct Partition {
     /// name may be a name being deleted. The one async lock held across disk operations, each
     /// under the I/O deadline; appends, reads and the state lock never wait for it.
     files: tokio::sync::Mutex<()>,
+    /// The cluster metadata's partition only: the text of its newest snapshot of the state it
+    /// holds, and the offset it is at (`controller::snapshot`), for a leader's Raft snapshot.
+    state_snapshot: std::sync::Mutex<Option<(i64, bytes::Bytes)>>,
 }
+
+/// Where a state machine's log (the cluster metadata's) keeps the snapshot of its state
+/// (`controller::snapshot`).
+pub const STATE_SNAPSHOT_FILE: &str = "metadata.snapshot";
 
 /// Records for a fetch, plus the partition's offsets at the time of the read.
 #[derive(Debug, Clone)]
@@ -215,6 +222,46 @@ impl Partition {
             state: RwLock::new(state),
             deleted: std::sync::atomic::AtomicBool::new(false),
             files: tokio::sync::Mutex::new(()),
+            state_snapshot: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The first segment boundary at or above `offset` (where a segment begins), with the
+    /// bytes of the segments from `since` up to it; `None` when no segment begins there.
+    pub fn next_boundary(&self, offset: i64, since: i64) -> Option<(i64, u64)> {
+        let st = self.state();
+        let (&base, _) = st.segments.range(offset..).next()?;
+        let bytes = st
+            .segments
+            .range(..base)
+            .filter(|(_, s)| s.next_offset > since)
+            .map(|(_, s)| s.size)
+            .sum();
+        Some((base, bytes))
+    }
+
+    /// Whether this partition's log is a state machine's (the cluster metadata's), whose
+    /// Raft snapshots must carry the state ([`Partition::state_snapshot`]).
+    pub fn snapshots_carry_state(&self) -> bool {
+        self.topic == crate::storage::catalog::METADATA_TOPIC
+    }
+
+    /// The newest snapshot of the state this log holds: its offset and text.
+    pub fn state_snapshot(&self) -> Option<(i64, bytes::Bytes)> {
+        self.state_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A snapshot of the state at `offset` is durable (taken, or installed from a leader's).
+    pub fn set_state_snapshot(&self, offset: i64, text: bytes::Bytes) {
+        let mut s = self
+            .state_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if s.as_ref().is_none_or(|(o, _)| *o <= offset) {
+            *s = Some((offset, text));
         }
     }
 
