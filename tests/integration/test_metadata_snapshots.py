@@ -41,6 +41,16 @@ def alter_many(admin, topics, count, first=0):
     return 3_600_000 + first + count
 
 
+def churn_topics(admin, count):
+    """Make `count` topics of one partition, three replicas, to change configs of."""
+    topics = [f"churn{i}" for i in range(count)]
+    for f in admin.create_topics([NewTopic(t, 1, 3) for t in topics]).values():
+        f.result(60)
+    for t in topics:
+        clients.wait_for_topic(admin, t, 1, 60)
+    return topics
+
+
 def retention_ms(bootstrap, topic):
     a = clients.admin(bootstrap)
     r = ConfigResource(ResourceType.TOPIC, topic)
@@ -64,11 +74,7 @@ def test_the_metadata_log_is_cut_below_snapshots_and_a_wiped_broker_starts_from_
     try:
         c.wait_brokers(3)
         a = clients.admin(c.bootstrap)
-        topics = [f"churn{i}" for i in range(8)]
-        for f in a.create_topics([NewTopic(t, 1, 3) for t in topics]).values():
-            f.result(30)
-        for t in topics:
-            clients.wait_for_topic(a, t, 1, 30)
+        topics = churn_topics(a, 8)
         last = alter_many(a, topics, 400)
         for n in c.nodes.values():
             deadline = time.monotonic() + 30
