@@ -63,9 +63,9 @@ pub enum Event {
     /// A replica moved its log start to a committed log-start mark (DeleteRecords, a
     /// checkpoint of `__consumer_offsets`, in a cluster).
     LogStartMarkApplied,
-    /// A request on a connection that authenticates or is authorized waited for this cluster
-    /// node's security metadata to catch up with the cluster's (a broker just started).
-    RequestHeldForSecurityMetadata,
+    /// A client's request waited for this cluster node's metadata to catch up with the
+    /// cluster's (a broker just started).
+    RequestHeldForMetadata,
     /// A replica applied a membership change of its group (a partition's replicas moving).
     MembershipChangeApplied,
     /// A replica took a leader's snapshot that made it a learner (added to a group whose
@@ -126,7 +126,7 @@ impl Event {
         Event::LostReplicaCaughtUp,
         Event::ReplacedDirectoryRecognised,
         Event::LogStartMarkApplied,
-        Event::RequestHeldForSecurityMetadata,
+        Event::RequestHeldForMetadata,
         Event::MembershipChangeApplied,
         Event::LearnerFromSnapshot,
         Event::JointLeftUnderNewLeader,
@@ -170,7 +170,7 @@ impl Event {
             Event::LostReplicaCaughtUp => "lost-replica-caught-up",
             Event::ReplacedDirectoryRecognised => "replaced-directory-recognised",
             Event::LogStartMarkApplied => "log-start-mark-applied",
-            Event::RequestHeldForSecurityMetadata => "request-held-for-security-metadata",
+            Event::RequestHeldForMetadata => "request-held-for-metadata",
             Event::MembershipChangeApplied => "membership-change-applied",
             Event::LearnerFromSnapshot => "learner-from-snapshot",
             Event::JointLeftUnderNewLeader => "joint-left-under-new-leader",

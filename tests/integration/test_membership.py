@@ -141,7 +141,11 @@ def test_three_brokers_grow_to_five_and_shrink_to_three_under_load(three, tmp_pa
         add_broker(c, tmp_path, 4)
         add_broker(c, tmp_path, 5)
         c.wait_brokers(5, timeout=60)
-        assert described_brokers(c.bootstrap) == [1, 2, 3, 4, 5]
+        # Every broker learns of the others as it applies the metadata (a broker that just
+        # joined answers only once it has caught up, and may not have applied the last
+        # registration yet).
+        wait_until("five brokers described",
+                   lambda: described_brokers(c.bootstrap) == [1, 2, 3, 4, 5])
         # A new topic is placed on the new brokers too.
         a = clients.admin(c.bootstrap)
         a.create_topics([NewTopic("fresh", num_partitions=10, replication_factor=3)],
@@ -207,6 +211,44 @@ def test_three_brokers_grow_to_five_and_shrink_to_three_under_load(three, tmp_pa
     p = clients.producer(c.alive_bootstrap(), **{"acks": "all"})
     clients.produce_all(p, topic, [{"value": b"after"}], log)
     assert not log.errors, log.errors[:3]
+
+
+def first_metadata(addr, timeout=60.0):
+    """The first Metadata (v1, every topic) `addr` answers, asked as soon as it listens: its
+    brokers and topics."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s = wire.connect(addr, timeout=40.0)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    with s:
+        r = wire.roundtrip(s, wire.API_METADATA, 1, wire.i32(-1))
+        md = wire.parse_metadata_v1(r)
+    return sorted(md["brokers"]), sorted(md["topics"])
+
+
+def test_a_joining_broker_answers_clients_only_once_it_knows_the_cluster(tmp_path):
+    """Data: 24 topics and 2,400 config changes (~0.5 MB of metadata log) for a broker that
+    joins to catch up on. Its first answer to a client, asked the moment it listens, names every
+    broker (itself included) and every topic, as Kafka's broker opens its listeners only once
+    it has caught up with the metadata."""
+    from test_metadata_snapshots import alter_many, churn_topics
+    c = Cluster(tmp_path, size=3).start()
+    try:
+        c.wait_brokers(3)
+        admin = clients.admin(c.bootstrap)
+        topics = churn_topics(admin, 24)
+        alter_many(admin, topics, 100)
+        joiner = add_broker(c, tmp_path, 4)
+        brokers, listed = first_metadata(joiner.bootstrap)
+        assert brokers == [1, 2, 3, 4], brokers
+        assert set(topics) <= set(listed), sorted(set(topics) - set(listed))
+    finally:
+        c.cleanup()
 
 
 def test_a_joining_broker_killed_while_it_catches_up_starts_again_and_the_move_ends(tmp_path):

@@ -109,6 +109,18 @@ impl Broker {
         }
     }
 
+    /// While this broker's replica of the cluster metadata has not caught up since it started
+    /// ([`crate::controller::Controller::caught_up`]), a watch that turns true when it has;
+    /// `None` when there is nothing to wait for (a single node loads its metadata before
+    /// serving). Kafka's broker opens its listeners only once it has caught up: before, it
+    /// would name no brokers (a broker that just joined has not applied their registrations),
+    /// topics from an older point of the log, and users and ACLs since revoked.
+    pub fn metadata_loading(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        let caught_up = self.cluster.as_ref()?.caught_up();
+        let loaded = *caught_up.borrow();
+        (!loaded).then_some(caught_up)
+    }
+
     /// This broker's address as clients of `listener` are told (`None`: its first listener's).
     pub(super) fn own_address(&self, listener: Option<&str>) -> (String, i32) {
         let endpoints = self.config.advertised_endpoints();

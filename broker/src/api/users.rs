@@ -40,16 +40,6 @@ impl Broker {
         }
     }
 
-    /// While this broker's security metadata is not yet what it serves from — a cluster node
-    /// whose replica of the metadata has not caught up since it started
-    /// ([`crate::controller::Controller::caught_up`]) — a watch that turns true when it is;
-    /// `None` when there is nothing to wait for (a single node loads it before serving).
-    pub fn security_loading(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        let caught_up = self.cluster.as_ref()?.caught_up();
-        let loaded = *caught_up.borrow();
-        (!loaded).then_some(caught_up)
-    }
-
     /// Apply security changes where this broker keeps them: each change's outcome, or an
     /// error code for all of them.
     pub(crate) async fn alter_security(

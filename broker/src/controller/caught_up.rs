@@ -1,14 +1,16 @@
 //! Whether this broker's replica of the cluster metadata has caught up with the cluster's
-//! since it started — Kafka's broker waits for the same before its authorizer answers (the
-//! authorizer's initial load): a broker restarted, or back with an emptied disk, replays the
-//! metadata log from its start and would otherwise, for a moment, decide who a client is and
-//! what it may do from an older point of the log than it had already applied before — refuse
-//! a user made since, or let a revoked ACL through again.
+//! since it started — Kafka's broker waits for the same before it opens its listeners: a
+//! broker restarted, or back with an emptied disk, replays the metadata log from its start, and
+//! a broker that just joined has not applied the others' registrations yet; until caught up it
+//! would tell clients of no brokers or of topics from an older point of the log, and decide
+//! who a client is and what it may do from an older point than it had already applied before
+//! — refuse a user made since, or let a revoked ACL through again.
 //!
-//! Caught up means: applied as far as the metadata group's leader had committed at some moment
-//! after this start (a Raft read index, asked of the leader through the metadata group, so a
-//! broker cut off from a quorum never counts as caught up). From then on the security metadata
-//! changes as records are applied, as everywhere in Kafka.
+//! Caught up means: this start's registration applied here, then applied as far as the
+//! metadata group's leader had committed at some moment after that (a Raft read index, asked
+//! of the leader through the metadata group, so a broker cut off from a quorum never counts as
+//! caught up). From then on the metadata changes as records are applied, as everywhere in
+//! Kafka.
 //!
 //! Also here: what the simulator is told each time the metadata is published
 //! ([`SecurityPublished`]), for its checker of authorization against the metadata log.
@@ -38,6 +40,19 @@ impl Controller {
     }
 
     pub(super) async fn catch_up_loop(self: Arc<Self>) {
+        // First this start's own registration, applied here: a broker serves clients only
+        // once it is in the metadata it serves (as Kafka's broker waits to be unfenced).
+        let mut changes = self.changes();
+        while !self
+            .metadata()
+            .brokers
+            .get(&self.node_id)
+            .is_some_and(|b| b.incarnation == self.incarnation)
+        {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
         let clock = self.env.clock.clone();
         let target = loop {
             match clock

@@ -20,11 +20,11 @@
 //! - on a SASL listener, nothing but ApiVersions and the SASL requests is served before the
 //!   connection authenticates ([`super::sasl`]), which it must within
 //!   `sasl_authentication_timeout_ms`; a refused authentication is the connection's last answer;
-//! - on a cluster node whose replica of the security metadata has not caught up since it
-//!   started, a connection that authenticates or whose requests are authorized is served
-//!   nothing but ApiVersions until it has (as Kafka's listeners wait for the authorizer's first
-//!   load), for at most [`SECURITY_WAIT_MAX`], then closed: who a client is and what it may do
-//!   are never decided from an older point of the metadata log than the broker had reached.
+//! - on a cluster node whose replica of the cluster metadata has not caught up since it
+//!   started, a connection is served nothing but ApiVersions until it has (Kafka's broker
+//!   opens its listeners only then), for at most [`METADATA_WAIT_MAX`], then closed: the
+//!   brokers, topics, users and ACLs a client is told of, and what it may do, are never
+//!   decided from an older point of the metadata log than the broker had reached.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -58,9 +58,9 @@ type InFlight = Pin<Box<dyn Future<Output = (Reply, Arc<Reservation>, bool)> + S
 const FETCH_API_KEY: i16 = 1;
 const API_VERSIONS_API_KEY: i16 = 18;
 
-/// How long a connection waits for this broker's security metadata to catch up before it is
-/// closed (the client connects again).
-const SECURITY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How long a connection waits for this broker's metadata to catch up before it is closed
+/// (the client connects again, perhaps to another broker).
+const METADATA_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// Who is at the other end of a connection, as far as it is known when it opens.
 pub(super) struct Who {
@@ -104,21 +104,17 @@ pub(super) async fn serve(
     // SASL exchange says otherwise.
     let mut session = Session::new(certificate.unwrap_or_else(Principal::anonymous), Some(peer));
     let mut auth_timer = auth.as_ref().map(|a| clock.sleep(a.timeout()));
-    // Until the security metadata is loaded (`None`: it is, or this connection needs none).
-    let mut loading = if auth.is_some() || broker.authorizer.is_some() {
-        broker.security_loading()
-    } else {
-        None
-    };
-    let mut loading_timer = loading.as_ref().map(|_| clock.sleep(SECURITY_WAIT_MAX));
+    // Until this broker's metadata has caught up with the cluster's (`None`: it has).
+    let mut loading = broker.metadata_loading();
+    let mut loading_timer = loading.as_ref().map(|_| clock.sleep(METADATA_WAIT_MAX));
     'conn: loop {
         // Dispatch every complete frame already buffered (bounded by the in-flight window).
         while reading && in_flight.len() < max_in_flight {
             if fetch_in_flight && front_api_key(&buf) == Some(FETCH_API_KEY) {
                 break;
             }
-            if held_for_security(&buf, &loading) {
-                crate::coverage::reached(crate::coverage::Event::RequestHeldForSecurityMetadata);
+            if held_for_metadata(&buf, &loading) {
+                crate::coverage::reached(crate::coverage::Event::RequestHeldForMetadata);
                 break;
             }
             let frame = match next_frame(&mut buf, max_frame) {
@@ -205,7 +201,7 @@ pub(super) async fn serve(
             break;
         }
         tokio::select! {
-            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < max_in_flight && !held_for_security(&buf, &loading), fetch_in_flight) => {
+            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < max_in_flight && !held_for_metadata(&buf, &loading), fetch_in_flight) => {
                 match read {
                     Ok(0) => {
                         // The peer is gone: what it asked is not answered, and what it held
@@ -244,7 +240,7 @@ pub(super) async fn serve(
             }
             _ = async { loading_timer.as_mut().expect("checked").await }, if loading.is_some() && loading_timer.is_some() => {
                 if let Some(suppressed) = broker.throttles.sasl.admit(clock.now()) {
-                    tracing::warn!(%peer, listener = %listener, suppressed, "closing connection: this broker's users and ACLs have not caught up with the cluster's metadata yet");
+                    tracing::warn!(%peer, listener = %listener, suppressed, "closing connection: this broker's metadata has not caught up with the cluster's yet");
                 }
                 break;
             }
@@ -457,9 +453,9 @@ fn wants_input(buf: &[u8], window_open: bool, fetch_in_flight: bool) -> bool {
     can_dispatch || buf.len() < READ_CHUNK_BYTES
 }
 
-/// Whether the request at the front of `buf` must wait for the security metadata: anything but
+/// Whether the request at the front of `buf` must wait for the cluster metadata: anything but
 /// ApiVersions while it is `loading`.
-fn held_for_security(buf: &[u8], loading: &Option<watch::Receiver<bool>>) -> bool {
+fn held_for_metadata(buf: &[u8], loading: &Option<watch::Receiver<bool>>) -> bool {
     loading.is_some() && front_api_key(buf).is_some_and(|k| k != API_VERSIONS_API_KEY)
 }
 
