@@ -269,7 +269,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
     };
     let world = World::new(sc.clone(), seed, addrs, faults.clone(), disks, retire);
     let start = world.start;
-    let fault_log = schedule(faults, cluster.clone(), start);
+    let fault_log = schedule(faults, cluster.clone(), start, seed);
     // What the node is stuck on when the after-heal liveness deadline passes.
     let stuck_at_deadline = {
         let world = world.clone();

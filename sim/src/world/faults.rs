@@ -38,17 +38,18 @@ pub(crate) fn install_fault_points(scenario: &Scenario, seed: u64) {
 async fn cleaning<'a>(
     c: &'a Cluster,
     node: Option<&str>,
+    rng: &EnvRng,
 ) -> Option<&'a crate::world::cluster::BrokerNode> {
     const COPY: &str = ".cleaned.tmp";
     let give_up = Instant::now() + Duration::from_secs(20);
-    let in_swap = madsim::rand::random::<bool>();
+    let in_swap = rng.range_u64(0, 2) == 1;
     while Instant::now() < give_up {
         let found = c
             .brokers
             .iter()
             .find(|b| node.is_none_or(|n| b.name == n) && b.disk.has_file_ending(COPY, in_swap));
         if let Some(b) = found {
-            let ms = madsim::rand::random::<u64>() % if in_swap { 5 } else { 31 };
+            let ms = rng.range_u64(0, if in_swap { 5 } else { 31 });
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return Some(b);
         }
@@ -58,11 +59,14 @@ async fn cleaning<'a>(
 }
 
 /// Strike each fault at its time from `start`; the lines returned say what was struck when.
+/// What a fault draws (where in a cleaning a crash lands) comes from the run's `seed`.
 pub(crate) fn schedule(
     faults: Vec<Fault>,
     cluster: Arc<Cluster>,
     start: Instant,
+    seed: u64,
 ) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let rng = EnvRng::seeded(seed ^ 0xc1ea);
     let fault_log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let log = fault_log.clone();
     tokio::spawn(async move {
@@ -74,15 +78,15 @@ pub(crate) fn schedule(
                 fault.describe()
             );
             log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            let cluster = cluster.clone();
-            tokio::spawn(async move { apply(&fault, &cluster).await });
+            let (cluster, rng) = (cluster.clone(), rng.clone());
+            tokio::spawn(async move { apply(&fault, &cluster, &rng).await });
         }
     });
     fault_log
 }
 
 /// Apply one fault now and, for a window, undo it when the window ends.
-pub(crate) async fn apply(fault: &Fault, c: &Cluster) {
+pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
     let net = NetSim::current();
     match fault {
         Fault::FsyncStall { for_s, .. } => {
@@ -111,7 +115,7 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster) {
             ..
         } => {
             let b = if *while_cleaning {
-                let Some(b) = cleaning(c, node.as_deref()).await else {
+                let Some(b) = cleaning(c, node.as_deref(), rng).await else {
                     tracing::warn!("no cleaning began within 20 s: no crash");
                     return;
                 };
