@@ -1,6 +1,7 @@
 //! `__consumer_offsets` stays bounded without compaction: a partition that grows past its
 //! live state is checkpointed (its live state written again, the records before it deleted)
-//! and loads the same after a restart; the offsets of groups without members expire.
+//! and loads the same after a restart; the offsets of groups without members expire; a
+//! compacted offsets topic (`offsets_topic_compacted`) loads past the batches its cleaner emptied.
 #![cfg(not(madsim))]
 
 use std::path::Path;
@@ -287,6 +288,73 @@ async fn pipelined_commits_take_effect_in_the_order_they_were_sent() {
     running = restart(running, dir.path(), one_partition).await;
     let mut c = Client::connect(running.kafka_addr).await;
     assert_eq!(committed(&mut c, "async", 2).await, vec![last, 2 * last]);
+    drop(c);
+    running.shutdown().await;
+}
+
+fn compacted(c: &mut Config) {
+    c.group_initial_rebalance_delay_ms = 0;
+    c.offsets_topic_partitions = 1;
+    c.offsets_topic_compacted = true;
+    c.offsets_checkpoint_records = 100_000_000;
+    c.offsets_topic_segment_bytes = 16 << 10;
+    c.log_cleaner_backoff_ms = 50;
+}
+
+/// Data: 24,000 commits of 3 offsets by 4 groups (~6 MB in 16 KiB segments). Compacted, every
+/// batch but the last few of each key is emptied: more than 1 MiB of 61-byte headers in a row,
+/// more than one read of the coordinator's load returns. The load reads past them (it once
+/// read the same emptied batches again forever, and the coordinator answered nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_offsets_topic_loads_past_runs_of_emptied_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = start_with(dir.path(), compacted).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    create_t(&mut c).await;
+    let mut committers = Vec::new();
+    for g in 0..4 {
+        let addr = running.kafka_addr;
+        committers.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            for round in 0..6_000i64 {
+                commit(
+                    &mut c,
+                    &format!("g{g}"),
+                    None,
+                    &[round, round + g, round + 2 * g],
+                )
+                .await;
+            }
+        }));
+    }
+    for t in committers {
+        t.await.unwrap();
+    }
+    let metrics = running.broker.metrics.clone();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while metrics.cleaner_records_removed.get() < 60_000 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the cleaner removed {} records",
+            metrics.cleaner_records_removed.get()
+        )
+    });
+    drop(c);
+    running = restart(running, dir.path(), compacted).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    for g in 0..4i64 {
+        let got = tokio::time::timeout(
+            Duration::from_secs(30),
+            committed(&mut c, &format!("g{g}"), 3),
+        )
+        .await
+        .expect("the coordinator answers once it has loaded its topic");
+        assert_eq!(got, vec![5_999, 5_999 + g, 5_999 + 2 * g]);
+    }
     drop(c);
     running.shutdown().await;
 }

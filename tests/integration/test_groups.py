@@ -256,3 +256,55 @@ def test_internal_topic_is_hidden_and_protected(broker):
         fut.result(timeout=20)
     assert "__consumer_offsets" in clients.topic_names(broker.bootstrap)
     del names
+
+
+def offsets_topic_bytes(broker):
+    return sum(f.stat().st_size for d in Path(broker.data_dir).glob("__consumer_offsets-*")
+               for f in d.iterdir() if f.is_file())
+
+
+@pytest.mark.timeout(300)
+def test_a_compacted_offsets_topic_keeps_every_groups_last_commit_and_forgets_deleted_groups(
+        make_broker):
+    """`offsets_topic_compacted` (checkpoints off): the log cleaner alone bounds
+    `__consumer_offsets`. Data: 20 groups committing 3 partitions 150 times each (9,000 offset
+    records, ~1 MB in 16 KiB segments); 5 groups deleted (tombstones). After cleaning and a
+    SIGKILL, every kept group's last commit is served and the deleted groups have none."""
+    b = make_broker(extra_args=FAST + [
+        "--set", "offsets_topic_compacted=true",
+        "--set", "offsets_checkpoint_records=100000000",
+        "--set", "offsets_topic_segment_bytes=16384",
+        "--set", "offsets_topic_partitions=1",
+        "--set", "log_cleaner_backoff_ms=100"])
+    topic = "tracked"
+    clients.create_topics(b.bootstrap, {topic: 3})
+    groups = [f"compacted-g{i}" for i in range(20)]
+    consumers = {g: clients.consumer(b.bootstrap, **{"group.id": g}) for g in groups}
+    last = {}
+    for round_ in range(1, 151):
+        for i, (g, c) in enumerate(consumers.items()):
+            offsets = [TopicPartition(topic, p, round_ * 10 + i + p) for p in range(3)]
+            c.commit(offsets=offsets, asynchronous=False)
+            last[g] = {p: round_ * 10 + i + p for p in range(3)}
+    for c in consumers.values():
+        c.close()
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    deleted = groups[:5]
+    for g, f in a.delete_consumer_groups(deleted, request_timeout=20).items():
+        f.result(timeout=20)
+    # Written uncompacted, the 3,000 commits take ~240 B each (~720 KB). The cleaner keeps
+    # each key's latest record and a 61-byte header per emptied batch (~180 KB), plus the
+    # active segment and a dirty part below min.cleanable.dirty.ratio (0.5).
+    deadline = time.monotonic() + 120
+    while b.metric("stillwater_cleaner_records_removed_total") < 6000:
+        assert time.monotonic() < deadline, (
+            b.metric("stillwater_cleaner_records_removed_total"), offsets_topic_bytes(b))
+        time.sleep(0.5)
+    assert offsets_topic_bytes(b) < 350_000, offsets_topic_bytes(b)
+    b.restart(graceful=False)
+    for g in groups[5:]:
+        assert committed(b.bootstrap, g, topic, range(3)) == last[g], g
+    for g in deleted:
+        assert committed(b.bootstrap, g, topic, range(3)) == {p: -1001 for p in range(3)}, g
+    listed = a.list_consumer_groups(request_timeout=20).result(timeout=20)
+    assert not {g.group_id for g in listed.valid} & set(deleted)

@@ -130,6 +130,12 @@ impl Config {
         {
             return bad("offsets_retention_ms must be at least 1, offsets_retention_check_interval_ms from 10 to 86400000, offsets_checkpoint_records from 100 to 100000000".into());
         }
+        if !((16 << 10)..=(1 << 30)).contains(&self.offsets_topic_segment_bytes) {
+            return bad(format!(
+                "offsets_topic_segment_bytes = {} must be from 16 KiB to 1 GiB",
+                self.offsets_topic_segment_bytes
+            ));
+        }
         if !((16 << 10)..=(1 << 30)).contains(&self.metadata_log_segment_bytes)
             || self.metadata_snapshot_interval_bytes < 1024
         {

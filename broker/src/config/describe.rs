@@ -111,6 +111,12 @@ impl Config {
                 from("log_cleaner_backoff_ms"),
             ),
             (
+                "offsets.topic.segment.bytes",
+                self.offsets_topic_segment_bytes.to_string(),
+                crate::topic_config::Type::Int,
+                from("offsets_topic_segment_bytes"),
+            ),
+            (
                 "metadata.log.segment.bytes",
                 self.metadata_log_segment_bytes.to_string(),
                 crate::topic_config::Type::Int,

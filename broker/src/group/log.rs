@@ -15,12 +15,13 @@ impl Actor {
             return Ok(t);
         }
         // Committed offsets and group metadata are kept until they are replaced.
-        let config = offsets_topic_overrides();
+        let config = offsets_topic_overrides(&self.config);
         if let Some(cluster) = &self.cluster {
             return ensure_offsets_topic(
                 cluster,
                 self.config.offsets_partitions,
                 self.config.offsets_replication,
+                offsets_topic_overrides(&self.config),
             )
             .await
             .and_then(|()| self.store.topic(OFFSETS_TOPIC).ok_or(GONE));
@@ -122,9 +123,22 @@ impl Actor {
 
     /// Read the offsets topic, if it exists, into the groups and their offsets.
     pub(super) async fn load(&mut self) {
-        let Some(topic) = self.store.topic(OFFSETS_TOPIC) else {
+        let Some(mut topic) = self.store.topic(OFFSETS_TOPIC) else {
             return;
         };
+        // On a single node the topic's configs follow `offsets_topic_compacted` at every start
+        // (in a cluster they are the metadata's, set when the topic was made).
+        let overrides = offsets_topic_overrides(&self.config);
+        if topic.overrides != overrides {
+            match self
+                .store
+                .alter_topic_config(OFFSETS_TOPIC, overrides)
+                .await
+            {
+                Ok(t) => topic = t,
+                Err(e) => tracing::warn!(error = %e, "cannot set the configs of {OFFSETS_TOPIC}"),
+            }
+        }
         let mut records = 0u64;
         for p in &topic.partitions {
             records += self.load_partition(p).await;
@@ -159,6 +173,9 @@ impl Actor {
             };
             let mut buf = data;
             while !buf.is_empty() {
+                // A batch the cleaner emptied (a compacted topic) holds no record but still
+                // spans its offsets: the next read starts after it.
+                let after = crate::batch::parse_header(&buf).map(|h| h.next_offset());
                 let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) else {
                     tracing::error!(
                         partition = p.index,
@@ -185,6 +202,9 @@ impl Actor {
                             tracing::warn!(partition = p.index, offset = r.offset, %why, "skipping a damaged record of {OFFSETS_TOPIC}")
                         }
                     }
+                }
+                if let Ok(after) = after {
+                    offset = offset.max(after);
                 }
             }
         }
@@ -246,10 +266,10 @@ pub(super) async fn ensure_offsets_topic(
     cluster: &Controller,
     partitions: i32,
     rf: i32,
+    overrides: crate::topic_config::Overrides,
 ) -> Result<(), i16> {
     let limit = Duration::from_secs(10);
     if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) {
-        let overrides = offsets_topic_overrides();
         match cluster
             .create_topic(OFFSETS_TOPIC, partitions, rf, None, overrides, limit)
             .await
@@ -310,14 +330,19 @@ pub(super) fn encode_batch(entries: &[Entry], now_ms: i64) -> Bytes {
 }
 
 /// The offsets topic's configs, on one node and in a cluster: committed offsets and group
-/// metadata are kept until they are replaced (checkpoints bound the topic, not retention).
-fn offsets_topic_overrides() -> crate::topic_config::Overrides {
+/// metadata are kept until they are replaced (checkpoints bound the topic, not retention);
+/// compacted (`offsets_topic_compacted`), the log cleaner also keeps only each key's latest
+/// record.
+pub(super) fn offsets_topic_overrides(config: &GroupConfig) -> crate::topic_config::Overrides {
+    let policy = config.compacted.then_some(("cleanup.policy", "compact"));
+    let segment = config.segment_bytes.to_string();
     [
         ("retention.ms", "-1"),
         ("retention.bytes", "-1"),
-        ("segment.bytes", "16777216"),
+        ("segment.bytes", segment.as_str()),
     ]
     .into_iter()
+    .chain(policy)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }

@@ -192,12 +192,13 @@ impl Coordinator {
             {
                 let cluster = cluster.clone();
                 let creating = self.creating.clone();
-                let (partitions, rf) = (
+                let (partitions, rf, overrides) = (
                     self.config.offsets_partitions,
                     self.config.offsets_replication,
+                    log::offsets_topic_overrides(&self.config),
                 );
                 tokio::spawn(async move {
-                    let _ = ensure_offsets_topic(&cluster, partitions, rf).await;
+                    let _ = ensure_offsets_topic(&cluster, partitions, rf, overrides).await;
                     creating.store(false, std::sync::atomic::Ordering::Release);
                 });
             }

@@ -27,6 +27,10 @@ pub struct GroupConfig {
     /// Records a partition of the offsets topic may hold past its live state (and at least
     /// four times that state) before its live state is written again and the rest deleted.
     pub checkpoint_records: i64,
+    /// The offsets topic is compacted too (`offsets_topic_compacted`).
+    pub compacted: bool,
+    /// `offsets.topic.segment.bytes`.
+    pub segment_bytes: u64,
 }
 
 impl GroupConfig {
@@ -44,6 +48,8 @@ impl GroupConfig {
                 config.offsets_retention_check_interval_ms,
             ),
             checkpoint_records: config.offsets_checkpoint_records,
+            compacted: config.offsets_topic_compacted,
+            segment_bytes: config.offsets_topic_segment_bytes,
         }
     }
 }
