@@ -395,10 +395,16 @@ impl Client {
             let mut next = None;
             let mut data = pd.records.clone().unwrap_or_default();
             while data.has_remaining() {
+                // The next fetch starts after the batch, as Kafka's clients do: a batch the
+                // cleaner emptied holds no record but still spans its offsets.
+                let after = broker::batch::parse_header(&data).map(|h| h.next_offset());
                 let set = RecordBatchDecoder::decode(&mut data)
                     .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
                 if let Some(last) = set.records.last() {
                     next = Some(last.offset + 1);
+                }
+                if let Ok(after) = after {
+                    next = Some(next.map_or(after, |n: i64| n.max(after)));
                 }
                 // A fetch returns whole batches: skip records before the requested offset, and
                 // control records (a cluster's leader changes), as every client does.
