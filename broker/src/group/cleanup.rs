@@ -1,8 +1,10 @@
-//! Keeping `__consumer_offsets` bounded without log compaction.
+//! Keeping `__consumer_offsets` bounded.
 //!
 //! Every commit appends a record, so a partition of the offsets topic grows for as long as its
 //! groups commit, and the coordinator reads all of it at every start. Kafka compacts the topic;
-//! here a partition is *checkpointed* instead: once it holds more than
+//! here the log cleaner compacts it too (`offsets_topic_compacted`), but a cleaned log keeps a
+//! 61-byte header per batch and every commit is a batch, so compaction alone would still grow
+//! with every commit ever made. A partition is therefore also *checkpointed*: once it holds more than
 //! `checkpoint_records` records past its log start (and four times what its last checkpoint
 //! wrote), and no write to it is in flight, the coordinator appends its live state again —
 //! every group's metadata and committed offsets on that partition, as its memory holds them —

@@ -21,6 +21,8 @@ pub struct SpawnedBroker {
     pub metrics_addr: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// Its arguments, to start it again on the same data ([`SpawnedBroker::restart`]).
+    arguments: Vec<std::ffi::OsString>,
 }
 
 impl SpawnedBroker {
@@ -69,23 +71,17 @@ impl SpawnedBroker {
         let log_err = log
             .try_clone()
             .with_context(|| format!("opening {}", log_path.display()))?;
-        let mut command = Command::new(&binary);
-        command
-            .arg("--listen")
-            .arg(&addr)
-            .arg("--metrics-listen")
-            .arg(&metrics_addr)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(&args.broker_arg)
-            .args(extra(&addr))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        println!("xtask: starting {command:?} (log: {})", log_path.display());
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut arguments: Vec<std::ffi::OsString> = vec![
+            "--listen".into(),
+            addr.clone().into(),
+            "--metrics-listen".into(),
+            metrics_addr.clone().into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+        ];
+        arguments.extend(args.broker_arg.iter().map(Into::into));
+        arguments.extend(extra(&addr).into_iter().map(Into::into));
+        let child = spawn(&binary, &arguments, log, log_err, &log_path)?;
         let mut broker = Self {
             child,
             binary,
@@ -93,9 +89,27 @@ impl SpawnedBroker {
             metrics_addr,
             data_dir,
             log_path,
+            arguments,
         };
         broker.wait_until_listening().await?;
         Ok(broker)
+    }
+
+    /// Stop it (SIGTERM) and start it again on the same data directory and ports: how long the
+    /// new process took to listen.
+    pub async fn restart(&mut self) -> Result<Duration> {
+        self.terminate().await?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("opening {}", self.log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .with_context(|| format!("opening {}", self.log_path.display()))?;
+        let started = Instant::now();
+        self.child = spawn(&self.binary, &self.arguments, log, log_err, &self.log_path)?;
+        self.wait_until_listening().await?;
+        Ok(started.elapsed())
     }
 
     async fn wait_until_listening(&mut self) -> Result<()> {
@@ -130,6 +144,13 @@ impl SpawnedBroker {
 
     /// SIGTERM for a graceful shutdown, SIGKILL after 10 s; then removes the data directory.
     pub async fn stop(mut self) -> Result<()> {
+        let result = self.terminate().await;
+        remove_data_dir(&self.data_dir);
+        result
+    }
+
+    /// SIGTERM, and SIGKILL after 10 s (an error then).
+    async fn terminate(&mut self) -> Result<()> {
         let pid = self.child.id().to_string();
         // std has no SIGTERM and xtask has no libc dependency; kill(1) is everywhere.
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
@@ -143,7 +164,7 @@ impl SpawnedBroker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let result = match status {
+        match status {
             Some(_) => Ok(()),
             None => {
                 let _ = self.child.kill();
@@ -153,9 +174,7 @@ impl SpawnedBroker {
                     self.log_path.display()
                 ))
             }
-        };
-        remove_data_dir(&self.data_dir);
-        result
+        }
     }
 }
 
@@ -168,6 +187,25 @@ impl Drop for SpawnedBroker {
             remove_data_dir(&self.data_dir);
         }
     }
+}
+
+fn spawn(
+    binary: &Path,
+    arguments: &[std::ffi::OsString],
+    log: std::fs::File,
+    log_err: std::fs::File,
+    log_path: &Path,
+) -> Result<Child> {
+    let mut command = Command::new(binary);
+    command
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    println!("xtask: starting {command:?} (log: {})", log_path.display());
+    command
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
 }
 
 fn remove_data_dir(data_dir: &Path) {

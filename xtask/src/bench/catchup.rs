@@ -296,12 +296,18 @@ async fn held_bytes(node: u16) -> Result<i64> {
 
 /// The bytes node `node`'s replicas of `topic` hold (DescribeLogDirs, asked of it).
 pub(super) async fn held_bytes_of(node: u16, topic: &str) -> Result<i64> {
-    use kafka_protocol::messages::DescribeLogDirsRequest;
     let mut c = Connection::connect(
         &format!("127.0.0.1:{}", cluster::client_port(node)),
         TIMEOUT,
     )
     .await?;
+    log_bytes(&mut c, topic).await
+}
+
+/// The bytes of log the broker at the other end of `c` holds of `topic`, as DescribeLogDirs
+/// says (what its segments hold, not what the files preallocate).
+pub(super) async fn log_bytes(c: &mut Connection, topic: &str) -> Result<i64> {
+    use kafka_protocol::messages::DescribeLogDirsRequest;
     let response = c
         .call(1, &DescribeLogDirsRequest::default().with_topics(None))
         .await

@@ -1,5 +1,5 @@
 //! `cargo xtask bench produce | fetch | group | topics | failover | catchup | reassign | connect |
-//! rdkafka | compaction`:
+//! rdkafka | compaction | offsets`:
 //! load a broker and print a table of the results.
 //!
 //! Every table carries the exact command line, the workload, the measured window, the broker's
@@ -14,6 +14,7 @@ mod failover;
 mod fetch;
 mod group;
 pub(crate) mod kafka;
+mod offsets;
 mod produce;
 mod rdkafka;
 mod reassign;
@@ -66,6 +67,11 @@ enum Workload {
     /// and off, a fresh release broker each: updates/s, produce latency, broker CPU per update,
     /// the partition's size on disk and what the cleaner did.
     Compaction(compaction::CompactionArgs),
+    /// Consumer groups committing offsets (300 groups, 4 partitions each, every 100 ms) on a
+    /// fresh release broker per way of bounding `__consumer_offsets` (checkpoints, compaction,
+    /// both): commits/s, commit latency, the topic's size through the load, the time a restart
+    /// takes to serve every group's offsets again.
+    Offsets(offsets::OffsetsArgs),
     /// One librdkafka producer (plain and idempotent, per record size) against a fresh broker
     /// per run: msgs/s and the broker's CPU per GB, beside a peer broker (--peer-bin) or on the
     /// local three-broker cluster at acks=all (--cluster).
@@ -252,6 +258,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Rdkafka(args) => rdkafka::rdkafka_bench(args).await,
             Workload::Connect(args) => connect::connect_bench(args).await,
             Workload::Compaction(args) => compaction::compaction_bench(args).await,
+            Workload::Offsets(args) => offsets::offsets_bench(args).await,
         }
     })
 }
