@@ -21,7 +21,7 @@ impl Actor {
                 cluster,
                 self.config.offsets_partitions,
                 self.config.offsets_replication,
-                offsets_topic_overrides(&self.config),
+                config,
             )
             .await
             .and_then(|()| self.store.topic(OFFSETS_TOPIC).ok_or(GONE));
