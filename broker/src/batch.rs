@@ -48,10 +48,32 @@ pub enum BatchError {
         "transactional batches need a transaction coordinator, which this broker does not have"
     )]
     Transactional,
-    #[error("invalid timestamp: {0}")]
-    InvalidTimestamp(String),
-    #[error("record {0} has no key: a compacted topic cannot accept a record without a key")]
-    KeyRequired(i32),
+    /// Records refused one by one (Kafka's record errors): each by its index in the batch, with
+    /// why. The produce response names every one, so that a client fails those records and
+    /// knows the others were refused only for being in their batch.
+    #[error("{}", RefusedRecords(.refused))]
+    RecordsRefused {
+        /// Whether a timestamp outside the topic's window is among the reasons (the batch is
+        /// then answered INVALID_TIMESTAMP, otherwise INVALID_RECORD, as Kafka does).
+        timestamp: bool,
+        /// Never empty.
+        refused: Vec<(i32, String)>,
+    },
+}
+
+/// How [`BatchError::RecordsRefused`] reads: its first record and how many more.
+struct RefusedRecords<'a>(&'a [(i32, String)]);
+
+impl std::fmt::Display for RefusedRecords<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            [] => write!(f, "records refused"),
+            [(index, why)] => write!(f, "record {index}: {why}"),
+            [(index, why), rest @ ..] => {
+                write!(f, "record {index}: {why} (and {} more records)", rest.len())
+            }
+        }
+    }
 }
 
 /// The fields of a batch header the broker uses.

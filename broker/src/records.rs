@@ -224,10 +224,15 @@ fn snappy(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), BatchError
 
 /// Walk the records (`DefaultRecord.readFrom`): each one's length, attributes, timestamp delta,
 /// offset delta (the record's index in the batch), key, value and headers, filling exactly the
-/// length it declares; nothing after the last. Returns the largest record timestamp.
+/// length it declares; nothing after the last. Returns the largest record timestamp. A record
+/// that is well formed but not acceptable (no key on a compacted topic, a timestamp outside the
+/// topic's window) does not stop the walk: every such record is named, as Kafka's
+/// `LogValidator` does.
 fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchError> {
     let mut cur = Cursor { buf: records };
     let mut max_ts = i64::MIN;
+    let mut refused = Vec::new();
+    let mut timestamp_refused = false;
     for index in 0..h.record_count {
         let bad = |why: String| BatchError::InvalidRecords(format!("record {index}: {why}"));
         let len = cur.varint().map_err(&bad)?;
@@ -250,7 +255,10 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
         }
         let key = r.bytes("key", -1).map_err(&bad)?;
         if key.is_none() && rules.keys_required {
-            return Err(BatchError::KeyRequired(index));
+            refused.push((
+                index,
+                "no key: a compacted topic cannot accept a record without a key".to_string(),
+            ));
         }
         r.bytes("value", -1).map_err(&bad)?;
         let headers = r.varint().map_err(&bad)?;
@@ -278,7 +286,10 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
             .first_timestamp
             .checked_add(ts_delta)
             .ok_or_else(|| bad(format!("timestamp delta {ts_delta} overflows")))?;
-        check_timestamp(ts, index, rules)?;
+        if let Err(why) = check_timestamp(ts, rules) {
+            timestamp_refused = true;
+            refused.push((index, why));
+        }
         max_ts = max_ts.max(ts);
     }
     if !cur.buf.is_empty() {
@@ -287,6 +298,12 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
             cur.buf.len(),
             h.record_count
         )));
+    }
+    if !refused.is_empty() {
+        return Err(BatchError::RecordsRefused {
+            timestamp: timestamp_refused,
+            refused,
+        });
     }
     Ok(max_ts)
 }
@@ -364,21 +381,21 @@ pub fn encode_record(out: &mut bytes::BytesMut, r: &StoredRecord<'_>, timestamp_
 
 /// `message.timestamp.before.max.ms` / `after.max.ms`: with CreateTime, a record's timestamp
 /// (unless it has none, -1) must lie within the window around the broker's clock.
-fn check_timestamp(ts: i64, index: i32, rules: &Rules) -> Result<(), BatchError> {
+fn check_timestamp(ts: i64, rules: &Rules) -> Result<(), String> {
     if rules.timestamp_type != TimestampType::CreateTime || ts == -1 {
         return Ok(());
     }
     let before = rules.now_ms.saturating_sub(ts);
     let after = ts.saturating_sub(rules.now_ms);
     if before > rules.timestamp_before_max_ms || after > rules.timestamp_after_max_ms {
-        return Err(BatchError::InvalidTimestamp(format!(
-            "record {index} has timestamp {ts}, {} ms from the broker's clock ({}); the topic \
-             accepts {} ms before and {} ms after",
+        return Err(format!(
+            "timestamp {ts} is {} ms from the broker's clock ({}); the topic accepts {} ms \
+             before and {} ms after",
             if before > 0 { before } else { after },
             rules.now_ms,
             rules.timestamp_before_max_ms,
             rules.timestamp_after_max_ms
-        )));
+        ));
     }
     Ok(())
 }

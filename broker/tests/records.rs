@@ -246,6 +246,47 @@ fn record_level_faults_inside_a_valid_record_are_refused() {
     }
 }
 
+/// Kafka's `LogValidator` names every refused record of a batch, not only the first: a client
+/// (librdkafka) fails exactly those and tells the others they were refused for their batch.
+#[test]
+fn every_keyless_record_and_bad_timestamp_of_a_batch_is_named() {
+    let mut recs = sample(8); // records 0, 3 and 6 have no key
+    recs[4].timestamp = NOW_MS + 60_000;
+    let mut r = rules();
+    r.keys_required = true;
+    for codec in CODECS {
+        let b = encode(&recs, codec);
+        match records::validate_produce(&b, &r) {
+            Err(BatchError::RecordsRefused { timestamp, refused }) => {
+                assert!(!timestamp, "{codec:?}");
+                let indexes: Vec<i32> = refused.iter().map(|(i, _)| *i).collect();
+                assert_eq!(indexes, [0, 3, 6], "{codec:?}");
+                assert!(refused[0].1.contains("no key"), "{:?}", refused[0]);
+            }
+            other => panic!("{codec:?}: {other:?}"),
+        }
+        r.timestamp_after_max_ms = 30_000;
+        match records::validate_produce(&b, &r) {
+            Err(
+                e @ BatchError::RecordsRefused {
+                    timestamp: true, ..
+                },
+            ) => {
+                let BatchError::RecordsRefused { refused, .. } = &e else {
+                    unreachable!()
+                };
+                let indexes: Vec<i32> = refused.iter().map(|(i, _)| *i).collect();
+                assert_eq!(indexes, [0, 3, 4, 6], "{codec:?}");
+                assert!(e.to_string().contains("and 3 more records"), "{e}");
+            }
+            other => panic!("{codec:?}: {other:?}"),
+        }
+        r.timestamp_after_max_ms = i64::MAX;
+    }
+    // Keys are not asked of a topic that is not compacted.
+    records::validate_produce(&encode(&recs, Codec::None), &rules()).unwrap();
+}
+
 #[test]
 fn timestamps_that_overflow_or_leave_the_topics_window_are_refused() {
     let mut recs = sample(2);
@@ -255,7 +296,7 @@ fn timestamps_that_overflow_or_leave_the_topics_window_are_refused() {
     r.timestamp_after_max_ms = 30_000;
     assert!(matches!(
         records::validate_produce(&b, &r),
-        Err(BatchError::InvalidTimestamp(_))
+        Err(BatchError::RecordsRefused { timestamp: true, refused }) if refused.len() == 1 && refused[0].0 == 1
     ));
     r.timestamp_after_max_ms = 60_000;
     records::validate_produce(&b, &r).unwrap();

@@ -166,6 +166,42 @@ def test_incremental_alter_configs_switches_a_topic_between_delete_and_compact(m
     assert produce_one(broker.bootstrap, "switch", None, b"keyless again")[0] is None
 
 
+def test_keyless_records_in_a_batch_fail_alone_and_their_batch_mates_are_told_why(make_broker):
+    """librdkafka's test 0011: `cleanup.policy` APPENDed with compact, one batch of 100 records
+    of which every tenth has no key. The broker names each keyless record (the produce
+    response's record errors), so exactly those fail INVALID_RECORD and the other 90 fail for
+    their batch (_INVALID_DIFFERENT_RECORD) and can be sent again; one record a batch, the 90
+    are written. SUBTRACTing compact makes keyless records welcome again."""
+    broker = make_broker()
+    clients.create_topics(broker.bootstrap, {"mixed": 1})
+    a = clients.admin(broker.bootstrap)
+
+    def policy(op):
+        res = ConfigResource(ConfigResource.Type.TOPIC, "mixed", incremental_configs=[
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=op)])
+        a.incremental_alter_configs([res])[res].result(30)
+        res = ConfigResource(ConfigResource.Type.TOPIC, "mixed")
+        return a.describe_configs([res])[res].result(30)["cleanup.policy"].value
+
+    assert policy(AlterConfigOpType.APPEND) == "delete,compact"
+    different = getattr(KafkaError, "_INVALID_DIFFERENT_RECORD", -138)
+    for batched in (True, False):
+        conf = {"linger.ms": 500} if batched else {"batch.size": 1}
+        outcomes = []
+        p = clients.producer(broker.bootstrap, **conf)
+        for i in range(100):
+            key = None if i % 10 == 0 else f"key-{i}".encode()
+            p.produce("mixed", key=key, value=f"message {i}".encode(),
+                      on_delivery=lambda e, m, i=i: outcomes.append((i, e)))
+        assert p.flush(60) == 0
+        refused = sorted(i for i, e in outcomes if e and e.code() == KafkaError.INVALID_RECORD)
+        assert refused == list(range(0, 100, 10)), outcomes[:12]
+        others = [e.code() if e else None for i, e in outcomes if i % 10 != 0]
+        assert others == [different if batched else None] * 90, others[:5]
+    assert policy(AlterConfigOpType.SUBTRACT) == "delete"
+    assert produce_one(broker.bootstrap, "mixed", None, b"keyless again")[0] is None
+
+
 def partition_dirs(broker, topic):
     return sorted(Path(broker.data_dir).glob(f"{topic}-*"))
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    produce_response::{PartitionProduceResponse, TopicProduceResponse},
+    produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse},
     ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -140,15 +140,23 @@ impl Broker {
                     tracing::warn!(topic = %topic.name, partition = index, error = %e, suppressed, "refusing produced data");
                 }
                 Metrics::inc(&self.metrics.request_errors, 1);
+                let message = e.to_string();
                 let code = match e {
                     BatchError::TooLarge { .. } => error::MESSAGE_TOO_LARGE,
                     // Damage on the way (a retry may pass); everything else is how the client
                     // built the batch, and a retry would fail the same way.
                     BatchError::BadCrc { .. } => error::CORRUPT_MESSAGE,
-                    BatchError::InvalidTimestamp(_) => error::INVALID_TIMESTAMP,
+                    BatchError::RecordsRefused { timestamp, refused } => {
+                        let code = if timestamp {
+                            error::INVALID_TIMESTAMP
+                        } else {
+                            error::INVALID_RECORD
+                        };
+                        return PartState::RecordsRefused(code, message, refused);
+                    }
                     _ => error::INVALID_RECORD,
                 };
-                return PartState::Done(code, Some(e.to_string()));
+                return PartState::Done(code, Some(message));
             }
         };
         if let Some(cluster) = &self.cluster {
@@ -201,6 +209,13 @@ impl Broker {
                         p.error_code = code;
                         if version >= 8 {
                             p.error_message = msg.map(StrBytes::from_string);
+                        }
+                    }
+                    PartState::RecordsRefused(code, message, refused) => {
+                        p.error_code = code;
+                        if version >= 8 {
+                            p.error_message = Some(StrBytes::from_string(message));
+                            p.record_errors = record_errors(refused);
                         }
                     }
                     PartState::Replicated(rx, _held, stamped_ms, part) => {
@@ -272,6 +287,8 @@ impl Broker {
 
 pub(super) enum PartState {
     Done(i16, Option<String>),
+    /// Refused for some of its records: each by its index in the batch, and why.
+    RecordsRefused(i16, String, Vec<(i32, String)>),
     Waiting(oneshot::Receiver<Result<Appended, AppendError>>),
     /// Proposed to the partition's Raft group; the frame's memory is held until answered.
     Replicated(
@@ -383,4 +400,24 @@ pub(super) struct PendingProduce {
     /// When the answer is due (the request's timeout from when it was read).
     deadline: tokio::time::Instant,
     topics: Vec<(TopicName, Vec<(i32, PartState)>)>,
+}
+
+/// How many refused records the produce response says why for; the rest are named by their
+/// index alone, which is all a client acts on (it bounds the response for a batch of many small
+/// records).
+const RECORD_ERROR_MESSAGES_MAX: usize = 32;
+
+/// A produce response's record errors (v8+): every refused record by its index in the batch.
+fn record_errors(refused: Vec<(i32, String)>) -> Vec<BatchIndexAndErrorMessage> {
+    refused
+        .into_iter()
+        .enumerate()
+        .map(|(n, (index, why))| {
+            let mut e = BatchIndexAndErrorMessage::default();
+            e.batch_index = index;
+            e.batch_index_error_message =
+                (n < RECORD_ERROR_MESSAGES_MAX).then(|| StrBytes::from_string(why));
+            e
+        })
+        .collect()
 }
