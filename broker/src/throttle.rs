@@ -58,6 +58,9 @@ pub struct Throttles {
     pub tls: LogThrottle,
     /// SASL authentications refused.
     pub sasl: LogThrottle,
+    /// Connections closed because this broker's metadata did not catch up with the cluster's
+    /// in time (every client that connects meanwhile waits, so they come in floods).
+    pub metadata_wait: LogThrottle,
 }
 
 #[cfg(test)]

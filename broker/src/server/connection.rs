@@ -239,7 +239,7 @@ pub(super) async fn serve(
                 loading_timer = None;
             }
             _ = async { loading_timer.as_mut().expect("checked").await }, if loading.is_some() && loading_timer.is_some() => {
-                if let Some(suppressed) = broker.throttles.sasl.admit(clock.now()) {
+                if let Some(suppressed) = broker.throttles.metadata_wait.admit(clock.now()) {
                     tracing::warn!(%peer, listener = %listener, suppressed, "closing connection: this broker's metadata has not caught up with the cluster's yet");
                 }
                 break;
