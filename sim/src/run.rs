@@ -491,7 +491,13 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         consumers_drained: scenario.workload.consumers > 0,
         gaps: o.gaps.clone(),
         leader_acks_weak: scenario.clustered(),
-        compacted: scenario.workload.compacted.is_some(),
+        compacted: scenario
+            .workload
+            .compacted
+            .as_ref()
+            .map(|c| safety::Compacted {
+                tombstone_retention_s: c.delete_retention_ms as f64 / 1000.0,
+            }),
     };
     let (mut findings, stats) = safety::safety(&o.history, &o.final_read, &opts);
     findings.extend(o.hang.clone());

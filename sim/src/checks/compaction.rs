@@ -91,25 +91,54 @@ pub fn latest_per_key(sends: &[&Send], log: &FinalRead, gaps: &ReadGaps) -> Vec<
     out
 }
 
-/// The records of the final read that a later record of their key follows in it: a cleaner
-/// may remove them, so a consumer that did not get one missed nothing it is owed.
-pub fn superseded(log: &FinalRead) -> std::collections::HashSet<(i32, i64)> {
-    let mut out = std::collections::HashSet::new();
-    for (&p, records) in log {
-        let mut latest: HashMap<String, i64> = HashMap::new();
-        for (o, v) in records.iter().rev() {
-            let name = value_name(v);
-            let Some((key, _)) = keyed::parse(&name) else {
-                continue;
-            };
-            if latest.contains_key(key) {
-                out.insert((p, *o));
-            } else {
-                latest.insert(key.to_string(), *o);
+/// Records of the final read a consumer may have been served without, and so missed nothing it
+/// is owed: each replica cleans on its own, so the replica a consumer read from may have
+/// removed what the replica read back last still holds.
+#[derive(Debug, Default)]
+pub struct Removable {
+    /// A later record of the key follows in the final read: any cleaning may remove these.
+    superseded: std::collections::HashSet<(i32, i64)>,
+    /// Tombstones that are their key's latest record, each with the earliest time (seconds of
+    /// the run) a cleaner may have removed it: `delete.retention.ms` after it was sent. Before
+    /// then, a consumer is owed the tombstone.
+    tombstones: HashMap<(i32, i64), f64>,
+}
+
+impl Removable {
+    /// `sends` give when each tombstone was written at the earliest; a tombstone of the final
+    /// read no send names is owed to every consumer.
+    pub fn new(log: &FinalRead, sends: &[&Send], tombstone_retention_s: f64) -> Self {
+        let mut sent_s: HashMap<String, f64> = HashMap::new();
+        for s in sends {
+            let at = sent_s.entry(value_name(&s.value)).or_insert(s.invoked_s);
+            *at = at.min(s.invoked_s);
+        }
+        let mut out = Removable::default();
+        for (&p, records) in log {
+            let mut latest: std::collections::HashSet<String> = Default::default();
+            for (o, v) in records.iter().rev() {
+                let name = value_name(v);
+                let Some((key, tombstone)) = keyed::parse(&name) else {
+                    continue;
+                };
+                if !latest.insert(key.to_string()) {
+                    out.superseded.insert((p, *o));
+                } else if let Some(sent) = sent_s.get(&name).filter(|_| tombstone) {
+                    out.tombstones.insert((p, *o), sent + tombstone_retention_s);
+                }
             }
         }
+        out
     }
-    out
+
+    /// Whether a fetch answered at `answered_s` may lack the record at `offset` of `partition`.
+    pub fn may_lack(&self, partition: i32, offset: i64, answered_s: f64) -> bool {
+        self.superseded.contains(&(partition, offset))
+            || self
+                .tombstones
+                .get(&(partition, offset))
+                .is_some_and(|&from| answered_s >= from)
+    }
 }
 
 #[cfg(test)]
@@ -162,17 +191,34 @@ mod tests {
     }
 
     #[test]
-    fn a_record_a_later_one_of_its_key_follows_is_superseded() {
+    fn a_superseded_record_may_be_missed_and_a_tombstone_once_its_retention_passed() {
         let log: FinalRead = [(
             0,
             vec![
                 (3, Bytes::from("p0-3@k1")),
-                (4, Bytes::from("p0-4@k2")),
+                (4, Bytes::from("p0-4@k2!")),
                 (5, Bytes::from("p0-5@k1")),
+                (6, Bytes::from("p0-6@k3!")),
             ],
         )]
         .into();
-        assert_eq!(superseded(&log), [(0, 3)].into());
+        let mut tombstone = send(0, "p0-4@k2!", SendOutcome::Ok(4));
+        tombstone.invoked_s = 10.0;
+        let removable = Removable::new(&log, &[&tombstone], 3.0);
+        assert!(removable.may_lack(0, 3, 0.0), "k1 has a later record");
+        assert!(
+            !removable.may_lack(0, 5, 100.0),
+            "k1's latest value is owed"
+        );
+        assert!(
+            !removable.may_lack(0, 4, 12.9),
+            "within delete.retention.ms"
+        );
+        assert!(removable.may_lack(0, 4, 13.0), "past delete.retention.ms");
+        assert!(
+            !removable.may_lack(0, 6, 100.0),
+            "a tombstone never sent is owed"
+        );
     }
 
     #[test]

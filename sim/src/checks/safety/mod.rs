@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 
+use crate::checks::compaction::Removable;
 use crate::findings::{short, Finding, Stuck};
 use crate::history::{FinalRead, Op, Poll, PollResult, ReadGaps, Send, SendOutcome};
 
@@ -27,7 +28,15 @@ pub struct Options {
     /// The topic is compacted: the cleaner removes records, so the checks that every
     /// acknowledged record stays (`lost-write`, `offset-gap`, `unseen`) give way to
     /// [`crate::checks::compaction`]'s.
-    pub compacted: bool,
+    pub compacted: Option<Compacted>,
+}
+
+/// What the checkers know of a compacted topic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compacted {
+    /// `delete.retention.ms`, in seconds: a cleaner may remove a tombstone this long after it
+    /// was written, not sooner.
+    pub tombstone_retention_s: f64,
 }
 
 /// Counts the report shows beside the findings.
@@ -89,7 +98,7 @@ pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>,
     let attempts = attempts_by_value(&sends);
 
     findings.extend(inconsistent_offsets(&sends, &polls, log));
-    if opts.compacted {
+    if opts.compacted.is_some() {
         findings.extend(crate::checks::compaction::latest_per_key(
             &sends, log, &opts.gaps,
         ));
@@ -104,15 +113,13 @@ pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>,
     findings.extend(non_monotonic_sends(&sends));
     findings.extend(idempotent_order(&sends));
     findings.extend(sequences_refused(&sends));
-    // On a compacted topic replicas clean on their own: a record the leader a consumer read
-    // from had cleaned away may still be in the log read back, superseded there by a later
-    // record of its key, which is all the consumer is owed.
-    let superseded = if opts.compacted {
-        crate::checks::compaction::superseded(log)
-    } else {
-        HashSet::new()
+    // On a compacted topic replicas clean on their own: a record the replica a consumer read
+    // from had cleaned away may still be in the log read back.
+    let removable = match opts.compacted {
+        Some(c) => Removable::new(log, &sends, c.tombstone_retention_s),
+        None => Removable::default(),
     };
-    findings.extend(poll_order(&polls, &log_offsets, &superseded));
+    findings.extend(poll_order(&polls, &log_offsets, &removable));
     stats.polled = polls
         .iter()
         .map(|p| match &p.result {
@@ -120,7 +127,7 @@ pub fn safety(history: &[Op], log: &FinalRead, opts: &Options) -> (Vec<Finding>,
             _ => 0,
         })
         .sum();
-    if opts.consumers_drained && !opts.compacted {
+    if opts.consumers_drained && opts.compacted.is_none() {
         findings.extend(unseen(&sends, &polls));
     }
     (findings, stats)
@@ -444,7 +451,7 @@ fn sequences_refused(sends: &[&Send]) -> Vec<Finding> {
 fn poll_order(
     polls: &[&Poll],
     log_offsets: &BTreeMap<i32, BTreeSet<i64>>,
-    superseded: &HashSet<(i32, i64)>,
+    removable: &Removable,
 ) -> Vec<Finding> {
     let empty = BTreeSet::new();
     let mut last: HashMap<(usize, u32, i32), i64> = HashMap::new();
@@ -472,7 +479,7 @@ fn poll_order(
                 let skipped: Vec<i64> = offsets
                     .range(expect_from..*o)
                     .copied()
-                    .filter(|s| !superseded.contains(&(poll.partition, *s)))
+                    .filter(|s| !removable.may_lack(poll.partition, *s, poll.completed_s))
                     .collect();
                 if !skipped.is_empty() {
                     out.push(Finding::PollSkip {
