@@ -146,8 +146,10 @@ pub type Overrides = BTreeMap<String, String>;
 pub enum Support {
     /// Honoured: any valid value.
     Honoured,
-    /// Any valid value is met: every batch is synced before it is acknowledged.
-    AlwaysSynced,
+    /// Any valid value is met by how the broker works, whatever it is (the key's doc says how):
+    /// every batch is synced before it is acknowledged; a removed segment's file stays open
+    /// for every read still on it.
+    MetAnyway,
     /// Only Kafka's default is accepted (the feature does not exist here); `why` says so.
     DefaultOnly(&'static str),
     /// Any valid value is accepted, kept and described, and has no effect — as in Kafka, where
@@ -207,7 +209,7 @@ const fn key(
     }
 }
 
-use Support::{AlwaysSynced, DefaultOnly, Honoured, InertAsInKafka};
+use Support::{DefaultOnly, Honoured, InertAsInKafka, MetAnyway};
 
 /// Every topic config Kafka (3.9) defines, sorted by name.
 pub const KEYS: &[Key] = &[
@@ -223,11 +225,11 @@ pub const KEYS: &[Key] = &[
         "The level of zstd compression when the broker recompresses: the pure-Rust encoder's fastest (about level 1)."),
     key("delete.retention.ms", "86400000", Type::Long, 0, Honoured, Some("log.cleaner.delete.retention.ms"),
         "How long a tombstone (a record with a key and no value) is kept in a compacted topic after the cleaner first passed it."),
-    key("file.delete.delay.ms", "60000", Type::Long, 0, DefaultOnly("segments are deleted once no longer in the log"), Some("log.segment.delete.delay.ms"),
-        "How long a deleted segment's file is kept."),
-    key("flush.messages", "9223372036854775807", Type::Long, 1, AlwaysSynced, Some("log.flush.interval.messages"),
+    key("file.delete.delay.ms", "60000", Type::Long, 0, MetAnyway, Some("log.segment.delete.delay.ms"),
+        "How long a deleted segment's file is kept for the reads still on it. Any value is met: a read holds the segment's file open, and the file goes when the last read on it ends."),
+    key("flush.messages", "9223372036854775807", Type::Long, 1, MetAnyway, Some("log.flush.interval.messages"),
         "Messages between forced fsyncs. Any value is met: every batch is synced before it is acknowledged."),
-    key("flush.ms", "9223372036854775807", Type::Long, 0, AlwaysSynced, Some("log.flush.interval.ms"),
+    key("flush.ms", "9223372036854775807", Type::Long, 0, MetAnyway, Some("log.flush.interval.ms"),
         "Time between forced fsyncs. Any value is met: every batch is synced before it is acknowledged."),
     key("follower.replication.throttled.replicas", "", Type::List, 0, DefaultOnly(NO_REPLICATION), Some("follower.replication.throttled.replicas"),
         "Replicas whose replication is throttled on the follower side."),

@@ -572,6 +572,8 @@ async fn topic_configs_are_honoured_refused_by_name_and_kept_across_a_restart() 
             ("max.message.bytes", "1000"),
             ("preallocate", "false"),
             ("flush.messages", "1"),
+            // Met whatever its value (a read holds its segment's file open).
+            ("file.delete.delay.ms", "10000"),
         ],
         false,
     )
@@ -653,6 +655,7 @@ async fn topic_configs_are_honoured_refused_by_name_and_kept_across_a_restart() 
     assert_eq!(config_of(&r, "max.message.bytes"), ("100000".into(), 1));
     assert_eq!(config_of(&r, "retention.ms"), ("86400000".into(), 1));
     assert_eq!(config_of(&r, "flush.messages"), ("1".into(), 1));
+    assert_eq!(config_of(&r, "file.delete.delay.ms"), ("10000".into(), 1));
     assert_eq!(config_of(&r, "segment.bytes"), ("1073741824".into(), 5));
     assert_eq!(c.produce("cfg", 1, big.clone()).await.0, 0);
     // AlterConfigs replaces the whole set: what it leaves out returns to the default.
