@@ -11,6 +11,7 @@ import hashlib
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic)
 
@@ -226,23 +227,45 @@ def test_a_broker_killed_while_it_cleans_restarts_with_every_latest_value(make_b
     assert len(read) >= 1000
 
 
-def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_path):
-    c = Cluster(tmp_path, extra_args=FAST_CLEANER).start()
+@pytest.mark.parametrize("policy", ["compact", "compact,delete"])
+def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_path, policy):
+    """compact: the follower catches up from the cleaned entries. compact,delete: retention
+    also deletes the leader's oldest segments while the follower is away, so it is sent the
+    leader's snapshot (its log reset to the leader's log start) and catches up from there.
+    Either way, once it leads it serves every key's latest record (above the log start) at
+    the offset it was written. Data: 1,000 keys x 10 rounds of 200 B (~2.6 MB)."""
+    extra = FAST_CLEANER + ("--set", "retention_check_interval_ms=500")
+    c = Cluster(tmp_path, extra_args=extra).start()
     try:
         c.wait_brokers(3)
         a = clients.admin(c.bootstrap)
+        config = compacted(**{"cleanup.policy": policy})
+        if policy == "compact,delete":
+            config["retention.bytes"] = "262144"
         # Broker 3 is the preferred leader; it is stopped while the others write and clean.
         a.create_topics([NewTopic("replicated-table", num_partitions=1,
-                                  replica_assignment=[[3, 1, 2]], config=compacted())])[
+                                  replica_assignment=[[3, 1, 2]], config=config)])[
             "replicated-table"].result(30)
         clients.wait_for_topic(a, "replicated-table", 1, 30)
         c.nodes[3].stop()
         written = write_rounds(c.alive_bootstrap(), "replicated-table", 1000, 10)
         leader = c.leader_of("replicated-table", 0)
+
+        def log_start():
+            consumer = clients.consumer(c.nodes[leader].bootstrap)
+            try:
+                return clients.watermarks(consumer, "replicated-table", [0])[0][0]
+            finally:
+                consumer.close()
+
+        # Retention leaves the cleaner less to remove: it must have cleaned and deleted.
+        removed = 5000 if policy == "compact" else 500
         deadline = time.monotonic() + 90
-        while c.nodes[leader].metric("stillwater_cleaner_records_removed_total") < 5000:
-            assert time.monotonic() < deadline, "the leader did not clean"
+        while c.nodes[leader].metric("stillwater_cleaner_records_removed_total") < removed or (
+                policy == "compact,delete" and log_start() == 0):
+            assert time.monotonic() < deadline, "the leader did not clean (and delete)"
             time.sleep(0.5)
+        since = c.nodes[3].log_size()
         c.nodes[3].start()
         # Caught up, it takes its partition back (the preferred leader), and serves it.
         deadline = time.monotonic() + 90
@@ -250,7 +273,17 @@ def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_
             assert time.monotonic() < deadline, "broker 3 never led again"
             time.sleep(0.5)
         read = read_back(c.nodes[3].bootstrap, "replicated-table", [0])
-        check_compacted(read, written)
+        reset = "reset the log to a leader's snapshot" in c.nodes[3].log_since(since)
+        if policy == "compact":
+            assert not reset
+            check_compacted(read, written)
+        else:
+            assert reset, "broker 3 was not sent its leader's snapshot"
+            leader = 3
+            start = log_start()
+            assert start > 0
+            kept = {at: r for at, r in written.items() if at[1] >= start}
+            check_compacted(read, kept)
         assert len(read) < len(written)
     finally:
         died = c.cleanup()
