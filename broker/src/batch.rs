@@ -465,6 +465,35 @@ pub fn rebuild(
     out.freeze()
 }
 
+/// One record-less batch standing for a run of them (the log cleaner's, on a log that is not
+/// a Raft log): `first`'s header (its base offset, leader epoch, attributes, base timestamp)
+/// spanning the offsets through `last_offset` with `max_timestamp` as its largest timestamp,
+/// and no producer (the run's producers' sequences are read from the producer snapshots); the
+/// CRC-32C computed again. Every offset of the run stays covered, so the log has no gap
+/// between batches and a consumer reads on past it, as past any emptied batch.
+pub fn empty_span(first: &[u8], last_offset: i64, max_timestamp: i64) -> Bytes {
+    let mut out = BytesMut::from(&first[..HEADER_BYTES]);
+    let base = i64::from_be_bytes(first[..8].try_into().expect("8 bytes"));
+    let delta = i32::try_from(last_offset - base).expect("a run spans at most i32::MAX offsets");
+    out[8..LOG_OVERHEAD].copy_from_slice(&((HEADER_BYTES - LOG_OVERHEAD) as i32).to_be_bytes());
+    out[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+        .copy_from_slice(&delta.to_be_bytes());
+    out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&max_timestamp.to_be_bytes());
+    out[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&(-1i64).to_be_bytes());
+    out[PRODUCER_ID_OFFSET + 8..PRODUCER_ID_OFFSET + 10].copy_from_slice(&(-1i16).to_be_bytes());
+    out[PRODUCER_ID_OFFSET + 10..PRODUCER_ID_OFFSET + 14].copy_from_slice(&(-1i32).to_be_bytes());
+    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&0i32.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
+/// Where the last offset delta (bytes 23..27) and the producer id, epoch and base sequence
+/// (43..57) lie.
+const LAST_OFFSET_DELTA_OFFSET: usize = 23;
+const PRODUCER_ID_OFFSET: usize = 43;
+
 /// Offset of the batch's first timestamp (bytes 27..35) and largest timestamp (35..43).
 const MAX_TIMESTAMP_OFFSET: usize = 35;
 /// Attribute bit: the batch's timestamps are the broker's append time.

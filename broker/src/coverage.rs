@@ -90,6 +90,8 @@ pub enum Event {
     CleanedCopyRecovered,
     /// The cleaner removed a tombstone whose delete horizon had passed.
     TombstoneExpired,
+    /// The cleaner of a log that is not a Raft log wrote a run of record-less batches as one.
+    EmptyBatchesMerged,
     /// A replica stored a batch the leader's cleaner had cleaned (fewer records than the
     /// offsets it spans), sent as a Raft entry.
     CleanedEntriesReplicated,
@@ -101,7 +103,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 39] = [
+    pub const ALL: [Event; 40] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -138,6 +140,7 @@ impl Event {
         Event::LogCleaned,
         Event::CleanedCopyRecovered,
         Event::TombstoneExpired,
+        Event::EmptyBatchesMerged,
         Event::CleanedEntriesReplicated,
         Event::MetadataSnapshotTaken,
         Event::MetadataSnapshotInstalled,
@@ -182,6 +185,7 @@ impl Event {
             Event::LogCleaned => "log-cleaned",
             Event::CleanedCopyRecovered => "cleaned-copy-recovered",
             Event::TombstoneExpired => "tombstone-expired",
+            Event::EmptyBatchesMerged => "empty-batches-merged",
             Event::CleanedEntriesReplicated => "cleaned-entries-replicated",
             Event::MetadataSnapshotTaken => "metadata-snapshot-taken",
             Event::MetadataSnapshotInstalled => "metadata-snapshot-installed",

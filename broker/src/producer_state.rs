@@ -118,6 +118,15 @@ impl ProducerStates {
         self.entries.get(&producer_id)
     }
 
+    /// The first offsets of the batches kept for every producer (its last
+    /// [`BATCHES_RETAINED`]): what a scan of the log finds a producer's sequence in.
+    pub fn retained_batches(&self) -> std::collections::HashSet<i64> {
+        self.entries
+            .values()
+            .flat_map(|e| e.batches.iter().map(|b| b.first_offset))
+            .collect()
+    }
+
     /// Check an idempotent batch against this state (a batch without a producer id is always
     /// appended).
     pub fn check(&self, h: &BatchHeader) -> Result<Verdict, ProducerError> {

@@ -316,3 +316,66 @@ async fn a_cleanings_leftovers_are_recovered_at_the_next_start() {
     drop(p);
     close(store).await;
 }
+
+/// On a log that is not a Raft log, a run of record-less batches is written as one header:
+/// one-record batches of a few keys, almost all emptied, leave about one header a segment, not
+/// one for every batch ever written (which made a compacted log grow by 61 bytes a batch).
+/// Volume: 2,000 one-record batches over 50 keys in 1 KiB segments (~160 segments).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_emptied_batches_become_one_header_and_the_log_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), 1 << 20).await;
+    let p = compacted_topic(&store, "0").await;
+    let written = write_rounds(&store, &p, 50, 1, 40, 0..0).await;
+    settled(&store, &p, &written).await;
+    // Once more, for the segments emptied by the last cleaning: their runs merge next time.
+    let mut written = written;
+    write_round(&store, &p, 0..50, 1, 40, &[], &mut written).await;
+    settled(&store, &p, &written).await;
+    let count = |p: &Partition| {
+        let st = p.state();
+        let active = st.active().base_offset;
+        let segments = st.segments.len() - 1;
+        (active, segments)
+    };
+    let (active, segments) = count(&p);
+    let mut empty = 0;
+    let mut full = 0;
+    let mut offset = 0;
+    while offset < active {
+        let d = p.read(store.io(), offset, 1 << 20).await.expect("read");
+        assert!(!d.records.is_empty(), "read nothing at {offset}");
+        for (_, h) in batch::scan(&d.records) {
+            if h.base_offset >= active {
+                offset = active;
+                break;
+            }
+            if h.record_count == 0 {
+                empty += 1;
+            } else {
+                full += 1;
+            }
+            offset = h.next_offset();
+        }
+    }
+    assert!(
+        empty <= segments + full,
+        "{empty} record-less batches in {segments} segments with {full} batches of records"
+    );
+    assert!(
+        empty < 2000 / 4,
+        "{empty} record-less batches of 2,000 written"
+    );
+    check_compacted(&store, &p, &written).await;
+    // A restart reads the merged headers back, and writes go on after them.
+    let before = read_all(&store, &p).await.0;
+    drop(p);
+    close(store).await;
+    let (store, _) = open(dir.path(), 1 << 20).await;
+    let p = compacted_topic(&store, "0").await;
+    assert_eq!(read_all(&store, &p).await.0, before);
+    write_round(&store, &p, 0..10, 1, 41, &[], &mut written).await;
+    check_compacted(&store, &p, &written).await;
+    drop(p);
+    close(store).await;
+}

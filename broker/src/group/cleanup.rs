@@ -2,9 +2,10 @@
 //!
 //! Every commit appends a record, so a partition of the offsets topic grows for as long as its
 //! groups commit, and the coordinator reads all of it at every start. Kafka compacts the topic;
-//! here the log cleaner compacts it too (`offsets_topic_compacted`), but a cleaned log keeps a
-//! 61-byte header per batch and every commit is a batch, so compaction alone would still grow
-//! with every commit ever made. A partition is therefore also *checkpointed*: once it holds more than
+//! here the log cleaner compacts it too (`offsets_topic_compacted`), but a cleaned replicated
+//! log keeps a 61-byte header per batch and every commit is a batch, so compaction alone would
+//! still grow with every commit ever made in a cluster (a single node merges runs of emptied
+//! batches, but keeps a file per segment). A partition is therefore also *checkpointed*: once it holds more than
 //! `checkpoint_records` records past its log start (and four times what its last checkpoint
 //! wrote), and no write to it is in flight, the coordinator appends its live state again —
 //! every group's metadata and committed offsets on that partition, as its memory holds them —

@@ -162,6 +162,14 @@ impl Cleaner {
 
     /// Write `seg` cleaned beside it and swap it in; the new size and the records removed, or
     /// `None` when nothing in it changes (or it changed under the cleaner).
+    ///
+    /// On a log that is not a Raft log, each run of record-less batches (emptied now or by an
+    /// earlier cleaning) becomes one header spanning the run ([`batch::empty_span`]), so a
+    /// compacted log does not keep a header for every batch ever written. A run ends at a batch
+    /// with records, a control batch, a new leader epoch, and a batch the producer state still
+    /// keeps for its producer (Kafka's cleaner keeps a producer's last batch too): a scan of the
+    /// log without the producer snapshot still finds every producer's sequence. In a Raft log
+    /// each batch is an entry (invariant 37), so none is merged.
     async fn rewrite(
         &mut self,
         p: &Arc<Partition>,
@@ -171,9 +179,19 @@ impl Cleaner {
         let tmp = p
             .dir
             .join(log::segment_name(seg.base_offset, "cleaned.tmp"));
-        let mut out: Option<Copy> = None;
-        let mut entries: Vec<IndexEntry> = Vec::new();
-        let mut prefix_max = -1i64;
+        let keep_apart = {
+            let st = p.state();
+            st.replica
+                .is_none()
+                .then(|| st.producers.retained_batches())
+        };
+        let mut w = Written {
+            out: None,
+            entries: Vec::new(),
+            prefix_max: -1,
+            interval: cut.interval,
+        };
+        let mut run: Option<Run> = None;
         let mut removed = 0u64;
         let mut reader = Reader::new(seg, 0);
         while let Some((pos, h, bytes)) = self.next_batch(&mut reader).await? {
@@ -191,34 +209,32 @@ impl Cleaner {
             )
             .map_err(|why| corrupt(seg, &why))?;
             removed += cleaned.removed;
-            let batch = match cleaned.bytes {
-                None => bytes,
-                Some(b) => {
-                    if out.is_none() {
-                        out = Some(self.start_copy(&tmp, seg, pos).await?);
-                    }
-                    b
+            let changed = cleaned.bytes.is_some();
+            let batch = cleaned.bytes.unwrap_or(bytes);
+            let mergeable = keep_apart.as_ref().is_some_and(|apart| {
+                !h.is_control()
+                    && batch.len() == HEADER_BYTES
+                    && !(h.producer_id >= 0 && apart.contains(&h.base_offset))
+            });
+            if let Some(r) = run.as_mut() {
+                if mergeable && r.takes(&h) {
+                    r.add(&h);
+                    continue;
                 }
-            };
-            let at = out.as_ref().map_or(pos, Copy::len);
-            if entries
-                .last()
-                .is_none_or(|e| at - u64::from(e.position) >= cut.interval)
-            {
-                entries.push(IndexEntry {
-                    relative_offset: (h.base_offset - seg.base_offset) as u32,
-                    position: at as u32,
-                    prefix_max_timestamp: prefix_max,
-                });
+                let r = run.take().expect("checked");
+                self.emit_run(&mut w, r, seg, &tmp).await?;
             }
-            prefix_max = prefix_max.max(h.max_timestamp);
-            if let Some(copy) = out.as_mut() {
-                copy.pending.extend_from_slice(&batch);
-                if copy.pending.len() >= WRITE_BYTES {
-                    self.flush(copy).await?;
-                }
+            if mergeable {
+                run = Some(Run::new(pos, &h, batch, changed));
+                continue;
             }
+            self.emit(&mut w, &batch, &h, pos, changed, seg, &tmp)
+                .await?;
         }
+        if let Some(r) = run.take() {
+            self.emit_run(&mut w, r, seg, &tmp).await?;
+        }
+        let Written { out, entries, .. } = w;
         let Some(mut copy) = out else {
             return Ok(None);
         };
@@ -256,6 +272,67 @@ impl Cleaner {
         crate::coverage::reached(crate::coverage::Event::LogCleaned);
         log::write_index(&io, &p.dir, &cleaned).await?;
         Ok(Some((cleaned.size, removed)))
+    }
+
+    /// Put `batch` (the cleaned form of the batch at `pos` of `seg`, `h` its original header;
+    /// `changed` when it differs from what is there) in the cleaned copy, starting the copy at
+    /// the first change.
+    #[allow(clippy::too_many_arguments)]
+    async fn emit(
+        &mut self,
+        w: &mut Written,
+        batch: &Bytes,
+        h: &BatchHeader,
+        pos: u64,
+        changed: bool,
+        seg: &Segment,
+        tmp: &std::path::Path,
+    ) -> Result<(), StorageError> {
+        if changed && w.out.is_none() {
+            w.out = Some(self.start_copy(tmp, seg, pos).await?);
+        }
+        let at = w.out.as_ref().map_or(pos, Copy::len);
+        if w.entries
+            .last()
+            .is_none_or(|e| at - u64::from(e.position) >= w.interval)
+        {
+            w.entries.push(IndexEntry {
+                relative_offset: (h.base_offset - seg.base_offset) as u32,
+                position: at as u32,
+                prefix_max_timestamp: w.prefix_max,
+            });
+        }
+        w.prefix_max = w.prefix_max.max(h.max_timestamp);
+        if let Some(copy) = w.out.as_mut() {
+            copy.pending.extend_from_slice(batch);
+            if copy.pending.len() >= WRITE_BYTES {
+                self.flush(copy).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Put a run of record-less batches in the cleaned copy: as it is when it is one batch,
+    /// else as one header spanning it.
+    async fn emit_run(
+        &mut self,
+        w: &mut Written,
+        r: Run,
+        seg: &Segment,
+        tmp: &std::path::Path,
+    ) -> Result<(), StorageError> {
+        if r.batches == 1 {
+            return self
+                .emit(w, &r.first, &r.header, r.pos, r.changed, seg, tmp)
+                .await;
+        }
+        crate::coverage::reached(crate::coverage::Event::EmptyBatchesMerged);
+        let merged = batch::empty_span(&r.first, r.end - 1, r.max_timestamp);
+        let h = BatchHeader {
+            max_timestamp: r.max_timestamp,
+            ..r.header
+        };
+        self.emit(w, &merged, &h, r.pos, true, seg, tmp).await
     }
 
     /// Open the cleaned copy of `seg` and put the segment's first `upto` bytes (unchanged
@@ -404,6 +481,60 @@ impl<'a> Reader<'a> {
             chunk: Bytes::new(),
             chunk_pos: pos,
         }
+    }
+}
+
+/// What one rewrite has put out so far.
+struct Written {
+    /// The cleaned copy, from the first batch that changed.
+    out: Option<Copy>,
+    /// The sparse index of the cleaned segment.
+    entries: Vec<IndexEntry>,
+    /// The largest timestamp of the batches before the next one.
+    prefix_max: i64,
+    /// `index.interval.bytes`.
+    interval: u64,
+}
+
+/// A run of record-less batches the rewrite holds until it ends.
+struct Run {
+    /// Where its first batch is in the segment, that batch (as cleaned) and its header.
+    pos: u64,
+    first: Bytes,
+    header: BatchHeader,
+    /// Whether its first batch was emptied by this cleaning.
+    changed: bool,
+    batches: usize,
+    /// The offset after its last batch.
+    end: i64,
+    max_timestamp: i64,
+}
+
+impl Run {
+    fn new(pos: u64, h: &BatchHeader, first: Bytes, changed: bool) -> Self {
+        Run {
+            pos,
+            first,
+            header: *h,
+            changed,
+            batches: 1,
+            end: h.next_offset(),
+            max_timestamp: h.max_timestamp,
+        }
+    }
+
+    /// Whether the record-less batch `h` may join the run: it follows on, in the same leader
+    /// epoch, and the run would still span what one batch can.
+    fn takes(&self, h: &BatchHeader) -> bool {
+        h.base_offset == self.end
+            && h.partition_leader_epoch == self.header.partition_leader_epoch
+            && h.next_offset() - self.header.base_offset <= i64::from(i32::MAX)
+    }
+
+    fn add(&mut self, h: &BatchHeader) {
+        self.batches += 1;
+        self.end = h.next_offset();
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
     }
 }
 

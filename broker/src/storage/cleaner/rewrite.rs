@@ -4,7 +4,8 @@
 //! timestamp and codec — recompressed with that codec. A batch whose every record goes stays
 //! as an empty batch (its header alone, uncompressed): in a replicated log each batch is a
 //! Raft entry, counted to find the others, and an idempotent producer's sequence is read from
-//! it. Control batches are never changed.
+//! it (on a single node the rewrite then merges runs of them, `pass.rs`). Control batches are
+//! never changed.
 //!
 //! Tombstones follow KIP-534: the first time the cleaner keeps a tombstone of a batch, it sets
 //! the batch's delete horizon (now plus `delete.retention.ms`) as its base timestamp, with the
