@@ -43,11 +43,11 @@ impl Controller {
         // First this start's own registration, applied here: a broker serves clients only
         // once it is in the metadata it serves (as Kafka's broker waits to be unfenced).
         let mut changes = self.changes();
-        while !self
+        while self
             .metadata()
             .brokers
             .get(&self.node_id)
-            .is_some_and(|b| b.incarnation == self.incarnation)
+            .is_none_or(|b| b.incarnation != self.incarnation)
         {
             if changes.changed().await.is_err() {
                 return;

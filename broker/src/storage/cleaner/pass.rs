@@ -186,6 +186,8 @@ impl Cleaner {
                 .then(|| st.producers.retained_batches())
         };
         let mut w = Written {
+            seg,
+            tmp: &tmp,
             out: None,
             entries: Vec::new(),
             prefix_max: -1,
@@ -222,17 +224,16 @@ impl Cleaner {
                     continue;
                 }
                 let r = run.take().expect("checked");
-                self.emit_run(&mut w, r, seg, &tmp).await?;
+                self.emit_run(&mut w, r).await?;
             }
             if mergeable {
                 run = Some(Run::new(pos, &h, batch, changed));
                 continue;
             }
-            self.emit(&mut w, &batch, &h, pos, changed, seg, &tmp)
-                .await?;
+            self.emit(&mut w, &batch, &h, pos, changed).await?;
         }
         if let Some(r) = run.take() {
-            self.emit_run(&mut w, r, seg, &tmp).await?;
+            self.emit_run(&mut w, r).await?;
         }
         let Written { out, entries, .. } = w;
         let Some(mut copy) = out else {
@@ -274,22 +275,19 @@ impl Cleaner {
         Ok(Some((cleaned.size, removed)))
     }
 
-    /// Put `batch` (the cleaned form of the batch at `pos` of `seg`, `h` its original header;
-    /// `changed` when it differs from what is there) in the cleaned copy, starting the copy at
-    /// the first change.
-    #[allow(clippy::too_many_arguments)]
+    /// Put `batch` (the cleaned form of the batch at `pos` of the segment, `h` its original
+    /// header; `changed` when it differs from what is there) in the cleaned copy, starting the
+    /// copy at the first change.
     async fn emit(
         &mut self,
-        w: &mut Written,
+        w: &mut Written<'_>,
         batch: &Bytes,
         h: &BatchHeader,
         pos: u64,
         changed: bool,
-        seg: &Segment,
-        tmp: &std::path::Path,
     ) -> Result<(), StorageError> {
         if changed && w.out.is_none() {
-            w.out = Some(self.start_copy(tmp, seg, pos).await?);
+            w.out = Some(self.start_copy(w.tmp, w.seg, pos).await?);
         }
         let at = w.out.as_ref().map_or(pos, Copy::len);
         if w.entries
@@ -297,7 +295,7 @@ impl Cleaner {
             .is_none_or(|e| at - u64::from(e.position) >= w.interval)
         {
             w.entries.push(IndexEntry {
-                relative_offset: (h.base_offset - seg.base_offset) as u32,
+                relative_offset: (h.base_offset - w.seg.base_offset) as u32,
                 position: at as u32,
                 prefix_max_timestamp: w.prefix_max,
             });
@@ -314,17 +312,9 @@ impl Cleaner {
 
     /// Put a run of record-less batches in the cleaned copy: as it is when it is one batch,
     /// else as one header spanning it.
-    async fn emit_run(
-        &mut self,
-        w: &mut Written,
-        r: Run,
-        seg: &Segment,
-        tmp: &std::path::Path,
-    ) -> Result<(), StorageError> {
+    async fn emit_run(&mut self, w: &mut Written<'_>, r: Run) -> Result<(), StorageError> {
         if r.batches == 1 {
-            return self
-                .emit(w, &r.first, &r.header, r.pos, r.changed, seg, tmp)
-                .await;
+            return self.emit(w, &r.first, &r.header, r.pos, r.changed).await;
         }
         crate::coverage::reached(crate::coverage::Event::EmptyBatchesMerged);
         let merged = batch::empty_span(&r.first, r.end - 1, r.max_timestamp);
@@ -332,7 +322,7 @@ impl Cleaner {
             max_timestamp: r.max_timestamp,
             ..r.header
         };
-        self.emit(w, &merged, &h, r.pos, true, seg, tmp).await
+        self.emit(w, &merged, &h, r.pos, true).await
     }
 
     /// Open the cleaned copy of `seg` and put the segment's first `upto` bytes (unchanged
@@ -484,8 +474,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// What one rewrite has put out so far.
-struct Written {
+/// What one rewrite of `seg` has put out so far.
+struct Written<'a> {
+    seg: &'a Segment,
+    /// Where the cleaned copy is written.
+    tmp: &'a std::path::Path,
     /// The cleaned copy, from the first batch that changed.
     out: Option<Copy>,
     /// The sparse index of the cleaned segment.
