@@ -51,27 +51,34 @@ pub enum BatchError {
     /// Records refused one by one (Kafka's record errors): each by its index in the batch, with
     /// why. The produce response names every one, so that a client fails those records and
     /// knows the others were refused only for being in their batch.
-    #[error("{}", RefusedRecords(.refused))]
+    #[error("{}", RefusedRecords(.refused, .reasons))]
     RecordsRefused {
         /// Whether a timestamp outside the topic's window is among the reasons (the batch is
         /// then answered INVALID_TIMESTAMP, otherwise INVALID_RECORD, as Kafka does).
         timestamp: bool,
-        /// Never empty.
-        refused: Vec<(i32, String)>,
+        /// The refused records' indexes in the batch; never empty.
+        refused: Vec<i32>,
+        /// Why, for the first [`REFUSED_REASONS_MAX`] of them (a batch of a million small
+        /// records all refused must not cost a million messages).
+        reasons: Vec<String>,
     },
 }
 
+/// How many refused records of a batch are told with why (the rest by their index alone).
+pub const REFUSED_REASONS_MAX: usize = 32;
+
 /// How [`BatchError::RecordsRefused`] reads: its first record and how many more.
-struct RefusedRecords<'a>(&'a [(i32, String)]);
+struct RefusedRecords<'a>(&'a [i32], &'a [String]);
 
 impl std::fmt::Display for RefusedRecords<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            [] => write!(f, "records refused"),
-            [(index, why)] => write!(f, "record {index}: {why}"),
-            [(index, why), rest @ ..] => {
-                write!(f, "record {index}: {why} (and {} more records)", rest.len())
-            }
+        let (Some(index), Some(why)) = (self.0.first(), self.1.first()) else {
+            return write!(f, "{} records refused", self.0.len());
+        };
+        write!(f, "record {index}: {why}")?;
+        match self.0.len() {
+            1 => Ok(()),
+            n => write!(f, " (and {} more records)", n - 1),
         }
     }
 }

@@ -232,7 +232,14 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
     let mut cur = Cursor { buf: records };
     let mut max_ts = i64::MIN;
     let mut refused = Vec::new();
+    let mut reasons = Vec::new();
     let mut timestamp_refused = false;
+    let mut refuse = |index: i32, why: &dyn Fn() -> String| {
+        refused.push(index);
+        if reasons.len() < batch::REFUSED_REASONS_MAX {
+            reasons.push(why());
+        }
+    };
     for index in 0..h.record_count {
         let bad = |why: String| BatchError::InvalidRecords(format!("record {index}: {why}"));
         let len = cur.varint().map_err(&bad)?;
@@ -255,10 +262,9 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
         }
         let key = r.bytes("key", -1).map_err(&bad)?;
         if key.is_none() && rules.keys_required {
-            refused.push((
-                index,
-                "no key: a compacted topic cannot accept a record without a key".to_string(),
-            ));
+            refuse(index, &|| {
+                "no key: a compacted topic cannot accept a record without a key".to_string()
+            });
         }
         r.bytes("value", -1).map_err(&bad)?;
         let headers = r.varint().map_err(&bad)?;
@@ -288,7 +294,7 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
             .ok_or_else(|| bad(format!("timestamp delta {ts_delta} overflows")))?;
         if let Err(why) = check_timestamp(ts, rules) {
             timestamp_refused = true;
-            refused.push((index, why));
+            refuse(index, &|| why.clone());
         }
         max_ts = max_ts.max(ts);
     }
@@ -303,6 +309,7 @@ fn walk(records: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchErro
         return Err(BatchError::RecordsRefused {
             timestamp: timestamp_refused,
             refused,
+            reasons,
         });
     }
     Ok(max_ts)

@@ -146,13 +146,17 @@ impl Broker {
                     // Damage on the way (a retry may pass); everything else is how the client
                     // built the batch, and a retry would fail the same way.
                     BatchError::BadCrc { .. } => error::CORRUPT_MESSAGE,
-                    BatchError::RecordsRefused { timestamp, refused } => {
+                    BatchError::RecordsRefused {
+                        timestamp,
+                        refused,
+                        reasons,
+                    } => {
                         let code = if timestamp {
                             error::INVALID_TIMESTAMP
                         } else {
                             error::INVALID_RECORD
                         };
-                        return PartState::RecordsRefused(code, message, refused);
+                        return PartState::RecordsRefused(code, message, refused, reasons);
                     }
                     _ => error::INVALID_RECORD,
                 };
@@ -211,11 +215,11 @@ impl Broker {
                             p.error_message = msg.map(StrBytes::from_string);
                         }
                     }
-                    PartState::RecordsRefused(code, message, refused) => {
+                    PartState::RecordsRefused(code, message, refused, reasons) => {
                         p.error_code = code;
                         if version >= 8 {
                             p.error_message = Some(StrBytes::from_string(message));
-                            p.record_errors = record_errors(refused);
+                            p.record_errors = record_errors(refused, reasons);
                         }
                     }
                     PartState::Replicated(rx, _held, stamped_ms, part) => {
@@ -287,8 +291,8 @@ impl Broker {
 
 pub(super) enum PartState {
     Done(i16, Option<String>),
-    /// Refused for some of its records: each by its index in the batch, and why.
-    RecordsRefused(i16, String, Vec<(i32, String)>),
+    /// Refused for some of its records: each by its index in the batch, and why for the first.
+    RecordsRefused(i16, String, Vec<i32>, Vec<String>),
     Waiting(oneshot::Receiver<Result<Appended, AppendError>>),
     /// Proposed to the partition's Raft group; the frame's memory is held until answered.
     Replicated(
@@ -402,21 +406,17 @@ pub(super) struct PendingProduce {
     topics: Vec<(TopicName, Vec<(i32, PartState)>)>,
 }
 
-/// How many refused records the produce response says why for; the rest are named by their
-/// index alone, which is all a client acts on (it bounds the response for a batch of many small
-/// records).
-const RECORD_ERROR_MESSAGES_MAX: usize = 32;
-
-/// A produce response's record errors (v8+): every refused record by its index in the batch.
-fn record_errors(refused: Vec<(i32, String)>) -> Vec<BatchIndexAndErrorMessage> {
+/// A produce response's record errors (v8+): every refused record by its index in the batch,
+/// with why for the first ones ([`crate::batch::REFUSED_REASONS_MAX`]): the index is all a client
+/// acts on.
+fn record_errors(refused: Vec<i32>, reasons: Vec<String>) -> Vec<BatchIndexAndErrorMessage> {
+    let mut reasons = reasons.into_iter();
     refused
         .into_iter()
-        .enumerate()
-        .map(|(n, (index, why))| {
+        .map(|index| {
             let mut e = BatchIndexAndErrorMessage::default();
             e.batch_index = index;
-            e.batch_index_error_message =
-                (n < RECORD_ERROR_MESSAGES_MAX).then(|| StrBytes::from_string(why));
+            e.batch_index_error_message = reasons.next().map(StrBytes::from_string);
             e
         })
         .collect()
