@@ -74,7 +74,7 @@ pub async fn compaction_bench(args: CompactionArgs) -> Result<()> {
     if args.keys == 0 || args.batch == 0 || args.producers == 0 || args.cleaner.is_empty() {
         bail!("--keys, --batch, --producers must be at least 1, and --cleaner name a setting");
     }
-    if args.keys % args.batch as u64 != 0 {
+    if !args.keys.is_multiple_of(args.batch as u64) {
         bail!("--keys must be a multiple of --batch (each batch updates distinct keys)");
     }
     let load_average_before = stats::load_average();
