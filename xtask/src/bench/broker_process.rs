@@ -66,11 +66,6 @@ impl SpawnedBroker {
         let log_path = bench_dir.join(format!("{run_name}.log"));
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-        let log_err = log
-            .try_clone()
-            .with_context(|| format!("opening {}", log_path.display()))?;
         let mut arguments: Vec<std::ffi::OsString> = vec![
             "--listen".into(),
             addr.clone().into(),
@@ -81,7 +76,7 @@ impl SpawnedBroker {
         ];
         arguments.extend(args.broker_arg.iter().map(Into::into));
         arguments.extend(extra(&addr).into_iter().map(Into::into));
-        let child = spawn(&binary, &arguments, log, log_err, &log_path)?;
+        let child = spawn(&binary, &arguments, &log_path, false)?;
         let mut broker = Self {
             child,
             binary,
@@ -99,15 +94,8 @@ impl SpawnedBroker {
     /// new process took to listen.
     pub async fn restart(&mut self) -> Result<Duration> {
         self.terminate().await?;
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.log_path)
-            .with_context(|| format!("opening {}", self.log_path.display()))?;
-        let log_err = log
-            .try_clone()
-            .with_context(|| format!("opening {}", self.log_path.display()))?;
         let started = Instant::now();
-        self.child = spawn(&self.binary, &self.arguments, log, log_err, &self.log_path)?;
+        self.child = spawn(&self.binary, &self.arguments, &self.log_path, true)?;
         self.wait_until_listening().await?;
         Ok(started.elapsed())
     }
@@ -189,13 +177,24 @@ impl Drop for SpawnedBroker {
     }
 }
 
+/// Start `binary` with `arguments`, its output to `log_path` (after what is there when
+/// `append`, else in a new file).
 fn spawn(
     binary: &Path,
     arguments: &[std::ffi::OsString],
-    log: std::fs::File,
-    log_err: std::fs::File,
     log_path: &Path,
+    append: bool,
 ) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let mut command = Command::new(binary);
     command
         .args(arguments)
