@@ -97,11 +97,20 @@ impl Cleaner {
             bytes_before: 0,
             bytes_after: 0,
         };
+        // Not in a Raft log, whose batches are its entries (invariant 37): there runs of
+        // emptied batches are merged, but for those the producer state keeps.
+        let keep_apart = {
+            let st = p.state();
+            st.replica
+                .is_none()
+                .then(|| st.producers.retained_batches())
+        };
         for seg in segments.iter().filter(|s| s.base_offset < map_end) {
             if self.stopping() {
                 return Ok(None);
             }
             let cut = Cut {
+                keep_apart: keep_apart.as_ref(),
                 map: &map,
                 map_end,
                 now_ms,
@@ -179,12 +188,6 @@ impl Cleaner {
         let tmp = p
             .dir
             .join(log::segment_name(seg.base_offset, "cleaned.tmp"));
-        let keep_apart = {
-            let st = p.state();
-            st.replica
-                .is_none()
-                .then(|| st.producers.retained_batches())
-        };
         let mut w = Written {
             seg,
             tmp: &tmp,
@@ -213,7 +216,7 @@ impl Cleaner {
             removed += cleaned.removed;
             let changed = cleaned.bytes.is_some();
             let batch = cleaned.bytes.unwrap_or(bytes);
-            let mergeable = keep_apart.as_ref().is_some_and(|apart| {
+            let mergeable = cut.keep_apart.is_some_and(|apart| {
                 !h.is_control()
                     && batch.len() == HEADER_BYTES
                     && !(h.producer_id >= 0 && apart.contains(&h.base_offset))
@@ -419,6 +422,9 @@ impl Cleaner {
 
 /// What decides each record's fate in one cleaning.
 struct Cut<'a> {
+    /// `None` in a Raft log (no batch is merged); else the first offsets of the batches the
+    /// producer state keeps, which no run takes in.
+    keep_apart: Option<&'a std::collections::HashSet<i64>>,
     map: &'a OffsetMap,
     /// Records at or past it were not mapped: kept.
     map_end: i64,
