@@ -4,12 +4,13 @@
 //! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`
 //!    (or `cargo test --workspace` when cargo-nextest is not installed);
 //! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
-//!    directory (`<target>/madsim`) so the two builds never invalidate each other, then a
-//!    determinism check of one seed per scenario, shrinking a failing fixture end to end, and a
-//!    quick sweep of every scenario (10 seeds; the costliest, which set `quick_sweep_seeds`,
-//!    fewer);
+//!    directory (`<target>/madsim`) so the two builds never invalidate each other, then
+//!    shrinking a failing fixture end to end;
 //! 3. the broker binary: `cargo build -p broker --bin broker`;
-//! 4. the integration tests: pytest in a virtual environment of its own under the target
+//! 4. a quick sweep of every scenario (10 seeds; the costliest, which set
+//!    `quick_sweep_seeds`, fewer) that also runs each scenario's first seed twice and compares
+//!    the traces, at the lowest priority (`nice -n 19`: the simulation is deterministic
+//!    whatever the load) beside the integration tests (alone with `--skip-integration`): pytest in a virtual environment of its own under the target
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
 //!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
@@ -43,22 +44,97 @@ pub fn run(args: &TestArgs) -> Result<()> {
     } else {
         unit_tests()?;
     }
-    if args.skip_sim {
+    let sweep = if args.skip_sim {
         println!("xtask: skipping simulation tests (--skip-sim)");
+        None
     } else {
-        sim_tests()?;
-    }
+        Some(sim_tests()?)
+    };
     if args.skip_integration {
         println!("xtask: skipping integration tests (--skip-integration)");
+        if let Some(sweep) = sweep {
+            step(SWEEP_STEP, sweep)?;
+        }
     } else {
         let broker_bin = build_broker()?;
-        integration_tests(&broker_bin)?;
+        // The sweep is deterministic whatever the machine's load, and the integration tests
+        // leave more than a core idle (they wait on brokers): the sweep runs beside them, at
+        // the lowest priority so that their timing is not disturbed.
+        let background = sweep.map(Background::start).transpose()?;
+        let integration = integration_tests(&broker_bin);
+        let swept = background.map(Background::finish).transpose();
+        integration?;
+        swept?;
     }
     println!(
         "xtask: all test steps passed in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The quick sweep of every scenario (the costly ones fewer seeds, `quick_sweep_seeds`): each
+/// seed must end as its scenario expects, every coverage event must be reached, and each
+/// scenario's first seed, run a second time in a process of its own, must give the same
+/// trace. All runs share one queue of two workers.
+const SWEEP_STEP: &str =
+    "scenario sweep (sim sweep all --seeds 1..11 --require-coverage --quick --check-determinism)";
+
+/// A step run beside others, its output kept in files under the target directory and shown
+/// when it ends.
+struct Background {
+    child: std::process::Child,
+    started: Instant,
+    out: std::path::PathBuf,
+    err: std::path::PathBuf,
+}
+
+impl Background {
+    fn start(command: Command) -> Result<Background> {
+        let dir = target_dir().join("xtask-test");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (out, err) = (dir.join("sweep.out"), dir.join("sweep.err"));
+        let mut niced = Command::new("nice");
+        niced
+            .args(["-n", "19"])
+            .arg(command.get_program())
+            .args(command.get_args())
+            .current_dir(repo_root())
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(std::fs::File::create(&err)?);
+        println!(
+            "xtask: ==> {SWEEP_STEP}, beside the integration tests at nice 19 (progress in {})",
+            err.display()
+        );
+        let child = niced
+            .spawn()
+            .context("could not start the scenario sweep")?;
+        Ok(Background {
+            child,
+            started: Instant::now(),
+            out,
+            err,
+        })
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let status = self
+            .child
+            .wait()
+            .context("waiting for the scenario sweep")?;
+        let elapsed_s = self.started.elapsed().as_secs_f64();
+        print!("{}", std::fs::read_to_string(&self.out).unwrap_or_default());
+        if !status.success() {
+            let err = std::fs::read_to_string(&self.err).unwrap_or_default();
+            let tail: Vec<&str> = err.lines().rev().take(40).collect();
+            for line in tail.iter().rev() {
+                println!("{line}");
+            }
+            bail!("step failed after {elapsed_s:.1} s ({status}): {SWEEP_STEP}");
+        }
+        println!("xtask: <== {SWEEP_STEP}: ok in {elapsed_s:.1} s");
+        Ok(())
+    }
 }
 
 /// Flush the page cache's dirty pages to disk before tests that fsync against deadlines: a
@@ -89,8 +165,9 @@ fn unit_tests() -> Result<()> {
     }
 }
 
-/// The `sim` crate's tests, compiled with `--cfg madsim`. Nobody types RUSTFLAGS.
-fn sim_tests() -> Result<()> {
+/// The `sim` crate's tests, compiled with `--cfg madsim`, and shrinking end to end; the quick
+/// sweep of every scenario to run after them. Nobody types RUSTFLAGS.
+fn sim_tests() -> Result<Command> {
     let mut command = cargo();
     command
         .args(["test", "--profile", "sim", "-p", "sim"])
@@ -100,28 +177,7 @@ fn sim_tests() -> Result<()> {
         "simulation tests (cargo test --profile sim -p sim, --cfg madsim)",
         command,
     )?;
-    // A quick sweep of every scenario (the costly ones fewer seeds, `quick_sweep_seeds`): each
-    // seed must end as its scenario expects.
     let bin = crate::sim::build()?;
-    // One seed of each scenario twice: the same seed must give the same trace.
-    let mut scenarios: Vec<_> = std::fs::read_dir(repo_root().join("scenarios"))
-        .context("listing scenarios/")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    scenarios.sort();
-    for scenario in &scenarios {
-        let mut check = Command::new(&bin);
-        check
-            .arg("check")
-            .arg(scenario)
-            .args(["--seed", "1"])
-            .current_dir(repo_root());
-        step(
-            &format!("determinism check ({})", scenario.display()),
-            check,
-        )?;
-    }
     shrink_check(&bin)?;
     let mut sweep = Command::new(bin);
     sweep
@@ -134,12 +190,10 @@ fn sim_tests() -> Result<()> {
             "2",
             "--require-coverage",
             "--quick",
+            "--check-determinism",
         ])
         .current_dir(repo_root());
-    step(
-        "scenario sweep (sim sweep all --seeds 1..11 --require-coverage --quick)",
-        sweep,
-    )
+    Ok(sweep)
 }
 
 /// Shrinking, end to end: a fixture that fails (the legacy broker, deadlines off, in a swarm

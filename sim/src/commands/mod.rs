@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
 
@@ -75,6 +75,10 @@ enum Command {
         /// the scenarios that set it: a sweep bounded in time, as CI's.
         #[arg(long)]
         quick: bool,
+        /// Run each scenario's first seed a second time, in a process of its own, and fail
+        /// when the two traces differ (`check` then shows where).
+        #[arg(long)]
+        check_determinism: bool,
     },
     /// Shrink a failing seed: write the smallest scenario found (fewer and shorter faults,
     /// fewer clients, a shorter run) that still fails the same way with the same seed.
@@ -133,6 +137,7 @@ pub fn main() -> ExitCode {
             summary_out,
             require_coverage,
             quick,
+            check_determinism,
         } => sweep(
             &scenario,
             &seeds,
@@ -141,6 +146,7 @@ pub fn main() -> ExitCode {
             summary_out.as_deref(),
             require_coverage,
             quick,
+            check_determinism,
         ),
         Command::Shrink {
             scenario,

@@ -62,6 +62,15 @@ pub(super) fn progress(
     }
 }
 
+/// One run of a sweep: a scenario (by its place in the sweep), a seed, and whether it is the
+/// second run of that seed, made only to compare traces (`--check-determinism`).
+struct Job {
+    scenario: usize,
+    seed: u64,
+    twin: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) fn sweep(
     which: &str,
     seeds: &str,
@@ -70,6 +79,7 @@ pub(super) fn sweep(
     summary_out: Option<&Path>,
     require_coverage: bool,
     quick: bool,
+    check_determinism: bool,
 ) -> ExitCode {
     let Some((first, end)) = parse_range(seeds) else {
         eprintln!("sim: --seeds {seeds:?}: expected A..B");
@@ -89,78 +99,119 @@ pub(super) fn sweep(
     } else {
         vec![PathBuf::from(which)]
     };
-    let my_seeds: Arc<Vec<u64>> = Arc::new(
-        (first..end)
-            .filter(|s| (s - first) % count == index - 1)
-            .collect(),
-    );
-    let mut summary = crate::report::summary::SweepSummary {
-        seeds: seeds.to_string(),
-        shards: vec![format!("{index}/{count}")],
-        scenarios: Vec::new(),
-    };
+    let my_seeds: Vec<u64> = (first..end)
+        .filter(|s| (s - first) % count == index - 1)
+        .collect();
+    let mut scenarios = Vec::new();
     for path in &paths {
-        let scenario = match load(path) {
-            Ok(s) => s,
+        match load(path) {
+            Ok(s) => scenarios.push(s),
             Err(code) => return code,
-        };
-        let my_seeds = match scenario.quick_sweep_seeds {
+        }
+    }
+    // Every scenario's seeds go into one queue that all workers draw from, so no core idles
+    // at the end of a scenario while the other finishes its last seed. The costly scenarios
+    // (those that set `quick_sweep_seeds`) go first: the short ones then fill the tail.
+    let mut order: Vec<usize> = (0..scenarios.len()).collect();
+    order.sort_by_key(|&i| scenarios[i].quick_sweep_seeds.is_none());
+    let mut queue = Vec::new();
+    let mut planned = vec![0usize; scenarios.len()];
+    for &i in &order {
+        let scenario = &scenarios[i];
+        let seeds = match scenario.quick_sweep_seeds {
             Some(cap) if quick && cap < my_seeds.len() => {
                 eprintln!(
                     "{}: the first {cap} of {} seeds (quick sweep)",
                     scenario.name,
                     my_seeds.len()
                 );
-                Arc::new(my_seeds[..cap].to_vec())
+                &my_seeds[..cap]
             }
-            _ => my_seeds.clone(),
+            _ => &my_seeds[..],
         };
-        let next = Arc::new(AtomicUsize::new(0));
-        let results: Arc<Mutex<Vec<SeedOutcome>>> = Arc::default();
-        let started = std::time::Instant::now();
-        let workers: Vec<_> = (0..jobs.max(1))
-            .map(|_| {
-                let (next, results, my_seeds, path, name) = (
-                    next.clone(),
-                    results.clone(),
-                    my_seeds.clone(),
-                    path.clone(),
-                    scenario.name.clone(),
+        planned[i] = seeds.len();
+        for (n, &seed) in seeds.iter().enumerate() {
+            queue.push(Job {
+                scenario: i,
+                seed,
+                twin: false,
+            });
+            if n == 0 && check_determinism {
+                queue.push(Job {
+                    scenario: i,
+                    seed,
+                    twin: true,
+                });
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Vec<SeedOutcome>>> =
+        scenarios.iter().map(|_| Mutex::default()).collect();
+    let twins: Mutex<Vec<(usize, SeedOutcome)>> = Mutex::default();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let Some(job) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                let outcome = child(&paths[job.scenario], job.seed, None);
+                if job.twin {
+                    let mut all = twins.lock().unwrap_or_else(|p| p.into_inner());
+                    all.push((job.scenario, (job.seed, outcome)));
+                    continue;
+                }
+                let mut all = results[job.scenario]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                all.push((job.seed, outcome));
+                progress(
+                    &scenarios[job.scenario].name,
+                    &all,
+                    planned[job.scenario],
+                    started,
                 );
-                std::thread::spawn(move || loop {
-                    let Some(&seed) = my_seeds.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return;
-                    };
-                    let outcome = child(&path, seed, None);
-                    let mut all = results.lock().unwrap_or_else(|p| p.into_inner());
-                    all.push((seed, outcome));
-                    progress(&name, &all, my_seeds.len(), started);
-                })
-            })
-            .collect();
-        for w in workers {
-            let _ = w.join();
+            });
         }
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!();
-        }
-        let wall = started.elapsed().as_secs_f64();
-        let mut results = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
+    });
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
+    let twins = twins.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut summary = crate::report::summary::SweepSummary {
+        seeds: seeds.to_string(),
+        shards: vec![format!("{index}/{count}")],
+        scenarios: Vec::new(),
+    };
+    for (i, (path, scenario)) in paths.iter().zip(&scenarios).enumerate() {
+        let mut results =
+            std::mem::take(&mut *results[i].lock().unwrap_or_else(|p| p.into_inner()));
         results.sort_by_key(|(seed, _)| *seed);
         let mut s = crate::report::summary::ScenarioSummary {
             name: scenario.name.clone(),
             file: path.display().to_string(),
             seeds: results.len(),
-            wall_s: wall,
             coverage: broker::coverage::Event::ALL
                 .iter()
                 .map(|e| (e.name().to_string(), 0))
                 .collect(),
             ..Default::default()
         };
+        for (seed, twin) in twins.iter().filter(|(t, _)| *t == i).map(|(_, o)| o) {
+            let first = results.iter().find(|(s, _)| s == seed).map(|(_, r)| r);
+            if let Some(why) = not_deterministic(first, twin) {
+                s.unexpected.push(crate::report::summary::Unexpected {
+                    seed: *seed,
+                    why,
+                    replay: format!("cargo xtask sim check {} --seed {seed}", path.display()),
+                });
+            }
+        }
         for (seed, r) in results {
             let why = match r {
                 Ok(seed_summary) => {
+                    s.wall_s += seed_summary.wall_s;
                     s.add(&seed_summary);
                     if seed_summary.as_expected {
                         continue;
@@ -177,7 +228,31 @@ pub(super) fn sweep(
         }
         summary.scenarios.push(s);
     }
+    eprintln!(
+        "sim: {} runs in {:.0} s on {} workers",
+        queue.len(),
+        started.elapsed().as_secs_f64(),
+        jobs.max(1)
+    );
     finish(&summary, summary_out, require_coverage)
+}
+
+/// Why a seed run twice was not the same run, if it was not: its two traces' hashes differ.
+/// `sim check` shows the first event where they part.
+fn not_deterministic(
+    first: Option<&Result<Summary, String>>,
+    twin: &Result<Summary, String>,
+) -> Option<String> {
+    match (first, twin) {
+        (Some(Ok(a)), Ok(b)) if a.trace_hash == b.trace_hash => None,
+        (Some(Ok(a)), Ok(b)) => Some(format!(
+            "not deterministic: the seed run twice gave trace hashes {} and {}",
+            a.trace_hash, b.trace_hash
+        )),
+        // A first run that failed is reported with its own failure.
+        (None | Some(Err(_)), _) => None,
+        (_, Err(e)) => Some(format!("not deterministic: the second run failed: {e}")),
+    }
 }
 
 /// Print a sweep's (or merged shards') tables, write its summary, and say whether it passed.
