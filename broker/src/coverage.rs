@@ -92,6 +92,11 @@ pub enum Event {
     TombstoneExpired,
     /// The cleaner of a log that is not a Raft log wrote a run of record-less batches as one.
     EmptyBatchesMerged,
+    /// The cleaner wrote several consecutive segments as one cleaned segment.
+    CleanedSegmentsMerged,
+    /// Recovery finished a merge of segments a crash interrupted after its copy became the
+    /// swap (`<base>.swap`): the merged segments' files removed, the swap renamed in.
+    CleanedSwapFinished,
     /// A replica stored a batch the leader's cleaner had cleaned (fewer records than the
     /// offsets it spans), sent as a Raft entry.
     CleanedEntriesReplicated,
@@ -103,7 +108,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 40] = [
+    pub const ALL: [Event; 42] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -141,6 +146,8 @@ impl Event {
         Event::CleanedCopyRecovered,
         Event::TombstoneExpired,
         Event::EmptyBatchesMerged,
+        Event::CleanedSegmentsMerged,
+        Event::CleanedSwapFinished,
         Event::CleanedEntriesReplicated,
         Event::MetadataSnapshotTaken,
         Event::MetadataSnapshotInstalled,
@@ -186,6 +193,8 @@ impl Event {
             Event::CleanedCopyRecovered => "cleaned-copy-recovered",
             Event::TombstoneExpired => "tombstone-expired",
             Event::EmptyBatchesMerged => "empty-batches-merged",
+            Event::CleanedSegmentsMerged => "cleaned-segments-merged",
+            Event::CleanedSwapFinished => "cleaned-swap-finished",
             Event::CleanedEntriesReplicated => "cleaned-entries-replicated",
             Event::MetadataSnapshotTaken => "metadata-snapshot-taken",
             Event::MetadataSnapshotInstalled => "metadata-snapshot-installed",

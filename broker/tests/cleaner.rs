@@ -49,6 +49,21 @@ async fn open(dir: &Path, map_bytes: u64) -> (Arc<Store>, Arc<Metrics>) {
     (store, metrics)
 }
 
+/// The store with its cleaner off: what is on the disk stays as it is while a test looks.
+async fn open_without_cleaner(dir: &Path) -> (Arc<Store>, Arc<Metrics>) {
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        retention_check_interval_ms: 0,
+        log_cleaner_enable: false,
+        ..Config::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::open(env(), &config, metrics.clone())
+        .await
+        .expect("open store");
+    (store, metrics)
+}
+
 async fn close(store: Arc<Store>) {
     let closed = store.closed();
     drop(store);
@@ -375,6 +390,125 @@ async fn runs_of_emptied_batches_become_one_header_and_the_log_stays_readable() 
     let p = compacted_topic(&store, "0").await;
     assert_eq!(read_all(&store, &p).await.0, before);
     write_round(&store, &p, 0..10, 1, 41, &[], &mut written).await;
+    check_compacted(&store, &p, &written).await;
+    drop(p);
+    close(store).await;
+}
+
+/// The segments of the log, below the active one: (base, next offset, bytes).
+fn closed_segments(p: &Partition) -> Vec<(i64, i64, u64)> {
+    let st = p.state();
+    let closed = st.segments.len() - 1;
+    st.segments
+        .values()
+        .take(closed)
+        .map(|s| (s.base_offset, s.next_offset, s.size))
+        .collect()
+}
+
+/// Cleaned segments are merged (Kafka's grouping by `segment.bytes`): a compacted log keeps a
+/// file per `segment.bytes` of what survives, not one per segment it ever rolled, and reads
+/// the same after a restart. Volume: 3,600 records of ~20 bytes over 60 keys in 1 KiB
+/// segments (~130 segments rolled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleaned_segments_are_merged_into_few_and_the_log_reads_the_same_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), 1 << 20).await;
+    let p = compacted_topic(&store, "0").await;
+    let mut written = write_rounds(&store, &p, 60, 10, 50, 0..0).await;
+    settled(&store, &p, &written).await;
+    // More writes bring more cleanings, each of which merges what the one before shrank.
+    for round in 50..60 {
+        write_round(&store, &p, 0..60, 10, round, &[], &mut written).await;
+        settled(&store, &p, &written).await;
+    }
+    let closed = closed_segments(&p);
+    let bytes: u64 = closed.iter().map(|s| s.2).sum();
+    // ~130 KB were written in 1 KiB segments.
+    assert!(written.len() >= 3600, "{} records", written.len());
+    // Groups never exceed segment.bytes: at worst two groups per segment.bytes of data.
+    assert!(
+        (closed.len() as u64) <= 2 * bytes.div_ceil(1024) + 2,
+        "{} closed segments hold {bytes} bytes: {closed:?}",
+        closed.len()
+    );
+    for pair in closed.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0, "segments continue each other");
+    }
+    let on_disk = std::fs::read_dir(&p.dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
+        .count();
+    assert_eq!(
+        on_disk,
+        closed.len() + 1,
+        "a merged segment's files are gone"
+    );
+    check_compacted(&store, &p, &written).await;
+    let before = read_all(&store, &p).await.0;
+    drop(p);
+    close(store).await;
+    let (store, _) = open(dir.path(), 1 << 20).await;
+    let p = compacted_topic(&store, "0").await;
+    assert_eq!(read_all(&store, &p).await.0, before);
+    write_round(&store, &p, 0..10, 10, 61, &[], &mut written).await;
+    check_compacted(&store, &p, &written).await;
+    drop(p);
+    close(store).await;
+}
+
+/// A merge of segments that a crash interrupted once its copy was the swap (`<base>.swap`,
+/// some of the merged segments' files already removed) is finished at the next start: the
+/// swap replaces every segment whose offsets it spans, and the log reads as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_a_crash_interrupted_after_its_swap_was_made_is_finished_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), 1 << 20).await;
+    let p = compacted_topic(&store, "0").await;
+    let written = write_rounds(&store, &p, 300, 7, 3, 0..0).await;
+    settled(&store, &p, &written).await;
+    let pdir = p.dir.clone();
+    drop(p);
+    close(store).await;
+    let (store, _) = open_without_cleaner(dir.path()).await;
+    let p = compacted_topic(&store, "0").await;
+    let before = read_all(&store, &p).await.0;
+    let closed = closed_segments(&p);
+    assert!(closed.len() >= 4, "{closed:?}");
+    drop(p);
+    close(store).await;
+    // Segments 1..4 merged as a crash left them: the copy (their batches one after another)
+    // named the swap, the second segment's log and the first's index already removed.
+    let name = |base: i64, ext: &str| pdir.join(format!("{base:020}.{ext}"));
+    let members: Vec<i64> = closed[1..4].iter().map(|s| s.0).collect();
+    let merged: Vec<u8> = members
+        .iter()
+        .flat_map(|&b| std::fs::read(name(b, "log")).unwrap())
+        .collect();
+    std::fs::write(name(members[0], "swap"), &merged).unwrap();
+    std::fs::remove_file(name(members[1], "log")).unwrap();
+    std::fs::remove_file(name(members[0], "index")).unwrap();
+    let (store, _) = open_without_cleaner(dir.path()).await;
+    let p = compacted_topic(&store, "0").await;
+    assert!(!name(members[0], "swap").exists(), "the swap is renamed in");
+    assert!(
+        !name(members[2], "log").exists(),
+        "a merged segment is removed"
+    );
+    assert_eq!(
+        std::fs::read(name(members[0], "log")).unwrap(),
+        merged,
+        "the swap is the segment"
+    );
+    let after = closed_segments(&p);
+    assert_eq!(after.len(), closed.len() - 2, "{after:?}");
+    assert_eq!(read_all(&store, &p).await.0, before);
     check_compacted(&store, &p, &written).await;
     drop(p);
     close(store).await;

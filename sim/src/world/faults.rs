@@ -32,24 +32,35 @@ pub(crate) fn install_fault_points(scenario: &Scenario, seed: u64) {
 }
 
 /// The first broker (`node`, or any) seen writing a cleaned copy of a segment within 20 s,
-/// left to go on a little so that the crash lands at some step of the swap: half the time up
-/// to 30 ms after the copy appeared (while it is written, or later), half the time up to 4 ms
-/// after its name became durable (the swap itself: the index removed, the rename, its sync).
+/// left to go on a little so that the crash lands at some step of the swap, drawn from three:
+/// up to 30 ms after the copy appeared (while it is written, or later); up to 4 ms after its
+/// name became durable (the swap of one segment: the index removed, the rename, its sync); up
+/// to 2 ms after a merge of segments made its copy the swap (`<base>.swap`: the merged
+/// segments' files removed, the swap renamed in), or, when no merge comes within 10 s, as the
+/// second.
 async fn cleaning<'a>(
     c: &'a Cluster,
     node: Option<&str>,
     rng: &EnvRng,
 ) -> Option<&'a crate::world::cluster::BrokerNode> {
     const COPY: &str = ".cleaned.tmp";
-    let give_up = Instant::now() + Duration::from_secs(20);
-    let in_swap = rng.range_u64(0, 2) == 1;
+    const SWAP: &str = ".swap";
+    let started = Instant::now();
+    let give_up = started + Duration::from_secs(20);
+    let stage = rng.range_u64(0, 3);
     while Instant::now() < give_up {
+        let merging = stage == 2 && Instant::now() < started + Duration::from_secs(10);
+        let (suffix, durable, wait_ms) = match stage {
+            0 => (COPY, false, 31),
+            _ if merging => (SWAP, true, 3),
+            _ => (COPY, true, 5),
+        };
         let found = c
             .brokers
             .iter()
-            .find(|b| node.is_none_or(|n| b.name == n) && b.disk.has_file_ending(COPY, in_swap));
+            .find(|b| node.is_none_or(|n| b.name == n) && b.disk.has_file_ending(suffix, durable));
         if let Some(b) = found {
-            let ms = rng.range_u64(0, if in_swap { 5 } else { 31 });
+            let ms = rng.range_u64(0, wait_ms);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return Some(b);
         }

@@ -1,15 +1,23 @@
 //! One cleaning of one partition (Kafka's `Cleaner.doClean`): the key map built over the dirty
 //! section, as far as the map holds; then every segment from the log's first through the one
 //! where the map ended rewritten without the records a later one of the same key supersedes
-//! (and tombstones past their horizon, and records without a key), each segment swapped for
-//! its cleaned copy in one rename.
+//! (and tombstones past their horizon, and records without a key), consecutive segments that
+//! fit in `segment.bytes` together merged into one ([`groups`]), each group swapped for its
+//! cleaned copy.
 //!
 //! The swap, crash-safe: the cleaned copy is written aside (`<base>.cleaned.tmp`) and synced;
-//! then, under the partition's files lock and only if the segment is still the one read, its
-//! index files are removed (the directory synced: an old index must never describe the new
-//! file), the copy renamed over the segment's log file (the directory synced), and the index
-//! written for it. A crash leaves the old log or the new one, whole, never a mix; recovery
-//! removes a leftover copy and rebuilds a missing index.
+//! then, under the partition's files lock and only if every segment of the group is still
+//! the one read:
+//! - one segment: its index files are removed (the directory synced: an old index must never
+//!   describe the new file), the copy renamed over the segment's log file (the directory
+//!   synced), and the index written for it. A crash leaves the old log or the new one, whole,
+//!   never a mix; recovery removes a leftover copy and rebuilds a missing index.
+//! - several (Kafka's `.swap`): the copy is renamed `<base>.swap` and the directory synced —
+//!   the commit point — then the group's index files and its later segments' logs are
+//!   removed and the swap renamed over the first segment's log ([`log::finish_swap`]). A
+//!   crash before the commit point leaves the old segments (and a copy recovery removes); after
+//!   it, recovery finds the swap and finishes the same steps, replacing every segment whose
+//!   offsets the swap spans. Never a mix, never a loss.
 
 use std::sync::Arc;
 
@@ -105,7 +113,11 @@ impl Cleaner {
                 .is_none()
                 .then(|| st.producers.retained_batches())
         };
-        for seg in segments.iter().filter(|s| s.base_offset < map_end) {
+        let cleaned: Vec<Segment> = segments
+            .into_iter()
+            .filter(|s| s.base_offset < map_end)
+            .collect();
+        for group in groups(&cleaned, config.segment_bytes) {
             if self.stopping() {
                 return Ok(None);
             }
@@ -118,14 +130,15 @@ impl Cleaner {
                 interval: config.index_interval_bytes,
                 decompressed_max,
             };
-            match self.rewrite(p, seg, &cut).await? {
+            match self.rewrite(p, group, &cut).await? {
                 Some((size, removed)) => {
                     done.records_removed += removed;
-                    done.segments_rewritten += 1;
-                    done.bytes_before += seg.size;
+                    done.segments_rewritten += group.len() as u64;
+                    done.bytes_before += group.iter().map(|s| s.size).sum::<u64>();
                     done.bytes_after += size;
                 }
-                None if !p.holds(seg) => return Ok(None), // reset or deleted meanwhile
+                // Reset or deleted meanwhile.
+                None if !group.iter().all(|s| p.holds(s)) => return Ok(None),
                 None => {}
             }
         }
@@ -169,8 +182,10 @@ impl Cleaner {
         Ok(end)
     }
 
-    /// Write `seg` cleaned beside it and swap it in; the new size and the records removed, or
-    /// `None` when nothing in it changes (or it changed under the cleaner).
+    /// Write `group` (consecutive segments, see [`groups`]) cleaned as one segment beside the
+    /// first, and swap it in; the new size and the records removed, or `None` when nothing in
+    /// it changes (one segment whose batches all stay as they are) or it changed under the
+    /// cleaner.
     ///
     /// On a log that is not a Raft log, each run of record-less batches (emptied now or by an
     /// earlier cleaning) becomes one header spanning the run ([`batch::empty_span`]), so a
@@ -182,58 +197,65 @@ impl Cleaner {
     async fn rewrite(
         &mut self,
         p: &Arc<Partition>,
-        seg: &Segment,
+        group: &[Segment],
         cut: &Cut<'_>,
     ) -> Result<Option<(u64, u64)>, StorageError> {
+        let first = &group[0];
         let tmp = p
             .dir
-            .join(log::segment_name(seg.base_offset, "cleaned.tmp"));
+            .join(log::segment_name(first.base_offset, "cleaned.tmp"));
         let mut w = Written {
-            seg,
+            seg: first,
             tmp: &tmp,
             out: None,
             entries: Vec::new(),
             prefix_max: -1,
             interval: cut.interval,
         };
+        if group.len() > 1 {
+            // Segments merged: the copy is a new file from its first byte.
+            w.out = Some(self.start_copy(&tmp, first, 0).await?);
+        }
         let mut run: Option<Run> = None;
         let mut removed = 0u64;
-        let mut reader = Reader::new(seg, 0);
-        while let Some((pos, h, bytes)) = self.next_batch(&mut reader).await? {
-            if self.stopping() {
-                // The store is closing: the copy is left for recovery to remove.
-                return Ok(None);
-            }
-            let due = h.delete_horizon().is_some_and(|at| at <= cut.now_ms);
-            let cleaned = clean_batch(
-                &bytes,
-                &h,
-                cut.decompressed_max,
-                cut.horizon,
-                |r, offset| cut.keeps(r.key, r.value.is_none(), offset, due),
-            )
-            .map_err(|why| corrupt(seg, &why))?;
-            removed += cleaned.removed;
-            let changed = cleaned.bytes.is_some();
-            let batch = cleaned.bytes.unwrap_or(bytes);
-            let mergeable = cut.keep_apart.is_some_and(|apart| {
-                !h.is_control()
-                    && batch.len() == HEADER_BYTES
-                    && !(h.producer_id >= 0 && apart.contains(&h.base_offset))
-            });
-            if let Some(r) = run.as_mut() {
-                if mergeable && r.takes(&h) {
-                    r.add(&h);
+        for seg in group {
+            let mut reader = Reader::new(seg, 0);
+            while let Some((pos, h, bytes)) = self.next_batch(&mut reader).await? {
+                if self.stopping() {
+                    // The store is closing: the copy is left for recovery to remove.
+                    return Ok(None);
+                }
+                let due = h.delete_horizon().is_some_and(|at| at <= cut.now_ms);
+                let cleaned = clean_batch(
+                    &bytes,
+                    &h,
+                    cut.decompressed_max,
+                    cut.horizon,
+                    |r, offset| cut.keeps(r.key, r.value.is_none(), offset, due),
+                )
+                .map_err(|why| corrupt(seg, &why))?;
+                removed += cleaned.removed;
+                let changed = cleaned.bytes.is_some();
+                let batch = cleaned.bytes.unwrap_or(bytes);
+                let mergeable = cut.keep_apart.is_some_and(|apart| {
+                    !h.is_control()
+                        && batch.len() == HEADER_BYTES
+                        && !(h.producer_id >= 0 && apart.contains(&h.base_offset))
+                });
+                if let Some(r) = run.as_mut() {
+                    if mergeable && r.takes(&h) {
+                        r.add(&h);
+                        continue;
+                    }
+                    let r = run.take().expect("checked");
+                    self.emit_run(&mut w, r).await?;
+                }
+                if mergeable {
+                    run = Some(Run::new(pos, &h, batch, changed));
                     continue;
                 }
-                let r = run.take().expect("checked");
-                self.emit_run(&mut w, r).await?;
+                self.emit(&mut w, &batch, &h, pos, changed).await?;
             }
-            if mergeable {
-                run = Some(Run::new(pos, &h, batch, changed));
-                continue;
-            }
-            self.emit(&mut w, &batch, &h, pos, changed).await?;
         }
         if let Some(r) = run.take() {
             self.emit_run(&mut w, r).await?;
@@ -246,30 +268,50 @@ impl Cleaner {
         let io = self.shared.io.clone();
         io.sync_data(&copy.file).await?;
         let _files = p.lock_files().await;
-        if !p.holds(seg) || p.is_deleted() {
+        if !group.iter().all(|s| p.holds(s)) || p.is_deleted() {
             drop(copy);
             io.remove_file_if_present(&tmp).await?;
             return Ok(None);
         }
-        for ext in ["index", "timeindex"] {
-            io.remove_file_if_present(&p.dir.join(log::segment_name(seg.base_offset, ext)))
+        let base = first.base_offset;
+        if group.len() == 1 {
+            for ext in ["index", "timeindex"] {
+                io.remove_file_if_present(&p.dir.join(log::segment_name(base, ext)))
+                    .await?;
+            }
+            io.sync_dir(&p.dir).await?;
+            crate::fault_point!("cleaner.before_swap");
+            io.rename(&tmp, &p.dir.join(log::segment_name(base, "log")))
                 .await?;
+            io.sync_dir(&p.dir).await?;
+        } else {
+            // The copy becomes the swap (the commit point: from here recovery finishes the
+            // merge), then replaces the segments it was made from.
+            crate::fault_point!("cleaner.before_swap");
+            io.rename(&tmp, &p.dir.join(log::segment_name(base, "swap")))
+                .await?;
+            io.sync_dir(&p.dir).await?;
+            let members: Vec<i64> = group.iter().map(|s| s.base_offset).collect();
+            log::finish_swap(&io, &p.dir, base, &members).await?;
+            crate::coverage::reached(crate::coverage::Event::CleanedSegmentsMerged);
         }
-        io.sync_dir(&p.dir).await?;
-        crate::fault_point!("cleaner.before_swap");
-        io.rename(&tmp, &p.dir.join(log::segment_name(seg.base_offset, "log")))
-            .await?;
-        io.sync_dir(&p.dir).await?;
+        let last = group.last().expect("a group is never empty");
         let cleaned = Segment {
             file: copy.file,
             size: copy.written,
             allocated: copy.written,
             entries,
-            ..seg.clone()
+            next_offset: last.next_offset,
+            max_timestamp: group.iter().map(|s| s.max_timestamp).max().unwrap_or(-1),
+            roll_base_ms: group.iter().find_map(|s| s.roll_base_ms),
+            ..first.clone()
         };
         {
             let mut st = p.state_mut();
-            if let Some(s) = st.segments.get_mut(&seg.base_offset) {
+            for seg in &group[1..] {
+                st.segments.remove(&seg.base_offset);
+            }
+            if let Some(s) = st.segments.get_mut(&base) {
                 *s = cleaned.clone();
             }
         }
@@ -418,6 +460,31 @@ impl Cleaner {
         reader.pos += h.size as u64;
         Ok(Some((at, h, bytes)))
     }
+}
+
+/// The segments of one cleaning, in groups cleaned into one segment each (Kafka's
+/// `groupSegmentsBySize`): consecutive segments while their bytes together stay within
+/// `segment.bytes` and their offsets within what one segment's index holds. Cleaning only
+/// shrinks them, so the merged segment is never larger than a segment may grow; a compacted
+/// log then keeps a file per `segment.bytes` of what survives, not one per segment ever
+/// rolled.
+fn groups(segments: &[Segment], segment_bytes: u64) -> Vec<&[Segment]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < segments.len() {
+        let (mut end, mut bytes) = (start + 1, segments[start].size);
+        while let Some(next) = segments.get(end) {
+            let span = next.next_offset - segments[start].base_offset;
+            if bytes + next.size > segment_bytes || span > log::RELATIVE_OFFSET_MAX {
+                break;
+            }
+            bytes += next.size;
+            end += 1;
+        }
+        out.push(&segments[start..end]);
+        start = end;
+    }
+    out
 }
 
 /// What decides each record's fate in one cleaning.

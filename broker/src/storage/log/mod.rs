@@ -18,7 +18,7 @@ mod scan;
 pub use read::READ_ATTEMPTS;
 use read::{first_record_at_or_after, max_record_timestamp, read_from, read_verified};
 pub use recovery::{
-    read_whole, recover, write_index, write_log_start, write_snapshot, LOG_START_FILE,
+    finish_swap, read_whole, recover, write_index, write_log_start, write_snapshot, LOG_START_FILE,
 };
 
 use std::collections::BTreeMap;

@@ -158,6 +158,80 @@ async fn open_segment(
     })
 }
 
+/// Put a merged cleaned segment in place of the segments it was made from (`members`, in
+/// order, the first its base), once its copy is the swap file `<base>.swap` (written whole and
+/// synced before it was renamed to that name): every member's index files and every member's
+/// log but the first removed, then the swap renamed over the first, the directory synced
+/// after each step. Any crash in between leaves the swap, and recovery ([`finish_swaps`])
+/// runs this again; every step may be repeated.
+pub async fn finish_swap(
+    io: &Io,
+    dir: &Path,
+    base: i64,
+    members: &[i64],
+) -> Result<(), StorageError> {
+    for &member in members {
+        let exts: &[&str] = if member == base {
+            &["index", "timeindex"]
+        } else {
+            &["index", "timeindex", "log"]
+        };
+        for ext in exts {
+            io.remove_file_if_present(&dir.join(segment_name(member, ext)))
+                .await?;
+        }
+    }
+    io.sync_dir(dir).await?;
+    crate::fault_point!("cleaner.in_swap");
+    io.rename(
+        &dir.join(segment_name(base, "swap")),
+        &dir.join(segment_name(base, "log")),
+    )
+    .await?;
+    io.sync_dir(dir).await
+}
+
+/// Finish every merge of segments a crash interrupted (a `<base>.swap` left, see
+/// [`finish_swap`]): the segments it replaces are those whose base lies in the offsets it
+/// spans. Whether there was one.
+async fn finish_swaps(io: &Io, dir: &Path, names: &[String]) -> Result<bool, StorageError> {
+    let mut finished = false;
+    for name in names {
+        let Some(base) = name
+            .strip_suffix(".swap")
+            .and_then(|b| b.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let path = dir.join(name);
+        let file = io.open(&path, OpenMode::Existing).await?;
+        let len = io.len(&file).await?;
+        let scanned = scan_segment(io, &file, base, len, u64::MAX, None, false).await?;
+        drop(file);
+        if scanned.valid_len < len {
+            // It was synced whole before it took this name: damage, not a torn write.
+            return Err(StorageError::Corrupt {
+                path,
+                reason: format!(
+                    "a merged segment waiting to replace the segments it was made from is \
+                     damaged at byte {} of {len}",
+                    scanned.valid_len
+                ),
+            });
+        }
+        let members: Vec<i64> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
+            .filter(|&b| b >= base && b < scanned.next_offset)
+            .collect();
+        tracing::warn!(segment = %path.display(), merged = members.len(), "finishing a merge of cleaned segments that a crash interrupted");
+        finish_swap(io, dir, base, &members).await?;
+        crate::coverage::reached(crate::coverage::Event::CleanedSwapFinished);
+        finished = true;
+    }
+    Ok(finished)
+}
+
 /// Remove what a roll that failed part way left behind: the next segment's file, created empty
 /// and never written, while the segment before went on taking the appends (so it runs past the
 /// leftover's base, and the two would claim the same offsets). An empty segment followed by
@@ -223,6 +297,11 @@ pub async fn recover(
 ) -> Result<Partition, StorageError> {
     io.create_dir_all(dir).await?;
     let names = io.list(dir).await?;
+    let names = if finish_swaps(io, dir, &names).await? {
+        io.list(dir).await?
+    } else {
+        names
+    };
     let mut bases: Vec<i64> = names
         .iter()
         .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
