@@ -90,6 +90,9 @@ fn log_offset_of(replicas: &[(&String, &ReplicaLog)], kafka: i64) -> i64 {
     kafka
 }
 
+/// A batch's records by offset: (key, value).
+type Records = BTreeMap<i64, (Option<Bytes>, Option<Bytes>)>;
+
 /// Two copies of a batch, each perhaps cleaned: the same offsets, leader epoch and producer,
 /// and the same record at every offset both still hold.
 fn same_cleaned(a: &Bytes, b: &Bytes) -> bool {
@@ -113,7 +116,7 @@ fn same_cleaned(a: &Bytes, b: &Bytes) -> bool {
     if identity(&ha) != identity(&hb) {
         return false;
     }
-    let records = |bytes: &Bytes| -> Option<BTreeMap<i64, (Option<Bytes>, Option<Bytes>)>> {
+    let records = |bytes: &Bytes| -> Option<Records> {
         let mut data = bytes.clone();
         let set = RecordBatchDecoder::decode(&mut data).ok()?;
         Some(

@@ -32,7 +32,7 @@ pub fn message(c: &Compacted, partitions: i32, producer: usize, n: u64) -> (i32,
     // at a different point of.
     let key = generation * keys + (producer as u64 * 7 + n * 13) % keys;
     let partition = (key % partitions.max(1) as u64) as i32;
-    let tombstone = c.tombstone_every > 0 && (n + 1) % c.tombstone_every == 0;
+    let tombstone = c.tombstone_every > 0 && (n + 1).is_multiple_of(c.tombstone_every);
     let bang = if tombstone { "!" } else { "" };
     (partition, format!("p{producer}-{n}@k{key}{bang}"))
 }

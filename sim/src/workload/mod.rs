@@ -389,7 +389,7 @@ pub async fn admin(world: Arc<World>) {
             invoked_s,
             created,
         );
-        let kept = w.admin_keep_every > 0 && (k.wrapping_sub(1)) % w.admin_keep_every == 0;
+        let kept = w.admin_keep_every > 0 && k.wrapping_sub(1).is_multiple_of(w.admin_keep_every);
         if ok && k > 0 && !kept {
             if let Some(c) = conn.as_mut() {
                 let old = format!("scratch-{}", k - 1);
