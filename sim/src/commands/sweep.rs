@@ -150,12 +150,18 @@ pub(super) fn sweep(
     let results: Vec<Mutex<Vec<SeedOutcome>>> =
         scenarios.iter().map(|_| Mutex::default()).collect();
     let twins: Mutex<Vec<(usize, SeedOutcome)>> = Mutex::default();
+    // When each scenario's first run began: its progress and time left count from there.
+    let began: Vec<std::sync::OnceLock<std::time::Instant>> = scenarios
+        .iter()
+        .map(|_| std::sync::OnceLock::new())
+        .collect();
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| loop {
                 let Some(job) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     return;
                 };
+                began[job.scenario].get_or_init(std::time::Instant::now);
                 let outcome = child(&paths[job.scenario], job.seed, None);
                 if job.twin {
                     let mut all = twins.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,7 +176,7 @@ pub(super) fn sweep(
                     &scenarios[job.scenario].name,
                     &all,
                     planned[job.scenario],
-                    started,
+                    *began[job.scenario].get_or_init(std::time::Instant::now),
                 );
             });
         }
