@@ -5,7 +5,8 @@
 //! The file `metadata.snapshot` in the metadata partition's directory is a small file (whole or
 //! absent, CRC'd: [`crate::storage::small_file`]) whose body is `{"offset": X, "state": …}` in
 //! JSON: the state after every record below offset X. A leader's Raft snapshot of the metadata
-//! group carries this file's text as it is ([`crate::replication::entries`]), so a follower
+//! group carries this file's text, packed ([`small_file::pack`]: gzip, about a tenth of the
+//! JSON; [`crate::replication::entries`]), so a follower
 //! behind the leader's log start — a new or wiped broker, or one down for long — writes the
 //! same file before its log is reset to X, and its controller loads it.
 //!
@@ -25,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use super::state::ClusterMetadata;
 use crate::storage::{small_file, Io, StorageError};
 
-/// The largest snapshot a leader sends in one Raft message (under the transport's 16 MiB
-/// frames, with room for the message around it). The log below a larger one is kept.
+/// The largest snapshot, packed, a leader sends in one Raft message (under the transport's
+/// 16 MiB frames, with room for the message around it). The log below a larger one is kept.
 const SEND_BYTES_MAX: usize = 12 << 20;
 
 /// The snapshot's file, in the metadata partition's directory.
@@ -40,7 +41,7 @@ struct Image<S> {
 }
 
 /// A snapshot as loaded: its offset, the state, and the file's text (what a Raft snapshot of
-/// the metadata group carries).
+/// the metadata group carries, packed).
 pub struct Loaded {
     pub offset: i64,
     pub state: ClusterMetadata,
@@ -88,6 +89,12 @@ pub fn offset_of(text: &[u8]) -> Option<i64> {
     Some(o.offset)
 }
 
+/// Whether a snapshot of `bytes` (`packed` once packed) can go to a follower: one Raft message
+/// carries it, and the follower takes it unpacked.
+fn sendable(bytes: usize, packed: usize) -> bool {
+    packed <= SEND_BYTES_MAX && bytes <= crate::storage::log::STATE_SNAPSHOT_BYTES_MAX
+}
+
 impl super::Controller {
     /// Load the snapshot of the metadata if it is at `at_least` or later (the log's start):
     /// it becomes this broker's metadata. Where it is, if loaded.
@@ -119,10 +126,10 @@ impl super::Controller {
             bytes = loaded.text.len(),
             "loaded the snapshot of the cluster metadata"
         );
+        let packed = small_file::pack(&loaded.text);
         let cut = loaded.offset > self.partition.log_start_offset()
-            && loaded.text.len() <= SEND_BYTES_MAX;
-        self.partition
-            .set_state_snapshot(loaded.offset, loaded.text.clone());
+            && sendable(loaded.text.len(), packed.len());
+        self.partition.set_state_snapshot(loaded.offset, packed);
         let mut state = loaded.state;
         state.applying_end = loaded.offset;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(state);
@@ -178,16 +185,18 @@ impl super::Controller {
                 return false;
             }
         };
+        let packed = small_file::pack(&text);
         tracing::info!(
             offset,
             bytes = text.len(),
+            packed = packed.len(),
             "took a snapshot of the cluster metadata"
         );
         crate::coverage::reached(crate::coverage::Event::MetadataSnapshotTaken);
-        let sendable = text.len() <= SEND_BYTES_MAX;
-        self.partition.set_state_snapshot(offset, text);
+        let sendable = sendable(text.len(), packed.len());
+        self.partition.set_state_snapshot(offset, packed);
         if !sendable {
-            tracing::warn!(offset, max = SEND_BYTES_MAX, "the snapshot of the cluster metadata is too large for a leader to send: the log below it is kept (followers catch up from entries)");
+            tracing::warn!(offset, bytes = text.len(), max_packed = SEND_BYTES_MAX, max = crate::storage::log::STATE_SNAPSHOT_BYTES_MAX, "the snapshot of the cluster metadata is too large for a leader to send: the log below it is kept (followers catch up from entries)");
             return true;
         }
         if let Err(e) = self
@@ -235,5 +244,73 @@ mod tests {
         assert_eq!(back.state.next_group, state.next_group);
         // A torn text is no snapshot.
         assert_eq!(offset_of(&text.as_bytes()[..text.len() - 3]), None);
+    }
+
+    /// A snapshot of a large cluster's metadata travels packed: its JSON over the 12 MiB one
+    /// Raft message may carry, packed well under it (so the log below it is cut, not kept),
+    /// and unpacked to the same text; a packed text that would unpack past the bound is
+    /// refused, and a text sent unpacked (by a broker from before packing) is taken as it is.
+    /// Volume: 40,000 topics of 3 partitions on 3 brokers (~17 MiB of JSON).
+    #[test]
+    fn a_large_clusters_snapshot_is_sent_packed_and_unpacked_to_the_same_text() {
+        let mut state = ClusterMetadata::new();
+        for id in 1..=3 {
+            state.apply(&MetadataRecord::RegisterBroker {
+                id,
+                host: format!("broker-{id}.example.internal"),
+                port: 9092,
+                incarnation: 1,
+                listeners: Vec::new(),
+                rack: None,
+                inter_broker: None,
+            });
+        }
+        state.apply(&MetadataRecord::CreateTopic {
+            request: 1,
+            name: "service-events".into(),
+            id: crate::controller::records::id_text(1),
+            partitions: 3,
+            replication_factor: 3,
+            assignments: Some(vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]),
+            overrides: [("retention.ms".to_string(), "3600000".to_string())].into(),
+        });
+        // The same topic made again under other names and ids (applying each would make the
+        // test slow, not the state more real).
+        let one = state.topics.values().next().expect("made").clone();
+        for n in 2..=40_000u64 {
+            let mut t = one.clone();
+            t.name = format!("service-{}-events-{n}", n % 97);
+            t.id = n as u128 * 0x9e37_79b9_7f4a_7c15;
+            t.overrides = [("retention.ms".to_string(), format!("{}", 3_600_000 + n))].into();
+            state.topics.insert(t.name.clone(), t);
+        }
+        let body = serde_json::to_string(&Image {
+            offset: 7,
+            state: &state,
+        })
+        .expect("encodes");
+        let text = small_file::text(&body);
+        assert!(
+            text.len() > SEND_BYTES_MAX,
+            "the test's state is too small: {} bytes",
+            text.len()
+        );
+        let packed = small_file::pack(text.as_bytes());
+        assert!(
+            sendable(text.len(), packed.len()),
+            "{} bytes packed to {}",
+            text.len(),
+            packed.len()
+        );
+        let back = small_file::unpack(&packed, crate::storage::log::STATE_SNAPSHOT_BYTES_MAX)
+            .expect("unpacks");
+        assert_eq!(back, text.as_bytes());
+        assert_eq!(offset_of(&back), Some(7));
+        assert!(small_file::unpack(&packed, text.len() - 1).is_err());
+        assert_eq!(
+            small_file::unpack(text.as_bytes(), 16).expect("plain"),
+            text.as_bytes()
+        );
+        assert!(!sendable(SEND_BYTES_MAX * 30, SEND_BYTES_MAX));
     }
 }

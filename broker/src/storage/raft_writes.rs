@@ -271,12 +271,14 @@ impl Pipeline {
             // The state the leader's snapshot carried goes to disk first: a log that starts
             // at the snapshot is never without the state below it.
             match partition.state_snapshot() {
-                Some((at, text)) if at == reset.offset => {
-                    let body =
-                        small_file::check(&text).map_err(|reason| StorageError::Corrupt {
-                            path: partition.dir.join(log::STATE_SNAPSHOT_FILE),
-                            reason,
-                        })?;
+                Some((at, packed)) if at == reset.offset => {
+                    let corrupt = |reason| StorageError::Corrupt {
+                        path: partition.dir.join(log::STATE_SNAPSHOT_FILE),
+                        reason,
+                    };
+                    let text = small_file::unpack(&packed, log::STATE_SNAPSHOT_BYTES_MAX)
+                        .map_err(corrupt)?;
+                    let body = small_file::check(&text).map_err(corrupt)?;
                     small_file::write(io, &partition.dir, log::STATE_SNAPSHOT_FILE, body).await?;
                 }
                 _ => {

@@ -185,6 +185,10 @@ pub struct Partition {
 /// Where a state machine's log (the cluster metadata's) keeps the snapshot of its state
 /// (`controller::snapshot`).
 pub const STATE_SNAPSHOT_FILE: &str = "metadata.snapshot";
+/// The largest snapshot of the state a broker takes from a leader, unpacked: a bound on what
+/// a snapshot sent may make this broker hold (about twenty times the 12 MiB a leader sends
+/// packed, and far above the metadata of 100,000 partitions).
+pub const STATE_SNAPSHOT_BYTES_MAX: usize = 256 << 20;
 
 /// Records for a fetch, plus the partition's offsets at the time of the read.
 #[derive(Debug, Clone)]
@@ -246,7 +250,8 @@ impl Partition {
         self.topic == crate::storage::catalog::METADATA_TOPIC
     }
 
-    /// The newest snapshot of the state this log holds: its offset and text.
+    /// The newest snapshot of the state this log holds: its offset and its text, packed as a
+    /// Raft snapshot carries it ([`crate::storage::small_file::pack`]).
     pub fn state_snapshot(&self) -> Option<(i64, bytes::Bytes)> {
         self.state_snapshot
             .lock()
