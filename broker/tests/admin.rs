@@ -698,18 +698,7 @@ async fn partitions_grow_and_deleted_records_stay_deleted_across_a_restart() {
         list_offset(&mut c, "logs", 0, 1_005, 8).await,
         (0, 5, 1_005)
     );
-    let segments = |dir: &Path| {
-        std::fs::read_dir(dir.join("logs-0"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".log")
-            })
-            .count()
-    };
+    let segments = |dir: &Path| common::segment_files(&dir.join("logs-0"));
     let before = segments(dir.path());
     assert!(before > 3, "{before} segments");
     assert_eq!(delete_records(&mut c, "logs", 0, 25, 2).await, (0, 25));

@@ -33,28 +33,23 @@ fn env() -> Env {
 }
 
 async fn open(dir: &Path, map_bytes: u64) -> (Arc<Store>, Arc<Metrics>) {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let config = Config {
-        data_dir: dir.to_path_buf(),
-        retention_check_interval_ms: 0,
-        log_cleaner_backoff_ms: 20,
-        log_cleaner_dedupe_buffer_bytes: map_bytes,
-        log_cleaner_io_max_bytes_per_second: 0,
-        ..Config::default()
-    };
-    let metrics = Arc::new(Metrics::default());
-    let store = Store::open(env(), &config, metrics.clone())
-        .await
-        .expect("open store");
-    (store, metrics)
+    open_with(dir, map_bytes, true).await
 }
 
 /// The store with its cleaner off: what is on the disk stays as it is while a test looks.
 async fn open_without_cleaner(dir: &Path) -> (Arc<Store>, Arc<Metrics>) {
+    open_with(dir, 1 << 20, false).await
+}
+
+async fn open_with(dir: &Path, map_bytes: u64, cleaner: bool) -> (Arc<Store>, Arc<Metrics>) {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let config = Config {
         data_dir: dir.to_path_buf(),
         retention_check_interval_ms: 0,
-        log_cleaner_enable: false,
+        log_cleaner_enable: cleaner,
+        log_cleaner_backoff_ms: 20,
+        log_cleaner_dedupe_buffer_bytes: map_bytes,
+        log_cleaner_io_max_bytes_per_second: 0,
         ..Config::default()
     };
     let metrics = Arc::new(Metrics::default());
@@ -224,6 +219,28 @@ async fn superseded(store: &Store, p: &Partition, written: &Written) -> Vec<i64>
         .collect()
 }
 
+/// Close the store and open it again: it reads what it read before, and takes round `round`
+/// over the first ten keys (`per_batch` a batch) after it, compacted as ever.
+async fn reopened_reads_the_same(
+    dir: &Path,
+    store: Arc<Store>,
+    p: Arc<Partition>,
+    written: &mut Written,
+    per_batch: u32,
+    round: u32,
+) {
+    let before = read_all(&store, &p).await.0;
+    drop(p);
+    close(store).await;
+    let (store, _) = open(dir, 1 << 20).await;
+    let p = compacted_topic(&store, "0").await;
+    assert_eq!(read_all(&store, &p).await.0, before);
+    write_round(&store, &p, 0..10, per_batch, round, &[], written).await;
+    check_compacted(&store, &p, written).await;
+    drop(p);
+    close(store).await;
+}
+
 /// Wait until no superseded record is left below the active segment.
 async fn settled(store: &Store, p: &Partition, written: &Written) {
     for _ in 0..400 {
@@ -265,15 +282,8 @@ async fn a_compacted_partition_keeps_every_keys_latest_value_at_its_offset_acros
         .count();
     assert_eq!(tombstones, 0, "tombstones past their retention are removed");
     check_compacted(&store, &p, &written).await;
-    let before = read_all(&store, &p).await.0;
-    close(store).await;
     // After a restart: the same records, and writes go on after them.
-    let (store, _) = open(dir.path(), 1 << 20).await;
-    let p = compacted_topic(&store, "0").await;
-    assert_eq!(read_all(&store, &p).await.0, before);
-    write_round(&store, &p, 0..10, 10, 11, &[], &mut written).await;
-    check_compacted(&store, &p, &written).await;
-    close(store).await;
+    reopened_reads_the_same(dir.path(), store, p, &mut written, 10, 11).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,16 +393,7 @@ async fn runs_of_emptied_batches_become_one_header_and_the_log_stays_readable() 
     );
     check_compacted(&store, &p, &written).await;
     // A restart reads the merged headers back, and writes go on after them.
-    let before = read_all(&store, &p).await.0;
-    drop(p);
-    close(store).await;
-    let (store, _) = open(dir.path(), 1 << 20).await;
-    let p = compacted_topic(&store, "0").await;
-    assert_eq!(read_all(&store, &p).await.0, before);
-    write_round(&store, &p, 0..10, 1, 41, &[], &mut written).await;
-    check_compacted(&store, &p, &written).await;
-    drop(p);
-    close(store).await;
+    reopened_reads_the_same(dir.path(), store, p, &mut written, 1, 41).await;
 }
 
 /// The segments of the log, below the active one: (base, next offset, bytes).
@@ -435,32 +436,13 @@ async fn cleaned_segments_are_merged_into_few_and_the_log_reads_the_same_after_a
     for pair in closed.windows(2) {
         assert_eq!(pair[0].1, pair[1].0, "segments continue each other");
     }
-    let on_disk = std::fs::read_dir(&p.dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".log")
-        })
-        .count();
     assert_eq!(
-        on_disk,
+        common::segment_files(&p.dir),
         closed.len() + 1,
         "a merged segment's files are gone"
     );
     check_compacted(&store, &p, &written).await;
-    let before = read_all(&store, &p).await.0;
-    drop(p);
-    close(store).await;
-    let (store, _) = open(dir.path(), 1 << 20).await;
-    let p = compacted_topic(&store, "0").await;
-    assert_eq!(read_all(&store, &p).await.0, before);
-    write_round(&store, &p, 0..10, 10, 61, &[], &mut written).await;
-    check_compacted(&store, &p, &written).await;
-    drop(p);
-    close(store).await;
+    reopened_reads_the_same(dir.path(), store, p, &mut written, 10, 61).await;
 }
 
 /// A merge of segments that a crash interrupted once its copy was the swap (`<base>.swap`,

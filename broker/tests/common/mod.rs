@@ -27,6 +27,21 @@ use tokio::net::TcpStream;
 /// An uncompressed record batch of `count` records with the same timestamp and value, encoded by
 /// `kafka-protocol` (an encoder this project did not write, so the broker's parsing is checked
 /// against it).
+/// How many segment files (`*.log`) a partition's directory holds.
+#[allow(dead_code)]
+pub fn segment_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
+        .count()
+}
+
 pub fn make_batch(count: i32, timestamp: i64, value: &[u8]) -> Bytes {
     let records: Vec<Record> = (0..count as i64)
         .map(|i| record(i, timestamp, Some(b"k"), Some(value), &[]))
