@@ -307,11 +307,13 @@ impl Pipeline {
         small_file::write(io, &partition.dir, replica::META_FILE, &meta.encode()).await?;
         let old: Vec<i64> = partition.state().segments.keys().copied().collect();
         for &base in &old {
+            // A merge of cleaned segments whose swap a failed disk left half done goes too:
+            // the next start would finish it over the new segment.
             remove_segment_files(
                 io,
                 &partition.dir,
                 base,
-                &["log", "index", "timeindex", "snapshot"],
+                &["log", "index", "timeindex", "snapshot", "swap"],
             )
             .await?;
         }
