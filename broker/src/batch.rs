@@ -496,6 +496,15 @@ pub fn empty_span(first: &[u8], last_offset: i64, max_timestamp: i64) -> Bytes {
     out.freeze()
 }
 
+/// A record-less header spanning `[base, last_offset]`, made from `template` (a record-less
+/// batch, typically one the log cleaner merged) as [`empty_span`] makes one: what is sent of a
+/// merged header that straddles the edge of a range a follower asked for.
+pub fn empty_range(template: &[u8], base: i64, last_offset: i64, max_timestamp: i64) -> Bytes {
+    let mut first = BytesMut::from(&template[..HEADER_BYTES]);
+    first[..8].copy_from_slice(&base.to_be_bytes());
+    empty_span(&first, last_offset, max_timestamp)
+}
+
 /// Where the last offset delta (bytes 23..27) and the producer id, epoch and base sequence
 /// (43..57) lie.
 const LAST_OFFSET_DELTA_OFFSET: usize = 23;

@@ -100,6 +100,13 @@ pub enum Event {
     /// A replica stored a batch the leader's cleaner had cleaned (fewer records than the
     /// offsets it spans), sent as a Raft entry.
     CleanedEntriesReplicated,
+    /// A replicated compacted log's Raft entries now begin above a cleaned prefix.
+    RaftStartMoved,
+    /// A leader sent a follower behind its Raft entries' start the cleaned prefix, in chunks,
+    /// before the snapshot that names it.
+    PrefixSent,
+    /// A follower reset its log to a leader's snapshot with the cleaned prefix it received.
+    PrefixInstalled,
     /// A broker took a snapshot of the cluster metadata and deleted the log below it.
     MetadataSnapshotTaken,
     /// A broker's controller loaded a snapshot of the cluster metadata a leader sent (its log
@@ -108,7 +115,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 42] = [
+    pub const ALL: [Event; 45] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -149,6 +156,9 @@ impl Event {
         Event::CleanedSegmentsMerged,
         Event::CleanedSwapFinished,
         Event::CleanedEntriesReplicated,
+        Event::RaftStartMoved,
+        Event::PrefixSent,
+        Event::PrefixInstalled,
         Event::MetadataSnapshotTaken,
         Event::MetadataSnapshotInstalled,
     ];
@@ -196,6 +206,9 @@ impl Event {
             Event::CleanedSegmentsMerged => "cleaned-segments-merged",
             Event::CleanedSwapFinished => "cleaned-swap-finished",
             Event::CleanedEntriesReplicated => "cleaned-entries-replicated",
+            Event::RaftStartMoved => "raft-start-moved",
+            Event::PrefixSent => "prefix-sent",
+            Event::PrefixInstalled => "prefix-installed",
             Event::MetadataSnapshotTaken => "metadata-snapshot-taken",
             Event::MetadataSnapshotInstalled => "metadata-snapshot-installed",
         }

@@ -241,6 +241,7 @@ async fn raft_entries_are_the_partition_log_and_survive_a_restart() {
             term: 3,
             offset: 50,
             gaps_before: 0,
+            prefix: None,
         });
         w.entries = vec![entry(21, 3, 2)];
     })
@@ -487,6 +488,7 @@ async fn raft_own_entries_take_no_kafka_offset_across_segments_a_cut_a_restart_a
             term: 5,
             offset: 50,
             gaps_before: 7,
+            prefix: None,
         });
         w.entries = vec![entry(21, 5, 0), entry(22, 5, 2)];
     })
@@ -654,6 +656,7 @@ async fn membership_changes_are_kept_by_the_log_across_a_cut_a_restart_and_a_sna
             term: 3,
             offset: 40,
             gaps_before: 6,
+            prefix: None,
         });
         w.conf = Some(theirs.clone());
     })
@@ -692,6 +695,7 @@ async fn an_emptied_log_whose_hard_state_was_not_written_starts_raft_from_its_en
             term: 0,
             offset: 0,
             gaps_before: 0,
+            prefix: None,
         })
     })
     .await;

@@ -8,6 +8,7 @@ segments), 500 to 2,000 keys.
 """
 
 import hashlib
+import shutil
 import time
 from pathlib import Path
 
@@ -163,6 +164,42 @@ def test_one_record_batches_cleaned_away_leave_no_header_each_on_a_single_node(m
     check_compacted(read_back(broker.bootstrap, "narrow", [0]), written)
 
 
+def test_one_record_batches_cleaned_away_leave_no_header_each_on_every_replica(tmp_path):
+    """The same load on a three-node cluster: the Raft entries' start moves up over the
+    cleaned log on every replica, and below it the cleaner merges the emptied batches as on a
+    single node, so no replica keeps 61 bytes for every batch ever written. Then the leader
+    is stopped and the new one serves every key's latest value. Data: 200 keys x 40 rounds,
+    8,000 batches of ~280 B (~2.2 MB) on each of three replicas."""
+    c = Cluster(tmp_path, extra_args=FAST_CLEANER).start()
+    try:
+        c.wait_brokers(3)
+        a = clients.admin(c.bootstrap)
+        a.create_topics([NewTopic("narrow", num_partitions=1, replication_factor=3,
+                                  config=compacted())])["narrow"].result(30)
+        clients.wait_for_topic(a, "narrow", 1, 30)
+        written = write_rounds(c.bootstrap, "narrow", 200, 40,
+                               **{"linger.ms": 0, "batch.num.messages": 1})
+        wait_cleaned(c.bootstrap, "narrow", [0], written, below=600)
+        deadline = time.monotonic() + 90
+        while True:
+            sizes = {i: sum(f.stat().st_size for d in partition_dirs(n, "narrow")
+                            for f in d.glob("*.log")) for i, n in c.nodes.items()}
+            # 8,000 emptied batches kept one by one would be 488 KB of headers alone.
+            if max(sizes.values()) < 250_000:
+                break
+            assert time.monotonic() < deadline, f"the replicas still hold {sizes} bytes"
+            time.sleep(1)
+        assert any(c.nodes[i].metric("stillwater_cleaner_records_removed_total") > 0
+                   for i in c.nodes)
+        leader = c.leader_of("narrow", 0)
+        c.nodes[leader].stop()
+        check_compacted(read_back(c.alive_bootstrap(), "narrow", [0]), written)
+        check_compacted(kafka_python_read(c.alive_bootstrap(), "narrow", [0]), written)
+    finally:
+        died = c.cleanup()
+    assert not died, [n.log_tail() for n in died]
+
+
 def produce_one(bootstrap, topic, key, value):
     out = []
     p = clients.producer(bootstrap)
@@ -259,13 +296,18 @@ def test_a_broker_killed_while_it_cleans_restarts_with_every_latest_value(make_b
     assert len(read) >= 1000
 
 
-@pytest.mark.parametrize("policy", ["compact", "compact,delete"])
-def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_path, policy):
-    """compact: the follower catches up from the cleaned entries. compact,delete: retention
-    also deletes the leader's oldest segments while the follower is away, so it is sent the
-    leader's snapshot (its log reset to the leader's log start) and catches up from there.
-    Either way, once it leads it serves every key's latest record (above the log start) at
-    the offset it was written. Data: 1,000 keys x 10 rounds of 200 B (~2.6 MB)."""
+@pytest.mark.parametrize("policy,wiped", [("compact", False), ("compact,delete", False),
+                                          ("compact", True)])
+def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_path, policy,
+                                                                           wiped):
+    """compact: the follower catches up from the cleaned entries. compact, its disk replaced:
+    the leader's Raft entries begin above its cleaned log by then, so the follower is sent the
+    cleaned prefix in chunks, then the snapshot that names it, and catches up from there.
+    compact,delete: retention also deletes the leader's oldest segments while the follower is
+    away, so it is sent the leader's snapshot (its log reset to the leader's log start) and
+    catches up from there. Either way, once it leads it serves every key's latest record
+    (above the log start) at the offset it was written. Data: 1,000 keys x 10 rounds of 200 B
+    (~2.6 MB)."""
     extra = FAST_CLEANER + ("--set", "retention_check_interval_ms=500")
     c = Cluster(tmp_path, extra_args=extra).start()
     try:
@@ -274,12 +316,14 @@ def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_
         config = compacted(**{"cleanup.policy": policy})
         if policy == "compact,delete":
             config["retention.bytes"] = "262144"
-        # Broker 3 is the preferred leader; it is stopped while the others write and clean.
+        # Broker 3 is the preferred leader; it is stopped while the others write and clean
+        # (or, to have its disk replaced, once they did).
         a.create_topics([NewTopic("replicated-table", num_partitions=1,
                                   replica_assignment=[[3, 1, 2]], config=config)])[
             "replicated-table"].result(30)
         clients.wait_for_topic(a, "replicated-table", 1, 30)
-        c.nodes[3].stop()
+        if not wiped:
+            c.nodes[3].stop()
         written = write_rounds(c.alive_bootstrap(), "replicated-table", 1000, 10)
         leader = c.leader_of("replicated-table", 0)
 
@@ -297,6 +341,9 @@ def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_
                 policy == "compact,delete" and log_start() == 0):
             assert time.monotonic() < deadline, "the leader did not clean (and delete)"
             time.sleep(0.5)
+        if wiped:
+            c.nodes[3].stop()
+            shutil.rmtree(c.nodes[3].data_dir)
         since = c.nodes[3].log_size()
         c.nodes[3].start()
         # Caught up, it takes its partition back (the preferred leader), and serves it.
@@ -305,9 +352,13 @@ def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_
             assert time.monotonic() < deadline, "broker 3 never led again"
             time.sleep(0.5)
         read = read_back(c.nodes[3].bootstrap, "replicated-table", [0])
-        reset = any("reset the log to a leader's snapshot" in line and "replicated-table" in line
-                    for line in c.nodes[3].log_since(since).splitlines())
-        if policy == "compact":
+        resets = [line for line in c.nodes[3].log_since(since).splitlines()
+                  if "reset the log to a leader's snapshot" in line and "replicated-table" in line]
+        reset = bool(resets)
+        if wiped:
+            assert any("prefix_start=0" in line for line in resets), resets
+            check_compacted(read, written)
+        elif policy == "compact":
             assert not reset
             check_compacted(read, written)
         else:

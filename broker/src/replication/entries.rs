@@ -30,6 +30,76 @@ pub fn snapshot_conf(snapshot: &Snapshot) -> ConfRecord {
     conf::record(index, meta.get_conf_state())
 }
 
+/// A compacted log's cleaned prefix a snapshot names: `[start, end)` of the leader's log,
+/// below its Raft entries (`end` is the snapshot's log start), which the follower must hold
+/// before it takes the snapshot (`super::node::prefix`), with where Raft's own entries lie in
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix {
+    pub start: i64,
+    pub end: i64,
+    /// Raft's own entries before `start`.
+    pub gaps_before: i64,
+    /// Their log offsets in `[start, end)`, increasing.
+    pub gaps: Vec<i64>,
+}
+
+/// Marks a partition snapshot's prefix, after its three words.
+const PREFIX_MAGIC: u64 = u64::from_be_bytes(*b"PREFIX01");
+
+/// A partition snapshot's bytes: where its log starts (`offset`), the gaps before it, the
+/// index of the membership it carries, then either a state machine's state or a prefix.
+pub fn snapshot_data(
+    offset: i64,
+    gaps_before: i64,
+    conf_index: u64,
+    state: Option<&[u8]>,
+    prefix: Option<&Prefix>,
+) -> Bytes {
+    let mut data = Vec::with_capacity(24 + state.map_or(0, <[u8]>::len));
+    data.extend_from_slice(&offset.to_be_bytes());
+    data.extend_from_slice(&gaps_before.to_be_bytes());
+    data.extend_from_slice(&conf_index.to_be_bytes());
+    if let Some(state) = state {
+        data.extend_from_slice(state);
+    } else if let Some(p) = prefix {
+        data.extend_from_slice(&PREFIX_MAGIC.to_be_bytes());
+        for word in [p.start, p.gaps_before, p.gaps.len() as i64] {
+            data.extend_from_slice(&word.to_be_bytes());
+        }
+        for gap in &p.gaps {
+            data.extend_from_slice(&gap.to_be_bytes());
+        }
+    }
+    data.into()
+}
+
+/// The prefix a partition's snapshot names, if it names one (well formed: below its log
+/// start, the gaps inside it and increasing).
+pub fn snapshot_prefix(snapshot: &Snapshot) -> Option<Prefix> {
+    if snapshot_word(snapshot, 3)? as u64 != PREFIX_MAGIC {
+        return None;
+    }
+    let end = snapshot_word(snapshot, 0)?;
+    let start = snapshot_word(snapshot, 4)?;
+    let gaps_before = snapshot_word(snapshot, 5)?;
+    let n = usize::try_from(snapshot_word(snapshot, 6)?).ok()?;
+    if snapshot.data.len() != (7 + n) * 8 || start >= end || gaps_before < 0 {
+        return None;
+    }
+    let gaps: Vec<i64> = (0..n)
+        .map(|i| snapshot_word(snapshot, 7 + i))
+        .collect::<Option<_>>()?;
+    let inside = gaps.iter().all(|g| (start..end).contains(g));
+    let increasing = gaps.windows(2).all(|w| w[0] < w[1]);
+    (inside && increasing).then_some(Prefix {
+        start,
+        end,
+        gaps_before,
+        gaps,
+    })
+}
+
 /// The state a snapshot of a state machine's log carries after its three words (the cluster
 /// metadata's: `controller::snapshot`), if any.
 pub fn snapshot_state(snapshot: &Snapshot) -> Option<Bytes> {

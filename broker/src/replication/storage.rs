@@ -497,7 +497,9 @@ impl PartitionStorage {
         let Some(r) = st.replica.as_ref() else {
             return 1;
         };
-        let first_base = st.segments.keys().next().copied().unwrap_or(0);
+        let first_base = r
+            .meta
+            .entries_from(st.segments.keys().next().copied().unwrap_or(0));
         r.meta
             .segments
             .get(&first_base)
@@ -650,14 +652,30 @@ impl Storage for PartitionStorage {
             ));
         }
         let term = self.term_of(&inner, index)?;
-        let (offset, gaps_before) = {
+        let (offset, gaps_before, prefix) = {
             let st = self.partition.state();
-            let offset = st.segments.keys().next().copied().unwrap_or(0);
-            let gaps = st
-                .replica
-                .as_ref()
-                .map_or(0, |r| r.meta.gaps.before(offset));
-            (offset, gaps)
+            let first_base = st.segments.keys().next().copied().unwrap_or(0);
+            match st.replica.as_ref() {
+                None => (first_base, 0, None),
+                Some(r) => {
+                    // A compacted log's Raft entries may begin above its cleaned prefix,
+                    // which the snapshot names and the follower is sent first.
+                    let from = r.meta.entries_from(first_base);
+                    let gaps = &r.meta.gaps;
+                    let prefix = (from > first_base).then(|| super::entries::Prefix {
+                        start: first_base,
+                        end: from,
+                        gaps_before: gaps.before(first_base),
+                        gaps: gaps
+                            .at
+                            .iter()
+                            .copied()
+                            .filter(|g| (first_base..from).contains(g))
+                            .collect(),
+                    });
+                    (from, gaps.before(from), prefix)
+                }
+            }
         };
         // A state machine's log (the cluster metadata's) starts where a snapshot of its state
         // is: the snapshot goes with it, or none is sent yet.
@@ -673,13 +691,15 @@ impl Storage for PartitionStorage {
         } else {
             None
         };
-        let mut data = Vec::with_capacity(24 + state.as_ref().map_or(0, |s| s.len()));
-        data.extend_from_slice(&offset.to_be_bytes());
-        data.extend_from_slice(&gaps_before.to_be_bytes());
-        data.extend_from_slice(&inner.conf_index.to_be_bytes());
-        data.extend_from_slice(state.as_deref().unwrap_or_default());
+        let data = super::entries::snapshot_data(
+            offset,
+            gaps_before,
+            inner.conf_index,
+            state.as_deref(),
+            prefix.as_ref(),
+        );
         Ok(Snapshot {
-            data: data.into(),
+            data,
             metadata: Some(SnapshotMetadata {
                 conf_state: Some(inner.conf_state.clone()).into(),
                 index,
@@ -701,7 +721,7 @@ impl PartitionStorage {
     /// A leader's snapshot taken in whose reset of the log is not durable yet: a write that
     /// failed is made again with it (what follows it in the cache depends on it).
     pub fn unwritten_reset(&self) -> Option<crate::storage::RaftReset> {
-        self.lock().reset_write
+        self.lock().reset_write.clone()
     }
 
     /// The cached entries from `from` through `last`, as the log writes them; `None` if the

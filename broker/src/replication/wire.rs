@@ -21,6 +21,92 @@ pub const CONTROLLER_GROUP: GroupId = 0;
 
 /// The top bit of a group id on the wire marks a quiesce notice.
 const QUIESCE_FLAG: u64 = 1 << 63;
+/// The next bit marks a message of a cleaned prefix's transfer ([`PrefixMsg`]).
+const PREFIX_FLAG: u64 = 1 << 62;
+
+/// A cleaned prefix's transfer (`node::prefix`): a leader's chunk of it, or a follower's
+/// answer saying how much of it it holds. `id` is the snapshot's `(index, term)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrefixMsg {
+    Chunk {
+        id: (u64, u64),
+        start: i64,
+        end: i64,
+        offset: i64,
+        batches: Bytes,
+    },
+    Held {
+        id: (u64, u64),
+        start: i64,
+        end: i64,
+        next: i64,
+    },
+}
+
+/// Encode a prefix transfer's message for `group`.
+pub fn prefix(group: GroupId, msg: &PrefixMsg) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u64(group | PREFIX_FLAG);
+    match msg {
+        PrefixMsg::Chunk {
+            id,
+            start,
+            end,
+            offset,
+            batches,
+        } => {
+            out.reserve(41 + batches.len());
+            out.put_u8(0);
+            out.put_u64(id.0);
+            out.put_u64(id.1);
+            out.put_i64(*start);
+            out.put_i64(*end);
+            out.put_i64(*offset);
+            out.put_slice(batches);
+        }
+        PrefixMsg::Held {
+            id,
+            start,
+            end,
+            next,
+        } => {
+            out.put_u8(1);
+            out.put_u64(id.0);
+            out.put_u64(id.1);
+            out.put_i64(*start);
+            out.put_i64(*end);
+            out.put_i64(*next);
+        }
+    }
+    out.freeze()
+}
+
+fn decode_prefix(bytes: &[u8]) -> Option<PrefixMsg> {
+    let word = |n: usize| {
+        let at = 1 + n * 8;
+        bytes
+            .get(at..at + 8)
+            .map(|w| u64::from_be_bytes(w.try_into().expect("8 bytes")))
+    };
+    let id = (word(0)?, word(1)?);
+    let (start, end, last) = (word(2)? as i64, word(3)? as i64, word(4)? as i64);
+    match bytes.first()? {
+        0 => Some(PrefixMsg::Chunk {
+            id,
+            start,
+            end,
+            offset: last,
+            batches: Bytes::copy_from_slice(&bytes[41..]),
+        }),
+        1 if bytes.len() == 41 => Some(PrefixMsg::Held {
+            id,
+            start,
+            end,
+            next: last,
+        }),
+        _ => None,
+    }
+}
 
 /// What a peer sent for a group.
 #[derive(Debug)]
@@ -31,6 +117,7 @@ pub enum Inbound {
         group: GroupId,
         term: u64,
     },
+    Prefix(GroupId, PrefixMsg),
 }
 
 /// A leader's notice that `group` goes quiet in `term`.
@@ -56,6 +143,15 @@ pub fn decode_inbound(bytes: &[u8]) -> Result<Inbound, WireError> {
             .ok_or(WireError::Short(bytes.len()))?;
         return Ok(Inbound::Quiesce { group, term });
     }
+    if word & PREFIX_FLAG != 0 {
+        let group = word & !PREFIX_FLAG;
+        return decode_prefix(&bytes[8..])
+            .map(|m| Inbound::Prefix(group, m))
+            .ok_or(WireError::Prefix {
+                group,
+                len: bytes.len(),
+            });
+    }
     decode(bytes).map(|(group, m)| Inbound::Raft(group, m))
 }
 
@@ -69,6 +165,8 @@ pub enum WireError {
         group: GroupId,
         source: protobuf::ProtobufError,
     },
+    #[error("prefix transfer message of {len} bytes for group {group} does not decode")]
+    Prefix { group: GroupId, len: usize },
     #[error("raft message for group {group} does not decode: {source}")]
     Decode {
         group: GroupId,
@@ -104,6 +202,41 @@ pub fn decode(bytes: &[u8]) -> Result<(GroupId, Message), WireError> {
 mod tests {
     use super::*;
     use raft::eraftpb::{Entry, MessageType};
+
+    #[test]
+    fn a_prefix_transfers_messages_come_back_as_they_went() {
+        let chunk = PrefixMsg::Chunk {
+            id: (40, 3),
+            start: 0,
+            end: 900,
+            offset: 120,
+            batches: Bytes::from_static(b"batches"),
+        };
+        let held = PrefixMsg::Held {
+            id: (40, 3),
+            start: 0,
+            end: 900,
+            next: 300,
+        };
+        for m in [chunk, held] {
+            match decode_inbound(&prefix(77, &m)).expect("decodes") {
+                Inbound::Prefix(group, back) => assert_eq!((group, back), (77, m)),
+                other => panic!("not a prefix message: {other:?}"),
+            }
+        }
+        let mut cut = prefix(
+            77,
+            &PrefixMsg::Held {
+                id: (1, 1),
+                start: 0,
+                end: 9,
+                next: 3,
+            },
+        )
+        .to_vec();
+        cut.pop();
+        assert!(decode_inbound(&cut).is_err(), "a short answer is refused");
+    }
 
     #[test]
     fn a_message_comes_back_as_it_went() {

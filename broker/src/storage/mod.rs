@@ -100,7 +100,7 @@ pub(crate) enum Command {
         reply: Reply<()>,
     },
     /// What a replicated partition's Raft group must make durable.
-    Raft(RaftWrite, Reply<Result<RaftWritten, AppendError>>),
+    Raft(Box<RaftWrite>, Reply<Result<RaftWritten, AppendError>>),
 }
 
 /// One Raft entry to write: a record batch as produced (its base offset and leader epoch are
@@ -132,13 +132,30 @@ pub struct RaftWrite {
 
 /// A log made to start afresh at `offset`, after Raft entry `index` of `term` (a snapshot from a
 /// leader whose log no longer holds what this one lacks).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RaftReset {
     pub index: u64,
     pub term: u64,
     pub offset: i64,
     /// Raft's own entries before `offset` in the leader's log (they take no Kafka offset).
     pub gaps_before: i64,
+    /// The leader's cleaned prefix below `offset`, received as files (a compacted log whose
+    /// Raft entries begin above its start: `replication::prefix`).
+    pub prefix: Option<Box<ResetPrefix>>,
+}
+
+/// A cleaned prefix received from a leader: segment files `<base>.prefix` in the partition's
+/// directory, holding `[start, reset offset)` whole and synced, and where Raft's own entries
+/// lie in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetPrefix {
+    pub start: i64,
+    /// Raft's own entries before `start`.
+    pub gaps_before: i64,
+    /// The log offsets of Raft's own entries in the prefix, increasing.
+    pub gaps: Vec<i64>,
+    /// The files' bases, increasing; the first is `start`.
+    pub bases: Vec<i64>,
 }
 
 /// A durable Raft write: the log's next Raft index and Kafka offset after it.
@@ -423,7 +440,7 @@ impl Store {
     ) -> Result<oneshot::Receiver<Result<RaftWritten, AppendError>>, StorageError> {
         self.shared.io.health.check()?;
         let (tx, rx) = oneshot::channel();
-        queue(&self.shared, &self.tx, Command::Raft(write, tx)).await?;
+        queue(&self.shared, &self.tx, Command::Raft(Box::new(write), tx)).await?;
         Ok(rx)
     }
 
@@ -446,6 +463,7 @@ impl Store {
                 term: 0,
                 offset: 0,
                 gaps_before: 0,
+                prefix: None,
             }),
             truncate_from: None,
             producers_at_cut: None,

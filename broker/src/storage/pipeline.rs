@@ -197,7 +197,7 @@ impl Pipeline {
             for cmd in taken {
                 match cmd {
                     Command::Append(a) => appends.push(a),
-                    Command::Raft(write, reply) => raft_writes.push((write, reply)),
+                    Command::Raft(write, reply) => raft_writes.push((*write, reply)),
                     Command::Retire { partitions, reply } => {
                         // Keep order: appends queued before it commit first; those behind it
                         // find the partitions deleted and are refused.

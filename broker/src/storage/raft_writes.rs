@@ -170,8 +170,10 @@ impl Pipeline {
     }
 
     async fn cut_or_reset(&self, w: &RaftWrite) -> Result<(), StorageError> {
-        if let Some(reset) = w.reset {
-            return self.reset_log(&w.partition, reset, w.conf.clone()).await;
+        if let Some(reset) = &w.reset {
+            return self
+                .reset_log(&w.partition, reset.clone(), w.conf.clone())
+                .await;
         }
         if let Some(from) = w.truncate_from {
             self.cut_log(&w.partition, from).await?;
@@ -289,45 +291,74 @@ impl Pipeline {
         // Not while the admin lane deletes one of the segments: its removal would land on the
         // new segment of the same name.
         let _files = partition.lock_files().await;
+        // A leader's cleaned prefix comes as files received beside the log: they become
+        // the segments below the snapshot's point, the entries beginning there.
+        let prefix = reset.prefix.as_ref();
+        let prefix_bases = prefix.map(|p| p.bases.clone()).unwrap_or_default();
+        let gaps = match prefix {
+            Some(p) => log::gaps::Gaps {
+                before: p.gaps_before,
+                at: p.gaps.clone(),
+            },
+            None => log::gaps::Gaps {
+                before: reset.gaps_before,
+                at: Vec::new(),
+            },
+        };
         let meta = ReplicaMeta {
             prev: (reset.index, reset.term),
             segments: BTreeMap::from([(reset.offset, reset.index + 1)]),
             epochs: Vec::new(),
             log_starts: Vec::new(),
-            gaps: log::gaps::Gaps {
-                before: reset.gaps_before,
-                at: Vec::new(),
-            },
+            gaps,
             confs: log::conf::Confs {
                 entries: Vec::new(),
                 applied: conf,
             },
+            raft_from: if prefix.is_some() { reset.offset } else { 0 },
+            prefix_bases: prefix_bases.clone(),
             resetting: true,
         };
         small_file::write(io, &partition.dir, replica::META_FILE, &meta.encode()).await?;
         let old: Vec<i64> = partition.state().segments.keys().copied().collect();
         for &base in &old {
             // A merge of cleaned segments whose swap a failed disk left half done goes too:
-            // the next start would finish it over the new segment.
-            remove_segment_files(
-                io,
-                &partition.dir,
-                base,
-                &["log", "index", "timeindex", "snapshot", "swap"],
-            )
-            .await?;
+            // the next start would finish it over the new segment. A log a prefix file of
+            // the same base replaces is renamed over, never removed (a retry of this reset
+            // may find the prefix's file renamed already).
+            let exts: &[&str] = if prefix_bases.contains(&base) {
+                &["index", "timeindex", "snapshot", "swap"]
+            } else {
+                &["log", "index", "timeindex", "snapshot", "swap"]
+            };
+            remove_segment_files(io, &partition.dir, base, exts).await?;
         }
+        log::rename_prefix_files(io, &partition.dir, &prefix_bases).await?;
         let path = partition.dir.join(log::segment_name(reset.offset, "log"));
         let file = io.open(&path, OpenMode::Create).await?;
         io.sync_dir(&partition.dir).await?;
         let meta = ReplicaMeta {
             resetting: false,
+            prefix_bases: Vec::new(),
             ..meta
         };
         small_file::write(io, &partition.dir, replica::META_FILE, &meta.encode()).await?;
+        let mut segments = BTreeMap::new();
+        let interval = partition.config().index_interval_bytes;
+        for (i, &base) in prefix_bases.iter().enumerate() {
+            let next_base = prefix_bases.get(i + 1).copied().unwrap_or(reset.offset);
+            let seg = log::load_closed(io, &partition.dir, base, next_base, interval).await?;
+            segments.insert(base, seg);
+        }
+        segments.insert(reset.offset, Segment::empty(reset.offset, file));
+        if let Some(p) = prefix {
+            // A start must not take an older log start recorded here for this log's.
+            log::write_log_start(io, &partition.dir, p.start).await?;
+            crate::coverage::reached(crate::coverage::Event::PrefixInstalled);
+        }
         let mut st = partition.state_mut();
-        st.segments = BTreeMap::from([(reset.offset, Segment::empty(reset.offset, file))]);
-        st.log_start_offset = reset.offset;
+        st.segments = segments;
+        st.log_start_offset = prefix.map_or(reset.offset, |p| p.start);
         st.producers = Default::default();
         let r = st
             .replica
@@ -341,7 +372,7 @@ impl Pipeline {
         // What the reset's own hard state says, should its write fail: nothing past the
         // reset's entry is in the log (Raft never sends a snapshot below the commit).
         r.hard_state.commit = r.hard_state.commit.min(reset.index);
-        tracing::info!(topic = %partition.topic, partition = partition.index, index = reset.index, offset = reset.offset, "reset the log to a leader's snapshot");
+        tracing::info!(topic = %partition.topic, partition = partition.index, index = reset.index, offset = reset.offset, prefix_start = reset.prefix.as_ref().map(|p| p.start), "reset the log to a leader's snapshot");
         Ok(())
     }
 }
@@ -492,6 +523,36 @@ fn roll_due(w: &RaftWrite, headers: &[BatchHeader], now_ms: i64) -> bool {
         .roll_due(bytes, records, now_ms, &config)
 }
 
+/// Where a replicated compacted log's Raft entries may begin now, above where they do: the
+/// highest base of a closed segment whose first index is recorded, at or below both the
+/// commit and the replication layer's cap ([`Partition::raft_start_cap`]). What lies below
+/// becomes the cleaned prefix ([`replica::ReplicaMeta::raft_from`]).
+fn raft_start_due(
+    p: &Partition,
+    st: &log::PartitionState,
+    r: &replica::ReplicaState,
+    meta: &replica::ReplicaMeta,
+) -> Option<i64> {
+    if !p.config().cleanup.compact || p.snapshots_carry_state() {
+        return None;
+    }
+    let first_base = *st.segments.keys().next()?;
+    let from = meta.entries_from(first_base);
+    // Not past a membership change the recorded membership may not include yet: a start
+    // hands those to raft-rs again, from the entries.
+    let unrecorded = meta.confs.entries.first().map_or(i64::MAX, |e| e.offset);
+    let cap = p.raft_start_cap().min(r.committed_offset).min(unrecorded);
+    let active = st.active().base_offset;
+    if cap <= from || from + 1 >= active {
+        return None;
+    }
+    st.segments
+        .range(from + 1..active)
+        .map(|(&base, _)| base)
+        .rev()
+        .find(|base| *base <= cap && meta.segments.contains_key(base))
+}
+
 /// Lay out one partition's entries after its log's end: base offsets dense from there, each
 /// batch's leader epoch its entry's term, the sparse index, and the Raft record's changes.
 fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, AppendError> {
@@ -522,6 +583,16 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
         meta.confs.record_applied(conf);
     }
     let mut meta_changed = r.meta_dirty || meta != r.meta;
+    if let Some(to) = raft_start_due(&p, &st, r, &meta) {
+        let first = meta.segments[&to];
+        if let Some(term) = meta.term_of(first - 1) {
+            meta.prev = (first - 1, term);
+        }
+        meta.raft_from = to;
+        meta.prune(first_base);
+        meta_changed = true;
+        crate::coverage::reached(crate::coverage::Event::RaftStartMoved);
+    }
     let bytes: usize = headers.iter().map(|h| h.size).sum();
     let own = own_entry();
     let mut data = BytesMut::with_capacity(bytes);

@@ -16,9 +16,11 @@ pub type ReplicaLog = Vec<(i64, Bytes)>;
 
 /// Below `high_watermark[p]` (a Kafka offset), every two replicas of partition `p` hold the
 /// same batches where both hold any (a replica may lag, or start later after a reset, but
-/// never differ). On a `compacted` topic each replica cleans its own log when it will: two
-/// replicas then hold the same batches (offsets, epochs, producers) and, at every offset both
-/// still hold a record, the same record.
+/// never differ). On a `compacted` topic each replica cleans its own log when it will, and
+/// below its Raft entries merges emptied batches, so batch boundaries may differ: two
+/// replicas then hold, at every offset both still hold a record, the same record, and a batch
+/// with records that both hold at one base offset is the same batch (offsets, epoch,
+/// producer).
 pub fn replicas_agree(
     logs: &BTreeMap<String, BTreeMap<i32, ReplicaLog>>,
     high_watermark: &BTreeMap<i32, i64>,
@@ -42,15 +44,19 @@ pub fn replicas_agree(
                         .collect()
                 };
                 let (wa, wb) = (within(a), within(b));
-                let same = |x: &(i64, Bytes), y: &(i64, Bytes)| {
-                    x == y || (compacted && x.0 == y.0 && same_cleaned(&x.1, &y.1))
+                let differs = if compacted {
+                    cleaned_differ(&wa, &wb)
+                } else if wa.len() != wb.len() || wa != wb {
+                    Some(
+                        wa.iter()
+                            .zip(&wb)
+                            .find(|(x, y)| x != y)
+                            .map_or(from, |(x, y)| x.0.min(y.0)),
+                    )
+                } else {
+                    None
                 };
-                if wa.len() != wb.len() || wa.iter().zip(&wb).any(|(x, y)| !same(x, y)) {
-                    let offset = wa
-                        .iter()
-                        .zip(&wb)
-                        .find(|(x, y)| !same(x, y))
-                        .map_or(from, |(x, y)| x.0.min(y.0));
+                if let Some(offset) = differs {
                     out.push(Finding::ReplicaDivergence {
                         partition,
                         offset,
@@ -90,48 +96,61 @@ fn log_offset_of(replicas: &[(&String, &ReplicaLog)], kafka: i64) -> i64 {
     kafka
 }
 
-/// A batch's records by offset: (key, value).
+/// Records by offset: (key, value).
 type Records = BTreeMap<i64, (Option<Bytes>, Option<Bytes>)>;
 
-/// Two copies of a batch, each perhaps cleaned: the same offsets, leader epoch and producer,
-/// and the same record at every offset both still hold.
-fn same_cleaned(a: &Bytes, b: &Bytes) -> bool {
+/// What identifies a batch besides its records: its offsets, leader epoch and producer.
+type Identity = (i64, i32, i32, i64, i16, i32);
+
+/// A replica's cleaned batches: every record by offset, and the identity of each batch that
+/// holds records, by base offset (`None`: a batch does not decode).
+fn cleaned_view(batches: &[(i64, Bytes)]) -> Option<(Records, BTreeMap<i64, Identity>)> {
     use kafka_protocol::records::RecordBatchDecoder;
-    let (Ok(ha), Ok(hb)) = (
-        broker::batch::parse_header(a),
-        broker::batch::parse_header(b),
-    ) else {
-        return false;
-    };
-    let identity = |h: &broker::batch::BatchHeader| {
-        (
-            h.base_offset,
-            h.last_offset_delta,
-            h.partition_leader_epoch,
-            h.producer_id,
-            h.producer_epoch,
-            h.base_sequence,
-        )
-    };
-    if identity(&ha) != identity(&hb) {
-        return false;
-    }
-    let records = |bytes: &Bytes| -> Option<Records> {
+    let mut records = Records::new();
+    let mut identities = BTreeMap::new();
+    for (base, bytes) in batches {
+        let h = broker::batch::parse_header(bytes).ok()?;
+        if h.record_count == 0 {
+            continue;
+        }
+        identities.insert(
+            *base,
+            (
+                h.base_offset,
+                h.last_offset_delta,
+                h.partition_leader_epoch,
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+            ),
+        );
         let mut data = bytes.clone();
         let set = RecordBatchDecoder::decode(&mut data).ok()?;
-        Some(
+        records.extend(
             set.records
                 .into_iter()
-                .map(|r| (r.offset, (r.key, r.value)))
-                .collect(),
-        )
-    };
-    match (records(a), records(b)) {
-        (Some(ra), Some(rb)) => ra
-            .iter()
-            .all(|(o, r)| rb.get(o).is_none_or(|other| other == r)),
-        _ => false,
+                .map(|r| (r.offset, (r.key, r.value))),
+        );
     }
+    Some((records, identities))
+}
+
+/// Where two replicas' cleaned batches first disagree: a record at an offset both hold, or a
+/// batch with records at a base offset both hold.
+fn cleaned_differ(a: &[(i64, Bytes)], b: &[(i64, Bytes)]) -> Option<i64> {
+    let first = |x: &[(i64, Bytes)]| x.first().map_or(0, |(base, _)| *base);
+    let (Some((ra, ia)), Some((rb, ib))) = (cleaned_view(a), cleaned_view(b)) else {
+        return Some(first(a).min(first(b)));
+    };
+    let record = ra
+        .iter()
+        .find(|(o, r)| rb.get(o).is_some_and(|other| other != *r))
+        .map(|(o, _)| *o);
+    let batch = ia
+        .iter()
+        .find(|(base, id)| ib.get(base).is_some_and(|other| other != *id))
+        .map(|(base, _)| *base);
+    record.into_iter().chain(batch).min()
 }
 
 fn first(l: &ReplicaLog) -> i64 {
@@ -465,6 +484,30 @@ mod tests {
         };
         RecordBatchEncoder::encode(&mut b, [r].iter(), &options).expect("encodes");
         (base, b.freeze())
+    }
+
+    #[test]
+    fn cleaned_replicas_agree_across_merged_emptied_batches_and_differ_on_a_record() {
+        // One replica kept records 0 and 1 apart; the other cleaned them away and merged
+        // their emptied batches below its Raft entries into one header.
+        let kept = vec![record(0, 1), record(1, 2), record(2, 3)];
+        let merged = |last: u8| {
+            let span = broker::batch::empty_span(&record(0, 1).1, 1, 0);
+            vec![(0, span), record(2, last)]
+        };
+        let logs = |other| {
+            BTreeMap::from([
+                ("broker-1".to_string(), BTreeMap::from([(0, kept.clone())])),
+                ("broker-2".to_string(), BTreeMap::from([(0, other)])),
+            ])
+        };
+        let hw = BTreeMap::from([(0, 3)]);
+        assert!(replicas_agree(&logs(merged(3)), &hw, true).is_empty());
+        let found = replicas_agree(&logs(merged(4)), &hw, true);
+        assert!(
+            matches!(&found[..], [Finding::ReplicaDivergence { offset: 2, .. }]),
+            "{found:?}"
+        );
     }
 
     #[test]

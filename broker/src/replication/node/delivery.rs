@@ -83,6 +83,7 @@ impl Node {
                         self.dirty.insert(group);
                     }
                 }
+                Ok(Inbound::Prefix(group, msg)) => self.prefix_message(from, group, msg),
                 Err(e) => {
                     tracing::warn!(peer = from, error = %e, "dropping an undecodable Raft message");
                 }
@@ -92,10 +93,13 @@ impl Node {
 
     /// Step a message from a peer into `group`, a replica here.
     pub(super) fn step(&mut self, group: GroupId, mut m: Message) {
+        let kind = m.get_msg_type();
+        if kind == MessageType::MsgSnapshot && !self.admit_snapshot(group, &m) {
+            return;
+        }
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
-        let kind = m.get_msg_type();
         if matches!(kind, MessageType::MsgAppend | MessageType::MsgHeartbeat)
             && m.term >= g.raw.raft.term
         {

@@ -220,6 +220,8 @@ impl Replication {
             dirty: BTreeSet::new(),
             writes: FuturesUnordered::new(),
             fetches: FuturesUnordered::new(),
+            prefix_io: FuturesUnordered::new(),
+            prefix_reads: 0,
             views: views.clone(),
             changed,
             links,

@@ -55,7 +55,7 @@ use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::catch_up::{self, CatchUp, CatchUpSettings, Started, Verdict};
-use super::entries::{read_entries, snapshot_conf, snapshot_offset, snapshot_state};
+use super::entries::{self, read_entries, snapshot_conf, snapshot_offset, snapshot_state};
 use super::gate::Gate;
 use super::idempotence::{Checked, Producers};
 use super::logger::raft_logger;
@@ -76,6 +76,7 @@ mod groups;
 mod handle;
 mod leadership;
 mod membership;
+mod prefix;
 mod propose;
 mod reads;
 mod ready;
@@ -218,6 +219,13 @@ struct Group {
     joint_entered_in: Option<u64>,
     /// As leader: the ticks each replica sent a snapshot has not answered it.
     snapshot_waits: BTreeMap<NodeId, usize>,
+    /// As leader: the cleaned prefixes being sent to followers behind the Raft entries'
+    /// start ([`prefix`]).
+    sending: BTreeMap<NodeId, prefix::Sending>,
+    /// As follower: the cleaned prefix being received from the leader.
+    receiving: Option<prefix::Receiving>,
+    /// As follower: a whole prefix whose snapshot was stepped, until the reset takes it.
+    admitted: Option<prefix::Receiving>,
     timer: ElectionTimer,
     view: Arc<GroupView>,
     /// The Ready number of the write in flight.
@@ -320,6 +328,10 @@ struct Node {
     dirty: BTreeSet<GroupId>,
     writes: FuturesUnordered<Pin<Box<dyn Future<Output = WriteDone> + Send>>>,
     fetches: FuturesUnordered<Pin<Box<dyn Future<Output = FetchDone> + Send>>>,
+    /// Chunks of cleaned prefixes read (as leader) or written (as follower) ([`prefix`]).
+    prefix_io: FuturesUnordered<Pin<Box<dyn Future<Output = prefix::PrefixIo> + Send>>>,
+    /// Chunk reads in flight, at most [`prefix::READS_MAX`].
+    prefix_reads: usize,
     views: Arc<RwLock<Views>>,
     changed: watch::Sender<u64>,
     links: watch::Receiver<u64>,
@@ -415,6 +427,7 @@ impl Node {
                 },
                 Some(done) = self.writes.next() => self.write_done(done).await,
                 Some(done) = self.fetches.next() => self.fetch_done(done),
+                Some(done) = self.prefix_io.next() => self.prefix_io_done(done),
                 changed = self.links.changed() => {
                     if changed.is_err() {
                         break;
@@ -454,6 +467,7 @@ impl Node {
                 self.handle_readies().await;
             }
             self.start_reads();
+            self.drive_prefixes();
             self.transport.flush();
             let stats = self.transport.stats();
             // The transport counts; the counters mirror it.

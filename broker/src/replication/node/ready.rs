@@ -52,9 +52,19 @@ impl Node {
             answer_commit_asks(g);
         }
         for m in rd.take_messages() {
-            if !self.stepped_down && !withheld(g, &m) {
-                send(&self.transport, group, &m);
+            if self.stepped_down || withheld(g, &m) {
+                continue;
             }
+            let m = if m.get_msg_type() == MessageType::MsgSnapshot {
+                // One that names a cleaned prefix waits until the follower holds it.
+                match prefix::hold_snapshot(g, m) {
+                    Some(m) => m,
+                    None => continue,
+                }
+            } else {
+                m
+            };
+            send(&self.transport, group, &m);
         }
         if !rd.snapshot().is_empty() {
             queue_snapshot(g, rd.snapshot());
@@ -200,7 +210,7 @@ impl Node {
         // from the snapshot — seen: a learner's reset lost to an fsync stall, which then led
         // the group with a log that existed only in memory).
         let reset = g.raw.store().unwritten_reset();
-        let durable_next = match reset {
+        let durable_next = match &reset {
             Some(r) => r.index + 1,
             None => partition
                 .state()
@@ -226,8 +236,8 @@ impl Node {
         // The retry covers everything up to the newest Ready gathered since.
         let covered = number.max(merged.number);
         merged.entries = entries;
-        merged.reset = reset;
         merged.truncate_from = reset.is_none().then_some(durable_next);
+        merged.reset = reset;
         merged.hard_state = hard_state;
         merged.conf = g.raw.store().conf_record();
         merged.number = covered;
@@ -374,17 +384,29 @@ fn queue_snapshot(g: &mut Group, snapshot: &raft::eraftpb::Snapshot) {
     let (index, term) = (meta.index, meta.term);
     let (offset, gaps_before) = snapshot_offset(snapshot).unwrap_or((0, 0));
     let conf = snapshot_conf(snapshot);
-    if let Some(state) = snapshot_state(snapshot) {
+    let carries_state = g.view.partition.snapshots_carry_state();
+    if let Some(state) = snapshot_state(snapshot).filter(|_| carries_state) {
         // Written with the reset, before it (`reset_log`); and this replica's to send on.
         g.view.partition.set_state_snapshot(offset, state);
+    }
+    // A cleaned prefix it names is here whole: the snapshot was not stepped otherwise.
+    let prefix = prefix::take_received(g, snapshot);
+    if prefix.is_none() && entries::snapshot_prefix(snapshot).is_some() {
+        debug_assert!(false, "a snapshot naming a prefix was taken without it");
+        tracing::error!(
+            group = g.view.group,
+            index,
+            "a snapshot naming a cleaned prefix was taken without the prefix: the log keeps nothing below the snapshot"
+        );
     }
     let reset = RaftReset {
         index,
         term,
         offset,
         gaps_before,
+        prefix,
     };
-    g.raw.store().take_snapshot(reset, &conf);
+    g.raw.store().take_snapshot(reset.clone(), &conf);
     membership::take_snapshot_conf(g, &conf);
     g.next = NextWrite {
         reset: Some(reset),

@@ -24,6 +24,8 @@ impl Node {
             .filter(|p| self.link_state.get(p).copied().unwrap_or(false))
             .collect();
         let quiesce_ticks = self.settings.quiesce_ticks;
+        let away_ticks = (super::prefix::FOLLOWER_AWAY_MAX.as_millis()
+            / self.settings.tick.as_millis().max(1)) as u64;
         let mut going_quiet = Vec::new();
         for &group in &self.active {
             let Some(g) = self.groups.get_mut(&group) else {
@@ -31,6 +33,13 @@ impl Node {
             };
             g.raw.tick();
             retry_stuck_snapshots(g, election_ticks as usize * 4);
+            let (links, heard, now) = (&self.link_state, &self.heard, self.ticks);
+            let near = |id| {
+                links.get(&id).copied().unwrap_or(false)
+                    || heard.get(&id).is_some_and(|&at| now - at <= away_ticks)
+            };
+            let cap = super::prefix::raft_start_cap(g, self.id, near);
+            g.view.partition.set_raft_start_cap(cap);
             g.timer.settle(&mut g.raw);
             self.dirty.insert(group);
             if group != wire::CONTROLLER_GROUP {
@@ -46,6 +55,7 @@ impl Node {
                 g.idle_ticks = 0;
             }
         }
+        self.tick_prefixes();
         for group in going_quiet {
             // The last heartbeat carries the commit; the notice follows it on each connection.
             if let Some(g) = self.groups.get_mut(&group) {

@@ -105,41 +105,44 @@ impl Cleaner {
             bytes_before: 0,
             bytes_after: 0,
         };
-        // Not in a Raft log, whose batches are its entries (invariant 37): there runs of
-        // emptied batches are merged, but for those the producer state keeps.
-        let keep_apart = {
+        // Runs of emptied batches are merged, but for those the producer state keeps — not
+        // among a Raft log's entries, each of which is a batch (invariant 37): only in its
+        // cleaned prefix below them, and on a single node. No group spans the entries' start.
+        let (retained, entries_from) = {
             let st = p.state();
-            st.replica
-                .is_none()
-                .then(|| st.producers.retained_batches())
+            let first = st.segments.keys().next().copied().unwrap_or(0);
+            let from = st.replica.as_ref().map(|r| r.meta.entries_from(first));
+            (st.producers.retained_batches(), from)
         };
-        let cleaned: Vec<Segment> = segments
+        let (prefix, entries): (Vec<Segment>, Vec<Segment>) = segments
             .into_iter()
             .filter(|s| s.base_offset < map_end)
-            .collect();
-        for group in groups(&cleaned, config.segment_bytes) {
-            if self.stopping() {
-                return Ok(None);
-            }
-            let cut = Cut {
-                keep_apart: keep_apart.as_ref(),
-                map: &map,
-                map_end,
-                now_ms,
-                horizon,
-                interval: config.index_interval_bytes,
-                decompressed_max,
-            };
-            match self.rewrite(p, group, &cut).await? {
-                Some((size, removed)) => {
-                    done.records_removed += removed;
-                    done.segments_rewritten += group.len() as u64;
-                    done.bytes_before += group.iter().map(|s| s.size).sum::<u64>();
-                    done.bytes_after += size;
+            .partition(|s| entries_from.is_none_or(|from| s.next_offset <= from));
+        for (part, mergeable) in [(prefix, true), (entries, false)] {
+            for group in groups(&part, config.segment_bytes) {
+                if self.stopping() {
+                    return Ok(None);
                 }
-                // Reset or deleted meanwhile.
-                None if !group.iter().all(|s| p.holds(s)) => return Ok(None),
-                None => {}
+                let cut = Cut {
+                    keep_apart: mergeable.then_some(&retained),
+                    map: &map,
+                    map_end,
+                    now_ms,
+                    horizon,
+                    interval: config.index_interval_bytes,
+                    decompressed_max,
+                };
+                match self.rewrite(p, group, &cut).await? {
+                    Some((size, removed)) => {
+                        done.records_removed += removed;
+                        done.segments_rewritten += group.len() as u64;
+                        done.bytes_before += group.iter().map(|s| s.size).sum::<u64>();
+                        done.bytes_after += size;
+                    }
+                    // Reset or deleted meanwhile.
+                    None if !group.iter().all(|s| p.holds(s)) => return Ok(None),
+                    None => {}
+                }
             }
         }
         Ok(Some(done))
@@ -187,13 +190,14 @@ impl Cleaner {
     /// it changes (one segment whose batches all stay as they are) or it changed under the
     /// cleaner.
     ///
-    /// On a log that is not a Raft log, each run of record-less batches (emptied now or by an
-    /// earlier cleaning) becomes one header spanning the run ([`batch::empty_span`]), so a
+    /// With `cut.keep_apart` (a log that is not a Raft log, or a Raft log's cleaned prefix),
+    /// each run of record-less batches (emptied now or by an earlier cleaning) becomes one
+    /// header spanning the run ([`batch::empty_span`]), so a
     /// compacted log does not keep a header for every batch ever written. A run ends at a batch
     /// with records, a control batch, a new leader epoch, and a batch the producer state still
     /// keeps for its producer (Kafka's cleaner keeps a producer's last batch too): a scan of the
-    /// log without the producer snapshot still finds every producer's sequence. In a Raft log
-    /// each batch is an entry (invariant 37), so none is merged.
+    /// log without the producer snapshot still finds every producer's sequence. Among a Raft log's
+    /// entries each batch is an entry (invariant 37), so none is merged there.
     async fn rewrite(
         &mut self,
         p: &Arc<Partition>,

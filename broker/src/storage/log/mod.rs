@@ -13,6 +13,7 @@ pub mod index;
 mod read;
 mod recovery;
 pub mod replica;
+mod reset;
 mod scan;
 
 pub use read::READ_ATTEMPTS;
@@ -20,6 +21,7 @@ use read::{first_record_at_or_after, max_record_timestamp, read_from, read_verif
 pub use recovery::{
     finish_swap, read_whole, recover, write_index, write_log_start, write_snapshot, LOG_START_FILE,
 };
+pub use reset::{load_closed, rename_prefix_files};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -180,6 +182,10 @@ pub struct Partition {
     /// The cluster metadata's partition only: the text of its newest snapshot of the state it
     /// holds, and the offset it is at (`controller::snapshot`), for a leader's Raft snapshot.
     state_snapshot: std::sync::Mutex<Option<(i64, bytes::Bytes)>>,
+    /// A replicated compacted log only: how far the replication layer lets the Raft entries'
+    /// start move up over the cleaned log (a leader: what every connected follower holds;
+    /// 0: not at all). The commit pipeline moves it with a write ([`replica::ReplicaMeta::raft_from`]).
+    raft_start_cap: std::sync::atomic::AtomicI64,
 }
 
 /// Where a state machine's log (the cluster metadata's) keeps the snapshot of its state
@@ -227,7 +233,19 @@ impl Partition {
             deleted: std::sync::atomic::AtomicBool::new(false),
             files: tokio::sync::Mutex::new(()),
             state_snapshot: std::sync::Mutex::new(None),
+            raft_start_cap: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// Let the Raft entries' start move up to `offset` at most (see the field).
+    pub fn set_raft_start_cap(&self, offset: i64) {
+        self.raft_start_cap
+            .store(offset, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn raft_start_cap(&self) -> i64 {
+        self.raft_start_cap
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The first segment boundary at or above `offset` (where a segment begins), with the

@@ -13,6 +13,7 @@ use io_backend::{DiskFile, OpenMode};
 use super::index;
 use super::read::READ_ATTEMPTS;
 use super::replica::{self, HardStateRecord, ReplicaMeta, ReplicaState, TailEntry};
+use super::reset::{finish_reset, remove_unstarted_segment};
 use super::scan::{scan_segment, zeros_from, Scanned};
 use super::{segment_name, LogConfig, Partition, PartitionState, Segment};
 use crate::producer_state::ProducerStates;
@@ -389,6 +390,7 @@ async fn remove_leftovers(
         if index_of.is_some_and(|b| bases.binary_search(&b).is_err())
             || snapshot_of.is_some_and(|b| b != active_base)
             || name.ends_with(".tmp")
+            || name.ends_with(".prefix")
         {
             crate::coverage::reached_when(crate::coverage::Event::CleanedCopyRecovered, || {
                 name.ends_with(".cleaned.tmp")
@@ -551,7 +553,7 @@ impl Loading<'_> {
 }
 
 /// A segment as its scan found it.
-fn scanned_segment(base: i64, file: Arc<dyn DiskFile>, s: Scanned) -> Segment {
+pub(super) fn scanned_segment(base: i64, file: Arc<dyn DiskFile>, s: Scanned) -> Segment {
     Segment {
         base_offset: base,
         file,
@@ -605,80 +607,6 @@ struct ActiveScan {
     confs: Vec<(u64, i64, Vec<u8>)>,
 }
 
-/// Finish a reset of a replicated log that a crash interrupted: its record names a segment
-/// above every segment file (the record is written first, then the old segments removed, then
-/// the new one made). Whether there was one to finish.
-async fn finish_reset(
-    io: &Io,
-    dir: &Path,
-    bases: &mut Vec<i64>,
-    meta: &mut ReplicaMeta,
-) -> Result<bool, StorageError> {
-    let Some((&base, _)) = meta.segments.iter().next_back() else {
-        return Ok(false);
-    };
-    // (A record written before the mark existed: a reset's segment is above every file.)
-    if !meta.resetting && bases.last().is_some_and(|&last| last >= base) {
-        return Ok(false);
-    }
-    tracing::warn!(dir = %dir.display(), base, "finishing a reset of the log that a crash interrupted");
-    for old in bases.drain(..) {
-        for ext in ["log", "index", "timeindex", "snapshot"] {
-            let path = dir.join(segment_name(old, ext));
-            if io.exists(&path).await? {
-                io.remove_file(&path).await?;
-            }
-        }
-    }
-    io.open(&dir.join(segment_name(base, "log")), OpenMode::Create)
-        .await?;
-    io.sync_dir(dir).await?;
-    meta.resetting = false;
-    small_file::write(io, dir, replica::META_FILE, &meta.encode()).await?;
-    bases.push(base);
-    Ok(true)
-}
-
-/// Remove an empty last segment of a replicated partition that has no first index recorded
-/// while another segment comes before it: a roll whose first entry never came (the segment's
-/// start is recorded as its first entry is written). The segment before takes the entries
-/// again, so its index files, written when it was closed, go too. Whether it removed one.
-async fn remove_unstarted_segment(
-    io: &Io,
-    dir: &Path,
-    bases: &mut Vec<i64>,
-    meta: &ReplicaMeta,
-) -> Result<bool, StorageError> {
-    let [.., before, last] = bases[..] else {
-        return Ok(false);
-    };
-    if meta.segments.contains_key(&last) {
-        return Ok(false);
-    }
-    let file = io
-        .open(&dir.join(segment_name(last, "log")), OpenMode::Existing)
-        .await?;
-    if io.len(&file).await? > 0 {
-        return Ok(false);
-    }
-    tracing::warn!(segment = %dir.join(segment_name(last, "log")).display(), "removing an empty segment whose first entry never came");
-    for (base, exts) in [
-        (last, &["log", "index", "timeindex", "snapshot"][..]),
-        (before, &["index", "timeindex"][..]),
-    ] {
-        for ext in exts {
-            let path = dir.join(segment_name(base, ext));
-            if io.exists(&path).await? {
-                io.remove_file(&path).await?;
-            }
-        }
-    }
-    io.sync_dir(dir).await?;
-    bases.pop();
-    Ok(true)
-}
-
-/// A replicated partition's Raft facts after a start: the file's, with what the active segment's
 /// batches say (the file may lag them by a round: it is written beside the data), the first
 /// index of the active segment found from the segment before when it was not recorded, and the
 /// hard state. A repaired record is written back at once.

@@ -56,11 +56,26 @@ pub struct ReplicaMeta {
     /// The group's membership and the changes to it the log holds ([`super::conf`]).
     #[serde(default, skip_serializing_if = "super::conf::Confs::is_empty")]
     pub confs: super::conf::Confs,
+    /// Where the Raft entries begin when the log keeps a cleaned prefix below them (a segment
+    /// base; 0 or the first segment's base: the entries begin with the log). The prefix holds
+    /// a compacted log's cleaned data, which Raft no longer hands out entry by entry: a
+    /// follower behind it is sent a snapshot that carries it (`replication::prefix`), and
+    /// the cleaner may merge its record-less batches as on a single node.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub raft_from: i64,
+    /// Set only while a reset to a leader's snapshot with a prefix is under way: the bases of
+    /// the received prefix files (`<base>.prefix`) that the reset renames into segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix_bases: Vec<i64>,
     /// Written first by a reset of the log (to a leader's snapshot, or emptied when the
     /// replica is removed), and cleared once its files are made: a start that finds it set
     /// finishes the reset.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resetting: bool,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl ReplicaMeta {
@@ -150,9 +165,10 @@ impl ReplicaMeta {
     /// entries before the entry just before it (the first kept epoch still gives that entry's
     /// term).
     pub fn prune(&mut self, first_base: i64) {
-        self.segments.retain(|&base, _| base >= first_base);
+        let entries_from = self.entries_from(first_base);
+        self.segments.retain(|&base, _| base >= entries_from);
         self.gaps.prune(first_base);
-        self.confs.prune(first_base);
+        self.confs.prune(entries_from);
         let Some(&first_index) = self.segments.values().next() else {
             return;
         };
@@ -162,6 +178,11 @@ impl ReplicaMeta {
             .partition_point(|e| e.index <= before)
             .saturating_sub(1);
         self.epochs.drain(..keep_from);
+    }
+
+    /// Where the Raft entries begin in a log whose first segment starts at `first_base`.
+    pub fn entries_from(&self, first_base: i64) -> i64 {
+        first_base.max(self.raft_from)
     }
 
     /// Kafka's OffsetForLeaderEpoch over this log (its leader-epoch cache): the largest term

@@ -1,0 +1,230 @@
+//! A replicated compacted log's Raft entries begin above its cleaned prefix: the start moves
+//! over closed, committed segments as far as the replication layer lets it, the cleaner then
+//! merges the prefix's emptied batches (so the log no longer keeps a header for every batch
+//! ever written), a restart keeps it all, and a follower's reset takes a prefix it received
+//! as files and holds exactly the leader's log below its entries.
+//!
+//! Data: 1,200 one-record entries of ~90 B over 40 keys (~110 KB) in 1 KiB segments.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::batch;
+use broker::config::Config;
+use broker::metrics::Metrics;
+use broker::storage::log::Partition;
+use broker::storage::{RaftEntry, RaftReset, RaftWrite, ResetPrefix, Store};
+use bytes::{Bytes, BytesMut};
+use common::{encode, record, Codec};
+use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
+
+fn env() -> Env {
+    Env {
+        disk: Arc::new(BlockingDisk::new(4)),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(5),
+    }
+}
+
+async fn open(dir: &Path, cleaner: bool) -> (Arc<Store>, Arc<Partition>) {
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        retention_check_interval_ms: 0,
+        cluster_peers: "1@127.0.0.1:1".into(),
+        log_cleaner_enable: cleaner,
+        log_cleaner_backoff_ms: 20,
+        log_cleaner_io_max_bytes_per_second: 0,
+        ..Config::default()
+    };
+    let store = Store::open(env(), &config, Arc::new(Metrics::default()))
+        .await
+        .expect("open store");
+    let overrides = broker::topic_config::check_all([
+        ("cleanup.policy", Some("compact")),
+        ("segment.bytes", Some("1024")),
+        ("min.cleanable.dirty.ratio", Some("0.01")),
+    ])
+    .unwrap();
+    let topic = match store.topic("t") {
+        Some(t) => t,
+        None => store.create_topic("t", 1, overrides).await.unwrap(),
+    };
+    let p = topic.partitions[0].clone();
+    (store, p)
+}
+
+async fn close(store: Arc<Store>, p: Arc<Partition>) {
+    let closed = store.closed();
+    drop(p);
+    drop(store);
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the pipeline ends");
+}
+
+async fn write(store: &Store, p: &Arc<Partition>, w: impl FnOnce(&mut RaftWrite)) {
+    let mut write = RaftWrite {
+        partition: p.clone(),
+        reset: None,
+        truncate_from: None,
+        producers_at_cut: None,
+        entries: Vec::new(),
+        hard_state: None,
+        conf: None,
+    };
+    w(&mut write);
+    let rx = store.raft_write(write).await.expect("queued");
+    tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .expect("answered")
+        .expect("pipeline alive")
+        .expect("written");
+}
+
+/// Entries `from..to`, each one record: of key `index % 40` up to entry 300, then of key
+/// `index % 20` (keys 20 to 39 keep their values from the first 300 entries).
+async fn write_entries(store: &Store, p: &Arc<Partition>, from: u64, to: u64) {
+    let entries = (from..to)
+        .map(|index| {
+            let key = format!("key-{}", index % if index <= 300 { 40 } else { 20 });
+            let value = format!("value of entry {index}");
+            let r = record(
+                0,
+                1_700_000_000_000,
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &[],
+            );
+            RaftEntry {
+                index,
+                term: 1,
+                data: encode(&[r], Codec::None),
+            }
+        })
+        .collect();
+    write(store, p, |w| w.entries = entries).await;
+}
+
+/// The log's bytes from `from` up to `to` (whole batches), as read back.
+async fn log_bytes(store: &Store, p: &Partition, from: i64, to: i64) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut offset = from;
+    while offset < to {
+        let d = p.read_durable(store.io(), offset, 1 << 20).await.unwrap();
+        assert!(
+            !d.records.is_empty(),
+            "the log ends at {offset}, before {to}"
+        );
+        for (at, h) in batch::scan(&d.records) {
+            if h.base_offset >= to {
+                return out.freeze();
+            }
+            out.extend_from_slice(&d.records[at..at + h.size]);
+            offset = h.next_offset();
+        }
+    }
+    out.freeze()
+}
+
+/// Where the entries begin, and the first index recorded there.
+fn entries_start(p: &Partition) -> (i64, u64) {
+    let st = p.state();
+    let r = st.replica.as_ref().expect("replicated");
+    let from = r.meta.raft_from;
+    (from, r.meta.segments.get(&from).copied().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_reset_takes_whole() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (store, p) = open(dirs[0].path(), true).await;
+    for first in (1..1200).step_by(40) {
+        write_entries(&store, &p, first, first + 40).await;
+    }
+    // Nothing moves before the replication layer lets it.
+    assert_eq!(entries_start(&p).0, 0);
+    let end = p.state().log_end_offset();
+    p.set_committed_offset(end);
+    p.set_raft_start_cap(i64::MAX);
+    write_entries(&store, &p, 1201, 1202).await;
+    let (from, first_index) = entries_start(&p);
+    assert!(from > end / 2, "the entries begin at {from} of {end}");
+    assert_eq!(
+        first_index,
+        from as u64 + 1,
+        "one offset per entry from index 1"
+    );
+    // Below it the cleaner merges the emptied batches: a few headers a segment, not one a
+    // batch; above it every entry stays a batch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let batches_below = |bytes: &Bytes| batch::scan(bytes).count();
+    loop {
+        let below = batches_below(&log_bytes(&store, &p, 0, from).await);
+        let segments = p.state().segments.range(..from).count();
+        if below <= 3 * segments + 20 && segments < (from / 10) as usize {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{below} batches in {segments} segments below {from}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let prefix = log_bytes(&store, &p, 0, from).await;
+    // What the prefix still holds: the latest values of the keys written early only.
+    let kept: Vec<_> = common::decode(prefix.clone()).unwrap();
+    let mut keys: Vec<_> = kept.iter().map(|r| r.key.clone().unwrap()).collect();
+    keys.sort();
+    let early: Vec<_> = (20..40).map(|k| Bytes::from(format!("key-{k}"))).collect();
+    assert_eq!(keys, early);
+    close(store, p).await;
+
+    // A restart keeps where the entries begin, and what lies below.
+    let (store, p) = open(dirs[0].path(), false).await;
+    assert_eq!(entries_start(&p), (from, first_index));
+    assert_eq!(log_bytes(&store, &p, 0, from).await, prefix);
+
+    // A follower's reset to a snapshot at `from` takes the prefix it received as a file.
+    let (store2, p2) = open(dirs[1].path(), false).await;
+    write_entries(&store2, &p2, 1, 30).await;
+    std::fs::write(
+        p2.dir.join(broker::storage::log::segment_name(0, "prefix")),
+        &prefix,
+    )
+    .unwrap();
+    let reset = RaftReset {
+        index: first_index - 1,
+        term: 1,
+        offset: from,
+        gaps_before: 0,
+        prefix: Some(Box::new(ResetPrefix {
+            start: 0,
+            gaps_before: 0,
+            gaps: Vec::new(),
+            bases: vec![0],
+        })),
+    };
+    write(&store2, &p2, |w| w.reset = Some(reset)).await;
+    let check = |p: &Partition| {
+        assert_eq!(entries_start(p), (from, first_index));
+        assert_eq!(p.log_start_offset(), 0);
+        assert_eq!(p.state().log_end_offset(), from);
+    };
+    check(&p2);
+    assert_eq!(log_bytes(&store2, &p2, 0, from).await, prefix);
+    close(store2, p2).await;
+    let (store2, p2) = open(dirs[1].path(), false).await;
+    check(&p2);
+    assert_eq!(log_bytes(&store2, &p2, 0, from).await, prefix);
+    assert_eq!(
+        common::segment_files(&p2.dir),
+        2,
+        "the prefix and the active segment"
+    );
+    close(store2, p2).await;
+    close(store, p).await;
+}
