@@ -203,6 +203,7 @@ async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_re
         gaps_before: 0,
         prefix: Some(Box::new(ResetPrefix {
             start: 0,
+            log_start: 0,
             gaps_before: 0,
             gaps: Vec::new(),
             bases: vec![0],

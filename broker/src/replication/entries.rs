@@ -38,6 +38,9 @@ pub fn snapshot_conf(snapshot: &Snapshot) -> ConfRecord {
 pub struct Prefix {
     pub start: i64,
     pub end: i64,
+    /// The leader's log start, in `[start, end]` (DeleteRecords or a checkpoint may have moved
+    /// it inside the first segment).
+    pub log_start: i64,
     /// Raft's own entries before `start`.
     pub gaps_before: i64,
     /// Their log offsets in `[start, end)`, increasing.
@@ -64,7 +67,7 @@ pub fn snapshot_data(
         data.extend_from_slice(state);
     } else if let Some(p) = prefix {
         data.extend_from_slice(&PREFIX_MAGIC.to_be_bytes());
-        for word in [p.start, p.gaps_before, p.gaps.len() as i64] {
+        for word in [p.start, p.log_start, p.gaps_before, p.gaps.len() as i64] {
             data.extend_from_slice(&word.to_be_bytes());
         }
         for gap in &p.gaps {
@@ -82,19 +85,25 @@ pub fn snapshot_prefix(snapshot: &Snapshot) -> Option<Prefix> {
     }
     let end = snapshot_word(snapshot, 0)?;
     let start = snapshot_word(snapshot, 4)?;
-    let gaps_before = snapshot_word(snapshot, 5)?;
-    let n = usize::try_from(snapshot_word(snapshot, 6)?).ok()?;
-    if snapshot.data.len() != (7 + n) * 8 || start >= end || gaps_before < 0 {
+    let log_start = snapshot_word(snapshot, 5)?;
+    let gaps_before = snapshot_word(snapshot, 6)?;
+    let n = usize::try_from(snapshot_word(snapshot, 7)?).ok()?;
+    if snapshot.data.len() != (8 + n) * 8
+        || start >= end
+        || !(start..=end).contains(&log_start)
+        || gaps_before < 0
+    {
         return None;
     }
     let gaps: Vec<i64> = (0..n)
-        .map(|i| snapshot_word(snapshot, 7 + i))
+        .map(|i| snapshot_word(snapshot, 8 + i))
         .collect::<Option<_>>()?;
     let inside = gaps.iter().all(|g| (start..end).contains(g));
     let increasing = gaps.windows(2).all(|w| w[0] < w[1]);
     (inside && increasing).then_some(Prefix {
         start,
         end,
+        log_start,
         gaps_before,
         gaps,
     })
@@ -175,4 +184,61 @@ pub async fn read_entries(
         partition.note_points(generation, &[(last.index + 1, next_offset)]);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::SnapshotMetadata;
+
+    fn snapshot(data: Bytes) -> Snapshot {
+        Snapshot {
+            data,
+            metadata: Some(SnapshotMetadata::default()).into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_snapshots_prefix_comes_back_as_it_went_and_a_malformed_one_is_none() {
+        let prefix = Prefix {
+            start: 100,
+            end: 900,
+            log_start: 140,
+            gaps_before: 3,
+            gaps: vec![120, 450],
+        };
+        let s = snapshot(snapshot_data(900, 5, 7, None, Some(&prefix)));
+        assert_eq!(snapshot_prefix(&s), Some(prefix.clone()));
+        assert_eq!(snapshot_offset(&s), Some((900, 5)));
+        // No prefix: the three words of a snapshot without one.
+        assert_eq!(
+            snapshot_prefix(&snapshot(snapshot_data(900, 5, 7, None, None))),
+            None
+        );
+        for bad in [
+            Prefix {
+                gaps: vec![950],
+                ..prefix.clone()
+            },
+            Prefix {
+                gaps: vec![450, 120],
+                ..prefix.clone()
+            },
+            Prefix {
+                log_start: 99,
+                ..prefix.clone()
+            },
+            Prefix {
+                start: 900,
+                ..prefix.clone()
+            },
+        ] {
+            let s = snapshot(snapshot_data(900, 5, 7, None, Some(&bad)));
+            assert_eq!(snapshot_prefix(&s), None, "{bad:?}");
+        }
+        let mut cut = snapshot_data(900, 5, 7, None, Some(&prefix)).to_vec();
+        cut.pop();
+        assert_eq!(snapshot_prefix(&snapshot(cut.into())), None);
+    }
 }

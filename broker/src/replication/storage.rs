@@ -665,6 +665,7 @@ impl Storage for PartitionStorage {
                     let prefix = (from > first_base).then(|| super::entries::Prefix {
                         start: first_base,
                         end: from,
+                        log_start: st.log_start_offset.clamp(first_base, from),
                         gaps_before: gaps.before(first_base),
                         gaps: gaps
                             .at

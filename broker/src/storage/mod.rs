@@ -150,6 +150,8 @@ pub struct RaftReset {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResetPrefix {
     pub start: i64,
+    /// The leader's log start, in `[start, reset offset]`.
+    pub log_start: i64,
     /// Raft's own entries before `start`.
     pub gaps_before: i64,
     /// The log offsets of Raft's own entries in the prefix, increasing.

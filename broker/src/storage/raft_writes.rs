@@ -337,6 +337,11 @@ impl Pipeline {
         let path = partition.dir.join(log::segment_name(reset.offset, "log"));
         let file = io.open(&path, OpenMode::Create).await?;
         io.sync_dir(&partition.dir).await?;
+        if let Some(p) = prefix {
+            // The leader's log start: a start must not take an older one recorded here. (A
+            // crash before this, the start finishing the reset records the prefix's start.)
+            log::write_log_start(io, &partition.dir, p.log_start).await?;
+        }
         let meta = ReplicaMeta {
             resetting: false,
             prefix_bases: Vec::new(),
@@ -351,14 +356,12 @@ impl Pipeline {
             segments.insert(base, seg);
         }
         segments.insert(reset.offset, Segment::empty(reset.offset, file));
-        if let Some(p) = prefix {
-            // A start must not take an older log start recorded here for this log's.
-            log::write_log_start(io, &partition.dir, p.start).await?;
+        if prefix.is_some() {
             crate::coverage::reached(crate::coverage::Event::PrefixInstalled);
         }
         let mut st = partition.state_mut();
         st.segments = segments;
-        st.log_start_offset = prefix.map_or(reset.offset, |p| p.start);
+        st.log_start_offset = prefix.map_or(reset.offset, |p| p.log_start);
         st.producers = Default::default();
         let r = st
             .replica

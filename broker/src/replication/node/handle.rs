@@ -222,6 +222,7 @@ impl Replication {
             fetches: FuturesUnordered::new(),
             prefix_io: FuturesUnordered::new(),
             prefix_reads: 0,
+            prefix_groups: BTreeSet::new(),
             views: views.clone(),
             changed,
             links,

@@ -332,6 +332,8 @@ struct Node {
     prefix_io: FuturesUnordered<Pin<Box<dyn Future<Output = prefix::PrefixIo> + Send>>>,
     /// Chunk reads in flight, at most [`prefix::READS_MAX`].
     prefix_reads: usize,
+    /// Groups whose leader here sends a cleaned prefix to some follower.
+    prefix_groups: BTreeSet<GroupId>,
     views: Arc<RwLock<Views>>,
     changed: watch::Sender<u64>,
     links: watch::Receiver<u64>,

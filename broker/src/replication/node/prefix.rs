@@ -146,16 +146,21 @@ pub(super) fn hold_snapshot(g: &mut Group, m: Message) -> Option<Message> {
 impl Node {
     /// Start the chunk reads the bounds allow; forget transfers no longer needed.
     pub(super) fn drive_prefixes(&mut self) {
+        if self.prefix_groups.is_empty() {
+            return;
+        }
         let me = self.id;
         let mut idle = Vec::new();
-        for (&group, g) in self.groups.iter_mut() {
-            if g.sending.is_empty() {
-                continue;
-            }
+        let groups = &mut self.groups;
+        let stepped_down = self.stepped_down;
+        self.prefix_groups.retain(|group| {
+            let Some(g) = groups.get_mut(group) else {
+                return false;
+            };
             let raft = &g.raw.raft;
-            if raft.state != StateRole::Leader || self.stepped_down {
+            if raft.state != StateRole::Leader || stepped_down {
                 g.sending.clear();
-                continue;
+                return false;
             }
             // Done once the follower's log reaches the snapshot.
             g.sending.retain(|id, s| {
@@ -163,10 +168,11 @@ impl Node {
             });
             for (&to, s) in &g.sending {
                 if matches!(s.step, Step::Idle) && s.next < s.prefix.end {
-                    idle.push((group, to));
+                    idle.push((*group, to));
                 }
             }
-        }
+            !g.sending.is_empty()
+        });
         for (group, to) in idle {
             if self.prefix_reads >= READS_MAX {
                 break;
@@ -476,7 +482,10 @@ impl Node {
 
     /// Chunks out too long without an answer are sent again.
     pub(super) fn tick_prefixes(&mut self) {
-        for g in self.groups.values_mut() {
+        for group in &self.prefix_groups {
+            let Some(g) = self.groups.get_mut(group) else {
+                continue;
+            };
             for s in g.sending.values_mut() {
                 if let Step::Sent(ticks) = &mut s.step {
                     *ticks += 1;
@@ -550,6 +559,7 @@ pub(super) fn take_received(
         .take_if(|r| r.matches(id, prefix.start, prefix.end) && r.whole())?;
     Some(Box::new(ResetPrefix {
         start: prefix.start,
+        log_start: prefix.log_start,
         gaps_before: prefix.gaps_before,
         gaps: prefix.gaps,
         bases: r.files.iter().map(|(b, _, _)| *b).collect(),

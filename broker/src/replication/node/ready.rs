@@ -59,7 +59,10 @@ impl Node {
                 // One that names a cleaned prefix waits until the follower holds it.
                 match prefix::hold_snapshot(g, m) {
                     Some(m) => m,
-                    None => continue,
+                    None => {
+                        self.prefix_groups.insert(group);
+                        continue;
+                    }
                 }
             } else {
                 m
