@@ -8,7 +8,6 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use broker::batch;
 use broker::config::Config;
@@ -18,7 +17,7 @@ use broker::storage::log::replica::{Epoch, HardStateRecord};
 use broker::storage::log::{Partition, ReadError};
 use broker::storage::{RaftEntry, RaftReset, RaftWrite, RaftWritten, Store};
 use bytes::Bytes;
-use common::make_batch;
+use common::{close_store as close, make_batch, raft_write as write};
 use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
 
 fn env() -> Env {
@@ -59,15 +58,6 @@ async fn open(dir: &Path, segment_bytes: u64) -> (Arc<Store>, Arc<Partition>) {
     (store, p)
 }
 
-async fn close(store: Arc<Store>, p: Arc<Partition>) {
-    let closed = store.closed();
-    drop(p);
-    drop(store);
-    tokio::time::timeout(Duration::from_secs(20), closed)
-        .await
-        .expect("the pipeline ends");
-}
-
 fn entry(index: u64, term: u64, records: i32) -> RaftEntry {
     RaftEntry {
         index,
@@ -78,25 +68,6 @@ fn entry(index: u64, term: u64, records: i32) -> RaftEntry {
             make_batch(records, 1_700_000_000_000, b"value")
         },
     }
-}
-
-async fn write(store: &Store, p: &Arc<Partition>, w: impl FnOnce(&mut RaftWrite)) -> RaftWritten {
-    let mut write = RaftWrite {
-        partition: p.clone(),
-        reset: None,
-        truncate_from: None,
-        producers_at_cut: None,
-        entries: Vec::new(),
-        hard_state: None,
-        conf: None,
-    };
-    w(&mut write);
-    let rx = store.raft_write(write).await.expect("queued");
-    tokio::time::timeout(Duration::from_secs(20), rx)
-        .await
-        .expect("answered")
-        .expect("pipeline alive")
-        .expect("written")
 }
 
 /// Every batch from `offset` to the durable end: (base offset, records, epoch, control).

@@ -16,9 +16,9 @@ use broker::batch;
 use broker::config::Config;
 use broker::metrics::Metrics;
 use broker::storage::log::Partition;
-use broker::storage::{RaftEntry, RaftReset, RaftWrite, ResetPrefix, Store};
+use broker::storage::{RaftEntry, RaftReset, ResetPrefix, Store};
 use bytes::{Bytes, BytesMut};
-use common::{encode, record, Codec};
+use common::{close_store as close, encode, raft_write as write, record, Codec};
 use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
 
 fn env() -> Env {
@@ -55,34 +55,6 @@ async fn open(dir: &Path, cleaner: bool) -> (Arc<Store>, Arc<Partition>) {
     };
     let p = topic.partitions[0].clone();
     (store, p)
-}
-
-async fn close(store: Arc<Store>, p: Arc<Partition>) {
-    let closed = store.closed();
-    drop(p);
-    drop(store);
-    tokio::time::timeout(Duration::from_secs(20), closed)
-        .await
-        .expect("the pipeline ends");
-}
-
-async fn write(store: &Store, p: &Arc<Partition>, w: impl FnOnce(&mut RaftWrite)) {
-    let mut write = RaftWrite {
-        partition: p.clone(),
-        reset: None,
-        truncate_from: None,
-        producers_at_cut: None,
-        entries: Vec::new(),
-        hard_state: None,
-        conf: None,
-    };
-    w(&mut write);
-    let rx = store.raft_write(write).await.expect("queued");
-    tokio::time::timeout(Duration::from_secs(20), rx)
-        .await
-        .expect("answered")
-        .expect("pipeline alive")
-        .expect("written");
 }
 
 /// Entries `from..to`, each one record: of key `index % 40` up to entry 300, then of key

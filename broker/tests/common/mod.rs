@@ -42,6 +42,44 @@ pub fn segment_files(dir: &std::path::Path) -> usize {
         .count()
 }
 
+/// Drop a store and one of its partitions, and wait until its pipeline has ended.
+pub async fn close_store(
+    store: Arc<broker::storage::Store>,
+    p: Arc<broker::storage::log::Partition>,
+) {
+    let closed = store.closed();
+    drop(p);
+    drop(store);
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the pipeline ends");
+}
+
+/// One Raft write to a replicated partition through the commit pipeline (`w` fills it in),
+/// answered once durable.
+pub async fn raft_write(
+    store: &broker::storage::Store,
+    p: &Arc<broker::storage::log::Partition>,
+    w: impl FnOnce(&mut broker::storage::RaftWrite),
+) -> broker::storage::RaftWritten {
+    let mut write = broker::storage::RaftWrite {
+        partition: p.clone(),
+        reset: None,
+        truncate_from: None,
+        producers_at_cut: None,
+        entries: Vec::new(),
+        hard_state: None,
+        conf: None,
+    };
+    w(&mut write);
+    let rx = store.raft_write(write).await.expect("queued");
+    tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .expect("answered")
+        .expect("pipeline alive")
+        .expect("written")
+}
+
 pub fn make_batch(count: i32, timestamp: i64, value: &[u8]) -> Bytes {
     let records: Vec<Record> = (0..count as i64)
         .map(|i| record(i, timestamp, Some(b"k"), Some(value), &[]))

@@ -83,25 +83,30 @@ impl Receiving {
     }
 }
 
-/// A chunk read or written.
+/// A chunk read or written, or a reception's files removed.
 pub(super) enum PrefixIo {
-    Read {
-        group: GroupId,
-        to: NodeId,
-        id: SnapshotId,
-        from: i64,
-        outcome: Result<Bytes, String>,
-        held: Reservation,
-    },
-    Written {
-        group: GroupId,
-        id: SnapshotId,
-        to: i64,
-        outcome: Result<Option<NewFile>, StorageError>,
-        len: u64,
-    },
-    /// The files of a reception given up are removed.
+    Read(ChunkRead),
+    Written(ChunkWritten),
     Removed,
+}
+
+/// A leader's read of the next chunk for follower `to`, from offset `from`.
+pub(super) struct ChunkRead {
+    group: GroupId,
+    to: NodeId,
+    id: SnapshotId,
+    from: i64,
+    outcome: Result<Bytes, String>,
+    held: Reservation,
+}
+
+/// A follower's write of a chunk ending at offset `to`, `len` bytes.
+pub(super) struct ChunkWritten {
+    group: GroupId,
+    id: SnapshotId,
+    to: i64,
+    outcome: Result<Option<NewFile>, StorageError>,
+    len: u64,
 }
 
 /// A leader's MsgSnapshot: held while its prefix is sent; `Some` when it may go at once
@@ -192,14 +197,14 @@ impl Node {
             self.prefix_io.push(Box::pin(async move {
                 let held = memory.acquire(CHUNK_BYTES).await;
                 let outcome = read_chunk(&partition, &io, from, end).await;
-                PrefixIo::Read {
+                PrefixIo::Read(ChunkRead {
                     group,
                     to,
                     id,
                     from,
                     outcome,
                     held,
-                }
+                })
             }));
         }
     }
@@ -207,83 +212,86 @@ impl Node {
     pub(super) fn prefix_io_done(&mut self, done: PrefixIo) {
         match done {
             PrefixIo::Removed => {}
-            PrefixIo::Read {
-                group,
-                to,
-                id,
-                from,
-                outcome,
-                held,
-            } => {
+            PrefixIo::Read(read) => {
                 self.prefix_reads -= 1;
-                let Some(g) = self.groups.get_mut(&group) else {
-                    return;
-                };
-                let Some(s) = g.sending.get_mut(&to).filter(|s| s.id == id) else {
-                    return;
-                };
-                if s.next != from || !matches!(s.step, Step::Reading) {
-                    s.step = Step::Idle;
-                    return;
-                }
-                match outcome {
-                    Ok(batches) => {
-                        let chunk = PrefixMsg::Chunk {
-                            id,
-                            start: s.prefix.start,
-                            end: s.prefix.end,
-                            offset: from,
-                            batches,
-                        };
-                        self.transport.send(to, wire::prefix(group, &chunk));
-                        s.step = Step::Sent(0);
-                    }
-                    Err(e) => {
-                        // Retention moved past it, or the disk: raft-rs asks again, and a
-                        // snapshot of the log as it is now is sent.
-                        tracing::warn!(group, follower = to, from, error = %e, "cannot read the cleaned prefix for a follower; its transfer starts again with the next snapshot");
-                        g.sending.remove(&to);
-                    }
-                }
-                drop(held);
+                self.chunk_read(read);
             }
-            PrefixIo::Written {
-                group,
-                id,
-                to,
-                outcome,
-                len,
-            } => {
-                let Some(g) = self.groups.get_mut(&group) else {
-                    return;
+            PrefixIo::Written(written) => self.chunk_written(written),
+        }
+    }
+
+    /// A chunk read: sent to its follower if the transfer still wants it.
+    fn chunk_read(&mut self, read: ChunkRead) {
+        let ChunkRead {
+            group, to, from, ..
+        } = read;
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let Some(s) = g.sending.get_mut(&to).filter(|s| s.id == read.id) else {
+            return;
+        };
+        if s.next != from || !matches!(s.step, Step::Reading) {
+            s.step = Step::Idle;
+            return;
+        }
+        match read.outcome {
+            Ok(batches) => {
+                let chunk = PrefixMsg::Chunk {
+                    id: s.id,
+                    start: s.prefix.start,
+                    end: s.prefix.end,
+                    offset: from,
+                    batches,
                 };
-                let Some(r) = g.receiving.as_mut().filter(|r| r.id == id && r.writing) else {
-                    return;
-                };
-                r.writing = false;
-                match outcome {
-                    Ok(new_file) => {
-                        if let Some((base, file)) = new_file {
-                            r.files.push((base, file, 0));
-                        }
-                        if let Some(last) = r.files.last_mut() {
-                            last.2 += len;
-                        }
-                        r.next = to;
-                        let held = PrefixMsg::Held {
-                            id,
-                            start: r.start,
-                            end: r.end,
-                            next: r.next,
-                        };
-                        self.transport.send(r.source, wire::prefix(group, &held));
-                    }
-                    Err(e) => {
-                        tracing::warn!(group, error = %e, "cannot write a chunk of a leader's cleaned prefix; the transfer starts again");
-                        let old = g.receiving.take();
-                        self.discard(group, old);
-                    }
+                self.transport.send(to, wire::prefix(group, &chunk));
+                s.step = Step::Sent(0);
+            }
+            Err(e) => {
+                // Retention moved past it, or the disk: raft-rs asks again, and a snapshot of
+                // the log as it is now is sent.
+                tracing::warn!(group, follower = to, from, error = %e, "cannot read the cleaned prefix for a follower; its transfer starts again with the next snapshot");
+                g.sending.remove(&to);
+            }
+        }
+        drop(read.held);
+    }
+
+    /// A chunk written: the leader is told how much of the prefix is here.
+    fn chunk_written(&mut self, written: ChunkWritten) {
+        let group = written.group;
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let Some(r) = g
+            .receiving
+            .as_mut()
+            .filter(|r| r.id == written.id && r.writing)
+        else {
+            return;
+        };
+        r.writing = false;
+        match written.outcome {
+            Ok(new_file) => {
+                if let Some((base, file)) = new_file {
+                    r.files.push((base, file, 0));
                 }
+                if let Some(last) = r.files.last_mut() {
+                    last.2 += written.len;
+                }
+                r.next = written.to;
+                let held = PrefixMsg::Held {
+                    id: r.id,
+                    start: r.start,
+                    end: r.end,
+                    next: r.next,
+                };
+                self.transport.send(r.source, wire::prefix(group, &held));
+            }
+            Err(e) => {
+                tracing::warn!(group, error = %e, "cannot write a chunk of a leader's cleaned prefix; the transfer starts again");
+                let old = g.receiving.take();
+                self.discard(group, old);
             }
         }
     }
@@ -429,13 +437,13 @@ impl Node {
                 Ok(new_file)
             }
             .await;
-            PrefixIo::Written {
+            PrefixIo::Written(ChunkWritten {
                 group,
                 id,
                 to,
                 outcome,
                 len,
-            }
+            })
         }));
     }
 
