@@ -59,7 +59,7 @@ pub struct ReplicaMeta {
     /// Where the Raft entries begin when the log keeps a cleaned prefix below them (a segment
     /// base; 0 or the first segment's base: the entries begin with the log). The prefix holds
     /// a compacted log's cleaned data, which Raft no longer hands out entry by entry: a
-    /// follower behind it is sent a snapshot that carries it (`replication::prefix`), and
+    /// follower behind it is sent it in chunks before a snapshot (`replication::node::prefix`), and
     /// the cleaner may merge its record-less batches as on a single node.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub raft_from: i64,
