@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic)
 
 import clients
-from test_cluster import Cluster
+from test_cluster import Cluster, consume_all as consume_settled
 
 FAST_CLEANER = ("--set", "log_cleaner_backoff_ms=100")
 
@@ -74,7 +74,8 @@ def latest_by_key(written):
 
 
 def read_back(bootstrap, topic, partitions):
-    out, _ = clients.consume_all(bootstrap, topic, partitions, timeout=120)
+    # Asked again while leadership settles: a test may read just after stopping a leader.
+    out, _ = consume_settled(bootstrap, topic, partitions)
     return {(p, o): (k, v) for p, recs in out.items() for (o, k, v, _, _) in recs}
 
 
