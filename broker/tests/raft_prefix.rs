@@ -2,7 +2,8 @@
 //! over closed, committed segments as far as the replication layer lets it, the cleaner then
 //! merges the prefix's emptied batches (so the log no longer keeps a header for every batch
 //! ever written), a restart keeps it all, and a follower's reset takes a prefix it received
-//! as files and holds exactly the leader's log below its entries.
+//! as files and holds exactly the leader's log below its entries, and the idempotent
+//! producers whose last batches lie in it (the cleaner keeps those batches, emptied).
 //!
 //! Data: 1,200 one-record entries of ~90 B over 40 keys (~110 KB) in 1 KiB segments.
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use broker::batch;
 use broker::config::Config;
 use broker::metrics::Metrics;
+use broker::producer_state::ProducerStates;
 use broker::storage::log::Partition;
 use broker::storage::{RaftEntry, RaftReset, ResetPrefix, Store};
 use bytes::{Bytes, BytesMut};
@@ -57,20 +59,29 @@ async fn open(dir: &Path, cleaner: bool) -> (Arc<Store>, Arc<Partition>) {
     (store, p)
 }
 
-/// Entries `from..to`, each one record: of key `index % 40` up to entry 300, then of key
-/// `index % 20` (keys 20 to 39 keep their values from the first 300 entries).
+/// An idempotent producer that writes the first 300 entries, then stops.
+const EARLY_PRODUCER: i64 = 7;
+
+/// Entries `from..to`, each one record: of key `index % 40` up to entry 300, from
+/// [`EARLY_PRODUCER`] (sequence `index - 1`), then of key `index % 20` from no producer (keys
+/// 20 to 39 keep their values from the first 300 entries).
 async fn write_entries(store: &Store, p: &Arc<Partition>, from: u64, to: u64) {
     let entries = (from..to)
         .map(|index| {
             let key = format!("key-{}", index % if index <= 300 { 40 } else { 20 });
             let value = format!("value of entry {index}");
-            let r = record(
+            let mut r = record(
                 0,
                 1_700_000_000_000,
                 Some(key.as_bytes()),
                 Some(value.as_bytes()),
                 &[],
             );
+            if index <= 300 {
+                r.producer_id = EARLY_PRODUCER;
+                r.producer_epoch = 0;
+                r.sequence = index as i32 - 1;
+            }
             RaftEntry {
                 index,
                 term: 1,
@@ -131,28 +142,43 @@ async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_re
         "one offset per entry from index 1"
     );
     // Below it the cleaner merges the emptied batches: a few headers a segment, not one a
-    // batch; above it every entry stays a batch.
+    // batch; above it every entry stays a batch. What it keeps there: the latest values of the
+    // keys written early only.
+    let early: Vec<_> = (20..40).map(|k| Bytes::from(format!("key-{k}"))).collect();
+    let keys_in = |bytes: &Bytes| {
+        let mut keys: Vec<_> = common::decode(bytes.clone())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key.unwrap())
+            .collect();
+        keys.sort();
+        keys
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let batches_below = |bytes: &Bytes| batch::scan(bytes).count();
-    loop {
-        let below = batches_below(&log_bytes(&store, &p, 0, from).await);
+    let prefix = loop {
+        let prefix = log_bytes(&store, &p, 0, from).await;
+        let below = batch::scan(&prefix).count();
         let segments = p.state().segments.range(..from).count();
-        if below <= 3 * segments + 20 && segments < (from / 10) as usize {
-            break;
+        let keys = keys_in(&prefix);
+        if below <= 3 * segments + 20 && segments < (from / 10) as usize && keys == early {
+            break prefix;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{below} batches in {segments} segments below {from}"
+            "{below} batches in {segments} segments below {from}, keys {keys:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The early producer's last batches are kept (emptied, as headers): the prefix alone
+    // gives its state, as the log's writer knows it.
+    let mut producers = ProducerStates::default();
+    for (_, h) in batch::scan(&prefix) {
+        producers.record(&h, h.base_offset, 0);
     }
-    let prefix = log_bytes(&store, &p, 0, from).await;
-    // What the prefix still holds: the latest values of the keys written early only.
-    let kept: Vec<_> = common::decode(prefix.clone()).unwrap();
-    let mut keys: Vec<_> = kept.iter().map(|r| r.key.clone().unwrap()).collect();
-    keys.sort();
-    let early: Vec<_> = (20..40).map(|k| Bytes::from(format!("key-{k}"))).collect();
-    assert_eq!(keys, early);
+    let writer = p.state().producers.get(EARLY_PRODUCER).cloned().unwrap();
+    let rebuilt = producers.get(EARLY_PRODUCER).cloned().unwrap();
+    assert_eq!((rebuilt.epoch, &rebuilt.batches), (writer.epoch, &writer.batches));
+    assert_eq!(writer.batches.back().unwrap().last_seq, 299);
     close(store, p).await;
 
     // A restart keeps where the entries begin, and what lies below.
@@ -179,6 +205,7 @@ async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_re
             gaps_before: 0,
             gaps: Vec::new(),
             bases: vec![0],
+            producers: producers.clone(),
         })),
     };
     write(&store2, &p2, |w| w.reset = Some(reset)).await;
@@ -189,9 +216,13 @@ async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_re
     };
     check(&p2);
     assert_eq!(log_bytes(&store2, &p2, 0, from).await, prefix);
+    // The follower's producers are the prefix's (its 29 entries of its own are gone).
+    assert_eq!(p2.state().producers, producers);
     close(store2, p2).await;
     let (store2, p2) = open(dirs[1].path(), false).await;
     check(&p2);
+    let recovered = p2.state().producers.get(EARLY_PRODUCER).cloned().unwrap();
+    assert_eq!(recovered.batches, rebuilt.batches, "recovered from the prefix");
     assert_eq!(log_bytes(&store2, &p2, 0, from).await, prefix);
     assert_eq!(
         common::segment_files(&p2.dir),

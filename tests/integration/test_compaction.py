@@ -79,6 +79,21 @@ def read_back(bootstrap, topic, partitions):
     return {(p, o): (k, v) for p, recs in out.items() for (o, k, v, _, _) in recs}
 
 
+def producers_on(node, topic):
+    """What replica `node` knows of partition 0's idempotent producers (DescribeProducers
+    sent to it, kafka-python): {(producer id, epoch, last sequence)}."""
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTopicPartition
+    a = KafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=30_000)
+    try:
+        tp = KTopicPartition(topic, 0)
+        got = a.describe_producers([tp], broker_id=node.node_id)[tp]
+        return {(s.producer_id, s.producer_epoch, s.last_sequence)
+                for s in got.active_producers}
+    finally:
+        a.close()
+
+
 def check_compacted(read, written):
     """Kafka's guarantee: every record read is the one written at its offset, in offset order,
     and every key's latest record (value or tombstone) is among them."""
@@ -330,7 +345,10 @@ def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_
         clients.wait_for_topic(a, "replicated-table", 1, 30)
         if not wiped:
             c.nodes[3].stop()
-        written = write_rounds(c.alive_bootstrap(), "replicated-table", 1000, 10)
+        # An idempotent producer that writes first, then stops: its last batches (their
+        # records superseded) lie deep in what the leader cleans.
+        written = write_rounds(c.alive_bootstrap(), "replicated-table", 40, 1)
+        written.update(write_rounds(c.alive_bootstrap(), "replicated-table", 1000, 10))
         leader = c.leader_of("replicated-table", 0)
 
         def log_start():
@@ -364,6 +382,10 @@ def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_
         if wiped:
             assert any("prefix_start=0" in line for line in resets), resets
             check_compacted(read, written)
+            # Its producers' state came with the prefix: broker 3 knows both producers, the
+            # early one's too, as the replicas that saw every batch do (kafka-python asks each).
+            states = {i: producers_on(c.nodes[i], "replicated-table") for i in c.nodes}
+            assert len(states[1]) == 2 and states[3] == states[1] == states[2], states
         elif policy == "compact":
             assert not reset
             check_compacted(read, written)

@@ -158,6 +158,9 @@ pub struct ResetPrefix {
     pub gaps: Vec<i64>,
     /// The files' bases, increasing; the first is `start`.
     pub bases: Vec<i64>,
+    /// The idempotent producers as the prefix's batches leave them: the log's state at the
+    /// reset (nothing above it yet).
+    pub producers: crate::producer_state::ProducerStates,
 }
 
 /// A durable Raft write: the log's next Raft index and Kafka offset after it.

@@ -362,7 +362,8 @@ impl Pipeline {
         let mut st = partition.state_mut();
         st.segments = segments;
         st.log_start_offset = prefix.map_or(reset.offset, |p| p.log_start);
-        st.producers = Default::default();
+        // The prefix's producers (a follower's state is of its whole log, as the leader's).
+        st.producers = prefix.map(|p| p.producers.clone()).unwrap_or_default();
         let r = st
             .replica
             .as_mut()
@@ -546,14 +547,17 @@ fn raft_start_due(
     let unrecorded = meta.confs.entries.first().map_or(i64::MAX, |e| e.offset);
     let cap = p.raft_start_cap().min(r.committed_offset).min(unrecorded);
     let active = st.active().base_offset;
-    if cap <= from || from + 1 >= active {
+    let to = cap.min(active - 1);
+    if to <= from {
         return None;
     }
+    // From the top of `(from, to]` down: on every write, so it never walks the segments
+    // above the cap (a lagging follower's), and stops at the first anchored one.
     st.segments
-        .range(from + 1..active)
+        .range(from + 1..=to)
         .map(|(&base, _)| base)
         .rev()
-        .find(|base| *base <= cap && meta.segments.contains_key(base))
+        .find(|base| meta.segments.contains_key(base))
 }
 
 /// Lay out one partition's entries after its log's end: base offsets dense from there, each

@@ -22,7 +22,9 @@
 use io_backend::{DiskFile, OpenMode};
 
 use super::*;
+use crate::batch::BatchHeader;
 use crate::memory::Reservation;
+use crate::producer_state::ProducerStates;
 use crate::replication::entries::{snapshot_prefix, Prefix};
 use crate::replication::wire::PrefixMsg;
 use crate::storage::log::segment_name;
@@ -71,6 +73,10 @@ pub(super) struct Receiving {
     /// The files so far: base, file, bytes written.
     files: Vec<(i64, Arc<dyn DiskFile>, u64)>,
     writing: bool,
+    /// The idempotent producers of `[start, next)`: the cleaner keeps each producer's last
+    /// batches (emptied, as headers), so they are what the leader's state holds of a producer
+    /// whose last write lies in the prefix.
+    producers: ProducerStates,
 }
 
 impl Receiving {
@@ -280,13 +286,8 @@ impl Node {
                     last.2 += written.len;
                 }
                 r.next = written.to;
-                let held = PrefixMsg::Held {
-                    id: r.id,
-                    start: r.start,
-                    end: r.end,
-                    next: r.next,
-                };
-                self.transport.send(r.source, wire::prefix(group, &held));
+                let range = (r.start, r.end);
+                send_held(&self.transport, r.source, group, r.id, range, r.next);
             }
             Err(e) => {
                 tracing::warn!(group, error = %e, "cannot write a chunk of a leader's cleaned prefix; the transfer starts again");
@@ -368,6 +369,7 @@ impl Node {
                 next: start,
                 files: Vec::new(),
                 writing: false,
+                producers: ProducerStates::default(),
             });
             self.discard(group, old);
         }
@@ -380,17 +382,19 @@ impl Node {
             return;
         }
         if offset != r.next {
-            let held = PrefixMsg::Held {
-                id,
-                start,
-                end,
-                next: r.next,
-            };
-            self.transport.send(from, wire::prefix(group, &held));
+            send_held(&self.transport, from, group, id, (start, end), r.next);
             return;
         }
         let to = match check_chunk(&batches, offset, end) {
-            Ok(to) => to,
+            Ok((to, headers)) => {
+                // Recorded once: the chunk is the next one and is written (a failed write
+                // gives the whole reception up).
+                let now_ms = self.env.clock.wall_ms();
+                for h in &headers {
+                    r.producers.record(h, h.base_offset, now_ms);
+                }
+                to
+            }
             Err(why) => {
                 tracing::warn!(
                     group,
@@ -478,13 +482,8 @@ impl Node {
             .as_ref()
             .filter(|r| r.matches(id, prefix.start, prefix.end))
             .map_or(prefix.start, |r| r.next);
-        let held = PrefixMsg::Held {
-            id,
-            start: prefix.start,
-            end: prefix.end,
-            next,
-        };
-        self.transport.send(m.from, wire::prefix(group, &held));
+        let range = (prefix.start, prefix.end);
+        send_held(&self.transport, m.from, group, id, range, next);
         false
     }
 
@@ -529,6 +528,25 @@ impl Node {
     }
 }
 
+/// Tell the leader `to` that this follower holds `[start, next)` of the prefix `[start, end)`
+/// of snapshot `id`.
+fn send_held(
+    transport: &Transport,
+    to: NodeId,
+    group: GroupId,
+    id: SnapshotId,
+    (start, end): (i64, i64),
+    next: i64,
+) {
+    let held = PrefixMsg::Held {
+        id,
+        start,
+        end,
+        next,
+    };
+    transport.send(to, wire::prefix(group, &held));
+}
+
 /// A follower away for longer than this no longer holds its leader's Raft entries' start
 /// back: once back it is sent the cleaned prefix. Long enough for a broker's restart, so that
 /// one costs its followers' entries, not a copy of every cleaned log it replicates.
@@ -571,6 +589,7 @@ pub(super) fn take_received(
         gaps_before: prefix.gaps_before,
         gaps: prefix.gaps,
         bases: r.files.iter().map(|(b, _, _)| *b).collect(),
+        producers: r.producers,
     }))
 }
 
@@ -611,10 +630,15 @@ async fn read_chunk(partition: &Partition, io: &Io, from: i64, end: i64) -> Resu
 }
 
 /// A chunk's batches, each whole with its CRC, dense from `offset` and within `end`: where
-/// they end.
-fn check_chunk(batches: &Bytes, offset: i64, end: i64) -> Result<i64, String> {
+/// they end, and the headers of its idempotent producers' batches.
+fn check_chunk(
+    batches: &Bytes,
+    offset: i64,
+    end: i64,
+) -> Result<(i64, Vec<BatchHeader>), String> {
     let mut expect = offset;
     let mut pos = 0;
+    let mut producers = Vec::new();
     while pos < batches.len() {
         let h = crate::batch::validate_stored(&batches[pos..]).map_err(|e| e.to_string())?;
         if h.base_offset != expect || h.next_offset() > end {
@@ -626,9 +650,54 @@ fn check_chunk(batches: &Bytes, offset: i64, end: i64) -> Result<i64, String> {
         }
         expect = h.next_offset();
         pos += h.size;
+        if h.producer_id >= 0 {
+            producers.push(h);
+        }
     }
     if expect == offset {
         return Err("no batch".into());
     }
-    Ok(expect)
+    Ok((expect, producers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::make_batch;
+
+    /// A batch of `count` records at `base`, from `producer` (its sequence from `seq`) or none.
+    fn batch_at(base: i64, count: i32, producer: Option<(i64, i32)>) -> Bytes {
+        let mut b = bytes::BytesMut::from(&make_batch(count, 1, 10)[..]);
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        if let Some((id, seq)) = producer {
+            b[43..51].copy_from_slice(&id.to_be_bytes());
+            b[51..53].copy_from_slice(&0i16.to_be_bytes());
+            b[53..57].copy_from_slice(&seq.to_be_bytes());
+            let crc = crc32c::crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+        }
+        b.freeze()
+    }
+
+    #[test]
+    fn a_chunk_is_dense_within_its_range_and_names_its_producers_batches() {
+        let mut chunk = bytes::BytesMut::new();
+        chunk.extend_from_slice(&batch_at(10, 2, Some((7, 0))));
+        chunk.extend_from_slice(&batch_at(12, 1, None));
+        chunk.extend_from_slice(&batch_at(13, 3, Some((7, 2))));
+        let chunk = chunk.freeze();
+        let (to, headers) = check_chunk(&chunk, 10, 20).unwrap();
+        assert_eq!(to, 16);
+        let named: Vec<_> = headers
+            .iter()
+            .map(|h| (h.base_offset, h.producer_id, h.base_sequence))
+            .collect();
+        assert_eq!(named, [(10, 7, 0), (13, 7, 2)]);
+        // Not from where the reception is, past its end, or damaged: refused whole.
+        assert!(check_chunk(&chunk, 9, 20).is_err());
+        assert!(check_chunk(&chunk, 10, 15).is_err());
+        let mut bad = chunk.to_vec();
+        bad[30] ^= 1;
+        assert!(check_chunk(&Bytes::from(bad), 10, 20).is_err());
+    }
 }

@@ -402,6 +402,11 @@ fn queue_snapshot(g: &mut Group, snapshot: &raft::eraftpb::Snapshot) {
             "a snapshot naming a cleaned prefix was taken without the prefix: the log keeps nothing below the snapshot"
         );
     }
+    // The idempotent producers are those of the log from the reset on, as `reset_log` makes
+    // the partition's: the prefix's, else none (the batches below are gone, as Kafka's
+    // producers below a log start are).
+    let state = prefix.as_ref().map(|p| p.producers.clone());
+    g.producers = Producers::open(state.unwrap_or_default(), index, Vec::new(), index + 1);
     let reset = RaftReset {
         index,
         term,
