@@ -506,26 +506,36 @@ impl Node {
 
     /// Remove the files of a reception given up.
     fn discard(&mut self, group: GroupId, old: Option<Receiving>) {
-        let Some(old) = old.filter(|r| !r.files.is_empty()) else {
-            return;
-        };
         let Some(g) = self.groups.get(&group) else {
             return;
         };
         let dir = g.view.partition.dir.clone();
-        let io = self.store.io().clone();
-        let bases: Vec<i64> = old.files.iter().map(|(b, _, _)| *b).collect();
-        drop(old);
-        // A failure leaves files the next start removes.
-        self.prefix_io.push(Box::pin(async move {
-            for base in bases {
-                let _ = io
-                    .remove_file_if_present(&dir.join(segment_name(base, "prefix")))
-                    .await;
-            }
-            PrefixIo::Removed
-        }));
+        remove_received(&mut self.prefix_io, self.store.io(), dir, old);
     }
+}
+
+/// Remove the files of reception `old` (given up), away from the loop.
+pub(super) fn remove_received(
+    prefix_io: &mut FuturesUnordered<Pin<Box<dyn Future<Output = PrefixIo> + Send>>>,
+    io: &Io,
+    dir: std::path::PathBuf,
+    old: Option<Receiving>,
+) {
+    let Some(old) = old.filter(|r| !r.files.is_empty()) else {
+        return;
+    };
+    let io = io.clone();
+    let bases: Vec<i64> = old.files.iter().map(|(b, _, _)| *b).collect();
+    drop(old);
+    // A failure leaves files the next start removes.
+    prefix_io.push(Box::pin(async move {
+        for base in bases {
+            let _ = io
+                .remove_file_if_present(&dir.join(segment_name(base, "prefix")))
+                .await;
+        }
+        PrefixIo::Removed
+    }));
 }
 
 /// Tell the leader `to` that this follower holds `[start, next)` of the prefix `[start, end)`
