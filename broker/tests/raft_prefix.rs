@@ -2,13 +2,15 @@
 //! over closed, committed segments as far as the replication layer lets it, the cleaner then
 //! merges the prefix's emptied batches (so the log no longer keeps a header for every batch
 //! ever written), a restart keeps it all, and a follower's reset takes a prefix it received
-//! as files and holds exactly the leader's log below its entries, and the idempotent
+//! as files (finished by the next start if a crash interrupts it) and holds exactly the
+//! leader's log below its entries, and the idempotent
 //! producers whose last batches lie in it (the cleaner keeps those batches, emptied).
 //!
 //! Data: 1,200 one-record entries of ~90 B over 40 keys (~110 KB) in 1 KiB segments.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,9 @@ use broker::batch;
 use broker::config::Config;
 use broker::metrics::Metrics;
 use broker::producer_state::ProducerStates;
-use broker::storage::log::Partition;
+use broker::storage::log::replica::{self, ReplicaMeta};
+use broker::storage::log::{segment_name, Partition};
+use broker::storage::small_file;
 use broker::storage::{RaftEntry, RaftReset, ResetPrefix, Store};
 use bytes::{Bytes, BytesMut};
 use common::{close_store as close, encode, raft_write as write, record, Codec};
@@ -122,7 +126,8 @@ fn entries_start(p: &Partition) -> (i64, u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_reset_takes_whole() {
+async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_reset_takes_whole_across_a_crash(
+) {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let (store, p) = open(dirs[0].path(), true).await;
     for first in (1..1200).step_by(40) {
@@ -177,7 +182,10 @@ async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_re
     }
     let writer = p.state().producers.get(EARLY_PRODUCER).cloned().unwrap();
     let rebuilt = producers.get(EARLY_PRODUCER).cloned().unwrap();
-    assert_eq!((rebuilt.epoch, &rebuilt.batches), (writer.epoch, &writer.batches));
+    assert_eq!(
+        (rebuilt.epoch, &rebuilt.batches),
+        (writer.epoch, &writer.batches)
+    );
     assert_eq!(writer.batches.back().unwrap().last_seq, 299);
     close(store, p).await;
 
@@ -222,7 +230,10 @@ async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_re
     let (store2, p2) = open(dirs[1].path(), false).await;
     check(&p2);
     let recovered = p2.state().producers.get(EARLY_PRODUCER).cloned().unwrap();
-    assert_eq!(recovered.batches, rebuilt.batches, "recovered from the prefix");
+    assert_eq!(
+        recovered.batches, rebuilt.batches,
+        "recovered from the prefix"
+    );
     assert_eq!(log_bytes(&store2, &p2, 0, from).await, prefix);
     assert_eq!(
         common::segment_files(&p2.dir),
@@ -230,5 +241,56 @@ async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_re
         "the prefix and the active segment"
     );
     close(store2, p2).await;
+
+    // A reset a crash interrupted (after its record was written, after the old segments
+    // went, after the prefix was renamed in) is finished by the next start, to the same log.
+    for crash in ["record written", "old segments removed", "prefix renamed"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (store3, p3) = open(dir.path(), false).await;
+        write_entries(&store3, &p3, 1, 30).await;
+        let pdir = p3.dir.clone();
+        close(store3, p3).await;
+        let file = |base: i64, ext: &str| pdir.join(segment_name(base, ext));
+        let meta = ReplicaMeta {
+            prev: (first_index - 1, 1),
+            segments: BTreeMap::from([(from, first_index)]),
+            raft_from: from,
+            prefix_bases: vec![0],
+            resetting: true,
+            ..ReplicaMeta::default()
+        };
+        std::fs::write(
+            pdir.join(replica::META_FILE),
+            small_file::text(&meta.encode()),
+        )
+        .unwrap();
+        std::fs::write(file(0, "prefix"), &prefix).unwrap();
+        if crash != "record written" {
+            // The old log's files, but its first segment's log (the prefix's file of that
+            // base is renamed over it).
+            for e in std::fs::read_dir(&pdir).unwrap() {
+                let path = e.unwrap().path();
+                let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
+                let old = ext.is_some_and(|e| {
+                    ["log", "index", "timeindex", "snapshot"].contains(&e.as_str())
+                });
+                if old && path != file(0, "log") {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+        }
+        if crash == "prefix renamed" {
+            std::fs::rename(file(0, "prefix"), file(0, "log")).unwrap();
+            std::fs::File::create(file(from, "log")).unwrap();
+        }
+        let (store3, p3) = open(dir.path(), false).await;
+        check(&p3);
+        assert_eq!(log_bytes(&store3, &p3, 0, from).await, prefix, "{crash}");
+        let recovered = p3.state().producers.get(EARLY_PRODUCER).cloned();
+        assert_eq!(recovered.map(|e| e.batches), Some(rebuilt.batches.clone()));
+        assert_eq!(common::segment_files(&p3.dir), 2, "{crash}");
+        assert!(!file(0, "prefix").exists(), "{crash}");
+        close(store3, p3).await;
+    }
     close(store, p).await;
 }

@@ -641,11 +641,7 @@ async fn read_chunk(partition: &Partition, io: &Io, from: i64, end: i64) -> Resu
 
 /// A chunk's batches, each whole with its CRC, dense from `offset` and within `end`: where
 /// they end, and the headers of its idempotent producers' batches.
-fn check_chunk(
-    batches: &Bytes,
-    offset: i64,
-    end: i64,
-) -> Result<(i64, Vec<BatchHeader>), String> {
+fn check_chunk(batches: &Bytes, offset: i64, end: i64) -> Result<(i64, Vec<BatchHeader>), String> {
     let mut expect = offset;
     let mut pos = 0;
     let mut producers = Vec::new();

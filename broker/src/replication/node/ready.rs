@@ -49,7 +49,10 @@ impl Node {
             if g.raw.raft.state == StateRole::Leader && g.receiving.is_some() {
                 // The prefix it was being sent is its own log's by now or never will be: the
                 // files of the reception go at once, not at the next start.
-                tracing::info!(group, "leading now: a cleaned prefix being received is given up");
+                tracing::info!(
+                    group,
+                    "leading now: a cleaned prefix being received is given up"
+                );
                 let dir = g.view.partition.dir.clone();
                 let old = g.receiving.take();
                 prefix::remove_received(&mut self.prefix_io, self.store.io(), dir, old);
