@@ -158,8 +158,9 @@ pub struct Config {
     pub retention_check_interval_ms: u64,
     /// Whether compacted topics are cleaned (`log.cleaner.enable`).
     pub log_cleaner_enable: bool,
-    /// Memory of the cleaner's key map, 24 bytes a key (`log.cleaner.dedupe.buffer.size`): a
-    /// dirty section with more keys is cleaned in several passes.
+    /// Memory of the cleaner's key map at most, 24 bytes a slot, filled to nine tenths
+    /// (`log.cleaner.dedupe.buffer.size`; the map grows to it as keys come): a dirty section
+    /// with more keys is cleaned in several passes.
     pub log_cleaner_dedupe_buffer_bytes: u64,
     /// Bytes per second the cleaner reads and writes at most
     /// (`log.cleaner.io.max.bytes.per.second`); 0: no limit.
