@@ -288,7 +288,14 @@ def test_keyless_records_in_a_batch_fail_alone_and_their_batch_mates_are_told_wh
         refused = sorted(i for i, e in outcomes if e and e.code() == KafkaError.INVALID_RECORD)
         assert refused == list(range(0, 100, 10)), outcomes[:12]
         others = [e.code() if e else None for i, e in outcomes if i % 10 != 0]
-        assert others == [different if batched else None] * 90, others[:5]
+        if batched:
+            # librdkafka may still cut the first records off into batches of their own on a
+            # loaded host (seen in CI: [0], [1..3], [4..99]); a keyed record fails only for a
+            # keyless batch mate, never as invalid itself.
+            assert set(others) <= {different, None}, others[:5]
+            assert others.count(different) >= 80, others[:5]
+        else:
+            assert others == [None] * 90, others[:5]
     assert policy(AlterConfigOpType.SUBTRACT) == "delete"
     assert produce_one(broker.bootstrap, "mixed", None, b"keyless again")[0] is None
 
