@@ -133,7 +133,7 @@ def create(bootstrap, topic, partitions, rf=3, timeout=30.0):
     from confluent_kafka.admin import NewTopic
     a = clients.admin(bootstrap)
     f = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=rf)],
-                        operation_timeout=timeout / 2, request_timeout=timeout)
+                        operation_timeout=10, request_timeout=timeout)
     f[topic].result(timeout=timeout)
     clients.wait_for_topic(a, topic, partitions, timeout)
 
