@@ -24,7 +24,7 @@ struct Slot {
 }
 
 pub struct OffsetMap {
-    /// (a key whose hash is 0 is stored as 1).
+    /// Open addressing; a key whose hash is 0 is stored as 1, so 0 marks an empty slot.
     slots: Vec<Slot>,
     used: usize,
     /// Slots the budget allows.
