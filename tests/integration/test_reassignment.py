@@ -66,8 +66,22 @@ def read_back_exactly(cluster, topic, acked):
     for p in sorted(acked):
         want = [(off, v) for off, _, v, _, _ in acked.get(p, [])]
         have = [(off, v) for off, _, v, _, _ in got[p]]
-        assert have == sorted(want), f"partition {p}: {len(have)} read, {len(want)} acked"
+        if have != sorted(want):
+            pytest.fail(differences(p, have, sorted(want)))
         assert [off for off, _ in have] == list(range(len(have))), "dense offsets"
+
+
+def differences(partition, have, want):
+    """What a read-back got wrong, briefly: a whole list of 200 B values says nothing."""
+    h, w = dict(have), dict(want)
+    missing = sorted(set(w) - set(h))
+    extra = sorted(set(h) - set(w))
+    changed = sorted(o for o in h.keys() & w.keys() if h[o] != w[o])
+    twice = len(want) - len(w)
+    return (f"partition {partition}: {len(have)} read, {len(want)} acked ({twice} offsets acked "
+            f"twice); missing offsets {missing[:5]}{'...' if len(missing) > 5 else ''} "
+            f"({len(missing)}), extra {extra[:5]} ({len(extra)}), other values at "
+            f"{changed[:5]} ({len(changed)})")
 
 
 def partition_log_bytes(node, topic, partition):
