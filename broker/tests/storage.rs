@@ -277,6 +277,53 @@ async fn a_stalled_sync_fails_the_directory_within_the_deadline_then_heals() {
 /// commit pipeline and held every produce queued behind it for seconds. Admin work now runs
 /// beside the pipeline: a creation stuck in a directory sync leaves appends flowing, and a
 /// deletion queued behind it waits its turn, then refuses what is queued behind it.
+/// A busy disk is not a failed one. Appends to 400 partitions queued at once, on a disk whose
+/// syncs take 5 ms each one after another, are 2 s of syncs: as one round they outlasted a 1 s
+/// deadline and the directory was declared failed (three brokers creating a 300-partition
+/// topic on one host did so). A round takes at most `ROUND_PARTITIONS_MAX` partitions, each
+/// round well within the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_to_many_partitions_at_once_on_a_busy_disk_keep_the_directory_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, metrics) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 1000).await;
+    store
+        .create_topic("wide", 400, Default::default())
+        .await
+        .unwrap();
+    let t = store.topic("wide").unwrap();
+    // The first round's sync holds the device while the other appends queue.
+    gate.close();
+    let mut waiting = Vec::new();
+    for (i, p) in t.partitions.iter().enumerate() {
+        let b = make_batch(1, i as i64, b"wide");
+        let headers = batch::validate_all(&b, 1 << 20).unwrap();
+        let rx = store.append(p.clone(), b, headers, true, None).await;
+        waiting.push(rx.unwrap().expect("a waiter"));
+    }
+    *gate.device_sync.lock().unwrap() = Duration::from_millis(5);
+    let rounds_before = metrics.commit_rounds.get();
+    gate.open();
+    for rx in waiting {
+        let appended = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("answered")
+            .expect("pipeline alive");
+        assert_eq!(appended.expect("appended").base_offset, 0);
+    }
+    assert_eq!(
+        metrics.log_dir_failures.get(),
+        0,
+        "a busy disk was declared failed"
+    );
+    assert!(store.io().health.failure().is_none());
+    let rounds = metrics.commit_rounds.get() - rounds_before;
+    assert!(
+        rounds as usize >= 400 / broker::storage::ROUND_PARTITIONS_MAX,
+        "{rounds} rounds for 400 partitions"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_topic_creation_never_holds_appends() {
     let dir = tempfile::tempdir().unwrap();

@@ -85,7 +85,12 @@ def wait_for_topic(a, name, partitions, timeout=30.0):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        md = a.list_topics(topic=name, timeout=10)
+        try:
+            md = a.list_topics(topic=name, timeout=10)
+        except KafkaException as e:
+            # No broker answered Metadata in time (a busy cluster electing many leaders).
+            last = e
+            continue
         t = md.topics.get(name)
         if t is not None and t.error is None and len(t.partitions) == partitions and all(
             p.leader >= 0 and p.error is None for p in t.partitions.values()

@@ -19,6 +19,7 @@ mod pipeline;
 pub mod producer_ids;
 mod raft_writes;
 mod retention;
+mod round;
 pub mod small_file;
 
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ use admin::{AdminCommand, AdminLane};
 use catalog::{check_topic_name, Catalog, Topic, TopicError};
 use log::{LogConfig, Partition};
 use pipeline::Pipeline;
-pub use pipeline::ROUND_APPENDS_MAX;
+pub use round::{ROUND_APPENDS_MAX, ROUND_PARTITIONS_MAX};
 
 /// A committed append.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +102,17 @@ pub(crate) enum Command {
     },
     /// What a replicated partition's Raft group must make durable.
     Raft(Box<RaftWrite>, Reply<Result<RaftWritten, AppendError>>),
+}
+
+impl Command {
+    /// The partition whose log the command writes (its identity in this process).
+    fn partition(&self) -> Option<usize> {
+        match self {
+            Command::Append(a) => Some(Arc::as_ptr(&a.partition) as usize),
+            Command::Raft(w, _) => Some(Arc::as_ptr(&w.partition) as usize),
+            Command::Retire { .. } => None,
+        }
+    }
 }
 
 /// One Raft entry to write: a record batch as produced (its base offset and leader epoch are
@@ -342,6 +354,7 @@ impl Store {
             _dir_lock: dir_lock,
             _alive: alive,
             sync_failed: false,
+            carried: None,
         };
         tokio::spawn(pipeline.run());
         let (admin, admin_rx) = mpsc::channel(admin::ADMIN_QUEUE_CAPACITY);

@@ -33,13 +33,6 @@ use crate::metrics::Metrics;
 use crate::producer_state::{ProducerStates, Verdict};
 use crate::records::TimestampType;
 
-/// Appends taken into one commit round at most (the rest wait for the next round).
-pub const ROUND_APPENDS_MAX: usize = 4096;
-const ROUND_BYTES_MAX: usize = 32 << 20;
-/// Records taken into one round at most: what one round appends to a partition must fit the
-/// relative offsets of one segment (a fresh one, if the active segment has no room left).
-const ROUND_RECORDS_MAX: i64 = log::RELATIVE_OFFSET_MAX / 2;
-
 /// One partition's share of a commit round.
 struct Planned {
     partition: Arc<Partition>,
@@ -140,6 +133,9 @@ pub(super) struct Pipeline {
     pub(super) _alive: watch::Sender<()>,
     /// A commit round's sync failed and no round's sync has succeeded since (for coverage).
     pub(super) sync_failed: bool,
+    /// A command taken from the queue that would have made its round write more than
+    /// [`ROUND_PARTITIONS_MAX`] partitions: the next round begins with it.
+    pub(super) carried: Option<Command>,
 }
 
 impl Pipeline {
@@ -149,45 +145,24 @@ impl Pipeline {
 
     pub(super) async fn run(mut self) {
         loop {
-            let first = tokio::select! {
-                cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => cmd,
-                    None => return,
-                },
-                _ = self.shared.io.health.failed_signal.notified(), if !self.healing => {
-                    self.start_healing();
-                    continue;
-                }
-                Some(()) = self.heal_rx.recv() => {
-                    self.heal().await;
-                    continue;
-                }
-            };
-            let mut taken = vec![first];
-            let mut bytes = 0usize;
-            let mut records = 0i64;
-            while taken.len() < ROUND_APPENDS_MAX
-                && bytes < ROUND_BYTES_MAX
-                && records < ROUND_RECORDS_MAX
-            {
-                match self.rx.try_recv() {
-                    Ok(cmd) => {
-                        match &cmd {
-                            Command::Append(a) => {
-                                bytes += a.payload.len();
-                                records += batch::record_count(&a.headers);
-                            }
-                            Command::Raft(w, _) => {
-                                bytes += w.entries.iter().map(|e| e.data.len()).sum::<usize>();
-                                records += w.entries.len() as i64;
-                            }
-                            Command::Retire { .. } => {}
-                        }
-                        taken.push(cmd)
+            let first = match self.carried.take() {
+                Some(cmd) => cmd,
+                None => tokio::select! {
+                    cmd = self.rx.recv() => match cmd {
+                        Some(cmd) => cmd,
+                        None => return,
+                    },
+                    _ = self.shared.io.health.failed_signal.notified(), if !self.healing => {
+                        self.start_healing();
+                        continue;
                     }
-                    Err(_) => break,
-                }
-            }
+                    Some(()) = self.heal_rx.recv() => {
+                        self.heal().await;
+                        continue;
+                    }
+                },
+            };
+            let taken = self.take_round(first);
             self.shared
                 .metrics
                 .append_queue_depth

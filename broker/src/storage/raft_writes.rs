@@ -394,25 +394,22 @@ async fn write_plan(io: &Io, p: &RaftPlan) -> Result<(), StorageError> {
         }
         io.write_all_and_sync(&p.file, writes).await
     };
-    let meta = async {
-        match &p.meta {
-            Some(m) => {
-                small_file::write(io, &p.partition.dir, replica::META_FILE, &m.encode()).await
-            }
-            None => Ok(()),
+    // The Raft record and the hard state, under one sync of the directory.
+    let meta = p.meta.as_ref().map(|m| (replica::META_FILE, m.encode()));
+    let hard_state = (p.hard_state.as_ref()).map(|h| (replica::HARD_STATE_FILE, h.encode()));
+    let small: Vec<(&str, &str)> = [&meta, &hard_state]
+        .into_iter()
+        .flatten()
+        .map(|(name, body)| (*name, body.as_str()))
+        .collect();
+    let small = async {
+        if small.is_empty() {
+            return Ok(());
         }
+        small_file::write_all(io, &p.partition.dir, &small).await
     };
-    let hard_state = async {
-        match &p.hard_state {
-            Some(h) => {
-                let file = replica::HARD_STATE_FILE;
-                small_file::write(io, &p.partition.dir, file, &h.encode()).await
-            }
-            None => Ok(()),
-        }
-    };
-    let (data, meta, hard_state) = futures::join!(data, meta, hard_state);
-    data.and(meta).and(hard_state)
+    let (data, small) = futures::join!(data, small);
+    data.and(small)
 }
 
 /// A durable plan becomes the partition's state: its segment, Raft record, hard state, index

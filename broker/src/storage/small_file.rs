@@ -14,12 +14,24 @@ use super::{Io, StorageError};
 
 /// Write `dir/name` durably with `body` (which must not end in a `crc32=` line of its own).
 pub async fn write(io: &Io, dir: &Path, name: &str, body: &str) -> Result<(), StorageError> {
-    let text = text(body);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let f = io.open(&tmp, OpenMode::Truncate).await?;
-    io.write_at(&f, Bytes::from(text), 0).await?;
-    io.sync_data(&f).await?;
-    io.rename(&tmp, &dir.join(name)).await?;
+    write_all(io, dir, &[(name, body)]).await
+}
+
+/// Write several files of one directory durably, each as [`write`] does, all in flight
+/// together and their renames made durable by one sync of the directory (a Raft write's
+/// record and hard state: the directory's sync was a third of an election's syncs). Each file
+/// is whole or absent after a crash; which of them were renamed in is not ordered.
+pub async fn write_all(io: &Io, dir: &Path, files: &[(&str, &str)]) -> Result<(), StorageError> {
+    let aside = files.iter().map(|&(name, body)| async move {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let f = io.open(&tmp, OpenMode::Truncate).await?;
+        io.write_at(&f, Bytes::from(text(body)), 0).await?;
+        io.sync_data(&f).await?;
+        io.rename(&tmp, &dir.join(name)).await
+    });
+    for done in futures::future::join_all(aside).await {
+        done?;
+    }
     io.sync_dir(dir).await
 }
 

@@ -21,6 +21,10 @@ pub struct Gate {
     pub hold_sync_dir: watch::Sender<Option<String>>,
     pub held: Arc<std::sync::atomic::AtomicUsize>,
     pub delay: Arc<std::sync::Mutex<Duration>>,
+    /// How long each sync holds the one device: syncs queue behind each other, as on a disk
+    /// that is busy (a delay lets them overlap).
+    pub device_sync: Arc<std::sync::Mutex<Duration>>,
+    pub device: Arc<tokio::sync::Mutex<()>>,
     pub reads_open: watch::Sender<bool>,
     pub fail_open: Arc<std::sync::Mutex<Option<String>>>,
     pub fail_sync_dir: Arc<std::sync::Mutex<Option<(String, u32)>>>,
@@ -37,6 +41,8 @@ impl Gate {
             hold_sync_dir: watch::channel(None).0,
             held: Arc::default(),
             delay: Arc::new(std::sync::Mutex::new(Duration::ZERO)),
+            device_sync: Arc::new(std::sync::Mutex::new(Duration::ZERO)),
+            device: Arc::default(),
             reads_open: watch::channel(true).0,
             fail_open: Arc::default(),
             fail_sync_dir: Arc::default(),
@@ -57,6 +63,11 @@ impl Gate {
         let _ = rx.wait_for(|open| *open).await;
         let d = *self.delay.lock().unwrap();
         if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+        let d = *self.device_sync.lock().unwrap();
+        if !d.is_zero() {
+            let _device = self.device.lock().await;
             tokio::time::sleep(d).await;
         }
     }
