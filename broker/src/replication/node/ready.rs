@@ -196,11 +196,21 @@ impl Node {
                 self.dirty.insert(group);
                 self.start_write(group);
             }
+            Err(AppendError::PartitionGone { .. }) => {
+                // The partition was deleted or moved off this broker: no write of it will ever
+                // succeed, and its group goes when the metadata's change is applied. (Retried,
+                // it failed again at once for ever: a spinning core, and a simulation whose time
+                // never advanced — `metadata-under-load` seed 105.)
+                tracing::debug!(
+                    node = self.id,
+                    group,
+                    "a Raft write of a partition gone is dropped"
+                );
+            }
             Err(e) => {
                 // Not durable: nothing that depends on it leaves, and the same Ready is
                 // written again once the directory is healthy again.
                 tracing::warn!(node = self.id, group, error = %e, "a Raft write failed; it is retried once the data directory heals");
-                let _ = e;
                 // The entries are in the storage's cache; rebuild the write from raft-rs's
                 // view: everything from the durable end on.
                 self.retry_write(group, number);
