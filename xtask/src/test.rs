@@ -179,6 +179,7 @@ fn sim_tests() -> Result<Command> {
     )?;
     let bin = crate::sim::build()?;
     shrink_check(&bin)?;
+    regression_seeds(&bin)?;
     let mut sweep = Command::new(bin);
     sweep
         .args([
@@ -194,6 +195,30 @@ fn sim_tests() -> Result<Command> {
         ])
         .current_dir(repo_root());
     Ok(sweep)
+}
+
+/// Seeds that found a defect the quick sweep's seeds do not reach, each run whole.
+const REGRESSION_SEEDS: &[(&str, u64, &str)] = &[(
+    "scenarios/metadata-under-load.toml",
+    105,
+    "a Raft write of a deleted partition retried at once for ever",
+)];
+
+/// Run each of [`REGRESSION_SEEDS`] under a bound of wall-clock time: a defect that stops
+/// simulated time (a task always ready to run) hangs a run instead of failing it.
+fn regression_seeds(bin: &Path) -> Result<()> {
+    for (scenario, seed, found) in REGRESSION_SEEDS {
+        let mut run = Command::new("timeout");
+        run.arg("300")
+            .arg(bin)
+            .args(["run", scenario, "--seed", &seed.to_string()])
+            .current_dir(repo_root());
+        step(
+            &format!("regression: {scenario} seed {seed} ({found})"),
+            run,
+        )?;
+    }
+    Ok(())
 }
 
 /// Shrinking, end to end: a fixture that fails (the legacy broker, deadlines off, in a swarm
