@@ -90,6 +90,7 @@ def wait_for_topic(a, name, partitions, timeout=30.0):
         except KafkaException as e:
             # No broker answered Metadata in time (a busy cluster electing many leaders).
             last = e
+            time.sleep(0.1)
             continue
         t = md.topics.get(name)
         if t is not None and t.error is None and len(t.partitions) == partitions and all(

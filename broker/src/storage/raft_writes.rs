@@ -395,19 +395,16 @@ async fn write_plan(io: &Io, p: &RaftPlan) -> Result<(), StorageError> {
         io.write_all_and_sync(&p.file, writes).await
     };
     // The Raft record and the hard state, under one sync of the directory.
-    let meta = p.meta.as_ref().map(|m| (replica::META_FILE, m.encode()));
-    let hard_state = (p.hard_state.as_ref()).map(|h| (replica::HARD_STATE_FILE, h.encode()));
-    let small: Vec<(&str, &str)> = [&meta, &hard_state]
-        .into_iter()
-        .flatten()
-        .map(|(name, body)| (*name, body.as_str()))
-        .collect();
-    let small = async {
-        if small.is_empty() {
-            return Ok(());
-        }
-        small_file::write_all(io, &p.partition.dir, &small).await
-    };
+    let meta = p.meta.as_ref().map(ReplicaMeta::encode);
+    let hard_state = p.hard_state.as_ref().map(HardStateRecord::encode);
+    let small: Vec<(&str, &str)> = [
+        (replica::META_FILE, meta.as_deref()),
+        (replica::HARD_STATE_FILE, hard_state.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, body)| Some((name, body?)))
+    .collect();
+    let small = small_file::write_all(io, &p.partition.dir, &small);
     let (data, small) = futures::join!(data, small);
     data.and(small)
 }
