@@ -183,6 +183,38 @@ async fn a_restarted_peer_is_dialled_again() {
     assert!(two.connected(1));
 }
 
+/// A proxy in front of a peer that is down accepts every connection and drops it at once (a twin
+/// run's link proxy, a load balancer with no live backend): each such link is a failed dial, so
+/// the redials back off to `backoff_max` rather than come every `backoff_min`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_accepts_and_drops_at_once_is_redialled_with_backoff() {
+    let dropper = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address_two = dropper.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = dropper.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            drop(conn);
+        }
+    });
+    let listener = TcpNet.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let address_one = listener.local_addr().unwrap();
+    let peers = [(1, address_one), (2, address_two)].into_iter().collect();
+    // Backoff from 20 ms to 200 ms: in 2 s, doubling from the start and capped, at most
+    // about 2 + 2000/100 dials (each wait is at least half the backoff); starting over after
+    // every drop it would be about 2000/15.
+    let (one, _inbox) = Transport::start(env(1), 1, listener, peers, settings());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dials = accepted.load(Ordering::Relaxed);
+    one.shutdown();
+    assert!(dials >= 2, "node 1 dialled the address {dials} times");
+    assert!(
+        dials <= 30,
+        "{dials} dials in 2 s: a link dropped at once started the backoff over"
+    );
+}
+
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_without_waiting() {
     // Node 2's address has nobody behind it.

@@ -7,8 +7,10 @@
 //! thousands of sockets with many groups. Here:
 //! - **one connection per pair**: the broker with the smaller id dials, the other accepts; both
 //!   send and receive on it. A lost connection is dialled again with a capped, jittered
-//!   backoff (the jitter from the environment's generator, so simulation stays deterministic);
-//!   a newer accepted connection from a peer replaces the older one.
+//!   backoff (the jitter from the environment's generator, so simulation stays deterministic),
+//!   which starts over only after a link that lasted (a link dropped at once, as by a proxy
+//!   whose peer is down, counts as a failed dial); a newer accepted connection from a peer
+//!   replaces the older one.
 //! - **coalesced**: [`Transport::send`] only queues; [`Transport::flush`] (once per tick of the
 //!   layer above) wakes the writers, and each writes everything queued for its peer as one
 //!   frame (up to `frame_bytes_max`).
@@ -482,10 +484,16 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
                     .stats
                     .connections_dialled
                     .fetch_add(1, Ordering::Relaxed);
-                backoff = settings.backoff_min;
                 let generation = *peer.generation.borrow();
+                let began = inner.env.clock.now();
                 if let Err(error) = run_link(&inner, &peer, reader, writer, generation).await {
                     tracing::info!(%error, peer = peer.id, "inter-broker connection lost");
+                }
+                // Only a link that lasted starts the backoff over. One that ends at once — a
+                // proxy or load balancer in between accepts and then drops it while the peer
+                // is down — is a failed dial: else the node redials every few milliseconds.
+                if inner.env.clock.now().saturating_duration_since(began) >= settings.backoff_max {
+                    backoff = settings.backoff_min;
                 }
             }
             Ok(Err(error)) => {
