@@ -385,3 +385,11 @@ pub struct Watermark {
     pub completed_s: f64,
     pub value: i64,
 }
+
+/// What the brokers told of memberships and moves, as applied (`broker::observe`; in
+/// simulation only).
+#[derive(Debug, Clone, Default)]
+pub struct MovesObserved {
+    pub memberships: Vec<broker::replication::node::MembershipApplied>,
+    pub moves: Vec<broker::controller::moves::MoveApplied>,
+}

@@ -1,10 +1,17 @@
-//! The `sim` binary: run, check, sweep and shrink scenarios ([`sim::commands`]). Use it through
-//! `cargo xtask sim …`, which builds it with `--cfg madsim`.
+//! The `sim` binary. Built with `--cfg madsim`: run, check, sweep and shrink scenarios in
+//! simulation ([`sim::commands`]; use it through `cargo xtask sim …`). Built normally: `sim
+//! real`, a scenario on real broker processes ([`sim::real`]; `cargo xtask sim real …`).
 
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
-    eprintln!("sim: this binary must be built with --cfg madsim; use `cargo xtask sim ...`");
-    std::process::ExitCode::from(2)
+    if std::env::args().nth(1).as_deref() != Some("real") {
+        eprintln!(
+            "sim: built without --cfg madsim, this binary only runs `sim real SCENARIO`; \
+             use `cargo xtask sim ...` for simulation"
+        );
+        return std::process::ExitCode::from(2);
+    }
+    sim::real::command::main()
 }
 
 #[cfg(madsim)]

@@ -4,6 +4,8 @@
 //! - `cargo xtask sim run <scenario.toml> --seed N`
 //! - `cargo xtask sim sweep <scenario.toml|all> --seeds A..B [--jobs J] [--shard i/n]`
 //! - `cargo xtask sim check <scenario.toml> --seed N` (the same seed twice: same trace?)
+//! - `cargo xtask sim real <scenario.toml> [--runs N] [--seed S]`: the scenario on real release
+//!   broker processes with real faults (the `sim` binary built normally, the twin runner).
 
 use std::process::Command;
 
@@ -44,9 +46,35 @@ pub fn build() -> Result<std::path::PathBuf> {
     Ok(crate::test::sim_target_dir().join("sim").join("sim"))
 }
 
+/// Build the twin runner (`sim` without `--cfg madsim`) and the broker, in `profile`
+/// (`release` or `dev`); their paths.
+pub fn build_real(profile: &str) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let status = cargo()
+        .args(["build", "--quiet", "--profile", profile])
+        .args([
+            "-p", "sim", "--bin", "sim", "-p", "broker", "--bin", "broker",
+        ])
+        .current_dir(repo_root())
+        .status()
+        .context("running cargo build for the twin runner")?;
+    if !status.success() {
+        bail!("building the twin runner and the broker failed ({status})");
+    }
+    let dir = crate::target_dir().join(if profile == "dev" { "debug" } else { profile });
+    Ok((dir.join("sim"), dir.join("broker")))
+}
+
 pub fn run(args: &SimArgs) -> Result<()> {
-    let bin = build()?;
-    let status = Command::new(&bin)
+    let mut command = if args.args.first().map(String::as_str) == Some("real") {
+        let (sim, broker) = build_real("release")?;
+        let mut c = Command::new(sim);
+        c.env("STILLWATER_BROKER_BIN", broker);
+        c
+    } else {
+        Command::new(build()?)
+    };
+    let bin = std::path::PathBuf::from(command.get_program());
+    let status = command
         .args(&args.args)
         .current_dir(repo_root())
         .status()

@@ -57,6 +57,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
     } else {
         let broker_bin = build_broker()?;
+        twin_smoke(&broker_bin)?;
         // The sweep is deterministic whatever the machine's load, and the integration tests
         // leave more than a core idle (they wait on brokers): the sweep runs beside them, at
         // the lowest priority so that their timing is not disturbed.
@@ -273,6 +274,26 @@ fn nextest_available() -> bool {
 }
 
 /// Builds the debug broker binary and returns its path.
+/// The short twin scenario on real (debug) broker processes, judged by the simulator's
+/// checkers; the sweep runs it in simulation.
+const TWIN_SMOKE: &str = "scenarios/twin-smoke.toml";
+
+fn twin_smoke(broker_bin: &Path) -> Result<()> {
+    let (sim, _) = crate::sim::build_real("dev")?;
+    let mut run = Command::new("timeout");
+    run.arg("300")
+        .arg(sim)
+        .args(["real", TWIN_SMOKE, "--broker-bin"])
+        .arg(broker_bin)
+        .arg("--work-dir")
+        .arg(target_dir().join("xtask-test").join("twin"))
+        .current_dir(repo_root());
+    step(
+        &format!("twin run on real processes (sim real {TWIN_SMOKE})"),
+        run,
+    )
+}
+
 fn build_broker() -> Result<std::path::PathBuf> {
     let mut command = cargo();
     command.args(["build", "-p", "broker", "--bin", "broker"]);

@@ -75,12 +75,15 @@ pub const SIM_LAYERS: &[Layer] = &[
     ("workload", &["workload"]),
     // The checkers that judge a history.
     ("checks", &["checks"]),
+    // What a run observed, the checkers' verdict and the run's report, in both worlds.
+    ("outcome", &["outcome"]),
     // One run of one seed: the world, the workload and the checkers put together.
     ("run", &["run"]),
     // What a run or a sweep reports: JSON, Markdown, SVG, summaries.
     ("report", &["report"]),
-    // The commands people type: run, sweep, check, replay, shrink, merge.
-    ("commands", &["commands"]),
+    // The commands people type: run, sweep, check, replay, shrink, merge; and the twin runner
+    // on real processes with its command (`sim real`).
+    ("commands", &["commands", "real"]),
 ];
 
 /// Source files may not grow past this many lines (tests included: a file whose tests make it

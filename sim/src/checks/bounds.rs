@@ -63,6 +63,7 @@ pub fn check(nodes: &[NodeBounds], disk_faults: bool) -> Vec<Finding> {
 
 /// Resolves, with its finding, once the first of these brokers (name, disk, memory budget)
 /// holds more bytes of disk reads in flight than its budget.
+#[cfg(madsim)]
 pub async fn first_read_overrun(
     brokers: Vec<(String, crate::world::disk::SimDisk, u64)>,
 ) -> Finding {

@@ -18,7 +18,7 @@ use broker::controller::moves::MoveApplied;
 use broker::replication::node::MembershipApplied;
 
 use crate::findings::Finding;
-pub use crate::world::observed::MovesObserved as Observed;
+pub use crate::history::MovesObserved as Observed;
 
 /// Every retirement the workload recorded ended.
 pub fn retirements(history: &[crate::history::Op]) -> Vec<Finding> {

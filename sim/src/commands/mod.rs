@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
 
-use crate::run::{run, RunReport};
+use crate::run::run;
 use crate::scenario::Scenario;
 
 pub mod shrink;
@@ -162,9 +162,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn replay(path: &Path, seed: u64) -> String {
-    format!("cargo xtask sim run {} --seed {seed}", path.display())
-}
+pub(crate) use crate::report::text::replay;
 
 pub(crate) fn load(path: &Path) -> Result<Scenario, ExitCode> {
     Scenario::load(path).map_err(|e| {

@@ -3,78 +3,6 @@
 
 use super::*;
 
-pub(super) fn print_report(path: &Path, r: &RunReport) {
-    let verdict = if r.as_expected() {
-        "as expected"
-    } else {
-        "UNEXPECTED"
-    };
-    let outcome = if r.findings.is_empty() {
-        "pass"
-    } else {
-        "failure"
-    };
-    println!(
-        "{} seed {}: {outcome} ({verdict}, expected {}) — {} acknowledged, {} refused, {} unknown (may have been written), \
-         {} records read back, {} polled; {:.0} s simulated in {:.2} s ({:.0}× real time)",
-        r.scenario,
-        r.seed,
-        r.expected,
-        r.acked,
-        r.refused,
-        r.unknown,
-        r.stats.records,
-        r.stats.polled,
-        r.simulated_s,
-        r.wall_s,
-        r.simulated_s / r.wall_s.max(1e-9)
-    );
-    if !r.config.is_empty() {
-        let drawn: Vec<String> = r.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("  configuration drawn: {}", drawn.join(" "));
-    }
-    if !r.faults.is_empty() {
-        println!("  faults:");
-        for f in &r.faults {
-            match f.node() {
-                Some(node) if r.brokers.len() > 1 => {
-                    println!("    t={:>6} s  {} on {node}", f.at_s(), f.describe())
-                }
-                _ => println!("    t={:>6} s  {}", f.at_s(), f.describe()),
-            }
-        }
-    }
-    if r.stats.retry_duplicates > 0 {
-        println!(
-            "  {} value(s) stored twice by producer retries (allowed: retries are not idempotent)",
-            r.stats.retry_duplicates
-        );
-    }
-    let reached: Vec<String> = r
-        .coverage
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(e, n)| format!("{} ×{n}", e.name()))
-        .collect();
-    if !reached.is_empty() {
-        println!("  coverage: {}", reached.join(", "));
-    }
-    if !r.figures.is_empty() {
-        println!("  expectations (outside fault windows):");
-        for f in &r.figures {
-            let verdict = if f.holds() { "ok" } else { "BROKEN" };
-            println!("    {f}  {verdict}");
-        }
-    }
-    for line in r.finding_lines(5) {
-        println!("  {line}");
-    }
-    println!("  trace hash {:016x}", r.trace_hash());
-    if !r.as_expected() {
-        println!("  replay: {}", replay(path, r.seed));
-    }
-}
-
 pub(super) fn replay_report(report: &Path) -> ExitCode {
     let parsed = std::fs::read_to_string(report)
         .map_err(|e| e.to_string())
@@ -161,7 +89,7 @@ pub(super) fn run_one(
         .unwrap_or_default();
         println!("SUMMARY\t{line}");
     } else {
-        print_report(path, &r);
+        crate::report::text::print(path, &r);
     }
     if r.as_expected() {
         ExitCode::SUCCESS

@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::history::{Op, PollResult, SendOutcome};
-use crate::run::RunReport;
+use crate::outcome::RunReport;
 use crate::scenario::{Scenario, BROKER_NODE};
 
 pub mod summary;
 mod svg;
+pub mod text;
 
 use svg::{bound_line, fault_colour, label_rows, milliseconds, number, ticks, xml};
 
@@ -75,7 +76,10 @@ pub struct Report {
     pub simulated_s: f64,
     pub wall_s: f64,
     pub trace_hash: String,
+    /// The command that runs it again: a replay in simulation, a new run on real processes.
     pub replay: String,
+    /// Where it ran: `simulation` or `real` (a twin run on real broker processes).
+    pub world: String,
     /// Per broker: the series its clients saw (requests sent to it).
     pub nodes: Vec<NodeSeries>,
     /// The performance figures beside the scenario's bounds (none without bounds).
@@ -231,7 +235,12 @@ impl Report {
             simulated_s: r.simulated_s,
             wall_s: r.wall_s,
             trace_hash: format!("{:016x}", r.trace_hash()),
-            replay: format!("cargo xtask sim run {} --seed {}", path.display(), r.seed),
+            replay: if r.real {
+                text::rerun(path, r.seed)
+            } else {
+                text::replay(path, r.seed)
+            },
+            world: if r.real { "real" } else { "simulation" }.into(),
             nodes,
             figures: r
                 .figures
@@ -249,7 +258,11 @@ impl Report {
     /// Write `<dir>/<scenario>-seed<N>.{json,md,svg}`; returns the JSON path.
     pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
-        let stem = format!("{}-seed{}", self.scenario, self.seed);
+        let stem = if self.world == "real" {
+            format!("{}-real-seed{}", self.scenario, self.seed)
+        } else {
+            format!("{}-seed{}", self.scenario, self.seed)
+        };
         let json = dir.join(format!("{stem}.json"));
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(&json, text + "\n")?;
@@ -260,7 +273,18 @@ impl Report {
 
     fn markdown(&self, stem: &str) -> String {
         let mut md = String::new();
-        let _ = writeln!(md, "# {} — seed {}\n", self.scenario, self.seed);
+        let real = self.world == "real";
+        let _ = writeln!(
+            md,
+            "# {} — seed {}{}\n",
+            self.scenario,
+            self.seed,
+            if real {
+                " — twin run on real processes"
+            } else {
+                ""
+            }
+        );
         if !self.description.is_empty() {
             let _ = writeln!(md, "{}\n", self.description.replace('\n', " "));
         }
@@ -268,7 +292,7 @@ impl Report {
             md,
             "**Outcome:** {} ({}; expected {}). {} acknowledged, {} refused, {} unknown (may have been written); \
              {} records read back, {} polled, {} duplicate(s) explained by retries. \
-             {:.0} s simulated in {:.2} s of wall time. Trace hash `{}`.\n",
+             {}\n",
             self.outcome,
             if self.as_expected {
                 "as expected"
@@ -282,11 +306,21 @@ impl Report {
             self.records_read_back,
             self.records_polled,
             self.retry_duplicates,
-            self.simulated_s,
-            self.wall_s,
-            self.trace_hash
+            if real {
+                format!("{:.0} s on real broker processes.", self.wall_s)
+            } else {
+                format!(
+                    "{:.0} s simulated in {:.2} s of wall time. Trace hash `{}`.",
+                    self.simulated_s, self.wall_s, self.trace_hash
+                )
+            }
         );
-        let _ = writeln!(md, "Replay: `{}`\n", self.replay);
+        let _ = writeln!(
+            md,
+            "{}: `{}`\n",
+            if real { "Run again" } else { "Replay" },
+            self.replay
+        );
         let _ = writeln!(md, "## Findings\n");
         if self.findings.is_empty() {
             let _ = writeln!(md, "None.\n");
@@ -464,6 +498,11 @@ impl Report {
     ) {
         let buckets = &node.buckets;
         let right_edge = left + plot_w;
+        let time_axis = if self.world == "real" {
+            "wall-clock time"
+        } else {
+            "simulated time"
+        };
         // Ticks in one unit for the whole axis: seconds, minutes or hours as the run's length
         // asks.
         let (unit_s, unit) = if t_max >= 3.0 * 3600.0 {
@@ -498,8 +537,9 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                r##"<rect x="{left}" y="{y:.1}" width="{plot_w}" height="{panel_h}" fill="none" stroke="#444"/><text x="{right_edge:.1}" y="{:.1}" text-anchor="end" fill="#555">simulated time</text>"##,
-                y + panel_h + 28.0
+                r##"<rect x="{left}" y="{y:.1}" width="{plot_w}" height="{panel_h}" fill="none" stroke="#444"/><text x="{right_edge:.1}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+                y + panel_h + 28.0,
+                time_axis
             );
         };
         let y_axis = |s: &mut String, ticks: &[(f64, String)], y_of: &dyn Fn(f64) -> f64| {

@@ -58,6 +58,7 @@ fn report() -> Report {
         wall_s: 1.0,
         trace_hash: "0".into(),
         replay: String::new(),
+        world: "simulation".into(),
         nodes: vec![NodeSeries {
             node: BROKER_NODE.into(),
             buckets,

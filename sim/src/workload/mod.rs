@@ -19,9 +19,9 @@ use crate::history::{
 use crate::scenario::{Fault, Scenario, BROKER_NODE};
 use crate::workload::client::routing::{leadership_code, Conns, Directory};
 use crate::workload::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
-use crate::world::disk::SimDisk;
 
 pub mod client;
+mod drive;
 mod final_read;
 pub mod group;
 pub mod idempotent;
@@ -30,6 +30,7 @@ pub mod moves;
 pub mod retire;
 pub mod security;
 
+pub use drive::{drive, ClientNodes, Role};
 pub use final_read::{quiesce, read_back, read_topics};
 
 /// A value: its name (unique in the run), then `|` and padding up to `bytes` in all.
@@ -82,8 +83,10 @@ pub struct World {
     /// When producing stops.
     pub end: Instant,
     pub faults: Vec<Fault>,
-    /// Every broker's disk, by node name (the first is `broker-1`'s).
-    pub disks: Vec<(String, SimDisk)>,
+    /// What the brokers' disks are stuck on: every sync in flight, as (node, path, since).
+    syncs_in_flight: SyncsInFlight,
+    /// The run has several brokers (what they are stuck on is named by node).
+    several: bool,
     ops: Mutex<Vec<Op>>,
     /// In a cluster: every high watermark a consumer was told, as (partition, invoked,
     /// completed, high watermark), for the check that it never goes back.
@@ -108,6 +111,11 @@ pub struct World {
     pub(crate) final_topics: Mutex<Vec<Option<BTreeMap<String, bool>>>>,
 }
 
+/// Every sync in flight on the brokers' disks, as (node, path, since): what a world can tell of
+/// them (the simulated disk, a twin run's fault filesystem).
+pub type SyncsInFlight =
+    Box<dyn Fn() -> Vec<(String, std::path::PathBuf, Instant)> + std::marker::Send + Sync>;
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -118,10 +126,11 @@ impl World {
         seed: u64,
         brokers: Vec<SocketAddr>,
         faults: Vec<Fault>,
-        disks: Vec<(String, SimDisk)>,
+        syncs_in_flight: SyncsInFlight,
         retire: Box<dyn Fn(usize) + std::marker::Send + Sync>,
     ) -> Arc<World> {
         let start = Instant::now();
+        let several = brokers.len() > 1;
         Arc::new(World {
             end: start + Duration::from_secs(scenario.duration_s),
             scenario,
@@ -130,8 +139,9 @@ impl World {
             addr: brokers[0],
             directory: Arc::new(Directory::new(brokers)),
             start,
+            several,
             faults,
-            disks,
+            syncs_in_flight,
             ops: Mutex::default(),
             watermarks: Mutex::default(),
             hang: Mutex::default(),
@@ -315,24 +325,20 @@ impl World {
     /// What the node is stuck on now: its pending disk operations and the produce requests
     /// waiting for an answer.
     pub fn stuck(&self) -> Stuck {
-        let named = self.disks.len() > 1;
         Stuck {
-            pending: self
-                .disks
-                .iter()
-                .flat_map(|(node, disk)| {
-                    disk.syncs_in_flight().into_iter().map(move |s| {
-                        let on = if named {
-                            format!("{node}: ")
-                        } else {
-                            String::new()
-                        };
-                        format!(
-                            "{on}sync_data {} since t={:.1} s",
-                            s.path.display(),
-                            (s.since - self.start).as_secs_f64()
-                        )
-                    })
+            pending: (self.syncs_in_flight)()
+                .into_iter()
+                .map(|(node, path, since)| {
+                    let on = if self.several {
+                        format!("{node}: ")
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "{on}sync_data {} since t={:.1} s",
+                        path.display(),
+                        since.saturating_duration_since(self.start).as_secs_f64()
+                    )
                 })
                 .collect(),
             requests_waiting: self.waiting.load(Ordering::Relaxed),
@@ -580,9 +586,11 @@ async fn send_once(
 
 /// The client's wall clock for record timestamps (simulated time since the Unix epoch).
 pub(crate) fn wall_ms() -> i64 {
-    madsim::time::TimeHandle::current()
-        .now_time()
-        .duration_since(std::time::UNIX_EPOCH)
+    #[cfg(madsim)]
+    let now = madsim::time::TimeHandle::current().now_time();
+    #[cfg(not(madsim))]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }

@@ -13,12 +13,7 @@ use tokio::time::Instant;
 
 use crate::history::Publication;
 
-/// What the brokers told of memberships and moves, as applied.
-#[derive(Debug, Clone, Default)]
-pub struct MovesObserved {
-    pub memberships: Vec<MembershipApplied>,
-    pub moves: Vec<MoveApplied>,
-}
+pub use crate::history::MovesObserved;
 
 thread_local! {
     /// This run's publications (a run is one thread: madsim's).

@@ -1,5 +1,6 @@
-//! A small Kafka client for simulated workloads: it speaks the real wire protocol (encoded with
-//! `kafka-protocol`) over the simulated network to the unchanged broker.
+//! A small Kafka client for the workloads: it speaks the real wire protocol (encoded with
+//! `kafka-protocol`) to the unchanged broker, over the simulated network or, in a twin run,
+//! over real TCP through the links' proxies ([`route_through`]).
 
 use std::net::SocketAddr;
 
@@ -23,6 +24,23 @@ mod membership;
 mod reassign;
 pub mod routing;
 pub mod sasl;
+
+thread_local! {
+    /// Where this thread's clients really dial each broker address (a twin run's proxies of
+    /// this client node's links); empty in simulation, where a node's address is its identity.
+    static ROUTE: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, SocketAddr>> =
+        Default::default();
+}
+
+/// From now on, this thread's clients dial `route[addr]` for a broker at `addr` (the address
+/// Metadata and the scenario name it by, still the one TLS checks).
+pub fn route_through(route: std::collections::BTreeMap<SocketAddr, SocketAddr>) {
+    ROUTE.with(|r| *r.borrow_mut() = route);
+}
+
+fn routed(addr: SocketAddr) -> SocketAddr {
+    ROUTE.with(|r| r.borrow().get(&addr).copied().unwrap_or(addr))
+}
 
 /// The Produce version the clients speak.
 pub const PRODUCE_VERSION: i16 = 8;
@@ -91,7 +109,7 @@ impl Client {
         addr: SocketAddr,
         login: Option<&sasl::Login>,
     ) -> Result<Client, ClientError> {
-        let tcp = TcpStream::connect(addr).await?;
+        let tcp = TcpStream::connect(routed(addr)).await?;
         let stream: Box<dyn Stream> = match sasl::tls() {
             None => Box::new(tcp),
             Some(config) => {

@@ -1,0 +1,224 @@
+//! A twin run's faults, struck at their scenario times on the wall clock, each by a real
+//! mechanism: SIGKILL and a restart, SIGSTOP and SIGCONT, a link's proxy cut or slowed, the
+//! fault filesystem under a broker's data directory.
+//!
+//! Invariant: a fault with a window is undone when its window ends; a fault this world cannot
+//! strike is refused before the run starts ([`unsupported`]), never run without it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::real::Machines;
+use crate::scenario::{is_broker, Fault, Scenario, CLIENT_NODES};
+
+/// Why this world cannot run the scenario as written (a fault it cannot strike for real, a
+/// check it cannot make), or `None` when it can.
+pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
+    if scenario.auth.is_some() {
+        return Some("[auth]: the twin runner does not set up SASL or TLS yet".into());
+    }
+    if scenario.fault_points.is_some() {
+        return Some(
+            "[fault_points]: delays inside the broker are a switch inside it, simulation only"
+                .into(),
+        );
+    }
+    if scenario.workload.moves.is_some() {
+        return Some(
+            "[workload.moves]: the moves checker reads what the brokers applied in-process".into(),
+        );
+    }
+    if !scenario.cluster.joining.is_empty() {
+        return Some("[cluster] joining: brokers that join later are not started later yet".into());
+    }
+    for f in faults {
+        let why = match f {
+            Fault::Crash { in_joint: true, .. } => {
+                Some("a crash in a joint configuration needs the brokers' in-process reports")
+            }
+            Fault::Crash {
+                while_cleaning: true,
+                ..
+            } => Some("a crash while cleaning watches the simulated disk's files"),
+            Fault::Bitflip { .. } => Some("bit flips on reads are not struck for real yet"),
+            Fault::SlowDisk { .. } => Some("a slow disk is not struck for real yet"),
+            Fault::PacketLoss { .. } => Some("packet loss is not struck for real yet"),
+            Fault::ClockSkew { .. } | Fault::ClockDrift { .. } => {
+                Some("the brokers' clocks are not skewed for real yet (libfaketime)")
+            }
+            Fault::FsyncStall { .. }
+            | Fault::FsyncEio { .. }
+            | Fault::DiskFull { .. }
+            | Fault::Crash { .. } => None,
+            Fault::Partition { node, link, .. } => {
+                let names: Vec<&str> = match (node, link) {
+                    (Some(n), _) => vec![n.as_str()],
+                    (None, Some([a, b])) => vec![a.as_str(), b.as_str()],
+                    (None, None) => Vec::new(),
+                };
+                names
+                    .iter()
+                    .any(|n| !is_broker(n) && !CLIENT_NODES.contains(n))
+                    .then_some("a partition names a node that is neither a broker nor a client")
+            }
+            Fault::NetLatency { .. } | Fault::Pause { .. } => None,
+        };
+        if let Some(why) = why {
+            return Some(format!("{}: {why}", f.describe()));
+        }
+    }
+    None
+}
+
+/// Strike each fault at its time from `start`; the lines returned say what was struck when.
+pub fn schedule(
+    faults: Vec<Fault>,
+    machines: Arc<Machines>,
+    start: Instant,
+    seed: u64,
+) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let fault_log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = fault_log.clone();
+    tokio::spawn(async move {
+        for (i, fault) in faults.into_iter().enumerate() {
+            tokio::time::sleep_until(start + Duration::from_secs(fault.at_s())).await;
+            let line = format!(
+                "{:.6} fault {}",
+                (Instant::now() - start).as_secs_f64(),
+                fault.describe()
+            );
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            let machines = machines.clone();
+            let draw = seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            tokio::spawn(async move { apply(&fault, &machines, draw).await });
+        }
+    });
+    fault_log
+}
+
+/// Every node but the checker: the brokers, then the client nodes.
+fn nodes(m: &Machines) -> Vec<String> {
+    m.brokers
+        .iter()
+        .map(|b| b.name.clone())
+        .chain(CLIENT_NODES.iter().map(|n| n.to_string()))
+        .collect()
+}
+
+/// Apply one fault now and, for a window, undo it when the window ends.
+async fn apply(fault: &Fault, m: &Machines, draw: u64) {
+    let sleep_s = |s: u64| tokio::time::sleep(Duration::from_secs(s));
+    match fault {
+        Fault::Crash {
+            torn, wipe, down_s, ..
+        } => {
+            let b = m.broker(fault);
+            let disk = m.disk(fault);
+            b.kill();
+            if let Some(d) = disk {
+                d.crash(torn.then_some(draw));
+            }
+            if *wipe {
+                if let Err(e) = wipe_dir(&b.data_dir) {
+                    tracing::error!(node = %b.name, "cannot empty the data directory: {e}");
+                }
+            }
+            sleep_s(*down_s).await;
+            if let Err(e) = b.start() {
+                tracing::error!(node = %b.name, "cannot restart the broker: {e}");
+            }
+        }
+        Fault::Pause { for_s, .. } => {
+            let b = m.broker(fault);
+            b.pause();
+            sleep_s(*for_s).await;
+            b.resume();
+        }
+        Fault::Partition {
+            for_s,
+            node,
+            link,
+            one_way,
+            ..
+        } => {
+            let mut cut: Vec<(String, String)> = Vec::new();
+            match (node, link) {
+                (Some(n), _) => {
+                    for other in nodes(m).into_iter().filter(|o| o != n) {
+                        cut.push((n.clone(), other.clone()));
+                        if !*one_way {
+                            cut.push((other, n.clone()));
+                        }
+                    }
+                }
+                (None, Some([a, b])) => {
+                    cut.push((a.clone(), b.clone()));
+                    if !*one_way {
+                        cut.push((b.clone(), a.clone()));
+                    }
+                }
+                (None, None) => {}
+            }
+            for (a, b) in &cut {
+                m.links.cut(a, b);
+            }
+            sleep_s(*for_s).await;
+            for (a, b) in &cut {
+                m.links.heal(a, b);
+            }
+        }
+        Fault::NetLatency {
+            for_s,
+            min_ms,
+            max_ms,
+            ..
+        } => {
+            m.links.set_latency(Some((
+                Duration::from_millis(*min_ms),
+                Duration::from_millis(*max_ms),
+            )));
+            sleep_s(*for_s).await;
+            m.links.set_latency(None);
+        }
+        Fault::FsyncStall { for_s, .. } => {
+            if let Some(d) = m.disk(fault) {
+                d.stall_syncs_for(Duration::from_secs(*for_s));
+            }
+        }
+        Fault::FsyncEio { count, .. } => {
+            if let Some(d) = m.disk(fault) {
+                d.fail_syncs(*count);
+            }
+        }
+        Fault::DiskFull { for_s, .. } => {
+            if let Some(d) = m.disk(fault) {
+                d.full(true);
+                sleep_s(*for_s).await;
+                d.full(false);
+            }
+        }
+        // Refused before the run ([`unsupported`]).
+        Fault::SlowDisk { .. }
+        | Fault::Bitflip { .. }
+        | Fault::PacketLoss { .. }
+        | Fault::ClockSkew { .. }
+        | Fault::ClockDrift { .. } => {
+            tracing::error!("{}: not struck in a twin run", fault.describe());
+        }
+    }
+}
+
+/// Empty a data directory (a replaced disk), keeping the directory itself.
+fn wipe_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}

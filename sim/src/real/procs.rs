@@ -1,0 +1,194 @@
+//! The brokers of a twin run as real processes: the release binary started with the scenario's
+//! settings, killed with SIGKILL, paused with SIGSTOP and resumed with SIGCONT, restarted on
+//! the same data directory, stopped for good when the workload retires it.
+//!
+//! Invariant: every fault here is a real signal to a real process, never a switch inside the
+//! broker; a broker process never outlives its run (each is killed when the run ends or its
+//! handle is dropped).
+
+use std::fs::OpenOptions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// One broker of a twin run.
+pub struct BrokerProc {
+    pub name: String,
+    /// Where clients reach it directly (its Kafka listener).
+    pub client_addr: SocketAddr,
+    /// Its Prometheus endpoint.
+    pub metrics_addr: SocketAddr,
+    /// Its data directory as the broker sees it (a fault filesystem's mount, or a plain one).
+    pub data_dir: PathBuf,
+    bin: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Mutex<Option<Child>>,
+    retired: AtomicBool,
+    /// Each start's count of failed data directories, as last scraped.
+    pub(crate) log_dir_failures: Mutex<Vec<u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl BrokerProc {
+    pub fn new(
+        name: String,
+        bin: PathBuf,
+        args: Vec<String>,
+        client_addr: SocketAddr,
+        metrics_addr: SocketAddr,
+        data_dir: PathBuf,
+        log: PathBuf,
+    ) -> BrokerProc {
+        BrokerProc {
+            name,
+            client_addr,
+            metrics_addr,
+            data_dir,
+            bin,
+            args,
+            log,
+            child: Mutex::new(None),
+            retired: AtomicBool::new(false),
+            log_dir_failures: Mutex::default(),
+        }
+    }
+
+    /// Start the process (its standard error appended to its log file); nothing if it runs or
+    /// was retired.
+    pub fn start(&self) -> std::io::Result<()> {
+        if self.retired.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut child = lock(&self.child);
+        if child.is_some() {
+            return Ok(());
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let spawned = Command::new(&self.bin)
+            .args(&self.args)
+            .env(
+                "STILLWATER_LOG",
+                std::env::var("STILLWATER_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        *child = Some(spawned);
+        lock(&self.log_dir_failures).push(0);
+        Ok(())
+    }
+
+    /// SIGKILL, and reap it: the process is gone when this returns.
+    pub fn kill(&self) {
+        if let Some(mut c) = lock(&self.child).take() {
+            signal(&c, libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP: the process stops where it is, its sockets and files open.
+    pub fn pause(&self) {
+        if let Some(c) = lock(&self.child).as_ref() {
+            signal(c, libc::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        if let Some(c) = lock(&self.child).as_ref() {
+            signal(c, libc::SIGCONT);
+        }
+    }
+
+    /// Stop it for good: a broker the workload retired (no fault restarts it).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.kill();
+    }
+
+    /// Whether the process is running (it may have exited on its own: a failed start).
+    pub fn running(&self) -> bool {
+        match lock(&self.child).as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGTERM (after SIGCONT, should it be paused), then SIGKILL if it has not exited within
+    /// `grace`.
+    pub fn stop(&self, grace: Duration) {
+        let Some(mut c) = lock(&self.child).take() else {
+            return;
+        };
+        signal(&c, libc::SIGCONT);
+        signal(&c, libc::SIGTERM);
+        let give_up = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < give_up {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal(&c, libc::SIGKILL);
+        let _ = c.wait();
+    }
+
+    /// The log file of its starts.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+}
+
+impl Drop for BrokerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on the pid of a child this process has not reaped yet (it is reaped only
+    // after `take()` under the same lock), so the pid names that child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the process that will listen on it).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Read a counter's value from a broker's Prometheus endpoint; `None` if the broker does not
+/// answer (down, paused) within a second.
+pub async fn scrape(metrics: SocketAddr, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(metrics).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body).await.ok()?;
+        Some(String::from_utf8_lossy(&body).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(1), fetch)
+        .await
+        .ok()??;
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}

@@ -1,0 +1,103 @@
+//! A run's outcome as text, for people: the line `sim run` and `sim real` print, with the
+//! faults, figures and findings under it.
+
+use std::path::Path;
+
+use crate::outcome::RunReport;
+
+/// The command that replays a seed of a scenario in simulation, bit for bit.
+pub fn replay(path: &Path, seed: u64) -> String {
+    format!("cargo xtask sim run {} --seed {seed}", path.display())
+}
+
+/// The command that runs a scenario again on real processes, with a seed's faults (not a
+/// replay: real time and real scheduling differ from run to run).
+pub fn rerun(path: &Path, seed: u64) -> String {
+    format!("cargo xtask sim real {} --seed {seed}", path.display())
+}
+
+/// The run's outcome, its faults, figures and findings, for people.
+pub fn print(path: &Path, r: &RunReport) {
+    let verdict = if r.as_expected() {
+        "as expected"
+    } else {
+        "UNEXPECTED"
+    };
+    let outcome = if r.findings.is_empty() {
+        "pass"
+    } else {
+        "failure"
+    };
+    println!(
+        "{} seed {}: {outcome} ({verdict}, expected {}) — {} acknowledged, {} refused, {} unknown (may have been written), \
+         {} records read back, {} polled; {}",
+        r.scenario,
+        r.seed,
+        r.expected,
+        r.acked,
+        r.refused,
+        r.unknown,
+        r.stats.records,
+        r.stats.polled,
+        if r.real {
+            format!("{:.0} s on real processes", r.wall_s)
+        } else {
+            format!(
+                "{:.0} s simulated in {:.2} s ({:.0}× real time)",
+                r.simulated_s,
+                r.wall_s,
+                r.simulated_s / r.wall_s.max(1e-9)
+            )
+        }
+    );
+    if !r.config.is_empty() {
+        let drawn: Vec<String> = r.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("  configuration drawn: {}", drawn.join(" "));
+    }
+    if !r.faults.is_empty() {
+        println!("  faults:");
+        for f in &r.faults {
+            match f.node() {
+                Some(node) if r.brokers.len() > 1 => {
+                    println!("    t={:>6} s  {} on {node}", f.at_s(), f.describe())
+                }
+                _ => println!("    t={:>6} s  {}", f.at_s(), f.describe()),
+            }
+        }
+    }
+    if r.stats.retry_duplicates > 0 {
+        println!(
+            "  {} value(s) stored twice by producer retries (allowed: retries are not idempotent)",
+            r.stats.retry_duplicates
+        );
+    }
+    let reached: Vec<String> = r
+        .coverage
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(e, n)| format!("{} ×{n}", e.name()))
+        .collect();
+    if !reached.is_empty() {
+        println!("  coverage: {}", reached.join(", "));
+    }
+    if !r.figures.is_empty() {
+        println!("  expectations (outside fault windows):");
+        for f in &r.figures {
+            let verdict = if f.holds() { "ok" } else { "BROKEN" };
+            println!("    {f}  {verdict}");
+        }
+    }
+    for line in r.finding_lines(5) {
+        println!("  {line}");
+    }
+    if r.real {
+        if !r.as_expected() {
+            println!("  run again: {}", rerun(path, r.seed));
+        }
+    } else {
+        println!("  trace hash {:016x}", r.trace_hash());
+        if !r.as_expected() {
+            println!("  replay: {}", replay(path, r.seed));
+        }
+    }
+}
