@@ -115,11 +115,11 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
             torn, wipe, down_s, ..
         } => {
             let b = m.broker(fault);
-            let disk = m.disk(fault);
-            b.kill();
-            if let Some(d) = disk {
-                d.crash(torn.then_some(draw));
-            }
+            b.kill_then(|| {
+                if let Some(d) = m.disk(fault) {
+                    d.crash(torn.then_some(draw));
+                }
+            });
             if *wipe {
                 if let Err(e) = wipe_dir(&b.data_dir) {
                     tracing::error!(node = %b.name, "cannot empty the data directory: {e}");

@@ -5,6 +5,7 @@
 //!
 //! - [`procs`]: the broker processes, and the signals that crash and pause them;
 //! - [`proxy`]: the links between nodes, and the partitions and latency struck on them;
+//! - [`disk`]: the fault filesystem under each broker's data directory;
 //! - [`faults`]: which faults this world can strike and striking them on the wall clock;
 //! - [`command`]: the `sim real` command.
 //!
@@ -30,6 +31,7 @@ use crate::scenario::{broker_name, last_heal_s, Fault, Scenario, BROKER_NODE, CL
 use crate::workload::{self, ClientNodes, Role, World};
 
 pub mod command;
+pub mod disk;
 pub mod faults;
 pub mod procs;
 pub mod proxy;
@@ -49,6 +51,8 @@ pub trait DiskFaults: Send + Sync {
     fn full(&self, on: bool);
     /// The syncs under way, with when each started.
     fn syncs_in_flight(&self) -> Vec<(PathBuf, std::time::Instant)>;
+    /// Lift every fault (held syncs go ahead).
+    fn clear(&self);
 }
 
 /// The machines of a twin run.
@@ -287,12 +291,16 @@ async fn twin(
         .collect::<std::io::Result<Vec<_>>>()?
         .join(",");
     let mut brokers = Vec::new();
+    let mut mounts = Vec::new();
     for (i, proxy) in peer_proxies.into_iter().enumerate() {
         let name = broker_name(i + 1);
         let inter_broker = loopback(free_port()?);
         let metrics = loopback(free_port()?);
         let data_dir = dir.join(&name).join("data");
-        std::fs::create_dir_all(&data_dir)?;
+        mounts.push(Arc::new(disk::mount(
+            &dir.join(&name).join("durable"),
+            &data_dir,
+        )?));
         tokio::spawn(proxy::serve(
             proxy,
             Dialler::Broker(|id| broker_name(id as usize)),
@@ -352,14 +360,30 @@ async fn twin(
     }
     let machines = Arc::new(Machines {
         brokers,
-        disks: (0..n).map(|_| None).collect(),
+        disks: mounts
+            .iter()
+            .map(|m| Some(m.clone() as Arc<dyn DiskFaults>))
+            .collect(),
         links,
     });
     let nodes = RealNodes::start(routes)?;
     let observed = drive_and_observe(&sc, seed, faults, machines.clone(), &nodes).await;
     nodes.stop();
+    // A broker blocked in a held sync could not exit.
+    for d in machines.disks.iter().flatten() {
+        d.clear();
+    }
     for b in &machines.brokers {
         b.stop(Duration::from_secs(10));
+    }
+    // Unmounted when the last handle goes (the fault schedule may still hold one).
+    drop(machines);
+    for m in mounts {
+        if let Ok(m) = Arc::try_unwrap(m) {
+            if let Err(e) = m.unmount() {
+                tracing::warn!("{e}");
+            }
+        }
     }
     Ok(observed)
 }

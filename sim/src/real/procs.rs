@@ -91,8 +91,19 @@ impl BrokerProc {
 
     /// SIGKILL, and reap it: the process is gone when this returns.
     pub fn kill(&self) {
-        if let Some(mut c) = lock(&self.child).take() {
-            signal(&c, libc::SIGKILL);
+        self.kill_then(|| {});
+    }
+
+    /// SIGKILL, then `meanwhile`, then reap it. A process blocked in a sync its filesystem
+    /// holds cannot exit until the sync is answered: a crash of the fault filesystem (which
+    /// fails the held syncs) goes in between.
+    pub fn kill_then(&self, meanwhile: impl FnOnce()) {
+        let child = lock(&self.child).take();
+        if let Some(c) = &child {
+            signal(c, libc::SIGKILL);
+        }
+        meanwhile();
+        if let Some(mut c) = child {
             let _ = c.wait();
         }
     }
