@@ -112,14 +112,14 @@ impl Pipeline {
             }
         }
         let io = self.io().clone();
-        crate::fault_point!("commit.before_sync");
+        crate::fault_point!("raft_write.before_sync");
         let started = self.shared.env.clock.now();
         let writes = plans.iter().map(|p| write_plan(&io, p));
         let outcome = self.within(deadline, &board, true, join_all(writes)).await;
         self.shared
             .metrics
             .observe_sync(self.shared.env.clock.now() - started);
-        crate::fault_point!("commit.after_sync");
+        crate::fault_point!("raft_write.after_sync");
         if !self.phase_passed(outcome, &board, true) {
             return;
         }

@@ -35,6 +35,9 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
     }
     for f in faults {
         let why = match f {
+            Fault::Crash {
+                at_point: Some(_), ..
+            } => Some("a crash at a fault point of the broker is a switch inside it"),
             Fault::Crash { in_joint: true, .. } => {
                 Some("a crash in a joint configuration needs the brokers' in-process reports")
             }

@@ -10,6 +10,18 @@ use serde::{Deserialize, Serialize};
 use super::{broker_name, is_broker, one, BROKER_NODE, CLIENT_NODES};
 
 /// A fault, applied at `at_s` simulated seconds into the run.
+/// The broker's fault points a crash may land at (`at_point`): the steps of Raft's persist
+/// contract, in order — a Ready's messages sent and its write not begun; the write begun in
+/// the commit pipeline, nothing synced; synced, not yet told to the node; durable, the
+/// messages that waited for it not yet sent; committed, not yet applied.
+pub const CRASH_POINTS: [&str; 5] = [
+    "raft.before_persist",
+    "raft_write.before_sync",
+    "raft_write.after_sync",
+    "raft.after_persist",
+    "raft.before_apply",
+];
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Fault {
@@ -44,6 +56,11 @@ pub enum Fault {
         /// within the next 30 ms: a crash at some step of a cleaning's swap.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         while_cleaning: bool,
+        /// From `at_s` (for up to 20 s), the first time the node — any broker, without `node` —
+        /// reaches this fault point of the broker ([`CRASH_POINTS`]), kill it there (it is
+        /// parked at the point until the kill, in the same instant; its other tasks may run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_point: Option<String>,
         #[serde(default = "one")]
         down_s: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,15 +271,18 @@ impl Fault {
                 wipe,
                 in_joint,
                 while_cleaning,
+                at_point,
                 ..
             } => format!(
                 "crash{} ({}), down {down_s} s",
                 if *in_joint {
-                    " of a group's leader as it enters a joint configuration"
+                    " of a group's leader as it enters a joint configuration".to_string()
                 } else if *while_cleaning {
-                    " while the cleaner swaps a segment"
+                    " while the cleaner swaps a segment".to_string()
+                } else if let Some(p) = at_point {
+                    format!(" at {p}")
                 } else {
-                    ""
+                    String::new()
                 },
                 if *wipe {
                     "its disk lost"
@@ -350,6 +370,26 @@ impl Fault {
                     CLIENT_NODES.join(", ")
                 )),
             },
+            Fault::Crash {
+                at_point: Some(p),
+                in_joint,
+                while_cleaning,
+                ..
+            } => {
+                if !CRASH_POINTS.contains(&p.as_str()) {
+                    Err(format!(
+                        "at_point {p:?} is not one of {}",
+                        CRASH_POINTS.join(", ")
+                    ))
+                } else if *in_joint || *while_cleaning {
+                    Err(
+                        "at_point, in_joint and while_cleaning each say when to crash: give one"
+                            .into(),
+                    )
+                } else {
+                    Ok(())
+                }
+            }
             Fault::PacketLoss { rate, .. } if !(0.0..1.0).contains(rate) => {
                 Err(format!("packet-loss rate {rate} is not in [0, 1)"))
             }
@@ -445,6 +485,7 @@ impl RandomFaults {
                     wipe: false,
                     in_joint: false,
                     while_cleaning: false,
+                    at_point: None,
                     down_s: rng.range_u64(1, 6),
                     node: None,
                 },

@@ -15,20 +15,96 @@ use crate::scenario::{Fault, Scenario};
 use crate::world::cluster::Cluster;
 use crate::world::disk::{Crash, Faults, SimDisk};
 
-/// The broker's fault points (`fault_point!`) pause as the scenario's `fault_points` ask, drawn
-/// from the seed; none without them.
+/// A crash waiting for a broker to reach a fault point (`at_point`).
+struct Armed {
+    point: String,
+    /// The broker's madsim node (any broker: `None`).
+    node: Option<madsim::task::NodeId>,
+    /// Told which node reached the point (it stays parked there until it is killed).
+    reached: tokio::sync::oneshot::Sender<madsim::task::NodeId>,
+}
+
+thread_local! {
+    /// This run's armed crashes (a run is one thread: madsim's).
+    static ARMED: std::cell::RefCell<Vec<Armed>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How long a broker that reached an armed crash point stays parked there: longer than any
+/// run, so nothing after the point runs before the crash (in the same instant) kills it.
+const PARKED: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The broker's fault points (`fault_point!`): a broker that reaches a point an armed crash
+/// waits for is parked there and its crash told; otherwise they pause as the scenario's
+/// `fault_points` ask, drawn from the seed (not at all without them).
 pub(crate) fn install_fault_points(scenario: &Scenario, seed: u64) {
-    match &scenario.fault_points {
-        Some(fp) => {
-            let (chance, max) = (fp.chance_percent as u64, fp.max_delay_ms);
-            let rng = EnvRng::seeded(seed ^ 0xfa17);
-            broker::fault::set_hook(move |_point| {
-                (rng.range_u64(0, 100) < chance)
-                    .then(|| Duration::from_millis(rng.range_u64(0, max + 1)))
-            });
-        }
-        None => broker::fault::clear_hook(),
+    ARMED.with(|a| a.borrow_mut().clear());
+    let pauses = scenario.fault_points.as_ref().map(|fp| {
+        (
+            fp.chance_percent as u64,
+            fp.max_delay_ms,
+            EnvRng::seeded(seed ^ 0xfa17),
+        )
+    });
+    let armed_points = scenario.faults.iter().any(|f| {
+        matches!(
+            f,
+            Fault::Crash {
+                at_point: Some(_),
+                ..
+            }
+        )
+    });
+    if pauses.is_none() && !armed_points {
+        broker::fault::clear_hook();
+        return;
     }
+    broker::fault::set_hook(move |point| {
+        if reached_armed(point) {
+            return Some(PARKED);
+        }
+        let (chance, max, rng) = pauses.as_ref()?;
+        (rng.range_u64(0, 100) < *chance).then(|| Duration::from_millis(rng.range_u64(0, max + 1)))
+    });
+}
+
+/// Whether this node's reaching `point` fires an armed crash (which is then disarmed).
+fn reached_armed(point: &str) -> bool {
+    let here = madsim::plugin::node();
+    ARMED.with(|armed| {
+        let mut armed = armed.borrow_mut();
+        let Some(i) = armed
+            .iter()
+            .position(|a| a.point == point && a.node.is_none_or(|n| n == here))
+        else {
+            return false;
+        };
+        armed.remove(i).reached.send(here).is_ok()
+    })
+}
+
+/// Arm a crash at `point` (of broker `node`, or any) and wait, up to 20 s, for a broker to reach
+/// it: that broker, parked there.
+async fn at_point<'a>(
+    c: &'a Cluster,
+    point: &str,
+    node: Option<&str>,
+) -> Option<&'a crate::world::cluster::BrokerNode> {
+    let (reached, at) = tokio::sync::oneshot::channel();
+    ARMED.with(|a| {
+        a.borrow_mut().push(Armed {
+            point: point.to_string(),
+            node: node.and_then(|n| c.id(n)),
+            reached,
+        })
+    });
+    let id = match tokio::time::timeout(Duration::from_secs(20), at).await {
+        Ok(Ok(id)) => id,
+        _ => {
+            ARMED.with(|a| a.borrow_mut().retain(|x| !x.reached.is_closed()));
+            return None;
+        }
+    };
+    c.brokers.iter().find(|b| b.id == id)
 }
 
 /// The first broker (`node`, or any) seen writing a cleaned copy of a segment within 20 s,
@@ -122,10 +198,17 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
             wipe,
             in_joint,
             while_cleaning,
+            at_point,
             node,
             ..
         } => {
-            let b = if *while_cleaning {
+            let b = if let Some(point) = at_point {
+                let Some(b) = self::at_point(c, point, node.as_deref()).await else {
+                    tracing::warn!("no broker reached {point} within 20 s: no crash");
+                    return;
+                };
+                b
+            } else if *while_cleaning {
                 let Some(b) = cleaning(c, node.as_deref(), rng).await else {
                     tracing::warn!("no cleaning began within 20 s: no crash");
                     return;
