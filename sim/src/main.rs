@@ -4,14 +4,17 @@
 
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
-    if std::env::args().nth(1).as_deref() != Some("real") {
-        eprintln!(
-            "sim: built without --cfg madsim, this binary only runs `sim real SCENARIO`; \
-             use `cargo xtask sim ...` for simulation"
-        );
-        return std::process::ExitCode::from(2);
+    match std::env::args().nth(1).as_deref() {
+        Some("real") => sim::real::command::main(),
+        Some("fidelity") => sim::real::command::fidelity_main(),
+        _ => {
+            eprintln!(
+                "sim: built without --cfg madsim, this binary only runs `sim real SCENARIO` and \
+                 `sim fidelity`; use `cargo xtask sim ...` for simulation"
+            );
+            std::process::ExitCode::from(2)
+        }
     }
-    sim::real::command::main()
 }
 
 #[cfg(madsim)]

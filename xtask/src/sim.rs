@@ -6,6 +6,8 @@
 //! - `cargo xtask sim check <scenario.toml> --seed N` (the same seed twice: same trace?)
 //! - `cargo xtask sim real <scenario.toml> [--runs N] [--seed S]`: the scenario on real release
 //!   broker processes with real faults (the `sim` binary built normally, the twin runner).
+//! - `cargo xtask sim fidelity [--seeds S] [--runs R] [--out FILE] [scenario.toml …]`: each
+//!   twin-capable scenario's seeds 1..=S in simulation and R real runs, and the table of both.
 
 use std::process::Command;
 
@@ -64,7 +66,115 @@ pub fn build_real(profile: &str) -> Result<(std::path::PathBuf, std::path::PathB
     Ok((dir.join("sim"), dir.join("broker")))
 }
 
+/// The scenarios of the fidelity table when none is named: the ones that must run in both
+/// worlds with the same verdicts (`docs/fidelity.md`).
+pub const TWIN_SCENARIOS: &[&str] = &[
+    "scenarios/twin-smoke.toml",
+    "scenarios/node1-freeze-twin.toml",
+    "scenarios/node1-freeze-legacy-twin.toml",
+    "scenarios/kill-leader.toml",
+    "scenarios/leader-partition.toml",
+    "scenarios/pause.toml",
+    "scenarios/crash-restart.toml",
+    "scenarios/fsync-eio.toml",
+    "scenarios/rolling-restart.toml",
+];
+
+#[derive(clap::Parser, Debug)]
+struct FidelityArgs {
+    /// The literal word `fidelity`.
+    #[arg(value_parser = ["fidelity"])]
+    command: String,
+    /// Simulated seeds 1..=S of each scenario.
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// Real runs of each scenario (with the faults of seeds 1..=R).
+    #[arg(long, default_value_t = 1)]
+    runs: u64,
+    /// Write the table into this file too (between its `<!-- fidelity -->` markers).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    scenarios: Vec<String>,
+}
+
+/// Every scenario's seeds in simulation and its runs on real processes, then the table.
+fn fidelity(args: &[String]) -> Result<()> {
+    use clap::Parser;
+    let f = FidelityArgs::try_parse_from(
+        std::iter::once("fidelity".to_string()).chain(args.iter().cloned()),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scenarios: Vec<String> = if f.scenarios.is_empty() {
+        TWIN_SCENARIOS.iter().map(|s| s.to_string()).collect()
+    } else {
+        f.scenarios.clone()
+    };
+    let simulator = build()?;
+    let (twin, broker) = build_real("release")?;
+    let dir = crate::target_dir().join("fidelity");
+    for path in &scenarios {
+        let name = std::path::Path::new(path)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("a scenario file's name")?
+            .to_string();
+        let out = dir.join(&name);
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out)?;
+        for seed in 1..=f.seeds {
+            println!("xtask: {name}: simulated seed {seed}");
+            Command::new(&simulator)
+                .args(["run", path, "--seed", &seed.to_string(), "--report"])
+                .arg(out.join("sim"))
+                .current_dir(repo_root())
+                .stdout(std::process::Stdio::null())
+                .status()
+                .context("running the simulator")?;
+        }
+        let check = Command::new(&twin)
+            .args(["real", path, "--check", "--broker-bin"])
+            .arg(&broker)
+            .current_dir(repo_root())
+            .output()
+            .context("asking the twin runner")?;
+        if check.status.code() == Some(3) {
+            std::fs::write(out.join("skipped.txt"), &check.stdout)?;
+            continue;
+        }
+        for seed in 1..=f.runs {
+            println!("xtask: {name}: real run with seed {seed}'s faults");
+            Command::new(&twin)
+                .args(["real", path, "--seed", &seed.to_string(), "--report"])
+                .arg(out.join("real"))
+                .arg("--broker-bin")
+                .arg(&broker)
+                .arg("--work-dir")
+                .arg(dir.join("work"))
+                .current_dir(repo_root())
+                .status()
+                .context("running the twin runner")?;
+        }
+    }
+    let mut table = Command::new(&twin);
+    table.args(["fidelity", "--dir"]).arg(&dir);
+    if let Some(out) = &f.out {
+        table.arg("--out").arg(out);
+    }
+    let status = table
+        .args(&scenarios)
+        .current_dir(repo_root())
+        .status()
+        .context("printing the fidelity table")?;
+    if !status.success() {
+        bail!("the worlds diverge (the table lists where)");
+    }
+    Ok(())
+}
+
 pub fn run(args: &SimArgs) -> Result<()> {
+    if args.args.first().map(String::as_str) == Some("fidelity") {
+        return fidelity(&args.args[1..]);
+    }
     let mut command = if args.args.first().map(String::as_str) == Some("real") {
         let (sim, broker) = build_real("release")?;
         let mut c = Command::new(sim);

@@ -35,11 +35,12 @@ struct Cli {
     /// Write each run's report (JSON, Markdown page, SVG timeline) into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Only say whether this world can run the scenario (exit 0) or not (exit 3, the reason).
+    #[arg(long)]
+    check: bool,
 }
 
-/// Exit 0 when every run's verdict is the one the scenario expects, 1 when one is not, 2 on bad
-/// input, 3 when this world cannot run the scenario (the reason is printed).
-pub fn main() -> ExitCode {
+fn init_logs() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIM_LOG")
@@ -47,6 +48,12 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Exit 0 when every run's verdict is the one the scenario expects, 1 when one is not, 2 on bad
+/// input, 3 when this world cannot run the scenario (the reason is printed).
+pub fn main() -> ExitCode {
+    init_logs();
     let cli = Cli::parse();
     let scenario = match Scenario::load(&cli.scenario) {
         Ok(s) => s,
@@ -59,6 +66,16 @@ pub fn main() -> ExitCode {
         broker_bin: cli.broker_bin.clone(),
         work_dir: cli.work_dir.clone(),
     };
+    if cli.check {
+        let faults = scenario.faults_for(cli.seed);
+        return match crate::real::faults::unsupported(&scenario, &faults) {
+            Some(why) => {
+                println!("{why}");
+                ExitCode::from(3)
+            }
+            None => ExitCode::SUCCESS,
+        };
+    }
     let mut all_as_expected = true;
     for seed in cli.seed..cli.seed + cli.runs {
         let r = match run(&scenario, seed, &opts) {
@@ -88,5 +105,87 @@ pub fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "sim fidelity",
+    about = "The fidelity table: each scenario's simulated seeds against its twin runs"
+)]
+struct FidelityCli {
+    /// The literal word `fidelity`.
+    #[arg(value_parser = ["fidelity"])]
+    command: String,
+    /// Where the runs are: `<dir>/<scenario>/sim/*.json`, `<dir>/<scenario>/real/*.json` and,
+    /// for a scenario this world cannot run, `<dir>/<scenario>/skipped.txt`.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The scenario files, in the table's order.
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+    /// Also write the table into this file, between its `<!-- fidelity -->` and
+    /// `<!-- /fidelity -->` lines (the whole file if it has none).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `sim fidelity`: print the table; exit 0 without divergences, 1 with some, 2 on bad input.
+pub fn fidelity_main() -> ExitCode {
+    init_logs();
+    let cli = FidelityCli::parse();
+    let mut all = Vec::new();
+    for path in &cli.scenarios {
+        let scenario = match Scenario::load(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sim: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+        let dir = cli.dir.join(&scenario.name);
+        let load = |world: &str| crate::report::fidelity::load_reports(&dir.join(world));
+        let (sim, real) = match (load("sim"), load("real")) {
+            (Ok(s), Ok(r)) => (s, r),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("sim: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        all.push(crate::report::fidelity::Twins {
+            scenario: scenario.name.clone(),
+            tolerance: scenario.twin.tolerance,
+            sim,
+            real,
+            skipped: std::fs::read_to_string(dir.join("skipped.txt"))
+                .ok()
+                .map(|s| s.trim().to_string()),
+        });
+    }
+    let table = crate::report::fidelity::table(&all);
+    print!("{table}");
+    if let Some(out) = &cli.out {
+        let old = std::fs::read_to_string(out).unwrap_or_default();
+        let text = match (
+            old.find("<!-- fidelity -->"),
+            old.find("<!-- /fidelity -->"),
+        ) {
+            (Some(a), Some(b)) if a < b => {
+                format!("{}<!-- fidelity -->\n{table}{}", &old[..a], &old[b..])
+            }
+            _ => table.clone(),
+        };
+        if let Err(e) = std::fs::write(out, text) {
+            eprintln!("sim: cannot write {}: {e}", out.display());
+            return ExitCode::from(2);
+        }
+    }
+    let diverged = all
+        .iter()
+        .any(|t| !crate::report::fidelity::divergences(t).is_empty());
+    if diverged {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

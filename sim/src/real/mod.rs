@@ -271,11 +271,21 @@ async fn twin(
     opts: &Options,
 ) -> anyhow::Result<Observed> {
     let dir = opts.work_dir.join(format!("{}-seed{seed}", sc.name));
+    let n = sc.cluster.nodes.max(1);
+    // A run killed before it could unmount leaves its mounts behind, their files unreachable.
+    for i in 1..=n {
+        let data = dir.join(broker_name(i)).join("data");
+        if let Ok(c) = std::ffi::CString::new(data.as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2(2) on a NUL-terminated path; failure (not a mount) is ignored.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
-    let n = sc.cluster.nodes.max(1);
     let links = Links::new(seed);
     // Every broker's listeners: clients, the others (behind the peer proxy), metrics.
     let mut client_addrs = Vec::new();

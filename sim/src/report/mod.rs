@@ -5,12 +5,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::history::{Op, PollResult, SendOutcome};
 use crate::outcome::RunReport;
 use crate::scenario::{Scenario, BROKER_NODE};
 
+pub mod fidelity;
 pub mod summary;
 mod svg;
 pub mod text;
@@ -18,7 +19,7 @@ pub mod text;
 use svg::{bound_line, fault_colour, label_rows, milliseconds, number, ticks, xml};
 
 /// One time bucket of the client-visible series.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bucket {
     pub start_s: f64,
     pub acked_per_s: f64,
@@ -30,7 +31,7 @@ pub struct Bucket {
     pub latency_ms_p99: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FaultWindow {
     pub kind: String,
     pub what: String,
@@ -51,7 +52,7 @@ impl FaultWindow {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub scenario: String,
     pub description: String,
@@ -61,6 +62,9 @@ pub struct Report {
     pub expected: String,
     pub as_expected: bool,
     pub findings: Vec<String>,
+    /// The kinds of the findings, each once, sorted (what the fidelity table compares).
+    #[serde(default)]
+    pub finding_kinds: Vec<String>,
     /// The settings this seed drew (`[random_config]`), `section.key` → value.
     pub configuration_drawn: Vec<(String, String)>,
     pub faults: Vec<FaultWindow>,
@@ -79,6 +83,7 @@ pub struct Report {
     /// The command that runs it again: a replay in simulation, a new run on real processes.
     pub replay: String,
     /// Where it ran: `simulation` or `real` (a twin run on real broker processes).
+    #[serde(default)]
     pub world: String,
     /// Per broker: the series its clients saw (requests sent to it).
     pub nodes: Vec<NodeSeries>,
@@ -86,7 +91,7 @@ pub struct Report {
     pub figures: Vec<FigureLine>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FigureLine {
     pub name: String,
     pub value: f64,
@@ -94,7 +99,7 @@ pub struct FigureLine {
     pub holds: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeSeries {
     pub node: String,
     pub buckets: Vec<Bucket>,
@@ -224,6 +229,11 @@ impl Report {
             expected: r.expected.to_string(),
             as_expected: r.as_expected(),
             findings: r.finding_lines(20),
+            finding_kinds: {
+                let kinds: std::collections::BTreeSet<String> =
+                    r.findings.iter().map(|f| f.kind().to_string()).collect();
+                kinds.into_iter().collect()
+            },
             configuration_drawn: r.config.clone(),
             faults,
             acknowledged: r.acked,

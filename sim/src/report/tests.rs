@@ -42,6 +42,7 @@ fn report() -> Report {
         expected: "pass".into(),
         as_expected: true,
         findings: Vec::new(),
+        finding_kinds: Vec::new(),
         configuration_drawn: Vec::new(),
         faults: vec![
             window("fsync-stall", 30, 40),
@@ -168,4 +169,76 @@ fn a_long_run_is_ticked_in_hours() {
     let svg = r.svg();
     assert!(svg.contains(">0 h<") && svg.contains(">3 h<"), "hour ticks");
     assert!(!svg.contains(" min<") && !svg.contains(">2k s<"));
+}
+
+fn twins(sim: Report, real: Report) -> fidelity::Twins {
+    fidelity::Twins {
+        scenario: "t".into(),
+        tolerance: 3.0,
+        sim: vec![("sim/t-seed3.json".into(), sim)],
+        real: vec![("real/t-real-seed3.json".into(), real)],
+        skipped: None,
+    }
+}
+
+#[test]
+fn the_same_run_in_both_worlds_does_not_diverge() {
+    let real = Report {
+        world: "real".into(),
+        ..report()
+    };
+    let t = twins(report(), real);
+    assert_eq!(fidelity::divergences(&t), Vec::<String>::new());
+    let table = fidelity::table(&[t]);
+    assert!(
+        table.contains("| t | 1/1 as expected (pass) | 1/1 as expected (pass) |"),
+        "{table}"
+    );
+    assert!(table.contains("No divergence."), "{table}");
+}
+
+#[test]
+fn a_finding_in_one_world_only_and_a_figure_past_the_tolerance_diverge() {
+    let mut real = Report {
+        world: "real".into(),
+        finding_kinds: vec!["lost-write".into()],
+        outcome: "failure".into(),
+        as_expected: false,
+        ..report()
+    };
+    real.acknowledged = report().acknowledged / 5;
+    real.simulated_s = report().simulated_s;
+    for b in &mut real.nodes[0].buckets {
+        b.latency_ms_p99 = b.latency_ms_p99.map(|l| l * 10.0);
+    }
+    let d = fidelity::divergences(&twins(
+        Report {
+            acknowledged: 10_000,
+            ..report()
+        },
+        Report {
+            acknowledged: 2_000,
+            ..real
+        },
+    ));
+    let all = d.join("\n");
+    assert!(
+        all.contains("finding `lost-write` in real runs only: seed 3"),
+        "{all}"
+    );
+    assert!(all.contains("real run of seed 3 not as expected"), "{all}");
+    assert!(all.contains("throughput (acks/s): real"), "{all}");
+    assert!(all.contains("produce p99 (ms): real"), "{all}");
+}
+
+#[test]
+fn the_time_to_resume_is_counted_from_the_fault_to_half_the_rate_before_it() {
+    let mut r = report();
+    // Nothing acknowledged from 30 s (the first fault) until 37 s.
+    for b in &mut r.nodes[0].buckets[30..37] {
+        b.acked_per_s = 0.0;
+    }
+    r.faults.retain(|f| f.from_s == 30);
+    let f = fidelity::figures(&r);
+    assert_eq!(f.resume_s, Some(7.0));
 }

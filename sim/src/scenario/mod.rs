@@ -96,6 +96,9 @@ pub struct Scenario {
     /// ([`crate::scenario::config_draw`]).
     #[serde(default)]
     pub random_config: Option<crate::scenario::config_draw::RandomConfig>,
+    /// How its twin runs on real processes are compared with its simulated seeds.
+    #[serde(default)]
+    pub twin: TwinSpec,
     pub expect: Expect,
     /// The file as read (a random configuration is drawn into it).
     #[serde(skip)]
@@ -136,6 +139,29 @@ impl ClusterSpec {
     /// When broker `node` (from 1) starts, if later than the run.
     pub fn joins_at_s(&self, node: usize) -> Option<u64> {
         self.joining.iter().find(|j| j.node == node).map(|j| j.at_s)
+    }
+}
+
+/// How a scenario's twin runs are held against its simulated seeds (`cargo xtask sim
+/// fidelity`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwinSpec {
+    /// A figure (throughput, produce p99, time to resume) diverges when the real world's is
+    /// more than this many times the simulation's, or less than its inverse.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+}
+
+fn default_tolerance() -> f64 {
+    3.0
+}
+
+impl Default for TwinSpec {
+    fn default() -> Self {
+        TwinSpec {
+            tolerance: default_tolerance(),
+        }
     }
 }
 
@@ -624,6 +650,9 @@ impl Scenario {
 
     fn validate(&self) -> Result<(), String> {
         let w = &self.workload;
+        if !(self.twin.tolerance.is_finite() && self.twin.tolerance >= 1.0) {
+            return Err("twin.tolerance must be a number of at least 1".into());
+        }
         if w.producers == 0 {
             return Err("workload.producers must be at least 1".into());
         }
