@@ -100,10 +100,9 @@ struct FidelityArgs {
 /// Every scenario's seeds in simulation and its runs on real processes, then the table.
 fn fidelity(args: &[String]) -> Result<()> {
     use clap::Parser;
-    let f = FidelityArgs::try_parse_from(
-        std::iter::once("fidelity".to_string()).chain(args.iter().cloned()),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let f =
+        FidelityArgs::try_parse_from(std::iter::once("sim").chain(args.iter().map(String::as_str)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let scenarios: Vec<String> = if f.scenarios.is_empty() {
         TWIN_SCENARIOS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -173,7 +172,7 @@ fn fidelity(args: &[String]) -> Result<()> {
 
 pub fn run(args: &SimArgs) -> Result<()> {
     if args.args.first().map(String::as_str) == Some("fidelity") {
-        return fidelity(&args.args[1..]);
+        return fidelity(&args.args);
     }
     let mut command = if args.args.first().map(String::as_str) == Some("real") {
         let (sim, broker) = build_real("release")?;
