@@ -33,6 +33,7 @@ pub mod replication;
 pub mod security;
 pub mod server;
 pub mod storage;
+pub mod sync;
 pub mod throttle;
 pub mod topic_config;
 

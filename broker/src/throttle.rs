@@ -3,7 +3,7 @@
 //! Each kind gets a few lines per window; the rest are counted, and the next line that is
 //! written says how many were suppressed before it. Time comes from the node's clock.
 
-use std::sync::Mutex;
+use crate::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,9 +13,16 @@ const LINES_PER_WINDOW: u32 = 10;
 const WINDOW: Duration = Duration::from_secs(10);
 
 /// The limit for one kind of log line.
-#[derive(Default)]
 pub struct LogThrottle {
     state: Mutex<Window>,
+}
+
+impl Default for LogThrottle {
+    fn default() -> Self {
+        LogThrottle {
+            state: Mutex::new("throttle.log", Window::default()),
+        }
+    }
 }
 
 #[derive(Default)]

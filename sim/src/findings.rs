@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 38] = [
+pub const FINDING_KINDS: [&str; 39] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -43,6 +43,7 @@ pub const FINDING_KINDS: [&str; 38] = [
     "stale-value",
     "resurrected",
     "metadata-diverged",
+    "lock-order-inversion",
 ];
 
 /// What the checkers found.
@@ -222,6 +223,14 @@ pub enum Finding {
     /// A broker named itself a partition's leader in Metadata long after it had refused a
     /// produce to it as not its leader, acknowledging none in between: a client that reaches
     /// only it loops metadata → produce → refusal.
+    /// Two of the broker's locks taken in both orders (`broker::sync`): a deadlock waiting for
+    /// two tasks or threads to meet there. Each order with where its locks were taken.
+    LockOrderInversion {
+        first: String,
+        second: String,
+        first_at: String,
+        second_at: String,
+    },
     LeaderRefuses {
         broker: i32,
         partition: i32,
@@ -356,6 +365,7 @@ impl Finding {
             Finding::BoundBroken { .. } => "bound-broken",
             Finding::DirFailed { .. } => "dir-failed",
             Finding::LeaderRefuses { .. } => "leader-refuses",
+            Finding::LockOrderInversion { .. } => "lock-order-inversion",
             Finding::ServedUnauthorized(_) => "served-unauthorized",
             Finding::RefusedAuthorized(_) => "refused-authorized",
             Finding::SecurityDiverged { .. } => "security-diverged",
@@ -634,6 +644,15 @@ impl std::fmt::Display for Finding {
             Finding::DirFailed { node, times } => write!(
                 f,
                 "data directory failed: {node}'s was declared failed {times} time(s) with no disk fault in the run"
+            ),
+            Finding::LockOrderInversion {
+                first,
+                second,
+                first_at,
+                second_at,
+            } => write!(
+                f,
+                "lock-order inversion: {first} then {second} ({first_at}), and the other way round ({second_at})"
             ),
             Finding::LeaderRefuses {
                 broker,

@@ -135,6 +135,8 @@ pub struct Observed {
     pub moves: crate::checks::moves::Observed,
     /// Which of the admin's topics each broker lists after the run.
     pub final_topics: Vec<Option<BTreeMap<String, bool>>>,
+    /// The lock-order inversions the brokers' locks told of (simulation only).
+    pub lock_inversions: Vec<broker::sync::Inversion>,
 }
 
 /// The report of one run: the checkers' verdict over what it observed, with its trace.
@@ -280,6 +282,16 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         };
         findings.extend(access::check(&o.history, &o.publications, &settings));
     }
+    findings.extend(
+        o.lock_inversions
+            .iter()
+            .map(|i| Finding::LockOrderInversion {
+                first: i.first.to_string(),
+                second: i.second.to_string(),
+                first_at: i.first_at.clone(),
+                second_at: i.second_at.clone(),
+            }),
+    );
     findings.extend(crate::checks::bounds::check(
         &o.node_bounds,
         scenario.disk_can_fail(faults),

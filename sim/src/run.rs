@@ -227,8 +227,10 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         std::mem::take(&mut *world.watermarks.lock().unwrap_or_else(|p| p.into_inner()));
     let publications = crate::world::observed::take(start);
     let moves = crate::world::observed::take_moves();
+    let lock_inversions = crate::world::observed::take_inversions();
     let final_topics = std::mem::take(&mut *workload::lock(&world.final_topics));
     Observed {
+        lock_inversions,
         final_topics,
         publications,
         moves,

@@ -23,7 +23,7 @@ pub type Layer = (&'static str, &'static [&'static str]);
 pub const BROKER_LAYERS: &[Layer] = &[
     // Leaf modules everything may use: the record batch format and its records, the wire
     // protocol, codecs, idempotent producers' state, counters, the memory budget, throttled
-    // logging, coverage events, the simulator's fault points and what it observes.
+    // logging, coverage events, the simulator's fault points and what it observes, the locks.
     (
         "foundation",
         &[
@@ -38,6 +38,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
             "observe",
             "producer_state",
             "protocol",
+            "sync",
             "records",
             "throttle",
         ],
@@ -491,6 +492,34 @@ mod tests {
     #[test]
     fn the_simulator_s_rooms_import_only_their_own_layer_and_lower_ones() {
         check_crate("sim", SIM_LAYERS);
+    }
+
+    #[test]
+    fn every_lock_of_the_broker_is_one_of_its_sync_module() {
+        // The simulator sees the broker's locks only through `broker::sync` (contention,
+        // lock order): a std or tokio lock elsewhere would be invisible to it.
+        let mut found = Vec::new();
+        for file in rust_files(&src("broker")) {
+            if file.ends_with("sync.rs") || file.ends_with("tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                let std_lock = ["std::sync::", "tokio::sync::"].iter().any(|m| {
+                    code.contains(&format!("{m}Mutex")) || code.contains(&format!("{m}RwLock"))
+                }) || (code.contains("use std::sync::{")
+                    && (code.contains("Mutex") || code.contains("RwLock")));
+                if std_lock {
+                    found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "locks outside broker::sync:\n{}",
+            found.join("\n")
+        );
     }
 
     #[test]

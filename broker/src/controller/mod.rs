@@ -31,7 +31,9 @@ pub mod state;
 pub use caught_up::SecurityPublished;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use crate::sync::RwLock;
 use std::time::Duration;
 
 use io_backend::Env;
@@ -83,7 +85,7 @@ pub struct Controller {
     /// Bumped after every pass that brought the local storage in line with the metadata.
     reconciled: watch::Sender<u64>,
     /// Producer ids this broker may hand out without asking: `[next, end)`.
-    producer_ids: std::sync::Mutex<(i64, i64)>,
+    producer_ids: crate::sync::Mutex<(i64, i64)>,
     /// Which start of this broker registered (a restarted broker registers anew).
     incarnation: u64,
     /// This broker's address on each listener (the first is also the record's `host:port`).
@@ -163,12 +165,12 @@ impl Controller {
             replication,
             transport,
             partition,
-            state: RwLock::new(Arc::new(ClusterMetadata::new())),
+            state: RwLock::new("controller.metadata", Arc::new(ClusterMetadata::new())),
             version: watch::channel(0).0,
             applied: watch::channel(0).0,
             caught_up: watch::channel(false).0,
             reconciled: watch::channel(0).0,
-            producer_ids: std::sync::Mutex::new((0, 0)),
+            producer_ids: crate::sync::Mutex::new("controller.producer_ids", (0, 0)),
             endpoints: config.advertised_endpoints(),
             rack: config.rack(),
             session_timeout: Duration::from_millis(config.broker_session_timeout_ms),

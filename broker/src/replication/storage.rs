@@ -25,7 +25,9 @@
 //! ([`crate::storage::log::conf`]); a snapshot carries the membership the leader has applied.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
@@ -220,23 +222,26 @@ impl PartitionStorage {
         };
         let storage = PartitionStorage {
             partition,
-            inner: Mutex::new(Inner {
-                hard_state: hs,
-                conf_state,
-                conf_index,
-                confs,
-                tail,
-                tail_unplaced: false,
-                cache: VecDeque::new(),
-                cache_bytes: 0,
-                needed_from: u64::MAX,
-                held_accounted: 0,
-                durable_next: next_index,
-                pending_reset: None,
-                reset_write: None,
-                reads: BTreeMap::new(),
-                fetched: None,
-            }),
+            inner: Mutex::new(
+                "replication.storage",
+                Inner {
+                    hard_state: hs,
+                    conf_state,
+                    conf_index,
+                    confs,
+                    tail,
+                    tail_unplaced: false,
+                    cache: VecDeque::new(),
+                    cache_bytes: 0,
+                    needed_from: u64::MAX,
+                    held_accounted: 0,
+                    durable_next: next_index,
+                    pending_reset: None,
+                    reset_write: None,
+                    reads: BTreeMap::new(),
+                    fetched: None,
+                },
+            ),
             followers_cache,
         };
         // Everything before the log's first entry was committed (retention and snapshots
@@ -256,6 +261,7 @@ impl PartitionStorage {
         &self.partition
     }
 
+    #[track_caller]
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -41,7 +41,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -202,6 +204,7 @@ struct Peer {
 }
 
 impl Peer {
+    #[track_caller]
     fn outbox(&self) -> MutexGuard<'_, Outbox> {
         // A poisoned lock only means a panic elsewhere mid-push; the queue is still whole.
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
@@ -215,7 +218,7 @@ struct Inner {
     env: Env,
     settings: TransportSettings,
     /// Replaced whole when the membership changes ([`Transport::set_peers`]); read per send.
-    peers: std::sync::RwLock<Arc<BTreeMap<NodeId, Arc<Peer>>>>,
+    peers: crate::sync::RwLock<Arc<BTreeMap<NodeId, Arc<Peer>>>>,
     inbox: mpsc::Sender<Delivery>,
     /// Requests to join, for the layer above ([`Transport::take_joins`]).
     joins: mpsc::Sender<JoinRequest>,
@@ -253,10 +256,10 @@ impl Transport {
             cluster,
             env,
             settings,
-            peers: Default::default(),
+            peers: crate::sync::RwLock::new("transport.peers", Default::default()),
             inbox: inbox_tx,
             joins,
-            joins_rx: Mutex::new(Some(joins_rx)),
+            joins_rx: Mutex::new("transport.joins", Some(joins_rx)),
             stats: TransportStats::default(),
             shutdown: watch::channel(false).0,
             links: watch::channel(0).0,

@@ -15,7 +15,9 @@
 //! garbage or silence on a TLS port ends in a closed connection and a log line.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use crate::sync::RwLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -85,7 +87,7 @@ impl Tls {
             settings,
             disk,
             random,
-            current: RwLock::new((files, configs)),
+            current: RwLock::new("security.tls", (files, configs)),
         }))
     }
 

@@ -7,7 +7,9 @@ mod sasl;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::sync::Mutex;
 use std::time::Duration;
 
 use io_backend::{Clock, Env, Listener};
@@ -502,9 +504,16 @@ async fn accept_on(
 /// Open connections, to give memory back to the system after a burst of them: when the number
 /// open falls to a quarter of its peak since the last time (a peak of at least
 /// [`Churn::BURST`]), the allocator's free pages are released.
-#[derive(Default)]
 struct Churn {
     state: Mutex<(usize, usize)>, // (open now, peak)
+}
+
+impl Default for Churn {
+    fn default() -> Self {
+        Churn {
+            state: Mutex::new("server.churn", (0, 0)),
+        }
+    }
 }
 
 impl Churn {
@@ -534,9 +543,16 @@ impl Churn {
 
 /// Open connections per client address (Kafka's `max.connections.per.ip`), so connections from
 /// one address — idle ones included — cannot take every slot.
-#[derive(Default)]
 struct PerAddress {
     open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Default for PerAddress {
+    fn default() -> Self {
+        PerAddress {
+            open: Mutex::new("server.per_address", HashMap::new()),
+        }
+    }
 }
 
 impl PerAddress {

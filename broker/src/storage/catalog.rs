@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use crate::sync::RwLock;
 
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -153,15 +155,20 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// The topics of a data directory, by name.
-#[derive(Default)]
 pub struct Catalog {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new(HashMap::new())
+    }
 }
 
 impl Catalog {
     pub fn new(topics: HashMap<String, Arc<Topic>>) -> Catalog {
         Catalog {
-            topics: RwLock::new(topics),
+            topics: RwLock::new("storage.catalog", topics),
         }
     }
 
@@ -206,12 +213,14 @@ impl Catalog {
         self.write().remove(name)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+    #[track_caller]
+    fn read(&self) -> crate::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
         // A poisoned lock only means a panic elsewhere; the map itself is whole.
         self.topics.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+    #[track_caller]
+    fn write(&self) -> crate::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 }

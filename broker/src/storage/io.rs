@@ -9,7 +9,9 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -113,8 +115,8 @@ pub struct Health {
 impl Health {
     pub fn new(metrics: Arc<Metrics>) -> Arc<Health> {
         Arc::new(Health {
-            failure: Mutex::new(None),
-            stalled: Mutex::new(Vec::new()),
+            failure: Mutex::new("storage.io.failure", None),
+            stalled: Mutex::new("storage.io.stalled", Vec::new()),
             failed_signal: Notify::new(),
             state: tokio::sync::watch::channel(false).0,
             metrics,
@@ -187,7 +189,8 @@ impl Health {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+#[track_caller]
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means a panic elsewhere; the data (a flag, a list) is still valid.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -219,10 +219,10 @@ pub(crate) struct Shared {
     pub(crate) static_defaults: LogConfig,
     /// The dynamic broker configs and the topic defaults they make over the static ones (what
     /// every topic's overrides resolve over). Changed only by the admin lane, together.
-    pub(crate) dynamic: std::sync::RwLock<(DynamicConfigs, LogConfig)>,
+    pub(crate) dynamic: crate::sync::RwLock<(DynamicConfigs, LogConfig)>,
     /// A single node's security metadata (a cluster's is in its metadata log). Changed only
     /// by the admin lane, once durable.
-    pub(crate) security: std::sync::RwLock<Arc<SecurityMetadata>>,
+    pub(crate) security: crate::sync::RwLock<Arc<SecurityMetadata>>,
     /// Whether this directory's partitions are replicated (a cluster node): their logs are
     /// Raft logs, written through [`Store::raft_write`] only.
     pub(crate) replicated: bool,
@@ -259,7 +259,7 @@ pub struct Store {
     /// Closed when the pipeline has ended (and released the directory's lock).
     pipeline_alive: watch::Receiver<()>,
     /// The producer ids this store may hand out without asking the admin lane: `[next, end)`.
-    producer_ids: std::sync::Mutex<(i64, i64)>,
+    producer_ids: crate::sync::Mutex<(i64, i64)>,
     /// Dropped with the store: the log cleaner then ends.
     _open: watch::Sender<()>,
 }
@@ -338,8 +338,8 @@ impl Store {
             env,
             producer_expiration_ms: config.producer_id_expiration_ms,
             static_defaults,
-            dynamic: std::sync::RwLock::new((dynamic, defaults)),
-            security: std::sync::RwLock::new(Arc::new(security)),
+            dynamic: crate::sync::RwLock::new("storage.dynamic_configs", (dynamic, defaults)),
+            security: crate::sync::RwLock::new("storage.security", Arc::new(security)),
             replicated,
             created_here,
         });
@@ -375,7 +375,7 @@ impl Store {
             tx,
             admin,
             pipeline_alive: alive_rx,
-            producer_ids: std::sync::Mutex::new((0, 0)),
+            producer_ids: crate::sync::Mutex::new("storage.producer_ids", (0, 0)),
             _open: open,
         });
         if config.retention_check_interval_ms > 0 {
@@ -700,7 +700,8 @@ impl Store {
         take(&mut ids).ok_or_else(|| StorageError::DirFailed("no producer id left".into()))
     }
 
-    fn lock_producer_ids(&self) -> std::sync::MutexGuard<'_, (i64, i64)> {
+    #[track_caller]
+    fn lock_producer_ids(&self) -> crate::sync::MutexGuard<'_, (i64, i64)> {
         self.producer_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -711,13 +711,13 @@ fn answer_all(replies: impl IntoIterator<Item = Waiter>, err: &AppendError) {
 
 /// A commit round's waiters, each answered once: by the round, or all at once by its deadline.
 /// (A std mutex, taken for a few instructions and never across an await.)
-pub(super) struct Board<T, E>(std::sync::Mutex<Slots<T, E>>);
+pub(super) struct Board<T, E>(crate::sync::Mutex<Slots<T, E>>);
 
 type Slots<T, E> = Vec<Option<super::Reply<Result<T, E>>>>;
 
 impl<T, E: Clone> Board<T, E> {
     pub(super) fn new(waiters: Slots<T, E>) -> Self {
-        Board(std::sync::Mutex::new(waiters))
+        Board(crate::sync::Mutex::new("storage.pipeline.board", waiters))
     }
 
     pub(super) fn answer(&self, slot: usize, result: Result<T, E>) {
@@ -735,7 +735,8 @@ impl<T, E: Clone> Board<T, E> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<T, E>> {
+    #[track_caller]
+    fn lock(&self) -> crate::sync::MutexGuard<'_, Slots<T, E>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

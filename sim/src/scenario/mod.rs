@@ -35,8 +35,10 @@ use serde::Deserialize;
 
 pub mod config_draw;
 mod faults;
+mod twin;
 
 pub use faults::{last_heal_s, Fault, RandomFaults, RANDOM_KINDS};
+pub use twin::TwinSpec;
 
 /// The broker node's name in scenarios, reports and partitions (the first broker of a cluster).
 pub const BROKER_NODE: &str = "broker-1";
@@ -139,29 +141,6 @@ impl ClusterSpec {
     /// When broker `node` (from 1) starts, if later than the run.
     pub fn joins_at_s(&self, node: usize) -> Option<u64> {
         self.joining.iter().find(|j| j.node == node).map(|j| j.at_s)
-    }
-}
-
-/// How a scenario's twin runs are held against its simulated seeds (`cargo xtask sim
-/// fidelity`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TwinSpec {
-    /// A figure (throughput, produce p99, time to resume) diverges when the real world's is
-    /// more than this many times the simulation's, or less than its inverse.
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
-}
-
-fn default_tolerance() -> f64 {
-    3.0
-}
-
-impl Default for TwinSpec {
-    fn default() -> Self {
-        TwinSpec {
-            tolerance: default_tolerance(),
-        }
     }
 }
 

@@ -20,6 +20,8 @@ thread_local! {
     static PUBLISHED: RefCell<Vec<(Instant, SecurityPublished)>> = const { RefCell::new(Vec::new()) };
     /// This run's membership changes and move records, as applied.
     static MOVES: RefCell<MovesObserved> = RefCell::new(Default::default());
+    /// The lock-order inversions the brokers' locks told of (`broker::sync`).
+    static INVERSIONS: RefCell<Vec<broker::sync::Inversion>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Start recording what the brokers of this thread's run publish.
@@ -33,6 +35,8 @@ pub fn install() {
             MOVES.with(|all| all.borrow_mut().memberships.push(m.clone()));
         } else if let Some(m) = what.downcast_ref::<MoveApplied>() {
             MOVES.with(|all| all.borrow_mut().moves.push(m.clone()));
+        } else if let Some(i) = what.downcast_ref::<broker::sync::Inversion>() {
+            INVERSIONS.with(|all| all.borrow_mut().push(i.clone()));
         }
     });
 }
@@ -74,4 +78,9 @@ pub fn joint_entered(from: usize) -> (usize, Option<u64>) {
 /// The membership changes and move records observed in this thread's run (taken once).
 pub fn take_moves() -> MovesObserved {
     MOVES.with(|m| std::mem::take(&mut *m.borrow_mut()))
+}
+
+/// The lock-order inversions told in this thread's run (taken once).
+pub fn take_inversions() -> Vec<broker::sync::Inversion> {
+    INVERSIONS.with(|i| std::mem::take(&mut *i.borrow_mut()))
 }

@@ -94,9 +94,9 @@ impl Node {
         let view = Arc::new(GroupView {
             group,
             partition: partition.clone(),
-            members: Mutex::new(Members::of(&conf_state)),
-            preferred: Mutex::new(voters.first().copied()),
-            status: Mutex::new(Status::default()),
+            members: Mutex::new("replication.group.members", Members::of(&conf_state)),
+            preferred: Mutex::new("replication.group.preferred", voters.first().copied()),
+            status: Mutex::new("replication.group.status", Status::default()),
             counted: Default::default(),
         });
         {

@@ -182,7 +182,7 @@ impl Replication {
         memory: Arc<MemoryBudget>,
     ) -> Replication {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let views = Arc::new(RwLock::new(Views::default()));
+        let views = Arc::new(RwLock::new("replication.views", Views::default()));
         let (changed, changes) = watch::channel(0);
         let links = transport.link_changes();
         let link_state = transport
@@ -495,7 +495,8 @@ impl Replication {
         self.changes.clone()
     }
 
-    pub(super) fn read_views(&self) -> std::sync::RwLockReadGuard<'_, Views> {
+    #[track_caller]
+    pub(super) fn read_views(&self) -> crate::sync::RwLockReadGuard<'_, Views> {
         self.views.read().unwrap_or_else(|p| p.into_inner())
     }
 }

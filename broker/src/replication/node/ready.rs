@@ -236,12 +236,16 @@ impl Node {
         let reset = g.raw.store().unwritten_reset();
         let durable_next = match &reset {
             Some(r) => r.index + 1,
-            None => partition
-                .state()
-                .replica
-                .as_ref()
-                .map_or(1, |r| r.next_index)
-                .min(g.raw.store().durable_next()),
+            None => {
+                // The state's guard goes before the storage's lock is taken: the storage takes
+                // them the other way round (lock-order inversion found by `broker::sync`).
+                let written = partition
+                    .state()
+                    .replica
+                    .as_ref()
+                    .map_or(1, |r| r.next_index);
+                written.min(g.raw.store().durable_next())
+            }
         };
         let last = g.raw.raft.raft_log.last_index();
         let entries = g

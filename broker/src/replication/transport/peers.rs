@@ -39,10 +39,13 @@ fn new_peer(id: NodeId, address: SocketAddr, listed: bool) -> Arc<Peer> {
     Arc::new(Peer {
         id,
         address,
-        outbox: Mutex::new(Outbox {
-            messages: VecDeque::new(),
-            bytes: 0,
-        }),
+        outbox: Mutex::new(
+            "transport.outbox",
+            Outbox {
+                messages: VecDeque::new(),
+                bytes: 0,
+            },
+        ),
         wake: Notify::new(),
         generation: watch::channel(0).0,
         connected: false.into(),

@@ -25,7 +25,9 @@ pub use reset::{load_closed, rename_prefix_files};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use crate::sync::{AsyncMutex, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use io_backend::DiskFile;
@@ -178,10 +180,10 @@ pub struct Partition {
     /// snapshot, a replica moved away), which removes every segment and creates one whose
     /// name may be a name being deleted. The one async lock held across disk operations, each
     /// under the I/O deadline; appends, reads and the state lock never wait for it.
-    files: tokio::sync::Mutex<()>,
+    files: AsyncMutex<()>,
     /// The cluster metadata's partition only: the text of its newest snapshot of the state it
     /// holds, and the offset it is at (`controller::snapshot`), for a leader's Raft snapshot.
-    state_snapshot: std::sync::Mutex<Option<(i64, bytes::Bytes)>>,
+    state_snapshot: Mutex<Option<(i64, bytes::Bytes)>>,
     /// A replicated compacted log only: how far the replication layer lets the Raft entries'
     /// start move up over the cleaned log (a leader: what every connected follower holds;
     /// 0: not at all). The commit pipeline moves it with a write ([`replica::ReplicaMeta::raft_from`]).
@@ -228,11 +230,11 @@ impl Partition {
             topic: topic.to_string(),
             index,
             dir,
-            config: RwLock::new(config),
-            state: RwLock::new(state),
+            config: RwLock::new("storage.log.config", config),
+            state: RwLock::new("storage.log.state", state),
             deleted: std::sync::atomic::AtomicBool::new(false),
-            files: tokio::sync::Mutex::new(()),
-            state_snapshot: std::sync::Mutex::new(None),
+            files: AsyncMutex::new("storage.log.files", ()),
+            state_snapshot: Mutex::new("storage.log.state_snapshot", None),
             raft_start_cap: std::sync::atomic::AtomicI64::new(0),
         }
     }
@@ -289,7 +291,7 @@ impl Partition {
     }
 
     /// Exclusive right to remove this partition's segment files (see the field).
-    pub async fn lock_files(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub async fn lock_files(&self) -> crate::sync::AsyncMutexGuard<'_, ()> {
         self.files.lock().await
     }
 
@@ -321,12 +323,14 @@ impl Partition {
             .store(true, std::sync::atomic::Ordering::Release)
     }
 
+    #[track_caller]
     pub fn state(&self) -> RwLockReadGuard<'_, PartitionState> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// For the storage's two writers: the pipeline (appends, rolls) and the admin lane
     /// (segments removed, log start moved).
+    #[track_caller]
     pub fn state_mut(&self) -> RwLockWriteGuard<'_, PartitionState> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
