@@ -495,6 +495,39 @@ mod tests {
     }
 
     #[test]
+    fn every_re_introduced_defect_still_applies_to_the_code() {
+        // sim/tests/fixtures/defects: each patch puts a known defect back on purpose, to show
+        // which world catches it; a patch that no longer applies is test data gone stale.
+        let root = src("broker")
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
+        let root = root.expect("the repository's root");
+        let dir = root.join("sim/tests/fixtures/defects");
+        let mut patches: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("the defects' directory")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+            .collect();
+        patches.sort();
+        assert!(patches.len() >= 7, "{patches:?}");
+        for p in patches {
+            let out = std::process::Command::new("git")
+                .args(["apply", "--check"])
+                .arg(&p)
+                .current_dir(&root)
+                .output()
+                .expect("git");
+            assert!(
+                out.status.success(),
+                "{} no longer applies: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
     fn every_lock_of_the_broker_is_one_of_its_sync_module() {
         // The simulator sees the broker's locks only through `broker::sync` (contention,
         // lock order): a std or tokio lock elsewhere would be invisible to it.
