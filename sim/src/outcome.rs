@@ -139,6 +139,33 @@ pub struct Observed {
     pub lock_inversions: Vec<broker::sync::Inversion>,
 }
 
+/// What Metadata told the workload's clients of its topic, timed from the run's start: each
+/// time a broker named itself a partition's leader, and each change of leader `(seconds,
+/// partition, leader's node id or -1)`.
+pub fn metadata_named(world: &crate::workload::World) -> (Vec<NamedItself>, Vec<(f64, i32, i32)>) {
+    let (start, topic) = (world.start, &world.scenario.workload.topic);
+    let named = world
+        .directory
+        .self_named()
+        .into_iter()
+        .filter(|n| &n.topic == topic)
+        .map(|n| NamedItself {
+            at_s: (n.at - start).as_secs_f64(),
+            broker: n.broker,
+            partition: n.partition,
+            epoch: n.epoch,
+        })
+        .collect();
+    let leader_changes = world
+        .directory
+        .leader_changes()
+        .into_iter()
+        .filter(|c| &c.topic == topic)
+        .map(|c| ((c.at - start).as_secs_f64(), c.partition, c.leader))
+        .collect();
+    (named, leader_changes)
+}
+
 /// The report of one run: the checkers' verdict over what it observed, with its trace.
 #[allow(clippy::too_many_arguments)]
 pub fn report(

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use broker::config::Config;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
@@ -18,10 +17,9 @@ use tokio::time::Instant;
 use futures::future::BoxFuture;
 
 use crate::checks::bounds::NodeBounds;
-use crate::checks::replicas::NamedItself;
 use crate::outcome::Observed;
 pub use crate::outcome::RunReport;
-use crate::scenario::{last_heal_s, Fault, Scenario};
+use crate::scenario::{Fault, Scenario};
 use crate::workload::{self, World};
 use crate::world::cluster::{broker_addr, broker_config, Cluster, DATA_DIR};
 use crate::world::faults::{install_fault_points, schedule};
@@ -124,14 +122,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
     let start = world.start;
     let fault_log = schedule(faults, cluster.clone(), start, seed);
     // What the node is stuck on when the after-heal liveness deadline passes.
-    let stuck_at_deadline = {
-        let world = world.clone();
-        let at = last_heal_s(&world.faults) + sc.expect.liveness_deadline_s;
-        tokio::spawn(async move {
-            tokio::time::sleep_until(start + Duration::from_secs(at)).await;
-            world.stuck()
-        })
-    };
+    let stuck_at_deadline = world.watch_stuck();
     // A broker whose reads take more memory than its budget stops the run there: found so,
     // not by the machine running out of memory.
     let overrun = crate::checks::bounds::first_read_overrun(
@@ -180,25 +171,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         }
     }
     let leaderships = world.directory.leaderships();
-    let named: Vec<NamedItself> = world
-        .directory
-        .self_named()
-        .into_iter()
-        .filter(|n| n.topic == sc.workload.topic)
-        .map(|n| NamedItself {
-            at_s: (n.at - start).as_secs_f64(),
-            broker: n.broker,
-            partition: n.partition,
-            epoch: n.epoch,
-        })
-        .collect();
-    let leader_changes: Vec<(f64, i32, i32)> = world
-        .directory
-        .leader_changes()
-        .into_iter()
-        .filter(|c| c.topic == sc.workload.topic)
-        .map(|c| ((c.at - start).as_secs_f64(), c.partition, c.leader))
-        .collect();
+    let (named, leader_changes) = crate::outcome::metadata_named(&world);
     let node_bounds = cluster
         .brokers
         .iter()
@@ -216,12 +189,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
             memory_budget: *budget,
         })
         .collect();
-    let stuck_at_deadline = if stuck_at_deadline.is_finished() {
-        stuck_at_deadline.await.ok()
-    } else {
-        stuck_at_deadline.abort();
-        None
-    };
+    let stuck_at_deadline = workload::stuck_seen(stuck_at_deadline).await;
     let fault_log = std::mem::take(&mut *fault_log.lock().unwrap_or_else(|p| p.into_inner()));
     let watermarks =
         std::mem::take(&mut *world.watermarks.lock().unwrap_or_else(|p| p.into_inner()));

@@ -25,9 +25,8 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::checks::bounds::NodeBounds;
-use crate::checks::replicas::NamedItself;
 use crate::outcome::{Observed, RunReport};
-use crate::scenario::{broker_name, last_heal_s, Fault, Scenario, BROKER_NODE, CLIENT_NODES};
+use crate::scenario::{broker_name, Fault, Scenario, BROKER_NODE, CLIENT_NODES};
 use crate::workload::{self, ClientNodes, Role, World};
 
 pub mod command;
@@ -440,14 +439,7 @@ async fn drive_and_observe(
     );
     let start = world.start;
     let fault_log = faults::schedule(faults, machines.clone(), start, seed);
-    let stuck_at_deadline = {
-        let world = world.clone();
-        let at = last_heal_s(&world.faults) + sc.expect.liveness_deadline_s;
-        tokio::spawn(async move {
-            tokio::time::sleep_until(start + Duration::from_secs(at)).await;
-            world.stuck()
-        })
-    };
+    let stuck_at_deadline = world.watch_stuck();
     let scraper = tokio::spawn(scrape_failures(machines.clone()));
     let ((final_read, gaps), final_committed) = workload::drive(sc, &world, nodes).await;
     let simulated_s = (Instant::now() - start).as_secs_f64();
@@ -468,25 +460,7 @@ async fn drive_and_observe(
             replica_logs.insert(b.name.clone(), logs);
         }
     }
-    let named: Vec<NamedItself> = world
-        .directory
-        .self_named()
-        .into_iter()
-        .filter(|n| n.topic == sc.workload.topic)
-        .map(|n| NamedItself {
-            at_s: (n.at - start).as_secs_f64(),
-            broker: n.broker,
-            partition: n.partition,
-            epoch: n.epoch,
-        })
-        .collect();
-    let leader_changes: Vec<(f64, i32, i32)> = world
-        .directory
-        .leader_changes()
-        .into_iter()
-        .filter(|c| c.topic == sc.workload.topic)
-        .map(|c| ((c.at - start).as_secs_f64(), c.partition, c.leader))
-        .collect();
+    let (named, leader_changes) = crate::outcome::metadata_named(&world);
     let node_bounds = machines
         .brokers
         .iter()
@@ -500,12 +474,7 @@ async fn drive_and_observe(
             memory_budget: u64::MAX,
         })
         .collect();
-    let stuck_at_deadline = if stuck_at_deadline.is_finished() {
-        stuck_at_deadline.await.ok()
-    } else {
-        stuck_at_deadline.abort();
-        None
-    };
+    let stuck_at_deadline = workload::stuck_seen(stuck_at_deadline).await;
     let fault_log = std::mem::take(&mut *fault_log.lock().unwrap_or_else(|p| p.into_inner()));
     let watermarks = std::mem::take(&mut *workload::lock(&world.watermarks));
     let final_topics = std::mem::take(&mut *workload::lock(&world.final_topics));

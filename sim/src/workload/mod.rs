@@ -324,6 +324,18 @@ impl World {
 
     /// What the node is stuck on now: its pending disk operations and the produce requests
     /// waiting for an answer.
+    /// What the brokers are stuck on when the liveness deadline after the last heal passes
+    /// (a task: [`stuck_seen`] takes its answer, or none if the run ended before).
+    pub fn watch_stuck(self: &Arc<World>) -> tokio::task::JoinHandle<Stuck> {
+        let world = self.clone();
+        let at =
+            crate::scenario::last_heal_s(&world.faults) + world.scenario.expect.liveness_deadline_s;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(world.start + Duration::from_secs(at)).await;
+            world.stuck()
+        })
+    }
+
     pub fn stuck(&self) -> Stuck {
         Stuck {
             pending: (self.syncs_in_flight)()
@@ -343,6 +355,16 @@ impl World {
                 .collect(),
             requests_waiting: self.waiting.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// What [`World::watch_stuck`] saw, if its deadline passed before the run ended.
+pub async fn stuck_seen(watch: tokio::task::JoinHandle<Stuck>) -> Option<Stuck> {
+    if watch.is_finished() {
+        watch.await.ok()
+    } else {
+        watch.abort();
+        None
     }
 }
 
