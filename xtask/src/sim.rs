@@ -153,6 +153,19 @@ fn fidelity(args: &[String]) -> Result<()> {
                 .status()
                 .context("running the twin runner")?;
         }
+        // A run that died before writing its report would only thin the table: say so.
+        for (world, wanted) in [("sim", f.seeds), ("real", f.runs)] {
+            let written = std::fs::read_dir(out.join(world))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                        .count() as u64
+                })
+                .unwrap_or(0);
+            if written != wanted {
+                bail!("{name}: {written} of {wanted} {world} runs wrote a report (see above)");
+            }
+        }
     }
     let mut table = Command::new(&twin);
     table.args(["fidelity", "--dir"]).arg(&dir);
