@@ -547,6 +547,10 @@ impl Filesystem for FaultFilesystem {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let before = lock(&self.vol.before_write).take();
+        if let Some(before) = before {
+            (before.0)();
+        }
         match self.vol.write(ino.0, fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),

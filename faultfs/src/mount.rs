@@ -241,6 +241,12 @@ impl Mounted {
         report
     }
 
+    /// Run `f` once, when the next write arrives and before it is served (`None`: forget one
+    /// set before). A test stops the writing process there, so the write spans the stop.
+    pub fn before_next_write(&self, f: Option<Box<dyn FnOnce() + Send>>) {
+        *lock(&self.vol.before_write) = f.map(crate::volume::BeforeWrite);
+    }
+
     /// Lift every fault: held syncs go ahead, syncs, writes and space are back to normal.
     pub fn clear(&self) {
         *lock(&self.vol.faults) = Faults::default();

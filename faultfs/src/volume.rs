@@ -90,6 +90,18 @@ pub(crate) struct Volume {
     /// Tells the kernel to forget its cached pages and attributes of an inode (set once the
     /// session is up).
     notifier: OnceLock<KernelCache>,
+    /// Run once, on the filesystem's thread, when the next write arrives and before it is
+    /// served (a test stops the writing process then, so that the write spans the stop).
+    pub(crate) before_write: Mutex<Option<BeforeWrite>>,
+}
+
+/// What to do when the next write arrives.
+pub(crate) struct BeforeWrite(pub(crate) Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for BeforeWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeWrite")
+    }
 }
 
 /// The kernel's cache of this mount, as far as we can make it forget.
@@ -116,6 +128,7 @@ impl Volume {
             in_flight: Mutex::new(BTreeMap::new()),
             next_sync: AtomicU64::new(1),
             notifier: OnceLock::new(),
+            before_write: Mutex::new(None),
         }
     }
 

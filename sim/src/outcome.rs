@@ -135,6 +135,8 @@ pub struct Observed {
     pub moves: crate::checks::moves::Observed,
     /// Which of the admin's topics each broker lists after the run.
     pub final_topics: Vec<Option<BTreeMap<String, bool>>>,
+    /// How each broker describes the configured topic after the run (`[workload.configs]`).
+    pub final_configs: Vec<Option<BTreeMap<String, String>>>,
     /// The lock-order inversions the brokers' locks told of (simulation only).
     pub lock_inversions: Vec<broker::sync::Inversion>,
 }
@@ -273,6 +275,19 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             &o.stuck_at_deadline.clone().unwrap_or_default(),
         ));
     }
+    if scenario.workload.compacted.is_none() {
+        // Once every fault healed and the liveness deadline passed (10 s in, with none).
+        let settled_s = if faults.is_empty() {
+            10
+        } else {
+            last_heal_s(faults) + scenario.expect.liveness_deadline_s
+        };
+        findings.extend(crate::checks::acks0::acks0_reach_the_log(
+            &o.history,
+            &o.final_read,
+            settled_s as f64,
+        ));
+    }
     if scenario.expect.no_refusals {
         findings.extend(safety::refusals(&o.history));
     }
@@ -294,6 +309,16 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         findings.extend(crate::checks::metadata::topics_as_acknowledged(
             &o.history,
             &o.final_topics,
+        ));
+    }
+    findings.extend(crate::checks::stops::writes_flow_through_stops(
+        &o.history, faults,
+    ));
+    if scenario.workload.configs.is_some() {
+        findings.extend(crate::checks::configs::configs_as_acknowledged(
+            &o.history,
+            crate::workload::configs::CONFIG_TOPIC,
+            &o.final_configs,
         ));
     }
     if scenario.workload.moves.is_some() || !scenario.workload.retire.is_empty() {

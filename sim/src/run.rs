@@ -197,9 +197,11 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
     let moves = crate::world::observed::take_moves();
     let lock_inversions = crate::world::observed::take_inversions();
     let final_topics = std::mem::take(&mut *workload::lock(&world.final_topics));
+    let final_configs = std::mem::take(&mut *workload::lock(&world.final_configs));
     Observed {
         lock_inversions,
         final_topics,
+        final_configs,
         publications,
         moves,
         history,

@@ -19,7 +19,10 @@ pub fn topics_as_acknowledged(
     let mut ops: BTreeMap<&str, Vec<&Admin>> = BTreeMap::new();
     for op in history {
         if let Op::Admin(a) = op {
-            if let Some((_, topic)) = a.what.split_once(' ') {
+            let Some((verb, topic)) = a.what.split_once(' ') else {
+                continue;
+            };
+            if verb == "create" || verb == "delete" {
                 ops.entry(topic.split(' ').next().unwrap_or(topic))
                     .or_default()
                     .push(a);
@@ -69,7 +72,7 @@ fn expected(ops: &[&Admin]) -> Option<bool> {
 
 /// An admin error after which the operation cannot have happened: the broker refused it with
 /// a code other than REQUEST_TIMED_OUT (7), which a request that may still be applied gets.
-fn definite(error: &str) -> bool {
+pub(crate) fn definite(error: &str) -> bool {
     error
         .strip_prefix("broker error code ")
         .and_then(|c| c.parse::<i16>().ok())

@@ -15,11 +15,14 @@
 //! fix.
 
 pub mod access;
+pub mod acks0;
 pub mod bounds;
 pub mod compaction;
+pub mod configs;
 pub mod groups;
 pub mod metadata;
 pub mod moves;
 pub mod perf;
 pub mod replicas;
 pub mod safety;
+pub mod stops;

@@ -272,6 +272,7 @@ mod tests {
         let faults = vec![Fault::Pause {
             at_s: 20,
             for_s: 5,
+            mid_write: false,
             node: None,
         }];
         // In the warm-up, in the fault window (20..30 with settling), and clean.
@@ -291,6 +292,7 @@ mod tests {
                 Fault::Pause {
                     at_s: 20,
                     for_s: 5,
+                    mid_write: false,
                     node: None,
                 },
                 Fault::FsyncStall {

@@ -46,6 +46,10 @@ impl DiskFaults for faultfs::Mounted {
         self.status().syncs_in_flight
     }
 
+    fn before_next_write(&self, f: Option<Box<dyn FnOnce() + Send>>) {
+        faultfs::Mounted::before_next_write(self, f)
+    }
+
     fn clear(&self) {
         faultfs::Mounted::clear(self)
     }

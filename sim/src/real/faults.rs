@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::real::Machines;
-use crate::scenario::{is_broker, Fault, Scenario, CLIENT_NODES};
+use crate::scenario::{is_broker, Fault, Scenario, CLIENT_NODES, STOP_GRACE};
 
 /// Why this world cannot run the scenario as written (a fault it cannot strike for real, a
 /// check it cannot make), or `None` when it can.
@@ -54,7 +54,8 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
             Fault::FsyncStall { .. }
             | Fault::FsyncEio { .. }
             | Fault::DiskFull { .. }
-            | Fault::Crash { .. } => None,
+            | Fault::Crash { .. }
+            | Fault::Stop { .. } => None,
             Fault::Partition { node, link, .. } => {
                 let names: Vec<&str> = match (node, link) {
                     (Some(n), _) => vec![n.as_str()],
@@ -133,9 +134,40 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
                 tracing::error!(node = %b.name, "cannot restart the broker: {e}");
             }
         }
-        Fault::Pause { for_s, .. } => {
+        Fault::Stop { down_s, .. } => {
+            let b = m.broker(fault).clone();
+            // SIGTERM, then SIGKILL if it has not exited within the grace.
+            let _ = tokio::task::spawn_blocking(move || b.stop(STOP_GRACE)).await;
+            sleep_s(*down_s).await;
             let b = m.broker(fault);
-            b.pause();
+            if let Err(e) = b.start() {
+                tracing::error!(node = %b.name, "cannot restart the broker: {e}");
+            }
+        }
+        Fault::Pause {
+            for_s, mid_write, ..
+        } => {
+            let b = m.broker(fault);
+            match (mid_write, m.disk(fault)) {
+                (false, _) => b.pause(),
+                // SIGSTOP from the fault filesystem's thread as the write arrives, before it
+                // is served: the broker stops with the write in flight.
+                (true, Some(d)) => {
+                    let (stopped, at_write) = tokio::sync::oneshot::channel();
+                    let proc = b.clone();
+                    d.before_next_write(Some(Box::new(move || {
+                        proc.pause();
+                        let _ = stopped.send(());
+                    })));
+                    let write = tokio::time::timeout(Duration::from_secs(20), at_write);
+                    if write.await.is_err() {
+                        d.before_next_write(None);
+                        tracing::warn!("{} began no write within 20 s: no pause", b.name);
+                        return;
+                    }
+                }
+                (true, None) => unreachable!("refused before the run: no fault filesystem"),
+            }
             sleep_s(*for_s).await;
             b.resume();
         }

@@ -50,6 +50,8 @@ pub trait DiskFaults: Send + Sync {
     fn full(&self, on: bool);
     /// The syncs under way, with when each started.
     fn syncs_in_flight(&self) -> Vec<(PathBuf, std::time::Instant)>;
+    /// Run `f` once when the next write arrives, before it is served (`None`: forget it).
+    fn before_next_write(&self, f: Option<Box<dyn FnOnce() + Send>>);
     /// Lift every fault (held syncs go ahead).
     fn clear(&self);
 }
@@ -478,8 +480,10 @@ async fn drive_and_observe(
     let fault_log = std::mem::take(&mut *fault_log.lock().unwrap_or_else(|p| p.into_inner()));
     let watermarks = std::mem::take(&mut *workload::lock(&world.watermarks));
     let final_topics = std::mem::take(&mut *workload::lock(&world.final_topics));
+    let final_configs = std::mem::take(&mut *workload::lock(&world.final_configs));
     Observed {
         final_topics,
+        final_configs,
         history,
         hang,
         simulated_s,

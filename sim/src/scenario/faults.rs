@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::{broker_name, is_broker, one, BROKER_NODE, CLIENT_NODES};
 
 /// A fault, applied at `at_s` simulated seconds into the run.
+/// How long a planned stop (`stop`) waits for the broker's graceful shutdown before it kills
+/// the broker (SIGKILL after SIGTERM, in a twin run).
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The broker's fault points a crash may land at (`at_point`): the steps of Raft's persist
 /// contract, in order — a Ready's messages sent and its write not begun; the write begun in
 /// the commit pipeline, nothing synced; synced, not yet told to the node; durable, the
@@ -61,6 +65,16 @@ pub enum Fault {
         /// parked at the point until the kill, in the same instant; its other tasks may run).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_point: Option<String>,
+        #[serde(default = "one")]
+        down_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// A planned stop, as an upgrade or an operator's restart does (SIGTERM): the broker shuts
+    /// down gracefully — Kafka's controlled shutdown hands its leaderships over first — and is
+    /// started again after `down_s`. Nothing is lost: what it wrote stays in the page cache.
+    Stop {
+        at_s: u64,
         #[serde(default = "one")]
         down_s: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,10 +149,14 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
     },
-    /// The broker process is paused (SIGSTOP, a long GC) for `for_s`.
+    /// The broker process is paused (SIGSTOP, a long GC) for `for_s`. With `mid_write`, from
+    /// `at_s` on the pause waits (up to 20 s) for the broker to begin a disk write and lands
+    /// while that write is in flight, so that the operation's deadline spans the pause.
     Pause {
         at_s: u64,
         for_s: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        mid_write: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
     },
@@ -158,7 +176,8 @@ impl Fault {
             | Fault::NetLatency { at_s, .. }
             | Fault::ClockSkew { at_s, .. }
             | Fault::ClockDrift { at_s, .. }
-            | Fault::Pause { at_s, .. } => *at_s,
+            | Fault::Pause { at_s, .. }
+            | Fault::Stop { at_s, .. } => *at_s,
         }
     }
 
@@ -173,7 +192,8 @@ impl Fault {
             | Fault::Bitflip { node, .. }
             | Fault::ClockSkew { node, .. }
             | Fault::ClockDrift { node, .. }
-            | Fault::Pause { node, .. } => Some(node.as_deref().unwrap_or(BROKER_NODE)),
+            | Fault::Pause { node, .. }
+            | Fault::Stop { node, .. } => Some(node.as_deref().unwrap_or(BROKER_NODE)),
             Fault::Partition { .. } | Fault::PacketLoss { .. } | Fault::NetLatency { .. } => None,
         }
     }
@@ -189,7 +209,8 @@ impl Fault {
             | Fault::Bitflip { node, .. }
             | Fault::ClockSkew { node, .. }
             | Fault::ClockDrift { node, .. }
-            | Fault::Pause { node, .. } => *node = Some(name),
+            | Fault::Pause { node, .. }
+            | Fault::Stop { node, .. } => *node = Some(name),
             Fault::Partition { .. } | Fault::PacketLoss { .. } | Fault::NetLatency { .. } => {}
         }
         self
@@ -209,7 +230,7 @@ impl Fault {
             | Fault::ClockDrift { at_s, for_s, .. }
             | Fault::Pause { at_s, for_s, .. } => at_s + for_s,
             Fault::FsyncEio { at_s, .. } => *at_s,
-            Fault::Crash { at_s, down_s, .. } => at_s + down_s,
+            Fault::Crash { at_s, down_s, .. } | Fault::Stop { at_s, down_s, .. } => at_s + down_s,
         }
     }
 
@@ -228,6 +249,7 @@ impl Fault {
             Fault::ClockSkew { .. } => "clock-skew",
             Fault::ClockDrift { .. } => "clock-drift",
             Fault::Pause { .. } => "pause",
+            Fault::Stop { .. } => "stop",
         }
     }
 
@@ -255,7 +277,10 @@ impl Fault {
                 }
                 (None, None) => false,
             },
-            Fault::PacketLoss { .. } | Fault::NetLatency { .. } | Fault::Pause { .. } => true,
+            Fault::PacketLoss { .. }
+            | Fault::NetLatency { .. }
+            | Fault::Pause { .. }
+            | Fault::Stop { .. } => true,
             _ => false,
         }
     }
@@ -344,7 +369,13 @@ impl Fault {
             Fault::ClockDrift { for_s, ppm, .. } => {
                 format!("clock-drift {ppm:+} ppm for {for_s} s")
             }
-            Fault::Pause { for_s, .. } => format!("pause for {for_s} s"),
+            Fault::Stop { down_s, .. } => format!("stop (SIGTERM), down {down_s} s"),
+            Fault::Pause {
+                for_s, mid_write, ..
+            } => format!(
+                "pause for {for_s} s{}",
+                if *mid_write { " mid-write" } else { "" }
+            ),
         }
     }
 
@@ -590,6 +621,7 @@ impl RandomFaults {
                 "pause" => Fault::Pause {
                     at_s,
                     for_s,
+                    mid_write: false,
                     node: None,
                 },
                 _ => continue, // Checked at load time.

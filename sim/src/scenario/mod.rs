@@ -34,10 +34,12 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub mod config_draw;
+mod configs;
 mod faults;
 mod twin;
 
-pub use faults::{last_heal_s, Fault, RandomFaults, RANDOM_KINDS};
+pub use configs::ConfigsWorkload;
+pub use faults::{last_heal_s, Fault, RandomFaults, RANDOM_KINDS, STOP_GRACE};
 pub use twin::TwinSpec;
 
 /// The broker node's name in scenarios, reports and partitions (the first broker of a cluster).
@@ -338,6 +340,14 @@ pub struct Workload {
     /// An admin moving the topic's partitions between the brokers (a cluster only).
     #[serde(default)]
     pub moves: Option<MovesWorkload>,
+    /// Each plain producer keeps its own metadata, as a real client does, rather than the
+    /// run's shared one: it asks for a leader again only after a leadership error or a broken
+    /// or closed connection.
+    #[serde(default)]
+    pub own_metadata: bool,
+    /// An admin changing a topic's configuration through each broker in turn.
+    #[serde(default)]
+    pub configs: Option<ConfigsWorkload>,
     /// Brokers the admin retires, in order ([`crate::workload::retire`]).
     #[serde(default)]
     pub retire: Vec<RetireSpec>,
@@ -733,6 +743,9 @@ impl Scenario {
             .find(|r| r.node == 0 || r.node > c.nodes)
         {
             return Err(format!("workload.retire: no broker {}", r.node));
+        }
+        if let Some(c) = &self.workload.configs {
+            c.check()?;
         }
         if let Some(m) = &self.workload.moves {
             if m.replicas == 0 || m.replicas > self.cluster.nodes || m.interval_ms == 0 {

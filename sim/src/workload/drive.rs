@@ -60,6 +60,9 @@ pub async fn drive(
     if sc.workload.moves.is_some() {
         nodes.detach(Admin, workload::moves::mover(world.clone()));
     }
+    if sc.workload.configs.is_some() {
+        nodes.detach(Admin, workload::configs::changer(world.clone()));
+    }
     if !sc.workload.retire.is_empty() {
         nodes.detach(Admin, workload::retire::retirer(world.clone()));
     }
@@ -111,8 +114,12 @@ pub async fn drive(
         .spawn(Checker, async move {
             let read = workload::read_back(directory.clone(), &topic, partitions).await;
             if reader.scenario.clustered() && reader.scenario.workload.admin_interval_s > 0 {
-                let listed = workload::read_topics(directory, reader.admin_topics()).await;
+                let listed = workload::read_topics(directory.clone(), reader.admin_topics()).await;
                 *workload::lock(&reader.final_topics) = listed;
+            }
+            if reader.scenario.workload.configs.is_some() {
+                let described = workload::configs::described(directory.clone()).await;
+                *workload::lock(&reader.final_configs) = described;
             }
             let committed = match group_id {
                 Some(g) => group::read_committed(&reader, &g, &topic, partitions).await,

@@ -21,6 +21,7 @@ use crate::workload::client::routing::{leadership_code, Conns, Directory};
 use crate::workload::client::{Client, ClientError, FetchedPartition, TOPIC_ALREADY_EXISTS};
 
 pub mod client;
+pub mod configs;
 mod drive;
 mod final_read;
 pub mod group;
@@ -109,6 +110,8 @@ pub struct World {
     /// After the run: which of the topics the admin made or deleted each broker lists
     /// ([`read_topics`]).
     pub(crate) final_topics: Mutex<Vec<Option<BTreeMap<String, bool>>>>,
+    /// After the run: how each broker describes the configured topic ([`configs::described`]).
+    pub(crate) final_configs: Mutex<Vec<Option<BTreeMap<String, String>>>>,
 }
 
 /// Every sync in flight on the brokers' disks, as (node, path, since): what a world can tell of
@@ -151,6 +154,7 @@ impl World {
             producing_over: watch::Sender::new(false),
             retire,
             final_topics: Mutex::default(),
+            final_configs: Mutex::default(),
         })
     }
 
@@ -207,21 +211,23 @@ impl World {
         i32::try_from(self.scenario.workload.request_timeout_ms).unwrap_or(i32::MAX)
     }
 
-    /// The connection to partition `partition`'s leader (made if need be).
-    pub(crate) async fn leader_conn<'a>(
+    /// The connection to partition `partition`'s leader as `directory` knows it (made if need
+    /// be).
+    pub(crate) async fn leader_conn_by<'a>(
         &self,
+        directory: &Directory,
         conns: &'a mut Conns,
         partition: i32,
     ) -> Option<(std::net::SocketAddr, &'a mut Client)> {
         let topic = &self.scenario.workload.topic;
-        let Some(addr) = self.directory.leader(topic, partition).await else {
+        let Some(addr) = directory.leader(topic, partition).await else {
             tokio::time::sleep(RETRY_BACKOFF).await;
             return None;
         };
         match conns.get(addr, self.request_timeout_ms()).await {
             Some(c) => Some((addr, c)),
             None => {
-                self.directory.forget(topic, partition);
+                directory.forget(topic, partition);
                 None
             }
         }
@@ -502,6 +508,11 @@ pub async fn produce(world: Arc<World>, producer: usize) {
     }
     let w = &world.scenario.workload;
     let acks = w.acks.for_producer(producer);
+    // Its own metadata, as a real client has, or the run's shared one.
+    let own = w
+        .own_metadata
+        .then(|| Directory::new(world.directory.brokers().to_vec()));
+    let directory = own.as_ref().unwrap_or(&world.directory);
     let mut conns = Conns::default();
     let mut n = 0u64;
     while Instant::now() < world.end {
@@ -510,7 +521,8 @@ pub async fn produce(world: Arc<World>, producer: usize) {
         let mut attempt = 0;
         let mut pause = Duration::from_millis(w.interval_ms);
         while Instant::now() < world.end {
-            let Some((leader, c)) = world.leader_conn(&mut conns, partition).await else {
+            let Some((leader, c)) = world.leader_conn_by(directory, &mut conns, partition).await
+            else {
                 continue;
             };
             attempt += 1;
@@ -521,7 +533,7 @@ pub async fn produce(world: Arc<World>, producer: usize) {
                 conns.drop_conn(leader);
             }
             if broken || moved {
-                world.directory.forget(&w.topic, partition);
+                directory.forget(&w.topic, partition);
             }
             world.record(Op::Send(Send {
                 broker: world.broker_index(leader),

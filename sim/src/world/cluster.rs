@@ -194,6 +194,11 @@ pub(crate) struct BrokerNode {
     pub(crate) metrics: Metered,
     /// Retired: stopped for good (a fault's restart starts nothing).
     retired: Arc<std::sync::atomic::AtomicBool>,
+    /// A planned stop: the running broker shuts down gracefully when told
+    /// ([`BrokerNode::stop_gracefully`]).
+    stop: Arc<tokio::sync::Notify>,
+    /// Told when a graceful shutdown has ended.
+    shut_down: Arc<tokio::sync::Notify>,
 }
 
 /// The metrics of each start of a broker node.
@@ -287,6 +292,8 @@ impl BrokerNode {
         let name = broker_name(node);
         let metrics = Metered::default();
         let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop: Arc<tokio::sync::Notify> = Arc::default();
+        let shut_down: Arc<tokio::sync::Notify> = Arc::default();
         // A broker that joins later starts then (a fault's restart before that waits too).
         let joins_at = scenario
             .cluster
@@ -295,6 +302,7 @@ impl BrokerNode {
         let id = {
             let (disk, clock, metered) = (disk.clone(), clock.clone(), metrics.clone());
             let retired = retired.clone();
+            let (stop, shut_down) = (stop.clone(), shut_down.clone());
             let starts = NodeStarts::new(seed ^ mix);
             handle
                 .create_node()
@@ -305,6 +313,7 @@ impl BrokerNode {
                     let config = config.clone();
                     let metered = metered.clone();
                     let retired = retired.clone();
+                    let (stop, shut_down) = (stop.clone(), shut_down.clone());
                     async move {
                         if let Some(at) = joins_at {
                             tokio::time::sleep_until(at).await;
@@ -323,7 +332,14 @@ impl BrokerNode {
                                     .lock()
                                     .unwrap_or_else(|p| p.into_inner())
                                     .push(running.broker.metrics.clone());
-                                let _ = running.stopped().await;
+                                let asked = tokio::select! {
+                                    _ = running.stopped() => false,
+                                    _ = stop.notified() => true,
+                                };
+                                if asked {
+                                    running.shutdown().await;
+                                    shut_down.notify_waiters();
+                                }
                             }
                             Err(e) => tracing::error!("broker failed to start: {e:#}"),
                         }
@@ -339,6 +355,19 @@ impl BrokerNode {
             clock,
             metrics,
             retired,
+            stop,
+            shut_down,
         }
+    }
+
+    /// Shut the running broker down as SIGTERM does (`Running::shutdown`) and wait for it, at
+    /// most `grace`: whether it ended in time. The node is still to be killed (its process
+    /// exits), and nothing is lost: what it wrote stays on the disk, synced or not.
+    pub(crate) async fn stop_gracefully(&self, grace: std::time::Duration) -> bool {
+        let ended = self.shut_down.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        self.stop.notify_waiters();
+        tokio::time::timeout(grace, ended).await.is_ok()
     }
 }

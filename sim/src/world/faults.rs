@@ -11,7 +11,7 @@ use io_backend::EnvRng;
 use madsim::net::NetSim;
 use tokio::time::Instant;
 
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::{Fault, Scenario, STOP_GRACE};
 use crate::world::cluster::Cluster;
 use crate::world::disk::{Crash, Faults, SimDisk};
 
@@ -372,8 +372,27 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
             sleep_s(*for_s).await;
             clock.set_drift_ppm(0);
         }
-        Fault::Pause { for_s, .. } => {
-            let id = c.broker(fault).id;
+        Fault::Stop { down_s, .. } => {
+            let b = c.broker(fault);
+            if !b.stop_gracefully(STOP_GRACE).await {
+                tracing::warn!("{} did not shut down within {STOP_GRACE:?}: killed", b.name);
+            }
+            c.handle.kill(b.id);
+            tokio::time::sleep(Duration::from_secs(*down_s)).await;
+            c.handle.restart(b.id);
+        }
+        Fault::Pause {
+            for_s, mid_write, ..
+        } => {
+            let b = c.broker(fault);
+            if *mid_write {
+                let write = tokio::time::timeout(Duration::from_secs(20), b.disk.write_began.notified());
+                if write.await.is_err() {
+                    tracing::warn!("{} began no write within 20 s: no pause", b.name);
+                    return;
+                }
+            }
+            let id = b.id;
             c.handle.pause(id);
             sleep_s(*for_s).await;
             c.handle.resume(id);

@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod access;
+mod configs;
 pub mod group;
 mod membership;
 mod reassign;
@@ -205,6 +206,12 @@ impl Client {
     ) -> Result<i64, ClientError> {
         let req = self.produce_request(topic, partition, acks, timestamp, values, None)?;
         if acks == 0 {
+            if self.closed_by_peer() {
+                return Err(ClientError::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the broker closed the connection",
+                )));
+            }
             self.send(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
                 .await?;
             return Ok(-1);
@@ -217,6 +224,22 @@ impl Client {
 
     /// A Produce request of `values` as one uncompressed batch, from an idempotent producer
     /// `(producer id, epoch, base sequence)` when given.
+    /// Whether the broker has closed this connection (or it broke), as a real client's reader
+    /// notices at once — the only sign an acks=0 producer gets that its produce was refused.
+    /// Whatever bytes are waiting stay for the next answer.
+    pub fn closed_by_peer(&mut self) -> bool {
+        use futures::FutureExt;
+        let mut buf = [0u8; 1024];
+        match self.stream.read(&mut buf).now_or_never() {
+            None => false,
+            Some(Ok(0)) | Some(Err(_)) => true,
+            Some(Ok(n)) => {
+                self.read_buf.extend_from_slice(&buf[..n]);
+                false
+            }
+        }
+    }
+
     pub fn produce_request(
         &self,
         topic: &str,

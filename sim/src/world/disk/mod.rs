@@ -220,6 +220,9 @@ pub struct SimDisk {
     rng: EnvRng,
     /// Set once the reads in flight passed the read limit.
     over_read_limit: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Told each time a write to a file begins, its latency not yet spent (a pause
+    /// `mid_write` waits for it).
+    pub(crate) write_began: Arc<tokio::sync::Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -274,6 +277,7 @@ impl SimDisk {
             state: Arc::new(Mutex::new(state)),
             rng: EnvRng::seeded(seed),
             over_read_limit: Arc::new(tokio::sync::watch::channel(false).0),
+            write_began: Arc::default(),
         }
     }
 
@@ -677,6 +681,7 @@ impl DiskFile for SimFile {
     }
 
     async fn write_at(&self, data: Bytes, offset: u64) -> DiskResult<()> {
+        self.disk.write_began.notify_waiters();
         self.disk.delay().await;
         let st = lock(&self.disk.state);
         let mut f = lock(&self.inode);
