@@ -48,7 +48,7 @@ pub async fn changer(world: Arc<World>) {
         if Instant::now() >= world.end {
             return;
         }
-        let mut conn = connect(&world, world.directory.any()).await;
+        let mut conn = world.connect_to(world.directory.any()).await;
         let Some(c) = conn.as_mut() else { continue };
         let invoked_s = world.now_s();
         let r = tokio::time::timeout(timeout, c.create_topic(CONFIG_TOPIC, 1))
@@ -64,7 +64,7 @@ pub async fn changer(world: Arc<World>) {
     while Instant::now() < world.end {
         tokio::time::sleep(Duration::from_millis(spec.interval_ms)).await;
         let addr = world.directory.any();
-        let mut conn = connect(&world, addr).await;
+        let mut conn = world.connect_to(addr).await;
         let Some(c) = conn.as_mut() else { continue };
         let (key, base) = KEYS[(n % KEYS.len() as u64) as usize];
         let value = (base + n).to_string();
@@ -97,20 +97,6 @@ async fn describe(world: &World, conn: &mut Option<Client>, via: &str) {
     };
     let what = format!("describe-config {CONFIG_TOPIC}{values} via {via}");
     admin_result(world, conn, what, invoked_s, r.map(|r| r.map(|_| ())));
-}
-
-async fn connect(world: &World, addr: std::net::SocketAddr) -> Option<Client> {
-    match Client::connect(addr).await {
-        Ok(mut c) => {
-            c.request_timeout_ms =
-                i32::try_from(world.scenario.workload.request_timeout_ms).unwrap_or(i32::MAX);
-            Some(c)
-        }
-        Err(_) => {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            None
-        }
-    }
 }
 
 /// After the run: how each broker (in order; `None`: it did not answer within 30 s) describes

@@ -269,7 +269,13 @@ impl World {
 
     /// A connection to a broker any broker may answer for (the only one, on a single node).
     pub(crate) async fn connect(&self) -> Option<Client> {
-        match Client::connect(self.directory.any()).await {
+        self.connect_to(self.directory.any()).await
+    }
+
+    /// A connection to the broker at `addr` with the workload's request timeout (`None`, after
+    /// a short pause, when it cannot be reached).
+    pub(crate) async fn connect_to(&self, addr: SocketAddr) -> Option<Client> {
+        match Client::connect(addr).await {
             Ok(mut c) => {
                 c.request_timeout_ms =
                     i32::try_from(self.scenario.workload.request_timeout_ms).unwrap_or(i32::MAX);
