@@ -275,29 +275,54 @@ def test_keyless_records_in_a_batch_fail_alone_and_their_batch_mates_are_told_wh
 
     assert policy(AlterConfigOpType.APPEND) == "delete,compact"
     different = getattr(KafkaError, "_INVALID_DIFFERENT_RECORD", -138)
+    keyless = [i % 10 == 0 for i in range(100)]
     for batched in (True, False):
         # The 100 records in one batch even on a loaded host (flush sends at once).
         conf = {"linger.ms": 5000} if batched else {"batch.size": 1}
         outcomes = []
         p = clients.producer(broker.bootstrap, **conf)
         for i in range(100):
-            key = None if i % 10 == 0 else f"key-{i}".encode()
+            key = None if keyless[i] else f"key-{i}".encode()
             p.produce("mixed", key=key, value=f"message {i}".encode(),
                       on_delivery=lambda e, m, i=i: outcomes.append((i, e)))
         assert p.flush(60) == 0
-        refused = sorted(i for i, e in outcomes if e and e.code() == KafkaError.INVALID_RECORD)
-        assert refused == list(range(0, 100, 10)), outcomes[:12]
-        others = [e.code() if e else None for i, e in outcomes if i % 10 != 0]
+        codes = [e.code() if e else None for _, e in sorted(outcomes, key=lambda o: o[0])]
+        assert len(codes) == 100
         if batched:
-            # librdkafka may still cut the first records off into batches of their own on a
-            # loaded host (seen in CI: [0], [1..3], [4..99]); a keyed record fails only for a
-            # keyless batch mate, never as invalid itself.
-            assert set(others) <= {different, None}, others[:5]
-            assert others.count(different) >= 80, others[:5]
+            # librdkafka may still cut the records into several batches on a loaded host (seen
+            # in CI: [0], [1..3], [4..99]; [0..87], [88..99]), and it reports a batch with a
+            # single named record as INVALID_RECORD for all of its records (librdkafka 2.4+,
+            # `record_errors_cnt > 1` in rd_kafka_msgbatch_handle_Produce_result_record_errors).
+            # So: some cut of the records, in order, into batches explains every outcome, and
+            # most keyed records were told they failed for a batch mate.
+            assert explained_by_batches(codes, keyless, different), codes
+            assert codes.count(different) >= 45, codes
         else:
-            assert others == [None] * 90, others[:5]
+            assert codes == [KafkaError.INVALID_RECORD if k else None for k in keyless], codes
     assert policy(AlterConfigOpType.SUBTRACT) == "delete"
     assert produce_one(broker.bootstrap, "mixed", None, b"keyless again")[0] is None
+
+
+def explained_by_batches(codes, keyless, different):
+    """Whether some cut of the records, in order, into batches gives exactly these delivery
+    codes, as librdkafka reports a batch the broker refused with record errors: no keyless
+    record, all delivered; one, all INVALID_RECORD; more, each keyless one INVALID_RECORD and
+    each keyed one `different` (_INVALID_DIFFERENT_RECORD)."""
+    invalid = KafkaError.INVALID_RECORD
+
+    def fits(start, end):
+        named = sum(keyless[start:end])
+        for i in range(start, end):
+            want = None if named == 0 else invalid if named == 1 or keyless[i] else different
+            if codes[i] != want:
+                return False
+        return True
+
+    ends = {0}
+    for end in range(1, len(codes) + 1):
+        if any(fits(start, end) for start in sorted(ends) if start < end):
+            ends.add(end)
+    return len(codes) in ends
 
 
 def partition_dirs(broker, topic):

@@ -386,7 +386,8 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
         } => {
             let b = c.broker(fault);
             if *mid_write {
-                let write = tokio::time::timeout(Duration::from_secs(20), b.disk.write_began.notified());
+                let write =
+                    tokio::time::timeout(Duration::from_secs(20), b.disk.write_began.notified());
                 if write.await.is_err() {
                     tracing::warn!("{} began no write within 20 s: no pause", b.name);
                     return;
