@@ -399,7 +399,9 @@ impl Broker {
         cluster
             .update_topic_config(name, change, ADMIN_LIMIT)
             .await?
-            .map_err(refuse)
+            .map_err(refuse)?;
+        cluster.configs_taken(Some(name), TAKEN_LIMIT).await;
+        Ok(())
     }
 
     /// Replace `scope`'s dynamic broker configs with `set` (each checked). In a cluster they
@@ -418,10 +420,12 @@ impl Broker {
             return Ok(());
         }
         if let Some(cluster) = &self.cluster {
-            return cluster
+            cluster
                 .alter_broker_configs(self.scope_node(scope), set, ADMIN_LIMIT)
                 .await
-                .map_err(refuse);
+                .map_err(refuse)?;
+            cluster.configs_taken(None, TAKEN_LIMIT).await;
+            return Ok(());
         }
         self.store
             .set_dynamic_configs(configs)
@@ -450,7 +454,9 @@ impl Broker {
         cluster
             .update_broker_configs(self.scope_node(scope), change, ADMIN_LIMIT)
             .await?
-            .map_err(refuse)
+            .map_err(refuse)?;
+        cluster.configs_taken(None, TAKEN_LIMIT).await;
+        Ok(())
     }
 
     /// The metadata's name of `scope`: this broker, or (`None`) the cluster-wide default.
@@ -479,10 +485,12 @@ impl Broker {
             return Ok(());
         }
         if let Some(cluster) = &self.cluster {
-            return cluster
+            cluster
                 .alter_topic_config(name, overrides, std::time::Duration::from_secs(30))
                 .await
-                .map_err(refuse);
+                .map_err(refuse)?;
+            cluster.configs_taken(Some(name), TAKEN_LIMIT).await;
+            return Ok(());
         }
         self.store
             .alter_topic_config(name, overrides)
@@ -491,6 +499,10 @@ impl Broker {
             .map_err(refuse)
     }
 }
+
+/// How long a config change's answer waits for this broker's storage to take the change (a
+/// moment: the storage follows the metadata this broker has applied).
+const TAKEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn internal_topic(name: &str) -> Refusal {
     (

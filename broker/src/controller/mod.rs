@@ -231,19 +231,43 @@ impl Controller {
             let t = md.topics.get(name)?;
             self.store.topic(name).filter(|l| l.id == t.id)
         };
+        self.reconciled_until(|| local().is_some(), limit).await;
+        local()
+    }
+
+    /// Wait, at most `limit`, until this broker's storage has taken the configs the metadata
+    /// has now — topic `topic`'s, or (`None`) the dynamic broker configs. The storage follows
+    /// the metadata a moment after this broker applies it (`reconcile`): a change acknowledged
+    /// without this wait could still be described, and enforced, as it was before (found by a
+    /// twin run: a DescribeConfigs right after the acknowledgement, through the same broker).
+    pub async fn configs_taken(&self, topic: Option<&str>, limit: Duration) {
+        let taken = || {
+            let md = self.metadata();
+            match topic {
+                Some(name) => match (md.topics.get(name), self.store.topic(name)) {
+                    (Some(t), Some(l)) if l.id == t.id => l.overrides == t.overrides,
+                    _ => true,
+                },
+                None => md.dynamic_configs_of(self.node_id) == self.store.dynamic_configs(),
+            }
+        };
+        self.reconciled_until(taken, limit).await
+    }
+
+    /// Wait, at most `limit`, until `done` holds, looking again after each reconcile pass.
+    async fn reconciled_until(&self, done: impl Fn() -> bool, limit: Duration) {
         let mut reconciled = self.reconciled.subscribe();
         let _ = self
             .env
             .clock
             .timeout(limit, async {
-                while local().is_none() {
+                while !done() {
                     if reconciled.changed().await.is_err() {
                         return;
                     }
                 }
             })
             .await;
-        local()
     }
 
     /// A producer id no broker of the cluster hands out again (InitProducerId).
