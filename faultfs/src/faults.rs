@@ -14,6 +14,10 @@ pub(crate) struct Faults {
     pub(crate) writes_fail: bool,
     /// The disk is full: growing a file fails with ENOSPC, statfs reports no free space.
     pub(crate) full: bool,
+    /// A slow disk: every read, write and sync first waits a uniform draw from this range.
+    pub(crate) latency: Option<(std::time::Duration, std::time::Duration)>,
+    /// Its tail: this many operations in a million wait this long instead.
+    pub(crate) spike: Option<(u32, std::time::Duration)>,
 }
 
 impl Faults {

@@ -529,6 +529,7 @@ impl Filesystem for FaultFilesystem {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.vol.delay();
         match self.vol.read(ino.0, fh.0, offset, size) {
             Ok(buf) => reply.data(&buf),
             Err(e) => reply.error(e),
@@ -547,6 +548,7 @@ impl Filesystem for FaultFilesystem {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.vol.delay();
         let before = lock(&self.vol.before_write).take();
         if let Some(before) = before {
             (before.0)();
@@ -591,6 +593,7 @@ impl Filesystem for FaultFilesystem {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.vol.delay();
         let target = SyncTarget::File {
             ino: ino.0,
             fh: fh.0,
@@ -649,6 +652,7 @@ impl Filesystem for FaultFilesystem {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.vol.delay();
         self.vol.begin_sync(SyncTarget::Dir { fh: fh.0 }, reply);
     }
 

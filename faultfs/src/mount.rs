@@ -241,6 +241,22 @@ impl Mounted {
         report
     }
 
+    /// A slow disk while `latency` is set: every read, write and sync first waits a uniform
+    /// draw from it (holding one of the filesystem's threads, so operations queue behind slow
+    /// ones), and `spike`'s share of them (per million) its time instead; the draws come from
+    /// `seed`. `None, None` makes the disk fast again.
+    pub fn slow(
+        &self,
+        latency: Option<(Duration, Duration)>,
+        spike: Option<(u32, Duration)>,
+        seed: u64,
+    ) {
+        *lock(&self.vol.latency_draws) = crate::faults::SplitMix64::new(seed);
+        let mut f = lock(&self.vol.faults);
+        f.latency = latency;
+        f.spike = spike;
+    }
+
     /// Run `f` once, when the next write arrives and before it is served (`None`: forget one
     /// set before). A test stops the writing process there, so the write spans the stop.
     pub fn before_next_write(&self, f: Option<Box<dyn FnOnce() + Send>>) {

@@ -93,6 +93,8 @@ pub(crate) struct Volume {
     /// Run once, on the filesystem's thread, when the next write arrives and before it is
     /// served (a test stops the writing process then, so that the write spans the stop).
     pub(crate) before_write: Mutex<Option<BeforeWrite>>,
+    /// Draws a slow disk's latencies (seeded by [`crate::Mounted::slow`]).
+    pub(crate) latency_draws: Mutex<crate::faults::SplitMix64>,
 }
 
 /// What to do when the next write arrives.
@@ -114,6 +116,31 @@ impl std::fmt::Debug for KernelCache {
 }
 
 impl Volume {
+    /// Wait as long as a slow disk takes for one operation (not at all unless one is set).
+    /// The wait holds the request's thread, as a busy disk holds its queue.
+    pub(crate) fn delay(&self) {
+        let (latency, spike) = {
+            let f = lock(&self.faults);
+            (f.latency, f.spike)
+        };
+        let wait = {
+            let mut rng = lock(&self.latency_draws);
+            match (spike, latency) {
+                (Some((per_million, long)), _) if rng.below(1_000_000) < u64::from(per_million) => {
+                    Some(long)
+                }
+                (_, Some((low, high))) => {
+                    let span = (high.saturating_sub(low)).as_micros() as u64;
+                    Some(low + std::time::Duration::from_micros(rng.below(span + 1)))
+                }
+                _ => None,
+            }
+        };
+        if let Some(wait) = wait {
+            std::thread::sleep(wait);
+        }
+    }
+
     pub(crate) fn new(backing: PathBuf, dirty_bytes_max: u64) -> Self {
         Volume {
             backing,
@@ -129,6 +156,7 @@ impl Volume {
             next_sync: AtomicU64::new(1),
             notifier: OnceLock::new(),
             before_write: Mutex::new(None),
+            latency_draws: Mutex::new(crate::faults::SplitMix64::new(0)),
         }
     }
 

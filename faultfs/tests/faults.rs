@@ -101,6 +101,38 @@ fn files_open_across_a_crash_or_a_failed_sync_see_the_loss() {
 }
 
 #[test]
+fn a_slow_disk_makes_every_write_and_sync_wait_and_a_fast_one_does_not() {
+    let fx = mount();
+    let path = fx.at("slow");
+    let timed = |n: usize| {
+        let t = Instant::now();
+        for _ in 0..n {
+            write_synced(&path, b"x");
+        }
+        t.elapsed()
+    };
+    // A write and a sync each wait 100–120 ms.
+    let ms = Duration::from_millis;
+    fx.m.slow(Some((ms(100), ms(120))), None, 7);
+    let slow = timed(3);
+    assert!(slow >= ms(600), "three writes and syncs took {slow:?}");
+    // Every operation in the tail.
+    fx.m.slow(None, Some((1_000_000, ms(250))), 7);
+    let tail = timed(1);
+    assert!(
+        tail >= ms(500),
+        "a write and a sync in the tail took {tail:?}"
+    );
+    fx.m.slow(None, None, 0);
+    let fast = timed(3);
+    assert!(
+        fast < ms(300),
+        "three writes and syncs on a fast disk took {fast:?}"
+    );
+    assert_eq!(read(&path), b"x");
+}
+
+#[test]
 fn a_stalled_sync_ends_at_the_stall_while_other_files_are_served() {
     let fx = mount();
     write_synced(&fx.at("other"), &vec![7u8; 64 << 10]);

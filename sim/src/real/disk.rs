@@ -46,6 +46,15 @@ impl DiskFaults for faultfs::Mounted {
         self.status().syncs_in_flight
     }
 
+    fn slow(
+        &self,
+        latency: Option<(Duration, Duration)>,
+        spike: Option<(u32, Duration)>,
+        seed: u64,
+    ) {
+        faultfs::Mounted::slow(self, latency, spike, seed)
+    }
+
     fn before_next_write(&self, f: Option<Box<dyn FnOnce() + Send>>) {
         faultfs::Mounted::before_next_write(self, f)
     }

@@ -46,7 +46,6 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
                 ..
             } => Some("a crash while cleaning watches the simulated disk's files"),
             Fault::Bitflip { .. } => Some("bit flips on reads are not struck for real yet"),
-            Fault::SlowDisk { .. } => Some("a slow disk is not struck for real yet"),
             Fault::PacketLoss { .. } => Some("packet loss is not struck for real yet"),
             Fault::ClockSkew { .. } | Fault::ClockDrift { .. } => {
                 Some("the brokers' clocks are not skewed for real yet (libfaketime)")
@@ -54,6 +53,7 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
             Fault::FsyncStall { .. }
             | Fault::FsyncEio { .. }
             | Fault::DiskFull { .. }
+            | Fault::SlowDisk { .. }
             | Fault::Crash { .. }
             | Fault::Stop { .. } => None,
             Fault::Partition { node, link, .. } => {
@@ -234,9 +234,24 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
                 d.full(false);
             }
         }
+        Fault::SlowDisk {
+            for_s,
+            min_ms,
+            max_ms,
+            spike_ms,
+            spike_per_million,
+            ..
+        } => {
+            if let Some(d) = m.disk(fault) {
+                let ms = Duration::from_millis;
+                let spike = (*spike_per_million > 0).then(|| (*spike_per_million, ms(*spike_ms)));
+                d.slow(Some((ms(*min_ms), ms(*max_ms))), spike, draw);
+                sleep_s(*for_s).await;
+                d.slow(None, None, 0);
+            }
+        }
         // Refused before the run ([`unsupported`]).
-        Fault::SlowDisk { .. }
-        | Fault::Bitflip { .. }
+        Fault::Bitflip { .. }
         | Fault::PacketLoss { .. }
         | Fault::ClockSkew { .. }
         | Fault::ClockDrift { .. } => {

@@ -50,6 +50,14 @@ pub trait DiskFaults: Send + Sync {
     fn full(&self, on: bool);
     /// The syncs under way, with when each started.
     fn syncs_in_flight(&self) -> Vec<(PathBuf, std::time::Instant)>;
+    /// Every read, write and sync waits a draw from `latency` (`spike`: per million, that
+    /// long instead), from `seed`; `None, None`: fast again.
+    fn slow(
+        &self,
+        latency: Option<(Duration, Duration)>,
+        spike: Option<(u32, Duration)>,
+        seed: u64,
+    );
     /// Run `f` once when the next write arrives, before it is served (`None`: forget it).
     fn before_next_write(&self, f: Option<Box<dyn FnOnce() + Send>>);
     /// Lift every fault (held syncs go ahead).
