@@ -120,6 +120,9 @@ impl Controller {
                 local
             };
             if local.overrides != t.overrides {
+                // Where the simulation delays the storage's taking of a change (on real
+                // threads it may come after a client's next request).
+                crate::fault_point!("controller.take_topic_configs");
                 if let Err(e) = self
                     .store
                     .alter_topic_config(&t.name, t.overrides.clone())
