@@ -78,6 +78,9 @@ pub const TWIN_SCENARIOS: &[&str] = &[
     "scenarios/crash-restart.toml",
     "scenarios/fsync-eio.toml",
     "scenarios/rolling-restart.toml",
+    "scenarios/pause-mid-write.toml",
+    "scenarios/config-churn.toml",
+    "scenarios/acks0-leader-moves.toml",
 ];
 
 #[derive(clap::Parser, Debug)]

@@ -19,12 +19,6 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
     if scenario.auth.is_some() {
         return Some("[auth]: the twin runner does not set up SASL or TLS yet".into());
     }
-    if scenario.fault_points.is_some() {
-        return Some(
-            "[fault_points]: delays inside the broker are a switch inside it, simulation only"
-                .into(),
-        );
-    }
     if scenario.workload.moves.is_some() {
         return Some(
             "[workload.moves]: the moves checker reads what the brokers applied in-process".into(),

@@ -114,6 +114,13 @@ pub fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Result<Twi
     if let Some(why) = faults::unsupported(&scenario, &faults) {
         return Ok(Twin::Skipped(why));
     }
+    if scenario.fault_points.is_some() {
+        // What they stand for — a task delayed at some step — real threads do on their own.
+        eprintln!(
+            "sim real: [fault_points] are simulation only (delays at points inside the broker); \
+             this run goes on without them"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
