@@ -228,18 +228,9 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
                 d.full(false);
             }
         }
-        Fault::SlowDisk {
-            for_s,
-            min_ms,
-            max_ms,
-            spike_ms,
-            spike_per_million,
-            ..
-        } => {
-            if let Some(d) = m.disk(fault) {
-                let ms = Duration::from_millis;
-                let spike = (*spike_per_million > 0).then(|| (*spike_per_million, ms(*spike_ms)));
-                d.slow(Some((ms(*min_ms), ms(*max_ms))), spike, draw);
+        Fault::SlowDisk { for_s, .. } => {
+            if let (Some(d), Some((latency, spike))) = (m.disk(fault), fault.slow_disk()) {
+                d.slow(Some(latency), spike, draw);
                 sleep_s(*for_s).await;
                 d.slow(None, None, 0);
             }

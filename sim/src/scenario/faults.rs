@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 use super::{broker_name, is_broker, one, BROKER_NODE, CLIENT_NODES};
 
 /// A fault, applied at `at_s` simulated seconds into the run.
+/// A slow disk: every operation's latency range, and its tail (per million, how long).
+pub type SlowDisk = (
+    (std::time::Duration, std::time::Duration),
+    Option<(u32, std::time::Duration)>,
+);
+
 /// How long a planned stop (`stop`) waits for the broker's graceful shutdown before it kills
 /// the broker (SIGKILL after SIGTERM, in a twin run).
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -251,6 +257,24 @@ impl Fault {
             Fault::Pause { .. } => "pause",
             Fault::Stop { .. } => "stop",
         }
+    }
+
+    /// A `slow-disk` fault's latency range and its tail (per million, how long), as the disk
+    /// models of both worlds take them.
+    pub fn slow_disk(&self) -> Option<SlowDisk> {
+        let Fault::SlowDisk {
+            min_ms,
+            max_ms,
+            spike_ms,
+            spike_per_million,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let ms = std::time::Duration::from_millis;
+        let spike = (*spike_per_million > 0).then(|| (*spike_per_million, ms(*spike_ms)));
+        Some(((ms(*min_ms), ms(*max_ms)), spike))
     }
 
     /// Whether the fault can make a disk operation fail or miss its deadline (so a data

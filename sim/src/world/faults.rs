@@ -249,20 +249,10 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
             tokio::time::sleep(Duration::from_secs(*down_s)).await;
             c.handle.restart(b.id);
         }
-        Fault::SlowDisk {
-            for_s,
-            min_ms,
-            max_ms,
-            spike_ms,
-            spike_per_million,
-            ..
-        } => {
-            let latency = (
-                Duration::from_millis(*min_ms),
-                Duration::from_millis(*max_ms),
-            );
-            let spike = (*spike_per_million > 0)
-                .then(|| (*spike_per_million, Duration::from_millis(*spike_ms)));
+        Fault::SlowDisk { for_s, .. } => {
+            let Some((latency, spike)) = fault.slow_disk() else {
+                return;
+            };
             // Overlapping slow-disk faults: the latency before this one comes back after it.
             let disk = &c.broker(fault).disk;
             let before = {
