@@ -342,7 +342,8 @@ impl Sources {
     /// Settings found in the process environment as `STILLWATER_<KEY>`. A `STILLWATER_*`
     /// variable that names no setting is an error, as an unknown key in the file is: a typo
     /// (`STILLWATER_DATADIR`) must not silently leave the broker on its defaults.
-    /// `STILLWATER_LOG` and `STILLWATER_CONFIG` are the log filter and the file itself.
+    /// `STILLWATER_LOG` and `STILLWATER_CONFIG` are the log filter and the file itself;
+    /// `STILLWATER_LOCK_AUDIT` is a testing aid ([`crate::sync::audit`]).
     pub fn env_from_process() -> Result<Vec<(String, String)>, ConfigError> {
         Self::env_from(std::env::vars())
     }
@@ -358,7 +359,7 @@ impl Sources {
             };
             if known.contains(&key) {
                 settings.push((key, v));
-            } else if key != "log" && key != "config" {
+            } else if key != "log" && key != "config" && key != "lock_audit" {
                 return Err(ConfigError::Setting {
                     key: k,
                     message: "no setting has this name (environment variables are \

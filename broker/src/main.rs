@@ -127,6 +127,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A testing aid (twin runs): what the locks do on real threads, to a file.
+    if let Some(path) = std::env::var_os(broker::sync::audit::ENV) {
+        if let Err(e) = broker::sync::audit::start(std::path::Path::new(&path)) {
+            eprintln!(
+                "broker: {}={}: {e}",
+                broker::sync::audit::ENV,
+                std::path::Path::new(&path).display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
         runtime.worker_threads(config.worker_threads);

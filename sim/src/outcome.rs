@@ -55,6 +55,8 @@ pub struct RunReport {
     /// A twin run on real broker processes (`simulated_s` is then wall-clock seconds, and the
     /// run is not replayable bit for bit).
     pub real: bool,
+    /// What the brokers' locks did (orders, inversions, contention).
+    pub locks: broker::sync::LockUse,
 }
 
 impl RunReport {
@@ -137,8 +139,9 @@ pub struct Observed {
     pub final_topics: Vec<Option<BTreeMap<String, bool>>>,
     /// How each broker describes the configured topic after the run (`[workload.configs]`).
     pub final_configs: Vec<Option<BTreeMap<String, String>>>,
-    /// The lock-order inversions the brokers' locks told of (simulation only).
-    pub lock_inversions: Vec<broker::sync::Inversion>,
+    /// What the brokers' locks did: the orders taken, the inversions among them, contention
+    /// (`broker::sync`; a twin run reads it from each broker's lock audit).
+    pub locks: broker::sync::LockUse,
 }
 
 /// What Metadata told the workload's clients of its topic, timed from the run's start: each
@@ -186,6 +189,7 @@ pub fn report(
         simulated_s,
         brokers,
         leader_changes,
+        locks,
         ..
     } = observed;
     let count = |pred: fn(&SendOutcome) -> bool| {
@@ -227,6 +231,7 @@ pub fn report(
         brokers,
         leader_changes,
         real,
+        locks,
     }
 }
 
@@ -335,11 +340,12 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         findings.extend(access::check(&o.history, &o.publications, &settings));
     }
     findings.extend(
-        o.lock_inversions
+        o.locks
+            .inversions
             .iter()
             .map(|i| Finding::LockOrderInversion {
-                first: i.first.to_string(),
-                second: i.second.to_string(),
+                first: i.first.clone(),
+                second: i.second.clone(),
                 first_at: i.first_at.clone(),
                 second_at: i.second_at.clone(),
             }),

@@ -195,11 +195,12 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         std::mem::take(&mut *world.watermarks.lock().unwrap_or_else(|p| p.into_inner()));
     let publications = crate::world::observed::take(start);
     let moves = crate::world::observed::take_moves();
-    let lock_inversions = crate::world::observed::take_inversions();
+    let mut locks = broker::sync::order::take();
+    locks.inversions = crate::world::observed::take_inversions();
     let final_topics = std::mem::take(&mut *workload::lock(&world.final_topics));
     let final_configs = std::mem::take(&mut *workload::lock(&world.final_configs));
     Observed {
-        lock_inversions,
+        locks,
         final_topics,
         final_configs,
         publications,

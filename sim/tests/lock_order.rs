@@ -42,9 +42,20 @@ fn locks_taken_in_both_orders_are_told_once_with_both_places() {
         broker::observe::clear_hook();
         let seen = seen.borrow();
         assert_eq!(seen.len(), 1, "{seen:?}");
-        assert_eq!((seen[0].first, seen[0].second), ("test.b", "test.a"));
+        assert_eq!(
+            (seen[0].first.as_str(), seen[0].second.as_str()),
+            ("test.b", "test.a")
+        );
         assert!(seen[0].first_at.contains("lock_order.rs"), "{:?}", seen[0]);
         assert!(seen[0].second_at.starts_with("test.a at "), "{:?}", seen[0]);
+        // Every order taken is kept for the fidelity table, each once.
+        let used = broker::sync::order::take();
+        let pairs: Vec<(&str, &str)> = used
+            .orders
+            .iter()
+            .map(|o| (o.first.as_str(), o.second.as_str()))
+            .collect();
+        assert_eq!(pairs, vec![("test.a", "test.b"), ("test.b", "test.a")]);
     })
     .join()
     .unwrap();
@@ -100,6 +111,13 @@ fn try_lock_fails_when_the_simulator_says_the_lock_is_contended() {
         assert!(m.try_lock().is_none(), "really held");
         drop(held);
         assert!(m.try_lock().is_some());
+        // Both failed tries are counted, for the fidelity table to hold against real threads.
+        let used = broker::sync::order::take();
+        assert_eq!(used.try_failed.get("test.m"), Some(&2), "{used:?}");
+        assert!(
+            used.contended.is_empty(),
+            "a sync lock never waits here: {used:?}"
+        );
     })
     .join()
     .unwrap();

@@ -1,7 +1,8 @@
 //! The twin runner's real fault mechanisms, each struck and observed for real: a link proxy
 //! that is cut really holds the bytes (both ways or one), heals in order and delays by its
 //! latency; a connection opened across a cut hangs until it heals; SIGSTOP really stops a
-//! broker process from answering and SIGCONT brings it back; SIGKILL really ends it.
+//! broker process from answering and SIGCONT brings it back; SIGKILL really ends it; packet
+//! loss really drops segments, which TCP resends.
 #![cfg(not(madsim))]
 
 use std::sync::Arc;
@@ -136,6 +137,53 @@ async fn latency_delays_every_chunk_each_way() {
     // There and back: at least twice the least delay.
     assert!(took >= Duration::from_millis(300), "{took:?}");
     links.set_latency(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_loss_really_drops_segments_and_tcp_resends_them_in_order() {
+    if let Err(why) = sim::real::loss::available() {
+        // `cargo xtask test` installs iptables (and says so when it cannot).
+        eprintln!("NOTE: skipped, this machine cannot drop packets for real: {why}");
+        return;
+    }
+    let links = Links::new(7);
+    let addr = echo_behind_proxy(links.clone()).await;
+    let loss = sim::real::loss::Loss::install(&[addr.port()]).unwrap();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    loss.set(Some(0.1));
+    // 100 round trips of 1 KiB, each different: every byte comes back, in order (a segment
+    // lost again and again waits out TCP's doubling retransmission timeout: minutes at most).
+    for i in 0..100u32 {
+        let what: Vec<u8> = (0..1024u32).map(|j| (i * 31 + j) as u8).collect();
+        let back = round_trip(&mut c, &what, Duration::from_secs(120)).await;
+        assert!(
+            back.as_deref() == Some(&what[..]),
+            "round trip {i}: {back:?}"
+        );
+    }
+    let dropped = loss.dropped();
+    // About 400 segments crossed (data and acknowledgements, both ways).
+    assert!(
+        dropped >= 5,
+        "about 10 % of the segments dropped: {dropped}"
+    );
+    loss.set(None);
+    assert_eq!(loss.dropped(), 0, "no rule: nothing more is dropped");
+    for i in 0..20u8 {
+        assert!(round_trip(&mut c, &[i; 64], Duration::from_secs(5))
+            .await
+            .is_some());
+    }
+    drop(loss);
+    let rules = std::process::Command::new("iptables")
+        .args(["-w", "-S", "INPUT"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        !rules.contains(&format!("--dport {}", addr.port())),
+        "the run's jumps are gone when it ends: {rules}"
+    );
 }
 
 /// The broker binary `cargo xtask test` built, if the test runs under it.

@@ -14,6 +14,9 @@
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
 //!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
+//!
+//! Before step 1, iptables is installed the same way when missing (the twin runner's packet
+//! loss and its test need it).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -39,6 +42,7 @@ pub struct TestArgs {
 
 pub fn run(args: &TestArgs) -> Result<()> {
     let started = Instant::now();
+    let iptables_missing = ensure_iptables();
     if args.skip_unit {
         println!("xtask: skipping unit tests (--skip-unit)");
     } else {
@@ -66,6 +70,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
         let swept = background.map(Background::finish).transpose();
         integration?;
         swept?;
+    }
+    if let Some(why) = iptables_missing {
+        println!("xtask: NOTE: {why}");
     }
     println!(
         "xtask: all test steps passed in {:.1} s",
@@ -399,15 +406,37 @@ fn python_env(requirements: &Path) -> Result<std::path::PathBuf> {
 /// kcat comes from the system's package manager, not from PyPI: install it with apt-get when
 /// it is missing and this user is root; otherwise say what to run. `Some(why)` if it is missing.
 fn ensure_kcat() -> Option<String> {
-    let found = |name: &str| {
-        Command::new(name)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    };
-    if found("kcat") || found("kafkacat") {
+    if found("kafkacat", "-V") {
+        return None;
+    }
+    ensure_package("kcat", "-V", "kcat", "the kcat tests were skipped")
+}
+
+/// iptables drops packets for real in a twin run (packet loss) and in the twin runner's own
+/// test of it; without it those are skipped with a note.
+fn ensure_iptables() -> Option<String> {
+    ensure_package(
+        "iptables",
+        "-V",
+        "iptables",
+        "twin runs cannot strike packet loss, and its test is skipped",
+    )
+}
+
+/// Whether `name` runs (with `arg`).
+fn found(name: &str, arg: &str) -> bool {
+    Command::new(name)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// A tool from the system's package manager: installed with apt-get when it is missing and
+/// this user is root; otherwise say what to run and what is lost. `Some(why)` if missing.
+fn ensure_package(bin: &str, arg: &str, package: &str, lost: &str) -> Option<String> {
+    if found(bin, arg) {
         return None;
     }
     let is_root = Command::new("id")
@@ -415,21 +444,22 @@ fn ensure_kcat() -> Option<String> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
-    if is_root && found("apt-get") {
+    if is_root && found("apt-get", "-v") {
         let mut install = Command::new("sh");
         install
             .args([
                 "-c",
-                "apt-get update -qq && apt-get install -y -qq kcat >/dev/null",
+                &format!("apt-get update -qq && apt-get install -y -qq {package} >/dev/null"),
             ])
             .env("DEBIAN_FRONTEND", "noninteractive");
-        if step("kcat (apt-get install kcat)", install).is_ok() && found("kcat") {
+        if step(&format!("{bin} (apt-get install {package})"), install).is_ok() && found(bin, arg) {
             return None;
         }
     }
-    let why = "kcat is not installed and this user cannot install it; install it with \
-               `sudo apt-get install kcat` (Debian/Ubuntu) or `brew install kcat` (macOS)"
-        .to_string();
+    let why = format!(
+        "{bin} is not installed and this user cannot install it ({lost}); install it with \
+         `sudo apt-get install {package}` (Debian/Ubuntu)"
+    );
     println!("xtask: NOTE: {why}");
     Some(why)
 }

@@ -1,5 +1,6 @@
 //! A twin run's faults, struck at their scenario times on the wall clock, each by a real
-//! mechanism: SIGKILL and a restart, SIGSTOP and SIGCONT, a link's proxy cut or slowed, the
+//! mechanism: SIGKILL and a restart, SIGSTOP and SIGCONT, a link's proxy cut or slowed, its
+//! packets dropped by the kernel's packet filter (packet loss), the
 //! fault filesystem under a broker's data directory.
 //!
 //! Invariant: a fault with a window is undone when its window ends; a fault this world cannot
@@ -40,7 +41,16 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
                 ..
             } => Some("a crash while cleaning watches the simulated disk's files"),
             Fault::Bitflip { .. } => Some("bit flips on reads are not struck for real yet"),
-            Fault::PacketLoss { .. } => Some("packet loss is not struck for real yet"),
+            Fault::PacketLoss { .. } => {
+                if let Err(e) = crate::real::loss::available() {
+                    return Some(format!(
+                        "{}: packet loss is struck by the kernel's packet filter, which this \
+                         machine does not let this run change: {e}",
+                        f.describe()
+                    ));
+                }
+                None
+            }
             Fault::ClockSkew { .. } | Fault::ClockDrift { .. } => {
                 Some("the brokers' clocks are not skewed for real yet (libfaketime)")
             }
@@ -235,11 +245,17 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
                 d.slow(None, None, 0);
             }
         }
+        Fault::PacketLoss { for_s, rate, .. } => {
+            if let Some(loss) = &m.loss {
+                loss.set(Some(*rate));
+                sleep_s(*for_s).await;
+                let dropped = loss.dropped();
+                loss.set(None);
+                tracing::info!("{}: {dropped} segments dropped", fault.describe());
+            }
+        }
         // Refused before the run ([`unsupported`]).
-        Fault::Bitflip { .. }
-        | Fault::PacketLoss { .. }
-        | Fault::ClockSkew { .. }
-        | Fault::ClockDrift { .. } => {
+        Fault::Bitflip { .. } | Fault::ClockSkew { .. } | Fault::ClockDrift { .. } => {
             tracing::error!("{}: not struck in a twin run", fault.describe());
         }
     }

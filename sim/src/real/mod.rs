@@ -5,6 +5,7 @@
 //!
 //! - [`procs`]: the broker processes, and the signals that crash and pause them;
 //! - [`proxy`]: the links between nodes, and the partitions and latency struck on them;
+//! - [`loss`]: real packet loss on the proxies' links (the kernel's packet filter);
 //! - [`disk`]: the fault filesystem under each broker's data directory;
 //! - [`faults`]: which faults this world can strike and striking them on the wall clock;
 //! - [`command`]: the `sim real` command.
@@ -32,6 +33,7 @@ use crate::workload::{self, ClientNodes, Role, World};
 pub mod command;
 pub mod disk;
 pub mod faults;
+pub mod loss;
 pub mod procs;
 pub mod proxy;
 
@@ -70,6 +72,8 @@ pub struct Machines {
     /// Each broker's fault filesystem (`None`: a plain directory, no disk faults).
     pub disks: Vec<Option<Arc<dyn DiskFaults>>>,
     pub links: Arc<Links>,
+    /// The run's packet loss (only when a fault loses packets).
+    pub loss: Option<loss::Loss>,
 }
 
 impl Machines {
@@ -306,9 +310,13 @@ async fn twin(
     // Every broker's listeners: clients, the others (behind the peer proxy), metrics.
     let mut client_addrs = Vec::new();
     let mut peer_proxies = Vec::new();
+    // Every proxy's port: where packets are lost, when they are.
+    let mut proxy_ports = Vec::new();
     for _ in 0..n {
         client_addrs.push(loopback(free_port()?));
-        peer_proxies.push(listen().await?);
+        let l = listen().await?;
+        proxy_ports.push(l.local_addr()?.port());
+        peer_proxies.push(l);
     }
     let peers = peer_proxies
         .iter()
@@ -360,6 +368,7 @@ async fn twin(
         for (i, addr) in client_addrs.iter().enumerate() {
             let l = listen().await?;
             route.insert(*addr, l.local_addr()?);
+            proxy_ports.push(l.local_addr()?.port());
             tokio::spawn(proxy::serve(
                 l,
                 Dialler::Node(role.to_string()),
@@ -391,9 +400,14 @@ async fn twin(
             .map(|m| Some(m.clone() as Arc<dyn DiskFaults>))
             .collect(),
         links,
+        loss: if faults.iter().any(|f| matches!(f, Fault::PacketLoss { .. })) {
+            Some(loss::Loss::install(&proxy_ports).map_err(anyhow::Error::msg)?)
+        } else {
+            None
+        },
     });
     let nodes = RealNodes::start(routes)?;
-    let observed = drive_and_observe(&sc, seed, faults, machines.clone(), &nodes).await;
+    let mut observed = drive_and_observe(&sc, seed, faults, machines.clone(), &nodes).await;
     nodes.stop();
     // A broker blocked in a held sync could not exit.
     for d in machines.disks.iter().flatten() {
@@ -401,6 +415,7 @@ async fn twin(
     }
     for b in &machines.brokers {
         b.stop(Duration::from_secs(10));
+        observed.locks.merge(b.lock_use());
     }
     // Unmounted when the last handle goes (the fault schedule may still hold one).
     drop(machines);

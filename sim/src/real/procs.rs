@@ -26,6 +26,8 @@ pub struct BrokerProc {
     bin: PathBuf,
     args: Vec<String>,
     log: PathBuf,
+    /// Where its lock audit goes (`broker::sync::audit`), beside its log.
+    lock_audit: PathBuf,
     child: Mutex<Option<Child>>,
     retired: AtomicBool,
     /// Each start's count of failed data directories, as last scraped.
@@ -53,6 +55,7 @@ impl BrokerProc {
             data_dir,
             bin,
             args,
+            lock_audit: log.with_extension("locks"),
             log,
             child: Mutex::new(None),
             retired: AtomicBool::new(false),
@@ -80,6 +83,7 @@ impl BrokerProc {
                 "STILLWATER_LOG",
                 std::env::var("STILLWATER_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .env(broker::sync::audit::ENV, &self.lock_audit)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -158,6 +162,14 @@ impl BrokerProc {
     /// The log file of its starts.
     pub fn log_path(&self) -> &std::path::Path {
         &self.log
+    }
+
+    /// What its locks did on real threads, over all its starts (its lock audit read back;
+    /// nothing if it never started).
+    pub fn lock_use(&self) -> broker::sync::LockUse {
+        std::fs::read_to_string(&self.lock_audit)
+            .map(|text| broker::sync::audit::parse(&text))
+            .unwrap_or_default()
     }
 }
 

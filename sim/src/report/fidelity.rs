@@ -211,6 +211,7 @@ pub fn divergences(t: &Twins) -> Vec<String> {
             ));
         }
     }
+    out.extend(lock_divergences(t));
     let sim: Vec<Figures> = t.sim.iter().map(|(_, r)| figures(r)).collect();
     for (path, r) in &t.real {
         let real = figures(r);
@@ -246,6 +247,104 @@ pub fn divergences(t: &Twins) -> Vec<String> {
         }
     }
     out
+}
+
+/// Every world's lock use merged, per world.
+fn locks(runs: &[(PathBuf, Report)]) -> broker::sync::LockUse {
+    let mut all = broker::sync::LockUse::default();
+    for (_, r) in runs {
+        all.merge(r.locks.clone());
+    }
+    all
+}
+
+/// The lock model held against real threads (a twin run's lock audit): an order of
+/// acquisition taken on real threads that no simulated seed took (an inversion through it is
+/// invisible to the simulation), and a lock whose `try_*` failed on real threads but never in
+/// simulation (the model kinder than reality there).
+fn lock_divergences(t: &Twins) -> Vec<String> {
+    let (sim, real) = (locks(&t.sim), locks(&t.real));
+    let mut out = Vec::new();
+    let first_real = |pred: &dyn Fn(&Report) -> bool| {
+        t.real
+            .iter()
+            .find(|(_, r)| pred(r))
+            .map(|(p, r)| format!("seed {} ({})", r.seed, p.display()))
+            .unwrap_or_default()
+    };
+    for o in &real.orders {
+        if !sim
+            .orders
+            .iter()
+            .any(|s| s.first == o.first && s.second == o.second)
+        {
+            let seen = first_real(&|r| {
+                r.locks
+                    .orders
+                    .iter()
+                    .any(|x| x.first == o.first && x.second == o.second)
+            });
+            out.push(format!(
+                "lock order {} → {} taken on real threads ({} then {}), never in simulation: {seen}",
+                o.first, o.second, o.first_at, o.second_at
+            ));
+        }
+    }
+    for (name, n) in &real.try_failed {
+        if !sim.try_failed.contains_key(name) {
+            let seen = first_real(&|r| r.locks.try_failed.contains_key(name));
+            out.push(format!(
+                "a try of lock {name} failed {n} time(s) on real threads, never in simulation: {seen}"
+            ));
+        }
+    }
+    out
+}
+
+/// Per scenario, what the locks did in each world: the orders taken, and the locks waited
+/// for most on real threads.
+fn locks_section(all: &[Twins]) -> String {
+    let mut md = String::new();
+    for t in all.iter().filter(|t| !t.real.is_empty()) {
+        let (sim, real) = (locks(&t.sim), locks(&t.real));
+        if real.orders.is_empty() && real.contended.is_empty() {
+            continue;
+        }
+        let both = real
+            .orders
+            .iter()
+            .filter(|o| {
+                sim.orders
+                    .iter()
+                    .any(|s| s.first == o.first && s.second == o.second)
+            })
+            .count();
+        let mut waits: Vec<(&String, &u64)> = real.contended.iter().collect();
+        waits.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let waits = waits
+            .iter()
+            .take(4)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sim_waits: u64 = sim.contended.values().sum();
+        let _ = writeln!(
+            md,
+            "- {}: orders of acquisition: {} in simulation, {} on real threads, {both} of them in both; \
+             waits on real threads: {}; waits in simulation: {sim_waits}; failed tries: {} simulated, {} real",
+            t.scenario,
+            sim.orders.len(),
+            real.orders.len(),
+            if waits.is_empty() { "none".into() } else { waits },
+            sim.try_failed.values().sum::<u64>(),
+            real.try_failed.values().sum::<u64>(),
+        );
+    }
+    if md.is_empty() {
+        md
+    } else {
+        format!("\nLocks (the real runs' lock audit beside the simulation's record):\n\n{md}")
+    }
 }
 
 /// The whole table, as Markdown.
@@ -299,6 +398,7 @@ pub fn table(all: &[Twins]) -> String {
             cell(3)
         );
     }
+    md.push_str(&locks_section(all));
     let mut any = false;
     for t in all {
         let d = divergences(t);

@@ -89,6 +89,11 @@ pub struct Report {
     pub nodes: Vec<NodeSeries>,
     /// The performance figures beside the scenario's bounds (none without bounds).
     pub figures: Vec<FigureLine>,
+    /// What the brokers' locks did: every order taken (held → acquired), the inversions, and
+    /// per lock the acquisitions that waited and the `try_*` that failed. In a twin run, from
+    /// each broker's lock audit on real threads.
+    #[serde(default)]
+    pub locks: broker::sync::LockUse,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +267,7 @@ impl Report {
                     holds: f.holds(),
                 })
                 .collect(),
+            locks: r.locks.clone(),
         }
     }
 

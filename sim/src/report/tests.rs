@@ -85,6 +85,7 @@ fn report() -> Report {
                 holds: true,
             },
         ],
+        locks: Default::default(),
     }
 }
 
@@ -241,4 +242,44 @@ fn the_time_to_resume_is_counted_from_the_fault_to_half_the_rate_before_it() {
     r.faults.retain(|f| f.from_s == 30);
     let f = fidelity::figures(&r);
     assert_eq!(f.resume_s, Some(7.0));
+}
+
+#[test]
+fn an_order_taken_or_a_try_failed_on_real_threads_only_is_a_divergence() {
+    let order = |a: &str, b: &str| broker::sync::Order {
+        first: a.into(),
+        second: b.into(),
+        first_at: "x.rs:1".into(),
+        second_at: "x.rs:2".into(),
+    };
+    let mut sim = report();
+    sim.locks.orders = vec![order("a", "b")];
+    let mut real = Report {
+        world: "real".into(),
+        ..report()
+    };
+    real.locks.orders = vec![order("a", "b")];
+    real.locks.contended.insert("a".into(), 40);
+    assert_eq!(
+        fidelity::divergences(&twins(sim.clone(), real.clone())),
+        Vec::<String>::new(),
+        "the same orders, and waits (which the model does not promise), do not diverge"
+    );
+    real.locks.orders.push(order("b", "c"));
+    real.locks.try_failed.insert("c".into(), 2);
+    let t = twins(sim, real);
+    let all = fidelity::divergences(&t).join("\n");
+    assert!(
+        all.contains("lock order b → c taken on real threads (x.rs:1 then x.rs:2), never in simulation: seed 3"),
+        "{all}"
+    );
+    assert!(
+        all.contains("a try of lock c failed 2 time(s) on real threads, never in simulation"),
+        "{all}"
+    );
+    let table = fidelity::table(&[t]);
+    assert!(
+        table.contains("orders of acquisition: 1 in simulation, 2 on real threads, 1 of them in both; waits on real threads: a 40"),
+        "{table}"
+    );
 }

@@ -28,6 +28,8 @@ thread_local! {
 pub fn install() {
     PUBLISHED.with(|p| p.borrow_mut().clear());
     MOVES.with(|m| *m.borrow_mut() = Default::default());
+    // What the locks of an earlier run on this thread did is not this run's.
+    let _ = broker::sync::order::take();
     broker::observe::set_hook(|what| {
         if let Some(p) = what.downcast_ref::<SecurityPublished>() {
             PUBLISHED.with(|all| all.borrow_mut().push((Instant::now(), p.clone())));

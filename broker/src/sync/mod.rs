@@ -1,9 +1,9 @@
 //! The broker's locks, all of them, through one small module: a [`Mutex`], an [`RwLock`] and an
 //! [`AsyncMutex`], each with a name (`"storage.catalog"`), so that the simulator can see them.
 //!
-//! In one simulated thread no lock is ever contended: a guard is never held across an `.await`
-//! (clippy's `await_holding_lock`), so no other task runs while it is held. Under `--cfg
-//! madsim` these locks therefore do what contention would:
+//! In one simulated thread no sync lock is ever contended: a guard is never held across an
+//! `.await` (clippy's `await_holding_lock`), so no other task runs while it is held. Under
+//! `--cfg madsim` these locks therefore do what contention would:
 //! - a `try_*` may fail, as it can under real contention, when the simulator's fault hook
 //!   says so at the point `lock.try` (a scenario's `[fault_points]` chance);
 //! - an [`AsyncMutex`] acquisition passes the fault point `lock.acquire` (it may be delayed,
@@ -12,31 +12,102 @@
 //!   the code location of each acquisition); an acquisition in the order opposite to one
 //!   already seen (directly or through a chain) is a lock-order inversion, told to the
 //!   simulator once per pair ([`Inversion`], through [`crate::observe`]) with both locations —
-//!   the kernel's lockdep, for a run.
+//!   the kernel's lockdep, for a run ([`order`]).
 //!
-//! In a normal build they are the standard library's and tokio's locks with a name beside
-//! them; `lock`, `read` and `write` return a `LockResult` as std's do (a poisoned lock's guard
-//! is in the error), so callers keep their poison policy.
+//! On real threads the same record is kept when the process is started with
+//! `STILLWATER_LOCK_AUDIT=<file>` ([`audit`]): every order taken, every inversion, and every
+//! acquisition that had to wait or a `try_*` that failed, written to that file as they happen
+//! — the check, in a twin run, that the simulation's model of locks is not kinder than real
+//! threads. Without it a normal build records nothing (one relaxed load per acquisition), and
+//! these are the standard library's and tokio's locks with a name beside them; `lock`, `read`
+//! and `write` return a `LockResult` as std's do (a poisoned lock's guard is in the error), so
+//! callers keep their poison policy.
 //!
 //! Invariant: the order of acquisitions is recorded only for locks taken and released within
-//! one synchronous stretch (the sync locks); an [`AsyncMutex`] held across awaits joins no
-//! order (which task holds it is not known), but its acquisition may be delayed.
+//! one synchronous stretch (the sync locks, whose guards never leave their thread); an
+//! [`AsyncMutex`] held across awaits joins no order (which task holds it is not known), but
+//! its acquisition may be delayed, and a wait for it is counted as contention in both worlds.
 
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::sync::{LockResult, PoisonError, TryLockError};
 
+use serde::{Deserialize, Serialize};
+
+pub mod audit;
+pub mod order;
+
 /// Two locks taken in both orders: `first` then `second` at `first_at`, and the other way
 /// round at `second_at` (each "held lock's acquisition → this acquisition").
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inversion {
-    pub first: &'static str,
-    pub second: &'static str,
+    pub first: String,
+    pub second: String,
     /// Where `first` was taken, then where `second` was taken while it was held.
     pub first_at: String,
     /// Where `second` was taken, then where `first` was taken while it was held (the chain,
     /// when the opposite order went through other locks).
     pub second_at: String,
+}
+
+/// One order of acquisition seen: `second` taken while `first` was held, at these places
+/// (the first time it was seen).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Order {
+    pub first: String,
+    pub second: String,
+    pub first_at: String,
+    pub second_at: String,
+}
+
+/// What a run's locks did, in either world: the orders taken, the inversions among them,
+/// and per lock how many acquisitions had to wait for it (`contended`) and how many `try_*`
+/// of it failed (`try_failed`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockUse {
+    pub orders: Vec<Order>,
+    pub inversions: Vec<Inversion>,
+    pub contended: BTreeMap<String, u64>,
+    pub try_failed: BTreeMap<String, u64>,
+}
+
+impl LockUse {
+    /// Add another process's (or run's) use: orders and inversions each once, counts summed.
+    pub fn merge(&mut self, other: LockUse) {
+        for o in other.orders {
+            if !self
+                .orders
+                .iter()
+                .any(|x| x.first == o.first && x.second == o.second)
+            {
+                self.orders.push(o);
+            }
+        }
+        self.orders.sort();
+        let pair = |i: &Inversion| {
+            let (a, b) = (i.first.clone(), i.second.clone());
+            if a < b {
+                (a, b)
+            } else {
+                (b, a)
+            }
+        };
+        for i in other.inversions {
+            if !self.inversions.iter().any(|x| pair(x) == pair(&i)) {
+                self.inversions.push(i);
+            }
+        }
+        for (to, from) in [
+            (&mut self.contended, other.contended),
+            (&mut self.try_failed, other.try_failed),
+        ] {
+            for (name, n) in from {
+                *to.entry(name).or_default() += n;
+            }
+        }
+    }
 }
 
 /// A mutual-exclusion lock with a name (std's underneath).
@@ -93,16 +164,43 @@ fn wrap<G, W>(
     }
 }
 
-/// Whether the simulator makes this `try_*` fail as a contended lock would.
+/// Whether the simulator makes this `try_*` of `name` fail as a contended lock would
+/// (counted as a failed try).
 #[inline]
-fn contended() -> bool {
+fn contended(name: &'static str) -> bool {
     #[cfg(madsim)]
     {
-        crate::fault::delay("lock.try").is_some()
+        let busy = crate::fault::delay("lock.try").is_some();
+        if busy {
+            order::count(name, order::Event::TryFailed);
+        }
+        busy
     }
     #[cfg(not(madsim))]
     {
+        let _ = name;
         false
+    }
+}
+
+/// Take a sync lock: at once if it is free, else (counted as contention) by waiting with
+/// `wait`. Counting needs the first try, so it is made only when something records.
+#[inline]
+fn take<G>(
+    name: &'static str,
+    try_now: impl FnOnce() -> Result<G, TryLockError<G>>,
+    wait: impl FnOnce() -> LockResult<G>,
+) -> LockResult<G> {
+    if !order::recording() {
+        return wait();
+    }
+    match try_now() {
+        Ok(g) => Ok(g),
+        Err(TryLockError::Poisoned(p)) => Err(p),
+        Err(TryLockError::WouldBlock) => {
+            order::count(name, order::Event::Contended);
+            wait()
+        }
     }
 }
 
@@ -118,16 +216,18 @@ impl<T> Mutex<T> {
     #[track_caller]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         let held = order::acquire(self.name, Location::caller());
-        wrap(self.inner.lock(), held, |guard, _held| MutexGuard {
-            guard,
-            _held,
-        })
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "only to tell a wait (counted as contention) from a free lock; lock() follows"
+        )]
+        let taken = take(self.name, || self.inner.try_lock(), || self.inner.lock());
+        wrap(taken, held, |guard, _held| MutexGuard { guard, _held })
     }
 
     /// Take the lock if it is free now (under simulation it may be "busy" as under load).
     #[track_caller]
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        if contended() {
+        if contended(self.name) {
             return None;
         }
         #[expect(
@@ -138,7 +238,10 @@ impl<T> Mutex<T> {
         let guard = match tried {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::WouldBlock) => {
+                order::count(self.name, order::Event::TryFailed);
+                return None;
+            }
         };
         let _held = order::acquire(self.name, Location::caller());
         Some(MutexGuard { guard, _held })
@@ -164,16 +267,23 @@ impl<T> RwLock<T> {
     #[track_caller]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         let held = order::acquire(self.name, Location::caller());
-        wrap(self.inner.read(), held, |guard, _held| RwLockReadGuard {
-            guard,
-            _held,
-        })
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "only to tell a wait (counted as contention) from a free lock; read() follows"
+        )]
+        let taken = take(self.name, || self.inner.try_read(), || self.inner.read());
+        wrap(taken, held, |guard, _held| RwLockReadGuard { guard, _held })
     }
 
     #[track_caller]
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         let held = order::acquire(self.name, Location::caller());
-        wrap(self.inner.write(), held, |guard, _held| RwLockWriteGuard {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "only to tell a wait (counted as contention) from a free lock; write() follows"
+        )]
+        let taken = take(self.name, || self.inner.try_write(), || self.inner.write());
+        wrap(taken, held, |guard, _held| RwLockWriteGuard {
             guard,
             _held,
         })
@@ -182,7 +292,7 @@ impl<T> RwLock<T> {
     /// Write-lock it if it is free now (under simulation it may be "busy" as under load).
     #[track_caller]
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
-        if contended() {
+        if contended(self.name) {
             return None;
         }
         #[expect(
@@ -193,7 +303,10 @@ impl<T> RwLock<T> {
         let guard = match tried {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::WouldBlock) => {
+                order::count(self.name, order::Event::TryFailed);
+                return None;
+            }
         };
         let _held = order::acquire(self.name, Location::caller());
         Some(RwLockWriteGuard { guard, _held })
@@ -211,7 +324,21 @@ impl<T> AsyncMutex<T> {
     /// Wait for the lock (under simulation the wait may be lengthened: `lock.acquire`).
     pub async fn lock(&self) -> AsyncMutexGuard<'_, T> {
         crate::fault_point!("lock.acquire");
-        self.inner.lock().await
+        if !order::recording() {
+            return self.inner.lock().await;
+        }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "only to tell a wait (counted as contention) from a free lock; lock() follows"
+        )]
+        let tried = self.inner.try_lock();
+        match tried {
+            Ok(g) => g,
+            Err(_) => {
+                order::count(self.name, order::Event::Contended);
+                self.inner.lock().await
+            }
+        }
     }
 
     /// The lock's name.
@@ -241,148 +368,3 @@ macro_rules! deref {
 deref!(MutexGuard, deref_mut);
 deref!(RwLockReadGuard,);
 deref!(RwLockWriteGuard, deref_mut);
-
-/// The order of acquisitions (simulation only; nothing in a normal build).
-#[cfg(not(madsim))]
-mod order {
-    pub struct Held;
-
-    #[inline(always)]
-    pub fn acquire(_: &'static str, _: &'static std::panic::Location<'static>) -> Held {
-        Held
-    }
-}
-
-#[cfg(madsim)]
-mod order {
-    use std::cell::RefCell;
-    use std::collections::{BTreeMap, BTreeSet};
-    use std::panic::Location;
-
-    use crate::sync::Inversion;
-
-    type Site = &'static Location<'static>;
-
-    /// One lock this thread holds.
-    struct Holding {
-        name: &'static str,
-        at: Site,
-        token: u64,
-    }
-
-    #[derive(Default)]
-    struct State {
-        held: Vec<Holding>,
-        next_token: u64,
-        /// held → acquired, with where each was taken the first time the order was seen.
-        edges: BTreeMap<(&'static str, &'static str), (Site, Site)>,
-        reported: BTreeSet<(&'static str, &'static str)>,
-    }
-
-    thread_local! {
-        // Per thread: each simulated run has a thread of its own.
-        static STATE: RefCell<State> = RefCell::default();
-    }
-
-    /// Released when dropped (with its guard).
-    pub struct Held(u64);
-
-    impl Drop for Held {
-        fn drop(&mut self) {
-            let token = self.0;
-            let _ = STATE.try_with(|s| {
-                let mut s = s.borrow_mut();
-                if let Some(i) = s.held.iter().rposition(|h| h.token == token) {
-                    s.held.remove(i);
-                }
-            });
-        }
-    }
-
-    fn site(at: Site) -> String {
-        format!("{}:{}", at.file(), at.line())
-    }
-
-    /// A chain of recorded orders from `from` to `to`, if there is one.
-    fn path(
-        edges: &BTreeMap<(&'static str, &'static str), (Site, Site)>,
-        from: &'static str,
-        to: &'static str,
-    ) -> Option<Vec<(&'static str, &'static str)>> {
-        let mut stack = vec![(from, Vec::new())];
-        let mut seen = BTreeSet::new();
-        while let Some((at, trail)) = stack.pop() {
-            if at == to {
-                return Some(trail);
-            }
-            if !seen.insert(at) {
-                continue;
-            }
-            for (&(a, b), _) in edges.range((at, "")..) {
-                if a != at {
-                    break;
-                }
-                let mut t = trail.clone();
-                t.push((a, b));
-                stack.push((b, t));
-            }
-        }
-        None
-    }
-
-    pub fn acquire(name: &'static str, at: Site) -> Held {
-        let mut found = Vec::new();
-        let token = STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            let held: Vec<(&'static str, Site)> = s
-                .held
-                .iter()
-                .filter(|h| h.name != name)
-                .map(|h| (h.name, h.at))
-                .collect();
-            for (before, before_at) in held {
-                if s.edges.contains_key(&(before, name)) {
-                    continue;
-                }
-                // The opposite order, seen before (directly or through other locks)?
-                if let Some(chain) = path(&s.edges, name, before) {
-                    let pair = if before < name {
-                        (before, name)
-                    } else {
-                        (name, before)
-                    };
-                    if s.reported.insert(pair) {
-                        let second_at = chain
-                            .iter()
-                            .map(|e| {
-                                let (a_at, b_at) = s.edges[e];
-                                format!("{} at {} then {} at {}", e.0, site(a_at), e.1, site(b_at))
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", then ");
-                        found.push(Inversion {
-                            first: before,
-                            second: name,
-                            first_at: format!(
-                                "{before} at {} then {name} at {}",
-                                site(before_at),
-                                site(at)
-                            ),
-                            second_at,
-                        });
-                    }
-                }
-                s.edges.insert((before, name), (before_at, at));
-            }
-            s.next_token += 1;
-            let token = s.next_token;
-            s.held.push(Holding { name, at, token });
-            token
-        });
-        for inversion in found {
-            tracing::error!(?inversion, "lock-order inversion");
-            crate::observe::emit(|| inversion);
-        }
-        Held(token)
-    }
-}
