@@ -2,7 +2,8 @@
 //! that is cut really holds the bytes (both ways or one), heals in order and delays by its
 //! latency; a connection opened across a cut hangs until it heals; SIGSTOP really stops a
 //! broker process from answering and SIGCONT brings it back; SIGKILL really ends it; packet
-//! loss really drops segments, which TCP resends.
+//! loss really drops segments, which TCP resends; a faked clock really moves a process's wall
+//! clock.
 #![cfg(not(madsim))]
 
 use std::sync::Arc;
@@ -184,6 +185,51 @@ async fn packet_loss_really_drops_segments_and_tcp_resends_them_in_order() {
         !rules.contains(&format!("--dport {}", addr.port())),
         "the run's jumps are gone when it ends: {rules}"
     );
+}
+
+/// A process's wall clock (ms) as it sees it, started with `env`, minus this process's.
+fn clock_seen_off_by_ms(env: &[(String, std::ffi::OsString)]) -> i64 {
+    let out = std::process::Command::new("date")
+        .arg("+%s%3N")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let seen: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    seen - now
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faked_clock_really_skews_and_drifts_a_process_wall_clock() {
+    if let Err(why) = sim::real::clock::library() {
+        // `cargo xtask test` installs libfaketime (and says so when it cannot).
+        eprintln!("NOTE: skipped, this machine cannot fake a clock: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clock = sim::real::clock::FakeClock::new(dir.path().join("b.faketime")).unwrap();
+    let env = clock.env();
+    let near = |off: i64, want: i64, slack: i64| (off - want).abs() <= slack;
+    assert!(near(clock_seen_off_by_ms(&env), 0, 500));
+    clock.set_offset_ms(3_600_000);
+    let off = clock_seen_off_by_ms(&env);
+    assert!(near(off, 3_600_000, 500), "an hour ahead: {off}");
+    clock.set_offset_ms(-86_400_000);
+    let off = clock_seen_off_by_ms(&env);
+    assert!(near(off, -86_400_000, 500), "a day back: {off}");
+    clock.set_offset_ms(0);
+    // 50 % fast for two seconds: a second gained, and kept once the drift ends.
+    clock.set_drift_ppm(500_000);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    clock.set_drift_ppm(0);
+    let off = clock_seen_off_by_ms(&env);
+    assert!(near(off, 1_000, 400), "a second gained: {off}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = clock_seen_off_by_ms(&env);
+    assert!(near(later, off, 300), "no longer drifting: {off} then {later}");
 }
 
 /// The broker binary `cargo xtask test` built, if the test runs under it.

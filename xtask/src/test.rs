@@ -15,8 +15,8 @@
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
 //!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
 //!
-//! Before step 1, iptables is installed the same way when missing (the twin runner's packet
-//! loss and its test need it).
+//! Before step 1, iptables and libfaketime are installed the same way when missing (the twin
+//! runner's packet loss and clock skew, and their tests, need them).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -42,7 +42,10 @@ pub struct TestArgs {
 
 pub fn run(args: &TestArgs) -> Result<()> {
     let started = Instant::now();
-    let iptables_missing = ensure_iptables();
+    let missing: Vec<String> = [ensure_iptables(), ensure_faketime()]
+        .into_iter()
+        .flatten()
+        .collect();
     if args.skip_unit {
         println!("xtask: skipping unit tests (--skip-unit)");
     } else {
@@ -71,7 +74,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         integration?;
         swept?;
     }
-    if let Some(why) = iptables_missing {
+    for why in missing {
         println!("xtask: NOTE: {why}");
     }
     println!(
@@ -420,6 +423,17 @@ fn ensure_iptables() -> Option<String> {
         "-V",
         "iptables",
         "twin runs cannot strike packet loss, and its test is skipped",
+    )
+}
+
+/// libfaketime skews a broker's clock for real in a twin run (clock skew and drift) and in the
+/// twin runner's own test of it; without it those are skipped with a note.
+fn ensure_faketime() -> Option<String> {
+    ensure_package(
+        "faketime",
+        "--version",
+        "faketime libfaketime",
+        "twin runs cannot skew clocks, and its test is skipped",
     )
 }
 

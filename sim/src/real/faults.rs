@@ -1,7 +1,7 @@
 //! A twin run's faults, struck at their scenario times on the wall clock, each by a real
 //! mechanism: SIGKILL and a restart, SIGSTOP and SIGCONT, a link's proxy cut or slowed, its
-//! packets dropped by the kernel's packet filter (packet loss), the
-//! fault filesystem under a broker's data directory.
+//! packets dropped by the kernel's packet filter (packet loss), a broker's wall clock moved
+//! by libfaketime (skew, drift), the fault filesystem under a broker's data directory.
 //!
 //! Invariant: a fault with a window is undone when its window ends; a fault this world cannot
 //! strike is refused before the run starts ([`unsupported`]), never run without it.
@@ -52,7 +52,13 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
                 None
             }
             Fault::ClockSkew { .. } | Fault::ClockDrift { .. } => {
-                Some("the brokers' clocks are not skewed for real yet (libfaketime)")
+                if let Err(e) = crate::real::clock::library() {
+                    return Some(format!(
+                        "{}: a broker's clock is skewed for real by libfaketime: {e}",
+                        f.describe()
+                    ));
+                }
+                None
             }
             Fault::FsyncStall { .. }
             | Fault::FsyncEio { .. }
@@ -254,8 +260,24 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
                 tracing::info!("{}: {dropped} segments dropped", fault.describe());
             }
         }
+        Fault::ClockSkew {
+            for_s, offset_ms, ..
+        } => {
+            if let Some(c) = m.clock(fault) {
+                c.set_offset_ms(*offset_ms);
+                sleep_s(*for_s).await;
+                c.set_offset_ms(0);
+            }
+        }
+        Fault::ClockDrift { for_s, ppm, .. } => {
+            if let Some(c) = m.clock(fault) {
+                c.set_drift_ppm(*ppm);
+                sleep_s(*for_s).await;
+                c.set_drift_ppm(0);
+            }
+        }
         // Refused before the run ([`unsupported`]).
-        Fault::Bitflip { .. } | Fault::ClockSkew { .. } | Fault::ClockDrift { .. } => {
+        Fault::Bitflip { .. } => {
             tracing::error!("{}: not struck in a twin run", fault.describe());
         }
     }

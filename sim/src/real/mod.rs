@@ -6,6 +6,7 @@
 //! - [`procs`]: the broker processes, and the signals that crash and pause them;
 //! - [`proxy`]: the links between nodes, and the partitions and latency struck on them;
 //! - [`loss`]: real packet loss on the proxies' links (the kernel's packet filter);
+//! - [`clock`]: each broker's wall clock, skewed and drifted for real (libfaketime);
 //! - [`disk`]: the fault filesystem under each broker's data directory;
 //! - [`faults`]: which faults this world can strike and striking them on the wall clock;
 //! - [`command`]: the `sim real` command.
@@ -30,6 +31,7 @@ use crate::outcome::{Observed, RunReport};
 use crate::scenario::{broker_name, Fault, Scenario, BROKER_NODE, CLIENT_NODES};
 use crate::workload::{self, ClientNodes, Role, World};
 
+pub mod clock;
 pub mod command;
 pub mod disk;
 pub mod faults;
@@ -74,12 +76,19 @@ pub struct Machines {
     pub links: Arc<Links>,
     /// The run's packet loss (only when a fault loses packets).
     pub loss: Option<loss::Loss>,
+    /// Each broker's faked wall clock (only when a fault skews or drifts a clock).
+    pub clocks: Vec<Option<Arc<clock::FakeClock>>>,
 }
 
 impl Machines {
     /// The broker a node-scoped fault strikes (`broker-1` when it names none).
     pub fn broker(&self, fault: &Fault) -> &Arc<BrokerProc> {
         &self.brokers[self.index(fault)]
+    }
+
+    /// The faked clock of the broker a node-scoped fault strikes.
+    pub fn clock(&self, fault: &Fault) -> Option<&Arc<clock::FakeClock>> {
+        self.clocks.get(self.index(fault))?.as_ref()
     }
 
     /// The fault filesystem of the broker a node-scoped fault strikes.
@@ -117,6 +126,12 @@ pub fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Result<Twi
     let faults = scenario.faults_for(seed);
     if let Some(why) = faults::unsupported(&scenario, &faults) {
         return Ok(Twin::Skipped(why));
+    }
+    if faults.iter().any(|f| matches!(f, Fault::ClockDrift { .. })) {
+        eprintln!(
+            "sim real: a clock drift moves the broker's wall clock for real (libfaketime); its \
+             timers, which the simulated drift also slows, keep real time"
+        );
     }
     if scenario.fault_points.is_some() {
         // What they stand for — a task delayed at some step — real threads do on their own.
@@ -326,6 +341,10 @@ async fn twin(
         .join(",");
     let mut brokers = Vec::new();
     let mut mounts = Vec::new();
+    let mut clocks = Vec::new();
+    let faked = faults
+        .iter()
+        .any(|f| matches!(f, Fault::ClockSkew { .. } | Fault::ClockDrift { .. }));
     for (i, proxy) in peer_proxies.into_iter().enumerate() {
         let name = broker_name(i + 1);
         let inter_broker = loopback(free_port()?);
@@ -351,15 +370,27 @@ async fn twin(
             &peers,
             inter_broker,
         );
-        brokers.push(Arc::new(BrokerProc::new(
-            name.clone(),
-            opts.broker_bin.clone(),
-            args,
-            client_addrs[i],
-            metrics,
-            data_dir,
-            dir.join(format!("{name}.log")),
-        )));
+        let clock = if faked {
+            Some(
+                clock::FakeClock::new(dir.join(format!("{name}.faketime")))
+                    .map_err(anyhow::Error::msg)?,
+            )
+        } else {
+            None
+        };
+        brokers.push(Arc::new(
+            BrokerProc::new(
+                name.clone(),
+                opts.broker_bin.clone(),
+                args,
+                client_addrs[i],
+                metrics,
+                data_dir,
+                dir.join(format!("{name}.log")),
+            )
+            .with_env(clock.as_ref().map(|c| c.env()).unwrap_or_default()),
+        ));
+        clocks.push(clock);
     }
     // Each client node's links to each broker.
     let mut routes = Vec::new();
@@ -400,6 +431,7 @@ async fn twin(
             .map(|m| Some(m.clone() as Arc<dyn DiskFaults>))
             .collect(),
         links,
+        clocks,
         loss: if faults.iter().any(|f| matches!(f, Fault::PacketLoss { .. })) {
             Some(loss::Loss::install(&proxy_ports).map_err(anyhow::Error::msg)?)
         } else {

@@ -28,6 +28,8 @@ pub struct BrokerProc {
     log: PathBuf,
     /// Where its lock audit goes (`broker::sync::audit`), beside its log.
     lock_audit: PathBuf,
+    /// More environment for its process (a faked clock's).
+    env: Vec<(String, std::ffi::OsString)>,
     child: Mutex<Option<Child>>,
     retired: AtomicBool,
     /// Each start's count of failed data directories, as last scraped.
@@ -56,11 +58,18 @@ impl BrokerProc {
             bin,
             args,
             lock_audit: log.with_extension("locks"),
+            env: Vec::new(),
             log,
             child: Mutex::new(None),
             retired: AtomicBool::new(false),
             log_dir_failures: Mutex::default(),
         }
+    }
+
+    /// The same broker, its process started with `env` besides.
+    pub fn with_env(mut self, env: Vec<(String, std::ffi::OsString)>) -> BrokerProc {
+        self.env.extend(env);
+        self
     }
 
     /// Start the process (its standard error appended to its log file); nothing if it runs or
@@ -84,6 +93,7 @@ impl BrokerProc {
                 std::env::var("STILLWATER_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env(broker::sync::audit::ENV, &self.lock_audit)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
