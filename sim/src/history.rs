@@ -71,7 +71,8 @@ pub struct Send {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub acks: i16,
-    /// The broker it was sent to: its index in the run's brokers (0 is `broker-1`).
+    /// The broker it was sent to: its index in the run's brokers (0 is `broker-1`);
+    /// `usize::MAX` when not known (a twin run's librdkafka producer).
     pub broker: usize,
     pub invoked_s: f64,
     pub completed_s: f64,
@@ -267,7 +268,7 @@ impl Op {
                 s.invoked_s,
                 s.completed_s,
                 s.producer,
-                s.broker + 1,
+                s.broker.wrapping_add(1),
                 s.partition,
                 s.value.len(),
                 value_name(&s.value),

@@ -135,7 +135,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
     );
     let ((final_read, gaps), final_committed, stopped) = tokio::select! {
         biased;
-        (read, committed) = workload::drive(&sc, &world, &client_nodes) => (read, committed, None),
+        (read, committed) = workload::drive(&sc, &world, &client_nodes, Vec::new()) => (read, committed, None),
         finding = overrun => {
             for b in &cluster.brokers {
                 cluster.handle.kill(b.id);

@@ -229,7 +229,10 @@ async fn a_faked_clock_really_skews_and_drifts_a_process_wall_clock() {
     assert!(near(off, 1_000, 400), "a second gained: {off}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let later = clock_seen_off_by_ms(&env);
-    assert!(near(later, off, 300), "no longer drifting: {off} then {later}");
+    assert!(
+        near(later, off, 300),
+        "no longer drifting: {off} then {later}"
+    );
 }
 
 /// The broker binary `cargo xtask test` built, if the test runs under it.

@@ -81,6 +81,8 @@ pub const TWIN_SCENARIOS: &[&str] = &[
     "scenarios/pause-mid-write.toml",
     "scenarios/config-churn.toml",
     "scenarios/acks0-leader-moves.toml",
+    "scenarios/flaky-network.toml",
+    "scenarios/clock-skew.toml",
 ];
 
 #[derive(clap::Parser, Debug)]
@@ -194,6 +196,11 @@ pub fn run(args: &SimArgs) -> Result<()> {
         let (sim, broker) = build_real("release")?;
         let mut c = Command::new(sim);
         c.env("STILLWATER_BROKER_BIN", broker);
+        // librdkafka producers (`--librdkafka-producers`) run with the test clients' Python.
+        let python = crate::target_dir().join("pyenv").join("bin").join("python");
+        if python.is_file() && std::env::var_os("STILLWATER_PYTHON").is_none() {
+            c.env("STILLWATER_PYTHON", python);
+        }
         c
     } else {
         Command::new(build()?)

@@ -64,7 +64,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
     } else {
         let broker_bin = build_broker()?;
-        twin_smoke(&broker_bin)?;
+        let python = python_env(&repo_root().join("tests/integration/requirements.txt"))?;
+        twin_smoke(&broker_bin, &python)?;
         // The sweep is deterministic whatever the machine's load, and the integration tests
         // leave more than a core idle (they wait on brokers): the sweep runs beside them, at
         // the lowest priority so that their timing is not disturbed.
@@ -288,18 +289,28 @@ fn nextest_available() -> bool {
 /// checkers; the sweep runs it in simulation.
 const TWIN_SMOKE: &str = "scenarios/twin-smoke.toml";
 
-fn twin_smoke(broker_bin: &Path) -> Result<()> {
+/// The short twin scenario on real debug brokers, joined by one real librdkafka producer (the
+/// test clients' Python), so both the simulator's clients and librdkafka's are judged.
+fn twin_smoke(broker_bin: &Path, python: &Path) -> Result<()> {
     let (sim, _) = crate::sim::build_real("dev")?;
     let mut run = Command::new("timeout");
     run.arg("300")
         .arg(sim)
-        .args(["real", TWIN_SMOKE, "--broker-bin"])
+        .args([
+            "real",
+            TWIN_SMOKE,
+            "--librdkafka-producers",
+            "1",
+            "--python",
+        ])
+        .arg(python)
+        .arg("--broker-bin")
         .arg(broker_bin)
         .arg("--work-dir")
         .arg(target_dir().join("xtask-test").join("twin"))
         .current_dir(repo_root());
     step(
-        &format!("twin run on real processes (sim real {TWIN_SMOKE})"),
+        &format!("twin run on real processes (sim real {TWIN_SMOKE} --librdkafka-producers 1)"),
         run,
     )
 }

@@ -38,6 +38,12 @@ struct Cli {
     /// Only say whether this world can run the scenario (exit 0) or not (exit 3, the reason).
     #[arg(long)]
     check: bool,
+    /// Real librdkafka producers (confluent-kafka) joining the workload's, judged alike.
+    #[arg(long, default_value_t = 0)]
+    librdkafka_producers: usize,
+    /// The Python that has confluent-kafka, for `--librdkafka-producers`.
+    #[arg(long, env = "STILLWATER_PYTHON", default_value = "python3")]
+    python: PathBuf,
 }
 
 fn init_logs() {
@@ -65,6 +71,10 @@ pub fn main() -> ExitCode {
     let opts = Options {
         broker_bin: cli.broker_bin.clone(),
         work_dir: cli.work_dir.clone(),
+        librdkafka: (cli.librdkafka_producers > 0).then(|| crate::real::rdkafka::Librdkafka {
+            producers: cli.librdkafka_producers,
+            python: cli.python.clone(),
+        }),
     };
     if cli.check {
         let faults = scenario.faults_for(cli.seed);

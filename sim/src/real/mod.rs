@@ -9,6 +9,7 @@
 //! - [`clock`]: each broker's wall clock, skewed and drifted for real (libfaketime);
 //! - [`disk`]: the fault filesystem under each broker's data directory;
 //! - [`faults`]: which faults this world can strike and striking them on the wall clock;
+//! - [`rdkafka`]: real librdkafka producers joining the workload (optional);
 //! - [`command`]: the `sim real` command.
 //!
 //! Invariant: the workload, the history, the checkers and the report are the simulator's own
@@ -38,6 +39,7 @@ pub mod faults;
 pub mod loss;
 pub mod procs;
 pub mod proxy;
+pub mod rdkafka;
 
 use procs::{free_port, BrokerProc};
 use proxy::{Dialler, Links};
@@ -112,6 +114,8 @@ pub struct Options {
     pub broker_bin: PathBuf,
     /// Where each run's data directories and broker logs go.
     pub work_dir: PathBuf,
+    /// Real librdkafka producers joining the workload's (none: only the simulator's clients).
+    pub librdkafka: Option<rdkafka::Librdkafka>,
 }
 
 /// A twin run's result: the report, or why this world cannot run the scenario.
@@ -126,6 +130,14 @@ pub fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Result<Twi
     let faults = scenario.faults_for(seed);
     if let Some(why) = faults::unsupported(&scenario, &faults) {
         return Ok(Twin::Skipped(why));
+    }
+    if let Some(why) = opts
+        .librdkafka
+        .as_ref()
+        .filter(|l| l.producers > 0)
+        .and_then(|_| rdkafka::unsupported(&scenario))
+    {
+        return Ok(Twin::Skipped(format!("--librdkafka-producers: {why}")));
     }
     if faults.iter().any(|f| matches!(f, Fault::ClockDrift { .. })) {
         eprintln!(
@@ -439,7 +451,9 @@ async fn twin(
         },
     });
     let nodes = RealNodes::start(routes)?;
-    let mut observed = drive_and_observe(&sc, seed, faults, machines.clone(), &nodes).await;
+    let librdkafka = opts.librdkafka.as_ref().map(|l| (l, dir.as_path()));
+    let mut observed =
+        drive_and_observe(&sc, seed, faults, machines.clone(), &nodes, librdkafka).await;
     nodes.stop();
     // A broker blocked in a held sync could not exit.
     for d in machines.disks.iter().flatten() {
@@ -467,6 +481,7 @@ async fn drive_and_observe(
     faults: Vec<Fault>,
     machines: Arc<Machines>,
     nodes: &RealNodes,
+    librdkafka: Option<(&rdkafka::Librdkafka, &Path)>,
 ) -> Observed {
     let addrs: Vec<SocketAddr> = machines.brokers.iter().map(|b| b.client_addr).collect();
     let syncs_in_flight: workload::SyncsInFlight = {
@@ -505,7 +520,17 @@ async fn drive_and_observe(
     let fault_log = faults::schedule(faults, machines.clone(), start, seed);
     let stuck_at_deadline = world.watch_stuck();
     let scraper = tokio::spawn(scrape_failures(machines.clone()));
-    let ((final_read, gaps), final_committed) = workload::drive(sc, &world, nodes).await;
+    let librdkafka: Vec<BoxFuture<'static, ()>> = match librdkafka {
+        Some((l, dir)) => (0..l.producers)
+            .map(|i| {
+                let f = rdkafka::produce(world.clone(), i, l.clone(), dir.to_path_buf());
+                Box::pin(f) as BoxFuture<'static, ()>
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let ((final_read, gaps), final_committed) =
+        workload::drive(sc, &world, nodes, librdkafka).await;
     let simulated_s = (Instant::now() - start).as_secs_f64();
     scraper.abort();
     scrape_once(&machines).await;

@@ -86,7 +86,15 @@ impl BrokerProc {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let spawned = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        // The runner's own STILLWATER_* variables (the broker binary, the Python) are not the
+        // broker's settings, which it would refuse as unknown: its settings are its arguments.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("STILLWATER_") {
+                command.env_remove(k);
+            }
+        }
+        let spawned = command
             .args(&self.args)
             .env(
                 "STILLWATER_LOG",

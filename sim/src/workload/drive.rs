@@ -54,6 +54,7 @@ pub async fn drive(
     sc: &Scenario,
     world: &Arc<World>,
     nodes: &impl ClientNodes,
+    other_producers: Vec<BoxFuture<'static, ()>>,
 ) -> ((FinalRead, ReadGaps), FinalCommitted) {
     use Role::{Admin, Checker, Consumers, Producers};
     nodes.detach(Admin, workload::admin(world.clone()));
@@ -79,6 +80,11 @@ pub async fn drive(
     }
     let producers: Vec<_> = (0..sc.workload.producers)
         .map(|p| nodes.spawn(Producers, workload::produce(world.clone(), p)))
+        .chain(
+            other_producers
+                .into_iter()
+                .map(|f| nodes.spawn(Producers, f)),
+        )
         .collect();
     let mut consumers: Vec<_> = (0..sc.workload.consumers)
         .map(|c| nodes.spawn(Consumers, workload::consume(world.clone(), c)))
