@@ -29,6 +29,7 @@ mod extents;
 mod faults;
 mod fs;
 mod inodes;
+mod latency;
 mod mount;
 mod stall;
 mod volume;

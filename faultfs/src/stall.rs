@@ -70,7 +70,9 @@ impl Volume {
             self.stalls.wake.notify_all();
         } else {
             drop(q);
+            let began = Instant::now();
             self.finish(p);
+            self.counters.sync_latency.record(began.elapsed());
         }
     }
 

@@ -64,6 +64,8 @@ pub(crate) struct Counters {
     pub(crate) syncs: AtomicU64,
     pub(crate) syncs_failed: AtomicU64,
     pub(crate) forced_writebacks: AtomicU64,
+    /// How long each sync served without a stall took on the backing disk.
+    pub(crate) sync_latency: crate::latency::Histogram,
 }
 
 /// A sync between its request and its reply.

@@ -142,6 +142,9 @@ pub struct Observed {
     /// What the brokers' locks did: the orders taken, the inversions among them, contention
     /// (`broker::sync`; a twin run reads it from each broker's lock audit).
     pub locks: broker::sync::LockUse,
+    /// A twin run: the p99 of a sync on this machine's disk through the fault filesystem (ms),
+    /// which the performance bounds' commit round takes when it is slower than the model's.
+    pub disk_sync_p99_ms: Option<f64>,
 }
 
 /// What Metadata told the workload's clients of its topic, timed from the run's start: each
@@ -355,7 +358,7 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         scenario.disk_can_fail(faults),
     ));
     let measured = perf::measure(&o.history, faults, scenario.duration_s, &o.segment_syncs);
-    let figures = perf::figures(scenario, &measured);
+    let figures = perf::figures(scenario, &measured, o.disk_sync_p99_ms);
     findings.extend(
         figures
             .iter()

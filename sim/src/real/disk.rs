@@ -46,6 +46,10 @@ impl DiskFaults for faultfs::Mounted {
         self.status().syncs_in_flight
     }
 
+    fn sync_p99(&self) -> Option<Duration> {
+        self.status().sync_p99
+    }
+
     fn slow(
         &self,
         latency: Option<(Duration, Duration)>,

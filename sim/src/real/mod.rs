@@ -56,6 +56,8 @@ pub trait DiskFaults: Send + Sync {
     fn full(&self, on: bool);
     /// The syncs under way, with when each started.
     fn syncs_in_flight(&self) -> Vec<(PathBuf, std::time::Instant)>;
+    /// The 99th percentile of the syncs served without a stall: the backing disk's own time.
+    fn sync_p99(&self) -> Option<Duration>;
     /// Every read, write and sync waits a draw from `latency` (`spike`: per million, that
     /// long instead), from `seed`; `None, None`: fast again.
     fn slow(
@@ -454,6 +456,15 @@ async fn twin(
     let librdkafka = opts.librdkafka.as_ref().map(|l| (l, dir.as_path()));
     let mut observed =
         drive_and_observe(&sc, seed, faults, machines.clone(), &nodes, librdkafka).await;
+    // This machine's disk, as the brokers met it: the performance bounds' commit round takes
+    // it when it is slower than the model's.
+    observed.disk_sync_p99_ms = machines
+        .disks
+        .iter()
+        .flatten()
+        .filter_map(|d| d.sync_p99())
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .reduce(f64::max);
     nodes.stop();
     // A broker blocked in a held sync could not exit.
     for d in machines.disks.iter().flatten() {
