@@ -201,6 +201,8 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
     let final_configs = std::mem::take(&mut *workload::lock(&world.final_configs));
     Observed {
         locks,
+        // The model's disk is the scenario's own.
+        disk_sync_p99_ms: None,
         final_topics,
         final_configs,
         publications,
