@@ -84,28 +84,20 @@ fn clean(s: &str) -> String {
     s.replace(['\t', '\n'], " ")
 }
 
-pub(super) fn order(o: &Order) {
+/// A line of two locks and the places they were taken (`order` or `inversion`).
+fn pair_line(kind: &str, first: &str, second: &str, first_at: &str, second_at: &str) {
     if on() {
-        line(&format!(
-            "order\t{}\t{}\t{}\t{}\n",
-            o.first,
-            o.second,
-            clean(&o.first_at),
-            clean(&o.second_at)
-        ));
+        let (a_at, b_at) = (clean(first_at), clean(second_at));
+        line(&format!("{kind}\t{first}\t{second}\t{a_at}\t{b_at}\n"));
     }
 }
 
+pub(super) fn order(o: &Order) {
+    pair_line("order", &o.first, &o.second, &o.first_at, &o.second_at);
+}
+
 pub(super) fn inversion(i: &Inversion) {
-    if on() {
-        line(&format!(
-            "inversion\t{}\t{}\t{}\t{}\n",
-            i.first,
-            i.second,
-            clean(&i.first_at),
-            clean(&i.second_at)
-        ));
-    }
+    pair_line("inversion", &i.first, &i.second, &i.first_at, &i.second_at);
 }
 
 pub(super) fn count(name: &'static str, event: Event, n: u64) {

@@ -183,6 +183,19 @@ fn contended(name: &'static str) -> bool {
     }
 }
 
+/// A `try_*`'s guard (a poisoned lock's too), or `None`, counted as a failed try, when the
+/// lock is held.
+fn tried<G>(name: &'static str, r: Result<G, TryLockError<G>>) -> Option<G> {
+    match r {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => {
+            order::count(name, order::Event::TryFailed);
+            None
+        }
+    }
+}
+
 /// Take a sync lock: at once if it is free, else (counted as contention) by waiting with
 /// `wait`. Counting needs the first try, so it is made only when something records.
 #[inline]
@@ -234,15 +247,7 @@ impl<T> Mutex<T> {
             clippy::disallowed_methods,
             reason = "the one place the broker's try_lock is made; its callers say why"
         )]
-        let tried = self.inner.try_lock();
-        let guard = match tried {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                order::count(self.name, order::Event::TryFailed);
-                return None;
-            }
-        };
+        let guard = tried(self.name, self.inner.try_lock())?;
         let _held = order::acquire(self.name, Location::caller());
         Some(MutexGuard { guard, _held })
     }
@@ -299,15 +304,7 @@ impl<T> RwLock<T> {
             clippy::disallowed_methods,
             reason = "the one place the broker's try_write is made; its callers say why"
         )]
-        let tried = self.inner.try_write();
-        let guard = match tried {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                order::count(self.name, order::Event::TryFailed);
-                return None;
-            }
-        };
+        let guard = tried(self.name, self.inner.try_write())?;
         let _held = order::acquire(self.name, Location::caller());
         Some(RwLockWriteGuard { guard, _held })
     }
