@@ -13,8 +13,8 @@
 //!
 //! Invariant: a producer is done (flushed, every message reported or timed out) before the
 //! workload's producers are, so the final read sees everything it acknowledged; a message
-//! librdkafka could not report is not in the history, and one that timed out is recorded as
-//! unknown (it may have been written).
+//! librdkafka did not report (the process killed a minute past its deadline) or that timed out
+//! is recorded as unknown (it may have been written).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +31,9 @@ const SCRIPT: &str = include_str!("rdkafka_producer.py");
 
 /// How long librdkafka keeps trying a message before it reports it failed.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long after its deadline and its messages' timeout a producer may take to end.
+const GRACE: Duration = Duration::from_secs(60);
 
 /// Real librdkafka producers for a twin run.
 #[derive(Debug, Clone)]
@@ -58,7 +61,8 @@ struct Delivered {
     n: u64,
     partition: i32,
     invoked: f64,
-    completed: f64,
+    /// `None` on the line that says it was sent (its report, if any, is another line).
+    completed: Option<f64>,
     offset: Option<i64>,
     error: Option<i32>,
 }
@@ -84,6 +88,7 @@ pub async fn produce(world: Arc<World>, index: usize, with: Librdkafka, dir: Pat
         .as_secs_f64();
     let t0 = now_epoch - (Instant::now() - world.start).as_secs_f64();
     let until = t0 + (world.end - world.start).as_secs_f64();
+    let until_in = world.end.saturating_duration_since(Instant::now());
     let bootstrap = world
         .directory
         .brokers()
@@ -107,12 +112,25 @@ pub async fn produce(world: Arc<World>, index: usize, with: Librdkafka, dir: Pat
         std::fs::write(&script, SCRIPT)?;
         let out = dir.join(format!("librdkafka-{producer}.jsonl"));
         let err = dir.join(format!("librdkafka-{producer}.log"));
-        let status = std::process::Command::new(&with.python)
+        let mut child = std::process::Command::new(&with.python)
             .arg(&script)
             .args(&args)
             .stdout(std::fs::File::create(&out)?)
             .stderr(std::fs::File::create(&err)?)
-            .status()?;
+            .spawn()?;
+        // It flushes for at most the message timeout and ten seconds after its deadline; a
+        // process still there a minute later is killed (what it reported so far still counts).
+        let give_up = std::time::Instant::now() + until_in + MESSAGE_TIMEOUT + GRACE;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if std::time::Instant::now() >= give_up {
+                let _ = child.kill();
+                break child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         Ok((status, std::fs::read_to_string(&out)?))
     };
     let (status, text) = match tokio::task::spawn_blocking(run).await {
@@ -137,12 +155,17 @@ fn record(world: &World, producer: usize, text: &str) {
     let w = &world.scenario.workload;
     // librdkafka's sequence numbers are per partition, in the order sent.
     let mut sequence = std::collections::BTreeMap::<i32, i32>::new();
-    let mut reports: Vec<Delivered> = text
+    // Per message: its report, or the line that says it was sent (never reported: unknown).
+    let mut last = std::collections::BTreeMap::<u64, Delivered>::new();
+    for d in text
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    reports.sort_by_key(|d| d.n);
-    for d in reports {
+        .filter_map(|l| serde_json::from_str::<Delivered>(l).ok())
+    {
+        if d.completed.is_some() || !last.contains_key(&d.n) {
+            last.insert(d.n, d);
+        }
+    }
+    for d in last.into_values() {
         let (partition, value) = crate::workload::message(w, producer, d.n);
         if partition != d.partition {
             tracing::error!(
@@ -170,7 +193,7 @@ fn record(world: &World, producer: usize, text: &str) {
             // Not known: librdkafka does not say which broker took it.
             broker: usize::MAX,
             invoked_s: d.invoked,
-            completed_s: d.completed,
+            completed_s: d.completed.unwrap_or_else(|| world.now_s()),
             outcome: outcome(&d),
         }));
     }
@@ -186,6 +209,9 @@ mod tests {
 
     #[test]
     fn a_delivery_report_is_acknowledged_refused_or_unknown() {
+        // Sent and never reported: it may have been written.
+        let sent = read(r#"{"n":2,"partition":0,"invoked":1.0}"#);
+        assert_eq!(outcome(&sent), SendOutcome::Unknown);
         let ok = read(r#"{"n":3,"partition":1,"invoked":1.5,"completed":1.6,"offset":42}"#);
         assert_eq!(outcome(&ok), SendOutcome::Ok(42));
         // A broker's code (NOT_ENOUGH_REPLICAS): refused, definitely not written.

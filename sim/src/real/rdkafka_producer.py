@@ -1,8 +1,9 @@
 """A librdkafka producer (confluent-kafka) of a twin run: message n of producer P is the
 simulator's own (value `p<P>-<n>` padded with `|` and dots to the workload's size, on
 partition (P + n) mod partitions), sent idempotently with acks=all every interval until the
-deadline, then flushed. Each delivery report is one JSON line on stdout: n, partition,
-offset or error code, and when it was produced and reported (seconds from the run's start).
+deadline, then flushed. Each message sent is one JSON line on stdout (n, partition, when),
+and each delivery report another (the same, with the offset or error code and when it was
+reported; seconds from the run's start).
 Written by the twin runner into the run's directory and run with the test clients' Python."""
 import json
 import sys
@@ -45,13 +46,15 @@ def main():
         if value_bytes > len(value) + 1:
             value = (value + b"|").ljust(value_bytes, b".")
         invoked = time.time() - t0
+        partition = (producer + n) % partitions
         try:
-            p.produce(a["topic"], value, partition=(producer + n) % partitions,
-                      on_delivery=report(n, invoked))
+            p.produce(a["topic"], value, partition=partition, on_delivery=report(n, invoked))
         except BufferError:
             # Not sent: the local queue is full; try the same message again.
             p.poll(0.1)
             continue
+        # Sent (its report follows): a message never reported may still have been written.
+        out.write(json.dumps({"n": n, "partition": partition, "invoked": invoked}) + "\n")
         n += 1
         p.poll(0)
         time.sleep(interval)
