@@ -1,4 +1,4 @@
-//! The simulation testbed: the broker's second world (`../shared/DESIGN.md`, "The simulator"),
+//! The simulation testbed: the broker's second world (docs/design.md, "The simulator"),
 //! and its twin on real broker processes.
 //!
 //! The workload, the checkers and the reports are built in both worlds: under `--cfg madsim`

@@ -26,7 +26,7 @@ use crate::world::faults::{install_fault_points, schedule};
 
 pub use crate::world::cluster::NodeStarts;
 
-/// Run one seed on a fresh thread (std's HashMap seeds are per thread; see DESIGN.md).
+/// Run one seed on a fresh thread (std's HashMap seeds are per thread; see docs/design.md, "Pitfalls").
 pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
     let (scenario, drawn) = scenario.for_seed(seed)?;
     let mut report = std::thread::spawn(move || run_here(&scenario, seed))

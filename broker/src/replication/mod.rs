@@ -1,4 +1,4 @@
-//! Replication between brokers (DESIGN.md, "replication"): the [`transport`] between brokers,
+//! Replication between brokers (docs/design.md, "Replication"): the [`transport`] between brokers,
 //! and what drives raft-rs deterministically — its election timeouts drawn from the
 //! environment's generator ([`ElectionTimer`]) and its log lines sent to `tracing`
 //! ([`logger`]).

@@ -1,4 +1,4 @@
-//! Raft indexes and Kafka offsets (DESIGN.md: "the partition log is the Raft log").
+//! Raft indexes and Kafka offsets (docs/design.md: "the partition log is the Raft log").
 //!
 //! A partition's Raft log is its Kafka log: each Raft entry is one record batch. Raft indexes
 //! are dense and count entries — produced batches and Raft's own entries (the empty entry a

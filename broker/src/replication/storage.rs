@@ -1,4 +1,4 @@
-//! raft-rs's [`Storage`] over a replicated partition's log (DESIGN.md: "the partition log is
+//! raft-rs's [`Storage`] over a replicated partition's log (docs/design.md: "the partition log is
 //! the Raft log"). raft-rs asks synchronously; the log answers asynchronously. What this keeps
 //! in memory so that every question raft-rs asks is answered at once:
 //! - the *tail*: the base offset and term of every recent entry ([`OffsetTranslator`]) — every

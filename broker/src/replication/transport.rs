@@ -2,7 +2,7 @@
 //! opaque messages (the Raft messages of every group, encoded by the layer above) in both
 //! directions.
 //!
-//! Why it looks like this (DESIGN.md, failure mode "a new TCP connection per forwarded
+//! Why it looks like this (docs/design.md, the incident's defect "a new TCP connection per forwarded
 //! request"): a connection per message, or per group, costs a handshake per request and
 //! thousands of sockets with many groups. Here:
 //! - **one connection per pair**: the broker with the smaller id dials, the other accepts; both

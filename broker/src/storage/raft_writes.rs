@@ -1,4 +1,4 @@
-//! The commit pipeline's Raft writes. A replicated partition's log is its Raft log (DESIGN.md,
+//! The commit pipeline's Raft writes. A replicated partition's log is its Raft log (docs/design.md,
 //! "replication"), and the pipeline stays its only writer: what a Raft `Ready` must make
 //! durable — a divergent suffix cut, entries appended, the hard state — arrives here as a
 //! [`RaftWrite`] and shares the round's syncs with every other partition's.

@@ -1,4 +1,4 @@
-//! The node's multi-raft loop (DESIGN.md, "multi-raft as TiKV does it"): one task drives every
+//! The node's multi-raft loop (docs/design.md, "many groups driven as one"): one task drives every
 //! Raft group this node is a replica of — the cluster metadata's and each partition's.
 //!
 //! What it does, and why:

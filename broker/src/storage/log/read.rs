@@ -101,7 +101,7 @@ pub(super) async fn read_from(
 /// on the way from the disk is gone on the next read; damage on the disk stays.
 pub const READ_ATTEMPTS: usize = 4;
 
-/// Read batches with `read` and check them right after the read (STYLE.md: CRC on write, CRC on
+/// Read batches with `read` and check them right after the read (docs/design.md: CRC on write, CRC on
 /// read): every batch's CRC-32C, and their offsets — which Kafka's CRC does not cover — dense
 /// from the batch that holds `first_offset`. A misread is read again (up to [`READ_ATTEMPTS`]
 /// reads); data that stays bad is corrupt on the disk. The reader then gets the good batches

@@ -1,4 +1,4 @@
-//! What a replicated partition's log keeps for Raft (DESIGN.md: "the partition log is the Raft
+//! What a replicated partition's log keeps for Raft (docs/design.md: "the partition log is the Raft
 //! log"). Each Raft entry is one record batch: a produced batch, or Raft's own entry (the empty
 //! entry a new leader appends) stored as a control batch of one record, which every client
 //! skips. The batch's `partitionLeaderEpoch` holds the entry's term.
