@@ -409,6 +409,7 @@ async fn logs_agree(nodes: &[&TestNode], acknowledged: &[i64]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_are_on_every_replica_and_survive_the_leader() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (dirs, peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
@@ -446,6 +447,7 @@ async fn acknowledged_writes_are_on_every_replica_and_survive_the_leader() {
 /// the whole of nextest on two cores it once took 2.1 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vote_requests_that_arrive_before_the_group_starts_are_answered_when_it_does() {
+    let _turn = crate::common::turn::multi_node_turn();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let peers = free_addresses().await;
     let slow_elections = RaftSettings {
@@ -495,6 +497,7 @@ async fn vote_requests_that_arrive_before_the_group_starts_are_answered_when_it_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_group_goes_quiet_and_still_fails_over() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let acked = produce(&refs, 5, 1).await;
@@ -542,6 +545,7 @@ async fn an_idle_group_goes_quiet_and_still_fails_over() {
 /// cluster to 21 MB/s). Data: 40 batches of 512 KiB (20 MiB) per replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_sync_followers_are_sent_a_burst_from_memory_not_from_the_log() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let all: Vec<&TestNode> = nodes.iter().collect();
     let end = produce(&all, 1, 1).await[0] + 1;
@@ -583,6 +587,7 @@ async fn in_sync_followers_are_sent_a_burst_from_memory_not_from_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_back_after_a_while_catches_up_with_a_quiet_leader() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (dirs, peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 3, 1).await;
@@ -616,6 +621,7 @@ async fn a_follower_back_after_a_while_catches_up_with_a_quiet_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_the_leaders_log_start_starts_afresh_from_its_snapshot() {
+    let _turn = crate::common::turn::multi_node_turn();
     // Small segments, and retention that keeps about two of them.
     let small = [("segment.bytes", "1024"), ("retention.bytes", "2048")];
     let (dirs, peers, mut nodes) = start_three(&small).await;
@@ -719,6 +725,7 @@ async fn a_follower_behind_the_leaders_log_start_starts_afresh_from_its_snapshot
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
@@ -795,6 +802,7 @@ async fn an_idempotent_retry_is_answered_with_its_offset_also_by_a_new_leader() 
 /// NOT_LEADER_OR_FOLLOWER, so the producer goes to the real leader instead of failing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_refuses_no_sequence_it_cannot_confirm() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_for("a leader", || refs.iter().any(|n| n.is_serving())).await;
@@ -826,6 +834,7 @@ async fn a_leader_cut_off_refuses_no_sequence_it_cannot_confirm() {
 /// either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_leader_a_quorum_still_follows_confirms_its_leadership() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     produce(&refs, 3, 1).await;
@@ -853,6 +862,7 @@ async fn only_a_leader_a_quorum_still_follows_confirms_its_leadership() {
 /// its metadata has caught up: `Controller::caught_up`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leaders_commit_is_answered_once_a_replica_has_applied_that_far() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     produce(&refs, 5, 2).await;
@@ -897,6 +907,7 @@ async fn the_leaders_commit_is_answered_once_a_replica_has_applied_that_far() {
 /// on through the others; when the stall ends it heals, rejoins as a follower and catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 10, 2).await;
@@ -952,6 +963,7 @@ async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
 /// and each write of that small file costs two syncs and a rename.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_appends_leave_the_hard_state_file_alone() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 3, 1).await;
@@ -989,6 +1001,7 @@ async fn steady_appends_leave_the_hard_state_file_alone() {
 /// cut off from the others never commits, loses the leadership, and refuses what waited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_behind_two_uncommitted_rounds_wait_and_a_deposed_leader_refuses_them() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     produce(&refs, 2, 1).await;
@@ -1037,6 +1050,7 @@ async fn proposals_behind_two_uncommitted_rounds_wait_and_a_deposed_leader_refus
 /// acknowledged on the way is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_preferred_replica_gets_its_leadership_back() {
+    let _turn = crate::common::turn::multi_node_turn();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let peers = free_addresses().await;
     let rebalancing = RaftSettings {
@@ -1083,6 +1097,7 @@ async fn a_restarted_preferred_replica_gets_its_leadership_back() {
 /// before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metadata_followers_apply_a_commit_without_waiting_for_a_heartbeat() {
+    let _turn = crate::common::turn::multi_node_turn();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let peers = free_addresses().await;
     // A heartbeat every 10 s; a follower that waited for one would take that long. The bound
@@ -1149,6 +1164,7 @@ async fn the_metadata_followers_apply_a_commit_without_waiting_for_a_heartbeat()
 /// (NOT_ENOUGH_REPLICAS) while only two replicas are in sync; 2 of 3 still goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_insync_replicas_above_a_majority_waits_for_every_copy_it_asks_for() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     produce(&refs, 2, 1).await;
@@ -1264,6 +1280,7 @@ async fn min_insync_replicas_above_a_majority_waits_for_every_copy_it_asks_for()
 /// leads, A catches up, and every acknowledged write is still there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_data_directory_was_emptied_votes_only_once_caught_up() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (dirs, peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 5, 2).await;
@@ -1326,6 +1343,7 @@ async fn a_replica_whose_data_directory_was_emptied_votes_only_once_caught_up() 
 /// moved across a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_start_moves_on_every_replica_also_one_that_was_away() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (dirs, peers, mut nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 20, 2).await;
@@ -1394,6 +1412,7 @@ async fn a_log_start_moves_on_every_replica_also_one_that_was_away() {
 /// election timeout — with every acknowledged write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_hands_its_leadership_over_before_a_graceful_stop() {
+    let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut acked = produce(&refs, 10, 2).await;
@@ -1506,6 +1525,7 @@ mod membership {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_learner_catches_up_and_replaces_a_voter_through_a_joint_configuration() {
+        let _turn = crate::common::turn::multi_node_turn();
         let (dirs, peers, mut nodes) = start_four(&[]).await;
         let refs: Vec<&TestNode> = nodes.iter().collect();
         let mut acked = produce(&refs[..3], 30, 3).await;
@@ -1591,6 +1611,7 @@ mod membership {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_learner_behind_the_leaders_log_start_starts_from_its_snapshot_with_the_membership() {
+        let _turn = crate::common::turn::multi_node_turn();
         let small = [("segment.bytes", "1024"), ("retention.bytes", "2048")];
         let (dirs, peers, mut nodes) = start_four(&small).await;
         let refs: Vec<&TestNode> = nodes.iter().collect();

@@ -2,6 +2,8 @@
 //! bounded queues, reconnection, and refusal of whatever is not a configured peer.
 #![cfg(not(madsim))] // These run the real network; the simulator has its own tests.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -90,6 +92,7 @@ fn message(from: NodeId, to: NodeId, n: usize) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pair_talks_both_ways_on_one_connection_in_order() {
+    let _turn = crate::common::turn::multi_node_turn();
     // Room for all 100 messages to a peer even if its writer has not run yet.
     let roomy = TransportSettings {
         queue_messages_max: 1000,
@@ -155,6 +158,7 @@ async fn every_pair_talks_both_ways_on_one_connection_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_peer_is_dialled_again() {
+    let _turn = crate::common::turn::multi_node_turn();
     let mut nodes = cluster(&[1, 2], settings()).await;
     let (one, _, _) = &nodes[0];
     assert!(one.send(2, message(1, 2, 0)));
@@ -188,6 +192,7 @@ async fn a_restarted_peer_is_dialled_again() {
 /// the redials back off to `backoff_max` rather than come every `backoff_min`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_accepts_and_drops_at_once_is_redialled_with_backoff() {
+    let _turn = crate::common::turn::multi_node_turn();
     let dropper = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address_two = dropper.local_addr().unwrap();
     let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -217,6 +222,7 @@ async fn a_peer_that_accepts_and_drops_at_once_is_redialled_with_backoff() {
 
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_without_waiting() {
+    let _turn = crate::common::turn::multi_node_turn();
     // Node 2's address has nobody behind it.
     let nobody = TcpNet.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let address_two = nobody.local_addr().unwrap();
@@ -238,6 +244,7 @@ async fn a_full_queue_drops_and_counts_without_waiting() {
 /// A raw TCP peer: whatever it sends, node 2 must close the connection, and keep serving node 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_strangers_and_silence_are_cut_off_and_the_transport_goes_on() {
+    let _turn = crate::common::turn::multi_node_turn();
     let mut nodes = cluster(&[1, 2], settings()).await;
     let address_two = nodes[1].2;
 
@@ -312,6 +319,7 @@ async fn garbage_strangers_and_silence_are_cut_off_and_the_transport_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_message_a_frame_holds_arrives_and_one_byte_more_is_refused() {
+    let _turn = crate::common::turn::multi_node_turn();
     let small_frames = TransportSettings {
         frame_bytes_max: 1024,
         ..settings()
@@ -352,6 +360,7 @@ async fn the_largest_message_a_frame_holds_arrives_and_one_byte_more_is_refused(
 /// dials node 2 and is refused — nothing it sends arrives — while node 2's own node 1 is heard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_of_another_cluster_is_refused_however_its_ids_match() {
+    let _turn = crate::common::turn::multi_node_turn();
     let mut nodes = cluster(&[1, 2], settings()).await;
     let listener = TcpNet.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let stranger_address = listener.local_addr().unwrap();
@@ -397,6 +406,7 @@ async fn a_node_of_another_cluster_is_refused_however_its_ids_match() {
 /// and is dialled by the one with a smaller id once that one is told its address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outside_the_configuration_joins_and_links_both_ways() {
+    let _turn = crate::common::turn::multi_node_turn();
     // Configured: nodes 1 and 5. Node 3 joins.
     let mut nodes = cluster(&[1, 5], settings()).await;
     let (five, mut inbox_five, five_at) = nodes.pop().unwrap();

@@ -1,8 +1,9 @@
 //! `cargo xtask test`: the project's one test command.
 //!
 //! Steps, in order, stopping at the first failure:
-//! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`
-//!    (or `cargo test --workspace` when cargo-nextest is not installed);
+//! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`, or
+//!    `cargo test --workspace` when cargo-nextest is not installed (both keep the multi-node
+//!    tests to one at a time: nextest by its test group, `cargo test` by a lock in the tests);
 //! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
 //!    directory (`<target>/madsim`) so the two builds never invalidate each other, then
 //!    shrinking a failing fixture end to end;
@@ -170,7 +171,10 @@ fn unit_tests() -> Result<()> {
         command.args(["nextest", "run", "--workspace"]);
         step("unit tests (cargo nextest run --workspace)", command)
     } else {
-        println!("xtask: cargo-nextest not found (cargo install cargo-nextest); using cargo test");
+        println!(
+            "xtask: cargo-nextest not found; using cargo test (the same tests; \
+             `cargo install cargo-nextest --locked` runs them in parallel across binaries)"
+        );
         let mut command = cargo();
         command.args(["test", "--workspace"]);
         step("unit tests (cargo test --workspace)", command)

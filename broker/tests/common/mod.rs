@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test crate uses its own share of these.
 
 pub mod gated;
+pub mod turn;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -117,7 +118,7 @@ pub fn record(
         producer_epoch: -1,
         timestamp_type: TimestampType::Creation,
         offset,
-        // A non-idempotent batch: the encoder wants sequence = offset - 1 (DESIGN.md).
+        // A non-idempotent batch: the encoder wants sequence = offset - 1 (docs/design.md, "Pitfalls").
         sequence: offset as i32 - 1,
         timestamp,
         key: key.map(Bytes::copy_from_slice),
