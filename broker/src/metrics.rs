@@ -157,6 +157,13 @@ pub struct Metrics {
     /// Elections this node stood in, and leaderships it took.
     pub raft_elections: Counter,
     pub raft_leaderships_taken: Counter,
+    /// New partitions whose first term this node led without an election (the controller
+    /// named it their first leader).
+    pub raft_first_terms_led: Counter,
+    /// Raft groups on this node that have had no leader for longer than a few election
+    /// timeouts (elections that do not conclude: a disk or host too slow for them, or no
+    /// quorum reachable).
+    pub raft_groups_leaderless: Gauge,
     /// Inter-broker messages sent, received and dropped (a full queue, an unknown peer).
     pub raft_messages_sent: Counter,
     pub raft_messages_received: Counter,
@@ -348,6 +355,18 @@ impl Default for Metrics {
                 &mut r,
                 "raft_leaderships_taken",
                 "Times this node became a Raft group's leader",
+            ),
+            raft_first_terms_led: counter(
+                &mut r,
+                "raft_first_terms_led",
+                "New partitions whose first term this node led without an election (named \
+                 their first leader by the controller)",
+            ),
+            raft_groups_leaderless: gauge(
+                &mut r,
+                "raft_groups_leaderless",
+                "Raft groups on this node without a leader for longer than five election \
+                 timeouts",
             ),
             raft_messages_sent: counter(
                 &mut r,
@@ -677,6 +696,8 @@ mod tests {
         "stillwater_memory_waits_total 0",
         "stillwater_raft_elections_total 0",
         "stillwater_raft_leaderships_taken_total 0",
+        "stillwater_raft_first_terms_led_total 0",
+        "stillwater_raft_groups_leaderless 0",
         "stillwater_raft_messages_sent_total 0",
         "stillwater_raft_messages_received_total 0",
         "stillwater_raft_messages_dropped_total 0",

@@ -673,8 +673,9 @@ async fn an_emptied_log_whose_hard_state_was_not_written_starts_raft_from_its_en
     let recorded = p.state().replica.as_ref().unwrap().hard_state;
     assert_eq!((recorded.term, recorded.commit), (1, 0), "in memory");
     let start_raft = |p: &Arc<Partition>| {
-        let storage = PartitionStorage::open(p.clone(), vec![1], FollowersCache::new(1 << 20))
-            .expect("the log opens for Raft");
+        let storage =
+            PartitionStorage::open(p.clone(), vec![1], None, FollowersCache::new(1 << 20))
+                .expect("the log opens for Raft");
         let state = raft::Storage::initial_state(&storage).unwrap();
         assert_eq!(state.hard_state.commit, 0);
         assert_eq!(state.hard_state.term, 1, "the term stays");

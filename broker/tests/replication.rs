@@ -495,6 +495,89 @@ async fn vote_requests_that_arrive_before_the_group_starts_are_answered_when_it_
     }
 }
 
+/// A new partition's first leader (the first of its replicas, named so by the controller's
+/// record) leads term 1 at once, without an election — every other replica counts its vote
+/// for term 1 as given — and sends nothing before its first write is durable (were it to crash
+/// before, no replica would hold an entry of a term 1 it could lead again differently).
+/// Elections are slow here (10 s and more), so a leader within them took none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_groups_first_leader_leads_term_one_without_an_election() {
+    let _turn = crate::common::turn::multi_node_turn();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = free_addresses().await;
+    let slow_elections = RaftSettings {
+        election_ticks: 500,
+        ..settings()
+    };
+    let start = |id: u64| {
+        TestNode::start_bare(
+            id,
+            dirs[id as usize - 1].path(),
+            &peers,
+            &[],
+            slow_elections.clone(),
+        )
+    };
+    // Each data directory made at a first start: at the next it is not new (a new one might
+    // be a replaced disk that lost a write of the group, and then its replica campaigns).
+    for id in 1..=3u64 {
+        start(id).await.stop().await;
+    }
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        nodes.push(start(id).await);
+    }
+    wait_for("the nodes connected", || {
+        nodes
+            .iter()
+            .all(|n| peers.keys().all(|&p| p == n.id || n.transport.connected(p)))
+    })
+    .await;
+    // Node 1's first write takes a while: each of its syncs waits 250 ms (a round of up to
+    // three stays within the I/O deadline of 1 s).
+    *nodes[0].gate.delay.lock().unwrap() = Duration::from_millis(250);
+    nodes[0].join(&peers, true).await;
+    nodes[1].join(&peers, false).await;
+    nodes[2].join(&peers, false).await;
+    let status = |n: &TestNode| n.replication.group(GROUP).map(|g| g.status());
+    wait_for("node 1 leads", || {
+        status(&nodes[0]).is_some_and(|s| s.is_leader)
+    })
+    .await;
+    assert_eq!(status(&nodes[0]).unwrap().term, 1, "term 1, no election");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for n in &nodes[1..] {
+        let s = status(n).expect("the group runs");
+        assert_eq!(
+            (s.leader, n.partition.state().log_end_offset()),
+            (None, 0),
+            "node {} heard nothing of node 1's leadership before its first write",
+            n.id
+        );
+    }
+    *nodes[0].gate.delay.lock().unwrap() = Duration::ZERO;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_for("node 1 serves", || nodes[0].is_serving()).await;
+    let acked = produce(&refs, 10, 2).await;
+    logs_agree(&refs, &acked).await;
+    for n in &nodes {
+        let s = status(n).unwrap();
+        assert_eq!((s.leader, s.term), (Some(1), 1), "node {}", n.id);
+        let m = n.store.metrics();
+        assert_eq!(
+            m.raft_elections.get(),
+            0,
+            "node {} stood in no election",
+            n.id
+        );
+        let first_terms = if n.id == 1 { 1 } else { 0 };
+        assert_eq!(m.raft_first_terms_led.get(), first_terms, "node {}", n.id);
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_group_goes_quiet_and_still_fails_over() {
     let _turn = crate::common::turn::multi_node_turn();

@@ -369,7 +369,11 @@ def cpu_seconds(pid):
 @pytest.mark.timeout(300)
 def test_an_idle_cluster_goes_quiet_no_disk_work_no_raft_traffic(cluster):
     """Idle partitions quiesce: once the writes stop, no node writes or syncs anything and no
-    Raft message crosses (the connections' keepalives aside), however many partitions."""
+    Raft message crosses (the connections' keepalives aside), however many partitions. And
+    the 300 new partitions needed no election: each first term is led by the replica the
+    controller named (an election per partition, on a busy host, split its votes for ever)."""
+    first_terms = "stillwater_raft_first_terms_led_total"
+    led_before = sum(n.metric(first_terms) for n in cluster.nodes.values())
     create(cluster.bootstrap, "many", 300, timeout=120)
     p = clients.producer(cluster.bootstrap)
     log = clients.DeliveryLog()
@@ -408,6 +412,10 @@ def test_an_idle_cluster_goes_quiet_no_disk_work_no_raft_traffic(cluster):
         assert n.metric("stillwater_raft_under_replicated") == 0
     leaders = sum(n.metric("stillwater_raft_leaders") for n in nodes)
     assert leaders == 301, f"every group has one leader: {leaders}"
+    led = sum(n.metric(first_terms) for n in nodes) - led_before
+    assert led == 300, f"{led} of the 300 new partitions' first terms were led without an election"
+    for n in nodes:
+        assert n.metric("stillwater_raft_groups_leaderless") == 0, n.metrics_text()
     print("idle CPU per node: " + ", ".join(f"node {k}: {v * 100:.2f}%" for k, v in cpu.items()))
 
 

@@ -160,12 +160,37 @@ fn compacted() -> raft::Error {
     raft::Error::Store(RaftStorageError::Compacted)
 }
 
+/// The term and vote a replica starts with, from those it wrote (`term`, `vote`) and the first
+/// leader the controller named for its group.
+///
+/// A new partition's first term needs no election: the controller named its first leader in
+/// the record that made the partition, which every replica applies before it starts the group
+/// — a vote cast in the metadata log, durable there, for term 1. So a replica that has written
+/// no term yet (term 0: it never voted, nor heard of a leader) starts as having voted for that
+/// leader in term 1, without writing it: the metadata gives it the same vote at every start.
+/// No replica can then grant a vote in term 1 to anyone else, so the named leader is the only
+/// one term 1 can have (it starts leading there: `Node::add_group`). A replica that wrote a
+/// term keeps what it wrote; giving a never-cast vote to a replica is always safe, as it only
+/// takes away a vote it could have given.
+pub fn first_term(term: u64, vote: u64, first_leader: Option<u64>) -> (u64, u64) {
+    match first_leader {
+        Some(leader) if term == 0 => (1, leader),
+        _ => (term, vote),
+    }
+}
+
 impl PartitionStorage {
     /// The storage of `partition` (replicated, just recovered) for a group first made of
     /// `voters` (its membership is the log's record's once a change was applied).
+    ///
+    /// `first_leader`: the replica the controller named to lead the group's first term. A
+    /// replica that has written no term yet starts as having voted for it in term 1, so term 1
+    /// is that replica's alone on every replica, whether or not it ever wrote it
+    /// ([`first_term`]).
     pub fn open(
         partition: Arc<Partition>,
         voters: Vec<u64>,
+        first_leader: Option<u64>,
         followers_cache: Arc<FollowersCache>,
     ) -> Result<Self, String> {
         let (tail, hard_state, next_index, confs, applied) = {
@@ -204,9 +229,10 @@ impl PartitionStorage {
                 r.meta.confs.applied.clone(),
             )
         };
+        let (term, vote) = first_term(hard_state.term, hard_state.vote, first_leader);
         let hs = HardState {
-            term: hard_state.term,
-            vote: hard_state.vote,
+            term,
+            vote,
             commit: hard_state.commit,
             ..Default::default()
         };

@@ -9,7 +9,7 @@ use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 
 use super::logger::raft_logger;
-use super::ElectionTimer;
+use super::{ElectionStretch, ElectionTimer};
 
 struct Node {
     raw: RawNode<MemStorage>,
@@ -35,7 +35,7 @@ fn elections(seed: u64, ticks: u64) -> Vec<(u64, u64, u64)> {
             let storage = MemStorage::new_with_conf_state((ids.to_vec(), vec![]));
             let logger = raft_logger(slog::o!("node" => id));
             let mut raw = RawNode::new(&config, storage, &logger).expect("valid config");
-            let mut timer = ElectionTimer::new(rng.clone(), &config);
+            let mut timer = ElectionTimer::new(rng.clone(), &config, ElectionStretch::default());
             timer.settle(&mut raw);
             Node { raw, timer }
         })
@@ -147,7 +147,7 @@ fn the_timeout_stays_in_rafts_range() {
     };
     let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
     let mut raw = RawNode::new(&config, storage, &raft_logger(slog::o!())).expect("valid");
-    let mut timer = ElectionTimer::new(EnvRng::seeded(3), &config);
+    let mut timer = ElectionTimer::new(EnvRng::seeded(3), &config, ElectionStretch::default());
     let mut seen = BTreeSet::new();
     for _ in 0..200 {
         raw.campaign().expect("campaign");
@@ -158,4 +158,55 @@ fn the_timeout_stays_in_rafts_range() {
         seen.insert(t);
     }
     assert!(seen.len() > 5, "timeouts hardly vary: {seen:?}");
+}
+
+#[test]
+fn a_slow_disk_stretches_the_timeouts_and_a_quick_one_brings_them_back() {
+    let config = raft::Config {
+        id: 1,
+        election_tick: 10,
+        heartbeat_tick: 2,
+        max_election_tick: ElectionTimer::max_election_tick(10),
+        ..Default::default()
+    };
+    let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
+    let mut raw = RawNode::new(&config, storage, &raft_logger(slog::o!())).expect("valid");
+    let stretch = ElectionStretch::new(std::time::Duration::from_millis(100), 40);
+    let mut timer = ElectionTimer::new(EnvRng::seeded(3), &config, stretch.clone());
+    let mut draw = |raw: &mut RawNode<MemStorage>| {
+        raw.campaign().expect("campaign");
+        timer.settle(raw);
+        raw.raft.randomized_election_timeout()
+    };
+    assert!(
+        (10..20).contains(&draw(&mut raw)),
+        "a quick disk: raft's range"
+    );
+    // Writes of 250 ms: an election of four of them takes 1 s, ten ticks more at both ends
+    // (the far end twice that, so the spread grows too).
+    for _ in 0..100 {
+        stretch.observe(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(stretch.ticks(), 10);
+    let stretched: Vec<usize> = (0..100).map(|_| draw(&mut raw)).collect();
+    assert!(
+        stretched.iter().all(|t| (20..40).contains(t)),
+        "stretched timeouts outside [20, 40): {stretched:?}"
+    );
+    // A stalled disk stretches them no further than the bound.
+    for _ in 0..100 {
+        stretch.observe(std::time::Duration::from_secs(60));
+    }
+    assert_eq!(stretch.ticks(), 40);
+    assert!((0..100)
+        .map(|_| draw(&mut raw))
+        .all(|t| (50..100).contains(&t)));
+    // Quick again: back to raft's range.
+    for _ in 0..200 {
+        stretch.observe(std::time::Duration::from_micros(100));
+    }
+    assert_eq!(stretch.ticks(), 1, "a write of 0.1 ms is under a tick");
+    assert!((0..100)
+        .map(|_| draw(&mut raw))
+        .all(|t| (11..22).contains(&t)));
 }

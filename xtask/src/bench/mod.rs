@@ -15,6 +15,7 @@ mod fetch;
 mod group;
 pub(crate) mod kafka;
 mod offsets;
+mod partitions;
 mod produce;
 mod rdkafka;
 mod reassign;
@@ -50,6 +51,10 @@ enum Workload {
     /// Topic-creation latency: until CreateTopics answers, and until every partition took an
     /// acks=all write.
     Topics(topics::TopicsArgs),
+    /// Many partitions on the local cluster (--cluster-dir): one CreateTopics per --count,
+    /// until answered and until every partition is led (--busy: on a loaded host), the
+    /// elections it took, a record to every partition, then each broker's idle CPU and RSS.
+    Partitions(partitions::PartitionsArgs),
     /// On the local cluster (--cluster-dir): from SIGKILL of a leader to the first acknowledged
     /// write on each partition it led.
     Failover(failover::FailoverArgs),
@@ -252,6 +257,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Fetch(args) => fetch::fetch_bench(args).await,
             Workload::Group(args) => group::group_bench(args).await,
             Workload::Topics(args) => topics::topics_bench(args).await,
+            Workload::Partitions(args) => partitions::partitions_bench(args).await,
             Workload::Failover(args) => failover::failover_bench(args).await,
             Workload::Catchup(args) => catchup::catchup_bench(args).await,
             Workload::Reassign(args) => reassign::reassign_bench(args).await,

@@ -19,9 +19,20 @@ impl Node {
         if self.groups.contains_key(&group) {
             return;
         }
+        // Every partition's first term is its first leader's (`first_term`); the cluster
+        // metadata's group elects its first leader, as it has no controller above it.
+        let first_leader = (group != wire::CONTROLLER_GROUP)
+            .then(|| voters.first().copied())
+            .flatten();
+        let wrote_a_term = partition
+            .state()
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.hard_state.term > 0);
         let storage = match PartitionStorage::open(
             partition.clone(),
             voters.clone(),
+            first_leader,
             self.followers_cache.clone(),
         ) {
             Ok(s) => s,
@@ -57,6 +68,8 @@ impl Node {
         let config = raft::Config {
             id: self.id,
             election_tick: self.settings.election_ticks,
+            // The timer draws within it, stretched by the disk's writes (`ElectionStretch`).
+            max_election_tick: ElectionTimer::max_election_tick(self.settings.election_ticks),
             heartbeat_tick: self.settings.heartbeat_ticks,
             applied,
             max_size_per_msg: self.settings.catch_up.read_bytes_max,
@@ -85,12 +98,51 @@ impl Node {
                 return;
             }
         };
-        let mut timer = ElectionTimer::new(self.env.rng.clone(), &config);
+        // A partition made by a metadata record committed after this node caught up with the
+        // cluster metadata holds nothing it could have acknowledged before this start.
+        // A replica a move adds votes only once caught up while it holds nothing.
+        let caught_up = (!self.fresh
+            || made_at
+                .zip(self.metadata_caught_up_at)
+                .is_some_and(|(made, caught)| made > caught))
+            && !(moved_in && empty);
+        let mut timer = ElectionTimer::new(self.env.rng.clone(), &config, self.stretch.clone());
         timer.settle(&mut raw);
-        if campaign && conf_state.voters.contains(&self.id) {
+        // The first leader of a new partition leads its first term at once, without an
+        // election: term 1 is its own on every replica (`first_term`). Only while it has
+        // written nothing of the group (no term, no entry) and provably never did (a data
+        // directory that is new at this start may have lost what it wrote: then it campaigns
+        // as Raft has it). What it sends waits for its first write
+        // (`Group::first_term_unwritten`): should it crash before that write, nobody has seen
+        // an entry of its term 1, and leading term 1 again from an empty log is safe.
+        let first_term_start = campaign
+            && caught_up
+            && empty
+            && !wrote_a_term
+            && !moved_in
+            && first_leader == Some(self.id)
+            && conf_state.voters.contains(&self.id)
+            && raw.raft.term == 1
+            && raw.raft.vote == self.id;
+        if first_term_start {
+            raw.raft.state = StateRole::Candidate;
+            raw.raft.become_leader();
+            raw.raft.bcast_append();
+            raw.raft.check_quorum = false;
+            timer.settle(&mut raw);
+            Metrics::inc(&self.metrics.raft_first_terms_led, 1);
+        } else if campaign && conf_state.voters.contains(&self.id) {
             let _ = raw.campaign();
             timer.settle(&mut raw);
+        } else if made_at.is_some()
+            && empty
+            && !wrote_a_term
+            && first_leader.is_some_and(|l| l != self.id)
+        {
+            timer.wait_for_first_leader(&mut raw);
         }
+        let first_term_quorum_check_at_tick =
+            first_term_start.then(|| self.ticks + timer.longest_ticks() as u64);
         let view = Arc::new(GroupView {
             group,
             partition: partition.clone(),
@@ -106,14 +158,6 @@ impl Node {
                 .by_partition
                 .insert((partition.topic.clone(), partition.index), view.clone());
         }
-        // A partition made by a metadata record committed after this node caught up with the
-        // cluster metadata holds nothing it could have acknowledged before this start.
-        // A replica a move adds votes only once caught up while it holds nothing.
-        let caught_up = (!self.fresh
-            || made_at
-                .zip(self.metadata_caught_up_at)
-                .is_some_and(|(made, caught)| made > caught))
-            && !(moved_in && empty);
         self.groups.insert(
             group,
             Group {
@@ -137,6 +181,8 @@ impl Node {
                 quiet: false,
                 idle_ticks: 0,
                 vote_written,
+                first_term_unwritten: first_term_start,
+                first_term_quorum_check_at_tick,
                 gate: Gate::default(),
                 preferred_ready: 0,
                 recovery: Recovery {

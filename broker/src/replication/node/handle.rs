@@ -207,6 +207,10 @@ impl Replication {
         metrics
             .raft_queue_bytes_max
             .store(transport.queue_bytes_max() as i64, Ordering::Relaxed);
+        let stretch = super::super::ElectionStretch::new(
+            settings.tick,
+            super::super::ElectionStretch::max_ticks(settings.election_ticks),
+        );
         let node = Node {
             id: node_id,
             env,
@@ -229,6 +233,9 @@ impl Replication {
             link_state,
             health,
             metrics,
+            stretch,
+            leaderless_since: HashMap::new(),
+            leaderless_warned_at_tick: None,
             stepped_down: false,
             reads: 0,
             turn: 0,

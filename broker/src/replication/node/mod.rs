@@ -257,6 +257,18 @@ struct Group {
     /// moves the commit, which would cost a small file's syncs and rename per round; the
     /// commit needs no durability, Raft learns it again).
     vote_written: (u64, u64),
+    /// Leading the first term without an election, nothing written yet: every message waits
+    /// for the first write, so no replica sees an entry of the term that this leader could
+    /// forget in a crash (and lead the term again with other entries).
+    first_term_unwritten: bool,
+    /// Leading the first term without an election, until this tick (or until an entry is
+    /// committed, when a quorum has surely heard it): raft-rs's quorum check is off meanwhile.
+    /// The other replicas may start the group seconds later (each broker makes a new topic's
+    /// partitions before it starts their groups: 2 s apart for 1,000 partitions on a busy
+    /// host), and a leader that had not heard from them within an election timeout stepped
+    /// down, so that 885 of 1,000 new partitions went to elections. The bound matches the
+    /// patience of those replicas (`ElectionTimer::wait_for_first_leader`).
+    first_term_quorum_check_at_tick: Option<u64>,
     /// Proposals waiting for an earlier round of this leader's to commit ([`super::gate`]).
     gate: Gate<HeldProposal>,
     /// Ticks this leader has seen its preferred replica (another node) connected and caught up
@@ -343,6 +355,12 @@ struct Node {
     /// The data directory's health (`true`: failed).
     health: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    /// What this node's election timeouts are stretched by: its Raft writes' pace.
+    stretch: super::ElectionStretch,
+    /// Groups seen without a leader, since which tick ([`ticks::watch_leaderless`]).
+    leaderless_since: HashMap<GroupId, u64>,
+    /// When the leaderless groups were last reported in the log.
+    leaderless_warned_at_tick: Option<u64>,
     /// The data directory failed: this node has stepped down everywhere and takes no part in
     /// Raft (no messages in or out, no ticks, no votes) until it heals — to the others it is
     /// as if it had crashed, so they elect leaders among themselves.

@@ -62,8 +62,15 @@ impl Node {
             answer_read_states(g, rd.read_states());
             answer_commit_asks(g);
         }
+        // A first term led without an election sends nothing before its first write
+        // (`Group::first_term_unwritten`): what it would send waits with the persisted ones.
+        let mut unwritten_leaders = Vec::new();
         for m in rd.take_messages() {
             if self.stepped_down || withheld(g, &m) {
+                continue;
+            }
+            if g.first_term_unwritten {
+                unwritten_leaders.push(m);
                 continue;
             }
             let m = if m.get_msg_type() == MessageType::MsgSnapshot {
@@ -90,7 +97,14 @@ impl Node {
         if let Some(hs) = rd.hs() {
             queue_hard_state(g, hs);
         }
-        let persisted_messages = rd.take_persisted_messages();
+        let mut persisted_messages = rd.take_persisted_messages();
+        if !self.stepped_down {
+            send_what_needs_no_write(g, group, &self.transport, &mut persisted_messages);
+        }
+        if !unwritten_leaders.is_empty() {
+            unwritten_leaders.append(&mut persisted_messages);
+            persisted_messages = unwritten_leaders;
+        }
         let committed = rd.take_committed_entries();
         let new_work = !entries.is_empty() || !rd.snapshot().is_empty() || rd.must_sync();
         if new_work {
@@ -155,8 +169,16 @@ impl Node {
             conf: next.conf,
         };
         let store = self.store.clone();
+        let (clock, stretch) = (self.env.clock.clone(), self.stretch.clone());
+        let started = clock.now();
         self.writes.push(Box::pin(async move {
-            (group, number, raft_write(&store, write).await)
+            let result = raft_write(&store, write).await;
+            if result.is_ok() {
+                // The disk's pace, queueing behind other groups' writes included: what an
+                // election waits for on this node (`ElectionStretch`).
+                stretch.observe(clock.now().saturating_duration_since(started));
+            }
+            (group, number, result)
         }));
     }
 
@@ -179,6 +201,7 @@ impl Node {
         }
         match result {
             Ok(written) => {
+                g.first_term_unwritten = false;
                 g.raw
                     .store()
                     .written(written.next_index, written.next_offset);
@@ -294,6 +317,35 @@ impl Node {
 }
 
 /// A write through the commit pipeline, to its answer.
+/// raft-rs holds every message of a replica that does not lead until the Ready it came with
+/// is durable. Two kinds depend on nothing a write makes durable, and leave at once instead
+/// of queueing behind the group's writes (on a busy disk, behind a thousand other groups'):
+/// - a heartbeat's answer says "alive, and following you in your term"; no election rests on
+///   it (votes are always written first), and a leader that counted it to confirm its
+///   leadership is rightly confirmed, as a replica that had voted in a later term, even
+///   without writing it yet, would have refused the heartbeat;
+/// - a pre-vote's answer changes no term and no vote.
+///
+/// Held back, they made leaders on a busy disk miss their quorum's heartbeats and step down,
+/// and pre-elections take a write's time before the election proper began.
+fn send_what_needs_no_write(
+    g: &Group,
+    group: GroupId,
+    transport: &Transport,
+    messages: &mut Vec<Message>,
+) {
+    messages.retain(|m| {
+        let now = matches!(
+            m.get_msg_type(),
+            MessageType::MsgHeartbeatResponse | MessageType::MsgRequestPreVoteResponse
+        );
+        if now && !withheld(g, m) {
+            send(transport, group, m);
+        }
+        !now
+    });
+}
+
 async fn raft_write(store: &Store, write: RaftWrite) -> Result<RaftWritten, AppendError> {
     match store.raft_write(write).await {
         Ok(rx) => rx.await.unwrap_or_else(|_| {

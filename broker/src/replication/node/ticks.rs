@@ -8,6 +8,12 @@
 
 use super::*;
 
+/// A group without a leader for longer than this many (stretched) election timeouts is counted
+/// as one whose elections do not conclude.
+const LEADERLESS_ELECTION_TIMEOUTS: u64 = 5;
+/// The least time between two warnings about leaderless groups.
+const LEADERLESS_WARN_EVERY: Duration = Duration::from_secs(30);
+
 impl Node {
     pub(super) async fn tick(&mut self) {
         self.ticks += 1;
@@ -31,6 +37,16 @@ impl Node {
             let Some(g) = self.groups.get_mut(&group) else {
                 continue;
             };
+            if let Some(at) = g.first_term_quorum_check_at_tick {
+                let raft = &mut g.raw.raft;
+                if raft.state != StateRole::Leader
+                    || raft.raft_log.committed > 0
+                    || self.ticks >= at
+                {
+                    raft.check_quorum = true;
+                    g.first_term_quorum_check_at_tick = None;
+                }
+            }
             g.raw.tick();
             retry_stuck_snapshots(g, election_ticks as usize * 4);
             let (links, heard, now) = (&self.link_state, &self.heard, self.ticks);
@@ -41,6 +57,11 @@ impl Node {
             let cap = super::prefix::raft_start_cap(g, self.id, near);
             g.view.partition.set_raft_start_cap(cap);
             g.timer.settle(&mut g.raw);
+            if g.raw.raft.leader_id == raft::INVALID_ID {
+                self.leaderless_since.entry(group).or_insert(self.ticks);
+            } else {
+                self.leaderless_since.remove(&group);
+            }
             self.dirty.insert(group);
             if group != wire::CONTROLLER_GROUP {
                 // The cluster metadata's leader has no preferred broker (as in KRaft).
@@ -56,6 +77,7 @@ impl Node {
             }
         }
         self.tick_prefixes();
+        self.watch_leaderless();
         for group in going_quiet {
             // The last heartbeat carries the commit; the notice follows it on each connection.
             if let Some(g) = self.groups.get_mut(&group) {
@@ -83,6 +105,59 @@ impl Node {
             self.active.remove(&group);
             self.dirty.insert(group);
         }
+    }
+
+    /// Groups whose elections do not conclude are said so: counted in a metric, and a warning
+    /// at most every [`LEADERLESS_WARN_EVERY`] naming how many, the longest without a leader
+    /// and what this node's disk makes an election wait (a node that logged nothing while a
+    /// thousand groups split their votes for ten minutes was the defect this answers).
+    fn watch_leaderless(&mut self) {
+        let election_ticks = self.settings.election_ticks as u64;
+        if !self.ticks.is_multiple_of(election_ticks.max(1)) {
+            return;
+        }
+        let groups = &self.groups;
+        self.leaderless_since.retain(|group, _| {
+            groups
+                .get(group)
+                .is_some_and(|g| g.raw.raft.leader_id == raft::INVALID_ID)
+        });
+        let bound_ticks =
+            LEADERLESS_ELECTION_TIMEOUTS * (2 * election_ticks + 2 * self.stretch.ticks() as u64);
+        let now = self.ticks;
+        let stuck: Vec<(GroupId, u64)> = self
+            .leaderless_since
+            .iter()
+            .filter(|&(_, &since)| now - since > bound_ticks)
+            .map(|(&group, &since)| (group, now - since))
+            .collect();
+        self.metrics.raft_groups_leaderless.set(stuck.len() as i64);
+        if stuck.is_empty() {
+            return;
+        }
+        let tick_ms = self.settings.tick.as_millis().max(1) as u64;
+        let every_ticks = LEADERLESS_WARN_EVERY.as_millis() as u64 / tick_ms;
+        if self
+            .leaderless_warned_at_tick
+            .is_some_and(|at| now - at < every_ticks)
+        {
+            return;
+        }
+        self.leaderless_warned_at_tick = Some(now);
+        let Some(&(longest, for_ticks)) = stuck.iter().max_by_key(|&&(g, t)| (t, g)) else {
+            return;
+        };
+        let term = self.groups.get(&longest).map_or(0, |g| g.raw.raft.term);
+        tracing::warn!(
+            node = self.id,
+            groups = stuck.len(),
+            longest_group = longest,
+            longest_for_ms = for_ticks * tick_ms,
+            longest_term = term,
+            raft_write_ms = self.stretch.round().as_secs_f64() * 1e3,
+            election_stretch_ms = self.stretch.ticks() as u64 * tick_ms,
+            "Raft groups have had no leader for longer than {LEADERLESS_ELECTION_TIMEOUTS} election timeouts: their elections do not conclude (a disk or host too slow for them, or no quorum of their replicas reachable)"
+        );
     }
 
     /// The data directory failed (an I/O deadline passed, EIO) or healed. Failed: hand every
