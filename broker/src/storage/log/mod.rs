@@ -19,7 +19,8 @@ mod scan;
 pub use read::READ_ATTEMPTS;
 use read::{first_record_at_or_after, max_record_timestamp, read_from, read_verified};
 pub use recovery::{
-    finish_swap, read_whole, recover, write_index, write_log_start, write_snapshot, LOG_START_FILE,
+    create, finish_swap, read_whole, recover, write_index, write_log_start, write_snapshot,
+    LOG_START_FILE,
 };
 pub use reset::{load_closed, rename_prefix_files};
 

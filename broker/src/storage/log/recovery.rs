@@ -288,6 +288,56 @@ async fn remove_failed_rolls(
 /// Open a partition directory after a start or a crash: load closed segments through their
 /// index files (rebuilding an index that fails its checks), scan the active segment, and cut a
 /// torn or corrupt tail off it.
+/// A new partition in `dir`, which does not exist: the directory and its first segment, the
+/// directory synced so that the segment's name is durable before anything is written to it.
+/// Nothing else is written: what recovery would find for an empty log (for a replicated one,
+/// the record of its first Raft index) goes with the first Raft write (`meta_dirty`), and a
+/// crash before that leaves a directory that recovers as this. Three disk operations and one
+/// sync, where [`recover`] of an empty directory takes about a dozen and four syncs: a topic
+/// of 1,000 partitions took 20 s to make on a busy host.
+pub async fn create(
+    io: &Io,
+    dir: &Path,
+    topic: &str,
+    index_no: i32,
+    config: LogConfig,
+    replicated: bool,
+) -> Result<Partition, StorageError> {
+    io.create_dir_all(dir).await?;
+    let file = io
+        .open(&dir.join(segment_name(0, "log")), OpenMode::Create)
+        .await?;
+    io.sync_dir(dir).await?;
+    let mut segments = BTreeMap::new();
+    segments.insert(0, Segment::empty(0, file));
+    let replica = replicated.then(|| {
+        let mut meta = ReplicaMeta::default();
+        // The log holds its group's first entry from its first segment on (what
+        // `recover_replica` records for an empty log).
+        let first_index = meta.prev.0 + 1;
+        meta.segments.insert(0, first_index);
+        ReplicaState {
+            meta,
+            meta_dirty: true,
+            next_index: first_index,
+            undo_from: first_index,
+            ..ReplicaState::default()
+        }
+    });
+    Ok(Partition::new(
+        topic,
+        index_no,
+        dir.to_path_buf(),
+        config,
+        PartitionState {
+            segments,
+            log_start_offset: 0,
+            producers: ProducerStates::default(),
+            replica,
+        },
+    ))
+}
+
 pub async fn recover(
     io: &Io,
     dir: &Path,
