@@ -328,17 +328,6 @@ async fn metric(node: u16, name: &str) -> Result<f64> {
     Ok(sample.get(name).copied().unwrap_or(0.0))
 }
 
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 async fn measure(
     args: &CatchupArgs,
     dir: &Path,
@@ -369,7 +358,7 @@ async fn measure(
             .iter()
             .filter_map(|&n| cluster::running(dir, n))
             .collect();
-        let healthy_rss_before: Vec<u64> = pids.iter().map(|&p| rss(p)).collect();
+        let healthy_rss_before: Vec<u64> = pids.iter().map(|&p| stats::rss_bytes(p)).collect();
         let held = held_bytes(healthy[0]).await?;
         if held < (args.data_gb * 0.9e9) as i64 {
             bail!(
@@ -387,7 +376,7 @@ async fn measure(
         let deadline = wiped_at + Duration::from_secs(1200);
         loop {
             for (i, &p) in pids.iter().enumerate() {
-                peak[i] = peak[i].max(rss(p));
+                peak[i] = peak[i].max(stats::rss_bytes(p));
             }
             let got = held_bytes(VICTIM).await.unwrap_or(0);
             if got >= held {

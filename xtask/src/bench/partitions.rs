@@ -124,7 +124,8 @@ async fn against(args: &PartitionsArgs, target: &Target, dir: &Path) -> Result<(
         let written = match led {
             Ok(_) => {
                 let from = Instant::now();
-                write_everywhere(&target.addr, &versions, &name, count, timeout).await?;
+                let within = Duration::from_secs(60);
+                write_everywhere(&target.addr, &versions, &name, count, timeout, within).await?;
                 Some(from.elapsed())
             }
             Err(_) => None,
@@ -151,7 +152,7 @@ async fn against(args: &PartitionsArgs, target: &Target, dir: &Path) -> Result<(
                 Some((pid, used.as_secs_f64() / args.idle_secs as f64))
             })
             .collect();
-        let rss_bytes = pids.iter().map(|&p| (p, rss(p))).collect();
+        let rss_bytes = pids.iter().map(|&p| (p, stats::rss_bytes(p))).collect();
         all.push(Figures {
             count,
             answered,
@@ -270,13 +271,14 @@ async fn all_led(
 }
 
 /// One record (acks=all) to every partition through its leader, one connection per leader,
-/// asking Metadata again for those that failed, until all took one (60 s at most).
-async fn write_everywhere(
+/// asking Metadata again for those that failed, until all took one (`within` at most).
+pub async fn write_everywhere(
     bootstrap: &str,
     versions: &ApiVersions,
     topic: &str,
     count: i32,
     timeout: Duration,
+    within: Duration,
 ) -> Result<()> {
     let metadata_version = versions.pick(
         ApiKey::Metadata,
@@ -289,7 +291,7 @@ async fn write_everywhere(
         kafka::PRODUCE_VERSIONS.1,
     )?;
     let batch: Bytes = kafka::encode_record_batch(1, 100, 0)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + within;
     let mut meta = Connection::connect(bootstrap, timeout).await?;
     let mut connections: BTreeMap<String, Connection> = BTreeMap::new();
     let mut pending: Vec<i32> = (0..count).collect();
@@ -297,8 +299,9 @@ async fn write_everywhere(
     while !pending.is_empty() {
         if Instant::now() >= deadline {
             bail!(
-                "{topic}: {} partitions took no write within 60 s ({last})",
-                pending.len()
+                "{topic}: {} partitions took no write within {} s ({last})",
+                pending.len(),
+                within.as_secs()
             );
         }
         let leaders = kafka::leaders(&mut meta, metadata_version, topic).await?;
@@ -328,21 +331,10 @@ async fn write_everywhere(
         }
         pending = left;
         if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     Ok(())
-}
-
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// A busy host for as long as it lives: a spinning thread per core, and one writing 1 MiB and

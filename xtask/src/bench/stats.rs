@@ -200,6 +200,18 @@ pub fn cpu_count() -> usize {
         .unwrap_or(1)
 }
 
+/// A process's resident memory now (VmRSS in /proc/PID/status), 0 if it cannot be read.
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// CPU time (user + system) a process has used so far, from /proc/PID/stat.
 pub fn process_cpu_time(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use clap::Args;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
@@ -137,54 +136,13 @@ pub async fn writable(
     partitions: i32,
     timeout: Duration,
 ) -> Result<()> {
-    let metadata_version = versions.pick(
-        ApiKey::Metadata,
-        kafka::METADATA_VERSIONS.0,
-        kafka::METADATA_VERSIONS.1,
-    )?;
-    let produce_version = versions.pick(
-        ApiKey::Produce,
-        kafka::PRODUCE_VERSIONS.0,
-        kafka::PRODUCE_VERSIONS.1,
-    )?;
-    let batch: Bytes = kafka::encode_record_batch(1, 100, 0)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut meta = Connection::connect(bootstrap, timeout).await?;
-    let mut pending: Vec<i32> = (0..partitions).collect();
-    let mut last = String::new();
-    while !pending.is_empty() {
-        if Instant::now() >= deadline {
-            bail!("{topic}: partitions {pending:?} took no write within 30 s ({last})");
-        }
-        let leaders = kafka::leaders(&mut meta, metadata_version, topic).await?;
-        let mut left = Vec::new();
-        for &p in &pending {
-            let Some(addr) = leaders.addr_of(p, bootstrap) else {
-                last = format!("partition {p} has no leader yet");
-                left.push(p);
-                continue;
-            };
-            let outcome = async {
-                let mut c = Connection::connect(&addr, timeout).await?;
-                kafka::produce_one(&mut c, produce_version, topic, p, -1, batch.clone()).await
-            }
-            .await;
-            match outcome {
-                Ok(Ok(_)) => {}
-                Ok(Err(code)) => {
-                    last = format!("partition {p}: {}", kafka::error_name(code));
-                    left.push(p);
-                }
-                Err(e) => {
-                    last = format!("partition {p}: {e:#}");
-                    left.push(p);
-                }
-            }
-        }
-        pending = left;
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    Ok(())
+    super::partitions::write_everywhere(
+        bootstrap,
+        versions,
+        topic,
+        partitions,
+        timeout,
+        Duration::from_secs(30),
+    )
+    .await
 }
