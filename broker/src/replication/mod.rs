@@ -9,6 +9,8 @@
 pub mod catch_up;
 pub mod conf;
 pub mod entries;
+pub mod first_term;
+pub mod followers_cache;
 pub mod gate;
 pub mod idempotence;
 pub mod log_start;

@@ -34,6 +34,8 @@ use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMe
 use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
 
 use super::conf;
+use super::first_term::first_term;
+pub use super::followers_cache::FollowersCache;
 use super::offsets::OffsetTranslator;
 use crate::storage::log::conf::ConfRecord;
 use crate::storage::log::replica::HardStateRecord;
@@ -45,48 +47,6 @@ const CACHE_BYTES_MAX: usize = 1 << 20;
 /// acknowledged them (within the broker-wide [`FollowersCache`] too).
 const CACHE_HELD_BYTES_MAX: usize = 32 << 20;
 
-/// The memory all groups of a broker keep, beyond their floors, for durable entries a
-/// connected follower has not acknowledged yet (`CatchUpSettings::followers_cache_bytes_max`).
-///
-/// Why: a leader keeps a follower's appends few in flight (four of at most 1 MiB), so a
-/// producer whose requests come faster than a follower acknowledges (one librdkafka
-/// producer with its requests in flight: ~20 MB a round) got ahead of it by more than the
-/// 1 MiB the cache kept; every entry past that was then read back from disk through the
-/// catch-up reads and their throttle: 21 MB/s on the three-node cluster, against 233 MB/s
-/// for the idempotent producer whose one request in flight never got ahead.
-#[derive(Debug)]
-pub struct FollowersCache {
-    used: std::sync::atomic::AtomicUsize,
-    max: usize,
-}
-
-impl FollowersCache {
-    pub fn new(max: u64) -> Arc<Self> {
-        Arc::new(FollowersCache {
-            used: std::sync::atomic::AtomicUsize::new(0),
-            max: usize::try_from(max).unwrap_or(usize::MAX),
-        })
-    }
-
-    /// Bytes held now, all groups together.
-    pub fn used(&self) -> usize {
-        self.used.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn full(&self) -> bool {
-        self.used() > self.max
-    }
-
-    /// Move a group's share from `from` to `to` bytes.
-    fn account(&self, from: usize, to: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if to > from {
-            self.used.fetch_add(to - from, Relaxed);
-        } else {
-            self.used.fetch_sub(from - to, Relaxed);
-        }
-    }
-}
 /// Entries below the commit kept in the tail before it is compacted.
 const TAIL_KEEP: u64 = 4096;
 /// Reads waiting per group, at most (a group asks for one per follower at a time; more
@@ -160,33 +120,10 @@ fn compacted() -> raft::Error {
     raft::Error::Store(RaftStorageError::Compacted)
 }
 
-/// The term and vote a replica starts with, from those it wrote (`term`, `vote`) and the first
-/// leader the controller named for its group.
-///
-/// A new partition's first term needs no election: the controller named its first leader in
-/// the record that made the partition, which every replica applies before it starts the group
-/// — a vote cast in the metadata log, durable there, for term 1. So a replica that has written
-/// no term yet (term 0: it never voted, nor heard of a leader) starts as having voted for that
-/// leader in term 1, without writing it: the metadata gives it the same vote at every start.
-/// No replica can then grant a vote in term 1 to anyone else, so the named leader is the only
-/// one term 1 can have (it starts leading there: `Node::add_group`). A replica that wrote a
-/// term keeps what it wrote; giving a never-cast vote to a replica is always safe, as it only
-/// takes away a vote it could have given.
-pub fn first_term(term: u64, vote: u64, first_leader: Option<u64>) -> (u64, u64) {
-    match first_leader {
-        Some(leader) if term == 0 => (1, leader),
-        _ => (term, vote),
-    }
-}
-
 impl PartitionStorage {
     /// The storage of `partition` (replicated, just recovered) for a group first made of
     /// `voters` (its membership is the log's record's once a change was applied).
-    ///
-    /// `first_leader`: the replica the controller named to lead the group's first term. A
-    /// replica that has written no term yet starts as having voted for it in term 1, so term 1
-    /// is that replica's alone on every replica, whether or not it ever wrote it
-    /// ([`first_term`]).
+    /// `first_leader`: the replica named to lead the group's term 1 ([`first_term`]).
     pub fn open(
         partition: Arc<Partition>,
         voters: Vec<u64>,
