@@ -138,6 +138,9 @@ def test_three_brokers_grow_to_five_and_shrink_to_three_under_load(three, tmp_pa
     reader = GroupReader(c.bootstrap, topic, "readers")
     with Writer(c.bootstrap, topic) as w:
         wait_until("some writes", lambda: len(w.log.ok) > 2000)
+        # The group reads, so __consumer_offsets is made now, on the first three brokers (new
+        # partitions are led at once: the writes above once took seconds longer than that).
+        wait_until("the group reading", lambda: reader.seen > 0)
         add_broker(c, tmp_path, 4)
         add_broker(c, tmp_path, 5)
         c.wait_brokers(5, timeout=60)
