@@ -361,10 +361,15 @@ impl AdminLane {
         let from = old.partitions.len() as i32;
         let data_dir = self.shared.data_dir.clone();
         let grown = async {
+            let of = log::Naming {
+                topic: name,
+                topic_id: old.id,
+                index: 0,
+            };
             let added = catalog::create_partitions(
                 self.io(),
                 &data_dir,
-                name,
+                of,
                 from..count,
                 old.config,
                 self.shared.replicated,

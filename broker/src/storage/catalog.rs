@@ -15,6 +15,7 @@ use crate::sync::RwLock;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::storage::log::replica::HardStateRecord;
 use crate::storage::log::{self, LogConfig, Partition};
 use crate::storage::{small_file, Io, StorageError};
 use crate::topic_config::{self, Overrides};
@@ -236,6 +237,7 @@ pub async fn load(
     data_dir: &Path,
     defaults: LogConfig,
     replicated: bool,
+    hard_states: &HashMap<super::raft_states::Key, HardStateRecord>,
 ) -> Result<HashMap<String, Arc<Topic>>, StorageError> {
     let meta_dir = data_dir.join(META_DIR);
     let names = io.list(&meta_dir).await?;
@@ -270,8 +272,14 @@ pub async fn load(
             .map(|p| {
                 let dir = data_dir.join(format!("{}-{p}", meta.name));
                 let name = meta.name.clone();
+                let hard_state = hard_states.get(&(id, p)).copied();
                 async move {
-                    log::recover(io, &dir, &name, p, config, replicated)
+                    let of = log::Naming {
+                        topic: &name,
+                        topic_id: id,
+                        index: p,
+                    };
+                    log::recover(io, &dir, of, config, replicated, hard_state)
                         .await
                         .map(Arc::new)
                 }
@@ -321,7 +329,12 @@ pub async fn write_topic(
         config,
         id,
     } = new;
-    let parts = create_partitions(io, data_dir, name, 0..partitions, config, replicated).await?;
+    let of = log::Naming {
+        topic: name,
+        topic_id: id,
+        index: 0,
+    };
+    let parts = create_partitions(io, data_dir, of, 0..partitions, config, replicated).await?;
     let topic = Topic {
         name: name.to_string(),
         id,
@@ -333,17 +346,18 @@ pub async fn write_topic(
     Ok(Arc::new(topic))
 }
 
-/// Make empty partition directories `range` of a topic (a leftover directory, from a creation
+/// Make empty partition directories `range` of a topic (`topic`'s index is not used; a leftover directory, from a creation
 /// that crashed before its metadata file, is stale and replaced), the data directory synced.
 /// They belong to the topic once its metadata file counts them.
 pub async fn create_partitions(
     io: &Io,
     data_dir: &Path,
-    name: &str,
+    topic: log::Naming<'_>,
     range: std::ops::Range<i32>,
     config: LogConfig,
     replicated: bool,
 ) -> Result<Vec<Arc<Partition>>, StorageError> {
+    let name = topic.topic;
     // Made together, a bounded number at a time: one after another, a topic of many
     // partitions took seconds on a slow disk. Each is a directory, a file and a sync
     // (`log::create`), so many can be in flight.
@@ -352,7 +366,8 @@ pub async fn create_partitions(
         if io.exists(&dir).await? {
             io.remove_dir_all(&dir).await?;
         }
-        log::create(io, &dir, name, p, config, replicated)
+        let of = log::Naming { index: p, ..topic };
+        log::create(io, &dir, of, config, replicated)
             .await
             .map(Arc::new)
     });

@@ -17,6 +17,7 @@ pub mod io;
 pub mod log;
 mod pipeline;
 pub mod producer_ids;
+pub mod raft_states;
 mod raft_writes;
 mod retention;
 mod round;
@@ -322,7 +323,25 @@ impl Store {
         .await?
         .unwrap_or_default();
         let replicated = config.clustered();
-        let topics = catalog::load(&io, &data_dir, defaults, replicated).await?;
+        let hard_states = if replicated {
+            raft_states::read(&io, &data_dir).await?
+        } else {
+            Default::default()
+        };
+        let topics = catalog::load(&io, &data_dir, defaults, replicated, &hard_states).await?;
+        let raft_states = if replicated {
+            let live = topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .filter_map(|p| {
+                    let hs = p.state().replica.as_ref()?.hard_state;
+                    Some(((p.topic_id, p.index), hs))
+                })
+                .collect();
+            Some(raft_states::RaftStates::open(&io, &data_dir, live).await?)
+        } else {
+            None
+        };
         let producer_ids_allocated = producer_ids::read_allocated(&io, &data_dir).await?;
         let (tx, rx) = mpsc::channel(config.append_queue_capacity);
         metrics
@@ -355,6 +374,7 @@ impl Store {
             _alive: alive,
             sync_failed: false,
             carried: None,
+            raft_states,
         };
         tokio::spawn(pipeline.run());
         let (admin, admin_rx) = mpsc::channel(admin::ADMIN_QUEUE_CAPACITY);

@@ -1,13 +1,15 @@
 //! The commit pipeline's Raft writes. A replicated partition's log is its Raft log (docs/design.md,
 //! "replication"), and the pipeline stays its only writer: what a Raft `Ready` must make
 //! durable — a divergent suffix cut, entries appended, the hard state — arrives here as a
-//! [`RaftWrite`] and shares the round's syncs with every other partition's.
+//! [`RaftWrite`] and shares the round's syncs with every other partition's: the hard states of
+//! all partitions of a round are one frame of one file ([`super::raft_states`]).
 //!
 //! A round of Raft writes runs in phases, each under what is left of the round's I/O deadline
 //! (as appends do, `Pipeline::within`): logs reset or cut back (rare: a new leader's log
 //! disagreeing with this one, a snapshot), segments rolled, then per partition the entries
-//! written and synced, the partition's Raft record ([`ReplicaMeta`]) and hard state written —
-//! all in flight together — and only then the partition's state updated and the write
+//! written and synced, the partition's Raft record ([`ReplicaMeta`], when what it tells beyond
+//! the active segment's batches changed) and the round's hard states written — all in flight
+//! together — and only then the partition's state updated and the write
 //! answered. Entries keep the bytes the leader validated; each replica sets the batch's base
 //! offset (dense, from its log end: every replica computes the same) and its leader epoch (the
 //! entry's term), which Kafka's CRC does not cover, so every replica stores the same bytes.
@@ -44,8 +46,12 @@ struct RaftPlan {
     entries: Vec<IndexEntry>,
     max_timestamp: i64,
     records: u64,
-    /// The partition's Raft record, when it must be written.
+    /// The partition's Raft record, when it changed.
     meta: Option<ReplicaMeta>,
+    /// Whether its file must be written: it tells more than the file and the active
+    /// segment's batches ([`ReplicaMeta::durable_part`]).
+    write_meta: bool,
+    /// The hard state, when it changed (written to the data directory's file of hard states).
     hard_state: Option<HardStateRecord>,
     /// Idempotent batches, with their base offsets, for the producers' state.
     idempotent: Vec<(BatchHeader, i64)>,
@@ -112,10 +118,48 @@ impl Pipeline {
             }
         }
         let io = self.io().clone();
+        // The round's hard states: one frame of the data directory's file, one sync.
+        let changes: Vec<_> = plans
+            .iter()
+            .filter_map(|p| Some(((p.partition.topic_id, p.partition.index), p.hard_state?)))
+            .collect();
+        let staged = match &self.raft_states {
+            Some(states) => states.stage(changes),
+            None if changes.is_empty() => None,
+            None => {
+                let e = StorageError::DirFailed(
+                    "Raft hard states to write on a node that keeps none".into(),
+                );
+                board.answer_all(&e.into());
+                return;
+            }
+        };
         crate::fault_point!("raft_write.before_sync");
         let started = self.shared.env.clock.now();
-        let writes = plans.iter().map(|p| write_plan(&io, p));
-        let outcome = self.within(deadline, &board, true, join_all(writes)).await;
+        let writes = join_all(plans.iter().map(|p| write_plan(&io, p)));
+        let states = async {
+            match &staged {
+                Some(s) => Some(s.write(&io).await),
+                None => None,
+            }
+        };
+        let ((mut results, states), late) = self
+            .within(deadline, &board, true, async {
+                futures::join!(writes, states)
+            })
+            .await;
+        let written = match states {
+            Some(Ok(w)) => Some(w),
+            Some(Err(e)) => {
+                results.push(Err(e));
+                None
+            }
+            None => None,
+        };
+        if let (Some(states), Some(staged)) = (&mut self.raft_states, staged) {
+            states.finish(staged, written);
+        }
+        let outcome = (results, late);
         self.shared
             .metrics
             .observe_sync(self.shared.env.clock.now() - started);
@@ -368,8 +412,8 @@ impl Pipeline {
             .replica
             .as_mut()
             .expect("checked: a replicated partition");
+        r.meta_is_written(&meta, reset.offset);
         r.meta = meta;
-        r.meta_dirty = false;
         r.points.clear();
         r.next_index = reset.index + 1;
         r.committed_offset = reset.offset;
@@ -394,19 +438,17 @@ async fn write_plan(io: &Io, p: &RaftPlan) -> Result<(), StorageError> {
         }
         io.write_all_and_sync(&p.file, writes).await
     };
-    // The Raft record and the hard state, under one sync of the directory.
-    let meta = p.meta.as_ref().map(ReplicaMeta::encode);
-    let hard_state = p.hard_state.as_ref().map(HardStateRecord::encode);
-    let small: Vec<(&str, &str)> = [
-        (replica::META_FILE, meta.as_deref()),
-        (replica::HARD_STATE_FILE, hard_state.as_deref()),
-    ]
-    .into_iter()
-    .filter_map(|(name, body)| Some((name, body?)))
-    .collect();
-    let small = small_file::write_all(io, &p.partition.dir, &small);
-    let (data, small) = futures::join!(data, small);
-    data.and(small)
+    // The Raft record, when it tells more than the file and the batches do.
+    let meta = async {
+        match p.meta.as_ref().filter(|_| p.write_meta) {
+            Some(meta) => {
+                small_file::write(io, &p.partition.dir, replica::META_FILE, &meta.encode()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (data, meta) = futures::join!(data, meta);
+    data.and(meta)
 }
 
 /// A durable plan becomes the partition's state: its segment, Raft record, hard state, index
@@ -431,8 +473,10 @@ fn publish(p: &mut RaftPlan, now_ms: i64) {
         .as_mut()
         .expect("checked: a replicated partition");
     if let Some(meta) = p.meta.take() {
+        if p.write_meta {
+            r.meta_is_written(&meta, p.segment_base);
+        }
         r.meta = meta;
-        r.meta_dirty = false;
     }
     if let Some(hs) = p.hard_state {
         r.hard_state = hs;
@@ -662,8 +706,9 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
         entries,
         max_timestamp: max_ts,
         records,
+        write_meta: meta_changed && r.meta_write_due(&meta, seg.base_offset),
         meta: meta_changed.then_some(meta),
-        hard_state: w.hard_state,
+        hard_state: w.hard_state.filter(|hs| *hs != r.hard_state),
         idempotent,
     })
 }

@@ -166,8 +166,18 @@ impl PartitionState {
 }
 
 /// One partition's log.
+/// Which partition of which topic a directory holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Naming<'a> {
+    pub topic: &'a str,
+    pub topic_id: u128,
+    pub index: i32,
+}
+
 pub struct Partition {
     pub topic: String,
+    /// The topic's id: a topic deleted and made again under its name has another.
+    pub topic_id: u128,
     pub index: i32,
     pub dir: PathBuf,
     /// The topic's settings; changed (by the admin lane) when its configs are altered.
@@ -220,16 +230,11 @@ pub enum ReadError {
 }
 
 impl Partition {
-    pub fn new(
-        topic: &str,
-        index: i32,
-        dir: PathBuf,
-        config: LogConfig,
-        state: PartitionState,
-    ) -> Self {
+    pub fn new(of: Naming<'_>, dir: PathBuf, config: LogConfig, state: PartitionState) -> Self {
         Partition {
-            topic: topic.to_string(),
-            index,
+            topic: of.topic.to_string(),
+            topic_id: of.topic_id,
+            index: of.index,
             dir,
             config: RwLock::new("storage.log.config", config),
             state: RwLock::new("storage.log.state", state),

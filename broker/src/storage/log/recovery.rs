@@ -15,7 +15,7 @@ use super::read::READ_ATTEMPTS;
 use super::replica::{self, HardStateRecord, ReplicaMeta, ReplicaState, TailEntry};
 use super::reset::{finish_reset, remove_unstarted_segment};
 use super::scan::{scan_segment, zeros_from, Scanned};
-use super::{segment_name, LogConfig, Partition, PartitionState, Segment};
+use super::{segment_name, LogConfig, Naming, Partition, PartitionState, Segment};
 use crate::producer_state::ProducerStates;
 use crate::storage::io::{Io, StorageError};
 use crate::storage::small_file;
@@ -285,21 +285,16 @@ async fn remove_failed_rolls(
     Ok(bases.len() < before)
 }
 
-/// Open a partition directory after a start or a crash: load closed segments through their
-/// index files (rebuilding an index that fails its checks), scan the active segment, and cut a
-/// torn or corrupt tail off it.
 /// A new partition in `dir`, which does not exist: the directory and its first segment, the
 /// directory synced so that the segment's name is durable before anything is written to it.
-/// Nothing else is written: what recovery would find for an empty log (for a replicated one,
-/// the record of its first Raft index) goes with the first Raft write (`meta_dirty`), and a
-/// crash before that leaves a directory that recovers as this. Three disk operations and one
-/// sync, where [`recover`] of an empty directory takes about a dozen and four syncs: a topic
-/// of 1,000 partitions took 20 s to make on a busy host.
+/// Nothing else is written: recovery of an empty log derives its Raft record (its first Raft
+/// index follows its snapshot point), and a crash leaves a directory that recovers as this.
+/// Three disk operations and one sync, where [`recover`] of an empty directory takes about a
+/// dozen and four syncs: a topic of 1,000 partitions took 20 s to make on a busy host.
 pub async fn create(
     io: &Io,
     dir: &Path,
-    topic: &str,
-    index_no: i32,
+    of: Naming<'_>,
     config: LogConfig,
     replicated: bool,
 ) -> Result<Partition, StorageError> {
@@ -316,17 +311,18 @@ pub async fn create(
         // `recover_replica` records for an empty log).
         let first_index = meta.prev.0 + 1;
         meta.segments.insert(0, first_index);
-        ReplicaState {
-            meta,
-            meta_dirty: true,
+        let mut replica = ReplicaState {
             next_index: first_index,
             undo_from: first_index,
             ..ReplicaState::default()
-        }
+        };
+        // No file: recovery finds the same record, which tells nothing of its own.
+        replica.meta_is_written(&meta, 0);
+        replica.meta = meta;
+        replica
     });
     Ok(Partition::new(
-        topic,
-        index_no,
+        of,
         dir.to_path_buf(),
         config,
         PartitionState {
@@ -338,13 +334,16 @@ pub async fn create(
     ))
 }
 
+/// Open a partition directory after a start or a crash: load closed segments through their
+/// index files (rebuilding an index that fails its checks), scan the active segment, and cut a
+/// torn or corrupt tail off it.
 pub async fn recover(
     io: &Io,
     dir: &Path,
-    topic: &str,
-    index_no: i32,
+    of: Naming<'_>,
     config: LogConfig,
     replicated: bool,
+    hard_state: Option<HardStateRecord>,
 ) -> Result<Partition, StorageError> {
     io.create_dir_all(dir).await?;
     let names = io.list(dir).await?;
@@ -401,13 +400,19 @@ pub async fn recover(
     let replica = match meta {
         Some(meta) => {
             let active = active.unwrap_or_default();
-            Some(recover_replica(io, dir, meta, &segments, active, log_start_offset).await?)
+            let found = Found {
+                meta,
+                hard_state,
+                segments: &segments,
+                active,
+                log_start_offset,
+            };
+            Some(recover_replica(io, dir, found).await?)
         }
         None => None,
     };
     Ok(Partition::new(
-        topic,
-        index_no,
+        of,
         dir.to_path_buf(),
         config,
         PartitionState {
@@ -645,6 +650,17 @@ async fn cut_tail(
     Ok(())
 }
 
+/// What recovery found of a replicated partition, for [`recover_replica`].
+struct Found<'a> {
+    /// The partition's Raft record, as its file holds it.
+    meta: ReplicaMeta,
+    /// Its hard state as the data directory's file of hard states holds it.
+    hard_state: Option<HardStateRecord>,
+    segments: &'a BTreeMap<i64, Segment>,
+    active: ActiveScan,
+    log_start_offset: i64,
+}
+
 /// What the scan of a replicated partition's active segment found.
 #[derive(Default)]
 struct ActiveScan {
@@ -657,17 +673,23 @@ struct ActiveScan {
     confs: Vec<(u64, i64, Vec<u8>)>,
 }
 
-/// batches say (the file may lag them by a round: it is written beside the data), the first
-/// index of the active segment found from the segment before when it was not recorded, and the
-/// hard state. A repaired record is written back at once.
+/// A replicated partition's Raft state: its record as the file says for the closed segments and
+/// as the active segment's batches say (the file may lag them: it is written only when what
+/// the batches cannot tell changes), the first index of the active segment found from the
+/// segment before when it was not recorded, and the hard state. A record whose durable part
+/// ([`ReplicaMeta::durable_part`]) needed repair is written back at once.
 async fn recover_replica(
     io: &Io,
     dir: &Path,
-    file_meta: ReplicaMeta,
-    segments: &BTreeMap<i64, Segment>,
-    active: ActiveScan,
-    log_start_offset: i64,
+    found: Found<'_>,
 ) -> Result<ReplicaState, StorageError> {
+    let Found {
+        meta: file_meta,
+        hard_state,
+        segments,
+        active,
+        log_start_offset,
+    } = found;
     let corrupt = |reason: String| StorageError::Corrupt {
         path: dir.join(replica::META_FILE),
         reason,
@@ -732,16 +754,21 @@ async fn recover_replica(
             }),
     );
     let next_index = active_first + active.batches;
-    if meta != file_meta {
+    if meta.durable_part(active_base) != file_meta.durable_part(active_base) {
         small_file::write(io, dir, replica::META_FILE, &meta.encode()).await?;
     }
-    let hard_state = small_file::read(
-        io,
-        &dir.join(replica::HARD_STATE_FILE),
-        HardStateRecord::decode,
-    )
-    .await?
-    .unwrap_or_default();
+    // The data directory's file of hard states has the partition's, unless it never wrote one
+    // since that file began: then its own file of an older version has it, or nothing does.
+    let hard_state = match hard_state {
+        Some(hs) => hs,
+        None => small_file::read(
+            io,
+            &dir.join(replica::HARD_STATE_FILE),
+            HardStateRecord::decode,
+        )
+        .await?
+        .unwrap_or_default(),
+    };
     // What the log lost in a crash cannot be committed here any more (Raft learns it again).
     let hard_state = HardStateRecord {
         commit: hard_state
@@ -751,6 +778,7 @@ async fn recover_replica(
     };
     let undo_from = active_first + active.batches.saturating_sub(replica::UNDO_ENTRIES_MAX);
     Ok(ReplicaState {
+        meta_written: Some((active_base, meta.durable_part(active_base))),
         meta,
         meta_dirty: false,
         committed_offset: log_start_offset,

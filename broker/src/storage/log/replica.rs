@@ -149,6 +149,27 @@ impl ReplicaMeta {
             .filter(|to| *to > log_start)
     }
 
+    /// What of this record the log's batches cannot tell, `active_base` being the active
+    /// segment's base: the record less what recovery derives from the active segment's batches
+    /// (its terms, gaps, log-start marks and membership changes), and less the active
+    /// segment's first index when it is the log's only segment and follows `prev` (recovery
+    /// derives it so). Records with the same durable part recover the same from the same log,
+    /// so the file is written only when this part changes: a new replica's first entries,
+    /// and a new term's, cost no write of their own.
+    pub fn durable_part(&self, active_base: i64) -> ReplicaMeta {
+        let mut part = self.clone();
+        let active_first = part.segments.get(&active_base).copied();
+        if part.segments.len() == 1 && active_first == Some(part.prev.0 + 1) {
+            part.segments.clear();
+        }
+        let active_first = active_first.unwrap_or(u64::MAX);
+        part.epochs.retain(|e| e.index < active_first);
+        part.log_starts.retain(|(at, _)| *at < active_base);
+        part.gaps.truncate(active_base);
+        part.confs.replace_from(active_base, std::iter::empty());
+        part
+    }
+
     /// Forget what describes entries from `index` (at `offset`) on: the log was cut there.
     pub fn truncate(&mut self, index: u64, offset: i64) {
         self.epochs.retain(|e| e.index < index);
@@ -270,12 +291,33 @@ pub struct TailEntry {
     pub term: u64,
 }
 
+impl ReplicaState {
+    /// Whether `meta`, with the active segment at `active_base`, must be written: it tells
+    /// more than the file and the active segment's batches do.
+    pub fn meta_write_due(&self, meta: &ReplicaMeta, active_base: i64) -> bool {
+        self.meta_dirty
+            || !self.meta_written.as_ref().is_some_and(|(base, written)| {
+                *base == active_base && *written == meta.durable_part(active_base)
+            })
+    }
+
+    /// `meta` is the file's now (or the file tells as much of it), with the active segment at
+    /// `active_base`.
+    pub fn meta_is_written(&mut self, meta: &ReplicaMeta, active_base: i64) {
+        self.meta_written = Some((active_base, meta.durable_part(active_base)));
+        self.meta_dirty = false;
+    }
+}
+
 /// What a replicated partition holds for Raft besides its batches.
 #[derive(Debug, Clone, Default)]
 pub struct ReplicaState {
     pub meta: ReplicaMeta,
     /// Whether `meta` holds more than the file says (the next Raft write writes it).
     pub meta_dirty: bool,
+    /// The active segment's base when the file was last written or read, and the file's
+    /// [`ReplicaMeta::durable_part`] then (`None`: unknown, the next Raft write writes it).
+    pub meta_written: Option<(i64, ReplicaMeta)>,
     /// The Kafka offset below which entries are committed (the high watermark): readers stop
     /// there. Set as Raft commits; after a start, the log start until the node learns more.
     pub committed_offset: i64,
@@ -692,6 +734,42 @@ mod tests {
         assert_eq!(m.anchor_at_or_before(8), Some((4, 30)));
         assert_eq!(m.anchor_at_or_before(10), Some((9, 100)));
         assert_eq!(m.anchor_at_or_before(13), Some((12, 140)));
+    }
+
+    #[test]
+    fn the_durable_part_leaves_out_what_the_active_segment_tells() {
+        // A new log: its first entries and terms are all in its only segment.
+        let mut m = ReplicaMeta::default();
+        m.segments.insert(0, 1);
+        assert!(m.note_entry(1, 1, 0, 0, 0), "its first term");
+        m.gaps.push(0);
+        assert!(m.note_entry(2, 2, 1, 0, 80));
+        assert_eq!(m.durable_part(0), ReplicaMeta::default());
+        let written = m.durable_part(0);
+        // A roll: the closed segment's terms and gaps are no longer told by the active one.
+        assert!(m.note_entry(3, 2, 5, 5, 0));
+        let rolled = m.durable_part(5);
+        assert_ne!(rolled, written);
+        assert_eq!(rolled.epochs.len(), 2);
+        assert_eq!(rolled.segments.len(), 2);
+        assert_eq!(rolled.gaps.at, vec![0]);
+        // A new term in the active segment changes nothing durable; applying a membership does.
+        assert!(m.note_entry(4, 3, 6, 5, 90));
+        assert_eq!(m.durable_part(5), rolled);
+        m.confs
+            .record_applied(&crate::storage::log::conf::ConfRecord {
+                index: 3,
+                ..Default::default()
+            });
+        assert_ne!(m.durable_part(5), rolled);
+        // A snapshot's log: its only segment follows the snapshot's entry.
+        let reset = ReplicaMeta {
+            prev: (40, 3),
+            segments: BTreeMap::from([(700, 41)]),
+            ..Default::default()
+        };
+        assert_eq!(reset.durable_part(700).segments.len(), 0);
+        assert_eq!(reset.durable_part(700).prev, (40, 3));
     }
 
     #[test]
