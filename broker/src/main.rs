@@ -111,6 +111,13 @@ fn main() -> ExitCode {
     if let Err(e) = broker::alloc::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "could not turn transparent huge pages off for this process");
     }
+    match raise_open_file_limit() {
+        Ok(limit) => tracing::info!(
+            open_files = limit,
+            "open-file limit (every segment of every partition holds a file open; raise the hard limit for more partitions)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let cli = Cli::parse();
     let loaded = Sources::env_from_process().and_then(|env| {
         let flags = cli.flags().map_err(ConfigError::Invalid)?;
@@ -185,4 +192,27 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Raise the soft limit on open files to the hard one, as a server holding a file per segment
+/// of thousands of partitions needs (the soft limit is often 1,024); the limit now.
+#[cfg(not(madsim))]
+fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct given, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
 }

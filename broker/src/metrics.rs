@@ -141,6 +141,7 @@ pub struct Metrics {
     pub disk_write_bytes: Counter,
     pub disk_sync_ops: Counter,
     pub io_deadline_expired: Counter,
+    pub open_files_exhausted: Counter,
     pub connections_rejected_per_ip: Counter,
     pub response_write_timeouts: Counter,
     pub memory_waits: Counter,
@@ -329,6 +330,11 @@ impl Default for Metrics {
                 &mut r,
                 "io_deadline_expired",
                 "Disk operations that missed their deadline",
+            ),
+            open_files_exhausted: counter(
+                &mut r,
+                "open_files_exhausted",
+                "Disk operations that failed for want of file descriptors (the directory stays healthy)",
             ),
             connections_rejected_per_ip: counter(
                 &mut r,
@@ -691,6 +697,7 @@ mod tests {
         "stillwater_disk_write_bytes_total 0",
         "stillwater_disk_sync_ops_total 0",
         "stillwater_io_deadline_expired_total 0",
+        "stillwater_open_files_exhausted_total 0",
         "stillwater_connections_rejected_per_ip_total 0",
         "stillwater_response_write_timeouts_total 0",
         "stillwater_memory_waits_total 0",

@@ -96,7 +96,7 @@ class BrokerDied(AssertionError):
 class Broker:
     """One broker process, restartable on the same data directory and ports."""
 
-    def __init__(self, workdir: Path, name="broker", extra_args=(), advertise=True):
+    def __init__(self, workdir: Path, name="broker", extra_args=(), advertise=True, open_files=None):
         self.name = name
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,8 @@ class Broker:
         self.metrics_port = free_port()
         self.extra_args = list(extra_args)
         self.advertise = advertise
+        # The process's open-file limit (soft and hard), if the test sets one.
+        self.open_files = open_files
         self.proc = None
         self.starts = 0
         self._expected_exit = False
@@ -154,6 +156,11 @@ class Broker:
         )
         self._log_file.flush()
         env = broker_env()
+        limit = None
+        if self.open_files is not None:
+            import resource
+            n = self.open_files
+            limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))  # noqa: E731
         self.proc = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
@@ -161,6 +168,7 @@ class Broker:
             stderr=self._log_file,
             cwd=self.workdir,
             env=env,
+            preexec_fn=limit,
         )
         self._expected_exit = False
         if self not in _LIVE_BROKERS:
@@ -365,11 +373,13 @@ def parse_prometheus(text):
 
 @pytest.fixture
 def make_broker(tmp_path):
-    """Factory: make_broker(name="broker", extra_args=(), start=True, advertise=True)."""
+    """Factory: make_broker(name="broker", extra_args=(), start=True, advertise=True,
+    open_files=None)."""
     made = []
 
-    def factory(name="broker", extra_args=(), start=True, advertise=True):
-        b = Broker(tmp_path / name, name=name, extra_args=extra_args, advertise=advertise)
+    def factory(name="broker", extra_args=(), start=True, advertise=True, open_files=None):
+        b = Broker(tmp_path / name, name=name, extra_args=extra_args, advertise=advertise,
+                   open_files=open_files)
         made.append(b)
         if start:
             b.start()

@@ -230,13 +230,26 @@ pub(crate) struct Shared {
     /// The directory was new at this start (no owner record): whatever this node held in it
     /// before — if it ever ran — is gone.
     created_here: bool,
+    /// Lines about running out of open files, rate-limited (every open of a round fails then).
+    out_of_files: crate::throttle::LogThrottle,
 }
 
 impl Shared {
     /// Declare the directory failed if `err` is the disk's (an operation failed or passed its
     /// deadline); it heals as after a failed append.
+    ///
+    /// Running out of open files is the process's limit, not the disk's: the operation fails
+    /// (before it did anything: only opening a file or directory takes one) and the directory
+    /// keeps serving what it has open.
     pub(crate) fn fail_on(&self, err: &StorageError) {
         let (op, path) = match err {
+            StorageError::Disk(d) if is_out_of_files(d) => {
+                self.metrics.open_files_exhausted.inc();
+                if let Some(suppressed) = self.out_of_files.admit(self.env.clock.now()) {
+                    tracing::error!(error = %d, suppressed, "out of open files: the operation failed, the directory goes on (raise the open-file limit: every segment of every partition holds a file)");
+                }
+                return;
+            }
             StorageError::Disk(d) => (d.op, d.path.clone()),
             StorageError::Stalled { op, path, .. } => (*op, path.clone()),
             _ => return,
@@ -250,6 +263,12 @@ impl Shared {
     pub(crate) fn defaults(&self) -> LogConfig {
         self.dynamic.read().expect("not poisoned").1
     }
+}
+
+/// Whether a disk operation failed for want of file descriptors (the process's or the
+/// system's).
+fn is_out_of_files(d: &io_backend::DiskError) -> bool {
+    matches!(d.source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// The data directory as request handlers see it.
@@ -361,6 +380,7 @@ impl Store {
             security: crate::sync::RwLock::new("storage.security", Arc::new(security)),
             replicated,
             created_here,
+            out_of_files: Default::default(),
         });
         let (heal_tx, heal_rx) = mpsc::channel(1);
         let (alive, alive_rx) = watch::channel(());

@@ -288,7 +288,7 @@ async fn kill_round(
 }
 
 /// Metadata from whichever broker of the cluster answers.
-async fn any_metadata(
+pub(super) async fn any_metadata(
     dir: &Path,
     version: i16,
     topic: &str,

@@ -541,27 +541,52 @@ pub async fn produce_one(
     acks: i16,
     batch: Bytes,
 ) -> Result<std::result::Result<i64, i16>> {
+    let answers = produce_each(connection, version, topic, &[partition], acks, batch).await?;
+    Ok(answers[0].1)
+}
+
+/// One Produce request of `batch` to each of `partitions` of `topic` (as a client sends one
+/// request per broker for every partition it leads): each partition's base offset or error,
+/// in the order asked.
+pub async fn produce_each(
+    connection: &mut Connection,
+    version: i16,
+    topic: &str,
+    partitions: &[i32],
+    acks: i16,
+    batch: Bytes,
+) -> Result<Vec<(i32, std::result::Result<i64, i16>)>> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     let request = ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch))])]);
+            .with_partition_data(
+                partitions
+                    .iter()
+                    .map(|&p| {
+                        PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(batch.clone()))
+                    })
+                    .collect(),
+            )]);
     let response = connection.call(version, &request).await?;
-    let answer = response
+    let answers: HashMap<i32, (i16, i64)> = response
         .responses
         .iter()
         .flat_map(|t| t.partition_responses.iter())
-        .find(|p| p.index == partition)
-        .ok_or_else(|| anyhow!("the Produce response has no partition {partition}"))?;
-    Ok(if answer.error_code == 0 {
-        Ok(answer.base_offset)
-    } else {
-        Err(answer.error_code)
-    })
+        .map(|p| (p.index, (p.error_code, p.base_offset)))
+        .collect();
+    partitions
+        .iter()
+        .map(|&p| match answers.get(&p) {
+            Some(&(0, offset)) => Ok((p, Ok(offset))),
+            Some(&(code, _)) => Ok((p, Err(code))),
+            None => Err(anyhow!("the Produce response has no partition {p}")),
+        })
+        .collect()
 }
 
 /// ListOffsets for every partition: `timestamp` -1 gives the end offset, -2 the log start.

@@ -16,6 +16,7 @@ mod group;
 pub(crate) mod kafka;
 mod offsets;
 mod partitions;
+mod partitions_failover;
 mod produce;
 mod rdkafka;
 mod reassign;

@@ -2,7 +2,8 @@
 //! count: one CreateTopics of that many partitions, timed until it is answered and until
 //! Metadata names a leader for every partition; the elections that took (a new partition's
 //! first term needs none); a record written to every partition through its leader; then, idle,
-//! each broker's CPU and resident memory. `--busy` loads the host while the topic is made (a
+//! each broker's CPU and resident memory; then the failure half (`partitions_failover`): the
+//! broker leading the most partitions SIGKILLed and started again. `--busy` loads the host while the topic is made (a
 //! thread spinning on each core and one writing and syncing a file in a loop), as a production
 //! host is at times: the case where a thousand new partitions once never got a leader.
 
@@ -21,6 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
 use super::kafka::{self, ApiVersions, Connection};
+use super::partitions_failover::{kill_and_restart, Failover};
 use super::stats::{self, MetricsSample};
 use super::{BrokerArgs, Target};
 
@@ -46,6 +48,10 @@ pub struct PartitionsArgs {
     /// Keep the topics (they are deleted after the run otherwise).
     #[arg(long)]
     keep: bool,
+    /// Skip the failure half: the broker leading the most partitions SIGKILLed, then started
+    /// again (timed until its leaderships moved, it serves, and it leads as many again).
+    #[arg(long)]
+    no_failover: bool,
 }
 
 /// What one count measured.
@@ -61,6 +67,7 @@ struct Figures {
     syncs: f64,
     idle_cpu: Vec<(u32, f64)>,
     rss_bytes: Vec<(u32, u64)>,
+    failover: Option<Failover>,
 }
 
 pub async fn partitions_bench(args: PartitionsArgs) -> Result<()> {
@@ -153,6 +160,12 @@ async fn against(args: &PartitionsArgs, target: &Target, dir: &Path) -> Result<(
             })
             .collect();
         let rss_bytes = pids.iter().map(|&p| (p, stats::rss_bytes(p))).collect();
+        let failover = match (&led, args.no_failover) {
+            (Ok(_), false) => {
+                Some(kill_and_restart(dir, metadata_version, &name, count, timeout).await?)
+            }
+            _ => None,
+        };
         all.push(Figures {
             count,
             answered,
@@ -163,6 +176,7 @@ async fn against(args: &PartitionsArgs, target: &Target, dir: &Path) -> Result<(
             syncs: delta(stats::DISK_SYNC_OPS),
             idle_cpu,
             rss_bytes,
+            failover,
         });
         if !args.keep {
             if let Err(e) = kafka::delete_topics(&mut admin, &versions, &[name]).await {
@@ -180,7 +194,8 @@ fn print(args: &PartitionsArgs, target: &Target, all: &[Figures]) {
         "workload",
         format!(
             "one topic per count, replication factor {}, made with one CreateTopics{}; then one \
-             record (acks=all) to every partition; then {} s idle",
+             record (acks=all) to every partition; then {} s idle; then (unless --no-failover) \
+             the broker leading the most partitions SIGKILLed and started again",
             args.replication_factor,
             if args.busy {
                 ", the host loaded meanwhile (a spinning thread per core, a file written and \
@@ -228,6 +243,28 @@ fn print(args: &PartitionsArgs, target: &Target, all: &[Figures]) {
                 .collect::<Vec<_>>()
                 .join("; "),
         );
+        if let Some(k) = &f.failover {
+            let waited = |r: &std::result::Result<Duration, usize>, what: &str| match r {
+                Ok(d) => s(*d),
+                Err(n) => format!("NOT within 180 s ({n} {what})"),
+            };
+            table.row(
+                format!("{} partitions, failure", f.count),
+                format!(
+                    "node {} (leader of {}) SIGKILLed: its leaderships moved in {} ({} elections); \
+                     started again: serving in {}, leading {} again in {} ({} elections), RSS {} MiB",
+                    k.node,
+                    k.led,
+                    waited(&k.moved, "not moved"),
+                    k.moved_elections,
+                    k.serving.map_or("NOT within 180 s".to_string(), s),
+                    k.led,
+                    waited(&k.led_again, "led"),
+                    k.restart_elections,
+                    k.rss_bytes >> 20
+                ),
+            );
+        }
     }
     println!("Stillwater many-partitions benchmark");
     table.print();
@@ -270,8 +307,10 @@ async fn all_led(
     }
 }
 
-/// One record (acks=all) to every partition through its leader, one connection per leader,
-/// asking Metadata again for those that failed, until all took one (`within` at most).
+/// One record (acks=all) to every partition through its leader, as a client writes: one
+/// Produce request per leader for up to [`PRODUCE_PARTITIONS_MAX`] of its partitions, every
+/// leader's in flight together on a connection of its own; Metadata asked again for those that
+/// failed, until all took one (`within` at most).
 pub async fn write_everywhere(
     bootstrap: &str,
     versions: &ApiVersions,
@@ -306,27 +345,61 @@ pub async fn write_everywhere(
         }
         let leaders = kafka::leaders(&mut meta, metadata_version, topic).await?;
         let mut left = Vec::new();
+        let mut by_leader: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for &p in &pending {
-            let Some(addr) = leaders.addr_of(p, bootstrap) else {
-                last = format!("partition {p} has no leader");
-                left.push(p);
-                continue;
-            };
-            if !connections.contains_key(&addr) {
-                connections.insert(addr.clone(), Connection::connect(&addr, timeout).await?);
+            match leaders.addr_of(p, bootstrap) {
+                Some(addr) => by_leader.entry(addr).or_default().push(p),
+                None => {
+                    last = format!("partition {p} has no leader");
+                    left.push(p);
+                }
             }
-            let c = connections.get_mut(&addr).expect("inserted");
-            match kafka::produce_one(c, produce_version, topic, p, -1, batch.clone()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(code)) => {
-                    last = format!("partition {p}: {}", kafka::error_name(code));
+        }
+        for addr in by_leader.keys() {
+            if !connections.contains_key(addr) {
+                connections.insert(addr.clone(), Connection::connect(addr, timeout).await?);
+            }
+        }
+        let writes = connections
+            .iter_mut()
+            .filter_map(|(addr, c)| Some((addr.clone(), c, by_leader.remove(addr)?)))
+            .map(|(addr, c, partitions)| {
+                let batch = batch.clone();
+                async move {
+                    let mut answers = Vec::new();
+                    for (i, chunk) in partitions.chunks(PRODUCE_PARTITIONS_MAX).enumerate() {
+                        let asked = kafka::produce_each(
+                            c,
+                            produce_version,
+                            topic,
+                            chunk,
+                            -1,
+                            batch.clone(),
+                        );
+                        match asked.await {
+                            Ok(a) => answers.extend(a.into_iter().map(|(p, r)| {
+                                (p, r.map_err(|code| kafka::error_name(code).to_string()))
+                            })),
+                            Err(e) => {
+                                // The connection is broken: this chunk and the rest go again.
+                                let rest = &partitions[i * PRODUCE_PARTITIONS_MAX..];
+                                answers.extend(rest.iter().map(|&p| (p, Err(format!("{e:#}")))));
+                                return (addr, answers, true);
+                            }
+                        }
+                    }
+                    (addr, answers, false)
+                }
+            });
+        for (addr, answers, broken) in futures::future::join_all(writes).await {
+            for (p, answer) in answers {
+                if let Err(e) = answer {
+                    last = format!("partition {p}: {e}");
                     left.push(p);
                 }
-                Err(e) => {
-                    last = format!("partition {p}: {e:#}");
-                    left.push(p);
-                    connections.remove(&addr);
-                }
+            }
+            if broken {
+                connections.remove(&addr);
             }
         }
         pending = left;
@@ -336,6 +409,9 @@ pub async fn write_everywhere(
     }
     Ok(())
 }
+
+/// Partitions in one Produce request of [`write_everywhere`] at most.
+const PRODUCE_PARTITIONS_MAX: usize = 1000;
 
 /// A busy host for as long as it lives: a spinning thread per core, and one writing 1 MiB and
 /// syncing it in a loop to a file in the cluster's folder (removed at the end).
