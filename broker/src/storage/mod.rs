@@ -15,6 +15,7 @@ pub mod catalog;
 mod cleaner;
 pub mod io;
 pub mod log;
+mod owner;
 mod pipeline;
 pub mod producer_ids;
 pub mod raft_states;
@@ -319,7 +320,7 @@ impl Store {
             config.node_id, config.listen
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
-        let created_here = check_ownership(&io, &data_dir, config).await?;
+        let created_here = owner::check_ownership(&io, &data_dir, config).await?;
         let static_defaults = config.topic_defaults();
         let dynamic = small_file::read(
             &io,
@@ -349,15 +350,8 @@ impl Store {
         };
         let topics = catalog::load(&io, &data_dir, defaults, replicated, &hard_states).await?;
         let raft_states = if replicated {
-            let live = topics
-                .values()
-                .flat_map(|t| &t.partitions)
-                .filter_map(|p| {
-                    let hs = p.state().replica.as_ref()?.hard_state;
-                    Some(((p.topic_id, p.index), hs))
-                })
-                .collect();
-            Some(raft_states::RaftStates::open(&io, &data_dir, live).await?)
+            let partitions = topics.values().flat_map(|t| t.partitions.iter());
+            Some(raft_states::RaftStates::open(&io, &data_dir, partitions).await?)
         } else {
             None
         };
@@ -774,48 +768,6 @@ impl Store {
             reason = "a retention pass skipped while the admin queue is full is made at the next tick"
         )]
         let _ = self.admin.try_send(AdminCommand::Retention);
-    }
-}
-
-/// The file that says whose a data directory is: a single node's, or node N's of a cluster.
-const OWNER_FILE: &str = "owner";
-
-/// Refuse a directory that belongs to another kind of node; record the owner of a new one
-/// (then `true`: the directory is new). A directory from before this record is a single
-/// node's.
-async fn check_ownership(
-    io: &Io,
-    data_dir: &std::path::Path,
-    config: &Config,
-) -> Result<bool, StorageError> {
-    let meta = data_dir.join(catalog::META_DIR);
-    let me = if config.clustered() {
-        format!("cluster node {}", config.node_id)
-    } else {
-        "single node".to_string()
-    };
-    let recorded = small_file::read(io, &meta.join(OWNER_FILE), |body| {
-        body.strip_prefix("owner=")
-            .map(str::to_string)
-            .ok_or_else(|| "not an owner record".to_string())
-    })
-    .await?;
-    let recorded = match recorded {
-        Some(r) => Some(r),
-        None => {
-            let has_topics = io.list(&meta).await?.iter().any(|n| n.ends_with(".topic"));
-            has_topics.then(|| "single node".to_string())
-        }
-    };
-    match recorded {
-        Some(owner) if owner == me => Ok(false),
-        Some(owner) => Err(StorageError::NotThisNodes(format!(
-            "data directory {} belongs to a {owner}, not to this {me}: a cluster node and a single node (or two cluster nodes) never share a data directory",
-            data_dir.display()
-        ))),
-        None => small_file::write(io, &meta, OWNER_FILE, &format!("owner={me}"))
-            .await
-            .map(|()| true),
     }
 }
 

@@ -30,7 +30,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use io_backend::{DiskFile, OpenMode};
 
 use super::log::replica::HardStateRecord;
-use super::log::{read_whole, READ_ATTEMPTS};
+use super::log::{read_whole, Partition, READ_ATTEMPTS};
 use super::{Io, StorageError};
 
 /// The file's name in the data directory.
@@ -173,14 +173,20 @@ fn frame<'a>(records: impl ExactSizeIterator<Item = (&'a Key, &'a HardStateRecor
 }
 
 impl RaftStates {
-    /// Start the file afresh with `live` (the hard state of every replicated partition the
-    /// directory holds, as recovered): what the old file held of deleted partitions, or after
-    /// a torn frame, goes.
+    /// Start the file afresh with the hard state of every replicated partition the directory
+    /// holds, as recovered: what the old file held of deleted partitions, or after a torn
+    /// frame, goes.
     pub async fn open(
         io: &Io,
         data_dir: &Path,
-        live: HashMap<Key, HardStateRecord>,
+        partitions: impl Iterator<Item = &Arc<Partition>>,
     ) -> Result<RaftStates, StorageError> {
+        let live: HashMap<Key, HardStateRecord> = partitions
+            .filter_map(|p| {
+                let hs = p.state().replica.as_ref()?.hard_state;
+                Some(((p.topic_id, p.index), hs))
+            })
+            .collect();
         let text = whole_text(&live, &[]);
         let (file, len) = rewrite(io, data_dir, text).await?;
         Ok(RaftStates {

@@ -45,6 +45,10 @@ pub struct PartitionsArgs {
     /// Seconds over which idle CPU is measured, after the writes.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
+    /// Seconds between the last write and the idle measurement: the groups written to go
+    /// quiet after two election timeouts without traffic.
+    #[arg(long, default_value_t = 10)]
+    settle_secs: u64,
     /// Keep the topics (they are deleted after the run otherwise).
     #[arg(long)]
     keep: bool,
@@ -145,6 +149,7 @@ async fn against(args: &PartitionsArgs, target: &Target, dir: &Path) -> Result<(
                 .filter_map(|(b, a)| stats::metric_delta(b, a, metric))
                 .sum()
         };
+        tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
         let pids = target.broker_pids();
         let cpu_before: Vec<Option<Duration>> = pids
             .iter()
@@ -162,7 +167,10 @@ async fn against(args: &PartitionsArgs, target: &Target, dir: &Path) -> Result<(
         let rss_bytes = pids.iter().map(|&p| (p, stats::rss_bytes(p))).collect();
         let failover = match (&led, args.no_failover) {
             (Ok(_), false) => {
-                Some(kill_and_restart(dir, metadata_version, &name, count, timeout).await?)
+                let k = kill_and_restart(dir, metadata_version, &name, count, timeout).await?;
+                // The broker killed may have been the one the admin connection was to.
+                admin = Connection::connect(&target.addr, timeout).await?;
+                Some(k)
             }
             _ => None,
         };
@@ -194,8 +202,9 @@ fn print(args: &PartitionsArgs, target: &Target, all: &[Figures]) {
         "workload",
         format!(
             "one topic per count, replication factor {}, made with one CreateTopics{}; then one \
-             record (acks=all) to every partition; then {} s idle; then (unless --no-failover) \
-             the broker leading the most partitions SIGKILLed and started again",
+             record (acks=all) to every partition; then {} s idle (measured from {} s after the \
+             last write); then (unless --no-failover) the broker leading the most partitions \
+             SIGKILLed and started again",
             args.replication_factor,
             if args.busy {
                 ", the host loaded meanwhile (a spinning thread per core, a file written and \
@@ -203,7 +212,8 @@ fn print(args: &PartitionsArgs, target: &Target, all: &[Figures]) {
             } else {
                 ""
             },
-            args.idle_secs
+            args.idle_secs,
+            args.settle_secs
         ),
     );
     let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());

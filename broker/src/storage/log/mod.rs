@@ -9,6 +9,7 @@
 
 pub mod conf;
 pub mod gaps;
+pub mod hard_state;
 pub mod index;
 mod read;
 mod recovery;

@@ -13,8 +13,10 @@
 //!   leader's log start holds nothing before it).
 //!
 //! Recovery trusts the file for closed segments and derives the active segment's part from its
-//! batches, so the file may lag what is durable in the active segment (it is written beside the
-//! data, not before it). The Raft hard state (term, vote, commit) is the file `raft-state`.
+//! batches, so the file may lag what is durable in the active segment: it is written beside the
+//! data, not before it, and only when what the batches cannot tell changes
+//! ([`ReplicaMeta::durable_part`]). The Raft hard state (term, vote, commit) is kept apart
+//! ([`super::hard_state`]).
 
 use std::collections::BTreeMap;
 
@@ -22,8 +24,7 @@ use serde::{Deserialize, Serialize};
 
 /// The file of a partition's [`ReplicaMeta`].
 pub const META_FILE: &str = "raft-log";
-/// The file of a partition's Raft hard state.
-pub const HARD_STATE_FILE: &str = "raft-state";
+pub use super::hard_state::{HardStateRecord, HARD_STATE_FILE};
 
 /// The first entry of a term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,47 +240,6 @@ impl ReplicaMeta {
             return Err("epochs out of order".into());
         }
         Ok(meta)
-    }
-}
-
-/// Raft's hard state as a partition keeps it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HardStateRecord {
-    pub term: u64,
-    pub vote: u64,
-    pub commit: u64,
-}
-
-impl HardStateRecord {
-    pub fn encode(&self) -> String {
-        format!(
-            "term={} vote={} commit={}",
-            self.term, self.vote, self.commit
-        )
-    }
-
-    pub fn decode(body: &str) -> Result<HardStateRecord, String> {
-        let mut record = HardStateRecord::default();
-        let mut seen = 0;
-        for field in body.split_whitespace() {
-            let (key, value) = field
-                .split_once('=')
-                .ok_or_else(|| format!("bad field {field:?}"))?;
-            let value: u64 = value
-                .parse()
-                .map_err(|_| format!("bad number in {field:?}"))?;
-            match key {
-                "term" => record.term = value,
-                "vote" => record.vote = value,
-                "commit" => record.commit = value,
-                _ => return Err(format!("unknown field {key:?}")),
-            }
-            seen += 1;
-        }
-        if seen != 3 {
-            return Err("want term, vote and commit".into());
-        }
-        Ok(record)
     }
 }
 
@@ -796,13 +756,5 @@ mod tests {
         let mut bad = m;
         bad.epochs.swap(0, 1);
         assert!(ReplicaMeta::decode(&bad.encode()).is_err());
-        let hs = HardStateRecord {
-            term: 7,
-            vote: 2,
-            commit: 99,
-        };
-        assert_eq!(HardStateRecord::decode(&hs.encode()), Ok(hs));
-        assert!(HardStateRecord::decode("term=1 vote=2").is_err());
-        assert!(HardStateRecord::decode("term=x vote=2 commit=3").is_err());
     }
 }
