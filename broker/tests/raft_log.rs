@@ -693,3 +693,73 @@ async fn an_emptied_log_whose_hard_state_was_not_written_starts_raft_from_its_en
     start_raft(&p);
     close(store, p).await;
 }
+
+fn hs(term: u64, vote: u64, commit: u64) -> HardStateRecord {
+    HardStateRecord { term, vote, commit }
+}
+
+fn hard_state_of(p: &Partition) -> HardStateRecord {
+    p.state().replica.as_ref().expect("replicated").hard_state
+}
+
+/// The hard states of all partitions are one file of the data directory (`raft-states`): the
+/// newest one written is what a start reads, also after a torn frame at the file's end; a topic
+/// made again under a deleted one's name starts with no term; and a partition the file has no
+/// record of reads the `raft-state` file an older version wrote in its directory. A new
+/// replica's first entries write no Raft record (`raft-log`) of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_states_are_one_file_read_back_by_topic_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    write(&store, &p, |w| {
+        w.entries = vec![entry(1, 1, 0), entry(2, 1, 2)];
+        w.hard_state = Some(hs(1, 1, 0));
+    })
+    .await;
+    assert!(
+        !p.dir.join("raft-log").exists(),
+        "a new log's first entries are told by its batches"
+    );
+    write(&store, &p, |w| w.hard_state = Some(hs(2, 3, 2))).await;
+    close(store, p).await;
+    let file = dir.path().join("raft-states");
+    // A frame a crash tore: garbage at the end of the file.
+    let mut data = std::fs::read(&file).unwrap();
+    data.extend_from_slice(&[0, 0, 0, 44, 1, 2, 3]);
+    std::fs::write(&file, &data).unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(hard_state_of(&p), hs(2, 3, 2));
+    // Each round that changes a hard state appends one frame of one record (8 + 44 bytes); one
+    // that changes none appends nothing.
+    let len = std::fs::metadata(&file).unwrap().len();
+    for term in 3..103u64 {
+        write(&store, &p, |w| w.hard_state = Some(hs(term, 1, 2))).await;
+    }
+    write(&store, &p, |w| w.hard_state = Some(hs(102, 1, 2))).await;
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), len + 100 * 52);
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(hard_state_of(&p), hs(102, 1, 2));
+    // Deleted and made again: the old topic's term is not the new one's.
+    drop(p);
+    store.delete_topic("t").await.unwrap();
+    let t = store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let p = t.partitions[0].clone();
+    assert_eq!(hard_state_of(&p), HardStateRecord::default());
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(hard_state_of(&p), HardStateRecord::default());
+    let partition_dir = p.dir.clone();
+    close(store, p).await;
+    // A directory from before the file: each partition's own file.
+    std::fs::remove_file(&file).unwrap();
+    let body = "term=5 vote=2 commit=0";
+    let text = format!("{body}\ncrc32={:08x}\n", crc32fast::hash(body.as_bytes()));
+    std::fs::write(partition_dir.join("raft-state"), text).unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(hard_state_of(&p), hs(5, 2, 0));
+    close(store, p).await;
+}

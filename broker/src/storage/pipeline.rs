@@ -182,8 +182,13 @@ impl Pipeline {
                         self.commit_raft(std::mem::take(&mut raft_writes)).await;
                         for p in &partitions {
                             p.mark_deleted();
-                            if let Some(states) = &mut self.raft_states {
-                                states.forget((p.topic_id, p.index));
+                        }
+                        let keys: Vec<_> =
+                            partitions.iter().map(|p| (p.topic_id, p.index)).collect();
+                        let io = self.shared.io.clone();
+                        if let Some(states) = &mut self.raft_states {
+                            if let Err(e) = states.forget(&io, &keys).await {
+                                self.fail(&e);
                             }
                         }
                         let _ = reply.send(());

@@ -13,8 +13,8 @@
 //! hard states of all partitions of a commit round are one frame appended to the file and one
 //! sync, whatever the number of partitions. The file grows until it is rewritten whole (the
 //! newest record of each live partition, written aside, synced and renamed over it) once it
-//! holds several times what is live, at every start, and after the directory failed (what
-//! a failed append left behind goes with the rewrite).
+//! holds several times what is live, at every start, when partitions are deleted, and after the
+//! directory failed (what a failed append left behind goes with the rewrite).
 //!
 //! The file: an 8-byte header (magic and format version), then frames, each the length of its
 //! body (4 bytes), the body's CRC-32 (4 bytes) and the body: records of [`RECORD_BYTES`] (topic
@@ -244,9 +244,28 @@ impl RaftStates {
         self.rewrite_due = true;
     }
 
-    /// A deleted partition's record is left out of the next rewrite.
-    pub fn forget(&mut self, key: Key) {
-        self.live.remove(&key);
+    /// Deleted partitions: the file is rewritten without their records before their files go
+    /// (a topic made again under their name, should it get the same id, starts with no term).
+    pub async fn forget(&mut self, io: &Io, keys: &[Key]) -> Result<(), StorageError> {
+        let before = self.live.len();
+        for key in keys {
+            self.live.remove(key);
+        }
+        if self.live.len() == before {
+            return Ok(());
+        }
+        match rewrite(io, &self.dir, whole_text(&self.live, &[])).await {
+            Ok((file, len)) => {
+                self.file = file;
+                self.len = len;
+                self.rewrite_due = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.rewrite_due = true;
+                Err(e)
+            }
+        }
     }
 
     /// How many partitions' records the file holds.
