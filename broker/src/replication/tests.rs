@@ -209,4 +209,17 @@ fn a_slow_disk_stretches_the_timeouts_and_a_quick_one_brings_them_back() {
     assert!((0..100)
         .map(|_| draw(&mut raw))
         .all(|t| (11..22).contains(&t)));
+    // Slow, then no write at all (quiet groups): each election timeout without one halves
+    // what the stretch remembers, and one with a write keeps it.
+    for _ in 0..100 {
+        stretch.observe(std::time::Duration::from_millis(250));
+    }
+    stretch.idle();
+    assert_eq!(stretch.ticks(), 10, "writes were seen since the last check");
+    stretch.idle();
+    assert_eq!(stretch.ticks(), 5);
+    for _ in 0..8 {
+        stretch.idle();
+    }
+    assert_eq!(stretch.ticks(), 1);
 }

@@ -17,6 +17,12 @@ const LEADERLESS_WARN_EVERY: Duration = Duration::from_secs(30);
 impl Node {
     pub(super) async fn tick(&mut self) {
         self.ticks += 1;
+        if self
+            .ticks
+            .is_multiple_of((self.settings.election_ticks as u64).max(1))
+        {
+            self.stretch.idle();
+        }
         // Peers heard from within an election timeout: alive in Raft, not just connected (a
         // node whose disk failed keeps its connections and says nothing).
         let election_ticks = self.settings.election_ticks as u64;
