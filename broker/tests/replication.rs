@@ -1042,8 +1042,9 @@ async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
 }
 
 /// The hard state (term, vote, commit) is written when the term or the vote changes, not at
-/// every round that moves the commit: raft-rs asks for it with every Ready that has entries,
-/// and each write of that small file costs two syncs and a rename.
+/// every round that moves the commit: raft-rs asks for it with every Ready that has entries.
+/// The hard states of all the node's partitions are one file of its data directory
+/// (`raft-states`), which steady appends leave as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_appends_leave_the_hard_state_file_alone() {
     let _turn = crate::common::turn::multi_node_turn();
@@ -1062,7 +1063,10 @@ async fn steady_appends_leave_the_hard_state_file_alone() {
     wait_for("every replica to have the writes", || caught_up(&refs)).await;
     let read_all = || {
         refs.iter()
-            .map(|n| std::fs::read(n.partition.dir.join("raft-state")).expect("a hard state"))
+            .map(|n| {
+                let data_dir = n.partition.dir.parent().expect("in a data directory");
+                std::fs::read(data_dir.join("raft-states")).expect("the hard states")
+            })
             .collect::<Vec<_>>()
     };
     let before = read_all();
