@@ -130,10 +130,13 @@ impl BrokerProc {
         }
     }
 
-    /// SIGSTOP: the process stops where it is, its sockets and files open.
+    /// SIGSTOP: the process stops where it is, its sockets and files open. Returns once every
+    /// thread of it is stopped (kill(2) returns before they are: a thread running on another
+    /// core answered a request after the signal was sent).
     pub fn pause(&self) {
         if let Some(c) = lock(&self.child).as_ref() {
             signal(c, libc::SIGSTOP);
+            wait_stopped(c.id());
         }
     }
 
@@ -202,6 +205,27 @@ fn signal(child: &Child, sig: libc::c_int) {
     // after `take()` under the same lock), so the pid names that child.
     unsafe {
         libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+/// Wait (up to 2 s) until every thread of process `pid` is stopped, as /proc tells.
+fn wait_stopped(pid: u32) {
+    let stopped = || -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut all = true;
+        for task in tasks {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // The state follows the command name, which is in parentheses.
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            all &= matches!(state, 'T' | 't' | 'Z' | 'X');
+        }
+        Some(all)
+    };
+    for _ in 0..2000 {
+        if stopped() != Some(false) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
