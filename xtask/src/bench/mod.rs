@@ -6,6 +6,7 @@
 //! group-commit and fsync counters over that window, and how busy the machine was — on a small
 //! shared machine the last matters as much as the throughput.
 
+mod batches;
 mod broker_process;
 mod catchup;
 mod compaction;
