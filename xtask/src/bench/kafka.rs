@@ -505,6 +505,32 @@ pub async fn leaders(connection: &mut Connection, version: i16, topic: &str) -> 
     })
 }
 
+/// CreateTopics of one topic (`replication_factor` -1: the broker's default), the broker
+/// waiting up to `timeout_ms`; an error code in the answer is an error.
+pub async fn create_topic(
+    connection: &mut Connection,
+    version: i16,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    timeout_ms: i32,
+) -> Result<()> {
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(timeout_ms)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)]);
+    let response = connection
+        .call(version, &request)
+        .await
+        .context("CreateTopics")?;
+    if let Some(bad) = response.topics.iter().find(|t| t.error_code != 0) {
+        bail!("creating {name}: {}", error_name(bad.error_code));
+    }
+    Ok(())
+}
+
 /// DeleteTopics (v1..=4), waiting up to 30 s; errors are the caller's to ignore or not.
 pub async fn delete_topics(
     connection: &mut Connection,

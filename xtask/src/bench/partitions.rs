@@ -13,12 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::Args;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ApiKey;
 use tokio::time::Instant;
 
 use super::kafka::{self, ApiVersions, Connection};
@@ -107,20 +105,10 @@ async fn against(args: &PartitionsArgs, target: &Target, dir: &Path) -> Result<(
         let before = scrape_all(target).await?;
         let load = args.busy.then(|| Load::start(dir));
         let started = Instant::now();
-        let request = CreateTopicsRequest::default()
-            .with_timeout_ms((args.led_within_secs * 1000).min(i32::MAX as u64) as i32)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_string(name.clone())))
-                .with_num_partitions(count)
-                .with_replication_factor(args.replication_factor)]);
-        let response = admin
-            .call(create_version, &request)
-            .await
-            .context("CreateTopics")?;
+        let wait_ms = (args.led_within_secs * 1000).min(i32::MAX as u64) as i32;
+        let rf = args.replication_factor;
+        kafka::create_topic(&mut admin, create_version, &name, count, rf, wait_ms).await?;
         let answered = started.elapsed();
-        if let Some(bad) = response.topics.iter().find(|t| t.error_code != 0) {
-            bail!("creating {name}: {}", kafka::error_name(bad.error_code));
-        }
         let led = all_led(
             &target.addr,
             metadata_version,

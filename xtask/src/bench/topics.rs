@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ApiKey;
 use tokio::time::Instant;
 
 use super::kafka::{self, ApiVersions, Connection};
@@ -61,20 +59,17 @@ async fn against(args: &TopicsArgs, target: &Target) -> Result<()> {
     for i in 0..args.topics {
         let name = format!("bench-topic-{run}-{i}");
         let started = Instant::now();
-        let request = CreateTopicsRequest::default()
-            .with_timeout_ms(30_000)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_string(name.clone())))
-                .with_num_partitions(args.partitions)
-                .with_replication_factor(args.replication_factor.unwrap_or(-1))]);
-        let response = admin
-            .call(create_version, &request)
-            .await
-            .context("CreateTopics")?;
+        let rf = args.replication_factor.unwrap_or(-1);
+        kafka::create_topic(
+            &mut admin,
+            create_version,
+            &name,
+            args.partitions,
+            rf,
+            30_000,
+        )
+        .await?;
         let answered = started.elapsed();
-        if let Some(bad) = response.topics.iter().find(|t| t.error_code != 0) {
-            bail!("creating {name}: {}", kafka::error_name(bad.error_code));
-        }
         names.push(name.clone());
         writable(&target.addr, &versions, &name, args.partitions, timeout).await?;
         timings.push(Timing {
