@@ -561,14 +561,31 @@ impl Controller {
 
     /// Tell the metadata which groups this broker leads (once each serves), so that every
     /// broker — replicas or not — can name partitions' leaders in Metadata.
+    ///
+    /// Looks at the groups whose status changed and at those it last found stale; at every
+    /// group only when the metadata changed (a record may have named another leader) — with
+    /// thousands of groups, a look at all of them per status change would cost the square of
+    /// the groups while they elect.
     async fn report_leaders(self: Arc<Self>) {
         let mut changes = self.changes();
         let mut groups = self.replication.changes();
+        let feed = self.replication.status_feed();
+        let mut look_at_all = true;
+        let mut stale_before: Vec<GroupId> = Vec::new();
         loop {
             let md = self.metadata();
-            let stale: Vec<(GroupId, NodeId, u64)> = self
-                .replication
-                .groups()
+            let views = if look_at_all {
+                feed.take();
+                self.replication.groups()
+            } else {
+                let mut ids = feed.take();
+                ids.extend(stale_before.drain(..));
+                ids.into_iter()
+                    .filter_map(|g| self.replication.group(g))
+                    .collect()
+            };
+            look_at_all = false;
+            let stale: Vec<(GroupId, NodeId, u64)> = views
                 .iter()
                 .filter(|g| g.group != METADATA_GROUP)
                 .filter_map(|g| {
@@ -582,17 +599,18 @@ impl Controller {
                         .is_some_and(|p| p.leader != Some(*leader) || p.leader_term < *term)
                 })
                 .collect();
+            stale_before = stale.iter().map(|(g, _, _)| *g).collect();
             if !stale.is_empty() {
                 self.propose_once(&MetadataRecord::Leaders { leaders: stale })
                     .await;
                 tokio::select! {
-                    r = changes.changed() => if r.is_err() { return },
+                    r = changes.changed() => if r.is_err() { return } else { look_at_all = true },
                     r = groups.changed() => if r.is_err() { return },
                     _ = self.env.clock.sleep(RETRY_EVERY) => {}
                 }
             } else {
                 tokio::select! {
-                    r = changes.changed() => if r.is_err() { return },
+                    r = changes.changed() => if r.is_err() { return } else { look_at_all = true },
                     r = groups.changed() => if r.is_err() { return },
                 }
             }

@@ -163,8 +163,8 @@ pub struct Replication {
     pub(super) node_id: NodeId,
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) views: Arc<RwLock<Views>>,
-    /// Bumped whenever a group's status changes.
-    pub(super) changes: watch::Receiver<u64>,
+    /// Told whenever a group's status changes.
+    pub(super) feeds: super::feed::Feeds,
 }
 
 /// Commands waiting for the loop, at most; senders wait beyond that.
@@ -183,7 +183,7 @@ impl Replication {
     ) -> Replication {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let views = Arc::new(RwLock::new("replication.views", Views::default()));
-        let (changed, changes) = watch::channel(0);
+        let (changed, feeds) = super::feed::channel();
         let links = transport.link_changes();
         let link_state = transport
             .peers()
@@ -257,7 +257,7 @@ impl Replication {
             node_id,
             tx,
             views,
-            changes,
+            feeds,
         }
     }
 
@@ -499,7 +499,13 @@ impl Replication {
 
     /// Changes whenever any group's status changes.
     pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
+        self.feeds.counter()
+    }
+
+    /// The groups whose status changes from now on, each kept until taken: for a reader that
+    /// looks at what changed rather than at every group.
+    pub fn status_feed(&self) -> super::feed::StatusFeed {
+        self.feeds.open()
     }
 
     #[track_caller]

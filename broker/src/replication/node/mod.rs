@@ -74,6 +74,7 @@ use std::sync::atomic::Ordering;
 
 mod acks;
 mod delivery;
+mod feed;
 mod groups;
 mod handle;
 mod leadership;
@@ -85,6 +86,7 @@ mod ready;
 mod ticks;
 use acks::{answer, answer_copies, answer_durable, in_sync, majority};
 use delivery::{persist_held, release_held, send, withheld};
+pub use feed::StatusFeed;
 use handle::Views;
 pub use handle::{Acknowledgement, GroupView, RaftSettings, ReplicaError, Replication, Status};
 use leadership::{answer_commit_asks, rebalance};
@@ -349,7 +351,7 @@ struct Node {
     /// Groups whose leader here sends a cleaned prefix to some follower.
     prefix_groups: BTreeSet<GroupId>,
     views: Arc<RwLock<Views>>,
-    changed: watch::Sender<u64>,
+    changed: feed::StatusChanges,
     links: watch::Receiver<u64>,
     link_state: HashMap<NodeId, bool>,
     /// The data directory's health (`true`: failed).

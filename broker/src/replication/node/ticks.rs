@@ -348,7 +348,7 @@ pub(super) fn serves(raft: &raft::Raft<PartitionStorage>) -> bool {
         && (log.applied >= log.committed || log.term(log.applied).is_ok_and(|t| t == raft.term))
 }
 
-pub(super) fn update_status(g: &Group, changed: &watch::Sender<u64>, metrics: &Metrics) {
+pub(super) fn update_status(g: &Group, changed: &super::feed::StatusChanges, metrics: &Metrics) {
     let raft = &g.raw.raft;
     let is_leader = raft.state == StateRole::Leader;
     let me = raft.id;
@@ -402,5 +402,5 @@ pub(super) fn update_status(g: &Group, changed: &watch::Sender<u64>, metrics: &M
         }
     }
     g.view.set_status(status);
-    changed.send_modify(|n| *n += 1);
+    changed.changed(g.view.group);
 }
