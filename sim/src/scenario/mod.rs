@@ -177,6 +177,10 @@ pub struct Churn {
     pub probe_interval_ms: u64,
 }
 
+/// The most partitions a workload topic may have (the simulator's cost grows with them: see
+/// docs/simulation.md, "Many partitions").
+pub const MAX_PARTITIONS: i32 = 20_000;
+
 /// The user every simulated client authenticates as.
 pub const SASL_USER: &str = "sim-user";
 pub const SASL_PASSWORD: &str = "sim-password";
@@ -223,6 +227,11 @@ pub struct DiskModel {
     /// waits for the bytes in flight before it (a disk whose reads slow down under load).
     #[serde(default)]
     pub bandwidth_mb_s: Option<u64>,
+    /// Operations the device serves at once (syncs and reads; the others wait in line, inside
+    /// the broker's deadlines): a disk that a burst of syncs saturates. Without it, every
+    /// operation is served at once.
+    #[serde(default)]
+    pub queue_depth: Option<usize>,
 }
 
 impl DiskModel {
@@ -645,9 +654,9 @@ impl Scenario {
         if w.producers == 0 {
             return Err("workload.producers must be at least 1".into());
         }
-        if !(1..=1000).contains(&w.partitions) {
+        if !(1..=MAX_PARTITIONS).contains(&w.partitions) {
             return Err(format!(
-                "workload.partitions {} is not in 1..=1000",
+                "workload.partitions {} is not in 1..={MAX_PARTITIONS}",
                 w.partitions
             ));
         }

@@ -286,6 +286,7 @@ impl BrokerNode {
         let mut f = disk.faults();
         f.latency = scenario.disk.latency();
         f.bandwidth_bytes_per_s = scenario.disk.bandwidth_mb_s.map(|mb| mb << 20);
+        f.queue_depth = scenario.disk.queue_depth;
         disk.set_faults(f);
         let clock = Arc::new(SimClock::new());
         let addr = broker_addr(scenario, node);

@@ -29,88 +29,8 @@ use io_backend::{
     DirLock, Disk, DiskError, DiskFile, DiskOp, DiskResult, EnvRng, OpenMode, LOCK_FILE,
 };
 
-/// A change not yet made durable by `sync_data`.
-#[derive(Clone)]
-enum Pending {
-    Write { offset: u64, data: Bytes },
-    Truncate(u64),
-}
-
-/// A file's bytes: `len` long, of which the first `bytes.len()` are held and the rest are zeros
-/// (a file grown by `truncate`, as preallocation does, costs nothing until written).
-#[derive(Clone, Default, Debug)]
-struct Content {
-    bytes: Vec<u8>,
-    len: usize,
-}
-
-impl Content {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.len = 0;
-    }
-
-    /// `len` bytes from `start` (fewer past the end).
-    fn read(&self, start: usize, len: usize) -> Vec<u8> {
-        let start = start.min(self.len);
-        let end = (start + len).min(self.len);
-        let mut out = vec![0; end - start];
-        let held = end.min(self.bytes.len());
-        if start < held {
-            out[..held - start].copy_from_slice(&self.bytes[start..held]);
-        }
-        out
-    }
-}
-
-/// Equal when they read the same (held zeros and implied ones alike).
-impl PartialEq for Content {
-    fn eq(&self, other: &Content) -> bool {
-        let zeros = |b: &[u8]| b.iter().all(|&x| x == 0);
-        let common = self.bytes.len().min(other.bytes.len());
-        self.len == other.len
-            && self.bytes[..common] == other.bytes[..common]
-            && zeros(&self.bytes[common..])
-            && zeros(&other.bytes[common..])
-    }
-}
-
-/// One file's contents (an inode: open handles keep it across renames and removals).
-#[derive(Default)]
-struct Inode {
-    durable: Content,
-    current: Content,
-    pending: Vec<Pending>,
-}
-
-impl Inode {
-    fn apply(c: &mut Content, change: &Pending) {
-        match change {
-            Pending::Write { offset, data } => {
-                let end = *offset as usize + data.len();
-                // Zeros past the bytes held (preallocation) only lengthen the file.
-                if *offset as usize >= c.bytes.len() && data.iter().all(|&b| b == 0) {
-                    c.len = c.len.max(end);
-                    return;
-                }
-                if c.bytes.len() < end {
-                    c.bytes.resize(end, 0);
-                }
-                c.bytes[*offset as usize..end].copy_from_slice(data);
-                c.len = c.len.max(end);
-            }
-            Pending::Truncate(len) => {
-                let len = *len as usize;
-                c.bytes.truncate(len);
-                c.len = len;
-            }
-        }
-    }
-}
+mod content;
+use content::{Inode, Pending};
 
 type InodeRef = Arc<Mutex<Inode>>;
 
@@ -159,6 +79,9 @@ pub struct Faults {
     /// slow down under load, and slow its syncs down with them). Writes go to the page cache
     /// and cost nothing here; their bytes cost at the sync.
     pub bandwidth_bytes_per_s: Option<u64>,
+    /// Operations the device serves at once; the others wait in line ([`queue`]). `None`:
+    /// no queue, every operation is served at once.
+    pub queue_depth: Option<usize>,
 }
 
 #[derive(Default)]
@@ -220,6 +143,8 @@ pub struct SimDisk {
     rng: EnvRng,
     /// Set once the reads in flight passed the read limit.
     over_read_limit: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The device queue (apart from `state`: a place is given back without the disk's lock).
+    queue: Arc<Mutex<queue::DeviceQueue>>,
     /// Told each time a write to a file begins, its latency not yet spent (a pause
     /// `mid_write` waits for it).
     pub(crate) write_began: Arc<tokio::sync::Notify>,
@@ -277,12 +202,32 @@ impl SimDisk {
             state: Arc::new(Mutex::new(state)),
             rng: EnvRng::seeded(seed),
             over_read_limit: Arc::new(tokio::sync::watch::channel(false).0),
+            queue: Arc::default(),
             write_began: Arc::default(),
         }
     }
 
     pub fn set_faults(&self, faults: Faults) {
+        queue::set_depth(&self.queue, faults.queue_depth);
         lock(&self.state).faults = faults;
+    }
+
+    /// Hold a place of the device queue for `service`, in its turn in the line: another
+    /// tenant's I/O. Ends at once when the queue is off.
+    pub async fn occupy(&self, service: Duration) {
+        if let Some(_place) = queue::enter(&self.queue).await {
+            tokio::time::sleep(service).await;
+        }
+    }
+
+    /// What the device queue saw so far.
+    pub fn queue_stats(&self) -> queue::QueueStats {
+        let q = lock(&self.queue);
+        queue::QueueStats {
+            waited: q.waited,
+            wait_max: q.wait_max,
+            waiting_peak: q.waiting_peak,
+        }
     }
 
     pub fn faults(&self) -> Faults {
@@ -603,7 +548,9 @@ impl Disk for SimDisk {
     }
 
     async fn sync_dir(&self, path: &Path) -> DiskResult<()> {
+        let place = queue::enter(&self.queue).await;
         self.delay().await;
+        drop(place);
         let mut st = lock(&self.state);
         if !st.dirs.contains(path) {
             return Err(err(
@@ -706,6 +653,7 @@ impl DiskFile for SimFile {
     }
 
     async fn read_at(&self, len: usize, offset: u64) -> DiskResult<Bytes> {
+        let place = queue::enter(&self.disk.queue).await;
         self.disk.delay().await;
         let wanted = (len as u64).min(
             lock(&self.inode)
@@ -714,6 +662,7 @@ impl DiskFile for SimFile {
                 .saturating_sub(offset as usize) as u64,
         );
         let _moving = self.disk.transfer(wanted, true).await;
+        drop(place);
         let flip = lock(&self.disk.state).faults.read_bitflip_per_million;
         let f = lock(&self.inode);
         let mut out = f.current.read(offset as usize, len);
@@ -738,6 +687,7 @@ impl DiskFile for SimFile {
             }
             (id, st.faults.sync_stall_until, eio)
         };
+        let place = queue::enter(&self.disk.queue).await;
         self.disk.delay().await;
         let dirty: u64 = lock(&self.inode)
             .pending
@@ -747,7 +697,8 @@ impl DiskFile for SimFile {
                 Pending::Truncate(_) => 0,
             })
             .sum();
-        let _moving = self.disk.transfer(dirty, false).await;
+        let moving = self.disk.transfer(dirty, false).await;
+        drop((place, moving));
         if let Some(until) = stall {
             tokio::time::sleep_until(until).await;
         }
@@ -793,6 +744,9 @@ impl DiskFile for SimFile {
         Ok(lock(&self.inode).current.len() as u64)
     }
 }
+
+mod queue;
+pub use queue::QueueStats;
 
 #[cfg(test)]
 mod tests;

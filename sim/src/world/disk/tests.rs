@@ -254,3 +254,66 @@ async fn latency_is_drawn_from_its_range_with_a_tail_of_spikes() {
     // One in ten, give or take what 200 draws allow.
     assert!((5..=40).contains(&spikes), "{spikes} spikes, {fast} fast");
 }
+
+/// Four files synced at once through a queue of depth 1, each sync taking 10 ms: they are served
+/// one after the other (the last ends at 40 ms), a neighbour's I/O queued first delays them all,
+/// and a caller that gives up while it waits gives its place to the next.
+#[madsim::test]
+async fn a_queue_of_depth_one_serves_syncs_in_turn_and_a_neighbour_delays_them() {
+    let (sim, d) = disk();
+    let dir = Path::new("/q");
+    d.create_dir_all(dir).await.unwrap();
+    let ms = Duration::from_millis;
+    sim.set_faults(Faults {
+        latency: Some((ms(10), ms(10))),
+        queue_depth: Some(1),
+        ..Faults::default()
+    });
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let f = d
+            .open(&dir.join(format!("f{i}")), OpenMode::Create)
+            .await
+            .unwrap();
+        f.write_at(Bytes::from_static(b"x"), 0).await.unwrap();
+        files.push(f);
+    }
+    let start = tokio::time::Instant::now();
+    let ends = futures::future::join_all(files.iter().map(|f| async {
+        f.sync_data().await.unwrap();
+        start.elapsed().as_millis()
+    }))
+    .await;
+    assert_eq!(ends, vec![10, 20, 30, 40]);
+    let stats = sim.queue_stats();
+    assert_eq!(stats.wait_max.as_millis(), 30);
+    assert_eq!((stats.waited, stats.waiting_peak), (3, 3));
+
+    // A neighbour holds the device for 100 ms: a sync that comes after it waits for it.
+    let neighbour = {
+        let sim = sim.clone();
+        tokio::spawn(async move { sim.occupy(ms(100)).await })
+    };
+    tokio::task::yield_now().await;
+    let start = tokio::time::Instant::now();
+    files[0]
+        .write_at(Bytes::from_static(b"y"), 1)
+        .await
+        .unwrap();
+    // (The write took 10 ms.) One caller gives up after 50 ms in line (its deadline); the sync
+    // after it is served when the neighbour is done, at 100 ms, and ends at 110 ms.
+    let gave_up = tokio::time::timeout(ms(50), files[1].sync_data()).await;
+    assert!(gave_up.is_err());
+    files[0].sync_data().await.unwrap();
+    assert_eq!(start.elapsed().as_millis(), 110);
+    neighbour.await.unwrap();
+
+    // Off again: four syncs at once all end after one latency.
+    sim.set_faults(Faults {
+        latency: Some((ms(10), ms(10))),
+        ..Faults::default()
+    });
+    let start = tokio::time::Instant::now();
+    futures::future::join_all(files.iter().map(|f| f.sync_data())).await;
+    assert_eq!(start.elapsed().as_millis(), 10);
+}
