@@ -60,17 +60,58 @@ macro_rules! fault_point {
     };
 }
 
-/// The simulator's hook behind [`fault_point!`]: only in `--cfg madsim` builds.
+/// Work done here costs CPU time: `units` of `kind` (`"request"`, `"raft"`, `"append"`,
+/// `"bytes"`). It compiles to nothing in a normal build (the units are still evaluated, so
+/// give it plain counts); under `--cfg madsim` the task waits as long as [`fault::cpu`] says
+/// the node's processors take for that work — an overloaded node falls behind, as a real one
+/// does. Use it only in async code, never while holding a lock.
+#[cfg(not(madsim))]
+#[macro_export]
+macro_rules! cpu_work {
+    ($kind:literal, $units:expr) => {{
+        let _units: u64 = $units as u64;
+    }};
+}
+
+#[cfg(madsim)]
+#[macro_export]
+macro_rules! cpu_work {
+    ($kind:literal, $units:expr) => {{
+        let units: u64 = $units as u64;
+        if let Some(busy) = $crate::fault::cpu($kind, units) {
+            ::tokio::time::sleep(busy).await;
+        }
+    }};
+}
+
+/// The simulator's hooks behind [`fault_point!`] and [`cpu_work!`]: only in `--cfg madsim`
+/// builds.
 #[cfg(madsim)]
 pub mod fault {
     use std::cell::RefCell;
     use std::time::Duration;
 
     type Hook = Box<dyn Fn(&'static str) -> Option<Duration>>;
+    type CpuHook = Box<dyn Fn(&'static str, u64) -> Option<Duration>>;
 
     thread_local! {
         // Per thread: each simulated run has its own thread, so runs never share a hook.
         static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+        static CPU_HOOK: RefCell<Option<CpuHook>> = const { RefCell::new(None) };
+    }
+
+    /// Install the function that says how long `units` of work of a kind keep the calling
+    /// task (its node's processors, shared by its tasks); none: work costs no time.
+    pub fn set_cpu_hook(hook: Option<impl Fn(&'static str, u64) -> Option<Duration> + 'static>) {
+        CPU_HOOK.with(|h| *h.borrow_mut() = hook.map(|f| Box::new(f) as CpuHook));
+    }
+
+    /// How long `units` of `kind` keep the calling task (none without a hook or for no work).
+    pub fn cpu(kind: &'static str, units: u64) -> Option<Duration> {
+        if units == 0 {
+            return None;
+        }
+        CPU_HOOK.with(|h| h.borrow().as_ref().and_then(|f| f(kind, units)))
     }
 
     /// Install the function that decides, per fault point hit, how long to pause there.

@@ -131,6 +131,8 @@ pub struct Observed {
     pub node_bounds: Vec<NodeBounds>,
     /// A finding that stopped the run part way (a broker's reads past its memory budget).
     pub stopped: Option<Finding>,
+    /// The brokers' Raft counters, every second (a cluster; none in a twin run yet).
+    pub raft_samples: Vec<crate::checks::elections::RaftSample>,
     /// Each security metadata a broker published, in order.
     pub publications: Vec<Publication>,
     /// The membership changes and move records the brokers applied.
@@ -318,6 +320,7 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             &o.history,
             &o.final_topics,
         ));
+        findings.extend(election_checks(scenario, faults, o));
     }
     findings.extend(crate::checks::stops::writes_flow_through_stops(
         &o.history, faults,
@@ -379,6 +382,50 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
         figures,
         gaps: opts.gaps,
     }
+}
+
+/// The election checkers ([`crate::checks::elections`]) over a cluster's samples: faults
+/// settle within the liveness deadline; leaderships go back within the brokers' rebalance
+/// time after that (not judged where the workload moves partitions or retires brokers).
+fn election_checks(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Vec<Finding> {
+    use crate::checks::elections;
+    let settle_s = scenario.expect.liveness_deadline_s as f64;
+    // Every group of the workload's topic and the metadata's; the admin's topics at most as
+    // many as were ever led at once.
+    let led_most = o
+        .raft_samples
+        .iter()
+        .map(|s| {
+            s.brokers
+                .iter()
+                .map(|b| b.leaders.max(0) as u64)
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    let groups = (scenario.workload.partitions as u64 + 1).max(led_most);
+    let mut out = elections::storms(&o.raft_samples, faults, groups, settle_s);
+    out.extend(elections::leaderless(&o.raft_samples, faults, settle_s));
+    let moves_partitions =
+        scenario.workload.moves.is_some() || !scenario.workload.retire.is_empty();
+    if !moves_partitions {
+        let rebalance_ms = scenario
+            .broker
+            .get("leader_rebalance_ms")
+            .and_then(toml::Value::as_integer)
+            .unwrap_or(10_000);
+        if rebalance_ms > 0 {
+            // Twice the time a preferred replica must be back, and an election timeout or two.
+            let rebalance_s = 2.0 * rebalance_ms as f64 / 1000.0 + 10.0;
+            out.extend(elections::balance(
+                &o.raft_samples,
+                faults,
+                settle_s,
+                rebalance_s,
+            ));
+        }
+    }
+    out
 }
 
 /// The run's trace: what two runs of a seed must agree on, line by line.

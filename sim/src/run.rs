@@ -52,6 +52,7 @@ fn run_here(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {
         .map(|i| broker_config(scenario, i))
         .collect::<anyhow::Result<Vec<Config>>>()?;
     install_fault_points(scenario, seed);
+    crate::world::cpu::install(scenario.cpu.clone());
     let faults = scenario.faults_for(seed);
     let wall = std::time::Instant::now();
     let observed = rt.block_on(simulate(scenario.clone(), seed, configs, faults.clone()));
@@ -133,6 +134,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
             .map(|(b, budget)| (b.name.clone(), b.disk.clone(), *budget))
             .collect(),
     );
+    let raft_samples = sample_raft(cluster.clone(), start);
     let ((final_read, gaps), final_committed, stopped) = tokio::select! {
         biased;
         (read, committed) = workload::drive(&sc, &world, &client_nodes, Vec::new()) => (read, committed, None),
@@ -144,6 +146,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         }
     };
     let simulated_s = (Instant::now() - start).as_secs_f64();
+    let raft_samples = std::mem::take(&mut *raft_samples.lock().unwrap_or_else(|p| p.into_inner()));
     let segment_syncs: Vec<f64> = cluster.brokers[0]
         .disk
         .segment_syncs()
@@ -224,7 +227,46 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         leader_changes,
         node_bounds,
         stopped,
+        raft_samples,
     }
+}
+
+/// Every second, each broker's Raft counters (elections over all its starts, the groups its
+/// running start leads and has seen leaderless), for the election checkers; a retired broker
+/// is left out. Ends with the run (the runtime drops the task).
+fn sample_raft(
+    cluster: Arc<Cluster>,
+    start: Instant,
+) -> Arc<std::sync::Mutex<Vec<crate::checks::elections::RaftSample>>> {
+    use crate::checks::elections::{BrokerRaft, RaftSample};
+    let samples: Arc<std::sync::Mutex<Vec<RaftSample>>> = Arc::default();
+    let out = samples.clone();
+    tokio::spawn(async move {
+        loop {
+            let brokers = cluster
+                .brokers
+                .iter()
+                .filter(|b| !b.is_retired())
+                .map(|b| {
+                    let starts = b.metrics.lock().unwrap_or_else(|p| p.into_inner());
+                    let last = starts.last();
+                    BrokerRaft {
+                        node: b.name.clone(),
+                        elections: starts.iter().map(|m| m.raft_elections.get()).sum(),
+                        leaders: last.map_or(0, |m| m.raft_leaders.get()),
+                        leaderless: last.map_or(0, |m| m.raft_groups_leaderless.get()),
+                    }
+                })
+                .collect();
+            let at_s = (Instant::now() - start).as_secs_f64();
+            samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(RaftSample { at_s, brokers });
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    out
 }
 
 /// The client nodes of a simulated run, in the order of [`crate::scenario::CLIENT_NODES`], then

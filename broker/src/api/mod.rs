@@ -152,6 +152,8 @@ impl Broker {
     ) -> ResponseFuture {
         self.metrics.request(req.api as i16);
         crate::fault_point!("request.dispatch");
+        crate::cpu_work!("request", 1);
+        crate::cpu_work!("bytes", frame.bytes());
         let (api, version, cid) = (req.api, req.version, req.correlation_id);
         let this = self.clone();
         let memory = self.memory.clone();

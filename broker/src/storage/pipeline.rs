@@ -329,6 +329,8 @@ impl Pipeline {
         // Per file: its writes, then its sync, as one operation; all files in flight together.
         let io = self.io().clone();
         crate::fault_point!("commit.before_sync");
+        crate::cpu_work!("append", plans.len());
+        crate::cpu_work!("bytes", plans.iter().map(|p| p.len).sum::<u64>());
         let started = self.shared.env.clock.now();
         let rounds = plans
             .iter()

@@ -9,6 +9,8 @@
 //! - [`compaction`]: a compacted topic gives every key's latest acknowledged record;
 //! - [`metadata`]: every broker's metadata lists the topics the admin was told exist;
 //! - [`bounds`]: every bounded resource of every broker stayed within its bound;
+//! - [`elections`]: no election storm, no group left leaderless after the faults, leaderships
+//!   spread back over the brokers;
 //! - [`perf`]: performance expectations in units of the scenario's own disk and network model.
 //!
 //! Invariant: a checker reads what the run recorded and never changes it; it finds, it does not
@@ -19,6 +21,7 @@ pub mod acks0;
 pub mod bounds;
 pub mod compaction;
 pub mod configs;
+pub mod elections;
 pub mod groups;
 pub mod metadata;
 pub mod moves;

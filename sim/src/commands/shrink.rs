@@ -66,6 +66,8 @@ pub fn shorter(fault: &Fault) -> Option<Fault> {
     let changed = match &mut f {
         Fault::FsyncStall { for_s, .. }
         | Fault::SlowDisk { for_s, .. }
+        | Fault::BusyDisk { for_s, .. }
+        | Fault::BusyCpu { for_s, .. }
         | Fault::DiskFull { for_s, .. }
         | Fault::Bitflip { for_s, .. }
         | Fault::Partition { for_s, .. }

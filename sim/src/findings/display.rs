@@ -245,6 +245,27 @@ impl std::fmt::Display for Finding {
                 f,
                 "bound broken: {node} held {peak} of {bound}, whose bound is {limit}"
             ),
+            Finding::ElectionStorm {
+                from_s,
+                to_s,
+                elections,
+                bound,
+            } => write!(
+                f,
+                "election storm: {elections} elections from {from_s:.0} s to {to_s:.0} s, where its faults allow {bound}"
+            ),
+            Finding::Leaderless { node, at_s, groups } => write!(
+                f,
+                "leaderless: {node} had {groups} Raft group(s) without a leader at {at_s:.0} s, with no fault in force or settling"
+            ),
+            Finding::LeadershipImbalance {
+                node,
+                leaders,
+                share,
+            } => write!(
+                f,
+                "leadership imbalance: {node} led {leaders} groups at the end of a settled run, where an even share is {share:.0}"
+            ),
             Finding::DirFailed { node, times } => write!(
                 f,
                 "data directory failed: {node}'s was declared failed {times} time(s) with no disk fault in the run"

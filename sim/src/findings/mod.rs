@@ -6,7 +6,7 @@ use bytes::Bytes;
 mod display;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 42] = [
+pub const FINDING_KINDS: [&str; 45] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -49,6 +49,9 @@ pub const FINDING_KINDS: [&str; 42] = [
     "stop-stalled",
     "acks0-blackholed",
     "lock-order-inversion",
+    "election-storm",
+    "leaderless",
+    "leadership-imbalance",
 ];
 
 /// What the checkers found.
@@ -225,6 +228,26 @@ pub enum Finding {
     /// A broker's data directory was declared failed in a run whose disks had no fault that
     /// could make it (so its own load did: catch-up reads crowding out its writes).
     DirFailed { node: String, times: u64 },
+    /// More elections in a stretch of the run than its faults explain
+    /// ([`crate::checks::elections`]): elections that do not conclude.
+    ElectionStorm {
+        from_s: f64,
+        to_s: f64,
+        elections: u64,
+        bound: u64,
+    },
+    /// A broker counted Raft groups without a leader while no fault was in force or settling.
+    Leaderless {
+        node: String,
+        at_s: f64,
+        groups: i64,
+    },
+    /// At the end of a run that had settled, a broker led far more groups than its share.
+    LeadershipImbalance {
+        node: String,
+        leaders: i64,
+        share: f64,
+    },
     /// A broker named itself a partition's leader in Metadata long after it had refused a
     /// produce to it as not its leader, acknowledging none in between: a client that reaches
     /// only it loops metadata → produce → refusal.
@@ -402,6 +425,9 @@ impl Finding {
             Finding::TwoLeaders { .. } => "two-leaders",
             Finding::BoundBroken { .. } => "bound-broken",
             Finding::DirFailed { .. } => "dir-failed",
+            Finding::ElectionStorm { .. } => "election-storm",
+            Finding::Leaderless { .. } => "leaderless",
+            Finding::LeadershipImbalance { .. } => "leadership-imbalance",
             Finding::LeaderRefuses { .. } => "leader-refuses",
             Finding::LockOrderInversion { .. } => "lock-order-inversion",
             Finding::ServedUnauthorized(_) => "served-unauthorized",

@@ -64,6 +64,8 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
             | Fault::FsyncEio { .. }
             | Fault::DiskFull { .. }
             | Fault::SlowDisk { .. }
+            | Fault::BusyDisk { .. }
+            | Fault::BusyCpu { .. }
             | Fault::Crash { .. }
             | Fault::Stop { .. } => None,
             Fault::Partition { node, link, .. } => {
@@ -153,6 +155,51 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
             if let Err(e) = b.start() {
                 tracing::error!(node = %b.name, "cannot restart the broker: {e}");
             }
+        }
+        Fault::BusyDisk { for_s, streams, .. } => {
+            // Streams of 64 KiB writes, each synced, to a file beside the broker's data
+            // directory: the same device, its queue shared (the operations take what the
+            // device takes, not `service_ms`).
+            let dir = m
+                .broker(fault)
+                .data_dir
+                .parent()
+                .map(std::path::Path::to_path_buf);
+            let until = std::time::Instant::now() + Duration::from_secs(*for_s);
+            let hogs: Vec<_> = (0..(*streams).max(1))
+                .map(|i| {
+                    let path = dir
+                        .clone()
+                        .unwrap_or_default()
+                        .join(format!("busy-disk-{i}"));
+                    std::thread::spawn(move || neighbour_io(&path, until))
+                })
+                .collect();
+            let _ =
+                tokio::task::spawn_blocking(move || hogs.into_iter().for_each(|h| drop(h.join())))
+                    .await;
+        }
+        Fault::BusyCpu { for_s, percent, .. } => {
+            // Threads that spin for the window: the host's processors, which every broker of
+            // the run shares, taken by as many as `percent` of them make.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = (cores * *percent as usize).div_ceil(100).max(1);
+            let until = std::time::Instant::now() + Duration::from_secs(*for_s);
+            let hogs: Vec<_> = (0..threads)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        let mut x = 0u64;
+                        while std::time::Instant::now() < until {
+                            for i in 0..100_000u64 {
+                                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let _ =
+                tokio::task::spawn_blocking(move || hogs.into_iter().for_each(|h| drop(h.join())))
+                    .await;
         }
         Fault::Pause {
             for_s, mid_write, ..
@@ -294,4 +341,20 @@ fn wipe_dir(dir: &std::path::Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Write and sync 64 KiB again and again at the start of `path` until `until`, then remove it.
+fn neighbour_io(path: &std::path::Path, until: std::time::Instant) {
+    use std::io::{Seek, Write};
+    let Ok(mut f) = std::fs::File::create(path) else {
+        tracing::warn!(path = %path.display(), "busy-disk: cannot make the neighbour's file");
+        return;
+    };
+    let block = vec![0x5au8; 64 << 10];
+    while std::time::Instant::now() < until {
+        if f.rewind().is_err() || f.write_all(&block).is_err() || f.sync_data().is_err() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(path);
 }

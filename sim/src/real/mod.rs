@@ -597,6 +597,7 @@ async fn drive_and_observe(
         brokers: machines.brokers.iter().map(|b| b.name.clone()).collect(),
         leader_changes,
         node_bounds,
+        raft_samples: Vec::new(),
         ..Observed::default()
     }
 }

@@ -101,6 +101,7 @@ pub async fn produce(world: Arc<World>, index: usize, with: Librdkafka, dir: Pat
         format!("topic={}", w.topic),
         format!("producer={producer}"),
         format!("partitions={}", w.partitions),
+        format!("producers={}", w.producers),
         format!("value_bytes={}", w.value_bytes),
         format!("interval_ms={}", w.interval_ms),
         format!("t0={t0}"),

@@ -15,6 +15,8 @@ from confluent_kafka import KafkaError, Producer
 def main():
     a = dict(arg.split("=", 1) for arg in sys.argv[1:])
     producer, partitions = int(a["producer"]), int(a["partitions"])
+    # As the simulated producers: started max(1, partitions / producers) partitions apart.
+    stride = max(1, partitions // max(1, int(a["producers"])))
     value_bytes, interval = int(a["value_bytes"]), int(a["interval_ms"]) / 1000.0
     t0, until = float(a["t0"]), float(a["until"])
     p = Producer({
@@ -46,7 +48,7 @@ def main():
         if value_bytes > len(value) + 1:
             value = (value + b"|").ljust(value_bytes, b".")
         invoked = time.time() - t0
-        partition = (producer + n) % partitions
+        partition = (producer * stride + n) % partitions
         try:
             p.produce(a["topic"], value, partition=partition, on_delivery=report(n, invoked))
         except BufferError:

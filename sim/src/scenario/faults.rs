@@ -100,6 +100,28 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
     },
+    /// Another tenant's I/O on the broker's disk for `for_s`: `streams` of operations back to
+    /// back, each holding a place of the device queue for `service_ms` — the broker's syncs
+    /// and reads wait in line behind them. A disk without a queue gets one of depth 1 for the
+    /// window.
+    BusyDisk {
+        at_s: u64,
+        for_s: u64,
+        #[serde(default = "one")]
+        streams: u64,
+        service_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// Another process takes `percent` of the broker's processors for `for_s` (a build on the
+    /// same host): its work takes longer by as much. Needs the scenario's `[cpu]`.
+    BusyCpu {
+        at_s: u64,
+        for_s: u64,
+        percent: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// The disk is full (writes that grow files fail) for `for_s`.
     DiskFull {
         at_s: u64,
@@ -175,6 +197,8 @@ impl Fault {
             | Fault::FsyncEio { at_s, .. }
             | Fault::Crash { at_s, .. }
             | Fault::SlowDisk { at_s, .. }
+            | Fault::BusyDisk { at_s, .. }
+            | Fault::BusyCpu { at_s, .. }
             | Fault::DiskFull { at_s, .. }
             | Fault::Bitflip { at_s, .. }
             | Fault::Partition { at_s, .. }
@@ -194,6 +218,8 @@ impl Fault {
             | Fault::FsyncEio { node, .. }
             | Fault::Crash { node, .. }
             | Fault::SlowDisk { node, .. }
+            | Fault::BusyDisk { node, .. }
+            | Fault::BusyCpu { node, .. }
             | Fault::DiskFull { node, .. }
             | Fault::Bitflip { node, .. }
             | Fault::ClockSkew { node, .. }
@@ -211,6 +237,8 @@ impl Fault {
             | Fault::FsyncEio { node, .. }
             | Fault::Crash { node, .. }
             | Fault::SlowDisk { node, .. }
+            | Fault::BusyDisk { node, .. }
+            | Fault::BusyCpu { node, .. }
             | Fault::DiskFull { node, .. }
             | Fault::Bitflip { node, .. }
             | Fault::ClockSkew { node, .. }
@@ -227,6 +255,8 @@ impl Fault {
         match self {
             Fault::FsyncStall { at_s, for_s, .. }
             | Fault::SlowDisk { at_s, for_s, .. }
+            | Fault::BusyDisk { at_s, for_s, .. }
+            | Fault::BusyCpu { at_s, for_s, .. }
             | Fault::DiskFull { at_s, for_s, .. }
             | Fault::Bitflip { at_s, for_s, .. }
             | Fault::Partition { at_s, for_s, .. }
@@ -247,6 +277,8 @@ impl Fault {
             Fault::FsyncEio { .. } => "fsync-eio",
             Fault::Crash { .. } => "crash",
             Fault::SlowDisk { .. } => "slow-disk",
+            Fault::BusyDisk { .. } => "busy-disk",
+            Fault::BusyCpu { .. } => "busy-cpu",
             Fault::DiskFull { .. } => "disk-full",
             Fault::Bitflip { .. } => "bitflip",
             Fault::Partition { .. } => "partition",
@@ -285,6 +317,7 @@ impl Fault {
             Fault::FsyncStall { .. }
                 | Fault::FsyncEio { .. }
                 | Fault::SlowDisk { .. }
+                | Fault::BusyDisk { .. }
                 | Fault::DiskFull { .. }
         )
     }
@@ -358,6 +391,17 @@ impl Fault {
                     String::new()
                 };
                 format!("slow-disk {min_ms}-{max_ms} ms{tail} for {for_s} s")
+            }
+            Fault::BusyDisk {
+                for_s,
+                streams,
+                service_ms,
+                ..
+            } => format!(
+                "busy-disk: {streams} stream(s) of {service_ms} ms operations for {for_s} s"
+            ),
+            Fault::BusyCpu { for_s, percent, .. } => {
+                format!("busy-cpu: {percent} % of the processors taken for {for_s} s")
             }
             Fault::DiskFull { for_s, .. } => format!("disk-full for {for_s} s"),
             Fault::Bitflip {
@@ -479,7 +523,7 @@ fn default_max_for_s() -> u64 {
 }
 
 /// The kinds a random mix may draw.
-pub const RANDOM_KINDS: [&str; 12] = [
+pub const RANDOM_KINDS: [&str; 14] = [
     "fsync-stall",
     "fsync-eio",
     "crash",
@@ -492,6 +536,8 @@ pub const RANDOM_KINDS: [&str; 12] = [
     "clock-skew",
     "clock-drift",
     "pause",
+    "busy-disk",
+    "busy-cpu",
 ];
 
 impl RandomFaults {
@@ -551,6 +597,19 @@ impl RandomFaults {
                     max_ms: rng.range_u64(10, 500),
                     spike_ms: rng.range_u64(1_000, 10_000),
                     spike_per_million: rng.range_u64(0, 20_000) as u32,
+                    node: None,
+                },
+                "busy-disk" => Fault::BusyDisk {
+                    at_s,
+                    for_s,
+                    streams: rng.range_u64(1, 5),
+                    service_ms: rng.range_u64(1, 20),
+                    node: None,
+                },
+                "busy-cpu" => Fault::BusyCpu {
+                    at_s,
+                    for_s,
+                    percent: rng.range_u64(50, 96) as u32,
                     node: None,
                 },
                 "disk-full" => Fault::DiskFull {

@@ -47,7 +47,10 @@ pub(crate) fn value(name: &str, bytes: usize) -> Bytes {
 }
 
 /// Message `n` of `producer`: its partition and value — `p<producer>-<n>` on partition
-/// `(producer + n) mod partitions`, or a keyed record ([`keyed`]) on a compacted workload.
+/// `(producer × stride + n) mod partitions`, or a keyed record ([`keyed`]) on a compacted
+/// workload. The producers start `stride = max(1, partitions / producers)` apart, so that on a
+/// topic of thousands of partitions every partition is written about as often, not only the
+/// few the producers would sweep through together.
 pub(crate) fn message(w: &crate::scenario::Workload, producer: usize, n: u64) -> (i32, Bytes) {
     match &w.compacted {
         Some(c) => {
@@ -55,7 +58,10 @@ pub(crate) fn message(w: &crate::scenario::Workload, producer: usize, n: u64) ->
             (partition, keyed::value(&name, w.value_bytes))
         }
         None => (
-            ((producer as u64 + n) % w.partitions as u64) as i32,
+            {
+                let stride = (w.partitions as u64 / w.producers.max(1) as u64).max(1);
+                ((producer as u64 * stride + n) % w.partitions as u64) as i32
+            },
             value(&format!("p{producer}-{n}"), w.value_bytes),
         ),
     }
@@ -503,8 +509,8 @@ pub(crate) async fn wait_ready(world: &World) -> bool {
     }
 }
 
-/// One producer: one request in flight; message `n` goes to partition `(producer + n) mod
-/// partitions` with the value `p<producer>-<n>`, retried as the scenario allows.
+/// One producer: one request in flight; message `n` goes to the partition and with the value
+/// [`message`] gives, retried as the scenario allows.
 pub async fn produce(world: Arc<World>, producer: usize) {
     if world.scenario.workload.idempotent.for_producer(producer) {
         return crate::workload::idempotent::produce(world, producer).await;
@@ -648,6 +654,7 @@ pub async fn consume(world: Arc<World>, consumer: usize) {
     let mut conns = Conns::default();
     let mut over = world.producing_over.subscribe();
     let mut drain_until: Option<Instant> = None;
+    let mut turn = 0usize;
     loop {
         if drain_until.is_none() && *over.borrow_and_update() {
             drain_until = Some(Instant::now() + DRAIN_MAX);
@@ -663,14 +670,34 @@ pub async fn consume(world: Arc<World>, consumer: usize) {
             }
         }
         // The partitions by their leaders: one fetch to each (all of them to the one broker).
+        // Leaders as known; the metadata asked for once a turn if any is unknown, and one
+        // backoff a turn however many partitions have no leader now (one each would stall the
+        // consumer for minutes on thousands of partitions).
+        let known = |by_leader: &mut BTreeMap<SocketAddr, Vec<(i32, i64)>>| {
+            by_leader.clear();
+            let mut leaderless = false;
+            for (&p, &o) in &positions {
+                match world.directory.known_leader(&w.topic, p) {
+                    Some(addr) => by_leader.entry(addr).or_default().push((p, o)),
+                    None => leaderless = true,
+                }
+            }
+            leaderless
+        };
         let mut by_leader: BTreeMap<SocketAddr, Vec<(i32, i64)>> = BTreeMap::new();
-        for (&p, &o) in &positions {
-            match world.directory.leader(&w.topic, p).await {
-                Some(addr) => by_leader.entry(addr).or_default().push((p, o)),
-                None => tokio::time::sleep(RETRY_BACKOFF).await,
+        if known(&mut by_leader) {
+            world.directory.refresh(&w.topic).await;
+            if known(&mut by_leader) {
+                tokio::time::sleep(RETRY_BACKOFF).await;
             }
         }
-        for (leader, asked) in by_leader {
+        turn += 1;
+        for (leader, mut asked) in by_leader {
+            // A fetch's answer is filled in the order asked, up to its size limit: the order
+            // turns each time, as Kafka's consumers turn theirs, so that on thousands of
+            // partitions the last ones are not left behind the first ones' backlog.
+            let len = asked.len().max(1);
+            asked.rotate_left((turn * 7919) % len);
             let Some(c) = conns.get(leader, world.request_timeout_ms()).await else {
                 for (p, _) in &asked {
                     world.directory.forget(&w.topic, *p);

@@ -201,6 +201,13 @@ pub(crate) struct BrokerNode {
     shut_down: Arc<tokio::sync::Notify>,
 }
 
+impl BrokerNode {
+    /// Stopped for good by the workload.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The metrics of each start of a broker node.
 pub(crate) type Metered = Arc<std::sync::Mutex<Vec<Arc<broker::metrics::Metrics>>>>;
 

@@ -272,6 +272,46 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
             )
             .await
         }
+        Fault::BusyDisk {
+            for_s,
+            streams,
+            service_ms,
+            ..
+        } => {
+            let disk = c.broker(fault).disk.clone();
+            let had_queue = disk.faults().queue_depth.is_some();
+            if !had_queue {
+                let mut f = disk.faults();
+                f.queue_depth = Some(1);
+                disk.set_faults(f);
+            }
+            let until = Instant::now() + Duration::from_secs(*for_s);
+            let service = Duration::from_millis((*service_ms).max(1));
+            let neighbours: Vec<_> = (0..(*streams).max(1))
+                .map(|_| {
+                    let disk = disk.clone();
+                    tokio::spawn(async move {
+                        while Instant::now() < until {
+                            disk.occupy(service).await;
+                        }
+                    })
+                })
+                .collect();
+            for n in neighbours {
+                let _ = n.await;
+            }
+            if !had_queue {
+                let mut f = disk.faults();
+                f.queue_depth = None;
+                disk.set_faults(f);
+            }
+        }
+        Fault::BusyCpu { for_s, percent, .. } => {
+            let node = c.broker(fault).id;
+            crate::world::cpu::take_share(node, *percent);
+            sleep_s(*for_s).await;
+            crate::world::cpu::take_share(node, 0);
+        }
         Fault::DiskFull { for_s, .. } => {
             let disk = &c.broker(fault).disk;
             let full = disk.used_bytes();

@@ -5,6 +5,7 @@
 //! - [`disk`]: a POSIX-like disk that loses unsynced writes in a crash, stalls, fails with EIO
 //!   or runs full on purpose;
 //! - [`clock`]: a node's clock with offset and drift;
+//! - [`cpu`]: a broker's processors, which its work keeps busy;
 //! - [`observed`]: what the brokers tell the simulator of their own state (the security
 //!   metadata each published, with when).
 //!
@@ -13,6 +14,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod cpu;
 pub mod disk;
 pub mod faults;
 pub mod observed;

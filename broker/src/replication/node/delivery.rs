@@ -14,6 +14,7 @@ impl Node {
             return;
         }
         self.heard.insert(from, self.ticks);
+        self.work += messages.len() as u64;
         // (A node that started with the cluster and has followed its metadata since holds
         // everything it acknowledged: a peer that restarts with data later changes nothing.)
         if self.fresh

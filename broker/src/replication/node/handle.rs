@@ -234,6 +234,7 @@ impl Replication {
             health,
             metrics,
             stretch,
+            work: 0,
             leaderless_since: HashMap::new(),
             leaderless_warned_at_tick: None,
             stepped_down: false,

@@ -359,6 +359,8 @@ struct Node {
     metrics: Arc<Metrics>,
     /// What this node's election timeouts are stretched by: its Raft writes' pace.
     stretch: super::ElectionStretch,
+    /// Raft steps (messages taken, groups ticked, Readies handled) in this turn of the loop.
+    work: u64,
     /// Groups seen without a leader, since which tick ([`ticks::watch_leaderless`]).
     leaderless_since: HashMap<GroupId, u64>,
     /// When the leaderless groups were last reported in the log.
@@ -493,6 +495,9 @@ impl Node {
             self.start_reads();
             self.drive_prefixes();
             self.transport.flush();
+            // What this turn did (messages, ticks, Readies) costs processor time: under
+            // simulation an overloaded node's loop falls behind here.
+            crate::cpu_work!("raft", std::mem::take(&mut self.work));
             let stats = self.transport.stats();
             // The transport counts; the counters mirror it.
             let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);

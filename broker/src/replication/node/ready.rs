@@ -11,6 +11,7 @@ use super::*;
 impl Node {
     pub(super) async fn handle_readies(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
+        self.work += dirty.len() as u64;
         for group in dirty {
             self.handle_ready(group).await;
             self.start_fetches(group);

@@ -17,6 +17,7 @@ const LEADERLESS_WARN_EVERY: Duration = Duration::from_secs(30);
 impl Node {
     pub(super) async fn tick(&mut self) {
         self.ticks += 1;
+        self.work += self.active.len() as u64;
         if self
             .ticks
             .is_multiple_of((self.settings.election_ticks as u64).max(1))

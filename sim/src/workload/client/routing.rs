@@ -106,6 +106,17 @@ impl Directory {
             .copied()
     }
 
+    /// `partition`'s leader as last learnt, without asking anyone.
+    pub fn known_leader(&self, topic: &str, partition: i32) -> Option<SocketAddr> {
+        if self.brokers.len() == 1 {
+            return Some(self.brokers[0]);
+        }
+        self.lock()
+            .leaders
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
+
     /// Forget what is known of `partition`'s leader (asked again next time).
     pub fn forget(&self, topic: &str, partition: i32) {
         self.lock().leaders.remove(&(topic.to_string(), partition));
