@@ -23,7 +23,8 @@ pub type Layer = (&'static str, &'static [&'static str]);
 pub const BROKER_LAYERS: &[Layer] = &[
     // Leaf modules everything may use: the record batch format and its records, the wire
     // protocol, codecs, idempotent producers' state, counters, the memory budget, throttled
-    // logging, coverage events, the simulator's fault points and what it observes, the locks.
+    // logging, coverage events, the simulator's fault points, the work it makes cost time and
+    // what it observes, the locks.
     (
         "foundation",
         &[
@@ -33,6 +34,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
             "coverage",
             "fault",
             "fault_point",
+            "cpu_work",
             "memory",
             "metrics",
             "observe",
