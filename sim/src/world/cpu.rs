@@ -104,3 +104,23 @@ pub fn usage(node: NodeId) -> (Duration, Duration) {
             .map_or((Duration::ZERO, Duration::ZERO), |p| (p.used, p.wait_max))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two processors, three pieces of 10 ms of work at once: two run together, the third
+    /// waits for one of them; another process's half share doubles what comes after.
+    #[madsim::test]
+    async fn work_waits_for_a_free_processor_and_a_taken_share_slows_it() {
+        let ms = Duration::from_millis;
+        let mut p = Processors::default();
+        assert_eq!(p.run(2, ms(10)), ms(10));
+        assert_eq!(p.run(2, ms(10)), ms(10));
+        assert_eq!(p.run(2, ms(10)), ms(20));
+        assert_eq!((p.used, p.wait_max), (ms(30), ms(10)));
+        tokio::time::sleep(ms(100)).await;
+        p.taken_percent = 50;
+        assert_eq!(p.run(2, ms(10)), ms(20));
+    }
+}
