@@ -5,7 +5,8 @@
 //! the data directory is declared failed (naming the file and the operation), the caller gets a
 //! retriable error, and the stalled operation is kept so the directory can heal once it ends.
 //! Without a deadline (the legacy configuration, for simulation only) the caller waits for as
-//! long as the disk takes — which is how Node 1 froze.
+//! long as the disk takes — which is how Node 1 froze. Every operation first waits for its
+//! place in the directory's own queue ([`super::gate`]); a writer's deadline counts from there.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -203,6 +204,8 @@ pub struct Io {
     pub deadline: Option<Duration>,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// The directory's own queue: how many operations are in the device at once.
+    pub gate: Arc<super::gate::Gate>,
 }
 
 impl Io {
@@ -213,30 +216,78 @@ impl Io {
         T: Send + 'static,
         F: Future<Output = Result<T, DiskError>> + Send + 'static,
     {
+        let now = || self.clock.now();
+        // Only what reaches the device waits for a place there: syncs and reads. Other
+        // operations (opens, writes into the page cache, names) pass at once.
+        let device = matches!(
+            disk_op,
+            DiskOp::SyncData | DiskOp::SyncDir | DiskOp::WriteSync | DiskOp::ReadAt
+        );
+        let lane = match disk_op {
+            DiskOp::ReadAt => super::gate::Lane::Read,
+            _ => super::gate::Lane::Write,
+        };
         let Some(limit) = self.deadline else {
-            return fut.await.map_err(StorageError::from);
+            let place = match device {
+                true => Some(self.gate.admit(lane, now).await),
+                false => None,
+            };
+            let result = fut.await;
+            if let Some(place) = place {
+                place.done(self.clock.now());
+            }
+            return result.map_err(StorageError::from);
+        };
+        let read = disk_op == DiskOp::ReadAt;
+        let asked = self.clock.now();
+        // A writer's deadline counts from its admission to the device (a wait in the
+        // directory's own queue is not a stalled disk); a reader's counts its wait too.
+        let mut admission = Box::pin(async {
+            match device {
+                true => Some(self.gate.admit(lane, now).await),
+                false => None,
+            }
+        });
+        let place = if read {
+            match self.clock.timeout_running(limit, &mut admission).await {
+                Ok(place) => place,
+                Err(_) => return Err(self.read_missed(path, limit)),
+            }
+        } else {
+            admission.await
+        };
+        let limit_left = if read {
+            limit.saturating_sub(self.clock.now().saturating_duration_since(asked))
+        } else {
+            limit
         };
         // Poll the operation here; only if it misses the deadline does it move to a task of its
         // own, kept so the directory can heal once it ends.
         let mut op = Box::pin(fut);
-        match self.clock.timeout_running(limit, &mut op).await {
-            Ok(result) => result.map_err(StorageError::from),
+        match self.clock.timeout_running(limit_left, &mut op).await {
+            Ok(result) => {
+                if let Some(place) = place {
+                    place.done(self.clock.now());
+                }
+                result.map_err(StorageError::from)
+            }
             Err(_) => {
+                // Its place comes back now: the directory fails, and the width narrows.
+                if let Some(place) = place {
+                    place.done(self.clock.now());
+                }
+                if read {
+                    // A slow read (a cold fetch on a busy disk) fails its reader only: writes
+                    // that work must not be refused for it. A disk that stalls writes fails the
+                    // directory through them. The read is abandoned; the engine finishes it.
+                    return Err(self.read_missed(path, limit));
+                }
                 self.metrics.io_deadline_expired.inc_by(1);
                 let err = StorageError::Stalled {
                     op: disk_op,
                     path: path.to_path_buf(),
                     after: limit,
                 };
-                if disk_op == DiskOp::ReadAt {
-                    // A slow read (a cold fetch on a busy disk) fails its reader only: writes
-                    // that work must not be refused for it. A disk that stalls writes fails the
-                    // directory through them. The read is abandoned; the engine finishes it.
-                    if let Some(suppressed) = self.health.slow_reads.admit(self.clock.now()) {
-                        tracing::warn!(file = %path.display(), after = ?limit, suppressed, "a read missed its deadline");
-                    }
-                    return Err(err);
-                }
                 let task = tokio::spawn(async move {
                     let _ = op.await;
                 });
@@ -249,6 +300,18 @@ impl Io {
                 );
                 Err(err)
             }
+        }
+    }
+
+    fn read_missed(&self, path: &Path, limit: Duration) -> StorageError {
+        self.metrics.io_deadline_expired.inc_by(1);
+        if let Some(suppressed) = self.health.slow_reads.admit(self.clock.now()) {
+            tracing::warn!(file = %path.display(), after = ?limit, suppressed, "a read missed its deadline");
+        }
+        StorageError::Stalled {
+            op: DiskOp::ReadAt,
+            path: path.to_path_buf(),
+            after: limit,
         }
     }
 }

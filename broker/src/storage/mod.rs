@@ -13,6 +13,7 @@
 mod admin;
 pub mod catalog;
 mod cleaner;
+pub mod gate;
 pub mod io;
 pub mod log;
 mod owner;
@@ -113,6 +114,22 @@ impl Command {
             Command::Append(a) => Some(Arc::as_ptr(&a.partition) as usize),
             Command::Raft(w, _) => Some(Arc::as_ptr(&w.partition) as usize),
             Command::Retire { .. } => None,
+        }
+    }
+
+    /// Whether the command writes files of its partition (and syncs them): an append, Raft
+    /// entries, a cut or reset, a membership record. A Raft write of a hard state alone (a
+    /// vote, a new term, a commit index) is only a frame of the directory's shared file.
+    fn writes_files(&self) -> bool {
+        match self {
+            Command::Append(_) => true,
+            Command::Raft(w, _) => {
+                !w.entries.is_empty()
+                    || w.reset.is_some()
+                    || w.truncate_from.is_some()
+                    || w.conf.is_some()
+            }
+            Command::Retire { .. } => false,
         }
     }
 }
@@ -298,6 +315,7 @@ impl Store {
             deadline: config.io_deadline(),
             health: Health::new(metrics.clone()),
             metrics: metrics.clone(),
+            gate: Arc::new(gate::Gate::new(config.io_deadline())),
         };
         let data_dir = config.data_dir.clone();
         // A directory's entry is durable only once its parent is synced (POSIX): a data

@@ -20,15 +20,22 @@ const ROUND_RECORDS_MAX: i64 = log::RELATIVE_OFFSET_MAX / 2;
 /// directory) with an open and a rename per file (an election). 300 partitions created at once
 /// on three brokers of one host gave rounds of 1,500 syncs that outlasted the deadline on a
 /// disk that was only busy, and every node declared its directory failed. 64 partitions' worst
-/// is 64 syncs per disk thread of the default four.
+/// is 64 syncs per disk thread of the default four. Fewer when the directory's queue is
+/// narrower (a device that serves slowly).
 pub const ROUND_PARTITIONS_MAX: usize = 64;
 
 impl Pipeline {
     /// The round that begins with `first`: every command queued behind it, up to the bounds. A
     /// command that would make the round write one partition too many is carried to the next.
     pub(super) fn take_round(&mut self, first: Command) -> Vec<Command> {
+        // No more partitions writing files of their own than the directory's queue lets into
+        // the device at once: a round is then about one turn of the device, whatever its speed
+        // ([`super::gate`]). Hard states alone are not counted: all of them together are one
+        // frame and one sync of the directory's file, so a round takes every vote queued (the
+        // elections of many groups are written as one).
+        let most = ROUND_PARTITIONS_MAX.min(self.io().gate.width()).max(1);
         let mut partitions = std::collections::HashSet::new();
-        partitions.extend(first.partition());
+        partitions.extend(first.partition().filter(|_| first.writes_files()));
         let mut taken = vec![first];
         let mut bytes = 0usize;
         let mut records = 0i64;
@@ -39,8 +46,8 @@ impl Pipeline {
             let Ok(cmd) = self.rx.try_recv() else {
                 break;
             };
-            if let Some(p) = cmd.partition() {
-                if !partitions.contains(&p) && partitions.len() >= ROUND_PARTITIONS_MAX {
+            if let Some(p) = cmd.partition().filter(|_| cmd.writes_files()) {
+                if !partitions.contains(&p) && partitions.len() >= most {
                     // The next round's first, ahead of everything queued behind it.
                     self.carried = Some(cmd);
                     break;

@@ -313,6 +313,7 @@ mod tests {
             deadline: None,
             health: crate::storage::io::Health::new(metrics.clone()),
             metrics,
+            gate: Arc::new(crate::storage::gate::Gate::new(None)),
         };
         (tempfile::tempdir().unwrap(), io)
     }
