@@ -116,22 +116,6 @@ impl Command {
             Command::Retire { .. } => None,
         }
     }
-
-    /// Whether the command writes files of its partition (and syncs them): an append, Raft
-    /// entries, a cut or reset, a membership record. A Raft write of a hard state alone (a
-    /// vote, a new term, a commit index) is only a frame of the directory's shared file.
-    fn writes_files(&self) -> bool {
-        match self {
-            Command::Append(_) => true,
-            Command::Raft(w, _) => {
-                !w.entries.is_empty()
-                    || w.reset.is_some()
-                    || w.truncate_from.is_some()
-                    || w.conf.is_some()
-            }
-            Command::Retire { .. } => false,
-        }
-    }
 }
 
 /// One Raft entry to write: a record batch as produced (its base offset and leader epoch are

@@ -35,7 +35,7 @@ impl Pipeline {
         // elections of many groups are written as one).
         let most = ROUND_PARTITIONS_MAX.min(self.io().gate.width()).max(1);
         let mut partitions = std::collections::HashSet::new();
-        partitions.extend(first.partition().filter(|_| first.writes_files()));
+        partitions.extend(first.partition().filter(|_| writes_files(&first)));
         let mut taken = vec![first];
         let mut bytes = 0usize;
         let mut records = 0i64;
@@ -46,7 +46,7 @@ impl Pipeline {
             let Ok(cmd) = self.rx.try_recv() else {
                 break;
             };
-            if let Some(p) = cmd.partition().filter(|_| cmd.writes_files()) {
+            if let Some(p) = cmd.partition().filter(|_| writes_files(&cmd)) {
                 if !partitions.contains(&p) && partitions.len() >= most {
                     // The next round's first, ahead of everything queued behind it.
                     self.carried = Some(cmd);
@@ -68,5 +68,21 @@ impl Pipeline {
             taken.push(cmd)
         }
         taken
+    }
+}
+
+/// Whether the command writes files of its partition (and syncs them): an append, Raft
+/// entries, a cut or reset, a membership record. A Raft write of a hard state alone (a vote, a
+/// new term, a commit index) is only a frame of the directory's shared file.
+fn writes_files(cmd: &Command) -> bool {
+    match cmd {
+        Command::Append(_) => true,
+        Command::Raft(w, _) => {
+            !w.entries.is_empty()
+                || w.reset.is_some()
+                || w.truncate_from.is_some()
+                || w.conf.is_some()
+        }
+        Command::Retire { .. } => false,
     }
 }
