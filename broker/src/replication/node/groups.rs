@@ -141,8 +141,14 @@ impl Node {
         {
             timer.wait_for_first_leader(&mut raw);
         }
-        let first_term_quorum_check_at_tick =
-            first_term_start.then(|| self.ticks + timer.longest_ticks() as u64);
+        let first_term_quorum_check_at_tick = first_term_start.then(|| {
+            let longest = timer.longest_ticks() as u64;
+            FirstTermWindow {
+                at: self.ticks + longest,
+                longest,
+                cap: self.ticks + FIRST_TERM_WINDOWS_MAX * longest,
+            }
+        });
         let view = Arc::new(GroupView {
             group,
             partition: partition.clone(),

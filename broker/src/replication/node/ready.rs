@@ -157,6 +157,42 @@ impl Node {
         if g.in_flight.is_some() || g.next.is_empty() {
             return;
         }
+        if g.first_term_unwritten && !g.next.entries.is_empty() {
+            // A first term led without an election: its hard state goes first, alone. It is a
+            // frame of the directory's file, written with every other group's in one round
+            // (a thousand new partitions' terms in one sync), and once it is durable what the
+            // leader sends may leave; its first entry follows in a write of its own, at the
+            // disk's pace. Written together, the leaders of a topic of 1,000 partitions on a
+            // disk of 30 syncs a second sent nothing for half a minute, and their groups went
+            // to elections.
+            let first_term = RaftWrite {
+                partition: g.view.partition.clone(),
+                reset: None,
+                truncate_from: None,
+                producers_at_cut: None,
+                entries: Vec::new(),
+                hard_state: Some(g.next.hard_state.take().unwrap_or_else(|| {
+                    // The term is its own from the start (`first_term`), never written yet.
+                    let hs = g.raw.raft.hard_state();
+                    crate::storage::log::replica::HardStateRecord {
+                        term: hs.term,
+                        vote: hs.vote,
+                        commit: hs.commit,
+                    }
+                })),
+                conf: None,
+            };
+            g.in_flight = Some(FIRST_TERM_WRITE);
+            let store = self.store.clone();
+            self.writes.push(Box::pin(async move {
+                (
+                    group,
+                    FIRST_TERM_WRITE,
+                    raft_write(&store, first_term).await,
+                )
+            }));
+            return;
+        }
         let next = std::mem::take(&mut g.next);
         let number = next.number;
         g.in_flight = Some(number);
@@ -195,6 +231,10 @@ impl Node {
             return;
         };
         g.in_flight = None;
+        if number == FIRST_TERM_WRITE {
+            self.first_term_written(group, result);
+            return;
+        }
         if result.as_ref().is_ok_and(|w| w.next_index > 1) && !self.holds_data {
             // Entries written: peers are told before anything else this node sends them.
             self.holds_data = true;
@@ -237,6 +277,40 @@ impl Node {
                 tracing::warn!(node = self.id, group, error = %e, "a Raft write failed; it is retried once the data directory heals");
                 // The entries are in the storage's cache; rebuild the write from raft-rs's
                 // view: everything from the durable end on.
+                self.retry_write(group, number);
+            }
+        }
+    }
+
+    /// The hard state of a first term led without an election is durable (or failed to be).
+    fn first_term_written(&mut self, group: GroupId, result: Result<RaftWritten, AppendError>) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        match result {
+            Ok(_) => {
+                g.first_term_unwritten = false;
+                // Still leading term 1, everything held is a leader's (raft-rs holds none of a
+                // leader's messages for its own writes): it leaves now, in order. A leader
+                // that stepped down meanwhile may hold answers that wait for their Ready's
+                // write: those go as usual.
+                let raft = &g.raw.raft;
+                if raft.state == StateRole::Leader && raft.term == 1 && !self.stepped_down {
+                    let held: Vec<Message> = g
+                        .held
+                        .iter_mut()
+                        .flat_map(|(_, messages)| std::mem::take(messages))
+                        .collect();
+                    for m in held.iter().filter(|m| !withheld(g, m)) {
+                        send(&self.transport, group, m);
+                    }
+                }
+                self.start_write(group);
+            }
+            Err(AppendError::PartitionGone { .. }) => {}
+            Err(e) => {
+                tracing::warn!(node = self.id, group, error = %e, "a Raft write failed; it is retried once the data directory heals");
+                let number = g.next.number;
                 self.retry_write(group, number);
             }
         }
@@ -316,6 +390,10 @@ impl Node {
         }));
     }
 }
+
+/// The number a write of a first term's hard state alone carries in place of a Ready's
+/// (`Node::start_write`): no Ready is made durable by it.
+const FIRST_TERM_WRITE: u64 = u64::MAX;
 
 /// A write through the commit pipeline, to its answer.
 /// raft-rs holds every message of a replica that does not lead until the Ready it came with

@@ -44,11 +44,19 @@ impl Node {
             let Some(g) = self.groups.get_mut(&group) else {
                 continue;
             };
-            if let Some(at) = g.first_term_quorum_check_at_tick {
+            if let Some(window) = g.first_term_quorum_check_at_tick.as_mut() {
                 let raft = &mut g.raw.raft;
+                let id = raft.id;
+                let heard = raft
+                    .prs()
+                    .iter()
+                    .any(|(&peer, pr)| peer != id && pr.recent_active);
+                if !heard && self.ticks >= window.at && self.ticks < window.cap {
+                    window.at = (self.ticks + window.longest).min(window.cap);
+                }
                 if raft.state != StateRole::Leader
                     || raft.raft_log.committed > 0
-                    || self.ticks >= at
+                    || self.ticks >= window.at
                 {
                     raft.check_quorum = true;
                     g.first_term_quorum_check_at_tick = None;
