@@ -301,6 +301,18 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
     if scenario.expect.no_refusals {
         findings.extend(safety::refusals(&o.history));
     }
+    let floor = scenario.expect.min_acknowledged;
+    let acknowledged = o
+        .history
+        .iter()
+        .filter(|op| matches!(op, Op::Send(s) if matches!(s.outcome, SendOutcome::Ok(_))))
+        .count();
+    if acknowledged < floor {
+        findings.push(Finding::TooFewAcknowledged {
+            acknowledged,
+            floor,
+        });
+    }
     if scenario.clustered() {
         // Below what was read back (all of it committed), every replica holds the same.
         let read_to: BTreeMap<i32, i64> = o

@@ -123,6 +123,14 @@ impl std::fmt::Display for Finding {
                 "{count} produce request(s) refused (first error code {first_code}) although \
                  nothing justified a refusal"
             ),
+            Finding::TooFewAcknowledged {
+                acknowledged,
+                floor,
+            } => write!(
+                f,
+                "progress: {acknowledged} record(s) acknowledged in the run, where the scenario \
+                 asks for at least {floor}"
+            ),
             Finding::Slow {
                 figure,
                 value,

@@ -6,7 +6,7 @@ use bytes::Bytes;
 mod display;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 45] = [
+pub const FINDING_KINDS: [&str; 46] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -24,6 +24,7 @@ pub const FINDING_KINDS: [&str; 45] = [
     "unseen",
     "hung",
     "no-progress",
+    "too-few-acknowledged",
     "refused",
     "slow",
     "replica-divergence",
@@ -136,6 +137,8 @@ pub enum Finding {
     },
     /// Produce requests were refused where the scenario allows none.
     Refused { count: usize, first_code: i16 },
+    /// The run acknowledged fewer records than the scenario's floor.
+    TooFewAcknowledged { acknowledged: usize, floor: usize },
     /// A performance figure (latency, throughput, batching) broke the scenario's bound.
     Slow {
         figure: String,
@@ -411,6 +414,7 @@ impl Finding {
             Finding::Hung { .. } => "hung",
             Finding::NoProgress { .. } => "no-progress",
             Finding::Refused { .. } => "refused",
+            Finding::TooFewAcknowledged { .. } => "too-few-acknowledged",
             Finding::Slow { .. } => "slow",
             Finding::SequenceRefused { .. } => "sequence-refused",
             Finding::CommitRegressed { .. } => "commit-regressed",
@@ -454,6 +458,7 @@ impl Finding {
             self,
             Finding::Hung { .. }
                 | Finding::NoProgress { .. }
+                | Finding::TooFewAcknowledged { .. }
                 | Finding::GroupNotDrained { .. }
                 | Finding::MoveUnfinished { .. }
                 | Finding::RetireUnfinished { .. }

@@ -619,6 +619,11 @@ pub struct Expect {
     /// Latency, throughput and batching bounds, checked on every seed outside fault windows.
     #[serde(default)]
     pub performance: Option<Performance>,
+    /// The run must acknowledge at least this many records (0: not checked): progress a run
+    /// without faults is held to (the checks after a heal need a fault), for scenarios whose
+    /// load is their fault (overload), where the model's latency bounds do not apply.
+    #[serde(default)]
+    pub min_acknowledged: usize,
 }
 
 impl Scenario {
