@@ -324,6 +324,51 @@ async fn appends_to_many_partitions_at_once_on_a_busy_disk_keep_the_directory_he
     );
 }
 
+/// A device that serves one sync at a time at 60 ms: 40 partitions' syncs in one round (2.4 s)
+/// would outlast the 1 s deadline, though the disk works. The directory's queue of device
+/// operations lets only its width in at once (grown to about a dozen by the creation's fast
+/// syncs); the syncs that waited behind others took more than a sixteenth of the deadline, so
+/// it narrows, rounds write fewer partitions, and none misses the deadline (`storage::gate`).
+/// (A width grown on a fast device and a device suddenly 50 times slower can still overshoot
+/// once: the width learns from operations that ended.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_slower_than_a_round_allows_gets_narrower_rounds_not_a_failed_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, metrics) = open_store(dir.path(), &gate, |c| c.io_deadline_ms = 1000).await;
+    store
+        .create_topic("narrow", 40, Default::default())
+        .await
+        .unwrap();
+    let t = store.topic("narrow").unwrap();
+    gate.close();
+    let mut waiting = Vec::new();
+    for (i, p) in t.partitions.iter().enumerate() {
+        let b = make_batch(1, i as i64, b"narrow");
+        let headers = batch::validate_all(&b, 1 << 20).unwrap();
+        let rx = store.append(p.clone(), b, headers, true, None).await;
+        waiting.push(rx.unwrap().expect("a waiter"));
+    }
+    *gate.device_sync.lock().unwrap() = Duration::from_millis(60);
+    let rounds_before = metrics.commit_rounds.get();
+    gate.open();
+    for rx in waiting {
+        let appended = tokio::time::timeout(Duration::from_secs(60), rx)
+            .await
+            .expect("answered")
+            .expect("pipeline alive");
+        assert_eq!(appended.expect("appended").base_offset, 0);
+    }
+    assert_eq!(
+        metrics.log_dir_failures.get(),
+        0,
+        "a slow device was declared failed"
+    );
+    assert!(store.io().gate.width() < broker::storage::gate::START_WIDTH);
+    let rounds = metrics.commit_rounds.get() - rounds_before;
+    assert!(rounds >= 10, "{rounds} rounds for 40 partitions");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_topic_creation_never_holds_appends() {
     let dir = tempfile::tempdir().unwrap();
