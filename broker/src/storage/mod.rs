@@ -389,7 +389,7 @@ impl Store {
             _dir_lock: dir_lock,
             _alive: alive,
             sync_failed: false,
-            carried: Default::default(),
+            carried: None,
             raft_states,
         };
         tokio::spawn(pipeline.run());
