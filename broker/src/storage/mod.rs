@@ -389,7 +389,7 @@ impl Store {
             _dir_lock: dir_lock,
             _alive: alive,
             sync_failed: false,
-            carried: None,
+            carried: Default::default(),
             raft_states,
         };
         tokio::spawn(pipeline.run());

@@ -133,9 +133,10 @@ pub(super) struct Pipeline {
     pub(super) _alive: watch::Sender<()>,
     /// A commit round's sync failed and no round's sync has succeeded since (for coverage).
     pub(super) sync_failed: bool,
-    /// A command taken from the queue that would have made its round write more than
-    /// [`ROUND_PARTITIONS_MAX`] partitions: the next round begins with it.
-    pub(super) carried: Option<Command>,
+    /// Commands taken from the queue that would have made their round write too many
+    /// partitions' files (`round.rs`), and those of the same partitions behind them: the next
+    /// round begins with them, in order.
+    pub(super) carried: std::collections::VecDeque<Command>,
     /// The data directory's file of Raft hard states (a replicated node's).
     pub(super) raft_states: Option<super::raft_states::RaftStates>,
 }
@@ -147,7 +148,7 @@ impl Pipeline {
 
     pub(super) async fn run(mut self) {
         loop {
-            let first = match self.carried.take() {
+            let first = match self.carried.pop_front() {
                 Some(cmd) => cmd,
                 None => tokio::select! {
                     cmd = self.rx.recv() => match cmd {

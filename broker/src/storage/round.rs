@@ -25,48 +25,73 @@ const ROUND_RECORDS_MAX: i64 = log::RELATIVE_OFFSET_MAX / 2;
 pub const ROUND_PARTITIONS_MAX: usize = 64;
 
 impl Pipeline {
-    /// The round that begins with `first`: every command queued behind it, up to the bounds. A
-    /// command that would make the round write one partition too many is carried to the next.
+    /// The round that begins with `first`: the commands carried from the last round, then
+    /// every command queued, up to the bounds. A command that would make the round write one
+    /// partition's files too many is carried to the next round, with every later command of
+    /// its partition (each partition's commands keep their order); the commands behind it that
+    /// fit still join this round. So the hard states of many groups (votes, a thousand new
+    /// partitions' first terms) are written in the next round, not behind every partition's
+    /// own write queued before them. A retirement ends the round: what is behind it waits.
     pub(super) fn take_round(&mut self, first: Command) -> Vec<Command> {
         // No more partitions writing files of their own than the directory's queue lets into
         // the device at once: a round is then about one turn of the device, whatever its speed
         // ([`super::gate`]). Hard states alone are not counted: all of them together are one
-        // frame and one sync of the directory's file, so a round takes every vote queued (the
-        // elections of many groups are written as one).
+        // frame and one sync of the directory's file.
         let most = ROUND_PARTITIONS_MAX.min(self.io().gate.width()).max(1);
         let mut partitions = std::collections::HashSet::new();
-        partitions.extend(first.partition().filter(|_| writes_files(&first)));
-        let mut taken = vec![first];
+        let mut held_back = std::collections::HashSet::new();
+        let mut carried = std::collections::VecDeque::new();
+        let mut earlier = std::mem::take(&mut self.carried);
+        let mut taken = Vec::new();
         let mut bytes = 0usize;
         let mut records = 0i64;
-        while taken.len() < ROUND_APPENDS_MAX
-            && bytes < ROUND_BYTES_MAX
-            && records < ROUND_RECORDS_MAX
-        {
-            let Ok(cmd) = self.rx.try_recv() else {
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            let full = taken.len() >= ROUND_APPENDS_MAX
+                || bytes >= ROUND_BYTES_MAX
+                || records >= ROUND_RECORDS_MAX;
+            if full || matches!(cmd, Command::Retire { .. }) && !taken.is_empty() {
+                // The rest waits, in order.
+                carried.push_back(cmd);
+                carried.append(&mut earlier);
                 break;
-            };
-            if let Some(p) = cmd.partition().filter(|_| writes_files(&cmd)) {
-                if !partitions.contains(&p) && partitions.len() >= most {
-                    // The next round's first, ahead of everything queued behind it.
-                    self.carried = Some(cmd);
+            }
+            let partition = cmd.partition();
+            let own_files = partition.filter(|_| writes_files(&cmd));
+            let wait = partition.is_some_and(|p| held_back.contains(&p))
+                || own_files.is_some_and(|p| !partitions.contains(&p) && partitions.len() >= most);
+            if wait {
+                held_back.extend(partition);
+                carried.push_back(cmd);
+            } else {
+                partitions.extend(own_files);
+                match &cmd {
+                    Command::Append(a) => {
+                        bytes += a.payload.len();
+                        records += batch::record_count(&a.headers);
+                    }
+                    Command::Raft(w, _) => {
+                        bytes += w.entries.iter().map(|e| e.data.len()).sum::<usize>();
+                        records += w.entries.len() as i64;
+                    }
+                    Command::Retire { .. } => {}
+                }
+                let retire = matches!(cmd, Command::Retire { .. });
+                taken.push(cmd);
+                if retire {
+                    carried.append(&mut earlier);
                     break;
                 }
-                partitions.insert(p);
             }
-            match &cmd {
-                Command::Append(a) => {
-                    bytes += a.payload.len();
-                    records += batch::record_count(&a.headers);
-                }
-                Command::Raft(w, _) => {
-                    bytes += w.entries.iter().map(|e| e.data.len()).sum::<usize>();
-                    records += w.entries.len() as i64;
-                }
-                Command::Retire { .. } => {}
-            }
-            taken.push(cmd)
+            // Commands carried before come first; new ones only while few wait (what waits
+            // here is out of the queue's bound).
+            next = earlier.pop_front().or_else(|| {
+                (carried.len() < ROUND_APPENDS_MAX)
+                    .then(|| self.rx.try_recv().ok())
+                    .flatten()
+            });
         }
+        self.carried = carried;
         taken
     }
 }
