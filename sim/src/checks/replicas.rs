@@ -234,8 +234,12 @@ pub const REFUSING_LEADER_GRACE_S: f64 = 5.0;
 /// Found when a broker named itself leader in an epoch, then refused a produce to the
 /// partition (sent after that naming), and named itself leader in the same epoch again more
 /// than [`REFUSING_LEADER_GRACE_S`] after the refusal, having acknowledged no produce there in
-/// between: the same leadership claimed on both sides of a refusal (a new leadership is a new
-/// epoch). Sends record the broker by its index (0 for broker id 1).
+/// between, and the first produce sent to it there after that naming was refused too: the
+/// same leadership claimed on both sides of a refusal (a new leadership is a new epoch), and
+/// a client following the claim refused again. (Without that last refusal a broker whose
+/// refusal was a moment's — a leadership handed over to a replica that crashed — and whose
+/// next produce came only after it led again would be blamed: a partition of thousands is
+/// written once every few seconds.) Sends record the broker by its index (0 for broker id 1).
 pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> Vec<Finding> {
     use crate::history::{Op, SendOutcome};
     const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -281,7 +285,19 @@ pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> 
         let looped = run
             .iter()
             .find(|r| n.at_s - r.1 > REFUSING_LEADER_GRACE_S && claimed_before(r.0));
-        if let Some(r) = looped {
+        // The next produce after the naming, before the broker claims another epoch.
+        let other_epoch_at = named
+            .iter()
+            .filter(|m| (m.broker, m.partition) == (n.broker, n.partition))
+            .filter(|m| m.epoch != n.epoch && m.at_s > n.at_s)
+            .map(|m| m.at_s)
+            .fold(f64::INFINITY, f64::min);
+        let refused_again = a
+            .iter()
+            .filter(|x| x.0 >= n.at_s)
+            .min_by(|x, y| x.0.total_cmp(&y.0))
+            .is_some_and(|x| x.2 && x.0 < other_epoch_at);
+        if let (Some(r), true) = (looped, refused_again) {
             found
                 .entry((n.broker, n.partition, n.epoch))
                 .or_insert(Finding::LeaderRefuses {
@@ -403,6 +419,26 @@ mod tests {
             found[0],
             Finding::LeaderRefuses { broker: 1, partition: 0, epoch: 3, refused_at_s, .. } if (refused_at_s - 12.05).abs() < 1e-9
         ));
+    }
+
+    #[test]
+    fn a_refusal_no_client_met_again_is_no_finding() {
+        // Broker 2 (index 1) named itself in epoch 2, refused a produce while it handed the
+        // leadership to a replica that crashed, and names itself in epoch 2 again 5.5 s later;
+        // the partition's next produce comes only then.
+        let mut history = vec![send(1, 0, 40.5, Some(6))];
+        let mut seen = vec![named(30.0, 2, 0, 2), named(46.0, 2, 0, 2)];
+        assert!(leader_refuses(&seen, &history).is_empty());
+        // Acknowledged: it leads.
+        history.push(send(1, 0, 47.0, None));
+        assert!(leader_refuses(&seen, &history).is_empty());
+        // Refused again: a client following its claim loops.
+        history.pop();
+        history.push(send(1, 0, 47.0, Some(6)));
+        assert_eq!(leader_refuses(&seen, &history).len(), 1);
+        // Unless it claims a new epoch first (the refusal may be of another leadership).
+        seen.push(named(46.5, 2, 0, 3));
+        assert!(leader_refuses(&seen, &history).is_empty());
     }
 
     #[test]

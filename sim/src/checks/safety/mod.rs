@@ -546,6 +546,12 @@ pub(crate) fn acked_not_polled<'a>(
 /// After the faults heal at `healed_s`, every partition must take an acknowledged write — and,
 /// with consumers, serve one to a poll — within `deadline_s`. Checked only when the workload
 /// runs that long after the heal; `stuck` is what the node was stuck on at the deadline.
+///
+/// A partition the workload wrote too seldom to say (thousands of partitions: one message
+/// each every few seconds, whose retries may all fall in the second of a leadership's
+/// hand-over) is judged by the first message sent to it once the deadline has passed: that one
+/// must be acknowledged. A partition still unwritable then fails, as one with no
+/// acknowledged write after the heal at all does.
 pub fn progress_after_heal(
     history: &[Op],
     partitions: i32,
@@ -560,11 +566,27 @@ pub fn progress_after_heal(
     let (from, by) = (healed_s as f64, (healed_s + deadline_s) as f64);
     let within = |t: f64| t >= from && t <= by;
     let mut out = Vec::new();
+    let sends: Vec<&Send> = history
+        .iter()
+        .filter_map(|op| match op {
+            Op::Send(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let acked = |s: &&&Send| matches!(s.outcome, SendOutcome::Ok(_));
     for partition in 0..partitions {
-        let wrote = history.iter().any(|op| {
-            matches!(op, Op::Send(s) if s.partition == partition
-                && matches!(s.outcome, SendOutcome::Ok(_)) && within(s.completed_s))
-        });
+        let to_it = || sends.iter().filter(move |s| s.partition == partition);
+        let wrote = to_it().filter(acked).any(|s| within(s.completed_s))
+            || match to_it()
+                .filter(|s| s.attempt == 1 && s.invoked_s >= by)
+                .min_by(|a, b| a.invoked_s.total_cmp(&b.invoked_s))
+            {
+                // The first message after the deadline, over all its attempts.
+                Some(first) => to_it()
+                    .filter(acked)
+                    .any(|s| s.producer == first.producer && s.value == first.value),
+                None => to_it().filter(acked).any(|s| s.completed_s >= from),
+            };
         if !wrote {
             out.push(Finding::NoProgress {
                 partition,

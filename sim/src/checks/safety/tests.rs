@@ -407,6 +407,35 @@ fn a_partition_without_writes_after_the_heal_makes_no_progress() {
 }
 
 #[test]
+fn a_partition_written_seldom_is_judged_by_its_first_write_after_the_deadline() {
+    // Faults healed at t=10 s, deadline 5 s: partition 0's one message in the window was
+    // refused on every attempt (a leadership handed over), the next came after the deadline.
+    let refused = |attempt, t| send_attempt(0, 0, "a", attempt, t, SendOutcome::failed(6));
+    let mut h = vec![refused(1, 11.0), refused(2, 11.1), refused(3, 11.2)];
+    let none = Stuck::default();
+    let after = |attempt, t, outcome| send_attempt(1, 0, "b", attempt, t, outcome);
+    // Acknowledged on its second attempt: the partition was writable once the deadline passed.
+    let mut ok = h.clone();
+    ok.push(after(1, 16.0, SendOutcome::failed(6)));
+    ok.push(after(2, 16.1, SendOutcome::Ok(0)));
+    assert!(progress_after_heal(&ok, 1, (10, 5), 30, false, &none).is_empty());
+    // A later message's success does not excuse the first one after the deadline.
+    h.push(after(1, 16.0, SendOutcome::failed(6)));
+    h.push(send(0, 0, "c", 20.0, SendOutcome::Ok(0)));
+    let f = progress_after_heal(&h, 1, (10, 5), 30, false, &none);
+    assert_eq!(kinds(&f), ["no-progress"], "{f:?}");
+    // Nothing sent after the deadline: an acknowledged write after the heal is enough (this
+    // one is answered just past the deadline).
+    let early = vec![refused(1, 11.0), send(0, 0, "d", 14.995, SendOutcome::Ok(0))];
+    assert!(progress_after_heal(&early, 1, (10, 5), 30, false, &none).is_empty());
+    let never = vec![refused(1, 11.0)];
+    assert_eq!(
+        kinds(&progress_after_heal(&never, 1, (10, 5), 30, false, &none)),
+        ["no-progress"]
+    );
+}
+
+#[test]
 fn a_log_read_back_that_skips_an_offset_is_found_unless_it_was_damaged_or_deleted() {
     use crate::history::{ReadGaps, Unreadable};
     let l = log(&[
