@@ -261,6 +261,14 @@ pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> 
     for a in answers.values_mut() {
         a.sort_by(|x, y| x.1.total_cmp(&y.1));
     }
+    // Each broker's namings of each partition, in time order.
+    let mut namings: BTreeMap<(i32, i32), Vec<&NamedItself>> = BTreeMap::new();
+    for n in named {
+        namings.entry((n.broker, n.partition)).or_default().push(n);
+    }
+    for v in namings.values_mut() {
+        v.sort_by(|x, y| x.at_s.total_cmp(&y.at_s));
+    }
     let mut found: BTreeMap<(i32, i32, i32), Finding> = BTreeMap::new();
     for n in named {
         let Some(a) = answers.get(&(n.broker, n.partition)) else {
@@ -276,28 +284,29 @@ pub fn leader_refuses(named: &[NamedItself], history: &[crate::history::Op]) -> 
             .into_iter()
             .rev()
             .collect();
+        let these = &namings[&(n.broker, n.partition)];
         let claimed_before = |sent: f64| {
-            named.iter().any(|m| {
-                (m.broker, m.partition, m.epoch) == (n.broker, n.partition, n.epoch)
-                    && m.at_s < sent
-            })
+            these
+                .iter()
+                .take_while(|m| m.at_s < sent)
+                .any(|m| m.epoch == n.epoch)
         };
         let looped = run
             .iter()
             .find(|r| n.at_s - r.1 > REFUSING_LEADER_GRACE_S && claimed_before(r.0));
-        // The next produce after the naming, before the broker claims another epoch.
-        let other_epoch_at = named
+        let Some(r) = looped else { continue };
+        // The next produce after the naming, before the broker claims another epoch. (Looked
+        // for only here: a run names leaders hundreds of thousands of times.)
+        let other_epoch_at = these
             .iter()
-            .filter(|m| (m.broker, m.partition) == (n.broker, n.partition))
-            .filter(|m| m.epoch != n.epoch && m.at_s > n.at_s)
-            .map(|m| m.at_s)
-            .fold(f64::INFINITY, f64::min);
+            .find(|m| m.epoch != n.epoch && m.at_s > n.at_s)
+            .map_or(f64::INFINITY, |m| m.at_s);
         let refused_again = a
             .iter()
             .filter(|x| x.0 >= n.at_s)
             .min_by(|x, y| x.0.total_cmp(&y.0))
             .is_some_and(|x| x.2 && x.0 < other_epoch_at);
-        if let (Some(r), true) = (looped, refused_again) {
+        if refused_again {
             found
                 .entry((n.broker, n.partition, n.epoch))
                 .or_insert(Finding::LeaderRefuses {

@@ -566,16 +566,16 @@ pub fn progress_after_heal(
     let (from, by) = (healed_s as f64, (healed_s + deadline_s) as f64);
     let within = |t: f64| t >= from && t <= by;
     let mut out = Vec::new();
-    let sends: Vec<&Send> = history
-        .iter()
-        .filter_map(|op| match op {
-            Op::Send(s) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let mut sends: HashMap<i32, Vec<&Send>> = HashMap::new();
+    for op in history {
+        if let Op::Send(s) = op {
+            sends.entry(s.partition).or_default().push(s);
+        }
+    }
     let acked = |s: &&&Send| matches!(s.outcome, SendOutcome::Ok(_));
+    let none = Vec::new();
     for partition in 0..partitions {
-        let to_it = || sends.iter().filter(move |s| s.partition == partition);
+        let to_it = || sends.get(&partition).unwrap_or(&none).iter();
         let wrote = to_it().filter(acked).any(|s| within(s.completed_s))
             || match to_it()
                 .filter(|s| s.attempt == 1 && s.invoked_s >= by)
