@@ -188,6 +188,8 @@ pub struct Metrics {
     pub catch_up_follower_bytes_max: AtomicI64,
     pub raft_queue_bytes_peak: AtomicI64,
     pub raft_queue_bytes_max: AtomicI64,
+    pub hand_backs_peak: AtomicI64,
+    pub hand_backs_max: AtomicI64,
     bound_peaks: Family<BoundLabel, Gauge>,
     bound_limits: Family<BoundLabel, Gauge>,
     sync_latency: Histogram,
@@ -473,6 +475,8 @@ impl Default for Metrics {
             catch_up_follower_bytes_max: AtomicI64::new(0),
             raft_queue_bytes_peak: AtomicI64::new(0),
             raft_queue_bytes_max: AtomicI64::new(0),
+            hand_backs_peak: AtomicI64::new(0),
+            hand_backs_max: AtomicI64::new(0),
             registry: r,
             requests,
             refused_appends,
@@ -536,6 +540,11 @@ impl Metrics {
                 name: "Raft messages queued per peer (bytes)",
                 peak: get(&self.raft_queue_bytes_peak),
                 limit: get(&self.raft_queue_bytes_max),
+            },
+            Bound {
+                name: "leaderships handed back to preferred replicas at once",
+                peak: get(&self.hand_backs_peak),
+                limit: get(&self.hand_backs_max),
             },
         ]
     }

@@ -191,6 +191,7 @@ impl Node {
                 first_term_quorum_check_at_tick,
                 gate: Gate::default(),
                 preferred_ready: 0,
+                handing_back: false,
                 recovery: Recovery {
                     withholding: (self.joined || moved_in) && !caught_up,
                     caught_up,

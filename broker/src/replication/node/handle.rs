@@ -207,6 +207,9 @@ impl Replication {
         metrics
             .raft_queue_bytes_max
             .store(transport.queue_bytes_max() as i64, Ordering::Relaxed);
+        metrics
+            .hand_backs_max
+            .store(super::HAND_BACKS_MAX as i64, Ordering::Relaxed);
         let stretch = super::super::ElectionStretch::new(
             settings.tick,
             super::super::ElectionStretch::max_ticks(settings.election_ticks),

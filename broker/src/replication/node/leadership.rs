@@ -146,13 +146,15 @@ pub(super) fn answer_commit_asks(g: &mut Group) {
 /// from within an election timeout (a broker whose disk failed stays connected, silent) — so
 /// a broker restarted after a crash gets its share of leaderships back.
 /// raft-rs's transfer sends the replica `MsgTimeoutNow` and refuses proposals meanwhile (the
-/// producers are told NOT_LEADER_OR_FOLLOWER and follow the new leader).
-pub(super) fn rebalance(g: &mut Group, me: NodeId, live: &BTreeSet<NodeId>, ticks: usize) {
+/// producers are told NOT_LEADER_OR_FOLLOWER and follow the new leader). Whether the hand-back
+/// is due: the caller starts it ([`hand_back`]) while fewer than [`HAND_BACKS_MAX`] of its
+/// transfers are in flight; one not started stays due at the next tick.
+pub(super) fn rebalance(g: &mut Group, me: NodeId, live: &BTreeSet<NodeId>, ticks: usize) -> bool {
     // Live: connected and heard from within an election timeout (raft-rs's `recent_active` is
     // cleared at every quorum check, which would restart the count each election timeout).
     let raft = &g.raw.raft;
     let Some(preferred) = g.view.preferred() else {
-        return;
+        return false;
     };
     // In sync: it has everything committed (under load it is always a few entries short of
     // the leader's last; raft-rs's transfer sends those before it hands over).
@@ -169,13 +171,26 @@ pub(super) fn rebalance(g: &mut Group, me: NodeId, live: &BTreeSet<NodeId>, tick
             .is_some_and(|p| p.matched >= committed);
     if !ready {
         g.preferred_ready = 0;
+        return false;
+    }
+    g.preferred_ready = (g.preferred_ready + 1).min(ticks);
+    g.preferred_ready >= ticks
+}
+
+/// Leaderships handed back to their preferred replicas at once, at most, per node. Each
+/// refuses produces until the replica wins its election, and a replica that a restart made
+/// preferred for hundreds of groups, asked for all of them in one tick, took seconds to get
+/// its vote requests out: every one of those partitions refused its producers meanwhile.
+pub(super) const HAND_BACKS_MAX: usize = 32;
+
+/// Start the hand-back [`rebalance`] found due.
+pub(super) fn hand_back(g: &mut Group) {
+    let Some(preferred) = g.view.preferred() else {
         return;
-    }
-    g.preferred_ready += 1;
-    if g.preferred_ready >= ticks {
-        g.preferred_ready = 0;
-        crate::coverage::reached(crate::coverage::Event::LeadershipReturnedToPreferred);
-        g.raw.transfer_leader(preferred);
-        g.timer.settle(&mut g.raw);
-    }
+    };
+    g.preferred_ready = 0;
+    g.handing_back = true;
+    crate::coverage::reached(crate::coverage::Event::LeadershipReturnedToPreferred);
+    g.raw.transfer_leader(preferred);
+    g.timer.settle(&mut g.raw);
 }

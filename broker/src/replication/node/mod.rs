@@ -89,7 +89,7 @@ use delivery::{persist_held, release_held, send, withheld};
 pub use feed::StatusFeed;
 use handle::Views;
 pub use handle::{Acknowledgement, GroupView, RaftSettings, ReplicaError, Replication, Status};
-use leadership::{answer_commit_asks, rebalance};
+use leadership::{answer_commit_asks, hand_back, rebalance, HAND_BACKS_MAX};
 pub use membership::{Members, MembershipApplied, Progress};
 use ready::next_offset;
 use ticks::update_status;
@@ -296,6 +296,9 @@ struct Group {
     /// Ticks this leader has seen its preferred replica (another node) connected and caught up
     /// in a row; at `rebalance_ticks` the leadership goes back to it.
     preferred_ready: usize,
+    /// This leader is handing its leadership back to its preferred replica ([`hand_back`]);
+    /// cleared once no transfer is under way.
+    handing_back: bool,
     recovery: Recovery,
 }
 

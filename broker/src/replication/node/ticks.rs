@@ -40,6 +40,7 @@ impl Node {
         let away_ticks = (super::prefix::FOLLOWER_AWAY_MAX.as_millis()
             / self.settings.tick.as_millis().max(1)) as u64;
         let mut going_quiet = Vec::new();
+        let (mut transferring, mut due) = (0usize, Vec::new());
         for &group in &self.active {
             let Some(g) = self.groups.get_mut(&group) else {
                 continue;
@@ -78,9 +79,13 @@ impl Node {
                 self.leaderless_since.remove(&group);
             }
             self.dirty.insert(group);
-            if group != wire::CONTROLLER_GROUP {
-                // The cluster metadata's leader has no preferred broker (as in KRaft).
-                rebalance(g, self.id, &live, self.settings.rebalance_ticks);
+            g.handing_back &= g.raw.raft.lead_transferee.is_some();
+            transferring += usize::from(g.handing_back);
+            // The cluster metadata's leader has no preferred broker (as in KRaft).
+            if group != wire::CONTROLLER_GROUP
+                && rebalance(g, self.id, &live, self.settings.rebalance_ticks)
+            {
+                due.push(group);
             }
             if idle_leader(g) {
                 g.idle_ticks += 1;
@@ -91,6 +96,17 @@ impl Node {
                 g.idle_ticks = 0;
             }
         }
+        let room = HAND_BACKS_MAX.saturating_sub(transferring);
+        let started = due.len().min(room);
+        for group in due.into_iter().take(room) {
+            if let Some(g) = self.groups.get_mut(&group) {
+                hand_back(g);
+            }
+        }
+        Metrics::peak(
+            &self.metrics.hand_backs_peak,
+            (transferring + started) as i64,
+        );
         self.tick_prefixes();
         self.watch_leaderless();
         for group in going_quiet {
@@ -330,6 +346,7 @@ fn retry_stuck_snapshots(g: &mut Group, patience: usize) {
 pub(super) fn idle_leader(g: &Group) -> bool {
     let raft = &g.raw.raft;
     if raft.state != StateRole::Leader
+        || raft.lead_transferee.is_some()
         || !g.waiters.is_empty()
         || g.in_flight.is_some()
         || !g.next.is_empty()

@@ -426,7 +426,10 @@ fn a_partition_written_seldom_is_judged_by_its_first_write_after_the_deadline() 
     assert_eq!(kinds(&f), ["no-progress"], "{f:?}");
     // Nothing sent after the deadline: an acknowledged write after the heal is enough (this
     // one is answered just past the deadline).
-    let early = vec![refused(1, 11.0), send(0, 0, "d", 14.995, SendOutcome::Ok(0))];
+    let early = vec![
+        refused(1, 11.0),
+        send(0, 0, "d", 14.995, SendOutcome::Ok(0)),
+    ];
     assert!(progress_after_heal(&early, 1, (10, 5), 30, false, &none).is_empty());
     let never = vec![refused(1, 11.0)];
     assert_eq!(
