@@ -566,12 +566,19 @@ impl Controller {
     /// group only when the metadata changed (a record may have named another leader) — with
     /// thousands of groups, a look at all of them per status change would cost the square of
     /// the groups while they elect.
+    ///
+    /// A leadership proposed is not proposed again before `RETRY_EVERY` has passed: this
+    /// broker applies its own record a while after the proposal returns, and every record
+    /// applied meanwhile (other brokers' leaderships, while thousands of groups fail over)
+    /// would otherwise send it again — one failover once wrote the same leadership 180 times.
     async fn report_leaders(self: Arc<Self>) {
+        let clock = self.env.clock.clone();
         let mut changes = self.changes();
         let mut groups = self.replication.changes();
         let feed = self.replication.status_feed();
         let mut look_at_all = true;
         let mut stale_before: Vec<GroupId> = Vec::new();
+        let mut proposed: HashMap<GroupId, (u64, tokio::time::Instant)> = HashMap::new();
         loop {
             let md = self.metadata();
             let views = if look_at_all {
@@ -600,9 +607,19 @@ impl Controller {
                 })
                 .collect();
             stale_before = stale.iter().map(|(g, _, _)| *g).collect();
+            let now = clock.now();
+            proposed.retain(|_, &mut (_, at)| now.saturating_duration_since(at) < RETRY_EVERY);
+            let due: Vec<(GroupId, NodeId, u64)> = stale
+                .iter()
+                .filter(|(group, _, term)| proposed.get(group).is_none_or(|(t, _)| t != term))
+                .copied()
+                .collect();
             if !stale.is_empty() {
-                self.propose_once(&MetadataRecord::Leaders { leaders: stale })
-                    .await;
+                if !due.is_empty() {
+                    proposed.extend(due.iter().map(|&(group, _, term)| (group, (term, now))));
+                    self.propose_once(&MetadataRecord::Leaders { leaders: due })
+                        .await;
+                }
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return } else { look_at_all = true },
                     r = groups.changed() => if r.is_err() { return },
