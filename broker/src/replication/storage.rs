@@ -24,6 +24,7 @@
 //! application applies them), so their bytes are kept here too, from the log's record of them
 //! ([`crate::storage::log::conf`]); a snapshot carries the membership the leader has applied.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -103,6 +104,9 @@ struct Inner {
     /// A finished read's entries while raft-rs is told of them ([`PartitionStorage::fetched`]
     /// to [`PartitionStorage::fetch_handed_over`]).
     fetched: Option<(u64, Vec<Entry>)>,
+    /// The log's first index as of a version of the partition's state (raft-rs asks for it
+    /// on nearly every call: reading it from the state each time took its lock each time).
+    first_index: Cell<Option<(u64, u64)>>,
 }
 
 impl Drop for PartitionStorage {
@@ -203,6 +207,7 @@ impl PartitionStorage {
                     reset_write: None,
                     reads: BTreeMap::new(),
                     fetched: None,
+                    first_index: Cell::new(None),
                 },
             ),
             followers_cache,
@@ -462,18 +467,28 @@ impl PartitionStorage {
         if let Some((index, _)) = inner.pending_reset {
             return index + 1;
         }
+        let version = self.partition.state_version();
+        if let Some((at, first)) = inner.first_index.get() {
+            if at == version {
+                return first;
+            }
+        }
         let st = self.partition.state();
-        let Some(r) = st.replica.as_ref() else {
-            return 1;
+        let first = match st.replica.as_ref() {
+            None => 1,
+            Some(r) => {
+                let first_base = r
+                    .meta
+                    .entries_from(st.segments.keys().next().copied().unwrap_or(0));
+                r.meta
+                    .segments
+                    .get(&first_base)
+                    .copied()
+                    .unwrap_or(r.meta.prev.0 + 1)
+            }
         };
-        let first_base = r
-            .meta
-            .entries_from(st.segments.keys().next().copied().unwrap_or(0));
-        r.meta
-            .segments
-            .get(&first_base)
-            .copied()
-            .unwrap_or(r.meta.prev.0 + 1)
+        inner.first_index.set(Some((version, first)));
+        first
     }
 
     fn term_of(&self, inner: &Inner, index: u64) -> raft::Result<u64> {

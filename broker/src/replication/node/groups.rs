@@ -186,6 +186,8 @@ impl Node {
                 producers,
                 quiet: false,
                 idle_ticks: 0,
+                published: Status::default(),
+                kept_from: u64::MAX,
                 vote_written,
                 first_term_unwritten: first_term_start,
                 first_term_quorum_check_at_tick,

@@ -273,6 +273,10 @@ struct Group {
     producers: Producers,
     quiet: bool,
     idle_ticks: usize,
+    /// The status last published in the view (read here without its lock, per Ready).
+    published: Status,
+    /// The floor last given to the storage's cache (`keep_for_followers`).
+    kept_from: u64,
     /// The term and vote of the hard state last handed to a write: the hard state is written
     /// when they change (raft-rs's `must_sync` also asks for it whenever a Ready with entries
     /// moves the commit, which would cost a small file's syncs and rename per round; the

@@ -131,7 +131,7 @@ impl Node {
                 answer_copies(g, self.id, &self.link_state);
             }
         }
-        if let Some(g) = self.groups.get(&group) {
+        if let Some(g) = self.groups.get_mut(&group) {
             update_status(g, &self.changed, &self.metrics);
         }
         self.release_gate(group);
@@ -441,10 +441,13 @@ async fn raft_write(store: &Store, write: RaftWrite) -> Result<RaftWritten, Appe
 /// completeness), as a follower once it holds what a leader's append named. True when it has
 /// just caught up.
 fn note_caught_up(g: &mut Group, node: NodeId, group: GroupId) -> bool {
+    if g.recovery.caught_up {
+        return false;
+    }
     let leads = g.raw.raft.state == StateRole::Leader && g.raw.raft.commit_to_current_term();
     let r = &mut g.recovery;
     let holds = r.heard_append && g.raw.raft.raft_log.persisted >= r.leader_commit;
-    if r.caught_up || !(leads || holds) {
+    if !(leads || holds) {
         return false;
     }
     r.caught_up = true;
@@ -479,7 +482,10 @@ fn keep_for_connected_followers(g: &mut Group, me: NodeId, links: &HashMap<NodeI
     } else {
         u64::MAX
     };
-    g.raw.store().keep_for_followers(needed_from);
+    if g.kept_from != needed_from {
+        g.kept_from = needed_from;
+        g.raw.store().keep_for_followers(needed_from);
+    }
 }
 
 /// A new role: an election counted; a replica that no longer leads answers the proposals

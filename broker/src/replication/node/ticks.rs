@@ -63,8 +63,10 @@ impl Node {
                     g.first_term_quorum_check_at_tick = None;
                 }
             }
-            g.raw.tick();
-            retry_stuck_snapshots(g, election_ticks as usize * 4);
+            // A tick that changes nothing raft-rs would hand out (a follower counting towards
+            // its timeout, a leader between heartbeats) needs no Ready: most groups' ticks.
+            let mut wants_ready = g.raw.tick();
+            wants_ready |= retry_stuck_snapshots(g, election_ticks as usize * 4);
             let (links, heard, now) = (&self.link_state, &self.heard, self.ticks);
             let near = |id| {
                 links.get(&id).copied().unwrap_or(false)
@@ -78,7 +80,9 @@ impl Node {
             } else {
                 self.leaderless_since.remove(&group);
             }
-            self.dirty.insert(group);
+            if wants_ready {
+                self.dirty.insert(group);
+            }
             g.handing_back &= g.raw.raft.lead_transferee.is_some();
             transferring += usize::from(g.handing_back);
             // The cluster metadata's leader has no preferred broker (as in KRaft).
@@ -101,6 +105,7 @@ impl Node {
         for group in due.into_iter().take(room) {
             if let Some(g) = self.groups.get_mut(&group) {
                 hand_back(g);
+                self.dirty.insert(group);
             }
         }
         Metrics::peak(
@@ -313,10 +318,11 @@ impl Node {
 /// failed, so the replica is probed (and sent another) again: raft-rs keeps a replica it sent
 /// a snapshot waiting until its answer arrives, and an answer lost with its connection (the
 /// replica paused, a queue full) left a learner never caught up and its move never done.
-fn retry_stuck_snapshots(g: &mut Group, patience: usize) {
+/// True when one was reported (raft-rs then has a probe to send).
+fn retry_stuck_snapshots(g: &mut Group, patience: usize) -> bool {
     if g.raw.raft.state != StateRole::Leader {
         g.snapshot_waits.clear();
-        return;
+        return false;
     }
     let waiting: Vec<NodeId> = g
         .raw
@@ -327,6 +333,7 @@ fn retry_stuck_snapshots(g: &mut Group, patience: usize) {
         .map(|(&id, _)| id)
         .collect();
     g.snapshot_waits.retain(|id, _| waiting.contains(id));
+    let mut reported = false;
     for id in waiting {
         let ticks = g.snapshot_waits.entry(id).or_insert(0);
         *ticks += 1;
@@ -338,8 +345,10 @@ fn retry_stuck_snapshots(g: &mut Group, patience: usize) {
             );
             g.snapshot_waits.remove(&id);
             g.raw.report_snapshot(id, raft::SnapshotStatus::Failure);
+            reported = true;
         }
     }
+    reported
 }
 
 /// A leader with nothing to do: everything committed and on every follower, nothing waiting.
@@ -374,7 +383,11 @@ pub(super) fn serves(raft: &raft::Raft<PartitionStorage>) -> bool {
         && (log.applied >= log.committed || log.term(log.applied).is_ok_and(|t| t == raft.term))
 }
 
-pub(super) fn update_status(g: &Group, changed: &super::feed::StatusChanges, metrics: &Metrics) {
+pub(super) fn update_status(
+    g: &mut Group,
+    changed: &super::feed::StatusChanges,
+    metrics: &Metrics,
+) {
     let raft = &g.raw.raft;
     let is_leader = raft.state == StateRole::Leader;
     let me = raft.id;
@@ -390,7 +403,7 @@ pub(super) fn update_status(g: &Group, changed: &super::feed::StatusChanges, met
                 .any(|(id, p)| *id != me && !p.recent_active),
         quiet: g.quiet,
     };
-    let before = g.view.status();
+    let before = g.published;
     if before == status {
         return;
     }
@@ -427,6 +440,7 @@ pub(super) fn update_status(g: &Group, changed: &super::feed::StatusChanges, met
             tracing::info!(topic = %p.topic, partition = p.index, term = status.term, leader = ?status.leader, "no longer leading");
         }
     }
+    g.published = status;
     g.view.set_status(status);
     changed.changed(g.view.group);
 }

@@ -184,6 +184,9 @@ pub struct Partition {
     /// The topic's settings; changed (by the admin lane) when its configs are altered.
     config: RwLock<LogConfig>,
     state: RwLock<PartitionState>,
+    /// Moved on whenever the state is taken for writing (before it changes): what is derived
+    /// from the state may be kept while this stays the same.
+    state_version: std::sync::atomic::AtomicU64,
     /// Set (by the pipeline, in queue order) when the topic is deleted: appends still queued for this
     /// partition are refused instead of being written into a directory that is going away.
     deleted: std::sync::atomic::AtomicBool,
@@ -239,6 +242,7 @@ impl Partition {
             dir,
             config: RwLock::new("storage.log.config", config),
             state: RwLock::new("storage.log.state", state),
+            state_version: std::sync::atomic::AtomicU64::new(0),
             deleted: std::sync::atomic::AtomicBool::new(false),
             files: AsyncMutex::new("storage.log.files", ()),
             state_snapshot: Mutex::new("storage.log.state_snapshot", None),
@@ -339,7 +343,18 @@ impl Partition {
     /// (segments removed, log start moved).
     #[track_caller]
     pub fn state_mut(&self) -> RwLockWriteGuard<'_, PartitionState> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+        let guard = self.state.write().unwrap_or_else(|p| p.into_inner());
+        // Held, so a reader that sees the new version waits for the change to finish.
+        self.state_version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        guard
+    }
+
+    /// Changes whenever the state may have changed (see `state_mut`): read it before
+    /// [`Partition::state`] and a value derived from that state may be kept with it.
+    pub fn state_version(&self) -> u64 {
+        self.state_version
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn high_watermark(&self) -> i64 {
