@@ -20,6 +20,7 @@ pub mod batch;
 pub mod broker_configs;
 pub mod compression;
 pub mod config;
+pub mod conn_limit;
 pub mod controller;
 pub mod coverage;
 pub mod group;

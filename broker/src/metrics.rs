@@ -169,6 +169,9 @@ pub struct Metrics {
     pub raft_messages_sent: Counter,
     pub raft_messages_received: Counter,
     pub raft_messages_dropped: Counter,
+    /// Connections to the inter-broker port closed before their hello was read (past its
+    /// bounds on unidentified connections, a failed handshake, a refused hello).
+    pub inter_broker_connections_refused: Counter,
     /// Bytes read from the log for followers behind the cache (catch-up), reads that failed,
     /// and reads under way and waiting for their turn in the budgets.
     pub catch_up_bytes: Counter,
@@ -391,6 +394,13 @@ impl Default for Metrics {
                 "raft_messages_dropped",
                 "Raft messages dropped: a peer's queue full, or an unknown peer (Raft sends \
                  again)",
+            ),
+            inter_broker_connections_refused: counter(
+                &mut r,
+                "inter_broker_connections_refused",
+                "Connections to the inter-broker port closed before the caller was identified: \
+                 past the bounds on such connections, a failed TLS handshake, a refused or late \
+                 hello",
             ),
             catch_up_bytes: counter(
                 &mut r,
@@ -717,6 +727,7 @@ mod tests {
         "stillwater_raft_messages_sent_total 0",
         "stillwater_raft_messages_received_total 0",
         "stillwater_raft_messages_dropped_total 0",
+        "stillwater_inter_broker_connections_refused_total 0",
         "stillwater_replica_catch_up_bytes_total 0",
         "stillwater_log_dir_failures_total 0",
         "stillwater_replica_catch_up_read_failures_total 0",

@@ -317,6 +317,48 @@ async fn garbage_strangers_and_silence_are_cut_off_and_the_transport_goes_on() {
     assert_eq!(arrived.from, 1);
 }
 
+/// Strangers that connect and say nothing (200 here, all from one address) keep a bounded
+/// number of connections open: the rest are closed at once and counted, and the cluster's own
+/// link goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_is_held_to_the_bound_on_unidentified_ones() {
+    let _turn = crate::common::turn::multi_node_turn();
+    let mut nodes = cluster(&[1, 2], settings()).await;
+    let one = nodes[0].0.clone();
+    send_until_heard(&one, &mut nodes[1].1, "node 2").await;
+    let address_two = nodes[1].2;
+    let flood = 200;
+    let mut idle = Vec::new();
+    for _ in 0..flood {
+        idle.push(TcpNet.connect(address_two).await.unwrap());
+    }
+    // A connection closed by the port reads its end at once; one held waits for its hello's
+    // deadline (1 s here).
+    let mut held = 0;
+    for mut conn in idle {
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_millis(300), conn.read_to_end(&mut sink));
+        if read.await.is_err() {
+            held += 1;
+        }
+    }
+    assert!(
+        held <= broker::replication::transport::UNIDENTIFIED_PER_ADDRESS_MAX,
+        "{held} idle connections from one address were held open"
+    );
+    let refused = nodes[1]
+        .0
+        .stats()
+        .connections_refused
+        .load(Ordering::Relaxed);
+    assert!(
+        refused >= (flood - broker::replication::transport::UNIDENTIFIED_PER_ADDRESS_MAX) as u64,
+        "{refused} refusals counted"
+    );
+    let arrived = send_until_heard(&one, &mut nodes[1].1, "node 2").await;
+    assert_eq!(arrived.from, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_message_a_frame_holds_arrives_and_one_byte_more_is_refused() {
     let _turn = crate::common::turn::multi_node_turn();

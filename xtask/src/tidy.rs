@@ -31,6 +31,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
             "alloc",
             "batch",
             "compression",
+            "conn_limit",
             "coverage",
             "fault",
             "fault_point",

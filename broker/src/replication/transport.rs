@@ -108,6 +108,9 @@ pub struct TransportSettings {
     /// the configured voters (the others learn of it from the metadata, and until then from
     /// its hello). `None`: the hello of a fixed membership (version 3).
     pub advertised: Option<SocketAddr>,
+    /// Counts, beside [`TransportStats::connections_refused`], each connection refused (the
+    /// broker's metric).
+    pub refused_counter: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Default for TransportSettings {
@@ -123,6 +126,7 @@ impl Default for TransportSettings {
             inbox_frames_max: 1024,
             holds_data: false,
             tls: None,
+            refused_counter: None,
             advertised: None,
         }
     }
@@ -155,6 +159,9 @@ pub struct TransportStats {
     pub connections_dialled: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_lost: AtomicU64,
+    /// Connections closed before their hello was read: past a bound on such connections (in
+    /// all or from one address), a failed TLS handshake, or a hello refused or not in time.
+    pub connections_refused: AtomicU64,
     pub frames_sent: AtomicU64,
     pub messages_sent: AtomicU64,
     pub messages_received: AtomicU64,
@@ -224,6 +231,8 @@ struct Inner {
     joins: mpsc::Sender<JoinRequest>,
     joins_rx: Mutex<Option<mpsc::Receiver<JoinRequest>>>,
     stats: TransportStats,
+    /// Connections whose hello has not been read yet, within bounds.
+    admission: Admission,
     shutdown: watch::Sender<bool>,
     /// Bumped whenever a peer's connection comes up or goes down.
     links: watch::Sender<u64>,
@@ -261,6 +270,7 @@ impl Transport {
             joins,
             joins_rx: Mutex::new("transport.joins", Some(joins_rx)),
             stats: TransportStats::default(),
+            admission: Admission::default(),
             shutdown: watch::channel(false).0,
             links: watch::channel(0).0,
             holds_data,
@@ -371,100 +381,6 @@ impl Transport {
     /// hold it until then: a node that stops must call this.
     pub fn shutdown(&self) {
         self.0.shutdown.send_replace(true);
-    }
-}
-
-async fn accept_loop(inner: Arc<Inner>, listener: Box<dyn Listener>) {
-    let mut shutdown = inner.shutdown.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        match accepted {
-            Ok((conn, address)) => {
-                tokio::spawn(accept_one(inner.clone(), conn, address));
-            }
-            Err(error) => {
-                // Running out of descriptors must not spin the loop.
-                tracing::warn!(%error, "inter-broker accept failed");
-                inner.env.clock.sleep(inner.settings.backoff_min).await;
-            }
-        }
-    }
-}
-
-/// A dialled connection's hello says who is calling; the caller must be a known peer with a
-/// smaller id (the one that dials) and the hello must be addressed to us.
-async fn accept_one(inner: Arc<Inner>, conn: Box<dyn Connection>, address: SocketAddr) {
-    let conn = match inner.settings.tls.as_ref().and_then(|t| t.inter_broker()) {
-        None => conn,
-        Some((acceptor, _)) => {
-            let timeout = inner.settings.io_timeout;
-            match inner
-                .env
-                .clock
-                .timeout(timeout, acceptor.accept(conn))
-                .await
-            {
-                Ok(Ok(tls)) => Box::new(tls) as Box<dyn Connection>,
-                Ok(Err(error)) => {
-                    tracing::warn!(%address, %error, "inter-broker connection refused: TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(%address, ?timeout, "inter-broker connection refused: TLS handshake not done in time");
-                    return;
-                }
-            }
-        }
-    };
-    let (reader, writer) = tokio::io::split(conn);
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-    let label = address.to_string();
-    let hello = inner
-        .env
-        .clock
-        .timeout(
-            inner.settings.io_timeout,
-            read_frame(&mut reader, &label, inner.settings.frame_bytes_max),
-        )
-        .await;
-    let peer = match hello {
-        Err(_) => Err(LinkError::TimedOut {
-            peer: label.clone(),
-            timeout: inner.settings.io_timeout,
-        }),
-        Ok(Err(error)) => Err(error),
-        Ok(Ok(body)) if body.first() == Some(&KIND_JOIN) => {
-            serve_join(&inner, body, writer, &label).await;
-            return;
-        }
-        Ok(Ok(body)) => parse_hello(&inner, body, &label),
-    };
-    let peer = match peer {
-        Ok(peer) => peer,
-        Err(error) => {
-            tracing::warn!(%error, "inter-broker connection refused");
-            return;
-        }
-    };
-    inner
-        .stats
-        .connections_accepted
-        .fetch_add(1, Ordering::Relaxed);
-    // A newer connection from the same peer wins: the old one (half-open after the peer
-    // restarted, say) ends when it sees the generation move.
-    let generation = {
-        let mut next = 0;
-        peer.generation.send_modify(|g| {
-            *g += 1;
-            next = *g;
-        });
-        next
-    };
-    if let Err(error) = run_link(&inner, &peer, reader, writer, generation).await {
-        tracing::info!(%error, peer = peer.id, "inter-broker connection lost");
     }
 }
 
@@ -708,8 +624,11 @@ pub fn peer_map(
     Ok(map)
 }
 
+mod accept;
 mod frames;
 pub mod peers;
+use accept::{accept_loop, Admission};
+pub use accept::{UNIDENTIFIED_MAX, UNIDENTIFIED_PER_ADDRESS_MAX};
 use frames::*;
 use peers::serve_join;
 pub use peers::{JoinRequest, JOINS_QUEUED_MAX, STRANGERS_MAX};

@@ -4,9 +4,8 @@
 mod connection;
 mod sasl;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::sync::Mutex;
@@ -19,6 +18,7 @@ use tracing::Instrument;
 
 use crate::api::{count_connection, Broker};
 use crate::config::Config;
+use crate::conn_limit::PerAddress;
 use crate::group::Coordinator;
 use crate::memory::MemoryBudget;
 use crate::metrics::{CountingDisk, Metrics};
@@ -297,6 +297,7 @@ async fn start_cluster(
             // A broker outside the voters tells its address in its hellos: a peer that has not
             // caught up with the metadata since it joined does not know it yet.
             advertised: (!config.voter()).then_some(address),
+            refused_counter: Some(store.metrics().inter_broker_connections_refused.clone()),
             ..transport::TransportSettings::default()
         },
     );
@@ -387,7 +388,7 @@ async fn accept_loop(
     // The limits hold for the connections of every listener together.
     let limits = Limits {
         slots: Arc::new(Semaphore::new(max)),
-        per_address: Arc::new(PerAddress::default()),
+        per_address: Arc::new(PerAddress::new("server.per_address")),
         churn: Arc::new(Churn::default()),
     };
     let loops = listeners
@@ -537,54 +538,6 @@ impl Churn {
         };
         if release {
             crate::alloc::release_free_memory();
-        }
-    }
-}
-
-/// Open connections per client address (Kafka's `max.connections.per.ip`), so connections from
-/// one address — idle ones included — cannot take every slot.
-struct PerAddress {
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-impl Default for PerAddress {
-    fn default() -> Self {
-        PerAddress {
-            open: Mutex::new("server.per_address", HashMap::new()),
-        }
-    }
-}
-
-impl PerAddress {
-    /// A slot for one more connection from `ip`, if it has fewer than `limit` open.
-    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            table: self.clone(),
-            ip,
-        })
-    }
-}
-
-/// One open connection counted against its address; uncounted when dropped.
-struct AddressSlot {
-    table: Arc<PerAddress>,
-    ip: IpAddr,
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
         }
     }
 }
