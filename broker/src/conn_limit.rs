@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use crate::sync::Mutex;
 
-/// Open connections per client address (Kafka's `max.connections.per.ip`), so connections from
-/// one address — idle ones included — cannot take every slot.
+/// Open connections per remote address.
 pub struct PerAddress {
     open: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -24,9 +23,7 @@ impl PerAddress {
             open: Mutex::new(lock, HashMap::new()),
         }
     }
-}
 
-impl PerAddress {
     /// A slot for one more connection from `ip`, if it has fewer than `limit` open.
     pub fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
