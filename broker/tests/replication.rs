@@ -1041,6 +1041,62 @@ async fn a_leader_whose_disk_stalls_steps_down_and_rejoins_after_the_stall() {
     }
 }
 
+/// A leader cut off from both followers steps down (check-quorum) while proposals stream in.
+/// Each proposal's offset was counted by a pass over the entries raft-rs held that were not
+/// durable yet; under the stream that backlog grew, each pass with it, the loop's turns took
+/// seconds, and the leader led on for 12-16 s instead of a few hundred milliseconds. (The
+/// loop's ticks under a stream of work are checked in simulation, where arrivals can be
+/// spaced finer than a timer's resolution: `raft_loop_in_simulation`.) Volume: eight
+/// producers sending one-record batches at acks=0 as fast as the leader takes them (tens of
+/// thousands).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_busy_with_a_stream_of_proposals_still_steps_down_when_cut_off() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _turn = crate::common::turn::multi_node_turn();
+    let (_dirs, _peers, mut nodes) = start_three(&[]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    produce(&refs, 2, 1).await;
+    let at = nodes.iter().position(|n| n.is_serving()).unwrap();
+    let leader = nodes.remove(at);
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..8)
+        .map(|_| {
+            let (replication, stop) = (leader.replication.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let b = make_batch(1, 1_700_000_000_000, b"stream");
+                    let _ = replication.propose(GROUP, vec![b], 0).await;
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in nodes {
+        n.stop().await;
+    }
+    let cut = std::time::Instant::now();
+    // An election timeout is 200-400 ms here (2 s at most, stretched by a slow disk); the bound
+    // leaves room for a loaded host.
+    while leader.is_serving() && cut.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let led_for = cut.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for p in producers {
+        sent += p.await.unwrap();
+    }
+    assert!(
+        !leader.is_serving(),
+        "cut off from both followers while {sent} proposals streamed in, the leader still led after {led_for:?}"
+    );
+    eprintln!("stepped down {led_for:?} after its followers went ({sent} proposals streamed in)");
+    leader.stop().await;
+}
+
 /// The hard state (term, vote, commit) is written when the term or the vote changes, not at
 /// every round that moves the commit: raft-rs asks for it with every Ready that has entries.
 /// The hard states of all the node's partitions are one file of its data directory

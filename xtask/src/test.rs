@@ -214,11 +214,18 @@ fn sim_tests() -> Result<Command> {
 }
 
 /// Seeds that found a defect the quick sweep's seeds do not reach, each run whole.
-const REGRESSION_SEEDS: &[(&str, u64, &str)] = &[(
-    "scenarios/metadata-under-load.toml",
-    105,
-    "a Raft write of a deleted partition retried at once for ever",
-)];
+const REGRESSION_SEEDS: &[(&str, u64, &str)] = &[
+    (
+        "scenarios/metadata-under-load.toml",
+        105,
+        "a Raft write of a deleted partition retried at once for ever",
+    ),
+    (
+        "scenarios/many-partitions.toml",
+        43,
+        "a busy Raft loop that never ticked: leaders silent, thousands of elections at start",
+    ),
+];
 
 /// Run each of [`REGRESSION_SEEDS`] under a bound of wall-clock time: a defect that stops
 /// simulated time (a task always ready to run) hangs a run instead of failing it.

@@ -185,6 +185,21 @@ impl Inbox {
     pub async fn recv(&mut self) -> Option<Delivery> {
         self.0.recv().await
     }
+
+    /// A frame already received, if there is one, without waiting.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        self.0.try_recv().ok()
+    }
+
+    /// Frames received and not yet taken.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No frame waits to be taken.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 struct Outbox {

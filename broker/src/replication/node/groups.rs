@@ -188,6 +188,7 @@ impl Node {
                 idle_ticks: 0,
                 published: Status::default(),
                 kept_from: u64::MAX,
+                next_offset_at: None,
                 vote_written,
                 first_term_unwritten: first_term_start,
                 first_term_quorum_check_at_tick,

@@ -277,6 +277,10 @@ struct Group {
     published: Status,
     /// The floor last given to the storage's cache (`keep_for_followers`).
     kept_from: u64,
+    /// As leader in a term, the offset after its log's last entry: (term, last index, next
+    /// offset). Counted from the log, it costs a pass over the entries not durable yet at
+    /// every proposal: under a stream of proposals each cost more than the last.
+    next_offset_at: Option<(u64, u64, i64)>,
     /// The term and vote of the hard state last handed to a write: the hard state is written
     /// when they change (raft-rs's `must_sync` also asks for it whenever a Ready with entries
     /// moves the commit, which would cost a small file's syncs and rename per round; the
@@ -494,12 +498,19 @@ impl Node {
                     let failed = *self.health.borrow_and_update();
                     self.health_changed(failed).await;
                 }
-                _ = clock.sleep(wait), if ticking && !self.stepped_down => {
-                    self.tick().await;
-                    next_tick = clock.now() + self.settings.tick;
-                }
+                // Only wakes the loop: the tick itself is taken below.
+                _ = clock.sleep(wait), if ticking && !self.stepped_down => {}
                 // A catch-up read may start (a backoff ended, the rate allows more): below.
                 _ = clock.sleep(catch_up_wait.unwrap_or_default()), if catch_up_wait.is_some() => {}
+            }
+            // A tick that is due is taken whichever branch woke the loop. Were it a branch of
+            // its own, a timer made anew at every turn would lose every race against a branch
+            // that is always ready (a busy inbox): a busy node never ticked, its leaders sent
+            // no heartbeats for seconds and their followers deposed them.
+            if ticking && !self.stepped_down && clock.now() >= next_tick {
+                self.take_inbox();
+                self.tick().await;
+                next_tick = clock.now() + self.settings.tick;
             }
             if !ticking {
                 next_tick = clock.now() + self.settings.tick;
@@ -546,6 +557,19 @@ impl Node {
             );
         }
         tracing::info!(node = self.id, "replication loop stopped");
+    }
+
+    /// What peers sent before a tick is heard before it: a node behind on its processors or
+    /// its disk would otherwise count election timeouts while its leaders' heartbeats wait in
+    /// its inbox. A node that is behind ticks later instead (ticks never catch up), which
+    /// stretches its timeouts by its lag. At most what the inbox held when called.
+    fn take_inbox(&mut self) {
+        for _ in 0..self.inbox.len() {
+            let Some(d) = self.inbox.try_recv() else {
+                break;
+            };
+            self.deliver(d.from, d.messages);
+        }
     }
 
     fn command(&mut self, cmd: Command) {

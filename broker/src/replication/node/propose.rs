@@ -77,8 +77,14 @@ impl Node {
                 },
             )));
         }
-        // Offsets as they will be written: after everything raft-rs holds.
-        let first_offset = next_offset(g);
+        // Offsets as they will be written: after everything raft-rs holds. A leader's log only
+        // grows within its term, so what its last proposal ended at still holds while the
+        // log ends where that proposal left it.
+        let last_before = g.raw.raft.raft_log.last_index();
+        let first_offset = match g.next_offset_at {
+            Some((t, last, next)) if t == term && last == last_before => next,
+            _ => next_offset(g),
+        };
         match g.producers.check(&headers, first_offset, now_ms) {
             Err(e) => return self.hold_refusal(group, e, acks, answer),
             Ok(Checked::Duplicate(b)) => {
@@ -108,6 +114,7 @@ impl Node {
                 .record(index, std::slice::from_ref(h), offset, now_ms);
             offset += h.last_offset_delta as i64 + 1;
         }
+        g.next_offset_at = Some((term, last_index, offset));
         g.idle_ticks = 0;
         self.dirty.insert(group);
         if acks == 0 || count == 0 {
