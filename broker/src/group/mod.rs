@@ -431,13 +431,7 @@ impl Actor {
                             continue;
                         }
                         _ = self.clock.sleep(wait) => {
-                            self.release().await;
-                            self.expire().await;
-                            if self.now() >= self.next_retention_check {
-                                self.next_retention_check =
-                                    self.now() + self.config.offsets_retention_check_interval;
-                                self.expire_offsets().await;
-                            }
+                            self.timers().await;
                             continue;
                         }
                     }
@@ -455,6 +449,23 @@ impl Actor {
             };
             let Some(msg) = msg else { return };
             self.handle(msg).await;
+            // A deadline that passed is met after the request too: were it only the timer's
+            // branch, a timer made anew at every turn would lose every race against a queue
+            // that always holds a request, and a busy coordinator would expire no session.
+            if wake.is_some_and(|at| self.clock.now() >= at) {
+                self.timers().await;
+            }
+        }
+    }
+
+    /// What is due by the clock: held requests released, sessions and rebalances expired, the
+    /// offsets of empty groups checked for expiry now and then.
+    async fn timers(&mut self) {
+        self.release().await;
+        self.expire().await;
+        if self.now() >= self.next_retention_check {
+            self.next_retention_check = self.now() + self.config.offsets_retention_check_interval;
+            self.expire_offsets().await;
         }
     }
 
