@@ -642,6 +642,10 @@ impl Controller {
         let mut groups = self.replication.changes();
         let mut changes = self.changes();
         let mut down_since: HashMap<NodeId, tokio::time::Instant> = HashMap::new();
+        // A fence proposed, again only after `RETRY_EVERY`: the loop turns at every change of
+        // a link, a group or the metadata, far more often than its record comes back applied
+        // (fifteen proposals of one fence in 85 ms were seen in simulation).
+        let mut proposed: HashMap<(NodeId, u64), tokio::time::Instant> = HashMap::new();
         loop {
             let now = clock.now();
             for peer in self.transport.peers() {
@@ -665,10 +669,16 @@ impl Controller {
                     };
                     let due = since + self.session_timeout;
                     if now >= due {
-                        fence.push(MetadataRecord::FenceBroker {
-                            id: peer,
-                            incarnation: b.incarnation,
-                        });
+                        let again = proposed
+                            .get(&(peer, b.incarnation))
+                            .is_none_or(|&at| now >= at + RETRY_EVERY);
+                        if again {
+                            proposed.insert((peer, b.incarnation), now);
+                            fence.push(MetadataRecord::FenceBroker {
+                                id: peer,
+                                incarnation: b.incarnation,
+                            });
+                        }
                         next_check = Some(
                             next_check.map_or(now + RETRY_EVERY, |n| n.min(now + RETRY_EVERY)),
                         );
@@ -676,6 +686,7 @@ impl Controller {
                         next_check = Some(next_check.map_or(due, |n| n.min(due)));
                     }
                 }
+                proposed.retain(|(peer, _), _| down_since.contains_key(peer));
                 for record in fence {
                     tracing::warn!(broker = ?record, "fencing a broker not heard from for the session timeout");
                     self.propose_once(&record).await;
