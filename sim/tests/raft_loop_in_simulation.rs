@@ -1,11 +1,13 @@
-//! The multi-raft loop on madsim's disk, network and clock: three nodes replicating one
-//! partition, and a leader whose loop always has work waiting. Proposals arrive every quarter
-//! of a millisecond while it leads (acks=0, ~4,000 a second: ~20,000 one-record batches in
-//! the first 5 simulated seconds), and then both followers are killed. The leader must count
-//! time all the same: check-quorum runs on ticks, and a leader that never ticks sends no
-//! heartbeats and, cut off, never steps down. A loop whose tick was only one branch of its
-//! `select!`, a timer made anew at every turn (never less than a millisecond, as tokio's),
-//! lost every race against the proposals and led on for as long as they came.
+//! The multi-raft loop on madsim's disk, network and clock, three nodes:
+//! - a leader whose loop always has work waiting (one partition). Proposals arrive every
+//!   quarter of a millisecond while it leads (acks=0, ~4,000 a second: ~20,000 one-record
+//!   batches in the first 5 simulated seconds), and then both followers are killed. The leader
+//!   must count time all the same: check-quorum runs on ticks, and a leader that never ticks
+//!   sends no heartbeats and, cut off, never steps down. A loop whose tick was only one branch
+//!   of its `select!`, a timer made anew at every turn (never less than a millisecond, as
+//!   tokio's), lost every race against the proposals and led on for as long as they came.
+//! - a thousand partitions whose writes a commit round makes durable together, heard by a loop
+//!   whose every turn costs processor time (below).
 #![cfg(madsim)]
 
 use std::collections::BTreeMap;
@@ -24,7 +26,7 @@ use sim::run::NodeStarts;
 use sim::world::clock::SimClock;
 use sim::world::disk::SimDisk;
 
-const GROUP: u64 = 7;
+const GROUP: u64 = 0;
 
 /// (simulated ms since the start, whether node 1 leads and serves), sampled by node 1.
 type Leading = Arc<Mutex<Vec<(u64, bool)>>>;
@@ -62,7 +64,12 @@ fn batch() -> Bytes {
     buf.freeze()
 }
 
-fn node(handle: &Handle, id: NodeId, leading: Leading, start: tokio::time::Instant) -> NodeHandle {
+/// What node 1 does once its groups are added (the others only serve).
+type Driver = Arc<dyn Fn(Replication) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Node `id` of three, replicating `groups` partitions of one topic (groups 0.., node 1
+/// their first leader) on madsim's disk, network and clock; node 1 then runs `drive`.
+fn node(handle: &Handle, id: NodeId, groups: u64, drive: Driver) -> NodeHandle {
     let starts = NodeStarts::new(id);
     let disk = SimDisk::new(id);
     handle
@@ -71,7 +78,7 @@ fn node(handle: &Handle, id: NodeId, leading: Leading, start: tokio::time::Insta
         .ip(address(id).ip())
         .init(move || {
             let env = starts.next_env(&disk, Arc::new(SimClock::new()));
-            let leading = leading.clone();
+            let drive = drive.clone();
             async move {
                 let peers: BTreeMap<NodeId, SocketAddr> =
                     (1..=3).map(|p| (p, address(p))).collect();
@@ -89,10 +96,9 @@ fn node(handle: &Handle, id: NodeId, leading: Leading, start: tokio::time::Insta
                     .await
                     .expect("open the store");
                 let topic = store
-                    .create_topic("t", 1, Default::default())
+                    .create_topic("t", groups as i32, Default::default())
                     .await
                     .expect("create the topic");
-                let partition = topic.partitions[0].clone();
                 let listener = env.net.listen(address(id)).await.expect("listen");
                 let (transport, inbox) = Transport::start(
                     env.clone(),
@@ -112,22 +118,44 @@ fn node(handle: &Handle, id: NodeId, leading: Leading, start: tokio::time::Insta
                 let memory = broker::memory::MemoryBudget::new(64 << 20, store.metrics().clone());
                 let replication: Replication =
                     Replication::start(env, id, store.clone(), transport, inbox, settings, memory);
-                replication
-                    .add_group(GROUP, partition, vec![1, 2, 3], id == 1, None)
-                    .await
-                    .expect("group added");
+                for (group, partition) in (0..groups).zip(topic.partitions.iter()) {
+                    replication
+                        .add_group(group, partition.clone(), vec![1, 2, 3], id == 1, None)
+                        .await
+                        .expect("group added");
+                }
                 if id != 1 {
                     return std::future::pending::<()>().await;
                 }
-                let serving = |r: &Replication| r.group(GROUP).is_some_and(|g| g.status().serving);
-                // Four proposers a quarter of a millisecond apart (a timer waits a millisecond
-                // at least): one arrives every 250 µs.
+                drive(replication).await;
+            }
+        })
+        .build()
+}
+
+fn serving(r: &Replication, group: u64) -> bool {
+    r.group(group).is_some_and(|g| g.status().serving)
+}
+
+#[test]
+fn a_leader_busy_with_a_stream_of_proposals_still_steps_down_when_cut_off() {
+    let rt = Runtime::with_seed_and_config(5, madsim::Config::default());
+    let samples = rt.block_on(async {
+        let handle = Handle::current();
+        let leading: Leading = Arc::default();
+        let start = tokio::time::Instant::now();
+        let sampled = leading.clone();
+        let drive: Driver = Arc::new(move |replication| {
+            let leading = sampled.clone();
+            Box::pin(async move {
+                // Four proposers a quarter of a millisecond apart (a timer waits a
+                // millisecond at least): one arrives every 250 µs.
                 let proposer = |phase: u64| {
                     let replication = replication.clone();
                     async move {
                         tokio::time::sleep(Duration::from_micros(1_000 + 250 * phase)).await;
                         loop {
-                            if serving(&replication) {
+                            if serving(&replication, GROUP) {
                                 let _ = replication.propose(GROUP, vec![batch()], 0).await;
                             }
                             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -138,25 +166,18 @@ fn node(handle: &Handle, id: NodeId, leading: Leading, start: tokio::time::Insta
                 let sampling = async {
                     loop {
                         let at = start.elapsed().as_millis() as u64;
-                        leading.lock().unwrap().push((at, serving(&replication)));
+                        leading
+                            .lock()
+                            .unwrap()
+                            .push((at, serving(&replication, GROUP)));
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 };
                 tokio::join!(proposing, sampling);
-            }
-        })
-        .build()
-}
-
-#[test]
-fn a_leader_busy_with_a_stream_of_proposals_still_steps_down_when_cut_off() {
-    let rt = Runtime::with_seed_and_config(5, madsim::Config::default());
-    let samples = rt.block_on(async {
-        let handle = Handle::current();
-        let leading: Leading = Arc::default();
-        let start = tokio::time::Instant::now();
+            })
+        });
         let nodes: Vec<NodeHandle> = (1..=3)
-            .map(|id| node(&handle, id, leading.clone(), start))
+            .map(|id| node(&handle, id, 1, drive.clone()))
             .collect();
         tokio::time::sleep_until(start + Duration::from_secs(5)).await;
         handle.kill(nodes[1].id());
@@ -187,5 +208,83 @@ fn a_leader_busy_with_a_stream_of_proposals_still_steps_down_when_cut_off() {
     assert!(
         last_led < 10_000,
         "cut off at 5 s while proposals streamed in, node 1 still led at {last_led} ms"
+    );
+}
+
+/// Groups of the second test: a topic of a thousand partitions.
+const MANY: u64 = 1_000;
+
+/// A wave of proposals, one to each of the thousand groups at once (acks=-1: ~1,000 one-record
+/// batches, ~100 KB a wave, five waves), while every turn of a node's Raft loop costs half a
+/// millisecond of processor time besides 10 µs per step. A commit round makes the writes of
+/// hundreds of groups durable together; a loop that heard one finished write per turn took a
+/// thousand turns to hear a round — half a second per wave here, seconds in the
+/// `many-partitions` scenario, where votes and new leaders' first entries waited for it and
+/// elections timed out on an idle disk.
+#[test]
+fn a_commit_round_of_many_groups_is_heard_at_once() {
+    let rt = Runtime::with_seed_and_config(11, madsim::Config::default());
+    let waves: Vec<u64> = rt.block_on(async {
+        broker::fault::set_cpu_hook(Some(|kind: &'static str, units: u64| {
+            (kind == "raft").then(|| Duration::from_micros(500 + 10 * units))
+        }));
+        let handle = Handle::current();
+        let start = tokio::time::Instant::now();
+        let waves: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let measured = waves.clone();
+        let drive: Driver = Arc::new(move |replication| {
+            let waves = measured.clone();
+            Box::pin(async move {
+                while !(0..MANY).all(|g| serving(&replication, g)) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                eprintln!(
+                    "all {MANY} groups served by node 1 at {:?} (simulated)",
+                    tokio::time::Instant::now() - start
+                );
+                for _ in 0..5 {
+                    let started = tokio::time::Instant::now();
+                    let answers = futures::future::join_all((0..MANY).map(|g| {
+                        let replication = replication.clone();
+                        async move {
+                            let ack = replication.propose(g, vec![batch()], -1).await;
+                            match ack {
+                                Ok(Some(rx)) => rx.await.is_ok_and(|r| r.is_ok()),
+                                _ => false,
+                            }
+                        }
+                    }))
+                    .await;
+                    assert!(answers.iter().all(|&ok| ok), "a proposal failed");
+                    waves
+                        .lock()
+                        .unwrap()
+                        .push(started.elapsed().as_millis() as u64);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        });
+        let _nodes: Vec<NodeHandle> = (1..=3)
+            .map(|id| node(&handle, id, MANY, drive.clone()))
+            .collect();
+        for _ in 0..600 {
+            if waves.lock().unwrap().len() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let waves = waves.lock().unwrap().clone();
+        broker::fault::set_cpu_hook(None::<fn(&'static str, u64) -> Option<Duration>>);
+        waves
+    });
+    eprintln!("waves of {MANY} proposals answered in {waves:?} ms (simulated)");
+    assert_eq!(
+        waves.len(),
+        5,
+        "not every wave was answered within a minute (or the groups were not all led): {waves:?}"
+    );
+    assert!(
+        waves.iter().all(|&ms| ms < 250),
+        "a wave of {MANY} proposals took {waves:?} ms"
     );
 }

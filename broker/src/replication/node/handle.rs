@@ -226,6 +226,7 @@ impl Replication {
             active: BTreeSet::new(),
             dirty: BTreeSet::new(),
             writes: FuturesUnordered::new(),
+            finished: Vec::new(),
             fetches: FuturesUnordered::new(),
             prefix_io: FuturesUnordered::new(),
             prefix_reads: 0,

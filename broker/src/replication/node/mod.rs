@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use io_backend::Env;
 use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
@@ -374,6 +374,9 @@ struct Node {
     /// Groups touched since their Ready was last handled.
     dirty: BTreeSet<GroupId>,
     writes: FuturesUnordered<Pin<Box<dyn Future<Output = WriteDone> + Send>>>,
+    /// Writes found finished while polling `writes` outside the loop's `select!`, handled
+    /// first thing in the next turn ([`Node::take_writes`]).
+    finished: Vec<WriteDone>,
     fetches: FuturesUnordered<Pin<Box<dyn Future<Output = FetchDone> + Send>>>,
     /// Chunks of cleaned prefixes read (as leader) or written (as follower) ([`prefix`]).
     prefix_io: FuturesUnordered<Pin<Box<dyn Future<Output = prefix::PrefixIo> + Send>>>,
@@ -482,7 +485,9 @@ impl Node {
                     Some(d) => self.deliver(d.from, d.messages),
                     None => break,
                 },
-                Some(done) = self.writes.next() => self.write_done(done).await,
+                Some(done) = self.writes.next() => self.finished.push(done),
+                // Writes found finished at the end of the last turn: below.
+                _ = std::future::ready(()), if !self.finished.is_empty() => {}
                 Some(done) = self.fetches.next() => self.fetch_done(done),
                 Some(done) = self.prefix_io.next() => self.prefix_io_done(done),
                 changed = self.links.changed() => {
@@ -503,6 +508,7 @@ impl Node {
                 // A catch-up read may start (a backoff ended, the rate allows more): below.
                 _ = clock.sleep(catch_up_wait.unwrap_or_default()), if catch_up_wait.is_some() => {}
             }
+            self.take_writes().await;
             // A tick that is due is taken whichever branch woke the loop. Were it a branch of
             // its own, a timer made anew at every turn would lose every race against a branch
             // that is always ready (a busy inbox): a busy node never ticked, its leaders sent
@@ -532,6 +538,8 @@ impl Node {
             }
             self.start_reads();
             self.drive_prefixes();
+            // The writes this turn started are handed to the pipeline now.
+            self.poll_writes();
             self.transport.flush();
             // What this turn did (messages, ticks, Readies) costs processor time: under
             // simulation an overloaded node's loop falls behind here.
@@ -569,6 +577,26 @@ impl Node {
                 break;
             };
             self.deliver(d.from, d.messages);
+        }
+    }
+
+    /// Every write that finished is heard, not one per turn: a commit round answers the
+    /// writes of hundreds of groups at once, and a loop that took them one per turn (each
+    /// turn paying for its passes over the Readies) heard them seconds late while its disk
+    /// idled — votes and first entries waiting for it, elections timing out on a quiet disk.
+    async fn take_writes(&mut self) {
+        self.poll_writes();
+        for done in std::mem::take(&mut self.finished) {
+            self.write_done(done).await;
+        }
+    }
+
+    /// Poll the writes without waiting: one just started is handed to the pipeline only when
+    /// first polled (a loop busy with other branches left new writes unqueued for seconds);
+    /// those found finished wait in `finished` for the next turn.
+    fn poll_writes(&mut self) {
+        while let Some(Some(done)) = self.writes.next().now_or_never() {
+            self.finished.push(done);
         }
     }
 
