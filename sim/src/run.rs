@@ -24,7 +24,7 @@ use crate::workload::{self, World};
 use crate::world::cluster::{broker_addr, broker_config, Cluster, DATA_DIR};
 use crate::world::faults::{install_fault_points, schedule};
 
-pub use crate::world::cluster::NodeStarts;
+pub use crate::world::cluster::{test_node, NodeStarts};
 
 /// Run one seed on a fresh thread (std's HashMap seeds are per thread; see docs/design.md, "Pitfalls").
 pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunReport> {

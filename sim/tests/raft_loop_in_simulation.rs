@@ -20,11 +20,9 @@ use broker::metrics::Metrics;
 use broker::replication::node::{RaftSettings, Replication};
 use broker::replication::transport::{NodeId, Transport, TransportSettings};
 use broker::storage::Store;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
-use sim::run::NodeStarts;
-use sim::world::clock::SimClock;
-use sim::world::disk::SimDisk;
+use sim::run::test_node;
 
 const GROUP: u64 = 0;
 
@@ -37,31 +35,7 @@ fn address(id: NodeId) -> SocketAddr {
 
 /// A record batch of one record, as a client encodes it.
 fn batch() -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let record = Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from_static(b"stream")),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encode a record batch");
-    buf.freeze()
+    sim::workload::client::one_record_batch(0, 1_700_000_000_000, Bytes::from_static(b"stream"))
 }
 
 /// What node 1 does once its groups are added (the others only serve).
@@ -70,67 +44,58 @@ type Driver = Arc<dyn Fn(Replication) -> futures::future::BoxFuture<'static, ()>
 /// Node `id` of three, replicating `groups` partitions of one topic (groups 0.., node 1
 /// their first leader) on madsim's disk, network and clock; node 1 then runs `drive`.
 fn node(handle: &Handle, id: NodeId, groups: u64, drive: Driver) -> NodeHandle {
-    let starts = NodeStarts::new(id);
-    let disk = SimDisk::new(id);
-    handle
-        .create_node()
-        .name(format!("broker-{id}"))
-        .ip(address(id).ip())
-        .init(move || {
-            let env = starts.next_env(&disk, Arc::new(SimClock::new()));
-            let drive = drive.clone();
-            async move {
-                let peers: BTreeMap<NodeId, SocketAddr> =
-                    (1..=3).map(|p| (p, address(p))).collect();
-                let config = Config {
-                    node_id: id as i32,
-                    data_dir: "/data".into(),
-                    cluster_peers: peers
-                        .iter()
-                        .map(|(id, a)| format!("{id}@{a}"))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    ..Config::default()
-                };
-                let store = Store::open(env.clone(), &config, Arc::new(Metrics::default()))
+    test_node(handle, id, address(id).ip(), move |env| {
+        let drive = drive.clone();
+        async move {
+            let peers: BTreeMap<NodeId, SocketAddr> = (1..=3).map(|p| (p, address(p))).collect();
+            let config = Config {
+                node_id: id as i32,
+                data_dir: "/data".into(),
+                cluster_peers: peers
+                    .iter()
+                    .map(|(id, a)| format!("{id}@{a}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                ..Config::default()
+            };
+            let store = Store::open(env.clone(), &config, Arc::new(Metrics::default()))
+                .await
+                .expect("open the store");
+            let topic = store
+                .create_topic("t", groups as i32, Default::default())
+                .await
+                .expect("create the topic");
+            let listener = env.net.listen(address(id)).await.expect("listen");
+            let (transport, inbox) = Transport::start(
+                env.clone(),
+                id,
+                listener,
+                peers.clone(),
+                TransportSettings::default(),
+            );
+            let settings = RaftSettings {
+                tick: Duration::from_millis(20),
+                election_ticks: 10,
+                heartbeat_ticks: 2,
+                quiesce_ticks: 20,
+                rebalance_ticks: 0,
+                catch_up: Default::default(),
+            };
+            let memory = broker::memory::MemoryBudget::new(64 << 20, store.metrics().clone());
+            let replication: Replication =
+                Replication::start(env, id, store.clone(), transport, inbox, settings, memory);
+            for (group, partition) in (0..groups).zip(topic.partitions.iter()) {
+                replication
+                    .add_group(group, partition.clone(), vec![1, 2, 3], id == 1, None)
                     .await
-                    .expect("open the store");
-                let topic = store
-                    .create_topic("t", groups as i32, Default::default())
-                    .await
-                    .expect("create the topic");
-                let listener = env.net.listen(address(id)).await.expect("listen");
-                let (transport, inbox) = Transport::start(
-                    env.clone(),
-                    id,
-                    listener,
-                    peers.clone(),
-                    TransportSettings::default(),
-                );
-                let settings = RaftSettings {
-                    tick: Duration::from_millis(20),
-                    election_ticks: 10,
-                    heartbeat_ticks: 2,
-                    quiesce_ticks: 20,
-                    rebalance_ticks: 0,
-                    catch_up: Default::default(),
-                };
-                let memory = broker::memory::MemoryBudget::new(64 << 20, store.metrics().clone());
-                let replication: Replication =
-                    Replication::start(env, id, store.clone(), transport, inbox, settings, memory);
-                for (group, partition) in (0..groups).zip(topic.partitions.iter()) {
-                    replication
-                        .add_group(group, partition.clone(), vec![1, 2, 3], id == 1, None)
-                        .await
-                        .expect("group added");
-                }
-                if id != 1 {
-                    return std::future::pending::<()>().await;
-                }
-                drive(replication).await;
+                    .expect("group added");
             }
-        })
-        .build()
+            if id != 1 {
+                return std::future::pending::<()>().await;
+            }
+            drive(replication).await;
+        }
+    })
 }
 
 fn serving(r: &Replication, group: u64) -> bool {

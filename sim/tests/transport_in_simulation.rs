@@ -14,9 +14,7 @@ use broker::replication::transport::{NodeId, Transport, TransportSettings};
 use bytes::Bytes;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
-use sim::run::NodeStarts;
-use sim::world::clock::SimClock;
-use sim::world::disk::SimDisk;
+use sim::run::test_node;
 
 /// (receiver, sender, the sender's counter, simulated ms since the start) for every message.
 type Log = Arc<Mutex<Vec<(NodeId, NodeId, u64, u64)>>>;
@@ -26,47 +24,38 @@ fn address(id: NodeId) -> SocketAddr {
 }
 
 fn node(handle: &Handle, id: NodeId, log: Log, start: tokio::time::Instant) -> NodeHandle {
-    let starts = NodeStarts::new(id);
-    let disk = SimDisk::new(id);
-    handle
-        .create_node()
-        .name(format!("broker-{id}"))
-        .ip(address(id).ip())
-        .init(move || {
-            let env = starts.next_env(&disk, Arc::new(SimClock::new()));
-            let log = log.clone();
-            async move {
-                let listener = env.net.listen(address(id)).await.expect("listen");
-                let peers: BTreeMap<NodeId, SocketAddr> =
-                    (1..=3).map(|p| (p, address(p))).collect();
-                let settings = TransportSettings {
-                    io_timeout: Duration::from_secs(2),
-                    keepalive: Duration::from_millis(300),
-                    ..TransportSettings::default()
-                };
-                let (transport, mut inbox) = Transport::start(env, id, listener, peers, settings);
-                let receiving = async {
-                    while let Some(delivery) = inbox.recv().await {
-                        for message in delivery.messages {
-                            let counter = u64::from_be_bytes(message[..8].try_into().unwrap());
-                            let at = start.elapsed().as_millis() as u64;
-                            log.lock().unwrap().push((id, delivery.from, counter, at));
-                        }
+    test_node(handle, id, address(id).ip(), move |env| {
+        let log = log.clone();
+        async move {
+            let listener = env.net.listen(address(id)).await.expect("listen");
+            let peers: BTreeMap<NodeId, SocketAddr> = (1..=3).map(|p| (p, address(p))).collect();
+            let settings = TransportSettings {
+                io_timeout: Duration::from_secs(2),
+                keepalive: Duration::from_millis(300),
+                ..TransportSettings::default()
+            };
+            let (transport, mut inbox) = Transport::start(env, id, listener, peers, settings);
+            let receiving = async {
+                while let Some(delivery) = inbox.recv().await {
+                    for message in delivery.messages {
+                        let counter = u64::from_be_bytes(message[..8].try_into().unwrap());
+                        let at = start.elapsed().as_millis() as u64;
+                        log.lock().unwrap().push((id, delivery.from, counter, at));
                     }
-                };
-                let sending = async {
-                    for counter in 0u64.. {
-                        for peer in (1..=3).filter(|&p| p != id) {
-                            transport.send(peer, Bytes::copy_from_slice(&counter.to_be_bytes()));
-                        }
-                        transport.flush();
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            let sending = async {
+                for counter in 0u64.. {
+                    for peer in (1..=3).filter(|&p| p != id) {
+                        transport.send(peer, Bytes::copy_from_slice(&counter.to_be_bytes()));
                     }
-                };
-                tokio::join!(receiving, sending);
-            }
-        })
-        .build()
+                    transport.flush();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::join!(receiving, sending);
+        }
+    })
 }
 
 /// The last message `to` had from `from` by `until_ms`.

@@ -504,31 +504,8 @@ mod tests {
 
     /// A produced batch of one record at log offset `base`, its value `tag`.
     fn record(base: i64, tag: u8) -> (i64, Bytes) {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
-        let r = Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: base,
-            sequence: -1,
-            timestamp: 0,
-            key: None,
-            value: Some(Bytes::from(vec![tag])),
-            headers: Default::default(),
-            delete_horizon: false,
-        };
-        let mut b = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut b, [r].iter(), &options).expect("encodes");
-        (base, b.freeze())
+        let batch = crate::workload::client::one_record_batch(base, 0, Bytes::from(vec![tag]));
+        (base, batch)
     }
 
     #[test]

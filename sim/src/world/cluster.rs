@@ -184,6 +184,23 @@ impl NodeStarts {
     }
 }
 
+/// A node of a test of its own (outside a scenario): `broker-{id}` at `ip`, with a disk and a
+/// clock that outlive its restarts; `init` runs at every start with that start's environment.
+pub fn test_node<F, Fut>(handle: &Handle, id: u64, ip: IpAddr, init: F) -> NodeHandle
+where
+    F: Fn(Env) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let starts = NodeStarts::new(id);
+    let disk = SimDisk::new(id);
+    handle
+        .create_node()
+        .name(format!("broker-{id}"))
+        .ip(ip)
+        .init(move || init(starts.next_env(&disk, Arc::new(SimClock::new()))))
+        .build()
+}
+
 /// One broker of a run: its madsim node, and the disk and clock that outlive its crashes.
 pub(crate) struct BrokerNode {
     pub(crate) name: String,

@@ -644,6 +644,32 @@ fn read_value(r: Record) -> Bytes {
     }
 }
 
+/// A batch of one record, `value` at `offset`, as a producer without idempotence encodes it.
+pub fn one_record_batch(offset: i64, timestamp: i64, value: Bytes) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp,
+        key: None,
+        value: Some(value),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut batch = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut batch, [&record], &options).expect("a record encodes");
+    batch.freeze()
+}
+
 pub fn produce_answer(resp: ResponseKind) -> Result<i64, ClientError> {
     match resp {
         ResponseKind::Produce(r) => {
