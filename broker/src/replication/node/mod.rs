@@ -11,7 +11,8 @@
 //!   group at a time (what later Readies bring waits and goes as the next one: group commit);
 //!   messages that depend on persistence (`persisted_messages`: votes, append acknowledgements)
 //!   wait until every Ready up to theirs is durable. No task ever waits on the disk inside the
-//!   loop: a write is a future the loop polls.
+//!   loop: a write is a future the loop polls, at the end of every turn too ([`underway`]),
+//!   and a turn hears every write, read and chunk that finished, not one.
 //! - **quiet idle groups**: a leader whose group has nothing to do for a while tells its
 //!   followers ([`wire::quiesce`]) and the group stops ticking everywhere — no heartbeats, no
 //!   elections, no disk work. It wakes on a proposal, on any message for it, or when the
@@ -37,20 +38,18 @@
 //! of the broker calls: commands into the mailbox), [`groups`] (a group added or removed),
 //! [`propose`] (proposals and the gate), [`acks`] (answering producers), [`delivery`] (messages
 //! from peers, early messages, what is withheld), [`ticks`] (ticks, health, links, status),
-//! [`ready`] (Readies and log writes), [`reads`] (catch-up reads for followers) and
-//! [`leadership`] (transfer, hand-over, confirmation, the preferred leader).
+//! [`ready`] (Readies and log writes), [`reads`] (catch-up reads for followers),
+//! [`underway`] (the work started away from the loop) and [`leadership`] (transfer,
+//! hand-over, confirmation, the preferred leader).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+
 use io_backend::Env;
 use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
@@ -71,6 +70,7 @@ use crate::storage::log::Partition;
 use crate::storage::{AppendError, Appended, RaftReset, RaftWrite, RaftWritten, Store};
 use crate::throttle::LogThrottle;
 use std::sync::atomic::Ordering;
+use underway::Underway;
 
 mod acks;
 mod delivery;
@@ -84,6 +84,7 @@ mod propose;
 mod reads;
 mod ready;
 mod ticks;
+mod underway;
 use acks::{answer, answer_copies, answer_durable, in_sync, majority};
 use delivery::{persist_held, release_held, send, withheld};
 pub use feed::StatusFeed;
@@ -373,13 +374,10 @@ struct Node {
     active: BTreeSet<GroupId>,
     /// Groups touched since their Ready was last handled.
     dirty: BTreeSet<GroupId>,
-    writes: FuturesUnordered<Pin<Box<dyn Future<Output = WriteDone> + Send>>>,
-    /// Writes found finished while polling `writes` outside the loop's `select!`, handled
-    /// first thing in the next turn ([`Node::take_writes`]).
-    finished: Vec<WriteDone>,
-    fetches: FuturesUnordered<Pin<Box<dyn Future<Output = FetchDone> + Send>>>,
+    writes: Underway<WriteDone>,
+    fetches: Underway<FetchDone>,
     /// Chunks of cleaned prefixes read (as leader) or written (as follower) ([`prefix`]).
-    prefix_io: FuturesUnordered<Pin<Box<dyn Future<Output = prefix::PrefixIo> + Send>>>,
+    prefix_io: Underway<prefix::PrefixIo>,
     /// Chunk reads in flight, at most [`prefix::READS_MAX`].
     prefix_reads: usize,
     /// Groups whose leader here sends a cleaned prefix to some follower.
@@ -485,11 +483,11 @@ impl Node {
                     Some(d) => self.deliver(d.from, d.messages),
                     None => break,
                 },
-                Some(done) = self.writes.next() => self.finished.push(done),
-                // Writes found finished at the end of the last turn: below.
-                _ = std::future::ready(()), if !self.finished.is_empty() => {}
-                Some(done) = self.fetches.next() => self.fetch_done(done),
-                Some(done) = self.prefix_io.next() => self.prefix_io_done(done),
+                Some(done) = self.writes.next() => self.writes.keep(done),
+                Some(done) = self.fetches.next() => self.fetches.keep(done),
+                Some(done) = self.prefix_io.next() => self.prefix_io.keep(done),
+                // Work found finished at the end of the last turn: below.
+                _ = std::future::ready(()), if self.any_finished() => {}
                 changed = self.links.changed() => {
                     if changed.is_err() {
                         break;
@@ -508,7 +506,7 @@ impl Node {
                 // A catch-up read may start (a backoff ended, the rate allows more): below.
                 _ = clock.sleep(catch_up_wait.unwrap_or_default()), if catch_up_wait.is_some() => {}
             }
-            self.take_writes().await;
+            self.take_finished().await;
             // A tick that is due is taken whichever branch woke the loop. Were it a branch of
             // its own, a timer made anew at every turn would lose every race against a branch
             // that is always ready (a busy inbox): a busy node never ticked, its leaders sent
@@ -538,8 +536,10 @@ impl Node {
             }
             self.start_reads();
             self.drive_prefixes();
-            // The writes this turn started are handed to the pipeline now.
-            self.poll_writes();
+            // What this turn started begins now (a write is queued, a read admitted).
+            self.writes.poll_now();
+            self.fetches.poll_now();
+            self.prefix_io.poll_now();
             self.transport.flush();
             // What this turn did (messages, ticks, Readies) costs processor time: under
             // simulation an overloaded node's loop falls behind here.
@@ -580,23 +580,20 @@ impl Node {
         }
     }
 
-    /// Every write that finished is heard, not one per turn: a commit round answers the
-    /// writes of hundreds of groups at once, and a loop that took them one per turn (each
-    /// turn paying for its passes over the Readies) heard them seconds late while its disk
-    /// idled — votes and first entries waiting for it, elections timing out on a quiet disk.
-    async fn take_writes(&mut self) {
-        self.poll_writes();
-        for done in std::mem::take(&mut self.finished) {
-            self.write_done(done).await;
-        }
+    fn any_finished(&self) -> bool {
+        self.writes.has_finished() || self.fetches.has_finished() || self.prefix_io.has_finished()
     }
 
-    /// Poll the writes without waiting: one just started is handed to the pipeline only when
-    /// first polled (a loop busy with other branches left new writes unqueued for seconds);
-    /// those found finished wait in `finished` for the next turn.
-    fn poll_writes(&mut self) {
-        while let Some(Some(done)) = self.writes.next().now_or_never() {
-            self.finished.push(done);
+    /// Everything started that finished is heard, not one per turn (`underway`).
+    async fn take_finished(&mut self) {
+        for done in self.writes.take() {
+            self.write_done(done).await;
+        }
+        for done in self.fetches.take() {
+            self.fetch_done(done);
+        }
+        for done in self.prefix_io.take() {
+            self.prefix_io_done(done);
         }
     }
 

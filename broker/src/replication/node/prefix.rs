@@ -516,7 +516,7 @@ impl Node {
 
 /// Remove the files of reception `old` (given up), away from the loop.
 pub(super) fn remove_received(
-    prefix_io: &mut FuturesUnordered<Pin<Box<dyn Future<Output = PrefixIo> + Send>>>,
+    prefix_io: &mut super::underway::Underway<PrefixIo>,
     io: &Io,
     dir: std::path::PathBuf,
     old: Option<Receiving>,
