@@ -194,17 +194,27 @@ def test_a_replaced_disk_is_sent_everything_again_within_the_memory_budget(tmp_p
 class ProxiedCluster(Cluster):
     """Three brokers whose inter-broker links each go through a proxy: `cluster_peers` names
     proxy `i` for broker `i`, which forwards to the port broker `i` listens on. The smaller id
-    dials, so every link to broker 3 goes through proxy 3: cutting it cuts broker 3 off."""
+    dials, so every link to broker 3 goes through proxy 3: cutting it cuts broker 3 off; the
+    proxies read who dials, so `isolate` cuts any broker off."""
 
     def __init__(self, tmp_path, extra_args=()):
         real = {i: free_port() for i in (1, 2, 3)}
-        self.proxies = {i: Proxy(free_port(), real[i]) for i in (1, 2, 3)}
+        self.proxies = {i: Proxy(free_port(), real[i], hello=True) for i in (1, 2, 3)}
         self.peers = ",".join(f"{i}@127.0.0.1:{self.proxies[i].port}" for i in (1, 2, 3))
         self.nodes = {
             i: Node(tmp_path / f"node{i}", i, self.peers,
                     tuple(extra_args) + ("--set", f"inter_broker_listen=127.0.0.1:{real[i]}"))
             for i in (1, 2, 3)
         }
+
+    def isolate(self, k):
+        """Cut broker `k` off from the others (its clients still reach it)."""
+        for i, p in self.proxies.items():
+            p.cut(dialers=None if i == k else {k})
+
+    def heal(self):
+        for p in self.proxies.values():
+            p.heal()
 
     def cleanup(self):
         # The brokers first, while their links still carry their hand-over of leaderships.

@@ -86,7 +86,12 @@ impl Broker {
 
     /// The brokers clients of `listener` may use: `(id, host, port, rack)` — this one on a
     /// single node; in a cluster, every registered broker that is not fenced and has that
-    /// listener, at its address there.
+    /// listener, at its address there — but not this one while it is cut off from the
+    /// metadata's quorum ([`crate::controller::Controller::cut_off`]). Its view is then stale
+    /// and the leaders it knew have moved, yet it answers fastest: librdkafka asks the broker
+    /// it used last and kafka-python the one with the fewest requests in flight, so clients
+    /// kept asking it and waited for the whole cut. Left out, it is dropped from their lists
+    /// (as the controller's fencing of it will do on the other side) and they ask the others.
     pub(super) fn live_brokers(
         &self,
         listener: Option<&str>,
@@ -96,16 +101,18 @@ impl Broker {
                 let (host, port) = self.own_address(listener);
                 vec![(self.config.node_id, host, port, self.config.rack())]
             }
-            Some(c) => c
-                .metadata()
-                .brokers
-                .values()
-                .filter(|b| !b.fenced)
-                .filter_map(|b| {
-                    let (host, port) = b.address_on(listener)?;
-                    Some((b.id as i32, host, port, b.rack.clone()))
-                })
-                .collect(),
+            Some(c) => {
+                let leave_out = c.cut_off().then_some(self.config.node_id as u64);
+                c.metadata()
+                    .brokers
+                    .values()
+                    .filter(|b| !b.fenced && Some(b.id) != leave_out)
+                    .filter_map(|b| {
+                        let (host, port) = b.address_on(listener)?;
+                        Some((b.id as i32, host, port, b.rack.clone()))
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -137,11 +144,22 @@ impl Broker {
     /// request's timeout), as KRaft's brokers forward them; an id of -1 instead leaves
     /// librdkafka's admin client waiting for a controller until its request times out, without
     /// asking again (seen: CreateTopics unanswered for 30 s after an election of the metadata
-    /// leader on a loaded host).
+    /// leader on a loaded host). A broker cut off from the metadata's quorum could propose
+    /// nothing: it names the first other broker it knows of.
     pub(super) fn controller_id(&self) -> i32 {
+        let me = self.config.node_id;
         match &self.cluster {
-            None => self.config.node_id,
-            Some(c) => c.leader().map_or(self.config.node_id, |l| l as i32),
+            None => me,
+            Some(c) => match c.leader() {
+                Some(l) => l as i32,
+                None if c.cut_off() => c
+                    .metadata()
+                    .brokers
+                    .values()
+                    .find(|b| !b.fenced && b.id as i32 != me)
+                    .map_or(me, |b| b.id as i32),
+                None => me,
+            },
         }
     }
 

@@ -31,6 +31,7 @@ pub mod state;
 pub use caught_up::SecurityPublished;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::sync::RwLock;
@@ -101,6 +102,8 @@ pub struct Controller {
     join_addresses: Vec<std::net::SocketAddr>,
     /// Bytes of metadata log between two snapshots ([`snapshot`]).
     snapshot_interval_bytes: u64,
+    /// What [`Controller::cut_off`] last found (it logs when that changes).
+    cut_off_said: AtomicBool,
 }
 
 impl Controller {
@@ -182,6 +185,7 @@ impl Controller {
             join_addresses: config.join_addresses(),
             voters: configured,
             snapshot_interval_bytes: config.metadata_snapshot_interval_bytes,
+            cut_off_said: AtomicBool::new(false),
         });
         tokio::spawn(controller.clone().apply_loop());
         tokio::spawn(controller.clone().register_loop());
@@ -300,6 +304,35 @@ impl Controller {
         self.replication
             .group(METADATA_GROUP)
             .and_then(|g| g.status().leader)
+    }
+
+    /// This broker is cut off from the metadata's quorum: its replica of the metadata knows
+    /// no leader, and it is linked to too few of the metadata's voters (itself counted when it
+    /// is one) to make one. Its view of the cluster is then as old as the cut, and the leaders
+    /// it knew have moved (or are moving) to the other side; a broker in a healthy election
+    /// still reaches a majority. The active controller fences such a broker after the session
+    /// timeout, as Kafka's does.
+    pub fn cut_off(&self) -> bool {
+        let Some(group) = self.replication.group(METADATA_GROUP) else {
+            return false;
+        };
+        if group.status().leader.is_some() {
+            return false;
+        }
+        let voters = group.members().voters;
+        let reached = voters
+            .iter()
+            .filter(|&&v| v == self.node_id || self.transport.connected(v))
+            .count();
+        let cut_off = reached * 2 <= voters.len();
+        if self.cut_off_said.swap(cut_off, Ordering::Relaxed) != cut_off {
+            if cut_off {
+                tracing::warn!(reached, voters = voters.len(), "cut off from the cluster metadata's quorum: Metadata answers leave this broker out, so clients ask the others");
+            } else {
+                tracing::info!("the cluster metadata's quorum is reachable again");
+            }
+        }
+        cut_off
     }
 
     /// A fresh request id (from the node's generator).
