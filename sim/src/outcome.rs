@@ -337,6 +337,11 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
     findings.extend(crate::checks::stops::writes_flow_through_stops(
         &o.history, faults,
     ));
+    if let Some(bound_s) = scenario.expect.writes_resume_s {
+        findings.extend(crate::checks::cuts::writes_resume_during_cuts(
+            &o.history, faults, bound_s,
+        ));
+    }
     if scenario.workload.configs.is_some() {
         findings.extend(crate::checks::configs::configs_as_acknowledged(
             &o.history,

@@ -9,6 +9,7 @@
 //! - [`compaction`]: a compacted topic gives every key's latest acknowledged record;
 //! - [`metadata`]: every broker's metadata lists the topics the admin was told exist;
 //! - [`bounds`]: every bounded resource of every broker stayed within its bound;
+//! - [`cuts`]: writes resume within a bound while a link is cut (where the scenario asks);
 //! - [`elections`]: no election storm, no group left leaderless after the faults, leaderships
 //!   spread back over the brokers;
 //! - [`perf`]: performance expectations in units of the scenario's own disk and network model.
@@ -21,6 +22,7 @@ pub mod acks0;
 pub mod bounds;
 pub mod compaction;
 pub mod configs;
+pub mod cuts;
 pub mod elections;
 pub mod groups;
 pub mod metadata;

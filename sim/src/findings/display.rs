@@ -365,6 +365,18 @@ impl std::fmt::Display for Finding {
                  write for {gap_s:.2} s from {since_s:.3} s, while {node} stopped ({stop}; at \
                  most {bound_s} s: its leaderships are handed over first)"
             ),
+            Finding::CutStalled {
+                cut,
+                partition,
+                gap_s,
+                since_s,
+                bound_s,
+            } => write!(
+                f,
+                "writes did not resume during a cut: partition {partition} took no acknowledged \
+                 write for {gap_s:.2} s from {since_s:.3} s, while {cut} (at most {bound_s} s: \
+                 the side the clients can reach elects leaders and they must follow)"
+            ),
             Finding::ConfigLost {
                 broker,
                 at_s,

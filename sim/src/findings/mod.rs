@@ -331,6 +331,15 @@ pub enum Finding {
         since_s: f64,
         bound_s: f64,
     },
+    /// While a link was cut, a partition went longer than `bound_s` without an acknowledged
+    /// write (`[expect] writes_resume_s`).
+    CutStalled {
+        cut: String,
+        partition: i32,
+        gap_s: f64,
+        since_s: f64,
+        bound_s: f64,
+    },
     /// After the run a broker describes a topic's config key with a value no acknowledged
     /// change left there: an update was lost.
     ConfigLost {
@@ -444,6 +453,7 @@ impl Finding {
             Finding::MetadataDiverged { .. } => "metadata-diverged",
             Finding::ConfigLost { .. } => "config-lost-update",
             Finding::StopStalled { .. } => "stop-stalled",
+            Finding::CutStalled { .. } => "cut-stalled",
             Finding::Acks0Blackholed { .. } => "acks0-blackholed",
             Finding::NotLatest { how, .. } => match how {
                 NotLatest::Lost => "latest-lost",

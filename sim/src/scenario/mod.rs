@@ -624,6 +624,11 @@ pub struct Expect {
     /// load is their fault (overload), where the model's latency bounds do not apply.
     #[serde(default)]
     pub min_acknowledged: usize,
+    /// While a link is cut, every partition written before takes an acknowledged write again
+    /// within this many seconds of the cut and of each write before (not checked unless set):
+    /// for cuts that leave a majority the clients reach.
+    #[serde(default)]
+    pub writes_resume_s: Option<f64>,
 }
 
 impl Scenario {

@@ -64,6 +64,16 @@ impl Members {
             || self.learners_next.contains(&id)
     }
 
+    /// Whether the voters `up` says are reachable (with `me`) are a majority of each
+    /// configuration: enough to elect and commit.
+    pub fn quorum_reachable(&self, me: NodeId, up: impl Fn(NodeId) -> bool) -> bool {
+        let majority = |voters: &[NodeId]| {
+            let reached = voters.iter().filter(|&&v| v == me || up(v)).count();
+            voters.is_empty() || reached * 2 > voters.len()
+        };
+        majority(&self.voters) && majority(&self.outgoing)
+    }
+
     /// Copies a commit guarantees: a majority of each configuration holds it.
     pub fn committed_copies(&self) -> usize {
         majority(&self.voters).max(if self.outgoing.is_empty() {

@@ -300,15 +300,33 @@ impl Node {
             }
             let raft = &g.raw.raft;
             // A quiet follower whose leader went silent wakes (and elects another if it must);
-            // a quiet leader wakes to tell a peer that came back who leads.
+            // a quiet leader wakes to tell a peer that came back who leads, and when it can no
+            // longer reach a quorum, to step down (check-quorum counts only ticking groups: a
+            // cut-off leader of the quiet cluster metadata stayed leader until a proposal woke
+            // it, 14 s into a cut in simulation, and its broker went on answering clients as
+            // if its view of the cluster were current).
             let leader_lost = lost.contains(&raft.leader_id);
-            let member_found = raft.state == StateRole::Leader
-                && found.iter().any(|&p| g.view.members().is_replica(p));
-            if leader_lost || member_found {
+            let leading = raft.state == StateRole::Leader;
+            let member_found = leading && found.iter().any(|&p| g.view.members().is_replica(p));
+            let quorum_lost = leading
+                && lost.iter().any(|&p| g.view.members().is_replica(p))
+                && !g.view.members().quorum_reachable(self.id, |p| {
+                    self.link_state.get(&p).copied().unwrap_or(false)
+                });
+            if leader_lost || member_found || quorum_lost {
                 crate::coverage::reached(crate::coverage::Event::QuietGroupWokenByLink);
                 g.quiet = false;
                 self.active.insert(group);
                 self.dirty.insert(group);
+            }
+            if quorum_lost {
+                // What it heard before going quiet is not news of them now: the next check
+                // of the quorum (within an election timeout) finds them gone.
+                for &p in &lost {
+                    if let Some(pr) = g.raw.raft.mut_prs().get_mut(p) {
+                        pr.recent_active = false;
+                    }
+                }
             }
         }
     }

@@ -1,13 +1,22 @@
 //! Where a simulated client sends a partition's requests. With one broker, always to it. In a
-//! cluster, to the partition's leader as Metadata names it — asked of the brokers in turn, and
-//! asked again after a leadership error (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, a fenced
-//! or unknown leader epoch) or a lost connection — as real clients do. Every (partition,
-//! epoch, leader) Metadata named is kept for the one-leader-per-epoch check.
+//! cluster, to the partition's leader as Metadata names it, asked again after a leadership
+//! error (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, a fenced or unknown leader epoch) or a
+//! lost connection — as real clients do. Every (partition, epoch, leader) Metadata named is
+//! kept for the one-leader-per-epoch check.
+//!
+//! Which broker Metadata is asked of follows librdkafka: the brokers the last answer listed
+//! (it drops those an answer leaves out, as kafka-python does; the bootstrap list only before
+//! any answer), the one a request was sent to last first (librdkafka's "least idle" broker), a
+//! broker that did not answer skipped for a second. A client that asked the brokers in turn
+//! left a broker that answers quickly but knows nothing current (one cut off from its peers)
+//! after one question; a real one keeps asking it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{Client, ClientError};
 
@@ -29,8 +38,15 @@ pub struct Leadership {
 #[derive(Default)]
 struct State {
     leaders: BTreeMap<(String, i32), SocketAddr>,
-    /// Which bootstrap broker to ask next.
+    /// Which bootstrap broker to ask next (admin requests), and which of equally idle ones
+    /// for Metadata.
     next: usize,
+    /// The brokers the last Metadata answer listed, by id.
+    learned: BTreeMap<i32, SocketAddr>,
+    /// When a request was last sent to each broker.
+    last_used: BTreeMap<SocketAddr, Instant>,
+    /// Brokers that did not answer a Metadata request, skipped until then.
+    down_until: BTreeMap<SocketAddr, Instant>,
     seen: std::collections::BTreeSet<Leadership>,
     /// The leader Metadata last named for each partition (-1: none), and every change of it.
     named: BTreeMap<(String, i32), i32>,
@@ -42,7 +58,7 @@ struct State {
 /// A broker's Metadata answer named the broker itself as `partition`'s leader in `epoch`.
 #[derive(Debug, Clone)]
 pub struct SelfNamed {
-    pub at: tokio::time::Instant,
+    pub at: Instant,
     pub broker: i32,
     pub topic: String,
     pub partition: i32,
@@ -52,7 +68,7 @@ pub struct SelfNamed {
 /// Metadata named a new leader of a partition (-1: none) at `at`.
 #[derive(Debug, Clone)]
 pub struct LeaderChange {
-    pub at: tokio::time::Instant,
+    pub at: Instant,
     pub topic: String,
     pub partition: i32,
     pub leader: i32,
@@ -65,6 +81,10 @@ pub struct Directory {
 }
 
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a broker that did not answer Metadata is skipped (librdkafka's reconnect backoff
+/// grows to a second).
+const DOWN_FOR: Duration = Duration::from_secs(1);
 
 impl Directory {
     pub fn new(brokers: Vec<SocketAddr>) -> Directory {
@@ -91,30 +111,55 @@ impl Directory {
         addr
     }
 
+    /// The broker to ask for Metadata: of the brokers last listed (the bootstrap brokers
+    /// before any answer), one not skipped, the one used last first; equally idle ones in turn.
+    fn metadata_broker(&self) -> SocketAddr {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let listed: Vec<SocketAddr> = if st.learned.is_empty() {
+            self.brokers.clone()
+        } else {
+            st.learned.values().copied().collect()
+        };
+        let up: Vec<SocketAddr> = listed
+            .iter()
+            .copied()
+            .filter(|a| st.down_until.get(a).is_none_or(|&t| t <= now))
+            .collect();
+        let pool = if up.is_empty() { listed } else { up };
+        let latest = pool.iter().map(|a| st.last_used.get(a).copied()).max();
+        let idlest: Vec<SocketAddr> = pool
+            .into_iter()
+            .filter(|a| st.last_used.get(a).copied() == latest.flatten())
+            .collect();
+        let addr = idlest[st.next % idlest.len()];
+        st.next += 1;
+        st.last_used.insert(addr, now);
+        addr
+    }
+
     /// The leader of `topic`'s `partition`, asking Metadata when it is not known.
     pub async fn leader(&self, topic: &str, partition: i32) -> Option<SocketAddr> {
         if self.brokers.len() == 1 {
             return Some(self.brokers[0]);
         }
-        if let Some(addr) = self.lock().leaders.get(&(topic.to_string(), partition)) {
-            return Some(*addr);
+        if let Some(addr) = self.known_leader(topic, partition) {
+            return Some(addr);
         }
         self.refresh(topic).await;
-        self.lock()
-            .leaders
-            .get(&(topic.to_string(), partition))
-            .copied()
+        self.known_leader(topic, partition)
     }
 
-    /// `partition`'s leader as last learnt, without asking anyone.
+    /// `partition`'s leader as last learnt, without asking anyone (a request is sent to it:
+    /// it is the broker used last).
     pub fn known_leader(&self, topic: &str, partition: i32) -> Option<SocketAddr> {
         if self.brokers.len() == 1 {
             return Some(self.brokers[0]);
         }
-        self.lock()
-            .leaders
-            .get(&(topic.to_string(), partition))
-            .copied()
+        let mut st = self.lock();
+        let addr = st.leaders.get(&(topic.to_string(), partition)).copied()?;
+        st.last_used.insert(addr, Instant::now());
+        Some(addr)
     }
 
     /// Forget what is known of `partition`'s leader (asked again next time).
@@ -122,25 +167,39 @@ impl Directory {
         self.lock().leaders.remove(&(topic.to_string(), partition));
     }
 
-    /// Ask the brokers in turn for `topic`'s leaders until one answers.
+    /// Ask brokers for `topic`'s leaders ([`Self::metadata_broker`]) until one answers.
     pub async fn refresh(&self, topic: &str) -> bool {
         for _ in 0..self.brokers.len() {
-            let addr = self.any();
+            let addr = self.metadata_broker();
             let asked = tokio::time::timeout(ASK_TIMEOUT, async {
                 let mut c = Client::connect(addr).await?;
                 c.metadata(topic).await
             })
             .await;
             let Ok(Ok(md)) = asked else {
+                self.lock()
+                    .down_until
+                    .insert(addr, Instant::now() + DOWN_FOR);
                 continue;
             };
             let hosts: BTreeMap<i32, SocketAddr> = md.brokers.into_iter().collect();
-            let asked = hosts.iter().find(|(_, a)| **a == addr).map(|(id, _)| *id);
+            // The broker asked, by its id in its own answer or in the list before.
+            let asked = {
+                let st = self.lock();
+                hosts
+                    .iter()
+                    .chain(st.learned.iter())
+                    .find(|(_, a)| **a == addr)
+                    .map(|(id, _)| *id)
+            };
             let mut st = self.lock();
+            if !hosts.is_empty() {
+                st.learned = hosts.clone();
+            }
             for (partition, leader, epoch) in md.partitions {
                 if asked == Some(leader) {
                     st.self_named.push(SelfNamed {
-                        at: tokio::time::Instant::now(),
+                        at: Instant::now(),
                         broker: leader,
                         topic: topic.to_string(),
                         partition,
@@ -151,7 +210,7 @@ impl Directory {
                 if st.named.get(&key) != Some(&leader) {
                     st.named.insert(key.clone(), leader);
                     st.changes.push(LeaderChange {
-                        at: tokio::time::Instant::now(),
+                        at: Instant::now(),
                         topic: topic.to_string(),
                         partition,
                         leader,
