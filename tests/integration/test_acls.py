@@ -141,6 +141,26 @@ def test_users_are_refused_until_acls_allow_them(secured):
                                               AclOperation.ALL)]).values():
             f.result(30)
     assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    # Nor list them without DESCRIBE on the cluster: CLUSTER_AUTHORIZATION_FAILED, as Kafka
+    # answers. (confluent-kafka's describe_acls turns that answer into an empty list, which read
+    # as "no ACLs" in a report from outside; kafka-python raises it.)
+    from kafka import KafkaAdminClient
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType,
+                             ACLResourcePatternType, ResourcePatternFilter)
+    from kafka.admin import ResourceType as KResourceType
+    from kafka.errors import ClusterAuthorizationFailedError
+    kp = KafkaAdminClient(bootstrap_servers=b.bootstrap, security_protocol="SASL_PLAINTEXT",
+                          sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="bob",
+                          sasl_plain_password="bob-pw")
+    try:
+        with pytest.raises(ClusterAuthorizationFailedError):
+            kp.describe_acls(ACLFilter(
+                principal=None, host="*", operation=ACLOperation.ANY,
+                permission_type=ACLPermissionType.ANY,
+                resource_pattern=ResourcePatternFilter(KResourceType.ANY, None,
+                                                       ACLResourcePatternType.ANY)))
+    finally:
+        kp.close()
 
 
 def test_deny_wins_and_acls_are_deleted_and_kept_across_a_restart(secured):
