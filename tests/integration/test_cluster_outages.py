@@ -2,7 +2,7 @@
 the release binary from outside): a broker whose disk was replaced is sent everything again
 while producers write, without the brokers that send it running out of memory or failing
 their disks; a leader cut off from its peers stops naming itself the leader; the first
-synchronous offset commit on a fresh cluster succeeds.
+synchronous offset commit on a fresh cluster succeeds; a killed controller is no longer named.
 
 Data volume: the replaced-disk test writes 40,000 records of 1 KiB in single-record batches
 to one partition (~45 MB per broker, 40,000 Raft entries: a log far longer than a leader's
@@ -363,3 +363,47 @@ def test_with_one_disk_replaced_and_another_broker_down_writes_resume_once_it_is
     values = {r[2] for part in got.values() for r in part}
     missing = [m["value"] for _, _, m in log.ok if m["value"] not in values]
     assert not missing, f"{len(missing)} acknowledged records missing, e.g. {missing[:3]}"
+
+
+@pytest.mark.timeout(120)
+def test_metadata_stops_naming_a_killed_controller_at_once(cluster):
+    """The controller (the metadata's leader) SIGKILLed: found black-box, for about a second the
+    others went on naming it in Metadata — until their replicas' election timeout — and
+    kafka-python's admin calls, sent to it, failed. A broker that has lost its link to the
+    leader does not name it (it takes the admin request itself and forwards it)."""
+    md = wire.parse_metadata_v1(wire.metadata_v1(wire.connect(cluster.nodes[2].bootstrap), []))
+    controller = md["controller"]
+    assert controller in cluster.nodes, md
+    cluster.nodes[controller].kill()
+    killed = time.monotonic()
+    others = [n for i, n in cluster.nodes.items() if i != controller]
+    time.sleep(0.3)  # the kernel closes the dead process's connections
+    named = []
+    while time.monotonic() < killed + 3:
+        for n in others:
+            sock = wire.connect(n.bootstrap)
+            try:
+                md = wire.parse_metadata_v1(wire.metadata_v1(sock, []))
+                named.append((n.node_id, md["controller"]))
+            finally:
+                sock.close()
+        time.sleep(0.05)
+    assert all(c != controller for _, c in named), [x for x in named if x[1] == controller][:5]
+    # kafka-python's admin client, bootstrapped to the others, creates a topic at once. (It
+    # asks for the controller's id of a broker it picks from the listed ones, and the killed
+    # broker stays listed until the session timeout fences it, as on Kafka: a refused
+    # connection to it is kafka-python's to retry, not a wrong answer.)
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic as KNewTopic
+    from kafka.errors import KafkaConnectionError
+    kp = KafkaAdminClient(bootstrap_servers=",".join(n.bootstrap for n in others),
+                          request_timeout_ms=20_000)
+    try:
+        for attempt in range(5):
+            try:
+                kp.create_topics([KNewTopic("after-the-controller", 1, 2)])
+                break
+            except KafkaConnectionError:
+                assert attempt < 4, "kafka-python reached no broker in five attempts"
+    finally:
+        kp.close()

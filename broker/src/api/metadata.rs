@@ -144,13 +144,14 @@ impl Broker {
     /// request's timeout), as KRaft's brokers forward them; an id of -1 instead leaves
     /// librdkafka's admin client waiting for a controller until its request times out, without
     /// asking again (seen: CreateTopics unanswered for 30 s after an election of the metadata
-    /// leader on a loaded host). A broker cut off from the metadata's quorum could propose
-    /// nothing: it names the first other broker it knows of.
+    /// leader on a loaded host). A leader this broker has lost its link to is not named
+    /// ([`crate::controller::Controller::reachable_leader`]); a broker cut off from the
+    /// metadata's quorum could propose nothing: it names the first other broker it knows of.
     pub(super) fn controller_id(&self) -> i32 {
         let me = self.config.node_id;
         match &self.cluster {
             None => me,
-            Some(c) => match c.leader() {
+            Some(c) => match c.reachable_leader() {
                 Some(l) => l as i32,
                 None if c.cut_off() => c
                     .metadata()

@@ -306,6 +306,16 @@ impl Controller {
             .and_then(|g| g.status().leader)
     }
 
+    /// The metadata's leader as clients are told it: `None` while it is unknown here, or known
+    /// only as a broker this one has lost its link to (killed, or cut off). Named for the
+    /// election timeout this broker's replica takes to notice, it had admin clients
+    /// (kafka-python's) fail their calls against a dead broker; any broker takes admin
+    /// requests and forwards them.
+    pub fn reachable_leader(&self) -> Option<NodeId> {
+        self.leader()
+            .filter(|&l| l == self.node_id || self.transport.connected(l))
+    }
+
     /// This broker is cut off from the metadata's quorum: its replica of the metadata knows
     /// no leader, and it is linked to too few of the metadata's voters (itself counted when it
     /// is one) to make one. Its view of the cluster is then as old as the cut, and the leaders
