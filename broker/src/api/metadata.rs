@@ -257,16 +257,20 @@ impl Broker {
                 }
             }
             let live = |b: &u64| md.brokers.get(b).is_some_and(|b| !b.fenced);
-            mp.replica_nodes = p.replicas.iter().map(|&b| BrokerId(b as i32)).collect();
-            mp.isr_nodes = p
-                .replicas
+            // A cancelled move's replicas are the original ones at once, as on Kafka; the
+            // metadata keeps the added ones until the group has let them go.
+            let replicas = match &p.moving {
+                Some(m) if m.cancelled => &m.target,
+                _ => &p.replicas,
+            };
+            mp.replica_nodes = replicas.iter().map(|&b| BrokerId(b as i32)).collect();
+            mp.isr_nodes = replicas
                 .iter()
                 .filter(|b| live(b))
                 .map(|&b| BrokerId(b as i32))
                 .collect();
             if version >= 5 {
-                mp.offline_replicas = p
-                    .replicas
+                mp.offline_replicas = replicas
                     .iter()
                     .filter(|b| !live(b))
                     .map(|&b| BrokerId(b as i32))
