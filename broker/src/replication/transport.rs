@@ -477,14 +477,11 @@ async fn run_link(
     writer: WriteHalf<Box<dyn Connection>>,
     generation: u64,
 ) -> Result<(), LinkError> {
-    if !peer.connected.swap(true, Ordering::Relaxed) {
-        inner.links.send_modify(|n| *n += 1);
-    }
     let mut replaced = peer.generation.subscribe();
     let mut shutdown = inner.shutdown.subscribe();
     let mut removed = peer.removed.subscribe();
     let outcome = tokio::select! {
-        out = read_loop(inner, peer, reader) => out,
+        out = read_loop(inner, peer, reader, generation) => out,
         out = write_loop(inner, peer, writer) => out,
         _ = replaced.wait_for(|g| *g != generation) => Ok(()),
         _ = removed.wait_for(|gone| *gone) => Ok(()),
@@ -497,9 +494,19 @@ async fn run_link(
     outcome
 }
 
-async fn read_loop(inner: &Inner, peer: &Peer, mut reader: Reader) -> Result<(), LinkError> {
+/// Read a link's frames until it fails. The link counts as connected from its first frame
+/// (each end writes its status first): a connection the peer never answers on — made to a proxy
+/// or a firewall that holds what it is sent — is not a link, and a broker counting it as one
+/// took itself for connected to peers it was cut off from, three seconds of every four.
+async fn read_loop(
+    inner: &Inner,
+    peer: &Peer,
+    mut reader: Reader,
+    generation: u64,
+) -> Result<(), LinkError> {
     let settings = &inner.settings;
     let label = format!("node {}", peer.id);
+    let mut heard = false;
     loop {
         let body = inner
             .env
@@ -513,6 +520,14 @@ async fn read_loop(inner: &Inner, peer: &Peer, mut reader: Reader) -> Result<(),
                 peer: label.clone(),
                 timeout: settings.io_timeout,
             })??;
+        if !heard {
+            heard = true;
+            if *peer.generation.borrow() == generation
+                && !peer.connected.swap(true, Ordering::Relaxed)
+            {
+                inner.links.send_modify(|n| *n += 1);
+            }
+        }
         if body.first() == Some(&KIND_STATUS) {
             if body.len() != 2 {
                 return Err(LinkError::Malformed {

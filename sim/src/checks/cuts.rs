@@ -5,27 +5,15 @@
 //! cut, while the cut-off broker answered their Metadata requests faster than anyone and knew
 //! no leaders.
 
-use std::collections::BTreeMap;
-
 use crate::findings::Finding;
-use crate::history::{Op, SendOutcome};
+use crate::history::Op;
 use crate::scenario::Fault;
 
 /// For each stretch of time some link is cut (overlapping cuts joined), each partition's
 /// longest time without an acknowledged write in it — counted from the cut's start and to its
 /// end — where the partition took writes before the cut. Longer than `bound_s` is a finding.
 pub fn writes_resume_during_cuts(history: &[Op], faults: &[Fault], bound_s: f64) -> Vec<Finding> {
-    let mut acks: BTreeMap<i32, Vec<f64>> = BTreeMap::new();
-    for op in history {
-        if let Op::Send(s) = op {
-            if matches!(s.outcome, SendOutcome::Ok(_)) {
-                acks.entry(s.partition).or_default().push(s.completed_s);
-            }
-        }
-    }
-    for times in acks.values_mut() {
-        times.sort_by(f64::total_cmp);
-    }
+    let acks = super::stops::acks_by_partition(history);
     let mut out = Vec::new();
     for (from, to, cut) in cut_windows(faults) {
         for (&partition, times) in &acks {
@@ -84,22 +72,7 @@ fn cut_windows(faults: &[Fault]) -> Vec<(f64, f64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Send;
-
-    fn ack(partition: i32, at: f64) -> Op {
-        Op::Send(Send {
-            producer: 0,
-            partition,
-            value: bytes::Bytes::from_static(b"v"),
-            idempotence: None,
-            attempt: 1,
-            acks: -1,
-            broker: 0,
-            invoked_s: at - 0.005,
-            completed_s: at,
-            outcome: SendOutcome::Ok(0),
-        })
-    }
+    use crate::checks::stops::tests::ack;
 
     fn cut(at_s: u64, a: &str, b: &str) -> Fault {
         Fault::Partition {

@@ -14,10 +14,8 @@ use crate::scenario::Fault;
 /// The longest a partition may go without an acknowledged write while a broker stops.
 pub const STOP_STALL_MAX_S: f64 = 1.0;
 
-/// For each planned stop that no other fault overlaps, each partition's longest time without an
-/// acknowledged write across the stop's window (from the stop until the broker is started
-/// again), where writes were acknowledged both before and after it.
-pub fn writes_flow_through_stops(history: &[Op], faults: &[Fault]) -> Vec<Finding> {
+/// When each partition's writes were acknowledged, in time order.
+pub(crate) fn acks_by_partition(history: &[Op]) -> BTreeMap<i32, Vec<f64>> {
     let mut acks: BTreeMap<i32, Vec<f64>> = BTreeMap::new();
     for op in history {
         if let Op::Send(s) = op {
@@ -29,6 +27,14 @@ pub fn writes_flow_through_stops(history: &[Op], faults: &[Fault]) -> Vec<Findin
     for times in acks.values_mut() {
         times.sort_by(f64::total_cmp);
     }
+    acks
+}
+
+/// For each planned stop that no other fault overlaps, each partition's longest time without an
+/// acknowledged write across the stop's window (from the stop until the broker is started
+/// again), where writes were acknowledged both before and after it.
+pub fn writes_flow_through_stops(history: &[Op], faults: &[Fault]) -> Vec<Finding> {
+    let acks = acks_by_partition(history);
     let mut out = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let Fault::Stop { at_s, down_s, .. } = f else {
@@ -73,11 +79,12 @@ pub fn writes_flow_through_stops(history: &[Op], faults: &[Fault]) -> Vec<Findin
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::history::Send;
 
-    fn ack(partition: i32, at: f64) -> Op {
+    /// A write to `partition` acknowledged at `at`.
+    pub(crate) fn ack(partition: i32, at: f64) -> Op {
         Op::Send(Send {
             producer: 0,
             partition,
