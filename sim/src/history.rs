@@ -148,6 +148,73 @@ pub struct Assigned {
     pub at_s: f64,
 }
 
+/// A member's JoinGroup answered: it is a member of `generation`, and it told the group it owned
+/// `owned` as it joined (nothing, with an eager protocol).
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub member: usize,
+    pub member_id: String,
+    pub generation: i32,
+    pub owned: Vec<i32>,
+    pub at_s: f64,
+}
+
+/// What a member owns changed other than by an assignment: it gave partitions up (before an
+/// eager rejoin, when fenced, when it left) or its process ended (a crash). `partitions`: what
+/// it still owns.
+#[derive(Debug, Clone)]
+pub struct Owns {
+    pub member: usize,
+    pub member_id: String,
+    pub partitions: Vec<i32>,
+    pub at_s: f64,
+}
+
+/// The port a `flood` fault strikes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloodPort {
+    /// The Kafka listener clients use.
+    Client,
+    /// The port the brokers link to each other on.
+    #[default]
+    InterBroker,
+}
+
+/// What each connection of a `flood` fault sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloodSend {
+    /// Bytes no Kafka frame nor transport hello starts with.
+    Garbage,
+    /// Nothing: an idle connection.
+    #[default]
+    Nothing,
+    /// The first bytes of a frame, then nothing.
+    Half,
+}
+
+/// What a stranger's flood of a broker's port saw (`flood` faults): how many connections it
+/// opened, how many the broker closed within a second, how many it held at most at once for
+/// longer, and the longest it held one.
+#[derive(Debug, Clone)]
+pub struct FloodSeen {
+    /// The broker's index (from 0).
+    pub broker: usize,
+    pub port: FloodPort,
+    pub send: FloodSend,
+    pub at_s: f64,
+    pub until_s: f64,
+    /// Connections made (the rest were refused by the system or timed out connecting).
+    pub opened: u32,
+    /// Of those, closed by the broker within a second.
+    pub closed_at_once: u32,
+    /// The most connections held open at once for more than a second.
+    pub held_max: u32,
+    /// The longest a connection stayed open (the window's length: open when it ended).
+    pub longest_held_s: f64,
+}
+
 /// A member's read of the group's committed offsets (OffsetFetch): at a join, to start from
 /// them, and after its own commits were answered.
 #[derive(Debug, Clone)]
@@ -249,7 +316,10 @@ pub enum Op {
     Admin(Admin),
     Commit(Commit),
     Assigned(Assigned),
+    Joined(Joined),
+    Owns(Owns),
     CommittedRead(CommittedRead),
+    Flood(FloodSeen),
     Member(MemberEvent),
 }
 
@@ -318,6 +388,26 @@ impl Op {
             Op::Assigned(a) => format!(
                 "{:.6} assigned m{} {} gen {} {:?}",
                 a.at_s, a.member, a.member_id, a.generation, a.partitions
+            ),
+            Op::Joined(j) => format!(
+                "{:.6} joined m{} {} gen {} owning {:?}",
+                j.at_s, j.member, j.member_id, j.generation, j.owned
+            ),
+            Op::Flood(f) => format!(
+                "{:.6} {:.6} flood b{} {:?} {:?} opened {} closed-at-once {} held-max {} longest {:.3}",
+                f.at_s,
+                f.until_s,
+                f.broker + 1,
+                f.port,
+                f.send,
+                f.opened,
+                f.closed_at_once,
+                f.held_max,
+                f.longest_held_s
+            ),
+            Op::Owns(o) => format!(
+                "{:.6} owns m{} {} {:?}",
+                o.at_s, o.member, o.member_id, o.partitions
             ),
             Op::CommittedRead(r) => format!(
                 "{:.6} {:.6} committed-read m{} {:?}",

@@ -337,6 +337,23 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
     findings.extend(crate::checks::stops::writes_flow_through_stops(
         &o.history, faults,
     ));
+    if faults
+        .iter()
+        .any(|f| matches!(f, crate::scenario::Fault::Flood { .. }))
+    {
+        let per_address = scenario
+            .broker
+            .get("max_connections_per_ip")
+            .and_then(|v| v.as_integer())
+            .map_or(
+                broker::config::Config::default().max_connections_per_ip,
+                |v| v as usize,
+            );
+        findings.extend(crate::checks::floods::check(
+            &o.history,
+            crate::checks::floods::Bounds::of_broker(per_address as u32),
+        ));
+    }
     if let Some(bound_s) = scenario.expect.writes_resume_s {
         findings.extend(crate::checks::cuts::writes_resume_during_cuts(
             &o.history, faults, bound_s,

@@ -112,10 +112,23 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         let cluster = cluster.clone();
         Box::new(move |node: usize| cluster.retire(node))
     };
+    let inter_broker = if sc.clustered() {
+        (1..=sc.cluster.nodes)
+            .map(|i| {
+                std::net::SocketAddr::new(
+                    crate::world::cluster::cluster_ip(i),
+                    crate::world::cluster::INTER_BROKER_PORT,
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let world = World::new(
         sc.clone(),
         seed,
         addrs,
+        inter_broker,
         faults.clone(),
         syncs_in_flight,
         retire,

@@ -24,6 +24,7 @@ pub fn check(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     out.extend(double_owners(history));
+    out.extend(owned_twice(history));
     out.extend(regressions(history));
     out.extend(stale_reads(history));
     let drained = final_commits(history, log, ends, committed, partitions, members_from);
@@ -74,6 +75,67 @@ fn double_owners(history: &[Op]) -> Vec<Finding> {
             members: members.into_iter().collect(),
         })
         .collect()
+}
+
+/// A partition given to a member while another member of the same generation still owned it.
+/// What a member owns is what it was last assigned, less what it gave up since (an eager
+/// member gives up everything before it joins, a cooperative one what its new assignment
+/// leaves out; a fenced, departed or crashed one everything). A member left out of the
+/// generation may still own its partitions (a paused process the group expelled, a zombie):
+/// the group cannot stop that, only fence it, so only members of the generation count.
+///
+/// A member of a generation is one that was given its assignment (SyncGroup answered), not one
+/// whose JoinGroup was answered: a coordinator that loses its partition before it wrote a
+/// generation's assignment hands that generation's number out again from the new coordinator
+/// (Kafka's does the same), and the first one's members need not be the second one's.
+fn owned_twice(history: &[Op]) -> Vec<Finding> {
+    let members: BTreeSet<(i32, usize)> = history
+        .iter()
+        .filter_map(|op| match op {
+            Op::Assigned(a) => Some((a.generation, a.member)),
+            _ => None,
+        })
+        .collect();
+    // Per member: its id, what it owns, and the generation it was last assigned in.
+    let mut owns: BTreeMap<usize, (String, BTreeSet<i32>, i32)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for op in history {
+        match op {
+            Op::Owns(o) => {
+                let generation = owns.get(&o.member).map_or(-1, |(_, _, g)| *g);
+                let set = o.partitions.iter().copied().collect();
+                owns.insert(o.member, (o.member_id.clone(), set, generation));
+            }
+            Op::Assigned(a) => {
+                let before = owns
+                    .get(&a.member)
+                    .map(|(_, s, _)| s.clone())
+                    .unwrap_or_default();
+                for p in a.partitions.iter().filter(|p| !before.contains(p)) {
+                    // Given to both in this generation: a double owner (found above).
+                    let holders = owns.iter().filter(|(m, (_, set, g))| {
+                        **m != a.member
+                            && set.contains(p)
+                            && *g != a.generation
+                            && members.contains(&(a.generation, **m))
+                    });
+                    for (_, (holder, _, _)) in holders {
+                        out.push(Finding::OwnedTwice {
+                            partition: *p,
+                            generation: a.generation,
+                            holder: holder.clone(),
+                            taker: a.member_id.clone(),
+                            at_s: a.at_s,
+                        });
+                    }
+                }
+                let set = a.partitions.iter().copied().collect();
+                owns.insert(a.member, (a.member_id.clone(), set, a.generation));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A successful commit never lowers a partition's offset below one acknowledged before it was
@@ -357,6 +419,80 @@ mod tests {
             check(&h, &log, &BTreeMap::new(), &committed, 2, 1, false),
             vec![]
         );
+    }
+
+    fn joined(member: usize, generation: i32, owned: &[i32]) -> Op {
+        Op::Joined(crate::history::Joined {
+            member,
+            member_id: format!("m{member}"),
+            generation,
+            owned: owned.to_vec(),
+            at_s: 0.4,
+        })
+    }
+
+    fn owns(member: usize, partitions: &[i32]) -> Op {
+        Op::Owns(crate::history::Owns {
+            member,
+            member_id: format!("m{member}"),
+            partitions: partitions.to_vec(),
+            at_s: 0.6,
+        })
+    }
+
+    #[test]
+    fn a_partition_moves_only_after_its_owner_gave_it_up() {
+        // m1 owns both; m2 joins. Generation 2 leaves partition 1 to nobody while m1 gives it
+        // up; generation 3 gives it to m2.
+        let cooperative = vec![
+            joined(1, 1, &[]),
+            assigned(1, 1, &[0, 1]),
+            joined(1, 2, &[0, 1]),
+            joined(2, 2, &[]),
+            assigned(1, 2, &[0]),
+            assigned(2, 2, &[]),
+            joined(1, 3, &[0]),
+            joined(2, 3, &[]),
+            assigned(1, 3, &[0]),
+            assigned(2, 3, &[1]),
+        ];
+        assert_eq!(owned_twice(&cooperative), vec![]);
+        // Given to m2 in the generation where m1, a member, still owns it.
+        let mut wrong = cooperative[..4].to_vec();
+        wrong.extend([assigned(2, 2, &[1]), assigned(1, 2, &[0])]);
+        let f = owned_twice(&wrong);
+        assert!(
+            matches!(&f[..], [Finding::OwnedTwice { partition: 1, generation: 2, holder, taker, .. }]
+                if holder == "m1" && taker == "m2"),
+            "{f:?}"
+        );
+        // Eager: m1 gave everything up before it joined generation 2.
+        let eager = vec![
+            assigned(1, 1, &[0, 1]),
+            owns(1, &[]),
+            joined(1, 2, &[]),
+            joined(2, 2, &[]),
+            assigned(2, 2, &[1]),
+            assigned(1, 2, &[0]),
+        ];
+        assert_eq!(owned_twice(&eager), vec![]);
+        // A member the group expelled (it did not join generation 2) may still believe it
+        // owns its partitions: not the group's doing.
+        let zombie = vec![
+            assigned(1, 1, &[0, 1]),
+            joined(2, 2, &[]),
+            assigned(2, 2, &[0, 1]),
+        ];
+        assert_eq!(owned_twice(&zombie), vec![]);
+        // m1 joined a generation 2 whose coordinator lost the group before writing it; the
+        // next coordinator's generation 2 went on without m1: m1 is not of that generation.
+        let reissued = vec![
+            assigned(1, 1, &[0, 1]),
+            joined(1, 2, &[0, 1]),
+            joined(2, 2, &[]),
+            assigned(2, 2, &[0, 1]),
+        ];
+        assert_eq!(owned_twice(&reissued), vec![]);
     }
 
     #[test]

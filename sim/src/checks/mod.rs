@@ -10,6 +10,7 @@
 //! - [`metadata`]: every broker's metadata lists the topics the admin was told exist;
 //! - [`bounds`]: every bounded resource of every broker stayed within its bound;
 //! - [`cuts`]: writes resume within a bound while a link is cut (where the scenario asks);
+//! - [`floods`]: strangers' floods of a broker's port held to its connection bounds;
 //! - [`elections`]: no election storm, no group left leaderless after the faults, leaderships
 //!   spread back over the brokers;
 //! - [`perf`]: performance expectations in units of the scenario's own disk and network model.
@@ -24,6 +25,7 @@ pub mod compaction;
 pub mod configs;
 pub mod cuts;
 pub mod elections;
+pub mod floods;
 pub mod groups;
 pub mod metadata;
 pub mod moves;

@@ -75,7 +75,8 @@ pub fn shorter(fault: &Fault) -> Option<Fault> {
         | Fault::NetLatency { for_s, .. }
         | Fault::ClockSkew { for_s, .. }
         | Fault::ClockDrift { for_s, .. }
-        | Fault::Pause { for_s, .. } => halve(for_s),
+        | Fault::Pause { for_s, .. }
+        | Fault::Flood { for_s, .. } => halve(for_s),
         Fault::Crash { down_s, .. } | Fault::Stop { down_s, .. } => halve(down_s),
         Fault::FsyncEio { count, .. } => {
             if *count <= 1 {

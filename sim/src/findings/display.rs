@@ -182,6 +182,28 @@ impl std::fmt::Display for Finding {
                 "double owner: partition {partition} was given to {members:?} in generation \
                  {generation}"
             ),
+            Finding::FloodHeld {
+                broker,
+                port,
+                at_s,
+                why,
+            } => write!(
+                f,
+                "flood held: the flood of broker-{}'s {port} port at {at_s:.1} s: {why}",
+                broker + 1
+            ),
+            Finding::OwnedTwice {
+                partition,
+                generation,
+                holder,
+                taker,
+                at_s,
+            } => write!(
+                f,
+                "owned twice: at {at_s:.3} s partition {partition} was given to {taker} in \
+                 generation {generation} while {holder}, a member of that generation, still \
+                 owned it"
+            ),
             Finding::CommitMismatch {
                 partition,
                 committed,

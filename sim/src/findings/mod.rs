@@ -6,12 +6,14 @@ use bytes::Bytes;
 mod display;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 46] = [
+pub const FINDING_KINDS: [&str; 48] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
     "commit-regressed",
     "double-owner",
+    "owned-twice",
+    "flood-held",
     "commit-mismatch",
     "group-unconsumed",
     "group-not-drained",
@@ -175,6 +177,22 @@ pub enum Finding {
         generation: i32,
         partition: i32,
         members: Vec<String>,
+    },
+    /// A member was given a partition while another member of the same generation still owned
+    /// it (the cooperative protocol moves a partition only after its owner gave it up).
+    OwnedTwice {
+        partition: i32,
+        generation: i32,
+        holder: String,
+        taker: String,
+        at_s: f64,
+    },
+    /// A stranger's flood of a broker's port broke one of its connection bounds.
+    FloodHeld {
+        broker: usize,
+        port: &'static str,
+        at_s: f64,
+        why: String,
     },
     /// After the run, the group's committed offset of a partition is not where its members
     /// read to (the end of the partition: the group drained).
@@ -429,6 +447,8 @@ impl Finding {
             Finding::CommitRegressed { .. } => "commit-regressed",
             Finding::StaleCommittedRead { .. } => "stale-committed-read",
             Finding::DoubleOwner { .. } => "double-owner",
+            Finding::OwnedTwice { .. } => "owned-twice",
+            Finding::FloodHeld { .. } => "flood-held",
             Finding::CommitMismatch { .. } => "commit-mismatch",
             Finding::GroupUnconsumed { .. } => "group-unconsumed",
             Finding::GroupNotDrained { .. } => "group-not-drained",

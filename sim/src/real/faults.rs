@@ -67,7 +67,8 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
             | Fault::BusyDisk { .. }
             | Fault::BusyCpu { .. }
             | Fault::Crash { .. }
-            | Fault::Stop { .. } => None,
+            | Fault::Stop { .. }
+            | Fault::Flood { .. } => None,
             Fault::Partition { node, link, .. } => {
                 let names: Vec<&str> = match (node, link) {
                     (Some(n), _) => vec![n.as_str()],
@@ -327,6 +328,8 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
         Fault::Bitflip { .. } => {
             tracing::error!("{}: not struck in a twin run", fault.describe());
         }
+        // The workload's strangers strike it (`workload::flood`), as in simulation.
+        Fault::Flood { .. } => {}
     }
 }
 

@@ -82,6 +82,8 @@ pub struct Machines {
     pub loss: Option<loss::Loss>,
     /// Each broker's faked wall clock (only when a fault skews or drifts a clock).
     pub clocks: Vec<Option<Arc<clock::FakeClock>>>,
+    /// Each broker's inter-broker listener (its peers reach it through their proxies).
+    pub inter_broker: Vec<SocketAddr>,
 }
 
 impl Machines {
@@ -359,9 +361,11 @@ async fn twin(
     let faked = faults
         .iter()
         .any(|f| matches!(f, Fault::ClockSkew { .. } | Fault::ClockDrift { .. }));
+    let mut inter_broker_addrs = Vec::new();
     for (i, proxy) in peer_proxies.into_iter().enumerate() {
         let name = broker_name(i + 1);
         let inter_broker = loopback(free_port()?);
+        inter_broker_addrs.push(inter_broker);
         let metrics = loopback(free_port()?);
         let data_dir = dir.join(&name).join("data");
         mounts.push(Arc::new(disk::mount(
@@ -446,6 +450,7 @@ async fn twin(
             .collect(),
         links,
         clocks,
+        inter_broker: inter_broker_addrs,
         loss: if faults.iter().any(|f| matches!(f, Fault::PacketLoss { .. })) {
             Some(loss::Loss::install(&proxy_ports).map_err(anyhow::Error::msg)?)
         } else {
@@ -523,6 +528,7 @@ async fn drive_and_observe(
         sc.clone(),
         seed,
         addrs,
+        machines.inter_broker.clone(),
         faults.clone(),
         syncs_in_flight,
         retire,

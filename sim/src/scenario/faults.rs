@@ -8,6 +8,7 @@ use io_backend::EnvRng;
 use serde::{Deserialize, Serialize};
 
 use super::{broker_name, is_broker, one, BROKER_NODE, CLIENT_NODES};
+pub use crate::history::{FloodPort, FloodSend};
 
 /// A fault, applied at `at_s` simulated seconds into the run.
 /// A slow disk: every operation's latency range, and its tail (per million, how long).
@@ -177,6 +178,23 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
     },
+    /// Strangers flood broker `node`'s `port` ("client" or "inter-broker") for `for_s`:
+    /// `connections` connections from one address that is neither a client's nor a broker's,
+    /// each sending `send` ("garbage": bytes no frame or hello starts with; "nothing": an idle
+    /// connection; "half": the first bytes of a frame, then nothing) and held until the broker
+    /// closes it or the window ends. Struck by the workload (the same code in both worlds).
+    Flood {
+        at_s: u64,
+        for_s: u64,
+        #[serde(default = "default_flood_connections")]
+        connections: u32,
+        #[serde(default)]
+        port: FloodPort,
+        #[serde(default)]
+        send: FloodSend,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// The broker process is paused (SIGSTOP, a long GC) for `for_s`. With `mid_write`, from
     /// `at_s` on the pause waits (up to 20 s) for the broker to begin a disk write and lands
     /// while that write is in flight, so that the operation's deadline spans the pause.
@@ -188,6 +206,10 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
     },
+}
+
+fn default_flood_connections() -> u32 {
+    300
 }
 
 impl Fault {
@@ -207,6 +229,7 @@ impl Fault {
             | Fault::ClockSkew { at_s, .. }
             | Fault::ClockDrift { at_s, .. }
             | Fault::Pause { at_s, .. }
+            | Fault::Flood { at_s, .. }
             | Fault::Stop { at_s, .. } => *at_s,
         }
     }
@@ -225,6 +248,7 @@ impl Fault {
             | Fault::ClockSkew { node, .. }
             | Fault::ClockDrift { node, .. }
             | Fault::Pause { node, .. }
+            | Fault::Flood { node, .. }
             | Fault::Stop { node, .. } => Some(node.as_deref().unwrap_or(BROKER_NODE)),
             Fault::Partition { .. } | Fault::PacketLoss { .. } | Fault::NetLatency { .. } => None,
         }
@@ -244,6 +268,7 @@ impl Fault {
             | Fault::ClockSkew { node, .. }
             | Fault::ClockDrift { node, .. }
             | Fault::Pause { node, .. }
+            | Fault::Flood { node, .. }
             | Fault::Stop { node, .. } => *node = Some(name),
             Fault::Partition { .. } | Fault::PacketLoss { .. } | Fault::NetLatency { .. } => {}
         }
@@ -264,7 +289,8 @@ impl Fault {
             | Fault::NetLatency { at_s, for_s, .. }
             | Fault::ClockSkew { at_s, for_s, .. }
             | Fault::ClockDrift { at_s, for_s, .. }
-            | Fault::Pause { at_s, for_s, .. } => at_s + for_s,
+            | Fault::Pause { at_s, for_s, .. }
+            | Fault::Flood { at_s, for_s, .. } => at_s + for_s,
             Fault::FsyncEio { at_s, .. } => *at_s,
             Fault::Crash { at_s, down_s, .. } | Fault::Stop { at_s, down_s, .. } => at_s + down_s,
         }
@@ -288,6 +314,7 @@ impl Fault {
             Fault::ClockDrift { .. } => "clock-drift",
             Fault::Pause { .. } => "pause",
             Fault::Stop { .. } => "stop",
+            Fault::Flood { .. } => "flood",
         }
     }
 
@@ -438,6 +465,25 @@ impl Fault {
                 format!("clock-drift {ppm:+} ppm for {for_s} s")
             }
             Fault::Stop { down_s, .. } => format!("stop (SIGTERM), down {down_s} s"),
+            Fault::Flood {
+                for_s,
+                connections,
+                port,
+                send,
+                ..
+            } => format!(
+                "flood: {connections} stranger connection(s) sending {} to the {} port for \
+                 {for_s} s",
+                match send {
+                    FloodSend::Garbage => "garbage",
+                    FloodSend::Nothing => "nothing",
+                    FloodSend::Half => "half a frame",
+                },
+                match port {
+                    FloodPort::Client => "client",
+                    FloodPort::InterBroker => "inter-broker",
+                }
+            ),
             Fault::Pause {
                 for_s, mid_write, ..
             } => format!(

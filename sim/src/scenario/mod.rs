@@ -42,7 +42,9 @@ mod validate;
 
 pub use configs::ConfigsWorkload;
 pub use cpu::CpuSpec;
-pub use faults::{last_heal_s, Fault, RandomFaults, RANDOM_KINDS, STOP_GRACE};
+pub use faults::{
+    last_heal_s, Fault, FloodPort, FloodSend, RandomFaults, RANDOM_KINDS, STOP_GRACE,
+};
 pub use twin::TwinSpec;
 
 /// The broker node's name in scenarios, reports and partitions (the first broker of a cluster).
@@ -502,6 +504,19 @@ pub struct GroupWorkload {
     /// offsets back.
     #[serde(default)]
     pub async_commits: usize,
+    /// The assignor members join with, as the Java client's `partition.assignment.strategy`:
+    /// "range" (eager: members give up everything before a rebalance) or "cooperative-sticky"
+    /// (members keep what they own; a partition moves only after its owner gave it up).
+    #[serde(default = "default_assignor")]
+    pub assignor: String,
+}
+
+/// The assignors a group workload may name: eager range, cooperative sticky.
+pub const RANGE: &str = "range";
+pub const COOPERATIVE_STICKY: &str = "cooperative-sticky";
+
+fn default_assignor() -> String {
+    RANGE.into()
 }
 
 fn default_group_id() -> String {

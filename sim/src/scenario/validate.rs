@@ -60,6 +60,13 @@ impl Scenario {
             {
                 return Err("workload.group: at least one member, heartbeats and commits more often than a third of the session timeout, member_faults_per_min not negative".into());
             }
+            let known = [super::RANGE, super::COOPERATIVE_STICKY];
+            if !known.contains(&g.assignor.as_str()) {
+                return Err(format!(
+                    "workload.group.assignor must be one of {known:?}, not {:?}",
+                    g.assignor
+                ));
+            }
         }
         if let Some(p) = &self.expect.performance {
             p.validate()?;

@@ -78,6 +78,14 @@ pub async fn drive(
             );
         }
     }
+    if world
+        .faults
+        .iter()
+        .any(|f| matches!(f, crate::scenario::Fault::Flood { .. }))
+    {
+        // The checker's node: no client of the workload shares its address meanwhile.
+        nodes.detach(Checker, workload::flood::strangers(world.clone()));
+    }
     let producers: Vec<_> = (0..sc.workload.producers)
         .map(|p| nodes.spawn(Producers, workload::produce(world.clone(), p)))
         .chain(

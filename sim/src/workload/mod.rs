@@ -23,6 +23,7 @@ pub mod configs;
 mod consumer;
 mod drive;
 mod final_read;
+mod flood;
 pub mod group;
 pub mod idempotent;
 pub mod keyed;
@@ -86,6 +87,8 @@ pub struct World {
     pub addr: SocketAddr,
     /// Where each partition's leader is (one broker: always it).
     pub directory: Arc<Directory>,
+    /// Each broker's inter-broker port (none on a single node).
+    pub inter_broker: Vec<SocketAddr>,
     pub start: Instant,
     /// When producing stops.
     pub end: Instant,
@@ -134,6 +137,7 @@ impl World {
         scenario: Scenario,
         seed: u64,
         brokers: Vec<SocketAddr>,
+        inter_broker: Vec<SocketAddr>,
         faults: Vec<Fault>,
         syncs_in_flight: SyncsInFlight,
         retire: Box<dyn Fn(usize) + std::marker::Send + Sync>,
@@ -147,6 +151,7 @@ impl World {
             group: Mutex::default(),
             addr: brokers[0],
             directory: Arc::new(Directory::new(brokers)),
+            inter_broker,
             start,
             several,
             faults,

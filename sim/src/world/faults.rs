@@ -411,6 +411,8 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
             tokio::time::sleep(Duration::from_secs(*down_s)).await;
             c.handle.restart(b.id);
         }
+        // The workload's strangers strike it (`workload::flood`), as in a twin run.
+        Fault::Flood { .. } => {}
         Fault::Pause {
             for_s, mid_write, ..
         } => {

@@ -5,11 +5,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    consumer_protocol_assignment, join_group_request, leave_group_request, offset_commit_request,
-    offset_fetch_request, sync_group_request, ApiKey, ConsumerProtocolAssignment,
-    ConsumerProtocolSubscription, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind,
-    ResponseKind, SyncGroupRequest, TopicName,
+    consumer_protocol_assignment, consumer_protocol_subscription, join_group_request,
+    leave_group_request, offset_commit_request, offset_fetch_request, sync_group_request, ApiKey,
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
+    RequestKind, ResponseKind, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -22,8 +22,11 @@ const LEAVE_VERSION: i16 = 5;
 const COMMIT_VERSION: i16 = 8;
 const FETCH_OFFSETS_VERSION: i16 = 8;
 const FIND_COORDINATOR_VERSION: i16 = 4;
-/// The consumer protocol's version in subscriptions and assignments.
-const CONSUMER_PROTOCOL_VERSION: i16 = 1;
+/// The consumer protocol's version in assignments.
+const ASSIGNMENT_VERSION: i16 = 1;
+/// The consumer protocol's version in subscriptions: v2 carries the partitions a member owns
+/// and the generation it owned them in (what the cooperative protocol's leader needs).
+const SUBSCRIPTION_VERSION: i16 = 2;
 
 /// Kafka's MEMBER_ID_REQUIRED: join again with the id in the answer.
 pub const MEMBER_ID_REQUIRED: i16 = 79;
@@ -38,15 +41,33 @@ pub struct Joined {
     pub generation: i32,
     pub member_id: String,
     pub leader: String,
-    /// For the leader: every member and the topics it subscribes to.
-    pub members: Vec<(String, Vec<String>)>,
+    /// For the leader: every member and its subscription.
+    pub members: Vec<(String, Subscription)>,
 }
 
-/// A subscription to `topics`, in the consumer protocol.
-pub fn subscription(topics: &[String]) -> Bytes {
+/// A member's subscription, as the consumer protocol carries it in JoinGroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscription {
+    pub topics: Vec<String>,
+    /// The partitions of `topics[0]`'s topic the member owns as it joins (v1+).
+    pub owned: Vec<i32>,
+    /// The generation it owned them in (v2+; -1: none).
+    pub generation: i32,
+}
+
+/// A subscription to `topics`, owning `owned` partitions of the first one since `generation`,
+/// in the consumer protocol.
+pub fn subscription(topics: &[String], owned: &[i32], generation: i32) -> Bytes {
     let mut sub = ConsumerProtocolSubscription::default();
     sub.topics = topics.iter().map(|t| s(t)).collect();
-    encode_versioned(&sub)
+    if let (Some(topic), false) = (topics.first(), owned.is_empty()) {
+        let mut tp = consumer_protocol_subscription::TopicPartition::default();
+        tp.topic = TopicName(s(topic));
+        tp.partitions = owned.to_vec();
+        sub.owned_partitions = vec![tp];
+    }
+    sub.generation_id = generation;
+    encode_versioned(&sub, SUBSCRIPTION_VERSION)
 }
 
 /// An assignment of `partitions` of `topic`, in the consumer protocol.
@@ -58,7 +79,7 @@ pub fn assignment(topic: &str, partitions: &[i32]) -> Bytes {
         tp.partitions = partitions.to_vec();
         a.assigned_partitions = vec![tp];
     }
-    encode_versioned(&a)
+    encode_versioned(&a, ASSIGNMENT_VERSION)
 }
 
 /// The partitions of `topic` in an assignment (none for an empty or unreadable one).
@@ -77,12 +98,23 @@ pub fn assigned(topic: &str, data: &Bytes) -> Result<Vec<i32>, ClientError> {
         .collect())
 }
 
-fn subscribed(data: &Bytes) -> Result<Vec<String>, ClientError> {
+fn subscribed(data: &Bytes) -> Result<Subscription, ClientError> {
     let mut buf = data.clone();
     let version = read_version(&mut buf)?;
     let sub = ConsumerProtocolSubscription::decode(&mut buf, version)
         .map_err(|e| ClientError::Protocol(format!("subscription: {e:#}")))?;
-    Ok(sub.topics.iter().map(|t| t.to_string()).collect())
+    let topics: Vec<String> = sub.topics.iter().map(|t| t.to_string()).collect();
+    let owned = sub
+        .owned_partitions
+        .iter()
+        .filter(|tp| topics.first().is_some_and(|t| tp.topic.0.as_str() == t))
+        .flat_map(|tp| tp.partitions.iter().copied())
+        .collect();
+    Ok(Subscription {
+        topics,
+        owned,
+        generation: if version >= 2 { sub.generation_id } else { -1 },
+    })
 }
 
 fn read_version(buf: &mut Bytes) -> Result<i16, ClientError> {
@@ -96,11 +128,11 @@ fn read_version(buf: &mut Bytes) -> Result<i16, ClientError> {
     Ok(v.clamp(0, 3))
 }
 
-fn encode_versioned<T: Encodable>(m: &T) -> Bytes {
+fn encode_versioned<T: Encodable>(m: &T, version: i16) -> Bytes {
     let mut buf = BytesMut::new();
-    buf.put_i16(CONSUMER_PROTOCOL_VERSION);
+    buf.put_i16(version);
     // Encoding a well-formed message of our own cannot fail.
-    let _ = m.encode(&mut buf, CONSUMER_PROTOCOL_VERSION);
+    let _ = m.encode(&mut buf, version);
     buf.freeze()
 }
 
@@ -130,15 +162,18 @@ impl Client {
         }
     }
 
-    /// Join `group` with the "range" protocol (one JoinGroup; MEMBER_ID_REQUIRED comes back as
-    /// an error with the id to use in [`ClientError::MemberIdRequired`]).
+    /// Join `group` with one assignment `protocol` ("range", "cooperative-sticky") and the
+    /// member's `subscription` (one JoinGroup; MEMBER_ID_REQUIRED comes back as an error with
+    /// the id to use in [`ClientError::MemberIdRequired`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn join_group(
         &mut self,
         group: &str,
         member_id: &str,
         session_timeout_ms: i32,
         rebalance_timeout_ms: i32,
-        topics: &[String],
+        protocol: &str,
+        subscription: Bytes,
     ) -> Result<Joined, ClientError> {
         let mut req = JoinGroupRequest::default();
         req.group_id = GroupId(s(group));
@@ -147,8 +182,8 @@ impl Client {
         req.member_id = s(member_id);
         req.protocol_type = s("consumer");
         let mut p = join_group_request::JoinGroupRequestProtocol::default();
-        p.name = s("range");
-        p.metadata = subscription(topics);
+        p.name = s(protocol);
+        p.metadata = subscription;
         req.protocols = vec![p];
         req.reason = Some(s("sim member joins"));
         match self
@@ -183,6 +218,7 @@ impl Client {
         group: &str,
         generation: i32,
         member_id: &str,
+        protocol: &str,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<Bytes, ClientError> {
         let mut req = SyncGroupRequest::default();
@@ -190,7 +226,7 @@ impl Client {
         req.generation_id = generation;
         req.member_id = s(member_id);
         req.protocol_type = Some(s("consumer"));
-        req.protocol_name = Some(s("range"));
+        req.protocol_name = Some(s(protocol));
         req.assignments = assignments
             .into_iter()
             .map(|(m, a)| {

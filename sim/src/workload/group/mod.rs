@@ -1,7 +1,10 @@
 //! The simulated consumer group: members of one group reading the workload topic with Kafka's
-//! classic protocol, as a Java consumer with the range assignor and auto-commit does — join,
-//! the leader assigns, sync, fetch from the committed offsets, heartbeat, commit on an interval
-//! and when a rebalance begins, rejoin when told. While producing lasts, members crash (no
+//! classic protocol, as a Java consumer with auto-commit does — join, the leader assigns, sync,
+//! fetch from the committed offsets, heartbeat, commit on an interval and when a rebalance
+//! begins, rejoin when told. With the range assignor (eager) a member gives up everything it
+//! owns before it rejoins; with the cooperative sticky one it keeps what it owns, tells the
+//! group so as it joins, and gives up only what the new assignment leaves out (committing it
+//! first), then rejoins so that the partitions it gave up can move (`assign`). While producing lasts, members crash (no
 //! LeaveGroup; they come back as new members), pause past their session timeout (and go on as
 //! zombies until the group tells them otherwise), and leave (and come back), as often as the
 //! scenario says, drawn from the seed. Once producing is over, the group reads to the end and
@@ -10,7 +13,7 @@
 //! fetches on another, as librdkafka's asynchronous commits are), and at each commit interval the member reads the group's
 //! committed offsets back: an acknowledged commit must be what the group answers.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,16 +22,22 @@ use io_backend::EnvRng;
 use tokio::time::Instant;
 
 use crate::history::{
-    Assigned, Commit, CommitOutcome, CommittedRead, MemberEvent, Op, Poll, PollResult,
+    Assigned, Commit, CommitOutcome, CommittedRead, Joined, MemberEvent, Op, Owns, Poll, PollResult,
 };
-use crate::workload::client::group::{assigned, assignment};
+use crate::workload::client::group::{assigned, assignment, subscription};
 use crate::workload::client::routing::{leadership_code, Conns};
 use crate::workload::client::{Client, ClientError};
 use crate::workload::{lock, wait_ready, World, DRAIN_MAX, OFFSET_OUT_OF_RANGE};
+use commits::SentCommit;
 
 /// Kafka's answers that tell a member to rejoin.
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const UNKNOWN_MEMBER_ID: i16 = 25;
+const ILLEGAL_GENERATION: i16 = 22;
+const FENCED_INSTANCE_ID: i16 = 82;
+
+pub mod assign;
+mod commits;
 
 /// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: the coordinator
 /// moved (its partition's leadership did) or is not ready; find it again.
@@ -71,15 +80,6 @@ enum Fate {
     Crash,
     Pause,
     Leave,
-}
-
-/// A commit sent without waiting for its answer.
-struct SentCommit {
-    correlation_id: i32,
-    offsets: Vec<(i32, i64)>,
-    generation: i32,
-    member_id: String,
-    invoked_s: f64,
 }
 
 /// One member slot of the group: incarnation after incarnation until the group is drained.
@@ -211,6 +211,7 @@ impl<'a> Member<'a> {
                 match fate {
                     Fate::Crash => {
                         self.event("crashes (no LeaveGroup)".into());
+                        self.release(&BTreeSet::new());
                         return Ending::Gone;
                     }
                     Fate::Leave => {
@@ -290,141 +291,6 @@ impl<'a> Member<'a> {
         self.conn.as_mut()
     }
 
-    /// Read the answers to commits in flight until at most `keep` are left. Without a
-    /// connection (it was dropped) their outcome is unknown.
-    async fn settle_commits(&mut self, keep: usize) {
-        let t_out = self.world.client_timeout();
-        while self.in_flight.len() > keep {
-            let Some(sent) = self.in_flight.pop_front() else {
-                break;
-            };
-            let answer = match self.conn.as_mut() {
-                Some(c) => tokio::time::timeout(t_out, c.commit_answer(sent.correlation_id)).await,
-                None => Ok(Err(ClientError::Protocol("connection dropped".into()))),
-            };
-            let outcome = commit_outcome(answer);
-            if outcome == CommitOutcome::Unknown {
-                self.conn = None;
-            }
-            self.finish_commit(sent, outcome);
-        }
-    }
-
-    /// Send this generation's progress as a commit without waiting for its answer (with
-    /// `async_commits`), once fewer than that many are in flight.
-    async fn commit_async(&mut self) {
-        let max = self.g().async_commits;
-        if max == 0 || !self.joined {
-            return;
-        }
-        let moved: Vec<(i32, i64, i64)> = self
-            .positions
-            .iter()
-            .filter_map(|(p, o)| {
-                let from = self.sent.get(p).copied().unwrap_or(0);
-                (from < *o).then_some((*p, from, *o))
-            })
-            .collect();
-        // As a consumer committing after each record it processed: a poll that brought several
-        // records is committed in steps (half way, then all of it), back to back.
-        let halfway: Vec<(i32, i64)> = moved
-            .iter()
-            .filter(|(_, from, to)| to - from >= 2)
-            .map(|(p, from, to)| (*p, from + (to - from) / 2))
-            .collect();
-        let all: Vec<(i32, i64)> = moved.iter().map(|(p, _, to)| (*p, *to)).collect();
-        for offsets in [halfway, all] {
-            if !offsets.is_empty() {
-                self.send_commit(max, offsets).await;
-            }
-        }
-    }
-
-    /// Send one commit without waiting, once fewer than `max` are in flight.
-    async fn send_commit(&mut self, max: usize, offsets: Vec<(i32, i64)>) {
-        self.settle_commits(max - 1).await;
-        if self.conn.is_none() || !self.joined {
-            return;
-        }
-        let g = self.g().clone();
-        let topic = self.world.scenario.workload.topic.clone();
-        let (generation, member_id) = (self.generation, self.member_id.clone());
-        let invoked_s = self.world.now_s();
-        let Some(c) = self.conn.as_mut() else {
-            return;
-        };
-        match c
-            .send_commit(&g.group_id, generation, &member_id, &topic, &offsets)
-            .await
-        {
-            Ok(correlation_id) => {
-                for (p, o) in &offsets {
-                    self.sent.insert(*p, *o);
-                }
-                self.in_flight.push_back(SentCommit {
-                    correlation_id,
-                    offsets,
-                    generation,
-                    member_id,
-                    invoked_s,
-                });
-            }
-            Err(_) => self.conn = None,
-        }
-    }
-
-    /// Record a commit's outcome and act on it.
-    fn finish_commit(&mut self, sent: SentCommit, outcome: CommitOutcome) {
-        self.world.record(Op::Commit(Commit {
-            member: self.id,
-            member_id: sent.member_id,
-            generation: sent.generation,
-            offsets: sent.offsets.clone(),
-            invoked_s: sent.invoked_s,
-            completed_s: self.world.now_s(),
-            outcome: outcome.clone(),
-        }));
-        match outcome {
-            CommitOutcome::Ok => {
-                let mut progress = lock(&self.world.group);
-                for (p, o) in &sent.offsets {
-                    self.committed.insert(*p, *o);
-                    let c = progress.committed.entry(*p).or_insert(0);
-                    *c = (*c).max(*o);
-                }
-            }
-            // Only a commit of the member's current generation speaks for it.
-            CommitOutcome::Failed(code) if sent.generation == self.generation => self.told(code),
-            CommitOutcome::Failed(_) | CommitOutcome::Unknown => {}
-        }
-    }
-
-    /// Read the group's committed offsets of this member's partitions (and record the read).
-    async fn read_committed_offsets(&mut self) -> Option<Vec<(i32, i64)>> {
-        let t_out = self.world.client_timeout();
-        let group_id = self.g().group_id.clone();
-        let topic = self.world.scenario.workload.topic.clone();
-        let mine: Vec<i32> = self.positions.keys().copied().collect();
-        let invoked_s = self.world.now_s();
-        let c = self.client().await?;
-        match tokio::time::timeout(t_out, c.committed_offsets(&group_id, &topic, &mine)).await {
-            Ok(Ok(offsets)) => {
-                self.world.record(Op::CommittedRead(CommittedRead {
-                    member: self.id,
-                    offsets: offsets.clone(),
-                    invoked_s,
-                    completed_s: self.world.now_s(),
-                }));
-                Some(offsets)
-            }
-            Ok(Err(_)) => None,
-            Err(_) => {
-                self.conn = None;
-                None
-            }
-        }
-    }
-
     /// A JoinGroup or SyncGroup that did not let the member in: an unknown member id is
     /// forgotten (the next join asks for a new one); no answer drops the connection.
     fn not_joined(&mut self, error: Option<ClientError>) -> bool {
@@ -432,6 +298,14 @@ impl<'a> Member<'a> {
             Some(ClientError::Kafka(code)) => {
                 if code == UNKNOWN_MEMBER_ID {
                     self.member_id.clear();
+                }
+                // No longer a member of the generation it owned its partitions in: they are
+                // lost (given to others), as the Java client's onPartitionsLost.
+                if matches!(
+                    code,
+                    UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION | FENCED_INSTANCE_ID
+                ) {
+                    self.release(&BTreeSet::new());
                 }
                 if coordinator_moved(code) {
                     self.conn = None;
@@ -442,13 +316,24 @@ impl<'a> Member<'a> {
         false
     }
 
-    /// Join (and sync) a new generation: the leader computes the range assignment.
+    /// Join (and sync) a new generation: the leader computes the assignment.
     async fn join(&mut self) -> bool {
         let g = self.g().clone();
         let topic = self.world.scenario.workload.topic.clone();
         let partitions = self.world.scenario.workload.partitions;
         let join_timeout = Duration::from_millis(g.rebalance_timeout_ms + g.session_timeout_ms)
             + self.world.client_timeout();
+        let cooperative = assign::cooperative(&g.assignor);
+        if !cooperative {
+            // Eager: everything is given up before the member joins (onPartitionsRevoked).
+            self.release(&BTreeSet::new());
+        }
+        let owned: Vec<i32> = self.positions.keys().copied().collect();
+        let since = if owned.is_empty() {
+            -1
+        } else {
+            self.generation
+        };
         let member_id = self.member_id.clone();
         let Some(c) = self.client().await else {
             return false;
@@ -460,7 +345,8 @@ impl<'a> Member<'a> {
                 &member_id,
                 g.session_timeout_ms as i32,
                 g.rebalance_timeout_ms as i32,
-                std::slice::from_ref(&topic),
+                &g.assignor,
+                subscription(std::slice::from_ref(&topic), &owned, since),
             ),
         )
         .await;
@@ -474,23 +360,39 @@ impl<'a> Member<'a> {
             Err(_) => return self.not_joined(None),
         };
         self.member_id = j.member_id.clone();
-        let assignments = if j.leader == j.member_id {
-            range(
+        self.world.record(Op::Joined(Joined {
+            member: self.id,
+            member_id: j.member_id.clone(),
+            generation: j.generation,
+            owned: owned.clone(),
+            at_s: self.world.now_s(),
+        }));
+        let assignments = if j.leader != j.member_id {
+            Vec::new()
+        } else if cooperative {
+            assign::cooperative_sticky(&j.members, partitions)
+        } else {
+            assign::range(
                 &j.members.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>(),
                 partitions,
             )
+        };
+        let assignments = assignments
             .into_iter()
             .map(|(m, ps)| (m, assignment(&topic, &ps)))
-            .collect()
-        } else {
-            Vec::new()
-        };
+            .collect();
         let Some(c) = self.client().await else {
             return false;
         };
         let synced = tokio::time::timeout(
             join_timeout,
-            c.sync_group(&g.group_id, j.generation, &j.member_id, assignments),
+            c.sync_group(
+                &g.group_id,
+                j.generation,
+                &j.member_id,
+                &g.assignor,
+                assignments,
+            ),
         )
         .await;
         let data: Bytes = match synced {
@@ -502,6 +404,17 @@ impl<'a> Member<'a> {
             return false;
         };
         self.generation = j.generation;
+        // What the new assignment leaves out is given up, its progress committed first.
+        let mine_set: BTreeSet<i32> = mine.iter().copied().collect();
+        let revoked = owned.iter().any(|p| !mine_set.contains(p));
+        if revoked {
+            let t_out = self.world.client_timeout();
+            self.commit_sync(t_out, |p| !mine_set.contains(p)).await;
+            if self.generation != j.generation {
+                return false; // The commit's answer said it is no longer a member.
+            }
+            self.release(&mine_set);
+        }
         self.world.record(Op::Assigned(Assigned {
             member: self.id,
             member_id: j.member_id.clone(),
@@ -509,73 +422,51 @@ impl<'a> Member<'a> {
             partitions: mine.clone(),
             at_s: self.world.now_s(),
         }));
-        // Start from what the group committed (the earliest offset where nothing is).
-        self.positions = mine.iter().map(|p| (*p, 0)).collect();
-        let Some(committed) = self.read_committed_offsets().await else {
-            self.positions.clear();
+        // Start what is new from what the group committed (the earliest offset where nothing
+        // is); what the member kept goes on from where it was.
+        let added: Vec<i32> = mine
+            .iter()
+            .copied()
+            .filter(|p| !self.positions.contains_key(p))
+            .collect();
+        let Some(committed) = self.read_committed_offsets(added).await else {
+            // The new partitions cannot start without the group's offsets: the member gives
+            // them up again and rejoins with what it kept.
+            self.record_owns();
+            self.joined = false;
             return false;
         };
-        self.positions = committed.into_iter().map(|(p, o)| (p, o.max(0))).collect();
-        self.committed = self.positions.clone();
-        self.sent = self.positions.clone();
+        for (p, o) in committed {
+            let o = o.max(0);
+            self.positions.insert(p, o);
+            self.committed.insert(p, o);
+            self.sent.insert(p, o);
+        }
         self.session += 1;
-        self.joined = true;
+        // A member that gave partitions up rejoins at once, so that they can move.
+        self.joined = !revoked;
         true
     }
 
-    /// Commit this generation's positions that moved since the last commit (once the commits
-    /// in flight are answered; with `async_commits`, then read the committed offsets back).
-    async fn commit(&mut self) {
-        let t_out = self.world.client_timeout();
-        self.settle_commits(0).await;
-        if !self.joined {
-            return;
-        }
-        self.commit_sync(t_out).await;
-        if self.g().async_commits > 0 && self.joined {
-            self.read_committed_offsets().await;
+    /// Give up every partition not in `keep` (and record what the member still owns).
+    fn release(&mut self, keep: &BTreeSet<i32>) {
+        let before = self.positions.len();
+        self.positions.retain(|p, _| keep.contains(p));
+        self.committed.retain(|p, _| keep.contains(p));
+        self.sent.retain(|p, _| keep.contains(p));
+        if self.positions.len() != before {
+            self.record_owns();
         }
     }
 
-    async fn commit_sync(&mut self, t_out: Duration) {
-        let offsets: Vec<(i32, i64)> = self
-            .positions
-            .iter()
-            .filter(|(p, o)| self.committed.get(p) != Some(o))
-            .map(|(p, o)| (*p, *o))
-            .collect();
-        if offsets.is_empty() {
-            return;
-        }
-        let g = self.g().clone();
-        let topic = self.world.scenario.workload.topic.clone();
-        let (generation, member_id) = (self.generation, self.member_id.clone());
-        let invoked_s = self.world.now_s();
-        let Some(c) = self.client().await else {
-            return;
-        };
-        let r = tokio::time::timeout(
-            t_out,
-            c.commit_offsets(&g.group_id, generation, &member_id, &topic, &offsets),
-        )
-        .await;
-        let outcome = commit_outcome(r);
-        if outcome == CommitOutcome::Unknown {
-            self.conn = None;
-        }
-        for (p, o) in &offsets {
-            self.sent.insert(*p, *o);
-        }
-        self.finish_commit(
-            SentCommit {
-                correlation_id: 0,
-                offsets,
-                generation,
-                member_id,
-                invoked_s,
-            },
-            outcome,
-        );
+    /// Record what the member owns now (its positions' partitions).
+    fn record_owns(&self) {
+        self.world.record(Op::Owns(Owns {
+            member: self.id,
+            member_id: self.member_id.clone(),
+            partitions: self.positions.keys().copied().collect(),
+            at_s: self.world.now_s(),
+        }));
     }
 
     /// The group said something other than "fine" to a heartbeat or commit.
@@ -585,15 +476,16 @@ impl<'a> Member<'a> {
             REBALANCE_IN_PROGRESS => self.joined = false,
             // ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID: no longer a member of
             // the generation: its partitions are someone else's; nothing more is committed.
-            22 | UNKNOWN_MEMBER_ID | 82 => {
-                if code == UNKNOWN_MEMBER_ID {
-                    self.member_id.clear();
-                }
+            ILLEGAL_GENERATION | UNKNOWN_MEMBER_ID | FENCED_INSTANCE_ID => {
                 self.event(format!(
                     "fenced (error {code}): drops its partitions and rejoins"
                 ));
+                self.release(&BTreeSet::new());
+                if code == UNKNOWN_MEMBER_ID {
+                    self.member_id.clear();
+                }
+                self.generation = -1;
                 self.joined = false;
-                self.positions.clear();
             }
             code if coordinator_moved(code) => self.conn = None,
             _ => {}
@@ -609,7 +501,7 @@ impl<'a> Member<'a> {
         };
         match tokio::time::timeout(t_out, c.heartbeat(&g.group_id, generation, &member_id)).await {
             Ok(Ok(REBALANCE_IN_PROGRESS)) => {
-                // Commit before giving the partitions up (onPartitionsRevoked), then rejoin.
+                // Commit, then rejoin (giving everything up first if the protocol is eager).
                 self.commit().await;
                 self.joined = false;
             }
@@ -629,6 +521,7 @@ impl<'a> Member<'a> {
         if let Some(c) = self.client().await {
             let _ = tokio::time::timeout(t_out, c.leave_group(&g.group_id, &member_id)).await;
         }
+        self.release(&BTreeSet::new());
         self.joined = false;
     }
 
@@ -725,40 +618,6 @@ impl<'a> Member<'a> {
     }
 }
 
-/// What an OffsetCommit's answer (or its absence) says.
-fn commit_outcome(
-    answer: Result<Result<Vec<(i32, i16)>, ClientError>, tokio::time::error::Elapsed>,
-) -> CommitOutcome {
-    match answer {
-        Ok(Ok(codes)) => match codes.iter().find(|(_, c)| *c != 0) {
-            None => CommitOutcome::Ok,
-            Some((_, code)) => CommitOutcome::Failed(*code),
-        },
-        Ok(Err(ClientError::Kafka(code))) => CommitOutcome::Failed(code),
-        _ => CommitOutcome::Unknown,
-    }
-}
-
-/// Kafka's range assignor for one topic: members in order of their ids, each a contiguous
-/// range, the first `partitions % members` one more.
-pub fn range(members: &[String], partitions: i32) -> Vec<(String, Vec<i32>)> {
-    let mut sorted = members.to_vec();
-    sorted.sort();
-    let n = sorted.len().max(1) as i32;
-    let (each, extra) = (partitions / n, partitions % n);
-    let mut next = 0;
-    sorted
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let count = each + i32::from((i as i32) < extra);
-            let ps: Vec<i32> = (next..next + count).collect();
-            next += count;
-            (m, ps)
-        })
-        .collect()
-}
-
 /// The group's committed offsets after the run, read by a fresh client from the coordinator.
 pub async fn read_committed(
     world: &World,
@@ -782,6 +641,3 @@ pub async fn read_committed(
     }
     crate::history::FinalCommitted::new()
 }
-
-#[cfg(test)]
-mod tests;
