@@ -65,6 +65,22 @@ pub fn print(path: &Path, r: &RunReport) {
             }
         }
     }
+    for op in &r.history {
+        if let crate::history::Op::Flood(f) = op {
+            println!(
+                "  flood of broker-{}'s {:?} port ({:?}) at {:.0} s: {} connection(s) made, {} closed \
+                 within a second, at most {} held at once, the longest {:.1} s",
+                f.broker + 1,
+                f.port,
+                f.send,
+                f.at_s,
+                f.opened,
+                f.closed_at_once,
+                f.held_max,
+                f.longest_held_s
+            );
+        }
+    }
     if r.stats.retry_duplicates > 0 {
         println!(
             "  {} value(s) stored twice by producer retries (allowed: retries are not idempotent)",
