@@ -307,10 +307,11 @@ impl Node {
             // if its view of the cluster were current).
             let leader_lost = lost.contains(&raft.leader_id);
             let leading = raft.state == StateRole::Leader;
-            let member_found = leading && found.iter().any(|&p| g.view.members().is_replica(p));
+            let members = g.view.members();
+            let member_found = leading && found.iter().any(|&p| members.is_replica(p));
             let quorum_lost = leading
-                && lost.iter().any(|&p| g.view.members().is_replica(p))
-                && !g.view.members().quorum_reachable(self.id, |p| {
+                && lost.iter().any(|&p| members.is_replica(p))
+                && !members.quorum_reachable(self.id, |p| {
                     self.link_state.get(&p).copied().unwrap_or(false)
                 });
             if leader_lost || member_found || quorum_lost {

@@ -128,11 +128,11 @@ impl Directory {
             .collect();
         let pool = if up.is_empty() { listed } else { up };
         let latest = pool.iter().map(|a| st.last_used.get(a).copied()).max();
-        let idlest: Vec<SocketAddr> = pool
+        let used_last: Vec<SocketAddr> = pool
             .into_iter()
             .filter(|a| st.last_used.get(a).copied() == latest.flatten())
             .collect();
-        let addr = idlest[st.next % idlest.len()];
+        let addr = used_last[st.next % used_last.len()];
         st.next += 1;
         st.last_used.insert(addr, now);
         addr
