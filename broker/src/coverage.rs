@@ -112,10 +112,15 @@ pub enum Event {
     /// A broker's controller loaded a snapshot of the cluster metadata a leader sent (its log
     /// was behind the leader's log start).
     MetadataSnapshotInstalled,
+    /// A leader's catch-up read for a follower failed (a read error, a missed deadline): it
+    /// gave back what it held and waits a backoff.
+    CatchUpReadFailed,
+    /// A catch-up read that had failed was made again and brought the entries.
+    CatchUpReadRecovered,
 }
 
 impl Event {
-    pub const ALL: [Event; 45] = [
+    pub const ALL: [Event; 47] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -161,6 +166,8 @@ impl Event {
         Event::PrefixInstalled,
         Event::MetadataSnapshotTaken,
         Event::MetadataSnapshotInstalled,
+        Event::CatchUpReadFailed,
+        Event::CatchUpReadRecovered,
     ];
 
     /// The event's name in reports.
@@ -211,6 +218,8 @@ impl Event {
             Event::PrefixInstalled => "prefix-installed",
             Event::MetadataSnapshotTaken => "metadata-snapshot-taken",
             Event::MetadataSnapshotInstalled => "metadata-snapshot-installed",
+            Event::CatchUpReadFailed => "catch-up-read-failed",
+            Event::CatchUpReadRecovered => "catch-up-read-recovered",
         }
     }
 }

@@ -325,6 +325,9 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             &read_to,
             scenario.workload.compacted.is_some(),
         ));
+        if scenario.expect.caught_up {
+            findings.extend(replicas::replicas_caught_up(&o.replica_logs, &read_to));
+        }
         findings.extend(replicas::watermarks_monotonic(&o.watermarks));
         findings.extend(replicas::one_leader_per_epoch(&o.leaderships));
         findings.extend(replicas::leader_refuses(&o.named, &o.history));

@@ -241,10 +241,13 @@ impl CatchUp {
         }
         match outcome {
             Ok(_) => {
-                self.failures.remove(&(read.group, read.low));
+                if self.failures.remove(&(read.group, read.low)).is_some() {
+                    crate::coverage::reached(crate::coverage::Event::CatchUpReadRecovered);
+                }
                 None
             }
             Err(()) => {
+                crate::coverage::reached(crate::coverage::Event::CatchUpReadFailed);
                 let attempts = self.failures.entry((read.group, read.low)).or_default();
                 *attempts = attempts.saturating_add(1);
                 let backoff = BACKOFF_MIN

@@ -69,6 +69,37 @@ pub fn replicas_agree(
     out
 }
 
+/// Every replica of every partition holds the log up to what was read back (`read_to[p]`, a
+/// Kafka offset): after the run has settled, no follower is left behind — one a leader could
+/// not bring up to date (its catch-up reads failing for good, their budgets leaked) would
+/// otherwise pass, since a replica may lag without differing. Replicas that hold no log of the
+/// partition at all (not among its replicas) are not asked.
+pub fn replicas_caught_up(
+    logs: &BTreeMap<String, BTreeMap<i32, ReplicaLog>>,
+    read_to: &BTreeMap<i32, i64>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (&partition, &kafka_end) in read_to {
+        let replicas: Vec<(&String, &ReplicaLog)> = logs
+            .iter()
+            .filter_map(|(node, parts)| parts.get(&partition).map(|l| (node, l)))
+            .collect();
+        let wanted = log_offset_of(&replicas, kafka_end);
+        for (node, log) in &replicas {
+            let at = end(log).max(0);
+            if at < wanted {
+                out.push(Finding::ReplicaBehind {
+                    partition,
+                    node: (*node).clone(),
+                    end: at,
+                    wanted,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The log offset where Kafka offset `kafka` lies in these replicas' logs: the end of the
 /// batch holding `kafka - 1`, counted in a log that holds its partition from the start (Raft's
 /// own entries take a log offset but no Kafka offset). Without such a log, `kafka` itself: no
@@ -409,6 +440,27 @@ mod tests {
             partition,
             epoch,
         }
+    }
+
+    #[test]
+    fn a_replica_left_behind_is_found_and_one_that_caught_up_is_not() {
+        let log = |n: i64| -> ReplicaLog { (0..n).map(|b| batch(b, 1)).collect() };
+        let logs: BTreeMap<String, BTreeMap<i32, ReplicaLog>> = [
+            ("broker-1".to_string(), [(0, log(3))].into_iter().collect()),
+            ("broker-2".to_string(), [(0, log(3))].into_iter().collect()),
+            ("broker-3".to_string(), [(0, log(2))].into_iter().collect()),
+        ]
+        .into_iter()
+        .collect();
+        let read_to = [(0, 3)].into_iter().collect();
+        let found = replicas_caught_up(&logs, &read_to);
+        assert!(
+            matches!(&found[..], [Finding::ReplicaBehind { partition: 0, node, end: 2, wanted: 3 }] if node == "broker-3"),
+            "{found:?}"
+        );
+        let mut all = logs.clone();
+        all.insert("broker-3".into(), [(0, log(3))].into_iter().collect());
+        assert_eq!(replicas_caught_up(&all, &read_to), vec![]);
     }
 
     #[test]

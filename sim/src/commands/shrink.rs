@@ -70,6 +70,7 @@ pub fn shorter(fault: &Fault) -> Option<Fault> {
         | Fault::BusyCpu { for_s, .. }
         | Fault::DiskFull { for_s, .. }
         | Fault::Bitflip { for_s, .. }
+        | Fault::ReadEio { for_s, .. }
         | Fault::Partition { for_s, .. }
         | Fault::PacketLoss { for_s, .. }
         | Fault::NetLatency { for_s, .. }

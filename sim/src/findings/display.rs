@@ -182,6 +182,16 @@ impl std::fmt::Display for Finding {
                 "double owner: partition {partition} was given to {members:?} in generation \
                  {generation}"
             ),
+            Finding::ReplicaBehind {
+                partition,
+                node,
+                end,
+                wanted,
+            } => write!(
+                f,
+                "replica behind: {node}'s log of partition {partition} ends at log offset {end} \
+                 after the run settled, where the others reach {wanted}"
+            ),
             Finding::FloodHeld {
                 broker,
                 port,

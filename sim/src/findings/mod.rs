@@ -6,7 +6,7 @@ use bytes::Bytes;
 mod display;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 48] = [
+pub const FINDING_KINDS: [&str; 49] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -14,6 +14,7 @@ pub const FINDING_KINDS: [&str; 48] = [
     "double-owner",
     "owned-twice",
     "flood-held",
+    "replica-behind",
     "commit-mismatch",
     "group-unconsumed",
     "group-not-drained",
@@ -186,6 +187,13 @@ pub enum Finding {
         holder: String,
         taker: String,
         at_s: f64,
+    },
+    /// After the run settled, a replica's log ends before what was read back.
+    ReplicaBehind {
+        partition: i32,
+        node: String,
+        end: i64,
+        wanted: i64,
     },
     /// A stranger's flood of a broker's port broke one of its connection bounds.
     FloodHeld {
@@ -449,6 +457,7 @@ impl Finding {
             Finding::DoubleOwner { .. } => "double-owner",
             Finding::OwnedTwice { .. } => "owned-twice",
             Finding::FloodHeld { .. } => "flood-held",
+            Finding::ReplicaBehind { .. } => "replica-behind",
             Finding::CommitMismatch { .. } => "commit-mismatch",
             Finding::GroupUnconsumed { .. } => "group-unconsumed",
             Finding::GroupNotDrained { .. } => "group-not-drained",

@@ -41,6 +41,7 @@ pub fn unsupported(scenario: &Scenario, faults: &[Fault]) -> Option<String> {
                 ..
             } => Some("a crash while cleaning watches the simulated disk's files"),
             Fault::Bitflip { .. } => Some("bit flips on reads are not struck for real yet"),
+            Fault::ReadEio { .. } => Some("reads that fail are not struck for real yet"),
             Fault::PacketLoss { .. } => {
                 if let Err(e) = crate::real::loss::available() {
                     return Some(format!(
@@ -325,7 +326,7 @@ async fn apply(fault: &Fault, m: &Machines, draw: u64) {
             }
         }
         // Refused before the run ([`unsupported`]).
-        Fault::Bitflip { .. } => {
+        Fault::Bitflip { .. } | Fault::ReadEio { .. } => {
             tracing::error!("{}: not struck in a twin run", fault.describe());
         }
         // The workload's strangers strike it (`workload::flood`), as in simulation.

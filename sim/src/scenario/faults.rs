@@ -138,6 +138,15 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
     },
+    /// For `for_s`, each read of the broker's disk fails with EIO with this chance per million
+    /// (a bad sector, a flaky controller: the data stays, the read fails).
+    ReadEio {
+        at_s: u64,
+        for_s: u64,
+        per_million: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// A network partition for `for_s`: a node isolated, or one link cut (one way or both).
     Partition {
         at_s: u64,
@@ -223,6 +232,7 @@ impl Fault {
             | Fault::BusyCpu { at_s, .. }
             | Fault::DiskFull { at_s, .. }
             | Fault::Bitflip { at_s, .. }
+            | Fault::ReadEio { at_s, .. }
             | Fault::Partition { at_s, .. }
             | Fault::PacketLoss { at_s, .. }
             | Fault::NetLatency { at_s, .. }
@@ -245,6 +255,7 @@ impl Fault {
             | Fault::BusyCpu { node, .. }
             | Fault::DiskFull { node, .. }
             | Fault::Bitflip { node, .. }
+            | Fault::ReadEio { node, .. }
             | Fault::ClockSkew { node, .. }
             | Fault::ClockDrift { node, .. }
             | Fault::Pause { node, .. }
@@ -265,6 +276,7 @@ impl Fault {
             | Fault::BusyCpu { node, .. }
             | Fault::DiskFull { node, .. }
             | Fault::Bitflip { node, .. }
+            | Fault::ReadEio { node, .. }
             | Fault::ClockSkew { node, .. }
             | Fault::ClockDrift { node, .. }
             | Fault::Pause { node, .. }
@@ -284,6 +296,7 @@ impl Fault {
             | Fault::BusyCpu { at_s, for_s, .. }
             | Fault::DiskFull { at_s, for_s, .. }
             | Fault::Bitflip { at_s, for_s, .. }
+            | Fault::ReadEio { at_s, for_s, .. }
             | Fault::Partition { at_s, for_s, .. }
             | Fault::PacketLoss { at_s, for_s, .. }
             | Fault::NetLatency { at_s, for_s, .. }
@@ -307,6 +320,7 @@ impl Fault {
             Fault::BusyCpu { .. } => "busy-cpu",
             Fault::DiskFull { .. } => "disk-full",
             Fault::Bitflip { .. } => "bitflip",
+            Fault::ReadEio { .. } => "read-eio",
             Fault::Partition { .. } => "partition",
             Fault::PacketLoss { .. } => "packet-loss",
             Fault::NetLatency { .. } => "net-latency",
@@ -434,6 +448,9 @@ impl Fault {
             Fault::Bitflip {
                 for_s, per_million, ..
             } => format!("bitflip on {per_million} reads per million for {for_s} s"),
+            Fault::ReadEio {
+                for_s, per_million, ..
+            } => format!("read-eio on {per_million} reads per million for {for_s} s"),
             Fault::Partition {
                 for_s,
                 node,

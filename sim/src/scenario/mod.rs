@@ -644,6 +644,10 @@ pub struct Expect {
     /// for cuts that leave a majority the clients reach.
     #[serde(default)]
     pub writes_resume_s: Option<f64>,
+    /// In a cluster: once the run has settled, every replica holds its partition's log up to
+    /// what was read back (not checked unless set: some scenarios end with a replica down).
+    #[serde(default)]
+    pub caught_up: bool,
 }
 
 impl Scenario {

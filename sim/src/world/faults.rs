@@ -335,6 +335,18 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
             )
             .await
         }
+        Fault::ReadEio {
+            for_s, per_million, ..
+        } => {
+            let rate = *per_million;
+            for_a_while(
+                &c.broker(fault).disk,
+                *for_s,
+                move |f| f.read_eio_per_million = rate,
+                |f| f.read_eio_per_million = 0,
+            )
+            .await
+        }
         Fault::Partition {
             for_s,
             node,

@@ -74,6 +74,8 @@ pub struct Faults {
     pub capacity_bytes: Option<u64>,
     /// Chance (per million) that a read returns one flipped bit.
     pub read_bitflip_per_million: u32,
+    /// Chance (per million) that a read fails with EIO (a bad sector, a flaky controller).
+    pub read_eio_per_million: u32,
     /// Bytes per second the disk moves, shared by the reads and syncs in flight: each waits,
     /// besides its latency, for every byte in flight before it and its own (a disk whose reads
     /// slow down under load, and slow its syncs down with them). Writes go to the page cache
@@ -662,7 +664,21 @@ impl DiskFile for SimFile {
         );
         let _moving = self.disk.transfer(wanted, true).await;
         drop(place);
-        let flip = lock(&self.disk.state).faults.read_bitflip_per_million;
+        let (flip, eio) = {
+            let st = lock(&self.disk.state);
+            (
+                st.faults.read_bitflip_per_million,
+                st.faults.read_eio_per_million,
+            )
+        };
+        if eio > 0 && self.disk.rng.range_u64(0, 1_000_000) < eio as u64 {
+            return Err(err(
+                DiskOp::ReadAt,
+                &self.path,
+                io::ErrorKind::Other,
+                "EIO: input/output error",
+            ));
+        }
         let f = lock(&self.inode);
         let mut out = f.current.read(offset as usize, len);
         drop(f);
