@@ -28,10 +28,7 @@ pub fn replicas_agree(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for (&partition, &kafka_hw) in high_watermark {
-        let replicas: Vec<(&String, &ReplicaLog)> = logs
-            .iter()
-            .filter_map(|(node, parts)| parts.get(&partition).map(|l| (node, l)))
-            .collect();
+        let replicas = replicas_of(logs, partition);
         let hw = log_offset_of(&replicas, kafka_hw);
         for (i, (a_node, a)) in replicas.iter().enumerate() {
             for (b_node, b) in &replicas[i + 1..] {
@@ -80,10 +77,7 @@ pub fn replicas_caught_up(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for (&partition, &kafka_end) in read_to {
-        let replicas: Vec<(&String, &ReplicaLog)> = logs
-            .iter()
-            .filter_map(|(node, parts)| parts.get(&partition).map(|l| (node, l)))
-            .collect();
+        let replicas = replicas_of(logs, partition);
         let wanted = log_offset_of(&replicas, kafka_end);
         for (node, log) in &replicas {
             let at = end(log).max(0);
@@ -98,6 +92,16 @@ pub fn replicas_caught_up(
         }
     }
     out
+}
+
+/// Every node's log of `partition`, for the nodes that hold one.
+fn replicas_of(
+    logs: &BTreeMap<String, BTreeMap<i32, ReplicaLog>>,
+    partition: i32,
+) -> Vec<(&String, &ReplicaLog)> {
+    logs.iter()
+        .filter_map(|(node, parts)| parts.get(&partition).map(|l| (node, l)))
+        .collect()
 }
 
 /// The log offset where Kafka offset `kafka` lies in these replicas' logs: the end of the
