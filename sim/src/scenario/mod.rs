@@ -37,14 +37,14 @@ pub mod config_draw;
 mod configs;
 mod cpu;
 mod faults;
+mod random_faults;
 mod twin;
 mod validate;
 
 pub use configs::ConfigsWorkload;
 pub use cpu::CpuSpec;
-pub use faults::{
-    last_heal_s, Fault, FloodPort, FloodSend, RandomFaults, RANDOM_KINDS, STOP_GRACE,
-};
+pub use faults::{last_heal_s, Fault, FloodPort, FloodSend, STOP_GRACE};
+pub use random_faults::{RandomFaults, RANDOM_KINDS};
 pub use twin::TwinSpec;
 
 /// The broker node's name in scenarios, reports and partitions (the first broker of a cluster).
