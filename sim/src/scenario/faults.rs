@@ -522,6 +522,12 @@ impl Fault {
             }
         }
         match self {
+            Fault::Flood {
+                port: FloodPort::InterBroker,
+                ..
+            } if brokers <= 1 => {
+                Err("a flood of the inter-broker port needs a cluster: one broker has none".into())
+            }
             Fault::Partition { node, link, .. } => match (node, link) {
                 (Some(n), None) if node_known(n) => Ok(()),
                 (None, Some([a, b])) if node_known(a) && node_known(b) && a != b => Ok(()),

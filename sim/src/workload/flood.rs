@@ -65,16 +65,29 @@ async fn flood(world: Arc<World>, fault: Fault) {
         FloodPort::Client => world.directory.brokers().get(broker).copied(),
         FloodPort::InterBroker => world.inter_broker.get(broker).copied(),
     };
+    tokio::time::sleep_until(world.start + Duration::from_secs(at_s)).await;
+    let began = Instant::now();
+    let since = |t: Instant| (t - world.start).as_secs_f64();
     let Some(addr) = addr else {
+        // Nothing to flood: recorded so, and the checker says the flood proved nothing.
         tracing::warn!(
             "{}: broker {} has no such port",
             fault.describe(),
             broker + 1
         );
+        world.record(Op::Flood(FloodSeen {
+            broker,
+            port,
+            send,
+            at_s: since(began),
+            until_s: since(began),
+            opened: 0,
+            closed_at_once: 0,
+            held_max: 0,
+            longest_held_s: 0.0,
+        }));
         return;
     };
-    tokio::time::sleep_until(world.start + Duration::from_secs(at_s)).await;
-    let began = Instant::now();
     let end = began + Duration::from_secs(for_s);
     let held: Vec<_> = (0..connections)
         .map(|_| tokio::spawn(hold(addr, send, end)))
@@ -85,7 +98,6 @@ async fn flood(world: Arc<World>, fault: Fault) {
             spans.push(span);
         }
     }
-    let since = |t: Instant| (t - world.start).as_secs_f64();
     let seen = FloodSeen {
         broker,
         port,

@@ -4,14 +4,15 @@
 //! begins, rejoin when told. With the range assignor (eager) a member gives up everything it
 //! owns before it rejoins; with the cooperative sticky one it keeps what it owns, tells the
 //! group so as it joins, and gives up only what the new assignment leaves out (committing it
-//! first), then rejoins so that the partitions it gave up can move (`assign`). While producing lasts, members crash (no
-//! LeaveGroup; they come back as new members), pause past their session timeout (and go on as
-//! zombies until the group tells them otherwise), and leave (and come back), as often as the
-//! scenario says, drawn from the seed. Once producing is over, the group reads to the end and
-//! commits it, then its members leave. With `async_commits`, each poll's progress is committed
-//! without waiting (several commits in flight on the member's coordinator connection while it
-//! fetches on another, as librdkafka's asynchronous commits are), and at each commit interval the member reads the group's
-//! committed offsets back: an acknowledged commit must be what the group answers.
+//! first), then rejoins so that the partitions it gave up can move (`assign`). While producing
+//! lasts, members crash (no LeaveGroup; they come back as new members), pause past their
+//! session timeout (and go on as zombies until the group tells them otherwise), and leave (and
+//! come back), as often as the scenario says, drawn from the seed. Once producing is over, the
+//! group reads to the end and commits it, then its members leave. With `async_commits`, each
+//! poll's progress is committed without waiting (several commits in flight on the member's
+//! coordinator connection while it fetches on another, as librdkafka's asynchronous commits
+//! are), and at each commit interval the member reads the group's committed offsets back: an
+//! acknowledged commit must be what the group answers.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -296,9 +297,6 @@ impl<'a> Member<'a> {
     fn not_joined(&mut self, error: Option<ClientError>) -> bool {
         match error {
             Some(ClientError::Kafka(code)) => {
-                if code == UNKNOWN_MEMBER_ID {
-                    self.member_id.clear();
-                }
                 // No longer a member of the generation it owned its partitions in: they are
                 // lost (given to others), as the Java client's onPartitionsLost.
                 if matches!(
@@ -306,6 +304,9 @@ impl<'a> Member<'a> {
                     UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION | FENCED_INSTANCE_ID
                 ) {
                     self.release(&BTreeSet::new());
+                }
+                if code == UNKNOWN_MEMBER_ID {
+                    self.member_id.clear();
                 }
                 if coordinator_moved(code) {
                     self.conn = None;
