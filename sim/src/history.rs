@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+pub mod probe;
+pub use probe::Probe;
+
 /// Kafka's REQUEST_TIMED_OUT: the broker could not confirm the write, which may be in the log.
 pub const REQUEST_TIMED_OUT: i16 = 7;
 /// Kafka's KAFKA_STORAGE_ERROR: this broker answers it only for appends it never wrote.
@@ -240,14 +243,8 @@ pub struct MemberEvent {
 pub enum AccessKind {
     /// A SASL login with this password.
     Login { password: String },
-    /// Produce to the probed topic (WRITE).
-    Produce,
-    /// Fetch from the probed topic (READ).
-    Fetch,
-    /// Metadata of the probed topic by name (DESCRIBE).
-    Describe,
-    /// FindCoordinator of the probed group (DESCRIBE on the group).
-    GroupCoordinator,
+    /// A request of the probes' topic, group or of the cluster, at this version.
+    Request { probe: Probe, version: i16 },
 }
 
 /// How the broker decided.

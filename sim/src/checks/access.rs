@@ -30,7 +30,7 @@ use broker::security::SecurityChange;
 
 use crate::findings::{Decision, Finding};
 use crate::history::{Access, AccessKind, AccessOutcome, Op, Publication};
-use crate::workload::security::{PROBE_GROUP, PROBE_TOPIC};
+use rules::Need;
 
 /// What the checker needs of the scenario.
 #[derive(Debug, Clone)]
@@ -86,10 +86,10 @@ pub fn check(history: &[Op], publications: &[Publication], settings: &Settings) 
 fn decision(a: &Access, from: i64, to: i64) -> Decision {
     let what = match &a.kind {
         AccessKind::Login { password } => format!("login with password {password:?}"),
-        AccessKind::Produce => format!("produce to {PROBE_TOPIC}"),
-        AccessKind::Fetch => format!("fetch from {PROBE_TOPIC}"),
-        AccessKind::Describe => format!("metadata of {PROBE_TOPIC}"),
-        AccessKind::GroupCoordinator => format!("the coordinator of group {PROBE_GROUP}"),
+        AccessKind::Request { probe, version } => {
+            let needs = rules::needs(*probe);
+            format!("{probe:?} v{version} (needs {needs:?})")
+        }
     };
     Decision {
         user: a.user.clone(),
@@ -271,7 +271,7 @@ impl Model {
         verified: &RefCell<HashMap<(Vec<u8>, String), bool>>,
     ) -> bool {
         let principal = format!("User:{}", a.user);
-        let (resource_type, name, operation) = match &a.kind {
+        let probe = match &a.kind {
             AccessKind::Login { password } => {
                 let Some(c) = self.credentials.get(&(a.user.clone(), mechanism)) else {
                     return false;
@@ -284,43 +284,22 @@ impl Model {
                 verified.borrow_mut().insert(key, v);
                 return v;
             }
-            AccessKind::Produce => (resource::TOPIC, PROBE_TOPIC, op::WRITE),
-            AccessKind::Fetch => (resource::TOPIC, PROBE_TOPIC, op::READ),
-            AccessKind::Describe => (resource::TOPIC, PROBE_TOPIC, op::DESCRIBE),
-            AccessKind::GroupCoordinator => (resource::GROUP, PROBE_GROUP, op::DESCRIBE),
+            AccessKind::Request { probe, .. } => *probe,
         };
         if settings.super_users.contains(&principal) {
             return true;
         }
-        let applies = |b: &&AclBinding| {
-            b.resource_type == resource_type
-                && b.host == "*"
-                && (b.principal == principal || b.principal == "User:*")
-                && match b.pattern {
-                    pattern::LITERAL => b.name == name || b.name == "*",
-                    pattern::PREFIXED => name.starts_with(b.name.as_str()),
-                    _ => false,
+        rules::needs(probe).iter().all(|clause| {
+            clause.iter().any(|need| match *need {
+                Need::On(rt, name, operation) => {
+                    rules::permits(self.acls.iter(), &principal, (rt, name, operation))
                 }
-        };
-        let denied = self.acls.iter().filter(applies).any(|b| {
-            b.permission == permission::DENY && (b.operation == operation || b.operation == op::ALL)
-        });
-        !denied
-            && self
-                .acls
-                .iter()
-                .filter(applies)
-                .any(|b| b.permission == permission::ALLOW && implies(b.operation, operation))
+                Need::AnyTopic(operation) => {
+                    rules::permits_some_topic(self.acls.iter(), &principal, operation)
+                }
+            })
+        })
     }
-}
-
-/// Whether an ALLOW of `granted` allows `wanted` (Kafka: READ, WRITE, DELETE and ALTER
-/// imply DESCRIBE).
-fn implies(granted: i8, wanted: i8) -> bool {
-    granted == wanted
-        || granted == op::ALL
-        || (wanted == op::DESCRIBE
-            && [op::READ, op::WRITE, op::DELETE, op::ALTER].contains(&granted))
 }
 
 /// Whether a DeleteAcls filter (ANY and `None` match everything) takes `b`.
@@ -365,5 +344,6 @@ fn unapplied(
         .collect()
 }
 
+mod rules;
 #[cfg(test)]
 mod tests;

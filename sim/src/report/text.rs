@@ -81,6 +81,7 @@ pub fn print(path: &Path, r: &RunReport) {
             );
         }
     }
+    probes_line(&r.history);
     if r.stats.retry_duplicates > 0 {
         println!(
             "  {} value(s) stored twice by producer retries (allowed: retries are not idempotent)",
@@ -116,4 +117,39 @@ pub fn print(path: &Path, r: &RunReport) {
             println!("  replay: {}", replay(path, r.seed));
         }
     }
+}
+
+/// The security probes' requests of a run, if it had any: how many were answered each way, and
+/// how many kinds of request were seen both allowed and refused.
+fn probes_line(history: &[crate::history::Op]) {
+    use crate::history::{AccessKind, AccessOutcome, Op, Probe};
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<Probe, [u64; 3]> = BTreeMap::new();
+    for op in history {
+        let Op::Access(a) = op else { continue };
+        let AccessKind::Request { probe, .. } = a.kind else {
+            continue;
+        };
+        let i = match a.outcome {
+            AccessOutcome::Allowed => 0,
+            AccessOutcome::Refused(_) => 1,
+            AccessOutcome::Unknown => 2,
+        };
+        by.entry(probe).or_default()[i] += 1;
+    }
+    if by.is_empty() {
+        return;
+    }
+    let sum = |i: usize| by.values().map(|n| n[i]).sum::<u64>();
+    let both = by.values().filter(|n| n[0] > 0 && n[1] > 0).count();
+    let listings = Probe::ALL.iter().filter(|p| p.is_listing()).count();
+    println!(
+        "  access probes: {} requests ({} allowed, {} refused, {} unknown); {both} of {} kinds \
+         of request seen both allowed and refused (listings are only ever seen allowed)",
+        sum(0) + sum(1) + sum(2),
+        sum(0),
+        sum(1),
+        sum(2),
+        Probe::ALL.len() - listings
+    );
 }

@@ -1,37 +1,39 @@
 //! Security churn (scenarios with `[auth.churn]`): an admin — the run's super user — changes
 //! users' credentials and ACLs through the admin API for the whole run, while one probe per
 //! user logs in as that user (with the password it was last given, now and then an older one)
-//! to a broker drawn at random, and asks things of a topic and a group of its own: Produce
-//! (WRITE), Fetch (READ), Metadata (DESCRIBE), FindCoordinator of the group (DESCRIBE on the
-//! group). Every login and request is recorded with how the broker
+//! to a broker drawn at random, and sends a request of every API the authorizer checks
+//! ([`Probe`]: of a topic and a group of its own, or of the cluster), each at a version drawn
+//! from those the broker serves. Two users get ACLs of their own (literal, prefixed and on
+//! every name; ALLOW and DENY; on topics, groups and the cluster); the third, `carol`, only
+//! those for every user. Every login and request is recorded with how the broker
 //! decided ([`Access`]); the security checker ([`crate::checks::access`]) judges each against
 //! the metadata log as that broker had applied it.
 //!
-//! Data: a topic of one partition that takes one 40-byte record per allowed produce (a few
+//! Data: a topic of one partition that takes one small record per allowed produce (a few
 //! hundred in a run); the changes are a few dozen records in the metadata log.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use broker::security::acl::{op, pattern, permission, resource, AclBinding, AclFilter};
+use broker::security::acl::{
+    op, pattern, permission, resource, AclBinding, AclFilter, CLUSTER_NAME,
+};
 use broker::security::scram::Mechanism;
 use io_backend::EnvRng;
 use tokio::time::Instant;
 
+use super::client::probes::{self, ProbeAnswer};
 use super::client::sasl::Login;
 use super::client::{Client, ClientError};
 use super::{
     admin_result, existing_is_created, lock, take_or_connect, wait_ready, World, RETRY_BACKOFF,
 };
-use crate::history::{Access, AccessKind, AccessOutcome, Op};
+use crate::history::{Access, AccessKind, AccessOutcome, Op, Probe};
 
-/// The probes' topic (one partition).
-pub const PROBE_TOPIC: &str = "secured";
-/// The group whose coordinator the probes ask for.
-pub const PROBE_GROUP: &str = "secured-group";
-/// The users the admin makes and the probes log in as.
-pub const PROBE_USERS: [&str; 2] = ["alice", "bob"];
+pub use crate::history::probe::{PROBE_GROUP, PROBE_TOPIC};
+/// The users the admin makes and the probes log in as (no ACL of the pool names `carol`).
+pub const PROBE_USERS: [&str; 3] = ["alice", "bob", "carol"];
 /// The iterations of the credentials the admin sets (Kafka's least).
 const ITERATIONS: u32 = 4096;
 /// How long a probe waits for an answer: a broker catching up holds a login until it has.
@@ -39,14 +41,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Kafka's RESOURCE_NOT_FOUND (deleting a credential that is not there).
 const RESOURCE_NOT_FOUND: i16 = 91;
 
-/// Whether `code` refuses `kind`: SASL_AUTHENTICATION_FAILED a login,
-/// TOPIC_AUTHORIZATION_FAILED a request of the topic, GROUP_AUTHORIZATION_FAILED one of the
-/// group (any other answer passed authorization: it is checked before anything else).
+/// Whether `code` refuses `kind`: SASL_AUTHENTICATION_FAILED a login; TOPIC_, GROUP_,
+/// CLUSTER_ or TRANSACTIONAL_ID_AUTHORIZATION_FAILED a request (any other answer passed
+/// authorization: it is checked before anything else).
 pub fn refuses(kind: &AccessKind, code: i16) -> bool {
     match kind {
         AccessKind::Login { .. } => code == 58,
-        AccessKind::Produce | AccessKind::Fetch | AccessKind::Describe => code == 29,
-        AccessKind::GroupCoordinator => code == 30,
+        AccessKind::Request { .. } => matches!(code, 29 | 30 | 31 | 53),
     }
 }
 
@@ -81,9 +82,9 @@ fn about(rng: &EnvRng, ms: u64) -> Duration {
     Duration::from_millis(rng.range_u64(ms / 2, ms + ms / 2 + 1))
 }
 
-fn topic_acl(name: &str, pat: i8, principal: &str, operation: i8, perm: i8) -> AclBinding {
+fn acl(rt: i8, name: &str, pat: i8, principal: &str, operation: i8, perm: i8) -> AclBinding {
     AclBinding {
-        resource_type: resource::TOPIC,
+        resource_type: rt,
         name: name.into(),
         pattern: pat,
         principal: principal.into(),
@@ -93,9 +94,28 @@ fn topic_acl(name: &str, pat: i8, principal: &str, operation: i8, perm: i8) -> A
     }
 }
 
+fn topic_acl(name: &str, pat: i8, principal: &str, operation: i8, perm: i8) -> AclBinding {
+    acl(resource::TOPIC, name, pat, principal, operation, perm)
+}
+
+fn group_acl(name: &str, pat: i8, principal: &str, operation: i8, perm: i8) -> AclBinding {
+    acl(resource::GROUP, name, pat, principal, operation, perm)
+}
+
+fn cluster_acl(principal: &str, operation: i8, perm: i8) -> AclBinding {
+    acl(
+        resource::CLUSTER,
+        CLUSTER_NAME,
+        pattern::LITERAL,
+        principal,
+        operation,
+        perm,
+    )
+}
+
 /// The ACLs the admin draws from: allowances and denials, literal, prefixed and on every
-/// topic, for one user and for every user — so that both the grants and the denials of each
-/// operation the probes use come and go.
+/// name, for one user and for every user, on topics, groups and the cluster — so that both
+/// the grants and the denials of each operation the probes use come and go.
 pub fn acl_pool() -> Vec<AclBinding> {
     use op::*;
     use pattern::{LITERAL, PREFIXED};
@@ -113,14 +133,24 @@ pub fn acl_pool() -> Vec<AclBinding> {
         group_acl(PROBE_GROUP, LITERAL, "User:alice", READ, ALLOW),
         group_acl("secured", PREFIXED, "User:*", DESCRIBE, ALLOW),
         group_acl(PROBE_GROUP, LITERAL, "User:bob", DESCRIBE, DENY),
+        topic_acl("secured", PREFIXED, "User:bob", DELETE, ALLOW),
+        topic_acl(PROBE_TOPIC, LITERAL, "User:alice", ALTER, ALLOW),
+        topic_acl(PROBE_TOPIC, LITERAL, "User:*", DESCRIBE_CONFIGS, ALLOW),
+        topic_acl("sec", PREFIXED, "User:bob", ALTER_CONFIGS, ALLOW),
+        topic_acl("*", LITERAL, "User:alice", ALTER_CONFIGS, DENY),
+        topic_acl("secured-", PREFIXED, "User:alice", CREATE, ALLOW),
+        group_acl("secured", PREFIXED, "User:bob", DELETE, ALLOW),
+        group_acl("*", LITERAL, "User:alice", DELETE, DENY),
+        group_acl(PROBE_GROUP, LITERAL, "User:*", READ, ALLOW),
+        cluster_acl("User:alice", ALTER, ALLOW),
+        cluster_acl("User:*", DESCRIBE, ALLOW),
+        cluster_acl("User:bob", DESCRIBE, DENY),
+        cluster_acl("User:bob", CREATE, ALLOW),
+        cluster_acl("User:alice", IDEMPOTENT_WRITE, ALLOW),
+        cluster_acl("User:bob", ALTER_CONFIGS, ALLOW),
+        cluster_acl("User:alice", DESCRIBE_CONFIGS, DENY),
+        cluster_acl("User:bob", ALL, ALLOW),
     ]
-}
-
-fn group_acl(name: &str, pat: i8, principal: &str, operation: i8, perm: i8) -> AclBinding {
-    AclBinding {
-        resource_type: resource::GROUP,
-        ..topic_acl(name, pat, principal, operation, perm)
-    }
 }
 
 /// One change the admin makes.
@@ -222,13 +252,13 @@ pub async fn churn(world: Arc<World>, passwords: Arc<Passwords>) {
     while Instant::now() < world.end {
         tokio::time::sleep(about(&rng, spec.change_interval_ms)).await;
         let user = PROBE_USERS[rng.range_u64(0, PROBE_USERS.len() as u64) as usize];
-        // Grants half the time, so that both answers to each request come up; a user is
-        // removed now and then (and made again by its next password).
+        // Mostly grants (the pool is large), so that both answers to each request come up; a
+        // user is removed now and then (and made again by its next password).
         let change = match rng.range_u64(0, 12) {
             0..=1 => new_password(user),
             2 => Change::RemoveUser { user },
-            3..=8 => Change::Grant(pool[rng.range_u64(0, pool.len() as u64) as usize].clone()),
-            9..=10 => {
+            3..=9 => Change::Grant(pool[rng.range_u64(0, pool.len() as u64) as usize].clone()),
+            10 => {
                 let b = &pool[rng.range_u64(0, pool.len() as u64) as usize];
                 Change::Revoke(exactly(b))
             }
@@ -297,7 +327,6 @@ pub async fn probe(world: Arc<World>, who: usize, passwords: Arc<Passwords>) {
     let mechanism = mechanism(&world).name().to_string();
     let brokers = world.directory.brokers().to_vec();
     let mut conn: Option<(usize, Client)> = None;
-    let mut n = 0u64;
     while Instant::now() < world.end {
         tokio::time::sleep(about(&rng, spec.probe_interval_ms)).await;
         let known = passwords.of(user);
@@ -345,34 +374,22 @@ pub async fn probe(world: Arc<World>, who: usize, passwords: Arc<Passwords>) {
             continue;
         };
         let broker = *broker;
-        let kind = match rng.range_u64(0, 4) {
-            0 => AccessKind::Produce,
-            1 => AccessKind::Fetch,
-            2 => AccessKind::Describe,
-            _ => AccessKind::GroupCoordinator,
-        };
-        n += 1;
-        let value = super::value(&format!("{user}-{n}"), 40);
+        let probe = Probe::ALL[rng.range_u64(0, Probe::ALL.len() as u64) as usize];
+        let (lo, hi) = probes::versions(probe);
+        let version = rng.range_u64(lo as u64, hi as u64 + 1) as i16;
+        let kind = AccessKind::Request { probe, version };
         let invoked_s = world.now_s();
-        let r = tokio::time::timeout(PROBE_TIMEOUT, async {
-            match kind {
-                AccessKind::Produce => c
-                    .produce(PROBE_TOPIC, 0, 1, 0, std::slice::from_ref(&value))
-                    .await
-                    .map(|_| 0),
-                AccessKind::Fetch => c.fetch(PROBE_TOPIC, 0, 0, 0).await.map(|_| 0),
-                AccessKind::GroupCoordinator => c.find_coordinator(PROBE_GROUP).await.map(|_| 0),
-                _ => c.describe_topic(PROBE_TOPIC).await,
-            }
-        })
-        .await;
+        let r = tokio::time::timeout(PROBE_TIMEOUT, c.probe(probe, version)).await;
         // Any answer but a refusal passed authorization (it is checked before anything else:
-        // a partition's leader elsewhere is told after it).
+        // a partition's leader elsewhere is told after it); a listing without the probes'
+        // resource tells nothing (it may not exist, or not be known there yet).
         let outcome = match r {
-            Ok(Ok(code)) | Ok(Err(ClientError::Kafka(code))) if refuses(&kind, code) => {
-                AccessOutcome::Refused(code)
-            }
-            Ok(Ok(_)) | Ok(Err(ClientError::Kafka(_))) => AccessOutcome::Allowed,
+            Ok(Ok(ProbeAnswer::Codes(codes))) => match codes.iter().find(|c| refuses(&kind, **c)) {
+                Some(code) => AccessOutcome::Refused(*code),
+                None => AccessOutcome::Allowed,
+            },
+            Ok(Ok(ProbeAnswer::Listed(true))) => AccessOutcome::Allowed,
+            Ok(Ok(ProbeAnswer::Listed(false))) => AccessOutcome::Unknown,
             _ => {
                 conn = None;
                 AccessOutcome::Unknown

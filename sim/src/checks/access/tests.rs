@@ -1,4 +1,10 @@
 use super::*;
+use crate::history::probe::{PROBE_GROUP, PROBE_TOPIC};
+use crate::history::Probe;
+
+fn req(probe: Probe) -> AccessKind {
+    AccessKind::Request { probe, version: 0 }
+}
 
 fn acl(principal: &str, operation: i8, perm: i8) -> AclBinding {
     AclBinding {
@@ -81,8 +87,8 @@ fn grant_then_revoke() -> Vec<Publication> {
 
 #[test]
 fn a_request_is_judged_by_the_points_its_broker_may_have_decided_at() {
-    let allowed = |span| access(AccessKind::Produce, 0, span, AccessOutcome::Allowed);
-    let refused = |span| access(AccessKind::Produce, 0, span, AccessOutcome::Refused(29));
+    let allowed = |span| access(req(Probe::Produce), 0, span, AccessOutcome::Allowed);
+    let refused = |span| access(req(Probe::Produce), 0, span, AccessOutcome::Refused(29));
     let p = grant_then_revoke();
     // Between the grant and the revocation: allowed is right, refused is not.
     assert!(check(&[allowed((2.0, 3.0))], &p, &settings()).is_empty());
@@ -100,7 +106,7 @@ fn a_request_is_judged_by_the_points_its_broker_may_have_decided_at() {
     // Before the broker applied anything: nobody but a super user is allowed.
     assert!(check(&[refused((0.1, 0.2))], &p, &settings()).is_empty());
     // Unknown outcomes say nothing.
-    let unknown = access(AccessKind::Produce, 0, (6.0, 7.0), AccessOutcome::Unknown);
+    let unknown = access(req(Probe::Produce), 0, (6.0, 7.0), AccessOutcome::Unknown);
     assert!(check(&[unknown], &p, &settings()).is_empty());
 }
 
@@ -110,14 +116,14 @@ fn a_restarted_broker_may_not_decide_from_an_older_point_than_it_had_reached() {
     // Its next start replays the log: the grant again first (at t=8), then the revocation.
     p.push(publish(0, 2, 8.0, 10, vec![(10, grant_alice_write())]));
     p.push(publish(0, 2, 12.0, 20, vec![(20, revoke_alice())]));
-    let served = access(AccessKind::Produce, 0, (9.0, 9.5), AccessOutcome::Allowed);
+    let served = access(req(Probe::Produce), 0, (9.0, 9.5), AccessOutcome::Allowed);
     assert_eq!(
         kinds(&check(&[served], &p, &settings())),
         ["served-unauthorized"]
     );
     // Another broker that never applied the revocation may still allow it.
     p.push(publish(1, 1, 1.0, 10, vec![(10, grant_alice_write())]));
-    let elsewhere = access(AccessKind::Produce, 1, (9.0, 9.5), AccessOutcome::Allowed);
+    let elsewhere = access(req(Probe::Produce), 1, (9.0, 9.5), AccessOutcome::Allowed);
     assert!(check(
         &[elsewhere],
         &p,
@@ -223,20 +229,20 @@ fn the_model_follows_kafka_s_acl_rules() {
         };
         m.allows(&a, Mechanism::Sha512, &settings(), &verified)
     };
-    assert!(!may(&m, "alice", AccessKind::Describe), "no ACL: nothing");
+    assert!(!may(&m, "alice", req(Probe::Metadata)), "no ACL: nothing");
     assert!(
-        may(&m, "admin", AccessKind::Produce),
+        may(&m, "admin", req(Probe::Produce)),
         "a super user: everything"
     );
     m.apply(&SecurityChange::CreateAcl {
         binding: acl("User:*", op::READ, permission::ALLOW),
     });
-    assert!(may(&m, "bob", AccessKind::Fetch));
+    assert!(may(&m, "bob", req(Probe::Fetch)));
     assert!(
-        may(&m, "bob", AccessKind::Describe),
+        may(&m, "bob", req(Probe::Metadata)),
         "READ implies DESCRIBE"
     );
-    assert!(!may(&m, "bob", AccessKind::Produce));
+    assert!(!may(&m, "bob", req(Probe::Produce)));
     m.apply(&SecurityChange::CreateAcl {
         binding: AclBinding {
             name: "sec".into(),
@@ -244,13 +250,13 @@ fn the_model_follows_kafka_s_acl_rules() {
             ..acl("User:bob", op::ALL, permission::ALLOW)
         },
     });
-    assert!(may(&m, "bob", AccessKind::Produce), "a prefix and ALL");
+    assert!(may(&m, "bob", req(Probe::Produce)), "a prefix and ALL");
     m.apply(&SecurityChange::CreateAcl {
         binding: acl("User:bob", op::WRITE, permission::DENY),
     });
-    assert!(!may(&m, "bob", AccessKind::Produce), "DENY wins");
+    assert!(!may(&m, "bob", req(Probe::Produce)), "DENY wins");
     assert!(
-        may(&m, "bob", AccessKind::Describe),
+        may(&m, "bob", req(Probe::Metadata)),
         "a DENY of WRITE leaves DESCRIBE"
     );
     m.apply(&SecurityChange::CreateAcl {
@@ -260,7 +266,7 @@ fn the_model_follows_kafka_s_acl_rules() {
         },
     });
     assert!(
-        !may(&m, "bob", AccessKind::Fetch),
+        !may(&m, "bob", req(Probe::Fetch)),
         "a literal * applies to every topic"
     );
     m.apply(&SecurityChange::DeleteAcls {
@@ -274,17 +280,130 @@ fn the_model_follows_kafka_s_acl_rules() {
             permission: permission::DENY,
         }],
     });
-    assert!(may(&m, "bob", AccessKind::Produce) && may(&m, "bob", AccessKind::Fetch));
+    assert!(may(&m, "bob", req(Probe::Produce)) && may(&m, "bob", req(Probe::Fetch)));
     // Groups are resources of their own: READ on the group implies DESCRIBE; a topic's ACLs
     // say nothing of it.
-    assert!(!may(&m, "bob", AccessKind::GroupCoordinator));
+    assert!(!may(&m, "bob", req(Probe::FindCoordinator)));
     m.apply(&SecurityChange::CreateAcl {
         binding: AclBinding {
             resource_type: resource::GROUP,
-            name: crate::workload::security::PROBE_GROUP.into(),
+            name: PROBE_GROUP.into(),
             ..acl("User:alice", op::READ, permission::ALLOW)
         },
     });
-    assert!(may(&m, "alice", AccessKind::GroupCoordinator));
-    assert!(!may(&m, "bob", AccessKind::GroupCoordinator));
+    assert!(may(&m, "alice", req(Probe::FindCoordinator)));
+    assert!(!may(&m, "bob", req(Probe::FindCoordinator)));
+}
+
+#[test]
+fn each_probe_needs_what_kafka_checks_it_for() {
+    let mut m = Model::default();
+    let verified = RefCell::new(HashMap::new());
+    let may = |m: &Model, user: &str, probe: Probe| {
+        let a = Access {
+            user: user.into(),
+            kind: req(probe),
+            broker: 0,
+            invoked_s: 0.0,
+            completed_s: 0.0,
+            outcome: AccessOutcome::Unknown,
+        };
+        m.allows(&a, Mechanism::Sha512, &settings(), &verified)
+    };
+    let grant =
+        |m: &mut Model, binding: AclBinding| m.apply(&SecurityChange::CreateAcl { binding });
+    let cluster = |who: &str, operation: i8, perm: i8| AclBinding {
+        resource_type: resource::CLUSTER,
+        name: broker::security::acl::CLUSTER_NAME.into(),
+        ..acl(who, operation, perm)
+    };
+    let group = |who: &str, operation: i8| AclBinding {
+        resource_type: resource::GROUP,
+        name: PROBE_GROUP.into(),
+        ..acl(who, operation, permission::ALLOW)
+    };
+    // Committing offsets needs READ on the group and on the topic.
+    grant(&mut m, group("User:alice", op::READ));
+    assert!(!may(&m, "alice", Probe::OffsetCommit), "the group alone");
+    assert!(may(&m, "alice", Probe::JoinGroup));
+    grant(&mut m, acl("User:alice", op::READ, permission::ALLOW));
+    assert!(may(&m, "alice", Probe::OffsetCommit));
+    assert!(
+        !may(&m, "alice", Probe::OffsetDelete),
+        "deleting offsets needs DELETE"
+    );
+    // The cluster's operations: DESCRIBE does not allow ALTER; ALTER implies DESCRIBE.
+    grant(&mut m, cluster("User:bob", op::DESCRIBE, permission::ALLOW));
+    assert!(may(&m, "bob", Probe::DescribeAcls) && may(&m, "bob", Probe::DescribeLogDirs));
+    assert!(!may(&m, "bob", Probe::CreateAcls) && !may(&m, "bob", Probe::UnregisterBroker));
+    grant(&mut m, cluster("User:carol", op::ALTER, permission::ALLOW));
+    assert!(may(&m, "carol", Probe::ElectLeaders) && may(&m, "carol", Probe::DescribeQuorum));
+    // ALTER_CONFIGS implies DESCRIBE_CONFIGS, on the topic and on the cluster alike.
+    grant(
+        &mut m,
+        acl("User:bob", op::ALTER_CONFIGS, permission::ALLOW),
+    );
+    assert!(may(&m, "bob", Probe::DescribeTopicConfigs));
+    assert!(!may(&m, "bob", Probe::DescribeBrokerConfigs));
+    // Creating a topic: CREATE on the cluster or on the topic's name.
+    assert!(!may(&m, "bob", Probe::CreateTopics));
+    grant(&mut m, cluster("User:bob", op::CREATE, permission::ALLOW));
+    assert!(may(&m, "bob", Probe::CreateTopics));
+    // An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic that no
+    // DENY covers.
+    assert!(!may(&m, "carol", Probe::InitProducerId));
+    grant(
+        &mut m,
+        AclBinding {
+            name: "other".into(),
+            ..acl("User:carol", op::WRITE, permission::ALLOW)
+        },
+    );
+    assert!(
+        may(&m, "carol", Probe::InitProducerId),
+        "WRITE on a topic of another name"
+    );
+    grant(
+        &mut m,
+        AclBinding {
+            name: "ot".into(),
+            pattern: pattern::PREFIXED,
+            ..acl("User:carol", op::WRITE, permission::DENY)
+        },
+    );
+    assert!(
+        !may(&m, "carol", Probe::InitProducerId),
+        "covered by a prefixed DENY"
+    );
+    grant(
+        &mut m,
+        cluster("User:carol", op::IDEMPOTENT_WRITE, permission::ALLOW),
+    );
+    assert!(may(&m, "carol", Probe::InitProducerId));
+}
+
+#[test]
+fn a_refusal_and_a_served_probe_of_any_api_are_judged() {
+    let p = grant_then_revoke();
+    let probe = |probe: Probe, outcome| {
+        Op::Access(Access {
+            user: "alice".into(),
+            kind: req(probe),
+            broker: 0,
+            invoked_s: 2.0,
+            completed_s: 2.5,
+            outcome,
+        })
+    };
+    // Alice may WRITE between offsets 10 and 20: nothing about groups or the cluster.
+    let fine = [
+        probe(Probe::DeleteGroups, AccessOutcome::Refused(30)),
+        probe(Probe::DescribeAcls, AccessOutcome::Refused(31)),
+        probe(Probe::Metadata, AccessOutcome::Allowed),
+    ];
+    assert!(check(&fine, &p, &settings()).is_empty());
+    let served = [probe(Probe::AlterBrokerConfigs, AccessOutcome::Allowed)];
+    let f = check(&served, &p, &settings());
+    assert_eq!(kinds(&f), ["served-unauthorized"]);
+    assert!(f[0].to_string().contains("AlterBrokerConfigs"), "{}", f[0]);
 }

@@ -1,7 +1,5 @@
 //! The simulated clients' security requests: an admin's CreateAcls, DeleteAcls and
-//! AlterUserScramCredentials (the password salted on the client, as Kafka's AdminClient does),
-//! and a probe's Metadata of one topic that keeps the topic's error code (an authorization
-//! refusal is the answer it looks for).
+//! AlterUserScramCredentials (the password salted on the client, as Kafka's AdminClient does).
 
 use broker::security::acl::{AclBinding, AclFilter};
 use broker::security::scram::Mechanism;
@@ -11,10 +9,9 @@ use kafka_protocol::messages::alter_user_scram_credentials_request::{
 };
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, ApiKey, CreateAclsRequest, DeleteAclsRequest,
-    MetadataRequest, RequestKind, ResponseKind, TopicName,
+    AlterUserScramCredentialsRequest, ApiKey, CreateAclsRequest, DeleteAclsRequest, RequestKind,
+    ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -22,7 +19,6 @@ use super::{Client, ClientError};
 
 const ACLS_VERSION: i16 = 1;
 const SCRAM_VERSION: i16 = 0;
-const METADATA_VERSION: i16 = 9;
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -142,30 +138,6 @@ impl Client {
                 )),
             },
             other => Err(unexpected("AlterUserScramCredentials", other)),
-        }
-    }
-
-    /// Metadata of `topic` by name: the topic's error code (0 when described).
-    pub async fn describe_topic(&mut self, topic: &str) -> Result<i16, ClientError> {
-        let t = MetadataRequestTopic::default().with_name(Some(TopicName(text(topic))));
-        let req = MetadataRequest::default()
-            .with_topics(Some(vec![t]))
-            .with_allow_auto_topic_creation(false);
-        match self
-            .call(
-                ApiKey::Metadata,
-                METADATA_VERSION,
-                RequestKind::Metadata(req),
-            )
-            .await?
-        {
-            ResponseKind::Metadata(r) => r
-                .topics
-                .iter()
-                .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-                .map(|t| t.error_code)
-                .ok_or_else(|| ClientError::Protocol(format!("Metadata without {topic}"))),
-            other => Err(unexpected("Metadata", other)),
         }
     }
 }

@@ -22,6 +22,7 @@ mod access;
 mod configs;
 pub mod group;
 mod membership;
+pub mod probes;
 mod reassign;
 pub mod routing;
 pub mod sasl;
@@ -249,6 +250,20 @@ impl Client {
         values: &[Bytes],
         idempotence: Option<(i64, i16, i32)>,
     ) -> Result<ProduceRequest, ClientError> {
+        let mut req = Client::produce_body(topic, partition, timestamp, values, idempotence)?;
+        req.acks = acks;
+        req.timeout_ms = self.request_timeout_ms;
+        Ok(req)
+    }
+
+    /// A Produce request of `values` without its acks and timeout (acks=-1 unless set).
+    pub fn produce_body(
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        values: &[Bytes],
+        idempotence: Option<(i64, i16, i32)>,
+    ) -> Result<ProduceRequest, ClientError> {
         let (producer_id, producer_epoch, base_sequence) = idempotence.unwrap_or((-1, -1, -1));
         let records: Vec<Record> = values
             .iter()
@@ -306,8 +321,6 @@ impl Client {
         t.name = topic_name(topic);
         t.partition_data = vec![p];
         let mut req = ProduceRequest::default();
-        req.acks = acks;
-        req.timeout_ms = self.request_timeout_ms;
         req.topic_data = vec![t];
         Ok(req)
     }
