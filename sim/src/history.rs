@@ -318,6 +318,34 @@ pub enum Op {
     CommittedRead(CommittedRead),
     Flood(FloodSeen),
     Member(MemberEvent),
+    Scan(Scan),
+}
+
+/// A far-behind reader's read of one partition from its start (a compacted topic), up to the
+/// high watermark of its first answer.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub reader: usize,
+    pub partition: i32,
+    pub started_s: f64,
+    /// The high watermark of the first answer: the scan reads up to it.
+    pub end: i64,
+    /// Each answer: the offset asked from, the next one after what it returned, when it came.
+    pub spans: Vec<(i64, i64, f64)>,
+    /// The records read, by name.
+    pub records: Vec<(i64, String)>,
+    /// Whether it read up to `end` (not cut short by the run's end or an error).
+    pub completed: bool,
+}
+
+impl Scan {
+    /// When the scan read past `offset`: the answer that covered it.
+    pub fn read_at(&self, offset: i64) -> Option<f64> {
+        self.spans
+            .iter()
+            .find(|(from, to, _)| (*from..*to).contains(&offset))
+            .map(|(_, _, at)| *at)
+    }
 }
 
 /// A value's name, its padding left out (values are `name|....`).
@@ -411,6 +439,16 @@ impl Op {
                 r.invoked_s, r.completed_s, r.member, r.offsets
             ),
             Op::Member(m) => format!("{:.6} member m{} {}", m.at_s, m.member, m.what),
+            Op::Scan(s) => format!(
+                "{:.6} scan r{} {} to {} {} spans {} records {}",
+                s.started_s,
+                s.reader,
+                s.partition,
+                s.end,
+                s.completed,
+                s.spans.len(),
+                s.records.len()
+            ),
             Op::Access(a) => format!(
                 "{:.6} {:.6} access {} b{} {:?} {:?}",
                 a.invoked_s,

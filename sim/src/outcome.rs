@@ -298,6 +298,13 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             settled_s as f64,
         ));
     }
+    if let Some(c) = &scenario.workload.compacted {
+        findings.extend(crate::checks::scans::check(
+            &o.history,
+            &o.final_read,
+            c.delete_retention_ms as f64 / 1000.0,
+        ));
+    }
     if scenario.expect.no_refusals {
         findings.extend(safety::refusals(&o.history));
     }

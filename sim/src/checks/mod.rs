@@ -7,6 +7,8 @@
 //! - [`replicas`]: a cluster's replicas agree below the high watermark, the high watermark never
 //!   goes back, one leader per epoch;
 //! - [`compaction`]: a compacted topic gives every key's latest acknowledged record;
+//! - [`scans`]: a reader far behind on a compacted topic, reading it from its start, sees every
+//!   key's latest value and its tombstone until the tombstone's horizon;
 //! - [`metadata`]: every broker's metadata lists the topics the admin was told exist;
 //! - [`bounds`]: every bounded resource of every broker stayed within its bound;
 //! - [`cuts`]: writes resume within a bound while a link is cut (where the scenario asks);
@@ -32,4 +34,5 @@ pub mod moves;
 pub mod perf;
 pub mod replicas;
 pub mod safety;
+pub mod scans;
 pub mod stops;

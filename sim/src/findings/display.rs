@@ -448,6 +448,27 @@ impl std::fmt::Display for Finding {
                     acked.1, acked.0
                 )
             }
+            Finding::ScanMissed {
+                reader,
+                partition,
+                started_s,
+                key,
+                latest,
+                read_at_s,
+                horizon_s,
+            } => {
+                let what = match horizon_s {
+                    Some(h) => format!("its tombstone {:?}, which could expire at {h:.3} s at the earliest", latest.1),
+                    None => format!("its latest value {:?}", latest.1),
+                };
+                write!(
+                    f,
+                    "scan missed: far-behind reader {reader}'s read of partition {partition} from \
+                     its start (begun at {started_s:.3} s) went past offset {} at {read_at_s:.3} s \
+                     without key {key:?}'s latest record, {what}",
+                    latest.0
+                )
+            }
             Finding::MoveUnfinished {
                 group,
                 epoch,

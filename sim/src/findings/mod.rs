@@ -6,7 +6,7 @@ use bytes::Bytes;
 mod display;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 49] = [
+pub const FINDING_KINDS: [&str; 50] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -48,6 +48,7 @@ pub const FINDING_KINDS: [&str; 49] = [
     "latest-lost",
     "stale-value",
     "resurrected",
+    "scan-missed",
     "metadata-diverged",
     "config-lost-update",
     "stop-stalled",
@@ -390,6 +391,21 @@ pub enum Finding {
         /// The key's latest record the read found, if any.
         read: Option<(i64, String)>,
     },
+    /// A far-behind reader's read of a compacted partition from its start went past a key's
+    /// latest record without it: a value (always owed) or a tombstone before its horizon.
+    ScanMissed {
+        reader: usize,
+        partition: i32,
+        /// When the read began.
+        started_s: f64,
+        key: String,
+        /// The key's latest record below where the read stopped: its offset and name.
+        latest: (i64, String),
+        /// When the read went past it.
+        read_at_s: f64,
+        /// A tombstone's horizon: when it could have expired at the earliest.
+        horizon_s: Option<f64>,
+    },
 }
 
 /// How a compacted partition's read fails a key.
@@ -489,6 +505,7 @@ impl Finding {
                 NotLatest::Stale => "stale-value",
                 NotLatest::Resurrected => "resurrected",
             },
+            Finding::ScanMissed { .. } => "scan-missed",
         }
     }
 

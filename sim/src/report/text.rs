@@ -82,6 +82,7 @@ pub fn print(path: &Path, r: &RunReport) {
         }
     }
     probes_line(&r.history);
+    scans_line(&r.history);
     if r.stats.retry_duplicates > 0 {
         println!(
             "  {} value(s) stored twice by producer retries (allowed: retries are not idempotent)",
@@ -151,5 +152,27 @@ fn probes_line(history: &[crate::history::Op]) {
         sum(1),
         sum(2),
         Probe::ALL.len() - listings
+    );
+}
+
+/// The far-behind readers' reads from the start, if the run had any.
+fn scans_line(history: &[crate::history::Op]) {
+    let scans: Vec<&crate::history::Scan> = history
+        .iter()
+        .filter_map(|op| match op {
+            crate::history::Op::Scan(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    if scans.is_empty() {
+        return;
+    }
+    let completed = scans.iter().filter(|s| s.completed).count();
+    let records: usize = scans.iter().map(|s| s.records.len()).sum();
+    let ends: i64 = scans.iter().map(|s| s.end.max(0)).sum();
+    println!(
+        "  far-behind reads from the start: {} ({completed} reached their end), {records} records \
+         read over {ends} offsets",
+        scans.len()
     );
 }

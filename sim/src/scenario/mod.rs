@@ -397,6 +397,14 @@ pub struct Compacted {
     /// The topic's `min.cleanable.dirty.ratio`.
     #[serde(default = "default_dirty_ratio")]
     pub min_cleanable_dirty_ratio: f64,
+    /// Readers that fall far behind: each reads every partition from its start, stops for a
+    /// time drawn from `far_behind_pause_ms`, and reads from the start again, until producing
+    /// is over (the readers `delete.retention.ms` is for; judged by `checks/scans.rs`).
+    #[serde(default)]
+    pub far_behind_readers: u32,
+    /// How long a far-behind reader stops between reads: `[min, max]` ms.
+    #[serde(default = "default_far_behind_pause_ms")]
+    pub far_behind_pause_ms: [u64; 2],
 }
 
 impl Default for Compacted {
@@ -408,6 +416,8 @@ impl Default for Compacted {
             segment_bytes: default_compacted_segment_bytes(),
             delete_retention_ms: default_delete_retention_ms(),
             min_cleanable_dirty_ratio: default_dirty_ratio(),
+            far_behind_readers: 0,
+            far_behind_pause_ms: default_far_behind_pause_ms(),
         }
     }
 }
@@ -440,6 +450,10 @@ fn default_delete_retention_ms() -> u64 {
 
 fn default_dirty_ratio() -> f64 {
     0.1
+}
+
+fn default_far_behind_pause_ms() -> [u64; 2] {
+    [10_000, 30_000]
 }
 
 /// Retire broker `node` from `at_s` into the run: its partitions moved away, then stopped for

@@ -68,6 +68,15 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(c) = &w.compacted {
+            let [lo, hi] = c.far_behind_pause_ms;
+            if lo > hi || hi == 0 {
+                return Err(format!(
+                    "workload.compacted.far_behind_pause_ms [{lo}, {hi}]: the first must not \
+                     exceed the second, which must be above 0"
+                ));
+            }
+        }
         if let Some(p) = &self.expect.performance {
             p.validate()?;
         }

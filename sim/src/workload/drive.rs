@@ -97,6 +97,17 @@ pub async fn drive(
     let mut consumers: Vec<_> = (0..sc.workload.consumers)
         .map(|c| nodes.spawn(Consumers, workload::consume(world.clone(), c)))
         .collect();
+    let far_behind = sc
+        .workload
+        .compacted
+        .as_ref()
+        .map_or(0, |c| c.far_behind_readers);
+    consumers.extend((0..far_behind as usize).map(|r| {
+        nodes.spawn(
+            Consumers,
+            workload::far_behind::read_from_start(world.clone(), r),
+        )
+    }));
     if let Some(g) = &sc.workload.group {
         consumers.extend(
             (0..g.members).map(|m| nodes.spawn(Consumers, group::member(world.clone(), m))),

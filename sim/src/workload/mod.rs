@@ -22,6 +22,7 @@ pub mod client;
 pub mod configs;
 mod consumer;
 mod drive;
+pub mod far_behind;
 mod final_read;
 mod flood;
 pub mod group;
