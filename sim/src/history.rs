@@ -319,6 +319,18 @@ pub enum Op {
     Flood(FloodSeen),
     Member(MemberEvent),
     Scan(Scan),
+    Moving(Moving),
+}
+
+/// A partition ListPartitionReassignments listed as moving, from the first answer that listed it
+/// to the first that did not (or the last asked, when the run ended first).
+#[derive(Debug, Clone)]
+pub struct Moving {
+    pub partition: i32,
+    pub from_s: f64,
+    pub to_s: f64,
+    /// Whether an answer said it was over.
+    pub ended: bool,
 }
 
 /// A far-behind reader's read of one partition from its start (a compacted topic), up to the
@@ -439,6 +451,10 @@ impl Op {
                 r.invoked_s, r.completed_s, r.member, r.offsets
             ),
             Op::Member(m) => format!("{:.6} member m{} {}", m.at_s, m.member, m.what),
+            Op::Moving(m) => format!(
+                "{:.6} {:.6} moving {} ended {}",
+                m.from_s, m.to_s, m.partition, m.ended
+            ),
             Op::Scan(s) => format!(
                 "{:.6} scan r{} {} to {} {} spans {} records {}",
                 s.started_s,

@@ -364,6 +364,11 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             crate::checks::floods::Bounds::of_broker(per_address as u32),
         ));
     }
+    if let Some(bound_s) = scenario.expect.writes_during_moves_s {
+        findings.extend(crate::checks::move_stalls::writes_flow_during_moves(
+            &o.history, faults, bound_s,
+        ));
+    }
     if let Some(bound_s) = scenario.expect.writes_resume_s {
         findings.extend(crate::checks::cuts::writes_resume_during_cuts(
             &o.history, faults, bound_s,

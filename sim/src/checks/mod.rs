@@ -12,6 +12,7 @@
 //! - [`metadata`]: every broker's metadata lists the topics the admin was told exist;
 //! - [`bounds`]: every bounded resource of every broker stayed within its bound;
 //! - [`cuts`]: writes resume within a bound while a link is cut (where the scenario asks);
+//! - [`move_stalls`]: a moving partition keeps taking writes (where the scenario asks);
 //! - [`floods`]: strangers' floods of a broker's port held to its connection bounds;
 //! - [`elections`]: no election storm, no group left leaderless after the faults, leaderships
 //!   spread back over the brokers;
@@ -30,6 +31,7 @@ pub mod elections;
 pub mod floods;
 pub mod groups;
 pub mod metadata;
+pub mod move_stalls;
 pub mod moves;
 pub mod perf;
 pub mod replicas;

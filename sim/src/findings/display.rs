@@ -409,6 +409,21 @@ impl std::fmt::Display for Finding {
                  write for {gap_s:.2} s from {since_s:.3} s, while {cut} (at most {bound_s} s: \
                  the side the clients can reach elects leaders and they must follow)"
             ),
+            Finding::MoveStalled {
+                partition,
+                moving,
+                gap_s,
+                since_s,
+                bound_s,
+            } => write!(
+                f,
+                "writes stalled during a move: partition {partition}, moving from {:.3} s to \
+                 {:.3} s, took no acknowledged write for {gap_s:.2} s from {since_s:.3} s, and no \
+                 fault explains it (at most {bound_s} s: a new replica is made a voter only once \
+                 it has caught up)",
+                moving.0,
+                moving.1
+            ),
             Finding::ConfigLost {
                 broker,
                 at_s,

@@ -6,7 +6,7 @@ use bytes::Bytes;
 mod display;
 
 /// Every kind of finding, as scenario files name them in `expect.outcome`.
-pub const FINDING_KINDS: [&str; 50] = [
+pub const FINDING_KINDS: [&str; 51] = [
     "lost-write",
     "duplicate",
     "sequence-refused",
@@ -49,6 +49,7 @@ pub const FINDING_KINDS: [&str; 50] = [
     "stale-value",
     "resurrected",
     "scan-missed",
+    "move-stalled",
     "metadata-diverged",
     "config-lost-update",
     "stop-stalled",
@@ -367,6 +368,16 @@ pub enum Finding {
         since_s: f64,
         bound_s: f64,
     },
+    /// While a partition was moving, no acknowledged write for longer than the bound
+    /// (`[expect] writes_during_moves_s`), and no fault explains it.
+    MoveStalled {
+        partition: i32,
+        /// The move, as ListPartitionReassignments listed it.
+        moving: (f64, f64),
+        gap_s: f64,
+        since_s: f64,
+        bound_s: f64,
+    },
     /// After the run a broker describes a topic's config key with a value no acknowledged
     /// change left there: an update was lost.
     ConfigLost {
@@ -499,6 +510,7 @@ impl Finding {
             Finding::ConfigLost { .. } => "config-lost-update",
             Finding::StopStalled { .. } => "stop-stalled",
             Finding::CutStalled { .. } => "cut-stalled",
+            Finding::MoveStalled { .. } => "move-stalled",
             Finding::Acks0Blackholed { .. } => "acks0-blackholed",
             Finding::NotLatest { how, .. } => match how {
                 NotLatest::Lost => "latest-lost",

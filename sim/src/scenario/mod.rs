@@ -479,6 +479,9 @@ pub struct MovesWorkload {
     pub replicas: usize,
     #[serde(default = "default_moves_quiet_s")]
     pub quiet_s: u64,
+    /// No move before this second of the run (the partitions have data to move by then).
+    #[serde(default)]
+    pub from_s: u64,
 }
 
 fn default_move_replicas() -> usize {
@@ -658,6 +661,12 @@ pub struct Expect {
     /// for cuts that leave a majority the clients reach.
     #[serde(default)]
     pub writes_resume_s: Option<f64>,
+    /// While a partition is listed as moving (ListPartitionReassignments, asked every 250 ms), it
+    /// takes an acknowledged write within this many seconds of the move's start and of each
+    /// write before, unless a fault explains the wait (not checked unless set; needs
+    /// `[workload.moves]`).
+    #[serde(default)]
+    pub writes_during_moves_s: Option<f64>,
     /// In a cluster: once the run has settled, every replica holds its partition's log up to
     /// what was read back (not checked unless set: some scenarios end with a replica down).
     #[serde(default)]

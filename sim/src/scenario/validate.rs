@@ -68,6 +68,9 @@ impl Scenario {
                 ));
             }
         }
+        if self.expect.writes_during_moves_s.is_some() && w.moves.is_none() {
+            return Err("expect.writes_during_moves_s needs [workload.moves]".into());
+        }
         if let Some(c) = &w.compacted {
             let [lo, hi] = c.far_behind_pause_ms;
             if lo > hi || hi == 0 {

@@ -60,6 +60,9 @@ pub async fn drive(
     nodes.detach(Admin, workload::admin(world.clone()));
     if sc.workload.moves.is_some() {
         nodes.detach(Admin, workload::moves::mover(world.clone()));
+        if sc.expect.writes_during_moves_s.is_some() {
+            nodes.detach(Admin, workload::moves::watch(world.clone()));
+        }
     }
     if sc.workload.configs.is_some() {
         nodes.detach(Admin, workload::configs::changer(world.clone()));

@@ -17,7 +17,63 @@ use tokio::time::Instant;
 
 use super::client::{Client, ClientError};
 use super::{take_or_connect, wait_ready, World};
-use crate::history::{Admin, Op};
+use crate::history::{Admin, Moving, Op};
+
+/// How often the watcher of moves asks which partitions are moving.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// Which partitions are moving, as an operator sees it (ListPartitionReassignments every
+/// 250 ms), each stretch of time recorded ([`Moving`]): for the checker of what a move costs
+/// in availability (`[expect] writes_during_moves_s`).
+pub async fn watch(world: Arc<World>) {
+    if !wait_ready(&world).await {
+        return;
+    }
+    let topic = world.scenario.workload.topic.clone();
+    let partitions = world.scenario.workload.partitions.max(1);
+    let mut conn: Option<Client> = None;
+    let mut since: std::collections::BTreeMap<i32, f64> = Default::default();
+    let mut last_s = world.now_s();
+    while Instant::now() < world.end {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(c) = take_or_connect(&world, &mut conn).await else {
+            continue;
+        };
+        let listed =
+            tokio::time::timeout(world.client_timeout(), c.reassigning(&topic, partitions)).await;
+        let Ok(Ok(listed)) = listed else {
+            conn = None;
+            continue;
+        };
+        let now_s = world.now_s();
+        last_s = now_s;
+        for &p in &listed {
+            since.entry(p).or_insert(now_s);
+        }
+        let over: Vec<i32> = since
+            .keys()
+            .copied()
+            .filter(|p| !listed.contains(p))
+            .collect();
+        for partition in over {
+            let from_s = since.remove(&partition).unwrap_or(now_s);
+            world.record(Op::Moving(Moving {
+                partition,
+                from_s,
+                to_s: now_s,
+                ended: true,
+            }));
+        }
+    }
+    for (partition, from_s) in since {
+        world.record(Op::Moving(Moving {
+            partition,
+            from_s,
+            to_s: last_s,
+            ended: false,
+        }));
+    }
+}
 
 /// A delay of about `ms` milliseconds (from half to one and a half of it).
 fn about(rng: &EnvRng, ms: u64) -> Duration {
@@ -40,6 +96,7 @@ pub async fn mover(world: Arc<World>) {
         .checked_sub(Duration::from_secs(spec.quiet_s))
         .unwrap_or(world.start);
     let mut conn: Option<Client> = None;
+    tokio::time::sleep_until(world.start + Duration::from_secs(spec.from_s)).await;
     while Instant::now() < stop_at {
         tokio::time::sleep(about(&rng, spec.interval_ms)).await;
         let partition = rng.range_u64(0, partitions as u64) as i32;
