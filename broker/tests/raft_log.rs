@@ -379,7 +379,8 @@ async fn served(store: &Store, p: &Partition, from: i64) -> Vec<(i64, i64)> {
         let d = p
             .read_kafka(store.io(), offset, 1 << 20, true)
             .await
-            .unwrap();
+            .unwrap()
+            .expect("nothing changes the log while it is read");
         if offset >= d.high_watermark {
             return out;
         }

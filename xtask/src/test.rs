@@ -225,6 +225,11 @@ const REGRESSION_SEEDS: &[(&str, u64, &str)] = &[
         43,
         "a busy Raft loop that never ticked: leaders silent, thousands of elections at start",
     ),
+    (
+        "scenarios/moves-at-volume.toml",
+        19,
+        "a fetch read while its replica moved away and was emptied, served at offsets of the emptied log",
+    ),
 ];
 
 /// Run each of [`REGRESSION_SEEDS`] under a bound of wall-clock time: a defect that stops

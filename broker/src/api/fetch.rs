@@ -155,7 +155,14 @@ impl Broker {
                                 .read_kafka(self.store.io(), p.fetch_offset, room, first)
                                 .await
                             {
-                                Ok(data) => {
+                                Ok(None) => {
+                                    // The log was cut or reset under the read (this replica
+                                    // moved away): nothing of it is served.
+                                    pd.error_code = error::NOT_LEADER_OR_FOLLOWER;
+                                    pd.high_watermark = -1;
+                                    pd.last_stable_offset = -1;
+                                }
+                                Ok(Some(data)) => {
                                     total += data.records.len();
                                     pd.high_watermark = data.high_watermark;
                                     pd.last_stable_offset = data.high_watermark;

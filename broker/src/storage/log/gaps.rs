@@ -63,6 +63,21 @@ impl Gaps {
         self.at.drain(..drop);
     }
 
+    /// What translates offsets from log offset `log` on: the gaps before it, and those at or
+    /// after it.
+    pub fn from(&self, log: i64) -> (i64, Vec<i64>) {
+        let at = self.at.partition_point(|&g| g < log);
+        (self.before + at as i64, self.at[at..].to_vec())
+    }
+
+    /// Whether offsets from log offset `log` on still translate as `then` (taken by
+    /// [`Gaps::from`]) said: the same gaps before it, and those after it kept (new ones may
+    /// follow them, where the log grew). A log cut or reset since then does not.
+    pub fn still(&self, log: i64, then: &(i64, Vec<i64>)) -> bool {
+        let at = self.at.partition_point(|&g| g < log);
+        self.before + at as i64 == then.0 && self.at[at..].starts_with(&then.1)
+    }
+
     /// Gaps before log offset `log`.
     pub fn before(&self, log: i64) -> i64 {
         self.before + self.at.partition_point(|&g| g < log) as i64
@@ -119,17 +134,7 @@ impl Partition {
     /// the Kafka high watermark; outside the log (below its start, past its high watermark),
     /// as far outside in log offsets, so that a read there says so.
     pub fn to_log(&self, kafka: i64) -> i64 {
-        self.translated(|g, st| {
-            let (hw, start) = (st.high_watermark(), st.log_start_offset);
-            let (k_hw, k_start) = (g.to_kafka(hw), g.to_kafka(start));
-            if kafka >= k_hw {
-                hw + (kafka - k_hw)
-            } else if kafka < k_start {
-                start - (k_start - kafka)
-            } else {
-                g.to_log(kafka)
-            }
-        })
+        self.translated(|g, st| log_of(g, st, kafka))
     }
 
     /// The log start, high watermark and log end in Kafka offsets.
@@ -143,22 +148,28 @@ impl Partition {
 
     /// [`Partition::read_limited`] in Kafka offsets: from the batch holding Kafka offset
     /// `offset`, the batches as a client is served them (base offsets in Kafka offsets, Raft's
-    /// own entries left out), with the high watermark and log start in Kafka offsets.
+    /// own entries left out), with the high watermark and log start in Kafka offsets. `None`
+    /// when the log was cut or reset while it was read (a replica moved away and emptied, say):
+    /// what was read no longer translates, and a client must not get it at offsets of another
+    /// log (the caller answers a retriable error).
     pub async fn read_kafka(
         &self,
         io: &Io,
         offset: i64,
         max_bytes: usize,
         at_least_one: bool,
-    ) -> Result<FetchData, ReadError> {
-        match self
-            .read_limited(io, self.to_log(offset), max_bytes, at_least_one)
-            .await
-        {
-            Ok(data) => Ok(self.translated(|g, _| FetchData {
-                records: served(data.records, g),
-                high_watermark: g.to_kafka(data.high_watermark),
-                log_start_offset: g.to_kafka(data.log_start_offset),
+    ) -> Result<Option<FetchData>, ReadError> {
+        let (from, then) = self.translated(|g, st| {
+            let from = log_of(g, st, offset);
+            (from, g.from(from))
+        });
+        match self.read_limited(io, from, max_bytes, at_least_one).await {
+            Ok(data) => Ok(self.translated(|g, _| {
+                g.still(from, &then).then(|| FetchData {
+                    records: served(data.records, g),
+                    high_watermark: g.to_kafka(data.high_watermark),
+                    log_start_offset: g.to_kafka(data.log_start_offset),
+                })
             })),
             Err(ReadError::OffsetOutOfRange {
                 log_start,
@@ -171,6 +182,19 @@ impl Partition {
             })),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The log offset of Kafka offset `kafka` ([`Partition::to_log`]).
+fn log_of(g: &Gaps, st: &PartitionState, kafka: i64) -> i64 {
+    let (hw, start) = (st.high_watermark(), st.log_start_offset);
+    let (k_hw, k_start) = (g.to_kafka(hw), g.to_kafka(start));
+    if kafka >= k_hw {
+        hw + (kafka - k_hw)
+    } else if kafka < k_start {
+        start - (k_start - kafka)
+    } else {
+        g.to_log(kafka)
     }
 }
 
@@ -282,6 +306,27 @@ mod tests {
         assert_eq!((gaps.before, gaps.at.clone()), (1, vec![4]));
         assert_eq!(gaps.to_kafka(2), 1);
         assert_eq!(gaps.to_log(3), 5);
+    }
+
+    #[test]
+    fn a_read_translates_only_while_the_gaps_it_began_with_still_hold() {
+        let mut gaps = Gaps {
+            before: 2,
+            at: vec![3, 8, 12],
+        };
+        let then = gaps.from(8);
+        assert_eq!(then, (3, vec![8, 12]));
+        gaps.push(20);
+        assert!(gaps.still(8, &then), "the log grew: new gaps follow");
+        gaps.prune(5);
+        assert!(gaps.still(8, &then), "retention below the read");
+        let mut cut = gaps.clone();
+        cut.truncate(10);
+        assert!(!cut.still(8, &then), "the log was cut inside the read");
+        assert!(
+            !Gaps::default().still(8, &then),
+            "the log was reset (emptied, or to a leader's snapshot)"
+        );
     }
 
     #[test]
