@@ -117,10 +117,13 @@ pub enum Event {
     CatchUpReadFailed,
     /// A catch-up read that had failed was made again and brought the entries.
     CatchUpReadRecovered,
+    /// A leader's catch-up read for a follower missed its deadline (the disk stalled): it gave
+    /// back what it held and waits a backoff, as a failed read does.
+    CatchUpReadStalled,
 }
 
 impl Event {
-    pub const ALL: [Event; 47] = [
+    pub const ALL: [Event; 48] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -168,6 +171,7 @@ impl Event {
         Event::MetadataSnapshotInstalled,
         Event::CatchUpReadFailed,
         Event::CatchUpReadRecovered,
+        Event::CatchUpReadStalled,
     ];
 
     /// The event's name in reports.
@@ -220,6 +224,7 @@ impl Event {
             Event::MetadataSnapshotInstalled => "metadata-snapshot-installed",
             Event::CatchUpReadFailed => "catch-up-read-failed",
             Event::CatchUpReadRecovered => "catch-up-read-recovered",
+            Event::CatchUpReadStalled => "catch-up-read-stalled",
         }
     }
 }

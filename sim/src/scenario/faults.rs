@@ -138,11 +138,15 @@ pub enum Fault {
         node: Option<String>,
     },
     /// For `for_s`, each read of the broker's disk fails with EIO with this chance per million
-    /// (a bad sector, a flaky controller: the data stays, the read fails).
+    /// (a bad sector, a flaky controller: the data stays, the read fails), after `stall_ms`
+    /// (a drive retrying a bad sector for seconds before it gives up; past the broker's I/O
+    /// deadline, the read is a stalled one to the broker).
     ReadEio {
         at_s: u64,
         for_s: u64,
         per_million: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        stall_ms: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
     },
@@ -448,8 +452,17 @@ impl Fault {
                 for_s, per_million, ..
             } => format!("bitflip on {per_million} reads per million for {for_s} s"),
             Fault::ReadEio {
-                for_s, per_million, ..
-            } => format!("read-eio on {per_million} reads per million for {for_s} s"),
+                for_s,
+                per_million,
+                stall_ms,
+                ..
+            } => {
+                let after = match stall_ms {
+                    0 => String::new(),
+                    ms => format!(" (each after {ms} ms)"),
+                };
+                format!("read-eio on {per_million} reads per million{after} for {for_s} s")
+            }
             Fault::Partition {
                 for_s,
                 node,
@@ -573,4 +586,8 @@ impl Fault {
 /// When the last of these faults heals (0 without faults).
 pub fn last_heal_s(faults: &[Fault]) -> u64 {
     faults.iter().map(Fault::healed_at_s).max().unwrap_or(0)
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -336,14 +336,23 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
             .await
         }
         Fault::ReadEio {
-            for_s, per_million, ..
+            for_s,
+            per_million,
+            stall_ms,
+            ..
         } => {
-            let rate = *per_million;
+            let (rate, stall) = (*per_million, Duration::from_millis(*stall_ms));
             for_a_while(
                 &c.broker(fault).disk,
                 *for_s,
-                move |f| f.read_eio_per_million = rate,
-                |f| f.read_eio_per_million = 0,
+                move |f| {
+                    f.read_eio_per_million = rate;
+                    f.read_eio_stall = stall;
+                },
+                |f| {
+                    f.read_eio_per_million = 0;
+                    f.read_eio_stall = Duration::ZERO;
+                },
             )
             .await
         }

@@ -90,6 +90,9 @@ impl Node {
             }
             Err(e) => {
                 let attempts = self.catch_up.done(now, read, Err(()));
+                if matches!(e, crate::storage::StorageError::Stalled { .. }) {
+                    crate::coverage::reached(crate::coverage::Event::CatchUpReadStalled);
+                }
                 Metrics::inc(&self.metrics.catch_up_read_failures, 1);
                 if let Some(suppressed) = self.read_warnings.admit(now) {
                     tracing::warn!(

@@ -76,6 +76,8 @@ pub struct Faults {
     pub read_bitflip_per_million: u32,
     /// Chance (per million) that a read fails with EIO (a bad sector, a flaky controller).
     pub read_eio_per_million: u32,
+    /// How long a read that fails with EIO takes first (a drive retrying a bad sector).
+    pub read_eio_stall: Duration,
     /// Bytes per second the disk moves, shared by the reads and syncs in flight: each waits,
     /// besides its latency, for every byte in flight before it and its own (a disk whose reads
     /// slow down under load, and slow its syncs down with them). Writes go to the page cache
@@ -664,14 +666,18 @@ impl DiskFile for SimFile {
         );
         let _moving = self.disk.transfer(wanted, true).await;
         drop(place);
-        let (flip, eio) = {
+        let (flip, eio, stall) = {
             let st = lock(&self.disk.state);
             (
                 st.faults.read_bitflip_per_million,
                 st.faults.read_eio_per_million,
+                st.faults.read_eio_stall,
             )
         };
         if eio > 0 && self.disk.rng.range_u64(0, 1_000_000) < eio as u64 {
+            if !stall.is_zero() {
+                tokio::time::sleep(stall).await;
+            }
             return Err(err(
                 DiskOp::ReadAt,
                 &self.path,
