@@ -20,15 +20,7 @@ pub fn writes_resume_during_cuts(history: &[Op], faults: &[Fault], bound_s: f64)
             if times.first().is_none_or(|&t| t >= from) {
                 continue;
             }
-            let inside = times.iter().copied().filter(|&t| t > from && t < to);
-            let edges: Vec<f64> = std::iter::once(from)
-                .chain(inside)
-                .chain(std::iter::once(to))
-                .collect();
-            let Some((gap, since)) = edges
-                .windows(2)
-                .map(|w| (w[1] - w[0], w[0]))
-                .max_by(|a, b| a.0.total_cmp(&b.0))
+            let Some((gap, since)) = super::stops::longest_gap(times, (from, to), |_, _| true)
             else {
                 continue;
             };

@@ -28,23 +28,11 @@ pub fn writes_flow_during_moves(history: &[Op], faults: &[Fault], bound_s: f64) 
         if times.first().is_none_or(|&t| t >= m.from_s) {
             continue;
         }
-        let inside = times
-            .iter()
-            .copied()
-            .filter(|&t| t > m.from_s && t < m.to_s);
-        let edges: Vec<f64> = std::iter::once(m.from_s)
-            .chain(inside)
-            .chain(std::iter::once(m.to_s))
-            .collect();
-        let worst = edges
-            .windows(2)
-            .map(|w| (w[1] - w[0], w[0]))
-            .filter(|&(gap, since)| {
-                !explained
-                    .iter()
-                    .any(|&(from, to)| since < to && since + gap > from)
-            })
-            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let worst = super::stops::longest_gap(times, (m.from_s, m.to_s), |gap, since| {
+            !explained
+                .iter()
+                .any(|&(from, to)| since < to && since + gap > from)
+        });
         if let Some((gap_s, since_s)) = worst.filter(|(gap, _)| *gap > bound_s) {
             out.push(Finding::MoveStalled {
                 partition: m.partition,

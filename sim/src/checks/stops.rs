@@ -14,6 +14,26 @@ use crate::scenario::Fault;
 /// The longest a partition may go without an acknowledged write while a broker stops.
 pub const STOP_STALL_MAX_S: f64 = 1.0;
 
+/// The longest stretch of time without an acknowledgement from `from` to `to` — between
+/// `from`, the acknowledgements at `times` inside, and `to` — among those `counts(gap, since)`
+/// keeps: `(its length, its start)`.
+pub(crate) fn longest_gap(
+    times: &[f64],
+    (from, to): (f64, f64),
+    counts: impl Fn(f64, f64) -> bool,
+) -> Option<(f64, f64)> {
+    let inside = times.iter().copied().filter(|&t| t > from && t < to);
+    let edges: Vec<f64> = std::iter::once(from)
+        .chain(inside)
+        .chain(std::iter::once(to))
+        .collect();
+    edges
+        .windows(2)
+        .map(|w| (w[1] - w[0], w[0]))
+        .filter(|&(gap, since)| counts(gap, since))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
 /// When each partition's writes were acknowledged, in time order.
 pub(crate) fn acks_by_partition(history: &[Op]) -> BTreeMap<i32, Vec<f64>> {
     let mut acks: BTreeMap<i32, Vec<f64>> = BTreeMap::new();
