@@ -363,6 +363,7 @@ impl Fault {
                 | Fault::SlowDisk { .. }
                 | Fault::BusyDisk { .. }
                 | Fault::DiskFull { .. }
+                | Fault::ReadEio { .. }
         )
     }
 
