@@ -120,10 +120,13 @@ pub enum Event {
     /// A leader's catch-up read for a follower missed its deadline (the disk stalled): it gave
     /// back what it held and waits a backoff, as a failed read does.
     CatchUpReadStalled,
+    /// A failed Raft write carried more than a catch-up read's bytes, and was made again in
+    /// pieces: one of them became durable and the next went.
+    RetryWrittenInPieces,
 }
 
 impl Event {
-    pub const ALL: [Event; 48] = [
+    pub const ALL: [Event; 49] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -172,6 +175,7 @@ impl Event {
         Event::CatchUpReadFailed,
         Event::CatchUpReadRecovered,
         Event::CatchUpReadStalled,
+        Event::RetryWrittenInPieces,
     ];
 
     /// The event's name in reports.
@@ -225,6 +229,7 @@ impl Event {
             Event::CatchUpReadFailed => "catch-up-read-failed",
             Event::CatchUpReadRecovered => "catch-up-read-recovered",
             Event::CatchUpReadStalled => "catch-up-read-stalled",
+            Event::RetryWrittenInPieces => "retry-written-in-pieces",
         }
     }
 }

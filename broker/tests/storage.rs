@@ -764,6 +764,46 @@ async fn only_small_rounds_write_zeros_ahead() {
     assert_eq!(&read.records[12..], &small[12..]);
 }
 
+/// The zeros go ahead a step of at most 1 MiB in one round, however much the segment holds: a
+/// round that wrote `preallocate_bytes` (4 MiB) of zeros for each partition took longer than the
+/// I/O deadline on a slow disk, again after each heal. Data: 3 MiB in 24 appends of 128 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeros_ahead_go_a_mebibyte_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let batch = make_batch(1, now_ms(), &vec![b'z'; 128 << 10]);
+    let seg_dir = dir.path().join("t-0");
+    let (mut data, mut most_ahead, mut filled) = (0u64, 0u64, 0);
+    for i in 0..24 {
+        assert_eq!(append(&store, "t", batch.clone()).await.unwrap(), i);
+        data += batch.len() as u64;
+        let seg = segment_files(&seg_dir).pop().unwrap();
+        let ahead = std::fs::metadata(&seg).unwrap().len() - data;
+        if ahead > most_ahead {
+            filled += 1;
+        }
+        most_ahead = most_ahead.max(ahead);
+        assert!(
+            ahead <= 1 << 20,
+            "{ahead} bytes of zeros ahead after {data} of data"
+        );
+    }
+    assert!(
+        most_ahead > 512 << 10,
+        "zeros were written ahead ({most_ahead})"
+    );
+    assert!(
+        filled >= 2,
+        "the zeros went ahead more than once ({filled})"
+    );
+    close(store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_returns_the_batches_before_a_damaged_one_and_fails_only_at_it() {
     use std::os::unix::fs::FileExt;

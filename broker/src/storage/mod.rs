@@ -24,6 +24,7 @@ mod raft_writes;
 mod retention;
 mod round;
 pub mod small_file;
+mod zeros;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

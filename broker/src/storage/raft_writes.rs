@@ -24,7 +24,8 @@ use io_backend::{DiskFile, OpenMode};
 use super::log::index::IndexEntry;
 use super::log::replica::{self, HardStateRecord, ReplicaMeta};
 use super::log::{self, Partition, Segment};
-use super::pipeline::{zeros_ahead, Board, Pipeline};
+use super::pipeline::{Board, Pipeline};
+use super::zeros::zeros_ahead;
 use super::{small_file, AppendError, Io, RaftReset, RaftWrite, RaftWritten, Reply, StorageError};
 use crate::batch::{self, BatchHeader};
 use crate::metrics::Metrics;
@@ -434,7 +435,7 @@ async fn write_plan(io: &Io, p: &RaftPlan) -> Result<(), StorageError> {
         }
         let mut writes = vec![(p.data.clone(), p.position)];
         if let Some((at, len)) = p.zero_fill {
-            writes.extend(super::pipeline::zero_writes(at, len));
+            writes.extend(super::zeros::zero_writes(at, len));
         }
         io.write_all_and_sync(&p.file, writes).await
     };

@@ -176,6 +176,7 @@ impl Node {
                 timer,
                 view,
                 in_flight: None,
+                retry_piece: false,
                 next: NextWrite::default(),
                 held: VecDeque::new(),
                 persisted: 0,

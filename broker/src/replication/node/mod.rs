@@ -254,6 +254,9 @@ struct Group {
     view: Arc<GroupView>,
     /// The Ready number of the write in flight.
     in_flight: Option<u64>,
+    /// The write in flight is a piece of a retry ([`Node::retry_write`]): once it is durable
+    /// the next piece goes, and only the last one makes the Readies durable.
+    retry_piece: bool,
     next: NextWrite,
     /// Readies whose persistence is not yet confirmed, with the messages that wait for it.
     held: VecDeque<(u64, Vec<Message>)>,

@@ -241,6 +241,15 @@ impl Node {
             self.transport.set_holds_data(true);
         }
         match result {
+            Ok(written) if std::mem::take(&mut g.retry_piece) => {
+                // A piece of a retry is durable: the next one goes (the Readies it covers are
+                // durable only with the last).
+                crate::coverage::reached(crate::coverage::Event::RetryWrittenInPieces);
+                g.raw
+                    .store()
+                    .written(written.next_index, written.next_offset);
+                self.retry_write(group, number);
+            }
             Ok(written) => {
                 g.first_term_unwritten = false;
                 g.raw
@@ -317,13 +326,19 @@ impl Node {
     }
 
     /// Write again what a failed write carried (after the directory heals, as the pipeline
-    /// refuses writes until then).
+    /// refuses writes until then), in pieces of at most a catch-up read's bytes.
+    ///
+    /// What is not durable can be far more than one Ready's entries (a learner's catch-up
+    /// gathered while the directory was failed), and written and synced at once it can take
+    /// longer than the I/O deadline on a slow disk: the directory failed again, healed, and the
+    /// same megabytes were written again, for ever (a learner on a 3 MB/s disk that never
+    /// caught up after a stalled read, and a move that never ended). A piece moves at most
+    /// `read_bytes_max`, and each durable piece moves the durable end on.
     pub(super) fn retry_write(&mut self, group: GroupId, number: u64) {
+        let piece_bytes = self.settings.catch_up.read_bytes_max.max(1);
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
-        let clock = self.env.clock.clone();
-        let store = self.store.clone();
         let partition = g.view.partition.clone();
         // Rebuild from the log's durable end: the entries raft-rs holds past it, all of them
         // (the cache has every entry not yet durable), and the hard state as it is now. A
@@ -346,11 +361,30 @@ impl Node {
             }
         };
         let last = g.raw.raft.raft_log.last_index();
-        let entries = g
+        let mut entries = g
             .raw
             .store()
             .cached_from(durable_next, last)
             .unwrap_or_default();
+        let piece = first_piece(&entries, piece_bytes);
+        if piece < entries.len() {
+            // Not the last piece: no hard state (its commit may be past the entries written
+            // so far), and the Readies gathered since wait for the last one.
+            entries.truncate(piece);
+            g.retry_piece = true;
+            g.in_flight = Some(number);
+            let write = RaftWrite {
+                partition,
+                truncate_from: reset.is_none().then_some(durable_next),
+                reset,
+                producers_at_cut: Some(g.producers.state().clone()),
+                entries,
+                hard_state: None,
+                conf: g.raw.store().conf_record(),
+            };
+            self.push_retry(group, number, write);
+            return;
+        }
         let hs = g.raw.raft.hard_state();
         g.vote_written = (hs.term, hs.vote);
         let hard_state = Some(crate::storage::log::replica::HardStateRecord {
@@ -377,18 +411,35 @@ impl Node {
             hard_state: merged.hard_state,
             conf: merged.conf,
         };
+        self.push_retry(group, covered, write);
+    }
+
+    /// Queue a retry's write, made once the directory is healthy (bounded: the pipeline
+    /// answers within the I/O deadline, and a failed directory heals or stays failed).
+    fn push_retry(&mut self, group: GroupId, number: u64, write: RaftWrite) {
+        let clock = self.env.clock.clone();
+        let store = self.store.clone();
         self.writes.push(Box::pin(async move {
-            // Wait for the directory to be healthy (bounded: the pipeline answers within the
-            // I/O deadline, and a failed directory heals or stays failed).
-            loop {
-                if store.io().health.check().is_ok() {
-                    break;
-                }
+            while store.io().health.check().is_err() {
                 clock.sleep(Duration::from_millis(100)).await;
             }
-            (group, covered, raft_write(&store, write).await)
+            (group, number, raft_write(&store, write).await)
         }));
     }
+}
+
+/// How many of `entries`, from the first, make a piece of at most `bytes` (one at least).
+fn first_piece(entries: &[crate::storage::RaftEntry], bytes: u64) -> usize {
+    let mut total = 0u64;
+    let mut count = 0;
+    for e in entries {
+        total += e.data.len() as u64;
+        if count > 0 && total > bytes {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 /// The number a write of a first term's hard state alone carries in place of a Ready's
@@ -705,4 +756,36 @@ pub(super) fn apply(g: &mut Group, commit: u64, store: &Arc<Store>) {
     }
     g.waiters = kept;
     storage.compact(commit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_piece;
+    use crate::storage::RaftEntry;
+
+    fn entries(sizes: &[usize]) -> Vec<RaftEntry> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| RaftEntry {
+                index: i as u64 + 1,
+                term: 1,
+                data: vec![0u8; n].into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_piece_stops_before_the_entry_that_would_pass_its_bytes() {
+        assert_eq!(first_piece(&entries(&[400, 400, 400]), 1000), 2);
+        assert_eq!(first_piece(&entries(&[400, 600, 1]), 1000), 2);
+        assert_eq!(first_piece(&entries(&[100, 100]), 1000), 2);
+        assert_eq!(first_piece(&[], 1000), 0);
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_piece_goes_alone() {
+        assert_eq!(first_piece(&entries(&[5000, 10]), 1000), 1);
+        assert_eq!(first_piece(&entries(&[10, 5000]), 1000), 1);
+    }
 }
