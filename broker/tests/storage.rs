@@ -804,6 +804,47 @@ async fn zeros_ahead_go_a_mebibyte_at_a_time() {
     close(store).await;
 }
 
+/// A read larger than a piece handed to the device (256 KiB) comes back whole and in order, and
+/// one past the end of the file comes back with what there is. Data: a segment of ~700 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_read_comes_back_whole_from_its_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let (store, _) = open_store(dir.path(), &gate, |c| c.preallocate_bytes = 0).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let values: Vec<u8> = (0..600 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    append(&store, "t", make_batch(1, now_ms(), &values))
+        .await
+        .unwrap();
+    append(&store, "t", make_batch(1, now_ms(), &values[..100 << 10]))
+        .await
+        .unwrap();
+    let seg = segment_files(&dir.path().join("t-0")).pop().unwrap();
+    let want = std::fs::read(&seg).unwrap();
+    assert!(want.len() > 2 * broker::storage::io::READ_PIECE_MAX);
+    let io = store.io();
+    let file = io.open(&seg, io_backend::OpenMode::ReadOnly).await.unwrap();
+    let whole = io.read_at(&file, want.len(), 0).await.unwrap();
+    assert!(whole[..] == want[..], "the pieces make the file");
+    let past_end = io.read_at(&file, want.len() + 300_000, 1000).await.unwrap();
+    assert!(
+        past_end[..] == want[1000..],
+        "a read past the end gets what there is"
+    );
+    close(store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_returns_the_batches_before_a_damaged_one_and_fails_only_at_it() {
     use std::os::unix::fs::FileExt;
