@@ -804,8 +804,9 @@ async fn zeros_ahead_go_a_mebibyte_at_a_time() {
     close(store).await;
 }
 
-/// A read larger than a piece handed to the device (256 KiB) comes back whole and in order, and
-/// one past the end of the file comes back with what there is. Data: a segment of ~700 KiB.
+/// On a device measured slow, a read larger than a piece handed to the device (256 KiB) goes in
+/// pieces and comes back whole and in order, and one past the end of the file comes back with
+/// what there is. Data: a segment of ~700 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_read_comes_back_whole_from_its_pieces() {
     let dir = tempfile::tempdir().unwrap();
@@ -835,8 +836,18 @@ async fn a_large_read_comes_back_whole_from_its_pieces() {
     assert!(want.len() > 2 * broker::storage::io::READ_PIECE_MAX);
     let io = store.io();
     let file = io.open(&seg, io_backend::OpenMode::ReadOnly).await.unwrap();
+    // The last large read moved 1 MB/s: a read of 700 KiB would hold its place 0.7 s, past a
+    // sixteenth of the deadline (5 s).
+    let slow = || io.gate.read_took(1 << 20, Duration::from_secs(1));
+    slow();
+    assert!(io.gate.read_too_slow(want.len()));
     let whole = io.read_at(&file, want.len(), 0).await.unwrap();
     assert!(whole[..] == want[..], "the pieces make the file");
+    assert!(
+        !io.gate.read_too_slow(want.len()),
+        "the pieces measured the disk fast"
+    );
+    slow();
     let past_end = io.read_at(&file, want.len() + 300_000, 1000).await.unwrap();
     assert!(
         past_end[..] == want[1000..],

@@ -28,6 +28,7 @@
 //! directory, and must not wait without bound).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -47,6 +48,9 @@ pub const START_WIDTH: usize = 8;
 /// device, far within it.
 const SLOW_SHARE: u32 = 16;
 
+/// Reads this large or larger measure the device's rate ([`Gate::read_took`]).
+pub const RATE_FROM_BYTES: usize = 64 << 10;
+
 /// Which line an operation waits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
@@ -61,6 +65,8 @@ pub struct Gate {
     state: Mutex<State>,
     /// An operation slower than this narrows the queue (a sixteenth of the I/O deadline).
     slow: Option<Duration>,
+    /// Bytes per second the last large read moved (0: none yet), for [`Gate::read_too_slow`].
+    read_rate: AtomicU64,
 }
 
 struct State {
@@ -133,6 +139,30 @@ impl Gate {
                 },
             ),
             slow: deadline.map(|d| d / SLOW_SHARE),
+            read_rate: AtomicU64::new(0),
+        }
+    }
+
+    /// A read of `bytes` took `took` (reads of [`RATE_FROM_BYTES`] or more are counted: the
+    /// time of smaller ones is the device's latency, not its rate).
+    pub fn read_took(&self, bytes: usize, took: Duration) {
+        if bytes >= RATE_FROM_BYTES {
+            let nanos = took.as_nanos().max(1);
+            let rate = (bytes as u128 * 1_000_000_000 / nanos).min(u64::MAX as u128) as u64;
+            self.read_rate.store(rate.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a read of `bytes`, at the rate the last large read moved, would hold its place
+    /// longer than an operation that narrows the queue: such a read goes in pieces
+    /// ([`super::io::Io::read_at`]). Not before a large read was measured, nor without a deadline.
+    pub fn read_too_slow(&self, bytes: usize) -> bool {
+        let rate = self.read_rate.load(Ordering::Relaxed);
+        match self.slow {
+            Some(slow) if rate > 0 => {
+                (bytes as u128 * 1_000_000_000) / rate as u128 > slow.as_nanos()
+            }
+            _ => false,
         }
     }
 
@@ -311,5 +341,27 @@ mod tests {
             held.push(gate.admit(Lane::Write, || t).await);
         }
         assert!(full(&gate, t).await);
+    }
+
+    #[test]
+    fn a_read_is_too_slow_only_once_a_large_read_measured_the_device_slow() {
+        let gate = Gate::new(Some(Duration::from_secs(2)));
+        assert!(!gate.read_too_slow(1 << 20), "nothing measured yet");
+        gate.read_took(1 << 20, Duration::from_millis(333));
+        assert!(
+            gate.read_too_slow(1 << 20),
+            "a third of a second, past 125 ms"
+        );
+        assert!(!gate.read_too_slow(256 << 10), "a piece takes 83 ms");
+        gate.read_took(4 << 10, Duration::from_secs(10));
+        assert!(
+            gate.read_too_slow(1 << 20),
+            "a small read's time is latency, not rate"
+        );
+        gate.read_took(1 << 20, Duration::from_millis(2));
+        assert!(!gate.read_too_slow(1 << 20));
+        let no_deadline = Gate::new(None);
+        no_deadline.read_took(1 << 20, Duration::from_secs(5));
+        assert!(!no_deadline.read_too_slow(1 << 20));
     }
 }
