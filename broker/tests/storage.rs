@@ -75,6 +75,16 @@ async fn open_store(
     (store, metrics)
 }
 
+/// A store with one topic `t` of one partition.
+async fn store_with_t(dir: &Path, gate: &Gate, tweak: impl FnOnce(&mut Config)) -> Arc<Store> {
+    let (store, _) = open_store(dir, gate, tweak).await;
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    store
+}
+
 /// A whole broker (TCP on a free port) on the gated disk, with disk deadlines off so that what
 /// the gate holds stays held.
 async fn start_gated(
@@ -771,11 +781,7 @@ async fn only_small_rounds_write_zeros_ahead() {
 async fn zeros_ahead_go_a_mebibyte_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
-    let (store, _) = open_store(dir.path(), &gate, |_| {}).await;
-    store
-        .create_topic("t", 1, Default::default())
-        .await
-        .unwrap();
+    let store = store_with_t(dir.path(), &gate, |_| {}).await;
     let batch = make_batch(1, now_ms(), &vec![b'z'; 128 << 10]);
     let seg_dir = dir.path().join("t-0");
     let (mut data, mut most_ahead, mut filled) = (0u64, 0u64, 0);
@@ -811,11 +817,7 @@ async fn zeros_ahead_go_a_mebibyte_at_a_time() {
 async fn a_large_read_comes_back_whole_from_its_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::new();
-    let (store, _) = open_store(dir.path(), &gate, |c| c.preallocate_bytes = 0).await;
-    store
-        .create_topic("t", 1, Default::default())
-        .await
-        .unwrap();
+    let store = store_with_t(dir.path(), &gate, |c| c.preallocate_bytes = 0).await;
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let values: Vec<u8> = (0..600 << 10)
         .map(|_| {
