@@ -385,6 +385,7 @@ impl Node {
             self.push_retry(group, number, write);
             return;
         }
+        g.retry_piece = false;
         let hs = g.raw.raft.hard_state();
         g.vote_written = (hs.term, hs.vote);
         let hard_state = Some(crate::storage::log::replica::HardStateRecord {
