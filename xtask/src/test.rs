@@ -300,7 +300,6 @@ fn nextest_available() -> bool {
         .unwrap_or(false)
 }
 
-/// Builds the debug broker binary and returns its path.
 /// The short twin scenario on real (debug) broker processes, judged by the simulator's
 /// checkers; the sweep runs it in simulation.
 const TWIN_SMOKE: &str = "scenarios/twin-smoke.toml";
@@ -331,6 +330,7 @@ fn twin_smoke(broker_bin: &Path, python: &Path) -> Result<()> {
     )
 }
 
+/// Builds the debug broker binary and returns its path.
 fn build_broker() -> Result<std::path::PathBuf> {
     let mut command = cargo();
     command.args(["build", "-p", "broker", "--bin", "broker"]);

@@ -436,9 +436,16 @@ async fn twin(
     for b in &brokers {
         if !accepting(b.client_addr, Duration::from_secs(30)).await {
             anyhow::bail!(
-                "{} did not listen within 30 s (see {})",
+                "{} did not listen on {} within 30 s ({}); the end of {}:\n{}",
                 b.name,
-                b.log_path().display()
+                b.client_addr,
+                if b.running() {
+                    "still running"
+                } else {
+                    "its process has exited"
+                },
+                b.log_path().display(),
+                procs::log_tail(b.log_path(), 20)
             );
         }
     }

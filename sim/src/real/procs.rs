@@ -229,11 +229,38 @@ fn wait_stopped(pid: u32) {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the process that will listen on it).
+/// Where [`free_port`] looks: below the kernel's ephemeral range (32768 and up on Linux), and
+/// apart from the ports the Python integration tests take (20000–31999).
+const FREE_PORTS: std::ops::Range<u32> = 10_000..15_000;
+
+/// A free TCP port on 127.0.0.1 for a broker to listen on, never the same one twice in this
+/// process. Bound, then released: the broker binds it itself, at its start and again after
+/// every restart. So it is taken below the ephemeral range — a port from there (what binding
+/// port 0 gives) may meanwhile have become a proxy's listener or the local end of some
+/// connection, and the broker would not start.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let width = FREE_PORTS.end - FREE_PORTS.start;
+    // Two runners at once (two sweeps) start at different places.
+    let offset = std::process::id() % width;
+    for _ in 0..width {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FREE_PORTS.start + (offset + i) % width) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrNotAvailable,
+        format!("no free port in {FREE_PORTS:?}"),
+    ))
+}
+
+/// The last `n` lines of a log file (empty if it cannot be read).
+pub fn log_tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Read a counter's value from a broker's Prometheus endpoint; `None` if the broker does not

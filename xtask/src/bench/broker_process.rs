@@ -215,10 +215,18 @@ fn remove_data_dir(data_dir: &Path) {
     }
 }
 
-/// A port the kernel just handed out; free again once the listener is dropped.
+/// A free port for a benchmark's broker, below the kernel's ephemeral range and never the same
+/// twice in this process: the broker binds it after this returns (and again after a restart),
+/// when a port of the ephemeral range may have become the local end of some connection.
 pub(super) fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr().context("finding a free port")?.port())
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(15_000);
+    loop {
+        let port = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        anyhow::ensure!(port < 20_000, "no free port in 15000..20000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
 }
 
 fn log_tail(path: &Path) -> String {
