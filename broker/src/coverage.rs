@@ -123,10 +123,15 @@ pub enum Event {
     /// A failed Raft write carried more than a catch-up read's bytes, and was made again in
     /// pieces: one of them became durable and the next went.
     RetryWrittenInPieces,
+    /// An unsettled partition (its first entries kept in the data directory's file of hard
+    /// states) had its segment and directory synced and its pieces dropped.
+    PartitionSettled,
+    /// A start wrote an unsettled partition's pieces into its segment again.
+    PiecesRestored,
 }
 
 impl Event {
-    pub const ALL: [Event; 49] = [
+    pub const ALL: [Event; 51] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -176,6 +181,8 @@ impl Event {
         Event::CatchUpReadRecovered,
         Event::CatchUpReadStalled,
         Event::RetryWrittenInPieces,
+        Event::PartitionSettled,
+        Event::PiecesRestored,
     ];
 
     /// The event's name in reports.
@@ -230,6 +237,8 @@ impl Event {
             Event::CatchUpReadRecovered => "catch-up-read-recovered",
             Event::CatchUpReadStalled => "catch-up-read-stalled",
             Event::RetryWrittenInPieces => "retry-written-in-pieces",
+            Event::PartitionSettled => "partition-settled",
+            Event::PiecesRestored => "pieces-restored",
         }
     }
 }

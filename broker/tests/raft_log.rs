@@ -730,14 +730,14 @@ async fn hard_states_are_one_file_read_back_by_topic_incarnation() {
     std::fs::write(&file, &data).unwrap();
     let (store, p) = open(dir.path(), 1 << 30).await;
     assert_eq!(hard_state_of(&p), hs(2, 3, 2));
-    // Each round that changes a hard state appends one frame of one record (8 + 44 bytes); one
+    // Each round that changes a hard state appends one frame of one record (8 + 45 bytes); one
     // that changes none appends nothing.
     let len = std::fs::metadata(&file).unwrap().len();
     for term in 3..103u64 {
         write(&store, &p, |w| w.hard_state = Some(hs(term, 1, 2))).await;
     }
     write(&store, &p, |w| w.hard_state = Some(hs(102, 1, 2))).await;
-    assert_eq!(std::fs::metadata(&file).unwrap().len(), len + 100 * 52);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), len + 100 * 53);
     close(store, p).await;
     let (store, p) = open(dir.path(), 1 << 30).await;
     assert_eq!(hard_state_of(&p), hs(102, 1, 2));
@@ -762,5 +762,87 @@ async fn hard_states_are_one_file_read_back_by_topic_incarnation() {
     std::fs::write(partition_dir.join("raft-state"), text).unwrap();
     let (store, p) = open(dir.path(), 1 << 30).await;
     assert_eq!(hard_state_of(&p), hs(5, 2, 0));
+    close(store, p).await;
+}
+
+fn unsettled(p: &Partition) -> Option<u64> {
+    p.state().replica.as_ref().expect("replicated").unsettled
+}
+
+/// A new partition is made without a sync of its own, and its first entries are kept as pieces
+/// of the data directory's file of hard states, beside its segment: a crash that loses the
+/// unsynced segment (or the partition's directory's entries) loses none of them — a start
+/// writes them again. Past 2 KiB of pieces, or at a roll, it is settled (its segment and
+/// directory synced), and its pieces go from the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_partitions_first_entries_survive_the_loss_of_its_unsynced_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(unsettled(&p), Some(0), "a new partition is unsettled");
+    write(&store, &p, |w| {
+        w.entries = vec![entry(1, 1, 0), entry(2, 1, 2)];
+        w.hard_state = Some(hs(1, 1, 0));
+    })
+    .await;
+    write(&store, &p, |w| w.entries = vec![entry(3, 1, 3)]).await;
+    let written = batches(&store, &p, 0).await;
+    assert_eq!(written.len(), 3);
+    let recorded = unsettled(&p).expect("still unsettled");
+    assert!(recorded > 0);
+    let segment = p.dir.join("00000000000000000000.log");
+    let partition_dir = p.dir.clone();
+    close(store, p).await;
+    // The segment's data lost.
+    std::fs::write(&segment, b"").unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(batches(&store, &p, 0).await, written);
+    assert_eq!(unsettled(&p), Some(recorded));
+    close(store, p).await;
+    // The segment's name lost, then the directory's.
+    std::fs::remove_file(&segment).unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(batches(&store, &p, 0).await, written);
+    close(store, p).await;
+    std::fs::remove_dir_all(&partition_dir).unwrap();
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(batches(&store, &p, 0).await, written);
+    assert_eq!(hard_state_of(&p), hs(1, 1, 0));
+    // Entries past the bound: settled first, the pieces gone from the file.
+    let file = dir.path().join("raft-states");
+    let with_pieces = std::fs::metadata(&file).unwrap().len();
+    let mut index = 4;
+    while unsettled(&p).is_some() {
+        write(&store, &p, |w| w.entries = vec![entry(index, 1, 20)]).await;
+        index += 1;
+        assert!(index < 100, "never settled");
+    }
+    let all = batches(&store, &p, 0).await;
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 1 << 30).await;
+    assert_eq!(
+        unsettled(&p),
+        None,
+        "a settled partition with entries stays settled"
+    );
+    assert_eq!(batches(&store, &p, 0).await, all);
+    assert!(std::fs::metadata(&file).unwrap().len() < with_pieces);
+    close(store, p).await;
+}
+
+/// An unsettled partition whose segment rolls is settled first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsettled_partition_settles_before_a_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    // Segments of 150 bytes: the second entry (~90 bytes each) rolls.
+    let (store, p) = open(dir.path(), 150).await;
+    write(&store, &p, |w| w.entries = vec![entry(1, 1, 2)]).await;
+    assert!(unsettled(&p).is_some());
+    write(&store, &p, |w| w.entries = vec![entry(2, 1, 2)]).await;
+    assert_eq!(unsettled(&p), None);
+    assert!(p.state().segments.len() >= 2, "the segment rolled");
+    let all = batches(&store, &p, 0).await;
+    close(store, p).await;
+    let (store, p) = open(dir.path(), 150).await;
+    assert_eq!(batches(&store, &p, 0).await, all);
     close(store, p).await;
 }

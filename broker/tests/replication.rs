@@ -1127,13 +1127,25 @@ async fn a_leader_busy_with_a_stream_of_proposals_still_steps_down_when_cut_off(
 /// The hard state (term, vote, commit) is written when the term or the vote changes, not at
 /// every round that moves the commit: raft-rs asks for it with every Ready that has entries.
 /// The hard states of all the node's partitions are one file of its data directory
-/// (`raft-states`), which steady appends leave as it is.
+/// (`raft-states`), which steady appends leave as it is — once the partition is settled: a
+/// new partition's first entries are kept there too, up to a bound, and then it settles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_appends_leave_the_hard_state_file_alone() {
     let _turn = crate::common::turn::multi_node_turn();
     let (_dirs, _peers, nodes) = start_three(&[]).await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
+    let unsettled = |n: &TestNode| n.partition.state().replica.as_ref().unwrap().unsettled;
     let mut acked = produce(&refs, 3, 1).await;
+    assert!(
+        refs.iter().any(|n| unsettled(n).is_some_and(|b| b > 0)),
+        "a new partition's first entries were not kept as pieces"
+    );
+    // ~70 bytes an entry: past the bound of pieces on every replica.
+    acked.extend(produce(&refs, 40, 1).await);
+    wait_for("every replica to settle", || {
+        refs.iter().all(|n| unsettled(n).is_none())
+    })
+    .await;
     let caught_up = |refs: &[&TestNode]| {
         let end = refs
             .iter()

@@ -15,7 +15,6 @@ use crate::sync::RwLock;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::log::replica::HardStateRecord;
 use crate::storage::log::{self, LogConfig, Partition};
 use crate::storage::{small_file, Io, StorageError};
 use crate::topic_config::{self, Overrides};
@@ -237,7 +236,7 @@ pub async fn load(
     data_dir: &Path,
     defaults: LogConfig,
     replicated: bool,
-    hard_states: &HashMap<super::raft_states::Key, HardStateRecord>,
+    raft_states: &super::raft_states::Recovered,
 ) -> Result<HashMap<String, Arc<Topic>>, StorageError> {
     let meta_dir = data_dir.join(META_DIR);
     let names = io.list(&meta_dir).await?;
@@ -272,16 +271,24 @@ pub async fn load(
             .map(|p| {
                 let dir = data_dir.join(format!("{}-{p}", meta.name));
                 let name = meta.name.clone();
-                let hard_state = hard_states.get(&(id, p)).copied();
+                let hard_state = raft_states.states.get(&(id, p)).copied();
+                let pieces = raft_states.pieces.get(&(id, p)).map(Vec::as_slice);
                 async move {
                     let of = log::Naming {
                         topic: &name,
                         topic_id: id,
                         index: p,
                     };
-                    log::recover(io, &dir, of, config, replicated, hard_state)
-                        .await
-                        .map(Arc::new)
+                    if let Some(pieces) = pieces {
+                        log::restore_pieces(io, &dir, pieces).await?;
+                    }
+                    let partition =
+                        log::recover(io, &dir, of, config, replicated, hard_state).await?;
+                    let unsettled = log::unsettled_after_start(&partition, pieces);
+                    if let Some(r) = partition.state_mut().replica.as_mut() {
+                        r.unsettled = unsettled;
+                    }
+                    Ok::<_, StorageError>(Arc::new(partition))
                 }
             })
             .collect();

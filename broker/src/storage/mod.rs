@@ -23,6 +23,7 @@ pub mod raft_states;
 mod raft_writes;
 mod retention;
 mod round;
+mod settle;
 pub mod small_file;
 mod zeros;
 
@@ -346,15 +347,16 @@ impl Store {
         .await?
         .unwrap_or_default();
         let replicated = config.clustered();
-        let hard_states = if replicated {
+        let recovered = if replicated {
             raft_states::read(&io, &data_dir).await?
         } else {
             Default::default()
         };
-        let topics = catalog::load(&io, &data_dir, defaults, replicated, &hard_states).await?;
+        let topics = catalog::load(&io, &data_dir, defaults, replicated, &recovered).await?;
         let raft_states = if replicated {
             let partitions = topics.values().flat_map(|t| t.partitions.iter());
-            Some(raft_states::RaftStates::open(&io, &data_dir, partitions).await?)
+            let pieces = recovered.pieces;
+            Some(raft_states::RaftStates::open(&io, &data_dir, partitions, pieces).await?)
         } else {
             None
         };

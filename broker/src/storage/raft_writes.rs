@@ -10,7 +10,11 @@
 //! written and synced, the partition's Raft record ([`ReplicaMeta`], when what it tells beyond
 //! the active segment's batches changed) and the round's hard states written — all in flight
 //! together — and only then the partition's state updated and the write
-//! answered. Entries keep the bytes the leader validated; each replica sets the batch's base
+//! answered. An unsettled partition's entries (a new one's: `log::create`) go as pieces into
+//! the frame of hard states instead, and into its segment unsynced once that frame is durable;
+//! before a write that would cut, reset or roll its log or take its pieces past their bound,
+//! it is settled first (its segment and directory synced, a record that its pieces are done
+//! with). Entries keep the bytes the leader validated; each replica sets the batch's base
 //! offset (dense, from its log end: every replica computes the same) and its leader epoch (the
 //! entry's term), which Kafka's CRC does not cover, so every replica stores the same bytes.
 
@@ -25,8 +29,12 @@ use super::log::index::IndexEntry;
 use super::log::replica::{self, HardStateRecord, ReplicaMeta};
 use super::log::{self, Partition, Segment};
 use super::pipeline::{Board, Pipeline};
+use super::settle::settle_due;
 use super::zeros::zeros_ahead;
-use super::{small_file, AppendError, Io, RaftReset, RaftWrite, RaftWritten, Reply, StorageError};
+use super::{
+    raft_states, small_file, AppendError, Io, RaftReset, RaftWrite, RaftWritten, Reply,
+    StorageError,
+};
 use crate::batch::{self, BatchHeader};
 use crate::metrics::Metrics;
 
@@ -56,6 +64,9 @@ struct RaftPlan {
     hard_state: Option<HardStateRecord>,
     /// Idempotent batches, with their base offsets, for the producers' state.
     idempotent: Vec<(BatchHeader, i64)>,
+    /// The partition is unsettled: its entries go to the file of hard states as a piece, and
+    /// to its segment (unsynced) only once that is durable.
+    unsettled: bool,
 }
 
 impl Pipeline {
@@ -93,6 +104,15 @@ impl Pipeline {
                 Err(e) => board.answer(slot, Err(e)),
             }
         }
+        let now_ms = self.shared.env.clock.wall_ms();
+        let settling: Vec<Arc<Partition>> = live
+            .iter()
+            .filter(|(_, w, headers)| settle_due(w, headers, now_ms))
+            .map(|(_, w, _)| w.partition.clone())
+            .collect();
+        if !settling.is_empty() && !self.settle(&settling, deadline, &board).await {
+            return;
+        }
         let cuts = live
             .iter()
             .filter(|(_, w, _)| w.reset.is_some() || w.truncate_from.is_some())
@@ -101,7 +121,6 @@ impl Pipeline {
         if !self.phase_passed(cut, &board, false) {
             return;
         }
-        let now_ms = self.shared.env.clock.wall_ms();
         let rolls = live
             .iter()
             .filter(|(_, w, headers)| !w.entries.is_empty() && roll_due(w, headers, now_ms))
@@ -119,14 +138,29 @@ impl Pipeline {
             }
         }
         let io = self.io().clone();
-        // The round's hard states: one frame of the data directory's file, one sync.
-        let changes: Vec<_> = plans
-            .iter()
-            .filter_map(|p| Some(((p.partition.topic_id, p.partition.index), p.hard_state?)))
-            .collect();
+        // The round's hard states and unsettled partitions' entries: one frame of the data
+        // directory's file, one sync.
+        let changes = raft_states::Changes {
+            states: plans
+                .iter()
+                .filter_map(|p| Some((key_of(&p.partition), p.hard_state?)))
+                .collect(),
+            pieces: plans
+                .iter()
+                .filter(|p| p.unsettled && !p.data.is_empty())
+                .map(|p| {
+                    let piece = raft_states::Piece {
+                        position: p.position,
+                        data: p.data.clone(),
+                    };
+                    (key_of(&p.partition), piece)
+                })
+                .collect(),
+            settled: Vec::new(),
+        };
         let staged = match &self.raft_states {
             Some(states) => states.stage(changes),
-            None if changes.is_empty() => None,
+            None if changes.states.is_empty() && changes.pieces.is_empty() => None,
             None => {
                 let e = StorageError::DirFailed(
                     "Raft hard states to write on a node that keeps none".into(),
@@ -168,6 +202,17 @@ impl Pipeline {
         if !self.phase_passed(outcome, &board, true) {
             return;
         }
+        // The unsettled partitions' entries, durable as pieces now, into their segments.
+        let unsettled = plans
+            .iter()
+            .filter(|p| p.unsettled && !p.data.is_empty())
+            .map(|p| io.write_at(&p.file, p.data.clone(), p.position));
+        let written = self
+            .within(deadline, &board, true, join_all(unsettled))
+            .await;
+        if !self.phase_passed(written, &board, true) {
+            return;
+        }
         crate::fault_point!("partition.publish");
         let now_ms = self.shared.env.clock.wall_ms();
         let mut appended = 0u64;
@@ -192,7 +237,7 @@ impl Pipeline {
     /// goes on; on a failure the directory is failed and every write not answered yet is
     /// answered with it (indefinite once anything may have been `written`); a phase past the
     /// deadline was answered by `within` already.
-    fn phase_passed(
+    pub(super) fn phase_passed(
         &self,
         (results, late): (Vec<Result<(), StorageError>>, bool),
         board: &Board<RaftWritten, AppendError>,
@@ -430,7 +475,7 @@ impl Pipeline {
 /// (with the zeros ahead of them), its Raft record and its hard state.
 async fn write_plan(io: &Io, p: &RaftPlan) -> Result<(), StorageError> {
     let data = async {
-        if p.data.is_empty() {
+        if p.data.is_empty() || p.unsettled {
             return Ok(());
         }
         let mut writes = vec![(p.data.clone(), p.position)];
@@ -481,6 +526,9 @@ fn publish(p: &mut RaftPlan, now_ms: i64) {
     }
     if let Some(hs) = p.hard_state {
         r.hard_state = hs;
+    }
+    if p.unsettled {
+        r.unsettled = r.unsettled.map(|b| b + p.data.len() as u64);
     }
     if !p.data.is_empty() {
         r.points
@@ -556,7 +604,7 @@ fn own_entry() -> Bytes {
     batch::leader_change_batch()
 }
 
-fn roll_due(w: &RaftWrite, headers: &[BatchHeader], now_ms: i64) -> bool {
+pub(super) fn roll_due(w: &RaftWrite, headers: &[BatchHeader], now_ms: i64) -> bool {
     let bytes: u64 = headers.iter().map(|h| h.size as u64).sum();
     let records: i64 = headers.iter().map(|h| h.last_offset_delta as i64 + 1).sum();
     let config = w.partition.config();
@@ -564,6 +612,10 @@ fn roll_due(w: &RaftWrite, headers: &[BatchHeader], now_ms: i64) -> bool {
         .state()
         .active()
         .roll_due(bytes, records, now_ms, &config)
+}
+
+pub(super) fn key_of(p: &Partition) -> raft_states::Key {
+    (p.topic_id, p.index)
 }
 
 /// Where a replicated compacted log's Raft entries may begin now, above where they do: the
@@ -711,5 +763,6 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
         meta: meta_changed.then_some(meta),
         hard_state: w.hard_state.filter(|hs| *hs != r.hard_state),
         idempotent,
+        unsettled: r.unsettled.is_some(),
     })
 }

@@ -8,6 +8,7 @@
 //! [`recovery`] opens a partition after a start or a crash.
 
 pub mod conf;
+mod create;
 pub mod gaps;
 pub mod hard_state;
 pub mod index;
@@ -17,11 +18,11 @@ pub mod replica;
 mod reset;
 mod scan;
 
+pub use create::{create, restore_pieces, unsettled_after_start};
 pub use read::READ_ATTEMPTS;
 use read::{first_record_at_or_after, max_record_timestamp, read_from, read_verified};
 pub use recovery::{
-    create, finish_swap, read_whole, recover, write_index, write_log_start, write_snapshot,
-    LOG_START_FILE,
+    finish_swap, read_whole, recover, write_index, write_log_start, write_snapshot, LOG_START_FILE,
 };
 pub use reset::{load_closed, rename_prefix_files};
 

@@ -285,55 +285,6 @@ async fn remove_failed_rolls(
     Ok(bases.len() < before)
 }
 
-/// A new partition in `dir`, which does not exist: the directory and its first segment, the
-/// directory synced so that the segment's name is durable before anything is written to it.
-/// Nothing else is written: recovery of an empty log derives its Raft record (its first Raft
-/// index follows its snapshot point), and a crash leaves a directory that recovers as this.
-/// Three disk operations and one sync, where [`recover`] of an empty directory takes about a
-/// dozen and four syncs: a topic of 1,000 partitions took 20 s to make on a busy host.
-pub async fn create(
-    io: &Io,
-    dir: &Path,
-    of: Naming<'_>,
-    config: LogConfig,
-    replicated: bool,
-) -> Result<Partition, StorageError> {
-    io.create_dir_all(dir).await?;
-    let file = io
-        .open(&dir.join(segment_name(0, "log")), OpenMode::Create)
-        .await?;
-    io.sync_dir(dir).await?;
-    let mut segments = BTreeMap::new();
-    segments.insert(0, Segment::empty(0, file));
-    let replica = replicated.then(|| {
-        let mut meta = ReplicaMeta::default();
-        // The log holds its group's first entry from its first segment on (what
-        // `recover_replica` records for an empty log).
-        let first_index = meta.prev.0 + 1;
-        meta.segments.insert(0, first_index);
-        let mut replica = ReplicaState {
-            next_index: first_index,
-            undo_from: first_index,
-            ..ReplicaState::default()
-        };
-        // No file: recovery finds the same record, which tells nothing of its own.
-        replica.meta_is_written(&meta, 0);
-        replica.meta = meta;
-        replica
-    });
-    Ok(Partition::new(
-        of,
-        dir.to_path_buf(),
-        config,
-        PartitionState {
-            segments,
-            log_start_offset: 0,
-            producers: ProducerStates::default(),
-            replica,
-        },
-    ))
-}
-
 /// Open a partition directory after a start or a crash: load closed segments through their
 /// index files (rebuilding an index that fails its checks), scan the active segment, and cut a
 /// torn or corrupt tail off it.
@@ -793,5 +744,6 @@ async fn recover_replica(
         undo_from,
         log_start_asked: 0,
         points: Default::default(),
+        unsettled: None,
     })
 }

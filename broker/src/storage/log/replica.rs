@@ -299,6 +299,10 @@ pub struct ReplicaState {
     /// Where entries start, besides the record's anchors: what makes finding an entry in a
     /// long segment cheap.
     pub points: IndexPoints,
+    /// `Some(bytes)` while the partition is unsettled: its directory and first segment made
+    /// without a sync, its entries durable only as pieces of the data directory's file of
+    /// hard states (`bytes` of them there; `storage::raft_states`).
+    pub unsettled: Option<u64>,
 }
 
 /// Known starts of entries (`index → offset`) between the anchors of [`ReplicaMeta`], in
