@@ -266,7 +266,8 @@ fn parse_body(body: &Bytes, out: &mut Recovered) -> bool {
                 if body.len() - at < len {
                     return false;
                 }
-                let data = body.slice(at..at + len);
+                // A copy: the file read whole is not kept for the pieces it holds.
+                let data = Bytes::copy_from_slice(&body[at..at + len]);
                 records.push(Record::Piece(key, Piece { position, data }));
                 at += len;
             }
