@@ -565,9 +565,9 @@ mod tests {
         HardStateRecord { term, vote, commit }
     }
 
-    fn states<'a>(
-        records: &'a [(Key, HardStateRecord)],
-    ) -> impl Iterator<Item = (&'a Key, &'a HardStateRecord)> {
+    fn states(
+        records: &[(Key, HardStateRecord)],
+    ) -> impl Iterator<Item = (&Key, &HardStateRecord)> {
         records.iter().map(|(k, hs)| (k, hs))
     }
 
