@@ -144,7 +144,9 @@ def test_every_partition_moves_to_new_brokers_under_load_and_the_old_ones_let_go
         wait_until("Metadata to name the new replicas",
                    lambda: all(sorted(r) == [3, 4, 5]
                                for r in replicas_of(five.bootstrap, topic).values()))
-        wait_until("more writes after the move", lambda: len(w.log.ok) > w.sent // 2 + 2000)
+        # The volume the test states, however fast the move went on this host.
+        wait_until("more writes after the move",
+                   lambda: len(w.log.ok) > max(w.sent // 2 + 2000, 10_500))
         w.finish()
     # Nothing to cancel any more.
     again = kadmin.alter_partition_reassignments({KTopicPartition(topic, 0): None})
