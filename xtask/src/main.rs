@@ -5,11 +5,13 @@
 //!   table of throughput, latency, group-commit batching and how busy the machine was.
 //! - `cargo xtask sim run | sweep …`: the deterministic simulator (built with `--cfg madsim`).
 //! - `cargo xtask cluster up | down | status`: a local three-node cluster.
+//! - `cargo xtask java [--kafka-version V] [--broker-bin B]`: only the Java client's tests.
 //!
 //! xtask runs the other crates as processes; it never links the broker.
 
 mod bench;
 mod cluster;
+mod java;
 mod secure;
 mod sim;
 mod test;
@@ -46,6 +48,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// A local three-node cluster: `up` (on 127.0.0.1:9092-9094), `down`, `status`.
     Cluster(cluster::ClusterArgs),
+    /// Only the Java client's tests (tests/java), as `test` runs them.
+    Java(java::JavaArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         }
         Command::Sim(args) => sim::run(&args),
         Command::Cluster(args) => cluster::run(&args),
+        Command::Java(args) => java::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

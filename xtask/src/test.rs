@@ -14,7 +14,9 @@
 //!    whatever the load) beside the integration tests (alone with `--skip-integration`): pytest in a virtual environment of its own under the target
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
-//!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3.
+//!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3;
+//!    then the Java client's tests (`tests/java`, Maven, once per kafka-clients version: see
+//!    `java.rs`) against the same binary, while the sweep goes on.
 //!
 //! Before step 1, iptables and libfaketime are installed the same way when missing (the twin
 //! runner's packet loss and clock skew, and their tests, need them).
@@ -36,9 +38,12 @@ pub struct TestArgs {
     /// Skip the simulation tests (the `sim` crate under `--cfg madsim`).
     #[arg(long)]
     skip_sim: bool,
-    /// Skip building the broker and running the pytest integration tests.
+    /// Skip building the broker and running the pytest integration tests (and the Java ones).
     #[arg(long)]
     skip_integration: bool,
+    /// Skip the Java client's tests (tests/java, Maven).
+    #[arg(long)]
+    skip_java: bool,
 }
 
 pub fn run(args: &TestArgs) -> Result<()> {
@@ -72,8 +77,15 @@ pub fn run(args: &TestArgs) -> Result<()> {
         // the lowest priority so that their timing is not disturbed.
         let background = sweep.map(Background::start).transpose()?;
         let integration = integration_tests(&broker_bin);
+        let java = if args.skip_java {
+            println!("xtask: skipping the Java client tests (--skip-java)");
+            Ok(())
+        } else {
+            crate::java::tests(&broker_bin, crate::java::CLIENT_VERSIONS)
+        };
         let swept = background.map(Background::finish).transpose();
         integration?;
+        java?;
         swept?;
     }
     for why in missing {
@@ -331,7 +343,7 @@ fn twin_smoke(broker_bin: &Path, python: &Path) -> Result<()> {
 }
 
 /// Builds the debug broker binary and returns its path.
-fn build_broker() -> Result<std::path::PathBuf> {
+pub(crate) fn build_broker() -> Result<std::path::PathBuf> {
     let mut command = cargo();
     command.args(["build", "-p", "broker", "--bin", "broker"]);
     step(
@@ -465,7 +477,7 @@ fn ensure_faketime() -> Option<String> {
 }
 
 /// Whether `name` runs (with `arg`).
-fn found(name: &str, arg: &str) -> bool {
+pub(crate) fn found(name: &str, arg: &str) -> bool {
     Command::new(name)
         .arg(arg)
         .stdout(Stdio::null())
@@ -476,7 +488,7 @@ fn found(name: &str, arg: &str) -> bool {
 
 /// A tool from the system's package manager: installed with apt-get when it is missing and
 /// this user is root; otherwise say what to run and what is lost. `Some(why)` if missing.
-fn ensure_package(bin: &str, arg: &str, package: &str, lost: &str) -> Option<String> {
+pub(crate) fn ensure_package(bin: &str, arg: &str, package: &str, lost: &str) -> Option<String> {
     if found(bin, arg) {
         return None;
     }
@@ -506,7 +518,7 @@ fn ensure_package(bin: &str, arg: &str, package: &str, lost: &str) -> Option<Str
 }
 
 /// Runs one step with its output streaming through, and fails with the step's name.
-fn step(name: &str, mut command: Command) -> Result<()> {
+pub(crate) fn step(name: &str, mut command: Command) -> Result<()> {
     println!("xtask: ==> {name}");
     let started = Instant::now();
     let status = command

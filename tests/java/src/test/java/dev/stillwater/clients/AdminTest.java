@@ -195,7 +195,8 @@ class AdminTest {
         ConsumerGroupDescription description = admin.describeConsumerGroups(List.of("admin-group"))
                 .all().get().get("admin-group");
         assertTrue(description.members().isEmpty());
-        assertEquals("EMPTY", description.groupState().toString().toUpperCase());
+        // groupState() (4.x) and state() (3.x) differ by client version; their string does not.
+        assertTrue(description.toString().toLowerCase().matches("(?s).*state=empty.*"), description.toString());
 
         Map<TopicPartition, OffsetAndMetadata> offsets = admin.listConsumerGroupOffsets("admin-group")
                 .partitionsToOffsetAndMetadata().get();
