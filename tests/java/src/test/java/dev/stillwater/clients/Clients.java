@@ -26,6 +26,17 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 final class Clients {
     private Clients() {}
 
+    /** The version of kafka-clients on the class path, as the client itself reads it. */
+    static String version() {
+        try (var in = KafkaProducer.class.getResourceAsStream("/kafka/kafka-version.properties")) {
+            Properties p = new Properties();
+            p.load(in);
+            return p.getProperty("version");
+        } catch (java.io.IOException | NullPointerException e) {
+            throw new IllegalStateException("kafka-clients carries no version file", e);
+        }
+    }
+
     static Properties props(String bootstrap, Map<String, Object> overrides) {
         Properties props = new Properties();
         props.put(CommonClientConfigs.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
