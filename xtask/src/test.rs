@@ -81,7 +81,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
             println!("xtask: skipping the Java client tests (--skip-java)");
             Ok(())
         } else {
-            crate::java::tests(&broker_bin, crate::java::CLIENT_VERSIONS)
+            crate::java::tests(&broker_bin, crate::java::CLIENT_VERSIONS, true)
         };
         let swept = background.map(Background::finish).transpose();
         integration?;
