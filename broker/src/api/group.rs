@@ -51,6 +51,10 @@ impl Broker {
                     error::INVALID_GROUP_ID,
                     Some("the group id is empty".into()),
                 ),
+                0 if !key.is_empty() && !clustered => {
+                    self.groups.offsets_topic_wanted();
+                    (error::NONE, None)
+                }
                 0 if clustered && where_(key).is_none() => (
                     error::COORDINATOR_NOT_AVAILABLE,
                     Some("the group's partition of __consumer_offsets has no leader yet".into()),

@@ -80,6 +80,9 @@ enum Msg {
     /// A checkpoint of a partition of the offsets topic finished: the records it wrote, or
     /// why it did not.
     Checkpointed(i32, Result<i64, String>),
+    /// A client looked for a group's coordinator: make the offsets topic if it is not there
+    /// (a single node; a cluster's is made by [`Coordinator::coordinator_of`]).
+    MakeOffsetsTopic,
 }
 
 /// The coordinator as request handlers see it.
@@ -87,7 +90,8 @@ pub struct Coordinator {
     tx: mpsc::Sender<Msg>,
     pub config: GroupConfig,
     cluster: Option<Arc<Controller>>,
-    /// A creation of the offsets topic (in a cluster) is under way.
+    /// A creation of the offsets topic is under way (in a cluster), or was asked for (on a
+    /// single node, once).
     creating: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -173,6 +177,20 @@ impl Coordinator {
             cluster: handle_cluster,
             creating: Default::default(),
         })
+    }
+
+    /// On a single node: a client looks for a group's coordinator, so the offsets topic is
+    /// made now if it is not there (Kafka makes it on the first FindCoordinator, and clients
+    /// may look for it in Metadata from then on). Asked once; a group's first write makes it
+    /// too.
+    pub fn offsets_topic_wanted(&self) {
+        if self.cluster.is_none()
+            && !self
+                .creating
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let _ = self.tx.try_send(Msg::MakeOffsetsTopic);
+        }
     }
 
     /// In a cluster: the broker that coordinates `group_id` (the leader of its partition of the
@@ -611,6 +629,14 @@ impl Actor {
                 self.maybe_checkpoint(partition).await;
             }
             Msg::Checkpointed(partition, outcome) => self.checkpointed(partition, outcome),
+            Msg::MakeOffsetsTopic => {
+                if let Err(code) = self.offsets_topic().await {
+                    tracing::warn!(
+                        code,
+                        "could not make {OFFSETS_TOPIC}; a group's first write will try again"
+                    );
+                }
+            }
         }
     }
 

@@ -292,4 +292,33 @@ class AdminTest {
         assertEquals(49, producers.get(0).lastSequence());
         assertTrue(producers.get(0).producerId() >= 0);
     }
+
+    /**
+     * Looking up a group's coordinator makes {@code __consumer_offsets} as Kafka does, so that a
+     * client may find it in Metadata (internal) right after, before any group has written.
+     */
+    @Test
+    void aCoordinatorLookupMakesTheOffsetsTopic() throws Exception {
+        try (Broker fresh = new Broker(dir.resolve("fresh"), "fresh-broker", 1).startReady();
+             Admin freshAdmin = Clients.admin(fresh.bootstrap())) {
+            assertFalse(freshAdmin.listTopics(new org.apache.kafka.clients.admin.ListTopicsOptions().listInternal(true))
+                    .names().get().contains("__consumer_offsets"));
+            // describeConsumerGroups asks FindCoordinator first.
+            freshAdmin.describeConsumerGroups(List.of("nobody-yet")).all().get();
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            Set<String> topics = Set.of();
+            while (System.nanoTime() < deadline) {
+                topics = freshAdmin.listTopics(new org.apache.kafka.clients.admin.ListTopicsOptions().listInternal(true))
+                        .names().get();
+                if (topics.contains("__consumer_offsets")) {
+                    break;
+                }
+                Thread.sleep(100);
+            }
+            assertTrue(topics.contains("__consumer_offsets"), topics.toString());
+            TopicDescription offsets = freshAdmin.describeTopics(List.of("__consumer_offsets")).allTopicNames().get()
+                    .get("__consumer_offsets");
+            assertTrue(offsets.isInternal());
+        }
+    }
 }
