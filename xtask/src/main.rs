@@ -6,11 +6,13 @@
 //! - `cargo xtask sim run | sweep …`: the deterministic simulator (built with `--cfg madsim`).
 //! - `cargo xtask cluster up | down | status`: a local three-node cluster.
 //! - `cargo xtask java [--kafka-version V] [--broker-bin B]`: only the Java client's tests.
+//! - `cargo xtask franz-go [--nodes 1|3]`: franz-go's own integration tests, with a table.
 //!
 //! xtask runs the other crates as processes; it never links the broker.
 
 mod bench;
 mod cluster;
+mod franz_go;
 mod java;
 mod secure;
 mod sim;
@@ -50,6 +52,8 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Only the Java client's tests (tests/java), as `test` runs them.
     Java(java::JavaArgs),
+    /// franz-go's own integration tests (pkg/kgo) against one node or three, with a table.
+    FranzGo(franz_go::FranzGoArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(&args),
         Command::Cluster(args) => cluster::run(&args),
         Command::Java(args) => java::run(&args),
+        Command::FranzGo(args) => franz_go::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

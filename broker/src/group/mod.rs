@@ -22,6 +22,7 @@ mod held;
 mod log;
 mod membership;
 mod offsets;
+mod ownership;
 pub mod records;
 mod requests;
 mod settings;
@@ -189,7 +190,13 @@ impl Coordinator {
                 .creating
                 .swap(true, std::sync::atomic::Ordering::AcqRel)
         {
-            let _ = self.tx.try_send(Msg::MakeOffsetsTopic);
+            // Only a hint, never waited for: with the coordinator's queue full it is dropped and
+            // the next lookup asks again (a group's first write makes the topic anyway).
+            #[allow(clippy::disallowed_methods)]
+            if self.tx.try_send(Msg::MakeOffsetsTopic).is_err() {
+                self.creating
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
         }
     }
 
@@ -487,93 +494,6 @@ impl Actor {
         }
     }
 
-    /// Why this coordinator does not serve `group`, in the code clients act on: its partition
-    /// of the offsets topic is led here but its groups are not read yet (or the offsets topic
-    /// is being made): COORDINATOR_LOAD_IN_PROGRESS, which clients retry within the call, as
-    /// Kafka answers while it loads; nobody leads it now (an election): COORDINATOR_NOT_AVAILABLE;
-    /// another broker leads it: NOT_COORDINATOR. Found black-box: the first synchronous commit
-    /// on a fresh cluster got NOT_COORDINATOR from the partition's new leader before it had
-    /// taken the groups over, and confluent-kafka raised it to the application.
-    fn not_here(&self, group: &str) -> i16 {
-        let Some(cluster) = &self.cluster else {
-            return ELSEWHERE;
-        };
-        let partition = partition_for(group, self.config.offsets_partitions);
-        let status = match cluster.replication().replica(OFFSETS_TOPIC, partition) {
-            Some(view) => view.status(),
-            None if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) => {
-                return error::COORDINATOR_LOAD_IN_PROGRESS
-            }
-            None => return ELSEWHERE,
-        };
-        if status.is_leader {
-            error::COORDINATOR_LOAD_IN_PROGRESS
-        } else if status.leader.is_none() {
-            error::COORDINATOR_NOT_AVAILABLE
-        } else {
-            ELSEWHERE
-        }
-    }
-
-    /// Whether this coordinator serves `group` (its partition of the offsets topic is led here).
-    fn owns(&self, group: &str) -> bool {
-        match &self.owned {
-            None => true,
-            Some(owned) => owned.contains(&partition_for(group, self.config.offsets_partitions)),
-        }
-    }
-
-    /// In a cluster: take over the groups of the offsets topic's partitions this broker now
-    /// leads (read from their logs), and let go of those it no longer does.
-    async fn ownership(&mut self) {
-        let Some(cluster) = self.cluster.clone() else {
-            return;
-        };
-        let now: std::collections::BTreeSet<i32> = (0..self.config.offsets_partitions)
-            .filter(|&p| {
-                cluster
-                    .replication()
-                    .replica(OFFSETS_TOPIC, p)
-                    .is_some_and(|v| v.status().serving)
-            })
-            .collect();
-        let before = self.owned.clone().unwrap_or_default();
-        if now == before {
-            return;
-        }
-        let parts = self.config.offsets_partitions;
-        for &lost in before.difference(&now) {
-            self.groups.retain(|id, _| partition_for(id, parts) != lost);
-            for w in self.writes.remove(&lost).unwrap_or_default() {
-                self.written(w.pending, Err(ELSEWHERE));
-            }
-            tracing::info!(
-                partition = lost,
-                "no longer the coordinator of this partition's groups"
-            );
-        }
-        self.owned = Some(now.clone());
-        let gained: std::collections::BTreeSet<i32> = now.difference(&before).copied().collect();
-        for &index in &gained {
-            let Some(p) = self
-                .store
-                .topic(OFFSETS_TOPIC)
-                .and_then(|t| t.partition(index).cloned())
-            else {
-                continue;
-            };
-            self.load_partition(&p).await;
-            tracing::info!(partition = index, "took over this partition's groups");
-        }
-        // Only the groups just read start afresh: the others are in the middle of their lives.
-        let now_at = self.now();
-        let taken = |id: &str| gained.contains(&partition_for(id, parts));
-        for (_, g) in self.groups.iter_mut().filter(|(id, _)| taken(id)) {
-            g.loaded(now_at);
-        }
-        self.groups.retain(|id, g| !(taken(id) && g.is_dead()));
-    }
-
     async fn handle(&mut self, msg: Msg) {
         self.dispatch(msg, None).await
     }
@@ -665,76 +585,6 @@ impl Actor {
         for (until, msg) in self.held.take() {
             self.dispatch(msg, Some(until)).await;
         }
-    }
-
-    /// Answer a request about a group this coordinator does not serve ([`Actor::not_here`]);
-    /// the request back otherwise.
-    fn elsewhere(&self, msg: Msg) -> Option<Msg> {
-        if self.owned.is_none() {
-            return Some(msg);
-        }
-        let here = |group: &str| self.owns(group);
-        let code = |group: &str| self.not_here(group);
-        match msg {
-            Msg::Join(req, reply) if !here(&req.group_id) => {
-                let _ = reply.send(JoinResponse {
-                    error: code(&req.group_id),
-                    ..Default::default()
-                });
-            }
-            Msg::Sync(req, reply) if !here(&req.group_id) => {
-                let _ = reply.send(SyncResponse {
-                    error: code(&req.group_id),
-                    ..Default::default()
-                });
-            }
-            Msg::Heartbeat(group, _, _, reply) if !here(&group) => {
-                let _ = reply.send(code(&group));
-            }
-            Msg::Leave(group, members, reply) if !here(&group) => {
-                let _ = reply.send(vec![code(&group); members.len().max(1)]);
-            }
-            Msg::Commit(req, reply) if !here(&req.group_id) => {
-                let _ = reply.send(Err(code(&req.group_id)));
-            }
-            Msg::Fetch(group, _, reply) if !here(&group) => {
-                let _ = reply.send(Err(code(&group)));
-            }
-            Msg::DeleteOffsets(group, _, reply) if !here(&group) => {
-                let _ = reply.send(Err(code(&group)));
-            }
-            Msg::Describe(ids, reply) if ids.iter().any(|g| !here(g)) => {
-                let _ = reply.send(
-                    ids.iter()
-                        .map(|g| {
-                            if here(g) {
-                                self.describe(g)
-                            } else {
-                                DescribedGroup {
-                                    group_id: g.clone(),
-                                    error: code(g),
-                                    state: "",
-                                    protocol_type: String::new(),
-                                    protocol: String::new(),
-                                    members: Vec::new(),
-                                }
-                            }
-                        })
-                        .collect(),
-                );
-            }
-            Msg::DeleteGroups(ids, reply) if ids.iter().any(|g| !here(g)) => {
-                // Refused whole: those served elsewhere with why, the others NOT_COORDINATOR
-                // (the client asks again, for them alone).
-                let _ = reply.send(
-                    ids.iter()
-                        .map(|g| if here(g) { ELSEWHERE } else { code(g) })
-                        .collect(),
-                );
-            }
-            other => return Some(other),
-        }
-        None
     }
 
     fn now(&self) -> Instant {
