@@ -27,6 +27,10 @@ const MODULE: &str = "github.com/twmb/franz-go";
 /// The single node's ports (the local cluster's are 9092–9100).
 const SINGLE_PORT: u16 = 9392;
 const SINGLE_METRICS_PORT: u16 = 9393;
+/// The single node's SASL_PLAINTEXT listener, for the suite's SCRAM tests.
+const SINGLE_SASL_PORT: u16 = 9394;
+/// The user the SCRAM tests log in as (`KGO_TEST_SCRAM`), made with `--add-scram`.
+const SCRAM_USER: (&str, &str) = ("kgo", "kgo-secret");
 /// A test's log is cut to its first and last lines past this size (a test that fails in a loop
 /// writes hundreds of MB).
 const LOG_KEEP_BYTES: u64 = 4 << 20;
@@ -193,6 +197,15 @@ fn run_one(
         .env("KGO_SEEDS", &brokers.seeds)
         .env("KGO_TEST_RF", brokers.nodes.to_string())
         .env("KGO_LOG_LEVEL", "none")
+        .envs(brokers.scram.iter().flat_map(|seeds| {
+            [
+                ("KGO_TEST_SCRAM_SEEDS", seeds.clone()),
+                (
+                    "KGO_TEST_SCRAM",
+                    format!("{}:{}:256", SCRAM_USER.0, SCRAM_USER.1),
+                ),
+            ]
+        }))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -211,9 +224,8 @@ fn run_one(
         std::thread::sleep(Duration::from_millis(100));
     };
     let seconds = started.elapsed().as_secs_f64();
+    let (result, note) = classify(&log_path, name, killed)?;
     trim(&log_path)?;
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let (result, note) = classify(&text, name, killed);
     Ok(Outcome {
         name: name.to_string(),
         result,
@@ -222,40 +234,55 @@ fn run_one(
     })
 }
 
-/// The outcome of a test from its `-test.v` output, and what it said first when it did not pass
-/// (the first line of its own, or of a subtest, that the test logged).
-fn classify(text: &str, name: &str, killed: bool) -> (&'static str, String) {
-    let said = |skip_prefixes: &[&str]| {
-        text.lines()
-            .map(str::trim)
-            .find(|l| {
-                l.contains(".go:")
-                    && !l.contains("completed in")
-                    && !skip_prefixes.iter().any(|p| l.contains(p))
-            })
-            .map(|l| l.chars().take(200).collect::<String>())
-            .unwrap_or_default()
-    };
-    if killed || text.contains("panic: test timed out") {
-        return ("TIMEOUT", said(&["does not support KIP-848"]));
+/// The outcome of a test from its `-test.v` output (read line by line: a test failing in a
+/// loop writes hundreds of MB), and the first thing it said that is not a skipped KIP-848
+/// variant: its failure, or why it skipped.
+fn classify(log: &Path, name: &str, killed: bool) -> Result<(&'static str, String)> {
+    use std::io::BufRead as _;
+    let reader = std::io::BufReader::new(std::fs::File::open(log)?);
+    let (mut timed_out, mut failed, mut skipped, mut passed) = (killed, false, false, false);
+    let (mut first_said, mut first_any, mut subtests_skipped) = (None::<String>, None, 0usize);
+    for line in reader.lines() {
+        let line = line.unwrap_or_default();
+        let l = line.trim();
+        timed_out |= l.starts_with("panic: test timed out");
+        failed |= l.starts_with(&format!("--- FAIL: {name} "));
+        skipped |= l.starts_with(&format!("--- SKIP: {name} "));
+        passed |= l.starts_with(&format!("--- PASS: {name} "));
+        if l.starts_with("--- SKIP:") && !l.starts_with(&format!("--- SKIP: {name} ")) {
+            subtests_skipped += 1;
+        }
+        // What a test logged ("helpers_test.go:866: …"), not a stack frame of a timeout's dump.
+        let logged = l
+            .split_once(".go:")
+            .is_some_and(|(file, _)| !file.is_empty() && !file.contains(['/', ' ', '\t']));
+        if logged && !l.contains("completed in") {
+            let said = || l.chars().take(200).collect::<String>();
+            if first_any.is_none() {
+                first_any = Some(said());
+            }
+            if first_said.is_none() && !l.contains("does not support KIP-848") {
+                first_said = Some(said());
+            }
+        }
     }
-    if text.contains(&format!("--- FAIL: {name} ")) {
-        return ("FAIL", said(&["does not support KIP-848"]));
-    }
-    if text.contains(&format!("--- SKIP: {name} ")) {
-        return ("SKIP", said(&[]));
-    }
-    if text.contains(&format!("--- PASS: {name} ")) {
-        // A pass whose subtests were skipped says so (the KIP-848 variants, for one).
-        let skipped = text.matches("--- SKIP:").count();
-        let note = if skipped > 0 {
-            format!("{skipped} subtests skipped: {}", said(&[]))
+    let said = first_said.unwrap_or_default();
+    Ok(if timed_out {
+        ("TIMEOUT", said)
+    } else if failed {
+        ("FAIL", said)
+    } else if skipped {
+        ("SKIP", first_any.unwrap_or_default())
+    } else if passed {
+        let note = if subtests_skipped > 0 {
+            format!("{subtests_skipped} subtests skipped (KIP-848 variants and the like)")
         } else {
             String::new()
         };
-        return ("PASS", note);
-    }
-    ("FAIL", said(&[]))
+        ("PASS", note)
+    } else {
+        ("FAIL", said)
+    })
 }
 
 /// Cuts a log past [`LOG_KEEP_BYTES`] to its first 2,000 and last 500 lines.
@@ -323,6 +350,8 @@ fn write_results(out: &Path, args: &FranzGoArgs, outcomes: &[Outcome]) -> Result
 struct Brokers {
     nodes: u16,
     seeds: String,
+    /// The SASL_PLAINTEXT listener, where there is one (the single node).
+    scram: Option<String>,
     dir: PathBuf,
     single: Option<std::cell::RefCell<Child>>,
 }
@@ -335,8 +364,20 @@ impl Brokers {
         if nodes == 1 {
             let log = std::fs::File::create(dir.join("broker.log"))?;
             let addr = format!("127.0.0.1:{SINGLE_PORT}");
+            let listeners =
+                format!("PLAINTEXT://{addr},SASL_PLAINTEXT://127.0.0.1:{SINGLE_SASL_PORT}");
+            let (user, password) = SCRAM_USER;
             let child = Command::new(binary)
-                .args(["--listen", &addr, "--advertised-listener", &addr])
+                .args(["--set", &format!("listeners={listeners}")])
+                .args(["--set", &format!("advertised_listeners={listeners}")])
+                .args([
+                    "--set",
+                    "sasl_enabled_mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
+                ])
+                .args([
+                    "--add-scram",
+                    &format!("SCRAM-SHA-256=[name={user},password={password}]"),
+                ])
                 .args([
                     "--metrics-listen",
                     &format!("127.0.0.1:{SINGLE_METRICS_PORT}"),
@@ -358,6 +399,7 @@ impl Brokers {
             return Ok(Brokers {
                 nodes,
                 seeds: addr,
+                scram: Some(format!("127.0.0.1:{SINGLE_SASL_PORT}")),
                 dir,
                 single: Some(std::cell::RefCell::new(child)),
             });
@@ -379,6 +421,7 @@ impl Brokers {
         Ok(Brokers {
             nodes,
             seeds,
+            scram: None,
             dir,
             single: None,
         })
