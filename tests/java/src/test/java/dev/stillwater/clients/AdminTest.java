@@ -55,10 +55,9 @@ import org.apache.kafka.common.resource.PatternType;
 import org.apache.kafka.common.resource.ResourcePattern;
 import org.apache.kafka.common.resource.ResourcePatternFilter;
 import org.apache.kafka.common.resource.ResourceType;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -70,26 +69,11 @@ import org.junit.jupiter.api.io.TempDir;
 class AdminTest {
     @TempDir
     static Path dir;
-    static Broker broker;
-    static Admin admin;
-
-    @BeforeAll
-    static void start() throws Exception {
-        broker = new Broker(dir.resolve("broker"), "broker", 1)
-                .set("authorizer_enabled=true")
-                .set("super_users=User:ANONYMOUS")
-                .startReady();
-        admin = Clients.admin(broker.bootstrap());
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        admin.close();
-        broker.close();
-    }
+    @RegisterExtension
+    static final Brokers brokers = Brokers.one("authorizer_enabled=true", "super_users=User:ANONYMOUS");
 
     static void produce(String topic, int partition, int count) throws Exception {
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(), Map.of())) {
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(), Map.of())) {
             for (int i = 0; i < count; i++) {
                 producer.send(new ProducerRecord<>(topic, partition, "k".getBytes(StandardCharsets.UTF_8),
                         ("v" + i).getBytes(StandardCharsets.UTF_8))).get();
@@ -117,61 +101,61 @@ class AdminTest {
     void topicsAreCreatedDescribedGrownReconfiguredAndDeleted() throws Exception {
         NewTopic topic = new NewTopic("admin-topic", 3, (short) 1)
                 .configs(Map.of("retention.ms", "3600000", "cleanup.policy", "compact"));
-        admin.createTopics(List.of(new NewTopic("validate-only", 2, (short) 1)),
+        brokers.admin.createTopics(List.of(new NewTopic("validate-only", 2, (short) 1)),
                 new CreateTopicsOptions().validateOnly(true)).all().get();
-        assertFalse(admin.listTopics().names().get().contains("validate-only"), "a validate-only topic made");
-        admin.createTopics(List.of(topic)).all().get();
-        assertInstanceOf(TopicExistsException.class, failure(() -> admin.createTopics(List.of(topic)).all().get()));
-        assertTrue(admin.listTopics().names().get().contains("admin-topic"));
+        assertFalse(brokers.admin.listTopics().names().get().contains("validate-only"), "a validate-only topic made");
+        brokers.admin.createTopics(List.of(topic)).all().get();
+        assertInstanceOf(TopicExistsException.class, failure(() -> brokers.admin.createTopics(List.of(topic)).all().get()));
+        assertTrue(brokers.admin.listTopics().names().get().contains("admin-topic"));
 
-        TopicDescription described = admin.describeTopics(List.of("admin-topic")).allTopicNames().get()
+        TopicDescription described = brokers.admin.describeTopics(List.of("admin-topic")).allTopicNames().get()
                 .get("admin-topic");
         assertEquals(3, described.partitions().size());
         assertEquals(1, described.partitions().get(0).leader().id());
 
         ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, "admin-topic");
-        Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+        Config config = brokers.admin.describeConfigs(List.of(resource)).all().get().get(resource);
         assertEquals("3600000", config.get("retention.ms").value());
         assertEquals(ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG, config.get("retention.ms").source());
         assertEquals("compact", config.get("cleanup.policy").value());
 
-        admin.incrementalAlterConfigs(Map.of(resource, List.of(
+        brokers.admin.incrementalAlterConfigs(Map.of(resource, List.of(
                 new AlterConfigOp(new ConfigEntry("retention.ms", "7200000"), AlterConfigOp.OpType.SET),
                 new AlterConfigOp(new ConfigEntry("cleanup.policy", ""), AlterConfigOp.OpType.DELETE))))
                 .all().get();
-        config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+        config = brokers.admin.describeConfigs(List.of(resource)).all().get().get(resource);
         assertEquals("7200000", config.get("retention.ms").value());
         assertEquals("delete", config.get("cleanup.policy").value());
         assertEquals(ConfigEntry.ConfigSource.DEFAULT_CONFIG, config.get("cleanup.policy").source());
 
-        admin.createPartitions(Map.of("admin-topic", NewPartitions.increaseTo(6))).all().get();
-        assertEquals(6, admin.describeTopics(List.of("admin-topic")).allTopicNames().get()
+        brokers.admin.createPartitions(Map.of("admin-topic", NewPartitions.increaseTo(6))).all().get();
+        assertEquals(6, brokers.admin.describeTopics(List.of("admin-topic")).allTopicNames().get()
                 .get("admin-topic").partitions().size());
         assertInstanceOf(InvalidPartitionsException.class, failure(() ->
-                admin.createPartitions(Map.of("admin-topic", NewPartitions.increaseTo(4))).all().get()));
+                brokers.admin.createPartitions(Map.of("admin-topic", NewPartitions.increaseTo(4))).all().get()));
 
-        admin.deleteTopics(List.of("admin-topic")).all().get();
+        brokers.admin.deleteTopics(List.of("admin-topic")).all().get();
         long deadline = System.nanoTime() + 30_000_000_000L;
-        while (admin.listTopics().names().get().contains("admin-topic") && System.nanoTime() < deadline) {
+        while (brokers.admin.listTopics().names().get().contains("admin-topic") && System.nanoTime() < deadline) {
             Thread.sleep(100);
         }
-        assertFalse(admin.listTopics().names().get().contains("admin-topic"));
+        assertFalse(brokers.admin.listTopics().names().get().contains("admin-topic"));
         assertInstanceOf(UnknownTopicOrPartitionException.class, failure(() ->
-                admin.deleteTopics(List.of("admin-topic")).all().get()));
+                brokers.admin.deleteTopics(List.of("admin-topic")).all().get()));
     }
 
     /** deleteRecords moves the log start offset; a consumer from the beginning starts there. */
     @Test
     void recordsAreDeletedBeforeAnOffset() throws Exception {
-        Clients.createTopic(admin, "delete-records", 1);
+        Clients.createTopic(brokers.admin, "delete-records", 1);
         produce("delete-records", 0, 100);
         TopicPartition tp = new TopicPartition("delete-records", 0);
-        long low = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(40))).lowWatermarks()
+        long low = brokers.admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(40))).lowWatermarks()
                 .get(tp).get().lowWatermark();
         assertEquals(40, low);
-        assertEquals(40, admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).partitionResult(tp).get().offset());
-        assertEquals(100, admin.listOffsets(Map.of(tp, OffsetSpec.latest())).partitionResult(tp).get().offset());
-        var read = Clients.readAll(broker.bootstrap(), "delete-records", 60, java.time.Duration.ofSeconds(20));
+        assertEquals(40, brokers.admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).partitionResult(tp).get().offset());
+        assertEquals(100, brokers.admin.listOffsets(Map.of(tp, OffsetSpec.latest())).partitionResult(tp).get().offset());
+        var read = Clients.readAll(brokers.broker.bootstrap(), "delete-records", 60, java.time.Duration.ofSeconds(20));
         assertEquals(60, read.size());
         assertEquals(40, read.get(0).offset());
     }
@@ -179,39 +163,39 @@ class AdminTest {
     /** Groups listed, described, their offsets listed, altered and deleted, and the group deleted. */
     @Test
     void consumerGroupsAndTheirOffsetsAreListedAlteredAndDeleted() throws Exception {
-        Clients.createTopic(admin, "group-admin", 2);
+        Clients.createTopic(brokers.admin, "group-admin", 2);
         produce("group-admin", 0, 10);
         produce("group-admin", 1, 10);
         TopicPartition p0 = new TopicPartition("group-admin", 0);
         TopicPartition p1 = new TopicPartition("group-admin", 1);
-        try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(broker.bootstrap(),
+        try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(brokers.broker.bootstrap(),
                 Map.of(ConsumerConfig.GROUP_ID_CONFIG, "admin-group"))) {
             c.assign(List.of(p0, p1));
             c.commitSync(Map.of(p0, new OffsetAndMetadata(7, "seven"), p1, new OffsetAndMetadata(3)));
         }
-        Set<String> groups = admin.listConsumerGroups().all().get().stream()
+        Set<String> groups = brokers.admin.listConsumerGroups().all().get().stream()
                 .map(g -> g.groupId()).collect(Collectors.toSet());
         assertTrue(groups.contains("admin-group"), groups.toString());
-        ConsumerGroupDescription description = admin.describeConsumerGroups(List.of("admin-group"))
+        ConsumerGroupDescription description = brokers.admin.describeConsumerGroups(List.of("admin-group"))
                 .all().get().get("admin-group");
         assertTrue(description.members().isEmpty());
         // groupState() (4.x) and state() (3.x) differ by client version; their string does not.
         assertTrue(description.toString().toLowerCase().matches("(?s).*state=empty.*"), description.toString());
 
-        Map<TopicPartition, OffsetAndMetadata> offsets = admin.listConsumerGroupOffsets("admin-group")
+        Map<TopicPartition, OffsetAndMetadata> offsets = brokers.admin.listConsumerGroupOffsets("admin-group")
                 .partitionsToOffsetAndMetadata().get();
         assertEquals(7, offsets.get(p0).offset());
         assertEquals("seven", offsets.get(p0).metadata());
         assertEquals(3, offsets.get(p1).offset());
 
-        admin.alterConsumerGroupOffsets("admin-group", Map.of(p1, new OffsetAndMetadata(9))).all().get();
-        admin.deleteConsumerGroupOffsets("admin-group", Set.of(p0)).all().get();
-        offsets = admin.listConsumerGroupOffsets("admin-group").partitionsToOffsetAndMetadata().get();
+        brokers.admin.alterConsumerGroupOffsets("admin-group", Map.of(p1, new OffsetAndMetadata(9))).all().get();
+        brokers.admin.deleteConsumerGroupOffsets("admin-group", Set.of(p0)).all().get();
+        offsets = brokers.admin.listConsumerGroupOffsets("admin-group").partitionsToOffsetAndMetadata().get();
         assertEquals(Set.of(p1), offsets.keySet());
         assertEquals(9, offsets.get(p1).offset());
 
-        admin.deleteConsumerGroups(List.of("admin-group")).all().get();
-        groups = admin.listConsumerGroups().all().get().stream().map(g -> g.groupId()).collect(Collectors.toSet());
+        brokers.admin.deleteConsumerGroups(List.of("admin-group")).all().get();
+        groups = brokers.admin.listConsumerGroups().all().get().stream().map(g -> g.groupId()).collect(Collectors.toSet());
         assertFalse(groups.contains("admin-group"), groups.toString());
     }
 
@@ -222,47 +206,47 @@ class AdminTest {
                 new AccessControlEntry("User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW));
         AclBinding deny = new AclBinding(new ResourcePattern(ResourceType.GROUP, "billing", PatternType.LITERAL),
                 new AccessControlEntry("User:bob", "10.0.0.1", AclOperation.ALL, AclPermissionType.DENY));
-        admin.createAcls(List.of(read, deny)).all().get();
-        Collection<AclBinding> all = admin.describeAcls(AclBindingFilter.ANY).values().get();
+        brokers.admin.createAcls(List.of(read, deny)).all().get();
+        Collection<AclBinding> all = brokers.admin.describeAcls(AclBindingFilter.ANY).values().get();
         assertTrue(all.containsAll(List.of(read, deny)), all.toString());
-        Collection<AclBinding> alices = admin.describeAcls(new AclBindingFilter(ResourcePatternFilter.ANY,
+        Collection<AclBinding> alices = brokers.admin.describeAcls(new AclBindingFilter(ResourcePatternFilter.ANY,
                 new AccessControlEntryFilter("User:alice", null, AclOperation.ANY, AclPermissionType.ANY)))
                 .values().get();
         assertEquals(List.of(read), List.copyOf(alices));
         // A topic the prefixed ACL covers, asked with MATCH.
-        Collection<AclBinding> matching = admin.describeAcls(new AclBindingFilter(
+        Collection<AclBinding> matching = brokers.admin.describeAcls(new AclBindingFilter(
                 new ResourcePatternFilter(ResourceType.TOPIC, "orders-eu", PatternType.MATCH),
                 AccessControlEntryFilter.ANY)).values().get();
         assertEquals(List.of(read), List.copyOf(matching));
 
-        Collection<AclBinding> deleted = admin.deleteAcls(List.of(new AclBindingFilter(
+        Collection<AclBinding> deleted = brokers.admin.deleteAcls(List.of(new AclBindingFilter(
                 new ResourcePatternFilter(ResourceType.GROUP, "billing", PatternType.LITERAL),
                 AccessControlEntryFilter.ANY))).all().get();
         assertEquals(List.of(deny), List.copyOf(deleted));
-        all = admin.describeAcls(AclBindingFilter.ANY).values().get();
+        all = brokers.admin.describeAcls(AclBindingFilter.ANY).values().get();
         assertTrue(all.contains(read) && !all.contains(deny), all.toString());
-        admin.deleteAcls(List.of(read.toFilter())).all().get();
+        brokers.admin.deleteAcls(List.of(read.toFilter())).all().get();
     }
 
     /** SCRAM users made (the client salts the password), described without keys, and deleted. */
     @Test
     void scramUsersAreMadeDescribedAndDeleted() throws Exception {
-        admin.alterUserScramCredentials(List.of(
+        brokers.admin.alterUserScramCredentials(List.of(
                 new UserScramCredentialUpsertion("app", new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
                         "app-secret"),
                 new UserScramCredentialUpsertion("app", new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
                         "app-secret"),
                 new UserScramCredentialUpsertion("old", new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
                         "old-secret"))).all().get();
-        Map<String, UserScramCredentialsDescription> users = admin.describeUserScramCredentials().all().get();
+        Map<String, UserScramCredentialsDescription> users = brokers.admin.describeUserScramCredentials().all().get();
         assertEquals(Set.of(ScramMechanism.SCRAM_SHA_512, ScramMechanism.SCRAM_SHA_256),
                 users.get("app").credentialInfos().stream().map(ScramCredentialInfo::mechanism)
                         .collect(Collectors.toSet()));
         assertTrue(users.get("app").credentialInfos().stream()
                 .anyMatch(i -> i.mechanism() == ScramMechanism.SCRAM_SHA_512 && i.iterations() == 8192));
-        admin.alterUserScramCredentials(List.of(
+        brokers.admin.alterUserScramCredentials(List.of(
                 new UserScramCredentialDeletion("old", ScramMechanism.SCRAM_SHA_256))).all().get();
-        users = admin.describeUserScramCredentials().all().get();
+        users = brokers.admin.describeUserScramCredentials().all().get();
         assertFalse(users.containsKey("old"), users.keySet().toString());
         assertTrue(users.containsKey("app"));
     }
@@ -270,14 +254,14 @@ class AdminTest {
     /** The cluster, its log directories with the partitions' sizes, and the producers of a partition. */
     @Test
     void theClusterLogDirectoriesAndProducersAreDescribed() throws Exception {
-        DescribeClusterResult cluster = admin.describeCluster();
+        DescribeClusterResult cluster = brokers.admin.describeCluster();
         assertNotNull(cluster.clusterId().get());
         assertEquals(List.of(1), cluster.nodes().get().stream().map(n -> n.id()).toList());
         assertEquals(1, cluster.controller().get().id());
 
-        Clients.createTopic(admin, "described", 2);
+        Clients.createTopic(brokers.admin, "described", 2);
         produce("described", 1, 50);
-        Map<String, LogDirDescription> dirs = admin.describeLogDirs(List.of(1)).allDescriptions().get().get(1);
+        Map<String, LogDirDescription> dirs = brokers.admin.describeLogDirs(List.of(1)).allDescriptions().get().get(1);
         assertEquals(1, dirs.size(), dirs.toString());
         LogDirDescription only = dirs.values().iterator().next();
         assertTrue(only.error() == null, only.toString());
@@ -285,7 +269,7 @@ class AdminTest {
         assertTrue(only.replicaInfos().containsKey(tp), only.replicaInfos().keySet().toString());
         assertTrue(only.replicaInfos().get(tp).size() > 50 * 10, only.replicaInfos().get(tp).toString());
 
-        List<ProducerState> producers = admin.describeProducers(List.of(tp)).partitionResult(tp).get()
+        List<ProducerState> producers = brokers.admin.describeProducers(List.of(tp)).partitionResult(tp).get()
                 .activeProducers();
         // produce() sends its 50 records through one idempotent producer (the client's default).
         assertEquals(1, producers.size(), producers.toString());

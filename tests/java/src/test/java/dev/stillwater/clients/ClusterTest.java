@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -30,11 +29,9 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
-import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The Java clients against three brokers (replication factor 3): a producer with its defaults
@@ -43,24 +40,9 @@ import org.junit.jupiter.api.io.TempDir;
  */
 @ExtendWith(Harness.class)
 class ClusterTest {
-    @TempDir
-    static Path dir;
-    static Cluster cluster;
-    static Admin admin;
-
-    @BeforeAll
-    static void start() throws Exception {
-        // No automatic return of leaderships: the election test asks for it itself.
-        cluster = new Cluster(dir, 3, "leader_rebalance_ms=0").start();
-        admin = Clients.admin(cluster.bootstrap());
-        cluster.awaitBrokers(admin, 3, Duration.ofSeconds(60));
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        admin.close();
-        cluster.close();
-    }
+    /** No automatic return of leaderships: the election test asks for it itself. */
+    @RegisterExtension
+    static final Brokers brokers = Brokers.three("leader_rebalance_ms=0");
 
     static byte[] bytes(String s) {
         return s.getBytes(StandardCharsets.UTF_8);
@@ -75,8 +57,8 @@ class ClusterTest {
     @Test
     void nothingAcknowledgedIsLostWhileBrokersAreKilledAndClientsRecoverByThemselves() throws Exception {
         String topic = "failover";
-        Clients.createTopic(admin, topic, 6, 3, Map.of("min.insync.replicas", "2"));
-        cluster.awaitLeaders(admin, Map.of(topic, 6), Duration.ofSeconds(60));
+        Clients.createTopic(brokers.admin, topic, 6, 3, Map.of("min.insync.replicas", "2"));
+        brokers.cluster.awaitLeaders(brokers.admin, Map.of(topic, 6), Duration.ofSeconds(60));
         int count = 20_000;
         Set<Integer> acked = ConcurrentHashMap.newKeySet();
         AtomicReference<Exception> produceFailure = new AtomicReference<>();
@@ -86,7 +68,7 @@ class ClusterTest {
         List<Thread> consumers = new ArrayList<>();
         for (int m = 0; m < 2; m++) {
             Thread t = new Thread(() -> {
-                try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(cluster.bootstrap(), Map.of(
+                try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(brokers.cluster.bootstrap(), Map.of(
                         ConsumerConfig.GROUP_ID_CONFIG, "failover-group"))) {
                     c.subscribe(List.of(topic));
                     while (!stopConsumers.get()) {
@@ -104,7 +86,7 @@ class ClusterTest {
             consumers.add(t);
         }
         Thread producerThread = new Thread(() -> {
-            try (KafkaProducer<byte[], byte[]> producer = Clients.producer(cluster.bootstrap(), Map.of())) {
+            try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.cluster.bootstrap(), Map.of())) {
                 for (int i = 0; i < count; i++) {
                     byte[] value = new byte[100];
                     System.arraycopy(bytes(String.format("%08d", i)), 0, value, 0, 8);
@@ -127,7 +109,7 @@ class ClusterTest {
         producerThread.start();
         for (int round = 0; round < 3; round++) {
             Thread.sleep(2_000);
-            Broker leader = cluster.node(cluster.leaderOf(admin, topic, 0, Duration.ofSeconds(60)));
+            Broker leader = brokers.cluster.node(brokers.cluster.leaderOf(brokers.admin, topic, 0, Duration.ofSeconds(60)));
             leader.kill();
             Thread.sleep(3_000);
             leader.startReady();
@@ -146,7 +128,7 @@ class ClusterTest {
         assertNull(consumeFailure.get(), "a group member failed");
         assertEquals(count, consumed.size(), "distinct records the group read");
 
-        List<ConsumerRecord<byte[], byte[]>> stored = Clients.readAll(cluster.bootstrap(), topic, count,
+        List<ConsumerRecord<byte[], byte[]>> stored = Clients.readAll(brokers.cluster.bootstrap(), topic, count,
                 Duration.ofSeconds(90));
         Map<Integer, Integer> copies = new HashMap<>();
         for (ConsumerRecord<byte[], byte[]> r : stored) {
@@ -162,14 +144,14 @@ class ClusterTest {
     @Test
     void partitionsAreReassignedAndTheirRecordsFollow() throws Exception {
         String topic = "moved";
-        Clients.createTopic(admin, topic, 2, 2, Map.of());
-        cluster.awaitLeaders(admin, Map.of(topic, 2), Duration.ofSeconds(60));
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(cluster.bootstrap(), Map.of())) {
+        Clients.createTopic(brokers.admin, topic, 2, 2, Map.of());
+        brokers.cluster.awaitLeaders(brokers.admin, Map.of(topic, 2), Duration.ofSeconds(60));
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.cluster.bootstrap(), Map.of())) {
             for (int i = 0; i < 2_000; i++) {
                 producer.send(new ProducerRecord<>(topic, i % 2, bytes("k"), bytes(Integer.toString(i))));
             }
         }
-        TopicDescription before = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+        TopicDescription before = brokers.admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
         Map<TopicPartition, Optional<NewPartitionReassignment>> moves = new HashMap<>();
         Map<Integer, List<Integer>> wanted = new HashMap<>();
         for (TopicPartitionInfo p : before.partitions()) {
@@ -181,23 +163,23 @@ class ClusterTest {
             wanted.put(p.partition(), target);
             moves.put(new TopicPartition(topic, p.partition()), Optional.of(new NewPartitionReassignment(target)));
         }
-        admin.alterPartitionReassignments(moves).all().get();
-        admin.listPartitionReassignments().reassignments().get();
+        brokers.admin.alterPartitionReassignments(moves).all().get();
+        brokers.admin.listPartitionReassignments().reassignments().get();
         long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
         Map<Integer, List<Integer>> now = new HashMap<>();
         while (System.nanoTime() < deadline) {
             now.clear();
-            for (TopicPartitionInfo p : admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic)
+            for (TopicPartitionInfo p : brokers.admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic)
                     .partitions()) {
                 now.put(p.partition(), p.replicas().stream().map(n -> n.id()).toList());
             }
-            if (now.equals(wanted) && admin.listPartitionReassignments().reassignments().get().isEmpty()) {
+            if (now.equals(wanted) && brokers.admin.listPartitionReassignments().reassignments().get().isEmpty()) {
                 break;
             }
             Thread.sleep(200);
         }
         assertEquals(wanted, now, "replicas after the reassignment");
-        List<ConsumerRecord<byte[], byte[]>> read = Clients.readAll(cluster.bootstrap(), topic, 2_000,
+        List<ConsumerRecord<byte[], byte[]>> read = Clients.readAll(brokers.cluster.bootstrap(), topic, 2_000,
                 Duration.ofSeconds(60));
         assertEquals(2_000, read.size());
     }
@@ -209,14 +191,14 @@ class ClusterTest {
     @Test
     void aPreferredLeaderElectionHandsLeadershipsBack() throws Exception {
         String topic = "preferred";
-        Clients.createTopic(admin, topic, 6, 3, Map.of());
-        cluster.awaitLeaders(admin, Map.of(topic, 6), Duration.ofSeconds(60));
-        Broker victim = cluster.node(2);
+        Clients.createTopic(brokers.admin, topic, 6, 3, Map.of());
+        brokers.cluster.awaitLeaders(brokers.admin, Map.of(topic, 6), Duration.ofSeconds(60));
+        Broker victim = brokers.cluster.node(2);
         victim.kill();
         Thread.sleep(500);
-        cluster.awaitLeaders(admin, Map.of(topic, 6), Duration.ofSeconds(60));
+        brokers.cluster.awaitLeaders(brokers.admin, Map.of(topic, 6), Duration.ofSeconds(60));
         victim.startReady();
-        cluster.awaitBrokers(admin, 3, Duration.ofSeconds(60));
+        brokers.cluster.awaitBrokers(brokers.admin, 3, Duration.ofSeconds(60));
         Set<TopicPartition> partitions = new HashSet<>();
         for (int p = 0; p < 6; p++) {
             partitions.add(new TopicPartition(topic, p));
@@ -229,7 +211,7 @@ class ClusterTest {
         List<String> notPreferred = List.of("not asked yet");
         while (System.nanoTime() < deadline) {
             try {
-                admin.electLeaders(ElectionType.PREFERRED, partitions).partitions().get();
+                brokers.admin.electLeaders(ElectionType.PREFERRED, partitions).partitions().get();
             } catch (Exception e) {
                 // a replica still catching up is not eligible yet: ask again
             }
@@ -241,7 +223,7 @@ class ClusterTest {
         }
         assertTrue(notPreferred.isEmpty(), "partitions not led by their preferred replica: " + notPreferred);
         // Asked again, nothing needs electing.
-        var results = admin.electLeaders(ElectionType.PREFERRED, partitions).partitions().get();
+        var results = brokers.admin.electLeaders(ElectionType.PREFERRED, partitions).partitions().get();
         for (var e : results.entrySet()) {
             assertTrue(e.getValue().isEmpty() || e.getValue().get()
                     instanceof org.apache.kafka.common.errors.ElectionNotNeededException, e.toString());
@@ -250,7 +232,7 @@ class ClusterTest {
 
     /** The partitions of a topic not led by their first replica, described. */
     static List<String> notPreferred(String topic) throws Exception {
-        return admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().stream()
+        return brokers.admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().stream()
                 .filter(p -> p.leader() == null || p.leader().id() != p.replicas().get(0).id())
                 .map(p -> p.partition() + " led by " + (p.leader() == null ? "none" : p.leader().id())
                         + ", replicas " + p.replicas().stream().map(n -> n.id()).toList())

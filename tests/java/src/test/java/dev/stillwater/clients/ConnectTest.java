@@ -19,13 +19,12 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.common.config.ConfigResource;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -39,8 +38,8 @@ import org.junit.jupiter.api.io.TempDir;
 class ConnectTest {
     @TempDir
     static Path dir;
-    static Cluster cluster;
-    static Admin admin;
+    @RegisterExtension
+    static final Brokers brokers = Brokers.three();
     static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
 
     /** The worker's class path: connect-worker/pom.xml's dependencies at {@code connect.version}. */
@@ -49,9 +48,6 @@ class ConnectTest {
     @BeforeAll
     static void start() throws Exception {
         workerClasspath = workerClasspath();
-        cluster = new Cluster(dir.resolve("cluster"), 3).start();
-        admin = Clients.admin(cluster.bootstrap());
-        cluster.awaitBrokers(admin, 3, Duration.ofSeconds(60));
     }
 
     static String workerClasspath() throws IOException, InterruptedException {
@@ -74,12 +70,6 @@ class ConnectTest {
         return Files.readString(out, StandardCharsets.UTF_8).trim();
     }
 
-    @AfterAll
-    static void stop() throws Exception {
-        admin.close();
-        cluster.close();
-    }
-
     /** One Connect worker process of the group {@code connect-cluster}. */
     static final class Worker implements AutoCloseable {
         final String name;
@@ -93,7 +83,7 @@ class ConnectTest {
             this.config = dir.resolve(name + ".properties");
             this.log = dir.resolve(name + ".log");
             Files.writeString(config, String.join("\n",
-                    "bootstrap.servers=" + cluster.bootstrap(),
+                    "bootstrap.servers=" + brokers.cluster.bootstrap(),
                     "group.id=connect-cluster",
                     "key.converter=org.apache.kafka.connect.storage.StringConverter",
                     "value.converter=org.apache.kafka.connect.storage.StringConverter",
@@ -226,7 +216,7 @@ class ConnectTest {
         List<String> first = lines(0, 10_000);
         List<String> second = lines(10_000, 10_000);
         Files.write(in, first, StandardCharsets.UTF_8);
-        Clients.createTopic(admin, "file-lines", 1, 3, Map.of());
+        Clients.createTopic(brokers.admin, "file-lines", 1, 3, Map.of());
         try (Worker a = new Worker("worker-a").start(); Worker b = new Worker("worker-b").start()) {
             a.create("{\"name\": \"file-source\", \"config\": {"
                     + "\"connector.class\": \"org.apache.kafka.connect.file.FileStreamSourceConnector\","
@@ -272,7 +262,7 @@ class ConnectTest {
         }
         for (String topic : List.of("connect-configs", "connect-offsets", "connect-status")) {
             ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
-            Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+            Config config = brokers.admin.describeConfigs(List.of(resource)).all().get().get(resource);
             assertEquals("compact", config.get("cleanup.policy").value(), topic);
         }
     }

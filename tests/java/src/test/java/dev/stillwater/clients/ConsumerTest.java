@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -18,7 +17,6 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -29,11 +27,9 @@ import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
-import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -44,22 +40,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  */
 @ExtendWith(Harness.class)
 class ConsumerTest {
-    @TempDir
-    static Path dir;
-    static Broker broker;
-    static Admin admin;
-
-    @BeforeAll
-    static void start() throws Exception {
-        broker = new Broker(dir.resolve("broker"), "broker", 1).startReady();
-        admin = Clients.admin(broker.bootstrap());
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        admin.close();
-        broker.close();
-    }
+    @RegisterExtension
+    static final Brokers brokers = Brokers.one();
 
     static byte[] bytes(String s) {
         return s.getBytes(StandardCharsets.UTF_8);
@@ -143,7 +125,7 @@ class ConsumerTest {
     void membersJoiningAndLeavingUnderLoadReadEveryRecordOnce(String assignor) throws Exception {
         String topic = "group-load-" + assignor.substring(assignor.lastIndexOf('.') + 1);
         String group = topic + "-group";
-        Clients.createTopic(admin, topic, 6);
+        Clients.createTopic(brokers.admin, topic, 6);
         Map<String, Object> conf = new HashMap<>();
         if (!assignor.equals("default")) {
             conf.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, assignor);
@@ -153,7 +135,7 @@ class ConsumerTest {
         Map<Integer, AtomicInteger> seen = new ConcurrentHashMap<>();
         AtomicReference<Exception> produceFailure = new AtomicReference<>();
         Thread producerThread = new Thread(() -> {
-            try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(), Map.of())) {
+            try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(), Map.of())) {
                 for (int i = 0; i < count; i++) {
                     producer.send(new ProducerRecord<>(topic, bytes("k" + i), bytes(Integer.toString(i))),
                             (md, e) -> { if (e != null) produceFailure.compareAndSet(null, e); });
@@ -168,15 +150,15 @@ class ConsumerTest {
         });
         producerThread.start();
         List<Member> members = new ArrayList<>();
-        members.add(new Member(broker.bootstrap(), topic, group, conf, seen));
+        members.add(new Member(brokers.broker.bootstrap(), topic, group, conf, seen));
         Thread.sleep(1_500);
-        members.add(new Member(broker.bootstrap(), topic, group, conf, seen));
+        members.add(new Member(brokers.broker.bootstrap(), topic, group, conf, seen));
         Thread.sleep(1_500);
-        members.add(new Member(broker.bootstrap(), topic, group, conf, seen));
+        members.add(new Member(brokers.broker.bootstrap(), topic, group, conf, seen));
         Thread.sleep(1_500);
         members.remove(0).leave();
         Thread.sleep(1_500);
-        members.add(new Member(broker.bootstrap(), topic, group, conf, seen));
+        members.add(new Member(brokers.broker.bootstrap(), topic, group, conf, seen));
         producerThread.join(120_000);
         assertEquals(null, produceFailure.get());
         long deadline = System.nanoTime() + Duration.ofSeconds(90).toNanos();
@@ -191,7 +173,7 @@ class ConsumerTest {
                 .map(Map.Entry::getKey).sorted().limit(20).toList();
         assertTrue(twice.isEmpty(), "records consumed more than once (first 20): " + twice);
         // What the group committed is the end of every partition.
-        var committed = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
+        var committed = brokers.admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
         long total = committed.values().stream().mapToLong(OffsetAndMetadata::offset).sum();
         assertEquals(count, total, "committed offsets " + committed);
     }
@@ -204,8 +186,8 @@ class ConsumerTest {
     void aStaticMemberRestartsWithoutARebalance() throws Exception {
         String topic = "static";
         String group = "static-group";
-        Clients.createTopic(admin, topic, 4);
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(), Map.of())) {
+        Clients.createTopic(brokers.admin, topic, 4);
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(), Map.of())) {
             for (int i = 0; i < 400; i++) {
                 producer.send(new ProducerRecord<>(topic, bytes("k" + i), bytes(Integer.toString(i))));
             }
@@ -246,7 +228,7 @@ class ConsumerTest {
     private static KafkaConsumer<byte[], byte[]> staticMember(Map<String, Object> conf, String id, String topic) {
         Map<String, Object> all = new HashMap<>(conf);
         all.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, id);
-        KafkaConsumer<byte[], byte[]> c = Clients.consumer(broker.bootstrap(), all);
+        KafkaConsumer<byte[], byte[]> c = Clients.consumer(brokers.broker.bootstrap(), all);
         c.subscribe(List.of(topic));
         return c;
     }
@@ -258,9 +240,9 @@ class ConsumerTest {
     @Test
     void aConsumerManagingItsOwnPositionsSeeksFindsOffsetsAndPauses() throws Exception {
         String topic = "positions";
-        Clients.createTopic(admin, topic, 2);
+        Clients.createTopic(brokers.admin, topic, 2);
         long base = System.currentTimeMillis() - 10_000_000L;
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(), Map.of())) {
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(), Map.of())) {
             for (int p = 0; p < 2; p++) {
                 for (int i = 0; i < 1_000; i++) {
                     producer.send(new ProducerRecord<>(topic, p, base + i * 1_000L, bytes("k"),
@@ -270,7 +252,7 @@ class ConsumerTest {
         }
         TopicPartition p0 = new TopicPartition(topic, 0);
         TopicPartition p1 = new TopicPartition(topic, 1);
-        try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(broker.bootstrap(), Map.of())) {
+        try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(brokers.broker.bootstrap(), Map.of())) {
             c.assign(List.of(p0, p1));
             assertEquals(Map.of(p0, 0L, p1, 0L), c.beginningOffsets(List.of(p0, p1)));
             assertEquals(Map.of(p0, 1_000L, p1, 1_000L), c.endOffsets(List.of(p0, p1)));

@@ -31,10 +31,9 @@ import org.apache.kafka.common.errors.RecordTooLargeException;
 import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.header.internals.RecordHeader;
 import org.apache.kafka.common.utils.Utils;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -48,20 +47,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 class ProducerTest {
     @TempDir
     static Path dir;
-    static Broker broker;
-    static Admin admin;
-
-    @BeforeAll
-    static void start() throws Exception {
-        broker = new Broker(dir.resolve("broker"), "broker", 1).startReady();
-        admin = Clients.admin(broker.bootstrap());
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        admin.close();
-        broker.close();
-    }
+    @RegisterExtension
+    static final Brokers brokers = Brokers.one();
 
     static byte[] bytes(String s) {
         return s.getBytes(StandardCharsets.UTF_8);
@@ -71,10 +58,10 @@ class ProducerTest {
     @Test
     void theDefaultProducerStoresEveryRecordOnceAndInOrder() throws Exception {
         String topic = "defaults";
-        Clients.createTopic(admin, topic, 12);
+        Clients.createTopic(brokers.admin, topic, 12);
         int count = 20_000;
         Map<Integer, List<Integer>> sentPerPartition = new HashMap<>();
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(), Map.of())) {
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(), Map.of())) {
             List<Future<RecordMetadata>> acks = new ArrayList<>();
             for (int i = 0; i < count; i++) {
                 byte[] value = new byte[100];
@@ -86,7 +73,7 @@ class ProducerTest {
                 sentPerPartition.computeIfAbsent(md.partition(), p -> new ArrayList<>()).add(i);
             }
         }
-        List<ConsumerRecord<byte[], byte[]>> read = Clients.readAll(broker.bootstrap(), topic, count,
+        List<ConsumerRecord<byte[], byte[]>> read = Clients.readAll(brokers.broker.bootstrap(), topic, count,
                 Duration.ofSeconds(60));
         assertEquals(count, read.size(), "records read back");
         Map<Integer, List<Integer>> readPerPartition = new HashMap<>();
@@ -104,11 +91,11 @@ class ProducerTest {
     @ValueSource(strings = {"none", "gzip", "snappy", "lz4", "zstd"})
     void everyCodecIsStoredAndReadBackByteExact(String codec) throws Exception {
         String topic = "codec-" + codec;
-        Clients.createTopic(admin, topic, 3);
+        Clients.createTopic(brokers.admin, topic, 3);
         int count = 3_000;
         Random random = new Random(codec.hashCode());
         List<byte[]> values = new ArrayList<>();
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(),
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(),
                 Map.of(ProducerConfig.COMPRESSION_TYPE_CONFIG, codec, ProducerConfig.LINGER_MS_CONFIG, 5))) {
             List<Future<RecordMetadata>> acks = new ArrayList<>();
             for (int i = 0; i < count; i++) {
@@ -125,7 +112,7 @@ class ProducerTest {
                 ack.get();
             }
         }
-        List<ConsumerRecord<byte[], byte[]>> read = Clients.readAll(broker.bootstrap(), topic, count,
+        List<ConsumerRecord<byte[], byte[]>> read = Clients.readAll(brokers.broker.bootstrap(), topic, count,
                 Duration.ofSeconds(60));
         assertEquals(count, read.size());
         Set<Integer> seen = new HashSet<>();
@@ -146,10 +133,10 @@ class ProducerTest {
     @Test
     void recordsNearTheSizeLimitsAreStoredAndOneOverIsRefused() throws Exception {
         String topic = "large";
-        Clients.createTopic(admin, topic, 1);
+        Clients.createTopic(brokers.admin, topic, 1);
         Random random = new Random(7);
         List<byte[]> values = new ArrayList<>();
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(),
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(),
                 Map.of(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, 4 << 20))) {
             for (int i = 0; i < 8; i++) {
                 byte[] value = new byte[1_000_000];
@@ -165,13 +152,13 @@ class ProducerTest {
             producer.send(new ProducerRecord<>(topic, after)).get();
             values.add(after);
         }
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(), Map.of())) {
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(), Map.of())) {
             // The client's own limit (1 MiB by default) is checked before anything is sent.
             ExecutionException refused = assertThrows(ExecutionException.class,
                     () -> producer.send(new ProducerRecord<>(topic, new byte[(1 << 20) + 1])).get());
             assertInstanceOf(RecordTooLargeException.class, refused.getCause());
         }
-        List<ConsumerRecord<byte[], byte[]>> read = Clients.readAll(broker.bootstrap(), topic, values.size(),
+        List<ConsumerRecord<byte[], byte[]>> read = Clients.readAll(brokers.broker.bootstrap(), topic, values.size(),
                 Duration.ofSeconds(60), Map.of("max.partition.fetch.bytes", 1 << 20));
         assertEquals(values.size(), read.size());
         for (int i = 0; i < values.size(); i++) {
@@ -238,10 +225,10 @@ class ProducerTest {
     void thePartitionersSpreadRecordsOverManyPartitions() throws Exception {
         String topic = "many";
         int partitions = 300;
-        Clients.createTopic(admin, topic, partitions);
+        Clients.createTopic(brokers.admin, topic, partitions);
         Map<Integer, Integer> acked = new HashMap<>();
         Set<Integer> unkeyedPartitions = new HashSet<>();
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(),
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(),
                 Map.of(ProducerConfig.LINGER_MS_CONFIG, 5, ProducerConfig.BATCH_SIZE_CONFIG, 4096))) {
             List<Future<RecordMetadata>> keyed = new ArrayList<>();
             List<byte[]> keys = new ArrayList<>();
@@ -267,7 +254,7 @@ class ProducerTest {
             }
         }
         assertTrue(unkeyedPartitions.size() >= 20, "unkeyed records went to " + unkeyedPartitions.size());
-        var offsets = admin.listOffsets(acked.keySet().stream().collect(java.util.stream.Collectors.toMap(
+        var offsets = brokers.admin.listOffsets(acked.keySet().stream().collect(java.util.stream.Collectors.toMap(
                 p -> new org.apache.kafka.common.TopicPartition(topic, p),
                 p -> org.apache.kafka.clients.admin.OffsetSpec.latest()))).all().get();
         for (Map.Entry<Integer, Integer> e : acked.entrySet()) {

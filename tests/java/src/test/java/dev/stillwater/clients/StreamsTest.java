@@ -18,7 +18,6 @@ import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Collectors;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -42,10 +41,9 @@ import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -61,21 +59,8 @@ class StreamsTest {
 
     @TempDir
     static Path dir;
-    static Cluster cluster;
-    static Admin admin;
-
-    @BeforeAll
-    static void start() throws Exception {
-        cluster = new Cluster(dir.resolve("cluster"), 3).start();
-        admin = Clients.admin(cluster.bootstrap());
-        cluster.awaitBrokers(admin, 3, Duration.ofSeconds(60));
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        admin.close();
-        cluster.close();
-    }
+    @RegisterExtension
+    static final Brokers brokers = Brokers.three();
 
     static KafkaStreams wordCount(String app, String input, String output, String guarantee) {
         StreamsBuilder builder = new StreamsBuilder();
@@ -87,7 +72,7 @@ class StreamsTest {
                 .to(output, Produced.with(Serdes.String(), Serdes.Long()));
         Properties props = new Properties();
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
-        props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, cluster.bootstrap());
+        props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, brokers.cluster.bootstrap());
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         props.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 3);
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 2);
@@ -114,7 +99,7 @@ class StreamsTest {
     }
 
     static void produce(String topic, List<String> lines) throws Exception {
-        try (KafkaProducer<String, String> producer = new KafkaProducer<>(Clients.props(cluster.bootstrap(), Map.of(
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(Clients.props(brokers.cluster.bootstrap(), Map.of(
                 ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName(),
                 ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName())))) {
             for (int i = 0; i < lines.size(); i++) {
@@ -127,7 +112,7 @@ class StreamsTest {
     /** The latest count of every word in the output topic, read from its start until it matches or time runs out. */
     static Map<String, Long> latestCounts(String topic, Map<String, Long> expected, Duration timeout) {
         Map<String, Long> latest = new TreeMap<>();
-        try (KafkaConsumer<String, Long> consumer = new KafkaConsumer<>(Clients.props(cluster.bootstrap(), Map.of(
+        try (KafkaConsumer<String, Long> consumer = new KafkaConsumer<>(Clients.props(brokers.cluster.bootstrap(), Map.of(
                 ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName(),
                 ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName(),
                 ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest")))) {
@@ -155,8 +140,8 @@ class StreamsTest {
     @Test
     void aWordCountAtLeastOnceIsExactAcrossABrokerRestart() throws Exception {
         String app = "wordcount-alo";
-        Clients.createTopic(admin, "text", 4, 3, Map.of());
-        Clients.createTopic(admin, "word-counts", 4, 3, Map.of());
+        Clients.createTopic(brokers.admin, "text", 4, 3, Map.of());
+        Clients.createTopic(brokers.admin, "word-counts", 4, 3, Map.of());
         Map<String, Long> expected = new TreeMap<>();
         List<String> first = lines(10_000, 1, expected);
         List<String> second = lines(10_000, 2, expected);
@@ -169,7 +154,7 @@ class StreamsTest {
             streams.start();
             produce("text", first);
             Thread.sleep(3_000);
-            Broker restarted = cluster.node(2);
+            Broker restarted = brokers.cluster.node(2);
             assertEquals(0, restarted.stop(), "broker 2's exit code on SIGTERM");
             Thread.sleep(2_000);
             restarted.startReady();
@@ -186,13 +171,13 @@ class StreamsTest {
         }
         String changelog = app + "-counts-changelog";
         String repartition = app + "-by-word-repartition";
-        Set<String> topics = admin.listTopics().names().get();
+        Set<String> topics = brokers.admin.listTopics().names().get();
         assertTrue(topics.containsAll(List.of(changelog, repartition)), topics.toString());
         ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, changelog);
-        Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+        Config config = brokers.admin.describeConfigs(List.of(resource)).all().get().get(resource);
         assertEquals("compact", config.get("cleanup.policy").value());
         for (String internal : List.of(changelog, repartition)) {
-            admin.describeTopics(List.of(internal)).allTopicNames().get().get(internal).partitions()
+            brokers.admin.describeTopics(List.of(internal)).allTopicNames().get().get(internal).partitions()
                     .forEach(p -> assertEquals(3, p.replicas().size(), internal + " " + p));
         }
     }
@@ -204,8 +189,8 @@ class StreamsTest {
      */
     @Test
     void exactlyOnceV2FailsAtStartWithTheClientsOwnErrorUntilTransactionsAreServed() throws Exception {
-        Clients.createTopic(admin, "text-eos", 2, 3, Map.of());
-        Clients.createTopic(admin, "word-counts-eos", 2, 3, Map.of());
+        Clients.createTopic(brokers.admin, "text-eos", 2, 3, Map.of());
+        Clients.createTopic(brokers.admin, "word-counts-eos", 2, 3, Map.of());
         produce("text-eos", lines(100, 3, new HashMap<>()));
         AtomicReference<Throwable> crashed = new AtomicReference<>();
         try (KafkaStreams streams = wordCount("wordcount-eos", "text-eos", "word-counts-eos",

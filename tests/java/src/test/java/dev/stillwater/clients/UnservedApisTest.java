@@ -8,7 +8,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -16,18 +15,15 @@ import java.util.TreeMap;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.errors.UnsupportedVersionException;
 import org.apache.kafka.common.quota.ClientQuotaFilter;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
-import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * What the Java clients ask of a broker that does not serve everything Kafka does: they read the
@@ -37,26 +33,12 @@ import org.junit.jupiter.api.io.TempDir;
  */
 @ExtendWith(Harness.class)
 class UnservedApisTest {
-    @TempDir
-    static Path dir;
-    static Broker broker;
-    static Admin admin;
-
-    @BeforeAll
-    static void start() throws Exception {
-        broker = new Broker(dir.resolve("broker"), "broker", 1).startReady();
-        admin = Clients.admin(broker.bootstrap());
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        admin.close();
-        broker.close();
-    }
+    @RegisterExtension
+    static final Brokers brokers = Brokers.one();
 
     /** The broker's {@code stillwater_requests_total} by API, and one other counter. */
     static Map<String, Long> metrics() throws IOException {
-        try (InputStream in = URI.create("http://127.0.0.1:" + broker.metricsPort + "/metrics").toURL().openStream()) {
+        try (InputStream in = URI.create("http://127.0.0.1:" + brokers.broker.metricsPort + "/metrics").toURL().openStream()) {
             String text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
             Map<String, Long> out = new TreeMap<>();
             Matcher m = Pattern.compile("(?m)^stillwater_requests_total\\{api=\"([^\"]+)\"\\} (\\d+)").matcher(text);
@@ -80,9 +62,9 @@ class UnservedApisTest {
 
     @Test
     void featuresNeedingAnUnservedApiFailAtOnceInTheClientAndNothingElseIsDisturbed() throws Exception {
-        Clients.createTopic(admin, "served", 2);
+        Clients.createTopic(brokers.admin, "served", 2);
         // The consumer group protocol of KIP-848 needs ConsumerGroupHeartbeat.
-        try (KafkaConsumer<byte[], byte[]> consumer = Clients.consumer(broker.bootstrap(), Map.of(
+        try (KafkaConsumer<byte[], byte[]> consumer = Clients.consumer(brokers.broker.bootstrap(), Map.of(
                 ConsumerConfig.GROUP_ID_CONFIG, "kip848", "group.protocol", "consumer"))) {
             consumer.subscribe(List.of("served"));
             if (Clients.version().startsWith("3.")) {
@@ -102,13 +84,13 @@ class UnservedApisTest {
             }
         }
         // Transactions and quotas are not served yet (ListTransactions, DescribeClientQuotas).
-        assertUnsupported(() -> admin.listTransactions().all().get(), "listTransactions");
-        assertUnsupported(() -> admin.describeClientQuotas(ClientQuotaFilter.all()).entities().get(),
+        assertUnsupported(() -> brokers.admin.listTransactions().all().get(), "listTransactions");
+        assertUnsupported(() -> brokers.admin.describeClientQuotas(ClientQuotaFilter.all()).entities().get(),
                 "describeClientQuotas");
-        assertUnsupported(() -> admin.describeDelegationToken().delegationTokens().get(), "describeDelegationToken");
+        assertUnsupported(() -> brokers.admin.describeDelegationToken().delegationTokens().get(), "describeDelegationToken");
 
         // Everything else goes on: a producer (with client telemetry on, the 4.x default) and a group.
-        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(broker.bootstrap(),
+        try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.broker.bootstrap(),
                 Map.of("enable.metrics.push", "true"))) {
             for (int i = 0; i < 100; i++) {
                 producer.send(new ProducerRecord<>("served", ("v" + i).getBytes(StandardCharsets.UTF_8))).get();
@@ -116,7 +98,7 @@ class UnservedApisTest {
         } catch (org.apache.kafka.common.config.ConfigException olderClient) {
             throw new AssertionError("enable.metrics.push is a 3.7+ setting", olderClient);
         }
-        try (KafkaConsumer<byte[], byte[]> consumer = Clients.consumer(broker.bootstrap(), Map.of(
+        try (KafkaConsumer<byte[], byte[]> consumer = Clients.consumer(brokers.broker.bootstrap(), Map.of(
                 ConsumerConfig.GROUP_ID_CONFIG, "classic"))) {
             consumer.subscribe(List.of("served"));
             int read = 0;
@@ -127,8 +109,8 @@ class UnservedApisTest {
             assertEquals(100, read);
             consumer.commitSync();
         }
-        admin.describeTopics(List.of("served")).allTopicNames().get();
-        admin.describeFeatures().featureMetadata().get();
+        brokers.admin.describeTopics(List.of("served")).allTopicNames().get();
+        brokers.admin.describeFeatures().featureMetadata().get();
 
         Map<String, Long> sent = metrics();
         System.out.println("APIs the Java clients sent: " + sent);
