@@ -109,6 +109,11 @@ impl BatchHeader {
         self.attributes & CONTROL_ATTRIBUTE != 0
     }
 
+    /// Whether the batch belongs to a transaction (its data, or the marker that ends it).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_ATTRIBUTE != 0
+    }
+
     /// Whether this is one of Raft's own entries that take no Kafka offset
     /// ([`OWN_ENTRY_ATTRIBUTE`]): a replicated log holds it, no client is ever served it.
     pub fn takes_no_offset(&self) -> bool {
@@ -174,6 +179,8 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 
 /// The attribute bit of a control batch.
 pub const CONTROL_ATTRIBUTE: i16 = 0x20;
+/// The attribute bit of a transaction's batches (its data and its marker).
+pub const TRANSACTIONAL_ATTRIBUTE: i16 = 0x10;
 /// An attribute bit Kafka leaves unused, set (with [`CONTROL_ATTRIBUTE`]) on the batches of
 /// Raft's own entries (a new leader's empty entry, a log-start mark): such a batch holds a log
 /// offset but no Kafka offset, and is never served (`storage::log::gaps`). Batches written
@@ -240,22 +247,8 @@ pub fn conf_change_of(batch: &[u8]) -> Option<&[u8]> {
 
 /// The value after `magic` of the one record of one of the broker's own control batches.
 fn own_value<'a>(batch: &'a [u8], magic: &[u8; 4]) -> Option<&'a [u8]> {
-    let h = parse_header(batch).ok()?;
-    if !h.is_control() || h.record_count != 1 || batch.len() < h.size {
-        return None;
-    }
-    // The one record: length, attributes, timestamp delta, offset delta, key, value.
-    let mut at = RECORDS_OFFSET;
-    let body = &batch[..h.size];
-    let _len = read_zigzag(body, &mut at)?;
-    at += 1; // attributes
-    read_zigzag(body, &mut at)?;
-    read_zigzag(body, &mut at)?;
-    let key_len = usize::try_from(read_zigzag(body, &mut at)?).ok()?;
-    at += key_len;
-    let value_len = usize::try_from(read_zigzag(body, &mut at)?).ok()?;
-    let value = body.get(at..at + value_len)?;
-    let (found, rest) = value.split_at_checked(magic.len())?;
+    let (_, value) = control_record(batch)?;
+    let (found, rest) = value?.split_at_checked(magic.len())?;
     (found == magic).then_some(rest)
 }
 
@@ -275,43 +268,99 @@ fn read_zigzag(buf: &[u8], at: &mut usize) -> Option<i64> {
     None
 }
 
-/// A control batch of one leader-change record with `value`.
+/// A control batch of one leader-change record with `value`, marked [`OWN_ENTRY_ATTRIBUTE`].
 fn control_batch(value: Option<&[u8]>) -> Bytes {
-    use bytes::BufMut;
-    let mut record = BytesMut::new();
-    record.put_i8(0); // attributes
-    put_zigzag(&mut record, 0); // timestamp delta
-    put_zigzag(&mut record, 0); // offset delta
-    let key: [u8; 4] = [0, 0, 0, LEADER_CHANGE_CONTROL_TYPE as u8]; // version 0, type
-    put_zigzag(&mut record, key.len() as i64);
-    record.put_slice(&key);
-    match value {
-        None => put_zigzag(&mut record, -1),
-        Some(v) => {
-            put_zigzag(&mut record, v.len() as i64);
-            record.put_slice(v);
-        }
+    ControlBatch {
+        attributes: CONTROL_ATTRIBUTE | OWN_ENTRY_ATTRIBUTE,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_ms: -1,
+        control_type: LEADER_CHANGE_CONTROL_TYPE,
+        value,
     }
-    put_zigzag(&mut record, 0); // headers
-    let mut body = BytesMut::new(); // the CRC'd part, from the attributes on
-    body.put_i16(CONTROL_ATTRIBUTE | OWN_ENTRY_ATTRIBUTE);
-    body.put_i32(0); // last offset delta
-    body.put_i64(-1); // first timestamp: none
-    body.put_i64(-1); // max timestamp: none
-    body.put_i64(-1); // producer id
-    body.put_i16(-1); // producer epoch
-    body.put_i32(-1); // base sequence
-    body.put_i32(1); // records
-    put_zigzag(&mut body, record.len() as i64);
-    body.extend_from_slice(&record);
-    let mut out = BytesMut::with_capacity(LOG_OVERHEAD + 9 + body.len());
-    out.put_i64(0);
-    out.put_i32((4 + 1 + 4 + body.len()) as i32);
-    out.put_i32(0);
-    out.put_i8(2);
-    out.put_u32(crc32c::crc32c(&body));
-    out.extend_from_slice(&body);
-    out.freeze()
+    .encode()
+}
+
+/// A control batch of one record: its attributes (with [`CONTROL_ATTRIBUTE`]), producer, time
+/// (`-1`: none), the record's control type (its key: version 0, type) and value.
+pub(crate) struct ControlBatch<'a> {
+    pub attributes: i16,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub timestamp_ms: i64,
+    pub control_type: i16,
+    pub value: Option<&'a [u8]>,
+}
+
+impl ControlBatch<'_> {
+    /// The batch's bytes, at base offset 0 and leader epoch 0 (set when it is written).
+    pub(crate) fn encode(&self) -> Bytes {
+        use bytes::BufMut;
+        let mut record = BytesMut::new();
+        record.put_i8(0); // attributes
+        put_zigzag(&mut record, 0); // timestamp delta
+        put_zigzag(&mut record, 0); // offset delta
+        let key = [
+            0,
+            0,
+            (self.control_type >> 8) as u8,
+            self.control_type as u8,
+        ];
+        put_zigzag(&mut record, key.len() as i64);
+        record.put_slice(&key);
+        match self.value {
+            None => put_zigzag(&mut record, -1),
+            Some(v) => {
+                put_zigzag(&mut record, v.len() as i64);
+                record.put_slice(v);
+            }
+        }
+        put_zigzag(&mut record, 0); // headers
+        let mut body = BytesMut::new(); // the CRC'd part, from the attributes on
+        body.put_i16(self.attributes | CONTROL_ATTRIBUTE);
+        body.put_i32(0); // last offset delta
+        body.put_i64(self.timestamp_ms); // first timestamp
+        body.put_i64(self.timestamp_ms); // max timestamp
+        body.put_i64(self.producer_id);
+        body.put_i16(self.producer_epoch);
+        body.put_i32(-1); // base sequence
+        body.put_i32(1); // records
+        put_zigzag(&mut body, record.len() as i64);
+        body.extend_from_slice(&record);
+        let mut out = BytesMut::with_capacity(LOG_OVERHEAD + 9 + body.len());
+        out.put_i64(0);
+        out.put_i32((4 + 1 + 4 + body.len()) as i32);
+        out.put_i32(0);
+        out.put_i8(2);
+        out.put_u32(crc32c::crc32c(&body));
+        out.extend_from_slice(&body);
+        out.freeze()
+    }
+}
+
+/// The control type (the key's second field) and value of the one record of the control batch
+/// at the start of `batch`; `None` for any other batch, or one cut short.
+pub(crate) fn control_record(batch: &[u8]) -> Option<(i16, Option<&[u8]>)> {
+    let h = parse_header(batch).ok()?;
+    if !h.is_control() || h.record_count != 1 || batch.len() < h.size {
+        return None;
+    }
+    // The one record: length, attributes, timestamp delta, offset delta, key, value.
+    let mut at = RECORDS_OFFSET;
+    let body = &batch[..h.size];
+    let _len = read_zigzag(body, &mut at)?;
+    at += 1; // attributes
+    read_zigzag(body, &mut at)?;
+    read_zigzag(body, &mut at)?;
+    let key_len = usize::try_from(read_zigzag(body, &mut at)?).ok()?;
+    let key = body.get(at..at + key_len)?;
+    at += key_len;
+    let control_type = i16::from_be_bytes(key.get(2..4)?.try_into().ok()?);
+    let value = match read_zigzag(body, &mut at)? {
+        -1 => None,
+        n => Some(body.get(at..at + usize::try_from(n).ok()?)?),
+    };
+    Some((control_type, value))
 }
 
 /// A zig-zag varint (Kafka's record fields).

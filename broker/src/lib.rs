@@ -37,6 +37,7 @@ pub mod storage;
 pub mod sync;
 pub mod throttle;
 pub mod topic_config;
+pub mod txn_marker;
 
 #[cfg(unix)]
 #[global_allocator]

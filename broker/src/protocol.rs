@@ -89,6 +89,8 @@ pub mod error {
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const INVALID_TXN_STATE: i16 = 48;
+    pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;

@@ -25,8 +25,6 @@ use crate::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
 
 /// Attribute bits of a record batch (v2).
 const CODEC_MASK: i16 = 0x07;
-const TRANSACTIONAL: i16 = 0x10;
-const CONTROL: i16 = 0x20;
 
 /// The smallest record: length, attributes, timestamp delta, offset delta, key length, value
 /// length and header count, one byte each.
@@ -93,10 +91,10 @@ pub fn validate_produce(payload: &[u8], rules: &Rules) -> Result<Vec<BatchHeader
 /// Check the records of one batch whose header and CRC were validated; the largest record
 /// timestamp.
 pub fn validate_records(batch: &[u8], h: &BatchHeader, rules: &Rules) -> Result<i64, BatchError> {
-    if h.attributes & CONTROL != 0 {
+    if h.is_control() {
         return Err(BatchError::ControlBatch);
     }
-    if h.attributes & TRANSACTIONAL != 0 {
+    if h.is_transactional() {
         return Err(BatchError::Transactional);
     }
     if h.producer_id >= 0 && (h.producer_epoch < 0 || h.base_sequence < 0) {

@@ -44,6 +44,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
             "sync",
             "records",
             "throttle",
+            "txn_marker",
         ],
     ),
     // Configuration types: the broker's settings, topic configs (`LogConfig`), dynamic broker

@@ -111,7 +111,8 @@ fn storage_code(e: &StorageError) -> i16 {
 }
 
 /// The code of a failed append: a storage failure as above; a deleted partition; an
-/// idempotent producer's batch out of sequence or from a fenced epoch.
+/// idempotent producer's batch out of sequence or from a fenced epoch; a batch outside its
+/// producer's open transaction; a marker from a fenced coordinator.
 fn append_code(e: &AppendError) -> i16 {
     match e {
         AppendError::Storage(e) => storage_code(e),
@@ -120,6 +121,10 @@ fn append_code(e: &AppendError) -> i16 {
             error::OUT_OF_ORDER_SEQUENCE_NUMBER
         }
         AppendError::Producer(ProducerError::InvalidEpoch { .. }) => error::INVALID_PRODUCER_EPOCH,
+        AppendError::Producer(ProducerError::InvalidTxnState { .. }) => error::INVALID_TXN_STATE,
+        AppendError::Producer(ProducerError::CoordinatorFenced { .. }) => {
+            error::TRANSACTION_COORDINATOR_FENCED
+        }
     }
 }
 

@@ -82,14 +82,14 @@ impl Broker {
                             .producers
                             .describe()
                             .into_iter()
-                            .map(|(id, epoch, last_sequence, last_ms)| {
+                            .map(|d| {
                                 let mut ps = ProducerState::default();
-                                ps.producer_id = ProducerId(id);
-                                ps.producer_epoch = epoch as i32;
-                                ps.last_sequence = last_sequence;
-                                ps.last_timestamp = last_ms;
-                                ps.coordinator_epoch = -1;
-                                ps.current_txn_start_offset = -1;
+                                ps.producer_id = ProducerId(d.producer_id);
+                                ps.producer_epoch = d.epoch as i32;
+                                ps.last_sequence = d.last_sequence;
+                                ps.last_timestamp = d.last_write_ms;
+                                ps.coordinator_epoch = d.coordinator_epoch;
+                                ps.current_txn_start_offset = d.txn_start_offset;
                                 ps
                             })
                             .collect();
