@@ -31,12 +31,14 @@ pub mod producer_state;
 pub mod protocol;
 pub mod records;
 pub mod replication;
+pub mod schema;
 pub mod security;
 pub mod server;
 pub mod storage;
 pub mod sync;
 pub mod throttle;
 pub mod topic_config;
+pub mod txn;
 pub mod txn_marker;
 
 #[cfg(unix)]

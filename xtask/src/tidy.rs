@@ -43,6 +43,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
             "protocol",
             "sync",
             "records",
+            "schema",
             "throttle",
             "txn_marker",
         ],
@@ -61,8 +62,8 @@ pub const BROKER_LAYERS: &[Layer] = &[
     ("replication", &["replication"]),
     // The cluster metadata log and what it decides (topics, replicas, broker configs).
     ("controller", &["controller"]),
-    // The group coordinator and committed offsets.
-    ("group", &["group"]),
+    // The coordinators: of consumer groups and committed offsets; of transactions.
+    ("coordinators", &["group", "txn"]),
     // What each Kafka request does.
     ("api", &["api"]),
     // Listener, connections, start-up and shutdown: the one place that wires the layers.

@@ -11,6 +11,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::schema::{put_bytes, put_opt_str, put_str, Reader};
+
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetValue {
@@ -203,73 +205,6 @@ fn decode_group(v: &[u8]) -> Result<GroupValue, String> {
         state_ms,
         members,
     })
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    b.put_i16(s.len() as i16);
-    b.put_slice(s.as_bytes());
-}
-
-fn put_opt_str(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(b, s),
-        None => b.put_i16(-1),
-    }
-}
-
-fn put_bytes(b: &mut BytesMut, v: &[u8]) {
-    b.put_i32(v.len() as i32);
-    b.put_slice(v);
-}
-
-/// Big-endian fields off the front of a key or value.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if n > self.0.len() {
-            return Err(format!("{n} bytes wanted, {} left", self.0.len()));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn i16(&mut self) -> Result<i16, String> {
-        Ok(i16::from_be_bytes(
-            self.take(2)?.try_into().unwrap_or([0; 2]),
-        ))
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_be_bytes(
-            self.take(4)?.try_into().unwrap_or([0; 4]),
-        ))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_be_bytes(
-            self.take(8)?.try_into().unwrap_or([0; 8]),
-        ))
-    }
-    fn opt_string(&mut self) -> Result<Option<String>, String> {
-        let n = self.i16()?;
-        if n < 0 {
-            return Ok(None);
-        }
-        let s = self.take(n as usize)?;
-        String::from_utf8(s.to_vec())
-            .map(Some)
-            .map_err(|e| e.to_string())
-    }
-    fn string(&mut self) -> Result<String, String> {
-        self.opt_string()?
-            .ok_or_else(|| "a null string".to_string())
-    }
-    fn bytes(&mut self) -> Result<Bytes, String> {
-        let n = self.i32()?;
-        if n < 0 {
-            return Ok(Bytes::new());
-        }
-        Ok(Bytes::copy_from_slice(self.take(n as usize)?))
-    }
 }
 
 #[cfg(test)]
