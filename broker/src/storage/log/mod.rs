@@ -17,6 +17,7 @@ mod recovery;
 pub mod replica;
 mod reset;
 mod scan;
+pub mod txn_index;
 
 pub use create::{create, restore_pieces, unsettled_after_start};
 pub use read::READ_ATTEMPTS;
