@@ -201,7 +201,7 @@ impl ProducerStates {
     /// Check an idempotent data batch against this state (a batch without a producer id is
     /// always appended; a marker is checked by [`ProducerStates::check_marker`]).
     pub fn check(&self, h: &BatchHeader) -> Result<Verdict, ProducerError> {
-        if h.producer_id < 0 {
+        if h.producer_id < 0 || h.is_control() {
             return Ok(Verdict::Append);
         }
         let Some(entry) = self.entries.get(&h.producer_id) else {
@@ -248,6 +248,34 @@ impl ProducerStates {
                 txn_first_offset: first,
             }),
             _ => Ok(Verdict::Append),
+        }
+    }
+
+    /// Check a batch about to be written (`batch`: its bytes): a transaction marker by
+    /// [`ProducerStates::check_marker`], any other by [`ProducerStates::check`].
+    pub fn check_batch(&self, h: &BatchHeader, batch: &[u8]) -> Result<Verdict, ProducerError> {
+        match Marker::decode(h, batch) {
+            Some(m) => self.check_marker(h, &m).map(|()| Verdict::Append),
+            None => self.check(h),
+        }
+    }
+
+    /// Record a batch written at `first_offset` (`batch`: its bytes): a transaction marker
+    /// closes its producer's transaction (giving it, if one was open); any other batch is
+    /// recorded by [`ProducerStates::record`].
+    pub fn record_batch(
+        &mut self,
+        h: &BatchHeader,
+        batch: &[u8],
+        first_offset: i64,
+        now_ms: i64,
+    ) -> Option<CompletedTxn> {
+        match Marker::decode(h, batch) {
+            Some(m) => self.record_marker(h, &m, first_offset, now_ms),
+            None => {
+                self.record(h, first_offset, now_ms);
+                None
+            }
         }
     }
 
@@ -323,7 +351,8 @@ impl ProducerStates {
 
     /// Record a batch written at `first_offset` (after [`ProducerStates::check`] said Append).
     pub fn record(&mut self, h: &BatchHeader, first_offset: i64, now_ms: i64) {
-        if h.producer_id < 0 {
+        // A control batch is no producer's data (a marker is recorded by `record_marker`).
+        if h.producer_id < 0 || h.is_control() {
             return;
         }
         let entry = self.entry(h, now_ms);

@@ -289,3 +289,37 @@ fn version_1_snapshots_are_still_read() {
     assert_eq!((e.txn_first_offset, e.coordinator_epoch), (None, -1));
     assert_eq!(e.batches[0].last_offset, 104);
 }
+
+#[test]
+fn batches_are_told_from_markers_by_their_bytes() {
+    let marker_bytes = Marker {
+        commit: false,
+        coordinator_epoch: 3,
+    }
+    .encode(1, 0, 0);
+    let m = crate::batch::validate(&marker_bytes).unwrap();
+    let mut s = ProducerStates::default();
+    let data = transactional(1, 0, 0, 2);
+    assert_eq!(s.check_batch(&data, &[]), Ok(Verdict::Append));
+    assert_eq!(s.record_batch(&data, &[], 10, 0), None);
+    assert_eq!(s.check_batch(&m, &marker_bytes), Ok(Verdict::Append));
+    let done = s.record_batch(&m, &marker_bytes, 12, 0).unwrap();
+    assert_eq!(
+        (done.first_offset, done.last_offset, done.aborted),
+        (10, 12, true)
+    );
+    assert_eq!(s.get(1).unwrap().coordinator_epoch, 3);
+    // The marker is no batch of the producer's sequence.
+    assert_eq!(s.get(1).unwrap().batches.len(), 1);
+    // A marker from an older coordinator, by its bytes.
+    let old = Marker {
+        commit: true,
+        coordinator_epoch: 2,
+    }
+    .encode(1, 0, 0);
+    let h = crate::batch::validate(&old).unwrap();
+    assert!(matches!(
+        s.check_batch(&h, &old),
+        Err(ProducerError::CoordinatorFenced { .. })
+    ));
+}
