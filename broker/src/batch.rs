@@ -327,15 +327,22 @@ impl ControlBatch<'_> {
         body.put_i32(1); // records
         put_zigzag(&mut body, record.len() as i64);
         body.extend_from_slice(&record);
-        let mut out = BytesMut::with_capacity(LOG_OVERHEAD + 9 + body.len());
-        out.put_i64(0);
-        out.put_i32((4 + 1 + 4 + body.len()) as i32);
-        out.put_i32(0);
-        out.put_i8(2);
-        out.put_u32(crc32c::crc32c(&body));
-        out.extend_from_slice(&body);
-        out.freeze()
+        framed(&body)
     }
+}
+
+/// A v2 batch around `body`, its part from the attributes on (what the CRC covers): base
+/// offset 0, its length, leader epoch 0, magic 2, the CRC-32C of `body`.
+pub(crate) fn framed(body: &[u8]) -> Bytes {
+    use bytes::BufMut;
+    let mut out = BytesMut::with_capacity(LOG_OVERHEAD + 9 + body.len());
+    out.put_i64(0);
+    out.put_i32((4 + 1 + 4 + body.len()) as i32);
+    out.put_i32(0);
+    out.put_i8(2);
+    out.put_u32(crc32c::crc32c(body));
+    out.extend_from_slice(body);
+    out.freeze()
 }
 
 /// The control type (the key's second field) and value of the one record of the control batch
@@ -633,14 +640,7 @@ pub(crate) mod tests {
         body.put_i32(-1);
         body.put_i32(count);
         body.extend_from_slice(&records);
-        let mut out = BytesMut::new();
-        out.put_i64(0);
-        out.put_i32((4 + 1 + 4 + body.len()) as i32);
-        out.put_i32(0);
-        out.put_i8(2);
-        out.put_u32(crc32c::crc32c(&body));
-        out.extend_from_slice(&body);
-        out.freeze()
+        super::framed(&body)
     }
 
     fn put_varint(buf: &mut BytesMut, v: i64) {
