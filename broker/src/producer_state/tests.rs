@@ -2,7 +2,8 @@
 
 use super::*;
 
-fn batch(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
+/// A data batch's header (the other tests of idempotence use it too).
+pub(crate) fn batch(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
     BatchHeader {
         base_offset: 0,
         size: 100,

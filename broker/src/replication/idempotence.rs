@@ -132,19 +132,7 @@ mod tests {
     use super::*;
 
     fn batch(pid: i64, seq: i32, records: i32) -> BatchHeader {
-        BatchHeader {
-            base_offset: 0,
-            size: 100,
-            last_offset_delta: records - 1,
-            first_timestamp: 0,
-            max_timestamp: 0,
-            record_count: records,
-            attributes: 0,
-            producer_id: pid,
-            producer_epoch: 0,
-            base_sequence: seq,
-            partition_leader_epoch: 0,
-        }
+        crate::producer_state::tests::batch(pid, 0, seq, records)
     }
 
     #[test]
