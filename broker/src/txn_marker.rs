@@ -109,6 +109,25 @@ mod tests {
         }
     }
 
+    /// What Kafka 4.4's `MemoryRecords.withEndTransactionMarker(0, 1700000000123, 0,
+    /// 4000000001, 9, marker(type, 17))` writes, byte for byte.
+    #[test]
+    fn a_marker_is_the_bytes_kafka_writes() {
+        let kafka = [
+            (true, "0000000000000000000000420000000002a600e2440030000000000000018bcfe5687b0000018bcfe5687b00000000ee6b28010009ffffffff000000012000000008000000010c00000000001100"),
+            (false, "0000000000000000000000420000000002523e340c0030000000000000018bcfe5687b0000018bcfe5687b00000000ee6b28010009ffffffff000000012000000008000000000c00000000001100"),
+        ];
+        for (commit, hex) in kafka {
+            let ours = Marker {
+                commit,
+                coordinator_epoch: 17,
+            }
+            .encode(4_000_000_001, 9, 1_700_000_000_123);
+            let ours: String = ours.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(ours, hex, "commit {commit}");
+        }
+    }
+
     #[test]
     fn other_batches_are_not_markers() {
         let own = batch::leader_change_batch();

@@ -175,6 +175,8 @@ mod tests {
         }
     }
 
+    /// The expected bytes are what Kafka 4.4's own `TransactionLogKey` and `TransactionLogValue`
+    /// (version 0) write for the same fields.
     #[test]
     fn the_bytes_are_kafkas() {
         let (k, v) = TxnRecord {
