@@ -14,7 +14,7 @@ use broker::config::Config;
 use broker::metrics::Metrics;
 use broker::storage::log::gaps::KafkaOffsets;
 use broker::storage::log::replica::{Epoch, HardStateRecord};
-use broker::storage::log::{Partition, ReadError};
+use broker::storage::log::{Isolation, Partition, ReadError};
 use broker::storage::{RaftEntry, RaftReset, RaftWrite, RaftWritten, Store};
 use bytes::Bytes;
 use common::{close_store as close, make_batch, raft_write as write};
@@ -377,7 +377,13 @@ async fn served(store: &Store, p: &Partition, from: i64) -> Vec<(i64, i64)> {
     let mut offset = from;
     loop {
         let d = p
-            .read_kafka(store.io(), offset, 1 << 20, true)
+            .read_kafka(
+                store.io(),
+                offset,
+                1 << 20,
+                true,
+                Isolation::ReadUncommitted,
+            )
             .await
             .unwrap()
             .expect("nothing changes the log while it is read");
@@ -417,6 +423,7 @@ async fn raft_own_entries_take_no_kafka_offset_across_segments_a_cut_a_restart_a
         KafkaOffsets {
             log_start: 0,
             high_watermark: 3,
+            last_stable: 3,
             log_end: 5
         },
         "dense from 0 across an election"
@@ -424,7 +431,10 @@ async fn raft_own_entries_take_no_kafka_offset_across_segments_a_cut_a_restart_a
     assert_eq!(served(&store, &p, 0).await, vec![(0, 3)]);
     assert_eq!(served(&store, &p, 2).await, vec![(0, 3)]);
     assert_eq!(served(&store, &p, 3).await, vec![], "at the high watermark");
-    match p.read_kafka(store.io(), 4, 1 << 20, true).await {
+    match p
+        .read_kafka(store.io(), 4, 1 << 20, true, Isolation::ReadUncommitted)
+        .await
+    {
         Err(ReadError::OffsetOutOfRange {
             offset: 4,
             log_start: 0,
@@ -469,6 +479,7 @@ async fn raft_own_entries_take_no_kafka_offset_across_segments_a_cut_a_restart_a
     let expected = KafkaOffsets {
         log_start: 43,
         high_watermark: 45,
+        last_stable: 45,
         log_end: 45,
     };
     assert_eq!(p.kafka_offsets(), expected);

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    fetch_response::{FetchableTopicResponse, PartitionData},
+    fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData},
     FetchRequest, FetchResponse,
 };
 
@@ -12,7 +12,7 @@ use crate::protocol::error;
 use std::time::Duration;
 
 use crate::memory::Reservation;
-use crate::storage::log::ReadError;
+use crate::storage::log::{Isolation, ReadError};
 
 /// Most record bytes one Fetch response carries, whatever the client asks (Kafka's
 /// `fetch.max.bytes` default is 55 MB).
@@ -111,6 +111,12 @@ impl Broker {
         let mut total = 0usize;
         let mut errors = false;
         let max_total = (req.max_bytes.max(0) as usize).min(FETCH_BYTES_MAX);
+        // read_committed from v4 on (KIP-98).
+        let isolation = if version >= 4 {
+            Isolation::from_level(req.isolation_level)
+        } else {
+            Isolation::ReadUncommitted
+        };
         for t in &req.topics {
             let mut tr = FetchableTopicResponse::default();
             tr.topic = t.topic.clone();
@@ -144,7 +150,7 @@ impl Broker {
                         if room == 0 || !records_allowed {
                             let offsets = part.kafka_offsets();
                             pd.high_watermark = offsets.high_watermark;
-                            pd.last_stable_offset = pd.high_watermark;
+                            pd.last_stable_offset = offsets.last_stable;
                             if version >= 5 {
                                 pd.log_start_offset = offsets.log_start;
                             }
@@ -152,7 +158,7 @@ impl Broker {
                             // Only the response's first batch may exceed the limits.
                             let first = total == 0;
                             match part
-                                .read_kafka(self.store.io(), p.fetch_offset, room, first)
+                                .read_kafka(self.store.io(), p.fetch_offset, room, first, isolation)
                                 .await
                             {
                                 Ok(None) => {
@@ -165,7 +171,11 @@ impl Broker {
                                 Ok(Some(data)) => {
                                     total += data.records.len();
                                     pd.high_watermark = data.high_watermark;
-                                    pd.last_stable_offset = data.high_watermark;
+                                    pd.last_stable_offset = data.last_stable_offset;
+                                    if isolation == Isolation::ReadCommitted && version >= 4 {
+                                        pd.aborted_transactions =
+                                            Some(aborted_transactions(&data.aborted));
+                                    }
                                     if version >= 5 {
                                         pd.log_start_offset = data.log_start_offset;
                                     }
@@ -209,6 +219,19 @@ impl Broker {
         }
         (resp, total, errors)
     }
+}
+
+/// A read_committed answer's aborted transactions, as Kafka lists them.
+fn aborted_transactions(aborted: &[(i64, i64)]) -> Vec<AbortedTransaction> {
+    aborted
+        .iter()
+        .map(|&(producer, first)| {
+            let mut a = AbortedTransaction::default();
+            a.producer_id = kafka_protocol::messages::ProducerId(producer);
+            a.first_offset = first;
+            a
+        })
+        .collect()
 }
 
 /// A partition this broker does not serve: the error, no offsets, and (v12+) the leader it

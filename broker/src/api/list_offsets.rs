@@ -28,7 +28,7 @@ impl Broker {
             let mut tr = ListOffsetsTopicResponse::default();
             let topic = self.store.topic(name_of(&t.name));
             tr.name = t.name;
-            for p in t.partitions {
+            for p in &t.partitions {
                 let mut pr = ListOffsetsPartitionResponse::default();
                 pr.partition_index = p.partition_index;
                 pr.timestamp = -1;
@@ -59,9 +59,16 @@ impl Broker {
                         pr.leader_epoch = epoch;
                     }
                 }
+                // read_committed (v2+) sees only what is stable: its latest offset is the last
+                // stable offset, and a time's offset at or past it is not found (Kafka's).
+                let fetchable = if version >= 2 && req.isolation_level == 1 {
+                    part.last_stable_offset()
+                } else {
+                    part.high_watermark()
+                };
                 // Found in log offsets, answered in Kafka offsets.
                 let found = match p.timestamp {
-                    LATEST => Ok(Some((part.high_watermark(), -1))),
+                    LATEST => Ok(Some((fetchable, -1))),
                     EARLIEST => Ok(Some((part.log_start_offset(), -1))),
                     MAX_TIMESTAMP if version >= 7 => {
                         part.max_timestamp_offset(self.store.io()).await
@@ -73,6 +80,10 @@ impl Broker {
                         Ok(None)
                     }
                 };
+                let found = found.map(|f| {
+                    let by_time = p.timestamp >= 0 || p.timestamp == MAX_TIMESTAMP;
+                    f.filter(|&(offset, _)| !by_time || offset < fetchable)
+                });
                 match found {
                     Ok(Some((offset, ts))) => {
                         pr.offset = part.to_kafka(offset);

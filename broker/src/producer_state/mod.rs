@@ -29,7 +29,7 @@ mod snapshot;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
 use crate::txn_marker::Marker;
@@ -147,6 +147,9 @@ fn follows(last: i32, next: i32) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     entries: HashMap<i64, ProducerEntry>,
+    /// The transactions open here, as (first offset, producer id): what every entry's
+    /// `txn_first_offset` says, kept in order so the earliest is found at once.
+    open: BTreeSet<(i64, i64)>,
 }
 
 impl ProducerStates {
@@ -171,10 +174,28 @@ impl ProducerStates {
     /// The first offset of the earliest transaction open on the partition (`None`: none is):
     /// no record at or after it is stable. (A walk over the producers, which expiry bounds.)
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.entries
-            .values()
-            .filter_map(|e| e.txn_first_offset)
-            .min()
+        self.open.first().map(|(first, _)| *first)
+    }
+
+    /// The states of `entries` (by producer id).
+    fn from_entries(entries: HashMap<i64, ProducerEntry>) -> ProducerStates {
+        let open = entries
+            .iter()
+            .filter_map(|(id, e)| Some((e.txn_first_offset?, *id)))
+            .collect();
+        ProducerStates { entries, open }
+    }
+
+    /// Keep `open` true to a change of one producer's open transaction.
+    fn note_open(&mut self, producer_id: i64, was: Option<i64>, now: Option<i64>) {
+        if was != now {
+            if let Some(first) = was {
+                self.open.remove(&(first, producer_id));
+            }
+            if let Some(first) = now {
+                self.open.insert((first, producer_id));
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -318,15 +339,14 @@ impl ProducerStates {
         let entry = self.entry(h, now_ms);
         entry.coordinator_epoch = m.coordinator_epoch;
         entry.last_write_ms = entry.last_write_ms.max(now_ms);
-        entry
-            .txn_first_offset
-            .take()
-            .map(|first_offset| CompletedTxn {
-                producer_id: h.producer_id,
-                first_offset,
-                last_offset: offset,
-                aborted: !m.commit,
-            })
+        let closed = entry.txn_first_offset.take();
+        self.note_open(h.producer_id, closed, None);
+        closed.map(|first_offset| CompletedTxn {
+            producer_id: h.producer_id,
+            first_offset,
+            last_offset: offset,
+            aborted: !m.commit,
+        })
     }
 
     /// The producer's entry, made if it is new, at the batch's epoch (a new epoch forgets the
@@ -356,7 +376,8 @@ impl ProducerStates {
             return;
         }
         let entry = self.entry(h, now_ms);
-        if h.is_transactional() && entry.txn_first_offset.is_none() {
+        let opens = h.is_transactional() && entry.txn_first_offset.is_none();
+        if opens {
             entry.txn_first_offset = Some(first_offset);
         }
         entry.batches.push_back(BatchMeta {
@@ -369,18 +390,19 @@ impl ProducerStates {
             entry.batches.pop_front();
         }
         entry.last_write_ms = entry.last_write_ms.max(now_ms);
+        if opens {
+            self.note_open(h.producer_id, None, Some(first_offset));
+        }
     }
 
     /// Put a producer's entry back as it was (`None`: it was not known).
     pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>) {
-        match entry {
-            Some(e) => {
-                self.entries.insert(producer_id, e);
-            }
-            None => {
-                self.entries.remove(&producer_id);
-            }
-        }
+        let now = entry.as_ref().and_then(|e| e.txn_first_offset);
+        let was = match entry {
+            Some(e) => self.entries.insert(producer_id, e),
+            None => self.entries.remove(&producer_id),
+        };
+        self.note_open(producer_id, was.and_then(|e| e.txn_first_offset), now);
     }
 
     /// Record a batch and say what it changed (see [`Undo`]).
@@ -408,6 +430,19 @@ impl ProducerStates {
         self.record_marker(h, m, offset, now_ms)
     }
 
+    /// Record a batch by its bytes ([`ProducerStates::record_batch`]) and say what it changed.
+    pub fn record_batch_with_undo(
+        &mut self,
+        h: &BatchHeader,
+        batch: &[u8],
+        first_offset: i64,
+        now_ms: i64,
+        undo: &mut Undo,
+    ) -> Option<CompletedTxn> {
+        self.note_undo(h.producer_id, undo);
+        self.record_batch(h, batch, first_offset, now_ms)
+    }
+
     /// Keep the producer's entry as it is before its first change recorded in `undo`.
     fn note_undo(&self, producer_id: i64, undo: &mut Undo) {
         if producer_id >= 0 && !undo.iter().any(|(id, _)| *id == producer_id) {
@@ -417,17 +452,18 @@ impl ProducerStates {
 
     /// Take over the newer state of the producers in `other` (a commit round's changes).
     pub fn merge(&mut self, other: ProducerStates) {
-        self.entries.extend(other.entries);
+        for (id, e) in other.entries {
+            self.restore(id, Some(e));
+        }
     }
 
     /// The entries of the producers `ids` names, to work on in a commit round.
     pub fn subset<'a>(&self, ids: impl IntoIterator<Item = &'a i64>) -> ProducerStates {
-        ProducerStates {
-            entries: ids
-                .into_iter()
+        ProducerStates::from_entries(
+            ids.into_iter()
                 .filter_map(|id| self.entries.get(id).map(|e| (*id, e.clone())))
                 .collect(),
-        }
+        )
     }
 
     /// Forget producers that have not written for `max_age_ms` (Kafka's

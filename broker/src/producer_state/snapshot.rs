@@ -87,7 +87,7 @@ impl ProducerStates {
         if !r.0.is_empty() {
             return Err(format!("{} bytes after the last entry", r.0.len()));
         }
-        Ok(ProducerStates { entries })
+        Ok(ProducerStates::from_entries(entries))
     }
 }
 

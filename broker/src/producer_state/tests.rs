@@ -267,6 +267,38 @@ fn producers_with_an_open_transaction_never_expire_and_snapshots_keep_it() {
 }
 
 #[test]
+fn the_earliest_open_transaction_stays_known_through_rounds_and_undos() {
+    let mut s = ProducerStates::default();
+    s.record(&transactional(1, 0, 0, 1), 10, 0);
+    s.record(&transactional(2, 0, 0, 1), 20, 0);
+    // A commit round works on a subset and merges it back: producer 1 commits, 3 opens.
+    let mut round = s.subset(&[1, 3]);
+    assert_eq!(round.first_unstable_offset(), Some(10));
+    round.record_marker(&marker(1, 0), &ends(true, 0), 30, 0);
+    round.record(&transactional(3, 0, 0, 1), 31, 0);
+    s.merge(round);
+    assert_eq!(s.first_unstable_offset(), Some(20));
+    // A cut log rolls producer 2's abort back: its transaction is open again.
+    let mut undo = Vec::new();
+    let abort = Marker {
+        commit: false,
+        coordinator_epoch: 0,
+    };
+    let bytes = abort.encode(2, 0, 0);
+    let done = s.record_batch_with_undo(&marker(2, 0), &bytes, 32, 0, &mut undo);
+    assert_eq!(done.map(|t| (t.first_offset, t.aborted)), Some((20, true)));
+    assert_eq!(s.first_unstable_offset(), Some(31));
+    for (id, entry) in undo {
+        s.restore(id, entry);
+    }
+    assert_eq!(s.first_unstable_offset(), Some(20));
+    // What the index says is what the entries say, after a snapshot too.
+    let back = ProducerStates::decode(&s.encode()).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.first_unstable_offset(), Some(20));
+}
+
+#[test]
 fn version_1_snapshots_are_still_read() {
     // Version 1: no transaction and no coordinator epoch per producer.
     let mut v1 = Vec::new();

@@ -26,12 +26,13 @@ use futures::future::join_all;
 use io_backend::OpenMode;
 use tokio::sync::{mpsc, watch};
 
+use super::log::txn_index::AbortedTxn;
 use super::log::{self, index::IndexEntry, Partition, Segment};
 use super::zeros::{zero_writes, zeros_ahead};
 use super::{Append, AppendError, Appended, Command, Io, Shared, StorageError, Waiter};
 use crate::batch;
 use crate::metrics::Metrics;
-use crate::producer_state::{ProducerStates, Verdict};
+use crate::producer_state::{CompletedTxn, ProducerStates, Verdict};
 use crate::records::TimestampType;
 
 /// One partition's share of a commit round.
@@ -61,6 +62,8 @@ struct Planned {
     log_append_time_ms: i64,
     /// The idempotent producers' state after this round's batches.
     producers: ProducerStates,
+    /// The transactions this round's markers completed, in order.
+    completed: Vec<CompletedTxn>,
 }
 
 impl Planned {
@@ -98,8 +101,18 @@ impl Planned {
         seg.entries.extend_from_slice(&self.entries);
         seg.max_timestamp = seg.max_timestamp.max(self.max_timestamp);
         seg.roll_base_ms.get_or_insert(now_ms);
-        // Durable now: the round's idempotent batches count as written.
+        // Durable now: the round's idempotent batches count as written, and its markers'
+        // aborted transactions go to the segment's list (the last stable offset after the
+        // round is at most what it was after each marker, and no later transaction starts
+        // before it).
         st.producers.merge(std::mem::take(&mut self.producers));
+        let aborted: Vec<AbortedTxn> = self
+            .completed
+            .iter()
+            .filter(|t| t.aborted)
+            .map(|t| AbortedTxn::of(t, &st.producers))
+            .collect();
+        st.active_mut().aborted.extend(aborted);
         st.log_start_offset
     }
 }
@@ -486,9 +499,10 @@ impl Pipeline {
                 .iter()
                 .flat_map(|(a, _)| a.headers.iter().map(|h| &h.producer_id)),
         );
+        let mut completed = Vec::new();
         for (a, slot) in group {
             let base_offset = next;
-            match check_producers(&producers, &a.headers, next, now_ms) {
+            match check_producers(&producers, &a, next, now_ms) {
                 Err(e) => {
                     // Refused before anything of it was written: a definite failure.
                     board.answer(slot, Err(e.into()));
@@ -500,7 +514,10 @@ impl Pipeline {
                     waiters.push((slot, first_offset));
                     continue;
                 }
-                Ok(Checked::Append(updated)) => producers.merge(updated),
+                Ok(Checked::Append(updated, done)) => {
+                    producers.merge(updated);
+                    completed.extend(done);
+                }
             }
             let mut from = 0usize;
             for h in &a.headers {
@@ -564,6 +581,7 @@ impl Pipeline {
             waiters,
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
             producers,
+            completed,
         })
     }
 
@@ -649,31 +667,36 @@ enum Piece {
 
 /// What the producer checks say of one append.
 enum Checked {
-    /// Write it; the producers' state with its batches.
-    Append(ProducerStates),
+    /// Write it; the producers' state with its batches, and the transactions its markers
+    /// complete.
+    Append(ProducerStates, Vec<CompletedTxn>),
     /// A retry of an append already written at this offset.
     Duplicate(i64),
 }
 
-/// Check one append's batches against the round's view of their producers, as if written at
-/// `first_offset` onwards. As Kafka does, an append whose batch is a duplicate is answered
-/// with that batch's original offset and nothing of it is written.
+/// Check one append's batches (data, or transaction markers) against the round's view of their
+/// producers, as if written at `first_offset` onwards. As Kafka does, an append whose batch is
+/// a duplicate is answered with that batch's original offset and nothing of it is written.
 fn check_producers(
     producers: &ProducerStates,
-    headers: &[batch::BatchHeader],
+    append: &Append,
     first_offset: i64,
     now_ms: i64,
 ) -> Result<Checked, crate::producer_state::ProducerError> {
-    let mut scratch = producers.subset(headers.iter().map(|h| &h.producer_id));
+    let mut scratch = producers.subset(append.headers.iter().map(|h| &h.producer_id));
+    let mut completed = Vec::new();
     let mut offset = first_offset;
-    for h in headers {
-        match scratch.check(h)? {
+    let mut from = 0usize;
+    for h in &append.headers {
+        let bytes = &append.payload[from..from + h.size];
+        match scratch.check_batch(h, bytes)? {
             Verdict::Duplicate(b) => return Ok(Checked::Duplicate(b.first_offset)),
-            Verdict::Append => scratch.record(h, offset, now_ms),
+            Verdict::Append => completed.extend(scratch.record_batch(h, bytes, offset, now_ms)),
         }
         offset += h.last_offset_delta as i64 + 1;
+        from += h.size;
     }
-    Ok(Checked::Append(scratch))
+    Ok(Checked::Append(scratch, completed))
 }
 
 fn answer_all(replies: impl IntoIterator<Item = Waiter>, err: &AppendError) {

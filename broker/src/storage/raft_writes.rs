@@ -308,7 +308,7 @@ impl Pipeline {
                 io,
                 &partition.dir,
                 base,
-                &["log", "index", "timeindex", "snapshot"],
+                &["log", "index", "timeindex", "txnindex", "snapshot"],
             )
             .await?;
         }
@@ -317,8 +317,13 @@ impl Pipeline {
         io.sync_data(&file).await?;
         if !later.is_empty() {
             // It takes entries again: the index files written when it was closed go stale.
-            remove_segment_files(io, &partition.dir, at.segment_base, &["index", "timeindex"])
-                .await?;
+            remove_segment_files(
+                io,
+                &partition.dir,
+                at.segment_base,
+                &["index", "timeindex", "txnindex"],
+            )
+            .await?;
         }
         io.sync_dir(&partition.dir).await?;
         let mut st = partition.state_mut();
@@ -417,9 +422,9 @@ impl Pipeline {
             // the same base replaces is renamed over, never removed (a retry of this reset
             // may find the prefix's file renamed already).
             let exts: &[&str] = if prefix_bases.contains(&base) {
-                &["index", "timeindex", "snapshot", "swap"]
+                &["index", "timeindex", "txnindex", "snapshot", "swap"]
             } else {
-                &["log", "index", "timeindex", "snapshot", "swap"]
+                &["log", "index", "timeindex", "txnindex", "snapshot", "swap"]
             };
             remove_segment_files(io, &partition.dir, base, exts).await?;
         }

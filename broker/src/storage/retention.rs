@@ -59,9 +59,9 @@ impl AdminLane {
                 st.log_start_offset = st.log_start_offset.max(first);
             }
         }
-        for ext in ["index", "timeindex"] {
+        for ext in ["index", "timeindex", "txnindex"] {
             let path = p.dir.join(log::segment_name(seg.base_offset, ext));
-            if let Err(e) = self.io().remove_file(&path).await {
+            if let Err(e) = self.io().remove_file_if_present(&path).await {
                 tracing::warn!(file = %path.display(), error = %e, "could not delete an index file");
             }
         }

@@ -102,6 +102,28 @@ pub fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, count: i32)
     encode(&records, Codec::None)
 }
 
+/// A batch of `count` records of transactional producer `producer_id` at `epoch` (its first
+/// record's sequence number `sequence`), each with a value of `value_bytes` bytes.
+pub fn transactional_batch(
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+    count: i32,
+    value_bytes: usize,
+) -> Bytes {
+    let value = vec![b't'; value_bytes];
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            producer_id,
+            producer_epoch: epoch,
+            sequence: sequence + i,
+            transactional: true,
+            ..record(i as i64, 1_700_000_000_000, Some(b"k"), Some(&value), &[])
+        })
+        .collect();
+    encode(&records, Codec::None)
+}
+
 /// A record for [`encode`]: offset (its index in the batch), timestamp, key, value, headers.
 pub fn record(
     offset: i64,

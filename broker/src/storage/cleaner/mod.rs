@@ -6,9 +6,11 @@
 //! ([`pass`]), and waits `log_cleaner_backoff_ms` when none needs it.
 //!
 //! **Invariants.** The cleaner rewrites only closed segments wholly below the first
-//! uncleanable offset — the active segment, the high watermark (in a cluster: what Raft
-//! committed and this replica applied), records younger than `min.compaction.lag.ms` — so
-//! nothing a producer or Raft may still write or cut is touched. A cleaned batch keeps its
+//! uncleanable offset — the active segment, the last stable offset (the high watermark — in a
+//! cluster what Raft committed and this replica applied — or an open transaction's first
+//! offset, whose abort would make the records it hides the latest again), records younger
+//! than `min.compaction.lag.ms` — so nothing a producer or Raft may still write or cut, and
+//! no record an undecided transaction may supersede, is touched. A cleaned batch keeps its
 //! offsets ([`rewrite`]), so the log's batches stay dense and every Raft entry stays one
 //! batch. A segment is replaced whole, under the partition's files lock, only if it is still
 //! the segment read, and crash-safely ([`pass`]). Its memory is bounded (the key map's
@@ -264,7 +266,7 @@ fn plan(p: &Partition, clean_point: i64, now_ms: i64) -> Option<Plan> {
     };
     let closed = st.segments.len().saturating_sub(1);
     let young_after = now_ms.saturating_sub(config.min_compaction_lag_ms);
-    let mut uncleanable = st.active().base_offset.min(st.high_watermark());
+    let mut uncleanable = st.active().base_offset.min(st.last_stable_offset());
     for seg in st.segments.values().take(closed) {
         if seg.next_offset > first_dirty && seg.max_timestamp > young_after {
             uncleanable = uncleanable.min(seg.base_offset);

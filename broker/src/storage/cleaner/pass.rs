@@ -279,7 +279,7 @@ impl Cleaner {
         }
         let base = first.base_offset;
         if group.len() == 1 {
-            for ext in ["index", "timeindex"] {
+            for ext in ["index", "timeindex", "txnindex"] {
                 io.remove_file_if_present(&p.dir.join(log::segment_name(base, ext)))
                     .await?;
             }
@@ -308,6 +308,11 @@ impl Cleaner {
             next_offset: last.next_offset,
             max_timestamp: group.iter().map(|s| s.max_timestamp).max().unwrap_or(-1),
             roll_base_ms: group.iter().find_map(|s| s.roll_base_ms),
+            // The cleaner keeps every transaction's records and markers: their aborts stay.
+            aborted: group
+                .iter()
+                .flat_map(|s| s.aborted.iter().copied())
+                .collect(),
             ..first.clone()
         };
         {

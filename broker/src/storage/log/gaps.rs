@@ -112,6 +112,7 @@ impl Gaps {
 pub struct KafkaOffsets {
     pub log_start: i64,
     pub high_watermark: i64,
+    pub last_stable: i64,
     pub log_end: i64,
 }
 
@@ -137,16 +138,17 @@ impl Partition {
         self.translated(|g, st| log_of(g, st, kafka))
     }
 
-    /// The log start, high watermark and log end in Kafka offsets.
+    /// The log start, high watermark, last stable offset and log end in Kafka offsets.
     pub fn kafka_offsets(&self) -> KafkaOffsets {
         self.translated(|g, st| KafkaOffsets {
             log_start: g.to_kafka(st.log_start_offset),
             high_watermark: g.to_kafka(st.high_watermark()),
+            last_stable: g.to_kafka(st.last_stable_offset()),
             log_end: g.to_kafka(st.log_end_offset()),
         })
     }
 
-    /// [`Partition::read_limited`] in Kafka offsets: from the batch holding Kafka offset
+    /// [`Partition::read_isolated`] in Kafka offsets: from the batch holding Kafka offset
     /// `offset`, the batches as a client is served them (base offsets in Kafka offsets, Raft's
     /// own entries left out), with the high watermark and log start in Kafka offsets. `None`
     /// when the log was cut or reset while it was read (a replica moved away and emptied, say):
@@ -158,17 +160,27 @@ impl Partition {
         offset: i64,
         max_bytes: usize,
         at_least_one: bool,
+        isolation: super::Isolation,
     ) -> Result<Option<FetchData>, ReadError> {
         let (from, then) = self.translated(|g, st| {
             let from = log_of(g, st, offset);
             (from, g.from(from))
         });
-        match self.read_limited(io, from, max_bytes, at_least_one).await {
+        match self
+            .read_isolated(io, from, max_bytes, at_least_one, isolation)
+            .await
+        {
             Ok(data) => Ok(self.translated(|g, _| {
                 g.still(from, &then).then(|| FetchData {
                     records: served(data.records, g),
                     high_watermark: g.to_kafka(data.high_watermark),
                     log_start_offset: g.to_kafka(data.log_start_offset),
+                    last_stable_offset: g.to_kafka(data.last_stable_offset),
+                    aborted: data
+                        .aborted
+                        .iter()
+                        .map(|&(producer, first)| (producer, g.to_kafka(first)))
+                        .collect(),
                 })
             })),
             Err(ReadError::OffsetOutOfRange {

@@ -12,12 +12,15 @@ mod create;
 pub mod gaps;
 pub mod hard_state;
 pub mod index;
+mod loading;
 mod read;
 mod recovery;
 pub mod replica;
 mod reset;
 mod scan;
 pub mod txn_index;
+
+pub use read::Isolation;
 
 pub use create::{create, restore_pieces, unsettled_after_start};
 pub use read::READ_ATTEMPTS;
@@ -79,6 +82,9 @@ pub struct Segment {
     /// Overwriting written blocks lets fdatasync skip the journal commit that a growing file
     /// needs; past `size` the file holds zeros, which recovery reads as the end of the log.
     pub allocated: u64,
+    /// The transactions aborted by markers in this segment, in marker order
+    /// ([`txn_index`]; on disk as `<base>.txnindex` once the segment is closed).
+    pub aborted: Vec<txn_index::AbortedTxn>,
 }
 
 /// The largest offset relative to a segment's base that its index can hold (Kafka's: 32-bit).
@@ -116,6 +122,7 @@ impl Segment {
             max_timestamp: -1,
             roll_base_ms: None,
             allocated: 0,
+            aborted: Vec::new(),
         }
     }
 }
@@ -156,6 +163,31 @@ impl PartitionState {
                 .clamp(self.log_start_offset.min(end), end),
             None => end,
         }
+    }
+
+    /// The offset below which every record's transaction is decided (Kafka's last stable
+    /// offset): the high watermark, or the first offset of the earliest transaction still open
+    /// here if that is lower. A `read_committed` consumer reads only below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.producers
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
+    }
+
+    /// The aborted transactions (producer id, first offset) a `read_committed` read from
+    /// `fetch_offset` whose records end before `upper_bound` must name ([`txn_index::collect`]).
+    pub fn aborted_between(&self, fetch_offset: i64, upper_bound: i64) -> Vec<(i64, i64)> {
+        let from = self
+            .segments
+            .range(..=fetch_offset)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        txn_index::collect(
+            self.segments.range(from..).map(|(_, s)| &s.aborted[..]),
+            fetch_offset,
+            upper_bound,
+        )
     }
 
     /// The offset after the last durable record.
@@ -221,6 +253,10 @@ pub struct FetchData {
     pub records: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    pub last_stable_offset: i64,
+    /// Of a `read_committed` read ([`Isolation::ReadCommitted`]): the aborted transactions
+    /// (producer id, first offset) its records may hold. Empty otherwise.
+    pub aborted: Vec<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -367,6 +403,10 @@ impl Partition {
         self.state().log_start_offset
     }
 
+    pub fn last_stable_offset(&self) -> i64 {
+        self.state().last_stable_offset()
+    }
+
     /// At most how many committed bytes a read from `offset` can return (from the indexed
     /// position at or before it to the end of the log).
     pub fn bytes_from(&self, offset: i64) -> u64 {
@@ -383,148 +423,6 @@ impl Partition {
             .map(|(_, s)| s.size)
             .sum();
         first.size.saturating_sub(from) + later
-    }
-
-    /// Read whole batches starting with the one that holds `offset`, at most `max_bytes` unless
-    /// the first batch alone is larger (then just that batch, as Kafka does).
-    pub async fn read(
-        &self,
-        io: &Io,
-        offset: i64,
-        max_bytes: usize,
-    ) -> Result<FetchData, ReadError> {
-        self.read_limited(io, offset, max_bytes, true).await
-    }
-
-    /// [`Partition::read`], but with `at_least_one` false a first batch larger than
-    /// `max_bytes` is not returned (a Fetch's later partitions, once the response holds
-    /// records: Kafka returns an oversized batch only first).
-    pub async fn read_limited(
-        &self,
-        io: &Io,
-        offset: i64,
-        max_bytes: usize,
-        at_least_one: bool,
-    ) -> Result<FetchData, ReadError> {
-        self.read_bounded(io, offset, max_bytes, at_least_one, false)
-            .await
-    }
-
-    /// Read whole batches from `offset` up to the durable end of the log, committed or not:
-    /// what a Raft leader sends a follower. `high_watermark` in the answer is the log's end.
-    pub async fn read_durable(
-        &self,
-        io: &Io,
-        offset: i64,
-        max_bytes: usize,
-    ) -> Result<FetchData, ReadError> {
-        self.read_bounded(io, offset, max_bytes, true, true).await
-    }
-
-    /// Whole batches from `offset` (see [`Partition::read_limited`]), read on past batches
-    /// that hold no record — emptied by the log cleaner, or control batches — into the next
-    /// segments while `max_bytes` has room: a consumer sent only such batches fetch after
-    /// fetch takes them for a record too large to fetch (librdkafka doubles its fetch size,
-    /// then fails with MSG_SIZE_TOO_LARGE).
-    async fn read_bounded(
-        &self,
-        io: &Io,
-        offset: i64,
-        max_bytes: usize,
-        at_least_one: bool,
-        uncommitted: bool,
-    ) -> Result<FetchData, ReadError> {
-        let first = self
-            .read_segment(io, offset, max_bytes, at_least_one, uncommitted)
-            .await?;
-        let Some(mut next) = only_recordless(&first.records) else {
-            return Ok(first);
-        };
-        let mut out = bytes::BytesMut::from(&first.records[..]);
-        while out.len() + crate::batch::HEADER_BYTES <= max_bytes && next < first.high_watermark {
-            let more = self
-                .read_segment(io, next, max_bytes - out.len(), false, uncommitted)
-                .await?;
-            if more.records.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&more.records);
-            match only_recordless(&more.records) {
-                Some(n) => next = n,
-                None => break,
-            }
-        }
-        Ok(FetchData {
-            records: out.freeze(),
-            ..first
-        })
-    }
-
-    async fn read_segment(
-        &self,
-        io: &Io,
-        offset: i64,
-        max_bytes: usize,
-        at_least_one: bool,
-        uncommitted: bool,
-    ) -> Result<FetchData, ReadError> {
-        let (file, start, end, high_watermark, log_start_offset) = {
-            let st = self.state();
-            let hw = if uncommitted {
-                st.log_end_offset()
-            } else {
-                st.high_watermark()
-            };
-            // Raft's reads start where its log does, the first segment: a log start that
-            // DeleteRecords moved inside it hides records from consumers, not from a follower
-            // that still needs the entries (the log-start marks among them).
-            let floor = if uncommitted {
-                st.segments.keys().next().copied().unwrap_or(0)
-            } else {
-                st.log_start_offset
-            };
-            if offset < floor || offset > hw {
-                return Err(ReadError::OffsetOutOfRange {
-                    offset,
-                    log_start: st.log_start_offset,
-                    high_watermark: hw,
-                });
-            }
-            let seg = st.segments.range(..=offset).next_back().map(|(_, s)| s);
-            match seg {
-                Some(seg) if offset < seg.next_offset => {
-                    let rel = (offset - seg.base_offset) as u32;
-                    let (pos, base) = index::lookup_offset(&seg.entries, rel);
-                    let start = (pos as u64, Some(seg.base_offset + base as i64));
-                    let end = (seg.size, hw);
-                    (seg.file.clone(), start, end, hw, st.log_start_offset)
-                }
-                _ => {
-                    return Ok(FetchData {
-                        records: Bytes::new(),
-                        high_watermark: hw,
-                        log_start_offset: st.log_start_offset,
-                    })
-                }
-            }
-        };
-        let records = read_verified(&file, Some(offset), || {
-            read_from(
-                io,
-                &file,
-                start,
-                end,
-                |h| h.next_offset() > offset,
-                max_bytes,
-                at_least_one,
-            )
-        })
-        .await?;
-        Ok(FetchData {
-            records,
-            high_watermark,
-            log_start_offset,
-        })
     }
 
     /// The first record at or after the log start with a timestamp ≥ `ts`, as

@@ -1,12 +1,13 @@
 //! Reads of committed batches (Fetch, ListOffsets by time), checked right after they are read
-//! and read again before they are called corrupt.
+//! and read again before they are called corrupt; up to the high watermark, or for a
+//! `read_committed` consumer the last stable offset.
 
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use io_backend::DiskFile;
 
-use super::SCAN_CHUNK_BYTES;
+use super::{index, only_recordless, FetchData, Partition, ReadError, SCAN_CHUNK_BYTES};
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::storage::io::{Io, StorageError};
 
@@ -95,6 +96,215 @@ pub(super) async fn read_from(
         return Ok(chunk.slice(rel..rel + total));
     }
     Ok(Bytes::new())
+}
+
+/// Which records a consumer's read may return (Kafka's isolation levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Everything below the high watermark, aborted transactions' records too.
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions of the range named so
+    /// that the consumer drops their records.
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// Kafka's `isolation_level` field: 1 is read_committed, anything else read_uncommitted.
+    pub fn from_level(level: i8) -> Isolation {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
+}
+
+/// Where a read stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upto {
+    /// The durable end of the log, committed or not (Raft's reads).
+    LogEnd,
+    /// The high watermark.
+    HighWatermark,
+    /// The last stable offset.
+    Stable,
+}
+
+impl Partition {
+    /// Read whole batches starting with the one that holds `offset`, at most `max_bytes` unless
+    /// the first batch alone is larger (then just that batch, as Kafka does).
+    pub async fn read(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchData, ReadError> {
+        self.read_limited(io, offset, max_bytes, true).await
+    }
+
+    /// [`Partition::read`], but with `at_least_one` false a first batch larger than
+    /// `max_bytes` is not returned (a Fetch's later partitions, once the response holds
+    /// records: Kafka returns an oversized batch only first).
+    pub async fn read_limited(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<FetchData, ReadError> {
+        self.read_isolated(
+            io,
+            offset,
+            max_bytes,
+            at_least_one,
+            Isolation::ReadUncommitted,
+        )
+        .await
+    }
+
+    /// [`Partition::read_limited`] at an isolation level: `read_committed` stops at the last
+    /// stable offset and names the aborted transactions of what it returns.
+    pub async fn read_isolated(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+        isolation: Isolation,
+    ) -> Result<FetchData, ReadError> {
+        let upto = match isolation {
+            Isolation::ReadUncommitted => Upto::HighWatermark,
+            Isolation::ReadCommitted => Upto::Stable,
+        };
+        let mut data = self
+            .read_bounded(io, offset, max_bytes, at_least_one, upto)
+            .await?;
+        if isolation == Isolation::ReadCommitted {
+            if let Some((_, last)) = crate::batch::scan(&data.records).last() {
+                data.aborted = self.state().aborted_between(offset, last.next_offset());
+            }
+        }
+        Ok(data)
+    }
+
+    /// Read whole batches from `offset` up to the durable end of the log, committed or not:
+    /// what a Raft leader sends a follower. `high_watermark` in the answer is the log's end.
+    pub async fn read_durable(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchData, ReadError> {
+        self.read_bounded(io, offset, max_bytes, true, Upto::LogEnd)
+            .await
+    }
+
+    /// Whole batches from `offset` (see [`Partition::read_limited`]), read on past batches
+    /// that hold no record — emptied by the log cleaner, or control batches — into the next
+    /// segments while `max_bytes` has room: a consumer sent only such batches fetch after
+    /// fetch takes them for a record too large to fetch (librdkafka doubles its fetch size,
+    /// then fails with MSG_SIZE_TOO_LARGE).
+    async fn read_bounded(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+        upto: Upto,
+    ) -> Result<FetchData, ReadError> {
+        let (first, bound) = self
+            .read_segment(io, offset, max_bytes, at_least_one, upto)
+            .await?;
+        let Some(mut next) = only_recordless(&first.records) else {
+            return Ok(first);
+        };
+        let mut out = bytes::BytesMut::from(&first.records[..]);
+        while out.len() + crate::batch::HEADER_BYTES <= max_bytes && next < bound {
+            let (more, _) = self
+                .read_segment(io, next, max_bytes - out.len(), false, upto)
+                .await?;
+            if more.records.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&more.records);
+            match only_recordless(&more.records) {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        Ok(FetchData {
+            records: out.freeze(),
+            ..first
+        })
+    }
+
+    /// One segment's batches from `offset`, with the offset the read stopped before.
+    async fn read_segment(
+        &self,
+        io: &Io,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+        upto: Upto,
+    ) -> Result<(FetchData, i64), ReadError> {
+        let (file, start, end, bound, mut data) = {
+            let st = self.state();
+            let hw = if upto == Upto::LogEnd {
+                st.log_end_offset()
+            } else {
+                st.high_watermark()
+            };
+            let lso = st.last_stable_offset();
+            // A read_committed read is refused only past the high watermark, as Kafka's is;
+            // between the last stable offset and it, there is nothing to read yet.
+            let bound = if upto == Upto::Stable { lso } else { hw };
+            // Raft's reads start where its log does, the first segment: a log start that
+            // DeleteRecords moved inside it hides records from consumers, not from a follower
+            // that still needs the entries (the log-start marks among them).
+            let floor = if upto == Upto::LogEnd {
+                st.segments.keys().next().copied().unwrap_or(0)
+            } else {
+                st.log_start_offset
+            };
+            if offset < floor || offset > hw {
+                return Err(ReadError::OffsetOutOfRange {
+                    offset,
+                    log_start: st.log_start_offset,
+                    high_watermark: hw,
+                });
+            }
+            let data = FetchData {
+                records: Bytes::new(),
+                high_watermark: hw,
+                log_start_offset: st.log_start_offset,
+                last_stable_offset: lso,
+                aborted: Vec::new(),
+            };
+            let seg = st.segments.range(..=offset).next_back().map(|(_, s)| s);
+            match seg {
+                Some(seg) if offset < seg.next_offset && offset < bound => {
+                    let rel = (offset - seg.base_offset) as u32;
+                    let (pos, base) = index::lookup_offset(&seg.entries, rel);
+                    let start = (pos as u64, Some(seg.base_offset + base as i64));
+                    (seg.file.clone(), start, seg.size, bound, data)
+                }
+                _ => return Ok((data, bound)),
+            }
+        };
+        data.records = read_verified(&file, Some(offset), || {
+            read_from(
+                io,
+                &file,
+                start,
+                (end, bound),
+                |h| h.next_offset() > offset,
+                max_bytes,
+                at_least_one,
+            )
+        })
+        .await?;
+        Ok((data, bound))
+    }
 }
 
 /// How many times data that fails its checks is read before it is called corrupt: a bit flipped

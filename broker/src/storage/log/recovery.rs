@@ -7,14 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 use io_backend::{DiskFile, OpenMode};
 
 use super::index;
+use super::loading::Loading;
 use super::read::READ_ATTEMPTS;
 use super::replica::{self, HardStateRecord, ReplicaMeta, ReplicaState, TailEntry};
 use super::reset::{finish_reset, remove_unstarted_segment};
 use super::scan::{scan_segment, zeros_from, Scanned};
+use super::txn_index;
 use super::{segment_name, LogConfig, Naming, Partition, PartitionState, Segment};
 use crate::producer_state::ProducerStates;
 use crate::storage::io::{Io, StorageError};
@@ -106,8 +107,11 @@ pub async fn read_whole(io: &Io, path: &Path) -> Result<Option<Bytes>, StorageEr
     Ok(Some(io.read_at(&f, len as usize, 0).await?))
 }
 
-/// Write a closed segment's index files and sync them.
+/// Write a closed segment's index files and sync them. Its aborted transactions go first,
+/// made durable (name too) before the offset index is written: a segment whose offset index
+/// passes its checks has its whole `.txnindex`, and one without that file aborted nothing.
 pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), StorageError> {
+    write_txn_index(io, dir, seg).await?;
     let next_rel = (seg.next_offset - seg.base_offset) as u32;
     let (offsets, times) = index::encode(&seg.entries, seg.max_timestamp, next_rel);
     // The two files are independent: written and synced together.
@@ -121,42 +125,21 @@ pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), Stora
     Ok(())
 }
 
-/// Segments opened at once during recovery.
-const SEGMENT_OPENS_IN_FLIGHT: usize = 32;
-
-/// A segment's file and length, and a closed segment's index files (if present).
-struct Opened {
-    file: Arc<dyn DiskFile>,
-    len: u64,
-    offsets: Option<Bytes>,
-    times: Option<Bytes>,
-}
-
-async fn open_segment(
+/// Write a closed segment's `.txnindex` and make it durable, name too (none when it aborted
+/// nothing: a file left from before is removed).
+pub(super) async fn write_txn_index(
     io: &Io,
     dir: &Path,
-    base: i64,
-    closed: bool,
-) -> Result<Opened, StorageError> {
-    let file = io
-        .open(&dir.join(segment_name(base, "log")), OpenMode::Existing)
-        .await?;
-    let len = io.len(&file).await?;
-    let (offsets, times) = if closed {
-        let (index, timeindex) = (
-            dir.join(segment_name(base, "index")),
-            dir.join(segment_name(base, "timeindex")),
-        );
-        futures::try_join!(read_whole(io, &index), read_whole(io, &timeindex))?
-    } else {
-        (None, None)
-    };
-    Ok(Opened {
-        file,
-        len,
-        offsets,
-        times,
-    })
+    seg: &Segment,
+) -> Result<(), StorageError> {
+    let path = dir.join(segment_name(seg.base_offset, "txnindex"));
+    if seg.aborted.is_empty() {
+        return io.remove_file_if_present(&path).await;
+    }
+    let f = io.open(&path, OpenMode::Truncate).await?;
+    io.write_at(&f, txn_index::encode(&seg.aborted), 0).await?;
+    io.sync_data(&f).await?;
+    io.sync_dir(dir).await
 }
 
 /// Put a merged cleaned segment in place of the segments it was made from (`members`, in
@@ -173,9 +156,9 @@ pub async fn finish_swap(
 ) -> Result<(), StorageError> {
     for &member in members {
         let exts: &[&str] = if member == base {
-            &["index", "timeindex"]
+            &["index", "timeindex", "txnindex"]
         } else {
-            &["index", "timeindex", "log"]
+            &["index", "timeindex", "txnindex", "log"]
         };
         for ext in exts {
             io.remove_file_if_present(&dir.join(segment_name(member, ext)))
@@ -274,7 +257,7 @@ async fn remove_failed_rolls(
             continue;
         }
         tracing::warn!(segment = %dir.join(segment_name(base, "log")).display(), "removing an empty segment a failed roll left behind");
-        for ext in ["log", "index", "timeindex", "snapshot"] {
+        for ext in ["log", "index", "timeindex", "txnindex", "snapshot"] {
             let path = dir.join(segment_name(base, ext));
             if io.exists(&path).await? {
                 io.remove_file(&path).await?;
@@ -333,14 +316,28 @@ pub async fn recover(
         tracing::info!(dir = %dir.display(), "no producer snapshot; reading every segment to rebuild the idempotent producers' state");
     }
     let mut producers = snapshot.unwrap_or_default();
-    let loading = Loading {
+    let mut loading = Loading {
         io,
         dir,
         index_interval_bytes: config.index_interval_bytes,
         replicated,
         scan_closed,
     };
-    let (segments, active) = loading.segments(&bases, &mut producers).await?;
+    let (segments, active) = match loading.segments(&bases, &mut producers).await? {
+        Some(found) => found,
+        None => {
+            // A closed segment's aborted transactions are lost (its `.txnindex` damaged, or
+            // its index rebuilt where abort markers lie): only the producers' state as of its
+            // start tells where they began, so every segment is read again from the first.
+            tracing::warn!(dir = %dir.display(), "a segment's aborted transactions must be rebuilt; reading every segment");
+            loading.scan_closed = true;
+            producers = ProducerStates::default();
+            loading
+                .segments(&bases, &mut producers)
+                .await?
+                .expect("a scan of every segment rebuilds every list")
+        }
+    };
     // DeleteRecords may have moved the start into the segments (never past their end).
     let first_base = segments.keys().next().copied().unwrap_or(0);
     let end = segments.values().next_back().map_or(0, |s| s.next_offset);
@@ -393,7 +390,13 @@ async fn remove_leftovers(
         let snapshot_of = name
             .strip_suffix(".snapshot")
             .and_then(|b| b.parse::<i64>().ok());
+        // The active segment's aborted transactions are found again by its scan: a file of
+        // them beside it is a failed roll's.
+        let txns_of = name
+            .strip_suffix(".txnindex")
+            .and_then(|b| b.parse::<i64>().ok());
         if index_of.is_some_and(|b| bases.binary_search(&b).is_err())
+            || txns_of.is_some_and(|b| b == active_base || bases.binary_search(&b).is_err())
             || snapshot_of.is_some_and(|b| b != active_base)
             || name.ends_with(".tmp")
             || name.ends_with(".prefix")
@@ -407,157 +410,6 @@ async fn remove_leftovers(
     Ok(())
 }
 
-/// How a partition's segments are loaded.
-struct Loading<'a> {
-    io: &'a Io,
-    dir: &'a Path,
-    index_interval_bytes: u64,
-    replicated: bool,
-    /// No usable producer snapshot: every segment's batches rebuild the producers' state.
-    scan_closed: bool,
-}
-
-impl Loading<'_> {
-    /// Every segment, in order: a closed one through its index files (rebuilt from the
-    /// segment when they fail their checks), the active one scanned and cut after its last
-    /// valid batch. With what the active segment's scan found for a replicated partition.
-    async fn segments(
-        &self,
-        bases: &[i64],
-        producers: &mut ProducerStates,
-    ) -> Result<(BTreeMap<i64, Segment>, Option<ActiveScan>), StorageError> {
-        let (io, dir) = (self.io, self.dir);
-        let mut segments = BTreeMap::new();
-        if bases.is_empty() {
-            let path = dir.join(segment_name(0, "log"));
-            let file = io.open(&path, OpenMode::Create).await?;
-            io.sync_dir(dir).await?;
-            segments.insert(0, Segment::empty(0, file));
-        }
-        // Every segment's file opened and every closed one's index files read, a bounded
-        // number at a time and kept in order: one after another, thousands of small segments
-        // took minutes to open on a slow disk.
-        let opens: Vec<_> = (0..bases.len())
-            .map(|i| open_segment(io, dir, bases[i], i + 1 < bases.len()))
-            .collect();
-        let opened: Vec<Opened> = futures::stream::iter(opens)
-            .buffered(SEGMENT_OPENS_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        let mut active_scan = None;
-        for ((i, &base), opened) in bases.iter().enumerate().zip(opened) {
-            let next_base = bases.get(i + 1).copied();
-            let seg = match next_base {
-                Some(next_base) => self.closed(base, next_base, opened, producers).await?,
-                None => {
-                    let (seg, scan) = self.active(base, opened, producers).await?;
-                    active_scan = Some(scan);
-                    seg
-                }
-            };
-            segments.insert(base, seg);
-        }
-        Ok((segments, active_scan))
-    }
-
-    /// A closed segment, whose index files hold what it holds when they pass their checks;
-    /// else scanned, and its index written again.
-    async fn closed(
-        &self,
-        base: i64,
-        next_base: i64,
-        opened: Opened,
-        producers: &mut ProducerStates,
-    ) -> Result<Segment, StorageError> {
-        let (io, dir) = (self.io, self.dir);
-        let path = dir.join(segment_name(base, "log"));
-        let Opened {
-            file,
-            len,
-            offsets,
-            times,
-        } = opened;
-        let loaded = match (offsets, times) {
-            (Some(o), Some(t)) => index::decode(&o, &t, len),
-            _ => None,
-        };
-        if let Some(l) = loaded.filter(|l| base + l.next_relative as i64 == next_base) {
-            if self.scan_closed {
-                scan_segment(io, &file, base, len, u64::MAX, Some(producers), false).await?;
-            }
-            return Ok(Segment {
-                base_offset: base,
-                file,
-                size: len,
-                next_offset: base + l.next_relative as i64,
-                entries: l.entries,
-                max_timestamp: l.max_timestamp,
-                roll_base_ms: None,
-                allocated: len,
-            });
-        }
-        tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
-        let record_producers = self.scan_closed.then_some(producers);
-        let s = scan_segment(
-            io,
-            &file,
-            base,
-            len,
-            self.index_interval_bytes,
-            record_producers,
-            false,
-        )
-        .await?;
-        cut_tail(io, &file, &path, s.valid_len, len).await?;
-        if s.valid_len < len || base + (s.next_offset - base) != next_base {
-            // A closed segment with a hole: later segments would not continue it.
-            return Err(StorageError::Corrupt {
-                path,
-                reason: format!(
-                    "closed segment ends at offset {} but the next segment starts at {}",
-                    s.next_offset, next_base
-                ),
-            });
-        }
-        let seg = scanned_segment(base, file, s);
-        write_index(io, dir, &seg).await?;
-        Ok(seg)
-    }
-
-    /// The active segment, scanned to its last valid batch (recording the producers' batches)
-    /// and cut there.
-    async fn active(
-        &self,
-        base: i64,
-        opened: Opened,
-        producers: &mut ProducerStates,
-    ) -> Result<(Segment, ActiveScan), StorageError> {
-        let path = self.dir.join(segment_name(base, "log"));
-        let Opened { file, len, .. } = opened;
-        let mut s = scan_segment(
-            self.io,
-            &file,
-            base,
-            len,
-            self.index_interval_bytes,
-            Some(producers),
-            self.replicated,
-        )
-        .await?;
-        let scan = ActiveScan {
-            batches: s.batches,
-            tail: std::mem::take(&mut s.tail).into(),
-            terms: std::mem::take(&mut s.terms),
-            undo: std::mem::take(&mut s.undo).into(),
-            log_starts: std::mem::take(&mut s.log_starts),
-            gaps: std::mem::take(&mut s.gaps),
-            confs: std::mem::take(&mut s.confs),
-        };
-        cut_tail(self.io, &file, &path, s.valid_len, len).await?;
-        Ok((scanned_segment(base, file, s), scan))
-    }
-}
-
 /// A segment as its scan found it.
 pub(super) fn scanned_segment(base: i64, file: Arc<dyn DiskFile>, s: Scanned) -> Segment {
     Segment {
@@ -569,12 +421,13 @@ pub(super) fn scanned_segment(base: i64, file: Arc<dyn DiskFile>, s: Scanned) ->
         max_timestamp: s.max_timestamp,
         roll_base_ms: s.first_timestamp,
         allocated: s.valid_len,
+        aborted: s.aborted,
     }
 }
 
 /// A segment's file cut after its last valid batch, where the scan stopped before its end:
 /// zeros the pipeline wrote ahead of the data (nothing lost), or a torn or corrupt tail.
-async fn cut_tail(
+pub(super) async fn cut_tail(
     io: &Io,
     file: &Arc<dyn DiskFile>,
     path: &Path,
@@ -614,7 +467,7 @@ struct Found<'a> {
 
 /// What the scan of a replicated partition's active segment found.
 #[derive(Default)]
-struct ActiveScan {
+pub(super) struct ActiveScan {
     batches: u64,
     tail: Vec<TailEntry>,
     terms: Vec<(u64, u64, i64)>,
@@ -622,6 +475,21 @@ struct ActiveScan {
     log_starts: Vec<(i64, i64)>,
     gaps: Vec<i64>,
     confs: Vec<(u64, i64, Vec<u8>)>,
+}
+
+impl ActiveScan {
+    /// What a replicated partition's recovery keeps of the active segment's scan.
+    pub(super) fn taken_from(s: &mut Scanned) -> ActiveScan {
+        ActiveScan {
+            batches: s.batches,
+            tail: std::mem::take(&mut s.tail).into(),
+            terms: std::mem::take(&mut s.terms),
+            undo: std::mem::take(&mut s.undo).into(),
+            log_starts: std::mem::take(&mut s.log_starts),
+            gaps: std::mem::take(&mut s.gaps),
+            confs: std::mem::take(&mut s.confs),
+        }
+    }
 }
 
 /// A replicated partition's Raft state: its record as the file says for the closed segments and

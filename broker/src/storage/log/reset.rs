@@ -76,9 +76,9 @@ pub(super) async fn finish_reset(
         // A log of a prefix base is the prefix's once its file was renamed: a `.prefix` file
         // left means the rename is still to come (over the old log).
         let exts: &[&str] = if prefix.contains(&old) {
-            &["index", "timeindex", "snapshot"]
+            &["index", "timeindex", "txnindex", "snapshot"]
         } else {
-            &["log", "index", "timeindex", "snapshot"]
+            &["log", "index", "timeindex", "txnindex", "snapshot"]
         };
         for ext in exts {
             let path = dir.join(segment_name(old, ext));
@@ -125,8 +125,11 @@ pub(super) async fn remove_unstarted_segment(
     }
     tracing::warn!(segment = %dir.join(segment_name(last, "log")).display(), "removing an empty segment whose first entry never came");
     for (base, exts) in [
-        (last, &["log", "index", "timeindex", "snapshot"][..]),
-        (before, &["index", "timeindex"][..]),
+        (
+            last,
+            &["log", "index", "timeindex", "txnindex", "snapshot"][..],
+        ),
+        (before, &["index", "timeindex", "txnindex"][..]),
     ] {
         for ext in exts {
             let path = dir.join(segment_name(base, ext));

@@ -11,10 +11,12 @@ use io_backend::DiskFile;
 use super::index::IndexEntry;
 use super::read::READ_ATTEMPTS;
 use super::replica::{self, TailEntry};
+use super::txn_index::AbortedTxn;
 use super::SCAN_CHUNK_BYTES;
 use crate::batch::{self, HEADER_BYTES};
 use crate::producer_state::ProducerStates;
 use crate::storage::io::{Io, StorageError};
+use crate::txn_marker::Marker;
 
 /// What scanning a segment found: the valid prefix and its index.
 pub(super) struct Scanned {
@@ -37,6 +39,11 @@ pub(super) struct Scanned {
     pub(super) gaps: Vec<i64>,
     /// The membership changes: `(batches before it, offset, change)`.
     pub(super) confs: Vec<(u64, i64, Vec<u8>)>,
+    /// The transactions the segment's abort markers ended (known only when the scan records
+    /// the producers' state: a transaction's first offset may lie in an earlier segment).
+    pub(super) aborted: Vec<AbortedTxn>,
+    /// How many abort markers the segment holds.
+    pub(super) abort_markers: usize,
 }
 
 /// Drop the chunk so the scan reads from `pos` again; false once this position was read
@@ -78,6 +85,8 @@ pub(super) async fn scan_segment(
         log_starts: Vec::new(),
         gaps: Vec::new(),
         confs: Vec::new(),
+        aborted: Vec::new(),
+        abort_markers: 0,
     };
     let mut chunk = Bytes::new();
     let mut chunk_pos = 0u64;
@@ -150,12 +159,17 @@ pub(super) async fn scan_segment(
                 prefix_max_timestamp: s.max_timestamp,
             });
         }
+        let body = &chunk[rel..rel + h.size];
+        if Marker::decode(&h, body).is_some_and(|m| !m.commit) {
+            s.abort_markers += 1;
+        }
         if let Some(p) = producers.as_deref_mut() {
             // What the log holds is what was written: no checks, only the record of it. The
             // producer counts as active from now (batch timestamps are the producer's clock).
-            if keep_tail && h.producer_id >= 0 {
+            let now_ms = io.clock.wall_ms();
+            let done = if keep_tail && h.producer_id >= 0 {
                 let mut undo = Vec::new();
-                p.record_with_undo(&h, h.base_offset, io.clock.wall_ms(), &mut undo);
+                let done = p.record_batch_with_undo(&h, body, h.base_offset, now_ms, &mut undo);
                 s.undo.push_back((s.batches, undo));
                 while s
                     .undo
@@ -164,8 +178,12 @@ pub(super) async fn scan_segment(
                 {
                     s.undo.pop_front();
                 }
+                done
             } else {
-                p.record(&h, h.base_offset, io.clock.wall_ms());
+                p.record_batch(&h, body, h.base_offset, now_ms)
+            };
+            if let Some(txn) = done.filter(|t| t.aborted) {
+                s.aborted.push(AbortedTxn::of(&txn, p));
             }
         }
         // A batch without timestamps (Raft's own entries: -1) does not start `segment.ms`.
@@ -177,7 +195,6 @@ pub(super) async fn scan_segment(
         s.batches += 1;
         if keep_tail {
             if h.is_control() {
-                let body = &chunk[rel..rel + h.size];
                 if let Some(to) = batch::log_start_of(body) {
                     s.log_starts.push((h.base_offset, to));
                 }

@@ -11,6 +11,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::producer_state::{CompletedTxn, ProducerStates};
+
 /// Bytes of one entry on disk.
 pub const ENTRY_BYTES: usize = 36;
 
@@ -26,6 +28,22 @@ pub struct AbortedTxn {
     /// the earliest transaction still open then, or the offset after the marker): no aborted
     /// transaction of a later segment starts before it.
     pub last_stable_offset: i64,
+}
+
+impl AbortedTxn {
+    /// The entry of a transaction aborted in a log whose producers' state is now `p` (its
+    /// marker recorded): the last stable offset then is the first offset of the earliest
+    /// transaction still open, or the offset after the marker.
+    pub fn of(txn: &CompletedTxn, p: &ProducerStates) -> AbortedTxn {
+        AbortedTxn {
+            producer_id: txn.producer_id,
+            first_offset: txn.first_offset,
+            last_offset: txn.last_offset,
+            last_stable_offset: p
+                .first_unstable_offset()
+                .map_or(txn.last_offset + 1, |f| f.min(txn.last_offset + 1)),
+        }
+    }
 }
 
 /// The `.txnindex` file of a closed segment's aborted transactions (in marker order).

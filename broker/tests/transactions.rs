@@ -1,0 +1,292 @@
+//! A partition's side of transactions, through the store: transactional batches and their
+//! markers written by the commit pipeline, the last stable offset, `read_committed` reads and
+//! the aborted transactions they name, the aborted-transaction index written at a roll, and all
+//! of it found again after a restart — from the index files, or rebuilt when they are damaged.
+//!
+//! Data volume: a few dozen batches of up to 300 bytes per test, over segments of 1 KiB so
+//! that transactions span segments and their markers land in later ones.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::batch;
+use broker::config::Config;
+use broker::metrics::Metrics;
+use broker::producer_state::ProducerError;
+use broker::storage::log::{Isolation, Partition};
+use broker::storage::{AppendError, Store};
+use broker::txn_marker::Marker;
+use bytes::Bytes;
+use io_backend::{blocking::BlockingDisk, Env, EnvRng, SystemClock, TcpNet};
+
+mod common;
+use common::{idempotent_batch, make_batch, transactional_batch};
+
+async fn open(dir: &Path) -> Arc<Store> {
+    let env = Env {
+        disk: Arc::new(BlockingDisk::new(4)),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(7),
+    };
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        retention_check_interval_ms: 0,
+        segment_bytes: 1024,
+        ..Config::default()
+    };
+    let store = Store::open(env, &config, Arc::new(Metrics::default()))
+        .await
+        .expect("open store");
+    if store.topic("t").is_none() {
+        store
+            .create_topic("t", 1, Default::default())
+            .await
+            .unwrap();
+    }
+    store
+}
+
+async fn close(store: Arc<Store>) {
+    let closed = store.closed();
+    drop(store);
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the pipeline ends once its store is dropped");
+}
+
+fn partition(store: &Store) -> Arc<Partition> {
+    store.topic("t").unwrap().partitions[0].clone()
+}
+
+async fn append(store: &Store, b: Bytes) -> Result<i64, AppendError> {
+    let headers = batch::validate_all(&b, 1 << 20).expect("valid batch");
+    let rx = store
+        .append(partition(store), b, headers, true, None)
+        .await?;
+    let res = tokio::time::timeout(Duration::from_secs(20), rx.expect("waiter"))
+        .await
+        .expect("an append must be answered")
+        .expect("pipeline alive")?;
+    Ok(res.base_offset)
+}
+
+fn marker(producer_id: i64, epoch: i16, commit: bool) -> Bytes {
+    Marker {
+        commit,
+        coordinator_epoch: 0,
+    }
+    .encode(producer_id, epoch, 1_700_000_000_000)
+}
+
+/// A `read_committed` read of the whole partition from `from`, batch by batch: the base
+/// offsets of the batches it returns, the aborted transactions it names, and the last stable
+/// offset.
+async fn read_committed(store: &Store, from: i64) -> (Vec<i64>, Vec<(i64, i64)>, i64) {
+    let p = partition(store);
+    let mut bases = Vec::new();
+    let mut aborted = Vec::new();
+    let mut at = from;
+    loop {
+        let data = p
+            .read_isolated(store.io(), at, 1 << 20, true, Isolation::ReadCommitted)
+            .await
+            .unwrap();
+        let Some((_, last)) = batch::scan(&data.records).last() else {
+            return (bases, aborted, data.last_stable_offset);
+        };
+        bases.extend(batch::scan(&data.records).map(|(_, h)| h.base_offset));
+        for a in data.aborted {
+            if !aborted.contains(&a) {
+                aborted.push(a);
+            }
+        }
+        at = last.next_offset();
+    }
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("t-0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_stops_at_the_first_open_transaction_and_names_the_aborted_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let p = partition(&store);
+    assert_eq!(append(&store, make_batch(1, 1, b"plain")).await.unwrap(), 0);
+    assert_eq!(
+        append(&store, transactional_batch(1, 0, 0, 2, 10))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(append(&store, make_batch(1, 1, b"plain")).await.unwrap(), 3);
+    assert_eq!(
+        append(&store, transactional_batch(2, 0, 0, 1, 10))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(p.state().last_stable_offset(), 1);
+    assert_eq!(p.high_watermark(), 5);
+    // read_uncommitted sees everything; read_committed stops before producer 1's transaction.
+    let all = p.read(store.io(), 0, 1 << 20).await.unwrap();
+    assert_eq!(batch::scan(&all.records).count(), 4);
+    assert_eq!(read_committed(&store, 0).await, (vec![0], vec![], 1));
+    // Between the last stable offset and the high watermark there is nothing yet, and no error.
+    let waiting = p
+        .read_isolated(store.io(), 3, 1 << 20, true, Isolation::ReadCommitted)
+        .await
+        .unwrap();
+    assert!(waiting.records.is_empty());
+
+    // Producer 1 may not write outside its transaction while it is open.
+    let outside = append(&store, idempotent_batch(1, 0, 2, 1)).await;
+    assert!(
+        matches!(
+            outside,
+            Err(AppendError::Producer(ProducerError::InvalidTxnState { .. }))
+        ),
+        "{outside:?}"
+    );
+
+    // Producer 1 aborts: producer 2's transaction holds the last stable offset at 4.
+    assert_eq!(append(&store, marker(1, 0, false)).await.unwrap(), 5);
+    assert_eq!(
+        read_committed(&store, 0).await,
+        (vec![0, 1, 3], vec![(1, 1)], 4)
+    );
+    // Producer 2 commits: everything is stable.
+    assert_eq!(append(&store, marker(2, 0, true)).await.unwrap(), 6);
+    assert_eq!(
+        read_committed(&store, 0).await,
+        (vec![0, 1, 3, 4, 5, 6], vec![(1, 1)], 7)
+    );
+    // A read from past the abort marker names nothing: the consumer would drop producer 1's
+    // later records.
+    assert_eq!(read_committed(&store, 6).await, (vec![6], vec![], 7));
+    // The marker is a write of its own: a repeated one is taken and closes nothing.
+    assert_eq!(append(&store, marker(1, 0, false)).await.unwrap(), 7);
+    assert_eq!(p.state().active().aborted.len(), 1);
+    // An older epoch's marker is fenced.
+    assert_eq!(
+        append(&store, transactional_batch(1, 1, 0, 1, 10))
+            .await
+            .unwrap(),
+        8
+    );
+    let stale = append(&store, marker(1, 0, true)).await;
+    assert!(
+        matches!(
+            stale,
+            Err(AppendError::Producer(ProducerError::InvalidEpoch { .. }))
+        ),
+        "{stale:?}"
+    );
+    close(store).await;
+}
+
+/// Write transactions that span segments: producer 1 aborts every third, producer 2 commits
+/// every one, with plain padding between. What a read_committed reader from `from` sees.
+async fn write_spanning_transactions(store: &Store) -> i64 {
+    let (mut seq1, mut seq2) = (0, 0);
+    for round in 0..12 {
+        append(store, transactional_batch(1, 0, seq1, 2, 120))
+            .await
+            .unwrap();
+        seq1 += 2;
+        append(store, make_batch(1, 1, &[b'x'; 300])).await.unwrap();
+        append(store, transactional_batch(2, 0, seq2, 1, 120))
+            .await
+            .unwrap();
+        seq2 += 1;
+        append(store, marker(2, 0, true)).await.unwrap();
+        append(store, make_batch(1, 1, &[b'y'; 300])).await.unwrap();
+        append(store, marker(1, 0, round % 3 != 0)).await.unwrap();
+    }
+    // One left open at the end.
+    append(store, transactional_batch(1, 0, seq1, 1, 10))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_transactions_survive_rolls_and_restarts_and_damaged_files_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let open_at = write_spanning_transactions(&store).await;
+    let before = read_committed(&store, 0).await;
+    assert_eq!(
+        before.2, open_at,
+        "the open transaction holds the last stable offset"
+    );
+    assert_eq!(
+        before.1.len(),
+        4,
+        "four aborted transactions: {:?}",
+        before.1
+    );
+    // Reads from every offset name the same aborts the whole read does, from there on.
+    let mut from_each = Vec::new();
+    for from in 0..open_at {
+        from_each.push(read_committed(&store, from).await);
+    }
+    close(store).await;
+    let txn_files = files(dir.path(), "txnindex");
+    assert!(
+        !txn_files.is_empty() && txn_files.len() < files(dir.path(), "log").len(),
+        "closed segments with aborts have their file, others none: {txn_files:?}"
+    );
+
+    let check = |what: &'static str| {
+        let from_each = from_each.clone();
+        let before = before.clone();
+        let dir = dir.path().to_path_buf();
+        async move {
+            let store = open(&dir).await;
+            assert_eq!(read_committed(&store, 0).await, before, "{what}");
+            for (from, seen) in from_each.iter().enumerate() {
+                assert_eq!(
+                    &read_committed(&store, from as i64).await,
+                    seen,
+                    "{what}: from {from}"
+                );
+            }
+            close(store).await;
+        }
+    };
+    check("after a restart").await;
+
+    // A damaged file is rebuilt from the segments, and put right.
+    let damaged = &txn_files[0];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    bytes[3] ^= 0x10;
+    std::fs::write(damaged, &bytes).unwrap();
+    check("after a damaged file").await;
+    assert_ne!(
+        std::fs::read(damaged).unwrap(),
+        bytes,
+        "the file was written again"
+    );
+
+    // A lost file beside a lost offset index (abort markers in the segment): rebuilt too.
+    let base = damaged.file_stem().unwrap().to_str().unwrap().to_string();
+    std::fs::remove_file(damaged).unwrap();
+    std::fs::remove_file(dir.path().join("t-0").join(format!("{base}.index"))).unwrap();
+    check("after a lost index and file").await;
+    assert!(damaged.exists());
+
+    // Without any producer snapshot, every segment is read: the same again.
+    for s in files(dir.path(), "snapshot") {
+        std::fs::remove_file(s).unwrap();
+    }
+    check("without a producer snapshot").await;
+}
