@@ -52,7 +52,7 @@ pub enum BatchError {
     #[error("control batches are written by the broker, not by clients")]
     ControlBatch,
     #[error(
-        "transactional batches need a transaction coordinator, which this broker does not have"
+        "a transactional batch needs the request's transactional id, and a broker that serves transactions (a single node, for now)"
     )]
     Transactional,
     /// Records refused one by one (Kafka's record errors): each by its index in the batch, with

@@ -187,6 +187,7 @@ mod tests {
             timestamp_after_max_ms: i64::MAX,
             now_ms: 0,
             keys_required: false,
+            transactional: false,
         }
     }
 

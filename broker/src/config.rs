@@ -154,6 +154,26 @@ pub struct Config {
     /// cleaner may clean ends where the active segment begins. Applied as the compaction
     /// setting above.
     pub offsets_topic_segment_bytes: u64,
+    /// Partitions of `__transaction_state`, made when a transactional id first needs it
+    /// (`transaction.state.log.num.partitions`).
+    pub transaction_state_partitions: i32,
+    /// The longest `transaction.timeout.ms` a producer may ask for
+    /// (`transaction.max.timeout.ms`).
+    pub transaction_max_timeout_ms: i32,
+    /// A transactional id unused this long with no transaction under way is forgotten
+    /// (`transactional.id.expiration.ms`).
+    pub transactional_id_expiration_ms: i64,
+    /// How often transactions past their timeout are looked for and aborted
+    /// (`transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    pub transaction_abort_check_interval_ms: u64,
+    /// How often expired transactional ids are looked for
+    /// (`transaction.remove.expired.transaction.cleanup.interval.ms`).
+    pub transaction_expiry_check_interval_ms: u64,
+    /// Transactions under way at once on this broker's coordinator: a producer that would open
+    /// one more is refused (COORDINATOR_NOT_AVAILABLE, retried) until one ends.
+    pub transactions_open_max: usize,
+    /// Partitions (the offsets topic's among them) one transaction may write to.
+    pub transaction_partitions_max: usize,
     /// How often retention is checked (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// Whether compacted topics are cleaned (`log.cleaner.enable`).
@@ -293,6 +313,13 @@ impl Default for Config {
             offsets_checkpoint_records: 10_000,
             offsets_topic_compacted: true,
             offsets_topic_segment_bytes: 16 << 20,
+            transaction_state_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
+            transaction_abort_check_interval_ms: 10_000,
+            transaction_expiry_check_interval_ms: 3_600_000,
+            transactions_open_max: 10_000,
+            transaction_partitions_max: 10_000,
             cluster_peers: String::new(),
             cluster_join: String::new(),
             broker_rack: String::new(),

@@ -47,6 +47,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
@@ -115,6 +122,8 @@ pub mod error {
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const PRODUCER_FENCED: i16 = 90;
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
     pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
@@ -313,6 +322,25 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         }
         ApiKey::DescribeProducers => {
             RequestKind::DescribeProducers(DescribeProducersRequest::decode(buf, version)?)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            RequestKind::AddPartitionsToTxn(AddPartitionsToTxnRequest::decode(buf, version)?)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            RequestKind::AddOffsetsToTxn(AddOffsetsToTxnRequest::decode(buf, version)?)
+        }
+        ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::decode(buf, version)?),
+        ApiKey::TxnOffsetCommit => {
+            RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::decode(buf, version)?)
+        }
+        ApiKey::WriteTxnMarkers => {
+            RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::decode(buf, version)?)
+        }
+        ApiKey::DescribeTransactions => {
+            RequestKind::DescribeTransactions(DescribeTransactionsRequest::decode(buf, version)?)
+        }
+        ApiKey::ListTransactions => {
+            RequestKind::ListTransactions(ListTransactionsRequest::decode(buf, version)?)
         }
         ApiKey::SaslHandshake => {
             RequestKind::SaslHandshake(SaslHandshakeRequest::decode(buf, version)?)
@@ -599,6 +627,13 @@ mod tests {
             ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(Default::default()),
             ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
             ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
+            ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(Default::default()),
+            ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(Default::default()),
+            ApiKey::EndTxn => RequestKind::EndTxn(Default::default()),
+            ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(Default::default()),
+            ApiKey::WriteTxnMarkers => RequestKind::WriteTxnMarkers(Default::default()),
+            ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(Default::default()),
+            ApiKey::ListTransactions => RequestKind::ListTransactions(Default::default()),
             ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
             ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
             ApiKey::DescribeUserScramCredentials => {

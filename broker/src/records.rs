@@ -62,6 +62,9 @@ pub struct Rules {
     /// Every record must have a key (a compacted topic: the cleaner keeps the latest record of
     /// each key, and a record without one has none to keep it by).
     pub keys_required: bool,
+    /// Transactional batches are taken: the request names a transactional id, and the broker
+    /// serves transactions.
+    pub transactional: bool,
 }
 
 impl Rules {
@@ -94,7 +97,7 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, rules: &Rules) -> Result<
     if h.is_control() {
         return Err(BatchError::ControlBatch);
     }
-    if h.is_transactional() {
+    if h.is_transactional() && !rules.transactional {
         return Err(BatchError::Transactional);
     }
     if h.producer_id >= 0 && (h.producer_epoch < 0 || h.base_sequence < 0) {

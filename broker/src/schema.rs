@@ -4,6 +4,59 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+/// The producer a batch of an internal topic is written for (a transaction's offsets): its id
+/// and epoch, and the batch is transactional, without a sequence (the broker writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenFor {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// One record batch of an internal topic's records (keys and values in Kafka's schemas; a
+/// `None` value is a tombstone), stamped `now_ms`; transactional when written `for_producer`.
+pub fn internal_batch(
+    records: &[(Bytes, Option<Bytes>)],
+    now_ms: i64,
+    for_producer: Option<WrittenFor>,
+) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let (producer_id, producer_epoch) =
+        for_producer.map_or((-1, -1), |p| (p.producer_id, p.producer_epoch));
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: for_producer.is_some(),
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // No sequence: the encoder wants sequence = offset - 1 (one batch, base -1).
+            sequence: i as i32 - 1,
+            timestamp: now_ms,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    // Encoding our own records, uncompressed, cannot fail; an empty batch is not written.
+    let _ = RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    );
+    buf.freeze()
+}
+
 /// A string behind its int16 length.
 pub fn put_str(b: &mut BytesMut, s: &str) {
     b.put_i16(s.len() as i16);

@@ -29,6 +29,17 @@ pub struct Marker {
     pub coordinator_epoch: i32,
 }
 
+/// Whether the control record key `key` (version, type) is a commit marker's (`Some(true)`)
+/// or an abort marker's (`Some(false)`); `None` for any other control record.
+pub fn commit_of_key(key: &[u8]) -> Option<bool> {
+    let control_type = i16::from_be_bytes(key.get(2..4)?.try_into().ok()?);
+    match control_type {
+        COMMIT => Some(true),
+        ABORT => Some(false),
+        _ => None,
+    }
+}
+
 impl Marker {
     /// The marker's batch for the producer `producer_id` at `producer_epoch`, stamped `now_ms`,
     /// at base offset 0 (the offset and leader epoch are set when it is written).

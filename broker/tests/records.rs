@@ -24,6 +24,7 @@ fn rules() -> Rules {
         timestamp_after_max_ms: i64::MAX,
         now_ms: NOW_MS,
         keys_required: false,
+        transactional: false,
     }
 }
 

@@ -60,10 +60,20 @@ fn partition(store: &Store) -> Arc<Partition> {
     store.topic("t").unwrap().partitions[0].clone()
 }
 
+/// Append `b`; a transactional producer's batch carries the partition's token of the
+/// coordinator's confirmation, as the produce handler's do once the coordinator confirmed.
 async fn append(store: &Store, b: Bytes) -> Result<i64, AppendError> {
     let headers = batch::validate_all(&b, 1 << 20).expect("valid batch");
+    let h = headers[0];
+    let guard = (h.is_transactional() && !h.is_control())
+        .then(|| partition(store).state_mut().txn_guard(h.producer_id));
+    append_with(store, b, guard).await
+}
+
+async fn append_with(store: &Store, b: Bytes, guard: Option<u64>) -> Result<i64, AppendError> {
+    let headers = batch::validate_all(&b, 1 << 20).expect("valid batch");
     let rx = store
-        .append(partition(store), b, headers, true, None)
+        .append_guarded(partition(store), b, headers, true, None, guard)
         .await?;
     let res = tokio::time::timeout(Duration::from_secs(20), rx.expect("waiter"))
         .await
@@ -289,4 +299,52 @@ async fn aborted_transactions_survive_rolls_and_restarts_and_damaged_files_are_r
         std::fs::remove_file(s).unwrap();
     }
     check("without a producer snapshot").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_transactional_batch_needs_the_coordinators_confirmation_and_a_marker_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let unconfirmed = append_with(&store, transactional_batch(1, 0, 0, 1, 10), None).await;
+    assert!(
+        matches!(
+            unconfirmed,
+            Err(AppendError::Producer(ProducerError::Unverified { .. }))
+        ),
+        "{unconfirmed:?}"
+    );
+    // Confirmed: every append that asked before the transaction opened gets the same token.
+    let token = partition(&store).state_mut().txn_guard(1);
+    assert_eq!(partition(&store).state_mut().txn_guard(1), token);
+    assert_eq!(
+        append_with(&store, transactional_batch(1, 0, 0, 1, 10), Some(token))
+            .await
+            .unwrap(),
+        0
+    );
+    // Inside the open transaction no token is needed.
+    assert_eq!(
+        append_with(&store, transactional_batch(1, 0, 1, 1, 10), None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(append(&store, marker(1, 0, true)).await.unwrap(), 2);
+    // A batch late from the ended transaction, with the token it was confirmed with, does not
+    // open a transaction nobody would end.
+    let late = append_with(&store, transactional_batch(1, 0, 2, 1, 10), Some(token)).await;
+    assert!(
+        matches!(
+            late,
+            Err(AppendError::Producer(ProducerError::Unverified { .. }))
+        ),
+        "{late:?}"
+    );
+    assert_eq!(partition(&store).state().last_stable_offset(), 3);
+    // A marker for a transaction that never wrote here takes the token away too.
+    let token = partition(&store).state_mut().txn_guard(1);
+    assert_eq!(append(&store, marker(1, 0, false)).await.unwrap(), 3);
+    let late = append_with(&store, transactional_batch(1, 0, 2, 1, 10), Some(token)).await;
+    assert!(late.is_err(), "{late:?}");
+    close(store).await;
 }

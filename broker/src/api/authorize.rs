@@ -12,6 +12,7 @@
 //! arrives. Without one (the default), every request passes unchanged.
 
 mod merge;
+mod txn;
 
 use std::sync::Arc;
 
@@ -234,6 +235,14 @@ pub(super) fn gate(access: &Access, body: RequestKind, version: i16) -> Gate {
 fn decide(access: &Access, body: RequestKind, version: i16) -> Gate {
     use RequestKind as R;
     let topics = |refused| Refused::topics(access, refused);
+    if txn::handles(&body) {
+        return txn::gate(access, body, version);
+    }
+    if let R::Produce(r) = &body {
+        if let Some(refused) = txn::produce_refused(access, r) {
+            return refused;
+        }
+    }
     match body {
         R::Produce(mut r) => {
             let refused = split(

@@ -60,11 +60,23 @@ impl Broker {
                     Some("the group's partition of __consumer_offsets has no leader yet".into()),
                 ),
                 0 => (error::NONE, None),
-                // No transaction coordinator: a fatal error at once, not a wait for one.
-                1 => (
-                    error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                    Some("transactions are not supported by this broker".into()),
+                1 if key.is_empty() => (
+                    error::INVALID_REQUEST,
+                    Some("the transactional id is empty".into()),
                 ),
+                1 => match &self.txns {
+                    // A single node coordinates every transactional id.
+                    Some(txns) => {
+                        txns.topic_wanted();
+                        (error::NONE, None)
+                    }
+                    // No transaction coordinator (a cluster, for now): a fatal error at once,
+                    // not a wait for one.
+                    None => (
+                        error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                        Some("a cluster does not serve transactions yet".into()),
+                    ),
+                },
                 t => (
                     error::INVALID_REQUEST,
                     Some(format!("unknown key type {t}")),
@@ -321,7 +333,11 @@ impl Broker {
                 });
                 let mut out = offset_fetch_response::OffsetFetchResponseGroup::default();
                 out.group_id = g.group_id.clone();
-                match self.groups.fetch(g.group_id.to_string(), asked).await {
+                match self
+                    .groups
+                    .fetch(g.group_id.to_string(), asked, req.require_stable)
+                    .await
+                {
                     Ok(committed) => {
                         for c in committed {
                             if out
@@ -357,7 +373,13 @@ impl Broker {
                 .map(|t| (name_of(&t.name).to_string(), t.partition_indexes.clone()))
                 .collect()
         });
-        match self.groups.fetch(req.group_id.to_string(), asked).await {
+        // require_stable from v7 (a read_committed consumer's).
+        let stable = version >= 7 && req.require_stable;
+        match self
+            .groups
+            .fetch(req.group_id.to_string(), asked, stable)
+            .await
+        {
             Ok(committed) => {
                 for c in committed {
                     if resp

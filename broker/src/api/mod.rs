@@ -24,6 +24,7 @@ mod metadata;
 mod produce;
 mod producers;
 mod reassign;
+mod txn;
 mod users;
 
 use std::future::Future;
@@ -75,6 +76,9 @@ pub struct Broker {
     pub throttles: Throttles,
     /// The consumer-group coordinator.
     pub groups: Arc<Coordinator>,
+    /// The transaction coordinator (a single node's; `None` in a cluster, which does not
+    /// serve transactions yet).
+    pub txns: Option<Arc<crate::txn::TxnCoordinator>>,
     /// In a cluster: the controller (cluster metadata) and, through it, replication.
     pub cluster: Option<Arc<crate::controller::Controller>>,
     /// The authorizer's settings, when requests are checked against the ACLs.
@@ -121,7 +125,9 @@ fn append_code(e: &AppendError) -> i16 {
             error::OUT_OF_ORDER_SEQUENCE_NUMBER
         }
         AppendError::Producer(ProducerError::InvalidEpoch { .. }) => error::INVALID_PRODUCER_EPOCH,
-        AppendError::Producer(ProducerError::InvalidTxnState { .. }) => error::INVALID_TXN_STATE,
+        AppendError::Producer(
+            ProducerError::InvalidTxnState { .. } | ProducerError::Unverified { .. },
+        ) => error::INVALID_TXN_STATE,
         AppendError::Producer(ProducerError::CoordinatorFenced { .. }) => {
             error::TRANSACTION_COORDINATOR_FENCED
         }
@@ -294,8 +300,36 @@ impl Broker {
                 respond(ResponseKind::OffsetDelete(r))
             }),
             RequestKind::InitProducerId(r) => Box::pin(async move {
-                let r = this.init_producer_id(r).await;
+                let r = this.init_producer_id(r, version).await;
                 respond(ResponseKind::InitProducerId(r))
+            }),
+            RequestKind::AddPartitionsToTxn(r) => Box::pin(async move {
+                let r = this.add_partitions_to_txn(r, version).await;
+                respond(ResponseKind::AddPartitionsToTxn(r))
+            }),
+            RequestKind::AddOffsetsToTxn(r) => Box::pin(async move {
+                let r = this.add_offsets_to_txn(r, version).await;
+                respond(ResponseKind::AddOffsetsToTxn(r))
+            }),
+            RequestKind::EndTxn(r) => Box::pin(async move {
+                let r = this.end_txn(r, version).await;
+                respond(ResponseKind::EndTxn(r))
+            }),
+            RequestKind::TxnOffsetCommit(r) => Box::pin(async move {
+                let r = this.txn_offset_commit(r).await;
+                respond(ResponseKind::TxnOffsetCommit(r))
+            }),
+            RequestKind::WriteTxnMarkers(r) => Box::pin(async move {
+                let r = this.write_txn_markers(r).await;
+                respond(ResponseKind::WriteTxnMarkers(r))
+            }),
+            RequestKind::DescribeTransactions(r) => Box::pin(async move {
+                let r = this.describe_transactions(r).await;
+                respond(ResponseKind::DescribeTransactions(r))
+            }),
+            RequestKind::ListTransactions(r) => Box::pin(async move {
+                let r = this.list_transactions(r, version).await;
+                respond(ResponseKind::ListTransactions(r))
             }),
             RequestKind::ListOffsets(l) => Box::pin(async move {
                 let r = this.list_offsets(l, version).await;

@@ -35,6 +35,11 @@ impl Broker {
         frame: &Arc<Reservation>,
     ) -> PendingProduce {
         let acks = req.acks;
+        let txn_id = req
+            .transactional_id
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .map(|t| t.to_string());
         let started = self.clock.now();
         let deadline = started + produce_limit(req.timeout_ms);
         let mut topics = Vec::with_capacity(req.topic_data.len());
@@ -53,7 +58,12 @@ impl Broker {
                 let state = match &topic {
                     Err(code) => PartState::Done(*code, None),
                     Ok(topic) => {
-                        self.enqueue_partition(topic, p.index, p.records, acks, frame, deadline)
+                        let write = Write {
+                            acks,
+                            txn_id: txn_id.as_deref(),
+                            deadline,
+                        };
+                        self.enqueue_partition(topic, p.index, p.records, write, frame)
                             .await
                     }
                 };
@@ -73,10 +83,14 @@ impl Broker {
         topic: &Topic,
         index: i32,
         records: Option<Bytes>,
-        acks: i16,
+        write: Write<'_>,
         frame: &Arc<Reservation>,
-        deadline: tokio::time::Instant,
     ) -> PartState {
+        let Write {
+            acks,
+            txn_id,
+            deadline,
+        } = write;
         let Some(partition) = topic.partition(index) else {
             return PartState::Done(error::UNKNOWN_TOPIC_OR_PARTITION, None);
         };
@@ -115,6 +129,7 @@ impl Broker {
             timestamp_after_max_ms: topic.config.timestamp_after_max_ms,
             now_ms: self.clock.wall_ms(),
             keys_required: topic.config.cleanup.compact,
+            transactional: txn_id.is_some() && self.txns.is_some(),
         };
         let checked = records::validate_produce(&payload, &rules).and_then(|headers| {
             compression::recompress(
@@ -172,11 +187,24 @@ impl Broker {
             };
             return self.propose(cluster, ctx, payload, &headers, held).await;
         }
+        let txn_guard = match (txn_id, headers.iter().find(|h| h.is_transactional())) {
+            (Some(id), Some(h)) => match self.verified(partition, id, h, deadline).await {
+                Ok(guard) => guard,
+                Err(code) => return PartState::Done(code, None),
+            },
+            _ => None,
+        };
         let left = deadline.saturating_duration_since(self.clock.now());
         let queued = self.clock.timeout(
             left,
-            self.store
-                .append(partition.clone(), payload, headers, acks != 0, Some(held)),
+            self.store.append_guarded(
+                partition.clone(),
+                payload,
+                headers,
+                acks != 0,
+                Some(held),
+                txn_guard,
+            ),
         );
         match queued.await {
             Ok(Ok(Some(rx))) => PartState::Waiting(rx),
@@ -193,6 +221,45 @@ impl Broker {
                     Some("no place in the append queue within the request's timeout".into()),
                 )
             }
+        }
+    }
+
+    /// KIP-890's first part: before a transactional producer's batch opens its transaction on
+    /// a partition, the coordinator confirms the partition is in that transaction; the token
+    /// of the confirmation goes with the append (`None`: the transaction is open here already,
+    /// nothing to confirm). A batch late from an ended transaction is refused here, or by the
+    /// pipeline if its marker came between.
+    async fn verified(
+        &self,
+        partition: &Arc<crate::storage::log::Partition>,
+        txn_id: &str,
+        h: &crate::batch::BatchHeader,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<u64>, i16> {
+        let Some(txns) = &self.txns else {
+            return Err(error::INVALID_REQUEST);
+        };
+        let open = partition
+            .state()
+            .producers
+            .get(h.producer_id)
+            .is_some_and(|e| e.epoch == h.producer_epoch && e.txn_first_offset.is_some());
+        if open {
+            return Ok(None);
+        }
+        let token = partition.state_mut().txn_guard(h.producer_id);
+        let asked = txns.add_partitions(
+            txn_id.to_string(),
+            h.producer_id,
+            h.producer_epoch,
+            vec![(partition.topic.clone(), partition.index)],
+            true,
+        );
+        let left = deadline.saturating_duration_since(self.clock.now());
+        match self.clock.timeout(left, asked).await {
+            Ok(error::NONE) => Ok(Some(token)),
+            Ok(code) => Err(code),
+            Err(_) => Err(error::REQUEST_TIMED_OUT),
         }
     }
 
@@ -420,4 +487,12 @@ fn record_errors(refused: Vec<i32>, reasons: Vec<String>) -> Vec<BatchIndexAndEr
             e
         })
         .collect()
+}
+
+/// How a produce request writes: its acks, its transactional id, and by when.
+#[derive(Clone, Copy)]
+struct Write<'a> {
+    acks: i16,
+    txn_id: Option<&'a str>,
+    deadline: tokio::time::Instant,
 }

@@ -1,7 +1,8 @@
-//! Idempotent producers: InitProducerId (a producer id; transactions are not supported: a
-//! transactional id gets a fatal error at once rather than a coordinator that never answers)
-//! and DescribeProducers (what each partition knows of its producers, as `kafka-transactions
-//! describe-producers` shows it).
+//! Producers: InitProducerId (a producer id; with a transactional id, the transaction
+//! coordinator's id and epoch — refused in a cluster, which has no coordinator yet, with a
+//! fatal error at once rather than a coordinator that never answers) and DescribeProducers
+//! (what each partition knows of its producers, as `kafka-transactions describe-producers`
+//! shows it).
 
 use kafka_protocol::messages::{
     describe_producers_response::{PartitionResponse, ProducerState, TopicResponse},
@@ -16,14 +17,32 @@ impl Broker {
     pub(super) async fn init_producer_id(
         &self,
         req: InitProducerIdRequest,
+        version: i16,
     ) -> InitProducerIdResponse {
         let mut resp = InitProducerIdResponse::default();
         resp.producer_id = ProducerId(-1);
         resp.producer_epoch = -1;
-        if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
-            // No transaction coordinator. The code is one every client treats as fatal for
-            // a transactional producer (an answer that could be retried would hang it).
-            resp.error_code = error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
+            let Some(txns) = &self.txns else {
+                // No transaction coordinator (a cluster). The code is one every client treats
+                // as fatal for a transactional producer (an answer that could be retried
+                // would hang it).
+                resp.error_code = error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+                return resp;
+            };
+            // KIP-360 (v3+): a producer that names its id and epoch bumps its own epoch.
+            let expected = (version >= 3 && req.producer_id.0 >= 0)
+                .then_some((req.producer_id.0, req.producer_epoch));
+            match txns
+                .init_producer_id(id.to_string(), req.transaction_timeout_ms, expected)
+                .await
+            {
+                Ok((producer_id, epoch)) => {
+                    resp.producer_id = ProducerId(producer_id);
+                    resp.producer_epoch = epoch;
+                }
+                Err(code) => resp.error_code = super::txn::fenced_as(code, version, 4),
+            }
             return resp;
         }
         // As Kafka does for a producer without a transactional id: always a new id, epoch 0

@@ -112,6 +112,16 @@ impl Config {
                 self.max_message_bytes, self.max_frame_bytes
             ));
         }
+        if !(1..=1000).contains(&self.transaction_state_partitions)
+            || self.transaction_max_timeout_ms < 1
+            || self.transactional_id_expiration_ms < 1
+            || !(10..=86_400_000).contains(&self.transaction_abort_check_interval_ms)
+            || !(10..=86_400_000).contains(&self.transaction_expiry_check_interval_ms)
+            || !(1..=1_000_000).contains(&self.transactions_open_max)
+            || !(1..=1_000_000).contains(&self.transaction_partitions_max)
+        {
+            return bad("transaction_state_partitions must be 1 to 1000, transaction_max_timeout_ms and transactional_id_expiration_ms at least 1, the transaction check intervals 10 to 86400000 ms, transactions_open_max and transaction_partitions_max 1 to 1000000".into());
+        }
         if !(1..=1000).contains(&self.offsets_topic_partitions) {
             return bad(format!(
                 "offsets_topic_partitions = {} is out of range (1..=1000)",

@@ -253,6 +253,24 @@ impl Config {
                 "The default replication factor (default_replication_factor; one node: one replica).".into(),
             ),
             (
+                "transaction.state.log.num.partitions",
+                self.transaction_state_partitions.to_string(),
+                Int,
+                from("transaction_state_partitions"),
+            ),
+            (
+                "transaction.max.timeout.ms",
+                self.transaction_max_timeout_ms.to_string(),
+                Int,
+                from("transaction_max_timeout_ms"),
+            ),
+            (
+                "transactional.id.expiration.ms",
+                self.transactional_id_expiration_ms.to_string(),
+                Int,
+                from("transactional_id_expiration_ms"),
+            ),
+            (
                 "producer.id.expiration.ms",
                 self.producer_id_expiration_ms.to_string(),
                 Int,

@@ -15,8 +15,9 @@
 //!
 //! Architecture invariant: a checkpoint starts only when no write to its partition is in
 //! flight (each write's outcome is in memory by then), and only while none of the partition's
-//! groups is between generations (their memory is what was last written); records appended
-//! after it land after it. A checkpoint that fails deletes nothing.
+//! groups is between generations (their memory is what was last written) or has a
+//! transaction's offsets pending (they are in no checkpoint); records appended after it land
+//! after it. A checkpoint that fails deletes nothing.
 //!
 //! The offsets of a group without members expire `offsets_retention_ms` after its last commit
 //! (or after it became empty, if later), as Kafka's `offsets.retention.minutes`: tombstones
@@ -64,12 +65,14 @@ impl Actor {
         }
         let parts = self.config.offsets_partitions;
         let mine = |id: &str| partition_for(id, parts) == index;
+        // A transaction's pending offsets live only in their own batch (and the marker that
+        // decides them): a checkpoint would delete it.
         if self.groups.values().any(|g| {
             mine(&g.id)
-                && matches!(
+                && (matches!(
                     g.state,
                     State::PreparingRebalance | State::CompletingRebalance
-                )
+                ) || !g.pending_txn.is_empty())
         }) {
             // Tried again after the partition's next write.
             return;
@@ -195,7 +198,7 @@ impl Actor {
         let expired: Vec<String> = self
             .groups
             .values()
-            .filter(|g| g.state == State::Empty && g.members.is_empty())
+            .filter(|g| g.state == State::Empty && g.members.is_empty() && g.pending_txn.is_empty())
             .filter(|g| {
                 let last = g
                     .offsets

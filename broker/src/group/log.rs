@@ -49,7 +49,20 @@ impl Actor {
     /// Write `entries` to the group's partition of the offsets topic; `pending` finishes when
     /// the write is durable. Errors (the write was refused at once) come back as a code.
     pub(super) async fn write(&mut self, group: &str, entries: Vec<Entry>, pending: Pending) {
-        let result = self.try_write(group, &entries).await;
+        self.write_for(group, entries, pending, None).await
+    }
+
+    /// [`Actor::write`], the batch transactional for the producer when `for_producer` (a
+    /// transaction's offsets).
+    pub(super) async fn write_for(
+        &mut self,
+        group: &str,
+        entries: Vec<Entry>,
+        pending: Pending,
+        for_producer: Option<crate::schema::WrittenFor>,
+    ) {
+        let index = partition_for(group, self.config.offsets_partitions);
+        let result = self.append_for(index, &entries, for_producer).await;
         match result {
             Ok(rx) => {
                 let id = self.next_write;
@@ -71,14 +84,6 @@ impl Actor {
             }
             Err(code) => self.written(pending, Err(code)),
         }
-    }
-
-    pub(super) async fn try_write(&self, group: &str, entries: &[Entry]) -> Result<Appending, i16> {
-        self.append(
-            partition_for(group, self.config.offsets_partitions),
-            entries,
-        )
-        .await
     }
 
     /// Writes to partition `index` of the offsets topic not yet applied.
@@ -118,6 +123,13 @@ impl Actor {
                     tracing::warn!(code, "a group's metadata was not written");
                 }
             }
+            Pending::TxnOffsets {
+                group,
+                producer_id,
+                offsets,
+                reply,
+                codes,
+            } => self.txn_offsets_written(&group, producer_id, offsets, reply, codes, result),
         }
     }
 
@@ -187,8 +199,19 @@ impl Actor {
                 };
                 for r in set.records {
                     offset = r.offset + 1;
-                    // Raft's own entries (control batches) are not group records.
-                    if r.offset < start || r.control {
+                    if r.offset < start {
+                        continue;
+                    }
+                    if r.control {
+                        // A transaction's marker decides its offsets here; Raft's own
+                        // entries (control batches too) are not group records.
+                        if let Some(commit) = r
+                            .transactional
+                            .then(|| crate::txn_marker::commit_of_key(r.key.as_deref()?))
+                            .flatten()
+                        {
+                            self.txn_completed(p.index, r.producer_id, commit);
+                        }
                         continue;
                     }
                     records += 1;
@@ -196,6 +219,7 @@ impl Actor {
                         continue;
                     };
                     match Entry::decode(key, r.value.as_deref()) {
+                        Ok(Some(entry)) if r.transactional => self.apply_txn(r.producer_id, entry),
                         Ok(Some(entry)) => self.apply(entry),
                         Ok(None) => {}
                         Err(why) => {
@@ -252,10 +276,15 @@ impl Actor {
 /// The code a failed write answers: the partition is moving or failing — the client finds the
 /// coordinator again and retries.
 pub(super) fn write_error(e: &AppendError) -> i16 {
+    use crate::producer_state::ProducerError;
     match e {
         AppendError::Storage(_) | AppendError::PartitionGone { .. } => {
             error::COORDINATOR_NOT_AVAILABLE
         }
+        // A transaction's offsets, written for a producer a newer epoch fenced, or outside
+        // its open transaction.
+        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => error::INVALID_PRODUCER_EPOCH,
+        AppendError::Producer(ProducerError::InvalidTxnState { .. }) => error::INVALID_TXN_STATE,
         AppendError::Producer(_) => error::UNKNOWN_SERVER_ERROR,
     }
 }
@@ -288,45 +317,15 @@ pub(super) async fn ensure_offsets_topic(
         .ok_or(GONE)
 }
 
-/// One record batch of `entries` (keys and values in Kafka's schemas), stamped `now_ms`.
-pub(super) fn encode_batch(entries: &[Entry], now_ms: i64) -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let (key, value) = e.encode();
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // Not idempotent: the encoder wants sequence = offset - 1 (one batch).
-                sequence: i as i32 - 1,
-                timestamp: now_ms,
-                key: Some(key),
-                value,
-                headers: Default::default(),
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    // Encoding our own records, uncompressed, cannot fail; an empty batch is not written.
-    let _ = RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    );
-    buf.freeze()
+/// One record batch of `entries` (keys and values in Kafka's schemas), stamped `now_ms`;
+/// transactional when written for a producer (a transaction's offsets).
+pub(super) fn encode_batch(
+    entries: &[Entry],
+    now_ms: i64,
+    for_producer: Option<crate::schema::WrittenFor>,
+) -> Bytes {
+    let records: Vec<_> = entries.iter().map(Entry::encode).collect();
+    crate::schema::internal_batch(&records, now_ms, for_producer)
 }
 
 /// The offsets topic's configs, on one node and in a cluster: committed offsets and group

@@ -27,6 +27,7 @@ pub mod records;
 mod requests;
 mod settings;
 mod state;
+mod txn_offsets;
 
 use log::{encode_batch, ensure_offsets_topic, write_error};
 pub use requests::*;
@@ -36,7 +37,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use io_backend::{Clock, EnvRng};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -62,11 +63,19 @@ enum Msg {
     Heartbeat(String, i32, MemberRef, oneshot::Sender<i16>),
     Leave(String, Vec<MemberRef>, oneshot::Sender<Vec<i16>>),
     Commit(CommitRequest, oneshot::Sender<Result<Vec<i16>, i16>>),
+    /// The group, the partitions asked for (all: `None`), whether offsets a transaction has
+    /// pending are an error (`require_stable`).
     Fetch(
         String,
         Option<Vec<(String, Vec<i32>)>>,
+        bool,
         oneshot::Sender<Result<Vec<Committed>, i16>>,
     ),
+    /// TxnOffsetCommit: a transaction's offsets, committed only with it.
+    TxnCommit(TxnCommitRequest, oneshot::Sender<Result<Vec<i16>, i16>>),
+    /// A transaction's marker was written to a partition of the offsets topic: its offsets
+    /// there are committed (or dropped).
+    TxnCompleted(i32, i64, bool, oneshot::Sender<()>),
     List(oneshot::Sender<Vec<ListedGroup>>),
     Describe(Vec<String>, oneshot::Sender<Vec<DescribedGroup>>),
     DeleteGroups(Vec<String>, oneshot::Sender<Vec<i16>>),
@@ -103,6 +112,7 @@ impl Msg {
             Msg::Join(req, _) => Some(&req.group_id),
             Msg::Sync(req, _) => Some(&req.group_id),
             Msg::Commit(req, _) => Some(&req.group_id),
+            Msg::TxnCommit(req, _) => Some(&req.commit.group_id),
             Msg::Heartbeat(group, ..)
             | Msg::Leave(group, ..)
             | Msg::Fetch(group, ..)
@@ -307,14 +317,37 @@ impl Coordinator {
         }
     }
 
-    /// The group's committed offsets: of the partitions asked for, or all (`None`).
+    /// The group's committed offsets: of the partitions asked for, or all (`None`). With
+    /// `require_stable`, a partition a transaction has an offset pending for is answered
+    /// UNSTABLE_OFFSET_COMMIT (the consumer asks again).
     pub async fn fetch(
         &self,
         group_id: String,
         partitions: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     ) -> Result<Vec<Committed>, i16> {
-        self.ask(|tx| Msg::Fetch(group_id, partitions, tx), Err(GONE))
-            .await
+        self.ask(
+            |tx| Msg::Fetch(group_id, partitions, require_stable, tx),
+            Err(GONE),
+        )
+        .await
+    }
+
+    /// TxnOffsetCommit: one code per offset, in order; or one for the whole request. The
+    /// offsets are written as the producer's transactional batch and stay pending (not what
+    /// OffsetFetch answers) until the transaction's marker.
+    pub async fn txn_offset_commit(&self, req: TxnCommitRequest) -> Result<Vec<i16>, i16> {
+        self.ask(|tx| Msg::TxnCommit(req, tx), Err(GONE)).await
+    }
+
+    /// A marker of `producer_id`'s transaction was written to partition `partition` of the
+    /// offsets topic: its pending offsets there become committed (`commit`) or are dropped.
+    pub async fn txn_completed(&self, partition: i32, producer_id: i64, commit: bool) {
+        self.ask(
+            |tx| Msg::TxnCompleted(partition, producer_id, commit, tx),
+            (),
+        )
+        .await
     }
 
     pub async fn list(&self) -> Vec<ListedGroup> {
@@ -385,6 +418,15 @@ enum Pending {
     DeletedOffsets(oneshot::Sender<Result<Vec<i16>, i16>>, Vec<i16>),
     /// A group's metadata (an empty group after its last member left): nothing waits.
     GroupState,
+    /// A transaction's offsets: then they are pending until its marker, and the committer
+    /// gets its answer.
+    TxnOffsets {
+        group: String,
+        producer_id: i64,
+        offsets: Vec<(String, i32, OffsetValue)>,
+        reply: oneshot::Sender<Result<Vec<i16>, i16>>,
+        codes: Vec<i16>,
+    },
 }
 
 /// A write to the offsets topic not yet applied.
@@ -518,8 +560,13 @@ impl Actor {
                 let _ = reply.send(r);
             }
             Msg::Commit(req, reply) => self.commit(req, reply).await,
-            Msg::Fetch(group, partitions, reply) => {
-                let _ = reply.send(self.fetch(&group, partitions));
+            Msg::Fetch(group, partitions, require_stable, reply) => {
+                let _ = reply.send(self.fetch(&group, partitions, require_stable));
+            }
+            Msg::TxnCommit(req, reply) => self.txn_commit(req, reply).await,
+            Msg::TxnCompleted(partition, producer_id, commit, reply) => {
+                self.txn_completed(partition, producer_id, commit);
+                let _ = reply.send(());
             }
             Msg::List(reply) => {
                 let _ = reply.send(self.list());
@@ -600,9 +647,19 @@ impl Actor {
 
     /// Append `entries` as one batch to partition `index` of the offsets topic.
     pub(super) async fn append(&self, index: i32, entries: &[Entry]) -> Result<Appending, i16> {
+        self.append_for(index, entries, None).await
+    }
+
+    /// [`Actor::append`], transactional for the producer when `for_producer`.
+    pub(super) async fn append_for(
+        &self,
+        index: i32,
+        entries: &[Entry],
+        for_producer: Option<crate::schema::WrittenFor>,
+    ) -> Result<Appending, i16> {
         let topic = self.offsets_topic().await?;
         let partition = topic.partition(index).cloned().ok_or(GONE)?;
-        let payload = encode_batch(entries, self.clock.wall_ms());
+        let payload = encode_batch(entries, self.clock.wall_ms(), for_producer);
         let headers = batch::validate_all(&payload, usize::MAX).map_err(|_| GONE)?;
         if let Some(cluster) = &self.cluster {
             let view = cluster

@@ -141,13 +141,28 @@ impl Actor {
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     ) -> Result<Vec<Committed>, i16> {
         if group_id.is_empty() {
             return Err(error::INVALID_GROUP_ID);
         }
         let group = self.groups.get(group_id);
         let committed = |topic: &str, partition: i32| {
-            let v = group.and_then(|g| g.offsets.get(&(topic.to_string(), partition)));
+            let key = (topic.to_string(), partition);
+            let unstable = require_stable
+                && group.is_some_and(|g| g.pending_txn.values().any(|p| p.contains_key(&key)));
+            if unstable {
+                // A transaction's offset is pending: the consumer asks again (Kafka's).
+                return Committed {
+                    topic: topic.to_string(),
+                    partition,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: None,
+                    error: error::UNSTABLE_OFFSET_COMMIT,
+                };
+            }
+            let v = group.and_then(|g| g.offsets.get(&key));
             Committed {
                 topic: topic.to_string(),
                 partition,

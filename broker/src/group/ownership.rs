@@ -126,8 +126,11 @@ impl Actor {
             Msg::Commit(req, reply) if !here(&req.group_id) => {
                 let _ = reply.send(Err(code(&req.group_id)));
             }
-            Msg::Fetch(group, _, reply) if !here(&group) => {
+            Msg::Fetch(group, _, _, reply) if !here(&group) => {
                 let _ = reply.send(Err(code(&group)));
+            }
+            Msg::TxnCommit(req, reply) if !here(&req.commit.group_id) => {
+                let _ = reply.send(Err(code(&req.commit.group_id)));
             }
             Msg::DeleteOffsets(group, _, reply) if !here(&group) => {
                 let _ = reply.send(Err(code(&group)));

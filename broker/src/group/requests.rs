@@ -65,6 +65,15 @@ pub struct CommitRequest {
     pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
 }
 
+/// TxnOffsetCommit: the commit (the member and generation are checked as KIP-447 says, when
+/// given), for the transaction of this producer.
+#[derive(Debug, Clone)]
+pub struct TxnCommitRequest {
+    pub commit: CommitRequest,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
 /// A committed offset as OffsetFetch answers it (-1 and no metadata when there is none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {

@@ -89,6 +89,9 @@ pub(super) struct Group {
     pub(super) next_join: u64,
     /// Committed offsets by (topic, partition).
     pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Offsets of transactions not yet decided, by producer id: committed by the
+    /// transaction's commit marker, dropped by its abort marker.
+    pub(super) pending_txn: BTreeMap<i64, BTreeMap<(String, i32), OffsetValue>>,
     /// When the group last became empty (wall ms; 0 if never known): its offsets expire
     /// counting from this or from their commit, whichever is later.
     pub(super) empty_since_ms: i64,
@@ -112,6 +115,7 @@ impl Group {
             pending_assignment: None,
             next_join: 0,
             offsets: BTreeMap::new(),
+            pending_txn: BTreeMap::new(),
             empty_since_ms: 0,
         }
     }

@@ -111,6 +111,10 @@ pub enum ProducerError {
         txn_first_offset: i64,
     },
     #[error(
+        "producer {producer_id}: a first transactional batch here that the transaction coordinator did not confirm (the partition is not in its transaction, or the transaction ended)"
+    )]
+    Unverified { producer_id: i64 },
+    #[error(
         "producer {producer_id}: a marker of coordinator epoch {got}, older than the {current} seen"
     )]
     CoordinatorFenced {
@@ -220,7 +224,10 @@ impl ProducerStates {
     }
 
     /// Check an idempotent data batch against this state (a batch without a producer id is
-    /// always appended; a marker is checked by [`ProducerStates::check_marker`]).
+    /// always appended; a marker is checked by [`ProducerStates::check_marker`]). A batch
+    /// without a base sequence is one the broker writes for a producer (a transaction's
+    /// offsets, into the offsets topic): its epoch and transaction are checked, not its
+    /// sequence.
     pub fn check(&self, h: &BatchHeader) -> Result<Verdict, ProducerError> {
         if h.producer_id < 0 || h.is_control() {
             return Ok(Verdict::Append);
@@ -236,7 +243,10 @@ impl ProducerStates {
                 got: h.producer_epoch,
             });
         }
-        if h.producer_epoch == entry.epoch {
+        if h.base_sequence < 0 {
+            // Written by the broker for the producer (a transaction's offsets): no sequence
+            // to check, as Kafka checks none for a coordinator's appends.
+        } else if h.producer_epoch == entry.epoch {
             if let Some(dup) = entry
                 .batches
                 .iter()
@@ -380,12 +390,15 @@ impl ProducerStates {
         if opens {
             entry.txn_first_offset = Some(first_offset);
         }
-        entry.batches.push_back(BatchMeta {
-            first_seq: h.base_sequence,
-            last_seq: last_seq(h),
-            first_offset,
-            last_offset: first_offset + h.last_offset_delta as i64,
-        });
+        // A batch the broker wrote for the producer has no sequence to remember.
+        if h.base_sequence >= 0 {
+            entry.batches.push_back(BatchMeta {
+                first_seq: h.base_sequence,
+                last_seq: last_seq(h),
+                first_offset,
+                last_offset: first_offset + h.last_offset_delta as i64,
+            });
+        }
         while entry.batches.len() > BATCHES_RETAINED {
             entry.batches.pop_front();
         }

@@ -299,6 +299,25 @@ fn the_earliest_open_transaction_stays_known_through_rounds_and_undos() {
 }
 
 #[test]
+fn batches_the_broker_writes_for_a_producer_have_no_sequence_to_check() {
+    let mut s = ProducerStates::default();
+    let offsets = |epoch| BatchHeader {
+        base_sequence: -1,
+        ..transactional(4, epoch, 0, 2)
+    };
+    // Two commits of offsets in one transaction: neither is taken for the other's retry.
+    assert_eq!(append(&mut s, &offsets(1), 0), Ok(Verdict::Append));
+    assert_eq!(append(&mut s, &offsets(1), 2), Ok(Verdict::Append));
+    assert_eq!(s.get(4).unwrap().txn_first_offset, Some(0));
+    assert!(s.get(4).unwrap().batches.is_empty());
+    // An older epoch is still fenced.
+    assert!(matches!(
+        append(&mut s, &offsets(0), 4),
+        Err(ProducerError::InvalidEpoch { .. })
+    ));
+}
+
+#[test]
 fn version_1_snapshots_are_still_read() {
     // Version 1: no transaction and no coordinator epoch per producer.
     let mut v1 = Vec::new();

@@ -54,6 +54,10 @@ pub struct Append {
     pub(crate) reply: Waiter,
     /// The memory budget the payload holds, given back when the append is dropped.
     pub(super) memory: Option<Arc<Reservation>>,
+    /// The token of the coordinator's confirmation that a transactional producer's partition
+    /// is in its transaction (`PartitionState::txn_guard`): what its first batch of a
+    /// transaction here must carry.
+    pub(super) txn_guard: Option<u64>,
 }
 
 /// What the pipeline's queue carries.

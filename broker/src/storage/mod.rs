@@ -339,6 +339,23 @@ impl Store {
         wait: bool,
         memory: Option<Arc<Reservation>>,
     ) -> Result<Option<oneshot::Receiver<Result<Appended, AppendError>>>, StorageError> {
+        self.append_guarded(partition, payload, headers, wait, memory, None)
+            .await
+    }
+
+    /// [`Store::append`] of a transactional producer's batches carrying the token of the
+    /// coordinator's confirmation (`PartitionState::txn_guard`): without the token the
+    /// partition holds, a batch that would open the producer's transaction is refused
+    /// (INVALID_TXN_STATE).
+    pub async fn append_guarded(
+        &self,
+        partition: Arc<Partition>,
+        payload: Bytes,
+        headers: Vec<BatchHeader>,
+        wait: bool,
+        memory: Option<Arc<Reservation>>,
+        txn_guard: Option<u64>,
+    ) -> Result<Option<oneshot::Receiver<Result<Appended, AppendError>>>, StorageError> {
         self.shared.io.health.check()?;
         let (reply, rx) = if wait {
             let (tx, rx) = oneshot::channel();
@@ -352,6 +369,7 @@ impl Store {
             headers,
             reply,
             memory,
+            txn_guard,
         });
         queue(&self.shared, &self.tx, append).await?;
         Ok(rx)

@@ -64,6 +64,8 @@ struct Planned {
     producers: ProducerStates,
     /// The transactions this round's markers completed, in order.
     completed: Vec<CompletedTxn>,
+    /// The producers this round wrote a marker for (their confirmations end).
+    marked: Vec<i64>,
 }
 
 impl Planned {
@@ -113,6 +115,9 @@ impl Planned {
             .map(|t| AbortedTxn::of(t, &st.producers))
             .collect();
         st.active_mut().aborted.extend(aborted);
+        for pid in &self.marked {
+            st.txn_verified.remove(pid);
+        }
         st.log_start_offset
     }
 }
@@ -500,9 +505,10 @@ impl Pipeline {
                 .flat_map(|(a, _)| a.headers.iter().map(|h| &h.producer_id)),
         );
         let mut completed = Vec::new();
+        let mut marked = Vec::new();
         for (a, slot) in group {
             let base_offset = next;
-            match check_producers(&producers, &a, next, now_ms) {
+            match check_producers(&producers, &a, next, now_ms, &st.txn_verified) {
                 Err(e) => {
                     // Refused before anything of it was written: a definite failure.
                     board.answer(slot, Err(e.into()));
@@ -517,6 +523,12 @@ impl Pipeline {
                 Ok(Checked::Append(updated, done)) => {
                     producers.merge(updated);
                     completed.extend(done);
+                    marked.extend(
+                        a.headers
+                            .iter()
+                            .filter(|h| h.is_control() && h.is_transactional())
+                            .map(|h| h.producer_id),
+                    );
                 }
             }
             let mut from = 0usize;
@@ -582,6 +594,7 @@ impl Pipeline {
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
             producers,
             completed,
+            marked,
         })
     }
 
@@ -677,11 +690,14 @@ enum Checked {
 /// Check one append's batches (data, or transaction markers) against the round's view of their
 /// producers, as if written at `first_offset` onwards. As Kafka does, an append whose batch is
 /// a duplicate is answered with that batch's original offset and nothing of it is written.
+/// A producer's batch that would open its transaction here must carry the partition's token
+/// of the coordinator's confirmation (`verified`).
 fn check_producers(
     producers: &ProducerStates,
     append: &Append,
     first_offset: i64,
     now_ms: i64,
+    verified: &HashMap<i64, u64>,
 ) -> Result<Checked, crate::producer_state::ProducerError> {
     let mut scratch = producers.subset(append.headers.iter().map(|h| &h.producer_id));
     let mut completed = Vec::new();
@@ -689,6 +705,21 @@ fn check_producers(
     let mut from = 0usize;
     for h in &append.headers {
         let bytes = &append.payload[from..from + h.size];
+        let opens = h.is_transactional()
+            && !h.is_control()
+            && h.base_sequence >= 0
+            && scratch
+                .get(h.producer_id)
+                .is_none_or(|e| e.txn_first_offset.is_none());
+        if opens
+            && append
+                .txn_guard
+                .is_none_or(|t| verified.get(&h.producer_id) != Some(&t))
+        {
+            return Err(crate::producer_state::ProducerError::Unverified {
+                producer_id: h.producer_id,
+            });
+        }
         match scratch.check_batch(h, bytes)? {
             Verdict::Duplicate(b) => return Ok(Checked::Duplicate(b.first_offset)),
             Verdict::Append => completed.extend(scratch.record_batch(h, bytes, offset, now_ms)),

@@ -1,26 +1,314 @@
 //! The transaction coordinator (Kafka's protocol, for clients whose EndTxn is at most v4):
-//! InitProducerId with a transactional id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, and
-//! the markers that end a transaction on each of its partitions.
+//! InitProducerId with a transactional id, AddPartitionsToTxn (and its verification of a
+//! partition before a producer's first transactional batch there, KIP-890's first part),
+//! AddOffsetsToTxn, EndTxn, DescribeTransactions, ListTransactions, and the markers that end a
+//! transaction on each of its partitions.
 //!
-//! So far this holds the coordinator's rules ([`metadata`]: one id's state and how each
-//! request moves it) and its records ([`records`]: Kafka's schemas of `__transaction_state`);
-//! the partition side (open transactions, markers, the last stable offset) is in
-//! `producer_state` and `txn_marker`.
+//! One task ([`actor`]) owns every transactional id of this broker and takes requests in order
+//! from a bounded queue. An id's rules are in [`metadata`] (pure functions: the next state, or
+//! the error); its records, Kafka's schemas of `__transaction_state`, in [`records`]; the topic
+//! and the load of it at start in [`log`]; the markers in [`markers`]. The partition side (open
+//! transactions, markers checked, the last stable offset, aborted transactions) is in
+//! `producer_state`, `txn_marker` and the storage.
+//!
+//! Served on a single node; a cluster answers a transactional id as before (a cluster's
+//! coordinator, one per leader of a partition of `__transaction_state`, comes next).
 //!
 //! Architecture invariant: an id's new state is written to `__transaction_state` before any
 //! request that caused it is answered and before any marker of a decision is sent; a
-//! transaction's markers are written only after its decision is.
+//! transaction's markers are written only after its decision is, and its completion only
+//! after every marker is; while an id's state is being written, every other request for it is
+//! answered CONCURRENT_TRANSACTIONS.
 
+mod actor;
+mod log;
+pub mod markers;
 pub mod metadata;
 pub mod records;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_backend::Clock;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::group::Coordinator as Groups;
+use crate::protocol::error;
+use crate::storage::Store;
+use metadata::{TopicPartition, TxnState};
+
 /// The internal topic of the transactions' states.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Requests queued for the coordinator before callers wait.
+const QUEUE: usize = 1024;
 
 /// The partition of `__transaction_state` (of `partitions`) that holds `transactional_id`:
 /// Kafka's, the same hash as a group's partition of the offsets topic.
 pub fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
     crate::group::partition_for(transactional_id, partitions)
+}
+
+/// The coordinator's settings (Kafka's names in the comments).
+#[derive(Debug, Clone, Copy)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`.
+    pub partitions: i32,
+    /// `transaction.max.timeout.ms`.
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`.
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_check_interval: Duration,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
+    pub expiry_check_interval: Duration,
+    /// Transactions under way at once.
+    pub open_max: usize,
+    /// Partitions of one transaction.
+    pub partitions_max: usize,
+}
+
+impl TxnConfig {
+    pub fn from_config(config: &crate::config::Config) -> TxnConfig {
+        TxnConfig {
+            partitions: config.transaction_state_partitions,
+            max_timeout_ms: config.transaction_max_timeout_ms,
+            id_expiration_ms: config.transactional_id_expiration_ms,
+            abort_check_interval: Duration::from_millis(config.transaction_abort_check_interval_ms),
+            expiry_check_interval: Duration::from_millis(
+                config.transaction_expiry_check_interval_ms,
+            ),
+            open_max: config.transactions_open_max,
+            partitions_max: config.transaction_partitions_max,
+        }
+    }
+}
+
+/// One id as DescribeTransactions tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedTxn {
+    pub transactional_id: String,
+    /// NONE, or TRANSACTIONAL_ID_NOT_FOUND.
+    pub error: i16,
+    pub state: &'static str,
+    pub timeout_ms: i32,
+    pub start_ms: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// One id as ListTransactions tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTxn {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub state: &'static str,
+}
+
+/// Which ids ListTransactions asks for (an empty list: any).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub states: Vec<String>,
+    pub producer_ids: Vec<i64>,
+    /// v1: only transactions running longer than this (-1: any).
+    pub duration_ms: i64,
+}
+
+/// A request in the coordinator's queue, with where to answer it.
+enum Msg {
+    Init {
+        id: String,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+        reply: oneshot::Sender<Result<(i64, i16), i16>>,
+    },
+    Add {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+        /// Only say whether they are in the transaction (a leader's check before a first
+        /// transactional batch); write nothing.
+        verify_only: bool,
+        reply: oneshot::Sender<i16>,
+    },
+    End {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        reply: oneshot::Sender<i16>,
+    },
+    Describe(Vec<String>, oneshot::Sender<Vec<DescribedTxn>>),
+    List(ListFilter, oneshot::Sender<Vec<ListedTxn>>),
+    /// A state write finished.
+    Written {
+        id: String,
+        write: u64,
+        outcome: Result<(), i16>,
+    },
+    /// Every marker of the decision `(producer id, epoch)` of `id` is written.
+    MarkersDone {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+    },
+    /// A client looked for a transaction's coordinator: make the topic if it is not there.
+    MakeTopic,
+}
+
+/// What the coordinator answers when it has stopped (it never should while the node runs).
+const GONE: i16 = error::COORDINATOR_NOT_AVAILABLE;
+
+/// The coordinator as request handlers see it.
+pub struct TxnCoordinator {
+    tx: mpsc::Sender<Msg>,
+    pub config: TxnConfig,
+    /// The topic was asked for once (FindCoordinator).
+    creating: std::sync::atomic::AtomicBool,
+}
+
+impl TxnCoordinator {
+    /// Start the coordinator: it loads `__transaction_state` (if the topic exists) before it
+    /// takes the first request, then resumes the markers of every decided transaction.
+    pub fn start(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        config: TxnConfig,
+        groups: Arc<Groups>,
+    ) -> Arc<TxnCoordinator> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let actor = actor::Actor::new(store, clock, config, groups, rx, tx.downgrade());
+        tokio::spawn(actor.run());
+        Arc::new(TxnCoordinator {
+            tx,
+            config,
+            creating: Default::default(),
+        })
+    }
+
+    /// A client looks for a transaction's coordinator: the topic is made now if it is not
+    /// there (asked once; an id's first write makes it too).
+    pub fn topic_wanted(&self) {
+        if !self
+            .creating
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            // Only a hint, never waited for: with the queue full it is dropped and the next
+            // lookup asks again.
+            #[allow(clippy::disallowed_methods)]
+            if self.tx.try_send(Msg::MakeTopic).is_err() {
+                self.creating
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg, gone: T) -> T {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(make(tx)).await.is_err() {
+            return gone;
+        }
+        rx.await.unwrap_or(gone)
+    }
+
+    /// InitProducerId with a transactional id: the producer id and its new epoch.
+    pub async fn init_producer_id(
+        &self,
+        id: String,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), i16> {
+        self.ask(
+            |reply| Msg::Init {
+                id,
+                timeout_ms,
+                expected,
+                reply,
+            },
+            Err(GONE),
+        )
+        .await
+    }
+
+    /// AddPartitionsToTxn (AddOffsetsToTxn with the group's partition of the offsets topic):
+    /// one code for all of them. With `verify_only`, whether they are all in the producer's
+    /// transaction already (INVALID_TXN_STATE if not), writing nothing.
+    pub async fn add_partitions(
+        &self,
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+        verify_only: bool,
+    ) -> i16 {
+        self.ask(
+            |reply| Msg::Add {
+                id,
+                producer_id,
+                epoch,
+                partitions,
+                verify_only,
+                reply,
+            },
+            GONE,
+        )
+        .await
+    }
+
+    /// EndTxn: answered once the decision is written; the markers follow.
+    pub async fn end_txn(&self, id: String, producer_id: i64, epoch: i16, commit: bool) -> i16 {
+        self.ask(
+            |reply| Msg::End {
+                id,
+                producer_id,
+                epoch,
+                commit,
+                reply,
+            },
+            GONE,
+        )
+        .await
+    }
+
+    pub async fn describe(&self, ids: Vec<String>) -> Vec<DescribedTxn> {
+        let gone = ids
+            .iter()
+            .map(|id| DescribedTxn {
+                transactional_id: id.clone(),
+                error: GONE,
+                state: "",
+                timeout_ms: 0,
+                start_ms: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                partitions: Vec::new(),
+            })
+            .collect();
+        self.ask(|reply| Msg::Describe(ids, reply), gone).await
+    }
+
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<ListedTxn>, i16> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::List(filter, tx)).await.is_err() {
+            return Err(GONE);
+        }
+        rx.await.map_err(|_| GONE)
+    }
+
+    /// The partition of `__transaction_state` that holds `id`.
+    pub fn partition_for(&self, id: &str) -> i32 {
+        partition_for(id, self.config.partitions)
+    }
+}
+
+/// Whether a state counts as a transaction under way (for the bound on open transactions).
+fn under_way(state: TxnState) -> bool {
+    matches!(
+        state,
+        TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+    )
 }
 
 #[cfg(test)]

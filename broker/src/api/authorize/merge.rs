@@ -46,6 +46,24 @@ impl Refused {
                         .retain(|g| access.group(op::DESCRIBE, g.group_id.as_str()));
                 }
             }
+            ResponseKind::DescribeTransactions(d) => {
+                for n in self.refused_names() {
+                    d.transaction_states.push(
+                        describe_transactions_response::TransactionState::default()
+                            .with_transactional_id(TransactionalId(text(n)))
+                            .with_error_code(error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+                    );
+                }
+            }
+            ResponseKind::ListTransactions(l) => {
+                l.transaction_states.retain(|t| {
+                    access.allows(
+                        op::DESCRIBE,
+                        resource::TRANSACTIONAL_ID,
+                        t.transactional_id.as_str(),
+                    )
+                });
+            }
             ResponseKind::DeleteGroups(d) => {
                 for n in self.refused_names() {
                     d.results.push(

@@ -244,6 +244,7 @@ impl Cleaner {
             timestamp_after_max_ms: 0,
             now_ms: 0,
             keys_required: false,
+            transactional: false,
         }
         .decompressed_bytes_max()
     }

@@ -60,12 +60,7 @@ pub async fn create(
         of,
         dir.to_path_buf(),
         config,
-        PartitionState {
-            segments,
-            log_start_offset: 0,
-            producers: ProducerStates::default(),
-            replica,
-        },
+        PartitionState::new(segments, 0, ProducerStates::default(), replica),
     ))
 }
 

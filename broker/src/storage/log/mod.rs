@@ -134,9 +134,45 @@ pub struct PartitionState {
     pub producers: ProducerStates,
     /// What a replicated partition keeps for Raft; `None` on a single node.
     pub replica: Option<replica::ReplicaState>,
+    /// Transactional producers whose partition the transaction coordinator confirmed, by the
+    /// token their appends carry ([`PartitionState::txn_guard`]); a marker for the producer
+    /// takes its token away.
+    pub txn_verified: std::collections::HashMap<i64, u64>,
+    txn_tokens: u64,
 }
 
 impl PartitionState {
+    pub fn new(
+        segments: BTreeMap<i64, Segment>,
+        log_start_offset: i64,
+        producers: ProducerStates,
+        replica: Option<replica::ReplicaState>,
+    ) -> PartitionState {
+        PartitionState {
+            segments,
+            log_start_offset,
+            producers,
+            replica,
+            txn_verified: Default::default(),
+            txn_tokens: 0,
+        }
+    }
+
+    /// The token a transactional producer's append must carry to open its transaction here
+    /// (KIP-890's verification): given before the coordinator is asked whether the partition
+    /// is in the producer's transaction, and kept (the same for every append that asks) until
+    /// a marker for the producer is written. A batch late from a transaction already ended
+    /// carries a token the marker took away, and is refused rather than opening a transaction
+    /// that nobody will end.
+    pub fn txn_guard(&mut self, producer_id: i64) -> u64 {
+        let next = self.txn_tokens + 1;
+        let token = *self.txn_verified.entry(producer_id).or_insert(next);
+        if token == next {
+            self.txn_tokens = next;
+        }
+        token
+    }
+
     pub fn active(&self) -> &Segment {
         // Invariant: a partition always has at least one segment (recovery creates one).
         self.segments

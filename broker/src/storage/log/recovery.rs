@@ -363,12 +363,7 @@ pub async fn recover(
         of,
         dir.to_path_buf(),
         config,
-        PartitionState {
-            segments,
-            log_start_offset,
-            producers,
-            replica,
-        },
+        PartitionState::new(segments, log_start_offset, producers, replica),
     ))
 }
 

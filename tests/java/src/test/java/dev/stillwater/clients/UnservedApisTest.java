@@ -83,8 +83,7 @@ class UnservedApisTest {
                 assertUnsupported(() -> consumer.poll(Duration.ofSeconds(5)), "group.protocol=consumer");
             }
         }
-        // Transactions and quotas are not served yet (ListTransactions, DescribeClientQuotas).
-        assertUnsupported(() -> brokers.admin.listTransactions().all().get(), "listTransactions");
+        // Quotas and delegation tokens are not served yet (DescribeClientQuotas, ...).
         assertUnsupported(() -> brokers.admin.describeClientQuotas(ClientQuotaFilter.all()).entities().get(),
                 "describeClientQuotas");
         assertUnsupported(() -> brokers.admin.describeDelegationToken().delegationTokens().get(), "describeDelegationToken");
@@ -115,7 +114,7 @@ class UnservedApisTest {
         Map<String, Long> sent = metrics();
         System.out.println("APIs the Java clients sent: " + sent);
         assertEquals(0L, sent.get("(malformed)"), "requests refused as malformed or unserved: " + sent);
-        for (String api : List.of("ConsumerGroupHeartbeat", "ListTransactions", "DescribeClientQuotas",
+        for (String api : List.of("ConsumerGroupHeartbeat", "DescribeClientQuotas",
                 "DescribeDelegationToken", "GetTelemetrySubscriptions", "PushTelemetry",
                 "DescribeTopicPartitions")) {
             assertTrue(!sent.containsKey(api), api + " was sent although not served: " + sent);

@@ -1,0 +1,448 @@
+//! The transaction APIs: AddPartitionsToTxn (a client's, v0–3, and the batched form with its
+//! verification, v4), AddOffsetsToTxn, EndTxn, TxnOffsetCommit, WriteTxnMarkers,
+//! DescribeTransactions, ListTransactions. InitProducerId with a transactional id is in
+//! `producers`. Each is handed to the transaction coordinator (or, for a transaction's offsets,
+//! the group coordinator); markers are written to this broker's partitions.
+//!
+//! Served on a single node. A cluster has no transaction coordinator yet: InitProducerId with a
+//! transactional id is refused there, so a client never gets this far; these answer
+//! COORDINATOR_NOT_AVAILABLE (WriteTxnMarkers: INVALID_REQUEST per partition) rather than write
+//! outside the partitions' Raft groups.
+
+use kafka_protocol::messages::{
+    add_partitions_to_txn_response::{
+        AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+    },
+    describe_transactions_response::{TopicData, TransactionState},
+    list_transactions_response,
+    txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic},
+    write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    },
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
+    TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{append_code, name_of, topic_name, Broker};
+use crate::group::{CommitRequest, TxnCommitRequest, OFFSETS_TOPIC};
+use crate::protocol::error;
+use crate::txn::markers::{MarkerError, MarkerWrite};
+use crate::txn::metadata::TopicPartition;
+use crate::txn::ListFilter;
+
+/// What a request for the transaction coordinator gets where there is none (a cluster).
+const NO_COORDINATOR: i16 = error::COORDINATOR_NOT_AVAILABLE;
+
+/// Before v2 of AddPartitionsToTxn, AddOffsetsToTxn and EndTxn (v4 of InitProducerId) a
+/// fenced producer is told INVALID_PRODUCER_EPOCH; PRODUCER_FENCED came later.
+pub(super) fn fenced_as(code: i16, version: i16, since: i16) -> i16 {
+    if code == error::PRODUCER_FENCED && version < since {
+        error::INVALID_PRODUCER_EPOCH
+    } else {
+        code
+    }
+}
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+impl Broker {
+    /// The code of partitions that do not exist here (UNKNOWN_TOPIC_OR_PARTITION); `None` when
+    /// all do.
+    fn unknown_partitions(&self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        partitions
+            .iter()
+            .filter(|(t, p)| {
+                self.store
+                    .topic(t)
+                    .is_none_or(|topic| topic.partition(*p).is_none())
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub(super) async fn add_partitions_to_txn(
+        &self,
+        req: AddPartitionsToTxnRequest,
+        version: i16,
+    ) -> AddPartitionsToTxnResponse {
+        let mut resp = AddPartitionsToTxnResponse::default();
+        if version <= 3 {
+            let partitions = topic_partitions(
+                req.v3_and_below_topics
+                    .iter()
+                    .map(|t| (name_of(&t.name), &t.partitions[..])),
+            );
+            let codes = self
+                .add_one(
+                    req.v3_and_below_transactional_id.to_string(),
+                    req.v3_and_below_producer_id.0,
+                    req.v3_and_below_producer_epoch,
+                    partitions,
+                    false,
+                )
+                .await;
+            let codes = codes
+                .into_iter()
+                .map(|(tp, c)| (tp, fenced_as(c, version, 2)))
+                .collect();
+            resp.results_by_topic_v3_and_below = topic_results(codes);
+            return resp;
+        }
+        for t in req.transactions {
+            let partitions = topic_partitions(
+                t.topics
+                    .iter()
+                    .map(|tp| (name_of(&tp.name), &tp.partitions[..])),
+            );
+            let codes = self
+                .add_one(
+                    t.transactional_id.to_string(),
+                    t.producer_id.0,
+                    t.producer_epoch,
+                    partitions,
+                    t.verify_only,
+                )
+                .await;
+            let mut r = AddPartitionsToTxnResult::default();
+            r.transactional_id = t.transactional_id;
+            r.topic_results = topic_results(codes);
+            resp.results_by_transaction.push(r);
+        }
+        resp
+    }
+
+    /// One transaction's partitions added (or, `verify_only`, checked): each one's code. When
+    /// some do not exist, they are UNKNOWN_TOPIC_OR_PARTITION and the others
+    /// OPERATION_NOT_ATTEMPTED, as Kafka answers.
+    async fn add_one(
+        &self,
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+        verify_only: bool,
+    ) -> Vec<(TopicPartition, i16)> {
+        let unknown = self.unknown_partitions(&partitions);
+        if !unknown.is_empty() {
+            return partitions
+                .into_iter()
+                .map(|tp| {
+                    let code = if unknown.contains(&tp) {
+                        error::UNKNOWN_TOPIC_OR_PARTITION
+                    } else {
+                        error::OPERATION_NOT_ATTEMPTED
+                    };
+                    (tp, code)
+                })
+                .collect();
+        }
+        let code = match &self.txns {
+            None => NO_COORDINATOR,
+            Some(txns) => {
+                txns.add_partitions(id, producer_id, epoch, partitions.clone(), verify_only)
+                    .await
+            }
+        };
+        partitions.into_iter().map(|tp| (tp, code)).collect()
+    }
+
+    pub(super) async fn add_offsets_to_txn(
+        &self,
+        req: AddOffsetsToTxnRequest,
+        version: i16,
+    ) -> AddOffsetsToTxnResponse {
+        let mut resp = AddOffsetsToTxnResponse::default();
+        resp.error_code = match &self.txns {
+            None => NO_COORDINATOR,
+            Some(txns) => {
+                // The group's partition of the offsets topic joins the transaction; the topic
+                // is made now if it is not there (its marker needs it).
+                self.groups.offsets_topic_wanted();
+                let partition = (
+                    OFFSETS_TOPIC.to_string(),
+                    self.groups.partition_for(req.group_id.as_str()),
+                );
+                let code = txns
+                    .add_partitions(
+                        req.transactional_id.to_string(),
+                        req.producer_id.0,
+                        req.producer_epoch,
+                        vec![partition],
+                        false,
+                    )
+                    .await;
+                fenced_as(code, version, 2)
+            }
+        };
+        resp
+    }
+
+    pub(super) async fn end_txn(&self, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+        let mut resp = EndTxnResponse::default();
+        resp.producer_id = ProducerId(-1);
+        resp.producer_epoch = -1;
+        resp.error_code = match &self.txns {
+            None => NO_COORDINATOR,
+            Some(txns) => {
+                let code = txns
+                    .end_txn(
+                        req.transactional_id.to_string(),
+                        req.producer_id.0,
+                        req.producer_epoch,
+                        req.committed,
+                    )
+                    .await;
+                fenced_as(code, version, 2)
+            }
+        };
+        resp
+    }
+
+    pub(super) async fn txn_offset_commit(
+        &self,
+        req: TxnOffsetCommitRequest,
+    ) -> TxnOffsetCommitResponse {
+        let asked: Vec<(String, i32)> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (name_of(&t.name).to_string(), p.partition_index))
+            })
+            .collect();
+        let offsets = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        name_of(&t.name).to_string(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    )
+                })
+            })
+            .collect();
+        let answer = if self.txns.is_none() {
+            Err(NO_COORDINATOR)
+        } else {
+            self.groups
+                .txn_offset_commit(TxnCommitRequest {
+                    commit: CommitRequest {
+                        group_id: req.group_id.to_string(),
+                        generation: req.generation_id,
+                        member_id: req.member_id.to_string(),
+                        group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+                        offsets,
+                    },
+                    producer_id: req.producer_id.0,
+                    producer_epoch: req.producer_epoch,
+                })
+                .await
+        };
+        let codes: Vec<i16> = match answer {
+            Ok(codes) => codes,
+            Err(code) => vec![code; asked.len()],
+        };
+        let mut resp = TxnOffsetCommitResponse::default();
+        for ((topic, partition), code) in asked.into_iter().zip(codes) {
+            if resp.topics.last().is_none_or(|t| name_of(&t.name) != topic) {
+                let mut t = TxnOffsetCommitResponseTopic::default();
+                t.name = topic_name(&topic);
+                resp.topics.push(t);
+            }
+            let mut p = TxnOffsetCommitResponsePartition::default();
+            p.partition_index = partition;
+            p.error_code = code;
+            if let Some(t) = resp.topics.last_mut() {
+                t.partitions.push(p);
+            }
+        }
+        resp
+    }
+
+    /// Markers written to this broker's partitions (the coordinator's own go without this
+    /// request; this one is an admin's abort of a hanging transaction): each partition's
+    /// outcome.
+    pub(super) async fn write_txn_markers(
+        &self,
+        req: WriteTxnMarkersRequest,
+    ) -> WriteTxnMarkersResponse {
+        let mut resp = WriteTxnMarkersResponse::default();
+        for m in req.markers {
+            let partitions = topic_partitions(
+                m.topics
+                    .iter()
+                    .map(|t| (name_of(&t.name), &t.partition_indexes[..])),
+            );
+            let write = MarkerWrite {
+                producer_id: m.producer_id.0,
+                producer_epoch: m.producer_epoch,
+                commit: m.transaction_result,
+                coordinator_epoch: m.coordinator_epoch,
+                partitions,
+            };
+            let outcomes: Vec<(TopicPartition, i16)> = if self.cluster.is_some() {
+                write
+                    .partitions
+                    .iter()
+                    .map(|tp| (tp.clone(), error::INVALID_REQUEST))
+                    .collect()
+            } else {
+                crate::txn::markers::write_local(
+                    &self.store,
+                    &self.groups,
+                    self.clock.wall_ms(),
+                    &write,
+                )
+                .await
+                .into_iter()
+                .map(|(tp, outcome)| {
+                    let code = match outcome {
+                        Ok(()) => error::NONE,
+                        Err(MarkerError::Unknown) => error::UNKNOWN_TOPIC_OR_PARTITION,
+                        Err(MarkerError::Append(e)) => append_code(&e),
+                    };
+                    (tp, code)
+                })
+                .collect()
+            };
+            let mut r = WritableTxnMarkerResult::default();
+            r.producer_id = m.producer_id;
+            for ((topic, partition), code) in outcomes {
+                if r.topics.last().is_none_or(|t| name_of(&t.name) != topic) {
+                    let mut t = WritableTxnMarkerTopicResult::default();
+                    t.name = topic_name(&topic);
+                    r.topics.push(t);
+                }
+                let mut p = WritableTxnMarkerPartitionResult::default();
+                p.partition_index = partition;
+                p.error_code = code;
+                if let Some(t) = r.topics.last_mut() {
+                    t.partitions.push(p);
+                }
+            }
+            resp.markers.push(r);
+        }
+        resp
+    }
+
+    pub(super) async fn describe_transactions(
+        &self,
+        req: DescribeTransactionsRequest,
+    ) -> DescribeTransactionsResponse {
+        let mut resp = DescribeTransactionsResponse::default();
+        let ids: Vec<String> = req
+            .transactional_ids
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        let Some(txns) = &self.txns else {
+            for id in ids {
+                let mut s = TransactionState::default();
+                s.transactional_id = TransactionalId(text(&id));
+                s.error_code = NO_COORDINATOR;
+                resp.transaction_states.push(s);
+            }
+            return resp;
+        };
+        for d in txns.describe(ids).await {
+            let mut s = TransactionState::default();
+            s.transactional_id = TransactionalId(text(&d.transactional_id));
+            s.error_code = d.error;
+            s.transaction_state = text(d.state);
+            s.transaction_timeout_ms = d.timeout_ms;
+            s.transaction_start_time_ms = d.start_ms;
+            s.producer_id = ProducerId(d.producer_id);
+            s.producer_epoch = d.producer_epoch;
+            for (topic, partition) in d.partitions {
+                if s.topics.last().is_none_or(|t| name_of(&t.topic) != topic) {
+                    let mut t = TopicData::default();
+                    t.topic = topic_name(&topic);
+                    s.topics.push(t);
+                }
+                if let Some(t) = s.topics.last_mut() {
+                    t.partitions.push(partition);
+                }
+            }
+            resp.transaction_states.push(s);
+        }
+        resp
+    }
+
+    pub(super) async fn list_transactions(
+        &self,
+        req: ListTransactionsRequest,
+        version: i16,
+    ) -> ListTransactionsResponse {
+        let mut resp = ListTransactionsResponse::default();
+        let known = |s: &str| crate::txn::metadata::TxnState::from_name(s).is_some();
+        resp.unknown_state_filters = req
+            .state_filters
+            .iter()
+            .filter(|s| !known(s.as_str()))
+            .cloned()
+            .collect();
+        let filter = ListFilter {
+            states: req.state_filters.iter().map(|s| s.to_string()).collect(),
+            producer_ids: req.producer_id_filters.iter().map(|p| p.0).collect(),
+            duration_ms: if version >= 1 {
+                req.duration_filter
+            } else {
+                -1
+            },
+        };
+        let Some(txns) = &self.txns else {
+            resp.error_code = NO_COORDINATOR;
+            return resp;
+        };
+        match txns.list(filter).await {
+            Ok(listed) => {
+                for l in listed {
+                    let mut s = list_transactions_response::TransactionState::default();
+                    s.transactional_id = TransactionalId(text(&l.transactional_id));
+                    s.producer_id = ProducerId(l.producer_id);
+                    s.transaction_state = text(l.state);
+                    resp.transaction_states.push(s);
+                }
+            }
+            Err(code) => resp.error_code = code,
+        }
+        resp
+    }
+}
+
+/// (topic, partitions) pairs as a list of partitions.
+fn topic_partitions<'a>(topics: impl Iterator<Item = (&'a str, &'a [i32])>) -> Vec<TopicPartition> {
+    topics
+        .flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p)))
+        .collect()
+}
+
+/// Per-partition codes as AddPartitionsToTxn's topic results.
+fn topic_results(codes: Vec<(TopicPartition, i16)>) -> Vec<AddPartitionsToTxnTopicResult> {
+    let mut out: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+    for ((topic, partition), code) in codes {
+        if out.last().is_none_or(|t| name_of(&t.name) != topic) {
+            let mut t = AddPartitionsToTxnTopicResult::default();
+            t.name = topic_name(&topic);
+            out.push(t);
+        }
+        let mut p = AddPartitionsToTxnPartitionResult::default();
+        p.partition_index = partition;
+        p.partition_error_code = code;
+        if let Some(t) = out.last_mut() {
+            t.results_by_partition.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,589 @@
+//! The task that owns every transactional id of this broker: requests in order from the queue,
+//! each id's state written before anyone is answered, the markers of a decision sent once it is
+//! written and its completion written once they are, and the timers (transactions past their
+//! timeout aborted, unused ids forgotten).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use io_backend::Clock;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::markers::MarkerWrite;
+use super::metadata::{EndStep, InitStep, TopicPartition, TxnMetadata, TxnState, EPOCH_EXHAUSTED};
+use super::{
+    under_way, DescribedTxn, Groups, ListFilter, ListedTxn, Msg, TxnConfig, TRANSACTION_STATE_TOPIC,
+};
+use crate::protocol::error;
+use crate::storage::Store;
+
+/// What a state write does once it is durable (or failed).
+pub(super) enum Then {
+    /// Answer InitProducerId with the new producer id and epoch.
+    Init(oneshot::Sender<Result<(i64, i16), i16>>),
+    /// An open transaction was aborted at a bumped epoch for a new producer: answer
+    /// CONCURRENT_TRANSACTIONS (the client retries) and send the abort's markers.
+    InitAfterAbort(oneshot::Sender<Result<(i64, i16), i16>>),
+    /// Answer AddPartitionsToTxn or AddOffsetsToTxn.
+    Added(oneshot::Sender<i16>),
+    /// Answer EndTxn, then send the decision's markers.
+    Decided(oneshot::Sender<i16>),
+    /// A transaction past its timeout was aborted: send the markers.
+    TimedOut,
+    /// Every marker of a decision was written: nothing waits.
+    Completed,
+    /// The id expired: it is forgotten.
+    Expired,
+}
+
+/// A write of one id's state under way.
+struct Writing {
+    id: u64,
+    /// The state written (`None`: a tombstone).
+    next: Option<TxnMetadata>,
+    then: Then,
+}
+
+/// One transactional id.
+pub(super) struct Txn {
+    pub(super) meta: TxnMetadata,
+    writing: Option<Writing>,
+}
+
+impl Txn {
+    pub(super) fn loaded(meta: TxnMetadata) -> Txn {
+        Txn {
+            meta,
+            writing: None,
+        }
+    }
+}
+
+pub(super) struct Actor {
+    pub(super) store: Arc<Store>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) config: TxnConfig,
+    pub(super) groups: Arc<Groups>,
+    pub(super) ids: BTreeMap<String, Txn>,
+    /// Ids whose transaction is under way (Ongoing, or decided and not yet complete).
+    open: usize,
+    rx: mpsc::Receiver<Msg>,
+    /// For writes and markers to say when they are done (weak: the coordinator ends with its
+    /// handle).
+    pub(super) tx: mpsc::WeakSender<Msg>,
+    next_write: u64,
+    next_abort_check: Instant,
+    next_expiry_check: Instant,
+}
+
+impl Actor {
+    pub(super) fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        config: TxnConfig,
+        groups: Arc<Groups>,
+        rx: mpsc::Receiver<Msg>,
+        tx: mpsc::WeakSender<Msg>,
+    ) -> Actor {
+        let now = clock.now();
+        Actor {
+            store,
+            clock,
+            config,
+            groups,
+            ids: BTreeMap::new(),
+            open: 0,
+            rx,
+            tx,
+            next_write: 0,
+            next_abort_check: now + config.abort_check_interval,
+            next_expiry_check: now + config.expiry_check_interval,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        self.load().await;
+        self.open = self
+            .ids
+            .values()
+            .filter(|t| under_way(t.meta.state))
+            .count();
+        // Decisions whose markers a crash interrupted: sent again (a marker written twice is
+        // harmless).
+        let decided: Vec<String> = self
+            .ids
+            .iter()
+            .filter(|(_, t)| is_decided(t.meta.state))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in decided {
+            self.send_markers(&id);
+        }
+        loop {
+            let wake = self.next_abort_check.min(self.next_expiry_check);
+            let wait = wake.saturating_duration_since(self.clock.now());
+            let msg = tokio::select! {
+                m = self.rx.recv() => m,
+                _ = self.clock.sleep(wait) => {
+                    self.timers().await;
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { return };
+            self.handle(msg).await;
+            if self.clock.now() >= wake {
+                self.timers().await;
+            }
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Init {
+                id,
+                timeout_ms,
+                expected,
+                reply,
+            } => self.init(id, timeout_ms, expected, reply).await,
+            Msg::Add {
+                id,
+                producer_id,
+                epoch,
+                partitions,
+                verify_only,
+                reply,
+            } => {
+                if verify_only {
+                    let _ = reply.send(self.verify(&id, producer_id, epoch, &partitions));
+                } else {
+                    self.add(id, producer_id, epoch, partitions, reply).await;
+                }
+            }
+            Msg::End {
+                id,
+                producer_id,
+                epoch,
+                commit,
+                reply,
+            } => self.end(id, producer_id, epoch, commit, reply).await,
+            Msg::Describe(ids, reply) => {
+                let _ = reply.send(ids.iter().map(|id| self.describe(id)).collect());
+            }
+            Msg::List(filter, reply) => {
+                let _ = reply.send(self.list(&filter));
+            }
+            Msg::Written { id, write, outcome } => self.written(&id, write, outcome),
+            Msg::MarkersDone {
+                id,
+                producer_id,
+                epoch,
+            } => self.markers_done(&id, producer_id, epoch).await,
+            Msg::MakeTopic => {
+                if let Err(code) = self.topic().await {
+                    tracing::warn!(code, "could not make {TRANSACTION_STATE_TOPIC}; an id's first write will try again");
+                }
+            }
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.wall_ms()
+    }
+
+    /// The id's state, unless a write of it is under way (CONCURRENT_TRANSACTIONS).
+    fn settled(&self, id: &str) -> Result<Option<&TxnMetadata>, i16> {
+        match self.ids.get(id) {
+            Some(t) if t.writing.is_some() => Err(error::CONCURRENT_TRANSACTIONS),
+            Some(t) => Ok(Some(&t.meta)),
+            None => Ok(None),
+        }
+    }
+
+    async fn init(
+        &mut self,
+        id: String,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+        reply: oneshot::Sender<Result<(i64, i16), i16>>,
+    ) {
+        if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
+            let _ = reply.send(Err(error::INVALID_TRANSACTION_TIMEOUT));
+            return;
+        }
+        let now = self.now_ms();
+        let meta = match self.settled(&id) {
+            Err(code) => {
+                let _ = reply.send(Err(code));
+                return;
+            }
+            Ok(Some(meta)) => meta.clone(),
+            Ok(None) => match self.new_producer_id().await {
+                Ok(pid) => TxnMetadata::new(pid, timeout_ms, now),
+                Err(code) => {
+                    let _ = reply.send(Err(code));
+                    return;
+                }
+            },
+        };
+        // The epochs of this producer id are used up: the next one is a new id.
+        let fresh = if meta.producer_epoch >= EPOCH_EXHAUSTED && meta.state.may_expire() {
+            match self.new_producer_id().await {
+                Ok(pid) => pid,
+                Err(code) => {
+                    let _ = reply.send(Err(code));
+                    return;
+                }
+            }
+        } else {
+            -1
+        };
+        match meta.init_producer_id(expected, timeout_ms, now, || fresh) {
+            Err(code) => {
+                let _ = reply.send(Err(code));
+            }
+            Ok(InitStep::Answer { producer_id, epoch }) => {
+                let _ = reply.send(Ok((producer_id, epoch)));
+            }
+            Ok(InitStep::Write(next)) => {
+                self.ids
+                    .entry(id.clone())
+                    .or_insert_with(|| Txn::loaded(meta));
+                self.write(&id, Some(next), Then::Init(reply)).await;
+            }
+            Ok(InitStep::AbortFirst(next)) => {
+                self.write(&id, Some(next), Then::InitAfterAbort(reply))
+                    .await;
+            }
+        }
+    }
+
+    async fn new_producer_id(&self) -> Result<i64, i16> {
+        self.store.new_producer_id().await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot hand out a producer id");
+            error::COORDINATOR_NOT_AVAILABLE
+        })
+    }
+
+    /// Whether every one of `partitions` is in the producer's transaction (a partition
+    /// leader's check before the producer's first transactional batch there).
+    fn verify(&self, id: &str, producer_id: i64, epoch: i16, partitions: &[TopicPartition]) -> i16 {
+        let meta = match self.ids.get(id) {
+            Some(t) => &t.meta,
+            None => return error::INVALID_PRODUCER_ID_MAPPING,
+        };
+        if meta.producer_id != producer_id {
+            return error::INVALID_PRODUCER_ID_MAPPING;
+        }
+        if meta.producer_epoch != epoch {
+            return error::INVALID_PRODUCER_EPOCH;
+        }
+        let added = meta.state == TxnState::Ongoing
+            && partitions.iter().all(|p| meta.partitions.contains(p));
+        if added {
+            error::NONE
+        } else {
+            error::INVALID_TXN_STATE
+        }
+    }
+
+    async fn add(
+        &mut self,
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+        reply: oneshot::Sender<i16>,
+    ) {
+        let meta = match self.settled(&id) {
+            Err(code) => {
+                let _ = reply.send(code);
+                return;
+            }
+            Ok(None) => {
+                let _ = reply.send(error::INVALID_PRODUCER_ID_MAPPING);
+                return;
+            }
+            Ok(Some(meta)) => meta,
+        };
+        let opens = !under_way(meta.state);
+        match meta.add_partitions(producer_id, epoch, partitions, self.now_ms()) {
+            Err(code) => {
+                let _ = reply.send(code);
+            }
+            Ok(None) => {
+                let _ = reply.send(error::NONE);
+            }
+            Ok(Some(next)) => {
+                if next.partitions.len() > self.config.partitions_max {
+                    tracing::warn!(transactional_id = %id, partitions = next.partitions.len(), limit = self.config.partitions_max, "refusing partitions past the bound of one transaction");
+                    let _ = reply.send(error::INVALID_REQUEST);
+                    return;
+                }
+                if opens && self.open >= self.config.open_max {
+                    tracing::warn!(transactional_id = %id, limit = self.config.open_max, "refusing a transaction past the bound of transactions under way");
+                    let _ = reply.send(error::COORDINATOR_NOT_AVAILABLE);
+                    return;
+                }
+                self.write(&id, Some(next), Then::Added(reply)).await;
+            }
+        }
+    }
+
+    async fn end(
+        &mut self,
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        reply: oneshot::Sender<i16>,
+    ) {
+        let meta = match self.settled(&id) {
+            Err(code) => {
+                let _ = reply.send(code);
+                return;
+            }
+            Ok(None) => {
+                let _ = reply.send(error::INVALID_PRODUCER_ID_MAPPING);
+                return;
+            }
+            Ok(Some(meta)) => meta,
+        };
+        match meta.end_txn(producer_id, epoch, commit, self.now_ms()) {
+            Err(code) => {
+                let _ = reply.send(code);
+            }
+            Ok(EndStep::Done) => {
+                let _ = reply.send(error::NONE);
+            }
+            Ok(EndStep::Write(next)) => self.write(&id, Some(next), Then::Decided(reply)).await,
+        }
+    }
+
+    fn describe(&self, id: &str) -> DescribedTxn {
+        match self.ids.get(id) {
+            None => DescribedTxn {
+                transactional_id: id.to_string(),
+                error: error::TRANSACTIONAL_ID_NOT_FOUND,
+                state: "",
+                timeout_ms: 0,
+                start_ms: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                partitions: Vec::new(),
+            },
+            Some(t) => DescribedTxn {
+                transactional_id: id.to_string(),
+                error: error::NONE,
+                state: t.meta.state.name(),
+                timeout_ms: t.meta.timeout_ms,
+                start_ms: t.meta.start_ms,
+                producer_id: t.meta.producer_id,
+                producer_epoch: t.meta.producer_epoch,
+                partitions: t.meta.partitions.iter().cloned().collect(),
+            },
+        }
+    }
+
+    fn list(&self, filter: &ListFilter) -> Vec<ListedTxn> {
+        let now = self.now_ms();
+        self.ids
+            .iter()
+            // An id whose first write has not happened yet is not known to anyone.
+            .filter(|(_, t)| t.meta.producer_epoch >= 0)
+            .filter(|(_, t)| {
+                (filter.states.is_empty() || filter.states.iter().any(|s| s == t.meta.state.name()))
+                    && (filter.producer_ids.is_empty()
+                        || filter.producer_ids.contains(&t.meta.producer_id))
+                    && (filter.duration_ms < 0
+                        || now.saturating_sub(t.meta.start_ms) >= filter.duration_ms)
+            })
+            .map(|(id, t)| ListedTxn {
+                transactional_id: id.clone(),
+                producer_id: t.meta.producer_id,
+                state: t.meta.state.name(),
+            })
+            .collect()
+    }
+
+    /// Write `next` as the id's state (`None`: forget it); `then` once it is durable.
+    pub(super) async fn write(&mut self, id: &str, next: Option<TxnMetadata>, then: Then) {
+        let write = self.next_write;
+        self.next_write += 1;
+        let Some(t) = self.ids.get_mut(id) else {
+            return;
+        };
+        t.writing = Some(Writing {
+            id: write,
+            next: next.clone(),
+            then,
+        });
+        match self.append(id, next).await {
+            Ok(appending) => {
+                let Some(tx) = self.tx.upgrade() else { return };
+                let id = id.to_string();
+                tokio::spawn(async move {
+                    let outcome = appending.outcome().await;
+                    let _ = tx.send(Msg::Written { id, write, outcome }).await;
+                });
+            }
+            Err(code) => self.written(id, write, Err(code)),
+        }
+    }
+
+    /// A state write finished: the state becomes the one written, and what waited goes on;
+    /// or the state stays as it was, and the waiter gets the code.
+    fn written(&mut self, id: &str, write: u64, outcome: Result<(), i16>) {
+        let Some(t) = self.ids.get_mut(id) else {
+            return;
+        };
+        if t.writing.as_ref().is_none_or(|w| w.id != write) {
+            return;
+        }
+        let Writing { next, then, .. } = t.writing.take().expect("checked");
+        if let Err(code) = outcome {
+            tracing::warn!(transactional_id = %id, code, "a transaction's state was not written");
+            if t.meta.producer_epoch < 0 {
+                // A new id whose first state never made it: not known.
+                self.ids.remove(id);
+            }
+            match then {
+                Then::Init(reply) | Then::InitAfterAbort(reply) => {
+                    let _ = reply.send(Err(code));
+                }
+                Then::Added(reply) | Then::Decided(reply) => {
+                    let _ = reply.send(code);
+                }
+                // The next check tries again.
+                Then::TimedOut | Then::Expired => {}
+                // The markers are written; the completion is tried again after a while.
+                Then::Completed => self.retry_completion(id),
+            }
+            return;
+        }
+        let was = t.meta.state;
+        match next {
+            Some(next) => t.meta = next,
+            None => {
+                self.ids.remove(id);
+            }
+        }
+        let now = self.ids.get(id).map(|t| t.meta.state);
+        match (under_way(was), now.is_some_and(under_way)) {
+            (false, true) => self.open += 1,
+            (true, false) => self.open = self.open.saturating_sub(1),
+            _ => {}
+        }
+        match then {
+            Then::Init(reply) => {
+                let meta = &self.ids[id].meta;
+                let _ = reply.send(Ok((meta.producer_id, meta.producer_epoch)));
+            }
+            Then::InitAfterAbort(reply) => {
+                let _ = reply.send(Err(error::CONCURRENT_TRANSACTIONS));
+                self.send_markers(id);
+            }
+            Then::Added(reply) => {
+                let _ = reply.send(error::NONE);
+            }
+            Then::Decided(reply) => {
+                let _ = reply.send(error::NONE);
+                self.send_markers(id);
+            }
+            Then::TimedOut => self.send_markers(id),
+            Then::Completed | Then::Expired => {}
+        }
+    }
+
+    /// Send the markers of the id's decision (written already); the completion follows.
+    fn send_markers(&self, id: &str) {
+        let Some(t) = self.ids.get(id) else { return };
+        let meta = &t.meta;
+        let write = MarkerWrite {
+            producer_id: meta.producer_id,
+            producer_epoch: meta.producer_epoch,
+            commit: meta.state == TxnState::PrepareCommit,
+            // One coordinator on a single node: its epoch never changes.
+            coordinator_epoch: 0,
+            partitions: meta.partitions.iter().cloned().collect(),
+        };
+        let Some(tx) = self.tx.upgrade() else { return };
+        let (store, groups, clock) = (self.store.clone(), self.groups.clone(), self.clock.clone());
+        let id = id.to_string();
+        tokio::spawn(async move {
+            super::markers::write_until_done(&store, &groups, &clock, &write).await;
+            let _ = tx
+                .send(Msg::MarkersDone {
+                    id,
+                    producer_id: write.producer_id,
+                    epoch: write.producer_epoch,
+                })
+                .await;
+        });
+    }
+
+    /// After a failed write of a completion: the markers are done, so say so again later.
+    fn retry_completion(&self, id: &str) {
+        let Some(t) = self.ids.get(id) else { return };
+        let Some(tx) = self.tx.upgrade() else { return };
+        let (id, producer_id, epoch) = (id.to_string(), t.meta.producer_id, t.meta.producer_epoch);
+        let clock = self.clock.clone();
+        tokio::spawn(async move {
+            clock.sleep(std::time::Duration::from_secs(1)).await;
+            let _ = tx
+                .send(Msg::MarkersDone {
+                    id,
+                    producer_id,
+                    epoch,
+                })
+                .await;
+        });
+    }
+
+    async fn markers_done(&mut self, id: &str, producer_id: i64, epoch: i16) {
+        let Some(t) = self.ids.get(id) else { return };
+        let same = t.meta.producer_id == producer_id && t.meta.producer_epoch == epoch;
+        if !same || !is_decided(t.meta.state) || t.writing.is_some() {
+            return;
+        }
+        let next = t.meta.complete(self.now_ms());
+        self.write(id, Some(next), Then::Completed).await;
+    }
+
+    /// Transactions past their timeout aborted; ids unused for the expiration forgotten.
+    async fn timers(&mut self) {
+        let now = self.clock.now();
+        let wall = self.now_ms();
+        if now >= self.next_abort_check {
+            self.next_abort_check = now + self.config.abort_check_interval;
+            let late: Vec<(String, TxnMetadata)> = self
+                .ids
+                .iter()
+                .filter(|(_, t)| t.writing.is_none())
+                .filter_map(|(id, t)| Some((id.clone(), t.meta.timed_out(wall)?)))
+                .collect();
+            for (id, next) in late {
+                tracing::info!(transactional_id = %id, producer_id = next.producer_id, "aborting a transaction past its timeout");
+                self.write(&id, Some(next), Then::TimedOut).await;
+            }
+        }
+        if now >= self.next_expiry_check {
+            self.next_expiry_check = now + self.config.expiry_check_interval;
+            let expired: Vec<String> = self
+                .ids
+                .iter()
+                .filter(|(_, t)| {
+                    t.writing.is_none() && t.meta.expired(wall, self.config.id_expiration_ms)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                self.write(&id, None, Then::Expired).await;
+            }
+        }
+    }
+}
+
+fn is_decided(state: TxnState) -> bool {
+    matches!(state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+}
