@@ -211,14 +211,15 @@ async fn every_advertised_version_is_served() {
                         "v{v}: id {} handed out twice",
                         r.producer_id.0
                     );
-                    // A transactional id: refused at once, not left waiting for a coordinator.
+                    // A transactional id (tests/wire_txn.rs goes through the rest).
                     req.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
                     let ResponseKind::InitProducerId(r) =
                         c.call(api, v, RequestKind::InitProducerId(req)).await
                     else {
                         panic!()
                     };
-                    assert_eq!(r.error_code, error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+                    assert_eq!(r.error_code, error::NONE, "v{v}");
+                    assert_eq!(r.producer_epoch, v - lo, "v{v}: each call bumps the epoch");
                 }
                 ApiKey::FindCoordinator => {
                     let mut req = FindCoordinatorRequest::default();
@@ -553,6 +554,7 @@ async fn every_advertised_version_is_served() {
                     assert_eq!(r.error_code, error::BROKER_ID_NOT_REGISTERED, "v{v}");
                 }
                 admin if common::ADMIN_APIS.contains(&admin) => {} // tests/admin.rs
+                txn if common::TXN_APIS.contains(&txn) => {}       // tests/wire_txn.rs
                 other => panic!("no wire test for {other:?}"),
             }
         }

@@ -267,6 +267,17 @@ pub fn decode(mut batches: Bytes) -> anyhow::Result<Vec<Record>> {
 }
 
 /// The admin APIs whose every version `tests/admin.rs` serves (`tests/wire.rs` the rest).
+/// The transaction APIs (tests/wire_txn.rs).
+pub const TXN_APIS: &[ApiKey] = &[
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::WriteTxnMarkers,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
+];
+
 pub const ADMIN_APIS: &[ApiKey] = &[
     ApiKey::CreatePartitions,
     ApiKey::DeleteRecords,
