@@ -348,3 +348,128 @@ async fn a_first_transactional_batch_needs_the_coordinators_confirmation_and_a_m
     assert!(late.is_err(), "{late:?}");
     close(store).await;
 }
+
+/// A compacted topic written by transactions, one committed and one aborted after it over the
+/// same keys: the cleaner removes the aborted records whatever their keys, and the committed
+/// values stay each key's latest — an aborted write never hides a committed one. Data volume:
+/// 60 keys written twice in transactions of 10, then 40 plain records of 300 bytes to close
+/// the segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cleaner_removes_aborted_records_and_keeps_the_committed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env {
+        disk: Arc::new(BlockingDisk::new(4)),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(7),
+    };
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        retention_check_interval_ms: 0,
+        log_cleaner_backoff_ms: 20,
+        log_cleaner_io_max_bytes_per_second: 0,
+        ..Config::default()
+    };
+    let store = Store::open(env, &config, Arc::new(Metrics::default()))
+        .await
+        .unwrap();
+    let overrides = broker::topic_config::check_all([
+        ("cleanup.policy", Some("compact")),
+        ("segment.bytes", Some("2048")),
+        ("min.cleanable.dirty.ratio", Some("0.01")),
+    ])
+    .unwrap();
+    store.create_topic("t", 1, overrides).await.unwrap();
+    let keyed = |pid: i64, seq: i32, keys: std::ops::Range<i32>, tag: &str| {
+        let records: Vec<_> = keys
+            .clone()
+            .enumerate()
+            .map(|(i, k)| kafka_protocol::records::Record {
+                producer_id: pid,
+                producer_epoch: 0,
+                sequence: seq + i as i32,
+                transactional: true,
+                ..common::record(
+                    i as i64,
+                    1_700_000_000_000,
+                    Some(format!("key-{k}").as_bytes()),
+                    Some(format!("{tag}-{k}").as_bytes()),
+                    &[],
+                )
+            })
+            .collect();
+        common::encode(&records, common::Codec::None)
+    };
+    for (pid, tag, commit) in [(1, "committed", true), (2, "aborted", false)] {
+        for chunk in 0..6 {
+            let keys = chunk * 10..chunk * 10 + 10;
+            append(&store, keyed(pid, chunk * 10, keys, tag))
+                .await
+                .unwrap();
+        }
+        append(&store, marker(pid, 0, commit)).await.unwrap();
+    }
+    for i in 0..40 {
+        let pad = common::encode(
+            &[common::record(
+                0,
+                1_700_000_000_000,
+                Some(format!("pad-{i}").as_bytes()),
+                Some(&[b'p'; 300]),
+                &[],
+            )],
+            common::Codec::None,
+        );
+        append(&store, pad).await.unwrap();
+    }
+    // Until the cleaner has taken the aborted records out.
+    let read = |level| {
+        let store = store.clone();
+        async move {
+            let p = partition(&store);
+            let mut latest = std::collections::BTreeMap::new();
+            let mut at = 0;
+            loop {
+                let d = p
+                    .read_isolated(store.io(), at, 1 << 20, true, level)
+                    .await
+                    .unwrap();
+                let Some((_, last)) = batch::scan(&d.records).last() else {
+                    return latest;
+                };
+                at = last.next_offset();
+                let mut buf = d.records.clone();
+                while !buf.is_empty() {
+                    let set =
+                        kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+                    for r in set.records.into_iter().filter(|r| !r.control) {
+                        let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                        let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+                        latest.insert(key, value);
+                    }
+                }
+            }
+        }
+    };
+    let mut cleaned = false;
+    for _ in 0..500 {
+        let everything = read(Isolation::ReadUncommitted).await;
+        if everything.values().all(|v| !v.starts_with("aborted")) {
+            cleaned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cleaned, "the cleaner did not remove the aborted records");
+    for level in [Isolation::ReadUncommitted, Isolation::ReadCommitted] {
+        let latest = read(level).await;
+        for k in 0..60 {
+            assert_eq!(
+                latest.get(&format!("key-{k}")).map(String::as_str),
+                Some(format!("committed-{k}").as_str()),
+                "{level:?}: key-{k}"
+            );
+        }
+    }
+    close(store).await;
+}

@@ -84,9 +84,16 @@ impl Cleaner {
         };
         let config = p.config();
         let decompressed_max = self.decompressed_max(&config);
+        let aborted = Aborted::of(&p.state());
         let mut map = OffsetMap::with_budget(self.settings.dedupe_buffer_bytes);
         let map_end = self
-            .build_map(&segments, plan.first_dirty, decompressed_max, &mut map)
+            .build_map(
+                &segments,
+                plan.first_dirty,
+                decompressed_max,
+                &aborted,
+                &mut map,
+            )
             .await?;
         if self.stopping() {
             return Ok(None);
@@ -125,6 +132,7 @@ impl Cleaner {
                 }
                 let cut = Cut {
                     keep_apart: mergeable.then_some(&retained),
+                    aborted: &aborted,
                     map: &map,
                     map_end,
                     now_ms,
@@ -155,6 +163,7 @@ impl Cleaner {
         segments: &[Segment],
         first_dirty: i64,
         decompressed_max: usize,
+        aborted: &Aborted,
         map: &mut OffsetMap,
     ) -> Result<i64, StorageError> {
         let mut end = first_dirty;
@@ -168,7 +177,8 @@ impl Cleaner {
                 if h.next_offset() <= first_dirty {
                     continue;
                 }
-                if !h.is_control() && h.record_count > 0 {
+                // An aborted transaction's records are no key's latest: they are removed.
+                if !h.is_control() && h.record_count > 0 && !aborted.holds(&h) {
                     if map.full_for(h.record_count as usize) {
                         return Ok(end);
                     }
@@ -230,19 +240,23 @@ impl Cleaner {
                     return Ok(None);
                 }
                 let due = h.delete_horizon().is_some_and(|at| at <= cut.now_ms);
+                let in_aborted = cut.aborted.holds(&h);
                 let cleaned = clean_batch(
                     &bytes,
                     &h,
                     cut.decompressed_max,
                     cut.horizon,
-                    |r, offset| cut.keeps(r.key, r.value.is_none(), offset, due),
+                    |r, offset| !in_aborted && cut.keeps(r.key, r.value.is_none(), offset, due),
                 )
                 .map_err(|why| corrupt(seg, &why))?;
                 removed += cleaned.removed;
                 let changed = cleaned.bytes.is_some();
                 let batch = cleaned.bytes.unwrap_or(bytes);
+                // A transaction's batches stay apart: a scan of the log still finds each
+                // producer's transactions where its markers close them.
                 let mergeable = cut.keep_apart.is_some_and(|apart| {
                     !h.is_control()
+                        && !h.is_transactional()
                         && batch.len() == HEADER_BYTES
                         && !(h.producer_id >= 0 && apart.contains(&h.base_offset))
                 });
@@ -501,6 +515,8 @@ struct Cut<'a> {
     /// `None` in a Raft log (no batch is merged); else the first offsets of the batches the
     /// producer state keeps, which no run takes in.
     keep_apart: Option<&'a std::collections::HashSet<i64>>,
+    /// The log's aborted transactions: their records are removed, whatever their keys.
+    aborted: &'a Aborted,
     map: &'a OffsetMap,
     /// Records at or past it were not mapped: kept.
     map_end: i64,
@@ -534,6 +550,42 @@ impl Cut<'_> {
         let expired = tombstone && horizon_passed;
         crate::coverage::reached_when(crate::coverage::Event::TombstoneExpired, || expired);
         !expired
+    }
+}
+
+/// A log's aborted transactions by producer: the offsets from each one's first batch to its
+/// abort marker, in order (a producer's transactions never overlap).
+pub(super) struct Aborted(std::collections::HashMap<i64, Vec<(i64, i64)>>);
+
+impl Aborted {
+    /// Every segment's aborted transactions (the active segment's too: a marker there may end
+    /// a transaction whose records lie in the closed segments being cleaned).
+    pub(super) fn of(st: &crate::storage::log::PartitionState) -> Aborted {
+        let mut by_producer: std::collections::HashMap<i64, Vec<(i64, i64)>> = Default::default();
+        for seg in st.segments.values() {
+            for a in &seg.aborted {
+                by_producer
+                    .entry(a.producer_id)
+                    .or_default()
+                    .push((a.first_offset, a.last_offset));
+            }
+        }
+        for ranges in by_producer.values_mut() {
+            ranges.sort_unstable();
+        }
+        Aborted(by_producer)
+    }
+
+    /// Whether `h` is a data batch of an aborted transaction.
+    pub(super) fn holds(&self, h: &batch::BatchHeader) -> bool {
+        if !h.is_transactional() || h.is_control() {
+            return false;
+        }
+        let Some(ranges) = self.0.get(&h.producer_id) else {
+            return false;
+        };
+        let at = ranges.partition_point(|(first, _)| *first <= h.base_offset);
+        at > 0 && h.base_offset < ranges[at - 1].1
     }
 }
 
