@@ -255,10 +255,10 @@ impl Cleaner {
                 // A transaction's batches stay apart: a scan of the log still finds each
                 // producer's transactions where its markers close them.
                 let mergeable = cut.keep_apart.is_some_and(|apart| {
-                    !h.is_control()
-                        && !h.is_transactional()
-                        && batch.len() == HEADER_BYTES
-                        && !(h.producer_id >= 0 && apart.contains(&h.base_offset))
+                    let stays_apart = h.is_control()
+                        || h.is_transactional()
+                        || (h.producer_id >= 0 && apart.contains(&h.base_offset));
+                    batch.len() == HEADER_BYTES && !stays_apart
                 });
                 if let Some(r) = run.as_mut() {
                     if mergeable && r.takes(&h) {
