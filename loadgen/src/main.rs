@@ -5,7 +5,8 @@
 //! id are settled), prints `ready` and waits for a line on stdin (the caller samples the
 //! broker's CPU then), sends the measured messages as fast as the client takes them, waits
 //! for every delivery report, and prints one `result key=value …` line. Every message must be
-//! acknowledged: a failed delivery fails the run (exit code 1).
+//! acknowledged: a failed delivery fails the run (exit code 1). Transactional
+//! (`--transactional-commit-ms`), it commits on that period and reports the commits' latency.
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,10 @@ struct Args {
     /// enable.idempotence=true.
     #[arg(long)]
     idempotent: bool,
+    /// Transactional: a transactional id, and a commit every this many milliseconds (the
+    /// result line then gives the commits' latency).
+    #[arg(long)]
+    transactional_commit_ms: Option<u64>,
     /// Any other librdkafka property, `key=value` (repeatable); applied last.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
@@ -114,8 +119,19 @@ fn run(args: Args) -> Result<()> {
         .set("message.timeout.ms", "60000")
         .set(
             "enable.idempotence",
-            if args.idempotent { "true" } else { "false" },
+            // A transactional producer is idempotent too.
+            if args.idempotent || args.transactional_commit_ms.is_some() {
+                "true"
+            } else {
+                "false"
+            },
         );
+    if args.transactional_commit_ms.is_some() {
+        config.set(
+            "transactional.id",
+            format!("loadgen-{}", std::process::id()),
+        );
+    }
     for kv in &args.settings {
         let Some((k, v)) = kv.split_once('=') else {
             bail!("--set {kv}: expected key=value");
@@ -125,20 +141,57 @@ fn run(args: Args) -> Result<()> {
     let producer: BaseProducer<Reports> = config
         .create_with_context(Reports::default())
         .context("creating the producer")?;
+    let mut txn = args.transactional_commit_ms.map(|ms| Txn {
+        every: Duration::from_millis(ms),
+        began: Instant::now(),
+        commits: Vec::new(),
+    });
+    if let Some(t) = &mut txn {
+        producer
+            .init_transactions(Duration::from_secs(30))
+            .context("init_transactions")?;
+        producer.begin_transaction().context("begin_transaction")?;
+        t.began = Instant::now();
+    }
     let payload = vec![b'x'; args.size];
-    send(&producer, &args.topic, &payload, args.warmup)?;
+    send(&producer, &args.topic, &payload, args.warmup, txn.as_mut())?;
     println!("ready");
     if args.wait_go {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
     }
+    if let Some(t) = &mut txn {
+        t.commits.clear();
+    }
     let before = producer.context().delivered.load(Ordering::Relaxed);
     let started = Instant::now();
-    send(&producer, &args.topic, &payload, args.messages)?;
+    send(
+        &producer,
+        &args.topic,
+        &payload,
+        args.messages,
+        txn.as_mut(),
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     let delivered = producer.context().delivered.load(Ordering::Relaxed) - before;
+    let commits = match &mut txn {
+        Some(t) => {
+            t.commits.sort();
+            let at = |q: f64| {
+                let i = ((t.commits.len() as f64 * q).ceil() as usize).clamp(1, t.commits.len());
+                t.commits[i - 1].as_secs_f64() * 1e3
+            };
+            format!(
+                " commits={} commit_p50_ms={:.2} commit_p99_ms={:.2}",
+                t.commits.len(),
+                at(0.5),
+                at(0.99)
+            )
+        }
+        None => String::new(),
+    };
     println!(
-        "result messages={delivered} bytes={} seconds={seconds:.4} msgs_per_sec={:.0} mb_per_sec={:.1}",
+        "result messages={delivered} bytes={} seconds={seconds:.4} msgs_per_sec={:.0} mb_per_sec={:.1}{commits}",
         delivered * args.size as u64,
         delivered as f64 / seconds,
         (delivered * args.size as u64) as f64 / seconds / 1e6
@@ -146,10 +199,43 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// A transactional producer's commits: every `every`, each one's latency kept.
+struct Txn {
+    every: Duration,
+    began: Instant,
+    commits: Vec<Duration>,
+}
+
+impl Txn {
+    /// Commit the transaction under way if it is due (or `force`), and begin the next.
+    fn maybe_commit(&mut self, producer: &BaseProducer<Reports>, force: bool) -> Result<()> {
+        if !force && self.began.elapsed() < self.every {
+            return Ok(());
+        }
+        let started = Instant::now();
+        producer
+            .commit_transaction(Duration::from_secs(60))
+            .context("commit_transaction")?;
+        self.commits.push(started.elapsed());
+        producer.begin_transaction().context("begin_transaction")?;
+        self.began = Instant::now();
+        Ok(())
+    }
+}
+
 /// Send `n` messages as fast as the client takes them (a full queue is waited out by serving
 /// delivery reports), then wait for every report; any failed delivery fails the run.
-fn send(producer: &BaseProducer<Reports>, topic: &str, payload: &[u8], n: u64) -> Result<()> {
+fn send(
+    producer: &BaseProducer<Reports>,
+    topic: &str,
+    payload: &[u8],
+    n: u64,
+    mut txn: Option<&mut Txn>,
+) -> Result<()> {
     for i in 0..n {
+        if let Some(t) = txn.as_deref_mut() {
+            t.maybe_commit(producer, false)?;
+        }
         loop {
             match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(payload)) {
                 Ok(()) => break,
@@ -163,9 +249,13 @@ fn send(producer: &BaseProducer<Reports>, topic: &str, payload: &[u8], n: u64) -
             producer.poll(Duration::ZERO);
         }
     }
-    producer
-        .flush(Duration::from_secs(120))
-        .context("waiting for the delivery reports")?;
+    match txn {
+        // A commit flushes: every report is in once it returns.
+        Some(t) => t.maybe_commit(producer, true)?,
+        None => producer
+            .flush(Duration::from_secs(120))
+            .context("waiting for the delivery reports")?,
+    }
     let reports = producer.context();
     let failed = reports.failed.load(Ordering::Relaxed);
     if failed > 0 {

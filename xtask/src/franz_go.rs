@@ -116,6 +116,8 @@ fn source(go_dir: &Path) -> Result<PathBuf> {
     if copy.join("go.mod").is_file() {
         return Ok(copy);
     }
+    // A fresh target directory has no go directory yet (the command's working directory).
+    std::fs::create_dir_all(go_dir)?;
     let mut download = go(go_dir);
     download
         .args(["mod", "download", &format!("{MODULE}@{VERSION}")])

@@ -71,6 +71,12 @@ pub struct RdkafkaArgs {
 enum Mode {
     Plain,
     Idempotent,
+    /// Transactional, a commit every 100 ms.
+    #[value(name = "transactional-100ms")]
+    Transactional100ms,
+    /// Transactional, a commit every 10 ms.
+    #[value(name = "transactional-10ms")]
+    Transactional10ms,
 }
 
 impl Mode {
@@ -78,6 +84,17 @@ impl Mode {
         match self {
             Mode::Plain => "plain",
             Mode::Idempotent => "idempotent",
+            Mode::Transactional100ms => "transactional-100ms",
+            Mode::Transactional10ms => "transactional-10ms",
+        }
+    }
+
+    /// A transactional producer's commit period.
+    fn commit_ms(self) -> Option<u64> {
+        match self {
+            Mode::Transactional100ms => Some(100),
+            Mode::Transactional10ms => Some(10),
+            Mode::Plain | Mode::Idempotent => None,
         }
     }
 }
@@ -89,6 +106,8 @@ struct Sample {
     mb_per_sec: f64,
     /// The broker's (or brokers') CPU seconds per GB of record values produced.
     cpu_s_per_gb: f64,
+    /// A transactional producer's commits: their latency's median and 99th percentile (ms).
+    commit_ms: Option<(f64, f64)>,
 }
 
 /// One broker (or cluster) under test, started fresh for each run.
@@ -197,10 +216,20 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
             for (yi, system) in systems.iter().enumerate() {
                 let runs = &samples[si][mi][yi];
                 let msgs: Vec<f64> = runs.iter().map(|s| s.msgs_per_sec).collect();
+                let commits: Vec<(f64, f64)> = runs.iter().filter_map(|s| s.commit_ms).collect();
+                let commits = if commits.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", commit p50 {:.1} ms, p99 {:.1} ms",
+                        median(&commits.iter().map(|c| c.0).collect::<Vec<_>>()),
+                        median(&commits.iter().map(|c| c.1).collect::<Vec<_>>())
+                    )
+                };
                 table.row(
                     format!("{size} B {} {}", mode.name(), system.name()),
                     format!(
-                        "{} msg/s (runs {}), {:.1} MB/s, broker CPU {:.2} s/GB",
+                        "{} msg/s (runs {}), {:.1} MB/s, broker CPU {:.2} s/GB{commits}",
                         stats::thousands(median(&msgs)),
                         msgs.iter()
                             .map(|m| stats::thousands(*m))
@@ -210,6 +239,19 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                         median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>()),
                     ),
                 );
+            }
+            // A transactional producer against the idempotent one, round by round.
+            if let (Some(idem), Some(_)) = (
+                args.modes.iter().position(|m| *m == Mode::Idempotent),
+                mode.commit_ms(),
+            ) {
+                for (yi, system) in systems.iter().enumerate() {
+                    let ratio = ratios(&samples[si][mi][yi], &samples[si][idem][yi]);
+                    table.row(
+                        format!("{size} B {} / idempotent, {}", mode.name(), system.name()),
+                        format!("{ratio:.2}"),
+                    );
+                }
             }
             // Same-round ratios, then their median.
             if let (Some(plain), Some(idem)) = (
@@ -293,6 +335,9 @@ async fn run_one(
     ];
     if mode == Mode::Idempotent {
         loadgen_args.push("--idempotent".into());
+    }
+    if let Some(ms) = mode.commit_ms() {
+        loadgen_args.push(format!("--transactional-commit-ms={ms}"));
     }
     loadgen_args.extend(args.settings.iter().map(|s| format!("--set={s}")));
     match system {
@@ -469,10 +514,15 @@ fn measure(
     }
     let seconds = field("seconds")?;
     let gb = delivered * size as f64 / 1e9;
+    let commit_ms = match (field("commit_p50_ms"), field("commit_p99_ms")) {
+        (Ok(p50), Ok(p99)) => Some((p50, p99)),
+        _ => None,
+    };
     Ok(Sample {
         msgs_per_sec: delivered / seconds,
         mb_per_sec: gb * 1e3 / seconds,
         cpu_s_per_gb: cpu.as_secs_f64() / gb,
+        commit_ms,
     })
 }
 
