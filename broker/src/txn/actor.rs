@@ -75,6 +75,8 @@ pub(super) struct Actor {
     next_write: u64,
     next_abort_check: Instant,
     next_expiry_check: Instant,
+    /// Requests about ids that were busy (see [`Actor::busy`]), held until they settle.
+    parked: super::parked::Parked,
 }
 
 impl Actor {
@@ -99,7 +101,14 @@ impl Actor {
             next_write: 0,
             next_abort_check: now + config.abort_check_interval,
             next_expiry_check: now + config.expiry_check_interval,
+            parked: Default::default(),
         }
+    }
+
+    /// Whether a request about `id` must wait: its last change is being written, or its
+    /// decision's markers are.
+    fn busy(&self, id: &str) -> bool {
+        busy_in(&self.ids, id)
     }
 
     pub(super) async fn run(mut self) {
@@ -121,7 +130,11 @@ impl Actor {
             self.send_markers(&id);
         }
         loop {
-            let wake = self.next_abort_check.min(self.next_expiry_check);
+            let wake = self.next_abort_check.min(self.next_expiry_check).min(
+                self.parked
+                    .next_deadline()
+                    .unwrap_or(self.next_expiry_check),
+            );
             let wait = wake.saturating_duration_since(self.clock.now());
             let msg = tokio::select! {
                 m = self.rx.recv() => m,
@@ -132,6 +145,13 @@ impl Actor {
             };
             let Some(msg) = msg else { return };
             self.handle(msg).await;
+            // What waited for an id that has settled now goes on, in arrival order.
+            while let Some(m) = {
+                let ids = &self.ids;
+                self.parked.take_settled(|id| busy_in(ids, id))
+            } {
+                self.handle(m).await;
+            }
             if self.clock.now() >= wake {
                 self.timers().await;
             }
@@ -139,6 +159,20 @@ impl Actor {
     }
 
     async fn handle(&mut self, msg: Msg) {
+        // A producer's call about a busy id waits for it (a client told
+        // CONCURRENT_TRANSACTIONS backs off, librdkafka for 100 ms: the next transaction's
+        // first write would wait that long after every commit).
+        let msg = match super::parked::waits_for(&msg).filter(|id| self.busy(id)) {
+            Some(id) => {
+                let id = id.to_string();
+                let until = self.clock.now() + super::parked::WAIT_MAX;
+                if let Some(refused) = self.parked.park(id, msg, until) {
+                    super::parked::refuse(refused, error::CONCURRENT_TRANSACTIONS);
+                }
+                return;
+            }
+            None => msg,
+        };
         match msg {
             Msg::Init {
                 id,
@@ -550,9 +584,13 @@ impl Actor {
         self.write(id, Some(next), Then::Completed).await;
     }
 
-    /// Transactions past their timeout aborted; ids unused for the expiration forgotten.
+    /// Transactions past their timeout aborted; ids unused for the expiration forgotten;
+    /// requests that waited too long for a busy id answered CONCURRENT_TRANSACTIONS.
     async fn timers(&mut self) {
         let now = self.clock.now();
+        for late in self.parked.take_late(now) {
+            super::parked::refuse(late, error::CONCURRENT_TRANSACTIONS);
+        }
         let wall = self.now_ms();
         if now >= self.next_abort_check {
             self.next_abort_check = now + self.config.abort_check_interval;
@@ -582,6 +620,11 @@ impl Actor {
             }
         }
     }
+}
+
+fn busy_in(ids: &BTreeMap<String, Txn>, id: &str) -> bool {
+    ids.get(id)
+        .is_some_and(|t| t.writing.is_some() || is_decided(t.meta.state))
 }
 
 fn is_decided(state: TxnState) -> bool {

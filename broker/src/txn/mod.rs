@@ -17,13 +17,15 @@
 //! Architecture invariant: an id's new state is written to `__transaction_state` before any
 //! request that caused it is answered and before any marker of a decision is sent; a
 //! transaction's markers are written only after its decision is, and its completion only
-//! after every marker is; while an id's state is being written, every other request for it is
-//! answered CONCURRENT_TRANSACTIONS.
+//! after every marker is; while an id's state is being written (or its decision's markers
+//! are), a producer's next call for it waits ([`parked`]) and is then served on the state as
+//! written, or answered CONCURRENT_TRANSACTIONS.
 
 mod actor;
 mod log;
 pub mod markers;
 pub mod metadata;
+mod parked;
 pub mod records;
 
 use std::sync::Arc;
