@@ -10,6 +10,16 @@ use tokio::sync::oneshot;
 use super::records::{Entry, OffsetValue};
 use super::state::{Group, State};
 use super::{Actor, CommitRequest, Committed, Pending};
+
+/// One offset of a commit: (topic, partition, offset, leader epoch, metadata).
+pub(super) type OffsetCommit = (String, i32, i64, i32, Option<String>);
+
+/// A commit's offsets checked ([`Actor::take_offsets`]).
+pub(super) struct Taken {
+    pub(super) codes: Vec<i16>,
+    pub(super) accepted: Vec<(String, i32, OffsetValue)>,
+    pub(super) entries: Vec<Entry>,
+}
 use crate::protocol::error;
 
 impl Actor {
@@ -54,10 +64,36 @@ impl Actor {
                 }
             }
         }
+        let Taken {
+            codes,
+            accepted,
+            entries,
+        } = self.take_offsets(&req.group_id, req.offsets);
+        if accepted.is_empty() {
+            let _ = reply.send(Ok(codes));
+            return;
+        }
+        let group_id = req.group_id.clone();
+        self.write(
+            &group_id,
+            entries,
+            Pending::Offsets {
+                group: group_id.clone(),
+                offsets: accepted,
+                reply,
+                codes,
+            },
+        )
+        .await;
+    }
+
+    /// The offsets of a commit checked (metadata size, the partition exists): each one's code,
+    /// those accepted with their values, and the records to write for them.
+    pub(super) fn take_offsets(&self, group: &str, offsets: Vec<OffsetCommit>) -> Taken {
         let now_ms = self.clock.wall_ms();
-        let mut codes = Vec::with_capacity(req.offsets.len());
+        let mut codes = Vec::with_capacity(offsets.len());
         let mut accepted = Vec::new();
-        for (topic, partition, offset, leader_epoch, metadata) in req.offsets {
+        for (topic, partition, offset, leader_epoch, metadata) in offsets {
             let metadata = metadata.unwrap_or_default();
             let exists = self
                 .store
@@ -81,31 +117,20 @@ impl Actor {
                 error::NONE
             });
         }
-        if accepted.is_empty() {
-            let _ = reply.send(Ok(codes));
-            return;
-        }
         let entries = accepted
             .iter()
             .map(|(topic, partition, value)| Entry::Offset {
-                group: req.group_id.clone(),
+                group: group.to_string(),
                 topic: topic.clone(),
                 partition: *partition,
                 value: Some(value.clone()),
             })
             .collect();
-        let group_id = req.group_id.clone();
-        self.write(
-            &group_id,
+        Taken {
+            codes,
+            accepted,
             entries,
-            Pending::Offsets {
-                group: group_id.clone(),
-                offsets: accepted,
-                reply,
-                codes,
-            },
-        )
-        .await;
+        }
     }
 
     /// Offsets are durable (or not): the cache takes them, and the committer hears — the codes

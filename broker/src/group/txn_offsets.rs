@@ -10,6 +10,7 @@
 
 use tokio::sync::oneshot;
 
+use super::offsets::Taken;
 use super::records::{Entry, OffsetValue};
 use super::state::Group;
 use super::{partition_for, Actor, Pending, TxnCommitRequest};
@@ -62,47 +63,16 @@ impl Actor {
             }
             Some(_) => {}
         }
-        let now_ms = self.clock.wall_ms();
-        let mut codes = Vec::with_capacity(c.offsets.len());
-        let mut accepted = Vec::new();
-        for (topic, partition, offset, leader_epoch, metadata) in &c.offsets {
-            let metadata = metadata.clone().unwrap_or_default();
-            let exists = self
-                .store
-                .topic(topic)
-                .is_some_and(|t| *partition >= 0 && (*partition as usize) < t.partitions.len());
-            codes.push(if metadata.len() > self.config.offset_metadata_max_bytes {
-                error::OFFSET_METADATA_TOO_LARGE
-            } else if !exists {
-                error::UNKNOWN_TOPIC_OR_PARTITION
-            } else {
-                accepted.push((
-                    topic.clone(),
-                    *partition,
-                    OffsetValue {
-                        offset: *offset,
-                        leader_epoch: *leader_epoch,
-                        metadata,
-                        commit_ms: now_ms,
-                    },
-                ));
-                error::NONE
-            });
-        }
+        let group = c.group_id.clone();
+        let Taken {
+            codes,
+            accepted,
+            entries,
+        } = self.take_offsets(&group, req.commit.offsets);
         if accepted.is_empty() {
             let _ = reply.send(Ok(codes));
             return;
         }
-        let entries = accepted
-            .iter()
-            .map(|(topic, partition, value)| Entry::Offset {
-                group: c.group_id.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-                value: Some(value.clone()),
-            })
-            .collect();
-        let group = c.group_id.clone();
         let producer = WrittenFor {
             producer_id: req.producer_id,
             producer_epoch: req.producer_epoch,

@@ -234,6 +234,12 @@ impl Actor {
         }
     }
 
+    /// The id's settled state, or what a producer's call about it gets: CONCURRENT_TRANSACTIONS
+    /// while it is being written, INVALID_PRODUCER_ID_MAPPING when it is not known.
+    fn known(&self, id: &str) -> Result<&TxnMetadata, i16> {
+        self.settled(id)?.ok_or(error::INVALID_PRODUCER_ID_MAPPING)
+    }
+
     async fn init(
         &mut self,
         id: String,
@@ -329,16 +335,12 @@ impl Actor {
         partitions: Vec<TopicPartition>,
         reply: oneshot::Sender<i16>,
     ) {
-        let meta = match self.settled(&id) {
+        let meta = match self.known(&id) {
+            Ok(meta) => meta,
             Err(code) => {
                 let _ = reply.send(code);
                 return;
             }
-            Ok(None) => {
-                let _ = reply.send(error::INVALID_PRODUCER_ID_MAPPING);
-                return;
-            }
-            Ok(Some(meta)) => meta,
         };
         let opens = !under_way(meta.state);
         match meta.add_partitions(producer_id, epoch, partitions, self.now_ms()) {
@@ -372,16 +374,12 @@ impl Actor {
         commit: bool,
         reply: oneshot::Sender<i16>,
     ) {
-        let meta = match self.settled(&id) {
+        let meta = match self.known(&id) {
+            Ok(meta) => meta,
             Err(code) => {
                 let _ = reply.send(code);
                 return;
             }
-            Ok(None) => {
-                let _ = reply.send(error::INVALID_PRODUCER_ID_MAPPING);
-                return;
-            }
-            Ok(Some(meta)) => meta,
         };
         match meta.end_txn(producer_id, epoch, commit, self.now_ms()) {
             Err(code) => {
@@ -396,16 +394,7 @@ impl Actor {
 
     fn describe(&self, id: &str) -> DescribedTxn {
         match self.ids.get(id) {
-            None => DescribedTxn {
-                transactional_id: id.to_string(),
-                error: error::TRANSACTIONAL_ID_NOT_FOUND,
-                state: "",
-                timeout_ms: 0,
-                start_ms: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                partitions: Vec::new(),
-            },
+            None => DescribedTxn::unknown(id, error::TRANSACTIONAL_ID_NOT_FOUND),
             Some(t) => DescribedTxn {
                 transactional_id: id.to_string(),
                 error: error::NONE,

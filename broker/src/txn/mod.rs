@@ -100,6 +100,22 @@ pub struct DescribedTxn {
     pub partitions: Vec<TopicPartition>,
 }
 
+impl DescribedTxn {
+    /// An id described by its error alone.
+    pub fn unknown(id: &str, error: i16) -> DescribedTxn {
+        DescribedTxn {
+            transactional_id: id.to_string(),
+            error,
+            state: "",
+            timeout_ms: 0,
+            start_ms: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            partitions: Vec::new(),
+        }
+    }
+}
+
 /// One id as ListTransactions tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedTxn {
@@ -277,16 +293,7 @@ impl TxnCoordinator {
     pub async fn describe(&self, ids: Vec<String>) -> Vec<DescribedTxn> {
         let gone = ids
             .iter()
-            .map(|id| DescribedTxn {
-                transactional_id: id.clone(),
-                error: GONE,
-                state: "",
-                timeout_ms: 0,
-                start_ms: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                partitions: Vec::new(),
-            })
+            .map(|id| DescribedTxn::unknown(id, GONE))
             .collect();
         self.ask(|reply| Msg::Describe(ids, reply), gone).await
     }
