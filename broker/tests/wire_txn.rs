@@ -121,6 +121,43 @@ async fn describe(c: &mut Client, id: &str) -> describe_transactions_response::T
     r.transaction_states[0].clone()
 }
 
+/// TxnOffsetCommit of `offset` for t-0 in `group`: the partition's code.
+async fn txn_commit(
+    c: &mut Client,
+    v: i16,
+    id: &str,
+    group: &str,
+    pid: i64,
+    epoch: i16,
+    offset: i64,
+) -> i16 {
+    let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+    p.partition_index = 0;
+    p.committed_offset = offset;
+    p.committed_leader_epoch = -1;
+    let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+    t.name = topic("t");
+    t.partitions = vec![p];
+    let req = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s(id)))
+        .with_group_id(GroupId(s(group)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![t]);
+    let ResponseKind::TxnOffsetCommit(r) = c
+        .call(
+            ApiKey::TxnOffsetCommit,
+            v,
+            RequestKind::TxnOffsetCommit(req),
+        )
+        .await
+    else {
+        panic!()
+    };
+    r.topics[0].partitions[0].error_code
+}
+
 /// The group's committed offset of t-0 and its code (`require_stable`: OffsetFetch v7).
 async fn committed(c: &mut Client, group: &str, require_stable: bool) -> (i16, i64) {
     let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
@@ -261,32 +298,24 @@ async fn a_whole_transaction_at_every_served_version() {
         };
         assert_eq!(r.error_code, error::NONE, "v{v}");
 
-        let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
-        p.partition_index = 0;
-        p.committed_offset = 5 + v as i64;
-        p.committed_leader_epoch = -1;
-        let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
-        t.name = topic("t");
-        t.partitions = vec![p];
-        let req = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(s(&id)))
-            .with_group_id(GroupId(s(&group)))
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch)
-            .with_generation_id(-1)
-            .with_topics(vec![t]);
         let tv = at(ApiKey::TxnOffsetCommit, v);
-        let ResponseKind::TxnOffsetCommit(r) = c
-            .call(
-                ApiKey::TxnOffsetCommit,
-                tv,
-                RequestKind::TxnOffsetCommit(req),
-            )
-            .await
-        else {
-            panic!()
-        };
-        assert_eq!(r.topics[0].partitions[0].error_code, error::NONE, "v{v}");
+        // A group whose partition was not added to the transaction: refused, nothing written.
+        let outside = format!("not-added-{v}");
+        assert_ne!(
+            common::partition_of(&outside, 50),
+            common::partition_of(&group, 50),
+            "a group on another partition of the offsets topic"
+        );
+        assert_eq!(
+            txn_commit(&mut c, tv, &id, &outside, pid, epoch, 1).await,
+            error::INVALID_TXN_STATE,
+            "v{v}"
+        );
+        assert_eq!(
+            txn_commit(&mut c, tv, &id, &group, pid, epoch, 5 + v as i64).await,
+            error::NONE,
+            "v{v}"
+        );
         // Pending: not committed yet, and unstable for a reader that requires stable offsets.
         assert_eq!(
             committed(&mut c, &group, false).await,

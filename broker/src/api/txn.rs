@@ -232,8 +232,31 @@ impl Broker {
                 })
             })
             .collect();
-        let answer = if self.txns.is_none() {
-            Err(NO_COORDINATOR)
+        let group_partition = (
+            OFFSETS_TOPIC.to_string(),
+            self.groups.partition_for(req.group_id.as_str()),
+        );
+        let verified = match &self.txns {
+            None => Err(NO_COORDINATOR),
+            // The group's partition must be in the transaction (AddOffsetsToTxn first): a
+            // transaction's offsets written outside it would open a transaction there that no
+            // marker ever ends, holding the partition's last stable offset for good.
+            Some(txns) => match txns
+                .add_partitions(
+                    req.transactional_id.to_string(),
+                    req.producer_id.0,
+                    req.producer_epoch,
+                    vec![group_partition],
+                    true,
+                )
+                .await
+            {
+                error::NONE => Ok(()),
+                code => Err(code),
+            },
+        };
+        let answer = if let Err(code) = verified {
+            Err(code)
         } else {
             self.groups
                 .txn_offset_commit(TxnCommitRequest {

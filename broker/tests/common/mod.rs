@@ -267,6 +267,11 @@ pub fn decode(mut batches: Bytes) -> anyhow::Result<Vec<Record>> {
 }
 
 /// The admin APIs whose every version `tests/admin.rs` serves (`tests/wire.rs` the rest).
+/// The partition of an internal topic of `partitions` that holds `key` (Kafka's hash).
+pub fn partition_of(key: &str, partitions: i32) -> i32 {
+    broker::group::partition_for(key, partitions)
+}
+
 /// The transaction APIs (tests/wire_txn.rs).
 pub const TXN_APIS: &[ApiKey] = &[
     ApiKey::AddPartitionsToTxn,

@@ -16,6 +16,8 @@ pub const ABSENT_TOPIC: &str = "secured-new";
 pub const NOBODY: &str = "nobody";
 /// A broker id no broker has.
 pub const ABSENT_BROKER: i32 = 9999;
+/// The probes' transactional id (no producer ever uses it: the probes' calls find it unknown).
+pub const PROBE_TXN: &str = "secured-txn";
 
 /// One kind of probe request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,11 +82,23 @@ pub enum Probe {
     DescribeUserScramCredentials,
     /// Deletes a credential of a user that does not exist.
     AlterUserScramCredentials,
+    /// A producer's form (v0–3), of the probes' transactional id (unknown to its coordinator).
+    AddPartitionsToTxn,
+    /// The batched form a broker sends (v4), verify-only.
+    AddPartitionsToTxnBatched,
+    AddOffsetsToTxn,
+    EndTxn,
+    TxnOffsetCommit,
+    /// To a partition the probes' topic does not have: nothing is written.
+    WriteTxnMarkers,
+    DescribeTransactions,
+    /// Is the probes' transactional id listed? (It never is: it has no state.)
+    ListTransactions,
 }
 
 impl Probe {
     /// Every probe.
-    pub const ALL: [Probe; 40] = [
+    pub const ALL: [Probe; 48] = [
         Probe::Produce,
         Probe::Fetch,
         Probe::ListOffsets,
@@ -125,6 +139,14 @@ impl Probe {
         Probe::DescribeProducers,
         Probe::DescribeUserScramCredentials,
         Probe::AlterUserScramCredentials,
+        Probe::AddPartitionsToTxn,
+        Probe::AddPartitionsToTxnBatched,
+        Probe::AddOffsetsToTxn,
+        Probe::EndTxn,
+        Probe::TxnOffsetCommit,
+        Probe::WriteTxnMarkers,
+        Probe::DescribeTransactions,
+        Probe::ListTransactions,
     ];
 
     /// The API it is a request of.
@@ -169,6 +191,13 @@ impl Probe {
             P::DescribeProducers => ApiKey::DescribeProducers,
             P::DescribeUserScramCredentials => ApiKey::DescribeUserScramCredentials,
             P::AlterUserScramCredentials => ApiKey::AlterUserScramCredentials,
+            P::AddPartitionsToTxn | P::AddPartitionsToTxnBatched => ApiKey::AddPartitionsToTxn,
+            P::AddOffsetsToTxn => ApiKey::AddOffsetsToTxn,
+            P::EndTxn => ApiKey::EndTxn,
+            P::TxnOffsetCommit => ApiKey::TxnOffsetCommit,
+            P::WriteTxnMarkers => ApiKey::WriteTxnMarkers,
+            P::DescribeTransactions => ApiKey::DescribeTransactions,
+            P::ListTransactions => ApiKey::ListTransactions,
         }
     }
 
@@ -176,6 +205,9 @@ impl Probe {
     /// and nothing is known when it is not (it may not exist, or not be known to that broker
     /// yet).
     pub fn is_listing(self) -> bool {
-        matches!(self, Probe::MetadataListing | Probe::ListGroups)
+        matches!(
+            self,
+            Probe::MetadataListing | Probe::ListGroups | Probe::ListTransactions
+        )
     }
 }

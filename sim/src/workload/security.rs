@@ -114,7 +114,7 @@ fn cluster_acl(principal: &str, operation: i8, perm: i8) -> AclBinding {
 }
 
 /// The ACLs the admin draws from: allowances and denials, literal, prefixed and on every
-/// name, for one user and for every user, on topics, groups and the cluster — so that both
+/// name, for one user and for every user, on topics, groups, transactional ids and the cluster — so that both
 /// the grants and the denials of each operation the probes use come and go.
 pub fn acl_pool() -> Vec<AclBinding> {
     use op::*;
@@ -150,6 +150,31 @@ pub fn acl_pool() -> Vec<AclBinding> {
         cluster_acl("User:bob", ALTER_CONFIGS, ALLOW),
         cluster_acl("User:alice", DESCRIBE_CONFIGS, DENY),
         cluster_acl("User:bob", ALL, ALLOW),
+        acl(
+            resource::TRANSACTIONAL_ID,
+            "secured-txn",
+            LITERAL,
+            "User:alice",
+            WRITE,
+            ALLOW,
+        ),
+        acl(
+            resource::TRANSACTIONAL_ID,
+            "secured",
+            PREFIXED,
+            "User:*",
+            DESCRIBE,
+            ALLOW,
+        ),
+        acl(
+            resource::TRANSACTIONAL_ID,
+            "secured-txn",
+            LITERAL,
+            "User:bob",
+            WRITE,
+            DENY,
+        ),
+        cluster_acl("User:alice", CLUSTER_ACTION, ALLOW),
     ]
 }
 

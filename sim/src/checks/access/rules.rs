@@ -5,7 +5,7 @@
 
 use broker::security::acl::{op, pattern, permission, resource, AclBinding, CLUSTER_NAME};
 
-use crate::history::probe::{ABSENT_TOPIC, PROBE_GROUP, PROBE_TOPIC};
+use crate::history::probe::{ABSENT_TOPIC, PROBE_GROUP, PROBE_TOPIC, PROBE_TXN};
 use crate::history::Probe;
 
 /// One way to meet a clause.
@@ -23,6 +23,10 @@ fn topic(operation: i8) -> Need {
 
 fn group(operation: i8) -> Need {
     Need::On(resource::GROUP, PROBE_GROUP, operation)
+}
+
+fn txn_id(operation: i8) -> Need {
+    Need::On(resource::TRANSACTIONAL_ID, PROBE_TXN, operation)
 }
 
 fn cluster(operation: i8) -> Need {
@@ -73,6 +77,12 @@ pub fn needs(probe: Probe) -> Vec<Vec<Need>> {
         | P::AlterPartitionReassignments
         | P::UnregisterBroker
         | P::AlterUserScramCredentials => vec![vec![cluster(ALTER)]],
+        P::AddPartitionsToTxn => vec![vec![txn_id(WRITE)], vec![topic(WRITE)]],
+        P::AddPartitionsToTxnBatched | P::WriteTxnMarkers => vec![vec![cluster(CLUSTER_ACTION)]],
+        P::AddOffsetsToTxn => vec![vec![txn_id(WRITE)], vec![group(READ)]],
+        P::EndTxn => vec![vec![txn_id(WRITE)]],
+        P::TxnOffsetCommit => vec![vec![txn_id(WRITE)], vec![group(READ)], vec![topic(READ)]],
+        P::DescribeTransactions | P::ListTransactions => vec![vec![txn_id(DESCRIBE)]],
     }
 }
 

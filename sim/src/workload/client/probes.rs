@@ -7,7 +7,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Client, ClientError};
-use crate::history::probe::{ABSENT_BROKER, ABSENT_TOPIC, NOBODY, PROBE_GROUP, PROBE_TOPIC};
+use crate::history::probe::{
+    ABSENT_BROKER, ABSENT_TOPIC, NOBODY, PROBE_GROUP, PROBE_TOPIC, PROBE_TXN,
+};
 use crate::history::Probe;
 
 /// Kafka's CLUSTER_AUTHORIZATION_FAILED.
@@ -41,9 +43,15 @@ pub fn versions(probe: Probe) -> (i16, i16) {
     let (lo, hi) = broker::protocol::supported_range(probe.api()).unwrap_or((0, 0));
     let least = match probe {
         Probe::Metadata | Probe::MetadataListing | Probe::JoinGroup => 4,
+        Probe::AddPartitionsToTxnBatched => 4,
         _ => lo,
     };
-    (lo.max(least), hi)
+    // A producer's AddPartitionsToTxn is v0–3; v4 on is the batched form.
+    let most = match probe {
+        Probe::AddPartitionsToTxn => 3,
+        _ => hi,
+    };
+    (lo.max(least), most.min(hi))
 }
 
 /// A config resource: the probes' topic, or the cluster's brokers (all of them: empty name).
@@ -56,11 +64,89 @@ fn config_resource(probe: Probe) -> (i8, StrBytes) {
     }
 }
 
+fn txn_id() -> TransactionalId {
+    TransactionalId(text(PROBE_TXN))
+}
+
+/// The request of one of the transaction probes (ListTransactions for any other).
+fn txn_request(probe: Probe) -> RequestKind {
+    use Probe as P;
+    use RequestKind as R;
+    let added = || {
+        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![0])
+    };
+    match probe {
+        P::AddPartitionsToTxn => R::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(txn_id())
+                .with_v3_and_below_producer_id(ProducerId(1))
+                .with_v3_and_below_topics(vec![added()]),
+        ),
+        P::AddPartitionsToTxnBatched => {
+            let t = add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(ProducerId(1))
+                .with_verify_only(true)
+                .with_topics(vec![added()]);
+            R::AddPartitionsToTxn(AddPartitionsToTxnRequest::default().with_transactions(vec![t]))
+        }
+        P::AddOffsetsToTxn => R::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(ProducerId(1))
+                .with_group_id(group()),
+        ),
+        P::EndTxn => R::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(ProducerId(1)),
+        ),
+        P::TxnOffsetCommit => {
+            let part = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                .with_committed_offset(0);
+            let t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![part]);
+            R::TxnOffsetCommit(
+                TxnOffsetCommitRequest::default()
+                    .with_transactional_id(txn_id())
+                    .with_group_id(group())
+                    .with_producer_id(ProducerId(1))
+                    .with_generation_id(-1)
+                    .with_topics(vec![t]),
+            )
+        }
+        P::WriteTxnMarkers => {
+            let t = write_txn_markers_request::WritableTxnMarkerTopic::default()
+                .with_name(topic())
+                .with_partition_indexes(vec![99]);
+            let m = write_txn_markers_request::WritableTxnMarker::default()
+                .with_producer_id(ProducerId(1))
+                .with_topics(vec![t]);
+            R::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![m]))
+        }
+        P::DescribeTransactions => R::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id()]),
+        ),
+        _ => R::ListTransactions(ListTransactionsRequest::default().with_duration_filter(-1)),
+    }
+}
+
 /// The request of `probe` at `version`.
 pub fn request(probe: Probe, version: i16) -> Result<RequestKind, ClientError> {
     use Probe as P;
     use RequestKind as R;
     Ok(match probe {
+        P::AddPartitionsToTxn
+        | P::AddPartitionsToTxnBatched
+        | P::AddOffsetsToTxn
+        | P::EndTxn
+        | P::TxnOffsetCommit
+        | P::WriteTxnMarkers
+        | P::DescribeTransactions
+        | P::ListTransactions => txn_request(probe),
         P::Produce => {
             let value = Bytes::from_static(b"probe");
             let mut r = Client::produce_body(PROBE_TOPIC, 0, 0, &[value], None)?;
@@ -509,6 +595,39 @@ pub fn answer(probe: Probe, version: i16, resp: &ResponseKind) -> ProbeAnswer {
             r.results.iter().for_each(|x| c(x.error_code));
         }
         K::AlterUserScramCredentials(r) => r.results.iter().for_each(|x| c(x.error_code)),
+        K::ListTransactions(r) => {
+            let listed = r
+                .transaction_states
+                .iter()
+                .any(|t| t.transactional_id.0.as_str() == PROBE_TXN);
+            return ProbeAnswer::Listed(listed);
+        }
+        K::AddPartitionsToTxn(r) => {
+            c(r.error_code);
+            r.results_by_topic_v3_and_below
+                .iter()
+                .chain(
+                    r.results_by_transaction
+                        .iter()
+                        .flat_map(|t| &t.topic_results),
+                )
+                .flat_map(|t| &t.results_by_partition)
+                .for_each(|p| c(p.partition_error_code));
+        }
+        K::AddOffsetsToTxn(r) => c(r.error_code),
+        K::EndTxn(r) => c(r.error_code),
+        K::TxnOffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| c(p.error_code)),
+        K::WriteTxnMarkers(r) => r
+            .markers
+            .iter()
+            .flat_map(|m| &m.topics)
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| c(p.error_code)),
+        K::DescribeTransactions(r) => r.transaction_states.iter().for_each(|t| c(t.error_code)),
         _ => {}
     }
     ProbeAnswer::Codes(codes)
