@@ -473,3 +473,84 @@ async fn the_cleaner_removes_aborted_records_and_keeps_the_committed_values() {
     }
     close(store).await;
 }
+
+/// Queue `b` (with the confirmation's token `guard`) without waiting for it: its answer.
+async fn queue(
+    store: &Store,
+    b: Bytes,
+    guard: Option<u64>,
+) -> tokio::sync::oneshot::Receiver<Result<broker::storage::Appended, AppendError>> {
+    let headers = batch::validate_all(&b, 1 << 20).unwrap();
+    store
+        .append_guarded(partition(store), b, headers, true, None, guard)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// A marker and a late batch of its producer in one commit round: the marker ends the
+/// confirmation at once, so the late batch — confirmed before the marker, appended after it —
+/// cannot open a transaction nobody would end. The round is made by holding the disk's syncs
+/// while a first write waits, so that both queue behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_batch_behind_its_producers_marker_in_one_round_is_refused() {
+    use common::gated::{Gate, GatedDisk};
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
+    let env = Env {
+        disk: Arc::new(GatedDisk {
+            inner: Arc::new(BlockingDisk::new(4)),
+            gate: gate.clone(),
+        }),
+        net: Arc::new(TcpNet),
+        clock: Arc::new(SystemClock),
+        rng: EnvRng::seeded(7),
+    };
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        retention_check_interval_ms: 0,
+        io_deadline_ms: 0,
+        ..Config::default()
+    };
+    let store = Store::open(env, &config, Arc::new(Metrics::default()))
+        .await
+        .unwrap();
+    store
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+    let token = partition(&store).state_mut().txn_guard(1);
+    let first = append_with(&store, transactional_batch(1, 0, 0, 1, 8), Some(token)).await;
+    assert_eq!(first.unwrap(), 0);
+    gate.close();
+    let held = queue(&store, make_batch(1, 1, b"holds the round"), None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let marker_rx = queue(&store, marker(1, 0, true), None).await;
+    let late_rx = queue(&store, transactional_batch(1, 0, 1, 1, 8), Some(token)).await;
+    gate.open();
+    let wait = |rx: tokio::sync::oneshot::Receiver<
+        Result<broker::storage::Appended, AppendError>,
+    >| async move {
+        tokio::time::timeout(Duration::from_secs(20), rx)
+            .await
+            .expect("answered")
+            .expect("pipeline alive")
+    };
+    assert!(wait(held).await.is_ok());
+    assert_eq!(wait(marker_rx).await.unwrap().base_offset, 2);
+    let late = wait(late_rx).await;
+    assert!(
+        matches!(
+            late,
+            Err(AppendError::Producer(ProducerError::Unverified { .. }))
+        ),
+        "{late:?}"
+    );
+    let p = partition(&store);
+    let (lso, hw) = {
+        let st = p.state();
+        (st.last_stable_offset(), st.high_watermark())
+    };
+    assert_eq!(lso, hw, "nothing left open");
+    close(store).await;
+}

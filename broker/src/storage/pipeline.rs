@@ -508,7 +508,12 @@ impl Pipeline {
         let mut marked = Vec::new();
         for (a, slot) in group {
             let base_offset = next;
-            match check_producers(&producers, &a, next, now_ms, &st.txn_verified) {
+            // A marker earlier in this round ends its producer's confirmation already.
+            let verified = Verified {
+                tokens: &st.txn_verified,
+                ended: &marked,
+            };
+            match check_producers(&producers, &a, next, now_ms, verified) {
                 Err(e) => {
                     // Refused before anything of it was written: a definite failure.
                     board.answer(slot, Err(e.into()));
@@ -678,6 +683,23 @@ enum Piece {
     Whole(Bytes),
 }
 
+/// The partition's confirmations of transactional producers, as a commit round sees them.
+#[derive(Clone, Copy)]
+struct Verified<'a> {
+    /// The tokens the partition holds (`PartitionState::txn_verified`).
+    tokens: &'a HashMap<i64, u64>,
+    /// Producers a marker earlier in the round ended the confirmation of.
+    ended: &'a [i64],
+}
+
+impl Verified<'_> {
+    /// Whether an append carrying `token` may open `producer_id`'s transaction.
+    fn holds(&self, producer_id: i64, token: Option<u64>) -> bool {
+        !self.ended.contains(&producer_id)
+            && token.is_some_and(|t| self.tokens.get(&producer_id) == Some(&t))
+    }
+}
+
 /// What the producer checks say of one append.
 enum Checked {
     /// Write it; the producers' state with its batches, and the transactions its markers
@@ -697,7 +719,7 @@ fn check_producers(
     append: &Append,
     first_offset: i64,
     now_ms: i64,
-    verified: &HashMap<i64, u64>,
+    verified: Verified<'_>,
 ) -> Result<Checked, crate::producer_state::ProducerError> {
     let mut scratch = producers.subset(append.headers.iter().map(|h| &h.producer_id));
     let mut completed = Vec::new();
@@ -711,11 +733,7 @@ fn check_producers(
             && scratch
                 .get(h.producer_id)
                 .is_none_or(|e| e.txn_first_offset.is_none());
-        if opens
-            && append
-                .txn_guard
-                .is_none_or(|t| verified.get(&h.producer_id) != Some(&t))
-        {
+        if opens && !verified.holds(h.producer_id, append.txn_guard) {
             return Err(crate::producer_state::ProducerError::Unverified {
                 producer_id: h.producer_id,
             });
