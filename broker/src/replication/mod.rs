@@ -6,6 +6,7 @@
 //! Architecture invariant: nothing here reads the system clock, draws from `thread_rng` or
 //! starts an OS thread; time, randomness and the network come from the node's `Env`.
 
+pub mod calls;
 pub mod catch_up;
 pub mod conf;
 pub mod entries;

@@ -118,6 +118,8 @@ pub enum Inbound {
         term: u64,
     },
     Prefix(GroupId, PrefixMsg),
+    /// A call between brokers, or its answer ([`super::calls`]).
+    Call(super::calls::Message),
 }
 
 /// A leader's notice that `group` goes quiet in `term`.
@@ -143,6 +145,11 @@ pub fn decode_inbound(bytes: &[u8]) -> Result<Inbound, WireError> {
             .ok_or(WireError::Short(bytes.len()))?;
         return Ok(Inbound::Quiesce { group, term });
     }
+    if word == super::calls::CALL_FLAG {
+        return super::calls::decode(bytes)
+            .map(Inbound::Call)
+            .ok_or(WireError::Call(bytes.len()));
+    }
     if word & PREFIX_FLAG != 0 {
         let group = word & !PREFIX_FLAG;
         return decode_prefix(&bytes[8..])
@@ -165,6 +172,8 @@ pub enum WireError {
         group: GroupId,
         source: protobuf::ProtobufError,
     },
+    #[error("a call of {0} bytes between brokers does not decode")]
+    Call(usize),
     #[error("prefix transfer message of {len} bytes for group {group} does not decode")]
     Prefix { group: GroupId, len: usize },
     #[error("raft message for group {group} does not decode: {source}")]

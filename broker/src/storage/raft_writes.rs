@@ -27,6 +27,7 @@ use io_backend::{DiskFile, OpenMode};
 
 use super::log::index::IndexEntry;
 use super::log::replica::{self, HardStateRecord, ReplicaMeta};
+use super::log::txn_index::AbortedTxn;
 use super::log::{self, Partition, Segment};
 use super::pipeline::{Board, Pipeline};
 use super::settle::settle_due;
@@ -62,8 +63,9 @@ struct RaftPlan {
     write_meta: bool,
     /// The hard state, when it changed (written to the data directory's file of hard states).
     hard_state: Option<HardStateRecord>,
-    /// Idempotent batches, with their base offsets, for the producers' state.
-    idempotent: Vec<(BatchHeader, i64)>,
+    /// Producers' batches (data and transaction markers), with their base offsets and bytes,
+    /// for the producers' state.
+    idempotent: Vec<(BatchHeader, i64, Bytes)>,
     /// The partition is unsettled: its entries go to the file of hard states as a piece, and
     /// to its segment (unsynced) only once that is durable.
     unsettled: bool,
@@ -335,6 +337,7 @@ impl Pipeline {
             seg.allocated = at.position;
             seg.next_offset = at.offset;
             seg.entries.retain(|e| (e.position as u64) < at.position);
+            seg.aborted.retain(|a| a.last_offset < at.offset);
         }
         let r = st
             .replica
@@ -343,6 +346,7 @@ impl Pipeline {
         debug_assert!(r.committed_offset <= at.offset, "a cut below the commit");
         r.meta.truncate(from, at.offset);
         r.points.cut(from);
+        r.unreplicated.retain(|t| t.last_offset < at.offset);
         r.meta_dirty = true;
         r.next_index = from;
         tracing::info!(topic = %partition.topic, partition = partition.index, from_index = from, from_offset = at.offset, "cut a divergent suffix off the log");
@@ -466,6 +470,7 @@ impl Pipeline {
         r.meta_is_written(&meta, reset.offset);
         r.meta = meta;
         r.points.clear();
+        r.unreplicated.clear();
         r.next_index = reset.index + 1;
         r.committed_offset = reset.offset;
         // What the reset's own hard state says, should its write fail: nothing past the
@@ -540,9 +545,24 @@ fn publish(p: &mut RaftPlan, now_ms: i64) {
             .note_written(r.next_index, first_offset, p.data.len() as u64);
     }
     r.next_index = p.next_index;
-    // Durable now: the state a roll's snapshot and recovery start from.
-    for (h, base) in &p.idempotent {
-        st.producers.record(h, *base, now_ms);
+    // Durable now: the state a roll's snapshot and recovery start from. A marker's aborted
+    // transaction goes to the segment's list, and until Raft commits the marker its
+    // transaction stays unstable (`ReplicaState::unreplicated`): a cut may still take it.
+    let committed = r.committed_offset;
+    r.unreplicated.retain(|t| t.last_offset >= committed);
+    for (h, base, bytes) in &p.idempotent {
+        let Some(done) = st.producers.record_batch(h, bytes, *base, now_ms) else {
+            continue;
+        };
+        let aborted = done.aborted.then(|| AbortedTxn::of(&done, &st.producers));
+        let r = st
+            .replica
+            .as_mut()
+            .expect("checked: a replicated partition");
+        r.unreplicated.push(done);
+        if let Some(a) = aborted {
+            st.active_mut().aborted.push(a);
+        }
     }
 }
 
@@ -707,7 +727,7 @@ fn plan(slot: usize, w: RaftWrite, headers: &[BatchHeader]) -> Result<RaftPlan, 
     let mut idempotent = Vec::new();
     for (e, h) in w.entries.iter().zip(headers) {
         if h.producer_id >= 0 {
-            idempotent.push((*h, next));
+            idempotent.push((*h, next, e.data.clone()));
         }
         let pos = seg.size + data.len() as u64;
         if last_entry.is_none_or(|l| pos - l >= config.index_interval_bytes) {

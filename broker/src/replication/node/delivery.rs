@@ -85,6 +85,7 @@ impl Node {
                     }
                 }
                 Ok(Inbound::Prefix(group, msg)) => self.prefix_message(from, group, msg),
+                Ok(Inbound::Call(call)) => self.calls.delivered(from, call),
                 Err(e) => {
                     tracing::warn!(peer = from, error = %e, "dropping an undecodable Raft message");
                 }

@@ -165,6 +165,8 @@ pub struct Replication {
     pub(super) views: Arc<RwLock<Views>>,
     /// Told whenever a group's status changes.
     pub(super) feeds: super::feed::Feeds,
+    /// Calls to and from other brokers.
+    pub(super) calls: Arc<super::super::calls::Calls>,
 }
 
 /// Commands waiting for the loop, at most; senders wait beyond that.
@@ -182,6 +184,7 @@ impl Replication {
         memory: Arc<MemoryBudget>,
     ) -> Replication {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let calls = super::super::calls::Calls::new(transport.clone(), env.clock.clone());
         let views = Arc::new(RwLock::new("replication.views", Views::default()));
         let (changed, feeds) = super::feed::channel();
         let links = transport.link_changes();
@@ -255,6 +258,7 @@ impl Replication {
             followers_cache,
             memory,
             read_warnings: LogThrottle::default(),
+            calls: calls.clone(),
         };
         tokio::spawn(node.run());
         Replication {
@@ -262,11 +266,17 @@ impl Replication {
             tx,
             views,
             feeds,
+            calls,
         }
     }
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// Calls to and from the other brokers ([`super::super::calls`]).
+    pub fn calls(&self) -> &Arc<super::super::calls::Calls> {
+        &self.calls
     }
 
     /// Propose `batches` (validated record batches) to `group`, which this node must lead. With
@@ -278,7 +288,8 @@ impl Replication {
         batches: Vec<Bytes>,
         acks: i16,
     ) -> Result<Acknowledgement, ReplicaError> {
-        self.send_proposal(group, batches, acks, 1, false).await
+        self.send_proposal(group, batches, acks, 1, false, None)
+            .await
     }
 
     /// [`Replication::propose`] at `acks=-1` for a topic whose `min.insync.replicas` is
@@ -290,7 +301,7 @@ impl Replication {
         batches: Vec<Bytes>,
         min_insync: usize,
     ) -> Result<Acknowledgement, ReplicaError> {
-        self.send_proposal(group, batches, -1, min_insync, false)
+        self.send_proposal(group, batches, -1, min_insync, false, None)
             .await
     }
 
@@ -302,9 +313,25 @@ impl Replication {
         group: GroupId,
         batches: Vec<Bytes>,
     ) -> Result<(), ReplicaError> {
-        self.send_proposal(group, batches, 0, 1, true)
+        self.send_proposal(group, batches, 0, 1, true, None)
             .await
             .map(|_| ())
+    }
+
+    /// A producer's batches (`acks` 0, 1 or -1 with `min_insync`), carrying the partition's
+    /// token of the transaction coordinator's confirmation when one of them may open its
+    /// producer's transaction here (`PartitionState::txn_guard`): without a token that still
+    /// holds, such a batch is refused (`ProducerError::Unverified`).
+    pub async fn propose_produced(
+        &self,
+        group: GroupId,
+        batches: Vec<Bytes>,
+        acks: i16,
+        min_insync: usize,
+        txn_guard: Option<u64>,
+    ) -> Result<Acknowledgement, ReplicaError> {
+        self.send_proposal(group, batches, acks, min_insync, false, txn_guard)
+            .await
     }
 
     pub(super) async fn send_proposal(
@@ -314,15 +341,19 @@ impl Replication {
         acks: i16,
         min_insync: usize,
         forward: bool,
+        txn_guard: Option<u64>,
     ) -> Result<Acknowledgement, ReplicaError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Propose {
                 group,
-                batches,
-                acks,
-                min_insync,
-                forward,
+                proposal: Proposal {
+                    batches,
+                    acks,
+                    min_insync,
+                    forward,
+                    txn_guard,
+                },
                 reply,
             })
             .await

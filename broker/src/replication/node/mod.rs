@@ -98,11 +98,7 @@ use ticks::update_status;
 enum Command {
     Propose {
         group: GroupId,
-        batches: Vec<Bytes>,
-        acks: i16,
-        /// Replicas that must hold an `acks=-1` proposal durably (`min.insync.replicas`).
-        min_insync: usize,
-        forward: bool,
+        proposal: Proposal,
         reply: oneshot::Sender<Result<Acknowledgement, ReplicaError>>,
     },
     AddGroup {
@@ -348,10 +344,21 @@ struct Recovery {
 
 /// A proposal the gate holds: its batches, acks and where it is answered (none for acks=0).
 struct HeldProposal {
-    batches: Vec<Bytes>,
-    acks: i16,
-    min_insync: usize,
+    proposal: Proposal,
     answer: Option<Answer>,
+}
+
+/// What is proposed to a group, and how.
+pub(super) struct Proposal {
+    pub(super) batches: Vec<Bytes>,
+    pub(super) acks: i16,
+    /// Replicas that must hold an `acks=-1` proposal durably (`min.insync.replicas`).
+    pub(super) min_insync: usize,
+    /// Through the leader, wherever it is (raft-rs forwards it; nothing answers).
+    pub(super) forward: bool,
+    /// The partition's token of the transaction coordinator's confirmation that a producer's
+    /// first transactional batch here is in its transaction (`PartitionState::txn_guard`).
+    pub(super) txn_guard: Option<u64>,
 }
 
 type WriteDone = (GroupId, u64, Result<RaftWritten, AppendError>);
@@ -438,6 +445,8 @@ struct Node {
     memory: Arc<MemoryBudget>,
     /// Failed catch-up reads' log lines.
     read_warnings: LogThrottle,
+    /// Calls between brokers: what arrives for them is handed over here.
+    calls: Arc<crate::replication::calls::Calls>,
 }
 
 /// Groups with early messages held, at most; and messages held per group.
@@ -604,22 +613,19 @@ impl Node {
         match cmd {
             Command::Propose {
                 group,
-                batches,
-                acks,
-                min_insync,
-                forward,
+                proposal,
                 reply,
             } => {
-                if !forward && !self.stepped_down {
+                if !proposal.forward && !self.stepped_down {
                     if let Some(g) = self.groups.get_mut(&group) {
                         let raft = &g.raw.raft;
                         if raft.state == StateRole::Leader
-                            && !batches.is_empty()
+                            && !proposal.batches.is_empty()
                             && g.gate.must_wait(raft.raft_log.committed)
                         {
                             // The sender has its acknowledgement at once (a request handler
                             // or the group coordinator goes on); the answer comes through it.
-                            let answer = if acks == 0 {
+                            let answer = if proposal.acks == 0 {
                                 let _ = reply.send(Ok(None));
                                 None
                             } else {
@@ -628,12 +634,7 @@ impl Node {
                                 Some(tx)
                             };
                             let full = g.gate.is_full();
-                            g.gate.hold(HeldProposal {
-                                batches,
-                                acks,
-                                min_insync,
-                                answer,
-                            });
+                            g.gate.hold(HeldProposal { proposal, answer });
                             if full {
                                 let held = g.gate.take_all();
                                 self.propose_held(group, held);
@@ -642,7 +643,7 @@ impl Node {
                         }
                     }
                 }
-                let r = self.propose(group, batches, acks, min_insync, forward);
+                let r = self.propose(group, proposal);
                 let _ = reply.send(r);
                 self.note_round(group);
             }

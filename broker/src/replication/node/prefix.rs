@@ -390,8 +390,9 @@ impl Node {
                 // Recorded once: the chunk is the next one and is written (a failed write
                 // gives the whole reception up).
                 let now_ms = self.env.clock.wall_ms();
-                for h in &headers {
-                    r.producers.record(h, h.base_offset, now_ms);
+                for (h, at) in &headers {
+                    let bytes = &batches[*at..*at + h.size];
+                    r.producers.record_batch(h, bytes, h.base_offset, now_ms);
                 }
                 to
             }
@@ -640,8 +641,12 @@ async fn read_chunk(partition: &Partition, io: &Io, from: i64, end: i64) -> Resu
 }
 
 /// A chunk's batches, each whole with its CRC, dense from `offset` and within `end`: where
-/// they end, and the headers of its idempotent producers' batches.
-fn check_chunk(batches: &Bytes, offset: i64, end: i64) -> Result<(i64, Vec<BatchHeader>), String> {
+/// they end, and its producers' batches (data and markers: each header with its position).
+fn check_chunk(
+    batches: &Bytes,
+    offset: i64,
+    end: i64,
+) -> Result<(i64, Vec<(BatchHeader, usize)>), String> {
     let mut expect = offset;
     let mut pos = 0;
     let mut producers = Vec::new();
@@ -655,10 +660,10 @@ fn check_chunk(batches: &Bytes, offset: i64, end: i64) -> Result<(i64, Vec<Batch
             ));
         }
         expect = h.next_offset();
-        pos += h.size;
         if h.producer_id >= 0 {
-            producers.push(h);
+            producers.push((h, pos));
         }
+        pos += h.size;
     }
     if expect == offset {
         return Err("no batch".into());
@@ -696,7 +701,7 @@ mod tests {
         assert_eq!(to, 16);
         let named: Vec<_> = headers
             .iter()
-            .map(|h| (h.base_offset, h.producer_id, h.base_sequence))
+            .map(|(h, _)| (h.base_offset, h.producer_id, h.base_sequence))
             .collect();
         assert_eq!(named, [(10, 7, 0), (13, 7, 2)]);
         // Not from where the reception is, past its end, or damaged: refused whole.

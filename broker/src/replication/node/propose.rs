@@ -13,14 +13,11 @@ impl Node {
     pub(super) fn propose(
         &mut self,
         group: GroupId,
-        batches: Vec<Bytes>,
-        acks: i16,
-        min_insync: usize,
-        forward: bool,
+        proposal: Proposal,
     ) -> Result<Acknowledgement, ReplicaError> {
         let (tx, rx) = oneshot::channel();
         let mut answer = Some(tx);
-        self.propose_into(group, batches, acks, min_insync, forward, &mut answer)?;
+        self.propose_into(group, proposal, &mut answer)?;
         Ok(answer.is_none().then_some(rx))
     }
 
@@ -29,12 +26,16 @@ impl Node {
     pub(super) fn propose_into(
         &mut self,
         group: GroupId,
-        batches: Vec<Bytes>,
-        acks: i16,
-        min_insync: usize,
-        forward: bool,
+        proposal: Proposal,
         answer: &mut Option<Answer>,
     ) -> Result<(), ReplicaError> {
+        let Proposal {
+            batches,
+            acks,
+            min_insync,
+            forward,
+            txn_guard,
+        } = proposal;
         let id = self.id;
         if self.stepped_down {
             return Err(ReplicaError::NotLeader {
@@ -46,7 +47,7 @@ impl Node {
         wake(g, &mut self.active, group);
         let raft = &g.raw.raft;
         if forward && raft.state == StateRole::Follower && raft.leader_id != 0 {
-            let stepped = g.raw.step(proposal(id, batches));
+            let stepped = g.raw.step(raft_proposal(id, batches));
             g.timer.settle(&mut g.raw);
             self.dirty.insert(group);
             return stepped.map_err(|_| ReplicaError::NotLeader {
@@ -85,7 +86,14 @@ impl Node {
             Some((t, last, next)) if t == term && last == last_before => next,
             _ => next_offset(g),
         };
-        match g.producers.check(&headers, first_offset, now_ms) {
+        let partition = g.view.partition.clone();
+        let may_open = |producer_id: i64| {
+            txn_guard.is_some_and(|t| partition.state().txn_verified.get(&producer_id) == Some(&t))
+        };
+        match g
+            .producers
+            .check(&headers, &batches, first_offset, now_ms, may_open)
+        {
             Err(e) => return self.hold_refusal(group, e, acks, answer),
             Ok(Checked::Duplicate(b)) => {
                 crate::coverage::reached(crate::coverage::Event::DuplicateBatchAnswered);
@@ -98,7 +106,8 @@ impl Node {
             }
             Ok(Checked::Append) => {}
         }
-        let stepped = g.raw.step(proposal(id, batches));
+        let proposed = batches.clone();
+        let stepped = g.raw.step(raft_proposal(id, batches));
         g.timer.settle(&mut g.raw);
         if stepped.is_err() || g.raw.raft.state != StateRole::Leader || g.raw.raft.term != term {
             return Err(ReplicaError::NotLeader {
@@ -108,11 +117,15 @@ impl Node {
         }
         let last_index = g.raw.raft.raft_log.last_index();
         let mut offset = first_offset;
-        for (i, h) in headers.iter().enumerate() {
+        for (i, (h, b)) in headers.iter().zip(&proposed).enumerate() {
             let index = last_index + 1 - count + i as u64;
-            g.producers
-                .record(index, std::slice::from_ref(h), offset, now_ms);
+            g.producers.record(index, h, b, offset, now_ms);
             offset += h.last_offset_delta as i64 + 1;
+            if crate::txn_marker::Marker::decode(h, b).is_some() {
+                // A marker ends the producer's confirmation here: a batch late from the
+                // transaction it ends must not open another.
+                partition.state_mut().txn_verified.remove(&h.producer_id);
+            }
         }
         g.next_offset_at = Some((term, last_index, offset));
         g.idle_ticks = 0;
@@ -200,9 +213,7 @@ impl Node {
         }
         for p in held {
             let mut answer = p.answer;
-            if let Err(e) =
-                self.propose_into(group, p.batches, p.acks, p.min_insync, false, &mut answer)
-            {
+            if let Err(e) = self.propose_into(group, p.proposal, &mut answer) {
                 if let Some(a) = answer {
                     let _ = a.send(Err(e));
                 }
@@ -214,7 +225,7 @@ impl Node {
 
 /// A proposal of these batches, one entry each, as raft-rs takes it (from this node, or
 /// forwarded to the leader).
-fn proposal(from: NodeId, batches: Vec<Bytes>) -> Message {
+fn raft_proposal(from: NodeId, batches: Vec<Bytes>) -> Message {
     let mut m = Message::default();
     m.set_msg_type(MessageType::MsgPropose);
     m.from = from;

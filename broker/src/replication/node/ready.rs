@@ -666,7 +666,7 @@ fn queue_entries(g: &mut Group, group: GroupId, entries: &[Entry], now_ms: i64) 
         ) else {
             continue;
         };
-        g.producers.record(e.index, &[h], base, now_ms);
+        g.producers.record(e.index, &h, &e.data, base, now_ms);
     }
     g.next.entries.extend(written);
 }

@@ -203,12 +203,22 @@ impl PartitionState {
 
     /// The offset below which every record's transaction is decided (Kafka's last stable
     /// offset): the high watermark, or the first offset of the earliest transaction still open
-    /// here if that is lower. A `read_committed` consumer reads only below it.
+    /// here if that is lower, or (in a cluster) of a transaction whose marker Raft has not
+    /// committed yet. A `read_committed` consumer reads only below it.
     pub fn last_stable_offset(&self) -> i64 {
         let hw = self.high_watermark();
-        self.producers
+        let open = self
+            .producers
             .first_unstable_offset()
-            .map_or(hw, |first| first.min(hw))
+            .map_or(hw, |first| first.min(hw));
+        let unreplicated = self.replica.as_ref().and_then(|r| {
+            r.unreplicated
+                .iter()
+                .filter(|t| t.last_offset >= hw)
+                .map(|t| t.first_offset)
+                .min()
+        });
+        unreplicated.map_or(open, |first| first.min(open))
     }
 
     /// The aborted transactions (producer id, first offset) a `read_committed` read from

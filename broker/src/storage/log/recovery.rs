@@ -608,5 +608,6 @@ async fn recover_replica(
         log_start_asked: 0,
         points: Default::default(),
         unsettled: None,
+        unreplicated: Vec::new(),
     })
 }

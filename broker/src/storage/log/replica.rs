@@ -303,6 +303,12 @@ pub struct ReplicaState {
     /// without a sync, its entries durable only as pieces of the data directory's file of
     /// hard states (`bytes` of them there; `storage::raft_states`).
     pub unsettled: Option<u64>,
+    /// Transactions whose marker is in the log and not yet known committed (Kafka's
+    /// "unreplicated transactions"): each keeps the last stable offset at its first offset
+    /// until the high watermark passes its marker, since a cut may still take the marker.
+    /// (After a start it holds only markers written since: the high watermark there starts
+    /// at the log start and moves only as far as this node learns Raft committed.)
+    pub unreplicated: Vec<crate::producer_state::CompletedTxn>,
 }
 
 /// Known starts of entries (`index → offset`) between the anchors of [`ReplicaMeta`], in
