@@ -34,16 +34,18 @@ impl Broker {
         let (host, port) = self.own_address(listener);
         let me = BrokerId(self.config.node_id);
         let clustered = self.cluster.is_some();
-        // Who coordinates a group: this broker on a single node; in a cluster, the leader of
-        // the group's partition of the offsets topic.
+        // Who coordinates a group (a transactional id): this broker on a single node; in a
+        // cluster, the leader of its partition of the offsets topic (of the transactions'
+        // state topic).
         let where_ = |key: &str| -> Option<(BrokerId, String, i32)> {
-            if clustered {
-                self.groups
-                    .coordinator_of(key, listener)
-                    .map(|(id, host, port)| (BrokerId(id), host, port))
-            } else {
-                Some((me, host.clone(), port))
+            if !clustered {
+                return Some((me, host.clone(), port));
             }
+            let found = match req.key_type {
+                1 => self.txns.as_ref()?.coordinator_of(key, listener),
+                _ => self.groups.coordinator_of(key, listener),
+            };
+            found.map(|(id, host, port)| (BrokerId(id), host, port))
         };
         let answer = |key: &str| -> (i16, Option<String>) {
             match req.key_type {
@@ -64,19 +66,23 @@ impl Broker {
                     error::INVALID_REQUEST,
                     Some("the transactional id is empty".into()),
                 ),
-                1 => match &self.txns {
-                    // A single node coordinates every transactional id.
-                    Some(txns) => {
-                        txns.topic_wanted();
-                        (error::NONE, None)
-                    }
-                    // No transaction coordinator (a cluster, for now): a fatal error at once,
-                    // not a wait for one.
-                    None => (
-                        error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                        Some("a cluster does not serve transactions yet".into()),
+                1 if self.txns.is_none() => (
+                    error::COORDINATOR_NOT_AVAILABLE,
+                    Some("no transaction coordinator".into()),
+                ),
+                1 if clustered && where_(key).is_none() => (
+                    error::COORDINATOR_NOT_AVAILABLE,
+                    Some(
+                        "the transactional id's partition of __transaction_state has no leader yet"
+                            .into(),
                     ),
-                },
+                ),
+                1 => {
+                    if let Some(txns) = &self.txns {
+                        txns.topic_wanted();
+                    }
+                    (error::NONE, None)
+                }
                 t => (
                     error::INVALID_REQUEST,
                     Some(format!("unknown key type {t}")),

@@ -76,8 +76,8 @@ pub struct Broker {
     pub throttles: Throttles,
     /// The consumer-group coordinator.
     pub groups: Arc<Coordinator>,
-    /// The transaction coordinator (a single node's; `None` in a cluster, which does not
-    /// serve transactions yet).
+    /// The transaction coordinator (always there while the broker serves; an `Option` for
+    /// tests that build a broker without one).
     pub txns: Option<Arc<crate::txn::TxnCoordinator>>,
     /// In a cluster: the controller (cluster metadata) and, through it, replication.
     pub cluster: Option<Arc<crate::controller::Controller>>,

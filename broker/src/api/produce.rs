@@ -178,15 +178,6 @@ impl Broker {
                 return PartState::Done(code, Some(message));
             }
         };
-        if let Some(cluster) = &self.cluster {
-            let ctx = Proposal {
-                topic,
-                index,
-                acks,
-                deadline,
-            };
-            return self.propose(cluster, ctx, payload, &headers, held).await;
-        }
         let txn_guard = match (txn_id, headers.iter().find(|h| h.is_transactional())) {
             (Some(id), Some(h)) => match self.verified(partition, id, h, deadline).await {
                 Ok(guard) => guard,
@@ -194,6 +185,16 @@ impl Broker {
             },
             _ => None,
         };
+        if let Some(cluster) = &self.cluster {
+            let ctx = Proposal {
+                topic,
+                index,
+                acks,
+                deadline,
+                txn_guard,
+            };
+            return self.propose(cluster, ctx, payload, &headers, held).await;
+        }
         let left = deadline.saturating_duration_since(self.clock.now());
         let queued = self.clock.timeout(
             left,
@@ -248,18 +249,25 @@ impl Broker {
             return Ok(None);
         }
         let token = partition.state_mut().txn_guard(h.producer_id);
-        let asked = txns.add_partitions(
-            txn_id.to_string(),
-            h.producer_id,
-            h.producer_epoch,
-            vec![(partition.topic.clone(), partition.index)],
-            true,
-        );
         let left = deadline.saturating_duration_since(self.clock.now());
-        match self.clock.timeout(left, asked).await {
-            Ok(error::NONE) => Ok(Some(token)),
-            Ok(code) => Err(code),
-            Err(_) => Err(error::REQUEST_TIMED_OUT),
+        let code = txns
+            .verify(
+                txn_id,
+                h.producer_id,
+                h.producer_epoch,
+                vec![(partition.topic.clone(), partition.index)],
+                left,
+            )
+            .await;
+        match code {
+            error::NONE => Ok(Some(token)),
+            // The coordinator cannot answer now (it moves, loads, or is busy with the id):
+            // a code a producer retries, as Kafka answers clients of the original protocol.
+            error::NOT_COORDINATOR
+            | error::COORDINATOR_NOT_AVAILABLE
+            | error::COORDINATOR_LOAD_IN_PROGRESS
+            | error::CONCURRENT_TRANSACTIONS => Err(error::NOT_ENOUGH_REPLICAS),
+            code => Err(code),
         }
     }
 
@@ -378,6 +386,9 @@ struct Proposal<'a> {
     index: i32,
     acks: i16,
     deadline: tokio::time::Instant,
+    /// The partition's token of the coordinator's confirmation of a first transactional
+    /// batch (KIP-890's first part).
+    txn_guard: Option<u64>,
 }
 
 /// The code of a proposal that was not acknowledged.
@@ -430,15 +441,14 @@ impl Broker {
         let proposed = self
             .clock
             .timeout(left, async {
-                let replication = cluster.replication();
-                if ctx.acks == -1 {
-                    let min_insync = ctx.topic.config.min_insync_replicas.max(1) as usize;
-                    replication
-                        .propose_min_insync(view.group, batches, min_insync)
-                        .await
-                } else {
-                    replication.propose(view.group, batches, ctx.acks).await
-                }
+                let min_insync = match ctx.acks {
+                    -1 => ctx.topic.config.min_insync_replicas.max(1) as usize,
+                    _ => 1,
+                };
+                cluster
+                    .replication()
+                    .propose_produced(view.group, batches, ctx.acks, min_insync, ctx.txn_guard)
+                    .await
             })
             .await;
         match proposed {

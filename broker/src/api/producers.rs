@@ -1,6 +1,5 @@
 //! Producers: InitProducerId (a producer id; with a transactional id, the transaction
-//! coordinator's id and epoch — refused in a cluster, which has no coordinator yet, with a
-//! fatal error at once rather than a coordinator that never answers) and DescribeProducers
+//! coordinator's id and epoch) and DescribeProducers
 //! (what each partition knows of its producers, as `kafka-transactions describe-producers`
 //! shows it).
 
@@ -24,10 +23,7 @@ impl Broker {
         resp.producer_epoch = -1;
         if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
             let Some(txns) = &self.txns else {
-                // No transaction coordinator (a cluster). The code is one every client treats
-                // as fatal for a transactional producer (an answer that could be retried
-                // would hang it).
-                resp.error_code = error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+                resp.error_code = error::COORDINATOR_NOT_AVAILABLE;
                 return resp;
             };
             // KIP-360 (v3+): a producer that names its id and epoch bumps its own epoch.

@@ -4,10 +4,9 @@
 //! `producers`. Each is handed to the transaction coordinator (or, for a transaction's offsets,
 //! the group coordinator); markers are written to this broker's partitions.
 //!
-//! Served on a single node. A cluster has no transaction coordinator yet: InitProducerId with a
-//! transactional id is refused there, so a client never gets this far; these answer
-//! COORDINATOR_NOT_AVAILABLE (WriteTxnMarkers: INVALID_REQUEST per partition) rather than write
-//! outside the partitions' Raft groups.
+//! In a cluster each request goes to the coordinator of its id (the leader of the id's
+//! partition of `__transaction_state`; another broker answers NOT_COORDINATOR), and markers
+//! are written on the partitions this broker leads.
 
 use kafka_protocol::messages::{
     add_partitions_to_txn_response::{
@@ -16,9 +15,6 @@ use kafka_protocol::messages::{
     describe_transactions_response::{TopicData, TransactionState},
     list_transactions_response,
     txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic},
-    write_txn_markers_response::{
-        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
-    },
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
     EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
@@ -27,14 +23,14 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{append_code, name_of, topic_name, Broker};
+use super::{name_of, topic_name, Broker};
 use crate::group::{CommitRequest, TxnCommitRequest, OFFSETS_TOPIC};
 use crate::protocol::error;
-use crate::txn::markers::{MarkerError, MarkerWrite};
 use crate::txn::metadata::TopicPartition;
 use crate::txn::ListFilter;
 
-/// What a request for the transaction coordinator gets where there is none (a cluster).
+/// What a request for the transaction coordinator gets where there is none (it never stops
+/// while the broker runs).
 const NO_COORDINATOR: i16 = error::COORDINATOR_NOT_AVAILABLE;
 
 /// Before v2 of AddPartitionsToTxn, AddOffsetsToTxn and EndTxn (v4 of InitProducerId) a
@@ -55,12 +51,16 @@ impl Broker {
     /// The code of partitions that do not exist here (UNKNOWN_TOPIC_OR_PARTITION); `None` when
     /// all do.
     fn unknown_partitions(&self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        // In a cluster a partition may live on other brokers: the cluster's metadata knows.
+        let md = self.cluster.as_ref().map(|c| c.metadata());
         partitions
             .iter()
-            .filter(|(t, p)| {
-                self.store
+            .filter(|(t, p)| match &md {
+                Some(md) => md.partition(t, *p).is_none(),
+                None => self
+                    .store
                     .topic(t)
-                    .is_none_or(|topic| topic.partition(*p).is_none())
+                    .is_none_or(|topic| topic.partition(*p).is_none()),
             })
             .cloned()
             .collect()
@@ -241,13 +241,14 @@ impl Broker {
             // The group's partition must be in the transaction (AddOffsetsToTxn first): a
             // transaction's offsets written outside it would open a transaction there that no
             // marker ever ends, holding the partition's last stable offset for good.
+            // (Asked of the transaction's coordinator, wherever it is.)
             Some(txns) => match txns
-                .add_partitions(
-                    req.transactional_id.to_string(),
+                .verify(
+                    req.transactional_id.as_str(),
                     req.producer_id.0,
                     req.producer_epoch,
                     vec![group_partition],
-                    true,
+                    std::time::Duration::from_secs(5),
                 )
                 .await
             {
@@ -293,70 +294,18 @@ impl Broker {
         resp
     }
 
-    /// Markers written to this broker's partitions (the coordinator's own go without this
-    /// request; this one is an admin's abort of a hanging transaction): each partition's
-    /// outcome.
+    /// Markers written to this broker's partitions (an admin's abort of a hanging
+    /// transaction; a coordinator's own go without this request, or by a call between
+    /// brokers): each partition's outcome — in a cluster, NOT_LEADER_OR_FOLLOWER for a
+    /// partition this broker does not lead.
     pub(super) async fn write_txn_markers(
         &self,
         req: WriteTxnMarkersRequest,
     ) -> WriteTxnMarkersResponse {
-        let mut resp = WriteTxnMarkersResponse::default();
-        for m in req.markers {
-            let partitions = topic_partitions(
-                m.topics
-                    .iter()
-                    .map(|t| (name_of(&t.name), &t.partition_indexes[..])),
-            );
-            let write = MarkerWrite {
-                producer_id: m.producer_id.0,
-                producer_epoch: m.producer_epoch,
-                commit: m.transaction_result,
-                coordinator_epoch: m.coordinator_epoch,
-                partitions,
-            };
-            let outcomes: Vec<(TopicPartition, i16)> = if self.cluster.is_some() {
-                write
-                    .partitions
-                    .iter()
-                    .map(|tp| (tp.clone(), error::INVALID_REQUEST))
-                    .collect()
-            } else {
-                crate::txn::markers::write_local(
-                    &self.store,
-                    &self.groups,
-                    self.clock.wall_ms(),
-                    &write,
-                )
-                .await
-                .into_iter()
-                .map(|(tp, outcome)| {
-                    let code = match outcome {
-                        Ok(()) => error::NONE,
-                        Err(MarkerError::Unknown) => error::UNKNOWN_TOPIC_OR_PARTITION,
-                        Err(MarkerError::Append(e)) => append_code(&e),
-                    };
-                    (tp, code)
-                })
-                .collect()
-            };
-            let mut r = WritableTxnMarkerResult::default();
-            r.producer_id = m.producer_id;
-            for ((topic, partition), code) in outcomes {
-                if r.topics.last().is_none_or(|t| name_of(&t.name) != topic) {
-                    let mut t = WritableTxnMarkerTopicResult::default();
-                    t.name = topic_name(&topic);
-                    r.topics.push(t);
-                }
-                let mut p = WritableTxnMarkerPartitionResult::default();
-                p.partition_index = partition;
-                p.error_code = code;
-                if let Some(t) = r.topics.last_mut() {
-                    t.partitions.push(p);
-                }
-            }
-            resp.markers.push(r);
+        match &self.txns {
+            Some(txns) => crate::txn::peers::write_txn_markers(txns.markers(), req).await,
+            None => WriteTxnMarkersResponse::default(),
         }
-        resp
     }
 
     pub(super) async fn describe_transactions(

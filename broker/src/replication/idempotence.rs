@@ -219,7 +219,7 @@ mod tests {
         };
         let (h, m) = marker(3);
         assert_eq!(
-            p.check(&[h], &[m.clone()], 2, 1, |_| false),
+            p.check(&[h], std::slice::from_ref(&m), 2, 1, |_| false),
             Ok(Checked::Append)
         );
         p.record(2, &h, &m, 2, 1);

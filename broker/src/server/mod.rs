@@ -136,15 +136,13 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         crate::group::GroupConfig::from_config(&config),
         cluster.clone(),
     );
-    // Transactions on a single node; a cluster's coordinator comes with their replication.
-    let txns = cluster.is_none().then(|| {
-        crate::txn::TxnCoordinator::start(
-            store.clone(),
-            env.clock.clone(),
-            crate::txn::TxnConfig::from_config(&config),
-            groups.clone(),
-        )
-    });
+    let txns = Some(crate::txn::TxnCoordinator::start(
+        store.clone(),
+        env.clock.clone(),
+        crate::txn::TxnConfig::from_config(&config),
+        groups.clone(),
+        cluster.clone(),
+    ));
     let broker = Arc::new(Broker {
         groups,
         txns,

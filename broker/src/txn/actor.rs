@@ -10,11 +10,12 @@ use io_backend::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::markers::MarkerWrite;
+use super::markers::{MarkerWrite, Markers};
 use super::metadata::{EndStep, InitStep, TopicPartition, TxnMetadata, TxnState, EPOCH_EXHAUSTED};
 use super::{
-    under_way, DescribedTxn, Groups, ListFilter, ListedTxn, Msg, TxnConfig, TRANSACTION_STATE_TOPIC,
+    under_way, DescribedTxn, ListFilter, ListedTxn, Msg, TxnConfig, TRANSACTION_STATE_TOPIC,
 };
+use crate::controller::Controller;
 use crate::protocol::error;
 use crate::storage::Store;
 
@@ -64,10 +65,17 @@ pub(super) struct Actor {
     pub(super) store: Arc<Store>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) config: TxnConfig,
-    pub(super) groups: Arc<Groups>,
+    pub(super) markers: Arc<Markers>,
+    /// In a cluster: the controller (the topic is made through it, and each of its partitions
+    /// is written through its Raft group).
+    pub(super) cluster: Option<Arc<Controller>>,
+    /// The partitions of the topic whose ids this coordinator serves, with the term it read
+    /// each in (its coordinator epoch): every one on a single node (`None`); in a cluster,
+    /// those this broker leads and has read.
+    pub(super) owned: Option<BTreeMap<i32, u64>>,
     pub(super) ids: BTreeMap<String, Txn>,
     /// Ids whose transaction is under way (Ongoing, or decided and not yet complete).
-    open: usize,
+    pub(super) open: usize,
     rx: mpsc::Receiver<Msg>,
     /// For writes and markers to say when they are done (weak: the coordinator ends with its
     /// handle).
@@ -84,16 +92,19 @@ impl Actor {
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         config: TxnConfig,
-        groups: Arc<Groups>,
+        markers: Arc<Markers>,
         rx: mpsc::Receiver<Msg>,
         tx: mpsc::WeakSender<Msg>,
     ) -> Actor {
         let now = clock.now();
+        let cluster = markers.cluster.clone();
         Actor {
             store,
             clock,
             config,
-            groups,
+            owned: cluster.as_ref().map(|_| BTreeMap::new()),
+            cluster,
+            markers,
             ids: BTreeMap::new(),
             open: 0,
             rx,
@@ -112,22 +123,15 @@ impl Actor {
     }
 
     pub(super) async fn run(mut self) {
-        self.load().await;
-        self.open = self
-            .ids
-            .values()
-            .filter(|t| under_way(t.meta.state))
-            .count();
-        // Decisions whose markers a crash interrupted: sent again (a marker written twice is
-        // harmless).
-        let decided: Vec<String> = self
-            .ids
-            .iter()
-            .filter(|(_, t)| is_decided(t.meta.state))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in decided {
-            self.send_markers(&id);
+        let mut leaders = self.cluster.as_ref().map(|c| c.replication().changes());
+        if self.cluster.is_none() {
+            self.load().await;
+            self.count_open();
+            // Decisions whose markers a crash interrupted: sent again (a marker written twice
+            // is harmless).
+            self.resume_markers(|_| true);
+        } else {
+            self.ownership().await;
         }
         loop {
             let wake = self.next_abort_check.min(self.next_expiry_check).min(
@@ -136,8 +140,21 @@ impl Actor {
                     .unwrap_or(self.next_expiry_check),
             );
             let wait = wake.saturating_duration_since(self.clock.now());
+            let leadership = async {
+                match leaders.as_mut() {
+                    Some(l) => l.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let msg = tokio::select! {
                 m = self.rx.recv() => m,
+                changed = leadership => {
+                    if changed {
+                        self.ownership().await;
+                        self.release_parked().await;
+                    }
+                    continue;
+                }
                 _ = self.clock.sleep(wait) => {
                     self.timers().await;
                     continue;
@@ -145,20 +162,53 @@ impl Actor {
             };
             let Some(msg) = msg else { return };
             self.handle(msg).await;
-            // What waited for an id that has settled now goes on, in arrival order.
-            while let Some(m) = {
-                let ids = &self.ids;
-                self.parked.take_settled(|id| busy_in(ids, id))
-            } {
-                self.handle(m).await;
-            }
+            self.release_parked().await;
             if self.clock.now() >= wake {
                 self.timers().await;
             }
         }
     }
 
+    /// What waited for an id that has settled (or is no longer served here) now goes on, in
+    /// arrival order.
+    async fn release_parked(&mut self) {
+        while let Some(m) = {
+            let ids = &self.ids;
+            self.parked.take_settled(|id| busy_in(ids, id))
+        } {
+            self.handle(m).await;
+        }
+    }
+
+    /// Count the transactions under way (for their bound).
+    pub(super) fn count_open(&mut self) {
+        self.open = self
+            .ids
+            .values()
+            .filter(|t| under_way(t.meta.state))
+            .count();
+    }
+
+    /// Send the markers of every decided transaction of the ids `which` says (after a load: a
+    /// crash, or the previous coordinator's loss of the partition, may have interrupted them).
+    pub(super) fn resume_markers(&self, which: impl Fn(&str) -> bool) {
+        let decided: Vec<String> = self
+            .ids
+            .iter()
+            .filter(|(id, t)| is_decided(t.meta.state) && which(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in decided {
+            self.send_markers(&id);
+        }
+    }
+
     async fn handle(&mut self, msg: Msg) {
+        // In a cluster, a request about an id of a partition not served here is answered
+        // with where to go (or to retry).
+        let Some(msg) = self.elsewhere(msg) else {
+            return;
+        };
         // A producer's call about a busy id waits for it (a client told
         // CONCURRENT_TRANSACTIONS backs off, librdkafka for 100 ms: the next transaction's
         // first write would wait that long after every commit).
@@ -299,6 +349,15 @@ impl Actor {
     }
 
     async fn new_producer_id(&self) -> Result<i64, i16> {
+        if let Some(cluster) = &self.cluster {
+            return cluster
+                .new_producer_id(std::time::Duration::from_secs(10))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot get a producer id from the cluster");
+                    error::COORDINATOR_NOT_AVAILABLE
+                });
+        }
         self.store.new_producer_id().await.map_err(|e| {
             tracing::warn!(error = %e, "cannot hand out a producer id");
             error::COORDINATOR_NOT_AVAILABLE
@@ -392,7 +451,7 @@ impl Actor {
         }
     }
 
-    fn describe(&self, id: &str) -> DescribedTxn {
+    pub(super) fn describe(&self, id: &str) -> DescribedTxn {
         match self.ids.get(id) {
             None => DescribedTxn::unknown(id, error::TRANSACTIONAL_ID_NOT_FOUND),
             Some(t) => DescribedTxn {
@@ -522,19 +581,43 @@ impl Actor {
     fn send_markers(&self, id: &str) {
         let Some(t) = self.ids.get(id) else { return };
         let meta = &t.meta;
+        // One coordinator on a single node, whose epoch never changes; in a cluster, the term
+        // in which this broker read the id's partition.
+        let index = super::partition_for(id, self.config.partitions);
+        let term = match &self.owned {
+            None => 0,
+            Some(owned) => match owned.get(&index) {
+                Some(&term) => term,
+                None => return,
+            },
+        };
         let write = MarkerWrite {
             producer_id: meta.producer_id,
             producer_epoch: meta.producer_epoch,
             commit: meta.state == TxnState::PrepareCommit,
-            // One coordinator on a single node: its epoch never changes.
-            coordinator_epoch: 0,
+            coordinator_epoch: i32::try_from(term).unwrap_or(i32::MAX),
             partitions: meta.partitions.iter().cloned().collect(),
         };
         let Some(tx) = self.tx.upgrade() else { return };
-        let (store, groups, clock) = (self.store.clone(), self.groups.clone(), self.clock.clone());
+        let markers = self.markers.clone();
+        let cluster = self.cluster.clone();
         let id = id.to_string();
         tokio::spawn(async move {
-            super::markers::write_until_done(&store, &groups, &clock, &write).await;
+            // In a cluster, written while this broker still leads the id's partition in the
+            // same term; its successor writes them otherwise.
+            let still_coordinator = || {
+                cluster.as_ref().is_none_or(|c| {
+                    c.replication()
+                        .replica(TRANSACTION_STATE_TOPIC, index)
+                        .is_some_and(|v| {
+                            let s = v.status();
+                            s.is_leader && s.term == term
+                        })
+                })
+            };
+            if !markers.write_until_done(&write, still_coordinator).await {
+                return;
+            }
             let _ = tx
                 .send(Msg::MarkersDone {
                     id,

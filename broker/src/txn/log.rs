@@ -1,5 +1,6 @@
 //! The coordinator's log: `__transaction_state`, made on first use (compacted, as Kafka's), an
-//! id's state appended to its partition, and the load of every partition at start.
+//! id's state appended to its partition (through its Raft group in a cluster), and the load of
+//! every partition at start (in a cluster, of each partition as this broker comes to lead it).
 //!
 //! Invariant: what is loaded is applied in log order, so an id's state is its last record's.
 
@@ -12,25 +13,42 @@ use super::metadata::TxnMetadata;
 use super::records::TxnRecord;
 use super::{partition_for, GONE, TRANSACTION_STATE_TOPIC};
 use crate::batch;
+use crate::protocol::error;
+use crate::replication::node::ReplicaError;
 use crate::storage::catalog::{Topic, TopicError};
 use crate::storage::{AppendError, Appended};
 
-/// A write to the topic under way.
-pub(super) struct Appending(oneshot::Receiver<Result<Appended, AppendError>>);
+/// A write to the topic under way: through the local pipeline, or (in a cluster) the
+/// partition's Raft group.
+pub(super) enum Appending {
+    Local(oneshot::Receiver<Result<Appended, AppendError>>),
+    Replicated(oneshot::Receiver<Result<Appended, ReplicaError>>),
+}
 
 impl Appending {
-    /// Once durable; or the code to answer (the client finds the coordinator again and
-    /// retries).
+    /// Once durable (committed, in a cluster); or the code to answer (the client finds the
+    /// coordinator again and retries).
     pub(super) async fn outcome(self) -> Result<(), i16> {
-        match self.0.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(GONE),
+        let written = match self {
+            Appending::Local(rx) => matches!(rx.await, Ok(Ok(_))),
+            Appending::Replicated(rx) => match rx.await {
+                Ok(Ok(_)) => true,
+                Ok(Err(ReplicaError::NotLeader { .. } | ReplicaError::Unknown)) => {
+                    return Err(error::NOT_COORDINATOR)
+                }
+                _ => false,
+            },
+        };
+        if written {
+            Ok(())
+        } else {
+            Err(GONE)
         }
     }
 }
 
 /// The topic's configs: compacted (an id's last record is its state), kept otherwise.
-fn topic_overrides() -> crate::topic_config::Overrides {
+pub(super) fn topic_overrides() -> crate::topic_config::Overrides {
     [
         ("cleanup.policy", "compact"),
         ("retention.ms", "-1"),
@@ -78,7 +96,15 @@ impl Actor {
         id: &str,
         next: Option<TxnMetadata>,
     ) -> Result<Appending, i16> {
-        let topic = self.topic().await?;
+        let topic = match &self.cluster {
+            // In a cluster the topic is made by the first FindCoordinator, and an id is
+            // served only from a partition of it this broker leads.
+            Some(_) => self
+                .store
+                .topic(TRANSACTION_STATE_TOPIC)
+                .ok_or(error::NOT_COORDINATOR)?,
+            None => self.topic().await?,
+        };
         let index = partition_for(id, self.config.partitions);
         let partition = topic.partition(index).cloned().ok_or(GONE)?;
         let record = TxnRecord {
@@ -87,12 +113,30 @@ impl Actor {
         };
         let payload = crate::schema::internal_batch(&[record.encode()], self.clock.wall_ms(), None);
         let headers = batch::validate_all(&payload, usize::MAX).map_err(|_| GONE)?;
+        if let Some(cluster) = &self.cluster {
+            let view = cluster
+                .replication()
+                .replica(TRANSACTION_STATE_TOPIC, index)
+                .ok_or(error::NOT_COORDINATOR)?;
+            return match cluster
+                .replication()
+                .propose(view.group, vec![payload], -1)
+                .await
+            {
+                Ok(Some(rx)) => Ok(Appending::Replicated(rx)),
+                Ok(None) => Err(GONE),
+                Err(ReplicaError::NotLeader { .. } | ReplicaError::Unknown) => {
+                    Err(error::NOT_COORDINATOR)
+                }
+                Err(_) => Err(GONE),
+            };
+        }
         match self
             .store
             .append(partition, payload, headers, true, None)
             .await
         {
-            Ok(Some(rx)) => Ok(Appending(rx)),
+            Ok(Some(rx)) => Ok(Appending::Local(rx)),
             Ok(None) | Err(_) => Err(GONE),
         }
     }
@@ -110,7 +154,7 @@ impl Actor {
     }
 
     /// Read one partition into the ids' states; the records read.
-    async fn load_partition(&mut self, p: &crate::storage::log::Partition) -> u64 {
+    pub(super) async fn load_partition(&mut self, p: &crate::storage::log::Partition) -> u64 {
         let io = self.store.io().clone();
         let mut records = 0u64;
         let start = p.log_start_offset();

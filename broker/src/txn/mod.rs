@@ -11,8 +11,11 @@
 //! transactions, markers checked, the last stable offset, aborted transactions) is in
 //! `producer_state`, `txn_marker` and the storage.
 //!
-//! Served on a single node; a cluster answers a transactional id as before (a cluster's
-//! coordinator, one per leader of a partition of `__transaction_state`, comes next).
+//! In a cluster the coordinator of an id is the leader of the id's partition of
+//! `__transaction_state` ([`ownership`]): it reads the partition when it comes to lead it, its
+//! coordinator epoch is the partition's Raft term, and it writes an id's state through the
+//! partition's Raft group; markers go to each partition's leader, and partition leaders ask it
+//! to verify a first transactional batch, by calls between brokers ([`peers`]).
 //!
 //! Architecture invariant: an id's new state is written to `__transaction_state` before any
 //! request that caused it is answered and before any marker of a decision is sent; a
@@ -25,7 +28,9 @@ mod actor;
 mod log;
 pub mod markers;
 pub mod metadata;
+mod ownership;
 mod parked;
+pub mod peers;
 pub mod records;
 
 use std::sync::Arc;
@@ -34,6 +39,7 @@ use std::time::Duration;
 use io_backend::Clock;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::controller::Controller;
 use crate::group::Coordinator as Groups;
 use crate::protocol::error;
 use crate::storage::Store;
@@ -56,6 +62,9 @@ pub fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
 pub struct TxnConfig {
     /// `transaction.state.log.num.partitions`.
     pub partitions: i32,
+    /// `transaction.state.log.replication.factor` (in a cluster: the cluster's default
+    /// replication factor, as for the offsets topic).
+    pub replication_factor: i32,
     /// `transaction.max.timeout.ms`.
     pub max_timeout_ms: i32,
     /// `transactional.id.expiration.ms`.
@@ -74,6 +83,7 @@ impl TxnConfig {
     pub fn from_config(config: &crate::config::Config) -> TxnConfig {
         TxnConfig {
             partitions: config.transaction_state_partitions,
+            replication_factor: config.replication_factor(),
             max_timeout_ms: config.transaction_max_timeout_ms,
             id_expiration_ms: config.transactional_id_expiration_ms,
             abort_check_interval: Duration::from_millis(config.transaction_abort_check_interval_ms),
@@ -183,44 +193,174 @@ const GONE: i16 = error::COORDINATOR_NOT_AVAILABLE;
 pub struct TxnCoordinator {
     tx: mpsc::Sender<Msg>,
     pub config: TxnConfig,
-    /// The topic was asked for once (FindCoordinator).
-    creating: std::sync::atomic::AtomicBool,
+    /// When the topic was last asked for (FindCoordinator), by the wall clock in ms.
+    topic_asked_ms: Arc<std::sync::atomic::AtomicI64>,
+    cluster: Option<Arc<Controller>>,
+    markers: Arc<markers::Markers>,
+    clock: Arc<dyn Clock>,
 }
 
 impl TxnCoordinator {
-    /// Start the coordinator: it loads `__transaction_state` (if the topic exists) before it
-    /// takes the first request, then resumes the markers of every decided transaction.
+    /// Start the coordinator. On a single node it loads `__transaction_state` (if the topic
+    /// exists) before it takes the first request, then resumes the markers of every decided
+    /// transaction; in a cluster it does so for each partition of the topic it comes to lead,
+    /// and serves the other brokers' calls.
     pub fn start(
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         config: TxnConfig,
         groups: Arc<Groups>,
+        cluster: Option<Arc<Controller>>,
     ) -> Arc<TxnCoordinator> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let actor = actor::Actor::new(store, clock, config, groups, rx, tx.downgrade());
+        let markers = Arc::new(markers::Markers {
+            store: store.clone(),
+            groups,
+            cluster: cluster.clone(),
+            clock: clock.clone(),
+        });
+        let actor = actor::Actor::new(
+            store,
+            clock.clone(),
+            config,
+            markers.clone(),
+            rx,
+            tx.downgrade(),
+        );
         tokio::spawn(actor.run());
-        Arc::new(TxnCoordinator {
+        let coordinator = Arc::new(TxnCoordinator {
             tx,
             config,
-            creating: Default::default(),
-        })
+            topic_asked_ms: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            cluster: cluster.clone(),
+            markers: markers.clone(),
+            clock,
+        });
+        if let Some(cluster) = &cluster {
+            peers::serve(cluster, markers, coordinator.clone());
+        }
+        coordinator
+    }
+
+    /// Where markers are written from this broker (WriteTxnMarkers).
+    pub fn markers(&self) -> &markers::Markers {
+        &self.markers
+    }
+
+    /// In a cluster: the broker that coordinates `id` (the leader of its partition of the
+    /// topic) as `(id, host, port)`; `None` while there is none (the topic is made on the
+    /// first ask, as Kafka does). On a single node: `None`.
+    pub fn coordinator_of(&self, id: &str, listener: Option<&str>) -> Option<(i32, String, i32)> {
+        let cluster = self.cluster.as_ref()?;
+        let leader = self.coordinator_node(id)?;
+        let md = cluster.metadata();
+        let b = md.brokers.get(&leader).filter(|b| !b.fenced)?;
+        let (host, port) = b.address_on(listener)?;
+        Some((b.id as i32, host, port))
+    }
+
+    /// In a cluster: the node that leads `id`'s partition of the topic, as this broker knows
+    /// it (the topic asked for when it is not there).
+    fn coordinator_node(&self, id: &str) -> Option<u64> {
+        let cluster = self.cluster.as_ref()?;
+        let md = cluster.metadata();
+        if !md.topics.contains_key(TRANSACTION_STATE_TOPIC) {
+            drop(md);
+            self.topic_wanted();
+            return None;
+        }
+        let index = self.partition_for(id);
+        let p = md.partition(TRANSACTION_STATE_TOPIC, index)?;
+        let mut leader = p.leader.map(|l| (l, p.leader_term));
+        if let Some(view) = cluster
+            .replication()
+            .replica(TRANSACTION_STATE_TOPIC, index)
+        {
+            let s = view.status();
+            if let Some(l) = s.leader.filter(|_| s.term >= p.leader_term) {
+                leader = Some((l, s.term));
+            }
+        }
+        leader.map(|(l, _)| l)
+    }
+
+    /// KIP-890's first part, for a partition leader: whether `partitions` are in the
+    /// transaction of `id`'s producer, asked of its coordinator wherever it is (NONE: they
+    /// are); REQUEST_TIMED_OUT without an answer within `limit`.
+    pub async fn verify(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+        limit: Duration,
+    ) -> i16 {
+        if let Some(cluster) = &self.cluster {
+            let Some(node) = self.coordinator_node(id) else {
+                return error::COORDINATOR_NOT_AVAILABLE;
+            };
+            if node != cluster.replication().node_id() {
+                return peers::verify_at(cluster, node, id, producer_id, epoch, &partitions, limit)
+                    .await;
+            }
+        }
+        let asked = self.add_partitions(id.to_string(), producer_id, epoch, partitions, true);
+        self.clock
+            .timeout(limit, asked)
+            .await
+            .unwrap_or(error::REQUEST_TIMED_OUT)
     }
 
     /// A client looks for a transaction's coordinator: the topic is made now if it is not
     /// there (asked once; an id's first write makes it too).
     pub fn topic_wanted(&self) {
-        if !self
-            .creating
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        use std::sync::atomic::Ordering;
+        let now = self.clock.wall_ms();
+        let last = self.topic_asked_ms.load(Ordering::Acquire);
+        // At most once a second (a creation that failed is asked for again).
+        if now.saturating_sub(last) < 1000
+            || self
+                .topic_asked_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
         {
+            return;
+        }
+        let Some(cluster) = self.cluster.clone() else {
             // Only a hint, never waited for: with the queue full it is dropped and the next
             // lookup asks again.
             #[allow(clippy::disallowed_methods)]
-            if self.tx.try_send(Msg::MakeTopic).is_err() {
-                self.creating
-                    .store(false, std::sync::atomic::Ordering::Release);
+            let _ = self.tx.try_send(Msg::MakeTopic);
+            return;
+        };
+        // In a cluster, through the controller, beside the coordinator's task (a creation
+        // waits for the brokers; the coordinator goes on serving meanwhile).
+        let (partitions, rf) = (self.config.partitions, self.config.replication_factor);
+        tokio::spawn(async move {
+            if cluster
+                .metadata()
+                .topics
+                .contains_key(TRANSACTION_STATE_TOPIC)
+            {
+                return;
             }
-        }
+            let limit = Duration::from_secs(10);
+            match cluster
+                .create_topic(
+                    TRANSACTION_STATE_TOPIC,
+                    partitions,
+                    rf,
+                    None,
+                    log::topic_overrides(),
+                    limit,
+                )
+                .await
+            {
+                Ok(_) => tracing::info!(partitions, "created {TRANSACTION_STATE_TOPIC}"),
+                Err(crate::storage::catalog::TopicError::Exists) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot create {TRANSACTION_STATE_TOPIC} yet"),
+            }
+        });
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg, gone: T) -> T {
