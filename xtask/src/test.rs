@@ -4,14 +4,17 @@
 //! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`, or
 //!    `cargo test --workspace` when cargo-nextest is not installed (both keep the multi-node
 //!    tests to one at a time: nextest by its test group, `cargo test` by a lock in the tests);
-//! 2. the simulation tests: `cargo test -p sim` built with `--cfg madsim`, in their own target
-//!    directory (`<target>/madsim`) so the two builds never invalidate each other, then
-//!    shrinking a failing fixture end to end;
+//! 2. the simulation tests built: `cargo test -p sim` with `--cfg madsim`, in their own target
+//!    directory (`<target>/madsim`) so the two builds never invalidate each other, and the
+//!    simulator;
 //! 3. the broker binary: `cargo build -p broker --bin broker`;
-//! 4. a quick sweep of every scenario (10 seeds; the costliest, which set
-//!    `quick_sweep_seeds`, fewer) that also runs each scenario's first seed twice and compares
-//!    the traces, at the lowest priority (`nice -n 19`: the simulation is deterministic
-//!    whatever the load) beside the integration tests (alone with `--skip-integration`): pytest in a virtual environment of its own under the target
+//! 4. the simulation lane, at the lowest priority (`nice -n 19`: the simulation is
+//!    deterministic whatever the load) beside the integration tests (alone with
+//!    `--skip-integration`; its output in `<target>/xtask-test/sim-lane.log`): the simulation
+//!    tests run, shrinking a failing fixture end to end, the regression seeds, then a quick
+//!    sweep of every scenario (10 seeds; the costliest, which set `quick_sweep_seeds`, fewer)
+//!    that also runs each scenario's first seed twice and compares the traces; and the
+//!    integration tests: pytest in a virtual environment of its own under the target
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
 //!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3;
@@ -57,25 +60,25 @@ pub fn run(args: &TestArgs) -> Result<()> {
     } else {
         unit_tests()?;
     }
-    let sweep = if args.skip_sim {
+    let lane = if args.skip_sim {
         println!("xtask: skipping simulation tests (--skip-sim)");
         None
     } else {
-        Some(sim_tests()?)
+        Some(sim_build()?)
     };
     if args.skip_integration {
         println!("xtask: skipping integration tests (--skip-integration)");
-        if let Some(sweep) = sweep {
-            step(SWEEP_STEP, sweep)?;
+        if let Some(lane) = lane {
+            Background::start(lane)?.finish()?;
         }
     } else {
         let broker_bin = build_broker()?;
         let python = python_env(&repo_root().join("tests/integration/requirements.txt"))?;
         twin_smoke(&broker_bin, &python)?;
-        // The sweep is deterministic whatever the machine's load, and the integration tests
-        // leave more than a core idle (they wait on brokers): the sweep runs beside them, at
-        // the lowest priority so that their timing is not disturbed.
-        let background = sweep.map(Background::start).transpose()?;
+        // The simulation is deterministic whatever the machine's load, and the integration
+        // tests leave more than a core idle (they wait on brokers): the simulation lane runs
+        // beside them, at the lowest priority so that their timing is not disturbed.
+        let background = lane.map(Background::start).transpose()?;
         let integration = integration_tests(&broker_bin);
         let java = if args.skip_java {
             println!("xtask: skipping the Java client tests (--skip-java)");
@@ -105,61 +108,109 @@ pub fn run(args: &TestArgs) -> Result<()> {
 const SWEEP_STEP: &str =
     "scenario sweep (sim sweep all --seeds 1..11 --require-coverage --quick --check-determinism)";
 
-/// A step run beside others, its output kept in files under the target directory and shown
-/// when it ends.
+/// The simulation lane: its steps run one after another in a thread of their own, each at
+/// nice 19 with its output in `<target>/xtask-test/sim-lane.log` (the sweep's table also in
+/// `sweep.out`, shown when it ends).
 struct Background {
-    child: std::process::Child,
-    started: Instant,
-    out: std::path::PathBuf,
-    err: std::path::PathBuf,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+/// What the simulation lane runs: the simulator, built.
+struct SimLane {
+    sim: std::path::PathBuf,
+}
+
+impl SimLane {
+    fn run(self, dir: &Path) -> Result<()> {
+        let log = dir.join("sim-lane.log");
+        std::fs::write(&log, "")?;
+        let lane = |name: &str, command: Command| niced_step(&log, name, command, None);
+        let mut tests = cargo();
+        tests
+            .args(["test", "--profile", "sim", "-p", "sim"])
+            .env("RUSTFLAGS", "--cfg madsim")
+            .env("CARGO_TARGET_DIR", sim_target_dir());
+        lane(
+            "simulation tests (cargo test --profile sim -p sim, --cfg madsim)",
+            tests,
+        )?;
+        shrink_check(&self.sim, &lane)?;
+        regression_seeds(&self.sim, &lane)?;
+        let out = dir.join("sweep.out");
+        let mut sweep = Command::new(&self.sim);
+        sweep.args([
+            "sweep",
+            "all",
+            "--seeds",
+            "1..11",
+            "--jobs",
+            "2",
+            "--require-coverage",
+            "--quick",
+            "--check-determinism",
+        ]);
+        let swept = niced_step(&log, SWEEP_STEP, sweep, Some(&out));
+        print!("{}", std::fs::read_to_string(&out).unwrap_or_default());
+        swept
+    }
 }
 
 impl Background {
-    fn start(command: Command) -> Result<Background> {
+    fn start(lane: SimLane) -> Result<Background> {
         let dir = target_dir().join("xtask-test");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (out, err) = (dir.join("sweep.out"), dir.join("sweep.err"));
-        let mut niced = Command::new("nice");
-        niced
-            .args(["-n", "19"])
-            .arg(command.get_program())
-            .args(command.get_args())
-            .current_dir(repo_root())
-            .stdout(std::fs::File::create(&out)?)
-            .stderr(std::fs::File::create(&err)?);
         println!(
-            "xtask: ==> {SWEEP_STEP}, beside the integration tests at nice 19 (progress in {})",
-            err.display()
+            "xtask: ==> the simulation lane (tests, shrinking, regression seeds, sweep), beside the integration tests at nice 19 (output in {})",
+            dir.join("sim-lane.log").display()
         );
-        let child = niced
-            .spawn()
-            .context("could not start the scenario sweep")?;
-        Ok(Background {
-            child,
-            started: Instant::now(),
-            out,
-            err,
-        })
+        let thread = std::thread::spawn(move || lane.run(&dir));
+        Ok(Background { thread })
     }
 
-    fn finish(mut self) -> Result<()> {
-        let status = self
-            .child
-            .wait()
-            .context("waiting for the scenario sweep")?;
-        let elapsed_s = self.started.elapsed().as_secs_f64();
-        print!("{}", std::fs::read_to_string(&self.out).unwrap_or_default());
-        if !status.success() {
-            let err = std::fs::read_to_string(&self.err).unwrap_or_default();
-            let tail: Vec<&str> = err.lines().rev().take(40).collect();
-            for line in tail.iter().rev() {
-                println!("{line}");
-            }
-            bail!("step failed after {elapsed_s:.1} s ({status}): {SWEEP_STEP}");
-        }
-        println!("xtask: <== {SWEEP_STEP}: ok in {elapsed_s:.1} s");
-        Ok(())
+    fn finish(self) -> Result<()> {
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the simulation lane's thread panicked"))?
     }
+}
+
+/// Run `command` at nice 19 from the repository's root, its output appended to `log` (its
+/// standard output to `out` instead, when given); on failure the log's last lines are shown.
+fn niced_step(log: &Path, name: &str, command: Command, out: Option<&Path>) -> Result<()> {
+    let mut niced = Command::new("nice");
+    niced
+        .args(["-n", "19"])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .current_dir(repo_root());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(v) => niced.env(key, v),
+            None => niced.env_remove(key),
+        };
+    }
+    let append = || std::fs::File::options().append(true).create(true).open(log);
+    let stdout = match out {
+        Some(path) => std::fs::File::create(path)?,
+        None => append()?,
+    };
+    niced.stdout(stdout).stderr(append()?);
+    println!("xtask: ==> {name} (simulation lane)");
+    let started = Instant::now();
+    let status = niced
+        .status()
+        .with_context(|| format!("could not start {:?}", command.get_program()))?;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        for line in tail.iter().rev() {
+            println!("{line}");
+        }
+        bail!("step failed after {elapsed_s:.1} s ({status}): {name}");
+    }
+    println!("xtask: <== {name}: ok in {elapsed_s:.1} s (simulation lane)");
+    Ok(())
 }
 
 /// Flush the page cache's dirty pages to disk before tests that fsync against deadlines: a
@@ -193,36 +244,22 @@ fn unit_tests() -> Result<()> {
     }
 }
 
-/// The `sim` crate's tests, compiled with `--cfg madsim`, and shrinking end to end; the quick
-/// sweep of every scenario to run after them. Nobody types RUSTFLAGS.
-fn sim_tests() -> Result<Command> {
+/// The `sim` crate's tests compiled with `--cfg madsim`, and the simulator built: what the
+/// simulation lane runs (built here, before the broker, so that two builds never share the
+/// cores). Nobody types RUSTFLAGS.
+fn sim_build() -> Result<SimLane> {
     let mut command = cargo();
     command
-        .args(["test", "--profile", "sim", "-p", "sim"])
+        .args(["test", "--profile", "sim", "-p", "sim", "--no-run"])
         .env("RUSTFLAGS", "--cfg madsim")
         .env("CARGO_TARGET_DIR", sim_target_dir());
     step(
-        "simulation tests (cargo test --profile sim -p sim, --cfg madsim)",
+        "simulation tests, built (cargo test --profile sim -p sim --no-run, --cfg madsim)",
         command,
     )?;
-    let bin = crate::sim::build()?;
-    shrink_check(&bin)?;
-    regression_seeds(&bin)?;
-    let mut sweep = Command::new(bin);
-    sweep
-        .args([
-            "sweep",
-            "all",
-            "--seeds",
-            "1..11",
-            "--jobs",
-            "2",
-            "--require-coverage",
-            "--quick",
-            "--check-determinism",
-        ])
-        .current_dir(repo_root());
-    Ok(sweep)
+    Ok(SimLane {
+        sim: crate::sim::build()?,
+    })
 }
 
 /// Seeds that found a defect the quick sweep's seeds do not reach, each run whole.
@@ -246,7 +283,7 @@ const REGRESSION_SEEDS: &[(&str, u64, &str)] = &[
 
 /// Run each of [`REGRESSION_SEEDS`] under a bound of wall-clock time: a defect that stops
 /// simulated time (a task always ready to run) hangs a run instead of failing it.
-fn regression_seeds(bin: &Path) -> Result<()> {
+fn regression_seeds(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Result<()> {
     for (scenario, seed, found) in REGRESSION_SEEDS {
         let mut run = Command::new("timeout");
         run.arg("300")
@@ -264,7 +301,7 @@ fn regression_seeds(bin: &Path) -> Result<()> {
 /// Shrinking, end to end: a fixture that fails (the legacy broker, deadlines off, in a swarm
 /// of thirteen faults, wrongly expected to pass) must shrink to the one fsync stall that hangs
 /// it, with one producer and nothing else.
-fn shrink_check(bin: &Path) -> Result<()> {
+fn shrink_check(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Result<()> {
     let out = target_dir()
         .join("shrink-check")
         .join("legacy-swarm-seed2.toml");
