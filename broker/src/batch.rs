@@ -51,9 +51,7 @@ pub enum BatchError {
     InvalidRecords(String),
     #[error("control batches are written by the broker, not by clients")]
     ControlBatch,
-    #[error(
-        "a transactional batch needs the request's transactional id, and a broker that serves transactions (a single node, for now)"
-    )]
+    #[error("a transactional batch needs the request's transactional id")]
     Transactional,
     /// Records refused one by one (Kafka's record errors): each by its index in the batch, with
     /// why. The produce response names every one, so that a client fails those records and

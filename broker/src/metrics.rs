@@ -185,6 +185,10 @@ pub struct Metrics {
     /// (`stillwater_bound_peak`, `stillwater_bound_limit`).
     pub append_queue_depth_peak: AtomicI64,
     pub append_queue_capacity: AtomicI64,
+    /// Commands taken out of the append queue and carried to a later round (their bound is
+    /// the pipeline's, `ROUND_APPENDS_MAX`).
+    pub round_carried_peak: AtomicI64,
+    pub round_carried_max: AtomicI64,
     pub catch_up_reads_in_flight_peak: AtomicI64,
     pub catch_up_reads_in_flight_max: AtomicI64,
     pub catch_up_follower_bytes_peak: AtomicI64,
@@ -479,6 +483,8 @@ impl Default for Metrics {
             ),
             append_queue_depth_peak: AtomicI64::new(0),
             append_queue_capacity: AtomicI64::new(0),
+            round_carried_peak: AtomicI64::new(0),
+            round_carried_max: AtomicI64::new(0),
             catch_up_reads_in_flight_peak: AtomicI64::new(0),
             catch_up_reads_in_flight_max: AtomicI64::new(0),
             catch_up_follower_bytes_peak: AtomicI64::new(0),
@@ -535,6 +541,11 @@ impl Metrics {
                 name: "append queue (append_queue_capacity)",
                 peak: get(&self.append_queue_depth_peak),
                 limit: get(&self.append_queue_capacity),
+            },
+            Bound {
+                name: "appends carried to a later commit round",
+                peak: get(&self.round_carried_peak),
+                limit: get(&self.round_carried_max),
             },
             Bound {
                 name: "catch-up reads in flight",

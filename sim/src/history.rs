@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 pub mod probe;
+pub mod txn;
 pub use probe::Probe;
+pub use txn::{TxnDrained, TxnOp, TxnOutcome, TxnRead};
 
 /// Kafka's REQUEST_TIMED_OUT: the broker could not confirm the write, which may be in the log.
 pub const REQUEST_TIMED_OUT: i16 = 7;
@@ -320,6 +322,11 @@ pub enum Op {
     Member(MemberEvent),
     Scan(Scan),
     Moving(Moving),
+    /// A transaction of the transactional workload.
+    Txn(TxnOp),
+    /// A read of a `read_committed` reader of the transactional workload.
+    TxnRead(TxnRead),
+    TxnDrained(TxnDrained),
 }
 
 /// A partition ListPartitionReassignments listed as moving, from the first answer that listed it
@@ -454,6 +461,24 @@ impl Op {
             Op::Moving(m) => format!(
                 "{:.6} {:.6} moving {} ended {}",
                 m.from_s, m.to_s, m.partition, m.ended
+            ),
+            Op::Txn(t) => format!(
+                "{:.6} {:.6} txn p{} #{} {:?} writes {:?}",
+                t.invoked_s, t.completed_s, t.producer, t.n, t.outcome, t.writes
+            ),
+            Op::TxnRead(r) => format!(
+                "{:.6} {:.6} txn-read r{} {} from {} lso {} records {}",
+                r.invoked_s,
+                r.completed_s,
+                r.reader,
+                r.partition,
+                r.from,
+                r.last_stable,
+                r.records.len()
+            ),
+            Op::TxnDrained(d) => format!(
+                "{:.6} txn-drained r{} {}",
+                d.at_s, d.reader, d.complete
             ),
             Op::Scan(s) => format!(
                 "{:.6} scan r{} {} to {} {} spans {} records {}",

@@ -298,6 +298,9 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             settled_s as f64,
         ));
     }
+    if scenario.workload.transactions.is_some() {
+        findings.extend(crate::checks::txn::check(&o.history));
+    }
     if let Some(c) = &scenario.workload.compacted {
         findings.extend(crate::checks::scans::check(
             &o.history,

@@ -234,6 +234,9 @@ impl Store {
         metrics
             .append_queue_capacity
             .store(config.append_queue_capacity as i64, Ordering::Relaxed);
+        metrics
+            .round_carried_max
+            .store(round::ROUND_APPENDS_MAX as i64, Ordering::Relaxed);
         let (commits, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             catalog: Catalog::new(topics),
@@ -262,6 +265,7 @@ impl Store {
             _alive: alive,
             sync_failed: false,
             carried: Default::default(),
+            pulled: 0,
             raft_states,
         };
         tokio::spawn(pipeline.run());

@@ -156,6 +156,8 @@ pub(super) struct Pipeline {
     /// partitions' files (`round.rs`), and those of the same partitions behind them: the next
     /// round begins with them, in order.
     pub(super) carried: std::collections::VecDeque<Command>,
+    /// Commands taken out of the queue since the depth gauge was last told.
+    pub(super) pulled: i64,
     /// The data directory's file of Raft hard states (a replicated node's).
     pub(super) raft_states: Option<super::raft_states::RaftStates>,
 }
@@ -171,7 +173,10 @@ impl Pipeline {
                 Some(cmd) => cmd,
                 None => tokio::select! {
                     cmd = self.rx.recv() => match cmd {
-                        Some(cmd) => cmd,
+                        Some(cmd) => {
+                            self.pulled += 1;
+                            cmd
+                        }
                         None => return,
                     },
                     _ = self.shared.io.health.failed_signal.notified(), if !self.healing => {
@@ -185,10 +190,13 @@ impl Pipeline {
                 },
             };
             let taken = self.take_round(first);
-            self.shared
-                .metrics
+            // The queue's depth is what waits in it: what this round took out of it (some of
+            // which may be carried to a later round, counted against a bound of its own).
+            let metrics = &self.shared.metrics;
+            metrics
                 .append_queue_depth
-                .dec_by(taken.len() as i64);
+                .dec_by(std::mem::take(&mut self.pulled));
+            Metrics::peak(&metrics.round_carried_peak, self.carried.len() as i64);
             let mut appends = Vec::new();
             let mut raft_writes = Vec::new();
             for cmd in taken {

@@ -86,9 +86,11 @@ impl Pipeline {
             // Commands carried before come first; new ones only while few wait (what waits
             // here is out of the queue's bound).
             next = earlier.pop_front().or_else(|| {
-                (carried.len() < ROUND_APPENDS_MAX)
+                let pulled = (carried.len() < ROUND_APPENDS_MAX)
                     .then(|| self.rx.try_recv().ok())
-                    .flatten()
+                    .flatten();
+                self.pulled += i64::from(pulled.is_some());
+                pulled
             });
         }
         self.carried = carried;

@@ -38,3 +38,4 @@ pub mod replicas;
 pub mod safety;
 pub mod scans;
 pub mod stops;
+pub mod txn;

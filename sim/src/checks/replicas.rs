@@ -231,17 +231,17 @@ pub fn watermarks_monotonic(seen: &[Watermark]) -> Vec<Finding> {
 
 /// Metadata never named two leaders of a partition in one epoch.
 pub fn one_leader_per_epoch(seen: &[Leadership]) -> Vec<Finding> {
-    let mut by_epoch: BTreeMap<(i32, i32), BTreeSet<i32>> = BTreeMap::new();
+    let mut by_epoch: BTreeMap<(&str, i32, i32), BTreeSet<i32>> = BTreeMap::new();
     for l in seen {
         by_epoch
-            .entry((l.partition, l.epoch))
+            .entry((l.topic.as_str(), l.partition, l.epoch))
             .or_default()
             .insert(l.leader);
     }
     by_epoch
         .into_iter()
         .filter(|(_, leaders)| leaders.len() > 1)
-        .map(|((partition, epoch), leaders)| Finding::TwoLeaders {
+        .map(|((_, partition, epoch), leaders)| Finding::TwoLeaders {
             partition,
             epoch,
             leaders: leaders.into_iter().collect(),
@@ -642,6 +642,7 @@ mod tests {
     #[test]
     fn two_leaders_in_one_epoch_are_found() {
         let l = |epoch, leader| Leadership {
+            topic: "t".into(),
             partition: 0,
             epoch,
             leader,

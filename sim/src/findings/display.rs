@@ -372,6 +372,15 @@ impl std::fmt::Display for Finding {
                 if *expected { "does not list" } else { "lists" },
                 if *expected { "created" } else { "deleted" }
             ),
+            Finding::Txn {
+                anomaly,
+                reader,
+                detail,
+            } => write!(
+                f,
+                "transactions: {} (reader {reader}): {detail}",
+                anomaly.meaning()
+            ),
             Finding::Acks0Blackholed {
                 producer,
                 partition,

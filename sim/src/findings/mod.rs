@@ -339,6 +339,13 @@ pub enum Finding {
         /// Whether it should exist.
         expected: bool,
     },
+    /// An anomaly of the transactional workload ([`crate::checks::txn`]), seen by a
+    /// `read_committed` reader.
+    Txn {
+        anomaly: TxnAnomaly,
+        reader: usize,
+        detail: String,
+    },
     /// Once the cluster was healthy, none of an acks=0 producer's sends to a partition reached
     /// its log.
     Acks0Blackholed {
@@ -512,6 +519,7 @@ impl Finding {
             Finding::CutStalled { .. } => "cut-stalled",
             Finding::MoveStalled { .. } => "move-stalled",
             Finding::Acks0Blackholed { .. } => "acks0-blackholed",
+            Finding::Txn { anomaly, .. } => anomaly.kind(),
             Finding::NotLatest { how, .. } => match how {
                 NotLatest::Lost => "latest-lost",
                 NotLatest::Stale => "stale-value",
@@ -531,6 +539,49 @@ impl Finding {
                 | Finding::MoveUnfinished { .. }
                 | Finding::RetireUnfinished { .. }
         )
+    }
+}
+
+/// The anomaly classes of the transactional checker ([`crate::checks::txn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TxnAnomaly {
+    AbortedRead,
+    DirtyRead,
+    LostWrite,
+    Torn,
+    Duplicate,
+    NonMonotonic,
+    Phantom,
+}
+
+impl TxnAnomaly {
+    pub fn kind(self) -> &'static str {
+        match self {
+            TxnAnomaly::AbortedRead => "txn-aborted-read",
+            TxnAnomaly::DirtyRead => "txn-dirty-read",
+            TxnAnomaly::LostWrite => "txn-lost-write",
+            TxnAnomaly::Torn => "txn-torn",
+            TxnAnomaly::Duplicate => "txn-duplicate",
+            TxnAnomaly::NonMonotonic => "txn-non-monotonic",
+            TxnAnomaly::Phantom => "txn-phantom",
+        }
+    }
+
+    /// What it means, for a finding's line.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            TxnAnomaly::AbortedRead => {
+                "a read_committed reader got a write of an aborted transaction"
+            }
+            TxnAnomaly::DirtyRead => {
+                "a read_committed reader got a write before its transaction asked to commit"
+            }
+            TxnAnomaly::LostWrite => "a committed transaction's write is missing",
+            TxnAnomaly::Torn => "part of a transaction is visible and part is not",
+            TxnAnomaly::Duplicate => "a transactional write was read at two offsets",
+            TxnAnomaly::NonMonotonic => "a reader's reads of a partition went back",
+            TxnAnomaly::Phantom => "a reader got a value no transaction wrote",
+        }
     }
 }
 

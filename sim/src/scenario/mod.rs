@@ -372,6 +372,51 @@ pub struct Workload {
     /// compaction checker replaces the checks that every acknowledged record stays.
     #[serde(default)]
     pub compacted: Option<Compacted>,
+    /// A transactional workload on a topic of its own ([`crate::workload::txn`]).
+    #[serde(default)]
+    pub transactions: Option<TxnWorkload>,
+}
+
+/// Transactional producers and `read_committed` readers on a topic of their own; the
+/// transactional checker ([`crate::checks::txn`]) judges what they did and saw.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxnWorkload {
+    #[serde(default = "default_txn_topic")]
+    pub topic: String,
+    pub partitions: i32,
+    pub producers: usize,
+    /// Partitions each transaction writes one value to.
+    pub partitions_per_txn: usize,
+    /// Every so many transactions of a producer one is aborted on purpose (0: none).
+    #[serde(default)]
+    pub abort_every: u64,
+    /// Readers at `read_committed`, each reading every partition from its start.
+    pub readers: usize,
+    /// The producers' `transaction.timeout.ms`.
+    #[serde(default = "default_txn_timeout_ms")]
+    pub timeout_ms: i32,
+    /// Pause between one producer's transactions.
+    #[serde(default)]
+    pub interval_ms: u64,
+    /// Pause between a reader's rounds of fetches.
+    #[serde(default = "default_txn_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// Each value is padded to this many bytes.
+    #[serde(default)]
+    pub value_bytes: usize,
+}
+
+fn default_txn_topic() -> String {
+    "txn".into()
+}
+
+fn default_txn_timeout_ms() -> i32 {
+    10_000
+}
+
+fn default_txn_poll_ms() -> u64 {
+    50
 }
 
 /// A compacted workload topic: `keys` keys written again and again, every `tombstone_every`-th

@@ -89,12 +89,21 @@ pub async fn drive(
         // The checker's node: no client of the workload shares its address meanwhile.
         nodes.detach(Checker, workload::flood::strangers(world.clone()));
     }
+    let (txn_producers, txn_readers) = sc
+        .workload
+        .transactions
+        .as_ref()
+        .map_or((0, 0), |t| (t.producers, t.readers));
     let producers: Vec<_> = (0..sc.workload.producers)
         .map(|p| nodes.spawn(Producers, workload::produce(world.clone(), p)))
         .chain(
             other_producers
                 .into_iter()
                 .map(|f| nodes.spawn(Producers, f)),
+        )
+        .chain(
+            (0..txn_producers)
+                .map(|p| nodes.spawn(Producers, workload::txn::produce(world.clone(), p))),
         )
         .collect();
     let mut consumers: Vec<_> = (0..sc.workload.consumers)
@@ -111,6 +120,9 @@ pub async fn drive(
             workload::far_behind::read_from_start(world.clone(), r),
         )
     }));
+    consumers.extend(
+        (0..txn_readers).map(|r| nodes.spawn(Consumers, workload::txn::read(world.clone(), r))),
+    );
     if let Some(g) = &sc.workload.group {
         consumers.extend(
             (0..g.members).map(|m| nodes.spawn(Consumers, group::member(world.clone(), m))),

@@ -31,6 +31,7 @@ pub mod keyed;
 pub mod moves;
 pub mod retire;
 pub mod security;
+pub mod txn;
 
 pub use consumer::consume;
 pub use drive::{drive, ClientNodes, Role};

@@ -26,6 +26,7 @@ pub mod probes;
 mod reassign;
 pub mod routing;
 pub mod sasl;
+pub mod txn;
 
 thread_local! {
     /// Where this thread's clients really dial each broker address (a twin run's proxies of
@@ -47,7 +48,7 @@ fn routed(addr: SocketAddr) -> SocketAddr {
 /// The Produce version the clients speak.
 pub const PRODUCE_VERSION: i16 = 8;
 const INIT_PRODUCER_ID_VERSION: i16 = 4;
-const FETCH_VERSION: i16 = 11;
+pub(crate) const FETCH_VERSION: i16 = 11;
 const CREATE_TOPICS_VERSION: i16 = 4;
 const DELETE_TOPICS_VERSION: i16 = 4;
 const LIST_OFFSETS_VERSION: i16 = 5;
@@ -96,7 +97,7 @@ pub struct Client {
     pub request_timeout_ms: i32,
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 

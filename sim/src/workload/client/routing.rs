@@ -28,8 +28,9 @@ pub fn leadership_code(code: i16) -> bool {
 }
 
 /// One observation of a partition's leadership: Metadata said `leader` leads it in `epoch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Leadership {
+    pub topic: String,
     pub partition: i32,
     pub epoch: i32,
     pub leader: i32,
@@ -221,6 +222,7 @@ impl Directory {
                         st.leaders.insert(key, *addr);
                         if epoch >= 0 {
                             st.seen.insert(Leadership {
+                                topic: topic.to_string(),
                                 partition,
                                 epoch,
                                 leader,
@@ -241,7 +243,7 @@ impl Directory {
 
     /// Every leadership Metadata named during the run.
     pub fn leaderships(&self) -> Vec<Leadership> {
-        self.lock().seen.iter().copied().collect()
+        self.lock().seen.iter().cloned().collect()
     }
 
     /// Every time a broker named itself a partition's leader, in order.

@@ -1,0 +1,55 @@
+//! What the transactional workload did and saw ([`crate::workload::txn`]): each transaction a
+//! producer ran (its writes, whether it asked to commit, how it ended) and each read of a
+//! `read_committed` reader.
+
+/// How a transaction ended, as its producer knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// EndTxn(commit) was answered NONE: every write must be visible, once.
+    Committed,
+    /// It was aborted (EndTxn(abort), or given up before a commit was asked for: the next
+    /// InitProducerId, or its timeout, aborts it): no write may ever be visible.
+    Aborted,
+    /// A commit was asked for without a definite answer: all its writes or none.
+    Unknown,
+}
+
+/// One transaction of a transactional producer.
+#[derive(Debug, Clone)]
+pub struct TxnOp {
+    pub producer: usize,
+    /// Its number in the producer's run (from 1).
+    pub n: u64,
+    /// Every value it produced (partition, name), acknowledged or not.
+    pub writes: Vec<(i32, String)>,
+    pub invoked_s: f64,
+    /// When its EndTxn was first sent (`None`: never; it was aborted by giving up).
+    pub end_invoked_s: Option<f64>,
+    pub completed_s: f64,
+    pub outcome: TxnOutcome,
+}
+
+/// One read of a `read_committed` reader: one partition, from `from`.
+#[derive(Debug, Clone)]
+pub struct TxnRead {
+    pub reader: usize,
+    pub partition: i32,
+    pub from: i64,
+    /// The records it returned: (offset, value name), control records left out and aborted
+    /// transactions' records dropped as a client drops them.
+    pub records: Vec<(i64, String)>,
+    /// The last stable offset the answer gave.
+    pub last_stable: i64,
+    pub invoked_s: f64,
+    pub completed_s: f64,
+}
+
+/// A reader finished: it read every partition up to its last stable offset after producing
+/// ended (its reads then hold everything committed).
+#[derive(Debug, Clone)]
+pub struct TxnDrained {
+    pub reader: usize,
+    pub at_s: f64,
+    /// Whether it got there (false: the drain's time ran out first).
+    pub complete: bool,
+}

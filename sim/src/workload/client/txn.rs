@@ -1,0 +1,306 @@
+//! The transaction calls of the simulated client, as Kafka's Java producer makes them before
+//! KIP-890's second part: FindCoordinator for a transactional id, InitProducerId with it,
+//! AddPartitionsToTxn (v3), transactional batches, EndTxn (v3); and a `read_committed` Fetch
+//! that drops aborted transactions' records as a client does (the answer's aborted
+//! transactions, each producer's records from its first offset up to its abort marker).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    add_partitions_to_txn_request::AddPartitionsToTxnTopic, fetch_request, produce_request,
+    AddPartitionsToTxnRequest, ApiKey, BrokerId, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, InitProducerIdRequest, ProduceRequest, ProducerId, RequestKind,
+    ResponseKind, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::{topic_name, Client, ClientError, FETCH_VERSION, PRODUCE_VERSION};
+
+const FIND_COORDINATOR_VERSION: i16 = 4;
+const INIT_PRODUCER_ID_VERSION: i16 = 4;
+const ADD_PARTITIONS_VERSION: i16 = 3;
+const END_TXN_VERSION: i16 = 3;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn unexpected(other: ResponseKind) -> ClientError {
+    ClientError::Protocol(format!("unexpected response {other:?}"))
+}
+
+/// One partition's `read_committed` answer: the records kept (offset, value), the high
+/// watermark, the last stable offset, and where the next fetch starts.
+pub type CommittedRead = Result<(Vec<(i64, Bytes)>, i64, i64, Option<i64>), i16>;
+
+impl Client {
+    /// The broker that coordinates `key` (key type 0: a group; 1: a transactional id), by its
+    /// node id.
+    pub async fn find_coordinator_of(
+        &mut self,
+        key: &str,
+        key_type: i8,
+    ) -> Result<i32, ClientError> {
+        let mut req = FindCoordinatorRequest::default();
+        req.key_type = key_type;
+        req.coordinator_keys = vec![s(key)];
+        match self
+            .call(
+                ApiKey::FindCoordinator,
+                FIND_COORDINATOR_VERSION,
+                RequestKind::FindCoordinator(req),
+            )
+            .await?
+        {
+            ResponseKind::FindCoordinator(r) => match r.coordinators.first() {
+                Some(c) if c.error_code == 0 => Ok(c.node_id.0),
+                Some(c) => Err(ClientError::Kafka(c.error_code)),
+                None => Err(ClientError::Protocol("no coordinator in the answer".into())),
+            },
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// InitProducerId with transactional id `id`: its producer id and new epoch.
+    pub async fn init_transactions(
+        &mut self,
+        id: &str,
+        timeout_ms: i32,
+    ) -> Result<(i64, i16), ClientError> {
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = Some(TransactionalId(s(id)));
+        req.transaction_timeout_ms = timeout_ms;
+        req.producer_id = ProducerId(-1);
+        req.producer_epoch = -1;
+        match self
+            .call(
+                ApiKey::InitProducerId,
+                INIT_PRODUCER_ID_VERSION,
+                RequestKind::InitProducerId(req),
+            )
+            .await?
+        {
+            ResponseKind::InitProducerId(r) if r.error_code == 0 => {
+                Ok((r.producer_id.0, r.producer_epoch))
+            }
+            ResponseKind::InitProducerId(r) => Err(ClientError::Kafka(r.error_code)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// AddPartitionsToTxn (v3): the first partition's error, if any.
+    pub async fn add_partitions_to_txn(
+        &mut self,
+        id: &str,
+        (producer_id, epoch): (i64, i16),
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<(), ClientError> {
+        let mut t = AddPartitionsToTxnTopic::default();
+        t.name = topic_name(topic);
+        t.partitions = partitions.to_vec();
+        let mut req = AddPartitionsToTxnRequest::default();
+        req.v3_and_below_transactional_id = TransactionalId(s(id));
+        req.v3_and_below_producer_id = ProducerId(producer_id);
+        req.v3_and_below_producer_epoch = epoch;
+        req.v3_and_below_topics = vec![t];
+        match self
+            .call(
+                ApiKey::AddPartitionsToTxn,
+                ADD_PARTITIONS_VERSION,
+                RequestKind::AddPartitionsToTxn(req),
+            )
+            .await?
+        {
+            ResponseKind::AddPartitionsToTxn(r) => {
+                let code = r
+                    .results_by_topic_v3_and_below
+                    .iter()
+                    .flat_map(|t| t.results_by_partition.iter())
+                    .map(|p| p.partition_error_code)
+                    .find(|&c| c != 0);
+                match code {
+                    Some(c) => Err(ClientError::Kafka(c)),
+                    None => Ok(()),
+                }
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// EndTxn (v3): commit or abort.
+    pub async fn end_txn(
+        &mut self,
+        id: &str,
+        (producer_id, epoch): (i64, i16),
+        commit: bool,
+    ) -> Result<(), ClientError> {
+        let mut req = EndTxnRequest::default();
+        req.transactional_id = TransactionalId(s(id));
+        req.producer_id = ProducerId(producer_id);
+        req.producer_epoch = epoch;
+        req.committed = commit;
+        match self
+            .call(ApiKey::EndTxn, END_TXN_VERSION, RequestKind::EndTxn(req))
+            .await?
+        {
+            ResponseKind::EndTxn(r) if r.error_code == 0 => Ok(()),
+            ResponseKind::EndTxn(r) => Err(ClientError::Kafka(r.error_code)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Produce `value` as one transactional batch of transactional id `id`'s producer
+    /// `(producer id, epoch, sequence)`, acks=all; its offset.
+    pub async fn produce_transactional(
+        &mut self,
+        id: &str,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        value: Bytes,
+        (producer_id, producer_epoch, sequence): (i64, i16, i32),
+    ) -> Result<i64, ClientError> {
+        let record = Record {
+            transactional: true,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence,
+            timestamp,
+            key: None,
+            value: Some(value),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut batch = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut batch,
+            std::iter::once(&record),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| ClientError::Protocol(format!("encode batch: {e:#}")))?;
+        let mut p = produce_request::PartitionProduceData::default();
+        p.index = partition;
+        p.records = Some(batch.freeze());
+        let mut t = produce_request::TopicProduceData::default();
+        t.name = topic_name(topic);
+        t.partition_data = vec![p];
+        let mut req = ProduceRequest::default();
+        req.topic_data = vec![t];
+        req.transactional_id = Some(TransactionalId(s(id)));
+        req.acks = -1;
+        req.timeout_ms = self.request_timeout_ms;
+        let resp = self
+            .call(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(req))
+            .await?;
+        super::produce_answer(resp)
+    }
+
+    /// Fetch partitions of `topic` at `read_committed`, each from its own offset.
+    pub async fn fetch_committed(
+        &mut self,
+        topic: &str,
+        positions: &[(i32, i64)],
+        max_wait_ms: i32,
+    ) -> Result<Vec<(i32, CommittedRead)>, ClientError> {
+        let mut t = fetch_request::FetchTopic::default();
+        t.topic = topic_name(topic);
+        t.partitions = positions
+            .iter()
+            .map(|&(partition, offset)| {
+                let mut p = fetch_request::FetchPartition::default();
+                p.partition = partition;
+                p.fetch_offset = offset;
+                p.partition_max_bytes = 1 << 20;
+                p
+            })
+            .collect();
+        let mut req = FetchRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.max_wait_ms = max_wait_ms;
+        req.min_bytes = 1;
+        req.max_bytes = 1 << 20;
+        req.isolation_level = 1;
+        req.topics = vec![t];
+        let resp = match self
+            .call(ApiKey::Fetch, FETCH_VERSION, RequestKind::Fetch(req))
+            .await?
+        {
+            ResponseKind::Fetch(r) => r,
+            other => return Err(unexpected(other)),
+        };
+        let mut out = Vec::new();
+        for pd in resp.responses.iter().flat_map(|t| t.partitions.iter()) {
+            if pd.error_code != 0 {
+                out.push((pd.partition_index, Err(pd.error_code)));
+                continue;
+            }
+            let from = positions
+                .iter()
+                .find(|(p, _)| *p == pd.partition_index)
+                .map_or(0, |(_, o)| *o);
+            let mut aborted: VecDeque<(i64, i64)> = pd
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|a| (a.first_offset, a.producer_id.0))
+                .collect();
+            aborted.make_contiguous().sort();
+            let mut dropping: BTreeSet<i64> = BTreeSet::new();
+            let mut records = Vec::new();
+            let mut next = None;
+            let mut data = pd.records.clone().unwrap_or_default();
+            while data.has_remaining() {
+                let after = broker::batch::parse_header(&data).map(|h| h.next_offset());
+                let set = RecordBatchDecoder::decode(&mut data)
+                    .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
+                if let Some(last) = set.records.last() {
+                    next = Some(last.offset + 1);
+                }
+                if let Ok(after) = after {
+                    next = Some(next.map_or(after, |n: i64| n.max(after)));
+                }
+                for r in set.records {
+                    while aborted.front().is_some_and(|(first, _)| *first <= r.offset) {
+                        let (_, producer) = aborted.pop_front().expect("checked");
+                        dropping.insert(producer);
+                    }
+                    if r.control {
+                        if r.transactional && abort_marker(&r) {
+                            dropping.remove(&r.producer_id);
+                        }
+                        continue;
+                    }
+                    if r.offset < from || (r.transactional && dropping.contains(&r.producer_id)) {
+                        continue;
+                    }
+                    records.push((r.offset, r.value.unwrap_or_default()));
+                }
+            }
+            out.push((
+                pd.partition_index,
+                Ok((records, pd.high_watermark, pd.last_stable_offset, next)),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a control record is an abort marker (its key: version, then type 0).
+fn abort_marker(r: &Record) -> bool {
+    r.key
+        .as_ref()
+        .filter(|k| k.len() >= 4)
+        .is_some_and(|k| i16::from_be_bytes([k[2], k[3]]) == 0)
+}
