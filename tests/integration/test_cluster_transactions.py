@@ -11,11 +11,11 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 import clients
 from test_cluster import cluster, create  # noqa: F401 (the fixture)
-from test_transactions import read_values, txn_producer
+from test_transactions import assert_exactly_once, read_values, run_pipeline, txn_producer
 
 
 def java_hash(s):
@@ -68,46 +68,6 @@ def test_commits_and_aborts_across_partitions_led_by_every_broker(cluster):  # n
                                                           sorted(missing)[:3])
 
 
-def pipeline(bootstrap, txn_id, total, deadline, progress):
-    """Move `ctp-in` to `ctp-out` in transactions of at most 100, with the consumer's offsets in
-    them, until every input is moved or the time is up (`progress["moved"]`: inputs moved by
-    committed transactions so far); a failed transaction is aborted and its input read again
-    from the committed offsets."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "ctp",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "isolation.level": "read_committed"})
-    c.subscribe(["ctp-in"])
-    p = txn_producer(bootstrap, txn_id, **{"transaction.timeout.ms": 20000})
-    p.init_transactions(60)
-    try:
-        while time.time() < deadline:
-            msgs = [m for m in c.consume(100, 1.0) if not m.error()]
-            if not msgs:
-                committed = c.committed([TopicPartition("ctp-in", i) for i in range(3)], 10)
-                if sum(max(tp.offset, 0) for tp in committed) >= total:
-                    return
-                continue
-            try:
-                p.begin_transaction()
-                for m in msgs:
-                    p.produce("ctp-out", value=m.value().replace(b"in-", b"out-"),
-                              partition=m.partition())
-                p.send_offsets_to_transaction(c.position(c.assignment()),
-                                              c.consumer_group_metadata(), 30)
-                p.commit_transaction(30)
-                progress["moved"] += len(msgs)
-            except KafkaException as e:
-                err = e.args[0]
-                if err.fatal():
-                    raise
-                if err.txn_requires_abort():
-                    p.abort_transaction(30)
-                for tp in c.committed(c.assignment(), 10):
-                    c.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
-    finally:
-        c.close()
-
-
 @pytest.mark.timeout(420)
 def test_consume_transform_produce_is_exactly_once_while_the_coordinator_and_a_leader_die(cluster):  # noqa: F811,E501
     """Data volume: 9,000 input messages, each moved to the output in transactions of at most
@@ -141,27 +101,11 @@ def test_consume_transform_produce_is_exactly_once_while_the_coordinator_and_a_l
 
     killer = threading.Thread(target=kill_and_restart)
     killer.start()
-    while True:
-        try:
-            pipeline(cluster.bootstrap, txn_id, total, deadline, progress)
-            break
-        except KafkaException as e:
-            # Fenced, or its coordinator lost for good: a new instance with the same id takes
-            # over, as an application restarts.
-            if time.time() > deadline:
-                raise
-            print("pipeline restarted after", e)
+    run_pipeline(cluster.bootstrap, txn_id, total, deadline, progress)
     killer.join()
     # Both kills came while the pipeline ran.
     assert len(kills) == 2 and all(moved < total for _, moved in kills), kills
-    out = read_values(cluster.bootstrap, "ctp-out", "read_committed", total, timeout=90)
-    counts = {}
-    for v in out:
-        counts[v] = counts.get(v, 0) + 1
-    dups = {v: n for v, n in counts.items() if n > 1}
-    assert not dups, f"{len(dups)} outputs duplicated, e.g. {list(dups.items())[:5]}"
-    missing = [i for i in range(total) if f"out-{i:05d}" not in counts]
-    assert not missing, f"{len(missing)} inputs never output, e.g. {missing[:5]}"
+    assert_exactly_once(cluster.bootstrap, total, timeout=90)
 
 
 @pytest.mark.timeout(180)

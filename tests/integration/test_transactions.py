@@ -45,6 +45,72 @@ def read_values(bootstrap, topic, level, expect, timeout=30.0, group=None):
     return values
 
 
+def pipeline(bootstrap, txn_id, total, deadline, progress):
+    """Move `ctp-in` (three partitions) to `ctp-out` in transactions of at most 100, with the
+    consumer's offsets in them, until every input is moved or the time is up
+    (`progress["moved"]`: inputs moved by committed transactions so far); a failed transaction
+    is aborted and its input read again from the committed offsets."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "ctp",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "isolation.level": "read_committed"})
+    c.subscribe(["ctp-in"])
+    p = txn_producer(bootstrap, txn_id, **{"transaction.timeout.ms": 20000})
+    p.init_transactions(60)
+    try:
+        while time.time() < deadline:
+            msgs = [m for m in c.consume(100, 1.0) if not m.error()]
+            if not msgs:
+                committed = c.committed([TopicPartition("ctp-in", i) for i in range(3)], 10)
+                if sum(max(tp.offset, 0) for tp in committed) >= total:
+                    return
+                continue
+            try:
+                p.begin_transaction()
+                for m in msgs:
+                    p.produce("ctp-out", value=m.value().replace(b"in-", b"out-"),
+                              partition=m.partition())
+                p.send_offsets_to_transaction(c.position(c.assignment()),
+                                              c.consumer_group_metadata(), 30)
+                p.commit_transaction(30)
+                progress["moved"] += len(msgs)
+            except KafkaException as e:
+                err = e.args[0]
+                if err.fatal():
+                    raise
+                if err.txn_requires_abort():
+                    p.abort_transaction(30)
+                # Read again from what was committed.
+                for tp in c.committed(c.assignment(), 10):
+                    c.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+    finally:
+        c.close()
+
+
+def run_pipeline(bootstrap, txn_id, total, deadline, progress):
+    """[`pipeline`] until it is done; an instance that fails for good (fenced, or its
+    coordinator lost past its patience) is replaced by a new one with the same id, as an
+    application restarts."""
+    while True:
+        try:
+            return pipeline(bootstrap, txn_id, total, deadline, progress)
+        except KafkaException as e:
+            if time.time() > deadline:
+                raise
+            print("pipeline restarted after", e)
+
+
+def assert_exactly_once(bootstrap, total, timeout):
+    """`ctp-out` at read_committed holds the output of each of the `total` inputs once."""
+    out = read_values(bootstrap, "ctp-out", "read_committed", total, timeout=timeout)
+    counts = {}
+    for v in out:
+        counts[v] = counts.get(v, 0) + 1
+    dups = {v: n for v, n in counts.items() if n > 1}
+    assert not dups, f"{len(dups)} outputs duplicated, e.g. {list(dups.items())[:5]}"
+    missing = [i for i in range(total) if f"out-{i:05d}" not in counts]
+    assert not missing, f"{len(missing)} inputs never output, e.g. {missing[:5]}"
+
+
 @pytest.mark.timeout(120)
 def test_librdkafka_commits_and_aborts_and_each_isolation_level_reads_its_share(broker):
     """Data volume: 10 transactions of 600 messages (100 bytes) over three partitions."""
@@ -144,7 +210,7 @@ def test_a_transaction_left_open_by_a_killed_client_is_aborted_by_its_timeout(ma
 @pytest.mark.timeout(240)
 def test_consume_transform_produce_is_exactly_once_across_a_broker_kill(make_broker):
     """Data volume: 6,000 input messages, each moved to the output in transactions of at most
-    200 while the broker is SIGKILLed and restarted."""
+    100 while the broker is SIGKILLed and restarted."""
     b = make_broker()
     clients.create_topics(b.bootstrap, {"ctp-in": 3, "ctp-out": 3})
     total = 6000
@@ -154,44 +220,6 @@ def test_consume_transform_produce_is_exactly_once_across_a_broker_kill(make_bro
         if i % 1000 == 0:
             src.poll(0)
     assert src.flush(60) == 0
-
-    def pipeline(deadline):
-        """Move input to output until every input is moved or the time is up; a failed
-        transaction is aborted and its input read again from the committed offsets."""
-        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ctp",
-                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                      "isolation.level": "read_committed"})
-        c.subscribe(["ctp-in"])
-        p = txn_producer(b.bootstrap, "ctp-pipeline", **{"transaction.timeout.ms": 20000})
-        p.init_transactions(60)
-        moved = 0
-        while time.time() < deadline:
-            msgs = [m for m in c.consume(200, 1.0) if not m.error()]
-            if not msgs:
-                committed = c.committed([TopicPartition("ctp-in", i) for i in range(3)], 10)
-                if sum(max(tp.offset, 0) for tp in committed) >= total:
-                    break
-                continue
-            try:
-                p.begin_transaction()
-                for m in msgs:
-                    p.produce("ctp-out", value=m.value().replace(b"in-", b"out-"),
-                              partition=m.partition())
-                p.send_offsets_to_transaction(c.position(c.assignment()),
-                                              c.consumer_group_metadata(), 30)
-                p.commit_transaction(30)
-                moved += len(msgs)
-            except KafkaException as e:
-                err = e.args[0]
-                if err.fatal():
-                    raise
-                if err.txn_requires_abort():
-                    p.abort_transaction(30)
-                # Read again from what was committed.
-                for tp in c.committed(c.assignment(), 10):
-                    c.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
-        c.close()
-        return moved
 
     import threading
 
@@ -204,25 +232,9 @@ def test_consume_transform_produce_is_exactly_once_across_a_broker_kill(make_bro
     killer = threading.Thread(target=kill_and_restart)
     killer.start()
     deadline = time.time() + 150
-    while True:
-        try:
-            pipeline(deadline)
-            break
-        except KafkaException as e:
-            # The producer was fenced or lost its coordinator for good: a new instance with
-            # the same id takes over, as an application restarts.
-            if time.time() > deadline:
-                raise
-            print("pipeline restarted after", e)
+    run_pipeline(b.bootstrap, "ctp-pipeline", total, deadline, {"moved": 0})
     killer.join()
-    out = read_values(b.bootstrap, "ctp-out", "read_committed", total, timeout=60)
-    counts = {}
-    for v in out:
-        counts[v] = counts.get(v, 0) + 1
-    dups = {v: n for v, n in counts.items() if n > 1}
-    assert not dups, f"{len(dups)} outputs duplicated, e.g. {list(dups.items())[:5]}"
-    missing = [i for i in range(total) if f"out-{i:05d}" not in counts]
-    assert not missing, f"{len(missing)} inputs never output, e.g. {missing[:5]}"
+    assert_exactly_once(b.bootstrap, total, timeout=60)
 
 
 @pytest.mark.timeout(90)

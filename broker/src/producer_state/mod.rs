@@ -282,6 +282,18 @@ impl ProducerStates {
         }
     }
 
+    /// Whether `h` would open its producer's transaction here: a transactional data batch of
+    /// the producer's own (not one the broker writes for it) while none is open — the batch
+    /// the coordinator must have confirmed (KIP-890's first part).
+    pub fn would_open(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && h.base_sequence >= 0
+            && self
+                .get(h.producer_id)
+                .is_none_or(|e| e.txn_first_offset.is_none())
+    }
+
     /// Check a batch about to be written (`batch`: its bytes): a transaction marker by
     /// [`ProducerStates::check_marker`], any other by [`ProducerStates::check`].
     pub fn check_batch(&self, h: &BatchHeader, batch: &[u8]) -> Result<Verdict, ProducerError> {

@@ -79,13 +79,7 @@ impl Producers {
         let mut scratch = self.state.subset(headers.iter().map(|h| &h.producer_id));
         let mut offset = first_offset;
         for (h, b) in headers.iter().zip(batches) {
-            let opens = h.is_transactional()
-                && !h.is_control()
-                && h.base_sequence >= 0
-                && scratch
-                    .get(h.producer_id)
-                    .is_none_or(|e| e.txn_first_offset.is_none());
-            if opens && !may_open(h.producer_id) {
+            if scratch.would_open(h) && !may_open(h.producer_id) {
                 return Err(ProducerError::Unverified {
                     producer_id: h.producer_id,
                 });

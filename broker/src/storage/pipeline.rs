@@ -735,13 +735,7 @@ fn check_producers(
     let mut from = 0usize;
     for h in &append.headers {
         let bytes = &append.payload[from..from + h.size];
-        let opens = h.is_transactional()
-            && !h.is_control()
-            && h.base_sequence >= 0
-            && scratch
-                .get(h.producer_id)
-                .is_none_or(|e| e.txn_first_offset.is_none());
-        if opens && !verified.holds(h.producer_id, append.txn_guard) {
+        if scratch.would_open(h) && !verified.holds(h.producer_id, append.txn_guard) {
             return Err(crate::producer_state::ProducerError::Unverified {
                 producer_id: h.producer_id,
             });

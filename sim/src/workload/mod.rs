@@ -256,6 +256,12 @@ impl World {
     /// FindCoordinator names, asked of the brokers in turn (`None` after a short pause when
     /// none can tell).
     pub(crate) async fn coordinator(&self, group: &str) -> Option<Client> {
+        self.coordinator_of(group, 0).await
+    }
+
+    /// [`World::coordinator`] of `key` of FindCoordinator's `key_type` (0: a group, 1: a
+    /// transactional id).
+    pub(crate) async fn coordinator_of(&self, key: &str, key_type: i8) -> Option<Client> {
         if !self.scenario.clustered() {
             return self.connect().await;
         }
@@ -264,8 +270,9 @@ impl World {
             let Some(mut c) = self.connect().await else {
                 continue;
             };
-            let asked = tokio::time::timeout(Duration::from_secs(2), c.find_coordinator(group));
-            let Ok(Ok((node, _))) = asked.await else {
+            let asked =
+                tokio::time::timeout(Duration::from_secs(2), c.find_coordinator_of(key, key_type));
+            let Ok(Ok(node)) = asked.await else {
                 continue;
             };
             let Some(&addr) = usize::try_from(node - 1).ok().and_then(|i| brokers.get(i)) else {

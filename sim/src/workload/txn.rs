@@ -63,27 +63,6 @@ async fn ensure_topic(world: &World, t: &TxnWorkload) {
     }
 }
 
-/// A connection to the coordinator of `id` (`None` after a short pause when there is none).
-async fn coordinator(world: &World, id: &str) -> Option<Client> {
-    if !world.scenario.clustered() {
-        return world.connect().await;
-    }
-    let brokers = world.directory.brokers().to_vec();
-    let mut c = world.connect().await?;
-    let asked = tokio::time::timeout(Duration::from_secs(2), c.find_coordinator_of(id, 1)).await;
-    let node = match asked {
-        Ok(Ok(node)) => node,
-        _ => {
-            tokio::time::sleep(RETRY_BACKOFF).await;
-            return None;
-        }
-    };
-    let addr = *usize::try_from(node - 1)
-        .ok()
-        .and_then(|i| brokers.get(i))?;
-    world.connect_to(addr).await
-}
-
 /// One producer's state between transactions.
 struct Producer {
     index: usize,
@@ -106,7 +85,7 @@ impl Producer {
         let mut last = ClientError::Kafka(15);
         for _ in 0..ATTEMPTS {
             if self.coordinator.is_none() {
-                self.coordinator = coordinator(world, &self.id).await;
+                self.coordinator = world.coordinator_of(&self.id, 1).await;
             }
             let Some(c) = self.coordinator.as_mut() else {
                 continue;
@@ -218,7 +197,7 @@ pub async fn produce(world: Arc<World>, index: usize) {
             match p
                 .ask(&world, |c| {
                     let id = id.clone();
-                    Box::pin(async move { c.init_transactions(&id, timeout_ms).await })
+                    Box::pin(async move { c.init_producer(Some(&id), timeout_ms).await })
                 })
                 .await
             {

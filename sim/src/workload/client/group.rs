@@ -7,9 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     consumer_protocol_assignment, consumer_protocol_subscription, join_group_request,
     leave_group_request, offset_commit_request, offset_fetch_request, sync_group_request, ApiKey,
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest, GroupId,
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    RequestKind, ResponseKind, SyncGroupRequest, TopicName,
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, GroupId, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind,
+    ResponseKind, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -21,7 +21,6 @@ const HEARTBEAT_VERSION: i16 = 4;
 const LEAVE_VERSION: i16 = 5;
 const COMMIT_VERSION: i16 = 8;
 const FETCH_OFFSETS_VERSION: i16 = 8;
-const FIND_COORDINATOR_VERSION: i16 = 4;
 /// The consumer protocol's version in assignments.
 const ASSIGNMENT_VERSION: i16 = 1;
 /// The consumer protocol's version in subscriptions: v2 carries the partitions a member owns
@@ -141,27 +140,6 @@ fn unexpected(other: ResponseKind) -> ClientError {
 }
 
 impl Client {
-    /// The coordinator of `group`, as `(node id, port)`.
-    pub async fn find_coordinator(&mut self, group: &str) -> Result<(i32, i32), ClientError> {
-        let mut req = FindCoordinatorRequest::default();
-        req.coordinator_keys = vec![s(group)];
-        match self
-            .call(
-                ApiKey::FindCoordinator,
-                FIND_COORDINATOR_VERSION,
-                RequestKind::FindCoordinator(req),
-            )
-            .await?
-        {
-            ResponseKind::FindCoordinator(r) => match r.coordinators.first() {
-                Some(c) if c.error_code == 0 => Ok((c.node_id.0, c.port)),
-                Some(c) => Err(ClientError::Kafka(c.error_code)),
-                None => Err(ClientError::Protocol("no coordinator in the answer".into())),
-            },
-            other => Err(unexpected(other)),
-        }
-    }
-
     /// Join `group` with one assignment `protocol` ("range", "cooperative-sticky") and the
     /// member's `subscription` (one JoinGroup; MEMBER_ID_REQUIRED comes back as an error with
     /// the id to use in [`ClientError::MemberIdRequired`]).

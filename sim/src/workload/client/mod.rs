@@ -97,6 +97,87 @@ pub struct Client {
     pub request_timeout_ms: i32,
 }
 
+/// The records of a fetched partition's batches that `keep` keeps (it sees every record, in
+/// order, control records too), and where the next fetch starts: after the last batch, as
+/// Kafka's clients do (a batch the cleaner emptied holds no record but still spans its
+/// offsets).
+pub(crate) fn records_of(
+    data: Option<Bytes>,
+    mut keep: impl FnMut(&Record) -> bool,
+) -> Result<(Vec<Record>, Option<i64>), ClientError> {
+    let mut data = data.unwrap_or_default();
+    let mut kept = Vec::new();
+    let mut next = None;
+    while data.has_remaining() {
+        let after = broker::batch::parse_header(&data).map(|h| h.next_offset());
+        let set = RecordBatchDecoder::decode(&mut data)
+            .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
+        if let Some(last) = set.records.last() {
+            next = Some(last.offset + 1);
+        }
+        if let Ok(after) = after {
+            next = Some(next.map_or(after, |n: i64| n.max(after)));
+        }
+        kept.extend(set.records.into_iter().filter(|r| keep(r)));
+    }
+    Ok((kept, next))
+}
+
+/// A Produce request (without its acks and timeout) of `records` as one uncompressed batch.
+pub(crate) fn produce_of(
+    topic: &str,
+    partition: i32,
+    records: &[Record],
+) -> Result<ProduceRequest, ClientError> {
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| ClientError::Protocol(format!("encode batch: {e:#}")))?;
+    let mut p = produce_request::PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(batch.freeze());
+    let mut t = produce_request::TopicProduceData::default();
+    t.name = topic_name(topic);
+    t.partition_data = vec![p];
+    let mut req = ProduceRequest::default();
+    req.topic_data = vec![t];
+    Ok(req)
+}
+
+/// A consumer's Fetch of `topic`'s partitions, each from its own offset (1 MiB at most each and
+/// in all), at `read_uncommitted`.
+pub(crate) fn fetch_request(
+    topic: &str,
+    positions: &[(i32, i64)],
+    max_wait_ms: i32,
+) -> FetchRequest {
+    let mut t = fetch_request::FetchTopic::default();
+    t.topic = topic_name(topic);
+    t.partitions = positions
+        .iter()
+        .map(|&(partition, offset)| {
+            let mut p = fetch_request::FetchPartition::default();
+            p.partition = partition;
+            p.fetch_offset = offset;
+            p.partition_max_bytes = 1 << 20;
+            p
+        })
+        .collect();
+    let mut req = FetchRequest::default();
+    req.replica_id = BrokerId(-1);
+    req.max_wait_ms = max_wait_ms;
+    req.min_bytes = 1;
+    req.max_bytes = 1 << 20;
+    req.topics = vec![t];
+    req
+}
+
 pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
@@ -305,25 +386,7 @@ impl Client {
                 }
             })
             .collect();
-        let mut batch = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut batch,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| ClientError::Protocol(format!("encode batch: {e:#}")))?;
-        let mut p = produce_request::PartitionProduceData::default();
-        p.index = partition;
-        p.records = Some(batch.freeze());
-        let mut t = produce_request::TopicProduceData::default();
-        t.name = topic_name(topic);
-        t.partition_data = vec![p];
-        let mut req = ProduceRequest::default();
-        req.topic_data = vec![t];
-        Ok(req)
+        produce_of(topic, partition, &records)
     }
 
     /// Write a request without waiting for its answer (answers come in request order: read
@@ -359,8 +422,19 @@ impl Client {
 
     /// A producer id and epoch for an idempotent producer (InitProducerId).
     pub async fn init_producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+        self.init_producer(None, 60_000).await
+    }
+
+    /// InitProducerId, with a transactional id when given: the producer id and its epoch.
+    pub async fn init_producer(
+        &mut self,
+        transactional_id: Option<&str>,
+        timeout_ms: i32,
+    ) -> Result<(i64, i16), ClientError> {
         let mut req = InitProducerIdRequest::default();
-        req.transaction_timeout_ms = 60_000;
+        req.transactional_id = transactional_id
+            .map(|id| kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.into())));
+        req.transaction_timeout_ms = timeout_ms;
         req.producer_id = ProducerId(-1);
         req.producer_epoch = -1;
         match self
@@ -406,24 +480,7 @@ impl Client {
         positions: &[(i32, i64)],
         max_wait_ms: i32,
     ) -> Result<Vec<(i32, FetchedPartition)>, ClientError> {
-        let mut t = fetch_request::FetchTopic::default();
-        t.topic = topic_name(topic);
-        t.partitions = positions
-            .iter()
-            .map(|&(partition, offset)| {
-                let mut p = fetch_request::FetchPartition::default();
-                p.partition = partition;
-                p.fetch_offset = offset;
-                p.partition_max_bytes = 1 << 20;
-                p
-            })
-            .collect();
-        let mut req = FetchRequest::default();
-        req.replica_id = BrokerId(-1);
-        req.max_wait_ms = max_wait_ms;
-        req.min_bytes = 1;
-        req.max_bytes = 1 << 20;
-        req.topics = vec![t];
+        let req = fetch_request(topic, positions, max_wait_ms);
         let resp = match self
             .call(ApiKey::Fetch, FETCH_VERSION, RequestKind::Fetch(req))
             .await?
@@ -446,30 +503,13 @@ impl Client {
                 .find(|(p, _)| *p == pd.partition_index)
                 .map(|(_, o)| *o)
                 .unwrap_or(0);
-            let mut records = Vec::new();
-            let mut next = None;
-            let mut data = pd.records.clone().unwrap_or_default();
-            while data.has_remaining() {
-                // The next fetch starts after the batch, as Kafka's clients do: a batch the
-                // cleaner emptied holds no record but still spans its offsets.
-                let after = broker::batch::parse_header(&data).map(|h| h.next_offset());
-                let set = RecordBatchDecoder::decode(&mut data)
-                    .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
-                if let Some(last) = set.records.last() {
-                    next = Some(last.offset + 1);
-                }
-                if let Ok(after) = after {
-                    next = Some(next.map_or(after, |n: i64| n.max(after)));
-                }
-                // A fetch returns whole batches: skip records before the requested offset, and
-                // control records (a cluster's leader changes), as every client does.
-                records.extend(
-                    set.records
-                        .into_iter()
-                        .filter(|r| r.offset >= from && !r.control)
-                        .map(|r| (r.offset, read_value(r))),
-                );
-            }
+            // A fetch returns whole batches: skip records before the requested offset, and
+            // control records (a cluster's leader changes), as every client does.
+            let (kept, next) = records_of(pd.records.clone(), |r| r.offset >= from && !r.control)?;
+            let records = kept
+                .into_iter()
+                .map(|r| (r.offset, read_value(r)))
+                .collect();
             out.push((pd.partition_index, Ok((records, pd.high_watermark, next))));
         }
         Ok(out)

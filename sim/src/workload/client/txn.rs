@@ -6,22 +6,17 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{
-    add_partitions_to_txn_request::AddPartitionsToTxnTopic, fetch_request, produce_request,
-    AddPartitionsToTxnRequest, ApiKey, BrokerId, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, InitProducerIdRequest, ProduceRequest, ProducerId, RequestKind,
-    ResponseKind, TransactionalId,
+    add_partitions_to_txn_request::AddPartitionsToTxnTopic, AddPartitionsToTxnRequest, ApiKey,
+    EndTxnRequest, FindCoordinatorRequest, ProducerId, RequestKind, ResponseKind, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, TimestampType};
 
 use super::{topic_name, Client, ClientError, FETCH_VERSION, PRODUCE_VERSION};
 
 const FIND_COORDINATOR_VERSION: i16 = 4;
-const INIT_PRODUCER_ID_VERSION: i16 = 4;
 const ADD_PARTITIONS_VERSION: i16 = 3;
 const END_TXN_VERSION: i16 = 3;
 
@@ -61,33 +56,6 @@ impl Client {
                 Some(c) => Err(ClientError::Kafka(c.error_code)),
                 None => Err(ClientError::Protocol("no coordinator in the answer".into())),
             },
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// InitProducerId with transactional id `id`: its producer id and new epoch.
-    pub async fn init_transactions(
-        &mut self,
-        id: &str,
-        timeout_ms: i32,
-    ) -> Result<(i64, i16), ClientError> {
-        let mut req = InitProducerIdRequest::default();
-        req.transactional_id = Some(TransactionalId(s(id)));
-        req.transaction_timeout_ms = timeout_ms;
-        req.producer_id = ProducerId(-1);
-        req.producer_epoch = -1;
-        match self
-            .call(
-                ApiKey::InitProducerId,
-                INIT_PRODUCER_ID_VERSION,
-                RequestKind::InitProducerId(req),
-            )
-            .await?
-        {
-            ResponseKind::InitProducerId(r) if r.error_code == 0 => {
-                Ok((r.producer_id.0, r.producer_epoch))
-            }
-            ResponseKind::InitProducerId(r) => Err(ClientError::Kafka(r.error_code)),
             other => Err(unexpected(other)),
         }
     }
@@ -180,24 +148,7 @@ impl Client {
             headers: Default::default(),
             delete_horizon: false,
         };
-        let mut batch = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut batch,
-            std::iter::once(&record),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| ClientError::Protocol(format!("encode batch: {e:#}")))?;
-        let mut p = produce_request::PartitionProduceData::default();
-        p.index = partition;
-        p.records = Some(batch.freeze());
-        let mut t = produce_request::TopicProduceData::default();
-        t.name = topic_name(topic);
-        t.partition_data = vec![p];
-        let mut req = ProduceRequest::default();
-        req.topic_data = vec![t];
+        let mut req = super::produce_of(topic, partition, std::slice::from_ref(&record))?;
         req.transactional_id = Some(TransactionalId(s(id)));
         req.acks = -1;
         req.timeout_ms = self.request_timeout_ms;
@@ -214,25 +165,8 @@ impl Client {
         positions: &[(i32, i64)],
         max_wait_ms: i32,
     ) -> Result<Vec<(i32, CommittedRead)>, ClientError> {
-        let mut t = fetch_request::FetchTopic::default();
-        t.topic = topic_name(topic);
-        t.partitions = positions
-            .iter()
-            .map(|&(partition, offset)| {
-                let mut p = fetch_request::FetchPartition::default();
-                p.partition = partition;
-                p.fetch_offset = offset;
-                p.partition_max_bytes = 1 << 20;
-                p
-            })
-            .collect();
-        let mut req = FetchRequest::default();
-        req.replica_id = BrokerId(-1);
-        req.max_wait_ms = max_wait_ms;
-        req.min_bytes = 1;
-        req.max_bytes = 1 << 20;
+        let mut req = super::fetch_request(topic, positions, max_wait_ms);
         req.isolation_level = 1;
-        req.topics = vec![t];
         let resp = match self
             .call(ApiKey::Fetch, FETCH_VERSION, RequestKind::Fetch(req))
             .await?
@@ -258,36 +192,23 @@ impl Client {
                 .collect();
             aborted.make_contiguous().sort();
             let mut dropping: BTreeSet<i64> = BTreeSet::new();
-            let mut records = Vec::new();
-            let mut next = None;
-            let mut data = pd.records.clone().unwrap_or_default();
-            while data.has_remaining() {
-                let after = broker::batch::parse_header(&data).map(|h| h.next_offset());
-                let set = RecordBatchDecoder::decode(&mut data)
-                    .map_err(|e| ClientError::Protocol(format!("decode records: {e:#}")))?;
-                if let Some(last) = set.records.last() {
-                    next = Some(last.offset + 1);
+            let (kept, next) = super::records_of(pd.records.clone(), |r| {
+                while aborted.front().is_some_and(|(first, _)| *first <= r.offset) {
+                    let (_, producer) = aborted.pop_front().expect("checked");
+                    dropping.insert(producer);
                 }
-                if let Ok(after) = after {
-                    next = Some(next.map_or(after, |n: i64| n.max(after)));
+                if r.control {
+                    if r.transactional && abort_marker(r) {
+                        dropping.remove(&r.producer_id);
+                    }
+                    return false;
                 }
-                for r in set.records {
-                    while aborted.front().is_some_and(|(first, _)| *first <= r.offset) {
-                        let (_, producer) = aborted.pop_front().expect("checked");
-                        dropping.insert(producer);
-                    }
-                    if r.control {
-                        if r.transactional && abort_marker(&r) {
-                            dropping.remove(&r.producer_id);
-                        }
-                        continue;
-                    }
-                    if r.offset < from || (r.transactional && dropping.contains(&r.producer_id)) {
-                        continue;
-                    }
-                    records.push((r.offset, r.value.unwrap_or_default()));
-                }
-            }
+                r.offset >= from && !(r.transactional && dropping.contains(&r.producer_id))
+            })?;
+            let records = kept
+                .into_iter()
+                .map(|r| (r.offset, r.value.unwrap_or_default()))
+                .collect();
             out.push((
                 pd.partition_index,
                 Ok((records, pd.high_watermark, pd.last_stable_offset, next)),

@@ -108,10 +108,16 @@ class StreamsTest {
 
     /** The latest count of every word in the output topic, read from its start until it matches or time runs out. */
     static Map<String, Long> latestCounts(String topic, Map<String, Long> expected, Duration timeout) {
+        return latestCounts(topic, expected, timeout, "read_uncommitted");
+    }
+
+    /** {@link #latestCounts} at {@code isolation} ({@code read_committed} or {@code read_uncommitted}). */
+    static Map<String, Long> latestCounts(String topic, Map<String, Long> expected, Duration timeout, String isolation) {
         Map<String, Long> latest = new TreeMap<>();
         try (KafkaConsumer<String, Long> consumer = new KafkaConsumer<>(Clients.props(brokers.cluster.bootstrap(), Map.of(
                 ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName(),
                 ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName(),
+                ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation,
                 ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest")))) {
             List<TopicPartition> partitions = new ArrayList<>();
             for (PartitionInfo p : consumer.partitionsFor(topic, Duration.ofSeconds(30))) {
@@ -211,8 +217,8 @@ class StreamsTest {
             Thread.sleep(2_000);
             killed.startReady();
             produce("text-eos", second);
-            Map<String, Long> counted = latestCommittedCounts("word-counts-eos", expected,
-                    Duration.ofSeconds(180));
+            Map<String, Long> counted = latestCounts("word-counts-eos", expected,
+                    Duration.ofSeconds(180), "read_committed");
             System.out.println("exactly_once_v2 across a kill; a thread replaced after: " + crashed.get());
             assertEquals(expected.size(), counted.size(), "words counted");
             Map<String, String> wrong = expected.entrySet().stream()
@@ -222,29 +228,5 @@ class StreamsTest {
                             e -> "expected " + e.getValue() + ", counted " + counted.get(e.getKey())));
             assertTrue(wrong.isEmpty(), "words counted wrong (first 20): " + wrong);
         }
-    }
-
-    /** {@link #latestCounts} read at read_committed. */
-    static Map<String, Long> latestCommittedCounts(String topic, Map<String, Long> expected, Duration timeout) {
-        Map<String, Long> latest = new TreeMap<>();
-        try (KafkaConsumer<String, Long> consumer = new KafkaConsumer<>(Clients.props(brokers.cluster.bootstrap(), Map.of(
-                ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName(),
-                ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName(),
-                ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed",
-                ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest")))) {
-            List<TopicPartition> partitions = new ArrayList<>();
-            for (PartitionInfo p : consumer.partitionsFor(topic, Duration.ofSeconds(30))) {
-                partitions.add(new TopicPartition(topic, p.partition()));
-            }
-            consumer.assign(partitions);
-            consumer.seekToBeginning(partitions);
-            long deadline = System.nanoTime() + timeout.toNanos();
-            while (!latest.equals(expected) && System.nanoTime() < deadline) {
-                for (ConsumerRecord<String, Long> r : consumer.poll(Duration.ofMillis(500))) {
-                    latest.put(r.key(), r.value());
-                }
-            }
-        }
-        return latest;
     }
 }
