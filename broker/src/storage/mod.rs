@@ -20,6 +20,7 @@ pub mod log;
 mod owner;
 mod pipeline;
 pub mod producer_ids;
+mod raft_cuts;
 pub mod raft_states;
 mod raft_writes;
 mod retention;
