@@ -56,16 +56,7 @@ pub fn tests(broker_bin: &Path, versions: &[&str], in_test: bool) -> Result<()> 
     }
     let mut failed = Vec::new();
     for version in versions {
-        let filter = left_out_in_test(version).filter(|_| in_test);
-        let name = format!(
-            "Java client tests, kafka-clients {version} (cd tests/java && mvn test \
-             -Dkafka.version={version}{})",
-            filter.map(|f| format!(" -Dtest='{f}'")).unwrap_or_default()
-        );
-        let mut command = maven(broker_bin, version);
-        if let Some(filter) = filter {
-            command.arg(format!("-Dtest={filter}"));
-        }
+        let (name, command) = suite(broker_bin, version, in_test);
         if let Err(e) = step(&name, command) {
             println!("xtask: {e}");
             failed.push(*version);
@@ -79,6 +70,22 @@ pub fn tests(broker_bin: &Path, versions: &[&str], in_test: bool) -> Result<()> 
         );
     }
     Ok(())
+}
+
+/// The suite's run with kafka-clients `version` (for `cargo xtask test`, `in_test`, without
+/// what [`left_out_in_test`] says), and its name as a step.
+pub fn suite(broker_bin: &Path, version: &str, in_test: bool) -> (String, Command) {
+    let filter = left_out_in_test(version).filter(|_| in_test);
+    let name = format!(
+        "Java client tests, kafka-clients {version} (cd tests/java && mvn test \
+         -Dkafka.version={version}{})",
+        filter.map(|f| format!(" -Dtest='{f}'")).unwrap_or_default()
+    );
+    let mut command = maven(broker_bin, version);
+    if let Some(filter) = filter {
+        command.arg(format!("-Dtest={filter}"));
+    }
+    (name, command)
 }
 
 fn maven(broker_bin: &Path, version: &str) -> Command {

@@ -4,22 +4,22 @@
 //! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`, or
 //!    `cargo test --workspace` when cargo-nextest is not installed (both keep the multi-node
 //!    tests to one at a time: nextest by its test group, `cargo test` by a lock in the tests);
-//! 2. the simulation tests built: `cargo test -p sim` with `--cfg madsim`, in their own target
-//!    directory (`<target>/madsim`) so the two builds never invalidate each other, and the
-//!    simulator;
-//! 3. the broker binary: `cargo build -p broker --bin broker`;
-//! 4. the simulation lane, at the lowest priority (`nice -n 19`: the simulation is
-//!    deterministic whatever the load) beside the integration tests (alone with
-//!    `--skip-integration`; its output in `<target>/xtask-test/sim-lane.log`): the simulation
-//!    tests run, shrinking a failing fixture end to end, the regression seeds, then a quick
+//! 2. the simulation lane, at the lowest priority (`nice -n 19`: the simulation is
+//!    deterministic whatever the load) beside the rest (alone with `--skip-integration`; its
+//!    output in `<target>/xtask-test/sim-lane.log`): `cargo test -p sim` built with
+//!    `--cfg madsim` in their own target directory (`<target>/madsim`, so the two builds never
+//!    invalidate each other) and run, the simulator built, shrinking a failing fixture end to
+//!    end, the regression seeds, then a quick
 //!    sweep of every scenario (10 seeds; the costliest, which set `quick_sweep_seeds`, fewer)
-//!    that also runs each scenario's first seed twice and compares the traces; and the
-//!    integration tests: pytest in a virtual environment of its own under the target
+//!    that also runs each scenario's first seed twice and compares the traces;
+//! 3. the broker binary: `cargo build -p broker --bin broker`, and the integration tests:
+//!    pytest in a virtual environment of its own under the target
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
 //!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3;
-//!    then the Java client's tests (`tests/java`, Maven, once per kafka-clients version: see
-//!    `java.rs`) against the same binary, while the sweep goes on.
+//!    then the Java client's tests (`tests/java`, Maven: see `java.rs`) against the same
+//!    binary with the newest kafka-clients, while the simulation lane goes on; the lane ends
+//!    with the older client's run (in the foreground with `--skip-sim`).
 //!
 //! Before step 1, iptables and libfaketime are installed the same way when missing (the twin
 //! runner's packet loss and clock skew, and their tests, need them).
@@ -64,7 +64,15 @@ pub fn run(args: &TestArgs) -> Result<()> {
         println!("xtask: skipping simulation tests (--skip-sim)");
         None
     } else {
-        Some(sim_build()?)
+        // The older Java client's suite goes in the lane (after the sweep) when the newer
+        // one's runs in the foreground.
+        let java = (!args.skip_integration && !args.skip_java)
+            .then(|| {
+                let older = crate::java::CLIENT_VERSIONS.get(1)?;
+                Some(crate::java::suite(&broker_path(), older, true))
+            })
+            .flatten();
+        Some(SimLane { java })
     };
     if args.skip_integration {
         println!("xtask: skipping integration tests (--skip-integration)");
@@ -72,19 +80,23 @@ pub fn run(args: &TestArgs) -> Result<()> {
             Background::start(lane)?.finish()?;
         }
     } else {
+        // The simulation is deterministic whatever the machine's load, and the integration
+        // tests leave more than a core idle (they wait on brokers): the simulation lane (its
+        // builds too) runs beside them, at the lowest priority so that their timing is not
+        // disturbed.
+        let background = lane.map(Background::start).transpose()?;
         let broker_bin = build_broker()?;
         let python = python_env(&repo_root().join("tests/integration/requirements.txt"))?;
         twin_smoke(&broker_bin, &python)?;
-        // The simulation is deterministic whatever the machine's load, and the integration
-        // tests leave more than a core idle (they wait on brokers): the simulation lane runs
-        // beside them, at the lowest priority so that their timing is not disturbed.
-        let background = lane.map(Background::start).transpose()?;
         let integration = integration_tests(&broker_bin);
         let java = if args.skip_java {
             println!("xtask: skipping the Java client tests (--skip-java)");
             Ok(())
-        } else {
+        } else if args.skip_sim {
             crate::java::tests(&broker_bin, crate::java::CLIENT_VERSIONS, true)
+        } else {
+            // The older client's run is the simulation lane's last step.
+            crate::java::tests(&broker_bin, &crate::java::CLIENT_VERSIONS[..1], true)
         };
         let swept = background.map(Background::finish).transpose();
         integration?;
@@ -117,7 +129,9 @@ struct Background {
 
 /// What the simulation lane runs: the simulator, built.
 struct SimLane {
-    sim: std::path::PathBuf,
+    /// A Java client suite to run after the sweep (the older client's: the newer one's runs
+    /// in the foreground after the integration tests).
+    java: Option<(String, Command)>,
 }
 
 impl SimLane {
@@ -125,6 +139,27 @@ impl SimLane {
         let log = dir.join("sim-lane.log");
         std::fs::write(&log, "")?;
         let lane = |name: &str, command: Command| niced_step(&log, name, command, None);
+        // Built here too, beside the broker's build and the integration tests (at nice 19 a
+        // build takes what they leave of the cores). Nobody types RUSTFLAGS.
+        let mut build = cargo();
+        build
+            .args(["test", "--profile", "sim", "-p", "sim", "--no-run"])
+            .env("RUSTFLAGS", "--cfg madsim")
+            .env("CARGO_TARGET_DIR", sim_target_dir());
+        lane(
+            "simulation tests, built (cargo test --profile sim -p sim --no-run, --cfg madsim)",
+            build,
+        )?;
+        let mut build = cargo();
+        build
+            .args(["build", "--profile", "sim", "-p", "sim", "--bin", "sim"])
+            .env("RUSTFLAGS", "--cfg madsim")
+            .env("CARGO_TARGET_DIR", sim_target_dir());
+        lane(
+            "the simulator, built (cargo build --profile sim -p sim)",
+            build,
+        )?;
+        let sim = sim_target_dir().join("sim").join("sim");
         let mut tests = cargo();
         tests
             .args(["test", "--profile", "sim", "-p", "sim"])
@@ -134,10 +169,10 @@ impl SimLane {
             "simulation tests (cargo test --profile sim -p sim, --cfg madsim)",
             tests,
         )?;
-        shrink_check(&self.sim, &lane)?;
-        regression_seeds(&self.sim, &lane)?;
+        shrink_check(&sim, &lane)?;
+        regression_seeds(&sim, &lane)?;
         let out = dir.join("sweep.out");
-        let mut sweep = Command::new(&self.sim);
+        let mut sweep = Command::new(&sim);
         sweep.args([
             "sweep",
             "all",
@@ -151,7 +186,11 @@ impl SimLane {
         ]);
         let swept = niced_step(&log, SWEEP_STEP, sweep, Some(&out));
         print!("{}", std::fs::read_to_string(&out).unwrap_or_default());
-        swept
+        swept?;
+        match self.java {
+            Some((name, command)) => niced_step(&log, &name, command, None),
+            None => Ok(()),
+        }
     }
 }
 
@@ -182,7 +221,7 @@ fn niced_step(log: &Path, name: &str, command: Command, out: Option<&Path>) -> R
         .args(["-n", "19"])
         .arg(command.get_program())
         .args(command.get_args())
-        .current_dir(repo_root());
+        .current_dir(command.get_current_dir().unwrap_or(&repo_root()));
     for (key, value) in command.get_envs() {
         match value {
             Some(v) => niced.env(key, v),
@@ -242,24 +281,6 @@ fn unit_tests() -> Result<()> {
         command.args(["test", "--workspace"]);
         step("unit tests (cargo test --workspace)", command)
     }
-}
-
-/// The `sim` crate's tests compiled with `--cfg madsim`, and the simulator built: what the
-/// simulation lane runs (built here, before the broker, so that two builds never share the
-/// cores). Nobody types RUSTFLAGS.
-fn sim_build() -> Result<SimLane> {
-    let mut command = cargo();
-    command
-        .args(["test", "--profile", "sim", "-p", "sim", "--no-run"])
-        .env("RUSTFLAGS", "--cfg madsim")
-        .env("CARGO_TARGET_DIR", sim_target_dir());
-    step(
-        "simulation tests, built (cargo test --profile sim -p sim --no-run, --cfg madsim)",
-        command,
-    )?;
-    Ok(SimLane {
-        sim: crate::sim::build()?,
-    })
 }
 
 /// Seeds that found a defect the quick sweep's seeds do not reach, each run whole.
@@ -380,6 +401,11 @@ fn twin_smoke(broker_bin: &Path, python: &Path) -> Result<()> {
 }
 
 /// Builds the debug broker binary and returns its path.
+/// Where [`build_broker`] puts the broker.
+fn broker_path() -> std::path::PathBuf {
+    target_dir().join("debug").join("broker")
+}
+
 pub(crate) fn build_broker() -> Result<std::path::PathBuf> {
     let mut command = cargo();
     command.args(["build", "-p", "broker", "--bin", "broker"]);
@@ -387,7 +413,7 @@ pub(crate) fn build_broker() -> Result<std::path::PathBuf> {
         "broker binary (cargo build -p broker --bin broker)",
         command,
     )?;
-    let binary = target_dir().join("debug").join("broker");
+    let binary = broker_path();
     if !binary.is_file() {
         bail!(
             "cargo built the broker but {} does not exist; is the target directory \
