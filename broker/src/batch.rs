@@ -375,8 +375,8 @@ pub fn rebuild(
 /// One record-less batch standing for a run of them (the log cleaner's, on a log that is not
 /// a Raft log): `first`'s header (its base offset, leader epoch, attributes, base timestamp)
 /// spanning the offsets through `last_offset` with `max_timestamp` as its largest timestamp,
-/// and no producer (the run's producers' sequences are read from the producer snapshots); the
-/// CRC-32C computed again. Every offset of the run stays covered, so the log has no gap
+/// and no producer nor transaction (the run's producers' sequences are read from the producer
+/// snapshots); the CRC-32C computed again. Every offset of the run stays covered, so the log has no gap
 /// between batches and a consumer reads on past it, as past any emptied batch.
 pub fn empty_span(first: &[u8], last_offset: i64, max_timestamp: i64) -> Bytes {
     let mut out = BytesMut::from(&first[..HEADER_BYTES]);
@@ -391,6 +391,10 @@ pub fn empty_span(first: &[u8], last_offset: i64, max_timestamp: i64) -> Bytes {
     out[PRODUCER_ID_OFFSET + 8..PRODUCER_ID_OFFSET + 10].copy_from_slice(&(-1i16).to_be_bytes());
     out[PRODUCER_ID_OFFSET + 10..PRODUCER_ID_OFFSET + 14].copy_from_slice(&(-1i32).to_be_bytes());
     out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&0i32.to_be_bytes());
+    // No producer, so no transaction either.
+    let attributes = i16::from_be_bytes([out[ATTRIBUTES_OFFSET], out[ATTRIBUTES_OFFSET + 1]]);
+    out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+        .copy_from_slice(&(attributes & !TRANSACTIONAL_ATTRIBUTE).to_be_bytes());
     let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out.freeze()

@@ -92,6 +92,9 @@ pub enum Event {
     TombstoneExpired,
     /// The cleaner of a log that is not a Raft log wrote a run of record-less batches as one.
     EmptyBatchesMerged,
+    /// The cleaner emptied a transaction marker whose transaction had no record left, its
+    /// delete horizon passed.
+    TxnMarkerRemoved,
     /// The cleaner wrote several consecutive segments as one cleaned segment.
     CleanedSegmentsMerged,
     /// Recovery finished a merge of segments a crash interrupted after its copy became the
@@ -131,7 +134,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 51] = [
+    pub const ALL: [Event; 52] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -169,6 +172,7 @@ impl Event {
         Event::CleanedCopyRecovered,
         Event::TombstoneExpired,
         Event::EmptyBatchesMerged,
+        Event::TxnMarkerRemoved,
         Event::CleanedSegmentsMerged,
         Event::CleanedSwapFinished,
         Event::CleanedEntriesReplicated,
@@ -225,6 +229,7 @@ impl Event {
             Event::CleanedCopyRecovered => "cleaned-copy-recovered",
             Event::TombstoneExpired => "tombstone-expired",
             Event::EmptyBatchesMerged => "empty-batches-merged",
+            Event::TxnMarkerRemoved => "txn-marker-removed",
             Event::CleanedSegmentsMerged => "cleaned-segments-merged",
             Event::CleanedSwapFinished => "cleaned-swap-finished",
             Event::CleanedEntriesReplicated => "cleaned-entries-replicated",

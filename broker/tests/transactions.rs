@@ -352,11 +352,9 @@ async fn a_first_transactional_batch_needs_the_coordinators_confirmation_and_a_m
 /// A compacted topic written by transactions, one committed and one aborted after it over the
 /// same keys: the cleaner removes the aborted records whatever their keys, and the committed
 /// values stay each key's latest — an aborted write never hides a committed one. Data volume:
-/// 60 keys written twice in transactions of 10, then 40 plain records of 300 bytes to close
-/// the segments.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cleaner_removes_aborted_records_and_keeps_the_committed_values() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store with the cleaner on quickly, and topic `t` compacted in segments of 2 KiB with
+/// this `delete.retention.ms`.
+async fn open_compacted(dir: &Path, delete_retention_ms: i64) -> Arc<Store> {
     let env = Env {
         disk: Arc::new(BlockingDisk::new(4)),
         net: Arc::new(TcpNet),
@@ -364,7 +362,7 @@ async fn the_cleaner_removes_aborted_records_and_keeps_the_committed_values() {
         rng: EnvRng::seeded(7),
     };
     let config = Config {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: dir.to_path_buf(),
         retention_check_interval_ms: 0,
         log_cleaner_backoff_ms: 20,
         log_cleaner_io_max_bytes_per_second: 0,
@@ -373,33 +371,92 @@ async fn the_cleaner_removes_aborted_records_and_keeps_the_committed_values() {
     let store = Store::open(env, &config, Arc::new(Metrics::default()))
         .await
         .unwrap();
-    let overrides = broker::topic_config::check_all([
-        ("cleanup.policy", Some("compact")),
-        ("segment.bytes", Some("2048")),
-        ("min.cleanable.dirty.ratio", Some("0.01")),
-    ])
-    .unwrap();
-    store.create_topic("t", 1, overrides).await.unwrap();
-    let keyed = |pid: i64, seq: i32, keys: std::ops::Range<i32>, tag: &str| {
-        let records: Vec<_> = keys
-            .clone()
-            .enumerate()
-            .map(|(i, k)| kafka_protocol::records::Record {
-                producer_id: pid,
-                producer_epoch: 0,
-                sequence: seq + i as i32,
-                transactional: true,
-                ..common::record(
-                    i as i64,
-                    1_700_000_000_000,
-                    Some(format!("key-{k}").as_bytes()),
-                    Some(format!("{tag}-{k}").as_bytes()),
-                    &[],
-                )
-            })
-            .collect();
-        common::encode(&records, common::Codec::None)
-    };
+    if store.topic("t").is_none() {
+        let retention = delete_retention_ms.to_string();
+        let overrides = broker::topic_config::check_all([
+            ("cleanup.policy", Some("compact")),
+            ("segment.bytes", Some("2048")),
+            ("min.cleanable.dirty.ratio", Some("0.01")),
+            ("delete.retention.ms", Some(retention.as_str())),
+        ])
+        .unwrap();
+        store.create_topic("t", 1, overrides).await.unwrap();
+    }
+    store
+}
+
+/// A transactional batch of producer `pid` (epoch 0, first sequence `seq`): one record per
+/// key `key-<k>` of `keys`, valued `<tag>-<k>`.
+fn keyed(pid: i64, seq: i32, keys: std::ops::Range<i32>, tag: &str) -> Bytes {
+    let records: Vec<_> = keys
+        .clone()
+        .enumerate()
+        .map(|(i, k)| kafka_protocol::records::Record {
+            producer_id: pid,
+            producer_epoch: 0,
+            sequence: seq + i as i32,
+            transactional: true,
+            ..common::record(
+                i as i64,
+                1_700_000_000_000,
+                Some(format!("key-{k}").as_bytes()),
+                Some(format!("{tag}-{k}").as_bytes()),
+                &[],
+            )
+        })
+        .collect();
+    common::encode(&records, common::Codec::None)
+}
+
+/// A plain record of 300 bytes under key `pad-<i>`: what closes segments.
+fn pad(i: u32) -> Bytes {
+    common::encode(
+        &[common::record(
+            0,
+            1_700_000_000_000,
+            Some(format!("pad-{i}").as_bytes()),
+            Some(&[b'p'; 300]),
+            &[],
+        )],
+        common::Codec::None,
+    )
+}
+
+/// The latest value of every key the partition serves at `level`, read from its start.
+async fn latest_values(
+    store: &Store,
+    level: Isolation,
+) -> std::collections::BTreeMap<String, String> {
+    let p = partition(store);
+    let mut latest = std::collections::BTreeMap::new();
+    let mut at = 0;
+    loop {
+        let d = p
+            .read_isolated(store.io(), at, 1 << 20, true, level)
+            .await
+            .unwrap();
+        let Some((_, last)) = batch::scan(&d.records).last() else {
+            return latest;
+        };
+        at = last.next_offset();
+        let mut buf = d.records.clone();
+        while !buf.is_empty() {
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+            for r in set.records.into_iter().filter(|r| !r.control) {
+                let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+                latest.insert(key, value);
+            }
+        }
+    }
+}
+
+/// 60 keys written twice in transactions of 10, then 40 plain records of 300 bytes to close
+/// the segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cleaner_removes_aborted_records_and_keeps_the_committed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_compacted(dir.path(), 86_400_000).await;
     for (pid, tag, commit) in [(1, "committed", true), (2, "aborted", false)] {
         for chunk in 0..6 {
             let keys = chunk * 10..chunk * 10 + 10;
@@ -410,50 +467,12 @@ async fn the_cleaner_removes_aborted_records_and_keeps_the_committed_values() {
         append(&store, marker(pid, 0, commit)).await.unwrap();
     }
     for i in 0..40 {
-        let pad = common::encode(
-            &[common::record(
-                0,
-                1_700_000_000_000,
-                Some(format!("pad-{i}").as_bytes()),
-                Some(&[b'p'; 300]),
-                &[],
-            )],
-            common::Codec::None,
-        );
-        append(&store, pad).await.unwrap();
+        append(&store, pad(i)).await.unwrap();
     }
     // Until the cleaner has taken the aborted records out.
-    let read = |level| {
-        let store = store.clone();
-        async move {
-            let p = partition(&store);
-            let mut latest = std::collections::BTreeMap::new();
-            let mut at = 0;
-            loop {
-                let d = p
-                    .read_isolated(store.io(), at, 1 << 20, true, level)
-                    .await
-                    .unwrap();
-                let Some((_, last)) = batch::scan(&d.records).last() else {
-                    return latest;
-                };
-                at = last.next_offset();
-                let mut buf = d.records.clone();
-                while !buf.is_empty() {
-                    let set =
-                        kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
-                    for r in set.records.into_iter().filter(|r| !r.control) {
-                        let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-                        let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
-                        latest.insert(key, value);
-                    }
-                }
-            }
-        }
-    };
     let mut cleaned = false;
     for _ in 0..500 {
-        let everything = read(Isolation::ReadUncommitted).await;
+        let everything = latest_values(&store, Isolation::ReadUncommitted).await;
         if everything.values().all(|v| !v.starts_with("aborted")) {
             cleaned = true;
             break;
@@ -462,7 +481,7 @@ async fn the_cleaner_removes_aborted_records_and_keeps_the_committed_values() {
     }
     assert!(cleaned, "the cleaner did not remove the aborted records");
     for level in [Isolation::ReadUncommitted, Isolation::ReadCommitted] {
-        let latest = read(level).await;
+        let latest = latest_values(&store, level).await;
         for k in 0..60 {
             assert_eq!(
                 latest.get(&format!("key-{k}")).map(String::as_str),
@@ -553,4 +572,97 @@ async fn a_late_batch_behind_its_producers_marker_in_one_round_is_refused() {
     };
     assert_eq!(lso, hw, "nothing left open");
     close(store).await;
+}
+
+/// The header of the batch at `offset` as the partition serves it.
+async fn batch_at(store: &Store, offset: i64) -> batch::BatchHeader {
+    let d = partition(store)
+        .read_isolated(
+            store.io(),
+            offset,
+            1 << 20,
+            true,
+            Isolation::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    let found = batch::scan(&d.records)
+        .map(|(_, h)| h)
+        .find(|h| h.base_offset == offset);
+    found.expect("the marker's batch stays")
+}
+
+/// Three transactions of two batches on keys 0..20: producer 1's committed, producer 2's
+/// aborted, producer 3's committed (superseding producer 1's); then plain records of 300 bytes
+/// (their keys all different) until the cleaner has emptied the first two markers — ~100 KB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_of_transactions_with_nothing_left_are_emptied_after_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_compacted(dir.path(), 300).await;
+    let mut markers = Vec::new();
+    for (pid, tag, commit) in [(1, "first", true), (2, "aborted", false), (3, "last", true)] {
+        for chunk in 0..2 {
+            let keys = chunk * 10..chunk * 10 + 10;
+            append(&store, keyed(pid, chunk * 10, keys, tag))
+                .await
+                .unwrap();
+        }
+        markers.push(append(&store, marker(pid, 0, commit)).await.unwrap());
+    }
+    let (_, aborted, _) = read_committed(&store, 0).await;
+    assert_eq!(aborted.len(), 1, "producer 2's transaction is named");
+    let mut emptied = false;
+    for i in 0..1_000 {
+        append(&store, pad(i)).await.unwrap();
+        let mut counts = Vec::new();
+        for &m in &markers {
+            counts.push(batch_at(&store, m).await.record_count);
+        }
+        if counts == [0, 0, 1] {
+            emptied = true;
+            break;
+        }
+        assert_eq!(counts[2], 1, "a marker whose records stay keeps its record");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(emptied, "the cleaner did not empty the markers");
+    emptied_markers_end_their_transactions(&store, &markers, "cleaned").await;
+    close(store).await;
+    // The producer snapshots and the aborted-transaction indexes gone: both are rebuilt from
+    // the log, where the emptied markers still end their transactions.
+    for ext in ["snapshot", "txnindex"] {
+        for f in files(dir.path(), ext) {
+            if f.file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .parse::<u64>()
+                .is_ok()
+            {
+                std::fs::remove_file(f).unwrap();
+            }
+        }
+    }
+    let store = open_compacted(dir.path(), 300).await;
+    emptied_markers_end_their_transactions(&store, &markers, "rebuilt").await;
+    close(store).await;
+}
+
+/// The first two `markers` (emptied) stay as their producers' control batches; no aborted
+/// transaction is named, nothing holds the last stable offset back, and every key's latest
+/// value is the last transaction's.
+async fn emptied_markers_end_their_transactions(store: &Store, markers: &[i64], when: &str) {
+    let h = batch_at(store, markers[0]).await;
+    assert!(h.is_control() && h.is_transactional() && h.producer_id == 1);
+    assert_eq!(h.record_count, 0, "{when}");
+    let (_, aborted, lso) = read_committed(store, 0).await;
+    assert_eq!(aborted, [], "{when}");
+    assert_eq!(
+        lso,
+        partition(store).high_watermark(),
+        "{when}: nothing held open"
+    );
+    let latest = latest_values(store, Isolation::ReadCommitted).await;
+    for k in 0..20 {
+        assert_eq!(latest[&format!("key-{k}")], format!("last-{k}"), "{when}");
+    }
 }

@@ -405,6 +405,12 @@ pub struct TxnWorkload {
     /// Each value is padded to this many bytes.
     #[serde(default)]
     pub value_bytes: usize,
+    /// The topic is compacted (the settings of a `[workload.compacted]` topic by default):
+    /// every value has a key of its own, so the cleaner removes aborted records and, after
+    /// `delete.retention.ms`, the markers of transactions with no record left — never a
+    /// committed value.
+    #[serde(default)]
+    pub compacted: Option<Compacted>,
 }
 
 fn default_txn_topic() -> String {
@@ -425,6 +431,9 @@ fn default_txn_poll_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compacted {
+    /// Keys of the plain workload's producers (a transactional topic's values have keys of
+    /// their own).
+    #[serde(default = "one_key")]
     pub keys: u32,
     /// 0: no tombstones.
     #[serde(default)]
@@ -483,6 +492,10 @@ impl Compacted {
             ),
         ]
     }
+}
+
+fn one_key() -> u32 {
+    1
 }
 
 fn default_compacted_segment_bytes() -> u64 {

@@ -48,7 +48,14 @@ async fn ensure_topic(world: &World, t: &TxnWorkload) {
         if let Some(mut c) = world.connect().await {
             let made = tokio::time::timeout(
                 Duration::from_secs(15),
-                c.create_topic(&t.topic, t.partitions),
+                c.create_topic_with(
+                    &t.topic,
+                    t.partitions,
+                    &t.compacted
+                        .as_ref()
+                        .map(|c| c.topic_configs())
+                        .unwrap_or_default(),
+                ),
             )
             .await;
             match made {
@@ -120,7 +127,7 @@ impl Producer {
         world: &World,
         topic: &str,
         partition: i32,
-        value: bytes::Bytes,
+        (key, value): (bytes::Bytes, bytes::Bytes),
     ) -> Result<(), ()> {
         let (pid, epoch) = self.ids.ok_or(())?;
         let sequence = *self.sequences.get(&partition).unwrap_or(&0);
@@ -140,7 +147,7 @@ impl Producer {
                 topic,
                 partition,
                 wall_ms(),
-                value.clone(),
+                (key.clone(), value.clone()),
                 (pid, epoch, sequence),
             );
             match tokio::time::timeout(world.client_timeout(), sent).await {
@@ -239,10 +246,8 @@ async fn run_one(world: &World, t: &TxnWorkload, p: &mut Producer, n: u64) {
         for &partition in &parts {
             let name = format!("x{}-{n}-{partition}", p.index);
             writes.push((partition, name.clone()));
-            if p.write(world, &t.topic, partition, value(&name, t.value_bytes))
-                .await
-                .is_err()
-            {
+            let record = (name.clone().into(), value(&name, t.value_bytes));
+            if p.write(world, &t.topic, partition, record).await.is_err() {
                 written = false;
                 break;
             }

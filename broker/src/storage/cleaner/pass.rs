@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 use io_backend::{DiskFile, OpenMode};
 
 use super::offset_map::OffsetMap;
-use super::rewrite::clean_batch;
+use super::rewrite::{clean_batch, clean_marker, Transactions};
 use super::Cleaner;
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::records;
@@ -125,6 +125,7 @@ impl Cleaner {
             .into_iter()
             .filter(|s| s.base_offset < map_end)
             .partition(|s| entries_from.is_none_or(|from| s.next_offset <= from));
+        let mut txns = Transactions::default();
         for (part, mergeable) in [(prefix, true), (entries, false)] {
             for group in groups(&part, config.segment_bytes) {
                 if self.stopping() {
@@ -140,7 +141,7 @@ impl Cleaner {
                     interval: config.index_interval_bytes,
                     decompressed_max,
                 };
-                match self.rewrite(p, group, &cut).await? {
+                match self.rewrite(p, group, &cut, &mut txns).await? {
                     Some((size, removed)) => {
                         done.records_removed += removed;
                         done.segments_rewritten += group.len() as u64;
@@ -213,6 +214,7 @@ impl Cleaner {
         p: &Arc<Partition>,
         group: &[Segment],
         cut: &Cut<'_>,
+        txns: &mut Transactions,
     ) -> Result<Option<(u64, u64)>, StorageError> {
         let first = &group[0];
         let tmp = p
@@ -232,6 +234,8 @@ impl Cleaner {
         }
         let mut run: Option<Run> = None;
         let mut removed = 0u64;
+        // Abort markers emptied now: their transactions leave the aborted list.
+        let mut emptied_aborts = std::collections::HashSet::new();
         for seg in group {
             let mut reader = Reader::new(seg, 0);
             while let Some((pos, h, bytes)) = self.next_batch(&mut reader).await? {
@@ -241,23 +245,36 @@ impl Cleaner {
                 }
                 let due = h.delete_horizon().is_some_and(|at| at <= cut.now_ms);
                 let in_aborted = cut.aborted.holds(&h);
-                let cleaned = clean_batch(
-                    &bytes,
-                    &h,
-                    cut.decompressed_max,
-                    cut.horizon,
-                    |r, offset| !in_aborted && cut.keeps(r.key, r.value.is_none(), offset, due),
-                )
-                .map_err(|why| corrupt(seg, &why))?;
+                let cleaned = if txns.ends_empty(&h) {
+                    let c = clean_marker(&bytes, &h, cut.horizon, cut.now_ms);
+                    if c.removed > 0 {
+                        crate::coverage::reached(crate::coverage::Event::TxnMarkerRemoved);
+                        if crate::txn_marker::Marker::decode(&h, &bytes).is_some_and(|m| !m.commit)
+                        {
+                            emptied_aborts.insert(h.base_offset);
+                        }
+                    }
+                    c
+                } else {
+                    clean_batch(
+                        &bytes,
+                        &h,
+                        cut.decompressed_max,
+                        cut.horizon,
+                        |r, offset| !in_aborted && cut.keeps(r.key, r.value.is_none(), offset, due),
+                    )
+                    .map_err(|why| corrupt(seg, &why))?
+                };
+                txns.data(&h, h.record_count as u64 > cleaned.removed);
                 removed += cleaned.removed;
                 let changed = cleaned.bytes.is_some();
                 let batch = cleaned.bytes.unwrap_or(bytes);
-                // A transaction's batches stay apart: a scan of the log still finds each
-                // producer's transactions where its markers close them.
+                // Markers, emptied or not, stay apart: a scan of the log still finds each
+                // producer's transactions where its markers close them. A transaction's
+                // emptied data batch opens nothing (`ProducerStates::record`): it may go.
                 let mergeable = cut.keep_apart.is_some_and(|apart| {
-                    let stays_apart = h.is_control()
-                        || h.is_transactional()
-                        || (h.producer_id >= 0 && apart.contains(&h.base_offset));
+                    let stays_apart =
+                        h.is_control() || (h.producer_id >= 0 && apart.contains(&h.base_offset));
                     batch.len() == HEADER_BYTES && !stays_apart
                 });
                 if let Some(r) = run.as_mut() {
@@ -322,10 +339,11 @@ impl Cleaner {
             next_offset: last.next_offset,
             max_timestamp: group.iter().map(|s| s.max_timestamp).max().unwrap_or(-1),
             roll_base_ms: group.iter().find_map(|s| s.roll_base_ms),
-            // The cleaner keeps every transaction's records and markers: their aborts stay.
+            // An aborted transaction stays listed until its marker is emptied.
             aborted: group
                 .iter()
                 .flat_map(|s| s.aborted.iter().copied())
+                .filter(|a| !emptied_aborts.contains(&a.last_offset))
                 .collect(),
             ..first.clone()
         };

@@ -11,6 +11,12 @@
 //! the batch's delete horizon (now plus `delete.retention.ms`) as its base timestamp, with the
 //! record timestamps rewritten as deltas from it; once a later cleaning finds that horizon
 //! passed, the tombstone may go.
+//!
+//! A transaction's marker goes the same way, as Kafka's cleaner removes it: once none of its
+//! transaction's records is left (an abort's are removed at once, a commit's as later records
+//! supersede them), the marker's batch gets its delete horizon; once a later cleaning finds it
+//! passed, the batch stays as its header alone — a control batch of the producer with no
+//! record, which still ends the producer's transaction for a scan of the log.
 
 use bytes::{Bytes, BytesMut};
 
@@ -90,6 +96,64 @@ pub(super) fn clean_batch(
         )),
         removed: (all.len() - kept.len()) as u64,
     })
+}
+
+/// A transaction marker's batch (stored, CRC checked; `h` its header) whose transaction has no
+/// record left: it gets the delete horizon `horizon` if it has none, and loses its record once
+/// its horizon is at or before `now_ms`.
+pub(super) fn clean_marker(batch: &[u8], h: &BatchHeader, horizon: i64, now_ms: i64) -> Cleaned {
+    match h.delete_horizon() {
+        _ if h.record_count == 0 => Cleaned {
+            bytes: None,
+            removed: 0,
+        },
+        Some(at) if at <= now_ms => Cleaned {
+            bytes: Some(batch::rebuild(batch, &[], 0, 0, h.first_timestamp, 0)),
+            removed: 1,
+        },
+        Some(_) => Cleaned {
+            bytes: None,
+            removed: 0,
+        },
+        None => {
+            // The record's timestamp delta is kept: the marker's time is not read back.
+            Cleaned {
+                bytes: Some(batch::rebuild(
+                    batch,
+                    &batch[HEADER_BYTES..h.size],
+                    0,
+                    h.record_count,
+                    horizon,
+                    DELETE_HORIZON_ATTRIBUTE,
+                )),
+                removed: 0,
+            }
+        }
+    }
+}
+
+/// Which producers' transactions still have records, read in offset order through one
+/// cleaning (from the log's first segment, so every transaction's batches are seen before its
+/// marker).
+#[derive(Default)]
+pub(super) struct Transactions(std::collections::HashMap<i64, bool>);
+
+impl Transactions {
+    /// A transactional data batch `h` read, with records left in it or not.
+    pub(super) fn data(&mut self, h: &BatchHeader, records_left: bool) {
+        if h.is_transactional() && !h.is_control() && h.producer_id >= 0 {
+            *self.0.entry(h.producer_id).or_default() |= records_left;
+        }
+    }
+
+    /// Whether `h`, a transaction marker, ends a transaction with no record left (the next
+    /// one of its producer starts after it).
+    pub(super) fn ends_empty(&mut self, h: &BatchHeader) -> bool {
+        h.is_control()
+            && h.is_transactional()
+            && h.producer_id >= 0
+            && !self.0.remove(&h.producer_id).unwrap_or(false)
+    }
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ impl Client {
         }
     }
 
-    /// Produce `value` as one transactional batch of transactional id `id`'s producer
+    /// Produce `(key, value)` as one transactional batch of transactional id `id`'s producer
     /// `(producer id, epoch, sequence)`, acks=all; its offset.
     pub async fn produce_transactional(
         &mut self,
@@ -130,7 +130,7 @@ impl Client {
         topic: &str,
         partition: i32,
         timestamp: i64,
-        value: Bytes,
+        (key, value): (Bytes, Bytes),
         (producer_id, producer_epoch, sequence): (i64, i16, i32),
     ) -> Result<i64, ClientError> {
         let record = Record {
@@ -143,7 +143,7 @@ impl Client {
             offset: 0,
             sequence,
             timestamp,
-            key: None,
+            key: Some(key),
             value: Some(value),
             headers: Default::default(),
             delete_horizon: false,
