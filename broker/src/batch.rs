@@ -432,6 +432,16 @@ pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Clear a stored batch's control bit (a marker the log cleaner emptied: see
+/// `storage::cleaner`); the CRC-32C computed again.
+pub fn clear_control(batch: &mut [u8]) {
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_OFFSET], batch[ATTRIBUTES_OFFSET + 1]]);
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+        .copy_from_slice(&(attributes & !CONTROL_ATTRIBUTE).to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Mark a rebuilt batch (its header copied, a new body after it) as compressed with `codec`
 /// and `length` bytes long after the length field; the CRC-32C computed again.
 pub fn rewrite_codec(batch: &mut [u8], codec: i16, length: i32) {

@@ -1,7 +1,8 @@
 """Compacted topics with real clients (confluent-kafka / librdkafka, kafka-python): keyed
 updates and tombstones read back as the latest value of every key at the offset it was written,
 keyless records refused, a topic switched between delete and compact, a broker SIGKILLed while
-it cleans, and a follower that returns after its leader cleaned.
+it cleans, a follower that returns after its leader cleaned, and the markers of aborted
+transactions removed after `delete.retention.ms`.
 
 Volumes: 4 to 24 MB of keyed records a test, in segments of 64 KiB to 1 MiB (hundreds of
 segments), 500 to 2,000 keys.
@@ -9,6 +10,7 @@ segments), 500 to 2,000 keys.
 
 import hashlib
 import shutil
+import struct
 import time
 from pathlib import Path
 
@@ -445,3 +447,101 @@ def test_a_follower_back_after_its_leader_cleaned_serves_every_latest_value(tmp_
     finally:
         died = c.cleanup()
     assert not died, [n.log_tail() for n in died]
+
+
+def control_batches(broker, topic):
+    """(base offset, record count) of every control batch in the files of `topic`'s partition
+    0, read from the files themselves."""
+    out = []
+    for d in partition_dirs(broker, topic):
+        for f in sorted(d.glob("*.log")):
+            data = f.read_bytes()
+            pos = 0
+            while pos + 61 <= len(data):
+                base, length = struct.unpack(">qi", data[pos:pos + 12])
+                if length <= 0:  # the unwritten end of a segment
+                    break
+                (attributes,) = struct.unpack(">h", data[pos + 21:pos + 23])
+                (count,) = struct.unpack(">i", data[pos + 57:pos + 61])
+                if attributes & 0x20:
+                    out.append((base, count))
+                pos += 12 + length
+    return out
+
+
+def test_markers_of_aborted_transactions_go_after_delete_retention_and_readers_read_on(make_broker):
+    """A compacted topic written by librdkafka's transactional producer, every other
+    transaction aborted: the cleaner removes the aborted records at once and, once
+    `delete.retention.ms` (1 s) passed, their markers (a single node merges what is left of
+    them with the emptied batches around); the committed
+    transactions' markers stay with their records. librdkafka and kafka-python then read at
+    read_committed from the start, past the emptied markers, exactly the committed values. Data:
+    200 transactions of 5 records of 100 B, then ~1 MB of plain records (their keys unique)."""
+    broker = make_broker(extra_args=FAST_CLEANER)
+    topic = "txn-compacted"
+    clients.create_topics(broker.bootstrap, {topic: 1},
+                          config=compacted(**{"segment.bytes": "16384",
+                                              "delete.retention.ms": "1000"}))
+    from confluent_kafka import Consumer, Producer
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "compacted",
+                  "linger.ms": 5})
+    p.init_transactions(30)
+    committed = set()
+    for t in range(200):
+        p.begin_transaction()
+        values = [f"txn{t:03d}-{i}-" + "v" * 90 for i in range(5)]
+        for v in values:
+            p.produce(topic, key=v[:10].encode(), value=v.encode(), partition=0)
+        if t % 2:
+            p.flush(30)
+            p.abort_transaction(30)
+        else:
+            p.commit_transaction(30)
+            committed.update(values)
+    filler = clients.producer(broker.bootstrap, **{"enable.idempotence": True, "linger.ms": 20})
+    deadline = time.monotonic() + 120
+    n = 0
+    while True:
+        for _ in range(500):
+            filler.produce(topic, key=f"fill-{n}".encode(), value=b"f" * 200, partition=0)
+            n += 1
+        assert filler.flush(30) == 0
+        markers = control_batches(broker, topic)
+        # An emptied marker is no control batch any more (kafka-python fails on a control
+        # batch without a record): only the committed transactions' markers are left.
+        if [c for _, c in markers] == [1] * 100:
+            break
+        assert time.monotonic() < deadline, f"markers (base, records): {markers[:12]}"
+        time.sleep(0.5)
+
+    def transactional(values):
+        return sorted(v for v in values if v.startswith("txn"))
+
+    for level in ["read_committed", "read_uncommitted"]:
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"rc-{level}",
+                      "auto.offset.reset": "earliest", "isolation.level": level,
+                      "enable.auto.commit": False})
+        c.subscribe([topic])
+        got = []
+        end = time.monotonic() + 60
+        while len(got) < n + 500 and time.monotonic() < end:
+            got += [m.value().decode() for m in c.consume(1000, 0.5) if not m.error()]
+        c.close()
+        assert transactional(got) == sorted(committed), level
+        assert len(got) == n + 500, level
+
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaPythonPartition
+    kc = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                       auto_offset_reset="earliest", isolation_level="read_committed",
+                       consumer_timeout_ms=10000)
+    tp = KafkaPythonPartition(topic, 0)
+    kc.assign([tp])
+    got = []
+    end = time.monotonic() + 60
+    while len(got) < n + 500 and time.monotonic() < end:
+        for recs in kc.poll(timeout_ms=500).values():
+            got += [r.value.decode() for r in recs]
+    kc.close()
+    assert transactional(got) == sorted(committed)
+    assert len(got) == n + 500

@@ -315,7 +315,6 @@ impl ProducerStates {
     ) -> Option<CompletedTxn> {
         match Marker::decode(h, batch) {
             Some(m) => self.record_marker(h, &m, first_offset, now_ms),
-            None if is_emptied_marker(h) => self.record_emptied_marker(h, first_offset, now_ms),
             None => {
                 self.record(h, first_offset, now_ms);
                 None
@@ -372,26 +371,6 @@ impl ProducerStates {
         })
     }
 
-    /// Record a marker the log cleaner emptied (its transaction's records all gone, and
-    /// `delete.retention.ms` after that): it still ends its producer's transaction, as
-    /// whichever it was — nothing of it is left to read either way.
-    fn record_emptied_marker(
-        &mut self,
-        h: &BatchHeader,
-        offset: i64,
-        now_ms: i64,
-    ) -> Option<CompletedTxn> {
-        let entry = self.entry(h, now_ms);
-        let closed = entry.txn_first_offset.take();
-        self.note_open(h.producer_id, closed, None);
-        closed.map(|first_offset| CompletedTxn {
-            producer_id: h.producer_id,
-            first_offset,
-            last_offset: offset,
-            aborted: false,
-        })
-    }
-
     /// The producer's entry, made if it is new, at the batch's epoch (a new epoch forgets the
     /// last one's batches).
     fn entry(&mut self, h: &BatchHeader, now_ms: i64) -> &mut ProducerEntry {
@@ -420,7 +399,8 @@ impl ProducerStates {
         }
         let entry = self.entry(h, now_ms);
         // A batch the cleaner emptied opens nothing: its transaction was decided before it
-        // was cleaned, and once its records are all gone its marker may be emptied too.
+        // was cleaned, and once its records are all gone its marker may be emptied too (to an
+        // empty transactional batch, which ends nothing).
         let opens = h.is_transactional() && h.record_count > 0 && entry.txn_first_offset.is_none();
         if opens {
             entry.txn_first_offset = Some(first_offset);
@@ -524,10 +504,4 @@ impl ProducerStates {
         });
         before - self.entries.len()
     }
-}
-
-/// Whether `h` is a transaction marker the log cleaner emptied (a transactional control batch
-/// with no record left).
-pub fn is_emptied_marker(h: &BatchHeader) -> bool {
-    h.is_control() && h.is_transactional() && h.record_count == 0 && h.producer_id >= 0
 }

@@ -15,8 +15,12 @@
 //! A transaction's marker goes the same way, as Kafka's cleaner removes it: once none of its
 //! transaction's records is left (an abort's are removed at once, a commit's as later records
 //! supersede them), the marker's batch gets its delete horizon; once a later cleaning finds it
-//! passed, the batch stays as its header alone — a control batch of the producer with no
-//! record, which still ends the producer's transaction for a scan of the log.
+//! passed, the batch stays as its header alone, and no longer a control batch: an empty
+//! transactional batch of its producer, which opens no transaction for a scan of the log (no
+//! record of its transaction is left to end) and which every client skips — some (kafka-python)
+//! fail on a control batch without a record, which Kafka's cleaner never leaves (it removes the
+//! batch, where this log keeps every batch's offsets covered). On a single node it is then
+//! merged with the emptied batches around it like any other.
 
 use bytes::{Bytes, BytesMut};
 
@@ -99,18 +103,22 @@ pub(super) fn clean_batch(
 }
 
 /// A transaction marker's batch (stored, CRC checked; `h` its header) whose transaction has no
-/// record left: it gets the delete horizon `horizon` if it has none, and loses its record once
-/// its horizon is at or before `now_ms`.
+/// record left: it gets the delete horizon `horizon` if it has none, and once its horizon is at
+/// or before `now_ms` becomes an empty transactional batch (no record, not a control batch).
 pub(super) fn clean_marker(batch: &[u8], h: &BatchHeader, horizon: i64, now_ms: i64) -> Cleaned {
     match h.delete_horizon() {
         _ if h.record_count == 0 => Cleaned {
             bytes: None,
             removed: 0,
         },
-        Some(at) if at <= now_ms => Cleaned {
-            bytes: Some(batch::rebuild(batch, &[], 0, 0, h.first_timestamp, 0)),
-            removed: 1,
-        },
+        Some(at) if at <= now_ms => {
+            let mut empty = batch::rebuild(batch, &[], 0, 0, h.first_timestamp, 0).to_vec();
+            batch::clear_control(&mut empty);
+            Cleaned {
+                bytes: Some(empty.into()),
+                removed: 1,
+            }
+        }
         Some(_) => Cleaned {
             bytes: None,
             removed: 0,
