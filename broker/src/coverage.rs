@@ -95,6 +95,8 @@ pub enum Event {
     /// The cleaner emptied a transaction marker whose transaction had no record left, its
     /// delete horizon passed.
     TxnMarkerRemoved,
+    /// A transaction coordinator's abort of a transaction past its timeout became durable.
+    TxnTimedOut,
     /// The cleaner wrote several consecutive segments as one cleaned segment.
     CleanedSegmentsMerged,
     /// Recovery finished a merge of segments a crash interrupted after its copy became the
@@ -134,7 +136,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 52] = [
+    pub const ALL: [Event; 53] = [
         Event::AppendQueueFull,
         Event::SegmentRolled,
         Event::CrashWithSyncInFlight,
@@ -173,6 +175,7 @@ impl Event {
         Event::TombstoneExpired,
         Event::EmptyBatchesMerged,
         Event::TxnMarkerRemoved,
+        Event::TxnTimedOut,
         Event::CleanedSegmentsMerged,
         Event::CleanedSwapFinished,
         Event::CleanedEntriesReplicated,
@@ -230,6 +233,7 @@ impl Event {
             Event::TombstoneExpired => "tombstone-expired",
             Event::EmptyBatchesMerged => "empty-batches-merged",
             Event::TxnMarkerRemoved => "txn-marker-removed",
+            Event::TxnTimedOut => "txn-timed-out",
             Event::CleanedSegmentsMerged => "cleaned-segments-merged",
             Event::CleanedSwapFinished => "cleaned-swap-finished",
             Event::CleanedEntriesReplicated => "cleaned-entries-replicated",

@@ -7,6 +7,10 @@
 //! for every delivery report, and prints one `result key=value …` line. Every message must be
 //! acknowledged: a failed delivery fails the run (exit code 1). Transactional
 //! (`--transactional-commit-ms`), it commits on that period and reports the commits' latency.
+//! With `--e2e-messages N` it then sends N more messages, one a millisecond, read back by a
+//! `read_committed` consumer, and prints their end-to-end latency (`e2e …`): from the send to
+//! the consumer's poll, so a transaction's records count from their send to the commit that
+//! lets them out.
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +60,10 @@ struct Args {
     /// Any other librdkafka property, `key=value` (repeatable); applied last.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
+    /// After the result: this many messages, one a millisecond, read by a `read_committed`
+    /// consumer; prints `e2e messages=… p50_ms=… p99_ms=…`.
+    #[arg(long, default_value_t = 0)]
+    e2e_messages: u64,
     /// Wait for a line on stdin after `ready` before the measured messages.
     #[arg(long)]
     wait_go: bool,
@@ -195,6 +203,108 @@ fn run(args: Args) -> Result<()> {
         delivered * args.size as u64,
         delivered as f64 / seconds,
         (delivered * args.size as u64) as f64 / seconds / 1e6
+    );
+    if args.e2e_messages > 0 {
+        end_to_end(&args, &producer, txn.as_mut())?;
+    }
+    Ok(())
+}
+
+/// The microseconds since the Unix epoch: what an end-to-end message carries from its send.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// `--e2e-messages` messages, one a millisecond (each `e2e:<send time in µs>`), read by a
+/// `read_committed` consumer on another thread from the partitions' ends; prints their
+/// latencies' median and 99th percentile.
+fn end_to_end(
+    args: &Args,
+    producer: &BaseProducer<Reports>,
+    mut txn: Option<&mut Txn>,
+) -> Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", format!("loadgen-e2e-{}", std::process::id()))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating the end-to-end consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))
+        .context("the topic's metadata")?;
+    let mut assignment = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            assignment.add_partition_offset(t.name(), p.id(), Offset::End)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    // Until every partition's end is resolved (the first poll fetches it).
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        let _ = consumer.poll(Duration::from_millis(50));
+    }
+    let expected = args.e2e_messages;
+    let reader = std::thread::spawn(move || -> Vec<u64> {
+        let mut latencies = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60 + expected / 100);
+        while (latencies.len() as u64) < expected && Instant::now() < deadline {
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let sent = m
+                .payload()
+                .and_then(|p| p.strip_prefix(b"e2e:"))
+                .and_then(|p| std::str::from_utf8(p).ok()?.parse::<u64>().ok());
+            if let Some(sent) = sent {
+                latencies.push(now_us().saturating_sub(sent));
+            }
+        }
+        latencies
+    });
+    let started = Instant::now();
+    for i in 0..expected {
+        if let Some(t) = txn.as_deref_mut() {
+            t.maybe_commit(producer, false)?;
+        }
+        let payload = format!("e2e:{}", now_us());
+        producer
+            .send(BaseRecord::<(), [u8]>::to(&args.topic).payload(payload.as_bytes()))
+            .map_err(|(e, _)| e)
+            .context("producing an end-to-end message")?;
+        producer.poll(Duration::ZERO);
+        let next = started + Duration::from_millis(i + 1);
+        while Instant::now() < next {
+            producer.poll(next.saturating_duration_since(Instant::now()));
+        }
+    }
+    match txn {
+        Some(t) => t.maybe_commit(producer, true)?,
+        None => producer
+            .flush(Duration::from_secs(60))
+            .context("waiting for the end-to-end messages' reports")?,
+    }
+    let mut latencies = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the end-to-end reader panicked"))?;
+    if latencies.is_empty() {
+        bail!("the read_committed consumer got none of the end-to-end messages");
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
+        latencies[i - 1] as f64 / 1e3
+    };
+    println!(
+        "e2e messages={} p50_ms={:.2} p99_ms={:.2}",
+        latencies.len(),
+        at(0.5),
+        at(0.99)
     );
     Ok(())
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 pub mod probe;
 pub mod txn;
 pub use probe::Probe;
-pub use txn::{TxnDrained, TxnOp, TxnOutcome, TxnRead};
+pub use txn::{PipelineOffsets, TxnDrained, TxnOp, TxnOutcome, TxnRead};
 
 /// Kafka's REQUEST_TIMED_OUT: the broker could not confirm the write, which may be in the log.
 pub const REQUEST_TIMED_OUT: i16 = 7;
@@ -327,6 +327,8 @@ pub enum Op {
     /// A read of a `read_committed` reader of the transactional workload.
     TxnRead(TxnRead),
     TxnDrained(TxnDrained),
+    /// A pipeline worker's committed input offsets after producing ended.
+    PipelineOffsets(PipelineOffsets),
 }
 
 /// A partition ListPartitionReassignments listed as moving, from the first answer that listed it
@@ -479,6 +481,10 @@ impl Op {
             Op::TxnDrained(d) => format!(
                 "{:.6} txn-drained r{} {}",
                 d.at_s, d.reader, d.complete
+            ),
+            Op::PipelineOffsets(o) => format!(
+                "{:.6} pipeline-offsets w{} {:?}",
+                o.at_s, o.worker, o.offsets
             ),
             Op::Scan(s) => format!(
                 "{:.6} scan r{} {} to {} {} spans {} records {}",

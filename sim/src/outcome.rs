@@ -300,6 +300,7 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
     }
     if scenario.workload.transactions.is_some() {
         findings.extend(crate::checks::txn::check(&o.history));
+        findings.extend(crate::checks::pipeline::check(&o.history));
     }
     if let Some(c) = &scenario.workload.compacted {
         findings.extend(crate::checks::scans::check(

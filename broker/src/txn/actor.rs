@@ -572,7 +572,10 @@ impl Actor {
                 let _ = reply.send(error::NONE);
                 self.send_markers(id);
             }
-            Then::TimedOut => self.send_markers(id),
+            Then::TimedOut => {
+                crate::coverage::reached(crate::coverage::Event::TxnTimedOut);
+                self.send_markers(id);
+            }
             Then::Completed | Then::Expired => {}
         }
     }

@@ -34,6 +34,7 @@ pub mod metadata;
 pub mod move_stalls;
 pub mod moves;
 pub mod perf;
+pub mod pipeline;
 pub mod replicas;
 pub mod safety;
 pub mod scans;

@@ -552,6 +552,10 @@ pub enum TxnAnomaly {
     Duplicate,
     NonMonotonic,
     Phantom,
+    PipelineDuplicate,
+    PipelineSkipped,
+    PipelineOffsets,
+    PipelineUncommittedInput,
 }
 
 impl TxnAnomaly {
@@ -564,6 +568,10 @@ impl TxnAnomaly {
             TxnAnomaly::Duplicate => "txn-duplicate",
             TxnAnomaly::NonMonotonic => "txn-non-monotonic",
             TxnAnomaly::Phantom => "txn-phantom",
+            TxnAnomaly::PipelineDuplicate => "pipeline-duplicate",
+            TxnAnomaly::PipelineSkipped => "pipeline-skipped",
+            TxnAnomaly::PipelineOffsets => "pipeline-inconsistent-offsets",
+            TxnAnomaly::PipelineUncommittedInput => "pipeline-uncommitted-input",
         }
     }
 
@@ -581,6 +589,18 @@ impl TxnAnomaly {
             TxnAnomaly::Duplicate => "a transactional write was read at two offsets",
             TxnAnomaly::NonMonotonic => "a reader's reads of a partition went back",
             TxnAnomaly::Phantom => "a reader got a value no transaction wrote",
+            TxnAnomaly::PipelineDuplicate => {
+                "a pipeline's committed output holds one input value twice"
+            }
+            TxnAnomaly::PipelineSkipped => {
+                "a pipeline committed offsets past an input value its committed output lacks"
+            }
+            TxnAnomaly::PipelineOffsets => {
+                "a pipeline's output committed without the input offsets of its transaction"
+            }
+            TxnAnomaly::PipelineUncommittedInput => {
+                "a pipeline's committed output was made from a value never committed"
+            }
         }
     }
 }

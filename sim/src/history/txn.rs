@@ -53,3 +53,27 @@ pub struct TxnDrained {
     /// Whether it got there (false: the drain's time ran out first).
     pub complete: bool,
 }
+
+/// A pipeline worker's input offsets as its group had committed them once producing ended
+/// (asked with `require_stable`, so no transaction of it was still open).
+#[derive(Debug, Clone)]
+pub struct PipelineOffsets {
+    pub worker: usize,
+    /// (input partition, committed offset; -1: none).
+    pub offsets: Vec<(i32, i64)>,
+    pub at_s: f64,
+}
+
+/// The name of the input value a pipeline's output value `name` was made from, if it is one
+/// (`y<worker>i<instance>t<n>/<input>`).
+pub fn pipeline_input(name: &str) -> Option<&str> {
+    name.strip_prefix('y')?
+        .split_once('/')
+        .map(|(_, input)| input)
+}
+
+/// The output name of `input` moved by instance `instance` of worker `worker` in its
+/// transaction `n`.
+pub fn pipeline_output(worker: usize, instance: usize, n: u64, input: &str) -> String {
+    format!("y{worker}i{instance}t{n}/{input}")
+}

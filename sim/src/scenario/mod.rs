@@ -39,6 +39,7 @@ mod cpu;
 mod faults;
 mod random_faults;
 mod twin;
+mod txn;
 mod validate;
 
 pub use configs::ConfigsWorkload;
@@ -46,6 +47,7 @@ pub use cpu::CpuSpec;
 pub use faults::{last_heal_s, Fault, FloodPort, FloodSend, STOP_GRACE};
 pub use random_faults::{RandomFaults, RANDOM_KINDS};
 pub use twin::TwinSpec;
+pub use txn::{Pipeline, TxnWorkload};
 
 /// The broker node's name in scenarios, reports and partitions (the first broker of a cluster).
 pub const BROKER_NODE: &str = "broker-1";
@@ -375,54 +377,6 @@ pub struct Workload {
     /// A transactional workload on a topic of its own ([`crate::workload::txn`]).
     #[serde(default)]
     pub transactions: Option<TxnWorkload>,
-}
-
-/// Transactional producers and `read_committed` readers on a topic of their own; the
-/// transactional checker ([`crate::checks::txn`]) judges what they did and saw.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TxnWorkload {
-    #[serde(default = "default_txn_topic")]
-    pub topic: String,
-    pub partitions: i32,
-    pub producers: usize,
-    /// Partitions each transaction writes one value to.
-    pub partitions_per_txn: usize,
-    /// Every so many transactions of a producer one is aborted on purpose (0: none).
-    #[serde(default)]
-    pub abort_every: u64,
-    /// Readers at `read_committed`, each reading every partition from its start.
-    pub readers: usize,
-    /// The producers' `transaction.timeout.ms`.
-    #[serde(default = "default_txn_timeout_ms")]
-    pub timeout_ms: i32,
-    /// Pause between one producer's transactions.
-    #[serde(default)]
-    pub interval_ms: u64,
-    /// Pause between a reader's rounds of fetches.
-    #[serde(default = "default_txn_poll_ms")]
-    pub poll_interval_ms: u64,
-    /// Each value is padded to this many bytes.
-    #[serde(default)]
-    pub value_bytes: usize,
-    /// The topic is compacted (the settings of a `[workload.compacted]` topic by default):
-    /// every value has a key of its own, so the cleaner removes aborted records and, after
-    /// `delete.retention.ms`, the markers of transactions with no record left — never a
-    /// committed value.
-    #[serde(default)]
-    pub compacted: Option<Compacted>,
-}
-
-fn default_txn_topic() -> String {
-    "txn".into()
-}
-
-fn default_txn_timeout_ms() -> i32 {
-    10_000
-}
-
-fn default_txn_poll_ms() -> u64 {
-    50
 }
 
 /// A compacted workload topic: `keys` keys written again and again, every `tombstone_every`-th

@@ -94,6 +94,12 @@ pub async fn drive(
         .transactions
         .as_ref()
         .map_or((0, 0), |t| (t.producers, t.readers));
+    let pipeline_workers = sc
+        .workload
+        .transactions
+        .as_ref()
+        .and_then(|t| t.pipeline.as_ref())
+        .map_or(0, |p| p.workers);
     let producers: Vec<_> = (0..sc.workload.producers)
         .map(|p| nodes.spawn(Producers, workload::produce(world.clone(), p)))
         .chain(
@@ -104,6 +110,10 @@ pub async fn drive(
         .chain(
             (0..txn_producers)
                 .map(|p| nodes.spawn(Producers, workload::txn::produce(world.clone(), p))),
+        )
+        .chain(
+            (0..pipeline_workers)
+                .map(|w| nodes.spawn(Producers, workload::pipeline::work(world.clone(), w))),
         )
         .collect();
     let mut consumers: Vec<_> = (0..sc.workload.consumers)

@@ -29,6 +29,7 @@ pub mod group;
 pub mod idempotent;
 pub mod keyed;
 pub mod moves;
+pub mod pipeline;
 pub mod retire;
 pub mod security;
 pub mod txn;

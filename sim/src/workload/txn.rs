@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::history::{Op, TxnDrained, TxnOp, TxnOutcome, TxnRead};
@@ -33,7 +34,7 @@ fn coordinator_retriable(code: i16) -> bool {
 /// Attempts at one call before the transaction is given up.
 const ATTEMPTS: u32 = 20;
 
-fn settings(world: &World) -> TxnWorkload {
+pub(super) fn settings(world: &World) -> TxnWorkload {
     world
         .scenario
         .workload
@@ -43,14 +44,14 @@ fn settings(world: &World) -> TxnWorkload {
 }
 
 /// The topic made (by whichever producer or reader gets there first).
-async fn ensure_topic(world: &World, t: &TxnWorkload) {
+pub(super) async fn ensure_topic(world: &World, t: &TxnWorkload) {
     loop {
         if let Some(mut c) = world.connect().await {
             let made = tokio::time::timeout(
                 Duration::from_secs(15),
                 c.create_topic_with(
                     &t.topic,
-                    t.partitions,
+                    t.all_partitions(),
                     &t.compacted
                         .as_ref()
                         .map(|c| c.topic_configs())
@@ -71,58 +72,53 @@ async fn ensure_topic(world: &World, t: &TxnWorkload) {
 }
 
 /// One producer's state between transactions.
-struct Producer {
-    index: usize,
-    id: String,
-    ids: Option<(i64, i16)>,
+pub(super) struct Producer {
+    pub index: usize,
+    pub id: String,
+    pub ids: Option<(i64, i16)>,
     sequences: BTreeMap<i32, i32>,
     coordinator: Option<Client>,
-    conns: crate::workload::client::routing::Conns,
+    group_coordinator: Option<Client>,
+    pub conns: crate::workload::client::routing::Conns,
 }
 
 impl Producer {
-    /// Call the coordinator until `call` answers or fails for good; the last error.
-    async fn ask<T>(
+    /// Producer `index` of transactional id `id`, not initialised yet.
+    pub fn new(index: usize, id: String) -> Self {
+        Producer {
+            index,
+            id,
+            ids: None,
+            sequences: BTreeMap::new(),
+            coordinator: None,
+            group_coordinator: None,
+            conns: Default::default(),
+        }
+    }
+
+    /// Call the transaction coordinator until `call` answers or fails for good; the last
+    /// error.
+    pub async fn ask<T>(
         &mut self,
         world: &World,
-        mut call: impl for<'c> FnMut(
-            &'c mut Client,
-        ) -> futures::future::BoxFuture<'c, Result<T, ClientError>>,
+        call: impl for<'c> FnMut(&'c mut Client) -> BoxFuture<'c, Result<T, ClientError>>,
     ) -> Result<T, ClientError> {
-        let mut last = ClientError::Kafka(15);
-        for _ in 0..ATTEMPTS {
-            if self.coordinator.is_none() {
-                self.coordinator = world.coordinator_of(&self.id, 1).await;
-            }
-            let Some(c) = self.coordinator.as_mut() else {
-                continue;
-            };
-            match tokio::time::timeout(world.client_timeout(), call(c)).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(ClientError::Kafka(code))) if coordinator_retriable(code) => {
-                    last = ClientError::Kafka(code);
-                    if code != 51 && code != 14 {
-                        self.coordinator = None;
-                    }
-                }
-                Ok(Err(e @ ClientError::Kafka(_))) => return Err(e),
-                Ok(Err(e)) => {
-                    last = e;
-                    self.coordinator = None;
-                }
-                Err(_) => {
-                    last = ClientError::Kafka(7);
-                    self.coordinator = None;
-                }
-            }
-            tokio::time::sleep(RETRY_BACKOFF).await;
-        }
-        Err(last)
+        ask_coordinator(world, &mut self.coordinator, &self.id, 1, call).await
+    }
+
+    /// Call `group`'s coordinator as [`Producer::ask`] calls the transaction coordinator.
+    pub async fn ask_group<T>(
+        &mut self,
+        world: &World,
+        group: &str,
+        call: impl for<'c> FnMut(&'c mut Client) -> BoxFuture<'c, Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        ask_coordinator(world, &mut self.group_coordinator, group, 0, call).await
     }
 
     /// Write `value` to `partition` in the open transaction: Ok once acknowledged; Err when it
     /// failed for good or its outcome stayed unknown.
-    async fn write(
+    pub async fn write(
         &mut self,
         world: &World,
         topic: &str,
@@ -175,11 +171,51 @@ impl Producer {
 
     /// Start over: the next transaction begins with InitProducerId (which aborts any open
     /// one, and restarts the sequences at a new epoch).
-    fn start_over(&mut self) {
+    pub fn start_over(&mut self) {
         self.ids = None;
         self.sequences.clear();
         self.coordinator = None;
     }
+}
+
+/// Call the coordinator of `key` (key type 0: a group; 1: a transactional id), on the
+/// connection kept in `slot`, until `call` answers or fails for good; the last error.
+async fn ask_coordinator<T>(
+    world: &World,
+    slot: &mut Option<Client>,
+    key: &str,
+    key_type: i8,
+    mut call: impl for<'c> FnMut(&'c mut Client) -> BoxFuture<'c, Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    let mut last = ClientError::Kafka(15);
+    for _ in 0..ATTEMPTS {
+        if slot.is_none() {
+            *slot = world.coordinator_of(key, key_type).await;
+        }
+        let Some(c) = slot.as_mut() else {
+            continue;
+        };
+        match tokio::time::timeout(world.client_timeout(), call(c)).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(ClientError::Kafka(code))) if coordinator_retriable(code) => {
+                last = ClientError::Kafka(code);
+                if code != 51 && code != 14 {
+                    *slot = None;
+                }
+            }
+            Ok(Err(e @ ClientError::Kafka(_))) => return Err(e),
+            Ok(Err(e)) => {
+                last = e;
+                *slot = None;
+            }
+            Err(_) => {
+                last = ClientError::Kafka(7);
+                *slot = None;
+            }
+        }
+        tokio::time::sleep(RETRY_BACKOFF).await;
+    }
+    Err(last)
 }
 
 /// Transactional producer `index` until the workload's end.
@@ -189,14 +225,7 @@ pub async fn produce(world: Arc<World>, index: usize) {
     }
     let t = settings(&world);
     ensure_topic(&world, &t).await;
-    let mut p = Producer {
-        index,
-        id: format!("txn-{index}"),
-        ids: None,
-        sequences: BTreeMap::new(),
-        coordinator: None,
-        conns: Default::default(),
-    };
+    let mut p = Producer::new(index, format!("txn-{index}"));
     let mut n = 0u64;
     while Instant::now() < world.end {
         if p.ids.is_none() {
@@ -300,7 +329,7 @@ pub async fn read(world: Arc<World>, reader: usize) {
     }
     let t = settings(&world);
     ensure_topic(&world, &t).await;
-    let mut positions: BTreeMap<i32, i64> = (0..t.partitions).map(|p| (p, 0)).collect();
+    let mut positions: BTreeMap<i32, i64> = (0..t.all_partitions()).map(|p| (p, 0)).collect();
     let mut stable: BTreeMap<i32, i64> = BTreeMap::new();
     let mut conns = crate::workload::client::routing::Conns::default();
     let mut over = world.producing_over.subscribe();

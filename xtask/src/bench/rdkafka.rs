@@ -62,6 +62,10 @@ pub struct RdkafkaArgs {
     /// `openssl`), beside PLAINTEXT in the same rounds: the cost of security, as a ratio.
     #[arg(long, conflicts_with_all = ["peer_bin", "cluster"])]
     sasl_ssl: bool,
+    /// After each measured run, this many messages one a millisecond, read back by a
+    /// `read_committed` consumer: their end-to-end latency (0: none).
+    #[arg(long, default_value_t = 2000)]
+    e2e_messages: u64,
     /// A librdkafka property for the producer (`key=value`, repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
@@ -108,6 +112,9 @@ struct Sample {
     cpu_s_per_gb: f64,
     /// A transactional producer's commits: their latency's median and 99th percentile (ms).
     commit_ms: Option<(f64, f64)>,
+    /// End to end, from the send to a `read_committed` consumer: median and 99th percentile
+    /// (ms).
+    e2e_ms: Option<(f64, f64)>,
 }
 
 /// One broker (or cluster) under test, started fresh for each run.
@@ -217,15 +224,21 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                 let runs = &samples[si][mi][yi];
                 let msgs: Vec<f64> = runs.iter().map(|s| s.msgs_per_sec).collect();
                 let commits: Vec<(f64, f64)> = runs.iter().filter_map(|s| s.commit_ms).collect();
-                let commits = if commits.is_empty() {
-                    String::new()
-                } else {
+                let latency = |what: &str, values: Vec<(f64, f64)>| {
+                    if values.is_empty() {
+                        return String::new();
+                    }
                     format!(
-                        ", commit p50 {:.1} ms, p99 {:.1} ms",
-                        median(&commits.iter().map(|c| c.0).collect::<Vec<_>>()),
-                        median(&commits.iter().map(|c| c.1).collect::<Vec<_>>())
+                        ", {what} p50 {:.1} ms, p99 {:.1} ms",
+                        median(&values.iter().map(|c| c.0).collect::<Vec<_>>()),
+                        median(&values.iter().map(|c| c.1).collect::<Vec<_>>())
                     )
                 };
+                let commits = latency("commit", commits)
+                    + &latency(
+                        "read_committed end to end",
+                        runs.iter().filter_map(|s| s.e2e_ms).collect(),
+                    );
                 table.row(
                     format!("{size} B {} {}", mode.name(), system.name()),
                     format!(
@@ -335,6 +348,9 @@ async fn run_one(
     ];
     if mode == Mode::Idempotent {
         loadgen_args.push("--idempotent".into());
+    }
+    if args.e2e_messages > 0 {
+        loadgen_args.push(format!("--e2e-messages={}", args.e2e_messages));
     }
     if let Some(ms) = mode.commit_ms() {
         loadgen_args.push(format!("--transactional-commit-ms={ms}"));
@@ -497,17 +513,20 @@ fn measure(
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", loadgen.display()))?;
-    let outcome = drive(&mut child, pids);
+    let e2e = loadgen_args
+        .iter()
+        .any(|a| a.starts_with("--e2e-messages="));
+    let outcome = drive(&mut child, pids, e2e);
     let _ = child.kill();
     let status = child.wait()?;
-    let (cpu, result) = outcome.with_context(|| format!("loadgen ({status})"))?;
-    let field = |key: &str| -> Result<f64> {
-        result
-            .split_whitespace()
+    let (cpu, result, e2e) = outcome.with_context(|| format!("loadgen ({status})"))?;
+    let field_of = |line: &str, key: &str| -> Result<f64> {
+        line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow!("loadgen's result has no {key}: {result}"))
+            .ok_or_else(|| anyhow!("loadgen's line has no {key}: {line}"))
     };
+    let field = |key: &str| field_of(&result, key);
     let delivered = field("messages")?;
     if delivered < messages as f64 {
         bail!("loadgen delivered {delivered} of {messages} messages");
@@ -518,16 +537,22 @@ fn measure(
         (Ok(p50), Ok(p99)) => Some((p50, p99)),
         _ => None,
     };
+    let e2e_ms = match e2e {
+        Some(line) => Some((field_of(&line, "p50_ms")?, field_of(&line, "p99_ms")?)),
+        None => None,
+    };
     Ok(Sample {
         msgs_per_sec: delivered / seconds,
         mb_per_sec: gb * 1e3 / seconds,
         cpu_s_per_gb: cpu.as_secs_f64() / gb,
         commit_ms,
+        e2e_ms,
     })
 }
 
-/// `ready` → sample the CPU, say go → `result …` → sample again.
-fn drive(child: &mut Child, pids: &[u32]) -> Result<(Duration, String)> {
+/// `ready` → sample the CPU, say go → `result …` → sample again; then the `e2e …` line, when
+/// the arguments ask for one.
+fn drive(child: &mut Child, pids: &[u32], e2e: bool) -> Result<(Duration, String, Option<String>)> {
     let stdout: ChildStdout = child.stdout.take().context("loadgen's stdout")?;
     let mut stdin: ChildStdin = child.stdin.take().context("loadgen's stdin")?;
     let mut lines = BufReader::new(stdout).lines();
@@ -550,7 +575,17 @@ fn drive(child: &mut Child, pids: &[u32]) -> Result<(Duration, String)> {
         }
     };
     let after = cpu(pids)?;
-    Ok((after.saturating_sub(before), result))
+    let e2e = if e2e {
+        Some(loop {
+            let line = next("its end-to-end latency")?;
+            if line.starts_with("e2e ") {
+                break line;
+            }
+        })
+    } else {
+        None
+    };
+    Ok((after.saturating_sub(before), result, e2e))
 }
 
 /// A peer broker process on a free port and a fresh directory.

@@ -1,6 +1,7 @@
 //! The transaction calls of the simulated client, as Kafka's Java producer makes them before
 //! KIP-890's second part: FindCoordinator for a transactional id, InitProducerId with it,
-//! AddPartitionsToTxn (v3), transactional batches, EndTxn (v3); and a `read_committed` Fetch
+//! AddPartitionsToTxn (v3), transactional batches, AddOffsetsToTxn and TxnOffsetCommit (v3, a
+//! pipeline's input offsets), EndTxn (v3); and a `read_committed` Fetch
 //! that drops aborted transactions' records as a client does (the answer's aborted
 //! transactions, each producer's records from its first offset up to its abort marker).
 
@@ -8,8 +9,10 @@ use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    add_partitions_to_txn_request::AddPartitionsToTxnTopic, AddPartitionsToTxnRequest, ApiKey,
-    EndTxnRequest, FindCoordinatorRequest, ProducerId, RequestKind, ResponseKind, TransactionalId,
+    add_partitions_to_txn_request::AddPartitionsToTxnTopic, txn_offset_commit_request,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, EndTxnRequest,
+    FindCoordinatorRequest, GroupId, ProducerId, RequestKind, ResponseKind, TransactionalId,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, TimestampType};
@@ -19,6 +22,8 @@ use super::{topic_name, Client, ClientError, FETCH_VERSION, PRODUCE_VERSION};
 const FIND_COORDINATOR_VERSION: i16 = 4;
 const ADD_PARTITIONS_VERSION: i16 = 3;
 const END_TXN_VERSION: i16 = 3;
+const ADD_OFFSETS_VERSION: i16 = 3;
+const TXN_OFFSET_COMMIT_VERSION: i16 = 3;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -92,6 +97,86 @@ impl Client {
                     .map(|p| p.partition_error_code)
                     .find(|&c| c != 0);
                 match code {
+                    Some(c) => Err(ClientError::Kafka(c)),
+                    None => Ok(()),
+                }
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// AddOffsetsToTxn (v3): the offsets of `group` join the transaction.
+    pub async fn add_offsets_to_txn(
+        &mut self,
+        id: &str,
+        (producer_id, epoch): (i64, i16),
+        group: &str,
+    ) -> Result<(), ClientError> {
+        let mut req = AddOffsetsToTxnRequest::default();
+        req.transactional_id = TransactionalId(s(id));
+        req.producer_id = ProducerId(producer_id);
+        req.producer_epoch = epoch;
+        req.group_id = GroupId(s(group));
+        match self
+            .call(
+                ApiKey::AddOffsetsToTxn,
+                ADD_OFFSETS_VERSION,
+                RequestKind::AddOffsetsToTxn(req),
+            )
+            .await?
+        {
+            ResponseKind::AddOffsetsToTxn(r) if r.error_code == 0 => Ok(()),
+            ResponseKind::AddOffsetsToTxn(r) => Err(ClientError::Kafka(r.error_code)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// TxnOffsetCommit (v3), to `group`'s coordinator: `offsets` of `topic` committed with the
+    /// transaction, by a producer that names no consumer membership (generation -1). The first
+    /// partition's error, if any.
+    pub async fn txn_offset_commit(
+        &mut self,
+        id: &str,
+        (producer_id, epoch): (i64, i16),
+        group: &str,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Result<(), ClientError> {
+        let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+        t.name = topic_name(topic);
+        t.partitions = offsets
+            .iter()
+            .map(|&(p, o)| {
+                let mut x = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+                x.partition_index = p;
+                x.committed_offset = o;
+                x.committed_leader_epoch = -1;
+                x
+            })
+            .collect();
+        let mut req = TxnOffsetCommitRequest::default();
+        req.transactional_id = TransactionalId(s(id));
+        req.group_id = GroupId(s(group));
+        req.producer_id = ProducerId(producer_id);
+        req.producer_epoch = epoch;
+        req.generation_id = -1;
+        req.topics = vec![t];
+        match self
+            .call(
+                ApiKey::TxnOffsetCommit,
+                TXN_OFFSET_COMMIT_VERSION,
+                RequestKind::TxnOffsetCommit(req),
+            )
+            .await?
+        {
+            ResponseKind::TxnOffsetCommit(r) => {
+                match r
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter())
+                    .map(|p| p.error_code)
+                    .find(|&c| c != 0)
+                {
                     Some(c) => Err(ClientError::Kafka(c)),
                     None => Ok(()),
                 }
