@@ -185,6 +185,7 @@ mod tests {
             producer,
             n,
             writes: writes.iter().map(|(p, v)| (*p, v.to_string())).collect(),
+            reads: Vec::new(),
             invoked_s: end - 1.0,
             end_invoked_s: Some(end),
             completed_s: end + 0.1,

@@ -556,6 +556,7 @@ pub enum TxnAnomaly {
     PipelineSkipped,
     PipelineOffsets,
     PipelineUncommittedInput,
+    G1c,
 }
 
 impl TxnAnomaly {
@@ -572,6 +573,7 @@ impl TxnAnomaly {
             TxnAnomaly::PipelineSkipped => "pipeline-skipped",
             TxnAnomaly::PipelineOffsets => "pipeline-inconsistent-offsets",
             TxnAnomaly::PipelineUncommittedInput => "pipeline-uncommitted-input",
+            TxnAnomaly::G1c => "txn-g1c",
         }
     }
 
@@ -600,6 +602,9 @@ impl TxnAnomaly {
             }
             TxnAnomaly::PipelineUncommittedInput => {
                 "a pipeline's committed output was made from a value never committed"
+            }
+            TxnAnomaly::G1c => {
+                "transactions read each other's writes in a cycle (circular information flow)"
             }
         }
     }

@@ -22,6 +22,9 @@ pub struct TxnOp {
     pub n: u64,
     /// Every value it produced (partition, name), acknowledged or not.
     pub writes: Vec<(i32, String)>,
+    /// The values it read, a pipeline's (`reads[j]` is what `writes[j]` was made from); none
+    /// for a producer's.
+    pub reads: Vec<String>,
     pub invoked_s: f64,
     /// When its EndTxn was first sent (`None`: never; it was aborted by giving up).
     pub end_invoked_s: Option<f64>,
@@ -64,16 +67,8 @@ pub struct PipelineOffsets {
     pub at_s: f64,
 }
 
-/// The name of the input value a pipeline's output value `name` was made from, if it is one
-/// (`y<worker>i<instance>t<n>/<input>`).
-pub fn pipeline_input(name: &str) -> Option<&str> {
-    name.strip_prefix('y')?
-        .split_once('/')
-        .map(|(_, input)| input)
-}
-
-/// The output name of `input` moved by instance `instance` of worker `worker` in its
-/// transaction `n`.
-pub fn pipeline_output(worker: usize, instance: usize, n: u64, input: &str) -> String {
-    format!("y{worker}i{instance}t{n}/{input}")
+/// The output name of the `j`-th value moved by instance `instance` of worker `worker` in its
+/// transaction `n` (what it was made from is the transaction's `reads[j]`).
+pub fn pipeline_output(worker: usize, instance: usize, n: u64, j: usize) -> String {
+    format!("y{worker}i{instance}t{n}.{j}")
 }

@@ -69,6 +69,11 @@ pub struct Pipeline {
     /// Values moved per transaction at most.
     #[serde(default = "default_pipeline_batch")]
     pub batch: usize,
+    /// The workers read the output partitions too (worker `w` those `o` with
+    /// `o % workers == w`): values move on and on, and workers read each other's writes, so
+    /// that a cycle of transactions reading each other's writes (G1c) could show.
+    #[serde(default)]
+    pub feedback: bool,
     /// The consumer group whose offsets the workers commit.
     #[serde(default = "default_pipeline_group")]
     pub group: String,

@@ -1,7 +1,8 @@
 //! The transactional workload's consume-transform-produce pipeline
 //! (`[workload.transactions.pipeline]`): worker `w` (transactional id `pipe-<w>`) reads its
 //! input partitions at `read_committed` from its group's committed offsets and moves each
-//! value it reads, renamed ([`pipeline_output`]), to an output partition of the same topic,
+//! value it reads, under a name of its own ([`pipeline_output`]), to an output partition of the
+//! same topic,
 //! committing its new input offsets inside the same transaction — AddPartitionsToTxn,
 //! AddOffsetsToTxn, the writes, TxnOffsetCommit, EndTxn — as Kafka Streams at `exactly_once_v2`
 //! does. With more than one instance a worker has zombies: instances of one transactional id
@@ -47,7 +48,12 @@ pub async fn work(world: Arc<World>, worker: usize) {
 
 /// The input partitions of `worker`.
 fn inputs(t: &TxnWorkload, pipe: &Pipeline, worker: usize) -> Vec<i32> {
-    (0..t.partitions)
+    let read = if pipe.feedback {
+        t.all_partitions()
+    } else {
+        t.partitions
+    };
+    (0..read)
         .filter(|p| *p as usize % pipe.workers.max(1) == worker)
         .collect()
 }
@@ -202,7 +208,8 @@ async fn move_once(
     let out_of = |partition: i32| t.partitions + partition % pipe.output_partitions.max(1);
     let writes: Vec<(i32, String)> = read
         .iter()
-        .map(|(q, _, name)| (out_of(*q), pipeline_output(worker, k, n, name)))
+        .enumerate()
+        .map(|(j, (q, _, _))| (out_of(*q), pipeline_output(worker, k, n, j)))
         .collect();
     let outputs: Vec<i32> = writes
         .iter()
@@ -261,6 +268,7 @@ async fn move_once(
         producer: p.index,
         n,
         writes,
+        reads: read.iter().map(|(_, _, name)| name.clone()).collect(),
         invoked_s,
         end_invoked_s,
         completed_s: world.now_s(),

@@ -314,6 +314,7 @@ async fn run_one(world: &World, t: &TxnWorkload, p: &mut Producer, n: u64) {
         producer: p.index,
         n,
         writes,
+        reads: Vec::new(),
         invoked_s,
         end_invoked_s,
         completed_s: world.now_s(),
