@@ -28,9 +28,15 @@ impl Pipeline {
                 .await;
         }
         if let Some(from) = w.truncate_from {
-            self.cut_log(&w.partition, from).await?;
-            if let Some(producers) = &w.producers_at_cut {
-                w.partition.state_mut().producers = producers.clone();
+            // The producers as of the cut, only when entries went: otherwise the state is the
+            // one of the log's durable end already, and the Raft layer's (which may hold the
+            // entries this write brings — a retry after a failed write, a cut of entries
+            // still queued) would have them recorded twice: a marker found its transaction
+            // closed already, and its abort never reached the aborted list.
+            if self.cut_log(&w.partition, from).await? {
+                if let Some(producers) = &w.producers_at_cut {
+                    w.partition.state_mut().producers = producers.clone();
+                }
             }
         }
         Ok(())
@@ -39,12 +45,13 @@ impl Pipeline {
     /// Cut a replicated log back so that entry `from` is the next one written (a follower's
     /// divergent suffix, which Raft replaces with its leader's entries): later segments
     /// removed, the segment holding `from` cut at it and synced, the directory synced. Raft
-    /// never cuts committed entries, so nothing a consumer may have read goes.
-    async fn cut_log(&self, partition: &Arc<Partition>, from: u64) -> Result<(), StorageError> {
+    /// never cuts committed entries, so nothing a consumer may have read goes. Whether
+    /// anything was cut.
+    async fn cut_log(&self, partition: &Arc<Partition>, from: u64) -> Result<bool, StorageError> {
         let io = self.io();
         let next_index = replica_of(partition)?.next_index;
         if from >= next_index {
-            return Ok(());
+            return Ok(false);
         }
         let at = partition
             .locate(io, from)
@@ -110,7 +117,7 @@ impl Pipeline {
         r.meta_dirty = true;
         r.next_index = from;
         tracing::info!(topic = %partition.topic, partition = partition.index, from_index = from, from_offset = at.offset, "cut a divergent suffix off the log");
-        Ok(())
+        Ok(true)
     }
 
     /// Make a replicated log start afresh at `reset.offset`, after entry `reset.index` (a
