@@ -349,9 +349,11 @@ fn write_results(out: &Path, args: &FranzGoArgs, outcomes: &[Outcome]) -> Result
 }
 
 /// The brokers of a run: one plain node, or a local cluster of three (`cargo xtask cluster`).
-struct Brokers {
+/// The brokers a client's suite runs against: a single node (with a SASL_PLAINTEXT listener
+/// beside its PLAINTEXT one) or the local cluster.
+pub(crate) struct Brokers {
     nodes: u16,
-    seeds: String,
+    pub seeds: String,
     /// The SASL_PLAINTEXT listener, where there is one (the single node).
     scram: Option<String>,
     dir: PathBuf,
@@ -359,7 +361,7 @@ struct Brokers {
 }
 
 impl Brokers {
-    fn start(out: &Path, nodes: u16, binary: &Path) -> Result<Brokers> {
+    pub fn start(out: &Path, nodes: u16, binary: &Path) -> Result<Brokers> {
         let dir = out.join("brokers");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -430,7 +432,7 @@ impl Brokers {
     }
 
     /// A broker that is no longer running, named.
-    fn dead(&self) -> Option<String> {
+    pub fn dead(&self) -> Option<String> {
         match &self.single {
             Some(child) => match child.borrow_mut().try_wait() {
                 Ok(Some(status)) => Some(format!("the broker ({status})")),
@@ -442,7 +444,7 @@ impl Brokers {
         }
     }
 
-    fn stop(&self) {
+    pub fn stop(&self) {
         match &self.single {
             Some(child) => {
                 let mut child = child.borrow_mut();

@@ -7,6 +7,8 @@
 //! - `cargo xtask cluster up | down | status`: a local three-node cluster.
 //! - `cargo xtask java [--kafka-version V] [--broker-bin B]`: only the Java client's tests.
 //! - `cargo xtask franz-go [--nodes 1|3]`: franz-go's own integration tests, with a table.
+//! - `cargo xtask librdkafka [--tests 0103,…]`: librdkafka's own tests (transactions and
+//!   read_committed by default) against a three-node cluster.
 //!
 //! xtask runs the other crates as processes; it never links the broker.
 
@@ -14,6 +16,7 @@ mod bench;
 mod cluster;
 mod franz_go;
 mod java;
+mod librdkafka;
 mod secure;
 mod sim;
 mod test;
@@ -54,6 +57,9 @@ enum Command {
     Java(java::JavaArgs),
     /// franz-go's own integration tests (pkg/kgo) against one node or three, with a table.
     FranzGo(franz_go::FranzGoArgs),
+    /// librdkafka's own tests (its transaction and read_committed tests by default) against
+    /// three nodes, or one.
+    Librdkafka(librdkafka::LibrdkafkaArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +77,7 @@ fn main() -> ExitCode {
         Command::Cluster(args) => cluster::run(&args),
         Command::Java(args) => java::run(&args),
         Command::FranzGo(args) => franz_go::run(&args),
+        Command::Librdkafka(args) => librdkafka::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
