@@ -118,14 +118,7 @@ pub fn check(history: &[Op]) -> Vec<Finding> {
             }
         }
     }
-    found
-        .into_iter()
-        .map(|((reader, anomaly), detail)| Finding::Txn {
-            anomaly,
-            reader,
-            detail,
-        })
-        .collect()
+    super::txn::findings(found)
 }
 
 /// A cycle of transactions (committed, or of unknown outcome) each reading a write of the

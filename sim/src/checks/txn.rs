@@ -165,6 +165,11 @@ pub fn check(history: &[Op]) -> Vec<Finding> {
             }
         }
     }
+    findings(found)
+}
+
+/// The first example of each anomaly class per reader, as findings.
+pub(super) fn findings(found: BTreeMap<(usize, TxnAnomaly), String>) -> Vec<Finding> {
     found
         .into_iter()
         .map(|((reader, anomaly), detail)| Finding::Txn {
