@@ -455,7 +455,10 @@ def control_batches(broker, topic):
     out = []
     for d in partition_dirs(broker, topic):
         for f in sorted(d.glob("*.log")):
-            data = f.read_bytes()
+            try:
+                data = f.read_bytes()
+            except FileNotFoundError:  # merged away by a cleaning meanwhile: look again
+                return control_batches(broker, topic)
             pos = 0
             while pos + 61 <= len(data):
                 base, length = struct.unpack(">qi", data[pos:pos + 12])
