@@ -362,6 +362,11 @@ pub(crate) struct Brokers {
 
 impl Brokers {
     pub fn start(out: &Path, nodes: u16, binary: &Path) -> Result<Brokers> {
+        Brokers::start_with(out, nodes, binary, &[])
+    }
+
+    /// As [`Brokers::start`], the single node given `extra` arguments too.
+    pub fn start_with(out: &Path, nodes: u16, binary: &Path, extra: &[&str]) -> Result<Brokers> {
         let dir = out.join("brokers");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -388,6 +393,7 @@ impl Brokers {
                 ])
                 .arg("--data-dir")
                 .arg(dir.join("data"))
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

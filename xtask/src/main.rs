@@ -9,6 +9,7 @@
 //! - `cargo xtask franz-go [--nodes 1|3]`: franz-go's own integration tests, with a table.
 //! - `cargo xtask librdkafka [--tests 0103,…]`: librdkafka's own tests (transactions and
 //!   read_committed by default) against a three-node cluster.
+//! - `cargo xtask kafka-python`: kafka-python's own integration tests against a single node.
 //!
 //! xtask runs the other crates as processes; it never links the broker.
 
@@ -16,6 +17,7 @@ mod bench;
 mod cluster;
 mod franz_go;
 mod java;
+mod kafka_python;
 mod librdkafka;
 mod secure;
 mod sim;
@@ -60,6 +62,8 @@ enum Command {
     /// librdkafka's own tests (its transaction and read_committed tests by default) against
     /// three nodes, or one.
     Librdkafka(librdkafka::LibrdkafkaArgs),
+    /// kafka-python's own integration tests (producer, consumer, admin) against a single node.
+    KafkaPython(kafka_python::KafkaPythonArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Java(args) => java::run(&args),
         Command::FranzGo(args) => franz_go::run(&args),
         Command::Librdkafka(args) => librdkafka::run(&args),
+        Command::KafkaPython(args) => kafka_python::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,8 @@
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
 //!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3;
-//!    then the Java client's tests (`tests/java`, Maven: see `java.rs`) against the same
+//!    then kafka-python's own integration tests (see `kafka_python.rs`), then the Java
+//!    client's tests (`tests/java`, Maven: see `java.rs`) against the same
 //!    binary with the newest kafka-clients, while the simulation lane goes on; the lane ends
 //!    with the older client's run (in the foreground with `--skip-sim`).
 //!
@@ -88,7 +89,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
         let broker_bin = build_broker()?;
         let python = python_env(&repo_root().join("tests/integration/requirements.txt"))?;
         twin_smoke(&broker_bin, &python)?;
-        let integration = integration_tests(&broker_bin);
+        let integration = integration_tests(&broker_bin).and_then(|()| {
+            crate::test::step_result(
+                "kafka-python's own integration tests (cargo xtask kafka-python)",
+                || crate::kafka_python::suite(&python, &broker_bin, None, None),
+            )
+        });
         let java = if args.skip_java {
             println!("xtask: skipping the Java client tests (--skip-java)");
             Ok(())
@@ -460,7 +466,7 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
 /// The Python of the test clients' virtual environment, `<target>/pyenv`: made with
 /// `python3 -m venv` and filled from `requirements` on first use, and filled again whenever
 /// `requirements` changes (a copy of the file kept beside it says what it holds).
-fn python_env(requirements: &Path) -> Result<std::path::PathBuf> {
+pub(crate) fn python_env(requirements: &Path) -> Result<std::path::PathBuf> {
     let venv = target_dir().join("pyenv");
     let python = venv.join("bin").join("python");
     let wanted = std::fs::read_to_string(requirements)
@@ -580,17 +586,30 @@ pub(crate) fn ensure_package(bin: &str, arg: &str, package: &str, lost: &str) ->
     Some(why)
 }
 
-/// Runs one step with its output streaming through, and fails with the step's name.
-pub(crate) fn step(name: &str, mut command: Command) -> Result<()> {
+/// Runs `body` as a named step: its start, end and time printed, its error named.
+pub(crate) fn step_result(name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
     println!("xtask: ==> {name}");
     let started = Instant::now();
-    let status = command
-        .status()
-        .with_context(|| format!("could not start {:?}", command.get_program()))?;
+    let outcome = body();
     let elapsed_s = started.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!("step failed after {elapsed_s:.1} s ({status}): {name}");
+    match outcome {
+        Ok(()) => {
+            println!("xtask: <== {name}: ok in {elapsed_s:.1} s");
+            Ok(())
+        }
+        Err(e) => Err(e.context(format!("step failed after {elapsed_s:.1} s: {name}"))),
     }
-    println!("xtask: <== {name}: ok in {elapsed_s:.1} s");
-    Ok(())
+}
+
+/// Runs one step with its output streaming through, and fails with the step's name.
+pub(crate) fn step(name: &str, mut command: Command) -> Result<()> {
+    step_result(name, || {
+        let status = command
+            .status()
+            .with_context(|| format!("could not start {:?}", command.get_program()))?;
+        if !status.success() {
+            bail!("{status}");
+        }
+        Ok(())
+    })
 }
