@@ -16,7 +16,7 @@
 //!    pytest in a virtual environment of its own under the target
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
-//!    this user may, and `STILLWATER_BROKER_BIN` pointing at the binary from step 3;
+//!    this user may, KafkaJS through npm (`<target>/kafkajs`, given as `NODE_PATH`), and `STILLWATER_BROKER_BIN` pointing at the binary from step 3;
 //!    then kafka-python's own integration tests (see `kafka_python.rs`), then the Java
 //!    client's tests (`tests/java`, Maven: see `java.rs`) against the same
 //!    binary with the newest kafka-clients, while the simulation lane goes on; the lane ends
@@ -440,6 +440,7 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
     }
     let python = python_env(&suite.join("requirements.txt"))?;
     let kcat_missing = ensure_kcat();
+    let kafkajs = kafkajs(&suite.join("kafkajs"))?;
     settle_disk();
     let mut command = Command::new(&python);
     // One worker: on two cores, two (pytest-xdist, `-n 2 --dist loadfile`) made timing-bound
@@ -448,6 +449,9 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
         .args(PYTEST_ARGS)
         .current_dir(&root)
         .env("STILLWATER_BROKER_BIN", broker_bin);
+    if let Some(modules) = &kafkajs {
+        command.env("NODE_PATH", modules);
+    }
     let outcome = step(
         &format!(
             "integration tests (STILLWATER_BROKER_BIN={} {} {})",
@@ -460,7 +464,41 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
     if let Some(why) = kcat_missing {
         println!("xtask: NOTE: the kcat tests were skipped: {why}");
     }
+    if kafkajs.is_none() {
+        println!(
+            "xtask: NOTE: the KafkaJS tests were skipped: Node.js and npm are not installed \
+             (Debian: `sudo apt-get install nodejs npm`)"
+        );
+    }
     outcome
+}
+
+/// KafkaJS, installed with `npm ci` from `package` (its package.json and lock file, copied)
+/// into `<target>/kafkajs` when the lock file changed; the `node_modules` to give as
+/// `NODE_PATH`; `None` where Node.js or npm is missing.
+fn kafkajs(package: &Path) -> Result<Option<std::path::PathBuf>> {
+    if !found("npm", "--version") || !found("node", "--version") {
+        return Ok(None);
+    }
+    let dir = target_dir().join("kafkajs");
+    let modules = dir.join("node_modules");
+    let lock = std::fs::read_to_string(package.join("package-lock.json"))?;
+    let stamp = dir.join("installed-package-lock.json");
+    if modules.is_dir() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&*lock) {
+        return Ok(Some(modules));
+    }
+    std::fs::create_dir_all(&dir)?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(package.join(file), dir.join(file))?;
+    }
+    let mut install = Command::new("npm");
+    install
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir);
+    step("KafkaJS (npm ci, tests/integration/kafkajs)", install)
+        .context("cannot install KafkaJS (is the npm registry reachable?)")?;
+    std::fs::write(&stamp, &lock)?;
+    Ok(Some(modules))
 }
 
 /// The Python of the test clients' virtual environment, `<target>/pyenv`: made with
