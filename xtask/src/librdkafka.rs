@@ -10,6 +10,14 @@
 //! `<out>/test-runner.log`, and prints the suite's own table of results; any failed test fails
 //! the command. The suite reads the broker's version from `TEST_KAFKA_VERSION` to choose what
 //! it may expect; the broker serves Kafka 3.9's requests, so that is what it is told.
+//!
+//! Some tests run a Java program of the suite's own (`tests/java`: 0098's transactional
+//! producer) through a Kafka installation named by `KAFKA_PATH`. Only two things of it are
+//! used: `libs/kafka-clients-*.jar` to compile the program against, and
+//! `bin/kafka-run-class.sh` to run it. The command makes such a directory,
+//! `<target>/librdkafka-tests/kafka-<version>`: Kafka's Java client and the logging API it
+//! needs, from Maven Central (the Java tests' local repository), and
+//! `xtask/librdkafka/kafka-run-class.sh`, which runs a class with those jars.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,8 +33,14 @@ use crate::{repo_root, target_dir};
 /// watermarks at each isolation level, an abort marker's leader epoch), 0129 (a
 /// read_committed consumer fetching past aborted messages), 0061 (consumer lag with
 /// transactions), 0137 (batch consumption across transactions' markers), 0055 (producer
-/// latency, transactional too).
-const DEFAULT_TESTS: &str = "0103,0129,0061,0137,0055";
+/// latency, transactional too), 0098 (a read_committed consumer of what a Java transactional
+/// producer wrote: commits and aborts interleaved with plain messages, across partitions).
+const DEFAULT_TESTS: &str = "0103,0129,0061,0137,0055,0098";
+/// The Java client the suite's Java programs run with, and the logging API it needs.
+const JAVA_JARS: &[&str] = &[
+    "org.apache.kafka:kafka-clients:3.9.1",
+    "org.slf4j:slf4j-api:1.7.36",
+];
 /// The Kafka version the suite is told it runs against.
 const KAFKA_VERSION: &str = "3.9.0";
 
@@ -62,8 +76,9 @@ pub fn run(args: &LibrdkafkaArgs) -> Result<()> {
         Some(b) => b.clone(),
         None => crate::cluster::release_broker()?,
     };
+    let kafka_path = kafka_path()?;
     let brokers = Brokers::start(&out, args.nodes, &broker_bin)?;
-    let result = run_tests(&runner, &brokers.seeds, &args.tests, &out);
+    let result = run_tests(&runner, &brokers.seeds, &args.tests, &kafka_path, &out);
     if let Some(dead) = brokers.dead() {
         brokers.stop();
         bail!(
@@ -115,11 +130,24 @@ fn source() -> Result<(String, PathBuf)> {
     Ok((version, dir))
 }
 
-/// The suite's test runner, built once in `build` from a copy of `source`.
+/// The header by which librdkafka's `./configure` finds RapidJSON, without which the suite
+/// skips the tests that check JSON (0098 among them).
+const RAPIDJSON_HEADER: &str = "/usr/include/rapidjson/schema.h";
+
+/// The suite's test runner, built once in `build` from a copy of `source` (again when
+/// RapidJSON has come or gone since).
 fn test_runner(source: &Path, build: &Path) -> Result<PathBuf> {
     let tests = build.join("tests");
     let runner = tests.join("test-runner");
-    if runner.is_file() {
+    crate::test::ensure_installed(
+        "RapidJSON",
+        || Path::new(RAPIDJSON_HEADER).is_file(),
+        "rapidjson-dev",
+        "the suite skips the tests that check JSON, 0098 among them",
+    );
+    let with_rapidjson = std::fs::read_to_string(build.join("config.h"))
+        .is_ok_and(|h| h.contains("#define WITH_RAPIDJSON 1"));
+    if runner.is_file() && with_rapidjson == Path::new(RAPIDJSON_HEADER).is_file() {
         return Ok(runner);
     }
     let _ = std::fs::remove_dir_all(build);
@@ -159,8 +187,44 @@ fn test_runner(source: &Path, build: &Path) -> Result<PathBuf> {
     Ok(runner)
 }
 
+/// The directory given as `KAFKA_PATH`: `libs/` with [`JAVA_JARS`] and `bin/kafka-run-class.sh`.
+fn kafka_path() -> Result<PathBuf> {
+    let dir = target_dir().join("librdkafka-tests").join("kafka-java");
+    let libs = dir.join("libs");
+    for artifact in JAVA_JARS {
+        let mut parts = artifact.split(':').skip(1);
+        let (name, version) = (parts.next(), parts.next());
+        let jar = libs.join(format!(
+            "{}-{}.jar",
+            name.context("artifact")?,
+            version.context("version")?
+        ));
+        if jar.is_file() {
+            continue;
+        }
+        std::fs::create_dir_all(&libs)?;
+        let mut copy = Command::new("mvn");
+        copy.args(["-B", "-ntp", "-q", "dependency:copy"])
+            .arg(format!("-Dartifact={artifact}"))
+            .arg(format!("-DoutputDirectory={}", libs.display()))
+            .arg(format!(
+                "-Dmaven.repo.local={}",
+                target_dir().join("m2").display()
+            ))
+            .current_dir(&dir);
+        crate::test::step(&format!("{artifact} (Maven) for KAFKA_PATH"), copy)?;
+    }
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy(
+        repo_root().join("xtask/librdkafka/kafka-run-class.sh"),
+        bin.join("kafka-run-class.sh"),
+    )?;
+    Ok(dir)
+}
+
 /// Run `tests` against `seeds`; the suite's table of results printed, an error if any failed.
-fn run_tests(runner: &Path, seeds: &str, tests: &str, out: &Path) -> Result<()> {
+fn run_tests(runner: &Path, seeds: &str, tests: &str, kafka_path: &Path, out: &Path) -> Result<()> {
     let dir = runner.parent().expect("in the tests directory");
     std::fs::write(
         dir.join("test.conf"),
@@ -178,6 +242,7 @@ fn run_tests(runner: &Path, seeds: &str, tests: &str, out: &Path) -> Result<()> 
         .current_dir(dir)
         .env("TESTS", tests)
         .env("TEST_KAFKA_VERSION", KAFKA_VERSION)
+        .env("KAFKA_PATH", kafka_path)
         .env(
             "LD_LIBRARY_PATH",
             format!(

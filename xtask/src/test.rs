@@ -596,7 +596,17 @@ pub(crate) fn found(name: &str, arg: &str) -> bool {
 /// A tool from the system's package manager: installed with apt-get when it is missing and
 /// this user is root; otherwise say what to run and what is lost. `Some(why)` if missing.
 pub(crate) fn ensure_package(bin: &str, arg: &str, package: &str, lost: &str) -> Option<String> {
-    if found(bin, arg) {
+    ensure_installed(bin, || found(bin, arg), package, lost)
+}
+
+/// As [`ensure_package`], for something `present` says is there (a tool, a header, …).
+pub(crate) fn ensure_installed(
+    what: &str,
+    present: impl Fn() -> bool,
+    package: &str,
+    lost: &str,
+) -> Option<String> {
+    if present() {
         return None;
     }
     let is_root = Command::new("id")
@@ -612,12 +622,12 @@ pub(crate) fn ensure_package(bin: &str, arg: &str, package: &str, lost: &str) ->
                 &format!("apt-get update -qq && apt-get install -y -qq {package} >/dev/null"),
             ])
             .env("DEBIAN_FRONTEND", "noninteractive");
-        if step(&format!("{bin} (apt-get install {package})"), install).is_ok() && found(bin, arg) {
+        if step(&format!("{what} (apt-get install {package})"), install).is_ok() && present() {
             return None;
         }
     }
     let why = format!(
-        "{bin} is not installed and this user cannot install it ({lost}); install it with \
+        "{what} is not installed and this user cannot install it ({lost}); install it with \
          `sudo apt-get install {package}` (Debian/Ubuntu)"
     );
     println!("xtask: NOTE: {why}");
