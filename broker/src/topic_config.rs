@@ -618,8 +618,23 @@ pub enum Source {
 pub struct Described {
     pub key: &'static Key,
     pub value: String,
+    /// Where the value in force comes from.
+    pub source: Source,
+    /// The synonyms Kafka lists: a default only where a broker setting of the key has one.
     pub synonyms: Vec<(&'static str, String, Source)>,
 }
+
+/// Broker settings under which Kafka lists no default synonym: those whose default is null
+/// (the value comes from another: the `.hours` form, the flush scheduler), and the throttled
+/// replica lists (a broker's throttles are rates, not these lists).
+const NULL_BROKER_DEFAULTS: &[&str] = &[
+    "log.retention.ms",
+    "log.roll.ms",
+    "log.roll.jitter.ms",
+    "log.flush.interval.ms",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+];
 
 /// Every key of a topic with these overrides, over a broker whose dynamic defaults of a key
 /// (by its Kafka broker name, most specific first) are `dynamic` and whose static setting is
@@ -643,13 +658,21 @@ pub fn describe(
             if let Some(v) = broker_value(key).filter(|v| !same_value(key, v)) {
                 synonyms.push((broker_name, v, Source::StaticBroker));
             }
-            synonyms.push((broker_name, key.kafka_default.to_string(), Source::Default));
+            let (set, source) = synonyms
+                .first()
+                .map_or((key.kafka_default.to_string(), Source::Default), |s| {
+                    (s.1.clone(), s.2)
+                });
+            if key.broker_key.is_some() && !NULL_BROKER_DEFAULTS.contains(&broker_name) {
+                synonyms.push((broker_name, key.kafka_default.to_string(), Source::Default));
+            }
             // Settings that interact (difference.max.ms under before/after) are told as the
             // log has them.
-            let value = in_force(key.name, config).unwrap_or_else(|| synonyms[0].1.clone());
+            let value = in_force(key.name, config).unwrap_or(set);
             Described {
                 key,
                 value,
+                source,
                 synonyms,
             }
         })

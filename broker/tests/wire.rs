@@ -195,6 +195,8 @@ async fn every_advertised_version_is_served() {
                 }
                 ApiKey::InitProducerId => {
                     let mut req = InitProducerIdRequest::default();
+                    // An idempotent producer names no id (an empty one is refused, as Kafka).
+                    req.transactional_id = None;
                     req.transaction_timeout_ms = 60_000;
                     req.producer_id = ProducerId(-1);
                     req.producer_epoch = -1;

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -64,11 +65,29 @@ impl Broker {
     ) -> CreateTopicsResponse {
         let mut resp = CreateTopicsResponse::default();
         let deadline = self.admin_deadline(req.timeout_ms);
-        for t in req.topics {
+        // A name given twice: one answer for it, INVALID_REQUEST, and nothing created (Kafka's).
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for t in &req.topics {
+            *count.entry(name_of(&t.name)).or_default() += 1;
+        }
+        let mut answered = HashSet::new();
+        for t in &req.topics {
+            let name = name_of(&t.name).to_string();
+            if count[name.as_str()] > 1 {
+                if answered.insert(name) {
+                    let mut r = CreatableTopicResult::default();
+                    r.name = t.name.clone();
+                    r.error_code = error::INVALID_REQUEST;
+                    r.error_message = Some(StrBytes::from_static_str(
+                        "Found multiple entries for this topic.",
+                    ));
+                    resp.topics.push(r);
+                }
+                continue;
+            }
             let mut r = CreatableTopicResult::default();
             r.name = t.name.clone();
-            let name = name_of(&t.name).to_string();
-            match self.create_one(&t, req.validate_only, deadline).await {
+            match self.create_one(t, req.validate_only, deadline).await {
                 Ok((partitions, topic_id, config, overrides)) => {
                     r.error_message = None;
                     if version >= 5 {
@@ -359,23 +378,35 @@ impl Broker {
                 .map(|n| (Some(name_of(n).to_string()), uuid::Uuid::nil()))
                 .collect()
         };
+        // Every topic's name and id, to answer the one not given (v6 answers both).
+        let known: Vec<(String, uuid::Uuid)> = match &self.cluster {
+            None => self
+                .store
+                .topics()
+                .into_iter()
+                .map(|t| (t.name.clone(), uuid::Uuid::from_u128(t.id)))
+                .collect(),
+            Some(c) => c
+                .metadata()
+                .topics
+                .values()
+                .map(|t| (t.name.clone(), uuid::Uuid::from_u128(t.id)))
+                .collect(),
+        };
         for (name, id) in targets {
             let mut r = DeletableTopicResult::default();
             r.topic_id = id;
-            let name = name.or_else(|| match &self.cluster {
-                None => self
-                    .store
-                    .topics()
-                    .into_iter()
-                    .find(|t| uuid::Uuid::from_u128(t.id) == id)
-                    .map(|t| t.name.clone()),
-                Some(c) => c
-                    .metadata()
-                    .topics
-                    .values()
-                    .find(|t| uuid::Uuid::from_u128(t.id) == id)
-                    .map(|t| t.name.clone()),
-            });
+            let name = match name {
+                Some(name) => {
+                    if version >= 6 && id.is_nil() {
+                        if let Some((_, known_id)) = known.iter().find(|(n, _)| *n == name) {
+                            r.topic_id = *known_id;
+                        }
+                    }
+                    Some(name)
+                }
+                None => known.iter().find(|(_, i)| *i == id).map(|(n, _)| n.clone()),
+            };
             match name {
                 None => r.error_code = error::UNKNOWN_TOPIC_ID,
                 Some(name) if catalog::is_internal(&name) => {
@@ -415,7 +446,7 @@ impl Broker {
     ) -> CreatePartitionsResponse {
         let mut resp = CreatePartitionsResponse::default();
         let deadline = self.admin_deadline(req.timeout_ms);
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for t in req.topics {
             let name = name_of(&t.name).to_string();
             let outcome = if !seen.insert(name.clone()) {

@@ -65,9 +65,11 @@ impl Broker {
             let mut r = DescribeConfigsResult::default();
             r.resource_type = res.resource_type;
             r.resource_name = res.resource_name.clone();
+            // No keys, or none named: every config (Kafka's reading of an empty list too).
             let wanted: Option<HashSet<&str>> = res
                 .configuration_keys
                 .as_ref()
+                .filter(|keys| !keys.is_empty())
                 .map(|keys| keys.iter().map(|k| k.as_str()).collect());
             match self.describe_resource(res.resource_type, res.resource_name.as_str()) {
                 Err((code, msg)) => {
@@ -127,7 +129,7 @@ impl Broker {
             name: d.key.name.to_string(),
             value: d.value,
             read_only: false,
-            source: d.synonyms[0].2,
+            source: d.source,
             synonyms: d
                 .synonyms
                 .into_iter()
@@ -542,7 +544,7 @@ fn apply_ops(current: &Overrides, ops: &[(&str, i8, Option<&str>)]) -> Result<Ov
             APPEND | SUBTRACT => {
                 if key.ty != Type::List {
                     return Err((
-                        error::INVALID_REQUEST,
+                        error::INVALID_CONFIG,
                         format!(
                             "{} is not allowed for {name}: it is not a list",
                             if op == APPEND { "APPEND" } else { "SUBTRACT" }

@@ -126,6 +126,12 @@ impl Broker {
                 let mut pd = PartitionData::default();
                 pd.partition_index = p.partition;
                 pd.records = Some(Bytes::new());
+                // Kafka's answer for a partition in error: no watermarks (-1), and aborted
+                // transactions only for read_committed (null otherwise).
+                pd.high_watermark = -1;
+                pd.last_stable_offset = -1;
+                pd.log_start_offset = -1;
+                pd.aborted_transactions = None;
                 let partition = topic.as_ref().and_then(|t| t.partition(p.partition));
                 let epoch = if version >= 9 {
                     p.current_leader_epoch
@@ -135,7 +141,11 @@ impl Broker {
                 let not_served =
                     partition.and_then(|part| self.serving(&part.topic, p.partition, epoch).err());
                 match partition {
-                    None => pd.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
+                    None => {
+                        pd.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
+                        // Kafka's answer for it carries an empty list, not none.
+                        pd.aborted_transactions = Some(Vec::new());
+                    }
                     Some(_) if not_served.is_some() => {
                         not_served_here(&mut pd, &not_served.expect("checked"), version);
                     }
@@ -181,11 +191,7 @@ impl Broker {
                                     }
                                     pd.records = Some(data.records);
                                 }
-                                Err(ReadError::OffsetOutOfRange {
-                                    high_watermark,
-                                    log_start,
-                                    ..
-                                }) => {
+                                Err(ReadError::OffsetOutOfRange { high_watermark, .. }) => {
                                     // Past the end of a log that may be a stale leader's:
                                     // said only once a quorum confirms this broker leads.
                                     let stale = if p.fetch_offset > high_watermark {
@@ -196,12 +202,8 @@ impl Broker {
                                     if let Some(not) = stale {
                                         not_served_here(&mut pd, &not, version);
                                     } else {
+                                        // Kafka answers it without watermarks.
                                         pd.error_code = error::OFFSET_OUT_OF_RANGE;
-                                        pd.high_watermark = high_watermark;
-                                        pd.last_stable_offset = high_watermark;
-                                        if version >= 5 {
-                                            pd.log_start_offset = log_start;
-                                        }
                                     }
                                 }
                                 Err(ReadError::Storage(e)) => {

@@ -361,7 +361,9 @@ impl Broker {
                             p.partition_index = c.partition;
                             p.committed_offset = c.offset;
                             p.committed_leader_epoch = c.leader_epoch;
-                            p.metadata = c.metadata.map(StrBytes::from_string);
+                            // Kafka's answer has "" where no metadata was committed.
+                            p.metadata =
+                                Some(StrBytes::from_string(c.metadata.unwrap_or_default()));
                             p.error_code = c.error;
                             if let Some(t) = out.topics.last_mut() {
                                 t.partitions.push(p);

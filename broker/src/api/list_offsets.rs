@@ -33,10 +33,8 @@ impl Broker {
                 pr.partition_index = p.partition_index;
                 pr.timestamp = -1;
                 pr.offset = -1;
-                if version >= 4 {
-                    // One leader, forever: epoch 0, as Metadata says.
-                    pr.leader_epoch = 0;
-                }
+                // No epoch unless an offset is found (Kafka's).
+                pr.leader_epoch = -1;
                 let part = topic.as_ref().and_then(|t| t.partition(p.partition_index));
                 let Some(part) = part else {
                     pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
@@ -53,12 +51,10 @@ impl Broker {
                     tr.partitions.push(pr);
                     continue;
                 }
-                if version >= 4 {
-                    if let Some((_, epoch)) = self.partition_leader(&part.topic, p.partition_index)
-                    {
-                        pr.leader_epoch = epoch;
-                    }
-                }
+                // A single node has one leader, forever: epoch 0, as Metadata says.
+                let leader_epoch = self
+                    .partition_leader(&part.topic, p.partition_index)
+                    .map_or(0, |(_, epoch)| epoch);
                 // read_committed (v2+) sees only what is stable: its latest offset is the last
                 // stable offset, and a time's offset at or past it is not found (Kafka's).
                 let fetchable = if version >= 2 && req.isolation_level == 1 {
@@ -88,6 +84,9 @@ impl Broker {
                     Ok(Some((offset, ts))) => {
                         pr.offset = part.to_kafka(offset);
                         pr.timestamp = ts;
+                        if version >= 4 {
+                            pr.leader_epoch = leader_epoch;
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => pr.error_code = storage_code(&e),

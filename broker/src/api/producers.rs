@@ -21,7 +21,12 @@ impl Broker {
         let mut resp = InitProducerIdResponse::default();
         resp.producer_id = ProducerId(-1);
         resp.producer_epoch = -1;
-        if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
+        if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
+            // An empty id is neither a transactional producer nor an idempotent one (Kafka's).
+            resp.error_code = error::INVALID_REQUEST;
+            return resp;
+        }
+        if let Some(id) = req.transactional_id.as_ref() {
             let Some(txns) = &self.txns else {
                 resp.error_code = error::COORDINATOR_NOT_AVAILABLE;
                 return resp;

@@ -331,6 +331,11 @@ impl Broker {
             let mut s = TransactionState::default();
             s.transactional_id = TransactionalId(text(&d.transactional_id));
             s.error_code = d.error;
+            if d.error != crate::protocol::error::NONE {
+                // Kafka's answer for an id it does not know: the error and nothing else.
+                resp.transaction_states.push(s);
+                continue;
+            }
             s.transaction_state = text(d.state);
             s.transaction_timeout_ms = d.timeout_ms;
             s.transaction_start_time_ms = d.start_ms;

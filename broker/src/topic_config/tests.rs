@@ -147,4 +147,8 @@ fn described_values_name_their_source() {
     assert_eq!(get("segment.bytes").synonyms[0].2, Source::StaticBroker);
     assert_eq!(get("segment.bytes").synonyms[0].0, "log.segment.bytes");
     assert_eq!(get("preallocate").synonyms[0].2, Source::Default);
+    // A default Kafka lists no synonym for: a null broker default, or no broker setting.
+    assert_eq!(get("segment.ms").source, Source::Default);
+    assert!(get("segment.ms").synonyms.is_empty());
+    assert!(get("remote.storage.enable").synonyms.is_empty());
 }

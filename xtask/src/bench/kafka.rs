@@ -340,7 +340,9 @@ impl ApiVersions {
 /// A producer id for an idempotent producer (epoch 0).
 pub async fn init_producer_id(connection: &mut Connection, version: i16) -> Result<i64> {
     use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+    // No transactional id (the default is an empty one, which is refused as Kafka does).
     let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);

@@ -3,6 +3,7 @@
 //! encoder refuses a response with a field its version lacks).
 
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 
 use super::{text, Access, Parts, Refused};
 use crate::api::{name_of, topic_name};
@@ -230,6 +231,7 @@ fn offset_fetch_topics(
                                 offset_fetch_response::OffsetFetchResponsePartitions::default()
                                     .with_partition_index(*p)
                                     .with_committed_offset(-1)
+                                    .with_metadata(Some(StrBytes::from_static_str("")))
                                     .with_error_code(code)
                             })
                             .collect(),
