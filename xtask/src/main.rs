@@ -9,6 +9,8 @@
 //! - `cargo xtask franz-go [--nodes 1|3]`: franz-go's own integration tests, with a table.
 //! - `cargo xtask librdkafka [--tests 0103,…]`: librdkafka's own tests (transactions and
 //!   read_committed by default) against a three-node cluster.
+//! - `cargo xtask kafka up | down | status`: Apache Kafka itself, beside the broker.
+//! - `cargo xtask differential`: the same requests to Kafka and to the broker, compared.
 //! - `cargo xtask kafka-python`: kafka-python's own integration tests against a single node.
 //!
 //! xtask runs the other crates as processes; it never links the broker.
@@ -17,6 +19,7 @@ mod bench;
 mod cluster;
 mod franz_go;
 mod java;
+mod kafka;
 mod kafka_python;
 mod librdkafka;
 mod secure;
@@ -62,6 +65,10 @@ enum Command {
     /// librdkafka's own tests (its transaction and read_committed tests by default) against
     /// three nodes, or one.
     Librdkafka(librdkafka::LibrdkafkaArgs),
+    /// Apache Kafka itself (KRaft, one node or three), resolved with Maven, beside the broker.
+    Kafka(kafka::KafkaArgs),
+    /// The differential suite: the same requests to Apache Kafka and to the broker, compared.
+    Differential(kafka::DifferentialArgs),
     /// kafka-python's own integration tests (producer, consumer, admin) against a single node.
     KafkaPython(kafka_python::KafkaPythonArgs),
 }
@@ -82,6 +89,8 @@ fn main() -> ExitCode {
         Command::Java(args) => java::run(&args),
         Command::FranzGo(args) => franz_go::run(&args),
         Command::Librdkafka(args) => librdkafka::run(&args),
+        Command::Kafka(args) => kafka::run(&args),
+        Command::Differential(args) => kafka::run_differential(&args),
         Command::KafkaPython(args) => kafka_python::run(&args),
     };
     match result {

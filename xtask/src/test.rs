@@ -17,7 +17,8 @@
 //!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
 //!    remade when that file changes), kcat installed through apt-get when it is missing and
 //!    this user may, KafkaJS through npm (`<target>/kafkajs`, given as `NODE_PATH`), and `STILLWATER_BROKER_BIN` pointing at the binary from step 3;
-//!    then kafka-python's own integration tests (see `kafka_python.rs`), then the Java
+//!    then kafka-python's own integration tests (see `kafka_python.rs`), the differential
+//!    suite against Apache Kafka (`kafka.rs`), then the Java
 //!    client's tests (`tests/java`, Maven: see `java.rs`) against the same
 //!    binary with the newest kafka-clients, while the simulation lane goes on; the lane ends
 //!    with the older client's run (in the foreground with `--skip-sim`).
@@ -94,6 +95,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
                 "kafka-python's own integration tests (cargo xtask kafka-python)",
                 || crate::kafka_python::suite(&python, &broker_bin, None, None),
             )
+            .and_then(|()| crate::kafka::differential(&python, &broker_bin))
         });
         let java = if args.skip_java {
             println!("xtask: skipping the Java client tests (--skip-java)");

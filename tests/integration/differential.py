@@ -1,0 +1,470 @@
+"""The differential harness: the same requests sent to Apache Kafka and to the broker, their
+answers compared field by field.
+
+A case (a table of `differential/cases/*.toml`) is data: a list of steps, each a request
+given as the fields of Kafka's own message schema (the names of kafka-python's protocol
+classes, which are generated from those schemas), and whether its answer is compared. Every
+case runs at the lowest and at the highest version of its API that both servers serve, on
+fresh names (`{topic}`, `{group}`, `{txn}` and `{name}` in a request become names of that case
+and version; `"<null>"` is a null). A step is sent again while its error code says "not yet"
+(a coordinator still loading, on either server; `retry_while` names other codes, or none). Answers are turned into plain data, cleaned of what must differ (the servers'
+addresses, cluster ids, throttle times …: `differential/differences.toml`, each with its
+reason) and compared; any other difference fails the case.
+
+The requests are encoded and the answers decoded by kafka-python's protocol layer, a codec
+neither server shares; record batches are written by `wire.record_batch` and read back here
+(offsets, keys, values, headers; not timestamps or CRCs, which depend on the moment).
+"""
+
+import base64
+import secrets
+import fnmatch
+import socket
+import struct
+import time
+import tomllib
+from pathlib import Path
+
+from kafka.protocol.api_message import ApiMessage
+
+import wire
+
+HERE = Path(__file__).parent / "differential"
+# Names of one run: a Kafka kept running between runs still has the last run's topics.
+RUN = secrets.token_hex(3)
+# A topic's leader may be elected a moment after CreateTopics answers.
+LEADER_WAIT_S = 30
+# TOML has no null: this string stands for it in a request.
+NULL = "<null>"
+# How long a step with `retry_while` (error codes that say "not yet": a coordinator loading)
+# is sent again.
+RETRY_S = 30
+# What a coordinator that is still loading answers (COORDINATOR_LOAD_IN_PROGRESS,
+# COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR): a step is sent again while it says so, unless
+# it names its own `retry_while`.
+NOT_YET = [14, 15, 16]
+
+
+def _all_subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+def _messages():
+    requests, responses = {}, {}
+    for cls in _all_subclasses(ApiMessage):
+        if getattr(cls, "_class_version", None) is not None or cls._json is None:
+            continue
+        name = cls.__name__
+        if name.endswith("Request"):
+            requests.setdefault(name[: -len("Request")], cls)
+        elif name.endswith("Response"):
+            responses.setdefault(name[: -len("Response")], cls)
+    return requests, responses
+
+
+REQUESTS, RESPONSES = _messages()
+
+
+class Server:
+    """One server (Kafka or the broker) seen through one connection."""
+
+    def __init__(self, name, bootstrap):
+        self.name = name
+        host, port = bootstrap.split(",")[0].rsplit(":", 1)
+        self.addr = (host, int(port))
+        self.sock = None
+        self.correlation_id = 0
+        self.versions = None
+
+    def connect(self):
+        self.close()
+        self.sock = socket.create_connection(self.addr, timeout=30)
+        self.sock.settimeout(30)
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def call(self, api, version, fields):
+        """Send `api` at `version` with `fields`; the decoded answer, or a string saying the
+        connection was closed instead."""
+        if self.sock is None:
+            self.connect()
+        cls = REQUESTS[api]
+        request = build(cls, fields, version)
+        self.correlation_id += 1
+        request.with_header(correlation_id=self.correlation_id, client_id="differential")
+        frame = request.encode(version=version, header=True, framed=True)
+        try:
+            self.sock.sendall(frame)
+            size = struct.unpack(">i", wire.recv_exact(self.sock, 4))[0]
+            body = wire.recv_exact(self.sock, size)
+        except (ConnectionError, OSError, EOFError, ValueError) as e:
+            self.close()
+            return f"connection closed ({type(e).__name__})"
+        return RESPONSES[api].decode(body, version=version, header=True)
+
+    def api_versions(self):
+        """{api name: (min, max)} this server serves."""
+        if self.versions is None:
+            answer = self.call("ApiVersions", 0, {})
+            keys = {cls.API_KEY: name for name, cls in REQUESTS.items()}
+            self.versions = {
+                keys[k.api_key]: (k.min_version, k.max_version)
+                for k in answer.api_keys
+                if k.api_key in keys
+            }
+        return self.versions
+
+
+def build(cls, fields, version):
+    """A message of class `cls` (a request or one of its structs) from plain data."""
+    struct_ = cls._struct
+    values = {}
+    for name, value in fields.items():
+        field = struct_.fields.get(name)
+        if field is None:
+            raise KeyError(f"{struct_.name} has no field {name!r}")
+        if value == NULL:
+            values[name] = None
+            continue
+        if field.is_struct():
+            value = build(field.data_class, value, None)
+        elif field.is_struct_array() and value is not None:
+            value = [build(field.data_class, v, None) for v in value]
+        elif name == "records" and isinstance(value, list):
+            value = b"".join(wire.record_batch([_record_of(r) for r in batch]) for batch in value)
+        elif field.type_str in ("bytes", "records") and isinstance(value, str):
+            value = value.encode()
+        elif field.type_str == "uuid" and isinstance(value, str):
+            import uuid
+
+            value = uuid.UUID(value)
+        values[name] = value
+    if version is None:
+        return cls(**values)
+    return cls(version=version, **values)
+
+
+def _bytes(v):
+    return v.encode() if isinstance(v, str) else v
+
+
+def _record_of(r):
+    """(key, value, headers) of a record given as {key, value, headers: [[name, value]]}."""
+    headers = [(h, _bytes(v)) for h, v in r.get("headers", [])]
+    return (_bytes(r.get("key")), _bytes(r.get("value")), headers)
+
+
+# ---------------------------------------------------------------------------
+# Answers as plain data.
+
+
+def plain(value):
+    """A decoded answer as dicts, lists and scalars; record sets as their records."""
+    if hasattr(value, "to_dict"):
+        return {k: plain(v) for k, v in _fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if type(value).__name__ == "UUID":
+        # Ids are random: compared as zero or not.
+        return "<zero uuid>" if value.int == 0 else "<uuid>"
+    return value
+
+
+def _fields(message):
+    version = getattr(message, "_version", None)
+    for field in message._struct._fields:
+        if version is not None and not field.for_version_q(version):
+            continue
+        yield field.name, getattr(message, field.name)
+
+
+def records(data):
+    """Record batches (magic 2, uncompressed) as [{offset, key, value, headers}], control
+    batches as {control: type}."""
+    if data is None:
+        return None
+    out = []
+    r = wire.Reader(bytes(data))
+    while r.remaining() >= 12:
+        base = r.i64()
+        length = r.i32()
+        if length > r.remaining():
+            out.append({"partial": True})
+            break
+        batch = wire.Reader(r.take(length))
+        batch.i32()  # partition leader epoch
+        magic = batch.i8()
+        if magic != 2:
+            out.append({"magic": magic})
+            continue
+        batch.take(4)  # crc
+        attributes = batch.i16()
+        batch.i32()  # last offset delta
+        batch.i64()
+        batch.i64()  # timestamps
+        producer = (batch.i64(), batch.i16(), batch.i32())
+        count = batch.i32()
+        if attributes & 0x07:
+            out.append({"offset": base, "compressed": attributes & 0x07, "count": count})
+            continue
+        for _ in range(count):
+            batch_record = _record(batch)
+            entry = {"offset": base + batch_record["delta"]}
+            if attributes & 0x20:
+                key = wire.Reader(batch_record["key"] or b"\0\0\0\0")
+                key.i16()
+                entry["control"] = key.i16()
+            else:
+                entry.update(key=batch_record["key"], value=batch_record["value"], headers=batch_record["headers"])
+            entry["transactional"] = bool(attributes & 0x10)
+            entry["idempotent"] = producer[0] >= 0
+            out.append(entry)
+    return out
+
+
+def _varint(r):
+    shift = result = 0
+    while True:
+        b = r.take(1)[0]
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (result >> 1) ^ -(result & 1)
+        shift += 7
+
+
+def _varbytes(r):
+    n = _varint(r)
+    return None if n < 0 else r.take(n)
+
+
+def _record(r):
+    length = _varint(r)
+    body = wire.Reader(r.take(length))
+    body.i8()  # attributes
+    _varint(body)  # timestamp delta
+    delta = _varint(body)
+    key = _varbytes(body)
+    value = _varbytes(body)
+    headers = [(_varbytes(body), _varbytes(body)) for _ in range(_varint(body))]
+    return {"delta": delta, "key": key, "value": value, "headers": headers}
+
+
+# Lists compared as sets keyed by a field (their order is not Kafka's promise): configs by
+# name, `configs{retention.ms}.value`.
+KEYED = {"configs": "name", "synonyms": "name"}
+
+
+def flatten(value, path=""):
+    """{dotted path: scalar} of plain data; list items as `name[i]` (or `name{key}`)."""
+    out = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            key = KEYED.get(k)
+            sub = f"{path}.{k}" if path else k
+            if key and isinstance(v, list) and all(isinstance(i, dict) and key in i for i in v):
+                for item in v:
+                    out.update(flatten({f: x for f, x in item.items() if f != key}, f"{sub}{{{item[key]}}}"))
+            else:
+                out.update(flatten(v, sub))
+    elif isinstance(value, list):
+        out[f"{path}#len"] = len(value)
+        for i, v in enumerate(value):
+            out.update(flatten(v, f"{path}[{i}]"))
+    else:
+        if isinstance(value, bytes):
+            value = "b64:" + base64.b64encode(value).decode()
+        out[path] = value
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Differences.
+
+
+def load_differences():
+    data = tomllib.loads((HERE / "differences.toml").read_text())
+    return data.get("difference", [])
+
+
+def applies(difference, case, api, path):
+    apis = difference.get("apis", ["*"])
+    if not any(fnmatch.fnmatchcase(api, a) for a in apis):
+        return False
+    cases = difference.get("cases", ["*"])
+    if not any(fnmatch.fnmatchcase(f"{case['file']}/{case['name']}", c) for c in cases):
+        return False
+    generic = _generic(path)
+    # `[]` in a pattern is the list marker, not fnmatch's character class.
+    return any(fnmatch.fnmatchcase(generic, p.replace("[]", "[[][]]")) for p in difference["paths"])
+
+
+def _generic(path):
+    """`topics[2].partitions[0].error_code` → `topics[].partitions[].error_code` (keyed items
+    keep their key: `configs{retention.ms}.value`)."""
+    out, i = [], 0
+    while i < len(path):
+        if path[i] == "[":
+            j = path.index("]", i)
+            out.append("[]")
+            i = j + 1
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
+
+
+def compare(case, api, kafka, broker, differences):
+    """The differences between two flattened answers that no listed difference explains."""
+    found = []
+    for path in sorted(set(kafka) | set(broker)):
+        k, b = kafka.get(path, "<absent>"), broker.get(path, "<absent>")
+        if k == b:
+            continue
+        if any(applies(d, case, api, path) and _allowed(d, k, b) for d in differences):
+            continue
+        found.append(f"{path}: kafka {k!r}, broker {b!r}")
+    return found
+
+
+def _allowed(difference, k, b):
+    """Whether a difference's `values` (if any) admit this pair: [kafka, broker] pairs."""
+    pairs = difference.get("values")
+    if pairs is None:
+        return True
+    return [k, b] in pairs
+
+
+# ---------------------------------------------------------------------------
+# Cases.
+
+
+def load_cases():
+    cases = []
+    for path in sorted((HERE / "cases").glob("*.toml")):
+        data = tomllib.loads(path.read_text())
+        for case in data.get("case", []):
+            case["file"] = path.stem
+            cases.append(case)
+    return cases
+
+
+def substitute(value, names):
+    if isinstance(value, str):
+        for k, v in names.items():
+            value = value.replace("{" + k + "}", v)
+        return value
+    if isinstance(value, list):
+        return [substitute(v, names) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, names) for k, v in value.items()}
+    return value
+
+
+def version_of(step, server, case_version, other, case_api):
+    """The version a step is sent at on `server`: the case's for a step of the case's API, the
+    highest both serve for another (or the step's own `version`: "min", "max", a number)."""
+    api = step["api"]
+    wanted = step.get("version", "case" if api == case_api else "max")
+    lo = max(server.api_versions()[api][0], other.api_versions()[api][0], REQUESTS[api].min_version)
+    hi = min(server.api_versions()[api][1], other.api_versions()[api][1], REQUESTS[api].max_version)
+    if wanted == "case":
+        return case_version
+    if wanted == "max":
+        return hi
+    if wanted == "min":
+        return lo
+    return int(wanted)
+
+
+def case_api(case):
+    """The API a case is about: its first compared step's."""
+    return next(s["api"] for s in case["steps"] if s.get("compare", True) and "api" in s)
+
+
+def versions(case, kafka, broker):
+    """The versions a case runs at: the lowest and highest its API has on both servers."""
+    api = case_api(case)
+    lo = max(kafka.api_versions()[api][0], broker.api_versions()[api][0], REQUESTS[api].min_version)
+    hi = min(kafka.api_versions()[api][1], broker.api_versions()[api][1], REQUESTS[api].max_version)
+    lo = max(lo, case.get("min_version", lo))
+    hi = min(hi, case.get("max_version", hi))
+    return sorted({lo, hi}) if lo <= hi else []
+
+
+def run_step(server, step, version, names):
+    if "wait_leaders" in step:
+        return wait_leaders(server, substitute(step["wait_leaders"], names))
+    if "sleep_ms" in step:
+        time.sleep(step["sleep_ms"] / 1000)
+        return None
+    deadline = time.time() + RETRY_S
+    while True:
+        answer = server.call(step["api"], version, substitute(step.get("request", {}), names))
+        if isinstance(answer, str):
+            return {"closed": answer}
+        code = getattr(answer, "error_code", 0)
+        if code not in step.get("retry_while", NOT_YET) or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    data = plain(answer)
+    _decode_records(data)
+    return data
+
+
+def _decode_records(data):
+    if isinstance(data, dict):
+        for k, v in list(data.items()):
+            if k == "records" and isinstance(v, (bytes, type(None))):
+                data[k] = records(v)
+            else:
+                _decode_records(v)
+    elif isinstance(data, list):
+        for v in data:
+            _decode_records(v)
+
+
+def wait_leaders(server, topic):
+    deadline = time.time() + LEADER_WAIT_S
+    while time.time() < deadline:
+        answer = server.call("Metadata", 1, {"topics": [{"name": topic}], "allow_auto_topic_creation": False})
+        if not isinstance(answer, str):
+            ts = answer.topics
+            if ts and ts[0].error_code == 0 and all(p.leader_id >= 0 and p.error_code == 0 for p in ts[0].partitions):
+                # Kafka's metadata may name a leader a moment before that broker serves the
+                # partition: wait until its offsets are answered too.
+                partitions = [{"partition_index": p.partition_index, "timestamp": -1} for p in ts[0].partitions]
+                offsets = server.call("ListOffsets", 1, {"replica_id": -1, "topics": [{"name": topic, "partitions": partitions}]})
+                if not isinstance(offsets, str) and all(p.error_code == 0 for t in offsets.topics for p in t.partitions):
+                    return None
+        time.sleep(0.1)
+    raise AssertionError(f"{server.name}: {topic} has no leader after {LEADER_WAIT_S} s")
+
+
+def run_case(case, index, kafka, broker, differences):
+    """Run `case` at each of its versions on both servers; the unexplained differences."""
+    problems = []
+    for version in versions(case, kafka, broker):
+        names = {
+            k: f"d{RUN}-{case['file']}-{index}-v{version}-{k}" for k in ("topic", "group", "txn", "name")
+        }
+        for server in (kafka, broker):
+            server.connect()
+        for n, step in enumerate(case["steps"]):
+            answers = {}
+            for server, other in ((kafka, broker), (broker, kafka)):
+                v = version_of(step, server, version, other, case_api(case)) if "api" in step else None
+                answers[server.name] = run_step(server, step, v, names)
+            if not step.get("compare", True) or "api" not in step:
+                continue
+            k = flatten(answers["kafka"])
+            b = flatten(answers["broker"])
+            for d in compare(case, step["api"], k, b, differences):
+                problems.append(f"v{version} step {n} ({step['api']}): {d}")
+    return problems
