@@ -77,6 +77,8 @@ class Server:
         self.sock = None
         self.correlation_id = 0
         self.versions = None
+        # Values kept from this server's answers (a producer id …), by name.
+        self.saved = {}
 
     def connect(self):
         self.close()
@@ -136,9 +138,11 @@ def build(cls, fields, version):
         elif field.is_struct_array() and value is not None:
             value = [build(field.data_class, v, None) for v in value]
         elif name == "records" and isinstance(value, list):
-            value = b"".join(wire.record_batch([_record_of(r) for r in batch]) for batch in value)
+            value = b"".join(_batch(batch) for batch in value)
         elif field.type_str in ("bytes", "records") and isinstance(value, str):
             value = value.encode()
+        elif field.type_str in ("int8", "int16", "int32", "int64") and isinstance(value, str):
+            value = int(value)  # a saved value, substituted
         elif field.type_str == "uuid" and isinstance(value, str):
             import uuid
 
@@ -151,6 +155,20 @@ def build(cls, fields, version):
 
 def _bytes(v):
     return v.encode() if isinstance(v, str) else v
+
+
+def _batch(batch):
+    """A record batch: a list of records, or {records, producer_id, producer_epoch,
+    base_sequence, transactional}."""
+    if isinstance(batch, list):
+        batch = {"records": batch}
+    return wire.record_batch(
+        [_record_of(r) for r in batch["records"]],
+        attributes=0x10 if batch.get("transactional") else 0,
+        producer_id=int(batch.get("producer_id", -1)),
+        producer_epoch=int(batch.get("producer_epoch", -1)),
+        base_sequence=int(batch.get("base_sequence", -1)),
+    )
 
 
 def _record_of(r):
@@ -399,6 +417,8 @@ def versions(case, kafka, broker):
 
 
 def run_step(server, step, version, names):
+    """Send `step` to `server`; its answer as plain data. A step's `save` ({name: field}) keeps
+    fields of the answer under names later requests use (`{name}`), per server."""
     if "wait_leaders" in step:
         return wait_leaders(server, substitute(step["wait_leaders"], names))
     if "sleep_ms" in step:
@@ -406,7 +426,7 @@ def run_step(server, step, version, names):
         return None
     deadline = time.time() + RETRY_S
     while True:
-        answer = server.call(step["api"], version, substitute(step.get("request", {}), names))
+        answer = server.call(step["api"], version, substitute(step.get("request", {}), {**names, **server.saved}))
         if isinstance(answer, str):
             return {"closed": answer}
         code = getattr(answer, "error_code", 0)
@@ -415,6 +435,8 @@ def run_step(server, step, version, names):
         time.sleep(0.2)
     data = plain(answer)
     _decode_records(data)
+    for var, field in step.get("save", {}).items():
+        server.saved[var] = str(getattr(answer, field))
     return data
 
 

@@ -245,7 +245,8 @@ def encode_record(offset_delta, timestamp_delta, key, value, headers=()):
     return varint(len(body)) + body
 
 
-def record_batch(records, base_timestamp=None, attributes=0, raw_records=None, count=None):
+def record_batch(records, base_timestamp=None, attributes=0, raw_records=None, count=None,
+                 producer_id=-1, producer_epoch=-1, base_sequence=-1):
     """records: list of (key, value, headers). A magic-2 batch with base offset 0 and a
     correct CRC-32C; by default uncompressed, non-transactional, non-idempotent.
 
@@ -265,9 +266,9 @@ def record_batch(records, base_timestamp=None, attributes=0, raw_records=None, c
         + i32(count - 1)  # last offset delta
         + i64(base_timestamp)
         + i64(base_timestamp)  # max timestamp
-        + i64(-1)  # producer id
-        + i16(-1)  # producer epoch
-        + i32(-1)  # base sequence
+        + i64(producer_id)
+        + i16(producer_epoch)
+        + i32(base_sequence)
         + i32(count)
         + raw_records
     )
