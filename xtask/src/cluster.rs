@@ -437,23 +437,31 @@ pub fn stop_node(dir: &Path, node: u16) -> Result<bool> {
     let Some(pid) = running(dir, node) else {
         return Ok(false);
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while alive(pid) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if alive(pid) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        println!("xtask: node {node} (pid {pid}) did not stop within 20 s of SIGTERM: killed");
-    } else {
+    if terminate(pid, Duration::from_secs(20)) {
         println!("xtask: node {node} (pid {pid}) stopped");
+    } else {
+        println!("xtask: node {node} (pid {pid}) did not stop within 20 s of SIGTERM: killed");
     }
     let _ = std::fs::remove_file(pid_file(dir, node));
     Ok(true)
+}
+
+/// SIGTERM to `pid`, then SIGKILL if it still runs after `grace`; whether it stopped by itself.
+pub fn terminate(pid: u32, grace: Duration) -> bool {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + grace;
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !alive(pid) {
+        return true;
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    false
 }
 
 fn status(w: &Where) -> Result<()> {

@@ -229,20 +229,10 @@ fn stop_all(dir: &Path) -> usize {
         let Some(pid) = running(dir, node) else {
             continue;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while crate::cluster::alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if crate::cluster::alive(pid) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            println!("xtask: Kafka node {node} (pid {pid}) did not stop within 30 s: killed");
-        } else {
+        if crate::cluster::terminate(pid, Duration::from_secs(30)) {
             println!("xtask: Kafka node {node} (pid {pid}) stopped");
+        } else {
+            println!("xtask: Kafka node {node} (pid {pid}) did not stop within 30 s: killed");
         }
         let _ = std::fs::remove_file(pid_file(dir, node));
         stopped += 1;

@@ -446,10 +446,18 @@ impl Broker {
     ) -> CreatePartitionsResponse {
         let mut resp = CreatePartitionsResponse::default();
         let deadline = self.admin_deadline(req.timeout_ms);
-        let mut seen = HashSet::new();
+        // A topic named twice: one answer for it, INVALID_REQUEST, and nothing grown (Kafka's).
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for t in &req.topics {
+            *count.entry(name_of(&t.name).to_string()).or_default() += 1;
+        }
+        let mut answered = HashSet::new();
         for t in req.topics {
             let name = name_of(&t.name).to_string();
-            let outcome = if !seen.insert(name.clone()) {
+            let outcome = if count[&name] > 1 {
+                if !answered.insert(name.clone()) {
+                    continue;
+                }
                 Err((
                     error::INVALID_REQUEST,
                     "the topic appears more than once in the request".into(),

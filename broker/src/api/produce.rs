@@ -141,6 +141,19 @@ impl Broker {
             )
             .map(|rewritten| (headers, rewritten))
         });
+        // Kafka's rule since Produce v3: exactly one record batch per partition.
+        if let Ok((batches, _)) = &checked {
+            if batches.len() != 1 {
+                Metrics::inc(&self.metrics.request_errors, 1);
+                return PartState::Done(
+                    error::INVALID_RECORD,
+                    Some(format!(
+                        "a produce request carries exactly one record batch per partition, not {}",
+                        batches.len()
+                    )),
+                );
+            }
+        }
         let (payload, headers, held) = match checked {
             Ok((headers, None)) => (payload, headers, frame.clone()),
             // Recompressed: the new bytes are charged to the memory budget until they are in
