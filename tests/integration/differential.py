@@ -275,8 +275,8 @@ def _record(r):
 
 
 # Lists compared as sets keyed by a field (their order is not Kafka's promise): configs by
-# name, `configs{retention.ms}.value`.
-KEYED = {"configs": "name", "synonyms": "name"}
+# name (`configs{retention.ms}.value`), groups by id (Kafka answers them shard by shard).
+KEYED = {"configs": "name", "synonyms": "name", "groups": "group_id"}
 
 
 def flatten(value, path=""):

@@ -393,7 +393,29 @@ impl Broker {
                 .map(|t| (t.name.clone(), uuid::Uuid::from_u128(t.id)))
                 .collect(),
         };
+        // A topic named twice: one answer for it, INVALID_REQUEST, and nothing deleted (Kafka's).
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for (name, id) in &targets {
+            *count
+                .entry(name.clone().unwrap_or_else(|| id.to_string()))
+                .or_default() += 1;
+        }
+        let mut answered = HashSet::new();
         for (name, id) in targets {
+            let key = name.clone().unwrap_or_else(|| id.to_string());
+            if count[&key] > 1 {
+                if answered.insert(key) {
+                    let mut r = DeletableTopicResult::default();
+                    r.name = name.as_deref().map(topic_name);
+                    r.error_code = error::INVALID_REQUEST;
+                    if version >= 5 {
+                        r.error_message =
+                            Some(StrBytes::from_static_str("Duplicate topic in request."));
+                    }
+                    resp.responses.push(r);
+                }
+                continue;
+            }
             let mut r = DeletableTopicResult::default();
             r.topic_id = id;
             let name = match name {

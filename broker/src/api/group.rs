@@ -534,8 +534,18 @@ impl Broker {
                     .map(|p| (t.name.clone(), p.partition_index))
             })
             .collect();
+        // A topic the cluster does not have: UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers,
+        // whether or not the group has offsets of it.
+        let mut unknown = std::collections::HashSet::new();
+        for (t, _) in &asked {
+            let name = name_of(t);
+            if !unknown.contains(name) && self.topic_or_create(name, false).await.is_err() {
+                unknown.insert(name.to_string());
+            }
+        }
         let partitions = asked
             .iter()
+            .filter(|(t, _)| !unknown.contains(name_of(t)))
             .map(|(t, p)| (name_of(t).to_string(), *p))
             .collect();
         let mut resp = OffsetDeleteResponse::default();
@@ -546,7 +556,13 @@ impl Broker {
         {
             Err(code) => resp.error_code = code,
             Ok(codes) => {
-                for ((topic, partition), code) in asked.into_iter().zip(codes) {
+                let mut codes = codes.into_iter();
+                for (topic, partition) in asked {
+                    let code = if unknown.contains(name_of(&topic)) {
+                        error::UNKNOWN_TOPIC_OR_PARTITION
+                    } else {
+                        codes.next().unwrap_or(error::NONE)
+                    };
                     if resp.topics.last().is_none_or(|t| t.name != topic) {
                         let mut t = offset_delete_response::OffsetDeleteResponseTopic::default();
                         t.name = topic;
