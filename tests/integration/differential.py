@@ -23,6 +23,7 @@ import socket
 import struct
 import time
 import tomllib
+import uuid
 from pathlib import Path
 
 from kafka.protocol.api_message import ApiMessage
@@ -144,8 +145,6 @@ def build(cls, fields, version):
         elif field.type_str in ("int8", "int16", "int32", "int64") and isinstance(value, str):
             value = int(value)  # a saved value, substituted
         elif field.type_str == "uuid" and isinstance(value, str):
-            import uuid
-
             value = uuid.UUID(value)
         values[name] = value
     if version is None:
