@@ -159,7 +159,12 @@ fn pid_file(dir: &Path, node: u16) -> PathBuf {
 
 /// The pid of a node's broker, if it runs.
 pub fn running(dir: &Path, node: u16) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file(dir, node))
+    running_from(&pid_file(dir, node))
+}
+
+/// The pid a pid file names, if that process runs.
+pub fn running_from(pid_file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
         .ok()?
         .trim()
         .parse()

@@ -214,12 +214,7 @@ fn size_of(dir: &Path) -> Option<u16> {
 
 /// The pid of node `node`'s Kafka, if it runs.
 pub fn running(dir: &Path, node: u16) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file(dir, node))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    crate::cluster::alive(pid).then_some(pid)
+    crate::cluster::running_from(&pid_file(dir, node))
 }
 
 /// Stop every running node of the run in `dir`; how many ran.
