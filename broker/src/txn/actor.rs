@@ -500,6 +500,12 @@ impl Actor {
             next: next.clone(),
             then,
         });
+        if next.as_ref().is_some_and(|n| is_decided(n.state)) {
+            // A decision not yet written: none of its markers may have left this broker (a
+            // crash here leaves the transaction open, to be ended again by its producer or
+            // aborted by its timeout).
+            crate::fault_point!("txn.decision_write");
+        }
         match self.append(id, next).await {
             Ok(appending) => {
                 let Some(tx) = self.tx.upgrade() else { return };

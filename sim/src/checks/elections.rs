@@ -223,6 +223,7 @@ mod tests {
             in_joint: false,
             while_cleaning: false,
             at_point: None,
+            hold_ms: None,
             down_s: 5,
             node: None,
         }

@@ -90,6 +90,7 @@ mod tests {
             in_joint: false,
             while_cleaning: false,
             at_point: None,
+            hold_ms: None,
             down_s: 3,
             node: None,
         };

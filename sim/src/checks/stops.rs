@@ -147,6 +147,7 @@ pub(crate) mod tests {
             in_joint: false,
             while_cleaning: false,
             at_point: None,
+            hold_ms: None,
             down_s: 1,
             node: None,
         };

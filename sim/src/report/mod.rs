@@ -217,7 +217,7 @@ impl Report {
                 what: f.describe(),
                 from_s: f.at_s(),
                 until_s: f.healed_at_s().max(f.at_s() + 1),
-                node: f.node().map(str::to_string),
+                node: f.named_node().map(str::to_string),
             })
             .collect();
         Report {

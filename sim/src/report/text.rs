@@ -57,7 +57,7 @@ pub fn print(path: &Path, r: &RunReport) {
     if !r.faults.is_empty() {
         println!("  faults:");
         for f in &r.faults {
-            match f.node() {
+            match f.named_node() {
                 Some(node) if r.brokers.len() > 1 => {
                     println!("    t={:>6} s  {} on {node}", f.at_s(), f.describe())
                 }

@@ -24,12 +24,13 @@ pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 /// contract, in order — a Ready's messages sent and its write not begun; the write begun in
 /// the commit pipeline, nothing synced; synced, not yet told to the node; durable, the
 /// messages that waited for it not yet sent; committed, not yet applied.
-pub const CRASH_POINTS: [&str; 5] = [
+pub const CRASH_POINTS: [&str; 6] = [
     "raft.before_persist",
     "raft_write.before_sync",
     "raft_write.after_sync",
     "raft.after_persist",
     "raft.before_apply",
+    "txn.decision_write",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +72,11 @@ pub enum Fault {
         /// parked at the point until the kill, in the same instant; its other tasks may run).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_point: Option<String>,
+        /// With `at_point`: the broker stays parked at the point for a time drawn from
+        /// `[min, max]` ms before the kill, its other tasks running on — a process that dies
+        /// while one of its tasks is stopped between two steps (default: the same instant).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_ms: Option<[u64; 2]>,
         #[serde(default = "one")]
         down_s: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -268,6 +274,21 @@ impl Fault {
         }
     }
 
+    /// The broker a report names for this fault: none for a crash of whichever broker first
+    /// reaches a point, a cleaning or a joint configuration (the trace says which one it was).
+    pub fn named_node(&self) -> Option<&str> {
+        match self {
+            Fault::Crash {
+                node: None,
+                at_point,
+                in_joint,
+                while_cleaning,
+                ..
+            } if at_point.is_some() || *in_joint || *while_cleaning => None,
+            _ => self.node(),
+        }
+    }
+
     /// Strike broker `name` (a node-scoped fault; others are left as they are).
     pub fn on_node(mut self, name: String) -> Fault {
         match &mut self {
@@ -399,6 +420,7 @@ impl Fault {
                 in_joint,
                 while_cleaning,
                 at_point,
+                hold_ms,
                 ..
             } => format!(
                 "crash{} ({}), down {down_s} s",
@@ -406,6 +428,8 @@ impl Fault {
                     " of a group's leader as it enters a joint configuration".to_string()
                 } else if *while_cleaning {
                     " while the cleaner swaps a segment".to_string()
+                } else if let (Some(p), Some([min, max])) = (at_point, hold_ms) {
+                    format!(" {min}–{max} ms after a stop at {p}")
                 } else if let Some(p) = at_point {
                     format!(" at {p}")
                 } else {
@@ -552,9 +576,17 @@ impl Fault {
                 )),
             },
             Fault::Crash {
+                at_point: None,
+                hold_ms: Some(_),
+                ..
+            } => {
+                Err("hold_ms says how long a broker stays parked at its at_point: give one".into())
+            }
+            Fault::Crash {
                 at_point: Some(p),
                 in_joint,
                 while_cleaning,
+                hold_ms,
                 ..
             } => {
                 if !CRASH_POINTS.contains(&p.as_str()) {
@@ -567,6 +599,10 @@ impl Fault {
                         "at_point, in_joint and while_cleaning each say when to crash: give one"
                             .into(),
                     )
+                } else if let Some([min, max]) = hold_ms.filter(|[a, b]| a > b || *b > 60_000) {
+                    Err(format!(
+                        "hold_ms [{min}, {max}] is not a range of at most 60000 ms"
+                    ))
                 } else {
                     Ok(())
                 }
@@ -591,4 +627,39 @@ pub fn last_heal_s(faults: &[Fault]) -> u64 {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::Scenario;
+
+    /// A three-broker scenario whose one fault is this crash's table.
+    fn with_crash(crash: &str) -> Result<Scenario, String> {
+        let text = format!(
+            "name = \"t\"\ndescription = \"t\"\nduration_s = 30\n[cluster]\nnodes = 3\n\
+             [workload]\nproducers = 1\nacks = -1\ninterval_ms = 50\n[[faults]]\nkind = \"crash\"\nat_s = 5\n{crash}\n\
+             [expect]\noutcome = \"pass\"\nresponse_deadline_s = 10\nliveness_deadline_s = 30\n"
+        );
+        Scenario::from_table(toml::from_str(&text).expect("toml"))
+    }
+
+    #[test]
+    fn a_hold_needs_a_crash_point_and_a_range() {
+        let point = "at_point = \"txn.decision_write\"";
+        let held = with_crash(&format!("{point}\nhold_ms = [0, 15]")).expect("valid");
+        assert!(held.faults[0]
+            .describe()
+            .contains("0–15 ms after a stop at"));
+        assert_eq!(held.faults[0].named_node(), None);
+        let alone = with_crash("hold_ms = [0, 15]").expect_err("no point");
+        assert!(alone.contains("hold_ms"), "{alone}");
+        let backwards = with_crash(&format!("{point}\nhold_ms = [20, 10]")).expect_err("range");
+        assert!(backwards.contains("[20, 10]"), "{backwards}");
+        let unknown = with_crash("at_point = \"txn.nowhere\"").expect_err("point");
+        assert!(unknown.contains("txn.decision_write"), "{unknown}");
+        assert_eq!(
+            with_crash("node = \"broker-2\"").expect("valid").faults[0].named_node(),
+            Some("broker-2")
+        );
+    }
 }

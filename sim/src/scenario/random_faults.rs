@@ -94,6 +94,7 @@ impl RandomFaults {
                     in_joint: false,
                     while_cleaning: false,
                     at_point: None,
+                    hold_ms: None,
                     down_s: rng.range_u64(1, 6),
                     node: None,
                 },

@@ -77,6 +77,18 @@ pub struct Pipeline {
     /// The consumer group whose offsets the workers commit.
     #[serde(default = "default_pipeline_group")]
     pub group: String,
+    /// Every `stall_every`-th transaction of an instance stops for `stall_ms` between its
+    /// offsets and its commit, as a process in a long garbage-collection pause does: the other
+    /// instance takes over meanwhile, and the commit that comes after must not commit anything
+    /// (0: never).
+    #[serde(default)]
+    pub stall_every: u64,
+    #[serde(default = "default_stall_ms")]
+    pub stall_ms: u64,
+}
+
+fn default_stall_ms() -> u64 {
+    3_000
 }
 
 fn one_instance() -> usize {

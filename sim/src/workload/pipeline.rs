@@ -7,7 +7,8 @@
 //! AddOffsetsToTxn, the writes, TxnOffsetCommit, EndTxn — as Kafka Streams at `exactly_once_v2`
 //! does. With more than one instance a worker has zombies: instances of one transactional id
 //! running at once, each InitProducerId fencing the instance before it, whose calls still in
-//! flight must then be refused.
+//! flight must then be refused; with `stall_every`, an instance stops now and then just before
+//! its commit, so that its commit comes after the other instance took over.
 //!
 //! Each transaction is recorded as the producers' are ([`TxnOp`]: its outputs are the
 //! writes), so the transactional checker judges the output as it judges the input; once
@@ -251,6 +252,10 @@ async fn move_once(
             })
         })
         .await?;
+        if pipe.stall_every > 0 && n.is_multiple_of(pipe.stall_every) {
+            // A zombie in the making: the other instance may fence this one meanwhile.
+            tokio::time::sleep(Duration::from_millis(pipe.stall_ms)).await;
+        }
         end_invoked_s = Some(world.now_s());
         p.ask(world, |c| {
             let id = id.clone();

@@ -199,6 +199,7 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
             in_joint,
             while_cleaning,
             at_point,
+            hold_ms,
             node,
             ..
         } => {
@@ -207,6 +208,12 @@ pub(crate) async fn apply(fault: &Fault, c: &Cluster, rng: &EnvRng) {
                     tracing::warn!("no broker reached {point} within 20 s: no crash");
                     return;
                 };
+                if let Some([min, max]) = hold_ms {
+                    // Its task stays at the point; the rest of the broker runs on till the kill.
+                    let ms = rng.range_u64(*min, max + 1);
+                    tracing::info!(node = %b.name, "stopped at {point}: killed in {ms} ms");
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
                 b
             } else if *while_cleaning {
                 let Some(b) = cleaning(c, node.as_deref(), rng).await else {
