@@ -85,6 +85,13 @@ pub fn validate_produce(payload: &[u8], rules: &Rules) -> Result<Vec<BatchHeader
     let mut headers = batch::validate_all(payload, rules.batch_bytes_max)?;
     let mut pos = 0;
     for h in &mut headers {
+        if h.base_offset != 0 {
+            // As Kafka: offsets are the broker's to give, and a producer's batch starts at 0.
+            return Err(BatchError::InvalidRecords(format!(
+                "the batch's base offset is {}: a producer's batch starts at 0",
+                h.base_offset
+            )));
+        }
         h.max_timestamp = validate_records(&payload[pos..pos + h.size], h, rules)?;
         pos += h.size;
     }

@@ -576,10 +576,11 @@ async fn bad_produce_data_and_names_get_errors_and_the_connection_lives() {
     for (name, records, want) in [
         ("ok-name", bad.freeze(), error::CORRUPT_MESSAGE),
         ("bad/name", batch("x"), error::INVALID_TOPIC_EXCEPTION),
+        // Bytes that are no batch at all: CORRUPT_MESSAGE, as Kafka answers.
         (
             "ok-name",
             Bytes::from_static(b"\0\0\0\0"),
-            error::INVALID_RECORD,
+            error::CORRUPT_MESSAGE,
         ),
     ] {
         let mut req = ProduceRequest::default();

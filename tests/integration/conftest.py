@@ -46,7 +46,8 @@ def broker_bin() -> str:
 
 # The harness's own STILLWATER_* variables are not broker settings (the broker refuses
 # unknown STILLWATER_* variables), so they stay out of the broker's environment.
-HARNESS_VARS = ("STILLWATER_BROKER_BIN", "STILLWATER_TEST_IO_ENGINE", "STILLWATER_KAFKA_BOOTSTRAP")
+HARNESS_VARS = ("STILLWATER_BROKER_BIN", "STILLWATER_TEST_IO_ENGINE", "STILLWATER_KAFKA_BOOTSTRAP",
+                "STILLWATER_KAFKA_SASL_BOOTSTRAP")
 
 
 def broker_env(**extra) -> dict:

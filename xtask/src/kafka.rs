@@ -441,7 +441,8 @@ pub fn differential(python: &Path, broker_bin: &Path) -> Result<()> {
         .arg("tests/integration/test_differential.py")
         .current_dir(repo_root())
         .env("STILLWATER_BROKER_BIN", broker_bin)
-        .env("STILLWATER_KAFKA_BOOTSTRAP", &kafka.bootstrap);
+        .env("STILLWATER_KAFKA_BOOTSTRAP", &kafka.bootstrap)
+        .env("STILLWATER_KAFKA_SASL_BOOTSTRAP", &kafka.sasl_bootstrap);
     let outcome = crate::test::step(
         &format!(
             "differential tests against Kafka {VERSION} in {} (nodes: {})",

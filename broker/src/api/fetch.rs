@@ -150,9 +150,10 @@ impl Broker {
                         not_served_here(&mut pd, &not_served.expect("checked"), version);
                     }
                     Some(part) => {
-                        // KIP-74: the first batch is returned even if it exceeds the limits.
+                        // KIP-74: the first batch is returned even if it exceeds the limits
+                        // (a limit of 0 bytes included, as Kafka).
                         let room = if total == 0 {
-                            (p.partition_max_bytes.max(0) as usize).min(max_total.max(1))
+                            (p.partition_max_bytes.max(1) as usize).min(max_total.max(1))
                         } else {
                             (p.partition_max_bytes.max(0) as usize)
                                 .min(max_total.saturating_sub(total))

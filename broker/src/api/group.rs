@@ -536,13 +536,12 @@ impl Broker {
             .collect();
         // A topic the cluster does not have: UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers,
         // whether or not the group has offsets of it.
-        let mut unknown = std::collections::HashSet::new();
-        for (t, _) in &asked {
-            let name = name_of(t);
-            if !unknown.contains(name) && self.topic_or_create(name, false).await.is_err() {
-                unknown.insert(name.to_string());
-            }
-        }
+        let unknown: std::collections::HashSet<String> = asked
+            .iter()
+            .map(|(t, _)| name_of(t))
+            .filter(|name| !self.topic_known(name))
+            .map(str::to_string)
+            .collect();
         let partitions = asked
             .iter()
             .filter(|(t, _)| !unknown.contains(name_of(t)))

@@ -447,9 +447,13 @@ impl Broker {
 
     /// In a cluster, whether this broker serves partition `index` of `topic` as its leader now,
     /// and the request's leader epoch (`-1`: none given) is the current one. On a single node
-    /// it always does.
+    /// it always does, at epoch 0.
     pub(crate) fn serving(&self, topic: &str, index: i32, epoch: i32) -> Result<(), NotServing> {
         let Some(cluster) = &self.cluster else {
+            // One node, whose partitions' leader epoch is always 0: a later one is unknown.
+            if epoch > 0 {
+                return Err(self.refusal(topic, index, error::UNKNOWN_LEADER_EPOCH));
+            }
             return Ok(());
         };
         let refuse = |code| self.refusal(topic, index, code);
@@ -568,6 +572,15 @@ impl Broker {
     }
 
     /// Find a topic, creating it when auto-creation applies.
+    /// Whether the cluster (or the single node) has the topic, whether or not this broker keeps
+    /// a replica of it.
+    fn topic_known(&self, name: &str) -> bool {
+        match &self.cluster {
+            Some(cluster) => cluster.metadata().topics.contains_key(name),
+            None => self.store.topic(name).is_some(),
+        }
+    }
+
     async fn topic_or_create(&self, name: &str, may_create: bool) -> Result<Arc<Topic>, i16> {
         if let Some(cluster) = &self.cluster {
             return self

@@ -171,9 +171,18 @@ impl Broker {
                 let message = e.to_string();
                 let code = match e {
                     BatchError::TooLarge { .. } => error::MESSAGE_TOO_LARGE,
-                    // Damage on the way (a retry may pass); everything else is how the client
-                    // built the batch, and a retry would fail the same way.
-                    BatchError::BadCrc { .. } => error::CORRUPT_MESSAGE,
+                    // Damage on the way (a retry may pass), or bytes that are no batch of a
+                    // format Kafka knows; everything else is how the client built the batch,
+                    // and a retry would fail the same way.
+                    BatchError::BadCrc { .. }
+                    | BatchError::Truncated { .. }
+                    | BatchError::BadLength(_) => error::CORRUPT_MESSAGE,
+                    BatchError::BadMagic(magic) if magic > 2 => error::CORRUPT_MESSAGE,
+                    // Kafka asks for the transactional id's WRITE permission first, and a
+                    // request without an id has none.
+                    BatchError::Transactional => error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    BatchError::BadMagic(_) => error::INVALID_RECORD,
+                    // Refused by the log's validation: answered with its start offset.
                     BatchError::RecordsRefused {
                         timestamp,
                         refused,
@@ -184,9 +193,23 @@ impl Broker {
                         } else {
                             error::INVALID_RECORD
                         };
-                        return PartState::RecordsRefused(code, message, refused, reasons);
+                        return PartState::Invalid {
+                            code,
+                            message,
+                            refused,
+                            reasons,
+                            log_start: partition.to_kafka(partition.log_start_offset()),
+                        };
                     }
-                    _ => error::INVALID_RECORD,
+                    _ => {
+                        return PartState::Invalid {
+                            code: error::INVALID_RECORD,
+                            message,
+                            refused: Vec::new(),
+                            reasons: Vec::new(),
+                            log_start: partition.to_kafka(partition.log_start_offset()),
+                        }
+                    }
                 };
                 return PartState::Done(code, Some(message));
             }
@@ -303,8 +326,17 @@ impl Broker {
                             p.error_message = msg.map(StrBytes::from_string);
                         }
                     }
-                    PartState::RecordsRefused(code, message, refused, reasons) => {
+                    PartState::Invalid {
+                        code,
+                        message,
+                        refused,
+                        reasons,
+                        log_start,
+                    } => {
                         p.error_code = code;
+                        if version >= 5 {
+                            p.log_start_offset = log_start;
+                        }
                         if version >= 8 {
                             p.error_message = Some(StrBytes::from_string(message));
                             p.record_errors = record_errors(refused, reasons);
@@ -379,8 +411,16 @@ impl Broker {
 
 pub(super) enum PartState {
     Done(i16, Option<String>),
-    /// Refused for some of its records: each by its index in the batch, and why for the first.
-    RecordsRefused(i16, String, Vec<i32>, Vec<String>),
+    /// Refused by the validation of its records: the whole batch, or some of its records (each
+    /// by its index in the batch, and why for the first); answered, as Kafka answers what its
+    /// log refuses, with the partition's log start offset.
+    Invalid {
+        code: i16,
+        message: String,
+        refused: Vec<i32>,
+        reasons: Vec<String>,
+        log_start: i64,
+    },
     Waiting(oneshot::Receiver<Result<Appended, AppendError>>),
     /// Proposed to the partition's Raft group; the frame's memory is held until answered.
     Replicated(

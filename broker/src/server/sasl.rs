@@ -177,6 +177,19 @@ impl Authenticator {
                 let mut resp = SaslHandshakeResponse::default().with_mechanisms(offered);
                 let asked = SaslMechanism::from_name(h.mechanism.as_str())
                     .filter(|m| self.ctx.settings.mechanisms.contains(m));
+                let reauth = self.ctx.settings.max_reauth.is_some();
+                if matches!(self.state, State::Done) && !reauth {
+                    // Authenticated, and no session to renew: as Kafka, an answer that says
+                    // so, the connection kept.
+                    let resp =
+                        SaslHandshakeResponse::default().with_error_code(error::ILLEGAL_SASL_STATE);
+                    return Step::Answer(encode(
+                        api,
+                        version,
+                        cid,
+                        ResponseKind::SaslHandshake(resp),
+                    ));
+                }
                 let in_order = matches!(self.state, State::Handshake | State::Done);
                 resp.error_code = match asked {
                     _ if !in_order => error::ILLEGAL_SASL_STATE,
@@ -194,6 +207,10 @@ impl Authenticator {
                     }
                 };
                 let refused = resp.error_code != error::NONE;
+                if resp.error_code == error::ILLEGAL_SASL_STATE {
+                    // Only a mechanism the client may choose is worth listing.
+                    resp.mechanisms.clear();
+                }
                 let frame = encode(api, version, cid, ResponseKind::SaslHandshake(resp));
                 if refused {
                     Step::Refuse(frame)
@@ -203,6 +220,26 @@ impl Authenticator {
             }
             RequestKind::SaslAuthenticate(a) => {
                 let mut resp = SaslAuthenticateResponse::default();
+                match self.state {
+                    // No handshake yet: nothing to authenticate with (Kafka closes).
+                    State::Handshake if self.principal.is_none() => {
+                        return Step::Close("SaslAuthenticate before SaslHandshake".into());
+                    }
+                    // Authenticated already: said so, the connection kept.
+                    State::Done | State::Handshake => {
+                        resp.error_code = error::ILLEGAL_SASL_STATE;
+                        resp.error_message = Some(StrBytes::from_static_str(
+                            "SaslAuthenticate after the connection authenticated, without a SaslHandshake",
+                        ));
+                        return Step::Answer(encode(
+                            api,
+                            version,
+                            cid,
+                            ResponseKind::SaslAuthenticate(resp),
+                        ));
+                    }
+                    _ => {}
+                }
                 match self.token(&a.auth_bytes, security, now) {
                     Ok(bytes) => {
                         resp.auth_bytes = Bytes::from(bytes);

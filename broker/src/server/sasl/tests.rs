@@ -204,9 +204,21 @@ fn a_mechanism_not_offered_and_requests_out_of_order_are_refused() {
     assert_eq!(r.error_code, error::UNSUPPORTED_SASL_MECHANISM);
     let offered: Vec<_> = r.mechanisms.iter().map(|m| m.to_string()).collect();
     assert_eq!(offered, ["SCRAM-SHA-256"]);
+    // SaslAuthenticate before any handshake: closed unanswered, as Kafka does.
     let mut a = Authenticator::new(context(&[SaslMechanism::ScramSha256], None));
+    let step = a.request(&authenticate(1, b"n,,n=bob,r=x"), &md, now);
+    assert!(matches!(step, Step::Close(_)));
+    // After a login without re-authentication: a handshake or a token is answered
+    // ILLEGAL_SASL_STATE (no mechanisms listed) and the connection kept.
+    let mut a = Authenticator::new(context(&[SaslMechanism::ScramSha256], None));
+    let (ok, _) = scram(&mut a, &md, Mechanism::Sha256, "bob", "bob-secret", now);
+    assert!(ok);
+    let (ok, r) = handshake_answer(a.request(&handshake(1, "SCRAM-SHA-256"), &md, now));
+    assert!(ok);
+    assert_eq!(r.error_code, error::ILLEGAL_SASL_STATE);
+    assert!(r.mechanisms.is_empty());
     let (ok, r) = auth_answer(1, a.request(&authenticate(1, b"n,,n=bob,r=x"), &md, now));
-    assert!(!ok);
+    assert!(ok);
     assert_eq!(r.error_code, error::ILLEGAL_SASL_STATE);
     // Garbage where the client's first message belongs.
     let mut a = Authenticator::new(context(&[SaslMechanism::ScramSha256], None));
