@@ -104,6 +104,24 @@ pub fn run(args: &KafkaArgs) -> Result<()> {
     }
 }
 
+/// How a run's nodes are launched: each node's Java heap and settings beyond the run's own.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// `-Xms` and `-Xmx`: [`HEAP`] for the tests; Kafka's start script gives 1 GB.
+    pub heap: String,
+    /// More `key=value` lines for each node's `server.properties` (later lines win).
+    pub settings: Vec<String>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch {
+            heap: HEAP.to_string(),
+            settings: Vec::new(),
+        }
+    }
+}
+
 /// A running Kafka of `nodes` nodes in `dir`.
 pub struct Kafka {
     pub dir: PathBuf,
@@ -118,6 +136,11 @@ impl Kafka {
     /// Start the nodes of the run in `dir` (formatting its storage first if it is new) and wait
     /// until each serves; nodes already running are left as they are.
     pub fn up(dir: &Path, nodes: u16, base: u16) -> Result<Kafka> {
+        Kafka::up_with(dir, nodes, base, &Launch::default())
+    }
+
+    /// [`Kafka::up`], its nodes launched as `launch` says.
+    pub fn up_with(dir: &Path, nodes: u16, base: u16, launch: &Launch) -> Result<Kafka> {
         if !(1..=NODES_MAX).contains(&nodes) {
             bail!("--nodes {nodes}: Kafka runs here with 1 to {NODES_MAX} nodes");
         }
@@ -139,7 +162,7 @@ impl Kafka {
                 println!("xtask: Kafka node {node} already runs (pid {pid})");
                 continue;
             }
-            let config = write_config(dir, node, nodes, base)?;
+            let config = write_config(dir, node, nodes, base, &launch.settings)?;
             if !node_dir(dir, node)
                 .join("data")
                 .join("meta.properties")
@@ -147,7 +170,7 @@ impl Kafka {
             {
                 format(&classpath, &config, &cluster_id, dir, node)?;
             }
-            started.push((node, start(&classpath, &config, dir, node)?));
+            started.push((node, start(&classpath, &launch.heap, &config, dir, node)?));
         }
         for (node, log_from) in started {
             wait_started(dir, node, base, log_from)?;
@@ -164,6 +187,13 @@ impl Kafka {
             bootstrap: listeners(client_port),
             sasl_bootstrap: listeners(sasl_port),
         })
+    }
+
+    /// The pids of the nodes that run.
+    pub fn pids(&self) -> Vec<u32> {
+        (1..=self.nodes)
+            .filter_map(|node| running(&self.dir, node))
+            .collect()
     }
 
     /// Stop every node (SIGTERM, SIGKILL after 30 s).
@@ -218,7 +248,7 @@ pub fn running(dir: &Path, node: u16) -> Option<u32> {
 }
 
 /// Stop every running node of the run in `dir`; how many ran.
-fn stop_all(dir: &Path) -> usize {
+pub fn stop_all(dir: &Path) -> usize {
     let mut stopped = 0;
     for node in 1..=size_of(dir).unwrap_or(0) {
         let Some(pid) = running(dir, node) else {
@@ -290,7 +320,13 @@ fn cluster_id(dir: &Path) -> Result<String> {
 }
 
 /// Node `node`'s `server.properties`, written (again) into its folder.
-fn write_config(dir: &Path, node: u16, nodes: u16, base: u16) -> Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    node: u16,
+    nodes: u16,
+    base: u16,
+    settings: &[String],
+) -> Result<PathBuf> {
     let node_dir = node_dir(dir, node);
     std::fs::create_dir_all(&node_dir)?;
     let voters = (1..=nodes)
@@ -324,20 +360,43 @@ fn write_config(dir: &Path, node: u16, nodes: u16, base: u16) -> Result<PathBuf>
         data = node_dir.join("data").display(),
         min_isr = replicas.min(2),
     );
+    let config = settings
+        .iter()
+        .fold(config, |config, line| config + line + "\n");
     let path = node_dir.join("server.properties");
     std::fs::write(&path, config)?;
     Ok(path)
 }
 
-/// A Java command on Kafka's class path, its logging to standard output.
-fn java(classpath: &str, dir: &Path) -> Command {
+/// A Java command on Kafka's class path with a heap of `heap` and the garbage collector's
+/// settings Kafka's start scripts give, its logging to standard output.
+fn java(classpath: &str, heap: &str, dir: &Path) -> Command {
+    java_logging(classpath, heap, dir, "log4j2.properties")
+}
+
+/// One of Kafka's command-line tools (`class`, e.g. `org.apache.kafka.tools.TopicCommand`)
+/// with a heap of `heap`, its logging (warnings) to standard error.
+pub fn tool(classpath: &str, heap: &str, class: &str) -> Command {
+    let mut command = java_logging(classpath, heap, &repo_root(), "log4j2-tools.properties");
+    command.arg(class).stdin(Stdio::null());
+    command
+}
+
+fn java_logging(classpath: &str, heap: &str, dir: &Path, logging: &str) -> Command {
     let mut command = Command::new("java");
     command
-        .arg(format!("-Xmx{HEAP}"))
-        .arg(format!("-Xms{HEAP}"))
+        .arg(format!("-Xmx{heap}"))
+        .arg(format!("-Xms{heap}"))
+        .args([
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-Djava.awt.headless=true",
+        ])
         .arg(format!(
             "-Dlog4j2.configurationFile={}",
-            repo_root().join("xtask/kafka/log4j2.properties").display()
+            repo_root().join("xtask/kafka").join(logging).display()
         ))
         .arg("-cp")
         .arg(classpath)
@@ -348,7 +407,7 @@ fn java(classpath: &str, dir: &Path) -> Command {
 /// Format node `node`'s storage (`kafka-storage.sh format`) with the SCRAM user.
 fn format(classpath: &str, config: &Path, cluster_id: &str, dir: &Path, node: u16) -> Result<()> {
     let (user, password) = SCRAM_USER;
-    let mut format = java(classpath, dir);
+    let mut format = java(classpath, HEAP, dir);
     format
         .arg("kafka.tools.StorageTool")
         .args(["format", "-t", cluster_id, "-c"])
@@ -367,14 +426,14 @@ fn format(classpath: &str, config: &Path, cluster_id: &str, dir: &Path, node: u1
 
 /// Start node `node` in a process group of its own, its output to its log; the log's length
 /// before it started.
-fn start(classpath: &str, config: &Path, dir: &Path, node: u16) -> Result<u64> {
+fn start(classpath: &str, heap: &str, config: &Path, dir: &Path, node: u16) -> Result<u64> {
     let log_path = log_file(dir, node);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)?;
     let from = log.metadata()?.len();
-    let mut command = java(classpath, dir);
+    let mut command = java(classpath, heap, dir);
     command
         .arg("kafka.Kafka")
         .arg(config)

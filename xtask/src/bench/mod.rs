@@ -1,11 +1,12 @@
 //! `cargo xtask bench produce | fetch | group | topics | failover | catchup | reassign | connect |
-//! rdkafka | compaction | offsets`:
+//! rdkafka | perf-test | compaction | offsets`:
 //! load a broker and print a table of the results.
 //!
 //! Every table carries the exact command line, the workload, the measured window, the broker's
 //! group-commit and fsync counters over that window, and how busy the machine was — on a small
 //! shared machine the last matters as much as the throughput.
 
+mod apache_kafka;
 mod batches;
 mod broker_process;
 mod catchup;
@@ -18,6 +19,7 @@ pub(crate) mod kafka;
 mod offsets;
 mod partitions;
 mod partitions_failover;
+mod perf_test;
 mod produce;
 mod rdkafka;
 mod reassign;
@@ -80,9 +82,14 @@ enum Workload {
     /// takes to serve every group's offsets again.
     Offsets(offsets::OffsetsArgs),
     /// One librdkafka producer (plain and idempotent, per record size) against a fresh broker
-    /// per run: msgs/s and the broker's CPU per GB, beside a peer broker (--peer-bin) or on the
-    /// local three-broker cluster at acks=all (--cluster).
+    /// per run: msgs/s and the broker's CPU per GB, beside a peer broker (--peer-bin) or Apache
+    /// Kafka at both durability settings (--peer kafka), one node or three at acks=all
+    /// (--cluster).
     Rdkafka(rdkafka::RdkafkaArgs),
+    /// Kafka's own kafka-producer-perf-test and kafka-consumer-perf-test (1 and 8 producers,
+    /// plain and idempotent, 100 B and 1 KiB) against a fresh broker and against Apache Kafka
+    /// as shipped and with flush.messages=1, runs alternating; --cluster: three nodes each.
+    PerfTest(perf_test::PerfTestArgs),
 }
 
 /// Which broker to load, and how to reach its metrics.
@@ -267,6 +274,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Workload::Connect(args) => connect::connect_bench(args).await,
             Workload::Compaction(args) => compaction::compaction_bench(args).await,
             Workload::Offsets(args) => offsets::offsets_bench(args).await,
+            Workload::PerfTest(args) => perf_test::perf_test_bench(args).await,
         }
     })
 }
@@ -657,6 +665,29 @@ fn count(n: i64, noun: &str) -> String {
 fn seconds(secs: f64, what: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(secs)
         .map_err(|_| anyhow!("{what} must be a non-negative number of seconds"))
+}
+
+/// The median of `values` (0 when empty).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The repository's commit, abbreviated, and its date.
+pub(crate) fn commit_of_repo() -> String {
+    std::process::Command::new("git")
+        .args(["log", "-1", "--format=%h %cs"])
+        .current_dir(crate::repo_root())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

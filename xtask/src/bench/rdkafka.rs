@@ -1,8 +1,8 @@
 //! `cargo xtask bench rdkafka`: one librdkafka producer (the `loadgen` crate), configured as
 //! the common clients are, against a fresh broker per run — plain and idempotent, at each
 //! record size — printing msgs/s and the broker's CPU per GB, beside a peer broker started the
-//! same way when one is given (`--peer-bin`), or on the local three-broker cluster at acks=all
-//! (`--cluster`).
+//! same way when one is given (`--peer-bin`), or Apache Kafka at both its durability settings
+//! (`--peer kafka`), on one node or on three at acks=all (`--cluster`).
 //!
 //! Many producers with a request or two each (`bench produce`) never show what one producer
 //! meets when it pipelines its batches as librdkafka and the Java client do; this does. Runs
@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 
+use super::apache_kafka::{Durability, FreshKafka};
 use super::broker_process::SpawnedBroker;
 use super::stats::{self, Table};
 use super::BrokerArgs;
@@ -38,6 +39,7 @@ pub struct RdkafkaArgs {
     megabytes: f64,
     /// The local three-broker cluster (started here, in <target>/bench/rdkafka-cluster), a
     /// topic of one partition with three replicas, acks=all.
+    /// With `--peer kafka`, Kafka runs three nodes too.
     #[arg(long, conflicts_with = "peer_bin")]
     cluster: bool,
     /// The broker binary [default: <target>/release/broker, built first].
@@ -53,6 +55,13 @@ pub struct RdkafkaArgs {
     /// fresh directory. Default for a binary named `tansu*`: its memory storage on {port}.
     #[arg(long, allow_hyphen_values = true, requires = "peer_bin")]
     peer_arg: Vec<String>,
+    /// Apache Kafka measured beside ours, a fresh run (one node, or three with `--cluster`)
+    /// for each measured run, at each of `--kafka-durability`.
+    #[arg(long, value_enum, conflicts_with_all = ["peer_bin", "sasl_ssl"])]
+    peer: Option<PeerKind>,
+    /// Kafka's durability settings measured with `--peer kafka`.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Durability::Shipped, Durability::Flush])]
+    kafka_durability: Vec<Durability>,
     /// Before each run: sync, drop the page cache and wait 3 s (as root), so that every run,
     /// of either broker, starts from the same memory state (on a VM, the first touch of memory
     /// the host has taken back costs several times a touch of memory in use).
@@ -66,9 +75,20 @@ pub struct RdkafkaArgs {
     /// `read_committed` consumer: their end-to-end latency (0: none).
     #[arg(long, default_value_t = 2000)]
     e2e_messages: u64,
+    /// Messages the producer sends (and has acknowledged) before the measured ones: with
+    /// `--peer kafka`, enough for a fresh JVM to compile its hot paths.
+    #[arg(long, default_value_t = 10_000)]
+    warmup_messages: u64,
     /// A librdkafka property for the producer (`key=value`, repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
+}
+
+/// A peer that xtask knows how to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PeerKind {
+    /// Apache Kafka ([`crate::kafka::VERSION`], KRaft), from Maven Central.
+    Kafka,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -115,6 +135,8 @@ struct Sample {
     /// End to end, from the send to a `read_committed` consumer: median and 99th percentile
     /// (ms).
     e2e_ms: Option<(f64, f64)>,
+    /// The broker's (or brokers', summed) peak resident memory, MB.
+    peak_rss_mb: f64,
 }
 
 /// One broker (or cluster) under test, started fresh for each run.
@@ -131,6 +153,9 @@ enum System<'a> {
         binary: &'a Path,
         args: Vec<String>,
     },
+    Kafka {
+        durability: Durability,
+    },
 }
 
 impl System<'_> {
@@ -142,6 +167,7 @@ impl System<'_> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "peer".into()),
+            System::Kafka { durability } => durability.name(),
         }
     }
 }
@@ -165,6 +191,16 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
             args: peer_args(peer, &args.peer_arg)?,
         });
     }
+    if args.peer == Some(PeerKind::Kafka) {
+        if args.kafka_durability.is_empty() {
+            bail!("--kafka-durability must not be empty");
+        }
+        systems.extend(
+            args.kafka_durability
+                .iter()
+                .map(|&durability| System::Kafka { durability }),
+        );
+    }
     if args.sasl_ssl {
         systems.push(System::OursSecured {
             binary: &binary,
@@ -181,12 +217,13 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                 for (yi, system) in systems.iter().enumerate() {
                     let sample = run_one(&args, &loadgen, system, size, mode).await?;
                     println!(
-                        "xtask: round {round}, {size} B, {}, {}: {} msg/s, {:.1} MB/s, broker CPU {:.2} s/GB",
+                        "xtask: round {round}, {size} B, {}, {}: {} msg/s, {:.1} MB/s, broker CPU {:.2} s/GB, peak RSS {:.0} MB",
                         mode.name(),
                         system.name(),
                         stats::thousands(sample.msgs_per_sec),
                         sample.mb_per_sec,
-                        sample.cpu_s_per_gb
+                        sample.cpu_s_per_gb,
+                        sample.peak_rss_mb
                     );
                     samples[si][mi][yi].push(sample);
                 }
@@ -195,7 +232,7 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
     }
     let mut table = Table::default();
     table.row("command", crate::invocation());
-    table.row("commit", commit_of_repo());
+    table.row("commit", super::commit_of_repo());
     table.row(
         "workload",
         format!(
@@ -209,7 +246,7 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                 .collect::<String>(),
             args.megabytes,
             if args.cluster {
-                " x 3 replicas on 3 local brokers (CPU: the three together)"
+                " x 3 replicas on 3 local brokers (CPU and RSS: the three together)"
             } else {
                 ", single node"
             },
@@ -230,8 +267,8 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                     }
                     format!(
                         ", {what} p50 {:.1} ms, p99 {:.1} ms",
-                        median(&values.iter().map(|c| c.0).collect::<Vec<_>>()),
-                        median(&values.iter().map(|c| c.1).collect::<Vec<_>>())
+                        super::median(&values.iter().map(|c| c.0).collect::<Vec<_>>()),
+                        super::median(&values.iter().map(|c| c.1).collect::<Vec<_>>())
                     )
                 };
                 let commits = latency("commit", commits)
@@ -242,14 +279,15 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                 table.row(
                     format!("{size} B {} {}", mode.name(), system.name()),
                     format!(
-                        "{} msg/s (runs {}), {:.1} MB/s, broker CPU {:.2} s/GB{commits}",
-                        stats::thousands(median(&msgs)),
+                        "{} msg/s (runs {}), {:.1} MB/s, broker CPU {:.2} s/GB, peak RSS {:.0} MB{commits}",
+                        stats::thousands(super::median(&msgs)),
                         msgs.iter()
                             .map(|m| stats::thousands(*m))
                             .collect::<Vec<_>>()
                             .join(" / "),
-                        median(&runs.iter().map(|s| s.mb_per_sec).collect::<Vec<_>>()),
-                        median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>()),
+                        super::median(&runs.iter().map(|s| s.mb_per_sec).collect::<Vec<_>>()),
+                        super::median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>()),
+                        super::median(&runs.iter().map(|s| s.peak_rss_mb).collect::<Vec<_>>()),
                     ),
                 );
             }
@@ -281,22 +319,18 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                     }
                 }
             }
-            if systems.len() > 1 {
-                let ours = &samples[si][mi][0];
-                let peer = &samples[si][mi][1];
-                let cpu = |runs: &[Sample]| {
-                    median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>())
-                };
+            let ours = &samples[si][mi][0];
+            let cpu = |runs: &[Sample]| {
+                super::median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>())
+            };
+            for (yi, other) in systems.iter().enumerate().skip(1) {
+                let other_runs = &samples[si][mi][yi];
                 table.row(
-                    format!(
-                        "{size} B {} stillwater / {}",
-                        mode.name(),
-                        systems[1].name()
-                    ),
+                    format!("{size} B {} stillwater / {}", mode.name(), other.name()),
                     format!(
                         "{:.2} msg/s, {:.2} CPU per GB",
-                        ratios(ours, peer),
-                        cpu(ours) / cpu(peer).max(1e-9)
+                        ratios(ours, other_runs),
+                        cpu(ours) / cpu(other_runs).max(1e-9)
                     ),
                 );
             }
@@ -315,17 +349,7 @@ fn ratios(a: &[Sample], b: &[Sample]) -> f64 {
         .zip(b)
         .map(|(a, b)| a.msgs_per_sec / b.msgs_per_sec.max(1e-9))
         .collect();
-    median(&r)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    super::median(&r)
 }
 
 /// One measured run on a fresh broker (or cluster).
@@ -345,6 +369,7 @@ async fn run_one(
         format!("--messages={messages}"),
         "--create-partitions=1".to_string(),
         "--wait-go".to_string(),
+        format!("--warmup={}", args.warmup_messages),
     ];
     if mode == Mode::Idempotent {
         loadgen_args.push("--idempotent".into());
@@ -444,11 +469,27 @@ async fn run_one(
             peer.stop();
             outcome
         }
+        System::Kafka { durability } => {
+            let kafka = FreshKafka::start(if args.cluster { 3 } else { 1 }, *durability)?;
+            if args.cluster {
+                loadgen_args.push("--replication-factor=3".into());
+            }
+            let outcome = measure(
+                loadgen,
+                kafka.bootstrap(),
+                &loadgen_args,
+                &kafka.pids(),
+                size,
+                messages,
+            );
+            kafka.stop(outcome.is_err());
+            outcome
+        }
     }
 }
 
 /// How a fresh broker of ours is started for one run.
-fn spawn_args(binary: &Path, broker_arg: Vec<String>) -> BrokerArgs {
+pub(super) fn spawn_args(binary: &Path, broker_arg: Vec<String>) -> BrokerArgs {
     BrokerArgs {
         addr: String::new(),
         metrics_addr: String::new(),
@@ -517,6 +558,7 @@ fn measure(
         .iter()
         .any(|a| a.starts_with("--e2e-messages="));
     let outcome = drive(&mut child, pids, e2e);
+    let peak_rss: u64 = pids.iter().map(|&p| stats::peak_rss_bytes(p)).sum();
     let _ = child.kill();
     let status = child.wait()?;
     let (cpu, result, e2e) = outcome.with_context(|| format!("loadgen ({status})"))?;
@@ -547,6 +589,7 @@ fn measure(
         cpu_s_per_gb: cpu.as_secs_f64() / gb,
         commit_ms,
         e2e_ms,
+        peak_rss_mb: peak_rss as f64 / 1e6,
     })
 }
 
@@ -711,15 +754,4 @@ fn rdkafka_version(loadgen: &Path) -> String {
         .map(|s| format!("librdkafka {}", s.trim()))
         .filter(|s| s.len() > "librdkafka ".len())
         .unwrap_or_else(|| "librdkafka".into())
-}
-
-fn commit_of_repo() -> String {
-    Command::new("git")
-        .args(["log", "-1", "--format=%h %cs"])
-        .current_dir(crate::repo_root())
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }

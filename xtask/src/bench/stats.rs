@@ -202,11 +202,22 @@ pub fn cpu_count() -> usize {
 
 /// A process's resident memory now (VmRSS in /proc/PID/status), 0 if it cannot be read.
 pub fn rss_bytes(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// The most resident memory a process has had (VmHWM in /proc/PID/status), 0 if it cannot be
+/// read.
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:")
+}
+
+/// A field of /proc/PID/status given in kB, in bytes.
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
