@@ -40,8 +40,9 @@ pub struct LogConfig {
     pub timestamp_before_max_ms: i64,
     #[serde(default = "unlimited_ms")]
     pub timestamp_after_max_ms: i64,
-    /// Replicas that must have an `acks=all` write (`min.insync.replicas`); on a single node
-    /// anything above 1 refuses `acks=all` with NOT_ENOUGH_REPLICAS, as Kafka would.
+    /// Replicas that must have an `acks=all` write (`min.insync.replicas`); above the
+    /// partition's replicas it asks for all of them (on a single node, this broker), as
+    /// Kafka's effective minimum does.
     #[serde(default = "one")]
     pub min_insync_replicas: i32,
     /// The codec batches are stored with (`compression.type`).
@@ -262,7 +263,7 @@ pub const KEYS: &[Key] = &[
     key("min.compaction.lag.ms", "0", Type::Long, 0, Honoured, Some("log.cleaner.min.compaction.lag.ms"),
         "Shortest time a record of a compacted topic stays uncleaned (every value stays readable that long)."),
     key("min.insync.replicas", "1", Type::Int, 1, Honoured, Some("min.insync.replicas"),
-        "Replicas that must hold an acks=all write durably before it is answered (at least a majority in a cluster); with fewer in sync, acks=all is refused (NOT_ENOUGH_REPLICAS)."),
+        "Replicas that must hold an acks=all write durably before it is answered (at least a majority in a cluster); with fewer in sync, acks=all is refused (NOT_ENOUGH_REPLICAS); above the partition's replicas, all of them."),
     key("preallocate", "false", Type::Boolean, 0, DefaultOnly("the broker writes zeros ahead of the active segment by its own setting (preallocate_bytes)"), Some("log.preallocate"),
         "Whether a new segment's file is allocated whole."),
     key("remote.log.copy.disable", "false", Type::Boolean, 0, DefaultOnly(NO_TIERED), None,

@@ -47,7 +47,9 @@ def broker_bin() -> str:
 # The harness's own STILLWATER_* variables are not broker settings (the broker refuses
 # unknown STILLWATER_* variables), so they stay out of the broker's environment.
 HARNESS_VARS = ("STILLWATER_BROKER_BIN", "STILLWATER_TEST_IO_ENGINE", "STILLWATER_KAFKA_BOOTSTRAP",
-                "STILLWATER_KAFKA_SASL_BOOTSTRAP")
+                "STILLWATER_KAFKA_SASL_BOOTSTRAP", "STILLWATER_KAFKA_SSL_BOOTSTRAP",
+                "STILLWATER_KAFKA_SASL_SSL_BOOTSTRAP", "STILLWATER_KAFKA_CERTS",
+                "STILLWATER_KAFKA_CLUSTER_BOOTSTRAP")
 
 
 def broker_env(**extra) -> dict:

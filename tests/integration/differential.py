@@ -75,24 +75,47 @@ REQUESTS, RESPONSES = _messages()
 
 
 class Server:
-    """One server (Kafka or the broker) seen through one connection."""
+    """One server (Kafka or the broker) seen through one connection to the first address of
+    `bootstrap`; in a cluster, a step's `to` sends it through a connection to another node
+    (`via`)."""
 
-    def __init__(self, name, bootstrap):
+    def __init__(self, name, bootstrap, tls=None):
         self.name = name
         host, port = bootstrap.split(",")[0].rsplit(":", 1)
         self.addr = (host, int(port))
+        # An ssl.SSLContext for a TLS listener, or None.
+        self.tls = tls
         self.sock = None
         self.correlation_id = 0
         self.versions = None
         # Values kept from this server's answers (a producer id …), by name.
         self.saved = {}
+        # Connections to the cluster's other nodes, by address.
+        self.others = {}
+
+    def via(self, addr):
+        """This server seen through a connection to the node at `addr`."""
+        if addr == self.addr:
+            return self
+        other = self.others.get(addr)
+        if other is None:
+            other = Server(self.name, f"{addr[0]}:{addr[1]}", self.tls)
+            other.versions = self.versions
+            other.saved = self.saved
+            self.others[addr] = other
+        return other
 
     def connect(self):
         self.close()
-        self.sock = socket.create_connection(self.addr, timeout=30)
-        self.sock.settimeout(30)
+        sock = socket.create_connection(self.addr, timeout=30)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_hostname="localhost")
+        sock.settimeout(30)
+        self.sock = sock
 
     def close(self):
+        for other in self.others.values():
+            other.close()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -306,6 +329,24 @@ def _record(r):
     return {"delta": delta, "key": key, "value": value, "headers": headers}
 
 
+# Fields holding node ids: in a case run on three nodes, each server places replicas and
+# coordinators its own way, so a node id is compared only as present (`<node>`) or not (-1).
+NODE_FIELDS = ("leader_id", "node_id", "replica_nodes[]", "isr_nodes[]", "offline_replicas[]",
+               "eligible_leader_replicas[]", "last_known_elr[]", "broker_id", "coordinator_id")
+
+
+def without_node_ids(flat):
+    """A flattened answer with every node id (>= 0) as `<node>`."""
+    out = {}
+    for path, value in flat.items():
+        generic = _generic(path)
+        if isinstance(value, int) and value >= 0 and any(
+                generic == f or generic.endswith("." + f) for f in NODE_FIELDS):
+            value = "<node>"
+        out[path] = value
+    return out
+
+
 # Lists compared as sets keyed by a field (their order is not Kafka's promise): configs by
 # name (`configs{retention.ms}.value`), groups by id (Kafka answers them shard by shard).
 KEYED = {"configs": "name", "synonyms": "name", "groups": "group_id"}
@@ -462,6 +503,8 @@ def run_step(server, step, version, names):
         return None
     if "scram" in step:
         return scram_login(server, step["scram"], substitute(step["user"], names), step["password"])
+    if "to" in step:
+        server = route(server, step, names)
     deadline = time.time() + RETRY_S
     while True:
         answer = server.call(step["api"], version, substitute(step.get("request", {}), {**names, **server.saved}))
@@ -532,13 +575,67 @@ def wait_leaders(server, topic):
             ts = answer.topics
             if ts and ts[0].error_code == 0 and all(p.leader_id >= 0 and p.error_code == 0 for p in ts[0].partitions):
                 # Kafka's metadata may name a leader a moment before that broker serves the
-                # partition: wait until its offsets are answered too.
-                partitions = [{"partition_index": p.partition_index, "timestamp": -1} for p in ts[0].partitions]
-                offsets = server.call("ListOffsets", 1, {"replica_id": -1, "topics": [{"name": topic, "partitions": partitions}]})
-                if not isinstance(offsets, str) and all(p.error_code == 0 for t in offsets.topics for p in t.partitions):
+                # partition: wait until each leader answers its partition's offsets too.
+                nodes = {b.node_id: (b.host, b.port) for b in answer.brokers}
+                if all(_serves(server.via(nodes[p.leader_id]), topic, p.partition_index)
+                       for p in ts[0].partitions if p.leader_id in nodes):
                     return None
         time.sleep(0.1)
     raise AssertionError(f"{server.name}: {topic} has no leader after {LEADER_WAIT_S} s")
+
+
+def _serves(server, topic, partition):
+    offsets = server.call("ListOffsets", 1, {"replica_id": -1, "topics": [
+        {"name": topic, "partitions": [{"partition_index": partition, "timestamp": -1}]}]})
+    return not isinstance(offsets, str) and all(p.error_code == 0 for t in offsets.topics for p in t.partitions)
+
+
+# Where a step's `to` sends it in a cluster: "leader" or "follower" of `{topic}`'s partition
+# `partition` (default 0), the "coordinator" of `key` (default `{group}`; `key_type` 1: a
+# transactional id) or a node that is "not-coordinator".
+ROUTES = ("leader", "follower", "coordinator", "not-coordinator")
+
+
+def route(server, step, names):
+    """The server seen through the node a step's `to` names."""
+    to = step["to"]
+    if to not in ROUTES:
+        raise ValueError(f"unknown `to`: {to!r} (one of {ROUTES})")
+    deadline = time.time() + RETRY_S
+    while True:
+        target = _node_for(server, step, names, to)
+        if target is not None:
+            return server.via(target)
+        if time.time() > deadline:
+            raise AssertionError(f"{server.name}: no node is the {to} for {step}")
+        time.sleep(0.2)
+
+
+def _node_for(server, step, names, to):
+    topic = substitute("{topic}", names)
+    md = server.call("Metadata", 1, {"topics": [{"name": topic}] if to in ("leader", "follower") else [],
+                                      "allow_auto_topic_creation": False})
+    if isinstance(md, str):
+        return None
+    nodes = {b.node_id: (b.host, b.port) for b in md.brokers}
+    if to in ("leader", "follower"):
+        partition = step.get("partition", 0)
+        found = [p for t in md.topics for p in t.partitions if p.partition_index == partition]
+        if not found or found[0].leader_id < 0:
+            return None
+        p = found[0]
+        if to == "leader":
+            return nodes.get(p.leader_id)
+        followers = [r for r in p.replica_nodes if r != p.leader_id and r in nodes]
+        return nodes[followers[0]] if followers else None
+    key = substitute(step.get("key", "{group}"), names)
+    found = server.call("FindCoordinator", 1, {"key": key, "key_type": step.get("key_type", 0)})
+    if isinstance(found, str) or found.error_code != 0:
+        return None
+    if to == "coordinator":
+        return nodes.get(found.node_id)
+    others = sorted(n for n in nodes if n != found.node_id)
+    return nodes[others[0]] if others else None
 
 
 def run_case(case, index, kafka, broker, differences):
@@ -559,6 +656,8 @@ def run_case(case, index, kafka, broker, differences):
                 continue
             k = flatten(answers["kafka"])
             b = flatten(answers["broker"])
+            if case.get("nodes", 1) > 1:
+                k, b = without_node_ids(k), without_node_ids(b)
             if "only" in step:
                 # The step compares these fields alone (patterns of generic paths).
                 def kept(flat):

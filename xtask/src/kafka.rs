@@ -10,11 +10,13 @@
 //! outlive the command, and `down` stops them by their pids (SIGTERM, SIGKILL after 30 s).
 //!
 //! Ports, apart from the broker's (9092–9100, 19092–19100): node N's PLAINTEXT listener on
-//! 127.0.0.1:2909(1+N), its SASL_PLAINTEXT listener (SCRAM-SHA-256 and -512, user
-//! [`SCRAM_USER`]) on 2929(1+N), its controller listener on 2919(1+N); the differential
-//! suite's own Kafka 400 higher (29492…), so that both may run at once. Topics and internal
-//! topics are made with Kafka's defaults, replicated `min(3, nodes)` ways. A heap of
-//! [`HEAP`] per node suits this two-core machine.
+//! 127.0.0.1:2909(1+N), its controller listener on 2919(1+N), its SASL_PLAINTEXT listener
+//! (SCRAM-SHA-256 and -512, user [`SCRAM_USER`]) on 2929(1+N), its SSL listener on 2939(1+N)
+//! and its SASL_SSL listener on 2949(1+N). TLS presents a certificate for localhost and
+//! 127.0.0.1 signed by a CA of the run (`certs/ca.pem`; made as the local cluster's are). The
+//! differential suite's own runs and the benchmarks' start higher (29600, 30100, 30600), so
+//! that all may run at once. Topics and internal topics are made with Kafka's defaults,
+//! replicated `min(3, nodes)` ways. A heap of [`HEAP`] per node suits this two-core machine.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -75,9 +77,15 @@ pub fn run(args: &KafkaArgs) -> Result<()> {
         KafkaCommand::Up(u) => {
             let kafka = Kafka::up(&crate::cluster::resolve(&u.at.dir), u.nodes, BASE_PORT)?;
             println!(
-                "xtask: Kafka {VERSION} runs: {} (SASL_PLAINTEXT with SCRAM user {}: {}); \
-                 stop it with `cargo xtask kafka down`",
-                kafka.bootstrap, SCRAM_USER.0, kafka.sasl_bootstrap
+                "xtask: Kafka {VERSION} runs: {} (SASL_PLAINTEXT with SCRAM user {}: {}; SSL: \
+                 {}; SASL_SSL: {}; the certificates' CA: {}); stop it with `cargo xtask kafka \
+                 down`",
+                kafka.bootstrap,
+                SCRAM_USER.0,
+                kafka.sasl_bootstrap,
+                kafka.ssl_bootstrap,
+                kafka.sasl_ssl_bootstrap,
+                kafka.ca.display()
             );
             Ok(())
         }
@@ -130,6 +138,12 @@ pub struct Kafka {
     pub bootstrap: String,
     /// The SASL_PLAINTEXT listeners (SCRAM, [`SCRAM_USER`]).
     pub sasl_bootstrap: String,
+    /// The SSL listeners.
+    pub ssl_bootstrap: String,
+    /// The SASL_SSL listeners (SCRAM, [`SCRAM_USER`]).
+    pub sasl_ssl_bootstrap: String,
+    /// The CA that signed the nodes' certificate (PEM).
+    pub ca: PathBuf,
 }
 
 impl Kafka {
@@ -156,13 +170,14 @@ impl Kafka {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("nodes"), format!("{nodes}\n"))?;
         let cluster_id = cluster_id(dir)?;
+        let tls = keystore(dir)?;
         let mut started = Vec::new();
         for node in 1..=nodes {
             if let Some(pid) = running(dir, node) {
                 println!("xtask: Kafka node {node} already runs (pid {pid})");
                 continue;
             }
-            let config = write_config(dir, node, nodes, base, &launch.settings)?;
+            let config = write_config(dir, node, nodes, base, &tls, &launch.settings)?;
             if !node_dir(dir, node)
                 .join("data")
                 .join("meta.properties")
@@ -186,6 +201,9 @@ impl Kafka {
             nodes,
             bootstrap: listeners(client_port),
             sasl_bootstrap: listeners(sasl_port),
+            ssl_bootstrap: listeners(ssl_port),
+            sasl_ssl_bootstrap: listeners(sasl_ssl_port),
+            ca: tls.ca,
         })
     }
 
@@ -204,8 +222,10 @@ impl Kafka {
 
 /// The first client port of a run made by `cargo xtask kafka up`.
 pub const BASE_PORT: u16 = 29092;
-/// The first client port of the differential suite's own run (so that both may run at once).
-const DIFFERENTIAL_BASE_PORT: u16 = 29492;
+/// The first client port of the differential suite's single-node run and of its three-node
+/// run (so that all may run at once; a run spans 403 ports).
+const DIFFERENTIAL_BASE_PORT: u16 = 29600;
+const DIFFERENTIAL_CLUSTER_BASE_PORT: u16 = 30100;
 
 /// Node `node`'s ports in a run whose first client port is `base`: its client listener, its
 /// controller listener (100 above) and its SASL listener (200 above).
@@ -219,6 +239,38 @@ fn controller_port(base: u16, node: u16) -> u16 {
 
 fn sasl_port(base: u16, node: u16) -> u16 {
     base + 200 + node - 1
+}
+
+fn ssl_port(base: u16, node: u16) -> u16 {
+    base + 300 + node - 1
+}
+
+fn sasl_ssl_port(base: u16, node: u16) -> u16 {
+    base + 400 + node - 1
+}
+
+/// The TLS files of a run.
+struct Tls {
+    /// The CA clients trust.
+    ca: PathBuf,
+    /// The nodes' private key and certificate chain in one PEM file (Kafka's PEM key store).
+    keystore: PathBuf,
+}
+
+/// The run's certificate (made first, with [`crate::secure::certificates`]) and its key store.
+fn keystore(dir: &Path) -> Result<Tls> {
+    let certs = crate::secure::certificates(&dir.join("certs"))?;
+    let keystore = dir.join("certs").join("keystore.pem");
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    std::fs::write(
+        &keystore,
+        read(&certs.key)? + &read(&certs.cert)? + &read(&certs.ca)?,
+    )?;
+    Ok(Tls {
+        ca: certs.ca,
+        keystore,
+    })
 }
 
 fn node_dir(dir: &Path, node: u16) -> PathBuf {
@@ -247,22 +299,37 @@ pub fn running(dir: &Path, node: u16) -> Option<u32> {
     crate::cluster::running_from(&pid_file(dir, node))
 }
 
-/// Stop every running node of the run in `dir`; how many ran.
+/// Stop every running node of the run in `dir` at once (SIGTERM to each, then SIGKILL to any
+/// that still runs after 30 s: the last node of a three-node run stopped alone would wait for
+/// a controller quorum that is gone); how many ran.
 pub fn stop_all(dir: &Path) -> usize {
-    let mut stopped = 0;
-    for node in 1..=size_of(dir).unwrap_or(0) {
-        let Some(pid) = running(dir, node) else {
-            continue;
-        };
-        if crate::cluster::terminate(pid, Duration::from_secs(30)) {
+    let nodes: Vec<(u16, u32)> = (1..=size_of(dir).unwrap_or(0))
+        .filter_map(|node| Some((node, running(dir, node)?)))
+        .collect();
+    let stopped: Vec<(u16, u32, bool)> = std::thread::scope(|s| {
+        let stopping: Vec<_> = nodes
+            .iter()
+            .map(|&(node, pid)| {
+                s.spawn(move || {
+                    let gentle = crate::cluster::terminate(pid, Duration::from_secs(30));
+                    (node, pid, gentle)
+                })
+            })
+            .collect();
+        stopping
+            .into_iter()
+            .map(|t| t.join().expect("a stopping thread does not panic"))
+            .collect()
+    });
+    for &(node, pid, gentle) in &stopped {
+        if gentle {
             println!("xtask: Kafka node {node} (pid {pid}) stopped");
         } else {
             println!("xtask: Kafka node {node} (pid {pid}) did not stop within 30 s: killed");
         }
         let _ = std::fs::remove_file(pid_file(dir, node));
-        stopped += 1;
     }
-    stopped
+    stopped.len()
 }
 
 /// Kafka's class path, asked of Maven once per version (`dependency:build-classpath` on
@@ -325,6 +392,7 @@ fn write_config(
     node: u16,
     nodes: u16,
     base: u16,
+    tls: &Tls,
     settings: &[String],
 ) -> Result<PathBuf> {
     let node_dir = node_dir(dir, node);
@@ -339,14 +407,20 @@ fn write_config(
          process.roles=broker,controller\n\
          node.id={node}\n\
          controller.quorum.voters={voters}\n\
-         listeners=PLAINTEXT://127.0.0.1:{client},SASL_PLAINTEXT://127.0.0.1:{sasl},CONTROLLER://127.0.0.1:{controller}\n\
-         advertised.listeners=PLAINTEXT://127.0.0.1:{client},SASL_PLAINTEXT://127.0.0.1:{sasl}\n\
-         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         listeners=PLAINTEXT://127.0.0.1:{client},SASL_PLAINTEXT://127.0.0.1:{sasl},SSL://127.0.0.1:{ssl},SASL_SSL://127.0.0.1:{sasl_ssl},CONTROLLER://127.0.0.1:{controller}\n\
+         advertised.listeners=PLAINTEXT://127.0.0.1:{client},SASL_PLAINTEXT://127.0.0.1:{sasl},SSL://127.0.0.1:{ssl},SASL_SSL://127.0.0.1:{sasl_ssl}\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT\n\
          controller.listener.names=CONTROLLER\n\
          inter.broker.listener.name=PLAINTEXT\n\
          sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512\n\
          listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
          listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         ssl.keystore.type=PEM\n\
+         ssl.keystore.location={keystore}\n\
+         ssl.truststore.type=PEM\n\
+         ssl.truststore.location={ca}\n\
          log.dirs={data}\n\
          offsets.topic.replication.factor={replicas}\n\
          transaction.state.log.replication.factor={replicas}\n\
@@ -356,6 +430,10 @@ fn write_config(
          default.replication.factor={replicas}\n",
         client = client_port(base, node),
         sasl = sasl_port(base, node),
+        ssl = ssl_port(base, node),
+        sasl_ssl = sasl_ssl_port(base, node),
+        keystore = tls.keystore.display(),
+        ca = tls.ca.display(),
         controller = controller_port(base, node),
         data = node_dir.join("data").display(),
         min_isr = replicas.min(2),
@@ -487,13 +565,32 @@ fn wait_started(dir: &Path, node: u16, base: u16, log_from: u64) -> Result<()> {
 }
 
 /// `cargo xtask differential`: the differential suite (`tests/integration/test_differential.py`)
-/// against a fresh single-node Kafka (in `<target>/kafka-differential`, stopped after) and a
-/// broker of `broker_bin` the suite starts.
+/// against a fresh single-node Kafka and a fresh three-node one (in
+/// `<target>/kafka-differential` and `…-cluster`, stopped after) and brokers of `broker_bin`
+/// the suite starts.
 pub fn differential(python: &Path, broker_bin: &Path) -> Result<()> {
-    let dir = target_dir().join("kafka-differential");
-    stop_all(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let kafka = Kafka::up(&dir, 1, DIFFERENTIAL_BASE_PORT)?;
+    let fresh = |name: &str, nodes: u16, base: u16| -> Result<Kafka> {
+        let dir = target_dir().join(name);
+        stop_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        Kafka::up(&dir, nodes, base)
+    };
+    let kafka = fresh("kafka-differential", 1, DIFFERENTIAL_BASE_PORT)?;
+    let cluster = match fresh(
+        "kafka-differential-cluster",
+        3,
+        DIFFERENTIAL_CLUSTER_BASE_PORT,
+    ) {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            kafka.down();
+            return Err(e);
+        }
+    };
+    let certs = kafka
+        .ca
+        .parent()
+        .expect("the CA is in the run's certs folder");
     let mut pytest = Command::new(python);
     pytest
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
@@ -501,16 +598,24 @@ pub fn differential(python: &Path, broker_bin: &Path) -> Result<()> {
         .current_dir(repo_root())
         .env("STILLWATER_BROKER_BIN", broker_bin)
         .env("STILLWATER_KAFKA_BOOTSTRAP", &kafka.bootstrap)
-        .env("STILLWATER_KAFKA_SASL_BOOTSTRAP", &kafka.sasl_bootstrap);
+        .env("STILLWATER_KAFKA_SASL_BOOTSTRAP", &kafka.sasl_bootstrap)
+        .env("STILLWATER_KAFKA_SSL_BOOTSTRAP", &kafka.ssl_bootstrap)
+        .env(
+            "STILLWATER_KAFKA_SASL_SSL_BOOTSTRAP",
+            &kafka.sasl_ssl_bootstrap,
+        )
+        .env("STILLWATER_KAFKA_CERTS", certs)
+        .env("STILLWATER_KAFKA_CLUSTER_BOOTSTRAP", &cluster.bootstrap);
     let outcome = crate::test::step(
         &format!(
-            "differential tests against Kafka {VERSION} in {} (nodes: {})",
+            "differential tests against Kafka {VERSION} in {} (one node) and {} (three)",
             kafka.dir.display(),
-            kafka.nodes
+            cluster.dir.display()
         ),
         pytest,
     );
     kafka.down();
+    cluster.down();
     outcome
 }
 

@@ -536,6 +536,24 @@ impl Broker {
                     format!("topic currently has {now} partitions, which is higher than or equal to the requested {count}"),
                 ));
             }
+            // Every new partition has the topic's replication factor, as Kafka requires.
+            let rf = topic
+                .partitions
+                .iter()
+                .find(|p| p.moving.is_none())
+                .map(|p| p.replicas.len());
+            if let (Some(rf), Some(a)) = (rf, assignments) {
+                if let Some(bad) = a.iter().find(|a| a.broker_ids.len() != rf) {
+                    return Err((
+                        error::INVALID_REPLICA_ASSIGNMENT,
+                        format!(
+                            "inconsistent replication factor: the topic's partitions have {rf} \
+                             replicas, a new one {}",
+                            bad.broker_ids.len()
+                        ),
+                    ));
+                }
+            }
             let lists = assignments.map(|a| {
                 a.iter()
                     .map(|a| a.broker_ids.iter().map(|b| b.0.max(0) as u64).collect())

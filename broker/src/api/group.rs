@@ -165,7 +165,8 @@ impl Broker {
             .await;
         let mut resp = JoinGroupResponse::default();
         resp.error_code = r.error;
-        resp.generation_id = r.generation;
+        // An error carries no generation (-1), as Kafka answers, whichever layer refused.
+        resp.generation_id = if r.error == 0 { r.generation } else { -1 };
         if version >= 7 {
             resp.protocol_type = r.protocol_type.map(StrBytes::from_string);
             resp.protocol_name = r.protocol_name.map(StrBytes::from_string);

@@ -10,7 +10,7 @@ use crate::target_dir;
 
 /// The first client port of a benchmark's Kafka (apart from `cargo xtask kafka up`'s and the
 /// differential suite's, so that all three may run at once).
-const BASE_PORT: u16 = 29792;
+const BASE_PORT: u16 = 30600;
 
 /// How Kafka makes a write durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -46,9 +46,12 @@ pub struct PerfTestArgs {
     /// replicated three ways.
     #[arg(long)]
     cluster: bool,
-    /// Kafka's durability settings measured beside ours (empty: ours alone).
+    /// Kafka's durability settings measured beside ours.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Durability::Shipped, Durability::Flush])]
     kafka_durability: Vec<Durability>,
+    /// Ours alone, no Kafka (a quicker look at one of our own rows).
+    #[arg(long)]
+    no_kafka: bool,
     /// The broker binary [default: <target>/release/broker, built first].
     #[arg(long)]
     broker_bin: Option<PathBuf>,
@@ -57,6 +60,10 @@ pub struct PerfTestArgs {
     /// under load, and each run starts a fresh one.
     #[arg(long, default_value_t = 50.0)]
     warmup_megabytes: f64,
+    /// Before each run: sync, drop the page cache and wait 3 s (as root), so that no run
+    /// pays for the writes an earlier one left in the page cache.
+    #[arg(long)]
+    no_drop_caches: bool,
     /// Each tool's Java heap.
     #[arg(long, default_value = "256m")]
     tool_heap: String,
@@ -126,7 +133,9 @@ pub async fn perf_test_bench(args: PerfTestArgs) -> Result<()> {
         None => cluster::release_broker()?,
     };
     let mut systems = vec![System::Ours];
-    systems.extend(args.kafka_durability.iter().map(|&d| System::Kafka(d)));
+    if !args.no_kafka {
+        systems.extend(args.kafka_durability.iter().map(|&d| System::Kafka(d)));
+    }
     let load_average_before = stats::load_average();
     let mut cases = Vec::new();
     for &size in &args.sizes {
@@ -346,6 +355,9 @@ async fn run_one(
     producers: usize,
     mode: Mode,
 ) -> Result<Sample> {
+    if !args.no_drop_caches {
+        super::rdkafka::drop_caches();
+    }
     let running = Running::start(args, binary, system).await?;
     let outcome = measure(args, classpath, &running, size, producers, mode);
     let failed = outcome.is_err();

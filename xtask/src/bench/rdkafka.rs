@@ -715,7 +715,7 @@ fn peer_args(binary: &Path, given: &[String]) -> Result<Vec<String>> {
 
 /// Sync, then drop the page cache, dentries and inodes, and let the host take the memory
 /// back; silently skipped where not permitted.
-fn drop_caches() {
+pub(super) fn drop_caches() {
     let _ = Command::new("sync").status();
     if std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok() {
         std::thread::sleep(Duration::from_secs(3));

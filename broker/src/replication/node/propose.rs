@@ -242,7 +242,8 @@ fn raft_proposal(from: NodeId, batches: Vec<Bytes>) -> Message {
 
 /// The copies an `acks=-1` proposal waits for beyond the commit (`min.insync.replicas` above a
 /// majority; 0 when the commit's majority is enough): refused before it is written when fewer
-/// replicas are in sync (NOT_ENOUGH_REPLICAS), as Kafka does.
+/// replicas are in sync (NOT_ENOUGH_REPLICAS), as Kafka does. A `min.insync.replicas` above
+/// the partition's replicas asks for all of them, as Kafka's effective minimum does.
 fn copies_required(
     g: &mut Group,
     me: NodeId,
@@ -253,6 +254,7 @@ fn copies_required(
     if acks != -1 || min_insync <= g.view.members().committed_copies() {
         return Ok(0);
     }
+    let min_insync = min_insync.min(g.view.members().replicas().len());
     let in_sync = in_sync(g, me, links);
     if in_sync < min_insync {
         return Err(ReplicaError::NotEnoughReplicas {
