@@ -371,19 +371,25 @@ fn cluster_id(dir: &Path) -> Result<String> {
     if let Ok(id) = std::fs::read_to_string(&file) {
         return Ok(id.trim().to_string());
     }
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .context("reading /dev/urandom")?;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut bits = u128::from_be_bytes(bytes);
-    let mut id = String::new();
-    for _ in 0..22 {
-        id.push(ALPHABET[(bits >> 122) as usize] as char);
-        bits <<= 6;
+    // As Kafka's own ids, never one that starts with '-' (a command line would read it as an
+    // option: one in 64 did, and `kafka-storage format -t` refused it).
+    loop {
+        let mut bytes = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .context("reading /dev/urandom")?;
+        let mut bits = u128::from_be_bytes(bytes);
+        let mut id = String::new();
+        for _ in 0..22 {
+            id.push(ALPHABET[(bits >> 122) as usize] as char);
+            bits <<= 6;
+        }
+        if !id.starts_with('-') {
+            std::fs::write(&file, &id)?;
+            return Ok(id);
+        }
     }
-    std::fs::write(&file, &id)?;
-    Ok(id)
 }
 
 /// Node `node`'s `server.properties`, written (again) into its folder.
@@ -488,7 +494,7 @@ fn format(classpath: &str, config: &Path, cluster_id: &str, dir: &Path, node: u1
     let mut format = java(classpath, HEAP, dir);
     format
         .arg("kafka.tools.StorageTool")
-        .args(["format", "-t", cluster_id, "-c"])
+        .args(["format", &format!("--cluster-id={cluster_id}"), "-c"])
         .arg(config)
         .args([
             "--add-scram",
