@@ -118,24 +118,25 @@ def tls_broker(tmp_path_factory):
         pytest.fail(f"the TLS broker died:\n{b.log_tail()}", pytrace=False)
 
 
-@pytest.fixture(scope="module")
-def ssl_servers(tls_broker):
-    b, context = tls_broker
-    kafka = differential.Server("kafka", KAFKA_SSL, tls=context)
-    broker = differential.Server("broker", f"127.0.0.1:{b.ssl_port}", tls=context)
+def _over_tls(context, kafka_bootstrap, broker_port):
+    """Kafka's and the TLS broker's listeners of one kind, seen over TLS."""
+    kafka = differential.Server("kafka", kafka_bootstrap, tls=context)
+    broker = differential.Server("broker", f"127.0.0.1:{broker_port}", tls=context)
     yield kafka, broker
     kafka.close()
     broker.close()
+
+
+@pytest.fixture(scope="module")
+def ssl_servers(tls_broker):
+    b, context = tls_broker
+    yield from _over_tls(context, KAFKA_SSL, b.ssl_port)
 
 
 @pytest.fixture(scope="module")
 def sasl_ssl_servers(tls_broker):
     b, context = tls_broker
-    kafka = differential.Server("kafka", KAFKA_SASL_SSL, tls=context)
-    broker = differential.Server("broker", f"127.0.0.1:{b.sasl_ssl_port}", tls=context)
-    yield kafka, broker
-    kafka.close()
-    broker.close()
+    yield from _over_tls(context, KAFKA_SASL_SSL, b.sasl_ssl_port)
 
 
 @pytest.fixture(scope="module")

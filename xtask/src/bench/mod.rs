@@ -667,6 +667,15 @@ fn seconds(secs: f64, what: &str) -> Result<Duration> {
         .map_err(|_| anyhow!("{what} must be a non-negative number of seconds"))
 }
 
+/// How a benchmark's table describes its topic's replicas: three nodes of each system, or one.
+pub(crate) fn replicas_note(cluster: bool) -> &'static str {
+    if cluster {
+        " x 3 replicas on 3 local nodes (CPU and RSS: the three together)"
+    } else {
+        ", single node"
+    }
+}
+
 /// The median of `values` (0 when empty).
 pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();

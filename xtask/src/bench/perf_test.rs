@@ -189,11 +189,7 @@ pub async fn perf_test_bench(args: PerfTestArgs) -> Result<()> {
             crate::kafka::VERSION,
             args.megabytes,
             args.partitions,
-            if args.cluster {
-                " x 3 replicas on 3 local nodes (CPU and RSS: the three together)"
-            } else {
-                ", single node"
-            },
+            super::replicas_note(args.cluster),
             args.rounds,
             stats::cpu_count()
         ),

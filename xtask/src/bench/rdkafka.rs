@@ -245,11 +245,7 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                 .map(|s| format!(", {s}"))
                 .collect::<String>(),
             args.megabytes,
-            if args.cluster {
-                " x 3 replicas on 3 local brokers (CPU and RSS: the three together)"
-            } else {
-                ", single node"
-            },
+            super::replicas_note(args.cluster),
             args.rounds,
             stats::cpu_count()
         ),
