@@ -667,38 +667,6 @@ fn seconds(secs: f64, what: &str) -> Result<Duration> {
         .map_err(|_| anyhow!("{what} must be a non-negative number of seconds"))
 }
 
-/// How a benchmark's table describes its topic's replicas: three nodes of each system, or one.
-pub(crate) fn replicas_note(cluster: bool) -> &'static str {
-    if cluster {
-        " x 3 replicas on 3 local nodes (CPU and RSS: the three together)"
-    } else {
-        ", single node"
-    }
-}
-
-/// The median of `values` (0 when empty).
-pub(crate) fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// The repository's commit, abbreviated, and its date.
-pub(crate) fn commit_of_repo() -> String {
-    std::process::Command::new("git")
-        .args(["log", "-1", "--format=%h %cs"])
-        .current_dir(crate::repo_root())
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,7 +177,7 @@ pub async fn perf_test_bench(args: PerfTestArgs) -> Result<()> {
     }
     let mut table = Table::default();
     table.row("command", crate::invocation());
-    table.row("commit", super::commit_of_repo());
+    table.row("commit", stats::commit_of_repo());
     table.row(
         "workload",
         format!(
@@ -189,14 +189,14 @@ pub async fn perf_test_bench(args: PerfTestArgs) -> Result<()> {
             crate::kafka::VERSION,
             args.megabytes,
             args.partitions,
-            super::replicas_note(args.cluster),
+            stats::replicas_note(args.cluster),
             args.rounds,
             stats::cpu_count()
         ),
     );
     table.row("load average before", load_average_before);
     let med = |runs: &[Sample], f: fn(&Sample) -> f64| {
-        super::median(&runs.iter().map(f).collect::<Vec<_>>())
+        stats::median(&runs.iter().map(f).collect::<Vec<_>>())
     };
     for (ci, &(size, producers, mode)) in cases.iter().enumerate() {
         let label = format!("{size} B x{producers} {}", mode.name());
@@ -226,7 +226,7 @@ pub async fn perf_test_bench(args: PerfTestArgs) -> Result<()> {
         for (yi, system) in systems.iter().enumerate().skip(1) {
             let other = &samples[ci][yi];
             let ratio = |f: fn(&Sample) -> f64| {
-                super::median(
+                stats::median(
                     &ours
                         .iter()
                         .zip(other)
@@ -262,7 +262,7 @@ pub async fn perf_test_bench(args: PerfTestArgs) -> Result<()> {
                             "{size} B x{producers} idempotent / plain, {}",
                             system.name()
                         ),
-                        format!("{:.2}", super::median(&r)),
+                        format!("{:.2}", stats::median(&r)),
                     );
                 }
             }

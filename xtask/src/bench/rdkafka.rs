@@ -232,7 +232,7 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
     }
     let mut table = Table::default();
     table.row("command", crate::invocation());
-    table.row("commit", super::commit_of_repo());
+    table.row("commit", stats::commit_of_repo());
     table.row(
         "workload",
         format!(
@@ -245,7 +245,7 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                 .map(|s| format!(", {s}"))
                 .collect::<String>(),
             args.megabytes,
-            super::replicas_note(args.cluster),
+            stats::replicas_note(args.cluster),
             args.rounds,
             stats::cpu_count()
         ),
@@ -263,8 +263,8 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                     }
                     format!(
                         ", {what} p50 {:.1} ms, p99 {:.1} ms",
-                        super::median(&values.iter().map(|c| c.0).collect::<Vec<_>>()),
-                        super::median(&values.iter().map(|c| c.1).collect::<Vec<_>>())
+                        stats::median(&values.iter().map(|c| c.0).collect::<Vec<_>>()),
+                        stats::median(&values.iter().map(|c| c.1).collect::<Vec<_>>())
                     )
                 };
                 let commits = latency("commit", commits)
@@ -276,14 +276,14 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
                     format!("{size} B {} {}", mode.name(), system.name()),
                     format!(
                         "{} msg/s (runs {}), {:.1} MB/s, broker CPU {:.2} s/GB, peak RSS {:.0} MB{commits}",
-                        stats::thousands(super::median(&msgs)),
+                        stats::thousands(stats::median(&msgs)),
                         msgs.iter()
                             .map(|m| stats::thousands(*m))
                             .collect::<Vec<_>>()
                             .join(" / "),
-                        super::median(&runs.iter().map(|s| s.mb_per_sec).collect::<Vec<_>>()),
-                        super::median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>()),
-                        super::median(&runs.iter().map(|s| s.peak_rss_mb).collect::<Vec<_>>()),
+                        stats::median(&runs.iter().map(|s| s.mb_per_sec).collect::<Vec<_>>()),
+                        stats::median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>()),
+                        stats::median(&runs.iter().map(|s| s.peak_rss_mb).collect::<Vec<_>>()),
                     ),
                 );
             }
@@ -317,7 +317,7 @@ pub async fn rdkafka_bench(args: RdkafkaArgs) -> Result<()> {
             }
             let ours = &samples[si][mi][0];
             let cpu = |runs: &[Sample]| {
-                super::median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>())
+                stats::median(&runs.iter().map(|s| s.cpu_s_per_gb).collect::<Vec<_>>())
             };
             for (yi, other) in systems.iter().enumerate().skip(1) {
                 let other_runs = &samples[si][mi][yi];
@@ -345,7 +345,7 @@ fn ratios(a: &[Sample], b: &[Sample]) -> f64 {
         .zip(b)
         .map(|(a, b)| a.msgs_per_sec / b.msgs_per_sec.max(1e-9))
         .collect();
-    super::median(&r)
+    stats::median(&r)
 }
 
 /// One measured run on a fresh broker (or cluster).
