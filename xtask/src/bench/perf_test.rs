@@ -426,9 +426,21 @@ impl Tools<'_> {
                     .context("starting kafka-producer-perf-test")
             })
             .collect::<Result<Vec<_>>>()?;
+        // Every producer's output read at once: one waited for in turn while the others fill
+        // their pipes would stall them, and their rates with them.
+        let outputs: Vec<std::io::Result<Output>> = std::thread::scope(|s| {
+            let readers: Vec<_> = children
+                .into_iter()
+                .map(|child| s.spawn(move || child.wait_with_output()))
+                .collect();
+            readers
+                .into_iter()
+                .map(|r| r.join().expect("a reader does not panic"))
+                .collect()
+        });
         let mut steady = Vec::new();
-        for child in children {
-            let output = finished("kafka-producer-perf-test", child.wait_with_output()?)?;
+        for output in outputs {
+            let output = finished("kafka-producer-perf-test", output?)?;
             let line = output
                 .lines()
                 .find(|l| l.contains("steady state records sent"))
