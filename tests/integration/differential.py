@@ -507,7 +507,9 @@ def run_step(server, step, version, names):
         server = route(server, step, names)
     deadline = time.time() + RETRY_S
     while True:
-        answer = server.call(step["api"], version, substitute(step.get("request", {}), {**names, **server.saved}))
+        request = substitute(step.get("request", {}), {**names, **server.saved})
+        request = with_topic_ids(server, step["api"], version, request)
+        answer = server.call(step["api"], version, request)
         if isinstance(answer, str):
             return {"closed": answer}
         code = getattr(answer, "error_code", 0)
@@ -517,8 +519,46 @@ def run_step(server, step, version, names):
     data = plain(answer)
     _decode_records(data)
     for var, field in step.get("save", {}).items():
-        server.saved[var] = str(getattr(answer, field))
+        server.saved[var] = str(_field(answer, field))
     return data
+
+
+def _field(answer, path):
+    """A field of an answer by its dotted path (`topics.0.topic_id`: list items by index)."""
+    value = answer
+    for part in path.split("."):
+        value = value[int(part)] if part.isdigit() else getattr(value, part)
+    return value
+
+
+# Requests that name topics by id from a version on (KIP-516): (list field, name field, first
+# version). A case gives names; at those versions each is sent as the id the server has for it
+# (each server has its own ids), unless the step gives the id itself.
+BY_ID = {"Fetch": ("topics", "topic", 13), "Produce": ("topic_data", "name", 13)}
+# The id sent for a name the server has no topic of (the same on both servers).
+UNKNOWN_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "stillwater-differential-unknown-topic"))
+
+
+def with_topic_ids(server, api, version, request):
+    """`request` with its topics named by id where `api` at `version` names them so."""
+    by_id = BY_ID.get(api)
+    if by_id is None or version < by_id[2]:
+        return request
+    field, name_field, _ = by_id
+    topics = []
+    for t in request.get(field, []):
+        if "topic_id" not in t:
+            t = {**t, "topic_id": topic_id(server, t.get(name_field)) or UNKNOWN_ID}
+        topics.append(t)
+    return {**request, field: topics}
+
+
+def topic_id(server, name):
+    """The id `server` has now for topic `name` (None if it has no such topic)."""
+    answer = server.call("Metadata", 12, {"topics": [{"name": name}], "allow_auto_topic_creation": False})
+    if isinstance(answer, str) or not answer.topics or answer.topics[0].error_code != 0:
+        return None
+    return str(answer.topics[0].topic_id)
 
 
 def scram_login(server, mechanism, user, password):
@@ -591,9 +631,9 @@ def _serves(server, topic, partition):
 
 
 # Where a step's `to` sends it in a cluster: "leader" or "follower" of `{topic}`'s partition
-# `partition` (default 0), the "coordinator" of `key` (default `{group}`; `key_type` 1: a
-# transactional id) or a node that is "not-coordinator".
-ROUTES = ("leader", "follower", "coordinator", "not-coordinator")
+# `partition` (default 0) or a node that is "not-replica" of it, the "coordinator" of `key`
+# (default `{group}`; `key_type` 1: a transactional id) or a node that is "not-coordinator".
+ROUTES = ("leader", "follower", "not-replica", "coordinator", "not-coordinator")
 
 
 def route(server, step, names):
@@ -613,12 +653,13 @@ def route(server, step, names):
 
 def _node_for(server, step, names, to):
     topic = substitute("{topic}", names)
-    md = server.call("Metadata", 1, {"topics": [{"name": topic}] if to in ("leader", "follower") else [],
+    by_partition = to in ("leader", "follower", "not-replica")
+    md = server.call("Metadata", 1, {"topics": [{"name": topic}] if by_partition else [],
                                       "allow_auto_topic_creation": False})
     if isinstance(md, str):
         return None
     nodes = {b.node_id: (b.host, b.port) for b in md.brokers}
-    if to in ("leader", "follower"):
+    if by_partition:
         partition = step.get("partition", 0)
         found = [p for t in md.topics for p in t.partitions if p.partition_index == partition]
         if not found or found[0].leader_id < 0:
@@ -626,6 +667,9 @@ def _node_for(server, step, names, to):
         p = found[0]
         if to == "leader":
             return nodes.get(p.leader_id)
+        if to == "not-replica":
+            others = sorted(n for n in nodes if n not in p.replica_nodes)
+            return nodes[others[0]] if others else None
         followers = [r for r in p.replica_nodes if r != p.leader_id and r in nodes]
         return nodes[followers[0]] if followers else None
     key = substitute(step.get("key", "{group}"), names)

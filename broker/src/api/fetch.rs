@@ -141,6 +141,20 @@ impl Broker {
                 let not_served =
                     partition.and_then(|part| self.serving(&part.topic, p.partition, epoch).err());
                 match partition {
+                    None if version >= super::topic_ids::FETCH_BY_ID && topic.is_none() => {
+                        // Named by an id no topic has (a deleted topic's, say).
+                        pd.error_code = error::UNKNOWN_TOPIC_ID;
+                        pd.aborted_transactions = Some(Vec::new());
+                    }
+                    None if self.knows_partition(name_of(&t.topic), p.partition) => {
+                        // In a cluster: a partition this broker holds no replica of.
+                        let not = self.refusal(
+                            name_of(&t.topic),
+                            p.partition,
+                            error::NOT_LEADER_OR_FOLLOWER,
+                        );
+                        not_served_here(&mut pd, &not, version);
+                    }
                     None => {
                         pd.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
                         // Kafka's answer for it carries an empty list, not none.
@@ -221,6 +235,16 @@ impl Broker {
             resp.responses.push(tr);
         }
         (resp, total, errors)
+    }
+}
+
+impl Broker {
+    /// Whether the cluster's metadata has partition `index` of `topic` (never on one node,
+    /// where the store has every partition there is).
+    fn knows_partition(&self, topic: &str, index: i32) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.metadata().partition(topic, index).is_some())
     }
 }
 

@@ -24,6 +24,7 @@ mod metadata;
 mod produce;
 mod producers;
 mod reassign;
+mod topic_ids;
 mod txn;
 mod users;
 
@@ -169,17 +170,22 @@ impl Broker {
         let this = self.clone();
         let memory = self.memory.clone();
         let access = Access::new(self.authorizer.as_ref(), || self.security(), session);
-        let (body, refused) = match authorize::gate(&access, req.body, version) {
+        let mut body = req.body;
+        self.name_topics(&mut body, version);
+        let (body, refused) = match authorize::gate(&access, body, version) {
             Gate::Serve(body, refused) => (Ok(body), Some(Arc::new(refused))),
             Gate::Answer(answer) => (Err(answer), None),
         };
         let refused_any = refused.as_ref().is_some_and(|r| r.any());
         // Encode a response (with what authorization refused put back); the memory it holds,
         // already taken (a Fetch's) or charged now.
+        let (namer, listener) = (self.clone(), req.listener.clone());
         let respond_holding = move |mut body: ResponseKind, held: Option<Reservation>| -> Reply {
             if let Some(refused) = &refused {
                 refused.merge(&mut body);
             }
+            namer.answer_ids(&mut body, version);
+            namer.name_leaders(&mut body, version, listener.as_deref());
             match protocol::encode_response(api, version, cid, &body) {
                 Ok(b) => {
                     let held = match held {
@@ -213,7 +219,7 @@ impl Broker {
                 respond_holding(ResponseKind::Fetch(r), Some(held))
             }),
             RequestKind::Produce(p) => {
-                let pending = self.produce_enqueue(p, &frame).await;
+                let pending = self.produce_enqueue(p, version, &frame).await;
                 Box::pin(async move {
                     let (acks, resp) = this.produce_finish(pending, version).await;
                     if acks == 0 && refused_any {

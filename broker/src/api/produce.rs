@@ -32,6 +32,7 @@ impl Broker {
     pub(super) async fn produce_enqueue(
         &self,
         req: ProduceRequest,
+        version: i16,
         frame: &Arc<Reservation>,
     ) -> PendingProduce {
         let acks = req.acks;
@@ -47,6 +48,9 @@ impl Broker {
             let name = name_of(&t.name).to_string();
             let topic = if acks != 0 && acks != 1 && acks != -1 {
                 Err(error::INVALID_REQUIRED_ACKS)
+            } else if name.is_empty() && version >= super::topic_ids::PRODUCE_BY_ID {
+                // Named by an id no topic has.
+                Err(error::UNKNOWN_TOPIC_ID)
             } else if crate::storage::catalog::is_internal(&name) {
                 // As Kafka: only the broker writes its internal topics.
                 Err(error::INVALID_TOPIC_EXCEPTION)
@@ -69,7 +73,7 @@ impl Broker {
                 };
                 parts.push((p.index, state));
             }
-            topics.push((t.name, parts));
+            topics.push((t.name, t.topic_id, parts));
         }
         PendingProduce {
             acks,
@@ -300,9 +304,10 @@ impl Broker {
         version: i16,
     ) -> (i16, ProduceResponse) {
         let mut resp = ProduceResponse::default();
-        for (name, parts) in pending.topics {
+        for (name, topic_id, parts) in pending.topics {
             let mut t = TopicProduceResponse::default();
             t.name = name;
+            t.topic_id = topic_id;
             for (index, state) in parts {
                 let mut p = PartitionProduceResponse::default();
                 p.index = index;
@@ -384,6 +389,11 @@ impl Broker {
                         }
                     }
                 }
+                if p.error_code == error::INVALID_TXN_STATE && version >= TXN_ABORTABLE_FROM {
+                    // KIP-890: a batch outside its producer's transaction, told to clients
+                    // that know the error as one the transaction can be aborted after.
+                    p.error_code = error::TRANSACTION_ABORTABLE;
+                }
                 if p.error_code != error::NONE {
                     p.base_offset = -1;
                     Metrics::inc(&self.metrics.request_errors, 1);
@@ -395,6 +405,9 @@ impl Broker {
         (pending.acks, resp)
     }
 }
+
+/// The first Produce version whose clients know TRANSACTION_ABORTABLE.
+const TXN_ABORTABLE_FROM: i16 = 11;
 
 pub(super) enum PartState {
     Done(i16, Option<String>),
@@ -520,7 +533,8 @@ pub(super) struct PendingProduce {
     acks: i16,
     /// When the answer is due (the request's timeout from when it was read).
     deadline: tokio::time::Instant,
-    topics: Vec<(TopicName, Vec<(i32, PartState)>)>,
+    /// Each topic's name and id (as the request gave it: nil before v13) and its partitions.
+    topics: Vec<(TopicName, uuid::Uuid, Vec<(i32, PartState)>)>,
 }
 
 /// A produce response's record errors (v8+): every refused record by its index in the batch,

@@ -157,9 +157,16 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// The controller's internal topic: the cluster metadata log.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
-/// The topics of a data directory, by name.
+/// The topics of a data directory, by name and by id.
 pub struct Catalog {
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    topics: RwLock<Topics>,
+}
+
+/// The catalog's maps: a topic's id names it (Fetch and Produce from v13 on name topics by id).
+#[derive(Default)]
+struct Topics {
+    by_name: HashMap<String, Arc<Topic>>,
+    names_by_id: HashMap<u128, String>,
 }
 
 impl Default for Catalog {
@@ -170,27 +177,41 @@ impl Default for Catalog {
 
 impl Catalog {
     pub fn new(topics: HashMap<String, Arc<Topic>>) -> Catalog {
+        let names_by_id = topics.values().map(|t| (t.id, t.name.clone())).collect();
         Catalog {
-            topics: RwLock::new("storage.catalog", topics),
+            topics: RwLock::new(
+                "storage.catalog",
+                Topics {
+                    by_name: topics,
+                    names_by_id,
+                },
+            ),
         }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
-        self.read().get(name).cloned()
+        self.read().by_name.get(name).cloned()
+    }
+
+    /// The topic whose id is `id` (a topic re-created under the same name has a new id).
+    pub fn get_by_id(&self, id: u128) -> Option<Arc<Topic>> {
+        let topics = self.read();
+        let name = topics.names_by_id.get(&id)?;
+        topics.by_name.get(name).cloned()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.read().contains_key(name)
+        self.read().by_name.contains_key(name)
     }
 
     /// Whether a new topic may take `name`: not taken, and no topic's name collides with it.
     pub fn check_new(&self, name: &str) -> Result<(), TopicError> {
         let topics = self.read();
-        if topics.contains_key(name) {
+        if topics.by_name.contains_key(name) {
             return Err(TopicError::Exists);
         }
         let key = collision_key(name);
-        if let Some(other) = topics.keys().find(|t| collision_key(t) == key) {
+        if let Some(other) = topics.by_name.keys().find(|t| collision_key(t) == key) {
             return Err(TopicError::InvalidName(format!(
                 "topic {name:?} collides with existing topic {other:?} ('.' and '_' are the same in metric names)"
             )));
@@ -200,7 +221,7 @@ impl Catalog {
 
     /// All topics, sorted by name.
     pub fn all(&self) -> Vec<Arc<Topic>> {
-        let mut all: Vec<_> = self.read().values().cloned().collect();
+        let mut all: Vec<_> = self.read().by_name.values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -208,22 +229,31 @@ impl Catalog {
     /// For the admin lane, once the topic's files are durable (also to replace a topic
     /// whose configs or partitions changed).
     pub(crate) fn insert(&self, topic: Arc<Topic>) {
-        self.write().insert(topic.name.clone(), topic);
+        let mut topics = self.write();
+        topics.names_by_id.insert(topic.id, topic.name.clone());
+        if let Some(old) = topics.by_name.insert(topic.name.clone(), topic.clone()) {
+            if old.id != topic.id {
+                topics.names_by_id.remove(&old.id);
+            }
+        }
     }
 
     /// For the admin lane, as it deletes the topic.
     pub(crate) fn remove(&self, name: &str) -> Option<Arc<Topic>> {
-        self.write().remove(name)
+        let mut topics = self.write();
+        let old = topics.by_name.remove(name)?;
+        topics.names_by_id.remove(&old.id);
+        Some(old)
     }
 
     #[track_caller]
-    fn read(&self) -> crate::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
-        // A poisoned lock only means a panic elsewhere; the map itself is whole.
+    fn read(&self) -> crate::sync::RwLockReadGuard<'_, Topics> {
+        // A poisoned lock only means a panic elsewhere; the maps themselves are whole.
         self.topics.read().unwrap_or_else(|p| p.into_inner())
     }
 
     #[track_caller]
-    fn write(&self) -> crate::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+    fn write(&self) -> crate::sync::RwLockWriteGuard<'_, Topics> {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -322,6 +322,11 @@ impl Store {
         self.shared.catalog.get(name)
     }
 
+    /// The topic whose id is `id`.
+    pub fn topic_by_id(&self, id: u128) -> Option<Arc<Topic>> {
+        self.shared.catalog.get_by_id(id)
+    }
+
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         self.shared.catalog.all()
