@@ -287,6 +287,7 @@ impl Broker {
     pub(super) async fn offset_commit(
         &self,
         req: OffsetCommitRequest,
+        version: i16,
     ) -> impl std::future::Future<Output = OffsetCommitResponse> {
         let asked: Vec<(TopicName, i32)> = req
             .topics
@@ -320,6 +321,11 @@ impl Broker {
                 member_id: req.member_id.to_string(),
                 group_instance_id: opt(&req.group_instance_id),
                 offsets,
+                unknown_group: if version >= 9 {
+                    error::GROUP_ID_NOT_FOUND
+                } else {
+                    error::ILLEGAL_GENERATION
+                },
             })
             .await;
         async move { commit_response(asked, answer.await) }
@@ -478,6 +484,11 @@ impl Broker {
             let mut d = describe_groups_response::DescribedGroup::default();
             d.group_id = GroupId(s(&g.group_id));
             d.error_code = g.error;
+            if version >= 6 && g.error == error::NONE && g.state == "Dead" {
+                // v6 (KIP-1043): a group that does not exist is said to be not found.
+                d.error_code = error::GROUP_ID_NOT_FOUND;
+                d.error_message = Some(s(&format!("Group {} not found.", g.group_id)));
+            }
             d.group_state = s(g.state);
             d.protocol_type = s(&g.protocol_type);
             d.protocol_data = s(&g.protocol);

@@ -16,6 +16,8 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 /// v8+: the earliest offset kept locally (no tiered storage here: the log start).
 const EARLIEST_LOCAL: i64 = -4;
+/// v9+: the latest offset in tiered storage (none here: not found, as Kafka without it).
+const LATEST_TIERED: i64 = -5;
 
 impl Broker {
     pub(super) async fn list_offsets(
@@ -28,6 +30,11 @@ impl Broker {
             let mut tr = ListOffsetsTopicResponse::default();
             let topic = self.store.topic(name_of(&t.name));
             tr.name = t.name;
+            // A partition asked for twice is answered once, INVALID_REQUEST (Kafka's).
+            let mut seen = std::collections::HashMap::new();
+            for p in &t.partitions {
+                *seen.entry(p.partition_index).or_insert(0usize) += 1;
+            }
             for p in &t.partitions {
                 let mut pr = ListOffsetsPartitionResponse::default();
                 pr.partition_index = p.partition_index;
@@ -35,6 +42,16 @@ impl Broker {
                 pr.offset = -1;
                 // No epoch unless an offset is found (Kafka's).
                 pr.leader_epoch = -1;
+                match seen.get_mut(&p.partition_index) {
+                    Some(n) if *n > 1 => {
+                        *n = 0;
+                        pr.error_code = error::INVALID_REQUEST;
+                        tr.partitions.push(pr);
+                        continue;
+                    }
+                    Some(0) => continue,
+                    _ => {}
+                }
                 let part = topic.as_ref().and_then(|t| t.partition(p.partition_index));
                 let Some(part) = part else {
                     pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
@@ -70,6 +87,7 @@ impl Broker {
                         part.max_timestamp_offset(self.store.io()).await
                     }
                     EARLIEST_LOCAL if version >= 8 => Ok(Some((part.log_start_offset(), -1))),
+                    LATEST_TIERED if version >= 9 => Ok(None),
                     ts if ts >= 0 => part.offset_for_timestamp(self.store.io(), ts).await,
                     _ => {
                         pr.error_code = error::UNSUPPORTED_VERSION;

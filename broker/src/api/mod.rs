@@ -282,7 +282,7 @@ impl Broker {
                 respond(ResponseKind::LeaveGroup(r))
             }),
             RequestKind::OffsetCommit(r) => {
-                let answer = self.offset_commit(r).await;
+                let answer = self.offset_commit(r, version).await;
                 Box::pin(async move { respond(ResponseKind::OffsetCommit(answer.await)) })
             }
             RequestKind::OffsetFetch(r) => Box::pin(async move {

@@ -267,6 +267,7 @@ impl Broker {
                         member_id: req.member_id.to_string(),
                         group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
                         offsets,
+                        unknown_group: error::ILLEGAL_GENERATION,
                     },
                     producer_id: req.producer_id.0,
                     producer_epoch: req.producer_epoch,
@@ -369,7 +370,21 @@ impl Broker {
             .filter(|s| !known(s.as_str()))
             .cloned()
             .collect();
+        // v2 (KIP-1152): a regular expression the whole id must match; none or empty: any.
+        let pattern = req
+            .transactional_id_pattern
+            .as_ref()
+            .filter(|p| version >= 2 && !p.is_empty());
+        let id_pattern = match pattern.map(|p| whole_match(p)) {
+            None => None,
+            Some(Ok(re)) => Some(re),
+            Some(Err(_)) => {
+                resp.error_code = crate::protocol::error::INVALID_REGULAR_EXPRESSION;
+                return resp;
+            }
+        };
         let filter = ListFilter {
+            id_pattern,
             states: req.state_filters.iter().map(|s| s.to_string()).collect(),
             producer_ids: req.producer_id_filters.iter().map(|p| p.0).collect(),
             duration_ms: if version >= 1 {
@@ -422,4 +437,13 @@ fn topic_results(codes: Vec<(TopicPartition, i16)>) -> Vec<AddPartitionsToTxnTop
         }
     }
     out
+}
+
+/// A regular expression that matches a whole string only, within a bound on its size (a
+/// client's expression must not take the broker's memory).
+fn whole_match(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
 }

@@ -40,7 +40,7 @@ impl Actor {
                     .insert(req.group_id.clone(), Group::new(&req.group_id));
             }
             None => {
-                let _ = reply.send(Err(error::ILLEGAL_GENERATION));
+                let _ = reply.send(Err(req.unknown_group));
                 return;
             }
             Some(g) if simple && g.state == State::Empty => {}

@@ -63,6 +63,9 @@ pub struct CommitRequest {
     pub group_instance_id: Option<String>,
     /// (topic, partition, offset, leader epoch, metadata)
     pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
+    /// The answer to a member's commit to a group that does not exist: ILLEGAL_GENERATION,
+    /// or GROUP_ID_NOT_FOUND from OffsetCommit v9 on (as Kafka 4).
+    pub unknown_group: i16,
 }
 
 /// TxnOffsetCommit: the commit (the member and generation are checked as KIP-447 says, when

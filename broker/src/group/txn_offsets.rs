@@ -34,7 +34,7 @@ impl Actor {
         let named = c.generation >= 0 || !c.member_id.is_empty() || c.group_instance_id.is_some();
         match self.groups.get(&c.group_id) {
             None if named => {
-                let _ = reply.send(Err(error::ILLEGAL_GENERATION));
+                let _ = reply.send(Err(c.unknown_group));
                 return;
             }
             None => {

@@ -480,6 +480,7 @@ impl Actor {
                     && (filter.duration_ms < 0
                         || now.saturating_sub(t.meta.start_ms) >= filter.duration_ms)
             })
+            .filter(|(id, _)| filter.id_pattern.as_ref().is_none_or(|p| p.is_match(id)))
             .map(|(id, t)| ListedTxn {
                 transactional_id: id.clone(),
                 producer_id: t.meta.producer_id,

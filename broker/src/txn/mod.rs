@@ -141,6 +141,8 @@ pub struct ListFilter {
     pub producer_ids: Vec<i64>,
     /// v1: only transactions running longer than this (-1: any).
     pub duration_ms: i64,
+    /// v2: only transactional ids this expression matches whole.
+    pub id_pattern: Option<regex::Regex>,
 }
 
 /// A request in the coordinator's queue, with where to answer it.
