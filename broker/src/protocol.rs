@@ -16,6 +16,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 13),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -250,6 +251,9 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
             RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::decode(buf, version)?)
         }
         ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::decode(buf, version)?),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::decode(buf, version)?,
+        ),
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::decode(buf, version)?),
         ApiKey::CreateTopics => {
             RequestKind::CreateTopics(CreateTopicsRequest::decode(buf, version)?)
@@ -589,6 +593,9 @@ mod tests {
         match api {
             ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
             ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+            ApiKey::DescribeTopicPartitions => {
+                RequestKind::DescribeTopicPartitions(Default::default())
+            }
             ApiKey::ApiVersions => RequestKind::ApiVersions(Default::default()),
             ApiKey::Fetch => RequestKind::Fetch(Default::default()),
             ApiKey::ListOffsets => RequestKind::ListOffsets(Default::default()),

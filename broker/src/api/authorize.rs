@@ -376,6 +376,24 @@ fn decide(access: &Access, body: RequestKind, version: i16) -> Gate {
             }
             Gate::Serve(R::Metadata(r), topics(refused))
         }
+        R::DescribeTopicPartitions(mut r) => {
+            let asked = !r.topics.is_empty();
+            let refused = split(
+                &mut r.topics,
+                |t| name_of(&t.name),
+                |_| Vec::new(),
+                |n| access.topic(op::DESCRIBE, n),
+            );
+            if asked && r.topics.is_empty() {
+                // Nothing left that may be described (an empty list would ask for all).
+                let mut resp = ResponseKind::DescribeTopicPartitions(
+                    DescribeTopicPartitionsResponse::default(),
+                );
+                Refused::topics(access, refused).merge(&mut resp);
+                return Gate::Answer(resp);
+            }
+            Gate::Serve(R::DescribeTopicPartitions(r), topics(refused))
+        }
         R::OffsetCommit(mut r) => {
             if !access.group(op::READ, r.group_id.as_str()) {
                 let all = r

@@ -25,6 +25,7 @@ mod produce;
 mod producers;
 mod reassign;
 mod topic_ids;
+mod topic_partitions;
 mod txn;
 mod users;
 
@@ -257,6 +258,10 @@ impl Broker {
             RequestKind::Metadata(m) => Box::pin(async move {
                 let r = this.metadata(m, version, listener.as_deref()).await;
                 respond(ResponseKind::Metadata(r))
+            }),
+            RequestKind::DescribeTopicPartitions(r) => Box::pin(async move {
+                let r = this.describe_topic_partitions(r, listener.as_deref()).await;
+                respond(ResponseKind::DescribeTopicPartitions(r))
             }),
             RequestKind::FindCoordinator(r) => {
                 let r = self.find_coordinator(r, version, listener.as_deref());

@@ -20,6 +20,7 @@ impl Refused {
         let group_code = error::GROUP_AUTHORIZATION_FAILED;
         match body {
             ResponseKind::Metadata(m) => self.metadata(m),
+            ResponseKind::DescribeTopicPartitions(d) => self.topic_partitions(d),
             ResponseKind::DescribeCluster(d) => {
                 if d.cluster_authorized_operations != i32::MIN {
                     d.cluster_authorized_operations =
@@ -192,6 +193,34 @@ impl Refused {
         }
         if m.cluster_authorized_operations != i32::MIN {
             m.cluster_authorized_operations = access.operations(resource::CLUSTER, CLUSTER_NAME);
+        }
+    }
+}
+
+impl Refused {
+    /// DescribeTopicPartitions: as Metadata — topics the principal may not describe hidden
+    /// from a listing and, asked by name, answered TOPIC_AUTHORIZATION_FAILED (in name order
+    /// with the others); authorized operations filled in.
+    fn topic_partitions(&self, d: &mut DescribeTopicPartitionsResponse) {
+        let access: &Access = &self.access;
+        d.topics.retain(|t| {
+            t.name
+                .as_ref()
+                .is_none_or(|n| access.topic(op::DESCRIBE, name_of(n)))
+        });
+        for t in &mut d.topics {
+            let name = t.name.as_ref().map_or("", name_of);
+            t.topic_authorized_operations = access.operations(resource::TOPIC, name);
+        }
+        if let Parts::Topics(refused) = &self.parts {
+            for (name, _) in refused {
+                d.topics.push(
+                    describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic::default()
+                        .with_name(Some(topic_name(name)))
+                        .with_error_code(error::TOPIC_AUTHORIZATION_FAILED),
+                );
+            }
+            d.topics.sort_by(|a, b| a.name.cmp(&b.name));
         }
     }
 }
