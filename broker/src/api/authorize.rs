@@ -243,13 +243,16 @@ fn decide(access: &Access, body: RequestKind, version: i16) -> Gate {
             return refused;
         }
     }
+    // From v13 Produce and Fetch name topics by id; an id no topic has was given no name,
+    // and is answered UNKNOWN_TOPIC_ID whoever asks (there is nothing to authorize).
+    let unknown_id = |n: &str| n.is_empty() && version >= 13;
     match body {
         R::Produce(mut r) => {
             let refused = split(
                 &mut r.topic_data,
                 |t| name_of(&t.name),
                 |t| t.partition_data.iter().map(|p| p.index).collect(),
-                |n| access.topic(op::WRITE, n),
+                |n| unknown_id(n) || access.topic(op::WRITE, n),
             );
             Gate::Serve(R::Produce(r), topics(refused))
         }
@@ -258,7 +261,7 @@ fn decide(access: &Access, body: RequestKind, version: i16) -> Gate {
                 &mut r.topics,
                 |t| name_of(&t.topic),
                 |t| t.partitions.iter().map(|p| p.partition).collect(),
-                |n| access.topic(op::READ, n),
+                |n| unknown_id(n) || access.topic(op::READ, n),
             );
             if r.topics.is_empty() && !refused.is_empty() {
                 // Nothing left to wait for: answered now, not after max_wait_ms.

@@ -529,12 +529,14 @@ fn produce_limit(timeout_ms: i32) -> Duration {
     Duration::from_millis(timeout_ms.clamp(100, 300_000) as u64)
 }
 
+/// A topic's name and id (as the request gave it: nil before v13) and its partitions' states.
+type PendingTopic = (TopicName, uuid::Uuid, Vec<(i32, PartState)>);
+
 pub(super) struct PendingProduce {
     acks: i16,
     /// When the answer is due (the request's timeout from when it was read).
     deadline: tokio::time::Instant,
-    /// Each topic's name and id (as the request gave it: nil before v13) and its partitions.
-    topics: Vec<(TopicName, uuid::Uuid, Vec<(i32, PartState)>)>,
+    topics: Vec<PendingTopic>,
 }
 
 /// A produce response's record errors (v8+): every refused record by its index in the batch,

@@ -30,6 +30,8 @@ pub enum Probe {
     Metadata,
     /// Metadata of every topic: is the probes' topic listed?
     MetadataListing,
+    /// DescribeTopicPartitions of the probes' topic by name.
+    DescribeTopicPartitions,
     /// Validate-only, of a topic that never exists.
     CreateTopics,
     /// Of a topic that never exists.
@@ -98,13 +100,14 @@ pub enum Probe {
 
 impl Probe {
     /// Every probe.
-    pub const ALL: [Probe; 48] = [
+    pub const ALL: [Probe; 49] = [
         Probe::Produce,
         Probe::Fetch,
         Probe::ListOffsets,
         Probe::OffsetForLeaderEpoch,
         Probe::Metadata,
         Probe::MetadataListing,
+        Probe::DescribeTopicPartitions,
         Probe::CreateTopics,
         Probe::DeleteTopics,
         Probe::InitProducerId,
@@ -158,6 +161,7 @@ impl Probe {
             P::ListOffsets => ApiKey::ListOffsets,
             P::OffsetForLeaderEpoch => ApiKey::OffsetForLeaderEpoch,
             P::Metadata | P::MetadataListing => ApiKey::Metadata,
+            P::DescribeTopicPartitions => ApiKey::DescribeTopicPartitions,
             P::CreateTopics => ApiKey::CreateTopics,
             P::DeleteTopics => ApiKey::DeleteTopics,
             P::InitProducerId => ApiKey::InitProducerId,

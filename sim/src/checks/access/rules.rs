@@ -40,7 +40,11 @@ pub fn needs(probe: Probe) -> Vec<Vec<Need>> {
     match probe {
         P::Produce => vec![vec![topic(WRITE)]],
         P::Fetch | P::DescribeProducers => vec![vec![topic(READ)]],
-        P::ListOffsets | P::OffsetForLeaderEpoch | P::Metadata | P::MetadataListing => {
+        P::ListOffsets
+        | P::OffsetForLeaderEpoch
+        | P::Metadata
+        | P::MetadataListing
+        | P::DescribeTopicPartitions => {
             vec![vec![topic(DESCRIBE)]]
         }
         P::CreateTopics => vec![vec![

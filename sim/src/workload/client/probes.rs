@@ -46,9 +46,11 @@ pub fn versions(probe: Probe) -> (i16, i16) {
         Probe::AddPartitionsToTxnBatched => 4,
         _ => lo,
     };
-    // A producer's AddPartitionsToTxn is v0–3; v4 on is the batched form.
+    // A producer's AddPartitionsToTxn is v0–3; v4 on is the batched form. Produce and Fetch
+    // name topics by id from v13 on, and a probe knows its topic by name only.
     let most = match probe {
         Probe::AddPartitionsToTxn => 3,
+        Probe::Produce | Probe::Fetch => 12,
         _ => hi,
     };
     (lo.max(least), most.min(hi))
@@ -190,6 +192,13 @@ pub fn request(probe: Probe, version: i16) -> Result<RequestKind, ClientError> {
                     .with_allow_auto_topic_creation(false),
             )
         }
+        P::DescribeTopicPartitions => R::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default().with_name(topic()),
+                ])
+                .with_response_partition_limit(100),
+        ),
         P::CreateTopics => {
             let t = create_topics_request::CreatableTopic::default()
                 .with_name(TopicName(text(ABSENT_TOPIC)))
@@ -499,6 +508,7 @@ pub fn answer(probe: Probe, version: i16, resp: &ResponseKind) -> ProbeAnswer {
             .flat_map(|t| &t.partitions)
             .for_each(|p| c(p.error_code)),
         K::Metadata(r) => r.topics.iter().for_each(|t| c(t.error_code)),
+        K::DescribeTopicPartitions(r) => r.topics.iter().for_each(|t| c(t.error_code)),
         K::CreateTopics(r) => r.topics.iter().for_each(|t| c(t.error_code)),
         K::DeleteTopics(r) => r.responses.iter().for_each(|t| c(t.error_code)),
         K::InitProducerId(r) => c(r.error_code),

@@ -140,6 +140,105 @@ class ClusterTest {
         assertTrue(duplicated.isEmpty(), "stored twice by an idempotent producer (first 20): " + duplicated);
     }
 
+    /**
+     * Leader discovery (KIP-951): 100 B records sent one at a time (acks=all) to a partition of
+     * three replicas while its leader is stopped gracefully (it hands its leaderships over
+     * first, answering produces NOT_LEADER_OR_FOLLOWER with the new leader and its address)
+     * and restarted, twice, then SIGKILLed (no answer: the producer must ask for metadata).
+     * Every acknowledged record is stored exactly once, and no send fails. Prints, per move,
+     * the longest wait between two acknowledgements and the Metadata requests the other
+     * brokers answered meanwhile: the figures of docs/clients.md.
+     */
+    @Test
+    void aProducerFollowsMovedLeadershipsByTheAnswersOfTheOldLeader() throws Exception {
+        String topic = "moving";
+        Clients.createTopic(brokers.admin, topic, 1, 3, Map.of("min.insync.replicas", "2"));
+        brokers.cluster.awaitLeaders(brokers.admin, Map.of(topic, 1), Duration.ofSeconds(60));
+        List<Long> acked = java.util.Collections.synchronizedList(new ArrayList<>());
+        AtomicBoolean done = new AtomicBoolean();
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        Thread producerThread = new Thread(() -> {
+            try (KafkaProducer<byte[], byte[]> producer = Clients.producer(brokers.cluster.bootstrap(), Map.of())) {
+                for (int i = 0; !done.get(); i++) {
+                    byte[] value = new byte[100];
+                    System.arraycopy(bytes(String.format("%08d", i)), 0, value, 0, 8);
+                    producer.send(new ProducerRecord<>(topic, value)).get();
+                    acked.add(System.nanoTime());
+                }
+            } catch (Exception e) {
+                failure.compareAndSet(null, e);
+            }
+        });
+        producerThread.start();
+        for (String move : List.of("graceful stop", "graceful stop", "SIGKILL")) {
+            Thread.sleep(1_500);
+            int leaderId = brokers.cluster.leaderOf(brokers.admin, topic, 0, Duration.ofSeconds(60));
+            Broker leader = brokers.cluster.node(leaderId);
+            List<Broker> others = brokers.cluster.nodes.stream().filter(n -> n != leader).toList();
+            long metadataBefore = metadataRequests(others);
+            int ackedBefore = acked.size();
+            long movedAt = System.nanoTime();
+            if (move.equals("SIGKILL")) {
+                leader.kill();
+            } else {
+                leader.stop();
+            }
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            while (acked.size() < ackedBefore + 200 && System.nanoTime() < deadline && failure.get() == null) {
+                Thread.sleep(20);
+            }
+            long metadata = metadataRequests(others) - metadataBefore;
+            List<Long> window;
+            synchronized (acked) {
+                window = new ArrayList<>(acked.subList(Math.max(0, ackedBefore - 1), acked.size()));
+            }
+            long longest = 0;
+            long previous = movedAt;
+            for (long at : window) {
+                if (at > movedAt) {
+                    longest = Math.max(longest, at - previous);
+                }
+                previous = Math.max(previous, at);
+            }
+            System.out.printf("leader %d, %s: longest wait for an acknowledgement %d ms, "
+                    + "Metadata requests answered by the others %d%n", leaderId, move, longest / 1_000_000, metadata);
+            leader.startReady();
+            brokers.cluster.awaitBrokers(brokers.admin, 3, Duration.ofSeconds(60));
+        }
+        done.set(true);
+        producerThread.join(60_000);
+        assertNull(failure.get(), "a send failed with the producer's defaults");
+        int count = acked.size();
+        List<ConsumerRecord<byte[], byte[]>> stored = Clients.readAll(brokers.cluster.bootstrap(), topic, count,
+                Duration.ofSeconds(90));
+        Set<String> distinct = new HashSet<>();
+        for (ConsumerRecord<byte[], byte[]> r : stored) {
+            distinct.add(new String(r.value(), 0, 8, StandardCharsets.UTF_8));
+        }
+        assertEquals(count, stored.size(), "records stored (an idempotent producer's, each once)");
+        assertEquals(count, distinct.size(), "distinct records stored");
+    }
+
+    /** The Metadata requests `nodes` answered so far (their request counters). */
+    static long metadataRequests(List<Broker> nodes) throws Exception {
+        long total = 0;
+        for (Broker node : nodes) {
+            if (!node.alive()) {
+                continue;
+            }
+            String url = "http://127.0.0.1:" + node.metricsPort + "/metrics";
+            try (java.io.InputStream in = java.net.URI.create(url).toURL().openStream()) {
+                String text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+                java.util.regex.Matcher m = java.util.regex.Pattern
+                        .compile("(?m)^stillwater_requests_total\\{api=\"Metadata\"\\} (\\d+)").matcher(text);
+                if (m.find()) {
+                    total += Long.parseLong(m.group(1));
+                }
+            }
+        }
+        return total;
+    }
+
     /** A partition's replicas moved through the Admin client, listed while in progress; its data follows. */
     @Test
     void partitionsAreReassignedAndTheirRecordsFollow() throws Exception {
