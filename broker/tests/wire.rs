@@ -23,6 +23,21 @@ fn batch(value: &str) -> Bytes {
     common::make_batch(1, 1_700_000_000_000, value.as_bytes())
 }
 
+/// The id the broker has for topic `name` (Metadata v12).
+async fn topic_id(c: &mut Client, name: &str) -> uuid::Uuid {
+    let mut t = metadata_request::MetadataRequestTopic::default();
+    t.name = Some(topic(name));
+    let req = MetadataRequest::default().with_topics(Some(vec![t]));
+    let ResponseKind::Metadata(r) = c
+        .call(ApiKey::Metadata, 12, RequestKind::Metadata(req))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{name}");
+    r.topics[0].topic_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_is_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,6 +78,26 @@ async fn every_advertised_version_is_served() {
                         assert_eq!(r.topics[0].topic_authorized_operations, 0b1101_1111_1000);
                     }
                 }
+                ApiKey::DescribeTopicPartitions => {
+                    let req = DescribeTopicPartitionsRequest::default()
+                        .with_topics(vec![
+                            describe_topic_partitions_request::TopicRequest::default()
+                                .with_name(topic("wire")),
+                        ])
+                        .with_response_partition_limit(10);
+                    let ResponseKind::DescribeTopicPartitions(r) = c
+                        .call(api, v, RequestKind::DescribeTopicPartitions(req))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    let t = &r.topics[0];
+                    assert_eq!(t.error_code, 0, "v{v}");
+                    assert!(!t.topic_id.is_nil(), "v{v}: the topic's id");
+                    assert_eq!(t.partitions.len(), 1);
+                    assert_eq!(t.partitions[0].leader_id, BrokerId(1));
+                    assert!(r.next_cursor.is_none(), "v{v}: one page");
+                }
                 ApiKey::CreateTopics => {
                     let mut req = CreateTopicsRequest::default();
                     let mut t = create_topics_request::CreatableTopic::default();
@@ -84,6 +119,10 @@ async fn every_advertised_version_is_served() {
                     req.timeout_ms = 5000;
                     let mut t = produce_request::TopicProduceData::default();
                     t.name = topic("wire");
+                    if v >= 13 {
+                        // By id from v13 (the topic was made by the produces before).
+                        t.topic_id = topic_id(&mut c, "wire").await;
+                    }
                     let mut p = produce_request::PartitionProduceData::default();
                     p.index = 0;
                     p.records = Some(batch(&format!("produce v{v}")));
@@ -94,6 +133,9 @@ async fn every_advertised_version_is_served() {
                         panic!()
                     };
                     assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "v{v}");
+                    if v >= 13 {
+                        assert!(!r.responses[0].topic_id.is_nil(), "v{v}: the topic's id");
+                    }
                 }
                 ApiKey::Fetch => {
                     let mut req = FetchRequest::default();
@@ -102,6 +144,9 @@ async fn every_advertised_version_is_served() {
                     req.replica_id = BrokerId(-1);
                     let mut t = fetch_request::FetchTopic::default();
                     t.topic = topic("wire");
+                    if v >= 13 {
+                        t.topic_id = topic_id(&mut c, "wire").await;
+                    }
                     let mut p = fetch_request::FetchPartition::default();
                     p.partition = 0;
                     p.fetch_offset = 0;
@@ -114,6 +159,9 @@ async fn every_advertised_version_is_served() {
                     };
                     let pd = &r.responses[0].partitions[0];
                     assert_eq!(pd.error_code, 0, "v{v}");
+                    if v >= 13 {
+                        assert!(!r.responses[0].topic_id.is_nil(), "v{v}: the topic's id");
+                    }
                     assert!(pd.high_watermark > 0);
                     assert!(!pd.records.as_ref().unwrap().is_empty());
                 }
