@@ -136,6 +136,14 @@ pub struct Config {
     /// `group.max.session.timeout.ms`).
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// A consumer-protocol (KIP-848) member not heard from for this long is fenced
+    /// (`group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout_ms: i32,
+    /// How often consumer-protocol members are told to heartbeat
+    /// (`group.consumer.heartbeat.interval.ms`).
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// Members a consumer-protocol group may have (`group.consumer.max.size`).
+    pub group_consumer_max_size: i32,
     /// The offsets of a group without members expire this long after its last commit
     /// (`offsets.retention.minutes`, in ms).
     pub offsets_retention_ms: i64,
@@ -308,6 +316,9 @@ impl Default for Config {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_max_size: 1_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offsets_checkpoint_records: 10_000,

@@ -31,6 +31,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
@@ -100,6 +102,11 @@ pub mod error {
     pub const INVALID_TXN_STATE: i16 = 48;
     pub const TRANSACTION_ABORTABLE: i16 = 120;
     pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
     pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
     pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
     pub const CONCURRENT_TRANSACTIONS: i16 = 51;
@@ -276,6 +283,12 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         }
         ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::decode(buf, version)?),
         ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::decode(buf, version)?),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::decode(buf, version)?,
+        ),
+        ApiKey::ConsumerGroupDescribe => {
+            RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::decode(buf, version)?)
+        }
         ApiKey::DescribeGroups => {
             RequestKind::DescribeGroups(DescribeGroupsRequest::decode(buf, version)?)
         }
@@ -611,6 +624,10 @@ mod tests {
             ApiKey::OffsetCommit => RequestKind::OffsetCommit(Default::default()),
             ApiKey::OffsetFetch => RequestKind::OffsetFetch(Default::default()),
             ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
+            ApiKey::ConsumerGroupHeartbeat => {
+                RequestKind::ConsumerGroupHeartbeat(Default::default())
+            }
+            ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(Default::default()),
             ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
             ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
             ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),

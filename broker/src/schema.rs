@@ -77,6 +77,41 @@ pub fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
+/// An unsigned varint (the lengths of Kafka's flexible versions).
+pub fn put_uvarint(b: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        b.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+/// A nullable string of a flexible version: its length plus one as a varint (0 for null).
+pub fn put_compact_opt_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            put_uvarint(b, s.len() as u32 + 1);
+            b.put_slice(s.as_bytes());
+        }
+        None => put_uvarint(b, 0),
+    }
+}
+
+/// A string of a flexible version.
+pub fn put_compact_str(b: &mut BytesMut, s: &str) {
+    put_compact_opt_str(b, Some(s));
+}
+
+/// The length of an array of a flexible version (its length plus one).
+pub fn put_compact_len(b: &mut BytesMut, n: usize) {
+    put_uvarint(b, n as u32 + 1);
+}
+
+/// An empty section of tagged fields.
+pub fn put_no_tags(b: &mut BytesMut) {
+    put_uvarint(b, 0);
+}
+
 /// Big-endian fields off the front of a key or value.
 pub struct Reader<'a>(pub &'a [u8]);
 
@@ -120,6 +155,61 @@ impl Reader<'_> {
     pub fn string(&mut self) -> Result<String, String> {
         self.opt_string()?
             .ok_or_else(|| "a null string".to_string())
+    }
+    pub fn uvarint(&mut self) -> Result<u32, String> {
+        let mut v: u32 = 0;
+        for shift in (0..35).step_by(7) {
+            let byte = self.take(1)?[0];
+            v |= u32::from(byte & 0x7f)
+                .checked_shl(shift)
+                .ok_or("a varint too long")?;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("a varint too long".into())
+    }
+    /// A nullable string of a flexible version.
+    pub fn compact_opt_string(&mut self) -> Result<Option<String>, String> {
+        let n = self.uvarint()?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let s = self.take(n as usize - 1)?;
+        String::from_utf8(s.to_vec())
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+    pub fn compact_string(&mut self) -> Result<String, String> {
+        self.compact_opt_string()?
+            .ok_or_else(|| "a null string".to_string())
+    }
+    /// The length of an array of a flexible version, no longer than what is left could hold.
+    pub fn compact_len(&mut self) -> Result<usize, String> {
+        let n = self.uvarint()?;
+        if n == 0 {
+            return Err("a null array".into());
+        }
+        let n = n as usize - 1;
+        if n > self.0.len() {
+            return Err(format!("an array of {n} in {} bytes", self.0.len()));
+        }
+        Ok(n)
+    }
+    pub fn uuid(&mut self) -> Result<u128, String> {
+        Ok(u128::from_be_bytes(
+            self.take(16)?.try_into().unwrap_or([0; 16]),
+        ))
+    }
+    /// Skip a section of tagged fields (none this broker reads).
+    pub fn skip_tags(&mut self) -> Result<(), String> {
+        let n = self.uvarint()?;
+        for _ in 0..n {
+            let _tag = self.uvarint()?;
+            let len = self.uvarint()?;
+            self.take(len as usize)?;
+        }
+        Ok(())
     }
     pub fn bytes(&mut self) -> Result<Bytes, String> {
         let n = self.i32()?;

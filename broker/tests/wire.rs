@@ -98,6 +98,60 @@ async fn every_advertised_version_is_served() {
                     assert_eq!(t.partitions[0].leader_id, BrokerId(1));
                     assert!(r.next_cursor.is_none(), "v{v}: one page");
                 }
+                ApiKey::ConsumerGroupHeartbeat => {
+                    // A member of a group of its own joins (the coordinator names it at v0)
+                    // and is given the topic's one partition at the group's first epoch.
+                    let req = ConsumerGroupHeartbeatRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_string(format!("kip848-v{v}"))))
+                        .with_member_id(StrBytes::from_string(if v >= 1 {
+                            "member-one".into()
+                        } else {
+                            String::new()
+                        }))
+                        .with_member_epoch(0)
+                        .with_rebalance_timeout_ms(30_000)
+                        .with_subscribed_topic_names(Some(vec![topic("wire")]))
+                        .with_topic_partitions(Some(vec![]));
+                    let ResponseKind::ConsumerGroupHeartbeat(r) = c
+                        .call(api, v, RequestKind::ConsumerGroupHeartbeat(req))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
+                    assert_eq!(r.member_epoch, 1, "v{v}");
+                    assert!(r.member_id.is_some_and(|m| !m.is_empty()), "v{v}");
+                    let a = r.assignment.expect("an assignment");
+                    assert_eq!(a.topic_partitions.len(), 1, "v{v}");
+                    assert_eq!(
+                        a.topic_partitions[0].topic_id,
+                        topic_id(&mut c, "wire").await
+                    );
+                    assert_eq!(a.topic_partitions[0].partitions, [0]);
+                }
+                ApiKey::ConsumerGroupDescribe => {
+                    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+                        GroupId(StrBytes::from_string(format!("kip848-v{v}"))),
+                        GroupId(StrBytes::from_static_str("no-such-group")),
+                    ]);
+                    let ResponseKind::ConsumerGroupDescribe(r) = c
+                        .call(api, v, RequestKind::ConsumerGroupDescribe(req))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    let g = &r.groups[0];
+                    assert_eq!(g.error_code, 0, "v{v}");
+                    assert_eq!(g.group_state.as_str(), "Stable", "v{v}");
+                    assert_eq!((g.group_epoch, g.assignment_epoch), (1, 1), "v{v}");
+                    assert_eq!(g.members.len(), 1, "v{v}");
+                    let t = &g.members[0].assignment.topic_partitions[0];
+                    assert_eq!(
+                        (t.topic_name.as_str(), &t.partitions[..]),
+                        ("wire", &[0][..])
+                    );
+                    assert_eq!(r.groups[1].error_code, 69, "v{v}: GROUP_ID_NOT_FOUND");
+                }
                 ApiKey::CreateTopics => {
                     let mut req = CreateTopicsRequest::default();
                     let mut t = create_topics_request::CreatableTopic::default();

@@ -455,6 +455,20 @@ fn decide(access: &Access, body: RequestKind, version: i16) -> Gate {
                 LeaveGroupResponse::default().with_error_code(error::GROUP_AUTHORIZATION_FAILED),
             ))
         }
+        R::ConsumerGroupHeartbeat(r) if !access.group(op::READ, r.group_id.as_str()) => {
+            Gate::Answer(ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(error::GROUP_AUTHORIZATION_FAILED),
+            ))
+        }
+        R::ConsumerGroupDescribe(mut r) => {
+            let names = split_names(
+                &mut r.group_ids,
+                |g| g.as_str(),
+                |g| access.group(op::DESCRIBE, g),
+            );
+            Gate::Serve(R::ConsumerGroupDescribe(r), Refused::names(access, names))
+        }
         R::FindCoordinator(r) => find_coordinator(access, r, version),
         R::DescribeGroups(mut r) => {
             let names = split_names(

@@ -326,6 +326,7 @@ impl Broker {
                 } else {
                     error::ILLEGAL_GENERATION
                 },
+                member_epoch_commit: version >= 9,
             })
             .await;
         async move { commit_response(asked, answer.await) }
@@ -455,8 +456,12 @@ impl Broker {
             if !states.is_empty() && !states.iter().any(|s| s.eq_ignore_ascii_case(g.state)) {
                 continue;
             }
-            // Every group here is a classic group.
-            if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+            let kind = if g.consumer_protocol {
+                "consumer"
+            } else {
+                "classic"
+            };
+            if !types.is_empty() && !types.iter().any(|t| t == kind) {
                 continue;
             }
             let mut l = list_groups_response::ListedGroup::default();
@@ -466,7 +471,7 @@ impl Broker {
                 l.group_state = s(g.state);
             }
             if version >= 5 {
-                l.group_type = s("classic");
+                l.group_type = s(kind);
             }
             resp.groups.push(l);
         }

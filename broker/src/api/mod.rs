@@ -15,6 +15,7 @@ mod admin;
 mod authorize;
 mod cluster;
 mod configs;
+mod consumer_group;
 mod elections;
 mod fetch;
 mod group;
@@ -293,6 +294,19 @@ impl Broker {
             RequestKind::OffsetFetch(r) => Box::pin(async move {
                 let r = this.offset_fetch(r, version).await;
                 respond(ResponseKind::OffsetFetch(r))
+            }),
+            RequestKind::ConsumerGroupHeartbeat(r) => {
+                let (client_id, peer) = (req.client_id.clone(), req.peer);
+                Box::pin(async move {
+                    let r = this
+                        .consumer_group_heartbeat(r, version, client_id, peer)
+                        .await;
+                    respond(ResponseKind::ConsumerGroupHeartbeat(r))
+                })
+            }
+            RequestKind::ConsumerGroupDescribe(r) => Box::pin(async move {
+                let r = this.consumer_group_describe(r).await;
+                respond(ResponseKind::ConsumerGroupDescribe(r))
             }),
             RequestKind::ListGroups(r) => Box::pin(async move {
                 let r = this.list_groups(r, version).await;

@@ -70,6 +70,15 @@ impl Broker {
                     t.name = topic_name(&self.topic_name_of_id(t.topic_id).unwrap_or_default());
                 }
             }
+            // Metadata v10+ may ask for topics by id alone (a consumer given its assignment
+            // by topic id, KIP-848); an id no topic has stays nameless: UNKNOWN_TOPIC_ID.
+            RequestKind::Metadata(r) if version >= 10 => {
+                for t in r.topics.iter_mut().flatten() {
+                    if !t.topic_id.is_nil() {
+                        t.name = self.topic_name_of_id(t.topic_id).map(|n| topic_name(&n));
+                    }
+                }
+            }
             _ => {}
         }
     }

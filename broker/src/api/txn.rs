@@ -268,6 +268,7 @@ impl Broker {
                         group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
                         offsets,
                         unknown_group: error::ILLEGAL_GENERATION,
+                        member_epoch_commit: false,
                     },
                     producer_id: req.producer_id.0,
                     producer_epoch: req.producer_epoch,

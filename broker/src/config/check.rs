@@ -134,6 +134,18 @@ impl Config {
         {
             return bad("group_initial_rebalance_delay_ms must be at most 600000, and 1 <= group_min_session_timeout_ms <= group_max_session_timeout_ms".into());
         }
+        if !(1..=3_600_000).contains(&self.group_consumer_session_timeout_ms)
+            || !(1..=3_600_000).contains(&self.group_consumer_heartbeat_interval_ms)
+            || self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms
+            || !(1..=100_000).contains(&self.group_consumer_max_size)
+        {
+            return bad(format!(
+                "group_consumer_heartbeat_interval_ms ({}) must be below group_consumer_session_timeout_ms ({}), both within 1..=3600000, and group_consumer_max_size ({}) within 1..=100000",
+                self.group_consumer_heartbeat_interval_ms,
+                self.group_consumer_session_timeout_ms,
+                self.group_consumer_max_size
+            ));
+        }
         if self.offsets_retention_ms < 1
             || !(10..=86_400_000).contains(&self.offsets_retention_check_interval_ms)
             || !(100..=100_000_000).contains(&self.offsets_checkpoint_records)

@@ -66,6 +66,24 @@ impl Config {
                 )
             },
             (
+                "group.consumer.heartbeat.interval.ms",
+                self.group_consumer_heartbeat_interval_ms.to_string(),
+                Int,
+                from("group_consumer_heartbeat_interval_ms"),
+            ),
+            (
+                "group.consumer.max.size",
+                self.group_consumer_max_size.to_string(),
+                Int,
+                from("group_consumer_max_size"),
+            ),
+            (
+                "group.consumer.session.timeout.ms",
+                self.group_consumer_session_timeout_ms.to_string(),
+                Int,
+                from("group_consumer_session_timeout_ms"),
+            ),
+            (
                 "group.initial.rebalance.delay.ms",
                 self.group_initial_rebalance_delay_ms.to_string(),
                 Int,

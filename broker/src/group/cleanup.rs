@@ -92,6 +92,9 @@ impl Actor {
                     value: Some(value),
                 });
             }
+            if let Some(c) = &g.consumer {
+                entries.extend(c.entries(&g.id));
+            }
             for ((topic, p), v) in &g.offsets {
                 entries.push(Entry::Offset {
                     group: g.id.clone(),
@@ -198,7 +201,7 @@ impl Actor {
         let expired: Vec<String> = self
             .groups
             .values()
-            .filter(|g| g.state == State::Empty && g.members.is_empty() && g.pending_txn.is_empty())
+            .filter(|g| g.state == State::Empty && g.has_no_members() && g.pending_txn.is_empty())
             .filter(|g| {
                 let last = g
                     .offsets

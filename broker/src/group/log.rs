@@ -118,6 +118,15 @@ impl Actor {
             Pending::DeletedOffsets(reply, codes) => {
                 let _ = reply.send(result.map(|()| codes));
             }
+            Pending::Consumer(reply, response) => {
+                let _ = reply.send(match result {
+                    Ok(()) => response,
+                    Err(code) => ConsumerHeartbeatResponse::refused(
+                        code,
+                        "the group's records were not written",
+                    ),
+                });
+            }
             Pending::GroupState => {
                 if let Err(code) = result {
                     tracing::warn!(code, "a group's metadata was not written");
@@ -157,7 +166,7 @@ impl Actor {
         }
         let now = self.now();
         for g in self.groups.values_mut() {
-            g.loaded(now);
+            g.loaded(now, self.config.consumer_session_timeout);
         }
         self.groups.retain(|_, g| !g.is_dead());
         tracing::info!(
@@ -257,6 +266,14 @@ impl Actor {
                     }
                 }
             }
+            Entry::Consumer(e) => {
+                let group = e.group().to_string();
+                let g = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                g.replay(e);
+            }
             Entry::Group { group, value } => match value {
                 Some(v) => {
                     let g = self
@@ -265,8 +282,12 @@ impl Actor {
                         .or_insert_with(|| Group::new(&group));
                     g.restore(v);
                 }
+                // The group's classic metadata is gone (its offsets go by their own
+                // tombstones, written before it; a group made a consumer group keeps them).
                 None => {
-                    self.groups.remove(&group);
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        g.reset_classic();
+                    }
                 }
             },
         }

@@ -52,6 +52,10 @@ impl Actor {
             self.groups
                 .insert(req.group_id.clone(), super::Group::new(&req.group_id));
         }
+        if let Some(code) = self.classic_join_to_consumer_group(&req.group_id).await {
+            let _ = reply.send(reject(code, &req.member_id));
+            return;
+        }
         let now = self.now();
         let new_id = req
             .member_id
@@ -459,16 +463,41 @@ impl Actor {
     pub(super) fn list(&self) -> Vec<ListedGroup> {
         self.groups
             .values()
-            .map(|g| ListedGroup {
-                group_id: g.id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state.name(),
+            .map(|g| match &g.consumer {
+                Some(c) => ListedGroup {
+                    group_id: g.id.clone(),
+                    protocol_type: "consumer".into(),
+                    state: c.state(),
+                    consumer_protocol: true,
+                },
+                None => ListedGroup {
+                    group_id: g.id.clone(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    state: g.state.name(),
+                    consumer_protocol: false,
+                },
             })
             .collect()
     }
 
+    /// A classic JoinGroup to a group of the consumer protocol: refused while the group has
+    /// members (a group of both protocols at once is not served); an empty one becomes a
+    /// classic group again (its consumer records deleted).
+    async fn classic_join_to_consumer_group(&mut self, group_id: &str) -> Option<i16> {
+        let g = self.groups.get_mut(group_id)?;
+        let c = g.consumer.as_ref()?;
+        if !c.members.is_empty() {
+            return Some(error::INCONSISTENT_GROUP_PROTOCOL);
+        }
+        g.consumer = None;
+        let entries = super::consumer::tombstones(group_id);
+        self.write(group_id, entries, Pending::GroupState).await;
+        None
+    }
+
     pub(super) fn describe(&self, group_id: &str) -> DescribedGroup {
-        let Some(g) = self.groups.get(group_id) else {
+        // A consumer-protocol group is no classic group: DescribeGroups does not know it.
+        let Some(g) = self.groups.get(group_id).filter(|g| g.consumer.is_none()) else {
             return DescribedGroup {
                 group_id: group_id.to_string(),
                 error: error::NONE,

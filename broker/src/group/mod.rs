@@ -18,6 +18,7 @@
 //! appends to and reads its partitions through the [`Store`] like any client of the log.
 
 mod cleanup;
+mod consumer;
 mod held;
 mod log;
 mod membership;
@@ -29,6 +30,11 @@ mod settings;
 mod state;
 mod txn_offsets;
 
+pub use consumer::records::ConsumerEntry;
+pub use consumer::{
+    ConsumerHeartbeat, ConsumerHeartbeatResponse, DescribedConsumerGroup, DescribedConsumerMember,
+    TopicPartitions, ASSIGNORS,
+};
 use log::{encode_batch, ensure_offsets_topic, write_error};
 pub use requests::*;
 pub use settings::GroupConfig;
@@ -76,6 +82,12 @@ enum Msg {
     /// A transaction's marker was written to a partition of the offsets topic: its offsets
     /// there are committed (or dropped).
     TxnCompleted(i32, i64, bool, oneshot::Sender<()>),
+    /// ConsumerGroupHeartbeat (KIP-848's protocol).
+    ConsumerHeartbeat(
+        ConsumerHeartbeat,
+        oneshot::Sender<ConsumerHeartbeatResponse>,
+    ),
+    ConsumerDescribe(Vec<String>, oneshot::Sender<Vec<DescribedConsumerGroup>>),
     List(oneshot::Sender<Vec<ListedGroup>>),
     Describe(Vec<String>, oneshot::Sender<Vec<DescribedGroup>>),
     DeleteGroups(Vec<String>, oneshot::Sender<Vec<i16>>),
@@ -113,6 +125,7 @@ impl Msg {
             Msg::Sync(req, _) => Some(&req.group_id),
             Msg::Commit(req, _) => Some(&req.group_id),
             Msg::TxnCommit(req, _) => Some(&req.commit.group_id),
+            Msg::ConsumerHeartbeat(req, _) => Some(&req.group_id),
             Msg::Heartbeat(group, ..)
             | Msg::Leave(group, ..)
             | Msg::Fetch(group, ..)
@@ -350,6 +363,27 @@ impl Coordinator {
         .await
     }
 
+    /// ConsumerGroupHeartbeat: the member's epoch and assignment, or why not.
+    pub async fn consumer_heartbeat(&self, req: ConsumerHeartbeat) -> ConsumerHeartbeatResponse {
+        let gone = ConsumerHeartbeatResponse::refused(GONE, "the coordinator is not available");
+        self.ask(|tx| Msg::ConsumerHeartbeat(req, tx), gone).await
+    }
+
+    /// ConsumerGroupDescribe: each group asked for, in order.
+    pub async fn consumer_describe(&self, group_ids: Vec<String>) -> Vec<DescribedConsumerGroup> {
+        let gone = group_ids
+            .iter()
+            .map(|g| DescribedConsumerGroup {
+                group_id: g.clone(),
+                error: GONE,
+                state: "Dead",
+                ..Default::default()
+            })
+            .collect();
+        self.ask(|tx| Msg::ConsumerDescribe(group_ids, tx), gone)
+            .await
+    }
+
     pub async fn list(&self) -> Vec<ListedGroup> {
         self.ask(Msg::List, Vec::new()).await
     }
@@ -418,6 +452,11 @@ enum Pending {
     DeletedOffsets(oneshot::Sender<Result<Vec<i16>, i16>>, Vec<i16>),
     /// A group's metadata (an empty group after its last member left): nothing waits.
     GroupState,
+    /// A consumer-protocol heartbeat's records: then its answer.
+    Consumer(
+        oneshot::Sender<ConsumerHeartbeatResponse>,
+        ConsumerHeartbeatResponse,
+    ),
     /// A transaction's offsets: then they are pending until its marker, and the committer
     /// gets its answer.
     TxnOffsets {
@@ -530,6 +569,7 @@ impl Actor {
     async fn timers(&mut self) {
         self.release().await;
         self.expire().await;
+        self.expire_consumers().await;
         if self.now() >= self.next_retention_check {
             self.next_retention_check = self.now() + self.config.offsets_retention_check_interval;
             self.expire_offsets().await;
@@ -567,6 +607,10 @@ impl Actor {
             Msg::TxnCompleted(partition, producer_id, commit, reply) => {
                 self.txn_completed(partition, producer_id, commit);
                 let _ = reply.send(());
+            }
+            Msg::ConsumerHeartbeat(req, reply) => self.consumer_heartbeat(req, reply).await,
+            Msg::ConsumerDescribe(ids, reply) => {
+                let _ = reply.send(ids.iter().map(|g| self.consumer_describe(g)).collect());
             }
             Msg::List(reply) => {
                 let _ = reply.send(self.list());

@@ -34,6 +34,16 @@ impl Actor {
         }
         let now = self.now();
         let simple = req.generation < 0 && req.member_id.is_empty();
+        // What a consumer-protocol member's commit is checked against (topic ids).
+        let topics = if self
+            .groups
+            .get(&req.group_id)
+            .is_some_and(|g| g.consumer.is_some())
+        {
+            self.topics_now()
+        } else {
+            Default::default()
+        };
         match self.groups.get_mut(&req.group_id) {
             None if simple => {
                 self.groups
@@ -42,6 +52,12 @@ impl Actor {
             None => {
                 let _ = reply.send(Err(req.unknown_group));
                 return;
+            }
+            Some(g) if g.consumer.is_some() => {
+                if let Err(code) = g.consumer_commit(&req, false, &topics) {
+                    let _ = reply.send(Err(code));
+                    return;
+                }
             }
             Some(g) if simple && g.state == State::Empty => {}
             Some(g) => {
@@ -219,9 +235,7 @@ impl Actor {
         for id in &ids {
             codes.push(match self.groups.get(id) {
                 None => error::GROUP_ID_NOT_FOUND,
-                Some(g) if g.state != State::Empty || !g.members.is_empty() => {
-                    error::NON_EMPTY_GROUP
-                }
+                Some(g) if g.state != State::Empty || !g.has_no_members() => error::NON_EMPTY_GROUP,
                 Some(_) => {
                     doomed.push(id.clone());
                     error::NONE
@@ -296,10 +310,14 @@ pub(super) fn tombstones(g: &Group) -> Vec<Entry> {
             value: None,
         })
         .collect();
-    entries.push(Entry::Group {
-        group: g.id.clone(),
-        value: None,
-    });
+    if g.consumer.is_some() {
+        entries.extend(super::consumer::tombstones(&g.id));
+    } else {
+        entries.push(Entry::Group {
+            group: g.id.clone(),
+            value: None,
+        });
+    }
     entries
 }
 

@@ -91,7 +91,7 @@ impl Actor {
         let now_at = self.now();
         let taken = |id: &str| gained.contains(&partition_for(id, parts));
         for (_, g) in self.groups.iter_mut().filter(|(id, _)| taken(id)) {
-            g.loaded(now_at);
+            g.loaded(now_at, self.config.consumer_session_timeout);
         }
         self.groups.retain(|id, g| !(taken(id) && g.is_dead()));
     }

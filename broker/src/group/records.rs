@@ -7,10 +7,12 @@
 //! leader_epoch, metadata, commit_timestamp }` (versions 0–3 are read), `GroupMetadataValue`
 //! version 3 `{ protocol_type, generation, protocol, leader, current_state_timestamp,
 //! members[{ member_id, group_instance_id, client_id, client_host, rebalance_timeout,
-//! session_timeout, subscription, assignment }] }` (versions 0–3 are read).
+//! session_timeout, subscription, assignment }] }` (versions 0–3 are read). The records of
+//! consumer groups of the consumer protocol are in [`super::consumer::records`].
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::consumer::records::{ConsumerEntry, KEYS as CONSUMER_KEYS};
 use crate::schema::{put_bytes, put_opt_str, put_str, Reader};
 
 /// A committed offset.
@@ -62,6 +64,8 @@ pub enum Entry {
         /// `None`: the group was deleted.
         value: Option<GroupValue>,
     },
+    /// A record of a consumer group of the consumer protocol (KIP-848).
+    Consumer(ConsumerEntry),
 }
 
 impl Entry {
@@ -116,6 +120,15 @@ impl Entry {
                 });
                 (key.freeze(), value)
             }
+            Entry::Consumer(e) => e.encode(),
+        }
+    }
+
+    /// The group the record is about.
+    pub fn group(&self) -> &str {
+        match self {
+            Entry::Offset { group, .. } | Entry::Group { group, .. } => group,
+            Entry::Consumer(e) => e.group(),
         }
     }
 
@@ -158,6 +171,9 @@ impl Entry {
                 let group = k.string()?;
                 let value = value.map(decode_group).transpose()?;
                 Ok(Some(Entry::Group { group, value }))
+            }
+            v if CONSUMER_KEYS.contains(&v) => {
+                ConsumerEntry::decode(v, &mut k, value).map(|e| Some(Entry::Consumer(e)))
             }
             _ => Ok(None),
         }

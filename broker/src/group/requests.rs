@@ -66,6 +66,9 @@ pub struct CommitRequest {
     /// The answer to a member's commit to a group that does not exist: ILLEGAL_GENERATION,
     /// or GROUP_ID_NOT_FOUND from OffsetCommit v9 on (as Kafka 4).
     pub unknown_group: i16,
+    /// The request's version can carry a consumer-protocol member's epoch (OffsetCommit v9+):
+    /// a member of a consumer-protocol group must commit with one.
+    pub member_epoch_commit: bool,
 }
 
 /// TxnOffsetCommit: the commit (the member and generation are checked as KIP-447 says, when
@@ -93,6 +96,8 @@ pub struct ListedGroup {
     pub group_id: String,
     pub protocol_type: String,
     pub state: &'static str,
+    /// A group of the consumer protocol (KIP-848; ListGroups' type "consumer").
+    pub consumer_protocol: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -31,6 +31,13 @@ pub struct GroupConfig {
     pub compacted: bool,
     /// `offsets.topic.segment.bytes`.
     pub segment_bytes: u64,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member not heard from for
+    /// this long is fenced.
+    pub consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members heartbeat.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`: members of a consumer-protocol group.
+    pub consumer_max_size: usize,
 }
 
 impl GroupConfig {
@@ -50,6 +57,11 @@ impl GroupConfig {
             checkpoint_records: config.offsets_checkpoint_records,
             compacted: config.offsets_topic_compacted,
             segment_bytes: config.offsets_topic_segment_bytes,
+            consumer_session_timeout: Duration::from_millis(
+                config.group_consumer_session_timeout_ms as u64,
+            ),
+            consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+            consumer_max_size: config.group_consumer_max_size as usize,
         }
     }
 }

@@ -95,6 +95,9 @@ pub(super) struct Group {
     /// When the group last became empty (wall ms; 0 if never known): its offsets expire
     /// counting from this or from their commit, whichever is later.
     pub(super) empty_since_ms: i64,
+    /// A consumer group of the consumer protocol (KIP-848): its members and assignments.
+    /// Then the classic part has no members.
+    pub(super) consumer: Option<Box<super::consumer::ConsumerGroup>>,
 }
 
 impl Group {
@@ -117,7 +120,29 @@ impl Group {
             offsets: BTreeMap::new(),
             pending_txn: BTreeMap::new(),
             empty_since_ms: 0,
+            consumer: None,
         }
+    }
+
+    /// Forget the classic protocol's state (its metadata record was deleted, or the group
+    /// becomes a consumer group); the offsets stay.
+    pub(super) fn reset_classic(&mut self) {
+        let mut fresh = Group::new(&self.id);
+        fresh.offsets = std::mem::take(&mut self.offsets);
+        fresh.pending_txn = std::mem::take(&mut self.pending_txn);
+        fresh.empty_since_ms = self.empty_since_ms;
+        fresh.consumer = self.consumer.take();
+        *self = fresh;
+    }
+
+    /// Take a record of a consumer group (load).
+    pub(super) fn replay(&mut self, e: super::consumer::records::ConsumerEntry) {
+        use super::consumer::records::ConsumerEntry;
+        if let ConsumerEntry::Group { value: None, .. } = e {
+            self.consumer = None;
+            return;
+        }
+        self.consumer.get_or_insert_with(Box::default).replay(e);
     }
 
     /// Take a group metadata record (load).
@@ -162,7 +187,10 @@ impl Group {
     }
 
     /// After the load: members are Stable and get a whole session to heartbeat again.
-    pub(super) fn loaded(&mut self, now: Instant) {
+    pub(super) fn loaded(&mut self, now: Instant, consumer_session: Duration) {
+        if let Some(c) = self.consumer.as_mut() {
+            c.loaded(now, consumer_session);
+        }
         self.state = if self.members.is_empty() {
             State::Empty
         } else {
@@ -175,7 +203,15 @@ impl Group {
 
     /// An empty group with nothing committed holds nothing: it can go.
     pub(super) fn is_dead(&self) -> bool {
-        self.state == State::Empty && self.members.is_empty() && self.offsets.is_empty()
+        self.state == State::Empty
+            && self.members.is_empty()
+            && self.offsets.is_empty()
+            && self.consumer.is_none()
+    }
+
+    /// No member of either protocol.
+    pub(super) fn has_no_members(&self) -> bool {
+        self.members.is_empty() && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
     }
 
     pub(super) fn next_deadline(&self) -> Option<Instant> {
@@ -187,6 +223,7 @@ impl Group {
         sessions
             .chain(self.pending.values().copied())
             .chain(self.join_deadline)
+            .chain(self.consumer.as_ref().and_then(|c| c.next_deadline()))
             .min()
     }
 

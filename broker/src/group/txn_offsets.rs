@@ -32,6 +32,16 @@ impl Actor {
         // its commits would be — a zombie of an older generation is refused; one that names
         // none (older clients) is not checked.
         let named = c.generation >= 0 || !c.member_id.is_empty() || c.group_instance_id.is_some();
+        // What a consumer-protocol member's commit is checked against (topic ids).
+        let topics = if self
+            .groups
+            .get(&c.group_id)
+            .is_some_and(|g| g.consumer.is_some())
+        {
+            self.topics_now()
+        } else {
+            Default::default()
+        };
         match self.groups.get(&c.group_id) {
             None if named => {
                 let _ = reply.send(Err(c.unknown_group));
@@ -40,6 +50,12 @@ impl Actor {
             None => {
                 self.groups
                     .insert(c.group_id.clone(), Group::new(&c.group_id));
+            }
+            Some(g) if named && g.consumer.is_some() => {
+                if let Err(code) = g.consumer_commit(c, true, &topics) {
+                    let _ = reply.send(Err(code));
+                    return;
+                }
             }
             Some(g) if named => {
                 let fenced = c

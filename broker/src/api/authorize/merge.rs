@@ -42,6 +42,21 @@ impl Refused {
                     );
                 }
             }
+            ResponseKind::ConsumerGroupDescribe(d) => {
+                for g in &mut d.groups {
+                    if g.authorized_operations != i32::MIN {
+                        g.authorized_operations =
+                            access.operations(resource::GROUP, g.group_id.as_str());
+                    }
+                }
+                for n in self.refused_names() {
+                    d.groups.push(
+                        consumer_group_describe_response::DescribedGroup::default()
+                            .with_group_id(GroupId(text(n)))
+                            .with_error_code(group_code),
+                    );
+                }
+            }
             ResponseKind::ListGroups(l) => {
                 if !access.cluster(op::DESCRIBE) {
                     l.groups

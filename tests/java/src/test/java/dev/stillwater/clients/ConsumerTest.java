@@ -24,6 +24,9 @@ import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
+import org.apache.kafka.clients.consumer.SubscriptionPattern;
+import org.apache.kafka.common.GroupState;
+import org.apache.kafka.common.GroupType;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
@@ -121,13 +124,20 @@ class ConsumerTest {
      */
     @ParameterizedTest
     @ValueSource(strings = {"default", "org.apache.kafka.clients.consumer.RangeAssignor",
-            "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"})
+            "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+            "consumer-protocol.uniform", "consumer-protocol.range"})
     void membersJoiningAndLeavingUnderLoadReadEveryRecordOnce(String assignor) throws Exception {
-        String topic = "group-load-" + assignor.substring(assignor.lastIndexOf('.') + 1);
+        String topic = "group-load-" + assignor.substring(assignor.lastIndexOf('.') + 1)
+                + (assignor.startsWith("consumer-protocol") ? "-kip848" : "");
         String group = topic + "-group";
         Clients.createTopic(brokers.admin, topic, 6);
         Map<String, Object> conf = new HashMap<>();
-        if (!assignor.equals("default")) {
+        if (assignor.startsWith("consumer-protocol.")) {
+            // KIP-848: the broker assigns, with the assignor the members name.
+            conf.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+            conf.put(ConsumerConfig.GROUP_REMOTE_ASSIGNOR_CONFIG,
+                    assignor.substring(assignor.indexOf('.') + 1));
+        } else if (!assignor.equals("default")) {
             conf.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, assignor);
         }
         conf.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 200);
@@ -176,6 +186,63 @@ class ConsumerTest {
         var committed = brokers.admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
         long total = committed.values().stream().mapToLong(OffsetAndMetadata::offset).sum();
         assertEquals(count, total, "committed offsets " + committed);
+        if (assignor.startsWith("consumer-protocol.")) {
+            // The broker kept the group as one of the consumer protocol, with its assignor.
+            var described = brokers.admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+            assertEquals(GroupType.CONSUMER, described.type(), described.toString());
+            assertEquals(GroupState.EMPTY, described.groupState(), described.toString());
+        }
+    }
+
+    /**
+     * KIP-848: a member subscribed by a regular expression, which the broker resolves, is given
+     * a topic made after it joined; a second member of the group shares the partitions, and
+     * the group as Admin describes it names both, their epochs and the assignor.
+     */
+    @Test
+    void aRegexSubscriptionResolvedByTheBrokerPicksUpANewTopic() throws Exception {
+        String group = "kip848-regex";
+        Clients.createTopic(brokers.admin, "kip848-a", 2);
+        Map<String, Object> conf = new HashMap<>(Map.of(
+                ConsumerConfig.GROUP_ID_CONFIG, group,
+                ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer",
+                ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest",
+                ConsumerConfig.METADATA_MAX_AGE_CONFIG, 1000));
+        try (KafkaConsumer<byte[], byte[]> first = Clients.consumer(brokers.broker.bootstrap(), conf);
+             KafkaConsumer<byte[], byte[]> second = Clients.consumer(brokers.broker.bootstrap(), conf)) {
+            first.subscribe(new SubscriptionPattern("kip848-.*"));
+            second.subscribe(new SubscriptionPattern("kip848-.*"));
+            Set<TopicPartition> all = new HashSet<>();
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            boolean made = false;
+            while (System.nanoTime() < deadline) {
+                first.poll(Duration.ofMillis(100));
+                second.poll(Duration.ofMillis(100));
+                all.clear();
+                all.addAll(first.assignment());
+                all.addAll(second.assignment());
+                if (!made && all.size() == 2) {
+                    Clients.createTopic(brokers.admin, "kip848-b", 3);
+                    made = true;
+                }
+                Set<TopicPartition> overlap = new HashSet<>(first.assignment());
+                overlap.retainAll(second.assignment());
+                assertTrue(overlap.isEmpty(), "a partition owned twice: " + overlap);
+                if (made && all.size() == 5 && !first.assignment().isEmpty()
+                        && !second.assignment().isEmpty()) {
+                    break;
+                }
+            }
+            assertEquals(5, all.size(), "assigned: " + first.assignment() + " and " + second.assignment());
+            var described = brokers.admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+            System.out.println("described: " + described);
+            assertEquals(GroupType.CONSUMER, described.type());
+            assertEquals(2, described.members().size(), described.toString());
+            assertEquals("uniform", described.partitionAssignor());
+            for (var m : described.members()) {
+                assertTrue(m.memberEpoch().orElse(0) > 0, m.toString());
+            }
+        }
     }
 
     /**

@@ -63,26 +63,6 @@ class UnservedApisTest {
     @Test
     void featuresNeedingAnUnservedApiFailAtOnceInTheClientAndNothingElseIsDisturbed() throws Exception {
         Clients.createTopic(brokers.admin, "served", 2);
-        // The consumer group protocol of KIP-848 needs ConsumerGroupHeartbeat.
-        try (KafkaConsumer<byte[], byte[]> consumer = Clients.consumer(brokers.broker.bootstrap(), Map.of(
-                ConsumerConfig.GROUP_ID_CONFIG, "kip848", "group.protocol", "consumer"))) {
-            consumer.subscribe(List.of("served"));
-            if (Clients.version().startsWith("3.")) {
-                // The 3.x client (early access) puts the member in a fatal state at once, logs
-                // "The node does not support CONSUMER_GROUP_HEARTBEAT", and its polls either
-                // throw that or stay empty.
-                try {
-                    for (int i = 0; i < 10; i++) {
-                        assertEquals(0, consumer.poll(Duration.ofMillis(300)).count());
-                    }
-                } catch (UnsupportedVersionException expected) {
-                    // told at once
-                }
-                assertTrue(consumer.assignment().isEmpty(), consumer.assignment().toString());
-            } else {
-                assertUnsupported(() -> consumer.poll(Duration.ofSeconds(5)), "group.protocol=consumer");
-            }
-        }
         // Quotas and delegation tokens are not served yet (DescribeClientQuotas, ...).
         assertUnsupported(() -> brokers.admin.describeClientQuotas(ClientQuotaFilter.all()).entities().get(),
                 "describeClientQuotas");
@@ -114,7 +94,7 @@ class UnservedApisTest {
         Map<String, Long> sent = metrics();
         System.out.println("APIs the Java clients sent: " + sent);
         assertEquals(0L, sent.get("(malformed)"), "requests refused as malformed or unserved: " + sent);
-        for (String api : List.of("ConsumerGroupHeartbeat", "DescribeClientQuotas",
+        for (String api : List.of("DescribeClientQuotas",
                 "DescribeDelegationToken", "GetTelemetrySubscriptions", "PushTelemetry")) {
             assertTrue(!sent.containsKey(api), api + " was sent although not served: " + sent);
         }
