@@ -1,0 +1,241 @@
+//! The consumer group protocol (KIP-848) at the wire, against the broker in this process:
+//! two members share a topic's partitions with revocation before assignment (a partition is
+//! never given while another member holds it), Kafka's errors for stale epochs and unknown
+//! members, offsets committed with member epochs, and a restart after which the members go
+//! on at their epochs with their assignments (the group's records loaded from
+//! `__consumer_offsets`, also past a checkpoint). Data: one topic of 6 partitions, two members.
+#![cfg(not(madsim))]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use broker::config::Config;
+use broker::server::Running;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+mod common;
+use common::{start_with, Client};
+
+const GROUP: &str = "kip848";
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn small(c: &mut Config) {
+    c.offsets_topic_partitions = 1;
+    c.offsets_checkpoint_records = 100;
+}
+
+async fn create(c: &mut Client, name: &str, partitions: i32) -> uuid::Uuid {
+    let mut t = create_topics_request::CreatableTopic::default();
+    t.name = TopicName(s(name));
+    t.num_partitions = partitions;
+    t.replication_factor = 1;
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![t])
+        .with_timeout_ms(5000);
+    let ResponseKind::CreateTopics(r) = c
+        .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0);
+    r.topics[0].topic_id
+}
+
+/// A heartbeat of `member` at `epoch`; `owned`: the partitions it says it owns (none: not
+/// told); a join (epoch 0) subscribes to "t".
+async fn beat(
+    c: &mut Client,
+    member: &str,
+    epoch: i32,
+    owned: Option<&BTreeSet<i32>>,
+    topic: uuid::Uuid,
+) -> ConsumerGroupHeartbeatResponse {
+    let mut req = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_member_id(s(member))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 });
+    if epoch == 0 {
+        req.subscribed_topic_names = Some(vec![TopicName(s("t"))]);
+        req.topic_partitions = Some(vec![]);
+    } else if let Some(owned) = owned {
+        req.topic_partitions = Some(vec![
+            consumer_group_heartbeat_request::TopicPartitions::default()
+                .with_topic_id(topic)
+                .with_partitions(owned.iter().copied().collect()),
+        ]);
+    }
+    let ResponseKind::ConsumerGroupHeartbeat(r) = c
+        .call(
+            ApiKey::ConsumerGroupHeartbeat,
+            1,
+            RequestKind::ConsumerGroupHeartbeat(req),
+        )
+        .await
+    else {
+        panic!()
+    };
+    r
+}
+
+fn assigned(r: &ConsumerGroupHeartbeatResponse) -> Option<BTreeSet<i32>> {
+    r.assignment.as_ref().map(|a| {
+        a.topic_partitions
+            .iter()
+            .flat_map(|t| t.partitions.iter().copied())
+            .collect()
+    })
+}
+
+async fn commit(c: &mut Client, member: &str, epoch: i32, partition: i32, offset: i64) -> i16 {
+    let p = offset_commit_request::OffsetCommitRequestPartition::default()
+        .with_partition_index(partition)
+        .with_committed_offset(offset);
+    let t = offset_commit_request::OffsetCommitRequestTopic::default()
+        .with_name(TopicName(s("t")))
+        .with_partitions(vec![p]);
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_member_id(s(member))
+        .with_generation_id_or_member_epoch(epoch)
+        .with_topics(vec![t]);
+    let ResponseKind::OffsetCommit(r) = c
+        .call(ApiKey::OffsetCommit, 9, RequestKind::OffsetCommit(req))
+        .await
+    else {
+        panic!()
+    };
+    r.topics[0].partitions[0].error_code
+}
+
+async fn restart(running: Running, dir: &Path) -> Running {
+    let closed = running.broker.store.closed();
+    running.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the store closes after shutdown");
+    start_with(dir, small).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_partitions_revoking_first_and_keep_them_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = start_with(dir.path(), small).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let t = create(&mut c, "t", 6).await;
+
+    // The first member gets everything at epoch 1.
+    let a = beat(&mut c, "a", 0, None, t).await;
+    assert_eq!(
+        (a.error_code, a.member_epoch),
+        (0, 1),
+        "{:?}",
+        a.error_message
+    );
+    let mut a_owns = assigned(&a).unwrap();
+    assert_eq!(a_owns.len(), 6);
+
+    // A second member joins: epoch 2, but it waits for what "a" still holds.
+    let b = beat(&mut c, "b", 0, None, t).await;
+    assert_eq!((b.error_code, b.member_epoch), (0, 2));
+    let mut b_owns = assigned(&b).unwrap();
+    assert!(b_owns.is_empty(), "nothing free yet: {b_owns:?}");
+
+    // "a" is told to give three up and keeps its epoch until it has.
+    let r = beat(&mut c, "a", 1, Some(&a_owns), t).await;
+    assert_eq!((r.error_code, r.member_epoch), (0, 1));
+    let kept = assigned(&r).unwrap();
+    assert_eq!(kept.len(), 3);
+    // Still owning them: no change, and "b" gets nothing meanwhile.
+    let r = beat(&mut c, "a", 1, Some(&a_owns), t).await;
+    assert_eq!((r.member_epoch, r.assignment.is_none()), (1, true));
+    let r = beat(&mut c, "b", 2, Some(&b_owns), t).await;
+    assert!(assigned(&r).is_none_or(|p| p.is_empty()));
+    // A commit at its epoch still goes.
+    let first = *a_owns.iter().next().unwrap();
+    assert_eq!(commit(&mut c, "a", 1, first, 42).await, 0);
+    // Revoked: "a" moves to epoch 2, and "b" takes the released three.
+    a_owns = kept;
+    let r = beat(&mut c, "a", 1, Some(&a_owns), t).await;
+    assert_eq!(r.member_epoch, 2);
+    let r = beat(&mut c, "b", 2, Some(&b_owns), t).await;
+    b_owns = assigned(&r).unwrap();
+    assert_eq!(b_owns.len(), 3);
+    assert!(a_owns.is_disjoint(&b_owns));
+
+    // Kafka's errors: an epoch from the future is fenced, an unknown member is unknown, a
+    // commit at an old epoch for a partition no longer held is stale.
+    let r = beat(&mut c, "a", 7, Some(&a_owns), t).await;
+    assert_eq!(r.error_code, 110, "FENCED_MEMBER_EPOCH");
+    let r = beat(&mut c, "nobody", 3, None, t).await;
+    assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
+    let moved = *b_owns.iter().next().unwrap();
+    assert_eq!(
+        commit(&mut c, "a", 1, moved, 1).await,
+        113,
+        "STALE_MEMBER_EPOCH"
+    );
+    assert_eq!(commit(&mut c, "a", 2, first.min(moved), 5).await, 0);
+
+    // Many heartbeats (past the checkpoint bound), then a restart: the members go on.
+    for _ in 0..150 {
+        beat(&mut c, "a", 2, Some(&a_owns), t).await;
+        commit(&mut c, "a", 2, *a_owns.iter().next().unwrap(), 7).await;
+    }
+    running = restart(running, dir.path()).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let r = beat(&mut c, "a", 2, Some(&a_owns), t).await;
+    assert_eq!(
+        (r.error_code, r.member_epoch),
+        (0, 2),
+        "{:?}",
+        r.error_message
+    );
+    let r = beat(&mut c, "b", 2, Some(&b_owns), t).await;
+    assert_eq!(
+        (r.error_code, r.member_epoch),
+        (0, 2),
+        "{:?}",
+        r.error_message
+    );
+    let described = c
+        .call(
+            ApiKey::ConsumerGroupDescribe,
+            1,
+            RequestKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(GROUP))]),
+            ),
+        )
+        .await;
+    let ResponseKind::ConsumerGroupDescribe(d) = described else {
+        panic!()
+    };
+    let g = &d.groups[0];
+    assert_eq!((g.group_state.as_str(), g.group_epoch), ("Stable", 2));
+    let held: usize = g
+        .members
+        .iter()
+        .map(|m| {
+            m.assignment
+                .topic_partitions
+                .iter()
+                .map(|t| t.partitions.len())
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(held, 6);
+
+    // "b" leaves for good: the group's epoch moves on and "a" is given everything again.
+    let r = beat(&mut c, "b", -1, None, t).await;
+    assert_eq!((r.error_code, r.member_epoch), (0, -1));
+    let r = beat(&mut c, "a", 2, Some(&a_owns), t).await;
+    assert_eq!(r.member_epoch, 3);
+    assert_eq!(assigned(&r).unwrap().len(), 6);
+    running.shutdown().await;
+}
