@@ -49,6 +49,9 @@ pub enum Probe {
     /// Is the probes' group listed?
     ListGroups,
     DescribeGroups,
+    /// KIP-848's heartbeat of a member that is not there (at epoch 1: nothing is made).
+    ConsumerGroupHeartbeat,
+    ConsumerGroupDescribe,
     DeleteGroups,
     OffsetDelete,
     /// Validate-only.
@@ -100,7 +103,7 @@ pub enum Probe {
 
 impl Probe {
     /// Every probe.
-    pub const ALL: [Probe; 49] = [
+    pub const ALL: [Probe; 51] = [
         Probe::Produce,
         Probe::Fetch,
         Probe::ListOffsets,
@@ -120,6 +123,8 @@ impl Probe {
         Probe::OffsetFetch,
         Probe::ListGroups,
         Probe::DescribeGroups,
+        Probe::ConsumerGroupHeartbeat,
+        Probe::ConsumerGroupDescribe,
         Probe::DeleteGroups,
         Probe::OffsetDelete,
         Probe::CreatePartitions,
@@ -174,6 +179,8 @@ impl Probe {
             P::OffsetFetch => ApiKey::OffsetFetch,
             P::ListGroups => ApiKey::ListGroups,
             P::DescribeGroups => ApiKey::DescribeGroups,
+            P::ConsumerGroupHeartbeat => ApiKey::ConsumerGroupHeartbeat,
+            P::ConsumerGroupDescribe => ApiKey::ConsumerGroupDescribe,
             P::DeleteGroups => ApiKey::DeleteGroups,
             P::OffsetDelete => ApiKey::OffsetDelete,
             P::CreatePartitions => ApiKey::CreatePartitions,

@@ -53,8 +53,12 @@ pub fn needs(probe: Probe) -> Vec<Vec<Need>> {
         ]],
         P::DeleteTopics => vec![vec![Need::On(resource::TOPIC, ABSENT_TOPIC, DELETE)]],
         P::InitProducerId => vec![vec![cluster(IDEMPOTENT_WRITE), Need::AnyTopic(WRITE)]],
-        P::FindCoordinator | P::DescribeGroups => vec![vec![group(DESCRIBE)]],
-        P::JoinGroup | P::SyncGroup | P::Heartbeat | P::LeaveGroup => vec![vec![group(READ)]],
+        P::FindCoordinator | P::DescribeGroups | P::ConsumerGroupDescribe => {
+            vec![vec![group(DESCRIBE)]]
+        }
+        P::JoinGroup | P::SyncGroup | P::Heartbeat | P::LeaveGroup | P::ConsumerGroupHeartbeat => {
+            vec![vec![group(READ)]]
+        }
         P::OffsetCommit => vec![vec![group(READ)], vec![topic(READ)]],
         P::OffsetFetch => vec![vec![group(DESCRIBE)], vec![topic(DESCRIBE)]],
         P::ListGroups => vec![vec![cluster(DESCRIBE), group(DESCRIBE)]],

@@ -304,6 +304,15 @@ pub fn request(probe: Probe, version: i16) -> Result<RequestKind, ClientError> {
             R::OffsetFetch(r)
         }
         P::ListGroups => R::ListGroups(ListGroupsRequest::default()),
+        P::ConsumerGroupHeartbeat => R::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group())
+                .with_member_id(text(NOBODY))
+                .with_member_epoch(1),
+        ),
+        P::ConsumerGroupDescribe => R::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![group()]),
+        ),
         P::DescribeGroups => {
             R::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![group()]))
         }
@@ -543,6 +552,8 @@ pub fn answer(probe: Probe, version: i16, resp: &ResponseKind) -> ProbeAnswer {
             }
         }
         K::DescribeGroups(r) => r.groups.iter().for_each(|g| c(g.error_code)),
+        K::ConsumerGroupHeartbeat(r) => c(r.error_code),
+        K::ConsumerGroupDescribe(r) => r.groups.iter().for_each(|g| c(g.error_code)),
         K::DeleteGroups(r) => r.results.iter().for_each(|g| c(g.error_code)),
         K::OffsetDelete(r) => {
             c(r.error_code);
