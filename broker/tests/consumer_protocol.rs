@@ -7,16 +7,13 @@
 #![cfg(not(madsim))]
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::time::Duration;
 
 use broker::config::Config;
-use broker::server::Running;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 mod common;
-use common::{start_with, Client};
+use common::{restart, start_with, Client};
 
 const GROUP: &str = "kip848";
 
@@ -114,15 +111,6 @@ async fn commit(c: &mut Client, member: &str, epoch: i32, partition: i32, offset
     r.topics[0].partitions[0].error_code
 }
 
-async fn restart(running: Running, dir: &Path) -> Running {
-    let closed = running.broker.store.closed();
-    running.shutdown().await;
-    tokio::time::timeout(Duration::from_secs(20), closed)
-        .await
-        .expect("the store closes after shutdown");
-    start_with(dir, small).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_share_partitions_revoking_first_and_keep_them_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,7 +176,7 @@ async fn members_share_partitions_revoking_first_and_keep_them_across_a_restart(
         beat(&mut c, "a", 2, Some(&a_owns), t).await;
         commit(&mut c, "a", 2, *a_owns.iter().next().unwrap(), 7).await;
     }
-    running = restart(running, dir.path()).await;
+    running = restart(running, dir.path(), small).await;
     let mut c = Client::connect(running.kafka_addr).await;
     let r = beat(&mut c, "a", 2, Some(&a_owns), t).await;
     assert_eq!(

@@ -4,17 +4,15 @@
 //! compacted offsets topic (`offsets_topic_compacted`) loads past the batches its cleaner emptied.
 #![cfg(not(madsim))]
 
-use std::path::Path;
 use std::time::Duration;
 
 use broker::config::Config;
-use broker::server::Running;
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 mod common;
-use common::{join, start_with, Client};
+use common::{join, restart, start_with, Client};
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -122,15 +120,6 @@ async fn create_t(c: &mut Client) {
         panic!()
     };
     assert_eq!(r.topics[0].error_code, 0);
-}
-
-async fn restart(running: Running, dir: &Path, tweak: fn(&mut Config)) -> Running {
-    let closed = running.broker.store.closed();
-    running.shutdown().await;
-    tokio::time::timeout(Duration::from_secs(20), closed)
-        .await
-        .expect("the store closes after shutdown");
-    start_with(dir, tweak).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

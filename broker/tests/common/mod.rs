@@ -320,6 +320,20 @@ pub async fn start_with(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) 
     server::start(env, config).await.unwrap()
 }
 
+/// Shut `running` down, wait for its store to close, and start a broker on `dir` again.
+pub async fn restart(
+    running: server::Running,
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut Config),
+) -> server::Running {
+    let closed = running.broker.store.closed();
+    running.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the store closes after shutdown");
+    start_with(dir, tweak).await
+}
+
 /// One request as a whole frame (length prefix, header, body), correlation id `id`.
 pub fn request_frame(api: ApiKey, version: i16, id: i32, body: RequestKind) -> Bytes {
     let mut h = RequestHeader::default();
