@@ -347,9 +347,16 @@ impl Broker {
                 });
                 let mut out = offset_fetch_response::OffsetFetchResponseGroup::default();
                 out.group_id = g.group_id.clone();
+                // v9: the member asking, when it names itself (Kafka checks a consumer
+                // protocol's member; none: an admin's or a classic consumer's fetch).
+                let member = g
+                    .member_id
+                    .as_ref()
+                    .map(|m| (m.to_string(), g.member_epoch))
+                    .filter(|(m, e)| !m.is_empty() || *e >= 0);
                 match self
                     .groups
-                    .fetch(g.group_id.to_string(), asked, req.require_stable)
+                    .fetch_as(g.group_id.to_string(), asked, req.require_stable, member)
                     .await
                 {
                     Ok(committed) => {

@@ -69,12 +69,11 @@ enum Msg {
     Heartbeat(String, i32, MemberRef, oneshot::Sender<i16>),
     Leave(String, Vec<MemberRef>, oneshot::Sender<Vec<i16>>),
     Commit(CommitRequest, oneshot::Sender<Result<Vec<i16>, i16>>),
-    /// The group, the partitions asked for (all: `None`), whether offsets a transaction has
-    /// pending are an error (`require_stable`).
+    /// The group, the partitions asked for (all: `None`), how they are asked.
     Fetch(
         String,
         Option<Vec<(String, Vec<i32>)>>,
-        bool,
+        FetchAsked,
         oneshot::Sender<Result<Vec<Committed>, i16>>,
     ),
     /// TxnOffsetCommit: a transaction's offsets, committed only with it.
@@ -133,6 +132,13 @@ impl Msg {
             _ => None,
         }
     }
+}
+
+/// How an OffsetFetch asks: whether offsets a transaction has pending are an error
+/// (`require_stable`), and the member asking (v9), if it names one.
+struct FetchAsked {
+    require_stable: bool,
+    member: Option<(String, i32)>,
 }
 
 /// What the coordinator answers when it has stopped (it never should while the node runs).
@@ -339,11 +345,25 @@ impl Coordinator {
         partitions: Option<Vec<(String, Vec<i32>)>>,
         require_stable: bool,
     ) -> Result<Vec<Committed>, i16> {
-        self.ask(
-            |tx| Msg::Fetch(group_id, partitions, require_stable, tx),
-            Err(GONE),
-        )
-        .await
+        self.fetch_as(group_id, partitions, require_stable, None)
+            .await
+    }
+
+    /// [`Coordinator::fetch`] by `member` (OffsetFetch v9's member id and epoch, when it
+    /// names one): in a consumer-protocol group the member must be there, at that epoch.
+    pub async fn fetch_as(
+        &self,
+        group_id: String,
+        partitions: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
+        member: Option<(String, i32)>,
+    ) -> Result<Vec<Committed>, i16> {
+        let asked = FetchAsked {
+            require_stable,
+            member,
+        };
+        self.ask(|tx| Msg::Fetch(group_id, partitions, asked, tx), Err(GONE))
+            .await
     }
 
     /// TxnOffsetCommit: one code per offset, in order; or one for the whole request. The
@@ -600,8 +620,12 @@ impl Actor {
                 let _ = reply.send(r);
             }
             Msg::Commit(req, reply) => self.commit(req, reply).await,
-            Msg::Fetch(group, partitions, require_stable, reply) => {
-                let _ = reply.send(self.fetch(&group, partitions, require_stable));
+            Msg::Fetch(group, partitions, asked, reply) => {
+                let answer = match self.consumer_fetch_check(&group, &asked) {
+                    Ok(()) => self.fetch(&group, partitions, asked.require_stable),
+                    Err(code) => Err(code),
+                };
+                let _ = reply.send(answer);
             }
             Msg::TxnCommit(req, reply) => self.txn_commit(req, reply).await,
             Msg::TxnCompleted(partition, producer_id, commit, reply) => {

@@ -276,7 +276,13 @@ impl Actor {
         let mut codes = Vec::with_capacity(partitions.len());
         let mut entries = Vec::new();
         for (topic, partition) in partitions {
-            if subscribed.contains(&topic) {
+            let by_consumer = g.consumer.as_ref().is_some_and(|c| {
+                c.members.values().any(|m| {
+                    m.meta.subscribed_names.contains(&topic)
+                        || m.regex.as_ref().is_some_and(|r| r.is_match(&topic))
+                })
+            });
+            if subscribed.contains(&topic) || by_consumer {
                 codes.push(error::GROUP_SUBSCRIBED_TO_TOPIC);
                 continue;
             }

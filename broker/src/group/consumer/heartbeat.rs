@@ -525,6 +525,26 @@ impl Actor {
         }
     }
 
+    /// OffsetFetch v9 by a member of a consumer-protocol group: it must be there, at its
+    /// epoch (Kafka's UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH); other groups are not checked.
+    pub(in crate::group) fn consumer_fetch_check(
+        &self,
+        gid: &str,
+        asked: &crate::group::FetchAsked,
+    ) -> Result<(), i16> {
+        let Some((member, epoch)) = &asked.member else {
+            return Ok(());
+        };
+        let Some(cg) = self.groups.get(gid).and_then(|g| g.consumer.as_ref()) else {
+            return Ok(());
+        };
+        let m = cg.members.get(member).ok_or(error::UNKNOWN_MEMBER_ID)?;
+        if *epoch != m.current.epoch {
+            return Err(error::STALE_MEMBER_EPOCH);
+        }
+        Ok(())
+    }
+
     pub(in crate::group) fn consumer_describe(&self, gid: &str) -> DescribedConsumerGroup {
         let cg = self.groups.get(gid).and_then(|g| g.consumer.as_ref());
         let Some(cg) = cg else {
@@ -611,16 +631,26 @@ fn remove_member(gid: &str, cg: &mut ConsumerGroup, id: &str) -> Vec<Entry> {
 /// A new target assignment at the group's epoch: the records of the members' targets that
 /// changed, and of the target's epoch.
 fn new_target(gid: &str, cg: &mut ConsumerGroup, topics: &Topics) -> Vec<Entry> {
-    let subscriptions: Subscriptions = cg
-        .members
-        .values()
-        .map(|m| {
-            let ids = m.subscribed(topics).iter().map(|t| topics[*t].0).collect();
-            (m.id.clone(), ids)
-        })
-        .collect();
-    let partitions: BTreeMap<u128, i32> =
-        cg.subscribed(topics).iter().map(|t| topics[*t]).collect();
+    let (subscriptions, partitions) = {
+        let matches = cg.regex_matches(topics);
+        let subscriptions: Subscriptions = cg
+            .members
+            .values()
+            .map(|m| {
+                let subscribed = m.subscribed(topics, &matches);
+                (
+                    m.id.clone(),
+                    subscribed.iter().map(|t| topics[*t].0).collect(),
+                )
+            })
+            .collect();
+        let partitions: BTreeMap<u128, i32> = cg
+            .subscribed(topics, &matches)
+            .iter()
+            .map(|t| topics[*t])
+            .collect();
+        (subscriptions, partitions)
+    };
     let targets = assign(cg.assignor(), &subscriptions, &partitions, &cg.targets);
     let mut entries = Vec::new();
     for (m, t) in &targets {

@@ -110,21 +110,25 @@ impl Member {
     }
 
     /// The topics it subscribes to among `topics`: by name, and by its regular expression
-    /// (internal topics never match one, as in Kafka).
-    pub(super) fn subscribed<'t>(&self, topics: &'t Topics) -> BTreeSet<&'t str> {
+    /// (its matches in `matches`, [`ConsumerGroup::regex_matches`]).
+    pub(super) fn subscribed<'t>(
+        &self,
+        topics: &'t Topics,
+        matches: &BTreeMap<&str, BTreeSet<&'t str>>,
+    ) -> BTreeSet<&'t str> {
         let mut out: BTreeSet<&str> = self
             .meta
             .subscribed_names
             .iter()
             .filter_map(|n| topics.get_key_value(n.as_str()).map(|(k, _)| k.as_str()))
             .collect();
-        if let Some(re) = &self.regex {
-            out.extend(
-                topics
-                    .keys()
-                    .filter(|t| !crate::storage::catalog::is_internal(t) && re.is_match(t))
-                    .map(String::as_str),
-            );
+        if let Some(m) = self
+            .meta
+            .subscribed_regex
+            .as_deref()
+            .and_then(|r| matches.get(r))
+        {
+            out.extend(m.iter().copied());
         }
         out
     }
@@ -173,12 +177,51 @@ impl ConsumerGroup {
             .find(|m| m.meta.instance_id.as_deref() == Some(instance))
     }
 
-    /// Every topic some member subscribes to.
-    pub(super) fn subscribed<'t>(&self, topics: &'t Topics) -> BTreeSet<&'t str> {
-        self.members
-            .values()
-            .flat_map(|m| m.subscribed(topics))
+    /// The topics each distinct regular expression of its members matches (internal topics
+    /// never match one, as in Kafka): each expression is run once over the topics, however
+    /// many members share it.
+    pub(super) fn regex_matches<'t>(
+        &self,
+        topics: &'t Topics,
+    ) -> BTreeMap<&str, BTreeSet<&'t str>> {
+        let mut regexes: BTreeMap<&str, &regex::Regex> = BTreeMap::new();
+        for m in self.members.values() {
+            if let (Some(text), Some(re)) = (m.meta.subscribed_regex.as_deref(), &m.regex) {
+                regexes.insert(text, re);
+            }
+        }
+        regexes
+            .into_iter()
+            .map(|(text, re)| {
+                let matched = topics
+                    .keys()
+                    .filter(|t| !crate::storage::catalog::is_internal(t) && re.is_match(t))
+                    .map(String::as_str)
+                    .collect();
+                (text, matched)
+            })
             .collect()
+    }
+
+    /// Every topic some member subscribes to.
+    pub(super) fn subscribed<'t>(
+        &self,
+        topics: &'t Topics,
+        matches: &BTreeMap<&str, BTreeSet<&'t str>>,
+    ) -> BTreeSet<&'t str> {
+        let mut out = BTreeSet::new();
+        for m in self.members.values() {
+            out.extend(
+                m.meta
+                    .subscribed_names
+                    .iter()
+                    .filter_map(|n| topics.get_key_value(n.as_str()).map(|(k, _)| k.as_str())),
+            );
+        }
+        for matched in matches.values() {
+            out.extend(matched.iter().copied());
+        }
+        out
     }
 
     /// A hash of the subscribed topics' ids and partition counts: when it changes, the
@@ -191,7 +234,8 @@ impl ConsumerGroup {
                 h = h.wrapping_mul(0x0100_0000_01b3);
             }
         };
-        for name in self.subscribed(topics) {
+        let matches = self.regex_matches(topics);
+        for name in self.subscribed(topics, &matches) {
             let (id, parts) = topics[name];
             eat(name.as_bytes());
             eat(&id.to_be_bytes());
@@ -395,6 +439,7 @@ impl super::state::Group {
         {
             return Ok(());
         }
+        tracing::debug!(group = %self.id, member = %req.member_id, epoch = req.generation, current = m.current.epoch, previous = m.current.previous_epoch, "commit refused: STALE_MEMBER_EPOCH");
         Err(error::STALE_MEMBER_EPOCH)
     }
 }

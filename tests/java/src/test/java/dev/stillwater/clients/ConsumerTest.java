@@ -134,7 +134,7 @@ class ConsumerTest {
         if (assignor.startsWith("consumer-protocol.")) {
             // KIP-848: the broker assigns, with the assignor the members name. The 3.x clients'
             // consumer protocol was an early-access preview (GA in 4.0); with 3.9.1 this test
-            // read records twice (docs/clients.md), so it runs with 4.x clients.
+            // once read a partition twice in four runs (docs/clients.md): it runs with 4.x.
             Assumptions.assumeFalse(Clients.version().startsWith("3."), "KIP-848 is GA from 4.0");
             conf.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
             conf.put(ConsumerConfig.GROUP_REMOTE_ASSIGNOR_CONFIG,
