@@ -1,8 +1,9 @@
 """One member of a consumer group, as its own process (so that a test can SIGKILL it):
-consume the topic with librdkafka's group protocol, print each record as
+consume the topic with librdkafka's group protocol (classic with an assignor, or KIP-848's
+with `consumer:<assignor>`), print each record as
 "partition offset value", commit every 100 records, and on SIGTERM leave the group cleanly.
 
-    python group_member.py BOOTSTRAP TOPIC GROUP [per-record delay in s]
+    python group_member.py BOOTSTRAP TOPIC GROUP [per-record delay in s] [strategy]
 """
 
 import signal
@@ -22,15 +23,22 @@ def on_term(*_):
 
 
 signal.signal(signal.SIGTERM, on_term)
-c = Consumer({
+strategy = sys.argv[5] if len(sys.argv) > 5 else "range"
+conf = {
     "bootstrap.servers": bootstrap,
     "group.id": group,
     "auto.offset.reset": "earliest",
     "enable.auto.commit": False,
-    "session.timeout.ms": 6000,
-    "heartbeat.interval.ms": 500,
-    "partition.assignment.strategy": sys.argv[5] if len(sys.argv) > 5 else "range",
-})
+}
+if strategy.startswith("consumer:"):
+    # KIP-848's protocol: the broker assigns with the named assignor, and the session and
+    # heartbeat are the broker's settings.
+    conf.update({"group.protocol": "consumer",
+                 "group.remote.assignor": strategy.split(":", 1)[1]})
+else:
+    conf.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                 "partition.assignment.strategy": strategy})
+c = Consumer(conf)
 c.subscribe([topic])
 since_commit = 0
 while not stop:

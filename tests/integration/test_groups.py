@@ -68,10 +68,13 @@ class Member:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky", "consumer:uniform",
+                                      "consumer:range"])
 def test_a_group_of_three_survives_a_killed_member(make_broker, strategy):
-    b = make_broker(extra_args=FAST)
-    topic, group, total = "shared", f"three-{strategy}", 3000
+    # The consumer protocol's session is the broker's: short, as the classic members' is.
+    b = make_broker(extra_args=FAST + ["--set", "group_consumer_session_timeout_ms=6000",
+                                       "--set", "group_consumer_heartbeat_interval_ms=500"])
+    topic, group, total = "shared", f"three-{strategy.replace(':', '-')}", 3000
     clients.create_topics(b.bootstrap, {topic: 6})
     produce_values(b.bootstrap, topic, total, partitions=6)
     members = [Member(b.bootstrap, topic, group, delay=0.002, strategy=strategy)
@@ -83,6 +86,12 @@ def test_a_group_of_three_survives_a_killed_member(make_broker, strategy):
             time.sleep(0.05)
         assert all(m.lines for m in members), \
             f"not every member got partitions: {[len(m.lines) for m in members]}"
+        if strategy.startswith("consumer:"):
+            # A group of KIP-848's protocol, assigned by the assignor its members name.
+            from confluent_kafka import ConsumerGroupType
+            d = describe(b.bootstrap, group)
+            assert (d.type, d.partition_assignor, len(d.members)) == (
+                ConsumerGroupType.CONSUMER, strategy.split(":")[1], 3), vars(d)
         members[0].proc.send_signal(signal.SIGKILL)
         members[0].proc.wait()
         deadline = time.monotonic() + 60
