@@ -118,77 +118,85 @@ async fn members_share_partitions_revoking_first_and_keep_them_across_a_restart(
     let mut c = Client::connect(running.kafka_addr).await;
     let t = create(&mut c, "t", 6).await;
 
-    // The first member gets everything at epoch 1.
+    // The first member gets everything at epoch 2 (a group starts at 1, as in Kafka 4.4).
     let a = beat(&mut c, "a", 0, None, t).await;
     assert_eq!(
         (a.error_code, a.member_epoch),
-        (0, 1),
+        (0, 2),
         "{:?}",
         a.error_message
     );
     let mut a_owns = assigned(&a).unwrap();
     assert_eq!(a_owns.len(), 6);
 
-    // A second member joins: epoch 2, but it waits for what "a" still holds.
+    // A second member joins: epoch 3, but it waits for what "a" still holds.
     let b = beat(&mut c, "b", 0, None, t).await;
-    assert_eq!((b.error_code, b.member_epoch), (0, 2));
+    assert_eq!((b.error_code, b.member_epoch), (0, 3));
     let mut b_owns = assigned(&b).unwrap();
     assert!(b_owns.is_empty(), "nothing free yet: {b_owns:?}");
 
     // "a" is told to give three up and keeps its epoch until it has.
-    let r = beat(&mut c, "a", 1, Some(&a_owns), t).await;
-    assert_eq!((r.error_code, r.member_epoch), (0, 1));
+    let r = beat(&mut c, "a", 2, Some(&a_owns), t).await;
+    assert_eq!((r.error_code, r.member_epoch), (0, 2));
     let kept = assigned(&r).unwrap();
     assert_eq!(kept.len(), 3);
     // Still owning them: no change, and "b" gets nothing meanwhile.
-    let r = beat(&mut c, "a", 1, Some(&a_owns), t).await;
-    assert_eq!((r.member_epoch, r.assignment.is_none()), (1, true));
-    let r = beat(&mut c, "b", 2, Some(&b_owns), t).await;
+    let r = beat(&mut c, "a", 2, Some(&a_owns), t).await;
+    assert_eq!((r.member_epoch, r.assignment.is_none()), (2, true));
+    let r = beat(&mut c, "b", 3, Some(&b_owns), t).await;
     assert!(assigned(&r).is_none_or(|p| p.is_empty()));
     // A commit at its epoch still goes.
     let first = *a_owns.iter().next().unwrap();
-    assert_eq!(commit(&mut c, "a", 1, first, 42).await, 0);
-    // Revoked: "a" moves to epoch 2, and "b" takes the released three.
+    assert_eq!(commit(&mut c, "a", 2, first, 42).await, 0);
+    // Revoked: "a" moves to epoch 3, and "b" takes the released three.
     a_owns = kept;
-    let r = beat(&mut c, "a", 1, Some(&a_owns), t).await;
-    assert_eq!(r.member_epoch, 2);
-    let r = beat(&mut c, "b", 2, Some(&b_owns), t).await;
+    let r = beat(&mut c, "a", 2, Some(&a_owns), t).await;
+    assert_eq!(r.member_epoch, 3);
+    let r = beat(&mut c, "b", 3, Some(&b_owns), t).await;
     b_owns = assigned(&r).unwrap();
     assert_eq!(b_owns.len(), 3);
     assert!(a_owns.is_disjoint(&b_owns));
 
-    // Kafka's errors: an epoch from the future is fenced, an unknown member is unknown, a
-    // commit at an old epoch for a partition no longer held is stale.
+    // Kafka's errors: an epoch from the future is fenced, an unknown member is unknown. A
+    // commit at the previous epoch goes for a partition still held (KIP-1251), not for one
+    // given away, nor at an older epoch.
     let r = beat(&mut c, "a", 7, Some(&a_owns), t).await;
     assert_eq!(r.error_code, 110, "FENCED_MEMBER_EPOCH");
     let r = beat(&mut c, "nobody", 3, None, t).await;
     assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
     let moved = *b_owns.iter().next().unwrap();
+    let held = *a_owns.iter().next().unwrap();
     assert_eq!(
-        commit(&mut c, "a", 1, moved, 1).await,
+        commit(&mut c, "a", 2, moved, 1).await,
         113,
         "STALE_MEMBER_EPOCH"
     );
-    assert_eq!(commit(&mut c, "a", 2, first.min(moved), 5).await, 0);
+    assert_eq!(commit(&mut c, "a", 2, held, 5).await, 0);
+    assert_eq!(
+        commit(&mut c, "a", 1, held, 5).await,
+        113,
+        "STALE_MEMBER_EPOCH"
+    );
+    assert_eq!(commit(&mut c, "a", 3, held, 6).await, 0);
 
     // Many heartbeats (past the checkpoint bound), then a restart: the members go on.
     for _ in 0..150 {
-        beat(&mut c, "a", 2, Some(&a_owns), t).await;
-        commit(&mut c, "a", 2, *a_owns.iter().next().unwrap(), 7).await;
+        beat(&mut c, "a", 3, Some(&a_owns), t).await;
+        commit(&mut c, "a", 3, held, 7).await;
     }
     running = restart(running, dir.path(), small).await;
     let mut c = Client::connect(running.kafka_addr).await;
-    let r = beat(&mut c, "a", 2, Some(&a_owns), t).await;
+    let r = beat(&mut c, "a", 3, Some(&a_owns), t).await;
     assert_eq!(
         (r.error_code, r.member_epoch),
-        (0, 2),
+        (0, 3),
         "{:?}",
         r.error_message
     );
-    let r = beat(&mut c, "b", 2, Some(&b_owns), t).await;
+    let r = beat(&mut c, "b", 3, Some(&b_owns), t).await;
     assert_eq!(
         (r.error_code, r.member_epoch),
-        (0, 2),
+        (0, 3),
         "{:?}",
         r.error_message
     );
@@ -205,7 +213,7 @@ async fn members_share_partitions_revoking_first_and_keep_them_across_a_restart(
         panic!()
     };
     let g = &d.groups[0];
-    assert_eq!((g.group_state.as_str(), g.group_epoch), ("Stable", 2));
+    assert_eq!((g.group_state.as_str(), g.group_epoch), ("Stable", 3));
     let held: usize = g
         .members
         .iter()
@@ -222,8 +230,8 @@ async fn members_share_partitions_revoking_first_and_keep_them_across_a_restart(
     // "b" leaves for good: the group's epoch moves on and "a" is given everything again.
     let r = beat(&mut c, "b", -1, None, t).await;
     assert_eq!((r.error_code, r.member_epoch), (0, -1));
-    let r = beat(&mut c, "a", 2, Some(&a_owns), t).await;
-    assert_eq!(r.member_epoch, 3);
+    let r = beat(&mut c, "a", 3, Some(&a_owns), t).await;
+    assert_eq!(r.member_epoch, 4);
     assert_eq!(assigned(&r).unwrap().len(), 6);
     running.shutdown().await;
 }

@@ -119,7 +119,7 @@ async fn every_advertised_version_is_served() {
                         panic!()
                     };
                     assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
-                    assert_eq!(r.member_epoch, 1, "v{v}");
+                    assert_eq!(r.member_epoch, 2, "v{v}: a group starts at epoch 1");
                     assert!(r.member_id.is_some_and(|m| !m.is_empty()), "v{v}");
                     let a = r.assignment.expect("an assignment");
                     assert_eq!(a.topic_partitions.len(), 1, "v{v}");
@@ -143,7 +143,7 @@ async fn every_advertised_version_is_served() {
                     let g = &r.groups[0];
                     assert_eq!(g.error_code, 0, "v{v}");
                     assert_eq!(g.group_state.as_str(), "Stable", "v{v}");
-                    assert_eq!((g.group_epoch, g.assignment_epoch), (1, 1), "v{v}");
+                    assert_eq!((g.group_epoch, g.assignment_epoch), (2, 2), "v{v}");
                     assert_eq!(g.members.len(), 1, "v{v}");
                     let t = &g.members[0].assignment.topic_partitions[0];
                     assert_eq!(

@@ -58,6 +58,17 @@ def _all_subclasses(cls):
         yield from _all_subclasses(sub)
 
 
+# APIs kafka-python's protocol layer has no classes of: their schemas are ours
+# (`differential_schemas`).
+import differential_schemas  # noqa: E402
+
+
+class ConsumerGroupHeartbeatRequest(ApiMessage, load_json=differential_schemas): pass
+class ConsumerGroupHeartbeatResponse(ApiMessage, load_json=differential_schemas): pass
+class ConsumerGroupDescribeRequest(ApiMessage, load_json=differential_schemas): pass
+class ConsumerGroupDescribeResponse(ApiMessage, load_json=differential_schemas): pass
+
+
 def _messages():
     requests, responses = {}, {}
     for cls in _all_subclasses(ApiMessage):

@@ -108,8 +108,9 @@ impl Broker {
             d.group_epoch = g.epoch;
             d.assignment_epoch = g.assignment_epoch;
             d.assignor_name = s(g.assignor);
+            // Kafka names a group's operations only when it describes the group.
             d.authorized_operations = super::cluster::operations::if_asked(
-                req.include_authorized_operations,
+                req.include_authorized_operations && g.error == 0,
                 super::cluster::operations::GROUP,
             );
             d.members = g

@@ -65,6 +65,7 @@ impl Broker {
                     let Some(name) = req_topic.name else {
                         let mut mt = MetadataResponseTopic::default();
                         mt.topic_id = req_topic.topic_id;
+                        mt.name = None;
                         mt.error_code = error::UNKNOWN_TOPIC_ID;
                         resp.topics.push(mt);
                         continue;
@@ -191,6 +192,7 @@ impl Broker {
             let Some(name) = name else {
                 let mut mt = MetadataResponseTopic::default();
                 mt.topic_id = id;
+                mt.name = None;
                 mt.error_code = error::UNKNOWN_TOPIC_ID;
                 resp.topics.push(mt);
                 continue;

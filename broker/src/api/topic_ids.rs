@@ -73,11 +73,17 @@ impl Broker {
             // Metadata v10+ may ask for topics by id alone (a consumer given its assignment
             // by topic id, KIP-848); an id no topic has stays nameless: UNKNOWN_TOPIC_ID.
             RequestKind::Metadata(r) if version >= 10 => {
-                for t in r.topics.iter_mut().flatten() {
-                    if !t.topic_id.is_nil() {
-                        t.name = self.topic_name_of_id(t.topic_id).map(|n| topic_name(&n));
-                    }
+                let Some(topics) = r.topics.as_mut() else {
+                    return;
+                };
+                if topics.iter().all(|t| t.topic_id.is_nil()) {
+                    return;
                 }
+                for t in topics.iter_mut().filter(|t| !t.topic_id.is_nil()) {
+                    t.name = self.topic_name_of_id(t.topic_id).map(|n| topic_name(&n));
+                }
+                // Kafka answers the ids no topic has first.
+                topics.sort_by_key(|t| t.name.is_some());
             }
             _ => {}
         }

@@ -396,7 +396,6 @@ impl Coordinator {
             .map(|g| DescribedConsumerGroup {
                 group_id: g.clone(),
                 error: GONE,
-                state: "Dead",
                 ..Default::default()
             })
             .collect();

@@ -255,7 +255,11 @@ impl Actor {
                 });
             }
             group.reset_classic();
-            group.consumer = Some(Box::default());
+            // Kafka 4.4 starts a group at epoch 1: its first member joins at 2.
+            group.consumer = Some(Box::new(ConsumerGroup {
+                epoch: 1,
+                ..Default::default()
+            }));
         }
         let cg = group.consumer.as_mut().expect("a consumer group");
         let mut bump = false;
@@ -557,7 +561,7 @@ impl Actor {
                 } else {
                     format!("Group {gid} not found.")
                 }),
-                state: "Dead",
+                state: "",
                 ..Default::default()
             };
         };
