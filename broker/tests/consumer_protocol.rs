@@ -44,8 +44,8 @@ async fn create(c: &mut Client, name: &str, partitions: i32) -> uuid::Uuid {
     r.topics[0].topic_id
 }
 
-/// A heartbeat of `member` at `epoch`; `owned`: the partitions it says it owns (none: not
-/// told); a join (epoch 0) subscribes to "t".
+/// A heartbeat of `member` of group [`GROUP`] at `epoch`; `owned`: the partitions it says it
+/// owns (none: not told); a join (epoch 0) subscribes to "t".
 async fn beat(
     c: &mut Client,
     member: &str,
@@ -53,10 +53,23 @@ async fn beat(
     owned: Option<&BTreeSet<i32>>,
     topic: uuid::Uuid,
 ) -> ConsumerGroupHeartbeatResponse {
+    beat_as(c, GROUP, (member, None), epoch, owned, topic).await
+}
+
+/// [`beat`] in `group`, by `member` with its static instance id, if any.
+async fn beat_as(
+    c: &mut Client,
+    group: &str,
+    (member, instance): (&str, Option<&str>),
+    epoch: i32,
+    owned: Option<&BTreeSet<i32>>,
+    topic: uuid::Uuid,
+) -> ConsumerGroupHeartbeatResponse {
     let mut req = ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(s(GROUP)))
+        .with_group_id(GroupId(s(group)))
         .with_member_id(s(member))
         .with_member_epoch(epoch)
+        .with_instance_id(instance.map(s))
         .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 });
     if epoch == 0 {
         req.subscribed_topic_names = Some(vec![TopicName(s("t"))]);
@@ -233,5 +246,74 @@ async fn members_share_partitions_revoking_first_and_keep_them_across_a_restart(
     let r = beat(&mut c, "a", 3, Some(&a_owns), t).await;
     assert_eq!(r.member_epoch, 4);
     assert_eq!(assigned(&r).unwrap().len(), 6);
+    running.shutdown().await;
+}
+
+/// Static members (`group.instance.id`): one that leaves for a while (epoch -2) keeps its
+/// partitions for its return, which under a new member id takes them back at its epoch with no
+/// new group epoch; while it is still in the group, another member with its instance id is
+/// refused UNRELEASED_INSTANCE_ID. Data: one topic of 4 partitions, two static members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_comes_back_to_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_with(dir.path(), small).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let t = create(&mut c, "t", 4).await;
+    let g = "kip848-static";
+    let a = beat_as(&mut c, g, ("a1", Some("i-a")), 0, None, t).await;
+    assert_eq!(
+        (a.error_code, a.member_epoch),
+        (0, 2),
+        "{:?}",
+        a.error_message
+    );
+    let b = beat_as(&mut c, g, ("b1", Some("i-b")), 0, None, t).await;
+    assert_eq!(b.member_epoch, 3);
+    // "a" gives two up; "b" takes them: both at epoch 3.
+    let all = assigned(&a).unwrap();
+    let r = beat_as(&mut c, g, ("a1", Some("i-a")), 2, Some(&all), t).await;
+    let a_owns = assigned(&r).unwrap();
+    assert_eq!(a_owns.len(), 2);
+    let r = beat_as(&mut c, g, ("a1", Some("i-a")), 2, Some(&a_owns), t).await;
+    assert_eq!(r.member_epoch, 3);
+    let r = beat_as(&mut c, g, ("b1", Some("i-b")), 3, Some(&BTreeSet::new()), t).await;
+    let b_owns = assigned(&r).unwrap();
+    assert_eq!(b_owns.len(), 2);
+
+    // While "a1" is in the group, its instance id is not free.
+    let r = beat_as(&mut c, g, ("a2", Some("i-a")), 0, None, t).await;
+    assert_eq!(
+        r.error_code, 111,
+        "UNRELEASED_INSTANCE_ID: {:?}",
+        r.error_message
+    );
+    // It leaves for a while; back under a new id, it has its partitions and its epoch.
+    let r = beat_as(&mut c, g, ("a1", Some("i-a")), -2, None, t).await;
+    assert_eq!((r.error_code, r.member_epoch), (0, -2));
+    let r = beat_as(&mut c, g, ("a2", Some("i-a")), 0, None, t).await;
+    assert_eq!(
+        (r.error_code, r.member_epoch),
+        (0, 3),
+        "{:?}",
+        r.error_message
+    );
+    assert_eq!(assigned(&r).unwrap(), a_owns);
+    // The group's epoch did not move: "b" goes on at 3 with its partitions.
+    let r = beat_as(&mut c, g, ("b1", Some("i-b")), 3, Some(&b_owns), t).await;
+    assert_eq!((r.error_code, r.member_epoch), (0, 3));
+    // The old id is gone, across a restart too; the new one holds the partitions.
+    let running = restart(running, dir.path(), small).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let r = beat_as(&mut c, g, ("a1", Some("i-a")), 3, Some(&a_owns), t).await;
+    assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
+    let r = beat_as(&mut c, g, ("a2", Some("i-a")), 3, Some(&a_owns), t).await;
+    assert_eq!(
+        (r.error_code, r.member_epoch),
+        (0, 3),
+        "{:?}",
+        r.error_message
+    );
+    let r = beat_as(&mut c, g, ("b1", Some("i-b")), 3, Some(&b_owns), t).await;
+    assert_eq!((r.error_code, r.member_epoch, r.assignment), (0, 3, None));
     running.shutdown().await;
 }

@@ -289,6 +289,18 @@ impl Actor {
                         entries.extend(member_tombstones(&gid, &old));
                         m.id = member_id.clone();
                         m.current.epoch = m.current.previous_epoch.max(0);
+                        // Its records under the new id (the metadata record is written
+                        // whole even where nothing in it changes).
+                        entries.push(Entry::Consumer(ConsumerEntry::Member {
+                            group: gid.clone(),
+                            member: member_id.clone(),
+                            value: Some(m.meta.clone()),
+                        }));
+                        entries.push(Entry::Consumer(ConsumerEntry::Current {
+                            group: gid.clone(),
+                            member: member_id.clone(),
+                            value: Some(m.current.clone()),
+                        }));
                         if let Some(t) = target {
                             entries.push(Entry::Consumer(ConsumerEntry::Target {
                                 group: gid.clone(),
