@@ -260,6 +260,40 @@ async fn a_static_member_comes_back_to_its_partitions() {
     let mut c = Client::connect(running.kafka_addr).await;
     let t = create(&mut c, "t", 4).await;
     let g = "kip848-static";
+    // A join refused for its regular expression leaves nothing behind: no group, no member.
+    let bad = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(g)))
+        .with_member_id(s("ghost"))
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_regex(Some(s("(unclosed")))
+        .with_topic_partitions(Some(vec![]));
+    let ResponseKind::ConsumerGroupHeartbeat(r) = c
+        .call(
+            ApiKey::ConsumerGroupHeartbeat,
+            1,
+            RequestKind::ConsumerGroupHeartbeat(bad),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 128, "INVALID_REGULAR_EXPRESSION");
+    let described = c
+        .call(
+            ApiKey::ConsumerGroupDescribe,
+            1,
+            RequestKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(g))]),
+            ),
+        )
+        .await;
+    let ResponseKind::ConsumerGroupDescribe(d) = described else {
+        panic!()
+    };
+    assert_eq!(
+        d.groups[0].error_code, 69,
+        "GROUP_ID_NOT_FOUND: nothing was made"
+    );
     let a = beat_as(&mut c, g, ("a1", Some("i-a")), 0, None, t).await;
     assert_eq!(
         (a.error_code, a.member_epoch),

@@ -133,6 +133,19 @@ fn check(req: &ConsumerHeartbeat) -> Result<(), Refusal> {
     } else if req.member_epoch < LEFT_STATIC {
         return Err(invalid("MemberEpoch is invalid."));
     }
+    // Checked here, before anything changes (a join refused later would leave its member).
+    if let Some(re) = req
+        .subscribed_topic_regex
+        .as_deref()
+        .filter(|r| !r.is_empty())
+    {
+        if let Err(why) = Member::compile(re) {
+            return Err((
+                error::INVALID_REGULAR_EXPRESSION,
+                format!("SubscribedTopicRegex is invalid: {why}"),
+            ));
+        }
+    }
     if let Some(a) = &req.server_assignor {
         if !ASSIGNORS.contains(&a.as_str()) {
             return Err((
@@ -385,16 +398,8 @@ impl Actor {
         if let Some(re) = &req.subscribed_topic_regex {
             let re = (!re.is_empty()).then(|| re.clone());
             if re != meta.subscribed_regex {
-                m.regex = match re.as_deref().map(Member::compile).transpose() {
-                    Ok(r) => r,
-                    Err(why) => {
-                        m.meta = before;
-                        return Err((
-                            error::INVALID_REGULAR_EXPRESSION,
-                            format!("SubscribedTopicRegex is invalid: {why}"),
-                        ));
-                    }
-                };
+                // Compiled once by `check` already.
+                m.regex = re.as_deref().and_then(|r| Member::compile(r).ok());
                 m.meta.subscribed_regex = re;
             }
         }
