@@ -23,6 +23,7 @@ pub mod config;
 pub mod conn_limit;
 pub mod controller;
 pub mod coverage;
+pub mod features;
 pub mod group;
 pub mod memory;
 pub mod metrics;

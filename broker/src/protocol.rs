@@ -452,10 +452,35 @@ impl kafka_protocol::protocol::buf::ByteBuf for StrictVarints {
     }
 }
 
-/// The ApiVersions response body listing everything in [`SUPPORTED`].
-pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
+/// The ApiVersions response body (at `version`) listing everything in [`SUPPORTED`] and, from
+/// v3, the feature levels ([`crate::features`]).
+pub fn api_versions(error_code: i16, version: i16) -> ApiVersionsResponse {
+    use kafka_protocol::messages::api_versions_response::{
+        FinalizedFeatureKey, SupportedFeatureKey,
+    };
     let mut r = ApiVersionsResponse::default();
     r.error_code = error_code;
+    if version >= 3 {
+        r.supported_features = crate::features::supported_at(version)
+            .map(|f| {
+                let mut k = SupportedFeatureKey::default();
+                k.name = kafka_protocol::protocol::StrBytes::from_static_str(f.name);
+                k.min_version = f.min;
+                k.max_version = f.max;
+                k
+            })
+            .collect();
+        r.finalized_features_epoch = crate::features::FINALIZED_EPOCH;
+        r.finalized_features = crate::features::finalized_listed()
+            .map(|f| {
+                let mut k = FinalizedFeatureKey::default();
+                k.name = kafka_protocol::protocol::StrBytes::from_static_str(f.name);
+                k.min_version_level = f.finalized;
+                k.max_version_level = f.finalized;
+                k
+            })
+            .collect();
+    }
     r.api_keys = SUPPORTED
         .iter()
         .map(|(k, lo, hi)| {
@@ -493,7 +518,7 @@ pub fn api_versions_unsupported(correlation_id: i32) -> anyhow::Result<Bytes> {
         ApiKey::ApiVersions,
         0,
         correlation_id,
-        &ResponseKind::ApiVersions(api_versions(error::UNSUPPORTED_VERSION)),
+        &ResponseKind::ApiVersions(api_versions(error::UNSUPPORTED_VERSION, 0)),
     )
 }
 

@@ -57,6 +57,32 @@ async fn every_advertised_version_is_served() {
                     };
                     assert_eq!(r.error_code, 0);
                     assert_eq!(r.api_keys.len(), SUPPORTED.len());
+                    // Feature levels from v3; a range from level 0 only from v4 (older
+                    // clients cannot read it); a feature finalized at 0 is not listed.
+                    let supported: Vec<&str> =
+                        r.supported_features.iter().map(|f| &*f.name).collect();
+                    let finalized: Vec<(&str, i16, i16)> = r
+                        .finalized_features
+                        .iter()
+                        .map(|f| (&*f.name, f.min_version_level, f.max_version_level))
+                        .collect();
+                    match v {
+                        0..=2 => {
+                            assert!(supported.is_empty() && finalized.is_empty());
+                        }
+                        3 => assert_eq!(supported, ["stillwater.version"]),
+                        _ => assert_eq!(
+                            supported,
+                            ["group.version", "transaction.version", "stillwater.version"]
+                        ),
+                    }
+                    if v >= 3 {
+                        assert_eq!(
+                            finalized,
+                            [("group.version", 1, 1), ("stillwater.version", 1, 1)]
+                        );
+                        assert_eq!(r.finalized_features_epoch, 0);
+                    }
                 }
                 ApiKey::Metadata => {
                     let mut req = MetadataRequest::default();

@@ -35,6 +35,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
             "coverage",
             "fault",
             "fault_point",
+            "features",
             "cpu_work",
             "memory",
             "metrics",

@@ -253,7 +253,7 @@ impl Broker {
                 })
             }
             RequestKind::ApiVersions(_) => {
-                let body = protocol::api_versions(error::NONE);
+                let body = protocol::api_versions(error::NONE, version);
                 Box::pin(async move { respond(ResponseKind::ApiVersions(body)) })
             }
             RequestKind::Metadata(m) => Box::pin(async move {

@@ -23,6 +23,9 @@ import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.CreateTopicsOptions;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.FeatureMetadata;
+import org.apache.kafka.clients.admin.FinalizedVersionRange;
+import org.apache.kafka.clients.admin.SupportedVersionRange;
 import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -275,6 +278,30 @@ class AdminTest {
         assertEquals(1, producers.size(), producers.toString());
         assertEquals(49, producers.get(0).lastSequence());
         assertTrue(producers.get(0).producerId() >= 0);
+    }
+
+    /**
+     * The feature levels (ApiVersions v3+): the consumer group protocol finalized at
+     * {@code group.version} 1, transactions v2 not ({@code transaction.version} 0, so left out),
+     * the broker's own {@code stillwater.version}.
+     */
+    @Test
+    void theFeatureLevelsAreDescribed() throws Exception {
+        FeatureMetadata features = brokers.admin.describeFeatures().featureMetadata().get();
+        Map<String, FinalizedVersionRange> finalized = features.finalizedFeatures();
+        assertEquals(Set.of("group.version", "stillwater.version"), finalized.keySet(), finalized.toString());
+        assertEquals(1, finalized.get("group.version").maxVersionLevel());
+        assertEquals(1, finalized.get("group.version").minVersionLevel());
+        assertEquals(1, finalized.get("stillwater.version").maxVersionLevel());
+        assertTrue(features.finalizedFeaturesEpoch().isPresent(), features.toString());
+        Map<String, SupportedVersionRange> supported = features.supportedFeatures();
+        assertEquals(1, supported.get("stillwater.version").maxVersion());
+        // Both client lines (3.9 and 4.x) ask at v4, where a range from 0 is listed.
+        assertEquals(Set.of("group.version", "transaction.version", "stillwater.version"),
+                supported.keySet(), supported.toString());
+        assertEquals(0, supported.get("group.version").minVersion());
+        assertEquals(1, supported.get("group.version").maxVersion());
+        assertEquals(0, supported.get("transaction.version").maxVersion());
     }
 
     /**
