@@ -74,6 +74,10 @@ struct UpArgs {
     /// How many brokers a new cluster has (1 to 9; a cluster made before keeps its size).
     #[arg(long)]
     nodes: Option<u16>,
+    /// A broker setting for the brokers this command starts (`KEY=VALUE`, as the broker's
+    /// own `--set`; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
 }
 
 /// The brokers of a cluster made without `--nodes` (and of the benchmarks' clusters).
@@ -132,7 +136,7 @@ pub fn metrics_port(node: u16) -> u16 {
 
 pub fn run(args: &ClusterArgs) -> Result<()> {
     match &args.command {
-        ClusterCommand::Up(u) => up(&u.at, u.secure, u.nodes),
+        ClusterCommand::Up(u) => up(&u.at, u.secure, u.nodes, &u.settings),
         ClusterCommand::Down(w) => down(w),
         ClusterCommand::Status(w) => status(w),
         ClusterCommand::Add(w) => members::add(w),
@@ -197,7 +201,7 @@ pub fn release_broker() -> Result<PathBuf> {
     Ok(target_dir().join("release").join("broker"))
 }
 
-fn up(w: &Where, secure: bool, nodes: Option<u16>) -> Result<()> {
+fn up(w: &Where, secure: bool, nodes: Option<u16>, settings: &[String]) -> Result<()> {
     let dir = folder(w);
     settle_size(&dir, nodes)?;
     let binary = match &w.broker_bin {
@@ -210,7 +214,7 @@ fn up(w: &Where, secure: bool, nodes: Option<u16>) -> Result<()> {
             println!("xtask: node {node} already runs (pid {pid})");
             continue;
         }
-        start_node(&dir, node, &binary)?;
+        start_node_with(&dir, node, &binary, settings)?;
     }
     after_start(&dir, security.as_ref())
 }

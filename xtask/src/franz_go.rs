@@ -348,7 +348,11 @@ fn write_results(out: &Path, args: &FranzGoArgs, outcomes: &[Outcome]) -> Result
     Ok(())
 }
 
-/// The brokers of a run: one plain node, or a local cluster of three (`cargo xtask cluster`).
+/// The `KEY=VALUE` of each `--set KEY=VALUE` among a broker's arguments.
+fn extra_settings<'a>(args: &'a [&'a str]) -> impl Iterator<Item = &'a str> {
+    args.windows(2).filter(|w| w[0] == "--set").map(|w| w[1])
+}
+
 /// The brokers a client's suite runs against: a single node (with a SASL_PLAINTEXT listener
 /// beside its PLAINTEXT one) or the local cluster.
 pub(crate) struct Brokers {
@@ -365,7 +369,8 @@ impl Brokers {
         Brokers::start_with(out, nodes, binary, &[])
     }
 
-    /// As [`Brokers::start`], the single node given `extra` arguments too.
+    /// As [`Brokers::start`], the brokers given `extra` arguments too (a cluster's nodes take
+    /// only its `--set KEY=VALUE` settings).
     pub fn start_with(out: &Path, nodes: u16, binary: &Path, extra: &[&str]) -> Result<Brokers> {
         let dir = out.join("brokers");
         let _ = std::fs::remove_dir_all(&dir);
@@ -419,6 +424,7 @@ impl Brokers {
             .arg(&dir)
             .arg("--broker-bin")
             .arg(binary)
+            .args(extra_settings(extra).flat_map(|kv| ["--set", kv]))
             .current_dir(repo_root())
             .status()?;
         if !status.success() {

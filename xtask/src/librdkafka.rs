@@ -36,19 +36,41 @@ use crate::{repo_root, target_dir};
 /// latency, transactional too), 0098 (a read_committed consumer of what a Java transactional
 /// producer wrote: commits and aborts interleaved with plain messages, across partitions).
 const DEFAULT_TESTS: &str = "0103,0129,0061,0137,0055,0098";
+/// `--tests groups`: the suite's consumer-group tests that talk to a broker (termination,
+/// batch consumption, commits, subscription updates and regular expressions, max poll
+/// interval, static members, session timeouts, cooperative rebalances, close, commits in a
+/// rebalance, asymmetric subscriptions, buffers after a rebalance, assignor order, member ids).
+const GROUP_TESTS: &str = "0018,0022,0030,0045,0089,0102,0106,0113,0116,0118,0120,0122,0132,0153";
 /// The Java client the suite's Java programs run with, and the logging API it needs.
 const JAVA_JARS: &[&str] = &[
     "org.apache.kafka:kafka-clients:3.9.1",
     "org.slf4j:slf4j-api:1.7.36",
 ];
-/// The Kafka version the suite is told it runs against.
-const KAFKA_VERSION: &str = "3.9.0";
+/// The Kafka version the suite is told it runs against: 3.9 with the classic group protocol,
+/// 4.0 (where KIP-848's protocol is generally available) with the consumer protocol.
+fn kafka_version(protocol: GroupProtocol) -> &'static str {
+    match protocol {
+        GroupProtocol::Classic => "3.9.0",
+        GroupProtocol::Consumer => "4.0.0",
+    }
+}
+
+/// The group protocol the suite's consumers use (its `TEST_CONSUMER_GROUP_PROTOCOL`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum GroupProtocol {
+    Classic,
+    Consumer,
+}
 
 #[derive(Args, Clone, Debug)]
 pub struct LibrdkafkaArgs {
-    /// The suite's tests to run, by number (its `TESTS`).
+    /// The suite's tests to run, by number (its `TESTS`), or `groups` for its consumer-group
+    /// tests.
     #[arg(long, default_value = DEFAULT_TESTS)]
     tests: String,
+    /// The group protocol of the suite's consumers (`consumer`: KIP-848's).
+    #[arg(long, value_enum, default_value = "classic")]
+    group_protocol: GroupProtocol,
     /// Brokers: 1 (a single node) or 3 (a cluster, RF 3: what the transaction tests need).
     #[arg(long, default_value_t = 3)]
     nodes: u16,
@@ -77,8 +99,26 @@ pub fn run(args: &LibrdkafkaArgs) -> Result<()> {
         None => crate::cluster::release_broker()?,
     };
     let kafka_path = kafka_path()?;
-    let brokers = Brokers::start(&out, args.nodes, &broker_bin)?;
-    let result = run_tests(&runner, &brokers.seeds, &args.tests, &kafka_path, &out);
+    // Four partitions for a topic made without a count, as the suite's Kafka clusters have
+    // (its group tests produce to partitions 0 to 3 of topics made on first use).
+    let brokers = Brokers::start_with(
+        &out,
+        args.nodes,
+        &broker_bin,
+        &["--set", "default_partitions=4"],
+    )?;
+    let tests = match args.tests.as_str() {
+        "groups" => GROUP_TESTS,
+        tests => tests,
+    };
+    let result = run_tests(
+        &runner,
+        &brokers.seeds,
+        tests,
+        args.group_protocol,
+        &kafka_path,
+        &out,
+    );
     if let Some(dead) = brokers.dead() {
         brokers.stop();
         bail!(
@@ -224,7 +264,14 @@ fn kafka_path() -> Result<PathBuf> {
 }
 
 /// Run `tests` against `seeds`; the suite's table of results printed, an error if any failed.
-fn run_tests(runner: &Path, seeds: &str, tests: &str, kafka_path: &Path, out: &Path) -> Result<()> {
+fn run_tests(
+    runner: &Path,
+    seeds: &str,
+    tests: &str,
+    protocol: GroupProtocol,
+    kafka_path: &Path,
+    out: &Path,
+) -> Result<()> {
     let dir = runner.parent().expect("in the tests directory");
     std::fs::write(
         dir.join("test.conf"),
@@ -234,14 +281,21 @@ fn run_tests(runner: &Path, seeds: &str, tests: &str, kafka_path: &Path, out: &P
     let log = std::fs::File::create(&log_path)?;
     let lib = dir.parent().expect("in the source").to_path_buf();
     println!(
-        "xtask: librdkafka's tests {tests} against {seeds} (log: {})",
+        "xtask: librdkafka's tests {tests} against {seeds}, {protocol:?} group protocol (log: {})",
         log_path.display()
     );
     let status = Command::new(runner)
         .arg("-p1")
         .current_dir(dir)
         .env("TESTS", tests)
-        .env("TEST_KAFKA_VERSION", KAFKA_VERSION)
+        .env("TEST_KAFKA_VERSION", kafka_version(protocol))
+        .env(
+            "TEST_CONSUMER_GROUP_PROTOCOL",
+            match protocol {
+                GroupProtocol::Classic => "classic",
+                GroupProtocol::Consumer => "consumer",
+            },
+        )
         .env("KAFKA_PATH", kafka_path)
         .env(
             "LD_LIBRARY_PATH",
