@@ -351,3 +351,114 @@ async fn a_static_member_comes_back_to_its_partitions() {
     assert_eq!((r.error_code, r.member_epoch, r.assignment), (0, 3, None));
     running.shutdown().await;
 }
+
+/// The partitions `r` assigns, by topic id.
+fn assigned_by_topic(
+    r: &ConsumerGroupHeartbeatResponse,
+) -> std::collections::BTreeMap<uuid::Uuid, usize> {
+    r.assignment
+        .iter()
+        .flat_map(|a| &a.topic_partitions)
+        .map(|t| (t.topic_id, t.partitions.len()))
+        .collect()
+}
+
+/// A regular expression new to the group matches nothing in the heartbeat that brings it in
+/// (its topics come at the next heartbeat, a new epoch), as Kafka resolves it in the
+/// background; the named topics come at once. A commit at generation -1 from outside group
+/// management (a member id given, as librdkafka's consumer gives one) makes no member and is
+/// taken by an empty or absent group; a topic the cluster lacks is UNKNOWN_TOPIC_OR_PARTITION.
+/// Data: topics of 2, 3 and 4 partitions, one member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_regular_expression_is_resolved_at_the_next_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_with(dir.path(), small).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let named = create(&mut c, "named", 2).await;
+    let re1 = create(&mut c, "re-one", 3).await;
+    let re2 = create(&mut c, "re-two", 4).await;
+    let g = "kip848-regex";
+    let call = |req: ConsumerGroupHeartbeatRequest| {
+        RequestKind::ConsumerGroupHeartbeat(req.with_group_id(GroupId(s(g))))
+    };
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_member_id(s("m"))
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(s("named"))]))
+        .with_subscribed_topic_regex(Some(s("re-.*")))
+        .with_topic_partitions(Some(vec![]));
+    let ResponseKind::ConsumerGroupHeartbeat(first) =
+        c.call(ApiKey::ConsumerGroupHeartbeat, 1, call(join)).await
+    else {
+        panic!()
+    };
+    assert_eq!(first.error_code, 0, "{first:?}");
+    assert_eq!(
+        assigned_by_topic(&first),
+        [(named, 2)].into_iter().collect(),
+        "the named topic first"
+    );
+    let owned = vec![consumer_group_heartbeat_request::TopicPartitions::default()
+        .with_topic_id(named)
+        .with_partitions(vec![0, 1])];
+    let next = ConsumerGroupHeartbeatRequest::default()
+        .with_member_id(s("m"))
+        .with_member_epoch(first.member_epoch)
+        .with_topic_partitions(Some(owned));
+    let ResponseKind::ConsumerGroupHeartbeat(second) =
+        c.call(ApiKey::ConsumerGroupHeartbeat, 1, call(next)).await
+    else {
+        panic!()
+    };
+    assert_eq!(second.error_code, 0, "{second:?}");
+    assert_eq!(second.member_epoch, first.member_epoch + 1);
+    assert_eq!(
+        assigned_by_topic(&second),
+        [(named, 2), (re1, 3), (re2, 4)].into_iter().collect(),
+        "the expression's topics at the next heartbeat"
+    );
+
+    let simple = |topic: &str| {
+        let p = offset_commit_request::OffsetCommitRequestPartition::default()
+            .with_partition_index(0)
+            .with_committed_offset(7);
+        let t = offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![p]);
+        RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("kip848-simple")))
+                .with_member_id(s("self-named"))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![t]),
+        )
+    };
+    for (topic, code) in [("no-such-topic", 3), ("named", 0), ("named", 0)] {
+        let ResponseKind::OffsetCommit(r) = c.call(ApiKey::OffsetCommit, 9, simple(topic)).await
+        else {
+            panic!()
+        };
+        assert_eq!(r.topics[0].partitions[0].error_code, code, "{topic}");
+    }
+}
+
+/// The first heartbeats of a broker that has no `__consumer_offsets` yet (the first write
+/// makes it): a second member joining right after the first gets nothing the first holds.
+/// Data: one topic of 5 partitions, two members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_while_the_offsets_topic_is_made_waits_for_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_with(dir.path(), |c| c.offsets_topic_partitions = 50).await;
+    let mut c = Client::connect(running.kafka_addr).await;
+    let t = create(&mut c, "t", 5).await;
+    let a = beat(&mut c, "first", 0, None, t).await;
+    assert_eq!(a.error_code, 0, "{a:?}");
+    assert_eq!(assigned(&a), Some((0..5).collect()));
+    let b = beat(&mut c, "second", 0, None, t).await;
+    assert_eq!(b.error_code, 0, "{b:?}");
+    assert_eq!(
+        assigned(&b),
+        Some(BTreeSet::new()),
+        "held by the first: {b:?}"
+    );
+}

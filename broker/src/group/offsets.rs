@@ -33,7 +33,10 @@ impl Actor {
             return;
         }
         let now = self.now();
-        let simple = req.generation < 0 && req.member_id.is_empty();
+        // Generation -1: a commit from outside group management (an admin client, a consumer
+        // that assigns itself), taken by a group that does not exist yet or is empty, whatever
+        // member id it names (Kafka's rule; librdkafka's KIP-848 consumer names one).
+        let simple = req.generation < 0;
         // What a consumer-protocol member's commit is checked against (topic ids).
         let topics = if self
             .groups

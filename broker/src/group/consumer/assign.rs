@@ -125,10 +125,12 @@ fn uniform(
         }
     }
     // Balance: move a partition to a member that may take it and holds two fewer, until none
-    // can move (each move lowers the sum of squared counts, so this ends).
+    // can move (each move lowers the sum of squared counts, so this ends). The last partitions
+    // move first, so a member keeps its lowest ones, as Kafka's assignor does: a member holding
+    // 0-5 keeps 0-2 when a second one joins (librdkafka's tests count on that).
     loop {
         let mut moved = false;
-        let keys: Vec<(u128, i32)> = owner.keys().copied().collect();
+        let keys: Vec<(u128, i32)> = owner.keys().rev().copied().collect();
         for k in keys {
             let from = owner[&k].clone();
             let least = eligible[&k.0]
@@ -157,6 +159,31 @@ fn uniform(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As Kafka's uniform assignor: members keep their lowest partitions as others join.
+    #[test]
+    fn members_joining_one_by_one_take_the_last_partitions_of_the_others() {
+        let parts: BTreeMap<u128, i32> = [(7, 6)].into_iter().collect();
+        let mut target = BTreeMap::new();
+        let mut members = Vec::new();
+        let mut seen = Vec::new();
+        for m in ["c0", "c1", "c2"] {
+            members.push((m, &[7u128][..]));
+            target = assign("uniform", &subs(&members), &parts, &target);
+            seen.push(
+                target
+                    .values()
+                    .map(|a| a.get(&7).cloned().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let sets = |v: &[&[i32]]| -> Vec<BTreeSet<i32>> {
+            v.iter().map(|s| s.iter().copied().collect()).collect()
+        };
+        assert_eq!(seen[0], sets(&[&[0, 1, 2, 3, 4, 5]]));
+        assert_eq!(seen[1], sets(&[&[0, 1, 2], &[3, 4, 5]]));
+        assert_eq!(seen[2], sets(&[&[0, 1], &[3, 4], &[2, 5]]));
+    }
 
     fn subs(list: &[(&str, &[u128])]) -> Subscriptions {
         list.iter()

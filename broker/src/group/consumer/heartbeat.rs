@@ -275,6 +275,8 @@ impl Actor {
             }));
         }
         let cg = group.consumer.as_mut().expect("a consumer group");
+        // Expressions brought in by earlier heartbeats are resolved now.
+        cg.unresolved.clear();
         let mut bump = false;
         let member_id = req.member_id.clone();
         match req.member_epoch {
@@ -376,6 +378,17 @@ impl Actor {
                 }
             }
         }
+        // An expression no member has yet is resolved at the group's next heartbeat.
+        let new_regex = req
+            .subscribed_topic_regex
+            .as_ref()
+            .filter(|r| !r.is_empty())
+            .filter(|r| {
+                !cg.members
+                    .values()
+                    .any(|o| o.meta.subscribed_regex.as_ref() == Some(*r))
+            })
+            .cloned();
         // The member's metadata.
         let m = cg.members.get_mut(&member_id).expect("the member");
         let before = m.meta.clone();
@@ -401,6 +414,7 @@ impl Actor {
                 // Compiled once by `check` already.
                 m.regex = re.as_deref().and_then(|r| Member::compile(r).ok());
                 m.meta.subscribed_regex = re;
+                cg.unresolved.extend(new_regex);
             }
         }
         if req.server_assignor.is_some() {

@@ -152,6 +152,12 @@ pub(super) struct ConsumerGroup {
     pub(super) assignment_epoch: i32,
     pub(super) targets: BTreeMap<String, TopicPartitions>,
     pub(super) members: BTreeMap<String, Member>,
+    /// Regular expressions a member brought in that no other member had, not resolved yet:
+    /// they match nothing until the group's next heartbeat resolves them. Kafka resolves a new
+    /// expression in the background, so the heartbeat that brings it in is answered with the
+    /// topics named by the subscription alone and the expression's topics come with a later
+    /// epoch; clients (librdkafka's tests among them) count on that order.
+    pub(super) unresolved: BTreeSet<String>,
 }
 
 impl ConsumerGroup {
@@ -187,7 +193,9 @@ impl ConsumerGroup {
         let mut regexes: BTreeMap<&str, &regex::Regex> = BTreeMap::new();
         for m in self.members.values() {
             if let (Some(text), Some(re)) = (m.meta.subscribed_regex.as_deref(), &m.regex) {
-                regexes.insert(text, re);
+                if !self.unresolved.contains(text) {
+                    regexes.insert(text, re);
+                }
             }
         }
         regexes
