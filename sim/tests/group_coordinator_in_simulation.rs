@@ -5,19 +5,27 @@
 //! of a `select!`, a timer made anew at every turn (never less than a millisecond, as
 //! tokio's), lost every race against the queue of requests and expired no session while they
 //! came: a consumer that died kept its partitions.
+//!
+//! And a consumer group's write that fails (the disk full): what it carried is not served from
+//! memory afterwards. Data: one topic of 4 partitions, two members, a few records.
 #![cfg(madsim)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use broker::config::Config;
-use broker::group::{Coordinator, GroupConfig, JoinRequest, SyncRequest};
+use broker::group::{
+    ConsumerHeartbeat, Coordinator, DescribedConsumerGroup, GroupConfig, JoinRequest, SyncRequest,
+};
 use broker::metrics::Metrics;
 use broker::storage::Store;
 use bytes::Bytes;
 use io_backend::EnvRng;
 use madsim::runtime::{Handle, Runtime};
 use sim::run::test_node;
+use sim::world::clock::SimClock;
+use sim::world::cluster::NodeStarts;
+use sim::world::disk::SimDisk;
 
 #[test]
 fn a_silent_members_session_expires_while_other_requests_stream_in() {
@@ -105,4 +113,107 @@ fn a_silent_members_session_expires_while_other_requests_stream_in() {
         ("Empty", 0),
         "a member silent for 4 s with a session of 1 s is still in its group"
     );
+}
+
+/// The group as `coordinator` describes it: its epoch and each member's id and epoch.
+fn seen(d: &[DescribedConsumerGroup]) -> (i32, Vec<(String, i32)>) {
+    let g = &d[0];
+    let members = g
+        .members
+        .iter()
+        .map(|m| (m.member_id.clone(), m.member_epoch))
+        .collect();
+    (g.epoch, members)
+}
+
+/// A member joins while the disk is full: its join's records are not written, and it is told
+/// so. What that join changed must not be served afterwards: joining again once the disk has
+/// room, it is answered from what the log holds, and a coordinator that reads the log anew (a
+/// restart) finds the group as the first one described it. Served from memory, the failed
+/// join's epoch was handed out with no record of it, and given again after a restart, with
+/// other partitions, to other members (the simulator's swarm found two owners of one
+/// partition in one epoch that way).
+#[test]
+fn a_consumer_group_change_whose_write_failed_is_not_served() {
+    let rt = Runtime::with_seed_and_config(5, madsim::Config::default());
+    let disk = SimDisk::new(5);
+    let (before, after) = rt.block_on(async move {
+        let handle = Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        let starts = Arc::new(NodeStarts::new(5));
+        let node_disk = disk.clone();
+        handle
+            .create_node()
+            .name("broker-1")
+            .ip("10.80.0.2".parse().unwrap())
+            .init(move || {
+                let env = starts.next_env(&node_disk, Arc::new(SimClock::new()));
+                let (tx, disk) = (tx.clone(), node_disk.clone());
+                async move {
+                    let config = Config {
+                        data_dir: "/data".into(),
+                        preallocate_bytes: 0,
+                        ..Config::default()
+                    };
+                    let store = Store::open(env.clone(), &config, Arc::new(Metrics::default()))
+                        .await
+                        .expect("open the store");
+                    store
+                        .create_topic("t", 4, Default::default())
+                        .await
+                        .expect("the topic");
+                    let settings = GroupConfig::from_config(&config);
+                    let start = || {
+                        Coordinator::start(
+                            store.clone(),
+                            env.clock.clone(),
+                            EnvRng::seeded(5),
+                            settings,
+                            None,
+                        )
+                    };
+                    let coordinator = start();
+                    let join = |member: &str| ConsumerHeartbeat {
+                        version: 1,
+                        group_id: "g".into(),
+                        member_id: member.into(),
+                        member_epoch: 0,
+                        rebalance_timeout_ms: 30_000,
+                        subscribed_topic_names: Some(vec!["t".into()]),
+                        topic_partitions: Some(Default::default()),
+                        ..Default::default()
+                    };
+                    let first = coordinator.consumer_heartbeat(join("m1")).await;
+                    assert_eq!(first.error, 0, "{first:?}");
+                    // The disk full: the second member's join cannot be written.
+                    let mut full = disk.faults();
+                    full.capacity_bytes = Some(disk.used_bytes());
+                    disk.set_faults(full);
+                    let refused = coordinator.consumer_heartbeat(join("m2")).await;
+                    assert_ne!(refused.error, 0, "written on a full disk: {refused:?}");
+                    let mut room = disk.faults();
+                    room.capacity_bytes = None;
+                    disk.set_faults(room);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let again = coordinator.consumer_heartbeat(join("m2")).await;
+                    assert_eq!(again.error, 0, "{again:?}");
+                    let before = seen(&coordinator.consumer_describe(vec!["g".into()]).await);
+                    // A coordinator that reads the log anew.
+                    let fresh = start();
+                    let after = seen(&fresh.consumer_describe(vec!["g".into()]).await);
+                    if let Some(tx) = tx.lock().unwrap().take() {
+                        let _ = tx.send((before, after));
+                    }
+                    std::future::pending::<()>().await
+                }
+            })
+            .build();
+        rx.await.expect("the node reports")
+    });
+    assert_eq!(
+        before, after,
+        "the group in memory differs from its log after a failed write"
+    );
+    assert_eq!(before.1.len(), 2, "both members in: {before:?}");
 }

@@ -82,7 +82,10 @@ impl Actor {
                     let _ = tx.send(Msg::Written(partition, id, outcome)).await;
                 });
             }
-            Err(code) => self.written(pending, Err(code)),
+            Err(code) => {
+                self.reread.insert(index);
+                self.written(pending, Err(code))
+            }
         }
     }
 
@@ -162,7 +165,11 @@ impl Actor {
         }
         let mut records = 0u64;
         for p in &topic.partitions {
-            records += self.load_partition(p).await;
+            match self.load_partition(p).await {
+                Some(n) => records += n,
+                // Its groups are read again in a while; their requests wait.
+                None => self.unread(p.index),
+            }
         }
         let now = self.now();
         for g in self.groups.values_mut() {
@@ -176,8 +183,12 @@ impl Actor {
         );
     }
 
-    /// Read one partition of the offsets topic into its groups; the records read.
-    pub(super) async fn load_partition(&mut self, p: &crate::storage::log::Partition) -> u64 {
+    /// Read one partition of the offsets topic into its groups; the records read (`None`: the
+    /// log could not be read, and what was read of it must be dropped: [`Actor::unread`]).
+    pub(super) async fn load_partition(
+        &mut self,
+        p: &crate::storage::log::Partition,
+    ) -> Option<u64> {
         let io = self.store.io().clone();
         let mut records = 0u64;
         let start = p.log_start_offset();
@@ -188,8 +199,8 @@ impl Actor {
                 Ok(d) if !d.records.is_empty() => d.records,
                 Ok(_) => break,
                 Err(e) => {
-                    tracing::error!(partition = p.index, error = %e, "cannot read {OFFSETS_TOPIC}; its groups start empty");
-                    break;
+                    tracing::error!(partition = p.index, error = %e, "cannot read {OFFSETS_TOPIC}; its groups are read again in a while");
+                    return None;
                 }
             };
             let mut buf = data;
@@ -241,7 +252,7 @@ impl Actor {
                 }
             }
         }
-        records
+        Some(records)
     }
 
     /// Take one record of the offsets topic into the state (load).

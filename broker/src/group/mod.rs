@@ -199,6 +199,8 @@ impl Coordinator {
             checkpoints: HashMap::new(),
             next_retention_check: clock.now() + config.offsets_retention_check_interval,
             held: held::Held::new(),
+            reread: Default::default(),
+            reread_at: clock.now(),
         };
         tokio::spawn(actor.run());
         Arc::new(Coordinator {
@@ -525,6 +527,11 @@ pub(crate) struct Actor {
     /// Requests about groups whose coordinator is being settled ([`held`]); handled again at
     /// every change of leadership.
     held: held::Held<Msg>,
+    /// Partitions of the offsets topic a write to failed: their groups are read again from the
+    /// log once their writes in flight are in ([`ownership`]).
+    reread: std::collections::BTreeSet<i32>,
+    /// Not before then (a read of the log failed a moment ago).
+    reread_at: Instant,
 }
 
 impl Actor {
@@ -557,6 +564,7 @@ impl Actor {
                         }
                         _ = self.clock.sleep(wait) => {
                             self.timers().await;
+                            self.reread_failed().await;
                             continue;
                         }
                     }
@@ -580,6 +588,7 @@ impl Actor {
             if wake.is_some_and(|at| self.clock.now() >= at) {
                 self.timers().await;
             }
+            self.reread_failed().await;
         }
     }
 
@@ -657,7 +666,13 @@ impl Actor {
                     ready.extend(queue.pop_front());
                 }
                 for w in ready {
-                    let outcome = w.outcome.unwrap_or(Err(GONE));
+                    let mut outcome = w.outcome.unwrap_or(Err(GONE));
+                    if outcome.is_err() {
+                        self.reread.insert(partition);
+                    } else if self.reread.contains(&partition) {
+                        // Made on top of a failed write: the state it answers from goes.
+                        outcome = Err(error::COORDINATOR_NOT_AVAILABLE);
+                    }
                     self.written(w.pending, outcome);
                 }
                 self.maybe_checkpoint(partition).await;
@@ -682,7 +697,7 @@ impl Actor {
         let Some(group) = msg.group() else {
             return Some(msg);
         };
-        if self.owned.is_none() || self.owns(group) {
+        if (self.owned.is_none() && self.reread.is_empty()) || self.owns(group) {
             return Some(msg);
         }
         let code = self.not_here(group);
@@ -762,6 +777,7 @@ impl Actor {
             .filter_map(Group::next_deadline)
             .chain(std::iter::once(self.next_retention_check))
             .chain(self.held.next_deadline())
+            .chain((!self.reread.is_empty()).then_some(self.reread_at))
             .min()
     }
 }

@@ -8,6 +8,9 @@
 
 use super::*;
 
+/// How long after a failed read of a partition of the offsets topic it is read again.
+const REREAD_RETRY: Duration = Duration::from_secs(1);
+
 impl Actor {
     /// Why this coordinator does not serve `group`, in the code clients act on: its partition
     /// of the offsets topic is led here but its groups are not read yet (or the offsets topic
@@ -17,10 +20,13 @@ impl Actor {
     /// on a fresh cluster got NOT_COORDINATOR from the partition's new leader before it had
     /// taken the groups over, and confluent-kafka raised it to the application.
     pub(super) fn not_here(&self, group: &str) -> i16 {
+        let partition = partition_for(group, self.config.offsets_partitions);
+        if self.reread.contains(&partition) {
+            return error::COORDINATOR_LOAD_IN_PROGRESS;
+        }
         let Some(cluster) = &self.cluster else {
             return ELSEWHERE;
         };
-        let partition = partition_for(group, self.config.offsets_partitions);
         let status = match cluster.replication().replica(OFFSETS_TOPIC, partition) {
             Some(view) => view.status(),
             None if !cluster.metadata().topics.contains_key(OFFSETS_TOPIC) => {
@@ -39,10 +45,71 @@ impl Actor {
 
     /// Whether this coordinator serves `group` (its partition of the offsets topic is led here).
     pub(super) fn owns(&self, group: &str) -> bool {
-        match &self.owned {
-            None => true,
-            Some(owned) => owned.contains(&partition_for(group, self.config.offsets_partitions)),
+        let partition = partition_for(group, self.config.offsets_partitions);
+        !self.reread.contains(&partition)
+            && self.owned.as_ref().is_none_or(|o| o.contains(&partition))
+    }
+
+    /// Partition `index` of the offsets topic could not be read: what was read of it is
+    /// dropped, and it is read again in a while ([`Actor::reread_failed`]); its groups'
+    /// requests wait meanwhile. (Served from what was read, a group would start over at an
+    /// epoch it has handed out before.)
+    pub(super) fn unread(&mut self, index: i32) {
+        let parts = self.config.offsets_partitions;
+        self.groups
+            .retain(|id, _| partition_for(id, parts) != index);
+        self.reread.insert(index);
+        self.reread_at = self.now() + REREAD_RETRY;
+    }
+
+    /// The partitions a write to failed, whose writes in flight are all in: their groups are
+    /// read again from the log. A failed write leaves the state in memory ahead of the log
+    /// (the changes it carried, and any made on top of them since, which were answered with
+    /// the failure too); served from memory, a change the log never got would be handed out
+    /// (a consumer group's epoch given again after a restart, with other partitions, to other
+    /// members). Requests about those groups wait meanwhile, as while a partition is taken
+    /// over, and are handled once it is read.
+    pub(super) async fn reread_failed(&mut self) {
+        if self.now() < self.reread_at {
+            return;
         }
+        let due: Vec<i32> = self
+            .reread
+            .iter()
+            .copied()
+            .filter(|p| self.writes_in_flight(*p) == 0)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let parts = self.config.offsets_partitions;
+        for index in due {
+            tracing::warn!(
+                partition = index,
+                "a write to {OFFSETS_TOPIC} failed: its groups are read again from the log"
+            );
+            self.groups
+                .retain(|id, _| partition_for(id, parts) != index);
+            let served = self.owned.as_ref().is_none_or(|o| o.contains(&index));
+            let partition = self
+                .store
+                .topic(OFFSETS_TOPIC)
+                .and_then(|t| t.partition(index).cloned());
+            if let Some(p) = partition.filter(|_| served) {
+                if self.load_partition(&p).await.is_none() {
+                    self.unread(index);
+                    continue;
+                }
+            }
+            let now = self.now();
+            let this = |id: &str| partition_for(id, parts) == index;
+            for (_, g) in self.groups.iter_mut().filter(|(id, _)| this(id)) {
+                g.loaded(now, self.config.consumer_session_timeout);
+            }
+            self.groups.retain(|id, g| !(this(id) && g.is_dead()));
+            self.reread.remove(&index);
+        }
+        self.release().await;
     }
 
     /// In a cluster: take over the groups of the offsets topic's partitions this broker now
@@ -84,7 +151,10 @@ impl Actor {
             else {
                 continue;
             };
-            self.load_partition(&p).await;
+            if self.load_partition(&p).await.is_none() {
+                self.unread(index);
+                continue;
+            }
             tracing::info!(partition = index, "took over this partition's groups");
         }
         // Only the groups just read start afresh: the others are in the middle of their lives.
@@ -99,7 +169,7 @@ impl Actor {
     /// Answer a request about a group this coordinator does not serve ([`Actor::not_here`]);
     /// the request back otherwise.
     pub(super) fn elsewhere(&self, msg: Msg) -> Option<Msg> {
-        if self.owned.is_none() {
+        if self.owned.is_none() && self.reread.is_empty() {
             return Some(msg);
         }
         let here = |group: &str| self.owns(group);
