@@ -505,7 +505,7 @@ fn default_moves_quiet_s() -> u64 {
 }
 
 /// A consumer group of `members` reading the workload topic: the classic protocol with the
-/// range assignor computed by the leader, offsets committed every `commit_interval_ms` and when
+/// range assignor computed by the leader (or KIP-848's, `protocol`), offsets committed every `commit_interval_ms` and when
 /// a rebalance begins. Members crash (and come back as new members), pause past their session
 /// timeout, and leave (and come back), `member_faults_per_min` in all, drawn from the seed,
 /// while producing lasts; then the group reads to the end and commits it. With
@@ -538,11 +538,27 @@ pub struct GroupWorkload {
     /// (members keep what they own; a partition moves only after its owner gave it up).
     #[serde(default = "default_assignor")]
     pub assignor: String,
+    /// The group protocol: "classic" (JoinGroup and SyncGroup, the leader member assigns) or
+    /// "consumer" (KIP-848: ConsumerGroupHeartbeat, the broker assigns with `assignor`, which
+    /// is then "uniform" or "range", and members give partitions up before others get them).
+    /// With "consumer" the brokers' `group_consumer_session_timeout_ms` is the workload's
+    /// `session_timeout_ms`, and members commit at their member epoch.
+    #[serde(default = "default_group_protocol")]
+    pub protocol: String,
 }
 
 /// The assignors a group workload may name: eager range, cooperative sticky.
 pub const RANGE: &str = "range";
 pub const COOPERATIVE_STICKY: &str = "cooperative-sticky";
+/// The group protocols: the classic one, KIP-848's.
+pub const CLASSIC: &str = "classic";
+pub const CONSUMER: &str = "consumer";
+/// The broker's assignors of the consumer protocol.
+pub const SERVER_ASSIGNORS: &[&str] = &["uniform", "range"];
+
+fn default_group_protocol() -> String {
+    CLASSIC.into()
+}
 
 fn default_assignor() -> String {
     RANGE.into()

@@ -60,7 +60,17 @@ impl Scenario {
             {
                 return Err("workload.group: at least one member, heartbeats and commits more often than a third of the session timeout, member_faults_per_min not negative".into());
             }
-            let known = [super::RANGE, super::COOPERATIVE_STICKY];
+            let known: &[&str] = match g.protocol.as_str() {
+                super::CLASSIC => &[super::RANGE, super::COOPERATIVE_STICKY],
+                super::CONSUMER => super::SERVER_ASSIGNORS,
+                other => {
+                    return Err(format!(
+                        "workload.group.protocol must be {:?} or {:?}, not {other:?}",
+                        super::CLASSIC,
+                        super::CONSUMER
+                    ))
+                }
+            };
             if !known.contains(&g.assignor.as_str()) {
                 return Err(format!(
                     "workload.group.assignor must be one of {known:?}, not {:?}",

@@ -139,6 +139,23 @@ pub(crate) fn broker_config(scenario: &Scenario, node: usize) -> anyhow::Result<
             ));
         }
     }
+    // A consumer-protocol group's session timeout is the brokers' setting (the scenario's
+    // own `[broker]` table may still say otherwise).
+    if let Some(g) = scenario
+        .workload
+        .group
+        .as_ref()
+        .filter(|g| g.protocol == crate::scenario::CONSUMER)
+    {
+        flags.push((
+            "group_consumer_session_timeout_ms".to_string(),
+            g.session_timeout_ms.to_string(),
+        ));
+        flags.push((
+            "group_consumer_heartbeat_interval_ms".to_string(),
+            g.heartbeat_interval_ms.to_string(),
+        ));
+    }
     for (k, v) in &scenario.broker {
         let text = match v {
             toml::Value::String(s) => s.clone(),

@@ -1,15 +1,17 @@
 //! The group side of the simulated client: Kafka's classic consumer-group protocol
 //! (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch),
 //! with subscriptions and assignments in Kafka's consumer protocol encoding, as a Java or
-//! librdkafka consumer sends them.
+//! librdkafka consumer sends them; and KIP-848's ConsumerGroupHeartbeat, with commits at a
+//! member epoch (OffsetCommit v9).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    consumer_protocol_assignment, consumer_protocol_subscription, join_group_request,
-    leave_group_request, offset_commit_request, offset_fetch_request, sync_group_request, ApiKey,
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription, GroupId, HeartbeatRequest,
-    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind,
-    ResponseKind, SyncGroupRequest, TopicName,
+    consumer_group_heartbeat_request, consumer_protocol_assignment, consumer_protocol_subscription,
+    join_group_request, leave_group_request, offset_commit_request, offset_fetch_request,
+    sync_group_request, ApiKey, ConsumerGroupHeartbeatRequest, ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    OffsetCommitRequest, OffsetFetchRequest, RequestKind, ResponseKind, SyncGroupRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -20,6 +22,10 @@ const SYNC_VERSION: i16 = 5;
 const HEARTBEAT_VERSION: i16 = 4;
 const LEAVE_VERSION: i16 = 5;
 const COMMIT_VERSION: i16 = 8;
+/// OffsetCommit from v9 carries a consumer-protocol member's epoch (KIP-848 requires it).
+const COMMIT_VERSION_EPOCHS: i16 = 9;
+/// ConsumerGroupHeartbeat v1: the member names itself (KIP-848's client-made member ids).
+const CONSUMER_HEARTBEAT_VERSION: i16 = 1;
 const FETCH_OFFSETS_VERSION: i16 = 8;
 /// The consumer protocol's version in assignments.
 const ASSIGNMENT_VERSION: i16 = 1;
@@ -32,6 +38,32 @@ pub const MEMBER_ID_REQUIRED: i16 = 79;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
+}
+
+/// The OffsetCommit version a member commits at: one that carries member epochs for a
+/// consumer-protocol member.
+pub fn commit_version(member_epochs: bool) -> i16 {
+    if member_epochs {
+        COMMIT_VERSION_EPOCHS
+    } else {
+        COMMIT_VERSION
+    }
+}
+
+/// What a ConsumerGroupHeartbeat answered.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's assignment, when the answer carries one: partitions by topic id.
+    pub assignment: Option<Vec<(uuid::Uuid, Vec<i32>)>>,
+}
+
+/// A member joining (member epoch 0): what it subscribes to and how.
+pub struct Join<'a> {
+    pub topics: &'a [String],
+    pub assignor: &'a str,
+    pub rebalance_timeout_ms: i32,
 }
 
 /// What JoinGroup answered.
@@ -270,11 +302,68 @@ impl Client {
         }
     }
 
+    /// A ConsumerGroupHeartbeat of `member_id` at `epoch` (0: joins with `join`; -1: leaves),
+    /// saying it owns `owned` (by topic id; `None`: not said). A refusal is its error code.
+    pub async fn consumer_heartbeat(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        epoch: i32,
+        join: Option<Join<'_>>,
+        owned: Option<Vec<(uuid::Uuid, Vec<i32>)>>,
+    ) -> Result<Beat, ClientError> {
+        let mut req = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member_id))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1);
+        if let Some(j) = join {
+            req.subscribed_topic_names = Some(j.topics.iter().map(|t| TopicName(s(t))).collect());
+            req.server_assignor = Some(s(j.assignor));
+            req.rebalance_timeout_ms = j.rebalance_timeout_ms;
+        }
+        req.topic_partitions = owned.map(|owned| {
+            owned
+                .into_iter()
+                .map(|(id, partitions)| {
+                    consumer_group_heartbeat_request::TopicPartitions::default()
+                        .with_topic_id(id)
+                        .with_partitions(partitions)
+                })
+                .collect()
+        });
+        match self
+            .call(
+                ApiKey::ConsumerGroupHeartbeat,
+                CONSUMER_HEARTBEAT_VERSION,
+                RequestKind::ConsumerGroupHeartbeat(req),
+            )
+            .await?
+        {
+            ResponseKind::ConsumerGroupHeartbeat(r) if r.error_code != 0 => {
+                Err(ClientError::Kafka(r.error_code))
+            }
+            ResponseKind::ConsumerGroupHeartbeat(r) => Ok(Beat {
+                member_epoch: r.member_epoch,
+                heartbeat_interval_ms: r.heartbeat_interval_ms,
+                assignment: r.assignment.map(|a| {
+                    a.topic_partitions
+                        .into_iter()
+                        .map(|t| (t.topic_id, t.partitions))
+                        .collect()
+                }),
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Commit `offsets` `(partition, offset)` of `topic` for a member of `generation` (or, with
     /// generation -1 and no member id, as a consumer without a group membership). One code per
     /// partition.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit_offsets(
         &mut self,
+        version: i16,
         group: &str,
         generation: i32,
         member_id: &str,
@@ -282,15 +371,16 @@ impl Client {
         offsets: &[(i32, i64)],
     ) -> Result<Vec<(i32, i16)>, ClientError> {
         let id = self
-            .send_commit(group, generation, member_id, topic, offsets)
+            .send_commit(version, group, generation, member_id, topic, offsets)
             .await?;
-        self.commit_answer(id).await
+        self.commit_answer(version, id).await
     }
 
     /// Send a commit without waiting for its answer (as an asynchronous commit does); read the
     /// answer with [`Client::commit_answer`] before anything else on this connection.
     pub async fn send_commit(
         &mut self,
+        version: i16,
         group: &str,
         generation: i32,
         member_id: &str,
@@ -316,7 +406,7 @@ impl Client {
         req.topics = vec![t];
         self.send_request(
             ApiKey::OffsetCommit,
-            COMMIT_VERSION,
+            version,
             RequestKind::OffsetCommit(req),
         )
         .await
@@ -325,10 +415,11 @@ impl Client {
     /// The answer to the commit sent as `correlation_id`: one code per partition.
     pub async fn commit_answer(
         &mut self,
+        version: i16,
         correlation_id: i32,
     ) -> Result<Vec<(i32, i16)>, ClientError> {
         match self
-            .receive(ApiKey::OffsetCommit, COMMIT_VERSION, correlation_id)
+            .receive(ApiKey::OffsetCommit, version, correlation_id)
             .await?
         {
             ResponseKind::OffsetCommit(r) => Ok(r

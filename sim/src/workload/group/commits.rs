@@ -20,12 +20,15 @@ impl Member<'_> {
     /// connection (it was dropped) their outcome is unknown.
     pub(super) async fn settle_commits(&mut self, keep: usize) {
         let t_out = self.world.client_timeout();
+        let version = self.commit_version();
         while self.in_flight.len() > keep {
             let Some(sent) = self.in_flight.pop_front() else {
                 break;
             };
             let answer = match self.conn.as_mut() {
-                Some(c) => tokio::time::timeout(t_out, c.commit_answer(sent.correlation_id)).await,
+                Some(c) => {
+                    tokio::time::timeout(t_out, c.commit_answer(version, sent.correlation_id)).await
+                }
                 None => Ok(Err(ClientError::Protocol("connection dropped".into()))),
             };
             let outcome = commit_outcome(answer);
@@ -76,11 +79,19 @@ impl Member<'_> {
         let topic = self.world.scenario.workload.topic.clone();
         let (generation, member_id) = (self.generation, self.member_id.clone());
         let invoked_s = self.world.now_s();
+        let version = self.commit_version();
         let Some(c) = self.conn.as_mut() else {
             return;
         };
         match c
-            .send_commit(&g.group_id, generation, &member_id, &topic, &offsets)
+            .send_commit(
+                version,
+                &g.group_id,
+                generation,
+                &member_id,
+                &topic,
+                &offsets,
+            )
             .await
         {
             Ok(correlation_id) => {
@@ -183,12 +194,20 @@ impl Member<'_> {
         let topic = self.world.scenario.workload.topic.clone();
         let (generation, member_id) = (self.generation, self.member_id.clone());
         let invoked_s = self.world.now_s();
+        let version = self.commit_version();
         let Some(c) = self.client().await else {
             return;
         };
         let r = tokio::time::timeout(
             t_out,
-            c.commit_offsets(&g.group_id, generation, &member_id, &topic, &offsets),
+            c.commit_offsets(
+                version,
+                &g.group_id,
+                generation,
+                &member_id,
+                &topic,
+                &offsets,
+            ),
         )
         .await;
         let outcome = commit_outcome(r);

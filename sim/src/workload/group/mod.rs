@@ -12,7 +12,8 @@
 //! poll's progress is committed without waiting (several commits in flight on the member's
 //! coordinator connection while it fetches on another, as librdkafka's asynchronous commits
 //! are), and at each commit interval the member reads the group's committed offsets back: an
-//! acknowledged commit must be what the group answers.
+//! acknowledged commit must be what the group answers. With `protocol = "consumer"` the
+//! members use KIP-848's protocol instead, the broker assigning (`consumer`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ const FENCED_INSTANCE_ID: i16 = 82;
 
 pub mod assign;
 mod commits;
+mod consumer;
 
 /// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: the coordinator
 /// moved (its partition's leadership did) or is not ready; find it again.
@@ -133,6 +135,10 @@ struct Member<'a> {
     /// Counts joins and resets: a poll's `session` (offsets may go back between two).
     session: u32,
     fate: Option<(Instant, Fate)>,
+    /// The consumer protocol: the workload topic's id (from an assignment), and whether the
+    /// member heartbeats at once (to say what it owns after an assignment changed).
+    topic_id: Option<uuid::Uuid>,
+    beat_soon: bool,
 }
 
 impl<'a> Member<'a> {
@@ -152,6 +158,8 @@ impl<'a> Member<'a> {
             in_flight: VecDeque::new(),
             session: 0,
             fate: None,
+            topic_id: None,
+            beat_soon: false,
         };
         m.draw_fate();
         m
@@ -262,7 +270,7 @@ impl<'a> Member<'a> {
                     continue;
                 }
             }
-            if Instant::now() >= next_heartbeat {
+            if Instant::now() >= next_heartbeat || std::mem::take(&mut self.beat_soon) {
                 next_heartbeat = Instant::now() + heartbeat_every;
                 self.heartbeat().await;
                 if !self.joined {
@@ -317,8 +325,12 @@ impl<'a> Member<'a> {
         false
     }
 
-    /// Join (and sync) a new generation: the leader computes the assignment.
+    /// Join (and sync) a new generation: the leader computes the assignment. (With the
+    /// consumer protocol: a heartbeat at epoch 0.)
     async fn join(&mut self) -> bool {
+        if self.consumer_protocol() {
+            return self.beat().await;
+        }
         let g = self.g().clone();
         let topic = self.world.scenario.workload.topic.clone();
         let partitions = self.world.scenario.workload.partitions;
@@ -494,6 +506,10 @@ impl<'a> Member<'a> {
     }
 
     async fn heartbeat(&mut self) {
+        if self.consumer_protocol() {
+            self.beat().await;
+            return;
+        }
         let t_out = self.world.client_timeout();
         let g = self.g().clone();
         let (generation, member_id) = (self.generation, self.member_id.clone());
@@ -519,7 +535,9 @@ impl<'a> Member<'a> {
         }
         let g = self.g().clone();
         let member_id = self.member_id.clone();
-        if let Some(c) = self.client().await {
+        if self.consumer_protocol() {
+            self.leave_by_heartbeat().await;
+        } else if let Some(c) = self.client().await {
             let _ = tokio::time::timeout(t_out, c.leave_group(&g.group_id, &member_id)).await;
         }
         self.release(&BTreeSet::new());
