@@ -683,6 +683,48 @@ async fn every_advertised_version_is_served() {
                     };
                     assert_eq!(r.error_code, error::BROKER_ID_NOT_REGISTERED, "v{v}");
                 }
+                ApiKey::ListConfigResources => {
+                    // v0: client-metrics subscriptions only (none here). v1: every type
+                    // (the topic made above, the broker and its loggers), or those named;
+                    // a type the version lacks refuses the whole request.
+                    let ask = |types: Vec<i8>| {
+                        RequestKind::ListConfigResources(
+                            ListConfigResourcesRequest::default().with_resource_types(types),
+                        )
+                    };
+                    let listed = |r: &ListConfigResourcesResponse| -> Vec<(i8, String)> {
+                        r.config_resources
+                            .iter()
+                            .map(|x| (x.resource_type, x.resource_name.to_string()))
+                            .collect()
+                    };
+                    let ResponseKind::ListConfigResources(all) = c.call(api, v, ask(vec![])).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(all.error_code, 0, "v{v}");
+                    if v == 0 {
+                        assert!(listed(&all).is_empty(), "v0: {all:?}");
+                        continue;
+                    }
+                    let all = listed(&all);
+                    assert!(all.contains(&(2, "wire".to_string())), "{all:?}");
+                    assert!(all.contains(&(4, "1".to_string())), "{all:?}");
+                    assert!(all.contains(&(8, "1".to_string())), "{all:?}");
+                    let ResponseKind::ListConfigResources(brokers) =
+                        c.call(api, v, ask(vec![4])).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(listed(&brokers), [(4, "1".to_string())]);
+                    let ResponseKind::ListConfigResources(bad) =
+                        c.call(api, v, ask(vec![4, 3])).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(bad.error_code, error::UNSUPPORTED_VERSION);
+                    assert!(bad.config_resources.is_empty());
+                }
                 admin if common::ADMIN_APIS.contains(&admin) => {} // tests/admin.rs
                 txn if common::TXN_APIS.contains(&txn) => {}       // tests/wire_txn.rs
                 other => panic!("no wire test for {other:?}"),

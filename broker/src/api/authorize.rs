@@ -506,6 +506,11 @@ fn cluster_request(access: &Access, body: RequestKind, version: i16) -> Gate {
                 }),
             ))
         }
+        R::ListConfigResources(_) if !access.cluster(op::DESCRIBE_CONFIGS) => {
+            Gate::Answer(ResponseKind::ListConfigResources(
+                ListConfigResourcesResponse::default().with_error_code(refusal),
+            ))
+        }
         R::DescribeAcls(_) if !access.cluster(op::DESCRIBE) => {
             Gate::Answer(ResponseKind::DescribeAcls(
                 DescribeAclsResponse::default()

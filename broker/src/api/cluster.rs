@@ -1,5 +1,5 @@
-//! The cluster as clients see it: DescribeCluster, DescribeLogDirs, DescribeQuorum and
-//! UnregisterBroker (the controller quorum, and a retired broker forgotten:
+//! The cluster as clients see it: DescribeCluster, DescribeLogDirs, DescribeQuorum,
+//! ListConfigResources and UnregisterBroker (the controller quorum, and a retired broker forgotten:
 //! [`crate::controller::membership`]), and the authorized-operations
 //! fields (Metadata, DescribeCluster, DescribeGroups) as a broker without an authorizer fills
 //! them (with one, `authorize` fills them from the ACLs).
@@ -9,9 +9,11 @@ use kafka_protocol::messages::{
     describe_log_dirs_response::{
         DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
     },
+    list_config_resources_response::ConfigResource,
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
     DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    UnregisterBrokerRequest, UnregisterBrokerResponse,
+    ListConfigResourcesRequest, ListConfigResourcesResponse, UnregisterBrokerRequest,
+    UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -181,6 +183,13 @@ pub(super) mod operations {
     }
 }
 
+/// Kafka's config resource types, as ListConfigResources lists them.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_BROKER_LOGGER: i8 = 8;
+const RESOURCE_CLIENT_METRICS: i8 = 16;
+const RESOURCE_GROUP: i8 = 32;
+
 /// DescribeCluster's endpoint types.
 const BROKERS: i8 = 1;
 const CONTROLLERS: i8 = 2;
@@ -224,6 +233,78 @@ impl Broker {
             req.include_cluster_authorized_operations,
             operations::CLUSTER,
         );
+        resp
+    }
+
+    /// ListConfigResources (KIP-1142; v0 is KIP-714's ListClientMetricsResources): the
+    /// resources DescribeConfigs may be asked about, of the types asked (none named: every
+    /// type the version has) — every topic, and every live broker as a broker and as its
+    /// loggers. Client-metrics subscriptions (v0's only type) and groups' own configs do not
+    /// exist on this broker, so none is listed. A type the version does not have:
+    /// UNSUPPORTED_VERSION and nothing listed, as Kafka.
+    pub(super) fn list_config_resources(
+        &self,
+        req: ListConfigResourcesRequest,
+        version: i16,
+    ) -> ListConfigResourcesResponse {
+        let served: &[i8] = if version == 0 {
+            &[RESOURCE_CLIENT_METRICS]
+        } else {
+            &[
+                RESOURCE_TOPIC,
+                RESOURCE_GROUP,
+                RESOURCE_CLIENT_METRICS,
+                RESOURCE_BROKER_LOGGER,
+                RESOURCE_BROKER,
+            ]
+        };
+        let asked = |t: &i8| req.resource_types.is_empty() || req.resource_types.contains(t);
+        let mut resp = ListConfigResourcesResponse::default();
+        if let Some(t) = req.resource_types.iter().find(|t| !served.contains(t)) {
+            resp.error_code = error::UNSUPPORTED_VERSION;
+            tracing::debug!(
+                resource_type = t,
+                version,
+                "ListConfigResources of a type not served"
+            );
+            return resp;
+        }
+        let resource = |resource_type: i8, name: String| {
+            let mut r = ConfigResource::default();
+            r.resource_type = resource_type;
+            r.resource_name = StrBytes::from_string(name);
+            r
+        };
+        for &t in served.iter().filter(|t| asked(t)) {
+            match t {
+                RESOURCE_TOPIC => {
+                    let mut names: Vec<String> = match &self.cluster {
+                        None => self.store.topics().iter().map(|t| t.name.clone()).collect(),
+                        Some(c) => c.metadata().topics.keys().cloned().collect(),
+                    };
+                    names.retain(|n| n != crate::controller::METADATA_TOPIC);
+                    names.sort();
+                    resp.config_resources
+                        .extend(names.into_iter().map(|n| resource(t, n)));
+                }
+                RESOURCE_BROKER | RESOURCE_BROKER_LOGGER => {
+                    let mut ids: Vec<i32> = match &self.cluster {
+                        None => vec![self.config.node_id],
+                        Some(c) => c
+                            .metadata()
+                            .brokers
+                            .values()
+                            .filter(|b| !b.fenced)
+                            .map(|b| b.id as i32)
+                            .collect(),
+                    };
+                    ids.sort_unstable();
+                    resp.config_resources
+                        .extend(ids.into_iter().map(|id| resource(t, id.to_string())));
+                }
+                _ => {}
+            }
+        }
         resp
     }
 

@@ -396,6 +396,10 @@ impl Broker {
                 let r = self.describe_cluster(d, version, listener.as_deref());
                 Box::pin(async move { respond(ResponseKind::DescribeCluster(r)) })
             }
+            RequestKind::ListConfigResources(l) => {
+                let r = self.list_config_resources(l, version);
+                Box::pin(async move { respond(ResponseKind::ListConfigResources(r)) })
+            }
             RequestKind::DescribeLogDirs(d) => {
                 let r = self.describe_log_dirs(d, version);
                 Box::pin(async move { respond(ResponseKind::DescribeLogDirs(r)) })

@@ -69,6 +69,8 @@ pub enum Probe {
     /// Validate-only.
     IncrementalAlterBrokerConfigs,
     DescribeLogDirs,
+    /// Every type of resource.
+    ListConfigResources,
     DescribeAcls,
     /// Of a principal nobody logs in as.
     CreateAcls,
@@ -103,7 +105,7 @@ pub enum Probe {
 
 impl Probe {
     /// Every probe.
-    pub const ALL: [Probe; 51] = [
+    pub const ALL: [Probe; 52] = [
         Probe::Produce,
         Probe::Fetch,
         Probe::ListOffsets,
@@ -136,6 +138,7 @@ impl Probe {
         Probe::IncrementalAlterTopicConfigs,
         Probe::IncrementalAlterBrokerConfigs,
         Probe::DescribeLogDirs,
+        Probe::ListConfigResources,
         Probe::DescribeAcls,
         Probe::CreateAcls,
         Probe::DeleteAcls,
@@ -191,6 +194,7 @@ impl Probe {
                 ApiKey::IncrementalAlterConfigs
             }
             P::DescribeLogDirs => ApiKey::DescribeLogDirs,
+            P::ListConfigResources => ApiKey::ListConfigResources,
             P::DescribeAcls => ApiKey::DescribeAcls,
             P::CreateAcls => ApiKey::CreateAcls,
             P::DeleteAcls => ApiKey::DeleteAcls,

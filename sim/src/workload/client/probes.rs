@@ -393,6 +393,7 @@ pub fn request(probe: Probe, version: i16) -> Result<RequestKind, ClientError> {
         P::DescribeLogDirs => {
             R::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None))
         }
+        P::ListConfigResources => R::ListConfigResources(ListConfigResourcesRequest::default()),
         P::DescribeAcls => R::DescribeAcls(
             DescribeAclsRequest::default()
                 .with_resource_type_filter(1)
@@ -581,6 +582,7 @@ pub fn answer(probe: Probe, version: i16, resp: &ResponseKind) -> ProbeAnswer {
             }
         }
         K::DescribeAcls(r) => c(r.error_code),
+        K::ListConfigResources(r) => c(r.error_code),
         K::CreateAcls(r) => r.results.iter().for_each(|x| c(x.error_code)),
         K::DeleteAcls(r) => r.filter_results.iter().for_each(|x| c(x.error_code)),
         K::ElectLeaders(r) => {
