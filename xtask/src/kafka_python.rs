@@ -9,8 +9,9 @@
 //! is started as kafka-python's own test broker is configured: node id 0, four partitions per
 //! auto-created topic, the authorizer on with everything allowed where no ACL names it, a
 //! minimum session timeout below the tests' 3 s and no initial rebalance delay. The suite is
-//! told it faces Kafka 4.0 (`KAFKA_VERSION`), whose behaviour the broker follows where the
-//! tests look (config sources, KRaft-only paths).
+//! told it faces Kafka 4.1 (`KAFKA_VERSION`): the version kafka-python infers from the requests
+//! the broker serves, and whose behaviour the broker follows where the tests look (config
+//! sources, KRaft-only paths, ListConfigResources).
 //!
 //! The tests that fail for a feature the broker does not serve are listed, each with its
 //! reason, in `xtask/kafka-python/expected-failures.tsv`; any other failure fails the command,
@@ -33,7 +34,7 @@ const FILES: &[&str] = &[
     "test/integration/test_admin_integration.py",
 ];
 /// The Kafka version the suite is told it runs against.
-const KAFKA_VERSION: &str = "4.0.0";
+const KAFKA_VERSION: &str = "4.1.0";
 /// The broker's settings, as kafka-python's test broker is configured.
 const BROKER_ARGS: &[&str] = &[
     "--node-id",

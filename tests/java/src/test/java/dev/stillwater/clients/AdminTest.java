@@ -305,6 +305,29 @@ class AdminTest {
     }
 
     /**
+     * ListConfigResources (KIP-1142, a 4.1+ client's call, reached by reflection so that the
+     * suite also builds against 3.x): every type by default — the topics and the broker — or
+     * the types named.
+     */
+    @Test
+    void configResourcesAreListed() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeFalse(Clients.version().startsWith("3."), "a 4.1+ client's call");
+        Clients.createTopic(brokers.admin, "listed-configs", 1);
+        Object all = Admin.class.getMethod("listConfigResources").invoke(brokers.admin);
+        Collection<?> listed = (Collection<?>) ((org.apache.kafka.common.KafkaFuture<?>) all.getClass()
+                .getMethod("all").invoke(all)).get();
+        assertTrue(listed.contains(new ConfigResource(ConfigResource.Type.TOPIC, "listed-configs")), listed.toString());
+        assertTrue(listed.contains(new ConfigResource(ConfigResource.Type.BROKER, "1")), listed.toString());
+        assertTrue(listed.contains(new ConfigResource(ConfigResource.Type.BROKER_LOGGER, "1")), listed.toString());
+        Class<?> options = Class.forName("org.apache.kafka.clients.admin.ListConfigResourcesOptions");
+        Object some = Admin.class.getMethod("listConfigResources", Set.class, options)
+                .invoke(brokers.admin, Set.of(ConfigResource.Type.BROKER), options.getConstructor().newInstance());
+        Collection<?> brokersOnly = (Collection<?>) ((org.apache.kafka.common.KafkaFuture<?>) some.getClass()
+                .getMethod("all").invoke(some)).get();
+        assertEquals(List.of(new ConfigResource(ConfigResource.Type.BROKER, "1")), List.copyOf(brokersOnly));
+    }
+
+    /**
      * Looking up a group's coordinator makes {@code __consumer_offsets} as Kafka does, so that a
      * client may find it in Metadata (internal) right after, before any group has written.
      */
