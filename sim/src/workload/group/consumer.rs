@@ -122,13 +122,7 @@ impl Member<'_> {
                 self.joined = false;
                 return false;
             };
-            for (p, o) in committed {
-                let o = o.max(0);
-                self.positions.insert(p, o);
-                self.committed.insert(p, o);
-                self.sent.insert(p, o);
-            }
-            self.session += 1;
+            self.start_from(committed);
         }
         // The broker learns what the member owns now from its next heartbeat: at once.
         self.beat_soon = true;

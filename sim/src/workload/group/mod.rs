@@ -449,6 +449,15 @@ impl<'a> Member<'a> {
             self.joined = false;
             return false;
         };
+        self.start_from(committed);
+        // A member that gave partitions up rejoins at once, so that they can move.
+        self.joined = !revoked;
+        true
+    }
+
+    /// Start partitions newly given to the member from the group's `committed` offsets (the
+    /// earliest where nothing is): a new session of polls.
+    fn start_from(&mut self, committed: Vec<(i32, i64)>) {
         for (p, o) in committed {
             let o = o.max(0);
             self.positions.insert(p, o);
@@ -456,9 +465,6 @@ impl<'a> Member<'a> {
             self.sent.insert(p, o);
         }
         self.session += 1;
-        // A member that gave partitions up rejoins at once, so that they can move.
-        self.joined = !revoked;
-        true
     }
 
     /// Give up every partition not in `keep` (and record what the member still owns).
