@@ -200,7 +200,7 @@ impl Coordinator {
             next_retention_check: clock.now() + config.offsets_retention_check_interval,
             held: held::Held::new(),
             reread: Default::default(),
-            reread_at: clock.now(),
+            reread_retry: None,
         };
         tokio::spawn(actor.run());
         Arc::new(Coordinator {
@@ -530,8 +530,9 @@ pub(crate) struct Actor {
     /// Partitions of the offsets topic a write to failed: their groups are read again from the
     /// log once their writes in flight are in ([`ownership`]).
     reread: std::collections::BTreeSet<i32>,
-    /// Not before then (a read of the log failed a moment ago).
-    reread_at: Instant,
+    /// When a read of the log that failed is tried again (none is due otherwise: a re-read
+    /// waits only for the writes in flight, whose outcomes wake the coordinator).
+    reread_retry: Option<Instant>,
 }
 
 impl Actor {
@@ -777,7 +778,7 @@ impl Actor {
             .filter_map(Group::next_deadline)
             .chain(std::iter::once(self.next_retention_check))
             .chain(self.held.next_deadline())
-            .chain((!self.reread.is_empty()).then_some(self.reread_at))
+            .chain(self.reread_retry)
             .min()
     }
 }

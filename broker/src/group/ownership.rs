@@ -59,7 +59,7 @@ impl Actor {
         self.groups
             .retain(|id, _| partition_for(id, parts) != index);
         self.reread.insert(index);
-        self.reread_at = self.now() + REREAD_RETRY;
+        self.reread_retry = Some(self.now() + REREAD_RETRY);
     }
 
     /// The partitions a write to failed, whose writes in flight are all in: their groups are
@@ -70,9 +70,10 @@ impl Actor {
     /// members). Requests about those groups wait meanwhile, as while a partition is taken
     /// over, and are handled once it is read.
     pub(super) async fn reread_failed(&mut self) {
-        if self.now() < self.reread_at {
+        if self.reread_retry.is_some_and(|at| self.now() < at) {
             return;
         }
+        self.reread_retry = None;
         let due: Vec<i32> = self
             .reread
             .iter()
