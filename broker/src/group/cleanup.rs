@@ -43,7 +43,9 @@ pub(super) struct Checkpoint {
 impl Actor {
     /// Checkpoint partition `index` of the offsets topic if it is due and may start now.
     pub(super) async fn maybe_checkpoint(&mut self, index: i32) {
-        let writing = self.writes_in_flight(index) > 0;
+        // Nor while its groups are to be read again (the state in memory may be ahead of the
+        // log: a checkpoint would write it).
+        let writing = self.writes_in_flight(index) > 0 || self.reread.contains(&index);
         let cp = self.checkpoints.entry(index).or_default();
         if cp.running || writing {
             return;
