@@ -158,6 +158,15 @@ pub struct Config {
     /// `cargo xtask bench offsets`: a lower peak size at the same commit latency). Applied
     /// when the topic is made, and on a single node at every start.
     pub offsets_topic_compacted: bool,
+    /// Client telemetry (KIP-714): GetTelemetrySubscriptions and PushTelemetry listed in
+    /// ApiVersions, and the metrics clients push shown on the metrics endpoint. Off, as in
+    /// Kafka without a telemetry reporter: the APIs are still answered, pushes dropped.
+    pub client_telemetry_enabled: bool,
+    /// The largest metrics payload a client may push, compressed (`telemetry.max.bytes`).
+    pub client_telemetry_max_bytes: i32,
+    /// Most pushed metric values shown at once, over all clients; more are dropped and
+    /// counted.
+    pub client_telemetry_max_series: usize,
     /// `segment.bytes` of `__consumer_offsets` (`offsets.topic.segment.bytes`): what the
     /// cleaner may clean ends where the active segment begins. Applied as the compaction
     /// setting above.
@@ -323,6 +332,9 @@ impl Default for Config {
             offsets_retention_check_interval_ms: 600_000,
             offsets_checkpoint_records: 10_000,
             offsets_topic_compacted: true,
+            client_telemetry_enabled: false,
+            client_telemetry_max_bytes: 1 << 20,
+            client_telemetry_max_series: 10_000,
             offsets_topic_segment_bytes: 16 << 20,
             transaction_state_partitions: 50,
             transaction_max_timeout_ms: 900_000,

@@ -37,6 +37,7 @@ pub mod security;
 pub mod server;
 pub mod storage;
 pub mod sync;
+pub mod telemetry;
 pub mod throttle;
 pub mod topic_config;
 pub mod txn;

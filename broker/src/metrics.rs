@@ -591,6 +591,11 @@ impl Metrics {
 
     /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
+        self.render_with(&Registry::default())
+    }
+
+    /// [`render`](Self::render) with another module's metrics, `extra`, before the end.
+    pub fn render_with(&self, extra: &Registry) -> String {
         for b in self.bounds() {
             let label = BoundLabel { bound: b.name };
             self.bound_peaks.get_or_create(&label).set(b.peak);
@@ -598,7 +603,9 @@ impl Metrics {
         }
         let mut out = String::with_capacity(8192);
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let _ = encode_registry(&mut out, &self.registry).and(encode_registry(&mut out, extra));
+        let _ = encode_eof(&mut out);
         out
     }
 }

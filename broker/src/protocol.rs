@@ -62,7 +62,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::GetTelemetrySubscriptions, 0, 0),
+    (ApiKey::PushTelemetry, 0, 0),
 ];
+
+/// The APIs of client telemetry (KIP-714): served always, listed in ApiVersions only when
+/// client telemetry is enabled (as Kafka lists them only with a telemetry reporter).
+pub const TELEMETRY_APIS: [ApiKey; 2] = [ApiKey::GetTelemetrySubscriptions, ApiKey::PushTelemetry];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
@@ -143,6 +149,10 @@ pub mod error {
     pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
     pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
     pub const INVALID_RECORD: i16 = 87;
+    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+    pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
+    pub const UNKNOWN_SUBSCRIPTION_ID: i16 = 117;
+    pub const TELEMETRY_TOO_LARGE: i16 = 118;
     pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
     pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
     pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
@@ -188,6 +198,9 @@ pub struct Request {
     /// The name of the listener the client connected to (set by the connection): brokers
     /// are named to it by their addresses on that listener.
     pub listener: Option<std::sync::Arc<str>>,
+    /// The client's software name and version, from its ApiVersions request (v3+) on this
+    /// connection (set by the connection).
+    pub software: Option<std::sync::Arc<(String, String)>>,
 }
 
 /// What to do with a frame whose header could be read.
@@ -245,6 +258,7 @@ pub fn decode(frame: Bytes) -> Result<Decoded, DecodeError> {
         body,
         peer: None,
         listener: None,
+        software: None,
     })))
 }
 
@@ -319,6 +333,12 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         }
         ApiKey::ListConfigResources => {
             RequestKind::ListConfigResources(ListConfigResourcesRequest::decode(buf, version)?)
+        }
+        ApiKey::GetTelemetrySubscriptions => RequestKind::GetTelemetrySubscriptions(
+            GetTelemetrySubscriptionsRequest::decode(buf, version)?,
+        ),
+        ApiKey::PushTelemetry => {
+            RequestKind::PushTelemetry(PushTelemetryRequest::decode(buf, version)?)
         }
         ApiKey::DescribeLogDirs => {
             RequestKind::DescribeLogDirs(DescribeLogDirsRequest::decode(buf, version)?)
@@ -456,9 +476,10 @@ impl kafka_protocol::protocol::buf::ByteBuf for StrictVarints {
     }
 }
 
-/// The ApiVersions response body (at `version`) listing everything in [`SUPPORTED`] and, from
-/// v3, the feature levels ([`crate::features`]).
-pub fn api_versions(error_code: i16, version: i16) -> ApiVersionsResponse {
+/// The ApiVersions response body (at `version`) listing everything in [`SUPPORTED`] (the
+/// [`TELEMETRY_APIS`] only with `telemetry`) and, from v3, the feature levels
+/// ([`crate::features`]).
+pub fn api_versions(error_code: i16, version: i16, telemetry: bool) -> ApiVersionsResponse {
     use kafka_protocol::messages::api_versions_response::{
         FinalizedFeatureKey, SupportedFeatureKey,
     };
@@ -487,6 +508,7 @@ pub fn api_versions(error_code: i16, version: i16) -> ApiVersionsResponse {
     }
     r.api_keys = SUPPORTED
         .iter()
+        .filter(|(k, _, _)| telemetry || !TELEMETRY_APIS.contains(k))
         .map(|(k, lo, hi)| {
             let mut v = ApiVersion::default();
             v.api_key = *k as i16;
@@ -522,7 +544,7 @@ pub fn api_versions_unsupported(correlation_id: i32) -> anyhow::Result<Bytes> {
         ApiKey::ApiVersions,
         0,
         correlation_id,
-        &ResponseKind::ApiVersions(api_versions(error::UNSUPPORTED_VERSION, 0)),
+        &ResponseKind::ApiVersions(api_versions(error::UNSUPPORTED_VERSION, 0, false)),
     )
 }
 
@@ -698,6 +720,10 @@ mod tests {
             ApiKey::AlterUserScramCredentials => {
                 RequestKind::AlterUserScramCredentials(Default::default())
             }
+            ApiKey::GetTelemetrySubscriptions => {
+                RequestKind::GetTelemetrySubscriptions(Default::default())
+            }
+            ApiKey::PushTelemetry => RequestKind::PushTelemetry(Default::default()),
             other => panic!("no sample for {other:?}"),
         }
     }

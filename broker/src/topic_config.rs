@@ -611,6 +611,9 @@ pub enum Source {
     DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+    /// A client-metrics subscription's own setting (not a topic's: Kafka's sources are one
+    /// list).
+    ClientMetrics = 7,
 }
 
 /// One config as DescribeConfigs tells it: the value in force and where it comes from, most

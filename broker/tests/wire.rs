@@ -56,7 +56,11 @@ async fn every_advertised_version_is_served() {
                         panic!()
                     };
                     assert_eq!(r.error_code, 0);
-                    assert_eq!(r.api_keys.len(), SUPPORTED.len());
+                    // Client telemetry's two APIs are listed only when it is enabled.
+                    assert_eq!(
+                        r.api_keys.len(),
+                        SUPPORTED.len() - broker::protocol::TELEMETRY_APIS.len()
+                    );
                     // Feature levels from v3; a range from level 0 only from v4 (older
                     // clients cannot read it); a feature finalized at 0 is not listed.
                     let supported: Vec<&str> =
@@ -682,6 +686,37 @@ async fn every_advertised_version_is_served() {
                         panic!()
                     };
                     assert_eq!(r.error_code, error::BROKER_ID_NOT_REGISTERED, "v{v}");
+                }
+                ApiKey::GetTelemetrySubscriptions => {
+                    // Answered though not listed (telemetry is off), as Kafka: a new client is
+                    // named and asked for nothing, at the default interval.
+                    let ResponseKind::GetTelemetrySubscriptions(r) = c
+                        .call(
+                            api,
+                            v,
+                            RequestKind::GetTelemetrySubscriptions(Default::default()),
+                        )
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    assert!(!r.client_instance_id.is_nil());
+                    assert_eq!(
+                        (r.push_interval_ms, r.requested_metrics.len()),
+                        (300_000, 0)
+                    );
+                    assert_eq!(r.telemetry_max_bytes, 1 << 20);
+                }
+                ApiKey::PushTelemetry => {
+                    // A push without a client instance id is refused.
+                    let ResponseKind::PushTelemetry(r) = c
+                        .call(api, v, RequestKind::PushTelemetry(Default::default()))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, error::INVALID_REQUEST, "v{v}");
                 }
                 ApiKey::ListConfigResources => {
                     // v0: client-metrics subscriptions only (none here). v1: every type

@@ -63,8 +63,9 @@ pub const BROKER_LAYERS: &[Layer] = &[
     ("replication", &["replication"]),
     // The cluster metadata log and what it decides (topics, replicas, broker configs).
     ("controller", &["controller"]),
-    // The coordinators: of consumer groups and committed offsets; of transactions.
-    ("coordinators", &["group", "txn"]),
+    // The coordinators: of consumer groups and committed offsets; of transactions. Client
+    // telemetry: the clients known and the metrics they push.
+    ("coordinators", &["group", "telemetry", "txn"]),
     // What each Kafka request does.
     ("api", &["api"]),
     // Listener, connections, start-up and shutdown: the one place that wires the layers.

@@ -238,9 +238,9 @@ impl Broker {
 
     /// ListConfigResources (KIP-1142; v0 is KIP-714's ListClientMetricsResources): the
     /// resources DescribeConfigs may be asked about, of the types asked (none named: every
-    /// type the version has) — every topic, and every live broker as a broker and as its
-    /// loggers. Client-metrics subscriptions (v0's only type) and groups' own configs do not
-    /// exist on this broker, so none is listed. A type the version does not have:
+    /// type the version has) — every topic, every client-metrics subscription (v0's only
+    /// type), and every live broker as a broker and as its loggers. Groups' own configs do
+    /// not exist on this broker, so none is listed. A type the version does not have:
     /// UNSUPPORTED_VERSION and nothing listed, as Kafka.
     pub(super) fn list_config_resources(
         &self,
@@ -286,6 +286,10 @@ impl Broker {
                     names.sort();
                     resp.config_resources
                         .extend(names.into_iter().map(|n| resource(t, n)));
+                }
+                RESOURCE_CLIENT_METRICS => {
+                    resp.config_resources
+                        .extend(self.client_metrics().keys().map(|n| resource(t, n.clone())));
                 }
                 RESOURCE_BROKER | RESOURCE_BROKER_LOGGER => {
                     let mut ids: Vec<i32> = match &self.cluster {

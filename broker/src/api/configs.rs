@@ -29,15 +29,16 @@ use crate::topic_config::{self, Overrides, Source, Type};
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const BROKER_LOGGER: i8 = 8;
+const CLIENT_METRICS: i8 = 16;
 
 /// IncrementalAlterConfigs operations.
-const SET: i8 = 0;
-const DELETE: i8 = 1;
-const APPEND: i8 = 2;
-const SUBTRACT: i8 = 3;
+pub(super) const SET: i8 = 0;
+pub(super) const DELETE: i8 = 1;
+pub(super) const APPEND: i8 = 2;
+pub(super) const SUBTRACT: i8 = 3;
 
 /// A refusal: the code and a message for the client.
-type Refusal = (i16, String);
+pub(super) type Refusal = (i16, String);
 
 fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -106,6 +107,19 @@ impl Broker {
                 Ok(self.topic_entries(&topic.config, &topic.overrides))
             }
             BROKER => Ok(self.broker_entries(self.broker_scope(name)?)),
+            CLIENT_METRICS => Ok(self
+                .client_metrics_configs(name)?
+                .into_iter()
+                .map(|(name, value)| Entry {
+                    ty: super::telemetry::config_type(&name),
+                    doc: super::telemetry::config_doc(&name).to_string(),
+                    name,
+                    value,
+                    read_only: false,
+                    source: Source::ClientMetrics,
+                    synonyms: Vec::new(),
+                })
+                .collect()),
             other => Err(unsupported_resource(other)),
         }
     }
@@ -300,6 +314,13 @@ impl Broker {
                             self.set_broker_configs(scope, set, req.validate_only).await
                         }
                     },
+                    CLIENT_METRICS => {
+                        let set: Overrides = pairs
+                            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())))
+                            .collect();
+                        self.alter_client_metrics(&name, |_| Ok(set.clone()), req.validate_only)
+                            .await
+                    }
                     other => Err(unsupported_resource(other)),
                 }
             };
@@ -368,6 +389,14 @@ impl Broker {
                             }
                         }
                     },
+                    CLIENT_METRICS => {
+                        self.alter_client_metrics(
+                            &name,
+                            |current| super::telemetry::apply_ops(current, &ops),
+                            req.validate_only,
+                        )
+                        .await
+                    }
                     other => Err(unsupported_resource(other)),
                 }
             };
@@ -580,7 +609,7 @@ fn apply_ops(current: &Overrides, ops: &[(&str, i8, Option<&str>)]) -> Result<Ov
     Ok(out)
 }
 
-fn split_list(s: &str) -> Vec<String> {
+pub(super) fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
         .filter(|i| !i.is_empty())
@@ -621,7 +650,7 @@ fn unsupported_resource(ty: i8) -> Refusal {
         ),
         other => (
             error::INVALID_REQUEST,
-            format!("resource type {other} has no configs here (topics: 2, brokers: 4)"),
+            format!("resource type {other} has no configs here (topics: 2, brokers: 4, client metrics: 16)"),
         ),
     }
 }

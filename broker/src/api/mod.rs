@@ -25,6 +25,7 @@ mod metadata;
 mod produce;
 mod producers;
 mod reassign;
+mod telemetry;
 mod topic_ids;
 mod topic_partitions;
 mod txn;
@@ -84,6 +85,8 @@ pub struct Broker {
     pub txns: Option<Arc<crate::txn::TxnCoordinator>>,
     /// In a cluster: the controller (cluster metadata) and, through it, replication.
     pub cluster: Option<Arc<crate::controller::Controller>>,
+    /// Client telemetry (KIP-714): the clients that push metrics, and what they pushed.
+    pub telemetry: Arc<crate::telemetry::ClientTelemetry>,
     /// The authorizer's settings, when requests are checked against the ACLs.
     pub authorizer: Option<Arc<crate::config::AuthorizerSettings>>,
 }
@@ -253,7 +256,7 @@ impl Broker {
                 })
             }
             RequestKind::ApiVersions(_) => {
-                let body = protocol::api_versions(error::NONE, version);
+                let body = protocol::api_versions(error::NONE, version, self.telemetry.enabled());
                 Box::pin(async move { respond(ResponseKind::ApiVersions(body)) })
             }
             RequestKind::Metadata(m) => Box::pin(async move {
@@ -395,6 +398,24 @@ impl Broker {
             RequestKind::DescribeCluster(d) => {
                 let r = self.describe_cluster(d, version, listener.as_deref());
                 Box::pin(async move { respond(ResponseKind::DescribeCluster(r)) })
+            }
+            RequestKind::GetTelemetrySubscriptions(r) => {
+                let r = self.get_telemetry_subscriptions(
+                    r,
+                    req.client_id.as_deref(),
+                    req.peer,
+                    req.software.as_deref(),
+                );
+                Box::pin(async move { respond(ResponseKind::GetTelemetrySubscriptions(r)) })
+            }
+            RequestKind::PushTelemetry(r) => {
+                let r = self.push_telemetry(
+                    r,
+                    req.client_id.as_deref(),
+                    req.peer,
+                    req.software.as_deref(),
+                );
+                Box::pin(async move { respond(ResponseKind::PushTelemetry(r)) })
             }
             RequestKind::ListConfigResources(l) => {
                 let r = self.list_config_resources(l, version);

@@ -146,6 +146,14 @@ impl Config {
                 self.group_consumer_max_size
             ));
         }
+        if !(1..=64 << 20).contains(&self.client_telemetry_max_bytes)
+            || !(1..=10_000_000).contains(&self.client_telemetry_max_series)
+        {
+            return bad(format!(
+                "client_telemetry_max_bytes ({}) must be within 1..=67108864 and client_telemetry_max_series ({}) within 1..=10000000",
+                self.client_telemetry_max_bytes, self.client_telemetry_max_series
+            ));
+        }
         if self.offsets_retention_ms < 1
             || !(10..=86_400_000).contains(&self.offsets_retention_check_interval_ms)
             || !(100..=100_000_000).contains(&self.offsets_checkpoint_records)

@@ -94,6 +94,15 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         base: Option<Overrides>,
     },
+    /// Replace client-metrics subscription `name`'s configs (none: the subscription is
+    /// removed) — with `base`, only if they are still `base`.
+    AlterClientMetrics {
+        request: u64,
+        name: String,
+        configs: Overrides,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<Overrides>,
+    },
     /// Leaders as their groups elected them: `(group, leader, term)`.
     Leaders {
         leaders: Vec<(GroupId, NodeId, u64)>,

@@ -220,6 +220,28 @@ impl Controller {
         .await
     }
 
+    /// [`Controller::update_topic_config`] for client-metrics subscription `name` (empty
+    /// configs: none; an empty result removes it).
+    pub async fn update_client_metrics<E>(
+        &self,
+        name: &str,
+        change: impl Fn(&Overrides) -> Result<Overrides, E>,
+        limit: Duration,
+    ) -> Result<Result<(), TopicError>, E> {
+        self.update_configs(
+            |md| Some(md.client_metrics.get(name).cloned().unwrap_or_default()),
+            |request, configs, base| MetadataRecord::AlterClientMetrics {
+                request,
+                name: name.to_string(),
+                configs,
+                base: Some(base),
+            },
+            change,
+            limit,
+        )
+        .await
+    }
+
     /// A compare-and-set of some configs in the metadata: `current` reads them (`None`: the
     /// topic is unknown), `record` makes the change from them, tried again while another
     /// change lands first.

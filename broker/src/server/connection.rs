@@ -104,6 +104,8 @@ pub(super) async fn serve(
     // SASL exchange says otherwise.
     let mut session = Session::new(certificate.unwrap_or_else(Principal::anonymous), Some(peer));
     let mut auth_timer = auth.as_ref().map(|a| clock.sleep(a.timeout()));
+    // The client's software, once its ApiVersions (v3+) names it.
+    let mut software: Option<Arc<(String, String)>> = None;
     // Until this broker's metadata has caught up with the cluster's (`None`: it has).
     let mut loading = broker.metadata_loading();
     let mut loading_timer = loading.as_ref().map(|_| clock.sleep(METADATA_WAIT_MAX));
@@ -167,6 +169,19 @@ pub(super) async fn serve(
                     }
                     req.peer = Some(peer);
                     req.listener = Some(listener.clone());
+                    if let kafka_protocol::messages::RequestKind::ApiVersions(v) = &req.body {
+                        if req.version >= 3 {
+                            let name = v.client_software_name.as_str();
+                            let version = v.client_software_version.as_str();
+                            // Kept for client telemetry's selectors; bounded as Kafka checks
+                            // them (a few printable characters).
+                            software = Some(Arc::new((
+                                name.chars().take(128).collect(),
+                                version.chars().take(128).collect(),
+                            )));
+                        }
+                    }
+                    req.software = software.clone();
                     let is_fetch = req.api as i16 == FETCH_API_KEY;
                     fetch_in_flight |= is_fetch;
                     let reply = broker.dispatch(*req, frame_held.clone(), &session).await;

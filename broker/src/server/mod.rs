@@ -153,6 +153,11 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         clock: env.clock.clone(),
         throttles: Default::default(),
         cluster,
+        telemetry: crate::telemetry::ClientTelemetry::new(
+            crate::telemetry::TelemetryConfig::from_config(&config),
+            env.clock.clone(),
+            env.rng.clone(),
+        ),
         authorizer: config
             .authorizer_settings()
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -173,6 +178,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         tokio::spawn(serve_metrics(
             l,
             metrics.clone(),
+            Arc::new(crate::telemetry::registry(&broker.telemetry)),
             env.clock.clone(),
             stop_rx.clone(),
         ));
@@ -553,6 +559,7 @@ impl Churn {
 async fn serve_metrics(
     listener: Box<dyn Listener>,
     metrics: Arc<Metrics>,
+    extra: Arc<prometheus_client::registry::Registry>,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -565,7 +572,7 @@ async fn serve_metrics(
             clock.sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let metrics = metrics.clone();
+        let (metrics, extra) = (metrics.clone(), extra.clone());
         let clock = clock.clone();
         tokio::spawn(async move {
             let mut req = Vec::with_capacity(1024);
@@ -586,7 +593,7 @@ async fn serve_metrics(
                 return;
             }
             let (status, body) = if req.starts_with(b"GET /metrics") {
-                ("200 OK", metrics.render())
+                ("200 OK", metrics.render_with(&extra))
             } else {
                 ("404 Not Found", "try /metrics\n".to_string())
             };

@@ -24,6 +24,8 @@ use crate::topic_config::{self, Overrides};
 
 /// A single node's security metadata, in its `.meta` directory.
 pub(super) const SECURITY_FILE: &str = "security";
+/// A single node's client-metrics subscriptions (JSON: name → configs).
+pub(super) const CLIENT_METRICS_FILE: &str = "client-metrics";
 
 /// Admin commands queued at most; a handler waits for a slot beyond that.
 pub(super) const ADMIN_QUEUE_CAPACITY: usize = 64;
@@ -69,6 +71,12 @@ pub(crate) enum AdminCommand {
     AlterSecurity {
         changes: Vec<SecurityChange>,
         reply: Reply<Result<crate::security::Outcomes, TopicError>>,
+    },
+    /// Replace a single node's client-metrics subscription `name` (no configs: remove it).
+    SetClientMetrics {
+        name: String,
+        configs: Overrides,
+        reply: Reply<Result<(), TopicError>>,
     },
     /// Make the next block of producer ids durable and hand it over: `[start, end)`.
     ReserveProducerIds {
@@ -139,6 +147,16 @@ impl AdminLane {
             AdminCommand::AlterSecurity { changes, reply } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.alter_security(&changes).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            AdminCommand::SetClientMetrics {
+                name,
+                configs,
+                reply,
+            } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.set_client_metrics(&name, &configs).await)
                     .await;
                 let _ = reply.send(r);
             }
@@ -311,6 +329,36 @@ impl AdminLane {
             tracing::info!(changes = changes.len(), users, "security metadata changed");
         }
         Ok(outcomes)
+    }
+
+    /// Replace client-metrics subscription `name` (removed when `configs` is empty): the
+    /// file rewritten durably, then the change shown.
+    async fn set_client_metrics(
+        &mut self,
+        name: &str,
+        configs: &Overrides,
+    ) -> Result<(), TopicError> {
+        let current = self
+            .shared
+            .client_metrics
+            .read()
+            .expect("not poisoned")
+            .clone();
+        let mut next = (*current).clone();
+        if configs.is_empty() {
+            next.remove(name);
+        } else {
+            next.insert(name.to_string(), configs.clone());
+        }
+        if next == *current {
+            return Ok(());
+        }
+        let meta = self.shared.data_dir.join(catalog::META_DIR);
+        let body = serde_json::to_string(&next).expect("plain data encodes");
+        small_file::write(self.io(), &meta, CLIENT_METRICS_FILE, &body).await?;
+        tracing::info!(subscription = %name, configs = ?configs, "client-metrics subscription changed");
+        *self.shared.client_metrics.write().expect("not poisoned") = Arc::new(next);
+        Ok(())
     }
 
     /// Replace the dynamic broker configs: their file rewritten (durably), then every topic

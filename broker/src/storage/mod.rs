@@ -98,6 +98,10 @@ pub(crate) struct Shared {
     /// A single node's security metadata (a cluster's is in its metadata log). Changed only
     /// by the admin lane, once durable.
     pub(crate) security: crate::sync::RwLock<Arc<SecurityMetadata>>,
+    /// A single node's client-metrics subscriptions by name (a cluster's are in its metadata
+    /// log). Changed only by the admin lane, once durable.
+    pub(crate) client_metrics:
+        crate::sync::RwLock<Arc<std::collections::BTreeMap<String, Overrides>>>,
     /// Whether this directory's partitions are replicated (a cluster node): their logs are
     /// Raft logs, written through [`Store::raft_write`] only.
     pub(crate) replicated: bool,
@@ -216,6 +220,18 @@ impl Store {
         )
         .await?
         .unwrap_or_default();
+        let client_metrics = small_file::read(
+            &io,
+            &data_dir
+                .join(catalog::META_DIR)
+                .join(admin::CLIENT_METRICS_FILE),
+            |text| {
+                serde_json::from_str::<std::collections::BTreeMap<String, Overrides>>(text)
+                    .map_err(|e| format!("client-metrics subscriptions: {e}"))
+            },
+        )
+        .await?
+        .unwrap_or_default();
         let replicated = config.clustered();
         let recovered = if replicated {
             raft_states::read(&io, &data_dir).await?
@@ -250,6 +266,10 @@ impl Store {
             static_defaults,
             dynamic: crate::sync::RwLock::new("storage.dynamic_configs", (dynamic, defaults)),
             security: crate::sync::RwLock::new("storage.security", Arc::new(security)),
+            client_metrics: crate::sync::RwLock::new(
+                "storage.client_metrics",
+                Arc::new(client_metrics),
+            ),
             replicated,
             created_here,
             out_of_files: Default::default(),
@@ -498,6 +518,31 @@ impl Store {
     /// A single node's security metadata as it is now.
     pub fn security(&self) -> Arc<SecurityMetadata> {
         self.shared.security.read().expect("not poisoned").clone()
+    }
+
+    /// A single node's client-metrics subscriptions as they are now.
+    pub fn client_metrics(&self) -> Arc<std::collections::BTreeMap<String, Overrides>> {
+        self.shared
+            .client_metrics
+            .read()
+            .expect("not poisoned")
+            .clone()
+    }
+
+    /// Replace a single node's client-metrics subscription `name` (no configs: remove it),
+    /// answered once durable.
+    pub async fn set_client_metrics(
+        &self,
+        name: &str,
+        configs: Overrides,
+    ) -> Result<(), TopicError> {
+        let name = name.to_string();
+        self.ask(|reply| AdminCommand::SetClientMetrics {
+            name,
+            configs,
+            reply,
+        })
+        .await
     }
 
     /// Change a single node's security metadata: each change's outcome, once durable.

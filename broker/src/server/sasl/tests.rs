@@ -49,6 +49,7 @@ fn request(version: i16, body: RequestKind) -> Request {
         body,
         peer: None,
         listener: None,
+        software: None,
     }
 }
 

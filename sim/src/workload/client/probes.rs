@@ -698,6 +698,9 @@ mod tests {
             ApiKey::SaslAuthenticate,
             // Answered to anyone; only its authorized-operations field depends on the ACLs.
             ApiKey::DescribeCluster,
+            // Client telemetry: any client may ask what to push and push it, as in Kafka.
+            ApiKey::GetTelemetrySubscriptions,
+            ApiKey::PushTelemetry,
         ];
         for (api, _, _) in broker::protocol::SUPPORTED {
             let probed = Probe::ALL.iter().any(|p| p.api() == *api);

@@ -1,0 +1,300 @@
+use super::*;
+use crate::controller::records::id_text;
+
+fn registered(n: u64) -> ClusterMetadata {
+    let mut m = ClusterMetadata::new();
+    for id in 1..=n {
+        m.apply(&MetadataRecord::RegisterBroker {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9090 + id as i32,
+            incarnation: id * 10,
+            listeners: vec![],
+            rack: None,
+            inter_broker: None,
+        });
+    }
+    m
+}
+
+fn create(m: &mut ClusterMetadata, request: u64, name: &str, partitions: i32, rf: i32) -> Outcome {
+    m.apply(&MetadataRecord::CreateTopic {
+        request,
+        name: name.into(),
+        id: id_text(request as u128 + 1000),
+        partitions,
+        replication_factor: rf,
+        assignments: None,
+        overrides: Default::default(),
+    });
+    m.outcome(request).cloned().expect("an outcome")
+}
+
+#[test]
+fn topics_are_placed_on_live_brokers_with_preferred_leaders_taking_turns() {
+    let mut m = registered(3);
+    assert_eq!(create(&mut m, 1, "a", 3, 3), Outcome::Done);
+    let t = &m.topics["a"];
+    let leaders: BTreeSet<_> = t.partitions.iter().map(|p| p.replicas[0]).collect();
+    assert_eq!(leaders.len(), 3, "{:?}", t.partitions);
+    for p in &t.partitions {
+        let distinct: BTreeSet<_> = p.replicas.iter().collect();
+        assert_eq!(distinct.len(), 3);
+    }
+    let groups: Vec<_> = t.partitions.iter().map(|p| p.group).collect();
+    assert_eq!(groups, vec![1, 2, 3]);
+    assert_eq!(
+        create(&mut m, 2, "a", 1, 1),
+        Outcome::Failed(MetadataError::TopicExists)
+    );
+    assert!(matches!(
+        create(&mut m, 3, "b", 1, 4),
+        Outcome::Failed(MetadataError::InvalidReplicationFactor(_))
+    ));
+    assert!(matches!(create(&mut m, 4, "a_", 1, 1), Outcome::Done));
+    assert!(matches!(
+        create(&mut m, 5, "a.", 1, 1),
+        Outcome::Failed(MetadataError::InvalidTopic(_))
+    ));
+    // A fenced broker takes no new replicas.
+    m.apply(&MetadataRecord::FenceBroker {
+        id: 2,
+        incarnation: 20,
+    });
+    assert!(matches!(
+        create(&mut m, 6, "c", 1, 3),
+        Outcome::Failed(MetadataError::InvalidReplicationFactor(_))
+    ));
+    assert_eq!(create(&mut m, 7, "c", 4, 2), Outcome::Done);
+    assert!(m.topics["c"]
+        .partitions
+        .iter()
+        .all(|p| !p.replicas.contains(&2)));
+}
+
+/// Two incremental config changes made from the same configs (through two brokers whose
+/// replicas had not applied each other's): the second is refused, not applied over the
+/// first, and made again from the newer configs it applies.
+#[test]
+fn an_incremental_config_change_made_from_replaced_configs_is_refused() {
+    let mut m = registered(3);
+    create(&mut m, 1, "t", 1, 3);
+    let base = m.topics["t"].overrides.clone();
+    let with = |k: &str, v: &str, from: &Overrides| {
+        let mut o = from.clone();
+        o.insert(k.to_string(), v.to_string());
+        o
+    };
+    let alter = |m: &mut ClusterMetadata, request, overrides, base| {
+        m.apply(&MetadataRecord::AlterTopicConfig {
+            request,
+            name: "t".into(),
+            overrides,
+            base,
+        });
+        m.outcome(request).cloned()
+    };
+    let first = with("retention.ms", "3600000", &base);
+    assert_eq!(
+        alter(&mut m, 2, first.clone(), Some(base.clone())),
+        Some(Outcome::Done)
+    );
+    let second = with("min.insync.replicas", "2", &base);
+    assert_eq!(
+        alter(&mut m, 3, second, Some(base.clone())),
+        Some(Outcome::Failed(MetadataError::ConfigsChanged))
+    );
+    assert_eq!(m.topics["t"].overrides, first, "the first change stands");
+    let again = with("min.insync.replicas", "2", &first);
+    assert_eq!(
+        alter(&mut m, 4, again.clone(), Some(first)),
+        Some(Outcome::Done)
+    );
+    assert_eq!(m.topics["t"].overrides.len(), 2);
+    // A whole replacement (AlterConfigs) has no base: it replaces whatever is there.
+    assert_eq!(alter(&mut m, 5, base.clone(), None), Some(Outcome::Done));
+    assert_eq!(m.topics["t"].overrides, base);
+}
+
+/// Dynamic broker configs live in the metadata: the cluster-wide default for every
+/// broker, a broker's own for it alone; an incremental change from replaced configs is
+/// refused as a topic's is.
+#[test]
+fn client_metrics_subscriptions_are_set_compared_and_removed() {
+    let mut m = registered(3);
+    let set = |k: &str, v: &str| Overrides::from([(k.to_string(), v.to_string())]);
+    m.apply(&MetadataRecord::AlterClientMetrics {
+        request: 1,
+        name: "producers".into(),
+        configs: set("metrics", "org.apache.kafka.producer."),
+        base: Some(Overrides::new()),
+    });
+    assert_eq!(m.outcome(1), Some(&Outcome::Done));
+    // Made from configs that are no longer those: refused, nothing changed.
+    m.apply(&MetadataRecord::AlterClientMetrics {
+        request: 2,
+        name: "producers".into(),
+        configs: set("metrics", "*"),
+        base: Some(Overrides::new()),
+    });
+    assert_eq!(
+        m.outcome(2),
+        Some(&Outcome::Failed(MetadataError::ConfigsChanged))
+    );
+    assert_eq!(
+        m.client_metrics["producers"]["metrics"],
+        "org.apache.kafka.producer."
+    );
+    // In a snapshot, and gone once its configs are.
+    let back: ClusterMetadata = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+    assert_eq!(back.client_metrics, m.client_metrics);
+    m.apply(&MetadataRecord::AlterClientMetrics {
+        request: 3,
+        name: "producers".into(),
+        configs: Overrides::new(),
+        base: None,
+    });
+    assert!(m.client_metrics.is_empty());
+}
+
+#[test]
+fn broker_configs_are_the_cluster_defaults_under_each_brokers_own() {
+    let mut m = registered(3);
+    let set = |k: &str, v: &str| Overrides::from([(k.to_string(), v.to_string())]);
+    m.apply(&MetadataRecord::AlterBrokerConfigs {
+        request: 1,
+        node: None,
+        configs: set("log.retention.ms", "3600000"),
+        base: Some(Overrides::new()),
+    });
+    m.apply(&MetadataRecord::AlterBrokerConfigs {
+        request: 2,
+        node: Some(2),
+        configs: set("log.retention.ms", "60000"),
+        base: None,
+    });
+    assert_eq!(m.outcome(2), Some(&Outcome::Done));
+    for n in [1, 3] {
+        let d = m.dynamic_configs_of(n);
+        assert_eq!((d.cluster.len(), d.node.len()), (1, 0), "broker {n}");
+    }
+    assert_eq!(m.dynamic_configs_of(2).node["log.retention.ms"], "60000");
+    m.apply(&MetadataRecord::AlterBrokerConfigs {
+        request: 3,
+        node: None,
+        configs: set("log.retention.bytes", "1000"),
+        base: Some(Overrides::new()),
+    });
+    assert_eq!(
+        m.outcome(3),
+        Some(&Outcome::Failed(MetadataError::ConfigsChanged))
+    );
+    assert_eq!(m.cluster_configs, set("log.retention.ms", "3600000"));
+}
+
+#[test]
+fn a_broker_that_starts_again_leads_nothing_until_it_reports_again() {
+    let mut m = registered(3);
+    create(&mut m, 1, "t", 2, 3);
+    let p0 = m.topics["t"].partitions[0].clone();
+    let p1 = m.topics["t"].partitions[1].clone();
+    m.apply(&MetadataRecord::Leaders {
+        leaders: vec![(p0.group, 2, 4), (p1.group, 3, 4)],
+    });
+    // The same incarnation registering again (its fence lifted) keeps what it leads.
+    m.apply(&MetadataRecord::RegisterBroker {
+        id: 2,
+        host: "127.0.0.1".into(),
+        port: 9092,
+        incarnation: 20,
+        listeners: vec![],
+        rack: None,
+        inter_broker: None,
+    });
+    assert_eq!(m.partition("t", 0).unwrap().leader, Some(2));
+    // A new start of broker 2 (a restart, an emptied directory) leads nothing yet.
+    m.apply(&MetadataRecord::RegisterBroker {
+        id: 2,
+        host: "127.0.0.1".into(),
+        port: 9092,
+        incarnation: 21,
+        listeners: vec![],
+        rack: None,
+        inter_broker: None,
+    });
+    assert_eq!(m.partition("t", 0).unwrap().leader, None);
+    assert_eq!(m.partition("t", 0).unwrap().leader_term, 4);
+    assert_eq!(m.partition("t", 1).unwrap().leader, Some(3));
+    // Its report in the same term is taken again.
+    m.apply(&MetadataRecord::Leaders {
+        leaders: vec![(p0.group, 2, 4)],
+    });
+    assert_eq!(m.partition("t", 0).unwrap().leader, Some(2));
+}
+
+#[test]
+fn outcomes_leaders_deletions_and_growth() {
+    let mut m = registered(3);
+    create(&mut m, 1, "t", 2, 2);
+    // A request proposed twice keeps its first outcome.
+    create(&mut m, 1, "t", 2, 2);
+    assert_eq!(m.outcome(1), Some(&Outcome::Done));
+    let p0 = m.topics["t"].partitions[0].clone();
+    let other = *p0.replicas.last().unwrap();
+    m.apply(&MetadataRecord::Leaders {
+        leaders: vec![(p0.group, other, 3)],
+    });
+    assert_eq!(m.partition("t", 0).unwrap().leader, Some(other));
+    // An older term, or a node that is not a replica, does not move it.
+    m.apply(&MetadataRecord::Leaders {
+        leaders: vec![(p0.group, p0.replicas[0], 2)],
+    });
+    assert_eq!(m.partition("t", 0).unwrap().leader, Some(other));
+    m.apply(&MetadataRecord::CreatePartitions {
+        request: 2,
+        name: "t".into(),
+        count: 4,
+        assignments: None,
+    });
+    assert_eq!(m.outcome(2), Some(&Outcome::Done));
+    assert_eq!(m.topics["t"].partitions.len(), 4);
+    assert!(m.topics["t"]
+        .partitions
+        .iter()
+        .all(|p| p.replicas.len() == 2));
+    let id = m.topics["t"].id;
+    m.apply(&MetadataRecord::DeleteTopic {
+        request: 3,
+        name: "t".into(),
+    });
+    assert!(m.topics.is_empty() && m.groups.is_empty());
+    assert!(m.deleted.contains(&id));
+    m.apply(&MetadataRecord::AllocateProducerIds { request: 4 });
+    m.apply(&MetadataRecord::AllocateProducerIds { request: 5 });
+    assert_eq!(m.outcome(4), Some(&Outcome::ProducerIds(0, 1000)));
+    assert_eq!(m.outcome(5), Some(&Outcome::ProducerIds(1000, 2000)));
+}
+
+#[test]
+fn a_security_change_proposed_again_does_not_undo_a_later_one() {
+    use crate::security::scram::{Credential, Mechanism};
+    use crate::security::SecurityChange;
+    let set = |request, pw: &str| MetadataRecord::AlterSecurity {
+        request,
+        changes: vec![SecurityChange::SetCredential {
+            user: "u".into(),
+            credential: Credential::derive(Mechanism::Sha256, pw.as_bytes(), vec![1; 16], 4096)
+                .unwrap(),
+        }],
+    };
+    let mut m = ClusterMetadata::new();
+    m.apply(&set(1, "one"));
+    m.apply(&set(2, "two"));
+    m.apply(&set(1, "one"));
+    let c = m.security.credential("u", Mechanism::Sha256).unwrap();
+    assert!(c.verify_password(b"two"));
+    assert_eq!(
+        m.outcome(1),
+        Some(&Outcome::Security(vec![Ok(crate::security::Applied::Done)]))
+    );
+}
