@@ -107,19 +107,26 @@ impl Broker {
                 Ok(self.topic_entries(&topic.config, &topic.overrides))
             }
             BROKER => Ok(self.broker_entries(self.broker_scope(name)?)),
-            CLIENT_METRICS => Ok(self
-                .client_metrics_configs(name)?
-                .into_iter()
-                .map(|(name, value)| Entry {
-                    ty: super::telemetry::config_type(&name),
-                    doc: super::telemetry::config_doc(&name).to_string(),
-                    name,
-                    value,
-                    read_only: false,
-                    source: Source::ClientMetrics,
-                    synonyms: Vec::new(),
-                })
-                .collect()),
+            CLIENT_METRICS => {
+                let set = self.client_metrics_configs(name)?;
+                Ok(super::telemetry::described(&set)
+                    .into_iter()
+                    .map(|(name, value, source)| Entry {
+                        ty: super::telemetry::config_type(name),
+                        doc: super::telemetry::config_doc(name).to_string(),
+                        name: name.to_string(),
+                        synonyms: match source {
+                            Source::ClientMetrics => {
+                                vec![(name.to_string(), value.clone(), source)]
+                            }
+                            _ => Vec::new(),
+                        },
+                        value,
+                        read_only: false,
+                        source,
+                    })
+                    .collect())
+            }
             other => Err(unsupported_resource(other)),
         }
     }

@@ -18,7 +18,7 @@ use super::Broker;
 use crate::protocol::error;
 use crate::telemetry::subscriptions::{self, Invalid};
 use crate::telemetry::Asker;
-use crate::topic_config::Overrides;
+use crate::topic_config::{Overrides, Source};
 
 /// A refusal: the code and a message for the client.
 use super::configs::Refusal;
@@ -72,8 +72,8 @@ impl Broker {
             .push(&req, asker(client_id, peer, software), &subs)
     }
 
-    /// A subscription's configs as DescribeConfigs tells them: those set, none for a name
-    /// without a subscription (Kafka: no defaults, no error).
+    /// A subscription's configs as set (none for a name without a subscription: no error,
+    /// as Kafka).
     pub(super) fn client_metrics_configs(&self, name: &str) -> Result<Overrides, Refusal> {
         subscriptions::check_name(name).map_err(refusal)?;
         Ok(self.client_metrics().get(name).cloned().unwrap_or_default())
@@ -126,6 +126,23 @@ pub(super) fn not_a_subscription_config(name: &str) -> Refusal {
             subscriptions::KEYS.join(", ")
         ),
     )
+}
+
+/// Every config of a subscription as DescribeConfigs tells it (Kafka's way): its value and
+/// source, the default where it is not set.
+pub(super) fn described(set: &Overrides) -> Vec<(&'static str, String, Source)> {
+    let default = |key: &str| match key {
+        subscriptions::INTERVAL_MS => subscriptions::DEFAULT_INTERVAL_MS.to_string(),
+        _ => String::new(),
+    };
+    let mut keys = subscriptions::KEYS;
+    keys.sort_unstable();
+    keys.iter()
+        .map(|&k| match set.get(k) {
+            Some(v) => (k, v.clone(), Source::ClientMetrics),
+            None => (k, default(k), Source::Default),
+        })
+        .collect()
 }
 
 /// A subscription config's type, as DescribeConfigs v3+ tells it.
