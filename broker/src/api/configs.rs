@@ -616,7 +616,7 @@ fn apply_ops(current: &Overrides, ops: &[(&str, i8, Option<&str>)]) -> Result<Ov
     Ok(out)
 }
 
-pub(super) fn split_list(s: &str) -> Vec<String> {
+fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
         .filter(|i| !i.is_empty())

@@ -167,42 +167,39 @@ pub(super) fn config_doc(name: &str) -> &'static str {
     }
 }
 
-/// A subscription's configs after IncrementalAlterConfigs' operations (checked whole after).
+/// A subscription's configs after IncrementalAlterConfigs' operations (checked whole after):
+/// SET and DELETE only — Kafka refuses APPEND and SUBTRACT on a subscription (INVALID_CONFIG),
+/// and a SET without a value (INVALID_REQUEST).
 pub(super) fn apply_ops(
     current: &Overrides,
     ops: &[(&str, i8, Option<&str>)],
 ) -> Result<Overrides, Refusal> {
-    use super::configs::{split_list, APPEND, DELETE, SET, SUBTRACT};
+    use super::configs::{APPEND, DELETE, SET, SUBTRACT};
     let mut out = current.clone();
     for &(name, op, value) in ops {
         if !subscriptions::KEYS.contains(&name) {
             return Err(not_a_subscription_config(name));
         }
-        match op {
-            SET => {
-                out.insert(name.to_string(), value.unwrap_or("").to_string());
+        match (op, value) {
+            (SET, Some(v)) => {
+                out.insert(name.to_string(), v.to_string());
             }
-            DELETE => {
-                out.remove(name);
-            }
-            APPEND | SUBTRACT if name != subscriptions::INTERVAL_MS => {
-                let mut items = split_list(out.get(name).map(String::as_str).unwrap_or(""));
-                for v in split_list(value.unwrap_or("")) {
-                    if op == APPEND && !items.contains(&v) {
-                        items.push(v);
-                    } else if op == SUBTRACT {
-                        items.retain(|i| *i != v);
-                    }
-                }
-                out.insert(name.to_string(), items.join(","));
-            }
-            APPEND | SUBTRACT => {
+            (SET, None) => {
                 return Err((
-                    error::INVALID_CONFIG,
-                    format!("{name} is not a list: it cannot be appended to or subtracted from"),
+                    error::INVALID_REQUEST,
+                    format!("Null value not supported for : {name}"),
                 ))
             }
-            other => {
+            (DELETE, _) => {
+                out.remove(name);
+            }
+            (APPEND | SUBTRACT, _) => {
+                return Err((
+                    error::INVALID_CONFIG,
+                    format!("{name}: a subscription's configs are set or deleted, not appended to or subtracted from"),
+                ))
+            }
+            (other, _) => {
                 return Err((
                     error::INVALID_REQUEST,
                     format!("unknown config operation {other} for {name}"),
