@@ -67,6 +67,10 @@ class ConsumerGroupHeartbeatRequest(ApiMessage, load_json=differential_schemas):
 class ConsumerGroupHeartbeatResponse(ApiMessage, load_json=differential_schemas): pass
 class ConsumerGroupDescribeRequest(ApiMessage, load_json=differential_schemas): pass
 class ConsumerGroupDescribeResponse(ApiMessage, load_json=differential_schemas): pass
+class GetTelemetrySubscriptionsRequest(ApiMessage, load_json=differential_schemas): pass
+class GetTelemetrySubscriptionsResponse(ApiMessage, load_json=differential_schemas): pass
+class PushTelemetryRequest(ApiMessage, load_json=differential_schemas): pass
+class PushTelemetryResponse(ApiMessage, load_json=differential_schemas): pass
 
 
 def _messages():
@@ -361,8 +365,9 @@ def without_node_ids(flat):
 # Lists compared as sets keyed by a field (their order is not Kafka's promise): configs by
 # name (`configs{retention.ms}.value`), groups by id (Kafka answers them shard by shard).
 KEYED = {"configs": "name", "synonyms": "name", "groups": "group_id"}
-# Lists of names whose order means nothing (a SASL handshake's mechanisms): compared sorted.
-UNORDERED = {"mechanisms"}
+# Lists of names whose order means nothing (a SASL handshake's mechanisms, the metrics a
+# client is asked for — Kafka's come from a hash set): compared sorted.
+UNORDERED = {"mechanisms", "requested_metrics"}
 
 
 def flatten(value, path=""):

@@ -160,6 +160,18 @@ def cluster_servers(tmp_path_factory):
         pytest.fail(f"nodes of the cluster died: {died}\n{tails}", pytrace=False)
 
 
+@pytest.fixture(scope="module")
+def telemetry_servers(tmp_path_factory):
+    """Kafka (its telemetry witness makes it serve client telemetry) and a broker with client
+    telemetry enabled, for the cases that say `telemetry = true`."""
+    from conftest import Broker
+    b = Broker(tmp_path_factory.mktemp("telemetry-broker"), name="telemetry-broker")
+    b.extra_args += ["--set", "client_telemetry_enabled=true"]
+    b.start()
+    yield from _serve(b, differential.Server("kafka", KAFKA),
+                      differential.Server("broker", b.bootstrap))
+
+
 FIXTURES = {None: "servers", "sasl": "sasl_servers", "ssl": "ssl_servers",
             "sasl_ssl": "sasl_ssl_servers"}
 
@@ -182,7 +194,7 @@ def test_kafka_and_the_broker_answer_alike(request, differences, index, case):
         assert case.get("listener") is None, "cases on three nodes use PLAINTEXT listeners"
         fixture = "cluster_servers"
     else:
-        fixture = FIXTURES[case.get("listener")]
+        fixture = "telemetry_servers" if case.get("telemetry") else FIXTURES[case.get("listener")]
     kafka, broker = request.getfixturevalue(fixture)
     assert differential.versions(case, kafka, broker), "no version served by both"
     problems = differential.run_case(case, index, kafka, broker, differences)

@@ -166,7 +166,7 @@ impl Kafka {
             ),
             _ => nodes,
         };
-        let classpath = classpath()?;
+        let classpath = format!("{}:{}", classpath()?, witness()?.display());
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("nodes"), format!("{nodes}\n"))?;
         let cluster_id = cluster_id(dir)?;
@@ -365,6 +365,31 @@ pub fn classpath() -> Result<String> {
     Ok(std::fs::read_to_string(&file)?.trim().to_string())
 }
 
+/// The folder of the telemetry witness's class (`xtask/kafka/witness`: a metrics reporter
+/// that makes Kafka serve client telemetry, KIP-714, as it does only with a reporter that
+/// receives clients' metrics), compiled against Kafka's class path when its source is newer.
+fn witness() -> Result<PathBuf> {
+    let source = repo_root().join("xtask/kafka/witness/TelemetryWitness.java");
+    let out = target_dir()
+        .join("kafka")
+        .join(format!("witness-{VERSION}"));
+    let class = out.join("dev/stillwater/witness/TelemetryWitness.class");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&class).is_some() && modified(&class) >= modified(&source) {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(&out)?;
+    let mut javac = Command::new("javac");
+    javac
+        .arg("-d")
+        .arg(&out)
+        .arg("-cp")
+        .arg(classpath()?)
+        .arg(&source);
+    crate::test::step("compile Kafka's telemetry witness (javac)", javac)?;
+    Ok(out)
+}
+
 /// The run's cluster id, made once (22 characters of base64url, as Kafka's).
 fn cluster_id(dir: &Path) -> Result<String> {
     let file = dir.join("cluster.id");
@@ -433,7 +458,8 @@ fn write_config(
          transaction.state.log.min.isr={min_isr}\n\
          share.coordinator.state.topic.replication.factor={replicas}\n\
          share.coordinator.state.topic.min.isr={min_isr}\n\
-         default.replication.factor={replicas}\n",
+         default.replication.factor={replicas}\n\
+         metric.reporters=dev.stillwater.witness.TelemetryWitness\n",
         client = client_port(base, node),
         sasl = sasl_port(base, node),
         ssl = ssl_port(base, node),

@@ -15,8 +15,8 @@
 //! are dropped and counted), a payload by `client_telemetry_max_bytes` compressed and
 //! [`MAX_PLAIN_BYTES`] decompressed, names and values by their lengths. Exposure is opt-in
 //! (`client_telemetry_enabled`, off by default as in Kafka): off, the two APIs are not
-//! listed in ApiVersions, are still answered as Kafka answers them, and pushed metrics are
-//! read, checked and dropped.
+//! listed in ApiVersions, are still answered as Kafka answers them, and a push is checked and
+//! dropped unread.
 
 pub mod otlp;
 pub mod subscriptions;
@@ -389,7 +389,8 @@ impl ClientTelemetry {
         })();
         inst.terminating = req.terminating;
         let outcome = checked.and_then(|()| {
-            if req.metrics.is_empty() {
+            // Off, nothing reads pushed metrics (as Kafka without a telemetry reporter).
+            if req.metrics.is_empty() || !self.config.enabled {
                 return Ok(Vec::new());
             }
             let plain;
@@ -416,7 +417,7 @@ impl ClientTelemetry {
             Ok(points) => points,
         };
         st.counts.pushes += 1;
-        if self.config.enabled && !points.is_empty() {
+        if !points.is_empty() {
             self.keep(&mut st, req.client_instance_id, points);
         }
         resp
