@@ -135,6 +135,9 @@ struct State {
     series: usize,
     next_sweep: Option<Instant>,
     counts: Counts,
+    /// The subscriptions parsed, with their fingerprint: parsed (their regular expressions
+    /// compiled) once per change, not once per client.
+    parsed: Option<(u32, Arc<Vec<subscriptions::Subscription>>)>,
 }
 
 /// Client telemetry's state and its two requests.
@@ -242,8 +245,15 @@ impl State {
                 self.series -= old.points.len();
             }
         }
+        let parsed = match &self.parsed {
+            Some((f, parsed)) if *f == fp => parsed.clone(),
+            _ => {
+                let parsed = Arc::new(subscriptions::parse_all(subs));
+                self.parsed = Some((fp, parsed.clone()));
+                parsed
+            }
+        };
         let resolve = |client: &ClientInfo| {
-            let parsed = subscriptions::parse_all(subs);
             let matched = subscriptions::resolve(&parsed, client);
             let sid = subscription_id(&matched, id);
             (matched, sid)
