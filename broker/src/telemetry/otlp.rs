@@ -34,6 +34,15 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Point>, prost::DecodeError> {
                 value,
             })
         };
+        // A distribution's count and sum, as two values.
+        let name = &metric.name;
+        let counted = |push: &mut dyn FnMut(String, &[KeyValue], f64),
+                       attributes: &[KeyValue],
+                       count: u64,
+                       sum: f64| {
+            push(format!("{name}.count"), attributes, count as f64);
+            push(format!("{name}.sum"), attributes, sum);
+        };
         match &metric.data {
             Some(Data::Gauge(g)) => {
                 for p in &g.data_points {
@@ -47,40 +56,17 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Point>, prost::DecodeError> {
             }
             Some(Data::Histogram(h)) => {
                 for p in &h.data_points {
-                    push(
-                        format!("{}.count", metric.name),
-                        &p.attributes,
-                        p.count as f64,
-                    );
-                    push(
-                        format!("{}.sum", metric.name),
-                        &p.attributes,
-                        p.sum.unwrap_or(0.0),
-                    );
+                    counted(&mut push, &p.attributes, p.count, p.sum.unwrap_or(0.0));
                 }
             }
             Some(Data::ExponentialHistogram(h)) => {
                 for p in &h.data_points {
-                    push(
-                        format!("{}.count", metric.name),
-                        &p.attributes,
-                        p.count as f64,
-                    );
-                    push(
-                        format!("{}.sum", metric.name),
-                        &p.attributes,
-                        p.sum.unwrap_or(0.0),
-                    );
+                    counted(&mut push, &p.attributes, p.count, p.sum.unwrap_or(0.0));
                 }
             }
             Some(Data::Summary(s)) => {
                 for p in &s.data_points {
-                    push(
-                        format!("{}.count", metric.name),
-                        &p.attributes,
-                        p.count as f64,
-                    );
-                    push(format!("{}.sum", metric.name), &p.attributes, p.sum);
+                    counted(&mut push, &p.attributes, p.count, p.sum);
                 }
             }
             None => {}
