@@ -16,6 +16,7 @@
 //! xtask runs the other crates as processes; it never links the broker.
 
 mod bench;
+mod bisect;
 mod cluster;
 mod franz_go;
 mod java;

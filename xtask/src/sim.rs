@@ -8,6 +8,8 @@
 //!   broker processes with real faults (the `sim` binary built normally, the twin runner).
 //! - `cargo xtask sim fidelity [--seeds S] [--runs R] [--out FILE] [scenario.toml …]`: each
 //!   twin-capable scenario's seeds 1..=S in simulation and R real runs, and the table of both.
+//! - `cargo xtask sim bisect <scenario.toml> --seed N --good REV --bad REV`: the first commit
+//!   at which the seed fails ([`crate::bisect`]).
 
 use std::process::Command;
 
@@ -191,6 +193,9 @@ fn fidelity(args: &[String]) -> Result<()> {
 pub fn run(args: &SimArgs) -> Result<()> {
     if args.args.first().map(String::as_str) == Some("fidelity") {
         return fidelity(&args.args);
+    }
+    if args.args.first().map(String::as_str) == Some("bisect") {
+        return crate::bisect::run(&args.args);
     }
     let mut command = if args.args.first().map(String::as_str) == Some("real") {
         let (sim, broker) = build_real("release")?;

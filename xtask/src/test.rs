@@ -192,6 +192,7 @@ impl SimLane {
             "--quick",
             "--check-determinism",
         ]);
+        sweep.arg("--junit").arg(junit_dir().join("sweep.xml"));
         let swept = niced_step(&log, SWEEP_STEP, sweep, Some(&out));
         print!("{}", std::fs::read_to_string(&out).unwrap_or_default());
         swept?;
@@ -291,62 +292,67 @@ fn unit_tests() -> Result<()> {
     }
 }
 
-/// Seeds that found a defect the quick sweep's seeds do not reach, each run whole.
-const REGRESSION_SEEDS: &[(&str, u64, &str)] = &[
-    (
-        "scenarios/metadata-under-load.toml",
-        105,
-        "a Raft write of a deleted partition retried at once for ever",
-    ),
-    (
-        "scenarios/many-partitions.toml",
-        43,
-        "a busy Raft loop that never ticked: leaders silent, thousands of elections at start",
-    ),
-    (
-        "scenarios/moves-at-volume.toml",
-        19,
-        "a fetch read while its replica moved away and was emptied, served at offsets of the emptied log",
-    ),
-];
-
-/// Run each of [`REGRESSION_SEEDS`] under a bound of wall-clock time: a defect that stops
-/// simulated time (a task always ready to run) hangs a run instead of failing it.
+/// The regression corpus (`sim/regressions.toml`: seeds that once found a defect the quick
+/// sweep's seeds do not reach, each with the commit that fixed it), each run whole under a
+/// bound of wall-clock time, its JUnit report in `<target>/xtask-test/junit/`.
 fn regression_seeds(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Result<()> {
-    for (scenario, seed, found) in REGRESSION_SEEDS {
-        let mut run = Command::new("timeout");
-        run.arg("300")
-            .arg(bin)
-            .args(["run", scenario, "--seed", &seed.to_string()])
-            .current_dir(repo_root());
-        step(
-            &format!("regression: {scenario} seed {seed} ({found})"),
-            run,
-        )?;
-    }
-    Ok(())
+    let mut run = Command::new(bin);
+    run.args(["regress", "sim/regressions.toml", "--timeout-s", "300"])
+        .arg("--junit")
+        .arg(junit_dir().join("regressions.xml"))
+        .current_dir(repo_root());
+    step("regression corpus (sim regress sim/regressions.toml)", run)
 }
 
-/// Shrinking, end to end: a fixture that fails (the legacy broker, deadlines off, in a swarm
-/// of thirteen faults, wrongly expected to pass) must shrink to the one fsync stall that hangs
-/// it, with one producer and nothing else.
+/// Where `cargo xtask test` writes the simulation steps' JUnit reports, for CI systems.
+pub fn junit_dir() -> std::path::PathBuf {
+    target_dir().join("xtask-test").join("junit")
+}
+
+/// A failing seed through the path CI takes, end to end: a fixture that fails (the legacy
+/// broker, deadlines off, in a swarm of thirteen faults, wrongly expected to pass) swept with
+/// a JUnit report and its failures shrunk; the report must name the seed with its replay
+/// command, and the shrunk scenario hold the one fsync stall that hangs it, with one producer
+/// and nothing else.
 fn shrink_check(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Result<()> {
-    let out = target_dir()
-        .join("shrink-check")
-        .join("legacy-swarm-seed2.toml");
-    let _ = std::fs::remove_file(&out);
-    let mut shrink = Command::new(bin);
-    shrink
+    let dir = target_dir().join("shrink-check");
+    let _ = std::fs::remove_dir_all(&dir);
+    let junit = dir.join("junit.xml");
+    let out = dir.join("shrunk").join("legacy-swarm-seed2.toml");
+    // The sweep fails (exit 1) on the seed; anything else is a failure of the step.
+    let mut sweep = Command::new("sh");
+    sweep
+        .arg("-c")
+        .arg("\"$0\" \"$@\"; test $? -eq 1")
+        .arg(bin)
         .args([
-            "shrink",
+            "sweep",
             "sim/tests/fixtures/legacy-swarm.toml",
-            "--seed",
-            "2",
+            "--seeds",
+            "2..3",
+            "--jobs",
+            "1",
+            "--shrink-failures",
         ])
-        .arg("--out")
-        .arg(&out)
+        .arg("--junit")
+        .arg(&junit)
         .current_dir(repo_root());
-    step("shrinking (sim shrink legacy-swarm --seed 2)", shrink)?;
+    step(
+        "a failing seed swept, shrunk and reported (sim sweep legacy-swarm --seeds 2..3 --junit --shrink-failures)",
+        sweep,
+    )?;
+    let report = std::fs::read_to_string(&junit)
+        .with_context(|| format!("reading the JUnit report {}", junit.display()))?;
+    for needed in [
+        "failures=\"1\"",
+        "name=\"seed 2\"",
+        "replay: cargo xtask sim run sim/tests/fixtures/legacy-swarm.toml --seed 2",
+        "kind = &quot;fsync-stall&quot;",
+    ] {
+        if !report.contains(needed) {
+            bail!("the JUnit report should hold {needed:?}:\n{report}");
+        }
+    }
     let text = std::fs::read_to_string(&out)
         .with_context(|| format!("reading the shrunk scenario {}", out.display()))?;
     let faults = text.matches("[[faults]]").count();

@@ -1,4 +1,5 @@
-//! What the `sim` binary does: `run`, `replay`, `check`, `sweep`, `shrink` and `merge`. Use it
+//! What the `sim` binary does: `run`, `replay`, `check`, `sweep`, `shrink`, `merge` and
+//! `regress`. Use it
 //! through `cargo xtask sim …`, which builds it with `--cfg madsim`.
 //!
 //! Every seed of `check` and `sweep` runs in a process of its own, exactly as `run` replays it:
@@ -15,12 +16,13 @@ use clap::{Parser, Subcommand};
 use crate::run::run;
 use crate::scenario::Scenario;
 
+mod regress;
 pub mod shrink;
 mod single;
 mod sweep;
 
 use single::{check, replay_report, run_one};
-use sweep::{child, merge, sweep};
+use sweep::{child, merge, sweep, Junit};
 
 #[derive(Parser)]
 #[command(name = "sim", about = "Stillwater's deterministic simulation testbed")]
@@ -79,6 +81,14 @@ enum Command {
         /// when the two traces differ (`check` then shows where).
         #[arg(long)]
         check_determinism: bool,
+        /// Write a JUnit XML report (for CI): a test case per scenario's seed range, a failed
+        /// one per unexpected seed with its finding and replay command.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// With --junit: shrink each scenario's first three failing seeds (into `shrunk/`
+        /// beside the report) and put the faults that still fail in the report.
+        #[arg(long, requires = "junit")]
+        shrink_failures: bool,
     },
     /// Shrink a failing seed: write the smallest scenario found (fewer and shorter faults,
     /// fewer clients, a shorter run) that still fails the same way with the same seed.
@@ -101,6 +111,21 @@ enum Command {
         summary_out: Option<PathBuf>,
         #[arg(long)]
         require_coverage: bool,
+        /// Write the combined JUnit XML report.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
+    /// Run the regression corpus: seeds that once failed (`sim/regressions.toml`), each whole
+    /// under a wall-clock bound.
+    Regress {
+        #[arg(default_value = "sim/regressions.toml")]
+        corpus: PathBuf,
+        /// Wall-clock seconds a seed may run.
+        #[arg(long, default_value_t = 300)]
+        timeout_s: u64,
+        /// Write a JUnit XML report (for CI).
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
 }
 
@@ -138,6 +163,8 @@ pub fn main() -> ExitCode {
             require_coverage,
             quick,
             check_determinism,
+            junit,
+            shrink_failures,
         } => sweep(
             &scenario,
             &seeds,
@@ -147,6 +174,10 @@ pub fn main() -> ExitCode {
             require_coverage,
             quick,
             check_determinism,
+            Junit {
+                out: junit.as_deref(),
+                shrink: shrink_failures,
+            },
         ),
         Command::Shrink {
             scenario,
@@ -158,7 +189,21 @@ pub fn main() -> ExitCode {
             files,
             summary_out,
             require_coverage,
-        } => merge(&files, summary_out.as_deref(), require_coverage),
+            junit,
+        } => merge(
+            &files,
+            summary_out.as_deref(),
+            require_coverage,
+            Junit {
+                out: junit.as_deref(),
+                shrink: false,
+            },
+        ),
+        Command::Regress {
+            corpus,
+            timeout_s,
+            junit,
+        } => regress::regress(&corpus, timeout_s, junit.as_deref()),
     }
 }
 

@@ -17,14 +17,75 @@ pub(crate) fn child(path: &Path, seed: u64, trace_out: Option<&Path>) -> Result<
         cmd.arg("--trace-out").arg(out);
     }
     let output = cmd.output().map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    summary_of(seed, &output.stdout, &output.stderr)
+}
+
+/// [`child`] bounded in wall-clock time: a run still going at `limit` is killed, and that is
+/// its failure (a defect that stops simulated time hangs a run instead of failing it).
+pub(crate) fn child_within(
+    path: &Path,
+    seed: u64,
+    limit: Option<std::time::Duration>,
+) -> Result<Summary, String> {
+    let Some(limit) = limit else {
+        return child(path, seed, None);
+    };
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut proc = Process::new(exe)
+        .arg("run")
+        .arg(path)
+        .args(["--seed", &seed.to_string(), "--summary"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let (out, err) = (drain(proc.stdout.take()), drain(proc.stderr.take()));
+    let deadline = std::time::Instant::now() + limit;
+    let timed_out = loop {
+        match proc.try_wait().map_err(|e| e.to_string())? {
+            Some(_) => break false,
+            None if std::time::Instant::now() >= deadline => {
+                let _ = proc.kill();
+                let _ = proc.wait();
+                break true;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    if timed_out {
+        return Err(format!(
+            "seed {seed} still ran after {} s of wall-clock time (simulated time stopped?)",
+            limit.as_secs()
+        ));
+    }
+    summary_of(seed, &out, &err)
+}
+
+/// A thread that reads `pipe` to its end (so a chatty child never blocks on a full pipe).
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+/// A child's summary line, read from its output.
+fn summary_of(seed: u64, stdout: &[u8], stderr: &[u8]) -> Result<Summary, String> {
+    let text = String::from_utf8_lossy(stdout);
     let line = text
         .lines()
         .find(|l| l.starts_with("SUMMARY\t"))
         .ok_or_else(|| {
             format!(
                 "seed {seed} ended without a summary: {}",
-                String::from_utf8_lossy(&output.stderr)
+                String::from_utf8_lossy(stderr)
             )
         })?;
     let json = line.trim_start_matches("SUMMARY\t");
@@ -80,6 +141,7 @@ pub(super) fn sweep(
     require_coverage: bool,
     quick: bool,
     check_determinism: bool,
+    junit: Junit<'_>,
 ) -> ExitCode {
     let Some((first, end)) = parse_range(seeds) else {
         eprintln!("sim: --seeds {seeds:?}: expected A..B");
@@ -240,7 +302,7 @@ pub(super) fn sweep(
         started.elapsed().as_secs_f64(),
         jobs.max(1)
     );
-    finish(&summary, summary_out, require_coverage)
+    finish(&summary, summary_out, require_coverage, junit)
 }
 
 /// Why a seed run twice was not the same run, if it was not: its two traces' hashes differ.
@@ -261,13 +323,103 @@ fn not_deterministic(
     }
 }
 
+/// What a sweep writes for CI beside its summary: JUnit XML, and whether its failing seeds
+/// are shrunk first (the first [`SHRUNK_PER_SCENARIO`] of each scenario) so that the report
+/// holds the faults that still make each fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Junit<'a> {
+    pub out: Option<&'a Path>,
+    pub shrink: bool,
+}
+
+/// Failing seeds shrunk per scenario for the JUnit report (each costs up to
+/// [`SHRINK_RUNS`] runs).
+const SHRUNK_PER_SCENARIO: usize = 3;
+const SHRINK_RUNS: usize = 200;
+
+/// Shrink `seed` of `file` in a child process (`sim shrink`), into `dir`.
+fn shrink_one(file: &str, seed: u64, dir: &Path) -> crate::report::junit::Shrunk {
+    use crate::report::junit::Shrunk;
+    let stem = Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "scenario".into());
+    let out = dir.join(format!("{stem}-seed{seed}.toml"));
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return Shrunk::Failed(e.to_string()),
+    };
+    eprintln!("sim: shrinking {file} seed {seed} for the JUnit report");
+    let status = Process::new(exe)
+        .arg("shrink")
+        .arg(file)
+        .args(["--seed", &seed.to_string()])
+        .args(["--max-runs", &SHRINK_RUNS.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status();
+    let table = match status {
+        Ok(s) if s.success() => std::fs::read_to_string(&out)
+            .map_err(|e| e.to_string())
+            .and_then(|t| t.parse::<toml::Table>().map_err(|e| e.to_string())),
+        Ok(s) => Err(format!("sim shrink ended with {s}")),
+        Err(e) => Err(e.to_string()),
+    };
+    match table {
+        Err(e) => Shrunk::Failed(e),
+        Ok(table) => {
+            let mut faults = toml::Table::new();
+            if let Some(f) = table.get("faults") {
+                faults.insert("faults".into(), f.clone());
+            }
+            Shrunk::Found {
+                file: out.display().to_string(),
+                faults: toml::to_string(&faults).unwrap_or_default(),
+            }
+        }
+    }
+}
+
+/// Write the JUnit report of `summary` (shrinking its failing seeds first if asked).
+fn write_junit(
+    summary: &crate::report::summary::SweepSummary,
+    junit: Junit<'_>,
+) -> Result<(), String> {
+    let Some(out) = junit.out else {
+        return Ok(());
+    };
+    let mut shrunk = std::collections::BTreeMap::new();
+    if junit.shrink {
+        let dir = out.parent().unwrap_or(Path::new(".")).join("shrunk");
+        for s in &summary.scenarios {
+            for u in s.unexpected.iter().take(SHRUNK_PER_SCENARIO) {
+                shrunk.insert((s.file.clone(), u.seed), shrink_one(&s.file, u.seed, &dir));
+            }
+        }
+    }
+    let lookup = |file: &str, seed: u64| shrunk.get(&(file.to_string(), seed)).cloned();
+    let suites = crate::report::junit::sweep_suites(summary, &lookup);
+    let name = format!(
+        "sim sweep {} (shards {})",
+        summary.seeds,
+        summary.shards.join(",")
+    );
+    super::regress::write(out, &crate::report::junit::render(&name, &suites))
+}
+
 /// Print a sweep's (or merged shards') tables, write its summary, and say whether it passed.
 pub(super) fn finish(
     summary: &crate::report::summary::SweepSummary,
     summary_out: Option<&Path>,
     require_coverage: bool,
+    junit: Junit<'_>,
 ) -> ExitCode {
     print!("{}", summary.render());
+    if let Err(e) = write_junit(summary, junit) {
+        eprintln!("sim: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Some(out) = summary_out {
         let text = serde_json::to_string_pretty(summary).unwrap_or_default();
         if let Err(e) = std::fs::write(out, text) {
@@ -292,6 +444,7 @@ pub(super) fn merge(
     files: &[PathBuf],
     summary_out: Option<&Path>,
     require_coverage: bool,
+    junit: Junit<'_>,
 ) -> ExitCode {
     let mut parts = Vec::new();
     for f in files {
@@ -309,7 +462,7 @@ pub(super) fn merge(
     match crate::report::summary::SweepSummary::merge(parts) {
         Ok(m) => {
             println!("merged shards {} of seeds {}", m.shards.join(", "), m.seeds);
-            finish(&m, summary_out, require_coverage)
+            finish(&m, summary_out, require_coverage, junit)
         }
         Err(e) => {
             eprintln!("sim: {e}");

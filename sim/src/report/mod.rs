@@ -12,6 +12,7 @@ use crate::outcome::RunReport;
 use crate::scenario::{Scenario, BROKER_NODE};
 
 pub mod fidelity;
+pub mod junit;
 pub mod summary;
 mod svg;
 pub mod text;
