@@ -353,6 +353,29 @@ fn shrink_check(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Resul
             bail!("the JUnit report should hold {needed:?}:\n{report}");
         }
     }
+    // And explained: the chain names the stall as the likely cause.
+    let explained = dir.join("explain.out");
+    let mut explain = Command::new("sh");
+    explain
+        .arg("-c")
+        .arg("\"$0\" \"$@\" > \"$EXPLAIN_OUT\"")
+        .arg(bin)
+        .args([
+            "explain",
+            "sim/tests/fixtures/legacy-swarm.toml",
+            "--seed",
+            "2",
+        ])
+        .env("EXPLAIN_OUT", &explained)
+        .current_dir(repo_root());
+    step(
+        "a failing seed explained (sim explain legacy-swarm --seed 2)",
+        explain,
+    )?;
+    let chain = std::fs::read_to_string(&explained).unwrap_or_default();
+    if !chain.contains("likely cause: fsync-stall") {
+        bail!("the explanation should name the fsync stall as the likely cause:\n{chain}");
+    }
     let text = std::fs::read_to_string(&out)
         .with_context(|| format!("reading the shrunk scenario {}", out.display()))?;
     let faults = text.matches("[[faults]]").count();

@@ -1,5 +1,5 @@
-//! What the `sim` binary does: `run`, `replay`, `check`, `sweep`, `shrink`, `merge` and
-//! `regress`. Use it
+//! What the `sim` binary does: `run`, `replay`, `explain`, `check`, `sweep`, `shrink`, `merge`
+//! and `regress`. Use it
 //! through `cargo xtask sim …`, which builds it with `--cfg madsim`.
 //!
 //! Every seed of `check` and `sweep` runs in a process of its own, exactly as `run` replays it:
@@ -50,6 +50,13 @@ enum Command {
     },
     /// Run the scenario and seed a JSON report names, again.
     Replay { report: PathBuf },
+    /// Run one seed and print, for its first finding, the chain that led to it: the
+    /// operations it concerns, the leaders meanwhile, the faults that touched them.
+    Explain {
+        scenario: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run one seed twice (in two processes) and compare the traces.
     Check {
         scenario: PathBuf,
@@ -153,6 +160,7 @@ pub fn main() -> ExitCode {
             report.as_deref(),
         ),
         Command::Replay { report } => replay_report(&report),
+        Command::Explain { scenario, seed } => explain(&scenario, seed),
         Command::Check { scenario, seed } => check(&scenario, seed),
         Command::Sweep {
             scenario,
@@ -208,6 +216,27 @@ pub fn main() -> ExitCode {
 }
 
 pub(crate) use crate::report::text::replay;
+
+/// `explain`: run the seed, then print its first finding's chain.
+fn explain(path: &Path, seed: u64) -> ExitCode {
+    let scenario = match load(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match run(&scenario, seed) {
+        Ok(r) => {
+            for line in crate::report::explain::explain(&r) {
+                println!("{line}");
+            }
+            println!("  replay: {}", replay(path, seed));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 pub(crate) fn load(path: &Path) -> Result<Scenario, ExitCode> {
     Scenario::load(path).map_err(|e| {

@@ -11,6 +11,7 @@ use crate::history::{Op, PollResult, SendOutcome};
 use crate::outcome::RunReport;
 use crate::scenario::{Scenario, BROKER_NODE};
 
+pub mod explain;
 pub mod fidelity;
 pub mod junit;
 pub mod summary;
