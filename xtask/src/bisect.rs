@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use crate::{cargo, repo_root, target_dir};
+use crate::{repo_root, target_dir};
 
 #[derive(Parser, Debug)]
 #[command(name = "bisect")]
@@ -123,29 +123,11 @@ fn probe(commit: &str, args: &Args, dir: &Path) -> Outcome {
             return Outcome::Skip(format!("no worktree: {e:#}"));
         }
     }
-    let target = dir.join("target");
     eprintln!("xtask: bisect: building the simulator at {}", short(commit));
-    let built = cargo()
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "sim",
-            "-p",
-            "sim",
-            "--bin",
-            "sim",
-        ])
-        .env("RUSTFLAGS", "--cfg madsim")
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(&tree)
-        .status();
-    match built {
-        Ok(s) if s.success() => {}
-        Ok(s) => return Outcome::Skip(format!("the simulator does not build ({s})")),
-        Err(e) => return Outcome::Skip(format!("cargo did not run: {e}")),
-    }
-    let sim = target.join("sim").join("sim");
+    let sim = match crate::sim::build_at(&tree, &dir.join("target")) {
+        Ok(sim) => sim,
+        Err(e) => return Outcome::Skip(format!("{e:#}")),
+    };
     run_seed(&sim, &tree, args)
 }
 

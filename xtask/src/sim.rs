@@ -28,6 +28,12 @@ pub struct SimArgs {
 
 /// Build the `sim` binary (profile `sim`, shared with `cargo xtask test`'s simulation tests).
 pub fn build() -> Result<std::path::PathBuf> {
+    build_at(&repo_root(), &crate::test::sim_target_dir())
+}
+
+/// Build the `sim` binary of the source tree `tree` into the target directory `target`
+/// (with `--cfg madsim`); its path.
+pub fn build_at(tree: &std::path::Path, target: &std::path::Path) -> Result<std::path::PathBuf> {
     let status = cargo()
         .args([
             "build",
@@ -40,14 +46,14 @@ pub fn build() -> Result<std::path::PathBuf> {
             "sim",
         ])
         .env("RUSTFLAGS", "--cfg madsim")
-        .env("CARGO_TARGET_DIR", crate::test::sim_target_dir())
-        .current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(tree)
         .status()
         .context("running cargo build for the simulator")?;
     if !status.success() {
         bail!("building the simulator failed ({status})");
     }
-    Ok(crate::test::sim_target_dir().join("sim").join("sim"))
+    Ok(target.join("sim").join("sim"))
 }
 
 /// Build the twin runner (`sim` without `--cfg madsim`) and the broker, in `profile`
