@@ -48,12 +48,7 @@ pub fn run(args: &JavaArgs) -> Result<()> {
 /// Runs the suite once per client version (for `cargo xtask test`, `in_test`, without what
 /// [`left_out_in_test`] says); all versions run, and a failure of any is returned.
 pub fn tests(broker_bin: &Path, versions: &[&str], in_test: bool) -> Result<()> {
-    if let Some(why) = ensure_package("mvn", "-v", "maven", "the Java client tests cannot run") {
-        bail!("{why}; or pass --skip-java");
-    }
-    if !found("openssl", "version") {
-        bail!("openssl is needed to make the Java TLS tests' certificates; or pass --skip-java");
-    }
+    tools()?;
     let mut failed = Vec::new();
     for version in versions {
         let (name, command) = suite(broker_bin, version, in_test);
@@ -68,6 +63,17 @@ pub fn tests(broker_bin: &Path, versions: &[&str], in_test: bool) -> Result<()> 
             failed.join(", "),
             target_dir().join("java").display()
         );
+    }
+    Ok(())
+}
+
+/// Maven (installed when missing) and openssl, which the suite needs.
+pub fn tools() -> Result<()> {
+    if let Some(why) = ensure_package("mvn", "-v", "maven", "the Java client tests cannot run") {
+        bail!("{why}; or pass --skip-java");
+    }
+    if !found("openssl", "version") {
+        bail!("openssl is needed to make the Java TLS tests' certificates; or pass --skip-java");
     }
     Ok(())
 }
