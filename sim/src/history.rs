@@ -566,3 +566,37 @@ pub struct MovesObserved {
     pub memberships: Vec<broker::replication::node::MembershipApplied>,
     pub moves: Vec<broker::controller::moves::MoveApplied>,
 }
+
+/// One line a broker logged during a run (its tracing event), kept for the explorable page:
+/// when, on which node, and what.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LogLine {
+    /// Seconds into the run.
+    pub at_s: f64,
+    /// The node's name (`broker-1`, …).
+    pub node: String,
+    /// `ERROR`, `WARN`, `INFO`, …
+    pub level: String,
+    /// The module that logged it.
+    pub target: String,
+    pub message: String,
+    /// Its fields, `(name, value)`, in the order logged.
+    pub fields: Vec<(String, String)>,
+}
+
+impl LogLine {
+    /// A field's value, if the line has it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The lines a run's brokers logged, up to a bound, and how many more there were.
+#[derive(Debug, Clone, Default)]
+pub struct Logged {
+    pub lines: Vec<LogLine>,
+    pub dropped: u64,
+}

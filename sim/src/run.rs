@@ -134,6 +134,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         retire,
     );
     let start = world.start;
+    crate::world::logs::mark_start(start);
     let fault_log = schedule(faults, cluster.clone(), start, seed);
     // What the node is stuck on when the after-heal liveness deadline passes.
     let stuck_at_deadline = world.watch_stuck();

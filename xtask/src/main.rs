@@ -24,6 +24,7 @@ mod kafka;
 mod kafka_python;
 mod librdkafka;
 mod secure;
+mod seed_path;
 mod sim;
 mod test;
 #[cfg(test)]

@@ -53,7 +53,10 @@ pub struct TestArgs {
 
 pub fn run(args: &TestArgs) -> Result<()> {
     let started = Instant::now();
-    let missing: Vec<String> = [ensure_iptables(), ensure_faketime()]
+    let chromium = (!args.skip_sim)
+        .then(crate::seed_path::ensure_chromium)
+        .flatten();
+    let missing: Vec<String> = [ensure_iptables(), ensure_faketime(), chromium]
         .into_iter()
         .flatten()
         .collect();
@@ -179,8 +182,9 @@ impl SimLane {
             "simulation tests (cargo test --profile sim -p sim, --cfg madsim)",
             tests,
         )?;
-        shrink_check(&sim, &lane)?;
-        regression_seeds(&sim, &lane)?;
+        crate::seed_path::shrink_check(&sim, &lane)?;
+        crate::seed_path::page_check(&sim, &lane)?;
+        crate::seed_path::regression_seeds(&sim, &lane)?;
         let out = dir.join("sweep.out");
         let mut sweep = Command::new(&sim);
         sweep.args([
@@ -194,7 +198,9 @@ impl SimLane {
             "--quick",
             "--check-determinism",
         ]);
-        sweep.arg("--junit").arg(junit_dir().join("sweep.xml"));
+        sweep
+            .arg("--junit")
+            .arg(crate::seed_path::junit_dir().join("sweep.xml"));
         let swept = niced_step(&log, SWEEP_STEP, sweep, Some(&out));
         print!("{}", std::fs::read_to_string(&out).unwrap_or_default());
         swept?;
@@ -303,106 +309,6 @@ fn unit_tests() -> Result<()> {
         command.args(["test", "--workspace"]);
         step("unit tests (cargo test --workspace)", command)
     }
-}
-
-/// The regression corpus (`sim/regressions.toml`: seeds that once found a defect the quick
-/// sweep's seeds do not reach, each with the commit that fixed it), each run whole under a
-/// bound of wall-clock time, its JUnit report in `<target>/xtask-test/junit/`.
-fn regression_seeds(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Result<()> {
-    let mut run = Command::new(bin);
-    run.args(["regress", "sim/regressions.toml", "--timeout-s", "300"])
-        .arg("--junit")
-        .arg(junit_dir().join("regressions.xml"))
-        .current_dir(repo_root());
-    step("regression corpus (sim regress sim/regressions.toml)", run)
-}
-
-/// Where `cargo xtask test` writes the simulation steps' JUnit reports, for CI systems.
-pub fn junit_dir() -> std::path::PathBuf {
-    target_dir().join("xtask-test").join("junit")
-}
-
-/// A failing seed through the path CI takes, end to end: a fixture that fails (the legacy
-/// broker, deadlines off, in a swarm of thirteen faults, wrongly expected to pass) swept with
-/// a JUnit report and its failures shrunk; the report must name the seed with its replay
-/// command, and the shrunk scenario hold the one fsync stall that hangs it, with one producer
-/// and nothing else.
-fn shrink_check(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Result<()> {
-    let dir = target_dir().join("shrink-check");
-    let _ = std::fs::remove_dir_all(&dir);
-    let junit = dir.join("junit.xml");
-    let out = dir.join("shrunk").join("legacy-swarm-seed2.toml");
-    // The sweep fails (exit 1) on the seed; anything else is a failure of the step.
-    let mut sweep = Command::new("sh");
-    sweep
-        .arg("-c")
-        .arg("\"$0\" \"$@\"; test $? -eq 1")
-        .arg(bin)
-        .args([
-            "sweep",
-            "sim/tests/fixtures/legacy-swarm.toml",
-            "--seeds",
-            "2..3",
-            "--jobs",
-            "1",
-            "--shrink-failures",
-        ])
-        .arg("--junit")
-        .arg(&junit)
-        .current_dir(repo_root());
-    step(
-        "a failing seed swept, shrunk and reported (sim sweep legacy-swarm --seeds 2..3 --junit --shrink-failures)",
-        sweep,
-    )?;
-    let report = std::fs::read_to_string(&junit)
-        .with_context(|| format!("reading the JUnit report {}", junit.display()))?;
-    for needed in [
-        "failures=\"1\"",
-        "name=\"seed 2\"",
-        "replay: cargo xtask sim run sim/tests/fixtures/legacy-swarm.toml --seed 2",
-        "kind = &quot;fsync-stall&quot;",
-    ] {
-        if !report.contains(needed) {
-            bail!("the JUnit report should hold {needed:?}:\n{report}");
-        }
-    }
-    // And explained: the chain names the stall as the likely cause.
-    let explained = dir.join("explain.out");
-    let mut explain = Command::new("sh");
-    explain
-        .arg("-c")
-        .arg("\"$0\" \"$@\" > \"$EXPLAIN_OUT\"")
-        .arg(bin)
-        .args([
-            "explain",
-            "sim/tests/fixtures/legacy-swarm.toml",
-            "--seed",
-            "2",
-        ])
-        .env("EXPLAIN_OUT", &explained)
-        .current_dir(repo_root());
-    step(
-        "a failing seed explained (sim explain legacy-swarm --seed 2)",
-        explain,
-    )?;
-    let chain = std::fs::read_to_string(&explained).unwrap_or_default();
-    if !chain.contains("likely cause: fsync-stall") {
-        bail!("the explanation should name the fsync stall as the likely cause:\n{chain}");
-    }
-    let text = std::fs::read_to_string(&out)
-        .with_context(|| format!("reading the shrunk scenario {}", out.display()))?;
-    let faults = text.matches("[[faults]]").count();
-    if faults != 1
-        || !text.contains("kind = \"fsync-stall\"")
-        || !text.contains("producers = 1\n")
-        || !text.contains("# Replay: cargo xtask sim run")
-    {
-        bail!(
-            "the shrunk scenario should hold one fsync stall, one producer and its replay \
-             command; it holds {faults} fault(s):\n{text}"
-        );
-    }
-    Ok(())
 }
 
 /// Where `--cfg madsim` builds go: beside the normal ones, never mixed with them.
@@ -557,7 +463,12 @@ fn kafkajs(package: &Path) -> Result<Option<std::path::PathBuf>> {
 /// `python3 -m venv` and filled from `requirements` on first use, and filled again whenever
 /// `requirements` changes (a copy of the file kept beside it says what it holds).
 pub(crate) fn python_env(requirements: &Path) -> Result<std::path::PathBuf> {
-    let venv = target_dir().join("pyenv");
+    python_env_at(&target_dir().join("pyenv"), requirements)
+}
+
+/// As [`python_env`], in the virtual environment `venv`.
+pub(crate) fn python_env_at(venv: &Path, requirements: &Path) -> Result<std::path::PathBuf> {
+    let venv = venv.to_path_buf();
     let python = venv.join("bin").join("python");
     let wanted = std::fs::read_to_string(requirements)
         .with_context(|| format!("reading {}", requirements.display()))?;

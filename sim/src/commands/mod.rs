@@ -21,7 +21,7 @@ pub mod shrink;
 mod single;
 mod sweep;
 
-use single::{check, replay_report, run_one};
+use single::{check, replay_report, run_one, Outputs};
 use sweep::{child, merge, sweep, Junit};
 
 #[derive(Parser)]
@@ -47,6 +47,10 @@ enum Command {
         /// Write a report (JSON, Markdown page, SVG timeline) into this directory.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write the run's explorable page (one self-contained HTML file): its nodes, faults,
+        /// leaders, client operations and the brokers' log lines on a time axis.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Run the scenario and seed a JSON report names, again.
     Replay { report: PathBuf },
@@ -137,27 +141,26 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            // The broker's own error lines (a failed directory) are expected in faulty runs;
-            // the report says what matters. STILLWATER_LOG=info shows them.
-            std::env::var("STILLWATER_LOG").unwrap_or_else(|_| "off".into()),
-        ))
-        .with_writer(std::io::stderr)
-        .try_init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let capture = matches!(&cli.command, Command::Run { html: Some(_), .. });
+    logging(capture);
+    match cli.command {
         Command::Run {
             scenario,
             seed,
             summary,
             trace_out,
             report,
+            html,
         } => run_one(
             &scenario,
             seed,
             summary,
-            trace_out.as_deref(),
-            report.as_deref(),
+            Outputs {
+                trace: trace_out.as_deref(),
+                report: report.as_deref(),
+                html: html.as_deref(),
+            },
         ),
         Command::Replay { report } => replay_report(&report),
         Command::Explain { scenario, seed } => explain(&scenario, seed),
@@ -213,6 +216,34 @@ pub fn main() -> ExitCode {
             junit,
         } => regress::regress(&corpus, timeout_s, junit.as_deref()),
     }
+}
+
+/// The brokers' log lines go to stderr as STILLWATER_LOG says (off by default: the broker's
+/// own error lines, a failed directory, are expected in faulty runs and the report says what
+/// matters); with `capture`, their debug lines and above are also kept for the run's page.
+fn logging(capture: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("STILLWATER_LOG").unwrap_or_else(|_| "off".into()),
+        ));
+    let kept = capture.then(|| {
+        crate::world::logs::Capture.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            if m.is_span() {
+                // madsim's node and task spans: they say which node an event ran on.
+                return m.target().starts_with("madsim");
+            }
+            *m.level() <= tracing::Level::DEBUG
+                && (m.target().starts_with("broker") || m.target().starts_with("io_backend"))
+        }))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(kept)
+        .try_init();
 }
 
 pub(crate) use crate::report::text::replay;

@@ -18,20 +18,30 @@ pub(super) fn replay_report(report: &Path) -> ExitCode {
         eprintln!("sim: {}: no scenario_file and seed", report.display());
         return ExitCode::from(2);
     };
-    let code = run_one(Path::new(file), seed, false, None, None);
+    let code = run_one(Path::new(file), seed, false, Outputs::default());
     if let Some(hash) = value["trace_hash"].as_str() {
         println!("  the report's trace hash: {hash}");
     }
     code
 }
 
-pub(super) fn run_one(
-    path: &Path,
-    seed: u64,
-    summary: bool,
-    trace_out: Option<&Path>,
-    report: Option<&Path>,
-) -> ExitCode {
+/// What `run` writes besides what it prints.
+#[derive(Default)]
+pub(super) struct Outputs<'a> {
+    /// The trace, one event a line.
+    pub trace: Option<&'a Path>,
+    /// The report's directory (JSON, Markdown, SVG).
+    pub report: Option<&'a Path>,
+    /// The explorable page.
+    pub html: Option<&'a Path>,
+}
+
+pub(super) fn run_one(path: &Path, seed: u64, summary: bool, outputs: Outputs<'_>) -> ExitCode {
+    let Outputs {
+        trace: trace_out,
+        report,
+        html,
+    } = outputs;
     let scenario = match load(path) {
         Ok(s) => s,
         Err(code) => return code,
@@ -52,6 +62,18 @@ pub(super) fn run_one(
         match crate::report::Report::new(path, &scenario, &r).write(dir) {
             Ok(json) => eprintln!("sim: report written to {}", json.display()),
             Err(e) => eprintln!("sim: cannot write the report into {}: {e}", dir.display()),
+        }
+    }
+    if let Some(file) = html {
+        let logged = crate::world::logs::take();
+        let page = crate::report::html::page(
+            &crate::report::Report::new(path, &scenario, &r),
+            &r,
+            &logged,
+        );
+        match std::fs::write(file, page) {
+            Ok(()) => eprintln!("sim: page written to {}", file.display()),
+            Err(e) => eprintln!("sim: cannot write the page {}: {e}", file.display()),
         }
     }
     if summary {

@@ -104,39 +104,90 @@ pub fn explain(r: &RunReport) -> Vec<String> {
     chain(r, first)
 }
 
-fn chain(r: &RunReport, finding: &Finding) -> Vec<String> {
-    let text = finding.to_string();
-    let subj = subject(&text);
-    let mut lines: Vec<Line> = Vec::new();
+/// What a finding is about, found in the record: its subject, the sends it concerns (their
+/// indexes in the history), the span of time they cover and the broker they went to.
+#[derive(Debug, Clone)]
+pub struct Focus {
+    pub subject: Subject,
+    pub picked: Vec<usize>,
+    pub from_s: f64,
+    pub until_s: f64,
+    pub target: Option<String>,
+}
+
+/// The focus of `finding` in run `r`.
+pub fn focus(r: &RunReport, finding: &Finding) -> Focus {
+    let subj = subject(&finding.to_string());
     // The operations about the subject: the sends of its value, or those on its partition.
-    let sends: Vec<&crate::history::Send> = r
+    let sends: Vec<(usize, &crate::history::Send)> = r
         .history
         .iter()
-        .filter_map(|op| match op {
-            Op::Send(s) => Some(s),
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Send(s) => Some((i, s)),
             _ => None,
         })
-        .filter(|s| match (&subj.value, subj.partition) {
+        .filter(|(_, s)| match (&subj.value, subj.partition) {
             (Some(v), _) => value_name(&s.value) == *v,
             (None, Some(p)) => s.partition == p && subj.at_s.is_none_or(|t| s.completed_s <= t),
             (None, None) => false,
         })
         .collect();
-    let picked: Vec<&crate::history::Send> = if subj.value.is_some() {
+    let picked: Vec<(usize, &crate::history::Send)> = if subj.value.is_some() {
         // The first attempt, and the one acknowledged if it is another.
         let mut v: Vec<_> = sends.first().copied().into_iter().collect();
         if let Some(acked) = sends
             .iter()
-            .find(|s| matches!(s.outcome, SendOutcome::Ok(_)))
+            .find(|(_, s)| matches!(s.outcome, SendOutcome::Ok(_)))
         {
-            if v.first().is_none_or(|f| !std::ptr::eq(*f, *acked)) {
-                v.push(acked);
+            if v.first().is_none_or(|f| f.0 != acked.0) {
+                v.push(*acked);
             }
         }
         v
     } else {
         sends.iter().rev().take(2).rev().copied().collect()
     };
+    // The span the chain covers, and the broker the operations went to.
+    let from_s = picked
+        .first()
+        .map(|(_, s)| s.invoked_s)
+        .or(subj.at_s)
+        .unwrap_or(0.0);
+    let until_s = subj
+        .at_s
+        .or(picked.last().map(|(_, s)| s.completed_s))
+        .unwrap_or(r.simulated_s);
+    let target = picked
+        .first()
+        .map(|(_, s)| broker_name(r, s.broker))
+        .or(subj.broker.clone());
+    Focus {
+        picked: picked.iter().map(|(i, _)| *i).collect(),
+        subject: subj,
+        from_s,
+        until_s,
+        target,
+    }
+}
+
+fn chain(r: &RunReport, finding: &Finding) -> Vec<String> {
+    let text = finding.to_string();
+    let Focus {
+        subject: subj,
+        picked,
+        from_s,
+        until_s,
+        target,
+    } = focus(r, finding);
+    let picked: Vec<&crate::history::Send> = picked
+        .iter()
+        .filter_map(|&i| match &r.history[i] {
+            Op::Send(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let mut lines: Vec<Line> = Vec::new();
     for s in &picked {
         lines.push(Line {
             at_s: s.invoked_s,
@@ -153,20 +204,6 @@ fn chain(r: &RunReport, finding: &Finding) -> Vec<String> {
             ),
         });
     }
-    // The span the chain covers, and the broker the operations went to.
-    let from_s = picked
-        .first()
-        .map(|s| s.invoked_s)
-        .or(subj.at_s)
-        .unwrap_or(0.0);
-    let until_s = subj
-        .at_s
-        .or(picked.last().map(|s| s.completed_s))
-        .unwrap_or(r.simulated_s);
-    let target = picked
-        .first()
-        .map(|s| broker_name(r, s.broker))
-        .or(subj.broker.clone());
     let target_is = if picked.is_empty() {
         "the broker the finding names"
     } else {

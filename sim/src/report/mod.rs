@@ -13,6 +13,7 @@ use crate::scenario::{Scenario, BROKER_NODE};
 
 pub mod explain;
 pub mod fidelity;
+pub mod html;
 pub mod junit;
 pub mod summary;
 mod svg;

@@ -15,7 +15,7 @@ fn ticks_are_round_and_cover_the_range() {
     assert_eq!(milliseconds(0.1), "0.1 ms");
 }
 
-fn report() -> Report {
+pub(crate) fn report() -> Report {
     let buckets = (0..120)
         .map(|i| Bucket {
             start_s: i as f64,

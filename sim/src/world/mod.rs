@@ -17,4 +17,5 @@ pub mod cluster;
 pub mod cpu;
 pub mod disk;
 pub mod faults;
+pub mod logs;
 pub mod observed;
