@@ -147,6 +147,9 @@ pub struct Observed {
     /// A twin run: the p99 of a sync on this machine's disk through the fault filesystem (ms),
     /// which the performance bounds' commit round takes when it is slower than the model's.
     pub disk_sync_p99_ms: Option<f64>,
+    /// A twin run: the wall-clock time of its start (its brokers' log lines are placed on the
+    /// run's time axis from it).
+    pub started_at: Option<std::time::SystemTime>,
 }
 
 /// What Metadata told the workload's clients of its topic, timed from the run's start: each

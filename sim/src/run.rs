@@ -220,6 +220,7 @@ async fn simulate(sc: Scenario, seed: u64, configs: Vec<Config>, faults: Vec<Fau
         locks,
         // The model's disk is the scenario's own.
         disk_sync_p99_ms: None,
+        started_at: None,
         final_topics,
         final_configs,
         publications,

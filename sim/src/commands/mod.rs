@@ -236,8 +236,11 @@ fn logging(capture: bool) {
                 // madsim's node and task spans: they say which node an event ran on.
                 return m.target().starts_with("madsim");
             }
-            *m.level() <= tracing::Level::DEBUG
-                && (m.target().starts_with("broker") || m.target().starts_with("io_backend"))
+            let broker = m.target().starts_with("broker") || m.target().starts_with("io_backend");
+            // raft-rs's elections, votes and term changes, as a real broker logs them.
+            let raft = m.target().starts_with("raft");
+            (broker && *m.level() <= tracing::Level::DEBUG)
+                || (raft && *m.level() <= tracing::Level::INFO)
         }))
     });
     let _ = tracing_subscriber::registry()

@@ -35,6 +35,10 @@ struct Cli {
     /// Write each run's report (JSON, Markdown page, SVG timeline) into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write each run's explorable page (one self-contained HTML file; with several runs,
+    /// `-seedN` is added to its name), as `sim run --html` does for a simulated run.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Only say whether this world can run the scenario (exit 0) or not (exit 3, the reason).
     #[arg(long)]
     check: bool,
@@ -88,8 +92,8 @@ pub fn main() -> ExitCode {
     }
     let mut all_as_expected = true;
     for seed in cli.seed..cli.seed + cli.runs {
-        let r = match run(&scenario, seed, &opts) {
-            Ok(Twin::Ran(r)) => r,
+        let (r, logged) = match run(&scenario, seed, &opts) {
+            Ok(Twin::Ran(r, logged)) => (r, logged),
             Ok(Twin::Skipped(why)) => {
                 println!("{}: not run on real processes: {why}", scenario.name);
                 return ExitCode::from(3);
@@ -107,6 +111,20 @@ pub fn main() -> ExitCode {
             match Report::new(&cli.scenario, &scenario, &r).write(dir) {
                 Ok(json) => println!("  report: {}", json.display()),
                 Err(e) => eprintln!("sim: cannot write the report into {}: {e}", dir.display()),
+            }
+        }
+        if let Some(file) = &cli.html {
+            let file = if cli.runs > 1 {
+                let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+                file.with_file_name(format!("{stem}-seed{seed}.html"))
+            } else {
+                file.clone()
+            };
+            let page =
+                crate::report::html::page(&Report::new(&cli.scenario, &scenario, &r), &r, &logged);
+            match std::fs::write(&file, page) {
+                Ok(()) => println!("  page: {}", file.display()),
+                Err(e) => eprintln!("sim: cannot write the page {}: {e}", file.display()),
             }
         }
         all_as_expected &= r.as_expected();

@@ -28,6 +28,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::checks::bounds::NodeBounds;
+use crate::history::Logged;
 use crate::outcome::{Observed, RunReport};
 use crate::scenario::{broker_name, Fault, Scenario, BROKER_NODE, CLIENT_NODES};
 use crate::workload::{self, ClientNodes, Role, World};
@@ -36,6 +37,7 @@ pub mod clock;
 pub mod command;
 pub mod disk;
 pub mod faults;
+pub mod logs;
 pub mod loss;
 pub mod procs;
 pub mod proxy;
@@ -124,7 +126,8 @@ pub struct Options {
 
 /// A twin run's result: the report, or why this world cannot run the scenario.
 pub enum Twin {
-    Ran(Box<RunReport>),
+    /// The run's report, and its brokers' log lines placed on its time axis.
+    Ran(Box<RunReport>, Logged),
     Skipped(String),
 }
 
@@ -163,6 +166,13 @@ pub fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Result<Twi
     let wall = std::time::Instant::now();
     let observed = rt.block_on(twin(scenario.clone(), seed, faults.clone(), opts))?;
     rt.shutdown_timeout(Duration::from_secs(5));
+    let logged = observed.started_at.map_or_else(Logged::default, |at| {
+        logs::read(
+            &opts.work_dir.join(format!("{}-seed{seed}", scenario.name)),
+            &observed.brokers,
+            at,
+        )
+    });
     let mut report = crate::outcome::report(
         &scenario,
         seed,
@@ -179,7 +189,7 @@ pub fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Result<Twi
     trace.append(&mut report.trace);
     report.trace = trace;
     report.config = drawn;
-    Ok(Twin::Ran(Box::new(report)))
+    Ok(Twin::Ran(Box::new(report), logged))
 }
 
 /// A listener on a free port of 127.0.0.1.
@@ -541,6 +551,7 @@ async fn drive_and_observe(
         retire,
     );
     let start = world.start;
+    let started_at = std::time::SystemTime::now() - start.elapsed();
     let fault_log = faults::schedule(faults, machines.clone(), start, seed);
     let stuck_at_deadline = world.watch_stuck();
     let scraper = tokio::spawn(scrape_failures(machines.clone()));
@@ -611,6 +622,7 @@ async fn drive_and_observe(
         leader_changes,
         node_bounds,
         raft_samples: Vec::new(),
+        started_at: Some(started_at),
         ..Observed::default()
     }
 }

@@ -117,7 +117,11 @@ fn a_long_run_is_bounded_and_keeps_the_span_around_its_finding_whole() {
     let report = crate::report::tests::report();
     let logged = Logged { lines, dropped: 7 };
     let m = model(&report, &r, &logged);
-    assert!((MAX_OPS - 100..=MAX_OPS).contains(&m.ops.len()), "{}", m.ops.len());
+    assert!(
+        (MAX_OPS - 100..=MAX_OPS).contains(&m.ops.len()),
+        "{}",
+        m.ops.len()
+    );
     assert!(m.logs.len() <= MAX_LOGS);
     assert_eq!(m.bounds.ops_total, 30_000);
     assert_eq!(m.bounds.logs_not_captured, 7);
