@@ -85,7 +85,7 @@ pub fn search(commits: &[String], probe: &mut dyn FnMut(&str) -> Outcome) -> (St
     }
 }
 
-fn git(args: &[&str]) -> Result<String> {
+pub(crate) fn git(args: &[&str]) -> Result<String> {
     let out = Command::new("git")
         .args(args)
         .current_dir(repo_root())
@@ -194,6 +194,11 @@ fn describe(outcome: &Outcome) -> String {
 }
 
 pub fn run(raw: &[String]) -> Result<()> {
+    first_failing(raw).map(|_| ())
+}
+
+/// The bisection `raw` (its command line) asks for; the first failing commit's full id.
+pub fn first_failing(raw: &[String]) -> Result<String> {
     let args = Args::try_parse_from(raw.iter().map(String::as_str))?;
     let good = git(&["rev-parse", &format!("{}^{{commit}}", args.good)])?;
     let bad = git(&["rev-parse", &format!("{}^{{commit}}", args.bad)])?;
@@ -285,7 +290,7 @@ pub fn run(raw: &[String]) -> Result<()> {
         );
     }
     let _ = git(&["worktree", "prune"]);
-    Ok(())
+    Ok(first)
 }
 
 #[cfg(test)]

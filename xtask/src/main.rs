@@ -23,6 +23,7 @@ mod java;
 mod kafka;
 mod kafka_python;
 mod librdkafka;
+mod planted;
 mod secure;
 mod seed_path;
 mod sim;
@@ -73,6 +74,9 @@ enum Command {
     Differential(kafka::DifferentialArgs),
     /// kafka-python's own integration tests (producer, consumer, admin) against a single node.
     KafkaPython(kafka_python::KafkaPythonArgs),
+    /// A defect planted in a scratch commit, through the failing seed's whole path: JUnit,
+    /// the explorable page in headless Chromium, explain, bisection.
+    Planted(planted::PlantedArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Kafka(args) => kafka::run(&args),
         Command::Differential(args) => kafka::run_differential(&args),
         Command::KafkaPython(args) => kafka_python::run(&args),
+        Command::Planted(args) => planted::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -116,12 +116,6 @@ pub fn shrink_check(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> R
 /// zoom work, a click on an operation shows its trace line; a screenshot is kept in
 /// `<target>/xtask-test/page/`.
 pub fn page_check(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Result<()> {
-    if !Path::new(CHROMIUM).is_file() {
-        bail!(
-            "the explorable page's test needs Chromium (Debian: `sudo apt-get install chromium`), \
-             or pass --skip-sim"
-        );
-    }
     let dir = target_dir().join("xtask-test").join("page");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -144,23 +138,48 @@ pub fn page_check(bin: &Path, step: &dyn Fn(&str, Command) -> Result<()>) -> Res
         "a failing seed's explorable page (sim run legacy-swarm --seed 2 --html)",
         run,
     )?;
+    open_page(
+        &page,
+        &dir.join("legacy-swarm-seed2.png"),
+        Some("did not answer a produce"),
+        Some("fsync-stall"),
+        step,
+    )
+}
+
+/// Open `page` in headless Chromium through Playwright (`sim/tests/page/check_page.py`, in a
+/// virtual environment of its own, `<target>/pageenv`): it must load without a console error
+/// and show the finding (with `finding` in it, and `fault` named as the likely cause, when
+/// given); its filters, zoom and links must work; `screenshot` is written.
+pub fn open_page(
+    page: &Path,
+    screenshot: &Path,
+    finding: Option<&str>,
+    fault: Option<&str>,
+    step: &dyn Fn(&str, Command) -> Result<()>,
+) -> Result<()> {
+    if !Path::new(CHROMIUM).is_file() {
+        bail!(
+            "the explorable page's test needs Chromium (Debian: `sudo apt-get install chromium`)"
+        );
+    }
     let requirements = repo_root().join("sim/tests/page/requirements.txt");
     let python = crate::test::python_env_at(&target_dir().join("pageenv"), &requirements)?;
     let mut check = Command::new(python);
     check
         .arg("sim/tests/page/check_page.py")
-        .arg(&page)
+        .arg(page)
         .arg("--chromium")
         .arg(CHROMIUM)
         .arg("--screenshot")
-        .arg(dir.join("legacy-swarm-seed2.png"))
-        .args([
-            "--finding",
-            "did not answer a produce",
-            "--fault",
-            "fsync-stall",
-        ])
+        .arg(screenshot)
         .current_dir(repo_root());
+    if let Some(f) = finding {
+        check.arg("--finding").arg(f);
+    }
+    if let Some(f) = fault {
+        check.arg("--fault").arg(f);
+    }
     step(
         "the page in headless Chromium (sim/tests/page/check_page.py)",
         check,
