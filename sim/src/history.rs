@@ -594,6 +594,10 @@ impl LogLine {
     }
 }
 
+/// The target of the broker's trace line for each frame of Raft messages it sends a peer (the
+/// explorable page draws them).
+pub const FRAMES_TARGET: &str = "broker::replication::frames";
+
 /// The lines a run's brokers logged, up to a bound, and how many more there were.
 #[derive(Debug, Clone, Default)]
 pub struct Logged {

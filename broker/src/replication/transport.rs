@@ -603,6 +603,8 @@ async fn write_loop(
         };
         let count = (&body[FRAME_HEADER_BYTES + 1..FRAME_HEADER_BYTES + 5]).get_u32() as u64;
         timed_write(inner, &mut writer, &body, &label).await?;
+        // For a run's page, which draws the messages between nodes (off unless asked for).
+        tracing::trace!(target: "broker::replication::frames", peer = peer.id, messages = count, bytes = body.len(), "frame sent");
         inner.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         inner
             .stats

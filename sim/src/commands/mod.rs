@@ -239,8 +239,11 @@ fn logging(capture: bool) {
             let broker = m.target().starts_with("broker") || m.target().starts_with("io_backend");
             // raft-rs's elections, votes and term changes, as a real broker logs them.
             let raft = m.target().starts_with("raft");
+            // Each frame of Raft messages a broker sends another (drawn on the page).
+            let frames = m.target() == crate::history::FRAMES_TARGET;
             (broker && *m.level() <= tracing::Level::DEBUG)
                 || (raft && *m.level() <= tracing::Level::INFO)
+                || frames
         }))
     });
     let _ = tracing_subscriber::registry()

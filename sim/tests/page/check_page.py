@@ -93,6 +93,20 @@ def main():
             nodes.first.check()
             page.wait_for_timeout(200)
 
+            # Requests to brokers, and messages between nodes (a cluster's), drawn on demand.
+            page.check("#requests")
+            page.wait_for_timeout(200)
+            check(page.locator("#timeline [data-kind='request']").count() > 0,
+                  "no request drawn once asked for")
+            page.uncheck("#requests")
+            if not page.is_disabled("#messages"):
+                page.check("#messages")
+                page.wait_for_timeout(200)
+                check(page.locator("#timeline [data-kind='message']").count() > 0,
+                      "no message between nodes drawn once asked for")
+                page.uncheck("#messages")
+            page.wait_for_timeout(200)
+
             # Zoom in keeps the axis sane; a click on an operation shows it.
             page.click("#to-finding")
             page.wait_for_timeout(200)

@@ -24,6 +24,8 @@ mod select;
 pub const MAX_OPS: usize = 15_000;
 /// The most log lines a page holds.
 pub const MAX_LOGS: usize = 20_000;
+/// The most frames of messages between nodes a page holds.
+pub const MAX_MESSAGES: usize = 20_000;
 /// Seconds around the finding kept whole.
 const AROUND_S: f64 = 20.0;
 /// How long before a finding a fault that was still on may have begun to be its cause.
@@ -74,6 +76,17 @@ pub struct LogView {
     pub partition: Option<String>,
 }
 
+/// A frame of Raft messages one node sent another.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub t: f64,
+    pub from: String,
+    pub to: String,
+    /// Raft messages in the frame.
+    pub messages: u64,
+    pub bytes: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FindingView {
     pub text: String,
@@ -98,6 +111,8 @@ pub struct Bounds {
     pub ops_kept: usize,
     pub logs_total: usize,
     pub logs_kept: usize,
+    pub messages_total: usize,
+    pub messages_kept: usize,
     /// Lines not even captured (past the capture's own bound).
     pub logs_not_captured: u64,
     /// The span kept whole.
@@ -128,6 +143,8 @@ pub struct Page<'a> {
     /// Every operation's count per time bucket: `(bucket start, count)`.
     pub density: Vec<(f64, usize)>,
     pub logs: Vec<LogView>,
+    /// Frames of Raft messages between nodes (captured in simulation).
+    pub messages: Vec<MessageView>,
     pub bounds: Bounds,
 }
 
@@ -178,8 +195,13 @@ pub fn model<'a>(report: &'a Report, r: &RunReport, logged: &Logged) -> Page<'a>
         .map(|(_, f)| f.picked.clone())
         .unwrap_or_default();
     let ops = select::ops(all_ops, whole_from, whole_until, MAX_OPS, &must);
-    let roles = roles(&logged.lines, &report.faults, r.simulated_s);
-    let logs = select::logs(&logged.lines, whole_from, whole_until, MAX_LOGS);
+    let (frames, lines): (Vec<&LogLine>, Vec<&LogLine>) = logged
+        .lines
+        .iter()
+        .partition(|l| l.target == crate::history::FRAMES_TARGET);
+    let roles = roles(lines.iter().copied(), &report.faults, r.simulated_s);
+    let logs = select::logs(&lines, whole_from, whole_until, MAX_LOGS);
+    let messages = select::messages(&frames, whole_from, whole_until, MAX_MESSAGES);
     let finding = focus.map(|(f, fo)| {
         let window = (fo.from_s - 2.0, fo.until_s + 2.0);
         let about_value = |text: &str| {
@@ -227,8 +249,10 @@ pub fn model<'a>(report: &'a Report, r: &RunReport, logged: &Logged) -> Page<'a>
     let bounds = Bounds {
         ops_total: r.history.len(),
         ops_kept: ops.len(),
-        logs_total: logged.lines.len(),
+        logs_total: lines.len(),
         logs_kept: logs.len(),
+        messages_total: frames.len(),
+        messages_kept: messages.len(),
         logs_not_captured: logged.dropped,
         whole_from_s: whole_from,
         whole_until_s: whole_until,
@@ -257,6 +281,7 @@ pub fn model<'a>(report: &'a Report, r: &RunReport, logged: &Logged) -> Page<'a>
         ops,
         density,
         logs,
+        messages,
         bounds,
     }
 }
@@ -490,7 +515,11 @@ pub fn op_view(id: usize, op: &Op, r: &RunReport) -> OpView {
 /// The spans each node led each partition, read from its `leading` and `no longer leading`
 /// lines; a span still open when the node crashed or stopped ends there, one still open at
 /// the end of the run ends with it.
-pub fn roles(lines: &[LogLine], faults: &[FaultWindow], end_s: f64) -> Vec<Role> {
+pub fn roles<'a>(
+    lines: impl IntoIterator<Item = &'a LogLine>,
+    faults: &[FaultWindow],
+    end_s: f64,
+) -> Vec<Role> {
     use std::collections::BTreeMap;
     let mut open: BTreeMap<(String, String), (f64, String)> = BTreeMap::new();
     let mut out = Vec::new();

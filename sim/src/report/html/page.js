@@ -15,7 +15,7 @@
   const LANE_H = 34, ROW_H = 16, LEFT = 170, RIGHT = 12, AXIS_H = 26;
   const KINDS = Array.from(new Set(D.ops.map(o => o.kind))).sort();
   const LEVELS = ["ERROR", "WARN", "INFO"];
-  const MAX_LOG_ROWS = 1000, MAX_REQUESTS = 2000, MAX_PARTITION_ROWS = 100, MAX_CLIENT_ROWS = 80;
+  const MAX_LOG_ROWS = 1000, MAX_REQUESTS = 2000, MAX_MESSAGES = 3000, MAX_PARTITION_ROWS = 100, MAX_CLIENT_ROWS = 80;
 
   const nodeColour = {};
   D.nodes.forEach((n, i) => { nodeColour[n] = PALETTE[i % PALETTE.length]; });
@@ -50,7 +50,7 @@
     t0: 0, t1: Math.max(D.duration_s, 1),
     nodes: new Set(D.nodes), kinds: new Set(KINDS), levels: new Set(LEVELS),
     clients: new Set(allClients), partitions: new Set(allPartitions),
-    requests: false, internal: false, selected: null
+    requests: false, messages: false, internal: false, selected: null
   };
 
   function el(tag, attrs, text) {
@@ -95,7 +95,7 @@
     const b = D.bounds;
     document.getElementById("bounds").textContent =
       "Kept " + b.ops_kept + " of " + b.ops_total + " operations and " + b.logs_kept + " of " +
-      b.logs_total + " log lines" + (b.logs_not_captured ? " (" + b.logs_not_captured + " more not captured)" : "") +
+      b.logs_total + " log lines" + (b.messages_total ? ", " + b.messages_kept + " of " + b.messages_total + " frames between nodes" : "") + (b.logs_not_captured ? " (" + b.logs_not_captured + " more not captured)" : "") +
       "; whole between " + fmt(b.whole_from_s) + " and " + fmt(b.whole_until_s) + " s, sampled elsewhere.";
   }
 
@@ -122,6 +122,7 @@
       document.querySelectorAll("#" + id + " input").forEach(c => { c.checked = set.has(c.dataset.value); });
     });
     document.getElementById("requests").checked = state.requests;
+    document.getElementById("messages").checked = state.messages;
     document.getElementById("internal").checked = state.internal;
   }
 
@@ -135,6 +136,7 @@
     add("clients", state.clients, allClients);
     add("partitions", state.partitions, allPartitions);
     if (state.requests) parts.push("requests=1");
+    if (state.messages) parts.push("messages=1");
     if (state.internal) parts.push("internal=1");
     const h = "#" + parts.join("&");
     if (location.hash !== h) history.replaceState(null, "", h);
@@ -156,6 +158,7 @@
       else if (k === "clients") state.clients = list();
       else if (k === "partitions") state.partitions = list();
       else if (k === "requests") state.requests = v === "1";
+      else if (k === "messages") state.messages = v === "1";
       else if (k === "internal") state.internal = v === "1";
     });
     return true;
@@ -312,6 +315,19 @@
           }));
         });
     }
+    // Frames of Raft messages between nodes, on demand: from the sender's lane to the
+    // receiver's, at the moment it was sent.
+    if (state.messages) {
+      D.messages.filter(m => m.t >= state.t0 && m.t <= state.t1 && nodeY[m.from] !== undefined && nodeY[m.to] !== undefined)
+        .slice(0, MAX_MESSAGES).forEach(m => {
+          const l = sv("line", {
+            x1: x(m.t), y1: nodeY[m.from] + LANE_H / 2, x2: x(m.t) + 3, y2: nodeY[m.to] + LANE_H / 2,
+            stroke: nodeColour[m.from], "stroke-width": Math.min(0.5 + Math.log2(1 + m.messages) / 2, 3), opacity: 0.7, "data-kind": "message"
+          });
+          l.appendChild(sv("title", {}, fmt(m.t) + " s: " + m.from + " → " + m.to + ", " + m.messages + " Raft message(s), " + m.bytes + " bytes"));
+          g.appendChild(clickable(l, { type: "message", message: m }));
+        });
+    }
     // The finding: its span, and the moment it names.
     if (D.finding) {
       const f = D.finding;
@@ -374,6 +390,11 @@
       title = r.node + " led " + r.partition + " in term " + r.term;
       text = fmt(r.from_s) + "–" + fmt(r.until_s) + " s";
       lines = linesNear(r.node, r.from_s - 0.5, r.from_s + 0.5, r.partition).concat(linesNear(r.node, r.until_s - 0.5, r.until_s + 0.5, r.partition));
+    } else if (what.type === "message") {
+      const m = what.message;
+      title = m.from + " sent " + m.to + " " + m.messages + " Raft message(s)";
+      text = fmt(m.t) + " s, " + m.bytes + " bytes";
+      lines = linesNear(m.from, m.t - 0.05, m.t + 0.05).concat(linesNear(m.to, m.t, m.t + 0.1));
     } else if (what.type === "told") {
       title = "clients told " + what.partition + "'s leader is " + (what.leader || "none");
       text = fmt(what.t) + " s";
@@ -450,6 +471,8 @@
     document.getElementById("from").addEventListener("change", bound);
     document.getElementById("to").addEventListener("change", bound);
     document.getElementById("requests").addEventListener("change", e => { state.requests = e.target.checked; update(); });
+    document.getElementById("messages").addEventListener("change", e => { state.messages = e.target.checked; update(); });
+    document.getElementById("messages").disabled = D.messages.length === 0;
     document.getElementById("internal").addEventListener("change", e => { state.internal = e.target.checked; update(); });
     const box = document.getElementById("timeline-box");
     const svg = document.getElementById("timeline");

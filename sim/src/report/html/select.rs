@@ -1,7 +1,7 @@
 //! What of a long run the page keeps: everything within the span around the finding, and an
 //! even sample of the rest, up to a bound.
 
-use super::{log_view, LogView, OpView};
+use super::{log_view, LogView, MessageView, OpView};
 use crate::history::LogLine;
 
 /// Buckets of the density row.
@@ -75,8 +75,8 @@ pub fn ops(all: Vec<OpView>, from: f64, until: f64, max: usize, must: &[usize]) 
 
 /// The log lines kept, numbered in order: a node's changes of role and every warning or
 /// error first, then those within `[from, until]`, then a sample of the rest.
-pub fn logs(lines: &[LogLine], from: f64, until: f64, max: usize) -> Vec<LogView> {
-    let important = |l: &LogLine| {
+pub fn logs(lines: &[&LogLine], from: f64, until: f64, max: usize) -> Vec<LogView> {
+    let important = |l: &&LogLine| {
         l.message == "leading"
             || l.message == "no longer leading"
             || l.level == "WARN"
@@ -107,6 +107,32 @@ pub fn logs(lines: &[LogLine], from: f64, until: f64, max: usize) -> Vec<LogView
     kept.dedup();
     kept.into_iter()
         .enumerate()
-        .map(|(id, i)| log_view(id, &lines[i]))
+        .map(|(id, i)| log_view(id, lines[i]))
+        .collect()
+}
+
+/// The frames kept of those nodes sent each other: those within `[from, until]` first.
+pub fn messages(frames: &[&LogLine], from: f64, until: f64, max: usize) -> Vec<MessageView> {
+    let kept = bounded(
+        frames.len(),
+        |i| frames[i].at_s >= from && frames[i].at_s <= until,
+        max,
+    );
+    let number = |l: &LogLine, name: &str| {
+        l.field(name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    kept.into_iter()
+        .map(|i| {
+            let l = frames[i];
+            MessageView {
+                t: l.at_s,
+                from: l.node.clone(),
+                to: format!("broker-{}", l.field("peer").unwrap_or("?")),
+                messages: number(l, "messages"),
+                bytes: number(l, "bytes"),
+            }
+        })
         .collect()
 }

@@ -116,7 +116,27 @@ fn a_long_run_is_bounded_and_keeps_the_span_around_its_finding_whole() {
         .collect();
     let report = crate::report::tests::report();
     let logged = Logged { lines, dropped: 7 };
+    let mut logged = logged;
+    logged.lines.extend((0..50_000).map(|i| {
+        let mut l = line(
+            i as f64 * 0.0024,
+            "broker-1",
+            "TRACE",
+            "frame sent",
+            &[("peer", "2"), ("messages", "3")],
+        );
+        l.target = crate::history::FRAMES_TARGET.into();
+        l
+    }));
+    logged.lines.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let m = model(&report, &r, &logged);
+    assert_eq!(m.messages.len(), MAX_MESSAGES);
+    assert_eq!(
+        (m.messages[0].to.as_str(), m.messages[0].messages),
+        ("broker-2", 3)
+    );
+    assert_eq!(m.bounds.messages_total, 50_000);
+    assert_eq!(m.bounds.logs_total, 100_000, "frames are not log lines");
     assert!(
         (MAX_OPS - 100..=MAX_OPS).contains(&m.ops.len()),
         "{}",
