@@ -20,10 +20,10 @@ use crate::{repo_root, target_dir};
 #[derive(Args, Debug)]
 pub struct PlantedArgs {
     /// A patch of `sim/tests/fixtures/defects/` (its name without `.patch`).
-    #[arg(long, default_value = "config-change-lost-update")]
+    #[arg(long, default_value = "deadline-counts-paused-time")]
     defect: String,
     /// The scenario that finds it.
-    #[arg(long, default_value = "scenarios/config-churn.toml")]
+    #[arg(long, default_value = "scenarios/pause-mid-write.toml")]
     scenario: PathBuf,
     /// The seed that finds it.
     #[arg(long, default_value_t = 1)]
@@ -93,6 +93,17 @@ pub fn run(args: &PlantedArgs) -> Result<()> {
     .trim()
     .to_string();
     println!("xtask: planted {} as {}", args.defect, &planted[..10]);
+    // Where bisection looks for the commit's worktree: its build is then bisection's too.
+    let tree = bisect.join("worktrees").join(&planted[..10]);
+    let _ = git(&["worktree", "remove", "--force", &tree.display().to_string()]);
+    let _ = std::fs::remove_dir_all(&tree);
+    git(&[
+        "worktree",
+        "move",
+        &scratch.display().to_string(),
+        &tree.display().to_string(),
+    ])?;
+    let scratch = tree;
     let sim = crate::sim::build_at(&scratch, &bisect.join("target"))?;
     let out = target_dir().join("planted");
     let _ = std::fs::remove_dir_all(&out);

@@ -265,6 +265,13 @@ fn explain(path: &Path, seed: u64) -> ExitCode {
             for line in crate::report::explain::explain(&r) {
                 println!("{line}");
             }
+            if !r.findings.is_empty() && scenario.fault_points.is_some() {
+                // They strike no window the chain could show.
+                println!(
+                    "  also: the scenario delays tasks at fault points inside the brokers \
+                     ([fault_points]), a cause no fault window shows"
+                );
+            }
             println!("  replay: {}", replay(path, seed));
             ExitCode::SUCCESS
         }

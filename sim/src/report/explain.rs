@@ -62,6 +62,14 @@ pub fn subject(text: &str) -> Subject {
             .unwrap_or(rest.len());
         s.at_s = rest[..end].parse().ok();
     }
+    if s.at_s.is_none() {
+        // `at 2.778 s`.
+        s.at_s = words.windows(3).find_map(|w| {
+            (w[0] == "at" && w[2].trim_end_matches([',', ';', ':', ')']) == "s")
+                .then(|| w[1].parse().ok())
+                .flatten()
+        });
+    }
     s
 }
 
@@ -311,6 +319,11 @@ mod tests {
         assert_eq!(
             (s.broker.as_deref(), s.at_s),
             (Some("broker-1"), Some(165.0))
+        );
+        let s = subject("config update lost: at 2.778 s broker-2 describes max.message.bytes");
+        assert_eq!(
+            (s.at_s, s.broker.as_deref()),
+            (Some(2.778), Some("broker-2"))
         );
         assert_eq!(subject("nothing here"), Subject::default());
     }
