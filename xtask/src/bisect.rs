@@ -123,12 +123,30 @@ fn probe(commit: &str, args: &Args, dir: &Path) -> Outcome {
             return Outcome::Skip(format!("no worktree: {e:#}"));
         }
     }
-    eprintln!("xtask: bisect: building the simulator at {}", short(commit));
-    let sim = match crate::sim::build_at(&tree, &dir.join("target")) {
+    let sim = match simulator_at(commit, &tree, dir) {
         Ok(sim) => sim,
         Err(e) => return Outcome::Skip(format!("{e:#}")),
     };
     run_seed(&sim, &tree, args)
+}
+
+/// The simulator built from `commit` (checked out in `tree`): built once, into the shared
+/// target directory, then kept as `<dir>/bins/<commit>/sim` — the target directory's own
+/// `sim/sim` is whichever commit built last, and cargo does not put it back for a commit whose
+/// build is already there.
+pub fn simulator_at(commit: &str, tree: &Path, dir: &Path) -> Result<PathBuf> {
+    let kept = dir.join("bins").join(short(commit)).join("sim");
+    if kept.is_file() {
+        return Ok(kept);
+    }
+    eprintln!("xtask: bisect: building the simulator at {}", short(commit));
+    let built = crate::sim::build_at(tree, &dir.join("target"))?;
+    std::fs::create_dir_all(kept.parent().expect("a parent"))?;
+    let partial = kept.with_extension("partial");
+    std::fs::copy(&built, &partial)
+        .with_context(|| format!("copying {} to {}", built.display(), partial.display()))?;
+    std::fs::rename(&partial, &kept)?;
+    Ok(kept)
 }
 
 /// Run the seed with the simulator `sim` in `tree`, bounded in wall-clock time.

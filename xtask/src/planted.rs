@@ -104,7 +104,7 @@ pub fn run(args: &PlantedArgs) -> Result<()> {
         &tree.display().to_string(),
     ])?;
     let scratch = tree;
-    let sim = crate::sim::build_at(&scratch, &bisect.join("target"))?;
+    let sim = crate::bisect::simulator_at(&planted, &scratch, &bisect)?;
     let out = target_dir().join("planted");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;

@@ -36,7 +36,7 @@ def main():
                                     args=["--no-sandbox", "--disable-gpu"])
         try:
             # No network: every request but the page itself is refused, and would be an error.
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context = browser.new_context(viewport={"width": 1400, "height": 1300})
             context.route("**/*", lambda route: route.continue_()
                           if route.request.url.startswith("file://") else route.abort())
             page = context.new_page()
@@ -123,7 +123,8 @@ def main():
 
             page.click("#to-finding")
             page.wait_for_timeout(300)
-            page.screenshot(path=args.screenshot, full_page=True)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=args.screenshot)
         finally:
             browser.close()
     check(not problems, "the page reported: " + "; ".join(problems))
