@@ -160,6 +160,8 @@ fn source(python: &Path) -> Result<PathBuf> {
 }
 
 /// The tests, one pytest run; the outcome of each compared with the list of expected failures.
+/// A test that fails unexpectedly is run once more, alone: one that then passes is reported as
+/// flaky (with both logs) rather than failing the step; one that fails again fails it.
 fn run_tests(
     python: &Path,
     source: &Path,
@@ -168,11 +170,74 @@ fn run_tests(
     out: &Path,
 ) -> Result<()> {
     let log_path = out.join("pytest.log");
-    let log = std::fs::File::create(&log_path)?;
     println!(
         "xtask: kafka-python's own integration tests against {seeds} (log: {})",
         log_path.display()
     );
+    let mut args: Vec<String> = FILES.iter().map(|f| f.to_string()).collect();
+    if let Some(select) = select {
+        args.extend(["-k".to_string(), select.to_string()]);
+    }
+    let outcomes = pytest(python, source, seeds, &args, &log_path)?;
+    let expected = expected_failures()?;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    let mut unexpected_failures = Vec::new();
+    for (test, outcome) in &outcomes {
+        *counts.entry(outcome).or_default() += 1;
+        let failed = matches!(*outcome, "FAILED" | "ERROR");
+        match (failed, expected.get(test)) {
+            (true, None) => unexpected_failures.push(test.clone()),
+            (false, Some(_)) if *outcome == "PASSED" => wrong.push(format!(
+                "PASSED {test}, listed as failing in xtask/kafka-python/expected-failures.tsv: \
+                 take it off the list"
+            )),
+            (true, Some(why)) => println!("  expected: {outcome} {test} ({why})"),
+            _ => {}
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    println!("  kafka-python's tests: {}", summary.join(", "));
+    if !unexpected_failures.is_empty() {
+        let rerun_log = out.join("pytest-rerun.log");
+        let again = pytest(python, source, seeds, &unexpected_failures, &rerun_log)?;
+        for test in &unexpected_failures {
+            match again.iter().find(|(t, _)| t == test).map(|(_, o)| *o) {
+                Some("PASSED") => println!(
+                    "  flaky: {test} failed, then passed when run again alone (logs: {}, {})",
+                    log_path.display(),
+                    rerun_log.display()
+                ),
+                other => wrong.push(format!(
+                    "FAILED {test} (run again alone: {})",
+                    other.unwrap_or("not run")
+                )),
+            }
+        }
+    }
+    if !wrong.is_empty() {
+        for line in &wrong {
+            println!("  {line}");
+        }
+        bail!(
+            "kafka-python's tests: {} unexpected outcome(s): see {}",
+            wrong.len(),
+            log_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// One pytest run of `args` (files, `-k`, or test ids), its output in `log_path`; every
+/// test's outcome.
+fn pytest(
+    python: &Path,
+    source: &Path,
+    seeds: &str,
+    args: &[String],
+    log_path: &Path,
+) -> Result<Vec<(String, &'static str)>> {
+    let log = std::fs::File::create(log_path)?;
     let mut command = Command::new(python);
     command
         .args([
@@ -193,7 +258,7 @@ fn run_tests(
             "--timeout",
             "120",
         ])
-        .args(FILES)
+        .args(args)
         .current_dir(source)
         // The harness checks that a Kafka installation exists even when it starts none.
         .env("KAFKA_ROOT", source)
@@ -201,11 +266,8 @@ fn run_tests(
         .env("KAFKA_VERSION", KAFKA_VERSION)
         .stdout(log.try_clone()?)
         .stderr(log);
-    if let Some(select) = select {
-        command.args(["-k", select]);
-    }
     let status = command.status().context("running pytest")?;
-    let text = std::fs::read_to_string(&log_path)?;
+    let text = std::fs::read_to_string(log_path)?;
     let outcomes = outcomes(&text);
     if outcomes.is_empty() {
         bail!(
@@ -213,35 +275,7 @@ fn run_tests(
             log_path.display()
         );
     }
-    let expected = expected_failures()?;
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut wrong = Vec::new();
-    for (test, outcome) in &outcomes {
-        *counts.entry(outcome).or_default() += 1;
-        let failed = matches!(*outcome, "FAILED" | "ERROR");
-        match (failed, expected.get(test)) {
-            (true, None) => wrong.push(format!("{outcome} {test}")),
-            (false, Some(_)) if *outcome == "PASSED" => wrong.push(format!(
-                "PASSED {test}, listed as failing in xtask/kafka-python/expected-failures.tsv: \
-                 take it off the list"
-            )),
-            (true, Some(why)) => println!("  expected: {outcome} {test} ({why})"),
-            _ => {}
-        }
-    }
-    let summary: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
-    println!("  kafka-python's tests: {}", summary.join(", "));
-    if !wrong.is_empty() {
-        for line in &wrong {
-            println!("  {line}");
-        }
-        bail!(
-            "kafka-python's tests: {} unexpected outcome(s): see {}",
-            wrong.len(),
-            log_path.display()
-        );
-    }
-    Ok(())
+    Ok(outcomes)
 }
 
 /// Every test's outcome from pytest's `-rA` summary: `PASSED path::name`, `FAILED path::name -

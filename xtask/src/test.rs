@@ -1,30 +1,30 @@
 //! `cargo xtask test`: the project's one test command.
 //!
-//! Steps, in order, stopping at the first failure:
-//! 1. unit, property and simulation-in-process tests: `cargo nextest run --workspace`, or
-//!    `cargo test --workspace` when cargo-nextest is not installed (both keep the multi-node
-//!    tests to one at a time: nextest by its test group, `cargo test` by a lock in the tests);
-//! 2. the simulation lane, at the lowest priority (`nice -n 19`: the simulation is
-//!    deterministic whatever the load) beside the rest (alone with `--skip-integration`; its
-//!    output in `<target>/xtask-test/sim-lane.log`): `cargo test -p sim` built with
-//!    `--cfg madsim` in their own target directory (`<target>/madsim`, so the two builds never
-//!    invalidate each other) and run, the simulator built, shrinking a failing fixture end to
-//!    end, the regression seeds, then a quick
-//!    sweep of every scenario (10 seeds; the costliest, which set `quick_sweep_seeds`, fewer)
-//!    that also runs each scenario's first seed twice and compares the traces;
-//! 3. the broker binary: `cargo build -p broker --bin broker`, and the integration tests:
-//!    pytest in a virtual environment of its own under the target
-//!    directory (`<target>/pyenv`, made from `tests/integration/requirements.txt` once and
-//!    remade when that file changes), kcat installed through apt-get when it is missing and
-//!    this user may, KafkaJS through npm (`<target>/kafkajs`, given as `NODE_PATH`), and `STILLWATER_BROKER_BIN` pointing at the binary from step 3;
-//!    then kafka-python's own integration tests (see `kafka_python.rs`), the differential
-//!    suite against Apache Kafka (`kafka.rs`), then the Java
-//!    client's tests (`tests/java`, Maven: see `java.rs`) against the same
-//!    binary with the newest kafka-clients, while the simulation lane goes on; the lane ends
-//!    with the older client's run (in the foreground with `--skip-sim`).
+//! Two lanes, each stopping at its first failure:
+//! - the simulation lane, from the start, at the lowest priority (`nice -n 19`: the simulation
+//!   is deterministic whatever the load; its output in `<target>/xtask-test/sim-lane.log`):
+//!   `cargo test -p sim` built with `--cfg madsim` in their own target directory
+//!   (`<target>/madsim`, so the two builds never invalidate each other) and run, the simulator
+//!   built, a failing fixture swept into JUnit, shrunk, explained and drawn as a page opened in
+//!   headless Chromium (`seed_path.rs`), the regression seeds, a quick sweep of every scenario
+//!   (10 seeds; the costliest, which set `quick_sweep_seeds`, fewer) that also runs each
+//!   scenario's first seed twice and compares the traces; then the Java client's tests
+//!   (`tests/java`, Maven: see `java.rs`) with each kafka-clients version, against the debug
+//!   broker (in the foreground with `--skip-sim`);
+//! - the foreground: the unit, property and simulation-in-process tests (`cargo nextest run
+//!   --workspace`, or `cargo test --workspace` when cargo-nextest is not installed; both keep
+//!   the multi-node tests to one at a time: nextest by its test group, `cargo test` by a lock
+//!   in the tests); the broker binary (`cargo build -p broker --bin broker`); the twin smoke
+//!   run on real processes; kafka-python's own integration tests (see `kafka_python.rs`); the
+//!   differential suite against Apache Kafka (`kafka.rs`); then the integration tests: pytest
+//!   in a virtual environment of its own under the target directory (`<target>/pyenv`, made
+//!   from `tests/integration/requirements.txt` once and remade when that file changes), kcat
+//!   installed through apt-get when it is missing and this user may, KafkaJS through npm
+//!   (`<target>/kafkajs`, given as `NODE_PATH`), and `STILLWATER_BROKER_BIN` pointing at the
+//!   binary.
 //!
-//! Before step 1, iptables and libfaketime are installed the same way when missing (the twin
-//! runner's packet loss and clock skew, and their tests, need them).
+//! Before both, iptables, libfaketime and Chromium are installed the same way when missing (the
+//! twin runner's packet loss and clock skew, the page's test, need them).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -60,11 +60,6 @@ pub fn run(args: &TestArgs) -> Result<()> {
         .into_iter()
         .flatten()
         .collect();
-    if args.skip_unit {
-        println!("xtask: skipping unit tests (--skip-unit)");
-    } else {
-        unit_tests()?;
-    }
     let lane = if args.skip_sim {
         println!("xtask: skipping simulation tests (--skip-sim)");
         None
@@ -84,25 +79,34 @@ pub fn run(args: &TestArgs) -> Result<()> {
     };
     if args.skip_integration {
         println!("xtask: skipping integration tests (--skip-integration)");
+        if !args.skip_unit {
+            unit_tests()?;
+        }
         if let Some(lane) = lane {
             Background::start(lane)?.finish()?;
         }
     } else {
-        // The simulation is deterministic whatever the machine's load, and the integration
-        // tests leave more than a core idle (they wait on brokers): the simulation lane (its
-        // builds too) runs beside them, at the lowest priority so that their timing is not
+        // The simulation is deterministic whatever the machine's load, and the tests leave
+        // more than a core idle (they wait on brokers): the simulation lane (its builds too)
+        // runs beside them from the start, at the lowest priority so that their timing is not
         // disturbed.
         let background = lane.map(Background::start).transpose()?;
+        if args.skip_unit {
+            println!("xtask: skipping unit tests (--skip-unit)");
+        } else {
+            unit_tests()?;
+        }
         let broker_bin = build_broker()?;
         let python = python_env(&repo_root().join("tests/integration/requirements.txt"))?;
         twin_smoke(&broker_bin, &python)?;
-        let integration = integration_tests(&broker_bin).and_then(|()| {
-            crate::test::step_result(
-                "kafka-python's own integration tests (cargo xtask kafka-python)",
-                || crate::kafka_python::suite(&python, &broker_bin, None, None),
-            )
-            .and_then(|()| crate::kafka::differential(&python, &broker_bin))
-        });
+        // kafka-python's suite and the differential suite before the long pytest run: the
+        // lane's Java suites (many JVMs and brokers) come later, beside pytest only.
+        let integration = crate::test::step_result(
+            "kafka-python's own integration tests (cargo xtask kafka-python)",
+            || crate::kafka_python::suite(&python, &broker_bin, None, None),
+        )
+        .and_then(|()| crate::kafka::differential(&python, &broker_bin))
+        .and_then(|()| integration_tests(&broker_bin));
         let java = if args.skip_java {
             println!("xtask: skipping the Java client tests (--skip-java)");
             Ok(())
