@@ -20,10 +20,15 @@ pub fn read(dir: &Path, names: &[String], started_at: SystemTime) -> Logged {
         .unwrap_or(0.0);
     let mut logged = Logged::default();
     for name in names {
-        let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.log"))) else {
+        let Ok(file) = std::fs::File::open(dir.join(format!("{name}.log"))) else {
             continue;
         };
-        for raw in text.lines() {
+        // Read a line at a time: a long run's log is not held whole.
+        for raw in std::io::BufRead::lines(std::io::BufReader::new(file)) {
+            let Ok(raw) = raw else {
+                break;
+            };
+            let raw = raw.as_str();
             match parse(raw, name, start) {
                 Some(line) if logged.lines.len() < MAX_LINES => logged.lines.push(line),
                 Some(_) => logged.dropped += 1,
