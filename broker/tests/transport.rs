@@ -148,11 +148,20 @@ async fn every_pair_talks_both_ways_on_one_connection_in_order() {
         .collect();
     assert_eq!(dialled, vec![2, 1, 0]);
     assert_eq!(accepted, vec![0, 1, 2]);
-    // Coalesced: 100 messages to a peer leave in far fewer frames than messages.
+    // Coalesced: 100 messages to a peer leave in far fewer frames than messages. A writer
+    // counts a frame once its write returns, which may be after the peer has read it: wait
+    // for the count (bounded), then check it.
     for (transport, _, _) in &nodes {
+        let sent = || transport.stats().messages_sent.load(Ordering::Relaxed);
+        for _ in 0..500 {
+            if sent() >= 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(sent(), 200);
         let frames = transport.stats().frames_sent.load(Ordering::Relaxed);
         assert!(frames <= 2 * 5 * 2, "{frames} frames for 200 messages");
-        assert_eq!(transport.stats().messages_sent.load(Ordering::Relaxed), 200);
     }
 }
 
