@@ -105,6 +105,10 @@ pub struct Config {
     pub max_in_flight_per_connection: usize,
     /// Connections idle this long are closed (`connections.max.idle.ms`).
     pub idle_connection_timeout_ms: u64,
+    /// Client quotas' rates are measured over this many windows (`quota.window.num`) …
+    pub quota_window_num: u64,
+    /// … of this many seconds each (`quota.window.size.seconds`).
+    pub quota_window_size_seconds: u64,
     /// Appends queued for the commit pipeline before producers wait (backpressure).
     pub append_queue_capacity: usize,
     /// Largest record batch accepted (`message.max.bytes`); topics may set their own
@@ -304,6 +308,8 @@ impl Default for Config {
             max_frame_bytes: 100 * 1024 * 1024,
             max_in_flight_per_connection: 64,
             idle_connection_timeout_ms: 600_000,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             append_queue_capacity: 8192,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,

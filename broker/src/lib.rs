@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod observe;
 pub mod producer_state;
 pub mod protocol;
+pub mod quota;
 pub mod records;
 pub mod replication;
 pub mod schema;

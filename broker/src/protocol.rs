@@ -62,6 +62,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::GetTelemetrySubscriptions, 0, 0),
     (ApiKey::PushTelemetry, 0, 0),
 ];
@@ -397,6 +399,12 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
             AlterUserScramCredentialsRequest::decode(buf, version)?,
         ),
+        ApiKey::DescribeClientQuotas => {
+            RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::decode(buf, version)?)
+        }
+        ApiKey::AlterClientQuotas => {
+            RequestKind::AlterClientQuotas(AlterClientQuotasRequest::decode(buf, version)?)
+        }
         other => anyhow::bail!("{other:?} has no decoder"),
     })
 }
@@ -720,6 +728,8 @@ mod tests {
             ApiKey::AlterUserScramCredentials => {
                 RequestKind::AlterUserScramCredentials(Default::default())
             }
+            ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(Default::default()),
+            ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(Default::default()),
             ApiKey::GetTelemetrySubscriptions => {
                 RequestKind::GetTelemetrySubscriptions(Default::default())
             }

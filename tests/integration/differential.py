@@ -364,7 +364,7 @@ def without_node_ids(flat):
 
 # Lists compared as sets keyed by a field (their order is not Kafka's promise): configs by
 # name (`configs{retention.ms}.value`), groups by id (Kafka answers them shard by shard).
-KEYED = {"configs": "name", "synonyms": "name", "groups": "group_id"}
+KEYED = {"configs": "name", "synonyms": "name", "groups": "group_id", "entity": "entity_type", "values": "key"}
 # Lists of names whose order means nothing (a SASL handshake's mechanisms, the metrics a
 # client is asked for — Kafka's come from a hash set): compared sorted.
 UNORDERED = {"mechanisms", "requested_metrics"}

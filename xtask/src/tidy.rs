@@ -55,7 +55,7 @@ pub const BROKER_LAYERS: &[Layer] = &[
     // Who a client is and what it may do: TLS configurations from PEM files (the listeners',
     // the links between brokers'), SCRAM, principals, Kafka's ACLs and the authorizer's
     // decision, the security metadata (users and ACLs) and its changes.
-    ("security", &["security"]),
+    ("security", &["security", "quota"]),
     // A data directory: the catalog of topics (with the internal topics' names), partition
     // logs, the commit pipeline, disk operations with deadlines.
     ("storage", &["storage"]),

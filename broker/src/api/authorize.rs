@@ -12,6 +12,7 @@
 //! arrives. Without one (the default), every request passes unchanged.
 
 mod merge;
+mod quotas;
 mod txn;
 
 use std::sync::Arc;
@@ -237,6 +238,9 @@ fn decide(access: &Access, body: RequestKind, version: i16) -> Gate {
     let topics = |refused| Refused::topics(access, refused);
     if txn::handles(&body) {
         return txn::gate(access, body, version);
+    }
+    if quotas::handles(&body) {
+        return quotas::gate(access, body);
     }
     if let R::Produce(r) = &body {
         if let Some(refused) = txn::produce_refused(access, r) {

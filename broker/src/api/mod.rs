@@ -24,8 +24,10 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producers;
+mod quotas;
 mod reassign;
 mod telemetry;
+mod throttling;
 mod topic_ids;
 mod topic_partitions;
 mod txn;
@@ -34,6 +36,7 @@ mod users;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use io_backend::Clock;
@@ -55,12 +58,13 @@ use authorize::{Access, Gate};
 
 /// What a connection does once a request is handled.
 pub enum Reply {
-    /// Write this response; the memory it holds is given back once it is written.
-    Send(Bytes, Reservation),
+    /// Write this response; the memory it holds is given back once it is written. Then,
+    /// for the throttle time (a client over its quota), read nothing more from the client.
+    Send(Bytes, Reservation, Duration),
     /// Write this response, then close the connection (a refused authentication).
     Last(Bytes, Reservation),
-    /// Nothing to send (acks=0).
-    Silent,
+    /// Nothing to send (acks=0); read nothing more for the throttle time.
+    Silent(Duration),
     /// The response could not be encoded: close rather than leave the client waiting.
     Close,
 }
@@ -89,6 +93,8 @@ pub struct Broker {
     pub telemetry: Arc<crate::telemetry::ClientTelemetry>,
     /// The authorizer's settings, when requests are checked against the ACLs.
     pub authorizer: Option<Arc<crate::config::AuthorizerSettings>>,
+    /// What clients used, measured against their quotas.
+    pub quota_meters: Arc<crate::quota::Meters>,
 }
 
 /// Why this broker does not serve a partition as its leader: the error code, and the leader
@@ -167,6 +173,35 @@ impl Broker {
         frame: Arc<Reservation>,
         session: &Session,
     ) -> ResponseFuture {
+        let quotas = self.client_quotas();
+        if quotas.is_empty() {
+            return self.handle(req, frame, session, None).await;
+        }
+        // A client quota is set: the request's handling is timed, in both parts.
+        let cost = Arc::new(crate::quota::cost::Cost::default());
+        let metering = Arc::new(throttling::Metering {
+            quotas,
+            meters: self.quota_meters.clone(),
+            clock: self.clock.clone(),
+            user: session.principal.name.clone(),
+            client_id: req.client_id.clone().unwrap_or_default(),
+            request_bytes: frame.bytes().saturating_sub(4),
+            cost: cost.clone(),
+        });
+        use crate::quota::cost::Timed;
+        let handled = self.handle(req, frame, session, Some(metering));
+        let rest = Timed::new(handled, cost.clone(), self.clock.clone()).await;
+        Box::pin(Timed::new(rest, cost, self.clock.clone()))
+    }
+
+    /// [`Broker::dispatch`], with the request's account with the client quotas, if any is set.
+    async fn handle(
+        self: &Arc<Self>,
+        req: Request,
+        frame: Arc<Reservation>,
+        session: &Session,
+        metering: Option<Arc<throttling::Metering>>,
+    ) -> ResponseFuture {
         self.metrics.request(req.api as i16);
         crate::fault_point!("request.dispatch");
         crate::cpu_work!("request", 1);
@@ -185,13 +220,25 @@ impl Broker {
         // Encode a response (with what authorization refused put back); the memory it holds,
         // already taken (a Fetch's) or charged now.
         let (namer, listener) = (self.clone(), req.listener.clone());
+        let metered = metering.clone();
         let respond_holding = move |mut body: ResponseKind, held: Option<Reservation>| -> Reply {
             if let Some(refused) = &refused {
                 refused.merge(&mut body);
             }
             namer.answer_ids(&mut body, version);
             namer.name_leaders(&mut body, version, listener.as_deref());
-            match protocol::encode_response(api, version, cid, &body) {
+            let throttle = metered
+                .as_ref()
+                .map_or(Duration::ZERO, |m| m.throttle(api, version, &body));
+            let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+            let told = ms > 0 && throttling::set_throttle(&mut body, ms);
+            let mut encoded = protocol::encode_response(api, version, cid, &body);
+            if encoded.is_err() && told {
+                // A version without the field: the connection's pause still holds the client.
+                throttling::set_throttle(&mut body, 0);
+                encoded = protocol::encode_response(api, version, cid, &body);
+            }
+            match encoded {
                 Ok(b) => {
                     let held = match held {
                         Some(mut held) => {
@@ -200,7 +247,7 @@ impl Broker {
                         }
                         None => memory.charge(b.len()),
                     };
-                    Reply::Send(b, held)
+                    Reply::Send(b, held, throttle)
                 }
                 Err(e) => {
                     tracing::error!(?api, version, error = %format!("{e:#}"), "cannot encode a response; closing the connection");
@@ -219,7 +266,13 @@ impl Broker {
             Err(answer) => return Box::pin(async move { respond(answer) }),
         };
         match body {
-            RequestKind::Fetch(f) => Box::pin(async move {
+            RequestKind::Fetch(mut f) => Box::pin(async move {
+                if let Some(limit) = metering.as_ref().and_then(|m| m.fetch_limit()) {
+                    // As Kafka: no more in one fetch than the consumer quota allows a span
+                    // of its windows.
+                    f.max_bytes = f.max_bytes.min(limit);
+                    f.min_bytes = f.min_bytes.min(f.max_bytes);
+                }
                 let (r, held) = this.fetch(f, version).await;
                 respond_holding(ResponseKind::Fetch(r), Some(held))
             }),
@@ -240,7 +293,11 @@ impl Broker {
                             .flat_map(|t| &t.partition_responses)
                             .find(|p| p.error_code != error::NONE);
                         match refused {
-                            None => Reply::Silent,
+                            None => Reply::Silent(
+                                metering
+                                    .as_ref()
+                                    .map_or(Duration::ZERO, |m| m.throttle_unanswered()),
+                            ),
                             Some(p) => {
                                 tracing::debug!(
                                     partition = p.index,
@@ -482,6 +539,14 @@ impl Broker {
             RequestKind::AlterUserScramCredentials(a) => Box::pin(async move {
                 let r = this.alter_user_scram_credentials(a).await;
                 respond(ResponseKind::AlterUserScramCredentials(r))
+            }),
+            RequestKind::DescribeClientQuotas(d) => {
+                let r = self.describe_client_quotas(d);
+                Box::pin(async move { respond(ResponseKind::DescribeClientQuotas(r)) })
+            }
+            RequestKind::AlterClientQuotas(a) => Box::pin(async move {
+                let r = this.alter_client_quotas(a).await;
+                respond(ResponseKind::AlterClientQuotas(r))
             }),
             RequestKind::DescribeProducers(d) => {
                 let r = self.describe_producers(d);

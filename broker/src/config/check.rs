@@ -17,7 +17,7 @@ impl Config {
         // Every count and size has a range: a value outside it is a typo or a trap (a
         // hundred thousand worker threads, a frame larger than the memory budget).
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let ranges: [(&str, u64, u64, u64); 16] = [
+        let ranges: [(&str, u64, u64, u64); 18] = [
             (
                 "default_partitions",
                 self.default_partitions.max(0) as u64,
@@ -89,6 +89,13 @@ impl Config {
                 3_600_000,
             ),
             ("io_deadline_ms", self.io_deadline_ms, 0, 3_600_000),
+            ("quota_window_num", self.quota_window_num, 2, 1000),
+            (
+                "quota_window_size_seconds",
+                self.quota_window_size_seconds,
+                1,
+                3600,
+            ),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {

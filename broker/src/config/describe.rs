@@ -45,6 +45,18 @@ impl Config {
             ),
             ("broker.id", self.node_id.to_string(), Int, from("node_id")),
             (
+                "quota.window.num",
+                self.quota_window_num.to_string(),
+                Int,
+                from("quota_window_num"),
+            ),
+            (
+                "quota.window.size.seconds",
+                self.quota_window_size_seconds.to_string(),
+                Int,
+                from("quota_window_size_seconds"),
+            ),
+            (
                 "connections.max.idle.ms",
                 self.idle_connection_timeout_ms.to_string(),
                 Long,

@@ -117,6 +117,11 @@ pub enum MetadataRecord {
         request: u64,
         changes: Vec<SecurityChange>,
     },
+    /// Changes to the client quotas, each applied alone (AlterClientQuotas).
+    AlterClientQuotas {
+        request: u64,
+        alterations: Vec<crate::quota::Alteration>,
+    },
     /// Partitions' replicas moved to a new list (`Some`), or a move cancelled (`None`), each
     /// alone (Kafka's AlterPartitionReassignments; [`super::moves`]).
     AlterPartitionReassignments {

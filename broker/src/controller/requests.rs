@@ -304,6 +304,27 @@ impl Controller {
         }
     }
 
+    /// Apply client-quota alterations through the metadata log: each one's outcome once the
+    /// record is applied here.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: Vec<crate::quota::Alteration>,
+        limit: Duration,
+    ) -> Result<Vec<Result<(), crate::quota::Refused>>, TopicError> {
+        let request = self.request_id();
+        let record = MetadataRecord::AlterClientQuotas {
+            request,
+            alterations,
+        };
+        match self.submit(record, request, limit).await {
+            Ok(Outcome::ClientQuotas(outcomes)) => Ok(outcomes),
+            Ok(other) => Err(TopicError::NoController(format!(
+                "unexpected outcome {other:?} for a client-quota change"
+            ))),
+            Err(e) => Err(topic_error(e)),
+        }
+    }
+
     /// Start, replace or cancel partitions' moves (AlterPartitionReassignments): each
     /// partition's refusal, in `moves`' order, once the record is applied.
     pub async fn alter_reassignments(

@@ -17,6 +17,9 @@
 //! - the peer closing the socket ends everything at once: requests still waiting (a long-poll
 //!   Fetch) are dropped with the memory and the connection slot they held, as Kafka does;
 //! - no input for `idle_connection_timeout_ms` while nothing is being answered closes it;
+//! - a response that carries a throttle time (its client is over a quota) is followed by a
+//!   pause: no request is dispatched, and no more read than to notice the peer closing,
+//!   until the throttle time has passed since it was written (Kafka's muted channel, KIP-219);
 //! - on a SASL listener, nothing but ApiVersions and the SASL requests is served before the
 //!   connection authenticates ([`super::sasl`]), which it must within
 //!   `sasl_authentication_timeout_ms`; a refused authentication is the connection's last answer;
@@ -109,9 +112,11 @@ pub(super) async fn serve(
     // Until this broker's metadata has caught up with the cluster's (`None`: it has).
     let mut loading = broker.metadata_loading();
     let mut loading_timer = loading.as_ref().map(|_| clock.sleep(METADATA_WAIT_MAX));
+    // While the client is throttled: when its pause ends.
+    let mut paused: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
     'conn: loop {
         // Dispatch every complete frame already buffered (bounded by the in-flight window).
-        while reading && in_flight.len() < max_in_flight {
+        while reading && paused.is_none() && in_flight.len() < max_in_flight {
             if fetch_in_flight && front_api_key(&buf) == Some(FETCH_API_KEY) {
                 break;
             }
@@ -193,7 +198,7 @@ pub(super) async fn serve(
                     let reply = match protocol::api_versions_unsupported(correlation_id) {
                         Ok(b) => {
                             let held = budget.charge(b.len());
-                            Reply::Send(b, held)
+                            Reply::Send(b, held, Duration::ZERO)
                         }
                         Err(_) => Reply::Close,
                     };
@@ -216,7 +221,7 @@ pub(super) async fn serve(
             break;
         }
         tokio::select! {
-            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < max_in_flight && !held_for_metadata(&buf, &loading), fetch_in_flight) => {
+            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < max_in_flight && paused.is_none() && !held_for_metadata(&buf, &loading), fetch_in_flight) => {
                 match read {
                     Ok(0) => {
                         // The peer is gone: what it asked is not answered, and what it held
@@ -269,6 +274,9 @@ pub(super) async fn serve(
                 let next = if quiet >= idle { idle } else { idle - quiet };
                 idle_timer = clock.sleep(next);
             }
+            _ = async { paused.as_mut().expect("checked").await }, if paused.is_some() => {
+                paused = None;
+            }
             _ = stop.changed(), if reading => {
                 // Shutdown: answer what was received, then close.
                 reading = false;
@@ -276,7 +284,7 @@ pub(super) async fn serve(
             Some((reply, _frame_held, was_fetch)) = in_flight.next(), if !in_flight.is_empty() => {
                 fetch_in_flight &= !was_fetch;
                 match reply {
-                    Reply::Send(bytes, _response_held) => {
+                    Reply::Send(bytes, _response_held, throttle) => {
                         Metrics::inc(&metrics.bytes_out, bytes.len() as u64);
                         if let Err(e) = write_within(&mut *conn, &bytes, &*clock, write_timeout).await {
                             if e.kind() == std::io::ErrorKind::TimedOut {
@@ -287,13 +295,14 @@ pub(super) async fn serve(
                             }
                             break;
                         }
+                        pause(&mut paused, throttle, &clock);
                     }
                     Reply::Last(bytes, _response_held) => {
                         Metrics::inc(&metrics.bytes_out, bytes.len() as u64);
                         let _ = write_within(&mut *conn, &bytes, &*clock, write_timeout).await;
                         break;
                     }
-                    Reply::Silent => {}
+                    Reply::Silent(throttle) => pause(&mut paused, throttle, &clock),
                     Reply::Close => break,
                 }
             }
@@ -301,6 +310,31 @@ pub(super) async fn serve(
     }
     // Closing must not wait on a peer that reads nothing either.
     let _ = clock.timeout(write_timeout, conn.shutdown()).await;
+}
+
+/// Pause the connection for `throttle` from now (or longer, if it is paused longer already:
+/// a later response's throttle replaces an earlier one's only when it ends later).
+fn pause<'a>(
+    paused: &mut Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+    throttle: Duration,
+    clock: &'a Arc<dyn Clock>,
+) {
+    if throttle.is_zero() {
+        return;
+    }
+    let until = clock.now() + throttle;
+    let clock = clock.clone();
+    let ends = async move {
+        let left = until.saturating_duration_since(clock.now());
+        clock.sleep(left).await
+    };
+    *paused = Some(match paused.take() {
+        None => Box::pin(ends),
+        Some(earlier) => Box::pin(async move {
+            earlier.await;
+            ends.await
+        }),
+    });
 }
 
 /// A SASL response for the connection to write: now, or after the failure delay as its last.
@@ -319,7 +353,7 @@ impl SaslReply {
         match self {
             SaslReply::Now(b) => {
                 let held = budget.charge(b.len());
-                Box::pin(async move { (Reply::Send(b, held), frame_held, false) })
+                Box::pin(async move { (Reply::Send(b, held, Duration::ZERO), frame_held, false) })
             }
             SaslReply::Last(b, delay) => {
                 let held = budget.charge(b.len());

@@ -162,6 +162,9 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
             .authorizer_settings()
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .map(Arc::new),
+        quota_meters: Arc::new(crate::quota::Meters::new(crate::quota::Windows::of(
+            &config,
+        ))),
     });
     add_bootstrap_users(&broker, bootstrap, &env).await?;
     let (stop, stop_rx) = watch::channel(false);

@@ -26,6 +26,8 @@ use crate::topic_config::{self, Overrides};
 pub(super) const SECURITY_FILE: &str = "security";
 /// A single node's client-metrics subscriptions (JSON: name → configs).
 pub(super) const CLIENT_METRICS_FILE: &str = "client-metrics";
+/// A single node's client quotas (JSON: each entity and its quotas).
+pub(super) const CLIENT_QUOTAS_FILE: &str = "client-quotas";
 
 /// Admin commands queued at most; a handler waits for a slot beyond that.
 pub(super) const ADMIN_QUEUE_CAPACITY: usize = 64;
@@ -77,6 +79,11 @@ pub(crate) enum AdminCommand {
         name: String,
         configs: Overrides,
         reply: Reply<Result<(), TopicError>>,
+    },
+    /// Apply alterations to a single node's client quotas, each alone.
+    AlterClientQuotas {
+        alterations: Vec<crate::quota::Alteration>,
+        reply: Reply<Result<Vec<Result<(), crate::quota::Refused>>, TopicError>>,
     },
     /// Make the next block of producer ids durable and hand it over: `[start, end)`.
     ReserveProducerIds {
@@ -157,6 +164,12 @@ impl AdminLane {
             } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.set_client_metrics(&name, &configs).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            AdminCommand::AlterClientQuotas { alterations, reply } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.alter_client_quotas(&alterations).await)
                     .await;
                 let _ = reply.send(r);
             }
@@ -359,6 +372,31 @@ impl AdminLane {
         tracing::info!(subscription = %name, configs = ?configs, "client-metrics subscription changed");
         *self.shared.client_metrics.write().expect("not poisoned") = Arc::new(next);
         Ok(())
+    }
+
+    /// Apply client-quota alterations, each alone: the file rewritten durably, then the
+    /// change shown.
+    async fn alter_client_quotas(
+        &mut self,
+        alterations: &[crate::quota::Alteration],
+    ) -> Result<Vec<Result<(), crate::quota::Refused>>, TopicError> {
+        let current = self
+            .shared
+            .client_quotas
+            .read()
+            .expect("not poisoned")
+            .clone();
+        let mut next = (*current).clone();
+        let outcomes: Vec<_> = alterations.iter().map(|a| next.apply(a)).collect();
+        if next == *current {
+            return Ok(outcomes);
+        }
+        let meta = self.shared.data_dir.join(catalog::META_DIR);
+        let body = serde_json::to_string(&next).expect("plain data encodes");
+        small_file::write(self.io(), &meta, CLIENT_QUOTAS_FILE, &body).await?;
+        tracing::info!(entities = next.entries.len(), "client quotas changed");
+        *self.shared.client_quotas.write().expect("not poisoned") = Arc::new(next);
+        Ok(outcomes)
     }
 
     /// Replace the dynamic broker configs: their file rewritten (durably), then every topic

@@ -102,6 +102,9 @@ pub(crate) struct Shared {
     /// log). Changed only by the admin lane, once durable.
     pub(crate) client_metrics:
         crate::sync::RwLock<Arc<std::collections::BTreeMap<String, Overrides>>>,
+    /// A single node's client quotas (a cluster's are in its metadata log). Changed only by
+    /// the admin lane, once durable.
+    pub(crate) client_quotas: crate::sync::RwLock<Arc<crate::quota::ClientQuotas>>,
     /// Whether this directory's partitions are replicated (a cluster node): their logs are
     /// Raft logs, written through [`Store::raft_write`] only.
     pub(crate) replicated: bool,
@@ -232,6 +235,18 @@ impl Store {
         )
         .await?
         .unwrap_or_default();
+        let client_quotas = small_file::read(
+            &io,
+            &data_dir
+                .join(catalog::META_DIR)
+                .join(admin::CLIENT_QUOTAS_FILE),
+            |text| {
+                serde_json::from_str::<crate::quota::ClientQuotas>(text)
+                    .map_err(|e| format!("client quotas: {e}"))
+            },
+        )
+        .await?
+        .unwrap_or_default();
         let replicated = config.clustered();
         let recovered = if replicated {
             raft_states::read(&io, &data_dir).await?
@@ -269,6 +284,10 @@ impl Store {
             client_metrics: crate::sync::RwLock::new(
                 "storage.client_metrics",
                 Arc::new(client_metrics),
+            ),
+            client_quotas: crate::sync::RwLock::new(
+                "storage.client_quotas",
+                Arc::new(client_quotas),
             ),
             replicated,
             created_here,
@@ -543,6 +562,25 @@ impl Store {
             reply,
         })
         .await
+    }
+
+    /// A single node's client quotas as they are now.
+    pub fn client_quotas(&self) -> Arc<crate::quota::ClientQuotas> {
+        self.shared
+            .client_quotas
+            .read()
+            .expect("not poisoned")
+            .clone()
+    }
+
+    /// Apply alterations to a single node's client quotas, each alone (in the admin lane, so
+    /// two requests' alterations never undo one another): each one's outcome, once durable.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: Vec<crate::quota::Alteration>,
+    ) -> Result<Vec<Result<(), crate::quota::Refused>>, TopicError> {
+        self.ask(|reply| AdminCommand::AlterClientQuotas { alterations, reply })
+            .await
     }
 
     /// Change a single node's security metadata: each change's outcome, once durable.

@@ -107,6 +107,8 @@ pub enum Outcome {
     ProducerIds(i64, i64),
     /// Each security change's outcome, in the record's order.
     Security(crate::security::Outcomes),
+    /// Each client-quota alteration's outcome, in the record's order.
+    ClientQuotas(Vec<Result<(), crate::quota::Refused>>),
     /// Each partition's reassignment refused, or not, in the record's order.
     Reassignments(super::moves::MoveOutcomes),
     Failed(MetadataError),
@@ -147,6 +149,9 @@ pub struct ClusterMetadata {
     /// (shared as `security`).
     #[serde(default)]
     pub client_metrics: Arc<BTreeMap<String, Overrides>>,
+    /// The client quotas (shared as `security`).
+    #[serde(default)]
+    pub client_quotas: Arc<crate::quota::ClientQuotas>,
     #[serde(skip)]
     outcomes: VecDeque<(u64, Outcome)>,
 }
@@ -386,6 +391,18 @@ impl ClusterMetadata {
                 let security = Arc::make_mut(&mut self.security);
                 let outcomes = changes.iter().map(|c| security.apply(c)).collect();
                 self.record(*request, Outcome::Security(outcomes));
+            }
+            MetadataRecord::AlterClientQuotas {
+                request,
+                alterations,
+            } => {
+                // Proposed again after it landed: what it did stands.
+                if self.outcome(*request).is_some() {
+                    return;
+                }
+                let quotas = Arc::make_mut(&mut self.client_quotas);
+                let outcomes = alterations.iter().map(|a| quotas.apply(a)).collect();
+                self.record(*request, Outcome::ClientQuotas(outcomes));
             }
             MetadataRecord::AlterPartitionReassignments { request, moves } => {
                 // Proposed again after it landed: what it did stands.
