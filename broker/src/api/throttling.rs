@@ -44,7 +44,9 @@ impl Metering {
             .record(&self.quotas, key, self.client(), amount, self.clock.now())
     }
 
-    /// The most a fetch may return under the client's consumer quota (`None`: no quota).
+    /// The most a fetch may return under the client's consumer quota: one window's share
+    /// (`None`: no quota). As in Kafka, a fetch still returns its first batch whatever its
+    /// size.
     pub fn fetch_limit(&self) -> Option<i32> {
         self.meters
             .window_limit(&self.quotas, QuotaKey::ConsumerByteRate, self.client())
@@ -52,7 +54,16 @@ impl Metering {
     }
 
     /// Record what the request used, and the client's throttle time for it.
+    ///
+    /// A throttled fetch is answered with its records, and the pause follows. (Kafka answers
+    /// it empty and does not count it: the client fetches the same records again after its
+    /// pause — the broker read them twice, and librdkafka, told nothing for its partitions,
+    /// waited its fetch backoff as well, reading 0.88 of its quota.) What a fetch returns is
+    /// bounded by one window's share of the quota ([`Metering::fetch_limit`]), so no answer
+    /// runs far past it.
     pub fn throttle(&self, api: ApiKey, version: i16, body: &ResponseKind) -> Duration {
+        let time = self.cost.spent().as_nanos() as f64 * NANOS_TO_PERCENT_SECONDS;
+        let handling = self.record(QuotaKey::RequestPercentage, time);
         let bandwidth = match (api, body) {
             (ApiKey::Produce, _) => {
                 self.record(QuotaKey::ProducerByteRate, self.request_bytes as f64)
@@ -63,8 +74,7 @@ impl Metering {
             }
             _ => Duration::ZERO,
         };
-        let time = self.cost.spent().as_nanos() as f64 * NANOS_TO_PERCENT_SECONDS;
-        bandwidth.max(self.record(QuotaKey::RequestPercentage, time))
+        handling.max(bandwidth)
     }
 
     /// An acks=0 produce: its bytes count, its handling time does not (no response).

@@ -176,8 +176,7 @@ impl Meters {
         }
     }
 
-    /// The most `client` may use of `key` in one span of the windows (`None`: no quota), as
-    /// Kafka bounds a fetch by its consumer quota.
+    /// The most `client` may use of `key` in one window (`None`: no quota).
     pub fn window_limit(
         &self,
         quotas: &Arc<ClientQuotas>,
@@ -189,8 +188,7 @@ impl Meters {
         }
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (bound, _) = st.resolve(quotas, key, client)?;
-        let whole = self.windows.samples.saturating_sub(1).max(1) as f64;
-        Some(bound * self.windows.window.as_secs_f64() * whole)
+        Some(bound * self.windows.window.as_secs_f64())
     }
 
     /// Every metered entity's figures at `now`, at most `limit` of them (the most throttled
@@ -364,13 +362,13 @@ mod tests {
     fn a_user_quota_is_shared_by_its_client_ids_and_a_default_is_not() {
         let k = QuotaKey::ProducerByteRate;
         let mut q = ClientQuotas::default();
-        set(&mut q, n("alice"), None, k, 1000.0);
-        set(&mut q, Some(Name::Default), None, k, 1000.0);
+        set(&mut q, n("alice"), None, k, 10_000.0);
+        set(&mut q, Some(Name::Default), None, k, 10_000.0);
         let q = Arc::new(q);
         let m = Meters::new(Windows::DEFAULT);
         let t0 = Instant::now();
         let who = |user, client_id| Client { user, client_id };
-        // 6 000 bytes from each of two client ids of alice: 12 000 over 10 s, over 1000/s.
+        // 6 000 bytes from each of two client ids of alice: 12 000 in a second, over 10 000/s.
         assert_eq!(
             m.record(&q, k, who("alice", "a"), 6000.0, t0),
             Duration::ZERO

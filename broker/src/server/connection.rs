@@ -20,6 +20,9 @@
 //! - a response that carries a throttle time (its client is over a quota) is followed by a
 //!   pause: no request is dispatched, and no more read than to notice the peer closing,
 //!   until the throttle time has passed since it was written (Kafka's muted channel, KIP-219);
+//!   and until a response comes without one, the connection serves one request at a time, as
+//!   Kafka serves every connection (pipelined requests read before the pause would otherwise
+//!   all be served, each past the quota, before the next pause);
 //! - on a SASL listener, nothing but ApiVersions and the SASL requests is served before the
 //!   connection authenticates ([`super::sasl`]), which it must within
 //!   `sasl_authentication_timeout_ms`; a refused authentication is the connection's last answer;
@@ -114,9 +117,11 @@ pub(super) async fn serve(
     let mut loading_timer = loading.as_ref().map(|_| clock.sleep(METADATA_WAIT_MAX));
     // While the client is throttled: when its pause ends.
     let mut paused: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+    // The in-flight window: one request while the client is throttled.
+    let mut window = max_in_flight;
     'conn: loop {
         // Dispatch every complete frame already buffered (bounded by the in-flight window).
-        while reading && paused.is_none() && in_flight.len() < max_in_flight {
+        while reading && paused.is_none() && in_flight.len() < window {
             if fetch_in_flight && front_api_key(&buf) == Some(FETCH_API_KEY) {
                 break;
             }
@@ -221,7 +226,7 @@ pub(super) async fn serve(
             break;
         }
         tokio::select! {
-            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < max_in_flight && paused.is_none() && !held_for_metadata(&buf, &loading), fetch_in_flight) => {
+            read = read_more(&mut conn, &mut buf, &mut held, &budget), if reading && wants_input(&buf, in_flight.len() < window && paused.is_none() && !held_for_metadata(&buf, &loading), fetch_in_flight) => {
                 match read {
                     Ok(0) => {
                         // The peer is gone: what it asked is not answered, and what it held
@@ -295,6 +300,7 @@ pub(super) async fn serve(
                             }
                             break;
                         }
+                        window = if throttle.is_zero() { max_in_flight } else { 1 };
                         pause(&mut paused, throttle, &clock);
                     }
                     Reply::Last(bytes, _response_held) => {
@@ -302,7 +308,10 @@ pub(super) async fn serve(
                         let _ = write_within(&mut *conn, &bytes, &*clock, write_timeout).await;
                         break;
                     }
-                    Reply::Silent(throttle) => pause(&mut paused, throttle, &clock),
+                    Reply::Silent(throttle) => {
+                        window = if throttle.is_zero() { max_in_flight } else { 1 };
+                        pause(&mut paused, throttle, &clock);
+                    }
                     Reply::Close => break,
                 }
             }
