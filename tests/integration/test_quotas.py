@@ -280,3 +280,77 @@ def test_a_client_sending_many_small_requests_is_held_by_its_request_quota(broke
     assert free_throttle == 0
     # Held back: at most a second's throttle at a time (Kafka's bound), so fewer answers.
     assert chatty < free / 2, (chatty, free)
+
+
+class ThrottlesByNode:
+    """The largest throttle time librdkafka saw from each broker (by node id)."""
+
+    def __init__(self):
+        self.max_ms = {}
+
+    def __call__(self, stats_json):
+        import json
+        for b in json.loads(stats_json).get("brokers", {}).values():
+            node = b.get("nodeid", -1)
+            if node >= 0:
+                seen = b.get("throttle", {}).get("max", 0)
+                self.max_ms[node] = max(self.max_ms.get(node, 0), seen)
+
+
+def produce_to_all(bootstrap, topic, partitions, client_id, seconds):
+    """Produce to every partition of `topic` for `seconds`: the largest throttle per node."""
+    throttles = ThrottlesByNode()
+    p = Producer({
+        "bootstrap.servers": bootstrap, "client.id": client_id, "acks": "all",
+        "linger.ms": 5, "queue.buffering.max.kbytes": 2048,
+        "statistics.interval.ms": 500, "stats_cb": throttles, **clients.COMMON,
+    })
+    errors = []
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < seconds:
+        try:
+            p.produce(topic, VALUE, partition=i % partitions,
+                      on_delivery=lambda err, _m: err and errors.append(err))
+            i += 1
+        except BufferError:
+            p.poll(0.01)
+        p.poll(0)
+    assert p.flush(60) == 0
+    p.poll(1.0)
+    assert not errors, errors[:3]
+    return throttles.max_ms
+
+
+def test_quotas_changed_at_run_time_reach_every_broker_of_a_cluster(tmp_path):
+    """Three nodes: a quota set through one broker is described by every broker within
+    seconds and enforced by each leader (quotas are per broker, as Kafka's); removed through
+    another, it stops. Data volume: about 40 MB produced."""
+    from test_cluster import Cluster, create
+    c = Cluster(tmp_path).start()
+    try:
+        c.wait_brokers(3)
+        create(c.bootstrap, "quota-spread", 3)
+        leaders = {c.leader_of("quota-spread", p) for p in range(3)}
+        nodes = list(c.nodes.values())
+        spread = {"client-id": "spread"}
+        assert alter_quotas(nodes[0].bootstrap, [(spread, {"producer_byte_rate": 256 * 1024})]) == [(0, None)]
+        want = {(("client-id", "spread"),): {"producer_byte_rate": 256 * 1024}}
+        for n in nodes:
+            deadline = time.monotonic() + 10
+            while describe_quotas(n.bootstrap, [("client-id", 0, "spread")]) != want:
+                assert time.monotonic() < deadline, f"node {n.node_id} never told of the quota"
+                time.sleep(0.1)
+        throttled = produce_to_all(c.bootstrap, "quota-spread", 3, "spread", 8)
+        assert all(throttled.get(n, 0) > 0 for n in leaders), (leaders, throttled)
+        assert alter_quotas(nodes[1].bootstrap, [(spread, {"producer_byte_rate": None})]) == [(0, None)]
+        for n in nodes:
+            deadline = time.monotonic() + 10
+            while describe_quotas(n.bootstrap, [("client-id", 0, "spread")]) != {}:
+                assert time.monotonic() < deadline, f"node {n.node_id} kept the removed quota"
+                time.sleep(0.1)
+        free = produce_to_all(c.bootstrap, "quota-spread", 3, "spread", 3)
+        assert all(v == 0 for v in free.values()), free
+    finally:
+        died = c.cleanup()
+        assert not died, [n.log_tail() for n in died]
