@@ -190,6 +190,12 @@ def test_a_producer_over_its_quota_is_held_near_it_while_another_keeps_its_rate(
     assert slow_throttle > 0, "the throttled producer was never told of a throttle"
     assert fast >= 0.9 * fast_pace * seconds, f"unthrottled producer at {fast / seconds / MiB:.3f} MiB/s"
     assert fast_throttle == 0
+    # The broker's metrics name the throttled client, and not the other.
+    labels = {"quota": "producer_byte_rate", "user": "", "client_id": "slow-producer"}
+    assert broker.metric("stillwater_quota_throttle_time_ms_total", **labels) > 0
+    assert broker.metric("stillwater_quota_bound", **labels) == QUOTA
+    assert 0 < broker.metric("stillwater_quota_rate", **labels) < 1.5 * QUOTA
+    assert "fast-producer" not in broker.metrics_text()
     # Nothing lost: every acknowledged record is in the log.
     c = clients.consumer(b)
     lo, hi = c.get_watermark_offsets(TopicPartition("quota-slow", 0), timeout=10)

@@ -15,6 +15,7 @@ pub mod cost;
 pub mod entity;
 pub mod filter;
 pub mod meter;
+pub mod metrics;
 pub mod rate;
 
 pub use entity::{Alteration, ClientQuotas, Entity, Name, QuotaKey, Refused, Value};

@@ -181,7 +181,16 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
         tokio::spawn(serve_metrics(
             l,
             metrics.clone(),
-            Arc::new(crate::telemetry::registry(&broker.telemetry)),
+            Arc::new({
+                let mut r = crate::telemetry::registry(&broker.telemetry);
+                let quotas_of = broker.clone();
+                r.register_collector(Box::new(crate::quota::metrics::QuotaMetrics {
+                    meters: broker.quota_meters.clone(),
+                    quotas: Box::new(move || quotas_of.client_quotas()),
+                    clock: env.clock.clone(),
+                }));
+                r
+            }),
             env.clock.clone(),
             stop_rx.clone(),
         ));
