@@ -360,3 +360,45 @@ def test_quotas_changed_at_run_time_reach_every_broker_of_a_cluster(tmp_path):
     finally:
         died = c.cleanup()
         assert not died, [n.log_tail() for n in died]
+
+
+def create_topics_raw(bootstrap, client_id, names, partitions, version=None):
+    """CreateTopics through kafka-python's protocol layer: ({name: error code}, throttle ms)."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.protocol.admin.topics import CreateTopicsRequest as R
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        kwargs = {} if version is None else {"version": version}
+        req = R(topics=[R.CreatableTopic(name=n, num_partitions=partitions, replication_factor=1,
+                                          assignments=[], configs=[]) for n in names],
+                timeout_ms=10000, validate_only=False, **kwargs)
+        resp = a._manager.run(a._manager.send, req)
+    finally:
+        a.close()
+    return {t.name: t.error_code for t in resp.topics}, resp.throttle_time_ms
+
+
+def test_a_script_creating_topics_in_a_loop_is_held_by_its_mutation_quota(broker):
+    """controller_mutation_rate (KIP-599): 2 partitions per second, a burst of 22. Ten topics
+    of four partitions at once: the first six are made (the sixth takes the bucket below
+    zero), the other four are refused THROTTLING_QUOTA_EXCEEDED with the wait named; another
+    client is not held. Data volume: 60 partitions."""
+    b = broker.bootstrap
+    THROTTLING_QUOTA_EXCEEDED = 89
+    assert alter_quotas(b, [({"client-id": "topic-maker"}, {"controller_mutation_rate": 2})]) == [(0, None)]
+    names = [f"made-{i}" for i in range(10)]
+    codes, wait = create_topics_raw(b, "topic-maker", names, 4)
+    assert [codes[n] for n in names] == [0] * 6 + [THROTTLING_QUOTA_EXCEEDED] * 4, codes
+    assert 900 <= wait <= 1100, wait
+    # Nothing made of the refused ones.
+    assert not set(names[6:]) & set(clients.topic_names(b))
+    # Another client is not held.
+    others = [f"other-{i}" for i in range(5)]
+    codes, throttle = create_topics_raw(b, "someone-else", others, 4)
+    assert set(codes.values()) == {0} and throttle == 0
+    # Below zero, the maker is refused whole; after the wait, it may go on.
+    codes, _ = create_topics_raw(b, "topic-maker", ["made-too-soon"], 4)
+    assert codes == {"made-too-soon": THROTTLING_QUOTA_EXCEEDED}
+    time.sleep(wait / 1000 + 0.5)
+    codes, _ = create_topics_raw(b, "topic-maker", ["made-later"], 4)
+    assert codes == {"made-later": 0}

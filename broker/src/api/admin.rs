@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::throttling::Mutations;
 use super::{name_of, topic_name, Broker};
 use crate::protocol::error;
 use crate::storage::catalog::{self, TopicError};
@@ -62,6 +63,7 @@ impl Broker {
         &self,
         req: CreateTopicsRequest,
         version: i16,
+        quota: Mutations,
     ) -> CreateTopicsResponse {
         let mut resp = CreateTopicsResponse::default();
         let deadline = self.admin_deadline(req.timeout_ms);
@@ -87,7 +89,26 @@ impl Broker {
             }
             let mut r = CreatableTopicResult::default();
             r.name = t.name.clone();
-            match self.create_one(t, req.validate_only, deadline).await {
+            let permits = match (t.num_partitions, t.assignments.len()) {
+                (n, _) if n > 0 => n,
+                (_, 0) => self.config.default_partitions,
+                (_, assigned) => assigned as i32,
+            };
+            let taken = if req.validate_only {
+                Ok(())
+            } else {
+                quota.take(permits)
+            };
+            let created = match taken {
+                Ok(()) => self.create_one(t, req.validate_only, deadline).await,
+                Err(refused) => Err(refused),
+            };
+            if matches!(&created, Err((code, _)) if *code != error::THROTTLING_QUOTA_EXCEEDED)
+                && !req.validate_only
+            {
+                quota.give_back(permits);
+            }
+            match created {
                 Ok((partitions, topic_id, config, overrides)) => {
                     r.error_message = None;
                     if version >= 5 {
@@ -364,6 +385,7 @@ impl Broker {
         &self,
         req: DeleteTopicsRequest,
         version: i16,
+        quota: Mutations,
     ) -> DeleteTopicsResponse {
         let mut resp = DeleteTopicsResponse::default();
         let deadline = self.admin_deadline(req.timeout_ms);
@@ -378,19 +400,26 @@ impl Broker {
                 .map(|n| (Some(name_of(n).to_string()), uuid::Uuid::nil()))
                 .collect()
         };
-        // Every topic's name and id, to answer the one not given (v6 answers both).
-        let known: Vec<(String, uuid::Uuid)> = match &self.cluster {
+        // Every topic's name, id and partition count, to answer the one not given (v6 answers
+        // both) and charge its partitions to the mutation quota.
+        let known: Vec<(String, uuid::Uuid, i32)> = match &self.cluster {
             None => self
                 .store
                 .topics()
                 .into_iter()
-                .map(|t| (t.name.clone(), uuid::Uuid::from_u128(t.id)))
+                .map(|t| {
+                    let n = t.partitions.len() as i32;
+                    (t.name.clone(), uuid::Uuid::from_u128(t.id), n)
+                })
                 .collect(),
             Some(c) => c
                 .metadata()
                 .topics
                 .values()
-                .map(|t| (t.name.clone(), uuid::Uuid::from_u128(t.id)))
+                .map(|t| {
+                    let n = t.partitions.len() as i32;
+                    (t.name.clone(), uuid::Uuid::from_u128(t.id), n)
+                })
                 .collect(),
         };
         // A topic named twice: one answer for it, INVALID_REQUEST, and nothing deleted (Kafka's).
@@ -421,13 +450,13 @@ impl Broker {
             let name = match name {
                 Some(name) => {
                     if version >= 6 && id.is_nil() {
-                        if let Some((_, known_id)) = known.iter().find(|(n, _)| *n == name) {
+                        if let Some((_, known_id, _)) = known.iter().find(|(n, ..)| *n == name) {
                             r.topic_id = *known_id;
                         }
                     }
                     Some(name)
                 }
-                None => known.iter().find(|(_, i)| *i == id).map(|(n, _)| n.clone()),
+                None => known.iter().find(|(_, i, _)| *i == id).map(|(n, ..)| n.clone()),
             };
             match name {
                 None => r.error_code = error::UNKNOWN_TOPIC_ID,
@@ -442,6 +471,16 @@ impl Broker {
                 }
                 Some(name) => {
                     r.name = Some(topic_name(&name));
+                    let permits = known
+                        .iter()
+                        .find(|(n, ..)| *n == name)
+                        .map_or(0, |(.., p)| *p);
+                    if let Err((code, msg)) = quota.take(permits) {
+                        r.error_code = code;
+                        r.error_message = Some(StrBytes::from_string(msg));
+                        resp.responses.push(r);
+                        continue;
+                    }
                     let deleted = match &self.cluster {
                         None => self.within(deadline, self.store.delete_topic(&name)).await,
                         Some(c) => {
@@ -450,6 +489,7 @@ impl Broker {
                         }
                     };
                     if let Err(e) = deleted {
+                        quota.give_back(permits);
                         r.error_code = topic_error_code(&e);
                         if version >= 5 {
                             r.error_message = Some(StrBytes::from_string(e.to_string()));
@@ -465,6 +505,7 @@ impl Broker {
     pub(super) async fn create_partitions(
         &self,
         req: CreatePartitionsRequest,
+        quota: Mutations,
     ) -> CreatePartitionsResponse {
         let mut resp = CreatePartitionsResponse::default();
         let deadline = self.admin_deadline(req.timeout_ms);
@@ -485,14 +526,35 @@ impl Broker {
                     "the topic appears more than once in the request".into(),
                 ))
             } else {
-                self.grow(
-                    &name,
-                    t.count,
-                    t.assignments.as_deref(),
-                    req.validate_only,
-                    deadline,
-                )
-                .await
+                // The partitions added: the count asked for beyond the topic's.
+                let now = match &self.cluster {
+                    Some(c) => c.metadata().topics.get(&name).map(|t| t.partitions.len()),
+                    None => self.store.topic(&name).map(|t| t.partitions.len()),
+                };
+                let permits = now.map_or(0, |n| (t.count - n as i32).max(0));
+                let taken = if req.validate_only {
+                    Ok(())
+                } else {
+                    quota.take(permits)
+                };
+                match taken {
+                    Err(refused) => Err(refused),
+                    Ok(()) => {
+                        let grown = self
+                            .grow(
+                                &name,
+                                t.count,
+                                t.assignments.as_deref(),
+                                req.validate_only,
+                                deadline,
+                            )
+                            .await;
+                        if grown.is_err() && !req.validate_only {
+                            quota.give_back(permits);
+                        }
+                        grown
+                    }
+                }
             };
             let mut r = CreatePartitionsTopicResult::default();
             r.name = t.name;

@@ -187,6 +187,7 @@ impl Broker {
             client_id: req.client_id.clone().unwrap_or_default(),
             request_bytes: frame.bytes().saturating_sub(4),
             cost: cost.clone(),
+            mutations_throttle: Default::default(),
         });
         use crate::quota::cost::Timed;
         let handled = self.handle(req, frame, session, Some(metering));
@@ -425,15 +426,18 @@ impl Broker {
                 respond(ResponseKind::OffsetForLeaderEpoch(r))
             }),
             RequestKind::CreateTopics(c) => Box::pin(async move {
-                let r = this.create_topics(c, version).await;
+                let quota = throttling::Mutations::new(metering, version >= 6);
+                let r = this.create_topics(c, version, quota).await;
                 respond(ResponseKind::CreateTopics(r))
             }),
             RequestKind::DeleteTopics(d) => Box::pin(async move {
-                let r = this.delete_topics(d, version).await;
+                let quota = throttling::Mutations::new(metering, version >= 5);
+                let r = this.delete_topics(d, version, quota).await;
                 respond(ResponseKind::DeleteTopics(r))
             }),
             RequestKind::CreatePartitions(c) => Box::pin(async move {
-                let r = this.create_partitions(c).await;
+                let quota = throttling::Mutations::new(metering, version >= 3);
+                let r = this.create_partitions(c, quota).await;
                 respond(ResponseKind::CreatePartitions(r))
             }),
             RequestKind::DeleteRecords(d) => Box::pin(async move {

@@ -5,6 +5,7 @@
 //! response's; every request counts its handling time, but an acks=0 produce; the throttle is
 //! the larger of the two.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use io_backend::Clock;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 
+use crate::protocol::error;
 use crate::quota::cost::Cost;
+use crate::quota::meter::Exhausted;
 use crate::quota::{Client, ClientQuotas, Meters, QuotaKey};
 
 /// One request's account with the quotas in force when it arrived.
@@ -26,6 +29,8 @@ pub(super) struct Metering {
     pub request_bytes: usize,
     /// The time its handling ran.
     pub cost: Arc<Cost>,
+    /// The throttle its partitions created or deleted earned (ms).
+    pub mutations_throttle: AtomicU64,
 }
 
 /// Kafka's measure of handling time: percent of one thread for a second.
@@ -74,12 +79,69 @@ impl Metering {
             }
             _ => Duration::ZERO,
         };
-        handling.max(bandwidth)
+        let mutations = Duration::from_millis(self.mutations_throttle.load(Ordering::Relaxed));
+        handling.max(bandwidth).max(mutations)
     }
 
     /// An acks=0 produce: its bytes count, its handling time does not (no response).
     pub fn throttle_unanswered(&self) -> Duration {
         self.record(QuotaKey::ProducerByteRate, self.request_bytes as f64)
+    }
+}
+
+/// A topic request's partitions created or deleted, taken one topic at a time from its client's
+/// `controller_mutation_rate` (KIP-599). On the versions that can say so (CreateTopics v6+,
+/// CreatePartitions v3+, DeleteTopics v5+: `strict`), a topic asked for while the client's
+/// bucket is empty is refused THROTTLING_QUOTA_EXCEEDED and the others go on; on older ones
+/// every topic is taken and only the throttle time tells.
+pub(super) struct Mutations {
+    metering: Option<Arc<Metering>>,
+    strict: bool,
+}
+
+/// Kafka's words for a topic refused by the mutation quota.
+const EXHAUSTED: &str = "The throttling quota has been exceeded.";
+
+impl Mutations {
+    pub fn new(metering: Option<Arc<Metering>>, strict: bool) -> Mutations {
+        Mutations { metering, strict }
+    }
+
+    /// Take `permits` partitions for one topic's change.
+    pub fn take(&self, permits: i32) -> Result<(), (i16, String)> {
+        let Some(m) = &self.metering else {
+            return Ok(());
+        };
+        let taken = m.meters.take_mutations(
+            &m.quotas,
+            m.client(),
+            f64::from(permits.max(0)),
+            self.strict,
+            m.clock.now(),
+        );
+        let (throttle, outcome) = match taken {
+            Ok(t) => (t, Ok(())),
+            Err(Exhausted(t)) => (
+                t,
+                Err((error::THROTTLING_QUOTA_EXCEEDED, EXHAUSTED.to_string())),
+            ),
+        };
+        let ms = u64::try_from(throttle.as_millis()).unwrap_or(u64::MAX);
+        m.mutations_throttle.fetch_max(ms, Ordering::Relaxed);
+        outcome
+    }
+
+    /// Give back what [`Mutations::take`] took for a change that was refused for another
+    /// reason (Kafka charges only the changes it makes).
+    pub fn give_back(&self, permits: i32) {
+        if let Some(m) = &self.metering {
+            m.meters.give_back_mutations(
+                &m.quotas,
+                m.client(),
+                f64::from(permits.max(0)),
+                m.clock.now(),
+            );
+        }
     }
 }
 

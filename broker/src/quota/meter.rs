@@ -77,9 +77,27 @@ pub fn resolve(quotas: &ClientQuotas, key: QuotaKey, client: Client<'_>) -> Opti
 /// One metered entity's rate and what it was throttled.
 struct Meter {
     rate: Rate,
+    /// For `controller_mutation_rate`: Kafka's token bucket (KIP-599), its tokens when last
+    /// refilled.
+    bucket: Option<(f64, Instant)>,
     throttle_ms: u64,
     throttled: u64,
 }
+
+/// A token bucket's tokens at `now`: refilled at `bound` per second since `last`, up to a
+/// burst of all windows' worth.
+fn refill(bucket: &mut (f64, Instant), w: &Windows, bound: f64, now: Instant) -> f64 {
+    let burst = bound * w.window.as_secs_f64() * w.samples as f64;
+    let (tokens, last) = bucket;
+    let dt = now.saturating_duration_since(*last).as_secs_f64();
+    *tokens = (*tokens + bound * dt).min(burst);
+    *last = now.max(*last);
+    *tokens
+}
+
+/// Why a mutation was refused: its client's bucket is empty (the throttle time it is told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted(pub Duration);
 
 /// What a broker measured, per metered entity.
 pub struct Meters {
@@ -154,6 +172,76 @@ impl Meters {
             meter.throttled += 1;
         }
         throttle
+    }
+
+    /// Partitions created or deleted (`permits`) by `client`, under its
+    /// `controller_mutation_rate` (Kafka's token bucket, KIP-599): the throttle time once they
+    /// are taken. `strict` (the request versions that can say THROTTLING_QUOTA_EXCEEDED): a
+    /// client whose bucket is already empty is refused and nothing taken; otherwise the
+    /// mutation is taken even past the bottom.
+    pub fn take_mutations(
+        &self,
+        quotas: &Arc<ClientQuotas>,
+        client: Client<'_>,
+        permits: f64,
+        strict: bool,
+        now: Instant,
+    ) -> Result<Duration, Exhausted> {
+        if quotas.is_empty() {
+            return Ok(Duration::ZERO);
+        }
+        let w = self.windows;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((bound, metered)) = st.resolve(quotas, QuotaKey::ControllerMutationRate, client)
+        else {
+            return Ok(Duration::ZERO);
+        };
+        let meter = st.meter(&w, metered, now);
+        let burst = bound * w.window.as_secs_f64() * w.samples as f64;
+        let bucket = meter.bucket.get_or_insert((burst, now));
+        let tokens = refill(bucket, &w, bound, now);
+        let wait = |tokens: f64| {
+            Duration::from_millis((-tokens / bound * 1000.0).round().max(0.0).min(i32::MAX as f64) as u64)
+        };
+        if strict && tokens < 0.0 {
+            meter.throttled += 1;
+            return Err(Exhausted(wait(tokens)));
+        }
+        bucket.0 = (tokens - permits).min(burst);
+        meter.rate.record(&w, permits, now);
+        let throttle = wait(bucket.0);
+        if !throttle.is_zero() {
+            meter.throttle_ms += throttle.as_millis() as u64;
+            meter.throttled += 1;
+        }
+        Ok(throttle)
+    }
+
+    /// Give back mutations taken for a change that was not made after all.
+    pub fn give_back_mutations(
+        &self,
+        quotas: &Arc<ClientQuotas>,
+        client: Client<'_>,
+        permits: f64,
+        now: Instant,
+    ) {
+        if quotas.is_empty() {
+            return;
+        }
+        let w = self.windows;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((bound, metered)) = st.resolve(quotas, QuotaKey::ControllerMutationRate, client)
+        else {
+            return;
+        };
+        if let Some(m) = st.meters.get_mut(&metered) {
+            if let Some(bucket) = m.bucket.as_mut() {
+                let burst = bound * w.window.as_secs_f64() * w.samples as f64;
+                let tokens = refill(bucket, &w, bound, now);
+                bucket.0 = (tokens + permits).min(burst);
+            }
+            m.rate.unrecord(permits);
+        }
     }
 
     /// Take back `amount` recorded for `client` (a response replaced by an empty one).
@@ -284,6 +372,7 @@ impl State {
         }
         self.meters.entry(metered).or_insert_with(|| Meter {
             rate: Rate::new(now),
+            bucket: None,
             throttle_ms: 0,
             throttled: 0,
         })
@@ -381,6 +470,39 @@ mod tests {
             Duration::ZERO
         );
         assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn mutations_drain_a_bucket_of_all_windows_worth_and_refill_at_the_rate() {
+        let mut q = ClientQuotas::default();
+        set(&mut q, None, n("admin"), QuotaKey::ControllerMutationRate, 2.0);
+        let q = Arc::new(q);
+        let m = Meters::new(Windows::DEFAULT);
+        let who = Client {
+            user: "",
+            client_id: "admin",
+        };
+        let t0 = Instant::now();
+        // A burst of 11 windows × 2 per second = 22 partitions, then 30 more past the bottom.
+        assert_eq!(m.take_mutations(&q, who, 22.0, true, t0), Ok(Duration::ZERO));
+        assert_eq!(
+            m.take_mutations(&q, who, 30.0, true, t0),
+            Ok(Duration::from_secs(15))
+        );
+        // Strict: refused while below the bottom, nothing taken; permissive: taken.
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(
+            m.take_mutations(&q, who, 1.0, true, later),
+            Err(Exhausted(Duration::from_secs(10)))
+        );
+        assert_eq!(
+            m.take_mutations(&q, who, 2.0, false, later),
+            Ok(Duration::from_secs(11))
+        );
+        m.give_back_mutations(&q, who, 2.0, later);
+        // Refilled at 2 per second: 10 s after the bottom, at zero again.
+        let refilled = t0 + Duration::from_secs(15);
+        assert_eq!(m.take_mutations(&q, who, 1.0, true, refilled), Ok(Duration::from_millis(500)));
     }
 
     #[test]
