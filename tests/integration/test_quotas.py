@@ -402,3 +402,49 @@ def test_a_script_creating_topics_in_a_loop_is_held_by_its_mutation_quota(broker
     time.sleep(wait / 1000 + 0.5)
     codes, _ = create_topics_raw(b, "topic-maker", ["made-later"], 4)
     assert codes == {"made-later": 0}
+
+
+def answered_on_a_new_connection(bootstrap, source):
+    """Open a connection from address `source` and ask ApiVersions (kafka-python's codec):
+    whether it was answered (a connection over its address's rate is closed unread)."""
+    import socket
+    import struct
+    from kafka.protocol.metadata.api_versions import ApiVersionsRequest
+    host, port = bootstrap.rsplit(":", 1)
+    sock = socket.socket()
+    sock.settimeout(5)
+    try:
+        sock.bind((source, 0))
+        sock.connect((host, int(port)))
+        request = ApiVersionsRequest()
+        request.with_header(correlation_id=1, client_id="connection-rate")
+        sock.sendall(request.encode(version=0, header=True, framed=True))
+        head = sock.recv(4)
+        return len(head) == 4 and struct.unpack(">i", head)[0] > 0
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def test_an_address_opening_connections_in_a_loop_is_held_by_its_connection_rate(broker):
+    """connection_creation_rate (KIP-612) for 127.0.0.1: five a second. Forty connections at
+    once from it: about a second's worth are served, the rest closed unread (after at most a
+    window); another address (127.0.0.2) is not held; a second later the first may connect
+    again. Data volume: about 50 connections."""
+    b = broker.bootstrap
+    assert alter_quotas(b, [({"ip": "127.0.0.1"}, {"connection_creation_rate": 5})]) == [(0, None)]
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(answered_on_a_new_connection(b, "127.0.0.1")))
+               for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    served = sum(results)
+    assert 3 <= served <= 8, f"{served} of 40 connections served"
+    assert all(answered_on_a_new_connection(b, "127.0.0.2") for _ in range(10))
+    time.sleep(2)
+    assert answered_on_a_new_connection(b, "127.0.0.1")
+    labels = {"quota": "connection_creation_rate", "user": "", "client_id": "", "ip": "127.0.0.1"}
+    assert broker.metric("stillwater_quota_throttled_total", **labels) >= 30

@@ -456,7 +456,10 @@ impl Broker {
                     }
                     Some(name)
                 }
-                None => known.iter().find(|(_, i, _)| *i == id).map(|(n, ..)| n.clone()),
+                None => known
+                    .iter()
+                    .find(|(_, i, _)| *i == id)
+                    .map(|(n, ..)| n.clone()),
             };
             match name {
                 None => r.error_code = error::UNKNOWN_TOPIC_ID,

@@ -29,6 +29,13 @@ impl Broker {
         }
     }
 
+    /// Whether a connection from `ip` just accepted is served (`None`) or, over its
+    /// `connection_creation_rate`, held this long and closed unread.
+    pub fn connection_throttle(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+        self.quota_meters
+            .admit_connection(&self.client_quotas(), ip, self.clock.now())
+    }
+
     pub(super) fn describe_client_quotas(
         &self,
         req: DescribeClientQuotasRequest,

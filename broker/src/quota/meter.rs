@@ -13,6 +13,7 @@
 //! in use, the least recently used goes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,12 +33,40 @@ pub struct Client<'a> {
 }
 
 /// The clients one rate measures together: a user, a client id, or both (`""`: not part of
-/// it), as Kafka tags its quota metrics.
+/// it), as Kafka tags its quota metrics; or, for `connection_creation_rate`, an IP address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Metered {
     pub key: QuotaKey,
     pub user: String,
     pub client_id: String,
+    pub ip: String,
+}
+
+/// The `connection_creation_rate` that covers address `ip`: its own, or the default of IPs.
+pub fn resolve_ip(quotas: &ClientQuotas, ip: IpAddr) -> Option<(f64, Metered)> {
+    let key = QuotaKey::ConnectionCreationRate;
+    let text = ip.to_string();
+    [Name::Named(text.clone()), Name::Default]
+        .into_iter()
+        .find_map(|name| {
+            let e = Entity {
+                user: None,
+                client_id: None,
+                ip: Some(name),
+            };
+            quotas.get(&e, key)
+        })
+        .map(|bound| {
+            (
+                bound,
+                Metered {
+                    key,
+                    user: String::new(),
+                    client_id: String::new(),
+                    ip: text,
+                },
+            )
+        })
 }
 
 /// The quota that covers `client` for `key`, and the clients measured together with it.
@@ -68,6 +97,7 @@ pub fn resolve(quotas: &ClientQuotas, key: QuotaKey, client: Client<'_>) -> Opti
                     key,
                     user: mu.to_string(),
                     client_id: mc.to_string(),
+                    ip: String::new(),
                 },
             )
         })
@@ -174,6 +204,34 @@ impl Meters {
         throttle
     }
 
+    /// A connection from `ip` accepted at `now`, under its `connection_creation_rate`: `None`
+    /// to serve it, or how long to hold it before closing it unread (Kafka's way: the client
+    /// is not told, it just finds the connection closed a moment later, at most a window).
+    /// A refused connection does not count.
+    pub fn admit_connection(
+        &self,
+        quotas: &Arc<ClientQuotas>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Option<Duration> {
+        if quotas.is_empty() {
+            return None;
+        }
+        let w = self.windows;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (bound, metered) = resolve_ip(quotas, ip)?;
+        let meter = st.meter(&w, metered, now);
+        meter.rate.record(&w, 1.0, now);
+        let throttle = meter.rate.throttle(&w, bound, now).min(w.window);
+        if throttle.is_zero() {
+            return None;
+        }
+        meter.rate.unrecord(1.0);
+        meter.throttle_ms += throttle.as_millis() as u64;
+        meter.throttled += 1;
+        Some(throttle)
+    }
+
     /// Partitions created or deleted (`permits`) by `client`, under its
     /// `controller_mutation_rate` (Kafka's token bucket, KIP-599): the throttle time once they
     /// are taken. `strict` (the request versions that can say THROTTLING_QUOTA_EXCEEDED): a
@@ -201,7 +259,12 @@ impl Meters {
         let bucket = meter.bucket.get_or_insert((burst, now));
         let tokens = refill(bucket, &w, bound, now);
         let wait = |tokens: f64| {
-            Duration::from_millis((-tokens / bound * 1000.0).round().max(0.0).min(i32::MAX as f64) as u64)
+            Duration::from_millis(
+                (-tokens / bound * 1000.0)
+                    .round()
+                    .max(0.0)
+                    .min(i32::MAX as f64) as u64,
+            )
         };
         if strict && tokens < 0.0 {
             meter.throttled += 1;
@@ -296,7 +359,11 @@ impl Meters {
                 user: &metered.user,
                 client_id: &metered.client_id,
             };
-            let bound = resolve(quotas, metered.key, client).map_or(0.0, |(b, _)| b);
+            let bound = match metered.ip.parse::<IpAddr>() {
+                Ok(ip) => resolve_ip(quotas, ip),
+                Err(_) => resolve(quotas, metered.key, client),
+            }
+            .map_or(0.0, |(b, _)| b);
             let m = st.meters.get_mut(&metered).expect("listed");
             out.push(Figures {
                 rate: m.rate.measure(&w, now),
@@ -475,7 +542,13 @@ mod tests {
     #[test]
     fn mutations_drain_a_bucket_of_all_windows_worth_and_refill_at_the_rate() {
         let mut q = ClientQuotas::default();
-        set(&mut q, None, n("admin"), QuotaKey::ControllerMutationRate, 2.0);
+        set(
+            &mut q,
+            None,
+            n("admin"),
+            QuotaKey::ControllerMutationRate,
+            2.0,
+        );
         let q = Arc::new(q);
         let m = Meters::new(Windows::DEFAULT);
         let who = Client {
@@ -484,7 +557,10 @@ mod tests {
         };
         let t0 = Instant::now();
         // A burst of 11 windows × 2 per second = 22 partitions, then 30 more past the bottom.
-        assert_eq!(m.take_mutations(&q, who, 22.0, true, t0), Ok(Duration::ZERO));
+        assert_eq!(
+            m.take_mutations(&q, who, 22.0, true, t0),
+            Ok(Duration::ZERO)
+        );
         assert_eq!(
             m.take_mutations(&q, who, 30.0, true, t0),
             Ok(Duration::from_secs(15))
@@ -502,7 +578,10 @@ mod tests {
         m.give_back_mutations(&q, who, 2.0, later);
         // Refilled at 2 per second: 10 s after the bottom, at zero again.
         let refilled = t0 + Duration::from_secs(15);
-        assert_eq!(m.take_mutations(&q, who, 1.0, true, refilled), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            m.take_mutations(&q, who, 1.0, true, refilled),
+            Ok(Duration::from_millis(500))
+        );
     }
 
     #[test]

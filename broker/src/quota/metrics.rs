@@ -41,6 +41,7 @@ impl Collector for QuotaMetrics {
                 ("quota".into(), m.key.name().into()),
                 ("user".into(), m.user.clone()),
                 ("client_id".into(), m.client_id.clone()),
+                ("ip".into(), m.ip.clone()),
             ]
         };
         let mut rate = encoder.encode_descriptor(

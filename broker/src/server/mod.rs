@@ -485,6 +485,19 @@ async fn accept_on(
             drop(conn);
             continue;
         };
+        if let Some(delay) = broker.connection_throttle(peer.ip()) {
+            // Over its address's connection_creation_rate: closed unread after the delay,
+            // holding its slots until then (as Kafka's delayed close).
+            if let Some(suppressed) = broker.throttles.refused.admit(clock.now()) {
+                tracing::info!(%peer, delay_ms = delay.as_millis() as u64, suppressed, "connection over its address's connection_creation_rate; closing it after the delay");
+            }
+            let clock = clock.clone();
+            tokio::spawn(async move {
+                clock.sleep(delay).await;
+                drop((conn, address_slot, permit));
+            });
+            continue;
+        }
         let b = broker.clone();
         let stop_conn = stop.clone();
         // At debug level: an enabled span per connection costs about 400 bytes of the log
