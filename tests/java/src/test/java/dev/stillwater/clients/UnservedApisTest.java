@@ -20,7 +20,6 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.errors.UnsupportedVersionException;
-import org.apache.kafka.common.quota.ClientQuotaFilter;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -63,9 +62,7 @@ class UnservedApisTest {
     @Test
     void featuresNeedingAnUnservedApiFailAtOnceInTheClientAndNothingElseIsDisturbed() throws Exception {
         Clients.createTopic(brokers.admin, "served", 2);
-        // Quotas and delegation tokens are not served yet (DescribeClientQuotas, ...).
-        assertUnsupported(() -> brokers.admin.describeClientQuotas(ClientQuotaFilter.all()).entities().get(),
-                "describeClientQuotas");
+        // Delegation tokens are not served.
         assertUnsupported(() -> brokers.admin.describeDelegationToken().delegationTokens().get(), "describeDelegationToken");
 
         // Everything else goes on: a producer (with client telemetry on, the 4.x default) and a group.
@@ -94,7 +91,7 @@ class UnservedApisTest {
         Map<String, Long> sent = metrics();
         System.out.println("APIs the Java clients sent: " + sent);
         assertEquals(0L, sent.get("(malformed)"), "requests refused as malformed or unserved: " + sent);
-        for (String api : List.of("DescribeClientQuotas",
+        for (String api : List.of(
                 "DescribeDelegationToken", "GetTelemetrySubscriptions", "PushTelemetry")) {
             assertTrue(!sent.containsKey(api), api + " was sent although not served: " + sent);
         }
