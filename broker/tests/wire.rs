@@ -760,6 +760,46 @@ async fn every_advertised_version_is_served() {
                     assert_eq!(bad.error_code, error::UNSUPPORTED_VERSION);
                     assert!(bad.config_resources.is_empty());
                 }
+                ApiKey::AlterClientQuotas => {
+                    use kafka_protocol::messages::alter_client_quotas_request::{
+                        EntityData, EntryData, OpData,
+                    };
+                    let entry = EntryData::default()
+                        .with_entity(vec![EntityData::default()
+                            .with_entity_type(StrBytes::from_static_str("client-id"))
+                            .with_entity_name(Some(StrBytes::from_string(format!("wire-v{v}"))))])
+                        .with_ops(vec![OpData::default()
+                            .with_key(StrBytes::from_static_str("consumer_byte_rate"))
+                            .with_value(1000.0)]);
+                    let req = AlterClientQuotasRequest::default().with_entries(vec![entry]);
+                    let ResponseKind::AlterClientQuotas(r) =
+                        c.call(api, v, RequestKind::AlterClientQuotas(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.entries.len(), 1);
+                    assert_eq!(r.entries[0].error_code, 0, "v{v}: {r:?}");
+                }
+                ApiKey::DescribeClientQuotas => {
+                    // Every client id's quota set by AlterClientQuotas above (it comes first in
+                    // SUPPORTED), at each of its versions.
+                    use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+                    let req = DescribeClientQuotasRequest::default()
+                        .with_components(vec![ComponentData::default()
+                            .with_entity_type(StrBytes::from_static_str("client-id"))
+                            .with_match_type(2)
+                            .with_match(None)])
+                        .with_strict(true);
+                    let ResponseKind::DescribeClientQuotas(r) =
+                        c.call(api, v, RequestKind::DescribeClientQuotas(req)).await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    let entries = r.entries.unwrap_or_default();
+                    assert!(!entries.is_empty(), "v{v}");
+                    assert!(entries.iter().all(|e| e.values[0].value == 1000.0));
+                }
                 admin if common::ADMIN_APIS.contains(&admin) => {} // tests/admin.rs
                 txn if common::TXN_APIS.contains(&txn) => {}       // tests/wire_txn.rs
                 other => panic!("no wire test for {other:?}"),
