@@ -371,6 +371,7 @@ fn judge(scenario: &Scenario, faults: &[Fault], o: &Observed) -> Judged {
             crate::checks::floods::Bounds::of_broker(per_address as u32),
         ));
     }
+    findings.extend(crate::checks::quota::check(&o.history, scenario, faults));
     if let Some(bound_s) = scenario.expect.writes_during_moves_s {
         findings.extend(crate::checks::move_stalls::writes_flow_during_moves(
             &o.history, faults, bound_s,

@@ -14,6 +14,7 @@
 //! - [`cuts`]: writes resume within a bound while a link is cut (where the scenario asks);
 //! - [`move_stalls`]: a moving partition keeps taking writes (where the scenario asks);
 //! - [`floods`]: strangers' floods of a broker's port held to its connection bounds;
+//! - [`quota`]: a tenant over its quota held near it, the other producers at their pace;
 //! - [`elections`]: no election storm, no group left leaderless after the faults, leaderships
 //!   spread back over the brokers;
 //! - [`perf`]: performance expectations in units of the scenario's own disk and network model.
@@ -35,6 +36,7 @@ pub mod move_stalls;
 pub mod moves;
 pub mod perf;
 pub mod pipeline;
+pub mod quota;
 pub mod replicas;
 pub mod safety;
 pub mod scans;

@@ -202,6 +202,7 @@ impl std::fmt::Display for Finding {
                 "flood held: the flood of broker-{}'s {port} port at {at_s:.1} s: {why}",
                 broker + 1
             ),
+            Finding::QuotaNotHeld { why } => write!(f, "quota not held: {why}"),
             Finding::OwnedTwice {
                 partition,
                 generation,

@@ -204,6 +204,8 @@ pub enum Finding {
         at_s: f64,
         why: String,
     },
+    /// A tenant over its quota was not held near it ([`crate::checks::quota`]).
+    QuotaNotHeld { why: String },
     /// After the run, the group's committed offset of a partition is not where its members
     /// read to (the end of the partition: the group drained).
     CommitMismatch {
@@ -491,6 +493,7 @@ impl Finding {
             Finding::DoubleOwner { .. } => "double-owner",
             Finding::OwnedTwice { .. } => "owned-twice",
             Finding::FloodHeld { .. } => "flood-held",
+            Finding::QuotaNotHeld { .. } => "quota-not-held",
             Finding::ReplicaBehind { .. } => "replica-behind",
             Finding::CommitMismatch { .. } => "commit-mismatch",
             Finding::GroupUnconsumed { .. } => "group-unconsumed",

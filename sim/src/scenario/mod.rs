@@ -38,6 +38,7 @@ mod configs;
 mod cpu;
 mod faults;
 mod random_faults;
+mod tenant;
 mod twin;
 mod txn;
 mod validate;
@@ -46,6 +47,7 @@ pub use configs::ConfigsWorkload;
 pub use cpu::CpuSpec;
 pub use faults::{last_heal_s, Fault, FloodPort, FloodSend, STOP_GRACE};
 pub use random_faults::{RandomFaults, RANDOM_KINDS};
+pub use tenant::Tenant;
 pub use twin::TwinSpec;
 pub use txn::{Pipeline, TxnWorkload};
 
@@ -377,6 +379,9 @@ pub struct Workload {
     /// A transactional workload on a topic of its own ([`crate::workload::txn`]).
     #[serde(default)]
     pub transactions: Option<TxnWorkload>,
+    /// A tenant over its quota beside the producers ([`crate::workload::tenant`]).
+    #[serde(default)]
+    pub tenant: Option<Tenant>,
 }
 
 /// A compacted workload topic: `keys` keys written again and again, every `tombstone_every`-th

@@ -115,6 +115,12 @@ pub async fn drive(
             (0..pipeline_workers)
                 .map(|w| nodes.spawn(Producers, workload::pipeline::work(world.clone(), w))),
         )
+        .chain(
+            sc.workload
+                .tenant
+                .as_ref()
+                .map(|_| nodes.spawn(Producers, workload::tenant::run(world.clone()))),
+        )
         .collect();
     let mut consumers: Vec<_> = (0..sc.workload.consumers)
         .map(|c| nodes.spawn(Consumers, workload::consume(world.clone(), c)))

@@ -32,6 +32,7 @@ pub mod moves;
 pub mod pipeline;
 pub mod retire;
 pub mod security;
+pub mod tenant;
 pub mod txn;
 
 pub use consumer::consume;
@@ -540,20 +541,45 @@ pub async fn produce(world: Arc<World>, producer: usize) {
         .own_metadata
         .then(|| Directory::new(world.directory.brokers().to_vec()));
     let directory = own.as_ref().unwrap_or(&world.directory);
-    let mut conns = Conns::default();
+    let pause = Duration::from_millis(w.interval_ms);
+    let next = |n| message(w, producer, n);
+    send_loop(
+        &world,
+        producer,
+        directory,
+        Conns::default(),
+        acks,
+        pause,
+        next,
+    )
+    .await;
+}
+
+/// A producer's sends until the run's end: message `n` (partition and value) from `next`, each
+/// retried as the scenario allows and recorded, `pause` after each.
+pub(crate) async fn send_loop(
+    world: &World,
+    producer: usize,
+    directory: &Directory,
+    mut conns: Conns,
+    acks: i16,
+    pause: Duration,
+    next: impl Fn(u64) -> (i32, Bytes),
+) {
+    let w = &world.scenario.workload;
     let mut n = 0u64;
     while Instant::now() < world.end {
-        let (partition, value) = message(w, producer, n);
+        let (partition, value) = next(n);
         n += 1;
         let mut attempt = 0;
-        let mut pause = Duration::from_millis(w.interval_ms);
+        let mut pause = pause;
         while Instant::now() < world.end {
             let Some((leader, c)) = world.leader_conn_by(directory, &mut conns, partition).await
             else {
                 continue;
             };
             attempt += 1;
-            let (invoked_s, outcome, broken) = send_once(&world, c, partition, acks, &value).await;
+            let (invoked_s, outcome, broken) = send_once(world, c, partition, acks, &value).await;
             let moved =
                 matches!(outcome, SendOutcome::Failed { code, .. } if leadership_code(code));
             if broken {

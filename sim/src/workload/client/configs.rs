@@ -1,5 +1,5 @@
-//! The simulated admin's topic configuration requests: IncrementalAlterConfigs (SET of one key)
-//! and DescribeConfigs.
+//! The simulated admin's configuration requests: IncrementalAlterConfigs (SET of one key),
+//! DescribeConfigs, and AlterClientQuotas (one key of one client id).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +22,47 @@ const TOPIC: i8 = 2;
 const SET: i8 = 0;
 
 impl Client {
+    /// Set quota `key` of client id `client_id` to `value` (AlterClientQuotas); a Kafka error
+    /// code if the broker refuses it.
+    pub async fn set_client_quota(
+        &mut self,
+        client_id: &str,
+        key: &str,
+        value: f64,
+    ) -> Result<(), ClientError> {
+        use kafka_protocol::messages::alter_client_quotas_request::{
+            EntityData, EntryData, OpData,
+        };
+        let req = kafka_protocol::messages::AlterClientQuotasRequest::default().with_entries(vec![
+            EntryData::default()
+                .with_entity(vec![EntityData::default()
+                    .with_entity_type(StrBytes::from_static_str("client-id"))
+                    .with_entity_name(Some(StrBytes::from_string(
+                        client_id.to_string(),
+                    )))])
+                .with_ops(vec![OpData::default()
+                    .with_key(StrBytes::from_string(key.to_string()))
+                    .with_value(value)]),
+        ]);
+        match self
+            .call(
+                ApiKey::AlterClientQuotas,
+                1,
+                RequestKind::AlterClientQuotas(req),
+            )
+            .await?
+        {
+            ResponseKind::AlterClientQuotas(r) => match r.entries.first() {
+                Some(e) if e.error_code != 0 => Err(ClientError::Kafka(e.error_code)),
+                Some(_) => Ok(()),
+                None => Err(ClientError::Protocol("empty AlterClientQuotas".into())),
+            },
+            other => Err(ClientError::Protocol(format!(
+                "AlterClientQuotas: unexpected response {other:?}"
+            ))),
+        }
+    }
+
     /// Set `key` of `topic` to `value` (IncrementalAlterConfigs); a Kafka error code if the
     /// broker refuses it.
     pub async fn set_topic_config(

@@ -95,7 +95,12 @@ pub struct Client {
     next_id: i32,
     /// The `timeout_ms` of produce and admin requests (Kafka's `request.timeout.ms`).
     pub request_timeout_ms: i32,
+    /// The client id its requests name (what client quotas see).
+    pub client_id: &'static str,
 }
+
+/// The client id of every simulated client but those that say otherwise.
+pub const CLIENT_ID: &str = "sim-client";
 
 /// The records of a fetched partition's batches that `keep` keeps (it sees every record, in
 /// order, control records too), and where the next fetch starts: after the last batch, as
@@ -210,6 +215,7 @@ impl Client {
             read_buf: BytesMut::new(),
             next_id: 1,
             request_timeout_ms: 30_000,
+            client_id: CLIENT_ID,
         };
         if let Some(login) = login {
             client.log_in(login).await?;
@@ -241,7 +247,7 @@ impl Client {
         header.request_api_key = api as i16;
         header.request_api_version = version;
         header.correlation_id = correlation_id;
-        header.client_id = Some(StrBytes::from_static_str("sim-client"));
+        header.client_id = Some(StrBytes::from_static_str(self.client_id));
         let mut buf = BytesMut::new();
         buf.put_i32(0);
         let encoded = header

@@ -261,9 +261,19 @@ impl Directory {
 #[derive(Default)]
 pub struct Conns {
     map: BTreeMap<SocketAddr, Client>,
+    /// The client id of the connections made (`None`: the simulated clients' own).
+    client_id: Option<&'static str>,
 }
 
 impl Conns {
+    /// Connections whose requests name `client_id`.
+    pub fn for_client(client_id: &'static str) -> Conns {
+        Conns {
+            map: BTreeMap::new(),
+            client_id: Some(client_id),
+        }
+    }
+
     /// The connection to `addr`, made if there is none (`None`, after a short pause, when the
     /// broker cannot be reached).
     pub async fn get(&mut self, addr: SocketAddr, request_timeout_ms: i32) -> Option<&mut Client> {
@@ -271,6 +281,9 @@ impl Conns {
             match Client::connect(addr).await {
                 Ok(mut c) => {
                     c.request_timeout_ms = request_timeout_ms;
+                    if let Some(id) = self.client_id {
+                        c.client_id = id;
+                    }
                     slot.insert(c);
                 }
                 Err(_) => {
