@@ -533,6 +533,44 @@ pub async fn create_topic(
     Ok(())
 }
 
+/// AlterClientQuotas: `quotas` (key, value) for every client id (the default client-id
+/// entity); a refused one is an error.
+pub async fn set_default_client_quotas(
+    connection: &mut Connection,
+    versions: &ApiVersions,
+    quotas: &[(String, f64)],
+) -> Result<()> {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::AlterClientQuotasRequest;
+    let version = versions.pick(ApiKey::AlterClientQuotas, 0, 1)?;
+    let request = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+        .with_entity(vec![EntityData::default()
+            .with_entity_type(StrBytes::from_static_str("client-id"))
+            .with_entity_name(None)])
+        .with_ops(
+            quotas
+                .iter()
+                .map(|(k, v)| {
+                    OpData::default()
+                        .with_key(StrBytes::from_string(k.clone()))
+                        .with_value(*v)
+                })
+                .collect(),
+        )]);
+    let response = connection
+        .call(version, &request)
+        .await
+        .context("AlterClientQuotas")?;
+    if let Some(bad) = response.entries.iter().find(|e| e.error_code != 0) {
+        bail!(
+            "setting client quotas: {} {}",
+            error_name(bad.error_code),
+            bad.error_message.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
 /// DeleteTopics (v1..=4), waiting up to 30 s; errors are the caller's to ignore or not.
 pub async fn delete_topics(
     connection: &mut Connection,

@@ -53,6 +53,19 @@ pub struct ProduceArgs {
     /// its batches, as clients with `enable.idempotence` do (compare with `--acks -1`).
     #[arg(long)]
     idempotent: bool,
+    /// A client quota set for every client id (the default client-id entity) before the
+    /// load, `key=value` (repeatable), e.g. `producer_byte_rate=1e15` to measure what quota
+    /// accounting costs when nobody is throttled.
+    #[arg(long, value_parser = parse_quota)]
+    client_quota: Vec<(String, f64)>,
+}
+
+fn parse_quota(text: &str) -> Result<(String, f64), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text}: expected key=value"))?;
+    let value: f64 = value.parse().map_err(|e| format!("{text}: {e}"))?;
+    Ok((key.to_string(), value))
 }
 
 pub async fn produce_bench(args: ProduceArgs) -> Result<()> {
@@ -87,6 +100,9 @@ async fn produce_against(
         kafka::PRODUCE_VERSIONS.0,
         kafka::PRODUCE_VERSIONS.1,
     )?;
+    if !args.client_quota.is_empty() {
+        kafka::set_default_client_quotas(&mut admin, &versions, &args.client_quota).await?;
+    }
     let partitions = kafka::prepare_topic(
         &mut admin,
         &versions,
