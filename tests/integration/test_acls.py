@@ -2,7 +2,8 @@
 a user without ACLs is refused with Kafka's error for produce, fetch, group join and topic
 creation, and sees no topic in Metadata; ACLs created (literal, prefixed, for User:*) let users
 produce and consume in a group (500 records of 200 B); a DENY wins over an ALLOW; ACLs are
-described and deleted, and survive a restart; kafka-python sees the same refusals."""
+described and deleted, and survive a restart; kafka-python sees the same refusals; the quota
+APIs need DESCRIBE_CONFIGS and ALTER_CONFIGS on the cluster."""
 
 import time
 import uuid
@@ -250,3 +251,80 @@ def test_a_client_certificate_is_its_subjects_principal(make_broker, certs):
     p.flush(30)
     assert errors and errors[0] is not None and \
         errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
+
+
+def test_quota_apis_need_describe_configs_and_alter_configs_on_the_cluster(secured):
+    """DescribeClientQuotas takes DESCRIBE_CONFIGS on the cluster, AlterClientQuotas
+    ALTER_CONFIGS (Kafka's rule); refused, CLUSTER_AUTHORIZATION_FAILED (kafka-python)."""
+    from test_quotas import alter_quotas, describe_quotas
+    b, admin = secured
+    CLUSTER_AUTHORIZATION_FAILED = 31
+    as_alice = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": "alice", "sasl_plain_password": "alice-pw"}
+    as_admin = {**as_alice, "sasl_plain_username": ADMIN[0], "sasl_plain_password": ADMIN[1]}
+    quota = ({"client-id": "app"}, {"producer_byte_rate": 1000})
+    assert describe_quotas(b.bootstrap, [], **as_alice)[0] == CLUSTER_AUTHORIZATION_FAILED
+    assert [c for c, _ in alter_quotas(b.bootstrap, [quota], **as_alice)] == [CLUSTER_AUTHORIZATION_FAILED]
+    assert describe_quotas(b.bootstrap, [], **as_admin) == {}
+    create_acls(admin, [allow(ResourceType.BROKER, "kafka-cluster", "User:alice",
+                              AclOperation.DESCRIBE_CONFIGS)])
+    time.sleep(0.5)
+    assert describe_quotas(b.bootstrap, [], **as_alice) == {}
+    assert [c for c, _ in alter_quotas(b.bootstrap, [quota], **as_alice)] == [CLUSTER_AUTHORIZATION_FAILED]
+    create_acls(admin, [allow(ResourceType.BROKER, "kafka-cluster", "User:alice",
+                              AclOperation.ALTER_CONFIGS)])
+    time.sleep(0.5)
+    assert alter_quotas(b.bootstrap, [quota], **as_alice) == [(0, None)]
+    assert describe_quotas(b.bootstrap, [], **as_alice) == {
+        (("client-id", "app"),): {"producer_byte_rate": 1000}}
+
+
+def test_a_users_quota_holds_every_client_id_of_that_user(secured):
+    """A user's producer_byte_rate (the SASL principal's name) is shared by its client ids,
+    and another user is not held by it. Data volume: about 2 MB."""
+    from test_quotas import alter_quotas, Throttles
+    b, admin = secured
+    create_acls(admin, [allow(ResourceType.TOPIC, "user-quota", u, op)
+                        for u in ("User:alice", "User:bob")
+                        for op in (AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE)])
+    a = clients.admin(b.bootstrap, **conf(*ADMIN))
+    for f in a.create_topics([NewTopic("user-quota", 1, 1)]).values():
+        f.result(30)
+    as_admin = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": ADMIN[0], "sasl_plain_password": ADMIN[1]}
+    assert alter_quotas(b.bootstrap, [({"user": "alice"}, {"producer_byte_rate": 100_000})],
+                        **as_admin) == [(0, None)]
+
+    def produce(user, client_id, seconds=10):
+        throttles = Throttles()
+        p = clients.producer(b.bootstrap, **conf(user, f"{user}-pw"), **{
+            "client.id": client_id, "statistics.interval.ms": 500, "stats_cb": throttles,
+            "batch.size": 16384, "queue.buffering.max.kbytes": 1024})
+        acked = [0]
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            try:
+                p.produce("user-quota", b"u" * 10_000,
+                          on_delivery=lambda err, m: err is None and acked.__setitem__(0, acked[0] + 1))
+            except BufferError:
+                p.poll(0.01)
+            p.poll(0)
+        done = acked[0]
+        p.flush(30)
+        return done * 10_000 / seconds, throttles.max_ms
+
+    import threading
+    results = {}
+    threads = [threading.Thread(target=lambda c=c: results.__setitem__(c, produce("alice", c)))
+               for c in ("alice-a", "alice-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    together = sum(rate for rate, _ in results.values())
+    assert all(throttle > 0 for _, throttle in results.values()), results
+    # Shared: the two client ids together near the user's 100 kB/s, not twice it (a first
+    # second's burst, and a request each past the quota, over a short run).
+    assert together < 1.3 * 100_000, results
+    bob_rate, bob_throttle = produce("bob", "bob-a", seconds=3)
+    assert bob_throttle == 0 and bob_rate > 200_000, (bob_rate, bob_throttle)

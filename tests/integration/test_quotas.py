@@ -19,12 +19,12 @@ QUOTA = MiB  # bytes per second
 VALUE = b"q" * 10_000
 
 
-def quota_admin(bootstrap):
+def quota_admin(bootstrap, **conf):
     from kafka.admin import KafkaAdminClient
-    return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000, **conf)
 
 
-def alter_quotas(bootstrap, entries, validate_only=False):
+def alter_quotas(bootstrap, entries, validate_only=False, **conf):
     """entries: [({entity_type: name or None}, {key: value or None (remove)})]; each entry's
     (error code, message)."""
     from kafka.protocol.admin.client_quotas import AlterClientQuotasRequest as R
@@ -35,7 +35,7 @@ def alter_quotas(bootstrap, entries, validate_only=False):
                for k, v in ops.items()])
         for entity, ops in entries
     ])
-    a = quota_admin(bootstrap)
+    a = quota_admin(bootstrap, **conf)
     try:
         resp = a._manager.run(a._manager.send, req)
     finally:
@@ -43,13 +43,13 @@ def alter_quotas(bootstrap, entries, validate_only=False):
     return [(e.error_code, e.error_message) for e in resp.entries]
 
 
-def describe_quotas(bootstrap, components, strict=False):
+def describe_quotas(bootstrap, components, strict=False, **conf):
     """components: [(entity_type, match_type, match)]; {((type, name), ...): {key: value}}, or
     the (error code, message) of a refused filter."""
     from kafka.protocol.admin.client_quotas import DescribeClientQuotasRequest as R
     req = R(strict=strict, components=[
         R.ComponentData(entity_type=t, match_type=m, match=n) for t, m, n in components])
-    a = quota_admin(bootstrap)
+    a = quota_admin(bootstrap, **conf)
     try:
         resp = a._manager.run(a._manager.send, req)
     finally:

@@ -167,15 +167,18 @@ fn append_refusal(e: &AppendError) -> Refusal {
 impl Broker {
     /// Handle a request: ordered part now, the rest in the returned future. `frame` is the
     /// memory the request's frame holds; produced batches keep it until they are in the log.
+    /// With the future, whether the request's client is over a quota already (a produce's
+    /// bytes are counted as it arrives): the connection then serves it one request at a time,
+    /// as Kafka serves every connection, rather than the pipelined ones behind it too.
     pub async fn dispatch(
         self: &Arc<Self>,
         req: Request,
         frame: Arc<Reservation>,
         session: &Session,
-    ) -> ResponseFuture {
+    ) -> (ResponseFuture, bool) {
         let quotas = self.client_quotas();
         if quotas.is_empty() {
-            return self.handle(req, frame, session, None).await;
+            return (self.handle(req, frame, session, None).await, false);
         }
         // A client quota is set: the request's handling is timed, in both parts.
         let cost = Arc::new(crate::quota::cost::Cost::default());
@@ -188,11 +191,14 @@ impl Broker {
             request_bytes: frame.bytes().saturating_sub(4),
             cost: cost.clone(),
             mutations_throttle: Default::default(),
+            produce_throttle: Default::default(),
         });
+        let over = req.api == kafka_protocol::messages::ApiKey::Produce
+            && !metering.record_produce().is_zero();
         use crate::quota::cost::Timed;
         let handled = self.handle(req, frame, session, Some(metering));
         let rest = Timed::new(handled, cost.clone(), self.clock.clone()).await;
-        Box::pin(Timed::new(rest, cost, self.clock.clone()))
+        (Box::pin(Timed::new(rest, cost, self.clock.clone())), over)
     }
 
     /// [`Broker::dispatch`], with the request's account with the client quotas, if any is set.

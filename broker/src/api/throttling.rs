@@ -1,5 +1,5 @@
-//! Client quotas applied to one request: what it used (its bytes produced or fetched, its
-//! handling time) recorded against its client's quotas, and the throttle time its response
+//! Client quotas applied to one request: what it used (its bytes produced — as it arrives —
+//! or fetched, its handling time) recorded against its client's quotas, and the throttle time its response
 //! carries (`throttle_time_ms`) — the connection then reads nothing more from the client until
 //! it ends (KIP-219). Kafka's rules: a produce counts its request's size, a fetch its
 //! response's; every request counts its handling time, but an acks=0 produce; the throttle is
@@ -31,6 +31,8 @@ pub(super) struct Metering {
     pub cost: Arc<Cost>,
     /// The throttle its partitions created or deleted earned (ms).
     pub mutations_throttle: AtomicU64,
+    /// A produce's: its bytes are counted as it arrives (ms).
+    pub produce_throttle: AtomicU64,
 }
 
 /// Kafka's measure of handling time: percent of one thread for a second.
@@ -47,6 +49,19 @@ impl Metering {
     fn record(&self, key: QuotaKey, amount: f64) -> Duration {
         self.meters
             .record(&self.quotas, key, self.client(), amount, self.clock.now())
+    }
+
+    /// Count a produce request's bytes as it arrives (so that the requests pipelined behind
+    /// it see them): its throttle time, which its response will carry.
+    pub fn record_produce(&self) -> Duration {
+        let t = self.record(QuotaKey::ProducerByteRate, self.request_bytes as f64);
+        let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        self.produce_throttle.store(ms, Ordering::Relaxed);
+        t
+    }
+
+    fn produced(&self) -> Duration {
+        Duration::from_millis(self.produce_throttle.load(Ordering::Relaxed))
     }
 
     /// The most a fetch may return under the client's consumer quota: one window's share
@@ -70,9 +85,7 @@ impl Metering {
         let time = self.cost.spent().as_nanos() as f64 * NANOS_TO_PERCENT_SECONDS;
         let handling = self.record(QuotaKey::RequestPercentage, time);
         let bandwidth = match (api, body) {
-            (ApiKey::Produce, _) => {
-                self.record(QuotaKey::ProducerByteRate, self.request_bytes as f64)
-            }
+            (ApiKey::Produce, _) => self.produced(),
             (ApiKey::Fetch, ResponseKind::Fetch(r)) => {
                 let size = r.compute_size(version).unwrap_or(0);
                 self.record(QuotaKey::ConsumerByteRate, size as f64)
@@ -83,9 +96,10 @@ impl Metering {
         handling.max(bandwidth).max(mutations)
     }
 
-    /// An acks=0 produce: its bytes count, its handling time does not (no response).
+    /// An acks=0 produce: its bytes count (as it arrived), its handling time does not (no
+    /// response).
     pub fn throttle_unanswered(&self) -> Duration {
-        self.record(QuotaKey::ProducerByteRate, self.request_bytes as f64)
+        self.produced()
     }
 }
 

@@ -20,9 +20,10 @@
 //! - a response that carries a throttle time (its client is over a quota) is followed by a
 //!   pause: no request is dispatched, and no more read than to notice the peer closing,
 //!   until the throttle time has passed since it was written (Kafka's muted channel, KIP-219);
-//!   and until a response comes without one, the connection serves one request at a time, as
-//!   Kafka serves every connection (pipelined requests read before the pause would otherwise
-//!   all be served, each past the quota, before the next pause);
+//!   and from then (or from a produce found over its client's quota as it arrives) until a
+//!   response comes without one, the connection serves one request at a time, as Kafka serves
+//!   every connection (pipelined requests read before the pause would otherwise all be
+//!   served, each past the quota, before the next pause);
 //! - on a SASL listener, nothing but ApiVersions and the SASL requests is served before the
 //!   connection authenticates ([`super::sasl`]), which it must within
 //!   `sasl_authentication_timeout_ms`; a refused authentication is the connection's last answer;
@@ -194,7 +195,12 @@ pub(super) async fn serve(
                     req.software = software.clone();
                     let is_fetch = req.api as i16 == FETCH_API_KEY;
                     fetch_in_flight |= is_fetch;
-                    let reply = broker.dispatch(*req, frame_held.clone(), &session).await;
+                    let (reply, over_quota) =
+                        broker.dispatch(*req, frame_held.clone(), &session).await;
+                    if over_quota {
+                        // Nothing more dispatched until its answer (and the pause) is out.
+                        window = 1;
+                    }
                     in_flight
                         .push_back(Box::pin(async move { (reply.await, frame_held, is_fetch) }));
                 }

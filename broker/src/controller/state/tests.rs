@@ -157,6 +157,43 @@ fn client_metrics_subscriptions_are_set_compared_and_removed() {
     assert!(m.client_metrics.is_empty());
 }
 
+/// Client quotas: each alteration applied alone, kept in a snapshot,
+/// and a record proposed again after it landed changes nothing more.
+#[test]
+fn client_quotas_are_applied_each_alone_and_kept_in_snapshots() {
+    use crate::quota::{Alteration, Entity, Name, QuotaKey, Value};
+    let mut m = registered(3);
+    let alice = Entity {
+        user: Some(Name::Named("alice".into())),
+        ..Entity::default()
+    };
+    let set = |e: &Entity, v: Option<f64>| Alteration {
+        entity: e.clone(),
+        ops: vec![(QuotaKey::ProducerByteRate, v.map(Value))],
+    };
+    let record = |request, alterations| MetadataRecord::AlterClientQuotas {
+        request,
+        alterations,
+    };
+    m.apply(&record(1, vec![set(&alice, Some(1000.0))]));
+    assert_eq!(m.outcome(1), Some(&Outcome::ClientQuotas(vec![Ok(())])));
+    assert_eq!(
+        m.client_quotas.get(&alice, QuotaKey::ProducerByteRate),
+        Some(1000.0)
+    );
+    // The same record again (its proposer did not hear it land): what it did stands.
+    m.apply(&record(2, vec![set(&alice, Some(2000.0))]));
+    m.apply(&record(1, vec![set(&alice, Some(1000.0))]));
+    assert_eq!(
+        m.client_quotas.get(&alice, QuotaKey::ProducerByteRate),
+        Some(2000.0)
+    );
+    let back: ClusterMetadata = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+    assert_eq!(back.client_quotas, m.client_quotas);
+    m.apply(&record(3, vec![set(&alice, None)]));
+    assert!(m.client_quotas.is_empty());
+}
+
 #[test]
 fn broker_configs_are_the_cluster_defaults_under_each_brokers_own() {
     let mut m = registered(3);
