@@ -32,8 +32,9 @@ import org.junit.jupiter.api.extension.RegisterExtension;
 /**
  * Client quotas with the Java client: the Admin client's quota calls (set, described, removed,
  * validate-only, bad input refused), a producer held near its byte-rate quota beside one that
- * keeps its pace, and topic creation held by the mutation quota. Data volume: about 30 MB
- * produced under a 1 MiB/s quota and 90 MB unthrottled; 10 partitions.
+ * keeps its pace, a consumer held near its byte-rate quota, and topic creation held by the
+ * mutation quota. Data volume: about 30 MB produced under a 1 MiB/s quota and 90 MB
+ * unthrottled; 25 MB written and 20 MB read under a 1 MiB/s consumer quota; 10 partitions.
  */
 @ExtendWith(Harness.class)
 class QuotasTest {
@@ -167,6 +168,38 @@ class QuotasTest {
         assertTrue(out[0][1] > 0, "the throttled producer was never told of a throttle");
         assertTrue(out[1][0] >= 0.9 * fastPace * seconds, "unthrottled producer at " + out[1][0] / seconds / MiB);
         assertEquals(0.0, out[1][1]);
+    }
+
+    @Test
+    void aConsumerOverItsQuotaIsHeldNearIt() throws Exception {
+        String topic = "java-quota-read";
+        byte[] value = new byte[10_000];
+        int records = 2_500;
+        try (Admin admin = Clients.admin(brokers.broker.bootstrap())) {
+            Clients.createTopic(admin, topic, 1, 1, Map.of());
+            alter(admin, entity(ClientQuotaEntity.CLIENT_ID, "java-slow-reader"), "consumer_byte_rate", MiB);
+        }
+        try (KafkaProducer<byte[], byte[]> p = Clients.producer(brokers.broker.bootstrap(), Map.of())) {
+            for (int i = 0; i < records; i++) {
+                p.send(new ProducerRecord<>(topic, value));
+            }
+            p.flush();
+        }
+        int seconds = 20;
+        long got = 0;
+        try (var c = Clients.consumer(brokers.broker.bootstrap(), Map.of(
+                "client.id", "java-slow-reader", "group.id", "java-slow-reader"))) {
+            c.assign(List.of(new org.apache.kafka.common.TopicPartition(topic, 0)));
+            long start = System.nanoTime();
+            while ((System.nanoTime() - start) / 1e9 < seconds) {
+                for (var r : c.poll(java.time.Duration.ofMillis(100))) {
+                    got += r.value().length;
+                }
+            }
+        }
+        double rate = (double) got / seconds;
+        System.out.printf("java: throttled consumer %.3f MiB/s (quota 1)%n", rate / MiB);
+        assertTrue(Math.abs(rate - MiB) <= 0.1 * MiB, "throttled consumer at " + rate / MiB + " MiB/s");
     }
 
     @Test
