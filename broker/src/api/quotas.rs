@@ -16,6 +16,20 @@ use crate::quota::entity::{entity_of, op_of};
 use crate::quota::filter::filter_of;
 use crate::quota::{Alteration, ClientQuotas, Refused};
 
+/// An entry's entity as AlterClientQuotas' answer repeats it.
+pub(super) fn entity_answered(
+    entity: &[kafka_protocol::messages::alter_client_quotas_request::EntityData],
+) -> Vec<alter_client_quotas_response::EntityData> {
+    entity
+        .iter()
+        .map(|p| {
+            alter_client_quotas_response::EntityData::default()
+                .with_entity_type(p.entity_type.clone())
+                .with_entity_name(p.entity_name.clone())
+        })
+        .collect()
+}
+
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
@@ -147,16 +161,7 @@ impl Broker {
                 alter_client_quotas_response::EntryData::default()
                     .with_error_code(code)
                     .with_error_message(message)
-                    .with_entity(
-                        e.entity
-                            .iter()
-                            .map(|p| {
-                                alter_client_quotas_response::EntityData::default()
-                                    .with_entity_type(p.entity_type.clone())
-                                    .with_entity_name(p.entity_name.clone())
-                            })
-                            .collect(),
-                    )
+                    .with_entity(entity_answered(&e.entity))
             })
             .collect();
         AlterClientQuotasResponse::default().with_entries(entries)

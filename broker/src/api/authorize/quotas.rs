@@ -32,16 +32,7 @@ pub(super) fn gate(access: &Access, body: RequestKind) -> Gate {
                 .map(|e| {
                     alter_client_quotas_response::EntryData::default()
                         .with_error_code(refusal)
-                        .with_entity(
-                            e.entity
-                                .iter()
-                                .map(|p| {
-                                    alter_client_quotas_response::EntityData::default()
-                                        .with_entity_type(p.entity_type.clone())
-                                        .with_entity_name(p.entity_name.clone())
-                                })
-                                .collect(),
-                        )
+                        .with_entity(crate::api::quotas::entity_answered(&e.entity))
                 })
                 .collect();
             Gate::Answer(ResponseKind::AlterClientQuotas(
