@@ -182,17 +182,10 @@ impl Broker {
         }
         // A client quota is set: the request's handling is timed, in both parts.
         let cost = Arc::new(crate::quota::cost::Cost::default());
-        let metering = Arc::new(throttling::Metering {
-            quotas,
-            meters: self.quota_meters.clone(),
-            clock: self.clock.clone(),
-            user: session.principal.name.clone(),
-            client_id: req.client_id.clone().unwrap_or_default(),
-            request_bytes: frame.bytes().saturating_sub(4),
-            cost: cost.clone(),
-            mutations_throttle: Default::default(),
-            produce_throttle: Default::default(),
-        });
+        let client_id = req.client_id.clone().unwrap_or_default();
+        let metering = Arc::new(throttling::Metering::new(
+            self, quotas, session, client_id, &frame, &cost,
+        ));
         let over = req.api == kafka_protocol::messages::ApiKey::Produce
             && !metering.record_produce().is_zero();
         use crate::quota::cost::Timed;

@@ -39,6 +39,29 @@ pub(super) struct Metering {
 const NANOS_TO_PERCENT_SECONDS: f64 = 100.0 / 1e9;
 
 impl Metering {
+    /// The account of a request of `client_id` on `session`, whose frame is `frame`.
+    pub fn new(
+        broker: &super::Broker,
+        quotas: Arc<ClientQuotas>,
+        session: &super::Session,
+        client_id: String,
+        frame: &crate::memory::Reservation,
+        cost: &Arc<Cost>,
+    ) -> Metering {
+        Metering {
+            quotas,
+            meters: broker.quota_meters.clone(),
+            clock: broker.clock.clone(),
+            user: session.principal.name.clone(),
+            client_id,
+            // Kafka counts the header and the body, not the length before them.
+            request_bytes: frame.bytes().saturating_sub(4),
+            cost: cost.clone(),
+            mutations_throttle: AtomicU64::new(0),
+            produce_throttle: AtomicU64::new(0),
+        }
+    }
+
     fn client(&self) -> Client<'_> {
         Client {
             user: &self.user,
