@@ -89,6 +89,10 @@ pub enum Probe {
     DescribeUserScramCredentials,
     /// Deletes a credential of a user that does not exist.
     AlterUserScramCredentials,
+    /// Every client id's quotas.
+    DescribeClientQuotas,
+    /// A quota of a client id nobody uses, validate-only.
+    AlterClientQuotas,
     /// A producer's form (v0–3), of the probes' transactional id (unknown to its coordinator).
     AddPartitionsToTxn,
     /// The batched form a broker sends (v4), verify-only.
@@ -105,7 +109,7 @@ pub enum Probe {
 
 impl Probe {
     /// Every probe.
-    pub const ALL: [Probe; 52] = [
+    pub const ALL: [Probe; 54] = [
         Probe::Produce,
         Probe::Fetch,
         Probe::ListOffsets,
@@ -150,6 +154,8 @@ impl Probe {
         Probe::DescribeProducers,
         Probe::DescribeUserScramCredentials,
         Probe::AlterUserScramCredentials,
+        Probe::DescribeClientQuotas,
+        Probe::AlterClientQuotas,
         Probe::AddPartitionsToTxn,
         Probe::AddPartitionsToTxnBatched,
         Probe::AddOffsetsToTxn,
@@ -206,6 +212,8 @@ impl Probe {
             P::DescribeProducers => ApiKey::DescribeProducers,
             P::DescribeUserScramCredentials => ApiKey::DescribeUserScramCredentials,
             P::AlterUserScramCredentials => ApiKey::AlterUserScramCredentials,
+            P::DescribeClientQuotas => ApiKey::DescribeClientQuotas,
+            P::AlterClientQuotas => ApiKey::AlterClientQuotas,
             P::AddPartitionsToTxn | P::AddPartitionsToTxnBatched => ApiKey::AddPartitionsToTxn,
             P::AddOffsetsToTxn => ApiKey::AddOffsetsToTxn,
             P::EndTxn => ApiKey::EndTxn,

@@ -67,11 +67,13 @@ pub fn needs(probe: Probe) -> Vec<Vec<Need>> {
         P::CreatePartitions => vec![vec![topic(ALTER)]],
         P::DeleteRecords => vec![vec![topic(DELETE)]],
         P::DescribeTopicConfigs => vec![vec![topic(DESCRIBE_CONFIGS)]],
-        P::DescribeBrokerConfigs | P::ListConfigResources => vec![vec![cluster(DESCRIBE_CONFIGS)]],
+        P::DescribeBrokerConfigs | P::ListConfigResources | P::DescribeClientQuotas => {
+            vec![vec![cluster(DESCRIBE_CONFIGS)]]
+        }
         P::AlterTopicConfigs | P::IncrementalAlterTopicConfigs => {
             vec![vec![topic(ALTER_CONFIGS)]]
         }
-        P::AlterBrokerConfigs | P::IncrementalAlterBrokerConfigs => {
+        P::AlterBrokerConfigs | P::IncrementalAlterBrokerConfigs | P::AlterClientQuotas => {
             vec![vec![cluster(ALTER_CONFIGS)]]
         }
         P::DescribeLogDirs

@@ -473,6 +473,30 @@ pub fn request(probe: Probe, version: i16) -> Result<RequestKind, ClientError> {
                 AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion]),
             )
         }
+        P::DescribeClientQuotas => {
+            let any_client = describe_client_quotas_request::ComponentData::default()
+                .with_entity_type(text("client-id"))
+                .with_match_type(2)
+                .with_match(None);
+            R::DescribeClientQuotas(
+                DescribeClientQuotasRequest::default().with_components(vec![any_client]),
+            )
+        }
+        P::AlterClientQuotas => {
+            use alter_client_quotas_request::{EntityData, EntryData, OpData};
+            let entry = EntryData::default()
+                .with_entity(vec![EntityData::default()
+                    .with_entity_type(text("client-id"))
+                    .with_entity_name(Some(text(NOBODY)))])
+                .with_ops(vec![OpData::default()
+                    .with_key(text("producer_byte_rate"))
+                    .with_value(1000.0)]);
+            R::AlterClientQuotas(
+                AlterClientQuotasRequest::default()
+                    .with_entries(vec![entry])
+                    .with_validate_only(true),
+            )
+        }
     })
 }
 
@@ -618,6 +642,8 @@ pub fn answer(probe: Probe, version: i16, resp: &ResponseKind) -> ProbeAnswer {
             r.results.iter().for_each(|x| c(x.error_code));
         }
         K::AlterUserScramCredentials(r) => r.results.iter().for_each(|x| c(x.error_code)),
+        K::DescribeClientQuotas(r) => c(r.error_code),
+        K::AlterClientQuotas(r) => r.entries.iter().for_each(|x| c(x.error_code)),
         K::ListTransactions(r) => {
             let listed = r
                 .transaction_states
