@@ -307,26 +307,6 @@ impl Meters {
         }
     }
 
-    /// Take back `amount` recorded for `client` (a response replaced by an empty one).
-    pub fn unrecord(
-        &self,
-        quotas: &Arc<ClientQuotas>,
-        key: QuotaKey,
-        client: Client<'_>,
-        amount: f64,
-    ) {
-        if quotas.is_empty() {
-            return;
-        }
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((_, metered)) = st.resolve(quotas, key, client) else {
-            return;
-        };
-        if let Some(m) = st.meters.get_mut(&metered) {
-            m.rate.unrecord(amount);
-        }
-    }
-
     /// The most `client` may use of `key` in one window (`None`: no quota).
     pub fn window_limit(
         &self,
