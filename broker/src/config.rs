@@ -626,6 +626,8 @@ fn setting_value(key: &str, text: &str) -> toml::Value {
 mod check;
 mod describe;
 mod listeners;
+mod origins;
+pub use origins::Origin;
 mod parse;
 mod security;
 pub use listeners::{

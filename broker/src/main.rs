@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use broker::config::{Config, ConfigError, Sources};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use io_backend::Env;
 
 #[derive(Parser, Debug)]
@@ -17,36 +17,51 @@ use io_backend::Env;
     about = "Stillwater: a Kafka-compatible broker"
 )]
 struct Cli {
+    /// An operator's tool instead of serving (the settings below are read by `config`).
+    #[command(subcommand)]
+    tool: Option<Tool>,
     /// TOML configuration file (keys as in `Config`, e.g. `listen = "0.0.0.0:9092"`).
-    #[arg(long, env = "STILLWATER_CONFIG")]
+    #[arg(global = true, long, env = "STILLWATER_CONFIG")]
     config: Option<PathBuf>,
     /// Address of the Kafka listener.
-    #[arg(long)]
+    #[arg(global = true, long)]
     listen: Option<String>,
     /// host:port given to clients in Metadata.
-    #[arg(long)]
+    #[arg(global = true, long)]
     advertised_listener: Option<String>,
     /// Data directory.
-    #[arg(long)]
+    #[arg(global = true, long)]
     data_dir: Option<String>,
     /// Disk engine: uring, blocking or auto.
-    #[arg(long)]
+    #[arg(global = true, long)]
     io_engine: Option<String>,
     /// Address of the Prometheus endpoint ("" disables it).
-    #[arg(long)]
+    #[arg(global = true, long)]
     metrics_listen: Option<String>,
-    #[arg(long)]
+    #[arg(global = true, long)]
     node_id: Option<String>,
     /// Deadline of every disk operation in ms.
-    #[arg(long)]
+    #[arg(global = true, long)]
     io_deadline_ms: Option<String>,
     /// A SCRAM user made at start unless it exists, Kafka's form:
     /// `SCRAM-SHA-512=[name=admin,password=...]` (repeatable).
-    #[arg(long = "add-scram", value_name = "MECHANISM=[name=...,password=...]")]
+    #[arg(
+        long = "add-scram",
+        global = true,
+        value_name = "MECHANISM=[name=...,password=...]"
+    )]
     add_scram: Vec<String>,
     /// Any other setting, as key=value (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+/// The operator's tools: each reads, none serves.
+#[derive(Subcommand, Debug)]
+enum Tool {
+    /// Print the effective configuration (file, `STILLWATER_*` variables and flags over the
+    /// defaults) as TOML, each value with its source; exit 2 when it would not start.
+    Config,
 }
 
 impl Cli {
@@ -88,6 +103,10 @@ fn main() -> ExitCode {
 
 #[cfg(not(madsim))]
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(tool) = &cli.tool {
+        return run_tool(tool, &cli);
+    }
     let filter = std::env::var("STILLWATER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         // raft-rs says at info what every group of thousands does (elections, votes, term
@@ -118,15 +137,7 @@ fn main() -> ExitCode {
         ),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let cli = Cli::parse();
-    let loaded = Sources::env_from_process().and_then(|env| {
-        let flags = cli.flags().map_err(ConfigError::Invalid)?;
-        Config::load(&Sources {
-            file: cli.config.clone(),
-            env,
-            flags,
-        })
-    });
+    let loaded = sources(&cli).and_then(|s| Config::load(&s));
     let config = match loaded {
         Ok(c) => c,
         Err(e) => {
@@ -134,6 +145,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
     // A testing aid (twin runs): what the locks do on real threads, to a file.
     if let Some(path) = std::env::var_os(broker::sync::audit::ENV) {
         if let Err(e) = broker::sync::audit::start(std::path::Path::new(&path)) {
@@ -173,7 +185,59 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("broker: {e:#}");
-            ExitCode::FAILURE
+            exit_code_of(&e)
+        }
+    }
+}
+
+/// The exit code of a broker that could not run: [`EXIT_NEWER`] when its data directory or
+/// its cluster needs a later version (restarting it will not help), else 1.
+#[cfg(not(madsim))]
+fn exit_code_of(e: &anyhow::Error) -> ExitCode {
+    use broker::storage::io::StorageError;
+    let newer = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StorageError>(),
+            Some(StorageError::NewerFormat { .. })
+        )
+    });
+    if newer {
+        ExitCode::from(EXIT_NEWER)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The exit code of a broker older than its data directory or its cluster.
+#[cfg(not(madsim))]
+const EXIT_NEWER: u8 = 3;
+
+/// The sources of the configuration: the file, the environment and the flags.
+#[cfg(not(madsim))]
+fn sources(cli: &Cli) -> Result<Sources, ConfigError> {
+    Ok(Sources {
+        file: cli.config.clone(),
+        env: Sources::env_from_process()?,
+        flags: cli.flags().map_err(ConfigError::Invalid)?,
+    })
+}
+
+/// An operator's tool: what it prints, and its exit code.
+#[cfg(not(madsim))]
+fn run_tool(tool: &Tool, cli: &Cli) -> ExitCode {
+    match tool {
+        Tool::Config => {
+            let loaded = sources(cli).and_then(|s| Config::load(&s).map(|c| (c, s)));
+            match loaded {
+                Ok((config, sources)) => {
+                    print!("{}", config.effective(&sources));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("broker: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

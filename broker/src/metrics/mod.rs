@@ -247,6 +247,14 @@ impl Default for Metrics {
             "The bound of each resource in stillwater_bound_peak (0: not in use)",
             bound_limits.clone(),
         );
+        r.register(
+            "build",
+            "This broker's version (always 1; the version is the label)",
+            prometheus_client::metrics::info::Info::new(vec![(
+                "version",
+                env!("CARGO_PKG_VERSION"),
+            )]),
+        );
         let sync_latency = Histogram::new(SYNC_BUCKETS_S);
         r.register(
             "sync_latency_seconds",

@@ -199,7 +199,7 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
     if let Some(tls) = &tls {
         tokio::spawn(tls.clone().reload_loop(env.clock.clone(), stop_rx.clone()));
     }
-    tracing::info!(listeners = ?listener_addrs, ?metrics_addr, node_id = config.node_id, "broker serving");
+    tracing::info!(listeners = ?listener_addrs, ?metrics_addr, node_id = config.node_id, version = crate::storage::format::software_version(), "broker serving");
     let done = tokio::spawn(accept_loop(
         listeners,
         broker.clone(),
@@ -362,10 +362,8 @@ async fn open_store(
                 pause = (pause * 2).min(PAUSE_MAX);
             }
             Err(e) => {
-                return Err(anyhow::anyhow!(
-                    "cannot open data directory {}: {e}",
-                    config.data_dir.display()
-                ))
+                let what = format!("cannot open data directory {}", config.data_dir.display());
+                return Err(anyhow::Error::new(e).context(what));
             }
         }
     }

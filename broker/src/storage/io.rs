@@ -46,6 +46,15 @@ pub enum StorageError {
     /// another node id's): opening it would mix two logs' histories.
     #[error("{0}")]
     NotThisNodes(String),
+    /// The data directory (or one of its files) is in a format of a later version than this
+    /// broker: reading it could misread it, writing could destroy what that version wrote.
+    #[error("{} says format {found} (written by Stillwater {written_by}); this broker ({}) reads formats up to {reads}: run version {written_by} or later on this directory", path.display(), super::format::software_version())]
+    NewerFormat {
+        path: PathBuf,
+        found: u16,
+        written_by: String,
+        reads: u16,
+    },
     /// The append's bytes were handed to the disk but the sync covering them failed or missed
     /// its deadline: the record may or may not survive (a crash can keep a torn prefix of
     /// unsynced writes). Every other error means the append was never written.
@@ -78,7 +87,8 @@ impl StorageError {
             ),
             StorageError::Corrupt { .. }
             | StorageError::InUse { .. }
-            | StorageError::NotThisNodes(_) => false,
+            | StorageError::NotThisNodes(_)
+            | StorageError::NewerFormat { .. } => false,
             StorageError::Unconfirmed(cause) => cause.transient(),
         }
     }

@@ -14,6 +14,7 @@ mod admin;
 pub mod catalog;
 mod cleaner;
 mod commands;
+pub mod format;
 pub mod gate;
 pub mod io;
 pub mod log;
@@ -181,6 +182,8 @@ impl Store {
             gate: Arc::new(gate::Gate::new(config.io_deadline())),
         };
         let data_dir = config.data_dir.clone();
+        // Before anything is written: a directory of a later version is not this broker's.
+        let marker = format::check(&io, &data_dir).await?;
         // A directory's entry is durable only once its parent is synced (POSIX): a data
         // directory made here, or its metadata directory, would otherwise vanish in a crash
         // with everything synced inside it.
@@ -202,6 +205,21 @@ impl Store {
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
         let created_here = owner::check_ownership(&io, &data_dir, config).await?;
+        let _format = match marker {
+            Some(m) => m.format,
+            None => {
+                // A single node made here starts at the newest formats; a cluster node, and a
+                // directory from before the marker, at the first (a cluster node's rises with
+                // the cluster's `stillwater.version`).
+                let first = if created_here && !config.clustered() {
+                    format::READS
+                } else {
+                    format::UNMARKED
+                };
+                format::write(&io, &data_dir, first).await?;
+                first
+            }
+        };
         let static_defaults = config.topic_defaults();
         let dynamic = small_file::read(
             &io,
