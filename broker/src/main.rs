@@ -199,7 +199,7 @@ fn exit_code_of(e: &anyhow::Error) -> ExitCode {
         matches!(
             cause.downcast_ref::<StorageError>(),
             Some(StorageError::NewerFormat { .. })
-        )
+        ) || cause.is::<broker::features::Unsupported>()
     });
     if newer {
         ExitCode::from(EXIT_NEWER)

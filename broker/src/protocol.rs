@@ -64,6 +64,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::UpdateFeatures, 0, 2),
     (ApiKey::GetTelemetrySubscriptions, 0, 0),
     (ApiKey::PushTelemetry, 0, 0),
 ];
@@ -405,6 +406,9 @@ fn decode_body(api: ApiKey, buf: &mut StrictVarints, version: i16) -> anyhow::Re
         ApiKey::AlterClientQuotas => {
             RequestKind::AlterClientQuotas(AlterClientQuotasRequest::decode(buf, version)?)
         }
+        ApiKey::UpdateFeatures => {
+            RequestKind::UpdateFeatures(UpdateFeaturesRequest::decode(buf, version)?)
+        }
         other => anyhow::bail!("{other:?} has no decoder"),
     })
 }
@@ -486,8 +490,13 @@ impl kafka_protocol::protocol::buf::ByteBuf for StrictVarints {
 
 /// The ApiVersions response body (at `version`) listing everything in [`SUPPORTED`] (the
 /// [`TELEMETRY_APIS`] only with `telemetry`) and, from v3, the feature levels
-/// ([`crate::features`]).
-pub fn api_versions(error_code: i16, version: i16, telemetry: bool) -> ApiVersionsResponse {
+/// ([`crate::features`]) with the cluster's `finalized` ones.
+pub fn api_versions(
+    error_code: i16,
+    version: i16,
+    telemetry: bool,
+    finalized: &crate::features::Finalized,
+) -> ApiVersionsResponse {
     use kafka_protocol::messages::api_versions_response::{
         FinalizedFeatureKey, SupportedFeatureKey,
     };
@@ -503,13 +512,15 @@ pub fn api_versions(error_code: i16, version: i16, telemetry: bool) -> ApiVersio
                 k
             })
             .collect();
-        r.finalized_features_epoch = crate::features::FINALIZED_EPOCH;
-        r.finalized_features = crate::features::finalized_listed()
-            .map(|f| {
+        r.finalized_features_epoch = finalized.epoch;
+        r.finalized_features = finalized
+            .listed()
+            .into_iter()
+            .map(|(name, level)| {
                 let mut k = FinalizedFeatureKey::default();
-                k.name = kafka_protocol::protocol::StrBytes::from_static_str(f.name);
-                k.min_version_level = f.finalized;
-                k.max_version_level = f.finalized;
+                k.name = kafka_protocol::protocol::StrBytes::from_string(name);
+                k.min_version_level = level;
+                k.max_version_level = level;
                 k
             })
             .collect();
@@ -552,7 +563,12 @@ pub fn api_versions_unsupported(correlation_id: i32) -> anyhow::Result<Bytes> {
         ApiKey::ApiVersions,
         0,
         correlation_id,
-        &ResponseKind::ApiVersions(api_versions(error::UNSUPPORTED_VERSION, 0, false)),
+        &ResponseKind::ApiVersions(api_versions(
+            error::UNSUPPORTED_VERSION,
+            0,
+            false,
+            &Default::default(),
+        )),
     )
 }
 
@@ -730,6 +746,7 @@ mod tests {
             }
             ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(Default::default()),
             ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(Default::default()),
+            ApiKey::UpdateFeatures => RequestKind::UpdateFeatures(Default::default()),
             ApiKey::GetTelemetrySubscriptions => {
                 RequestKind::GetTelemetrySubscriptions(Default::default())
             }

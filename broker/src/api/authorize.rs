@@ -11,6 +11,7 @@
 //! request's principal is not allowed, as the ACLs applied on this broker say when the request
 //! arrives. Without one (the default), every request passes unchanged.
 
+mod features;
 mod merge;
 mod quotas;
 mod txn;
@@ -241,6 +242,9 @@ fn decide(access: &Access, body: RequestKind, version: i16) -> Gate {
     }
     if quotas::handles(&body) {
         return quotas::gate(access, body);
+    }
+    if features::handles(&body) {
+        return features::gate(access, body);
     }
     if let R::Produce(r) = &body {
         if let Some(refused) = txn::produce_refused(access, r) {

@@ -37,6 +37,11 @@ impl Broker {
         client_id: Option<String>,
         peer: Option<SocketAddr>,
     ) -> ConsumerGroupHeartbeatResponse {
+        // `group.version` 0: the cluster runs the classic protocol only (Kafka's answer).
+        if !self.consumer_protocol_on() {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(crate::protocol::error::UNSUPPORTED_VERSION);
+        }
         let asked = ConsumerHeartbeat {
             version,
             group_id: req.group_id.to_string(),
@@ -82,6 +87,18 @@ impl Broker {
         &self,
         req: ConsumerGroupDescribeRequest,
     ) -> ConsumerGroupDescribeResponse {
+        if !self.consumer_protocol_on() {
+            let groups = req
+                .group_ids
+                .iter()
+                .map(|g| {
+                    consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g.clone())
+                        .with_error_code(crate::protocol::error::UNSUPPORTED_VERSION)
+                })
+                .collect();
+            return ConsumerGroupDescribeResponse::default().with_groups(groups);
+        }
         let ids = req.group_ids.iter().map(|g| g.to_string()).collect();
         let assignment = |tp: &TopicPartitions| {
             let mut a = consumer_group_describe_response::Assignment::default();

@@ -17,6 +17,7 @@ mod cluster;
 mod configs;
 mod consumer_group;
 mod elections;
+mod features;
 mod fetch;
 mod group;
 mod leader_epochs;
@@ -313,7 +314,12 @@ impl Broker {
                 })
             }
             RequestKind::ApiVersions(_) => {
-                let body = protocol::api_versions(error::NONE, version, self.telemetry.enabled());
+                let body = protocol::api_versions(
+                    error::NONE,
+                    version,
+                    self.telemetry.enabled(),
+                    &self.finalized_features(),
+                );
                 Box::pin(async move { respond(ResponseKind::ApiVersions(body)) })
             }
             RequestKind::Metadata(m) => Box::pin(async move {
@@ -547,6 +553,10 @@ impl Broker {
                 let r = self.describe_client_quotas(d);
                 Box::pin(async move { respond(ResponseKind::DescribeClientQuotas(r)) })
             }
+            RequestKind::UpdateFeatures(u) => Box::pin(async move {
+                let r = this.update_features(u, version).await;
+                respond(ResponseKind::UpdateFeatures(r))
+            }),
             RequestKind::AlterClientQuotas(a) => Box::pin(async move {
                 let r = this.alter_client_quotas(a).await;
                 respond(ResponseKind::AlterClientQuotas(r))

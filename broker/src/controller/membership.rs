@@ -459,6 +459,7 @@ mod tests {
                 listeners: vec![],
                 rack: None,
                 inter_broker: (id == 4).then(|| "10.0.0.4:9093".into()),
+                features: None,
             });
         }
         m.apply(&MetadataRecord::CreateTopic {
@@ -501,6 +502,7 @@ mod tests {
             listeners: vec![],
             rack: None,
             inter_broker: Some("10.0.0.4:9093".into()),
+            features: None,
         });
         assert!(!m.retired.contains(&4));
     }

@@ -219,6 +219,25 @@ impl Controller {
     }
 
     /// Changes whenever records were applied.
+    /// Resolves when the metadata finalizes a feature level this broker cannot run at (never
+    /// while every level is within its range): it must stop, and an operator run a version
+    /// that supports the level.
+    pub async fn unsupported(&self) -> crate::features::Unsupported {
+        let mut changes = self.changes();
+        loop {
+            let found = self
+                .metadata()
+                .features
+                .unsupported_by(&crate::features::supported());
+            if let Some(u) = found {
+                return u;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }
@@ -567,6 +586,7 @@ impl Controller {
                     && b.endpoints == self.endpoints
                     && b.rack == self.rack
                     && b.inter_broker == self.inter_broker
+                    && b.features == crate::features::supported()
             });
             if !registered {
                 let record = MetadataRecord::RegisterBroker {
@@ -577,6 +597,7 @@ impl Controller {
                     listeners: listeners.clone(),
                     rack: self.rack.clone(),
                     inter_broker: self.inter_broker.clone(),
+                    features: Some(crate::features::supported()),
                 };
                 if self.must_join() {
                     self.join_through(&record, turn).await;

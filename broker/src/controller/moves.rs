@@ -214,6 +214,7 @@ mod tests {
                 listeners: vec![],
                 rack: None,
                 inter_broker: None,
+                features: None,
             });
         }
         m.apply(&MetadataRecord::CreateTopic {

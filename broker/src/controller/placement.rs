@@ -188,6 +188,7 @@ mod tests {
                 listeners: vec![],
                 rack: Some(rack.into()),
                 inter_broker: None,
+                features: None,
             });
         }
         assert_eq!(m.brokers[&3].rack.as_deref(), Some("b"));

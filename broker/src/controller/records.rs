@@ -40,6 +40,11 @@ pub enum MetadataRecord {
         /// configured voters, `cluster_peers`; every record before brokers could join).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inter_broker: Option<String>,
+        /// The feature levels it supports (`None`: a broker of a version before it said;
+        /// [`crate::features::supported_before_ranges`]). A broker that does not support a
+        /// finalized level is not registered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        features: Option<Vec<crate::features::Range>>,
     },
     /// Forget broker `id` (retired: it holds no replica). Refused while a partition names it.
     UnregisterBroker {
@@ -127,6 +132,12 @@ pub enum MetadataRecord {
     AlterPartitionReassignments {
         request: u64,
         moves: Vec<Reassignment>,
+    },
+    /// Finalized feature levels changed (UpdateFeatures), all together or none: each level
+    /// within every registered broker's range ([`crate::features::check_recorded`]).
+    UpdateFeatures {
+        request: u64,
+        updates: Vec<crate::features::Update>,
     },
     /// The move of `group`'s replicas whose epoch is `epoch` is done: its Raft group's
     /// membership is the move's target (proposed by the group's leader).
@@ -280,6 +291,7 @@ mod listener_tests {
             ],
             rack: Some("eu-1a".into()),
             inter_broker: Some("10.0.0.3:9095".into()),
+            features: Some(crate::features::supported()),
         };
         let decoded = decode_batches(new.encode(1));
         assert_eq!(decoded, vec![(1, new.clone())]);

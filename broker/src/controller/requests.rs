@@ -28,9 +28,9 @@ fn topic_error(e: SubmitError) -> TopicError {
             MetadataError::NoReassignmentInProgress => {
                 TopicError::NoController("no reassignment is in progress".into())
             }
-            e @ (MetadataError::BrokerNotRegistered(_) | MetadataError::BrokerHoldsReplicas(_)) => {
-                TopicError::NoController(e.to_string())
-            }
+            e @ (MetadataError::BrokerNotRegistered(_)
+            | MetadataError::BrokerHoldsReplicas(_)
+            | MetadataError::FeatureRefused(_)) => TopicError::NoController(e.to_string()),
         },
     }
 }
@@ -322,6 +322,25 @@ impl Controller {
                 "unexpected outcome {other:?} for a client-quota change"
             ))),
             Err(e) => Err(topic_error(e)),
+        }
+    }
+
+    /// Finalize feature levels through the metadata log (all or none), once the record is
+    /// applied here.
+    pub async fn update_features(
+        &self,
+        updates: Vec<crate::features::Update>,
+        limit: Duration,
+    ) -> Result<(), SubmitError> {
+        let request = self.request_id();
+        let record = MetadataRecord::UpdateFeatures { request, updates };
+        match self.submit(record, request, limit).await? {
+            Outcome::Done => Ok(()),
+            other => Err(SubmitError::Failed(
+                MetadataError::InvalidReplicaAssignment(format!(
+                    "unexpected outcome {other:?} for a feature update"
+                )),
+            )),
         }
     }
 

@@ -226,6 +226,7 @@ mod tests {
             listeners: Vec::new(),
             rack: Some("r1".into()),
             inter_broker: None,
+            features: None,
         });
         state
             .cluster_configs
@@ -263,6 +264,7 @@ mod tests {
                 listeners: Vec::new(),
                 rack: None,
                 inter_broker: None,
+                features: None,
             });
         }
         state.apply(&MetadataRecord::CreateTopic {

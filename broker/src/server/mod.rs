@@ -384,10 +384,22 @@ pub async fn run_until(
             return Ok(());
         }
     };
+    let cluster = running.broker.cluster.clone();
+    let unsupported = async move {
+        match cluster {
+            Some(c) => c.unsupported().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = signal => {
             tracing::info!("shutting down");
             running.shutdown().await;
+        }
+        u = unsupported => {
+            tracing::error!("{u}; stopping");
+            running.shutdown().await;
+            return Err(u.into());
         }
         _ = running.stopped() => {}
     }

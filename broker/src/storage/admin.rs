@@ -85,6 +85,11 @@ pub(crate) enum AdminCommand {
         alterations: Vec<crate::quota::Alteration>,
         reply: Reply<Result<Vec<Result<(), crate::quota::Refused>>, TopicError>>,
     },
+    /// Finalize feature levels on a single node (checked by the caller).
+    UpdateFeatures {
+        updates: Vec<crate::features::Update>,
+        reply: Reply<Result<(), TopicError>>,
+    },
     /// Make the next block of producer ids durable and hand it over: `[start, end)`.
     ReserveProducerIds {
         reply: Reply<Result<(i64, i64), StorageError>>,
@@ -170,6 +175,12 @@ impl AdminLane {
             AdminCommand::AlterClientQuotas { alterations, reply } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.alter_client_quotas(&alterations).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            AdminCommand::UpdateFeatures { updates, reply } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.update_features(&updates).await)
                     .await;
                 let _ = reply.send(r);
             }
@@ -397,6 +408,34 @@ impl AdminLane {
         tracing::info!(entities = next.entries.len(), "client quotas changed");
         *self.shared.client_quotas.write().expect("not poisoned") = Arc::new(next);
         Ok(outcomes)
+    }
+
+    /// Finalize feature levels: the directory's format raised first when
+    /// `stillwater.version` rises past it (before anything of the new level is written), then
+    /// the levels' file rewritten durably, then the levels shown.
+    async fn update_features(
+        &mut self,
+        updates: &[crate::features::Update],
+    ) -> Result<(), TopicError> {
+        let (current, format) = self.shared.features.read().expect("not poisoned").clone();
+        let mut next = (*current).clone();
+        for u in updates {
+            next.set(&u.name, u.level, current.epoch + 1);
+        }
+        let wanted = next.level(crate::features::STILLWATER_VERSION);
+        let format = match u16::try_from(wanted) {
+            Ok(level) if level > format => {
+                super::format::write(self.io(), &self.shared.data_dir, level).await?;
+                level
+            }
+            _ => format,
+        };
+        let meta = self.shared.data_dir.join(catalog::META_DIR);
+        let body = serde_json::to_string(&next).expect("plain data encodes");
+        small_file::write(self.io(), &meta, super::node_meta::FEATURES_FILE, &body).await?;
+        tracing::info!(levels = ?next.levels, "feature levels finalized");
+        *self.shared.features.write().expect("not poisoned") = (Arc::new(next), format);
+        Ok(())
     }
 
     /// Replace the dynamic broker configs: their file rewritten (durably), then every topic

@@ -89,6 +89,23 @@ pub(super) async fn check(io: &Io, data_dir: &Path) -> Result<Option<Marker>, St
     Ok(marker)
 }
 
+/// The directory's format once it is open: the marker's; else (and the marker written) the
+/// newest for a single node's new directory (`newest`), the first for a cluster node's (it
+/// rises with the cluster's `stillwater.version`) and for a directory from before the marker.
+pub(super) async fn settle(
+    io: &Io,
+    data_dir: &Path,
+    marker: Option<Marker>,
+    newest: bool,
+) -> Result<u16, StorageError> {
+    if let Some(m) = marker {
+        return Ok(m.format);
+    }
+    let first = if newest { READS } else { UNMARKED };
+    write(io, data_dir, first).await?;
+    Ok(first)
+}
+
 /// Record that the directory's files may be in `format`'s formats from now on (before the
 /// first such file is written). A format above [`READS`] is refused: this broker could not read
 /// back what it would then write.

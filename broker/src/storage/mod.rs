@@ -18,6 +18,7 @@ pub mod format;
 pub mod gate;
 pub mod io;
 pub mod log;
+mod node_meta;
 mod owner;
 mod pipeline;
 pub mod producer_ids;
@@ -42,7 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use io::{Health, Io, StorageError};
 
 use crate::batch::BatchHeader;
-use crate::broker_configs::{self, DynamicConfigs};
+use crate::broker_configs::DynamicConfigs;
 use crate::config::Config;
 use crate::memory::Reservation;
 use crate::metrics::Metrics;
@@ -106,6 +107,9 @@ pub(crate) struct Shared {
     /// A single node's client quotas (a cluster's are in its metadata log). Changed only by
     /// the admin lane, once durable.
     pub(crate) client_quotas: crate::sync::RwLock<Arc<crate::quota::ClientQuotas>>,
+    /// A single node's finalized feature levels (a cluster's are in its metadata log), and
+    /// the directory's format ([`format`]). Changed only by the admin lane, once durable.
+    pub(crate) features: crate::sync::RwLock<(Arc<crate::features::Finalized>, u16)>,
     /// Whether this directory's partitions are replicated (a cluster node): their logs are
     /// Raft logs, written through [`Store::raft_write`] only.
     pub(crate) replicated: bool,
@@ -205,66 +209,17 @@ impl Store {
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
         let created_here = owner::check_ownership(&io, &data_dir, config).await?;
-        let _format = match marker {
-            Some(m) => m.format,
-            None => {
-                // A single node made here starts at the newest formats; a cluster node, and a
-                // directory from before the marker, at the first (a cluster node's rises with
-                // the cluster's `stillwater.version`).
-                let first = if created_here && !config.clustered() {
-                    format::READS
-                } else {
-                    format::UNMARKED
-                };
-                format::write(&io, &data_dir, first).await?;
-                first
-            }
-        };
+        let format =
+            format::settle(&io, &data_dir, marker, created_here && !config.clustered()).await?;
         let static_defaults = config.topic_defaults();
-        let dynamic = small_file::read(
-            &io,
-            &data_dir.join(catalog::META_DIR).join(broker_configs::FILE),
-            DynamicConfigs::decode,
-        )
-        .await?
-        .unwrap_or_default();
-        let defaults = dynamic
-            .apply(static_defaults)
-            .map_err(|e| StorageError::Corrupt {
-                path: data_dir.join(catalog::META_DIR).join(broker_configs::FILE),
-                reason: e.0,
-            })?;
-        let security = small_file::read(
-            &io,
-            &data_dir.join(catalog::META_DIR).join(admin::SECURITY_FILE),
-            SecurityMetadata::decode,
-        )
-        .await?
-        .unwrap_or_default();
-        let client_metrics = small_file::read(
-            &io,
-            &data_dir
-                .join(catalog::META_DIR)
-                .join(admin::CLIENT_METRICS_FILE),
-            |text| {
-                serde_json::from_str::<std::collections::BTreeMap<String, Overrides>>(text)
-                    .map_err(|e| format!("client-metrics subscriptions: {e}"))
-            },
-        )
-        .await?
-        .unwrap_or_default();
-        let client_quotas = small_file::read(
-            &io,
-            &data_dir
-                .join(catalog::META_DIR)
-                .join(admin::CLIENT_QUOTAS_FILE),
-            |text| {
-                serde_json::from_str::<crate::quota::ClientQuotas>(text)
-                    .map_err(|e| format!("client quotas: {e}"))
-            },
-        )
-        .await?
-        .unwrap_or_default();
+        let node_meta::NodeMeta {
+            dynamic,
+            defaults,
+            security,
+            client_metrics,
+            client_quotas,
+            features,
+        } = node_meta::read(&io, &data_dir, static_defaults, format).await?;
         let replicated = config.clustered();
         let recovered = if replicated {
             raft_states::read(&io, &data_dir).await?
@@ -307,6 +262,7 @@ impl Store {
                 "storage.client_quotas",
                 Arc::new(client_quotas),
             ),
+            features: crate::sync::RwLock::new("storage.features", (Arc::new(features), format)),
             replicated,
             created_here,
             out_of_files: Default::default(),
@@ -580,6 +536,21 @@ impl Store {
             reply,
         })
         .await
+    }
+
+    /// A single node's finalized feature levels as they are now.
+    pub fn features(&self) -> Arc<crate::features::Finalized> {
+        self.shared.features.read().expect("not poisoned").0.clone()
+    }
+
+    /// Finalize feature levels on a single node (checked by the caller), once durable; the
+    /// directory's format first raised if `stillwater.version` rises.
+    pub async fn update_features(
+        &self,
+        updates: Vec<crate::features::Update>,
+    ) -> Result<(), TopicError> {
+        self.ask(|reply| AdminCommand::UpdateFeatures { updates, reply })
+            .await
     }
 
     /// A single node's client quotas as they are now.

@@ -93,6 +93,8 @@ pub enum Probe {
     DescribeClientQuotas,
     /// A quota of a client id nobody uses, validate-only.
     AlterClientQuotas,
+    /// group.version at the level it runs at, validate-only.
+    UpdateFeatures,
     /// A producer's form (v0–3), of the probes' transactional id (unknown to its coordinator).
     AddPartitionsToTxn,
     /// The batched form a broker sends (v4), verify-only.
@@ -109,7 +111,7 @@ pub enum Probe {
 
 impl Probe {
     /// Every probe.
-    pub const ALL: [Probe; 54] = [
+    pub const ALL: [Probe; 55] = [
         Probe::Produce,
         Probe::Fetch,
         Probe::ListOffsets,
@@ -156,6 +158,7 @@ impl Probe {
         Probe::AlterUserScramCredentials,
         Probe::DescribeClientQuotas,
         Probe::AlterClientQuotas,
+        Probe::UpdateFeatures,
         Probe::AddPartitionsToTxn,
         Probe::AddPartitionsToTxnBatched,
         Probe::AddOffsetsToTxn,
@@ -214,6 +217,7 @@ impl Probe {
             P::AlterUserScramCredentials => ApiKey::AlterUserScramCredentials,
             P::DescribeClientQuotas => ApiKey::DescribeClientQuotas,
             P::AlterClientQuotas => ApiKey::AlterClientQuotas,
+            P::UpdateFeatures => ApiKey::UpdateFeatures,
             P::AddPartitionsToTxn | P::AddPartitionsToTxnBatched => ApiKey::AddPartitionsToTxn,
             P::AddOffsetsToTxn => ApiKey::AddOffsetsToTxn,
             P::EndTxn => ApiKey::EndTxn,

@@ -33,6 +33,9 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
     /// Where the other brokers link with it (`None`: at its `cluster_peers` entry).
     pub inter_broker: Option<String>,
+    /// The feature levels it supports.
+    #[serde(default = "crate::features::supported_before_ranges")]
+    pub features: Vec<crate::features::Range>,
 }
 
 impl BrokerInfo {
@@ -97,6 +100,9 @@ pub enum MetadataError {
     /// A broker still named by a partition's replicas (or a move's) is not unregistered.
     #[error("{0}")]
     BrokerHoldsReplicas(String),
+    /// A feature update refused (Kafka's INVALID_UPDATE_VERSION).
+    #[error("{0}")]
+    FeatureRefused(crate::features::Refused),
 }
 
 /// What a request came to.
@@ -152,6 +158,9 @@ pub struct ClusterMetadata {
     /// The client quotas (shared as `security`).
     #[serde(default)]
     pub client_quotas: Arc<crate::quota::ClientQuotas>,
+    /// The finalized feature levels; the epoch is the metadata offset after their last change.
+    #[serde(default)]
+    pub features: crate::features::Finalized,
     #[serde(skip)]
     outcomes: VecDeque<(u64, Outcome)>,
 }
@@ -195,6 +204,22 @@ impl ClusterMetadata {
         }
     }
 
+    /// Finalize `updates` if every registered broker supports them, all or none.
+    fn update_features(&mut self, updates: &[crate::features::Update]) -> Outcome {
+        let brokers: Vec<(i32, &[crate::features::Range])> = self
+            .brokers
+            .values()
+            .map(|b| (b.id as i32, b.features.as_slice()))
+            .collect();
+        if let Err(e) = crate::features::check_recorded(&self.features, updates, &brokers) {
+            return Outcome::Failed(MetadataError::FeatureRefused(e));
+        }
+        for u in updates {
+            self.features.set(&u.name, u.level, self.applying_end);
+        }
+        Outcome::Done
+    }
+
     /// Apply one record (in log order).
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
@@ -206,7 +231,16 @@ impl ClusterMetadata {
                 listeners,
                 rack,
                 inter_broker,
+                features,
             } => {
+                let features = features
+                    .clone()
+                    .unwrap_or_else(crate::features::supported_before_ranges);
+                if self.features.unsupported_by(&features).is_some() {
+                    // It cannot run at the cluster's levels: it gets nothing, and stops when
+                    // it sees so itself.
+                    return;
+                }
                 let restarted = self
                     .brokers
                     .get(id)
@@ -245,8 +279,16 @@ impl ClusterMetadata {
                         fenced: false,
                         rack: rack.clone(),
                         inter_broker: inter_broker.clone(),
+                        features,
                     },
                 );
+            }
+            MetadataRecord::UpdateFeatures { request, updates } => {
+                // Proposed again after it landed: what it did stands.
+                if self.outcome(*request).is_none() {
+                    let outcome = self.update_features(updates);
+                    self.record(*request, outcome);
+                }
             }
             MetadataRecord::UnregisterBroker { request, id } => {
                 let outcome = match self.unregister_broker(*id) {

@@ -12,6 +12,7 @@ fn registered(n: u64) -> ClusterMetadata {
             listeners: vec![],
             rack: None,
             inter_broker: None,
+            features: None,
         });
     }
     m
@@ -247,6 +248,7 @@ fn a_broker_that_starts_again_leads_nothing_until_it_reports_again() {
         listeners: vec![],
         rack: None,
         inter_broker: None,
+        features: None,
     });
     assert_eq!(m.partition("t", 0).unwrap().leader, Some(2));
     // A new start of broker 2 (a restart, an emptied directory) leads nothing yet.
@@ -258,6 +260,7 @@ fn a_broker_that_starts_again_leads_nothing_until_it_reports_again() {
         listeners: vec![],
         rack: None,
         inter_broker: None,
+        features: None,
     });
     assert_eq!(m.partition("t", 0).unwrap().leader, None);
     assert_eq!(m.partition("t", 0).unwrap().leader_term, 4);
@@ -334,4 +337,99 @@ fn a_security_change_proposed_again_does_not_undo_a_later_one() {
         m.outcome(1),
         Some(&Outcome::Security(vec![Ok(crate::security::Applied::Done)]))
     );
+}
+
+#[test]
+fn a_level_is_finalized_only_if_every_registered_broker_supports_it_and_survives_a_snapshot() {
+    use crate::features::{Range, Update, UpgradeType, STILLWATER_VERSION};
+    let mut m = registered(2);
+    // Broker 3 supports group.version 0 only.
+    m.apply(&MetadataRecord::RegisterBroker {
+        id: 3,
+        host: "127.0.0.1".into(),
+        port: 9093,
+        incarnation: 30,
+        listeners: vec![],
+        rack: None,
+        inter_broker: None,
+        features: Some(vec![
+            Range {
+                name: "group.version".into(),
+                min: 0,
+                max: 0,
+            },
+            Range {
+                name: STILLWATER_VERSION.into(),
+                min: 1,
+                max: 1,
+            },
+        ]),
+    });
+    let lower = |request, level, upgrade| MetadataRecord::UpdateFeatures {
+        request,
+        updates: vec![Update {
+            name: "group.version".into(),
+            level,
+            upgrade,
+        }],
+    };
+    // Broker 3 cannot run group.version 1, which the cluster runs (unrecorded): not registered.
+    assert!(!m.brokers.contains_key(&3));
+    m.applying_end = 40;
+    m.apply(&lower(1, 0, UpgradeType::SafeDowngrade));
+    assert_eq!(m.outcome(1), Some(&Outcome::Done));
+    assert_eq!(
+        (m.features.level("group.version"), m.features.epoch),
+        (0, 40)
+    );
+    // Now it can: registered, and raising the level again is refused for its sake.
+    m.apply(&MetadataRecord::RegisterBroker {
+        id: 3,
+        host: "127.0.0.1".into(),
+        port: 9093,
+        incarnation: 31,
+        listeners: vec![],
+        rack: None,
+        inter_broker: None,
+        features: Some(vec![
+            Range {
+                name: "group.version".into(),
+                min: 0,
+                max: 0,
+            },
+            Range {
+                name: STILLWATER_VERSION.into(),
+                min: 1,
+                max: 1,
+            },
+        ]),
+    });
+    assert!(m.brokers.contains_key(&3));
+    m.applying_end = 41;
+    m.apply(&lower(2, 1, UpgradeType::Upgrade));
+    match m.outcome(2) {
+        Some(Outcome::Failed(MetadataError::FeatureRefused(r))) => {
+            assert_eq!(r.why, "Broker 3 only supports versions 0-0")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        (m.features.level("group.version"), m.features.epoch),
+        (0, 40)
+    );
+    // A record proposed again after it landed does nothing more.
+    m.applying_end = 42;
+    m.apply(&lower(1, 0, UpgradeType::SafeDowngrade));
+    assert_eq!(m.features.epoch, 40);
+    // Kept by a snapshot.
+    let json = serde_json::to_string(&m).unwrap();
+    let back: ClusterMetadata = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.features, m.features);
+    assert_eq!(back.brokers[&3].features, m.brokers[&3].features);
+    // A broker registered before brokers said their ranges: the ranges of those versions.
+    let old: BrokerInfo = serde_json::from_str(
+        r#"{"id":9,"host":"h","port":1,"endpoints":[],"incarnation":1,"fenced":false,"rack":null,"inter_broker":null}"#,
+    )
+    .unwrap();
+    assert_eq!(old.features, crate::features::supported_before_ranges());
 }

@@ -86,7 +86,8 @@ pub fn needs(probe: Probe) -> Vec<Vec<Need>> {
         | P::ElectLeaders
         | P::AlterPartitionReassignments
         | P::UnregisterBroker
-        | P::AlterUserScramCredentials => vec![vec![cluster(ALTER)]],
+        | P::AlterUserScramCredentials
+        | P::UpdateFeatures => vec![vec![cluster(ALTER)]],
         P::AddPartitionsToTxn => vec![vec![txn_id(WRITE)], vec![topic(WRITE)]],
         P::AddPartitionsToTxnBatched | P::WriteTxnMarkers => vec![vec![cluster(CLUSTER_ACTION)]],
         P::AddOffsetsToTxn => vec![vec![txn_id(WRITE)], vec![group(READ)]],

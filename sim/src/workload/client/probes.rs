@@ -497,6 +497,18 @@ pub fn request(probe: Probe, version: i16) -> Result<RequestKind, ClientError> {
                     .with_validate_only(true),
             )
         }
+        P::UpdateFeatures => {
+            let update = update_features_request::FeatureUpdateKey::default()
+                .with_feature(text("group.version"))
+                .with_max_version_level(1)
+                .with_upgrade_type(1);
+            R::UpdateFeatures(
+                UpdateFeaturesRequest::default()
+                    .with_timeout_ms(30_000)
+                    .with_feature_updates(vec![update])
+                    .with_validate_only(true),
+            )
+        }
     })
 }
 
@@ -644,6 +656,7 @@ pub fn answer(probe: Probe, version: i16, resp: &ResponseKind) -> ProbeAnswer {
         K::AlterUserScramCredentials(r) => r.results.iter().for_each(|x| c(x.error_code)),
         K::DescribeClientQuotas(r) => c(r.error_code),
         K::AlterClientQuotas(r) => r.entries.iter().for_each(|x| c(x.error_code)),
+        K::UpdateFeatures(r) => c(r.error_code),
         K::ListTransactions(r) => {
             let listed = r
                 .transaction_states
