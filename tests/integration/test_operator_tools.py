@@ -50,3 +50,64 @@ def test_the_version_is_told_by_the_binary_and_by_the_metrics(make_broker):
     b = make_broker()
     assert b.metric("stillwater_build_info", version=version) == 1
     assert f'version="{version}"' in b.log_text() or f"version={version}" in b.log_text()
+
+
+def http_get(addr, path):
+    """(status code, body) of GET `path` on the metrics listener at `addr`."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://{addr}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_status(addr, path, status, timeout=30.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        got = http_get(addr, path)
+        if got[0] == status:
+            return got[1]
+        assert time.monotonic() < deadline, f"{path} on {addr}: {got}, not {status}"
+        time.sleep(0.2)
+
+
+def test_health_and_ready_on_a_single_node(broker):
+    """Data: none. A single node serves its partitions once it listens: both probes 200; an
+    unknown path 404; metrics unchanged."""
+    assert http_get(broker.metrics_addr, "/health") == (200, "ok\n")
+    assert http_get(broker.metrics_addr, "/ready") == (200, "ready\n")
+    assert http_get(broker.metrics_addr, "/nope")[0] == 404
+    assert http_get(broker.metrics_addr, "/metrics")[0] == 200
+
+
+def test_a_cluster_node_is_ready_once_it_serves_its_partitions(tmp_path):
+    """Data: one topic of 6 partitions, three replicas each, 600 records. A node started alone
+    (no quorum) is healthy but not ready, saying why; once the others start it becomes ready,
+    and stays ready through a topic's creation and another node's crash (its partitions get
+    leaders elsewhere)."""
+    import clients
+    from test_cluster import Cluster
+    c = Cluster(tmp_path)
+    n1, n2, n3 = (c.nodes[i] for i in (1, 2, 3))
+    try:
+        n1.start()
+        assert http_get(n1.metrics_addr, "/health") == (200, "ok\n")
+        status, why = http_get(n1.metrics_addr, "/ready")
+        assert status == 503 and "not caught up" in why, (status, why)
+        n2.start()
+        n3.start()
+        for n in (n1, n2, n3):
+            wait_status(n.metrics_addr, "/ready", 200)
+        clients.create_topics(c.bootstrap, {"ready-topic": 6})  # three replicas: the default on three nodes
+        p = clients.producer(c.bootstrap, acks="all")
+        log = clients.DeliveryLog()
+        clients.produce_all(p, "ready-topic", [{"value": f"r{i}".encode()} for i in range(600)], log)
+        n3.kill()
+        for n in (n1, n2):
+            wait_status(n.metrics_addr, "/ready", 200)
+    finally:
+        died = c.cleanup()
+        assert not died, [n.log_tail() for n in died]

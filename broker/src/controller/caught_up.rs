@@ -39,6 +39,39 @@ impl Controller {
         self.caught_up.subscribe()
     }
 
+    /// Why this broker does not yet serve its partitions (`None`: it does) — what `/ready`
+    /// answers: its replica of the metadata not caught up since it started (which includes
+    /// its own registration), it fenced, or a partition it holds a replica of without a
+    /// leader.
+    pub fn not_ready(&self) -> Option<String> {
+        if !*self.caught_up.borrow() {
+            return Some("the cluster metadata is not caught up yet".into());
+        }
+        let md = self.metadata();
+        match md.brokers.get(&self.node_id) {
+            Some(b) if !b.fenced => {}
+            _ => return Some("this broker is not registered, or fenced".into()),
+        }
+        let leaderless: Vec<String> = md
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.replicas.contains(&self.node_id) && p.leader.is_none())
+                    .map(move |(i, _)| format!("{}-{i}", t.name))
+            })
+            .collect();
+        match leaderless.first() {
+            None => None,
+            Some(first) => Some(format!(
+                "{} partition(s) with a replica here have no leader (e.g. {first})",
+                leaderless.len()
+            )),
+        }
+    }
+
     pub(super) async fn catch_up_loop(self: Arc<Self>) {
         // First this start's own registration, applied here: a broker serves clients only
         // once it is in the metadata it serves (as Kafka's broker waits to be unfenced).

@@ -2,6 +2,7 @@
 //! task per connection ([`connection`]), the metrics endpoint, shutdown.
 
 mod connection;
+mod http;
 mod sasl;
 
 use std::future::Future;
@@ -12,7 +13,6 @@ use crate::sync::Mutex;
 use std::time::Duration;
 
 use io_backend::{Clock, Env, Listener};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
@@ -178,10 +178,10 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
         let bound = l.local_addr()?;
-        tokio::spawn(serve_metrics(
-            l,
-            metrics.clone(),
-            Arc::new({
+        let endpoints = http::Endpoints {
+            metrics: metrics.clone(),
+            broker: broker.clone(),
+            extra: Arc::new({
                 let mut r = crate::telemetry::registry(&broker.telemetry);
                 let quotas_of = broker.clone();
                 r.register_collector(Box::new(crate::quota::metrics::QuotaMetrics {
@@ -191,6 +191,10 @@ pub async fn start(env: Env, config: Config) -> anyhow::Result<Running> {
                 }));
                 r
             }),
+        };
+        tokio::spawn(http::serve(
+            l,
+            endpoints,
             env.clock.clone(),
             stop_rx.clone(),
         ));
@@ -588,58 +592,5 @@ impl Churn {
         if release {
             crate::alloc::release_free_memory();
         }
-    }
-}
-
-async fn serve_metrics(
-    listener: Box<dyn Listener>,
-    metrics: Arc<Metrics>,
-    extra: Arc<prometheus_client::registry::Registry>,
-    clock: Arc<dyn Clock>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => return,
-            a = listener.accept() => a,
-        };
-        let Ok((mut conn, _peer)) = accepted else {
-            clock.sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let (metrics, extra) = (metrics.clone(), extra.clone());
-        let clock = clock.clone();
-        tokio::spawn(async move {
-            let mut req = Vec::with_capacity(1024);
-            let mut buf = [0u8; 1024];
-            let read_head = async {
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-            };
-            if clock
-                .timeout(Duration::from_secs(5), read_head)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let (status, body) = if req.starts_with(b"GET /metrics") {
-                ("200 OK", metrics.render_with(&extra))
-            } else {
-                ("404 Not Found", "try /metrics\n".to_string())
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(head.as_bytes()).await;
-            let _ = conn.write_all(body.as_bytes()).await;
-            let _ = conn.flush().await;
-            let _ = conn.shutdown().await;
-        });
     }
 }

@@ -538,6 +538,11 @@ impl Store {
         .await
     }
 
+    /// Why the data directory is failed, if it is (produce refused until it heals).
+    pub fn failure(&self) -> Option<io::Failure> {
+        self.shared.io.health.failure()
+    }
+
     /// A single node's finalized feature levels as they are now.
     pub fn features(&self) -> Arc<crate::features::Finalized> {
         self.shared.features.read().expect("not poisoned").0.clone()
