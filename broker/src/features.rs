@@ -168,7 +168,7 @@ impl Finalized {
                 .iter()
                 .find(|r| r.name == name)
                 .map_or((0, 0), |r| (r.min, r.max));
-            (level < min || level > max).then(|| Unsupported {
+            (level < min || level > max).then_some(Unsupported {
                 feature: name,
                 level,
                 min,
@@ -391,7 +391,7 @@ mod tests {
             upgrade: UpgradeType::SafeDowngrade,
             ..up("group.version", 0)
         };
-        assert_eq!(check_request(&now, &[down.clone()], 1), Ok(()));
+        assert_eq!(check_request(&now, std::slice::from_ref(&down), 1), Ok(()));
         let all = supported();
         assert_eq!(check_recorded(&now, &[down], &[(2, &all)]), Ok(()));
         let mut at2 = Finalized::default();

@@ -800,6 +800,35 @@ async fn every_advertised_version_is_served() {
                     assert!(!entries.is_empty(), "v{v}");
                     assert!(entries.iter().all(|e| e.values[0].value == 1000.0));
                 }
+                ApiKey::UpdateFeatures => {
+                    // group.version at the level it runs at (validate-only from v1), and a
+                    // feature no broker knows refused whole.
+                    use kafka_protocol::messages::update_features_request::FeatureUpdateKey;
+                    let update = |name: &'static str| {
+                        UpdateFeaturesRequest::default()
+                            .with_timeout_ms(10_000)
+                            .with_validate_only(v >= 1)
+                            .with_feature_updates(vec![FeatureUpdateKey::default()
+                                .with_feature(StrBytes::from_static_str(name))
+                                .with_max_version_level(1)
+                                .with_upgrade_type(1)])
+                    };
+                    let ResponseKind::UpdateFeatures(r) = c
+                        .call(api, v, RequestKind::UpdateFeatures(update("group.version")))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 0, "v{v}: {r:?}");
+                    assert_eq!(r.results.len(), usize::from(v < 2), "v{v}: {r:?}");
+                    let ResponseKind::UpdateFeatures(r) = c
+                        .call(api, v, RequestKind::UpdateFeatures(update("no.such")))
+                        .await
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(r.error_code, 95, "v{v}: {r:?}");
+                }
                 admin if common::ADMIN_APIS.contains(&admin) => {} // tests/admin.rs
                 txn if common::TXN_APIS.contains(&txn) => {}       // tests/wire_txn.rs
                 other => panic!("no wire test for {other:?}"),

@@ -14,6 +14,7 @@ mod acls;
 mod admin;
 mod authorize;
 mod cluster;
+mod codes;
 mod configs;
 mod consumer_group;
 mod elections;
@@ -47,15 +48,15 @@ use kafka_protocol::protocol::StrBytes;
 use crate::config::Config;
 use crate::group::Coordinator;
 use crate::memory::{MemoryBudget, Reservation};
-use crate::metrics::{Metrics, Refusal};
-use crate::producer_state::ProducerError;
+use crate::metrics::Metrics;
 use crate::protocol::{self, error, Request};
 use crate::storage::catalog::{check_topic_name, Topic, TopicError};
-use crate::storage::{AppendError, StorageError, Store};
+use crate::storage::Store;
 use crate::throttle::Throttles;
 use admin::topic_error_code;
 pub use authorize::Session;
 use authorize::{Access, Gate};
+use codes::{append_code, append_refusal, storage_code, storage_refusal};
 
 /// What a connection does once a request is handled.
 pub enum Reply {
@@ -113,56 +114,6 @@ fn name_of(t: &TopicName) -> &str {
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
-}
-
-/// KAFKA_STORAGE_ERROR says the append was not written (a definite failure: retrying cannot
-/// duplicate it); REQUEST_TIMED_OUT says it was written but not confirmed durable, as Kafka
-/// answers a produce whose replication did not finish in time (indefinite: it may be in the
-/// log). Both are retriable for clients.
-fn storage_code(e: &StorageError) -> i16 {
-    if e.indefinite() {
-        error::REQUEST_TIMED_OUT
-    } else {
-        error::KAFKA_STORAGE_ERROR
-    }
-}
-
-/// The code of a failed append: a storage failure as above; a deleted partition; an
-/// idempotent producer's batch out of sequence or from a fenced epoch; a batch outside its
-/// producer's open transaction; a marker from a fenced coordinator.
-fn append_code(e: &AppendError) -> i16 {
-    match e {
-        AppendError::Storage(e) => storage_code(e),
-        AppendError::PartitionGone { .. } => error::UNKNOWN_TOPIC_OR_PARTITION,
-        AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
-            error::OUT_OF_ORDER_SEQUENCE_NUMBER
-        }
-        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => error::INVALID_PRODUCER_EPOCH,
-        AppendError::Producer(
-            ProducerError::InvalidTxnState { .. } | ProducerError::Unverified { .. },
-        ) => error::INVALID_TXN_STATE,
-        AppendError::Producer(ProducerError::CoordinatorFenced { .. }) => {
-            error::TRANSACTION_COORDINATOR_FENCED
-        }
-    }
-}
-
-/// Why a storage failure refused an append, for the metrics.
-fn storage_refusal(e: &StorageError) -> Refusal {
-    match e {
-        StorageError::Unconfirmed(_) => Refusal::SyncUnconfirmed,
-        StorageError::DirFailed(_) => Refusal::DirectoryFailed,
-        _ => Refusal::WriteFailed,
-    }
-}
-
-/// Why a failed append was refused, for the metrics.
-fn append_refusal(e: &AppendError) -> Refusal {
-    match e {
-        AppendError::Storage(e) => storage_refusal(e),
-        AppendError::PartitionGone { .. } => Refusal::PartitionDeleted,
-        AppendError::Producer(_) => Refusal::ProducerState,
-    }
 }
 
 impl Broker {

@@ -63,13 +63,12 @@ impl Controller {
                     .map(move |(i, _)| format!("{}-{i}", t.name))
             })
             .collect();
-        match leaderless.first() {
-            None => None,
-            Some(first) => Some(format!(
+        leaderless.first().map(|first| {
+            format!(
                 "{} partition(s) with a replica here have no leader (e.g. {first})",
                 leaderless.len()
-            )),
-        }
+            )
+        })
     }
 
     pub(super) async fn catch_up_loop(self: Arc<Self>) {

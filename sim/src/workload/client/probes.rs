@@ -44,6 +44,8 @@ pub fn versions(probe: Probe) -> (i16, i16) {
     let least = match probe {
         Probe::Metadata | Probe::MetadataListing | Probe::JoinGroup => 4,
         Probe::AddPartitionsToTxnBatched => 4,
+        // Validate-only from v1 (a v0 update would change the level).
+        Probe::UpdateFeatures => 1,
         _ => lo,
     };
     // A producer's AddPartitionsToTxn is v0–3; v4 on is the batched form. Produce and Fetch
