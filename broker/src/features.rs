@@ -56,11 +56,12 @@ pub const FEATURES: &[Feature] = &[
         max: 0,
         unrecorded: 0,
     },
-    // This broker's formats and inter-broker messages: 1 is every format so far.
+    // This broker's formats and inter-broker messages. 1: the formats of every version before
+    // levels; 2: every file of the data directory names its format.
     Feature {
         name: STILLWATER_VERSION,
         min: 1,
-        max: 1,
+        max: 2,
         unrecorded: 1,
     },
 ];

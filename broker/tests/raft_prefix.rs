@@ -261,7 +261,7 @@ async fn a_compacted_logs_raft_entries_begin_above_its_cleaned_prefix_which_a_re
         };
         std::fs::write(
             pdir.join(replica::META_FILE),
-            small_file::text(&meta.encode()),
+            small_file::text(1, &meta.encode()),
         )
         .unwrap();
         std::fs::write(file(0, "prefix"), &prefix).unwrap();

@@ -1230,13 +1230,12 @@ async fn a_topic_id_that_cannot_be_parsed_is_reported_corrupt() {
         .unwrap();
     close(store).await;
     let meta = dir.path().join(".meta").join("t.topic");
-    let text = std::fs::read_to_string(&meta).unwrap();
-    let body = text.trim_end().rsplit_once('\n').unwrap().0;
+    let text = std::fs::read(&meta).unwrap();
+    let (format, body) = broker::storage::small_file::check_versioned(&text).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(body).unwrap();
     json["id"] = "not-hex".into();
     let body = json.to_string();
-    let crc = crc32fast::hash(body.as_bytes());
-    std::fs::write(&meta, format!("{body}\ncrc32={crc:08x}\n")).unwrap();
+    std::fs::write(&meta, broker::storage::small_file::text(format, &body)).unwrap();
     let err = match Store::open(env_with(&gate), &config(dir.path()), Arc::default()).await {
         Ok(_) => panic!("a topic with an unreadable id was loaded"),
         Err(e) => e,

@@ -81,9 +81,10 @@ async fn every_advertised_version_is_served() {
                         ),
                     }
                     if v >= 3 {
+                        // A new single node: every feature at its newest level.
                         assert_eq!(
                             finalized,
-                            [("group.version", 1, 1), ("stillwater.version", 1, 1)]
+                            [("group.version", 1, 1), ("stillwater.version", 2, 2)]
                         );
                         assert_eq!(r.finalized_features_epoch, 0);
                     }

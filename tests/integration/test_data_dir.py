@@ -55,7 +55,7 @@ def test_a_directory_in_a_newer_format_is_refused_and_left_untouched(make_broker
     b.stop()
     marker = b.data_dir / ".meta" / "format"
     text = marker.read_text()
-    assert text.startswith("format=1\nwritten_by="), text
+    assert text.startswith("format=2\nwritten_by="), text  # a new single node: the newest format
     import zlib
     body = "format=99\nwritten_by=98.7.6"
     marker.write_text(f"{body}\ncrc32={zlib.crc32(body.encode()):08x}\n")

@@ -65,8 +65,8 @@ def test_levels_finalized_through_one_broker_are_told_and_acted_on_by_all(tmp_pa
         assert levels == {"group.version": 1, "stillwater.version": 1}, levels
 
         # Refused whole: a level no broker supports, a feature no broker knows.
-        code, message = update(nodes[1].bootstrap, "stillwater.version", 2, 1)
-        assert code == 95 and f"Local controller {nodes[1].node_id} only supports versions 1-1" in message, message
+        code, message = update(nodes[1].bootstrap, "stillwater.version", 3, 1)
+        assert code == 95 and f"Local controller {nodes[1].node_id} only supports versions 1-2" in message, message
         code, message = update(nodes[2].bootstrap, "no.such.feature", 1, 1)
         assert code == 95 and "does not support this feature" in message, message
         assert update(nodes[0].bootstrap, "group.version", 0, 2, validate_only=True) == (0, None)
@@ -89,6 +89,69 @@ def test_levels_finalized_through_one_broker_are_told_and_acted_on_by_all(tmp_pa
         for n in nodes:
             # Served again (by the group's coordinator; NOT_COORDINATOR elsewhere).
             assert heartbeat_error(n.bootstrap, f"g-back-{n.node_id}") in (0, 16), n.node_id
+    finally:
+        died = c.cleanup()
+        assert not died, [n.log_tail() for n in died]
+
+
+def segment_files(data_dir, topic, ext):
+    return sorted((data_dir / f"{topic}-0").glob(f"*.{ext}"))
+
+
+def test_raising_the_format_level_keeps_the_data_and_new_files_name_their_format(tmp_path):
+    """Data: 3 MB in 1 KB records over segments of 256 KiB on three nodes. A cluster starts at
+    stillwater.version 1: every directory's marker at format 1, its files without a format
+    line. Raised to 2 (through one broker), every broker's marker says 2 within seconds;
+    files written from then on name their format (a new topic's metadata file, a closed
+    segment's index files) while the old ones stay as they were and are read as before, also
+    after every broker restarted; the level cannot be lowered again."""
+    import clients
+    from test_cluster import Cluster
+    c = Cluster(tmp_path, extra_args=("--set", "segment_bytes=262144")).start()
+    try:
+        c.wait_brokers(3)
+        nodes = list(c.nodes.values())
+        for n in nodes:
+            assert (n.data_dir / ".meta" / "format").read_text().startswith("format=1\n")
+        clients.create_topics(c.bootstrap, {"before": 1})
+        p = clients.producer(c.bootstrap, acks="all")
+        log = clients.DeliveryLog()
+        values = [f"b{i:05d}".encode() * 128 for i in range(1500)]
+        clients.produce_all(p, "before", [{"value": v} for v in values], log)
+        # A closed segment's index files are written where it closes (its leader at least).
+        old_index = [f for n in nodes for f in segment_files(n.data_dir, "before", "index")]
+        assert old_index
+        assert not any(f.read_bytes().startswith(b"SWOI") for f in old_index)
+        for n in nodes:
+            assert not (n.data_dir / ".meta" / "before.topic").read_text().startswith("stillwater-format=")
+
+        assert update(nodes[1].bootstrap, "stillwater.version", 2, 1) == (0, None)
+        wait_level(nodes, "stillwater.version", 2)
+        for n in nodes:
+            marker = n.data_dir / ".meta" / "format"
+            deadline = time.monotonic() + 10
+            while not marker.read_text().startswith("format=2\n"):
+                assert time.monotonic() < deadline, f"node {n.node_id}: {marker.read_text()}"
+                time.sleep(0.1)
+
+        clients.create_topics(c.bootstrap, {"after": 1})
+        clients.produce_all(p, "after", [{"value": v} for v in values], log)
+        for n in nodes:
+            assert (n.data_dir / ".meta" / "after.topic").read_text().startswith("stillwater-format=2\n")
+        new_index = [f for n in nodes for f in segment_files(n.data_dir, "after", "index")]
+        assert new_index and all(f.read_bytes().startswith(b"SWOI\0\0\0\x02") for f in new_index)
+        assert not any(f.read_bytes().startswith(b"SWOI") for f in old_index)
+
+        code, message = update(nodes[0].bootstrap, "stillwater.version", 1, 3)
+        assert code == 95 and "not supported" in message, message
+
+        for n in nodes:
+            n.restart()
+        c.wait_brokers(3)
+        for topic in ("before", "after"):
+            c.leader_of(topic, 0)
+            consumed, _ = clients.consume_all(c.bootstrap, topic, [0])
+            assert [r[2] for r in consumed[0]] == values, topic
     finally:
         died = c.cleanup()
         assert not died, [n.log_tail() for n in died]

@@ -18,6 +18,7 @@
 //! the metadata.
 
 mod caught_up;
+mod levels;
 pub mod membership;
 pub mod moves;
 mod placement;
@@ -197,6 +198,7 @@ impl Controller {
         tokio::spawn(controller.clone().peers_loop());
         tokio::spawn(controller.clone().join_serve_loop());
         tokio::spawn(controller.clone().quorum_loop());
+        tokio::spawn(controller.clone().format_loop());
         Ok(controller)
     }
 
@@ -219,25 +221,6 @@ impl Controller {
     }
 
     /// Changes whenever records were applied.
-    /// Resolves when the metadata finalizes a feature level this broker cannot run at (never
-    /// while every level is within its range): it must stop, and an operator run a version
-    /// that supports the level.
-    pub async fn unsupported(&self) -> crate::features::Unsupported {
-        let mut changes = self.changes();
-        loop {
-            let found = self
-                .metadata()
-                .features
-                .unsupported_by(&crate::features::supported());
-            if let Some(u) = found {
-                return u;
-            }
-            if changes.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
-    }
-
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }

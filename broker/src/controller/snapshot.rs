@@ -60,8 +60,9 @@ pub async fn write(
             path: dir.join(FILE),
             reason: format!("cannot encode the metadata snapshot: {e}"),
         })?;
-    small_file::write(io, dir, FILE, &body).await?;
-    Ok(Bytes::from(small_file::text(&body)))
+    let format = io.format();
+    small_file::write_at(io, dir, &[(FILE, &body)], format).await?;
+    Ok(Bytes::from(small_file::text(format, &body)))
 }
 
 /// The snapshot in `dir`, if any.
@@ -72,7 +73,7 @@ pub async fn read(io: &Io, dir: &Path) -> Result<Option<Loaded>, StorageError> {
         Ok(Loaded {
             offset: image.offset,
             state: image.state,
-            text: Bytes::from(small_file::text(body)),
+            text: Bytes::from(small_file::text(io.format(), body)),
         })
     })
     .await
@@ -236,15 +237,17 @@ mod tests {
             state: &state,
         })
         .expect("encodes");
-        let text = small_file::text(&body);
-        assert_eq!(offset_of(text.as_bytes()), Some(42));
+        for format in [1, crate::storage::format::READS] {
+            let text = small_file::text(format, &body);
+            assert_eq!(offset_of(text.as_bytes()), Some(42));
+            // A torn text is no snapshot.
+            assert_eq!(offset_of(&text.as_bytes()[..text.len() - 3]), None);
+        }
         let back: Image<ClusterMetadata> = serde_json::from_str(&body).expect("decodes");
         assert_eq!(back.offset, 42);
         assert_eq!(back.state.brokers, state.brokers);
         assert_eq!(back.state.cluster_configs, state.cluster_configs);
         assert_eq!(back.state.next_group, state.next_group);
-        // A torn text is no snapshot.
-        assert_eq!(offset_of(&text.as_bytes()[..text.len() - 3]), None);
     }
 
     /// A snapshot of a large cluster's metadata travels packed: its JSON over the 12 MiB one
@@ -291,7 +294,7 @@ mod tests {
             state: &state,
         })
         .expect("encodes");
-        let text = small_file::text(&body);
+        let text = small_file::text(crate::storage::format::READS, &body);
         assert!(
             text.len() > SEND_BYTES_MAX,
             "the test's state is too small: {} bytes",

@@ -85,6 +85,11 @@ pub(crate) enum AdminCommand {
         alterations: Vec<crate::quota::Alteration>,
         reply: Reply<Result<Vec<Result<(), crate::quota::Refused>>, TopicError>>,
     },
+    /// Raise the directory's format (a cluster finalized `stillwater.version` at `level`).
+    RaiseFormat {
+        level: u16,
+        reply: Reply<Result<(), TopicError>>,
+    },
     /// Finalize feature levels on a single node (checked by the caller).
     UpdateFeatures {
         updates: Vec<crate::features::Update>,
@@ -175,6 +180,12 @@ impl AdminLane {
             AdminCommand::AlterClientQuotas { alterations, reply } => {
                 let r = self
                     .guarded(async |p: &mut Self| p.alter_client_quotas(&alterations).await)
+                    .await;
+                let _ = reply.send(r);
+            }
+            AdminCommand::RaiseFormat { level, reply } => {
+                let r = self
+                    .guarded(async |p: &mut Self| p.raise_format(level).await)
                     .await;
                 let _ = reply.send(r);
             }
@@ -417,24 +428,29 @@ impl AdminLane {
         &mut self,
         updates: &[crate::features::Update],
     ) -> Result<(), TopicError> {
-        let (current, format) = self.shared.features.read().expect("not poisoned").clone();
+        let current = self.shared.features.read().expect("not poisoned").clone();
         let mut next = (*current).clone();
         for u in updates {
             next.set(&u.name, u.level, current.epoch + 1);
         }
         let wanted = next.level(crate::features::STILLWATER_VERSION);
-        let format = match u16::try_from(wanted) {
-            Ok(level) if level > format => {
-                super::format::write(self.io(), &self.shared.data_dir, level).await?;
-                level
-            }
-            _ => format,
-        };
+        self.raise_format(u16::try_from(wanted).unwrap_or(0))
+            .await?;
         let meta = self.shared.data_dir.join(catalog::META_DIR);
         let body = serde_json::to_string(&next).expect("plain data encodes");
         small_file::write(self.io(), &meta, super::node_meta::FEATURES_FILE, &body).await?;
         tracing::info!(levels = ?next.levels, "feature levels finalized");
-        *self.shared.features.write().expect("not poisoned") = (Arc::new(next), format);
+        *self.shared.features.write().expect("not poisoned") = Arc::new(next);
+        Ok(())
+    }
+
+    /// Raise the directory's format to `level` if it is below (the marker first).
+    async fn raise_format(&mut self, level: u16) -> Result<(), TopicError> {
+        let now = self.io().format();
+        if level > now {
+            super::format::write(self.io(), &self.shared.data_dir, level).await?;
+            tracing::info!(from = now, to = level, "the data directory's format raised");
+        }
         Ok(())
     }
 

@@ -16,8 +16,12 @@ use super::{catalog, small_file, Io, StorageError};
 pub const FILE: &str = "format";
 
 /// The highest directory format this broker reads (the highest level of `stillwater.version`
-/// it supports).
-pub const READS: u16 = 1;
+/// it supports). Level 2: every file names its format (small files' first line, segments'
+/// index files' header; [`super::small_file`], [`super::log::index`]).
+pub const READS: u16 = 2;
+
+/// The first format whose files name their format themselves.
+pub const VERSIONED: u16 = 2;
 
 /// The format of a directory without a marker: one made before the marker existed.
 pub const UNMARKED: u16 = 1;
@@ -81,7 +85,7 @@ pub(super) async fn check(io: &Io, data_dir: &Path) -> Result<Option<Marker>, St
             return Err(StorageError::NewerFormat {
                 path,
                 found: m.format,
-                written_by: m.written_by.clone(),
+                written_by: Some(m.written_by.clone()),
                 reads: READS,
             });
         }
@@ -99,6 +103,8 @@ pub(super) async fn settle(
     newest: bool,
 ) -> Result<u16, StorageError> {
     if let Some(m) = marker {
+        io.format
+            .store(m.format, std::sync::atomic::Ordering::Release);
         return Ok(m.format);
     }
     let first = if newest { READS } else { UNMARKED };
@@ -114,7 +120,7 @@ pub(super) async fn write(io: &Io, data_dir: &Path, format: u16) -> Result<(), S
         return Err(StorageError::NewerFormat {
             path: data_dir.join(catalog::META_DIR).join(FILE),
             found: format,
-            written_by: software_version().to_string(),
+            written_by: None,
             reads: READS,
         });
     }
@@ -122,13 +128,18 @@ pub(super) async fn write(io: &Io, data_dir: &Path, format: u16) -> Result<(), S
         format,
         written_by: software_version().to_string(),
     };
-    small_file::write(
+    // The marker is the directory's version: written as every version reads it, without the
+    // line that names a file's format.
+    small_file::write_at(
         io,
         &data_dir.join(catalog::META_DIR),
-        FILE,
-        &marker.encode(),
+        &[(FILE, &marker.encode())],
+        UNMARKED,
     )
-    .await
+    .await?;
+    io.format
+        .store(format, std::sync::atomic::Ordering::Release);
+    Ok(())
 }
 
 #[cfg(test)]

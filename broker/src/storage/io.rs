@@ -48,11 +48,12 @@ pub enum StorageError {
     NotThisNodes(String),
     /// The data directory (or one of its files) is in a format of a later version than this
     /// broker: reading it could misread it, writing could destroy what that version wrote.
-    #[error("{} says format {found} (written by Stillwater {written_by}); this broker ({}) reads formats up to {reads}: run version {written_by} or later on this directory", path.display(), super::format::software_version())]
+    #[error("{} says format {found} (written by {}); this broker ({}) reads formats up to {reads}: run {} on this directory", path.display(), written_by.as_ref().map_or("a later version".to_string(), |v| format!("Stillwater {v}")), super::format::software_version(), written_by.as_ref().map_or("the version that wrote it".to_string(), |v| format!("version {v} or later")))]
     NewerFormat {
         path: PathBuf,
         found: u16,
-        written_by: String,
+        /// The version that wrote it, where the file says.
+        written_by: Option<String>,
         reads: u16,
     },
     /// The append's bytes were handed to the disk but the sync covering them failed or missed
@@ -222,9 +223,16 @@ pub struct Io {
     pub metrics: Arc<Metrics>,
     /// The directory's own queue: how many operations are in the device at once.
     pub gate: Arc<super::gate::Gate>,
+    /// The directory's format ([`super::format`]): the level the files written now are in.
+    pub format: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl Io {
+    /// The format level files are written in now.
+    pub fn format(&self) -> u16 {
+        self.format.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Run one disk operation under the deadline. A missed deadline fails the directory, except
     /// for a read, which fails only its caller.
     pub async fn run<T, F>(&self, disk_op: DiskOp, path: &Path, fut: F) -> Result<T, StorageError>

@@ -107,9 +107,9 @@ pub(crate) struct Shared {
     /// A single node's client quotas (a cluster's are in its metadata log). Changed only by
     /// the admin lane, once durable.
     pub(crate) client_quotas: crate::sync::RwLock<Arc<crate::quota::ClientQuotas>>,
-    /// A single node's finalized feature levels (a cluster's are in its metadata log), and
-    /// the directory's format ([`format`]). Changed only by the admin lane, once durable.
-    pub(crate) features: crate::sync::RwLock<(Arc<crate::features::Finalized>, u16)>,
+    /// A single node's finalized feature levels (a cluster's are in its metadata log).
+    /// Changed only by the admin lane, once durable.
+    pub(crate) features: crate::sync::RwLock<Arc<crate::features::Finalized>>,
     /// Whether this directory's partitions are replicated (a cluster node): their logs are
     /// Raft logs, written through [`Store::raft_write`] only.
     pub(crate) replicated: bool,
@@ -184,6 +184,7 @@ impl Store {
             health: Health::new(metrics.clone()),
             metrics: metrics.clone(),
             gate: Arc::new(gate::Gate::new(config.io_deadline())),
+            format: Arc::new(format::UNMARKED.into()),
         };
         let data_dir = config.data_dir.clone();
         // Before anything is written: a directory of a later version is not this broker's.
@@ -262,7 +263,7 @@ impl Store {
                 "storage.client_quotas",
                 Arc::new(client_quotas),
             ),
-            features: crate::sync::RwLock::new("storage.features", (Arc::new(features), format)),
+            features: crate::sync::RwLock::new("storage.features", Arc::new(features)),
             replicated,
             created_here,
             out_of_files: Default::default(),
@@ -545,7 +546,23 @@ impl Store {
 
     /// A single node's finalized feature levels as they are now.
     pub fn features(&self) -> Arc<crate::features::Finalized> {
-        self.shared.features.read().expect("not poisoned").0.clone()
+        self.shared.features.read().expect("not poisoned").clone()
+    }
+
+    /// The directory's format now ([`format`]).
+    pub fn format(&self) -> u16 {
+        self.shared.io.format()
+    }
+
+    /// Raise the directory's format to `level` (a cluster finalized `stillwater.version` at
+    /// it): the marker rewritten durably before any file of the level is written. A level at
+    /// or below the format now changes nothing; one above what this broker reads is refused.
+    pub async fn raise_format(&self, level: u16) -> Result<(), TopicError> {
+        if level <= self.format() {
+            return Ok(());
+        }
+        self.ask(|reply| AdminCommand::RaiseFormat { level, reply })
+            .await
     }
 
     /// Finalize feature levels on a single node (checked by the caller), once durable; the

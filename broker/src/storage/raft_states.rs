@@ -174,6 +174,16 @@ pub async fn read(io: &Io, data_dir: &Path) -> Result<Recovered, StorageError> {
         let version = match data.get(..HEADER.len()) {
             Some(h) if h == HEADER => 2,
             Some(h) if h == HEADER_V1 => 1,
+            // A later version's file of the same kind: not ours to read.
+            Some(h) if h[..4] == HEADER[..4] => {
+                let found = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                return Err(StorageError::NewerFormat {
+                    path,
+                    found: u16::try_from(found).unwrap_or(u16::MAX),
+                    written_by: None,
+                    reads: 2,
+                });
+            }
             // A rewrite is renamed in only once whole, so the header is always there.
             _ => {
                 return Err(StorageError::Corrupt {

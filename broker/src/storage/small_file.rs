@@ -3,6 +3,10 @@
 //! file, the directory synced — a crash leaves the old file or the new one, never half of one.
 //! Read back with the CRC checked; a file that fails is read again before it is called corrupt
 //! (a misread must not stop the node).
+//!
+//! From format 2 ([`super::format`]) a file's first line names its format,
+//! `stillwater-format=N` (inside what the CRC covers); a file without it is format 1. A file
+//! of a format this broker does not read is refused as [`StorageError::NewerFormat`].
 
 use std::path::Path;
 
@@ -23,13 +27,23 @@ pub async fn write(io: &Io, dir: &Path, name: &str, body: &str) -> Result<(), St
 /// is whole or absent after a crash; which of them were renamed in is not ordered. No files,
 /// no disk work.
 pub async fn write_all(io: &Io, dir: &Path, files: &[(&str, &str)]) -> Result<(), StorageError> {
+    write_at(io, dir, files, io.format()).await
+}
+
+/// [`write_all`] in the format of level `format`.
+pub async fn write_at(
+    io: &Io,
+    dir: &Path,
+    files: &[(&str, &str)],
+    format: u16,
+) -> Result<(), StorageError> {
     if files.is_empty() {
         return Ok(());
     }
     let aside = files.iter().map(|&(name, body)| async move {
         let tmp = dir.join(format!("{name}.tmp"));
         let f = io.open(&tmp, OpenMode::Truncate).await?;
-        io.write_at(&f, Bytes::from(text(body)), 0).await?;
+        io.write_at(&f, Bytes::from(text(format, body)), 0).await?;
         io.sync_data(&f).await?;
         io.rename(&tmp, &dir.join(name)).await
     });
@@ -39,9 +53,21 @@ pub async fn write_all(io: &Io, dir: &Path, files: &[(&str, &str)]) -> Result<()
     io.sync_dir(dir).await
 }
 
-/// The file's text for `body`: the body, then its CRC line.
-pub fn text(body: &str) -> String {
-    format!("{body}\ncrc32={:08x}\n", crc32fast::hash(body.as_bytes()))
+/// The line that names a file's format (from format 2 on).
+const FORMAT_LINE: &str = "stillwater-format=";
+
+/// The file's text for `body` in the format of level `format`: the line naming the format
+/// (from level 2), the body, then the CRC line of both.
+pub fn text(format: u16, body: &str) -> String {
+    let covered = if format >= super::format::VERSIONED {
+        format!("{FORMAT_LINE}{format}\n{body}")
+    } else {
+        body.to_string()
+    };
+    format!(
+        "{covered}\ncrc32={:08x}\n",
+        crc32fast::hash(covered.as_bytes())
+    )
 }
 
 /// Read `path`, check its CRC and `parse` its body; `None` if there is no such file.
@@ -55,7 +81,18 @@ pub async fn read<T>(
         let Some(data) = read_whole(io, path).await? else {
             return Ok(None);
         };
-        match check(&data).and_then(&parse) {
+        let checked = check_versioned(&data);
+        if let Ok((format, _)) = &checked {
+            if *format > super::format::READS {
+                return Err(StorageError::NewerFormat {
+                    path: path.to_path_buf(),
+                    found: *format,
+                    written_by: None,
+                    reads: super::format::READS,
+                });
+            }
+        }
+        match checked.and_then(|(_, body)| parse(body)) {
             Ok(v) => return Ok(Some(v)),
             Err(reason) if attempt >= READ_ATTEMPTS => {
                 return Err(StorageError::Corrupt {
@@ -71,8 +108,34 @@ pub async fn read<T>(
     }
 }
 
-/// A file's body, if its text is whole (its CRC line matches).
+/// A file's body, if its text is whole (its CRC line matches) and in a format this broker
+/// reads.
 pub fn check(data: &[u8]) -> Result<&str, String> {
+    let (format, body) = check_versioned(data)?;
+    if format > super::format::READS {
+        return Err(format!(
+            "format {format}, of a later version (this one reads up to {})",
+            super::format::READS
+        ));
+    }
+    Ok(body)
+}
+
+/// A whole file's format and body (the line naming the format taken off).
+pub fn check_versioned(data: &[u8]) -> Result<(u16, &str), String> {
+    let covered = check_crc(data)?;
+    let Some(rest) = covered.strip_prefix(FORMAT_LINE) else {
+        return Ok((1, covered));
+    };
+    let (level, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    let level = level
+        .parse::<u16>()
+        .map_err(|e| format!("bad format line: {e}"))?;
+    Ok((level, body))
+}
+
+/// The text a file's CRC line covers, if it matches.
+fn check_crc(data: &[u8]) -> Result<&str, String> {
     let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
     let (body, crc_line) = text
         .trim_end()
@@ -115,4 +178,33 @@ pub fn unpack(carried: &[u8], limit: usize) -> Result<Bytes, String> {
     crate::records::decompress(1, carried, limit)
         .map(Bytes::from)
         .map_err(|e| format!("cannot unpack: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_names_its_format_from_format_2_and_either_form_reads_back() {
+        let body = "{\"a\":1}\nsecond line";
+        let old = text(1, body);
+        assert!(old.starts_with("{\"a\":1}"), "{old}");
+        assert_eq!(check_versioned(old.as_bytes()), Ok((1, body)));
+        let new = text(2, body);
+        assert!(new.starts_with("stillwater-format=2\n{\"a\":1}"), "{new}");
+        assert_eq!(check_versioned(new.as_bytes()), Ok((2, body)));
+        assert_eq!(check(new.as_bytes()), Ok(body));
+        // The CRC covers the format line: changing it is damage, not another format.
+        let forged = new.replacen("format=2", "format=1", 1);
+        assert!(check(forged.as_bytes()).is_err());
+        // A later format is refused by `check`, told by `check_versioned`.
+        let later = text(super::super::format::READS + 1, body);
+        assert!(check(later.as_bytes())
+            .unwrap_err()
+            .contains("later version"));
+        assert_eq!(
+            check_versioned(later.as_bytes()).map(|(f, _)| f),
+            Ok(super::super::format::READS + 1)
+        );
+    }
 }

@@ -7,10 +7,48 @@
 //! of `.timeindex` is `timestamp i64 | relative offset u32 | crc u32`, where the timestamp is the
 //! largest timestamp of all batches *before* the entry's position. A closed segment's
 //! `.timeindex` has one more, trailing entry: the segment's largest timestamp and its next offset.
+//!
+//! From format 2 ([`crate::storage::format`]) each of a segment's binary sidecar files (these
+//! two and `.txnindex`) begins with an 8-byte header: four bytes naming its kind, then its
+//! format as a big-endian u32. A file without it is format 1 (no entry can begin with a
+//! kind's bytes: they would be a relative offset, timestamp or producer id past any real one).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub const OFFSET_ENTRY_BYTES: usize = 12;
+/// The header of a sidecar file from format 2.
+pub const SIDECAR_HEADER_BYTES: usize = 8;
+/// The kinds of sidecar files, as their header names them.
+pub const OFFSET_KIND: &[u8; 4] = b"SWOI";
+pub const TIME_KIND: &[u8; 4] = b"SWTI";
+pub const TXN_KIND: &[u8; 4] = b"SWTX";
+const KINDS: [&[u8; 4]; 3] = [OFFSET_KIND, TIME_KIND, TXN_KIND];
+
+/// A sidecar file of `kind`: `entries` after the header of `format` (none before format 2).
+pub fn with_header(kind: &[u8; 4], format: u16, entries: Bytes) -> Bytes {
+    if format < crate::storage::format::VERSIONED {
+        return entries;
+    }
+    let mut out = BytesMut::with_capacity(SIDECAR_HEADER_BYTES + entries.len());
+    out.put_slice(kind);
+    out.put_u32(u32::from(format));
+    out.put_slice(&entries);
+    out.freeze()
+}
+
+/// The entries of a sidecar file of `kind` (after its header, if it has one); `None` for a
+/// header of another kind or of a format this broker does not read: rebuild the file.
+pub fn entries_of<'a>(kind: &[u8; 4], data: &'a [u8]) -> Option<&'a [u8]> {
+    let Some(head) = data.get(..4).filter(|h| KINDS.iter().any(|k| &k[..] == *h)) else {
+        return Some(data);
+    };
+    let format = data.get(4..SIDECAR_HEADER_BYTES).map(|mut b| b.get_u32())?;
+    let readable = head == kind
+        && (u32::from(crate::storage::format::VERSIONED)
+            ..=u32::from(crate::storage::format::READS))
+            .contains(&format);
+    readable.then(|| &data[SIDECAR_HEADER_BYTES..])
+}
 pub const TIME_ENTRY_BYTES: usize = 16;
 
 /// One sparse index point: the batch at `position` starts at `base + relative_offset`, and every
@@ -184,5 +222,47 @@ mod tests {
             "positions beyond the segment"
         );
         assert!(decode(&[], &[], 0).is_none(), "no trailer at all");
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_files_carry_a_header_from_format_2_and_old_ones_read_as_they_are() {
+        let entries = [IndexEntry {
+            relative_offset: 0,
+            position: 0,
+            prefix_max_timestamp: 5,
+        }];
+        let (offsets, times) = encode(&entries, 9, 3);
+        let legacy = with_header(OFFSET_KIND, 1, offsets.clone());
+        assert_eq!(legacy, offsets);
+        let headed = with_header(OFFSET_KIND, 2, offsets.clone());
+        assert_eq!(&headed[..8], b"SWOI\0\0\0\x02");
+        assert_eq!(entries_of(OFFSET_KIND, &headed), Some(&offsets[..]));
+        assert_eq!(entries_of(OFFSET_KIND, &offsets), Some(&offsets[..]));
+        // Another kind's header, or a later format's: rebuilt, not misread.
+        assert_eq!(entries_of(TIME_KIND, &headed), None);
+        let later = with_header(
+            OFFSET_KIND,
+            crate::storage::format::READS + 1,
+            offsets.clone(),
+        );
+        assert_eq!(entries_of(OFFSET_KIND, &later), None);
+        let times = with_header(TIME_KIND, 2, times);
+        let loaded = entries_of(OFFSET_KIND, &headed)
+            .zip(entries_of(TIME_KIND, &times))
+            .and_then(|(o, t)| decode(o, t, 100))
+            .unwrap();
+        assert_eq!(
+            (
+                loaded.entries.len(),
+                loaded.max_timestamp,
+                loaded.next_relative
+            ),
+            (1, 9, 3)
+        );
     }
 }

@@ -146,12 +146,14 @@ impl Loading<'_> {
             txns,
         } = opened;
         let loaded = match (offsets, times) {
-            (Some(o), Some(t)) => index::decode(&o, &t, len),
+            (Some(o), Some(t)) => index::entries_of(index::OFFSET_KIND, &o)
+                .zip(index::entries_of(index::TIME_KIND, &t))
+                .and_then(|(o, t)| index::decode(o, t, len)),
             _ => None,
         };
         let present = txns.is_some();
         let txns = match txns {
-            Some(data) => txn_index::decode(&data),
+            Some(data) => index::entries_of(index::TXN_KIND, &data).and_then(txn_index::decode),
             None => Some(Vec::new()),
         };
         if let Some(l) = loaded.filter(|l| base + l.next_relative as i64 == next_base) {

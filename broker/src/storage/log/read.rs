@@ -524,6 +524,7 @@ mod tests {
             health: crate::storage::io::Health::new(metrics.clone()),
             metrics,
             gate: Arc::new(crate::storage::gate::Gate::new(None)),
+            format: Arc::new(crate::storage::format::READS.into()),
         };
         (tempfile::tempdir().unwrap(), io)
     }

@@ -114,6 +114,8 @@ pub async fn write_index(io: &Io, dir: &Path, seg: &Segment) -> Result<(), Stora
     write_txn_index(io, dir, seg).await?;
     let next_rel = (seg.next_offset - seg.base_offset) as u32;
     let (offsets, times) = index::encode(&seg.entries, seg.max_timestamp, next_rel);
+    let offsets = index::with_header(index::OFFSET_KIND, io.format(), offsets);
+    let times = index::with_header(index::TIME_KIND, io.format(), times);
     // The two files are independent: written and synced together.
     let writes = [("index", offsets), ("timeindex", times)].map(|(ext, data)| async move {
         let path = dir.join(segment_name(seg.base_offset, ext));
@@ -137,7 +139,9 @@ pub(super) async fn write_txn_index(
         return io.remove_file_if_present(&path).await;
     }
     let f = io.open(&path, OpenMode::Truncate).await?;
-    io.write_at(&f, txn_index::encode(&seg.aborted), 0).await?;
+    let entries = txn_index::encode(&seg.aborted);
+    let data = index::with_header(index::TXN_KIND, io.format(), entries);
+    io.write_at(&f, data, 0).await?;
     io.sync_data(&f).await?;
     io.sync_dir(dir).await
 }

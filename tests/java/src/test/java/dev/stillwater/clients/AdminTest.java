@@ -283,7 +283,7 @@ class AdminTest {
     /**
      * The feature levels (ApiVersions v3+): the consumer group protocol finalized at
      * {@code group.version} 1, transactions v2 not ({@code transaction.version} 0, so left out),
-     * the broker's own {@code stillwater.version}.
+     * the broker's own {@code stillwater.version} (a new single node at its newest level, 2).
      */
     @Test
     void theFeatureLevelsAreDescribed() throws Exception {
@@ -292,10 +292,10 @@ class AdminTest {
         assertEquals(Set.of("group.version", "stillwater.version"), finalized.keySet(), finalized.toString());
         assertEquals(1, finalized.get("group.version").maxVersionLevel());
         assertEquals(1, finalized.get("group.version").minVersionLevel());
-        assertEquals(1, finalized.get("stillwater.version").maxVersionLevel());
+        assertEquals(2, finalized.get("stillwater.version").maxVersionLevel());
         assertTrue(features.finalizedFeaturesEpoch().isPresent(), features.toString());
         Map<String, SupportedVersionRange> supported = features.supportedFeatures();
-        assertEquals(1, supported.get("stillwater.version").maxVersion());
+        assertEquals(2, supported.get("stillwater.version").maxVersion());
         // Both client lines (3.9 and 4.x) ask at v4, where a range from 0 is listed.
         assertEquals(Set.of("group.version", "transaction.version", "stillwater.version"),
                 supported.keySet(), supported.toString());
