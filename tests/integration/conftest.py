@@ -7,6 +7,8 @@ report. A broker that died on its own (not stopped or killed by the test) fails 
 Environment:
   STILLWATER_BROKER_BIN      the broker binary (default /root/.cache/stillwater-target/debug/broker)
   STILLWATER_TEST_IO_ENGINE  passed as --io-engine when set (uring | blocking | auto)
+  STILLWATER_OLD_BROKER_BIN  the earlier version's release broker (test_upgrade.py; built by
+                             `cargo xtask upgrade --build-only` when not set)
 """
 
 import atexit
@@ -49,7 +51,7 @@ def broker_bin() -> str:
 HARNESS_VARS = ("STILLWATER_BROKER_BIN", "STILLWATER_TEST_IO_ENGINE", "STILLWATER_KAFKA_BOOTSTRAP",
                 "STILLWATER_KAFKA_SASL_BOOTSTRAP", "STILLWATER_KAFKA_SSL_BOOTSTRAP",
                 "STILLWATER_KAFKA_SASL_SSL_BOOTSTRAP", "STILLWATER_KAFKA_CERTS",
-                "STILLWATER_KAFKA_CLUSTER_BOOTSTRAP")
+                "STILLWATER_KAFKA_CLUSTER_BOOTSTRAP", "STILLWATER_OLD_BROKER_BIN")
 
 
 def broker_env(**extra) -> dict:

@@ -30,6 +30,7 @@ mod sim;
 mod test;
 #[cfg(test)]
 mod tidy;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,10 @@ enum Command {
     /// A defect planted in a scratch commit, through the failing seed's whole path: JUnit,
     /// the explorable page in headless Chromium, explain, bisection.
     Planted(planted::PlantedArgs),
+    /// The rolling-upgrade test: a three-node cluster of an earlier version's release broker
+    /// (built once) rolled to this one under load, the format level raised, the earlier
+    /// version then refused.
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
         Command::Differential(args) => kafka::run_differential(&args),
         Command::KafkaPython(args) => kafka_python::run(&args),
         Command::Planted(args) => planted::run(&args),
+        Command::Upgrade(args) => upgrade::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -401,6 +401,8 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
         bail!("integration test suite {} not found", suite.display());
     }
     let python = python_env(&suite.join("requirements.txt"))?;
+    // The rolling-upgrade test's earlier version (built once, then kept in the target directory).
+    let old_broker = crate::upgrade::old_broker()?;
     let kcat_missing = ensure_kcat();
     let kafkajs = kafkajs(&suite.join("kafkajs"))?;
     settle_disk();
@@ -410,7 +412,8 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
     command
         .args(PYTEST_ARGS)
         .current_dir(&root)
-        .env("STILLWATER_BROKER_BIN", broker_bin);
+        .env("STILLWATER_BROKER_BIN", broker_bin)
+        .env(crate::upgrade::OLD_BROKER_ENV, &old_broker);
     if let Some(modules) = &kafkajs {
         command.env("NODE_PATH", modules);
     }
