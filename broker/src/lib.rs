@@ -40,6 +40,7 @@ pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod throttle;
+pub mod tools;
 pub mod topic_config;
 pub mod txn;
 pub mod txn_marker;

@@ -70,6 +70,9 @@ pub const BROKER_LAYERS: &[Layer] = &[
     ("api", &["api"]),
     // Listener, connections, start-up and shutdown: the one place that wires the layers.
     ("server", &["server"]),
+    // The operator's offline tools (dump a file, verify a data directory): they read the
+    // storage's formats and never run inside the broker.
+    ("tools", &["tools"]),
 ];
 
 /// The simulator's rooms, lowest first (the same rule as the broker's).

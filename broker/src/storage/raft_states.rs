@@ -205,6 +205,19 @@ pub async fn read(io: &Io, data_dir: &Path) -> Result<Recovered, StorageError> {
     Ok(best.map(|(_, s)| s).unwrap_or_default())
 }
 
+/// What a copy of the file says, read offline (the operator's tools): the frames up to the
+/// first that is torn or fails its checks, the bytes they take (the header included), and
+/// what they tell; an error for a file that is not one of Raft hard states.
+pub fn parse_file(data: &Bytes) -> Result<(usize, Recovered), String> {
+    let version = match data.get(..HEADER.len()) {
+        Some(h) if h == HEADER => 2,
+        Some(h) if h == HEADER_V1 => 1,
+        _ => return Err("not a file of Raft hard states (bad header or a later format)".into()),
+    };
+    let (read, states) = parse(&data.slice(HEADER.len()..), version);
+    Ok((HEADER.len() + read, states))
+}
+
 /// The frames of `data` (of format `version`) up to the first that is torn, fails its CRC or
 /// does not parse: how many bytes they take, and what they tell.
 fn parse(data: &Bytes, version: u8) -> (usize, Recovered) {
