@@ -199,7 +199,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let env = Env::production(config.engine(), config.disk_threads, seed)?;
-        broker::server::run_until(env, config, shutdown_signal()).await
+        broker::server::run_until(
+            env,
+            config,
+            shutdown_signal(),
+            || notify(sd_notify::NotifyState::Ready),
+            || notify(sd_notify::NotifyState::Stopping),
+        )
+        .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -232,6 +239,15 @@ fn exit_code_of(e: &anyhow::Error) -> ExitCode {
 /// The exit code of a broker older than its data directory or its cluster.
 #[cfg(not(madsim))]
 const EXIT_NEWER: u8 = 3;
+
+/// Tell systemd (a `Type=notify` unit: `NOTIFY_SOCKET` is set) how the broker is; nothing
+/// without a service manager.
+#[cfg(not(madsim))]
+fn notify(state: sd_notify::NotifyState) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(error = %e, "could not notify the service manager");
+    }
+}
 
 /// The sources of the configuration: the file, the environment and the flags.
 #[cfg(not(madsim))]

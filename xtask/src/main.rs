@@ -23,6 +23,7 @@ mod java;
 mod kafka;
 mod kafka_python;
 mod librdkafka;
+mod package;
 mod planted;
 mod secure;
 mod seed_path;
@@ -82,6 +83,9 @@ enum Command {
     /// (built once) rolled to this one under load, the format level raised, the earlier
     /// version then refused.
     Upgrade(upgrade::UpgradeArgs),
+    /// The Debian package (dpkg-deb): the release broker, its systemd unit, a commented
+    /// configuration, the stillwater user.
+    Package(package::PackageArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
         Command::KafkaPython(args) => kafka_python::run(&args),
         Command::Planted(args) => planted::run(&args),
         Command::Upgrade(args) => upgrade::run(&args),
+        Command::Package(args) => package::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

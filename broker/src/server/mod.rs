@@ -373,11 +373,15 @@ async fn open_store(
     }
 }
 
-/// Run until `signal` resolves, then shut down gracefully.
+/// Run until `signal` resolves, then shut down gracefully; `serving` is called once the
+/// broker serves (its listeners bound, its data directory recovered: a service manager is told
+/// it is ready) and `stopping` when it begins to stop.
 pub async fn run_until(
     env: Env,
     config: Config,
     signal: impl Future<Output = ()>,
+    serving: impl FnOnce(),
+    stopping: impl FnOnce(),
 ) -> anyhow::Result<()> {
     tokio::pin!(signal);
     // A signal while the node is still starting (recovering, or waiting for its disk) stops it.
@@ -388,6 +392,7 @@ pub async fn run_until(
             return Ok(());
         }
     };
+    serving();
     let cluster = running.broker.cluster.clone();
     let unsupported = async move {
         match cluster {
@@ -398,10 +403,12 @@ pub async fn run_until(
     tokio::select! {
         _ = signal => {
             tracing::info!("shutting down");
+            stopping();
             running.shutdown().await;
         }
         u = unsupported => {
             tracing::error!("{u}; stopping");
+            stopping();
             running.shutdown().await;
             return Err(u.into());
         }
