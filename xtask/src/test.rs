@@ -404,6 +404,7 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
     // The rolling-upgrade test's earlier version (built once, then kept in the target directory).
     let old_broker = crate::upgrade::old_broker()?;
     let kcat_missing = ensure_kcat();
+    let prometheus_missing = ensure_prometheus();
     let kafkajs = kafkajs(&suite.join("kafkajs"))?;
     settle_disk();
     let mut command = Command::new(&python);
@@ -428,6 +429,9 @@ fn integration_tests(broker_bin: &Path) -> Result<()> {
     );
     if let Some(why) = kcat_missing {
         println!("xtask: NOTE: the kcat tests were skipped: {why}");
+    }
+    if let Some(why) = prometheus_missing {
+        println!("xtask: NOTE: {why}");
     }
     if kafkajs.is_none() {
         println!(
@@ -550,6 +554,17 @@ fn ensure_faketime() -> Option<String> {
         "--version",
         "faketime libfaketime",
         "twin runs cannot skew clocks, and its test is skipped",
+    )
+}
+
+/// Prometheus and promtool (Debian's prometheus package) check the alerting rules and scrape a
+/// cluster in `test_monitoring.py`; without them those tests are skipped with a note.
+fn ensure_prometheus() -> Option<String> {
+    ensure_package(
+        "promtool",
+        "--version",
+        "prometheus",
+        "the monitoring tests (promtool, a Prometheus server) were skipped",
     )
 }
 
