@@ -1,11 +1,11 @@
 //! Kafka framing and request decoding (with the `kafka-protocol` crate), version negotiation,
 //! and response encoding.
 
+mod versions;
+pub use versions::{api_versions, api_versions_unsupported, software_ok};
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    api_versions_response::ApiVersion, ApiKey, ApiVersionsResponse, RequestHeader, RequestKind,
-    ResponseHeader, ResponseKind,
-};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// The APIs this broker serves and the versions it speaks. Every advertised version is one the
@@ -488,57 +488,6 @@ impl kafka_protocol::protocol::buf::ByteBuf for StrictVarints {
     }
 }
 
-/// The ApiVersions response body (at `version`) listing everything in [`SUPPORTED`] (the
-/// [`TELEMETRY_APIS`] only with `telemetry`) and, from v3, the feature levels
-/// ([`crate::features`]) with the cluster's `finalized` ones.
-pub fn api_versions(
-    error_code: i16,
-    version: i16,
-    telemetry: bool,
-    finalized: &crate::features::Finalized,
-) -> ApiVersionsResponse {
-    use kafka_protocol::messages::api_versions_response::{
-        FinalizedFeatureKey, SupportedFeatureKey,
-    };
-    let mut r = ApiVersionsResponse::default();
-    r.error_code = error_code;
-    if version >= 3 {
-        r.supported_features = crate::features::supported_at(version)
-            .map(|f| {
-                let mut k = SupportedFeatureKey::default();
-                k.name = kafka_protocol::protocol::StrBytes::from_static_str(f.name);
-                k.min_version = f.min;
-                k.max_version = f.max;
-                k
-            })
-            .collect();
-        r.finalized_features_epoch = finalized.epoch;
-        r.finalized_features = finalized
-            .listed()
-            .into_iter()
-            .map(|(name, level)| {
-                let mut k = FinalizedFeatureKey::default();
-                k.name = kafka_protocol::protocol::StrBytes::from_string(name);
-                k.min_version_level = level;
-                k.max_version_level = level;
-                k
-            })
-            .collect();
-    }
-    r.api_keys = SUPPORTED
-        .iter()
-        .filter(|(k, _, _)| telemetry || !TELEMETRY_APIS.contains(k))
-        .map(|(k, lo, hi)| {
-            let mut v = ApiVersion::default();
-            v.api_key = *k as i16;
-            v.min_version = *lo;
-            v.max_version = *hi;
-            v
-        })
-        .collect();
-    r
-}
-
 /// Encode a response frame (length prefix, header, body).
 pub fn encode_response(
     api: ApiKey,
@@ -557,25 +506,10 @@ pub fn encode_response(
     Ok(buf.freeze())
 }
 
-/// The v0 ApiVersions error reply for a version we do not speak.
-pub fn api_versions_unsupported(correlation_id: i32) -> anyhow::Result<Bytes> {
-    encode_response(
-        ApiKey::ApiVersions,
-        0,
-        correlation_id,
-        &ResponseKind::ApiVersions(api_versions(
-            error::UNSUPPORTED_VERSION,
-            0,
-            false,
-            &Default::default(),
-        )),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::{MetadataRequest, ProduceRequest};
+    use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest, ProduceRequest};
     use kafka_protocol::protocol::StrBytes;
 
     fn frame_of(api: ApiKey, version: i16, body: &RequestKind) -> Bytes {

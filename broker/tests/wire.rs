@@ -49,8 +49,32 @@ async fn every_advertised_version_is_served() {
         for v in lo..=hi {
             match api {
                 ApiKey::ApiVersions => {
+                    let named = |name: &'static str, version: &'static str| {
+                        ApiVersionsRequest::default()
+                            .with_client_software_name(StrBytes::from_static_str(name))
+                            .with_client_software_version(StrBytes::from_static_str(version))
+                    };
+                    if v >= 3 {
+                        // As Kafka 4.4 answers: a name or version outside `[a-zA-Z0-9.-]`
+                        // (or not beginning and ending alphanumeric) is INVALID_REQUEST, with
+                        // no API listed.
+                        for (name, version) in [("bad name", "1.0"), ("ok", "-1"), ("", "1")] {
+                            let ResponseKind::ApiVersions(r) = c
+                                .call(api, v, RequestKind::ApiVersions(named(name, version)))
+                                .await
+                            else {
+                                panic!()
+                            };
+                            assert_eq!(r.error_code, 42, "v{v} {name:?} {version:?}");
+                            assert!(r.api_keys.is_empty());
+                        }
+                    }
                     let ResponseKind::ApiVersions(r) = c
-                        .call(api, v, RequestKind::ApiVersions(Default::default()))
+                        .call(
+                            api,
+                            v,
+                            RequestKind::ApiVersions(named("wire-test", "1.0.0")),
+                        )
                         .await
                     else {
                         panic!()

@@ -178,3 +178,31 @@ def test_dump_and_verify_a_data_directory(make_broker):
     assert bad.returncode == 1, bad.stdout
     assert f"DAMAGED {closed}" in bad.stdout and "1 damaged" in bad.stdout, bad.stdout
     assert size > 0
+
+
+def test_connections_are_counted_by_the_client_software_they_name(broker):
+    """Data: 10 records. librdkafka (through confluent-kafka) names its software in ApiVersions;
+    while its producer is open the broker counts its connections under that name, and not once
+    it is closed."""
+    import clients
+    from conftest import parse_prometheus_samples
+    clients.create_topics(broker.bootstrap, {"software": 1})
+    p = clients.producer(broker.bootstrap, acks="all")
+    log = clients.DeliveryLog()
+    clients.produce_all(p, "software", [{"value": b"v"} for _ in range(10)], log)
+
+    def by_software():
+        return {(lab.get("software_name"), lab.get("software_version")): v
+                for (name, lab), v in parse_prometheus_samples(broker.metrics_text())
+                if name == "stillwater_client_software_connections"}
+    open_now = by_software()
+    rdkafka = {k: v for k, v in open_now.items() if k[0] and "kafka" in k[0] and v > 0}
+    assert rdkafka, open_now
+    del p
+    import gc
+    gc.collect()
+    import time
+    deadline = time.monotonic() + 15
+    while any(by_software().get(k, 0) > 0 for k in rdkafka):
+        assert time.monotonic() < deadline, by_software()
+        time.sleep(0.2)

@@ -169,10 +169,33 @@ fn target_dir() -> PathBuf {
 }
 
 /// The cargo that invoked us (`cargo xtask` sets `CARGO`), so toolchain overrides carry over.
+///
+/// Without the variables `cargo run` set for xtask itself (its manifest directory, its
+/// package's name and version, …): a build script that reads one (ring's reads
+/// `CARGO_MANIFEST_DIR`) would see it change between a build from here and the same build from
+/// a shell, and cargo would rebuild it and everything above it — ring, rustls, the broker —
+/// each time one follows the other. With them gone, `cargo xtask cluster up` and
+/// `cargo run --release -p broker` share one release broker.
 fn cargo() -> std::process::Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command.current_dir(repo_root());
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let ours = name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if ours {
+            command.env_remove(name);
+        }
+    }
     command
 }
 

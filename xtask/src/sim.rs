@@ -59,16 +59,22 @@ pub fn build_at(tree: &std::path::Path, target: &std::path::Path) -> Result<std:
 /// Build the twin runner (`sim` without `--cfg madsim`) and the broker, in `profile`
 /// (`release` or `dev`); their paths.
 pub fn build_real(profile: &str) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
-    let status = cargo()
-        .args(["build", "--quiet", "--profile", profile])
-        .args([
-            "-p", "sim", "--bin", "sim", "-p", "broker", "--bin", "broker",
-        ])
-        .current_dir(repo_root())
-        .status()
-        .context("running cargo build for the twin runner")?;
-    if !status.success() {
-        bail!("building the twin runner and the broker failed ({status})");
+    // The broker alone first, as `cargo build -p broker` builds it: built together with the
+    // simulator, its dependencies' features would be unified with the simulator's and make
+    // another broker than the one every other command runs.
+    for package in [
+        ["-p", "broker", "--bin", "broker"],
+        ["-p", "sim", "--bin", "sim"],
+    ] {
+        let status = cargo()
+            .args(["build", "--quiet", "--profile", profile])
+            .args(package)
+            .current_dir(repo_root())
+            .status()
+            .context("running cargo build for the twin runner")?;
+        if !status.success() {
+            bail!("building {} failed ({status})", package[1]);
+        }
     }
     let dir = crate::target_dir().join(if profile == "dev" { "debug" } else { profile });
     Ok((dir.join("sim"), dir.join("broker")))

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use io_backend::Clock;
-use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
+use kafka_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::Config;
@@ -264,7 +264,14 @@ impl Broker {
                     }
                 })
             }
-            RequestKind::ApiVersions(_) => {
+            RequestKind::ApiVersions(v) => {
+                // Kafka refuses a client software name or version that is not a few of
+                // `[a-zA-Z0-9.-]`, starting and ending alphanumeric (v3+), listing no API.
+                if version >= 3 && !protocol::software_ok(&v) {
+                    let mut body = ApiVersionsResponse::default();
+                    body.error_code = error::INVALID_REQUEST;
+                    return Box::pin(async move { respond(ResponseKind::ApiVersions(body)) });
+                }
                 let body = protocol::api_versions(
                     error::NONE,
                     version,

@@ -19,6 +19,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 mod counting;
+pub mod software;
 pub use counting::CountingDisk;
 
 /// Upper bounds (seconds) of the sync latency histogram buckets.
@@ -115,6 +116,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<ApiLabel, Counter>,
     refused_appends: Family<ReasonLabel, Counter>,
+    /// Open connections by client software ([`software`]).
+    pub client_software: software::ClientSoftware,
     pub request_errors: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
@@ -255,6 +258,7 @@ impl Default for Metrics {
                 env!("CARGO_PKG_VERSION"),
             )]),
         );
+        let client_software = software::ClientSoftware::register(&mut r);
         let sync_latency = Histogram::new(SYNC_BUCKETS_S);
         r.register(
             "sync_latency_seconds",
@@ -262,6 +266,7 @@ impl Default for Metrics {
             sync_latency.clone(),
         );
         Metrics {
+            client_software,
             request_errors: counter(
                 &mut r,
                 "request_errors",

@@ -113,6 +113,8 @@ pub(super) async fn serve(
     let mut auth_timer = auth.as_ref().map(|a| clock.sleep(a.timeout()));
     // The client's software, once its ApiVersions (v3+) names it.
     let mut software: Option<Arc<(String, String)>> = None;
+    let mut software_counted =
+        crate::metrics::software::Counted::new(&broker.metrics.client_software);
     // Until this broker's metadata has caught up with the cluster's (`None`: it has).
     let mut loading = broker.metadata_loading();
     let mut loading_timer = loading.as_ref().map(|_| clock.sleep(METADATA_WAIT_MAX));
@@ -181,15 +183,19 @@ pub(super) async fn serve(
                     req.peer = Some(peer);
                     req.listener = Some(listener.clone());
                     if let kafka_protocol::messages::RequestKind::ApiVersions(v) = &req.body {
-                        if req.version >= 3 {
-                            let name = v.client_software_name.as_str();
-                            let version = v.client_software_version.as_str();
-                            // Kept for client telemetry's selectors; bounded as Kafka checks
-                            // them (a few printable characters).
-                            software = Some(Arc::new((
-                                name.chars().take(128).collect(),
-                                version.chars().take(128).collect(),
-                            )));
+                        if req.version >= 3 && protocol::software_ok(v) {
+                            // Kept for client telemetry's selectors and counted by software;
+                            // bounded (Kafka takes only a few characters of `[a-zA-Z0-9.-]`).
+                            let name: String =
+                                v.client_software_name.as_str().chars().take(128).collect();
+                            let version: String = v
+                                .client_software_version
+                                .as_str()
+                                .chars()
+                                .take(128)
+                                .collect();
+                            software_counted.set(&name, &version);
+                            software = Some(Arc::new((name, version)));
                         }
                     }
                     req.software = software.clone();
