@@ -94,6 +94,16 @@ def test_levels_finalized_through_one_broker_are_told_and_acted_on_by_all(tmp_pa
         assert not died, [n.log_tail() for n in died]
 
 
+def wait_markers(nodes, format, timeout=15.0):
+    """Wait until every node's data directory marker says `format`."""
+    for n in nodes:
+        marker = n.data_dir / ".meta" / "format"
+        deadline = time.monotonic() + timeout
+        while not marker.read_text().startswith(f"format={format}\n"):
+            assert time.monotonic() < deadline, f"node {n.node_id}: {marker.read_text()}"
+            time.sleep(0.1)
+
+
 def segment_files(data_dir, topic, ext):
     return sorted((data_dir / f"{topic}-0").glob(f"*.{ext}"))
 
@@ -127,12 +137,7 @@ def test_raising_the_format_level_keeps_the_data_and_new_files_name_their_format
 
         assert update(nodes[1].bootstrap, "stillwater.version", 2, 1) == (0, None)
         wait_level(nodes, "stillwater.version", 2)
-        for n in nodes:
-            marker = n.data_dir / ".meta" / "format"
-            deadline = time.monotonic() + 10
-            while not marker.read_text().startswith("format=2\n"):
-                assert time.monotonic() < deadline, f"node {n.node_id}: {marker.read_text()}"
-                time.sleep(0.1)
+        wait_markers(nodes, 2)
 
         clients.create_topics(c.bootstrap, {"after": 1})
         clients.produce_all(p, "after", [{"value": v} for v in values], log)

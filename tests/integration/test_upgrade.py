@@ -23,7 +23,7 @@ import pytest
 import clients
 from conftest import broker_bin, broker_env
 from test_cluster import Cluster, Group, Node, consume_all
-from test_features import finalized, update, wait_level
+from test_features import finalized, update, wait_level, wait_markers
 
 TOPIC = "rolling"
 PARTITIONS = 6
@@ -212,12 +212,7 @@ def test_a_cluster_rolls_from_the_earlier_version_to_this_one_under_load(tmp_pat
                 # Every broker runs this version: the level rises, and every directory's marker.
                 assert update(nodes[2].bootstrap, "stillwater.version", 2, 1) == (0, None)
                 wait_level(nodes, "stillwater.version", 2)
-                for n in nodes:
-                    marker = n.data_dir / ".meta" / "format"
-                    deadline = time.monotonic() + 15
-                    while not marker.read_text().startswith("format=2\n"):
-                        assert time.monotonic() < deadline, f"node {n.node_id}: {marker.read_text()}"
-                        time.sleep(0.1)
+                wait_markers(nodes, 2)
                 time.sleep(3)
 
                 # After it, the earlier version refuses the directory and changes nothing in it.

@@ -344,11 +344,11 @@ fn a_level_is_finalized_only_if_every_registered_broker_supports_it_and_survives
     use crate::features::{Range, Update, UpgradeType, STILLWATER_VERSION};
     let mut m = registered(2);
     // Broker 3 supports group.version 0 only.
-    m.apply(&MetadataRecord::RegisterBroker {
+    let narrow = |incarnation| MetadataRecord::RegisterBroker {
         id: 3,
         host: "127.0.0.1".into(),
         port: 9093,
-        incarnation: 30,
+        incarnation,
         listeners: vec![],
         rack: None,
         inter_broker: None,
@@ -364,7 +364,8 @@ fn a_level_is_finalized_only_if_every_registered_broker_supports_it_and_survives
                 max: 1,
             },
         ]),
-    });
+    };
+    m.apply(&narrow(30));
     let lower = |request, level, upgrade| MetadataRecord::UpdateFeatures {
         request,
         updates: vec![Update {
@@ -383,27 +384,7 @@ fn a_level_is_finalized_only_if_every_registered_broker_supports_it_and_survives
         (0, 40)
     );
     // Now it can: registered, and raising the level again is refused for its sake.
-    m.apply(&MetadataRecord::RegisterBroker {
-        id: 3,
-        host: "127.0.0.1".into(),
-        port: 9093,
-        incarnation: 31,
-        listeners: vec![],
-        rack: None,
-        inter_broker: None,
-        features: Some(vec![
-            Range {
-                name: "group.version".into(),
-                min: 0,
-                max: 0,
-            },
-            Range {
-                name: STILLWATER_VERSION.into(),
-                min: 1,
-                max: 1,
-            },
-        ]),
-    });
+    m.apply(&narrow(31));
     assert!(m.brokers.contains_key(&3));
     m.applying_end = 41;
     m.apply(&lower(2, 1, UpgradeType::Upgrade));
