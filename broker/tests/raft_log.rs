@@ -857,3 +857,62 @@ async fn an_unsettled_partition_settles_before_a_roll() {
     assert_eq!(batches(&store, &p, 0).await, all);
     close(store, p).await;
 }
+
+/// The first entry written into a new segment writes the log's record (`raft-log`) beside it,
+/// not before it: a crash may keep the entry and lose the record, which then says nothing of
+/// the segment before — the active one when it was last written, whose terms, Raft's own
+/// entries and membership changes only its batches told. A start finds them there again.
+/// (Found by the simulator: a follower rolled, crashed in between, and after its start raft-rs
+/// asked for the terms of committed entries the record no longer had.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_lost_at_a_roll_is_found_again_from_the_segment_before() {
+    let dir = tempfile::tempdir().unwrap();
+    // Segments of about ten entries; a term every seven, an own entry every five, and a
+    // membership change in the segment that the lost record leaves untold.
+    let (store, p) = open(dir.path(), 1024).await;
+    let record_file = p.dir.join("raft-log");
+    let mut rolls = 0;
+    let mut index = 1u64;
+    let mut changed = false;
+    let lost_at = loop {
+        let term = 1 + index / 7;
+        let saved = std::fs::read(&record_file).ok();
+        let base = p.state().active().base_offset;
+        let e = match index {
+            _ if rolls == 4 && !changed && index % 5 == 2 => {
+                changed = true;
+                conf_entry(index, term, b"add learner 4")
+            }
+            _ if index % 5 == 0 => entry(index, term, 0),
+            _ => entry(index, term, 2),
+        };
+        write(&store, &p, |w| w.entries = vec![e]).await;
+        index += 1;
+        if p.state().active().base_offset != base {
+            rolls += 1;
+            if rolls == 5 {
+                break saved;
+            }
+        }
+        assert!(index < 200, "never rolled");
+    };
+    let before = p.state().replica.as_ref().unwrap().meta.clone();
+    let all = batches(&store, &p, 0).await;
+    assert!(!before.confs.entries.is_empty() && !before.gaps.at.is_empty());
+    close(store, p).await;
+    // The record as it was before the write into the new segment.
+    match lost_at {
+        Some(bytes) => std::fs::write(&record_file, bytes).unwrap(),
+        None => std::fs::remove_file(&record_file).unwrap(),
+    }
+    for start in ["after the loss", "after the record was repaired"] {
+        let (store, p) = open(dir.path(), 1024).await;
+        let meta = p.state().replica.as_ref().unwrap().meta.clone();
+        assert_eq!(meta, before, "{start}");
+        for i in 1..index {
+            assert_eq!(meta.term_of(i), Some(1 + i / 7), "entry {i} {start}");
+        }
+        assert_eq!(batches(&store, &p, 0).await, all);
+        close(store, p).await;
+    }
+}

@@ -520,6 +520,12 @@ async fn recover_replica(
         .ok_or_else(|| corrupt("no segment".into()))?;
     meta.segments.retain(|base, _| segments.contains_key(base));
     meta.prune(first_base);
+    // The segments whose part of the record comes from their batches: the active one, and the
+    // one before it when the file was last written while that one was active (the first write
+    // into a new segment writes the file beside the data; a crash may keep the data and lose
+    // the file, and with it what the segment before held: its terms, gaps, marks and
+    // membership changes).
+    let mut derived: Vec<(i64, u64, ActiveScan)> = Vec::with_capacity(2);
     let active_first = match meta.segments.get(&active_base) {
         Some(&first) => first,
         None => match segments.range(..active_base).next_back() {
@@ -528,50 +534,55 @@ async fn recover_replica(
                 let &first = meta.segments.get(&before).ok_or_else(|| {
                     corrupt(format!("no first Raft index for the segment at {before}"))
                 })?;
-                let scanned =
-                    scan_segment(io, &seg.file, before, seg.size, u64::MAX, None, false).await?;
-                first + scanned.batches
+                let mut scanned =
+                    scan_segment(io, &seg.file, before, seg.size, u64::MAX, None, true).await?;
+                let batches = scanned.batches;
+                derived.push((before, first, ActiveScan::taken_from(&mut scanned)));
+                first + batches
             }
         },
     };
-    meta.segments.insert(active_base, active_first);
-    meta.epochs.retain(|e| e.index < active_first);
-    for (term, before, offset) in active.terms {
-        if meta.epochs.last().map(|e| e.term) != Some(term) {
-            meta.epochs.push(replica::Epoch {
-                term,
-                index: active_first + before,
-                offset,
-            });
-        }
-    }
-    // The file names the marks of closed segments; the active segment's are what it holds.
-    meta.log_starts
-        .retain(|(at, to)| *at < active_base && *to > log_start_offset);
-    meta.log_starts.extend(
-        active
-            .log_starts
-            .iter()
-            .filter(|(_, to)| *to > log_start_offset),
-    );
-    // The same for the gaps: the file's before the active segment, then what it holds.
-    meta.gaps.truncate(active_base);
-    for &gap in &active.gaps {
-        meta.gaps.push(gap);
-    }
-    // And for the membership changes.
-    meta.confs.replace_from(
-        active_base,
-        active
-            .confs
-            .into_iter()
-            .map(|(n, offset, change)| super::conf::ConfEntry {
-                index: active_first + n,
-                offset,
-                change,
-            }),
-    );
     let next_index = active_first + active.batches;
+    derived.push((active_base, active_first, active));
+    meta.segments.insert(active_base, active_first);
+    // What the file says of the derived segments is what the batches say (the file names the
+    // closed segments' marks, gaps and changes; the derived ones' are what they hold).
+    let (derived_base, derived_first) = (derived[0].0, derived[0].1);
+    meta.epochs.retain(|e| e.index < derived_first);
+    meta.log_starts
+        .retain(|(at, to)| *at < derived_base && *to > log_start_offset);
+    meta.gaps.truncate(derived_base);
+    let mut confs = Vec::new();
+    for (_, first, scan) in derived.iter_mut() {
+        for &(term, before, offset) in &scan.terms {
+            if meta.epochs.last().map(|e| e.term) != Some(term) {
+                meta.epochs.push(replica::Epoch {
+                    term,
+                    index: *first + before,
+                    offset,
+                });
+            }
+        }
+        meta.log_starts.extend(
+            scan.log_starts
+                .iter()
+                .filter(|(_, to)| *to > log_start_offset),
+        );
+        for &gap in &scan.gaps {
+            meta.gaps.push(gap);
+        }
+        confs.extend(
+            std::mem::take(&mut scan.confs)
+                .into_iter()
+                .map(|(n, offset, change)| super::conf::ConfEntry {
+                    index: *first + n,
+                    offset,
+                    change,
+                }),
+        );
+    }
+    meta.confs.replace_from(derived_base, confs);
+    let active = derived.pop().expect("the active segment").2;
     if meta.durable_part(active_base) != file_meta.durable_part(active_base) {
         small_file::write(io, dir, replica::META_FILE, &meta.encode()).await?;
     }

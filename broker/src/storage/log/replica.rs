@@ -15,7 +15,9 @@
 //! Recovery trusts the file for closed segments and derives the active segment's part from its
 //! batches, so the file may lag what is durable in the active segment: it is written beside the
 //! data, not before it, and only when what the batches cannot tell changes
-//! ([`ReplicaMeta::durable_part`]). The Raft hard state (term, vote, commit) is kept apart
+//! ([`ReplicaMeta::durable_part`]). The first entry of a new segment writes it; a crash may
+//! keep that entry and lose the file, which then tells nothing of the segment before either:
+//! recovery derives that segment's part from its batches too. The Raft hard state (term, vote, commit) is kept apart
 //! ([`super::hard_state`]).
 
 use std::collections::BTreeMap;
