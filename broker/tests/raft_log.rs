@@ -883,7 +883,7 @@ async fn a_record_lost_at_a_roll_is_found_again_from_the_segment_before() {
                 changed = true;
                 conf_entry(index, term, b"add learner 4")
             }
-            _ if index % 5 == 0 => entry(index, term, 0),
+            _ if index.is_multiple_of(5) => entry(index, term, 0),
             _ => entry(index, term, 2),
         };
         write(&store, &p, |w| w.entries = vec![e]).await;
