@@ -13,7 +13,7 @@ use broker::batch;
 use broker::config::Config;
 use broker::metrics::Metrics;
 use broker::storage::log::gaps::KafkaOffsets;
-use broker::storage::log::replica::{Epoch, HardStateRecord};
+use broker::storage::log::replica::{Epoch, HardStateRecord, ReplicaMeta};
 use broker::storage::log::{Isolation, Partition, ReadError};
 use broker::storage::{RaftEntry, RaftReset, RaftWrite, RaftWritten, Store};
 use bytes::Bytes;
@@ -886,7 +886,11 @@ async fn a_record_lost_at_a_roll_is_found_again_from_the_segment_before() {
             _ if index.is_multiple_of(5) => entry(index, term, 0),
             _ => entry(index, term, 2),
         };
-        write(&store, &p, |w| w.entries = vec![e]).await;
+        write(&store, &p, |w| {
+            w.entries = vec![e];
+            w.hard_state = Some(hs(term, 1, index - 1));
+        })
+        .await;
         index += 1;
         if p.state().active().base_offset != base {
             rolls += 1;
@@ -905,6 +909,17 @@ async fn a_record_lost_at_a_roll_is_found_again_from_the_segment_before() {
         Some(bytes) => std::fs::write(&record_file, bytes).unwrap(),
         None => std::fs::remove_file(&record_file).unwrap(),
     }
+    // `broker verify` tells the lag (a start repairs it), and no damage.
+    let report = broker::tools::verify::verify(dir.path()).unwrap();
+    assert_eq!(report.damaged, 0, "{:?}", report.lines);
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.contains("names no first entry")),
+        "{:?}",
+        report.lines
+    );
     for start in ["after the loss", "after the record was repaired"] {
         let (store, p) = open(dir.path(), 1024).await;
         let meta = p.state().replica.as_ref().unwrap().meta.clone();
@@ -915,4 +930,29 @@ async fn a_record_lost_at_a_roll_is_found_again_from_the_segment_before() {
         assert_eq!(batches(&store, &p, 0).await, all);
         close(store, p).await;
     }
+    let report = broker::tools::verify::verify(dir.path()).unwrap();
+    assert_eq!(
+        (report.damaged, report.warnings),
+        (0, 0),
+        "{:?}",
+        report.lines
+    );
+    // A record whose terms the batches contradict is damage, named.
+    let data = std::fs::read(&record_file).unwrap();
+    let (format, body) = broker::storage::small_file::check_versioned(&data).unwrap();
+    let mut meta = ReplicaMeta::decode(body).unwrap();
+    meta.epochs[2].index += 1;
+    std::fs::write(
+        &record_file,
+        broker::storage::small_file::text(format, &meta.encode()),
+    )
+    .unwrap();
+    let report = broker::tools::verify::verify(dir.path()).unwrap();
+    assert_eq!(report.damaged, 1, "{:?}", report.lines);
+    assert!(
+        report.lines[0].contains("raft-log: says entry 14 is of term 2")
+            && report.lines[0].contains("says term 3"),
+        "{:?}",
+        report.lines
+    );
 }

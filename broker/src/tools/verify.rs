@@ -1,8 +1,9 @@
 //! `broker verify`: a data directory checked offline, file by file — the format marker, every
 //! small file's CRC and format, every segment's batches (CRC-32C, counts, offsets that never
 //! go back), each closed segment's index files against the segment itself, the transaction
-//! index and producer state, and each replicated partition's Raft hard state against the terms
-//! of the entries in its log. What the broker repairs by itself at start (a torn tail of the
+//! index and producer state, and each replicated partition's Raft state against its log: the
+//! hard state's term against the terms of its entries, and the Raft record's terms
+//! (`raft-log`) against each closed segment's batches. What the broker repairs by itself at start (a torn tail of the
 //! active segment, an index or producer state it rebuilds) is a warning; anything else is
 //! damage. Nothing is written, and a directory a broker holds is refused.
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::{read, ToolError};
 use crate::batch;
+use crate::storage::log::replica::{self, ReplicaMeta};
 use crate::storage::log::{index, txn_index};
 use crate::storage::{format, raft_states, small_file};
 
@@ -209,17 +211,48 @@ fn partition(report: &mut Report, dir: &Path) -> Result<i64, ToolError> {
         return Ok(-1);
     }
     report.partitions += 1;
+    let mut record = None;
     for path in others {
-        small(report, &path)?;
+        let body = small(report, &path)?;
+        if path.file_name().is_some_and(|n| n == replica::META_FILE) {
+            record = body.and_then(|b| match ReplicaMeta::decode(&b) {
+                Ok(m) => Some((path, m)),
+                Err(e) => {
+                    report.damage(&path, e);
+                    None
+                }
+            });
+        }
     }
+    let last = segments.keys().next_back().copied();
+    // The Raft record names every closed segment's first entry and terms; the active segment's
+    // part, and the segment before's when a crash lost its write at the roll, only its
+    // batches tell (a start rebuilds them).
+    let lagging = match (&record, last) {
+        (Some((path, m)), Some(active)) if !m.segments.contains_key(&active) => {
+            let before = segments.range(..active).next_back().map(|(&b, _)| b);
+            if let Some(b) = before.filter(|b| m.segments.contains_key(b)) {
+                report.warn(
+                    path,
+                    format!("names no first entry for the active segment at offset {active} (a crash at its roll): a start rebuilds what it says of the segment at {b} from the batches"),
+                );
+            }
+            before
+        }
+        _ => None,
+    };
+    let mut term_damage = false;
     let mut newest_term = -1i64;
     let mut next = i64::MIN;
-    let last = segments.keys().next_back().copied();
     for (&base, path) in &segments {
         report.files += 1;
         let data = read(path)?;
         report.bytes += data.len() as u64;
         let active = Some(base) == last;
+        let mut raft_index = record
+            .as_ref()
+            .filter(|(_, m)| !active && lagging != Some(base) && base >= m.raft_from)
+            .and_then(|(_, m)| m.segments.get(&base).copied());
         let mut pos = 0usize;
         let mut starts: HashMap<usize, i64> = HashMap::new();
         while pos < data.len() {
@@ -252,20 +285,34 @@ fn partition(report: &mut Report, dir: &Path) -> Result<i64, ToolError> {
             }
             report.batches += 1;
             newest_term = newest_term.max(i64::from(h.partition_leader_epoch));
-            if !h.takes_no_offset() {
-                if h.base_offset < next || h.base_offset < base {
-                    report.damage(
-                        path,
-                        format!(
-                            "the batch at position {pos} starts at offset {}, before {}",
-                            h.base_offset,
-                            next.max(base)
-                        ),
-                    );
+            if let (Some(index), Some((record_path, m))) = (raft_index, &record) {
+                let term = u64::try_from(h.partition_leader_epoch).unwrap_or(0);
+                match m.term_of(index) {
+                    Some(recorded) if recorded != term && !term_damage => {
+                        term_damage = true;
+                        report.damage(
+                            record_path,
+                            format!("says entry {index} is of term {recorded}; its batch (offset {} in {}) says term {term}", h.base_offset, path.display()),
+                        );
+                    }
+                    _ => {}
                 }
-                starts.insert(pos, h.base_offset);
-                next = h.next_offset();
+                raft_index = Some(index + 1);
             }
+            // Offsets here are the log's: Raft's own entries in a replicated log take one
+            // too (only a client's offsets skip them).
+            if h.base_offset < next || h.base_offset < base {
+                report.damage(
+                    path,
+                    format!(
+                        "the batch at position {pos} starts at offset {}, before {}",
+                        h.base_offset,
+                        next.max(base)
+                    ),
+                );
+            }
+            starts.insert(pos, h.base_offset);
+            next = h.next_offset();
             pos += h.size;
         }
         if !active {
