@@ -228,6 +228,10 @@ pub struct Config {
     /// The rack (or zone) this broker is in (Kafka's `broker.rack`): Metadata names it, and a
     /// new partition's replicas go to as many racks as they can. Empty: none.
     pub broker_rack: String,
+    /// The feature levels a new cluster (its first broker to register) or a new single node
+    /// starts at, `name=level,…`: every feature at its highest level but those named (Kafka's
+    /// `kafka-storage format --feature`). An existing cluster or directory keeps its levels.
+    pub initial_features: String,
     /// Address the inter-broker listener binds; defaults to this broker's address in
     /// `cluster_peers`. An observer (not in `cluster_peers`) also registers it as the address
     /// the others dial, so it must be one they can reach.
@@ -352,6 +356,7 @@ impl Default for Config {
             cluster_peers: String::new(),
             cluster_join: String::new(),
             broker_rack: String::new(),
+            initial_features: String::new(),
             inter_broker_listen: None,
             default_replication_factor: 0,
             raft_tick_ms: 100,
@@ -472,6 +477,12 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.check()?;
         Ok(config)
+    }
+
+    /// The levels a new cluster or single node starts at ([`crate::features::initial_levels`];
+    /// checked when the configuration is).
+    pub fn initial_features(&self) -> std::collections::BTreeMap<String, i16> {
+        crate::features::initial_levels(&self.initial_features).unwrap_or_default()
     }
 
     /// This broker's rack, if `broker_rack` names one.

@@ -89,6 +89,38 @@ pub fn supported() -> Vec<Range> {
         .collect()
 }
 
+/// The levels a new cluster or single node starts at (`initial_features`, `name=level,…`):
+/// every feature this broker knows at its highest level, as Kafka formats a cluster without
+/// `--release-version`, but those the text names. A name this broker does not know, or a
+/// level outside its range, is refused with why.
+pub fn initial_levels(spec: &str) -> Result<BTreeMap<String, i16>, String> {
+    let mut levels: BTreeMap<String, i16> = FEATURES
+        .iter()
+        .map(|f| (f.name.to_string(), f.max))
+        .collect();
+    for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, level) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not name=level"))?;
+        let (name, level) = (name.trim(), level.trim());
+        let f = FEATURES.iter().find(|f| f.name == name).ok_or_else(|| {
+            let known: Vec<&str> = FEATURES.iter().map(|f| f.name).collect();
+            format!("no feature {name:?} (known: {})", known.join(", "))
+        })?;
+        let level: i16 = level
+            .parse()
+            .map_err(|_| format!("{item:?}: the level is not a number"))?;
+        if level < f.min || level > f.max {
+            return Err(format!(
+                "{name}={level}: this broker supports levels {} to {}",
+                f.min, f.max
+            ));
+        }
+        levels.insert(name.to_string(), level);
+    }
+    Ok(levels)
+}
+
 /// What a broker that did not say supported: the levels of every version before brokers sent
 /// their ranges.
 pub fn supported_before_ranges() -> Vec<Range> {
@@ -357,6 +389,30 @@ mod tests {
         for f in FEATURES {
             assert!(f.min <= f.unrecorded && f.unrecorded <= f.max, "{f:?}");
         }
+    }
+
+    #[test]
+    fn a_new_cluster_starts_at_the_newest_levels_but_those_named() {
+        let newest = initial_levels("").unwrap();
+        assert_eq!(newest.len(), FEATURES.len());
+        for f in FEATURES {
+            assert_eq!(newest[f.name], f.max, "{}", f.name);
+        }
+        let some = initial_levels(" stillwater.version=1 , group.version=0").unwrap();
+        assert_eq!(some[STILLWATER_VERSION], 1);
+        assert_eq!(some["group.version"], 0);
+        for bad in [
+            "stillwater.version",
+            "no.such=1",
+            "group.version=x",
+            "stillwater.version=0",
+            "group.version=2",
+        ] {
+            assert!(initial_levels(bad).is_err(), "{bad}");
+        }
+        assert!(initial_levels("nope=1")
+            .unwrap_err()
+            .contains("known: group.version"));
     }
 
     #[test]

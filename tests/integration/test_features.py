@@ -56,13 +56,18 @@ def wait_level(nodes, feature, level, timeout=15.0):
 
 
 def test_levels_finalized_through_one_broker_are_told_and_acted_on_by_all(tmp_path):
+    """A new cluster starts at the newest levels (its first broker's registration finalizes
+    them; every directory's format follows)."""
     from test_cluster import Cluster
     c = Cluster(tmp_path).start()
     try:
         c.wait_brokers(3)
         nodes = list(c.nodes.values())
         levels, epoch = finalized(nodes[0].bootstrap)
-        assert levels == {"group.version": 1, "stillwater.version": 1}, levels
+        assert levels == {"group.version": 1, "stillwater.version": 2}, levels
+        assert epoch >= 0
+        wait_level(nodes, "stillwater.version", 2)
+        wait_markers(nodes, 2)
 
         # Refused whole: a level no broker supports, a feature no broker knows.
         code, message = update(nodes[1].bootstrap, "stillwater.version", 3, 1)
@@ -110,14 +115,15 @@ def segment_files(data_dir, topic, ext):
 
 def test_raising_the_format_level_keeps_the_data_and_new_files_name_their_format(tmp_path):
     """Data: 3 MB in 1 KB records over segments of 256 KiB on three nodes. A cluster starts at
-    stillwater.version 1: every directory's marker at format 1, its files without a format
-    line. Raised to 2 (through one broker), every broker's marker says 2 within seconds;
+    stillwater.version 1 (`initial_features`, as one that must still take brokers of an
+    earlier version): every directory's marker at format 1, its files without a format line. Raised to 2 (through one broker), every broker's marker says 2 within seconds;
     files written from then on name their format (a new topic's metadata file, a closed
     segment's index files) while the old ones stay as they were and are read as before, also
     after every broker restarted; the level cannot be lowered again."""
     import clients
     from test_cluster import Cluster
-    c = Cluster(tmp_path, extra_args=("--set", "segment_bytes=262144")).start()
+    c = Cluster(tmp_path, extra_args=("--set", "segment_bytes=262144",
+                                      "--set", "initial_features=stillwater.version=1")).start()
     try:
         c.wait_brokers(3)
         nodes = list(c.nodes.values())
@@ -160,3 +166,32 @@ def test_raising_the_format_level_keeps_the_data_and_new_files_name_their_format
     finally:
         died = c.cleanup()
         assert not died, [n.log_tail() for n in died]
+
+
+def test_a_new_single_node_starts_at_its_initial_levels_and_keeps_them(make_broker):
+    """Data: none (admin requests). `initial_features` starts a new single node lower than
+    the newest levels (format 1, the classic group protocol alone); a directory keeps its
+    levels when the setting changes; a feature or level the broker does not know is refused
+    at start (exit 2) with the setting named."""
+    import subprocess
+    from conftest import Broker, broker_env
+    b = make_broker("initial", extra_args=("--set", "initial_features=stillwater.version=1,group.version=0"))
+    levels, _ = finalized(b.bootstrap)
+    assert levels == {"stillwater.version": 1}, levels
+    assert (b.data_dir / ".meta" / "format").read_text().startswith("format=1\n")
+    assert heartbeat_error(b.bootstrap, "g-initial") == 35
+    # Started again without the setting: the directory's levels stay.
+    b.stop()
+    b.extra_args = []
+    b.start()
+    assert finalized(b.bootstrap)[0] == levels
+    b.stop()
+
+    for spec, why in [("no.such=1", 'no feature "no.such"'),
+                      ("stillwater.version=9", "stillwater.version=9: this broker supports levels 1 to 2"),
+                      ("group.version", "is not name=level")]:
+        bad = Broker(b.workdir.parent / f"bad-{len(why)}", name="bad", extra_args=("--set", f"initial_features={spec}"))
+        r = subprocess.run(bad.command(), capture_output=True, text=True, timeout=60,
+                           env=broker_env(), stdin=subprocess.DEVNULL)
+        assert r.returncode == 2, (spec, r.returncode, r.stderr)
+        assert "initial_features" in r.stderr and why in r.stderr, r.stderr

@@ -195,6 +195,12 @@ impl Config {
                 "broker_rack = {rack:?}: at most 255 characters, no control characters, no spaces around it"
             ));
         }
+        if let Err(why) = crate::features::initial_levels(&self.initial_features) {
+            return bad(format!(
+                "initial_features = {:?}: {why}",
+                self.initial_features
+            ));
+        }
         if self.producer_id_expiration_ms < 1 {
             return bad("producer_id_expiration_ms must be at least 1".into());
         }

@@ -460,6 +460,7 @@ mod tests {
                 rack: None,
                 inter_broker: (id == 4).then(|| "10.0.0.4:9093".into()),
                 features: None,
+                bootstrap: None,
             });
         }
         m.apply(&MetadataRecord::CreateTopic {
@@ -503,6 +504,7 @@ mod tests {
             rack: None,
             inter_broker: Some("10.0.0.4:9093".into()),
             features: None,
+            bootstrap: None,
         });
         assert!(!m.retired.contains(&4));
     }

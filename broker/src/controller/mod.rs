@@ -94,6 +94,8 @@ pub struct Controller {
     endpoints: Vec<Endpoint>,
     /// Its `broker_rack`, registered with it.
     rack: Option<String>,
+    /// The levels a new cluster starts at if this broker registers first (`initial_features`).
+    initial_features: std::collections::BTreeMap<String, i16>,
     session_timeout: Duration,
     /// The controller's voters (`cluster_peers`) and their inter-broker addresses.
     voters: std::collections::BTreeMap<NodeId, std::net::SocketAddr>,
@@ -177,6 +179,7 @@ impl Controller {
             producer_ids: crate::sync::Mutex::new("controller.producer_ids", (0, 0)),
             endpoints: config.advertised_endpoints(),
             rack: config.rack(),
+            initial_features: config.initial_features(),
             session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
             inter_broker: configured
                 .get(&(config.node_id as NodeId))
@@ -581,6 +584,7 @@ impl Controller {
                     rack: self.rack.clone(),
                     inter_broker: self.inter_broker.clone(),
                     features: Some(crate::features::supported()),
+                    bootstrap: Some(self.initial_features.clone()),
                 };
                 if self.must_join() {
                     self.join_through(&record, turn).await;

@@ -215,6 +215,7 @@ mod tests {
                 rack: None,
                 inter_broker: None,
                 features: None,
+                bootstrap: None,
             });
         }
         m.apply(&MetadataRecord::CreateTopic {

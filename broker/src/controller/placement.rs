@@ -189,6 +189,7 @@ mod tests {
                 rack: Some(rack.into()),
                 inter_broker: None,
                 features: None,
+                bootstrap: None,
             });
         }
         assert_eq!(m.brokers[&3].rack.as_deref(), Some("b"));

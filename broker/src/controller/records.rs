@@ -45,6 +45,11 @@ pub enum MetadataRecord {
         /// finalized level is not registered.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         features: Option<Vec<crate::features::Range>>,
+        /// The levels a new cluster starts at when this is the first broker it registers
+        /// (`initial_features`; `None`: a broker of a version before it said, and a cluster
+        /// such a broker formed keeps the levels before any was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bootstrap: Option<std::collections::BTreeMap<String, i16>>,
     },
     /// Forget broker `id` (retired: it holds no replica). Refused while a partition names it.
     UnregisterBroker {
@@ -292,6 +297,7 @@ mod listener_tests {
             rack: Some("eu-1a".into()),
             inter_broker: Some("10.0.0.3:9095".into()),
             features: Some(crate::features::supported()),
+            bootstrap: Some(crate::features::initial_levels("").unwrap()),
         };
         let decoded = decode_batches(new.encode(1));
         assert_eq!(decoded, vec![(1, new.clone())]);

@@ -228,6 +228,7 @@ mod tests {
             rack: Some("r1".into()),
             inter_broker: None,
             features: None,
+            bootstrap: None,
         });
         state
             .cluster_configs
@@ -268,6 +269,7 @@ mod tests {
                 rack: None,
                 inter_broker: None,
                 features: None,
+                bootstrap: None,
             });
         }
         state.apply(&MetadataRecord::CreateTopic {

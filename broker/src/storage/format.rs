@@ -93,21 +93,22 @@ pub(super) async fn check(io: &Io, data_dir: &Path) -> Result<Option<Marker>, St
     Ok(marker)
 }
 
-/// The directory's format once it is open: the marker's; else (and the marker written) the
-/// newest for a single node's new directory (`newest`), the first for a cluster node's (it
-/// rises with the cluster's `stillwater.version`) and for a directory from before the marker.
+/// The directory's format once it is open: the marker's; else (and the marker written)
+/// `new_single`, a single node's new directory's (its initial `stillwater.version`), or the
+/// first for a cluster node's (it rises with the cluster's `stillwater.version`) and for a
+/// directory from before the marker.
 pub(super) async fn settle(
     io: &Io,
     data_dir: &Path,
     marker: Option<Marker>,
-    newest: bool,
+    new_single: Option<u16>,
 ) -> Result<u16, StorageError> {
     if let Some(m) = marker {
         io.format
             .store(m.format, std::sync::atomic::Ordering::Release);
         return Ok(m.format);
     }
-    let first = if newest { READS } else { UNMARKED };
+    let first = new_single.unwrap_or(UNMARKED);
     write(io, data_dir, first).await?;
     Ok(first)
 }

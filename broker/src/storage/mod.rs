@@ -210,8 +210,15 @@ impl Store {
         );
         let dir_lock = io.lock_dir(&data_dir, &holder).await?;
         let created_here = owner::check_ownership(&io, &data_dir, config).await?;
-        let format =
-            format::settle(&io, &data_dir, marker, created_here && !config.clustered()).await?;
+        // A new single node starts at its initial levels (the newest unless configured).
+        let initial = (created_here && !config.clustered()).then(|| config.initial_features());
+        let initial_format = initial.as_ref().map(|levels| {
+            let level = levels.get(crate::features::STILLWATER_VERSION).copied();
+            level.map_or(format::READS, |l| {
+                u16::try_from(l).unwrap_or(format::UNMARKED)
+            })
+        });
+        let format = format::settle(&io, &data_dir, marker, initial_format).await?;
         let static_defaults = config.topic_defaults();
         let node_meta::NodeMeta {
             dynamic,
@@ -221,6 +228,10 @@ impl Store {
             client_quotas,
             features,
         } = node_meta::read(&io, &data_dir, static_defaults, format).await?;
+        let features = match initial {
+            Some(levels) => node_meta::start_features(&io, &data_dir, features, &levels).await?,
+            None => features,
+        };
         let replicated = config.clustered();
         let recovered = if replicated {
             raft_states::read(&io, &data_dir).await?

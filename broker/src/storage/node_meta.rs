@@ -87,3 +87,23 @@ pub(super) async fn read(
         features,
     })
 }
+
+/// A new single node's levels: `levels` over what it read (nothing finalized yet), the file
+/// written when they differ from what a directory without it would run at.
+pub(super) async fn start_features(
+    io: &Io,
+    data_dir: &Path,
+    read: Finalized,
+    levels: &BTreeMap<String, i16>,
+) -> Result<Finalized, StorageError> {
+    let mut features = read.clone();
+    for (name, &level) in levels {
+        features.set(name, level, read.epoch);
+    }
+    let same = features.listed() == read.listed();
+    if !same {
+        let body = serde_json::to_string(&features).expect("plain data encodes");
+        small_file::write(io, &data_dir.join(catalog::META_DIR), FEATURES_FILE, &body).await?;
+    }
+    Ok(if same { read } else { features })
+}

@@ -220,6 +220,43 @@ impl ClusterMetadata {
         Outcome::Done
     }
 
+    /// A new cluster starts at the levels its first registered broker asks for (within its
+    /// own ranges): a metadata that never held a broker, a topic or a level. A cluster formed
+    /// by brokers of a version before levels, whose registrations ask for none, stays at the
+    /// unrecorded levels until an operator raises them.
+    fn bootstrap_features(
+        &mut self,
+        id: NodeId,
+        levels: &BTreeMap<String, i16>,
+        ranges: &[crate::features::Range],
+    ) {
+        let pristine = self.brokers.is_empty()
+            && self.retired.is_empty()
+            && self.topics.is_empty()
+            && self.features == crate::features::Finalized::default();
+        if !pristine {
+            return;
+        }
+        let updates: Vec<crate::features::Update> = levels
+            .iter()
+            .map(|(name, &level)| crate::features::Update {
+                name: name.clone(),
+                level,
+                upgrade: crate::features::UpgradeType::UnsafeDowngrade,
+            })
+            .collect();
+        match crate::features::check_recorded(&self.features, &updates, &[(id as i32, ranges)]) {
+            Ok(()) => {
+                for u in &updates {
+                    self.features.set(&u.name, u.level, self.applying_end);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(broker = id, error = %e, "the new cluster's first levels are refused")
+            }
+        }
+    }
+
     /// Apply one record (in log order).
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
@@ -232,7 +269,11 @@ impl ClusterMetadata {
                 rack,
                 inter_broker,
                 features,
+                bootstrap,
             } => {
+                if let (Some(levels), Some(ranges)) = (bootstrap, features) {
+                    self.bootstrap_features(*id, levels, ranges);
+                }
                 let features = features
                     .clone()
                     .unwrap_or_else(crate::features::supported_before_ranges);

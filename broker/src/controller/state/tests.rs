@@ -13,6 +13,7 @@ fn registered(n: u64) -> ClusterMetadata {
             rack: None,
             inter_broker: None,
             features: None,
+            bootstrap: None,
         });
     }
     m
@@ -249,6 +250,7 @@ fn a_broker_that_starts_again_leads_nothing_until_it_reports_again() {
         rack: None,
         inter_broker: None,
         features: None,
+        bootstrap: None,
     });
     assert_eq!(m.partition("t", 0).unwrap().leader, Some(2));
     // A new start of broker 2 (a restart, an emptied directory) leads nothing yet.
@@ -261,6 +263,7 @@ fn a_broker_that_starts_again_leads_nothing_until_it_reports_again() {
         rack: None,
         inter_broker: None,
         features: None,
+        bootstrap: None,
     });
     assert_eq!(m.partition("t", 0).unwrap().leader, None);
     assert_eq!(m.partition("t", 0).unwrap().leader_term, 4);
@@ -364,6 +367,7 @@ fn a_level_is_finalized_only_if_every_registered_broker_supports_it_and_survives
                 max: 1,
             },
         ]),
+        bootstrap: None,
     };
     m.apply(&narrow(30));
     let lower = |request, level, upgrade| MetadataRecord::UpdateFeatures {
@@ -413,4 +417,56 @@ fn a_level_is_finalized_only_if_every_registered_broker_supports_it_and_survives
     )
     .unwrap();
     assert_eq!(old.features, crate::features::supported_before_ranges());
+}
+
+#[test]
+fn a_new_cluster_starts_at_the_levels_its_first_broker_asks_for_and_an_old_one_does_not() {
+    use crate::features::{initial_levels, supported, STILLWATER_VERSION};
+    let register = |id: u64, features: Option<Vec<crate::features::Range>>, bootstrap| {
+        MetadataRecord::RegisterBroker {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9090 + id as i32,
+            incarnation: id * 10,
+            listeners: vec![],
+            rack: None,
+            inter_broker: None,
+            features,
+            bootstrap,
+        }
+    };
+    let newest = initial_levels("").unwrap();
+    // A new cluster: the first broker's levels, at the record's offset.
+    let mut m = ClusterMetadata::new();
+    m.applying_end = 3;
+    m.apply(&register(1, Some(supported()), Some(newest.clone())));
+    assert_eq!(m.features.level(STILLWATER_VERSION), 2);
+    assert_eq!(m.features.epoch, 3);
+    // The next brokers' ask nothing more, even for other levels.
+    m.applying_end = 4;
+    let older = initial_levels("stillwater.version=1,group.version=0").unwrap();
+    m.apply(&register(2, Some(supported()), Some(older.clone())));
+    assert_eq!(
+        (m.features.level(STILLWATER_VERSION), m.features.epoch),
+        (2, 3)
+    );
+    // Configured lower: a new cluster at those levels.
+    let mut m = ClusterMetadata::new();
+    m.apply(&register(1, Some(supported()), Some(older)));
+    assert_eq!(m.features.level(STILLWATER_VERSION), 1);
+    assert_eq!(m.features.level("group.version"), 0);
+    // A cluster formed by brokers of a version before levels, whose first registration asks
+    // for none: a broker of this version registering later does not raise anything.
+    let mut m = registered(2);
+    m.apply(&register(3, Some(supported()), Some(newest.clone())));
+    assert_eq!(m.features, crate::features::Finalized::default());
+    // Levels outside the first broker's own ranges: refused, nothing finalized.
+    let mut m = ClusterMetadata::new();
+    m.apply(&register(
+        1,
+        Some(crate::features::supported_before_ranges()),
+        Some(newest),
+    ));
+    assert_eq!(m.features, crate::features::Finalized::default());
+    assert!(m.brokers.contains_key(&1));
 }
