@@ -7,7 +7,9 @@ classes, which are generated from those schemas), and whether its answer is comp
 case runs at the lowest and at the highest version of its API that both servers serve, on
 fresh names (`{topic}`, `{group}`, `{txn}` and `{name}` in a request become names of that case
 and version; `"<null>"` is a null). A step is sent again while its error code says "not yet"
-(a coordinator still loading, on either server; `retry_while` names other codes, or none);
+(a coordinator still loading, on either server; `retry_while` names other codes, or none),
+and while its answer does not say what `until` expects (`{path: value}`, for a change a
+server shows a moment after it answered);
 `only` limits a step's comparison to some fields; a `scram` step logs in (SaslHandshake,
 SaslAuthenticate) and compares the error codes; a case with `listener = "sasl"` goes to SASL
 listeners. Answers are turned into plain data, cleaned of what must differ (the servers'
@@ -529,7 +531,8 @@ def run_step(server, step, version, names):
         if isinstance(answer, str):
             return {"closed": answer}
         code = getattr(answer, "error_code", 0)
-        if code not in step.get("retry_while", NOT_YET) or time.time() > deadline:
+        not_yet = code in step.get("retry_while", NOT_YET) or not _holds(answer, step.get("until", {}))
+        if not not_yet or time.time() > deadline:
             break
         time.sleep(0.2)
     data = plain(answer)
@@ -537,6 +540,24 @@ def run_step(server, step, version, names):
     for var, field in step.get("save", {}).items():
         server.saved[var] = str(_field(answer, field))
     return data
+
+
+def _holds(answer, until):
+    """Whether `answer` says what a step's `until` expects (`{path: value}`; a path ending in
+    `#len` is a list's length): a step is sent again until it does, for a change a server
+    applies a moment after it answered (Kafka's brokers serve client quotas from a copy of the
+    metadata that follows the controller's)."""
+    for path, want in until.items():
+        try:
+            if path.endswith("#len"):
+                got = len(_field(answer, path[:-len("#len")]))
+            else:
+                got = _field(answer, path)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return False
+        if got != want:
+            return False
+    return True
 
 
 def _field(answer, path):
