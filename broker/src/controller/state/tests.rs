@@ -1,20 +1,29 @@
 use super::*;
 use crate::controller::records::id_text;
 
+/// Broker `id`'s registration, with the feature ranges and first levels it names.
+fn register(
+    id: u64,
+    features: Option<Vec<crate::features::Range>>,
+    bootstrap: Option<BTreeMap<String, i16>>,
+) -> MetadataRecord {
+    MetadataRecord::RegisterBroker {
+        id,
+        host: "127.0.0.1".into(),
+        port: 9090 + id as i32,
+        incarnation: id * 10,
+        listeners: vec![],
+        rack: None,
+        inter_broker: None,
+        features,
+        bootstrap,
+    }
+}
+
 fn registered(n: u64) -> ClusterMetadata {
     let mut m = ClusterMetadata::new();
     for id in 1..=n {
-        m.apply(&MetadataRecord::RegisterBroker {
-            id,
-            host: "127.0.0.1".into(),
-            port: 9090 + id as i32,
-            incarnation: id * 10,
-            listeners: vec![],
-            rack: None,
-            inter_broker: None,
-            features: None,
-            bootstrap: None,
-        });
+        m.apply(&register(id, None, None));
     }
     m
 }
@@ -422,19 +431,6 @@ fn a_level_is_finalized_only_if_every_registered_broker_supports_it_and_survives
 #[test]
 fn a_new_cluster_starts_at_the_levels_its_first_broker_asks_for_and_an_old_one_does_not() {
     use crate::features::{initial_levels, supported, STILLWATER_VERSION};
-    let register = |id: u64, features: Option<Vec<crate::features::Range>>, bootstrap| {
-        MetadataRecord::RegisterBroker {
-            id,
-            host: "127.0.0.1".into(),
-            port: 9090 + id as i32,
-            incarnation: id * 10,
-            listeners: vec![],
-            rack: None,
-            inter_broker: None,
-            features,
-            bootstrap,
-        }
-    };
     let newest = initial_levels("").unwrap();
     // A new cluster: the first broker's levels, at the record's offset.
     let mut m = ClusterMetadata::new();
