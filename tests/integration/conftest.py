@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -92,6 +93,26 @@ def free_port() -> int:
         _TAKEN_PORTS.add(port)
         return port
     raise RuntimeError("no free port below 32000")
+
+
+class Background:
+    """`_run` in a thread of its own from `with` to the end of the block (`stop` says when);
+    the block's end waits for the thread at most `join_timeout` seconds (`None`: until it
+    ends)."""
+
+    join_timeout = None
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=self.join_timeout)
 
 
 class BrokerDied(AssertionError):

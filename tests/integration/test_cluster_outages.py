@@ -17,7 +17,7 @@ from confluent_kafka import TopicPartition
 
 import clients
 import wire
-from conftest import free_port
+from conftest import Background, free_port
 from proxy import Proxy
 from test_cluster import Cluster, Node, cluster, consume_all, create  # noqa: F401 (cluster: the fixture)
 
@@ -31,22 +31,6 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-class Background:
-    """`_run` in a thread of its own from `with` to the end of the block (`stop` says when)."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 class Sampler(Background):

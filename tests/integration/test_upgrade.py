@@ -13,7 +13,6 @@ replicas each."""
 
 import os
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import clients
-from conftest import broker_bin, broker_env
+from conftest import Background, broker_bin, broker_env
 from test_cluster import Cluster, Group, Node, consume_all
 from test_features import finalized, update, wait_level, wait_markers
 
@@ -62,24 +61,17 @@ class VersionedNode(Node):
         return cmd
 
 
-class Load:
+class Load(Background):
     """An idempotent acks=all producer writing 1 KiB records to TOPIC as fast as the cluster
     takes them (at most `rate` a second), in a thread, until stopped."""
+
+    join_timeout = 240
 
     def __init__(self, cluster, rate=800):
         self.cluster, self.rate = cluster, rate
         self.delivered = {}
         self.errors = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=240)
+        super().__init__()
 
     def _on_delivery(self, err, msg):
         if err is not None:
@@ -112,24 +104,17 @@ class Load:
         self.left = p.flush(180)
 
 
-class Leaders:
+class Leaders(Background):
     """Samples every partition's leader through Metadata every 250 ms; the longest stretch
     each partition was seen without a live leader."""
 
+    join_timeout = 30
+
     def __init__(self, cluster):
         self.cluster = cluster
-        self.stop = threading.Event()
         self.since = {}
         self.longest = {p: 0.0 for p in range(PARTITIONS)}
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=30)
+        super().__init__()
 
     def _run(self):
         while not self.stop.is_set():
