@@ -1,16 +1,20 @@
 //! A single node's own metadata files in `.meta/` (a cluster keeps the same in its metadata
 //! log): the dynamic broker configs, the security metadata, the client-metrics
 //! subscriptions, the client quotas and the finalized feature levels — each read whole at
-//! start, changed only through the admin lane ([`super::admin`]).
+//! start, changed only through the admin lane ([`super::admin`]); and the `Store`'s methods that
+//! tell and change them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use super::admin::AdminCommand;
+use super::catalog::TopicError;
 use super::log::LogConfig;
 use super::{admin, catalog, small_file, Io, StorageError};
 use crate::broker_configs::{self, DynamicConfigs};
 use crate::features::Finalized;
-use crate::security::SecurityMetadata;
+use crate::security::{SecurityChange, SecurityMetadata};
 use crate::topic_config::Overrides;
 
 /// The file of a single node's finalized feature levels.
@@ -106,4 +110,118 @@ pub(super) async fn start_features(
         small_file::write(io, &data_dir.join(catalog::META_DIR), FEATURES_FILE, &body).await?;
     }
     Ok(if same { read } else { features })
+}
+
+/// What a single node keeps in `.meta/`, as the store tells and changes it (each change through
+/// the admin lane, answered once durable).
+impl super::Store {
+    /// The dynamic broker configs in force.
+    pub fn dynamic_configs(&self) -> DynamicConfigs {
+        self.shared.dynamic.read().expect("not poisoned").0.clone()
+    }
+
+    /// Whether `configs` resolve over this broker's static settings.
+    pub fn check_dynamic_configs(&self, configs: &DynamicConfigs) -> Result<(), TopicError> {
+        configs
+            .apply(self.shared.static_defaults)
+            .map(|_| ())
+            .map_err(|e| TopicError::InvalidConfig(e.0))
+    }
+
+    /// Replace the dynamic broker configs: kept durably, then every topic without its own
+    /// value of a changed setting follows it at once.
+    pub async fn set_dynamic_configs(&self, configs: DynamicConfigs) -> Result<(), TopicError> {
+        self.check_dynamic_configs(&configs)?;
+        self.ask(|reply| AdminCommand::SetDynamicConfigs { configs, reply })
+            .await
+    }
+
+    /// A single node's security metadata as it is now.
+    pub fn security(&self) -> Arc<SecurityMetadata> {
+        self.shared.security.read().expect("not poisoned").clone()
+    }
+
+    /// A single node's client-metrics subscriptions as they are now.
+    pub fn client_metrics(&self) -> Arc<std::collections::BTreeMap<String, Overrides>> {
+        self.shared
+            .client_metrics
+            .read()
+            .expect("not poisoned")
+            .clone()
+    }
+
+    /// Replace a single node's client-metrics subscription `name` (no configs: remove it),
+    /// answered once durable.
+    pub async fn set_client_metrics(
+        &self,
+        name: &str,
+        configs: Overrides,
+    ) -> Result<(), TopicError> {
+        let name = name.to_string();
+        self.ask(|reply| AdminCommand::SetClientMetrics {
+            name,
+            configs,
+            reply,
+        })
+        .await
+    }
+
+    /// A single node's finalized feature levels as they are now.
+    pub fn features(&self) -> Arc<crate::features::Finalized> {
+        self.shared.features.read().expect("not poisoned").clone()
+    }
+
+    /// The directory's format now ([`format`]).
+    pub fn format(&self) -> u16 {
+        self.shared.io.format()
+    }
+
+    /// Raise the directory's format to `level` (a cluster finalized `stillwater.version` at
+    /// it): the marker rewritten durably before any file of the level is written. A level at
+    /// or below the format now changes nothing; one above what this broker reads is refused.
+    pub async fn raise_format(&self, level: u16) -> Result<(), TopicError> {
+        if level <= self.format() {
+            return Ok(());
+        }
+        self.ask(|reply| AdminCommand::RaiseFormat { level, reply })
+            .await
+    }
+
+    /// Finalize feature levels on a single node (checked by the caller), once durable; the
+    /// directory's format first raised if `stillwater.version` rises.
+    pub async fn update_features(
+        &self,
+        updates: Vec<crate::features::Update>,
+    ) -> Result<(), TopicError> {
+        self.ask(|reply| AdminCommand::UpdateFeatures { updates, reply })
+            .await
+    }
+
+    /// A single node's client quotas as they are now.
+    pub fn client_quotas(&self) -> Arc<crate::quota::ClientQuotas> {
+        self.shared
+            .client_quotas
+            .read()
+            .expect("not poisoned")
+            .clone()
+    }
+
+    /// Apply alterations to a single node's client quotas, each alone (in the admin lane, so
+    /// two requests' alterations never undo one another): each one's outcome, once durable.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: Vec<crate::quota::Alteration>,
+    ) -> Result<Vec<Result<(), crate::quota::Refused>>, TopicError> {
+        self.ask(|reply| AdminCommand::AlterClientQuotas { alterations, reply })
+            .await
+    }
+
+    /// Change a single node's security metadata: each change's outcome, once durable.
+    pub async fn alter_security(
+        &self,
+        changes: Vec<SecurityChange>,
+    ) -> Result<crate::security::Outcomes, TopicError> {
+        self.ask(|reply| AdminCommand::AlterSecurity { changes, reply })
+            .await
+    }
 }
