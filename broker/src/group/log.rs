@@ -8,7 +8,117 @@
 
 use super::*;
 
+/// A write to the offsets topic under way: through the local pipeline, or (in a cluster) the
+/// partition's Raft group.
+pub(super) enum Appending {
+    Local(oneshot::Receiver<Result<Appended, AppendError>>),
+    Replicated(oneshot::Receiver<Result<Appended, ReplicaError>>),
+}
+
+impl Appending {
+    /// Once durable (committed, in a cluster): where the batch starts; or the code to answer.
+    pub(super) async fn outcome(self) -> Result<Appended, i16> {
+        match self {
+            Appending::Local(rx) => match rx.await {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err(e)) => Err(write_error(&e)),
+                Err(_) => Err(GONE),
+            },
+            Appending::Replicated(rx) => match rx.await {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err(ReplicaError::NotLeader { .. } | ReplicaError::Unknown)) => Err(ELSEWHERE),
+                Ok(Err(_)) | Err(_) => Err(GONE),
+            },
+        }
+    }
+}
+
+/// What a write is for, to finish when it is durable.
+pub(super) enum Pending {
+    /// The leader's assignment of `generation`: then the members get theirs.
+    Assignment { group: String, generation: i32 },
+    /// Offsets: then the cache takes them and the committer gets its answer.
+    Offsets {
+        group: String,
+        offsets: Vec<(String, i32, OffsetValue)>,
+        reply: oneshot::Sender<Result<Vec<i16>, i16>>,
+        /// Per offset asked: NONE for those written, an error for those refused.
+        codes: Vec<i16>,
+    },
+    /// Tombstones of deleted groups or offsets (the in-memory state already changed).
+    Tombstones(Option<(oneshot::Sender<Vec<i16>>, Vec<i16>)>),
+    /// Tombstones of a group's deleted offsets, answered once durable.
+    DeletedOffsets(oneshot::Sender<Result<Vec<i16>, i16>>, Vec<i16>),
+    /// A group's metadata (an empty group after its last member left): nothing waits.
+    GroupState,
+    /// A consumer-protocol heartbeat's records: then its answer.
+    Consumer(
+        oneshot::Sender<ConsumerHeartbeatResponse>,
+        ConsumerHeartbeatResponse,
+    ),
+    /// A transaction's offsets: then they are pending until its marker, and the committer
+    /// gets its answer.
+    TxnOffsets {
+        group: String,
+        producer_id: i64,
+        offsets: Vec<(String, i32, OffsetValue)>,
+        reply: oneshot::Sender<Result<Vec<i16>, i16>>,
+        codes: Vec<i16>,
+    },
+}
+
+/// A write to the offsets topic not yet applied.
+pub(super) struct InFlight {
+    pub(super) id: u64,
+    pub(super) pending: Pending,
+    /// Set when the write finished, until the writes before it have too.
+    pub(super) outcome: Option<Result<(), i16>>,
+}
+
 impl Actor {
+    /// Append `entries` as one batch to partition `index` of the offsets topic.
+    pub(super) async fn append(&self, index: i32, entries: &[Entry]) -> Result<Appending, i16> {
+        self.append_for(index, entries, None).await
+    }
+
+    /// [`Actor::append`], transactional for the producer when `for_producer`.
+    pub(super) async fn append_for(
+        &self,
+        index: i32,
+        entries: &[Entry],
+        for_producer: Option<crate::schema::WrittenFor>,
+    ) -> Result<Appending, i16> {
+        let topic = self.offsets_topic().await?;
+        let partition = topic.partition(index).cloned().ok_or(GONE)?;
+        let payload = encode_batch(entries, self.clock.wall_ms(), for_producer);
+        let headers = batch::validate_all(&payload, usize::MAX).map_err(|_| GONE)?;
+        if let Some(cluster) = &self.cluster {
+            let view = cluster
+                .replication()
+                .replica(OFFSETS_TOPIC, index)
+                .ok_or(ELSEWHERE)?;
+            return match cluster
+                .replication()
+                .propose(view.group, vec![payload], -1)
+                .await
+            {
+                Ok(Some(rx)) => Ok(Appending::Replicated(rx)),
+                Ok(None) => Err(GONE),
+                Err(ReplicaError::NotLeader { .. } | ReplicaError::Unknown) => Err(ELSEWHERE),
+                Err(_) => Err(GONE),
+            };
+        }
+        match self
+            .store
+            .append(partition, payload, headers, true, None)
+            .await
+        {
+            Ok(Some(rx)) => Ok(Appending::Local(rx)),
+            Ok(None) => Err(GONE),
+            Err(e) => Err(write_error(&AppendError::Storage(e))),
+        }
+    }
+
     /// The offsets topic, created on first use (as Kafka does).
     pub(super) async fn offsets_topic(&self) -> Result<Arc<crate::storage::catalog::Topic>, i16> {
         if let Some(t) = self.store.topic(OFFSETS_TOPIC) {
