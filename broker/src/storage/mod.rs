@@ -11,6 +11,7 @@
 //! the pipeline holds the directory's lock and ends after the lane.
 
 mod admin;
+mod board;
 pub mod catalog;
 mod cleaner;
 mod commands;

@@ -24,11 +24,12 @@ use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use io_backend::DiskFile;
 
+use super::board::Board;
 use super::log::index::IndexEntry;
 use super::log::replica::{self, HardStateRecord, ReplicaMeta};
 use super::log::txn_index::AbortedTxn;
 use super::log::{self, Partition};
-use super::pipeline::{Board, Pipeline};
+use super::pipeline::Pipeline;
 use super::settle::settle_due;
 use super::zeros::zeros_ahead;
 use super::{

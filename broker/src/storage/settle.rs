@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
+use super::board::Board;
 use super::log::Partition;
-use super::pipeline::{Board, Pipeline};
+use super::pipeline::Pipeline;
 use super::raft_states;
 use super::raft_writes::{key_of, roll_due};
 use super::{AppendError, RaftWrite, RaftWritten};
