@@ -210,7 +210,7 @@ impl Node {
         // partition's replica learns its high watermark from its leader, as before.
         if group == wire::CONTROLLER_GROUP && applied > 0 {
             if let Some(g) = self.groups.get_mut(&group) {
-                ready::apply(g, applied, &self.store);
+                commit::apply(g, applied, &self.store);
             }
         }
         self.active.insert(group);

@@ -73,6 +73,7 @@ use std::sync::atomic::Ordering;
 use underway::Underway;
 
 mod acks;
+mod commit;
 mod delivery;
 mod feed;
 mod groups;
@@ -92,7 +93,6 @@ use handle::Views;
 pub use handle::{Acknowledgement, GroupView, RaftSettings, ReplicaError, Replication, Status};
 use leadership::{answer_commit_asks, hand_back, rebalance, HAND_BACKS_MAX};
 pub use membership::{Members, MembershipApplied, Progress};
-use ready::next_offset;
 use ticks::update_status;
 
 enum Command {

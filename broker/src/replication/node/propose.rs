@@ -280,3 +280,28 @@ fn answer_duplicate(g: &mut Group, mut waiter: Waiter, b: &crate::producer_state
         g.waiters.push_back(waiter);
     }
 }
+
+/// The Kafka offset after every entry raft-rs holds for the group (its storage's and those
+/// not yet handed to it): where the next proposal's batches will be written.
+pub(super) fn next_offset(g: &Group) -> i64 {
+    let storage = g.raw.store();
+    let last_stored = raft::Storage::last_index(storage).unwrap_or(0);
+    let stored_end = storage
+        .end_offset(last_stored)
+        .unwrap_or_else(|| g.view.partition.state().log_end_offset());
+    let unstable: i64 = g
+        .raw
+        .raft
+        .raft_log
+        .unstable_entries()
+        .iter()
+        .map(|e| {
+            if e.data.is_empty() || crate::replication::conf::is_change(e) {
+                1
+            } else {
+                crate::batch::parse_header(&e.data).map_or(1, |h| h.last_offset_delta as i64 + 1)
+            }
+        })
+        .sum();
+    stored_end + unstable
+}

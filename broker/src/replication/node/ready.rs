@@ -124,7 +124,7 @@ impl Node {
                 return;
             };
             membership::apply_changes(g, group, self.id, &committed);
-            apply(g, last, &self.store);
+            commit::apply(g, last, &self.store);
             g.raw.advance_apply_to(last);
             answer_commit_asks(g);
             if g.copies_awaited {
@@ -679,84 +679,6 @@ fn queue_hard_state(g: &mut Group, hs: &raft::eraftpb::HardState) {
         g.vote_written = (hs.term, hs.vote);
         g.next.hard_state = Some(record);
     }
-}
-
-/// The Kafka offset after every entry raft-rs holds for the group (its storage's and those
-/// not yet handed to it): where the next proposal's batches will be written.
-pub(super) fn next_offset(g: &Group) -> i64 {
-    let storage = g.raw.store();
-    let last_stored = raft::Storage::last_index(storage).unwrap_or(0);
-    let stored_end = storage
-        .end_offset(last_stored)
-        .unwrap_or_else(|| g.view.partition.state().log_end_offset());
-    let unstable: i64 = g
-        .raw
-        .raft
-        .raft_log
-        .unstable_entries()
-        .iter()
-        .map(|e| {
-            if e.data.is_empty() || crate::replication::conf::is_change(e) {
-                1
-            } else {
-                crate::batch::parse_header(&e.data).map_or(1, |h| h.last_offset_delta as i64 + 1)
-            }
-        })
-        .sum();
-    stored_end + unstable
-}
-
-/// Entries through `commit` are committed: the high watermark moves there, and the proposals
-/// waiting for it are answered.
-pub(super) fn apply(g: &mut Group, commit: u64, store: &Arc<Store>) {
-    let storage = g.raw.store();
-    if let Some(hw) = storage.end_offset(commit) {
-        if g.view.partition.set_committed_offset(hw) {
-            store.published();
-        }
-    }
-    if let Some(to) = g.view.partition.take_due_log_start() {
-        crate::coverage::reached(crate::coverage::Event::LogStartMarkApplied);
-        // A committed log-start mark: this replica moves its log start there (the admin
-        // lane's DeleteRecords, durable before visible), away from the loop.
-        let (store, partition) = (store.clone(), g.view.partition.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.delete_records(partition.clone(), to).await {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, to, error = %e, "cannot move the log start to a committed mark yet; tried again at the next commit");
-                partition.log_start_not_moved(to);
-            }
-        });
-    }
-    g.producers.committed(commit);
-    let hw = g.view.partition.high_watermark();
-    let log_start = g.view.partition.log_start_offset();
-    let mut kept = VecDeque::with_capacity(g.waiters.len());
-    for w in g.waiters.drain(..) {
-        if w.refusal.is_some() {
-            kept.push_back(w);
-            continue;
-        }
-        if let Some((base_offset, end)) = w.duplicate {
-            if hw >= end {
-                let _ = w.reply.send(Ok(Appended {
-                    base_offset,
-                    log_start_offset: log_start,
-                    log_append_time_ms: -1,
-                }));
-            } else {
-                kept.push_back(w);
-            }
-            continue;
-        }
-        if w.acks == -1 && w.last_index <= commit && w.min_insync == 0 {
-            let a = answer(storage, &w, log_start);
-            let _ = w.reply.send(a);
-        } else {
-            kept.push_back(w);
-        }
-    }
-    g.waiters = kept;
-    storage.compact(commit);
 }
 
 #[cfg(test)]
